@@ -1,0 +1,226 @@
+//! Code generation: the function itself, `apply_<fn>`, `apply_async_<fn>` and
+//! the registration.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{parse_quote, ItemFn, Path};
+
+use crate::parse::TaskArgs;
+use crate::validate::{self, TaskFn};
+
+/// `#[pool_task]`: on error, the function is still emitted next to the
+/// errors, so one mistake does not cascade into "cannot find `square`".
+pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "`#[pool_task]` goes on a free function: `#[pool_task] fn name(arg: Type) -> Type { .. }`",
+            );
+            return with_error(item, error);
+        }
+    };
+    let args = syn::parse2::<TaskArgs>(args);
+    let task = validate::task_fn(&func);
+    match (args, task) {
+        (Ok(args), Ok(task)) => generate(&args, &task),
+        (Err(a), Err(mut t)) => {
+            t.combine(a);
+            with_error(func.into_token_stream(), t)
+        }
+        (Err(e), _) | (_, Err(e)) => with_error(func.into_token_stream(), e),
+    }
+}
+
+/// `#[procpool::main]`: `init()` becomes the first statement of `main`.
+pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(Span::call_site(), "`#[procpool::main]` goes on `fn main`");
+            return with_error(item, error);
+        }
+    };
+    if !args.is_empty() {
+        let error = syn::Error::new(args.span(), "`#[procpool::main]` takes no arguments");
+        return with_error(func.into_token_stream(), error);
+    }
+    func.block.stmts.insert(0, parse_quote!(::procpool::init();));
+    func.into_token_stream()
+}
+
+fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
+    quote!(#item #error)
+}
+
+fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
+    let krate: Path = args.krate.clone().unwrap_or_else(|| parse_quote!(::procpool));
+    let item = task.item;
+    let vis = &item.vis;
+    let fn_ident = &item.sig.ident;
+    let fn_name = fn_ident.unraw().to_string();
+    let apply = format_ident!("apply_{}", fn_name, span = fn_ident.span());
+    let apply_async = format_ident!("apply_async_{}", fn_name, span = fn_ident.span());
+
+    let name = match &args.name {
+        Some(lit) => quote!(#lit),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+    };
+    let signature = signature_text(task);
+    let fingerprint = fingerprint(&signature);
+
+    let pool = if task.args.iter().any(|a| a.ident == "pool") {
+        format_ident!("procpool_pool")
+    } else {
+        format_ident!("pool")
+    };
+    let idents: Vec<_> = task.args.iter().map(|a| a.ident).collect();
+    let params = task.args.iter().map(|a| {
+        let (ident, ty) = (a.ident, a.ty);
+        quote!(#ident: #ty)
+    });
+    let params: Vec<_> = params.collect();
+    let ret = match task.output {
+        Some(ty) => quote!(#ty),
+        None => quote!(()),
+    };
+    let ret_span = task.output.map_or_else(|| item.sig.ident.span(), |ty| ty.span());
+
+    // Each argument is encoded on its own (a tuple's encoding is its fields'
+    // encodings in a row), so a missing `Serialize` is reported at its type.
+    let pushes = task.args.iter().map(|a| {
+        let ident = a.ident;
+        quote_spanned!(a.ty.span()=> .push(&#ident))
+    });
+    let decodes = task.args.iter().enumerate().map(|(i, a)| {
+        let var = format_ident!("__procpool_arg{}", i);
+        let owned = match a.referent {
+            Some(referent) => {
+                quote_spanned!(referent.span()=> <#referent as #krate::__private::RefArg>::Owned)
+            }
+            None => a.ty.to_token_stream(),
+        };
+        quote_spanned!(a.ty.span()=> let #var: #owned = __procpool_args.next()?;)
+    });
+    let passes = task.args.iter().enumerate().map(|(i, a)| {
+        let var = format_ident!("__procpool_arg{}", i);
+        match a.referent {
+            Some(referent) => {
+                quote_spanned!(referent.span()=> <#referent as #krate::__private::RefArg>::lend(&#var))
+            }
+            None => quote!(#var),
+        }
+    });
+    let encode_result = quote_spanned!(ret_span=> #krate::__private::encode_result::<#ret>(&__procpool_out));
+    let submit = quote_spanned!(ret_span=> #krate::__private::submit::<#ret>);
+    let get = quote_spanned!(ret_span=> #krate::AsyncResult::<#ret>::get);
+
+    let apply_doc = format!(
+        "Runs [`{fn_name}`] in a worker process of `{pool}` and waits for its result.\n\n\
+         Generated by `#[pool_task]`. Fails with `procpool::Error` if the task panics, its \
+         worker dies or the pool is closed."
+    );
+    let apply_async_doc = format!(
+        "Queues [`{fn_name}`] to run in a worker process of `{pool}` and returns at once.\n\n\
+         Generated by `#[pool_task]`. Collect the result with `get()`, or attach callbacks to \
+         the returned `AsyncResult`."
+    );
+    let name_doc = quote!(::core::concat!("\n\nRegistered as `", #name, "`."));
+
+    quote! {
+        #item
+
+        #[doc = #apply_doc]
+        #[doc = #name_doc]
+        #[allow(clippy::too_many_arguments)]
+        #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
+            #get(#apply_async(#pool, #(#idents),*))
+        }
+
+        #[doc = #apply_async_doc]
+        #[doc = #name_doc]
+        #[allow(clippy::too_many_arguments)]
+        #vis fn #apply_async(#pool: &#krate::Pool, #(#params),*) -> #krate::AsyncResult<#ret> {
+            const __PROCPOOL_TASK: #krate::__private::TaskInfo = #krate::__private::TaskInfo {
+                name: #name,
+                signature: #signature,
+                fingerprint: #fingerprint,
+            };
+            let __procpool_args = #krate::__private::ArgsEncoder::new() #(#pushes)* .finish();
+            #submit(#pool, &__PROCPOOL_TASK, __procpool_args)
+        }
+
+        const _: () = {
+            fn __procpool_call(
+                __procpool_bytes: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, #krate::__private::CallError> {
+                let mut __procpool_args = #krate::__private::ArgsDecoder::new(__procpool_bytes);
+                #(#decodes)*
+                __procpool_args.finish()?;
+                let __procpool_out: #ret = #fn_ident(#(#passes),*);
+                #encode_result
+            }
+
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration {
+                    name: #name,
+                    signature: #signature,
+                    fingerprint: #fingerprint,
+                    call: __procpool_call,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                }
+            }
+        };
+    }
+}
+
+/// `fn(&[String], &str) -> usize`: the types as written, for messages and
+/// the fingerprint that catches caller/worker mismatches.
+fn signature_text(task: &TaskFn<'_>) -> String {
+    let args: Vec<String> = task.args.iter().map(|a| tidy(a.ty)).collect();
+    let mut text = format!("fn({})", args.join(", "));
+    if let Some(ty) = task.output {
+        text.push_str(" -> ");
+        text.push_str(&tidy(ty));
+    }
+    text
+}
+
+/// Token text with the spaces `to_string` puts between tokens removed where
+/// Rust code has none.
+fn tidy(tokens: impl ToTokens) -> String {
+    let raw = tokens.to_token_stream().to_string();
+    let mut out = raw;
+    for (from, to) in [
+        (" ,", ","),
+        ("& ", "&"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("( ", "("),
+        (" )", ")"),
+        (" ::", "::"),
+        (":: ", "::"),
+        (" ;", ";"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
+}
+
+/// FNV-1a of the signature; never 0, which means "unchecked" on the wire.
+fn fingerprint(signature: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in signature.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash.max(1)
+}

@@ -1,0 +1,70 @@
+//! The arguments of `#[pool_task(...)]`.
+
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{LitStr, Path, Token};
+
+mod kw {
+    syn::custom_keyword!(name);
+}
+
+/// `#[pool_task(name = "...", crate = path)]`, both optional.
+#[derive(Default)]
+pub(crate) struct TaskArgs {
+    pub(crate) name: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+enum TaskArg {
+    Name(LitStr),
+    Crate(Path),
+}
+
+impl Parse for TaskArg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let lookahead = input.lookahead1();
+        if lookahead.peek(kw::name) {
+            input.parse::<kw::name>()?;
+            input.parse::<Token![=]>()?;
+            let lit: LitStr = input.parse().map_err(|e| {
+                syn::Error::new(e.span(), "expected a string literal: `name = \"my_task\"`")
+            })?;
+            if lit.value().trim().is_empty() {
+                return Err(syn::Error::new(lit.span(), "a task name cannot be empty"));
+            }
+            Ok(TaskArg::Name(lit))
+        } else if lookahead.peek(Token![crate]) {
+            input.parse::<Token![crate]>()?;
+            input.parse::<Token![=]>()?;
+            Ok(TaskArg::Crate(Path::parse_mod_style(input)?))
+        } else {
+            let unknown: proc_macro2::TokenTree = input.parse()?;
+            Err(syn::Error::new(
+                unknown.span(),
+                format!(
+                    "unknown `#[pool_task]` argument `{unknown}`; \
+                     the accepted arguments are `name = \"...\"` and `crate = path`"
+                ),
+            ))
+        }
+    }
+}
+
+impl Parse for TaskArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let mut out = TaskArgs::default();
+        for arg in Punctuated::<TaskArg, Token![,]>::parse_terminated(input)? {
+            match arg {
+                TaskArg::Name(lit) if out.name.is_some() => {
+                    return Err(syn::Error::new(lit.span(), "`name` is given twice"))
+                }
+                TaskArg::Name(lit) => out.name = Some(lit),
+                TaskArg::Crate(path) if out.krate.is_some() => {
+                    return Err(syn::Error::new_spanned(path, "`crate` is given twice"))
+                }
+                TaskArg::Crate(path) => out.krate = Some(path),
+            }
+        }
+        Ok(out)
+    }
+}

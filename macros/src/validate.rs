@@ -1,0 +1,154 @@
+//! What a task function may be. Every problem found is reported, each at the
+//! user's own offending tokens, with the fix in the message.
+
+use syn::spanned::Spanned;
+use syn::visit::Visit;
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
+
+/// A function that passed validation, borrowing its syntax.
+pub(crate) struct TaskFn<'a> {
+    pub(crate) item: &'a ItemFn,
+    pub(crate) args: Vec<Arg<'a>>,
+    /// `None` for `()`.
+    pub(crate) output: Option<&'a Type>,
+}
+
+pub(crate) struct Arg<'a> {
+    pub(crate) ident: &'a Ident,
+    /// The type as written, e.g. `&[String]`.
+    pub(crate) ty: &'a Type,
+    /// For `&T`, `T`: the worker decodes an owned value and lends it.
+    pub(crate) referent: Option<&'a Type>,
+}
+
+struct Errors(Option<syn::Error>);
+
+impl Errors {
+    fn push(&mut self, span: impl Spanned, message: impl std::fmt::Display) {
+        let error = syn::Error::new(span.span(), message);
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+}
+
+pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
+    let mut errors = Errors(None);
+    let sig = &item.sig;
+    if let Some(token) = &sig.constness {
+        errors.push(token, "`#[pool_task]` cannot be used on a `const fn`; remove `const`");
+    }
+    if let Some(token) = &sig.asyncness {
+        errors.push(
+            token,
+            "`#[pool_task]` cannot be used on an `async fn`: workers run tasks synchronously; \
+             make it a plain `fn` (the caller can still `.await` its AsyncResult)",
+        );
+    }
+    if let Some(token) = &sig.unsafety {
+        errors.push(
+            token,
+            "`#[pool_task]` cannot be used on an `unsafe fn`: a worker could not uphold its \
+             contract; make it a safe `fn` that checks its inputs",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(variadic, "`#[pool_task]` cannot be used on a C-variadic function");
+    }
+    for param in &sig.generics.params {
+        let what = match param {
+            GenericParam::Type(_) => "generic type parameters",
+            GenericParam::Const(_) => "const generic parameters",
+            GenericParam::Lifetime(_) => "lifetime parameters (elided lifetimes are fine)",
+        };
+        errors.push(
+            param,
+            format!(
+                "`#[pool_task]` functions cannot have {what}: a worker must know the concrete \
+                 types to decode; write a non-generic wrapper for each type you need"
+            ),
+        );
+    }
+    if let Some(clause) = &sig.generics.where_clause {
+        errors.push(clause, "`#[pool_task]` functions cannot have a `where` clause");
+    }
+
+    let mut args = Vec::new();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => errors.push(
+                receiver.self_token,
+                "`#[pool_task]` cannot be used on methods; move the body into a free function \
+                 that takes the value as an argument",
+            ),
+            FnArg::Typed(typed) => {
+                let ident = match &*typed.pat {
+                    Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
+                    other => {
+                        errors.push(
+                            other,
+                            "`#[pool_task]` arguments must be plain identifiers; \
+                             bind the argument to a name and destructure it in the body",
+                        );
+                        None
+                    }
+                };
+                let ty = &*typed.ty;
+                check_no_impl_trait(&mut errors, ty);
+                let referent = match ty {
+                    Type::Reference(r) if r.mutability.is_some() => {
+                        errors.push(
+                            r,
+                            "`#[pool_task]` arguments cannot be `&mut`: the worker cannot write \
+                             to the caller's memory; take the value and return the new one",
+                        );
+                        None
+                    }
+                    Type::Reference(r) => Some(&*r.elem),
+                    _ => None,
+                };
+                if let Some(ident) = ident {
+                    args.push(Arg { ident, ty, referent });
+                }
+            }
+        }
+    }
+
+    let output = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => {
+            check_no_impl_trait(&mut errors, ty);
+            if let Type::Reference(r) = &**ty {
+                errors.push(
+                    r,
+                    "`#[pool_task]` functions cannot return references: the result is sent \
+                     back by value; return an owned type",
+                );
+            }
+            match &**ty {
+                Type::Tuple(t) if t.elems.is_empty() => None,
+                ty => Some(ty),
+            }
+        }
+    };
+
+    match errors.0 {
+        Some(e) => Err(e),
+        None => Ok(TaskFn { item, args, output }),
+    }
+}
+
+fn check_no_impl_trait(errors: &mut Errors, ty: &Type) {
+    struct Finder<'e>(&'e mut Errors);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_impl_trait(&mut self, node: &'ast syn::TypeImplTrait) {
+            self.0.push(
+                node,
+                "`#[pool_task]` cannot use `impl Trait`: a worker must know the concrete type \
+                 to encode and decode; name the type",
+            );
+        }
+    }
+    Finder(errors).visit_type(ty);
+}

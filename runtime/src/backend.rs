@@ -1,0 +1,54 @@
+//! The pool's one interface to its workers.
+//!
+//! The dispatcher speaks the frame protocol of [`crate::wire`] through a
+//! [`Link`]; how a worker is started and where it runs is the [`Backend`]'s
+//! business. Re-executed local processes are one backend
+//! ([`crate::process`]); workers on other hosts would be another, without
+//! touching the macro, the dispatcher or the user's API.
+
+use std::time::Duration;
+
+use crate::error::{Error, ExitInfo};
+use crate::wire::FrameError;
+
+/// Starts workers.
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Starts one worker and waits until it is ready for tasks.
+    /// `kill` lets other threads stop it (see [`KillSwitch`]).
+    fn start(&self, kill: &std::sync::Arc<KillSwitch>) -> Result<Box<dyn Link>, Error>;
+}
+
+/// A connection to one running worker.
+pub(crate) trait Link: Send {
+    /// The worker's process id (or the backend's equivalent), for messages.
+    fn pid(&self) -> u32;
+    /// Sends one frame made of `parts`.
+    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError>;
+    /// Receives one frame, waiting at most `timeout` (`None`: until the
+    /// worker answers or is gone; never past its death).
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;
+    /// Stops the worker at once.
+    fn kill(&mut self);
+    /// Waits for the worker to end (killing it after `grace`) and reports how.
+    fn finish(self: Box<Self>, grace: Duration) -> ExitInfo;
+}
+
+/// Lets any thread stop whichever worker a pool slot currently runs, without
+/// racing against that worker being reaped (and its pid reused).
+#[derive(Default)]
+pub(crate) struct KillSwitch {
+    pid: std::sync::Mutex<Option<u32>>,
+}
+
+impl KillSwitch {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<u32>> {
+        self.pid.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kills the current worker, if any.
+    pub(crate) fn kill(&self) {
+        if let Some(pid) = *self.lock() {
+            crate::sys::kill(pid);
+        }
+    }
+}

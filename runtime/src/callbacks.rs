@@ -1,0 +1,64 @@
+//! The pool's callback thread: runs `callback` / `error_callback` closures in
+//! the order their results arrived, off the threads that talk to workers, so
+//! a slow callback never holds a worker up.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A handle to one pool's callback thread, started on first use. The thread
+/// ends when the pool and every `AsyncResult` of it are gone.
+#[derive(Clone, Default)]
+pub(crate) struct CallbackRunner {
+    sender: Arc<Mutex<Option<Sender<Job>>>>,
+}
+
+impl CallbackRunner {
+    /// Queues `job` to run on the callback thread.
+    pub(crate) fn post(&self, job: Job) {
+        let mut sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = sender.get_or_insert_with(spawn_thread);
+        if let Err(mpsc::SendError(job)) = tx.send(job) {
+            // The thread is gone (it cannot be, while we hold a sender); run
+            // the callback here rather than lose it.
+            run_guarded(job);
+        }
+    }
+
+    /// Waits until every callback posted so far has run.
+    pub(crate) fn flush(&self) {
+        let started = self.sender.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        if !started {
+            return;
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        self.post(Box::new(move || {
+            let _ = tx.send(());
+        }));
+        let _ = rx.recv();
+    }
+}
+
+fn spawn_thread() -> Sender<Job> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let spawned = std::thread::Builder::new()
+        .name("procpool-callbacks".into())
+        .spawn(move || {
+            for job in rx {
+                run_guarded(job);
+            }
+        });
+    if let Err(e) = spawned {
+        // Without a thread the receiver is dropped and `post` runs jobs inline.
+        eprintln!("procpool: could not start the callback thread ({e}); callbacks run inline");
+    }
+    tx
+}
+
+fn run_guarded(job: Job) {
+    if catch_unwind(AssertUnwindSafe(job)).is_err() {
+        eprintln!("procpool: a result callback panicked; the pool carries on");
+    }
+}

@@ -1,0 +1,210 @@
+//! The dispatcher: one thread per pool slot takes the oldest queued job, runs
+//! it on the slot's worker and settles its promise, whatever happens to the
+//! worker. A job never waits behind a busy worker while another is free, and
+//! every wait ends when the worker dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Link;
+use crate::error::{Error, ExitInfo};
+use crate::pool::{Job, Shared};
+use crate::result::Outcome;
+use crate::wire::{self, FrameError, RemoteError, Reply};
+
+/// How long a worker told to shut down may take to exit before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a worker whose channel closed may take to be reaped.
+const DEATH_GRACE: Duration = Duration::from_millis(500);
+
+/// What became of one job on one worker.
+enum Exchange {
+    /// The job has its outcome; the worker is fine.
+    Done(Outcome),
+    /// The worker was already gone; the job never reached it.
+    Undelivered,
+    /// The worker is unusable; the job failed as described.
+    Lost(Loss),
+}
+
+enum Loss {
+    Died,
+    TimedOut(Duration),
+    Protocol(String),
+    TooLarge { len: usize, max: usize },
+}
+
+/// Runs slot `index` until the pool is closed and drained, or terminated.
+pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
+    let mut worker = Some(first);
+    let mut served = 0usize;
+    while let Some(job) = shared.next_job() {
+        let (outcome, link) = run_job(&shared, index, worker.take(), &job);
+        job.promise.complete(outcome);
+        worker = link;
+        if worker.is_some() {
+            served += 1;
+            if shared.config.max_tasks_per_child.is_some_and(|max| served >= max) {
+                retire(worker.take());
+            }
+        }
+        if worker.is_none() {
+            served = 0;
+        }
+    }
+    if shared.is_terminated() {
+        if let Some(mut link) = worker {
+            link.kill();
+            link.finish(Duration::ZERO);
+        }
+    } else {
+        retire(worker);
+    }
+}
+
+/// Runs `job`, starting a worker if the slot has none, and replacing one that
+/// turns out to have died while idle. Returns the outcome and the worker, if
+/// it is still usable.
+fn run_job(
+    shared: &Shared,
+    index: usize,
+    mut worker: Option<Box<dyn Link>>,
+    job: &Job,
+) -> (Outcome, Option<Box<dyn Link>>) {
+    // Two tries: a worker that died idle is replaced without anyone noticing;
+    // a fresh one that cannot even take a job is a real failure.
+    let mut retried = false;
+    loop {
+        let mut link = match worker.take() {
+            Some(link) => link,
+            None => match shared.start_worker(index) {
+                Ok(link) => link,
+                Err(e) => return (Err(e), None),
+            },
+        };
+        let loss = match exchange(link.as_mut(), job) {
+            Exchange::Done(outcome) => return (outcome, Some(link)),
+            Exchange::Undelivered if !retried => {
+                retried = true;
+                link.finish(DEATH_GRACE);
+                continue;
+            }
+            Exchange::Undelivered => Loss::Died,
+            Exchange::Lost(loss) => loss,
+        };
+        let pid = link.pid();
+        let grace = match loss {
+            Loss::Died => DEATH_GRACE,
+            _ => {
+                link.kill();
+                Duration::ZERO
+            }
+        };
+        let status = link.finish(grace);
+        return (Err(lost(shared, job, loss, pid, status)), None);
+    }
+}
+
+fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
+    let header = wire::call_header(job.id, job.fingerprint, &job.task);
+    match link.send(&[&header, &job.args]) {
+        Ok(()) => {}
+        Err(FrameError::TooLarge { len, max }) => {
+            return Exchange::Done(Err(Error::FrameTooLarge {
+                task: job.task.to_string(),
+                len: len as u64,
+                max: max as u64,
+            }))
+        }
+        Err(_) => return Exchange::Undelivered,
+    }
+    let frame = match link.recv(job.timeout) {
+        Ok(frame) => frame,
+        Err(FrameError::TimedOut) => {
+            return Exchange::Lost(Loss::TimedOut(job.timeout.unwrap_or_default()))
+        }
+        Err(FrameError::TooLarge { len, max }) => return Exchange::Lost(Loss::TooLarge { len, max }),
+        // End of file, a frame cut short by the death, a reset: the worker is gone.
+        Err(FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_)) => {
+            return Exchange::Lost(Loss::Died)
+        }
+    };
+    let task = || job.task.to_string();
+    match wire::parse_reply(&frame) {
+        Ok(Reply::Value { id, bytes }) if id == job.id => Exchange::Done(Ok(bytes)),
+        Ok(Reply::Panic { id, report }) if id == job.id => Exchange::Done(Err(Error::Panic {
+            task: task(),
+            message: report.message,
+            location: report.location,
+            backtrace: report.backtrace,
+        })),
+        Ok(Reply::Failed { id, error }) if id == job.id => {
+            Exchange::Done(Err(remote_error(job, error)))
+        }
+        Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
+        Ok(other) => Exchange::Lost(Loss::Protocol(format!(
+            "expected the reply to call {}, got {}",
+            job.id,
+            describe(&other)
+        ))),
+        Err(message) => Exchange::Lost(Loss::Protocol(message)),
+    }
+}
+
+fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Hello { pid } => format!("a hello from {pid}"),
+        Reply::Value { id, .. } | Reply::Panic { id, .. } | Reply::Failed { id, .. } => {
+            format!("a reply to call {id}")
+        }
+        Reply::Fatal { .. } => "a fatal error".into(),
+    }
+}
+
+fn remote_error(job: &Job, error: RemoteError) -> Error {
+    let task = job.task.to_string();
+    match error {
+        RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
+        RemoteError::DuplicateTask { first, second } => Error::DuplicateTask { task, first, second },
+        RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
+            task,
+            caller: job.signature.to_string(),
+            worker: worker_signature,
+        },
+        RemoteError::DecodeArgs(message) => Error::Decode {
+            task,
+            what: "arguments",
+            message,
+        },
+        RemoteError::EncodeResult(message) => Error::Encode {
+            task,
+            what: "result",
+            message,
+        },
+    }
+}
+
+fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> Error {
+    let task = job.task.to_string();
+    if shared.is_terminated() {
+        return Error::Terminated { task };
+    }
+    match loss {
+        Loss::Died => Error::WorkerDied { task, pid, status },
+        Loss::TimedOut(limit) => Error::Timeout { task, limit },
+        Loss::Protocol(message) => Error::Protocol { task, message },
+        Loss::TooLarge { len, max } => Error::FrameTooLarge {
+            task,
+            len: len as u64,
+            max: max as u64,
+        },
+    }
+}
+
+/// Asks a worker to exit and reaps it.
+fn retire(worker: Option<Box<dyn Link>>) {
+    if let Some(mut link) = worker {
+        let _ = link.send(&[&wire::shutdown_message()]);
+        link.finish(SHUTDOWN_GRACE);
+    }
+}

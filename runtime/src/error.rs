@@ -1,0 +1,244 @@
+//! The one error type every procpool operation returns.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything that can go wrong when a task runs in a worker process.
+///
+/// Every variant that concerns one task names it (`task`), so a message read
+/// in a log says which call failed. `Error` is `Clone` so that a result can
+/// be handed both to an `error_callback` and to the caller of `get()`.
+///
+/// ```
+/// use procpool::Error;
+///
+/// fn describe(e: &Error) -> &'static str {
+///     match e {
+///         Error::Panic { .. } => "the task panicked; the worker lives on",
+///         Error::WorkerDied { .. } => "the worker process died running it",
+///         Error::Timeout { .. } | Error::WaitTimeout { .. } => "too slow",
+///         _ => "something else",
+///     }
+/// }
+/// # let _ = describe;
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task panicked in its worker. The worker survives and stays usable.
+    #[error("task `{task}` panicked at {location}: {message}{}", backtrace_suffix(backtrace))]
+    Panic {
+        /// Registered name of the task.
+        task: String,
+        /// The panic message.
+        message: String,
+        /// `file:line:col` of the panic.
+        location: String,
+        /// The worker's backtrace, captured when `RUST_BACKTRACE` is set.
+        backtrace: Option<String>,
+    },
+
+    /// The worker process died while it held the task (killed, crashed or
+    /// exited). A replacement worker is started; other tasks are unaffected.
+    #[error("task `{task}`: worker process {pid} died ({status}) while running it")]
+    WorkerDied {
+        /// Registered name of the task.
+        task: String,
+        /// Process id of the worker that died.
+        pid: u32,
+        /// How it ended.
+        status: ExitInfo,
+    },
+
+    /// The task ran past its time limit; its worker was killed and replaced.
+    #[error("task `{task}` ran past its time limit of {limit:?}; its worker was killed")]
+    Timeout {
+        /// Registered name of the task.
+        task: String,
+        /// The limit that was exceeded.
+        limit: Duration,
+    },
+
+    /// [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) stopped
+    /// waiting. The task itself goes on and its result can still be collected.
+    #[error("task `{task}` has not finished after {waited:?}; it is still running")]
+    WaitTimeout {
+        /// Registered name of the task.
+        task: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The task was submitted after [`Pool::close`](crate::Pool::close).
+    #[error("task `{task}` was not run: the pool is closed")]
+    PoolClosed {
+        /// Registered name of the task.
+        task: String,
+    },
+
+    /// [`Pool::terminate`](crate::Pool::terminate) stopped the pool before
+    /// the task finished.
+    #[error("task `{task}` did not finish: the pool was terminated")]
+    Terminated {
+        /// Registered name of the task.
+        task: String,
+    },
+
+    /// No function is registered under this name in the worker's program.
+    #[error("no task is registered under the name `{task}`{}", suggestion_suffix(suggestions))]
+    UnknownTask {
+        /// The name that was asked for.
+        task: String,
+        /// Registered names that look alike, nearest first.
+        suggestions: Vec<String>,
+    },
+
+    /// Two functions were registered under the same name.
+    #[error("two tasks are registered under the name `{task}`: one at {first}, one at {second}; give one of them `#[pool_task(name = \"...\")]`")]
+    DuplicateTask {
+        /// The contested name.
+        task: String,
+        /// `file:line` of one registration.
+        first: String,
+        /// `file:line` of the other.
+        second: String,
+    },
+
+    /// The caller's and the worker's idea of the task's signature differ
+    /// (for instance, the caller was built from other sources).
+    #[error("task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`")]
+    SignatureMismatch {
+        /// Registered name of the task.
+        task: String,
+        /// Signature the caller was compiled with.
+        caller: String,
+        /// Signature the worker was compiled with.
+        worker: String,
+    },
+
+    /// Serializing the task's arguments or result failed.
+    #[error("task `{task}`: could not encode its {what}: {message}")]
+    Encode {
+        /// Registered name of the task.
+        task: String,
+        /// `"arguments"` or `"result"`.
+        what: &'static str,
+        /// What the encoder said.
+        message: String,
+    },
+
+    /// Deserializing the task's arguments or result failed.
+    #[error("task `{task}`: could not decode its {what}: {message}")]
+    Decode {
+        /// Registered name of the task.
+        task: String,
+        /// `"arguments"` or `"result"`.
+        what: &'static str,
+        /// What the decoder said.
+        message: String,
+    },
+
+    /// A frame on the task channel was larger than the configured maximum.
+    #[error("task `{task}`: a frame of {len} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Registered name of the task.
+        task: String,
+        /// Length announced or needed.
+        len: u64,
+        /// The configured limit ([`PoolBuilder::max_frame_bytes`](crate::PoolBuilder::max_frame_bytes)).
+        max: u64,
+    },
+
+    /// The bytes on the task channel made no sense (cut short or corrupt).
+    #[error("task `{task}`: protocol error on the task channel: {message}")]
+    Protocol {
+        /// Registered name of the task.
+        task: String,
+        /// What was wrong.
+        message: String,
+    },
+
+    /// A worker process could not be started, or failed before its first task.
+    #[error("could not start a worker process: {message}")]
+    WorkerStart {
+        /// What went wrong, with a hint where one is known.
+        message: String,
+    },
+
+    /// The pool was configured with values it cannot use.
+    #[error("invalid pool configuration: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A pool was created before [`init`](crate::init) ran in this process.
+    #[error("procpool::init() has not been called: call it first in main (or put #[procpool::main] on main; in test binaries use procpool::enable_test_support!())")]
+    NotInitialized,
+
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What procpool was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+fn backtrace_suffix(backtrace: &Option<String>) -> String {
+    match backtrace {
+        Some(bt) => format!("\nworker backtrace:\n{bt}"),
+        None => String::new(),
+    }
+}
+
+fn suggestion_suffix(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!("; did you mean {}?", suggestions.join(", "))
+    }
+}
+
+/// How a worker process ended.
+///
+/// ```
+/// use procpool::ExitInfo;
+/// assert_eq!(ExitInfo::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
+/// assert_eq!(ExitInfo::Code(3).to_string(), "exit code 3");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitInfo {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal number.
+    Signal(i32),
+    /// Its status could not be read.
+    Unknown,
+}
+
+impl fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitInfo::Code(code) => write!(f, "exit code {code}"),
+            ExitInfo::Signal(sig) => match crate::sys::signal_name(*sig) {
+                Some(name) => write!(f, "killed by signal {sig} ({name})"),
+                None => write!(f, "killed by signal {sig}"),
+            },
+            ExitInfo::Unknown => f.write_str("exit status unknown"),
+        }
+    }
+}

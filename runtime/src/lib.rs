@@ -1,0 +1,215 @@
+//! # procpool
+//!
+//! Python's `multiprocessing.Pool` for Rust: put `#[pool_task]` on a function
+//! and run it in worker processes, with `apply_<fn>` (blocking) and
+//! `apply_async_<fn>` (returns an [`AsyncResult`]).
+//!
+//! ```
+//! use procpool::{pool_task, Pool};
+//!
+//! #[pool_task]
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! fn main() -> Result<(), procpool::Error> {
+//!     procpool::init();                          // first line of main
+//!     let pool = Pool::new(2)?;
+//!     assert_eq!(apply_square(&pool, 4)?, 16);   // blocks
+//!     let r = apply_async_square(&pool, 5);      // returns at once
+//!     println!("Doing other work while process runs...");
+//!     assert_eq!(r.get()?, 25);                  // waits
+//!     pool.close();
+//!     pool.join();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! ## How it works
+//!
+//! Workers are this very program, re-executed (like Python's "spawn" start
+//! method). [`init`] is what turns such a process into a worker: in the
+//! parent it returns at once; in a worker it serves tasks and never returns.
+//! The parent sends each call as the task's registered name plus its
+//! arguments encoded with `bincode`, over a private socket the worker
+//! inherits (never stdin or stdout, so tasks may print). The worker looks the
+//! name up in the registry that `#[pool_task]` fills, runs the function, and
+//! sends back its result, its panic (message, location and, with
+//! `RUST_BACKTRACE`, backtrace) or an error.
+//!
+//! Only registered functions can ever be called, and only by name, so a
+//! worker never jumps to an address it was sent.
+//!
+//! ## What `#[pool_task]` generates
+//!
+//! In spirit, for `fn square(x: u64) -> u64`:
+//!
+//! ```ignore
+//! fn square(x: u64) -> u64 { x * x }            // unchanged
+//!
+//! fn apply_square(pool: &Pool, x: u64) -> Result<u64, procpool::Error> {
+//!     apply_async_square(pool, x).get()
+//! }
+//!
+//! fn apply_async_square(pool: &Pool, x: u64) -> AsyncResult<u64> {
+//!     submit(pool, "my_crate::square", &(x,))   // queue name + encoded args
+//! }
+//!
+//! inventory::submit!(Registration {
+//!     name: "my_crate::square",
+//!     call: |bytes| { let (x,) = decode(bytes)?; encode(&square(x)) },
+//!     ..
+//! });
+//! ```
+//!
+//! ## Tests and doc tests
+//!
+//! A test binary's `main` belongs to the test harness, so it cannot call
+//! [`init`] first. Put [`enable_test_support!`] once in each integration test
+//! crate (or the crate root, for unit tests): it runs `init()` before the
+//! harness starts. Doc tests have their own `main`; call [`init`] in it.
+//!
+//! ## Tasks
+//!
+//! A task is a free, synchronous, non-generic function whose argument and
+//! return types implement `serde::Serialize` and `serde::Deserialize`.
+//! Arguments may be references (`&str`, `&[T]`, `&Path`, `&T`): the referent
+//! is sent and the worker lends the function its decoded copy. A task may
+//! return `Result<T, E>`; that arrives as a value, while a panic arrives as
+//! [`Error::Panic`].
+
+#![warn(missing_docs)]
+
+#[doc(hidden)]
+pub mod __private;
+mod backend;
+mod callbacks;
+mod codec;
+mod dispatch;
+mod error;
+mod pool;
+mod process;
+mod registry;
+mod result;
+mod sys;
+mod wire;
+mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use error::{Error, ExitInfo};
+pub use pool::{Pool, PoolBuilder};
+pub use registry::registry;
+pub use result::AsyncResult;
+
+/// Registers a function as a task and generates `apply_<fn>` and
+/// `apply_async_<fn>` next to it.
+///
+/// ```
+/// use procpool::{pool_task, Pool};
+///
+/// /// Counts the words equal to `needle`.
+/// #[pool_task]
+/// pub fn count(words: &[String], needle: &str) -> usize {
+///     words.iter().filter(|w| *w == needle).count()
+/// }
+///
+/// #[pool_task(name = "parse-port")]
+/// fn parse_port(text: String) -> Result<u16, String> {
+///     text.parse().map_err(|e| format!("{text:?}: {e}"))
+/// }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(1)?;
+///     let words = vec!["a".to_string(), "b".to_string(), "a".to_string()];
+///     assert_eq!(apply_count(&pool, &words, "a")?, 2);
+///     assert_eq!(apply_parse_port(&pool, "80".into())?, Ok(80));
+///     assert!(apply_parse_port(&pool, "x".into())?.is_err());
+///     assert_eq!(count(&words, "b"), 1); // still an ordinary function
+///     Ok(())
+/// }
+/// ```
+///
+/// The task's registered name is `module_path!()::fn_name` unless
+/// `name = "..."` chooses one. `crate = path` names the procpool crate when
+/// it is renamed in `Cargo.toml`.
+pub use procpool_macros::pool_task;
+
+/// Marks `fn main` so that it starts with [`init()`].
+///
+/// ```
+/// #[procpool::pool_task]
+/// fn one() -> u8 { 1 }
+///
+/// #[procpool::main]
+/// fn main() {
+///     let pool = procpool::Pool::new(1).unwrap();
+///     assert_eq!(apply_one(&pool).unwrap(), 1);
+/// }
+/// ```
+pub use procpool_macros::main;
+
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process able to use pools, and turns it into a worker if it
+/// was started as one. Call it first in `main`.
+///
+/// In the program the user started, it returns at once. In a re-executed
+/// worker it serves tasks and exits the process when the pool lets it go,
+/// never returning: whatever `main` does after `init()` is the parent's work
+/// alone.
+///
+/// ```
+/// fn main() {
+///     procpool::init();
+///     // ... create pools and run tasks ...
+/// }
+/// ```
+pub fn init() {
+    INITIALIZED.store(true, Ordering::SeqCst);
+    let Some(fd) = std::env::var_os(process::ENV_CHANNEL_FD) else {
+        return;
+    };
+    let max_frame = std::env::var(process::ENV_MAX_FRAME)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(wire::DEFAULT_MAX_FRAME);
+    // Programs a task starts must not mistake themselves for workers.
+    std::env::remove_var(process::ENV_CHANNEL_FD);
+    std::env::remove_var(process::ENV_MAX_FRAME);
+    let fd = fd.to_str().and_then(|s| s.parse().ok()).unwrap_or(sys::CHANNEL_FD);
+    worker::run(fd, max_frame)
+}
+
+pub(crate) fn is_initialized() -> bool {
+    INITIALIZED.load(Ordering::SeqCst)
+}
+
+/// Lets a test binary's worker processes enter worker mode.
+///
+/// The test harness owns a test binary's `main`, so this runs [`init()`]
+/// before it starts instead. Use it once per test crate (at the top of each
+/// file in `tests/`, or in the crate root for unit tests):
+///
+/// ```ignore
+/// procpool::enable_test_support!();
+///
+/// #[procpool::pool_task]
+/// fn double(x: i32) -> i32 { x * 2 }
+///
+/// #[test]
+/// fn doubles_in_a_worker() {
+///     let pool = procpool::Pool::new(1).unwrap();
+///     assert_eq!(apply_double(&pool, 21).unwrap(), 42);
+/// }
+/// ```
+#[macro_export]
+macro_rules! enable_test_support {
+    () => {
+        $crate::__private::ctor::declarative::ctor! {
+            #[ctor(unsafe, anonymous)]
+            fn __procpool_enter_worker_mode() {
+                $crate::init();
+            }
+        }
+    };
+}

@@ -1,0 +1,408 @@
+//! `Pool`: the queue of jobs, the slots that run them, and the pool's life
+//! cycle (`close`, `join`, `terminate`, drop).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use crate::backend::{Backend, KillSwitch, Link};
+use crate::callbacks::CallbackRunner;
+use crate::error::Error;
+use crate::process::ProcessBackend;
+use crate::result::{self, AsyncResult, Promise};
+use crate::{dispatch, registry, wire};
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Tasks are `#[pool_task]` functions, submitted with the generated
+/// `apply_<fn>` (blocking) and `apply_async_<fn>` (returns an
+/// [`AsyncResult`]). They queue in order and each goes to whichever worker is
+/// free first.
+///
+/// Dropping a pool closes it and waits for the work already queued, like
+/// [`close`](Self::close) then [`join`](Self::join).
+///
+/// ```
+/// use procpool::{pool_task, Pool};
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(2)?;
+///     assert_eq!(apply_square(&pool, 4)?, 16);
+///     let pending: Vec<_> = (0..4).map(|x| apply_async_square(&pool, x)).collect();
+///     let squares: Result<Vec<u64>, _> = pending.into_iter().map(|r| r.get()).collect();
+///     assert_eq!(squares?, [0, 1, 4, 9]);
+///     pool.close();
+///     pool.join();
+///     Ok(())
+/// }
+/// ```
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Configures a [`Pool`]; made by [`Pool::builder`].
+///
+/// ```
+/// # fn main() -> Result<(), procpool::Error> {
+/// # procpool::init();
+/// use std::time::Duration;
+/// let pool = procpool::Pool::builder()
+///     .processes(2)
+///     .task_timeout(Duration::from_secs(60))
+///     .max_tasks_per_child(1000)
+///     .build()?;
+/// # drop(pool);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    config: Config,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) max_frame: usize,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) start_timeout: Duration,
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (default: the available parallelism).
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Largest frame either side sends or accepts, in bytes (default 256 MiB).
+    /// A task whose arguments or result need more fails with
+    /// [`Error::FrameTooLarge`].
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Time limit for every task (default: none). A task past it fails with
+    /// [`Error::Timeout`], and its worker is killed and replaced.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.config.task_timeout = Some(limit);
+        self
+    }
+
+    /// Replace each worker after it has run `n` tasks (Python's
+    /// `maxtasksperchild`), e.g. to bound leaks in the code it runs.
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.config.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// How long a new worker may take to report ready (default 60 s).
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.config.start_timeout = limit;
+        self
+    }
+
+    /// Starts the workers and waits until every one is ready.
+    pub fn build(self) -> Result<Pool, Error> {
+        if !crate::is_initialized() {
+            return Err(Error::NotInitialized);
+        }
+        registry::validate()?;
+        let processes = self
+            .processes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let config = self.config;
+        if processes == 0 {
+            return Err(Error::Config {
+                message: "a pool needs at least one process".into(),
+            });
+        }
+        if config.max_tasks_per_child == Some(0) {
+            return Err(Error::Config {
+                message: "max_tasks_per_child must be at least 1".into(),
+            });
+        }
+        let backend = ProcessBackend::new(config.max_frame, config.start_timeout);
+        Pool::start(Box::new(backend), config, processes)
+    }
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            processes: None,
+            config: Config {
+                max_frame: wire::DEFAULT_MAX_FRAME,
+                task_timeout: None,
+                max_tasks_per_child: None,
+                start_timeout: Duration::from_secs(60),
+            },
+        }
+    }
+}
+
+/// A queued task.
+pub(crate) struct Job {
+    pub(crate) id: u64,
+    pub(crate) task: Arc<str>,
+    pub(crate) fingerprint: u64,
+    pub(crate) signature: &'static str,
+    pub(crate) args: Vec<u8>,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) promise: Promise,
+}
+
+/// What a task submission carries besides its arguments.
+pub(crate) struct TaskCall {
+    pub(crate) task: Arc<str>,
+    pub(crate) fingerprint: u64,
+    pub(crate) signature: &'static str,
+    pub(crate) timeout: Option<Duration>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    terminated: bool,
+}
+
+/// State shared by the pool handle and its slot threads.
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    available: Condvar,
+    switches: Vec<Arc<KillSwitch>>,
+    backend: Box<dyn Backend>,
+    pub(crate) config: Config,
+    runner: CallbackRunner,
+    next_id: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The oldest queued job; `None` once the pool is closed and drained, or
+    /// terminated.
+    pub(crate) fn next_job(&self) -> Option<Job> {
+        let mut queue = self.lock();
+        loop {
+            if queue.terminated {
+                return None;
+            }
+            if let Some(job) = queue.jobs.pop_front() {
+                return Some(job);
+            }
+            if queue.closed {
+                return None;
+            }
+            queue = self.available.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.lock().terminated
+    }
+
+    pub(crate) fn start_worker(&self, index: usize) -> Result<Box<dyn Link>, Error> {
+        self.backend.start(&self.switches[index])
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers; short for
+    /// `Pool::builder().processes(processes).build()`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::new(2)?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool, Error> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A [`PoolBuilder`] with default settings.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    fn start(backend: Box<dyn Backend>, config: Config, processes: usize) -> Result<Pool, Error> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::default(),
+            available: Condvar::new(),
+            switches: (0..processes).map(|_| Arc::default()).collect(),
+            backend,
+            config,
+            runner: CallbackRunner::default(),
+            next_id: AtomicU64::new(1),
+        });
+        let pool = Pool {
+            shared: shared.clone(),
+            threads: Mutex::default(),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for index in 0..processes {
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            // Each slot thread starts its own workers: the kernel's
+            // parent-death signal is tied to the thread that forks, and this
+            // thread lives exactly as long as the slot.
+            let spawned = std::thread::Builder::new()
+                .name(format!("procpool-slot-{index}"))
+                .spawn(move || match shared.start_worker(index) {
+                    Ok(link) => {
+                        let _ = ready.send(Ok(()));
+                        dispatch::run_slot(shared, index, link);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                });
+            match spawned {
+                Ok(handle) => pool.threads().push(handle),
+                Err(e) => {
+                    pool.terminate();
+                    return Err(Error::io("could not start a pool thread", e));
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut first_error = None;
+        for _ in 0..processes {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        match first_error {
+            Some(e) => {
+                pool.terminate();
+                Err(e)
+            }
+            None => Ok(pool),
+        }
+    }
+
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of worker processes.
+    pub fn processes(&self) -> usize {
+        self.shared.switches.len()
+    }
+
+    /// Queues a call; used by the generated `apply_async_<fn>`.
+    pub(crate) fn submit<R: DeserializeOwned>(
+        &self,
+        call: TaskCall,
+        args: Result<Vec<u8>, String>,
+    ) -> AsyncResult<R> {
+        let runner = self.shared.runner.clone();
+        let args = match args {
+            Ok(args) => args,
+            Err(message) => {
+                let error = Error::Encode {
+                    task: call.task.to_string(),
+                    what: "arguments",
+                    message,
+                };
+                return result::ready(call.task, runner, Err(error));
+            }
+        };
+        let (promise, result) = result::pending(call.task.clone(), runner);
+        let job = Job {
+            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            task: call.task,
+            fingerprint: call.fingerprint,
+            signature: call.signature,
+            args,
+            timeout: call.timeout.or(self.shared.config.task_timeout),
+            promise,
+        };
+        let mut queue = self.shared.lock();
+        if queue.closed {
+            drop(queue);
+            let task = job.promise.task().to_string();
+            job.promise.complete(Err(Error::PoolClosed { task }));
+        } else {
+            queue.jobs.push_back(job);
+            drop(queue);
+            self.shared.available.notify_one();
+        }
+        result
+    }
+
+    /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
+    pub fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.available.notify_all();
+    }
+
+    /// Waits until every queued task has run, every worker has exited and
+    /// every callback has run (Python's `join()`). Closes the pool first, so
+    /// it cannot wait forever for tasks that will never come.
+    pub fn join(&self) {
+        self.close();
+        let threads = std::mem::take(&mut *self.threads());
+        for handle in threads {
+            let _ = handle.join();
+        }
+        self.shared.runner.flush();
+    }
+
+    /// Stops now (Python's `terminate()`): workers are killed, and every task
+    /// not finished fails with [`Error::Terminated`]. Returns once every
+    /// worker is reaped.
+    pub fn terminate(&self) {
+        let dropped = {
+            let mut queue = self.shared.lock();
+            queue.terminated = true;
+            queue.closed = true;
+            std::mem::take(&mut queue.jobs)
+        };
+        self.shared.available.notify_all();
+        // Each promise fails its task as it drops.
+        drop(dropped);
+        for switch in &self.shared.switches {
+            switch.kill();
+        }
+        self.join();
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queue = self.shared.lock();
+        f.debug_struct("Pool")
+            .field("processes", &self.processes())
+            .field("queued", &queue.jobs.len())
+            .field("closed", &queue.closed)
+            .field("terminated", &queue.terminated)
+            .finish()
+    }
+}

@@ -1,0 +1,160 @@
+//! The local backend: workers are this program, re-executed in worker mode,
+//! talking over a private socket pair inherited at a fixed fd.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Backend, KillSwitch, Link};
+use crate::error::{Error, ExitInfo};
+use crate::sys;
+use crate::wire::{self, FrameError, Reply};
+
+/// Set in a worker's environment: the fd of its task channel.
+pub(crate) const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
+/// Set in a worker's environment: the largest frame it may read or write.
+pub(crate) const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
+/// The argument a worker is started with. Programs ignore it (their `main`
+/// hands over to `procpool::init()` first); it shows workers apart in `ps`,
+/// and makes a test harness that never enters worker mode stop at once
+/// instead of running the whole test suite again.
+pub(crate) const WORKER_ARG: &str = "--procpool-worker";
+
+pub(crate) struct ProcessBackend {
+    exe: PathBuf,
+    argv0: std::ffi::OsString,
+    max_frame: usize,
+    start_timeout: Duration,
+}
+
+impl ProcessBackend {
+    pub(crate) fn new(max_frame: usize, start_timeout: Duration) -> Self {
+        let argv0 = std::env::args_os().next().unwrap_or_else(|| "procpool-worker".into());
+        ProcessBackend {
+            exe: sys::worker_executable(),
+            argv0,
+            max_frame,
+            start_timeout,
+        }
+    }
+}
+
+impl Backend for ProcessBackend {
+    fn start(&self, kill: &Arc<KillSwitch>) -> Result<Box<dyn Link>, Error> {
+        let start_error = |message: String| Error::WorkerStart { message };
+        let (ours, theirs) =
+            sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg0(&self.argv0)
+            .arg(WORKER_ARG)
+            .env(ENV_CHANNEL_FD, sys::CHANNEL_FD.to_string())
+            .env(ENV_MAX_FRAME, self.max_frame.to_string())
+            .stdin(Stdio::null());
+        sys::configure_child(&mut cmd, &theirs);
+        let child = {
+            // Spawning under the switch's lock publishes the pid before any
+            // other thread can look for it.
+            let mut slot = kill.lock();
+            let child = cmd
+                .spawn()
+                .map_err(|e| start_error(format!("could not execute {}: {e}", self.exe.display())))?;
+            *slot = Some(child.id());
+            child
+        };
+        drop(theirs);
+        let mut link = Box::new(ProcessLink {
+            child,
+            channel: ours,
+            max_frame: self.max_frame,
+            timeout: None,
+            kill: kill.clone(),
+        });
+        let pid = link.pid();
+        let hello = link.recv(Some(self.start_timeout));
+        match hello.as_deref().map(wire::parse_reply) {
+            Ok(Ok(Reply::Hello { .. })) => Ok(link),
+            other => {
+                let why = match other {
+                    Ok(Ok(Reply::Fatal { message })) => message,
+                    Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
+                    Ok(Err(e)) => e,
+                    Err(FrameError::TimedOut) => {
+                        format!("it sent nothing within {:?}", self.start_timeout)
+                    }
+                    Err(_) => "it closed its channel".to_string(),
+                };
+                let status = link.finish(Duration::ZERO);
+                Err(start_error(format!(
+                    "worker {pid} failed before it was ready ({why}; {status}). \
+                     Does the program call procpool::init() first in main, \
+                     or procpool::enable_test_support!() in a test binary?"
+                )))
+            }
+        }
+    }
+}
+
+struct ProcessLink {
+    child: Child,
+    channel: std::os::unix::net::UnixStream,
+    max_frame: usize,
+    timeout: Option<Duration>,
+    kill: Arc<KillSwitch>,
+}
+
+impl Link for ProcessLink {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
+        wire::write_frame(&mut self.channel, parts, self.max_frame)
+    }
+
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
+        if timeout != self.timeout {
+            // A zero read timeout means "none" to the OS: use the smallest real one.
+            let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
+            self.channel.set_read_timeout(os_timeout).map_err(FrameError::Io)?;
+            self.timeout = timeout;
+        }
+        wire::read_frame(&mut self.channel, self.max_frame)
+    }
+
+    fn kill(&mut self) {
+        self.kill.kill();
+    }
+
+    fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
+        let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            {
+                // Reaping and clearing the pid under one lock: a concurrent
+                // kill either hits the live child or finds no pid.
+                let mut slot = self.kill.lock();
+                match self.child.try_wait() {
+                    Ok(Some(status)) => {
+                        *slot = None;
+                        return sys::exit_info(status);
+                    }
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = self.child.kill();
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        let _ = self.child.kill();
+                        let status = self.child.wait();
+                        *slot = None;
+                        return status.map(sys::exit_info).unwrap_or(ExitInfo::Unknown);
+                    }
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+}
+

@@ -1,0 +1,142 @@
+//! Everything OS-specific: the inherited channel fd, the child's set-up between
+//! `fork` and `exec`, signals and exit statuses. A port to another OS replaces
+//! this module; nothing else calls `libc`.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+
+use crate::error::ExitInfo;
+
+/// The fd number the worker finds its end of the task channel at.
+pub(crate) const CHANNEL_FD: RawFd = 3;
+
+/// A connected pair of stream sockets, both close-on-exec.
+pub(crate) fn channel_pair() -> io::Result<(UnixStream, UnixStream)> {
+    UnixStream::pair()
+}
+
+/// The program a worker re-executes: this very binary, even if the file was
+/// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
+/// at the running image), so workers always run the caller's code.
+pub(crate) fn worker_executable() -> PathBuf {
+    let proc_exe = PathBuf::from("/proc/self/exe");
+    if proc_exe.exists() {
+        proc_exe
+    } else {
+        std::env::current_exe().unwrap_or(proc_exe)
+    }
+}
+
+/// Arranges for the child of `cmd` to find `channel` at [`CHANNEL_FD`], to
+/// inherit no other descriptor, and to die with the thread that spawns it.
+pub(crate) fn configure_child(cmd: &mut Command, channel: &UnixStream) {
+    let fd = channel.as_raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    let hook = move || prepare_child(fd, parent);
+    // SAFETY: `prepare_child` runs in the forked child before `exec` and only
+    // makes async-signal-safe system calls (dup2, fcntl, prctl, getppid,
+    // syscall(close_range)); it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+fn prepare_child(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY (whole fn): plain syscalls on integers; see `configure_child`.
+    unsafe {
+        if fd == CHANNEL_FD {
+            // dup2 onto itself would keep close-on-exec set.
+            if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        } else if libc::dup2(fd, CHANNEL_FD) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // Everything above the channel closes at exec: a worker must not keep
+        // the parent's files, sockets or other workers' channels open.
+        // Ignored where close_range or its CLOEXEC flag is missing (< 5.11);
+        // procpool's own fds are close-on-exec anyway.
+        libc::syscall(
+            libc::SYS_close_range,
+            (CHANNEL_FD + 1) as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        );
+        // The kernel kills the worker when the spawning thread's process dies,
+        // even by SIGKILL; the check closes the race with a parent that died
+        // before prctl ran.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            libc::_exit(1);
+        }
+    }
+    Ok(())
+}
+
+/// Takes ownership of the channel the parent left at `fd`.
+pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
+    // SAFETY: fstat only writes into the zeroed struct we own.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not the task channel (not a socket)"),
+        ));
+    }
+    // The worker's own children (a task may run commands) must not inherit it.
+    // SAFETY: fcntl on an fd we just checked is open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open, is a socket, and nothing else in this process
+    // owns it: the parent put it there for us, and only this call adopts it.
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
+/// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
+/// child, so the number cannot have been reused.
+pub(crate) fn kill(pid: u32) {
+    // SAFETY: kill(2) with integer arguments has no memory effects.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Turns a reaped child's status into an [`ExitInfo`].
+pub(crate) fn exit_info(status: ExitStatus) -> ExitInfo {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitInfo::Code(code),
+        (None, Some(sig)) => ExitInfo::Signal(sig),
+        _ => ExitInfo::Unknown,
+    }
+}
+
+/// The conventional name of a signal, for messages.
+pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGXCPU => "SIGXCPU",
+        _ => return None,
+    })
+}

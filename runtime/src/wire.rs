@@ -1,0 +1,409 @@
+//! Frames and messages on the task channel.
+//!
+//! A frame is a little-endian `u32` length followed by that many bytes. A
+//! reader checks the length against a limit before reading, and grows its
+//! buffer only as bytes actually arrive, so a bogus length can neither make it
+//! allocate the announced size nor wait for bytes that never come (the peer's
+//! death ends the read with end-of-file).
+//!
+//! Message layouts (all integers little-endian):
+//!
+//! ```text
+//! parent → worker   CALL      1 | id u64 | fingerprint u64 | name_len u16 | name | args
+//!                   SHUTDOWN  2
+//! worker → parent   HELLO     10 | pid u32
+//!                   VALUE     11 | id u64 | result bytes
+//!                   PANIC     12 | id u64 | bincode(PanicReport)
+//!                   FAILED    13 | id u64 | bincode(RemoteError)
+//!                   FATAL     14 | bincode(String)   (worker exits after it)
+//! ```
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// Default upper bound of one frame: large enough for big payloads, small
+/// enough that a corrupt length cannot make either side allocate gigabytes.
+pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
+
+const TAG_CALL: u8 = 1;
+const TAG_SHUTDOWN: u8 = 2;
+const TAG_HELLO: u8 = 10;
+const TAG_VALUE: u8 = 11;
+const TAG_PANIC: u8 = 12;
+const TAG_FAILED: u8 = 13;
+const TAG_FATAL: u8 = 14;
+
+/// Why a frame could not be read.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The peer closed the channel cleanly between frames.
+    Closed,
+    /// The channel ended in the middle of a frame.
+    Truncated { expected: usize, got: usize },
+    /// The announced length is over the limit.
+    TooLarge { len: usize, max: usize },
+    /// The read timed out (only with a read timeout set).
+    TimedOut,
+    /// Any other I/O failure.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Closed => f.write_str("the channel is closed"),
+            FrameError::Truncated { expected, got } => {
+                write!(f, "a frame was cut short after {got} of {expected} bytes")
+            }
+            FrameError::TooLarge { len, max } => {
+                write!(f, "a frame of {len} bytes exceeds the limit of {max} bytes")
+            }
+            FrameError::TimedOut => f.write_str("timed out"),
+            FrameError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Writes one frame made of `parts`, concatenated.
+pub fn write_frame(w: &mut impl Write, parts: &[&[u8]], max: usize) -> Result<(), FrameError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > max || u32::try_from(len).is_err() {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&(len as u32).to_le_bytes());
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+    w.write_all(&buf).map_err(FrameError::Io)
+}
+
+/// Reads one frame, refusing any longer than `max` bytes.
+pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; 4];
+    let got = read_full(r, &mut header)?;
+    if got == 0 {
+        return Err(FrameError::Closed);
+    }
+    if got < header.len() {
+        return Err(FrameError::Truncated {
+            expected: header.len(),
+            got,
+        });
+    }
+    let len = u32::from_le_bytes(header) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    // Grows with the bytes that arrive instead of trusting `len` up front.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let got = r
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .map_err(io_to_frame)?;
+    if got < len {
+        return Err(FrameError::Truncated { expected: len, got });
+    }
+    Ok(body)
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_to_frame(e)),
+        }
+    }
+    Ok(filled)
+}
+
+fn io_to_frame(e: io::Error) -> FrameError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => FrameError::TimedOut,
+        _ => FrameError::Io(e),
+    }
+}
+
+/// A request from the parent, borrowing the frame it was read from.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Run the task registered as `name` on `args`.
+    Call {
+        id: u64,
+        fingerprint: u64,
+        name: &'a str,
+        args: &'a [u8],
+    },
+    /// Finish and exit.
+    Shutdown,
+}
+
+/// A task's panic, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PanicReport {
+    pub message: String,
+    pub location: String,
+    pub backtrace: Option<String>,
+}
+
+/// A failure the worker detected before or after running the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoteError {
+    UnknownTask {
+        suggestions: Vec<String>,
+    },
+    DuplicateTask {
+        first: String,
+        second: String,
+    },
+    SignatureMismatch {
+        worker_signature: String,
+    },
+    DecodeArgs(String),
+    EncodeResult(String),
+}
+
+/// A message from a worker.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The worker is up and ready for tasks.
+    Hello { pid: u32 },
+    /// Task `id` returned; these are its encoded result bytes.
+    Value { id: u64, bytes: Vec<u8> },
+    /// Task `id` panicked.
+    Panic { id: u64, report: PanicReport },
+    /// Task `id` could not be run or its result not sent.
+    Failed { id: u64, error: RemoteError },
+    /// The worker cannot go on (it exits right after sending this).
+    Fatal { message: String },
+}
+
+/// Encodes a call's header; the arguments follow it in the same frame.
+pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
+    let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    let name = &name.as_bytes()[..usize::from(name_len)];
+    let mut out = Vec::with_capacity(19 + name.len());
+    out.push(TAG_CALL);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    out.extend_from_slice(&name_len.to_le_bytes());
+    out.extend_from_slice(name);
+    out
+}
+
+/// The body of a shutdown frame.
+pub fn shutdown_message() -> [u8; 1] {
+    [TAG_SHUTDOWN]
+}
+
+/// Parses a request. Never panics, whatever the bytes.
+pub fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
+    let mut cur = Cursor(frame);
+    match cur.u8()? {
+        TAG_CALL => {
+            let id = cur.u64()?;
+            let fingerprint = cur.u64()?;
+            let name_len = usize::from(cur.u16()?);
+            let name = std::str::from_utf8(cur.take(name_len)?)
+                .map_err(|_| "task name is not UTF-8".to_string())?;
+            Ok(Request::Call {
+                id,
+                fingerprint,
+                name,
+                args: cur.0,
+            })
+        }
+        TAG_SHUTDOWN if cur.0.is_empty() => Ok(Request::Shutdown),
+        tag => Err(format!("unexpected request tag {tag} in a {}-byte frame", frame.len())),
+    }
+}
+
+/// Encodes a reply into one frame body.
+pub fn encode_reply(reply: &Reply) -> Vec<u8> {
+    fn tagged(tag: u8, id: u64, body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(9 + body.len());
+        out.push(tag);
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+    match reply {
+        Reply::Hello { pid } => {
+            let mut out = vec![TAG_HELLO];
+            out.extend_from_slice(&pid.to_le_bytes());
+            out
+        }
+        Reply::Value { id, bytes } => tagged(TAG_VALUE, *id, bytes),
+        Reply::Panic { id, report } => tagged(TAG_PANIC, *id, &encode_meta(report)),
+        Reply::Failed { id, error } => tagged(TAG_FAILED, *id, &encode_meta(error)),
+        Reply::Fatal { message } => {
+            let mut out = vec![TAG_FATAL];
+            out.extend_from_slice(&encode_meta(message));
+            out
+        }
+    }
+}
+
+/// Parses a reply. Never panics, whatever the bytes.
+pub fn parse_reply(frame: &[u8]) -> Result<Reply, String> {
+    let mut cur = Cursor(frame);
+    let tag = cur.u8()?;
+    match tag {
+        TAG_HELLO => {
+            let pid = cur.u32()?;
+            cur.end()?;
+            Ok(Reply::Hello { pid })
+        }
+        TAG_FATAL => Ok(Reply::Fatal {
+            message: decode_meta(cur.0)?,
+        }),
+        TAG_VALUE | TAG_PANIC | TAG_FAILED => {
+            let id = cur.u64()?;
+            let body = cur.0;
+            Ok(match tag {
+                TAG_VALUE => Reply::Value {
+                    id,
+                    bytes: body.to_vec(),
+                },
+                TAG_PANIC => Reply::Panic {
+                    id,
+                    report: decode_meta(body)?,
+                },
+                _ => Reply::Failed {
+                    id,
+                    error: decode_meta(body)?,
+                },
+            })
+        }
+        tag => Err(format!("unexpected reply tag {tag} in a {}-byte frame", frame.len())),
+    }
+}
+
+fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
+    // Only procpool's own plain structs go through here; they always encode.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(format!("{} trailing bytes after a reply", bytes.len() - used)),
+        Err(e) => Err(format!("undecodable reply body: {e}")),
+    }
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("frame cut short: needed {n} more bytes, had {}", self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.array::<1>()?[0])
+    }
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+    fn end(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} unexpected trailing bytes", self.0.len()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_round_trips() {
+        let mut frame = call_header(7, 99, "a::b");
+        frame.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(
+            parse_request(&frame),
+            Ok(Request::Call {
+                id: 7,
+                fingerprint: 99,
+                name: "a::b",
+                args: &[1, 2, 3]
+            })
+        );
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let replies = [
+            Reply::Hello { pid: 42 },
+            Reply::Value { id: 1, bytes: vec![9, 8] },
+            Reply::Panic {
+                id: 2,
+                report: PanicReport {
+                    message: "boom".into(),
+                    location: "x.rs:1:2".into(),
+                    backtrace: None,
+                },
+            },
+            Reply::Failed {
+                id: 3,
+                error: RemoteError::UnknownTask { suggestions: vec!["a".into()] },
+            },
+            Reply::Fatal { message: "bad".into() },
+        ];
+        for reply in replies {
+            assert_eq!(parse_reply(&encode_reply(&reply)), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn frames_are_bounded_and_checked() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &[b"abc", b"de"], 16).unwrap();
+        assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"abcde");
+        assert!(matches!(read_frame(&mut &buf[..], 4), Err(FrameError::TooLarge { len: 5, max: 4 })));
+        assert!(matches!(read_frame(&mut &buf[..6], 16), Err(FrameError::Truncated { expected: 5, got: 2 })));
+        assert!(matches!(read_frame(&mut &buf[..2], 16), Err(FrameError::Truncated { expected: 4, got: 2 })));
+        assert!(matches!(read_frame(&mut &[][..], 16), Err(FrameError::Closed)));
+        // A huge announced length with few bytes behind it fails without allocating it.
+        let bogus = [0xff, 0xff, 0xff, 0x0f, 1, 2];
+        assert!(matches!(read_frame(&mut &bogus[..], usize::MAX), Err(FrameError::Truncated { .. })));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        for len in 0..200 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let _ = parse_request(&bytes);
+            let _ = parse_reply(&bytes);
+        }
+    }
+}

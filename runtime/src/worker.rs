@@ -1,0 +1,170 @@
+//! Worker mode: the loop a re-executed process runs instead of its `main`.
+
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::registry::{self, CallError};
+use crate::sys;
+use crate::wire::{self, FrameError, PanicReport, RemoteError, Reply, Request};
+
+/// Exit code of a worker that gave up on a corrupt channel.
+const EXIT_PROTOCOL: i32 = 70;
+
+thread_local! {
+    /// Set while a task runs on this thread: its panics are reported to the
+    /// parent instead of printed.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+}
+
+/// Serves tasks on the channel at `fd` until told to stop or the parent is
+/// gone, then exits the process.
+pub(crate) fn run(fd: i32, max_frame: usize) -> ! {
+    let mut channel = match sys::adopt_channel(fd) {
+        Ok(channel) => channel,
+        Err(e) => {
+            eprintln!("procpool worker: cannot use its task channel: {e}");
+            std::process::exit(EXIT_PROTOCOL);
+        }
+    };
+    install_panic_hook();
+    if let Err(e) = registry::validate() {
+        send_or_exit(&mut channel, &Reply::Fatal { message: e.to_string() }, max_frame);
+        std::process::exit(EXIT_PROTOCOL);
+    }
+    send_or_exit(&mut channel, &Reply::Hello { pid: std::process::id() }, max_frame);
+    loop {
+        let frame = match wire::read_frame(&mut channel, max_frame) {
+            Ok(frame) => frame,
+            Err(FrameError::Closed) => exit_cleanly(),
+            Err(e) => fatal(&mut channel, format!("cannot read a request: {e}"), max_frame),
+        };
+        match wire::parse_request(&frame) {
+            Ok(Request::Call {
+                id,
+                fingerprint,
+                name,
+                args,
+            }) => {
+                let reply = execute(id, fingerprint, name, args);
+                flush_stdio();
+                let reply = fit_in_frame(reply, max_frame);
+                send_or_exit(&mut channel, &reply, max_frame);
+            }
+            Ok(Request::Shutdown) => exit_cleanly(),
+            Err(message) => fatal(&mut channel, message, max_frame),
+        }
+    }
+}
+
+/// Runs one call and describes how it went.
+fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
+    let failed = |error| Reply::Failed { id, error };
+    let registration = match registry::lookup(name) {
+        Ok(r) => r,
+        Err(crate::Error::UnknownTask { suggestions, .. }) => {
+            return failed(RemoteError::UnknownTask { suggestions })
+        }
+        Err(crate::Error::DuplicateTask { first, second, .. }) => {
+            return failed(RemoteError::DuplicateTask { first, second })
+        }
+        Err(other) => return failed(RemoteError::DecodeArgs(other.to_string())),
+    };
+    // Zero means "not checked" (calls by name carry no compiled signature).
+    if fingerprint != 0 && fingerprint != registration.fingerprint {
+        return failed(RemoteError::SignatureMismatch {
+            worker_signature: registration.signature.to_string(),
+        });
+    }
+    IN_TASK.with(|t| t.set(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(|| (registration.call)(args)));
+    IN_TASK.with(|t| t.set(false));
+    match result {
+        Ok(Ok(bytes)) => Reply::Value { id, bytes },
+        Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
+        Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
+        Err(payload) => {
+            let report = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| PanicReport {
+                message: payload_message(payload.as_ref()),
+                location: "<unknown>".into(),
+                backtrace: None,
+            });
+            Reply::Panic { id, report }
+        }
+    }
+}
+
+/// A result too large for one frame is reported as such, not sent.
+fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
+    match reply {
+        Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
+            id,
+            error: RemoteError::EncodeResult(format!(
+                "the encoded result is {} bytes, over the frame limit of {max_frame} bytes",
+                bytes.len()
+            )),
+        },
+        other => other,
+    }
+}
+
+fn install_panic_hook() {
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !IN_TASK.with(|t| t.get()) {
+            return default_hook(info);
+        }
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "<unknown>".into());
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => Some(backtrace.to_string()),
+            _ => None,
+        };
+        let report = PanicReport {
+            message: payload_message(info.payload()),
+            location,
+            backtrace,
+        };
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
+    }));
+}
+
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+fn send_or_exit(channel: &mut UnixStream, reply: &Reply, max_frame: usize) {
+    let body = wire::encode_reply(reply);
+    if wire::write_frame(channel, &[&body], max_frame).is_err() {
+        // The parent is gone or the channel is broken: nobody to serve.
+        exit_cleanly();
+    }
+}
+
+fn fatal(channel: &mut UnixStream, message: String, max_frame: usize) -> ! {
+    let body = wire::encode_reply(&Reply::Fatal { message });
+    let _ = wire::write_frame(channel, &[&body], max_frame);
+    flush_stdio();
+    std::process::exit(EXIT_PROTOCOL);
+}
+
+fn flush_stdio() {
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+fn exit_cleanly() -> ! {
+    flush_stdio();
+    std::process::exit(0);
+}
