@@ -48,7 +48,9 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         let error = syn::Error::new(args.span(), "`#[procpool::main]` takes no arguments");
         return with_error(func.into_token_stream(), error);
     }
-    func.block.stmts.insert(0, parse_quote!(::procpool::init();));
+    func.block
+        .stmts
+        .insert(0, parse_quote!(::procpool::init();));
     func.into_token_stream()
 }
 
@@ -58,7 +60,10 @@ fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {
 }
 
 fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
-    let krate: Path = args.krate.clone().unwrap_or_else(|| parse_quote!(::procpool));
+    let krate: Path = args
+        .krate
+        .clone()
+        .unwrap_or_else(|| parse_quote!(::procpool));
     let item = task.item;
     let vis = &item.vis;
     let fn_ident = &item.sig.ident;
@@ -88,7 +93,9 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
         Some(ty) => quote!(#ty),
         None => quote!(()),
     };
-    let ret_span = task.output.map_or_else(|| item.sig.ident.span(), |ty| ty.span());
+    let ret_span = task
+        .output
+        .map_or_else(|| item.sig.ident.span(), |ty| ty.span());
 
     // Each argument is encoded on its own (a tuple's encoding is its fields'
     // encodings in a row), so a missing `Serialize` is reported at its type.
@@ -115,7 +122,8 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
             None => quote!(#var),
         }
     });
-    let encode_result = quote_spanned!(ret_span=> #krate::__private::encode_result::<#ret>(&__procpool_out));
+    let encode_result =
+        quote_spanned!(ret_span=> #krate::__private::encode_result::<#ret>(&__procpool_out));
     let submit = quote_spanned!(ret_span=> #krate::__private::submit::<#ret>);
     let get = quote_spanned!(ret_span=> #krate::AsyncResult::<#ret>::get);
 

@@ -37,7 +37,10 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
     let mut errors = Errors(None);
     let sig = &item.sig;
     if let Some(token) = &sig.constness {
-        errors.push(token, "`#[pool_task]` cannot be used on a `const fn`; remove `const`");
+        errors.push(
+            token,
+            "`#[pool_task]` cannot be used on a `const fn`; remove `const`",
+        );
     }
     if let Some(token) = &sig.asyncness {
         errors.push(
@@ -54,7 +57,10 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
         );
     }
     if let Some(variadic) = &sig.variadic {
-        errors.push(variadic, "`#[pool_task]` cannot be used on a C-variadic function");
+        errors.push(
+            variadic,
+            "`#[pool_task]` cannot be used on a C-variadic function",
+        );
     }
     for param in &sig.generics.params {
         let what = match param {
@@ -71,7 +77,10 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
         );
     }
     if let Some(clause) = &sig.generics.where_clause {
-        errors.push(clause, "`#[pool_task]` functions cannot have a `where` clause");
+        errors.push(
+            clause,
+            "`#[pool_task]` functions cannot have a `where` clause",
+        );
     }
 
     let mut args = Vec::new();
@@ -109,7 +118,11 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
                     _ => None,
                 };
                 if let Some(ident) = ident {
-                    args.push(Arg { ident, ty, referent });
+                    args.push(Arg {
+                        ident,
+                        ty,
+                        referent,
+                    });
                 }
             }
         }

@@ -11,8 +11,8 @@ pub use ::ctor;
 pub use ::inventory;
 pub use ::serde;
 
-pub use crate::registry::{CallError, Registration};
 use crate::pool::TaskCall;
+pub use crate::registry::{CallError, Registration};
 use crate::{codec, AsyncResult, Pool};
 
 /// The caller's view of one task: how to name it on the wire.
@@ -52,7 +52,9 @@ impl Default for ArgsEncoder {
 
 impl ArgsEncoder {
     pub fn new() -> Self {
-        ArgsEncoder { bytes: Ok(Vec::new()) }
+        ArgsEncoder {
+            bytes: Ok(Vec::new()),
+        }
     }
 
     pub fn push<T: Serialize + ?Sized>(mut self, value: &T) -> Self {

@@ -29,7 +29,11 @@ impl CallbackRunner {
 
     /// Waits until every callback posted so far has run.
     pub(crate) fn flush(&self) {
-        let started = self.sender.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let started = self
+            .sender
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
         if !started {
             return;
         }

@@ -44,7 +44,11 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
         worker = link;
         if worker.is_some() {
             served += 1;
-            if shared.config.max_tasks_per_child.is_some_and(|max| served >= max) {
+            if shared
+                .config
+                .max_tasks_per_child
+                .is_some_and(|max| served >= max)
+            {
                 retire(worker.take());
             }
         }
@@ -123,7 +127,9 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
         Err(FrameError::TimedOut) => {
             return Exchange::Lost(Loss::TimedOut(job.timeout.unwrap_or_default()))
         }
-        Err(FrameError::TooLarge { len, max }) => return Exchange::Lost(Loss::TooLarge { len, max }),
+        Err(FrameError::TooLarge { len, max }) => {
+            return Exchange::Lost(Loss::TooLarge { len, max })
+        }
         // End of file, a frame cut short by the death, a reset: the worker is gone.
         Err(FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_)) => {
             return Exchange::Lost(Loss::Died)
@@ -165,7 +171,11 @@ fn remote_error(job: &Job, error: RemoteError) -> Error {
     let task = job.task.to_string();
     match error {
         RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
-        RemoteError::DuplicateTask { first, second } => Error::DuplicateTask { task, first, second },
+        RemoteError::DuplicateTask { first, second } => Error::DuplicateTask {
+            task,
+            first,
+            second,
+        },
         RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
             task,
             caller: job.signature.to_string(),

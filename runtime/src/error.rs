@@ -28,7 +28,10 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked in its worker. The worker survives and stays usable.
-    #[error("task `{task}` panicked at {location}: {message}{}", backtrace_suffix(backtrace))]
+    #[error(
+        "task `{task}` panicked at {location}: {message}{}",
+        backtrace_suffix(backtrace)
+    )]
     Panic {
         /// Registered name of the task.
         task: String,
@@ -87,7 +90,10 @@ pub enum Error {
     },
 
     /// No function is registered under this name in the worker's program.
-    #[error("no task is registered under the name `{task}`{}", suggestion_suffix(suggestions))]
+    #[error(
+        "no task is registered under the name `{task}`{}",
+        suggestion_suffix(suggestions)
+    )]
     UnknownTask {
         /// The name that was asked for.
         task: String,
@@ -108,7 +114,9 @@ pub enum Error {
 
     /// The caller's and the worker's idea of the task's signature differ
     /// (for instance, the caller was built from other sources).
-    #[error("task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`")]
+    #[error(
+        "task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`"
+    )]
     SignatureMismatch {
         /// Registered name of the task.
         task: String,

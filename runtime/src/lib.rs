@@ -149,6 +149,7 @@ pub use procpool_macros::pool_task;
 pub use procpool_macros::main;
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
+static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
 
 /// Makes this process able to use pools, and turns it into a worker if it
 /// was started as one. Call it first in `main`.
@@ -166,22 +167,53 @@ static INITIALIZED: AtomicBool = AtomicBool::new(false);
 /// ```
 pub fn init() {
     INITIALIZED.store(true, Ordering::SeqCst);
-    let Some(fd) = std::env::var_os(process::ENV_CHANNEL_FD) else {
-        return;
-    };
+    if let Some(channel) = take_worker_channel() {
+        worker::run(channel, worker::Exit::Process)
+    }
+}
+
+/// The worker-mode settings the parent left in the environment, removed so
+/// that programs a task starts do not mistake themselves for workers.
+fn take_worker_channel() -> Option<worker::Channel> {
+    let fd = std::env::var_os(process::ENV_CHANNEL_FD)?;
     let max_frame = std::env::var(process::ENV_MAX_FRAME)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
-    // Programs a task starts must not mistake themselves for workers.
     std::env::remove_var(process::ENV_CHANNEL_FD);
     std::env::remove_var(process::ENV_MAX_FRAME);
-    let fd = fd.to_str().and_then(|s| s.parse().ok()).unwrap_or(sys::CHANNEL_FD);
-    worker::run(fd, max_frame)
+    let fd = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(sys::CHANNEL_FD);
+    Some(worker::Channel { fd, max_frame })
+}
+
+/// `init()` for test binaries, run by [`enable_test_support!`] before the
+/// harness starts.
+///
+/// A worker cannot serve from here: constructors run in no guaranteed order,
+/// and the `inventory` registrations of tasks may not have run yet. So a
+/// worker serves from an exit hook instead, once every constructor has run
+/// and the harness, started with arguments that select no test, has returned
+/// without printing anything.
+#[doc(hidden)]
+pub fn __init_test_harness() {
+    INITIALIZED.store(true, Ordering::SeqCst);
+    TEST_HARNESS.store(true, Ordering::SeqCst);
+    if let Some(channel) = take_worker_channel() {
+        worker::serve_at_exit(channel);
+    }
 }
 
 pub(crate) fn is_initialized() -> bool {
     INITIALIZED.load(Ordering::SeqCst)
+}
+
+/// Whether this process's `main` is a libtest harness that workers must
+/// start with harness arguments.
+pub(crate) fn is_test_harness() -> bool {
+    TEST_HARNESS.load(Ordering::SeqCst)
 }
 
 /// Lets a test binary's worker processes enter worker mode.
@@ -208,7 +240,7 @@ macro_rules! enable_test_support {
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {
-                $crate::init();
+                $crate::__init_test_harness();
             }
         }
     };

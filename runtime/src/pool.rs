@@ -208,7 +208,10 @@ impl Shared {
             if queue.closed {
                 return None;
             }
-            queue = self.available.wait(queue).unwrap_or_else(|e| e.into_inner());
+            queue = self
+                .available
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 

@@ -22,6 +22,18 @@ pub(crate) const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
 /// instead of running the whole test suite again.
 pub(crate) const WORKER_ARG: &str = "--procpool-worker";
 
+/// A libtest harness given these lists no test and prints nothing, so that
+/// the worker can serve once it returns (see `__init_test_harness`).
+const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", WORKER_ARG];
+
+fn worker_args() -> &'static [&'static str] {
+    if crate::is_test_harness() {
+        &HARNESS_ARGS
+    } else {
+        &HARNESS_ARGS[4..]
+    }
+}
+
 pub(crate) struct ProcessBackend {
     exe: PathBuf,
     argv0: std::ffi::OsString,
@@ -31,7 +43,9 @@ pub(crate) struct ProcessBackend {
 
 impl ProcessBackend {
     pub(crate) fn new(max_frame: usize, start_timeout: Duration) -> Self {
-        let argv0 = std::env::args_os().next().unwrap_or_else(|| "procpool-worker".into());
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "procpool-worker".into());
         ProcessBackend {
             exe: sys::worker_executable(),
             argv0,
@@ -48,7 +62,7 @@ impl Backend for ProcessBackend {
             sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
         let mut cmd = Command::new(&self.exe);
         cmd.arg0(&self.argv0)
-            .arg(WORKER_ARG)
+            .args(worker_args())
             .env(ENV_CHANNEL_FD, sys::CHANNEL_FD.to_string())
             .env(ENV_MAX_FRAME, self.max_frame.to_string())
             .stdin(Stdio::null());
@@ -57,9 +71,9 @@ impl Backend for ProcessBackend {
             // Spawning under the switch's lock publishes the pid before any
             // other thread can look for it.
             let mut slot = kill.lock();
-            let child = cmd
-                .spawn()
-                .map_err(|e| start_error(format!("could not execute {}: {e}", self.exe.display())))?;
+            let child = cmd.spawn().map_err(|e| {
+                start_error(format!("could not execute {}: {e}", self.exe.display()))
+            })?;
             *slot = Some(child.id());
             child
         };
@@ -117,7 +131,9 @@ impl Link for ProcessLink {
         if timeout != self.timeout {
             // A zero read timeout means "none" to the OS: use the smallest real one.
             let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-            self.channel.set_read_timeout(os_timeout).map_err(FrameError::Io)?;
+            self.channel
+                .set_read_timeout(os_timeout)
+                .map_err(FrameError::Io)?;
             self.timeout = timeout;
         }
         wire::read_frame(&mut self.channel, self.max_frame)
@@ -157,4 +173,3 @@ impl Link for ProcessLink {
         }
     }
 }
-

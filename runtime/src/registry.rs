@@ -92,13 +92,21 @@ fn suggestions(table: &Table, name: &str) -> Vec<String> {
     let mut scored: Vec<(usize, &str)> = table
         .keys()
         .map(|known| {
-            let score = if leaf(known) == wanted_leaf { 0 } else { 1 + edit_distance(known, name) };
+            let score = if leaf(known) == wanted_leaf {
+                0
+            } else {
+                1 + edit_distance(known, name)
+            };
             (score, *known)
         })
         .filter(|(score, known)| *score <= 1 + known.len().max(name.len()) / 3)
         .collect();
     scored.sort();
-    scored.into_iter().take(3).map(|(_, n)| n.to_string()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {

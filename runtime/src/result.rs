@@ -62,7 +62,10 @@ impl Slot {
                 None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let left = deadline.checked_duration_since(Instant::now())?;
-                    self.done.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0
+                    self.done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
             };
         }
@@ -177,7 +180,10 @@ impl<T> fmt::Debug for AsyncResult<T> {
 impl<T: DeserializeOwned> AsyncResult<T> {
     /// Waits for the task and returns its result (Python's `get()`).
     pub fn get(self) -> Result<T, Error> {
-        let outcome = self.slot.wait_until(None).expect("waits without a deadline");
+        let outcome = self
+            .slot
+            .wait_until(None)
+            .expect("waits without a deadline");
         decode_outcome(&self.slot.task, &outcome)
     }
 
@@ -266,7 +272,9 @@ impl<T> AsyncResult<T> {
 
     /// Waits at most `timeout`; `true` if the result is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot.wait_until(Instant::now().checked_add(timeout)).is_some()
+        self.slot
+            .wait_until(Instant::now().checked_add(timeout))
+            .is_some()
     }
 
     /// Whether the task has finished, successfully or not.

@@ -69,7 +69,14 @@ fn prepare_child(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
         // The kernel kills the worker when the spawning thread's process dies,
         // even by SIGKILL; the check closes the race with a parent that died
         // before prctl ran.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) == -1
+        {
             return Err(io::Error::last_os_error());
         }
         if libc::getppid() != parent {
@@ -100,6 +107,21 @@ pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
     // SAFETY: the fd is open, is a socket, and nothing else in this process
     // owns it: the parent put it there for us, and only this call adopts it.
     Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
+/// Runs `hook` when the process exits normally (after `main` returns).
+pub(crate) fn at_exit(hook: extern "C" fn()) {
+    // SAFETY: registers a plain function pointer with the C runtime; `hook`
+    // is a Rust `extern "C" fn` that never unwinds (it ends the process).
+    unsafe {
+        libc::atexit(hook);
+    }
+}
+
+/// Ends the process at once, without running exit hooks again.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: _exit(2) takes an integer and never returns.
+    unsafe { libc::_exit(code) }
 }
 
 /// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped

@@ -153,16 +153,9 @@ pub struct PanicReport {
 /// A failure the worker detected before or after running the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteError {
-    UnknownTask {
-        suggestions: Vec<String>,
-    },
-    DuplicateTask {
-        first: String,
-        second: String,
-    },
-    SignatureMismatch {
-        worker_signature: String,
-    },
+    UnknownTask { suggestions: Vec<String> },
+    DuplicateTask { first: String, second: String },
+    SignatureMismatch { worker_signature: String },
     DecodeArgs(String),
     EncodeResult(String),
 }
@@ -218,7 +211,10 @@ pub fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
             })
         }
         TAG_SHUTDOWN if cur.0.is_empty() => Ok(Request::Shutdown),
-        tag => Err(format!("unexpected request tag {tag} in a {}-byte frame", frame.len())),
+        tag => Err(format!(
+            "unexpected request tag {tag} in a {}-byte frame",
+            frame.len()
+        )),
     }
 }
 
@@ -279,7 +275,10 @@ pub fn parse_reply(frame: &[u8]) -> Result<Reply, String> {
                 },
             })
         }
-        tag => Err(format!("unexpected reply tag {tag} in a {}-byte frame", frame.len())),
+        tag => Err(format!(
+            "unexpected reply tag {tag} in a {}-byte frame",
+            frame.len()
+        )),
     }
 }
 
@@ -291,7 +290,10 @@ fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
 fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
-        Ok((_, used)) => Err(format!("{} trailing bytes after a reply", bytes.len() - used)),
+        Ok((_, used)) => Err(format!(
+            "{} trailing bytes after a reply",
+            bytes.len() - used
+        )),
         Err(e) => Err(format!("undecodable reply body: {e}")),
     }
 }
@@ -301,7 +303,10 @@ struct Cursor<'a>(&'a [u8]);
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
-            return Err(format!("frame cut short: needed {n} more bytes, had {}", self.0.len()));
+            return Err(format!(
+                "frame cut short: needed {n} more bytes, had {}",
+                self.0.len()
+            ));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -356,7 +361,10 @@ mod tests {
     fn replies_round_trip() {
         let replies = [
             Reply::Hello { pid: 42 },
-            Reply::Value { id: 1, bytes: vec![9, 8] },
+            Reply::Value {
+                id: 1,
+                bytes: vec![9, 8],
+            },
             Reply::Panic {
                 id: 2,
                 report: PanicReport {
@@ -367,9 +375,13 @@ mod tests {
             },
             Reply::Failed {
                 id: 3,
-                error: RemoteError::UnknownTask { suggestions: vec!["a".into()] },
+                error: RemoteError::UnknownTask {
+                    suggestions: vec!["a".into()],
+                },
             },
-            Reply::Fatal { message: "bad".into() },
+            Reply::Fatal {
+                message: "bad".into(),
+            },
         ];
         for reply in replies {
             assert_eq!(parse_reply(&encode_reply(&reply)), Ok(reply));
@@ -381,13 +393,34 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, &[b"abc", b"de"], 16).unwrap();
         assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"abcde");
-        assert!(matches!(read_frame(&mut &buf[..], 4), Err(FrameError::TooLarge { len: 5, max: 4 })));
-        assert!(matches!(read_frame(&mut &buf[..6], 16), Err(FrameError::Truncated { expected: 5, got: 2 })));
-        assert!(matches!(read_frame(&mut &buf[..2], 16), Err(FrameError::Truncated { expected: 4, got: 2 })));
-        assert!(matches!(read_frame(&mut &[][..], 16), Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut &buf[..], 4),
+            Err(FrameError::TooLarge { len: 5, max: 4 })
+        ));
+        assert!(matches!(
+            read_frame(&mut &buf[..6], 16),
+            Err(FrameError::Truncated {
+                expected: 5,
+                got: 2
+            })
+        ));
+        assert!(matches!(
+            read_frame(&mut &buf[..2], 16),
+            Err(FrameError::Truncated {
+                expected: 4,
+                got: 2
+            })
+        ));
+        assert!(matches!(
+            read_frame(&mut &[][..], 16),
+            Err(FrameError::Closed)
+        ));
         // A huge announced length with few bytes behind it fails without allocating it.
         let bogus = [0xff, 0xff, 0xff, 0x0f, 1, 2];
-        assert!(matches!(read_frame(&mut &bogus[..], usize::MAX), Err(FrameError::Truncated { .. })));
+        assert!(matches!(
+            read_frame(&mut &bogus[..], usize::MAX),
+            Err(FrameError::Truncated { .. })
+        ));
     }
 
     #[test]

@@ -19,27 +19,76 @@ thread_local! {
     static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
 }
 
-/// Serves tasks on the channel at `fd` until told to stop or the parent is
-/// gone, then exits the process.
-pub(crate) fn run(fd: i32, max_frame: usize) -> ! {
+/// Where a worker's task channel is.
+pub(crate) struct Channel {
+    pub(crate) fd: i32,
+    pub(crate) max_frame: usize,
+}
+
+/// How a worker ends its process.
+#[derive(Clone, Copy)]
+pub(crate) enum Exit {
+    /// `std::process::exit`: the worker runs from `main`.
+    Process,
+    /// `_exit`: the worker runs inside an exit hook, where calling `exit`
+    /// again is undefined behaviour.
+    Immediate,
+}
+
+static EXIT_MODE: std::sync::OnceLock<Exit> = std::sync::OnceLock::new();
+static DEFERRED: std::sync::Mutex<Option<Channel>> = std::sync::Mutex::new(None);
+
+/// Arranges for this process to serve `channel` when it exits (test harness).
+pub(crate) fn serve_at_exit(channel: Channel) {
+    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
+    extern "C" fn serve() {
+        let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(channel) = channel {
+            run(channel, Exit::Immediate);
+        }
+    }
+    sys::at_exit(serve);
+}
+
+/// Serves tasks on `channel` until told to stop or the parent is gone, then
+/// ends the process.
+pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
+    let _ = EXIT_MODE.set(exit);
+    let Channel { fd, max_frame } = channel;
     let mut channel = match sys::adopt_channel(fd) {
         Ok(channel) => channel,
         Err(e) => {
             eprintln!("procpool worker: cannot use its task channel: {e}");
-            std::process::exit(EXIT_PROTOCOL);
+            end_process(EXIT_PROTOCOL);
         }
     };
     install_panic_hook();
     if let Err(e) = registry::validate() {
-        send_or_exit(&mut channel, &Reply::Fatal { message: e.to_string() }, max_frame);
-        std::process::exit(EXIT_PROTOCOL);
+        send_or_exit(
+            &mut channel,
+            &Reply::Fatal {
+                message: e.to_string(),
+            },
+            max_frame,
+        );
+        end_process(EXIT_PROTOCOL);
     }
-    send_or_exit(&mut channel, &Reply::Hello { pid: std::process::id() }, max_frame);
+    send_or_exit(
+        &mut channel,
+        &Reply::Hello {
+            pid: std::process::id(),
+        },
+        max_frame,
+    );
     loop {
         let frame = match wire::read_frame(&mut channel, max_frame) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => exit_cleanly(),
-            Err(e) => fatal(&mut channel, format!("cannot read a request: {e}"), max_frame),
+            Err(e) => fatal(
+                &mut channel,
+                format!("cannot read a request: {e}"),
+                max_frame,
+            ),
         };
         match wire::parse_request(&frame) {
             Ok(Request::Call {
@@ -86,11 +135,13 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
         Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
         Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
         Err(payload) => {
-            let report = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| PanicReport {
-                message: payload_message(payload.as_ref()),
-                location: "<unknown>".into(),
-                backtrace: None,
-            });
+            let report = LAST_PANIC
+                .with(|p| p.borrow_mut().take())
+                .unwrap_or_else(|| PanicReport {
+                    message: payload_message(payload.as_ref()),
+                    location: "<unknown>".into(),
+                    backtrace: None,
+                });
             Reply::Panic { id, report }
         }
     }
@@ -155,8 +206,7 @@ fn send_or_exit(channel: &mut UnixStream, reply: &Reply, max_frame: usize) {
 fn fatal(channel: &mut UnixStream, message: String, max_frame: usize) -> ! {
     let body = wire::encode_reply(&Reply::Fatal { message });
     let _ = wire::write_frame(channel, &[&body], max_frame);
-    flush_stdio();
-    std::process::exit(EXIT_PROTOCOL);
+    end_process(EXIT_PROTOCOL);
 }
 
 fn flush_stdio() {
@@ -165,6 +215,13 @@ fn flush_stdio() {
 }
 
 fn exit_cleanly() -> ! {
+    end_process(0);
+}
+
+fn end_process(code: i32) -> ! {
     flush_stdio();
-    std::process::exit(0);
+    match EXIT_MODE.get() {
+        Some(Exit::Immediate) => sys::exit_immediately(code),
+        _ => std::process::exit(code),
+    }
 }
