@@ -24,13 +24,14 @@ pub(crate) const WORKER_ARG: &str = "--procpool-worker";
 
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
-const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", WORKER_ARG];
+/// (A filter, so it must not start with a dash.)
+const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "procpool-worker"];
 
 fn worker_args() -> &'static [&'static str] {
     if crate::is_test_harness() {
         &HARNESS_ARGS
     } else {
-        &HARNESS_ARGS[4..]
+        &[WORKER_ARG]
     }
 }
 

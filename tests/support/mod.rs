@@ -19,7 +19,11 @@ pub fn children() -> Vec<u32> {
         let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
             continue;
         };
-        let ppid: u32 = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let ppid: u32 = rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         if ppid == me {
             out.push(pid);
         }
@@ -35,7 +39,10 @@ pub fn assert_no_children() {
         if left.is_empty() {
             return;
         }
-        assert!(Instant::now() < deadline, "child processes left behind: {left:?}");
+        assert!(
+            Instant::now() < deadline,
+            "child processes left behind: {left:?}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -50,7 +57,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 /// Whether the process `pid` still exists (zombies count as gone).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
         Err(_) => false,
     }
 }

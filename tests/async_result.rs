@@ -1,0 +1,150 @@
+//! Every method of `AsyncResult`, and callbacks.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn nap_then_pid(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[pool_task]
+fn fail(message: String) -> u8 {
+    panic!("{message}")
+}
+
+const LONG: Duration = Duration::from_secs(30);
+
+#[test]
+fn ready_wait_and_successful_follow_the_task() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap_then_pid(&pool, 300);
+    assert!(!r.ready());
+    assert_eq!(r.successful(), None);
+    assert!(!r.wait_timeout(Duration::from_millis(10)));
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    assert!(r.wait_timeout(Duration::ZERO));
+    assert_ne!(r.get().unwrap(), std::process::id());
+
+    let failed = apply_async_fail(&pool, "no".into());
+    assert!(failed.wait_timeout(LONG));
+    assert_eq!(failed.successful(), Some(false));
+    assert!(matches!(failed.get(), Err(Error::Panic { .. })));
+}
+
+#[test]
+fn get_timeout_does_not_lose_the_result() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap_then_pid(&pool, 400);
+    match r.get_timeout(Duration::from_millis(20)) {
+        Err(Error::WaitTimeout { task, waited }) => {
+            assert_eq!(task, "async_result::nap_then_pid");
+            assert_eq!(waited, Duration::from_millis(20));
+        }
+        other => panic!("expected a wait timeout, got {other:?}"),
+    }
+    let pid = r.get_timeout(LONG).unwrap();
+    assert_ne!(pid, std::process::id());
+    // Still there: collecting twice returns the same value.
+    assert_eq!(r.get().unwrap(), pid);
+}
+
+#[test]
+fn callbacks_run_when_the_result_arrives() {
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let (etx, erx) = mpsc::channel();
+    let ok = apply_async_nap_then_pid(&pool, 100)
+        .callback({
+            let tx = tx.clone();
+            move |pid| tx.send(pid).unwrap()
+        })
+        .error_callback(|e| panic!("unexpected error {e}"));
+    let bad = apply_async_fail(&pool, "kaput".into())
+        .callback(|_| panic!("no value expected"))
+        .error_callback(move |e| etx.send(e).unwrap());
+    let pid = rx.recv_timeout(LONG).unwrap();
+    assert_ne!(pid, std::process::id());
+    match erx.recv_timeout(LONG).unwrap() {
+        Error::Panic { message, .. } => assert_eq!(message, "kaput"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    // The results remain collectable after their callbacks ran.
+    assert_eq!(ok.get().unwrap(), pid);
+    assert!(bad.get().is_err());
+}
+
+#[test]
+fn callbacks_attached_after_arrival_still_run() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap_then_pid(&pool, 0);
+    r.wait();
+    let (tx, rx) = mpsc::channel();
+    let r = r.on_complete(move |res| tx.send(res).unwrap());
+    let pid = rx.recv_timeout(LONG).unwrap().unwrap();
+    assert_eq!(r.get().unwrap(), pid);
+}
+
+#[test]
+fn callbacks_run_off_the_callers_thread() {
+    let pool = Pool::new(1).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let r = apply_async_nap_then_pid(&pool, 0).callback(move |_| {
+        tx.send(std::thread::current().name().map(str::to_string))
+            .unwrap()
+    });
+    assert_eq!(
+        rx.recv_timeout(LONG).unwrap().as_deref(),
+        Some("procpool-callbacks")
+    );
+    drop(r);
+}
+
+#[test]
+fn a_panicking_callback_does_not_break_the_pool() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap_then_pid(&pool, 0).callback(|_| panic!("callback bug"));
+    r.wait();
+    let (tx, rx) = mpsc::channel();
+    let _r2 = apply_async_nap_then_pid(&pool, 0).callback(move |pid| tx.send(pid).unwrap());
+    assert!(rx.recv_timeout(LONG).is_ok());
+}
+
+#[test]
+fn dropping_a_result_never_blocks_the_worker() {
+    let pool = Pool::new(1).unwrap();
+    for _ in 0..20 {
+        drop(apply_async_nap_then_pid(&pool, 1));
+    }
+    // The worker got through the dropped ones and serves the next.
+    let pid = apply_nap_then_pid(&pool, 0).unwrap();
+    assert_ne!(pid, std::process::id());
+}
+
+#[test]
+fn join_waits_for_pending_callbacks() {
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let results: Vec<_> = (0..8)
+        .map(|_| {
+            let tx = tx.clone();
+            apply_async_nap_then_pid(&pool, 20).callback(move |pid| tx.send(pid).unwrap())
+        })
+        .collect();
+    drop(tx);
+    pool.close();
+    pool.join();
+    assert_eq!(
+        rx.try_iter().count(),
+        8,
+        "every callback ran before join returned"
+    );
+    drop(results);
+}

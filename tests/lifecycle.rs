@@ -1,0 +1,122 @@
+//! `close`, `join`, `terminate` and drop: queued work is finished or fails
+//! with a typed error, nothing hangs, and no child process is left behind.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, Error, Pool};
+use support::{assert_no_children, children, serial};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn close_refuses_new_work_and_join_finishes_queued_work() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(children().len(), 2, "one process per worker");
+    let queued: Vec<_> = (0..6).map(|_| apply_async_nap(&pool, 50)).collect();
+    pool.close();
+    match apply_nap(&pool, 0) {
+        Err(Error::PoolClosed { task }) => assert_eq!(task, "lifecycle::nap"),
+        other => panic!("expected PoolClosed, got {other:?}"),
+    }
+    pool.join();
+    for r in queued {
+        assert!(r.ready(), "join returned before queued work finished");
+        assert_ne!(r.get().unwrap(), std::process::id());
+    }
+    assert_no_children();
+}
+
+#[test]
+fn terminate_stops_now_and_fails_pending_tasks() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let running: Vec<_> = (0..2).map(|_| apply_async_nap(&pool, 10_000)).collect();
+    let queued: Vec<_> = (0..4).map(|_| apply_async_nap(&pool, 10_000)).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let begun = Instant::now();
+    pool.terminate();
+    assert!(
+        begun.elapsed() < Duration::from_secs(5),
+        "terminate waited for tasks"
+    );
+    for r in running.into_iter().chain(queued) {
+        match r.get() {
+            Err(Error::Terminated { task }) => assert_eq!(task, "lifecycle::nap"),
+            other => panic!("expected Terminated, got {other:?}"),
+        }
+    }
+    assert!(matches!(apply_nap(&pool, 0), Err(Error::PoolClosed { .. })));
+    assert_no_children();
+}
+
+#[test]
+fn dropping_the_pool_closes_and_joins_it() {
+    let _serial = serial();
+    let results = {
+        let pool = Pool::new(2).unwrap();
+        (0..4)
+            .map(|_| apply_async_nap(&pool, 50))
+            .collect::<Vec<_>>()
+    };
+    for r in results {
+        assert_ne!(r.get().unwrap(), std::process::id());
+    }
+    assert_no_children();
+}
+
+#[test]
+fn join_without_close_does_not_hang() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap(&pool, 10);
+    pool.join();
+    assert!(r.get().is_ok());
+    assert_no_children();
+}
+
+#[test]
+fn a_pool_can_be_shared_between_threads() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    assert_ne!(apply_nap(&pool, 1).unwrap(), std::process::id());
+                }
+            });
+        }
+    });
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_pool_outlives_the_thread_that_made_it() {
+    let _serial = serial();
+    // Workers die with the thread that forks them (PR_SET_PDEATHSIG), so
+    // the pool must not fork from the caller's thread.
+    let pool = std::thread::spawn(|| Pool::new(1).unwrap()).join().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn bad_configuration_is_a_typed_error() {
+    assert!(matches!(Pool::new(0), Err(Error::Config { .. })));
+    assert!(matches!(
+        Pool::builder().processes(1).max_tasks_per_child(0).build(),
+        Err(Error::Config { .. })
+    ));
+}

@@ -1,0 +1,90 @@
+//! A panic in a task arrives at the caller with its message and location,
+//! and the worker that ran it stays usable.
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn divide(a: i32, b: i32) -> i32 {
+    if b == 0 {
+        panic!("cannot divide {a} by zero");
+    }
+    a / b
+}
+
+#[pool_task]
+fn worker_pid() -> u32 {
+    std::process::id()
+}
+
+#[pool_task]
+fn panic_with_value() -> u8 {
+    std::panic::panic_any(42u64)
+}
+
+#[test]
+fn panic_message_and_location_arrive_intact() {
+    let pool = Pool::new(1).unwrap();
+    let err = apply_divide(&pool, 10, 0).unwrap_err();
+    match &err {
+        Error::Panic {
+            task,
+            message,
+            location,
+            ..
+        } => {
+            assert_eq!(task, "panics::divide");
+            assert_eq!(message, "cannot divide 10 by zero");
+            let expected_line = line!() - 30; // the panic! line above
+            assert!(
+                location.starts_with(&format!("tests/panics.rs:{expected_line}:")),
+                "{location}"
+            );
+        }
+        other => panic!("expected a panic, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("panics::divide") && text.contains("cannot divide 10 by zero"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_worker_survives_a_panic() {
+    let pool = Pool::new(1).unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    assert!(apply_divide(&pool, 1, 0).is_err());
+    assert_eq!(apply_divide(&pool, 9, 3).unwrap(), 3);
+    assert_eq!(
+        apply_worker_pid(&pool).unwrap(),
+        before,
+        "the same worker served on"
+    );
+    assert_ne!(before, std::process::id());
+}
+
+#[test]
+fn async_panics_arrive_at_get() {
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = (0..6)
+        .map(|b| apply_async_divide(&pool, 12, b % 3))
+        .collect();
+    let outcomes: Vec<_> = results.into_iter().map(|r| r.get()).collect();
+    for (b, outcome) in outcomes.iter().enumerate() {
+        match b % 3 {
+            0 => assert!(matches!(outcome, Err(Error::Panic { .. })), "{outcome:?}"),
+            d => assert_eq!(outcome.as_ref().unwrap(), &(12 / d as i32)),
+        }
+    }
+}
+
+#[test]
+fn non_string_panic_payloads_are_described() {
+    let pool = Pool::new(1).unwrap();
+    match apply_panic_with_value(&pool) {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "Box<dyn Any>"),
+        other => panic!("expected a panic, got {other:?}"),
+    }
+}
