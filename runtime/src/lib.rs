@@ -77,6 +77,8 @@
 //! [`Error::Panic`].
 
 #![warn(missing_docs)]
+// Examples show `fn main` on purpose: `procpool::init()` must come first in it.
+#![allow(clippy::needless_doctest_main)]
 
 #[doc(hidden)]
 pub mod __private;
