@@ -28,10 +28,7 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum Error {
     /// The task panicked in its worker. The worker survives and stays usable.
-    #[error(
-        "task `{task}` panicked at {location}: {message}{}",
-        backtrace_suffix(backtrace)
-    )]
+    #[error("task `{task}` panicked at {location}: {message}")]
     Panic {
         /// Registered name of the task.
         task: String,
@@ -39,7 +36,8 @@ pub enum Error {
         message: String,
         /// `file:line:col` of the panic.
         location: String,
-        /// The worker's backtrace, captured when `RUST_BACKTRACE` is set.
+        /// The worker's backtrace from the panic down to the task function,
+        /// captured when `RUST_BACKTRACE` is set in the worker's environment.
         backtrace: Option<String>,
     },
 
@@ -203,13 +201,6 @@ impl Error {
             context: context.into(),
             source: Arc::new(source),
         }
-    }
-}
-
-fn backtrace_suffix(backtrace: &Option<String>) -> String {
-    match backtrace {
-        Some(bt) => format!("\nworker backtrace:\n{bt}"),
-        None => String::new(),
     }
 }
 

@@ -173,7 +173,7 @@ fn install_panic_hook() {
             .unwrap_or_else(|| "<unknown>".into());
         let backtrace = std::backtrace::Backtrace::capture();
         let backtrace = match backtrace.status() {
-            std::backtrace::BacktraceStatus::Captured => Some(backtrace.to_string()),
+            std::backtrace::BacktraceStatus::Captured => Some(task_frames(&backtrace.to_string())),
             _ => None,
         };
         let report = PanicReport {
@@ -183,6 +183,46 @@ fn install_panic_hook() {
         };
         LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
     }));
+}
+
+/// The frames of a backtrace between the panic machinery and the generated
+/// call shim: the task's own code, which is what its caller wants to read.
+fn task_frames(full: &str) -> String {
+    // A frame is a numbered line followed by its indented "at file:line".
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in full.lines() {
+        let numbered = line
+            .trim_start()
+            .split_once(':')
+            .is_some_and(|(n, _)| n.parse::<u32>().is_ok());
+        match frames.last_mut() {
+            Some(frame) if !numbered => frame.push(line),
+            _ => frames.push(vec![line]),
+        }
+    }
+    let is_panic_machinery = |f: &Vec<&str>| {
+        let head = f[0];
+        head.contains("rust_begin_unwind")
+            || head.contains("core::panicking::")
+            || head.contains("std::panicking::")
+    };
+    let end = frames
+        .iter()
+        .position(|f| f[0].contains("__procpool_call"))
+        .map_or(frames.len(), |i| i + 1);
+    let start = frames[..end]
+        .iter()
+        .rposition(is_panic_machinery)
+        .map_or(0, |i| i + 1);
+    if start >= end {
+        return full.to_string();
+    }
+    frames[start..end]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -223,5 +263,21 @@ fn end_process(code: i32) -> ! {
     match EXIT_MODE.get() {
         Some(Exit::Immediate) => sys::exit_immediately(code),
         _ => std::process::exit(code),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_frames;
+
+    #[test]
+    fn backtraces_keep_only_the_tasks_frames() {
+        let full = "   0: hook\n             at worker.rs:1:1\n   1: std::panicking::panic_with_hook\n   \
+                    2: core::panicking::panic_fmt\n   3: divide\n             at quickstart.rs:26:9\n   \
+                    4: __procpool_call\n   5: std::panicking::catch_unwind\n   6: main";
+        assert_eq!(
+            task_frames(full),
+            "   3: divide\n             at quickstart.rs:26:9\n   4: __procpool_call"
+        );
     }
 }
