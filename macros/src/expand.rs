@@ -5,7 +5,8 @@ use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{parse_quote, ItemFn, Path};
+use syn::visit_mut::{self, VisitMut};
+use syn::{parse_quote, ItemFn, Lifetime, Path, Type};
 
 use crate::parse::TaskArgs;
 use crate::validate::{self, TaskFn};
@@ -13,26 +14,56 @@ use crate::validate::{self, TaskFn};
 /// `#[pool_task]`: on error, the function is still emitted next to the
 /// errors, so one mistake does not cascade into "cannot find `square`".
 pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
+    let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
-        Err(_) => {
-            let error = syn::Error::new(
-                Span::call_site(),
-                "`#[pool_task]` goes on a free function: `#[pool_task] fn name(arg: Type) -> Type { .. }`",
-            );
-            return with_error(item, error);
-        }
+        Err(_) => return with_error(item.clone(), not_a_function(item)),
     };
     let args = syn::parse2::<TaskArgs>(args);
     let task = validate::task_fn(&func);
-    match (args, task) {
-        (Ok(args), Ok(task)) => generate(&args, &task),
+    let error = match (args, task) {
+        (Ok(args), Ok(task)) => return generate(&args, &task),
         (Err(a), Err(mut t)) => {
             t.combine(a);
-            with_error(func.into_token_stream(), t)
+            t
         }
-        (Err(e), _) | (_, Err(e)) => with_error(func.into_token_stream(), e),
+        (Err(e), _) | (_, Err(e)) => e,
+    };
+    // Rust itself rejects a C-variadic definition (unstable): without the
+    // `...` only our error is shown.
+    if func.sig.variadic.take().is_some() {
+        func.sig.inputs.pop_punct();
     }
+    with_error(func.into_token_stream(), error)
+}
+
+/// The error for `#[pool_task]` on something other than a function, at the
+/// item's keyword and name (`struct Job`).
+fn not_a_function(item: TokenStream) -> syn::Error {
+    use syn::Item;
+    fn head(keyword: &dyn ToTokens, name: &dyn ToTokens) -> TokenStream {
+        let mut tokens = keyword.to_token_stream();
+        name.to_tokens(&mut tokens);
+        tokens
+    }
+    let (what, tokens) = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(i)) => ("a struct", head(&i.struct_token, &i.ident)),
+        Ok(Item::Enum(i)) => ("an enum", head(&i.enum_token, &i.ident)),
+        Ok(Item::Union(i)) => ("a union", head(&i.union_token, &i.ident)),
+        Ok(Item::Trait(i)) => ("a trait", head(&i.trait_token, &i.ident)),
+        Ok(Item::Impl(i)) => ("an impl block", head(&i.impl_token, &i.self_ty)),
+        Ok(Item::Mod(i)) => ("a module", head(&i.mod_token, &i.ident)),
+        Ok(Item::Const(i)) => ("a const", head(&i.const_token, &i.ident)),
+        Ok(Item::Static(i)) => ("a static", head(&i.static_token, &i.ident)),
+        Ok(Item::Type(i)) => ("a type alias", head(&i.type_token, &i.ident)),
+        Ok(Item::Use(i)) => ("a `use`", i.use_token.to_token_stream()),
+        Ok(Item::ForeignMod(i)) => ("an `extern` block", i.abi.to_token_stream()),
+        _ => ("this item", item),
+    };
+    let message = format!(
+        "`#[pool_task]` goes on a free function, not on {what}: \
+         `#[pool_task] fn name(arg: Type) -> Type {{ .. }}`"
+    );
+    syn::Error::new_spanned(tokens, message)
 }
 
 /// `#[procpool::main]`: `init()` becomes the first statement of `main`.
@@ -97,35 +128,50 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
         .output
         .map_or_else(|| item.sig.ident.span(), |ty| ty.span());
 
-    // Each argument is encoded on its own (a tuple's encoding is its fields'
-    // encodings in a row), so a missing `Serialize` is reported at its type.
-    let pushes = task.args.iter().map(|a| {
+    // The serde bounds are checked once, in the impls on `marker` (see
+    // `__private::ValueArg`), each at the user's own type.
+    let marker = format_ident!("__procpool_task_{}", fn_name, span = fn_ident.span());
+    let mut arg_impls = Vec::new();
+    let mut pushes = Vec::new();
+    let mut decodes = Vec::new();
+    let mut passes = Vec::new();
+    for (i, a) in task.args.iter().enumerate() {
         let ident = a.ident;
-        quote_spanned!(a.ty.span()=> .push(&#ident))
-    });
-    let decodes = task.args.iter().enumerate().map(|(i, a)| {
         let var = format_ident!("__procpool_arg{}", i);
-        let owned = match a.referent {
-            Some(referent) => {
-                quote_spanned!(referent.span()=> <#referent as #krate::__private::RefArg>::Owned)
-            }
-            None => a.ty.to_token_stream(),
-        };
-        quote_spanned!(a.ty.span()=> let #var: #owned = __procpool_args.next()?;)
-    });
-    let passes = task.args.iter().enumerate().map(|(i, a)| {
-        let var = format_ident!("__procpool_arg{}", i);
+        let index = syn::Index::from(i);
         match a.referent {
-            Some(referent) => {
-                quote_spanned!(referent.span()=> <#referent as #krate::__private::RefArg>::lend(&#var))
+            None => {
+                let ty = static_lifetimes(a.ty);
+                arg_impls.push(quote_spanned! {a.ty.span()=>
+                    impl #krate::__private::ValueArg<#index> for #marker {
+                        type Type = #ty;
+                    }
+                });
+                pushes.push(quote!(.value::<#marker, #index>(&#ident)));
+                decodes.push(quote!(let #var = __procpool_args.value::<#marker, #index>()?;));
+                passes.push(quote!(#var));
             }
-            None => quote!(#var),
+            Some(referent) => {
+                let ty = static_lifetimes(referent);
+                arg_impls.push(quote_spanned! {referent.span()=>
+                    impl #krate::__private::RefArgAt<#index> for #marker {
+                        type Referent = #ty;
+                    }
+                });
+                pushes.push(quote!(.by_ref::<#marker, #index>(#ident)));
+                decodes.push(quote!(let #var = __procpool_args.by_ref::<#marker, #index>()?;));
+                passes.push(quote!(#krate::__private::Lend::lend(&#var)));
+            }
         }
-    });
-    let encode_result =
-        quote_spanned!(ret_span=> #krate::__private::encode_result::<#ret>(&__procpool_out));
-    let submit = quote_spanned!(ret_span=> #krate::__private::submit::<#ret>);
-    let get = quote_spanned!(ret_span=> #krate::AsyncResult::<#ret>::get);
+    }
+    let output_impl = {
+        let ty = static_lifetimes_or_unit(task.output);
+        quote_spanned! {ret_span=>
+            impl #krate::__private::TaskOutput for #marker {
+                type Output = #ty;
+            }
+        }
+    };
 
     let apply_doc = format!(
         "Runs [`{fn_name}`] in a worker process of `{pool}` and waits for its result.\n\n\
@@ -142,16 +188,20 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
     quote! {
         #item
 
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        struct #marker;
+
         #[doc = #apply_doc]
         #[doc = #name_doc]
-        #[allow(clippy::too_many_arguments)]
+        #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
-            #get(#apply_async(#pool, #(#idents),*))
+            #krate::__private::wait::<#marker>(#apply_async(#pool, #(#idents),*))
         }
 
         #[doc = #apply_async_doc]
         #[doc = #name_doc]
-        #[allow(clippy::too_many_arguments)]
+        #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply_async(#pool: &#krate::Pool, #(#params),*) -> #krate::AsyncResult<#ret> {
             const __PROCPOOL_TASK: #krate::__private::TaskInfo = #krate::__private::TaskInfo {
                 name: #name,
@@ -159,10 +209,13 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 fingerprint: #fingerprint,
             };
             let __procpool_args = #krate::__private::ArgsEncoder::new() #(#pushes)* .finish();
-            #submit(#pool, &__PROCPOOL_TASK, __procpool_args)
+            #krate::__private::submit_task::<#marker>(#pool, &__PROCPOOL_TASK, __procpool_args)
         }
 
         const _: () = {
+            #(#arg_impls)*
+            #output_impl
+
             fn __procpool_call(
                 __procpool_bytes: &[u8],
             ) -> ::core::result::Result<::std::vec::Vec<u8>, #krate::__private::CallError> {
@@ -170,7 +223,7 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 #(#decodes)*
                 __procpool_args.finish()?;
                 let __procpool_out: #ret = #fn_ident(#(#passes),*);
-                #encode_result
+                #krate::__private::encode_output::<#marker>(&__procpool_out)
             }
 
             #krate::__private::inventory::submit! {
@@ -184,6 +237,35 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// The type with every elided lifetime made `'static`, as an associated type
+/// in an impl must be: `Vec<&str>` becomes `Vec<&'static str>`.
+fn static_lifetimes(ty: &Type) -> Type {
+    struct Fill;
+    impl VisitMut for Fill {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(Lifetime::new("'static", r.and_token.span));
+            }
+            visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+            if l.ident == "_" {
+                *l = Lifetime::new("'static", l.span());
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Fill.visit_type_mut(&mut ty);
+    ty
+}
+
+fn static_lifetimes_or_unit(ty: Option<&Type>) -> TokenStream {
+    match ty {
+        Some(ty) => static_lifetimes(ty).into_token_stream(),
+        None => quote!(()),
     }
 }
 

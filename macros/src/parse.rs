@@ -26,9 +26,16 @@ impl Parse for TaskArg {
         if lookahead.peek(kw::name) {
             input.parse::<kw::name>()?;
             input.parse::<Token![=]>()?;
-            let lit: LitStr = input.parse().map_err(|e| {
-                syn::Error::new(e.span(), "expected a string literal: `name = \"my_task\"`")
-            })?;
+            if !input.peek(LitStr) {
+                let found: proc_macro2::TokenTree = input.parse()?;
+                let text = found.to_string();
+                let text = text.trim_matches('\'');
+                return Err(syn::Error::new(
+                    found.span(),
+                    format!("the task name must be a string literal: `name = \"{text}\"`"),
+                ));
+            }
+            let lit: LitStr = input.parse()?;
             if lit.value().trim().is_empty() {
                 return Err(syn::Error::new(lit.span(), "a task name cannot be empty"));
             }

@@ -1,7 +1,7 @@
 //! What a task function may be. Every problem found is reported, each at the
 //! user's own offending tokens, with the fix in the message.
 
-use syn::spanned::Spanned;
+use quote::ToTokens;
 use syn::visit::Visit;
 use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, ReturnType, Type};
 
@@ -24,8 +24,9 @@ pub(crate) struct Arg<'a> {
 struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, span: impl Spanned, message: impl std::fmt::Display) {
-        let error = syn::Error::new(span.span(), message);
+    /// Reports `message` at `tokens`, underlining all of them.
+    fn push(&mut self, tokens: impl ToTokens, message: impl std::fmt::Display) {
+        let error = syn::Error::new_spanned(tokens, message);
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
@@ -49,7 +50,8 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
              make it a plain `fn` (the caller can still `.await` its AsyncResult)",
         );
     }
-    if let Some(token) = &sig.unsafety {
+    // A C-variadic fn must be `unsafe`: only the variadic is the user's mistake.
+    if let (Some(token), None) = (&sig.unsafety, &sig.variadic) {
         errors.push(
             token,
             "`#[pool_task]` cannot be used on an `unsafe fn`: a worker could not uphold its \
@@ -59,7 +61,9 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
     if let Some(variadic) = &sig.variadic {
         errors.push(
             variadic,
-            "`#[pool_task]` cannot be used on a C-variadic function",
+            "`#[pool_task]` cannot be used on a C-variadic function: a worker must know every \
+             argument's type; take the extra values as one argument, e.g. `rest: Vec<i32>`, \
+             and make it a safe `fn`",
         );
     }
     for param in &sig.generics.params {
@@ -94,6 +98,22 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
             FnArg::Typed(typed) => {
                 let ident = match &*typed.pat {
                     Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
+                    Pat::Ident(p) if p.by_ref.is_some() => {
+                        errors.push(
+                            p.by_ref,
+                            "`#[pool_task]` arguments must be plain identifiers; remove `ref` \
+                             and borrow in the body: `let x = &x;`",
+                        );
+                        None
+                    }
+                    Pat::Wild(wild) => {
+                        errors.push(
+                            wild,
+                            "`#[pool_task]` arguments must be plain identifiers; \
+                             name the argument, e.g. `_unused`",
+                        );
+                        None
+                    }
                     other => {
                         errors.push(
                             other,

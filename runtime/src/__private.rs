@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub use ::ctor;
 pub use ::inventory;
@@ -20,6 +20,33 @@ pub struct TaskInfo {
     pub name: &'static str,
     pub signature: &'static str,
     pub fingerprint: u64,
+}
+
+// How the serde bounds are checked. `#[pool_task]` emits a hidden marker type
+// per task and implements the three traits below on it, naming the user's
+// types with the user's spans. The bounds on their associated types are then
+// checked in exactly one place, those impls, so a type that is not
+// serializable is reported once, at the user's type. All other generated code
+// calls the generic functions below through the marker and never requires a
+// serde bound of a concrete type itself, so it cannot repeat the error.
+
+/// The `I`-th argument of a task, taken by value.
+pub trait ValueArg<const I: usize> {
+    /// The argument's type, sent as is.
+    type Type: Serialize + for<'de> Deserialize<'de>;
+}
+
+/// The `I`-th argument of a task, taken by reference: `&Self::Referent`.
+pub trait RefArgAt<const I: usize> {
+    /// What the reference points to; the caller sends it and the worker
+    /// lends the function its decoded copy.
+    type Referent: ?Sized + Serialize + RefArg;
+}
+
+/// The return type of a task.
+pub trait TaskOutput {
+    /// The type, `()` for none.
+    type Output: Serialize + for<'de> Deserialize<'de>;
 }
 
 /// Queues a call whose arguments `ArgsEncoder` encoded.
@@ -37,9 +64,22 @@ pub fn submit<R: DeserializeOwned>(
     pool.submit(call, args)
 }
 
+/// [`submit`] for the task of marker `M`: `apply_async_<fn>`.
+pub fn submit_task<M: TaskOutput>(
+    pool: &Pool,
+    task: &TaskInfo,
+    args: Result<Vec<u8>, String>,
+) -> AsyncResult<M::Output> {
+    submit(pool, task, args)
+}
+
+/// `apply_<fn>`: waits for the result `apply_async_<fn>` returned.
+pub fn wait<M: TaskOutput>(result: AsyncResult<M::Output>) -> Result<M::Output, crate::Error> {
+    result.get()
+}
+
 /// Encodes a call's arguments one by one: the bytes equal those of the
-/// argument tuple, and each argument's `Serialize` bound is checked (and
-/// reported by rustc) at that argument's type.
+/// argument tuple.
 pub struct ArgsEncoder {
     bytes: Result<Vec<u8>, String>,
 }
@@ -57,6 +97,17 @@ impl ArgsEncoder {
         }
     }
 
+    /// Appends the `I`-th argument, taken by value.
+    pub fn value<M: ValueArg<I>, const I: usize>(self, value: &M::Type) -> Self {
+        self.push(value)
+    }
+
+    /// Appends the `I`-th argument, taken by reference.
+    pub fn by_ref<M: RefArgAt<I>, const I: usize>(self, value: &M::Referent) -> Self {
+        self.push(value)
+    }
+
+    /// Appends any serializable value.
     pub fn push<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         if let Ok(bytes) = &mut self.bytes {
             if let Err(e) = codec::encode_into(value, bytes) {
@@ -81,6 +132,20 @@ impl<'a> ArgsDecoder<'a> {
         ArgsDecoder { rest: bytes }
     }
 
+    /// Decodes the `I`-th argument, taken by value.
+    pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError> {
+        self.next()
+    }
+
+    /// Decodes the `I`-th argument, taken by reference, as an owned value
+    /// that [`Lend::lend`] lends to the function.
+    pub fn by_ref<M: RefArgAt<I>, const I: usize>(
+        &mut self,
+    ) -> Result<impl Lend<M::Referent>, CallError> {
+        Ok(Lent::<M::Referent>(self.next()?))
+    }
+
+    /// Decodes any value.
     #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
         let (value, used) = codec::decode_prefix(self.rest).map_err(CallError::DecodeArgs)?;
@@ -101,13 +166,39 @@ impl<'a> ArgsDecoder<'a> {
     }
 }
 
+/// An owned value the worker decoded for a `&T` argument.
+pub trait Lend<T: ?Sized> {
+    /// Lends it as the function's argument.
+    fn lend(&self) -> &T;
+}
+
+struct Lent<T: RefArg + ?Sized>(T::Owned);
+
+impl<T: RefArg + ?Sized> Lend<T> for Lent<T> {
+    fn lend(&self) -> &T {
+        T::lend(&self.0)
+    }
+}
+
 /// Encodes a task's return value in the worker.
 pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, CallError> {
     codec::encode(value).map_err(CallError::EncodeResult)
 }
 
+/// [`encode_result`] for the task of marker `M`.
+pub fn encode_output<M: TaskOutput>(value: &M::Output) -> Result<Vec<u8>, CallError> {
+    encode_result(value)
+}
+
 /// How a worker gets an argument the function takes by reference: it decodes
 /// an owned value and lends it out.
+#[diagnostic::on_unimplemented(
+    message = "a worker cannot decode the `{Self}` behind this `&{Self}` argument",
+    label = "not decodable",
+    note = "for a `&T` argument the worker decodes an owned `T` (a `String` for `str`, a `Vec<U>` \
+            for `[U]`, a `PathBuf` for `Path`) and lends it: `T` or `U` must implement \
+            `serde::Deserialize`; add `#[derive(serde::Deserialize)]` to it"
+)]
 pub trait RefArg {
     /// What the worker decodes.
     type Owned: DeserializeOwned;

@@ -1,0 +1,76 @@
+//! `#[pool_task]` expands correctly where prelude names are shadowed, under
+//! `deny(unused_qualifications)`, and from inside a `macro_rules!` macro, and
+//! the tasks it registers really run in worker processes.
+
+procpool::enable_test_support!();
+
+#[deny(unused_qualifications)]
+#[allow(dead_code, non_camel_case_types)]
+mod shadowed {
+    use ::serde::{Deserialize, Serialize};
+
+    // Every prelude name generated code might lean on, shadowed.
+    pub struct Result;
+    pub struct Ok;
+    pub struct Err;
+    pub struct Option;
+    pub struct Some;
+    pub struct None;
+    pub type Vec = ();
+    pub type String = ();
+    pub type Box = ();
+    pub struct Default;
+    pub struct Send;
+    pub struct Sized;
+    pub struct From;
+    pub struct Into;
+    pub mod core {}
+    pub mod std {}
+    pub mod procpool {}
+    pub mod serde {}
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    pub struct Total {
+        pub sum: i64,
+        pub pid: u32,
+    }
+
+    #[::procpool::pool_task]
+    pub fn total(values: &[i64], offset: i64) -> Total {
+        Total {
+            sum: values.iter().sum::<i64>() + offset,
+            pid: ::std::process::id(),
+        }
+    }
+}
+
+/// Defines a task; its `apply_` fns are named after the ident passed in.
+macro_rules! define_task {
+    ($name:ident, $factor:expr) => {
+        #[procpool::pool_task]
+        fn $name(x: u64) -> (u64, u32) {
+            (x * $factor, std::process::id())
+        }
+    };
+}
+
+define_task!(triple, 3);
+
+#[test]
+fn runs_with_shadowed_prelude_names() {
+    let pool = procpool::Pool::new(1).unwrap();
+    let total = shadowed::apply_total(&pool, &[1, 2, 3], 10).unwrap();
+    assert_eq!(total.sum, 16);
+    assert_ne!(total.pid, std::process::id());
+}
+
+#[test]
+fn runs_when_defined_by_macro_rules() {
+    let pool = procpool::Pool::new(1).unwrap();
+    let (value, pid) = apply_triple(&pool, 14).unwrap();
+    assert_eq!(value, 42);
+    assert_ne!(pid, std::process::id());
+    let (value, pid) = apply_async_triple(&pool, 2).get().unwrap();
+    assert_eq!(value, 6);
+    assert_ne!(pid, std::process::id());
+}
