@@ -90,7 +90,10 @@ fn main() {
     println!("{table}\n{notes}\nGoals (issue 5), from this run:\n\n{goals}");
 
     if write {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = crate_dir
+            .parent()
+            .map_or_else(|| crate_dir.join(".."), PathBuf::from);
         let md = format!(
             "# Benchmarks\n\n\
              Produced by `cargo run --release -p procpool-bench` (see bench/src/main.rs) on a \
