@@ -1,0 +1,155 @@
+"""The benchmark workloads on Python's multiprocessing.Pool ('spawn').
+
+Run by procpool-bench as `python3 bench/python_pool.py '<plan as JSON>'`;
+prints one JSON object of figures (keys as in bench/src/plan.rs) on stdout.
+Each figure is a median over repetitions, like the Rust side.
+"""
+
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+
+
+def inc(x):
+    return x + 1
+
+
+def worker_pid(_=None):
+    return os.getpid()
+
+
+def spin(iters):
+    x = 0
+    for i in range(iters):
+        x = (x * 31 + i) & 0xFFFFFFFF
+    return x
+
+
+def identity(data):
+    return data
+
+
+def peak_rss_mib(_=None):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def now():
+    return time.perf_counter()
+
+
+def startup_ms(ctx, n):
+    start = now()
+    pool = ctx.Pool(n)
+    seen = set()
+    while len(seen) < n:
+        round_ = [pool.apply_async(worker_pid) for _ in range(n)]
+        seen.update(r.get() for r in round_)
+    took = now() - start
+    pool.terminate()
+    pool.join()
+    return took * 1e3
+
+
+def calibrate_spin(target_s):
+    iters = 10_000
+    while True:
+        start = now()
+        spin(iters)
+        took = now() - start
+        if took >= 0.01:
+            per_iter = statistics.median(
+                [took / iters] + [timed(lambda: spin(iters)) / iters for _ in range(3)]
+            )
+            return int(target_s / per_iter)
+        iters *= 4
+
+
+def timed(f):
+    start = now()
+    f()
+    return now() - start
+
+
+def main():
+    plan = json.loads(sys.argv[1])
+    ctx = mp.get_context("spawn")
+    n = plan["processes"]
+    out = {}
+
+    out["startup_ms"] = statistics.median(startup_ms(ctx, n) for _ in range(plan["startup_reps"]))
+
+    with ctx.Pool(n) as pool:
+        for i in range(plan["apply_warmup"]):
+            pool.apply(inc, (i,))
+        samples = []
+        for i in range(plan["apply_calls"]):
+            start = now()
+            assert pool.apply(inc, (i,)) == i + 1
+            samples.append((now() - start) * 1e6)
+        out["apply_us"] = statistics.median(samples)
+
+        tasks = plan["async_tasks"]
+
+        def async_batch():
+            pending = [pool.apply_async(inc, (i,)) for i in range(tasks)]
+            for i, r in enumerate(pending):
+                assert r.get() == i + 1
+
+        out["apply_async_tps"] = statistics.median(
+            tasks / timed(async_batch) for _ in range(plan["async_reps"])
+        )
+
+        items = plan["map_items"]
+
+        def map_batch():
+            assert pool.map(inc, range(items))[-1] == items
+
+        out["map_ips"] = statistics.median(items / timed(map_batch) for _ in range(plan["map_reps"]))
+
+        iters = calibrate_spin(plan["cpu_task_ms"] / 1e3)
+        k = plan["cpu_tasks"]
+        serial, applied, parallel = [], [], []
+        for _ in range(plan["cpu_reps"]):
+            serial.append(timed(lambda: [spin(iters) for _ in range(k)]) * 1e3)
+            applied.append(timed(lambda: [pool.apply(spin, (iters,)) for _ in range(k)]) * 1e3)
+            parallel.append(
+                timed(lambda: [r.get() for r in [pool.apply_async(spin, (iters,)) for _ in range(k)]])
+                * 1e3
+            )
+        out["cpu_serial_ms"] = statistics.median(serial)
+        out["cpu_apply_ms"] = statistics.median(applied)
+        out["cpu_async_ms"] = statistics.median(parallel)
+        out["cpu_speedup"] = out["cpu_serial_ms"] / out["cpu_async_ms"]
+
+        for mib, reps in plan["payloads"]:
+            data = bytes(mib << 20)
+            samples = []
+            for _ in range(reps):
+                start = now()
+                back = pool.apply(identity, (data,))
+                took = now() - start
+                assert len(back) == len(data)
+                samples.append(2 * len(data) / took / 1e6)
+            mbs = statistics.median(samples)
+            out[f"payload_vec_{mib}mib_mbs"] = mbs
+            out[f"payload_buf_{mib}mib_mbs"] = mbs
+
+    # A fresh pool: the one above has held the large payloads.
+    with ctx.Pool(1) as pool:
+        pool.apply(inc, (1,))
+        time.sleep(0.02)
+        out["idle_worker_rss_mib"] = pool.apply(peak_rss_mib)
+
+    json.dump(out, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+//! procpool's benchmark (issue 5): every workload on procpool, on Python's
+//! `multiprocessing.Pool` ('spawn'), on procspawn's `Pool` and on a raw
+//! floor (this binary re-executed, answering bare length-prefixed frames on
+//! a socket pair), all in the same run, printed as one table of medians and
+//! procpool's ratio to each, with the issue's goals marked PASS/FAIL.
+//!
+//! ```text
+//! cargo run --release -p procpool-bench            # full run (a few minutes);
+//!                                                  # writes BENCHMARKS.md and bench/chart.svg
+//! cargo run --release -p procpool-bench -- --smoke # CI: a few seconds, procpool and floor only;
+//!                                                  # exits 1 only on gross regressions vs the floor
+//! ```
+//!
+//! Options: `--smoke`; `--no-python`, `--no-procspawn` (skip a system);
+//! `--no-write` (print only); `--profile apply|async|payload procpool|floor [N]`
+//! (one workload alone, untabulated, for `perf record` / `strace -c`). Python needs `python3` on PATH; without it the
+//! Python column says why it is empty.
+//!
+//! Start-up order: the floor child check comes first (it must not touch
+//! either library), then `procspawn::init()` (a procspawn child serves its
+//! call there and exits), then `procpool::init()` (a procpool worker serves
+//! there). The two look for different environment variables, so a worker of
+//! one passes straight through the other's `init`.
+
+mod chart;
+mod floor;
+mod measure;
+mod plan;
+mod report;
+mod run_floor;
+mod run_procpool;
+mod run_procspawn;
+mod run_python;
+mod tasks;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plan::Plan;
+use report::Run;
+
+fn main() {
+    floor::maybe_run_child();
+    procspawn::init();
+    procpool::init();
+
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let arg = |k: usize| args.get(i + k).map(String::as_str);
+        let n = arg(3).and_then(|c| c.parse().ok()).unwrap_or(20_000);
+        profile(arg(1).unwrap_or("apply"), arg(2).unwrap_or("procpool"), n);
+        return;
+    }
+    let smoke = flag("--smoke");
+    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    let with_python = !smoke && !flag("--no-python");
+    let with_procspawn = !smoke && !flag("--no-procspawn");
+    let write = !smoke && !flag("--no-write");
+
+    let step = |name: &str| eprintln!("procpool-bench: {name}...");
+    step("calibrating the CPU-bound task");
+    let spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
+
+    step("raw floor");
+    let floor = run_floor::run(&plan).map_err(|e| format!("floor failed: {e}"));
+    step("procpool");
+    let procpool =
+        run_procpool::run(&plan, spin_iters).map_err(|e| format!("procpool failed: {e}"));
+    let python = if with_python {
+        step("Python multiprocessing.Pool");
+        run_python::run(&plan)
+    } else {
+        Err("not run (--smoke or --no-python)".into())
+    };
+    let procspawn = if with_procspawn {
+        step("procspawn");
+        run_procspawn::run(&plan, spin_iters).map_err(|e| format!("procspawn failed: {e}"))
+    } else {
+        Err("not run (--smoke or --no-procspawn)".into())
+    };
+
+    let run = Run {
+        plan,
+        figures: [procpool, floor, python, procspawn],
+    };
+    let table = report::table(&run);
+    let notes = report::notes(&run);
+    let goals = report::goals_text(&report::goals(&run));
+    println!("{table}\n{notes}\nGoals (issue 5), from this run:\n\n{goals}");
+
+    if write {
+        let crate_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = crate_dir
+            .parent()
+            .map_or_else(|| crate_dir.join(".."), PathBuf::from);
+        let md = format!(
+            "# Benchmarks\n\n\
+             Produced by `cargo run --release -p procpool-bench` (see bench/src/main.rs) on a \
+             machine with {} CPUs. One run; each figure is a median over repetitions.\n\n\
+             ![procpool against the others](bench/chart.svg)\n\n{table}\n{notes}\n\
+             ## Goals\n\n{goals}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+        write_or_warn(&root.join("BENCHMARKS.md"), || {
+            std::fs::write(root.join("BENCHMARKS.md"), md).map_err(|e| e.to_string())
+        });
+        let svg = root.join("bench").join("chart.svg");
+        write_or_warn(&svg, || chart::draw(&run, &svg));
+    }
+
+    if run.figures[0].is_err() || run.figures[1].is_err() {
+        eprintln!("procpool-bench: a required system failed (see the notes above)");
+        std::process::exit(1);
+    }
+    if smoke {
+        let failures = report::smoke_failures(&run);
+        if !failures.is_empty() {
+            for f in &failures {
+                eprintln!("procpool-bench --smoke: REGRESSION: {f}");
+            }
+            std::process::exit(1);
+        }
+        eprintln!("procpool-bench --smoke: no gross regression against the raw floor");
+    }
+}
+
+/// One workload alone on one system, for `perf record` / `strace -c`:
+/// `apply` (round trips), `async` (a batch of apply_async) or `payload`
+/// (64 MiB ByteBuf echoes); `n` is the number of calls, tasks or echoes.
+fn profile(workload: &str, system: &str, n: usize) {
+    let floor = system == "floor";
+    let pool = (!floor).then(|| procpool::Pool::new(2).expect("pool"));
+    let mut child = floor.then(|| floor::FloorChild::start().expect("floor child"));
+    let (took, ()) = measure::timed(|| match (workload, &pool, &mut child) {
+        ("apply", Some(pool), _) => {
+            (0..n as u64).for_each(|i| assert_eq!(tasks::apply_inc(pool, i).unwrap(), i + 1))
+        }
+        ("apply", None, Some(c)) => {
+            (0..n as u64).for_each(|i| assert_eq!(c.inc(i).unwrap(), i + 1))
+        }
+        ("async", Some(pool), _) => {
+            let pending: Vec<_> = (0..n as u64)
+                .map(|i| tasks::apply_async_inc(pool, i))
+                .collect();
+            pending
+                .into_iter()
+                .for_each(|r| assert!(r.get().unwrap() > 0));
+        }
+        ("async", None, Some(c)) => assert!(
+            c.pipeline((0..n as u64).map(floor::inc_frame).collect())
+                .unwrap()
+                > 0
+        ),
+        ("payload", Some(pool), _) => {
+            let data = serde_bytes::ByteBuf::from(vec![7u8; 64 << 20]);
+            (0..n).for_each(|_| {
+                assert_eq!(
+                    tasks::apply_echo_buf(pool, data.clone()).unwrap().len(),
+                    data.len()
+                )
+            });
+        }
+        ("payload", None, Some(c)) => {
+            let data = vec![7u8; 64 << 20];
+            (0..n).for_each(|_| assert_eq!(c.echo(&data).unwrap(), data.len()));
+        }
+        _ => panic!("--profile apply|async|payload procpool|floor [N]"),
+    });
+    println!(
+        "{workload} on {system}: {n} in {took:?} ({:.2} µs each)",
+        took.as_secs_f64() * 1e6 / n as f64
+    );
+}
+
+fn write_or_warn(path: &std::path::Path, write: impl FnOnce() -> Result<(), String>) {
+    match write() {
+        Ok(()) => eprintln!("procpool-bench: wrote {}", path.display()),
+        Err(e) => eprintln!("procpool-bench: could not write {}: {e}", path.display()),
+    }
+}

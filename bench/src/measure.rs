@@ -1,0 +1,101 @@
+//! Timing, medians and peak memory.
+
+use std::time::{Duration, Instant};
+
+/// The median of `samples` (the mean of the middle two for an even count).
+pub fn median(samples: &[f64]) -> f64 {
+    assert!(!samples.is_empty(), "median of no samples");
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[mid]
+    } else {
+        (sorted[mid - 1] + sorted[mid]) / 2.0
+    }
+}
+
+/// Runs `f` `reps` times and returns the median of what it measured.
+pub fn median_of(reps: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let samples: Vec<f64> = (0..reps.max(1)).map(|_| f()).collect();
+    median(&samples)
+}
+
+/// How long `f` took, and what it returned.
+pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+    let start = Instant::now();
+    let out = f();
+    (start.elapsed(), out)
+}
+
+/// Median latency of `calls` calls of `f` in microseconds, after `warmup`
+/// untimed calls.
+pub fn latency_us(warmup: usize, calls: usize, mut f: impl FnMut(u64)) -> f64 {
+    for i in 0..warmup {
+        f(i as u64);
+    }
+    let samples: Vec<f64> = (0..calls)
+        .map(|i| {
+            let start = Instant::now();
+            f(i as u64);
+            start.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    median(&samples)
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Bytes per second of a round trip that moved `bytes` each way, in MB/s.
+pub fn round_trip_mbs(bytes: usize, took: Duration) -> f64 {
+    2.0 * bytes as f64 / took.as_secs_f64() / 1e6
+}
+
+/// A CPU-bound loop whose cost grows linearly with `iters`; the optimizer
+/// cannot skip it.
+pub fn spin(iters: u64) -> u64 {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..iters {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x = x.wrapping_add(std::hint::black_box(i));
+    }
+    x
+}
+
+/// The number of `spin` iterations that takes about `target` on this machine
+/// (from the fastest of a few samples: other load only ever slows it down).
+pub fn calibrate_spin(target: Duration) -> u64 {
+    let mut iters = 100_000u64;
+    while timed(|| std::hint::black_box(spin(iters))).0 < Duration::from_millis(20) {
+        iters *= 2;
+    }
+    let fastest = (0..5)
+        .map(|_| timed(|| std::hint::black_box(spin(iters))).0.as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    (target.as_secs_f64() / fastest * iters as f64) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn reads_own_peak_rss() {
+        let mib = peak_rss_mib(std::process::id()).expect("/proc is readable");
+        assert!(mib > 0.0);
+    }
+}

@@ -1,0 +1,162 @@
+//! The workloads on procpool.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use procpool::{Error, Pool};
+use serde_bytes::ByteBuf;
+
+use crate::measure::{self, median_of, timed};
+use crate::plan::{key, Figures, Plan};
+use crate::tasks::*;
+
+/// Runs every workload; `spin_iters` is the calibrated ~`cpu_task_ms` loop.
+pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, Error> {
+    let mut f = Figures::new();
+    let n = plan.processes;
+
+    f.insert(
+        key::STARTUP_MS.into(),
+        median_of(plan.startup_reps, || startup_ms(n).expect("startup")),
+    );
+
+    let pool = Pool::new(n)?;
+    let apply = measure::latency_us(plan.apply_warmup, plan.apply_calls, |i| {
+        assert_eq!(apply_inc(&pool, i).expect("apply"), i + 1);
+    });
+    f.insert(key::APPLY_US.into(), apply);
+
+    let tps = median_of(plan.async_reps, || {
+        let (took, ()) = timed(|| async_batch(&pool, plan.async_tasks));
+        plan.async_tasks as f64 / took.as_secs_f64()
+    });
+    f.insert(key::ASYNC_TPS.into(), tps);
+
+    let ips = median_of(plan.map_reps, || {
+        let (took, ()) = timed(|| map_items(&pool, plan.map_items));
+        plan.map_items as f64 / took.as_secs_f64()
+    });
+    f.insert(key::MAP_IPS.into(), ips);
+
+    cpu_scaling(&pool, plan, spin_iters, &mut f);
+
+    for &(mib, reps) in &plan.payloads {
+        let data = vec![7u8; mib << 20];
+        let vec = median_of(reps, || {
+            let input = data.clone();
+            let (took, out) = timed(|| apply_echo_vec(&pool, input).expect("echo_vec"));
+            assert_eq!(out.len(), data.len());
+            measure::round_trip_mbs(data.len(), took)
+        });
+        f.insert(key::payload(mib, false), vec);
+        let buf = ByteBuf::from(data);
+        let bytes = median_of(reps, || {
+            let input = buf.clone();
+            let (took, out) = timed(|| apply_echo_buf(&pool, input).expect("echo_buf"));
+            assert_eq!(out.len(), buf.len());
+            measure::round_trip_mbs(buf.len(), took)
+        });
+        f.insert(key::payload(mib, true), bytes);
+    }
+    drop(pool);
+
+    if let Some(rss) = idle_worker_rss_mib()? {
+        f.insert(key::RSS_MIB.into(), rss);
+    }
+    Ok(f)
+}
+
+/// Workload 1: create a pool and run one trivial task on each worker.
+/// Tasks go out in rounds of one per worker until every worker has answered.
+/// The pool's shutdown is not timed.
+fn startup_ms(n: usize) -> Result<f64, Error> {
+    let (took, pool) = timed(|| -> Result<Pool, Error> {
+        let pool = Pool::new(n)?;
+        let mut seen = HashSet::new();
+        while seen.len() < n {
+            let round: Vec<_> = (0..n).map(|_| apply_async_worker_pid(&pool)).collect();
+            for r in round {
+                seen.insert(r.get()?);
+            }
+        }
+        Ok(pool)
+    });
+    drop(pool?);
+    Ok(took.as_secs_f64() * 1e3)
+}
+
+/// Workload 3: submit `tasks` trivial tasks, then collect them all.
+fn async_batch(pool: &Pool, tasks: usize) {
+    let pending: Vec<_> = (0..tasks as u64)
+        .map(|i| apply_async_inc(pool, i))
+        .collect();
+    for (i, r) in pending.into_iter().enumerate() {
+        assert_eq!(r.get().expect("apply_async"), i as u64 + 1);
+    }
+}
+
+/// The label of workload 4 while it goes through `apply_async`.
+pub const MAP_LABEL: &str = "map (via apply_async; map_ pending)";
+
+/// Workload 4: `items` trivial items, default chunking.
+///
+/// PENDING: procpool's `map_<fn>` is not in this tree yet, so this submits
+/// one `apply_async` per item. Once `map_inc` exists, replace the body with
+/// `map_inc(pool, 0..items as u64)` (default chunking) and change
+/// [`MAP_LABEL`] to "map".
+fn map_items(pool: &Pool, items: usize) {
+    async_batch(pool, items)
+}
+
+/// Workload 5: the same CPU-bound tasks serially in the caller, through
+/// `apply` and through `apply_async`.
+fn cpu_scaling(pool: &Pool, plan: &Plan, iters: u64, f: &mut Figures) {
+    let tasks = plan.cpu_tasks;
+    let mut serial = Vec::new();
+    let mut apply = Vec::new();
+    let mut parallel = Vec::new();
+    for _ in 0..plan.cpu_reps {
+        let (t, ()) = timed(|| {
+            for _ in 0..tasks {
+                std::hint::black_box(measure::spin(iters));
+            }
+        });
+        serial.push(ms(t));
+        let (t, ()) = timed(|| {
+            for _ in 0..tasks {
+                apply_spin(pool, iters).expect("spin");
+            }
+        });
+        apply.push(ms(t));
+        let (t, ()) = timed(|| {
+            let pending: Vec<_> = (0..tasks).map(|_| apply_async_spin(pool, iters)).collect();
+            for r in pending {
+                r.get().expect("spin");
+            }
+        });
+        parallel.push(ms(t));
+    }
+    let (serial, apply, parallel) = (
+        measure::median(&serial),
+        measure::median(&apply),
+        measure::median(&parallel),
+    );
+    f.insert(key::CPU_SERIAL_MS.into(), serial);
+    f.insert(key::CPU_APPLY_MS.into(), apply);
+    f.insert(key::CPU_ASYNC_MS.into(), parallel);
+    f.insert(key::CPU_SPEEDUP.into(), serial / parallel);
+}
+
+/// Workload 7: peak RSS of an idle worker of a fresh pool that has run a
+/// trivial task.
+fn idle_worker_rss_mib() -> Result<Option<f64>, Error> {
+    let pool = Pool::new(1)?;
+    let pid = apply_worker_pid(&pool)?;
+    apply_inc(&pool, 1)?;
+    std::thread::sleep(Duration::from_millis(20));
+    Ok(measure::peak_rss_mib(pid))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
