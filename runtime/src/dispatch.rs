@@ -136,7 +136,7 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
         }
     };
     let task = || job.task.to_string();
-    match wire::parse_reply(&frame) {
+    match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == job.id => Exchange::Done(Ok(bytes)),
         Ok(Reply::Panic { id, report }) if id == job.id => Exchange::Done(Err(Error::Panic {
             task: task(),

@@ -1,6 +1,8 @@
 //! The local backend: workers are this program, re-executed in worker mode,
 //! talking over a private socket pair inherited at a fixed fd.
 
+use std::io::BufReader;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,6 +23,8 @@ pub(crate) const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
 /// and makes a test harness that never enters worker mode stop at once
 /// instead of running the whole test suite again.
 pub(crate) const WORKER_ARG: &str = "--procpool-worker";
+/// Capacity of the parent's read buffer on each worker's channel.
+const READ_BUFFER: usize = 64 << 10;
 
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
@@ -81,14 +85,14 @@ impl Backend for ProcessBackend {
         drop(theirs);
         let mut link = Box::new(ProcessLink {
             child,
-            channel: ours,
+            channel: BufReader::with_capacity(READ_BUFFER, ours),
             max_frame: self.max_frame,
             timeout: None,
             kill: kill.clone(),
         });
         let pid = link.pid();
         let hello = link.recv(Some(self.start_timeout));
-        match hello.as_deref().map(wire::parse_reply) {
+        match hello.map(wire::parse_reply) {
             Ok(Ok(Reply::Hello { .. })) => Ok(link),
             other => {
                 let why = match other {
@@ -113,7 +117,9 @@ impl Backend for ProcessBackend {
 
 struct ProcessLink {
     child: Child,
-    channel: std::os::unix::net::UnixStream,
+    /// Replies are read through a buffer: a small one costs one read, and a
+    /// batch of them arriving together costs one read for all.
+    channel: BufReader<UnixStream>,
     max_frame: usize,
     timeout: Option<Duration>,
     kill: Arc<KillSwitch>,
@@ -125,7 +131,7 @@ impl Link for ProcessLink {
     }
 
     fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
-        wire::write_frame(&mut self.channel, parts, self.max_frame)
+        wire::write_frame(&mut self.channel.get_ref(), parts, self.max_frame)
     }
 
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
@@ -133,6 +139,7 @@ impl Link for ProcessLink {
             // A zero read timeout means "none" to the OS: use the smallest real one.
             let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
             self.channel
+                .get_ref()
                 .set_read_timeout(os_timeout)
                 .map_err(FrameError::Io)?;
             self.timeout = timeout;

@@ -13,7 +13,7 @@ use crate::codec;
 use crate::error::Error;
 
 /// The encoded result of a task, or why there is none.
-pub(crate) type Outcome = Result<Vec<u8>, Error>;
+pub(crate) type Outcome = Result<crate::wire::Body, Error>;
 
 type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 

@@ -18,7 +18,7 @@
 //!                   FATAL     14 | bincode(String)   (worker exits after it)
 //! ```
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,18 +65,50 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// Frames up to this size are copied into one stack buffer and written with
+/// one call; larger ones go out vectored, without concatenating their parts.
+const SMALL_FRAME: usize = 512;
+
+/// How much of an announced length a reader allocates before any of it has
+/// arrived. Past this many bytes the peer has proved it is really sending a
+/// large frame, and the rest is allocated in one go.
+const TRUSTED_PREFIX: usize = 1 << 20;
+
 /// Writes one frame made of `parts`, concatenated.
 pub fn write_frame(w: &mut impl Write, parts: &[&[u8]], max: usize) -> Result<(), FrameError> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     if len > max || u32::try_from(len).is_err() {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut buf = Vec::with_capacity(4 + len);
-    buf.extend_from_slice(&(len as u32).to_le_bytes());
-    for part in parts {
-        buf.extend_from_slice(part);
+    let header = (len as u32).to_le_bytes();
+    if len + header.len() <= SMALL_FRAME {
+        let mut buf = [0u8; SMALL_FRAME];
+        buf[..4].copy_from_slice(&header);
+        let mut at = 4;
+        for part in parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        return w.write_all(&buf[..at]).map_err(FrameError::Io);
     }
-    w.write_all(&buf).map_err(FrameError::Io)
+    let mut slices: Vec<IoSlice<'_>> = std::iter::once(&header[..])
+        .chain(parts.iter().copied())
+        .filter(|p| !p.is_empty())
+        .map(IoSlice::new)
+        .collect();
+    write_all_vectored(w, &mut slices).map_err(FrameError::Io)
+}
+
+fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match w.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Reads one frame, refusing any longer than `max` bytes.
@@ -96,16 +128,25 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> 
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    // Grows with the bytes that arrive instead of trusting `len` up front.
-    let mut body = Vec::with_capacity(len.min(64 << 10));
-    let got = r
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .map_err(io_to_frame)?;
+    // Trusts `len` only as far as bytes actually arrive: a bogus length makes
+    // the reader allocate at most `TRUSTED_PREFIX` before it sees the end.
+    let prefix = len.min(TRUSTED_PREFIX);
+    let mut body = Vec::with_capacity(prefix);
+    let mut got = read_into(r, &mut body, prefix)?;
+    if got == prefix && len > prefix {
+        body.reserve_exact(len - prefix);
+        got += read_into(r, &mut body, len - prefix)?;
+    }
     if got < len {
         return Err(FrameError::Truncated { expected: len, got });
     }
     Ok(body)
+}
+
+/// Appends up to `n` bytes to `buf` (which has room for them); stops early
+/// only at end of file.
+fn read_into(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> Result<usize, FrameError> {
+    r.take(n as u64).read_to_end(buf).map_err(io_to_frame)
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
@@ -160,13 +201,56 @@ pub enum RemoteError {
     EncodeResult(String),
 }
 
+/// Bytes at the end of an owned buffer: a reply's result, left where the
+/// frame was read instead of being copied out of it.
+#[derive(Clone, Default)]
+pub struct Body {
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl Body {
+    /// The bytes of `buf` from `start` on.
+    fn tail(buf: Vec<u8>, start: usize) -> Body {
+        debug_assert!(start <= buf.len());
+        Body { buf, start }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(buf: Vec<u8>) -> Body {
+        Body { buf, start: 0 }
+    }
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Body) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Body {}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Body({} bytes)", self.len())
+    }
+}
+
 /// A message from a worker.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reply {
     /// The worker is up and ready for tasks.
     Hello { pid: u32 },
     /// Task `id` returned; these are its encoded result bytes.
-    Value { id: u64, bytes: Vec<u8> },
+    Value { id: u64, bytes: Body },
     /// Task `id` panicked.
     Panic { id: u64, report: PanicReport },
     /// Task `id` could not be run or its result not sent.
@@ -185,6 +269,14 @@ pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&name_len.to_le_bytes());
     out.extend_from_slice(name);
+    out
+}
+
+/// The start of a VALUE reply; the result bytes follow it in the same frame.
+pub fn value_header(id: u64) -> [u8; 9] {
+    let mut out = [0u8; 9];
+    out[0] = TAG_VALUE;
+    out[1..].copy_from_slice(&id.to_le_bytes());
     out
 }
 
@@ -244,9 +336,10 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
     }
 }
 
-/// Parses a reply. Never panics, whatever the bytes.
-pub fn parse_reply(frame: &[u8]) -> Result<Reply, String> {
-    let mut cur = Cursor(frame);
+/// Parses a reply, keeping a result's bytes in `frame`. Never panics,
+/// whatever the bytes.
+pub fn parse_reply(frame: Vec<u8>) -> Result<Reply, String> {
+    let mut cur = Cursor(&frame);
     let tag = cur.u8()?;
     match tag {
         TAG_HELLO => {
@@ -257,24 +350,21 @@ pub fn parse_reply(frame: &[u8]) -> Result<Reply, String> {
         TAG_FATAL => Ok(Reply::Fatal {
             message: decode_meta(cur.0)?,
         }),
-        TAG_VALUE | TAG_PANIC | TAG_FAILED => {
+        TAG_VALUE => {
             let id = cur.u64()?;
-            let body = cur.0;
-            Ok(match tag {
-                TAG_VALUE => Reply::Value {
-                    id,
-                    bytes: body.to_vec(),
-                },
-                TAG_PANIC => Reply::Panic {
-                    id,
-                    report: decode_meta(body)?,
-                },
-                _ => Reply::Failed {
-                    id,
-                    error: decode_meta(body)?,
-                },
+            Ok(Reply::Value {
+                id,
+                bytes: Body::tail(frame, 9),
             })
         }
+        TAG_PANIC => Ok(Reply::Panic {
+            id: cur.u64()?,
+            report: decode_meta(cur.0)?,
+        }),
+        TAG_FAILED => Ok(Reply::Failed {
+            id: cur.u64()?,
+            error: decode_meta(cur.0)?,
+        }),
         tag => Err(format!(
             "unexpected reply tag {tag} in a {}-byte frame",
             frame.len()
@@ -363,7 +453,7 @@ mod tests {
             Reply::Hello { pid: 42 },
             Reply::Value {
                 id: 1,
-                bytes: vec![9, 8],
+                bytes: vec![9, 8].into(),
             },
             Reply::Panic {
                 id: 2,
@@ -384,7 +474,7 @@ mod tests {
             },
         ];
         for reply in replies {
-            assert_eq!(parse_reply(&encode_reply(&reply)), Ok(reply));
+            assert_eq!(parse_reply(encode_reply(&reply)), Ok(reply));
         }
     }
 
@@ -436,7 +526,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse_request(&bytes);
-            let _ = parse_reply(&bytes);
+            let _ = parse_reply(bytes);
         }
     }
 }

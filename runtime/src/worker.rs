@@ -1,8 +1,7 @@
 //! Worker mode: the loop a re-executed process runs instead of its `main`.
 
 use std::cell::{Cell, RefCell};
-use std::io::Write;
-use std::os::unix::net::UnixStream;
+use std::io::{BufReader, BufWriter, Write};
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::registry::{self, CallError};
@@ -11,6 +10,8 @@ use crate::wire::{self, FrameError, PanicReport, RemoteError, Reply, Request};
 
 /// Exit code of a worker that gave up on a corrupt channel.
 const EXIT_PROTOCOL: i32 = 70;
+/// Capacity of the worker's read and write buffers.
+const IO_BUFFER: usize = 64 << 10;
 
 thread_local! {
     /// Set while a task runs on this thread: its panics are reported to the
@@ -55,7 +56,7 @@ pub(crate) fn serve_at_exit(channel: Channel) {
 pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
     let Channel { fd, max_frame } = channel;
-    let mut channel = match sys::adopt_channel(fd) {
+    let channel = match sys::adopt_channel(fd) {
         Ok(channel) => channel,
         Err(e) => {
             eprintln!("procpool worker: cannot use its task channel: {e}");
@@ -63,29 +64,37 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
         }
     };
     install_panic_hook();
+    // Requests are read through a buffer, so calls the parent sends in one
+    // batch cost one read; replies collect in a buffer that is flushed
+    // whenever no further request is already waiting, so the parent gets a
+    // batch's replies together and a lone call's reply at once.
+    let mut reader = BufReader::with_capacity(IO_BUFFER, &channel);
+    let mut writer = BufWriter::with_capacity(IO_BUFFER, &channel);
     if let Err(e) = registry::validate() {
         send_or_exit(
-            &mut channel,
+            &mut writer,
             &Reply::Fatal {
                 message: e.to_string(),
             },
             max_frame,
         );
+        flush_or_exit(&mut writer);
         end_process(EXIT_PROTOCOL);
     }
     send_or_exit(
-        &mut channel,
+        &mut writer,
         &Reply::Hello {
             pid: std::process::id(),
         },
         max_frame,
     );
+    flush_or_exit(&mut writer);
     loop {
-        let frame = match wire::read_frame(&mut channel, max_frame) {
+        let frame = match wire::read_frame(&mut reader, max_frame) {
             Ok(frame) => frame,
             Err(FrameError::Closed) => exit_cleanly(),
             Err(e) => fatal(
-                &mut channel,
+                &mut writer,
                 format!("cannot read a request: {e}"),
                 max_frame,
             ),
@@ -100,10 +109,16 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
                 let reply = execute(id, fingerprint, name, args);
                 flush_stdio();
                 let reply = fit_in_frame(reply, max_frame);
-                send_or_exit(&mut channel, &reply, max_frame);
+                send_or_exit(&mut writer, &reply, max_frame);
+                if reader.buffer().is_empty() {
+                    flush_or_exit(&mut writer);
+                }
             }
-            Ok(Request::Shutdown) => exit_cleanly(),
-            Err(message) => fatal(&mut channel, message, max_frame),
+            Ok(Request::Shutdown) => {
+                flush_or_exit(&mut writer);
+                exit_cleanly()
+            }
+            Err(message) => fatal(&mut writer, message, max_frame),
         }
     }
 }
@@ -131,7 +146,10 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
     let result = panic::catch_unwind(AssertUnwindSafe(|| (registration.call)(args)));
     IN_TASK.with(|t| t.set(false));
     match result {
-        Ok(Ok(bytes)) => Reply::Value { id, bytes },
+        Ok(Ok(bytes)) => Reply::Value {
+            id,
+            bytes: bytes.into(),
+        },
         Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
         Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
         Err(payload) => {
@@ -235,17 +253,30 @@ fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn send_or_exit(channel: &mut UnixStream, reply: &Reply, max_frame: usize) {
-    let body = wire::encode_reply(reply);
-    if wire::write_frame(channel, &[&body], max_frame).is_err() {
+fn send_or_exit(channel: &mut impl Write, reply: &Reply, max_frame: usize) {
+    let sent = match reply {
+        // The result bytes go out as they are, after their header.
+        Reply::Value { id, bytes } => {
+            wire::write_frame(channel, &[&wire::value_header(*id), bytes], max_frame)
+        }
+        other => wire::write_frame(channel, &[&wire::encode_reply(other)], max_frame),
+    };
+    if sent.is_err() {
         // The parent is gone or the channel is broken: nobody to serve.
         exit_cleanly();
     }
 }
 
-fn fatal(channel: &mut UnixStream, message: String, max_frame: usize) -> ! {
+fn flush_or_exit(channel: &mut impl Write) {
+    if channel.flush().is_err() {
+        exit_cleanly();
+    }
+}
+
+fn fatal(channel: &mut impl Write, message: String, max_frame: usize) -> ! {
     let body = wire::encode_reply(&Reply::Fatal { message });
     let _ = wire::write_frame(channel, &[&body], max_frame);
+    let _ = channel.flush();
     end_process(EXIT_PROTOCOL);
 }
 
