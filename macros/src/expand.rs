@@ -114,7 +114,6 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
     } else {
         format_ident!("pool")
     };
-    let idents: Vec<_> = task.args.iter().map(|a| a.ident).collect();
     let params = task.args.iter().map(|a| {
         let (ident, ty) = (a.ident, a.ty);
         quote!(#ident: #ty)
@@ -196,7 +195,13 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
         #[doc = #name_doc]
         #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
-            #krate::__private::wait::<#marker>(#apply_async(#pool, #(#idents),*))
+            const __PROCPOOL_TASK: #krate::__private::TaskInfo = #krate::__private::TaskInfo {
+                name: #name,
+                signature: #signature,
+                fingerprint: #fingerprint,
+            };
+            let __procpool_args = #krate::__private::ArgsEncoder::new() #(#pushes)* .finish();
+            #krate::__private::call_task::<#marker>(#pool, &__PROCPOOL_TASK, __procpool_args)
         }
 
         #[doc = #apply_async_doc]

@@ -11,7 +11,7 @@ pub use ::ctor;
 pub use ::inventory;
 pub use ::serde;
 
-use crate::pool::TaskCall;
+use crate::pool::{DirectCall, TaskCall};
 pub use crate::registry::{CallError, Registration};
 use crate::{codec, AsyncResult, Pool};
 
@@ -73,7 +73,22 @@ pub fn submit_task<M: TaskOutput>(
     submit(pool, task, args)
 }
 
-/// `apply_<fn>`: waits for the result `apply_async_<fn>` returned.
+/// `apply_<fn>`: runs the call and waits for its result.
+pub fn call_task<M: TaskOutput>(
+    pool: &Pool,
+    task: &TaskInfo,
+    args: Result<Vec<u8>, String>,
+) -> Result<M::Output, crate::Error> {
+    let call = DirectCall {
+        task: task.name,
+        fingerprint: task.fingerprint,
+        signature: task.signature,
+        timeout: None,
+    };
+    pool.call(call, args)
+}
+
+/// Waits for the result `apply_async_<fn>` returned.
 pub fn wait<M: TaskOutput>(result: AsyncResult<M::Output>) -> Result<M::Output, crate::Error> {
     result.get()
 }

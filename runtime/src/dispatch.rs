@@ -34,26 +34,48 @@ enum Loss {
     TooLarge { len: usize, max: usize },
 }
 
+/// One call as the dispatcher sends it, whether it came from the queue or
+/// straight from a caller of `apply`.
+pub(crate) struct Call<'a> {
+    pub(crate) id: u64,
+    pub(crate) task: &'a str,
+    pub(crate) fingerprint: u64,
+    pub(crate) signature: &'a str,
+    pub(crate) args: &'a [u8],
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Job {
+    fn call(&self) -> Call<'_> {
+        Call {
+            id: self.id,
+            task: &self.task,
+            fingerprint: self.fingerprint,
+            signature: self.signature,
+            args: &self.args,
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// Runs slot `index` until the pool is closed and drained, or terminated.
 pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
-    let mut served = 0usize;
-    while let Some(job) = shared.next_job() {
-        let (outcome, link) = run_job(&shared, index, worker.take(), &job);
+    while let Some(job) = shared.next_job(index, &mut worker) {
+        let had_worker = worker.is_some();
+        let (outcome, link) = run_job(&shared, index, worker.take(), &job.call());
         job.promise.complete(outcome);
         worker = link;
         if worker.is_some() {
-            served += 1;
-            if shared
-                .config
-                .max_tasks_per_child
-                .is_some_and(|max| served >= max)
-            {
+            if !had_worker {
+                shared.reset_served(index);
+            }
+            if shared.served(index) {
                 retire(worker.take());
             }
         }
         if worker.is_none() {
-            served = 0;
+            shared.reset_served(index);
         }
     }
     if shared.is_terminated() {
@@ -66,14 +88,37 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
     }
 }
 
-/// Runs `job`, starting a worker if the slot has none, and replacing one that
-/// turns out to have died while idle. Returns the outcome and the worker, if
-/// it is still usable.
+/// What became of a direct call on a borrowed worker.
+pub(crate) enum Direct {
+    /// The call has its outcome; the worker comes back if still usable.
+    Done(Outcome, Option<Box<dyn Link>>),
+    /// The worker had died while idle (it is reaped); the call never
+    /// reached it and can be queued instead.
+    Undelivered,
+}
+
+/// Runs `call` on a worker a caller borrowed. Never starts a worker: only
+/// slot threads do (the parent-death signal is tied to the forking thread).
+pub(crate) fn run_direct(shared: &Shared, mut link: Box<dyn Link>, call: &Call<'_>) -> Direct {
+    let loss = match exchange(link.as_mut(), call) {
+        Exchange::Done(outcome) => return Direct::Done(outcome, Some(link)),
+        Exchange::Undelivered => {
+            link.finish(DEATH_GRACE);
+            return Direct::Undelivered;
+        }
+        Exchange::Lost(loss) => loss,
+    };
+    Direct::Done(Err(bury(shared, link, call, loss)), None)
+}
+
+/// Runs `call`, starting a worker if the slot has none, and replacing one
+/// that turns out to have died while idle. Returns the outcome and the
+/// worker, if it is still usable.
 fn run_job(
     shared: &Shared,
     index: usize,
     mut worker: Option<Box<dyn Link>>,
-    job: &Job,
+    call: &Call<'_>,
 ) -> (Outcome, Option<Box<dyn Link>>) {
     // Two tries: a worker that died idle is replaced without anyone noticing;
     // a fresh one that cannot even take a job is a real failure.
@@ -86,7 +131,7 @@ fn run_job(
                 Err(e) => return (Err(e), None),
             },
         };
-        let loss = match exchange(link.as_mut(), job) {
+        let loss = match exchange(link.as_mut(), call) {
             Exchange::Done(outcome) => return (outcome, Some(link)),
             Exchange::Undelivered if !retried => {
                 retried = true;
@@ -96,22 +141,28 @@ fn run_job(
             Exchange::Undelivered => Loss::Died,
             Exchange::Lost(loss) => loss,
         };
-        let pid = link.pid();
-        let grace = match loss {
-            Loss::Died => DEATH_GRACE,
-            _ => {
-                link.kill();
-                Duration::ZERO
-            }
-        };
-        let status = link.finish(grace);
-        return (Err(lost(shared, job, loss, pid, status)), None);
+        return (Err(bury(shared, link, call, loss)), None);
     }
 }
 
-fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
-    let header = wire::call_header(job.id, job.fingerprint, &job.task);
-    match link.send(&[&header, &job.args]) {
+/// Ends a worker that failed `call` as `loss` described, and says how the
+/// call failed.
+fn bury(shared: &Shared, mut link: Box<dyn Link>, call: &Call<'_>, loss: Loss) -> Error {
+    let pid = link.pid();
+    let grace = match loss {
+        Loss::Died => DEATH_GRACE,
+        _ => {
+            link.kill();
+            Duration::ZERO
+        }
+    };
+    let status = link.finish(grace);
+    lost(shared, call, loss, pid, status)
+}
+
+fn exchange(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
+    let header = wire::call_header(job.id, job.fingerprint, job.task);
+    match link.send(&[&header, job.args]) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {
@@ -167,7 +218,7 @@ fn describe(reply: &Reply) -> String {
     }
 }
 
-fn remote_error(job: &Job, error: RemoteError) -> Error {
+fn remote_error(job: &Call<'_>, error: RemoteError) -> Error {
     let task = job.task.to_string();
     match error {
         RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
@@ -194,7 +245,7 @@ fn remote_error(job: &Job, error: RemoteError) -> Error {
     }
 }
 
-fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> Error {
+fn lost(shared: &Shared, job: &Call<'_>, loss: Loss, pid: u32, status: ExitInfo) -> Error {
     let task = job.task.to_string();
     if shared.is_terminated() {
         return Error::Terminated { task };
@@ -212,7 +263,7 @@ fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> E
 }
 
 /// Asks a worker to exit and reaps it.
-fn retire(worker: Option<Box<dyn Link>>) {
+pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
     if let Some(mut link) = worker {
         let _ = link.send(&[&wire::shutdown_message()]);
         link.finish(SHUTDOWN_GRACE);

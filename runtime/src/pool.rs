@@ -163,6 +163,14 @@ pub(crate) struct Job {
     pub(crate) promise: Promise,
 }
 
+/// What a direct call (`apply_<fn>`) carries besides its arguments.
+pub(crate) struct DirectCall {
+    pub(crate) task: &'static str,
+    pub(crate) fingerprint: u64,
+    pub(crate) signature: &'static str,
+    pub(crate) timeout: Option<Duration>,
+}
+
 /// What a task submission carries besides its arguments.
 pub(crate) struct TaskCall {
     pub(crate) task: Arc<str>,
@@ -176,12 +184,43 @@ struct Queue {
     jobs: VecDeque<Job>,
     closed: bool,
     terminated: bool,
+    slots: Vec<SlotState>,
+}
+
+/// Where a slot's worker is while its thread is not running a job.
+enum Parked {
+    /// The slot thread holds its worker and runs a job.
+    Busy,
+    /// The slot thread waits for a job; its worker (if it has one) is here,
+    /// where a caller of `apply` may borrow it.
+    Idle(Option<Box<dyn Link>>),
+    /// A caller borrowed the worker for one direct call.
+    Lent,
+}
+
+/// What a direct call found.
+enum Borrow {
+    /// The pool is closed.
+    Closed,
+    /// No idle worker, or jobs are queued: the call queues too.
+    Queue,
+    /// Slot `.0`'s idle worker, lent to the caller.
+    Worker(usize, Box<dyn Link>),
+}
+
+struct SlotState {
+    parked: Parked,
+    /// Woken for a queued job and not yet looked at the queue.
+    signalled: bool,
+    /// Tasks its current worker has run (for `max_tasks_per_child`).
+    served: usize,
 }
 
 /// State shared by the pool handle and its slot threads.
 pub(crate) struct Shared {
     queue: Mutex<Queue>,
-    available: Condvar,
+    /// One per slot: its thread waits on it for a job or its lent worker.
+    wake: Vec<Condvar>,
     switches: Vec<Arc<KillSwitch>>,
     backend: Box<dyn Backend>,
     pub(crate) config: Config,
@@ -194,25 +233,124 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The oldest queued job; `None` once the pool is closed and drained, or
-    /// terminated.
-    pub(crate) fn next_job(&self) -> Option<Job> {
+    /// Parks slot `index`'s worker (if any) and waits for the oldest queued
+    /// job; returns it with the worker back in `worker`. `None` once the pool
+    /// is closed and drained, or terminated, and the worker is not lent out.
+    pub(crate) fn next_job(&self, index: usize, worker: &mut Option<Box<dyn Link>>) -> Option<Job> {
         let mut queue = self.lock();
+        queue.slots[index].parked = Parked::Idle(worker.take());
         loop {
-            if queue.terminated {
-                return None;
+            let queue_ref = &mut *queue;
+            let slot = &mut queue_ref.slots[index];
+            slot.signalled = false;
+            if !matches!(slot.parked, Parked::Lent) {
+                let job = if queue_ref.terminated {
+                    None
+                } else if let Some(job) = queue_ref.jobs.pop_front() {
+                    Some(job)
+                } else if queue_ref.closed {
+                    None
+                } else {
+                    queue = self.wake[index]
+                        .wait(queue)
+                        .unwrap_or_else(|e| e.into_inner());
+                    continue;
+                };
+                if let Parked::Idle(link) = std::mem::replace(&mut slot.parked, Parked::Busy) {
+                    *worker = link;
+                }
+                return job;
             }
-            if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
-            }
-            if queue.closed {
-                return None;
-            }
-            queue = self
-                .available
+            queue = self.wake[index]
                 .wait(queue)
                 .unwrap_or_else(|e| e.into_inner());
         }
+    }
+
+    /// Counts a task run by slot `index`'s worker; `true` if the worker has
+    /// now run as many as `max_tasks_per_child` allows.
+    pub(crate) fn served(&self, index: usize) -> bool {
+        let mut queue = self.lock();
+        let slot = &mut queue.slots[index];
+        slot.served += 1;
+        self.config
+            .max_tasks_per_child
+            .is_some_and(|max| slot.served >= max)
+    }
+
+    /// Slot `index` has a new worker (or none).
+    pub(crate) fn reset_served(&self, index: usize) {
+        self.lock().slots[index].served = 0;
+    }
+
+    /// Wakes one slot thread that waits for work and is not already woken.
+    fn wake_one(&self, queue: &mut Queue) {
+        for (index, slot) in queue.slots.iter_mut().enumerate() {
+            if matches!(slot.parked, Parked::Idle(_)) && !slot.signalled {
+                slot.signalled = true;
+                self.wake[index].notify_one();
+                return;
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        for wake in &self.wake {
+            wake.notify_all();
+        }
+    }
+
+    /// Borrows an idle worker for a direct call, if the queue is empty (a
+    /// direct call never overtakes queued jobs) and a worker is idle.
+    fn borrow_idle(&self) -> Borrow {
+        let mut queue = self.lock();
+        if queue.closed {
+            return Borrow::Closed;
+        }
+        if !queue.jobs.is_empty() {
+            return Borrow::Queue;
+        }
+        for (index, slot) in queue.slots.iter_mut().enumerate() {
+            if matches!(slot.parked, Parked::Idle(Some(_))) {
+                if let Parked::Idle(Some(link)) = std::mem::replace(&mut slot.parked, Parked::Lent)
+                {
+                    return Borrow::Worker(index, link);
+                }
+            }
+        }
+        Borrow::Queue
+    }
+
+    /// Gives a borrowed worker back to slot `index` (`None`: it is gone and
+    /// the slot thread starts another when it next needs one).
+    fn give_back(&self, index: usize, link: Option<Box<dyn Link>>, counted: bool) {
+        let retired = {
+            let mut queue = self.lock();
+            let slot = &mut queue.slots[index];
+            let mut link = link;
+            let mut retired = None;
+            if link.is_some() && counted {
+                slot.served += 1;
+                if self
+                    .config
+                    .max_tasks_per_child
+                    .is_some_and(|max| slot.served >= max)
+                {
+                    retired = link.take();
+                }
+            }
+            if link.is_none() {
+                slot.served = 0;
+            }
+            slot.parked = Parked::Idle(link);
+            let wanted = !queue.jobs.is_empty() || queue.closed || queue.terminated;
+            if wanted {
+                queue.slots[index].signalled = true;
+                self.wake[index].notify_one();
+            }
+            retired
+        };
+        dispatch::retire(retired);
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
@@ -245,9 +383,19 @@ impl Pool {
     }
 
     fn start(backend: Box<dyn Backend>, config: Config, processes: usize) -> Result<Pool, Error> {
+        let slots = (0..processes)
+            .map(|_| SlotState {
+                parked: Parked::Busy,
+                signalled: false,
+                served: 0,
+            })
+            .collect();
         let shared = Arc::new(Shared {
-            queue: Mutex::default(),
-            available: Condvar::new(),
+            queue: Mutex::new(Queue {
+                slots,
+                ..Queue::default()
+            }),
+            wake: (0..processes).map(|_| Condvar::new()).collect(),
             switches: (0..processes).map(|_| Arc::default()).collect(),
             backend,
             config,
@@ -348,16 +496,71 @@ impl Pool {
             job.promise.complete(Err(Error::PoolClosed { task }));
         } else {
             queue.jobs.push_back(job);
-            drop(queue);
-            self.shared.available.notify_one();
+            self.shared.wake_one(&mut queue);
         }
         result
+    }
+
+    /// Runs a call and waits for its result; used by the generated
+    /// `apply_<fn>`. When the queue is empty and a worker is idle, the
+    /// calling thread talks to that worker itself (no hand-off to a slot
+    /// thread and back); otherwise the call queues like `apply_async`.
+    pub(crate) fn call<R: DeserializeOwned>(
+        &self,
+        call: DirectCall,
+        args: Result<Vec<u8>, String>,
+    ) -> Result<R, Error> {
+        let args = match args {
+            Ok(args) => args,
+            Err(message) => {
+                return Err(Error::Encode {
+                    task: call.task.to_string(),
+                    what: "arguments",
+                    message,
+                })
+            }
+        };
+        let timeout = call.timeout.or(self.shared.config.task_timeout);
+        let borrowed = self.shared.borrow_idle();
+        if let Borrow::Closed = borrowed {
+            return Err(Error::PoolClosed {
+                task: call.task.to_string(),
+            });
+        }
+        if let Borrow::Worker(index, link) = borrowed {
+            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let request = dispatch::Call {
+                id,
+                task: call.task,
+                fingerprint: call.fingerprint,
+                signature: call.signature,
+                args: &args,
+                timeout,
+            };
+            match dispatch::run_direct(&self.shared, link, &request) {
+                dispatch::Direct::Done(outcome, link) => {
+                    let counted = link.is_some();
+                    self.shared.give_back(index, link, counted);
+                    return result::decode_outcome(call.task, &outcome);
+                }
+                // The idle worker had died: the slot thread replaces it and
+                // runs the call, queued as usual.
+                dispatch::Direct::Undelivered => self.shared.give_back(index, None, false),
+            }
+        }
+        let task_call = TaskCall {
+            task: Arc::from(call.task),
+            fingerprint: call.fingerprint,
+            signature: call.signature,
+            timeout: call.timeout,
+        };
+        self.submit(task_call, Ok(args)).get()
     }
 
     /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
     pub fn close(&self) {
         self.shared.lock().closed = true;
-        self.shared.available.notify_all();
+        self.shared.wake_all();
     }
 
     /// Waits until every queued task has run, every worker has exited and
@@ -382,7 +585,7 @@ impl Pool {
             queue.closed = true;
             std::mem::take(&mut queue.jobs)
         };
-        self.shared.available.notify_all();
+        self.shared.wake_all();
         // Each promise fails its task as it drops.
         drop(dropped);
         for switch in &self.shared.switches {

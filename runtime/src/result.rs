@@ -289,7 +289,10 @@ impl<T> AsyncResult<T> {
     }
 }
 
-fn decode_outcome<T: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<T, Error> {
+pub(crate) fn decode_outcome<T: DeserializeOwned>(
+    task: &str,
+    outcome: &Outcome,
+) -> Result<T, Error> {
     match outcome {
         Ok(bytes) => codec::decode(bytes).map_err(|message| Error::Decode {
             task: task.to_string(),

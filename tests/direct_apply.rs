@@ -1,0 +1,203 @@
+//! `apply_<fn>` runs on the calling thread when the queue is empty and a
+//! worker is idle (no hand-off to a pool thread): it must keep every
+//! guarantee of the queued path — results from another process, no
+//! overtaking of queued jobs, worker replacement, `max_tasks_per_child`,
+//! timeouts, `close` and `terminate` — and workers must still be started
+//! only by the pool's own threads.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn pid_plus(x: u64) -> (u32, u64) {
+    (std::process::id(), x + 1)
+}
+
+#[pool_task]
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[test]
+fn apply_from_many_threads_mixes_with_apply_async() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(2).unwrap();
+    let me = std::process::id();
+    let pids = std::thread::scope(|s| {
+        let callers: Vec<_> = (0..4u64)
+            .map(|t| {
+                let pool = &pool;
+                s.spawn(move || {
+                    let mut pids = HashSet::new();
+                    for i in 0..200 {
+                        let x = t * 1000 + i;
+                        let (pid, y) = apply_pid_plus(pool, x).unwrap();
+                        assert_eq!(y, x + 1);
+                        pids.insert(pid);
+                    }
+                    pids
+                })
+            })
+            .collect();
+        let pending: Vec<_> = (0..500u64)
+            .map(|x| (x, apply_async_pid_plus(&pool, x)))
+            .collect();
+        let mut pids = HashSet::new();
+        for (x, r) in pending {
+            let (pid, y) = r.get().unwrap();
+            assert_eq!(y, x + 1);
+            pids.insert(pid);
+        }
+        for c in callers {
+            pids.extend(c.join().unwrap());
+        }
+        pids
+    });
+    assert!(!pids.contains(&me));
+    assert!(pids.len() <= 2, "more workers than the pool has: {pids:?}");
+}
+
+#[test]
+fn apply_waits_behind_queued_jobs() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let first = apply_async_nap(&pool, 300);
+    let queued = apply_async_pid_plus(&pool, 1);
+    // The worker is busy and a job is queued: this call queues behind it.
+    let (_, y) = apply_pid_plus(&pool, 2).unwrap();
+    assert_eq!(y, 3);
+    assert!(
+        first.ready() && queued.ready(),
+        "apply overtook queued jobs"
+    );
+}
+
+#[test]
+fn apply_replaces_a_worker_killed_while_idle() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let (old, _) = apply_pid_plus(&pool, 0).unwrap();
+    // SAFETY: kill(2) on our own worker's pid.
+    unsafe { libc::kill(old as libc::pid_t, libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while support::alive(old) {
+        assert!(Instant::now() < deadline, "worker {old} did not die");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (new, y) = apply_pid_plus(&pool, 41).unwrap();
+    assert_eq!(y, 42);
+    assert_ne!(new, old);
+    assert_ne!(new, std::process::id());
+}
+
+#[test]
+fn apply_counts_towards_max_tasks_per_child() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    let mut runs: HashMap<u32, usize> = HashMap::new();
+    for i in 0..9 {
+        let (pid, _) = apply_pid_plus(&pool, i).unwrap();
+        *runs.entry(pid).or_default() += 1;
+    }
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert!(runs.values().all(|&n| n == 3), "{runs:?}");
+}
+
+#[test]
+fn apply_timeout_kills_the_worker_and_the_pool_goes_on() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let (before, _) = apply_pid_plus(&pool, 0).unwrap();
+    match apply_nap(&pool, 30_000) {
+        Err(Error::Timeout { limit, .. }) => assert_eq!(limit, Duration::from_millis(300)),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let (after, y) = apply_pid_plus(&pool, 1).unwrap();
+    assert_eq!(y, 2);
+    assert_ne!(after, before);
+    assert!(!support::alive(before));
+}
+
+#[test]
+fn apply_after_close_is_refused() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    pool.close();
+    assert!(matches!(
+        apply_pid_plus(&pool, 1),
+        Err(Error::PoolClosed { .. })
+    ));
+}
+
+#[test]
+fn terminate_fails_an_apply_in_flight() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    apply_pid_plus(&pool, 0).unwrap();
+    std::thread::scope(|s| {
+        let caller = s.spawn(|| apply_nap(&pool, 30_000));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        pool.terminate();
+        assert!(matches!(
+            caller.join().unwrap(),
+            Err(Error::Terminated { .. })
+        ));
+        assert!(started.elapsed() < Duration::from_secs(20));
+    });
+    support::assert_no_children();
+}
+
+#[test]
+fn workers_started_during_an_apply_outlive_the_calling_thread() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    // The caller's second call retires the first worker; its third needs a
+    // new one, which a pool thread must start, not the caller.
+    let replacement = std::thread::scope(|s| {
+        s.spawn(|| {
+            let (a, _) = apply_pid_plus(&pool, 0).unwrap();
+            let (b, _) = apply_pid_plus(&pool, 0).unwrap();
+            assert_eq!(a, b);
+            let (c, _) = apply_pid_plus(&pool, 0).unwrap();
+            assert_ne!(c, a);
+            c
+        })
+        .join()
+        .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        support::alive(replacement),
+        "the worker died with the caller's thread"
+    );
+    let (pid, _) = apply_pid_plus(&pool, 0).unwrap();
+    assert_eq!(pid, replacement);
+}
