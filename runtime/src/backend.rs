@@ -24,6 +24,8 @@ pub(crate) trait Link: Send {
     fn pid(&self) -> u32;
     /// Sends one frame made of `parts`.
     fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError>;
+    /// Sends several frames, each made of its parts, in one batch.
+    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError>;
     /// Receives one frame, waiting at most `timeout` (`None`: until the
     /// worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;

@@ -4,10 +4,11 @@
 //! every wait ends when the worker dies.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::backend::Link;
 use crate::error::{Error, ExitInfo};
+use crate::pipeline::Durations;
 use crate::pool::{Job, Shared};
 use crate::result::Outcome;
 use crate::wire::{self, FrameError, RemoteError, Reply};
@@ -61,21 +62,38 @@ impl Job {
 /// Runs slot `index` until the pool is closed and drained, or terminated.
 pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
-    while let Some(job) = shared.next_job(index, &mut worker) {
-        let had_worker = worker.is_some();
-        let (outcome, link) = run_job(&shared, index, worker.take(), &job.call());
-        job.promise.complete(outcome);
-        worker = link;
-        if worker.is_some() {
-            if !had_worker {
-                shared.reset_served(index);
-            }
-            if shared.served(index) {
-                retire(worker.take());
-            }
+    let mut durations = Durations::default();
+    let mut batch = Vec::new();
+    while shared.next_jobs(index, &mut worker, &durations, &mut batch) {
+        let before = worker.as_ref().map(|link| link.pid());
+        let started = Instant::now();
+        let tasks: Vec<Arc<str>> = batch.iter().map(|job| job.task.clone()).collect();
+        let ran = if batch.len() == 1 {
+            let job = batch.pop().expect("a batch has a job");
+            let (outcome, link) = run_job(&shared, index, worker.take(), &job.call());
+            job.promise.complete(outcome);
+            worker = link;
+            1
+        } else {
+            let (link, ran) = run_batch(&shared, index, worker.take(), &mut batch);
+            worker = link;
+            ran
+        };
+        let elapsed = started.elapsed();
+        for task in &tasks[..ran] {
+            durations.observe(task, ran, elapsed);
         }
-        if worker.is_none() {
-            shared.reset_served(index);
+        match &worker {
+            Some(link) => {
+                if before != Some(link.pid()) {
+                    shared.reset_served(index);
+                }
+                if shared.served(index, ran) {
+                    retire(worker.take());
+                    shared.reset_served(index);
+                }
+            }
+            None => shared.reset_served(index),
         }
     }
     if shared.is_terminated() {
@@ -86,6 +104,94 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
     } else {
         retire(worker);
     }
+}
+
+/// Runs a batch of jobs pipelined on one worker: all calls go out in one
+/// write, and the replies are read in order. Settles the jobs it ran and
+/// returns the worker (if still usable) and how many ran. If the worker is
+/// lost on one job, that job fails and the jobs behind it, which had not
+/// started (a worker runs its calls one by one, in order), go back to the
+/// front of the queue. Each job's timeout counts from the previous reply,
+/// that is from when the worker started it.
+fn run_batch(
+    shared: &Shared,
+    index: usize,
+    mut worker: Option<Box<dyn Link>>,
+    batch: &mut Vec<Job>,
+) -> (Option<Box<dyn Link>>, usize) {
+    let headers: Vec<Vec<u8>> = batch
+        .iter()
+        .map(|job| wire::call_header(job.id, job.fingerprint, &job.task))
+        .collect();
+    let frames: Vec<[&[u8]; 2]> = headers
+        .iter()
+        .zip(batch.iter())
+        .map(|(header, job)| [&header[..], &job.args[..]])
+        .collect();
+    let mut retried = false;
+    let mut link = loop {
+        let mut link = match worker.take() {
+            Some(link) => link,
+            None => match shared.start_worker(index) {
+                Ok(link) => link,
+                Err(e) => {
+                    drop(frames);
+                    let mut jobs = batch.drain(..);
+                    if let Some(first) = jobs.next() {
+                        first.promise.complete(Err(e));
+                    }
+                    shared.requeue(jobs);
+                    return (None, 1);
+                }
+            },
+        };
+        match link.send_batch(&frames) {
+            Ok(()) => break link,
+            Err(FrameError::TooLarge { .. }) => {
+                // Some call is over the frame limit: run them one by one,
+                // so that only that one fails.
+                drop(frames);
+                let mut jobs = batch.drain(..);
+                let first = jobs.next().expect("a batch has jobs");
+                shared.requeue(jobs);
+                let (outcome, link) = run_job(shared, index, Some(link), &first.call());
+                first.promise.complete(outcome);
+                return (link, 1);
+            }
+            Err(_) if !retried => {
+                retried = true;
+                link.finish(DEATH_GRACE);
+            }
+            Err(_) => {
+                drop(frames);
+                let mut jobs = batch.drain(..);
+                let first = jobs.next().expect("a batch has jobs");
+                let error = bury(shared, link, &first.call(), Loss::Died);
+                first.promise.complete(Err(error));
+                shared.requeue(jobs);
+                return (None, 1);
+            }
+        }
+    };
+    drop(frames);
+    let mut ran = 0;
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        ran += 1;
+        let loss = match receive(link.as_mut(), &job.call()) {
+            Exchange::Done(outcome) => {
+                job.promise.complete(outcome);
+                continue;
+            }
+            Exchange::Lost(loss) => loss,
+            Exchange::Undelivered => Loss::Died,
+        };
+        let error = bury(shared, link, &job.call(), loss);
+        job.promise.complete(Err(error));
+        shared.requeue(jobs);
+        return (None, ran);
+    }
+    (Some(link), ran)
 }
 
 /// What became of a direct call on a borrowed worker.
@@ -173,6 +279,11 @@ fn exchange(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
         }
         Err(_) => return Exchange::Undelivered,
     }
+    receive(link, job)
+}
+
+/// Reads and checks the reply to `job`, already sent.
+fn receive(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
     let frame = match link.recv(job.timeout) {
         Ok(frame) => frame,
         Err(FrameError::TimedOut) => {

@@ -87,6 +87,7 @@ mod callbacks;
 mod codec;
 mod dispatch;
 mod error;
+mod pipeline;
 mod pool;
 mod process;
 mod registry;

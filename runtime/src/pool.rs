@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::backend::{Backend, KillSwitch, Link};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
+use crate::pipeline::{self, Durations};
 use crate::process::ProcessBackend;
 use crate::result::{self, AsyncResult, Promise};
 use crate::{dispatch, registry, wire};
@@ -234,9 +235,17 @@ impl Shared {
     }
 
     /// Parks slot `index`'s worker (if any) and waits for the oldest queued
-    /// job; returns it with the worker back in `worker`. `None` once the pool
-    /// is closed and drained, or terminated, and the worker is not lent out.
-    pub(crate) fn next_job(&self, index: usize, worker: &mut Option<Box<dyn Link>>) -> Option<Job> {
+    /// job; puts it in `batch`, followed by as many more as may be pipelined
+    /// with it (see [`pipeline`]), and the worker back in `worker`. `false`
+    /// once the pool is closed and drained, or terminated, and the worker is
+    /// not lent out.
+    pub(crate) fn next_jobs(
+        &self,
+        index: usize,
+        worker: &mut Option<Box<dyn Link>>,
+        durations: &Durations,
+        batch: &mut Vec<Job>,
+    ) -> bool {
         let mut queue = self.lock();
         queue.slots[index].parked = Parked::Idle(worker.take());
         loop {
@@ -244,22 +253,50 @@ impl Shared {
             let slot = &mut queue_ref.slots[index];
             slot.signalled = false;
             if !matches!(slot.parked, Parked::Lent) {
-                let job = if queue_ref.terminated {
-                    None
+                let more = if queue_ref.terminated {
+                    false
                 } else if let Some(job) = queue_ref.jobs.pop_front() {
-                    Some(job)
+                    let mut window = durations.window(&job.task);
+                    let mut bytes = job.args.len();
+                    batch.push(job);
+                    if window > 1 {
+                        let idle = queue_ref
+                            .slots
+                            .iter()
+                            .filter(|s| matches!(s.parked, Parked::Idle(_)))
+                            .count()
+                            - 1;
+                        let left = self
+                            .config
+                            .max_tasks_per_child
+                            .map(|max| max.saturating_sub(queue_ref.slots[index].served));
+                        window =
+                            window.min(1 + pipeline::extra_jobs(queue_ref.jobs.len(), idle, left));
+                    }
+                    while batch.len() < window {
+                        let Some(next) = queue_ref.jobs.front() else {
+                            break;
+                        };
+                        bytes += next.args.len();
+                        if bytes > pipeline::BYTE_BUDGET || durations.window(&next.task) < 2 {
+                            break;
+                        }
+                        batch.extend(queue_ref.jobs.pop_front());
+                    }
+                    true
                 } else if queue_ref.closed {
-                    None
+                    false
                 } else {
                     queue = self.wake[index]
                         .wait(queue)
                         .unwrap_or_else(|e| e.into_inner());
                     continue;
                 };
+                let slot = &mut queue_ref.slots[index];
                 if let Parked::Idle(link) = std::mem::replace(&mut slot.parked, Parked::Busy) {
                     *worker = link;
                 }
-                return job;
+                return more;
             }
             queue = self.wake[index]
                 .wait(queue)
@@ -267,12 +304,25 @@ impl Shared {
         }
     }
 
+    /// Puts jobs that never started back at the front of the queue, in order.
+    pub(crate) fn requeue(&self, jobs: impl DoubleEndedIterator<Item = Job>) {
+        let mut queue = self.lock();
+        if queue.terminated {
+            // Dropped, their promises fail them as terminated.
+            return;
+        }
+        for job in jobs.rev() {
+            queue.jobs.push_front(job);
+        }
+        self.wake_one(&mut queue);
+    }
+
     /// Counts a task run by slot `index`'s worker; `true` if the worker has
     /// now run as many as `max_tasks_per_child` allows.
-    pub(crate) fn served(&self, index: usize) -> bool {
+    pub(crate) fn served(&self, index: usize, n: usize) -> bool {
         let mut queue = self.lock();
         let slot = &mut queue.slots[index];
-        slot.served += 1;
+        slot.served += n;
         self.config
             .max_tasks_per_child
             .is_some_and(|max| slot.served >= max)

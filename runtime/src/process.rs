@@ -1,7 +1,7 @@
 //! The local backend: workers are this program, re-executed in worker mode,
 //! talking over a private socket pair inherited at a fixed fd.
 
-use std::io::BufReader;
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -132,6 +132,17 @@ impl Link for ProcessLink {
 
     fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
         wire::write_frame(&mut self.channel.get_ref(), parts, self.max_frame)
+    }
+
+    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
+        let mut buf = Vec::new();
+        for parts in frames {
+            wire::append_frame(&mut buf, parts, self.max_frame)?;
+        }
+        self.channel
+            .get_ref()
+            .write_all(&buf)
+            .map_err(FrameError::Io)
     }
 
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {

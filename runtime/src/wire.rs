@@ -99,6 +99,21 @@ pub fn write_frame(w: &mut impl Write, parts: &[&[u8]], max: usize) -> Result<()
     write_all_vectored(w, &mut slices).map_err(FrameError::Io)
 }
 
+/// Appends one frame made of `parts` to `out`, for writing several frames
+/// at once.
+pub fn append_frame(out: &mut Vec<u8>, parts: &[&[u8]], max: usize) -> Result<(), FrameError> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    if len > max || u32::try_from(len).is_err() {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    out.reserve(4 + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    Ok(())
+}
+
 fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     while !slices.is_empty() {
         match w.write_vectored(slices) {
@@ -483,6 +498,13 @@ mod tests {
         let mut buf = Vec::new();
         write_frame(&mut buf, &[b"abc", b"de"], 16).unwrap();
         assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"abcde");
+        let mut appended = Vec::new();
+        append_frame(&mut appended, &[b"abc", b"de"], 16).unwrap();
+        assert_eq!(appended, buf);
+        assert!(matches!(
+            append_frame(&mut appended, &[b"abc"], 2),
+            Err(FrameError::TooLarge { len: 3, max: 2 })
+        ));
         assert!(matches!(
             read_frame(&mut &buf[..], 4),
             Err(FrameError::TooLarge { len: 5, max: 4 })

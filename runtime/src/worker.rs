@@ -1,7 +1,7 @@
 //! Worker mode: the loop a re-executed process runs instead of its `main`.
 
 use std::cell::{Cell, RefCell};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::panic::{self, AssertUnwindSafe};
 
 use crate::registry::{self, CallError};
@@ -10,7 +10,7 @@ use crate::wire::{self, FrameError, PanicReport, RemoteError, Reply, Request};
 
 /// Exit code of a worker that gave up on a corrupt channel.
 const EXIT_PROTOCOL: i32 = 70;
-/// Capacity of the worker's read and write buffers.
+/// Capacity of the worker's read buffer.
 const IO_BUFFER: usize = 64 << 10;
 
 thread_local! {
@@ -65,11 +65,12 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
     };
     install_panic_hook();
     // Requests are read through a buffer, so calls the parent sends in one
-    // batch cost one read; replies collect in a buffer that is flushed
-    // whenever no further request is already waiting, so the parent gets a
-    // batch's replies together and a lone call's reply at once.
+    // batch cost one read. Each reply is written at once, before the next
+    // call starts: if a task kills its worker, the replies of the calls
+    // before it have all reached the parent, and the calls after it have
+    // provably not started, so the parent can run them elsewhere.
     let mut reader = BufReader::with_capacity(IO_BUFFER, &channel);
-    let mut writer = BufWriter::with_capacity(IO_BUFFER, &channel);
+    let mut writer = &channel;
     if let Err(e) = registry::validate() {
         send_or_exit(
             &mut writer,
@@ -78,7 +79,6 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
             },
             max_frame,
         );
-        flush_or_exit(&mut writer);
         end_process(EXIT_PROTOCOL);
     }
     send_or_exit(
@@ -88,7 +88,6 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
         },
         max_frame,
     );
-    flush_or_exit(&mut writer);
     loop {
         let frame = match wire::read_frame(&mut reader, max_frame) {
             Ok(frame) => frame,
@@ -110,14 +109,8 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
                 flush_stdio();
                 let reply = fit_in_frame(reply, max_frame);
                 send_or_exit(&mut writer, &reply, max_frame);
-                if reader.buffer().is_empty() {
-                    flush_or_exit(&mut writer);
-                }
             }
-            Ok(Request::Shutdown) => {
-                flush_or_exit(&mut writer);
-                exit_cleanly()
-            }
+            Ok(Request::Shutdown) => exit_cleanly(),
             Err(message) => fatal(&mut writer, message, max_frame),
         }
     }
@@ -267,16 +260,9 @@ fn send_or_exit(channel: &mut impl Write, reply: &Reply, max_frame: usize) {
     }
 }
 
-fn flush_or_exit(channel: &mut impl Write) {
-    if channel.flush().is_err() {
-        exit_cleanly();
-    }
-}
-
 fn fatal(channel: &mut impl Write, message: String, max_frame: usize) -> ! {
     let body = wire::encode_reply(&Reply::Fatal { message });
     let _ = wire::write_frame(channel, &[&body], max_frame);
-    let _ = channel.flush();
     end_process(EXIT_PROTOCOL);
 }
 

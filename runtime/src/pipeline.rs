@@ -1,0 +1,72 @@
+//! Pipelining: how many queued jobs a slot sends its worker in one batch.
+//!
+//! A batch costs one write and one read for all its calls and replies, which
+//! is what makes many small tasks fast. It must not make a task wait behind
+//! another while a worker is free, so a slot batches only while no other
+//! slot waits for work, only tasks it has seen run quickly (mean under 1 ms),
+//! and only as many as fit in a small time and byte budget. The worker runs a
+//! batch's calls one by one, in order. (A task known to be quick that turns
+//! out slow still delays the calls behind it in its batch, by at most its own
+//! run time; a batch holds at most about 2 ms of expected work.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most calls in one batch.
+pub(crate) const MAX_WINDOW: usize = 64;
+/// Only tasks whose mean observed run time is below this are batched.
+const QUICK_TASK: Duration = Duration::from_millis(1);
+/// Estimated run time of one batch, at most: the last call of a batch waits
+/// behind the others for about this long.
+const TIME_BUDGET: Duration = Duration::from_millis(2);
+/// Encoded arguments of one batch, at most.
+pub(crate) const BYTE_BUDGET: usize = 64 << 10;
+
+/// One slot's running mean run time per task name (including the round
+/// trip, so an upper bound of the task's own time).
+#[derive(Default)]
+pub(crate) struct Durations {
+    means: HashMap<Arc<str>, Duration>,
+}
+
+impl Durations {
+    /// Records that `n` calls of `task` took `elapsed` together.
+    pub(crate) fn observe(&mut self, task: &Arc<str>, n: usize, elapsed: Duration) {
+        let each = elapsed / n.max(1) as u32;
+        match self.means.get_mut(&**task) {
+            // An exponential moving average: recent runs count most.
+            Some(mean) => *mean = (*mean * 3 + each) / 4,
+            None => {
+                self.means.insert(task.clone(), each);
+            }
+        }
+    }
+
+    /// How many calls of `task` one batch may hold, judged by its run time
+    /// alone (1: not batched; unknown tasks are not batched).
+    pub(crate) fn window(&self, task: &str) -> usize {
+        match self.means.get(task) {
+            Some(mean) if *mean < QUICK_TASK => {
+                let by_time = TIME_BUDGET.as_nanos() / mean.as_nanos().max(1);
+                (by_time as usize).clamp(1, MAX_WINDOW)
+            }
+            _ => 1,
+        }
+    }
+}
+
+/// How many more jobs a slot may add to a batch that has one, given the
+/// queue's length after it, the number of other slots waiting for work and
+/// the tasks the worker may still run before it is retired.
+pub(crate) fn extra_jobs(queued: usize, idle_slots: usize, tasks_left: Option<usize>) -> usize {
+    if idle_slots > 0 {
+        // Another worker is free: the queue is theirs.
+        return 0;
+    }
+    let mut extra = queued.min(MAX_WINDOW - 1);
+    if let Some(left) = tasks_left {
+        extra = extra.min(left.saturating_sub(1));
+    }
+    extra
+}
