@@ -61,3 +61,22 @@ fn mixed_sizes_in_flight_keep_their_order_and_content() {
         assert!(back == expected, "call {i} ({len} bytes) came back altered");
     }
 }
+
+#[test]
+fn large_payloads_of_shrinking_size_come_back_exact() {
+    // Each call may reuse the buffers of the one before, which was larger:
+    // nothing of the earlier, longer contents may show through.
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let sizes = [(3 << 20) + 7, (2 << 20) + 3, (1 << 20) + 5, 3 << 20, 10];
+    for (i, &len) in sizes.iter().enumerate() {
+        let data = pattern(len, 100 + i as u8);
+        let (pid, back) = apply_reverse(&pool, data.clone()).unwrap();
+        assert_ne!(pid, std::process::id());
+        let expected: Vec<u8> = data.into_iter().rev().collect();
+        assert!(back == expected, "payload of {len} bytes came back altered");
+        let pending = apply_async_reverse(&pool, pattern(len, i as u8));
+        let expected: Vec<u8> = pattern(len, i as u8).into_iter().rev().collect();
+        assert!(pending.get().unwrap().1 == expected);
+    }
+}

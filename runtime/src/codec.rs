@@ -7,9 +7,13 @@ fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-/// Encodes a value; the error is the encoder's message.
+/// Encodes a value; the error is the encoder's message. Starts from a
+/// spare buffer of this thread if it has one (see [`crate::wire::recycle`]):
+/// a worker recycles each result's buffer once it is sent.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| e.to_string())
+    let mut out = crate::wire::spare_buffer(0).unwrap_or_default();
+    encode_into(value, &mut out)?;
+    Ok(out)
 }
 
 /// Appends the encoding of a value to `out`.

@@ -591,7 +591,11 @@ impl Pool {
                 dispatch::Direct::Done(outcome, link) => {
                     let counted = link.is_some();
                     self.shared.give_back(index, link, counted);
-                    return result::decode_outcome(call.task, &outcome);
+                    let value = result::decode_outcome(call.task, &outcome);
+                    if let Ok(body) = outcome {
+                        wire::recycle(body.into_buf());
+                    }
+                    return value;
                 }
                 // The idle worker had died: the slot thread replaces it and
                 // runs the call, queued as usual.

@@ -183,3 +183,44 @@ pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+/// Asks the kernel to back the unused capacity of `buf` with huge pages
+/// where it can (transparent huge pages in `madvise` mode): a large frame
+/// then costs a few hundred page faults instead of thousands. A hint only.
+pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
+    const HUGE: usize = 2 << 20;
+    let spare = buf.spare_capacity_mut();
+    let start = spare.as_mut_ptr() as usize;
+    let end = start + spare.len();
+    let aligned = (start + HUGE - 1) & !(HUGE - 1);
+    if aligned + HUGE > end {
+        return;
+    }
+    let len = (end - aligned) & !(HUGE - 1);
+    // SAFETY: the range lies inside `buf`'s own allocation (its spare
+    // capacity), which madvise only tags; MADV_HUGEPAGE never changes the
+    // contents or validity of the memory.
+    unsafe {
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+}
+
+/// Makes a worker's allocator keep large freed blocks for reuse instead of
+/// returning them to the kernel at once (glibc maps blocks over 32 MiB
+/// afresh on every allocation, a page fault per 4 KiB each time). A worker
+/// exists to run calls over and over; the price is that memory freed after a
+/// large call stays in the worker (up to `keep` bytes) until it exits.
+pub(crate) fn tune_worker_allocator(keep: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let keep = libc::c_int::try_from(keep).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only changes glibc's allocation thresholds; it is
+        // called before the worker serves, and either value is valid.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, keep);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, keep);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = keep;
+}

@@ -18,6 +18,7 @@
 //!                   FATAL     14 | bincode(String)   (worker exits after it)
 //! ```
 
+use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
 
 use serde::{Deserialize, Serialize};
@@ -145,17 +146,62 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> 
     }
     // Trusts `len` only as far as bytes actually arrive: a bogus length makes
     // the reader allocate at most `TRUSTED_PREFIX` before it sees the end.
+    // A spare buffer this thread already has is used as it is.
     let prefix = len.min(TRUSTED_PREFIX);
-    let mut body = Vec::with_capacity(prefix);
+    let spare = if len > TRUSTED_PREFIX {
+        spare_buffer(len)
+    } else {
+        None
+    };
+    let (mut body, prefix) = match spare {
+        Some(spare) => (spare, len),
+        None => (Vec::with_capacity(prefix), prefix),
+    };
     let mut got = read_into(r, &mut body, prefix)?;
     if got == prefix && len > prefix {
         body.reserve_exact(len - prefix);
+        crate::sys::advise_huge_pages(&mut body);
         got += read_into(r, &mut body, len - prefix)?;
     }
     if got < len {
         return Err(FrameError::Truncated { expected: len, got });
     }
     Ok(body)
+}
+
+/// How many large buffers a thread keeps for reuse.
+const SPARES: usize = 2;
+
+thread_local! {
+    /// Large buffers this thread no longer needs, kept for the next large
+    /// frames it reads or results it encodes (a fresh buffer costs a page
+    /// fault per 4 KiB).
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `buf` (if large) for reuse by this thread: at most two, the largest
+/// offered.
+pub fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() <= TRUSTED_PREFIX {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        spare.push(buf);
+        spare.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+        spare.truncate(SPARES);
+    });
+}
+
+/// A spare buffer of at least `min` bytes' capacity (the smallest that
+/// fits), if this thread has one; any spare if `min` is zero.
+pub fn spare_buffer(min: usize) -> Option<Vec<u8>> {
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let at = spare.iter().rposition(|b| b.capacity() >= min)?;
+        Some(spare.remove(at))
+    })
 }
 
 /// Appends up to `n` bytes to `buf` (which has room for them); stops early
@@ -229,6 +275,13 @@ impl Body {
     fn tail(buf: Vec<u8>, start: usize) -> Body {
         debug_assert!(start <= buf.len());
         Body { buf, start }
+    }
+}
+
+impl Body {
+    /// The whole buffer, for reuse.
+    pub fn into_buf(self) -> Vec<u8> {
+        self.buf
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
         }
     };
     install_panic_hook();
+    sys::tune_worker_allocator(max_frame.saturating_add(1 << 20));
     // Requests are read through a buffer, so calls the parent sends in one
     // batch cost one read. Each reply is written at once, before the next
     // call starts: if a task kills its worker, the replies of the calls
@@ -109,6 +110,10 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
                 flush_stdio();
                 let reply = fit_in_frame(reply, max_frame);
                 send_or_exit(&mut writer, &reply, max_frame);
+                if let Reply::Value { bytes, .. } = reply {
+                    wire::recycle(bytes.into_buf());
+                }
+                wire::recycle(frame);
             }
             Ok(Request::Shutdown) => exit_cleanly(),
             Err(message) => fatal(&mut writer, message, max_frame),
