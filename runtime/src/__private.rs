@@ -107,8 +107,9 @@ impl Default for ArgsEncoder {
 
 impl ArgsEncoder {
     pub fn new() -> Self {
+        // A large buffer this thread recycled, if any (see `wire::recycle`).
         ArgsEncoder {
-            bytes: Ok(Vec::new()),
+            bytes: Ok(crate::wire::spare_buffer(0).unwrap_or_default()),
         }
     }
 

@@ -46,7 +46,7 @@
 //! fn square(x: u64) -> u64 { x * x }            // unchanged
 //!
 //! fn apply_square(pool: &Pool, x: u64) -> Result<u64, procpool::Error> {
-//!     apply_async_square(pool, x).get()
+//!     call(pool, "my_crate::square", &(x,))     // runs it, waits for the result
 //! }
 //!
 //! fn apply_async_square(pool: &Pool, x: u64) -> AsyncResult<u64> {
@@ -75,6 +75,25 @@
 //! is sent and the worker lends the function its decoded copy. A task may
 //! return `Result<T, E>`; that arrives as a value, while a panic arrives as
 //! [`Error::Panic`].
+//!
+//! ## Speed
+//!
+//! - `apply_<fn>` on a pool with an idle worker and nothing queued talks to
+//!   that worker from the calling thread: one write and one read, as fast as
+//!   a bare socket round trip. Otherwise it queues like `apply_async_<fn>`.
+//! - Many small `apply_async_<fn>` calls are pipelined: while every worker is
+//!   busy, a worker is sent a batch of queued calls of tasks seen to take
+//!   under 1 ms (at most about 2 ms of work and 64 KiB of arguments), in one
+//!   write. Slower or never-seen tasks always go one at a time, and nothing is
+//!   batched while another worker waits for work. If a worker dies or times
+//!   out during a batch, only the call it was running fails; the calls
+//!   behind it had not started and run on its replacement.
+//! - Large byte buffers: `Vec<u8>` goes through serde element by element.
+//!   Take and return [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes)
+//!   (or mark fields `#[serde(with = "serde_bytes")]`) to send bytes as one
+//!   block, several times faster. A thread that made a large `apply_<fn>`
+//!   call keeps up to two buffers of that size for the next one, and a
+//!   worker keeps the memory a large call freed for its next call.
 
 #![warn(missing_docs)]
 // Examples show `fn main` on purpose: `procpool::init()` must come first in it.

@@ -23,7 +23,9 @@ use crate::{dispatch, registry, wire};
 /// Tasks are `#[pool_task]` functions, submitted with the generated
 /// `apply_<fn>` (blocking) and `apply_async_<fn>` (returns an
 /// [`AsyncResult`]). They queue in order and each goes to whichever worker is
-/// free first.
+/// free first. A blocking call that finds the queue empty and a worker idle
+/// runs on that worker straight from the calling thread; many small queued
+/// tasks go to busy workers in batches (see the crate's "Speed" notes).
 ///
 /// Dropping a pool closes it and waits for the work already queued, like
 /// [`close`](Self::close) then [`join`](Self::join).
@@ -591,6 +593,8 @@ impl Pool {
                 dispatch::Direct::Done(outcome, link) => {
                     let counted = link.is_some();
                     self.shared.give_back(index, link, counted);
+                    // Both large buffers serve this thread's next call.
+                    wire::recycle(args);
                     let value = result::decode_outcome(call.task, &outcome);
                     if let Ok(body) = outcome {
                         wire::recycle(body.into_buf());
