@@ -80,3 +80,44 @@ fn large_payloads_of_shrinking_size_come_back_exact() {
         assert!(pending.get().unwrap().1 == expected);
     }
 }
+
+/// `Vec<u8>` and `&[u8]` arguments and a `Vec<u8>` result travel as one
+/// block of bytes; any spelling of the type works.
+#[pool_task]
+fn splice(head: &[u8], tail: std::vec::Vec<u8>, sep: u8) -> Vec<u8> {
+    let mut out = head.to_vec();
+    out.push(sep);
+    out.extend(tail.iter().rev());
+    out
+}
+
+type Bytes = Vec<u8>;
+
+/// A type alias is not recognized as `Vec<u8>`: it takes the generic path.
+#[pool_task]
+fn alias_len(bytes: Bytes) -> (u32, usize) {
+    (std::process::id(), bytes.len())
+}
+
+#[test]
+fn byte_vectors_and_slices_round_trip_on_every_path() {
+    procpool::init();
+    let pool = Pool::new(2).unwrap();
+    for (i, &len) in SIZES.iter().enumerate() {
+        let head = pattern(len, i as u8);
+        let tail = pattern(len / 2 + 3, 7 + i as u8);
+        let mut expected = head.clone();
+        expected.push(0xAB);
+        expected.extend(tail.iter().rev());
+        let direct = apply_splice(&pool, &head, tail.clone(), 0xAB).unwrap();
+        assert!(direct == expected, "apply, {len} bytes");
+        let queued = apply_async_splice(&pool, &head, tail.clone(), 0xAB);
+        assert!(
+            queued.get().unwrap() == expected,
+            "apply_async, {len} bytes"
+        );
+        let (pid, n) = apply_alias_len(&pool, head).unwrap();
+        assert_eq!(n, len);
+        assert_ne!(pid, std::process::id());
+    }
+}

@@ -146,8 +146,15 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                         type Type = #ty;
                     }
                 });
-                pushes.push(quote!(.value::<#marker, #index>(&#ident)));
-                decodes.push(quote!(let #var = __procpool_args.value::<#marker, #index>()?;));
+                if is_byte_vec(a.ty) {
+                    // Sent as one block instead of byte by byte (same bytes).
+                    pushes.push(quote!(.byte_vec::<#marker, #index>(&#ident)));
+                    decodes
+                        .push(quote!(let #var = __procpool_args.byte_vec::<#marker, #index>()?;));
+                } else {
+                    pushes.push(quote!(.value::<#marker, #index>(&#ident)));
+                    decodes.push(quote!(let #var = __procpool_args.value::<#marker, #index>()?;));
+                }
                 passes.push(quote!(#var));
             }
             Some(referent) => {
@@ -157,8 +164,14 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                         type Referent = #ty;
                     }
                 });
-                pushes.push(quote!(.by_ref::<#marker, #index>(#ident)));
-                decodes.push(quote!(let #var = __procpool_args.by_ref::<#marker, #index>()?;));
+                if is_u8(referent, true) {
+                    pushes.push(quote!(.byte_slice::<#marker, #index>(#ident)));
+                    decodes
+                        .push(quote!(let #var = __procpool_args.byte_slice::<#marker, #index>()?;));
+                } else {
+                    pushes.push(quote!(.by_ref::<#marker, #index>(#ident)));
+                    decodes.push(quote!(let #var = __procpool_args.by_ref::<#marker, #index>()?;));
+                }
                 passes.push(quote!(#krate::__private::Lend::lend(&#var)));
             }
         }
@@ -170,6 +183,16 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 type Output = #ty;
             }
         }
+    };
+
+    let byte_output = task.output.is_some_and(is_byte_vec);
+    let (call_task, encode_output) = if byte_output {
+        (
+            format_ident!("call_task_bytes"),
+            format_ident!("encode_byte_output"),
+        )
+    } else {
+        (format_ident!("call_task"), format_ident!("encode_output"))
     };
 
     let apply_doc = format!(
@@ -201,7 +224,7 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 fingerprint: #fingerprint,
             };
             let __procpool_args = #krate::__private::ArgsEncoder::new() #(#pushes)* .finish();
-            #krate::__private::call_task::<#marker>(#pool, &__PROCPOOL_TASK, __procpool_args)
+            #krate::__private::#call_task::<#marker>(#pool, &__PROCPOOL_TASK, __procpool_args)
         }
 
         #[doc = #apply_async_doc]
@@ -228,7 +251,7 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 #(#decodes)*
                 __procpool_args.finish()?;
                 let __procpool_out: #ret = #fn_ident(#(#passes),*);
-                #krate::__private::encode_output::<#marker>(&__procpool_out)
+                #krate::__private::#encode_output::<#marker>(&__procpool_out)
             }
 
             #krate::__private::inventory::submit! {
@@ -242,6 +265,37 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 }
             }
         };
+    }
+}
+
+/// `Vec<u8>` as written (any path ending in `Vec`): such values travel as one
+/// block of bytes. The generated code only compiles if the type really is
+/// `Vec<u8>` (the runtime's fast path requires it), so a look-alike cannot
+/// slip through.
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Vec" || path.qself.is_some() {
+        return false;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+            matches!(&args.args[0], syn::GenericArgument::Type(t) if is_u8(t, false))
+        }
+        _ => false,
+    }
+}
+
+/// `u8`, or with `slice`, `[u8]`.
+fn is_u8(ty: &Type, slice: bool) -> bool {
+    match ty {
+        Type::Slice(s) if slice => is_u8(&s.elem, false),
+        Type::Path(p) if !slice => p.qself.is_none() && p.path.is_ident("u8"),
+        _ => false,
     }
 }
 

@@ -85,7 +85,24 @@ pub fn call_task<M: TaskOutput>(
         signature: task.signature,
         timeout: None,
     };
-    pool.call(call, args)
+    pool.call(call, args, codec::decode::<M::Output>)
+}
+
+/// [`call_task`] for a task returning `Vec<u8>`: decodes it as one block.
+pub fn call_task_bytes<M: TaskOutput<Output = Vec<u8>>>(
+    pool: &Pool,
+    task: &TaskInfo,
+    args: Result<Vec<u8>, String>,
+) -> Result<Vec<u8>, crate::Error> {
+    let call = DirectCall {
+        task: task.name,
+        fingerprint: task.fingerprint,
+        signature: task.signature,
+        timeout: None,
+    };
+    pool.call(call, args, |bytes| {
+        codec::decode::<codec::BytesIn>(bytes).map(|b| b.0)
+    })
 }
 
 /// Waits for the result `apply_async_<fn>` returned.
@@ -121,6 +138,16 @@ impl ArgsEncoder {
     /// Appends the `I`-th argument, taken by reference.
     pub fn by_ref<M: RefArgAt<I>, const I: usize>(self, value: &M::Referent) -> Self {
         self.push(value)
+    }
+
+    /// Appends the `I`-th argument, a `Vec<u8>`, as one block of bytes.
+    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(self, value: &[u8]) -> Self {
+        self.push(&codec::BytesOut(value))
+    }
+
+    /// Appends the `I`-th argument, a `&[u8]`, as one block of bytes.
+    pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(self, value: &[u8]) -> Self {
+        self.push(&codec::BytesOut(value))
     }
 
     /// Appends any serializable value.
@@ -161,6 +188,20 @@ impl<'a> ArgsDecoder<'a> {
         Ok(Lent::<M::Referent>(self.next()?))
     }
 
+    /// Decodes the `I`-th argument, a `Vec<u8>`, as one block of bytes.
+    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
+        &mut self,
+    ) -> Result<Vec<u8>, CallError> {
+        Ok(self.next::<codec::BytesIn>()?.0)
+    }
+
+    /// Decodes the `I`-th argument, a `&[u8]`, as one block of bytes.
+    pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(
+        &mut self,
+    ) -> Result<impl Lend<[u8]>, CallError> {
+        Ok(Lent::<[u8]>(self.next::<codec::BytesIn>()?.0))
+    }
+
     /// Decodes any value.
     #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
@@ -199,6 +240,13 @@ impl<T: RefArg + ?Sized> Lend<T> for Lent<T> {
 /// Encodes a task's return value in the worker.
 pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, CallError> {
     codec::encode(value).map_err(CallError::EncodeResult)
+}
+
+/// [`encode_output`] for a task returning `Vec<u8>`: one block of bytes.
+pub fn encode_byte_output<M: TaskOutput<Output = Vec<u8>>>(
+    value: &[u8],
+) -> Result<Vec<u8>, CallError> {
+    encode_result(&codec::BytesOut(value))
 }
 
 /// [`encode_result`] for the task of marker `M`.

@@ -561,6 +561,7 @@ impl Pool {
         &self,
         call: DirectCall,
         args: Result<Vec<u8>, String>,
+        decode: fn(&[u8]) -> Result<R, String>,
     ) -> Result<R, Error> {
         let args = match args {
             Ok(args) => args,
@@ -595,7 +596,14 @@ impl Pool {
                     self.shared.give_back(index, link, counted);
                     // Both large buffers serve this thread's next call.
                     wire::recycle(args);
-                    let value = result::decode_outcome(call.task, &outcome);
+                    let value = match &outcome {
+                        Ok(bytes) => decode(bytes).map_err(|message| Error::Decode {
+                            task: call.task.to_string(),
+                            what: "result",
+                            message,
+                        }),
+                        Err(e) => Err(e.clone()),
+                    };
                     if let Ok(body) = outcome {
                         wire::recycle(body.into_buf());
                     }

@@ -289,10 +289,7 @@ impl<T> AsyncResult<T> {
     }
 }
 
-pub(crate) fn decode_outcome<T: DeserializeOwned>(
-    task: &str,
-    outcome: &Outcome,
-) -> Result<T, Error> {
+fn decode_outcome<T: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
         Ok(bytes) => codec::decode(bytes).map_err(|message| Error::Decode {
             task: task.to_string(),
