@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::backend::Link;
 use crate::error::{Error, ExitInfo};
-use crate::pool::{Job, Shared};
+use crate::pool::{Job, Next, Shared};
 use crate::result::Outcome;
 use crate::wire::{self, FrameError, RemoteError, Reply};
 
@@ -16,6 +16,10 @@ use crate::wire::{self, FrameError, RemoteError, Reply};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a worker whose channel closed may take to be reaped.
 const DEATH_GRACE: Duration = Duration::from_millis(500);
+/// How often an idle slot checks that its worker is still alive, so that a
+/// worker killed while idle is reaped (no zombie) and replaced at once rather
+/// than at the next job.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -38,7 +42,17 @@ enum Loss {
 pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
     let mut served = 0usize;
-    while let Some(job) = shared.next_job() {
+    loop {
+        let job = match shared.next_job(IDLE_CHECK) {
+            Next::Job(job) => job,
+            Next::Idle => {
+                if let Some(replaced) = replace_if_dead(&shared, index, &mut worker) {
+                    served = replaced;
+                }
+                continue;
+            }
+            Next::Stop => break,
+        };
         let (outcome, link) = run_job(&shared, index, worker.take(), &job);
         job.promise.complete(outcome);
         worker = link;
@@ -64,6 +78,24 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
     } else {
         retire(worker);
     }
+}
+
+/// Reaps the slot's idle worker if it has died, and starts its replacement
+/// (once: if that fails, the next job starts one and reports why). Returns
+/// the new worker's task count when it replaced one.
+fn replace_if_dead(
+    shared: &Shared,
+    index: usize,
+    worker: &mut Option<Box<dyn Link>>,
+) -> Option<usize> {
+    if !worker.as_mut()?.has_exited() {
+        return None;
+    }
+    if let Some(link) = worker.take() {
+        link.finish(Duration::ZERO);
+    }
+    *worker = shared.start_worker(index).ok();
+    Some(0)
 }
 
 /// Runs `job`, starting a worker if the slot has none, and replacing one that
@@ -145,7 +177,7 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
             backtrace: report.backtrace,
         })),
         Ok(Reply::Failed { id, error }) if id == job.id => {
-            Exchange::Done(Err(remote_error(job, error)))
+            Exchange::Done(Err(remote_error(&job.task, job.signature, error)))
         }
         Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
         Ok(other) => Exchange::Lost(Loss::Protocol(format!(
@@ -167,8 +199,10 @@ fn describe(reply: &Reply) -> String {
     }
 }
 
-fn remote_error(job: &Job, error: RemoteError) -> Error {
-    let task = job.task.to_string();
+/// The caller's error for a failure the worker reported for `task`, whose
+/// caller-side signature is `signature`.
+pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> Error {
+    let task = task.to_string();
     match error {
         RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
         RemoteError::DuplicateTask { first, second } => Error::DuplicateTask {
@@ -178,7 +212,7 @@ fn remote_error(job: &Job, error: RemoteError) -> Error {
         },
         RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
             task,
-            caller: job.signature.to_string(),
+            caller: signature.to_string(),
             worker: worker_signature,
         },
         RemoteError::DecodeArgs(message) => Error::Decode {

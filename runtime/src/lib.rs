@@ -87,6 +87,7 @@ mod callbacks;
 mod codec;
 mod dispatch;
 mod error;
+mod initializer;
 mod pool;
 mod process;
 mod registry;
