@@ -225,6 +225,7 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
             what: "result",
             message,
         },
+        RemoteError::ResultTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
     }
 }
 

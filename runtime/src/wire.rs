@@ -181,11 +181,23 @@ pub struct PanicReport {
 /// A failure the worker detected before or after running the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteError {
-    UnknownTask { suggestions: Vec<String> },
-    DuplicateTask { first: String, second: String },
-    SignatureMismatch { worker_signature: String },
+    UnknownTask {
+        suggestions: Vec<String>,
+    },
+    DuplicateTask {
+        first: String,
+        second: String,
+    },
+    SignatureMismatch {
+        worker_signature: String,
+    },
     DecodeArgs(String),
     EncodeResult(String),
+    /// The encoded result needs a frame of `len` bytes, over the limit `max`.
+    ResultTooLarge {
+        len: u64,
+        max: u64,
+    },
 }
 
 /// A message from a worker.
