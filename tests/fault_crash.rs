@@ -202,6 +202,24 @@ fn an_idle_worker_that_dies_is_reaped_and_replaced_at_once() {
 }
 
 #[test]
+fn a_job_sent_to_a_worker_that_just_died_idle_runs_on_a_new_one() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    for _ in 0..5 {
+        let victim = apply_worker_pid(&pool).unwrap();
+        sigkill(victim);
+        while alive(victim) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Dead but maybe not yet noticed: the job must not fail for it.
+        let pid = apply_worker_pid(&pool).unwrap();
+        assert_ne!(pid, victim);
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
 fn many_deaths_in_a_row_leave_no_zombie() {
     let _serial = serial();
     let pool = Pool::new(2).unwrap();

@@ -46,6 +46,11 @@ fn fail_if_flagged(flag: PathBuf) {
 }
 
 #[pool_task]
+fn slow_setup(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+#[pool_task]
 fn exit_worker() {
     // SAFETY: _exit ends this worker process at once.
     unsafe { libc::_exit(9) }
@@ -132,6 +137,26 @@ fn an_unknown_or_mistyped_initializer_fails_build() {
         }
         other => panic!("expected InitializerFailed, got {other:?}"),
     }
+    assert_no_children();
+}
+
+#[test]
+fn an_initializer_slower_than_start_timeout_fails_build() {
+    let _serial = serial();
+    let begun = std::time::Instant::now();
+    let result = Pool::builder()
+        .processes(2)
+        .start_timeout(std::time::Duration::from_millis(300))
+        .initializer("fault_initializer::slow_setup", &(60_000u64,))
+        .build();
+    match result {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::slow_setup");
+            assert!(message.contains("did not return within 300ms"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    assert!(begun.elapsed() < std::time::Duration::from_secs(10));
     assert_no_children();
 }
 
