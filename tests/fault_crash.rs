@@ -155,6 +155,16 @@ fn abort_is_reported_as_sigabrt() {
         ExitInfo::Signal(libc::SIGABRT),
     );
     assert!(begun.elapsed() < Duration::from_secs(5));
+    // A replacement starts without waiting for the next task.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = children();
+        if now.len() == 1 && now[0] != pid && alive(now[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replacement started: {now:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_pool_recovered(&pool, pid);
     drop(pool);
     assert_no_children();

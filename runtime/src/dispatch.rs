@@ -42,13 +42,27 @@ enum Loss {
 pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
     let mut served = 0usize;
+    // Whether the slot lost its worker since it last tried to start one.
+    let mut lost_worker = false;
     loop {
         let job = match shared.next_job(IDLE_CHECK) {
             Next::Job(job) => job,
             Next::Idle => {
-                if let Some(replaced) = replace_if_dead(&shared, index, &mut worker) {
-                    served = replaced;
+                // Idle: reap a worker that died meanwhile (no zombie), and
+                // keep the slot staffed, so the next job need not wait for a
+                // start. One try per loss: if it fails, the next job tries
+                // again and reports why, so a failing start never loops.
+                if worker.as_mut().is_some_and(|w| w.has_exited()) {
+                    if let Some(dead) = worker.take() {
+                        dead.finish(Duration::ZERO);
+                    }
+                    lost_worker = true;
                 }
+                if lost_worker && worker.is_none() {
+                    worker = shared.start_worker(index).ok();
+                    served = 0;
+                }
+                lost_worker = false;
                 continue;
             }
             Next::Stop => break,
@@ -68,6 +82,7 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
         }
         if worker.is_none() {
             served = 0;
+            lost_worker = true;
         }
     }
     if shared.is_terminated() {
@@ -78,24 +93,6 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
     } else {
         retire(worker);
     }
-}
-
-/// Reaps the slot's idle worker if it has died, and starts its replacement
-/// (once: if that fails, the next job starts one and reports why). Returns
-/// the new worker's task count when it replaced one.
-fn replace_if_dead(
-    shared: &Shared,
-    index: usize,
-    worker: &mut Option<Box<dyn Link>>,
-) -> Option<usize> {
-    if !worker.as_mut()?.has_exited() {
-        return None;
-    }
-    if let Some(link) = worker.take() {
-        link.finish(Duration::ZERO);
-    }
-    *worker = shared.start_worker(index).ok();
-    Some(0)
 }
 
 /// Runs `job`, starting a worker if the slot has none, and replacing one that
