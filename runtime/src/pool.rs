@@ -109,6 +109,8 @@ impl PoolBuilder {
 
     /// Time limit for every task (default: none). A task past it fails with
     /// [`Error::Timeout`], and its worker is killed and replaced.
+    /// [`Pool::with_task_timeout`] overrides it for the calls made through
+    /// another handle.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.config.task_timeout = Some(limit);
         self
