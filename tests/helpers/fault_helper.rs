@@ -47,7 +47,10 @@ fn main() -> Result<(), Error> {
             std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
-        other => panic!("unknown mode {other:?}"),
+        _ => {
+            eprintln!("usage: procpool-fault-helper exit CODE | orphan");
+            std::process::exit(2);
+        }
     }
     Ok(())
 }
