@@ -55,3 +55,35 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
     Ok(value)
 }
+
+/// Property tests: decoding arbitrary bytes as common payload types returns
+/// an error or a value, never a panic or an allocation of an announced
+/// length. `PROPTEST_CASES` sets the number of cases (default 256).
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    use super::decode;
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<String>(&bytes);
+            let _ = decode::<Vec<u8>>(&bytes);
+            let _ = decode::<Vec<String>>(&bytes);
+            let _ = decode::<(u64, Vec<u64>, Option<String>)>(&bytes);
+            let _ = decode::<HashMap<String, Vec<u8>>>(&bytes);
+        }
+
+        #[test]
+        fn huge_announced_lengths_are_errors(len in (1u64 << 33)..u64::MAX) {
+            // A varint: marker 253, then the length as a u64.
+            let mut bytes = vec![253];
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&[1, 2, 3]);
+            prop_assert!(decode::<String>(&bytes).is_err());
+            prop_assert!(decode::<Vec<u64>>(&bytes).is_err());
+        }
+    }
+}
