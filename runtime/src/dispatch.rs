@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Link;
 use crate::error::{Error, ExitInfo};
 use crate::pipeline::Durations;
-use crate::pool::{Job, Shared};
+use crate::pool::{Job, Next, Shared};
 use crate::result::Outcome;
 use crate::wire::{self, FrameError, RemoteError, Reply};
 
@@ -17,6 +17,10 @@ use crate::wire::{self, FrameError, RemoteError, Reply};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a worker whose channel closed may take to be reaped.
 const DEATH_GRACE: Duration = Duration::from_millis(500);
+/// How often an idle slot checks that its worker is still alive, so that a
+/// worker killed while idle is reaped (no zombie) and replaced at once rather
+/// than at the next job.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -64,7 +68,32 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
     let mut worker = Some(first);
     let mut durations = Durations::default();
     let mut batch = Vec::new();
-    while shared.next_jobs(index, &mut worker, &durations, &mut batch) {
+    // Whether the slot lost its worker since it last tried to start one.
+    let mut lost_worker = false;
+    loop {
+        match shared.next_jobs(index, &mut worker, &durations, &mut batch, IDLE_CHECK) {
+            Next::Jobs => {}
+            Next::Idle { lost } => {
+                // Idle: reap a worker that died meanwhile (no zombie), and
+                // keep the slot staffed, so the next job need not wait for a
+                // start. One try per loss: if it fails, the next job tries
+                // again and reports why, so a failing start never loops.
+                lost_worker |= lost;
+                if worker.as_mut().is_some_and(|w| w.has_exited()) {
+                    if let Some(dead) = worker.take() {
+                        dead.finish(Duration::ZERO);
+                    }
+                    lost_worker = true;
+                }
+                if lost_worker && worker.is_none() {
+                    worker = shared.start_worker(index).ok();
+                    shared.reset_served(index);
+                }
+                lost_worker = false;
+                continue;
+            }
+            Next::Stop => break,
+        }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
         let tasks: Vec<Arc<str>> = batch.iter().map(|job| job.task.clone()).collect();
@@ -83,17 +112,23 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
         for task in &tasks[..ran] {
             durations.observe(task, ran, elapsed);
         }
-        match &worker {
-            Some(link) => {
-                if before != Some(link.pid()) {
-                    shared.reset_served(index);
-                }
-                if shared.served(index, ran) {
-                    retire(worker.take());
-                    shared.reset_served(index);
-                }
+        if let Some(link) = &worker {
+            if before != Some(link.pid()) {
+                shared.reset_served(index);
             }
-            None => shared.reset_served(index),
+            if shared.served(index, ran) {
+                retire(worker.take());
+            }
+        }
+        if worker.is_none() {
+            shared.reset_served(index);
+            // Staff the slot again at once, before it waits for work (one
+            // try per loss: if it fails, the next job tries again and says
+            // why).
+            if shared.wants_workers() {
+                worker = shared.start_worker(index).ok();
+            }
+            lost_worker = false;
         }
     }
     if shared.is_terminated() {
@@ -307,7 +342,7 @@ fn receive(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
             backtrace: report.backtrace,
         })),
         Ok(Reply::Failed { id, error }) if id == job.id => {
-            Exchange::Done(Err(remote_error(job, error)))
+            Exchange::Done(Err(remote_error(job.task, job.signature, error)))
         }
         Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
         Ok(other) => Exchange::Lost(Loss::Protocol(format!(
@@ -329,8 +364,10 @@ fn describe(reply: &Reply) -> String {
     }
 }
 
-fn remote_error(job: &Call<'_>, error: RemoteError) -> Error {
-    let task = job.task.to_string();
+/// The caller's error for a failure the worker reported for `task`, whose
+/// caller-side signature is `signature`.
+pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> Error {
+    let task = task.to_string();
     match error {
         RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
         RemoteError::DuplicateTask { first, second } => Error::DuplicateTask {
@@ -340,7 +377,7 @@ fn remote_error(job: &Call<'_>, error: RemoteError) -> Error {
         },
         RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
             task,
-            caller: job.signature.to_string(),
+            caller: signature.to_string(),
             worker: worker_signature,
         },
         RemoteError::DecodeArgs(message) => Error::Decode {
@@ -353,6 +390,7 @@ fn remote_error(job: &Call<'_>, error: RemoteError) -> Error {
             what: "result",
             message,
         },
+        RemoteError::ResultTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
     }
 }
 

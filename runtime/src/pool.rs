@@ -9,14 +9,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::backend::{Backend, KillSwitch, Link};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
+use crate::initializer::Initializer;
 use crate::pipeline::{self, Durations};
 use crate::process::ProcessBackend;
 use crate::result::{self, AsyncResult, Promise};
-use crate::{dispatch, registry, wire};
+use crate::{codec, dispatch, initializer, registry, wire};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
@@ -28,7 +30,9 @@ use crate::{dispatch, registry, wire};
 /// tasks go to busy workers in batches (see the crate's "Speed" notes).
 ///
 /// Dropping a pool closes it and waits for the work already queued, like
-/// [`close`](Self::close) then [`join`](Self::join).
+/// [`close`](Self::close) then [`join`](Self::join). A `Pool` is a handle:
+/// [`with_task_timeout`](Self::with_task_timeout) makes more handles to the
+/// same workers and queue, and only dropping the last one closes and joins.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -49,6 +53,13 @@ use crate::{dispatch, registry, wire};
 /// }
 /// ```
 pub struct Pool {
+    inner: Arc<Inner>,
+    /// The time limit of tasks submitted through this handle.
+    task_timeout: Option<Duration>,
+}
+
+/// What every handle of one pool shares; dropping it closes and joins.
+struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -71,6 +82,8 @@ pub struct Pool {
 pub struct PoolBuilder {
     processes: Option<usize>,
     config: Config,
+    /// Why the initializer's arguments could not be encoded, reported by `build`.
+    initializer_error: Option<Error>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +92,7 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) start_timeout: Duration,
+    pub(crate) initializer: Option<Initializer>,
 }
 
 impl PoolBuilder {
@@ -98,6 +112,8 @@ impl PoolBuilder {
 
     /// Time limit for every task (default: none). A task past it fails with
     /// [`Error::Timeout`], and its worker is killed and replaced.
+    /// [`Pool::with_task_timeout`] overrides it for the calls made through
+    /// another handle.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.config.task_timeout = Some(limit);
         self
@@ -116,12 +132,67 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs the task registered as `task` once in each worker when it
+    /// starts, before its first task (Python's `initializer` and
+    /// `initargs`). `args` is the tuple of its arguments: `&(a, b)`, `&(a,)`
+    /// or `&()`. A worker is ready only once its initializer returned; if it
+    /// panics or cannot run, [`build`](Self::build) fails with
+    /// [`Error::InitializerFailed`], and so does a task whose replacement
+    /// worker's initializer fails.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use procpool::{pool_task, Pool};
+    ///
+    /// static SCALE: AtomicU64 = AtomicU64::new(1);
+    ///
+    /// #[pool_task(name = "setup")]
+    /// fn setup(scale: u64) { SCALE.store(scale, Ordering::SeqCst) }
+    ///
+    /// #[pool_task]
+    /// fn scaled(x: u64) -> u64 { x * SCALE.load(Ordering::SeqCst) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::builder().processes(1).initializer("setup", &(10u64,)).build()?;
+    ///     assert_eq!(apply_scaled(&pool, 4)?, 40);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn initializer<A: Serialize + ?Sized>(mut self, task: &str, args: &A) -> Self {
+        match codec::encode(args) {
+            Ok(args) => {
+                self.config.initializer = Some(Initializer::new(task, args));
+                self.initializer_error = None;
+            }
+            Err(message) => {
+                self.initializer_error = Some(Error::Encode {
+                    task: task.to_string(),
+                    what: "arguments",
+                    message,
+                });
+            }
+        }
+        self
+    }
+
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
         if !crate::is_initialized() {
             return Err(Error::NotInitialized);
         }
         registry::validate()?;
+        if let Some(e) = self.initializer_error {
+            return Err(e);
+        }
+        if let Some(init) = &self.config.initializer {
+            // Workers run this very program: a name unknown here is unknown there.
+            registry::lookup(init.task()).map_err(|e| Error::InitializerFailed {
+                task: init.task().to_string(),
+                message: e.to_string(),
+                location: None,
+            })?;
+        }
         let processes = self
             .processes
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -150,7 +221,9 @@ impl Default for PoolBuilder {
                 task_timeout: None,
                 max_tasks_per_child: None,
                 start_timeout: Duration::from_secs(60),
+                initializer: None,
             },
+            initializer_error: None,
         }
     }
 }
@@ -180,6 +253,17 @@ pub(crate) struct TaskCall {
     pub(crate) fingerprint: u64,
     pub(crate) signature: &'static str,
     pub(crate) timeout: Option<Duration>,
+}
+
+/// What a slot thread is to do next.
+pub(crate) enum Next {
+    /// Run the jobs put in the batch.
+    Jobs,
+    /// Nothing came for a while: check the idle worker (`lost`: a caller
+    /// lost the worker it borrowed from this slot).
+    Idle { lost: bool },
+    /// The pool is closed and drained, or terminated.
+    Stop,
 }
 
 #[derive(Default)]
@@ -217,6 +301,9 @@ struct SlotState {
     signalled: bool,
     /// Tasks its current worker has run (for `max_tasks_per_child`).
     served: usize,
+    /// A caller lost the worker it borrowed (the slot thread, when idle,
+    /// starts a replacement).
+    lost: bool,
 }
 
 /// State shared by the pool handle and its slot threads.
@@ -238,25 +325,29 @@ impl Shared {
 
     /// Parks slot `index`'s worker (if any) and waits for the oldest queued
     /// job; puts it in `batch`, followed by as many more as may be pipelined
-    /// with it (see [`pipeline`]), and the worker back in `worker`. `false`
-    /// once the pool is closed and drained, or terminated, and the worker is
-    /// not lent out.
+    /// with it (see [`pipeline`]), and the worker back in `worker`
+    /// ([`Next::Jobs`]). [`Next::Idle`] (with the worker back in `worker`)
+    /// if no job came within `idle`, so the slot can check on its idle
+    /// worker; [`Next::Stop`] once the pool is closed and drained, or
+    /// terminated, and the worker is not lent out.
     pub(crate) fn next_jobs(
         &self,
         index: usize,
         worker: &mut Option<Box<dyn Link>>,
         durations: &Durations,
         batch: &mut Vec<Job>,
-    ) -> bool {
+        idle: Duration,
+    ) -> Next {
         let mut queue = self.lock();
         queue.slots[index].parked = Parked::Idle(worker.take());
+        let mut waited_out = false;
         loop {
             let queue_ref = &mut *queue;
             let slot = &mut queue_ref.slots[index];
             slot.signalled = false;
             if !matches!(slot.parked, Parked::Lent) {
-                let more = if queue_ref.terminated {
-                    false
+                let next = if queue_ref.terminated {
+                    Next::Stop
                 } else if let Some(job) = queue_ref.jobs.pop_front() {
                     let mut window = durations.window(&job.task);
                     let mut bytes = job.args.len();
@@ -285,21 +376,28 @@ impl Shared {
                         }
                         batch.extend(queue_ref.jobs.pop_front());
                     }
-                    true
+                    Next::Jobs
                 } else if queue_ref.closed {
-                    false
+                    Next::Stop
+                } else if waited_out || queue_ref.slots[index].lost {
+                    Next::Idle {
+                        lost: std::mem::take(&mut queue_ref.slots[index].lost),
+                    }
                 } else {
-                    queue = self.wake[index]
-                        .wait(queue)
+                    let (guard, timeout) = self.wake[index]
+                        .wait_timeout(queue, idle)
                         .unwrap_or_else(|e| e.into_inner());
+                    queue = guard;
+                    waited_out = timeout.timed_out();
                     continue;
                 };
                 let slot = &mut queue_ref.slots[index];
                 if let Parked::Idle(link) = std::mem::replace(&mut slot.parked, Parked::Busy) {
                     *worker = link;
                 }
-                return more;
+                return next;
             }
+            // The worker is lent to a caller: wait for it.
             queue = self.wake[index]
                 .wait(queue)
                 .unwrap_or_else(|e| e.into_inner());
@@ -393,9 +491,13 @@ impl Shared {
             }
             if link.is_none() {
                 slot.served = 0;
+                slot.lost = true;
             }
+            let lost = link.is_none();
             slot.parked = Parked::Idle(link);
-            let wanted = !queue.jobs.is_empty() || queue.closed || queue.terminated;
+            // A slot thread waits for its worker to come back, for the jobs
+            // queued meanwhile, and to replace a worker the caller lost.
+            let wanted = lost || !queue.jobs.is_empty() || queue.closed || queue.terminated;
             if wanted {
                 queue.slots[index].signalled = true;
                 self.wake[index].notify_one();
@@ -405,12 +507,25 @@ impl Shared {
         dispatch::retire(retired);
     }
 
+    /// Whether the pool may still run work: not terminated, and not closed
+    /// with an empty queue.
+    pub(crate) fn wants_workers(&self) -> bool {
+        let queue = self.lock();
+        !(queue.terminated || (queue.closed && queue.jobs.is_empty()))
+    }
+
     pub(crate) fn is_terminated(&self) -> bool {
         self.lock().terminated
     }
 
+    /// Starts a worker for slot `index` and runs the pool's initializer in
+    /// it, if any: the worker is ready only once that returned.
     pub(crate) fn start_worker(&self, index: usize) -> Result<Box<dyn Link>, Error> {
-        self.backend.start(&self.switches[index])
+        let link = self.backend.start(&self.switches[index])?;
+        match &self.config.initializer {
+            Some(init) => initializer::run(link, init, self.config.start_timeout),
+            None => Ok(link),
+        }
     }
 }
 
@@ -435,11 +550,13 @@ impl Pool {
     }
 
     fn start(backend: Box<dyn Backend>, config: Config, processes: usize) -> Result<Pool, Error> {
+        let task_timeout = config.task_timeout;
         let slots = (0..processes)
             .map(|_| SlotState {
                 parked: Parked::Busy,
                 signalled: false,
                 served: 0,
+                lost: false,
             })
             .collect();
         let shared = Arc::new(Shared {
@@ -455,8 +572,11 @@ impl Pool {
             next_id: AtomicU64::new(1),
         });
         let pool = Pool {
-            shared: shared.clone(),
-            threads: Mutex::default(),
+            inner: Arc::new(Inner {
+                shared: shared.clone(),
+                threads: Mutex::default(),
+            }),
+            task_timeout,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         for index in 0..processes {
@@ -477,7 +597,7 @@ impl Pool {
                     }
                 });
             match spawned {
-                Ok(handle) => pool.threads().push(handle),
+                Ok(handle) => pool.inner.threads().push(handle),
                 Err(e) => {
                     pool.terminate();
                     return Err(Error::io("could not start a pool thread", e));
@@ -504,13 +624,46 @@ impl Pool {
         }
     }
 
-    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// Number of worker processes.
     pub fn processes(&self) -> usize {
-        self.shared.switches.len()
+        self.shared().switches.len()
+    }
+
+    /// Another handle to this pool (same workers, same queue) whose tasks
+    /// have the time limit `limit` instead of the pool-wide one (`None`: no
+    /// limit). Pass it to the generated functions like the pool itself:
+    /// `apply_f(&pool.with_task_timeout(Some(d)), x)`. A task past its limit
+    /// fails with [`Error::Timeout`] and its worker is killed and replaced.
+    ///
+    /// The handles share one life cycle: `close`, `join` and `terminate` on
+    /// any of them act on the whole pool, and the pool is closed and joined
+    /// when the last handle is dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let impatient = pool.with_task_timeout(Some(Duration::from_millis(100)));
+    ///     assert!(matches!(apply_nap(&impatient, 10_000), Err(Error::Timeout { .. })));
+    ///     assert_eq!(apply_nap(&pool, 1)?, 1); // a new worker took over
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn with_task_timeout(&self, limit: Option<Duration>) -> Pool {
+        Pool {
+            inner: self.inner.clone(),
+            task_timeout: limit,
+        }
     }
 
     /// Queues a call; used by the generated `apply_async_<fn>`.
@@ -519,7 +672,8 @@ impl Pool {
         call: TaskCall,
         args: Result<Vec<u8>, String>,
     ) -> AsyncResult<R> {
-        let runner = self.shared.runner.clone();
+        let shared = self.shared();
+        let runner = shared.runner.clone();
         let args = match args {
             Ok(args) => args,
             Err(message) => {
@@ -533,22 +687,22 @@ impl Pool {
         };
         let (promise, result) = result::pending(call.task.clone(), runner);
         let job = Job {
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
             task: call.task,
             fingerprint: call.fingerprint,
             signature: call.signature,
             args,
-            timeout: call.timeout.or(self.shared.config.task_timeout),
+            timeout: call.timeout.or(self.task_timeout),
             promise,
         };
-        let mut queue = self.shared.lock();
+        let mut queue = shared.lock();
         if queue.closed {
             drop(queue);
             let task = job.promise.task().to_string();
             job.promise.complete(Err(Error::PoolClosed { task }));
         } else {
             queue.jobs.push_back(job);
-            self.shared.wake_one(&mut queue);
+            shared.wake_one(&mut queue);
         }
         result
     }
@@ -573,15 +727,15 @@ impl Pool {
                 })
             }
         };
-        let timeout = call.timeout.or(self.shared.config.task_timeout);
-        let borrowed = self.shared.borrow_idle();
+        let timeout = call.timeout.or(self.task_timeout);
+        let borrowed = self.shared().borrow_idle();
         if let Borrow::Closed = borrowed {
             return Err(Error::PoolClosed {
                 task: call.task.to_string(),
             });
         }
         if let Borrow::Worker(index, link) = borrowed {
-            let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+            let id = self.shared().next_id.fetch_add(1, Ordering::Relaxed);
             let request = dispatch::Call {
                 id,
                 task: call.task,
@@ -590,10 +744,10 @@ impl Pool {
                 args: &args,
                 timeout,
             };
-            match dispatch::run_direct(&self.shared, link, &request) {
+            match dispatch::run_direct(self.shared(), link, &request) {
                 dispatch::Direct::Done(outcome, link) => {
                     let counted = link.is_some();
-                    self.shared.give_back(index, link, counted);
+                    self.shared().give_back(index, link, counted);
                     // Both large buffers serve this thread's next call.
                     wire::recycle(args);
                     let value = match &outcome {
@@ -611,7 +765,7 @@ impl Pool {
                 }
                 // The idle worker had died: the slot thread replaces it and
                 // runs the call, queued as usual.
-                dispatch::Direct::Undelivered => self.shared.give_back(index, None, false),
+                dispatch::Direct::Undelivered => self.shared().give_back(index, None, false),
             }
         }
         let task_call = TaskCall {
@@ -625,14 +779,48 @@ impl Pool {
 
     /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
-        self.shared.wake_all();
+        self.inner.close();
     }
 
     /// Waits until every queued task has run, every worker has exited and
     /// every callback has run (Python's `join()`). Closes the pool first, so
     /// it cannot wait forever for tasks that will never come.
     pub fn join(&self) {
+        self.inner.join();
+    }
+
+    /// Stops now (Python's `terminate()`): workers are killed, and every task
+    /// not finished fails with [`Error::Terminated`]. Returns once every
+    /// worker is reaped.
+    pub fn terminate(&self) {
+        let shared = self.shared();
+        let dropped = {
+            let mut queue = shared.lock();
+            queue.terminated = true;
+            queue.closed = true;
+            std::mem::take(&mut queue.jobs)
+        };
+        shared.wake_all();
+        // Each promise fails its task as it drops.
+        drop(dropped);
+        for switch in &shared.switches {
+            switch.kill();
+        }
+        self.join();
+    }
+}
+
+impl Inner {
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.wake_all();
+    }
+
+    fn join(&self) {
         self.close();
         let threads = std::mem::take(&mut *self.threads());
         for handle in threads {
@@ -640,28 +828,9 @@ impl Pool {
         }
         self.shared.runner.flush();
     }
-
-    /// Stops now (Python's `terminate()`): workers are killed, and every task
-    /// not finished fails with [`Error::Terminated`]. Returns once every
-    /// worker is reaped.
-    pub fn terminate(&self) {
-        let dropped = {
-            let mut queue = self.shared.lock();
-            queue.terminated = true;
-            queue.closed = true;
-            std::mem::take(&mut queue.jobs)
-        };
-        self.shared.wake_all();
-        // Each promise fails its task as it drops.
-        drop(dropped);
-        for switch in &self.shared.switches {
-            switch.kill();
-        }
-        self.join();
-    }
 }
 
-impl Drop for Pool {
+impl Drop for Inner {
     fn drop(&mut self) {
         self.join();
     }
@@ -669,12 +838,13 @@ impl Drop for Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queue = self.shared.lock();
+        let queue = self.shared().lock();
         f.debug_struct("Pool")
             .field("processes", &self.processes())
             .field("queued", &queue.jobs.len())
             .field("closed", &queue.closed)
             .field("terminated", &queue.terminated)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }

@@ -70,10 +70,8 @@ impl std::fmt::Display for FrameError {
 /// one call; larger ones go out vectored, without concatenating their parts.
 const SMALL_FRAME: usize = 512;
 
-/// How much of an announced length a reader allocates before any of it has
-/// arrived. Past this many bytes the peer has proved it is really sending a
-/// large frame, and the rest is allocated in one go.
-const TRUSTED_PREFIX: usize = 1 << 20;
+/// Buffers at least this large are worth keeping for reuse (see [`recycle`]).
+const SPARE_MIN: usize = 1 << 20;
 
 /// Writes one frame made of `parts`, concatenated.
 pub fn write_frame(w: &mut impl Write, parts: &[&[u8]], max: usize) -> Result<(), FrameError> {
@@ -127,8 +125,20 @@ fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io:
     Ok(())
 }
 
+/// The most a reader reserves ahead of the bytes that actually arrived.
+const READ_CHUNK: usize = 64 << 10;
+
 /// Reads one frame, refusing any longer than `max` bytes.
 pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut body = Vec::new();
+    read_frame_into(r, max, &mut body)?;
+    Ok(body)
+}
+
+/// [`read_frame`] into `body` (cleared first), which keeps whatever arrived
+/// when it fails, so tests can check what it reserved.
+fn read_frame_into(r: &mut impl Read, max: usize, body: &mut Vec<u8>) -> Result<(), FrameError> {
+    body.clear();
     let mut header = [0u8; 4];
     let got = read_full(r, &mut header)?;
     if got == 0 {
@@ -144,29 +154,37 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> 
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    // Trusts `len` only as far as bytes actually arrive: a bogus length makes
-    // the reader allocate at most `TRUSTED_PREFIX` before it sees the end.
-    // A spare buffer this thread already has is used as it is.
-    let prefix = len.min(TRUSTED_PREFIX);
-    let spare = if len > TRUSTED_PREFIX {
-        spare_buffer(len)
-    } else {
-        None
-    };
-    let (mut body, prefix) = match spare {
-        Some(spare) => (spare, len),
-        None => (Vec::with_capacity(prefix), prefix),
-    };
-    let mut got = read_into(r, &mut body, prefix)?;
-    if got == prefix && len > prefix {
-        body.reserve_exact(len - prefix);
-        crate::sys::advise_huge_pages(&mut body);
-        got += read_into(r, &mut body, len - prefix)?;
+    // A large spare buffer this thread already has is used as it is.
+    if len > READ_CHUNK && body.capacity() < len {
+        if let Some(spare) = spare_buffer(len) {
+            *body = spare;
+        }
     }
-    if got < len {
-        return Err(FrameError::Truncated { expected: len, got });
+    // Otherwise grows with the bytes that arrive instead of trusting `len`
+    // up front: the buffer never holds more than
+    // `min(len, received + max(READ_CHUNK, received))` bytes, so a bogus
+    // length costs at most one chunk, and a real large frame a handful of
+    // (geometric) reallocations.
+    let mut filled = 0;
+    while filled < len {
+        if body.capacity() == filled {
+            let ahead = READ_CHUNK.max(filled);
+            body.reserve_exact(ahead.min(len - filled));
+            if ahead >= 2 << 20 {
+                crate::sys::advise_huge_pages(body);
+            }
+        }
+        let want = (body.capacity() - filled).min(len - filled);
+        let got = read_into(r, body, want)?;
+        filled += got;
+        if got < want {
+            return Err(FrameError::Truncated {
+                expected: len,
+                got: filled,
+            });
+        }
     }
-    Ok(body)
+    Ok(())
 }
 
 /// How many large buffers a thread keeps for reuse.
@@ -182,7 +200,7 @@ thread_local! {
 /// Keeps `buf` (if large) for reuse by this thread: at most two, the largest
 /// offered.
 pub fn recycle(mut buf: Vec<u8>) {
-    if buf.capacity() <= TRUSTED_PREFIX {
+    if buf.capacity() < SPARE_MIN {
         return;
     }
     buf.clear();
@@ -255,11 +273,23 @@ pub struct PanicReport {
 /// A failure the worker detected before or after running the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteError {
-    UnknownTask { suggestions: Vec<String> },
-    DuplicateTask { first: String, second: String },
-    SignatureMismatch { worker_signature: String },
+    UnknownTask {
+        suggestions: Vec<String>,
+    },
+    DuplicateTask {
+        first: String,
+        second: String,
+    },
+    SignatureMismatch {
+        worker_signature: String,
+    },
     DecodeArgs(String),
     EncodeResult(String),
+    /// The encoded result needs a frame of `len` bytes, over the limit `max`.
+    ResultTooLarge {
+        len: u64,
+        max: u64,
+    },
 }
 
 /// Bytes at the end of an owned buffer: a reply's result, left where the
@@ -445,8 +475,13 @@ fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
+/// The most procpool's own messages (panic reports, error descriptions) may
+/// claim when decoded: corrupt lengths fail instead of reserving gigabytes.
+const META_LIMIT: usize = 64 << 20;
+
 fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+    let config = bincode::config::standard().with_limit::<META_LIMIT>();
+    match bincode::serde::decode_from_slice(bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(format!(
             "{} trailing bytes after a reply",
@@ -589,6 +624,19 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_announced_length_inside_a_reply_is_an_error() {
+        // Found by the property test: bincode reserved the announced length
+        // of the panic message (u64::MAX) and panicked.
+        let mut frame = vec![TAG_PANIC];
+        frame.extend_from_slice(&7u64.to_le_bytes());
+        frame.push(253); // varint marker: a u64 follows
+        frame.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse_reply(frame.clone()).is_err());
+        frame[9..].copy_from_slice(&[253, 0, 0, 0, 0, 1, 0, 0, 0]); // 4 GiB
+        assert!(parse_reply(frame).is_err());
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut seed = 0x9e3779b97f4a7c15u64;
         for len in 0..200 {
@@ -602,6 +650,147 @@ mod tests {
                 .collect();
             let _ = parse_request(&bytes);
             let _ = parse_reply(bytes);
+        }
+    }
+}
+
+/// Property tests of the decoder: whatever the bytes, it returns an error
+/// rather than panicking, and it never reserves more than the frame limit,
+/// nor more than one chunk beyond the bytes that actually arrived.
+/// `PROPTEST_CASES` sets the number of cases (default 256).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads with [`read_frame_into`] and checks what it reserved.
+    fn decode_checked(bytes: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
+        let mut body = Vec::new();
+        let result = read_frame_into(&mut &bytes[..], max, &mut body);
+        let received = bytes.len().saturating_sub(4);
+        assert!(
+            body.capacity() <= max,
+            "reserved {} bytes over the limit {max}",
+            body.capacity()
+        );
+        assert!(
+            body.capacity() <= received + READ_CHUNK,
+            "reserved {} bytes with only {received} received",
+            body.capacity()
+        );
+        if let Ok(()) = &result {
+            let _ = parse_request(&body);
+            let _ = parse_reply(body.clone());
+        }
+        result.map(|()| body)
+    }
+
+    /// Any text, up to 40 characters (regex strategies need a feature we do
+    /// not enable).
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..40).prop_map(String::from_iter)
+    }
+
+    /// A valid frame: a call, or one of the replies.
+    fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
+        let call = (
+            any::<u64>(),
+            any::<u64>(),
+            text(),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        )
+            .prop_map(|(id, fp, name, args)| {
+                let mut body = call_header(id, fp, &name);
+                body.extend_from_slice(&args);
+                body
+            });
+        let reply = (
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..200),
+            text(),
+        )
+            .prop_flat_map(|(id, bytes, text)| {
+                prop_oneof![
+                    Just(encode_reply(&Reply::Hello { pid: id as u32 })),
+                    Just(encode_reply(&Reply::Value {
+                        id,
+                        bytes: bytes.into()
+                    })),
+                    Just(encode_reply(&Reply::Panic {
+                        id,
+                        report: PanicReport {
+                            message: text.clone(),
+                            location: text.clone(),
+                            backtrace: Some(text.clone()),
+                        },
+                    })),
+                    Just(encode_reply(&Reply::Failed {
+                        id,
+                        error: RemoteError::UnknownTask {
+                            suggestions: vec![text.clone()],
+                        },
+                    })),
+                    Just(encode_reply(&Reply::Fatal { message: text })),
+                ]
+            });
+        prop_oneof![call, reply, Just(shutdown_message().to_vec())].prop_map(|body: Vec<u8>| {
+            let mut frame = Vec::new();
+            write_frame(&mut frame, &[&body], usize::MAX).unwrap();
+            frame
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_or_overallocate(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            max in prop_oneof![Just(0usize), 1usize..1024, Just(DEFAULT_MAX_FRAME), Just(usize::MAX)],
+        ) {
+            let _ = decode_checked(&bytes, max);
+        }
+
+        #[test]
+        fn valid_frames_round_trip(frame in valid_frame()) {
+            let body = decode_checked(&frame, DEFAULT_MAX_FRAME).unwrap();
+            prop_assert_eq!(&body[..], &frame[4..]);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic_or_overallocate(
+            frame in valid_frame(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+            max in prop_oneof![1usize..1024, Just(DEFAULT_MAX_FRAME)],
+        ) {
+            let mut frame = frame;
+            for (at, byte) in flips {
+                let i = at.index(frame.len());
+                frame[i] ^= byte;
+            }
+            if truncate {
+                frame.truncate(cut.index(frame.len() + 1));
+            }
+            let _ = decode_checked(&frame, max);
+        }
+
+        #[test]
+        fn bogus_lengths_fail_without_reserving_them(
+            len in any::<u32>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+            max in prop_oneof![Just(DEFAULT_MAX_FRAME), Just(usize::MAX)],
+        ) {
+            let mut frame = len.to_le_bytes().to_vec();
+            frame.extend_from_slice(&tail);
+            match decode_checked(&frame, max) {
+                Ok(body) => prop_assert_eq!(body.len(), len as usize),
+                Err(FrameError::TooLarge { .. }) => prop_assert!(len as usize > max),
+                Err(FrameError::Truncated { expected, got }) => {
+                    prop_assert_eq!(expected, len as usize);
+                    prop_assert!(got < expected);
+                }
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
         }
     }
 }
