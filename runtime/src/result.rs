@@ -28,6 +28,9 @@ pub(crate) struct Slot {
 struct SlotState {
     outcome: Option<Arc<Outcome>>,
     listeners: Vec<Listener>,
+    /// Threads blocked in `wait_until` (a notify is a system call; skipped
+    /// when nobody waits).
+    waiters: usize,
 }
 
 impl Slot {
@@ -37,15 +40,17 @@ impl Slot {
 
     fn fill(&self, outcome: Outcome) {
         let outcome = Arc::new(outcome);
-        let listeners = {
+        let (listeners, waiters) = {
             let mut state = self.lock();
             if state.outcome.is_some() {
                 return;
             }
             state.outcome = Some(outcome.clone());
-            std::mem::take(&mut state.listeners)
+            (std::mem::take(&mut state.listeners), state.waiters > 0)
         };
-        self.done.notify_all();
+        if waiters {
+            self.done.notify_all();
+        }
         for listener in listeners {
             listener(outcome.clone());
         }
@@ -58,16 +63,21 @@ impl Slot {
             if let Some(outcome) = &state.outcome {
                 return Some(outcome.clone());
             }
-            state = match deadline {
+            let left = match deadline {
+                None => None,
+                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+            };
+            state.waiters += 1;
+            state = match left {
                 None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(deadline) => {
-                    let left = deadline.checked_duration_since(Instant::now())?;
+                Some(left) => {
                     self.done
                         .wait_timeout(state, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            state.waiters -= 1;
         }
     }
 
