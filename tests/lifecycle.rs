@@ -120,3 +120,42 @@ fn bad_configuration_is_a_typed_error() {
         Err(Error::Config { .. })
     ));
 }
+
+/// Terminate while slots are busy starting replacements (every worker serves
+/// one task): no slot may start a worker after terminate and run a queued
+/// task on it, so terminate returns promptly and no long task succeeds.
+#[test]
+fn terminate_while_workers_are_being_replaced_starts_no_new_worker() {
+    let _serial = serial();
+    for round in 0..8u64 {
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        let quick: Vec<_> = (0..10).map(|_| apply_async_nap(&pool, 0)).collect();
+        let long: Vec<_> = (0..4).map(|_| apply_async_nap(&pool, 30_000)).collect();
+        std::thread::sleep(Duration::from_millis(15 * round));
+        let begun = Instant::now();
+        pool.terminate();
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "round {round}: terminate waited {:?} for a task",
+            begun.elapsed()
+        );
+        for r in quick {
+            match r.get() {
+                Ok(pid) => assert_ne!(pid, std::process::id()),
+                Err(Error::Terminated { .. }) => {}
+                other => panic!("round {round}: expected Ok or Terminated, got {other:?}"),
+            }
+        }
+        for r in long {
+            match r.get() {
+                Err(Error::Terminated { task }) => assert_eq!(task, "lifecycle::nap"),
+                other => panic!("round {round}: expected Terminated, got {other:?}"),
+            }
+        }
+        assert_no_children();
+    }
+}

@@ -110,10 +110,18 @@ fn run_job(
     loop {
         let mut link = match worker.take() {
             Some(link) => link,
-            None => match shared.start_worker(index) {
-                Ok(link) => link,
-                Err(e) => return (Err(e), None),
-            },
+            None => {
+                // After terminate no worker is started (the backend refuses
+                // too): the job fails as terminated instead of running.
+                if shared.is_terminated() {
+                    return (Err(terminated(job)), None);
+                }
+                match shared.start_worker(index) {
+                    Ok(link) => link,
+                    Err(_) if shared.is_terminated() => return (Err(terminated(job)), None),
+                    Err(e) => return (Err(e), None),
+                }
+            }
         };
         let loss = match exchange(link.as_mut(), job) {
             Exchange::Done(outcome) => return (outcome, Some(link)),
@@ -223,6 +231,12 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
             message,
         },
         RemoteError::ResultTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
+    }
+}
+
+fn terminated(job: &Job) -> Error {
+    Error::Terminated {
+        task: job.task.to_string(),
     }
 }
 

@@ -515,7 +515,9 @@ impl Pool {
         // Each promise fails its task as it drops.
         drop(dropped);
         for switch in &shared.switches {
-            switch.kill();
+            // Also refuses later starts: a slot that finds its worker gone
+            // must not start a new one and run its task after terminate.
+            switch.close_and_kill();
         }
         self.join();
     }

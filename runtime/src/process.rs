@@ -72,6 +72,11 @@ impl Backend for ProcessBackend {
             // Spawning under the switch's lock publishes the pid before any
             // other thread can look for it.
             let mut slot = kill.lock();
+            // Terminated: spawn nothing (checked under the lock `terminate`
+            // sets the flag under, so no worker outlives it).
+            if kill.is_closed() {
+                return Err(start_error("the pool was terminated".into()));
+            }
             let child = cmd.spawn().map_err(|e| {
                 start_error(format!("could not execute {}: {e}", self.exe.display()))
             })?;
