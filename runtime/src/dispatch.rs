@@ -20,6 +20,8 @@ const DEATH_GRACE: Duration = Duration::from_millis(500);
 /// worker killed while idle is reaped (no zombie) and replaced at once rather
 /// than at the next job.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How many times a job's worker start is tried (see `start_for`).
+const START_ATTEMPTS: u32 = 3;
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -116,9 +118,8 @@ fn run_job(
                 if shared.is_terminated() {
                     return (Err(terminated(job)), None);
                 }
-                match shared.start_worker(index) {
+                match start_for(shared, index, job) {
                     Ok(link) => link,
-                    Err(_) if shared.is_terminated() => return (Err(terminated(job)), None),
                     Err(e) => return (Err(e), None),
                 }
             }
@@ -143,6 +144,34 @@ fn run_job(
         };
         let status = link.finish(grace);
         return (Err(lost(shared, job, loss, pid, status)), None);
+    }
+}
+
+/// Starts a worker to run `job`. A start that failed fast (e.g. a worker
+/// killed while starting, by the OOM killer) is tried again, since the job
+/// never ran: at most [`START_ATTEMPTS`] times, and not once the pool's start
+/// timeout has been used up, so a start that times out is not retried and an
+/// initializer failure ([`Error::InitializerFailed`]) never is.
+fn start_for(shared: &Shared, index: usize, job: &Job) -> Result<Box<dyn Link>, Error> {
+    let begun = std::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        match shared.start_worker(index) {
+            Ok(link) => return Ok(link),
+            Err(_) if shared.is_terminated() => return Err(terminated(job)),
+            Err(Error::WorkerStart { .. })
+                if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
+            {
+                attempt += 1;
+            }
+            Err(Error::WorkerStart { message, .. }) => {
+                return Err(Error::WorkerStart {
+                    task: Some(job.task.to_string()),
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

@@ -58,7 +58,10 @@ impl ProcessBackend {
 
 impl Backend for ProcessBackend {
     fn start(&self, kill: &Arc<KillSwitch>) -> Result<Box<dyn Link>, Error> {
-        let start_error = |message: String| Error::WorkerStart { message };
+        let start_error = |message: String| Error::WorkerStart {
+            task: None,
+            message,
+        };
         let (ours, theirs) =
             sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
         let mut cmd = Command::new(&self.exe);
