@@ -286,10 +286,23 @@ fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> E
     }
 }
 
-/// Asks a worker to exit and reaps it.
+/// Workers asked to exit so far (this process), and how many of them did
+/// not exit with code 0; read by tests through `__private`.
+pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+
+/// Asks a worker to exit and reaps it. A worker that does not exit with code
+/// 0 is reported on stderr (and counted): the hand-over was not clean.
 fn retire(worker: Option<Box<dyn Link>>) {
+    use std::sync::atomic::Ordering::Relaxed;
     if let Some(mut link) = worker {
+        let pid = link.pid();
         let _ = link.send(&[&wire::shutdown_message()]);
-        link.finish(SHUTDOWN_GRACE);
+        let status = link.finish(SHUTDOWN_GRACE);
+        RETIRED[0].fetch_add(1, Relaxed);
+        if status != ExitInfo::Code(0) {
+            RETIRED[1].fetch_add(1, Relaxed);
+            eprintln!("procpool: retired worker {pid} ended with {status}, not exit code 0");
+        }
     }
 }
