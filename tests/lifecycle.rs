@@ -119,6 +119,36 @@ fn bad_configuration_is_a_typed_error() {
         Pool::builder().processes(1).max_tasks_per_child(0).build(),
         Err(Error::Config { .. })
     ));
+    match Pool::builder().processes(1).max_frame_bytes(100).build() {
+        Err(Error::Config { message }) => assert!(message.contains("max_frame_bytes"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_name_too_long_for_the_wire_is_refused_at_submit() {
+    use procpool::__private::{submit, ArgsEncoder, TaskInfo};
+    let pool = Pool::new(1).unwrap();
+    let name: &'static str = Box::leak("n".repeat(70_000).into_boxed_str());
+    let info = TaskInfo {
+        name,
+        signature: "",
+        fingerprint: 0,
+    };
+    match submit::<u32>(&pool, &info, ArgsEncoder::new().push(&0u64).finish()).get() {
+        Err(Error::Encode {
+            task,
+            what,
+            message,
+        }) => {
+            assert_eq!(task.len(), 70_000, "the error names the whole task");
+            assert_eq!(what, "task name");
+            assert!(message.contains("70000 bytes"), "{message}");
+        }
+        other => panic!("expected Encode, got {other:?}"),
+    }
+    // The pool is unharmed.
+    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
 }
 
 /// Terminate while slots are busy starting replacements (every worker serves

@@ -99,9 +99,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Largest frame either side sends or accepts, in bytes (default 256 MiB).
-    /// A task whose arguments or result need more fails with
-    /// [`Error::FrameTooLarge`].
+    /// Largest frame either side sends or accepts, in bytes (default 256 MiB,
+    /// at least 1 KiB: [`build`](Self::build) refuses less with
+    /// [`Error::Config`]). A task whose arguments or result need more fails
+    /// with [`Error::FrameTooLarge`].
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
         self
@@ -198,6 +199,26 @@ impl PoolBuilder {
             return Err(Error::Config {
                 message: "a pool needs at least one process".into(),
             });
+        }
+        if config.max_frame < wire::MIN_MAX_FRAME {
+            return Err(Error::Config {
+                message: format!(
+                    "max_frame_bytes must be at least {} (got {})",
+                    wire::MIN_MAX_FRAME,
+                    config.max_frame
+                ),
+            });
+        }
+        if let Some(init) = &config.initializer {
+            if init.task().len() > wire::MAX_NAME_LEN {
+                return Err(Error::Config {
+                    message: format!(
+                        "the initializer's name is {} bytes; at most {} fit in a call",
+                        init.task().len(),
+                        wire::MAX_NAME_LEN
+                    ),
+                });
+            }
         }
         if config.max_tasks_per_child == Some(0) {
             return Err(Error::Config {
@@ -454,6 +475,19 @@ impl Pool {
     ) -> AsyncResult<R> {
         let shared = self.shared();
         let runner = shared.runner.clone();
+        // A name the wire cannot carry whole is refused, not cut short.
+        if call.task.len() > wire::MAX_NAME_LEN {
+            let error = Error::Encode {
+                task: call.task.to_string(),
+                what: "task name",
+                message: format!(
+                    "the task name is {} bytes; at most {} fit in a call",
+                    call.task.len(),
+                    wire::MAX_NAME_LEN
+                ),
+            };
+            return result::ready(call.task, runner, Err(error));
+        }
         let args = match args {
             Ok(args) => args,
             Err(message) => {
