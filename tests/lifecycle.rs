@@ -189,3 +189,39 @@ fn terminate_while_workers_are_being_replaced_starts_no_new_worker() {
         assert_no_children();
     }
 }
+
+/// Several threads joining at once all wait for the queued work (and its
+/// callbacks), not only the first.
+#[test]
+fn every_concurrent_join_waits_for_the_work() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let results: Vec<_> = (0..6)
+        .map(|_| {
+            let tx = tx.clone();
+            apply_async_nap(&pool, 300).callback(move |pid| tx.send(pid).unwrap())
+        })
+        .collect();
+    drop(tx);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let barrier = std::sync::Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                barrier.wait();
+                pool.join();
+                assert!(
+                    results.iter().all(|r| r.ready()),
+                    "a join returned before the queued work finished"
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let pids: Vec<u32> = rx.try_iter().collect();
+    assert_eq!(pids.len(), 6, "every callback ran before join returned");
+    assert!(pids.iter().all(|&pid| pid != std::process::id()));
+    assert_no_children();
+}

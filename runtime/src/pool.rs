@@ -58,7 +58,19 @@ pub struct Pool {
 /// What every handle of one pool shares; dropping it closes and joins.
 struct Inner {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Threads>,
+    /// Signalled when the slot threads have all been joined.
+    joined: Condvar,
+}
+
+/// The slot threads, and how far joining them has got: the first `join`
+/// joins them; any other `join` meanwhile waits for it (and all then wait
+/// for the callbacks), so no caller returns before the work is done.
+#[derive(Default)]
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+    joining: bool,
+    joined: bool,
 }
 
 /// Configures a [`Pool`]; made by [`Pool::builder`].
@@ -376,6 +388,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 shared: shared.clone(),
                 threads: Mutex::default(),
+                joined: Condvar::new(),
             }),
             task_timeout,
         };
@@ -398,7 +411,7 @@ impl Pool {
                     }
                 });
             match spawned {
-                Ok(handle) => pool.inner.threads().push(handle),
+                Ok(handle) => pool.inner.threads().handles.push(handle),
                 Err(e) => {
                     pool.terminate();
                     return Err(Error::io("could not start a pool thread", e));
@@ -558,7 +571,7 @@ impl Pool {
 }
 
 impl Inner {
-    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+    fn threads(&self) -> MutexGuard<'_, Threads> {
         self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -569,9 +582,22 @@ impl Inner {
 
     fn join(&self) {
         self.close();
-        let threads = std::mem::take(&mut *self.threads());
-        for handle in threads {
-            let _ = handle.join();
+        let mut threads = self.threads();
+        if threads.joining {
+            // Another caller is joining the slot threads: wait for it.
+            while !threads.joined {
+                threads = self.joined.wait(threads).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(threads);
+        } else {
+            threads.joining = true;
+            let handles = std::mem::take(&mut threads.handles);
+            drop(threads);
+            for handle in handles {
+                let _ = handle.join();
+            }
+            self.threads().joined = true;
+            self.joined.notify_all();
         }
         self.shared.runner.flush();
     }
