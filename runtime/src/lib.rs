@@ -258,6 +258,15 @@ pub(crate) fn is_test_harness() -> bool {
 #[macro_export]
 macro_rules! enable_test_support {
     () => {
+        // SAFETY: this runs before `main`, in no guaranteed order with other
+        // constructors. It is sound because `__init_test_harness` only stores
+        // two atomics, reads and removes two environment variables (libc's
+        // environ is ready before constructors run, and no other thread
+        // exists yet to race the removal), and in a worker stores the channel
+        // in a static behind its own uncontended mutex and registers an
+        // atexit hook. It spawns no thread, panics on no path, and reads no
+        // other crate's statics (the task registry is read later, from the
+        // hook), so the constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {

@@ -110,8 +110,10 @@ fn prepare_child(fd: RawFd, parent: libc::pid_t, max_fd: libc::c_int) -> io::Res
 
 /// Takes ownership of the channel the parent left at `fd`.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: fstat only writes into the zeroed struct we own.
+    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
+    // struct of the right type; an fd that is not open is an EBADF error.
     if unsafe { libc::fstat(fd, &mut stat) } == -1 {
         return Err(io::Error::last_os_error());
     }
@@ -132,11 +134,17 @@ pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
-pub(crate) fn at_exit(hook: extern "C" fn()) {
+/// Fails if the C runtime could not register it.
+pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
     // SAFETY: registers a plain function pointer with the C runtime; `hook`
     // is a Rust `extern "C" fn` that never unwinds (it ends the process).
-    unsafe {
-        libc::atexit(hook);
+    let registered = unsafe { libc::atexit(hook) };
+    if registered == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "atexit returned {registered} (too many exit handlers?)"
+        )))
     }
 }
 

@@ -47,7 +47,21 @@ pub(crate) fn serve_at_exit(channel: Channel) {
             run(channel, Exit::Immediate);
         }
     }
-    sys::at_exit(serve);
+    if let Err(e) = sys::at_exit(serve) {
+        // Without the hook this worker would run the test harness and exit
+        // without a word, leaving its parent to wait for the start timeout:
+        // tell the parent now, and stop.
+        let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Channel { fd, max_frame }) = channel {
+            let _ = EXIT_MODE.set(Exit::Immediate);
+            let message = format!("atexit failed, so the worker cannot serve: {e}");
+            eprintln!("procpool worker: {message}");
+            if let Ok(mut channel) = sys::adopt_channel(fd) {
+                fatal(&mut channel, message, max_frame);
+            }
+        }
+        end_process(EXIT_PROTOCOL);
+    }
 }
 
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
