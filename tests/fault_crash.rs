@@ -87,6 +87,11 @@ fn assert_pool_recovered(pool: &Pool, dead: u32) {
         !children().contains(&dead),
         "the dead worker was not reaped"
     );
+    // A replacement may still be starting: poll rather than read once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children().len() != pool.processes() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(children().len(), pool.processes());
 }
 

@@ -105,9 +105,19 @@ fn a_pool_outlives_the_thread_that_made_it() {
     let _serial = serial();
     // Workers die with the thread that forks them (PR_SET_PDEATHSIG), so
     // the pool must not fork from the caller's thread.
-    let pool = std::thread::spawn(|| Pool::new(1).unwrap()).join().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
+    let (pool, pid) = std::thread::spawn(|| {
+        let pool = Pool::new(1).unwrap();
+        let pid = apply_nap(&pool, 0).unwrap();
+        (pool, pid)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(pid, std::process::id());
+    std::thread::sleep(Duration::from_millis(300));
+    // The very worker started while that thread lived still answers (a
+    // replacement would mean it died with the thread).
+    assert_eq!(apply_nap(&pool, 0).unwrap(), pid);
+    assert_eq!(apply_nap(&pool, 0).unwrap(), pid);
     drop(pool);
     assert_no_children();
 }
