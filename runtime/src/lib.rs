@@ -65,11 +65,16 @@
 //! A failure reaches only the task it concerns, as an [`Error`] naming the
 //! task, and the pool carries on: a worker that dies running a task (killed,
 //! segfault, `abort`, `exit`) gives [`Error::WorkerDied`] with its signal or
-//! exit code and is replaced; a task past its time limit
+//! exit code and is replaced (a worker that dies at the very instant a task
+//! is handed to it fails that task the same way, whether or not it started;
+//! one that dies idle is replaced unnoticed); a task past its time limit
 //! ([`PoolBuilder::task_timeout`], [`Pool::with_task_timeout`]) gives
 //! [`Error::Timeout`] and its worker is killed and replaced; oversized or
 //! corrupt frames, unknown names, signature mismatches and encoding failures
-//! each have their own variant. Workers exit with their parent, even when it
+//! each have their own variant. (The signature fingerprint covers the types
+//! as written in the task's signature, not changes inside a struct's
+//! definition.) Workers inherit no file descriptor but their channel and
+//! stdio. Workers exit with their parent, even when it
 //! is killed with SIGKILL, and every child is reaped on every path.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
