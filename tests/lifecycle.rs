@@ -235,3 +235,43 @@ fn every_concurrent_join_waits_for_the_work() {
     assert!(pids.iter().all(|&pid| pid != std::process::id()));
     assert_no_children();
 }
+
+/// Terminate just as a slot finds its idle worker dead (killed from outside)
+/// and would start a replacement for the task it took: no replacement may run
+/// the task, so terminate returns promptly and the task fails as terminated.
+#[test]
+fn terminate_as_a_slot_replaces_a_dead_worker_runs_nothing() {
+    let _serial = serial();
+    for round in 0..20u64 {
+        let pool = Pool::new(1).unwrap();
+        let worker = apply_nap(&pool, 0).unwrap();
+        // SAFETY: kill(2) on our own child process.
+        unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+        // Dead (a zombie, not yet reaped): the slot's send will fail, and it
+        // will start a replacement for the task.
+        let stat = format!("/proc/{worker}/stat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            match state.rsplit_once(')').map(|(_, rest)| rest.trim_start()) {
+                Some(rest) if rest.starts_with('Z') => break,
+                None => break,
+                _ => std::thread::yield_now(),
+            }
+        }
+        let long = apply_async_nap(&pool, 30_000);
+        std::thread::sleep(Duration::from_micros(50 * round));
+        let begun = Instant::now();
+        pool.terminate();
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "round {round}: terminate waited {:?} for a task",
+            begun.elapsed()
+        );
+        match long.get() {
+            Err(Error::Terminated { .. } | Error::WorkerDied { .. }) => {}
+            other => panic!("round {round}: expected Terminated, got {other:?}"),
+        }
+        assert_no_children();
+    }
+}
