@@ -173,6 +173,8 @@ fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
                 max: max_frame as u64,
             },
         },
+        // Fits (checked above); not encoded twice, results can be large.
+        value @ Reply::Value { .. } => return value,
         other => other,
     };
     // Each round halves the longest text, so this ends; texts of a few bytes
