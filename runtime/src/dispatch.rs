@@ -21,6 +21,8 @@ const DEATH_GRACE: Duration = Duration::from_millis(500);
 /// worker killed while idle is reaped (no zombie) and replaced at once rather
 /// than at the next job.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How many times a job's worker start is tried (see `start_for`).
+const START_ATTEMPTS: u32 = 3;
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -167,18 +169,27 @@ fn run_batch(
     let mut link = loop {
         let mut link = match worker.take() {
             Some(link) => link,
-            None => match shared.start_worker(index) {
-                Ok(link) => link,
-                Err(e) => {
-                    drop(frames);
-                    let mut jobs = batch.drain(..);
-                    if let Some(first) = jobs.next() {
-                        first.promise.complete(Err(e));
+            None => {
+                // As in `run_job`: nothing starts after terminate, and a
+                // start that failed fast is retried.
+                let started = match batch.first().map(Job::call) {
+                    Some(first) if shared.is_terminated() => Err(terminated(&first)),
+                    Some(first) => start_for(shared, index, &first),
+                    None => return (None, 0),
+                };
+                match started {
+                    Ok(link) => link,
+                    Err(e) => {
+                        drop(frames);
+                        let mut jobs = batch.drain(..);
+                        if let Some(first) = jobs.next() {
+                            first.promise.complete(Err(e));
+                        }
+                        shared.requeue(jobs);
+                        return (None, 1);
                     }
-                    shared.requeue(jobs);
-                    return (None, 1);
                 }
-            },
+            }
         };
         match link.send_batch(&frames) {
             Ok(()) => break link,
@@ -267,10 +278,17 @@ fn run_job(
     loop {
         let mut link = match worker.take() {
             Some(link) => link,
-            None => match shared.start_worker(index) {
-                Ok(link) => link,
-                Err(e) => return (Err(e), None),
-            },
+            None => {
+                // After terminate no worker is started (the backend refuses
+                // too): the job fails as terminated instead of running.
+                if shared.is_terminated() {
+                    return (Err(terminated(call)), None);
+                }
+                match start_for(shared, index, call) {
+                    Ok(link) => link,
+                    Err(e) => return (Err(e), None),
+                }
+            }
         };
         let loss = match exchange(link.as_mut(), call) {
             Exchange::Done(outcome) => return (outcome, Some(link)),
@@ -299,6 +317,34 @@ fn bury(shared: &Shared, mut link: Box<dyn Link>, call: &Call<'_>, loss: Loss) -
     };
     let status = link.finish(grace);
     lost(shared, call, loss, pid, status)
+}
+
+/// Starts a worker to run `job`. A start that failed fast (e.g. a worker
+/// killed while starting, by the OOM killer) is tried again, since the job
+/// never ran: at most [`START_ATTEMPTS`] times, and not once the pool's start
+/// timeout has been used up, so a start that times out is not retried and an
+/// initializer failure ([`Error::InitializerFailed`]) never is.
+fn start_for(shared: &Shared, index: usize, job: &Call<'_>) -> Result<Box<dyn Link>, Error> {
+    let begun = std::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        match shared.start_worker(index) {
+            Ok(link) => return Ok(link),
+            Err(_) if shared.is_terminated() => return Err(terminated(job)),
+            Err(Error::WorkerStart { .. })
+                if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
+            {
+                attempt += 1;
+            }
+            Err(Error::WorkerStart { message, .. }) => {
+                return Err(Error::WorkerStart {
+                    task: Some(job.task.to_string()),
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn exchange(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
@@ -394,6 +440,12 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
     }
 }
 
+fn terminated(job: &Call<'_>) -> Error {
+    Error::Terminated {
+        task: job.task.to_string(),
+    }
+}
+
 fn lost(shared: &Shared, job: &Call<'_>, loss: Loss, pid: u32, status: ExitInfo) -> Error {
     let task = job.task.to_string();
     if shared.is_terminated() {
@@ -411,10 +463,23 @@ fn lost(shared: &Shared, job: &Call<'_>, loss: Loss, pid: u32, status: ExitInfo)
     }
 }
 
-/// Asks a worker to exit and reaps it.
+/// Workers asked to exit so far (this process), and how many of them did
+/// not exit with code 0; read by tests through `__private`.
+pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+
+/// Asks a worker to exit and reaps it. A worker that does not exit with code
+/// 0 is reported on stderr (and counted): the hand-over was not clean.
 pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
+    use std::sync::atomic::Ordering::Relaxed;
     if let Some(mut link) = worker {
+        let pid = link.pid();
         let _ = link.send(&[&wire::shutdown_message()]);
-        link.finish(SHUTDOWN_GRACE);
+        let status = link.finish(SHUTDOWN_GRACE);
+        RETIRED[0].fetch_add(1, Relaxed);
+        if status != ExitInfo::Code(0) {
+            RETIRED[1].fetch_add(1, Relaxed);
+            eprintln!("procpool: retired worker {pid} ended with {status}, not exit code 0");
+        }
     }
 }

@@ -357,7 +357,14 @@ pub enum Reply {
     Fatal { message: String },
 }
 
+/// The longest task name a call can carry (its length is a `u16`).
+pub const MAX_NAME_LEN: usize = u16::MAX as usize;
+/// The smallest frame limit a pool accepts: room for a call header, a short
+/// result and a cut-down panic report.
+pub const MIN_MAX_FRAME: usize = 1024;
+
 /// Encodes a call's header; the arguments follow it in the same frame.
+/// (Callers refuse names over [`MAX_NAME_LEN`]; one is cut, never sent whole.)
 pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
     let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
     let name = &name.as_bytes()[..usize::from(name_len)];
