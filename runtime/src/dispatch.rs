@@ -110,7 +110,11 @@ fn run_job(
 }
 
 fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
-    let header = wire::call_header(job.id, job.fingerprint, &job.task);
+    let header = if job.batch {
+        wire::batch_header(job.id, job.fingerprint, &job.task)
+    } else {
+        wire::call_header(job.id, job.fingerprint, &job.task)
+    };
     match link.send(&[&header, &job.args]) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
@@ -137,7 +141,9 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
     };
     let task = || job.task.to_string();
     match wire::parse_reply(&frame) {
-        Ok(Reply::Value { id, bytes }) if id == job.id => Exchange::Done(Ok(bytes)),
+        Ok(Reply::Value { id, bytes }) if id == job.id && !job.batch => Exchange::Done(Ok(bytes)),
+        // The caller decodes the records (see `crate::batch`).
+        Ok(Reply::Results { id, bytes }) if id == job.id && job.batch => Exchange::Done(Ok(bytes)),
         Ok(Reply::Panic { id, report }) if id == job.id => Exchange::Done(Err(Error::Panic {
             task: task(),
             message: report.message,
@@ -160,9 +166,10 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
 fn describe(reply: &Reply) -> String {
     match reply {
         Reply::Hello { pid } => format!("a hello from {pid}"),
-        Reply::Value { id, .. } | Reply::Panic { id, .. } | Reply::Failed { id, .. } => {
-            format!("a reply to call {id}")
-        }
+        Reply::Value { id, .. }
+        | Reply::Panic { id, .. }
+        | Reply::Failed { id, .. }
+        | Reply::Results { id, .. } => format!("a reply to call {id}"),
         Reply::Fatal { .. } => "a fatal error".into(),
     }
 }

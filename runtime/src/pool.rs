@@ -161,6 +161,8 @@ pub(crate) struct Job {
     pub(crate) args: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) promise: Promise,
+    /// A chunk of a map: sent as BATCH, answered with RESULTS.
+    pub(crate) batch: bool,
 }
 
 /// What a task submission carries besides its arguments.
@@ -169,6 +171,8 @@ pub(crate) struct TaskCall {
     pub(crate) fingerprint: u64,
     pub(crate) signature: &'static str,
     pub(crate) timeout: Option<Duration>,
+    /// A chunk of a map (see [`Job::batch`]).
+    pub(crate) batch: bool,
 }
 
 #[derive(Default)]
@@ -313,6 +317,11 @@ impl Pool {
         self.shared.switches.len()
     }
 
+    /// The pool's callback thread, for results made outside [`Pool::submit`].
+    pub(crate) fn runner(&self) -> CallbackRunner {
+        self.shared.runner.clone()
+    }
+
     /// Queues a call; used by the generated `apply_async_<fn>`.
     pub(crate) fn submit<R: DeserializeOwned>(
         &self,
@@ -340,6 +349,7 @@ impl Pool {
             args,
             timeout: call.timeout.or(self.shared.config.task_timeout),
             promise,
+            batch: call.batch,
         };
         let mut queue = self.shared.lock();
         if queue.closed {

@@ -102,6 +102,18 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
                 let reply = fit_in_frame(reply, max_frame);
                 send_or_exit(&mut channel, &reply, max_frame);
             }
+            Ok(Request::CallBatch {
+                id,
+                fingerprint,
+                name,
+                items,
+            }) => {
+                let body = crate::batch::execute(id, fingerprint, name, items, max_frame);
+                flush_stdio();
+                if wire::write_frame(&mut channel, &[&body], max_frame).is_err() {
+                    exit_cleanly();
+                }
+            }
             Ok(Request::Shutdown) => exit_cleanly(),
             Err(message) => fatal(&mut channel, message, max_frame),
         }
@@ -121,8 +133,7 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
         }
         Err(other) => return failed(RemoteError::DecodeArgs(other.to_string())),
     };
-    // Zero means "not checked" (calls by name carry no compiled signature).
-    if fingerprint != 0 && fingerprint != registration.fingerprint {
+    if !registration.accepts(fingerprint) {
         return failed(RemoteError::SignatureMismatch {
             worker_signature: registration.signature.to_string(),
         });
@@ -145,6 +156,23 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
             Reply::Panic { id, report }
         }
     }
+}
+
+/// Runs `f` as task code: a panic in it is caught and reported to the
+/// parent, not printed. Used per item by batches.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
+    let was = IN_TASK.with(|t| t.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(was));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| PanicReport {
+                message: payload_message(payload.as_ref()),
+                location: "<unknown>".into(),
+                backtrace: None,
+            })
+    })
 }
 
 /// A result too large for one frame is reported as such, not sent.

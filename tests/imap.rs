@@ -1,0 +1,191 @@
+//! `imap_<fn>` and `imap_unordered_<fn>`: laziness, order, chunking,
+//! per-item errors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use procpool::{pool_task, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn square_pid(x: u64) -> (u64, u32) {
+    (x * x, std::process::id())
+}
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn fragile(x: u32) -> u32 {
+    if x == 50 {
+        panic!("item {x} is bad");
+    }
+    x + 1
+}
+
+/// Sleeps longer for smaller inputs, so completion order differs from input order.
+#[pool_task]
+fn nap_inverse(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(20 * (4 - x)));
+    x
+}
+
+/// Kills its worker (SIGABRT) on the item equal to `bad`.
+#[pool_task]
+fn abort_on(x: u32, bad: u32) -> u32 {
+    if x == bad {
+        std::process::abort();
+    }
+    x
+}
+
+#[test]
+fn imap_yields_in_input_order_from_workers() {
+    let pool = Pool::new(2).unwrap();
+    for options in [
+        MapOptions::new(),
+        MapOptions::new().chunksize(1),
+        MapOptions::new().chunksize(1000),
+    ] {
+        let out: Vec<(u64, u32)> = imap_square_pid_with(&pool, 0..300, options)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(out.len(), 300);
+        for (x, (sq, pid)) in out.into_iter().enumerate() {
+            assert_eq!(sq, (x * x) as u64);
+            assert_ne!(pid, std::process::id());
+        }
+    }
+}
+
+#[test]
+fn imap_unordered_yields_every_result_once() {
+    let pool = Pool::new(2).unwrap();
+    for options in [MapOptions::new(), MapOptions::new().chunksize(1)] {
+        let mut out: Vec<u64> = imap_unordered_square_pid_with(&pool, 0..300, options)
+            .map(|r| r.unwrap().0)
+            .collect();
+        out.sort();
+        assert_eq!(out, (0..300u64).map(|x| x * x).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn imap_unordered_yields_in_completion_order() {
+    let pool = Pool::new(4).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let order: Vec<u64> = imap_unordered_nap_inverse_with(&pool, 0..4, one)
+        .map(Result::unwrap)
+        .collect();
+    // Item 3 sleeps 20 ms, item 0 sleeps 80 ms: with four workers, 3 is
+    // done long before 0 (a generous margin for a noisy machine).
+    let pos = |x| order.iter().position(|&y| y == x).unwrap();
+    assert!(pos(3) < pos(0), "completion order {order:?}");
+    let ordered: Vec<u64> = imap_nap_inverse_with(&pool, 0..4, one)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, [0, 1, 2, 3]);
+}
+
+#[test]
+fn several_arguments_take_tuples() {
+    let pool = Pool::new(2).unwrap();
+    let out: Vec<i64> = imap_add(&pool, (0..100).map(|i| (i, 1)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, (1..101).collect::<Vec<_>>());
+    let mut out: Vec<i64> = imap_unordered_add(&pool, vec![(1, 2), (3, 4)])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    out.sort();
+    assert_eq!(out, [3, 7]);
+}
+
+#[test]
+fn empty_input_yields_nothing() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(imap_add(&pool, Vec::new()).count(), 0);
+    assert_eq!(imap_unordered_add(&pool, Vec::new()).count(), 0);
+}
+
+#[test]
+fn a_panicking_item_yields_its_own_error_and_the_others_their_values() {
+    let pool = Pool::new(2).unwrap();
+    for options in [
+        MapOptions::new(),
+        MapOptions::new().chunksize(1),
+        MapOptions::new().chunksize(300),
+    ] {
+        let out: Vec<Result<u32, Error>> = imap_fragile_with(&pool, 0..100, options).collect();
+        assert_eq!(out.len(), 100);
+        for (x, r) in out.iter().enumerate() {
+            match r {
+                Err(Error::Panic { message, .. }) if x == 50 => {
+                    assert_eq!(message, "item 50 is bad")
+                }
+                Ok(v) if x != 50 => assert_eq!(*v, x as u32 + 1),
+                other => panic!("item {x}: {other:?}"),
+            }
+        }
+        let unordered: Vec<Result<u32, Error>> =
+            imap_unordered_fragile_with(&pool, 0..100, options).collect();
+        assert_eq!(unordered.iter().filter(|r| r.is_ok()).count(), 99);
+        assert_eq!(
+            unordered
+                .iter()
+                .filter(|r| matches!(r, Err(Error::Panic { .. })))
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn an_endless_input_is_pulled_lazily() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = AtomicUsize::new(0);
+    let endless = (0u64..).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    let first: Vec<u64> = imap_square_pid(&pool, endless)
+        .take(100)
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(first, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    // Bounded read-ahead: 2 chunks per worker of the default 16 items.
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(pulled <= 100 + 4 * 16, "pulled {pulled} items");
+
+    let unordered = imap_unordered_square_pid_with(&pool, 0u64.., MapOptions::new().chunksize(3))
+        .take(50)
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(unordered, 50);
+}
+
+#[test]
+fn a_worker_dying_mid_chunk_fails_that_chunks_items_with_worker_died() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<(u32, u32)> = (0..40).map(|x| (x, 17)).collect();
+    let out: Vec<Result<u32, Error>> =
+        imap_abort_on_with(&pool, items, MapOptions::new().chunksize(10)).collect();
+    assert_eq!(out.len(), 40);
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Err(Error::WorkerDied { pid, .. }) if (10..20).contains(&x) => {
+                assert_ne!(*pid, std::process::id())
+            }
+            Ok(v) if !(10..20).contains(&x) => assert_eq!(*v, x as u32),
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn chunksize_zero_yields_one_config_error() {
+    let pool = Pool::new(1).unwrap();
+    let out: Vec<_> = imap_add_with(&pool, vec![(1, 2)], MapOptions::new().chunksize(0)).collect();
+    assert!(matches!(out[..], [Err(Error::Config { .. })]));
+}
