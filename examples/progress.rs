@@ -14,7 +14,10 @@ use procpool::{pool_task, MapOptions, Pool};
 #[pool_task]
 fn is_prime(n: u64) -> (u64, bool) {
     std::thread::sleep(Duration::from_micros(n % 3000));
-    let prime = n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n.rem_euclid(d) != 0);
+    let prime = n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| n.rem_euclid(d) != 0);
     (n, prime)
 }
 

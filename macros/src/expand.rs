@@ -175,7 +175,9 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 decodes.push(quote!(let #var = __procpool_args.value::<#marker, #index>()?;));
                 passes.push(quote!(#var));
                 item_types.push(a.ty.to_token_stream());
-                item_pushes.push(quote!(.value::<#marker, #index>(&#var)));
+                item_pushes.push(quote!(
+                    #krate::__private::encode_value::<#marker, #index>(&#var, __procpool_chunk)?;
+                ));
                 by_name_types.push(quote!(<#marker as #krate::__private::ValueArg<#index>>::Type));
             }
             Some(referent) => {
@@ -189,9 +191,12 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 decodes.push(quote!(let #var = __procpool_args.by_ref::<#marker, #index>()?;));
                 passes.push(quote!(#krate::__private::Lend::lend(&#var)));
                 item_types.push(owned_referent(referent));
-                item_pushes.push(
-                    quote!(.by_ref::<#marker, #index>(::core::borrow::Borrow::borrow(&#var))),
-                );
+                item_pushes.push(quote!(
+                    #krate::__private::encode_ref::<#marker, #index>(
+                        ::core::borrow::Borrow::borrow(&#var),
+                        __procpool_chunk,
+                    )?;
+                ));
                 // Spelled out, not projected through `RefArg`: a referent
                 // that is not decodable is reported once, at the impl above.
                 by_name_types.push(owned_referent(referent));
@@ -359,10 +364,11 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                 type Item = #item_ty;
                 fn encode_item(
                     __procpool_item: Self::Item,
-                    __procpool_encoder: #krate::__private::ArgsEncoder,
-                ) -> #krate::__private::ArgsEncoder {
+                    __procpool_chunk: &mut ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
                     let #item_pat = __procpool_item;
-                    __procpool_encoder #(#item_pushes)*
+                    #(#item_pushes)*
+                    ::core::result::Result::Ok(())
                 }
             }
 

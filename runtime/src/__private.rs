@@ -58,7 +58,25 @@ pub trait MapTask: TaskOutput {
     /// One input item of `map_<fn>`.
     type Item;
     /// Appends `item`'s arguments to a chunk.
-    fn encode_item(item: Self::Item, encoder: ArgsEncoder) -> ArgsEncoder;
+    fn encode_item(item: Self::Item, chunk: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// Appends the `I`-th argument, taken by value, to a chunk.
+#[inline]
+pub fn encode_value<M: ValueArg<I>, const I: usize>(
+    value: &M::Type,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
+}
+
+/// Appends the `I`-th argument, taken by reference, to a chunk.
+#[inline]
+pub fn encode_ref<M: RefArgAt<I>, const I: usize>(
+    value: &M::Referent,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
 }
 
 /// `imap_<fn>`.
@@ -144,11 +162,6 @@ impl ArgsEncoder {
         ArgsEncoder {
             bytes: Ok(Vec::new()),
         }
-    }
-
-    /// Appends to `bytes` (a chunk being built).
-    pub fn with_bytes(bytes: Vec<u8>) -> Self {
-        ArgsEncoder { bytes: Ok(bytes) }
     }
 
     /// Appends the `I`-th argument, taken by value.

@@ -35,6 +35,8 @@ pub(crate) fn run<A, R: Serialize>(
 ) -> Result<(), CallError> {
     let (count, items) = split_count(bytes).map_err(CallError::DecodeArgs)?;
     let mut args = ArgsDecoder::new(items);
+    // Results are usually about as large as the arguments, plus a tag each.
+    out.reserve(items.len() + count as usize + 8);
     out.extend_from_slice(&count.to_le_bytes());
     let flag = out.len();
     out.push(1);
@@ -159,43 +161,63 @@ impl<'a> Records<'a> {
 
     /// The next item's outcome; `None` at the end. A record that does not
     /// decode yields an error and ends the walk (the rest cannot be found).
+    #[inline]
     pub(crate) fn next<R: DeserializeOwned>(&mut self) -> Option<Result<R, Error>> {
         let (&tag, body) = self.rest.split_first()?;
-        let task = self.task;
-        let decode_error = |message: String| Error::Decode {
-            task: task.to_string(),
-            what: "result",
-            message,
+        // The hot path: a value, decoded in place (no error built or moved).
+        let decode_error = if tag == REC_VALUE {
+            match codec::decode_prefix::<R>(body) {
+                Ok((value, used)) => {
+                    self.rest = &body[used..];
+                    return Some(Ok(value));
+                }
+                Err(message) => Some(message),
+            }
+        } else {
+            None
         };
-        let result = match tag {
-            REC_VALUE => codec::decode_prefix::<R>(body).map(|(v, used)| (Ok(v), used)),
-            REC_PANIC => codec::decode_prefix::<PanicReport>(body).map(|(report, used)| {
+        Some(Err(self.failure(tag, body, decode_error)))
+    }
+
+    /// The error a non-value record stands for.
+    #[cold]
+    fn failure(&mut self, tag: u8, body: &'a [u8], decode_error: Option<String>) -> Error {
+        let task = self.task.to_string();
+        let parsed = match (decode_error, tag) {
+            (Some(message), _) => Err(message),
+            (None, REC_PANIC) => codec::decode_prefix::<PanicReport>(body).map(|(report, used)| {
                 let error = Error::Panic {
-                    task: task.to_string(),
+                    task: task.clone(),
                     message: report.message,
                     location: report.location,
                     backtrace: report.backtrace,
                 };
-                (Err(error), used)
+                (error, used)
             }),
-            REC_UNENCODABLE => codec::decode_prefix::<String>(body).map(|(message, used)| {
-                let error = Error::Encode {
-                    task: task.to_string(),
-                    what: "result",
-                    message,
-                };
-                (Err(error), used)
-            }),
-            other => Err(format!("unknown record tag {other}")),
+            (None, REC_UNENCODABLE) => {
+                codec::decode_prefix::<String>(body).map(|(message, used)| {
+                    let error = Error::Encode {
+                        task: task.clone(),
+                        what: "result",
+                        message,
+                    };
+                    (error, used)
+                })
+            }
+            (None, other) => Err(format!("unknown record tag {other}")),
         };
-        match result {
-            Ok((item, used)) => {
+        match parsed {
+            Ok((error, used)) => {
                 self.rest = &body[used..];
-                Some(item)
+                error
             }
             Err(message) => {
                 self.rest = &[];
-                Some(Err(decode_error(message)))
+                Error::Decode {
+                    task,
+                    what: "result",
+                    message,
+                }
             }
         }
     }

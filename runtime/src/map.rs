@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
-use crate::__private::{ArgsEncoder, MapTask, TaskInfo};
+use crate::__private::{MapTask, TaskInfo};
 use crate::batch::{self, Records};
 use crate::error::Error;
 use crate::pool::TaskCall;
@@ -103,14 +103,21 @@ pub(crate) fn next_chunk<M: MapTask>(
 ) -> Option<(Result<Vec<u8>, String>, usize)> {
     let first = items.next()?;
     let size = size.min(u32::MAX as usize);
-    let mut encoder = M::encode_item(first, ArgsEncoder::with_bytes(vec![0; 4]));
+    let mut bytes = vec![0; 4];
+    let mut encoded = M::encode_item(first, &mut bytes);
+    // Room for the rest, guessed from the first item (at most 16 MiB ahead).
+    let guess = (bytes.len() - 4).saturating_mul(size - 1);
+    bytes.reserve(guess.min(16 << 20));
     let mut taken = 1;
     while taken < size {
         let Some(item) = items.next() else { break };
-        encoder = M::encode_item(item, encoder);
+        if encoded.is_ok() {
+            encoded = M::encode_item(item, &mut bytes);
+        }
+        // After a failure, still take the chunk's items: they all fail with it.
         taken += 1;
     }
-    let bytes = encoder.finish().map(|mut bytes| {
+    let bytes = encoded.map(|()| {
         bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
         bytes
     });
