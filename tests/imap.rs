@@ -41,6 +41,40 @@ fn abort_on(x: u32, bad: u32) -> u32 {
     x
 }
 
+/// Serializes only when even: an odd value's result cannot be encoded.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct EvenOnly(u32);
+
+impl serde::Serialize for EvenOnly {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 2 == 1 {
+            return Err(serde::ser::Error::custom(format!("{} is odd", self.0)));
+        }
+        s.serialize_newtype_struct("EvenOnly", &self.0)
+    }
+}
+
+#[pool_task]
+fn even_only(x: u32) -> EvenOnly {
+    EvenOnly(x)
+}
+
+#[test]
+fn an_unencodable_result_fails_only_its_item() {
+    let pool = Pool::new(1).unwrap();
+    let out: Vec<Result<EvenOnly, Error>> = imap_even_only(&pool, 0..6).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) if x % 2 == 0 => assert_eq!(v.0, x as u32),
+            Err(Error::Encode { what, message, .. }) if x % 2 == 1 => {
+                assert_eq!(*what, "result");
+                assert!(message.contains("is odd"), "{message}");
+            }
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn imap_yields_in_input_order_from_workers() {
     let pool = Pool::new(2).unwrap();

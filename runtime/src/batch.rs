@@ -74,7 +74,7 @@ fn split_count(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
     }
 }
 
-/// Worker side: runs a BATCH request and returns the whole reply body.
+/// Worker side: runs a CALL_BATCH request and returns the whole reply body.
 pub(crate) fn execute(
     id: u64,
     fingerprint: u64,

@@ -161,7 +161,7 @@ pub(crate) struct Job {
     pub(crate) args: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) promise: Promise,
-    /// A chunk of a map: sent as BATCH, answered with RESULTS.
+    /// A chunk of a map: sent as CALL_BATCH, answered with RESULTS.
     pub(crate) batch: bool,
 }
 

@@ -9,25 +9,22 @@
 //! Message layouts (all integers little-endian):
 //!
 //! ```text
-//! parent → worker   CALL      1 | id u64 | fingerprint u64 | name_len u16 | name | args
-//!                   SHUTDOWN  2
-//!                   BATCH     3 | id u64 | fingerprint u64 | name_len u16 | name | count u32 | items
-//! worker → parent   HELLO     10 | pid u32
-//!                   VALUE     11 | id u64 | result bytes
-//!                   PANIC     12 | id u64 | bincode(PanicReport)
-//!                   FAILED    13 | id u64 | bincode(RemoteError)
-//!                   FATAL     14 | bincode(String)   (worker exits after it)
-//!                   RESULTS   15 | id u64 | count u32 | all_values u8 | records
+//! parent → worker   CALL        1 | id u64 | fingerprint u64 | name_len u16 | name | args
+//!                   SHUTDOWN    2
+//!                   CALL_BATCH  3 | id u64 | fingerprint u64 | name_len u16 | name | count u32 | items
+//! worker → parent   HELLO      10 | pid u32
+//!                   VALUE      11 | id u64 | result bytes
+//!                   PANIC      12 | id u64 | bincode(PanicReport)
+//!                   FAILED     13 | id u64 | bincode(RemoteError)
+//!                   FATAL      14 | bincode(String)   (worker exits after it)
+//!                   RESULTS    15 | id u64 | count u32 | all_values u8 | records
 //! ```
 //!
-//! A BATCH carries `count` items, each the bincode encoding of one call's
+//! A CALL_BATCH carries `count` items, each the bincode encoding of one call's
 //! arguments, back to back. Its RESULTS reply holds one record per item, in
 //! order (see [`crate::batch`]): `0 | bincode(value)`, `1 | bincode(PanicReport)`
 //! or `2 | bincode(String)` (the value could not be encoded). `all_values` is 1
 //! when every record is a value.
-//!
-//! ```text
-//! ```
 
 use std::io::{self, Read, Write};
 
@@ -39,7 +36,7 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 
 const TAG_CALL: u8 = 1;
 const TAG_SHUTDOWN: u8 = 2;
-const TAG_BATCH: u8 = 3;
+const TAG_CALL_BATCH: u8 = 3;
 const TAG_HELLO: u8 = 10;
 const TAG_VALUE: u8 = 11;
 const TAG_PANIC: u8 = 12;
@@ -205,7 +202,7 @@ pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
 
 /// Encodes a batch's header; the count and items follow it in the same frame.
 pub fn batch_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
-    header(TAG_BATCH, id, fingerprint, name)
+    header(TAG_CALL_BATCH, id, fingerprint, name)
 }
 
 /// The start of a RESULTS reply body; the worker appends count, flag and
@@ -238,7 +235,7 @@ pub fn shutdown_message() -> [u8; 1] {
 pub fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
     let mut cur = Cursor(frame);
     match cur.u8()? {
-        tag @ (TAG_CALL | TAG_BATCH) => {
+        tag @ (TAG_CALL | TAG_CALL_BATCH) => {
             let id = cur.u64()?;
             let fingerprint = cur.u64()?;
             let name_len = usize::from(cur.u16()?);
