@@ -142,7 +142,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Every registered task as `name: signature`, sorted by name.
+/// Every registered task as `name: signature`, sorted by name, the
+/// signature as written in the source (`fn(&[String], &str) -> usize`).
+///
+/// Handy for a command line that lets its user pick a task to run with
+/// [`Pool::apply_by_name`](crate::Pool::apply_by_name), whose arguments are
+/// a tuple of the owned argument types (`(Vec<String>, String)` here).
 ///
 /// ```
 /// #[procpool::pool_task]
