@@ -184,3 +184,37 @@ fn map_after_close_fails_with_pool_closed() {
         Err(Error::PoolClosed { .. })
     ));
 }
+
+#[pool_task]
+fn byte_len(data: Vec<u8>) -> usize {
+    data.len()
+}
+
+#[test]
+fn chunks_of_large_items_stay_under_the_frame_limit() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_frame_bytes(16 << 10)
+        .build()
+        .unwrap();
+    // 40 items of 3 KiB in one requested chunk would be a 120 KiB frame;
+    // chunks end early at a quarter of the 16 KiB limit instead.
+    let items: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; 3 << 10]).collect();
+    let one_chunk = MapOptions::new().chunksize(40);
+    assert_eq!(
+        map_byte_len_with(&pool, items.clone(), one_chunk).unwrap(),
+        [3 << 10; 40]
+    );
+    let lens: Vec<usize> = imap_byte_len_with(&pool, items, one_chunk)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(lens, [3 << 10; 40]);
+    // A single item over the limit still fails alone, with a typed error.
+    let huge = vec![vec![0u8; 64 << 10], vec![1u8; 10]];
+    let out: Vec<_> = imap_byte_len_with(&pool, huge, MapOptions::new().chunksize(1)).collect();
+    assert!(
+        matches!(out[0], Err(Error::FrameTooLarge { .. })),
+        "{out:?}"
+    );
+    assert_eq!(out[1].as_ref().unwrap(), &10);
+}

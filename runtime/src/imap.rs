@@ -50,7 +50,10 @@ impl<'a> Feeder<'a> {
         };
         match options.resolve(task.name, len, pool.processes()) {
             Ok(size) => {
-                feeder.source = Some(Box::new(move || map::next_chunk::<M>(&mut items, size)))
+                let max_bytes = map::chunk_bytes(pool);
+                feeder.source = Some(Box::new(move || {
+                    map::next_chunk::<M>(&mut items, size, max_bytes)
+                }))
             }
             Err(e) => feeder.error = Some(e),
         }

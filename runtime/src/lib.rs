@@ -20,6 +20,7 @@
 //!     let r = apply_async_square(&pool, 5);      // returns at once
 //!     println!("Doing other work while process runs...");
 //!     assert_eq!(r.get()?, 25);                  // waits
+//!     assert_eq!(map_square(&pool, 0..4)?, [0, 1, 4, 9]); // pool.map
 //!     pool.close();
 //!     pool.join();
 //!     Ok(())

@@ -27,6 +27,10 @@ use crate::Pool;
 ///   (a filter, a reader, an endless iterator) use chunks of
 ///   [`MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE`] items.
 ///
+/// A chunk also ends early once its encoded items fill a quarter of the
+/// pool's [frame limit](crate::PoolBuilder::max_frame_bytes), so large items
+/// make smaller chunks instead of failing with [`Error::FrameTooLarge`].
+///
 /// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
 /// each chunk as a whole, and a chunk counts as one task for
 /// [`max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child).
@@ -94,12 +98,20 @@ pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
     }
 }
 
-/// Encodes up to `size` items from `items` as one chunk; `None` when the
-/// input is exhausted. Returns the bytes (or why they could not be made) and
-/// the number of items taken.
+/// How many bytes of encoded items a chunk may hold: a quarter of the frame
+/// limit, so that a chunk of large items is cut short instead of failing
+/// with [`Error::FrameTooLarge`] (its results need room too).
+pub(crate) fn chunk_bytes(pool: &Pool) -> usize {
+    pool.max_frame() / 4
+}
+
+/// Encodes up to `size` items from `items` as one chunk, ending it early
+/// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
+/// bytes (or why they could not be made) and the number of items taken.
 pub(crate) fn next_chunk<M: MapTask>(
     items: &mut impl Iterator<Item = M::Item>,
     size: usize,
+    max_bytes: usize,
 ) -> Option<(Result<Vec<u8>, String>, usize)> {
     let first = items.next()?;
     let size = size.min(u32::MAX as usize);
@@ -107,9 +119,9 @@ pub(crate) fn next_chunk<M: MapTask>(
     let mut encoded = M::encode_item(first, &mut bytes);
     // Room for the rest, guessed from the first item (at most 16 MiB ahead).
     let guess = (bytes.len() - 4).saturating_mul(size - 1);
-    bytes.reserve(guess.min(16 << 20));
+    bytes.reserve(guess.min(16 << 20).min(max_bytes));
     let mut taken = 1;
-    while taken < size {
+    while taken < size && bytes.len() < max_bytes {
         let Some(item) = items.next() else { break };
         if encoded.is_ok() {
             encoded = M::encode_item(item, &mut bytes);
@@ -149,10 +161,11 @@ fn submit_all<M: MapTask>(
     let task = &M::INFO;
     let mut items = items.into_iter();
     let mut chunks = Vec::new();
+    let max_bytes = chunk_bytes(pool);
     match exact_len(&items) {
         Some(len) => {
             let size = options.resolve(task.name, Some(len), pool.processes())?;
-            while let Some((bytes, n)) = next_chunk::<M>(&mut items, size) {
+            while let Some((bytes, n)) = next_chunk::<M>(&mut items, size, max_bytes) {
                 chunks.push((submit_chunk(pool, task, bytes), n));
             }
         }
@@ -160,7 +173,7 @@ fn submit_all<M: MapTask>(
             let all: Vec<M::Item> = items.collect();
             let size = options.resolve(task.name, Some(all.len()), pool.processes())?;
             let mut items = all.into_iter();
-            while let Some((bytes, n)) = next_chunk::<M>(&mut items, size) {
+            while let Some((bytes, n)) = next_chunk::<M>(&mut items, size, max_bytes) {
                 chunks.push((submit_chunk(pool, task, bytes), n));
             }
         }

@@ -317,6 +317,11 @@ impl Pool {
         self.shared.switches.len()
     }
 
+    /// The largest frame the pool sends or accepts.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.shared.config.max_frame
+    }
+
     /// The pool's callback thread, for results made outside [`Pool::submit`].
     pub(crate) fn runner(&self) -> CallbackRunner {
         self.shared.runner.clone()
