@@ -192,11 +192,17 @@ fn an_endless_input_is_pulled_lazily() {
     let pulled = pulled.load(Ordering::Relaxed);
     assert!(pulled <= 100 + 4 * 16, "pulled {pulled} items");
 
-    let unordered = imap_unordered_square_pid_with(&pool, 0u64.., MapOptions::new().chunksize(3))
+    let pulled = AtomicUsize::new(0);
+    let endless = (0u64..).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    let unordered = imap_unordered_square_pid_with(&pool, endless, MapOptions::new().chunksize(3))
         .take(50)
         .filter(Result::is_ok)
         .count();
     assert_eq!(unordered, 50);
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(pulled <= 50 + 4 * 3, "pulled {pulled} items");
 }
 
 #[test]
