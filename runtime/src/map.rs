@@ -359,3 +359,29 @@ fn decode_gathered<R: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::MapOptions;
+
+    #[test]
+    fn default_chunksize_follows_python() {
+        let default = MapOptions::new();
+        // Python: chunksize, extra = divmod(len, 4 * processes); chunksize += bool(extra)
+        assert_eq!(default.resolve("t", Some(200_000), 2).unwrap(), 25_000);
+        assert_eq!(default.resolve("t", Some(10), 2).unwrap(), 2);
+        assert_eq!(default.resolve("t", Some(1), 8).unwrap(), 1);
+        assert_eq!(default.resolve("t", Some(0), 2).unwrap(), 1);
+        assert_eq!(
+            default.resolve("t", None, 2).unwrap(),
+            MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE
+        );
+        let seven = MapOptions::new().chunksize(7);
+        assert_eq!(seven.resolve("t", Some(1000), 2).unwrap(), 7);
+        assert_eq!(seven.resolve("t", None, 2).unwrap(), 7);
+        assert!(MapOptions::new()
+            .chunksize(0)
+            .resolve("t", None, 2)
+            .is_err());
+    }
+}
