@@ -27,6 +27,9 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` (`None`: until the
     /// worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;
+    /// Whether the worker has ended (checked without waiting). Once true,
+    /// [`finish`](Self::finish) returns at once.
+    fn has_exited(&mut self) -> bool;
     /// Stops the worker at once.
     fn kill(&mut self);
     /// Waits for the worker to end (killing it after `grace`) and reports how.

@@ -92,11 +92,10 @@ pub(crate) fn execute(
     let ran = worker::guarded(|| (registration.call_batch)(items, &mut body));
     match ran {
         Ok(Ok(())) if body.len() <= max_frame => body,
-        Ok(Ok(())) => failed(RemoteError::EncodeResult(format!(
-            "the chunk's encoded results are {} bytes, over the frame limit of {max_frame} \
-             bytes; use a smaller chunksize",
-            body.len()
-        ))),
+        Ok(Ok(())) => failed(RemoteError::ResultTooLarge {
+            len: body.len() as u64,
+            max: max_frame as u64,
+        }),
         Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
         Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
         Err(report) => wire::encode_reply(&Reply::Panic { id, report }),

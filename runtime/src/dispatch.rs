@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::backend::Link;
 use crate::error::{Error, ExitInfo};
-use crate::pool::{Job, Shared};
+use crate::pool::{Job, Next, Shared};
 use crate::result::Outcome;
 use crate::wire::{self, FrameError, RemoteError, Reply};
 
@@ -16,6 +16,10 @@ use crate::wire::{self, FrameError, RemoteError, Reply};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a worker whose channel closed may take to be reaped.
 const DEATH_GRACE: Duration = Duration::from_millis(500);
+/// How often an idle slot checks that its worker is still alive, so that a
+/// worker killed while idle is reaped (no zombie) and replaced at once rather
+/// than at the next job.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -38,7 +42,31 @@ enum Loss {
 pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
     let mut served = 0usize;
-    while let Some(job) = shared.next_job() {
+    // Whether the slot lost its worker since it last tried to start one.
+    let mut lost_worker = false;
+    loop {
+        let job = match shared.next_job(IDLE_CHECK) {
+            Next::Job(job) => job,
+            Next::Idle => {
+                // Idle: reap a worker that died meanwhile (no zombie), and
+                // keep the slot staffed, so the next job need not wait for a
+                // start. One try per loss: if it fails, the next job tries
+                // again and reports why, so a failing start never loops.
+                if worker.as_mut().is_some_and(|w| w.has_exited()) {
+                    if let Some(dead) = worker.take() {
+                        dead.finish(Duration::ZERO);
+                    }
+                    lost_worker = true;
+                }
+                if lost_worker && worker.is_none() {
+                    worker = shared.start_worker(index).ok();
+                    served = 0;
+                }
+                lost_worker = false;
+                continue;
+            }
+            Next::Stop => break,
+        };
         let (outcome, link) = run_job(&shared, index, worker.take(), &job);
         job.promise.complete(outcome);
         worker = link;
@@ -54,6 +82,7 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
         }
         if worker.is_none() {
             served = 0;
+            lost_worker = true;
         }
     }
     if shared.is_terminated() {
@@ -151,7 +180,7 @@ fn exchange(link: &mut dyn Link, job: &Job) -> Exchange {
             backtrace: report.backtrace,
         })),
         Ok(Reply::Failed { id, error }) if id == job.id => {
-            Exchange::Done(Err(remote_error(job, error)))
+            Exchange::Done(Err(remote_error(&job.task, job.signature, error)))
         }
         Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
         Ok(other) => Exchange::Lost(Loss::Protocol(format!(
@@ -174,8 +203,10 @@ fn describe(reply: &Reply) -> String {
     }
 }
 
-fn remote_error(job: &Job, error: RemoteError) -> Error {
-    let task = job.task.to_string();
+/// The caller's error for a failure the worker reported for `task`, whose
+/// caller-side signature is `signature`.
+pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> Error {
+    let task = task.to_string();
     match error {
         RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
         RemoteError::DuplicateTask { first, second } => Error::DuplicateTask {
@@ -185,7 +216,7 @@ fn remote_error(job: &Job, error: RemoteError) -> Error {
         },
         RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
             task,
-            caller: job.signature.to_string(),
+            caller: signature.to_string(),
             worker: worker_signature,
         },
         RemoteError::DecodeArgs(message) => Error::Decode {
@@ -198,6 +229,7 @@ fn remote_error(job: &Job, error: RemoteError) -> Error {
             what: "result",
             message,
         },
+        RemoteError::ResultTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
     }
 }
 

@@ -166,6 +166,24 @@ pub enum Error {
         message: String,
     },
 
+    /// The pool's initializer
+    /// ([`PoolBuilder::initializer`](crate::PoolBuilder::initializer)) panicked
+    /// or could not run in a new worker. [`build`](crate::PoolBuilder::build)
+    /// returns it, and so does a task whose replacement worker's initializer
+    /// failed; the worker is not used.
+    #[error(
+        "the pool's initializer `{task}` failed{}: {message}",
+        location_suffix(location)
+    )]
+    InitializerFailed {
+        /// Registered name of the initializer task.
+        task: String,
+        /// What went wrong (the panic message, or why it could not run).
+        message: String,
+        /// `file:line:col` of its panic, if it panicked.
+        location: Option<String>,
+    },
+
     /// A worker process could not be started, or failed before its first task.
     #[error("could not start a worker process: {message}")]
     WorkerStart {
@@ -201,6 +219,13 @@ impl Error {
             context: context.into(),
             source: Arc::new(source),
         }
+    }
+}
+
+fn location_suffix(location: &Option<String>) -> String {
+    match location {
+        Some(location) => format!(" at {location}"),
+        None => String::new(),
     }
 }
 

@@ -72,12 +72,30 @@
 //! });
 //! ```
 //!
+//! ## When things go wrong
+//!
+//! A failure reaches only the task it concerns, as an [`Error`] naming the
+//! task, and the pool carries on: a worker that dies running a task (killed,
+//! segfault, `abort`, `exit`) gives [`Error::WorkerDied`] with its signal or
+//! exit code and is replaced; a task past its time limit
+//! ([`PoolBuilder::task_timeout`], [`Pool::with_task_timeout`]) gives
+//! [`Error::Timeout`] and its worker is killed and replaced; oversized or
+//! corrupt frames, unknown names, signature mismatches and encoding failures
+//! each have their own variant. Workers exit with their parent, even when it
+//! is killed with SIGKILL, and every child is reaped on every path.
+//! [`PoolBuilder::initializer`] runs a task once in each new worker
+//! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
+//!
 //! ## Tests and doc tests
 //!
 //! A test binary's `main` belongs to the test harness, so it cannot call
 //! [`init`] first. Put [`enable_test_support!`] once in each integration test
 //! crate (or the crate root, for unit tests): it runs `init()` before the
 //! harness starts. Doc tests have their own `main`; call [`init`] in it.
+//! In a test binary a task cannot end its worker with
+//! `std::process::exit`: the harness's `main` has already begun to exit, so
+//! Rust aborts the second exit (the task fails with `WorkerDied` and
+//! SIGABRT instead of the exit code).
 //!
 //! ## Tasks
 //!
@@ -102,6 +120,7 @@ mod codec;
 mod dispatch;
 mod error;
 mod imap;
+mod initializer;
 mod map;
 mod pool;
 mod process;

@@ -9,13 +9,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::backend::{Backend, KillSwitch, Link};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
+use crate::initializer::Initializer;
 use crate::process::ProcessBackend;
 use crate::result::{self, AsyncResult, Promise};
-use crate::{dispatch, registry, wire};
+use crate::{codec, dispatch, initializer, registry, wire};
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).
 ///
@@ -25,7 +27,9 @@ use crate::{dispatch, registry, wire};
 /// free first.
 ///
 /// Dropping a pool closes it and waits for the work already queued, like
-/// [`close`](Self::close) then [`join`](Self::join).
+/// [`close`](Self::close) then [`join`](Self::join). A `Pool` is a handle:
+/// [`with_task_timeout`](Self::with_task_timeout) makes more handles to the
+/// same workers and queue, and only dropping the last one closes and joins.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -46,6 +50,13 @@ use crate::{dispatch, registry, wire};
 /// }
 /// ```
 pub struct Pool {
+    inner: Arc<Inner>,
+    /// The time limit of tasks submitted through this handle.
+    task_timeout: Option<Duration>,
+}
+
+/// What every handle of one pool shares; dropping it closes and joins.
+struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -68,6 +79,8 @@ pub struct Pool {
 pub struct PoolBuilder {
     processes: Option<usize>,
     config: Config,
+    /// Why the initializer's arguments could not be encoded, reported by `build`.
+    initializer_error: Option<Error>,
 }
 
 #[derive(Debug, Clone)]
@@ -76,6 +89,7 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) start_timeout: Duration,
+    pub(crate) initializer: Option<Initializer>,
 }
 
 impl PoolBuilder {
@@ -95,6 +109,8 @@ impl PoolBuilder {
 
     /// Time limit for every task (default: none). A task past it fails with
     /// [`Error::Timeout`], and its worker is killed and replaced.
+    /// [`Pool::with_task_timeout`] overrides it for the calls made through
+    /// another handle.
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.config.task_timeout = Some(limit);
         self
@@ -113,12 +129,67 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs the task registered as `task` once in each worker when it
+    /// starts, before its first task (Python's `initializer` and
+    /// `initargs`). `args` is the tuple of its arguments: `&(a, b)`, `&(a,)`
+    /// or `&()`. A worker is ready only once its initializer returned; if it
+    /// panics or cannot run, [`build`](Self::build) fails with
+    /// [`Error::InitializerFailed`], and so does a task whose replacement
+    /// worker's initializer fails.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use procpool::{pool_task, Pool};
+    ///
+    /// static SCALE: AtomicU64 = AtomicU64::new(1);
+    ///
+    /// #[pool_task(name = "setup")]
+    /// fn setup(scale: u64) { SCALE.store(scale, Ordering::SeqCst) }
+    ///
+    /// #[pool_task]
+    /// fn scaled(x: u64) -> u64 { x * SCALE.load(Ordering::SeqCst) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::builder().processes(1).initializer("setup", &(10u64,)).build()?;
+    ///     assert_eq!(apply_scaled(&pool, 4)?, 40);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn initializer<A: Serialize + ?Sized>(mut self, task: &str, args: &A) -> Self {
+        match codec::encode(args) {
+            Ok(args) => {
+                self.config.initializer = Some(Initializer::new(task, args));
+                self.initializer_error = None;
+            }
+            Err(message) => {
+                self.initializer_error = Some(Error::Encode {
+                    task: task.to_string(),
+                    what: "arguments",
+                    message,
+                });
+            }
+        }
+        self
+    }
+
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
         if !crate::is_initialized() {
             return Err(Error::NotInitialized);
         }
         registry::validate()?;
+        if let Some(e) = self.initializer_error {
+            return Err(e);
+        }
+        if let Some(init) = &self.config.initializer {
+            // Workers run this very program: a name unknown here is unknown there.
+            registry::lookup(init.task()).map_err(|e| Error::InitializerFailed {
+                task: init.task().to_string(),
+                message: e.to_string(),
+                location: None,
+            })?;
+        }
         let processes = self
             .processes
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -147,7 +218,9 @@ impl Default for PoolBuilder {
                 task_timeout: None,
                 max_tasks_per_child: None,
                 start_timeout: Duration::from_secs(60),
+                initializer: None,
             },
+            initializer_error: None,
         }
     }
 }
@@ -175,6 +248,16 @@ pub(crate) struct TaskCall {
     pub(crate) batch: bool,
 }
 
+/// What a slot thread is to do next.
+pub(crate) enum Next {
+    /// Run this job.
+    Job(Job),
+    /// Nothing came for a while: check the idle worker.
+    Idle,
+    /// The pool is closed and drained, or terminated.
+    Stop,
+}
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
@@ -198,24 +281,31 @@ impl Shared {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The oldest queued job; `None` once the pool is closed and drained, or
-    /// terminated.
-    pub(crate) fn next_job(&self) -> Option<Job> {
+    /// The oldest queued job, [`Next::Idle`] if none came within `idle`
+    /// (so the slot can check on its idle worker), [`Next::Stop`] once the
+    /// pool is closed and drained, or terminated.
+    pub(crate) fn next_job(&self, idle: Duration) -> Next {
         let mut queue = self.lock();
+        let mut waited_out = false;
         loop {
             if queue.terminated {
-                return None;
+                return Next::Stop;
             }
             if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
+                return Next::Job(job);
             }
             if queue.closed {
-                return None;
+                return Next::Stop;
             }
-            queue = self
+            if waited_out {
+                return Next::Idle;
+            }
+            let (guard, timeout) = self
                 .available
-                .wait(queue)
+                .wait_timeout(queue, idle)
                 .unwrap_or_else(|e| e.into_inner());
+            queue = guard;
+            waited_out = timeout.timed_out();
         }
     }
 
@@ -223,8 +313,14 @@ impl Shared {
         self.lock().terminated
     }
 
+    /// Starts a worker for slot `index` and runs the pool's initializer in
+    /// it, if any: the worker is ready only once that returned.
     pub(crate) fn start_worker(&self, index: usize) -> Result<Box<dyn Link>, Error> {
-        self.backend.start(&self.switches[index])
+        let link = self.backend.start(&self.switches[index])?;
+        match &self.config.initializer {
+            Some(init) => initializer::run(link, init, self.config.start_timeout),
+            None => Ok(link),
+        }
     }
 }
 
@@ -249,6 +345,7 @@ impl Pool {
     }
 
     fn start(backend: Box<dyn Backend>, config: Config, processes: usize) -> Result<Pool, Error> {
+        let task_timeout = config.task_timeout;
         let shared = Arc::new(Shared {
             queue: Mutex::default(),
             available: Condvar::new(),
@@ -259,8 +356,11 @@ impl Pool {
             next_id: AtomicU64::new(1),
         });
         let pool = Pool {
-            shared: shared.clone(),
-            threads: Mutex::default(),
+            inner: Arc::new(Inner {
+                shared: shared.clone(),
+                threads: Mutex::default(),
+            }),
+            task_timeout,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         for index in 0..processes {
@@ -281,7 +381,7 @@ impl Pool {
                     }
                 });
             match spawned {
-                Ok(handle) => pool.threads().push(handle),
+                Ok(handle) => pool.inner.threads().push(handle),
                 Err(e) => {
                     pool.terminate();
                     return Err(Error::io("could not start a pool thread", e));
@@ -308,23 +408,56 @@ impl Pool {
         }
     }
 
-    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
-        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
     }
 
     /// Number of worker processes.
     pub fn processes(&self) -> usize {
-        self.shared.switches.len()
+        self.shared().switches.len()
+    }
+
+    /// Another handle to this pool (same workers, same queue) whose tasks
+    /// have the time limit `limit` instead of the pool-wide one (`None`: no
+    /// limit). Pass it to the generated functions like the pool itself:
+    /// `apply_f(&pool.with_task_timeout(Some(d)), x)`. A task past its limit
+    /// fails with [`Error::Timeout`] and its worker is killed and replaced.
+    ///
+    /// The handles share one life cycle: `close`, `join` and `terminate` on
+    /// any of them act on the whole pool, and the pool is closed and joined
+    /// when the last handle is dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let impatient = pool.with_task_timeout(Some(Duration::from_millis(100)));
+    ///     assert!(matches!(apply_nap(&impatient, 10_000), Err(Error::Timeout { .. })));
+    ///     assert_eq!(apply_nap(&pool, 1)?, 1); // a new worker took over
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn with_task_timeout(&self, limit: Option<Duration>) -> Pool {
+        Pool {
+            inner: self.inner.clone(),
+            task_timeout: limit,
+        }
     }
 
     /// The largest frame the pool sends or accepts.
     pub(crate) fn max_frame(&self) -> usize {
-        self.shared.config.max_frame
+        self.shared().config.max_frame
     }
 
     /// The pool's callback thread, for results made outside [`Pool::submit`].
     pub(crate) fn runner(&self) -> CallbackRunner {
-        self.shared.runner.clone()
+        self.shared().runner.clone()
     }
 
     /// Queues a call; used by the generated `apply_async_<fn>`.
@@ -333,7 +466,8 @@ impl Pool {
         call: TaskCall,
         args: Result<Vec<u8>, String>,
     ) -> AsyncResult<R> {
-        let runner = self.shared.runner.clone();
+        let shared = self.shared();
+        let runner = shared.runner.clone();
         let args = match args {
             Ok(args) => args,
             Err(message) => {
@@ -347,16 +481,16 @@ impl Pool {
         };
         let (promise, result) = result::pending(call.task.clone(), runner);
         let job = Job {
-            id: self.shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
             task: call.task,
             fingerprint: call.fingerprint,
             signature: call.signature,
             args,
-            timeout: call.timeout.or(self.shared.config.task_timeout),
+            timeout: call.timeout.or(self.task_timeout),
             promise,
             batch: call.batch,
         };
-        let mut queue = self.shared.lock();
+        let mut queue = shared.lock();
         if queue.closed {
             drop(queue);
             let task = job.promise.task().to_string();
@@ -364,21 +498,55 @@ impl Pool {
         } else {
             queue.jobs.push_back(job);
             drop(queue);
-            self.shared.available.notify_one();
+            shared.available.notify_one();
         }
         result
     }
 
     /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
     pub fn close(&self) {
-        self.shared.lock().closed = true;
-        self.shared.available.notify_all();
+        self.inner.close();
     }
 
     /// Waits until every queued task has run, every worker has exited and
     /// every callback has run (Python's `join()`). Closes the pool first, so
     /// it cannot wait forever for tasks that will never come.
     pub fn join(&self) {
+        self.inner.join();
+    }
+
+    /// Stops now (Python's `terminate()`): workers are killed, and every task
+    /// not finished fails with [`Error::Terminated`]. Returns once every
+    /// worker is reaped.
+    pub fn terminate(&self) {
+        let shared = self.shared();
+        let dropped = {
+            let mut queue = shared.lock();
+            queue.terminated = true;
+            queue.closed = true;
+            std::mem::take(&mut queue.jobs)
+        };
+        shared.available.notify_all();
+        // Each promise fails its task as it drops.
+        drop(dropped);
+        for switch in &shared.switches {
+            switch.kill();
+        }
+        self.join();
+    }
+}
+
+impl Inner {
+    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.available.notify_all();
+    }
+
+    fn join(&self) {
         self.close();
         let threads = std::mem::take(&mut *self.threads());
         for handle in threads {
@@ -386,28 +554,9 @@ impl Pool {
         }
         self.shared.runner.flush();
     }
-
-    /// Stops now (Python's `terminate()`): workers are killed, and every task
-    /// not finished fails with [`Error::Terminated`]. Returns once every
-    /// worker is reaped.
-    pub fn terminate(&self) {
-        let dropped = {
-            let mut queue = self.shared.lock();
-            queue.terminated = true;
-            queue.closed = true;
-            std::mem::take(&mut queue.jobs)
-        };
-        self.shared.available.notify_all();
-        // Each promise fails its task as it drops.
-        drop(dropped);
-        for switch in &self.shared.switches {
-            switch.kill();
-        }
-        self.join();
-    }
 }
 
-impl Drop for Pool {
+impl Drop for Inner {
     fn drop(&mut self) {
         self.join();
     }
@@ -415,12 +564,13 @@ impl Drop for Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queue = self.shared.lock();
+        let queue = self.shared().lock();
         f.debug_struct("Pool")
             .field("processes", &self.processes())
             .field("queued", &queue.jobs.len())
             .field("closed", &queue.closed)
             .field("terminated", &queue.terminated)
+            .field("task_timeout", &self.task_timeout)
             .finish()
     }
 }

@@ -140,6 +140,19 @@ impl Link for ProcessLink {
         wire::read_frame(&mut self.channel, self.max_frame)
     }
 
+    fn has_exited(&mut self) -> bool {
+        // Reaped under the switch's lock, like `finish`: a concurrent kill
+        // either hits the live child or finds no pid.
+        let mut slot = self.kill.lock();
+        match self.child.try_wait() {
+            Ok(None) => false,
+            Ok(Some(_)) | Err(_) => {
+                *slot = None;
+                true
+            }
+        }
+    }
+
     fn kill(&mut self) {
         self.kill.kill();
     }

@@ -89,8 +89,20 @@ pub fn write_frame(w: &mut impl Write, parts: &[&[u8]], max: usize) -> Result<()
     w.write_all(&buf).map_err(FrameError::Io)
 }
 
+/// The most a reader reserves ahead of the bytes that actually arrived.
+const READ_CHUNK: usize = 64 << 10;
+
 /// Reads one frame, refusing any longer than `max` bytes.
 pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
+    let mut body = Vec::new();
+    read_frame_into(r, max, &mut body)?;
+    Ok(body)
+}
+
+/// [`read_frame`] into `body` (cleared first), which keeps whatever arrived
+/// when it fails, so tests can check what it reserved.
+fn read_frame_into(r: &mut impl Read, max: usize, body: &mut Vec<u8>) -> Result<(), FrameError> {
+    body.clear();
     let mut header = [0u8; 4];
     let got = read_full(r, &mut header)?;
     if got == 0 {
@@ -106,16 +118,32 @@ pub fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> 
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    // Grows with the bytes that arrive instead of trusting `len` up front.
-    let mut body = Vec::with_capacity(len.min(64 << 10));
-    let got = r
-        .take(len as u64)
-        .read_to_end(&mut body)
-        .map_err(io_to_frame)?;
-    if got < len {
-        return Err(FrameError::Truncated { expected: len, got });
+    // Grows one chunk at a time, with the bytes that arrive, instead of
+    // trusting `len` up front: the buffer never holds more than
+    // `min(len, received + READ_CHUNK)` bytes.
+    let mut filled = 0;
+    while filled < len {
+        let want = (len - filled).min(READ_CHUNK);
+        body.reserve_exact(want);
+        body.resize(filled + want, 0);
+        let got = read_full(r, &mut body[filled..filled + want]);
+        let got = match got {
+            Ok(got) => got,
+            Err(e) => {
+                body.truncate(filled);
+                return Err(e);
+            }
+        };
+        filled += got;
+        body.truncate(filled);
+        if got < want {
+            return Err(FrameError::Truncated {
+                expected: len,
+                got: filled,
+            });
+        }
     }
-    Ok(body)
+    Ok(())
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
@@ -171,11 +199,23 @@ pub struct PanicReport {
 /// A failure the worker detected before or after running the task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RemoteError {
-    UnknownTask { suggestions: Vec<String> },
-    DuplicateTask { first: String, second: String },
-    SignatureMismatch { worker_signature: String },
+    UnknownTask {
+        suggestions: Vec<String>,
+    },
+    DuplicateTask {
+        first: String,
+        second: String,
+    },
+    SignatureMismatch {
+        worker_signature: String,
+    },
     DecodeArgs(String),
     EncodeResult(String),
+    /// The encoded result needs a frame of `len` bytes, over the limit `max`.
+    ResultTooLarge {
+        len: u64,
+        max: u64,
+    },
 }
 
 /// A message from a worker.
@@ -342,8 +382,13 @@ fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
     bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
 }
 
+/// The most procpool's own messages (panic reports, error descriptions) may
+/// claim when decoded: corrupt lengths fail instead of reserving gigabytes.
+const META_LIMIT: usize = 64 << 20;
+
 fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    match bincode::serde::decode_from_slice(bytes, bincode::config::standard()) {
+    let config = bincode::config::standard().with_limit::<META_LIMIT>();
+    match bincode::serde::decode_from_slice(bytes, config) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(format!(
             "{} trailing bytes after a reply",
@@ -498,6 +543,19 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_announced_length_inside_a_reply_is_an_error() {
+        // Found by the property test: bincode reserved the announced length
+        // of the panic message (u64::MAX) and panicked.
+        let mut frame = vec![TAG_PANIC];
+        frame.extend_from_slice(&7u64.to_le_bytes());
+        frame.push(253); // varint marker: a u64 follows
+        frame.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse_reply(&frame).is_err());
+        frame[9..].copy_from_slice(&[253, 0, 0, 0, 0, 1, 0, 0, 0]); // 4 GiB
+        assert!(parse_reply(&frame).is_err());
+    }
+
+    #[test]
     fn garbage_never_panics() {
         let mut seed = 0x9e3779b97f4a7c15u64;
         for len in 0..200 {
@@ -511,6 +569,144 @@ mod tests {
                 .collect();
             let _ = parse_request(&bytes);
             let _ = parse_reply(&bytes);
+        }
+    }
+}
+
+/// Property tests of the decoder: whatever the bytes, it returns an error
+/// rather than panicking, and it never reserves more than the frame limit,
+/// nor more than one chunk beyond the bytes that actually arrived.
+/// `PROPTEST_CASES` sets the number of cases (default 256).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads with [`read_frame_into`] and checks what it reserved.
+    fn decode_checked(bytes: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
+        let mut body = Vec::new();
+        let result = read_frame_into(&mut &bytes[..], max, &mut body);
+        let received = bytes.len().saturating_sub(4);
+        assert!(
+            body.capacity() <= max,
+            "reserved {} bytes over the limit {max}",
+            body.capacity()
+        );
+        assert!(
+            body.capacity() <= received + READ_CHUNK,
+            "reserved {} bytes with only {received} received",
+            body.capacity()
+        );
+        if let Ok(()) = &result {
+            let _ = parse_request(&body);
+            let _ = parse_reply(&body);
+        }
+        result.map(|()| body)
+    }
+
+    /// Any text, up to 40 characters (regex strategies need a feature we do
+    /// not enable).
+    fn text() -> impl Strategy<Value = String> {
+        proptest::collection::vec(any::<char>(), 0..40).prop_map(String::from_iter)
+    }
+
+    /// A valid frame: a call, or one of the replies.
+    fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
+        let call = (
+            any::<u64>(),
+            any::<u64>(),
+            text(),
+            proptest::collection::vec(any::<u8>(), 0..200),
+        )
+            .prop_map(|(id, fp, name, args)| {
+                let mut body = call_header(id, fp, &name);
+                body.extend_from_slice(&args);
+                body
+            });
+        let reply = (
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..200),
+            text(),
+        )
+            .prop_flat_map(|(id, bytes, text)| {
+                prop_oneof![
+                    Just(encode_reply(&Reply::Hello { pid: id as u32 })),
+                    Just(encode_reply(&Reply::Value { id, bytes })),
+                    Just(encode_reply(&Reply::Panic {
+                        id,
+                        report: PanicReport {
+                            message: text.clone(),
+                            location: text.clone(),
+                            backtrace: Some(text.clone()),
+                        },
+                    })),
+                    Just(encode_reply(&Reply::Failed {
+                        id,
+                        error: RemoteError::UnknownTask {
+                            suggestions: vec![text.clone()],
+                        },
+                    })),
+                    Just(encode_reply(&Reply::Fatal { message: text })),
+                ]
+            });
+        prop_oneof![call, reply, Just(shutdown_message().to_vec())].prop_map(|body: Vec<u8>| {
+            let mut frame = Vec::new();
+            write_frame(&mut frame, &[&body], usize::MAX).unwrap();
+            frame
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic_or_overallocate(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            max in prop_oneof![Just(0usize), 1usize..1024, Just(DEFAULT_MAX_FRAME), Just(usize::MAX)],
+        ) {
+            let _ = decode_checked(&bytes, max);
+        }
+
+        #[test]
+        fn valid_frames_round_trip(frame in valid_frame()) {
+            let body = decode_checked(&frame, DEFAULT_MAX_FRAME).unwrap();
+            prop_assert_eq!(&body[..], &frame[4..]);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic_or_overallocate(
+            frame in valid_frame(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+            max in prop_oneof![1usize..1024, Just(DEFAULT_MAX_FRAME)],
+        ) {
+            let mut frame = frame;
+            for (at, byte) in flips {
+                let i = at.index(frame.len());
+                frame[i] ^= byte;
+            }
+            if truncate {
+                frame.truncate(cut.index(frame.len() + 1));
+            }
+            let _ = decode_checked(&frame, max);
+        }
+
+        #[test]
+        fn bogus_lengths_fail_without_reserving_them(
+            len in any::<u32>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..300),
+            max in prop_oneof![Just(DEFAULT_MAX_FRAME), Just(usize::MAX)],
+        ) {
+            let mut frame = len.to_le_bytes().to_vec();
+            frame.extend_from_slice(&tail);
+            match decode_checked(&frame, max) {
+                Ok(body) => prop_assert_eq!(body.len(), len as usize),
+                Err(FrameError::TooLarge { .. }) => prop_assert!(len as usize > max),
+                Err(FrameError::Truncated { expected, got }) => {
+                    prop_assert_eq!(expected, len as usize);
+                    prop_assert!(got < expected);
+                }
+                Err(other) => prop_assert!(false, "unexpected {other}"),
+            }
         }
     }
 }

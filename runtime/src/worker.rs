@@ -180,10 +180,10 @@ fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
     match reply {
         Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
             id,
-            error: RemoteError::EncodeResult(format!(
-                "the encoded result is {} bytes, over the frame limit of {max_frame} bytes",
-                bytes.len()
-            )),
+            error: RemoteError::ResultTooLarge {
+                len: bytes.len() as u64 + 9,
+                max: max_frame as u64,
+            },
         },
         other => other,
     }

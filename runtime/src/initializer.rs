@@ -1,0 +1,88 @@
+//! The pool's initializer (Python's `initializer` / `initargs`): a registered
+//! task run once in each new worker before it counts as ready.
+//!
+//! It travels as an ordinary call (id 0, which no job uses), so the worker
+//! needs no special mode: its panic is caught and reported like any task's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Link;
+use crate::error::Error;
+use crate::wire::{self, FrameError, Reply};
+
+/// The call id of the initializer; jobs are numbered from 1.
+const INIT_ID: u64 = 0;
+/// How long a worker that closed its channel during its initializer may take
+/// to be reaped.
+const DEATH_GRACE: Duration = Duration::from_millis(500);
+
+/// Which task to run in each new worker, and its encoded arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Initializer {
+    task: Arc<str>,
+    args: Arc<[u8]>,
+}
+
+impl Initializer {
+    pub(crate) fn new(task: &str, args: Vec<u8>) -> Self {
+        Initializer {
+            task: Arc::from(task),
+            args: Arc::from(args),
+        }
+    }
+
+    pub(crate) fn task(&self) -> &str {
+        &self.task
+    }
+}
+
+/// Runs `init` on the freshly started worker behind `link`. Returns the link
+/// once the initializer returned; otherwise the worker is killed and reaped
+/// and the error says why.
+pub(crate) fn run(
+    mut link: Box<dyn Link>,
+    init: &Initializer,
+    limit: Duration,
+) -> Result<Box<dyn Link>, Error> {
+    let failed = |message: String, location: Option<String>| Error::InitializerFailed {
+        task: init.task.to_string(),
+        message,
+        location,
+    };
+    // Zero fingerprint: called by name, like Python's initializer.
+    let header = wire::call_header(INIT_ID, 0, &init.task);
+    let answer = match link.send(&[&header, &init.args]) {
+        Ok(()) => link.recv(Some(limit)),
+        Err(e) => Err(e),
+    };
+    let why = match answer.as_deref().map(wire::parse_reply) {
+        Ok(Ok(Reply::Value { id: INIT_ID, .. })) => return Ok(link),
+        Ok(Ok(Reply::Panic { report, .. })) => failed(
+            format!("it panicked: {}", report.message),
+            Some(report.location),
+        ),
+        Ok(Ok(Reply::Failed { error, .. })) => {
+            let error = crate::dispatch::remote_error(&init.task, "", error);
+            failed(error.to_string(), None)
+        }
+        Ok(Ok(other)) => failed(format!("unexpected reply {other:?}"), None),
+        Ok(Err(message)) => failed(format!("corrupt reply: {message}"), None),
+        Err(FrameError::TimedOut) => failed(format!("it did not return within {limit:?}"), None),
+        Err(FrameError::TooLarge { len, max }) => failed(
+            format!("its reply of {len} bytes exceeds the frame limit of {max} bytes"),
+            None,
+        ),
+        Err(_) => {
+            let pid = link.pid();
+            let status = link.finish(DEATH_GRACE);
+            return Err(failed(
+                format!("worker process {pid} died ({status}) while running it"),
+                None,
+            ));
+        }
+    };
+    link.kill();
+    link.finish(Duration::ZERO);
+    Err(why)
+}

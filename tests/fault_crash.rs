@@ -1,0 +1,277 @@
+//! A worker that dies (SIGKILL, abort, SIGSEGV, exit) fails exactly the task
+//! it held with `Error::WorkerDied`, promptly; a replacement takes over; an
+//! idle worker that dies is reaped and replaced without anyone noticing; no
+//! child process is left behind.
+//!
+//! `std::process::exit` in a task is tested in `fault_parent.rs`, through a
+//! real program: in a test binary the harness's `main` has already begun to
+//! exit when a worker serves, so Rust aborts a second `exit`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, Error, ExitInfo, Pool};
+use support::{alive, assert_no_children, children, serial};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn worker_pid() -> u32 {
+    std::process::id()
+}
+
+/// Announces that it runs by creating `marker`, then sleeps.
+#[pool_task]
+fn announce_then_sleep(marker: PathBuf, ms: u64) -> u32 {
+    std::fs::write(&marker, std::process::id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+#[pool_task]
+fn abort_now() -> u32 {
+    std::process::abort()
+}
+
+#[pool_task]
+fn segfault() -> u32 {
+    // SAFETY: plain libc calls; restoring the default action first, since the
+    // Rust runtime's own SIGSEGV handler ignores a raised (not faulting) one.
+    unsafe {
+        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+        libc::raise(libc::SIGSEGV);
+    }
+    0
+}
+
+fn marker(name: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "procpool-fault-crash-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// Waits until the task behind `marker` runs; returns its worker's pid.
+fn wait_started(marker: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(marker) {
+            if let Ok(pid) = text.parse() {
+                let _ = std::fs::remove_file(marker);
+                return pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "the task never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: kill(2) on a pid that is our own unreaped child.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) }, 0);
+}
+
+/// The pool still serves, from a process other than `dead`, with one live
+/// child per worker and no zombie.
+fn assert_pool_recovered(pool: &Pool, dead: u32) {
+    for _ in 0..3 {
+        let pid = apply_worker_pid(pool).unwrap();
+        assert_ne!(pid, dead);
+        assert_ne!(pid, std::process::id());
+    }
+    assert!(
+        !children().contains(&dead),
+        "the dead worker was not reaped"
+    );
+    assert_eq!(children().len(), pool.processes());
+}
+
+#[test]
+fn sigkill_mid_task_fails_that_task_promptly_and_the_pool_carries_on() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let marker = marker("kill");
+    let doomed = apply_async_announce_then_sleep(&pool, marker.clone(), 30_000);
+    let others: Vec<_> = (0..6).map(|_| apply_async_worker_pid(&pool)).collect();
+    let pid = wait_started(&marker);
+    let killed_at = Instant::now();
+    sigkill(pid);
+    let outcome = doomed.get();
+    let latency = killed_at.elapsed();
+    println!("WorkerDied arrived {latency:?} after SIGKILL");
+    match outcome {
+        Err(Error::WorkerDied {
+            task,
+            pid: p,
+            status,
+        }) => {
+            assert_eq!(task, "fault_crash::announce_then_sleep");
+            assert_eq!(p, pid);
+            assert_eq!(status, ExitInfo::Signal(libc::SIGKILL));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    for r in others {
+        assert_ne!(
+            r.get().unwrap(),
+            std::process::id(),
+            "no other task is lost"
+        );
+    }
+    assert_pool_recovered(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+fn expect_death(result: Result<u32, Error>, task: &str, expected: ExitInfo) -> u32 {
+    match result {
+        Err(Error::WorkerDied {
+            task: t,
+            pid,
+            status,
+        }) => {
+            assert_eq!(t, task);
+            assert_eq!(status, expected);
+            assert_ne!(pid, std::process::id());
+            pid
+        }
+        other => panic!("expected WorkerDied for {task}, got {other:?}"),
+    }
+}
+
+#[test]
+fn abort_is_reported_as_sigabrt() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let begun = Instant::now();
+    let pid = expect_death(
+        apply_abort_now(&pool),
+        "fault_crash::abort_now",
+        ExitInfo::Signal(libc::SIGABRT),
+    );
+    assert!(begun.elapsed() < Duration::from_secs(5));
+    // A replacement starts without waiting for the next task.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = children();
+        if now.len() == 1 && now[0] != pid && alive(now[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no replacement started: {now:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_pool_recovered(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_segfault_is_reported_as_sigsegv() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = expect_death(
+        apply_segfault(&pool),
+        "fault_crash::segfault",
+        ExitInfo::Signal(libc::SIGSEGV),
+    );
+    assert_pool_recovered(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn an_idle_worker_that_dies_is_reaped_and_replaced_at_once() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let before = children();
+    assert_eq!(before.len(), 2);
+    let victim = before[0];
+    sigkill(victim);
+    // Reaped (no zombie) within a second, and replaced, without any task
+    // being submitted. (The replacement's start gets more time: a busy
+    // machine may take a while to exec a debug binary.)
+    let killed_at = Instant::now();
+    while children().contains(&victim) {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(1),
+            "the dead worker lingers as a zombie"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    println!("idle worker reaped {:?} after SIGKILL", killed_at.elapsed());
+    loop {
+        let now = children();
+        if now.len() == 2 && now.iter().all(|&p| alive(p)) {
+            break;
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(10),
+            "not replaced: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids: Vec<u32> = (0..4).map(|_| apply_worker_pid(&pool).unwrap()).collect();
+    assert!(!pids.contains(&victim));
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_job_sent_to_a_worker_that_just_died_idle_runs_on_a_new_one() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    for _ in 0..5 {
+        let victim = apply_worker_pid(&pool).unwrap();
+        sigkill(victim);
+        while alive(victim) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Dead but maybe not yet noticed: the job must not fail for it.
+        let pid = apply_worker_pid(&pool).unwrap();
+        assert_ne!(pid, victim);
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn many_deaths_in_a_row_leave_no_zombie() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = (0..6)
+        .map(|i| match i % 3 {
+            0 => apply_async_abort_now(&pool),
+            1 => apply_async_abort_now(&pool),
+            _ => apply_async_segfault(&pool),
+        })
+        .collect();
+    for r in results {
+        assert!(matches!(r.get(), Err(Error::WorkerDied { .. })));
+    }
+    let text = apply_abort_now(&pool).unwrap_err().to_string();
+    assert!(text.contains("SIGABRT"), "{text}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(children().iter().all(|&p| alive(p)), "a zombie is left");
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_panicking_parent_thread_still_reaps_its_workers() {
+    let _serial = serial();
+    let outcome = std::thread::spawn(|| {
+        let pool = Pool::new(2).unwrap();
+        // Held (not awaited) while the thread panics.
+        let _pending = apply_async_worker_pid(&pool);
+        assert_eq!(children().len(), 2);
+        panic!("the caller panics while its pool is open");
+    })
+    .join();
+    assert!(outcome.is_err());
+    assert_no_children();
+}

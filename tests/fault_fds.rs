@@ -1,0 +1,59 @@
+//! Workers do not inherit the parent's unrelated file descriptors, even ones
+//! opened without close-on-exec.
+
+mod support;
+
+use std::ffi::CString;
+
+use procpool::{pool_task, Pool};
+use support::{assert_no_children, serial};
+
+procpool::enable_test_support!();
+
+/// This worker's open fds, each with what it points to.
+#[pool_task]
+fn open_fds() -> (u32, Vec<(i32, String)>) {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
+        let target = std::fs::read_link(entry.path())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        fds.push((fd, target));
+    }
+    (std::process::id(), fds)
+}
+
+#[test]
+fn workers_inherit_only_stdio_and_their_channel() {
+    let _serial = serial();
+    let path = std::env::temp_dir().join(format!("procpool-fd-leak-{}", std::process::id()));
+    std::fs::write(&path, "secret").unwrap();
+    let c_path = CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: open(2) on a valid C string; deliberately without O_CLOEXEC.
+    let leaked = unsafe { libc::open(c_path.as_ptr(), libc::O_RDONLY) };
+    assert!(leaked > 2, "open failed");
+    let pool = Pool::new(2).unwrap();
+    for _ in 0..4 {
+        let (pid, fds) = apply_open_fds(&pool).unwrap();
+        assert_ne!(pid, std::process::id());
+        let path_text = path.display().to_string();
+        assert!(
+            !fds.iter().any(|(_, target)| *target == path_text),
+            "the worker inherited fd {leaked} ({path_text}): {fds:?}"
+        );
+        // stdio, the channel at fd 3, and the directory being listed.
+        let unexpected: Vec<_> = fds
+            .iter()
+            .filter(|(fd, target)| *fd > 3 && !target.starts_with("/proc/"))
+            .collect();
+        assert!(unexpected.is_empty(), "unexpected fds {unexpected:?}");
+        let channel = fds.iter().find(|(fd, _)| *fd == 3).expect("the channel");
+        assert!(channel.1.starts_with("socket:"), "{channel:?}");
+    }
+    drop(pool);
+    // SAFETY: closing the fd opened above.
+    unsafe { libc::close(leaked) };
+    std::fs::remove_file(&path).unwrap();
+    assert_no_children();
+}

@@ -1,0 +1,231 @@
+//! Bad bytes on the task channel: oversized frames, corrupt and truncated
+//! frames, unknown names and signature mismatches all give the task a typed
+//! error; the parent never panics, hangs or allocates what a bogus length
+//! announces, and the pool carries on.
+
+mod support;
+
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+
+use procpool::__private::{submit, ArgsEncoder, TaskInfo};
+use procpool::{pool_task, Error, ExitInfo, Pool};
+use support::{assert_no_children, children, serial};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn worker_pid() -> u32 {
+    std::process::id()
+}
+
+#[pool_task]
+fn byte_count(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
+#[pool_task]
+fn make_bytes(n: usize) -> Vec<u8> {
+    vec![7; n]
+}
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Writes `bytes` raw onto this worker's task channel (fd 3), ahead of the
+/// reply the worker itself sends, then optionally exits.
+#[pool_task]
+fn write_raw(bytes: Vec<u8>, then_exit: bool) -> u32 {
+    // SAFETY: fd 3 is the worker's open task channel; ManuallyDrop keeps this
+    // second handle from closing it.
+    let mut channel = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
+    channel.write_all(&bytes).unwrap();
+    if then_exit {
+        // SAFETY: ends this worker process at once.
+        unsafe { libc::_exit(0) }
+    }
+    std::process::id()
+}
+
+#[test]
+fn arguments_over_the_frame_limit_are_refused_before_sending() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    match apply_byte_count(&pool, vec![0; 10_000]) {
+        Err(Error::FrameTooLarge { task, len, max }) => {
+            assert_eq!(task, "fault_frames::byte_count");
+            assert!(len > 10_000, "{len}");
+            assert_eq!(max, 4096);
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_eq!(apply_byte_count(&pool, vec![0; 1000]).unwrap(), 1000);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_result_over_the_frame_limit_is_refused_by_the_worker() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    match apply_make_bytes(&pool, 10_000) {
+        Err(Error::FrameTooLarge { task, len, max }) => {
+            assert_eq!(task, "fault_frames::make_bytes");
+            assert!(len > 10_000, "{len}");
+            assert_eq!(max, 4096);
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_eq!(apply_make_bytes(&pool, 100).unwrap(), vec![7; 100]);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// The pool serves on from a new worker after `dead` was dropped.
+fn assert_replaced(pool: &Pool, dead: u32) {
+    let now = apply_worker_pid(pool).unwrap();
+    assert_ne!(now, dead);
+    assert_ne!(now, std::process::id());
+    assert!(!children().contains(&dead), "the bad worker was reaped");
+}
+
+#[test]
+fn a_corrupt_reply_is_a_protocol_error_and_the_worker_is_replaced() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    // A frame with an unknown tag.
+    match apply_write_raw(&pool, vec![1, 0, 0, 0, 0x77], false) {
+        Err(Error::Protocol { task, message }) => {
+            assert_eq!(task, "fault_frames::write_raw");
+            assert!(message.contains("tag 119"), "{message}");
+        }
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert_replaced(&pool, pid);
+    // A panic report whose message announces u64::MAX bytes.
+    let pid = apply_worker_pid(&pool).unwrap();
+    let mut frame = vec![18, 0, 0, 0, 12];
+    frame.extend_from_slice(&1u64.to_le_bytes());
+    frame.push(253);
+    frame.extend_from_slice(&u64::MAX.to_le_bytes());
+    match apply_write_raw(&pool, frame, false) {
+        Err(Error::Protocol { task, .. }) => assert_eq!(task, "fault_frames::write_raw"),
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert_replaced(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_bogus_huge_length_is_refused_without_allocating_it() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap(); // default limit: 256 MiB
+    let pid = apply_worker_pid(&pool).unwrap();
+    match apply_write_raw(&pool, vec![0xf0, 0xff, 0xff, 0xff, 1, 2, 3], false) {
+        Err(Error::FrameTooLarge { task, len, max }) => {
+            assert_eq!(task, "fault_frames::write_raw");
+            assert_eq!(len, 0xffff_fff0);
+            assert_eq!(max, 256 << 20);
+        }
+        other => panic!("expected FrameTooLarge, got {other:?}"),
+    }
+    assert_replaced(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_frame_cut_short_by_the_workers_death_is_worker_died() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    // Announces 100 bytes, sends 10, exits.
+    let mut frame = vec![100, 0, 0, 0];
+    frame.extend_from_slice(&[11; 10]);
+    match apply_write_raw(&pool, frame, true) {
+        Err(Error::WorkerDied {
+            task,
+            pid: p,
+            status,
+        }) => {
+            assert_eq!(task, "fault_frames::write_raw");
+            assert_eq!(p, pid);
+            assert_eq!(status, ExitInfo::Code(0));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_replaced(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn unknown_names_and_signature_mismatches_are_refused_by_the_worker() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let args = || ArgsEncoder::new().push(&3u64).finish();
+    let unknown = TaskInfo {
+        name: "fault_frames::no_such_task",
+        signature: "fn(u64) -> u64",
+        fingerprint: 0,
+    };
+    match submit::<u64>(&pool, &unknown, args()).get() {
+        Err(Error::UnknownTask { task, .. }) => assert_eq!(task, "fault_frames::no_such_task"),
+        other => panic!("expected UnknownTask, got {other:?}"),
+    }
+    // What a caller built from other sources sends: the right name, another
+    // signature's fingerprint.
+    let stale = TaskInfo {
+        name: "fault_frames::square",
+        signature: "fn(u32) -> u64",
+        fingerprint: 0x1234_5678,
+    };
+    match submit::<u64>(&pool, &stale, args()).get() {
+        Err(Error::SignatureMismatch {
+            task,
+            caller,
+            worker,
+        }) => {
+            assert_eq!(task, "fault_frames::square");
+            assert_eq!(caller, "fn(u32) -> u64");
+            assert_eq!(worker, "fn(u64) -> u64");
+        }
+        other => panic!("expected SignatureMismatch, got {other:?}"),
+    }
+    // Unchecked (fingerprint 0) but undecodable arguments.
+    let garbage = TaskInfo {
+        name: "fault_frames::square",
+        signature: "",
+        fingerprint: 0,
+    };
+    let bad_args = ArgsEncoder::new().push("not a number").finish();
+    match submit::<u64>(&pool, &garbage, bad_args).get() {
+        Err(Error::Decode { task, what, .. }) => {
+            assert_eq!(task, "fault_frames::square");
+            assert_eq!(what, "arguments");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}

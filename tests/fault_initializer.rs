@@ -1,0 +1,195 @@
+//! The pool's initializer (Python's `initializer` / `initargs`) runs once in
+//! each worker before its first task; if it fails, `build()` (or the task
+//! whose replacement worker needed it) gets `Error::InitializerFailed`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use procpool::{pool_task, Error, Pool};
+use support::{assert_no_children, serial};
+
+procpool::enable_test_support!();
+
+static SCALE: AtomicU64 = AtomicU64::new(0);
+static INIT_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[pool_task]
+fn setup(scale: u64, note: String) {
+    assert_eq!(note, "initargs");
+    SCALE.store(scale, Ordering::SeqCst);
+    INIT_RUNS.fetch_add(1, Ordering::SeqCst);
+}
+
+/// What the initializer left behind in this worker.
+#[pool_task]
+fn state() -> (u64, u32, u32) {
+    (
+        SCALE.load(Ordering::SeqCst),
+        INIT_RUNS.load(Ordering::SeqCst),
+        std::process::id(),
+    )
+}
+
+#[pool_task]
+fn refuse(why: String) {
+    panic!("initializer refused: {why}");
+}
+
+/// Fails once `flag` exists, so a pool can start and its respawns fail.
+#[pool_task]
+fn fail_if_flagged(flag: PathBuf) {
+    if flag.exists() {
+        panic!("flagged");
+    }
+}
+
+#[pool_task]
+fn slow_setup(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+#[pool_task]
+fn exit_worker() {
+    // SAFETY: _exit ends this worker process at once.
+    unsafe { libc::_exit(9) }
+}
+
+#[test]
+fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(5)
+        .initializer("fault_initializer::setup", &(7u64, "initargs"))
+        .build()
+        .unwrap();
+    let results: Vec<_> = (0..20).map(|_| apply_async_state(&pool)).collect();
+    let mut pids = std::collections::HashSet::new();
+    for r in results {
+        let (scale, runs, pid) = r.get().unwrap();
+        assert_eq!(scale, 7, "the initializer ran before the task");
+        assert_eq!(runs, 1, "exactly once per worker");
+        assert_ne!(pid, std::process::id());
+        pids.insert(pid);
+    }
+    assert!(pids.len() >= 4, "replacement workers ran it too: {pids:?}");
+    assert_eq!(SCALE.load(Ordering::SeqCst), 0, "never in the parent");
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_panicking_initializer_fails_build_with_a_typed_error() {
+    let _serial = serial();
+    let result = Pool::builder()
+        .processes(2)
+        .initializer("fault_initializer::refuse", &("no config",))
+        .build();
+    match result {
+        Err(Error::InitializerFailed {
+            task,
+            message,
+            location,
+        }) => {
+            assert_eq!(task, "fault_initializer::refuse");
+            assert!(
+                message.contains("initializer refused: no config"),
+                "{message}"
+            );
+            let location = location.expect("a panic has a location");
+            assert!(
+                location.starts_with("tests/fault_initializer.rs:"),
+                "{location}"
+            );
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    assert_no_children();
+}
+
+#[test]
+fn an_unknown_or_mistyped_initializer_fails_build() {
+    let _serial = serial();
+    match Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::stup", &())
+        .build()
+    {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::stup");
+            assert!(
+                message.contains("fault_initializer::setup"),
+                "suggests: {message}"
+            );
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    match Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::setup", &("not a u64",))
+        .build()
+    {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::setup");
+            assert!(message.contains("decode its arguments"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    assert_no_children();
+}
+
+#[test]
+fn an_initializer_slower_than_start_timeout_fails_build() {
+    let _serial = serial();
+    let begun = std::time::Instant::now();
+    let result = Pool::builder()
+        .processes(2)
+        .start_timeout(std::time::Duration::from_millis(300))
+        .initializer("fault_initializer::slow_setup", &(60_000u64,))
+        .build();
+    match result {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::slow_setup");
+            assert!(message.contains("did not return within 300ms"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    assert!(begun.elapsed() < std::time::Duration::from_secs(10));
+    assert_no_children();
+}
+
+#[test]
+fn a_respawn_whose_initializer_fails_fails_the_task_that_needed_it() {
+    let _serial = serial();
+    let flag = std::env::temp_dir().join(format!("procpool-init-flag-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::fail_if_flagged", &(&flag,))
+        .build()
+        .unwrap();
+    assert!(apply_state(&pool).is_ok());
+    std::fs::write(&flag, "").unwrap();
+    assert!(matches!(
+        apply_exit_worker(&pool),
+        Err(Error::WorkerDied { .. })
+    ));
+    match apply_state(&pool) {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::fail_if_flagged");
+            assert!(message.contains("flagged"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    // The failed worker was reaped (so is the one the idle slot tries next).
+    assert_no_children();
+    std::fs::remove_file(&flag).unwrap();
+    assert!(
+        apply_state(&pool).is_ok(),
+        "the pool recovers once it can start workers"
+    );
+    drop(pool);
+    assert_no_children();
+}

@@ -1,0 +1,127 @@
+//! Task time limits: pool-wide and per call (`Pool::with_task_timeout`). A
+//! task past its limit fails with `Error::Timeout`, its worker is killed and
+//! replaced; `AsyncResult::get_timeout` only stops waiting.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, Error, Pool};
+use support::{alive, assert_no_children, children, serial};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+fn expect_timeout(result: Result<u32, Error>, limit: Duration) {
+    match result {
+        Err(Error::Timeout { task, limit: l }) => {
+            assert_eq!(task, "fault_timeout::nap");
+            assert_eq!(l, limit);
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_past_the_pool_wide_limit_times_out_and_its_worker_is_replaced() {
+    let _serial = serial();
+    let limit = Duration::from_millis(300);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(limit)
+        .build()
+        .unwrap();
+    let first = apply_nap(&pool, 0).unwrap();
+    let begun = Instant::now();
+    expect_timeout(apply_nap(&pool, 60_000), limit);
+    assert!(begun.elapsed() < Duration::from_secs(10));
+    assert!(!alive(first), "the stuck worker was killed");
+    assert!(!children().contains(&first), "and reaped");
+    let second = apply_nap(&pool, 0).unwrap();
+    assert_ne!(second, first, "a new worker took over");
+    assert_ne!(second, std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_per_call_override_applies_only_to_calls_through_its_handle() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(2)
+        .task_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let patient = pool.with_task_timeout(Some(Duration::from_secs(60)));
+    let unlimited = pool.with_task_timeout(None);
+    let short = Duration::from_millis(100);
+    let impatient = pool.with_task_timeout(Some(short));
+    // Longer than the pool-wide limit, but allowed through the override.
+    assert_ne!(apply_nap(&patient, 600).unwrap(), std::process::id());
+    assert_ne!(apply_nap(&unlimited, 600).unwrap(), std::process::id());
+    expect_timeout(apply_nap(&impatient, 60_000), short);
+    expect_timeout(apply_nap(&pool, 60_000), Duration::from_millis(200));
+    // Async calls carry their handle's limit too.
+    let r = apply_async_nap(&impatient, 60_000);
+    let ok = apply_async_nap(&patient, 300);
+    expect_timeout(r.get(), short);
+    assert!(ok.get().is_ok());
+    // Handles share workers: dropping one does not close the pool.
+    drop(impatient);
+    drop(patient);
+    assert!(apply_nap(&unlimited, 0).is_ok());
+    assert_eq!(children().len(), 2);
+    drop(pool);
+    assert!(
+        apply_nap(&unlimited, 0).is_ok(),
+        "the last handle keeps it open"
+    );
+    drop(unlimited);
+    assert_no_children();
+}
+
+#[test]
+fn closing_through_any_handle_closes_the_pool() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let other = pool.with_task_timeout(Some(Duration::from_secs(5)));
+    other.close();
+    assert!(matches!(apply_nap(&pool, 0), Err(Error::PoolClosed { .. })));
+    drop(other);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn get_timeout_stops_waiting_but_the_task_completes() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let r = apply_async_nap(&pool, 500);
+    match r.get_timeout(Duration::from_millis(50)) {
+        Err(Error::WaitTimeout { task, waited }) => {
+            assert_eq!(task, "fault_timeout::nap");
+            assert_eq!(waited, Duration::from_millis(50));
+        }
+        other => panic!("expected WaitTimeout, got {other:?}"),
+    }
+    assert!(!r.ready());
+    let pid = r.get_timeout(Duration::from_secs(30)).unwrap();
+    assert_ne!(pid, std::process::id());
+    assert_eq!(r.get().unwrap(), pid, "collected again, not lost");
+    assert_eq!(
+        apply_nap(&pool, 0).unwrap(),
+        pid,
+        "its worker was not killed"
+    );
+    drop(pool);
+    assert_no_children();
+}
