@@ -229,3 +229,28 @@ fn chunksize_zero_yields_one_config_error() {
     let out: Vec<_> = imap_add_with(&pool, vec![(1, 2)], MapOptions::new().chunksize(0)).collect();
     assert!(matches!(out[..], [Err(Error::Config { .. })]));
 }
+
+/// Sleeps a long time on the item equal to `slow`.
+#[pool_task]
+fn stall_on(x: u32, slow: u32) -> u32 {
+    if x == slow {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    x
+}
+
+#[test]
+fn a_time_limit_applies_to_each_chunk() {
+    let pool = Pool::new(2).unwrap();
+    let limited = pool.with_task_timeout(Some(std::time::Duration::from_secs(2)));
+    let items: Vec<(u32, u32)> = (0..8).map(|x| (x, 3)).collect();
+    let out: Vec<Result<u32, Error>> =
+        imap_stall_on_with(&limited, items, MapOptions::new().chunksize(2)).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Err(Error::Timeout { .. }) if x == 2 || x == 3 => {}
+            Ok(v) if x != 2 && x != 3 => assert_eq!(*v, x as u32),
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}
