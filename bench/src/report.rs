@@ -380,7 +380,9 @@ pub fn smoke_failures(run: &Run) -> Vec<String> {
             &format!("{mib} MiB payload (ByteBuf)"),
             g(PROCPOOL, &k),
             g(FLOOR, &k),
-            10.0,
+            // Small payloads are dominated by a few copies whose cost swings
+            // with the machine's load; only an order of magnitude more counts.
+            20.0,
             true,
         );
     }
