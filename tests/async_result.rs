@@ -148,3 +148,46 @@ fn join_waits_for_pending_callbacks() {
     );
     drop(results);
 }
+
+/// Waits for `rx` with a watchdog, so a deadlock fails the test instead of hanging it.
+fn within_a_minute<T>(rx: &mpsc::Receiver<T>, what: &str) -> T {
+    rx.recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what}: deadlocked (no answer within 60 s)"))
+}
+
+#[test]
+fn a_callback_may_join_its_pool() {
+    let pool = Pool::new(1).unwrap();
+    let handle = pool.with_task_timeout(None);
+    let (tx, rx) = mpsc::channel();
+    let r = apply_async_nap_then_pid(&pool, 50).callback(move |pid| {
+        handle.join();
+        tx.send(pid).unwrap();
+    });
+    let pid = within_a_minute(&rx, "join inside a callback");
+    assert_ne!(pid, std::process::id());
+    assert_eq!(r.get().unwrap(), pid);
+    assert!(matches!(
+        apply_nap_then_pid(&pool, 0),
+        Err(Error::PoolClosed { .. })
+    ));
+}
+
+#[test]
+fn a_callback_may_drop_the_last_pool_handle() {
+    let pool = Pool::new(1).unwrap();
+    let handle = pool.with_task_timeout(None);
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let r = apply_async_nap_then_pid(&pool, 0).callback(move |pid| {
+        // Wait until the caller dropped its handle: this one is the last.
+        go_rx.recv().unwrap();
+        drop(handle);
+        tx.send(pid).unwrap();
+    });
+    drop(pool);
+    go_tx.send(()).unwrap();
+    let pid = within_a_minute(&rx, "dropping the last handle inside a callback");
+    assert_ne!(pid, std::process::id());
+    assert_eq!(r.get().unwrap(), pid);
+}

@@ -1,13 +1,15 @@
-//! Chaos: 2,000 tasks on 2 workers while a thread SIGKILLs a random worker
-//! every few milliseconds. Every result is either the right value or
-//! `Error::WorkerDied`; nothing hangs (a watchdog aborts the test after two
-//! minutes); afterwards no child process remains.
+//! Chaos: 2,000 tasks on 2 workers while a thread SIGKILLs a random child
+//! (serving or still starting) every few milliseconds. Every result is either
+//! the right value, `Error::WorkerDied`, or (a worker killed while starting
+//! three times in a row) `Error::WorkerStart` naming the task; every `Ok`
+//! task ran exactly once and no task ran twice; nothing hangs (a watchdog
+//! aborts the test after two minutes); afterwards no child process remains.
 
 mod support;
 
-use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
@@ -17,8 +19,19 @@ procpool::enable_test_support!();
 
 const TASKS: u64 = 2_000;
 
+/// Records that task `i` ran: creates `dir/i` (create_new), or `dir/twice-i`
+/// if it already ran once.
 #[pool_task]
-fn work(i: u64) -> (u64, u32) {
+fn work(dir: PathBuf, i: u64) -> (u64, u32) {
+    let create = |name: String| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(name))
+    };
+    if create(i.to_string()).is_err() {
+        let _ = create(format!("twice-{i}"));
+    }
     std::thread::sleep(Duration::from_micros(500));
     (i * 3, std::process::id())
 }
@@ -43,26 +56,20 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
         }
     });
 
+    let dir = std::env::temp_dir().join(format!("procpool-chaos-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
     let pool = Pool::new(2).unwrap();
-    // Workers known to have finished starting: only those are killed (one
-    // killed while starting fails a task with WorkerStart, a different
-    // fault, tested elsewhere).
-    let served: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    // Any child: serving, idle, or still starting (a start killed fast is retried).
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
     let killer = {
-        let (served, stop, kills) = (served.clone(), stop.clone(), kills.clone());
+        let (stop, kills) = (stop.clone(), kills.clone());
         std::thread::spawn(move || {
             let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id());
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(2 + xorshift(&mut seed) % 6));
-                let candidates: Vec<u32> = {
-                    let served = served.lock().unwrap();
-                    children()
-                        .into_iter()
-                        .filter(|p| served.contains(p))
-                        .collect()
-                };
+                let candidates = children();
                 if candidates.is_empty() {
                     continue;
                 }
@@ -77,36 +84,50 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
 
     let begun = Instant::now();
     let results: Vec<_> = (0..TASKS)
-        .map(|i| {
-            let served = served.clone();
-            apply_async_work(&pool, i).callback(move |(_, pid)| {
-                served.lock().unwrap().insert(pid);
-            })
-        })
+        .map(|i| apply_async_work(&pool, dir.clone(), i))
         .collect();
-    let (mut ok, mut died) = (0usize, 0usize);
+    let (mut ok, mut died, mut start_failed) = (0usize, 0usize, 0usize);
     for (i, r) in results.into_iter().enumerate() {
         match r.get() {
             Ok((value, pid)) => {
                 assert_eq!(value, i as u64 * 3, "task {i} got another's result");
                 assert_ne!(pid, std::process::id());
+                assert!(
+                    dir.join(i.to_string()).exists(),
+                    "task {i} is Ok but never ran"
+                );
                 ok += 1;
             }
             Err(Error::WorkerDied { task, .. }) => {
                 assert_eq!(task, "fault_chaos::work");
                 died += 1;
             }
-            Err(other) => panic!("task {i}: expected Ok or WorkerDied, got {other:?}"),
+            Err(Error::WorkerStart { task, .. }) => {
+                assert_eq!(task.as_deref(), Some("fault_chaos::work"));
+                assert!(
+                    !dir.join(i.to_string()).exists(),
+                    "task {i} ran, yet failed to start"
+                );
+                start_failed += 1;
+            }
+            Err(other) => panic!("task {i}: expected Ok, WorkerDied or WorkerStart, got {other:?}"),
         }
     }
     stop.store(true, Ordering::SeqCst);
     killer.join().unwrap();
     let kills = kills.load(Ordering::SeqCst);
     println!(
-        "fault_chaos: {TASKS} tasks in {:?}: ok {ok}, died {died}, kills {kills}",
+        "fault_chaos: {TASKS} tasks in {:?}: ok {ok}, died {died}, \
+         start failed {start_failed}, kills {kills}",
         begun.elapsed()
     );
-    assert_eq!(ok + died, TASKS as usize);
+    assert_eq!(ok + died + start_failed, TASKS as usize);
+    let twice: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("twice-"))
+        .collect();
+    assert!(twice.is_empty(), "tasks that ran twice: {twice:?}");
     assert!(kills > 0, "the killer never struck");
     assert!(
         died <= kills,
@@ -116,8 +137,9 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
     // The pool still works after the storm, once the last SIGKILL (which
     // may have hit a worker just as it took a task) has landed.
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(apply_work(&pool, 5).unwrap().0, 15);
+    assert_eq!(apply_work(&pool, dir.clone(), TASKS).unwrap().0, TASKS * 3);
     drop(pool);
     assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
     let _ = done_tx.send(());
 }

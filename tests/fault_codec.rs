@@ -134,6 +134,21 @@ fn a_result_the_caller_cannot_decode_is_a_decode_error() {
         }
         other => panic!("expected Decode, got {other:?}"),
     }
+    // 3 GiB announced in a 12-byte result: under 4 GiB, so a fixed limit let
+    // the parent reserve it; the limit scales with the input and refuses it.
+    let mut evil = vec![252];
+    evil.extend_from_slice(&(3u32 << 30).to_le_bytes());
+    evil.extend_from_slice(b"abcdefg");
+    let args = ArgsEncoder::new().push(&evil).finish();
+    let begun = std::time::Instant::now();
+    match submit::<String>(&pool, &info, args).get() {
+        Err(Error::Decode { task, what, .. }) => {
+            assert_eq!(task, "fault_codec::raw_bytes");
+            assert_eq!(what, "result");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    assert!(begun.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(apply_text(&pool, "ok".into()).unwrap(), "ok");
     assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
     drop(pool);

@@ -87,6 +87,11 @@ fn assert_pool_recovered(pool: &Pool, dead: u32) {
         !children().contains(&dead),
         "the dead worker was not reaped"
     );
+    // A replacement may still be starting: poll rather than read once.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while children().len() != pool.processes() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(children().len(), pool.processes());
 }
 
@@ -274,4 +279,78 @@ fn a_panicking_parent_thread_still_reaps_its_workers() {
     .join();
     assert!(outcome.is_err());
     assert_no_children();
+}
+
+/// This process's children, from each thread's `children` file (much faster
+/// than scanning all of /proc, so a starting worker is seen in time).
+fn fast_children() -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            out.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    out
+}
+
+/// Workers killed while starting (as by the OOM killer) do not fail a queued
+/// task that never ran: its worker's start is tried again (up to three times).
+/// The killer races the starts, so each round may instead hit the worker once
+/// it took the task (a legitimate `WorkerDied`); some round must show two
+/// starts killed and the task still `Ok`, and none may give `WorkerStart`.
+#[test]
+fn workers_killed_while_starting_do_not_fail_a_queued_task() {
+    let _serial = serial();
+    let mut proven = 0;
+    for _round in 0..5 {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        // The first worker retires after this task; its successor starts with the next.
+        let first = apply_worker_pid(&pool).unwrap();
+        // Kill (at most two of) the children that appear while the task
+        // waits: its worker's start attempts. (The next idle replacement comes
+        // only 100 ms after the task is done, when the killer has stopped.)
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let killer = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let mut killed = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) && killed.len() < 2 {
+                    for pid in fast_children() {
+                        if pid != first && !killed.contains(&pid) && killed.len() < 2 {
+                            // SAFETY: kill(2) on our own child process.
+                            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                            killed.push(pid);
+                        }
+                    }
+                }
+                killed
+            })
+        };
+        let outcome = apply_worker_pid(&pool);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let killed = killer.join().unwrap();
+        println!("killed {killed:?}: {outcome:?}");
+        match outcome {
+            Ok(pid) => {
+                assert!(pid != first && !killed.contains(&pid), "{pid} {killed:?}");
+                assert_ne!(pid, std::process::id());
+                if killed.len() == 2 {
+                    proven += 1;
+                }
+            }
+            // The kill landed after the task was handed to that worker.
+            Err(Error::WorkerDied { pid, .. }) if killed.contains(&pid) => {}
+            Err(e) => panic!("the task never ran, yet failed: {e:?}"),
+        }
+        drop(pool);
+        assert_no_children();
+    }
+    assert!(proven > 0, "no round killed two starts before the task ran");
 }

@@ -57,3 +57,42 @@ fn workers_inherit_only_stdio_and_their_channel() {
     std::fs::remove_file(&path).unwrap();
     assert_no_children();
 }
+
+fn parent_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[pool_task]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+/// Replacing workers leaks no fd in the parent: 20 tasks, each on a fresh
+/// worker, leave the parent with as many open fds as before the pool.
+#[test]
+fn worker_respawns_leak_no_fds_in_the_parent() {
+    let _serial = serial();
+    let before = parent_fd_count();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    let with_pool = parent_fd_count();
+    let mut pids = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let pid = apply_pid(&pool).unwrap();
+        assert_ne!(pid, std::process::id());
+        pids.insert(pid);
+    }
+    assert_eq!(pids.len(), 20, "every task ran on a fresh worker");
+    // Each slot keeps one staffed worker: the same number as at the start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while parent_fd_count() != with_pool && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(parent_fd_count(), with_pool, "fds leaked while respawning");
+    drop(pool);
+    assert_eq!(parent_fd_count(), before, "fds leaked by the pool");
+    assert_no_children();
+}

@@ -31,6 +31,11 @@ fn make_bytes(n: usize) -> Vec<u8> {
 }
 
 #[pool_task]
+fn panic_with(len: usize) -> u32 {
+    panic!("{}", "é".repeat(len / 2))
+}
+
+#[pool_task]
 fn square(x: u64) -> u64 {
     x * x
 }
@@ -91,6 +96,35 @@ fn a_result_over_the_frame_limit_is_refused_by_the_worker() {
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
     assert_eq!(apply_make_bytes(&pool, 100).unwrap(), vec![7; 100]);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_panic_report_over_the_frame_limit_is_cut_to_fit() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    match apply_panic_with(&pool, 10_000) {
+        Err(Error::Panic {
+            task,
+            message,
+            location,
+            ..
+        }) => {
+            assert_eq!(task, "fault_frames::panic_with");
+            assert!(message.starts_with("éé"), "{message}");
+            assert!(message.contains("cut to fit a frame"), "{message}");
+            assert!(message.len() < 4096, "{}", message.len());
+            assert!(location.contains("fault_frames.rs"), "{location}");
+        }
+        other => panic!("expected Panic, got {other:?}"),
+    }
     assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
     drop(pool);
     assert_no_children();

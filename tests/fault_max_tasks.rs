@@ -48,3 +48,47 @@ fn workers_are_replaced_after_n_tasks_without_losing_any() {
     drop(pool);
     assert_no_children();
 }
+
+/// With one worker at a time, each of `TASKS / N` workers serves exactly `N`
+/// tasks and then exits with code 0 when asked (the hand-over is clean).
+#[test]
+fn each_worker_serves_exactly_n_tasks_and_exits_cleanly() {
+    let _serial = serial();
+    const N: usize = 3;
+    const TASKS: u32 = 30;
+    let (retired_before, unclean_before) = procpool::__private::retirements();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(N)
+        .build()
+        .unwrap();
+    let results: Vec<_> = (0..TASKS).map(|i| apply_async_tagged(&pool, i)).collect();
+    let mut order = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        let (echo, pid) = r.get().unwrap();
+        assert_eq!(echo, i as u32);
+        assert_ne!(pid, std::process::id());
+        order.push(pid);
+    }
+    drop(pool);
+    // Consecutive runs of one pid, each exactly N long, all pids distinct.
+    let runs: Vec<&[u32]> = order.chunk_by(|a, b| a == b).collect();
+    assert_eq!(runs.len(), TASKS as usize / N, "{order:?}");
+    assert!(runs.iter().all(|run| run.len() == N), "{order:?}");
+    let distinct: std::collections::HashSet<_> = order.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        TASKS as usize / N,
+        "a pid came back: {order:?}"
+    );
+    let (retired, unclean) = procpool::__private::retirements();
+    assert!(
+        retired - retired_before >= TASKS as usize / N,
+        "every worker was asked to exit"
+    );
+    assert_eq!(
+        unclean, unclean_before,
+        "a retired worker did not exit with code 0"
+    );
+    assert_no_children();
+}

@@ -30,7 +30,8 @@ fn expect_timeout(result: Result<u32, Error>, limit: Duration) {
 #[test]
 fn a_task_past_the_pool_wide_limit_times_out_and_its_worker_is_replaced() {
     let _serial = serial();
-    let limit = Duration::from_millis(300);
+    // Generous: the 0 ms tasks below must not time out on a loaded machine.
+    let limit = Duration::from_secs(2);
     let pool = Pool::builder()
         .processes(1)
         .task_timeout(limit)
@@ -39,7 +40,7 @@ fn a_task_past_the_pool_wide_limit_times_out_and_its_worker_is_replaced() {
     let first = apply_nap(&pool, 0).unwrap();
     let begun = Instant::now();
     expect_timeout(apply_nap(&pool, 60_000), limit);
-    assert!(begun.elapsed() < Duration::from_secs(10));
+    assert!(begun.elapsed() < Duration::from_secs(30));
     assert!(!alive(first), "the stuck worker was killed");
     assert!(!children().contains(&first), "and reaped");
     let second = apply_nap(&pool, 0).unwrap();

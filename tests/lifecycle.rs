@@ -105,9 +105,19 @@ fn a_pool_outlives_the_thread_that_made_it() {
     let _serial = serial();
     // Workers die with the thread that forks them (PR_SET_PDEATHSIG), so
     // the pool must not fork from the caller's thread.
-    let pool = std::thread::spawn(|| Pool::new(1).unwrap()).join().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
-    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
+    let (pool, pid) = std::thread::spawn(|| {
+        let pool = Pool::new(1).unwrap();
+        let pid = apply_nap(&pool, 0).unwrap();
+        (pool, pid)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(pid, std::process::id());
+    std::thread::sleep(Duration::from_millis(300));
+    // The very worker started while that thread lived still answers (a
+    // replacement would mean it died with the thread).
+    assert_eq!(apply_nap(&pool, 0).unwrap(), pid);
+    assert_eq!(apply_nap(&pool, 0).unwrap(), pid);
     drop(pool);
     assert_no_children();
 }
@@ -119,4 +129,149 @@ fn bad_configuration_is_a_typed_error() {
         Pool::builder().processes(1).max_tasks_per_child(0).build(),
         Err(Error::Config { .. })
     ));
+    match Pool::builder().processes(1).max_frame_bytes(100).build() {
+        Err(Error::Config { message }) => assert!(message.contains("max_frame_bytes"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_name_too_long_for_the_wire_is_refused_at_submit() {
+    use procpool::__private::{submit, ArgsEncoder, TaskInfo};
+    let pool = Pool::new(1).unwrap();
+    let name: &'static str = Box::leak("n".repeat(70_000).into_boxed_str());
+    let info = TaskInfo {
+        name,
+        signature: "",
+        fingerprint: 0,
+    };
+    match submit::<u32>(&pool, &info, ArgsEncoder::new().push(&0u64).finish()).get() {
+        Err(Error::Encode {
+            task,
+            what,
+            message,
+        }) => {
+            assert_eq!(task.len(), 70_000, "the error names the whole task");
+            assert_eq!(what, "task name");
+            assert!(message.contains("70000 bytes"), "{message}");
+        }
+        other => panic!("expected Encode, got {other:?}"),
+    }
+    // The pool is unharmed.
+    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
+}
+
+/// Terminate while slots are busy starting replacements (every worker serves
+/// one task): no slot may start a worker after terminate and run a queued
+/// task on it, so terminate returns promptly and no long task succeeds.
+#[test]
+fn terminate_while_workers_are_being_replaced_starts_no_new_worker() {
+    let _serial = serial();
+    for round in 0..8u64 {
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        let quick: Vec<_> = (0..10).map(|_| apply_async_nap(&pool, 0)).collect();
+        let long: Vec<_> = (0..4).map(|_| apply_async_nap(&pool, 30_000)).collect();
+        std::thread::sleep(Duration::from_millis(15 * round));
+        let begun = Instant::now();
+        pool.terminate();
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "round {round}: terminate waited {:?} for a task",
+            begun.elapsed()
+        );
+        for r in quick {
+            match r.get() {
+                Ok(pid) => assert_ne!(pid, std::process::id()),
+                Err(Error::Terminated { .. }) => {}
+                other => panic!("round {round}: expected Ok or Terminated, got {other:?}"),
+            }
+        }
+        for r in long {
+            match r.get() {
+                Err(Error::Terminated { task }) => assert_eq!(task, "lifecycle::nap"),
+                other => panic!("round {round}: expected Terminated, got {other:?}"),
+            }
+        }
+        assert_no_children();
+    }
+}
+
+/// Several threads joining at once all wait for the queued work (and its
+/// callbacks), not only the first.
+#[test]
+fn every_concurrent_join_waits_for_the_work() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let results: Vec<_> = (0..6)
+        .map(|_| {
+            let tx = tx.clone();
+            apply_async_nap(&pool, 300).callback(move |pid| tx.send(pid).unwrap())
+        })
+        .collect();
+    drop(tx);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let barrier = std::sync::Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..3 {
+            scope.spawn(|| {
+                barrier.wait();
+                pool.join();
+                assert!(
+                    results.iter().all(|r| r.ready()),
+                    "a join returned before the queued work finished"
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            });
+        }
+    });
+    assert_eq!(done.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let pids: Vec<u32> = rx.try_iter().collect();
+    assert_eq!(pids.len(), 6, "every callback ran before join returned");
+    assert!(pids.iter().all(|&pid| pid != std::process::id()));
+    assert_no_children();
+}
+
+/// Terminate just as a slot finds its idle worker dead (killed from outside)
+/// and would start a replacement for the task it took: no replacement may run
+/// the task, so terminate returns promptly and the task fails as terminated.
+#[test]
+fn terminate_as_a_slot_replaces_a_dead_worker_runs_nothing() {
+    let _serial = serial();
+    for round in 0..20u64 {
+        let pool = Pool::new(1).unwrap();
+        let worker = apply_nap(&pool, 0).unwrap();
+        // SAFETY: kill(2) on our own child process.
+        unsafe { libc::kill(worker as libc::pid_t, libc::SIGKILL) };
+        // Dead (a zombie, not yet reaped): the slot's send will fail, and it
+        // will start a replacement for the task.
+        let stat = format!("/proc/{worker}/stat");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            match state.rsplit_once(')').map(|(_, rest)| rest.trim_start()) {
+                Some(rest) if rest.starts_with('Z') => break,
+                None => break,
+                _ => std::thread::yield_now(),
+            }
+        }
+        let long = apply_async_nap(&pool, 30_000);
+        std::thread::sleep(Duration::from_micros(50 * round));
+        let begun = Instant::now();
+        pool.terminate();
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "round {round}: terminate waited {:?} for a task",
+            begun.elapsed()
+        );
+        match long.get() {
+            Err(Error::Terminated { .. } | Error::WorkerDied { .. }) => {}
+            other => panic!("round {round}: expected Terminated, got {other:?}"),
+        }
+        assert_no_children();
+    }
 }

@@ -16,6 +16,15 @@ use crate::pool::TaskCall;
 pub use crate::registry::{CallError, Registration};
 use crate::{codec, AsyncResult, Imap, ImapUnordered, MapOptions, Pool};
 
+/// How many workers this process asked to exit (after `max_tasks_per_child`
+/// tasks, or at `join`), and how many of those did not exit with code 0.
+/// For tests.
+pub fn retirements() -> (usize, usize) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let [all, unclean] = &crate::dispatch::RETIRED;
+    (all.load(Relaxed), unclean.load(Relaxed))
+}
+
 /// The caller's view of one task: how to name it on the wire.
 pub struct TaskInfo {
     pub name: &'static str,

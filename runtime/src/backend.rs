@@ -41,6 +41,9 @@ pub(crate) trait Link: Send {
 #[derive(Default)]
 pub(crate) struct KillSwitch {
     pid: std::sync::Mutex<Option<u32>>,
+    /// Set (under the `pid` lock) by `terminate`: from then on no worker may
+    /// be started for this slot, so a terminated pool never spawns again.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl KillSwitch {
@@ -53,5 +56,23 @@ impl KillSwitch {
         if let Some(pid) = *self.lock() {
             crate::sys::kill(pid);
         }
+    }
+
+    /// Refuses every later start (see [`is_closed`](Self::is_closed)) and
+    /// kills the current worker, both under the lock a start spawns under:
+    /// a start either ran before (and its worker is killed here) or sees
+    /// the flag and spawns nothing.
+    pub(crate) fn close_and_kill(&self) {
+        let pid = self.lock();
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(pid) = *pid {
+            crate::sys::kill(pid);
+        }
+    }
+
+    /// Whether [`close_and_kill`](Self::close_and_kill) ran; a backend checks
+    /// it while holding [`lock`](Self::lock), right before it spawns.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -82,7 +82,9 @@ pub(crate) fn execute(
     items: &[u8],
     max_frame: usize,
 ) -> Vec<u8> {
-    let failed = |error| wire::encode_reply(&Reply::Failed { id, error });
+    // Failures are cut to fit a frame, as for single calls.
+    let reply = |reply| wire::encode_reply(&worker::fit_in_frame(reply, max_frame));
+    let failed = |error| reply(Reply::Failed { id, error });
     let registration = match find(name, fingerprint) {
         Ok(r) => r,
         Err(error) => return failed(error),
@@ -98,7 +100,7 @@ pub(crate) fn execute(
         }),
         Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
         Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
-        Err(report) => wire::encode_reply(&Reply::Panic { id, report }),
+        Err(report) => reply(Reply::Panic { id, report }),
     }
 }
 

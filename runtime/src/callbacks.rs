@@ -8,6 +8,12 @@ use std::sync::{Arc, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+thread_local! {
+    /// Set on callback threads: a callback that joins its pool (or drops its
+    /// last handle) must not wait for the callback thread, i.e. for itself.
+    static ON_CALLBACK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A handle to one pool's callback thread, started on first use. The thread
 /// ends when the pool and every `AsyncResult` of it are gone.
 #[derive(Clone, Default)]
@@ -27,8 +33,13 @@ impl CallbackRunner {
         }
     }
 
-    /// Waits until every callback posted so far has run.
+    /// Waits until every callback posted so far has run. On a callback
+    /// thread it returns at once: waiting there would wait for itself (the
+    /// callbacks posted before it have run; later ones still run).
     pub(crate) fn flush(&self) {
+        if ON_CALLBACK_THREAD.with(|c| c.get()) {
+            return;
+        }
         let started = self
             .sender
             .lock()
@@ -50,6 +61,7 @@ fn spawn_thread() -> Sender<Job> {
     let spawned = std::thread::Builder::new()
         .name("procpool-callbacks".into())
         .spawn(move || {
+            ON_CALLBACK_THREAD.with(|c| c.set(true));
             for job in rx {
                 run_guarded(job);
             }

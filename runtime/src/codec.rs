@@ -5,20 +5,40 @@ use serde::Serialize;
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 
-/// The most a decode may claim (reserve) in all: a frame is at most 4 GiB,
-/// so no honest payload needs more. Without a limit, bincode reserves
-/// whatever length corrupt bytes announce for a `String` or `Vec` and can
-/// panic with "capacity overflow"; with it, such a length is an error.
-/// (A bogus length under the limit is reserved lazily zeroed, so it costs
-/// address space, not memory, before the decode fails.)
-const DECODE_LIMIT: usize = u32::MAX as usize;
+/// The most a decode may claim (reserve) in all, chosen per input: the
+/// smallest of these that is at least [`CLAIM_FACTOR`] times the input's
+/// length. bincode claims (and allocates up front) the length a `String` or
+/// byte buffer announces, so corrupt bytes could make the parent allocate
+/// gigabytes; an honest payload never claims more than its own length (serde
+/// sequences grow as they decode), so a bogus length beyond the limit is an
+/// error before anything is allocated. The largest (4 GiB) is the largest frame.
+const LIMITS: [usize; 5] = [1 << 16, 1 << 20, 1 << 24, 1 << 28, u32::MAX as usize];
+/// How much more than its input a decode may claim.
+const CLAIM_FACTOR: usize = 32;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
 }
 
-fn decode_config() -> Configuration<LittleEndian, Varint, Limit<DECODE_LIMIT>> {
-    bincode::config::standard().with_limit::<DECODE_LIMIT>()
+fn limited<const N: usize>() -> Configuration<LittleEndian, Varint, Limit<N>> {
+    bincode::config::standard().with_limit::<N>()
+}
+
+/// Decodes from the start of `bytes` with a claim limit scaled to its length.
+fn decode_scaled<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+    let wanted = bytes.len().saturating_mul(CLAIM_FACTOR);
+    let limit = LIMITS
+        .into_iter()
+        .find(|&l| l >= wanted)
+        .unwrap_or(LIMITS[LIMITS.len() - 1]);
+    let decoded = match limit {
+        l if l == LIMITS[0] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 16 }>()),
+        l if l == LIMITS[1] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 20 }>()),
+        l if l == LIMITS[2] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 24 }>()),
+        l if l == LIMITS[3] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 28 }>()),
+        _ => bincode::serde::decode_from_slice(bytes, limited::<{ u32::MAX as usize }>()),
+    };
+    decoded.map_err(|e| e.to_string())
 }
 
 /// Encodes a value; the error is the encoder's message.
@@ -38,14 +58,13 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
 
 /// Decodes a value from the start of `bytes`; returns it and the bytes used.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
-    bincode::serde::decode_from_slice(bytes, decode_config()).map_err(|e| e.to_string())
+    decode_scaled(bytes)
 }
 
 /// Decodes a value that must use every byte: leftovers mean the two sides
 /// disagree about the type, and decoding them as something else would be garbage.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, decode_config()).map_err(|e| e.to_string())?;
+    let (value, used) = decode_scaled::<T>(bytes)?;
     if used != bytes.len() {
         return Err(format!(
             "{} of {} bytes left over: the types on the two sides differ",
@@ -84,6 +103,34 @@ mod fuzz {
             bytes.extend_from_slice(&[1, 2, 3]);
             prop_assert!(decode::<String>(&bytes).is_err());
             prop_assert!(decode::<Vec<u64>>(&bytes).is_err());
+        }
+    }
+
+    /// A 3 GiB length announced in a 12-byte input is refused before any
+    /// allocation: under the old fixed 4 GiB limit it was reserved up front.
+    #[test]
+    fn a_large_length_in_a_small_input_is_refused_before_allocating() {
+        // A varint: marker 252, then the length as a u32.
+        let mut bytes = vec![252];
+        bytes.extend_from_slice(&(3u32 << 30).to_le_bytes());
+        bytes.extend_from_slice(b"abcdefg");
+        let begun = std::time::Instant::now();
+        let error = decode::<String>(&bytes).unwrap_err();
+        assert!(error.contains("Limit"), "{error}");
+        // A serde sequence grows as it decodes: it runs out of input instead.
+        assert!(decode::<Vec<u8>>(&bytes).is_err());
+        assert!(begun.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn honest_payloads_decode_at_every_size() {
+        for len in [0usize, 10, 3000, 70_000, 2_000_000] {
+            let text = "x".repeat(len);
+            let bytes = super::encode(&text).unwrap();
+            assert_eq!(decode::<String>(&bytes).unwrap(), text);
+            let many = vec![String::from("ab"); len / 100];
+            let bytes = super::encode(&many).unwrap();
+            assert_eq!(decode::<Vec<String>>(&bytes).unwrap(), many);
         }
     }
 }

@@ -20,6 +20,8 @@ const DEATH_GRACE: Duration = Duration::from_millis(500);
 /// worker killed while idle is reaped (no zombie) and replaced at once rather
 /// than at the next job.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How many times a job's worker start is tried (see `start_for`).
+const START_ATTEMPTS: u32 = 3;
 
 /// What became of one job on one worker.
 enum Exchange {
@@ -110,10 +112,17 @@ fn run_job(
     loop {
         let mut link = match worker.take() {
             Some(link) => link,
-            None => match shared.start_worker(index) {
-                Ok(link) => link,
-                Err(e) => return (Err(e), None),
-            },
+            None => {
+                // After terminate no worker is started (the backend refuses
+                // too): the job fails as terminated instead of running.
+                if shared.is_terminated() {
+                    return (Err(terminated(job)), None);
+                }
+                match start_for(shared, index, job) {
+                    Ok(link) => link,
+                    Err(e) => return (Err(e), None),
+                }
+            }
         };
         let loss = match exchange(link.as_mut(), job) {
             Exchange::Done(outcome) => return (outcome, Some(link)),
@@ -135,6 +144,34 @@ fn run_job(
         };
         let status = link.finish(grace);
         return (Err(lost(shared, job, loss, pid, status)), None);
+    }
+}
+
+/// Starts a worker to run `job`. A start that failed fast (e.g. a worker
+/// killed while starting, by the OOM killer) is tried again, since the job
+/// never ran: at most [`START_ATTEMPTS`] times, and not once the pool's start
+/// timeout has been used up, so a start that times out is not retried and an
+/// initializer failure ([`Error::InitializerFailed`]) never is.
+fn start_for(shared: &Shared, index: usize, job: &Job) -> Result<Box<dyn Link>, Error> {
+    let begun = std::time::Instant::now();
+    let mut attempt = 1;
+    loop {
+        match shared.start_worker(index) {
+            Ok(link) => return Ok(link),
+            Err(_) if shared.is_terminated() => return Err(terminated(job)),
+            Err(Error::WorkerStart { .. })
+                if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
+            {
+                attempt += 1;
+            }
+            Err(Error::WorkerStart { message, .. }) => {
+                return Err(Error::WorkerStart {
+                    task: Some(job.task.to_string()),
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -233,6 +270,12 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
     }
 }
 
+fn terminated(job: &Job) -> Error {
+    Error::Terminated {
+        task: job.task.to_string(),
+    }
+}
+
 fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> Error {
     let task = job.task.to_string();
     if shared.is_terminated() {
@@ -250,10 +293,23 @@ fn lost(shared: &Shared, job: &Job, loss: Loss, pid: u32, status: ExitInfo) -> E
     }
 }
 
-/// Asks a worker to exit and reaps it.
+/// Workers asked to exit so far (this process), and how many of them did
+/// not exit with code 0; read by tests through `__private`.
+pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+
+/// Asks a worker to exit and reaps it. A worker that does not exit with code
+/// 0 is reported on stderr (and counted): the hand-over was not clean.
 fn retire(worker: Option<Box<dyn Link>>) {
+    use std::sync::atomic::Ordering::Relaxed;
     if let Some(mut link) = worker {
+        let pid = link.pid();
         let _ = link.send(&[&wire::shutdown_message()]);
-        link.finish(SHUTDOWN_GRACE);
+        let status = link.finish(SHUTDOWN_GRACE);
+        RETIRED[0].fetch_add(1, Relaxed);
+        if status != ExitInfo::Code(0) {
+            RETIRED[1].fetch_add(1, Relaxed);
+            eprintln!("procpool: retired worker {pid} ended with {status}, not exit code 0");
+        }
     }
 }

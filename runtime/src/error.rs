@@ -185,8 +185,12 @@ pub enum Error {
     },
 
     /// A worker process could not be started, or failed before its first task.
-    #[error("could not start a worker process: {message}")]
+    /// (A start that failed fast, e.g. a worker killed while starting, is
+    /// tried up to three times for a queued task before this is reported.)
+    #[error("could not start a worker process{}: {message}", for_task(task))]
     WorkerStart {
+        /// The task that needed the worker, if a task did (not at pool creation).
+        task: Option<String>,
         /// What went wrong, with a hint where one is known.
         message: String,
     },
@@ -265,4 +269,10 @@ impl fmt::Display for ExitInfo {
             ExitInfo::Unknown => f.write_str("exit status unknown"),
         }
     }
+}
+
+fn for_task(task: &Option<String>) -> String {
+    task.as_deref()
+        .map(|t| format!(" for task `{t}`"))
+        .unwrap_or_default()
 }

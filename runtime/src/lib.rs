@@ -77,11 +77,16 @@
 //! A failure reaches only the task it concerns, as an [`Error`] naming the
 //! task, and the pool carries on: a worker that dies running a task (killed,
 //! segfault, `abort`, `exit`) gives [`Error::WorkerDied`] with its signal or
-//! exit code and is replaced; a task past its time limit
+//! exit code and is replaced (a worker that dies at the very instant a task
+//! is handed to it fails that task the same way, whether or not it started;
+//! one that dies idle is replaced unnoticed); a task past its time limit
 //! ([`PoolBuilder::task_timeout`], [`Pool::with_task_timeout`]) gives
 //! [`Error::Timeout`] and its worker is killed and replaced; oversized or
 //! corrupt frames, unknown names, signature mismatches and encoding failures
-//! each have their own variant. Workers exit with their parent, even when it
+//! each have their own variant. (The signature fingerprint covers the types
+//! as written in the task's signature, not changes inside a struct's
+//! definition.) Workers inherit no file descriptor but their channel and
+//! stdio. Workers exit with their parent, even when it
 //! is killed with SIGKILL, and every child is reaped on every path.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
@@ -324,6 +329,15 @@ pub(crate) fn is_test_harness() -> bool {
 #[macro_export]
 macro_rules! enable_test_support {
     () => {
+        // SAFETY: this runs before `main`, in no guaranteed order with other
+        // constructors. It is sound because `__init_test_harness` only stores
+        // two atomics, reads and removes two environment variables (libc's
+        // environ is ready before constructors run, and no other thread
+        // exists yet to race the removal), and in a worker stores the channel
+        // in a static behind its own uncontended mutex and registers an
+        // atexit hook. It spawns no thread, panics on no path, and reads no
+        // other crate's statics (the task registry is read later, from the
+        // hook), so the constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {

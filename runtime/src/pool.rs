@@ -58,7 +58,19 @@ pub struct Pool {
 /// What every handle of one pool shares; dropping it closes and joins.
 struct Inner {
     shared: Arc<Shared>,
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    threads: Mutex<Threads>,
+    /// Signalled when the slot threads have all been joined.
+    joined: Condvar,
+}
+
+/// The slot threads, and how far joining them has got: the first `join`
+/// joins them; any other `join` meanwhile waits for it (and all then wait
+/// for the callbacks), so no caller returns before the work is done.
+#[derive(Default)]
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+    joining: bool,
+    joined: bool,
 }
 
 /// Configures a [`Pool`]; made by [`Pool::builder`].
@@ -99,9 +111,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Largest frame either side sends or accepts, in bytes (default 256 MiB).
-    /// A task whose arguments or result need more fails with
-    /// [`Error::FrameTooLarge`].
+    /// Largest frame either side sends or accepts, in bytes (default 256 MiB,
+    /// at least 1 KiB: [`build`](Self::build) refuses less with
+    /// [`Error::Config`]). A task whose arguments or result need more fails
+    /// with [`Error::FrameTooLarge`].
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
         self
@@ -198,6 +211,26 @@ impl PoolBuilder {
             return Err(Error::Config {
                 message: "a pool needs at least one process".into(),
             });
+        }
+        if config.max_frame < wire::MIN_MAX_FRAME {
+            return Err(Error::Config {
+                message: format!(
+                    "max_frame_bytes must be at least {} (got {})",
+                    wire::MIN_MAX_FRAME,
+                    config.max_frame
+                ),
+            });
+        }
+        if let Some(init) = &config.initializer {
+            if init.task().len() > wire::MAX_NAME_LEN {
+                return Err(Error::Config {
+                    message: format!(
+                        "the initializer's name is {} bytes; at most {} fit in a call",
+                        init.task().len(),
+                        wire::MAX_NAME_LEN
+                    ),
+                });
+            }
         }
         if config.max_tasks_per_child == Some(0) {
             return Err(Error::Config {
@@ -359,6 +392,7 @@ impl Pool {
             inner: Arc::new(Inner {
                 shared: shared.clone(),
                 threads: Mutex::default(),
+                joined: Condvar::new(),
             }),
             task_timeout,
         };
@@ -381,7 +415,7 @@ impl Pool {
                     }
                 });
             match spawned {
-                Ok(handle) => pool.inner.threads().push(handle),
+                Ok(handle) => pool.inner.threads().handles.push(handle),
                 Err(e) => {
                     pool.terminate();
                     return Err(Error::io("could not start a pool thread", e));
@@ -468,6 +502,19 @@ impl Pool {
     ) -> AsyncResult<R> {
         let shared = self.shared();
         let runner = shared.runner.clone();
+        // A name the wire cannot carry whole is refused, not cut short.
+        if call.task.len() > wire::MAX_NAME_LEN {
+            let error = Error::Encode {
+                task: call.task.to_string(),
+                what: "task name",
+                message: format!(
+                    "the task name is {} bytes; at most {} fit in a call",
+                    call.task.len(),
+                    wire::MAX_NAME_LEN
+                ),
+            };
+            return result::ready(call.task, runner, Err(error));
+        }
         let args = match args {
             Ok(args) => args,
             Err(message) => {
@@ -530,14 +577,16 @@ impl Pool {
         // Each promise fails its task as it drops.
         drop(dropped);
         for switch in &shared.switches {
-            switch.kill();
+            // Also refuses later starts: a slot that finds its worker gone
+            // must not start a new one and run its task after terminate.
+            switch.close_and_kill();
         }
         self.join();
     }
 }
 
 impl Inner {
-    fn threads(&self) -> MutexGuard<'_, Vec<JoinHandle<()>>> {
+    fn threads(&self) -> MutexGuard<'_, Threads> {
         self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -548,9 +597,22 @@ impl Inner {
 
     fn join(&self) {
         self.close();
-        let threads = std::mem::take(&mut *self.threads());
-        for handle in threads {
-            let _ = handle.join();
+        let mut threads = self.threads();
+        if threads.joining {
+            // Another caller is joining the slot threads: wait for it.
+            while !threads.joined {
+                threads = self.joined.wait(threads).unwrap_or_else(|e| e.into_inner());
+            }
+            drop(threads);
+        } else {
+            threads.joining = true;
+            let handles = std::mem::take(&mut threads.handles);
+            drop(threads);
+            for handle in handles {
+                let _ = handle.join();
+            }
+            self.threads().joined = true;
+            self.joined.notify_all();
         }
         self.shared.runner.flush();
     }

@@ -58,7 +58,10 @@ impl ProcessBackend {
 
 impl Backend for ProcessBackend {
     fn start(&self, kill: &Arc<KillSwitch>) -> Result<Box<dyn Link>, Error> {
-        let start_error = |message: String| Error::WorkerStart { message };
+        let start_error = |message: String| Error::WorkerStart {
+            task: None,
+            message,
+        };
         let (ours, theirs) =
             sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
         let mut cmd = Command::new(&self.exe);
@@ -72,6 +75,11 @@ impl Backend for ProcessBackend {
             // Spawning under the switch's lock publishes the pid before any
             // other thread can look for it.
             let mut slot = kill.lock();
+            // Terminated: spawn nothing (checked under the lock `terminate`
+            // sets the flag under, so no worker outlives it).
+            if kill.is_closed() {
+                return Err(start_error("the pool was terminated".into()));
+            }
             let child = cmd.spawn().map_err(|e| {
                 start_error(format!("could not execute {}: {e}", self.exe.display()))
             })?;

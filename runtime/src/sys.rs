@@ -36,7 +36,9 @@ pub(crate) fn worker_executable() -> PathBuf {
 pub(crate) fn configure_child(cmd: &mut Command, channel: &UnixStream) {
     let fd = channel.as_raw_fd();
     let parent = std::process::id() as libc::pid_t;
-    let hook = move || prepare_child(fd, parent);
+    // Read here, not in the child: the fallback below needs the fd limit.
+    let max_fd = max_fd();
+    let hook = move || prepare_child(fd, parent, max_fd);
     // SAFETY: `prepare_child` runs in the forked child before `exec` and only
     // makes async-signal-safe system calls (dup2, fcntl, prctl, getppid,
     // syscall(close_range)); it allocates nothing and takes no locks.
@@ -45,7 +47,21 @@ pub(crate) fn configure_child(cmd: &mut Command, channel: &UnixStream) {
     }
 }
 
-fn prepare_child(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
+/// One more than the highest fd this process may have open (the soft
+/// `RLIMIT_NOFILE`, capped so the fallback loop stays bounded).
+fn max_fd() -> libc::c_int {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == -1 {
+        return 65_536;
+    }
+    limit.rlim_cur.min(1 << 20) as libc::c_int
+}
+
+fn prepare_child(fd: RawFd, parent: libc::pid_t, max_fd: libc::c_int) -> io::Result<()> {
     // SAFETY (whole fn): plain syscalls on integers; see `configure_child`.
     unsafe {
         if fd == CHANNEL_FD {
@@ -58,14 +74,20 @@ fn prepare_child(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
         }
         // Everything above the channel closes at exec: a worker must not keep
         // the parent's files, sockets or other workers' channels open.
-        // Ignored where close_range or its CLOEXEC flag is missing (< 5.11);
-        // procpool's own fds are close-on-exec anyway.
-        libc::syscall(
+        // Where close_range or its CLOEXEC flag is missing (Linux < 5.11),
+        // mark each fd close-on-exec one by one (fcntl is async-signal-safe;
+        // on a closed fd it just fails with EBADF).
+        let closed = libc::syscall(
             libc::SYS_close_range,
             (CHANNEL_FD + 1) as libc::c_uint,
             libc::c_uint::MAX,
             libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
         );
+        if closed == -1 {
+            for other in (CHANNEL_FD + 1)..max_fd {
+                libc::fcntl(other, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
         // The kernel kills the worker when the spawning thread's process dies,
         // even by SIGKILL; the check closes the race with a parent that died
         // before prctl ran.
@@ -88,8 +110,10 @@ fn prepare_child(fd: RawFd, parent: libc::pid_t) -> io::Result<()> {
 
 /// Takes ownership of the channel the parent left at `fd`.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: fstat only writes into the zeroed struct we own.
+    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
+    // struct of the right type; an fd that is not open is an EBADF error.
     if unsafe { libc::fstat(fd, &mut stat) } == -1 {
         return Err(io::Error::last_os_error());
     }
@@ -110,11 +134,17 @@ pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
-pub(crate) fn at_exit(hook: extern "C" fn()) {
+/// Fails if the C runtime could not register it.
+pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
     // SAFETY: registers a plain function pointer with the C runtime; `hook`
     // is a Rust `extern "C" fn` that never unwinds (it ends the process).
-    unsafe {
-        libc::atexit(hook);
+    let registered = unsafe { libc::atexit(hook) };
+    if registered == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "atexit returned {registered} (too many exit handlers?)"
+        )))
     }
 }
 

@@ -235,7 +235,14 @@ pub enum Reply {
     Results { id: u64, bytes: Vec<u8> },
 }
 
+/// The longest task name a call can carry (its length is a `u16`).
+pub const MAX_NAME_LEN: usize = u16::MAX as usize;
+/// The smallest frame limit a pool accepts: room for a call header, a short
+/// result and a cut-down panic report.
+pub const MIN_MAX_FRAME: usize = 1024;
+
 /// Encodes a call's header; the arguments follow it in the same frame.
+/// (Callers refuse names over [`MAX_NAME_LEN`]; one is cut, never sent whole.)
 pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
     header(TAG_CALL, id, fingerprint, name)
 }

@@ -47,7 +47,21 @@ pub(crate) fn serve_at_exit(channel: Channel) {
             run(channel, Exit::Immediate);
         }
     }
-    sys::at_exit(serve);
+    if let Err(e) = sys::at_exit(serve) {
+        // Without the hook this worker would run the test harness and exit
+        // without a word, leaving its parent to wait for the start timeout:
+        // tell the parent now, and stop.
+        let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Channel { fd, max_frame }) = channel {
+            let _ = EXIT_MODE.set(Exit::Immediate);
+            let message = format!("atexit failed, so the worker cannot serve: {e}");
+            eprintln!("procpool worker: {message}");
+            if let Ok(mut channel) = sys::adopt_channel(fd) {
+                fatal(&mut channel, message, max_frame);
+            }
+        }
+        end_process(EXIT_PROTOCOL);
+    }
 }
 
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
@@ -175,9 +189,11 @@ pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     })
 }
 
-/// A result too large for one frame is reported as such, not sent.
-fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
-    match reply {
+/// A result too large for one frame is reported as such, not sent. A panic
+/// report or error too large for one is cut down to fit (longest text first),
+/// so the caller still gets its typed error and the worker lives on.
+pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
+    let mut reply = match reply {
         Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
             id,
             error: RemoteError::ResultTooLarge {
@@ -185,8 +201,55 @@ fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
                 max: max_frame as u64,
             },
         },
+        // Fits (checked above); not encoded twice, results can be large.
+        value @ Reply::Value { .. } => return value,
         other => other,
+    };
+    // Each round halves the longest text, so this ends; texts of a few bytes
+    // fit any frame the builder accepts (at least 1 KiB).
+    while wire::encode_reply(&reply).len() > max_frame {
+        let mut texts = reply_texts(&mut reply);
+        let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
+            break;
+        };
+        if longest.len() <= 16 {
+            break;
+        }
+        let keep = longest.len() / 2;
+        shorten(longest, keep);
     }
+    reply
+}
+
+/// The free-form texts of a failure reply, which may be cut to fit a frame.
+fn reply_texts(reply: &mut Reply) -> Vec<&mut String> {
+    match reply {
+        Reply::Panic { report, .. } => {
+            let mut texts = vec![&mut report.message, &mut report.location];
+            texts.extend(report.backtrace.as_mut());
+            texts
+        }
+        Reply::Failed { error, .. } => match error {
+            RemoteError::UnknownTask { suggestions } => suggestions.iter_mut().collect(),
+            RemoteError::DuplicateTask { first, second } => vec![first, second],
+            RemoteError::SignatureMismatch { worker_signature } => vec![worker_signature],
+            RemoteError::DecodeArgs(m) | RemoteError::EncodeResult(m) => vec![m],
+            RemoteError::ResultTooLarge { .. } => Vec::new(),
+        },
+        Reply::Fatal { message } => vec![message],
+        Reply::Hello { .. } | Reply::Value { .. } | Reply::Results { .. } => Vec::new(),
+    }
+}
+
+/// Cuts `text` to about `keep` bytes (on a char boundary) and says so.
+fn shorten(text: &mut String, keep: usize) {
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… ({cut} bytes cut to fit a frame)"));
 }
 
 fn install_panic_hook() {
