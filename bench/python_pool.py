@@ -77,7 +77,25 @@ def timed(f):
     return now() - start
 
 
+def map_only(items, chunksize):
+    """`--map-only ITEMS CHUNKSIZE` (0: Pool.map's default): prints the items/s
+    of Pool.map on `inc` over 2 workers, median of 3 after a warm-up."""
+    ctx = mp.get_context("spawn")
+    kwargs = {"chunksize": chunksize} if chunksize > 0 else {}
+    with ctx.Pool(2) as pool:
+        pool.map(inc, range(1000), **kwargs)
+
+        def batch():
+            assert pool.map(inc, range(items), **kwargs)[-1] == items
+
+        ips = statistics.median(items / timed(batch) for _ in range(3))
+    print(f"Python Pool.map, chunksize {chunksize or 'default'}: {items} items, {ips:,.0f} items/s")
+
+
 def main():
+    if sys.argv[1] == "--map-only":
+        map_only(int(sys.argv[2]), int(sys.argv[3]))
+        return
     plan = json.loads(sys.argv[1])
     ctx = mp.get_context("spawn")
     n = plan["processes"]
@@ -112,6 +130,15 @@ def main():
             assert pool.map(inc, range(items))[-1] == items
 
         out["map_ips"] = statistics.median(items / timed(map_batch) for _ in range(plan["map_reps"]))
+
+        c1_items = plan["map_c1_items"]
+
+        def map_batch_c1():
+            assert pool.map(inc, range(c1_items), chunksize=1)[-1] == c1_items
+
+        out["map_c1_ips"] = statistics.median(
+            c1_items / timed(map_batch_c1) for _ in range(plan["map_reps"])
+        )
 
         iters = calibrate_spin(plan["cpu_task_ms"] / 1e3)
         k = plan["cpu_tasks"]

@@ -271,9 +271,9 @@ fn a_panicking_parent_thread_still_reaps_its_workers() {
     let _serial = serial();
     let outcome = std::thread::spawn(|| {
         let pool = Pool::new(2).unwrap();
-        let pending = apply_async_worker_pid(&pool);
+        // Held (not awaited) while the thread panics.
+        let _pending = apply_async_worker_pid(&pool);
         assert_eq!(children().len(), 2);
-        let _ = pending;
         panic!("the caller panics while its pool is open");
     })
     .join();

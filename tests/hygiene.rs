@@ -74,3 +74,21 @@ fn runs_when_defined_by_macro_rules() {
     assert_eq!(value, 6);
     assert_ne!(pid, std::process::id());
 }
+
+#[test]
+fn the_map_family_runs_with_shadowed_prelude_names() {
+    let pool = procpool::Pool::new(2).unwrap();
+    let items = vec![(vec![1i64, 2], 0i64), (vec![5], 1)];
+    let totals = shadowed::map_total(&pool, items.clone()).unwrap();
+    assert_eq!(totals.iter().map(|t| t.sum).collect::<Vec<_>>(), [3, 6]);
+    assert!(totals.iter().all(|t| t.pid != std::process::id()));
+    let sums: Vec<i64> = shadowed::imap_total(&pool, items)
+        .map(|t| t.unwrap().sum)
+        .collect();
+    assert_eq!(sums, [3, 6]);
+    let tripled: Vec<u64> = imap_unordered_triple(&pool, 0..3)
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(tripled.len(), 3);
+    assert_eq!(map_async_triple(&pool, 0..3).get().unwrap()[2].0, 6);
+}

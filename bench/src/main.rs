@@ -12,8 +12,10 @@
 //! ```
 //!
 //! Options: `--smoke`; `--no-python`, `--no-procspawn` (skip a system);
-//! `--no-write` (print only); `--profile apply|async|payload procpool|floor [N]`
-//! (one workload alone, untabulated, for `perf record` / `strace -c`). Python needs `python3` on PATH; without it the
+//! `--no-write` (print only); `--profile apply|async|payload|map|map1 procpool|floor [N]`
+//! (one workload alone, untabulated, for `perf record` / `strace -c`; `map` is
+//! `map_inc` with the default chunking, `map1` with chunksize 1, both also on
+//! `python` for Python's `Pool.map` alone: `--profile map python 1000000`). Python needs `python3` on PATH; without it the
 //! Python column says why it is empty.
 //!
 //! Start-up order: the floor child check comes first (it must not touch
@@ -129,6 +131,38 @@ fn main() {
 /// `apply` (round trips), `async` (a batch of apply_async) or `payload`
 /// (64 MiB ByteBuf echoes); `n` is the number of calls, tasks or echoes.
 fn profile(workload: &str, system: &str, n: usize) {
+    if system == "python" {
+        let chunksize = if workload == "map1" { "1" } else { "0" };
+        let status = std::process::Command::new("python3")
+            .arg(run_python::script())
+            .args(["--map-only", &n.to_string(), chunksize])
+            .status()
+            .expect("python3");
+        assert!(status.success(), "python_pool.py --map-only failed");
+        return;
+    }
+    if workload.starts_with("map") && system == "procpool" {
+        let pool = procpool::Pool::new(2).expect("pool");
+        let run = |items| match workload {
+            "map1" => run_procpool::map_items_chunk1(&pool, items),
+            _ => run_procpool::map_items(&pool, items),
+        };
+        run(1000); // warm-up
+        let mut rates: Vec<f64> = (0..3)
+            .map(|_| n as f64 / measure::timed(|| run(n)).0.as_secs_f64())
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let chunks = if workload == "map1" {
+            "chunksize 1"
+        } else {
+            "default chunksize"
+        };
+        println!(
+            "procpool map_inc, {chunks}: {n} items, {:.0} items/s (median of 3)",
+            rates[1]
+        );
+        return;
+    }
     let floor = system == "floor";
     let pool = (!floor).then(|| procpool::Pool::new(2).expect("pool"));
     let mut child = floor.then(|| floor::FloorChild::start().expect("floor child"));

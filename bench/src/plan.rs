@@ -18,6 +18,8 @@ pub struct Plan {
     pub procspawn_async_tasks: usize,
     pub async_reps: usize,
     pub map_items: usize,
+    /// Items of the chunksize-1 map (one frame per item: Python needs fewer).
+    pub map_c1_items: usize,
     pub map_reps: usize,
     pub cpu_tasks: usize,
     pub cpu_task_ms: u64,
@@ -39,6 +41,7 @@ impl Plan {
             procspawn_async_tasks: 4_000,
             async_reps: 5,
             map_items: 200_000,
+            map_c1_items: 20_000,
             map_reps: 3,
             cpu_tasks: 8,
             cpu_task_ms: 50,
@@ -59,6 +62,7 @@ impl Plan {
             procspawn_async_tasks: 500,
             async_reps: 3,
             map_items: 10_000,
+            map_c1_items: 2_000,
             map_reps: 1,
             cpu_tasks: 4,
             cpu_task_ms: 20,
@@ -77,6 +81,7 @@ pub mod key {
     pub const APPLY_US: &str = "apply_us";
     pub const ASYNC_TPS: &str = "apply_async_tps";
     pub const MAP_IPS: &str = "map_ips";
+    pub const MAP_C1_IPS: &str = "map_c1_ips";
     pub const CPU_SERIAL_MS: &str = "cpu_serial_ms";
     pub const CPU_APPLY_MS: &str = "cpu_apply_ms";
     pub const CPU_ASYNC_MS: &str = "cpu_async_ms";

@@ -88,6 +88,13 @@ pub fn rows(run: &Run) -> Vec<Row> {
             Some("map"),
         ),
         row(
+            format!("{MAP_LABEL}, chunksize 1, {} items²", p.map_c1_items),
+            key::MAP_C1_IPS,
+            "items/s",
+            true,
+            None,
+        ),
+        row(
             format!(
                 "CPU: {} × {} ms, serial in caller",
                 p.cpu_tasks, p.cpu_task_ms
@@ -193,8 +200,10 @@ pub fn notes(run: &Run) -> String {
          median over repetitions of one run; compare ratios, not absolute times across runs.\n\n\
          ¹ procspawn: {} tasks (it holds ~3 file descriptors per queued task). The floor \
          pipelines bare frames to the children from writer threads.\n\
-         ² procpool: one apply_async per item until `map_` lands. Python: `Pool.map`, default \
-         chunksize. Floor: Python's default chunking, one frame per chunk. procspawn's pool has no map.\n\
+         ² procpool: `map_inc` (one frame per chunk, the worker runs the whole chunk); Python: \
+         `Pool.map`; both with the default chunksize (ceil(items / (4 × workers))) and with \
+         chunksize 1. Floor: Python's default chunking, one frame per chunk. procspawn's pool \
+         has no map.\n\
          ³ Identity task, MB/s = 2 × size / round-trip time. `Vec<u8>` goes through serde \
          element by element; `serde_bytes::ByteBuf` as one byte string. Python sends `bytes` \
          and the floor raw frames, so their two rows are the same figure.\n\

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use procpool::{Error, Pool};
+use procpool::{Error, MapOptions, Pool};
 use serde_bytes::ByteBuf;
 
 use crate::measure::{self, median_of, timed};
@@ -37,6 +37,12 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, Error> {
         plan.map_items as f64 / took.as_secs_f64()
     });
     f.insert(key::MAP_IPS.into(), ips);
+
+    let ips = median_of(plan.map_reps, || {
+        let (took, ()) = timed(|| map_items_chunk1(&pool, plan.map_c1_items));
+        plan.map_c1_items as f64 / took.as_secs_f64()
+    });
+    f.insert(key::MAP_C1_IPS.into(), ips);
 
     cpu_scaling(&pool, plan, spin_iters, &mut f);
 
@@ -95,17 +101,28 @@ fn async_batch(pool: &Pool, tasks: usize) {
     }
 }
 
-/// The label of workload 4 while it goes through `apply_async`.
-pub const MAP_LABEL: &str = "map (via apply_async; map_ pending)";
+/// The label of workload 4.
+pub const MAP_LABEL: &str = "map";
 
-/// Workload 4: `items` trivial items, default chunking.
-///
-/// PENDING: procpool's `map_<fn>` is not in this tree yet, so this submits
-/// one `apply_async` per item. Once `map_inc` exists, replace the body with
-/// `map_inc(pool, 0..items as u64)` (default chunking) and change
-/// [`MAP_LABEL`] to "map".
-fn map_items(pool: &Pool, items: usize) {
-    async_batch(pool, items)
+/// Workload 4: `items` trivial items through `map_inc`, default chunking
+/// (Python's rule: ceil(items / (4 × workers))).
+pub fn map_items(pool: &Pool, items: usize) {
+    let out = map_inc(pool, 0..items as u64).expect("map");
+    assert_eq!(out.len(), items);
+    assert_eq!(
+        out.last().copied(),
+        items.checked_sub(1).map(|i| i as u64 + 1)
+    );
+}
+
+/// Workload 4b: the same with chunksize 1 (one frame per item).
+pub fn map_items_chunk1(pool: &Pool, items: usize) {
+    let out = map_inc_with(pool, 0..items as u64, MapOptions::new().chunksize(1)).expect("map");
+    assert_eq!(out.len(), items);
+    assert_eq!(
+        out.last().copied(),
+        items.checked_sub(1).map(|i| i as u64 + 1)
+    );
 }
 
 /// Workload 5: the same CPU-bound tasks serially in the caller, through

@@ -101,6 +101,23 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
     let fn_name = fn_ident.unraw().to_string();
     let apply = format_ident!("apply_{}", fn_name, span = fn_ident.span());
     let apply_async = format_ident!("apply_async_{}", fn_name, span = fn_ident.span());
+    let family = |prefix: &str| format_ident!("{}_{}", prefix, fn_name, span = fn_ident.span());
+    let (map, map_with) = (
+        family("map"),
+        format_ident!("map_{}_with", fn_name, span = fn_ident.span()),
+    );
+    let (map_async, map_async_with) = (
+        family("map_async"),
+        format_ident!("map_async_{}_with", fn_name, span = fn_ident.span()),
+    );
+    let (imap, imap_with) = (
+        family("imap"),
+        format_ident!("imap_{}_with", fn_name, span = fn_ident.span()),
+    );
+    let (imap_unordered, imap_unordered_with) = (
+        family("imap_unordered"),
+        format_ident!("imap_unordered_{}_with", fn_name, span = fn_ident.span()),
+    );
 
     let name = match &args.name {
         Some(lit) => quote!(#lit),
@@ -134,6 +151,13 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
     let mut pushes = Vec::new();
     let mut decodes = Vec::new();
     let mut passes = Vec::new();
+    // The map family: one input item per call (the argument, or a tuple).
+    let mut item_types = Vec::new();
+    let mut item_pushes = Vec::new();
+    let mut by_name_types = Vec::new();
+    let vars: Vec<_> = (0..task.args.len())
+        .map(|i| format_ident!("__procpool_arg{}", i))
+        .collect();
     for (i, a) in task.args.iter().enumerate() {
         let ident = a.ident;
         let var = format_ident!("__procpool_arg{}", i);
@@ -156,6 +180,11 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                     decodes.push(quote!(let #var = __procpool_args.value::<#marker, #index>()?;));
                 }
                 passes.push(quote!(#var));
+                item_types.push(a.ty.to_token_stream());
+                item_pushes.push(quote!(
+                    #krate::__private::encode_value::<#marker, #index>(&#var, __procpool_chunk)?;
+                ));
+                by_name_types.push(quote!(<#marker as #krate::__private::ValueArg<#index>>::Type));
             }
             Some(referent) => {
                 let ty = static_lifetimes(referent);
@@ -173,6 +202,16 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                     decodes.push(quote!(let #var = __procpool_args.by_ref::<#marker, #index>()?;));
                 }
                 passes.push(quote!(#krate::__private::Lend::lend(&#var)));
+                item_types.push(owned_referent(referent));
+                item_pushes.push(quote!(
+                    #krate::__private::encode_ref::<#marker, #index>(
+                        ::core::borrow::Borrow::borrow(&#var),
+                        __procpool_chunk,
+                    )?;
+                ));
+                // Spelled out, not projected through `RefArg`: a referent
+                // that is not decodable is reported once, at the impl above.
+                by_name_types.push(owned_referent(referent));
             }
         }
     }
@@ -207,6 +246,23 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
     );
     let name_doc = quote!(::core::concat!("\n\nRegistered as `", #name, "`."));
 
+    // One argument: items are that argument; otherwise a tuple (starmap).
+    let (item_ty, item_pat) = if item_types.len() == 1 {
+        let (ty, var) = (&item_types[0], &vars[0]);
+        (quote!(#ty), quote!(#var))
+    } else {
+        (quote!((#(#item_types,)*)), quote!((#(#vars,)*)))
+    };
+    let item_text = item_text(task);
+    let has_refs = task.args.iter().any(|a| a.referent.is_some());
+    let docs = FamilyDocs::new(&fn_name, &pool.to_string(), &item_text, has_refs);
+    let (map_doc, map_with_doc) = (&docs.map, &docs.map_with);
+    let (map_async_doc, map_async_with_doc) = (&docs.map_async, &docs.map_async_with);
+    let (imap_doc, imap_with_doc) = (&docs.imap, &docs.imap_with);
+    let (imap_unordered_doc, imap_unordered_with_doc) =
+        (&docs.imap_unordered, &docs.imap_unordered_with);
+    let items_lt = Lifetime::new("'__procpool", Span::call_site());
+
     quote! {
         #item
 
@@ -240,9 +296,129 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
             #krate::__private::submit_task::<#marker>(#pool, &__PROCPOOL_TASK, __procpool_args)
         }
 
+        #[doc = #map_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #map(
+            #pool: &#krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty>,
+        ) -> ::core::result::Result<::std::vec::Vec<#ret>, #krate::Error> {
+            #krate::__private::map::<#marker>(#pool, items, #krate::MapOptions::new())
+        }
+
+        #[doc = #map_with_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #map_with(
+            #pool: &#krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty>,
+            options: #krate::MapOptions,
+        ) -> ::core::result::Result<::std::vec::Vec<#ret>, #krate::Error> {
+            #krate::__private::map::<#marker>(#pool, items, options)
+        }
+
+        #[doc = #map_async_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #map_async(
+            #pool: &#krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty>,
+        ) -> #krate::AsyncResult<::std::vec::Vec<#ret>> {
+            #krate::__private::map_async::<#marker>(#pool, items, #krate::MapOptions::new())
+        }
+
+        #[doc = #map_async_with_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #map_async_with(
+            #pool: &#krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty>,
+            options: #krate::MapOptions,
+        ) -> #krate::AsyncResult<::std::vec::Vec<#ret>> {
+            #krate::__private::map_async::<#marker>(#pool, items, options)
+        }
+
+        #[doc = #imap_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #imap<#items_lt>(
+            #pool: &#items_lt #krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #items_lt>,
+        ) -> #krate::Imap<#items_lt, #ret> {
+            #krate::__private::imap::<#marker>(#pool, items, #krate::MapOptions::new())
+        }
+
+        #[doc = #imap_with_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #imap_with<#items_lt>(
+            #pool: &#items_lt #krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #items_lt>,
+            options: #krate::MapOptions,
+        ) -> #krate::Imap<#items_lt, #ret> {
+            #krate::__private::imap::<#marker>(#pool, items, options)
+        }
+
+        #[doc = #imap_unordered_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #imap_unordered<#items_lt>(
+            #pool: &#items_lt #krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #items_lt>,
+        ) -> #krate::ImapUnordered<#items_lt, #ret> {
+            #krate::__private::imap_unordered::<#marker>(#pool, items, #krate::MapOptions::new())
+        }
+
+        #[doc = #imap_unordered_with_doc]
+        #[doc = #name_doc]
+        #[allow(dead_code)]
+        #vis fn #imap_unordered_with<#items_lt>(
+            #pool: &#items_lt #krate::Pool,
+            items: impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #items_lt>,
+            options: #krate::MapOptions,
+        ) -> #krate::ImapUnordered<#items_lt, #ret> {
+            #krate::__private::imap_unordered::<#marker>(#pool, items, options)
+        }
+
         const _: () = {
             #(#arg_impls)*
             #output_impl
+
+            impl #krate::__private::MapTask for #marker {
+                const INFO: #krate::__private::TaskInfo = #krate::__private::TaskInfo {
+                    name: #name,
+                    signature: #signature,
+                    fingerprint: #fingerprint,
+                };
+                type Item = #item_ty;
+                fn encode_item(
+                    __procpool_item: Self::Item,
+                    __procpool_chunk: &mut ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    let #item_pat = __procpool_item;
+                    #(#item_pushes)*
+                    ::core::result::Result::Ok(())
+                }
+            }
+
+            fn __procpool_call_batch(
+                __procpool_bytes: &[u8],
+                __procpool_out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), #krate::__private::CallError> {
+                #krate::__private::run_batch::<#marker, _>(
+                    __procpool_bytes,
+                    __procpool_out,
+                    |__procpool_args| {
+                        #(#decodes)*
+                        ::core::result::Result::Ok((#(#vars,)*))
+                    },
+                    |(#(#vars,)*)| #fn_ident(#(#passes),*),
+                )
+            }
+
+            fn __procpool_by_name_signature() -> ::std::string::String {
+                #krate::__private::by_name_signature::<(#(#by_name_types,)*), #ret>()
+            }
 
             fn __procpool_call(
                 __procpool_bytes: &[u8],
@@ -260,6 +436,8 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
                     signature: #signature,
                     fingerprint: #fingerprint,
                     call: __procpool_call,
+                    call_batch: __procpool_call_batch,
+                    by_name_signature: __procpool_by_name_signature,
                     file: ::core::file!(),
                     line: ::core::line!(),
                 }
@@ -296,6 +474,110 @@ fn is_u8(ty: &Type, slice: bool) -> bool {
         Type::Slice(s) if slice => is_u8(&s.elem, false),
         Type::Path(p) if !slice => p.qself.is_none() && p.path.is_ident("u8"),
         _ => false,
+    }
+}
+
+/// What a `map_<fn>` item holds for a `&T` argument: `String` for `str`,
+/// `Vec<U>` for `[U]`, `PathBuf` for `Path`, `T` itself otherwise (the
+/// owned value the worker decodes, see `__private::RefArg`).
+fn owned_referent(referent: &Type) -> TokenStream {
+    match referent {
+        Type::Slice(slice) => {
+            let elem = &slice.elem;
+            quote!(::std::vec::Vec<#elem>)
+        }
+        Type::Path(p) if p.qself.is_none() => {
+            let path = tidy(&p.path);
+            match path.as_str() {
+                "str"
+                | "core::primitive::str"
+                | "::core::primitive::str"
+                | "std::primitive::str"
+                | "::std::primitive::str" => quote!(::std::string::String),
+                "Path" | "std::path::Path" | "::std::path::Path" => quote!(::std::path::PathBuf),
+                _ => quote!(#referent),
+            }
+        }
+        _ => quote!(#referent),
+    }
+}
+
+/// The item type of `map_<fn>` as text, for its documentation.
+fn item_text(task: &TaskFn<'_>) -> String {
+    let types: Vec<String> = task
+        .args
+        .iter()
+        .map(|a| match a.referent {
+            Some(referent) => tidy(owned_referent(referent))
+                .replace("::std::string::", "")
+                .replace("::std::vec::", "")
+                .replace("::std::path::", ""),
+            None => tidy(a.ty),
+        })
+        .collect();
+    match types.len() {
+        1 => types[0].clone(),
+        _ => format!("({})", types.join(", ")),
+    }
+}
+
+/// The doc comments of the map family.
+struct FamilyDocs {
+    map: String,
+    map_with: String,
+    map_async: String,
+    map_async_with: String,
+    imap: String,
+    imap_with: String,
+    imap_unordered: String,
+    imap_unordered_with: String,
+}
+
+impl FamilyDocs {
+    fn new(fn_name: &str, pool: &str, item: &str, has_refs: bool) -> Self {
+        let refs = if has_refs {
+            " (a reference argument is passed as the owned value it points to)"
+        } else {
+            ""
+        };
+        let items = format!("Each item of `items` is one call's arguments: `{item}`{refs}.");
+        let chunks = "Items travel to the workers in chunks (see `procpool::MapOptions` for the \
+                      default chunk size).";
+        let with = |what: &str| {
+            format!(
+                "Like [`{what}_{fn_name}`], with explicit `procpool::MapOptions` (e.g. the chunk \
+                 size)."
+            )
+        };
+        FamilyDocs {
+            map: format!(
+                "Runs [`{fn_name}`] on every item in the worker processes of `{pool}` and returns \
+                 the results in input order (Python's `pool.map` / `pool.starmap`).\n\n{items} \
+                 {chunks} Fails with the first error in input order (a panic, a dead worker, ...).\n\n\
+                 Generated by `#[pool_task]`."
+            ),
+            map_with: with("map"),
+            map_async: format!(
+                "Queues [`{fn_name}`] on every item in the worker processes of `{pool}` and \
+                 returns at once (Python's `pool.map_async`): the `AsyncResult` yields all \
+                 results in input order, or the first error.\n\n{items} {chunks}\n\n\
+                 Generated by `#[pool_task]`."
+            ),
+            map_async_with: with("map_async"),
+            imap: format!(
+                "Runs [`{fn_name}`] on every item in the worker processes of `{pool}`, lazily: \
+                 the iterator yields each item's result in input order as soon as it is ready \
+                 (Python's `pool.imap`).\n\n{items} {chunks} The input is pulled a chunk at a \
+                 time with at most two chunks per worker in flight, so it may be endless; a \
+                 panicking item yields its own error.\n\nGenerated by `#[pool_task]`."
+            ),
+            imap_with: with("imap"),
+            imap_unordered: format!(
+                "Like [`imap_{fn_name}`], but yields results in completion order (Python's \
+                 `pool.imap_unordered`).\n\n{items} {chunks}\n\nGenerated by `#[pool_task]`."
+            ),
+            imap_unordered_with: with("imap_unordered"),
+        }
     }
 }
 

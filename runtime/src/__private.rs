@@ -11,9 +11,10 @@ pub use ::ctor;
 pub use ::inventory;
 pub use ::serde;
 
+pub use crate::map::{map, map_async};
 use crate::pool::{DirectCall, TaskCall};
 pub use crate::registry::{CallError, Registration};
-use crate::{codec, AsyncResult, Pool};
+use crate::{codec, AsyncResult, Imap, ImapUnordered, MapOptions, Pool};
 
 /// How many workers this process asked to exit (after `max_tasks_per_child`
 /// tasks, or at `join`), and how many of those did not exit with code 0.
@@ -58,6 +59,71 @@ pub trait TaskOutput {
     type Output: Serialize + for<'de> Deserialize<'de>;
 }
 
+/// The map family's view of a task: its name, and how one input item (the
+/// argument, or a tuple of them) is encoded as the call's arguments.
+pub trait MapTask: TaskOutput {
+    /// The task's name and signature on the wire.
+    const INFO: TaskInfo;
+    /// One input item of `map_<fn>`.
+    type Item;
+    /// Appends `item`'s arguments to a chunk.
+    fn encode_item(item: Self::Item, chunk: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// Appends the `I`-th argument, taken by value, to a chunk.
+#[inline]
+pub fn encode_value<M: ValueArg<I>, const I: usize>(
+    value: &M::Type,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
+}
+
+/// Appends the `I`-th argument, taken by reference, to a chunk.
+#[inline]
+pub fn encode_ref<M: RefArgAt<I>, const I: usize>(
+    value: &M::Referent,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
+}
+
+/// `imap_<fn>`.
+pub fn imap<'a, M: MapTask>(
+    pool: &'a Pool,
+    items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
+    options: MapOptions,
+) -> Imap<'a, M::Output> {
+    Imap::new::<M>(pool, items, options)
+}
+
+/// `imap_unordered_<fn>`.
+pub fn imap_unordered<'a, M: MapTask>(
+    pool: &'a Pool,
+    items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
+    options: MapOptions,
+) -> ImapUnordered<'a, M::Output> {
+    ImapUnordered::new::<M>(pool, items, options)
+}
+
+/// The worker's entry for a chunk of task `M`: `decode` reads one item's
+/// arguments, `call` runs the function on them (each under its own
+/// `catch_unwind`).
+pub fn run_batch<M: TaskOutput, A>(
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+    decode: impl FnMut(&mut ArgsDecoder<'_>) -> Result<A, CallError>,
+    call: impl FnMut(A) -> M::Output,
+) -> Result<(), CallError> {
+    crate::batch::run(bytes, out, decode, call)
+}
+
+/// The signature calls by name must match: `A` is the tuple of argument
+/// types (owned referents for reference arguments), `R` the return type.
+pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
+    crate::by_name::signature::<A, R>()
+}
+
 /// Queues a call whose arguments `ArgsEncoder` encoded.
 pub fn submit<R: DeserializeOwned>(
     pool: &Pool,
@@ -69,6 +135,7 @@ pub fn submit<R: DeserializeOwned>(
         fingerprint: task.fingerprint,
         signature: task.signature,
         timeout: None,
+        batch: false,
     };
     pool.submit(call, args)
 }

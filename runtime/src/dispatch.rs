@@ -50,11 +50,14 @@ pub(crate) struct Call<'a> {
     pub(crate) signature: &'a str,
     pub(crate) args: &'a [u8],
     pub(crate) timeout: Option<Duration>,
+    /// A chunk of a map (CALL_BATCH), answered with RESULTS.
+    pub(crate) batch: bool,
 }
 
 impl Job {
     fn call(&self) -> Call<'_> {
         Call {
+            batch: self.batch,
             id: self.id,
             task: &self.task,
             fingerprint: self.fingerprint,
@@ -158,7 +161,13 @@ fn run_batch(
 ) -> (Option<Box<dyn Link>>, usize) {
     let headers: Vec<Vec<u8>> = batch
         .iter()
-        .map(|job| wire::call_header(job.id, job.fingerprint, &job.task))
+        .map(|job| {
+            if job.batch {
+                wire::batch_header(job.id, job.fingerprint, &job.task)
+            } else {
+                wire::call_header(job.id, job.fingerprint, &job.task)
+            }
+        })
         .collect();
     let frames: Vec<[&[u8]; 2]> = headers
         .iter()
@@ -348,7 +357,11 @@ fn start_for(shared: &Shared, index: usize, job: &Call<'_>) -> Result<Box<dyn Li
 }
 
 fn exchange(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
-    let header = wire::call_header(job.id, job.fingerprint, job.task);
+    let header = if job.batch {
+        wire::batch_header(job.id, job.fingerprint, job.task)
+    } else {
+        wire::call_header(job.id, job.fingerprint, job.task)
+    };
     match link.send(&[&header, job.args]) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
@@ -380,7 +393,11 @@ fn receive(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
     };
     let task = || job.task.to_string();
     match wire::parse_reply(frame) {
-        Ok(Reply::Value { id, bytes }) if id == job.id => Exchange::Done(Ok(bytes)),
+        Ok(Reply::Value { id, bytes }) if id == job.id && !job.batch => Exchange::Done(Ok(bytes)),
+        // The caller decodes the records (see `crate::batch`).
+        Ok(Reply::Results { id, bytes }) if id == job.id && job.batch => {
+            Exchange::Done(Ok(bytes.into()))
+        }
         Ok(Reply::Panic { id, report }) if id == job.id => Exchange::Done(Err(Error::Panic {
             task: task(),
             message: report.message,
@@ -403,9 +420,10 @@ fn receive(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
 fn describe(reply: &Reply) -> String {
     match reply {
         Reply::Hello { pid } => format!("a hello from {pid}"),
-        Reply::Value { id, .. } | Reply::Panic { id, .. } | Reply::Failed { id, .. } => {
-            format!("a reply to call {id}")
-        }
+        Reply::Value { id, .. }
+        | Reply::Panic { id, .. }
+        | Reply::Failed { id, .. }
+        | Reply::Results { id, .. } => format!("a reply to call {id}"),
         Reply::Fatal { .. } => "a fatal error".into(),
     }
 }

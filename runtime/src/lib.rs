@@ -1,8 +1,11 @@
 //! # procpool
 //!
 //! Python's `multiprocessing.Pool` for Rust: put `#[pool_task]` on a function
-//! and run it in worker processes, with `apply_<fn>` (blocking) and
-//! `apply_async_<fn>` (returns an [`AsyncResult`]).
+//! and run it in worker processes, with `apply_<fn>` (blocking),
+//! `apply_async_<fn>` (returns an [`AsyncResult`], which you may also
+//! `.await`), and the map family `map_<fn>`, `map_async_<fn>`, `imap_<fn>`,
+//! `imap_unordered_<fn>` (see [`pool_task`]). Tasks can also be called by a
+//! name chosen at run time ([`Pool::apply_by_name`]).
 //!
 //! ```
 //! use procpool::{pool_task, Pool};
@@ -17,6 +20,7 @@
 //!     let r = apply_async_square(&pool, 5);      // returns at once
 //!     println!("Doing other work while process runs...");
 //!     assert_eq!(r.get()?, 25);                  // waits
+//!     assert_eq!(map_square(&pool, 0..4)?, [0, 1, 4, 9]); // pool.map
 //!     pool.close();
 //!     pool.join();
 //!     Ok(())
@@ -53,9 +57,17 @@
 //!     submit(pool, "my_crate::square", &(x,))   // queue name + encoded args
 //! }
 //!
+//! fn map_square(pool: &Pool, items: impl IntoIterator<Item = u64>) -> Result<Vec<u64>, Error> {
+//!     // cut into chunks; each is one frame of encoded items, answered by one
+//!     // frame of per-item outcomes (value or panic)
+//!     map(pool, "my_crate::square", items, MapOptions::new())
+//! }
+//! // ... map_async_square, imap_square, imap_unordered_square and the _with forms
+//!
 //! inventory::submit!(Registration {
 //!     name: "my_crate::square",
 //!     call: |bytes| { let (x,) = decode(bytes)?; encode(&square(x)) },
+//!     call_batch: |items, out| for each item { decode; catch_unwind(square); append },
 //!     ..
 //! });
 //! ```
@@ -125,11 +137,15 @@
 #[doc(hidden)]
 pub mod __private;
 mod backend;
+mod batch;
+mod by_name;
 mod callbacks;
 mod codec;
 mod dispatch;
 mod error;
+mod imap;
 mod initializer;
+mod map;
 mod pipeline;
 mod pool;
 mod process;
@@ -142,15 +158,51 @@ mod worker;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use error::{Error, ExitInfo};
+pub use imap::{Imap, ImapUnordered};
+pub use map::MapOptions;
 pub use pool::{Pool, PoolBuilder};
 pub use registry::registry;
 pub use result::AsyncResult;
 
-/// Registers a function as a task and generates `apply_<fn>` and
-/// `apply_async_<fn>` next to it.
+/// Registers a function as a task and generates, next to it, the functions
+/// that run it in a pool's worker processes.
+///
+/// For `fn f(a: A, b: &B) -> R` (same visibility as `f`):
+///
+/// | generated | Python | returns |
+/// |---|---|---|
+/// | `apply_f(&pool, a, &b)` | `pool.apply(f, (a, b))` | `Result<R, Error>` |
+/// | `apply_async_f(&pool, a, &b)` | `pool.apply_async(f, (a, b))` | [`AsyncResult<R>`] |
+/// | `map_f(&pool, items)` | `pool.map(f, items)` / `pool.starmap(f, items)` | `Result<Vec<R>, Error>` |
+/// | `map_async_f(&pool, items)` | `pool.map_async(f, items)` | `AsyncResult<Vec<R>>` |
+/// | `imap_f(&pool, items)` | `pool.imap(f, items)` | [`Imap`]: `Result<R, Error>` per item, in input order |
+/// | `imap_unordered_f(&pool, items)` | `pool.imap_unordered(f, items)` | [`ImapUnordered`]: in completion order |
+/// | `map_f_with(&pool, items, options)`, `map_async_f_with`, `imap_f_with`, `imap_unordered_f_with` | `chunksize=` | the same, with [`MapOptions`] |
+///
+/// - **Items.** `items` is any `IntoIterator`. For a one-argument task each
+///   item is that argument; for several, a tuple of them (Python's
+///   `starmap`); for none, `()`. A reference argument takes the owned value
+///   it points to: `String` for `&str`, `Vec<T>` for `&[T]`, `PathBuf` for
+///   `&Path`, `T` for `&T`. So `map_f` above takes items of type `(A, B)`.
+/// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
+///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
+///   (Python's rule) and how to set it.
+/// - **Errors.** A panicking item fails alone: `imap_f` yields its
+///   [`Error::Panic`] in its place and the other items' results around it,
+///   while `map_f` / `map_async_f` return the first error in input order. A
+///   worker that dies running a chunk fails that chunk's items with
+///   [`Error::WorkerDied`].
+/// - **Laziness.** `imap_f` and `imap_unordered_f` pull their input a chunk
+///   at a time, with at most two chunks per worker in flight, so the input
+///   may be endless. `map_f` and `map_async_f` take the whole input at once,
+///   like Python.
+/// - **async.** Every [`AsyncResult`] is a `Future`: `.await` it on any
+///   executor.
+/// - **By name.** The task is registered under a stable name, so it can also
+///   be chosen at run time: [`Pool::apply_by_name`].
 ///
 /// ```
-/// use procpool::{pool_task, Pool};
+/// use procpool::{pool_task, MapOptions, Pool};
 ///
 /// /// Counts the words equal to `needle`.
 /// #[pool_task]
@@ -163,14 +215,28 @@ pub use result::AsyncResult;
 ///     text.parse().map_err(|e| format!("{text:?}: {e}"))
 /// }
 ///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
 /// fn main() -> Result<(), procpool::Error> {
 ///     procpool::init();
-///     let pool = Pool::new(1)?;
+///     let pool = Pool::new(2)?;
 ///     let words = vec!["a".to_string(), "b".to_string(), "a".to_string()];
 ///     assert_eq!(apply_count(&pool, &words, "a")?, 2);
 ///     assert_eq!(apply_parse_port(&pool, "80".into())?, Ok(80));
 ///     assert!(apply_parse_port(&pool, "x".into())?.is_err());
 ///     assert_eq!(count(&words, "b"), 1); // still an ordinary function
+///
+///     assert_eq!(map_square(&pool, 0..5)?, [0, 1, 4, 9, 16]);
+///     let pairs = vec![(words.clone(), "a".to_string()), (words, "c".to_string())];
+///     assert_eq!(map_count(&pool, pairs)?, [2, 0]); // starmap
+///     let r = map_async_square_with(&pool, 0..100, MapOptions::new().chunksize(10));
+///     assert_eq!(r.get()?.len(), 100);
+///     for (x, sq) in imap_square(&pool, 0..).take(3).enumerate() {
+///         assert_eq!(sq?, (x * x) as u64);
+///     }
+///     let total: u64 = imap_unordered_square(&pool, 1..=3).map(|r| r.unwrap()).sum();
+///     assert_eq!(total, 14);
 ///     Ok(())
 /// }
 /// ```

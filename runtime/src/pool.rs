@@ -270,6 +270,8 @@ pub(crate) struct Job {
     pub(crate) args: Vec<u8>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) promise: Promise,
+    /// A chunk of a map: sent as CALL_BATCH, answered with RESULTS.
+    pub(crate) batch: bool,
 }
 
 /// What a direct call (`apply_<fn>`) carries besides its arguments.
@@ -286,6 +288,8 @@ pub(crate) struct TaskCall {
     pub(crate) fingerprint: u64,
     pub(crate) signature: &'static str,
     pub(crate) timeout: Option<Duration>,
+    /// A chunk of a map (see [`Job::batch`]).
+    pub(crate) batch: bool,
 }
 
 /// What a slot thread is to do next.
@@ -382,7 +386,12 @@ impl Shared {
                 let next = if queue_ref.terminated {
                     Next::Stop
                 } else if let Some(job) = queue_ref.jobs.pop_front() {
-                    let mut window = durations.window(&job.task);
+                    // Map chunks are batches already: never pipelined.
+                    let mut window = if job.batch {
+                        1
+                    } else {
+                        durations.window(&job.task)
+                    };
                     let mut bytes = job.args.len();
                     batch.push(job);
                     if window > 1 {
@@ -404,7 +413,10 @@ impl Shared {
                             break;
                         };
                         bytes += next.args.len();
-                        if bytes > pipeline::BYTE_BUDGET || durations.window(&next.task) < 2 {
+                        if bytes > pipeline::BYTE_BUDGET
+                            || next.batch
+                            || durations.window(&next.task) < 2
+                        {
                             break;
                         }
                         batch.extend(queue_ref.jobs.pop_front());
@@ -700,6 +712,16 @@ impl Pool {
         }
     }
 
+    /// The largest frame the pool sends or accepts.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.shared().config.max_frame
+    }
+
+    /// The pool's callback thread, for results made outside [`Pool::submit`].
+    pub(crate) fn runner(&self) -> CallbackRunner {
+        self.shared().runner.clone()
+    }
+
     /// Queues a call; used by the generated `apply_async_<fn>`.
     pub(crate) fn submit<R: DeserializeOwned>(
         &self,
@@ -741,6 +763,7 @@ impl Pool {
             args,
             timeout: call.timeout.or(self.task_timeout),
             promise,
+            batch: call.batch,
         };
         let mut queue = shared.lock();
         if queue.closed {
@@ -796,6 +819,7 @@ impl Pool {
         if let Borrow::Worker(index, link) = borrowed {
             let id = self.shared().next_id.fetch_add(1, Ordering::Relaxed);
             let request = dispatch::Call {
+                batch: false,
                 id,
                 task: call.task,
                 fingerprint: call.fingerprint,
@@ -832,6 +856,7 @@ impl Pool {
             fingerprint: call.fingerprint,
             signature: call.signature,
             timeout: call.timeout,
+            batch: false,
         };
         self.submit(task_call, Ok(args)).get()
     }

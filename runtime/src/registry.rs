@@ -13,6 +13,11 @@ use crate::error::Error;
 /// encode its result.
 pub type CallFn = fn(&[u8]) -> Result<Vec<u8>, CallError>;
 
+/// What the worker does with a chunk of a map: decode each item's
+/// arguments, run the function on each (catching each panic), and append one
+/// record per item to the reply (see [`crate::batch`]).
+pub type BatchFn = fn(&[u8], &mut Vec<u8>) -> Result<(), CallError>;
+
 /// Why a registered call could not produce result bytes.
 #[derive(Debug)]
 pub enum CallError {
@@ -33,6 +38,11 @@ pub struct Registration {
     pub fingerprint: u64,
     /// Runs the function on encoded arguments.
     pub call: CallFn,
+    /// Runs the function on each item of a chunk.
+    pub call_batch: BatchFn,
+    /// The signature as calls by name spell it, from the types themselves
+    /// (`std::any::type_name`): `fn(u64, alloc::string::String) -> u64`.
+    pub by_name_signature: fn() -> String,
     /// Where the function is defined, for error messages.
     pub file: &'static str,
     /// Line of the function.
@@ -42,6 +52,14 @@ pub struct Registration {
 impl Registration {
     pub(crate) fn location(&self) -> String {
         format!("{}:{}", self.file, self.line)
+    }
+
+    /// Whether a call carrying `fingerprint` agrees with this task's types:
+    /// 0 (unchecked), the compiled signature's, or the by-name signature's.
+    pub(crate) fn accepts(&self, fingerprint: u64) -> bool {
+        fingerprint == 0
+            || fingerprint == self.fingerprint
+            || fingerprint == crate::by_name::fingerprint(&(self.by_name_signature)())
     }
 }
 
@@ -124,7 +142,12 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Every registered task as `name: signature`, sorted by name.
+/// Every registered task as `name: signature`, sorted by name, the
+/// signature as written in the source (`fn(&[String], &str) -> usize`).
+///
+/// Handy for a command line that lets its user pick a task to run with
+/// [`Pool::apply_by_name`](crate::Pool::apply_by_name), whose arguments are
+/// a tuple of the owned argument types (`(Vec<String>, String)` here).
 ///
 /// ```
 /// #[procpool::pool_task]

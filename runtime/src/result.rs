@@ -2,8 +2,11 @@
 //! pool's side of it.
 
 use std::fmt;
+use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -15,7 +18,10 @@ use crate::error::Error;
 /// The encoded result of a task, or why there is none.
 pub(crate) type Outcome = Result<crate::wire::Body, Error>;
 
-type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
+pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
+
+/// Turns an outcome into the caller's result type.
+pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
 /// Where a task's outcome lands, shared by the pool and the caller.
 pub(crate) struct Slot {
@@ -31,6 +37,8 @@ struct SlotState {
     /// Threads blocked in `wait_until` (a notify is a system call; skipped
     /// when nobody waits).
     waiters: usize,
+    /// The task of the executor awaiting this result, if any.
+    waker: Option<Waker>,
 }
 
 impl Slot {
@@ -40,16 +48,23 @@ impl Slot {
 
     fn fill(&self, outcome: Outcome) {
         let outcome = Arc::new(outcome);
-        let (listeners, waiters) = {
+        let (listeners, waiters, waker) = {
             let mut state = self.lock();
             if state.outcome.is_some() {
                 return;
             }
             state.outcome = Some(outcome.clone());
-            (std::mem::take(&mut state.listeners), state.waiters > 0)
+            (
+                std::mem::take(&mut state.listeners),
+                state.waiters > 0,
+                state.waker.take(),
+            )
         };
         if waiters {
             self.done.notify_all();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
         }
         for listener in listeners {
             listener(outcome.clone());
@@ -79,6 +94,19 @@ impl Slot {
             };
             state.waiters -= 1;
         }
+    }
+
+    /// The outcome if it is there; else remembers `waker` to wake on arrival.
+    fn poll_outcome(&self, waker: &Waker) -> Option<Arc<Outcome>> {
+        let mut state = self.lock();
+        if let Some(outcome) = &state.outcome {
+            return Some(outcome.clone());
+        }
+        match &mut state.waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
     }
 
     /// Calls `listener` with the outcome: now if it is there, else on arrival.
@@ -123,7 +151,19 @@ impl Drop for Promise {
 }
 
 /// Creates a connected promise and result for the task named `task`.
-pub(crate) fn pending<T>(task: Arc<str>, runner: CallbackRunner) -> (Promise, AsyncResult<T>) {
+pub(crate) fn pending<T: DeserializeOwned>(
+    task: Arc<str>,
+    runner: CallbackRunner,
+) -> (Promise, AsyncResult<T>) {
+    pending_with(task, runner, decode_outcome::<T>)
+}
+
+/// [`pending`] for a result whose outcome bytes `decode` reads (a map's).
+pub(crate) fn pending_with<T>(
+    task: Arc<str>,
+    runner: CallbackRunner,
+    decode: Decoder<T>,
+) -> (Promise, AsyncResult<T>) {
     let slot = Arc::new(Slot {
         task,
         state: Mutex::default(),
@@ -132,13 +172,18 @@ pub(crate) fn pending<T>(task: Arc<str>, runner: CallbackRunner) -> (Promise, As
     let result = AsyncResult {
         slot: slot.clone(),
         runner,
+        decode,
         _type: PhantomData,
     };
     (Promise { slot: Some(slot) }, result)
 }
 
 /// A result that is already known (the task was refused before it was sent).
-pub(crate) fn ready<T>(task: Arc<str>, runner: CallbackRunner, outcome: Outcome) -> AsyncResult<T> {
+pub(crate) fn ready<T: DeserializeOwned>(
+    task: Arc<str>,
+    runner: CallbackRunner,
+    outcome: Outcome,
+) -> AsyncResult<T> {
     let (promise, result) = pending(task, runner);
     promise.complete(outcome);
     result
@@ -175,6 +220,7 @@ pub(crate) fn ready<T>(task: Arc<str>, runner: CallbackRunner, outcome: Outcome)
 pub struct AsyncResult<T> {
     slot: Arc<Slot>,
     runner: CallbackRunner,
+    decode: Decoder<T>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -187,14 +233,11 @@ impl<T> fmt::Debug for AsyncResult<T> {
     }
 }
 
-impl<T: DeserializeOwned> AsyncResult<T> {
+impl<T> AsyncResult<T> {
     /// Waits for the task and returns its result (Python's `get()`).
     pub fn get(self) -> Result<T, Error> {
-        let outcome = self
-            .slot
-            .wait_until(None)
-            .expect("waits without a deadline");
-        decode_outcome(&self.slot.task, &outcome)
+        let outcome = self.wait_outcome();
+        (self.decode)(&self.slot.task, &outcome)
     }
 
     /// Waits at most `timeout` for the result. On
@@ -216,14 +259,16 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
         match self.slot.wait_until(Instant::now().checked_add(timeout)) {
-            Some(outcome) => decode_outcome(&self.slot.task, &outcome),
+            Some(outcome) => (self.decode)(&self.slot.task, &outcome),
             None => Err(Error::WaitTimeout {
                 task: self.task().to_string(),
                 waited: timeout,
             }),
         }
     }
+}
 
+impl<T: 'static> AsyncResult<T> {
     /// Runs `f` with the value once the task succeeds (Python's `callback`).
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_complete(move |result| {
@@ -262,8 +307,9 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
         let runner = self.runner.clone();
         let task = self.slot.task.clone();
+        let decode = self.decode;
         self.slot.listen(Box::new(move |outcome| {
-            runner.post(Box::new(move || f(decode_outcome(&task, &outcome))));
+            runner.post(Box::new(move || f(decode(&task, &outcome))));
         }));
         self
     }
@@ -287,6 +333,19 @@ impl<T> AsyncResult<T> {
             .is_some()
     }
 
+    /// Waits for the raw outcome (a map decodes it itself).
+    pub(crate) fn wait_outcome(&self) -> Arc<Outcome> {
+        self.slot
+            .wait_until(None)
+            .expect("waits without a deadline")
+    }
+
+    /// Calls `listener` with the raw outcome, on the thread that fills it
+    /// (or here, if it is there): it must be quick.
+    pub(crate) fn listen_outcome(&self, listener: Listener) {
+        self.slot.listen(listener);
+    }
+
     /// Whether the task has finished, successfully or not.
     pub fn ready(&self) -> bool {
         self.slot.lock().outcome.is_some()
@@ -296,6 +355,54 @@ impl<T> AsyncResult<T> {
     /// (Python's `successful()`, which raises instead of returning `None`).
     pub fn successful(&self) -> Option<bool> {
         self.slot.lock().outcome.as_ref().map(|o| o.is_ok())
+    }
+}
+
+/// Awaiting an `AsyncResult` yields the task's result without blocking the
+/// executor's thread: the pool wakes the awaiting task when the result
+/// arrives. It works on any executor (tokio, async-std, `futures`'
+/// `block_on`, ...); procpool depends on none.
+///
+/// ```
+/// #[procpool::pool_task]
+/// fn add(a: i32, b: i32) -> i32 { a + b }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = procpool::Pool::new(1)?;
+///     let future = apply_async_add(&pool, 2, 3);
+///     // Any executor; a minimal one here, to stay dependency-free.
+///     let sum = block_on(future)?;
+///     assert_eq!(sum, 5);
+///     Ok(())
+/// }
+///
+/// fn block_on<F: std::future::Future>(future: F) -> F::Output {
+///     use std::sync::Arc;
+///     use std::task::{Context, Poll, Wake};
+///     struct Unpark(std::thread::Thread);
+///     impl Wake for Unpark {
+///         fn wake(self: Arc<Self>) { self.0.unpark() }
+///     }
+///     let waker = Arc::new(Unpark(std::thread::current())).into();
+///     let mut cx = Context::from_waker(&waker);
+///     let mut future = std::pin::pin!(future);
+///     loop {
+///         match future.as_mut().poll(&mut cx) {
+///             Poll::Ready(out) => return out,
+///             Poll::Pending => std::thread::park(),
+///         }
+///     }
+/// }
+/// ```
+impl<T> Future for AsyncResult<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.slot.poll_outcome(cx.waker()) {
+            Some(outcome) => Poll::Ready((self.decode)(&self.slot.task, &outcome)),
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -9,14 +9,22 @@
 //! Message layouts (all integers little-endian):
 //!
 //! ```text
-//! parent → worker   CALL      1 | id u64 | fingerprint u64 | name_len u16 | name | args
-//!                   SHUTDOWN  2
-//! worker → parent   HELLO     10 | pid u32
-//!                   VALUE     11 | id u64 | result bytes
-//!                   PANIC     12 | id u64 | bincode(PanicReport)
-//!                   FAILED    13 | id u64 | bincode(RemoteError)
-//!                   FATAL     14 | bincode(String)   (worker exits after it)
+//! parent → worker   CALL        1 | id u64 | fingerprint u64 | name_len u16 | name | args
+//!                   SHUTDOWN    2
+//!                   CALL_BATCH  3 | id u64 | fingerprint u64 | name_len u16 | name | count u32 | items
+//! worker → parent   HELLO      10 | pid u32
+//!                   VALUE      11 | id u64 | result bytes
+//!                   PANIC      12 | id u64 | bincode(PanicReport)
+//!                   FAILED     13 | id u64 | bincode(RemoteError)
+//!                   FATAL      14 | bincode(String)   (worker exits after it)
+//!                   RESULTS    15 | id u64 | count u32 | all_values u8 | records
 //! ```
+//!
+//! A CALL_BATCH carries `count` items, each the bincode encoding of one call's
+//! arguments, back to back. Its RESULTS reply holds one record per item, in
+//! order (see [`crate::batch`]): `0 | bincode(value)`, `1 | bincode(PanicReport)`
+//! or `2 | bincode(String)` (the value could not be encoded). `all_values` is 1
+//! when every record is a value.
 
 use std::cell::RefCell;
 use std::io::{self, IoSlice, Read, Write};
@@ -29,11 +37,13 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 
 const TAG_CALL: u8 = 1;
 const TAG_SHUTDOWN: u8 = 2;
+const TAG_CALL_BATCH: u8 = 3;
 const TAG_HELLO: u8 = 10;
 const TAG_VALUE: u8 = 11;
 const TAG_PANIC: u8 = 12;
 const TAG_FAILED: u8 = 13;
 const TAG_FATAL: u8 = 14;
+const TAG_RESULTS: u8 = 15;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -258,6 +268,14 @@ pub enum Request<'a> {
         name: &'a str,
         args: &'a [u8],
     },
+    /// Run the task registered as `name` on each item of a chunk (`items`
+    /// starts with the count).
+    CallBatch {
+        id: u64,
+        fingerprint: u64,
+        name: &'a str,
+        items: &'a [u8],
+    },
     /// Finish and exit.
     Shutdown,
 }
@@ -355,6 +373,8 @@ pub enum Reply {
     Failed { id: u64, error: RemoteError },
     /// The worker cannot go on (it exits right after sending this).
     Fatal { message: String },
+    /// Batch `id` ran; `bytes` are its count, flag and records.
+    Results { id: u64, bytes: Vec<u8> },
 }
 
 /// The longest task name a call can carry (its length is a `u16`).
@@ -366,10 +386,28 @@ pub const MIN_MAX_FRAME: usize = 1024;
 /// Encodes a call's header; the arguments follow it in the same frame.
 /// (Callers refuse names over [`MAX_NAME_LEN`]; one is cut, never sent whole.)
 pub fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
+    header(TAG_CALL, id, fingerprint, name)
+}
+
+/// Encodes a batch's header; the count and items follow it in the same frame.
+pub fn batch_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
+    header(TAG_CALL_BATCH, id, fingerprint, name)
+}
+
+/// The start of a RESULTS reply body; the worker appends count, flag and
+/// records to it.
+pub fn results_header(id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(TAG_RESULTS);
+    out.extend_from_slice(&id.to_le_bytes());
+    out
+}
+
+fn header(tag: u8, id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
     let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
     let name = &name.as_bytes()[..usize::from(name_len)];
     let mut out = Vec::with_capacity(19 + name.len());
-    out.push(TAG_CALL);
+    out.push(tag);
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&name_len.to_le_bytes());
@@ -394,17 +432,26 @@ pub fn shutdown_message() -> [u8; 1] {
 pub fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
     let mut cur = Cursor(frame);
     match cur.u8()? {
-        TAG_CALL => {
+        tag @ (TAG_CALL | TAG_CALL_BATCH) => {
             let id = cur.u64()?;
             let fingerprint = cur.u64()?;
             let name_len = usize::from(cur.u16()?);
             let name = std::str::from_utf8(cur.take(name_len)?)
                 .map_err(|_| "task name is not UTF-8".to_string())?;
-            Ok(Request::Call {
-                id,
-                fingerprint,
-                name,
-                args: cur.0,
+            Ok(if tag == TAG_CALL {
+                Request::Call {
+                    id,
+                    fingerprint,
+                    name,
+                    args: cur.0,
+                }
+            } else {
+                Request::CallBatch {
+                    id,
+                    fingerprint,
+                    name,
+                    items: cur.0,
+                }
             })
         }
         TAG_SHUTDOWN if cur.0.is_empty() => Ok(Request::Shutdown),
@@ -438,6 +485,7 @@ pub fn encode_reply(reply: &Reply) -> Vec<u8> {
             out.extend_from_slice(&encode_meta(message));
             out
         }
+        Reply::Results { id, bytes } => tagged(TAG_RESULTS, *id, bytes),
     }
 }
 
@@ -455,6 +503,13 @@ pub fn parse_reply(frame: Vec<u8>) -> Result<Reply, String> {
         TAG_FATAL => Ok(Reply::Fatal {
             message: decode_meta(cur.0)?,
         }),
+        TAG_RESULTS => {
+            let id = cur.u64()?;
+            Ok(Reply::Results {
+                id,
+                bytes: cur.0.to_vec(),
+            })
+        }
         TAG_VALUE => {
             let id = cur.u64()?;
             Ok(Reply::Value {
@@ -558,6 +613,21 @@ mod tests {
     }
 
     #[test]
+    fn batch_round_trips() {
+        let mut frame = batch_header(8, 5, "a::c");
+        frame.extend_from_slice(&[2, 0, 0, 0, 1, 2]);
+        assert_eq!(
+            parse_request(&frame),
+            Ok(Request::CallBatch {
+                id: 8,
+                fingerprint: 5,
+                name: "a::c",
+                items: &[2, 0, 0, 0, 1, 2]
+            })
+        );
+    }
+
+    #[test]
     fn replies_round_trip() {
         let replies = [
             Reply::Hello { pid: 42 },
@@ -581,6 +651,10 @@ mod tests {
             },
             Reply::Fatal {
                 message: "bad".into(),
+            },
+            Reply::Results {
+                id: 4,
+                bytes: vec![1, 0, 0, 0, 1, 0, 7],
             },
         ];
         for reply in replies {

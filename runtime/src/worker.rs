@@ -129,6 +129,18 @@ pub(crate) fn run(channel: Channel, exit: Exit) -> ! {
                 }
                 wire::recycle(frame);
             }
+            Ok(Request::CallBatch {
+                id,
+                fingerprint,
+                name,
+                items,
+            }) => {
+                let body = crate::batch::execute(id, fingerprint, name, items, max_frame);
+                flush_stdio();
+                if wire::write_frame(&mut writer, &[&body], max_frame).is_err() {
+                    exit_cleanly();
+                }
+            }
             Ok(Request::Shutdown) => exit_cleanly(),
             Err(message) => fatal(&mut writer, message, max_frame),
         }
@@ -148,8 +160,7 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
         }
         Err(other) => return failed(RemoteError::DecodeArgs(other.to_string())),
     };
-    // Zero means "not checked" (calls by name carry no compiled signature).
-    if fingerprint != 0 && fingerprint != registration.fingerprint {
+    if !registration.accepts(fingerprint) {
         return failed(RemoteError::SignatureMismatch {
             worker_signature: registration.signature.to_string(),
         });
@@ -177,10 +188,27 @@ fn execute(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
     }
 }
 
+/// Runs `f` as task code: a panic in it is caught and reported to the
+/// parent, not printed. Used per item by batches.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
+    let was = IN_TASK.with(|t| t.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(was));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| PanicReport {
+                message: payload_message(payload.as_ref()),
+                location: "<unknown>".into(),
+                backtrace: None,
+            })
+    })
+}
+
 /// A result too large for one frame is reported as such, not sent. A panic
 /// report or error too large for one is cut down to fit (longest text first),
 /// so the caller still gets its typed error and the worker lives on.
-fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
+pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
     let mut reply = match reply {
         Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
             id,
@@ -225,7 +253,7 @@ fn reply_texts(reply: &mut Reply) -> Vec<&mut String> {
             RemoteError::ResultTooLarge { .. } => Vec::new(),
         },
         Reply::Fatal { message } => vec![message],
-        Reply::Hello { .. } | Reply::Value { .. } => Vec::new(),
+        Reply::Hello { .. } | Reply::Value { .. } | Reply::Results { .. } => Vec::new(),
     }
 }
 

@@ -1,0 +1,131 @@
+//! Calls by name: a task chosen at run time (from a command line or a
+//! config file), with its argument and return types checked against the
+//! registration before anything is sent.
+
+use std::any::type_name;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::pool::TaskCall;
+use crate::result::{self, AsyncResult};
+use crate::{codec, registry, Pool};
+
+/// The signature of a call by name with arguments `A` (a tuple) returning
+/// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
+pub(crate) fn signature<A: ?Sized, R: ?Sized>() -> String {
+    let args = type_name::<A>();
+    if args.starts_with('(') {
+        format!("fn{args} -> {}", type_name::<R>())
+    } else {
+        format!("fn {args} -> {}", type_name::<R>())
+    }
+}
+
+/// FNV-1a of a signature (as the macro hashes compiled signatures); never 0,
+/// which means "unchecked" on the wire.
+pub(crate) fn fingerprint(signature: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in signature.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash.max(1)
+}
+
+/// Shown as the caller's signature should a worker refuse a call by name.
+const BY_NAME: &str = "<a call by name>";
+
+impl Pool {
+    /// Runs the task registered as `name` on `args` and waits for its result
+    /// (Python's `pool.apply(f, args)` with `f` looked up at run time).
+    ///
+    /// `args` is a tuple of the task's arguments, in order: `(x,)` for one
+    /// argument, `()` for none. An argument the function takes by reference
+    /// is passed owned: a `String` for `&str`, a `Vec<T>` for `&[T]`, a
+    /// `PathBuf` for `&Path`, a `T` for `&T`. `R` is the return type.
+    ///
+    /// The types are checked before anything is sent: the call carries a
+    /// fingerprint of `fn(A...) -> R` spelled with [`std::any::type_name`],
+    /// which the registration (and the worker) compare with the task's own.
+    /// A name nobody registered fails with [`Error::UnknownTask`] (with the
+    /// nearest names); other argument or return types fail with
+    /// [`Error::SignatureMismatch`], naming both signatures. Nothing is
+    /// decoded as the wrong type. [`registry()`](crate::registry) lists the
+    /// names and signatures.
+    ///
+    /// ```
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task(name = "greet")]
+    /// fn greet(name: &str, times: usize) -> String { format!("hi {name}! ").repeat(times) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let hi: String = pool.apply_by_name("greet", &("bob".to_string(), 2usize))?;
+    ///     assert_eq!(hi, "hi bob! hi bob! ");
+    ///     let wrong = pool.apply_by_name::<String, _>("greet", &(2usize,));
+    ///     assert!(matches!(wrong, Err(Error::SignatureMismatch { .. })));
+    ///     let unknown = pool.apply_by_name::<String, _>("gret", &());
+    ///     assert!(matches!(unknown, Err(Error::UnknownTask { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply_by_name<R: DeserializeOwned, A: Serialize>(
+        &self,
+        name: &str,
+        args: &A,
+    ) -> Result<R, Error> {
+        self.apply_async_by_name(name, args).get()
+    }
+
+    /// Queues the task registered as `name` on `args` and returns at once;
+    /// see [`apply_by_name`](Self::apply_by_name) for the conventions and
+    /// errors. The result is an ordinary [`AsyncResult`] (callbacks,
+    /// `.await`).
+    ///
+    /// ```
+    /// #[procpool::pool_task(name = "double")]
+    /// fn double(x: i64) -> i64 { x * 2 }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let r = pool.apply_async_by_name::<i64, _>("double", &(21i64,));
+    ///     assert_eq!(r.get()?, 42);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn apply_async_by_name<R: DeserializeOwned, A: Serialize>(
+        &self,
+        name: &str,
+        args: &A,
+    ) -> AsyncResult<R> {
+        let task: Arc<str> = Arc::from(name);
+        let caller = signature::<A, R>();
+        let fingerprint = fingerprint(&caller);
+        let refused = |error| result::ready(task.clone(), self.runner(), Err(error));
+        match registry::lookup(name) {
+            Err(error) => return refused(error),
+            Ok(registration) if !registration.accepts(fingerprint) => {
+                return refused(Error::SignatureMismatch {
+                    task: name.to_string(),
+                    caller,
+                    worker: (registration.by_name_signature)(),
+                })
+            }
+            Ok(_) => {}
+        }
+        let call = TaskCall {
+            task: task.clone(),
+            fingerprint,
+            signature: BY_NAME,
+            timeout: None,
+            batch: false,
+        };
+        self.submit(call, codec::encode(args))
+    }
+}

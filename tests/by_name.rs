@@ -1,0 +1,152 @@
+//! Calls by name: `Pool::apply_by_name` / `apply_async_by_name`, their type
+//! checks, and `procpool::registry()`.
+
+use std::path::{Path, PathBuf};
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task(name = "math/add")]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task(name = "pid")]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[pool_task(name = "text/count")]
+fn count(words: &[String], needle: &str) -> usize {
+    words.iter().filter(|w| *w == needle).count()
+}
+
+#[pool_task(name = "path/name")]
+fn file_name(path: &Path) -> Option<String> {
+    path.file_name().map(|n| n.to_string_lossy().into_owned())
+}
+
+#[pool_task(name = "fails")]
+fn fails(x: u8) -> u8 {
+    panic!("no {x}")
+}
+
+#[test]
+fn a_task_chosen_at_run_time_runs_in_a_worker() {
+    let pool = Pool::new(1).unwrap();
+    let task = String::from("math/add"); // e.g. read from a config file
+    assert_eq!(
+        pool.apply_by_name::<i64, _>(&task, &(40i64, 2i64)).unwrap(),
+        42
+    );
+    let worker: u32 = pool.apply_by_name("pid", &()).unwrap();
+    assert_ne!(worker, std::process::id());
+    let r = pool.apply_async_by_name::<i64, _>("math/add", &(1i64, 1i64));
+    assert_eq!(r.get().unwrap(), 2);
+}
+
+#[test]
+fn reference_arguments_are_passed_owned() {
+    let pool = Pool::new(1).unwrap();
+    let words: Vec<String> = ["a", "b", "a"].map(String::from).to_vec();
+    let n: usize = pool
+        .apply_by_name("text/count", &(words, "a".to_string()))
+        .unwrap();
+    assert_eq!(n, 2);
+    let name: Option<String> = pool
+        .apply_by_name("path/name", &(PathBuf::from("/tmp/x.txt"),))
+        .unwrap();
+    assert_eq!(name.as_deref(), Some("x.txt"));
+}
+
+#[test]
+fn an_unknown_name_is_a_typed_error_with_suggestions() {
+    let pool = Pool::new(1).unwrap();
+    match pool.apply_by_name::<i64, _>("math/ad", &(1i64, 2i64)) {
+        Err(Error::UnknownTask { task, suggestions }) => {
+            assert_eq!(task, "math/ad");
+            assert_eq!(suggestions.first().map(String::as_str), Some("math/add"));
+        }
+        other => panic!("expected UnknownTask, got {other:?}"),
+    }
+    assert!(matches!(
+        pool.apply_async_by_name::<i64, _>("nope", &()).get(),
+        Err(Error::UnknownTask { .. })
+    ));
+}
+
+#[test]
+fn wrong_argument_or_return_types_are_refused_before_sending() {
+    let pool = Pool::new(1).unwrap();
+    let mismatch = |r: Result<i64, Error>| match r {
+        Err(Error::SignatureMismatch {
+            task,
+            caller,
+            worker,
+        }) => {
+            assert_eq!(task, "math/add");
+            assert_eq!(worker, "fn(i64, i64) -> i64");
+            caller
+        }
+        other => panic!("expected SignatureMismatch, got {other:?}"),
+    };
+    // Other argument types (same encoded size would decode as garbage).
+    assert_eq!(
+        mismatch(pool.apply_by_name("math/add", &(1u64, 2u64))),
+        "fn(u64, u64) -> i64"
+    );
+    // Too few arguments, and not a tuple.
+    assert_eq!(
+        mismatch(pool.apply_by_name("math/add", &(1i64,))),
+        "fn(i64,) -> i64"
+    );
+    assert_eq!(
+        mismatch(pool.apply_by_name("math/add", &1i64)),
+        "fn i64 -> i64"
+    );
+    // Another return type.
+    match pool.apply_by_name::<String, _>("math/add", &(1i64, 2i64)) {
+        Err(Error::SignatureMismatch { caller, .. }) => {
+            assert_eq!(caller, "fn(i64, i64) -> alloc::string::String")
+        }
+        other => panic!("expected SignatureMismatch, got {other:?}"),
+    }
+    // The pool is still fine.
+    assert_eq!(
+        pool.apply_by_name::<i64, _>("math/add", &(1i64, 2i64))
+            .unwrap(),
+        3
+    );
+}
+
+#[test]
+fn a_panic_arrives_as_usual() {
+    let pool = Pool::new(1).unwrap();
+    match pool.apply_by_name::<u8, _>("fails", &(7u8,)) {
+        Err(Error::Panic { task, message, .. }) => {
+            assert_eq!(task, "fails");
+            assert_eq!(message, "no 7");
+        }
+        other => panic!("expected Panic, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_registry_lists_names_with_signatures() {
+    let listing = procpool::registry();
+    for line in [
+        "math/add: fn(i64, i64) -> i64",
+        "pid: fn() -> u32",
+        "text/count: fn(&[String], &str) -> usize",
+        "path/name: fn(&Path) -> Option<String>",
+    ] {
+        assert!(
+            listing.iter().any(|l| l == line),
+            "{line} not in {listing:#?}"
+        );
+    }
+    let mut sorted = listing.clone();
+    sorted.sort();
+    assert_eq!(listing, sorted);
+}

@@ -1,0 +1,256 @@
+//! `imap_<fn>` and `imap_unordered_<fn>`: laziness, order, chunking,
+//! per-item errors.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use procpool::{pool_task, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn square_pid(x: u64) -> (u64, u32) {
+    (x * x, std::process::id())
+}
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn fragile(x: u32) -> u32 {
+    if x == 50 {
+        panic!("item {x} is bad");
+    }
+    x + 1
+}
+
+/// Sleeps longer for smaller inputs, so completion order differs from input order.
+#[pool_task]
+fn nap_inverse(x: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(20 * (4 - x)));
+    x
+}
+
+/// Kills its worker (SIGABRT) on the item equal to `bad`.
+#[pool_task]
+fn abort_on(x: u32, bad: u32) -> u32 {
+    if x == bad {
+        std::process::abort();
+    }
+    x
+}
+
+/// Serializes only when even: an odd value's result cannot be encoded.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+struct EvenOnly(u32);
+
+impl serde::Serialize for EvenOnly {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 % 2 == 1 {
+            return Err(serde::ser::Error::custom(format!("{} is odd", self.0)));
+        }
+        s.serialize_newtype_struct("EvenOnly", &self.0)
+    }
+}
+
+#[pool_task]
+fn even_only(x: u32) -> EvenOnly {
+    EvenOnly(x)
+}
+
+#[test]
+fn an_unencodable_result_fails_only_its_item() {
+    let pool = Pool::new(1).unwrap();
+    let out: Vec<Result<EvenOnly, Error>> = imap_even_only(&pool, 0..6).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) if x % 2 == 0 => assert_eq!(v.0, x as u32),
+            Err(Error::Encode { what, message, .. }) if x % 2 == 1 => {
+                assert_eq!(*what, "result");
+                assert!(message.contains("is odd"), "{message}");
+            }
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn imap_yields_in_input_order_from_workers() {
+    let pool = Pool::new(2).unwrap();
+    for options in [
+        MapOptions::new(),
+        MapOptions::new().chunksize(1),
+        MapOptions::new().chunksize(1000),
+    ] {
+        let out: Vec<(u64, u32)> = imap_square_pid_with(&pool, 0..300, options)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(out.len(), 300);
+        for (x, (sq, pid)) in out.into_iter().enumerate() {
+            assert_eq!(sq, (x * x) as u64);
+            assert_ne!(pid, std::process::id());
+        }
+    }
+}
+
+#[test]
+fn imap_unordered_yields_every_result_once() {
+    let pool = Pool::new(2).unwrap();
+    for options in [MapOptions::new(), MapOptions::new().chunksize(1)] {
+        let mut out: Vec<u64> = imap_unordered_square_pid_with(&pool, 0..300, options)
+            .map(|r| r.unwrap().0)
+            .collect();
+        out.sort();
+        assert_eq!(out, (0..300u64).map(|x| x * x).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn imap_unordered_yields_in_completion_order() {
+    let pool = Pool::new(4).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let order: Vec<u64> = imap_unordered_nap_inverse_with(&pool, 0..4, one)
+        .map(Result::unwrap)
+        .collect();
+    // Item 3 sleeps 20 ms, item 0 sleeps 80 ms: with four workers, 3 is
+    // done long before 0 (a generous margin for a noisy machine).
+    let pos = |x| order.iter().position(|&y| y == x).unwrap();
+    assert!(pos(3) < pos(0), "completion order {order:?}");
+    let ordered: Vec<u64> = imap_nap_inverse_with(&pool, 0..4, one)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, [0, 1, 2, 3]);
+}
+
+#[test]
+fn several_arguments_take_tuples() {
+    let pool = Pool::new(2).unwrap();
+    let out: Vec<i64> = imap_add(&pool, (0..100).map(|i| (i, 1)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(out, (1..101).collect::<Vec<_>>());
+    let mut out: Vec<i64> = imap_unordered_add(&pool, vec![(1, 2), (3, 4)])
+        .collect::<Result<_, _>>()
+        .unwrap();
+    out.sort();
+    assert_eq!(out, [3, 7]);
+}
+
+#[test]
+fn empty_input_yields_nothing() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(imap_add(&pool, Vec::new()).count(), 0);
+    assert_eq!(imap_unordered_add(&pool, Vec::new()).count(), 0);
+}
+
+#[test]
+fn a_panicking_item_yields_its_own_error_and_the_others_their_values() {
+    let pool = Pool::new(2).unwrap();
+    for options in [
+        MapOptions::new(),
+        MapOptions::new().chunksize(1),
+        MapOptions::new().chunksize(300),
+    ] {
+        let out: Vec<Result<u32, Error>> = imap_fragile_with(&pool, 0..100, options).collect();
+        assert_eq!(out.len(), 100);
+        for (x, r) in out.iter().enumerate() {
+            match r {
+                Err(Error::Panic { message, .. }) if x == 50 => {
+                    assert_eq!(message, "item 50 is bad")
+                }
+                Ok(v) if x != 50 => assert_eq!(*v, x as u32 + 1),
+                other => panic!("item {x}: {other:?}"),
+            }
+        }
+        let unordered: Vec<Result<u32, Error>> =
+            imap_unordered_fragile_with(&pool, 0..100, options).collect();
+        assert_eq!(unordered.iter().filter(|r| r.is_ok()).count(), 99);
+        assert_eq!(
+            unordered
+                .iter()
+                .filter(|r| matches!(r, Err(Error::Panic { .. })))
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn an_endless_input_is_pulled_lazily() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = AtomicUsize::new(0);
+    let endless = (0u64..).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    let first: Vec<u64> = imap_square_pid(&pool, endless)
+        .take(100)
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(first, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
+    // Bounded read-ahead: 2 chunks per worker of the default 16 items.
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(pulled <= 100 + 4 * 16, "pulled {pulled} items");
+
+    let pulled = AtomicUsize::new(0);
+    let endless = (0u64..).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    let unordered = imap_unordered_square_pid_with(&pool, endless, MapOptions::new().chunksize(3))
+        .take(50)
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(unordered, 50);
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(pulled <= 50 + 4 * 3, "pulled {pulled} items");
+}
+
+#[test]
+fn a_worker_dying_mid_chunk_fails_that_chunks_items_with_worker_died() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<(u32, u32)> = (0..40).map(|x| (x, 17)).collect();
+    let out: Vec<Result<u32, Error>> =
+        imap_abort_on_with(&pool, items, MapOptions::new().chunksize(10)).collect();
+    assert_eq!(out.len(), 40);
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Err(Error::WorkerDied { pid, .. }) if (10..20).contains(&x) => {
+                assert_ne!(*pid, std::process::id())
+            }
+            Ok(v) if !(10..20).contains(&x) => assert_eq!(*v, x as u32),
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn chunksize_zero_yields_one_config_error() {
+    let pool = Pool::new(1).unwrap();
+    let out: Vec<_> = imap_add_with(&pool, vec![(1, 2)], MapOptions::new().chunksize(0)).collect();
+    assert!(matches!(out[..], [Err(Error::Config { .. })]));
+}
+
+/// Sleeps a long time on the item equal to `slow`.
+#[pool_task]
+fn stall_on(x: u32, slow: u32) -> u32 {
+    if x == slow {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    x
+}
+
+#[test]
+fn a_time_limit_applies_to_each_chunk() {
+    let pool = Pool::new(2).unwrap();
+    let limited = pool.with_task_timeout(Some(std::time::Duration::from_secs(2)));
+    let items: Vec<(u32, u32)> = (0..8).map(|x| (x, 3)).collect();
+    let out: Vec<Result<u32, Error>> =
+        imap_stall_on_with(&limited, items, MapOptions::new().chunksize(2)).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Err(Error::Timeout { .. }) if x == 2 || x == 3 => {}
+            Ok(v) if x != 2 && x != 3 => assert_eq!(*v, x as u32),
+            other => panic!("item {x}: {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! `map_<fn>`, `map_<fn>_with` and `map_async_<fn>`: results in input
+//! order, chunking, starmap, reference arguments, errors.
+
+use procpool::{pool_task, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[pool_task]
+fn square_pid(x: u64) -> (u64, u32) {
+    (x * x, std::process::id())
+}
+
+#[pool_task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[pool_task]
+fn count(words: &[String], needle: &str) -> usize {
+    words.iter().filter(|w| *w == needle).count()
+}
+
+#[pool_task]
+fn fragile(x: u32) -> u32 {
+    if x == 50 {
+        panic!("item {x} is bad");
+    }
+    x + 1
+}
+
+#[pool_task]
+fn forty_two() -> u8 {
+    42
+}
+
+/// Kills its worker (SIGABRT) on the item equal to `bad`.
+#[pool_task]
+fn exit_on(x: u32, bad: u32) -> u32 {
+    if x == bad {
+        std::process::abort();
+    }
+    x
+}
+
+fn squares(n: u64) -> Vec<u64> {
+    (0..n).map(|x| x * x).collect()
+}
+
+#[test]
+fn map_returns_results_in_input_order_from_workers() {
+    let pool = Pool::new(2).unwrap();
+    let out = map_square_pid(&pool, 0..1000).unwrap();
+    assert_eq!(out.len(), 1000);
+    for (x, (sq, pid)) in out.iter().enumerate() {
+        assert_eq!(*sq, (x * x) as u64);
+        assert_ne!(*pid, std::process::id(), "ran in the caller");
+    }
+    assert_eq!(map_square(&pool, vec![3, 1, 2]).unwrap(), [9, 1, 4]);
+}
+
+#[test]
+fn chunksize_one_default_and_larger_than_input_agree() {
+    let pool = Pool::new(2).unwrap();
+    for options in [
+        MapOptions::new(),
+        MapOptions::new().chunksize(1),
+        MapOptions::new().chunksize(7),
+        MapOptions::new().chunksize(10_000),
+    ] {
+        assert_eq!(
+            map_square_with(&pool, 0..500, options).unwrap(),
+            squares(500)
+        );
+        let r = map_async_square_with(&pool, 0..500, options);
+        assert_eq!(r.get().unwrap(), squares(500));
+    }
+}
+
+#[test]
+fn input_of_unknown_length_is_collected_first() {
+    let pool = Pool::new(2).unwrap();
+    let odd = (0..100u64).filter(|x| x % 2 == 1);
+    let expected: Vec<u64> = (0..100u64).filter(|x| x % 2 == 1).map(|x| x * x).collect();
+    assert_eq!(map_square(&pool, odd).unwrap(), expected);
+}
+
+#[test]
+fn empty_input_gives_empty_output() {
+    let pool = Pool::new(1).unwrap();
+    assert!(map_square(&pool, Vec::new()).unwrap().is_empty());
+    assert!(map_async_square(&pool, 0..0).get().unwrap().is_empty());
+    assert!(map_add(&pool, Vec::new()).unwrap().is_empty());
+}
+
+#[test]
+fn several_arguments_take_tuples_like_starmap() {
+    let pool = Pool::new(2).unwrap();
+    let pairs: Vec<(i64, i64)> = (0..300).map(|i| (i, -2 * i)).collect();
+    let expected: Vec<i64> = (0..300).map(|i| -i).collect();
+    assert_eq!(map_add(&pool, pairs.clone()).unwrap(), expected);
+    assert_eq!(map_async_add(&pool, pairs).get().unwrap(), expected);
+}
+
+#[test]
+fn reference_arguments_take_owned_values() {
+    let pool = Pool::new(2).unwrap();
+    let words: Vec<String> = ["a", "b", "a"].map(String::from).to_vec();
+    let items = vec![
+        (words.clone(), "a".to_string()),
+        (words.clone(), "b".to_string()),
+        (Vec::new(), "a".to_string()),
+    ];
+    assert_eq!(map_count(&pool, items).unwrap(), [2, 1, 0]);
+}
+
+#[test]
+fn tasks_without_arguments_take_unit_items() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(map_forty_two(&pool, vec![(); 5]).unwrap(), [42; 5]);
+}
+
+#[test]
+fn a_panicking_item_makes_map_fail_with_its_panic() {
+    let pool = Pool::new(2).unwrap();
+    for options in [MapOptions::new(), MapOptions::new().chunksize(1)] {
+        match map_fragile_with(&pool, 0..100, options) {
+            Err(Error::Panic { message, .. }) => assert_eq!(message, "item 50 is bad"),
+            other => panic!("expected the item's panic, got {other:?}"),
+        }
+        match map_async_fragile_with(&pool, 0..100, options).get() {
+            Err(Error::Panic { message, .. }) => assert_eq!(message, "item 50 is bad"),
+            other => panic!("expected the item's panic, got {other:?}"),
+        }
+    }
+    // The workers are still in service.
+    assert_eq!(map_fragile(&pool, 0..3).unwrap(), [1, 2, 3]);
+}
+
+#[test]
+fn a_worker_dying_mid_chunk_fails_the_map_with_worker_died() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<(u32, u32)> = (0..40).map(|x| (x, 17)).collect();
+    match map_exit_on(&pool, items.clone()) {
+        Err(Error::WorkerDied { pid, .. }) => assert_ne!(pid, std::process::id()),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(matches!(
+        map_async_exit_on(&pool, items).get(),
+        Err(Error::WorkerDied { .. })
+    ));
+    // The pool replaced the worker.
+    let fine: Vec<(u32, u32)> = (0..10).map(|x| (x, 1000)).collect();
+    assert_eq!(
+        map_exit_on(&pool, fine).unwrap(),
+        (0..10).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn chunksize_zero_is_a_config_error() {
+    let pool = Pool::new(1).unwrap();
+    let zero = MapOptions::new().chunksize(0);
+    assert!(matches!(
+        map_square_with(&pool, 0..3, zero),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        map_async_square_with(&pool, 0..3, zero).get(),
+        Err(Error::Config { .. })
+    ));
+}
+
+#[test]
+fn map_after_close_fails_with_pool_closed() {
+    let pool = Pool::new(1).unwrap();
+    pool.close();
+    assert!(matches!(
+        map_square(&pool, 0..10),
+        Err(Error::PoolClosed { .. })
+    ));
+}
+
+#[pool_task]
+fn byte_len(data: Vec<u8>) -> usize {
+    data.len()
+}
+
+#[test]
+fn chunks_of_large_items_stay_under_the_frame_limit() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_frame_bytes(16 << 10)
+        .build()
+        .unwrap();
+    // 40 items of 3 KiB in one requested chunk would be a 120 KiB frame;
+    // chunks end early at a quarter of the 16 KiB limit instead.
+    let items: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; 3 << 10]).collect();
+    let one_chunk = MapOptions::new().chunksize(40);
+    assert_eq!(
+        map_byte_len_with(&pool, items.clone(), one_chunk).unwrap(),
+        [3 << 10; 40]
+    );
+    let lens: Vec<usize> = imap_byte_len_with(&pool, items, one_chunk)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(lens, [3 << 10; 40]);
+    // A single item over the limit still fails alone, with a typed error.
+    let huge = vec![vec![0u8; 64 << 10], vec![1u8; 10]];
+    let out: Vec<_> = imap_byte_len_with(&pool, huge, MapOptions::new().chunksize(1)).collect();
+    assert!(
+        matches!(out[0], Err(Error::FrameTooLarge { .. })),
+        "{out:?}"
+    );
+    assert_eq!(out[1].as_ref().unwrap(), &10);
+}
