@@ -204,9 +204,10 @@ pub fn notes(run: &Run) -> String {
          `Pool.map`; both with the default chunksize (ceil(items / (4 × workers))) and with \
          chunksize 1. Floor: Python's default chunking, one frame per chunk. procspawn's pool \
          has no map.\n\
-         ³ Identity task, MB/s = 2 × size / round-trip time. `Vec<u8>` goes through serde \
-         element by element; `serde_bytes::ByteBuf` as one byte string. Python sends `bytes` \
-         and the floor raw frames, so their two rows are the same figure.\n\
+         ³ Identity task, MB/s = 2 × size / round-trip time. procpool sends a top-level \
+         `Vec<u8>` as one block of bytes, like `serde_bytes::ByteBuf` (procspawn: element by \
+         element). Python sends `bytes` and the floor raw frames, so their two rows are the \
+         same figure.\n\
          ⁴ A fresh pool's worker after one trivial task; floor: the bench binary re-executed \
          as a frame-echo child.\n",
         p.procspawn_async_tasks
