@@ -11,7 +11,8 @@
 //!                                                  # exits 1 only on gross regressions vs the floor
 //! ```
 //!
-//! Options: `--smoke`; `--no-python`, `--no-procspawn` (skip a system);
+//! Options: `--smoke`; `--rounds N` (default 3, smoke 1: each figure is the
+//! median over N rounds of every system); `--no-python`, `--no-procspawn` (skip a system);
 //! `--no-write` (print only); `--profile apply|async|payload|map|map1 procpool|floor [N]`
 //! (one workload alone, untabulated, for `perf record` / `strace -c`; `map` is
 //! `map_inc` with the default chunking, `map1` with chunksize 1, both also on
@@ -27,6 +28,7 @@
 mod chart;
 mod floor;
 mod measure;
+mod paired;
 mod plan;
 mod report;
 mod run_floor;
@@ -38,7 +40,7 @@ mod tasks;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use plan::Plan;
+use plan::{Figures, Plan};
 use report::Run;
 
 fn main() {
@@ -64,28 +66,30 @@ fn main() {
     step("calibrating the CPU-bound task");
     let spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
 
-    step("raw floor");
-    let floor = run_floor::run(&plan).map_err(|e| format!("floor failed: {e}"));
-    step("procpool");
-    let procpool =
-        run_procpool::run(&plan, spin_iters).map_err(|e| format!("procpool failed: {e}"));
-    let python = if with_python {
-        step("Python multiprocessing.Pool");
-        run_python::run(&plan)
-    } else {
-        Err("not run (--smoke or --no-python)".into())
-    };
-    let procspawn = if with_procspawn {
-        step("procspawn");
-        run_procspawn::run(&plan, spin_iters).map_err(|e| format!("procspawn failed: {e}"))
-    } else {
-        Err("not run (--smoke or --no-procspawn)".into())
-    };
+    // Every system is measured once per round and each figure is the median
+    // over rounds: the rounds interleave the systems in time, so a burst of
+    // load on a shared machine skews one round, not one system's column.
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(if smoke { 1 } else { 3 })
+        .max(1);
+    let mut per_round = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            step(&format!("round {round} of {rounds}"));
+        }
+        per_round.push(measure_round(
+            &plan,
+            spin_iters,
+            with_python,
+            with_procspawn,
+        ));
+    }
+    let figures = median_over_rounds(per_round);
 
-    let run = Run {
-        plan,
-        figures: [procpool, floor, python, procspawn],
-    };
+    let run = Run { plan, figures };
     let table = report::table(&run);
     let notes = report::notes(&run);
     let goals = report::goals_text(&report::goals(&run));
@@ -99,7 +103,7 @@ fn main() {
         let md = format!(
             "# Benchmarks\n\n\
              Produced by `cargo run --release -p procpool-bench` (see bench/src/main.rs) on a \
-             machine with {} CPUs. One run; each figure is a median over repetitions.\n\n\
+             machine with {} CPUs. Each figure is the median over {rounds} rounds of every system (the rounds interleave the systems in time), each round's figure a median over repetitions.\n\n\
              ![procpool against the others](bench/chart.svg)\n\n{table}\n{notes}\n\
              ## Goals\n\n{goals}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -125,6 +129,69 @@ fn main() {
         }
         eprintln!("procpool-bench --smoke: no gross regression against the raw floor");
     }
+}
+
+/// Measures every system once: [procpool, floor, Python, procspawn].
+fn measure_round(
+    plan: &Plan,
+    spin_iters: u64,
+    with_python: bool,
+    with_procspawn: bool,
+) -> [Result<Figures, String>; 4] {
+    let step = |name: &str| eprintln!("procpool-bench: {name}...");
+    step("raw floor");
+    let floor = run_floor::run(plan).map_err(|e| format!("floor failed: {e}"));
+    step("procpool");
+    let procpool = run_procpool::run(plan, spin_iters).map_err(|e| format!("procpool failed: {e}"));
+    let python = if with_python {
+        step("Python multiprocessing.Pool");
+        run_python::run(plan)
+    } else {
+        Err("not run (--smoke or --no-python)".into())
+    };
+    let procspawn = if with_procspawn {
+        step("procspawn");
+        run_procspawn::run(plan, spin_iters).map_err(|e| format!("procspawn failed: {e}"))
+    } else {
+        Err("not run (--smoke or --no-procspawn)".into())
+    };
+    let (mut procpool, mut floor) = (procpool, floor);
+    // Their apply latencies again, side by side (see `paired`): these are the
+    // figures the table shows.
+    step("apply latency, procpool and floor side by side");
+    match paired::apply_latency_us(plan) {
+        Ok((p, f)) => {
+            for (figures, value) in [(&mut procpool, p), (&mut floor, f)] {
+                if let Ok(figures) = figures {
+                    figures.insert(plan::key::APPLY_US.into(), value);
+                }
+            }
+        }
+        Err(e) => eprintln!("procpool-bench: side-by-side apply latency failed: {e}"),
+    }
+    [procpool, floor, python, procspawn]
+}
+
+/// Per system, the median of each figure over the rounds that produced it;
+/// a system that failed in every round keeps its first error.
+fn median_over_rounds(rounds: Vec<[Result<Figures, String>; 4]>) -> [Result<Figures, String>; 4] {
+    std::array::from_fn(|system| {
+        let ok: Vec<&Figures> = rounds
+            .iter()
+            .filter_map(|r| r[system].as_ref().ok())
+            .collect();
+        if ok.is_empty() {
+            return rounds[0][system].clone();
+        }
+        let keys: std::collections::BTreeSet<&String> = ok.iter().flat_map(|f| f.keys()).collect();
+        Ok(keys
+            .into_iter()
+            .map(|k| {
+                let values: Vec<f64> = ok.iter().filter_map(|f| f.get(k).copied()).collect();
+                (k.clone(), measure::median(&values))
+            })
+            .collect())
+    })
 }
 
 /// One workload alone on one system, for `perf record` / `strace -c`:

@@ -34,14 +34,18 @@ pub fn latency_us(warmup: usize, calls: usize, mut f: impl FnMut(u64)) -> f64 {
     for i in 0..warmup {
         f(i as u64);
     }
-    let samples: Vec<f64> = (0..calls)
+    median(&call_times_us(calls, f))
+}
+
+/// The time of each of `calls` calls of `f(i)`, in µs.
+pub fn call_times_us(calls: usize, mut f: impl FnMut(u64)) -> Vec<f64> {
+    (0..calls)
         .map(|i| {
             let start = Instant::now();
             f(i as u64);
             start.elapsed().as_secs_f64() * 1e6
         })
-        .collect();
-    median(&samples)
+        .collect()
 }
 
 /// Peak resident set size (`VmHWM`) of process `pid`, in MiB.

@@ -31,11 +31,17 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, SpawnError> {
     }
     f.insert(key::STARTUP_MS.into(), measure::median(&samples));
 
-    let pool = Pool::new(n)?;
+    // Pinned to one CPU, like the others (see crate::paired).
+    let pin = crate::paired::Pin::to_cpu(0)?;
+    let pinned = Pool::new(n)?;
     let apply = measure::latency_us(plan.apply_warmup, plan.apply_calls, |i| {
-        assert_eq!(pool.spawn(i, plain_inc).join().expect("spawn"), i + 1);
+        assert_eq!(pinned.spawn(i, plain_inc).join().expect("spawn"), i + 1);
     });
+    pinned.shutdown();
+    drop(pin);
     f.insert(key::APPLY_US.into(), apply);
+
+    let pool = Pool::new(n)?;
 
     let tasks = plan.procspawn_async_tasks;
     let tps = median_of(plan.async_reps, || {
