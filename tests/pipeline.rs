@@ -1,6 +1,8 @@
 //! Pipelining: a slot sends a busy worker several quick tasks in one batch.
 //! A worker lost in the middle of a batch fails exactly the task it was
-//! running; the tasks behind it (not started) run on its replacement. A task
+//! running; the tasks behind it (not started) run on its replacement; a
+//! worker dropped alive (timeout, bad reply) may have started the next ones,
+//! which then fail rather than run twice. A task
 //! times out on its own run time, not on the time spent queued in a batch.
 //! Only tasks seen to run quickly are batched: a slow task never holds up
 //! quick ones while another worker could run them.
@@ -153,4 +155,158 @@ fn quick_tasks_never_wait_behind_a_slow_one() {
         !pids.contains(&slow_pid),
         "a quick task ran behind the slow one"
     );
+}
+
+/// Leaves a marker file `dir/x` as it starts (panicking if one is there: the
+/// task ran before), then sleeps `nap_ms`. With `garble`, it then writes a
+/// frame that is no reply onto the worker's channel (fd 3), so the parent
+/// drops the worker while it goes on with the next task.
+#[pool_task]
+fn mark(dir: String, x: u64, nap_ms: u64, garble: bool) -> u32 {
+    let path = std::path::Path::new(&dir).join(x.to_string());
+    if let Err(e) = std::fs::File::create_new(&path) {
+        panic!("task {x} ran twice ({e})");
+    }
+    if nap_ms > 0 {
+        std::thread::sleep(Duration::from_millis(nap_ms));
+    }
+    if garble {
+        // One frame: length 1, an unknown tag.
+        let frame = [1u8, 0, 0, 0, 0xff];
+        // SAFETY: a plain write of a live buffer to the worker's channel fd.
+        let n = unsafe { libc::write(3, frame.as_ptr().cast(), frame.len()) };
+        assert_eq!(n, frame.len() as isize);
+    }
+    std::process::id()
+}
+
+/// A fresh directory for marker files, in memory where there is one: the
+/// tasks must stay quick (a file creation can take 1 ms on a disk), or they
+/// are not batched.
+fn marker_root(name: &str) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join(format!("procpool-{name}-{}", std::process::id()))
+}
+
+/// Runs tasks 0..200 on `pool` (one worker) after warming it up so that it
+/// batches them; task 100 naps `nap` ms and garbles its reply if told.
+/// Checks that no task ran twice, and returns each task's result.
+fn run_round(
+    pool: &Pool,
+    dir: &std::path::Path,
+    nap: u64,
+    garble: bool,
+) -> Vec<Result<u32, Error>> {
+    std::fs::create_dir_all(dir).unwrap();
+    let dir_text = dir.to_str().unwrap().to_string();
+    // Known as a quick task, so the slot batches it.
+    let warm: Vec<_> = (1000..1300)
+        .map(|x| apply_async_mark(pool, dir_text.clone(), x, 0, false))
+        .collect();
+    for r in warm {
+        r.get().unwrap();
+    }
+    // The worker is busy meanwhile, so that the tasks queue up and go out
+    // in batches.
+    let blocker = apply_async_nap(pool, 300);
+    let pending: Vec<_> = (0..200)
+        .map(|x| {
+            let slow = x == 100;
+            apply_async_mark(
+                pool,
+                dir_text.clone(),
+                x,
+                if slow { nap } else { 0 },
+                slow && garble,
+            )
+        })
+        .collect();
+    blocker.get().unwrap();
+    let results: Vec<_> = pending.into_iter().map(|r| r.get()).collect();
+    for (x, r) in results.iter().enumerate() {
+        match r {
+            Ok(pid) => {
+                assert_ne!(*pid, std::process::id());
+                assert!(dir.join(x.to_string()).exists(), "task {x} left no marker");
+            }
+            Err(Error::Panic { message, .. }) => panic!("task {x}: {message}"),
+            Err(_) => {}
+        }
+    }
+    results
+}
+
+#[test]
+fn no_task_runs_twice_when_a_batch_hits_a_timeout() {
+    let _serial = support::serial();
+    procpool::init();
+    let limit = Duration::from_millis(500);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(limit)
+        .build()
+        .unwrap();
+    let root = marker_root("twice");
+    // The slow task finishes just before, at or just after its limit, so
+    // that in some rounds the worker may have started the next task of the
+    // batch when it is killed: that one must fail, not run again.
+    for (round, nap) in [490, 497, 500, 503, 510, 520].into_iter().enumerate() {
+        let results = run_round(&pool, &root.join(round.to_string()), nap, false);
+        let mut failed_after = 0;
+        for (x, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(_) => {}
+                Err(Error::Timeout { limit: l, .. }) => {
+                    assert_eq!(x, 100, "task {x} timed out");
+                    assert_eq!(l, limit);
+                }
+                // Started by the worker killed for task 100: it may have
+                // run, so it fails rather than runs again.
+                Err(Error::WorkerDied { .. }) if x > 100 => failed_after += 1,
+                Err(e) => panic!("round {round}, task {x}: unexpected {e:?}"),
+            }
+        }
+        assert!(
+            failed_after <= 1,
+            "{failed_after} tasks failed after the slow one"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn no_task_runs_twice_when_a_worker_breaks_the_protocol_mid_batch() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let root = marker_root("garble");
+    // Task 100 sends a bad frame and carries on with the next tasks of its
+    // batch, which have started by the time the parent kills the worker:
+    // they fail (or are settled by replies that arrived), never run twice.
+    for round in 0..3 {
+        let results = run_round(&pool, &root.join(round.to_string()), 0, true);
+        for (x, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(_) => assert_ne!(x, 100, "the garbled reply was taken"),
+                Err(Error::Protocol { .. }) => assert_eq!(x, 100),
+                Err(Error::WorkerDied { .. }) => assert!(x > 100, "task {x} failed"),
+                Err(e) => panic!("round {round}, task {x}: unexpected {e:?}"),
+            }
+        }
+        // The pool carries on.
+        assert!(apply_mark(
+            &pool,
+            root.to_str().unwrap().into(),
+            9_000 + round,
+            0,
+            false
+        )
+        .is_ok());
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }

@@ -148,11 +148,12 @@ pub(crate) fn run_slot(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) 
 
 /// Runs a batch of jobs pipelined on one worker: all calls go out in one
 /// write, and the replies are read in order. Settles the jobs it ran and
-/// returns the worker (if still usable) and how many ran. If the worker is
-/// lost on one job, that job fails and the jobs behind it, which had not
-/// started (a worker runs its calls one by one, in order), go back to the
-/// front of the queue. Each job's timeout counts from the previous reply,
-/// that is from when the worker started it.
+/// returns the worker (if still usable) and how many ran. If the worker dies
+/// on one job, that job fails and the jobs behind it, which had not started
+/// (a worker runs its calls one by one, in order), go back to the front of
+/// the queue. If it is dropped alive (timeout, bad reply), the jobs behind
+/// may have started: see [`settle_after_loss`]. Each job's timeout counts
+/// from the previous reply, that is from when the worker started it.
 fn run_batch(
     shared: &Shared,
     index: usize,
@@ -241,12 +242,93 @@ fn run_batch(
             Exchange::Lost(loss) => loss,
             Exchange::Undelivered => Loss::Died,
         };
-        let error = bury(shared, link, &job.call(), loss);
-        job.promise.complete(Err(error));
-        shared.requeue(jobs);
-        return (None, ran);
+        if let Loss::Died = loss {
+            // The worker died running this job: it runs its calls one by
+            // one, so the ones behind it never started.
+            let error = bury(shared, link, &job.call(), loss);
+            job.promise.complete(Err(error));
+            shared.requeue(jobs);
+            return (None, ran);
+        }
+        let rest: Vec<Job> = jobs.collect();
+        return (None, ran + settle_after_loss(shared, link, job, loss, rest));
     }
     (Some(link), ran)
+}
+
+/// Ends a worker lost on `failed` (timed out, or sent a bad or oversized
+/// reply) in the middle of a batch, and settles the jobs sent behind it,
+/// which the worker may have gone on to start: it is killed, and what it
+/// wrote before it died is read to the end. Each job whose reply is there
+/// is settled with it; the first one without a reply may have started, so
+/// it fails (a task never runs twice); only the jobs behind that one
+/// certainly never started, and they go back to the queue. If the replies
+/// cannot be read to a clean end, every job behind fails. `failed` fails
+/// as `loss` says. Returns how many of `rest` were settled (not requeued).
+fn settle_after_loss(
+    shared: &Shared,
+    mut link: Box<dyn Link>,
+    failed: Job,
+    loss: Loss,
+    rest: Vec<Job>,
+) -> usize {
+    let pid = link.pid();
+    link.kill();
+    let mut frames = Vec::new();
+    // Whether the replies were read up to the end of the stream, or up to a
+    // reply cut short by the kill (that job counts as one without a reply).
+    let clean = loop {
+        match link.recv(Some(DEATH_GRACE)) {
+            Ok(frame) => frames.push(frame),
+            Err(FrameError::Closed | FrameError::Truncated { .. }) => break true,
+            Err(_) => break false,
+        }
+    };
+    let status = link.finish(Duration::ZERO);
+    let mut frames = frames.into_iter();
+    // Whether the worker went past `failed`, and so may have started the
+    // next job: a job that timed out may have finished just after its limit
+    // (its reply comes first); a bad or oversized reply was its last word
+    // on it.
+    let mut moved_on = match loss {
+        Loss::TimedOut(_) => match frames.next() {
+            Some(frame) => matches!(check_reply(frame, &failed.call()), Exchange::Done(_)),
+            None => false,
+        },
+        _ => true,
+    };
+    // A frame that is no reply to the job it should answer: nothing after
+    // it can be trusted.
+    let mut clean = clean && (moved_on || frames.len() == 0);
+    let error = lost(shared, &failed.call(), loss, pid, status);
+    failed.promise.complete(Err(error));
+    let mut settled = 0;
+    let mut rest = rest.into_iter();
+    while moved_on {
+        let Some(job) = rest.next() else { break };
+        settled += 1;
+        if let Some(frame) = frames.next() {
+            if let Exchange::Done(outcome) = check_reply(frame, &job.call()) {
+                job.promise.complete(outcome);
+                continue;
+            }
+            clean = false;
+        }
+        // No reply (or no trustworthy one): it may have started.
+        let error = lost(shared, &job.call(), Loss::Died, pid, status);
+        job.promise.complete(Err(error));
+        moved_on = false;
+    }
+    if clean {
+        shared.requeue(rest);
+    } else {
+        for job in rest {
+            settled += 1;
+            let error = lost(shared, &job.call(), Loss::Died, pid, status);
+            job.promise.complete(Err(error));
+        }
+    }
+    settled
 }
 
 /// What became of a direct call on a borrowed worker.
@@ -391,6 +473,11 @@ fn receive(link: &mut dyn Link, job: &Call<'_>) -> Exchange {
             return Exchange::Lost(Loss::Died)
         }
     };
+    check_reply(frame, job)
+}
+
+/// Checks that `frame` is the reply to `job`, and reads it.
+fn check_reply(frame: Vec<u8>, job: &Call<'_>) -> Exchange {
     let task = || job.task.to_string();
     match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == job.id && !job.batch => Exchange::Done(Ok(bytes)),
