@@ -101,6 +101,45 @@ fn apply_replaces_a_worker_killed_while_idle() {
 }
 
 #[test]
+fn a_worker_dying_idle_after_direct_applies_is_reaped_and_replaced_at_once() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let begun = Instant::now();
+    let mut old = 0;
+    while begun.elapsed() < Duration::from_millis(300) {
+        old = apply_pid_plus(&pool, 1).unwrap().0;
+    }
+    assert_ne!(old, std::process::id());
+    // SAFETY: kill(2) on our own worker's pid.
+    unsafe { libc::kill(old as libc::pid_t, libc::SIGKILL) };
+    // No job comes: the slot notices on its own.
+    let killed = Instant::now();
+    while support::children().contains(&old) {
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "worker {old} not reaped within 1 s of its death"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A start may take a while on a loaded machine: a generous limit.
+    loop {
+        let now = support::children();
+        if now.iter().any(|&pid| pid != old) {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "worker {old} not replaced"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (new, y) = apply_pid_plus(&pool, 41).unwrap();
+    assert_eq!(y, 42);
+    assert_ne!(new, old);
+}
+
+#[test]
 fn apply_counts_towards_max_tasks_per_child() {
     let _serial = support::serial();
     procpool::init();

@@ -442,10 +442,14 @@ impl Shared {
                 }
                 return next;
             }
-            // The worker is lent to a caller: wait for it.
-            queue = self.wake[index]
-                .wait(queue)
+            // The worker is lent to a caller: wait for it. Not for ever: a
+            // worker given back idle (no notification) must still be
+            // checked every `idle`, so that one that dies then is reaped and
+            // replaced at once, not at the next job.
+            let (guard, _) = self.wake[index]
+                .wait_timeout(queue, idle)
                 .unwrap_or_else(|e| e.into_inner());
+            queue = guard;
         }
     }
 
