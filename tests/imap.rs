@@ -254,3 +254,32 @@ fn a_time_limit_applies_to_each_chunk() {
         }
     }
 }
+
+#[test]
+fn an_endless_imap_ends_once_the_pool_is_terminated_or_closed() {
+    for close in [false, true] {
+        let pool = Pool::new(2).unwrap();
+        assert!(pool_task_runs(&pool));
+        if close {
+            pool.close();
+        } else {
+            pool.terminate();
+        }
+        let stopped = |e: &Error| matches!(e, Error::PoolClosed { .. } | Error::Terminated { .. });
+        // Bounded, so that a regression fails rather than loops for ever.
+        let ordered: Vec<_> = imap_square_pid(&pool, 0u64..).take(10_000).collect();
+        assert_eq!(ordered.len(), 1, "close={close}");
+        assert!(stopped(ordered[0].as_ref().unwrap_err()), "{ordered:?}");
+        let unordered: Vec<_> = imap_unordered_square_pid(&pool, 0u64..)
+            .take(10_000)
+            .collect();
+        assert_eq!(unordered.len(), 1, "close={close}");
+        assert!(stopped(unordered[0].as_ref().unwrap_err()), "{unordered:?}");
+    }
+}
+
+/// Whether the pool runs a task in a worker.
+fn pool_task_runs(pool: &Pool) -> bool {
+    let first: Vec<_> = imap_square_pid(pool, [3u64]).collect();
+    matches!(first[..], [Ok((9, pid))] if pid != std::process::id())
+}

@@ -30,6 +30,8 @@ struct Feeder<'a> {
     window: usize,
     /// A setup error to yield once, before ending.
     error: Option<Error>,
+    /// Whether a chunk came back refused by a closed or terminated pool.
+    stopped: bool,
 }
 
 impl<'a> Feeder<'a> {
@@ -47,6 +49,7 @@ impl<'a> Feeder<'a> {
             source: None,
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
+            stopped: false,
         };
         match options.resolve(task.name, len, pool.processes()) {
             Ok(size) => {
@@ -74,6 +77,29 @@ impl<'a> Feeder<'a> {
     }
 }
 
+impl Feeder<'_> {
+    /// Adds a chunk's results to `ready`. A chunk refused because the pool
+    /// was closed or terminated stops the feeding (an endless input is not
+    /// pulled for ever): the first one yields that error once, later ones
+    /// nothing.
+    fn settle<R: DeserializeOwned>(
+        &mut self,
+        outcome: &Outcome,
+        sent: usize,
+        ready: &mut VecDeque<Result<R, Error>>,
+    ) {
+        if let Err(e @ (Error::PoolClosed { .. } | Error::Terminated { .. })) = outcome {
+            self.source = None;
+            if !self.stopped {
+                self.stopped = true;
+                ready.push_back(Err(e.clone()));
+            }
+            return;
+        }
+        map::decode_chunk(self.task.name, outcome, sent, ready);
+    }
+}
+
 /// The iterator `imap_<fn>` returns: each item's result in input order, as
 /// soon as it (and every item before it) is ready (Python's `imap`).
 ///
@@ -81,8 +107,10 @@ impl<'a> Feeder<'a> {
 /// per worker in flight, so an endless input is fine. A panicking item
 /// yields its own [`Error::Panic`]; the items around it are unaffected. If a
 /// worker dies running a chunk, each item of that chunk yields
-/// [`Error::WorkerDied`]. Dropping the iterator stops the feeding; chunks
-/// already queued still run.
+/// [`Error::WorkerDied`]. Once the pool is closed or terminated, it yields
+/// that error ([`Error::PoolClosed`] or [`Error::Terminated`]) once and
+/// ends, whatever is left of the input. Dropping the iterator stops the
+/// feeding; chunks already queued still run.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -140,7 +168,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
             }
             let (chunk, sent) = self.in_flight.pop_front()?;
             let outcome = chunk.wait_outcome();
-            map::decode_chunk(self.feeder.task.name, &outcome, sent, &mut self.ready);
+            self.feeder.settle(&outcome, sent, &mut self.ready);
         }
     }
 }
@@ -230,7 +258,7 @@ impl<R: DeserializeOwned> Iterator for ImapUnordered<'_, R> {
             }
             let (sent, outcome) = self.done_rx.recv().ok()?;
             self.in_flight -= 1;
-            map::decode_chunk(self.feeder.task.name, &outcome, sent, &mut self.ready);
+            self.feeder.settle(&outcome, sent, &mut self.ready);
         }
     }
 }
