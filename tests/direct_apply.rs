@@ -25,6 +25,14 @@ fn nap(ms: u64) -> u32 {
     std::process::id()
 }
 
+/// Creates the file `path`, then sleeps `ms`.
+#[pool_task]
+fn mark_and_nap(path: String, ms: u64) -> u32 {
+    std::fs::write(&path, b"started").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
 #[test]
 fn apply_from_many_threads_mixes_with_apply_async() {
     let _serial = support::serial();
@@ -195,9 +203,17 @@ fn terminate_fails_an_apply_in_flight() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     apply_pid_plus(&pool, 0).unwrap();
+    let marker = std::env::temp_dir().join(format!("procpool-inflight-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
     std::thread::scope(|s| {
-        let caller = s.spawn(|| apply_nap(&pool, 30_000));
-        std::thread::sleep(Duration::from_millis(300));
+        let caller = s.spawn(|| apply_mark_and_nap(&pool, marker.to_str().unwrap().into(), 30_000));
+        // Terminate once the call runs in the worker (no timing assumption).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(Instant::now() < deadline, "the call never started");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_file(&marker);
         let started = Instant::now();
         pool.terminate();
         assert!(matches!(

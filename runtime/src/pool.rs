@@ -851,8 +851,17 @@ impl Pool {
                     return value;
                 }
                 // The idle worker had died: the slot thread replaces it and
-                // runs the call, queued as usual.
-                dispatch::Direct::Undelivered => self.shared().give_back(index, None, false),
+                // runs the call, queued as usual. Unless it was killed by a
+                // terminate racing this call: then the call fails as
+                // terminated, like one in flight (not as a call after it).
+                dispatch::Direct::Undelivered => {
+                    self.shared().give_back(index, None, false);
+                    if self.shared().is_terminated() {
+                        return Err(Error::Terminated {
+                            task: call.task.to_string(),
+                        });
+                    }
+                }
             }
         }
         let task_call = TaskCall {
