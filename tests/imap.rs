@@ -283,3 +283,39 @@ fn pool_task_runs(pool: &Pool) -> bool {
     let first: Vec<_> = imap_square_pid(pool, [3u64]).collect();
     matches!(first[..], [Ok((9, pid))] if pid != std::process::id())
 }
+
+#[test]
+fn imap_over_a_huge_known_length_input_pulls_a_bounded_number_of_items() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = AtomicUsize::new(0);
+    // A length known exactly (`size_hint`): Python's map rule would make
+    // chunks of 2^61 items.
+    let huge = (0..u64::MAX).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    assert_eq!(
+        huge.size_hint(),
+        (u64::MAX as usize, Some(u64::MAX as usize))
+    );
+    let first: Vec<u64> = imap_square_pid(&pool, huge)
+        .take(5)
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(first, [0, 1, 4, 9, 16]);
+    // At most two chunks per worker in flight, of the capped default size.
+    let pulled = pulled.load(Ordering::Relaxed);
+    let bound = 4 * MapOptions::IMAP_MAX_DEFAULT_CHUNKSIZE;
+    assert!(pulled <= bound, "pulled {pulled} items, more than {bound}");
+
+    let pulled = AtomicUsize::new(0);
+    let huge = (0..u64::MAX).inspect(|_| {
+        pulled.fetch_add(1, Ordering::Relaxed);
+    });
+    let some = imap_unordered_square_pid(&pool, huge)
+        .take(5)
+        .filter(Result::is_ok)
+        .count();
+    assert_eq!(some, 5);
+    let pulled = pulled.load(Ordering::Relaxed);
+    assert!(pulled <= bound, "pulled {pulled} items, more than {bound}");
+}

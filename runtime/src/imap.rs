@@ -51,9 +51,9 @@ impl<'a> Feeder<'a> {
             error: None,
             stopped: false,
         };
-        match options.resolve(task.name, len, pool.processes()) {
+        match options.resolve_imap(task.name, len, pool.processes()) {
             Ok(size) => {
-                let max_bytes = map::chunk_bytes(pool);
+                let max_bytes = map::chunk_bytes(pool).min(MapOptions::IMAP_MAX_CHUNK_BYTES);
                 feeder.source = Some(Box::new(move || {
                     map::next_chunk::<M>(&mut items, size, max_bytes)
                 }))

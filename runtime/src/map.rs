@@ -23,13 +23,17 @@ use crate::Pool;
 ///   `imap_unordered_<fn>` over an input whose length is known (its
 ///   `size_hint` is exact, as for ranges, vectors and slices), use Python's
 ///   `Pool.map` rule: `ceil(len / (4 × processes))`;
+///   `imap`'s default is capped at [`MapOptions::IMAP_MAX_DEFAULT_CHUNKSIZE`]
+///   items, so that a huge input (`0..u64::MAX`) does not make huge chunks
+///   (Python's `imap` default is 1; ours is bounded but larger, for speed);
 /// - `imap_<fn>` / `imap_unordered_<fn>` over an input of unknown length
 ///   (a filter, a reader, an endless iterator) use chunks of
 ///   [`MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE`] items.
 ///
 /// A chunk also ends early once its encoded items fill a quarter of the
-/// pool's [frame limit](crate::PoolBuilder::max_frame_bytes), so large items
-/// make smaller chunks instead of failing with [`Error::FrameTooLarge`].
+/// pool's [frame limit](crate::PoolBuilder::max_frame_bytes) (for `imap`,
+/// [`MapOptions::IMAP_MAX_CHUNK_BYTES`] at most), so large items make
+/// smaller chunks instead of failing with [`Error::FrameTooLarge`].
 ///
 /// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
 /// each chunk as a whole, and a chunk counts as one task for
@@ -59,6 +63,16 @@ impl MapOptions {
     /// unknown length.
     pub const DEFAULT_UNKNOWN_LEN_CHUNKSIZE: usize = 16;
 
+    /// The most items a default chunk of `imap_<fn>` /
+    /// `imap_unordered_<fn>` holds, whatever the input's length (an explicit
+    /// [`chunksize`](Self::chunksize) is used as given).
+    pub const IMAP_MAX_DEFAULT_CHUNKSIZE: usize = 1024;
+
+    /// The most encoded item bytes one chunk of `imap_<fn>` /
+    /// `imap_unordered_<fn>` holds (1 MiB): a lazy map keeps few items in
+    /// memory.
+    pub const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
+
     /// The defaults (see [`MapOptions`]).
     pub fn new() -> Self {
         MapOptions::default()
@@ -69,6 +83,21 @@ impl MapOptions {
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = Some(items);
         self
+    }
+
+    /// [`resolve`](Self::resolve) for `imap`: a default chunk size is capped
+    /// at [`IMAP_MAX_DEFAULT_CHUNKSIZE`](Self::IMAP_MAX_DEFAULT_CHUNKSIZE).
+    pub(crate) fn resolve_imap(
+        &self,
+        task: &str,
+        len: Option<usize>,
+        processes: usize,
+    ) -> Result<usize, Error> {
+        let size = self.resolve(task, len, processes)?;
+        Ok(match self.chunksize {
+            Some(_) => size,
+            None => size.min(Self::IMAP_MAX_DEFAULT_CHUNKSIZE),
+        })
     }
 
     /// The chunk size for an input of `len` items (`None`: unknown) on a
