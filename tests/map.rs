@@ -218,3 +218,38 @@ fn chunks_of_large_items_stay_under_the_frame_limit() {
     );
     assert_eq!(out[1].as_ref().unwrap(), &10);
 }
+
+/// Panics on items 10 and 90; item 10 only once item 90 has started (its
+/// marker file `dir/90` exists) and had time to fail, so item 90 fails first.
+#[pool_task]
+fn late_first_failure(x: u32, dir: String) -> u32 {
+    let marker = std::path::Path::new(&dir).join("90");
+    if x == 90 {
+        std::fs::write(&marker, b"").unwrap();
+        panic!("item 90 is bad");
+    }
+    if x == 10 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !marker.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        panic!("item 10 is bad");
+    }
+    x
+}
+
+#[test]
+fn map_returns_the_first_error_in_input_order_not_the_first_to_happen() {
+    let pool = Pool::new(2).unwrap();
+    let dir = std::env::temp_dir().join(format!("procpool-map-first-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let items = (0..100u32).map(|x| (x, dir.to_str().unwrap().to_string()));
+    let result = map_late_first_failure_with(&pool, items, MapOptions::new().chunksize(1));
+    assert!(dir.join("90").exists(), "item 90 did not run");
+    let _ = std::fs::remove_dir_all(&dir);
+    match result {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "item 10 is bad"),
+        other => panic!("expected item 10's panic, got {other:?}"),
+    }
+}
