@@ -138,7 +138,13 @@ fn measure_round(
     with_python: bool,
     with_procspawn: bool,
 ) -> [Result<Figures, String>; 4] {
-    let step = |name: &str| eprintln!("procpool-bench: {name}...");
+    // Each system starts on a settled machine: the previous one's processes
+    // may still be exiting (Python's and procspawn's pools tear down lazily),
+    // which showed as 3× slower procpool start-ups in later rounds.
+    let step = |name: &str| {
+        std::thread::sleep(Duration::from_millis(300));
+        eprintln!("procpool-bench: {name}...");
+    };
     step("raw floor");
     let floor = run_floor::run(plan).map_err(|e| format!("floor failed: {e}"));
     step("procpool");
