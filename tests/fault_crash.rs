@@ -339,9 +339,10 @@ fn workers_killed_while_starting_do_not_fail_a_queued_task() {
         println!("killed {killed:?}: {outcome:?}");
         match outcome {
             Ok(pid) => {
-                assert!(pid != first && !killed.contains(&pid), "{pid} {killed:?}");
+                // (A kill may also land just after the worker answered.)
+                assert!(pid != first, "{pid} {killed:?}");
                 assert_ne!(pid, std::process::id());
-                if killed.len() == 2 {
+                if killed.len() == 2 && !killed.contains(&pid) {
                     proven += 1;
                 }
             }

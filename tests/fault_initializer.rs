@@ -62,7 +62,10 @@ fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
     let pool = Pool::builder()
         .processes(2)
         .max_tasks_per_child(5)
-        .initializer("fault_initializer::setup", &(7u64, "initargs"))
+        .initializer(
+            "fault_initializer::setup",
+            &(7u64, String::from("initargs")),
+        )
         .build()
         .unwrap();
     let results: Vec<_> = (0..20).map(|_| apply_async_state(&pool)).collect();
@@ -85,7 +88,7 @@ fn a_panicking_initializer_fails_build_with_a_typed_error() {
     let _serial = serial();
     let result = Pool::builder()
         .processes(2)
-        .initializer("fault_initializer::refuse", &("no config",))
+        .initializer("fault_initializer::refuse", &(String::from("no config"),))
         .build();
     match result {
         Err(Error::InitializerFailed {
@@ -133,7 +136,21 @@ fn an_unknown_or_mistyped_initializer_fails_build() {
     {
         Err(Error::InitializerFailed { task, message, .. }) => {
             assert_eq!(task, "fault_initializer::setup");
-            assert!(message.contains("decode its arguments"), "{message}");
+            assert!(
+                message.contains("takes `fn(u64, alloc::string::String)`"),
+                "{message}"
+            );
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    // Bytes that would decode (an i64 read as a u64) are refused all the same.
+    match Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::setup", &(-1i64,))
+        .build()
+    {
+        Err(Error::InitializerFailed { message, .. }) => {
+            assert!(message.contains("given arguments `fn(i64,)`"), "{message}");
         }
         other => panic!("expected InitializerFailed, got {other:?}"),
     }
@@ -169,7 +186,7 @@ fn a_respawn_whose_initializer_fails_fails_the_task_that_needed_it() {
     let _ = std::fs::remove_file(&flag);
     let pool = Pool::builder()
         .processes(1)
-        .initializer("fault_initializer::fail_if_flagged", &(&flag,))
+        .initializer("fault_initializer::fail_if_flagged", &(flag.clone(),))
         .build()
         .unwrap();
     assert!(apply_state(&pool).is_ok());

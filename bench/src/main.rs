@@ -11,7 +11,8 @@
 //!                                                  # exits 1 only on gross regressions vs the floor
 //! ```
 //!
-//! Options: `--smoke`; `--rounds N` (default 3, smoke 1: each figure is the
+//! Options: `--smoke`; `--parent-mib N` (the parent holds N MiB while it
+//! measures); `--rounds N` (default 3, smoke 1: each figure is the
 //! median over N rounds of every system); `--no-python`, `--no-procspawn` (skip a system);
 //! `--no-write` (print only); `--profile apply|async|payload|map|map1 procpool|floor [N]`
 //! (one workload alone, untabulated, for `perf record` / `strace -c`; `map` is
@@ -56,6 +57,14 @@ fn main() {
         profile(arg(1).unwrap_or("apply"), arg(2).unwrap_or("procpool"), n);
         return;
     }
+    // `--parent-mib N`: the parent holds N MiB (touched) while it measures,
+    // as a program with data loaded does (worker start-up must not grow with it).
+    let parent_mib = args
+        .iter()
+        .position(|a| a == "--parent-mib")
+        .and_then(|i| args.get(i + 1)?.parse::<usize>().ok())
+        .unwrap_or(0);
+    let ballast = vec![1u8; parent_mib << 20];
     let smoke = flag("--smoke");
     let plan = if smoke { Plan::smoke() } else { Plan::full() };
     let with_python = !smoke && !flag("--no-python");
@@ -115,6 +124,7 @@ fn main() {
         write_or_warn(&svg, || chart::draw(&run, &svg));
     }
 
+    drop(ballast);
     if run.figures[0].is_err() || run.figures[1].is_err() {
         eprintln!("procpool-bench: a required system failed (see the notes above)");
         std::process::exit(1);
@@ -138,7 +148,13 @@ fn measure_round(
     with_python: bool,
     with_procspawn: bool,
 ) -> [Result<Figures, String>; 4] {
-    let step = |name: &str| eprintln!("procpool-bench: {name}...");
+    // Each system starts on a settled machine: the previous one's processes
+    // may still be exiting (Python's and procspawn's pools tear down lazily),
+    // which showed as 3× slower procpool start-ups in later rounds.
+    let step = |name: &str| {
+        std::thread::sleep(Duration::from_millis(300));
+        eprintln!("procpool-bench: {name}...");
+    };
     step("raw floor");
     let floor = run_floor::run(plan).map_err(|e| format!("floor failed: {e}"));
     step("procpool");

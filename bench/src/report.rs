@@ -67,7 +67,7 @@ pub fn rows(run: &Run) -> Vec<Row> {
             Some("startup"),
         ),
         row(
-            "apply latency (x + 1)".into(),
+            "apply latency (x + 1)⁵".into(),
             key::APPLY_US,
             "µs",
             false,
@@ -196,8 +196,10 @@ pub fn notes(run: &Run) -> String {
     let p = &run.plan;
     let mut out = format!(
         "Ratios: how many times better procpool is (>1× = procpool faster / smaller; \
-         for times it is other ÷ procpool, for rates procpool ÷ other). Every figure is a \
-         median over repetitions of one run; compare ratios, not absolute times across runs.\n\n\
+         for times it is other ÷ procpool, for rates procpool ÷ other). Every figure is the \
+         median over the run's rounds (each round measures every system once, so rounds \
+         interleave the systems in time), each a median over repetitions; compare ratios, \
+         not absolute times across runs.\n\n\
          ¹ procspawn: {} tasks (it holds ~3 file descriptors per queued task). The floor \
          pipelines bare frames to the children from writer threads.\n\
          ² procpool: `map_inc` (one frame per chunk, the worker runs the whole chunk); Python: \
@@ -209,7 +211,12 @@ pub fn notes(run: &Run) -> String {
          element). Python sends `bytes` and the floor raw frames, so their two rows are the \
          same figure.\n\
          ⁴ A fresh pool's worker after one trivial task; floor: the bench binary re-executed \
-         as a frame-echo child.\n",
+         as a frame-echo child.\n\
+         ⁵ Every system with its caller, pool threads and workers pinned to one CPU (Python \
+         too, via os.sched_setaffinity), and procpool's and the floor's calls interleaved in \
+         short blocks. Unpinned, whether the scheduler puts caller and worker on the same CPU \
+         changes a round trip about threefold on this virtual machine (about 12 vs 35 µs for \
+         procpool and the floor alike) and sticks for the life of the processes.\n",
         p.procspawn_async_tasks
     );
     for (s, name) in SYSTEMS.iter().enumerate() {

@@ -22,14 +22,29 @@ const DEATH_GRACE: Duration = Duration::from_millis(500);
 pub(crate) struct Initializer {
     task: Arc<str>,
     args: Arc<[u8]>,
+    /// The arguments' types as the caller wrote them, `fn(u64,)`: checked
+    /// against the registration before any worker starts.
+    arg_types: String,
 }
 
 impl Initializer {
-    pub(crate) fn new(task: &str, args: Vec<u8>) -> Self {
+    pub(crate) fn new(task: &str, args: Vec<u8>, arg_types: String) -> Self {
         Initializer {
             task: Arc::from(task),
             args: Arc::from(args),
+            arg_types,
         }
+    }
+
+    /// Why the registered task cannot take these arguments, if it cannot.
+    pub(crate) fn type_mismatch(&self, registered: &str) -> Option<String> {
+        let theirs = registered.split_once(" -> ").map_or(registered, |(a, _)| a);
+        (theirs != self.arg_types).then(|| {
+            format!(
+                "the initializer was given arguments `{}` but `{}` takes `{theirs}`",
+                self.arg_types, self.task
+            )
+        })
     }
 
     pub(crate) fn task(&self) -> &str {

@@ -292,8 +292,15 @@ fn take_worker_channel() -> Option<worker::Channel> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
+    if let Some(parent) = std::env::var(sys::ENV_PARENT_PID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sys::die_with_parent(parent);
+    }
     std::env::remove_var(process::ENV_CHANNEL_FD);
     std::env::remove_var(process::ENV_MAX_FRAME);
+    std::env::remove_var(sys::ENV_PARENT_PID);
     let fd = fd
         .to_str()
         .and_then(|s| s.parse().ok())

@@ -148,7 +148,11 @@ impl PoolBuilder {
     /// Runs the task registered as `task` once in each worker when it
     /// starts, before its first task (Python's `initializer` and
     /// `initargs`). `args` is the tuple of its arguments: `&(a, b)`, `&(a,)`
-    /// or `&()`. A worker is ready only once its initializer returned; if it
+    /// or `&()`, with owned types as for
+    /// [`apply_by_name`](Pool::apply_by_name) (`String` for `&str`). The
+    /// types are checked against the task's when the pool is built, so other
+    /// types fail there instead of being decoded as garbage. A worker is
+    /// ready only once its initializer returned; if it
     /// panics or cannot run, [`build`](Self::build) fails with
     /// [`Error::InitializerFailed`], and so does a task whose replacement
     /// worker's initializer fails.
@@ -175,7 +179,11 @@ impl PoolBuilder {
     pub fn initializer<A: Serialize + ?Sized>(mut self, task: &str, args: &A) -> Self {
         match codec::encode(args) {
             Ok(args) => {
-                self.config.initializer = Some(Initializer::new(task, args));
+                let signature = crate::by_name::signature::<A, ()>();
+                let arg_types = signature
+                    .split_once(" -> ")
+                    .map_or(signature.clone(), |(a, _)| a.to_string());
+                self.config.initializer = Some(Initializer::new(task, args, arg_types));
                 self.initializer_error = None;
             }
             Err(message) => {
@@ -200,11 +208,17 @@ impl PoolBuilder {
         }
         if let Some(init) = &self.config.initializer {
             // Workers run this very program: a name unknown here is unknown there.
-            registry::lookup(init.task()).map_err(|e| Error::InitializerFailed {
+            let failed = |message: String| Error::InitializerFailed {
                 task: init.task().to_string(),
-                message: e.to_string(),
+                message,
                 location: None,
-            })?;
+            };
+            let registration = registry::lookup(init.task()).map_err(|e| failed(e.to_string()))?;
+            // Checked here: a worker would decode other types as garbage
+            // (an i64 -1 read as a u64), not refuse them.
+            if let Some(why) = init.type_mismatch(&(registration.by_name_signature)()) {
+                return Err(failed(why));
+            }
         }
         let processes = self
             .processes

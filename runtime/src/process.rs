@@ -3,9 +3,7 @@
 
 use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,13 +66,13 @@ impl Backend for ProcessBackend {
         };
         let (ours, theirs) =
             sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg0(&self.argv0)
-            .args(worker_args())
-            .env(ENV_CHANNEL_FD, sys::CHANNEL_FD.to_string())
-            .env(ENV_MAX_FRAME, self.max_frame.to_string())
-            .stdin(Stdio::null());
-        sys::configure_child(&mut cmd, &theirs);
+        let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
+        argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
+        let env = [
+            (ENV_CHANNEL_FD, sys::CHANNEL_FD.to_string()),
+            (ENV_MAX_FRAME, self.max_frame.to_string()),
+            (sys::ENV_PARENT_PID, std::process::id().to_string()),
+        ];
         let child = {
             // Spawning under the switch's lock publishes the pid before any
             // other thread can look for it.
@@ -84,7 +82,7 @@ impl Backend for ProcessBackend {
             if kill.is_closed() {
                 return Err(start_error("the pool was terminated".into()));
             }
-            let child = cmd.spawn().map_err(|e| {
+            let child = sys::spawn_worker(&self.exe, &argv, &env, &theirs).map_err(|e| {
                 start_error(format!("could not execute {}: {e}", self.exe.display()))
             })?;
             *slot = Some(child.id());
@@ -124,7 +122,7 @@ impl Backend for ProcessBackend {
 }
 
 struct ProcessLink {
-    child: Child,
+    child: sys::WorkerProcess,
     /// Replies are read through a buffer: a small one costs one read, and a
     /// batch of them arriving together costs one read for all.
     channel: BufReader<UnixStream>,
@@ -196,12 +194,10 @@ impl Link for ProcessLink {
                         *slot = None;
                         return sys::exit_info(status);
                     }
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = self.child.kill();
-                    }
+                    Ok(None) if Instant::now() >= deadline => self.child.kill(),
                     Ok(None) => {}
                     Err(_) => {
-                        let _ = self.child.kill();
+                        self.child.kill();
                         let status = self.child.wait();
                         *slot = None;
                         return status.map(sys::exit_info).unwrap_or(ExitInfo::Unknown);
