@@ -86,7 +86,8 @@ fn wrong_argument_or_return_types_are_refused_before_sending() {
             worker,
         }) => {
             assert_eq!(task, "math/add");
-            assert_eq!(worker, "fn(i64, i64) -> i64");
+            let i64_name = name::<i64>();
+            assert_eq!(worker, format!("fn({i64_name}, {i64_name}) -> {i64_name}"));
             caller
         }
         other => panic!("expected SignatureMismatch, got {other:?}"),
@@ -94,21 +95,33 @@ fn wrong_argument_or_return_types_are_refused_before_sending() {
     // Other argument types (same encoded size would decode as garbage).
     assert_eq!(
         mismatch(pool.apply_by_name("math/add", &(1u64, 2u64))),
-        "fn(u64, u64) -> i64"
+        format!(
+            "fn({}, {}) -> {}",
+            name::<u64>(),
+            name::<u64>(),
+            name::<i64>()
+        )
     );
     // Too few arguments, and not a tuple.
     assert_eq!(
         mismatch(pool.apply_by_name("math/add", &(1i64,))),
-        "fn(i64,) -> i64"
+        format!("fn({},) -> {}", name::<i64>(), name::<i64>())
     );
     assert_eq!(
         mismatch(pool.apply_by_name("math/add", &1i64)),
-        "fn i64 -> i64"
+        format!("fn {} -> {}", name::<i64>(), name::<i64>())
     );
     // Another return type.
     match pool.apply_by_name::<String, _>("math/add", &(1i64, 2i64)) {
         Err(Error::SignatureMismatch { caller, .. }) => {
-            assert_eq!(caller, "fn(i64, i64) -> alloc::string::String")
+            // Built with `std::any::type_name`, whose text is not fixed.
+            let expected = format!(
+                "fn({}, {}) -> {}",
+                name::<i64>(),
+                name::<i64>(),
+                name::<String>()
+            );
+            assert_eq!(caller, expected)
         }
         other => panic!("expected SignatureMismatch, got {other:?}"),
     }
@@ -118,6 +131,11 @@ fn wrong_argument_or_return_types_are_refused_before_sending() {
             .unwrap(),
         3
     );
+}
+
+/// The type's name as signatures spell it.
+fn name<T: ?Sized>() -> &'static str {
+    std::any::type_name::<T>()
 }
 
 #[test]
