@@ -1,7 +1,9 @@
 //! The dispatcher: one thread per pool slot takes the oldest queued job, runs
 //! it on the slot's worker and settles its promise, whatever happens to the
-//! worker. A job never waits behind a busy worker while another is free, and
-//! every wait ends when the worker dies.
+//! worker. Every wait ends when the worker dies. A job waits behind a busy
+//! worker only when pipelined: quick jobs are batched to a busy worker only
+//! when no worker is idle, and a batched job that turns out slow delays the
+//! ones behind it by at most its own run time (see [`crate::pipeline`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

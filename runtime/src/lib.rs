@@ -120,9 +120,12 @@
 //!   busy, a worker is sent a batch of queued calls of tasks seen to take
 //!   under 1 ms (at most about 2 ms of work and 64 KiB of arguments), in one
 //!   write. Slower or never-seen tasks always go one at a time, and nothing is
-//!   batched while another worker waits for work. If a worker dies or times
-//!   out during a batch, only the call it was running fails; the calls
-//!   behind it had not started and run on its replacement.
+//!   batched while another worker waits for work. If a worker dies during a
+//!   batch, only the call it was running fails; the calls behind it had not
+//!   started and run on its replacement. If it times out (or sends a bad
+//!   reply), the calls answered meanwhile keep their results, the next one
+//!   (it may have started) fails with [`Error::WorkerDied`], and only the
+//!   ones behind it run again: a task never runs twice.
 //! - Large byte buffers: `Vec<u8>` goes through serde element by element.
 //!   Take and return [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes)
 //!   (or mark fields `#[serde(with = "serde_bytes")]`) to send bytes as one
