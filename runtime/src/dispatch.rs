@@ -291,17 +291,20 @@ fn settle_after_loss(
     // Whether the worker went past `failed`, and so may have started the
     // next job: a job that timed out may have finished just after its limit
     // (its reply comes first); a bad or oversized reply was its last word
-    // on it.
-    let mut moved_on = match loss {
+    // on it. A frame that is no reply to the job it should answer makes the
+    // rest untrustworthy (`clean` false), and so does an oversized reply:
+    // its body was not read, so the frames after it cannot be found.
+    let (mut moved_on, mut clean) = match loss {
+        Loss::TooLarge { .. } => (true, false),
         Loss::TimedOut(_) => match frames.next() {
-            Some(frame) => matches!(check_reply(frame, &failed.call()), Exchange::Done(_)),
-            None => false,
+            Some(frame) => {
+                let replied = matches!(check_reply(frame, &failed.call()), Exchange::Done(_));
+                (replied, clean && replied)
+            }
+            None => (false, clean),
         },
-        _ => true,
+        _ => (true, clean),
     };
-    // A frame that is no reply to the job it should answer: nothing after
-    // it can be trusted.
-    let mut clean = clean && (moved_on || frames.len() == 0);
     let error = lost(shared, &failed.call(), loss, pid, status);
     failed.promise.complete(Err(error));
     let mut settled = 0;
