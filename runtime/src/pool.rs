@@ -748,17 +748,7 @@ impl Pool {
     ) -> AsyncResult<R> {
         let shared = self.shared();
         let runner = shared.runner.clone();
-        // A name the wire cannot carry whole is refused, not cut short.
-        if call.task.len() > wire::MAX_NAME_LEN {
-            let error = Error::Encode {
-                task: call.task.to_string(),
-                what: "task name",
-                message: format!(
-                    "the task name is {} bytes; at most {} fit in a call",
-                    call.task.len(),
-                    wire::MAX_NAME_LEN
-                ),
-            };
+        if let Err(error) = check_name(&call.task) {
             return result::ready(call.task, runner, Err(error));
         }
         let args = match args {
@@ -805,18 +795,7 @@ impl Pool {
         args: Result<Vec<u8>, String>,
         decode: fn(&[u8]) -> Result<R, String>,
     ) -> Result<R, Error> {
-        // A name the wire cannot carry whole is refused, not cut short.
-        if call.task.len() > wire::MAX_NAME_LEN {
-            return Err(Error::Encode {
-                task: call.task.to_string(),
-                what: "task name",
-                message: format!(
-                    "the task name is {} bytes; at most {} fit in a call",
-                    call.task.len(),
-                    wire::MAX_NAME_LEN
-                ),
-            });
-        }
+        check_name(call.task)?;
         let args = match args {
             Ok(args) => args,
             Err(message) => {
@@ -973,4 +952,20 @@ impl std::fmt::Debug for Pool {
             .field("task_timeout", &self.task_timeout)
             .finish()
     }
+}
+
+/// A name the wire cannot carry whole is refused, not cut short.
+fn check_name(task: &str) -> Result<(), Error> {
+    if task.len() <= wire::MAX_NAME_LEN {
+        return Ok(());
+    }
+    Err(Error::Encode {
+        task: task.to_string(),
+        what: "task name",
+        message: format!(
+            "the task name is {} bytes; at most {} fit in a call",
+            task.len(),
+            wire::MAX_NAME_LEN
+        ),
+    })
 }
