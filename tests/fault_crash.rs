@@ -355,3 +355,43 @@ fn workers_killed_while_starting_do_not_fail_a_queued_task() {
     }
     assert!(proven > 0, "no round killed two starts before the task ran");
 }
+
+/// Forks a process that keeps the worker's channel open for `hold_ms`, then
+/// aborts the worker.
+#[pool_task]
+fn fork_then_abort(hold_ms: u64) -> u32 {
+    // SAFETY: the forked child only sleeps and _exits (async-signal-safe).
+    unsafe {
+        if libc::fork() == 0 {
+            let ts = libc::timespec {
+                tv_sec: (hold_ms / 1000) as libc::time_t,
+                tv_nsec: ((hold_ms % 1000) * 1_000_000) as libc::c_long,
+            };
+            libc::nanosleep(&ts, std::ptr::null_mut());
+            libc::_exit(0);
+        }
+    }
+    std::process::abort()
+}
+
+/// The worker's death is seen even when a process it forked still holds the
+/// channel open (so no end-of-file comes): the wait watches the worker itself.
+#[test]
+fn a_death_is_seen_while_a_forked_grandchild_holds_the_channel() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let started = Instant::now();
+    match apply_fork_then_abort(&pool, 20_000) {
+        Err(Error::WorkerDied { task, status, .. }) => {
+            assert_eq!(task, "fault_crash::fork_then_abort");
+            assert_eq!(status, ExitInfo::Signal(libc::SIGABRT));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    println!("WorkerDied {took:?} after the call (the grandchild holds the channel 20 s)");
+    assert_ne!(apply_worker_pid(&pool).unwrap(), std::process::id());
+    drop(pool);
+    assert_no_children();
+}

@@ -161,6 +161,17 @@ impl Link for ProcessLink {
                 .map_err(FrameError::Io)?;
             self.timeout = timeout;
         }
+        // The first byte is awaited with the worker's life in view: a process
+        // the task forked may hold the channel open after the worker died,
+        // and then no end-of-file would ever come.
+        if self.channel.buffer().is_empty() {
+            match sys::wait_readable(self.channel.get_ref(), &self.child, timeout) {
+                Ok(sys::Readiness::Readable) => {}
+                Ok(sys::Readiness::TimedOut) => return Err(FrameError::TimedOut),
+                Ok(sys::Readiness::WorkerEnded) => return Err(FrameError::Closed),
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
         wire::read_frame(&mut self.channel, self.max_frame)
     }
 

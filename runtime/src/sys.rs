@@ -62,6 +62,62 @@ pub(crate) const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 /// A worker process this process started and has not yet reaped.
 pub(crate) struct WorkerProcess {
     pid: libc::pid_t,
+    /// Readable once the process has ended (Linux 5.3+; `None` before):
+    /// waits on the channel watch it too, see [`wait_readable`].
+    pidfd: Option<OwnedFd>,
+}
+
+/// What [`wait_readable`] saw.
+pub(crate) enum Readiness {
+    /// The channel has bytes (or end-of-file) to read.
+    Readable,
+    /// The time limit passed first.
+    TimedOut,
+    /// The worker ended and the channel holds nothing: a process it forked
+    /// may still hold the channel open, so no end-of-file would come.
+    WorkerEnded,
+}
+
+/// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
+pub(crate) fn wait_readable(
+    channel: &UnixStream,
+    worker: &WorkerProcess,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Readiness> {
+    let mut fds = [
+        libc::pollfd {
+            fd: channel.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: worker.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+    });
+    loop {
+        // SAFETY: poll reads and writes only the two pollfd structs we own
+        // (a negative fd is ignored by the kernel).
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if ready == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(if fds[0].revents != 0 {
+            Readiness::Readable
+        } else if fds[1].revents != 0 {
+            Readiness::WorkerEnded
+        } else {
+            Readiness::TimedOut
+        });
+    }
 }
 
 /// Starts `exe` as a worker: `channel` at [`CHANNEL_FD`], stdin from
@@ -173,7 +229,10 @@ pub(crate) fn spawn_worker(
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
             ))?;
-            Ok(WorkerProcess { pid })
+            // pidfd_open takes integers and returns a new fd, ours alone, or -1.
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+            let pidfd = (pidfd >= 0).then(|| OwnedFd::from_raw_fd(pidfd as RawFd));
+            Ok(WorkerProcess { pid, pidfd })
         })();
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
