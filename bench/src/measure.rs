@@ -2,6 +2,10 @@
 
 use std::time::{Duration, Instant};
 
+use serde_bytes::ByteBuf;
+
+use crate::plan::{key, Figures, Plan};
+
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[f64]) -> f64 {
     assert!(!samples.is_empty(), "median of no samples");
@@ -85,6 +89,35 @@ pub fn calibrate_spin(target: Duration) -> u64 {
         .map(|_| timed(|| std::hint::black_box(spin(iters))).0.as_secs_f64())
         .fold(f64::INFINITY, f64::min);
     (target.as_secs_f64() / fastest * iters as f64) as u64
+}
+
+/// Workload 6 on one system: MB/s of an identity task per payload size, once
+/// with a `Vec<u8>` and once with a `ByteBuf`; each echo returns the length
+/// it got back.
+pub fn payloads(
+    plan: &Plan,
+    f: &mut Figures,
+    mut echo_vec: impl FnMut(Vec<u8>) -> usize,
+    mut echo_buf: impl FnMut(ByteBuf) -> usize,
+) {
+    for &(mib, reps) in &plan.payloads {
+        let data = vec![7u8; mib << 20];
+        let vec = median_of(reps, || {
+            let input = data.clone();
+            let (took, len) = timed(|| echo_vec(input));
+            assert_eq!(len, data.len());
+            round_trip_mbs(data.len(), took)
+        });
+        f.insert(key::payload(mib, false), vec);
+        let buf = ByteBuf::from(data);
+        let bytes = median_of(reps, || {
+            let input = buf.clone();
+            let (took, len) = timed(|| echo_buf(input));
+            assert_eq!(len, buf.len());
+            round_trip_mbs(buf.len(), took)
+        });
+        f.insert(key::payload(mib, true), bytes);
+    }
 }
 
 #[cfg(test)]

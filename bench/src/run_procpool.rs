@@ -4,7 +4,6 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use procpool::{Error, MapOptions, Pool};
-use serde_bytes::ByteBuf;
 
 use crate::measure::{self, median_of, timed};
 use crate::plan::{key, Figures, Plan};
@@ -46,24 +45,12 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, Error> {
 
     cpu_scaling(&pool, plan, spin_iters, &mut f);
 
-    for &(mib, reps) in &plan.payloads {
-        let data = vec![7u8; mib << 20];
-        let vec = median_of(reps, || {
-            let input = data.clone();
-            let (took, out) = timed(|| apply_echo_vec(&pool, input).expect("echo_vec"));
-            assert_eq!(out.len(), data.len());
-            measure::round_trip_mbs(data.len(), took)
-        });
-        f.insert(key::payload(mib, false), vec);
-        let buf = ByteBuf::from(data);
-        let bytes = median_of(reps, || {
-            let input = buf.clone();
-            let (took, out) = timed(|| apply_echo_buf(&pool, input).expect("echo_buf"));
-            assert_eq!(out.len(), buf.len());
-            measure::round_trip_mbs(buf.len(), took)
-        });
-        f.insert(key::payload(mib, true), bytes);
-    }
+    measure::payloads(
+        plan,
+        &mut f,
+        |input| apply_echo_vec(&pool, input).expect("echo_vec").len(),
+        |input| apply_echo_buf(&pool, input).expect("echo_buf").len(),
+    );
     drop(pool);
 
     if let Some(rss) = idle_worker_rss_mib()? {

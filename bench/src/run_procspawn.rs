@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use procspawn::{Pool, SpawnError};
-use serde_bytes::ByteBuf;
 
 use crate::measure::{self, median_of, timed};
 use crate::plan::{key, Figures, Plan};
@@ -82,24 +81,22 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, SpawnError> {
     f.insert(key::CPU_ASYNC_MS.into(), parallel);
     f.insert(key::CPU_SPEEDUP.into(), serial / parallel);
 
-    for &(mib, reps) in &plan.payloads {
-        let data = vec![7u8; mib << 20];
-        let vec = median_of(reps, || {
-            let input = data.clone();
-            let (took, out) = timed(|| pool.spawn(input, plain_echo_vec).join().expect("echo"));
-            assert_eq!(out.len(), data.len());
-            measure::round_trip_mbs(data.len(), took)
-        });
-        f.insert(key::payload(mib, false), vec);
-        let buf = ByteBuf::from(data);
-        let bytes = median_of(reps, || {
-            let input = buf.clone();
-            let (took, out) = timed(|| pool.spawn(input, plain_echo_buf).join().expect("echo"));
-            assert_eq!(out.len(), buf.len());
-            measure::round_trip_mbs(buf.len(), took)
-        });
-        f.insert(key::payload(mib, true), bytes);
-    }
+    measure::payloads(
+        plan,
+        &mut f,
+        |input| {
+            pool.spawn(input, plain_echo_vec)
+                .join()
+                .expect("echo")
+                .len()
+        },
+        |input| {
+            pool.spawn(input, plain_echo_buf)
+                .join()
+                .expect("echo")
+                .len()
+        },
+    );
 
     pool.shutdown();
 
