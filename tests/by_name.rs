@@ -160,7 +160,7 @@ fn the_registry_lists_names_with_signatures() {
         "path/name: fn(&Path) -> Option<String>",
     ] {
         assert!(
-            listing.iter().any(|l| l == line),
+            listing.iter().any(|t| t.to_string() == line),
             "{line} not in {listing:#?}"
         );
     }

@@ -103,7 +103,7 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
                 died += 1;
             }
             Err(Error::WorkerStart { task, .. }) => {
-                assert_eq!(task.as_deref(), Some("fault_chaos::work"));
+                assert_eq!(task, "fault_chaos::work");
                 assert!(
                     !dir.join(i.to_string()).exists(),
                     "task {i} ran, yet failed to start"

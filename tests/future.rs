@@ -102,11 +102,8 @@ fn map_async_and_by_name_results_can_be_awaited() {
     assert_eq!(all, (0..100u64).map(|x| x * x).collect::<Vec<_>>());
     let name = procpool::registry()
         .into_iter()
-        .find_map(|line| {
-            line.strip_suffix("::square: fn(u64) -> u64")
-                .map(|m| m.to_string())
-        })
-        .map(|module| format!("{module}::square"))
+        .find(|t| t.name().ends_with("::square") && t.signature() == "fn(u64) -> u64")
+        .map(|t| t.name().to_string())
         .unwrap();
     let r = pool.apply_async_by_name::<u64, _>(&name, &(7u64,));
     assert_eq!(futures::executor::block_on(r).unwrap(), 49);

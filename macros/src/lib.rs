@@ -3,7 +3,9 @@
 
 use proc_macro::TokenStream;
 
+mod docs;
 mod expand;
+mod model;
 mod parse;
 mod validate;
 

@@ -1,4 +1,5 @@
-//! The bincode codec for task arguments and results.
+//! The bincode codec for task arguments and results, and for procpool's own
+//! messages: the only module that names `bincode`.
 
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -42,10 +43,10 @@ fn decode_scaled<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String
 }
 
 /// Encodes a value; the error is the encoder's message. Starts from a
-/// spare buffer of this thread if it has one (see [`crate::wire::recycle`]):
+/// spare buffer of this thread if it has one (see [`crate::buffers::recycle`]):
 /// a worker recycles each result's buffer once it is sent.
 pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    let mut out = crate::wire::spare_buffer(0).unwrap_or_default();
+    let mut out = crate::buffers::spare_buffer(0).unwrap_or_default();
     encode_into(value, &mut out)?;
     Ok(out)
 }
@@ -117,6 +118,29 @@ impl<'de> Deserialize<'de> for BytesIn {
             }
         }
         deserializer.deserialize_byte_buf(Block).map(BytesIn)
+    }
+}
+
+/// Encodes one of procpool's own messages (a panic report, an error
+/// description).
+pub(crate) fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
+    // Only procpool's own plain structs go through here; they always encode.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+/// The most procpool's own messages (panic reports, error descriptions) may
+/// claim when decoded: corrupt lengths fail instead of reserving gigabytes.
+const META_LIMIT: usize = 64 << 20;
+
+pub(crate) fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let config = bincode::config::standard().with_limit::<META_LIMIT>();
+    match bincode::serde::decode_from_slice(bytes, config) {
+        Ok((value, used)) if used == bytes.len() => Ok(value),
+        Ok((_, used)) => Err(format!(
+            "{} trailing bytes after a reply",
+            bytes.len() - used
+        )),
+        Err(e) => Err(format!("undecodable reply body: {e}")),
     }
 }
 

@@ -189,8 +189,9 @@ pub enum Error {
     /// tried up to three times for a queued task before this is reported.)
     #[error("could not start a worker process{}: {message}", for_task(task))]
     WorkerStart {
-        /// The task that needed the worker, if a task did (not at pool creation).
-        task: Option<String>,
+        /// The task that needed the worker; empty when the pool itself was
+        /// starting ([`PoolBuilder::build`](crate::PoolBuilder::build)).
+        task: String,
         /// What went wrong, with a hint where one is known.
         message: String,
     },
@@ -217,11 +218,114 @@ pub enum Error {
     },
 }
 
+/// Which kind of failure an [`Error`] is, without its details: handy to
+/// count failures, or to match on when the fields do not matter.
+///
+/// ```
+/// use procpool::{Error, ErrorKind};
+///
+/// let e = Error::PoolClosed { task: "my_crate::square".into() };
+/// assert_eq!(e.kind(), ErrorKind::PoolClosed);
+/// assert_eq!(e.task(), Some("my_crate::square"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// [`Error::Panic`]
+    Panic,
+    /// [`Error::WorkerDied`]
+    WorkerDied,
+    /// [`Error::Timeout`]
+    Timeout,
+    /// [`Error::WaitTimeout`]
+    WaitTimeout,
+    /// [`Error::PoolClosed`]
+    PoolClosed,
+    /// [`Error::Terminated`]
+    Terminated,
+    /// [`Error::UnknownTask`]
+    UnknownTask,
+    /// [`Error::DuplicateTask`]
+    DuplicateTask,
+    /// [`Error::SignatureMismatch`]
+    SignatureMismatch,
+    /// [`Error::Encode`]
+    Encode,
+    /// [`Error::Decode`]
+    Decode,
+    /// [`Error::FrameTooLarge`]
+    FrameTooLarge,
+    /// [`Error::Protocol`]
+    Protocol,
+    /// [`Error::InitializerFailed`]
+    InitializerFailed,
+    /// [`Error::WorkerStart`]
+    WorkerStart,
+    /// [`Error::Config`]
+    Config,
+    /// [`Error::NotInitialized`]
+    NotInitialized,
+    /// [`Error::Io`]
+    Io,
+}
+
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source: Arc::new(source),
+        }
+    }
+
+    /// The registered name of the task the error concerns, if it concerns
+    /// one (the initializer's, for [`Error::InitializerFailed`]).
+    ///
+    /// ```
+    /// let e = procpool::Error::NotInitialized;
+    /// assert_eq!(e.task(), None);
+    /// ```
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Error::Panic { task, .. }
+            | Error::WorkerDied { task, .. }
+            | Error::Timeout { task, .. }
+            | Error::WaitTimeout { task, .. }
+            | Error::PoolClosed { task }
+            | Error::Terminated { task }
+            | Error::UnknownTask { task, .. }
+            | Error::DuplicateTask { task, .. }
+            | Error::SignatureMismatch { task, .. }
+            | Error::Encode { task, .. }
+            | Error::Decode { task, .. }
+            | Error::FrameTooLarge { task, .. }
+            | Error::Protocol { task, .. }
+            | Error::InitializerFailed { task, .. } => Some(task),
+            Error::WorkerStart { task, .. } => (!task.is_empty()).then_some(task.as_str()),
+            Error::Config { .. } | Error::NotInitialized | Error::Io { .. } => None,
+        }
+    }
+
+    /// Which kind of failure this is (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Panic { .. } => ErrorKind::Panic,
+            Error::WorkerDied { .. } => ErrorKind::WorkerDied,
+            Error::Timeout { .. } => ErrorKind::Timeout,
+            Error::WaitTimeout { .. } => ErrorKind::WaitTimeout,
+            Error::PoolClosed { .. } => ErrorKind::PoolClosed,
+            Error::Terminated { .. } => ErrorKind::Terminated,
+            Error::UnknownTask { .. } => ErrorKind::UnknownTask,
+            Error::DuplicateTask { .. } => ErrorKind::DuplicateTask,
+            Error::SignatureMismatch { .. } => ErrorKind::SignatureMismatch,
+            Error::Encode { .. } => ErrorKind::Encode,
+            Error::Decode { .. } => ErrorKind::Decode,
+            Error::FrameTooLarge { .. } => ErrorKind::FrameTooLarge,
+            Error::Protocol { .. } => ErrorKind::Protocol,
+            Error::InitializerFailed { .. } => ErrorKind::InitializerFailed,
+            Error::WorkerStart { .. } => ErrorKind::WorkerStart,
+            Error::Config { .. } => ErrorKind::Config,
+            Error::NotInitialized => ErrorKind::NotInitialized,
+            Error::Io { .. } => ErrorKind::Io,
         }
     }
 }
@@ -271,8 +375,21 @@ impl fmt::Display for ExitInfo {
     }
 }
 
-fn for_task(task: &Option<String>) -> String {
-    task.as_deref()
-        .map(|t| format!(" for task `{t}`"))
-        .unwrap_or_default()
+fn for_task(task: &str) -> String {
+    if task.is_empty() {
+        String::new()
+    } else {
+        format!(" for task `{task}`")
+    }
+}
+
+impl From<std::process::ExitStatus> for ExitInfo {
+    fn from(status: std::process::ExitStatus) -> ExitInfo {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitInfo::Code(code),
+            (None, Some(sig)) => ExitInfo::Signal(sig),
+            _ => ExitInfo::Unknown,
+        }
+    }
 }

@@ -139,32 +139,27 @@
 
 #[doc(hidden)]
 pub mod __private;
-mod backend;
-mod batch;
-mod by_name;
+mod buffers;
+mod call;
 mod callbacks;
 mod codec;
-mod dispatch;
 mod error;
-mod imap;
-mod initializer;
+mod link;
 mod map;
-mod pipeline;
 mod pool;
 mod process;
 mod registry;
 mod result;
 mod sys;
+mod task;
 mod wire;
 mod worker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-pub use error::{Error, ExitInfo};
-pub use imap::{Imap, ImapUnordered};
+pub use error::{Error, ErrorKind, ExitInfo};
+pub use map::imap::{Imap, ImapUnordered};
 pub use map::MapOptions;
 pub use pool::{Pool, PoolBuilder};
-pub use registry::registry;
+pub use registry::{registry, TaskEntry};
 pub use result::AsyncResult;
 
 /// Registers a function as a task and generates, next to it, the functions
@@ -263,9 +258,6 @@ pub use procpool_macros::pool_task;
 /// ```
 pub use procpool_macros::main;
 
-static INITIALIZED: AtomicBool = AtomicBool::new(false);
-static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
-
 /// Makes this process able to use pools, and turns it into a worker if it
 /// was started as one. Call it first in `main`.
 ///
@@ -281,34 +273,10 @@ static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
 /// }
 /// ```
 pub fn init() {
-    INITIALIZED.store(true, Ordering::SeqCst);
-    if let Some(channel) = take_worker_channel() {
+    process::mark_initialized(false);
+    if let Some(channel) = process::take_worker_channel() {
         worker::run(channel, worker::Exit::Process)
     }
-}
-
-/// The worker-mode settings the parent left in the environment, removed so
-/// that programs a task starts do not mistake themselves for workers.
-fn take_worker_channel() -> Option<worker::Channel> {
-    let fd = std::env::var_os(process::ENV_CHANNEL_FD)?;
-    let max_frame = std::env::var(process::ENV_MAX_FRAME)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(wire::DEFAULT_MAX_FRAME);
-    if let Some(parent) = std::env::var(sys::ENV_PARENT_PID)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        sys::die_with_parent(parent);
-    }
-    std::env::remove_var(process::ENV_CHANNEL_FD);
-    std::env::remove_var(process::ENV_MAX_FRAME);
-    std::env::remove_var(sys::ENV_PARENT_PID);
-    let fd = fd
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(sys::CHANNEL_FD);
-    Some(worker::Channel { fd, max_frame })
 }
 
 /// `init()` for test binaries, run by [`enable_test_support!`] before the
@@ -321,21 +289,10 @@ fn take_worker_channel() -> Option<worker::Channel> {
 /// without printing anything.
 #[doc(hidden)]
 pub fn __init_test_harness() {
-    INITIALIZED.store(true, Ordering::SeqCst);
-    TEST_HARNESS.store(true, Ordering::SeqCst);
-    if let Some(channel) = take_worker_channel() {
+    process::mark_initialized(true);
+    if let Some(channel) = process::take_worker_channel() {
         worker::serve_at_exit(channel);
     }
-}
-
-pub(crate) fn is_initialized() -> bool {
-    INITIALIZED.load(Ordering::SeqCst)
-}
-
-/// Whether this process's `main` is a libtest harness that workers must
-/// start with harness arguments.
-pub(crate) fn is_test_harness() -> bool {
-    TEST_HARNESS.load(Ordering::SeqCst)
 }
 
 /// Lets a test binary's worker processes enter worker mode.

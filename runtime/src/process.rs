@@ -1,26 +1,37 @@
 //! The local backend: workers are this program, re-executed in worker mode,
-//! talking over a private socket pair inherited at a fixed fd.
+//! talking over a private socket pair inherited at a fixed fd. This file
+//! holds the whole start-up contract between the parent and a worker (the
+//! environment, the channel's fd, the arguments, the first message) from
+//! both sides, and the process's mode (initialized, test harness).
 
 use std::io::{BufReader, Write};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, KillSwitch, Link};
 use crate::error::{Error, ExitInfo};
+use crate::link::{Backend, KillSwitch, Limits, Link};
 use crate::sys;
 use crate::wire::{self, FrameError, Reply};
 
+/// The fd number the worker finds its end of the task channel at.
+const CHANNEL_FD: RawFd = 3;
 /// Set in a worker's environment: the fd of its task channel.
-pub(crate) const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
+const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
 /// Set in a worker's environment: the largest frame it may read or write.
-pub(crate) const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
+const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
+/// Set in a worker's environment: the pid of the process that started it,
+/// so the worker can tell whether it outlived its parent before it asked to
+/// die with it (see [`sys::die_with_parent`]).
+const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 /// The argument a worker is started with. Programs ignore it (their `main`
 /// hands over to `procpool::init()` first); it shows workers apart in `ps`,
 /// and makes a test harness that never enters worker mode stop at once
 /// instead of running the whole test suite again.
-pub(crate) const WORKER_ARG: &str = "--procpool-worker";
+const WORKER_ARG: &str = "--procpool-worker";
 /// Capacity of the parent's read buffer on each worker's channel.
 const READ_BUFFER: usize = 64 << 10;
 
@@ -29,39 +40,88 @@ const READ_BUFFER: usize = 64 << 10;
 /// (A filter, so it must not start with a dash.)
 const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "procpool-worker"];
 
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
+
+/// Records that `init()` ran (`test_harness`: from `enable_test_support!`,
+/// before a libtest harness's `main`).
+pub(crate) fn mark_initialized(test_harness: bool) {
+    INITIALIZED.store(true, Ordering::SeqCst);
+    if test_harness {
+        TEST_HARNESS.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether `init()` ran in this process.
+pub(crate) fn is_initialized() -> bool {
+    INITIALIZED.load(Ordering::SeqCst)
+}
+
+/// Where a worker's task channel is, as its parent left it.
+pub(crate) struct WorkerChannel {
+    pub(crate) fd: RawFd,
+    pub(crate) max_frame: usize,
+}
+
+/// In a worker: the channel the parent left in the environment, with the
+/// variables removed so that programs a task starts do not mistake
+/// themselves for workers. `None` in a process that is not a worker.
+pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
+    let fd = std::env::var_os(ENV_CHANNEL_FD)?;
+    let max_frame = std::env::var(ENV_MAX_FRAME)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(wire::DEFAULT_MAX_FRAME);
+    if let Some(parent) = std::env::var(ENV_PARENT_PID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sys::die_with_parent(parent);
+    }
+    std::env::remove_var(ENV_CHANNEL_FD);
+    std::env::remove_var(ENV_MAX_FRAME);
+    std::env::remove_var(ENV_PARENT_PID);
+    let fd = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CHANNEL_FD);
+    Some(WorkerChannel { fd, max_frame })
+}
+
 fn worker_args() -> &'static [&'static str] {
-    if crate::is_test_harness() {
+    if TEST_HARNESS.load(Ordering::SeqCst) {
         &HARNESS_ARGS
     } else {
         &[WORKER_ARG]
     }
 }
 
+/// Starts workers as re-executed copies of this program.
 pub(crate) struct ProcessBackend {
     exe: PathBuf,
     argv0: std::ffi::OsString,
-    max_frame: usize,
-    start_timeout: Duration,
 }
 
 impl ProcessBackend {
-    pub(crate) fn new(max_frame: usize, start_timeout: Duration) -> Self {
+    pub(crate) fn new() -> Self {
         let argv0 = std::env::args_os()
             .next()
             .unwrap_or_else(|| "procpool-worker".into());
         ProcessBackend {
             exe: sys::worker_executable(),
             argv0,
-            max_frame,
-            start_timeout,
         }
     }
 }
 
 impl Backend for ProcessBackend {
-    fn start(&self, kill: &Arc<KillSwitch>) -> Result<Box<dyn Link>, Error> {
+    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits) -> Result<Box<dyn Link>, Error> {
+        let Limits {
+            max_frame,
+            start_timeout,
+        } = limits;
         let start_error = |message: String| Error::WorkerStart {
-            task: None,
+            task: String::new(),
             message,
         };
         let (ours, theirs) =
@@ -69,9 +129,9 @@ impl Backend for ProcessBackend {
         let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
         argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
         let env = [
-            (ENV_CHANNEL_FD, sys::CHANNEL_FD.to_string()),
-            (ENV_MAX_FRAME, self.max_frame.to_string()),
-            (sys::ENV_PARENT_PID, std::process::id().to_string()),
+            (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
+            (ENV_MAX_FRAME, max_frame.to_string()),
+            (ENV_PARENT_PID, std::process::id().to_string()),
         ];
         let child = {
             // Spawning under the switch's lock publishes the pid before any
@@ -82,9 +142,10 @@ impl Backend for ProcessBackend {
             if kill.is_closed() {
                 return Err(start_error("the pool was terminated".into()));
             }
-            let child = sys::spawn_worker(&self.exe, &argv, &env, &theirs).map_err(|e| {
-                start_error(format!("could not execute {}: {e}", self.exe.display()))
-            })?;
+            let child =
+                sys::spawn_worker(&self.exe, &argv, &env, &theirs, CHANNEL_FD).map_err(|e| {
+                    start_error(format!("could not execute {}: {e}", self.exe.display()))
+                })?;
             *slot = Some(child.id());
             child
         };
@@ -92,12 +153,12 @@ impl Backend for ProcessBackend {
         let mut link = Box::new(ProcessLink {
             child,
             channel: BufReader::with_capacity(READ_BUFFER, ours),
-            max_frame: self.max_frame,
+            max_frame,
             timeout: None,
             kill: kill.clone(),
         });
         let pid = link.pid();
-        let hello = link.recv(Some(self.start_timeout));
+        let hello = link.recv(Some(start_timeout));
         match hello.map(wire::parse_reply) {
             Ok(Ok(Reply::Hello { .. })) => Ok(link),
             other => {
@@ -106,7 +167,7 @@ impl Backend for ProcessBackend {
                     Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
                     Ok(Err(e)) => e,
                     Err(FrameError::TimedOut) => {
-                        format!("it sent nothing within {:?}", self.start_timeout)
+                        format!("it sent nothing within {start_timeout:?}")
                     }
                     Err(_) => "it closed its channel".to_string(),
                 };
@@ -203,7 +264,7 @@ impl Link for ProcessLink {
                 match self.child.try_wait() {
                     Ok(Some(status)) => {
                         *slot = None;
-                        return sys::exit_info(status);
+                        return ExitInfo::from(status);
                     }
                     Ok(None) if Instant::now() >= deadline => self.child.kill(),
                     Ok(None) => {}
@@ -211,7 +272,7 @@ impl Link for ProcessLink {
                         self.child.kill();
                         let status = self.child.wait();
                         *slot = None;
-                        return status.map(sys::exit_info).unwrap_or(ExitInfo::Unknown);
+                        return status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown);
                     }
                 }
             }

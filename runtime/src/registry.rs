@@ -5,9 +5,12 @@
 //! the task channel, and only by name.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::OnceLock;
 
 use crate::error::Error;
+use crate::task::{self, CallError, TaskInfo};
+use crate::wire::RemoteError;
 
 /// What the worker does with a call: decode the arguments, run the function,
 /// encode its result.
@@ -18,24 +21,11 @@ pub type CallFn = fn(&[u8]) -> Result<Vec<u8>, CallError>;
 /// record per item to the reply (see [`crate::batch`]).
 pub type BatchFn = fn(&[u8], &mut Vec<u8>) -> Result<(), CallError>;
 
-/// Why a registered call could not produce result bytes.
-#[derive(Debug)]
-pub enum CallError {
-    /// The argument bytes did not decode as the function's argument types.
-    DecodeArgs(String),
-    /// The function's result could not be encoded.
-    EncodeResult(String),
-}
-
 /// One registered task. Built by `#[pool_task]`; not public API.
 #[derive(Debug)]
 pub struct Registration {
-    /// The stable name calls are dispatched by.
-    pub name: &'static str,
-    /// The argument and return types as written, e.g. `fn(u64) -> u64`.
-    pub signature: &'static str,
-    /// A hash of `signature`, sent with every call.
-    pub fingerprint: u64,
+    /// The task's name, signature and fingerprint.
+    pub info: TaskInfo,
     /// Runs the function on encoded arguments.
     pub call: CallFn,
     /// Runs the function on each item of a chunk.
@@ -58,8 +48,8 @@ impl Registration {
     /// 0 (unchecked), the compiled signature's, or the by-name signature's.
     pub(crate) fn accepts(&self, fingerprint: u64) -> bool {
         fingerprint == 0
-            || fingerprint == self.fingerprint
-            || fingerprint == crate::by_name::fingerprint(&(self.by_name_signature)())
+            || fingerprint == self.info.fingerprint
+            || fingerprint == task::fingerprint(&(self.by_name_signature)())
     }
 }
 
@@ -72,13 +62,13 @@ fn table() -> &'static Result<Table, Error> {
     TABLE.get_or_init(|| {
         let mut table = Table::new();
         for reg in inventory::iter::<Registration> {
-            if let Some(prev) = table.insert(reg.name, reg) {
+            if let Some(prev) = table.insert(reg.info.name, reg) {
                 let (mut first, mut second) = (prev.location(), reg.location());
                 if first > second {
                     std::mem::swap(&mut first, &mut second);
                 }
                 return Err(Error::DuplicateTask {
-                    task: reg.name.to_string(),
+                    task: reg.info.name.to_string(),
                     first,
                     second,
                 });
@@ -142,24 +132,78 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Every registered task as `name: signature`, sorted by name, the
-/// signature as written in the source (`fn(&[String], &str) -> usize`).
+/// Finds the task a call names and checks that the call's `fingerprint`
+/// agrees with its types: the one lookup every worker path uses.
+pub(crate) fn find(name: &str, fingerprint: u64) -> Result<&'static Registration, RemoteError> {
+    let registration = match lookup(name) {
+        Ok(r) => r,
+        Err(Error::UnknownTask { suggestions, .. }) => {
+            return Err(RemoteError::UnknownTask { suggestions })
+        }
+        Err(Error::DuplicateTask { first, second, .. }) => {
+            return Err(RemoteError::DuplicateTask { first, second })
+        }
+        Err(other) => return Err(RemoteError::DecodeArgs(other.to_string())),
+    };
+    if !registration.accepts(fingerprint) {
+        return Err(RemoteError::SignatureMismatch {
+            worker_signature: registration.info.signature.to_string(),
+        });
+    }
+    Ok(registration)
+}
+
+/// One registered task, as [`registry()`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskEntry {
+    name: &'static str,
+    signature: &'static str,
+}
+
+impl TaskEntry {
+    /// The name calls are dispatched by: `module_path!()::fn_name`, or the
+    /// one chosen with `#[pool_task(name = "...")]`.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The signature as written in the source, e.g.
+    /// `fn(&[String], &str) -> usize`.
+    pub fn signature(&self) -> &'static str {
+        self.signature
+    }
+}
+
+/// `name: signature`.
+impl fmt::Display for TaskEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.signature)
+    }
+}
+
+/// Every registered task, sorted by name.
 ///
 /// Handy for a command line that lets its user pick a task to run with
 /// [`Pool::apply_by_name`](crate::Pool::apply_by_name), whose arguments are
-/// a tuple of the owned argument types (`(Vec<String>, String)` here).
+/// a tuple of the owned argument types (`(Vec<String>, String)` for
+/// `fn(&[String], &str)`).
 ///
 /// ```
 /// #[procpool::pool_task]
 /// fn triple(x: u32) -> u32 { x * 3 }
 ///
 /// let listing = procpool::registry();
-/// assert!(listing.iter().any(|line| line.ends_with("::triple: fn(u32) -> u32")));
+/// let triple = listing.iter().find(|t| t.name().ends_with("::triple")).unwrap();
+/// assert_eq!(triple.signature(), "fn(u32) -> u32");
+/// assert!(triple.to_string().ends_with("::triple: fn(u32) -> u32"));
 /// ```
-pub fn registry() -> Vec<String> {
-    let mut all: Vec<String> = inventory::iter::<Registration>
+pub fn registry() -> Vec<TaskEntry> {
+    let mut all: Vec<TaskEntry> = inventory::iter::<Registration>
         .into_iter()
-        .map(|r| format!("{}: {}", r.name, r.signature))
+        .map(|r| TaskEntry {
+            name: r.info.name,
+            signature: r.info.signature,
+        })
         .collect();
     all.sort();
     all

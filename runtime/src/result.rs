@@ -23,15 +23,16 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
-/// Where a task's outcome lands, shared by the pool and the caller.
-pub(crate) struct Slot {
+/// Where a task's outcome lands, shared by the pool (its [`Promise`]) and
+/// the caller (its [`AsyncResult`]).
+pub(crate) struct ResultCell {
     task: Arc<str>,
-    state: Mutex<SlotState>,
+    state: Mutex<CellState>,
     done: Condvar,
 }
 
 #[derive(Default)]
-struct SlotState {
+struct CellState {
     outcome: Option<Arc<Outcome>>,
     listeners: Vec<Listener>,
     /// Threads blocked in `wait_until` (a notify is a system call; skipped
@@ -41,8 +42,8 @@ struct SlotState {
     waker: Option<Waker>,
 }
 
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
+impl ResultCell {
+    fn lock(&self) -> MutexGuard<'_, CellState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -104,7 +105,7 @@ impl Slot {
         }
         match &mut state.waker {
             Some(old) if old.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
+            other => *other = Some(waker.clone()),
         }
         None
     }
@@ -123,29 +124,25 @@ impl Slot {
     }
 }
 
-/// The pool's promise to fill a slot. Dropping it unfilled (a job discarded
+/// The pool's promise to fill a result cell. Dropping it unfilled (a job discarded
 /// on any path) fails the task instead of leaving its caller waiting forever.
 pub(crate) struct Promise {
-    slot: Option<Arc<Slot>>,
+    cell: Option<Arc<ResultCell>>,
 }
 
 impl Promise {
-    pub(crate) fn task(&self) -> &str {
-        self.slot.as_ref().map(|s| &*s.task).unwrap_or("")
-    }
-
     pub(crate) fn complete(mut self, outcome: Outcome) {
-        if let Some(slot) = self.slot.take() {
-            slot.fill(outcome);
+        if let Some(cell) = self.cell.take() {
+            cell.fill(outcome);
         }
     }
 }
 
 impl Drop for Promise {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            let task = slot.task.to_string();
-            slot.fill(Err(Error::Terminated { task }));
+        if let Some(cell) = self.cell.take() {
+            let task = cell.task.to_string();
+            cell.fill(Err(Error::Terminated { task }));
         }
     }
 }
@@ -164,18 +161,18 @@ pub(crate) fn pending_with<T>(
     runner: CallbackRunner,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let slot = Arc::new(Slot {
+    let cell = Arc::new(ResultCell {
         task,
         state: Mutex::default(),
         done: Condvar::new(),
     });
     let result = AsyncResult {
-        slot: slot.clone(),
+        cell: cell.clone(),
         runner,
         decode,
         _type: PhantomData,
     };
-    (Promise { slot: Some(slot) }, result)
+    (Promise { cell: Some(cell) }, result)
 }
 
 /// A result that is already known (the task was refused before it was sent).
@@ -218,7 +215,7 @@ pub(crate) fn ready<T: DeserializeOwned>(
 /// ```
 #[must_use = "an AsyncResult does nothing unless you wait for it or attach a callback"]
 pub struct AsyncResult<T> {
-    slot: Arc<Slot>,
+    cell: Arc<ResultCell>,
     runner: CallbackRunner,
     decode: Decoder<T>,
     _type: PhantomData<fn() -> T>,
@@ -237,7 +234,7 @@ impl<T> AsyncResult<T> {
     /// Waits for the task and returns its result (Python's `get()`).
     pub fn get(self) -> Result<T, Error> {
         let outcome = self.wait_outcome();
-        (self.decode)(&self.slot.task, &outcome)
+        (self.decode)(&self.cell.task, &outcome)
     }
 
     /// Waits at most `timeout` for the result. On
@@ -258,8 +255,8 @@ impl<T> AsyncResult<T> {
     /// # Ok(()) }
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
-        match self.slot.wait_until(Instant::now().checked_add(timeout)) {
-            Some(outcome) => (self.decode)(&self.slot.task, &outcome),
+        match self.cell.wait_until(Instant::now().checked_add(timeout)) {
+            Some(outcome) => (self.decode)(&self.cell.task, &outcome),
             None => Err(Error::WaitTimeout {
                 task: self.task().to_string(),
                 waited: timeout,
@@ -306,9 +303,9 @@ impl<T: 'static> AsyncResult<T> {
     /// ```
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
         let runner = self.runner.clone();
-        let task = self.slot.task.clone();
+        let task = self.cell.task.clone();
         let decode = self.decode;
-        self.slot.listen(Box::new(move |outcome| {
+        self.cell.listen(Box::new(move |outcome| {
             runner.post(Box::new(move || f(decode(&task, &outcome))));
         }));
         self
@@ -318,24 +315,24 @@ impl<T: 'static> AsyncResult<T> {
 impl<T> AsyncResult<T> {
     /// The registered name of the task.
     pub fn task(&self) -> &str {
-        &self.slot.task
+        &self.cell.task
     }
 
     /// Waits until the result is there (Python's `wait()`).
     pub fn wait(&self) {
-        self.slot.wait_until(None);
+        self.cell.wait_until(None);
     }
 
     /// Waits at most `timeout`; `true` if the result is there.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.slot
+        self.cell
             .wait_until(Instant::now().checked_add(timeout))
             .is_some()
     }
 
     /// Waits for the raw outcome (a map decodes it itself).
     pub(crate) fn wait_outcome(&self) -> Arc<Outcome> {
-        self.slot
+        self.cell
             .wait_until(None)
             .expect("waits without a deadline")
     }
@@ -343,18 +340,18 @@ impl<T> AsyncResult<T> {
     /// Calls `listener` with the raw outcome, on the thread that fills it
     /// (or here, if it is there): it must be quick.
     pub(crate) fn listen_outcome(&self, listener: Listener) {
-        self.slot.listen(listener);
+        self.cell.listen(listener);
     }
 
     /// Whether the task has finished, successfully or not.
     pub fn ready(&self) -> bool {
-        self.slot.lock().outcome.is_some()
+        self.cell.lock().outcome.is_some()
     }
 
     /// `None` while the task runs; then whether it returned a value
     /// (Python's `successful()`, which raises instead of returning `None`).
     pub fn successful(&self) -> Option<bool> {
-        self.slot.lock().outcome.as_ref().map(|o| o.is_ok())
+        self.cell.lock().outcome.as_ref().map(|o| o.is_ok())
     }
 }
 
@@ -399,8 +396,8 @@ impl<T> Future for AsyncResult<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.slot.poll_outcome(cx.waker()) {
-            Some(outcome) => Poll::Ready((self.decode)(&self.slot.task, &outcome)),
+        match self.cell.poll_outcome(cx.waker()) {
+            Some(outcome) => Poll::Ready((self.decode)(&self.cell.task, &outcome)),
             None => Poll::Pending,
         }
     }

@@ -1,6 +1,7 @@
 //! Everything OS-specific: the inherited channel fd, starting a worker
-//! (`posix_spawn`), signals and exit statuses. A port to another OS replaces
-//! this module; nothing else calls `libc`.
+//! (`posix_spawn`), waiting on a worker, signals, memory hints. A port to
+//! another OS replaces this module; nothing else calls `libc`. It imports
+//! nothing from the rest of the crate: it is the bottom layer.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -10,11 +11,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-
-use crate::error::ExitInfo;
-
-/// The fd number the worker finds its end of the task channel at.
-pub(crate) const CHANNEL_FD: RawFd = 3;
 
 /// Socket buffer size asked for on each end of a task channel: large frames
 /// then move in a few big steps instead of many ~200 KiB ones. The kernel
@@ -53,11 +49,6 @@ pub(crate) fn worker_executable() -> PathBuf {
         std::env::current_exe().unwrap_or(proc_exe)
     }
 }
-
-/// Set in a worker's environment: the pid of the process that started it,
-/// so the worker can tell whether it outlived its parent before it asked to
-/// die with it (see [`die_with_parent`]).
-pub(crate) const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 
 /// A worker process this process started and has not yet reaped.
 pub(crate) struct WorkerProcess {
@@ -120,7 +111,7 @@ pub(crate) fn wait_readable(
     }
 }
 
-/// Starts `exe` as a worker: `channel` at [`CHANNEL_FD`], stdin from
+/// Starts `exe` as a worker: `channel` at fd `at`, stdin from
 /// `/dev/null`, no other descriptor above the channel, the default signal
 /// mask, and `env` added to this process's environment.
 ///
@@ -134,6 +125,7 @@ pub(crate) fn spawn_worker(
     argv: &[&OsStr],
     env: &[(&str, String)],
     channel: &UnixStream,
+    at: RawFd,
 ) -> io::Result<WorkerProcess> {
     let cstring = |b: &[u8]| {
         CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
@@ -168,7 +160,7 @@ pub(crate) fn spawn_worker(
         .chain(std::iter::once(std::ptr::null_mut()))
         .collect();
     // dup2 onto the same number would keep close-on-exec set: hand the child
-    // a copy that is surely not at CHANNEL_FD (closed again below).
+    // a copy that is surely not at `at` (closed again below).
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd we own returns a new fd.
     let source = unsafe { libc::fcntl(channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if source == -1 {
@@ -191,7 +183,7 @@ pub(crate) fn spawn_worker(
             check(libc::posix_spawn_file_actions_adddup2(
                 &mut actions,
                 source.as_raw_fd(),
-                CHANNEL_FD,
+                at,
             ))?;
             check(libc::posix_spawn_file_actions_addopen(
                 &mut actions,
@@ -206,7 +198,7 @@ pub(crate) fn spawn_worker(
             #[cfg(target_env = "gnu")]
             check(libc::posix_spawn_file_actions_addclosefrom_np(
                 &mut actions,
-                CHANNEL_FD + 1,
+                at + 1,
             ))?;
             let mut mask: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut mask);
@@ -355,15 +347,6 @@ pub(crate) fn kill(pid: u32) {
     // SAFETY: kill(2) with integer arguments has no memory effects.
     unsafe {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-}
-
-/// Turns a reaped child's status into an [`ExitInfo`].
-pub(crate) fn exit_info(status: ExitStatus) -> ExitInfo {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => ExitInfo::Code(code),
-        (None, Some(sig)) => ExitInfo::Signal(sig),
-        _ => ExitInfo::Unknown,
     }
 }
 

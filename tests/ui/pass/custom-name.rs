@@ -6,7 +6,7 @@ fn double(x: u32) -> u32 {
 }
 
 fn main() {
-    let _: Vec<String> = procpool::registry();
+    let _: Vec<procpool::TaskEntry> = procpool::registry();
     let _ = double;
     let _ = apply_double;
 }

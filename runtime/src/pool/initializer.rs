@@ -7,15 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Link;
+use super::exchange::{remote_error, DEATH_GRACE};
 use crate::error::Error;
+use crate::link::Link;
 use crate::wire::{self, FrameError, Reply};
 
 /// The call id of the initializer; jobs are numbered from 1.
 const INIT_ID: u64 = 0;
-/// How long a worker that closed its channel during its initializer may take
-/// to be reaped.
-const DEATH_GRACE: Duration = Duration::from_millis(500);
 
 /// Which task to run in each new worker, and its encoded arguments.
 #[derive(Debug, Clone)]
@@ -78,7 +76,7 @@ pub(crate) fn run(
             Some(report.location),
         ),
         Ok(Ok(Reply::Failed { error, .. })) => {
-            let error = crate::dispatch::remote_error(&init.task, "", error);
+            let error = remote_error(&init.task, "", error);
             failed(error.to_string(), None)
         }
         Ok(Ok(other)) => failed(format!("unexpected reply {other:?}"), None),

@@ -1,21 +1,33 @@
-//! The pool's one interface to its workers.
-//!
-//! The dispatcher speaks the frame protocol of [`crate::wire`] through a
-//! [`Link`]; how a worker is started and where it runs is the [`Backend`]'s
-//! business. Re-executed local processes are one backend
-//! ([`crate::process`]); workers on other hosts would be another, without
-//! touching the macro, the dispatcher or the user's API.
+//! A local pool's interface to one worker: a [`Link`] speaks the frame
+//! protocol of [`crate::wire`] to it; a [`Backend`] starts workers. The
+//! re-executed local processes of [`crate::process`] are the real backend;
+//! [`fake`] is an in-memory one for unit tests of the scheduler and the slot
+//! loop. (Where calls go as a whole, local workers or a broker, is the
+//! business of the dispatcher seam, `crate::pool::Dispatcher`.)
 
 use std::time::Duration;
 
 use crate::error::{Error, ExitInfo};
 use crate::wire::FrameError;
 
+/// The settings a worker is started with (from the pool's `Config`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Largest frame either side sends or accepts.
+    pub(crate) max_frame: usize,
+    /// How long a new worker may take to report ready.
+    pub(crate) start_timeout: Duration,
+}
+
 /// Starts workers.
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Starts one worker and waits until it is ready for tasks.
     /// `kill` lets other threads stop it (see [`KillSwitch`]).
-    fn start(&self, kill: &std::sync::Arc<KillSwitch>) -> Result<Box<dyn Link>, Error>;
+    fn start(
+        &self,
+        kill: &std::sync::Arc<KillSwitch>,
+        limits: Limits,
+    ) -> Result<Box<dyn Link>, Error>;
 }
 
 /// A connection to one running worker.

@@ -2,38 +2,16 @@
 //! config file), with its argument and return types checked against the
 //! registration before anything is sent.
 
-use std::any::type_name;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::call::Kind;
 use crate::error::Error;
-use crate::pool::TaskCall;
 use crate::result::{self, AsyncResult};
+use crate::task::{by_name_signature, fingerprint};
 use crate::{codec, registry, Pool};
-
-/// The signature of a call by name with arguments `A` (a tuple) returning
-/// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
-pub(crate) fn signature<A: ?Sized, R: ?Sized>() -> String {
-    let args = type_name::<A>();
-    if args.starts_with('(') {
-        format!("fn{args} -> {}", type_name::<R>())
-    } else {
-        format!("fn {args} -> {}", type_name::<R>())
-    }
-}
-
-/// FNV-1a of a signature (as the macro hashes compiled signatures); never 0,
-/// which means "unchecked" on the wire.
-pub(crate) fn fingerprint(signature: &str) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in signature.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash.max(1)
-}
 
 /// Shown as the caller's signature should a worker refuse a call by name.
 const BY_NAME: &str = "<a call by name>";
@@ -105,7 +83,7 @@ impl Pool {
         args: &A,
     ) -> AsyncResult<R> {
         let task: Arc<str> = Arc::from(name);
-        let caller = signature::<A, R>();
+        let caller = by_name_signature::<A, R>();
         let fingerprint = fingerprint(&caller);
         let refused = |error| result::ready(task.clone(), self.runner(), Err(error));
         match registry::lookup(name) {
@@ -119,13 +97,12 @@ impl Pool {
             }
             Ok(_) => {}
         }
-        let call = TaskCall {
-            task: task.clone(),
+        self.submit(
+            task,
             fingerprint,
-            signature: BY_NAME,
-            timeout: None,
-            batch: false,
-        };
-        self.submit(call, codec::encode(args))
+            BY_NAME,
+            Kind::Single,
+            codec::encode(args),
+        )
     }
 }

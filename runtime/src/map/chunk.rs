@@ -1,28 +1,63 @@
-//! Chunks of a map: how a worker runs one (one frame in, one frame out, no
-//! per-item frames or allocations) and how the caller reads its records.
+//! A chunk of a map, both sides of it: one frame carries many items, the
+//! worker runs them all (each under its own panic guard) and answers with
+//! one frame of per-item outcomes.
 //!
-//! A chunk's items are the bincode encodings of each call's arguments, back
-//! to back after a `u32` count. The RESULTS reply body is
-//! `count u32 | all_values u8 | records`, one record per item in order:
+//! A chunk's items (the `args` of a CALL_BATCH) are the bincode encodings of
+//! each call's arguments, back to back after a `u32` count. The RESULTS
+//! reply body is `count u32 | all_values u8 | records`, one record per item
+//! in order:
 //!
 //! ```text
 //! 0 | bincode(value)          the function returned
 //! 1 | bincode(PanicReport)    it panicked (the other items still ran)
 //! 2 | bincode(String)         its value could not be encoded
 //! ```
+//!
+//! `all_values` is 1 when every record is a value.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::__private::ArgsDecoder;
 use crate::error::Error;
-use crate::registry::{self, CallError, Registration};
-use crate::wire::{self, PanicReport, RemoteError, Reply};
+use crate::result::Outcome;
+use crate::task::{ArgsDecoder, CallError, Task};
+use crate::wire::PanicReport;
 use crate::{codec, worker};
 
 const REC_VALUE: u8 = 0;
 const REC_PANIC: u8 = 1;
 const REC_UNENCODABLE: u8 = 2;
+
+/// Encodes up to `size` items from `items` as one chunk, ending it early
+/// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
+/// bytes (or why they could not be made) and the number of items taken.
+pub(crate) fn next_chunk<M: Task>(
+    items: &mut impl Iterator<Item = M::Item>,
+    size: usize,
+    max_bytes: usize,
+) -> Option<(Result<Vec<u8>, String>, usize)> {
+    let first = items.next()?;
+    let size = size.min(u32::MAX as usize);
+    let mut bytes = vec![0; 4];
+    let mut encoded = M::encode_item(first, &mut bytes);
+    // Room for the rest, guessed from the first item (at most 16 MiB ahead).
+    let guess = (bytes.len() - 4).saturating_mul(size - 1);
+    bytes.reserve(guess.min(16 << 20).min(max_bytes));
+    let mut taken = 1;
+    while taken < size && bytes.len() < max_bytes {
+        let Some(item) = items.next() else { break };
+        if encoded.is_ok() {
+            encoded = M::encode_item(item, &mut bytes);
+        }
+        // After a failure, still take the chunk's items: they all fail with it.
+        taken += 1;
+    }
+    let bytes = encoded.map(|()| {
+        bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
+        bytes
+    });
+    Some((bytes, taken))
+}
 
 /// Worker side, called by the code `#[pool_task]` generates: decodes each
 /// item's arguments with `decode`, runs `call` on them under its own
@@ -42,7 +77,7 @@ pub(crate) fn run<A, R: Serialize>(
     out.push(1);
     for _ in 0..count {
         let item = decode(&mut args)?;
-        match worker::guarded(|| call(item)) {
+        match worker::panic::guard(|| call(item)) {
             Ok(value) => {
                 let start = out.len();
                 out.push(REC_VALUE);
@@ -72,55 +107,6 @@ fn split_count(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
         Some((count, rest)) => Ok((u32::from_le_bytes(*count), rest)),
         None => Err("a chunk without its item count".into()),
     }
-}
-
-/// Worker side: runs a CALL_BATCH request and returns the whole reply body.
-pub(crate) fn execute(
-    id: u64,
-    fingerprint: u64,
-    name: &str,
-    items: &[u8],
-    max_frame: usize,
-) -> Vec<u8> {
-    // Failures are cut to fit a frame, as for single calls.
-    let reply = |reply| wire::encode_reply(&worker::fit_in_frame(reply, max_frame));
-    let failed = |error| reply(Reply::Failed { id, error });
-    let registration = match find(name, fingerprint) {
-        Ok(r) => r,
-        Err(error) => return failed(error),
-    };
-    let mut body = wire::results_header(id);
-    // A panic outside any item's call (in a Deserialize impl) fails the chunk.
-    let ran = worker::guarded(|| (registration.call_batch)(items, &mut body));
-    match ran {
-        Ok(Ok(())) if body.len() <= max_frame => body,
-        Ok(Ok(())) => failed(RemoteError::ResultTooLarge {
-            len: body.len() as u64,
-            max: max_frame as u64,
-        }),
-        Ok(Err(CallError::DecodeArgs(m))) => failed(RemoteError::DecodeArgs(m)),
-        Ok(Err(CallError::EncodeResult(m))) => failed(RemoteError::EncodeResult(m)),
-        Err(report) => reply(Reply::Panic { id, report }),
-    }
-}
-
-fn find(name: &str, fingerprint: u64) -> Result<&'static Registration, RemoteError> {
-    let registration = match registry::lookup(name) {
-        Ok(r) => r,
-        Err(Error::UnknownTask { suggestions, .. }) => {
-            return Err(RemoteError::UnknownTask { suggestions })
-        }
-        Err(Error::DuplicateTask { first, second, .. }) => {
-            return Err(RemoteError::DuplicateTask { first, second })
-        }
-        Err(other) => return Err(RemoteError::DecodeArgs(other.to_string())),
-    };
-    if !registration.accepts(fingerprint) {
-        return Err(RemoteError::SignatureMismatch {
-            worker_signature: registration.signature.to_string(),
-        });
-    }
-    Ok(registration)
 }
 
 /// Caller side: the records of one chunk's RESULTS body, checked against
@@ -221,5 +207,40 @@ impl<'a> Records<'a> {
                 }
             }
         }
+    }
+}
+/// Decodes one chunk's outcome into `out`, one entry per item sent: a
+/// failure of the whole chunk (its worker died, the pool was terminated)
+/// fails each of its items.
+pub(crate) fn decode_chunk<R: DeserializeOwned>(
+    task: &str,
+    outcome: &Outcome,
+    sent: usize,
+    out: &mut impl Extend<Result<R, Error>>,
+) {
+    let records = match outcome {
+        Ok(body) => records(task, body, sent).map(|(records, _)| records),
+        Err(e) => Err(e.clone()),
+    };
+    match records {
+        Ok(records) => {
+            let mut records = Records::new(task, records);
+            let mut left = sent;
+            while left > 0 {
+                let Some(item) = records.next::<R>() else {
+                    break;
+                };
+                out.extend(Some(item));
+                left -= 1;
+            }
+            if left > 0 {
+                let error = Error::Protocol {
+                    task: task.to_string(),
+                    message: format!("a chunk's reply ended {left} results early"),
+                };
+                out.extend(std::iter::repeat_n(error, left).map(Err));
+            }
+        }
+        Err(error) => out.extend(std::iter::repeat_n(error, sent).map(Err)),
     }
 }

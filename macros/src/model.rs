@@ -1,0 +1,353 @@
+//! What the generated code is made of, worked out once from the validated
+//! function: names, the wire identity, and per argument how it is encoded,
+//! decoded, passed and named in the map family's items.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::visit_mut::{self, VisitMut};
+use syn::{parse_quote, Ident, Lifetime, Path, Type};
+
+use crate::parse::TaskArgs;
+use crate::validate::{Arg, TaskFn};
+
+/// The parts of the generated code, as tokens.
+pub(crate) struct Model<'a> {
+    pub(crate) task: &'a TaskFn<'a>,
+    /// The procpool crate: `::procpool` unless `crate = path`.
+    pub(crate) krate: Path,
+    /// The function's name without `r#`.
+    pub(crate) fn_name: String,
+    /// The hidden marker type the task's traits are implemented on.
+    pub(crate) marker: Ident,
+    /// The generated functions' pool parameter (`pool`, unless an argument
+    /// has that name).
+    pub(crate) pool: Ident,
+    /// The registered name: a literal, or `module_path!()::fn_name`.
+    pub(crate) name: TokenStream,
+    /// `fn(u64) -> u64`: the types as written.
+    pub(crate) signature: String,
+    /// The return type (`()` for none) and where errors about it point.
+    pub(crate) ret: TokenStream,
+    pub(crate) ret_span: Span,
+    /// `a: A, b: &B`: the generated functions' parameters after the pool.
+    pub(crate) params: Vec<TokenStream>,
+    /// `__procpool_arg0, ...`: one variable per argument.
+    pub(crate) vars: Vec<Ident>,
+    pub(crate) args: Vec<ArgParts>,
+    /// The type of one item of the map family, and its pattern.
+    pub(crate) item_ty: TokenStream,
+    pub(crate) item_pat: TokenStream,
+}
+
+/// One argument's share of the generated code.
+pub(crate) struct ArgParts {
+    /// `impl ValueArg<I>` / `impl RefArgAt<I>` for the marker, at the user's type.
+    pub(crate) marker_impl: TokenStream,
+    /// The `ArgsEncoder` step that appends it.
+    pub(crate) push: TokenStream,
+    /// The statement that decodes it in the worker.
+    pub(crate) decode: TokenStream,
+    /// How the decoded value is passed to the function.
+    pub(crate) pass: TokenStream,
+    /// Its type in a map item (owned, for a reference argument).
+    pub(crate) item_ty: TokenStream,
+    /// The statement that appends it, from a map item, to a chunk.
+    pub(crate) item_push: TokenStream,
+    /// Its type as calls by name spell it.
+    pub(crate) by_name_ty: TokenStream,
+}
+
+impl<'a> Model<'a> {
+    pub(crate) fn new(args: &TaskArgs, task: &'a TaskFn<'a>) -> Model<'a> {
+        let krate: Path = args
+            .krate
+            .clone()
+            .unwrap_or_else(|| parse_quote!(::procpool));
+        let fn_ident = &task.item.sig.ident;
+        let fn_name = fn_ident.unraw().to_string();
+        let marker = format_ident!("__procpool_task_{}", fn_name, span = fn_ident.span());
+        let pool = if task.args.iter().any(|a| a.ident == "pool") {
+            format_ident!("procpool_pool")
+        } else {
+            format_ident!("pool")
+        };
+        let name = match &args.name {
+            Some(lit) => quote!(#lit),
+            None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
+        };
+        let vars: Vec<Ident> = (0..task.args.len())
+            .map(|i| format_ident!("__procpool_arg{}", i))
+            .collect();
+        let mut model = Model {
+            task,
+            krate,
+            fn_name,
+            marker,
+            pool,
+            name,
+            signature: signature_text(task),
+            ret: match task.output {
+                Some(ty) => quote!(#ty),
+                None => quote!(()),
+            },
+            ret_span: task.output.map_or_else(|| fn_ident.span(), |ty| ty.span()),
+            params: task
+                .args
+                .iter()
+                .map(|a| {
+                    let (ident, ty) = (a.ident, a.ty);
+                    quote!(#ident: #ty)
+                })
+                .collect(),
+            vars,
+            args: Vec::new(),
+            item_ty: TokenStream::new(),
+            item_pat: TokenStream::new(),
+        };
+        model.args = task
+            .args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| model.arg_parts(i, a))
+            .collect();
+        // One argument: items are that argument; otherwise a tuple (starmap).
+        let item_types: Vec<_> = model.args.iter().map(|a| &a.item_ty).collect();
+        let vars = &model.vars;
+        (model.item_ty, model.item_pat) = if item_types.len() == 1 {
+            let (ty, var) = (item_types[0], &vars[0]);
+            (quote!(#ty), quote!(#var))
+        } else {
+            (quote!((#(#item_types,)*)), quote!((#(#vars,)*)))
+        };
+        model
+    }
+
+    /// The `I`-th argument's share of the generated code.
+    fn arg_parts(&self, i: usize, a: &Arg<'_>) -> ArgParts {
+        let (krate, marker) = (&self.krate, &self.marker);
+        let ident = a.ident;
+        let var = &self.vars[i];
+        let index = syn::Index::from(i);
+        match a.referent {
+            None => {
+                let ty = static_lifetimes(a.ty);
+                // A `Vec<u8>` is sent as one block instead of byte by byte
+                // (the same bytes).
+                let (push, decode) = if is_byte_vec(a.ty) {
+                    (
+                        quote!(.byte_vec::<#marker, #index>(&#ident)),
+                        quote!(byte_vec),
+                    )
+                } else {
+                    (quote!(.value::<#marker, #index>(&#ident)), quote!(value))
+                };
+                ArgParts {
+                    marker_impl: quote_spanned! {a.ty.span()=>
+                        impl #krate::__private::ValueArg<#index> for #marker {
+                            type Type = #ty;
+                        }
+                    },
+                    push,
+                    decode: quote!(let #var = __procpool_args.#decode::<#marker, #index>()?;),
+                    pass: quote!(#var),
+                    item_ty: a.ty.to_token_stream(),
+                    item_push: quote!(
+                        #krate::__private::encode_value::<#marker, #index>(&#var, __procpool_chunk)?;
+                    ),
+                    by_name_ty: quote!(<#marker as #krate::__private::ValueArg<#index>>::Type),
+                }
+            }
+            Some(referent) => {
+                let ty = static_lifetimes(referent);
+                let (push, decode) = if is_u8(referent, true) {
+                    (
+                        quote!(.byte_slice::<#marker, #index>(#ident)),
+                        quote!(byte_slice),
+                    )
+                } else {
+                    (quote!(.by_ref::<#marker, #index>(#ident)), quote!(by_ref))
+                };
+                ArgParts {
+                    marker_impl: quote_spanned! {referent.span()=>
+                        impl #krate::__private::RefArgAt<#index> for #marker {
+                            type Referent = #ty;
+                        }
+                    },
+                    push,
+                    decode: quote!(let #var = __procpool_args.#decode::<#marker, #index>()?;),
+                    pass: quote!(#krate::__private::Lend::lend(&#var)),
+                    item_ty: owned_referent(referent),
+                    item_push: quote!(
+                        #krate::__private::encode_ref::<#marker, #index>(
+                            ::core::borrow::Borrow::borrow(&#var),
+                            __procpool_chunk,
+                        )?;
+                    ),
+                    // Spelled out, not projected through `RefArg`: a referent
+                    // that is not decodable is reported once, at the impl.
+                    by_name_ty: owned_referent(referent),
+                }
+            }
+        }
+    }
+
+    /// The type of the function's result, with `'static` for elided lifetimes.
+    pub(crate) fn static_ret(&self) -> TokenStream {
+        match self.task.output {
+            Some(ty) => static_lifetimes(ty).into_token_stream(),
+            None => quote!(()),
+        }
+    }
+
+    /// Whether the function returns a `Vec<u8>` (sent as one block).
+    pub(crate) fn returns_bytes(&self) -> bool {
+        self.task.output.is_some_and(is_byte_vec)
+    }
+
+    /// A name of the generated family, `{prefix}_{fn}{suffix}`, at the
+    /// function's name.
+    pub(crate) fn family(&self, prefix: &str, suffix: &str) -> Ident {
+        let span = self.task.item.sig.ident.span();
+        format_ident!("{}_{}{}", prefix, self.fn_name, suffix, span = span)
+    }
+
+    /// The lifetime of `imap`'s borrows.
+    pub(crate) fn items_lifetime() -> Lifetime {
+        Lifetime::new("'__procpool", Span::call_site())
+    }
+}
+
+/// `Vec<u8>` as written (any path ending in `Vec`): such values travel as one
+/// block of bytes. The generated code only compiles if the type really is
+/// `Vec<u8>` (the runtime's fast path requires it), so a look-alike cannot
+/// slip through.
+fn is_byte_vec(ty: &Type) -> bool {
+    let Type::Path(path) = ty else {
+        return false;
+    };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Vec" || path.qself.is_some() {
+        return false;
+    }
+    match &last.arguments {
+        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
+            matches!(&args.args[0], syn::GenericArgument::Type(t) if is_u8(t, false))
+        }
+        _ => false,
+    }
+}
+
+/// `u8`, or with `slice`, `[u8]`.
+fn is_u8(ty: &Type, slice: bool) -> bool {
+    match ty {
+        Type::Slice(s) if slice => is_u8(&s.elem, false),
+        Type::Path(p) if !slice => p.qself.is_none() && p.path.is_ident("u8"),
+        _ => false,
+    }
+}
+
+/// What a `map_<fn>` item holds for a `&T` argument: `String` for `str`,
+/// `Vec<U>` for `[U]`, `PathBuf` for `Path`, `T` itself otherwise (the
+/// owned value the worker decodes, see `__private::RefArg`).
+fn owned_referent(referent: &Type) -> TokenStream {
+    match referent {
+        Type::Slice(slice) => {
+            let elem = &slice.elem;
+            quote!(::std::vec::Vec<#elem>)
+        }
+        Type::Path(p) if p.qself.is_none() => {
+            let path = tidy(&p.path);
+            match path.as_str() {
+                "str"
+                | "core::primitive::str"
+                | "::core::primitive::str"
+                | "std::primitive::str"
+                | "::std::primitive::str" => quote!(::std::string::String),
+                "Path" | "std::path::Path" | "::std::path::Path" => quote!(::std::path::PathBuf),
+                _ => quote!(#referent),
+            }
+        }
+        _ => quote!(#referent),
+    }
+}
+
+/// The item type of `map_<fn>` as text, for its documentation.
+pub(crate) fn item_text(task: &TaskFn<'_>) -> String {
+    let types: Vec<String> = task
+        .args
+        .iter()
+        .map(|a| match a.referent {
+            Some(referent) => tidy(owned_referent(referent))
+                .replace("::std::string::", "")
+                .replace("::std::vec::", "")
+                .replace("::std::path::", ""),
+            None => tidy(a.ty),
+        })
+        .collect();
+    match types.len() {
+        1 => types[0].clone(),
+        _ => format!("({})", types.join(", ")),
+    }
+}
+
+/// The type with every elided lifetime made `'static`, as an associated type
+/// in an impl must be: `Vec<&str>` becomes `Vec<&'static str>`.
+fn static_lifetimes(ty: &Type) -> Type {
+    struct Fill;
+    impl VisitMut for Fill {
+        fn visit_type_reference_mut(&mut self, r: &mut syn::TypeReference) {
+            if r.lifetime.is_none() {
+                r.lifetime = Some(Lifetime::new("'static", r.and_token.span));
+            }
+            visit_mut::visit_type_reference_mut(self, r);
+        }
+        fn visit_lifetime_mut(&mut self, l: &mut Lifetime) {
+            if l.ident == "_" {
+                *l = Lifetime::new("'static", l.span());
+            }
+        }
+    }
+    let mut ty = ty.clone();
+    Fill.visit_type_mut(&mut ty);
+    ty
+}
+
+/// `fn(&[String], &str) -> usize`: the types as written, for messages and
+/// the fingerprint that catches caller/worker mismatches.
+fn signature_text(task: &TaskFn<'_>) -> String {
+    let args: Vec<String> = task.args.iter().map(|a| tidy(a.ty)).collect();
+    let mut text = format!("fn({})", args.join(", "));
+    if let Some(ty) = task.output {
+        text.push_str(" -> ");
+        text.push_str(&tidy(ty));
+    }
+    text
+}
+
+/// Token text with the spaces `to_string` puts between tokens removed where
+/// Rust code has none.
+fn tidy(tokens: impl ToTokens) -> String {
+    let raw = tokens.to_token_stream().to_string();
+    let mut out = raw;
+    for (from, to) in [
+        (" ,", ","),
+        ("& ", "&"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        ("[ ", "["),
+        (" ]", "]"),
+        ("( ", "("),
+        (" )", ")"),
+        (" ::", "::"),
+        (":: ", "::"),
+        (" ;", ";"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
+}

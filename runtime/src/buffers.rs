@@ -1,0 +1,43 @@
+//! Large buffers kept for reuse by the thread that freed them: a fresh
+//! buffer costs a page fault per 4 KiB, so a thread that moves large frames
+//! (a worker, a caller of `apply`) keeps up to two of them.
+
+use std::cell::RefCell;
+
+/// Buffers at least this large are worth keeping for reuse (see [`recycle`]).
+const SPARE_MIN: usize = 1 << 20;
+
+/// How many large buffers a thread keeps for reuse.
+const SPARES: usize = 2;
+
+thread_local! {
+    /// Large buffers this thread no longer needs, kept for the next large
+    /// frames it reads or results it encodes (a fresh buffer costs a page
+    /// fault per 4 KiB).
+    static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps `buf` (if large) for reuse by this thread: at most two, the largest
+/// offered.
+pub(crate) fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() < SPARE_MIN {
+        return;
+    }
+    buf.clear();
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        spare.push(buf);
+        spare.sort_by_key(|b| std::cmp::Reverse(b.capacity()));
+        spare.truncate(SPARES);
+    });
+}
+
+/// A spare buffer of at least `min` bytes' capacity (the smallest that
+/// fits), if this thread has one; any spare if `min` is zero.
+pub(crate) fn spare_buffer(min: usize) -> Option<Vec<u8>> {
+    SPARE.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        let at = spare.iter().rposition(|b| b.capacity() >= min)?;
+        Some(spare.remove(at))
+    })
+}

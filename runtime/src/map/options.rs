@@ -1,0 +1,152 @@
+//! [`MapOptions`]: how the map family cuts its input into chunks.
+
+use crate::error::Error;
+
+/// How the map family splits its input (Python's `chunksize`).
+///
+/// Items travel to the workers in chunks: one frame, one worker, many items.
+/// Larger chunks cost less per item; smaller ones balance uneven work better
+/// and let `imap` yield sooner. By default:
+///
+/// - `map_<fn>` and `map_async_<fn>`, and `imap_<fn>` /
+///   `imap_unordered_<fn>` over an input whose length is known (its
+///   `size_hint` is exact, as for ranges, vectors and slices), use Python's
+///   `Pool.map` rule: `ceil(len / (4 × processes))`;
+///   `imap`'s default is capped at [`MapOptions::IMAP_MAX_DEFAULT_CHUNKSIZE`]
+///   items, so that a huge input (`0..u64::MAX`) does not make huge chunks
+///   (Python's `imap` default is 1; ours is bounded but larger, for speed);
+/// - `imap_<fn>` / `imap_unordered_<fn>` over an input of unknown length
+///   (a filter, a reader, an endless iterator) use chunks of
+///   [`MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE`] items.
+///
+/// A chunk also ends early once its encoded items fill a quarter of the
+/// pool's [frame limit](crate::PoolBuilder::max_frame_bytes) (for `imap`,
+/// [`MapOptions::IMAP_MAX_CHUNK_BYTES`] at most), so large items make
+/// smaller chunks instead of failing with [`Error::FrameTooLarge`].
+///
+/// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
+/// each chunk as a whole, and a chunk counts as one task for
+/// [`max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child).
+///
+/// ```
+/// use procpool::{pool_task, MapOptions, Pool};
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(2)?;
+///     let one_by_one = MapOptions::new().chunksize(1);
+///     assert_eq!(map_square_with(&pool, 0..4, one_by_one)?, [0, 1, 4, 9]);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    chunksize: Option<usize>,
+}
+
+impl MapOptions {
+    /// Chunk size of `imap_<fn>` / `imap_unordered_<fn>` over an input of
+    /// unknown length.
+    pub const DEFAULT_UNKNOWN_LEN_CHUNKSIZE: usize = 16;
+
+    /// The most items a default chunk of `imap_<fn>` /
+    /// `imap_unordered_<fn>` holds, whatever the input's length (an explicit
+    /// [`chunksize`](Self::chunksize) is used as given).
+    pub const IMAP_MAX_DEFAULT_CHUNKSIZE: usize = 1024;
+
+    /// The most encoded item bytes one chunk of `imap_<fn>` /
+    /// `imap_unordered_<fn>` holds (1 MiB): a lazy map keeps few items in
+    /// memory.
+    pub const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
+
+    /// The defaults (see [`MapOptions`]).
+    pub fn new() -> Self {
+        MapOptions::default()
+    }
+
+    /// Items per chunk, at least 1 (0 makes the call fail with
+    /// [`Error::Config`]).
+    #[must_use]
+    pub fn chunksize(mut self, items: usize) -> Self {
+        self.chunksize = Some(items);
+        self
+    }
+
+    /// [`resolve`](Self::resolve) for `imap`: a default chunk size is capped
+    /// at [`IMAP_MAX_DEFAULT_CHUNKSIZE`](Self::IMAP_MAX_DEFAULT_CHUNKSIZE).
+    pub(crate) fn resolve_imap(
+        &self,
+        task: &str,
+        len: Option<usize>,
+        processes: usize,
+    ) -> Result<usize, Error> {
+        let size = self.resolve(task, len, processes)?;
+        Ok(match self.chunksize {
+            Some(_) => size,
+            None => size.min(Self::IMAP_MAX_DEFAULT_CHUNKSIZE),
+        })
+    }
+
+    /// The chunk size for an input of `len` items (`None`: unknown) on a
+    /// pool of `processes` workers.
+    pub(crate) fn resolve(
+        &self,
+        task: &str,
+        len: Option<usize>,
+        processes: usize,
+    ) -> Result<usize, Error> {
+        match (self.chunksize, len) {
+            (Some(0), _) => Err(Error::Config {
+                message: format!("task `{task}`: chunksize must be at least 1"),
+            }),
+            (Some(n), _) => Ok(n),
+            (None, Some(len)) => Ok(len.div_ceil(4 * processes.max(1)).max(1)),
+            (None, None) => Ok(Self::DEFAULT_UNKNOWN_LEN_CHUNKSIZE),
+        }
+    }
+}
+
+/// The length of `items` if its `size_hint` is exact.
+pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
+    match items.size_hint() {
+        (low, Some(high)) if low == high => Some(low),
+        _ => None,
+    }
+}
+
+/// How many bytes of encoded items a chunk may hold, for a pool whose frame
+/// limit is `max_frame`: a quarter of it, so that a chunk of large items is
+/// cut short instead of failing with [`Error::FrameTooLarge`] (its results
+/// need room too).
+pub(crate) fn chunk_bytes(max_frame: usize) -> usize {
+    max_frame / 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MapOptions;
+
+    #[test]
+    fn default_chunksize_follows_python() {
+        let default = MapOptions::new();
+        // Python: chunksize, extra = divmod(len, 4 * processes); chunksize += bool(extra)
+        assert_eq!(default.resolve("t", Some(200_000), 2).unwrap(), 25_000);
+        assert_eq!(default.resolve("t", Some(10), 2).unwrap(), 2);
+        assert_eq!(default.resolve("t", Some(1), 8).unwrap(), 1);
+        assert_eq!(default.resolve("t", Some(0), 2).unwrap(), 1);
+        assert_eq!(
+            default.resolve("t", None, 2).unwrap(),
+            MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE
+        );
+        let seven = MapOptions::new().chunksize(7);
+        assert_eq!(seven.resolve("t", Some(1000), 2).unwrap(), 7);
+        assert_eq!(seven.resolve("t", None, 2).unwrap(), 7);
+        assert!(MapOptions::new()
+            .chunksize(0)
+            .resolve("t", None, 2)
+            .is_err());
+    }
+}

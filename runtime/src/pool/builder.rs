@@ -1,0 +1,239 @@
+//! [`PoolBuilder`] and the validated [`Config`] it builds: the one place a
+//! pool's settings live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::initializer::Initializer;
+use super::local::LocalPool;
+use super::Pool;
+use crate::error::Error;
+use crate::link::Limits;
+use crate::process::ProcessBackend;
+use crate::{codec, process, registry, task, wire};
+
+/// A pool's settings, checked by [`PoolBuilder::build`].
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    /// Number of worker processes.
+    pub(crate) processes: usize,
+    pub(crate) max_frame: usize,
+    /// The time limit of calls made through a handle that does not set its own.
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) start_timeout: Duration,
+    pub(crate) initializer: Option<Initializer>,
+}
+
+impl Config {
+    /// What a worker is started with.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_frame: self.max_frame,
+            start_timeout: self.start_timeout,
+        }
+    }
+}
+
+/// Configures a [`Pool`]; made by [`Pool::builder`].
+///
+/// ```
+/// # fn main() -> Result<(), procpool::Error> {
+/// # procpool::init();
+/// use std::time::Duration;
+/// let pool = procpool::Pool::builder()
+///     .processes(2)
+///     .task_timeout(Duration::from_secs(60))
+///     .max_tasks_per_child(1000)
+///     .build()?;
+/// # drop(pool);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PoolBuilder {
+    processes: Option<usize>,
+    max_frame: usize,
+    task_timeout: Option<Duration>,
+    max_tasks_per_child: Option<usize>,
+    start_timeout: Duration,
+    initializer: Option<Initializer>,
+    /// Why the initializer's arguments could not be encoded, reported by `build`.
+    initializer_error: Option<Error>,
+}
+
+impl Default for PoolBuilder {
+    fn default() -> Self {
+        PoolBuilder {
+            processes: None,
+            max_frame: wire::DEFAULT_MAX_FRAME,
+            task_timeout: None,
+            max_tasks_per_child: None,
+            start_timeout: Duration::from_secs(60),
+            initializer: None,
+            initializer_error: None,
+        }
+    }
+}
+
+impl PoolBuilder {
+    /// Number of worker processes (default: the available parallelism).
+    #[must_use = "the setter returns the changed builder"]
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Largest frame either side sends or accepts, in bytes (default 256 MiB,
+    /// at least 1 KiB: [`build`](Self::build) refuses less with
+    /// [`Error::Config`]). A task whose arguments or result need more fails
+    /// with [`Error::FrameTooLarge`].
+    #[must_use = "the setter returns the changed builder"]
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Time limit for every task (default: none). A task past it fails with
+    /// [`Error::Timeout`], and its worker is killed and replaced.
+    /// [`Pool::with_task_timeout`] overrides it for the calls made through
+    /// another handle.
+    #[must_use = "the setter returns the changed builder"]
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+
+    /// Replace each worker after it has run `n` tasks (Python's
+    /// `maxtasksperchild`), e.g. to bound leaks in the code it runs.
+    #[must_use = "the setter returns the changed builder"]
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// How long a new worker may take to report ready (default 60 s).
+    #[must_use = "the setter returns the changed builder"]
+    pub fn start_timeout(mut self, limit: Duration) -> Self {
+        self.start_timeout = limit;
+        self
+    }
+
+    /// Runs the task registered as `task` once in each worker when it
+    /// starts, before its first task (Python's `initializer` and
+    /// `initargs`). `args` is the tuple of its arguments: `&(a, b)`, `&(a,)`
+    /// or `&()`, with owned types as for
+    /// [`apply_by_name`](Pool::apply_by_name) (`String` for `&str`). The
+    /// types are checked against the task's when the pool is built, so other
+    /// types fail there instead of being decoded as garbage. A worker is
+    /// ready only once its initializer returned; if it
+    /// panics or cannot run, [`build`](Self::build) fails with
+    /// [`Error::InitializerFailed`], and so does a task whose replacement
+    /// worker's initializer fails.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use procpool::{pool_task, Pool};
+    ///
+    /// static SCALE: AtomicU64 = AtomicU64::new(1);
+    ///
+    /// #[pool_task(name = "setup")]
+    /// fn setup(scale: u64) { SCALE.store(scale, Ordering::SeqCst) }
+    ///
+    /// #[pool_task]
+    /// fn scaled(x: u64) -> u64 { x * SCALE.load(Ordering::SeqCst) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::builder().processes(1).initializer("setup", &(10u64,)).build()?;
+    ///     assert_eq!(apply_scaled(&pool, 4)?, 40);
+    ///     Ok(())
+    /// }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn initializer<A: Serialize + ?Sized>(mut self, task: &str, args: &A) -> Self {
+        match codec::encode(args) {
+            Ok(args) => {
+                let signature = task::by_name_signature::<A, ()>();
+                let arg_types = signature
+                    .split_once(" -> ")
+                    .map_or(signature.clone(), |(a, _)| a.to_string());
+                self.initializer = Some(Initializer::new(task, args, arg_types));
+                self.initializer_error = None;
+            }
+            Err(message) => {
+                self.initializer_error = Some(Error::Encode {
+                    task: task.to_string(),
+                    what: "arguments",
+                    message,
+                });
+            }
+        }
+        self
+    }
+
+    /// Starts the workers and waits until every one is ready.
+    pub fn build(self) -> Result<Pool, Error> {
+        let config = Arc::new(self.validate()?);
+        let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
+        Ok(Pool::from_dispatcher(Box::new(local), config))
+    }
+
+    /// Checks every setting, and the initializer against its registration.
+    fn validate(self) -> Result<Config, Error> {
+        if !process::is_initialized() {
+            return Err(Error::NotInitialized);
+        }
+        registry::validate()?;
+        if let Some(e) = self.initializer_error {
+            return Err(e);
+        }
+        let config_error = |message: String| Err(Error::Config { message });
+        if let Some(init) = &self.initializer {
+            if init.task().len() > wire::MAX_NAME_LEN {
+                return config_error(format!(
+                    "the initializer's name is {} bytes; at most {} fit in a call",
+                    init.task().len(),
+                    wire::MAX_NAME_LEN
+                ));
+            }
+            // Workers run this very program: a name unknown here is unknown there.
+            let failed = |message: String| Error::InitializerFailed {
+                task: init.task().to_string(),
+                message,
+                location: None,
+            };
+            let registration = registry::lookup(init.task()).map_err(|e| failed(e.to_string()))?;
+            // Checked here: a worker would decode other types as garbage
+            // (an i64 -1 read as a u64), not refuse them.
+            if let Some(why) = init.type_mismatch(&(registration.by_name_signature)()) {
+                return Err(failed(why));
+            }
+        }
+        let processes = self
+            .processes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if processes == 0 {
+            return config_error("a pool needs at least one process".into());
+        }
+        if self.max_frame < wire::MIN_MAX_FRAME {
+            return config_error(format!(
+                "max_frame_bytes must be at least {} (got {})",
+                wire::MIN_MAX_FRAME,
+                self.max_frame
+            ));
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return config_error("max_tasks_per_child must be at least 1".into());
+        }
+        Ok(Config {
+            processes,
+            max_frame: self.max_frame,
+            task_timeout: self.task_timeout,
+            max_tasks_per_child: self.max_tasks_per_child,
+            start_timeout: self.start_timeout,
+            initializer: self.initializer,
+        })
+    }
+}

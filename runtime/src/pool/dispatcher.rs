@@ -1,0 +1,47 @@
+//! The seam between a [`Pool`](super::Pool) and whatever runs its calls.
+//!
+//! A `Pool` hands each call to a [`Dispatcher`]: something that accepts
+//! calls and settles their promises. Local worker processes are one
+//! implementation ([`super::local::LocalPool`]); a broker that feeds nodes
+//! on other hosts is another, without touching the macro, the map family or
+//! the user's API, which all go through the `Pool`.
+
+use crate::call::{Call, Job};
+use crate::result::Outcome;
+
+/// How many calls wait and whether the pool still takes more.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Status {
+    pub(crate) queued: usize,
+    pub(crate) closed: bool,
+    pub(crate) terminated: bool,
+}
+
+/// Accepts calls and settles their promises.
+pub(crate) trait Dispatcher: Send + Sync + 'static {
+    /// Accepts `job`. Its promise is settled exactly once, eventually,
+    /// whatever happens to whatever runs it: with its outcome, or with
+    /// `PoolClosed` if the pool no longer takes calls. Never blocks on the
+    /// call itself.
+    fn submit(&self, job: Job);
+
+    /// Runs `call` on the calling thread if that can be done at once
+    /// (`apply`'s fast path), or gives it back to be submitted.
+    fn run_here(&self, call: Call) -> Result<Outcome, Call> {
+        Err(call)
+    }
+
+    /// Accepts no more calls; those accepted still run.
+    fn close(&self);
+
+    /// Closes, then waits until every accepted call is settled and
+    /// everything that ran them is stopped.
+    fn join(&self);
+
+    /// Stops now: every call not finished fails with `Terminated`. Returns
+    /// once everything that ran them is stopped.
+    fn terminate(&self);
+
+    /// How many calls wait, and whether the pool still takes calls.
+    fn status(&self) -> Status;
+}

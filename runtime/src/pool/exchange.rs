@@ -1,0 +1,304 @@
+//! One call on one worker: send it, read and check the reply, and when the
+//! worker is lost (dead, timed out, or speaking nonsense) end it and turn
+//! the loss into the caller's error. Also how the calls sent behind a lost
+//! call in a pipelined batch are settled without any running twice.
+
+use std::time::Duration;
+
+use super::queue::Queue;
+use crate::call::{Call, Job, Kind};
+use crate::error::{Error, ExitInfo};
+use crate::link::Link;
+use crate::result::Outcome;
+use crate::wire::{self, FrameError, RemoteError, Reply};
+
+/// How long a worker whose channel closed may take to be reaped.
+pub(crate) const DEATH_GRACE: Duration = Duration::from_millis(500);
+
+/// What became of one call on one worker.
+pub(crate) enum Exchange {
+    /// The call has its outcome; the worker is fine.
+    Done(Outcome),
+    /// The worker was already gone; the call never reached it.
+    Undelivered,
+    /// The worker is unusable; the call failed as described.
+    Lost(Loss),
+}
+
+/// Why a worker became unusable during a call.
+pub(crate) enum Loss {
+    Died,
+    TimedOut(Duration),
+    Protocol(String),
+    TooLarge { len: usize, max: usize },
+}
+
+/// Sends `call` and reads its reply.
+pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
+    match link.send(&[&call.header(), &call.args]) {
+        Ok(()) => {}
+        Err(FrameError::TooLarge { len, max }) => {
+            return Exchange::Done(Err(Error::FrameTooLarge {
+                task: call.task.to_string(),
+                len: len as u64,
+                max: max as u64,
+            }))
+        }
+        Err(_) => return Exchange::Undelivered,
+    }
+    receive(link, call)
+}
+
+/// Reads and checks the reply to `call`, already sent.
+pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
+    let frame = match link.recv(call.timeout) {
+        Ok(frame) => frame,
+        Err(FrameError::TimedOut) => {
+            return Exchange::Lost(Loss::TimedOut(call.timeout.unwrap_or_default()))
+        }
+        Err(FrameError::TooLarge { len, max }) => {
+            return Exchange::Lost(Loss::TooLarge { len, max })
+        }
+        // End of file, a frame cut short by the death, a reset: the worker is gone.
+        Err(FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_)) => {
+            return Exchange::Lost(Loss::Died)
+        }
+    };
+    check_reply(frame, call)
+}
+
+/// Checks that `frame` is the reply to `call`, and reads it.
+pub(crate) fn check_reply(frame: Vec<u8>, call: &Call) -> Exchange {
+    let task = || call.task.to_string();
+    let single = call.kind == Kind::Single;
+    match wire::parse_reply(frame) {
+        Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
+        // The caller decodes the records (see `crate::map::chunk`).
+        Ok(Reply::Results { id, bytes }) if id == call.id && !single => {
+            Exchange::Done(Ok(bytes.into()))
+        }
+        Ok(Reply::Panic { id, report }) if id == call.id => Exchange::Done(Err(Error::Panic {
+            task: task(),
+            message: report.message,
+            location: report.location,
+            backtrace: report.backtrace,
+        })),
+        Ok(Reply::Failed { id, error }) if id == call.id => {
+            Exchange::Done(Err(remote_error(&call.task, call.signature, error)))
+        }
+        Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
+        Ok(other) => Exchange::Lost(Loss::Protocol(format!(
+            "expected the reply to call {}, got {}",
+            call.id,
+            describe(&other)
+        ))),
+        Err(message) => Exchange::Lost(Loss::Protocol(message)),
+    }
+}
+
+fn describe(reply: &Reply) -> String {
+    match reply {
+        Reply::Hello { pid } => format!("a hello from {pid}"),
+        Reply::Value { id, .. }
+        | Reply::Panic { id, .. }
+        | Reply::Failed { id, .. }
+        | Reply::Results { id, .. } => format!("a reply to call {id}"),
+        Reply::Fatal { .. } => "a fatal error".into(),
+    }
+}
+
+/// The caller's error for a failure the worker reported for `task`, whose
+/// caller-side signature is `signature`.
+pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> Error {
+    let task = task.to_string();
+    match error {
+        RemoteError::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
+        RemoteError::DuplicateTask { first, second } => Error::DuplicateTask {
+            task,
+            first,
+            second,
+        },
+        RemoteError::SignatureMismatch { worker_signature } => Error::SignatureMismatch {
+            task,
+            caller: signature.to_string(),
+            worker: worker_signature,
+        },
+        RemoteError::DecodeArgs(message) => Error::Decode {
+            task,
+            what: "arguments",
+            message,
+        },
+        RemoteError::EncodeResult(message) => Error::Encode {
+            task,
+            what: "result",
+            message,
+        },
+        RemoteError::ResultTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
+    }
+}
+
+/// The caller's error for `call`, whose worker `pid` was lost as `loss`
+/// and ended as `status`; [`Error::Terminated`] if the pool was terminated.
+pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: ExitInfo) -> Error {
+    if queue.is_terminated() {
+        return call.terminated();
+    }
+    let task = call.task.to_string();
+    match loss {
+        Loss::Died => Error::WorkerDied { task, pid, status },
+        Loss::TimedOut(limit) => Error::Timeout { task, limit },
+        Loss::Protocol(message) => Error::Protocol { task, message },
+        Loss::TooLarge { len, max } => Error::FrameTooLarge {
+            task,
+            len: len as u64,
+            max: max as u64,
+        },
+    }
+}
+
+/// Ends a worker that failed `call` as `loss` described, and says how the
+/// call failed.
+pub(crate) fn bury(queue: &Queue, mut link: Box<dyn Link>, call: &Call, loss: Loss) -> Error {
+    let pid = link.pid();
+    let grace = match loss {
+        Loss::Died => DEATH_GRACE,
+        _ => {
+            link.kill();
+            Duration::ZERO
+        }
+    };
+    let status = link.finish(grace);
+    lost(queue, call, loss, pid, status)
+}
+
+/// What became of a batch of calls pipelined on one worker.
+pub(crate) struct BatchEnd {
+    /// The worker, if still usable.
+    pub(crate) link: Option<Box<dyn Link>>,
+    /// How many of the batch's jobs ran (were settled), counted from the
+    /// first; the others went back to the queue.
+    pub(crate) ran: usize,
+}
+
+/// Runs a batch of jobs pipelined on `link`, already sent: reads the
+/// replies in order and settles the jobs. If the worker dies on one job,
+/// that job fails and the jobs behind it, which had not started (a worker
+/// runs its calls one by one, in order), go back to the front of the
+/// queue. If it is dropped alive (timeout, bad reply), the jobs behind may
+/// have started: see [`settle_after_loss`]. Each job's timeout counts from
+/// the previous reply, that is from when the worker started it.
+pub(crate) fn receive_batch(
+    queue: &Queue,
+    mut link: Box<dyn Link>,
+    batch: &mut Vec<Job>,
+) -> BatchEnd {
+    let mut ran = 0;
+    let mut jobs = batch.drain(..);
+    while let Some(job) = jobs.next() {
+        ran += 1;
+        let loss = match receive(link.as_mut(), &job.call) {
+            Exchange::Done(outcome) => {
+                job.complete(outcome);
+                continue;
+            }
+            Exchange::Lost(loss) => loss,
+            Exchange::Undelivered => Loss::Died,
+        };
+        if let Loss::Died = loss {
+            // The worker died running this job: it runs its calls one by
+            // one, so the ones behind it never started.
+            let error = bury(queue, link, &job.call, loss);
+            job.complete(Err(error));
+            queue.requeue(jobs);
+            return BatchEnd { link: None, ran };
+        }
+        let rest: Vec<Job> = jobs.collect();
+        let settled = settle_after_loss(queue, link, job, loss, rest);
+        return BatchEnd {
+            link: None,
+            ran: ran + settled,
+        };
+    }
+    BatchEnd {
+        link: Some(link),
+        ran,
+    }
+}
+
+/// Ends a worker lost on `failed` (timed out, or sent a bad or oversized
+/// reply) in the middle of a batch, and settles the jobs sent behind it,
+/// which the worker may have gone on to start: it is killed, and what it
+/// wrote before it died is read to the end. Each job whose reply is there
+/// is settled with it; the first one without a reply may have started, so
+/// it fails (a task never runs twice); only the jobs behind that one
+/// certainly never started, and they go back to the queue. If the replies
+/// cannot be read to a clean end, every job behind fails. `failed` fails
+/// as `loss` says. Returns how many of `rest` were settled (not requeued).
+pub(crate) fn settle_after_loss(
+    queue: &Queue,
+    mut link: Box<dyn Link>,
+    failed: Job,
+    loss: Loss,
+    rest: Vec<Job>,
+) -> usize {
+    let pid = link.pid();
+    link.kill();
+    let mut frames = Vec::new();
+    // Whether the replies were read up to the end of the stream, or up to a
+    // reply cut short by the kill (that job counts as one without a reply).
+    let clean = loop {
+        match link.recv(Some(DEATH_GRACE)) {
+            Ok(frame) => frames.push(frame),
+            Err(FrameError::Closed | FrameError::Truncated { .. }) => break true,
+            Err(_) => break false,
+        }
+    };
+    let status = link.finish(Duration::ZERO);
+    let mut frames = frames.into_iter();
+    // Whether the worker went past `failed`, and so may have started the
+    // next job: a job that timed out may have finished just after its limit
+    // (its reply comes first); a bad or oversized reply was its last word
+    // on it. A frame that is no reply to the job it should answer makes the
+    // rest untrustworthy (`clean` false), and so does an oversized reply:
+    // its body was not read, so the frames after it cannot be found.
+    let (mut moved_on, mut clean) = match loss {
+        Loss::TooLarge { .. } => (true, false),
+        Loss::TimedOut(_) => match frames.next() {
+            Some(frame) => {
+                let replied = matches!(check_reply(frame, &failed.call), Exchange::Done(_));
+                (replied, clean && replied)
+            }
+            None => (false, clean),
+        },
+        _ => (true, clean),
+    };
+    let error = lost(queue, &failed.call, loss, pid, status);
+    failed.complete(Err(error));
+    let mut settled = 0;
+    let mut rest = rest.into_iter();
+    while moved_on {
+        let Some(job) = rest.next() else { break };
+        settled += 1;
+        if let Some(frame) = frames.next() {
+            if let Exchange::Done(outcome) = check_reply(frame, &job.call) {
+                job.complete(outcome);
+                continue;
+            }
+            clean = false;
+        }
+        // No reply (or no trustworthy one): it may have started.
+        let error = lost(queue, &job.call, Loss::Died, pid, status);
+        job.complete(Err(error));
+        moved_on = false;
+    }
+    if clean {
+        queue.requeue(rest);
+    } else {
+        for job in rest {
+            settled += 1;
+            let error = lost(queue, &job.call, Loss::Died, pid, status);
+            job.complete(Err(error));
+        }
+    }
+    settled
+}

@@ -1,0 +1,197 @@
+//! The local dispatcher: a queue served by one slot thread per worker
+//! process ([`super::slot`]), plus `apply`'s fast path, on which the calling
+//! thread borrows an idle worker and does the exchange itself.
+
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::builder::Config;
+use super::dispatcher::{Dispatcher, Status};
+use super::exchange::{self, Exchange, DEATH_GRACE};
+use super::queue::{Borrow, Queue};
+use super::slot::{self, Shared};
+use crate::buffers;
+use crate::call::{Call, Job};
+use crate::error::Error;
+use crate::link::Backend;
+use crate::result::Outcome;
+
+/// A pool of local workers, one slot thread each.
+pub(crate) struct LocalPool {
+    shared: Arc<Shared>,
+    threads: Mutex<Threads>,
+    /// Signalled when the slot threads have all been joined.
+    joined: Condvar,
+}
+
+/// The slot threads, and how far joining them has got: the first `join`
+/// joins them; any other `join` meanwhile waits for it, so no caller
+/// returns before the work is done.
+#[derive(Default)]
+struct Threads {
+    handles: Vec<JoinHandle<()>>,
+    joining: bool,
+    joined: bool,
+}
+
+impl LocalPool {
+    /// Starts `config.processes` slots, each with a worker from `backend`,
+    /// and waits until every worker is ready.
+    pub(crate) fn start(config: Arc<Config>, backend: Box<dyn Backend>) -> Result<Self, Error> {
+        let processes = config.processes;
+        let shared = Arc::new(Shared {
+            queue: Queue::new(processes, config.max_tasks_per_child),
+            backend,
+            switches: (0..processes).map(|_| Arc::default()).collect(),
+            config,
+        });
+        let pool = LocalPool {
+            shared: shared.clone(),
+            threads: Mutex::default(),
+            joined: Condvar::new(),
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        for index in 0..processes {
+            let shared = shared.clone();
+            let ready = ready_tx.clone();
+            // Each slot thread starts its own workers: the kernel's
+            // parent-death signal is tied to the thread that forks, and this
+            // thread lives exactly as long as the slot.
+            let spawned = std::thread::Builder::new()
+                .name(format!("procpool-slot-{index}"))
+                .spawn(move || match shared.start_worker(index) {
+                    Ok(link) => {
+                        let _ = ready.send(Ok(()));
+                        slot::run(shared, index, link);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                });
+            match spawned {
+                Ok(handle) => pool.threads().handles.push(handle),
+                Err(e) => {
+                    pool.terminate();
+                    return Err(Error::io("could not start a pool thread", e));
+                }
+            }
+        }
+        drop(ready_tx);
+        let mut first_error = None;
+        for _ in 0..processes {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(_) => break,
+            }
+        }
+        match first_error {
+            Some(e) => {
+                pool.terminate();
+                Err(e)
+            }
+            None => Ok(pool),
+        }
+    }
+
+    fn threads(&self) -> MutexGuard<'_, Threads> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Dispatcher for LocalPool {
+    fn submit(&self, job: Job) {
+        if let Err(job) = self.shared.queue.push(job) {
+            let task = job.call.task.to_string();
+            job.complete(Err(Error::PoolClosed { task }));
+        }
+    }
+
+    /// When the queue is empty and a worker is idle, the calling thread
+    /// talks to that worker itself: no hand-off to a slot thread and back.
+    /// Never starts a worker: only slot threads do (the parent-death signal
+    /// is tied to the spawning thread).
+    fn run_here(&self, call: Call) -> Result<Outcome, Call> {
+        let queue = &self.shared.queue;
+        let (index, mut link) = match queue.borrow_idle() {
+            Borrow::Closed => {
+                let task = call.task.to_string();
+                return Ok(Err(Error::PoolClosed { task }));
+            }
+            Borrow::Queue => return Err(call),
+            Borrow::Worker(index, link) => (index, link),
+        };
+        let loss = match exchange::exchange(link.as_mut(), &call) {
+            Exchange::Done(outcome) => {
+                let retired = queue.give_back(index, Some(link), true);
+                slot::retire(retired);
+                // The large buffer serves this thread's next call.
+                buffers::recycle(call.args);
+                return Ok(outcome);
+            }
+            // The idle worker had died: the slot thread replaces it and
+            // runs the call, queued as usual. Unless it was killed by a
+            // terminate racing this call: then the call fails as
+            // terminated, like one in flight (not as a call after it).
+            Exchange::Undelivered => {
+                link.finish(DEATH_GRACE);
+                queue.give_back(index, None, false);
+                if queue.is_terminated() {
+                    return Ok(Err(call.terminated()));
+                }
+                return Err(call);
+            }
+            Exchange::Lost(loss) => loss,
+        };
+        let error = exchange::bury(queue, link, &call, loss);
+        queue.give_back(index, None, false);
+        Ok(Err(error))
+    }
+
+    fn close(&self) {
+        self.shared.queue.close();
+    }
+
+    fn join(&self) {
+        self.close();
+        let mut threads = self.threads();
+        if threads.joining {
+            // Another caller is joining the slot threads: wait for it.
+            while !threads.joined {
+                threads = self.joined.wait(threads).unwrap_or_else(|e| e.into_inner());
+            }
+            return;
+        }
+        threads.joining = true;
+        let handles = std::mem::take(&mut threads.handles);
+        drop(threads);
+        for handle in handles {
+            let _ = handle.join();
+        }
+        self.threads().joined = true;
+        self.joined.notify_all();
+    }
+
+    fn terminate(&self) {
+        // Each promise fails its task as it drops.
+        drop(self.shared.queue.terminate());
+        for switch in &self.shared.switches {
+            // Also refuses later starts: a slot that finds its worker gone
+            // must not start a new one and run its task after terminate.
+            switch.close_and_kill();
+        }
+        self.join();
+    }
+
+    fn status(&self) -> Status {
+        self.shared.queue.status()
+    }
+}
+
+impl Drop for LocalPool {
+    fn drop(&mut self) {
+        self.join();
+    }
+}

@@ -1,0 +1,363 @@
+//! [`Pool`], the handle users hold, and what runs behind it: the
+//! [`Dispatcher`](dispatcher::Dispatcher) seam, the local dispatcher (queue,
+//! slots, pipelining, the exchange with a worker, the initializer) and the
+//! builder with its validated configuration.
+
+mod builder;
+mod by_name;
+pub(crate) mod dispatcher;
+mod exchange;
+mod initializer;
+mod local;
+mod pipeline;
+mod queue;
+mod slot;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+pub use builder::PoolBuilder;
+pub(crate) use slot::RETIRED;
+
+use crate::buffers;
+use crate::call::{Call, Job, Kind};
+use crate::callbacks::CallbackRunner;
+use crate::error::Error;
+use crate::result::{self, AsyncResult};
+use crate::task::TaskInfo;
+use crate::wire;
+use builder::Config;
+use dispatcher::Dispatcher;
+
+/// A pool of worker processes (Python's `multiprocessing.Pool`).
+///
+/// Tasks are `#[pool_task]` functions, submitted with the generated
+/// `apply_<fn>` (blocking) and `apply_async_<fn>` (returns an
+/// [`AsyncResult`]). They queue in order and each goes to whichever worker is
+/// free first. A blocking call that finds the queue empty and a worker idle
+/// runs on that worker straight from the calling thread; many small queued
+/// tasks go to busy workers in batches (see the crate's "Speed" notes).
+///
+/// A `Pool` is a cheap handle: clone it to share the pool between threads
+/// or components ([`with_task_timeout`](Self::with_task_timeout) makes a
+/// handle with another time limit). All handles act on the same workers and
+/// queue; `close`, `join` and `terminate` on any of them act on the whole
+/// pool. Dropping the last handle closes the pool and waits for the work
+/// already queued, like [`close`](Self::close) then [`join`](Self::join).
+///
+/// ```
+/// use procpool::{pool_task, Pool};
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(2)?;
+///     assert_eq!(apply_square(&pool, 4)?, 16);
+///     let pending: Vec<_> = (0..4).map(|x| apply_async_square(&pool, x)).collect();
+///     let squares: Result<Vec<u64>, _> = pending.into_iter().map(|r| r.get()).collect();
+///     assert_eq!(squares?, [0, 1, 4, 9]);
+///
+///     let shared = pool.clone(); // the same pool, from another thread
+///     let t = std::thread::spawn(move || apply_square(&shared, 5));
+///     assert_eq!(t.join().unwrap()?, 25);
+///     pool.close();
+///     pool.join();
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+    /// This handle's time limit, if it overrides the pool's.
+    timeout: Option<Option<Duration>>,
+}
+
+/// What every handle of one pool shares; dropping it closes and joins.
+struct Inner {
+    dispatcher: Box<dyn Dispatcher>,
+    config: Arc<Config>,
+    runner: CallbackRunner,
+    next_id: AtomicU64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.dispatcher.join();
+        self.runner.flush();
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers; short for
+    /// `Pool::builder().processes(processes).build()`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::new(2)?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub fn new(processes: usize) -> Result<Pool, Error> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// A [`PoolBuilder`] with default settings.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::builder().processes(1).build()?;
+    /// assert_eq!(pool.processes(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::default()
+    }
+
+    fn from_dispatcher(dispatcher: Box<dyn Dispatcher>, config: Arc<Config>) -> Pool {
+        Pool {
+            inner: Arc::new(Inner {
+                dispatcher,
+                config,
+                runner: CallbackRunner::default(),
+                next_id: AtomicU64::new(1),
+            }),
+            timeout: None,
+        }
+    }
+
+    /// Number of worker processes.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// assert_eq!(procpool::Pool::new(3)?.processes(), 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn processes(&self) -> usize {
+        self.inner.config.processes
+    }
+
+    /// Another handle to this pool (same workers, same queue) whose tasks
+    /// have the time limit `limit` instead of the pool-wide one (`None`: no
+    /// limit). Pass it to the generated functions like the pool itself:
+    /// `apply_f(&pool.with_task_timeout(Some(d)), x)`. A task past its limit
+    /// fails with [`Error::Timeout`] and its worker is killed and replaced.
+    ///
+    /// The handles share one life cycle: `close`, `join` and `terminate` on
+    /// any of them act on the whole pool, and the pool is closed and joined
+    /// when the last handle is dropped.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let impatient = pool.with_task_timeout(Some(Duration::from_millis(100)));
+    ///     assert!(matches!(apply_nap(&impatient, 10_000), Err(Error::Timeout { .. })));
+    ///     assert_eq!(apply_nap(&pool, 1)?, 1); // a new worker took over
+    ///     Ok(())
+    /// }
+    /// ```
+    #[must_use = "the handle with the new time limit is returned; the pool itself is unchanged"]
+    pub fn with_task_timeout(&self, limit: Option<Duration>) -> Pool {
+        Pool {
+            inner: self.inner.clone(),
+            timeout: Some(limit),
+        }
+    }
+
+    /// The time limit of calls made through this handle.
+    fn task_timeout(&self) -> Option<Duration> {
+        self.timeout.unwrap_or(self.inner.config.task_timeout)
+    }
+
+    /// The largest frame the pool sends or accepts.
+    pub(crate) fn max_frame(&self) -> usize {
+        self.inner.config.max_frame
+    }
+
+    /// The pool's callback thread, for results made outside [`Pool::submit`].
+    pub(crate) fn runner(&self) -> CallbackRunner {
+        self.inner.runner.clone()
+    }
+
+    /// A call of `task` through this handle, or why it cannot be sent.
+    fn make_call(
+        &self,
+        task: Arc<str>,
+        fingerprint: u64,
+        signature: &'static str,
+        kind: Kind,
+        args: Result<Vec<u8>, String>,
+    ) -> Result<Call, Error> {
+        // A name the wire cannot carry whole is refused, not cut short.
+        if task.len() > wire::MAX_NAME_LEN {
+            return Err(Error::Encode {
+                message: format!(
+                    "the task name is {} bytes; at most {} fit in a call",
+                    task.len(),
+                    wire::MAX_NAME_LEN
+                ),
+                task: task.to_string(),
+                what: "task name",
+            });
+        }
+        let args = args.map_err(|message| Error::Encode {
+            task: task.to_string(),
+            what: "arguments",
+            message,
+        })?;
+        Ok(Call {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            task,
+            fingerprint,
+            signature,
+            args,
+            kind,
+            timeout: self.task_timeout(),
+        })
+    }
+
+    /// Queues a call of `task` with encoded `args`; its outcome decodes as `R`.
+    pub(crate) fn submit<R: DeserializeOwned>(
+        &self,
+        task: Arc<str>,
+        fingerprint: u64,
+        signature: &'static str,
+        kind: Kind,
+        args: Result<Vec<u8>, String>,
+    ) -> AsyncResult<R> {
+        let runner = self.runner();
+        match self.make_call(task.clone(), fingerprint, signature, kind, args) {
+            Ok(call) => {
+                let (promise, result) = result::pending(task, runner);
+                self.inner.dispatcher.submit(Job { call, promise });
+                result
+            }
+            Err(error) => result::ready(task, runner, Err(error)),
+        }
+    }
+
+    /// [`submit`](Self::submit) for a task registered by `#[pool_task]`.
+    pub(crate) fn submit_task<R: DeserializeOwned>(
+        &self,
+        task: &TaskInfo,
+        kind: Kind,
+        args: Result<Vec<u8>, String>,
+    ) -> AsyncResult<R> {
+        let name = Arc::from(task.name);
+        self.submit(name, task.fingerprint, task.signature, kind, args)
+    }
+
+    /// Runs a call and waits for its result; used by the generated
+    /// `apply_<fn>`. When the dispatcher can run it from the calling thread
+    /// at once (a local pool with an idle worker and nothing queued), it
+    /// does; otherwise the call queues like `apply_async`.
+    pub(crate) fn call<R: DeserializeOwned>(
+        &self,
+        task: &TaskInfo,
+        args: Result<Vec<u8>, String>,
+        decode: fn(&[u8]) -> Result<R, String>,
+    ) -> Result<R, Error> {
+        let name: Arc<str> = Arc::from(task.name);
+        let call = self.make_call(name, task.fingerprint, task.signature, Kind::Single, args)?;
+        let call = match self.inner.dispatcher.run_here(call) {
+            Ok(outcome) => {
+                let body = outcome?;
+                let value = decode(&body).map_err(|message| Error::Decode {
+                    task: task.name.to_string(),
+                    what: "result",
+                    message,
+                });
+                buffers::recycle(body.into_buf());
+                return value;
+            }
+            Err(call) => call,
+        };
+        let (promise, result) = result::pending(call.task.clone(), self.runner());
+        self.inner.dispatcher.submit(Job { call, promise });
+        result.get()
+    }
+
+    /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn one() -> u8 { 1 }
+    ///
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::new(1)?;
+    /// let queued = apply_async_one(&pool);
+    /// pool.close();
+    /// assert!(matches!(apply_one(&pool), Err(procpool::Error::PoolClosed { .. })));
+    /// assert_eq!(queued.get()?, 1); // queued before close: still runs
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.inner.dispatcher.close();
+    }
+
+    /// Waits until every queued task has run, every worker has exited and
+    /// every callback has run (Python's `join()`). Closes the pool first, so
+    /// it cannot wait forever for tasks that will never come.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::new(1)?;
+    /// pool.close();
+    /// pool.join();
+    /// # Ok(()) }
+    /// ```
+    pub fn join(&self) {
+        self.inner.dispatcher.join();
+        self.inner.runner.flush();
+    }
+
+    /// Stops now (Python's `terminate()`): workers are killed, and every task
+    /// not finished fails with [`Error::Terminated`]. Returns once every
+    /// worker is reaped.
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    ///
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let pool = procpool::Pool::new(1)?;
+    /// let long = apply_async_nap(&pool, 60_000);
+    /// pool.terminate();
+    /// assert!(matches!(long.get(), Err(procpool::Error::Terminated { .. })));
+    /// # Ok(()) }
+    /// ```
+    pub fn terminate(&self) {
+        self.inner.dispatcher.terminate();
+        self.inner.runner.flush();
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.inner.dispatcher.status();
+        f.debug_struct("Pool")
+            .field("processes", &self.processes())
+            .field("queued", &status.queued)
+            .field("closed", &status.closed)
+            .field("terminated", &status.terminated)
+            .field("task_timeout", &self.task_timeout())
+            .finish()
+    }
+}

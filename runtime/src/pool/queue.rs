@@ -1,0 +1,356 @@
+//! The scheduler's state: the queue of jobs, first in first out, and where
+//! each slot's worker is (running a job, parked idle, or lent to a caller of
+//! `apply`). Slot threads take jobs here; callers queue jobs and borrow
+//! idle workers here. One mutex guards it all; each slot thread waits on a
+//! condition variable of its own.
+
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::dispatcher::Status;
+use super::pipeline::{self, Durations};
+use crate::call::{Job, Kind};
+use crate::link::Link;
+
+/// What a slot thread is to do next.
+pub(crate) enum Next {
+    /// Run the jobs put in the batch.
+    Jobs,
+    /// Nothing came for a while: check the idle worker (`lost`: a caller
+    /// lost the worker it borrowed from this slot).
+    Idle { lost: bool },
+    /// The pool is closed and drained, or terminated.
+    Stop,
+}
+
+/// What a caller of `apply` found when it asked for an idle worker.
+pub(crate) enum Borrow {
+    /// The pool is closed.
+    Closed,
+    /// No idle worker, or jobs are queued: the call queues too.
+    Queue,
+    /// Slot `.0`'s idle worker, lent to the caller.
+    Worker(usize, Box<dyn Link>),
+}
+
+/// Where a slot's worker is while its thread is not running a job.
+enum Parked {
+    /// The slot thread holds its worker and runs a job.
+    Busy,
+    /// The slot thread waits for a job; its worker (if it has one) is here,
+    /// where a caller of `apply` may borrow it.
+    Idle(Option<Box<dyn Link>>),
+    /// A caller borrowed the worker for one direct call.
+    Lent,
+}
+
+struct SlotState {
+    parked: Parked,
+    /// Woken for a queued job and not yet looked at the queue.
+    signalled: bool,
+    /// Tasks its current worker has run (for `max_tasks_per_child`).
+    served: usize,
+    /// A caller lost the worker it borrowed (the slot thread, when idle,
+    /// starts a replacement).
+    lost: bool,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: VecDeque<Job>,
+    closed: bool,
+    terminated: bool,
+    slots: Vec<SlotState>,
+}
+
+/// The queue and the slots' states (see the module's documentation).
+pub(crate) struct Queue {
+    state: Mutex<State>,
+    /// One per slot: its thread waits on it for a job or its lent worker.
+    wake: Vec<Condvar>,
+    max_tasks_per_child: Option<usize>,
+}
+
+impl Queue {
+    /// A queue for `slots` slots, whose workers are replaced after
+    /// `max_tasks_per_child` tasks (if set).
+    pub(crate) fn new(slots: usize, max_tasks_per_child: Option<usize>) -> Queue {
+        let states = (0..slots)
+            .map(|_| SlotState {
+                parked: Parked::Busy,
+                signalled: false,
+                served: 0,
+                lost: false,
+            })
+            .collect();
+        Queue {
+            state: Mutex::new(State {
+                slots: states,
+                ..State::default()
+            }),
+            wake: (0..slots).map(|_| Condvar::new()).collect(),
+            max_tasks_per_child,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `job`, or gives it back if the pool is closed.
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(job);
+        }
+        state.jobs.push_back(job);
+        self.wake_one(&mut state);
+        Ok(())
+    }
+
+    /// Parks slot `index`'s worker (if any) and waits for the oldest queued
+    /// job; puts it in `batch`, followed by as many more as may be pipelined
+    /// with it (see [`pipeline`]), and the worker back in `worker`
+    /// ([`Next::Jobs`]). [`Next::Idle`] (with the worker back in `worker`)
+    /// if no job came within `idle`, so the slot can check on its idle
+    /// worker; [`Next::Stop`] once the pool is closed and drained, or
+    /// terminated, and the worker is not lent out.
+    pub(crate) fn next_jobs(
+        &self,
+        index: usize,
+        worker: &mut Option<Box<dyn Link>>,
+        durations: &Durations,
+        batch: &mut Vec<Job>,
+        idle: Duration,
+    ) -> Next {
+        let mut state = self.lock();
+        state.slots[index].parked = Parked::Idle(worker.take());
+        let mut waited_out = false;
+        loop {
+            let st = &mut *state;
+            st.slots[index].signalled = false;
+            if !matches!(st.slots[index].parked, Parked::Lent) {
+                let next = if st.terminated {
+                    Next::Stop
+                } else if let Some(job) = st.jobs.pop_front() {
+                    self.take_batch(st, index, job, durations, batch);
+                    Next::Jobs
+                } else if st.closed {
+                    Next::Stop
+                } else if waited_out || st.slots[index].lost {
+                    Next::Idle {
+                        lost: std::mem::take(&mut st.slots[index].lost),
+                    }
+                } else {
+                    let (guard, timeout) = self.wake[index]
+                        .wait_timeout(state, idle)
+                        .unwrap_or_else(|e| e.into_inner());
+                    state = guard;
+                    waited_out = timeout.timed_out();
+                    continue;
+                };
+                let slot = &mut st.slots[index];
+                if let Parked::Idle(link) = std::mem::replace(&mut slot.parked, Parked::Busy) {
+                    *worker = link;
+                }
+                return next;
+            }
+            // The worker is lent to a caller: wait for it. Not for ever: a
+            // worker given back idle (no notification) must still be
+            // checked every `idle`, so that one that dies then is reaped and
+            // replaced at once, not at the next job.
+            let (guard, _) = self.wake[index]
+                .wait_timeout(state, idle)
+                .unwrap_or_else(|e| e.into_inner());
+            state = guard;
+        }
+    }
+
+    /// Puts `first` in `batch`, followed by the queued jobs that may be
+    /// pipelined with it on slot `index`'s worker.
+    fn take_batch(
+        &self,
+        state: &mut State,
+        index: usize,
+        first: Job,
+        durations: &Durations,
+        batch: &mut Vec<Job>,
+    ) {
+        // Map chunks are batches already: never pipelined.
+        let mut window = match first.call.kind {
+            Kind::Chunk => 1,
+            Kind::Single => durations.window(&first.call.task),
+        };
+        let mut bytes = first.call.args.len();
+        batch.push(first);
+        if window > 1 {
+            let idle = state
+                .slots
+                .iter()
+                .filter(|s| matches!(s.parked, Parked::Idle(_)))
+                .count()
+                - 1;
+            let left = self
+                .max_tasks_per_child
+                .map(|max| max.saturating_sub(state.slots[index].served));
+            window = window.min(1 + pipeline::extra_jobs(state.jobs.len(), idle, left));
+        }
+        while batch.len() < window {
+            let Some(next) = state.jobs.front() else {
+                break;
+            };
+            bytes += next.call.args.len();
+            if bytes > pipeline::BYTE_BUDGET
+                || next.call.kind == Kind::Chunk
+                || durations.window(&next.call.task) < 2
+            {
+                break;
+            }
+            batch.extend(state.jobs.pop_front());
+        }
+    }
+
+    /// Puts jobs that never started back at the front of the queue, in order.
+    pub(crate) fn requeue(&self, jobs: impl DoubleEndedIterator<Item = Job>) {
+        let mut state = self.lock();
+        if state.terminated {
+            // Dropped, their promises fail them as terminated.
+            return;
+        }
+        for job in jobs.rev() {
+            state.jobs.push_front(job);
+        }
+        self.wake_one(&mut state);
+    }
+
+    /// Counts `n` tasks run by slot `index`'s worker; `true` if the worker
+    /// has now run as many as `max_tasks_per_child` allows.
+    pub(crate) fn served(&self, index: usize, n: usize) -> bool {
+        let mut state = self.lock();
+        let slot = &mut state.slots[index];
+        slot.served += n;
+        self.max_tasks_per_child
+            .is_some_and(|max| slot.served >= max)
+    }
+
+    /// Slot `index` has a new worker (or none).
+    pub(crate) fn reset_served(&self, index: usize) {
+        self.lock().slots[index].served = 0;
+    }
+
+    /// Wakes one slot thread that waits for work and is not already woken.
+    fn wake_one(&self, state: &mut State) {
+        for (index, slot) in state.slots.iter_mut().enumerate() {
+            if matches!(slot.parked, Parked::Idle(_)) && !slot.signalled {
+                slot.signalled = true;
+                self.wake[index].notify_one();
+                return;
+            }
+        }
+    }
+
+    fn wake_all(&self) {
+        for wake in &self.wake {
+            wake.notify_all();
+        }
+    }
+
+    /// Borrows an idle worker for a direct call, if the queue is empty (a
+    /// direct call never overtakes queued jobs) and a worker is idle.
+    pub(crate) fn borrow_idle(&self) -> Borrow {
+        let mut state = self.lock();
+        if state.closed {
+            return Borrow::Closed;
+        }
+        if !state.jobs.is_empty() {
+            return Borrow::Queue;
+        }
+        for (index, slot) in state.slots.iter_mut().enumerate() {
+            if matches!(slot.parked, Parked::Idle(Some(_))) {
+                if let Parked::Idle(Some(link)) = std::mem::replace(&mut slot.parked, Parked::Lent)
+                {
+                    return Borrow::Worker(index, link);
+                }
+            }
+        }
+        Borrow::Queue
+    }
+
+    /// Gives a borrowed worker back to slot `index` (`None`: it is gone and
+    /// the slot thread starts another when it next needs one), counting the
+    /// task it ran if `counted`. Returns the worker if it has now served
+    /// `max_tasks_per_child` tasks: the caller retires it.
+    pub(crate) fn give_back(
+        &self,
+        index: usize,
+        mut link: Option<Box<dyn Link>>,
+        counted: bool,
+    ) -> Option<Box<dyn Link>> {
+        let mut state = self.lock();
+        let slot = &mut state.slots[index];
+        let mut retired = None;
+        if link.is_some() && counted {
+            slot.served += 1;
+            if self
+                .max_tasks_per_child
+                .is_some_and(|max| slot.served >= max)
+            {
+                retired = link.take();
+            }
+        }
+        if link.is_none() {
+            slot.served = 0;
+            slot.lost = true;
+        }
+        let lost = link.is_none();
+        slot.parked = Parked::Idle(link);
+        // A slot thread waits for its worker to come back, for the jobs
+        // queued meanwhile, and to replace a worker the caller lost.
+        let wanted = lost || !state.jobs.is_empty() || state.closed || state.terminated;
+        if wanted {
+            state.slots[index].signalled = true;
+            self.wake[index].notify_one();
+        }
+        retired
+    }
+
+    /// Whether the pool may still run work: not terminated, and not closed
+    /// with an empty queue.
+    pub(crate) fn wants_workers(&self) -> bool {
+        let state = self.lock();
+        !(state.terminated || (state.closed && state.jobs.is_empty()))
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.lock().terminated
+    }
+
+    /// Accepts no more jobs; the queued ones still run.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.wake_all();
+    }
+
+    /// Accepts no more jobs and hands back the queued ones, which will
+    /// never run.
+    pub(crate) fn terminate(&self) -> VecDeque<Job> {
+        let jobs = {
+            let mut state = self.lock();
+            state.terminated = true;
+            state.closed = true;
+            std::mem::take(&mut state.jobs)
+        };
+        self.wake_all();
+        jobs
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        let state = self.lock();
+        Status {
+            queued: state.jobs.len(),
+            closed: state.closed,
+            terminated: state.terminated,
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! A slot of a local pool: one thread that owns one worker at a time. It
+//! takes the oldest queued job (and, when pipelining, the quick ones behind
+//! it), runs it on its worker and settles its promise whatever happens to
+//! the worker; starts, replaces and retires its workers; and checks on its
+//! idle worker so one that dies idle is reaped and replaced at once. Every
+//! wait ends when the worker dies. A job waits behind a busy worker only
+//! when pipelined (see [`super::pipeline`]).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::builder::Config;
+use super::exchange::{self, Exchange, Loss, DEATH_GRACE};
+use super::initializer;
+use super::pipeline::Durations;
+use super::queue::{Next, Queue};
+use crate::call::{Call, Job};
+use crate::error::{Error, ExitInfo};
+use crate::link::{Backend, KillSwitch, Link};
+use crate::result::Outcome;
+use crate::wire::{self, FrameError};
+
+/// How long a worker told to shut down may take to exit before it is killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How often an idle slot checks that its worker is still alive, so that a
+/// worker killed while idle is reaped (no zombie) and replaced at once rather
+/// than at the next job.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How many times a job's worker start is tried (see `start_for`).
+const START_ATTEMPTS: u32 = 3;
+
+/// What the slots of one local pool share.
+pub(crate) struct Shared {
+    pub(crate) queue: Queue,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) config: Arc<Config>,
+    /// One per slot: stops whichever worker the slot runs.
+    pub(crate) switches: Vec<Arc<KillSwitch>>,
+}
+
+impl Shared {
+    /// Starts a worker for slot `index` and runs the pool's initializer in
+    /// it, if any: the worker is ready only once that returned.
+    pub(crate) fn start_worker(&self, index: usize) -> Result<Box<dyn Link>, Error> {
+        let link = self
+            .backend
+            .start(&self.switches[index], self.config.limits())?;
+        match &self.config.initializer {
+            Some(init) => initializer::run(link, init, self.config.start_timeout),
+            None => Ok(link),
+        }
+    }
+}
+
+/// Runs slot `index` until the pool is closed and drained, or terminated.
+pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
+    let queue = &shared.queue;
+    let mut worker = Some(first);
+    let mut durations = Durations::default();
+    let mut batch = Vec::new();
+    // Whether the slot lost its worker since it last tried to start one.
+    let mut lost_worker = false;
+    loop {
+        match queue.next_jobs(index, &mut worker, &durations, &mut batch, IDLE_CHECK) {
+            Next::Jobs => {}
+            Next::Idle { lost } => {
+                // Idle: reap a worker that died meanwhile (no zombie), and
+                // keep the slot staffed, so the next job need not wait for a
+                // start. One try per loss: if it fails, the next job tries
+                // again and reports why, so a failing start never loops.
+                lost_worker |= lost;
+                if worker.as_mut().is_some_and(|w| w.has_exited()) {
+                    if let Some(dead) = worker.take() {
+                        dead.finish(Duration::ZERO);
+                    }
+                    lost_worker = true;
+                }
+                if lost_worker && worker.is_none() {
+                    worker = shared.start_worker(index).ok();
+                    queue.reset_served(index);
+                }
+                lost_worker = false;
+                continue;
+            }
+            Next::Stop => break,
+        }
+        let before = worker.as_ref().map(|link| link.pid());
+        let started = Instant::now();
+        let tasks: Vec<Arc<str>> = batch.iter().map(|job| job.call.task.clone()).collect();
+        let ran = if batch.len() == 1 {
+            let job = batch.pop().expect("a batch has a job");
+            let (outcome, link) = run_job(&shared, index, worker.take(), &job.call);
+            job.complete(outcome);
+            worker = link;
+            1
+        } else {
+            let (link, ran) = run_batch(&shared, index, worker.take(), &mut batch);
+            worker = link;
+            ran
+        };
+        let elapsed = started.elapsed();
+        for task in &tasks[..ran] {
+            durations.observe(task, ran, elapsed);
+        }
+        if let Some(link) = &worker {
+            if before != Some(link.pid()) {
+                queue.reset_served(index);
+            }
+            if queue.served(index, ran) {
+                retire(worker.take());
+            }
+        }
+        if worker.is_none() {
+            queue.reset_served(index);
+            // Staff the slot again at once, before it waits for work (one
+            // try per loss: if it fails, the next job tries again and says
+            // why).
+            if queue.wants_workers() {
+                worker = shared.start_worker(index).ok();
+            }
+            lost_worker = false;
+        }
+    }
+    if queue.is_terminated() {
+        if let Some(mut link) = worker {
+            link.kill();
+            link.finish(Duration::ZERO);
+        }
+    } else {
+        retire(worker);
+    }
+}
+
+/// Runs a batch of jobs pipelined on one worker (starting one if the slot
+/// has none): all calls go out in one write, and the replies are read in
+/// order (see [`exchange::receive_batch`]). Returns the worker (if still
+/// usable) and how many jobs ran; the others went back to the queue.
+fn run_batch(
+    shared: &Shared,
+    index: usize,
+    mut worker: Option<Box<dyn Link>>,
+    batch: &mut Vec<Job>,
+) -> (Option<Box<dyn Link>>, usize) {
+    let queue = &shared.queue;
+    let headers: Vec<Vec<u8>> = batch.iter().map(|job| job.call.header()).collect();
+    let frames: Vec<[&[u8]; 2]> = headers
+        .iter()
+        .zip(batch.iter())
+        .map(|(header, job)| [&header[..], &job.call.args[..]])
+        .collect();
+    let mut retried = false;
+    let link = loop {
+        let mut link = match worker.take() {
+            Some(link) => link,
+            None => {
+                // As in `run_job`: nothing starts after terminate, and a
+                // start that failed fast is retried.
+                let started = match batch.first() {
+                    Some(first) if queue.is_terminated() => Err(first.call.terminated()),
+                    Some(first) => start_for(shared, index, &first.call),
+                    None => return (None, 0),
+                };
+                match started {
+                    Ok(link) => link,
+                    Err(e) => {
+                        drop(frames);
+                        let mut jobs = batch.drain(..);
+                        if let Some(first) = jobs.next() {
+                            first.complete(Err(e));
+                        }
+                        queue.requeue(jobs);
+                        return (None, 1);
+                    }
+                }
+            }
+        };
+        match link.send_batch(&frames) {
+            Ok(()) => break link,
+            Err(FrameError::TooLarge { .. }) => {
+                // Some call is over the frame limit: run them one by one,
+                // so that only that one fails.
+                drop(frames);
+                let mut jobs = batch.drain(..);
+                let first = jobs.next().expect("a batch has jobs");
+                queue.requeue(jobs);
+                let (outcome, link) = run_job(shared, index, Some(link), &first.call);
+                first.complete(outcome);
+                return (link, 1);
+            }
+            Err(_) if !retried => {
+                retried = true;
+                link.finish(DEATH_GRACE);
+            }
+            Err(_) => {
+                drop(frames);
+                let mut jobs = batch.drain(..);
+                let first = jobs.next().expect("a batch has jobs");
+                let error = exchange::bury(queue, link, &first.call, Loss::Died);
+                first.complete(Err(error));
+                queue.requeue(jobs);
+                return (None, 1);
+            }
+        }
+    };
+    drop(frames);
+    let end = exchange::receive_batch(queue, link, batch);
+    (end.link, end.ran)
+}
+
+/// Runs `call`, starting a worker if the slot has none, and replacing one
+/// that turns out to have died while idle. Returns the outcome and the
+/// worker, if it is still usable.
+fn run_job(
+    shared: &Shared,
+    index: usize,
+    mut worker: Option<Box<dyn Link>>,
+    call: &Call,
+) -> (Outcome, Option<Box<dyn Link>>) {
+    // Two tries: a worker that died idle is replaced without anyone noticing;
+    // a fresh one that cannot even take a job is a real failure.
+    let mut retried = false;
+    loop {
+        let mut link = match worker.take() {
+            Some(link) => link,
+            None => {
+                // After terminate no worker is started (the backend refuses
+                // too): the job fails as terminated instead of running.
+                if shared.queue.is_terminated() {
+                    return (Err(call.terminated()), None);
+                }
+                match start_for(shared, index, call) {
+                    Ok(link) => link,
+                    Err(e) => return (Err(e), None),
+                }
+            }
+        };
+        let loss = match exchange::exchange(link.as_mut(), call) {
+            Exchange::Done(outcome) => return (outcome, Some(link)),
+            Exchange::Undelivered if !retried => {
+                retried = true;
+                link.finish(DEATH_GRACE);
+                continue;
+            }
+            Exchange::Undelivered => Loss::Died,
+            Exchange::Lost(loss) => loss,
+        };
+        return (Err(exchange::bury(&shared.queue, link, call, loss)), None);
+    }
+}
+
+/// Starts a worker to run `call`. A start that failed fast (e.g. a worker
+/// killed while starting, by the OOM killer) is tried again, since the call
+/// never ran: at most [`START_ATTEMPTS`] times, and not once the pool's start
+/// timeout has been used up, so a start that times out is not retried and an
+/// initializer failure ([`Error::InitializerFailed`]) never is.
+fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>, Error> {
+    let begun = Instant::now();
+    let mut attempt = 1;
+    loop {
+        match shared.start_worker(index) {
+            Ok(link) => return Ok(link),
+            Err(_) if shared.queue.is_terminated() => return Err(call.terminated()),
+            Err(Error::WorkerStart { .. })
+                if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
+            {
+                attempt += 1;
+            }
+            Err(Error::WorkerStart { message, .. }) => {
+                return Err(Error::WorkerStart {
+                    task: call.task.to_string(),
+                    message,
+                })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Workers asked to exit so far (this process), and how many of them did
+/// not exit with code 0; read by tests through `__private`.
+pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
+    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
+
+/// Asks a worker to exit and reaps it. A worker that does not exit with code
+/// 0 is reported on stderr (and counted): the hand-over was not clean.
+pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(mut link) = worker {
+        let pid = link.pid();
+        let _ = link.send(&[&wire::shutdown_message()]);
+        let status = link.finish(SHUTDOWN_GRACE);
+        RETIRED[0].fetch_add(1, Relaxed);
+        if status != ExitInfo::Code(0) {
+            RETIRED[1].fetch_add(1, Relaxed);
+            eprintln!("procpool: retired worker {pid} ended with {status}, not exit code 0");
+        }
+    }
+}

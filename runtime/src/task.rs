@@ -1,0 +1,313 @@
+//! What a task is to the runtime: its wire identity ([`TaskInfo`], with the
+//! signature [`fingerprint`] shared by the macro's output and calls by
+//! name), the marker traits `#[pool_task]` implements, and the encoding and
+//! decoding of a call's arguments ([`ArgsEncoder`], [`ArgsDecoder`],
+//! [`RefArg`], [`Lend`]). Reached by generated code through
+//! `crate::__private`.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+
+/// Why a registered call could not produce result bytes.
+#[derive(Debug)]
+pub enum CallError {
+    /// The argument bytes did not decode as the function's argument types.
+    DecodeArgs(String),
+    /// The function's result could not be encoded.
+    EncodeResult(String),
+}
+
+/// The caller's view of one task: how to name it on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskInfo {
+    /// The registered name calls are dispatched by.
+    pub name: &'static str,
+    /// The argument and return types as written, e.g. `fn(u64) -> u64`.
+    pub signature: &'static str,
+    /// [`fingerprint`] of `signature`, sent with every call and checked by
+    /// the worker.
+    pub fingerprint: u64,
+}
+
+/// FNV-1a of a signature; never 0, which means "unchecked" on the wire. A
+/// `const fn`, so the code `#[pool_task]` generates computes it at compile
+/// time with the same function the runtime uses for calls by name.
+pub const fn fingerprint(signature: &str) -> u64 {
+    let bytes = signature.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    if hash == 0 {
+        1
+    } else {
+        hash
+    }
+}
+
+/// The signature of a call by name with arguments `A` (a tuple) returning
+/// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
+pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
+    let args = std::any::type_name::<A>();
+    if args.starts_with('(') {
+        format!("fn{args} -> {}", std::any::type_name::<R>())
+    } else {
+        format!("fn {args} -> {}", std::any::type_name::<R>())
+    }
+}
+
+// How the serde bounds are checked. `#[pool_task]` emits a hidden marker type
+// per task and implements the three traits below on it, naming the user's
+// types with the user's spans. The bounds on their associated types are then
+// checked in exactly one place, those impls, so a type that is not
+// serializable is reported once, at the user's type. All other generated code
+// calls the generic functions below through the marker and never requires a
+// serde bound of a concrete type itself, so it cannot repeat the error.
+
+/// The `I`-th argument of a task, taken by value.
+pub trait ValueArg<const I: usize> {
+    /// The argument's type, sent as is.
+    type Type: Serialize + for<'de> Deserialize<'de>;
+}
+
+/// The `I`-th argument of a task, taken by reference: `&Self::Referent`.
+pub trait RefArgAt<const I: usize> {
+    /// What the reference points to; the caller sends it and the worker
+    /// lends the function its decoded copy.
+    type Referent: ?Sized + Serialize + RefArg;
+}
+
+/// The return type of a task.
+pub trait TaskOutput {
+    /// The type, `()` for none.
+    type Output: Serialize + for<'de> Deserialize<'de>;
+}
+
+/// A task, as the code `#[pool_task]` generates sees it (implemented on a
+/// hidden marker type per task): its name and signature on the wire, and
+/// how one input item of the map family (the argument, or a tuple of them)
+/// is encoded as a call's arguments.
+pub trait Task: TaskOutput {
+    /// The task's name, signature and fingerprint.
+    const INFO: TaskInfo;
+    /// One input item of `map_<fn>`.
+    type Item;
+    /// Appends `item`'s arguments to a chunk.
+    fn encode_item(item: Self::Item, chunk: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// Appends the `I`-th argument, taken by value, to a chunk.
+#[inline]
+pub fn encode_value<M: ValueArg<I>, const I: usize>(
+    value: &M::Type,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
+}
+
+/// Appends the `I`-th argument, taken by reference, to a chunk.
+#[inline]
+pub fn encode_ref<M: RefArgAt<I>, const I: usize>(
+    value: &M::Referent,
+    chunk: &mut Vec<u8>,
+) -> Result<(), String> {
+    codec::encode_into(value, chunk)
+}
+
+/// Encodes a call's arguments one by one: the bytes equal those of the
+/// argument tuple.
+pub struct ArgsEncoder {
+    bytes: Result<Vec<u8>, String>,
+}
+
+impl Default for ArgsEncoder {
+    fn default() -> Self {
+        ArgsEncoder::new()
+    }
+}
+
+impl ArgsEncoder {
+    /// An encoder with no argument yet.
+    pub fn new() -> Self {
+        // A large buffer this thread recycled, if any (see `buffers::recycle`).
+        ArgsEncoder {
+            bytes: Ok(crate::buffers::spare_buffer(0).unwrap_or_default()),
+        }
+    }
+
+    /// Appends the `I`-th argument, taken by value.
+    pub fn value<M: ValueArg<I>, const I: usize>(self, value: &M::Type) -> Self {
+        self.push(value)
+    }
+
+    /// Appends the `I`-th argument, taken by reference.
+    pub fn by_ref<M: RefArgAt<I>, const I: usize>(self, value: &M::Referent) -> Self {
+        self.push(value)
+    }
+
+    /// Appends the `I`-th argument, a `Vec<u8>`, as one block of bytes.
+    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(self, value: &[u8]) -> Self {
+        self.push(&codec::BytesOut(value))
+    }
+
+    /// Appends the `I`-th argument, a `&[u8]`, as one block of bytes.
+    pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(self, value: &[u8]) -> Self {
+        self.push(&codec::BytesOut(value))
+    }
+
+    /// Appends any serializable value.
+    pub fn push<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
+        if let Ok(bytes) = &mut self.bytes {
+            if let Err(e) = codec::encode_into(value, bytes) {
+                self.bytes = Err(e);
+            }
+        }
+        self
+    }
+
+    /// The encoded arguments, or why one could not be encoded.
+    pub fn finish(self) -> Result<Vec<u8>, String> {
+        self.bytes
+    }
+}
+
+/// Decodes a call's arguments one by one in the worker.
+pub struct ArgsDecoder<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> ArgsDecoder<'a> {
+    /// A decoder of the arguments in `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        ArgsDecoder { rest: bytes }
+    }
+
+    /// Decodes the `I`-th argument, taken by value.
+    pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError> {
+        self.next()
+    }
+
+    /// Decodes the `I`-th argument, taken by reference, as an owned value
+    /// that [`Lend::lend`] lends to the function.
+    pub fn by_ref<M: RefArgAt<I>, const I: usize>(
+        &mut self,
+    ) -> Result<impl Lend<M::Referent>, CallError> {
+        Ok(Lent::<M::Referent>(self.next()?))
+    }
+
+    /// Decodes the `I`-th argument, a `Vec<u8>`, as one block of bytes.
+    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
+        &mut self,
+    ) -> Result<Vec<u8>, CallError> {
+        Ok(self.next::<codec::BytesIn>()?.0)
+    }
+
+    /// Decodes the `I`-th argument, a `&[u8]`, as one block of bytes.
+    pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(
+        &mut self,
+    ) -> Result<impl Lend<[u8]>, CallError> {
+        Ok(Lent::<[u8]>(self.next::<codec::BytesIn>()?.0))
+    }
+
+    /// Decodes any value.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
+        let (value, used) = codec::decode_prefix(self.rest).map_err(CallError::DecodeArgs)?;
+        self.rest = &self.rest[used..];
+        Ok(value)
+    }
+
+    /// Fails if bytes are left over: the caller sent other types.
+    pub fn finish(self) -> Result<(), CallError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(CallError::DecodeArgs(format!(
+                "{} bytes left over after the last argument: the caller sent other types",
+                self.rest.len()
+            )))
+        }
+    }
+}
+
+/// An owned value the worker decoded for a `&T` argument.
+pub trait Lend<T: ?Sized> {
+    /// Lends it as the function's argument.
+    fn lend(&self) -> &T;
+}
+
+struct Lent<T: RefArg + ?Sized>(T::Owned);
+
+impl<T: RefArg + ?Sized> Lend<T> for Lent<T> {
+    fn lend(&self) -> &T {
+        T::lend(&self.0)
+    }
+}
+
+/// Encodes a task's return value in the worker.
+pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, CallError> {
+    codec::encode(value).map_err(CallError::EncodeResult)
+}
+
+/// [`encode_output`] for a task returning `Vec<u8>`: one block of bytes.
+pub fn encode_byte_output<M: TaskOutput<Output = Vec<u8>>>(
+    value: &[u8],
+) -> Result<Vec<u8>, CallError> {
+    encode_result(&codec::BytesOut(value))
+}
+
+/// [`encode_result`] for the task of marker `M`.
+pub fn encode_output<M: TaskOutput>(value: &M::Output) -> Result<Vec<u8>, CallError> {
+    encode_result(value)
+}
+
+/// How a worker gets an argument the function takes by reference: it decodes
+/// an owned value and lends it out.
+#[diagnostic::on_unimplemented(
+    message = "a worker cannot decode the `{Self}` behind this `&{Self}` argument",
+    label = "not decodable",
+    note = "for a `&T` argument the worker decodes an owned `T` (a `String` for `str`, a `Vec<U>` \
+            for `[U]`, a `PathBuf` for `Path`) and lends it: `T` or `U` must implement \
+            `serde::Deserialize`; add `#[derive(serde::Deserialize)]` to it"
+)]
+pub trait RefArg {
+    /// What the worker decodes.
+    type Owned: DeserializeOwned;
+    /// Lends the decoded value as the function's argument.
+    fn lend(owned: &Self::Owned) -> &Self;
+}
+
+impl<T: DeserializeOwned> RefArg for T {
+    type Owned = T;
+    fn lend(owned: &T) -> &T {
+        owned
+    }
+}
+
+impl RefArg for str {
+    type Owned = String;
+    fn lend(owned: &String) -> &str {
+        owned
+    }
+}
+
+impl<T: DeserializeOwned> RefArg for [T] {
+    type Owned = Vec<T>;
+    fn lend(owned: &Vec<T>) -> &[T] {
+        owned
+    }
+}
+
+impl RefArg for Path {
+    type Owned = PathBuf;
+    fn lend(owned: &PathBuf) -> &Path {
+        owned
+    }
+}

@@ -1,0 +1,126 @@
+//! How a worker runs what the parent sends: a call or a chunk, each looked
+//! up with [`registry::find`] and run under [`panic::guard`], and its reply
+//! cut to fit a frame.
+
+use super::panic;
+use crate::registry;
+use crate::task::CallError;
+use crate::wire::{self, RemoteError, Reply};
+
+/// Runs one call and describes how it went.
+pub(crate) fn call(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
+    let failed = |error| Reply::Failed { id, error };
+    let registration = match registry::find(name, fingerprint) {
+        Ok(r) => r,
+        Err(error) => return failed(error),
+    };
+    match panic::guard(|| (registration.call)(args)) {
+        Ok(Ok(bytes)) => Reply::Value {
+            id,
+            bytes: bytes.into(),
+        },
+        Ok(Err(error)) => failed(remote(error)),
+        Err(report) => Reply::Panic { id, report },
+    }
+}
+
+/// Runs a chunk of a map and returns the whole reply body: a RESULTS
+/// message with one record per item (see [`crate::map::chunk`]), or the
+/// failure of the whole chunk.
+pub(crate) fn chunk(
+    id: u64,
+    fingerprint: u64,
+    name: &str,
+    items: &[u8],
+    max_frame: usize,
+) -> Vec<u8> {
+    // Failures are cut to fit a frame, as for single calls.
+    let reply = |reply| wire::encode_reply(&fit_in_frame(reply, max_frame));
+    let failed = |error| reply(Reply::Failed { id, error });
+    let registration = match registry::find(name, fingerprint) {
+        Ok(r) => r,
+        Err(error) => return failed(error),
+    };
+    let mut body = wire::results_header(id);
+    // Each item runs under its own guard; a panic outside any item's call
+    // (in a Deserialize impl) fails the chunk.
+    match panic::guard(|| (registration.call_batch)(items, &mut body)) {
+        Ok(Ok(())) if body.len() <= max_frame => body,
+        Ok(Ok(())) => failed(RemoteError::ResultTooLarge {
+            len: body.len() as u64,
+            max: max_frame as u64,
+        }),
+        Ok(Err(error)) => failed(remote(error)),
+        Err(report) => reply(Reply::Panic { id, report }),
+    }
+}
+
+fn remote(error: CallError) -> RemoteError {
+    match error {
+        CallError::DecodeArgs(m) => RemoteError::DecodeArgs(m),
+        CallError::EncodeResult(m) => RemoteError::EncodeResult(m),
+    }
+}
+
+/// A result too large for one frame is reported as such, not sent. A panic
+/// report or error too large for one is cut down to fit (longest text first),
+/// so the caller still gets its typed error and the worker lives on.
+pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
+    let mut reply = match reply {
+        Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
+            id,
+            error: RemoteError::ResultTooLarge {
+                len: bytes.len() as u64 + 9,
+                max: max_frame as u64,
+            },
+        },
+        // Fits (checked above); not encoded twice, results can be large.
+        value @ Reply::Value { .. } => return value,
+        other => other,
+    };
+    // Each round halves the longest text, so this ends; texts of a few bytes
+    // fit any frame the builder accepts (at least 1 KiB).
+    while wire::encode_reply(&reply).len() > max_frame {
+        let mut texts = reply_texts(&mut reply);
+        let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
+            break;
+        };
+        if longest.len() <= 16 {
+            break;
+        }
+        let keep = longest.len() / 2;
+        shorten(longest, keep);
+    }
+    reply
+}
+
+/// The free-form texts of a failure reply, which may be cut to fit a frame.
+fn reply_texts(reply: &mut Reply) -> Vec<&mut String> {
+    match reply {
+        Reply::Panic { report, .. } => {
+            let mut texts = vec![&mut report.message, &mut report.location];
+            texts.extend(report.backtrace.as_mut());
+            texts
+        }
+        Reply::Failed { error, .. } => match error {
+            RemoteError::UnknownTask { suggestions } => suggestions.iter_mut().collect(),
+            RemoteError::DuplicateTask { first, second } => vec![first, second],
+            RemoteError::SignatureMismatch { worker_signature } => vec![worker_signature],
+            RemoteError::DecodeArgs(m) | RemoteError::EncodeResult(m) => vec![m],
+            RemoteError::ResultTooLarge { .. } => Vec::new(),
+        },
+        Reply::Fatal { message } => vec![message],
+        Reply::Hello { .. } | Reply::Value { .. } | Reply::Results { .. } => Vec::new(),
+    }
+}
+
+/// Cuts `text` to about `keep` bytes (on a char boundary) and says so.
+fn shorten(text: &mut String, keep: usize) {
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… ({cut} bytes cut to fit a frame)"));
+}

@@ -1,0 +1,123 @@
+//! Panics in task code: one guard that catches them, and the hook that
+//! records the report (message, location, backtrace) instead of printing it.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+
+use crate::wire::PanicReport;
+
+thread_local! {
+    /// Set while task code runs on this thread: its panics are reported to
+    /// the parent instead of printed.
+    static IN_TASK: Cell<bool> = const { Cell::new(false) };
+    static LAST_PANIC: RefCell<Option<PanicReport>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` as task code: a panic in it is caught and returned as its
+/// report, not printed. Every call and every item of a chunk runs under it.
+pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
+    let was = IN_TASK.with(|t| t.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    IN_TASK.with(|t| t.set(was));
+    result.map_err(|payload| {
+        LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_else(|| PanicReport {
+                message: payload_message(payload.as_ref()),
+                location: "<unknown>".into(),
+                backtrace: None,
+            })
+    })
+}
+
+/// Installs the hook that records a task's panic for [`guard`]; panics
+/// outside task code still go to the previous hook.
+pub(crate) fn install_panic_hook() {
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if !IN_TASK.with(|t| t.get()) {
+            return default_hook(info);
+        }
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_else(|| "<unknown>".into());
+        let backtrace = std::backtrace::Backtrace::capture();
+        let backtrace = match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => Some(task_frames(&backtrace.to_string())),
+            _ => None,
+        };
+        let report = PanicReport {
+            message: payload_message(info.payload()),
+            location,
+            backtrace,
+        };
+        LAST_PANIC.with(|p| *p.borrow_mut() = Some(report));
+    }));
+}
+
+/// The frames of a backtrace between the panic machinery and the generated
+/// call shim: the task's own code, which is what its caller wants to read.
+fn task_frames(full: &str) -> String {
+    // A frame is a numbered line followed by its indented "at file:line".
+    let mut frames: Vec<Vec<&str>> = Vec::new();
+    for line in full.lines() {
+        let numbered = line
+            .trim_start()
+            .split_once(':')
+            .is_some_and(|(n, _)| n.parse::<u32>().is_ok());
+        match frames.last_mut() {
+            Some(frame) if !numbered => frame.push(line),
+            _ => frames.push(vec![line]),
+        }
+    }
+    let is_panic_machinery = |f: &Vec<&str>| {
+        let head = f[0];
+        head.contains("rust_begin_unwind")
+            || head.contains("core::panicking::")
+            || head.contains("std::panicking::")
+    };
+    let end = frames
+        .iter()
+        .position(|f| f[0].contains("__procpool_call"))
+        .map_or(frames.len(), |i| i + 1);
+    let start = frames[..end]
+        .iter()
+        .rposition(is_panic_machinery)
+        .map_or(0, |i| i + 1);
+    if start >= end {
+        return full.to_string();
+    }
+    frames[start..end]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::task_frames;
+
+    #[test]
+    fn backtraces_keep_only_the_tasks_frames() {
+        let full = "   0: hook\n             at worker.rs:1:1\n   1: std::panicking::panic_with_hook\n   \
+                    2: core::panicking::panic_fmt\n   3: divide\n             at quickstart.rs:26:9\n   \
+                    4: __procpool_call\n   5: std::panicking::catch_unwind\n   6: main";
+        assert_eq!(
+            task_frames(full),
+            "   3: divide\n             at quickstart.rs:26:9\n   4: __procpool_call"
+        );
+    }
+}
