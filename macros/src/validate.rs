@@ -37,6 +37,17 @@ impl Errors {
 pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
     let mut errors = Errors(None);
     let sig = &item.sig;
+    check_qualifiers_and_generics(&mut errors, sig);
+    let args = task_args(&mut errors, sig);
+    let output = task_output(&mut errors, sig);
+    match errors.0 {
+        Some(e) => Err(e),
+        None => Ok(TaskFn { item, args, output }),
+    }
+}
+
+/// `const`, `async`, `unsafe`, C-variadic, generics, `where`: none may be.
+fn check_qualifiers_and_generics(errors: &mut Errors, sig: &syn::Signature) {
     if let Some(token) = &sig.constness {
         errors.push(
             token,
@@ -86,7 +97,10 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
             "`#[pool_task]` functions cannot have a `where` clause",
         );
     }
+}
 
+/// The arguments: plain identifiers, no `&mut`, no `impl Trait`.
+fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
     let mut args = Vec::new();
     for input in &sig.inputs {
         match input {
@@ -124,7 +138,7 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
                     }
                 };
                 let ty = &*typed.ty;
-                check_no_impl_trait(&mut errors, ty);
+                check_no_impl_trait(errors, ty);
                 let referent = match ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         errors.push(
@@ -147,11 +161,15 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
             }
         }
     }
+    args
+}
 
-    let output = match &sig.output {
+/// The return type (`None` for `()`): owned, no `impl Trait`.
+fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a Type> {
+    match &sig.output {
         ReturnType::Default => None,
         ReturnType::Type(_, ty) => {
-            check_no_impl_trait(&mut errors, ty);
+            check_no_impl_trait(errors, ty);
             if let Type::Reference(r) = &**ty {
                 errors.push(
                     r,
@@ -164,11 +182,6 @@ pub(crate) fn task_fn(item: &ItemFn) -> Result<TaskFn<'_>, syn::Error> {
                 ty => Some(ty),
             }
         }
-    };
-
-    match errors.0 {
-        Some(e) => Err(e),
-        None => Ok(TaskFn { item, args, output }),
     }
 }
 

@@ -5,6 +5,9 @@
 //! loop. (Where calls go as a whole, local workers or a broker, is the
 //! business of the dispatcher seam, `crate::pool::Dispatcher`.)
 
+#[cfg(test)]
+pub(crate) mod fake;
+
 use std::time::Duration;
 
 use crate::error::{Error, ExitInfo};

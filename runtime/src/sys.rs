@@ -127,38 +127,9 @@ pub(crate) fn spawn_worker(
     channel: &UnixStream,
     at: RawFd,
 ) -> io::Result<WorkerProcess> {
-    let cstring = |b: &[u8]| {
-        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
-    };
-    let exe = cstring(exe.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = argv
-        .iter()
-        .map(|a| cstring(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let ours: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
-    let mut envp: Vec<CString> = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        if key.to_str().is_some_and(|k| ours.contains(&k)) {
-            continue;
-        }
-        let mut pair = key.into_vec();
-        pair.push(b'=');
-        pair.extend_from_slice(value.as_bytes());
-        envp.push(cstring(&pair)?);
-    }
-    for (key, value) in env {
-        envp.push(cstring(format!("{key}={value}").as_bytes())?);
-    }
-    let argv_ptrs: Vec<*mut libc::c_char> = argv
-        .iter()
-        .map(|a| a.as_ptr() as *mut libc::c_char)
-        .chain(std::iter::once(std::ptr::null_mut()))
-        .collect();
-    let envp_ptrs: Vec<*mut libc::c_char> = envp
-        .iter()
-        .map(|e| e.as_ptr() as *mut libc::c_char)
-        .chain(std::iter::once(std::ptr::null_mut()))
-        .collect();
+    let (exe, argv, envp) = spawn_strings(exe, argv, env)?;
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&envp);
     // dup2 onto the same number would keep close-on-exec set: hand the child
     // a copy that is surely not at `at` (closed again below).
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd we own returns a new fd.
@@ -230,6 +201,48 @@ pub(crate) fn spawn_worker(
         libc::posix_spawnattr_destroy(&mut attr);
         result
     }
+}
+
+/// The program, its arguments and its environment (this process's, with
+/// `env` replacing or adding variables) as C strings.
+fn spawn_strings(
+    exe: &Path,
+    argv: &[&OsStr],
+    env: &[(&str, String)],
+) -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
+    let cstring = |b: &[u8]| {
+        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
+    };
+    let exe = cstring(exe.as_os_str().as_bytes())?;
+    let argv: Vec<CString> = argv
+        .iter()
+        .map(|a| cstring(a.as_bytes()))
+        .collect::<io::Result<_>>()?;
+    let ours: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+    let mut envp: Vec<CString> = Vec::new();
+    for (key, value) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| ours.contains(&k)) {
+            continue;
+        }
+        let mut pair = key.into_vec();
+        pair.push(b'=');
+        pair.extend_from_slice(value.as_bytes());
+        envp.push(cstring(&pair)?);
+    }
+    for (key, value) in env {
+        envp.push(cstring(format!("{key}={value}").as_bytes())?);
+    }
+    Ok((exe, argv, envp))
+}
+
+/// The NULL-ended array of pointers `posix_spawn` takes for `strings`
+/// (valid as long as they are).
+fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr() as *mut libc::c_char)
+        .chain(std::iter::once(std::ptr::null_mut()))
+        .collect()
 }
 
 /// posix_spawn's functions return an error number instead of setting errno.

@@ -12,16 +12,15 @@ use crate::error::Error;
 ///   `imap_unordered_<fn>` over an input whose length is known (its
 ///   `size_hint` is exact, as for ranges, vectors and slices), use Python's
 ///   `Pool.map` rule: `ceil(len / (4 × processes))`;
-///   `imap`'s default is capped at [`MapOptions::IMAP_MAX_DEFAULT_CHUNKSIZE`]
-///   items, so that a huge input (`0..u64::MAX`) does not make huge chunks
+///   `imap`'s default is capped at 1024 items, so that a huge input (`0..u64::MAX`) does not make huge chunks
 ///   (Python's `imap` default is 1; ours is bounded but larger, for speed);
 /// - `imap_<fn>` / `imap_unordered_<fn>` over an input of unknown length
 ///   (a filter, a reader, an endless iterator) use chunks of
-///   [`MapOptions::DEFAULT_UNKNOWN_LEN_CHUNKSIZE`] items.
+///   16 items.
 ///
 /// A chunk also ends early once its encoded items fill a quarter of the
 /// pool's [frame limit](crate::PoolBuilder::max_frame_bytes) (for `imap`,
-/// [`MapOptions::IMAP_MAX_CHUNK_BYTES`] at most), so large items make
+/// 1 MiB at most), so large items make
 /// smaller chunks instead of failing with [`Error::FrameTooLarge`].
 ///
 /// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
@@ -50,17 +49,17 @@ pub struct MapOptions {
 impl MapOptions {
     /// Chunk size of `imap_<fn>` / `imap_unordered_<fn>` over an input of
     /// unknown length.
-    pub const DEFAULT_UNKNOWN_LEN_CHUNKSIZE: usize = 16;
+    pub(crate) const DEFAULT_UNKNOWN_LEN_CHUNKSIZE: usize = 16;
 
     /// The most items a default chunk of `imap_<fn>` /
     /// `imap_unordered_<fn>` holds, whatever the input's length (an explicit
     /// [`chunksize`](Self::chunksize) is used as given).
-    pub const IMAP_MAX_DEFAULT_CHUNKSIZE: usize = 1024;
+    pub(crate) const IMAP_MAX_DEFAULT_CHUNKSIZE: usize = 1024;
 
     /// The most encoded item bytes one chunk of `imap_<fn>` /
     /// `imap_unordered_<fn>` holds (1 MiB): a lazy map keeps few items in
     /// memory.
-    pub const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
+    pub(crate) const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
 
     /// The defaults (see [`MapOptions`]).
     pub fn new() -> Self {

@@ -1,41 +1,18 @@
-//! [`PoolBuilder`] and the validated [`Config`] it builds: the one place a
-//! pool's settings live.
+//! [`PoolBuilder`]: a pool's settings as the user gives them, checked into
+//! a [`Config`] when the pool is built.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
+use super::config::Config;
 use super::initializer::Initializer;
 use super::local::LocalPool;
 use super::Pool;
 use crate::error::Error;
-use crate::link::Limits;
 use crate::process::ProcessBackend;
 use crate::{codec, process, registry, task, wire};
-
-/// A pool's settings, checked by [`PoolBuilder::build`].
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    /// Number of worker processes.
-    pub(crate) processes: usize,
-    pub(crate) max_frame: usize,
-    /// The time limit of calls made through a handle that does not set its own.
-    pub(crate) task_timeout: Option<Duration>,
-    pub(crate) max_tasks_per_child: Option<usize>,
-    pub(crate) start_timeout: Duration,
-    pub(crate) initializer: Option<Initializer>,
-}
-
-impl Config {
-    /// What a worker is started with.
-    pub(crate) fn limits(&self) -> Limits {
-        Limits {
-            max_frame: self.max_frame,
-            start_timeout: self.start_timeout,
-        }
-    }
-}
 
 /// Configures a [`Pool`]; made by [`Pool::builder`].
 ///

@@ -5,7 +5,7 @@
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use super::builder::Config;
+use super::config::Config;
 use super::dispatcher::{Dispatcher, Status};
 use super::exchange::{self, Exchange, DEATH_GRACE};
 use super::queue::{Borrow, Queue};

@@ -5,6 +5,7 @@
 
 mod builder;
 mod by_name;
+mod config;
 pub(crate) mod dispatcher;
 mod exchange;
 mod initializer;
@@ -12,6 +13,8 @@ mod local;
 mod pipeline;
 mod queue;
 mod slot;
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,7 +32,7 @@ use crate::error::Error;
 use crate::result::{self, AsyncResult};
 use crate::task::TaskInfo;
 use crate::wire;
-use builder::Config;
+use config::Config;
 use dispatcher::Dispatcher;
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`).

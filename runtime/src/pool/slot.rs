@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::builder::Config;
+use super::config::Config;
 use super::exchange::{self, Exchange, Loss, DEATH_GRACE};
 use super::initializer;
 use super::pipeline::Durations;

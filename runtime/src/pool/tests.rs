@@ -1,0 +1,380 @@
+//! Unit tests of the scheduler and the slot loop on fake workers
+//! (`crate::link::fake`): FIFO order, the direct path, pipelining limits,
+//! a worker lost in the middle of a batch, retirement, and terminate racing
+//! a start. No process is started; each runs in milliseconds.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::config::Config;
+use super::dispatcher::Dispatcher;
+use super::local::LocalPool;
+use super::pipeline::{self, Durations, BYTE_BUDGET, MAX_WINDOW};
+use crate::call::{Call, Job, Kind};
+use crate::callbacks::CallbackRunner;
+use crate::error::Error;
+use crate::link::fake::{Action, FakeBackend, Log};
+use crate::result::{self, AsyncResult};
+
+fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
+    Arc::new(Config {
+        processes,
+        max_frame: 1 << 20,
+        task_timeout: None,
+        max_tasks_per_child,
+        start_timeout: Duration::from_secs(5),
+        initializer: None,
+    })
+}
+
+/// The script most tests use: `slow` answers after 30 ms, `die` dies,
+/// `hang` never answers, any other task echoes its arguments, except that
+/// an argument `[0xDD]` dies and `[0xEE]` hangs.
+fn script(task: &str, args: &[u8]) -> Action {
+    match (task, args) {
+        ("slow", _) => Action::ReplyAfter(Duration::from_millis(30), args.to_vec()),
+        ("die", _) | (_, [0xDD]) => Action::Die,
+        ("hang", _) | (_, [0xEE]) => Action::Hang,
+        _ => Action::Reply(args.to_vec()),
+    }
+}
+
+struct Fixture {
+    pool: LocalPool,
+    backend: Arc<FakeBackend>,
+    log: Arc<Log>,
+    next_id: u64,
+}
+
+impl Fixture {
+    fn new(processes: usize, max_tasks_per_child: Option<usize>) -> Fixture {
+        let backend = Arc::new(FakeBackend::new(script));
+        let log = backend.log.clone();
+        let pool = LocalPool::start(
+            config(processes, max_tasks_per_child),
+            Box::new(backend.clone()),
+        )
+        .unwrap();
+        Fixture {
+            pool,
+            backend,
+            log,
+            next_id: 1,
+        }
+    }
+
+    fn call(&mut self, task: &str, args: &[u8], timeout: Option<Duration>) -> Call {
+        let id = self.next_id;
+        self.next_id += 1;
+        Call {
+            id,
+            task: Arc::from(task),
+            fingerprint: 0,
+            signature: "",
+            args: args.to_vec(),
+            kind: Kind::Single,
+            timeout,
+        }
+    }
+
+    fn submit(&mut self, task: &str, args: &[u8]) -> AsyncResult<()> {
+        self.submit_with(task, args, None)
+    }
+
+    fn submit_with(
+        &mut self,
+        task: &str,
+        args: &[u8],
+        timeout: Option<Duration>,
+    ) -> AsyncResult<()> {
+        let call = self.call(task, args, timeout);
+        let (promise, result) = result::pending(call.task.clone(), CallbackRunner::default());
+        self.pool.submit(Job { call, promise });
+        result
+    }
+
+    /// Runs `quick` a few times (argument `[0xAB]`) so the slot knows it is
+    /// quick and pipelines it.
+    fn prime(&mut self, quick: &str) {
+        for _ in 0..3 {
+            value(&self.submit(quick, &[0xAB])).unwrap();
+        }
+    }
+}
+
+/// The outcome's bytes, or its error.
+fn value(result: &AsyncResult<()>) -> Result<Vec<u8>, Error> {
+    match &*result.wait_outcome() {
+        Ok(body) => Ok(body.to_vec()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+/// Waits until `done` holds (at most 5 s).
+fn until(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn queued_jobs_run_in_fifo_order() {
+    let mut f = Fixture::new(1, None);
+    let busy = f.submit("slow", &[0]);
+    let results: Vec<_> = (0..40u8).map(|i| f.submit("t", &[i])).collect();
+    value(&busy).unwrap();
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(value(r).unwrap(), [i as u8]);
+    }
+    let order: Vec<u8> = f
+        .log
+        .ran()
+        .iter()
+        .filter(|r| r.task == "t")
+        .map(|r| r.args[0])
+        .collect();
+    assert_eq!(order, (0..40).collect::<Vec<u8>>());
+}
+
+#[test]
+fn a_direct_call_borrows_an_idle_worker_and_never_overtakes_the_queue() {
+    let mut f = Fixture::new(1, None);
+    // Idle worker, empty queue: the call runs on the calling thread (once
+    // the slot thread has parked its first worker).
+    let mut outcome = None;
+    until(|| {
+        let call = f.call("t", &[7], None);
+        outcome = f.pool.run_here(call).ok();
+        outcome.is_some()
+    });
+    assert_eq!(outcome.unwrap().unwrap().to_vec(), [7]);
+    // The worker is busy and a job waits behind it: the direct call queues.
+    let busy = f.submit("slow", &[1]);
+    until(|| f.log.received().iter().any(|r| r.task == "slow"));
+    let queued = f.submit("t", &[2]);
+    let call = f.call("t", &[3], None);
+    assert!(f.pool.run_here(call).is_err(), "overtook a queued job");
+    value(&busy).unwrap();
+    value(&queued).unwrap();
+    // Idle again: the worker is lent once more.
+    until(|| {
+        let call = f.call("t", &[4], None);
+        f.pool.run_here(call).is_ok()
+    });
+    // Everything ran on the one worker, in order.
+    let args: Vec<u8> = f.log.ran().iter().map(|r| r.args[0]).collect();
+    assert_eq!(args, [7, 1, 2, 4]);
+}
+
+#[test]
+fn pipelined_batches_respect_the_window_and_the_byte_budget() {
+    let mut f = Fixture::new(1, None);
+    f.prime("t");
+    // Small calls: batched, at most MAX_WINDOW per write.
+    let busy = f.submit("slow", &[0]);
+    let small: Vec<_> = (0..300u32)
+        .map(|i| f.submit("t", &i.to_le_bytes()))
+        .collect();
+    value(&busy).unwrap();
+    small.iter().for_each(|r| drop(value(r).unwrap()));
+    let batches: Vec<usize> = f.log.ran().iter().map(|r| r.batch).collect();
+    assert!(
+        batches.iter().any(|&b| b > 1),
+        "never pipelined: {batches:?}"
+    );
+    assert!(batches.iter().all(|&b| b <= MAX_WINDOW), "{batches:?}");
+    // Large calls: a batch holds at most BYTE_BUDGET bytes of arguments.
+    let big = vec![1u8; 10 << 10];
+    let busy = f.submit("slow", &[0]);
+    let large: Vec<_> = (0..40).map(|_| f.submit("t", &big)).collect();
+    value(&busy).unwrap();
+    large.iter().for_each(|r| drop(value(r).unwrap()));
+    let widest = f
+        .log
+        .ran()
+        .iter()
+        .filter(|r| r.args.len() == big.len())
+        .map(|r| r.batch)
+        .max()
+        .unwrap();
+    assert!(widest > 1, "large calls were never pipelined");
+    assert!(widest * big.len() <= BYTE_BUDGET, "a batch of {widest}");
+}
+
+#[test]
+fn a_batch_stops_at_max_tasks_per_child() {
+    let mut f = Fixture::new(1, Some(5));
+    f.prime("t");
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (0..40u8).map(|i| f.submit("t", &[i])).collect();
+    value(&busy).unwrap();
+    jobs.iter().for_each(|r| drop(value(r).unwrap()));
+    let mut per_worker: HashMap<u32, usize> = HashMap::new();
+    for r in f.log.ran() {
+        *per_worker.entry(r.worker).or_default() += 1;
+        assert!(r.batch <= 5, "a batch of {} past the limit", r.batch);
+    }
+    assert!(per_worker.values().all(|&n| n <= 5), "{per_worker:?}");
+}
+
+#[test]
+fn workers_retire_after_max_tasks_per_child() {
+    let mut f = Fixture::new(1, Some(3));
+    for i in 0..10u8 {
+        assert_eq!(value(&f.submit("t", &[i])).unwrap(), [i]);
+    }
+    let mut per_worker: HashMap<u32, usize> = HashMap::new();
+    for r in f.log.ran() {
+        *per_worker.entry(r.worker).or_default() += 1;
+    }
+    let mut counts: Vec<usize> = per_worker.values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, [1, 3, 3, 3]);
+    // Each full worker was asked to exit, not killed.
+    until(|| f.log.shutdowns().len() == 3);
+}
+
+#[test]
+fn a_worker_that_dies_mid_batch_fails_only_its_call_and_the_rest_run_once() {
+    let mut f = Fixture::new(1, None);
+    f.prime("t");
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (0..20u8)
+        .map(|i| f.submit("t", &[if i == 10 { 0xDD } else { i }]))
+        .collect();
+    value(&busy).unwrap();
+    for (i, r) in jobs.iter().enumerate() {
+        match value(r) {
+            Ok(bytes) => assert_eq!(bytes, [i as u8]),
+            Err(Error::WorkerDied { .. }) => assert_eq!(i, 10),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+    }
+    let mut runs: HashMap<u8, usize> = HashMap::new();
+    for r in f.log.ran().iter().filter(|r| r.task == "t") {
+        *runs.entry(r.args[0]).or_default() += 1;
+    }
+    for i in (0..20u8).filter(|&i| i != 10) {
+        assert_eq!(
+            runs.get(&i),
+            Some(&1),
+            "job {i} ran {:?} times",
+            runs.get(&i)
+        );
+    }
+    // The worker died inside a batch: the calls behind it were written to
+    // it but never started, and ran on its replacement.
+    assert!(
+        f.log.received().iter().any(|r| !r.ran && r.batch > 1),
+        "the death did not happen inside a batch"
+    );
+}
+
+#[test]
+fn a_call_that_times_out_mid_batch_fails_alone_and_the_calls_behind_run_once() {
+    let mut f = Fixture::new(1, None);
+    f.prime("t");
+    let limit = Some(Duration::from_millis(50));
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (0..20u8)
+        .map(|i| f.submit_with("t", &[if i == 10 { 0xEE } else { i }], limit))
+        .collect();
+    value(&busy).unwrap();
+    for (i, r) in jobs.iter().enumerate() {
+        match value(r) {
+            Ok(bytes) => assert_eq!(bytes, [i as u8]),
+            Err(Error::Timeout { .. }) => assert_eq!(i, 10),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+    }
+    let ran: Vec<u8> = f
+        .log
+        .ran()
+        .iter()
+        .filter(|r| r.task == "t")
+        .map(|r| r.args[0])
+        .collect();
+    for i in (0..20u8).filter(|&i| i != 10) {
+        assert_eq!(ran.iter().filter(|&&a| a == i).count(), 1, "job {i}");
+    }
+}
+
+#[test]
+fn a_bad_reply_fails_its_call_and_the_worker_is_replaced() {
+    let backend = Arc::new(FakeBackend::new(|task, args| match task {
+        "bad" => Action::Garbage,
+        _ => Action::Reply(args.to_vec()),
+    }));
+    let pool = LocalPool::start(config(1, None), Box::new(backend.clone())).unwrap();
+    let mut f = Fixture {
+        log: backend.log.clone(),
+        pool,
+        backend,
+        next_id: 1,
+    };
+    assert!(matches!(
+        value(&f.submit("bad", &[1])),
+        Err(Error::Protocol { .. })
+    ));
+    assert_eq!(value(&f.submit("t", &[2])).unwrap(), [2]);
+    assert_eq!(f.backend.starts.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn terminate_racing_a_start_starts_nothing_after_it() {
+    let mut f = Fixture::new(1, None);
+    *f.backend.start_delay.lock().unwrap() = Duration::from_millis(200);
+    // The worker dies; its slot begins a (slow) start of a replacement.
+    assert!(matches!(
+        value(&f.submit("die", &[0])),
+        Err(Error::WorkerDied { .. })
+    ));
+    let waiting: Vec<_> = (0..5u8).map(|i| f.submit("t", &[i])).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let starts = f.backend.starts.load(Ordering::SeqCst);
+    f.pool.terminate();
+    assert_eq!(
+        f.backend.starts.load(Ordering::SeqCst),
+        starts,
+        "a worker started after terminate"
+    );
+    for r in &waiting {
+        assert!(matches!(value(r), Err(Error::Terminated { .. })));
+    }
+    assert!(f.log.ran().iter().all(|r| r.task != "t"));
+}
+
+#[test]
+fn a_failed_start_is_retried_for_a_job_that_never_ran() {
+    let mut f = Fixture::new(1, None);
+    // The next two starts fail: the slot's own restart after the death, and
+    // the first start for the job; the job's second start succeeds.
+    f.backend.fail_starts.store(2, Ordering::SeqCst);
+    assert!(matches!(
+        value(&f.submit("die", &[0])),
+        Err(Error::WorkerDied { .. })
+    ));
+    assert_eq!(value(&f.submit("t", &[9])).unwrap(), [9]);
+    assert_eq!(f.backend.starts.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn the_pipelining_window_follows_observed_run_times() {
+    let mut d = Durations::default();
+    let quick: Arc<str> = Arc::from("quick");
+    let slow: Arc<str> = Arc::from("slow");
+    assert_eq!(d.window("quick"), 1, "an unknown task is never batched");
+    d.observe(&quick, 1, Duration::from_micros(10));
+    assert_eq!(d.window("quick"), MAX_WINDOW);
+    d.observe(&slow, 1, Duration::from_millis(5));
+    assert_eq!(d.window("slow"), 1);
+    // No batching while another slot is idle; never past the tasks left.
+    assert_eq!(pipeline::extra_jobs(100, 1, None), 0);
+    assert_eq!(pipeline::extra_jobs(100, 0, None), MAX_WINDOW - 1);
+    assert_eq!(pipeline::extra_jobs(100, 0, Some(4)), 3);
+    assert_eq!(pipeline::extra_jobs(2, 0, None), 2);
+}
