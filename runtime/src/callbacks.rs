@@ -68,13 +68,16 @@ fn spawn_thread() -> Sender<Job> {
         });
     if let Err(e) = spawned {
         // Without a thread the receiver is dropped and `post` runs jobs inline.
-        eprintln!("procpool: could not start the callback thread ({e}); callbacks run inline");
+        log::error!(
+            target: "procpool",
+            "could not start the callback thread ({e}); callbacks run inline"
+        );
     }
     tx
 }
 
 fn run_guarded(job: Job) {
     if catch_unwind(AssertUnwindSafe(job)).is_err() {
-        eprintln!("procpool: a result callback panicked; the pool carries on");
+        log::warn!(target: "procpool", "a result callback panicked; the pool carries on");
     }
 }

@@ -144,6 +144,15 @@ pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: Exi
         return call.terminated();
     }
     let task = call.task.to_string();
+    let why = match &loss {
+        Loss::Died => format!("died ({status})"),
+        Loss::TimedOut(limit) => format!("ran past its time limit of {limit:?}: killed ({status})"),
+        Loss::Protocol(message) => format!("broke the protocol ({message}): killed"),
+        Loss::TooLarge { len, max } => {
+            format!("sent a {len}-byte frame over the {max} limit: killed")
+        }
+    };
+    log::warn!(target: "procpool", "worker {pid} {why} running task `{task}`; it will be replaced");
     match loss {
         Loss::Died => Error::WorkerDied { task, pid, status },
         Loss::TimedOut(limit) => Error::Timeout { task, limit },

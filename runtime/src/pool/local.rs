@@ -92,7 +92,10 @@ impl LocalPool {
                 pool.terminate();
                 Err(e)
             }
-            None => Ok(pool),
+            None => {
+                log::info!(target: "procpool", "pool of {processes} workers ready");
+                Ok(pool)
+            }
         }
     }
 
@@ -176,7 +179,13 @@ impl Dispatcher for LocalPool {
 
     fn terminate(&self) {
         // Each promise fails its task as it drops.
-        drop(self.shared.queue.terminate());
+        let dropped = self.shared.queue.terminate();
+        log::debug!(
+            target: "procpool",
+            "terminate: killing the workers, {} queued tasks fail",
+            dropped.len()
+        );
+        drop(dropped);
         for switch in &self.shared.switches {
             // Also refuses later starts: a slot that finds its worker gone
             // must not start a new one and run its task after terminate.

@@ -42,13 +42,24 @@ impl Shared {
     /// Starts a worker for slot `index` and runs the pool's initializer in
     /// it, if any: the worker is ready only once that returned.
     pub(crate) fn start_worker(&self, index: usize) -> Result<Box<dyn Link>, Error> {
-        let link = self
+        let begun = Instant::now();
+        let started = self
             .backend
-            .start(&self.switches[index], self.config.limits())?;
-        match &self.config.initializer {
-            Some(init) => initializer::run(link, init, self.config.start_timeout),
-            None => Ok(link),
+            .start(&self.switches[index], self.config.limits())
+            .and_then(|link| match &self.config.initializer {
+                Some(init) => initializer::run(link, init, self.config.start_timeout),
+                None => Ok(link),
+            });
+        match &started {
+            Ok(link) => log::debug!(
+                target: "procpool",
+                "slot {index}: worker {} ready in {:?}",
+                link.pid(),
+                begun.elapsed()
+            ),
+            Err(e) => log::warn!(target: "procpool", "slot {index}: worker start failed: {e}"),
         }
+        started
     }
 }
 
@@ -71,7 +82,12 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
                 lost_worker |= lost;
                 if worker.as_mut().is_some_and(|w| w.has_exited()) {
                     if let Some(dead) = worker.take() {
-                        dead.finish(Duration::ZERO);
+                        let pid = dead.pid();
+                        let status = dead.finish(Duration::ZERO);
+                        log::warn!(
+                            target: "procpool",
+                            "slot {index}: idle worker {pid} died ({status}); replacing it"
+                        );
                     }
                     lost_worker = true;
                 }
@@ -292,7 +308,12 @@ pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
         RETIRED[0].fetch_add(1, Relaxed);
         if status != ExitInfo::Code(0) {
             RETIRED[1].fetch_add(1, Relaxed);
-            eprintln!("procpool: retired worker {pid} ended with {status}, not exit code 0");
+            log::warn!(
+                target: "procpool",
+                "retired worker {pid} ended with {status}, not exit code 0"
+            );
+        } else {
+            log::debug!(target: "procpool", "worker {pid} retired");
         }
     }
 }

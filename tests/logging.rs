@@ -1,0 +1,97 @@
+//! procpool's diagnostics are `log` events (target `procpool`), silent until
+//! the program installs a logger: worker starts, deaths, timeout kills and
+//! retirements can all be observed.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[pool_task]
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Keeps every record of target `procpool`, as `LEVEL message`.
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("procpool")
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        log::set_logger(capture).unwrap();
+        log::set_max_level(log::LevelFilter::Debug);
+        capture
+    })
+}
+
+fn lines_with(what: &str) -> Vec<String> {
+    let lines = capture().0.lock().unwrap();
+    lines.iter().filter(|l| l.contains(what)).cloned().collect()
+}
+
+#[test]
+fn worker_starts_deaths_timeouts_and_retirements_are_log_events() {
+    capture();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(2)
+        .build()
+        .unwrap();
+    let first = apply_pid(&pool).unwrap();
+    assert!(
+        !lines_with(&format!("worker {first} ready")).is_empty(),
+        "no start event for {first}"
+    );
+    // A worker killed mid-task.
+    let r = apply_async_nap(&pool, 10_000);
+    std::thread::sleep(Duration::from_millis(200));
+    unsafe_kill(first);
+    assert!(matches!(r.get(), Err(Error::WorkerDied { .. })));
+    let died = lines_with(&format!("worker {first} died"));
+    assert!(died.iter().any(|l| l.starts_with("WARN")), "{died:?}");
+    // A timeout kill.
+    let impatient = pool.with_task_timeout(Some(Duration::from_millis(100)));
+    assert!(matches!(
+        apply_nap(&impatient, 10_000),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(!lines_with("ran past its time limit").is_empty());
+    // Retirement after max_tasks_per_child.
+    let retired = apply_pid(&pool).unwrap();
+    apply_pid(&pool).unwrap();
+    pool.join();
+    assert!(
+        !lines_with(&format!("worker {retired} retired")).is_empty(),
+        "{:?}",
+        capture().0.lock().unwrap()
+    );
+}
+
+fn unsafe_kill(pid: u32) {
+    // SAFETY: kill(2) with integer arguments; `pid` is this test's own
+    // worker, alive until killed here.
+    unsafe {
+        libc::kill(pid as i32, libc::SIGKILL);
+    }
+}
