@@ -5,10 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
-
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, ExitInfo, Pool};
 use support::{assert_no_children, children, serial};
@@ -40,14 +36,11 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Writes `bytes` raw onto this worker's task channel (fd 3), ahead of the
-/// reply the worker itself sends, then optionally exits.
+/// Writes `bytes` raw onto this worker's task channel, ahead of the reply
+/// the worker itself sends, then optionally exits.
 #[pool_task]
 fn write_raw(bytes: Vec<u8>, then_exit: bool) -> u32 {
-    // SAFETY: fd 3 is the worker's open task channel; ManuallyDrop keeps this
-    // second handle from closing it.
-    let mut channel = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
-    channel.write_all(&bytes).unwrap();
+    procpool::__private::write_raw_reply(&bytes).unwrap();
     if then_exit {
         // SAFETY: ends this worker process at once.
         unsafe { libc::_exit(0) }
@@ -167,10 +160,26 @@ fn a_corrupt_reply_is_a_protocol_error_and_the_worker_is_replaced() {
     assert_no_children();
 }
 
+/// The parent's peak resident memory so far (VmHWM), in MiB.
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        / 1024
+}
+
 #[test]
 fn a_bogus_huge_length_is_refused_without_allocating_it() {
     let _serial = serial();
-    let pool = Pool::new(1).unwrap(); // default limit: 256 MiB
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(256 << 20)
+        .build()
+        .unwrap();
     let pid = apply_worker_pid(&pool).unwrap();
     match apply_write_raw(&pool, vec![0xf0, 0xff, 0xff, 0xff, 1, 2, 3], false) {
         Err(Error::FrameTooLarge { task, len, max }) => {
@@ -180,6 +189,31 @@ fn a_bogus_huge_length_is_refused_without_allocating_it() {
         }
         other => panic!("expected FrameTooLarge, got {other:?}"),
     }
+    assert_replaced(&pool, pid);
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn a_bogus_length_under_the_limit_is_never_allocated_and_its_stall_is_a_protocol_error() {
+    let _serial = serial();
+    // The default limit (4 GiB) admits the length; the bytes never come.
+    procpool::__private::set_frame_stall_limit(std::time::Duration::from_millis(300));
+    let pool = Pool::new(1).unwrap();
+    procpool::__private::set_frame_stall_limit(std::time::Duration::from_secs(10));
+    let pid = apply_worker_pid(&pool).unwrap();
+    let peak_before = peak_rss_mib();
+    let begun = std::time::Instant::now();
+    match apply_write_raw(&pool, vec![0xf0, 0xff, 0xff, 0xff, 1, 2, 3], false) {
+        Err(Error::Protocol { task, message }) => {
+            assert_eq!(task, "fault_frames::write_raw");
+            assert!(message.contains("stalled"), "{message}");
+        }
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert!(begun.elapsed() < std::time::Duration::from_secs(10));
+    let grew = peak_rss_mib() - peak_before;
+    assert!(grew < 16, "the parent's peak grew by {grew} MiB");
     assert_replaced(&pool, pid);
     drop(pool);
     assert_no_children();

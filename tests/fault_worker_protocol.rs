@@ -2,18 +2,16 @@
 //! by hand (this test binary, re-executed in worker mode) answers corrupt,
 //! oversized and truncated requests with a FATAL message and exit code 70,
 //! and unknown names with a FAILED reply while it serves on. The wire layout
-//! is the one documented in `runtime/src/wire.rs`.
+//! is the one documented in `runtime/src/wire/`.
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use procpool::__private::HandChannel;
 use support::{assert_no_children, serial};
 
 procpool::enable_test_support!();
@@ -30,21 +28,19 @@ const TAG_VALUE: u8 = 11;
 const TAG_FAILED: u8 = 13;
 const TAG_FATAL: u8 = 14;
 const EXIT_PROTOCOL: i32 = 70;
+const WAIT: Duration = Duration::from_secs(30);
 
-/// Starts this binary as a worker whose channel is our end of a socket pair.
-fn start_worker(max_frame: usize) -> (Child, UnixStream) {
-    let (ours, theirs) = UnixStream::pair().unwrap();
-    ours.set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let fd = theirs.as_raw_fd();
+/// Starts this binary as a worker whose channel is `channel`.
+fn start_worker(max_frame: usize) -> (Child, HandChannel) {
+    let mut channel = HandChannel::new(max_frame).unwrap();
+    let fd: RawFd = channel.fd().as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(["--list", "--format", "terse", "--exact", "procpool-worker"])
         .env("PROCPOOL_WORKER_FD", "3")
-        .env("PROCPOOL_MAX_FRAME", max_frame.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: dup2 and fcntl are async-signal-safe; they only move our end of
-    // the pair to fd 3 without close-on-exec.
+    // SAFETY: dup2 and fcntl are async-signal-safe; they only move the
+    // channel's memfd to fd 3 without close-on-exec.
     unsafe {
         cmd.pre_exec(move || {
             if fd == 3 {
@@ -56,27 +52,10 @@ fn start_worker(max_frame: usize) -> (Child, UnixStream) {
         });
     }
     let child = cmd.spawn().unwrap();
-    drop(theirs);
-    let mut ours = ours;
-    let hello = read_frame(&mut ours).expect("a hello");
+    let hello = channel.read_frame(WAIT).expect("a hello");
     assert_eq!(hello[0], TAG_HELLO);
     assert_eq!(&hello[1..], &child.id().to_le_bytes());
-    (child, ours)
-}
-
-fn send(channel: &mut UnixStream, body: &[u8]) {
-    channel
-        .write_all(&(body.len() as u32).to_le_bytes())
-        .unwrap();
-    channel.write_all(body).unwrap();
-}
-
-fn read_frame(channel: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    channel.read_exact(&mut len).ok()?;
-    let mut body = vec![0; u32::from_le_bytes(len) as usize];
-    channel.read_exact(&mut body).ok()?;
-    Some(body)
+    (child, channel)
 }
 
 fn call(id: u64, name: &str, args: &[u8]) -> Vec<u8> {
@@ -90,8 +69,8 @@ fn call(id: u64, name: &str, args: &[u8]) -> Vec<u8> {
 }
 
 /// The worker answers FATAL and exits with the protocol-error code.
-fn expect_fatal(mut child: Child, mut channel: UnixStream) {
-    let reply = read_frame(&mut channel).expect("a FATAL reply");
+fn expect_fatal(mut child: Child, mut channel: HandChannel) {
+    let reply = channel.read_frame(WAIT).expect("a FATAL reply");
     assert_eq!(reply[0], TAG_FATAL, "{reply:?}");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(EXIT_PROTOCOL));
@@ -101,7 +80,7 @@ fn expect_fatal(mut child: Child, mut channel: UnixStream) {
 fn an_unknown_request_tag_is_fatal() {
     let _serial = serial();
     let (child, mut channel) = start_worker(1024);
-    send(&mut channel, &[0x77, 1, 2, 3]);
+    channel.send(&[0x77, 1, 2, 3]).unwrap();
     expect_fatal(child, channel);
     assert_no_children();
 }
@@ -110,10 +89,14 @@ fn an_unknown_request_tag_is_fatal() {
 fn an_oversized_request_is_fatal_without_reading_it() {
     let _serial = serial();
     let (child, mut channel) = start_worker(1024);
-    channel.write_all(&2000u32.to_le_bytes()).unwrap();
+    channel.write_raw(&2000u32.to_le_bytes()).unwrap();
     expect_fatal(child, channel);
+    // A split frame (length word u32::MAX) whose sizes add up past the limit.
     let (child, mut channel) = start_worker(1024);
-    channel.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let mut split = u32::MAX.to_le_bytes().to_vec();
+    split.extend_from_slice(&8u64.to_le_bytes());
+    split.extend_from_slice(&u64::MAX.to_le_bytes());
+    channel.write_raw(&split).unwrap();
     expect_fatal(child, channel);
     assert_no_children();
 }
@@ -122,13 +105,13 @@ fn an_oversized_request_is_fatal_without_reading_it() {
 fn a_truncated_request_is_fatal() {
     let _serial = serial();
     let (child, mut channel) = start_worker(1024);
-    channel.write_all(&50u32.to_le_bytes()).unwrap();
-    channel.write_all(&[TAG_CALL; 10]).unwrap();
-    channel.shutdown(Shutdown::Write).unwrap();
+    channel.write_raw(&50u32.to_le_bytes()).unwrap();
+    channel.write_raw(&[TAG_CALL; 10]).unwrap();
+    channel.close();
     expect_fatal(child, channel);
     // A call header cut short inside its frame.
     let (child, mut channel) = start_worker(1024);
-    send(&mut channel, &call(1, "protocol/echo", &[])[..12]);
+    channel.send(&call(1, "protocol/echo", &[])[..12]).unwrap();
     expect_fatal(child, channel);
     assert_no_children();
 }
@@ -137,20 +120,20 @@ fn a_truncated_request_is_fatal() {
 fn unknown_names_fail_the_call_and_the_worker_serves_on() {
     let _serial = serial();
     let (mut child, mut channel) = start_worker(1024);
-    send(&mut channel, &call(7, "protocol/nope", &[5]));
-    let reply = read_frame(&mut channel).unwrap();
+    channel.send(&call(7, "protocol/nope", &[5])).unwrap();
+    let reply = channel.read_frame(WAIT).unwrap();
     assert_eq!(reply[0], TAG_FAILED);
     assert_eq!(&reply[1..9], &7u64.to_le_bytes());
-    send(&mut channel, &call(8, "protocol/echo", &[5]));
-    let reply = read_frame(&mut channel).unwrap();
+    channel.send(&call(8, "protocol/echo", &[5])).unwrap();
+    let reply = channel.read_frame(WAIT).unwrap();
     assert_eq!(reply[0], TAG_VALUE);
     assert_eq!(&reply[1..9], &8u64.to_le_bytes());
     assert_eq!(&reply[9..], &[5]);
-    send(&mut channel, &[TAG_SHUTDOWN]);
+    channel.send(&[TAG_SHUTDOWN]).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    // End of file between frames: a clean exit too.
+    // Let go between frames (the parent's end closed): a clean exit too.
     let (mut child, channel) = start_worker(1024);
-    drop(channel);
+    channel.close();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_no_children();
 }

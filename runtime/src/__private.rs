@@ -102,3 +102,70 @@ pub fn run_chunk<M: TaskOutput, A>(
 ) -> Result<(), CallError> {
     crate::map::chunk::run(bytes, out, decode, call)
 }
+
+/// For tests that play a corrupt worker, in a worker: writes `bytes` into
+/// this worker's reply channel as they are, ahead of the reply to the call
+/// running now.
+pub fn write_raw_reply(bytes: &[u8]) -> Result<(), String> {
+    crate::worker::write_raw(bytes)
+}
+
+/// For tests that play a hostile worker: where the parts of a worker's
+/// shared-memory channel are, in bytes from the start of its mapping
+/// (`req_head`, `req_tail`, `rep_head`, `rep_tail`, `parent_seq`, `rings`;
+/// each ring is `channel_ring_bytes()` long, the request ring first).
+pub fn channel_layout() -> Vec<(&'static str, usize)> {
+    crate::shm::offsets().to_vec()
+}
+
+/// The size of each ring of a worker's channel.
+pub fn channel_ring_bytes() -> usize {
+    crate::shm::DEFAULT_RING_BYTES
+}
+
+/// For tests that drive a worker by hand: the parent's end of a fresh
+/// channel. Start this program with the channel's fd at 3, the environment
+/// variable `PROCPOOL_WORKER_FD=3` and the worker's arguments, then write
+/// raw bytes and read frames (`len u32 LE | body`, as `wire::frame` says).
+pub struct HandChannel(crate::process::HandChannel);
+
+impl HandChannel {
+    /// A channel whose worker may send and accept frames of `max_frame` bytes.
+    pub fn new(max_frame: usize) -> std::io::Result<HandChannel> {
+        crate::process::HandChannel::new(max_frame).map(HandChannel)
+    }
+
+    /// The fd to place at 3 in the worker (close-on-exec here).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.fd()
+    }
+
+    /// Writes `bytes` to the worker as they are.
+    pub fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.0.write_raw(bytes)
+    }
+
+    /// Sends `body` as one frame.
+    pub fn send(&mut self, body: &[u8]) -> Result<(), String> {
+        let len = u32::try_from(body.len()).map_err(|e| e.to_string())?;
+        self.0.write_raw(&[&len.to_le_bytes()[..], body].concat())
+    }
+
+    /// The next frame from the worker, waiting at most `timeout` for it.
+    pub fn read_frame(&mut self, timeout: std::time::Duration) -> Result<Vec<u8>, String> {
+        self.0.read_frame(timeout)
+    }
+
+    /// Lets the worker go: it exits once it has read what was sent (a frame
+    /// cut short by this is a protocol error to it).
+    pub fn close(&self) {
+        self.0.close()
+    }
+}
+
+/// For tests: how long the parent waits for the rest of a frame from a
+/// worker (or for room to send the rest of one) before it gives the worker
+/// up with `Error::Protocol` (default 10 s); for channels made from now on.
+pub fn set_frame_stall_limit(limit: std::time::Duration) {
+    crate::shm::set_stall_limit(limit)
+}

@@ -41,3 +41,8 @@ pub(crate) fn spare_buffer(min: usize) -> Option<Vec<u8>> {
         Some(spare.remove(at))
     })
 }
+
+/// Drops this thread's spare buffers (an idle worker gives its memory back).
+pub(crate) fn release() {
+    SPARE.with(|spare| spare.borrow_mut().clear());
+}

@@ -179,6 +179,7 @@ mod pool;
 mod process;
 mod registry;
 mod result;
+mod shm;
 mod sys;
 mod task;
 mod wire;

@@ -8,10 +8,12 @@
 #[cfg(test)]
 pub(crate) mod fake;
 
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ExitInfo};
-use crate::wire::FrameError;
+use crate::wire::{Frame, FrameError};
 
 /// The settings a worker is started with (from the pool's `Config`).
 #[derive(Debug, Clone, Copy)]
@@ -26,24 +28,21 @@ pub(crate) struct Limits {
 pub(crate) trait Backend: Send + Sync + 'static {
     /// Starts one worker and waits until it is ready for tasks.
     /// `kill` lets other threads stop it (see [`KillSwitch`]).
-    fn start(
-        &self,
-        kill: &std::sync::Arc<KillSwitch>,
-        limits: Limits,
-    ) -> Result<Box<dyn Link>, Error>;
+    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits) -> Result<Box<dyn Link>, Error>;
 }
 
 /// A connection to one running worker.
 pub(crate) trait Link: Send {
     /// The worker's process id (or the backend's equivalent), for messages.
     fn pid(&self) -> u32;
-    /// Sends one frame made of `parts`.
-    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError>;
+    /// Sends one frame made of `parts`, then `tail`: a non-empty tail (a
+    /// large block of bytes) reaches the worker as a buffer of its own.
+    fn send(&mut self, parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError>;
     /// Sends several frames, each made of its parts, in one batch.
     fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError>;
-    /// Receives one frame, waiting at most `timeout` (`None`: until the
-    /// worker answers or is gone; never past its death).
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;
+    /// Receives one frame, waiting at most `timeout` for it to start
+    /// (`None`: until the worker answers or is gone; never past its death).
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError>;
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;
@@ -53,25 +52,26 @@ pub(crate) trait Link: Send {
     fn finish(self: Box<Self>, grace: Duration) -> ExitInfo;
 }
 
-/// Lets any thread stop whichever worker a pool slot currently runs, without
-/// racing against that worker being reaped (and its pid reused).
+/// Lets any thread stop whichever worker a pool slot currently runs. It
+/// holds the worker's pidfd, so a kill can never reach another process that
+/// inherited a reused pid.
 #[derive(Default)]
 pub(crate) struct KillSwitch {
-    pid: std::sync::Mutex<Option<u32>>,
-    /// Set (under the `pid` lock) by `terminate`: from then on no worker may
-    /// be started for this slot, so a terminated pool never spawns again.
+    pidfd: std::sync::Mutex<Option<Arc<OwnedFd>>>,
+    /// Set (under the `pidfd` lock) by `terminate`: from then on no worker
+    /// may be started for this slot, so a terminated pool never spawns again.
     closed: std::sync::atomic::AtomicBool,
 }
 
 impl KillSwitch {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<u32>> {
-        self.pid.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<OwnedFd>>> {
+        self.pidfd.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Kills the current worker, if any.
     pub(crate) fn kill(&self) {
-        if let Some(pid) = *self.lock() {
-            crate::sys::kill(pid);
+        if let Some(pidfd) = &*self.lock() {
+            crate::sys::pidfd_kill(pidfd.as_fd());
         }
     }
 
@@ -80,10 +80,10 @@ impl KillSwitch {
     /// a start either ran before (and its worker is killed here) or sees
     /// the flag and spawns nothing.
     pub(crate) fn close_and_kill(&self) {
-        let pid = self.lock();
+        let pidfd = self.lock();
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(pid) = *pid {
-            crate::sys::kill(pid);
+        if let Some(pidfd) = &*pidfd {
+            crate::sys::pidfd_kill(pidfd.as_fd());
         }
     }
 

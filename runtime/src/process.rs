@@ -1,28 +1,36 @@
 //! The local backend: workers are this program, re-executed in worker mode,
-//! talking over a private socket pair inherited at a fixed fd. This file
-//! holds the whole start-up contract between the parent and a worker (the
+//! each talking to the pool over a channel of shared memory of its own
+//! ([`crate::shm`]), a memfd it inherits at a fixed fd. This file holds the
+//! whole start-up contract between the parent and a worker (the
 //! environment, the channel's fd, the arguments, the first message) from
-//! both sides, and the process's mode (initialized, test harness).
+//! both sides, and the process's mode (initialized, test harness); [`link`]
+//! is the parent's end of a running worker, [`watch`] the thread that sees
+//! workers die.
 
-use std::io::{BufReader, Write};
-use std::os::fd::RawFd;
-use std::os::unix::net::UnixStream;
+mod hand;
+mod link;
+mod watch;
+
+pub(crate) use hand::HandChannel;
+
+use std::os::fd::{AsFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, ExitInfo};
+use crate::error::Error;
 use crate::link::{Backend, KillSwitch, Limits, Link};
-use crate::sys;
+use crate::shm::{self, Endpoint, Settings};
+use crate::sys::{self, SharedMap};
 use crate::wire::{self, FrameError, Reply};
 
-/// The fd number the worker finds its end of the task channel at.
+use link::ShmLink;
+
+/// The fd number the worker finds its channel at.
 const CHANNEL_FD: RawFd = 3;
-/// Set in a worker's environment: the fd of its task channel.
+/// Set in a worker's environment: the fd of its channel.
 const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
-/// Set in a worker's environment: the largest frame it may read or write.
-const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
 /// Set in a worker's environment: the pid of the process that started it,
 /// so the worker can tell whether it outlived its parent before it asked to
 /// die with it (see [`sys::die_with_parent`]).
@@ -32,8 +40,8 @@ const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 /// and makes a test harness that never enters worker mode stop at once
 /// instead of running the whole test suite again.
 const WORKER_ARG: &str = "--procpool-worker";
-/// Capacity of the parent's read buffer on each worker's channel.
-const READ_BUFFER: usize = 64 << 10;
+/// The name of a channel's memfd (in `/proc/PID/maps`).
+const CHANNEL_NAME: &std::ffi::CStr = c"procpool-channel";
 
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
@@ -57,10 +65,9 @@ pub(crate) fn is_initialized() -> bool {
     INITIALIZED.load(Ordering::SeqCst)
 }
 
-/// Where a worker's task channel is, as its parent left it.
+/// Where a worker's channel is, as its parent left it.
 pub(crate) struct WorkerChannel {
     pub(crate) fd: RawFd,
-    pub(crate) max_frame: usize,
 }
 
 /// In a worker: the channel the parent left in the environment, with the
@@ -68,10 +75,6 @@ pub(crate) struct WorkerChannel {
 /// themselves for workers. `None` in a process that is not a worker.
 pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
     let fd = std::env::var_os(ENV_CHANNEL_FD)?;
-    let max_frame = std::env::var(ENV_MAX_FRAME)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(wire::DEFAULT_MAX_FRAME);
     if let Some(parent) = std::env::var(ENV_PARENT_PID)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -79,13 +82,12 @@ pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
         sys::die_with_parent(parent);
     }
     std::env::remove_var(ENV_CHANNEL_FD);
-    std::env::remove_var(ENV_MAX_FRAME);
     std::env::remove_var(ENV_PARENT_PID);
     let fd = fd
         .to_str()
         .and_then(|s| s.parse().ok())
         .unwrap_or(CHANNEL_FD);
-    Some(WorkerChannel { fd, max_frame })
+    Some(WorkerChannel { fd })
 }
 
 fn worker_args() -> &'static [&'static str] {
@@ -124,160 +126,61 @@ impl Backend for ProcessBackend {
             task: String::new(),
             message,
         };
-        let (ours, theirs) =
-            sys::channel_pair().map_err(|e| start_error(format!("socketpair failed: {e}")))?;
+        let settings = Settings {
+            ring_bytes: shm::DEFAULT_RING_BYTES,
+            max_frame,
+        };
+        let (memfd, map) = SharedMap::create(CHANNEL_NAME, shm::total_bytes(settings.ring_bytes))
+            .map_err(|e| start_error(format!("could not make its channel: {e}")))?;
+        let map = Arc::new(map);
+        let dead = Arc::new(AtomicBool::new(false));
+        let endpoint = Endpoint::parent(map.clone(), settings, dead.clone());
         let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
         argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
         let env = [
             (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
-            (ENV_MAX_FRAME, max_frame.to_string()),
             (ENV_PARENT_PID, std::process::id().to_string()),
         ];
         let child = {
-            // Spawning under the switch's lock publishes the pid before any
-            // other thread can look for it.
+            // Spawning under the switch's lock publishes the pidfd before
+            // any other thread can look for it.
             let mut slot = kill.lock();
             // Terminated: spawn nothing (checked under the lock `terminate`
             // sets the flag under, so no worker outlives it).
             if kill.is_closed() {
                 return Err(start_error("the pool was terminated".into()));
             }
-            let child =
-                sys::spawn_worker(&self.exe, &argv, &env, &theirs, CHANNEL_FD).map_err(|e| {
+            let child = sys::spawn_worker(&self.exe, &argv, &env, memfd.as_fd(), CHANNEL_FD)
+                .map_err(|e| {
                     start_error(format!("could not execute {}: {e}", self.exe.display()))
                 })?;
-            *slot = Some(child.id());
+            *slot = Some(child.pidfd().clone());
             child
         };
-        drop(theirs);
-        let mut link = Box::new(ProcessLink {
-            child,
-            channel: BufReader::with_capacity(READ_BUFFER, ours),
-            max_frame,
-            timeout: None,
-            kill: kill.clone(),
-        });
-        let pid = link.pid();
-        let hello = link.recv(Some(start_timeout));
-        match hello.map(wire::parse_reply) {
-            Ok(Ok(Reply::Hello { .. })) => Ok(link),
-            other => {
-                let why = match other {
-                    Ok(Ok(Reply::Fatal { message })) => message,
-                    Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
-                    Ok(Err(e)) => e,
-                    Err(FrameError::TimedOut) => {
-                        format!("it sent nothing within {start_timeout:?}")
-                    }
-                    Err(_) => "it closed its channel".to_string(),
-                };
-                let status = link.finish(Duration::ZERO);
-                Err(start_error(format!(
-                    "worker {pid} failed before it was ready ({why}; {status}). \
-                     Does the program call procpool::init() first in main, \
-                     or procpool::enable_test_support!() in a test binary?"
-                )))
-            }
-        }
+        drop(memfd);
+        let link = ShmLink::new(endpoint, child, dead, map, kill.clone());
+        hello(Box::new(link), start_timeout).map_err(start_error)
     }
 }
 
-struct ProcessLink {
-    child: sys::WorkerProcess,
-    /// Replies are read through a buffer: a small one costs one read, and a
-    /// batch of them arriving together costs one read for all.
-    channel: BufReader<UnixStream>,
-    max_frame: usize,
-    timeout: Option<Duration>,
-    kill: Arc<KillSwitch>,
-}
-
-impl Link for ProcessLink {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
-        wire::write_frame(&mut self.channel.get_ref(), parts, self.max_frame)
-    }
-
-    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
-        let mut buf = Vec::new();
-        for parts in frames {
-            wire::append_frame(&mut buf, parts, self.max_frame)?;
-        }
-        self.channel
-            .get_ref()
-            .write_all(&buf)
-            .map_err(FrameError::Io)
-    }
-
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
-        if timeout != self.timeout {
-            // A zero read timeout means "none" to the OS: use the smallest real one.
-            let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-            self.channel
-                .get_ref()
-                .set_read_timeout(os_timeout)
-                .map_err(FrameError::Io)?;
-            self.timeout = timeout;
-        }
-        // The first byte is awaited with the worker's life in view: a process
-        // the task forked may hold the channel open after the worker died,
-        // and then no end-of-file would ever come.
-        if self.channel.buffer().is_empty() {
-            match sys::wait_readable(self.channel.get_ref(), &self.child, timeout) {
-                Ok(sys::Readiness::Readable) => {}
-                Ok(sys::Readiness::TimedOut) => return Err(FrameError::TimedOut),
-                Ok(sys::Readiness::WorkerEnded) => return Err(FrameError::Closed),
-                Err(e) => return Err(FrameError::Io(e)),
-            }
-        }
-        wire::read_frame(&mut self.channel, self.max_frame)
-    }
-
-    fn has_exited(&mut self) -> bool {
-        // Reaped under the switch's lock, like `finish`: a concurrent kill
-        // either hits the live child or finds no pid.
-        let mut slot = self.kill.lock();
-        match self.child.try_wait() {
-            Ok(None) => false,
-            Ok(Some(_)) | Err(_) => {
-                *slot = None;
-                true
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        self.kill.kill();
-    }
-
-    fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
-        let deadline = Instant::now() + grace;
-        let mut pause = Duration::from_micros(50);
-        loop {
-            {
-                // Reaping and clearing the pid under one lock: a concurrent
-                // kill either hits the live child or finds no pid.
-                let mut slot = self.kill.lock();
-                match self.child.try_wait() {
-                    Ok(Some(status)) => {
-                        *slot = None;
-                        return ExitInfo::from(status);
-                    }
-                    Ok(None) if Instant::now() >= deadline => self.child.kill(),
-                    Ok(None) => {}
-                    Err(_) => {
-                        self.child.kill();
-                        let status = self.child.wait();
-                        *slot = None;
-                        return status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown);
-                    }
-                }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
-        }
-    }
+/// Waits for a new worker's first message; on anything but its hello, ends
+/// it and says why.
+fn hello(mut link: Box<ShmLink>, start_timeout: Duration) -> Result<Box<dyn Link>, String> {
+    let pid = link.pid();
+    let first = link.recv(Some(start_timeout));
+    let why = match first.map(|frame| wire::parse_reply(frame.into_contiguous())) {
+        Ok(Ok(Reply::Hello { .. })) => return Ok(link),
+        Ok(Ok(Reply::Fatal { message })) => message,
+        Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
+        Ok(Err(e)) => e,
+        Err(FrameError::TimedOut) => format!("it sent nothing within {start_timeout:?}"),
+        Err(FrameError::Broken(why)) => why,
+        Err(_) => "it ended".to_string(),
+    };
+    let status = link.finish(Duration::ZERO);
+    Err(format!(
+        "worker {pid} failed before it was ready ({why}; {status}). \
+         Does the program call procpool::init() first in main, \
+         or procpool::enable_test_support!() in a test binary?"
+    ))
 }

@@ -1,42 +1,24 @@
-//! Everything OS-specific: the inherited channel fd, starting a worker
-//! (`posix_spawn`), waiting on a worker, signals, memory hints. A port to
-//! another OS replaces this module; nothing else calls `libc`. It imports
-//! nothing from the rest of the crate: it is the bottom layer.
+//! Everything OS-specific: starting a worker (`posix_spawn`), waiting on a
+//! worker, signals, memory hints; shared memory and futexes in [`shm`],
+//! pidfds and epoll in [`pidfd`]. A port to another OS replaces this module;
+//! nothing else calls `libc`. It imports nothing from the rest of the crate:
+//! it is the bottom layer.
+
+mod pidfd;
+mod shm;
+
+pub(crate) use pidfd::{pidfd_kill, pidfd_open, pidfd_wait, Epoll};
+pub(crate) use shm::{
+    allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, SharedMap,
+};
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-
-/// Socket buffer size asked for on each end of a task channel: large frames
-/// then move in a few big steps instead of many ~200 KiB ones. The kernel
-/// caps it at `net.core.wmem_max` / `rmem_max`; a refusal is harmless.
-const CHANNEL_BUFFER: libc::c_int = 4 << 20;
-
-/// A connected pair of stream sockets, both close-on-exec.
-pub(crate) fn channel_pair() -> io::Result<(UnixStream, UnixStream)> {
-    let (a, b) = UnixStream::pair()?;
-    for sock in [&a, &b] {
-        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a
-            // live local; the fd is an open socket we own.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&CHANNEL_BUFFER as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
-    }
-    Ok((a, b))
-}
 
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
@@ -53,62 +35,9 @@ pub(crate) fn worker_executable() -> PathBuf {
 /// A worker process this process started and has not yet reaped.
 pub(crate) struct WorkerProcess {
     pid: libc::pid_t,
-    /// Readable once the process has ended (Linux 5.3+; `None` before):
-    /// waits on the channel watch it too, see [`wait_readable`].
-    pidfd: Option<OwnedFd>,
-}
-
-/// What [`wait_readable`] saw.
-pub(crate) enum Readiness {
-    /// The channel has bytes (or end-of-file) to read.
-    Readable,
-    /// The time limit passed first.
-    TimedOut,
-    /// The worker ended and the channel holds nothing: a process it forked
-    /// may still hold the channel open, so no end-of-file would come.
-    WorkerEnded,
-}
-
-/// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
-pub(crate) fn wait_readable(
-    channel: &UnixStream,
-    worker: &WorkerProcess,
-    timeout: Option<std::time::Duration>,
-) -> io::Result<Readiness> {
-    let mut fds = [
-        libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: worker.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
-    });
-    loop {
-        // SAFETY: poll reads and writes only the two pollfd structs we own
-        // (a negative fd is ignored by the kernel).
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if ready == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(if fds[0].revents != 0 {
-            Readiness::Readable
-        } else if fds[1].revents != 0 {
-            Readiness::WorkerEnded
-        } else {
-            Readiness::TimedOut
-        });
-    }
+    /// Readable once the process has ended; signals through it cannot hit
+    /// another process, even after this one was reaped.
+    pidfd: std::sync::Arc<OwnedFd>,
 }
 
 /// Starts `exe` as a worker: `channel` at fd `at`, stdin from
@@ -124,7 +53,7 @@ pub(crate) fn spawn_worker(
     exe: &Path,
     argv: &[&OsStr],
     env: &[(&str, String)],
-    channel: &UnixStream,
+    channel: BorrowedFd<'_>,
     at: RawFd,
 ) -> io::Result<WorkerProcess> {
     let (exe, argv, envp) = spawn_strings(exe, argv, env)?;
@@ -192,10 +121,19 @@ pub(crate) fn spawn_worker(
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
             ))?;
-            // pidfd_open takes integers and returns a new fd, ours alone, or -1.
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
-            let pidfd = (pidfd >= 0).then(|| OwnedFd::from_raw_fd(pidfd as RawFd));
-            Ok(WorkerProcess { pid, pidfd })
+            // Our own unreaped child: the pid cannot have been reused.
+            match pidfd_open(pid as u32) {
+                Ok(pidfd) => Ok(WorkerProcess {
+                    pid,
+                    pidfd: std::sync::Arc::new(pidfd),
+                }),
+                Err(e) => {
+                    kill(pid as u32);
+                    let mut status = 0;
+                    libc::waitpid(pid, &mut status, 0);
+                    Err(e)
+                }
+            }
         })();
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
@@ -259,6 +197,11 @@ impl WorkerProcess {
         self.pid as u32
     }
 
+    /// The process's pidfd (see [`pidfd_kill`], [`pidfd_wait`]).
+    pub(crate) fn pidfd(&self) -> &std::sync::Arc<OwnedFd> {
+        &self.pidfd
+    }
+
     /// The exit status if the process has ended (and reaps it), else `None`.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         let mut status = 0;
@@ -283,9 +226,9 @@ impl WorkerProcess {
         }
     }
 
-    /// SIGKILL; the caller has not reaped it, so the pid is still ours.
+    /// SIGKILL, through the pidfd.
     pub(crate) fn kill(&mut self) {
-        kill(self.pid as u32);
+        pidfd_kill(self.pidfd.as_fd());
     }
 }
 
@@ -306,31 +249,6 @@ pub(crate) fn die_with_parent(parent: u32) {
             libc::_exit(1);
         }
     }
-}
-
-/// Takes ownership of the channel the parent left at `fd`.
-pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
-    // struct of the right type; an fd that is not open is an EBADF error.
-    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not the task channel (not a socket)"),
-        ));
-    }
-    // The worker's own children (a task may run commands) must not inherit it.
-    // SAFETY: fcntl on an fd we just checked is open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the fd is open, is a socket, and nothing else in this process
-    // owns it: the parent put it there for us, and only this call adopts it.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
@@ -403,24 +321,4 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
     unsafe {
         libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }
-}
-
-/// Makes a worker's allocator keep large freed blocks for reuse instead of
-/// returning them to the kernel at once (glibc maps blocks over 32 MiB
-/// afresh on every allocation, a page fault per 4 KiB each time). A worker
-/// exists to run calls over and over; the price is that memory freed after a
-/// large call stays in the worker (up to `keep` bytes) until it exits.
-pub(crate) fn tune_worker_allocator(keep: usize) {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let keep = libc::c_int::try_from(keep).unwrap_or(libc::c_int::MAX);
-        // SAFETY: mallopt only changes glibc's allocation thresholds; it is
-        // called before the worker serves, and either value is valid.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, keep);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, keep);
-        }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = keep;
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::{Backend, KillSwitch, Limits, Link};
 use crate::error::{Error, ExitInfo};
-use crate::wire::{self, FrameError, Reply, Request};
+use crate::wire::{self, Frame, FrameError, Reply, Request};
 
 /// What a fake worker does with one call.
 #[derive(Debug, Clone)]
@@ -167,7 +167,7 @@ impl FakeLink {
     /// Fails a write to a worker that was gone before it.
     fn writable(&self) -> Result<(), FrameError> {
         if self.gone() {
-            return Err(FrameError::Io(std::io::ErrorKind::BrokenPipe.into()));
+            return Err(FrameError::Closed);
         }
         Ok(())
     }
@@ -238,9 +238,9 @@ impl Link for FakeLink {
         self.pid
     }
 
-    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
+    fn send(&mut self, parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
         self.writable()?;
-        self.take(&parts.concat(), 1);
+        self.take(&[parts.concat(), tail.to_vec()].concat(), 1);
         Ok(())
     }
 
@@ -252,12 +252,13 @@ impl Link for FakeLink {
         Ok(())
     }
 
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
             if let Some((due, _)) = self.inbox.front() {
                 if *due <= Instant::now() {
-                    return Ok(self.inbox.pop_front().expect("a reply is due").1);
+                    let reply = self.inbox.pop_front().expect("a reply is due").1;
+                    return Ok(Frame::plain(reply));
                 }
             } else if self.gone() {
                 return Err(FrameError::Closed);

@@ -10,7 +10,7 @@ use crate::call::{Call, Job, Kind};
 use crate::error::{Error, ExitInfo};
 use crate::link::Link;
 use crate::result::Outcome;
-use crate::wire::{self, FrameError, RemoteError, Reply};
+use crate::wire::{self, Frame, FrameError, RemoteError, Reply};
 
 /// How long a worker whose channel closed may take to be reaped.
 pub(crate) const DEATH_GRACE: Duration = Duration::from_millis(500);
@@ -35,7 +35,7 @@ pub(crate) enum Loss {
 
 /// Sends `call` and reads its reply.
 pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
-    match link.send(&[&call.header(), &call.args]) {
+    match link.send(&[&call.header(), &call.args], &[]) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {
@@ -59,8 +59,9 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Lost(Loss::TooLarge { len, max })
         }
+        Err(FrameError::Broken(why)) => return Exchange::Lost(Loss::Protocol(why)),
         // End of file, a frame cut short by the death, a reset: the worker is gone.
-        Err(FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_)) => {
+        Err(FrameError::Closed | FrameError::Truncated { .. }) => {
             return Exchange::Lost(Loss::Died)
         }
     };
@@ -68,10 +69,10 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
 }
 
 /// Checks that `frame` is the reply to `call`, and reads it.
-pub(crate) fn check_reply(frame: Vec<u8>, call: &Call) -> Exchange {
+pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
     let task = || call.task.to_string();
     let single = call.kind == Kind::Single;
-    match wire::parse_reply(frame) {
+    match wire::parse_reply(frame.into_contiguous()) {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
         // The caller decodes the records (see `crate::map::chunk`).
         Ok(Reply::Results { id, bytes }) if id == call.id && !single => {

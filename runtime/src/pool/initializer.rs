@@ -65,11 +65,11 @@ pub(crate) fn run(
     };
     // Zero fingerprint: called by name, like Python's initializer.
     let header = wire::call_header(INIT_ID, 0, &init.task);
-    let answer = match link.send(&[&header, &init.args]) {
+    let answer = match link.send(&[&header, &init.args], &[]) {
         Ok(()) => link.recv(Some(limit)),
         Err(e) => Err(e),
     };
-    let why = match answer.map(wire::parse_reply) {
+    let why = match answer.map(|frame| wire::parse_reply(frame.into_contiguous())) {
         Ok(Ok(Reply::Value { id: INIT_ID, .. })) => return Ok(link),
         Ok(Ok(Reply::Panic { report, .. })) => failed(
             format!("it panicked: {}", report.message),
@@ -86,6 +86,7 @@ pub(crate) fn run(
             format!("its reply of {len} bytes exceeds the frame limit of {max} bytes"),
             None,
         ),
+        Err(FrameError::Broken(why)) => failed(format!("it broke the protocol: {why}"), None),
         Err(_) => {
             let pid = link.pid();
             let status = link.finish(DEATH_GRACE);

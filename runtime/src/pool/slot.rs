@@ -303,7 +303,7 @@ pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
     use std::sync::atomic::Ordering::Relaxed;
     if let Some(mut link) = worker {
         let pid = link.pid();
-        let _ = link.send(&[&wire::shutdown_message()]);
+        let _ = link.send(&[&wire::shutdown_message()], &[]);
         let status = link.finish(SHUTDOWN_GRACE);
         RETIRED[0].fetch_add(1, Relaxed);
         if status != ExitInfo::Code(0) {

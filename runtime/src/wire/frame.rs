@@ -1,17 +1,57 @@
-//! Frames: a little-endian `u32` length followed by that many bytes.
+//! Frames: what the task channel carries, one message each.
 //!
-//! A reader checks the length against a limit before reading, and grows its
-//! buffer only as bytes actually arrive, so a bogus length can neither make it
-//! allocate the announced size nor wait for bytes that never come (the peer's
-//! death ends the read with end-of-file).
+//! ```text
+//! plain frame   len u32 (< SPLIT_MARK) | body (len bytes)
+//! split frame   SPLIT_MARK u32 | head_len u64 | tail_len u64 | head | tail
+//! ```
+//!
+//! All integers are little-endian. A split frame carries a large block of
+//! bytes (a `Vec<u8>` argument or result) as its tail, which the receiver
+//! reads into a buffer of its own: the block then becomes the argument or
+//! the result without another copy. A frame of 4 GiB or more is split too.
+//!
+//! A reader checks the announced length against its limit before it reads
+//! anything else, and grows its buffers only as bytes actually arrive, so a
+//! bogus length can make it neither allocate the announced size nor wait
+//! for bytes that never come past the sender's death or a bounded stall
+//! (see [`crate::shm::ring`]).
 
-use std::io::{self, IoSlice, Read, Write};
+/// Default upper bound of one frame (head and tail together): the largest
+/// plain frame, 4 GiB. It is a limit for the user to lower: the channel
+/// streams frames of any size, and readers never trust a length.
+pub(crate) const DEFAULT_MAX_FRAME: usize = SPLIT_MARK as usize - 1;
 
-use crate::buffers;
+/// The length word that starts a split frame.
+pub(crate) const SPLIT_MARK: u32 = u32::MAX;
 
-/// Default upper bound of one frame: large enough for big payloads, small
-/// enough that a corrupt length cannot make either side allocate gigabytes.
-pub(crate) const DEFAULT_MAX_FRAME: usize = 256 << 20;
+/// One frame as received: its head, and the tail of a split frame (empty
+/// for a plain one).
+#[derive(Debug, Default)]
+pub(crate) struct Frame {
+    pub(crate) head: Vec<u8>,
+    pub(crate) tail: Vec<u8>,
+}
+
+impl Frame {
+    /// A plain frame of `head`.
+    #[cfg(test)]
+    pub(crate) fn plain(head: Vec<u8>) -> Frame {
+        Frame {
+            head,
+            tail: Vec::new(),
+        }
+    }
+
+    /// The frame's bytes in one buffer (copied only if it has a tail).
+    pub(crate) fn into_contiguous(self) -> Vec<u8> {
+        let Frame { mut head, tail } = self;
+        if tail.is_empty() {
+            return head;
+        }
+        head.extend_from_slice(&tail);
+        head
+    }
+}
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -24,8 +64,10 @@ pub(crate) enum FrameError {
     TooLarge { len: usize, max: usize },
     /// The read timed out (only with a read timeout set).
     TimedOut,
-    /// Any other I/O failure.
-    Io(io::Error),
+    /// The peer broke the channel's protocol (an impossible index in shared
+    /// memory, a frame that stalled half-way), or the frame cannot be held
+    /// (no memory): nothing more can be read.
+    Broken(String),
 }
 
 impl std::fmt::Display for FrameError {
@@ -39,165 +81,34 @@ impl std::fmt::Display for FrameError {
                 write!(f, "a frame of {len} bytes exceeds the limit of {max} bytes")
             }
             FrameError::TimedOut => f.write_str("timed out"),
-            FrameError::Io(e) => write!(f, "{e}"),
+            FrameError::Broken(why) => f.write_str(why),
         }
     }
 }
 
-/// Frames up to this size are copied into one stack buffer and written with
-/// one call; larger ones go out vectored, without concatenating their parts.
-const SMALL_FRAME: usize = 512;
+/// The most a reader reserves ahead of the bytes that actually arrived
+/// (or as much again as arrived, whichever is more).
+pub(crate) const READ_CHUNK: usize = 64 << 10;
 
-/// Writes one frame made of `parts`, concatenated.
-pub(crate) fn write_frame(
-    w: &mut impl Write,
-    parts: &[&[u8]],
-    max: usize,
-) -> Result<(), FrameError> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len > max || u32::try_from(len).is_err() {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let header = (len as u32).to_le_bytes();
-    if len + header.len() <= SMALL_FRAME {
-        let mut buf = [0u8; SMALL_FRAME];
-        buf[..4].copy_from_slice(&header);
-        let mut at = 4;
-        for part in parts {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
+/// Appends one frame made of `parts` and `tail` to `out`, laid out as on
+/// the channel (for tests that write raw frames).
+#[cfg(test)]
+pub(crate) fn append_frame(out: &mut Vec<u8>, parts: &[&[u8]], tail: &[u8]) {
+    let head: usize = parts.iter().map(|p| p.len()).sum();
+    match u32::try_from(head) {
+        Ok(len) if tail.is_empty() && len != SPLIT_MARK => {
+            out.extend_from_slice(&len.to_le_bytes())
         }
-        return w.write_all(&buf[..at]).map_err(FrameError::Io);
+        _ => {
+            out.extend_from_slice(&SPLIT_MARK.to_le_bytes());
+            out.extend_from_slice(&(head as u64).to_le_bytes());
+            out.extend_from_slice(&(tail.len() as u64).to_le_bytes());
+        }
     }
-    let mut slices: Vec<IoSlice<'_>> = std::iter::once(&header[..])
-        .chain(parts.iter().copied())
-        .filter(|p| !p.is_empty())
-        .map(IoSlice::new)
-        .collect();
-    write_all_vectored(w, &mut slices).map_err(FrameError::Io)
-}
-
-/// Appends one frame made of `parts` to `out`, for writing several frames
-/// at once.
-pub(crate) fn append_frame(
-    out: &mut Vec<u8>,
-    parts: &[&[u8]],
-    max: usize,
-) -> Result<(), FrameError> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    if len > max || u32::try_from(len).is_err() {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    out.reserve(4 + len);
-    out.extend_from_slice(&(len as u32).to_le_bytes());
     for part in parts {
         out.extend_from_slice(part);
     }
-    Ok(())
-}
-
-fn write_all_vectored(w: &mut impl Write, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
-    while !slices.is_empty() {
-        match w.write_vectored(slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// The most a reader reserves ahead of the bytes that actually arrived.
-pub(crate) const READ_CHUNK: usize = 64 << 10;
-
-/// Reads one frame, refusing any longer than `max` bytes.
-pub(crate) fn read_frame(r: &mut impl Read, max: usize) -> Result<Vec<u8>, FrameError> {
-    let mut body = Vec::new();
-    read_frame_into(r, max, &mut body)?;
-    Ok(body)
-}
-
-/// [`read_frame`] into `body` (cleared first), which keeps whatever arrived
-/// when it fails, so tests can check what it reserved.
-pub(crate) fn read_frame_into(
-    r: &mut impl Read,
-    max: usize,
-    body: &mut Vec<u8>,
-) -> Result<(), FrameError> {
-    body.clear();
-    let mut header = [0u8; 4];
-    let got = read_full(r, &mut header)?;
-    if got == 0 {
-        return Err(FrameError::Closed);
-    }
-    if got < header.len() {
-        return Err(FrameError::Truncated {
-            expected: header.len(),
-            got,
-        });
-    }
-    let len = u32::from_le_bytes(header) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    // A large spare buffer this thread already has is used as it is.
-    if len > READ_CHUNK && body.capacity() < len {
-        if let Some(spare) = buffers::spare_buffer(len) {
-            *body = spare;
-        }
-    }
-    // Otherwise grows with the bytes that arrive instead of trusting `len`
-    // up front: the buffer never holds more than
-    // `min(len, received + max(READ_CHUNK, received))` bytes, so a bogus
-    // length costs at most one chunk, and a real large frame a handful of
-    // (geometric) reallocations.
-    let mut filled = 0;
-    while filled < len {
-        if body.capacity() == filled {
-            let ahead = READ_CHUNK.max(filled);
-            body.reserve_exact(ahead.min(len - filled));
-            if ahead >= 2 << 20 {
-                crate::sys::advise_huge_pages(body);
-            }
-        }
-        let want = (body.capacity() - filled).min(len - filled);
-        let got = read_into(r, body, want)?;
-        filled += got;
-        if got < want {
-            return Err(FrameError::Truncated {
-                expected: len,
-                got: filled,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Appends up to `n` bytes to `buf` (which has room for them); stops early
-/// only at end of file.
-fn read_into(r: &mut impl Read, buf: &mut Vec<u8>, n: usize) -> Result<usize, FrameError> {
-    r.take(n as u64).read_to_end(buf).map_err(io_to_frame)
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(io_to_frame(e)),
-        }
-    }
-    Ok(filled)
-}
-
-fn io_to_frame(e: io::Error) -> FrameError {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => FrameError::TimedOut,
-        _ => FrameError::Io(e),
-    }
+    out.extend_from_slice(tail);
 }
 
 #[cfg(test)]
@@ -205,44 +116,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn frames_are_bounded_and_checked() {
-        let mut buf = Vec::new();
-        write_frame(&mut buf, &[b"abc", b"de"], 16).unwrap();
-        assert_eq!(read_frame(&mut &buf[..], 16).unwrap(), b"abcde");
-        let mut appended = Vec::new();
-        append_frame(&mut appended, &[b"abc", b"de"], 16).unwrap();
-        assert_eq!(appended, buf);
-        assert!(matches!(
-            append_frame(&mut appended, &[b"abc"], 2),
-            Err(FrameError::TooLarge { len: 3, max: 2 })
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..], 4),
-            Err(FrameError::TooLarge { len: 5, max: 4 })
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..6], 16),
-            Err(FrameError::Truncated {
-                expected: 5,
-                got: 2
-            })
-        ));
-        assert!(matches!(
-            read_frame(&mut &buf[..2], 16),
-            Err(FrameError::Truncated {
-                expected: 4,
-                got: 2
-            })
-        ));
-        assert!(matches!(
-            read_frame(&mut &[][..], 16),
-            Err(FrameError::Closed)
-        ));
-        // A huge announced length with few bytes behind it fails without allocating it.
-        let bogus = [0xff, 0xff, 0xff, 0x0f, 1, 2];
-        assert!(matches!(
-            read_frame(&mut &bogus[..], usize::MAX),
-            Err(FrameError::Truncated { .. })
-        ));
+    fn plain_and_split_layouts() {
+        let mut out = Vec::new();
+        append_frame(&mut out, &[b"abc", b"de"], &[]);
+        assert_eq!(out, [5, 0, 0, 0, b'a', b'b', b'c', b'd', b'e']);
+        out.clear();
+        append_frame(&mut out, &[b"h"], b"tail");
+        let mut expected = vec![0xff; 4];
+        expected.extend_from_slice(&1u64.to_le_bytes());
+        expected.extend_from_slice(&4u64.to_le_bytes());
+        expected.extend_from_slice(b"htail");
+        assert_eq!(out, expected);
+        let frame = Frame {
+            head: b"h".to_vec(),
+            tail: b"tail".to_vec(),
+        };
+        assert_eq!(frame.into_contiguous(), b"htail");
+        assert_eq!(Frame::plain(b"x".to_vec()).into_contiguous(), b"x");
     }
 }

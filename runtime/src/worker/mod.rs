@@ -1,18 +1,32 @@
 //! Worker mode: the loop a re-executed process runs instead of its `main`.
+//!
+//! The worker maps its channel (a memfd the parent left at a fixed fd),
+//! closes the fd and keeps the mapping out of any process a task forks, then
+//! serves one request at a time. Each reply is published before the next
+//! call starts: if a task kills its worker, the replies of the calls before
+//! it are all in the parent's mapping, and the calls after it have provably
+//! not started, so the parent can run them elsewhere.
 
+mod channel;
 mod execute;
 pub(crate) mod panic;
 
-use std::io::{BufReader, Write};
+use std::io::Write;
+use std::time::Duration;
 
 use crate::process::WorkerChannel;
 use crate::wire::{self, FrameError, Reply, Request};
 use crate::{buffers, registry, sys};
 
+pub(crate) use channel::write_raw;
+
 /// Exit code of a worker that gave up on a corrupt channel.
 const EXIT_PROTOCOL: i32 = 70;
-/// Capacity of the worker's read buffer.
-const IO_BUFFER: usize = 64 << 10;
+/// How long a worker that handled a large frame stays idle before it gives
+/// the memory back (its kept buffers, and the heap's free memory).
+const IDLE_RELEASE: Duration = Duration::from_millis(500);
+/// A frame at least this large makes the worker give memory back once idle.
+const LARGE: usize = 1 << 20;
 
 /// How a worker ends its process.
 #[derive(Clone, Copy)]
@@ -41,12 +55,12 @@ pub(crate) fn serve_at_exit(channel: WorkerChannel) {
         // without a word, leaving its parent to wait for the start timeout:
         // tell the parent now, and stop.
         let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(WorkerChannel { fd, max_frame }) = channel {
+        if let Some(channel) = channel {
             let _ = EXIT_MODE.set(Exit::Immediate);
             let message = format!("atexit failed, so the worker cannot serve: {e}");
             eprintln!("procpool worker: {message}");
-            if let Ok(mut channel) = sys::adopt_channel(fd) {
-                fatal(&mut channel, message, max_frame);
+            if channel::adopt(channel).is_ok() {
+                fatal(message);
             }
         }
         end_process(EXIT_PROTOCOL);
@@ -57,50 +71,36 @@ pub(crate) fn serve_at_exit(channel: WorkerChannel) {
 /// ends the process.
 pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
-    let WorkerChannel { fd, max_frame } = channel;
-    let channel = match sys::adopt_channel(fd) {
-        Ok(channel) => channel,
+    let max_frame = match channel::adopt(channel) {
+        Ok(max_frame) => max_frame,
         Err(e) => {
             eprintln!("procpool worker: cannot use its task channel: {e}");
             end_process(EXIT_PROTOCOL);
         }
     };
     panic::install_panic_hook();
-    sys::tune_worker_allocator(max_frame.saturating_add(1 << 20));
-    // Requests are read through a buffer, so calls the parent sends in one
-    // batch cost one read. Each reply is written at once, before the next
-    // call starts: if a task kills its worker, the replies of the calls
-    // before it have all reached the parent, and the calls after it have
-    // provably not started, so the parent can run them elsewhere.
-    let mut reader = BufReader::with_capacity(IO_BUFFER, &channel);
-    let mut writer = &channel;
     if let Err(e) = registry::validate() {
-        send_or_exit(
-            &mut writer,
-            &Reply::Fatal {
-                message: e.to_string(),
-            },
-            max_frame,
-        );
-        end_process(EXIT_PROTOCOL);
+        fatal(e.to_string());
     }
-    send_or_exit(
-        &mut writer,
-        &Reply::Hello {
-            pid: std::process::id(),
-        },
-        max_frame,
-    );
+    send_or_exit(&Reply::Hello {
+        pid: std::process::id(),
+    });
+    // Whether the worker holds memory from a large frame to give back.
+    let mut holding = false;
     loop {
-        let frame = match wire::read_frame(&mut reader, max_frame) {
+        let frame = match channel::recv(holding.then_some(IDLE_RELEASE)) {
             Ok(frame) => frame,
+            Err(FrameError::TimedOut) => {
+                buffers::release();
+                sys::release_free_memory();
+                holding = false;
+                continue;
+            }
             Err(FrameError::Closed) => exit_cleanly(),
-            Err(e) => fatal(
-                &mut writer,
-                format!("cannot read a request: {e}"),
-                max_frame,
-            ),
+            Err(e) => fatal(format!("cannot read a request: {e}")),
         };
+        holding |= frame.head.capacity() + frame.tail.capacity() >= LARGE;
+        let frame = frame.into_contiguous();
         match wire::parse_request(&frame) {
             Ok(Request::Call {
                 id,
@@ -111,8 +111,9 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
                 let reply = execute::call(id, fingerprint, name, args);
                 flush_stdio();
                 let reply = execute::fit_in_frame(reply, max_frame);
-                send_or_exit(&mut writer, &reply, max_frame);
+                send_or_exit(&reply);
                 if let Reply::Value { bytes, .. } = reply {
+                    holding |= bytes.len() >= LARGE;
                     buffers::recycle(bytes.into_buf());
                 }
                 buffers::recycle(frame);
@@ -125,33 +126,32 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
             }) => {
                 let body = execute::chunk(id, fingerprint, name, items, max_frame);
                 flush_stdio();
-                if wire::write_frame(&mut writer, &[&body], max_frame).is_err() {
+                holding |= body.len() >= LARGE;
+                if channel::send(&[&body], &[]).is_err() {
                     exit_cleanly();
                 }
             }
             Ok(Request::Shutdown) => exit_cleanly(),
-            Err(message) => fatal(&mut writer, message, max_frame),
+            Err(message) => fatal(message),
         }
     }
 }
 
-fn send_or_exit(channel: &mut impl Write, reply: &Reply, max_frame: usize) {
+fn send_or_exit(reply: &Reply) {
     let sent = match reply {
         // The result bytes go out as they are, after their header.
-        Reply::Value { id, bytes } => {
-            wire::write_frame(channel, &[&wire::value_header(*id), bytes], max_frame)
-        }
-        other => wire::write_frame(channel, &[&wire::encode_reply(other)], max_frame),
+        Reply::Value { id, bytes } => channel::send(&[&wire::value_header(*id), bytes], &[]),
+        other => channel::send(&[&wire::encode_reply(other)], &[]),
     };
     if sent.is_err() {
-        // The parent is gone or the channel is broken: nobody to serve.
+        // The parent let the worker go, or the channel is broken.
         exit_cleanly();
     }
 }
 
-fn fatal(channel: &mut impl Write, message: String, max_frame: usize) -> ! {
+fn fatal(message: String) -> ! {
     let body = wire::encode_reply(&Reply::Fatal { message });
-    let _ = wire::write_frame(channel, &[&body], max_frame);
+    let _ = channel::send(&[&body], &[]);
     end_process(EXIT_PROTOCOL);
 }
 

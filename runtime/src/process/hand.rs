@@ -1,0 +1,55 @@
+//! A channel whose parent end a test drives by hand (see `__private`): the
+//! test starts a worker itself with the memfd at [`super::CHANNEL_FD`] and
+//! `PROCPOOL_WORKER_FD` set, then writes raw bytes and reads frames.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::shm::{self, Endpoint, Settings};
+use crate::sys::SharedMap;
+
+/// The parent's end of a fresh channel, with no worker yet.
+pub(crate) struct HandChannel {
+    endpoint: Endpoint,
+    memfd: OwnedFd,
+}
+
+impl HandChannel {
+    pub(crate) fn new(max_frame: usize) -> io::Result<HandChannel> {
+        let settings = Settings {
+            ring_bytes: shm::DEFAULT_RING_BYTES,
+            max_frame,
+        };
+        let (memfd, map) =
+            SharedMap::create(super::CHANNEL_NAME, shm::total_bytes(settings.ring_bytes))?;
+        let endpoint = Endpoint::parent(Arc::new(map), settings, Arc::new(AtomicBool::new(false)));
+        Ok(HandChannel { endpoint, memfd })
+    }
+
+    /// The memfd to place at the worker's channel fd.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.memfd.as_fd()
+    }
+
+    /// Writes `bytes` into the request ring as they are, and publishes them.
+    pub(crate) fn write_raw(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.endpoint.write_raw(bytes).map_err(|e| e.to_string())
+    }
+
+    /// Reads one frame (its bytes, a split frame's joined), waiting at most
+    /// `timeout` for it.
+    pub(crate) fn read_frame(&mut self, timeout: Duration) -> Result<Vec<u8>, String> {
+        self.endpoint
+            .recv(Some(timeout))
+            .map(|frame| frame.into_contiguous())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Lets the worker go (it exits cleanly once it has nothing to read).
+    pub(crate) fn close(&self) {
+        self.endpoint.close();
+    }
+}

@@ -1,0 +1,105 @@
+//! The parent's end of one running worker: its channel, its process, and
+//! its entry in the death watch.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::watch::{self, Watched};
+use crate::error::ExitInfo;
+use crate::link::{KillSwitch, Link};
+use crate::shm::Endpoint;
+use crate::sys::{self, SharedMap};
+use crate::wire::{Frame, FrameError};
+
+pub(super) struct ShmLink {
+    endpoint: Endpoint,
+    child: sys::WorkerProcess,
+    /// Until dropped, the death watch sets `dead` and wakes the endpoint's
+    /// waits when the worker ends (`None`: the watch could not be started,
+    /// and every operation fails).
+    watched: Option<Watched>,
+    kill: Arc<KillSwitch>,
+}
+
+impl ShmLink {
+    /// The link to `child`, whose channel `endpoint` (in `map`) is; `dead`
+    /// is the endpoint's flag for the death watch to set.
+    pub(super) fn new(
+        endpoint: Endpoint,
+        child: sys::WorkerProcess,
+        dead: Arc<AtomicBool>,
+        map: Arc<SharedMap>,
+        kill: Arc<KillSwitch>,
+    ) -> ShmLink {
+        let watched = match watch::watch(child.pidfd(), dead.clone(), map) {
+            Ok(watched) => Some(watched),
+            Err(e) => {
+                // Waits could not see the worker die: fail at once instead.
+                log::warn!(target: "procpool", "cannot watch worker {}: {e}", child.id());
+                dead.store(true, std::sync::atomic::Ordering::SeqCst);
+                None
+            }
+        };
+        ShmLink {
+            endpoint,
+            child,
+            watched,
+            kill,
+        }
+    }
+}
+
+impl Link for ShmLink {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn send(&mut self, parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
+        self.endpoint.send(parts, tail)
+    }
+
+    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
+        self.endpoint.send_batch(frames)
+    }
+
+    fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
+        self.endpoint.recv(timeout)
+    }
+
+    fn has_exited(&mut self) -> bool {
+        // Reaped under the switch's lock, like `finish`: the switch never
+        // holds a worker that is gone.
+        let mut slot = self.kill.lock();
+        match self.child.try_wait() {
+            Ok(None) => false,
+            Ok(Some(_)) | Err(_) => {
+                *slot = None;
+                true
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        self.kill.kill();
+    }
+
+    fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
+        // Let the worker go: a worker waiting for work exits cleanly.
+        self.endpoint.close();
+        if !sys::pidfd_wait(self.child.pidfd().as_fd(), Some(grace)) {
+            self.child.kill();
+        }
+        let status = self.child.wait();
+        *self.kill.lock() = None;
+        status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown)
+    }
+}
+
+impl Drop for ShmLink {
+    fn drop(&mut self) {
+        self.watched.take();
+        self.endpoint.close();
+    }
+}

@@ -1,0 +1,105 @@
+//! The death watch: one thread per process that learns at once when any
+//! worker ends. It blocks in `epoll_wait` over the pidfds of all live
+//! workers (costing nothing while they live); when one becomes readable, it
+//! sets that worker's `dead` flag and wakes whoever waits on its channel, so
+//! every wait on a worker ends when the worker does, whoever else holds its
+//! channel (the worker's mapping is not inherited by processes it forks).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::shm;
+use crate::sys::{Epoll, SharedMap};
+
+/// What the watch does when a worker ends.
+struct Entry {
+    /// A copy of the worker's pidfd, registered in the epoll set.
+    pidfd: OwnedFd,
+    dead: Arc<AtomicBool>,
+    map: Arc<SharedMap>,
+}
+
+struct DeathWatch {
+    epoll: Epoll,
+    entries: Mutex<HashMap<u64, Entry>>,
+    next: AtomicU64,
+}
+
+/// A worker being watched; dropping it stops the watch.
+pub(super) struct Watched {
+    token: u64,
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Ok(watch) = the_watch() {
+            watch.forget(self.token);
+        }
+    }
+}
+
+/// Sets `dead` and wakes the parent's waits on the channel in `map` once
+/// the process behind `pidfd` has ended.
+pub(super) fn watch(
+    pidfd: &OwnedFd,
+    dead: Arc<AtomicBool>,
+    map: Arc<SharedMap>,
+) -> io::Result<Watched> {
+    let watch = the_watch()?;
+    let token = watch.next.fetch_add(1, Ordering::Relaxed);
+    let pidfd = pidfd.try_clone()?;
+    let mut entries = watch.lock();
+    watch.epoll.add(pidfd.as_fd(), token)?;
+    entries.insert(token, Entry { pidfd, dead, map });
+    Ok(Watched { token })
+}
+
+/// The process's death watch, started on first use.
+fn the_watch() -> io::Result<&'static DeathWatch> {
+    static WATCH: OnceLock<Result<&'static DeathWatch, String>> = OnceLock::new();
+    WATCH
+        .get_or_init(|| {
+            let watch: &'static DeathWatch = Box::leak(Box::new(DeathWatch {
+                epoll: Epoll::new().map_err(|e| e.to_string())?,
+                entries: Mutex::default(),
+                next: AtomicU64::new(1),
+            }));
+            std::thread::Builder::new()
+                .name("procpool-death-watch".into())
+                .spawn(move || watch.run())
+                .map_err(|e| e.to_string())?;
+            Ok(watch)
+        })
+        .clone()
+        .map_err(|e| io::Error::other(format!("the death watch could not start: {e}")))
+}
+
+impl DeathWatch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forget(&self, token: u64) {
+        if let Some(entry) = self.lock().remove(&token) {
+            self.epoll.remove(entry.pidfd.as_fd());
+        }
+    }
+
+    fn run(&self) {
+        let mut tokens = Vec::new();
+        loop {
+            self.epoll.wait(&mut tokens);
+            for token in &tokens {
+                let entry = self.lock().remove(token);
+                if let Some(entry) = entry {
+                    self.epoll.remove(entry.pidfd.as_fd());
+                    entry.dead.store(true, Ordering::SeqCst);
+                    shm::wake_parent(&entry.map);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The worker's end of its channel, kept where both the serve loop and the
+//! test hook [`write_raw`] reach it. Only the serve loop's thread uses it,
+//! but for that hook, which a task calls while the loop waits for it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::process::WorkerChannel;
+use crate::shm::Endpoint;
+use crate::sys::SharedMap;
+use crate::wire::{Frame, FrameError};
+
+static CHANNEL: Mutex<Option<Endpoint>> = Mutex::new(None);
+
+/// Maps the channel the parent left and keeps its end here; returns the
+/// frame limit the parent set.
+pub(super) fn adopt(channel: WorkerChannel) -> Result<usize, String> {
+    let map = SharedMap::adopt(channel.fd).map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::worker(Arc::new(map))?;
+    let max_frame = endpoint.max_frame();
+    *CHANNEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
+    Ok(max_frame)
+}
+
+fn with<T>(f: impl FnOnce(&mut Endpoint) -> Result<T, FrameError>) -> Result<T, FrameError> {
+    match CHANNEL.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        Some(endpoint) => f(endpoint),
+        None => Err(FrameError::Closed),
+    }
+}
+
+/// The next request (see [`Endpoint::recv`]).
+pub(super) fn recv(timeout: Option<Duration>) -> Result<Frame, FrameError> {
+    with(|endpoint| endpoint.recv(timeout))
+}
+
+/// Sends (and publishes) one frame.
+pub(super) fn send(parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
+    with(|endpoint| endpoint.send(parts, tail))
+}
+
+/// For tests that play a corrupt worker (see `__private`): writes `bytes`
+/// into this worker's reply ring as they are, ahead of the reply to the call
+/// running now, and publishes them.
+pub(crate) fn write_raw(bytes: &[u8]) -> Result<(), String> {
+    with(|endpoint| endpoint.write_raw(bytes)).map_err(|e| e.to_string())
+}
