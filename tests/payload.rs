@@ -121,3 +121,69 @@ fn byte_vectors_and_slices_round_trip_on_every_path() {
         assert_ne!(pid, std::process::id());
     }
 }
+
+/// A large last `Vec<u8>` argument and a `Vec<u8>` result travel as the
+/// tails of split frames, without a copy into the frame: every size around
+/// the threshold (64 KiB) comes back exact, with the arguments before it.
+#[pool_task]
+fn tagged(tag: u32, bytes: Vec<u8>) -> Vec<u8> {
+    let mut out = tag.to_le_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    out
+}
+
+#[test]
+fn byte_tails_round_trip_at_every_size_and_by_name() {
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    for (i, len) in [
+        0,
+        1,
+        (64 << 10) - 5,
+        (64 << 10) - 4,
+        64 << 10,
+        (64 << 10) + 1,
+        5 << 20,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let data = pattern(len, i as u8);
+        let mut expected = (i as u32).to_le_bytes().to_vec();
+        expected.extend_from_slice(&data);
+        assert!(
+            apply_tagged(&pool, i as u32, data.clone()).unwrap() == expected,
+            "{len}"
+        );
+        let queued = apply_async_tagged(&pool, i as u32, data.clone());
+        assert!(queued.get().unwrap() == expected, "queued, {len}");
+        // By name the arguments go through serde (no tail), and the result
+        // decodes as a plain Vec<u8> (its tail joined).
+        let by_name: Vec<u8> = pool
+            .apply_by_name("payload::tagged", &(i as u32, data))
+            .unwrap();
+        assert!(by_name == expected, "by name, {len}");
+    }
+}
+
+#[pool_task]
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+/// 256 MiB and 1 GiB `Vec<u8>` round trips work on a default pool.
+#[test]
+fn quarter_and_whole_gibibyte_vectors_round_trip_on_a_default_pool() {
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    for len in [256 << 20, 1 << 30] {
+        let mut data = vec![0u8; len];
+        for (i, chunk) in data.chunks_mut(4096).enumerate() {
+            chunk[0] = i as u8;
+            chunk[4095] = (i >> 8) as u8;
+        }
+        let back = apply_echo(&pool, data.clone()).unwrap();
+        assert_eq!(back.len(), len);
+        assert!(back == data, "{len} bytes came back altered");
+    }
+}

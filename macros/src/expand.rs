@@ -308,10 +308,11 @@ fn worker_entries(m: &Model<'_>) -> TokenStream {
     let decodes: Vec<_> = m.args.iter().map(|a| &a.decode).collect();
     let passes: Vec<_> = m.args.iter().map(|a| &a.pass).collect();
     let by_name_types = m.args.iter().map(|a| &a.by_name_ty);
-    let encode_output = if m.returns_bytes() {
-        quote!(encode_byte_output)
+    // A `Vec<u8>` result is handed over whole (sent without a copy).
+    let (encode_output, out_arg) = if m.returns_bytes() {
+        (quote!(encode_byte_output), quote!(__procpool_out))
     } else {
-        quote!(encode_output)
+        (quote!(encode_output), quote!(&__procpool_out))
     };
     quote! {
         fn __procpool_call_batch(
@@ -334,13 +335,12 @@ fn worker_entries(m: &Model<'_>) -> TokenStream {
         }
 
         fn __procpool_call(
-            __procpool_bytes: &[u8],
-        ) -> ::core::result::Result<::std::vec::Vec<u8>, #krate::__private::CallError> {
-            let mut __procpool_args = #krate::__private::ArgsDecoder::new(__procpool_bytes);
+            mut __procpool_args: #krate::__private::ArgsDecoder<'_>,
+        ) -> ::core::result::Result<#krate::__private::Encoded, #krate::__private::CallError> {
             #(#decodes)*
             __procpool_args.finish()?;
             let __procpool_out: #ret = #fn_ident(#(#passes),*);
-            #krate::__private::#encode_output::<#marker>(&__procpool_out)
+            #krate::__private::#encode_output::<#marker>(#out_arg)
         }
     }
 }

@@ -137,7 +137,7 @@ impl<'a> Model<'a> {
                 // (the same bytes).
                 let (push, decode) = if is_byte_vec(a.ty) {
                     (
-                        quote!(.byte_vec::<#marker, #index>(&#ident)),
+                        quote!(.byte_vec::<#marker, #index>(#ident)),
                         quote!(byte_vec),
                     )
                 } else {

@@ -9,12 +9,13 @@ pub use ::serde;
 pub use crate::registry::Registration;
 pub use crate::task::{
     by_name_signature, encode_byte_output, encode_output, encode_ref, encode_result, encode_value,
-    fingerprint, ArgsDecoder, ArgsEncoder, CallError, Lend, RefArg, RefArgAt, Task, TaskInfo,
-    TaskOutput, ValueArg,
+    fingerprint, ArgsDecoder, ArgsEncoder, CallError, Encoded, Lend, RefArg, RefArgAt, Task,
+    TaskInfo, TaskOutput, ValueArg,
 };
 
 use crate::call::Kind;
-use crate::{codec, AsyncResult, Error, Imap, ImapUnordered, MapOptions, Pool};
+use crate::wire::Body;
+use crate::{AsyncResult, Error, Imap, ImapUnordered, MapOptions, Pool};
 
 /// How many workers this process asked to exit (after `max_tasks_per_child`
 /// tasks, or at `join`), and how many of those did not exit with code 0.
@@ -26,22 +27,21 @@ pub fn retirements() -> (usize, usize) {
 }
 
 /// `apply_<fn>`: runs the call and waits for its result.
-pub fn call_task<M: Task>(pool: &Pool, args: Result<Vec<u8>, String>) -> Result<M::Output, Error> {
-    pool.call(&M::INFO, args, codec::decode::<M::Output>)
+pub fn call_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Result<M::Output, Error> {
+    pool.call(&M::INFO, args, crate::pool::decode_body::<M::Output>)
 }
 
-/// [`call_task`] for a task returning `Vec<u8>`: decodes it as one block.
+/// [`call_task`] for a task returning `Vec<u8>`: decodes it as one block
+/// (a large one is the very buffer it was received into).
 pub fn call_task_bytes<M: Task<Output = Vec<u8>>>(
     pool: &Pool,
-    args: Result<Vec<u8>, String>,
+    args: Result<Encoded, String>,
 ) -> Result<Vec<u8>, Error> {
-    pool.call(&M::INFO, args, |bytes| {
-        codec::decode::<codec::BytesIn>(bytes).map(|b| b.0)
-    })
+    pool.call(&M::INFO, args, Body::into_byte_block)
 }
 
 /// `apply_async_<fn>`: queues the call.
-pub fn submit_task<M: Task>(pool: &Pool, args: Result<Vec<u8>, String>) -> AsyncResult<M::Output> {
+pub fn submit_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> AsyncResult<M::Output> {
     pool.submit_task(&M::INFO, Kind::Single, args)
 }
 
@@ -50,7 +50,7 @@ pub fn submit_task<M: Task>(pool: &Pool, args: Result<Vec<u8>, String>) -> Async
 pub fn submit<R: serde::de::DeserializeOwned>(
     pool: &Pool,
     task: &TaskInfo,
-    args: Result<Vec<u8>, String>,
+    args: Result<Encoded, String>,
 ) -> AsyncResult<R> {
     pool.submit_task(task, Kind::Single, args)
 }

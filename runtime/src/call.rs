@@ -32,6 +32,10 @@ pub(crate) struct Call {
     pub(crate) signature: &'static str,
     /// The encoded arguments (for a chunk: its items).
     pub(crate) args: Vec<u8>,
+    /// The arguments' tail: a large last `Vec<u8>` argument, sent as it is
+    /// after `args` (see `crate::task::Encoded`); usually none. (A boxed
+    /// slice: a queued job stays small.)
+    pub(crate) tail: Option<Box<[u8]>>,
     pub(crate) kind: Kind,
     /// How long the worker may run it (`None`: no limit).
     pub(crate) timeout: Option<Duration>,
@@ -46,10 +50,27 @@ impl Call {
         }
     }
 
+    /// The arguments' tail (empty if none).
+    pub(crate) fn tail(&self) -> &[u8] {
+        self.tail.as_deref().unwrap_or(&[])
+    }
+
     /// [`Error::Terminated`] for this call.
     pub(crate) fn terminated(&self) -> Error {
         Error::Terminated {
             task: self.task.to_string(),
+        }
+    }
+}
+
+impl Drop for Call {
+    /// Large argument buffers are kept for reuse by the thread done with
+    /// the call: the next large result it reads goes there instead of into
+    /// fresh memory (a page fault per 4 KiB).
+    fn drop(&mut self) {
+        crate::buffers::recycle(std::mem::take(&mut self.args));
+        if let Some(tail) = self.tail.take() {
+            crate::buffers::recycle(tail.into_vec());
         }
     }
 }

@@ -92,6 +92,19 @@ impl Serialize for BytesOut<'_> {
     }
 }
 
+/// Appends the length prefix of a block of `len` bytes: [`BytesOut`] of
+/// those bytes is this, then the bytes themselves. (A split frame sends the
+/// prefix in its head and the bytes as its tail.)
+pub(crate) fn encode_len(len: usize, out: &mut Vec<u8>) {
+    // A u64 under this configuration is the varint a block's length is.
+    let _ = encode_into(&(len as u64), out);
+}
+
+/// Whether `bytes` is exactly the length prefix of a block of `len` bytes.
+pub(crate) fn is_len_of(bytes: &[u8], len: usize) -> bool {
+    matches!(decode_prefix::<u64>(bytes), Ok((l, used)) if used == bytes.len() && l == len as u64)
+}
+
 /// Bytes deserialized as one block (see [`BytesOut`]).
 pub(crate) struct BytesIn(pub(crate) Vec<u8>);
 
@@ -157,6 +170,12 @@ mod tests {
             assert_eq!(as_seq, as_block, "length {len}");
             assert_eq!(decode::<BytesIn>(&as_seq).unwrap().0, v);
             assert_eq!(decode::<Vec<u8>>(&as_block).unwrap(), v);
+            let mut split = Vec::new();
+            encode_len(len, &mut split);
+            assert!(is_len_of(&split, len));
+            assert!(!is_len_of(&split, len + 1));
+            split.extend_from_slice(&v);
+            assert_eq!(split, as_block, "prefix + bytes, length {len}");
         }
     }
 }

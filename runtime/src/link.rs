@@ -43,6 +43,9 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` for it to start
     /// (`None`: until the worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError>;
+    /// Whether the worker has read everything sent to it so far. A call it
+    /// has not read whole has not started.
+    fn all_read(&mut self) -> bool;
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;

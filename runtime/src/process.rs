@@ -168,7 +168,7 @@ impl Backend for ProcessBackend {
 fn hello(mut link: Box<ShmLink>, start_timeout: Duration) -> Result<Box<dyn Link>, String> {
     let pid = link.pid();
     let first = link.recv(Some(start_timeout));
-    let why = match first.map(|frame| wire::parse_reply(frame.into_contiguous())) {
+    let why = match first.map(wire::parse_reply) {
         Ok(Ok(Reply::Hello { .. })) => return Ok(link),
         Ok(Ok(Reply::Fatal { message })) => message,
         Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),

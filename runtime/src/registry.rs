@@ -14,7 +14,7 @@ use crate::wire::RemoteError;
 
 /// What the worker does with a call: decode the arguments, run the function,
 /// encode its result.
-pub type CallFn = fn(&[u8]) -> Result<Vec<u8>, CallError>;
+pub type CallFn = fn(task::ArgsDecoder<'_>) -> Result<task::Encoded, CallError>;
 
 /// What the worker does with a chunk of a map: decode each item's
 /// arguments, run the function on each (catching each panic), and append one

@@ -405,7 +405,7 @@ impl<T> Future for AsyncResult<T> {
 
 fn decode_outcome<T: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
-        Ok(bytes) => codec::decode(bytes).map_err(|message| Error::Decode {
+        Ok(body) => codec::decode(&body.contiguous()).map_err(|message| Error::Decode {
             task: task.to_string(),
             what: "result",
             message,

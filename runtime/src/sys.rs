@@ -9,7 +9,8 @@ mod shm;
 
 pub(crate) use pidfd::{pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
-    allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, SharedMap,
+    allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, tune_worker_allocator,
+    SharedMap,
 };
 
 use std::ffi::{CString, OsStr};

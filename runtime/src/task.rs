@@ -21,6 +21,42 @@ pub enum CallError {
     EncodeResult(String),
 }
 
+/// Encoded arguments or an encoded result: `bytes`, then, when the last
+/// thing encoded is a large `Vec<u8>`, that vector itself as `tail`, with
+/// its length prefix at the end of `bytes`. The tail travels as the tail of
+/// a split frame (see `crate::wire::frame`) and is never copied into
+/// `bytes`: a large `Vec<u8>` costs one copy into the channel and one out.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) tail: Vec<u8>,
+}
+
+impl From<Vec<u8>> for Encoded {
+    fn from(bytes: Vec<u8>) -> Encoded {
+        Encoded {
+            bytes,
+            tail: Vec::new(),
+        }
+    }
+}
+
+/// Encoded arguments this small never keep a large spare buffer busy.
+const SMALL_ARGS: usize = 64 << 10;
+
+/// A `Vec<u8>` at least this large travels as a tail (see [`Encoded`]).
+pub(crate) const TAIL_MIN: usize = 64 << 10;
+
+/// `value` as the last thing encoded: a tail if it is large.
+fn byte_block(mut bytes: Vec<u8>, value: Vec<u8>) -> Result<Encoded, String> {
+    if value.len() < TAIL_MIN {
+        codec::encode_into(&codec::BytesOut(&value), &mut bytes)?;
+        return Ok(bytes.into());
+    }
+    codec::encode_len(value.len(), &mut bytes);
+    Ok(Encoded { bytes, tail: value })
+}
+
 /// The caller's view of one task: how to name it on the wire.
 #[derive(Debug, Clone, Copy)]
 pub struct TaskInfo {
@@ -121,10 +157,10 @@ pub fn encode_ref<M: RefArgAt<I>, const I: usize>(
     codec::encode_into(value, chunk)
 }
 
-/// Encodes a call's arguments one by one: the bytes equal those of the
-/// argument tuple.
+/// Encodes a call's arguments one by one: the bytes (with the tail, if
+/// any) equal those of the argument tuple.
 pub struct ArgsEncoder {
-    bytes: Result<Vec<u8>, String>,
+    bytes: Result<Encoded, String>,
 }
 
 impl Default for ArgsEncoder {
@@ -137,8 +173,9 @@ impl ArgsEncoder {
     /// An encoder with no argument yet.
     pub fn new() -> Self {
         // A large buffer this thread recycled, if any (see `buffers::recycle`).
+        let bytes = crate::buffers::spare_buffer(0).unwrap_or_default();
         ArgsEncoder {
-            bytes: Ok(crate::buffers::spare_buffer(0).unwrap_or_default()),
+            bytes: Ok(bytes.into()),
         }
     }
 
@@ -152,9 +189,19 @@ impl ArgsEncoder {
         self.push(value)
     }
 
-    /// Appends the `I`-th argument, a `Vec<u8>`, as one block of bytes.
-    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(self, value: &[u8]) -> Self {
-        self.push(&codec::BytesOut(value))
+    /// Appends the `I`-th argument, a `Vec<u8>`, as one block of bytes. A
+    /// large one is kept as the tail while it is the last argument, so it
+    /// is never copied here.
+    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
+        mut self,
+        value: Vec<u8>,
+    ) -> Self {
+        self.bytes = self.bytes.and_then(|encoded| {
+            let Encoded { bytes, tail } = settle(encoded);
+            debug_assert!(tail.is_empty());
+            byte_block(bytes, value)
+        });
+        self
     }
 
     /// Appends the `I`-th argument, a `&[u8]`, as one block of bytes.
@@ -164,29 +211,70 @@ impl ArgsEncoder {
 
     /// Appends any serializable value.
     pub fn push<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
-        if let Ok(bytes) = &mut self.bytes {
-            if let Err(e) = codec::encode_into(value, bytes) {
-                self.bytes = Err(e);
-            }
-        }
+        self.bytes = self.bytes.and_then(|encoded| {
+            let mut encoded = settle(encoded);
+            codec::encode_into(value, &mut encoded.bytes)?;
+            Ok(encoded)
+        });
         self
     }
 
     /// The encoded arguments, or why one could not be encoded.
-    pub fn finish(self) -> Result<Vec<u8>, String> {
-        self.bytes
+    pub fn finish(self) -> Result<Encoded, String> {
+        self.bytes.map(|mut encoded| {
+            // Small arguments in a large spare buffer: the spare is better
+            // kept for this thread's next large read (a result).
+            if encoded.bytes.len() <= SMALL_ARGS && encoded.bytes.capacity() > SMALL_ARGS {
+                let small = encoded.bytes.to_vec();
+                crate::buffers::recycle(std::mem::replace(&mut encoded.bytes, small));
+            }
+            encoded
+        })
     }
+}
+
+/// `encoded` with its tail, if any, moved into its bytes: something is
+/// encoded after it.
+fn settle(mut encoded: Encoded) -> Encoded {
+    if !encoded.tail.is_empty() {
+        let tail = std::mem::take(&mut encoded.tail);
+        encoded.bytes.extend_from_slice(&tail);
+    }
+    encoded
 }
 
 /// Decodes a call's arguments one by one in the worker.
 pub struct ArgsDecoder<'a> {
     rest: &'a [u8],
+    /// The frame's tail: the last argument's bytes, if it was a large `Vec<u8>`.
+    tail: Option<Vec<u8>>,
 }
 
 impl<'a> ArgsDecoder<'a> {
     /// A decoder of the arguments in `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        ArgsDecoder { rest: bytes }
+        ArgsDecoder {
+            rest: bytes,
+            tail: None,
+        }
+    }
+
+    /// A decoder of the arguments in `bytes`, then `tail` (see [`Encoded`]).
+    pub(crate) fn with_tail(bytes: &'a [u8], tail: Vec<u8>) -> Self {
+        ArgsDecoder {
+            rest: bytes,
+            tail: (!tail.is_empty()).then_some(tail),
+        }
+    }
+
+    /// The tail, if what is left of the bytes is exactly its length prefix.
+    fn take_tail(&mut self) -> Option<Vec<u8>> {
+        let tail = self.tail.as_ref()?;
+        if !codec::is_len_of(self.rest, tail.len()) {
+            return None;
+        }
+        self.rest = &[];
+        self.tail.take()
     }
 
     /// Decodes the `I`-th argument, taken by value.
@@ -206,32 +294,52 @@ impl<'a> ArgsDecoder<'a> {
     pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
         &mut self,
     ) -> Result<Vec<u8>, CallError> {
-        Ok(self.next::<codec::BytesIn>()?.0)
+        match self.take_tail() {
+            Some(tail) => Ok(tail),
+            None => Ok(self.next::<codec::BytesIn>()?.0),
+        }
     }
 
     /// Decodes the `I`-th argument, a `&[u8]`, as one block of bytes.
     pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(
         &mut self,
     ) -> Result<impl Lend<[u8]>, CallError> {
-        Ok(Lent::<[u8]>(self.next::<codec::BytesIn>()?.0))
+        match self.take_tail() {
+            Some(tail) => Ok(Lent::<[u8]>(tail)),
+            None => Ok(Lent::<[u8]>(self.next::<codec::BytesIn>()?.0)),
+        }
     }
 
     /// Decodes any value.
     #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
-        let (value, used) = codec::decode_prefix(self.rest).map_err(CallError::DecodeArgs)?;
+        let (value, used) = match codec::decode_prefix(self.rest) {
+            Ok(decoded) => decoded,
+            // The value runs on into the tail (a byte block the worker
+            // decodes as another type): decode it from both.
+            Err(_) if self.tail.is_some() => return self.next_with_tail(),
+            Err(e) => return Err(CallError::DecodeArgs(e)),
+        };
         self.rest = &self.rest[used..];
         Ok(value)
     }
 
+    /// Decodes the last value from the rest of the bytes and the tail.
+    fn next_with_tail<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
+        let tail = self.tail.take().unwrap_or_default();
+        let joined = [self.rest, &tail].concat();
+        self.rest = &[];
+        codec::decode(&joined).map_err(CallError::DecodeArgs)
+    }
+
     /// Fails if bytes are left over: the caller sent other types.
     pub fn finish(self) -> Result<(), CallError> {
-        if self.rest.is_empty() {
+        let left = self.rest.len() + self.tail.as_ref().map_or(0, Vec::len);
+        if left == 0 {
             Ok(())
         } else {
             Err(CallError::DecodeArgs(format!(
-                "{} bytes left over after the last argument: the caller sent other types",
-                self.rest.len()
+                "{left} bytes left over after the last argument: the caller sent other types"
             )))
         }
     }
@@ -252,19 +360,22 @@ impl<T: RefArg + ?Sized> Lend<T> for Lent<T> {
 }
 
 /// Encodes a task's return value in the worker.
-pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Vec<u8>, CallError> {
-    codec::encode(value).map_err(CallError::EncodeResult)
+pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Encoded, CallError> {
+    codec::encode(value)
+        .map(Encoded::from)
+        .map_err(CallError::EncodeResult)
 }
 
-/// [`encode_output`] for a task returning `Vec<u8>`: one block of bytes.
+/// [`encode_output`] for a task returning `Vec<u8>`: one block of bytes, a
+/// large one sent as it is (see [`Encoded`]).
 pub fn encode_byte_output<M: TaskOutput<Output = Vec<u8>>>(
-    value: &[u8],
-) -> Result<Vec<u8>, CallError> {
-    encode_result(&codec::BytesOut(value))
+    value: Vec<u8>,
+) -> Result<Encoded, CallError> {
+    byte_block(Vec::new(), value).map_err(CallError::EncodeResult)
 }
 
 /// [`encode_result`] for the task of marker `M`.
-pub fn encode_output<M: TaskOutput>(value: &M::Output) -> Result<Vec<u8>, CallError> {
+pub fn encode_output<M: TaskOutput>(value: &M::Output) -> Result<Encoded, CallError> {
     encode_result(value)
 }
 
@@ -309,5 +420,68 @@ impl RefArg for Path {
     type Owned = PathBuf;
     fn lend(owned: &PathBuf) -> &Path {
         owned
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `encoded` as the channel would deliver it, and decodes it.
+    fn decoder(encoded: &Encoded) -> ArgsDecoder<'_> {
+        ArgsDecoder::with_tail(&encoded.bytes, encoded.tail.clone())
+    }
+
+    #[test]
+    fn a_large_last_byte_vector_is_a_tail_and_anything_after_it_settles_it() {
+        struct M;
+        impl ValueArg<0> for M {
+            type Type = Vec<u8>;
+        }
+        impl ValueArg<1> for M {
+            type Type = u32;
+        }
+        let big = vec![9u8; TAIL_MIN];
+        let small = vec![8u8; TAIL_MIN - 1];
+        // Last and large: a tail, equal to the inline encoding.
+        let encoded = ArgsEncoder::new()
+            .value::<M, 1>(&7)
+            .byte_vec::<M, 0>(big.clone())
+            .finish()
+            .unwrap();
+        assert_eq!(encoded.tail, big);
+        let inline = codec::encode(&(7u32, big.clone())).unwrap();
+        assert_eq!([&encoded.bytes[..], &encoded.tail].concat(), inline);
+        let mut args = decoder(&encoded);
+        assert_eq!(args.value::<M, 1>().unwrap(), 7);
+        assert_eq!(args.byte_vec::<M, 0>().unwrap(), big);
+        args.finish().unwrap();
+        // Small: inline.
+        let encoded = ArgsEncoder::new()
+            .byte_vec::<M, 0>(small.clone())
+            .finish()
+            .unwrap();
+        assert!(encoded.tail.is_empty());
+        assert_eq!(encoded.bytes, codec::encode(&(small,)).unwrap());
+        // Followed by another argument: settled into the bytes.
+        let encoded = ArgsEncoder::new()
+            .byte_vec::<M, 0>(big.clone())
+            .value::<M, 1>(&3)
+            .finish()
+            .unwrap();
+        assert!(encoded.tail.is_empty());
+        assert_eq!(encoded.bytes, codec::encode(&(big.clone(), 3u32)).unwrap());
+        // A tail the worker decodes as another type of the same bytes.
+        let encoded = ArgsEncoder::new()
+            .byte_vec::<M, 0>(big.clone())
+            .finish()
+            .unwrap();
+        let mut args = decoder(&encoded);
+        assert_eq!(args.next::<Vec<u8>>().unwrap(), big);
+        args.finish().unwrap();
+        // A tail nobody decodes is left over: the types differ.
+        let mut args = decoder(&encoded);
+        assert!(args.next::<u8>().is_ok());
+        assert!(matches!(args.finish(), Err(CallError::DecodeArgs(_))));
     }
 }

@@ -273,6 +273,11 @@ impl Link for FakeLink {
         }
     }
 
+    fn all_read(&mut self) -> bool {
+        // The fake takes each request whole as it is sent.
+        true
+    }
+
     fn has_exited(&mut self) -> bool {
         self.gone()
     }

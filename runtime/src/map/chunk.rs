@@ -219,7 +219,8 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
     out: &mut impl Extend<Result<R, Error>>,
 ) {
     let records = match outcome {
-        Ok(body) => records(task, body, sent).map(|(records, _)| records),
+        // A chunk's RESULTS reply never has a tail.
+        Ok(body) => records(task, body.head(), sent).map(|(records, _)| records),
         Err(e) => Err(e.clone()),
     };
     match records {

@@ -25,7 +25,7 @@ pub(crate) fn submit_chunk<M: Task>(
     pool: &Pool,
     bytes: Result<Vec<u8>, String>,
 ) -> AsyncResult<()> {
-    pool.submit_task(&M::INFO, Kind::Chunk, bytes)
+    pool.submit_task(&M::INFO, Kind::Chunk, bytes.map(Into::into))
 }
 
 /// Queues every chunk of `items` at once (like Python's `map`).
@@ -73,7 +73,7 @@ pub fn map<M: Task>(
             Ok(body) => body,
             Err(e) => return Err(e.clone()),
         };
-        let (records, _) = chunk::records(task, body, sent)?;
+        let (records, _) = chunk::records(task, body.head(), sent)?;
         let mut records = Records::new(task, records);
         for _ in 0..sent {
             match records.next::<M::Output>() {
@@ -167,7 +167,7 @@ impl Gather {
                 Ok(body) => body,
                 Err(e) => return Err(e.clone()),
             };
-            let (records, all_values) = chunk::records(&self.task, body, sent)?;
+            let (records, all_values) = chunk::records(&self.task, body.head(), sent)?;
             bytes.extend_from_slice(records);
             if !all_values {
                 break;
@@ -179,7 +179,7 @@ impl Gather {
 
 fn decode_gathered<R: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<Vec<R>, Error> {
     let bytes = outcome.as_ref().map_err(Clone::clone)?;
-    let Some((total, records)) = bytes.split_first_chunk::<8>() else {
+    let Some((total, records)) = bytes.head().split_first_chunk::<8>() else {
         return Err(Error::Protocol {
             task: task.to_string(),
             message: "a map's gathered results lack their count".into(),

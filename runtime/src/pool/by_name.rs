@@ -102,7 +102,7 @@ impl Pool {
             fingerprint,
             BY_NAME,
             Kind::Single,
-            codec::encode(args),
+            codec::encode(args).map(Into::into),
         )
     }
 }

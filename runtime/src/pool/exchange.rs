@@ -35,7 +35,7 @@ pub(crate) enum Loss {
 
 /// Sends `call` and reads its reply.
 pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
-    match link.send(&[&call.header(), &call.args], &[]) {
+    match link.send(&[&call.header(), &call.args], call.tail()) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {
@@ -46,7 +46,11 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
         }
         Err(_) => return Exchange::Undelivered,
     }
-    receive(link, call)
+    match receive(link, call) {
+        // Dead before it read the whole call: the call never started.
+        Exchange::Lost(Loss::Died) if !link.all_read() => Exchange::Undelivered,
+        other => other,
+    }
 }
 
 /// Reads and checks the reply to `call`, already sent.
@@ -72,7 +76,7 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
 pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
     let task = || call.task.to_string();
     let single = call.kind == Kind::Single;
-    match wire::parse_reply(frame.into_contiguous()) {
+    match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
         // The caller decodes the records (see `crate::map::chunk`).
         Ok(Reply::Results { id, bytes }) if id == call.id && !single => {

@@ -69,7 +69,7 @@ pub(crate) fn run(
         Ok(()) => link.recv(Some(limit)),
         Err(e) => Err(e),
     };
-    let why = match answer.map(|frame| wire::parse_reply(frame.into_contiguous())) {
+    let why = match answer.map(wire::parse_reply) {
         Ok(Ok(Reply::Value { id: INIT_ID, .. })) => return Ok(link),
         Ok(Ok(Reply::Panic { report, .. })) => failed(
             format!("it panicked: {}", report.message),

@@ -10,7 +10,6 @@ use super::dispatcher::{Dispatcher, Status};
 use super::exchange::{self, Exchange, DEATH_GRACE};
 use super::queue::{Borrow, Queue};
 use super::slot::{self, Shared};
-use crate::buffers;
 use crate::call::{Call, Job};
 use crate::error::Error;
 use crate::link::Backend;
@@ -130,8 +129,8 @@ impl Dispatcher for LocalPool {
             Exchange::Done(outcome) => {
                 let retired = queue.give_back(index, Some(link), true);
                 slot::retire(retired);
-                // The large buffer serves this thread's next call.
-                buffers::recycle(call.args);
+                // (Dropping the call keeps its large buffers for this
+                // thread's next call.)
                 return Ok(outcome);
             }
             // The idle worker had died: the slot thread replaces it and

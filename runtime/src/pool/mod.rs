@@ -25,13 +25,13 @@ use serde::de::DeserializeOwned;
 pub use builder::PoolBuilder;
 pub(crate) use slot::RETIRED;
 
-use crate::buffers;
 use crate::call::{Call, Job, Kind};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
 use crate::result::{self, AsyncResult};
-use crate::task::TaskInfo;
-use crate::wire;
+use crate::task::{Encoded, TaskInfo};
+use crate::wire::{self, Body};
+use crate::{buffers, codec};
 use config::Config;
 use dispatcher::Dispatcher;
 
@@ -203,7 +203,7 @@ impl Pool {
         fingerprint: u64,
         signature: &'static str,
         kind: Kind,
-        args: Result<Vec<u8>, String>,
+        args: Result<Encoded, String>,
     ) -> Result<Call, Error> {
         // A name the wire cannot carry whole is refused, not cut short.
         if task.len() > wire::MAX_NAME_LEN {
@@ -217,7 +217,7 @@ impl Pool {
                 what: "task name",
             });
         }
-        let args = args.map_err(|message| Error::Encode {
+        let Encoded { bytes: args, tail } = args.map_err(|message| Error::Encode {
             task: task.to_string(),
             what: "arguments",
             message,
@@ -228,6 +228,9 @@ impl Pool {
             fingerprint,
             signature,
             args,
+            // (A vector whose capacity is its length, as a `Vec<u8>` made
+            // at its size is, becomes a boxed slice without a copy.)
+            tail: (!tail.is_empty()).then(|| tail.into_boxed_slice()),
             kind,
             timeout: self.task_timeout(),
         })
@@ -240,7 +243,7 @@ impl Pool {
         fingerprint: u64,
         signature: &'static str,
         kind: Kind,
-        args: Result<Vec<u8>, String>,
+        args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
         let runner = self.runner();
         match self.make_call(task.clone(), fingerprint, signature, kind, args) {
@@ -258,7 +261,7 @@ impl Pool {
         &self,
         task: &TaskInfo,
         kind: Kind,
-        args: Result<Vec<u8>, String>,
+        args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
         let name = Arc::from(task.name);
         self.submit(name, task.fingerprint, task.signature, kind, args)
@@ -271,21 +274,18 @@ impl Pool {
     pub(crate) fn call<R: DeserializeOwned>(
         &self,
         task: &TaskInfo,
-        args: Result<Vec<u8>, String>,
-        decode: fn(&[u8]) -> Result<R, String>,
+        args: Result<Encoded, String>,
+        decode: fn(Body) -> Result<R, String>,
     ) -> Result<R, Error> {
         let name: Arc<str> = Arc::from(task.name);
         let call = self.make_call(name, task.fingerprint, task.signature, Kind::Single, args)?;
         let call = match self.inner.dispatcher.run_here(call) {
             Ok(outcome) => {
-                let body = outcome?;
-                let value = decode(&body).map_err(|message| Error::Decode {
+                return decode(outcome?).map_err(|message| Error::Decode {
                     task: task.name.to_string(),
                     what: "result",
                     message,
                 });
-                buffers::recycle(body.into_buf());
-                return value;
             }
             Err(call) => call,
         };
@@ -363,4 +363,13 @@ impl std::fmt::Debug for Pool {
             .field("task_timeout", &self.task_timeout())
             .finish()
     }
+}
+
+/// Decodes a result as `T` and keeps its buffers for reuse.
+pub(crate) fn decode_body<T: DeserializeOwned>(body: Body) -> Result<T, String> {
+    let value = codec::decode::<T>(&body.contiguous());
+    for buf in body.into_bufs() {
+        buffers::recycle(buf);
+    }
+    value
 }

@@ -177,10 +177,11 @@ impl Queue {
         durations: &Durations,
         batch: &mut Vec<Job>,
     ) {
-        // Map chunks are batches already: never pipelined.
+        // Map chunks are batches already, and a call with a tail (a large
+        // byte block) goes alone: never pipelined.
         let mut window = match first.call.kind {
-            Kind::Chunk => 1,
-            Kind::Single => durations.window(&first.call.task),
+            Kind::Single if first.call.tail.is_none() => durations.window(&first.call.task),
+            _ => 1,
         };
         let mut bytes = first.call.args.len();
         batch.push(first);
@@ -203,6 +204,7 @@ impl Queue {
             bytes += next.call.args.len();
             if bytes > pipeline::BYTE_BUDGET
                 || next.call.kind == Kind::Chunk
+                || next.call.tail.is_some()
                 || durations.window(&next.call.task) < 2
             {
                 break;

@@ -74,6 +74,7 @@ impl Fixture {
             fingerprint: 0,
             signature: "",
             args: args.to_vec(),
+            tail: None,
             kind: Kind::Single,
             timeout,
         }
@@ -107,7 +108,7 @@ impl Fixture {
 /// The outcome's bytes, or its error.
 fn value(result: &AsyncResult<()>) -> Result<Vec<u8>, Error> {
     match &*result.wait_outcome() {
-        Ok(body) => Ok(body.to_vec()),
+        Ok(body) => Ok(body.contiguous().to_vec()),
         Err(e) => Err(e.clone()),
     }
 }
@@ -151,7 +152,7 @@ fn a_direct_call_borrows_an_idle_worker_and_never_overtakes_the_queue() {
         outcome = f.pool.run_here(call).ok();
         outcome.is_some()
     });
-    assert_eq!(outcome.unwrap().unwrap().to_vec(), [7]);
+    assert_eq!(outcome.unwrap().unwrap().contiguous().to_vec(), [7]);
     // The worker is busy and a job waits behind it: the direct call queues.
     let busy = f.submit("slow", &[1]);
     until(|| f.log.received().iter().any(|r| r.task == "slow"));

@@ -68,6 +68,10 @@ impl Link for ShmLink {
         self.endpoint.recv(timeout)
     }
 
+    fn all_read(&mut self) -> bool {
+        self.endpoint.all_consumed()
+    }
+
     fn has_exited(&mut self) -> bool {
         // Reaped under the switch's lock, like `finish`: the switch never
         // holds a worker that is gone.

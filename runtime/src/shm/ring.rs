@@ -218,7 +218,6 @@ impl Endpoint {
     }
 
     /// Whether the peer has consumed every byte sent to it (checked now).
-    #[cfg(test)]
     pub(crate) fn all_consumed(&mut self) -> bool {
         self.refresh_tail();
         self.broken.is_none() && self.tail_cache == self.published
@@ -263,11 +262,13 @@ impl Endpoint {
     }
 
     /// Waits until `ready`, spinning first if that may pay (see
-    /// [`super::spin`]), until the wait cannot go on, or until `deadline`.
+    /// [`super::spin`]; `streaming`: in the middle of a frame), until the
+    /// wait cannot go on, or until `deadline`.
     fn wait(
         &mut self,
         want: u32,
         deadline: Option<Instant>,
+        streaming: bool,
         ready: fn(&mut Self) -> bool,
     ) -> Result<(), End> {
         if ready(self) {
@@ -279,14 +280,16 @@ impl Endpoint {
         let my_cpu = sys::current_cpu();
         self.me().cpu.store(my_cpu, Relaxed);
         let peer_cpu = self.peer().cpu.load(Relaxed);
-        if let Some(budget) = self.spin.budget(peer_cpu, my_cpu) {
+        if let Some(budget) = self.spin.budget(peer_cpu, my_cpu, streaming) {
             let begun = Instant::now();
             let until = deadline.map_or(begun + budget, |d| d.min(begun + budget));
             loop {
                 for _ in 0..64 {
                     std::hint::spin_loop();
                     if ready(self) {
-                        self.spin.hit();
+                        if !streaming {
+                            self.spin.hit();
+                        }
                         return Ok(());
                     }
                 }
@@ -297,7 +300,9 @@ impl Endpoint {
                     break;
                 }
             }
-            self.spin.miss();
+            if !streaming {
+                self.spin.miss();
+            }
         }
         self.sleep(want, deadline, ready)
     }

@@ -6,10 +6,13 @@
 //! - Never when the peer last ran on this CPU: it needs this CPU to answer.
 //! - Otherwise up to [`DEFAULT_SPIN`] (`PROCPOOL_SPIN_US` microseconds; 0
 //!   turns spinning off).
-//! - A spin that ends without an answer is a miss: after k misses in a row
-//!   the next 2^k − 1 waits (at most 255) skip the spin; a hit resets the
-//!   count. A quiet side thus spins at most once per wait and then sleeps,
-//!   and an idle pool costs nothing.
+//! - A spin for a new frame that ends without one is a miss: after k misses
+//!   in a row the next 2^k − 1 such waits (at most 255) skip the spin; a hit
+//!   resets the count. A quiet side thus spins at most once per wait and
+//!   then sleeps, and an idle pool costs nothing.
+//! - A wait in the middle of a frame (for its next bytes, or for room to
+//!   write them) is for a peer that is copying it: it spins whatever the
+//!   count, and neither counts as a hit nor as a miss.
 
 use std::time::Duration;
 
@@ -58,21 +61,24 @@ impl Spinner {
     }
 
     /// How long to spin before this wait sleeps (`None`: not at all), given
-    /// the CPU the peer last ran on and ours.
-    pub(crate) fn budget(&mut self, peer_cpu: u32, my_cpu: u32) -> Option<Duration> {
+    /// the CPU the peer last ran on and ours, and whether the wait is in the
+    /// middle of a frame (`streaming`).
+    pub(crate) fn budget(
+        &mut self,
+        peer_cpu: u32,
+        my_cpu: u32,
+        streaming: bool,
+    ) -> Option<Duration> {
         self.since_check += 1;
         if self.since_check >= RECHECK {
             self.since_check = 0;
             self.allowed = self.max > Duration::ZERO && sys::allowed_cpus() > 1;
         }
-        if !self.allowed {
+        if !self.allowed || peer_cpu == my_cpu {
             return None;
         }
-        if self.skip > 0 {
+        if !streaming && self.skip > 0 {
             self.skip -= 1;
-            return None;
-        }
-        if peer_cpu == my_cpu {
             return None;
         }
         Some(self.max)
@@ -103,26 +109,32 @@ mod tests {
             misses: 0,
             since_check: 0,
         };
-        assert_eq!(spin.budget(1, 1), None, "the peer shares our CPU");
-        assert_eq!(spin.budget(0, 1), Some(Duration::from_micros(50)));
+        assert_eq!(spin.budget(1, 1, false), None, "the peer shares our CPU");
+        assert_eq!(spin.budget(1, 1, true), None);
+        assert_eq!(spin.budget(0, 1, false), Some(Duration::from_micros(50)));
         spin.miss();
-        assert_eq!(spin.budget(0, 1), None, "1 miss: skip 1 wait");
-        assert!(spin.budget(0, 1).is_some());
+        assert_eq!(spin.budget(0, 1, false), None, "1 miss: skip 1 wait");
+        assert!(spin.budget(0, 1, false).is_some());
         spin.miss();
-        let skipped = (0..20).take_while(|_| spin.budget(0, 1).is_none()).count();
+        let skipped = (0..20)
+            .take_while(|_| spin.budget(0, 1, false).is_none())
+            .count();
         assert_eq!(skipped, 3, "2 misses in a row: skip 3 waits");
         for _ in 0..20 {
             spin.miss();
         }
         let skipped = (0..1000)
-            .take_while(|_| spin.budget(0, 1).is_none())
+            .take_while(|_| spin.budget(0, 1, false).is_none())
             .count();
         assert_eq!(skipped, 255, "the backoff is capped");
+        spin.miss();
+        assert!(spin.budget(0, 1, true).is_some(), "mid-frame: no backoff");
+        assert_eq!(spin.budget(0, 1, false), None);
         spin.hit();
         spin.miss();
-        assert_eq!(spin.budget(0, 1), None);
-        assert!(spin.budget(0, 1).is_some(), "a hit reset the count");
+        assert_eq!(spin.budget(0, 1, false), None);
+        assert!(spin.budget(0, 1, false).is_some(), "a hit reset the count");
         spin.allowed = false;
-        assert_eq!(spin.budget(0, 1), None, "one CPU: never");
+        assert_eq!(spin.budget(0, 1, false), None, "one CPU: never");
     }
 }

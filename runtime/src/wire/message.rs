@@ -19,6 +19,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Frame;
 use crate::codec;
 
 const TAG_CALL: u8 = 1;
@@ -83,45 +84,84 @@ pub(crate) enum RemoteError {
     },
 }
 
-/// Bytes at the end of an owned buffer: a reply's result, left where the
-/// frame was read instead of being copied out of it.
+/// A reply's result: the bytes at the end of an owned buffer (where the
+/// frame was read, not copied out of it), then, for a split frame, its tail
+/// (a large `Vec<u8>` result, read into a buffer of its own).
 #[derive(Clone, Default)]
 pub(crate) struct Body {
     buf: Vec<u8>,
     start: usize,
+    tail: Vec<u8>,
 }
 
 impl Body {
     /// The bytes of `buf` from `start` on.
-    fn tail(buf: Vec<u8>, start: usize) -> Body {
+    fn after(buf: Vec<u8>, start: usize) -> Body {
         debug_assert!(start <= buf.len());
-        Body { buf, start }
+        Body {
+            buf,
+            start,
+            tail: Vec::new(),
+        }
     }
-}
 
-impl Body {
-    /// The whole buffer, for reuse.
-    pub(crate) fn into_buf(self) -> Vec<u8> {
-        self.buf
+    /// `head`, then `tail`.
+    pub(crate) fn split(head: Vec<u8>, tail: Vec<u8>) -> Body {
+        Body {
+            buf: head,
+            start: 0,
+            tail,
+        }
+    }
+
+    /// The bytes before the tail.
+    pub(crate) fn head(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The tail (empty unless the result came as a split frame).
+    pub(crate) fn tail(&self) -> &[u8] {
+        &self.tail
+    }
+
+    /// The length of head and tail together.
+    pub(crate) fn len(&self) -> usize {
+        self.head().len() + self.tail.len()
+    }
+
+    /// All the bytes in one slice (a copy only if there is a tail).
+    pub(crate) fn contiguous(&self) -> std::borrow::Cow<'_, [u8]> {
+        if self.tail.is_empty() {
+            std::borrow::Cow::Borrowed(self.head())
+        } else {
+            std::borrow::Cow::Owned([self.head(), &self.tail].concat())
+        }
+    }
+
+    /// The result as a byte block (a `Vec<u8>` result): the tail itself
+    /// when the head is exactly its encoded length, else decoded.
+    pub(crate) fn into_byte_block(self) -> Result<Vec<u8>, String> {
+        if !self.tail.is_empty() && codec::is_len_of(self.head(), self.tail.len()) {
+            return Ok(self.tail);
+        }
+        codec::decode::<codec::BytesIn>(&self.contiguous()).map(|b| b.0)
+    }
+
+    /// The buffers, for reuse: the head's and the tail's.
+    pub(crate) fn into_bufs(self) -> [Vec<u8>; 2] {
+        [self.buf, self.tail]
     }
 }
 
 impl From<Vec<u8>> for Body {
     fn from(buf: Vec<u8>) -> Body {
-        Body { buf, start: 0 }
-    }
-}
-
-impl std::ops::Deref for Body {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.buf[self.start..]
+        Body::after(buf, 0)
     }
 }
 
 impl PartialEq for Body {
     fn eq(&self, other: &Body) -> bool {
-        **self == **other
+        self.contiguous() == other.contiguous()
     }
 }
 
@@ -129,7 +169,7 @@ impl Eq for Body {}
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Body({} bytes)", self.len())
+        write!(f, "Body({} + {} bytes)", self.head().len(), self.tail.len())
     }
 }
 
@@ -250,7 +290,7 @@ pub(crate) fn encode_reply(reply: &Reply) -> Vec<u8> {
             out.extend_from_slice(&pid.to_le_bytes());
             out
         }
-        Reply::Value { id, bytes } => tagged(TAG_VALUE, *id, bytes),
+        Reply::Value { id, bytes } => tagged(TAG_VALUE, *id, &bytes.contiguous()),
         Reply::Panic { id, report } => tagged(TAG_PANIC, *id, &codec::encode_meta(report)),
         Reply::Failed { id, error } => tagged(TAG_FAILED, *id, &codec::encode_meta(error)),
         Reply::Fatal { message } => {
@@ -262,11 +302,18 @@ pub(crate) fn encode_reply(reply: &Reply) -> Vec<u8> {
     }
 }
 
-/// Parses a reply, keeping a result's bytes in `frame`. Never panics,
-/// whatever the bytes.
-pub(crate) fn parse_reply(frame: Vec<u8>) -> Result<Reply, String> {
+/// Parses a reply, keeping a result's bytes in `frame`. Only a VALUE may
+/// come as a split frame. Never panics, whatever the bytes.
+pub(crate) fn parse_reply(frame: Frame) -> Result<Reply, String> {
+    let Frame { head: frame, tail } = frame;
     let mut cur = Cursor(&frame);
     let tag = cur.u8()?;
+    if !tail.is_empty() && tag != TAG_VALUE {
+        return Err(format!(
+            "a reply of tag {tag} came with a {}-byte tail",
+            tail.len()
+        ));
+    }
     match tag {
         TAG_HELLO => {
             let pid = cur.u32()?;
@@ -285,10 +332,9 @@ pub(crate) fn parse_reply(frame: Vec<u8>) -> Result<Reply, String> {
         }
         TAG_VALUE => {
             let id = cur.u64()?;
-            Ok(Reply::Value {
-                id,
-                bytes: Body::tail(frame, 9),
-            })
+            let mut bytes = Body::after(frame, 9);
+            bytes.tail = tail;
+            Ok(Reply::Value { id, bytes })
         }
         TAG_PANIC => Ok(Reply::Panic {
             id: cur.u64()?,
@@ -410,8 +456,45 @@ mod tests {
             },
         ];
         for reply in replies {
-            assert_eq!(parse_reply(encode_reply(&reply)), Ok(reply));
+            assert_eq!(parse_reply(Frame::plain(encode_reply(&reply))), Ok(reply));
         }
+    }
+
+    #[test]
+    fn a_value_may_come_split_and_nothing_else() {
+        let block = vec![5u8; 70_000];
+        let mut head = encode_reply(&Reply::Value {
+            id: 3,
+            bytes: Vec::new().into(),
+        });
+        codec::encode_len(block.len(), &mut head);
+        let frame = Frame {
+            head: head.clone(),
+            tail: block.clone(),
+        };
+        let Ok(Reply::Value { id: 3, bytes }) = parse_reply(frame) else {
+            panic!("not a value")
+        };
+        assert_eq!(bytes.len(), 70_000 + head.len() - 9);
+        assert_eq!(bytes.into_byte_block().unwrap(), block);
+        // A tail that is not the block its head announces decodes as a
+        // whole, or fails; it is never taken as it is.
+        let mut short = head.clone();
+        short.truncate(9);
+        codec::encode_len(3, &mut short);
+        let odd = parse_reply(Frame {
+            head: short,
+            tail: block.clone(),
+        });
+        let Ok(Reply::Value { bytes, .. }) = odd else {
+            panic!("not a value")
+        };
+        assert!(bytes.into_byte_block().is_err());
+        let hello = Frame {
+            head: encode_reply(&Reply::Hello { pid: 1 }),
+            tail: vec![1],
+        };
+        assert!(parse_reply(hello).is_err());
     }
 
     #[test]
@@ -422,9 +505,9 @@ mod tests {
         frame.extend_from_slice(&7u64.to_le_bytes());
         frame.push(253); // varint marker: a u64 follows
         frame.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(parse_reply(frame.clone()).is_err());
+        assert!(parse_reply(Frame::plain(frame.clone())).is_err());
         frame[9..].copy_from_slice(&[253, 0, 0, 0, 0, 1, 0, 0, 0]); // 4 GiB
-        assert!(parse_reply(frame).is_err());
+        assert!(parse_reply(Frame::plain(frame)).is_err());
     }
 
     #[test]
@@ -440,7 +523,7 @@ mod tests {
                 })
                 .collect();
             let _ = parse_request(&bytes);
-            let _ = parse_reply(bytes);
+            let _ = parse_reply(Frame::plain(bytes));
         }
     }
 }

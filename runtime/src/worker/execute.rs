@@ -4,20 +4,21 @@
 
 use super::panic;
 use crate::registry;
-use crate::task::CallError;
-use crate::wire::{self, RemoteError, Reply};
+use crate::task::{ArgsDecoder, CallError, Encoded};
+use crate::wire::{self, Body, RemoteError, Reply};
 
-/// Runs one call and describes how it went.
-pub(crate) fn call(id: u64, fingerprint: u64, name: &str, args: &[u8]) -> Reply {
+/// Runs one call on `args` (then `tail`, see [`Encoded`]) and describes
+/// how it went.
+pub(crate) fn call(id: u64, fingerprint: u64, name: &str, args: &[u8], tail: Vec<u8>) -> Reply {
     let failed = |error| Reply::Failed { id, error };
     let registration = match registry::find(name, fingerprint) {
         Ok(r) => r,
         Err(error) => return failed(error),
     };
-    match panic::guard(|| (registration.call)(args)) {
-        Ok(Ok(bytes)) => Reply::Value {
+    match panic::guard(|| (registration.call)(ArgsDecoder::with_tail(args, tail))) {
+        Ok(Ok(Encoded { bytes, tail })) => Reply::Value {
             id,
-            bytes: bytes.into(),
+            bytes: Body::split(bytes, tail),
         },
         Ok(Err(error)) => failed(remote(error)),
         Err(report) => Reply::Panic { id, report },

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::process::WorkerChannel;
-use crate::wire::{self, FrameError, Reply, Request};
+use crate::wire::{self, Frame, FrameError, Reply, Request};
 use crate::{buffers, registry, sys};
 
 pub(crate) use channel::write_raw;
@@ -79,6 +79,7 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
         }
     };
     panic::install_panic_hook();
+    sys::tune_worker_allocator();
     if let Err(e) = registry::validate() {
         fatal(e.to_string());
     }
@@ -100,47 +101,63 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
             Err(e) => fatal(format!("cannot read a request: {e}")),
         };
         holding |= frame.head.capacity() + frame.tail.capacity() >= LARGE;
-        let frame = frame.into_contiguous();
-        match wire::parse_request(&frame) {
-            Ok(Request::Call {
-                id,
-                fingerprint,
-                name,
-                args,
-            }) => {
-                let reply = execute::call(id, fingerprint, name, args);
-                flush_stdio();
-                let reply = execute::fit_in_frame(reply, max_frame);
-                send_or_exit(&reply);
-                if let Reply::Value { bytes, .. } = reply {
-                    holding |= bytes.len() >= LARGE;
-                    buffers::recycle(bytes.into_buf());
-                }
-                buffers::recycle(frame);
-            }
-            Ok(Request::CallBatch {
-                id,
-                fingerprint,
-                name,
-                items,
-            }) => {
-                let body = execute::chunk(id, fingerprint, name, items, max_frame);
-                flush_stdio();
-                holding |= body.len() >= LARGE;
-                if channel::send(&[&body], &[]).is_err() {
-                    exit_cleanly();
-                }
-            }
-            Ok(Request::Shutdown) => exit_cleanly(),
-            Err(message) => fatal(message),
-        }
+        holding |= serve(frame, max_frame);
     }
+}
+
+/// Runs one request and answers it; returns whether a large result went
+/// out (memory to give back once idle).
+fn serve(frame: Frame, max_frame: usize) -> bool {
+    let Frame { head, tail } = frame;
+    let mut large = false;
+    match wire::parse_request(&head) {
+        Ok(Request::Call {
+            id,
+            fingerprint,
+            name,
+            args,
+        }) => {
+            let reply = execute::call(id, fingerprint, name, args, tail);
+            flush_stdio();
+            let reply = execute::fit_in_frame(reply, max_frame);
+            send_or_exit(&reply);
+            if let Reply::Value { bytes, .. } = reply {
+                large = bytes.len() >= LARGE;
+                for buf in bytes.into_bufs() {
+                    buffers::recycle(buf);
+                }
+            }
+        }
+        Ok(_) if !tail.is_empty() => fatal(format!(
+            "a request other than a call came with a {}-byte tail",
+            tail.len()
+        )),
+        Ok(Request::CallBatch {
+            id,
+            fingerprint,
+            name,
+            items,
+        }) => {
+            let body = execute::chunk(id, fingerprint, name, items, max_frame);
+            flush_stdio();
+            large = body.len() >= LARGE;
+            if channel::send(&[&body], &[]).is_err() {
+                exit_cleanly();
+            }
+        }
+        Ok(Request::Shutdown) => exit_cleanly(),
+        Err(message) => fatal(message),
+    }
+    buffers::recycle(head);
+    large
 }
 
 fn send_or_exit(reply: &Reply) {
     let sent = match reply {
         // The result bytes go out as they are, after their header.
-        Reply::Value { id, bytes } => channel::send(&[&wire::value_header(*id), bytes], &[]),
+        Reply::Value { id, bytes } => {
+            channel::send(&[&wire::value_header(*id), bytes.head()], bytes.tail())
+        }
         other => channel::send(&[&wire::encode_reply(other)], &[]),
     };
     if sent.is_err() {

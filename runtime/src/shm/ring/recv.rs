@@ -26,7 +26,7 @@ impl Endpoint {
     }
 
     /// Waits for at least one byte; `deadline` bounds the wait.
-    fn await_bytes(&mut self, deadline: Option<Instant>) -> Result<u64, End> {
+    fn await_bytes(&mut self, deadline: Option<Instant>, streaming: bool) -> Result<u64, End> {
         let avail = self.rx_avail();
         if avail > 0 {
             return Ok(avail);
@@ -36,7 +36,7 @@ impl Endpoint {
             self.unsignalled = 0;
             self.wake_peer(WANT_SPACE);
         }
-        self.wait(WANT_DATA, deadline, |s| s.rx_avail() > 0)?;
+        self.wait(WANT_DATA, deadline, streaming, |s| s.rx_avail() > 0)?;
         Ok(self.rx_avail())
     }
 
@@ -64,12 +64,18 @@ impl Endpoint {
         }
     }
 
-    /// Reads exactly `out.len()` bytes; the first is awaited until `first`.
-    fn read_array(&mut self, out: &mut [u8], first: Option<Instant>) -> Result<(), End> {
+    /// Reads exactly `out.len()` bytes; the first is awaited until `first`,
+    /// and is the first of a frame unless `streaming`.
+    fn read_array(
+        &mut self,
+        out: &mut [u8],
+        first: Option<Instant>,
+        streaming: bool,
+    ) -> Result<(), End> {
         let mut got = 0;
         let mut deadline = first;
         while got < out.len() {
-            let avail = self.await_bytes(deadline)?;
+            let avail = self.await_bytes(deadline, streaming || got > 0)?;
             let n = (avail as usize).min(out.len() - got);
             // SAFETY: `out[got..]` has room for n ≤ its length bytes, and n ≤ avail.
             unsafe { self.copy_out(out.as_mut_ptr().add(got), n) };
@@ -95,7 +101,7 @@ impl Endpoint {
                 }
             }
             let room = (buf.capacity() - buf.len()).min(left);
-            let avail = self.await_bytes(self.stall_deadline())?;
+            let avail = self.await_bytes(self.stall_deadline(), true)?;
             let k = room.min(avail as usize);
             // SAFETY: the spare capacity holds `room` ≥ k bytes, k ≤ avail,
             // and copy_out initialises exactly those k bytes.
@@ -114,7 +120,9 @@ impl Endpoint {
     /// then [`FrameError::Closed`].
     pub(crate) fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
         let mut word = [0u8; 4];
-        if let Err(end) = self.read_array(&mut word[..1], timeout.map(|t| Instant::now() + t)) {
+        if let Err(end) =
+            self.read_array(&mut word[..1], timeout.map(|t| Instant::now() + t), false)
+        {
             return Err(self.recv_error(end, None));
         }
         let (head, tail) = match self.read_sizes(&mut word) {
@@ -148,12 +156,12 @@ impl Endpoint {
         &mut self,
         word: &mut [u8; 4],
     ) -> Result<(usize, usize), Result<End, FrameError>> {
-        self.read_array(&mut word[1..], self.stall_deadline())
+        self.read_array(&mut word[1..], self.stall_deadline(), true)
             .map_err(Ok)?;
         let (head, tail) = match u32::from_le_bytes(*word) {
             SPLIT_MARK => {
                 let mut sizes = [0u8; 16];
-                self.read_array(&mut sizes, self.stall_deadline())
+                self.read_array(&mut sizes, self.stall_deadline(), true)
                     .map_err(Ok)?;
                 let [h0, h1, h2, h3, h4, h5, h6, h7, t0, t1, t2, t3, t4, t5, t6, t7] = sizes;
                 (

@@ -39,7 +39,7 @@ impl Endpoint {
             if free == 0 {
                 self.publish();
                 let deadline = self.stall_deadline();
-                self.wait(WANT_SPACE, deadline, |s| s.tx_free() > 0)
+                self.wait(WANT_SPACE, deadline, true, |s| s.tx_free() > 0)
                     .map_err(|end| match end {
                         End::TimedOut => End::Broken(format!(
                             "the worker read none of a frame for {:?}",

@@ -266,7 +266,10 @@ fn decode_checked(bytes: &[u8], max: usize) -> Result<Frame, FrameError> {
             );
         }
         let _ = message::parse_request(&frame.head);
-        let _ = message::parse_reply(frame.head.clone());
+        let _ = message::parse_reply(Frame {
+            head: frame.head.clone(),
+            tail: frame.tail.clone(),
+        });
     }
     result
 }
