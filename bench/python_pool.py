@@ -5,6 +5,7 @@ prints one JSON object of figures (keys as in bench/src/plan.rs) on stdout.
 Each figure is a median over repetitions, like the Rust side.
 """
 
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -21,11 +22,19 @@ def worker_pid(_=None):
     return os.getpid()
 
 
-def spin(iters):
-    x = 0
-    for i in range(iters):
-        x = (x * 31 + i) & 0xFFFFFFFF
-    return x
+# The CPU rows' loop: procpool_bench::spin from the benchmark's shared library
+# (bench/src/lib.rs), the very code the Rust systems run, loaded once per process.
+_spin_libs = {}
+
+
+def spin(lib_path, iters):
+    lib = _spin_libs.get(lib_path)
+    if lib is None:
+        lib = ctypes.CDLL(lib_path)
+        lib.procpool_bench_spin.argtypes = [ctypes.c_uint64]
+        lib.procpool_bench_spin.restype = ctypes.c_uint64
+        _spin_libs[lib_path] = lib
+    return lib.procpool_bench_spin(iters)
 
 
 def identity(data):
@@ -55,20 +64,6 @@ def startup_ms(ctx, n):
     pool.terminate()
     pool.join()
     return took * 1e3
-
-
-def calibrate_spin(target_s):
-    iters = 10_000
-    while True:
-        start = now()
-        spin(iters)
-        took = now() - start
-        if took >= 0.01:
-            per_iter = statistics.median(
-                [took / iters] + [timed(lambda: spin(iters)) / iters for _ in range(3)]
-            )
-            return int(target_s / per_iter)
-        iters *= 4
 
 
 def timed(f):
@@ -150,14 +145,18 @@ def main():
             c1_items / timed(map_batch_c1) for _ in range(plan["map_reps"])
         )
 
-        iters = calibrate_spin(plan["cpu_task_ms"] / 1e3)
+        # The same loop and the same iterations as every other system: the
+        # calibration the benchmark made once for this run.
+        lib, iters = plan["spin_lib"], plan["spin_iters"]
         k = plan["cpu_tasks"]
+        spin(lib, 0)
+        [r.get() for r in [pool.apply_async(spin, (lib, 0)) for _ in range(4 * n)]]
         serial, applied, parallel = [], [], []
         for _ in range(plan["cpu_reps"]):
-            serial.append(timed(lambda: [spin(iters) for _ in range(k)]) * 1e3)
-            applied.append(timed(lambda: [pool.apply(spin, (iters,)) for _ in range(k)]) * 1e3)
+            serial.append(timed(lambda: [spin(lib, iters) for _ in range(k)]) * 1e3)
+            applied.append(timed(lambda: [pool.apply(spin, (lib, iters)) for _ in range(k)]) * 1e3)
             parallel.append(
-                timed(lambda: [r.get() for r in [pool.apply_async(spin, (iters,)) for _ in range(k)]])
+                timed(lambda: [r.get() for r in [pool.apply_async(spin, (lib, iters)) for _ in range(k)]])
                 * 1e3
             )
         out["cpu_serial_ms"] = statistics.median(serial)

@@ -66,14 +66,15 @@ fn main() {
         .unwrap_or(0);
     let ballast = vec![1u8; parent_mib << 20];
     let smoke = flag("--smoke");
-    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    let mut plan = if smoke { Plan::smoke() } else { Plan::full() };
     let with_python = !smoke && !flag("--no-python");
     let with_procspawn = !smoke && !flag("--no-procspawn");
     let write = !smoke && !flag("--no-write");
 
     let step = |name: &str| eprintln!("procpool-bench: {name}...");
     step("calibrating the CPU-bound task");
-    let spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
+    plan.spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
+    plan.spin_lib = run_python::spin_library().display().to_string();
 
     // Every system is measured once per round and each figure is the median
     // over rounds: the rounds interleave the systems in time, so a burst of
@@ -89,12 +90,7 @@ fn main() {
         if rounds > 1 {
             step(&format!("round {round} of {rounds}"));
         }
-        per_round.push(measure_round(
-            &plan,
-            spin_iters,
-            with_python,
-            with_procspawn,
-        ));
+        per_round.push(measure_round(&plan, with_python, with_procspawn));
     }
     let figures = median_over_rounds(per_round);
 
@@ -144,7 +140,6 @@ fn main() {
 /// Measures every system once: [procpool, floor, Python, procspawn].
 fn measure_round(
     plan: &Plan,
-    spin_iters: u64,
     with_python: bool,
     with_procspawn: bool,
 ) -> [Result<Figures, String>; 4] {
@@ -158,7 +153,7 @@ fn measure_round(
     step("raw floor");
     let floor = run_floor::run(plan).map_err(|e| format!("floor failed: {e}"));
     step("procpool");
-    let procpool = run_procpool::run(plan, spin_iters).map_err(|e| format!("procpool failed: {e}"));
+    let procpool = run_procpool::run(plan).map_err(|e| format!("procpool failed: {e}"));
     let python = if with_python {
         step("Python multiprocessing.Pool");
         run_python::run(plan)
@@ -167,7 +162,7 @@ fn measure_round(
     };
     let procspawn = if with_procspawn {
         step("procspawn");
-        run_procspawn::run(plan, spin_iters).map_err(|e| format!("procspawn failed: {e}"))
+        run_procspawn::run(plan).map_err(|e| format!("procspawn failed: {e}"))
     } else {
         Err("not run (--smoke or --no-procspawn)".into())
     };

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use procpool_bench::spin;
 use serde_bytes::ByteBuf;
 
 use crate::plan::{key, Figures, Plan};
@@ -63,19 +64,6 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
 /// Bytes per second of a round trip that moved `bytes` each way, in MB/s.
 pub fn round_trip_mbs(bytes: usize, took: Duration) -> f64 {
     2.0 * bytes as f64 / took.as_secs_f64() / 1e6
-}
-
-/// A CPU-bound loop whose cost grows linearly with `iters`; the optimizer
-/// cannot skip it.
-pub fn spin(iters: u64) -> u64 {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..iters {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x = x.wrapping_add(std::hint::black_box(i));
-    }
-    x
 }
 
 /// The number of `spin` iterations that takes about `target` on this machine

@@ -24,6 +24,12 @@ pub struct Plan {
     pub cpu_tasks: usize,
     pub cpu_task_ms: u64,
     pub cpu_reps: usize,
+    /// Iterations of `procpool_bench::spin` per CPU task (about
+    /// `cpu_task_ms` on this machine): calibrated once per run and given to
+    /// every system, so each does the same work.
+    pub spin_iters: u64,
+    /// The shared library Python runs that same loop from (through ctypes).
+    pub spin_lib: String,
     /// (MiB, repetitions)
     pub payloads: Vec<(usize, usize)>,
 }
@@ -46,6 +52,8 @@ impl Plan {
             cpu_tasks: 8,
             cpu_task_ms: 50,
             cpu_reps: 3,
+            spin_iters: 0,
+            spin_lib: String::new(),
             payloads: vec![(1, 9), (16, 5), (64, 3)],
         }
     }
@@ -67,6 +75,8 @@ impl Plan {
             cpu_tasks: 4,
             cpu_task_ms: 20,
             cpu_reps: 1,
+            spin_iters: 0,
+            spin_lib: String::new(),
             payloads: vec![(1, 3)],
         }
     }

@@ -9,8 +9,8 @@ use crate::measure::{self, median_of, timed};
 use crate::plan::{key, Figures, Plan};
 use crate::tasks::*;
 
-/// Runs every workload; `spin_iters` is the calibrated ~`cpu_task_ms` loop.
-pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, Error> {
+/// Runs every workload.
+pub fn run(plan: &Plan) -> Result<Figures, Error> {
     let mut f = Figures::new();
     let n = plan.processes;
 
@@ -43,7 +43,7 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, Error> {
     });
     f.insert(key::MAP_C1_IPS.into(), ips);
 
-    cpu_scaling(&pool, plan, spin_iters, &mut f);
+    cpu_scaling(&pool, plan, &mut f);
 
     measure::payloads(
         plan,
@@ -114,15 +114,15 @@ pub fn map_items_chunk1(pool: &Pool, items: usize) {
 
 /// Workload 5: the same CPU-bound tasks serially in the caller, through
 /// `apply` and through `apply_async`.
-fn cpu_scaling(pool: &Pool, plan: &Plan, iters: u64, f: &mut Figures) {
-    let tasks = plan.cpu_tasks;
+fn cpu_scaling(pool: &Pool, plan: &Plan, f: &mut Figures) {
+    let (tasks, iters) = (plan.cpu_tasks, plan.spin_iters);
     let mut serial = Vec::new();
     let mut apply = Vec::new();
     let mut parallel = Vec::new();
     for _ in 0..plan.cpu_reps {
         let (t, ()) = timed(|| {
             for _ in 0..tasks {
-                std::hint::black_box(measure::spin(iters));
+                std::hint::black_box(procpool_bench::spin(iters));
             }
         });
         serial.push(ms(t));

@@ -8,9 +8,9 @@ use crate::measure::{self, median_of, timed};
 use crate::plan::{key, Figures, Plan};
 use crate::tasks::*;
 
-pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, SpawnError> {
+pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
     let mut f = Figures::new();
-    let n = plan.processes;
+    let (n, spin_iters) = (plan.processes, plan.spin_iters);
 
     let mut samples = Vec::new();
     for _ in 0..plan.startup_reps {
@@ -62,7 +62,7 @@ pub fn run(plan: &Plan, spin_iters: u64) -> Result<Figures, SpawnError> {
     for _ in 0..plan.cpu_reps {
         let (t, ()) = timed(|| {
             for _ in 0..plan.cpu_tasks {
-                std::hint::black_box(measure::spin(spin_iters));
+                std::hint::black_box(procpool_bench::spin(spin_iters));
             }
         });
         serial.push(t.as_secs_f64() * 1e3);

@@ -10,6 +10,13 @@ pub fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python_pool.py")
 }
 
+/// The shared library holding the CPU rows' loop (this crate's cdylib,
+/// built next to the benchmark's binary), which python_pool.py loads.
+pub fn spin_library() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.with_file_name("libprocpool_bench.so")
+}
+
 /// Runs python_pool.py with `plan`; `Err` says why there are no figures.
 pub fn run(plan: &Plan) -> Result<Figures, String> {
     let plan = serde_json::to_string(plan).map_err(|e| e.to_string())?;
