@@ -72,6 +72,7 @@ fn main() {
     let write = !smoke && !flag("--no-write");
 
     let step = |name: &str| eprintln!("procpool-bench: {name}...");
+    let fd_limit = run_procspawn::raise_fd_limit();
     step("calibrating the CPU-bound task");
     plan.spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
     plan.spin_lib = run_python::spin_library().display().to_string();
@@ -94,7 +95,11 @@ fn main() {
     }
     let figures = median_over_rounds(per_round);
 
-    let run = Run { plan, figures };
+    let run = Run {
+        plan,
+        fd_limit,
+        figures,
+    };
     let table = report::table(&run);
     let notes = report::notes(&run);
     let goals = report::goals_text(&report::goals(&run));

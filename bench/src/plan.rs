@@ -14,8 +14,6 @@ pub struct Plan {
     pub apply_warmup: usize,
     pub apply_calls: usize,
     pub async_tasks: usize,
-    /// procspawn holds ~3 file descriptors per queued task, so it gets fewer.
-    pub procspawn_async_tasks: usize,
     pub async_reps: usize,
     pub map_items: usize,
     /// Items of the chunksize-1 map (one frame per item: Python needs fewer).
@@ -44,7 +42,6 @@ impl Plan {
             apply_warmup: 200,
             apply_calls: 2_000,
             async_tasks: 20_000,
-            procspawn_async_tasks: 4_000,
             async_reps: 5,
             map_items: 200_000,
             map_c1_items: 20_000,
@@ -67,7 +64,6 @@ impl Plan {
             apply_warmup: 50,
             apply_calls: 300,
             async_tasks: 2_000,
-            procspawn_async_tasks: 500,
             async_reps: 3,
             map_items: 10_000,
             map_c1_items: 2_000,

@@ -18,6 +18,8 @@ const PROCSPAWN: usize = 3;
 /// Every system's figures from one run (`None`: skipped, with the reason).
 pub struct Run {
     pub plan: Plan,
+    /// The open-file limit in force (raised for procspawn's queued tasks).
+    pub fd_limit: u64,
     pub figures: [Result<Figures, String>; 4],
 }
 
@@ -200,8 +202,10 @@ pub fn notes(run: &Run) -> String {
          median over the run's rounds (each round measures every system once, so rounds \
          interleave the systems in time), each a median over repetitions; compare ratios, \
          not absolute times across runs.\n\n\
-         ¹ procspawn: {} tasks (it holds ~3 file descriptors per queued task). The floor \
-         pipelines bare frames to the children from writer threads.\n\
+         ¹ Every system runs the same {} tasks, submitted at once and then collected. \
+         procspawn holds 3 file descriptors per queued task: the benchmark raises its \
+         open-file limit as far as it may (to {}); {} The floor pipelines bare frames to the \
+         children from writer threads.\n\
          ² procpool: `map_inc` (one frame per chunk, the worker runs the whole chunk); Python: \
          `Pool.map`; both with the default chunksize (ceil(items / (4 × workers))) and with \
          chunksize 1. Floor: Python's default chunking, one frame per chunk. procspawn's pool \
@@ -217,7 +221,9 @@ pub fn notes(run: &Run) -> String {
          short blocks. Unpinned, whether the scheduler puts caller and worker on the same CPU \
          changes a round trip about threefold on this virtual machine (about 12 vs 35 µs for \
          procpool and the floor alike) and sticks for the life of the processes.\n",
-        p.procspawn_async_tasks
+        p.async_tasks,
+        run.fd_limit,
+        procspawn_window_note(p.async_tasks),
     );
     for (s, name) in SYSTEMS.iter().enumerate() {
         if let Err(why) = &run.figures[s] {
@@ -225,6 +231,20 @@ pub fn notes(run: &Run) -> String {
         }
     }
     out
+}
+
+/// What footnote ¹ says about procspawn's queue under the open-file limit.
+fn procspawn_window_note(tasks: usize) -> String {
+    let window = crate::run_procspawn::queue_window(tasks);
+    if window >= tasks {
+        "every task fits.".into()
+    } else {
+        format!(
+            "under it procspawn holds at most {window} tasks queued, so it runs the same \
+             {tasks} through a sliding window of {window} (one more submitted as each \
+             completes; its workers never run dry)."
+        )
+    }
 }
 
 /// One goal of issue 5, checked against this run.
