@@ -1,8 +1,12 @@
 """The benchmark workloads on Python's multiprocessing.Pool ('spawn').
 
 Run by procpool-bench as `python3 bench/python_pool.py '<plan as JSON>'`;
-prints one JSON object of figures (keys as in bench/src/plan.rs) on stdout.
-Each figure is a median over repetitions, like the Rust side.
+prints one JSON object of figures (keys as in bench/src/figures.rs) on stdout:
+a number per figure, or a string saying why a row failed. Each figure is a
+median over repetitions, like the Rust side.
+
+`python3 bench/python_pool.py --apply-latency '<plan>'`: the p50 / p99 / p999
+of Pool.apply on one freshly started pool, unpinned, as one JSON object.
 """
 
 import ctypes
@@ -72,6 +76,27 @@ def timed(f):
     return now() - start
 
 
+def percentiles(samples):
+    """p50 / p99 / p999 of `samples` (nearest rank, as bench/src/latency.rs)."""
+    s = sorted(samples)
+    at = lambda q: s[int(round((len(s) - 1) * q))]
+    return {"p50": at(0.5), "p99": at(0.99), "p999": at(0.999)}
+
+
+def apply_tails(ctx, plan):
+    """Percentiles (µs) of `apply_calls` Pool.apply round trips on a fresh
+    pool, after `apply_warmup` untimed ones."""
+    with ctx.Pool(plan["processes"]) as pool:
+        for i in range(plan["apply_warmup"]):
+            pool.apply(inc, (i,))
+        samples = []
+        for i in range(plan["apply_calls"]):
+            start = now()
+            assert pool.apply(inc, (i,)) == i + 1
+            samples.append((now() - start) * 1e6)
+    return percentiles(samples)
+
+
 def map_only(items, chunksize):
     """`--map-only ITEMS CHUNKSIZE` (0: Pool.map's default): prints the items/s
     of Pool.map on `inc` over 2 workers, median of 3 after a warm-up."""
@@ -91,28 +116,26 @@ def main():
     if sys.argv[1] == "--map-only":
         map_only(int(sys.argv[2]), int(sys.argv[3]))
         return
+    if sys.argv[1] == "--apply-latency":
+        # One freshly started pool, unpinned: {"p50_us": ..., "p99_us": ..., "p999_us": ...}
+        tails = apply_tails(mp.get_context("spawn"), json.loads(sys.argv[2]))
+        json.dump({f"{pct}_us": v for pct, v in tails.items()}, sys.stdout)
+        print()
+        return
     plan = json.loads(sys.argv[1])
     ctx = mp.get_context("spawn")
     n = plan["processes"]
     out = {}
 
-    out["startup_ms"] = statistics.median(startup_ms(ctx, n) for _ in range(plan["startup_reps"]))
+    out[f"startup_{n}w_ms"] = statistics.median(startup_ms(ctx, n) for _ in range(plan["startup_reps"]))
 
     # apply latency with the caller, the pool's threads and its workers pinned
-    # to one CPU, as the Rust systems are measured (see bench/src/paired.rs):
-    # unpinned, where the scheduler places them changes a round trip ~3x.
+    # to one CPU, as the Rust systems are measured (see bench/src/paired.rs).
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(previous)})
     try:
-        with ctx.Pool(n) as pool:
-            for i in range(plan["apply_warmup"]):
-                pool.apply(inc, (i,))
-            samples = []
-            for i in range(plan["apply_calls"]):
-                start = now()
-                assert pool.apply(inc, (i,)) == i + 1
-                samples.append((now() - start) * 1e6)
-            out["apply_us"] = statistics.median(samples)
+        for pct, value in apply_tails(ctx, plan).items():
+            out[f"apply_pinned_{pct}_us"] = value
     finally:
         os.sched_setaffinity(0, previous)
 

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use procpool_bench::spin;
 use serde_bytes::ByteBuf;
 
-use crate::plan::{key, Figures, Plan};
+use crate::figures::{key, Figures};
+use crate::plan::Plan;
 
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[f64]) -> f64 {
@@ -31,26 +32,6 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     let start = Instant::now();
     let out = f();
     (start.elapsed(), out)
-}
-
-/// Median latency of `calls` calls of `f` in microseconds, after `warmup`
-/// untimed calls.
-pub fn latency_us(warmup: usize, calls: usize, mut f: impl FnMut(u64)) -> f64 {
-    for i in 0..warmup {
-        f(i as u64);
-    }
-    median(&call_times_us(calls, f))
-}
-
-/// The time of each of `calls` calls of `f(i)`, in µs.
-pub fn call_times_us(calls: usize, mut f: impl FnMut(u64)) -> Vec<f64> {
-    (0..calls)
-        .map(|i| {
-            let start = Instant::now();
-            f(i as u64);
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect()
 }
 
 /// Peak resident set size (`VmHWM`) of process `pid`, in MiB.

@@ -1,6 +1,4 @@
-//! How much of each workload to run, and the figures a run produces.
-
-use std::collections::BTreeMap;
+//! How much of each workload to run.
 
 use serde::Serialize;
 
@@ -12,7 +10,10 @@ pub struct Plan {
     pub processes: usize,
     pub startup_reps: usize,
     pub apply_warmup: usize,
+    /// Timed `apply` calls per pool, pinned and unpinned, every system alike.
     pub apply_calls: usize,
+    /// Freshly started pools per system for the unpinned `apply` latency.
+    pub unpinned_pools: usize,
     pub async_tasks: usize,
     pub async_reps: usize,
     pub map_items: usize,
@@ -39,8 +40,9 @@ impl Plan {
             smoke: false,
             processes: 2,
             startup_reps: 7,
-            apply_warmup: 200,
-            apply_calls: 2_000,
+            apply_warmup: 500,
+            apply_calls: 10_000,
+            unpinned_pools: 5,
             async_tasks: 20_000,
             async_reps: 5,
             map_items: 200_000,
@@ -62,7 +64,8 @@ impl Plan {
             processes: 2,
             startup_reps: 3,
             apply_warmup: 50,
-            apply_calls: 300,
+            apply_calls: 400,
+            unpinned_pools: 5,
             async_tasks: 2_000,
             async_reps: 3,
             map_items: 10_000,
@@ -75,27 +78,5 @@ impl Plan {
             spin_lib: String::new(),
             payloads: vec![(1, 3)],
         }
-    }
-}
-
-/// One system's figures by key (see [`key`]).
-pub type Figures = BTreeMap<String, f64>;
-
-/// Figure keys shared with python_pool.py.
-pub mod key {
-    pub const STARTUP_MS: &str = "startup_ms";
-    pub const APPLY_US: &str = "apply_us";
-    pub const ASYNC_TPS: &str = "apply_async_tps";
-    pub const MAP_IPS: &str = "map_ips";
-    pub const MAP_C1_IPS: &str = "map_c1_ips";
-    pub const CPU_SERIAL_MS: &str = "cpu_serial_ms";
-    pub const CPU_APPLY_MS: &str = "cpu_apply_ms";
-    pub const CPU_ASYNC_MS: &str = "cpu_async_ms";
-    pub const CPU_SPEEDUP: &str = "cpu_speedup";
-    pub const RSS_MIB: &str = "idle_worker_rss_mib";
-
-    /// MB/s of an identity round trip on `mib` MiB; `buf`: as one byte string.
-    pub fn payload(mib: usize, buf: bool) -> String {
-        format!("payload_{}_{mib}mib_mbs", if buf { "buf" } else { "vec" })
     }
 }

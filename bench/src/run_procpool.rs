@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use procpool::{Error, MapOptions, Pool};
 
+use crate::figures::{key, Figures};
 use crate::measure::{self, median_of, timed};
-use crate::plan::{key, Figures, Plan};
+use crate::plan::Plan;
 use crate::tasks::*;
 
 /// Runs every workload.
@@ -15,33 +16,30 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
     let n = plan.processes;
 
     f.insert(
-        key::STARTUP_MS.into(),
+        key::startup(n),
         median_of(plan.startup_reps, || startup_ms(n).expect("startup")),
     );
 
+    // Its apply latency is measured beside the floors' (crate::paired).
     let pool = Pool::new(n)?;
-    let apply = measure::latency_us(plan.apply_warmup, plan.apply_calls, |i| {
-        assert_eq!(apply_inc(&pool, i).expect("apply"), i + 1);
-    });
-    f.insert(key::APPLY_US.into(), apply);
 
     let tps = median_of(plan.async_reps, || {
         let (took, ()) = timed(|| async_batch(&pool, plan.async_tasks));
         plan.async_tasks as f64 / took.as_secs_f64()
     });
-    f.insert(key::ASYNC_TPS.into(), tps);
+    f.insert(key::ASYNC_TPS, tps);
 
     let ips = median_of(plan.map_reps, || {
         let (took, ()) = timed(|| map_items(&pool, plan.map_items));
         plan.map_items as f64 / took.as_secs_f64()
     });
-    f.insert(key::MAP_IPS.into(), ips);
+    f.insert(key::MAP_IPS, ips);
 
     let ips = median_of(plan.map_reps, || {
         let (took, ()) = timed(|| map_items_chunk1(&pool, plan.map_c1_items));
         plan.map_c1_items as f64 / took.as_secs_f64()
     });
-    f.insert(key::MAP_C1_IPS.into(), ips);
+    f.insert(key::MAP_C1_IPS, ips);
 
     cpu_scaling(&pool, plan, &mut f);
 
@@ -54,7 +52,7 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
     drop(pool);
 
     if let Some(rss) = idle_worker_rss_mib()? {
-        f.insert(key::RSS_MIB.into(), rss);
+        f.insert(key::RSS_MIB, rss);
     }
     Ok(f)
 }
@@ -145,10 +143,10 @@ fn cpu_scaling(pool: &Pool, plan: &Plan, f: &mut Figures) {
         measure::median(&apply),
         measure::median(&parallel),
     );
-    f.insert(key::CPU_SERIAL_MS.into(), serial);
-    f.insert(key::CPU_APPLY_MS.into(), apply);
-    f.insert(key::CPU_ASYNC_MS.into(), parallel);
-    f.insert(key::CPU_SPEEDUP.into(), serial / parallel);
+    f.insert(key::CPU_SERIAL_MS, serial);
+    f.insert(key::CPU_APPLY_MS, apply);
+    f.insert(key::CPU_ASYNC_MS, parallel);
+    f.insert(key::CPU_SPEEDUP, serial / parallel);
 }
 
 /// Workload 7: peak RSS of an idle worker of a fresh pool that has run a

@@ -4,8 +4,10 @@ use std::collections::HashSet;
 
 use procspawn::{Pool, SpawnError};
 
+use crate::figures::{key, Figures};
+use crate::latency;
 use crate::measure::{self, median_of, timed};
-use crate::plan::{key, Figures, Plan};
+use crate::plan::Plan;
 use crate::tasks::*;
 
 /// File descriptors the benchmark asks for: procspawn holds about 3 per
@@ -86,17 +88,17 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
         pool?.shutdown();
         samples.push(took.as_secs_f64() * 1e3);
     }
-    f.insert(key::STARTUP_MS.into(), measure::median(&samples));
+    f.insert(key::startup(n), measure::median(&samples));
 
     // Pinned to one CPU, like the others (see crate::paired).
-    let pin = crate::paired::Pin::to_cpu(0)?;
+    let pin = crate::pin::Pin::to_cpu(0)?;
     let pinned = Pool::new(n)?;
-    let apply = measure::latency_us(plan.apply_warmup, plan.apply_calls, |i| {
+    let tails = latency::measure(plan.apply_warmup, plan.apply_calls, |i| {
         assert_eq!(pinned.spawn(i, plain_inc).join().expect("spawn"), i + 1);
     });
     pinned.shutdown();
     drop(pin);
-    f.insert(key::APPLY_US.into(), apply);
+    latency::insert_pinned(&mut f, tails);
 
     let pool = Pool::new(n)?;
 
@@ -106,7 +108,7 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
         let (took, ()) = timed(|| async_window(&pool, tasks, window));
         tasks as f64 / took.as_secs_f64()
     });
-    f.insert(key::ASYNC_TPS.into(), tps);
+    f.insert(key::ASYNC_TPS, tps);
     // map: procspawn's pool has none (one spawn per item is the async row).
 
     let mut serial = Vec::new();
@@ -129,9 +131,9 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
         parallel.push(t.as_secs_f64() * 1e3);
     }
     let (serial, parallel) = (measure::median(&serial), measure::median(&parallel));
-    f.insert(key::CPU_SERIAL_MS.into(), serial);
-    f.insert(key::CPU_ASYNC_MS.into(), parallel);
-    f.insert(key::CPU_SPEEDUP.into(), serial / parallel);
+    f.insert(key::CPU_SERIAL_MS, serial);
+    f.insert(key::CPU_ASYNC_MS, parallel);
+    f.insert(key::CPU_SPEEDUP, serial / parallel);
 
     measure::payloads(
         plan,
@@ -158,7 +160,7 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
     pool.spawn(1, plain_inc).join()?;
     std::thread::sleep(std::time::Duration::from_millis(20));
     if let Some(rss) = measure::peak_rss_mib(pid) {
-        f.insert(key::RSS_MIB.into(), rss);
+        f.insert(key::RSS_MIB, rss);
     }
     pool.shutdown();
     Ok(f)
