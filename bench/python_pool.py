@@ -127,7 +127,14 @@ def main():
     n = plan["processes"]
     out = {}
 
-    out[f"startup_{n}w_ms"] = statistics.median(startup_ms(ctx, n) for _ in range(plan["startup_reps"]))
+    # Start-up until each worker has run one task, with 'spawn' (the context
+    # every other row uses) and with 'fork'.
+    fork = mp.get_context("fork")
+    for workers in plan["startup_workers"]:
+        for name, context in [("startup", ctx), ("startup_fork", fork)]:
+            out[f"{name}_{workers}w_ms"] = statistics.median(
+                startup_ms(context, workers) for _ in range(plan["startup_reps"])
+            )
 
     # apply latency with the caller, the pool's threads and its workers pinned
     # to one CPU, as the Rust systems are measured (see bench/src/paired.rs).

@@ -70,6 +70,14 @@ pub mod key {
     pub fn startup(workers: usize) -> String {
         format!("startup_{workers}w_ms")
     }
+    /// procpool: start-up until the pool's build returned (ms).
+    pub fn startup_build(workers: usize) -> String {
+        format!("startup_build_{workers}w_ms")
+    }
+    /// Python: start-up with the 'fork' start method (ms).
+    pub fn startup_fork(workers: usize) -> String {
+        format!("startup_fork_{workers}w_ms")
+    }
     pub const ASYNC_TPS: &str = "apply_async_tps";
     pub const MAP_IPS: &str = "map_ips";
     pub const MAP_C1_IPS: &str = "map_c1_ips";

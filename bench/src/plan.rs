@@ -8,6 +8,8 @@ use serde::Serialize;
 pub struct Plan {
     pub smoke: bool,
     pub processes: usize,
+    /// Pool sizes whose start-up is measured (must include `processes`).
+    pub startup_workers: Vec<usize>,
     pub startup_reps: usize,
     pub apply_warmup: usize,
     /// Timed `apply` calls per pool, pinned and unpinned, every system alike.
@@ -39,6 +41,7 @@ impl Plan {
         Plan {
             smoke: false,
             processes: 2,
+            startup_workers: vec![2, 8, 32],
             startup_reps: 7,
             apply_warmup: 500,
             apply_calls: 10_000,
@@ -62,6 +65,7 @@ impl Plan {
         Plan {
             smoke: true,
             processes: 2,
+            startup_workers: vec![2, 32],
             startup_reps: 3,
             apply_warmup: 50,
             apply_calls: 400,

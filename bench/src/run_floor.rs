@@ -14,11 +14,12 @@ use crate::systems::System;
 
 pub fn run(plan: &Plan, floor: System) -> io::Result<Figures> {
     let mut f = Figures::new();
-    let n = plan.processes;
-    let samples = (0..plan.startup_reps)
-        .map(|_| Ok(floor::startup(floor, n)?.as_secs_f64() * 1e3))
-        .collect::<io::Result<Vec<f64>>>()?;
-    f.insert(key::startup(n), measure::median(&samples));
+    for &workers in &plan.startup_workers {
+        let samples = (0..plan.startup_reps)
+            .map(|_| Ok(floor::startup(floor, workers)?.as_secs_f64() * 1e3))
+            .collect::<io::Result<Vec<f64>>>()?;
+        f.insert(key::startup(workers), measure::median(&samples));
+    }
 
     let kind = match floor {
         System::Socket => Some(Kind::Socket),

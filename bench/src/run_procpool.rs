@@ -15,10 +15,16 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
     let mut f = Figures::new();
     let n = plan.processes;
 
-    f.insert(
-        key::startup(n),
-        median_of(plan.startup_reps, || startup_ms(n).expect("startup")),
-    );
+    for &workers in &plan.startup_workers {
+        let (mut build, mut ready) = (Vec::new(), Vec::new());
+        for _ in 0..plan.startup_reps {
+            let (b, r) = startup_ms(workers)?;
+            build.push(b);
+            ready.push(r);
+        }
+        f.insert(key::startup_build(workers), measure::median(&build));
+        f.insert(key::startup(workers), measure::median(&ready));
+    }
 
     // Its apply latency is measured beside the floors' (crate::paired).
     let pool = Pool::new(n)?;
@@ -57,12 +63,16 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
     Ok(f)
 }
 
-/// Workload 1: create a pool and run one trivial task on each worker.
-/// Tasks go out in rounds of one per worker until every worker has answered.
-/// The pool's shutdown is not timed.
-fn startup_ms(n: usize) -> Result<f64, Error> {
+/// Workload 1: create a pool of `n` and run one trivial task on each
+/// worker; returns (ms until the pool's build returned, ms until every
+/// worker had run a task). Tasks go out in rounds of one per worker until
+/// every worker has answered. The pool's shutdown is not timed.
+fn startup_ms(n: usize) -> Result<(f64, f64), Error> {
+    let start = std::time::Instant::now();
+    let mut built = Duration::ZERO;
     let (took, pool) = timed(|| -> Result<Pool, Error> {
         let pool = Pool::new(n)?;
+        built = start.elapsed();
         let mut seen = HashSet::new();
         while seen.len() < n {
             let round: Vec<_> = (0..n).map(|_| apply_async_worker_pid(&pool)).collect();
@@ -73,7 +83,7 @@ fn startup_ms(n: usize) -> Result<f64, Error> {
         Ok(pool)
     });
     drop(pool?);
-    Ok(took.as_secs_f64() * 1e3)
+    Ok((ms(built), ms(took)))
 }
 
 /// Workload 3: submit `tasks` trivial tasks, then collect them all.

@@ -68,27 +68,34 @@ fn async_window(pool: &Pool, tasks: usize, window: usize) {
     }
 }
 
+/// Creates a pool of `n` and runs one task on each worker (in rounds of one
+/// per worker until every worker has answered); the shutdown is not timed.
+fn startup_ms(n: usize) -> Result<f64, SpawnError> {
+    let (took, pool) = timed(|| -> Result<Pool, SpawnError> {
+        let pool = Pool::new(n)?;
+        let mut seen = HashSet::new();
+        while seen.len() < n {
+            let round: Vec<_> = (0..n).map(|_| pool.spawn((), plain_pid)).collect();
+            for h in round {
+                seen.insert(h.join()?);
+            }
+        }
+        Ok(pool)
+    });
+    pool?.shutdown();
+    Ok(took.as_secs_f64() * 1e3)
+}
+
 pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
     let mut f = Figures::new();
     let (n, spin_iters) = (plan.processes, plan.spin_iters);
 
-    let mut samples = Vec::new();
-    for _ in 0..plan.startup_reps {
-        let (took, pool) = timed(|| -> Result<Pool, SpawnError> {
-            let pool = Pool::new(n)?;
-            let mut seen = HashSet::new();
-            while seen.len() < n {
-                let round: Vec<_> = (0..n).map(|_| pool.spawn((), plain_pid)).collect();
-                for h in round {
-                    seen.insert(h.join()?);
-                }
-            }
-            Ok(pool)
-        });
-        pool?.shutdown();
-        samples.push(took.as_secs_f64() * 1e3);
+    for &workers in &plan.startup_workers {
+        let samples = (0..plan.startup_reps)
+            .map(|_| startup_ms(workers))
+            .collect::<Result<Vec<f64>, SpawnError>>()?;
+        f.insert(key::startup(workers), measure::median(&samples));
     }
-    f.insert(key::startup(n), measure::median(&samples));
 
     // Pinned to one CPU, like the others (see crate::paired).
     let pin = crate::pin::Pin::to_cpu(0)?;

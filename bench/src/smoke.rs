@@ -53,8 +53,14 @@ pub fn failures(run: &Run) -> Vec<String> {
     };
     let floor_rtt = run.best_floor(&pinned_key("p50"), false).map(|f| f.1);
     c.against_floor("apply p50, pinned", &pinned_key("p50"), false, 5.0);
-    let n = run.plan.processes;
-    c.against_floor("startup", &key::startup(n), false, 10.0);
+    for &n in &run.plan.startup_workers {
+        c.against_floor(
+            &format!("startup of {n} workers"),
+            &key::startup(n),
+            false,
+            10.0,
+        );
+    }
     // Per-task cost of apply_async against one bare round trip: pipelining
     // over two workers should beat it, so 5× is a gross regression.
     let per_task_us = run.get(System::Procpool, key::ASYNC_TPS).map(|t| 1e6 / t);

@@ -164,3 +164,72 @@ pub fn latency_note(run: &Run) -> String {
         p.apply_warmup,
     )
 }
+
+/// A figure's key for a pool size.
+type KeyOf = fn(usize) -> String;
+
+/// Start-up (ms) per system and pool size.
+pub fn startup(run: &Run) -> String {
+    let sizes = &run.plan.startup_workers;
+    let lines: [(&str, System, KeyOf); 8] = [
+        (
+            "procpool, the pool's build returned",
+            System::Procpool,
+            key::startup_build,
+        ),
+        (
+            "procpool, each worker ran one task",
+            System::Procpool,
+            key::startup,
+        ),
+        (
+            "socket floor, each child answered once",
+            System::Socket,
+            key::startup,
+        ),
+        (
+            "pipe floor, each child answered once",
+            System::Pipe,
+            key::startup,
+        ),
+        (
+            "futex floor, each child answered once",
+            System::Futex,
+            key::startup,
+        ),
+        (
+            "Python Pool ('spawn'), each worker ran one task",
+            System::Python,
+            key::startup,
+        ),
+        (
+            "Python Pool ('fork'), each worker ran one task",
+            System::Python,
+            key::startup_fork,
+        ),
+        (
+            "procspawn Pool, each worker ran one task",
+            System::Procspawn,
+            key::startup,
+        ),
+    ];
+    let rows: Vec<Vec<String>> = lines
+        .iter()
+        .filter(|(_, s, _)| run.figures[s.index()].is_ok())
+        .map(|(label, s, k)| {
+            let mut row = vec![label.to_string()];
+            row.extend(sizes.iter().map(|&n| cell_of(run, *s, &k(n))));
+            row
+        })
+        .collect();
+    let header: Vec<String> = sizes.iter().map(|n| format!("{n} workers")).collect();
+    let mut all = vec!["ready when"];
+    all.extend(header.iter().map(String::as_str));
+    format!(
+        "{}\nms, median of {} start-ups per round, then over rounds. \"Ready\" for the goals is \
+         \"each worker ran one task\" (the stricter). The floors start children one by one and \
+         do one round trip with each. Shutdown is never timed.\n",
+        markdown(&all, &rows),
+        run.plan.startup_reps
+    )
+}
