@@ -14,6 +14,7 @@ pub fn body(run: &Run) -> String {
         "apply latency",
         format!("{}\n{}", tables::latency(run), tables::latency_note(run)),
     );
+    section("Many callers", tables::callers(run));
     section("Start-up", tables::startup(run));
     section("Floors", tables::floors(run));
     section("Goals", goals::text(&goals::goals(run)));

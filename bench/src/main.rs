@@ -26,6 +26,7 @@
 //! there). The two look for different environment variables, so a worker of
 //! one passes straight through the other's `init`.
 
+mod callers;
 mod chart;
 mod document;
 mod figures;

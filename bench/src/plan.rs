@@ -16,6 +16,8 @@ pub struct Plan {
     pub apply_calls: usize,
     /// Freshly started pools per system for the unpinned `apply` latency.
     pub unpinned_pools: usize,
+    /// `apply` calls of the many-callers rows, shared among the threads.
+    pub callers_calls: usize,
     pub async_tasks: usize,
     pub async_reps: usize,
     pub map_items: usize,
@@ -46,6 +48,7 @@ impl Plan {
             apply_warmup: 500,
             apply_calls: 10_000,
             unpinned_pools: 5,
+            callers_calls: 40_000,
             async_tasks: 20_000,
             async_reps: 5,
             map_items: 200_000,
@@ -70,6 +73,7 @@ impl Plan {
             apply_warmup: 50,
             apply_calls: 400,
             unpinned_pools: 5,
+            callers_calls: 4_000,
             async_tasks: 2_000,
             async_reps: 3,
             map_items: 10_000,

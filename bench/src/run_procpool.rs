@@ -48,6 +48,7 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
     f.insert(key::MAP_C1_IPS, ips);
 
     cpu_scaling(&pool, plan, &mut f);
+    crate::callers::measure(plan, &mut f)?;
 
     measure::payloads(
         plan,

@@ -2,6 +2,7 @@
 //! measured in the same run, never absolute times (which depend on the
 //! machine). CI fails only on these.
 
+use crate::callers;
 use crate::figures::key;
 use crate::latency::pinned_key;
 use crate::report::Run;
@@ -70,6 +71,19 @@ pub fn failures(run: &Run) -> Vec<String> {
         floor_rtt,
         false,
         5.0,
+    );
+    // Many callers: the wall time per call of 16 threads on 2 workers, against
+    // one bare round trip (today about 2×; serialising every caller behind
+    // one lock with hand-offs would be far worse).
+    let per_call_us = run
+        .get(System::Procpool, &callers::key(16, "cps"))
+        .map(|c| 1e6 / c);
+    c.ratio(
+        "16 callers: time per call vs one floor round trip",
+        per_call_us,
+        floor_rtt,
+        false,
+        20.0,
     );
     if let Some(&(mib, _)) = run.plan.payloads.first() {
         // Small payloads are dominated by a few copies whose cost swings

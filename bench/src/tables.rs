@@ -1,9 +1,10 @@
 //! The tables under the main one: every floor side by side, and `apply`
 //! latency with its tails, pinned and over fresh unpinned pools.
 
+use crate::callers;
 use crate::figures::key;
-use crate::latency::{pinned_key, unpinned_key};
-use crate::report::{cell, value, Run};
+use crate::latency::{pinned_key, unpinned_key, PERCENTILES};
+use crate::report::{cell, ratio, value, Run};
 use crate::systems::System;
 
 /// A Markdown table from a header and rows of cells.
@@ -231,5 +232,41 @@ pub fn startup(run: &Run) -> String {
          do one round trip with each. Shutdown is never timed.\n",
         markdown(&all, &rows),
         run.plan.startup_reps
+    )
+}
+
+/// Many threads calling `apply` on one pool (see [`crate::callers`]).
+pub fn callers(run: &Run) -> String {
+    let one = run.get(System::Procpool, &callers::key(1, "cps"));
+    let rows: Vec<Vec<String>> = callers::THREADS
+        .iter()
+        .map(|&t| {
+            let cps = run.get(System::Procpool, &callers::key(t, "cps"));
+            let mut row = vec![format!("{t}"), value(cps)];
+            for pct in PERCENTILES {
+                row.push(cell_of(run, System::Procpool, &callers::key(t, pct)));
+            }
+            row.push(ratio(cps.zip(one).map(|(c, o)| c / o)));
+            row
+        })
+        .collect();
+    format!(
+        "{}\nprocpool, one pool of {} workers per round, unpinned: {} `apply` calls shared \
+         among the threads, after {} untimed; calls/s of all threads together, round trips in \
+         µs. Median over rounds.\n",
+        markdown(
+            &[
+                "calling threads",
+                "calls/s",
+                "p50",
+                "p99",
+                "p999",
+                "calls/s vs 1 thread"
+            ],
+            &rows
+        ),
+        run.plan.processes,
+        run.plan.callers_calls,
+        run.plan.apply_warmup,
     )
 }
