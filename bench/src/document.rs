@@ -2,7 +2,7 @@
 //! to BENCHMARKS.md by a full one.
 
 use crate::report::{self, Run};
-use crate::{goals, tables};
+use crate::{goals, tables, tables_memory};
 
 /// The report's sections after the chart, as Markdown.
 pub fn body(run: &Run) -> String {
@@ -16,6 +16,10 @@ pub fn body(run: &Run) -> String {
     );
     section("Many callers", tables::callers(run));
     section("Start-up", tables::startup(run));
+    section("Memory per pending task", tables_memory::pending(run));
+    section("Large payloads and memory peaks", tables_memory::bulk(run));
+    section("map of many items", tables_memory::map_big(run));
+    section("Idle pool", tables_memory::idle(run));
     section("Floors", tables::floors(run));
     section("Goals", goals::text(&goals::goals(run)));
     out

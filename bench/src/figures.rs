@@ -43,6 +43,28 @@ impl Figures {
         self.values.extend(other.values);
         self.failures.extend(other.failures);
     }
+
+    /// Parses lines of `key value` (a number, or why the row failed).
+    pub fn parse_lines(text: &str) -> Figures {
+        let mut f = Figures::new();
+        for line in text.lines() {
+            let Some((key, value)) = line.trim().split_once(' ') else {
+                continue;
+            };
+            match value.trim().parse::<f64>() {
+                Ok(v) => f.insert(key, v),
+                Err(_) => f.fail(key, value.trim()),
+            }
+        }
+        f
+    }
+
+    /// The figures as lines of `key value` ([`Figures::parse_lines`] reads them).
+    pub fn to_lines(&self) -> String {
+        let values = self.values.iter().map(|(k, v)| format!("{k} {v}\n"));
+        let failures = self.failures.iter().map(|(k, why)| format!("{k} {why}\n"));
+        values.chain(failures).collect()
+    }
 }
 
 /// Per key, the median over the rounds that measured it; a key no round
@@ -62,6 +84,14 @@ pub fn median_over_rounds(rounds: &[&Figures]) -> Figures {
         }
     }
     out
+}
+
+/// The short name of an error for a row that failed: its variant's name
+/// (`FrameTooLarge`), from its `Debug` form.
+pub fn failure_name(error: &impl std::fmt::Debug) -> String {
+    let debug = format!("{error:?}");
+    let end = debug.find([' ', '{', '(']).unwrap_or(debug.len());
+    format!("fails: {}", &debug[..end])
 }
 
 /// Figure keys, shared with python_pool.py.
@@ -86,6 +116,33 @@ pub mod key {
     pub const CPU_ASYNC_MS: &str = "cpu_async_ms";
     pub const CPU_SPEEDUP: &str = "cpu_speedup";
     pub const RSS_MIB: &str = "idle_worker_rss_mib";
+
+    /// Parent memory per pending `apply_async` task, bytes (handle included).
+    pub const PENDING_BYTES: &str = "pending_bytes_per_task";
+    /// The part of it that is the caller's `AsyncResult` handle itself.
+    pub const PENDING_HANDLE_BYTES: &str = "pending_handle_bytes";
+
+    /// A large `Vec<u8>` round trip on `mib` MiB, measured in a fresh
+    /// process: `what` is `mbs`, `parent_peak_mib` (over the baseline),
+    /// `worker_hwm_mib` or `worker_rss_1s_mib` (1 s after the call).
+    pub fn bulk(mib: usize, what: &str) -> String {
+        format!("bulk_{mib}mib_{what}")
+    }
+    pub const BULK_FIGURES: [&str; 4] = [
+        "mbs",
+        "parent_peak_mib",
+        "worker_hwm_mib",
+        "worker_rss_1s_mib",
+    ];
+
+    /// The big map (10⁷ u64 items): items/s, and the parent's peak over its
+    /// baseline against the output's size (MiB).
+    pub const MAP_BIG_IPS: &str = "map_big_ips";
+    pub const MAP_BIG_PEAK_MIB: &str = "map_big_parent_peak_mib";
+    pub const MAP_BIG_OUTPUT_MIB: &str = "map_big_output_mib";
+
+    /// CPU an idle pool uses, % of one CPU (parent and workers).
+    pub const IDLE_POOL_CPU_PCT: &str = "idle_pool_cpu_pct";
 
     /// MB/s of an identity round trip on `mib` MiB; `buf`: as one byte string.
     pub fn payload(mib: usize, buf: bool) -> String {

@@ -38,6 +38,12 @@ mod once;
 mod paired;
 mod pin;
 mod plan;
+mod probe;
+mod probe_idle;
+mod probe_map;
+mod probe_payload;
+mod probe_pending;
+mod procfs;
 mod profile;
 mod report;
 mod rounds;
@@ -48,6 +54,7 @@ mod run_python;
 mod smoke;
 mod systems;
 mod tables;
+mod tables_memory;
 mod tasks;
 mod unpinned;
 
@@ -99,6 +106,10 @@ fn main() {
         let arg = |k: usize| args.get(i + k).map(String::as_str);
         let n = arg(3).and_then(|c| c.parse().ok()).unwrap_or(20_000);
         profile::run(arg(1).unwrap_or("apply"), arg(2).unwrap_or("procpool"), n);
+        return;
+    }
+    if args.first().map(String::as_str) == Some(probe::ARG) {
+        probe::serve(&args[1..]);
         return;
     }
     let options = Options::parse(&args);

@@ -34,14 +34,6 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (start.elapsed(), out)
 }
 
-/// Peak resident set size (`VmHWM`) of process `pid`, in MiB.
-pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Bytes per second of a round trip that moved `bytes` each way, in MB/s.
 pub fn round_trip_mbs(bytes: usize, took: Duration) -> f64 {
     2.0 * bytes as f64 / took.as_secs_f64() / 1e6
@@ -97,11 +89,5 @@ mod tests {
     fn medians() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
-
-    #[test]
-    fn reads_own_peak_rss() {
-        let mib = peak_rss_mib(std::process::id()).expect("/proc is readable");
-        assert!(mib > 0.0);
     }
 }

@@ -35,6 +35,16 @@ pub struct Plan {
     pub spin_lib: String,
     /// (MiB, repetitions)
     pub payloads: Vec<(usize, usize)>,
+    /// Pending `apply_async` tasks whose memory is measured.
+    pub pending_tasks: usize,
+    /// Large `Vec<u8>` round trips, each in a fresh process: (MiB, repetitions).
+    pub bulk: Vec<(usize, usize)>,
+    /// Items of the big map (and its repetitions), in a fresh process.
+    pub map_big_items: usize,
+    pub map_big_reps: usize,
+    /// The idle pool: workers, and seconds it sits idle.
+    pub idle_workers: usize,
+    pub idle_secs: usize,
 }
 
 impl Plan {
@@ -60,6 +70,12 @@ impl Plan {
             spin_iters: 0,
             spin_lib: String::new(),
             payloads: vec![(1, 9), (16, 5), (64, 3)],
+            pending_tasks: 1_000_000,
+            bulk: vec![(64, 3), (256, 2), (1024, 1)],
+            map_big_items: 10_000_000,
+            map_big_reps: 3,
+            idle_workers: 4,
+            idle_secs: 10,
         }
     }
 
@@ -85,6 +101,12 @@ impl Plan {
             spin_iters: 0,
             spin_lib: String::new(),
             payloads: vec![(1, 3)],
+            pending_tasks: 20_000,
+            bulk: vec![(16, 2)],
+            map_big_items: 100_000,
+            map_big_reps: 1,
+            idle_workers: 4,
+            idle_secs: 1,
         }
     }
 }

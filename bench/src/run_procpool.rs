@@ -74,17 +74,26 @@ fn startup_ms(n: usize) -> Result<(f64, f64), Error> {
     let (took, pool) = timed(|| -> Result<Pool, Error> {
         let pool = Pool::new(n)?;
         built = start.elapsed();
-        let mut seen = HashSet::new();
-        while seen.len() < n {
-            let round: Vec<_> = (0..n).map(|_| apply_async_worker_pid(&pool)).collect();
-            for r in round {
-                seen.insert(r.get()?);
-            }
-        }
+        worker_pids(&pool)?;
         Ok(pool)
     });
     drop(pool?);
     Ok((ms(built), ms(took)))
+}
+
+/// The process id of every worker of `pool`, found by running trivial
+/// tasks in rounds of one per worker until each has answered (so each has
+/// run at least one task).
+pub fn worker_pids(pool: &Pool) -> Result<Vec<u32>, Error> {
+    let n = pool.processes();
+    let mut seen = HashSet::new();
+    while seen.len() < n {
+        let round: Vec<_> = (0..n).map(|_| apply_async_worker_pid(pool)).collect();
+        for r in round {
+            seen.insert(r.get()?);
+        }
+    }
+    Ok(seen.into_iter().collect())
 }
 
 /// Workload 3: submit `tasks` trivial tasks, then collect them all.
@@ -167,7 +176,7 @@ fn idle_worker_rss_mib() -> Result<Option<f64>, Error> {
     let pid = apply_worker_pid(&pool)?;
     apply_inc(&pool, 1)?;
     std::thread::sleep(Duration::from_millis(20));
-    Ok(measure::peak_rss_mib(pid))
+    Ok(crate::procfs::peak_rss_mib(pid))
 }
 
 fn ms(d: Duration) -> f64 {

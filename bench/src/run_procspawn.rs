@@ -166,7 +166,7 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
     let pid = pool.spawn((), plain_pid).join()?;
     pool.spawn(1, plain_inc).join()?;
     std::thread::sleep(std::time::Duration::from_millis(20));
-    if let Some(rss) = measure::peak_rss_mib(pid) {
+    if let Some(rss) = crate::procfs::peak_rss_mib(pid) {
         f.insert(key::RSS_MIB, rss);
     }
     pool.shutdown();

@@ -46,6 +46,54 @@ impl Checks<'_> {
     }
 }
 
+/// The rows measured in fresh processes: large round trips, the big map,
+/// memory per pending task, the idle pool.
+fn once_per_run(c: &mut Checks) {
+    let run = c.run;
+    for &(mib, _) in &run.plan.bulk {
+        let mbs = key::bulk(mib, "mbs");
+        if let Some(why) = run.failure(System::Procpool, &mbs) {
+            c.failures
+                .push(format!("{mib} MiB Vec<u8> round trip {why}"));
+            continue;
+        }
+        let ours = run.get(System::Procpool, &mbs);
+        c.ratio(
+            &format!("{mib} MiB Vec<u8> round trip"),
+            ours,
+            run.get(System::Socket, &mbs),
+            true,
+            20.0,
+        );
+        let peak = run.get(System::Procpool, &key::bulk(mib, "parent_peak_mib"));
+        // Today 4 × size; the goal 2 × size + 16 MiB.
+        if peak.is_none_or(|p| p > (16 * mib + 64) as f64) {
+            c.failures.push(format!(
+                "{mib} MiB round trip: parent peak {peak:?} MiB (limit 16 × size + 64 MiB)"
+            ));
+        }
+    }
+    c.against_floor("big map", key::MAP_BIG_IPS, true, 20.0);
+    let bounds = [
+        (
+            key::PENDING_BYTES,
+            2048.0,
+            "bytes per pending apply_async task",
+        ),
+        (
+            key::IDLE_POOL_CPU_PCT,
+            5.0,
+            "% of one CPU used by an idle pool",
+        ),
+    ];
+    for (k, limit, what) in bounds {
+        let v = run.get(System::Procpool, k);
+        if v.is_none_or(|v| v > limit) {
+            c.failures.push(format!("{what}: {v:?} (limit {limit})"));
+        }
+    }
+}
+
 /// Returns a line per failed check.
 pub fn failures(run: &Run) -> Vec<String> {
     let mut c = Checks {
@@ -95,6 +143,7 @@ pub fn failures(run: &Run) -> Vec<String> {
             20.0,
         );
     }
+    once_per_run(&mut c);
     let rss_excess = run
         .get(System::Procpool, key::RSS_MIB)
         .zip(run.best_floor(key::RSS_MIB, false))

@@ -16,6 +16,13 @@ pub fn worker_pid() -> u32 {
     std::process::id()
 }
 
+/// Sleeps `ms` milliseconds: keeps a worker busy.
+#[pool_task]
+pub fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 /// About 50 ms of CPU for the calibrated `iters`.
 #[pool_task]
 pub fn spin(iters: u64) -> u64 {

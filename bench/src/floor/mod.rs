@@ -12,7 +12,7 @@ pub mod stream;
 use std::io;
 use std::time::Duration;
 
-use crate::measure::{self, timed};
+use crate::measure::timed;
 use crate::systems::System;
 
 /// argv\[1\] of a floor child; argv\[2\] says which floor.
@@ -80,5 +80,5 @@ pub fn idle_rss_mib(floor: System) -> io::Result<Option<f64>> {
     for i in 0..10 {
         child.inc(i)?;
     }
-    Ok(measure::peak_rss_mib(child.pid()))
+    Ok(crate::procfs::peak_rss_mib(child.pid()))
 }
