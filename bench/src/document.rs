@@ -20,6 +20,7 @@ pub fn body(run: &Run) -> String {
     section("Large payloads and memory peaks", tables_memory::bulk(run));
     section("map of many items", tables_memory::map_big(run));
     section("Idle pool", tables_memory::idle(run));
+    section("System calls", tables_memory::syscalls(run));
     section("Floors", tables::floors(run));
     section("Goals", goals::text(&goals::goals(run)));
     out

@@ -52,6 +52,7 @@ mod run_procpool;
 mod run_procspawn;
 mod run_python;
 mod smoke;
+mod syscalls;
 mod systems;
 mod tables;
 mod tables_memory;

@@ -6,7 +6,7 @@ use crate::figures::{key, Figures};
 use crate::plan::Plan;
 use crate::probe;
 use crate::systems::System;
-use crate::unpinned;
+use crate::{syscalls, unpinned};
 
 /// Every once-per-run figure, by [`System::index`].
 pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
@@ -88,5 +88,13 @@ pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
         &["idle", &workers, &secs],
         &[key::IDLE_POOL_CPU_PCT.into()],
     );
+    step("system calls per apply_async task (perf stat)");
+    for (system, name) in [(System::Procpool, "procpool"), (System::Socket, "floor")] {
+        let f = &mut figures[system.index()];
+        match syscalls::per_task(name, plan.async_tasks) {
+            Ok(per_task) => f.insert(syscalls::KEY, per_task),
+            Err(why) => f.fail(syscalls::KEY, format!("n/a: {why}")),
+        }
+    }
     figures
 }

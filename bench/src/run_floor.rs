@@ -91,7 +91,7 @@ pub fn map_ips(children: &mut [StreamChild], items: usize, reps: usize) -> f64 {
 
 /// Sends `count` frames (made by `frame(i)`) round-robin over `children`,
 /// all children in parallel, and waits for every reply.
-fn spread(children: &mut [StreamChild], count: usize, frame: impl Fn(usize) -> Vec<u8> + Sync) {
+pub fn spread(children: &mut [StreamChild], count: usize, frame: impl Fn(usize) -> Vec<u8> + Sync) {
     let n = children.len();
     std::thread::scope(|s| {
         for (c, child) in children.iter_mut().enumerate() {

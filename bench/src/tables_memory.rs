@@ -117,6 +117,18 @@ pub fn map_big(run: &Run) -> String {
     )
 }
 
+/// System calls per apply_async task.
+pub fn syscalls(run: &Run) -> String {
+    format!(
+        "System calls per `apply_async` task ({} tasks on 2 workers, counted by `perf stat -e \
+         raw_syscalls:sys_enter` over the process and its children, minus a run with no task): \
+         procpool {}, socket floor (2 children, pipelined) {}.\n",
+        run.plan.async_tasks,
+        cell_of(run, Procpool, crate::syscalls::KEY),
+        cell_of(run, Socket, crate::syscalls::KEY),
+    )
+}
+
 /// The idle pool's CPU.
 pub fn idle(run: &Run) -> String {
     format!(
