@@ -2,7 +2,7 @@
 //! row per workload, procpool beside the lowest floor, Python and procspawn.
 
 use crate::figures::{key, Figures};
-use crate::latency::pinned_key;
+use crate::latency::{pinned_key, unpinned_key};
 use crate::plan::Plan;
 use crate::run_procpool::MAP_LABEL;
 use crate::systems::System;
@@ -148,6 +148,15 @@ pub fn rows(run: &Run) -> Vec<Row> {
         )
         .chart("startup"),
         row("apply p50, pinned⁵", &pinned_key("p50"), "µs", false).chart("apply latency"),
+        row(
+            &format!(
+                "apply p50, unpinned, worst of {} fresh pools⁵",
+                p.unpinned_pools
+            ),
+            &unpinned_key("p50", "max"),
+            "µs",
+            false,
+        ),
         row(
             &format!("apply_async, {} tasks¹", p.async_tasks),
             key::ASYNC_TPS,
