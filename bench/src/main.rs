@@ -16,7 +16,9 @@
 //! measures); `--rounds N` (default 3, smoke 1: each figure is the
 //! median over N rounds of every system); `--no-python`, `--no-procspawn` (skip a system);
 //! `--no-write` (print only); `--profile WORKLOAD SYSTEM [N]` (one workload
-//! alone, untabulated, for `perf record` / `strace -c`: see `profile.rs`).
+//! alone, untabulated, for `perf record` / `strace -c`: see `profile.rs`);
+//! `--probe NAME ARGS` (one once-per-run row alone, as a run measures it in
+//! a fresh process: see `probe.rs`).
 //! Python needs `python3` on PATH; without it the Python column says why it
 //! is empty.
 //!

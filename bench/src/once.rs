@@ -8,36 +8,58 @@ use crate::probe;
 use crate::systems::System;
 use crate::{syscalls, unpinned};
 
-/// Every once-per-run figure, by [`System::index`].
-pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
-    let step = |name: &str| eprintln!("procpool-bench: {name}...");
-    let mut figures: [Figures; 6] = Default::default();
+/// Once-per-run figures, by [`System::index`].
+pub type Once = [Figures; 6];
+
+fn step(name: &str) {
+    eprintln!("procpool-bench: {name}...");
+}
+
+/// Every once-per-run figure.
+pub fn measure(plan: &Plan, with_python: bool) -> Once {
+    let mut figures = Once::default();
     step(&format!(
         "apply latency unpinned, {} fresh pools per system",
         plan.unpinned_pools
     ));
     unpinned::insert(unpinned::apply_latency(plan, with_python), &mut figures);
-    let n = plan.processes.to_string();
-    let mut probe = |system: System, args: &[&str], keys: &[String]| {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    memory_and_large(plan, &mut figures);
+    step("system calls per apply_async task (perf stat)");
+    for (system, name) in [(System::Procpool, "procpool"), (System::Socket, "floor")] {
         let f = &mut figures[system.index()];
-        match probe::run(&args) {
-            Ok(measured) => f.extend(measured),
-            Err(why) => keys
-                .iter()
-                .for_each(|k| f.fail(k.clone(), format!("fails: {why}"))),
+        match syscalls::per_task(name, plan.async_tasks) {
+            Ok(per_task) => f.insert(syscalls::KEY, per_task),
+            Err(why) => f.fail(syscalls::KEY, format!("n/a: {why}")),
         }
-    };
+    }
+    figures
+}
+
+/// Runs probe `args` (see [`probe`]) for `system`; if the probe itself
+/// fails, each of `keys` says why.
+fn probe(figures: &mut Once, system: System, args: &[&str], keys: &[String]) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let f = &mut figures[system.index()];
+    match probe::run(&args) {
+        Ok(measured) => f.extend(measured),
+        Err(why) => {
+            for k in keys {
+                f.fail(k.clone(), format!("fails: {why}"));
+            }
+        }
+    }
+}
+
+/// The probes: pending tasks, large round trips, the big map, the idle pool.
+fn memory_and_large(plan: &Plan, figures: &mut Once) {
+    let n = plan.processes.to_string();
     step(&format!(
         "memory of {} pending apply_async tasks",
         plan.pending_tasks
     ));
     let tasks = plan.pending_tasks.to_string();
-    probe(
-        System::Procpool,
-        &["pending", &tasks, &n],
-        &[key::PENDING_BYTES.into()],
-    );
+    let keys = [key::PENDING_BYTES.to_string()];
+    probe(figures, System::Procpool, &["pending", &tasks, &n], &keys);
     for &(mib, reps) in &plan.bulk {
         step(&format!("{mib} MiB Vec<u8> round trips in fresh processes"));
         let (size, reps) = (mib.to_string(), reps.to_string());
@@ -45,16 +67,9 @@ pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
             .iter()
             .map(|w| key::bulk(mib, w))
             .collect();
-        probe(
-            System::Procpool,
-            &["payload", "procpool", &size, &reps, &n],
-            &keys,
-        );
-        probe(
-            System::Socket,
-            &["payload", "socket", &size, &reps, &n],
-            &keys,
-        );
+        for (system, name) in [(System::Procpool, "procpool"), (System::Socket, "socket")] {
+            probe(figures, system, &["payload", name, &size, &reps, &n], &keys);
+        }
     }
     step(&format!(
         "map of {} items in fresh processes",
@@ -69,11 +84,13 @@ pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
         key::MAP_BIG_PEAK_MIB.to_string(),
     ];
     probe(
+        figures,
         System::Procpool,
         &["map", "procpool", &items, &reps, &n],
         &keys,
     );
     probe(
+        figures,
         System::Socket,
         &["map", "socket", &items, &reps, &n],
         &keys[..1],
@@ -83,18 +100,6 @@ pub fn measure(plan: &Plan, with_python: bool) -> [Figures; 6] {
         plan.idle_workers, plan.idle_secs
     ));
     let (workers, secs) = (plan.idle_workers.to_string(), plan.idle_secs.to_string());
-    probe(
-        System::Procpool,
-        &["idle", &workers, &secs],
-        &[key::IDLE_POOL_CPU_PCT.into()],
-    );
-    step("system calls per apply_async task (perf stat)");
-    for (system, name) in [(System::Procpool, "procpool"), (System::Socket, "floor")] {
-        let f = &mut figures[system.index()];
-        match syscalls::per_task(name, plan.async_tasks) {
-            Ok(per_task) => f.insert(syscalls::KEY, per_task),
-            Err(why) => f.fail(syscalls::KEY, format!("n/a: {why}")),
-        }
-    }
-    figures
+    let keys = [key::IDLE_POOL_CPU_PCT.to_string()];
+    probe(figures, System::Procpool, &["idle", &workers, &secs], &keys);
 }
