@@ -100,3 +100,39 @@ fn draw_inner(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     root.present()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::figures::{key, Figures};
+    use crate::plan::Plan;
+    use crate::systems::System;
+
+    #[test]
+    fn draws_the_main_rows() {
+        let plan = Plan::smoke();
+        let mut figures: [Result<Figures, String>; 6] = std::array::from_fn(|_| Ok(Figures::new()));
+        for (s, v) in [
+            (System::Procpool, 2.0),
+            (System::Pipe, 1.0),
+            (System::Python, 60.0),
+        ] {
+            if let Ok(f) = &mut figures[s.index()] {
+                f.insert(key::startup(plan.processes), v);
+                f.insert(key::ASYNC_TPS, 1e6 / v);
+            }
+        }
+        figures[System::Procspawn.index()] = Err("not run".into());
+        let run = Run {
+            plan,
+            fd_limit: 1024,
+            figures,
+        };
+        let path =
+            std::env::temp_dir().join(format!("procpool-bench-chart-{}.svg", std::process::id()));
+        draw(&run, &path).expect("chart drawn");
+        let svg = std::fs::read_to_string(&path).expect("chart written");
+        std::fs::remove_file(&path).ok();
+        assert!(svg.contains("startup") && svg.contains("lowest floor"));
+    }
+}

@@ -112,7 +112,8 @@ fn latency_goals(g: &mut Goals) {
         |r| r <= 3.0,
     );
     g.ratio(
-        "11: Python Pool.apply p50 unpinned (median of its fresh pools) ÷ procpool's worst fresh pool ≥ 30×",
+        "11: Python Pool.apply p50 unpinned (median of its fresh pools) \
+         ÷ procpool's worst fresh pool ≥ 30×",
         over(g.get(Python, &unpinned_key("p50", "median")), worst),
         |r| r >= 30.0,
     );
@@ -217,7 +218,8 @@ fn startup_and_map_goals(g: &mut Goals) {
     let vs_today = vs_floor.filter(|_| items == 10_000_000);
     g.ratio(
         &format!(
-            "11: map of {items} u64 items ≥ 3× today's items/s (its ratio to the socket floor ÷ today's, {MAP_BIG_TODAY_VS_FLOOR})"
+            "11: map of {items} u64 items ≥ 3× today's items/s \
+             (its ratio to the socket floor ÷ today's, {MAP_BIG_TODAY_VS_FLOOR})"
         ),
         vs_today.map(|r| r / MAP_BIG_TODAY_VS_FLOOR),
         |r| r >= 3.0,

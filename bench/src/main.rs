@@ -9,7 +9,7 @@
 //! cargo run --release -p procpool-bench            # full run (several minutes);
 //!                                                  # writes BENCHMARKS.md and bench/chart.svg
 //! cargo run --release -p procpool-bench -- --smoke # CI: seconds, procpool and floors only;
-//!                                                  # exits 1 only on gross regressions vs the floor
+//!                                                  # exits 1 only on gross regressions
 //! ```
 //!
 //! Options: `--smoke`; `--parent-mib N` (the parent holds N MiB while it

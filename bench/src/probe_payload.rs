@@ -1,9 +1,9 @@
 //! Probe `payload SYSTEM MIB REPS WORKERS`: round trips of a MIB MiB
 //! `Vec<u8>` (identity task) on a default procpool pool of WORKERS, or on
 //! the socket floor (SYSTEM `socket`). Figures: MB/s (2 × size / time,
-//! median of REPS), the parent's peak RSS over its baseline (input and
-//! result included: at least 2 × size), the worker's peak, and the
-//! worker's RSS 1 s after the last call. A round trip that fails makes
+//! median of the REPS after the first, a warm-up), the parent's peak RSS
+//! over its baseline (input and result included: at least 2 × size), the
+//! worker's peak, and the worker's RSS 1 s after the last call. A round trip that fails makes
 //! every figure "fails: <why>".
 
 use std::time::Duration;
@@ -51,13 +51,17 @@ fn round_trips(
 ) -> Result<[f64; 4], String> {
     let baseline = procfs::reset_own_peak().ok_or("cannot reset VmHWM")?;
     let mut rates = Vec::new();
-    for _ in 0..reps.max(1) {
+    for rep in 0..reps.max(1) {
         let data = vec![7u8; mib << 20];
         let (took, len) = timed(|| echo(data));
         if len? != mib << 20 {
             return Err("the result has another length".into());
         }
-        rates.push(measure::round_trip_mbs(mib << 20, took));
+        // The first round trip of a fresh process is a warm-up (its pages
+        // are touched for the first time), unless it is the only one.
+        if rep > 0 || reps <= 1 {
+            rates.push(measure::round_trip_mbs(mib << 20, took));
+        }
     }
     let parent_peak = procfs::own_peak_mib().ok_or("no VmHWM")? - baseline;
     let peaks = pids

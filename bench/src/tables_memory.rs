@@ -49,9 +49,11 @@ pub fn bulk(run: &Run) -> String {
     format!(
         "{}\nIdentity task on a `Vec<u8>`, a default pool of {} workers (no setting changed but \
          the number of workers); each size in a fresh process, median MB/s (2 × size / time) \
-         of {}. Peaks in MiB over the process's RSS before the first call (`VmHWM` reset by \
-         /proc/self/clear_refs), input and result included, so 2 × size is the least possible; \
-         the worker is the one with the highest peak, its RSS read again 1 s after the last call.\n",
+         of the round trips after the first (a warm-up): {}. Peaks in MiB over the process's \
+         RSS before the first call (`VmHWM` reset by \
+         /proc/self/clear_refs), input and result included, so 2 × size is the least \
+         possible; the worker is the one with the highest peak, its RSS read again 1 s after the \
+         last call.\n",
         markdown(
             &[
                 "round trip",
@@ -71,7 +73,7 @@ pub fn bulk(run: &Run) -> String {
         run.plan
             .bulk
             .iter()
-            .map(|(mib, reps)| format!("{reps} ({mib} MiB)"))
+            .map(|(mib, reps)| format!("{} ({mib} MiB)", reps.saturating_sub(1).max(1)))
             .collect::<Vec<_>>()
             .join(", "),
     )
