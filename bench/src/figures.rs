@@ -44,6 +44,28 @@ impl Figures {
         self.failures.extend(other.failures);
     }
 
+    /// Removes the figures and failures whose key starts with `prefix` and
+    /// returns them with the prefix stripped (a probe's figures of another
+    /// system).
+    pub fn split_prefixed(&mut self, prefix: &str) -> Figures {
+        let mut out = Figures::new();
+        let values = std::mem::take(&mut self.values);
+        for (k, v) in values {
+            match k.strip_prefix(prefix) {
+                Some(rest) => out.insert(rest, v),
+                None => self.insert(k, v),
+            }
+        }
+        let failures = std::mem::take(&mut self.failures);
+        for (k, why) in failures {
+            match k.strip_prefix(prefix) {
+                Some(rest) => out.fail(rest, why),
+                None => self.fail(k, why),
+            }
+        }
+        out
+    }
+
     /// Parses lines of `key value` (a number, or why the row failed).
     pub fn parse_lines(text: &str) -> Figures {
         let mut f = Figures::new();
@@ -140,6 +162,8 @@ pub mod key {
     pub const MAP_BIG_IPS: &str = "map_big_ips";
     pub const MAP_BIG_PEAK_MIB: &str = "map_big_parent_peak_mib";
     pub const MAP_BIG_OUTPUT_MIB: &str = "map_big_output_mib";
+    /// procpool's items/s ÷ the socket floor's, median over adjacent pairs.
+    pub const MAP_BIG_VS_FLOOR: &str = "map_big_vs_floor";
 
     /// CPU an idle pool uses, % of one CPU (parent and workers).
     pub const IDLE_POOL_CPU_PCT: &str = "idle_pool_cpu_pct";

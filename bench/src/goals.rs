@@ -10,10 +10,11 @@ use crate::systems::System::{self, *};
 
 /// procpool's map of 10⁷ items ÷ the socket floor's, on the code issue 11
 /// started from (main at 0e112d8, "today" in the issue's goal): the median
-/// of 7 interleaved pairs of fresh processes of `--probe map procpool|socket
-/// 10000000 3 2`. The goal asks for 3× today's items/s; measured as a ratio
-/// to the floor in the same run, so it does not depend on the machine's load.
-pub const MAP_BIG_TODAY_VS_FLOOR: f64 = 0.42;
+/// over 9 runs of `--probe map 10000000 5 2` (each the median ratio of 5
+/// adjacent pairs; the 9 ranged 0.37–0.65 on the loaded 2-core machine).
+/// The goal asks for 3× today's items/s; measured as a ratio to the floor
+/// in the same run, so it depends less on the machine's load.
+pub const MAP_BIG_TODAY_VS_FLOOR: f64 = 0.44;
 
 /// One goal, checked against this run.
 pub struct Goal {
@@ -210,10 +211,7 @@ fn startup_and_map_goals(g: &mut Goals) {
         }
     }
     let items = g.run.plan.map_big_items;
-    let vs_floor = over(
-        g.get(Procpool, key::MAP_BIG_IPS),
-        g.get(Socket, key::MAP_BIG_IPS),
-    );
+    let vs_floor = g.get(Procpool, key::MAP_BIG_VS_FLOOR);
     // Today's ratio was measured at 10⁷ items only.
     let vs_today = vs_floor.filter(|_| items == 10_000_000);
     g.ratio(

@@ -4,8 +4,8 @@
 
 use crate::figures::{key, Figures};
 use crate::plan::Plan;
-use crate::probe;
 use crate::systems::System;
+use crate::{probe, probe_map};
 use crate::{syscalls, unpinned};
 
 /// Once-per-run figures, by [`System::index`].
@@ -39,12 +39,15 @@ pub fn measure(plan: &Plan, with_python: bool) -> Once {
 /// fails, each of `keys` says why.
 fn probe(figures: &mut Once, system: System, args: &[&str], keys: &[String]) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let f = &mut figures[system.index()];
     match probe::run(&args) {
-        Ok(measured) => f.extend(measured),
+        Ok(mut measured) => {
+            let floor = measured.split_prefixed(probe_map::FLOOR_PREFIX);
+            figures[System::Socket.index()].extend(floor);
+            figures[system.index()].extend(measured);
+        }
         Err(why) => {
             for k in keys {
-                f.fail(k.clone(), format!("fails: {why}"));
+                figures[system.index()].fail(k.clone(), format!("fails: {why}"));
             }
         }
     }
@@ -86,14 +89,8 @@ fn memory_and_large(plan: &Plan, figures: &mut Once) {
     probe(
         figures,
         System::Procpool,
-        &["map", "procpool", &items, &reps, &n],
+        &["map", &items, &reps, &n],
         &keys,
-    );
-    probe(
-        figures,
-        System::Socket,
-        &["map", "socket", &items, &reps, &n],
-        &keys[..1],
     );
     step(&format!(
         "an idle pool of {} for {} s",

@@ -49,7 +49,7 @@ pub fn serve(args: &[String]) {
     let figures = match arg(0) {
         "pending" => probe_pending::measure(number(1), number(2)),
         "payload" => probe_payload::measure(arg(1), number(2), number(3), number(4)),
-        "map" => probe_map::measure(arg(1), number(2), number(3), number(4)),
+        "map" => probe_map::measure(number(1), number(2), number(3)),
         "idle" => probe_idle::measure(number(1), number(2)),
         other => panic!("unknown probe {other:?}"),
     };
