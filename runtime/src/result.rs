@@ -213,7 +213,7 @@ pub(crate) fn ready<T: DeserializeOwned>(
 ///     Ok(())
 /// }
 /// ```
-#[must_use = "an AsyncResult does nothing unless you wait for it or attach a callback"]
+#[must_use = "the task runs anyway; without `get`, `wait` or a callback its result and any error are lost"]
 pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
     runner: CallbackRunner,
