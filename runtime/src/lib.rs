@@ -27,6 +27,13 @@
 //! }
 //! ```
 //!
+//! ## Platform
+//!
+//! Linux only: kernel 5.3 or later (workers are watched through pidfds) and
+//! glibc 2.34 or later (`posix_spawn_file_actions_addclosefrom_np`);
+//! `x86_64-unknown-linux-gnu` is the target tested. On other targets the
+//! crate stops at one `compile_error!` saying so.
+//!
 //! ## How it works
 //!
 //! Workers are this very program, re-executed (like Python's "spawn" start
@@ -166,30 +173,48 @@
 // Examples show `fn main` on purpose: `procpool::init()` must come first in it.
 #![allow(clippy::needless_doctest_main)]
 
-#[doc(hidden)]
-pub mod __private;
-mod buffers;
-mod call;
-mod callbacks;
-mod codec;
-mod error;
-mod link;
-mod map;
-mod pool;
-mod process;
-mod registry;
-mod result;
-mod sys;
-mod task;
-mod wire;
-mod worker;
+// Linux only: elsewhere, this one error instead of hundreds from inside the
+// crate (every item that needs Linux is left out). Everything OS-specific
+// lives in `sys`, so a port is that one module's work.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "procpool supports Linux only: kernel 5.3 or later (pidfd_open) and glibc 2.34 or later \
+     (posix_spawn_file_actions_addclosefrom_np); x86_64-unknown-linux-gnu is the tested target. \
+     Its workers are watched through pidfds and die with their parent through \
+     PR_SET_PDEATHSIG, which this target does not have."
+);
 
-pub use error::{Error, ErrorKind, ExitInfo};
-pub use map::imap::{Imap, ImapUnordered};
-pub use map::MapOptions;
-pub use pool::{Pool, PoolBuilder};
-pub use registry::{registry, TaskEntry};
-pub use result::AsyncResult;
+/// Puts `#[cfg(target_os = "linux")]` on each item (see the `compile_error!`).
+macro_rules! linux_only {
+    ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };
+}
+
+linux_only! {
+    #[doc(hidden)]
+    pub mod __private;
+    mod buffers;
+    mod call;
+    mod callbacks;
+    mod codec;
+    mod error;
+    mod link;
+    mod map;
+    mod pool;
+    mod process;
+    mod registry;
+    mod result;
+    mod sys;
+    mod task;
+    mod wire;
+    mod worker;
+
+    pub use error::{Error, ErrorKind, ExitInfo};
+    pub use map::imap::{Imap, ImapUnordered};
+    pub use map::MapOptions;
+    pub use pool::{Pool, PoolBuilder};
+    pub use registry::{registry, TaskEntry};
+    pub use result::AsyncResult;
+}
 
 /// Registers a function as a task and generates, next to it, the functions
 /// that run it in a pool's worker processes.
@@ -301,6 +326,7 @@ pub use procpool_macros::main;
 ///     // ... create pools and run tasks ...
 /// }
 /// ```
+#[cfg(target_os = "linux")]
 pub fn init() {
     process::mark_initialized(false);
     if let Some(channel) = process::take_worker_channel() {
@@ -317,6 +343,7 @@ pub fn init() {
 /// and the harness, started with arguments that select no test, has returned
 /// without printing anything.
 #[doc(hidden)]
+#[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
     if let Some(channel) = process::take_worker_channel() {
@@ -364,6 +391,6 @@ macro_rules! enable_test_support {
 }
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, target_os = "linux"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
