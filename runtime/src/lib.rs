@@ -213,7 +213,7 @@ linux_only! {
     pub use map::MapOptions;
     pub use pool::{Pool, PoolBuilder};
     pub use registry::{registry, TaskEntry};
-    pub use result::AsyncResult;
+    pub use result::{AsyncResult, CancelOutcome};
 }
 
 /// Registers a function as a task and generates, next to it, the functions

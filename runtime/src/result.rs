@@ -23,6 +23,82 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
+/// Asks the dispatcher that runs a call to cancel it, by the call's id
+/// (see `Dispatcher::cancel`).
+pub(crate) type CancelFn = Arc<dyn Fn(u64) -> CancelOutcome + Send + Sync>;
+
+/// What [`AsyncResult::cancel`] did.
+///
+/// ```
+/// use std::time::Duration;
+/// use procpool::{pool_task, CancelOutcome, Error, Pool};
+///
+/// #[pool_task]
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(1)?;
+///     let running = apply_async_nap(&pool, 60_000);
+///     let queued = apply_async_nap(&pool, 1);
+///     assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
+///     std::thread::sleep(Duration::from_millis(200)); // let it start
+///     // Stopped: its worker is killed and replaced.
+///     assert_ne!(running.cancel(), CancelOutcome::Finished);
+///     assert!(matches!(running.get(), Err(Error::Cancelled { .. })));
+///     assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));
+///     let done = apply_async_nap(&pool, 1);
+///     done.wait();
+///     assert_eq!(done.cancel(), CancelOutcome::Finished);
+///     assert_eq!(done.get()?, 1); // a finished result is kept
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// It was still queued: it never ran and never will; its result is
+    /// [`Error::Cancelled`].
+    NotStarted,
+    /// It had been handed to a worker (it was running, or pipelined behind
+    /// the call that was): that worker is killed and replaced, and its result
+    /// becomes [`Error::Cancelled`]. If it finished at that very instant, its
+    /// result is kept instead.
+    Stopped,
+    /// It had already finished (successfully or not): nothing changed and its
+    /// result is kept.
+    Finished,
+}
+
+impl CancelOutcome {
+    /// The outcome of cancelling several parts at once (a map's chunks):
+    /// `Stopped` if any part was stopped, else `NotStarted` if any part had
+    /// not started, else `Finished`.
+    pub(crate) fn combine(parts: impl IntoIterator<Item = CancelOutcome>) -> CancelOutcome {
+        let mut all = CancelOutcome::Finished;
+        for part in parts {
+            all = match (all, part) {
+                (CancelOutcome::Stopped, _) | (_, CancelOutcome::Stopped) => CancelOutcome::Stopped,
+                (CancelOutcome::NotStarted, _) | (_, CancelOutcome::NotStarted) => {
+                    CancelOutcome::NotStarted
+                }
+                _ => CancelOutcome::Finished,
+            };
+        }
+        all
+    }
+}
+
+/// What an [`AsyncResult`] cancels.
+enum CancelTarget {
+    /// Nothing: the result was known at once.
+    None,
+    /// One call of a dispatcher, by id.
+    Call(CancelFn, u64),
+    /// Several parts (a `map_async`'s chunks), cancelled together.
+    Parts(Box<[AsyncResult<()>]>),
+}
+
 /// Where a task's outcome lands, shared by the pool (its [`Promise`]) and
 /// the caller (its [`AsyncResult`]).
 pub(crate) struct ResultCell {
@@ -170,6 +246,7 @@ pub(crate) fn pending_with<T>(
         cell: cell.clone(),
         runner,
         decode,
+        cancel: CancelTarget::None,
         _type: PhantomData,
     };
     (Promise { cell: Some(cell) }, result)
@@ -190,7 +267,8 @@ pub(crate) fn ready<T: DeserializeOwned>(
 /// `AsyncResult`, typed.
 ///
 /// Dropping it without collecting the result is fine: the task still runs and
-/// its worker moves on. Callbacks attached with [`callback`](Self::callback)
+/// its worker moves on (dropping does not cancel it; [`cancel`](Self::cancel)
+/// does). Callbacks attached with [`callback`](Self::callback)
 /// and [`error_callback`](Self::error_callback) run on the pool's callback
 /// thread as soon as the result arrives, even if it arrived before they were
 /// attached.
@@ -218,6 +296,7 @@ pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
     runner: CallbackRunner,
     decode: Decoder<T>,
+    cancel: CancelTarget,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -313,6 +392,63 @@ impl<T: 'static> AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
+    /// Makes this result cancel call `id` through `cancel`.
+    pub(crate) fn cancellable(mut self, cancel: CancelFn, id: u64) -> Self {
+        self.cancel = CancelTarget::Call(cancel, id);
+        self
+    }
+
+    /// Makes this result cancel `parts` (a map's chunks) together.
+    pub(crate) fn cancels_parts(mut self, parts: Vec<AsyncResult<()>>) -> Self {
+        self.cancel = CancelTarget::Parts(parts.into_boxed_slice());
+        self
+    }
+
+    /// Cancels the task (Python's `Future.cancel()`, but a running task is
+    /// stopped too, like pebble's): if it is still queued it never runs; if
+    /// it is running, its worker is killed and replaced. Either way its
+    /// result becomes [`Error::Cancelled`], and the other tasks are not
+    /// affected (the calls pipelined behind it on the same worker had not
+    /// started: they go back to the queue). A result that is already there
+    /// is kept. Returns at once, saying which of these happened; the result
+    /// arrives shortly after (a stopped worker's death is seen within a
+    /// millisecond or so).
+    ///
+    /// For a `map_async_<fn>`, every chunk is cancelled: the result is
+    /// `Err(Cancelled)` unless every chunk had already finished; the outcome
+    /// is [`Stopped`](CancelOutcome::Stopped) if any chunk was running,
+    /// else [`NotStarted`](CancelOutcome::NotStarted) if any was queued.
+    ///
+    /// Dropping an `AsyncResult` does not cancel its task.
+    ///
+    /// ```
+    /// use procpool::{pool_task, CancelOutcome, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let busy = apply_async_nap(&pool, 200);
+    ///     let waiting = apply_async_nap(&pool, 60_000);
+    ///     assert_eq!(waiting.cancel(), CancelOutcome::NotStarted);
+    ///     assert!(matches!(waiting.get(), Err(Error::Cancelled { .. })));
+    ///     busy.get()?; // not affected
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel(&self) -> CancelOutcome {
+        if self.ready() {
+            return CancelOutcome::Finished;
+        }
+        match &self.cancel {
+            CancelTarget::None => CancelOutcome::Finished,
+            CancelTarget::Call(cancel, id) => cancel(*id),
+            CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
+        }
+    }
+
     /// The registered name of the task.
     pub fn task(&self) -> &str {
         &self.cell.task

@@ -116,11 +116,13 @@ pub fn map_async<M: Task>(
     if chunks.is_empty() {
         gather.finish();
     }
+    let mut parts = Vec::with_capacity(chunks.len());
     for (index, (chunk, _)) in chunks.into_iter().enumerate() {
         let gather = gather.clone();
         chunk.listen_outcome(Box::new(move |outcome| gather.arrive(index, outcome)));
+        parts.push(chunk);
     }
-    result
+    result.cancels_parts(parts)
 }
 
 /// Collects a `map_async`'s chunks and fills its promise with the records
@@ -155,6 +157,14 @@ impl Gather {
 
     fn assemble(&self) -> Outcome {
         let parts = std::mem::take(&mut *self.parts.lock().unwrap_or_else(|e| e.into_inner()));
+        // A cancelled map is cancelled as a whole, whatever came first.
+        let cancelled = parts.iter().flatten().find_map(|part| match &**part {
+            Err(e @ Error::Cancelled { .. }) => Some(e.clone()),
+            _ => None,
+        });
+        if let Some(error) = cancelled {
+            return Err(error);
+        }
         let total: usize = self.sizes.iter().sum();
         let mut bytes = (total as u64).to_le_bytes().to_vec();
         for (part, &sent) in parts.iter().zip(&self.sizes) {

@@ -154,7 +154,7 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, Error> {
         let config = Arc::new(self.validate()?);
         let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
-        Ok(Pool::from_dispatcher(Box::new(local), config))
+        Ok(Pool::from_dispatcher(Arc::new(local), config))
     }
 
     /// Checks every setting, and the initializer against its registration.

@@ -99,6 +99,18 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
                 continue;
             }
             Next::Stop => break,
+            Next::Doomed => {
+                // A cancel killed it (possibly just after its last call
+                // finished): end it and staff the slot again.
+                if let Some(dead) = worker.take() {
+                    dead.finish(DEATH_GRACE);
+                }
+                queue.reset_served(index);
+                if queue.wants_workers() {
+                    worker = shared.start_worker(index).ok();
+                }
+                continue;
+            }
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
@@ -173,6 +185,7 @@ fn run_batch(
                 // start that failed fast is retried.
                 let started = match batch.first() {
                     Some(first) if queue.is_terminated() => Err(first.call.terminated()),
+                    Some(first) if queue.is_cancelled(first.call.id) => Err(first.call.cancelled()),
                     Some(first) => start_for(shared, index, &first.call),
                     None => return (None, 0),
                 };
@@ -191,7 +204,15 @@ fn run_batch(
             }
         };
         match link.send_batch(&frames) {
-            Ok(()) => break link,
+            Ok(()) => {
+                log::trace!(
+                    target: "procpool",
+                    "slot {index}: {} calls pipelined to worker {}",
+                    frames.len(),
+                    link.pid()
+                );
+                break link;
+            }
             Err(FrameError::TooLarge { .. }) => {
                 // Some call is over the frame limit: run them one by one,
                 // so that only that one fails.
@@ -219,7 +240,7 @@ fn run_batch(
         }
     };
     drop(frames);
-    let end = exchange::receive_batch(queue, link, batch);
+    let end = exchange::receive_batch(queue, index, link, batch);
     (end.link, end.ran)
 }
 
@@ -244,7 +265,15 @@ fn run_job(
                 if shared.queue.is_terminated() {
                     return (Err(call.terminated()), None);
                 }
+                // A cancel that found no worker to kill (the slot was
+                // between two) must still stop the call.
+                if shared.queue.is_cancelled(call.id) {
+                    return (Err(call.cancelled()), None);
+                }
                 match start_for(shared, index, call) {
+                    Ok(link) if shared.queue.is_cancelled(call.id) => {
+                        return (Err(call.cancelled()), Some(link))
+                    }
                     Ok(link) => link,
                     Err(e) => return (Err(e), None),
                 }
