@@ -90,9 +90,9 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks` | `AsyncResult` and the promise the dispatcher keeps; the thread that runs callbacks |
+//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps; the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
-//! | `pool::local`, `pool::queue`, `pool::slot` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path |
+//! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
 //! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract |
@@ -104,7 +104,7 @@
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
 //!
 //! Each layer uses only the ones below it: `sys`, then `error`, `buffers`,
-//! `codec`, `wire`, `task`, `registry`, `callbacks`, `result`, `call`, `link`, `process`,
+//! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
 //! `worker`, `pool`, `map`, `__private`.
 //!
 //!
@@ -195,6 +195,7 @@ linux_only! {
     mod buffers;
     mod call;
     mod callbacks;
+    mod cancel;
     mod codec;
     mod error;
     mod link;
@@ -213,7 +214,8 @@ linux_only! {
     pub use map::MapOptions;
     pub use pool::{Pool, PoolBuilder};
     pub use registry::{registry, TaskEntry};
-    pub use result::{AsyncResult, CancelOutcome};
+    pub use cancel::CancelOutcome;
+    pub use result::AsyncResult;
 }
 
 /// Registers a function as a task and generates, next to it, the functions

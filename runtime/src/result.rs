@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
+pub(crate) use crate::cancel::{CancelFn, CancelOutcome};
 use crate::codec;
 use crate::error::Error;
 
@@ -22,72 +23,6 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
-
-/// Asks the dispatcher that runs a call to cancel it, by the call's id
-/// (see `Dispatcher::cancel`).
-pub(crate) type CancelFn = Arc<dyn Fn(u64) -> CancelOutcome + Send + Sync>;
-
-/// What [`AsyncResult::cancel`] did.
-///
-/// ```
-/// use std::time::Duration;
-/// use procpool::{pool_task, CancelOutcome, Error, Pool};
-///
-/// #[pool_task]
-/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
-///
-/// fn main() -> Result<(), procpool::Error> {
-///     procpool::init();
-///     let pool = Pool::new(1)?;
-///     let running = apply_async_nap(&pool, 60_000);
-///     let queued = apply_async_nap(&pool, 1);
-///     assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
-///     std::thread::sleep(Duration::from_millis(200)); // let it start
-///     // Stopped: its worker is killed and replaced.
-///     assert_ne!(running.cancel(), CancelOutcome::Finished);
-///     assert!(matches!(running.get(), Err(Error::Cancelled { .. })));
-///     assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));
-///     let done = apply_async_nap(&pool, 1);
-///     done.wait();
-///     assert_eq!(done.cancel(), CancelOutcome::Finished);
-///     assert_eq!(done.get()?, 1); // a finished result is kept
-///     Ok(())
-/// }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CancelOutcome {
-    /// It was still queued: it never ran and never will; its result is
-    /// [`Error::Cancelled`].
-    NotStarted,
-    /// It had been handed to a worker (it was running, or pipelined behind
-    /// the call that was): that worker is killed and replaced, and its result
-    /// becomes [`Error::Cancelled`]. If it finished at that very instant, its
-    /// result is kept instead.
-    Stopped,
-    /// It had already finished (successfully or not): nothing changed and its
-    /// result is kept.
-    Finished,
-}
-
-impl CancelOutcome {
-    /// The outcome of cancelling several parts at once (a map's chunks):
-    /// `Stopped` if any part was stopped, else `NotStarted` if any part had
-    /// not started, else `Finished`.
-    pub(crate) fn combine(parts: impl IntoIterator<Item = CancelOutcome>) -> CancelOutcome {
-        let mut all = CancelOutcome::Finished;
-        for part in parts {
-            all = match (all, part) {
-                (CancelOutcome::Stopped, _) | (_, CancelOutcome::Stopped) => CancelOutcome::Stopped,
-                (CancelOutcome::NotStarted, _) | (_, CancelOutcome::NotStarted) => {
-                    CancelOutcome::NotStarted
-                }
-                _ => CancelOutcome::Finished,
-            };
-        }
-        all
-    }
-}
 
 /// What an [`AsyncResult`] cancels.
 enum CancelTarget {
