@@ -335,3 +335,33 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     assert_no_children();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
+    let _serial = serial();
+    let dir = marker_dir("imap");
+    let pool = Pool::new(2).unwrap();
+    let items = (0u64..).map(|i| (dir.clone(), i, if i < 2 { 0 } else { 60_000 }));
+    let mut results = imap_mark_with(&pool, items, MapOptions::new().chunksize(1));
+    assert_eq!(results.next().unwrap().unwrap().0, 0);
+    assert_eq!(results.next().unwrap().unwrap().0, 1);
+    // Now 2 and 3 run (one per worker) and two more chunks wait.
+    wait_for(&dir.join("2"));
+    wait_for(&dir.join("3"));
+    let begun = Instant::now();
+    assert_eq!(results.cancel(), CancelOutcome::Stopped);
+    let rest: Vec<_> = results.collect();
+    assert!(begun.elapsed() < Duration::from_secs(10), "not stopped");
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert!(matches!(rest[0], Err(Error::Cancelled { .. })), "{rest:?}");
+    let names = markers(&dir);
+    assert_eq!(names, ["0", "1", "2", "3"], "queued chunks never ran");
+    // The endless input was dropped; the pool carries on.
+    let mut unordered = imap_unordered_mark(&pool, vec![(dir.clone(), 50, 0)]);
+    assert_eq!(unordered.next().unwrap().unwrap().0, 50);
+    assert_eq!(unordered.cancel(), CancelOutcome::Finished);
+    drop(unordered);
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -235,9 +235,12 @@ linux_only! {
 ///
 /// - **Items.** `items` is any `IntoIterator`. For a one-argument task each
 ///   item is that argument; for several, a tuple of them (Python's
-///   `starmap`); for none, `()`. A reference argument takes the owned value
-///   it points to: `String` for `&str`, `Vec<T>` for `&[T]`, `PathBuf` for
-///   `&Path`, `T` for `&T`. So `map_f` above takes items of type `(A, B)`.
+///   `starmap`); for none, `()`. A reference argument takes the value it
+///   points to, owned or borrowed: `String`, `&String` or `&str` for `&str`
+///   (any `impl AsRef<str>`), `Vec<T>` or `&Vec<T>` for `&[T]`, `PathBuf` or
+///   `&PathBuf` for `&Path`, `T` or `&T` for `&T` (any `impl Borrow<T>`).
+///   So `map_f` above takes items `(A, B)` or `(A, &B)`, and a task taking
+///   `&Path` maps over `files.iter()` of a `Vec<PathBuf>`.
 /// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
 ///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
 ///   (Python's rule) and how to set it.
