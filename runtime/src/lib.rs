@@ -339,6 +339,53 @@ pub fn init() {
     }
 }
 
+/// Which slot of its pool runs the current task: `Some(0)` to
+/// `Some(processes - 1)` in a worker, `None` in the program that made the
+/// pool (like rayon's `current_thread_index()`). A worker that replaces
+/// another (after a crash, a timeout, a cancel or `max_tasks_per_child`)
+/// keeps its slot's number, so at any time the running workers have
+/// distinct numbers: handy to pick a per-worker resource (a GPU, a port, a
+/// scratch directory). The pool's initializer sees it too.
+///
+/// ```
+/// use procpool::{pool_task, Pool};
+///
+/// #[pool_task]
+/// fn which() -> Option<usize> { procpool::worker_index() }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(2)?;
+///     assert!(matches!(apply_which(&pool)?, Some(0 | 1)));
+///     assert_eq!(procpool::worker_index(), None); // the caller is no worker
+///     Ok(())
+/// }
+/// ```
+#[cfg(target_os = "linux")]
+pub fn worker_index() -> Option<usize> {
+    process::worker_index()
+}
+
+/// Whether this process is a pool's worker (its code runs tasks), as
+/// opposed to the program that made the pool.
+///
+/// ```
+/// #[procpool::pool_task]
+/// fn in_worker() -> bool { procpool::is_worker() }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = procpool::Pool::new(1)?;
+///     assert!(apply_in_worker(&pool)?);
+///     assert!(!procpool::is_worker());
+///     Ok(())
+/// }
+/// ```
+#[cfg(target_os = "linux")]
+pub fn is_worker() -> bool {
+    process::worker_index().is_some()
+}
+
 /// `init()` for test binaries, run by [`enable_test_support!`] before the
 /// harness starts.
 ///

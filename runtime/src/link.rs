@@ -24,12 +24,15 @@ pub(crate) struct Limits {
 
 /// Starts workers.
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Starts one worker and waits until it is ready for tasks.
-    /// `kill` lets other threads stop it (see [`KillSwitch`]).
+    /// Starts one worker for slot `slot` of the pool and waits until it is
+    /// ready for tasks. `kill` lets other threads stop it (see
+    /// [`KillSwitch`]). The worker's tasks see `slot` as
+    /// `procpool::worker_index()`.
     fn start(
         &self,
         kill: &std::sync::Arc<KillSwitch>,
         limits: Limits,
+        slot: usize,
     ) -> Result<Box<dyn Link>, Error>;
 }
 

@@ -45,7 +45,7 @@ impl Shared {
         let begun = Instant::now();
         let started = self
             .backend
-            .start(&self.switches[index], self.config.limits())
+            .start(&self.switches[index], self.config.limits(), index)
             .and_then(|link| match &self.config.initializer {
                 Some(init) => initializer::run(link, init, self.config.start_timeout),
                 None => Ok(link),
