@@ -17,7 +17,11 @@ procpool::enable_test_support!();
 #[pool_task]
 fn whoami(nap_ms: u64) -> (Option<usize>, bool, u32) {
     std::thread::sleep(Duration::from_millis(nap_ms));
-    (procpool::worker_index(), procpool::is_worker(), std::process::id())
+    (
+        procpool::worker_index(),
+        procpool::is_worker(),
+        std::process::id(),
+    )
 }
 
 static SEEN_BY_INITIALIZER: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -30,7 +34,10 @@ fn init() {
 
 #[pool_task]
 fn initializer_saw() -> (usize, Option<usize>) {
-    (SEEN_BY_INITIALIZER.load(Ordering::SeqCst), procpool::worker_index())
+    (
+        SEEN_BY_INITIALIZER.load(Ordering::SeqCst),
+        procpool::worker_index(),
+    )
 }
 
 /// Whether a program this worker starts believes it is a worker.
@@ -41,7 +48,9 @@ fn child_env() -> Option<String> {
 
 /// One round of `processes` simultaneous tasks: each runs on its own slot.
 fn one_round(pool: &Pool, processes: usize) -> Vec<(usize, u32)> {
-    let pending: Vec<_> = (0..processes).map(|_| apply_async_whoami(pool, 300)).collect();
+    let pending: Vec<_> = (0..processes)
+        .map(|_| apply_async_whoami(pool, 300))
+        .collect();
     pending
         .into_iter()
         .map(|r| {

@@ -50,6 +50,9 @@ pub(crate) trait Link: Send {
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;
+    /// The worker's resident memory in bytes, if it can be read (for
+    /// `max_memory_per_child`).
+    fn resident_bytes(&mut self) -> Option<u64>;
     /// Stops the worker at once.
     fn kill(&mut self);
     /// Waits for the worker to end (killing it after `grace`) and reports how.

@@ -266,6 +266,10 @@ impl Link for ProcessLink {
         }
     }
 
+    fn resident_bytes(&mut self) -> Option<u64> {
+        sys::resident_bytes(self.child.id()).ok()
+    }
+
     fn kill(&mut self) {
         self.kill.kill();
     }

@@ -363,6 +363,28 @@ pub(crate) fn kill(pid: u32) {
     }
 }
 
+/// The resident memory of process `pid` (this process's unreaped child), in
+/// bytes: the second field of `/proc/<pid>/statm`, in pages.
+pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm"))?;
+    Ok(pages.saturating_mul(page_size()))
+}
+
+/// The size of a memory page in bytes.
+fn page_size() -> u64 {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf takes and returns integers only.
+    *PAGE.get_or_init(|| match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
+        n if n > 0 => n as u64,
+        _ => 4096,
+    })
+}
+
 /// The conventional name of a signal, for messages.
 pub(crate) fn signal_name(sig: i32) -> Option<&'static str> {
     Some(match sig {

@@ -276,6 +276,10 @@ impl Link for FakeLink {
         self.gone()
     }
 
+    fn resident_bytes(&mut self) -> Option<u64> {
+        None
+    }
+
     fn kill(&mut self) {
         // Replies already written stay readable; work in progress is lost.
         let now = Instant::now();

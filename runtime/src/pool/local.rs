@@ -128,8 +128,14 @@ impl Dispatcher for LocalPool {
         };
         let loss = match exchange::exchange(link.as_mut(), &call) {
             Exchange::Done(outcome) => {
-                let retired = queue.give_back(index, Some(link), true);
-                slot::retire(retired);
+                if slot::over_memory(&self.shared.config, link.as_mut()) {
+                    // Retired here; the slot thread starts its successor.
+                    slot::retire(Some(link));
+                    queue.give_back(index, None, false);
+                } else {
+                    let retired = queue.give_back(index, Some(link), true);
+                    slot::retire(retired);
+                }
                 // The large buffer serves this thread's next call.
                 buffers::recycle(call.args);
                 return Ok(outcome);

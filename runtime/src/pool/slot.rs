@@ -130,11 +130,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         for task in &tasks[..ran] {
             durations.observe(task, ran, elapsed);
         }
-        if let Some(link) = &worker {
+        if let Some(link) = &mut worker {
             if before != Some(link.pid()) {
                 queue.reset_served(index);
             }
-            if queue.served(index, ran) {
+            if queue.served(index, ran) || over_memory(&shared.config, link.as_mut()) {
                 retire(worker.take());
             }
         }
@@ -318,6 +318,25 @@ fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Whether `link`'s worker uses more memory than `max_memory_per_child`
+/// allows (never, when it is unset: then nothing is read).
+pub(crate) fn over_memory(config: &Config, link: &mut dyn Link) -> bool {
+    let Some(max) = config.max_memory_per_child else {
+        return false;
+    };
+    match link.resident_bytes() {
+        Some(rss) if rss > max => {
+            log::debug!(
+                target: "procpool",
+                "worker {} uses {rss} bytes, over max_memory_per_child ({max}); retiring it",
+                link.pid()
+            );
+            true
+        }
+        _ => false,
     }
 }
 

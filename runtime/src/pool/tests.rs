@@ -24,6 +24,7 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
         max_frame: 1 << 20,
         task_timeout: None,
         max_tasks_per_child,
+        max_memory_per_child: None,
         start_timeout: Duration::from_secs(5),
         initializer: None,
     })
