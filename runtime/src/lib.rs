@@ -102,8 +102,9 @@
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
+//! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
 //!
-//! Each layer uses only the ones below it: `sys`, then `error`, `buffers`,
+//! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
 //! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
 //! `worker`, `pool`, `map`, `__private`.
 //!
@@ -198,6 +199,8 @@ linux_only! {
     mod cancel;
     mod codec;
     mod error;
+    #[cfg(feature = "json")]
+    mod json;
     mod link;
     mod map;
     mod pool;
@@ -210,6 +213,8 @@ linux_only! {
     mod worker;
 
     pub use error::{Error, ErrorKind, ExitInfo};
+    #[cfg(feature = "json")]
+    pub use json::Json;
     pub use map::imap::{Imap, ImapUnordered};
     pub use map::MapOptions;
     pub use pool::{Pool, PoolBuilder};
