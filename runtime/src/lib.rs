@@ -127,6 +127,11 @@
 //! is killed with SIGKILL, and every child is reaped on every path.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
+//! [`AsyncResult::cancel`] stops one task (a queued one never runs, a
+//! running one has its worker replaced: [`Error::Cancelled`]) and
+//! [`Pool::close_and_cancel`] drops the whole queue;
+//! [`PoolBuilder::max_tasks_per_child`] and
+//! [`PoolBuilder::max_memory_per_child`] recycle workers between tasks.
 //!
 //! ## Tests and doc tests
 //!
