@@ -100,15 +100,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
             }
             Next::Stop => break,
             Next::Doomed => {
-                // A cancel killed it (possibly just after its last call
-                // finished): end it and staff the slot again.
-                if let Some(dead) = worker.take() {
-                    dead.finish(DEATH_GRACE);
-                }
-                queue.reset_served(index);
-                if queue.wants_workers() {
-                    worker = shared.start_worker(index).ok();
-                }
+                worker = replace_doomed(&shared, index, worker.take());
                 continue;
             }
         }
@@ -156,6 +148,24 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
     } else {
         retire(worker);
+    }
+}
+
+/// Ends a worker a cancel killed (possibly just after its last call
+/// finished) and starts the slot's next one.
+fn replace_doomed(
+    shared: &Shared,
+    index: usize,
+    dead: Option<Box<dyn Link>>,
+) -> Option<Box<dyn Link>> {
+    if let Some(dead) = dead {
+        dead.finish(DEATH_GRACE);
+    }
+    shared.queue.reset_served(index);
+    if shared.queue.wants_workers() {
+        shared.start_worker(index).ok()
+    } else {
+        None
     }
 }
 
