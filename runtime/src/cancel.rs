@@ -69,3 +69,26 @@ impl CancelOutcome {
     }
 }
 
+
+/// What cancelling an `AsyncResult` (or an imap) cancels. Holds no outcome,
+/// so a map's result can keep its chunks' targets without their results.
+#[derive(Clone)]
+pub(crate) enum CancelTarget {
+    /// Nothing: the result was known at once.
+    None,
+    /// One call of a dispatcher, by id.
+    Call(CancelFn, u64),
+    /// Several parts (a `map_async`'s chunks), cancelled together.
+    Parts(Arc<[CancelTarget]>),
+}
+
+impl CancelTarget {
+    /// Cancels it: a call the dispatcher no longer holds had finished.
+    pub(crate) fn cancel(&self) -> CancelOutcome {
+        match self {
+            CancelTarget::None => CancelOutcome::Finished,
+            CancelTarget::Call(cancel, id) => cancel(*id),
+            CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
+        }
+    }
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
-pub(crate) use crate::cancel::{CancelFn, CancelOutcome};
+pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
 use crate::codec;
 use crate::error::Error;
 
@@ -24,15 +24,6 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
-/// What an [`AsyncResult`] cancels.
-enum CancelTarget {
-    /// Nothing: the result was known at once.
-    None,
-    /// One call of a dispatcher, by id.
-    Call(CancelFn, u64),
-    /// Several parts (a `map_async`'s chunks), cancelled together.
-    Parts(Box<[AsyncResult<()>]>),
-}
 
 /// Where a task's outcome lands, shared by the pool (its [`Promise`]) and
 /// the caller (its [`AsyncResult`]).
@@ -334,9 +325,15 @@ impl<T> AsyncResult<T> {
     }
 
     /// Makes this result cancel `parts` (a map's chunks) together.
-    pub(crate) fn cancels_parts(mut self, parts: Vec<AsyncResult<()>>) -> Self {
-        self.cancel = CancelTarget::Parts(parts.into_boxed_slice());
+    pub(crate) fn cancels_parts(mut self, parts: Vec<CancelTarget>) -> Self {
+        self.cancel = CancelTarget::Parts(parts.into());
         self
+    }
+
+    /// What cancelling this result cancels, to be kept without the result
+    /// (and its outcome) itself.
+    pub(crate) fn cancel_target(&self) -> CancelTarget {
+        self.cancel.clone()
     }
 
     /// Cancels the task (Python's `Future.cancel()`, but a running task is
@@ -377,11 +374,7 @@ impl<T> AsyncResult<T> {
         if self.ready() {
             return CancelOutcome::Finished;
         }
-        match &self.cancel {
-            CancelTarget::None => CancelOutcome::Finished,
-            CancelTarget::Call(cancel, id) => cancel(*id),
-            CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
-        }
+        self.cancel.cancel()
     }
 
     /// The registered name of the task.

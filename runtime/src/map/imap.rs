@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 
 use super::{chunk, MapOptions};
 use crate::error::Error;
-use crate::result::{AsyncResult, CancelOutcome, Outcome};
+use crate::result::{CancelOutcome, CancelTarget, Outcome};
 use crate::task::{EncodeItem, Task, TaskInfo};
 use crate::Pool;
 
@@ -49,7 +49,7 @@ struct Feeder<'a, R, I> {
     /// cancelled.
     stopped: bool,
     /// The chunks queued and not yet settled, by number: what `cancel` stops.
-    in_flight: HashMap<u64, AsyncResult<()>>,
+    in_flight: HashMap<u64, CancelTarget>,
     /// The number the next chunk queued gets.
     submitted: u64,
     done_tx: mpsc::Sender<Done>,
@@ -119,7 +119,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             chunk.listen_outcome(Box::new(move |outcome| {
                 let _ = done.send((number, sent, outcome));
             }));
-            self.in_flight.insert(number, chunk);
+            self.in_flight.insert(number, chunk.cancel_target());
         }
     }
 
@@ -258,7 +258,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Imap<'a, R, I> {
 
 impl<R, I> Imap<'_, R, I> {
     /// Stops the map: no more input is read, and every chunk queued or
-    /// running is cancelled as [`AsyncResult::cancel`] does (a running
+    /// running is cancelled as [`AsyncResult::cancel`](crate::AsyncResult::cancel) does (a running
     /// chunk's worker is killed and replaced). The iterator then yields the
     /// results of the chunks that had already finished, [`Error::Cancelled`]
     /// once in place of the rest, and ends. Returns

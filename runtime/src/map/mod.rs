@@ -120,7 +120,7 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     for (index, (chunk, _)) in chunks.into_iter().enumerate() {
         let gather = gather.clone();
         chunk.listen_outcome(Box::new(move |outcome| gather.arrive(index, outcome)));
-        parts.push(chunk);
+        parts.push(chunk.cancel_target());
     }
     result.cancels_parts(parts)
 }
