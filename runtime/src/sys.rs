@@ -1,39 +1,42 @@
 //! Everything OS-specific: the inherited channel fd, starting a worker
 //! (`posix_spawn`), waiting on a worker, signals, memory hints. A port to
-//! another OS replaces this module; nothing else calls `libc`. It imports
-//! nothing from the rest of the crate: it is the bottom layer.
+//! another OS replaces this module; nothing else calls `libc` or `rustix`.
+//! It imports nothing from the rest of the crate: it is the bottom layer.
+//!
+//! System calls go through `rustix` where it has them (safe wrappers, raw
+//! syscalls, no libc in between): pidfds, `poll`, `waitpid`, `prctl`,
+//! `kill`, `fstat`, `fcntl`, socket options, `madvise`. `posix_spawn`,
+//! `atexit`, `_exit` and `mallopt` are libc's own and stay `libc` calls.
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::FileType;
+use rustix::io::FdFlags;
+use rustix::mm::Advice;
+use rustix::net::sockopt;
+use rustix::process::{PidfdFlags, Signal, WaitOptions};
+use rustix::process::Pid;
+
 /// Socket buffer size asked for on each end of a task channel: large frames
 /// then move in a few big steps instead of many ~200 KiB ones. The kernel
 /// caps it at `net.core.wmem_max` / `rmem_max`; a refusal is harmless.
-const CHANNEL_BUFFER: libc::c_int = 4 << 20;
+const CHANNEL_BUFFER: usize = 4 << 20;
 
 /// A connected pair of stream sockets, both close-on-exec.
 pub(crate) fn channel_pair() -> io::Result<(UnixStream, UnixStream)> {
     let (a, b) = UnixStream::pair()?;
     for sock in [&a, &b] {
-        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a
-            // live local; the fd is an open socket we own.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&CHANNEL_BUFFER as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
+        // A refusal is harmless (see CHANNEL_BUFFER).
+        let _ = sockopt::set_socket_send_buffer_size(sock, CHANNEL_BUFFER);
+        let _ = sockopt::set_socket_recv_buffer_size(sock, CHANNEL_BUFFER);
     }
     Ok((a, b))
 }
@@ -75,35 +78,27 @@ pub(crate) fn wait_readable(
     worker: &WorkerProcess,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Readiness> {
-    let mut fds = [
-        libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: worker.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: t.subsec_nanos().into(),
     });
+    // Before Linux 5.3 there is no pidfd: the channel alone is watched.
+    let watched = if worker.pidfd.is_some() { 2 } else { 1 };
+    let pidfd = worker.pidfd.as_ref().map_or(channel.as_fd(), |fd| fd.as_fd());
+    let mut all = [
+        PollFd::new(channel, PollFlags::IN),
+        PollFd::from_borrowed_fd(pidfd, PollFlags::IN),
+    ];
+    let fds = &mut all[..watched];
     loop {
-        // SAFETY: poll reads and writes only the two pollfd structs we own
-        // (a negative fd is ignored by the kernel).
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if ready == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
-        return Ok(if fds[0].revents != 0 {
+        return Ok(if !fds[0].revents().is_empty() {
             Readiness::Readable
-        } else if fds[1].revents != 0 {
+        } else if fds.get(1).is_some_and(|fd| !fd.revents().is_empty()) {
             Readiness::WorkerEnded
         } else {
             Readiness::TimedOut
@@ -132,13 +127,7 @@ pub(crate) fn spawn_worker(
     let envp_ptrs = null_terminated(&envp);
     // dup2 onto the same number would keep close-on-exec set: hand the child
     // a copy that is surely not at `at` (closed again below).
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd we own returns a new fd.
-    let source = unsafe { libc::fcntl(channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if source == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `source` is a fresh fd that nothing else owns.
-    let source = unsafe { OwnedFd::from_raw_fd(source) };
+    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)?;
     let dev_null = c"/dev/null";
     // SAFETY: the file actions and attributes are initialised before use and
     // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
@@ -192,15 +181,21 @@ pub(crate) fn spawn_worker(
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
             ))?;
-            // pidfd_open takes integers and returns a new fd, ours alone, or -1.
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
-            let pidfd = (pidfd >= 0).then(|| OwnedFd::from_raw_fd(pidfd as RawFd));
-            Ok(WorkerProcess { pid, pidfd })
+            Ok(WorkerProcess {
+                pid,
+                pidfd: pidfd_of(pid),
+            })
         })();
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
         result
     }
+}
+
+/// A pidfd of our child `pid` (Linux 5.3+), `None` on older kernels.
+fn pidfd_of(pid: libc::pid_t) -> Option<OwnedFd> {
+    let pid = Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
 }
 
 /// The program, its arguments and its environment (this process's, with
@@ -261,24 +256,17 @@ impl WorkerProcess {
 
     /// The exit status if the process has ended (and reaps it), else `None`.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child writes only into `status`.
-        match unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } {
-            0 => Ok(None),
-            -1 => Err(io::Error::last_os_error()),
-            _ => Ok(Some(ExitStatus::from_raw(status))),
-        }
+        let waited = rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::NOHANG)?;
+        Ok(waited.map(|(_, status)| ExitStatus::from_raw(status.as_raw())))
     }
 
     /// Waits for the process to end and reaps it.
     pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
-        let mut status = 0;
         loop {
-            // SAFETY: as in `try_wait`.
-            match unsafe { libc::waitpid(self.pid, &mut status, 0) } {
-                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                -1 => return Err(io::Error::last_os_error()),
-                _ => return Ok(ExitStatus::from_raw(status)),
+            match rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::empty()) {
+                Ok(Some((_, status))) => return Ok(ExitStatus::from_raw(status.as_raw())),
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -293,41 +281,33 @@ impl WorkerProcess {
 /// started it ends (with its process, even by SIGKILL), then exits at once if
 /// that already happened: the parent `parent` is no longer our parent.
 pub(crate) fn die_with_parent(parent: u32) {
-    // SAFETY: prctl and getppid take and return integers only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if libc::getppid() as u32 != parent {
-            libc::_exit(1);
-        }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let ppid = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
+    if ppid != parent {
+        exit_immediately(1);
     }
 }
 
 /// Takes ownership of the channel the parent left at `fd`.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
-    // struct of the right type; an fd that is not open is an EBADF error.
-    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
+    // An fd that is not open would make `borrow_raw` unsound: check first
+    // (F_GETFD only reads the fd's flags; EBADF if it is not open).
+    // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
         return Err(io::Error::last_os_error());
     }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    // SAFETY: `fd` is open (checked above) and stays open while borrowed:
+    // nothing else in this process owns or closes it.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let stat = rustix::fs::fstat(borrowed)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("fd {fd} is not the task channel (not a socket)"),
         ));
     }
     // The worker's own children (a task may run commands) must not inherit it.
-    // SAFETY: fcntl on an fd we just checked is open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
     // SAFETY: the fd is open, is a socket, and nothing else in this process
     // owns it: the parent put it there for us, and only this call adopts it.
     Ok(unsafe { UnixStream::from_raw_fd(fd) })
@@ -357,10 +337,26 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 /// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
 /// child, so the number cannot have been reused.
 pub(crate) fn kill(pid: u32) {
-    // SAFETY: kill(2) with integer arguments has no memory effects.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
+}
+
+/// The resident memory of process `pid` (this process's unreaped child), in
+/// bytes: the second field of `/proc/<pid>/statm`, in pages.
+pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm"))?;
+    Ok(pages.saturating_mul(page_size()))
+}
+
+/// The size of a memory page in bytes.
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// The conventional name of a signal, for messages.
@@ -401,7 +397,7 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
     // capacity), which madvise only tags; MADV_HUGEPAGE never changes the
     // contents or validity of the memory.
     unsafe {
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        let _ = rustix::mm::madvise(aligned as *mut std::ffi::c_void, len, Advice::LinuxHugepage);
     }
 }
 
