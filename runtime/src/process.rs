@@ -31,6 +31,9 @@ use link::ShmLink;
 const CHANNEL_FD: RawFd = 3;
 /// Set in a worker's environment: the fd of its channel.
 const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
+/// Set in a worker's environment: the number of the pool slot it serves
+/// (`procpool::worker_index()`).
+const ENV_WORKER_INDEX: &str = "PROCPOOL_WORKER_INDEX";
 /// Set in a worker's environment: the pid of the process that started it,
 /// so the worker can tell whether it outlived its parent before it asked to
 /// die with it (see [`sys::die_with_parent`]).
@@ -50,6 +53,13 @@ const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "proc
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
+/// In a worker: the slot it serves, read from its environment at start.
+static WORKER_INDEX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The pool slot this process serves, if it is a worker.
+pub(crate) fn worker_index() -> Option<usize> {
+    WORKER_INDEX.get().copied()
+}
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,
 /// before a libtest harness's `main`).
@@ -81,8 +91,14 @@ pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
     {
         sys::die_with_parent(parent);
     }
+    let index = std::env::var(ENV_WORKER_INDEX)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let _ = WORKER_INDEX.set(index);
     std::env::remove_var(ENV_CHANNEL_FD);
     std::env::remove_var(ENV_PARENT_PID);
+    std::env::remove_var(ENV_WORKER_INDEX);
     let fd = fd
         .to_str()
         .and_then(|s| s.parse().ok())
@@ -117,7 +133,7 @@ impl ProcessBackend {
 }
 
 impl Backend for ProcessBackend {
-    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits) -> Result<Box<dyn Link>, Error> {
+    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits, slot: usize) -> Result<Box<dyn Link>, Error> {
         let Limits {
             max_frame,
             start_timeout,
@@ -140,11 +156,12 @@ impl Backend for ProcessBackend {
         let env = [
             (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
             (ENV_PARENT_PID, std::process::id().to_string()),
+            (ENV_WORKER_INDEX, slot.to_string()),
         ];
         let child = {
             // Spawning under the switch's lock publishes the pidfd before
             // any other thread can look for it.
-            let mut slot = kill.lock();
+            let mut target = kill.lock();
             // Terminated: spawn nothing (checked under the lock `terminate`
             // sets the flag under, so no worker outlives it).
             if kill.is_closed() {
@@ -154,7 +171,7 @@ impl Backend for ProcessBackend {
                 .map_err(|e| {
                     start_error(format!("could not execute {}: {e}", self.exe.display()))
                 })?;
-            *slot = Some(child.pidfd().clone());
+            *target = Some(child.pidfd().clone());
             child
         };
         drop(memfd);

@@ -1,8 +1,14 @@
 //! Everything OS-specific: starting a worker (`posix_spawn`), waiting on a
 //! worker, signals, memory hints; shared memory and futexes in [`shm`],
 //! pidfds and epoll in [`pidfd`]. A port to another OS replaces this module;
-//! nothing else calls `libc`. It imports nothing from the rest of the crate:
-//! it is the bottom layer.
+//! nothing else calls `libc` or `rustix`. It imports nothing from the rest
+//! of the crate: it is the bottom layer.
+//!
+//! System calls go through `rustix` where it has them (safe wrappers, raw
+//! syscalls, no libc in between): pidfds, `poll`, `epoll`, `waitpid`,
+//! `prctl`, `kill`, `fstat`, `fcntl`, `memfd`, `mmap`, futexes, `madvise`.
+//! `posix_spawn`, `atexit`, `_exit`, `mallopt` and `malloc_trim` are libc's
+//! own and stay `libc` calls.
 
 mod pidfd;
 mod shm;
@@ -15,11 +21,15 @@ pub(crate) use shm::{
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+
+use rustix::mm::Advice;
+use rustix::process::{Signal, WaitOptions};
+use rustix::process::Pid;
 
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
@@ -62,13 +72,7 @@ pub(crate) fn spawn_worker(
     let envp_ptrs = null_terminated(&envp);
     // dup2 onto the same number would keep close-on-exec set: hand the child
     // a copy that is surely not at `at` (closed again below).
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd we own returns a new fd.
-    let source = unsafe { libc::fcntl(channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if source == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `source` is a fresh fd that nothing else owns.
-    let source = unsafe { OwnedFd::from_raw_fd(source) };
+    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)?;
     let dev_null = c"/dev/null";
     // SAFETY: the file actions and attributes are initialised before use and
     // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
@@ -130,8 +134,7 @@ pub(crate) fn spawn_worker(
                 }),
                 Err(e) => {
                     kill(pid as u32);
-                    let mut status = 0;
-                    libc::waitpid(pid, &mut status, 0);
+                    let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
                     Err(e)
                 }
             }
@@ -205,24 +208,17 @@ impl WorkerProcess {
 
     /// The exit status if the process has ended (and reaps it), else `None`.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child writes only into `status`.
-        match unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } {
-            0 => Ok(None),
-            -1 => Err(io::Error::last_os_error()),
-            _ => Ok(Some(ExitStatus::from_raw(status))),
-        }
+        let waited = rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::NOHANG)?;
+        Ok(waited.map(|(_, status)| ExitStatus::from_raw(status.as_raw())))
     }
 
     /// Waits for the process to end and reaps it.
     pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
-        let mut status = 0;
         loop {
-            // SAFETY: as in `try_wait`.
-            match unsafe { libc::waitpid(self.pid, &mut status, 0) } {
-                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                -1 => return Err(io::Error::last_os_error()),
-                _ => return Ok(ExitStatus::from_raw(status)),
+            match rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::empty()) {
+                Ok(Some((_, status))) => return Ok(ExitStatus::from_raw(status.as_raw())),
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -237,18 +233,10 @@ impl WorkerProcess {
 /// started it ends (with its process, even by SIGKILL), then exits at once if
 /// that already happened: the parent `parent` is no longer our parent.
 pub(crate) fn die_with_parent(parent: u32) {
-    // SAFETY: prctl and getppid take and return integers only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if libc::getppid() as u32 != parent {
-            libc::_exit(1);
-        }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let ppid = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
+    if ppid != parent {
+        exit_immediately(1);
     }
 }
 
@@ -276,10 +264,26 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 /// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
 /// child, so the number cannot have been reused.
 pub(crate) fn kill(pid: u32) {
-    // SAFETY: kill(2) with integer arguments has no memory effects.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
+}
+
+/// The resident memory of process `pid` (this process's unreaped child), in
+/// bytes: the second field of `/proc/<pid>/statm`, in pages.
+pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm"))?;
+    Ok(pages.saturating_mul(page_size()))
+}
+
+/// The size of a memory page in bytes.
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// The conventional name of a signal, for messages.
@@ -320,6 +324,6 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
     // capacity), which madvise only tags; MADV_HUGEPAGE never changes the
     // contents or validity of the memory.
     unsafe {
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        let _ = rustix::mm::madvise(aligned as *mut std::ffi::c_void, len, Advice::LinuxHugepage);
     }
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::result::Outcome;
-use crate::task::{ArgsDecoder, CallError, Task};
+use crate::task::{ArgsDecoder, CallError, EncodeItem};
 use crate::wire::PanicReport;
 use crate::{codec, worker};
 
@@ -31,8 +31,8 @@ const REC_UNENCODABLE: u8 = 2;
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
 /// bytes (or why they could not be made) and the number of items taken.
-pub(crate) fn next_chunk<M: Task>(
-    items: &mut impl Iterator<Item = M::Item>,
+pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
+    items: &mut I,
     size: usize,
     max_bytes: usize,
 ) -> Option<(Result<Vec<u8>, String>, usize)> {

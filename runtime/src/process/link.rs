@@ -85,6 +85,10 @@ impl Link for ShmLink {
         }
     }
 
+    fn resident_bytes(&mut self) -> Option<u64> {
+        sys::resident_bytes(self.child.id()).ok()
+    }
+
     fn kill(&mut self) {
         self.kill.kill();
     }

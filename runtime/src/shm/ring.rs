@@ -214,7 +214,7 @@ impl Endpoint {
         let c = self.ctl();
         c.closed.0.store(1, SeqCst);
         c.worker.0.seq.fetch_add(1, SeqCst);
-        sys::futex_wake(&c.worker.0.seq, i32::MAX);
+        sys::futex_wake(&c.worker.0.seq, u32::MAX);
     }
 
     /// Whether the peer has consumed every byte sent to it (checked now).
@@ -346,7 +346,7 @@ pub(crate) fn wake_parent(map: &SharedMap) {
     // SAFETY: `map` is a live channel mapping, starting with its control page.
     let waiter = &unsafe { Control::at(map.base()) }.parent.0;
     waiter.seq.fetch_add(1, SeqCst);
-    sys::futex_wake(&waiter.seq, i32::MAX);
+    sys::futex_wake(&waiter.seq, u32::MAX);
 }
 
 mod recv;

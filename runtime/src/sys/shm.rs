@@ -3,10 +3,14 @@
 
 use std::ffi::CStr;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
+
+use rustix::fs::{MemfdFlags, SealFlags};
+use rustix::mm::{Advice, MapFlags, ProtFlags};
+use rustix::thread::futex;
 
 /// A `MAP_SHARED` mapping of a whole memfd, unmapped on drop.
 pub(crate) struct SharedMap {
@@ -26,27 +30,10 @@ impl SharedMap {
     /// shrink or grow it (a shrunk file would make the other side's accesses
     /// fault), and mapped here read-write. The fd is close-on-exec.
     pub(crate) fn create(name: &CStr, len: usize) -> io::Result<(OwnedFd, SharedMap)> {
-        // SAFETY: memfd_create reads a valid C string and returns a new fd or -1.
-        let fd = unsafe {
-            libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING)
-        };
-        if fd == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let size = libc::off_t::try_from(len).map_err(|_| io::ErrorKind::InvalidInput)?;
-        // SAFETY: ftruncate and fcntl take integers on an fd we own.
-        unsafe {
-            if libc::ftruncate(fd.as_raw_fd(), size) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            let seals = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
-            if libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        let map = SharedMap::map(fd.as_raw_fd(), len)?;
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        rustix::fs::ftruncate(&fd, len as u64)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        let map = SharedMap::map(fd.as_fd(), len)?;
         Ok((fd, map))
     }
 
@@ -61,48 +48,45 @@ impl SharedMap {
                 format!("fd {fd} is not the task channel ({what})"),
             )
         };
-        // SAFETY: F_GET_SEALS takes an integer; on anything but a memfd
-        // (or a closed fd) it fails with EINVAL (EBADF).
-        let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
-        if seals == -1 || seals & libc::F_SEAL_SHRINK == 0 {
-            return Err(bad("not a sealed memfd"));
-        }
-        // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
-        let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat writes only into `stat`, exclusively borrowed.
-        if unsafe { libc::fstat(fd, &mut stat) } == -1 {
+        // An fd that is not open would make owning it unsound: check first
+        // (F_GETFD only reads the fd's flags; EBADF if it is not open).
+        // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
             return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(stat.st_size).map_err(|_| bad("negative size"))?;
-        let map = SharedMap::map(fd, len)?;
-        // SAFETY: the mapping is ours and stays valid without the fd; the fd
-        // was left for this process alone, and only this call adopts it.
-        unsafe {
-            libc::madvise(map.base.as_ptr().cast(), len, libc::MADV_DONTFORK);
-            libc::close(fd);
+        // SAFETY: `fd` is open (checked above), and nothing else in this
+        // process owns it: the parent left it for us, and only this call
+        // adopts it. It is closed when `owned` drops, below.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sealed = rustix::fs::fcntl_get_seals(&owned).map_err(|_| bad("not a memfd"))?;
+        if !sealed.contains(SealFlags::SHRINK) {
+            return Err(bad("not sealed against shrinking"));
         }
+        let len = usize::try_from(rustix::fs::fstat(&owned)?.st_size)
+            .map_err(|_| bad("negative size"))?;
+        let map = SharedMap::map(owned.as_fd(), len)?;
+        // SAFETY: the range is our own mapping; MADV_DONTFORK only keeps it
+        // out of children, it changes nothing here.
+        unsafe { rustix::mm::madvise(map.base.as_ptr().cast(), len, Advice::LinuxDontFork)? };
         Ok(map)
     }
 
-    fn map(fd: RawFd, len: usize) -> io::Result<SharedMap> {
+    fn map(fd: BorrowedFd<'_>, len: usize) -> io::Result<SharedMap> {
         if len == 0 {
             return Err(io::ErrorKind::InvalidInput.into());
         }
         // SAFETY: a new shared mapping at an address the kernel chooses;
         // nothing else in this process refers to that range yet.
         let base = unsafe {
-            libc::mmap(
+            rustix::mm::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
                 fd,
                 0,
-            )
+            )?
         };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
         let base = NonNull::new(base.cast::<u8>()).ok_or(io::ErrorKind::InvalidData)?;
         Ok(SharedMap { base, len })
     }
@@ -122,9 +106,7 @@ impl Drop for SharedMap {
     fn drop(&mut self) {
         // SAFETY: our own mapping; its users hold the `SharedMap` (through
         // an `Arc`) for as long as they use the memory, so none is left.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
@@ -133,62 +115,26 @@ impl Drop for SharedMap {
 /// caller re-checks its condition either way. A shared futex (no
 /// `FUTEX_PRIVATE_FLAG`): the word lives in memory mapped by two processes.
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-    let ts = timeout.map(|t| libc::timespec {
-        tv_sec: libc::time_t::try_from(t.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: t.subsec_nanos() as libc::c_long,
+    let timeout = timeout.map(|t| futex::Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: t.subsec_nanos().into(),
     });
-    let tsp = ts
-        .as_ref()
-        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: FUTEX_WAIT reads the aligned u32 behind `word`, which lives as
-    // long as the borrow; `tsp` is null or points at a live timespec.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            tsp,
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+    let _ = futex::wait(word, futex::Flags::empty(), expected, timeout.as_ref());
 }
 
 /// Wakes at most `count` sleepers on `word` (in either process).
-pub(crate) fn futex_wake(word: &AtomicU32, count: i32) {
-    // SAFETY: FUTEX_WAKE uses the address only as a key; nothing is read
-    // or written through it.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            count,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        );
-    }
+pub(crate) fn futex_wake(word: &AtomicU32, count: u32) {
+    let _ = futex::wake(word, futex::Flags::empty(), count);
 }
 
 /// The CPU this thread runs on right now (a hint: it may move at once).
 pub(crate) fn current_cpu() -> u32 {
-    // SAFETY: no arguments; glibc answers from the vDSO or rseq area.
-    let cpu = unsafe { libc::sched_getcpu() };
-    u32::try_from(cpu).unwrap_or(u32::MAX)
+    u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX)
 }
 
 /// How many CPUs this thread may run on (1 when it cannot tell).
 pub(crate) fn allowed_cpus() -> usize {
-    // SAFETY: `cpu_set_t` is plain bits; sched_getaffinity fills it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return 1;
-        }
-        usize::try_from(libc::CPU_COUNT(&set)).unwrap_or(1)
-    }
+    rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count() as usize)
 }
 
 /// Makes a worker's allocator keep freed blocks for reuse while it works:
