@@ -1,5 +1,6 @@
-//! Through a real program (`tests/helpers/fault_helper.rs`): workers die with
-//! their parent even when it is SIGKILLed, and a task that calls
+//! Through a real program (`tests/helpers/fault_helper.rs`): workers (and the
+//! fork server) die with their parent even when it is SIGKILLed; workers are
+//! forked unless the program runs threads before `init()` or opts out; and a task that calls
 //! `std::process::exit(3)` fails with `WorkerDied` carrying code 3.
 
 mod support;
@@ -8,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{alive, assert_no_children, serial};
+use support::{alive, assert_no_children, children_of, is_fork_server, serial};
 
 procpool::enable_test_support!();
 
@@ -35,6 +36,15 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
     assert_eq!(workers.len(), 2);
     assert_ne!(workers[0], workers[1]);
     assert!(workers.iter().all(|&p| alive(p)));
+    // The helper's fork server, if it runs one, goes too.
+    let workers: Vec<u32> = workers
+        .into_iter()
+        .chain(
+            children_of(parent.id())
+                .into_iter()
+                .filter(|&p| is_fork_server(p)),
+        )
+        .collect();
     parent.kill().unwrap(); // SIGKILL
     let killed_at = Instant::now();
     parent.wait().unwrap();
@@ -75,5 +85,34 @@ fn process_exit_in_a_task_is_worker_died_with_its_code() {
     );
     let replacement = lines.next().unwrap();
     assert!(replacement.starts_with("replacement "), "{replacement}");
+    assert_no_children();
+}
+
+/// What the helper's workers are, given this environment.
+fn origins(env: &[(&str, &str)]) -> String {
+    let out = Command::new(HELPER)
+        .arg("origins")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn workers_are_forked_unless_the_program_is_threaded_at_init_or_opts_out() {
+    let _serial = serial();
+    assert_eq!(origins(&[]), "forked forked");
+    // A thread running before init() would be lost in every fork: the
+    // server refuses, and the pool spawns its workers.
+    assert_eq!(
+        origins(&[("PROCPOOL_TEST_THREAD_BEFORE_INIT", "1")]),
+        "spawned spawned"
+    );
+    assert_eq!(origins(&[("PROCPOOL_FORK_SERVER", "0")]), "spawned spawned");
     assert_no_children();
 }

@@ -345,9 +345,14 @@ pub use procpool_macros::main;
 #[cfg(target_os = "linux")]
 pub fn init() {
     process::mark_initialized(false);
+    if let Some(server) = process::take_fork_server() {
+        // Returns only in a worker it forked.
+        worker::run(server.serve(), worker::Exit::Process)
+    }
     if let Some(channel) = process::take_worker_channel() {
         worker::run(channel, worker::Exit::Process)
     }
+    process::launch_fork_server();
 }
 
 /// Which slot of its pool runs the current task: `Some(0)` to
@@ -402,15 +407,19 @@ pub fn is_worker() -> bool {
 ///
 /// A worker cannot serve from here: constructors run in no guaranteed order,
 /// and the `inventory` registrations of tasks may not have run yet. So a
-/// worker serves from an exit hook instead, once every constructor has run
-/// and the harness, started with arguments that select no test, has returned
-/// without printing anything.
+/// worker (or the fork server) serves from an exit hook instead, once every
+/// constructor has run and the harness, started with arguments that select
+/// no test, has returned without printing anything.
 #[doc(hidden)]
 #[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
-    if let Some(channel) = process::take_worker_channel() {
-        worker::serve_at_exit(channel);
+    if let Some(server) = process::take_fork_server() {
+        worker::serve_at_exit(worker::Deferred::Forks(server));
+    } else if let Some(channel) = process::take_worker_channel() {
+        worker::serve_at_exit(worker::Deferred::Channel(channel));
+    } else {
+        process::launch_fork_server();
     }
 }
 
@@ -437,13 +446,15 @@ macro_rules! enable_test_support {
     () => {
         // SAFETY: this runs before `main`, in no guaranteed order with other
         // constructors. It is sound because `__init_test_harness` only stores
-        // two atomics, reads and removes two environment variables (libc's
+        // atomics, reads and removes a few environment variables (libc's
         // environ is ready before constructors run, and no other thread
-        // exists yet to race the removal), and in a worker stores the channel
-        // in a static behind its own uncontended mutex and registers an
-        // atexit hook. It spawns no thread, panics on no path, and reads no
-        // other crate's statics (the task registry is read later, from the
-        // hook), so the constructor order cannot matter.
+        // exists yet to race the removal); in a worker (or the fork server)
+        // it stores its channel in a static behind its own uncontended mutex
+        // and registers an atexit hook; in the test binary itself it starts
+        // the fork server with posix_spawn (a process, not a thread). It
+        // spawns no thread, panics on no path, and reads no other crate's
+        // statics (the task registry is read later, from the hook), so the
+        // constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {

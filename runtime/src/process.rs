@@ -4,16 +4,23 @@
 //! whole start-up contract between the parent and a worker (the
 //! environment, the channel's fd, the arguments, the first message) from
 //! both sides, and the process's mode (initialized, test harness); [`link`]
-//! is the parent's end of a running worker, [`watch`] the thread that sees
-//! workers die.
+//! is the parent's end of a running worker ([`child`] its process),
+//! [`watch`] the thread that sees workers die. Workers are forked by a fork
+//! server ([`forkserver`], [`server`], [`fork_wire`]) when there is one, and
+//! spawned (`posix_spawn`) otherwise.
 
+mod child;
+mod fork_wire;
+mod forkserver;
 mod hand;
 mod link;
+mod server;
 mod watch;
 
 pub(crate) use hand::HandChannel;
+pub(crate) use server::{take_fork_server, ForkServer};
 
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +32,7 @@ use crate::shm::{self, Endpoint, Settings};
 use crate::sys::{self, SharedMap};
 use crate::wire::{self, FrameError, Reply};
 
+use child::Child;
 use link::ShmLink;
 
 /// The fd number the worker finds its channel at.
@@ -46,10 +54,21 @@ const WORKER_ARG: &str = "--procpool-worker";
 /// The name of a channel's memfd (in `/proc/PID/maps`).
 const CHANNEL_NAME: &std::ffi::CStr = c"procpool-channel";
 
+/// The argument the fork server is started with (see [`WORKER_ARG`]).
+const SERVER_ARG: &str = "--procpool-fork-server";
+
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
 /// (A filter, so it must not start with a dash.)
 const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "procpool-worker"];
+/// [`HARNESS_ARGS`] for the fork server.
+const HARNESS_SERVER_ARGS: [&str; 5] = [
+    "--list",
+    "--format",
+    "terse",
+    "--exact",
+    "procpool-fork-server",
+];
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
@@ -59,6 +78,37 @@ static WORKER_INDEX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
 /// The pool slot this process serves, if it is a worker.
 pub(crate) fn worker_index() -> Option<usize> {
     WORKER_INDEX.get().copied()
+}
+
+/// In a worker forked by the fork server: shows it as a worker in `ps`
+/// (its command line was the server's).
+fn name_forked_worker() {
+    sys::rename_arg(SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
+    sys::rename_arg(HARNESS_SERVER_ARGS[4].as_bytes(), HARNESS_ARGS[4].as_bytes());
+}
+
+/// In a worker forked by the fork server: the slot it serves.
+fn set_worker_index(index: usize) {
+    let _ = WORKER_INDEX.set(index);
+}
+
+/// In the program the user started: launches the fork server, once, if
+/// this is the main thread (the server dies with the thread that started
+/// it). Does not wait for it: by the time a pool starts it is usually up.
+pub(crate) fn launch_fork_server() {
+    if !sys::is_main_thread() {
+        return;
+    }
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| "procpool-fork-server".into());
+    let mut argv: Vec<&std::ffi::OsStr> = vec![argv0.as_os_str()];
+    if TEST_HARNESS.load(Ordering::SeqCst) {
+        argv.extend(HARNESS_SERVER_ARGS.iter().map(std::ffi::OsStr::new));
+    } else {
+        argv.push(std::ffi::OsStr::new(SERVER_ARG));
+    }
+    forkserver::launch(&sys::worker_executable(), &argv);
 }
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,
@@ -151,32 +201,46 @@ impl Backend for ProcessBackend {
         let map = Arc::new(map);
         let dead = Arc::new(AtomicBool::new(false));
         let endpoint = Endpoint::parent(map.clone(), settings, dead.clone());
-        let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
-        argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
         let env = [
             (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
             (ENV_PARENT_PID, std::process::id().to_string()),
             (ENV_WORKER_INDEX, slot.to_string()),
         ];
         let child = {
-            // Spawning under the switch's lock publishes the pidfd before
+            // Starting under the switch's lock publishes the pidfd before
             // any other thread can look for it.
             let mut target = kill.lock();
-            // Terminated: spawn nothing (checked under the lock `terminate`
+            // Terminated: start nothing (checked under the lock `terminate`
             // sets the flag under, so no worker outlives it).
             if kill.is_closed() {
                 return Err(start_error("the pool was terminated".into()));
             }
-            let child = sys::spawn_worker(&self.exe, &argv, &env, memfd.as_fd(), CHANNEL_FD)
-                .map_err(|e| {
-                    start_error(format!("could not execute {}: {e}", self.exe.display()))
-                })?;
+            let child = match forkserver::fork_worker(memfd.as_fd(), slot) {
+                Ok(Some(forked)) => Child::from(forked),
+                Ok(None) => self.spawn(&env, memfd.as_fd()).map_err(start_error)?,
+                Err(e) => {
+                    log::debug!(target: "procpool", "the fork server could not fork: {e}");
+                    self.spawn(&env, memfd.as_fd()).map_err(start_error)?
+                }
+            };
             *target = Some(child.pidfd().clone());
             child
         };
         drop(memfd);
         let link = ShmLink::new(endpoint, child, dead, map, kill.clone());
         hello(Box::new(link), start_timeout).map_err(start_error)
+    }
+}
+
+impl ProcessBackend {
+    /// Starts a worker with `posix_spawn`: this program with `env` added and
+    /// `channel` at [`CHANNEL_FD`].
+    fn spawn(&self, env: &[(&str, String)], channel: BorrowedFd<'_>) -> Result<Child, String> {
+        let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
+        argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
+        sys::spawn_worker(&self.exe, &argv, env, channel, CHANNEL_FD)
+            .map(Child::from)
+            .map_err(|e| format!("could not execute {}: {e}", self.exe.display()))
     }
 }
 

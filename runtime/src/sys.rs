@@ -10,13 +10,19 @@
 //! `posix_spawn`, `atexit`, `_exit`, `mallopt` and `malloc_trim` are libc's
 //! own and stay `libc` calls.
 
+mod fork;
 mod pidfd;
 mod shm;
 
+pub(crate) use fork::{
+    affinity, child_signals, drain_signals, fork, message_pair, reap_any, recv_message,
+    rename_arg, send_message, set_affinity, set_up_child, stdio_to_null, thread_count,
+    wait_readable,
+};
 pub(crate) use pidfd::{pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
-    allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, tune_worker_allocator,
-    SharedMap,
+    allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
+    tune_worker_allocator, SharedMap,
 };
 
 use std::ffi::{CString, OsStr};
@@ -238,6 +244,12 @@ pub(crate) fn die_with_parent(parent: u32) {
     if ppid != parent {
         exit_immediately(1);
     }
+}
+
+/// Whether the calling thread is the process's main thread (the one that
+/// lives as long as the process).
+pub(crate) fn is_main_thread() -> bool {
+    rustix::thread::gettid() == rustix::process::getpid()
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).

@@ -3,7 +3,10 @@
 //!
 //! - `exit CODE`: a task calls `std::process::exit(CODE)`; prints the error
 //!   the caller got, then the pid of the worker that replaced the dead one.
-//! - `orphan`: starts two workers, prints their pids (read from /proc), then sleeps until
+//! - `origins`: starts two workers and prints, for each, `forked` (by the
+//!   fork server) or `spawned` (by the pool itself).
+//! - `orphan`: starts two workers, prints their pids (read from /proc; a fork
+//!   server's workers are its children), then sleeps until
 //!   killed (at most a minute), so the test can kill this parent.
 
 use std::io::Write;
@@ -27,9 +30,23 @@ fn nap(ms: u64) -> u32 {
     std::process::id()
 }
 
-/// This process's children, read from /proc (each stat's parent pid).
+/// This process's workers, read from /proc: its children, and the children
+/// of its fork server (which forks workers), not the server itself.
 fn children() -> Vec<u32> {
-    let me = std::process::id();
+    let mut out = Vec::new();
+    for pid in children_of(std::process::id()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.windows(20).any(|w| w == b"procpool-fork-server") {
+            out.extend(children_of(pid));
+        } else {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// The children of process `me`, read from /proc (each stat's parent pid).
+fn children_of(me: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -50,7 +67,26 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// Where this process's workers come from: `forked` (children of its fork
+/// server) or `spawned` (its own children), for each worker.
+fn origins() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for pid in children_of(std::process::id()) {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.windows(20).any(|w| w == b"procpool-fork-server") {
+            out.extend(children_of(pid).iter().map(|_| "forked"));
+        } else {
+            out.push("spawned");
+        }
+    }
+    out
+}
+
 fn main() -> Result<(), Error> {
+    if std::env::var_os("PROCPOOL_TEST_THREAD_BEFORE_INIT").is_some() {
+        // As a program whose constructors start a thread would be.
+        std::thread::spawn(|| std::thread::sleep(Duration::from_secs(3600)));
+    }
     procpool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -63,7 +99,8 @@ fn main() -> Result<(), Error> {
         }
         Some("orphan") => {
             let pool = Pool::new(2)?;
-            // The pool is ready: both workers are this process's children.
+            // The pool is ready: both workers are this process's children
+            // (or its fork server's).
             let workers = children();
             assert_eq!(workers.len(), 2, "two workers: {workers:?}");
             // Both serve.
@@ -72,8 +109,15 @@ fn main() -> Result<(), Error> {
             std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
+        Some("origins") => {
+            // A moment for the fork server (if any) to say whether it serves.
+            std::thread::sleep(Duration::from_millis(200));
+            let pool = Pool::new(2)?;
+            apply_nap(&pool, 0)?;
+            println!("{}", origins().join(" "));
+        }
         _ => {
-            eprintln!("usage: procpool-fault-helper exit CODE | orphan");
+            eprintln!("usage: procpool-fault-helper exit CODE | orphan | origins");
             std::process::exit(2);
         }
     }

@@ -4,9 +4,8 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Process ids whose parent is this test process (live or zombie).
-pub fn children() -> Vec<u32> {
-    let me = std::process::id();
+/// Process ids whose parent is `parent` (live or zombie).
+pub fn children_of(parent: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -24,14 +23,43 @@ pub fn children() -> Vec<u32> {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        if ppid == me {
+        if ppid == parent {
             out.push(pid);
         }
     }
     out
 }
 
-/// Waits (briefly) until this process has no children at all.
+/// Whether `pid` is a procpool fork server (its command line names it).
+pub fn is_fork_server(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.windows(20).any(|w| w == b"procpool-fork-server"))
+}
+
+/// This test process's fork server, if it runs one: a helper started by
+/// `init()` that forks workers and lives as long as the process.
+pub fn fork_server() -> Option<u32> {
+    children_of(std::process::id())
+        .into_iter()
+        .find(|&pid| is_fork_server(pid))
+}
+
+/// This test process's workers (live or zombie): its children, and the
+/// children of its fork server; not the fork server itself.
+pub fn children() -> Vec<u32> {
+    let mut out = Vec::new();
+    for pid in children_of(std::process::id()) {
+        if is_fork_server(pid) {
+            out.extend(children_of(pid));
+        } else {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (briefly) until this process has no worker at all, live or zombie
+/// (its fork server aside, which lives as long as the process).
 pub fn assert_no_children() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::child::Child;
 use super::watch::{self, Watched};
 use crate::error::ExitInfo;
 use crate::link::{KillSwitch, Link};
@@ -15,7 +16,7 @@ use crate::wire::{Frame, FrameError};
 
 pub(super) struct ShmLink {
     endpoint: Endpoint,
-    child: sys::WorkerProcess,
+    child: Child,
     /// Until dropped, the death watch sets `dead` and wakes the endpoint's
     /// waits when the worker ends (`None`: the watch could not be started,
     /// and every operation fails).
@@ -28,7 +29,7 @@ impl ShmLink {
     /// is the endpoint's flag for the death watch to set.
     pub(super) fn new(
         endpoint: Endpoint,
-        child: sys::WorkerProcess,
+        child: Child,
         dead: Arc<AtomicBool>,
         map: Arc<SharedMap>,
         kill: Arc<KillSwitch>,
@@ -77,8 +78,8 @@ impl Link for ShmLink {
         // holds a worker that is gone.
         let mut slot = self.kill.lock();
         match self.child.try_wait() {
-            Ok(None) => false,
-            Ok(Some(_)) | Err(_) => {
+            None => false,
+            Some(_) => {
                 *slot = None;
                 true
             }
@@ -101,7 +102,7 @@ impl Link for ShmLink {
         }
         let status = self.child.wait();
         *self.kill.lock() = None;
-        status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown)
+        status
     }
 }
 

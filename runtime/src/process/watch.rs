@@ -4,6 +4,7 @@
 //! sets that worker's `dead` flag and wakes whoever waits on its channel, so
 //! every wait on a worker ends when the worker does, whoever else holds its
 //! channel (the worker's mapping is not inherited by processes it forks).
+//! The same thread reads the fork server's answers ([`super::forkserver`]).
 
 use std::collections::HashMap;
 use std::io;
@@ -11,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use super::forkserver;
 use crate::shm;
 use crate::sys::{Epoll, SharedMap};
 
@@ -57,7 +59,16 @@ pub(super) fn watch(
     Ok(Watched { token })
 }
 
-/// The process's death watch, started on first use.
+/// The token of the fork server's socket (workers' start at 1).
+const SERVER: u64 = 0;
+
+/// Starts the death watch if it is not running yet.
+pub(super) fn start() -> io::Result<()> {
+    the_watch().map(|_| ())
+}
+
+/// The process's death watch, started on first use. It also reads the fork
+/// server's socket, if there is one (launched before any pool).
 fn the_watch() -> io::Result<&'static DeathWatch> {
     static WATCH: OnceLock<Result<&'static DeathWatch, String>> = OnceLock::new();
     WATCH
@@ -65,8 +76,11 @@ fn the_watch() -> io::Result<&'static DeathWatch> {
             let watch: &'static DeathWatch = Box::leak(Box::new(DeathWatch {
                 epoll: Epoll::new().map_err(|e| e.to_string())?,
                 entries: Mutex::default(),
-                next: AtomicU64::new(1),
+                next: AtomicU64::new(SERVER + 1),
             }));
+            if let Some(server) = forkserver::socket() {
+                watch.epoll.add(server, SERVER).map_err(|e| e.to_string())?;
+            }
             std::thread::Builder::new()
                 .name("procpool-death-watch".into())
                 .spawn(move || watch.run())
@@ -93,6 +107,14 @@ impl DeathWatch {
         loop {
             self.epoll.wait(&mut tokens);
             for token in &tokens {
+                if *token == SERVER {
+                    if !forkserver::on_readable() {
+                        if let Some(server) = forkserver::socket() {
+                            self.epoll.remove(server);
+                        }
+                    }
+                    continue;
+                }
                 let entry = self.lock().remove(token);
                 if let Some(entry) = entry {
                     self.epoll.remove(entry.pidfd.as_fd());

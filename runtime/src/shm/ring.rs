@@ -280,9 +280,9 @@ impl Endpoint {
         let my_cpu = sys::current_cpu();
         self.me().cpu.store(my_cpu, Relaxed);
         let peer_cpu = self.peer().cpu.load(Relaxed);
-        if let Some(budget) = self.spin.budget(peer_cpu, my_cpu, streaming) {
+        if let Some(turn) = self.spin.budget(peer_cpu, my_cpu, streaming) {
             let begun = Instant::now();
-            let until = deadline.map_or(begun + budget, |d| d.min(begun + budget));
+            let until = deadline.map_or(begun + turn.budget, |d| d.min(begun + turn.budget));
             loop {
                 for _ in 0..64 {
                     std::hint::spin_loop();

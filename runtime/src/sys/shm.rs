@@ -137,6 +137,13 @@ pub(crate) fn allowed_cpus() -> usize {
     rustix::thread::sched_getaffinity(None).map_or(1, |set| set.count() as usize)
 }
 
+/// How many threads in the whole system are runnable right now (the fourth
+/// field of `/proc/loadavg`, `running/total`); `None` if unreadable.
+pub(crate) fn runnable_threads() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().nth(3)?.split('/').next()?.parse().ok()
+}
+
 /// Makes a worker's allocator keep freed blocks for reuse while it works:
 /// blocks under 32 MiB (glibc's largest threshold) come from the heap and
 /// stay there when freed, so the next call of the same size costs no page

@@ -14,7 +14,7 @@ pub(crate) mod panic;
 use std::io::Write;
 use std::time::Duration;
 
-use crate::process::WorkerChannel;
+use crate::process::{ForkServer, WorkerChannel};
 use crate::wire::{self, Frame, FrameError, Reply, Request};
 use crate::{buffers, registry, sys};
 
@@ -39,23 +39,35 @@ pub(crate) enum Exit {
 }
 
 static EXIT_MODE: std::sync::OnceLock<Exit> = std::sync::OnceLock::new();
-static DEFERRED: std::sync::Mutex<Option<WorkerChannel>> = std::sync::Mutex::new(None);
+static DEFERRED: std::sync::Mutex<Option<Deferred>> = std::sync::Mutex::new(None);
 
-/// Arranges for this process to serve `channel` when it exits (test harness).
-pub(crate) fn serve_at_exit(channel: WorkerChannel) {
-    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some(channel);
+/// What a process of a test binary serves once the harness has returned.
+pub(crate) enum Deferred {
+    /// A worker's channel.
+    Channel(WorkerChannel),
+    /// The fork server's socket (each worker it forks serves its channel).
+    Forks(ForkServer),
+}
+
+/// Arranges for this process to serve when it exits (test harness).
+pub(crate) fn serve_at_exit(what: Deferred) {
+    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
     extern "C" fn serve() {
-        let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(channel) = channel {
-            run(channel, Exit::Immediate);
+        let what = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match what {
+            Some(Deferred::Channel(channel)) => run(channel, Exit::Immediate),
+            // Returns only in a worker it forked.
+            Some(Deferred::Forks(server)) => run(server.serve(), Exit::Immediate),
+            None => {}
         }
     }
     if let Err(e) = sys::at_exit(serve) {
         // Without the hook this worker would run the test harness and exit
         // without a word, leaving its parent to wait for the start timeout:
-        // tell the parent now, and stop.
-        let channel = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(channel) = channel {
+        // tell the parent now, and stop. (A fork server just ends: its
+        // parent starts workers the other way.)
+        let what = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Deferred::Channel(channel)) = what {
             let _ = EXIT_MODE.set(Exit::Immediate);
             let message = format!("atexit failed, so the worker cannot serve: {e}");
             eprintln!("procpool worker: {message}");

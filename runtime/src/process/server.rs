@@ -1,0 +1,212 @@
+//! The fork server's own side: a copy of this program, started once by
+//! `init()` and stopped there, single-threaded, that forks each worker on
+//! request. A forked worker skips `exec`, the dynamic loader and the
+//! program's start-up, so it is ready in a fraction of the time.
+//!
+//! - It holds none of the parent's files: its stdio is `/dev/null`, and each
+//!   request brings the worker's channel and the parent's current stdout
+//!   and stderr.
+//! - It forks only while it is the only thread of its process (checked
+//!   before each fork); otherwise it says so and the parent spawns.
+//! - Dying with the parent: the server asked the kernel to kill it when the
+//!   thread that started it ends, and each worker asks the same of the
+//!   server, a single-threaded process; so a SIGKILL of the parent takes
+//!   the server and then every worker with it. It also exits when its
+//!   socket reads end of file.
+//! - It reaps its workers and relays each exit status to the parent.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+
+use super::fork_wire::{Answer, Request, MAX_REQUEST};
+use super::{WorkerChannel, CHANNEL_FD, ENV_PARENT_PID};
+use crate::sys;
+
+/// Set in the fork server's environment: the fd of its socket.
+pub(super) const ENV_SERVER_FD: &str = "PROCPOOL_FORK_SERVER_FD";
+/// The fork server's socket when it starts.
+pub(super) const SERVER_FD: RawFd = 3;
+
+/// The fork server's end of its socket, before it serves.
+pub(crate) struct ForkServer {
+    sock: OwnedFd,
+}
+
+/// In the fork server: its socket, with its variables removed from the
+/// environment (the workers it forks must not see them). `None` in any other
+/// process.
+pub(crate) fn take_fork_server() -> Option<ForkServer> {
+    let fd: RawFd = std::env::var(ENV_SERVER_FD).ok()?.parse().ok()?;
+    if let Some(parent) = std::env::var(ENV_PARENT_PID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        sys::die_with_parent(parent);
+    }
+    std::env::remove_var(ENV_SERVER_FD);
+    std::env::remove_var(ENV_PARENT_PID);
+    if fd != SERVER_FD {
+        sys::exit_immediately(70);
+    }
+    // SAFETY: the parent left the socket at this fd for this process alone,
+    // and only this call takes it.
+    Some(ForkServer {
+        sock: unsafe { OwnedFd::from_raw_fd(fd) },
+    })
+}
+
+impl ForkServer {
+    /// Serves fork requests until the parent goes away, then exits. Returns
+    /// only in a forked worker: the channel it is to serve.
+    pub(crate) fn serve(self) -> WorkerChannel {
+        let sock = self.sock;
+        let say = |answer: Answer| {
+            // The parent gone: nothing to serve.
+            if sys::send_message(sock.as_fd(), &answer.encode(), &[]).is_err() {
+                sys::exit_immediately(0);
+            }
+        };
+        let pid = std::process::id();
+        let ready = sys::stdio_to_null().and_then(|()| sys::child_signals());
+        let signals = match (ready, sys::thread_count()) {
+            (Ok(signals), 1) => signals,
+            (Ok(_), threads) => {
+                let why = format!("the program runs {threads} threads before init()");
+                say(Answer::Hello { pid, ready: false, why });
+                sys::exit_immediately(0);
+            }
+            (Err(e), _) => {
+                let why = format!("cannot set up: {e}");
+                say(Answer::Hello { pid, ready: false, why });
+                sys::exit_immediately(0);
+            }
+        };
+        say(Answer::Hello {
+            pid,
+            ready: true,
+            why: String::new(),
+        });
+        // Token of each live worker, by pid.
+        let mut workers: HashMap<u32, u64> = HashMap::new();
+        let mut buf = vec![0u8; MAX_REQUEST];
+        loop {
+            let Ok((request, children)) = sys::wait_readable(sock.as_fd(), signals.as_fd()) else {
+                sys::exit_immediately(0);
+            };
+            if children {
+                sys::drain_signals(signals.as_fd());
+                while let Some((child, status)) = sys::reap_any() {
+                    if let Some(token) = workers.remove(&child) {
+                        say(Answer::Exited { token, status });
+                    }
+                }
+            }
+            if request {
+                let mut fds = Vec::new();
+                let len = match sys::recv_message(sock.as_fd(), &mut buf, &mut fds, false) {
+                    Ok(Some(0)) | Err(_) => sys::exit_immediately(0),
+                    Ok(None) => continue,
+                    Ok(Some(len)) => len,
+                };
+                let Some(request) = Request::decode(&buf[..len]) else {
+                    continue;
+                };
+                if let Some(channel) = fork_one(&sock, request, fds, &mut workers) {
+                    // In the worker: these fds were closed with the rest.
+                    std::mem::forget(sock);
+                    std::mem::forget(signals);
+                    return channel;
+                }
+            }
+        }
+    }
+}
+
+/// Forks one worker for `request`, whose fds are `fds` (channel, stdout,
+/// stderr). In the child, returns its channel; in the server, answers.
+fn fork_one(
+    sock: &OwnedFd,
+    request: Request,
+    fds: Vec<OwnedFd>,
+    workers: &mut HashMap<u32, u64>,
+) -> Option<WorkerChannel> {
+    let token = request.token;
+    let answer = |answer: Answer, pidfd: Option<&OwnedFd>| {
+        let fds: Vec<_> = pidfd.map(AsFd::as_fd).into_iter().collect();
+        if sys::send_message(sock.as_fd(), &answer.encode(), &fds).is_err() {
+            sys::exit_immediately(0);
+        }
+    };
+    let [channel, stdout, stderr] = &fds[..] else {
+        answer(Answer::Failed { token, errno: EINVAL }, None);
+        return None;
+    };
+    if sys::thread_count() != 1 {
+        answer(Answer::Failed { token, errno: EINVAL }, None);
+        return None;
+    }
+    let server = std::process::id();
+    // SAFETY: this process has a single thread (checked just above), and
+    // the child goes straight on to set itself up and serve its channel.
+    match unsafe { sys::fork() } {
+        Ok(None) => {
+            let channel = become_worker(request, server, channel, stdout, stderr);
+            // Closed with every fd above the channel's.
+            fds.into_iter().for_each(std::mem::forget);
+            Some(channel)
+        }
+        Ok(Some(pid)) => {
+            // Our own unreaped child: its pid cannot have been reused.
+            match sys::pidfd_open(pid) {
+                Ok(pidfd) => {
+                    workers.insert(pid, token);
+                    answer(Answer::Forked { token, pid }, Some(&pidfd));
+                }
+                Err(e) => {
+                    sys::kill(pid);
+                    answer(Answer::Failed { token, errno: e.raw_os_error().unwrap_or(0) }, None);
+                }
+            }
+            None
+        }
+        Err(e) => {
+            answer(Answer::Failed { token, errno: e.raw_os_error().unwrap_or(0) }, None);
+            None
+        }
+    }
+}
+
+/// The error number of a request the server cannot serve (EINVAL).
+const EINVAL: i32 = 22;
+
+/// In a forked child: takes the request's fds, environment, working
+/// directory and CPU affinity, and dies with the server; returns the channel.
+fn become_worker(
+    request: Request,
+    server: u32,
+    channel: &OwnedFd,
+    stdout: &OwnedFd,
+    stderr: &OwnedFd,
+) -> WorkerChannel {
+    sys::die_with_parent(server);
+    if sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()).is_err() {
+        sys::exit_immediately(70);
+    }
+    let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
+    for key in keys {
+        std::env::remove_var(key);
+    }
+    for entry in &request.env {
+        if let Some(at) = entry.iter().position(|&b| b == b'=').filter(|&at| at > 0) {
+            let (key, value) = (&entry[..at], &entry[at + 1..]);
+            std::env::set_var(OsStr::from_bytes(key), OsStr::from_bytes(value));
+        }
+    }
+    let _ = std::env::set_current_dir(OsStr::from_bytes(&request.cwd));
+    sys::set_affinity(&request.affinity);
+    super::set_worker_index(request.index as usize);
+    super::name_forked_worker();
+    WorkerChannel { fd: CHANNEL_FD }
+}

@@ -1,0 +1,283 @@
+//! What the fork server needs from the OS: a socket that keeps message
+//! boundaries and carries fds, `fork` itself, its children's exit
+//! statuses as a readable fd, and setting a forked child up (its fds, signal
+//! mask and CPU affinity).
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most fds one message carries.
+pub(crate) const MAX_FDS: usize = 4;
+/// Socket buffers asked for on each end: a request carries the whole
+/// environment, and one message must fit.
+const BUFFER: usize = 4 << 20;
+
+/// A connected pair of `SOCK_SEQPACKET` sockets, both close-on-exec.
+pub(crate) fn message_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    for sock in [&a, &b] {
+        // A refusal is harmless: a request that does not fit fails to send,
+        // and the worker is started the other way.
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(sock, BUFFER);
+        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(sock, BUFFER);
+    }
+    Ok((a, b))
+}
+
+/// Sends `data` as one message, with `fds` attached.
+pub(crate) fn send_message(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    loop {
+        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+            Ok(n) if n == data.len() => return Ok(()),
+            Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message into `buf` and the fds attached to it (close-on-
+/// exec, into `fds`). `Ok(None)`: none is waiting (`wait` false). `Ok(Some(0))`:
+/// end of file. A message longer than `buf`, or with more than
+/// [`MAX_FDS`] fds, is an error (its fds are closed).
+pub(crate) fn recv_message(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    wait: bool,
+) -> io::Result<Option<usize>> {
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut flags = RecvFlags::CMSG_CLOEXEC;
+    if !wait {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    let got = loop {
+        match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
+            Ok(got) => break got,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(rustix::io::Errno::AGAIN) if !wait => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    for message in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = message {
+            fds.extend(received);
+        }
+    }
+    if got.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+        fds.clear();
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "message cut short"));
+    }
+    Ok(Some(got.bytes))
+}
+
+/// Waits until `a` or `b` is readable (or hung up); says which.
+pub(crate) fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        PollFd::from_borrowed_fd(a, PollFlags::IN),
+        PollFd::from_borrowed_fd(b, PollFlags::IN),
+    ];
+    loop {
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {
+                return Ok((
+                    !fds[0].revents().is_empty(),
+                    !fds[1].revents().is_empty(),
+                ))
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// How many threads this process has (from `/proc/self/task`).
+pub(crate) fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task").map_or(usize::MAX, |dir| dir.count())
+}
+
+/// Blocks SIGCHLD and returns a signalfd that becomes readable when a child
+/// ends (the fork server's way of reaping without a handler).
+pub(crate) fn child_signals() -> io::Result<OwnedFd> {
+    // SAFETY: the sigset is a local initialised by sigemptyset before use;
+    // sigprocmask and signalfd read it and return integers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGCHLD);
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Empties a signalfd from [`child_signals`].
+pub(crate) fn drain_signals(fd: BorrowedFd<'_>) {
+    let mut info = [0u8; 128];
+    while rustix::io::read(fd, &mut info).is_ok_and(|n| n > 0) {}
+}
+
+/// Reaps one ended child, if any: its pid and raw wait status.
+pub(crate) fn reap_any() -> Option<(u32, i32)> {
+    let options = rustix::process::WaitOptions::NOHANG;
+    match rustix::process::wait(options) {
+        Ok(Some((pid, status))) => Some((pid.as_raw_nonzero().get() as u32, status.as_raw())),
+        _ => None,
+    }
+}
+
+/// Forks this process: `Some(child pid)` in the parent, `None` in the
+/// child.
+///
+/// # Safety
+/// The process must have a single thread (so the child's copy of every lock
+/// and allocator state is consistent), and the child may only go on to code
+/// that relies on nothing another thread held.
+pub(crate) unsafe fn fork() -> io::Result<Option<u32>> {
+    // SAFETY: the caller guarantees a single-threaded process.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid as u32)),
+    }
+}
+
+/// In a forked child: `channel` at fd `at` and `stdout` / `stderr` at 1 and
+/// 2 (stdin stays as it is), every fd above `at` closed, and every signal
+/// unblocked.
+pub(crate) fn set_up_child(
+    channel: BorrowedFd<'_>,
+    at: RawFd,
+    stdout: BorrowedFd<'_>,
+    stderr: BorrowedFd<'_>,
+) -> io::Result<()> {
+    // Out of the way first: a source may sit on a target number.
+    let high: Vec<OwnedFd> = [channel, stdout, stderr]
+        .iter()
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, at + 16))
+        .collect::<Result<_, _>>()?;
+    for (fd, target) in high.iter().zip([at, 1, 2]) {
+        // SAFETY: dup2 onto a number this process owns (stdio, or the
+        // channel's place); it returns a new fd or -1 and touches no memory.
+        if unsafe { libc::dup2(fd.as_raw_fd(), target) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    drop(high);
+    // SAFETY: closes fds above the channel, all of which this process owns
+    // and none of which anything after this point uses.
+    unsafe { libc::close_range(at as libc::c_uint + 1, libc::c_uint::MAX, 0) };
+    // SAFETY: an empty set, initialised before use, unblocks every signal.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+    Ok(())
+}
+
+/// This thread's CPU affinity as bytes (a `cpu_set_t`).
+pub(crate) fn affinity() -> Vec<u8> {
+    // SAFETY: `cpu_set_t` is plain bits; sched_getaffinity fills it.
+    let set = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        set
+    };
+    // SAFETY: any `cpu_set_t` is `size_of` initialised bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&set as *const libc::cpu_set_t).cast::<u8>(),
+            std::mem::size_of::<libc::cpu_set_t>(),
+        )
+    };
+    bytes.to_vec()
+}
+
+/// Sets this thread's CPU affinity from [`affinity`]'s bytes (ignored if
+/// they are not a whole `cpu_set_t`, or name no CPU this process may use).
+pub(crate) fn set_affinity(bytes: &[u8]) {
+    if bytes.len() != std::mem::size_of::<libc::cpu_set_t>() {
+        return;
+    }
+    // SAFETY: `cpu_set_t` is plain bits: any bytes of its size are one.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            (&mut set as *mut libc::cpu_set_t).cast::<u8>(),
+            bytes.len(),
+        );
+        libc::sched_setaffinity(0, bytes.len(), &set);
+    }
+}
+
+/// Points stdin, stdout and stderr at `/dev/null` (the fork server holds
+/// none of its parent's pipes open).
+pub(crate) fn stdio_to_null() -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..=2 {
+        // SAFETY: dup2 onto stdio, which this process owns; no memory effects.
+        if unsafe { libc::dup2(null.as_fd().as_raw_fd(), target) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites this process's command line (what `ps` and `/proc/PID/cmdline`
+/// show) in place: the first `from` in it becomes `to`, padded with NULs
+/// (`to` no longer than `from`). A forked worker is then seen as a worker,
+/// not as the fork server it was forked from. Does nothing if it cannot.
+pub(crate) fn rename_arg(from: &[u8], to: &[u8]) {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    // arg_start and arg_end are fields 48 and 49; after the command name's
+    // ')' the fields start at 3.
+    let fields: Vec<usize> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+        .unwrap_or_default();
+    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else {
+        return;
+    };
+    if to.len() > from.len() || start == 0 || end <= start {
+        return;
+    }
+    // SAFETY: [arg_start, arg_end) is this process's own argument area on
+    // its stack, mapped and writable, as the kernel reports it; this process
+    // has a single thread (a fork server's child), and nothing holds a
+    // reference into it across this call.
+    let args = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    if let Some(at) = args.windows(from.len()).position(|w| w == from) {
+        args[at..at + to.len()].copy_from_slice(to);
+        args[at + to.len()..at + from.len()].fill(0);
+    }
+}
