@@ -29,22 +29,33 @@
 //!
 //! ## Platform
 //!
-//! Linux only: kernel 5.3 or later (workers are watched through pidfds) and
-//! glibc 2.34 or later (`posix_spawn_file_actions_addclosefrom_np`);
+//! Linux only: kernel 5.3 or later (workers are watched through pidfds, and
+//! talk to the pool through shared memory and futexes) and glibc 2.34 or
+//! later (`posix_spawn_file_actions_addclosefrom_np`);
 //! `x86_64-unknown-linux-gnu` is the target tested. On other targets the
 //! crate stops at one `compile_error!` saying so.
 //!
 //! ## How it works
 //!
-//! Workers are this very program, re-executed (like Python's "spawn" start
-//! method). [`init`] is what turns such a process into a worker: in the
-//! parent it returns at once; in a worker it serves tasks and never returns.
-//! The parent sends each call as the task's registered name plus its
-//! arguments encoded with `bincode`, over a private socket the worker
-//! inherits (never stdin or stdout, so tasks may print). The worker looks the
-//! name up in the registry that `#[pool_task]` fills, runs the function, and
-//! sends back its result, its panic (message, location and, with
-//! `RUST_BACKTRACE`, backtrace) or an error.
+//! Workers are this very program, stopped at [`init`], which is what turns
+//! such a process into a worker: in the parent it returns at once (after
+//! launching a fork server, see below); in a worker it serves tasks and never
+//! returns. The parent sends each call as the task's registered name plus
+//! its arguments encoded with `bincode`, through a channel of shared memory
+//! the worker inherits (a memfd with a ring each way; never stdin or stdout,
+//! so tasks may print). The worker looks the name up in the registry that
+//! `#[pool_task]` fills, runs the function, and sends back its result, its
+//! panic (message, location and, with `RUST_BACKTRACE`, backtrace) or an
+//! error.
+//!
+//! Workers are forked by a fork server: this program re-executed once by
+//! [`init`] and stopped there, single-threaded (like Python 3.14's default
+//! start method), so a worker is ready in a fraction of a millisecond. A
+//! forked worker takes the parent's environment, working directory, stdout
+//! and stderr as they are when it starts, and the CPU affinity of the thread
+//! that made the pool. If the program runs a thread before `init()`, or the
+//! server is gone, or `PROCPOOL_FORK_SERVER=0`, workers are re-executed
+//! copies started with `posix_spawn` (like Python's "spawn").
 //!
 //! Only registered functions can ever be called, and only by name, so a
 //! worker never jumps to an address it was sent.
@@ -95,9 +106,10 @@
 //! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
-//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract |
+//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting workers (the fork server, both its sides, or `posix_spawn`), the parent↔worker start-up contract, the parent's end of a worker, the death-watch thread |
+//! | `shm` | the channel's shared memory: its layout, the ring endpoints that move frames through it, the spin heuristic |
 //! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode; reusable large buffers |
-//! | `sys` | every OS call, each `unsafe` with its `SAFETY` comment |
+//! | `sys` | every OS call (memfd, mappings and futexes, pidfds and epoll, the fork server's), each `unsafe` with its `SAFETY` comment |
 //! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
@@ -105,7 +117,7 @@
 //! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
 //!
 //! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
-//! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
+//! `codec`, `wire`, `shm`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
 //! `worker`, `pool`, `map`, `__private`.
 //!
 //!
@@ -115,16 +127,20 @@
 //! task, and the pool carries on: a worker that dies running a task (killed,
 //! segfault, `abort`, `exit`) gives [`Error::WorkerDied`] with its signal or
 //! exit code and is replaced (a worker that dies at the very instant a task
-//! is handed to it fails that task the same way, whether or not it started;
-//! one that dies idle is replaced unnoticed); a task past its time limit
+//! is handed to it fails that task the same way if it had read it, whether
+//! or not it started, and runs it on a new worker if it had not; one that
+//! dies idle is replaced unnoticed); a task past its time limit
 //! ([`PoolBuilder::task_timeout`], [`Pool::with_task_timeout`]) gives
 //! [`Error::Timeout`] and its worker is killed and replaced; oversized or
 //! corrupt frames, unknown names, signature mismatches and encoding failures
 //! each have their own variant. (The signature fingerprint covers the types
 //! as written in the task's signature, not changes inside a struct's
-//! definition.) Workers inherit no file descriptor but their channel and
-//! stdio. Workers exit with their parent, even when it
-//! is killed with SIGKILL, and every child is reaped on every path.
+//! definition.) A worker that writes impossible positions into the
+//! channel's shared memory, or stalls half-way through a frame, is a
+//! protocol error. Workers inherit no file descriptor but their channel and
+//! stdio. Workers exit with their parent, even when it is killed with
+//! SIGKILL (a forked worker with its fork server, which exits with the
+//! parent), and every worker is reaped on every path.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
 //! [`AsyncResult::cancel`] stops one task (a queued one never runs, a
@@ -156,8 +172,10 @@
 //! ## Speed
 //!
 //! - `apply_<fn>` on a pool with an idle worker and nothing queued talks to
-//!   that worker from the calling thread: one write and one read, as fast as
-//!   a bare socket round trip. Otherwise it queues like `apply_async_<fn>`.
+//!   that worker from the calling thread: one frame each way through the
+//!   shared-memory ring, a futex wake only if the other side sleeps, and a
+//!   short spin first when that pays. Otherwise it queues like
+//!   `apply_async_<fn>`.
 //! - Many small `apply_async_<fn>` calls are pipelined: while every worker is
 //!   busy, a worker is sent a batch of queued calls of tasks seen to take
 //!   under 1 ms (at most about 2 ms of work and 64 KiB of arguments), in one
@@ -168,12 +186,15 @@
 //!   reply), the calls answered meanwhile keep their results, the next one
 //!   (it may have started) fails with [`Error::WorkerDied`], and only the
 //!   ones behind it run again: a task never runs twice.
-//! - Large byte buffers: `Vec<u8>` goes through serde element by element.
-//!   Take and return [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes)
-//!   (or mark fields `#[serde(with = "serde_bytes")]`) to send bytes as one
-//!   block, several times faster. A thread that made a large `apply_<fn>`
-//!   call keeps up to two buffers of that size for the next one, and a
-//!   worker keeps the memory a large call freed for its next call.
+//! - Large byte buffers: a top-level `Vec<u8>` argument or result travels as
+//!   one block of bytes, and from 64 KiB on without any copy but into the
+//!   ring and out of it (the buffer it is read into becomes the argument or
+//!   the result). Bytes nested in other types go through serde element by
+//!   element: use [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
+//!   `#[serde(with = "serde_bytes")]`) to send them as one block. A thread
+//!   that made a large `apply_<fn>` call keeps up to two buffers of that
+//!   size for the next one; a worker keeps the memory a large call freed
+//!   while calls keep coming and gives it back after half a second idle.
 
 #![warn(missing_docs)]
 // Examples show `fn main` on purpose: `procpool::init()` must come first in it.
@@ -331,10 +352,10 @@ pub use procpool_macros::main;
 /// Makes this process able to use pools, and turns it into a worker if it
 /// was started as one. Call it first in `main`.
 ///
-/// In the program the user started, it returns at once. In a re-executed
-/// worker it serves tasks and exits the process when the pool lets it go,
-/// never returning: whatever `main` does after `init()` is the parent's work
-/// alone.
+/// In the program the user started, it launches the fork server (see the
+/// crate docs; it does not wait for it) and returns. In a worker it serves
+/// tasks and exits the process when the pool lets it go, never returning:
+/// whatever `main` does after `init()` is the parent's work alone.
 ///
 /// ```
 /// fn main() {

@@ -64,10 +64,12 @@ impl PoolBuilder {
         self
     }
 
-    /// Largest frame either side sends or accepts, in bytes (default 256 MiB,
+    /// Largest frame either side sends or accepts, in bytes (default 4 GiB,
     /// at least 1 KiB: [`build`](Self::build) refuses less with
     /// [`Error::Config`]). A task whose arguments or result need more fails
-    /// with [`Error::FrameTooLarge`].
+    /// with [`Error::FrameTooLarge`]. The channel streams frames of any size
+    /// and never trusts an announced length, so the limit is yours to set,
+    /// not a safety margin.
     #[must_use = "the setter returns the changed builder"]
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.max_frame = bytes;
