@@ -77,3 +77,19 @@ fn process_exit_in_a_task_is_worker_died_with_its_code() {
     assert!(replacement.starts_with("replacement "), "{replacement}");
     assert_no_children();
 }
+
+/// A program whose logger prints procpool's warnings: 20 rounds of
+/// `max_tasks_per_child(1)` ended by `terminate()`, which often finds a
+/// worker retiring. Killing it then is part of the terminate, not an unclean
+/// retirement: nothing is reported, and stderr stays empty.
+#[test]
+fn terminate_during_retirements_reports_nothing() {
+    let _serial = serial();
+    let out = Command::new(HELPER).arg("retire-loop").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "helper failed: {stdout}\n{stderr}");
+    assert_eq!(stderr, "", "procpool reported something");
+    assert_eq!(stdout.trim(), "unclean 0");
+    assert_no_children();
+}

@@ -129,7 +129,7 @@ impl Dispatcher for LocalPool {
         let loss = match exchange::exchange(link.as_mut(), &call) {
             Exchange::Done(outcome) => {
                 let retired = queue.give_back(index, Some(link), true);
-                slot::retire(retired);
+                slot::retire(queue, retired);
                 // The large buffer serves this thread's next call.
                 buffers::recycle(call.args);
                 return Ok(outcome);
