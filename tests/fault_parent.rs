@@ -1,11 +1,15 @@
 //! Through a real program (`tests/helpers/fault_helper.rs`): workers die with
 //! their parent even when it is SIGKILLed, and a task that calls
-//! `std::process::exit(3)` fails with `WorkerDied` carrying code 3.
+//! `std::process::exit(3)` fails with `WorkerDied` carrying code 3. A
+//! terminal's Ctrl-C (SIGINT to the foreground process group) reaches the
+//! program, not its workers: a program that handles it lets its tasks finish
+//! or terminates them; one that dies of it takes its workers along.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{alive, assert_no_children, serial};
@@ -91,5 +95,97 @@ fn terminate_during_retirements_reports_nothing() {
     assert!(out.status.success(), "helper failed: {stdout}\n{stderr}");
     assert_eq!(stderr, "", "procpool reported something");
     assert_eq!(stdout.trim(), "unclean 0");
+    assert_no_children();
+}
+
+/// Starts the helper in a process group of its own, as a shell starts a
+/// foreground job, and returns it once it printed its first line.
+fn start_job(args: &[&str]) -> (Child, String) {
+    let mut job = Command::new(HELPER)
+        .args(args)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(job.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    job.stdout = Some(stdout.into_inner());
+    (job, line)
+}
+
+/// What a terminal does on Ctrl-C: SIGINT to the whole foreground group.
+fn ctrl_c(job: &Child) {
+    // SAFETY: kill(2) on the process group of the helper this test started.
+    let sent = unsafe { libc::kill(-(job.id() as libc::pid_t), libc::SIGINT) };
+    assert_eq!(sent, 0);
+}
+
+fn finish(job: Child) -> (std::process::ExitStatus, String, String) {
+    let out = job.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status, stdout, stderr)
+}
+
+#[test]
+fn a_program_that_handles_ctrl_c_lets_its_running_tasks_finish() {
+    let _serial = serial();
+    let (job, line) = start_job(&["ctrl-c", "finish"]);
+    assert_eq!(line.trim(), "ready");
+    ctrl_c(&job);
+    let (status, stdout, stderr) = finish(job);
+    assert!(status.success(), "{status}: {stdout}\n{stderr}");
+    let outcomes: Vec<&str> = stdout.lines().collect();
+    assert_eq!(outcomes.len(), 2, "{stdout}");
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("ok ")),
+        "the workers got the Ctrl-C: {stdout}"
+    );
+    assert_eq!(stderr, "");
+    assert_no_children();
+}
+
+#[test]
+fn a_program_that_handles_ctrl_c_may_terminate_its_running_tasks() {
+    let _serial = serial();
+    let (job, line) = start_job(&["ctrl-c", "terminate"]);
+    assert_eq!(line.trim(), "ready");
+    ctrl_c(&job);
+    let (status, stdout, stderr) = finish(job);
+    assert!(status.success(), "{status}: {stdout}\n{stderr}");
+    let outcomes: Vec<&str> = stdout.lines().collect();
+    assert_eq!(outcomes.len(), 2, "{stdout}");
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("Terminated {")),
+        "{stdout}"
+    );
+    assert_no_children();
+}
+
+#[test]
+fn workers_die_within_a_second_of_a_program_killed_by_ctrl_c() {
+    let _serial = serial();
+    let (mut job, line) = start_job(&["orphan"]);
+    let workers: Vec<u32> = line
+        .strip_prefix("workers ")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    ctrl_c(&job);
+    let killed_at = Instant::now();
+    let status = job.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    let mut rest = String::new();
+    job.stderr.take().unwrap().read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "");
+    for pid in workers {
+        assert!(
+            support::gone_within(pid, Duration::from_secs(1).saturating_sub(killed_at.elapsed())),
+            "worker {pid} outlived its parent by a second"
+        );
+    }
     assert_no_children();
 }

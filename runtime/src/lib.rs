@@ -116,7 +116,10 @@
 //! as written in the task's signature, not changes inside a struct's
 //! definition.) Workers inherit no file descriptor but their channel and
 //! stdio. Workers exit with their parent, even when it
-//! is killed with SIGKILL, and every child is reaped on every path.
+//! is killed with SIGKILL, and every child is reaped on every path. Each
+//! worker leads a process group of its own: a terminal's Ctrl-C reaches the
+//! program, not its workers, and when procpool kills a worker (timeout,
+//! `terminate`, a protocol error) the processes its tasks started die too.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
 //!

@@ -179,9 +179,16 @@ pub(crate) fn spawn_worker(
             libc::sigemptyset(&mut defaults);
             libc::sigaddset(&mut defaults, libc::SIGPIPE);
             check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
+            // Its own process group (numbered by its pid): a terminal's
+            // Ctrl-C (SIGINT to the foreground group) reaches the program,
+            // not its workers, and killing the group kills what a task
+            // started along with the worker (see `kill`).
+            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
             check(libc::posix_spawnattr_setflags(
                 &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+                (libc::POSIX_SPAWN_SETSIGMASK
+                    | libc::POSIX_SPAWN_SETSIGDEF
+                    | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
             ))?;
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(
@@ -308,6 +315,18 @@ pub(crate) fn die_with_parent(parent: u32) {
     }
 }
 
+/// In a worker: lets tasks write to the terminal even under `stty tostop`.
+/// A worker leads its own process group (see [`spawn_worker`]), which is
+/// never the terminal's foreground group, and such a write would stop it
+/// with SIGTTOU; a process that ignores SIGTTOU writes as usual. (Processes
+/// a task starts inherit the setting.)
+pub(crate) fn allow_terminal_output() {
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+    }
+}
+
 /// Takes ownership of the channel the parent left at `fd`.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
     // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
@@ -354,11 +373,16 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
-/// child, so the number cannot have been reused.
+/// Sends SIGKILL to worker `pid` and to its process group, which it leads
+/// (see [`spawn_worker`]): the processes its tasks started die with it,
+/// unless they left the group. The caller guarantees `pid` is its own
+/// unreaped child, so neither the pid nor the group's number (the kernel
+/// does not reuse a pid while a group bears it) can have been reused.
 pub(crate) fn kill(pid: u32) {
     // SAFETY: kill(2) with integer arguments has no memory effects.
     unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+        // The worker itself, in case a task moved it to another group.
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
     }
 }
