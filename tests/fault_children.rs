@@ -26,8 +26,10 @@ enum Then {
     Return,
 }
 
-/// Starts `sleep 37` (its pid written to `pid_file`), then does `then`.
+/// Starts `sleep 37` (its pid written to `pid_file`), then does `then`. The
+/// sleep is deliberately not waited for: it is to outlive the task.
 #[pool_task]
+#[allow(clippy::zombie_processes)]
 fn spawn_sleep(pid_file: PathBuf, then: Then) -> u32 {
     let child = Command::new("sleep")
         .arg("37")
@@ -46,10 +48,8 @@ fn spawn_sleep(pid_file: PathBuf, then: Then) -> u32 {
 }
 
 fn pid_file(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "procpool-children-{}-{name}",
-        std::process::id()
-    ));
+    let path =
+        std::env::temp_dir().join(format!("procpool-children-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     path
 }
@@ -65,7 +65,10 @@ fn read_pid(path: &Path) -> u32 {
             let _ = std::fs::remove_file(path);
             return pid;
         }
-        assert!(Instant::now() < deadline, "the task never started its child");
+        assert!(
+            Instant::now() < deadline,
+            "the task never started its child"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -142,7 +145,10 @@ fn after_close_and_join_the_tasks_children_keep_running() {
     pool.close();
     pool.join();
     std::thread::sleep(Duration::from_millis(200));
-    assert!(alive(sleep), "a normal exit does not kill the task's children");
+    assert!(
+        alive(sleep),
+        "a normal exit does not kill the task's children"
+    );
     // SAFETY: kill(2) on the sleep this test started.
     unsafe { libc::kill(sleep as libc::pid_t, libc::SIGKILL) };
     assert!(gone_within(sleep, Duration::from_secs(5)));

@@ -5,10 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
-
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, ExitInfo, Pool};
 use support::{assert_no_children, children, serial};
@@ -40,14 +36,12 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Writes `bytes` raw onto this worker's task channel (fd 3), ahead of the
-/// reply the worker itself sends, then optionally exits.
+/// Writes `bytes` raw onto this worker's task channel (found as a hostile
+/// task would find it), ahead of the reply the worker itself sends, then
+/// optionally exits.
 #[pool_task]
 fn write_raw(bytes: Vec<u8>, then_exit: bool) -> u32 {
-    // SAFETY: fd 3 is the worker's open task channel; ManuallyDrop keeps this
-    // second handle from closing it.
-    let mut channel = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
-    channel.write_all(&bytes).unwrap();
+    support::write_to_channel(&bytes);
     if then_exit {
         // SAFETY: ends this worker process at once.
         unsafe { libc::_exit(0) }

@@ -179,13 +179,106 @@ fn workers_die_within_a_second_of_a_program_killed_by_ctrl_c() {
     let status = job.wait().unwrap();
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
     let mut rest = String::new();
-    job.stderr.take().unwrap().read_to_string(&mut rest).unwrap();
+    job.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
     assert_eq!(rest, "");
     for pid in workers {
         assert!(
-            support::gone_within(pid, Duration::from_secs(1).saturating_sub(killed_at.elapsed())),
+            support::gone_within(
+                pid,
+                Duration::from_secs(1).saturating_sub(killed_at.elapsed())
+            ),
             "worker {pid} outlived its parent by a second"
         );
     }
+    assert_no_children();
+}
+
+/// Runs the helper with procpool's worker variables set (`parent` as the
+/// parent pid) and `channel` (if any) at fd 3, as a process manager or a
+/// stray environment would leave them.
+fn run_with_worker_env(
+    args: &[&str],
+    channel: Option<std::os::fd::RawFd>,
+    parent: u32,
+) -> std::process::Output {
+    let mut cmd = Command::new(HELPER);
+    cmd.args(args)
+        .env("PROCPOOL_WORKER_FD", "3")
+        .env("PROCPOOL_MAX_FRAME", "1048576")
+        .env("PROCPOOL_PARENT_PID", parent.to_string())
+        .stdin(Stdio::null());
+    if let Some(fd) = channel {
+        // SAFETY: dup2 and fcntl are async-signal-safe; they only put `fd`
+        // at 3 without close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, 3) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn assert_refused(out: &std::process::Output, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited {}: {stderr}", out.status);
+    assert_eq!(out.stdout, b"", "it ran as a program");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("procpool:"), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+}
+
+/// The systemd socket-activation layout: a listening TCP socket at fd 3.
+#[test]
+fn a_worker_start_on_a_listening_tcp_socket_fails_loudly() {
+    let _serial = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let out = run_with_worker_env(&["--procpool-worker"], Some(fd), std::process::id());
+    assert_refused(&out, "fd 3");
+    // Without the worker argument the variables are stray: a normal run.
+    let out = run_with_worker_env(&["hello"], Some(fd), std::process::id());
+    assert!(out.status.success(), "{:?}", out);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+    assert_no_children();
+}
+
+#[test]
+fn a_worker_start_whose_channel_is_not_from_the_named_parent_fails_loudly() {
+    let _serial = serial();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+    // The pair is this process's; the variable names another parent.
+    let out = run_with_worker_env(&["--procpool-worker"], Some(fd), 1);
+    assert_refused(&out, "process 1");
+    // No fd 3 at all.
+    let out = run_with_worker_env(&["--procpool-worker"], None, std::process::id());
+    assert_refused(&out, "fd 3");
+    drop(ours);
+    assert_no_children();
+}
+
+#[test]
+fn stray_worker_variables_never_turn_a_normal_run_into_a_worker() {
+    let _serial = serial();
+    let out = run_with_worker_env(&["hello"], None, std::process::id());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok "), "{stdout}");
+    assert_eq!(out.stderr, b"");
     assert_no_children();
 }

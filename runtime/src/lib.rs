@@ -306,8 +306,10 @@ pub use procpool_macros::main;
 /// ```
 pub fn init() {
     process::mark_initialized(false);
-    if let Some(channel) = process::take_worker_channel() {
-        worker::run(channel, worker::Exit::Process)
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::run(channel, worker::Exit::Process),
+        Ok(None) => {}
+        Err(why) => process::refuse_worker_start(&why),
     }
 }
 
@@ -322,8 +324,10 @@ pub fn init() {
 #[doc(hidden)]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
-    if let Some(channel) = process::take_worker_channel() {
-        worker::serve_at_exit(channel);
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::serve_at_exit(channel),
+        Ok(None) => {}
+        Err(why) => process::refuse_worker_start(&why),
     }
 }
 
@@ -350,13 +354,17 @@ macro_rules! enable_test_support {
     () => {
         // SAFETY: this runs before `main`, in no guaranteed order with other
         // constructors. It is sound because `__init_test_harness` only stores
-        // two atomics, reads and removes two environment variables (libc's
-        // environ is ready before constructors run, and no other thread
-        // exists yet to race the removal), and in a worker stores the channel
-        // in a static behind its own uncontended mutex and registers an
-        // atexit hook. It spawns no thread, panics on no path, and reads no
-        // other crate's statics (the task registry is read later, from the
-        // hook), so the constructor order cannot matter.
+        // two atomics, reads the program's arguments (std captures them in
+        // an init_array entry of higher priority, which runs first), reads
+        // and removes three environment variables (libc's environ is ready
+        // before constructors run, and no other thread exists yet to race
+        // the removal), inspects one descriptor (fstat, getsockopt), and in
+        // a worker stores the channel in a static behind its own uncontended
+        // mutex and registers an atexit hook; a process started as a worker
+        // whose channel is wrong writes one line to stderr and `_exit`s. It
+        // spawns no thread, panics on no path, and reads no other crate's
+        // statics (the task registry is read later, from the hook), so the
+        // constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {

@@ -1,5 +1,6 @@
 //! The local backend: workers are this program, re-executed in worker mode,
-//! talking over a private socket pair inherited at a fixed fd. This file
+//! talking over a private socket pair inherited at fd 3 (and moved by the
+//! worker to a high number, see `sys::adopt_channel`). This file
 //! holds the whole start-up contract between the parent and a worker (the
 //! environment, the channel's fd, the arguments, the first message) from
 //! both sides, and the process's mode (initialized, test harness).
@@ -63,29 +64,73 @@ pub(crate) struct WorkerChannel {
     pub(crate) max_frame: usize,
 }
 
+/// Exit code of a process that was started as a worker but is not one.
+const EXIT_NOT_A_WORKER: i32 = 70;
+
 /// In a worker: the channel the parent left in the environment, with the
 /// variables removed so that programs a task starts do not mistake
-/// themselves for workers. `None` in a process that is not a worker.
-pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
-    let fd = std::env::var_os(ENV_CHANNEL_FD)?;
+/// themselves for workers. `Ok(None)` in a process that is not a worker.
+///
+/// A process is a worker only if it was started with the worker arguments
+/// *and* the variables: the variables alone (inherited by mistake) leave a
+/// normal run alone. Started as a worker, the channel must be a connected
+/// Unix stream socket made by the parent the environment names (a listening
+/// socket a process manager left at fd 3 is not); anything else is an
+/// error, reported by [`refuse_worker_start`], never a silent exit.
+pub(crate) fn take_worker_channel() -> Result<Option<WorkerChannel>, String> {
+    let Some(fd) = std::env::var_os(ENV_CHANNEL_FD) else {
+        return Ok(None);
+    };
+    if !started_as_worker() {
+        return Ok(None);
+    }
+    let fd: RawFd = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{ENV_CHANNEL_FD}={fd:?} is not a descriptor number"))?;
+    let parent: u32 = std::env::var(ENV_PARENT_PID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{ENV_PARENT_PID} does not name the parent process"))?;
     let max_frame = std::env::var(ENV_MAX_FRAME)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
-    if let Some(parent) = std::env::var(ENV_PARENT_PID)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        sys::die_with_parent(parent);
+    match sys::unix_stream_peer(fd) {
+        Ok(peer) if peer == parent => {}
+        Ok(peer) => {
+            return Err(format!(
+                "fd {fd} is a socket of process {peer}, not of process {parent} \
+                 named in {ENV_PARENT_PID}"
+            ))
+        }
+        Err(what) => return Err(format!("{what}, not a task channel from process {parent}")),
     }
+    sys::die_with_parent(parent);
     std::env::remove_var(ENV_CHANNEL_FD);
     std::env::remove_var(ENV_MAX_FRAME);
     std::env::remove_var(ENV_PARENT_PID);
-    let fd = fd
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(CHANNEL_FD);
-    Some(WorkerChannel { fd, max_frame })
+    Ok(Some(WorkerChannel { fd, max_frame }))
+}
+
+/// Whether this process was started with exactly the arguments a pool
+/// starts its workers with.
+fn started_as_worker() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    args.iter()
+        .map(|a| a.as_os_str())
+        .eq(worker_args().iter().map(std::ffi::OsStr::new))
+}
+
+/// Ends a process started as a worker whose start-up contract does not
+/// hold: one line on stderr and a non-zero exit, rather than running the
+/// program (or exiting 0) as if nothing were wrong.
+pub(crate) fn refuse_worker_start(why: &str) -> ! {
+    eprintln!(
+        "procpool: started as a worker ({ENV_CHANNEL_FD} and {WORKER_ARG} set), but {why}; \
+         workers are started by procpool::Pool, not by hand"
+    );
+    sys::exit_immediately(EXIT_NOT_A_WORKER)
 }
 
 fn worker_args() -> &'static [&'static str] {

@@ -327,7 +327,82 @@ pub(crate) fn allow_terminal_output() {
     }
 }
 
-/// Takes ownership of the channel the parent left at `fd`.
+/// The pid of the process at the other end of `fd`, if `fd` is a connected
+/// Unix stream socket (for a socket pair: the process that made the pair);
+/// otherwise what `fd` is instead, in words.
+pub(crate) fn unix_stream_peer(fd: RawFd) -> Result<u32, String> {
+    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
+    // struct of the right type; an fd that is not open is an EBADF error.
+    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
+        return Err(format!("fd {fd} is not open"));
+    }
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(format!("fd {fd} is not a socket"));
+    }
+    let int_option = |option: libc::c_int| -> Result<libc::c_int, String> {
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `value`, a live
+        // c_int, and the new length into `len`.
+        let got = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        if got == -1 {
+            return Err(format!("fd {fd}: {}", io::Error::last_os_error()));
+        }
+        Ok(value)
+    };
+    match int_option(libc::SO_DOMAIN)? {
+        libc::AF_UNIX => {}
+        libc::AF_INET => return Err(format!("fd {fd} is an IPv4 socket, not a Unix socket")),
+        libc::AF_INET6 => return Err(format!("fd {fd} is an IPv6 socket, not a Unix socket")),
+        other => {
+            return Err(format!(
+                "fd {fd} is a socket of family {other}, not a Unix socket"
+            ))
+        }
+    }
+    if int_option(libc::SO_TYPE)? != libc::SOCK_STREAM {
+        return Err(format!("fd {fd} is not a stream socket"));
+    }
+    if int_option(libc::SO_ACCEPTCONN)? != 0 {
+        return Err(format!("fd {fd} is a listening socket"));
+    }
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live
+    // ucred, and the new length into `len`.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if got == -1 || cred.pid <= 0 {
+        return Err(format!("fd {fd} is a Unix socket without a peer"));
+    }
+    Ok(cred.pid as u32)
+}
+
+/// Takes ownership of the channel the parent left at `fd`, moved to a high
+/// descriptor number and close-on-exec (fd `fd` is closed): a task that
+/// writes to a low number such as 3, by mistake or on purpose, does not
+/// land on the channel.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
     // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
@@ -342,14 +417,26 @@ pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
             format!("fd {fd} is not the task channel (not a socket)"),
         ));
     }
-    // The worker's own children (a task may run commands) must not inherit it.
-    // SAFETY: fcntl on an fd we just checked is open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+    // The lowest free number from 1000 up (or from 100, 10, under a low
+    // RLIMIT_NOFILE); close-on-exec, so the worker's own children (a task
+    // may run commands) do not inherit it.
+    let mut moved = -1;
+    for lowest in [1000, 100, 10] {
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd we just checked is open
+        // returns a new fd or -1.
+        moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) };
+        if moved != -1 {
+            break;
+        }
+    }
+    if moved == -1 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the fd is open, is a socket, and nothing else in this process
-    // owns it: the parent put it there for us, and only this call adopts it.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+    // SAFETY: closes the original number, which nothing else in this
+    // process owns: the parent put it there for us, and only this call adopts it.
+    unsafe { libc::close(fd) };
+    // SAFETY: `moved` is a fresh fd, a copy of the socket, owned by nothing else.
+    Ok(unsafe { UnixStream::from_raw_fd(moved) })
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
