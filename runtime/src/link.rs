@@ -20,6 +20,9 @@ pub(crate) struct Limits {
     pub(crate) max_frame: usize,
     /// How long a new worker may take to report ready.
     pub(crate) start_timeout: Duration,
+    /// How long a frame that began to arrive may stop arriving (and a
+    /// request being written may stop being taken in).
+    pub(crate) stall_timeout: Duration,
 }
 
 /// Starts workers.

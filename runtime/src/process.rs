@@ -5,18 +5,19 @@
 //! environment, the channel's fd, the arguments, the first message) from
 //! both sides, and the process's mode (initialized, test harness).
 
-use std::io::{BufReader, Write};
+mod link;
+
 use std::os::fd::RawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, ExitInfo};
+use crate::error::Error;
 use crate::link::{Backend, KillSwitch, Limits, Link};
 use crate::sys;
 use crate::wire::{self, FrameError, Reply};
+use link::ProcessLink;
 
 /// The fd number the worker finds its end of the task channel at.
 const CHANNEL_FD: RawFd = 3;
@@ -33,8 +34,6 @@ const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 /// and makes a test harness that never enters worker mode stop at once
 /// instead of running the whole test suite again.
 const WORKER_ARG: &str = "--procpool-worker";
-/// Capacity of the parent's read buffer on each worker's channel.
-const READ_BUFFER: usize = 64 << 10;
 
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
@@ -164,6 +163,7 @@ impl Backend for ProcessBackend {
         let Limits {
             max_frame,
             start_timeout,
+            ..
         } = limits;
         let start_error = |message: String| Error::WorkerStart {
             task: String::new(),
@@ -195,13 +195,7 @@ impl Backend for ProcessBackend {
             child
         };
         drop(theirs);
-        let mut link = Box::new(ProcessLink {
-            child,
-            channel: BufReader::with_capacity(READ_BUFFER, ours),
-            max_frame,
-            timeout: None,
-            kill: kill.clone(),
-        });
+        let mut link = Box::new(ProcessLink::new(child, ours, limits, kill.clone()));
         let pid = link.pid();
         let hello = link.recv(Some(start_timeout));
         match hello.map(wire::parse_reply) {
@@ -223,106 +217,6 @@ impl Backend for ProcessBackend {
                      or procpool::enable_test_support!() in a test binary?"
                 )))
             }
-        }
-    }
-}
-
-struct ProcessLink {
-    child: sys::WorkerProcess,
-    /// Replies are read through a buffer: a small one costs one read, and a
-    /// batch of them arriving together costs one read for all.
-    channel: BufReader<UnixStream>,
-    max_frame: usize,
-    timeout: Option<Duration>,
-    kill: Arc<KillSwitch>,
-}
-
-impl Link for ProcessLink {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
-        wire::write_frame(&mut self.channel.get_ref(), parts, self.max_frame)
-    }
-
-    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
-        let mut buf = Vec::new();
-        for parts in frames {
-            wire::append_frame(&mut buf, parts, self.max_frame)?;
-        }
-        self.channel
-            .get_ref()
-            .write_all(&buf)
-            .map_err(FrameError::Io)
-    }
-
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
-        if timeout != self.timeout {
-            // A zero read timeout means "none" to the OS: use the smallest real one.
-            let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-            self.channel
-                .get_ref()
-                .set_read_timeout(os_timeout)
-                .map_err(FrameError::Io)?;
-            self.timeout = timeout;
-        }
-        // The first byte is awaited with the worker's life in view: a process
-        // the task forked may hold the channel open after the worker died,
-        // and then no end-of-file would ever come.
-        if self.channel.buffer().is_empty() {
-            match sys::wait_readable(self.channel.get_ref(), &self.child, timeout) {
-                Ok(sys::Readiness::Readable) => {}
-                Ok(sys::Readiness::TimedOut) => return Err(FrameError::TimedOut),
-                Ok(sys::Readiness::WorkerEnded) => return Err(FrameError::Closed),
-                Err(e) => return Err(FrameError::Io(e)),
-            }
-        }
-        wire::read_frame(&mut self.channel, self.max_frame)
-    }
-
-    fn has_exited(&mut self) -> bool {
-        // Reaped under the switch's lock, like `finish`: a concurrent kill
-        // either hits the live child or finds no pid.
-        let mut slot = self.kill.lock();
-        match self.child.try_wait() {
-            Ok(None) => false,
-            Ok(Some(_)) | Err(_) => {
-                *slot = None;
-                true
-            }
-        }
-    }
-
-    fn kill(&mut self) {
-        self.kill.kill();
-    }
-
-    fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
-        let deadline = Instant::now() + grace;
-        let mut pause = Duration::from_micros(50);
-        loop {
-            {
-                // Reaping and clearing the pid under one lock: a concurrent
-                // kill either hits the live child or finds no pid.
-                let mut slot = self.kill.lock();
-                match self.child.try_wait() {
-                    Ok(Some(status)) => {
-                        *slot = None;
-                        return ExitInfo::from(status);
-                    }
-                    Ok(None) if Instant::now() >= deadline => self.child.kill(),
-                    Ok(None) => {}
-                    Err(_) => {
-                        self.child.kill();
-                        let status = self.child.wait();
-                        *slot = None;
-                        return status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown);
-                    }
-                }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 }

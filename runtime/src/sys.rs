@@ -69,6 +69,25 @@ pub(crate) enum Readiness {
     WorkerEnded,
 }
 
+/// Reads what `stream` holds now, without waiting: `WouldBlock` if nothing.
+pub(crate) fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, a live,
+    // exclusively borrowed buffer; the fd is an open socket `stream` owns.
+    let got = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if got < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(got as usize)
+    }
+}
+
 /// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
 pub(crate) fn wait_readable(
     channel: &UnixStream,

@@ -16,6 +16,8 @@ pub(crate) struct Config {
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
     pub(crate) start_timeout: Duration,
+    /// How long a frame may stop flowing before its worker is dropped.
+    pub(crate) stall_timeout: Duration,
     pub(crate) initializer: Option<Initializer>,
 }
 
@@ -25,6 +27,7 @@ impl Config {
         Limits {
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
+            stall_timeout: self.stall_timeout,
         }
     }
 }

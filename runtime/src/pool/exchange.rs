@@ -30,7 +30,13 @@ pub(crate) enum Loss {
     Died,
     TimedOut(Duration),
     Protocol(String),
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        len: usize,
+        max: usize,
+    },
+    /// A reply began and stopped arriving for this long: where the next
+    /// frame starts is lost.
+    Stalled(Duration),
 }
 
 /// Sends `call` and reads its reply.
@@ -59,6 +65,7 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Lost(Loss::TooLarge { len, max })
         }
+        Err(FrameError::Stalled(after)) => return Exchange::Lost(Loss::Stalled(after)),
         // End of file, a frame cut short by the death, a reset: the worker is gone.
         Err(FrameError::Closed | FrameError::Truncated { .. } | FrameError::Io(_)) => {
             return Exchange::Lost(Loss::Died)
@@ -151,6 +158,7 @@ pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: Exi
         Loss::TooLarge { len, max } => {
             format!("sent a {len}-byte frame over the {max} limit: killed")
         }
+        Loss::Stalled(after) => format!("{}: killed", stalled(*after)),
     };
     log::warn!(target: "procpool", "worker {pid} {why} running task `{task}`; it will be replaced");
     match loss {
@@ -162,7 +170,15 @@ pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: Exi
             len: len as u64,
             max: max as u64,
         },
+        Loss::Stalled(after) => Error::Protocol {
+            task,
+            message: stalled(after),
+        },
     }
+}
+
+fn stalled(after: Duration) -> String {
+    format!("the worker stopped sending in the middle of a frame for {after:?}")
 }
 
 /// Ends a worker that failed `call` as `loss` described, and says how the
@@ -268,10 +284,11 @@ pub(crate) fn settle_after_loss(
     // next job: a job that timed out may have finished just after its limit
     // (its reply comes first); a bad or oversized reply was its last word
     // on it. A frame that is no reply to the job it should answer makes the
-    // rest untrustworthy (`clean` false), and so does an oversized reply:
-    // its body was not read, so the frames after it cannot be found.
+    // rest untrustworthy (`clean` false), and so does an oversized or
+    // stalled reply: its body was not read whole, so the frames after it
+    // cannot be found (a stalled one may even hold later replies).
     let (mut moved_on, mut clean) = match loss {
-        Loss::TooLarge { .. } => (true, false),
+        Loss::TooLarge { .. } | Loss::Stalled(_) => (true, false),
         Loss::TimedOut(_) => match frames.next() {
             Some(frame) => {
                 let replied = matches!(check_reply(frame, &failed.call), Exchange::Done(_));
