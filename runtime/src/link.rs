@@ -47,6 +47,12 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` (`None`: until the
     /// worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;
+    /// Whether the worker has not yet read everything sent to it. After a
+    /// single call timed out, `true` means it never read that call, so the
+    /// call never started.
+    fn unread_requests(&mut self) -> bool {
+        false
+    }
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;

@@ -88,6 +88,20 @@ pub(crate) fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize>
     }
 }
 
+/// Whether bytes this end of `stream` sent are still unread by the peer
+/// (SIOCOUTQ: the memory they hold in the peer's queue, zero once it read
+/// them all).
+pub(crate) fn unread_by_peer(stream: &UnixStream) -> io::Result<bool> {
+    let mut queued: libc::c_int = 0;
+    // SAFETY: the SIOCOUTQ (= TIOCOUTQ) ioctl writes one c_int into
+    // `queued`, a live local; the fd is an open socket `stream` owns.
+    let got = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+    if got == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(queued > 0)
+}
+
 /// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
 pub(crate) fn wait_readable(
     channel: &UnixStream,

@@ -21,6 +21,9 @@ pub(crate) enum Exchange {
     Done(Outcome),
     /// The worker was already gone; the call never reached it.
     Undelivered,
+    /// The call timed out without the worker ever reading it (a stopped
+    /// worker): it never started, and the worker is unusable.
+    Unread,
     /// The worker is unusable; the call failed as described.
     Lost(Loss),
 }
@@ -52,7 +55,22 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
         }
         Err(_) => return Exchange::Undelivered,
     }
-    receive(link, call)
+    match receive(link, call) {
+        // The worker reads a call whole before it starts it, and every call
+        // before this one was answered: bytes still unread mean this call
+        // never started.
+        Exchange::Lost(Loss::TimedOut(_)) if link.unread_requests() => {
+            log::warn!(
+                target: "procpool",
+                "worker {} never read call `{}` within its time limit (stopped?); \
+                 it is killed and the call goes to a new worker",
+                link.pid(),
+                call.task
+            );
+            Exchange::Unread
+        }
+        other => other,
+    }
 }
 
 /// Reads and checks the reply to `call`, already sent.
@@ -227,7 +245,10 @@ pub(crate) fn receive_batch(
                 continue;
             }
             Exchange::Lost(loss) => loss,
-            Exchange::Undelivered => Loss::Died,
+            // (`receive` sends nothing, so it never reports these.) Whether
+            // a timed-out call in a batch was read cannot be told from the
+            // channel: the calls sent with it may have been read instead.
+            Exchange::Undelivered | Exchange::Unread => Loss::Died,
         };
         if let Loss::Died = loss {
             // The worker died running this job: it runs its calls one by

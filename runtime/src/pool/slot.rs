@@ -241,8 +241,9 @@ fn run_job(
     mut worker: Option<Box<dyn Link>>,
     call: &Call,
 ) -> (Outcome, Option<Box<dyn Link>>) {
-    // Two tries: a worker that died idle is replaced without anyone noticing;
-    // a fresh one that cannot even take a job is a real failure.
+    // Two tries: a worker that died idle (or is stopped and never reads the
+    // call) is replaced without anyone noticing; a fresh one that cannot
+    // even take a job is a real failure.
     let mut retried = false;
     loop {
         let mut link = match worker.take() {
@@ -266,7 +267,14 @@ fn run_job(
                 link.finish(DEATH_GRACE);
                 continue;
             }
+            Exchange::Unread if !retried => {
+                retried = true;
+                link.kill();
+                link.finish(Duration::ZERO);
+                continue;
+            }
             Exchange::Undelivered => Loss::Died,
+            Exchange::Unread => Loss::TimedOut(call.timeout.unwrap_or_default()),
             Exchange::Lost(loss) => loss,
         };
         return (Err(exchange::bury(&shared.queue, link, call, loss)), None);

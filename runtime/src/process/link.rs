@@ -126,6 +126,10 @@ impl Link for ProcessLink {
         }
     }
 
+    fn unread_requests(&mut self) -> bool {
+        sys::unread_by_peer(&self.channel.get_ref().stream).unwrap_or(false)
+    }
+
     fn has_exited(&mut self) -> bool {
         // Reaped under the switch's lock, like `finish`: a concurrent kill
         // either hits the live child or finds no pid.
