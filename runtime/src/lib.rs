@@ -67,7 +67,7 @@
 //! inventory::submit!(Registration {
 //!     name: "my_crate::square",
 //!     call: |bytes| { let (x,) = decode(bytes)?; encode(&square(x)) },
-//!     call_batch: |items, out| for each item { decode; catch_unwind(square); append },
+//!     call_batch: |items, out| for each item { catch_unwind(decode, square, encode); append },
 //!     ..
 //! });
 //! ```
@@ -217,8 +217,11 @@ pub use result::AsyncResult;
 /// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
 ///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
 ///   (Python's rule) and how to set it.
-/// - **Errors.** A panicking item fails alone: `imap_f` yields its
-///   [`Error::Panic`] in its place and the other items' results around it,
+/// - **Errors.** A failing item fails alone (a panic in the function or in
+///   its argument's `Deserialize` or result's `Serialize`, an argument that
+///   does not decode): `imap_f` yields its [`Error::Panic`] (or
+///   [`Error::Decode`], [`Error::Encode`]) in its place and the other
+///   items' results around it,
 ///   while `map_f` / `map_async_f` return the first error in input order. A
 ///   worker that dies running a chunk fails that chunk's items with
 ///   [`Error::WorkerDied`].
