@@ -3,8 +3,10 @@
 //! with a bounded number of chunks in flight; they differ only in the order
 //! they yield the chunks' results.
 
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -20,7 +22,39 @@ use crate::Pool;
 /// worker never waits for the caller to send its next chunk.
 const CHUNKS_PER_WORKER: usize = 2;
 
-type ChunkSource<'a> = Box<dyn FnMut(&Pool) -> Option<(usize, crate::AsyncResult<()>)> + 'a>;
+/// A panic's payload, as `catch_unwind` returns it.
+type Payload = Box<dyn Any + Send>;
+
+/// Cuts and queues the next chunk: its item count and result (`None` once
+/// the input is exhausted), and the panic of the input's `next()` that
+/// ended it, if one did.
+type ChunkSource<'a> =
+    Box<dyn FnMut(&Pool) -> (Option<(usize, crate::AsyncResult<()>)>, Option<Payload>) + 'a>;
+
+/// The input, with a panic in its `next()` caught: the input ends there,
+/// and the panic is kept to be resumed once the caller has had every result
+/// before it (Python's imap raises the input's exception at its position).
+struct Guarded<I> {
+    items: I,
+    panic: Option<Payload>,
+}
+
+impl<I: Iterator> Iterator for Guarded<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        if self.panic.is_some() {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.items.next())) {
+            Ok(item) => item,
+            Err(payload) => {
+                self.panic = Some(payload);
+                None
+            }
+        }
+    }
+}
 
 /// A chunk that came back: its number, its item count and its outcome.
 type Done = (u64, usize, Arc<Outcome>);
@@ -39,6 +73,8 @@ struct Feeder<'a, R> {
     error: Option<Error>,
     /// Whether a chunk came back refused by a closed or terminated pool.
     stopped: bool,
+    /// The input's panic, resumed once every result before it was yielded.
+    panic: Option<Payload>,
     /// Chunks queued and not yet settled.
     in_flight: usize,
     /// The number the next chunk queued gets.
@@ -59,8 +95,9 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
         ordered: bool,
     ) -> Self {
         let task = &M::INFO;
-        let mut items = items.into_iter();
+        let items = items.into_iter();
         let len = super::exact_len(&items);
+        let mut items = Guarded { items, panic: None };
         let (done_tx, done_rx) = mpsc::channel();
         let mut feeder = Feeder {
             pool,
@@ -69,6 +106,7 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
             stopped: false,
+            panic: None,
             in_flight: 0,
             submitted: 0,
             done_tx,
@@ -81,8 +119,9 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
                 let max_bytes =
                     super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES);
                 feeder.source = Some(Box::new(move |pool| {
-                    let (bytes, n) = chunk::next_chunk::<M>(&mut items, size, max_bytes)?;
-                    Some((n, super::submit_chunk::<M>(pool, bytes)))
+                    let chunk = chunk::next_chunk::<M>(&mut items, size, max_bytes)
+                        .map(|(bytes, n)| (n, super::submit_chunk::<M>(pool, bytes)));
+                    (chunk, items.panic.take())
                 }))
             }
             Err(e) => feeder.error = Some(e),
@@ -96,7 +135,14 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
             let Some(source) = self.source.as_mut() else {
                 return;
             };
-            let Some((sent, chunk)) = source(self.pool) else {
+            let (chunk, panic) = source(self.pool);
+            if panic.is_some() {
+                // The input panicked: it ends there (after the chunk of the
+                // items before it, if any).
+                self.panic = panic;
+                self.source = None;
+            }
+            let Some((sent, chunk)) = chunk else {
                 // Drop the input as soon as it is exhausted.
                 self.source = None;
                 return;
@@ -162,6 +208,9 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
             }
             self.fill();
             if self.in_flight == 0 {
+                if let Some(panic) = self.panic.take() {
+                    resume_unwind(panic);
+                }
                 return None;
             }
             let (sent, outcome) = self.next_done()?;
@@ -189,8 +238,11 @@ impl<R> Feeder<'_, R> {
 /// worker dies running a chunk, each item of that chunk yields
 /// [`Error::WorkerDied`]. Once the pool is closed or terminated, it yields
 /// that error ([`Error::PoolClosed`] or [`Error::Terminated`]) once and
-/// ends, whatever is left of the input. Dropping the iterator stops the
-/// feeding; chunks already queued still run.
+/// ends, whatever is left of the input. If the input iterator panics at
+/// item k, it yields the results of the k items before it, then that panic
+/// resumes in `next()`, then it ends (Python raises the input's exception
+/// at its position). Dropping the iterator stops the feeding; chunks already
+/// queued still run.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -237,7 +289,9 @@ impl<R> fmt::Debug for Imap<'_, R> {
 /// The iterator `imap_unordered_<fn>` returns: each item's result as soon as
 /// its chunk is done, in completion order (Python's `imap_unordered`).
 ///
-/// Input, chunking, errors and dropping work as for [`Imap`]. Pair results
+/// Input, chunking, errors, an input that panics (every result before it,
+/// in completion order, then the panic) and dropping work as for [`Imap`].
+/// Pair results
 /// with their inputs by returning the input (or an index) from the task.
 ///
 /// ```
