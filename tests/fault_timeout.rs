@@ -182,18 +182,32 @@ fn a_call_a_stopped_idle_worker_never_read_runs_on_a_new_worker() {
 #[test]
 fn a_large_call_to_a_stopped_idle_worker_runs_on_a_new_worker() {
     let _serial = serial();
+    let stall = Duration::from_secs(2);
     let pool = Pool::builder()
         .processes(1)
-        .frame_stall_timeout(Duration::from_millis(500))
+        .frame_stall_timeout(stall)
         .build()
         .unwrap();
     let (_, first) = apply_byte_count(&pool, vec![1]).unwrap();
     stop(first);
+    // Through `apply` (the calling thread's direct exchange)...
     let begun = Instant::now();
     let (len, second) = apply_byte_count(&pool, vec![7; 16 << 20]).unwrap();
     assert_eq!(len, 16 << 20);
     assert_ne!(second, first);
     assert!(begun.elapsed() < Duration::from_secs(20));
+    // ... and through a slot thread. The bound is one stall without
+    // progress, not one per write call (a write that moved some bytes
+    // before it stalled used to wait a second stall).
+    stop(second);
+    let begun = Instant::now();
+    let (len, third) = apply_async_byte_count(&pool, vec![7; 16 << 20])
+        .get()
+        .unwrap();
+    assert_eq!(len, 16 << 20);
+    assert_ne!(third, second);
+    let took = begun.elapsed();
+    assert!(took < 2 * stall, "took {took:?}");
     drop(pool);
     assert_no_children();
 }

@@ -58,15 +58,72 @@ pub(crate) struct WorkerProcess {
     pidfd: Option<OwnedFd>,
 }
 
-/// What [`wait_readable`] saw.
+/// What [`wait_for`] saw.
 pub(crate) enum Readiness {
-    /// The channel has bytes (or end-of-file) to read.
-    Readable,
+    /// The channel can be read (bytes or end-of-file) or written, as asked.
+    Ready,
     /// The time limit passed first.
     TimedOut,
-    /// The worker ended and the channel holds nothing: a process it forked
+    /// The worker ended and the channel is not ready: a process it forked
     /// may still hold the channel open, so no end-of-file would come.
     WorkerEnded,
+}
+
+/// Which way [`wait_for`] waits on a channel.
+#[derive(Clone, Copy)]
+pub(crate) enum Direction {
+    Read,
+    Write,
+}
+
+/// Waits until `channel` can be read or written (`direction`), `timeout`
+/// passes, or `worker` ends.
+pub(crate) fn wait_for(
+    channel: &UnixStream,
+    worker: &WorkerProcess,
+    direction: Direction,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Readiness> {
+    let events = match direction {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
+    let mut fds = [
+        libc::pollfd {
+            fd: channel.as_raw_fd(),
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: worker.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ms = timeout.map_or(-1, |t| {
+        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+    });
+    loop {
+        // SAFETY: poll reads and writes only the two pollfd structs we own
+        // (a negative fd is ignored by the kernel).
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+        if ready == -1 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // (An error or hang-up on the channel counts as ready: the read or
+        // write that follows reports it.)
+        return Ok(if fds[0].revents != 0 {
+            Readiness::Ready
+        } else if fds[1].revents != 0 {
+            Readiness::WorkerEnded
+        } else {
+            Readiness::TimedOut
+        });
+    }
 }
 
 /// Reads what `stream` holds now, without waiting: `WouldBlock` if nothing.
@@ -102,45 +159,28 @@ pub(crate) fn unread_by_peer(stream: &UnixStream) -> io::Result<bool> {
     Ok(queued > 0)
 }
 
-/// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
-pub(crate) fn wait_readable(
-    channel: &UnixStream,
-    worker: &WorkerProcess,
-    timeout: Option<std::time::Duration>,
-) -> io::Result<Readiness> {
-    let mut fds = [
-        libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: worker.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
-    });
-    loop {
-        // SAFETY: poll reads and writes only the two pollfd structs we own
-        // (a negative fd is ignored by the kernel).
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if ready == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        return Ok(if fds[0].revents != 0 {
-            Readiness::Readable
-        } else if fds[1].revents != 0 {
-            Readiness::WorkerEnded
-        } else {
-            Readiness::TimedOut
-        });
+/// Writes what `stream` takes now of `bufs`, without waiting: `WouldBlock`
+/// if nothing; never SIGPIPE (a closed peer is an `EPIPE` error).
+pub(crate) fn write_now(stream: &UnixStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: `msghdr` is plain integers and pointers, for which all-zero
+    // bytes are valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    // IoSlice is ABI-compatible with iovec on Unix (std guarantees it).
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len() as _;
+    // SAFETY: sendmsg only reads the `bufs.len()` iovecs `msg` points to,
+    // which borrow live buffers; the fd is an open socket `stream` owns.
+    let sent = unsafe {
+        libc::sendmsg(
+            stream.as_raw_fd(),
+            &msg,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
     }
 }
 

@@ -3,7 +3,8 @@
 //! process a task forked may hold the channel open after the worker died),
 //! and a frame that began to arrive must keep arriving: a read in the middle
 //! of one ends after the stall limit, and so does a write the worker stops
-//! taking in.
+//! taking in. Reads and writes try first without waiting, so bytes that
+//! flow cost no extra system call.
 
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -37,6 +38,19 @@ struct Watched {
     wait: Duration,
 }
 
+impl Watched {
+    /// Waits up to `wait` until the channel can be read or written: `Ok(true)`
+    /// if it can, `Ok(false)` if the worker ended first, a `TimedOut` error
+    /// after `wait`.
+    fn wait_for(&self, direction: sys::Direction) -> io::Result<bool> {
+        match sys::wait_for(&self.stream, &self.child, direction, Some(self.wait))? {
+            sys::Readiness::Ready => Ok(true),
+            sys::Readiness::TimedOut => Err(io::ErrorKind::TimedOut.into()),
+            sys::Readiness::WorkerEnded => Ok(false),
+        }
+    }
+}
+
 impl Read for Watched {
     /// Reads what is there; if nothing is, waits up to `wait` for bytes (a
     /// `TimedOut` error after it) or the worker's end (end of file).
@@ -47,12 +61,36 @@ impl Read for Watched {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 done => return done,
             }
-            match sys::wait_readable(&self.stream, &self.child, Some(self.wait))? {
-                sys::Readiness::Readable => {}
-                sys::Readiness::TimedOut => return Err(io::ErrorKind::TimedOut.into()),
-                sys::Readiness::WorkerEnded => return Ok(0),
+            if !self.wait_for(sys::Direction::Read)? {
+                return Ok(0);
             }
         }
+    }
+}
+
+impl Write for Watched {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    /// Writes what the channel takes now; if it takes nothing, waits up to
+    /// `wait` for room (a `TimedOut` error after it: the worker stopped
+    /// reading) or the worker's end (a broken pipe).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        loop {
+            match sys::write_now(&self.stream, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                done => return done,
+            }
+            if !self.wait_for(sys::Direction::Write)? {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -64,9 +102,6 @@ impl ProcessLink {
         limits: Limits,
         kill: Arc<KillSwitch>,
     ) -> ProcessLink {
-        // A write the worker stops taking in fails after the stall limit
-        // (the call never started: its frame is incomplete).
-        let _ = stream.set_write_timeout(Some(limits.stall_timeout));
         ProcessLink {
             channel: BufReader::with_capacity(
                 READ_BUFFER,
@@ -92,8 +127,11 @@ impl Link for ProcessLink {
         self.channel.get_ref().child.id()
     }
 
+    /// A write the worker stops taking in fails after the stall limit (the
+    /// call never started: its frame is incomplete), and so does one to a
+    /// worker that died.
     fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
-        wire::write_frame(&mut &self.channel.get_ref().stream, parts, self.max_frame)
+        wire::write_frame(self.channel.get_mut(), parts, self.max_frame)
     }
 
     fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
@@ -101,7 +139,8 @@ impl Link for ProcessLink {
         for parts in frames {
             wire::append_frame(&mut buf, parts, self.max_frame)?;
         }
-        (&self.channel.get_ref().stream)
+        self.channel
+            .get_mut()
             .write_all(&buf)
             .map_err(FrameError::Io)
     }
@@ -111,8 +150,13 @@ impl Link for ProcessLink {
         // meanwhile), with the worker's life in view.
         if self.channel.buffer().is_empty() {
             let channel = self.channel.get_ref();
-            match sys::wait_readable(&channel.stream, &channel.child, timeout) {
-                Ok(sys::Readiness::Readable) => {}
+            match sys::wait_for(
+                &channel.stream,
+                &channel.child,
+                sys::Direction::Read,
+                timeout,
+            ) {
+                Ok(sys::Readiness::Ready) => {}
                 Ok(sys::Readiness::TimedOut) => return Err(FrameError::TimedOut),
                 Ok(sys::Readiness::WorkerEnded) => return Err(FrameError::Closed),
                 Err(e) => return Err(FrameError::Io(e)),
