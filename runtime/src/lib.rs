@@ -83,14 +83,14 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks` | `AsyncResult` and the promise the dispatcher keeps; the thread that runs callbacks |
+//! | `result`, `callbacks` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
 //! | `pool::local`, `pool::queue`, `pool::slot` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
-//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract |
-//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode; reusable large buffers |
-//! | `sys` | every OS call, each `unsafe` with its `SAFETY` comment |
+//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract (who is a worker); the parent's end of a worker's channel, every wait bounded by the worker's life and the stall limit (`process::link`) |
+//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); reusable large buffers |
+//! | `sys` | every OS call, each `unsafe` with its `SAFETY` comment (`sys::channel`: the task channel's sockets) |
 //! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
