@@ -1,10 +1,15 @@
 """The benchmark workloads on Python's multiprocessing.Pool ('spawn').
 
 Run by procpool-bench as `python3 bench/python_pool.py '<plan as JSON>'`;
-prints one JSON object of figures (keys as in bench/src/plan.rs) on stdout.
-Each figure is a median over repetitions, like the Rust side.
+prints one JSON object of figures (keys as in bench/src/figures.rs) on stdout:
+a number per figure, or a string saying why a row failed. Each figure is a
+median over repetitions, like the Rust side.
+
+`python3 bench/python_pool.py --apply-latency '<plan>'`: the p50 / p99 / p999
+of Pool.apply on one freshly started pool, unpinned, as one JSON object.
 """
 
+import ctypes
 import json
 import multiprocessing as mp
 import os
@@ -21,11 +26,19 @@ def worker_pid(_=None):
     return os.getpid()
 
 
-def spin(iters):
-    x = 0
-    for i in range(iters):
-        x = (x * 31 + i) & 0xFFFFFFFF
-    return x
+# The CPU rows' loop: procpool_bench::spin from the benchmark's shared library
+# (bench/src/lib.rs), the very code the Rust systems run, loaded once per process.
+_spin_libs = {}
+
+
+def spin(lib_path, iters):
+    lib = _spin_libs.get(lib_path)
+    if lib is None:
+        lib = ctypes.CDLL(lib_path)
+        lib.procpool_bench_spin.argtypes = [ctypes.c_uint64]
+        lib.procpool_bench_spin.restype = ctypes.c_uint64
+        _spin_libs[lib_path] = lib
+    return lib.procpool_bench_spin(iters)
 
 
 def identity(data):
@@ -57,24 +70,31 @@ def startup_ms(ctx, n):
     return took * 1e3
 
 
-def calibrate_spin(target_s):
-    iters = 10_000
-    while True:
-        start = now()
-        spin(iters)
-        took = now() - start
-        if took >= 0.01:
-            per_iter = statistics.median(
-                [took / iters] + [timed(lambda: spin(iters)) / iters for _ in range(3)]
-            )
-            return int(target_s / per_iter)
-        iters *= 4
-
-
 def timed(f):
     start = now()
     f()
     return now() - start
+
+
+def percentiles(samples):
+    """p50 / p99 / p999 of `samples` (nearest rank, as bench/src/latency.rs)."""
+    s = sorted(samples)
+    at = lambda q: s[int(round((len(s) - 1) * q))]
+    return {"p50": at(0.5), "p99": at(0.99), "p999": at(0.999)}
+
+
+def apply_tails(ctx, plan):
+    """Percentiles (µs) of `apply_calls` Pool.apply round trips on a fresh
+    pool, after `apply_warmup` untimed ones."""
+    with ctx.Pool(plan["processes"]) as pool:
+        for i in range(plan["apply_warmup"]):
+            pool.apply(inc, (i,))
+        samples = []
+        for i in range(plan["apply_calls"]):
+            start = now()
+            assert pool.apply(inc, (i,)) == i + 1
+            samples.append((now() - start) * 1e6)
+    return percentiles(samples)
 
 
 def map_only(items, chunksize):
@@ -96,28 +116,33 @@ def main():
     if sys.argv[1] == "--map-only":
         map_only(int(sys.argv[2]), int(sys.argv[3]))
         return
+    if sys.argv[1] == "--apply-latency":
+        # One freshly started pool, unpinned: {"p50_us": ..., "p99_us": ..., "p999_us": ...}
+        tails = apply_tails(mp.get_context("spawn"), json.loads(sys.argv[2]))
+        json.dump({f"{pct}_us": v for pct, v in tails.items()}, sys.stdout)
+        print()
+        return
     plan = json.loads(sys.argv[1])
     ctx = mp.get_context("spawn")
     n = plan["processes"]
     out = {}
 
-    out["startup_ms"] = statistics.median(startup_ms(ctx, n) for _ in range(plan["startup_reps"]))
+    # Start-up until each worker has run one task, with 'spawn' (the context
+    # every other row uses) and with 'fork'.
+    fork = mp.get_context("fork")
+    for workers in plan["startup_workers"]:
+        for name, context in [("startup", ctx), ("startup_fork", fork)]:
+            out[f"{name}_{workers}w_ms"] = statistics.median(
+                startup_ms(context, workers) for _ in range(plan["startup_reps"])
+            )
 
     # apply latency with the caller, the pool's threads and its workers pinned
-    # to one CPU, as the Rust systems are measured (see bench/src/paired.rs):
-    # unpinned, where the scheduler places them changes a round trip ~3x.
+    # to one CPU, as the Rust systems are measured (see bench/src/paired.rs).
     previous = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(previous)})
     try:
-        with ctx.Pool(n) as pool:
-            for i in range(plan["apply_warmup"]):
-                pool.apply(inc, (i,))
-            samples = []
-            for i in range(plan["apply_calls"]):
-                start = now()
-                assert pool.apply(inc, (i,)) == i + 1
-                samples.append((now() - start) * 1e6)
-            out["apply_us"] = statistics.median(samples)
+        for pct, value in apply_tails(ctx, plan).items():
+            out[f"apply_pinned_{pct}_us"] = value
     finally:
         os.sched_setaffinity(0, previous)
 
@@ -150,14 +175,18 @@ def main():
             c1_items / timed(map_batch_c1) for _ in range(plan["map_reps"])
         )
 
-        iters = calibrate_spin(plan["cpu_task_ms"] / 1e3)
+        # The same loop and the same iterations as every other system: the
+        # calibration the benchmark made once for this run.
+        lib, iters = plan["spin_lib"], plan["spin_iters"]
         k = plan["cpu_tasks"]
+        spin(lib, 0)
+        [r.get() for r in [pool.apply_async(spin, (lib, 0)) for _ in range(4 * n)]]
         serial, applied, parallel = [], [], []
         for _ in range(plan["cpu_reps"]):
-            serial.append(timed(lambda: [spin(iters) for _ in range(k)]) * 1e3)
-            applied.append(timed(lambda: [pool.apply(spin, (iters,)) for _ in range(k)]) * 1e3)
+            serial.append(timed(lambda: [spin(lib, iters) for _ in range(k)]) * 1e3)
+            applied.append(timed(lambda: [pool.apply(spin, (lib, iters)) for _ in range(k)]) * 1e3)
             parallel.append(
-                timed(lambda: [r.get() for r in [pool.apply_async(spin, (iters,)) for _ in range(k)]])
+                timed(lambda: [r.get() for r in [pool.apply_async(spin, (lib, iters)) for _ in range(k)]])
                 * 1e3
             )
         out["cpu_serial_ms"] = statistics.median(serial)

@@ -43,13 +43,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let pool = Pool::builder().build()?;
     let started = Instant::now();
-    let pending: Vec<_> = files
-        .iter()
-        .map(|f| apply_async_sha256_file(&pool, f))
-        .collect();
     let mut total = 0;
-    for (file, result) in files.iter().zip(pending) {
-        match result.get()? {
+    // Borrowed items: `&PathBuf` for the task's `&Path`, in input order.
+    let hashes = imap_sha256_file(&pool, files.iter());
+    for (file, result) in files.iter().zip(hashes) {
+        match result? {
             Ok((hex, bytes)) => {
                 total += bytes;
                 println!("{hex}  {}", file.display());

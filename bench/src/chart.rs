@@ -1,12 +1,13 @@
-//! bench/chart.svg: for each workload, every system's speed relative to
-//! procpool (procpool = 1; higher is faster), on a log scale.
+//! bench/chart.svg: for each charted workload of the main table, every
+//! column's speed relative to procpool (procpool = 1; higher is faster; the
+//! floor is the lowest of the three), on a log scale.
 
 use std::path::Path;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::report::{self, Run, SYSTEMS};
+use crate::report::{self, Run, COLUMNS};
 
 const COLORS: [RGBColor; 4] = [
     RGBColor(0x1f, 0x77, 0xb4),
@@ -28,7 +29,7 @@ fn draw_inner(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     let bars: Vec<Vec<Option<f64>>> = rows
         .iter()
         .map(|r| {
-            (0..SYSTEMS.len())
+            (0..COLUMNS.len())
                 .map(|s| {
                     if s == 0 {
                         r.values[0].map(|_| 1.0)
@@ -63,8 +64,8 @@ fn draw_inner(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
         .y_label_formatter(&|v| format!("{v}"))
         .draw()?;
 
-    let width = 0.8 / SYSTEMS.len() as f64;
-    for (s, name) in SYSTEMS.iter().enumerate() {
+    let width = 0.8 / COLUMNS.len() as f64;
+    for (s, name) in COLUMNS.iter().enumerate() {
         let color = COLORS[s];
         let rects = bars.iter().enumerate().filter_map(|(i, b)| {
             let v = b[s]?;
@@ -98,4 +99,40 @@ fn draw_inner(run: &Run, path: &Path) -> Result<(), Box<dyn std::error::Error>> 
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::figures::{key, Figures};
+    use crate::plan::Plan;
+    use crate::systems::System;
+
+    #[test]
+    fn draws_the_main_rows() {
+        let plan = Plan::smoke();
+        let mut figures: [Result<Figures, String>; 6] = std::array::from_fn(|_| Ok(Figures::new()));
+        for (s, v) in [
+            (System::Procpool, 2.0),
+            (System::Pipe, 1.0),
+            (System::Python, 60.0),
+        ] {
+            if let Ok(f) = &mut figures[s.index()] {
+                f.insert(key::startup(plan.processes), v);
+                f.insert(key::ASYNC_TPS, 1e6 / v);
+            }
+        }
+        figures[System::Procspawn.index()] = Err("not run".into());
+        let run = Run {
+            plan,
+            fd_limit: 1024,
+            figures,
+        };
+        let path =
+            std::env::temp_dir().join(format!("procpool-bench-chart-{}.svg", std::process::id()));
+        draw(&run, &path).expect("chart drawn");
+        let svg = std::fs::read_to_string(&path).expect("chart written");
+        std::fs::remove_file(&path).ok();
+        assert!(svg.contains("startup") && svg.contains("lowest floor"));
+    }
 }

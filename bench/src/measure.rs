@@ -2,9 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+use procpool_bench::spin;
 use serde_bytes::ByteBuf;
 
-use crate::plan::{key, Figures, Plan};
+use crate::figures::{key, Figures};
+use crate::plan::Plan;
 
 /// The median of `samples` (the mean of the middle two for an even count).
 pub fn median(samples: &[f64]) -> f64 {
@@ -32,50 +34,9 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (start.elapsed(), out)
 }
 
-/// Median latency of `calls` calls of `f` in microseconds, after `warmup`
-/// untimed calls.
-pub fn latency_us(warmup: usize, calls: usize, mut f: impl FnMut(u64)) -> f64 {
-    for i in 0..warmup {
-        f(i as u64);
-    }
-    median(&call_times_us(calls, f))
-}
-
-/// The time of each of `calls` calls of `f(i)`, in µs.
-pub fn call_times_us(calls: usize, mut f: impl FnMut(u64)) -> Vec<f64> {
-    (0..calls)
-        .map(|i| {
-            let start = Instant::now();
-            f(i as u64);
-            start.elapsed().as_secs_f64() * 1e6
-        })
-        .collect()
-}
-
-/// Peak resident set size (`VmHWM`) of process `pid`, in MiB.
-pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
-}
-
 /// Bytes per second of a round trip that moved `bytes` each way, in MB/s.
 pub fn round_trip_mbs(bytes: usize, took: Duration) -> f64 {
     2.0 * bytes as f64 / took.as_secs_f64() / 1e6
-}
-
-/// A CPU-bound loop whose cost grows linearly with `iters`; the optimizer
-/// cannot skip it.
-pub fn spin(iters: u64) -> u64 {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..iters {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x = x.wrapping_add(std::hint::black_box(i));
-    }
-    x
 }
 
 /// The number of `spin` iterations that takes about `target` on this machine
@@ -128,11 +89,5 @@ mod tests {
     fn medians() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
-
-    #[test]
-    fn reads_own_peak_rss() {
-        let mib = peak_rss_mib(std::process::id()).expect("/proc is readable");
-        assert!(mib > 0.0);
     }
 }

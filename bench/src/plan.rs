@@ -1,6 +1,4 @@
-//! How much of each workload to run, and the figures a run produces.
-
-use std::collections::BTreeMap;
+//! How much of each workload to run.
 
 use serde::Serialize;
 
@@ -10,12 +8,17 @@ use serde::Serialize;
 pub struct Plan {
     pub smoke: bool,
     pub processes: usize,
+    /// Pool sizes whose start-up is measured (must include `processes`).
+    pub startup_workers: Vec<usize>,
     pub startup_reps: usize,
     pub apply_warmup: usize,
+    /// Timed `apply` calls per pool, pinned and unpinned, every system alike.
     pub apply_calls: usize,
+    /// Freshly started pools per system for the unpinned `apply` latency.
+    pub unpinned_pools: usize,
+    /// `apply` calls of the many-callers rows, shared among the threads.
+    pub callers_calls: usize,
     pub async_tasks: usize,
-    /// procspawn holds ~3 file descriptors per queued task, so it gets fewer.
-    pub procspawn_async_tasks: usize,
     pub async_reps: usize,
     pub map_items: usize,
     /// Items of the chunksize-1 map (one frame per item: Python needs fewer).
@@ -24,8 +27,24 @@ pub struct Plan {
     pub cpu_tasks: usize,
     pub cpu_task_ms: u64,
     pub cpu_reps: usize,
+    /// Iterations of `procpool_bench::spin` per CPU task (about
+    /// `cpu_task_ms` on this machine): calibrated once per run and given to
+    /// every system, so each does the same work.
+    pub spin_iters: u64,
+    /// The shared library Python runs that same loop from (through ctypes).
+    pub spin_lib: String,
     /// (MiB, repetitions)
     pub payloads: Vec<(usize, usize)>,
+    /// Pending `apply_async` tasks whose memory is measured.
+    pub pending_tasks: usize,
+    /// Large `Vec<u8>` round trips, each in a fresh process: (MiB, repetitions).
+    pub bulk: Vec<(usize, usize)>,
+    /// Items of the big map (and its repetitions), in a fresh process.
+    pub map_big_items: usize,
+    pub map_big_reps: usize,
+    /// The idle pool: workers, and seconds it sits idle.
+    pub idle_workers: usize,
+    pub idle_secs: usize,
 }
 
 impl Plan {
@@ -34,11 +53,13 @@ impl Plan {
         Plan {
             smoke: false,
             processes: 2,
+            startup_workers: vec![2, 8, 32],
             startup_reps: 7,
-            apply_warmup: 200,
-            apply_calls: 2_000,
+            apply_warmup: 500,
+            apply_calls: 10_000,
+            unpinned_pools: 5,
+            callers_calls: 40_000,
             async_tasks: 20_000,
-            procspawn_async_tasks: 4_000,
             async_reps: 5,
             map_items: 200_000,
             map_c1_items: 20_000,
@@ -46,7 +67,15 @@ impl Plan {
             cpu_tasks: 8,
             cpu_task_ms: 50,
             cpu_reps: 3,
+            spin_iters: 0,
+            spin_lib: String::new(),
             payloads: vec![(1, 9), (16, 5), (64, 3)],
+            pending_tasks: 1_000_000,
+            bulk: vec![(64, 4), (256, 3), (1024, 2)],
+            map_big_items: 10_000_000,
+            map_big_reps: 5,
+            idle_workers: 4,
+            idle_secs: 10,
         }
     }
 
@@ -55,11 +84,13 @@ impl Plan {
         Plan {
             smoke: true,
             processes: 2,
+            startup_workers: vec![2, 32],
             startup_reps: 3,
             apply_warmup: 50,
-            apply_calls: 300,
+            apply_calls: 400,
+            unpinned_pools: 5,
+            callers_calls: 4_000,
             async_tasks: 2_000,
-            procspawn_async_tasks: 500,
             async_reps: 3,
             map_items: 10_000,
             map_c1_items: 2_000,
@@ -67,29 +98,15 @@ impl Plan {
             cpu_tasks: 4,
             cpu_task_ms: 20,
             cpu_reps: 1,
+            spin_iters: 0,
+            spin_lib: String::new(),
             payloads: vec![(1, 3)],
+            pending_tasks: 20_000,
+            bulk: vec![(16, 3)],
+            map_big_items: 100_000,
+            map_big_reps: 1,
+            idle_workers: 4,
+            idle_secs: 1,
         }
-    }
-}
-
-/// One system's figures by key (see [`key`]).
-pub type Figures = BTreeMap<String, f64>;
-
-/// Figure keys shared with python_pool.py.
-pub mod key {
-    pub const STARTUP_MS: &str = "startup_ms";
-    pub const APPLY_US: &str = "apply_us";
-    pub const ASYNC_TPS: &str = "apply_async_tps";
-    pub const MAP_IPS: &str = "map_ips";
-    pub const MAP_C1_IPS: &str = "map_c1_ips";
-    pub const CPU_SERIAL_MS: &str = "cpu_serial_ms";
-    pub const CPU_APPLY_MS: &str = "cpu_apply_ms";
-    pub const CPU_ASYNC_MS: &str = "cpu_async_ms";
-    pub const CPU_SPEEDUP: &str = "cpu_speedup";
-    pub const RSS_MIB: &str = "idle_worker_rss_mib";
-
-    /// MB/s of an identity round trip on `mib` MiB; `buf`: as one byte string.
-    pub fn payload(mib: usize, buf: bool) -> String {
-        format!("payload_{}_{mib}mib_mbs", if buf { "buf" } else { "vec" })
     }
 }

@@ -16,10 +16,17 @@ pub fn worker_pid() -> u32 {
     std::process::id()
 }
 
+/// Sleeps `ms` milliseconds: keeps a worker busy.
+#[pool_task]
+pub fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 /// About 50 ms of CPU for the calibrated `iters`.
 #[pool_task]
 pub fn spin(iters: u64) -> u64 {
-    crate::measure::spin(iters)
+    procpool_bench::spin(iters)
 }
 
 /// Identity on bytes encoded as a sequence (serde's default for `Vec<u8>`).
@@ -43,7 +50,7 @@ pub fn plain_pid(_: ()) -> u32 {
 }
 
 pub fn plain_spin(iters: u64) -> u64 {
-    crate::measure::spin(iters)
+    procpool_bench::spin(iters)
 }
 
 pub fn plain_echo_vec(data: Vec<u8>) -> Vec<u8> {

@@ -15,7 +15,7 @@ pub(crate) struct FamilyDocs {
 impl FamilyDocs {
     pub(crate) fn new(fn_name: &str, pool: &str, item: &str, has_refs: bool) -> Self {
         let refs = if has_refs {
-            " (a reference argument is passed as the owned value it points to)"
+            " (for a reference argument, the value it points to, owned or borrowed)"
         } else {
             ""
         };

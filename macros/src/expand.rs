@@ -199,14 +199,14 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
         (
             "imap",
             quote!(imap),
-            quote!(#krate::Imap<#lt, #ret>),
+            quote!(#krate::Imap<#lt, #ret, impl ::core::iter::Iterator + #lt>),
             true,
             (&docs.imap, &docs.imap_with),
         ),
         (
             "imap_unordered",
             quote!(imap_unordered),
-            quote!(#krate::ImapUnordered<#lt, #ret>),
+            quote!(#krate::ImapUnordered<#lt, #ret, impl ::core::iter::Iterator + #lt>),
             true,
             (&docs.imap_unordered, &docs.imap_unordered_with),
         ),
@@ -232,7 +232,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             #[doc = #name_doc]
             #[allow(dead_code)]
             #vis fn #plain #generics(#pool: #pool_ty, items: #items) -> #returns {
-                #krate::__private::#entry::<#marker>(#pool, items, #krate::MapOptions::new())
+                #krate::__private::#entry::<#marker, _>(#pool, items, #krate::MapOptions::new())
             }
 
             #[doc = #with_doc]
@@ -243,7 +243,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
                 items: #items,
                 options: #krate::MapOptions,
             ) -> #returns {
-                #krate::__private::#entry::<#marker>(#pool, items, options)
+                #krate::__private::#entry::<#marker, _>(#pool, items, options)
             }
         });
     }
@@ -251,15 +251,17 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
 }
 
 /// The marker type's impls: one per argument (`ValueArg` / `RefArgAt`),
-/// `TaskOutput` and `Task`. The serde bounds are checked once, in these
-/// impls, each at the user's own type (see `procpool::task`).
+/// `TaskOutput`, `Task` and `EncodeItem` (for every item type the map
+/// family accepts). The serde bounds are checked once, in these impls, each
+/// at the user's own type (see `procpool::task`).
 fn marker_impls(m: &Model<'_>) -> TokenStream {
     let Model {
         krate,
         marker,
         name,
         signature,
-        item_ty,
+        item_impl_ty,
+        item_params,
         item_pat,
         ..
     } = m;
@@ -281,9 +283,11 @@ fn marker_impls(m: &Model<'_>) -> TokenStream {
                 signature: #signature,
                 fingerprint: #krate::__private::fingerprint(#signature),
             };
-            type Item = #item_ty;
+        }
+
+        impl<#(#item_params),*> #krate::__private::EncodeItem<#item_impl_ty> for #marker {
             fn encode_item(
-                __procpool_item: Self::Item,
+                __procpool_item: #item_impl_ty,
                 __procpool_chunk: &mut ::std::vec::Vec<u8>,
             ) -> ::core::result::Result<(), ::std::string::String> {
                 let #item_pat = __procpool_item;

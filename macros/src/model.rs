@@ -36,9 +36,14 @@ pub(crate) struct Model<'a> {
     /// `__procpool_arg0, ...`: one variable per argument.
     pub(crate) vars: Vec<Ident>,
     pub(crate) args: Vec<ArgParts>,
-    /// The type of one item of the map family, and its pattern.
+    /// The type of one item of the map family as the generated functions
+    /// take it (`impl AsRef<str>` for a `&str` argument), and its pattern.
     pub(crate) item_ty: TokenStream,
     pub(crate) item_pat: TokenStream,
+    /// The same type in the marker's `EncodeItem` impl, with the impl's
+    /// generic parameters (one per reference argument, with its bound).
+    pub(crate) item_impl_ty: TokenStream,
+    pub(crate) item_params: Vec<TokenStream>,
 }
 
 /// One argument's share of the generated code.
@@ -51,8 +56,14 @@ pub(crate) struct ArgParts {
     pub(crate) decode: TokenStream,
     /// How the decoded value is passed to the function.
     pub(crate) pass: TokenStream,
-    /// Its type in a map item (owned, for a reference argument).
+    /// Its type in a map item as the generated functions take it: the type
+    /// itself, or for a reference argument anything that lends the
+    /// referent (`impl AsRef<str>`, `impl Borrow<T>`).
     pub(crate) item_ty: TokenStream,
+    /// Its type in the `EncodeItem` impl, and the impl's generic parameter
+    /// for it (reference arguments only).
+    pub(crate) item_impl_ty: TokenStream,
+    pub(crate) item_param: Option<TokenStream>,
     /// The statement that appends it, from a map item, to a chunk.
     pub(crate) item_push: TokenStream,
     /// Its type as calls by name spell it.
@@ -105,6 +116,8 @@ impl<'a> Model<'a> {
             args: Vec::new(),
             item_ty: TokenStream::new(),
             item_pat: TokenStream::new(),
+            item_impl_ty: TokenStream::new(),
+            item_params: Vec::new(),
         };
         model.args = task
             .args
@@ -114,13 +127,23 @@ impl<'a> Model<'a> {
             .collect();
         // One argument: items are that argument; otherwise a tuple (starmap).
         let item_types: Vec<_> = model.args.iter().map(|a| &a.item_ty).collect();
+        let impl_types: Vec<_> = model.args.iter().map(|a| &a.item_impl_ty).collect();
         let vars = &model.vars;
-        (model.item_ty, model.item_pat) = if item_types.len() == 1 {
-            let (ty, var) = (item_types[0], &vars[0]);
-            (quote!(#ty), quote!(#var))
+        (model.item_ty, model.item_impl_ty, model.item_pat) = if item_types.len() == 1 {
+            let (ty, impl_ty, var) = (item_types[0], impl_types[0], &vars[0]);
+            (quote!(#ty), quote!(#impl_ty), quote!(#var))
         } else {
-            (quote!((#(#item_types,)*)), quote!((#(#vars,)*)))
+            (
+                quote!((#(#item_types,)*)),
+                quote!((#(#impl_types,)*)),
+                quote!((#(#vars,)*)),
+            )
         };
+        model.item_params = model
+            .args
+            .iter()
+            .filter_map(|a| a.item_param.clone())
+            .collect();
         model
     }
 
@@ -153,6 +176,8 @@ impl<'a> Model<'a> {
                     decode: quote!(let #var = __procpool_args.#decode::<#marker, #index>()?;),
                     pass: quote!(#var),
                     item_ty: a.ty.to_token_stream(),
+                    item_impl_ty: ty.to_token_stream(),
+                    item_param: None,
                     item_push: quote!(
                         #krate::__private::encode_value::<#marker, #index>(&#var, __procpool_chunk)?;
                     ),
@@ -161,6 +186,8 @@ impl<'a> Model<'a> {
             }
             Some(referent) => {
                 let ty = static_lifetimes(referent);
+                let (lends, method) = lend_bound(referent);
+                let param = format_ident!("__ProcpoolItem{}", i);
                 let (push, decode) = if is_u8(referent, true) {
                     (
                         quote!(.byte_slice::<#marker, #index>(#ident)),
@@ -178,10 +205,12 @@ impl<'a> Model<'a> {
                     push,
                     decode: quote!(let #var = __procpool_args.#decode::<#marker, #index>()?;),
                     pass: quote!(#krate::__private::Lend::lend(&#var)),
-                    item_ty: owned_referent(referent),
+                    item_ty: quote!(impl #lends<#referent>),
+                    item_impl_ty: quote!(#param),
+                    item_param: Some(quote!(#param: #lends<#ty>)),
                     item_push: quote!(
                         #krate::__private::encode_ref::<#marker, #index>(
-                            ::core::borrow::Borrow::borrow(&#var),
+                            <#param as #lends<#ty>>::#method(&#var),
                             __procpool_chunk,
                         )?;
                     ),
@@ -275,16 +304,39 @@ fn owned_referent(referent: &Type) -> TokenStream {
     }
 }
 
-/// The item type of `map_<fn>` as text, for its documentation.
+/// What a map item may hold for a `&T` argument: anything that lends a `T`.
+/// `AsRef` for `str`, `[U]` and `Path`, so that `String`, `&String`, `&str`,
+/// `Vec<U>`, `&Vec<U>`, `PathBuf` and `&PathBuf` all work (`&PathBuf:
+/// Borrow<Path>` does not hold); `Borrow` for any other `T`, so that `T`
+/// and `&T` work. Returns the trait and its method.
+fn lend_bound(referent: &Type) -> (TokenStream, Ident) {
+    let owned = owned_referent(referent).to_string();
+    if owned == quote!(#referent).to_string() {
+        (quote!(::core::borrow::Borrow), format_ident!("borrow"))
+    } else {
+        (quote!(::core::convert::AsRef), format_ident!("as_ref"))
+    }
+}
+
+/// The item type of `map_<fn>` as text, for its documentation: for a
+/// reference argument, what may be passed, e.g.
+/// `impl AsRef<str> (String, &String, &str)`.
 pub(crate) fn item_text(task: &TaskFn<'_>) -> String {
     let types: Vec<String> = task
         .args
         .iter()
         .map(|a| match a.referent {
-            Some(referent) => tidy(owned_referent(referent))
-                .replace("::std::string::", "")
-                .replace("::std::vec::", "")
-                .replace("::std::path::", ""),
+            Some(referent) => {
+                let (lends, _) = lend_bound(referent);
+                let lends = tidy(lends)
+                    .replace("::core::convert::", "")
+                    .replace("::core::borrow::", "");
+                let owned = tidy(owned_referent(referent))
+                    .replace("::std::string::", "")
+                    .replace("::std::vec::", "")
+                    .replace("::std::path::", "");
+                format!("impl {lends}<{}> ({owned} or &{owned})", tidy(referent))
+            }
             None => tidy(a.ty),
         })
         .collect();

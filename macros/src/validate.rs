@@ -62,7 +62,7 @@ fn check_qualifiers_and_generics(errors: &mut Errors, sig: &syn::Signature) {
         );
     }
     // A C-variadic fn must be `unsafe`: only the variadic is the user's mistake.
-    if let (Some(token), None) = (&sig.unsafety, &sig.variadic) {
+    if let (syn::Safety::Unsafe(token), None) = (&sig.safety, &sig.variadic) {
         errors.push(
             token,
             "`#[pool_task]` cannot be used on an `unsafe fn`: a worker could not uphold its \

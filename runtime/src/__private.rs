@@ -9,8 +9,8 @@ pub use ::serde;
 pub use crate::registry::Registration;
 pub use crate::task::{
     by_name_signature, encode_byte_output, encode_output, encode_ref, encode_result, encode_value,
-    fingerprint, ArgsDecoder, ArgsEncoder, CallError, Lend, RefArg, RefArgAt, Task, TaskInfo,
-    TaskOutput, ValueArg,
+    fingerprint, ArgsDecoder, ArgsEncoder, CallError, EncodeItem, Lend, RefArg, RefArgAt, Task,
+    TaskInfo, TaskOutput, ValueArg,
 };
 
 use crate::call::Kind;
@@ -56,39 +56,39 @@ pub fn submit<R: serde::de::DeserializeOwned>(
 }
 
 /// `map_<fn>`.
-pub fn map<M: Task>(
+pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
-    items: impl IntoIterator<Item = M::Item>,
+    items: I,
     options: MapOptions,
 ) -> Result<Vec<M::Output>, Error> {
-    crate::map::map::<M>(pool, items, options)
+    crate::map::map::<M, I>(pool, items, options)
 }
 
 /// `map_async_<fn>`.
-pub fn map_async<M: Task>(
+pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
-    items: impl IntoIterator<Item = M::Item>,
+    items: I,
     options: MapOptions,
 ) -> AsyncResult<Vec<M::Output>> {
-    crate::map::map_async::<M>(pool, items, options)
+    crate::map::map_async::<M, I>(pool, items, options)
 }
 
 /// `imap_<fn>`.
-pub fn imap<'a, M: Task>(
+pub fn imap<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIter: 'a>>(
     pool: &'a Pool,
-    items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
+    items: I,
     options: MapOptions,
-) -> Imap<'a, M::Output> {
-    Imap::new::<M>(pool, items, options)
+) -> Imap<'a, M::Output, I::IntoIter> {
+    Imap::new::<M, I>(pool, items, options)
 }
 
 /// `imap_unordered_<fn>`.
-pub fn imap_unordered<'a, M: Task>(
+pub fn imap_unordered<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIter: 'a>>(
     pool: &'a Pool,
-    items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
+    items: I,
     options: MapOptions,
-) -> ImapUnordered<'a, M::Output> {
-    ImapUnordered::new::<M>(pool, items, options)
+) -> ImapUnordered<'a, M::Output, I::IntoIter> {
+    ImapUnordered::new::<M, I>(pool, items, options)
 }
 
 /// The worker's entry for a chunk of task `M`: `decode` reads one item's

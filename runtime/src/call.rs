@@ -46,6 +46,13 @@ impl Call {
         }
     }
 
+    /// [`Error::Cancelled`] for this call.
+    pub(crate) fn cancelled(&self) -> Error {
+        Error::Cancelled {
+            task: self.task.to_string(),
+        }
+    }
+
     /// [`Error::Terminated`] for this call.
     pub(crate) fn terminated(&self) -> Error {
         Error::Terminated {
@@ -64,5 +71,11 @@ impl Job {
     /// Settles the job with `outcome`.
     pub(crate) fn complete(self, outcome: crate::result::Outcome) {
         self.promise.complete(outcome);
+    }
+
+    /// Settles the job as cancelled.
+    pub(crate) fn cancelled(self) {
+        let error = self.call.cancelled();
+        self.complete(Err(error));
     }
 }

@@ -79,6 +79,15 @@ pub enum Error {
         task: String,
     },
 
+    /// The task was cancelled ([`AsyncResult::cancel`](crate::AsyncResult::cancel),
+    /// [`Pool::close_and_cancel`](crate::Pool::close_and_cancel)) before it
+    /// finished: it never ran, or its worker was stopped and replaced.
+    #[error("task `{task}` was cancelled")]
+    Cancelled {
+        /// Registered name of the task.
+        task: String,
+    },
+
     /// [`Pool::terminate`](crate::Pool::terminate) stopped the pool before
     /// the task finished.
     #[error("task `{task}` did not finish: the pool was terminated")]
@@ -241,6 +250,8 @@ pub enum ErrorKind {
     WaitTimeout,
     /// [`Error::PoolClosed`]
     PoolClosed,
+    /// [`Error::Cancelled`]
+    Cancelled,
     /// [`Error::Terminated`]
     Terminated,
     /// [`Error::UnknownTask`]
@@ -291,6 +302,7 @@ impl Error {
             | Error::Timeout { task, .. }
             | Error::WaitTimeout { task, .. }
             | Error::PoolClosed { task }
+            | Error::Cancelled { task }
             | Error::Terminated { task }
             | Error::UnknownTask { task, .. }
             | Error::DuplicateTask { task, .. }
@@ -313,6 +325,7 @@ impl Error {
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::WaitTimeout { .. } => ErrorKind::WaitTimeout,
             Error::PoolClosed { .. } => ErrorKind::PoolClosed,
+            Error::Cancelled { .. } => ErrorKind::Cancelled,
             Error::Terminated { .. } => ErrorKind::Terminated,
             Error::UnknownTask { .. } => ErrorKind::UnknownTask,
             Error::DuplicateTask { .. } => ErrorKind::DuplicateTask,

@@ -27,6 +27,13 @@
 //! }
 //! ```
 //!
+//! ## Platform
+//!
+//! Linux only: kernel 5.3 or later (workers are watched through pidfds) and
+//! glibc 2.34 or later (`posix_spawn_file_actions_addclosefrom_np`);
+//! `x86_64-unknown-linux-gnu` is the target tested. On other targets the
+//! crate stops at one `compile_error!` saying so.
+//!
 //! ## How it works
 //!
 //! Workers are this very program, re-executed (like Python's "spawn" start
@@ -83,9 +90,9 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks |
+//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
-//! | `pool::local`, `pool::queue`, `pool::slot` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path |
+//! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
 //! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract (who is a worker); the parent's end of a worker's channel, every wait bounded by the worker's life and the stall limit (`process::link`) |
@@ -95,9 +102,10 @@
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
+//! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
 //!
-//! Each layer uses only the ones below it: `sys`, then `error`, `buffers`,
-//! `codec`, `wire`, `task`, `registry`, `callbacks`, `result`, `call`, `link`, `process`,
+//! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
+//! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
 //! `worker`, `pool`, `map`, `__private`.
 //!
 //!
@@ -122,6 +130,11 @@
 //! `terminate`, a protocol error) the processes its tasks started die too.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
+//! [`AsyncResult::cancel`] stops one task (a queued one never runs, a
+//! running one has its worker replaced: [`Error::Cancelled`]) and
+//! [`Pool::close_and_cancel`] drops the whole queue;
+//! [`PoolBuilder::max_tasks_per_child`] and
+//! [`PoolBuilder::max_memory_per_child`] recycle workers between tasks.
 //!
 //! ## Tests and doc tests
 //!
@@ -169,30 +182,54 @@
 // Examples show `fn main` on purpose: `procpool::init()` must come first in it.
 #![allow(clippy::needless_doctest_main)]
 
-#[doc(hidden)]
-pub mod __private;
-mod buffers;
-mod call;
-mod callbacks;
-mod codec;
-mod error;
-mod link;
-mod map;
-mod pool;
-mod process;
-mod registry;
-mod result;
-mod sys;
-mod task;
-mod wire;
-mod worker;
+// Linux only: elsewhere, this one error instead of hundreds from inside the
+// crate (every item that needs Linux is left out). Everything OS-specific
+// lives in `sys`, so a port is that one module's work.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "procpool supports Linux only: kernel 5.3 or later (pidfd_open) and glibc 2.34 or later \
+     (posix_spawn_file_actions_addclosefrom_np); x86_64-unknown-linux-gnu is the tested target. \
+     Its workers are watched through pidfds and die with their parent through \
+     PR_SET_PDEATHSIG, which this target does not have."
+);
 
-pub use error::{Error, ErrorKind, ExitInfo};
-pub use map::imap::{Imap, ImapUnordered};
-pub use map::MapOptions;
-pub use pool::{Pool, PoolBuilder};
-pub use registry::{registry, TaskEntry};
-pub use result::AsyncResult;
+/// Puts `#[cfg(target_os = "linux")]` on each item (see the `compile_error!`).
+macro_rules! linux_only {
+    ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };
+}
+
+linux_only! {
+    #[doc(hidden)]
+    pub mod __private;
+    mod buffers;
+    mod call;
+    mod callbacks;
+    mod cancel;
+    mod codec;
+    mod error;
+    #[cfg(feature = "json")]
+    mod json;
+    mod link;
+    mod map;
+    mod pool;
+    mod process;
+    mod registry;
+    mod result;
+    mod sys;
+    mod task;
+    mod wire;
+    mod worker;
+
+    pub use error::{Error, ErrorKind, ExitInfo};
+    #[cfg(feature = "json")]
+    pub use json::Json;
+    pub use map::imap::{Imap, ImapUnordered};
+    pub use map::MapOptions;
+    pub use pool::{Pool, PoolBuilder};
+    pub use registry::{registry, TaskEntry};
+    pub use cancel::CancelOutcome;
+    pub use result::AsyncResult;
+}
 
 /// Registers a function as a task and generates, next to it, the functions
 /// that run it in a pool's worker processes.
@@ -211,9 +248,12 @@ pub use result::AsyncResult;
 ///
 /// - **Items.** `items` is any `IntoIterator`. For a one-argument task each
 ///   item is that argument; for several, a tuple of them (Python's
-///   `starmap`); for none, `()`. A reference argument takes the owned value
-///   it points to: `String` for `&str`, `Vec<T>` for `&[T]`, `PathBuf` for
-///   `&Path`, `T` for `&T`. So `map_f` above takes items of type `(A, B)`.
+///   `starmap`); for none, `()`. A reference argument takes the value it
+///   points to, owned or borrowed: `String`, `&String` or `&str` for `&str`
+///   (any `impl AsRef<str>`), `Vec<T>` or `&Vec<T>` for `&[T]`, `PathBuf` or
+///   `&PathBuf` for `&Path`, `T` or `&T` for `&T` (any `impl Borrow<T>`).
+///   So `map_f` above takes items `(A, B)` or `(A, &B)`, and a task taking
+///   `&Path` maps over `files.iter()` of a `Vec<PathBuf>`.
 /// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
 ///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
 ///   (Python's rule) and how to set it.
@@ -307,6 +347,7 @@ pub use procpool_macros::main;
 ///     // ... create pools and run tasks ...
 /// }
 /// ```
+#[cfg(target_os = "linux")]
 pub fn init() {
     process::mark_initialized(false);
     match process::take_worker_channel() {
@@ -314,6 +355,53 @@ pub fn init() {
         Ok(None) => {}
         Err(why) => process::refuse_worker_start(&why),
     }
+}
+
+/// Which slot of its pool runs the current task: `Some(0)` to
+/// `Some(processes - 1)` in a worker, `None` in the program that made the
+/// pool (like rayon's `current_thread_index()`). A worker that replaces
+/// another (after a crash, a timeout, a cancel or `max_tasks_per_child`)
+/// keeps its slot's number, so at any time the running workers have
+/// distinct numbers: handy to pick a per-worker resource (a GPU, a port, a
+/// scratch directory). The pool's initializer sees it too.
+///
+/// ```
+/// use procpool::{pool_task, Pool};
+///
+/// #[pool_task]
+/// fn which() -> Option<usize> { procpool::worker_index() }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(2)?;
+///     assert!(matches!(apply_which(&pool)?, Some(0 | 1)));
+///     assert_eq!(procpool::worker_index(), None); // the caller is no worker
+///     Ok(())
+/// }
+/// ```
+#[cfg(target_os = "linux")]
+pub fn worker_index() -> Option<usize> {
+    process::worker_index()
+}
+
+/// Whether this process is a pool's worker (its code runs tasks), as
+/// opposed to the program that made the pool.
+///
+/// ```
+/// #[procpool::pool_task]
+/// fn in_worker() -> bool { procpool::is_worker() }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = procpool::Pool::new(1)?;
+///     assert!(apply_in_worker(&pool)?);
+///     assert!(!procpool::is_worker());
+///     Ok(())
+/// }
+/// ```
+#[cfg(target_os = "linux")]
+pub fn is_worker() -> bool {
+    process::worker_index().is_some()
 }
 
 /// `init()` for test binaries, run by [`enable_test_support!`] before the
@@ -325,6 +413,7 @@ pub fn init() {
 /// and the harness, started with arguments that select no test, has returned
 /// without printing anything.
 #[doc(hidden)]
+#[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
     match process::take_worker_channel() {
@@ -378,6 +467,6 @@ macro_rules! enable_test_support {
 }
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, target_os = "linux"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -27,12 +27,15 @@ pub(crate) struct Limits {
 
 /// Starts workers.
 pub(crate) trait Backend: Send + Sync + 'static {
-    /// Starts one worker and waits until it is ready for tasks.
-    /// `kill` lets other threads stop it (see [`KillSwitch`]).
+    /// Starts one worker for slot `slot` of the pool and waits until it is
+    /// ready for tasks. `kill` lets other threads stop it (see
+    /// [`KillSwitch`]). The worker's tasks see `slot` as
+    /// `procpool::worker_index()`.
     fn start(
         &self,
         kill: &std::sync::Arc<KillSwitch>,
         limits: Limits,
+        slot: usize,
     ) -> Result<Box<dyn Link>, Error>;
 }
 
@@ -56,6 +59,9 @@ pub(crate) trait Link: Send {
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;
+    /// The worker's resident memory in bytes, if it can be read (for
+    /// `max_memory_per_child`).
+    fn resident_bytes(&mut self) -> Option<u64>;
     /// Stops the worker at once.
     fn kill(&mut self);
     /// Waits for the worker to end (killing it after `grace`) and reports how.

@@ -25,6 +25,9 @@ const CHANNEL_FD: RawFd = 3;
 const ENV_CHANNEL_FD: &str = "PROCPOOL_WORKER_FD";
 /// Set in a worker's environment: the largest frame it may read or write.
 const ENV_MAX_FRAME: &str = "PROCPOOL_MAX_FRAME";
+/// Set in a worker's environment: the number of the pool slot it serves
+/// (`procpool::worker_index()`).
+const ENV_WORKER_INDEX: &str = "PROCPOOL_WORKER_INDEX";
 /// Set in a worker's environment: the pid of the process that started it,
 /// so the worker can tell whether it outlived its parent before it asked to
 /// die with it (see [`sys::die_with_parent`]).
@@ -42,6 +45,13 @@ const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "proc
 
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
+/// In a worker: the slot it serves, read from its environment at start.
+static WORKER_INDEX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// The pool slot this process serves, if it is a worker.
+pub(crate) fn worker_index() -> Option<usize> {
+    WORKER_INDEX.get().copied()
+}
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,
 /// before a libtest harness's `main`).
@@ -106,9 +116,15 @@ pub(crate) fn take_worker_channel() -> Result<Option<WorkerChannel>, String> {
         Err(what) => return Err(format!("{what}, not a task channel from process {parent}")),
     }
     sys::die_with_parent(parent);
+    let index = std::env::var(ENV_WORKER_INDEX)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let _ = WORKER_INDEX.set(index);
     std::env::remove_var(ENV_CHANNEL_FD);
     std::env::remove_var(ENV_MAX_FRAME);
     std::env::remove_var(ENV_PARENT_PID);
+    std::env::remove_var(ENV_WORKER_INDEX);
     Ok(Some(WorkerChannel { fd, max_frame }))
 }
 
@@ -159,7 +175,7 @@ impl ProcessBackend {
 }
 
 impl Backend for ProcessBackend {
-    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits) -> Result<Box<dyn Link>, Error> {
+    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits, slot: usize) -> Result<Box<dyn Link>, Error> {
         let Limits {
             max_frame,
             start_timeout,
@@ -177,6 +193,7 @@ impl Backend for ProcessBackend {
             (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
             (ENV_MAX_FRAME, max_frame.to_string()),
             (ENV_PARENT_PID, std::process::id().to_string()),
+            (ENV_WORKER_INDEX, slot.to_string()),
         ];
         let child = {
             // Spawning under the switch's lock publishes the pid before any

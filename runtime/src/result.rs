@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
+pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
 use crate::codec;
 use crate::error::Error;
 use cell::ResultCell;
@@ -67,6 +68,7 @@ pub(crate) fn pending_with<T>(
     let result = AsyncResult {
         cell: cell.clone(),
         decode,
+        cancel: CancelTarget::None,
         _type: PhantomData,
     };
     (Promise { cell: Some(cell) }, result)
@@ -87,7 +89,8 @@ pub(crate) fn ready<T: DeserializeOwned>(
 /// `AsyncResult`, typed.
 ///
 /// Dropping it without collecting the result is fine: the task still runs and
-/// its worker moves on. Callbacks attached with [`callback`](Self::callback),
+/// its worker moves on (dropping does not cancel it; [`cancel`](Self::cancel)
+/// does). Callbacks attached with [`callback`](Self::callback),
 /// [`error_callback`](Self::error_callback) and
 /// [`on_complete`](Self::on_complete) run on the pool's callback thread as
 /// soon as the result arrives (even if it arrived before they were
@@ -121,10 +124,11 @@ pub(crate) fn ready<T: DeserializeOwned>(
 ///     Ok(())
 /// }
 /// ```
-#[must_use = "an AsyncResult does nothing unless you wait for it or attach a callback"]
+#[must_use = "the task runs anyway; without `get`, `wait` or a callback its result and any error are lost"]
 pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
     decode: Decoder<T>,
+    cancel: CancelTarget,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -218,6 +222,65 @@ impl<T: 'static> AsyncResult<T> {
 }
 
 impl<T> AsyncResult<T> {
+    /// Makes this result cancel call `id` through `cancel`.
+    pub(crate) fn cancellable(mut self, cancel: CancelFn, id: u64) -> Self {
+        self.cancel = CancelTarget::Call(cancel, id);
+        self
+    }
+
+    /// Makes this result cancel `parts` (a map's chunks) together.
+    pub(crate) fn cancels_parts(mut self, parts: Vec<CancelTarget>) -> Self {
+        self.cancel = CancelTarget::Parts(parts.into());
+        self
+    }
+
+    /// What cancelling this result cancels, to be kept without the result
+    /// (and its outcome) itself.
+    pub(crate) fn cancel_target(&self) -> CancelTarget {
+        self.cancel.clone()
+    }
+
+    /// Cancels the task (Python's `Future.cancel()`, but a running task is
+    /// stopped too, like pebble's): if it is still queued it never runs; if
+    /// it is running, its worker is killed and replaced. Either way its
+    /// result becomes [`Error::Cancelled`], and the other tasks are not
+    /// affected (the calls pipelined behind it on the same worker had not
+    /// started: they go back to the queue). A result that is already there
+    /// is kept. Returns at once, saying which of these happened; the result
+    /// arrives shortly after (a stopped worker's death is seen within a
+    /// millisecond or so).
+    ///
+    /// For a `map_async_<fn>`, every chunk is cancelled: the result is
+    /// `Err(Cancelled)` unless every chunk had already finished; the outcome
+    /// is [`Stopped`](CancelOutcome::Stopped) if any chunk was running,
+    /// else [`NotStarted`](CancelOutcome::NotStarted) if any was queued.
+    ///
+    /// Dropping an `AsyncResult` does not cancel its task.
+    ///
+    /// ```
+    /// use procpool::{pool_task, CancelOutcome, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let busy = apply_async_nap(&pool, 200);
+    ///     let waiting = apply_async_nap(&pool, 60_000);
+    ///     assert_eq!(waiting.cancel(), CancelOutcome::NotStarted);
+    ///     assert!(matches!(waiting.get(), Err(Error::Cancelled { .. })));
+    ///     busy.get()?; // not affected
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel(&self) -> CancelOutcome {
+        if self.ready() {
+            return CancelOutcome::Finished;
+        }
+        self.cancel.cancel()
+    }
+
     /// The registered name of the task.
     pub fn task(&self) -> &str {
         &self.cell.task

@@ -1,8 +1,14 @@
 //! Everything OS-specific: starting a worker (`posix_spawn`), the worker
 //! process, signals, memory hints, and (in [`channel`]) the task channel's
 //! sockets and waits. A port to another OS replaces this module; nothing
-//! else calls `libc`. It imports nothing from the rest of the crate: it is
-//! the bottom layer.
+//! else calls `libc` or `rustix`. It imports nothing from the rest of the
+//! crate: it is the bottom layer.
+//!
+//! System calls go through `rustix` where it has them (safe wrappers, raw
+//! syscalls, no libc in between): pidfds, `poll`, `waitpid`, `prctl`,
+//! `kill`, `fstat`, `fcntl`, socket options, `recv`/`sendmsg`, `madvise`.
+//! `posix_spawn`, `atexit`, `_exit`, `signal`, `mallopt` and the SIOCOUTQ
+//! `ioctl` are libc's own (or missing from rustix) and stay `libc` calls.
 
 mod channel;
 
@@ -13,12 +19,16 @@ pub(crate) use channel::{
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+
+use rustix::mm::Advice;
+use rustix::process::Pid;
+use rustix::process::{PidfdFlags, Signal, WaitOptions};
 
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
@@ -36,7 +46,7 @@ pub(crate) fn worker_executable() -> PathBuf {
 pub(crate) struct WorkerProcess {
     pid: libc::pid_t,
     /// Readable once the process has ended (Linux 5.3+; `None` before):
-    /// waits on the channel watch it too, see [`wait_readable`].
+    /// waits on the channel watch it too, see [`wait_for`].
     pidfd: Option<OwnedFd>,
 }
 
@@ -61,13 +71,7 @@ pub(crate) fn spawn_worker(
     let envp_ptrs = null_terminated(&envp);
     // dup2 onto the same number would keep close-on-exec set: hand the child
     // a copy that is surely not at `at` (closed again below).
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an open fd we own returns a new fd.
-    let source = unsafe { libc::fcntl(channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
-    if source == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `source` is a fresh fd that nothing else owns.
-    let source = unsafe { OwnedFd::from_raw_fd(source) };
+    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)?;
     let dev_null = c"/dev/null";
     // SAFETY: the file actions and attributes are initialised before use and
     // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
@@ -128,15 +132,21 @@ pub(crate) fn spawn_worker(
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
             ))?;
-            // pidfd_open takes integers and returns a new fd, ours alone, or -1.
-            let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
-            let pidfd = (pidfd >= 0).then(|| OwnedFd::from_raw_fd(pidfd as RawFd));
-            Ok(WorkerProcess { pid, pidfd })
+            Ok(WorkerProcess {
+                pid,
+                pidfd: pidfd_of(pid),
+            })
         })();
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
         result
     }
+}
+
+/// A pidfd of our child `pid` (Linux 5.3+), `None` on older kernels.
+fn pidfd_of(pid: libc::pid_t) -> Option<OwnedFd> {
+    let pid = Pid::from_raw(pid)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
 }
 
 /// The program, its arguments and its environment (this process's, with
@@ -195,31 +205,24 @@ impl WorkerProcess {
         self.pid as u32
     }
 
-    /// Its pidfd (readable once it ended), or -1 without one.
-    fn pidfd(&self) -> RawFd {
-        self.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd())
+    /// Its pidfd (readable once it ended), if the kernel gave one.
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
     }
 
     /// The exit status if the process has ended (and reaps it), else `None`.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let mut status = 0;
-        // SAFETY: waitpid on our own child writes only into `status`.
-        match unsafe { libc::waitpid(self.pid, &mut status, libc::WNOHANG) } {
-            0 => Ok(None),
-            -1 => Err(io::Error::last_os_error()),
-            _ => Ok(Some(ExitStatus::from_raw(status))),
-        }
+        let waited = rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::NOHANG)?;
+        Ok(waited.map(|(_, status)| ExitStatus::from_raw(status.as_raw())))
     }
 
     /// Waits for the process to end and reaps it.
     pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
-        let mut status = 0;
         loop {
-            // SAFETY: as in `try_wait`.
-            match unsafe { libc::waitpid(self.pid, &mut status, 0) } {
-                -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
-                -1 => return Err(io::Error::last_os_error()),
-                _ => return Ok(ExitStatus::from_raw(status)),
+            match rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::empty()) {
+                Ok(Some((_, status))) => return Ok(ExitStatus::from_raw(status.as_raw())),
+                Ok(None) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -234,18 +237,10 @@ impl WorkerProcess {
 /// started it ends (with its process, even by SIGKILL), then exits at once if
 /// that already happened: the parent `parent` is no longer our parent.
 pub(crate) fn die_with_parent(parent: u32) {
-    // SAFETY: prctl and getppid take and return integers only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        if libc::getppid() as u32 != parent {
-            libc::_exit(1);
-        }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    let ppid = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
+    if ppid != parent {
+        exit_immediately(1);
     }
 }
 
@@ -288,12 +283,28 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 /// unreaped child, so neither the pid nor the group's number (the kernel
 /// does not reuse a pid while a group bears it) can have been reused.
 pub(crate) fn kill(pid: u32) {
-    // SAFETY: kill(2) with integer arguments has no memory effects.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
         // The worker itself, in case a task moved it to another group.
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
+}
+
+/// The resident memory of process `pid` (this process's unreaped child), in
+/// bytes: the second field of `/proc/<pid>/statm`, in pages.
+pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm"))?;
+    Ok(pages.saturating_mul(page_size()))
+}
+
+/// The size of a memory page in bytes.
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// The conventional name of a signal, for messages.
@@ -334,7 +345,7 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<u8>) {
     // capacity), which madvise only tags; MADV_HUGEPAGE never changes the
     // contents or validity of the memory.
     unsafe {
-        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        let _ = rustix::mm::madvise(aligned as *mut std::ffi::c_void, len, Advice::LinuxHugepage);
     }
 }
 

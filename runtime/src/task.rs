@@ -91,16 +91,22 @@ pub trait TaskOutput {
 }
 
 /// A task, as the code `#[pool_task]` generates sees it (implemented on a
-/// hidden marker type per task): its name and signature on the wire, and
-/// how one input item of the map family (the argument, or a tuple of them)
-/// is encoded as a call's arguments.
+/// hidden marker type per task): its name and signature on the wire.
 pub trait Task: TaskOutput {
     /// The task's name, signature and fingerprint.
     const INFO: TaskInfo;
-    /// One input item of `map_<fn>`.
-    type Item;
+}
+
+/// How one input item `I` of the map family (the argument, or a tuple of
+/// them) is encoded as a call's arguments. `#[pool_task]` implements it on
+/// the task's marker for every item type the task accepts: the exact type
+/// of an argument taken by value, and for one taken by reference anything
+/// that lends the referent (`impl AsRef<str>` for `&str`, `AsRef<[T]>` for
+/// `&[T]`, `AsRef<Path>` for `&Path`, `Borrow<T>` for `&T`), so that both
+/// owned and borrowed items work.
+pub trait EncodeItem<I> {
     /// Appends `item`'s arguments to a chunk.
-    fn encode_item(item: Self::Item, chunk: &mut Vec<u8>) -> Result<(), String>;
+    fn encode_item(item: I, chunk: &mut Vec<u8>) -> Result<(), String>;
 }
 
 /// Appends the `I`-th argument, taken by value, to a chunk.

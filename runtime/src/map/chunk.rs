@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::result::Outcome;
-use crate::task::{ArgsDecoder, CallError, Task};
+use crate::task::{ArgsDecoder, CallError, EncodeItem};
 use crate::wire::PanicReport;
 use crate::{codec, worker};
 
@@ -40,8 +40,8 @@ const LONG_PREFIX: usize = 5;
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
 /// bytes (or why they could not be made) and the number of items taken.
-pub(crate) fn next_chunk<M: Task>(
-    items: &mut impl Iterator<Item = M::Item>,
+pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
+    items: &mut I,
     size: usize,
     max_bytes: usize,
 ) -> Option<(Result<Vec<u8>, String>, usize)> {
@@ -49,7 +49,7 @@ pub(crate) fn next_chunk<M: Task>(
     let size = size.min(u32::MAX as usize);
     let mut bytes = vec![0; 4];
     let mut last = 0;
-    let mut encoded = push_item::<M>(first, &mut bytes, &mut last);
+    let mut encoded = push_item::<M, I::Item>(first, &mut bytes, &mut last);
     // Room for the rest, guessed from the first item (at most 16 MiB ahead).
     let guess = (bytes.len() - 4).saturating_mul(size - 1);
     bytes.reserve(guess.min(16 << 20).min(max_bytes));
@@ -57,7 +57,7 @@ pub(crate) fn next_chunk<M: Task>(
     while taken < size && bytes.len() < max_bytes {
         let Some(item) = items.next() else { break };
         if encoded.is_ok() {
-            encoded = push_item::<M>(item, &mut bytes, &mut last);
+            encoded = push_item::<M, I::Item>(item, &mut bytes, &mut last);
         }
         // After a failure, still take the chunk's items: they all fail with it.
         taken += 1;
@@ -77,7 +77,11 @@ pub(crate) fn next_chunk<M: Task>(
 // memory, reading it back stalled the loop, ~9 ns per item in
 // `--profile map`).
 #[inline(always)]
-fn push_item<M: Task>(item: M::Item, chunk: &mut Vec<u8>, last: &mut usize) -> Result<(), String> {
+fn push_item<M: EncodeItem<T>, T>(
+    item: T,
+    chunk: &mut Vec<u8>,
+    last: &mut usize,
+) -> Result<(), String> {
     let start = chunk.len();
     if *last < 0x80 {
         chunk.push(0);

@@ -4,7 +4,7 @@
 //! they yield the chunks' results.
 
 use std::any::Any;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
@@ -14,22 +14,22 @@ use serde::de::DeserializeOwned;
 
 use super::{chunk, MapOptions};
 use crate::error::Error;
-use crate::result::Outcome;
-use crate::task::{Task, TaskInfo};
+use crate::result::{CancelOutcome, CancelTarget, Outcome};
+use crate::task::{EncodeItem, Task, TaskInfo};
 use crate::Pool;
 
 /// Chunks in flight per worker: one running, one queued behind it, so a
 /// worker never waits for the caller to send its next chunk.
 const CHUNKS_PER_WORKER: usize = 2;
 
+/// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
+/// a plain function pointer, so the iterators are `Send` whenever their
+/// input is.
+type NextChunk<I> =
+    fn(&mut Guarded<I>, usize, usize) -> Option<(Result<Vec<u8>, String>, usize)>;
+
 /// A panic's payload, as `catch_unwind` returns it.
 type Payload = Box<dyn Any + Send>;
-
-/// Cuts and queues the next chunk: its item count and result (`None` once
-/// the input is exhausted), and the panic of the input's `next()` that
-/// ended it, if one did.
-type ChunkSource<'a> =
-    Box<dyn FnMut(&Pool) -> (Option<(usize, crate::AsyncResult<()>)>, Option<Payload>) + 'a>;
 
 /// The input, with a panic in its `next()` caught: the input ends there,
 /// and the panic is kept to be resumed once the caller has had every result
@@ -64,19 +64,25 @@ type Early = BTreeMap<u64, (usize, Arc<Outcome>)>;
 
 /// The core of both iterators: the input, cut into encoded chunks and
 /// queued on demand, the chunks in flight, and the results ready to yield.
-struct Feeder<'a, R> {
+struct Feeder<'a, R, I> {
     pool: &'a Pool,
     task: &'static TaskInfo,
-    source: Option<ChunkSource<'a>>,
+    /// The input, until it is exhausted or the feeding stops.
+    items: Option<Guarded<I>>,
+    next_chunk: NextChunk<I>,
+    /// Items per chunk, and encoded bytes per chunk at most.
+    size: usize,
+    max_bytes: usize,
     window: usize,
     /// A setup error to yield once, before ending.
     error: Option<Error>,
-    /// Whether a chunk came back refused by a closed or terminated pool.
+    /// Whether a chunk came back refused by a closed or terminated pool, or
+    /// cancelled.
     stopped: bool,
     /// The input's panic, resumed once every result before it was yielded.
     panic: Option<Payload>,
-    /// Chunks queued and not yet settled.
-    in_flight: usize,
+    /// The chunks queued and not yet settled, by number: what `cancel` stops.
+    in_flight: HashMap<u64, CancelTarget>,
     /// The number the next chunk queued gets.
     submitted: u64,
     done_tx: mpsc::Sender<Done>,
@@ -87,27 +93,28 @@ struct Feeder<'a, R> {
     ready: VecDeque<Result<R, Error>>,
 }
 
-impl<'a, R: DeserializeOwned> Feeder<'a, R> {
-    fn new<M: Task>(
-        pool: &'a Pool,
-        items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
-        options: MapOptions,
-        ordered: bool,
-    ) -> Self {
+impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
+    fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions, ordered: bool) -> Self
+    where
+        M: Task + EncodeItem<I::Item>,
+        It: IntoIterator<IntoIter = I>,
+    {
         let task = &M::INFO;
         let items = items.into_iter();
         let len = super::exact_len(&items);
-        let mut items = Guarded { items, panic: None };
         let (done_tx, done_rx) = mpsc::channel();
         let mut feeder = Feeder {
             pool,
             task,
-            source: None,
+            items: Some(Guarded { items, panic: None }),
+            next_chunk: chunk::next_chunk::<M, Guarded<I>>,
+            size: 1,
+            max_bytes: super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES),
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
             stopped: false,
             panic: None,
-            in_flight: 0,
+            in_flight: HashMap::new(),
             submitted: 0,
             done_tx,
             done_rx,
@@ -115,47 +122,45 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
             ready: VecDeque::new(),
         };
         match options.resolve_imap(task.name, len, pool.processes()) {
-            Ok(size) => {
-                let max_bytes =
-                    super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES);
-                feeder.source = Some(Box::new(move |pool| {
-                    let chunk = chunk::next_chunk::<M>(&mut items, size, max_bytes)
-                        .map(|(bytes, n)| (n, super::submit_chunk::<M>(pool, bytes)));
-                    (chunk, items.panic.take())
-                }))
+            Ok(size) => feeder.size = size,
+            Err(e) => {
+                feeder.items = None;
+                feeder.error = Some(e);
             }
-            Err(e) => feeder.error = Some(e),
         }
         feeder
     }
 
     /// Queues chunks until the window is full or the input is exhausted.
+    /// The window counts the chunks not yet yielded: in flight, or back
+    /// early (before an earlier one, in input order).
     fn fill(&mut self) {
-        while self.in_flight < self.window {
-            let Some(source) = self.source.as_mut() else {
+        while self.in_flight.len() + self.early_len() < self.window {
+            let Some(items) = self.items.as_mut() else {
                 return;
             };
-            let (chunk, panic) = source(self.pool);
-            if panic.is_some() {
+            let next = (self.next_chunk)(items, self.size, self.max_bytes);
+            if let Some(panic) = items.panic.take() {
                 // The input panicked: it ends there (after the chunk of the
                 // items before it, if any).
-                self.panic = panic;
-                self.source = None;
+                self.panic = Some(panic);
+                self.items = None;
             }
-            let Some((sent, chunk)) = chunk else {
+            let Some((bytes, sent)) = next else {
                 // Drop the input as soon as it is exhausted.
-                self.source = None;
+                self.items = None;
                 return;
             };
+            let chunk = self.pool.submit_task::<()>(self.task, crate::call::Kind::Chunk, bytes);
             let number = self.submitted;
             self.submitted += 1;
-            self.in_flight += 1;
             let done = self.done_tx.clone();
             // Every chunk's promise is kept or failed, so this always sends,
             // and the receive in `next` always ends.
             chunk.listen_outcome(Box::new(move |outcome| {
                 let _ = done.send((number, sent, outcome));
             }));
+            self.in_flight.insert(number, chunk.cancel_target());
         }
     }
 
@@ -169,6 +174,7 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
                 }
             }
             let (number, sent, outcome) = self.done_rx.recv().ok()?;
+            self.in_flight.remove(&number);
             match &mut self.ordered {
                 Some((next, early)) if number != *next => {
                     early.insert(number, (sent, outcome));
@@ -183,12 +189,15 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
     }
 
     /// Adds a chunk's results to `ready`. A chunk refused because the pool
-    /// was closed or terminated stops the feeding (an endless input is not
-    /// pulled for ever): the first one yields that error once, later ones
-    /// nothing.
+    /// was closed or terminated, or cancelled, stops the feeding (an endless
+    /// input is not pulled for ever): the first one yields that error once,
+    /// later ones nothing.
     fn settle(&mut self, outcome: &Outcome, sent: usize) {
-        if let Err(e @ (Error::PoolClosed { .. } | Error::Terminated { .. })) = outcome {
-            self.source = None;
+        if let Err(
+            e @ (Error::PoolClosed { .. } | Error::Terminated { .. } | Error::Cancelled { .. }),
+        ) = outcome
+        {
+            self.items = None;
             if !self.stopped {
                 self.stopped = true;
                 self.ready.push_back(Err(e.clone()));
@@ -207,42 +216,60 @@ impl<'a, R: DeserializeOwned> Feeder<'a, R> {
                 return Some(Err(error));
             }
             self.fill();
-            if self.in_flight == 0 {
+            if self.in_flight.is_empty() && self.early_len() == 0 {
                 if let Some(panic) = self.panic.take() {
                     resume_unwind(panic);
                 }
                 return None;
             }
             let (sent, outcome) = self.next_done()?;
-            self.in_flight -= 1;
             self.settle(&outcome, sent);
         }
     }
+
+    /// How many chunks came back before an earlier one.
+    fn early_len(&self) -> usize {
+        self.ordered.as_ref().map_or(0, |(_, early)| early.len())
+    }
 }
 
-impl<R> Feeder<'_, R> {
+impl<R, I> Feeder<'_, R, I> {
+    /// Stops the feeding and cancels every chunk in flight (see
+    /// [`Imap::cancel`]).
+    fn cancel(&mut self) -> CancelOutcome {
+        let input_left = self.items.take().map(|_| CancelOutcome::NotStarted);
+        let chunks = self.in_flight.values().map(|chunk| chunk.cancel());
+        CancelOutcome::combine(chunks.chain(input_left))
+    }
+}
+
+impl<R, I> Feeder<'_, R, I> {
     fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(name)
             .field("task", &self.task.name)
-            .field("chunks_in_flight", &self.in_flight)
+            .field("chunks_in_flight", &self.in_flight.len())
             .finish()
     }
 }
 
 /// The iterator `imap_<fn>` returns: each item's result in input order, as
-/// soon as it (and every item before it) is ready (Python's `imap`).
+/// soon as it (and every item before it) is ready (Python's `imap`). `I` is
+/// the input's iterator (the generated functions return an
+/// `impl Iterator`): an `Imap` is `Send` whenever the input iterator and the
+/// results are, so it can be handed to another thread.
 ///
 /// It pulls the input lazily, a chunk at a time, keeping at most two chunks
 /// per worker in flight, so an endless input is fine. A panicking item
 /// yields its own [`Error::Panic`]; the items around it are unaffected. If a
 /// worker dies running a chunk, each item of that chunk yields
-/// [`Error::WorkerDied`]. Once the pool is closed or terminated, it yields
-/// that error ([`Error::PoolClosed`] or [`Error::Terminated`]) once and
-/// ends, whatever is left of the input. If the input iterator panics at
+/// [`Error::WorkerDied`]. Once the pool is closed or terminated, or the
+/// iterator is [cancelled](Self::cancel), it yields that error
+/// ([`Error::PoolClosed`], [`Error::Terminated`], [`Error::Cancelled`]) once
+/// in place of what is left, and ends. If the input iterator panics at
 /// item k, it yields the results of the k items before it, then that panic
 /// resumes in `next()`, then it ends (Python raises the input's exception
-/// at its position). Dropping the iterator stops the feeding; chunks already
-/// queued still run.
+/// at its position). Dropping the iterator stops the feeding; chunks
+/// already queued still run (cancel them to stop them).
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -256,23 +283,61 @@ impl<R> Feeder<'_, R> {
 ///     // An endless input, consumed partially.
 ///     let first: Result<Vec<u64>, _> = imap_square(&pool, 0..).take(5).collect();
 ///     assert_eq!(first?, [0, 1, 4, 9, 16]);
+///     // Sent to another thread (the input, a range, is Send).
+///     let squares = imap_square(&pool, 0..10);
+///     let total = std::thread::scope(|s| s.spawn(move || squares.map(|r| r.unwrap()).sum::<u64>()).join());
+///     assert_eq!(total.unwrap(), 285);
 ///     Ok(())
 /// }
 /// ```
 #[must_use = "an imap does nothing unless iterated"]
-pub struct Imap<'a, R>(Feeder<'a, R>);
+pub struct Imap<'a, R, I>(Feeder<'a, R, I>);
 
-impl<'a, R: DeserializeOwned> Imap<'a, R> {
-    pub(crate) fn new<M: Task<Output = R>>(
-        pool: &'a Pool,
-        items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
-        options: MapOptions,
-    ) -> Self {
-        Imap(Feeder::new::<M>(pool, items, options, true))
+impl<'a, R: DeserializeOwned, I: Iterator> Imap<'a, R, I> {
+    pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
+    where
+        M: Task<Output = R> + EncodeItem<I::Item>,
+        It: IntoIterator<IntoIter = I>,
+    {
+        Imap(Feeder::new::<M, It>(pool, items, options, true))
     }
 }
 
-impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
+impl<R, I> Imap<'_, R, I> {
+    /// Stops the map: no more input is read, and every chunk queued or
+    /// running is cancelled as [`AsyncResult::cancel`](crate::AsyncResult::cancel) does (a running
+    /// chunk's worker is killed and replaced). The iterator then yields the
+    /// results of the chunks that had already finished, [`Error::Cancelled`]
+    /// once in place of the rest, and ends. Returns
+    /// [`Stopped`](CancelOutcome::Stopped) if a chunk was running,
+    /// [`NotStarted`](CancelOutcome::NotStarted) if only queued chunks (or
+    /// unread input) were dropped, [`Finished`](CancelOutcome::Finished) if
+    /// nothing was left.
+    ///
+    /// ```
+    /// use procpool::{pool_task, Error, MapOptions, Pool};
+    ///
+    /// #[pool_task]
+    /// fn slow_square(x: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(x)); x * x }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(2)?;
+    ///     let naps = [0, 1, 60_000, 60_000].into_iter().cycle();
+    ///     let mut results = imap_slow_square_with(&pool, naps, MapOptions::new().chunksize(1));
+    ///     assert_eq!(results.next().unwrap()?, 0);
+    ///     results.cancel(); // the endless input stops; the long naps are stopped
+    ///     let rest: Vec<_> = results.collect();
+    ///     assert!(matches!(rest.last(), Some(Err(Error::Cancelled { .. }))));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel(&mut self) -> CancelOutcome {
+        self.0.cancel()
+    }
+}
+
+impl<R: DeserializeOwned, I: Iterator> Iterator for Imap<'_, R, I> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -280,7 +345,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     }
 }
 
-impl<R> fmt::Debug for Imap<'_, R> {
+impl<R, I> fmt::Debug for Imap<'_, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.debug("Imap", f)
     }
@@ -290,9 +355,9 @@ impl<R> fmt::Debug for Imap<'_, R> {
 /// its chunk is done, in completion order (Python's `imap_unordered`).
 ///
 /// Input, chunking, errors, an input that panics (every result before it,
-/// in completion order, then the panic) and dropping work as for [`Imap`].
-/// Pair results
-/// with their inputs by returning the input (or an index) from the task.
+/// in completion order, then the panic), cancelling, dropping and `Send`
+/// work as for [`Imap`]. Pair results with their inputs by returning the
+/// input (or an index) from the task.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -310,19 +375,43 @@ impl<R> fmt::Debug for Imap<'_, R> {
 /// }
 /// ```
 #[must_use = "an imap_unordered does nothing unless iterated"]
-pub struct ImapUnordered<'a, R>(Feeder<'a, R>);
+pub struct ImapUnordered<'a, R, I>(Feeder<'a, R, I>);
 
-impl<'a, R: DeserializeOwned> ImapUnordered<'a, R> {
-    pub(crate) fn new<M: Task<Output = R>>(
-        pool: &'a Pool,
-        items: impl IntoIterator<Item = M::Item, IntoIter: 'a>,
-        options: MapOptions,
-    ) -> Self {
-        ImapUnordered(Feeder::new::<M>(pool, items, options, false))
+impl<'a, R: DeserializeOwned, I: Iterator> ImapUnordered<'a, R, I> {
+    pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
+    where
+        M: Task<Output = R> + EncodeItem<I::Item>,
+        It: IntoIterator<IntoIter = I>,
+    {
+        ImapUnordered(Feeder::new::<M, It>(pool, items, options, false))
     }
 }
 
-impl<R: DeserializeOwned> Iterator for ImapUnordered<'_, R> {
+impl<R, I> ImapUnordered<'_, R, I> {
+    /// Stops the map, as [`Imap::cancel`] does.
+    ///
+    /// ```
+    /// use procpool::{pool_task, CancelOutcome, Pool};
+    ///
+    /// #[pool_task]
+    /// fn square(x: u64) -> u64 { x * x }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let mut results = imap_unordered_square(&pool, 0..);
+    ///     // Nothing was queued yet: the input is simply never read.
+    ///     assert_eq!(results.cancel(), CancelOutcome::NotStarted);
+    ///     assert!(results.next().is_none());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel(&mut self) -> CancelOutcome {
+        self.0.cancel()
+    }
+}
+
+impl<R: DeserializeOwned, I: Iterator> Iterator for ImapUnordered<'_, R, I> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -330,7 +419,7 @@ impl<R: DeserializeOwned> Iterator for ImapUnordered<'_, R> {
     }
 }
 
-impl<R> fmt::Debug for ImapUnordered<'_, R> {
+impl<R, I> fmt::Debug for ImapUnordered<'_, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.debug("ImapUnordered", f)
     }

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::call::Kind;
 use crate::error::Error;
 use crate::result::{self, AsyncResult, Outcome, Promise};
-use crate::task::Task;
+use crate::task::{EncodeItem, Task};
 use crate::Pool;
 use chunk::Records;
 pub use options::MapOptions;
@@ -29,9 +29,9 @@ pub(crate) fn submit_chunk<M: Task>(
 }
 
 /// Queues every chunk of `items` at once (like Python's `map`).
-fn submit_all<M: Task>(
+fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
-    items: impl IntoIterator<Item = M::Item>,
+    items: I,
     options: MapOptions,
 ) -> Result<Vec<(AsyncResult<()>, usize)>, Error> {
     let task = &M::INFO;
@@ -41,15 +41,15 @@ fn submit_all<M: Task>(
     match exact_len(&items) {
         Some(len) => {
             let size = options.resolve(task.name, Some(len), pool.processes())?;
-            while let Some((bytes, n)) = chunk::next_chunk::<M>(&mut items, size, max_bytes) {
+            while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
                 chunks.push((submit_chunk::<M>(pool, bytes), n));
             }
         }
         None => {
-            let all: Vec<M::Item> = items.collect();
+            let all: Vec<I::Item> = items.collect();
             let size = options.resolve(task.name, Some(all.len()), pool.processes())?;
             let mut items = all.into_iter();
-            while let Some((bytes, n)) = chunk::next_chunk::<M>(&mut items, size, max_bytes) {
+            while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
                 chunks.push((submit_chunk::<M>(pool, bytes), n));
             }
         }
@@ -58,13 +58,13 @@ fn submit_all<M: Task>(
 }
 
 /// `map_<fn>`: every result in input order, or the first error.
-pub fn map<M: Task>(
+pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
-    items: impl IntoIterator<Item = M::Item>,
+    items: I,
     options: MapOptions,
 ) -> Result<Vec<M::Output>, Error> {
     let task = M::INFO.name;
-    let chunks = submit_all::<M>(pool, items, options)?;
+    let chunks = submit_all::<M, I>(pool, items, options)?;
     let total = chunks.iter().map(|(_, n)| n).sum();
     let mut out = Vec::with_capacity(total);
     for (chunk, sent) in chunks {
@@ -91,15 +91,15 @@ pub fn map<M: Task>(
 }
 
 /// `map_async_<fn>`: one [`AsyncResult`] for the whole map.
-pub fn map_async<M: Task>(
+pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
-    items: impl IntoIterator<Item = M::Item>,
+    items: I,
     options: MapOptions,
 ) -> AsyncResult<Vec<M::Output>> {
     let name: Arc<str> = Arc::from(M::INFO.name);
     let (promise, result) =
         result::pending_with(name.clone(), pool.runner(), decode_gathered::<M::Output>);
-    let chunks = match submit_all::<M>(pool, items, options) {
+    let chunks = match submit_all::<M, I>(pool, items, options) {
         Ok(chunks) => chunks,
         Err(e) => {
             promise.complete(Err(e));
@@ -116,11 +116,13 @@ pub fn map_async<M: Task>(
     if chunks.is_empty() {
         gather.finish();
     }
+    let mut parts = Vec::with_capacity(chunks.len());
     for (index, (chunk, _)) in chunks.into_iter().enumerate() {
         let gather = gather.clone();
         chunk.listen_outcome(Box::new(move |outcome| gather.arrive(index, outcome)));
+        parts.push(chunk.cancel_target());
     }
-    result
+    result.cancels_parts(parts)
 }
 
 /// Collects a `map_async`'s chunks and fills its promise with the records
@@ -155,6 +157,14 @@ impl Gather {
 
     fn assemble(&self) -> Outcome {
         let parts = std::mem::take(&mut *self.parts.lock().unwrap_or_else(|e| e.into_inner()));
+        // A cancelled map is cancelled as a whole, whatever came first.
+        let cancelled = parts.iter().flatten().find_map(|part| match &**part {
+            Err(e @ Error::Cancelled { .. }) => Some(e.clone()),
+            _ => None,
+        });
+        if let Some(error) = cancelled {
+            return Err(error);
+        }
         let total: usize = self.sizes.iter().sum();
         let mut bytes = (total as u64).to_le_bytes().to_vec();
         for (part, &sent) in parts.iter().zip(&self.sizes) {

@@ -34,6 +34,7 @@ pub struct PoolBuilder {
     max_frame: usize,
     task_timeout: Option<Duration>,
     max_tasks_per_child: Option<usize>,
+    max_memory_per_child: Option<u64>,
     start_timeout: Duration,
     stall_timeout: Duration,
     initializer: Option<Initializer>,
@@ -48,6 +49,7 @@ impl Default for PoolBuilder {
             max_frame: wire::DEFAULT_MAX_FRAME,
             task_timeout: None,
             max_tasks_per_child: None,
+            max_memory_per_child: None,
             start_timeout: Duration::from_secs(60),
             stall_timeout: Self::DEFAULT_FRAME_STALL_TIMEOUT,
             initializer: None,
@@ -89,6 +91,32 @@ impl PoolBuilder {
     #[must_use = "the setter returns the changed builder"]
     pub fn max_tasks_per_child(mut self, n: usize) -> Self {
         self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Replace a worker whose resident memory (RSS) exceeds `bytes` after a
+    /// task (loky's memory-based recycling), e.g. to bound the growth of
+    /// code that leaks or caches. Like
+    /// [`max_tasks_per_child`](Self::max_tasks_per_child), the worker is
+    /// asked to exit between tasks and a new one serves the rest: no task is
+    /// lost or run twice. A task that by itself needs more still runs (the
+    /// check comes after it). The check reads `/proc/<pid>/statm` once per
+    /// task (or pipelined batch), and not at all when this is unset. At
+    /// least 1 ([`build`](Self::build) refuses 0 with [`Error::Config`]).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(2)
+    ///     .max_memory_per_child(512 << 20) // 512 MiB
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn max_memory_per_child(mut self, bytes: u64) -> Self {
+        self.max_memory_per_child = Some(bytes);
         self
     }
 
@@ -186,7 +214,7 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, Error> {
         let config = Arc::new(self.validate()?);
         let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
-        Ok(Pool::from_dispatcher(Box::new(local), config))
+        Ok(Pool::from_dispatcher(Arc::new(local), config))
     }
 
     /// Checks every setting, and the initializer against its registration.
@@ -239,11 +267,15 @@ impl PoolBuilder {
         if self.max_tasks_per_child == Some(0) {
             return config_error("max_tasks_per_child must be at least 1".into());
         }
+        if self.max_memory_per_child == Some(0) {
+            return config_error("max_memory_per_child must be at least 1 byte".into());
+        }
         Ok(Config {
             processes,
             max_frame: self.max_frame,
             task_timeout: self.task_timeout,
             max_tasks_per_child: self.max_tasks_per_child,
+            max_memory_per_child: self.max_memory_per_child,
             start_timeout: self.start_timeout,
             stall_timeout: self.stall_timeout,
             initializer: self.initializer,

@@ -15,6 +15,8 @@ pub(crate) struct Config {
     /// The time limit of calls made through a handle that does not set its own.
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) max_tasks_per_child: Option<usize>,
+    /// Resident bytes past which a worker is retired after its task.
+    pub(crate) max_memory_per_child: Option<u64>,
     pub(crate) start_timeout: Duration,
     /// How long a frame may stop flowing before its worker is dropped.
     pub(crate) stall_timeout: Duration,

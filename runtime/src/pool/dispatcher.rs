@@ -7,7 +7,7 @@
 //! the user's API, which all go through the `Pool`.
 
 use crate::call::{Call, Job};
-use crate::result::Outcome;
+use crate::result::{CancelOutcome, Outcome};
 
 /// How many calls wait and whether the pool still takes more.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,6 +30,17 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
     fn run_here(&self, call: Call) -> Result<Outcome, Call> {
         Err(call)
     }
+
+    /// Cancels the call `id` accepted earlier: one still waiting never runs;
+    /// one running is stopped (whatever runs it is stopped and replaced,
+    /// without touching other calls). Either way its promise is settled with
+    /// `Cancelled`, at once or shortly after. One already settled (or
+    /// unknown) is left as it is. Never blocks on the call itself.
+    fn cancel(&self, id: u64) -> CancelOutcome;
+
+    /// Settles every call still waiting as `Cancelled` (they never run) and
+    /// returns how many there were; running calls go on.
+    fn cancel_queued(&self) -> usize;
 
     /// Accepts no more calls; those accepted still run.
     fn close(&self);

@@ -163,12 +163,18 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
 }
 
 /// The caller's error for `call`, whose worker `pid` was lost as `loss`
-/// and ended as `status`; [`Error::Terminated`] if the pool was terminated.
+/// and ended as `status`; [`Error::Terminated`] if the pool was terminated,
+/// [`Error::Cancelled`] if the call was cancelled (its worker was killed
+/// for it).
 pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: ExitInfo) -> Error {
     if queue.is_terminated() {
         return call.terminated();
     }
     let task = call.task.to_string();
+    if queue.is_cancelled(call.id) {
+        log::debug!(target: "procpool", "worker {pid} stopped: task `{task}` was cancelled; it will be replaced");
+        return call.cancelled();
+    }
     let why = match &loss {
         Loss::Died => format!("died ({status})"),
         Loss::TimedOut(limit) => format!("ran past its time limit of {limit:?}: killed ({status})"),
@@ -229,9 +235,12 @@ pub(crate) struct BatchEnd {
 /// runs its calls one by one, in order), go back to the front of the
 /// queue. If it is dropped alive (timeout, bad reply), the jobs behind may
 /// have started: see [`settle_after_loss`]. Each job's timeout counts from
-/// the previous reply, that is from when the worker started it.
+/// the previous reply, that is from when the worker started it. A job
+/// cancelled while pipelined behind another has the worker (slot `index`'s)
+/// killed as soon as the one in front is answered.
 pub(crate) fn receive_batch(
     queue: &Queue,
+    index: usize,
     mut link: Box<dyn Link>,
     batch: &mut Vec<Job>,
 ) -> BatchEnd {
@@ -241,7 +250,11 @@ pub(crate) fn receive_batch(
         ran += 1;
         let loss = match receive(link.as_mut(), &job.call) {
             Exchange::Done(outcome) => {
+                let kill_next = queue.settle_one(index);
                 job.complete(outcome);
+                if kill_next {
+                    link.kill();
+                }
                 continue;
             }
             Exchange::Lost(loss) => loss,

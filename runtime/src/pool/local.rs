@@ -14,7 +14,7 @@ use crate::buffers;
 use crate::call::{Call, Job};
 use crate::error::Error;
 use crate::link::Backend;
-use crate::result::Outcome;
+use crate::result::{CancelOutcome, Outcome};
 
 /// A pool of local workers, one slot thread each.
 pub(crate) struct LocalPool {
@@ -128,8 +128,14 @@ impl Dispatcher for LocalPool {
         };
         let loss = match exchange::exchange(link.as_mut(), &call) {
             Exchange::Done(outcome) => {
-                let retired = queue.give_back(index, Some(link), true);
-                slot::retire(queue, retired);
+                if slot::over_memory(&self.shared.config, link.as_mut()) {
+                    // Retired here; the slot thread starts its successor.
+                    slot::retire(queue, Some(link));
+                    queue.give_back(index, None, false);
+                } else {
+                    let retired = queue.give_back(index, Some(link), true);
+                    slot::retire(queue, retired);
+                }
                 // The large buffer serves this thread's next call.
                 buffers::recycle(call.args);
                 return Ok(outcome);
@@ -155,6 +161,18 @@ impl Dispatcher for LocalPool {
         let error = exchange::bury(queue, link, &call, loss);
         queue.give_back(index, None, false);
         Ok(Err(error))
+    }
+
+    /// A running call's worker is killed through its slot's kill switch;
+    /// the slot reports the loss as `Cancelled` and starts another worker
+    /// (see [`super::in_flight`]).
+    fn cancel(&self, id: u64) -> CancelOutcome {
+        let switches = &self.shared.switches;
+        self.shared.queue.cancel(id, |slot| switches[slot].kill())
+    }
+
+    fn cancel_queued(&self) -> usize {
+        self.shared.queue.cancel_queued()
     }
 
     fn close(&self) {

@@ -8,6 +8,7 @@ mod by_name;
 mod config;
 pub(crate) mod dispatcher;
 mod exchange;
+mod in_flight;
 mod initializer;
 mod local;
 mod pipeline;
@@ -29,7 +30,7 @@ use crate::buffers;
 use crate::call::{Call, Job, Kind};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
-use crate::result::{self, AsyncResult};
+use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::TaskInfo;
 use crate::wire;
 use config::Config;
@@ -82,10 +83,14 @@ pub struct Pool {
 
 /// What every handle of one pool shares; dropping it closes and joins.
 struct Inner {
-    dispatcher: Box<dyn Dispatcher>,
+    dispatcher: Arc<dyn Dispatcher>,
     config: Arc<Config>,
     runner: CallbackRunner,
     next_id: AtomicU64,
+    /// Cancels a call of this pool by id; held by every `AsyncResult`, so
+    /// it refers to the dispatcher weakly: a result outliving its pool does
+    /// not keep the pool alive (and by then its call is settled).
+    canceller: CancelFn,
 }
 
 impl Drop for Inner {
@@ -123,13 +128,19 @@ impl Pool {
         PoolBuilder::default()
     }
 
-    fn from_dispatcher(dispatcher: Box<dyn Dispatcher>, config: Arc<Config>) -> Pool {
+    fn from_dispatcher(dispatcher: Arc<dyn Dispatcher>, config: Arc<Config>) -> Pool {
+        let weak = Arc::downgrade(&dispatcher);
+        let canceller: CancelFn = Arc::new(move |id| match weak.upgrade() {
+            Some(dispatcher) => dispatcher.cancel(id),
+            None => CancelOutcome::Finished,
+        });
         Pool {
             inner: Arc::new(Inner {
                 dispatcher,
                 config,
                 runner: CallbackRunner::default(),
                 next_id: AtomicU64::new(1),
+                canceller,
             }),
             timeout: None,
         }
@@ -246,6 +257,7 @@ impl Pool {
         match self.make_call(task.clone(), fingerprint, signature, kind, args) {
             Ok(call) => {
                 let (promise, result) = result::pending(task, runner);
+                let result = result.cancellable(self.inner.canceller.clone(), call.id);
                 self.inner.dispatcher.submit(Job { call, promise });
                 result
             }
@@ -311,6 +323,41 @@ impl Pool {
     /// ```
     pub fn close(&self) {
         self.inner.dispatcher.close();
+    }
+
+    /// Closes the pool and cancels every task still queued, letting the
+    /// running ones finish (Python's `executor.shutdown(cancel_futures=True)`,
+    /// without the wait: [`join`](Self::join) waits). Each cancelled task's
+    /// result is [`Error::Cancelled`]; returns how many were cancelled (a
+    /// map's chunk counts as one). Tasks already handed to a worker, running
+    /// or pipelined behind a running one, still run.
+    ///
+    /// ```
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let running = apply_async_nap(&pool, 300);
+    ///     std::thread::sleep(std::time::Duration::from_millis(100));
+    ///     let queued: Vec<_> = (0..5).map(|_| apply_async_nap(&pool, 1)).collect();
+    ///     assert_eq!(pool.close_and_cancel(), 5);
+    ///     pool.join();
+    ///     assert_eq!(running.get()?, 300); // let finish
+    ///     for r in queued {
+    ///         assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn close_and_cancel(&self) -> usize {
+        self.inner.dispatcher.close();
+        let cancelled = self.inner.dispatcher.cancel_queued();
+        log::debug!(target: "procpool", "close_and_cancel: {cancelled} queued tasks cancelled");
+        cancelled
     }
 
     /// Waits until every queued task has run, every worker has exited and

@@ -9,9 +9,11 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::dispatcher::Status;
+use super::in_flight::{InFlight, Place};
 use super::pipeline::{self, Durations};
 use crate::call::{Job, Kind};
 use crate::link::Link;
+use crate::result::CancelOutcome;
 
 /// What a slot thread is to do next.
 pub(crate) enum Next {
@@ -22,6 +24,9 @@ pub(crate) enum Next {
     Idle { lost: bool },
     /// The pool is closed and drained, or terminated.
     Stop,
+    /// A cancel killed the worker (the one in `worker`, given back): end it
+    /// and start another before asking again.
+    Doomed,
 }
 
 /// What a caller of `apply` found when it asked for an idle worker.
@@ -54,6 +59,8 @@ struct SlotState {
     /// A caller lost the worker it borrowed (the slot thread, when idle,
     /// starts a replacement).
     lost: bool,
+    /// The batch its worker runs, and the cancels asked of it.
+    in_flight: InFlight,
 }
 
 #[derive(Default)]
@@ -82,6 +89,7 @@ impl Queue {
                 signalled: false,
                 served: 0,
                 lost: false,
+                in_flight: InFlight::default(),
             })
             .collect();
         Queue {
@@ -115,7 +123,8 @@ impl Queue {
     /// ([`Next::Jobs`]). [`Next::Idle`] (with the worker back in `worker`)
     /// if no job came within `idle`, so the slot can check on its idle
     /// worker; [`Next::Stop`] once the pool is closed and drained, or
-    /// terminated, and the worker is not lent out.
+    /// terminated, and the worker is not lent out. [`Next::Doomed`] at once
+    /// if a cancel killed the worker during the last batch.
     pub(crate) fn next_jobs(
         &self,
         index: usize,
@@ -125,6 +134,9 @@ impl Queue {
         idle: Duration,
     ) -> Next {
         let mut state = self.lock();
+        if state.slots[index].in_flight.finish() && worker.is_some() {
+            return Next::Doomed;
+        }
         state.slots[index].parked = Parked::Idle(worker.take());
         let mut waited_out = false;
         loop {
@@ -209,29 +221,112 @@ impl Queue {
             }
             batch.extend(state.jobs.pop_front());
         }
+        let ids = batch.iter().map(|job| job.call.id);
+        state.slots[index].in_flight.start(ids);
     }
 
-    /// Puts jobs that never started back at the front of the queue, in order.
+    /// Puts jobs that never started back at the front of the queue, in
+    /// order; those whose cancel was asked are settled as cancelled instead.
     pub(crate) fn requeue(&self, jobs: impl DoubleEndedIterator<Item = Job>) {
-        let mut state = self.lock();
-        if state.terminated {
-            // Dropped, their promises fail them as terminated.
-            return;
+        let mut cancelled = Vec::new();
+        {
+            let mut state = self.lock();
+            if state.terminated {
+                // Dropped, their promises fail them as terminated.
+                return;
+            }
+            for job in jobs.rev() {
+                let id = job.call.id;
+                let mut was_cancelled = false;
+                for slot in &mut state.slots {
+                    was_cancelled |= slot.in_flight.requeue(id);
+                }
+                if was_cancelled {
+                    cancelled.push(job);
+                } else {
+                    state.jobs.push_front(job);
+                }
+            }
+            self.wake_one(&mut state);
         }
-        for job in jobs.rev() {
-            state.jobs.push_front(job);
+        for job in cancelled {
+            job.cancelled();
         }
-        self.wake_one(&mut state);
     }
 
     /// Counts `n` tasks run by slot `index`'s worker; `true` if the worker
-    /// has now run as many as `max_tasks_per_child` allows.
+    /// has now run as many as `max_tasks_per_child` allows (and was not
+    /// killed by a cancel meanwhile: that one is ended, not retired).
     pub(crate) fn served(&self, index: usize, n: usize) -> bool {
         let mut state = self.lock();
         let slot = &mut state.slots[index];
         slot.served += n;
-        self.max_tasks_per_child
-            .is_some_and(|max| slot.served >= max)
+        !slot.in_flight.is_doomed()
+            && self
+                .max_tasks_per_child
+                .is_some_and(|max| slot.served >= max)
+    }
+
+    /// Slot `index` read the outcome of the call in front of its batch.
+    /// Returns whether the next call was cancelled: the slot then kills its
+    /// worker before waiting for that call.
+    pub(crate) fn settle_one(&self, index: usize) -> bool {
+        self.lock().slots[index].in_flight.settle_one()
+    }
+
+    /// Whether a cancel of call `id`, held by a slot, was asked: the loss of
+    /// its worker is then reported as [`Error::Cancelled`](crate::Error::Cancelled).
+    pub(crate) fn is_cancelled(&self, id: u64) -> bool {
+        let state = self.lock();
+        state.slots.iter().any(|s| s.in_flight.is_cancelled(id))
+    }
+
+    /// Cancels call `id` (see [`super::in_flight`]): a queued one is taken
+    /// out and settled as cancelled; the one a slot's worker runs has that
+    /// worker killed by `kill(slot)`, under this lock, so that the slot
+    /// cannot have moved on to another batch; one pipelined behind it is
+    /// marked for its slot to act on.
+    pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize)) -> CancelOutcome {
+        let job = {
+            let mut state = self.lock();
+            match state.jobs.iter().position(|job| job.call.id == id) {
+                Some(at) => state.jobs.remove(at),
+                None => {
+                    let found = state.slots.iter().enumerate().find_map(|(index, s)| {
+                        s.in_flight.place(id).map(|place| (index, place))
+                    });
+                    return match found {
+                        None | Some((_, Place::Settled)) => CancelOutcome::Finished,
+                        Some((index, place)) => {
+                            let running = place == Place::Running;
+                            state.slots[index].in_flight.cancel(id, running);
+                            if running {
+                                kill(index);
+                            }
+                            CancelOutcome::Stopped
+                        }
+                    };
+                }
+            }
+        };
+        match job {
+            Some(job) => {
+                job.cancelled();
+                CancelOutcome::NotStarted
+            }
+            None => CancelOutcome::Finished,
+        }
+    }
+
+    /// Takes every queued job out and settles it as cancelled; returns how
+    /// many there were. Jobs already handed to a worker are not touched.
+    pub(crate) fn cancel_queued(&self) -> usize {
+        let jobs = std::mem::take(&mut self.lock().jobs);
+        let n = jobs.len();
+        for job in jobs {
+            job.cancelled();
+        }
+        n
     }
 
     /// Slot `index` has a new worker (or none).

@@ -45,7 +45,7 @@ impl Shared {
         let begun = Instant::now();
         let started = self
             .backend
-            .start(&self.switches[index], self.config.limits())
+            .start(&self.switches[index], self.config.limits(), index)
             .and_then(|link| match &self.config.initializer {
                 Some(init) => initializer::run(link, init, self.config.start_timeout),
                 None => Ok(link),
@@ -108,6 +108,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
                 continue;
             }
             Next::Stop => break,
+            Next::Doomed => {
+                worker = replace_doomed(&shared, index, worker.take());
+                continue;
+            }
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
@@ -127,11 +131,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         for task in &tasks[..ran] {
             durations.observe(task, ran, elapsed);
         }
-        if let Some(link) = &worker {
+        if let Some(link) = &mut worker {
             if before != Some(link.pid()) {
                 queue.reset_served(index);
             }
-            if queue.served(index, ran) {
+            if queue.served(index, ran) || over_memory(&shared.config, link.as_mut()) {
                 retire(queue, worker.take());
             }
         }
@@ -153,6 +157,24 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
     } else {
         retire(queue, worker);
+    }
+}
+
+/// Ends a worker a cancel killed (possibly just after its last call
+/// finished) and starts the slot's next one.
+fn replace_doomed(
+    shared: &Shared,
+    index: usize,
+    dead: Option<Box<dyn Link>>,
+) -> Option<Box<dyn Link>> {
+    if let Some(dead) = dead {
+        dead.finish(DEATH_GRACE);
+    }
+    shared.queue.reset_served(index);
+    if shared.queue.wants_workers() {
+        shared.start_worker(index).ok()
+    } else {
+        None
     }
 }
 
@@ -182,6 +204,7 @@ fn run_batch(
                 // start that failed fast is retried.
                 let started = match batch.first() {
                     Some(first) if queue.is_terminated() => Err(first.call.terminated()),
+                    Some(first) if queue.is_cancelled(first.call.id) => Err(first.call.cancelled()),
                     Some(first) => start_for(shared, index, &first.call),
                     None => return (None, 0),
                 };
@@ -200,7 +223,15 @@ fn run_batch(
             }
         };
         match link.send_batch(&frames) {
-            Ok(()) => break link,
+            Ok(()) => {
+                log::trace!(
+                    target: "procpool",
+                    "slot {index}: {} calls pipelined to worker {}",
+                    frames.len(),
+                    link.pid()
+                );
+                break link;
+            }
             Err(FrameError::TooLarge { .. }) => {
                 // Some call is over the frame limit: run them one by one,
                 // so that only that one fails.
@@ -228,7 +259,7 @@ fn run_batch(
         }
     };
     drop(frames);
-    let end = exchange::receive_batch(queue, link, batch);
+    let end = exchange::receive_batch(queue, index, link, batch);
     (end.link, end.ran)
 }
 
@@ -254,7 +285,15 @@ fn run_job(
                 if shared.queue.is_terminated() {
                     return (Err(call.terminated()), None);
                 }
+                // A cancel that found no worker to kill (the slot was
+                // between two) must still stop the call.
+                if shared.queue.is_cancelled(call.id) {
+                    return (Err(call.cancelled()), None);
+                }
                 match start_for(shared, index, call) {
+                    Ok(link) if shared.queue.is_cancelled(call.id) => {
+                        return (Err(call.cancelled()), Some(link))
+                    }
                     Ok(link) => link,
                     Err(e) => return (Err(e), None),
                 }
@@ -306,6 +345,25 @@ fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// Whether `link`'s worker uses more memory than `max_memory_per_child`
+/// allows (never, when it is unset: then nothing is read).
+pub(crate) fn over_memory(config: &Config, link: &mut dyn Link) -> bool {
+    let Some(max) = config.max_memory_per_child else {
+        return false;
+    };
+    match link.resident_bytes() {
+        Some(rss) if rss > max => {
+            log::debug!(
+                target: "procpool",
+                "worker {} uses {rss} bytes, over max_memory_per_child ({max}); retiring it",
+                link.pid()
+            );
+            true
+        }
+        _ => false,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::call::{Call, Job, Kind};
 use crate::callbacks::CallbackRunner;
 use crate::error::Error;
 use crate::link::fake::{Action, FakeBackend, Log};
-use crate::result::{self, AsyncResult};
+use crate::result::{self, AsyncResult, CancelOutcome};
 
 fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
     Arc::new(Config {
@@ -24,6 +24,7 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
         max_frame: 1 << 20,
         task_timeout: None,
         max_tasks_per_child,
+        max_memory_per_child: None,
         start_timeout: Duration::from_secs(5),
         stall_timeout: Duration::from_secs(5),
         initializer: None,
@@ -424,4 +425,39 @@ fn the_pipelining_window_follows_observed_run_times() {
     assert_eq!(pipeline::extra_jobs(100, 0, None), MAX_WINDOW - 1);
     assert_eq!(pipeline::extra_jobs(100, 0, Some(4)), 3);
     assert_eq!(pipeline::extra_jobs(2, 0, None), 2);
+}
+
+#[test]
+fn a_cancelled_queued_job_never_reaches_a_worker() {
+    let mut f = Fixture::new(1, None);
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (1..6u8).map(|i| f.submit("t", &[i])).collect();
+    // Ids count from 1: `busy` is 1, the job of argument `a` is `a + 1`.
+    let id = |arg: u64| arg + 1;
+    assert_eq!(f.pool.cancel(id(3)), CancelOutcome::NotStarted);
+    assert_eq!(f.pool.cancel(id(3)), CancelOutcome::Finished, "only once");
+    value(&busy).unwrap();
+    for (i, r) in jobs.iter().enumerate() {
+        match value(r) {
+            Ok(bytes) => assert_eq!(bytes, [i as u8 + 1]),
+            Err(Error::Cancelled { .. }) => assert_eq!(i, 2),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+    }
+    let ran: Vec<u8> = f.log.received().iter().map(|r| r.args[0]).collect();
+    assert_eq!(ran, [0, 1, 2, 4, 5]);
+}
+
+#[test]
+fn cancel_queued_settles_every_waiting_job_and_spares_the_running_one() {
+    let mut f = Fixture::new(1, None);
+    let busy = f.submit("slow", &[0]);
+    until(|| f.log.received().iter().any(|r| r.task == "slow"));
+    let jobs: Vec<_> = (1..8u8).map(|i| f.submit("t", &[i])).collect();
+    assert_eq!(f.pool.cancel_queued(), 7);
+    assert_eq!(value(&busy).unwrap(), [0]);
+    for r in &jobs {
+        assert!(matches!(value(r), Err(Error::Cancelled { .. })));
+    }
+    assert_eq!(f.log.received().len(), 1);
 }

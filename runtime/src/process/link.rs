@@ -188,6 +188,10 @@ impl Link for ProcessLink {
         }
     }
 
+    fn resident_bytes(&mut self) -> Option<u64> {
+        sys::resident_bytes(self.pid()).ok()
+    }
+
     fn kill(&mut self) {
         self.kill.kill();
     }

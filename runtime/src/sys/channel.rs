@@ -4,33 +4,27 @@
 //! socket it inherits.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::fs::FileType;
+use rustix::net::{sockopt, AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketType};
 
 use super::WorkerProcess;
 
 /// Socket buffer size asked for on each end of a task channel: large frames
 /// then move in a few big steps instead of many ~200 KiB ones. The kernel
 /// caps it at `net.core.wmem_max` / `rmem_max`; a refusal is harmless.
-const CHANNEL_BUFFER: libc::c_int = 4 << 20;
+const CHANNEL_BUFFER: usize = 4 << 20;
 
 /// A connected pair of stream sockets, both close-on-exec.
 pub(crate) fn channel_pair() -> io::Result<(UnixStream, UnixStream)> {
     let (a, b) = UnixStream::pair()?;
     for sock in [&a, &b] {
-        for opt in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
-            // SAFETY: setsockopt reads `size_of::<c_int>()` bytes from a
-            // live local; the fd is an open socket we own.
-            unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&CHANNEL_BUFFER as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
+        // A refusal is harmless (see CHANNEL_BUFFER).
+        let _ = sockopt::set_socket_send_buffer_size(sock, CHANNEL_BUFFER);
+        let _ = sockopt::set_socket_recv_buffer_size(sock, CHANNEL_BUFFER);
     }
     Ok((a, b))
 }
@@ -61,41 +55,33 @@ pub(crate) fn wait_for(
     direction: Direction,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<Readiness> {
-    let events = match direction {
-        Direction::Read => libc::POLLIN,
-        Direction::Write => libc::POLLOUT,
-    };
-    let mut fds = [
-        libc::pollfd {
-            fd: channel.as_raw_fd(),
-            events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: worker.pidfd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = timeout.map_or(-1, |t| {
-        libc::c_int::try_from(t.as_nanos().div_ceil(1_000_000)).unwrap_or(libc::c_int::MAX)
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+        tv_nsec: t.subsec_nanos().into(),
     });
+    let events = match direction {
+        Direction::Read => PollFlags::IN,
+        Direction::Write => PollFlags::OUT,
+    };
+    // Before Linux 5.3 there is no pidfd: the channel alone is watched.
+    let pidfd = worker.pidfd();
+    let watched = if pidfd.is_some() { 2 } else { 1 };
+    let mut all = [
+        PollFd::new(channel, events),
+        PollFd::from_borrowed_fd(pidfd.unwrap_or(channel.as_fd()), PollFlags::IN),
+    ];
+    let fds = &mut all[..watched];
     loop {
-        // SAFETY: poll reads and writes only the two pollfd structs we own
-        // (a negative fd is ignored by the kernel).
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-        if ready == -1 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        match rustix::event::poll(fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
         }
         // (An error or hang-up on the channel counts as ready: the read or
         // write that follows reports it.)
-        return Ok(if fds[0].revents != 0 {
+        return Ok(if !fds[0].revents().is_empty() {
             Readiness::Ready
-        } else if fds[1].revents != 0 {
+        } else if fds.get(1).is_some_and(|fd| !fd.revents().is_empty()) {
             Readiness::WorkerEnded
         } else {
             Readiness::TimedOut
@@ -105,26 +91,25 @@ pub(crate) fn wait_for(
 
 /// Reads what `stream` holds now, without waiting: `WouldBlock` if nothing.
 pub(crate) fn read_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: recv writes at most `buf.len()` bytes into `buf`, a live,
-    // exclusively borrowed buffer; the fd is an open socket `stream` owns.
-    let got = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if got < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(got as usize)
-    }
+    let (read, _) = rustix::net::recv(stream, buf, RecvFlags::DONTWAIT)?;
+    Ok(read)
+}
+
+/// Writes what `stream` takes now of `bufs`, without waiting: `WouldBlock`
+/// if nothing; never SIGPIPE (a closed peer is an `EPIPE` error).
+pub(crate) fn write_now(stream: &UnixStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+    Ok(rustix::net::sendmsg(
+        stream,
+        bufs,
+        &mut SendAncillaryBuffer::default(),
+        flags,
+    )?)
 }
 
 /// Whether bytes this end of `stream` sent are still unread by the peer
 /// (SIOCOUTQ: the memory they hold in the peer's queue, zero once it read
-/// them all).
+/// them all). rustix has no wrapper for this ioctl.
 pub(crate) fn unread_by_peer(stream: &UnixStream) -> io::Result<bool> {
     let mut queued: libc::c_int = 0;
     // SAFETY: the SIOCOUTQ (= TIOCOUTQ) ioctl writes one c_int into
@@ -136,101 +121,54 @@ pub(crate) fn unread_by_peer(stream: &UnixStream) -> io::Result<bool> {
     Ok(queued > 0)
 }
 
-/// Writes what `stream` takes now of `bufs`, without waiting: `WouldBlock`
-/// if nothing; never SIGPIPE (a closed peer is an `EPIPE` error).
-pub(crate) fn write_now(stream: &UnixStream, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: `msghdr` is plain integers and pointers, for which all-zero
-    // bytes are valid (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    // IoSlice is ABI-compatible with iovec on Unix (std guarantees it).
-    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len() as _;
-    // SAFETY: sendmsg only reads the `bufs.len()` iovecs `msg` points to,
-    // which borrow live buffers; the fd is an open socket `stream` owns.
-    let sent = unsafe {
-        libc::sendmsg(
-            stream.as_raw_fd(),
-            &msg,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if sent < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(sent as usize)
+/// `fd`, borrowed, if it is open. Callers use the borrow within their own
+/// body only, before anything could close `fd`.
+fn open_fd<'a>(fd: RawFd) -> Option<BorrowedFd<'a>> {
+    // An fd that is not open would make `borrow_raw` unsound: check first
+    // (F_GETFD only reads the fd's flags; EBADF if it is not open).
+    // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        return None;
     }
+    // SAFETY: `fd` is open (checked above) and stays open while borrowed:
+    // it is the descriptor the parent left for this process, which nothing
+    // closes but `adopt_channel`, after its last use of the borrow.
+    Some(unsafe { BorrowedFd::borrow_raw(fd) })
 }
 
 /// The pid of the process at the other end of `fd`, if `fd` is a connected
 /// Unix stream socket (for a socket pair: the process that made the pair);
 /// otherwise what `fd` is instead, in words.
 pub(crate) fn unix_stream_peer(fd: RawFd) -> Result<u32, String> {
-    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
-    // struct of the right type; an fd that is not open is an EBADF error.
-    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
+    let Some(borrowed) = open_fd(fd) else {
         return Err(format!("fd {fd} is not open"));
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    };
+    let described = |e: rustix::io::Errno| format!("fd {fd}: {e}");
+    let stat = rustix::fs::fstat(borrowed).map_err(described)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
         return Err(format!("fd {fd} is not a socket"));
     }
-    let int_option = |option: libc::c_int| -> Result<libc::c_int, String> {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: getsockopt writes at most `len` bytes into `value`, a live
-        // c_int, and the new length into `len`.
-        let got = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                option,
-                (&mut value as *mut libc::c_int).cast(),
-                &mut len,
-            )
-        };
-        if got == -1 {
-            return Err(format!("fd {fd}: {}", io::Error::last_os_error()));
-        }
-        Ok(value)
-    };
-    match int_option(libc::SO_DOMAIN)? {
-        libc::AF_UNIX => {}
-        libc::AF_INET => return Err(format!("fd {fd} is an IPv4 socket, not a Unix socket")),
-        libc::AF_INET6 => return Err(format!("fd {fd} is an IPv6 socket, not a Unix socket")),
+    match sockopt::socket_domain(borrowed).map_err(described)? {
+        AddressFamily::UNIX => {}
+        AddressFamily::INET => return Err(format!("fd {fd} is an IPv4 socket, not a Unix socket")),
+        AddressFamily::INET6 => return Err(format!("fd {fd} is an IPv6 socket, not a Unix socket")),
         other => {
             return Err(format!(
-                "fd {fd} is a socket of family {other}, not a Unix socket"
+                "fd {fd} is a socket of family {}, not a Unix socket",
+                other.as_raw()
             ))
         }
     }
-    if int_option(libc::SO_TYPE)? != libc::SOCK_STREAM {
+    if sockopt::socket_type(borrowed).map_err(described)? != SocketType::STREAM {
         return Err(format!("fd {fd} is not a stream socket"));
     }
-    if int_option(libc::SO_ACCEPTCONN)? != 0 {
+    if sockopt::socket_acceptconn(borrowed).map_err(described)? {
         return Err(format!("fd {fd} is a listening socket"));
     }
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, a live
-    // ucred, and the new length into `len`.
-    let got = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if got == -1 || cred.pid <= 0 {
-        return Err(format!("fd {fd} is a Unix socket without a peer"));
+    match sockopt::socket_peercred(borrowed) {
+        Ok(cred) => Ok(cred.pid.as_raw_nonzero().get() as u32),
+        Err(_) => Err(format!("fd {fd} is a Unix socket without a peer")),
     }
-    Ok(cred.pid as u32)
 }
 
 /// Takes ownership of the channel the parent left at `fd`, moved to a high
@@ -238,14 +176,11 @@ pub(crate) fn unix_stream_peer(fd: RawFd) -> Result<u32, String> {
 /// writes to a low number such as 3, by mistake or on purpose, does not
 /// land on the channel.
 pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // SAFETY: `libc::stat` is plain integers, for which all-zero bytes are valid.
-    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat only writes into `stat`, a valid, exclusively borrowed
-    // struct of the right type; an fd that is not open is an EBADF error.
-    if unsafe { libc::fstat(fd, &mut stat) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+    let Some(borrowed) = open_fd(fd) else {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    };
+    let stat = rustix::fs::fstat(borrowed)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("fd {fd} is not the task channel (not a socket)"),
@@ -254,21 +189,17 @@ pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
     // The lowest free number from 1000 up (or from 100, 10, under a low
     // RLIMIT_NOFILE); close-on-exec, so the worker's own children (a task
     // may run commands) do not inherit it.
-    let mut moved = -1;
+    let mut moved = Err(rustix::io::Errno::INVAL);
     for lowest in [1000, 100, 10] {
-        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd we just checked is open
-        // returns a new fd or -1.
-        moved = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, lowest) };
-        if moved != -1 {
+        moved = rustix::io::fcntl_dupfd_cloexec(borrowed, lowest);
+        if moved.is_ok() {
             break;
         }
     }
-    if moved == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: closes the original number, which nothing else in this
-    // process owns: the parent put it there for us, and only this call adopts it.
-    unsafe { libc::close(fd) };
-    // SAFETY: `moved` is a fresh fd, a copy of the socket, owned by nothing else.
-    Ok(unsafe { UnixStream::from_raw_fd(moved) })
+    let moved: OwnedFd = moved?;
+    // SAFETY: `fd` is open and nothing else in this process owns it: the
+    // parent put it there for us, and only this call adopts it (its borrow
+    // above ends here); owning it closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(UnixStream::from(moved))
 }

@@ -1,6 +1,7 @@
 //! The whole generated family, with the item types each task's map takes:
-//! the argument itself, a tuple for several (starmap), owned values for
-//! reference arguments, `()` for none; public tasks get public functions.
+//! the argument itself, a tuple for several (starmap), owned or borrowed
+//! values for reference arguments, `()` for none; public tasks get public
+//! functions.
 
 use std::path::{Path, PathBuf};
 
@@ -38,10 +39,10 @@ fn callers(pool: &Pool) -> Result<(), Error> {
     let _: Vec<u64> = map_one_with(pool, vec![1, 2], options)?;
     let _: AsyncResult<Vec<u64>> = map_async_one(pool, [1, 2]);
     let _: AsyncResult<Vec<u64>> = map_async_one_with(pool, [1, 2], options);
-    let _: Imap<'_, u64> = imap_one(pool, 0..);
-    let _: Imap<'_, u64> = imap_one_with(pool, 0.., options);
-    let _: ImapUnordered<'_, u64> = imap_unordered_one(pool, 0..);
-    let _: ImapUnordered<'_, u64> = imap_unordered_one_with(pool, 0.., options);
+    let _: Imap<'_, u64, _> = imap_one(pool, 0..);
+    let _: Imap<'_, u64, _> = imap_one_with(pool, 0.., options);
+    let _: ImapUnordered<'_, u64, _> = imap_unordered_one(pool, 0..);
+    let _: ImapUnordered<'_, u64, _> = imap_unordered_one_with(pool, 0.., options);
 
     let _: Vec<String> = map_two(pool, vec![(1, "a".to_string())])?;
     let words = ["x".to_string()];

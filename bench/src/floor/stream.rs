@@ -1,12 +1,11 @@
-//! The raw floor: this same binary re-executed as a child that answers
-//! length-prefixed frames on a socket pair, with no pool, no queue, no
-//! threads and no serialization framework. Whatever procpool costs above
-//! this is procpool's own overhead.
+//! The stream floors: a child that answers length-prefixed frames on its
+//! stdin / stdout, connected to the parent by a socket pair or by two pipes.
 //!
-//! It uses the transport the way procpool does, so it stays a floor: 4 MiB
-//! socket buffers, buffered reads (a reply's header and body in one read),
-//! the child's replies flushed once its input is drained, and pipelined
-//! requests written up to 64 per system call.
+//! They use the transport the way procpool does, so they stay floors: 4 MiB
+//! socket buffers (1 MiB pipes, the most a pipe gets by default), buffered
+//! reads (a reply's header and body in one read), the child's replies
+//! flushed once its input is drained, and pipelined requests written up to
+//! 64 per system call.
 //!
 //! A frame is a `u32` little-endian length and that many bytes; the first
 //! byte of a request says what to do with the rest:
@@ -17,16 +16,13 @@
 //! MAP   2 | n × u64        -> each + 1
 //! ```
 
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use crate::measure::{self, timed};
-
-/// argv\[1\] of a floor child.
-pub const CHILD_ARG: &str = "--procpool-bench-floor-child";
+use super::{RoundTrip, CHILD_ARG};
 
 const INC: u8 = 0;
 const ECHO: u8 = 1;
@@ -34,17 +30,34 @@ const MAP: u8 = 2;
 
 /// Socket buffer size, as procpool's channel.
 const SOCKET_BUFFER: libc::c_int = 4 << 20;
+/// Pipe buffer size: the most an unprivileged process may set by default.
+const PIPE_BUFFER: libc::c_int = 1 << 20;
 /// Pipelined requests per write, as procpool's batches.
 const WINDOW: usize = 64;
 
-/// Sets both socket buffers of `stream` to [`SOCKET_BUFFER`] (best effort).
-fn size_buffers(stream: &UnixStream) {
-    use std::os::fd::AsRawFd;
+/// Which channel the frames travel over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Socket,
+    Pipe,
+}
+
+impl Kind {
+    fn arg(self) -> &'static str {
+        match self {
+            Kind::Socket => "socket",
+            Kind::Pipe => "pipe",
+        }
+    }
+}
+
+/// Sets both socket buffers of `fd` to [`SOCKET_BUFFER`] (best effort).
+fn size_socket(fd: &impl AsRawFd) {
     for option in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
         // SAFETY: a valid socket fd and a pointer to a c_int of the size given.
         unsafe {
             libc::setsockopt(
-                stream.as_raw_fd(),
+                fd.as_raw_fd(),
                 libc::SOL_SOCKET,
                 option,
                 (&SOCKET_BUFFER as *const libc::c_int).cast(),
@@ -54,33 +67,39 @@ fn size_buffers(stream: &UnixStream) {
     }
 }
 
-/// Turns this process into a floor child if it was started as one (then
-/// never returns). Must run before anything else in `main`.
-pub fn maybe_run_child() {
-    if std::env::args_os().nth(1).as_deref() != Some(CHILD_ARG.as_ref()) {
-        return;
-    }
-    let code = match serve() {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("floor child: {e}");
-            1
-        }
-    };
-    std::process::exit(code);
+/// Sets the buffer of the pipe `fd` belongs to to [`PIPE_BUFFER`] (best effort).
+fn size_pipe(fd: &impl AsRawFd) {
+    // SAFETY: fcntl on a valid fd with an integer argument.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_BUFFER) };
 }
 
-fn serve() -> io::Result<()> {
-    // The parent hands us our end of the socket pair as stdin.
-    let stream = UnixStream::from(io::stdin().as_fd().try_clone_to_owned()?);
-    size_buffers(&stream);
-    let mut reader = BufReader::with_capacity(64 << 10, stream.try_clone()?);
-    let mut writer = BufWriter::with_capacity(64 << 10, stream);
+/// A new pipe: (read end, write end), both close-on-exec.
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: two fresh fds that nothing else owns.
+    Ok(unsafe {
+        use std::os::fd::FromRawFd;
+        (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+    })
+}
+
+/// A stream floor child's loop: requests on stdin, replies on stdout.
+pub fn serve(kind: Kind) -> io::Result<()> {
+    let input = File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let output = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    if kind == Kind::Socket {
+        size_socket(&input);
+    }
+    let mut reader = BufReader::with_capacity(64 << 10, input);
+    let mut writer = BufWriter::with_capacity(64 << 10, output);
     let mut request = Vec::new();
     let mut reply = Vec::new();
     while read_frame(&mut reader, &mut request)? {
         let (tag, body) = request.split_first().ok_or_else(|| bad("empty frame"))?;
-        reply.clear();
         match *tag {
             INC => {
                 let x = u64::from_le_bytes(body.try_into().map_err(|_| bad("INC wants 8 bytes"))?);
@@ -143,58 +162,51 @@ fn write_frame(
     }
 }
 
-/// The parent's handle on one floor child.
-pub struct FloorChild {
+/// The parent's handle on one stream floor child.
+pub struct StreamChild {
     child: Child,
-    stream: UnixStream,
-    reader: BufReader<UnixStream>,
+    writer: File,
+    reader: BufReader<File>,
     buf: Vec<u8>,
     scratch: Vec<u8>,
 }
 
-impl FloorChild {
-    /// Re-executes this binary as a floor child.
-    pub fn start() -> io::Result<FloorChild> {
-        let (ours, theirs) = UnixStream::pair()?;
-        size_buffers(&ours);
+impl StreamChild {
+    /// Re-executes this binary as a stream floor child of `kind`.
+    pub fn start(kind: Kind) -> io::Result<StreamChild> {
+        // (ours to write, ours to read, its stdin, its stdout)
+        let (write, read, stdin, stdout): (OwnedFd, OwnedFd, OwnedFd, OwnedFd) = match kind {
+            Kind::Socket => {
+                let (ours, theirs) = UnixStream::pair()?;
+                size_socket(&ours);
+                let (ours, theirs) = (OwnedFd::from(ours), OwnedFd::from(theirs));
+                (ours.try_clone()?, ours, theirs.try_clone()?, theirs)
+            }
+            Kind::Pipe => {
+                let (request_read, request_write) = pipe()?;
+                let (reply_read, reply_write) = pipe()?;
+                size_pipe(&request_write);
+                size_pipe(&reply_read);
+                (request_write, reply_read, request_read, reply_write)
+            }
+        };
         let child = Command::new("/proc/self/exe")
-            .arg(CHILD_ARG)
-            .stdin(Stdio::from(OwnedFd::from(theirs)))
-            .stdout(Stdio::null())
+            .args([CHILD_ARG, kind.arg()])
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout))
             .spawn()?;
-        Ok(FloorChild {
+        Ok(StreamChild {
             child,
-            reader: BufReader::with_capacity(64 << 10, ours.try_clone()?),
-            stream: ours,
+            writer: File::from(write),
+            reader: BufReader::with_capacity(64 << 10, File::from(read)),
             buf: Vec::new(),
             scratch: Vec::new(),
         })
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// One INC round trip.
-    pub fn inc(&mut self, x: u64) -> io::Result<u64> {
-        write_frame(
-            &mut self.stream,
-            &[INC],
-            &x.to_le_bytes(),
-            &mut self.scratch,
-        )?;
-        self.recv()?;
-        let bytes = self
-            .buf
-            .as_slice()
-            .try_into()
-            .map_err(|_| bad("INC reply is not 8 bytes"))?;
-        Ok(u64::from_le_bytes(bytes))
-    }
-
     /// One ECHO round trip; returns the reply's length.
     pub fn echo(&mut self, data: &[u8]) -> io::Result<usize> {
-        write_frame(&mut self.stream, &[ECHO], data, &mut self.scratch)?;
+        write_frame(&mut self.writer, &[ECHO], data, &mut self.scratch)?;
         self.recv()?;
         Ok(self.buf.len())
     }
@@ -212,7 +224,7 @@ impl FloorChild {
     /// sum of the first 8 bytes of every reply, so nothing is skipped.
     pub fn pipeline(&mut self, frames: Vec<Vec<u8>>) -> io::Result<u64> {
         let count = frames.len();
-        let mut writer = self.stream.try_clone()?;
+        let mut writer = self.writer.try_clone()?;
         let sender = std::thread::spawn(move || -> io::Result<()> {
             let mut window = Vec::new();
             for group in frames.chunks(WINDOW) {
@@ -240,9 +252,32 @@ impl FloorChild {
     }
 }
 
-impl Drop for FloorChild {
+impl RoundTrip for StreamChild {
+    fn inc(&mut self, x: u64) -> io::Result<u64> {
+        write_frame(
+            &mut self.writer,
+            &[INC],
+            &x.to_le_bytes(),
+            &mut self.scratch,
+        )?;
+        self.recv()?;
+        let bytes = self
+            .buf
+            .as_slice()
+            .try_into()
+            .map_err(|_| bad("INC reply is not 8 bytes"))?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for StreamChild {
     fn drop(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        // The child holds nothing worth a clean exit.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
@@ -261,28 +296,4 @@ pub fn map_frame(items: impl Iterator<Item = u64>) -> Vec<u8> {
         f.extend_from_slice(&x.to_le_bytes());
     }
     f
-}
-
-/// Starts `n` children and does one round trip with each: the floor of
-/// "create a pool and run one task on each worker".
-pub fn startup(n: usize) -> io::Result<(Duration, Vec<FloorChild>)> {
-    let (took, children) = timed(|| -> io::Result<Vec<FloorChild>> {
-        let mut children = (0..n)
-            .map(|_| FloorChild::start())
-            .collect::<io::Result<Vec<_>>>()?;
-        for c in &mut children {
-            c.inc(1)?;
-        }
-        Ok(children)
-    });
-    Ok((took, children?))
-}
-
-/// Peak RSS of an idle floor child that has answered a few frames, in MiB.
-pub fn idle_rss_mib() -> io::Result<Option<f64>> {
-    let mut child = FloorChild::start()?;
-    for i in 0..10 {
-        child.inc(i)?;
-    }
-    Ok(measure::peak_rss_mib(child.pid()))
 }

@@ -1,0 +1,94 @@
+//! [`CancelOutcome`], what cancelling a task did, and how an `AsyncResult`
+//! reaches the dispatcher that can cancel its call ([`CancelFn`]).
+
+use std::sync::Arc;
+
+/// Asks the dispatcher that runs a call to cancel it, by the call's id
+/// (see `Dispatcher::cancel`).
+pub(crate) type CancelFn = Arc<dyn Fn(u64) -> CancelOutcome + Send + Sync>;
+
+/// What [`AsyncResult::cancel`](crate::AsyncResult::cancel) did.
+///
+/// ```
+/// use std::time::Duration;
+/// use procpool::{pool_task, CancelOutcome, Error, Pool};
+///
+/// #[pool_task]
+/// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     let pool = Pool::new(1)?;
+///     let running = apply_async_nap(&pool, 60_000);
+///     let queued = apply_async_nap(&pool, 1);
+///     assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
+///     std::thread::sleep(Duration::from_millis(200)); // let it start
+///     // Stopped: its worker is killed and replaced.
+///     assert_ne!(running.cancel(), CancelOutcome::Finished);
+///     assert!(matches!(running.get(), Err(Error::Cancelled { .. })));
+///     assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));
+///     let done = apply_async_nap(&pool, 1);
+///     done.wait();
+///     assert_eq!(done.cancel(), CancelOutcome::Finished);
+///     assert_eq!(done.get()?, 1); // a finished result is kept
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CancelOutcome {
+    /// It was still queued: it never ran and never will; its result is
+    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    NotStarted,
+    /// It had been handed to a worker (it was running, or pipelined behind
+    /// the call that was): that worker is killed and replaced, and its result
+    /// becomes [`Error::Cancelled`](crate::Error::Cancelled). If it finished at that very instant, its
+    /// result is kept instead.
+    Stopped,
+    /// It had already finished (successfully or not): nothing changed and its
+    /// result is kept.
+    Finished,
+}
+
+impl CancelOutcome {
+    /// The outcome of cancelling several parts at once (a map's chunks):
+    /// `Stopped` if any part was stopped, else `NotStarted` if any part had
+    /// not started, else `Finished`.
+    pub(crate) fn combine(parts: impl IntoIterator<Item = CancelOutcome>) -> CancelOutcome {
+        let mut all = CancelOutcome::Finished;
+        for part in parts {
+            all = match (all, part) {
+                (CancelOutcome::Stopped, _) | (_, CancelOutcome::Stopped) => CancelOutcome::Stopped,
+                (CancelOutcome::NotStarted, _) | (_, CancelOutcome::NotStarted) => {
+                    CancelOutcome::NotStarted
+                }
+                _ => CancelOutcome::Finished,
+            };
+        }
+        all
+    }
+}
+
+
+/// What cancelling an `AsyncResult` (or an imap) cancels. Holds no outcome,
+/// so a map's result can keep its chunks' targets without their results.
+#[derive(Clone)]
+pub(crate) enum CancelTarget {
+    /// Nothing: the result was known at once.
+    None,
+    /// One call of a dispatcher, by id.
+    Call(CancelFn, u64),
+    /// Several parts (a `map_async`'s chunks), cancelled together.
+    Parts(Arc<[CancelTarget]>),
+}
+
+impl CancelTarget {
+    /// Cancels it: a call the dispatcher no longer holds had finished.
+    pub(crate) fn cancel(&self) -> CancelOutcome {
+        match self {
+            CancelTarget::None => CancelOutcome::Finished,
+            CancelTarget::Call(cancel, id) => cancel(*id),
+            CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `procpool::Json<T>` (the `json` feature): types whose serde attributes
+//! need a self-describing format — `#[serde(flatten)]`,
+//! `#[serde(untagged)]`, `skip_serializing_if` — work as task arguments and
+//! results when wrapped, in `apply` and in a map. Without the wrapper each
+//! fails with a typed error (never a hang or a panic in the caller), as the
+//! README's "Writing tasks" says.
+
+use std::collections::BTreeMap;
+
+use procpool::{pool_task, Error, Json, Pool};
+use serde::{Deserialize, Serialize};
+
+procpool::enable_test_support!();
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Flattened {
+    id: u32,
+    #[serde(flatten)]
+    extra: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Untagged {
+    Number(u64),
+    Text(String),
+    Pair { a: u8, b: u8 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sparse {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    note: Option<String>,
+    count: u32,
+}
+
+#[pool_task]
+fn bump_flat(record: Json<Flattened>) -> Json<Flattened> {
+    let mut record = record.into_inner();
+    record.id += 1;
+    record.extra.insert("seen".into(), record.id);
+    Json(record)
+}
+
+#[pool_task]
+fn describe(value: Json<Untagged>) -> Json<Untagged> {
+    Json(match value.0 {
+        Untagged::Number(n) => Untagged::Text(format!("number {n}")),
+        Untagged::Text(t) => Untagged::Number(t.len() as u64),
+        Untagged::Pair { a, b } => Untagged::Pair { a: b, b: a },
+    })
+}
+
+#[pool_task]
+fn double_sparse(value: Json<Sparse>) -> Json<Sparse> {
+    Json(Sparse {
+        note: value.note.clone(),
+        count: value.count * 2,
+    })
+}
+
+#[pool_task]
+fn sparse_by_ref(value: &Json<Sparse>) -> u32 {
+    value.count
+}
+
+// The same types without the wrapper.
+#[pool_task]
+fn raw_flat(record: Flattened) -> u32 {
+    record.id
+}
+
+#[pool_task]
+fn raw_untagged(value: Untagged) -> u8 {
+    matches!(value, Untagged::Number(_)) as u8
+}
+
+#[pool_task]
+fn raw_sparse(value: Sparse) -> u32 {
+    value.count
+}
+
+#[pool_task]
+fn raw_untagged_result(n: u64) -> Untagged {
+    Untagged::Number(n)
+}
+
+fn flattened() -> Flattened {
+    Flattened {
+        id: 1,
+        extra: BTreeMap::from([("a".into(), 10), ("b".into(), 20)]),
+    }
+}
+
+#[test]
+fn flatten_works_through_json() {
+    let pool = Pool::new(2).unwrap();
+    let out = apply_bump_flat(&pool, Json(flattened())).unwrap().0;
+    assert_eq!(out.id, 2);
+    assert_eq!(out.extra.get("a"), Some(&10));
+    assert_eq!(out.extra.get("seen"), Some(&2));
+    let many = map_bump_flat(&pool, (0..20).map(|_| Json(flattened()))).unwrap();
+    assert!(many.iter().all(|r| r.id == 2 && r.extra.len() == 3));
+    // Unwrapped, the caller cannot encode it.
+    match apply_raw_flat(&pool, flattened()) {
+        Err(Error::Encode { what, message, .. }) => {
+            assert_eq!(what, "arguments");
+            assert!(message.contains("SequenceMustHaveLength"), "{message}");
+        }
+        other => panic!("expected an encode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn untagged_enums_work_through_json() {
+    let pool = Pool::new(2).unwrap();
+    let cases = [
+        (Untagged::Number(5), Untagged::Text("number 5".into())),
+        (Untagged::Text("four".into()), Untagged::Number(4)),
+        (Untagged::Pair { a: 1, b: 2 }, Untagged::Pair { a: 2, b: 1 }),
+    ];
+    for (input, expected) in cases.clone() {
+        assert_eq!(apply_describe(&pool, Json(input)).unwrap().0, expected);
+    }
+    let inputs = cases.iter().map(|(i, _)| Json(i.clone()));
+    let outputs: Vec<Untagged> = imap_describe(&pool, inputs).map(|r| r.unwrap().0).collect();
+    assert_eq!(outputs, cases.map(|(_, e)| e));
+    // Unwrapped, the worker cannot decode the argument, nor the caller the
+    // result: a typed error each time, and the worker lives on.
+    match apply_raw_untagged(&pool, Untagged::Number(1)) {
+        Err(Error::Decode { what, message, .. }) => {
+            assert_eq!(what, "arguments");
+            assert!(message.contains("AnyNotSupported"), "{message}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    match apply_raw_untagged_result(&pool, 3) {
+        Err(Error::Decode { what, .. }) => assert_eq!(what, "result"),
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+#[test]
+fn skip_serializing_if_works_through_json() {
+    let pool = Pool::new(2).unwrap();
+    let with_note = Sparse {
+        note: Some("hi".into()),
+        count: 3,
+    };
+    let without = Sparse {
+        note: None,
+        count: 4,
+    };
+    let out = apply_double_sparse(&pool, Json(with_note.clone()))
+        .unwrap()
+        .0;
+    assert_eq!(
+        out,
+        Sparse {
+            note: Some("hi".into()),
+            count: 6
+        }
+    );
+    let out = apply_double_sparse(&pool, Json(without.clone())).unwrap().0;
+    assert_eq!(
+        out,
+        Sparse {
+            note: None,
+            count: 8
+        }
+    );
+    // A reference argument, with borrowed map items.
+    let items = [Json(with_note.clone()), Json(without.clone())];
+    assert_eq!(map_sparse_by_ref(&pool, items.iter()).unwrap(), [3, 4]);
+    assert_eq!(
+        apply_sparse_by_ref(&pool, &Json(without.clone())).unwrap(),
+        4
+    );
+    // Unwrapped, a skipped field shifts the others: never the right value.
+    assert!(
+        !matches!(apply_raw_sparse(&pool, without), Ok(4)),
+        "a skipped field decoded right by chance"
+    );
+}
