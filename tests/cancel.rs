@@ -177,12 +177,16 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
         .collect();
     let old_pid = first.get().unwrap();
     wait_for(&dir.join("5"));
-    // 7 is behind 5 on the same worker: marked; it goes back to the queue
-    // with the others when 5 is stopped, and is settled as cancelled there.
-    // (Unless the batch ended before it: a batch holds ~2 ms of observed
-    // work, and in an unoptimized build `mark` takes about 2 ms / 8, so 7
-    // is sometimes still queued. Either way it never runs.)
-    assert_ne!(tasks[7].cancel(), CancelOutcome::Finished);
+    // 7 is behind 5: if the batch holding 5 also holds 7 (how many calls a
+    // batch takes depends on the run times the slot observed), it is marked
+    // and goes back to the queue with the others when 5 is stopped, to be
+    // settled as cancelled there; otherwise it is still queued. Either way it
+    // never runs.
+    let seven = tasks[7].cancel();
+    assert!(
+        matches!(seven, CancelOutcome::Stopped | CancelOutcome::NotStarted),
+        "{seven:?}"
+    );
     assert_eq!(tasks[5].cancel(), CancelOutcome::Stopped);
     let mut new_pids = Vec::new();
     for (i, r) in tasks.into_iter().enumerate() {
