@@ -49,7 +49,8 @@ fn workers_inherit_only_stdio_and_their_channel() {
             "the worker inherited fd {leaked} ({path_text}): {fds:?}"
         );
         // stdio and the directory being listed: the worker mapped its
-        // channel (shared memory) and closed the channel's fd.
+        // channel (shared memory) and closed the channel's fd, so no task
+        // can reach it through a descriptor, by accident or on purpose.
         let unexpected: Vec<_> = fds
             .iter()
             .filter(|(fd, target)| *fd > 2 && !target.starts_with("/proc/"))

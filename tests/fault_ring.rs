@@ -10,9 +10,7 @@ mod support;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
-use procpool::__private::{
-    channel_layout, channel_ring_bytes, set_frame_stall_limit, write_raw_reply,
-};
+use procpool::__private::{channel_layout, channel_ring_bytes, write_raw_reply};
 use procpool::{pool_task, Error, ExitInfo, Pool};
 use support::{alive, assert_no_children, serial};
 
@@ -247,14 +245,16 @@ fn a_reply_cut_by_the_workers_death_mid_stream_is_worker_died() {
 #[test]
 fn a_large_frame_that_stalls_is_a_protocol_error_after_the_limit() {
     let _serial = serial();
-    set_frame_stall_limit(Duration::from_millis(300));
-    let pool = Pool::new(1).unwrap();
-    set_frame_stall_limit(Duration::from_secs(10));
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let pid = apply_worker_pid(&pool).unwrap();
     let begun = Instant::now();
     match apply_stall_in_a_large_frame(&pool) {
         Err(Error::Protocol { message, .. }) => {
-            assert!(message.contains("stalled"), "{message}")
+            assert!(message.contains("stopped sending"), "{message}")
         }
         other => panic!("expected Protocol, got {other:?}"),
     }

@@ -51,9 +51,9 @@ pub fn submit_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Async
 pub fn submit<R: serde::de::DeserializeOwned>(
     pool: &Pool,
     task: &TaskInfo,
-    args: Result<Encoded, String>,
+    args: Result<impl Into<Encoded>, String>,
 ) -> AsyncResult<R> {
-    pool.submit_task(task, Kind::Single, args)
+    pool.submit_task(task, Kind::Single, args.map(Into::into))
 }
 
 /// `map_<fn>`.
@@ -162,11 +162,4 @@ impl HandChannel {
     pub fn close(&self) {
         self.0.close()
     }
-}
-
-/// For tests: how long the parent waits for the rest of a frame from a
-/// worker (or for room to send the rest of one) before it gives the worker
-/// up with `Error::Protocol` (default 10 s); for channels made from now on.
-pub fn set_frame_stall_limit(limit: std::time::Duration) {
-    crate::shm::set_stall_limit(limit)
 }

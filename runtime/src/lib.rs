@@ -85,7 +85,7 @@
 //! inventory::submit!(Registration {
 //!     name: "my_crate::square",
 //!     call: |bytes| { let (x,) = decode(bytes)?; encode(&square(x)) },
-//!     call_batch: |items, out| for each item { decode; catch_unwind(square); append },
+//!     call_batch: |items, out| for each item { catch_unwind(decode, square, encode); append },
 //!     ..
 //! });
 //! ```
@@ -101,15 +101,15 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps; the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
+//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
 //! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
-//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting workers (the fork server, both its sides, or `posix_spawn`), the parent↔worker start-up contract, the parent's end of a worker, the death-watch thread |
+//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting workers (the fork server, both its sides, or `posix_spawn`), the parent↔worker start-up contract (who is a worker, or the fork server); the parent's end of a worker, every wait bounded by the worker's life and the stall limit (`process::link`); the death-watch thread |
 //! | `shm` | the channel's shared memory: its layout, the ring endpoints that move frames through it, the spin heuristic |
-//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode; reusable large buffers |
-//! | `sys` | every OS call (memfd, mappings and futexes, pidfds and epoll, the fork server's), each `unsafe` with its `SAFETY` comment |
+//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); reusable large buffers |
+//! | `sys` | every OS call (memfd, mappings and futexes, pidfds and epoll, the fork server's; `sys::channel`: what a worker checks of the descriptor it inherits), each `unsafe` with its `SAFETY` comment |
 //! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
@@ -140,7 +140,10 @@
 //! protocol error. Workers inherit no file descriptor but their channel and
 //! stdio. Workers exit with their parent, even when it is killed with
 //! SIGKILL (a forked worker with its fork server, which exits with the
-//! parent), and every worker is reaped on every path.
+//! parent), and every worker is reaped on every path. Each worker leads a
+//! process group of its own: a terminal's Ctrl-C reaches the program, not
+//! its workers, and when procpool kills a worker (timeout, `terminate`, a
+//! protocol error) the processes its tasks started die too.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
 //! [`AsyncResult::cancel`] stops one task (a queued one never runs, a
@@ -276,8 +279,11 @@ linux_only! {
 /// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
 ///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
 ///   (Python's rule) and how to set it.
-/// - **Errors.** A panicking item fails alone: `imap_f` yields its
-///   [`Error::Panic`] in its place and the other items' results around it,
+/// - **Errors.** A failing item fails alone (a panic in the function or in
+///   its argument's `Deserialize` or result's `Serialize`, an argument that
+///   does not decode): `imap_f` yields its [`Error::Panic`] (or
+///   [`Error::Decode`], [`Error::Encode`]) in its place and the other
+///   items' results around it,
 ///   while `map_f` / `map_async_f` return the first error in input order. A
 ///   worker that dies running a chunk fails that chunk's items with
 ///   [`Error::WorkerDied`].
@@ -366,12 +372,16 @@ pub use procpool_macros::main;
 #[cfg(target_os = "linux")]
 pub fn init() {
     process::mark_initialized(false);
-    if let Some(server) = process::take_fork_server() {
+    match process::take_fork_server() {
         // Returns only in a worker it forked.
-        worker::run(server.serve(), worker::Exit::Process)
+        Ok(Some(server)) => worker::run(server.serve(), worker::Exit::Process),
+        Ok(None) => {}
+        Err(why) => process::refuse_start(&why),
     }
-    if let Some(channel) = process::take_worker_channel() {
-        worker::run(channel, worker::Exit::Process)
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::run(channel, worker::Exit::Process),
+        Ok(None) => {}
+        Err(why) => process::refuse_start(&why),
     }
     process::launch_fork_server();
 }
@@ -435,12 +445,15 @@ pub fn is_worker() -> bool {
 #[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
-    if let Some(server) = process::take_fork_server() {
-        worker::serve_at_exit(worker::Deferred::Forks(server));
-    } else if let Some(channel) = process::take_worker_channel() {
-        worker::serve_at_exit(worker::Deferred::Channel(channel));
-    } else {
-        process::launch_fork_server();
+    match process::take_fork_server() {
+        Ok(Some(server)) => return worker::serve_at_exit(worker::Deferred::Forks(server)),
+        Ok(None) => {}
+        Err(why) => process::refuse_start(&why),
+    }
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::serve_at_exit(worker::Deferred::Channel(channel)),
+        Ok(None) => process::launch_fork_server(),
+        Err(why) => process::refuse_start(&why),
     }
 }
 
@@ -467,12 +480,17 @@ macro_rules! enable_test_support {
     () => {
         // SAFETY: this runs before `main`, in no guaranteed order with other
         // constructors. It is sound because `__init_test_harness` only stores
-        // atomics, reads and removes a few environment variables (libc's
-        // environ is ready before constructors run, and no other thread
-        // exists yet to race the removal); in a worker (or the fork server)
-        // it stores its channel in a static behind its own uncontended mutex
-        // and registers an atexit hook; in the test binary itself it starts
-        // the fork server with posix_spawn (a process, not a thread). It
+        // atomics, reads the program's arguments (std captures them in an
+        // init_array entry of higher priority, which runs first), reads and
+        // removes a few environment variables (libc's environ is ready before
+        // constructors run, and no other thread exists yet to race the
+        // removal), and inspects one descriptor (fstat, fcntl, getsockopt).
+        // In a worker it maps its channel and, like the fork server, stores
+        // what it will serve in a static behind its own uncontended mutex and
+        // registers an atexit hook; a process started as a worker (or the
+        // fork server) whose descriptor is wrong writes one line to stderr
+        // and `_exit`s; in the test binary itself it starts the fork server
+        // with posix_spawn (a process, not a thread). It
         // spawns no thread, panics on no path, and reads no other crate's
         // statics (the task registry is read later, from the hook), so the
         // constructor order cannot matter.

@@ -22,6 +22,9 @@ pub(crate) struct Limits {
     pub(crate) max_frame: usize,
     /// How long a new worker may take to report ready.
     pub(crate) start_timeout: Duration,
+    /// How long a frame that began to arrive may stop arriving (and a
+    /// request being written may stop being taken in).
+    pub(crate) stall_timeout: Duration,
 }
 
 /// Starts workers.
@@ -50,9 +53,12 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` for it to start
     /// (`None`: until the worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError>;
-    /// Whether the worker has read everything sent to it so far. A call it
-    /// has not read whole has not started.
-    fn all_read(&mut self) -> bool;
+    /// Whether the worker has not yet read everything sent to it. A call it
+    /// has not read whole has not started (after a single call timed out,
+    /// or its worker died, `true` means that call never started).
+    fn unread_requests(&mut self) -> bool {
+        false
+    }
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;
@@ -65,26 +71,44 @@ pub(crate) trait Link: Send {
     fn finish(self: Box<Self>, grace: Duration) -> ExitInfo;
 }
 
+/// The worker a [`KillSwitch`] can stop: its pid (the number of its
+/// process group) and its pidfd.
+pub(crate) struct Target {
+    pid: u32,
+    pidfd: Arc<OwnedFd>,
+}
+
+impl Target {
+    pub(crate) fn new(pid: u32, pidfd: Arc<OwnedFd>) -> Target {
+        Target { pid, pidfd }
+    }
+
+    /// SIGKILL to the worker and its process group (see `sys::kill_worker`).
+    fn kill(&self) {
+        crate::sys::kill_worker(self.pid, self.pidfd.as_fd());
+    }
+}
+
 /// Lets any thread stop whichever worker a pool slot currently runs. It
-/// holds the worker's pidfd, so a kill can never reach another process that
-/// inherited a reused pid.
+/// signals through the worker's pidfd, so a kill can never reach another
+/// process that inherited a reused pid.
 #[derive(Default)]
 pub(crate) struct KillSwitch {
-    pidfd: std::sync::Mutex<Option<Arc<OwnedFd>>>,
-    /// Set (under the `pidfd` lock) by `terminate`: from then on no worker
+    target: std::sync::Mutex<Option<Target>>,
+    /// Set (under the `target` lock) by `terminate`: from then on no worker
     /// may be started for this slot, so a terminated pool never spawns again.
     closed: std::sync::atomic::AtomicBool,
 }
 
 impl KillSwitch {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<OwnedFd>>> {
-        self.pidfd.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Target>> {
+        self.target.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Kills the current worker, if any.
+    /// Kills the current worker (and its process group), if any.
     pub(crate) fn kill(&self) {
-        if let Some(pidfd) = &*self.lock() {
-            crate::sys::pidfd_kill(pidfd.as_fd());
+        if let Some(target) = &*self.lock() {
+            target.kill();
         }
     }
 
@@ -93,10 +117,10 @@ impl KillSwitch {
     /// a start either ran before (and its worker is killed here) or sees
     /// the flag and spawns nothing.
     pub(crate) fn close_and_kill(&self) {
-        let pidfd = self.lock();
+        let target = self.lock();
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(pidfd) = &*pidfd {
-            crate::sys::pidfd_kill(pidfd.as_fd());
+        if let Some(target) = &*target {
+            target.kill();
         }
     }
 

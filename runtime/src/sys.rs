@@ -1,25 +1,30 @@
-//! Everything OS-specific: starting a worker (`posix_spawn`), waiting on a
-//! worker, signals, memory hints; shared memory and futexes in [`shm`],
-//! pidfds and epoll in [`pidfd`]. A port to another OS replaces this module;
+//! Everything OS-specific: starting a worker (`posix_spawn`), the worker
+//! process, signals, memory hints; shared memory and futexes in [`shm`],
+//! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], and
+//! in [`channel`] what a process started as a worker or fork server checks
+//! of what its parent left it. A port to another OS replaces this module;
 //! nothing else calls `libc` or `rustix`. It imports nothing from the rest
 //! of the crate: it is the bottom layer.
 //!
 //! System calls go through `rustix` where it has them (safe wrappers, raw
 //! syscalls, no libc in between): pidfds, `poll`, `epoll`, `waitpid`,
-//! `prctl`, `kill`, `fstat`, `fcntl`, `memfd`, `mmap`, futexes, `madvise`.
-//! `posix_spawn`, `atexit`, `_exit`, `mallopt` and `malloc_trim` are libc's
-//! own and stay `libc` calls.
+//! `prctl`, `kill`, `fstat`, `fcntl`, socket options, `sendmsg`/`recvmsg`,
+//! `memfd`, `mmap`, futexes, `madvise`. `posix_spawn`, `fork`, `signalfd`,
+//! `atexit`, `_exit`, `signal`, `mallopt` and `malloc_trim` are libc's own
+//! (or missing from rustix) and stay `libc` calls.
 
+mod channel;
 mod fork;
 mod pidfd;
 mod shm;
 
+pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
-    affinity, child_signals, drain_signals, fork, message_pair, reap_any, recv_message,
-    rename_arg, send_message, set_affinity, set_up_child, stdio_to_null, thread_count,
-    wait_readable,
+    affinity, child_signals, drain_signals, fork, lead_process_group, message_pair, reap_any,
+    recv_message, rename_arg, send_message, set_affinity, set_up_child, stdio_to_null,
+    thread_count, wait_readable,
 };
-pub(crate) use pidfd::{pidfd_kill, pidfd_open, pidfd_wait, Epoll};
+pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
@@ -34,8 +39,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use rustix::mm::Advice;
-use rustix::process::{Signal, WaitOptions};
 use rustix::process::Pid;
+use rustix::process::{Signal, WaitOptions};
 
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
@@ -119,9 +124,16 @@ pub(crate) fn spawn_worker(
             libc::sigemptyset(&mut defaults);
             libc::sigaddset(&mut defaults, libc::SIGPIPE);
             check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
+            // Its own process group (numbered by its pid): a terminal's
+            // Ctrl-C (SIGINT to the foreground group) reaches the program,
+            // not its workers, and killing the group kills what a task
+            // started along with the worker (see `kill`).
+            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
             check(libc::posix_spawnattr_setflags(
                 &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+                (libc::POSIX_SPAWN_SETSIGMASK
+                    | libc::POSIX_SPAWN_SETSIGDEF
+                    | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
             ))?;
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(
@@ -229,9 +241,9 @@ impl WorkerProcess {
         }
     }
 
-    /// SIGKILL, through the pidfd.
+    /// SIGKILL to it and its process group (see [`kill_worker`]).
     pub(crate) fn kill(&mut self) {
-        pidfd_kill(self.pidfd.as_fd());
+        kill_worker(self.id(), self.pidfd.as_fd());
     }
 }
 
@@ -250,6 +262,18 @@ pub(crate) fn die_with_parent(parent: u32) {
 /// lives as long as the process).
 pub(crate) fn is_main_thread() -> bool {
     rustix::thread::gettid() == rustix::process::getpid()
+}
+
+/// In a worker: lets tasks write to the terminal even under `stty tostop`.
+/// A worker leads its own process group (see [`spawn_worker`]), which is
+/// never the terminal's foreground group, and such a write would stop it
+/// with SIGTTOU; a process that ignores SIGTTOU writes as usual. (Processes
+/// a task starts inherit the setting.)
+pub(crate) fn allow_terminal_output() {
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+    }
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
@@ -273,10 +297,32 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
-/// child, so the number cannot have been reused.
+/// Sends SIGKILL to the worker behind `pidfd` and, while it is alive, to
+/// its process group `pid`, which it leads (see [`spawn_worker`]): the
+/// processes its tasks started die with it, unless they left the group. A
+/// worker that ended is left alone (its pidfd names no other process). The
+/// group's number could be reused only once the worker is reaped and every
+/// member of the group has ended, and the kernel hands out pids in turn, so
+/// a reuse between the check and the kill would take the whole pid space to
+/// go round in that instant.
+pub(crate) fn kill_worker(pid: u32, pidfd: BorrowedFd<'_>) {
+    if pidfd_alive(pidfd) {
+        if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        }
+    }
+    pidfd_kill(pidfd);
+}
+
+/// Sends SIGKILL to worker `pid` and to its process group, which it leads
+/// (see [`spawn_worker`]): the processes its tasks started die with it,
+/// unless they left the group. The caller guarantees `pid` is its own
+/// unreaped child, so neither the pid nor the group's number (the kernel
+/// does not reuse a pid while a group bears it) can have been reused.
 pub(crate) fn kill(pid: u32) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        // The worker itself, in case a task moved it to another group.
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
 }

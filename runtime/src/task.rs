@@ -338,6 +338,11 @@ impl<'a> ArgsDecoder<'a> {
         codec::decode(&joined).map_err(CallError::DecodeArgs)
     }
 
+    /// How many bytes are left to decode.
+    pub(crate) fn rest_len(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Fails if bytes are left over: the caller sent other types.
     pub fn finish(self) -> Result<(), CallError> {
         let left = self.rest.len() + self.tail.as_ref().map_or(0, Vec::len);

@@ -91,3 +91,22 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// In a worker: writes `bytes` raw into its task channel (the reply ring of
+/// its shared memory), ahead of the reply to the call running now, where
+/// the parent expects only the worker's replies.
+pub fn write_to_channel(bytes: &[u8]) {
+    procpool::__private::write_raw_reply(bytes).unwrap();
+}
+
+/// Waits up to `within` for process `pid` to be gone.
+pub fn gone_within(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}

@@ -26,6 +26,8 @@ pub(crate) enum Action {
     Hang,
     /// Answers with a frame that is no reply.
     Garbage,
+    /// Begins a reply and stops in the middle of it, alive.
+    Stall,
 }
 
 /// Decides what a fake worker does with a call of `task` on `args`.
@@ -221,6 +223,11 @@ impl FakeLink {
             Action::ReplyAfter(after, bytes) => self.inbox.push_back((due(after), value(&bytes))),
             Action::Die => self.state = State::Dead,
             Action::Hang => self.state = State::Hung,
+            Action::Stall => {
+                // An empty "frame" stands for the stalled one (see `recv`).
+                self.inbox.push_back((due(Duration::ZERO), Vec::new()));
+                self.state = State::Hung;
+            }
             Action::Garbage => {
                 let hello = wire::encode_reply(&Reply::Hello { pid: self.pid });
                 self.inbox.push_back((due(Duration::ZERO), hello));
@@ -257,8 +264,11 @@ impl Link for FakeLink {
         loop {
             if let Some((due, _)) = self.inbox.front() {
                 if *due <= Instant::now() {
-                    let reply = self.inbox.pop_front().expect("a reply is due").1;
-                    return Ok(Frame::plain(reply));
+                    let frame = self.inbox.pop_front().expect("a reply is due").1;
+                    if frame.is_empty() {
+                        return Err(FrameError::Stalled(Duration::from_millis(1)));
+                    }
+                    return Ok(Frame::plain(frame));
                 }
             } else if self.gone() {
                 return Err(FrameError::Closed);
@@ -271,11 +281,6 @@ impl Link for FakeLink {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-    }
-
-    fn all_read(&mut self) -> bool {
-        // The fake takes each request whole as it is sent.
-        true
     }
 
     fn has_exited(&mut self) -> bool {

@@ -22,10 +22,13 @@ impl HandChannel {
         let settings = Settings {
             ring_bytes: shm::DEFAULT_RING_BYTES,
             max_frame,
+            maker: std::process::id(),
         };
-        let (memfd, map) =
-            SharedMap::create(super::CHANNEL_NAME, shm::total_bytes(settings.ring_bytes))?;
-        let endpoint = Endpoint::parent(Arc::new(map), settings, Arc::new(AtomicBool::new(false)));
+        let name = std::ffi::CString::new(super::CHANNEL_NAME).unwrap_or_default();
+        let (memfd, map) = SharedMap::create(&name, shm::total_bytes(settings.ring_bytes))?;
+        let stall = Duration::from_secs(10);
+        let dead = Arc::new(AtomicBool::new(false));
+        let endpoint = Endpoint::parent(Arc::new(map), settings, stall, dead);
         Ok(HandChannel { endpoint, memfd })
     }
 

@@ -1,5 +1,8 @@
 //! The parent's end of one running worker: its channel, its process, and
-//! its entry in the death watch.
+//! its entry in the death watch. Every wait on the channel ends when the
+//! worker dies, and a frame that began to arrive (or to be written) must
+//! keep moving: the ring's waits in the middle of a frame end after the
+//! pool's stall limit (see [`crate::shm`]).
 
 use std::os::fd::AsFd;
 use std::sync::atomic::AtomicBool;
@@ -69,8 +72,8 @@ impl Link for ShmLink {
         self.endpoint.recv(timeout)
     }
 
-    fn all_read(&mut self) -> bool {
-        self.endpoint.all_consumed()
+    fn unread_requests(&mut self) -> bool {
+        !self.endpoint.all_consumed()
     }
 
     fn has_exited(&mut self) -> bool {

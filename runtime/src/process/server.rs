@@ -21,7 +21,7 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use super::fork_wire::{Answer, Request, MAX_REQUEST};
-use super::{WorkerChannel, CHANNEL_FD, ENV_PARENT_PID};
+use super::{WorkerChannel, CHANNEL_FD, EXIT_NOT_A_WORKER};
 use crate::sys;
 
 /// Set in the fork server's environment: the fd of its socket.
@@ -32,36 +32,24 @@ pub(super) const SERVER_FD: RawFd = 3;
 /// The fork server's end of its socket, before it serves.
 pub(crate) struct ForkServer {
     sock: OwnedFd,
-}
-
-/// In the fork server: its socket, with its variables removed from the
-/// environment (the workers it forks must not see them). `None` in any other
-/// process.
-pub(crate) fn take_fork_server() -> Option<ForkServer> {
-    let fd: RawFd = std::env::var(ENV_SERVER_FD).ok()?.parse().ok()?;
-    if let Some(parent) = std::env::var(ENV_PARENT_PID)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        sys::die_with_parent(parent);
-    }
-    std::env::remove_var(ENV_SERVER_FD);
-    std::env::remove_var(ENV_PARENT_PID);
-    if fd != SERVER_FD {
-        sys::exit_immediately(70);
-    }
-    // SAFETY: the parent left the socket at this fd for this process alone,
-    // and only this call takes it.
-    Some(ForkServer {
-        sock: unsafe { OwnedFd::from_raw_fd(fd) },
-    })
+    /// The pool's process: the maker of every channel it forks a worker for.
+    parent: u32,
 }
 
 impl ForkServer {
+    /// The server's socket at `fd` (checked by the caller), for `parent`.
+    pub(super) fn new(fd: RawFd, parent: u32) -> ForkServer {
+        // SAFETY: the parent left the socket at this fd for this process
+        // alone (the caller checked it is that socket), and only this call
+        // takes it.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        ForkServer { sock, parent }
+    }
+
     /// Serves fork requests until the parent goes away, then exits. Returns
     /// only in a forked worker: the channel it is to serve.
     pub(crate) fn serve(self) -> WorkerChannel {
-        let sock = self.sock;
+        let ForkServer { sock, parent } = self;
         let say = |answer: Answer| {
             // The parent gone: nothing to serve.
             if sys::send_message(sock.as_fd(), &answer.encode(), &[]).is_err() {
@@ -113,7 +101,7 @@ impl ForkServer {
                 let Some(request) = Request::decode(&buf[..len]) else {
                     continue;
                 };
-                if let Some(channel) = fork_one(&sock, request, fds, &mut workers) {
+                if let Some(channel) = fork_one(&sock, parent, request, fds, &mut workers) {
                     // In the worker: these fds were closed with the rest.
                     std::mem::forget(sock);
                     std::mem::forget(signals);
@@ -128,6 +116,7 @@ impl ForkServer {
 /// stderr). In the child, returns its channel; in the server, answers.
 fn fork_one(
     sock: &OwnedFd,
+    parent: u32,
     request: Request,
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
@@ -152,7 +141,7 @@ fn fork_one(
     // the child goes straight on to set itself up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
-            let channel = become_worker(request, server, channel, stdout, stderr);
+            let channel = become_worker(request, server, parent, channel, stdout, stderr);
             // Closed with every fd above the channel's.
             fds.into_iter().for_each(std::mem::forget);
             Some(channel)
@@ -182,17 +171,21 @@ fn fork_one(
 const EINVAL: i32 = 22;
 
 /// In a forked child: takes the request's fds, environment, working
-/// directory and CPU affinity, and dies with the server; returns the channel.
+/// directory and CPU affinity, leads a process group of its own, and dies
+/// with the server; returns the channel (made by `parent`, checked).
 fn become_worker(
     request: Request,
     server: u32,
+    parent: u32,
     channel: &OwnedFd,
     stdout: &OwnedFd,
     stderr: &OwnedFd,
 ) -> WorkerChannel {
     sys::die_with_parent(server);
+    // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
+    sys::lead_process_group();
     if sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()).is_err() {
-        sys::exit_immediately(70);
+        sys::exit_immediately(EXIT_NOT_A_WORKER);
     }
     let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
     for key in keys {
@@ -208,5 +201,8 @@ fn become_worker(
     sys::set_affinity(&request.affinity);
     super::set_worker_index(request.index as usize);
     super::name_forked_worker();
-    WorkerChannel { fd: CHANNEL_FD }
+    match super::adopt_channel(CHANNEL_FD, parent) {
+        Ok(channel) => channel,
+        Err(why) => super::refuse_start(&format!("forked as a worker, but {why}")),
+    }
 }

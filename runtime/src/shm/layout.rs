@@ -43,6 +43,8 @@ pub(crate) struct Control {
     magic: AtomicU64,
     ring_bytes: AtomicU64,
     max_frame: AtomicU64,
+    /// The pid of the process that made the channel (the pool's).
+    maker: AtomicU64,
     pub(crate) req_head: Line<AtomicU64>,
     pub(crate) req_tail: Line<AtomicU64>,
     pub(crate) rep_head: Line<AtomicU64>,
@@ -65,6 +67,8 @@ pub(crate) fn total_bytes(ring_bytes: usize) -> usize {
 pub(crate) struct Settings {
     pub(crate) ring_bytes: usize,
     pub(crate) max_frame: usize,
+    /// The pid of the process that made the channel.
+    pub(crate) maker: u32,
 }
 
 impl Control {
@@ -82,6 +86,7 @@ impl Control {
         assert!(settings.ring_bytes.is_power_of_two() && settings.ring_bytes >= MIN_RING_BYTES);
         self.ring_bytes.store(settings.ring_bytes as u64, Relaxed);
         self.max_frame.store(settings.max_frame as u64, Relaxed);
+        self.maker.store(u64::from(settings.maker), Relaxed);
         self.magic.store(MAGIC, Relaxed);
     }
 
@@ -104,9 +109,11 @@ impl Control {
                 "the task channel's rings ({ring_bytes} bytes each) do not fit its {len} bytes"
             ));
         }
+        let maker = u32::try_from(self.maker.load(Relaxed)).unwrap_or(0);
         Ok(Settings {
             ring_bytes,
             max_frame,
+            maker,
         })
     }
 }
@@ -122,4 +129,15 @@ pub(crate) fn offsets() -> [(&'static str, usize); 6] {
         ("parent_seq", std::mem::offset_of!(Control, parent)),
         ("rings", CONTROL_BYTES),
     ]
+}
+
+/// In a worker: the pid of the process that made the channel in `map`,
+/// once its control page checks out.
+pub(crate) fn maker(map: &crate::sys::SharedMap) -> Result<u32, String> {
+    if map.len() < CONTROL_BYTES {
+        return Err(format!("the channel is {} bytes", map.len()));
+    }
+    // SAFETY: a live mapping of at least a control page, page-aligned.
+    let control = unsafe { Control::at(map.base()) };
+    control.settings(map.len()).map(|settings| settings.maker)
 }

@@ -8,5 +8,5 @@ pub(crate) mod layout;
 pub(crate) mod ring;
 mod spin;
 
-pub(crate) use layout::{offsets, total_bytes, Settings, DEFAULT_RING_BYTES};
-pub(crate) use ring::{set_stall_limit, wake_parent, Endpoint};
+pub(crate) use layout::{maker, offsets, total_bytes, Settings, DEFAULT_RING_BYTES};
+pub(crate) use ring::{wake_parent, Endpoint};

@@ -23,7 +23,7 @@
 //!   sees a protocol error), a frame length is checked against the limit
 //!   before anything is reserved, buffers grow only as bytes arrive, and the
 //!   rest of a started frame, or room to write one, is awaited at most
-//!   [`STALL_MS`] at a time.
+//!   the stall limit at a time.
 
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering::*};
 use std::sync::Arc;
@@ -42,16 +42,6 @@ const CHUNK: u64 = 256 << 10;
 const SIGNAL_EVERY: u64 = 64 << 10;
 /// A buffer grown by at least this much asks for huge pages (fewer faults).
 const HUGE_HINT: usize = 2 << 20;
-/// How long the parent waits for the rest of a frame whose first bytes
-/// arrived, or for room to write the rest of its own, before it gives the
-/// worker up as broken (milliseconds; tests may shorten it).
-static STALL_MS: AtomicU64 = AtomicU64::new(10_000);
-
-/// Sets how long a frame may stall (see [`STALL_MS`]), for channels made
-/// from now on.
-pub(crate) fn set_stall_limit(limit: Duration) {
-    STALL_MS.store(limit.as_millis().max(1) as u64, Relaxed);
-}
 
 /// Which end of the channel this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +98,18 @@ unsafe impl Send for Endpoint {}
 impl Endpoint {
     /// The parent's end of a fresh channel in `map` (of
     /// [`super::total_bytes`]`(settings.ring_bytes)` bytes, zeroed): writes
-    /// the control page. `dead` is the flag the death watch sets.
-    pub(crate) fn parent(map: Arc<SharedMap>, settings: Settings, dead: Arc<AtomicBool>) -> Self {
+    /// the control page. The rest of a frame that began to arrive, or room
+    /// for the rest of one being written, is awaited at most `stall` at a
+    /// time. `dead` is the flag the death watch sets.
+    pub(crate) fn parent(
+        map: Arc<SharedMap>,
+        settings: Settings,
+        stall: Duration,
+        dead: Arc<AtomicBool>,
+    ) -> Self {
         assert!(map.len() >= super::total_bytes(settings.ring_bytes));
         // SAFETY: a live mapping of at least a control page, page-aligned.
         unsafe { Control::at(map.base()) }.init(settings);
-        let stall = Duration::from_millis(STALL_MS.load(Relaxed));
         Endpoint::new(map, Side::Parent, settings, dead, Some(stall))
     }
 

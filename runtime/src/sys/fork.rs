@@ -199,6 +199,12 @@ pub(crate) fn set_up_child(
     Ok(())
 }
 
+/// In a forked worker: makes it the leader of a process group of its own
+/// (numbered by its pid), as `posix_spawn` does for a spawned one.
+pub(crate) fn lead_process_group() {
+    let _ = rustix::process::setpgid(None, None);
+}
+
 /// This thread's CPU affinity as bytes (a `cpu_set_t`).
 pub(crate) fn affinity() -> Vec<u8> {
     // SAFETY: `cpu_set_t` is plain bits; sched_getaffinity fills it.

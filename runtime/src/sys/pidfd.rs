@@ -26,6 +26,11 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) {
     let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
 }
 
+/// Whether the process behind `pidfd` has not ended yet.
+pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    !pidfd_wait(pidfd, Some(Duration::ZERO))
+}
+
 /// Waits until the process behind `pidfd` has ended (true) or `timeout`
 /// passed (false). `Some(ZERO)` only looks.
 pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {

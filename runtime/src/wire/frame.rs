@@ -64,9 +64,12 @@ pub(crate) enum FrameError {
     TooLarge { len: usize, max: usize },
     /// The read timed out (only with a read timeout set).
     TimedOut,
+    /// A frame began to arrive, then nothing more came for this long while
+    /// the peer lived on (or the peer took in none of one being written).
+    Stalled(std::time::Duration),
     /// The peer broke the channel's protocol (an impossible index in shared
-    /// memory, a frame that stalled half-way), or the frame cannot be held
-    /// (no memory): nothing more can be read.
+    /// memory), or the frame cannot be held (no memory): nothing more can be
+    /// read.
     Broken(String),
 }
 
@@ -81,6 +84,9 @@ impl std::fmt::Display for FrameError {
                 write!(f, "a frame of {len} bytes exceeds the limit of {max} bytes")
             }
             FrameError::TimedOut => f.write_str("timed out"),
+            FrameError::Stalled(after) => {
+                write!(f, "a frame stopped arriving for {after:?} in the middle")
+            }
             FrameError::Broken(why) => f.write_str(why),
         }
     }

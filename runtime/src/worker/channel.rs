@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use crate::process::WorkerChannel;
 use crate::shm::Endpoint;
-use crate::sys::SharedMap;
 use crate::wire::{Frame, FrameError};
 
 static CHANNEL: Mutex<Option<Endpoint>> = Mutex::new(None);
 
-/// Maps the channel the parent left and keeps its end here; returns the
-/// frame limit the parent set.
+/// Keeps the worker's end of the channel the parent left (checked and
+/// mapped) here; returns the frame limit the parent set.
 pub(super) fn adopt(channel: WorkerChannel) -> Result<usize, String> {
-    let map = SharedMap::adopt(channel.fd).map_err(|e| e.to_string())?;
-    let endpoint = Endpoint::worker(Arc::new(map))?;
+    let endpoint = Endpoint::worker(Arc::new(channel.map))?;
     let max_frame = endpoint.max_frame();
     *CHANNEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
     Ok(max_frame)

@@ -91,6 +91,7 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
         }
     };
     panic::install_panic_hook();
+    sys::allow_terminal_output();
     sys::tune_worker_allocator();
     if let Err(e) = registry::validate() {
         fatal(e.to_string());

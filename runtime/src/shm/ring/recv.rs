@@ -115,7 +115,7 @@ impl Endpoint {
     }
 
     /// Receives one frame. `timeout` bounds the wait for its first byte
-    /// (`None`: no limit); the parent waits at most [`STALL_MS`] at a time for
+    /// (`None`: no limit); the parent waits at most its stall limit at a time for
     /// the rest. After the worker died, frames it completed are still read,
     /// then [`FrameError::Closed`].
     pub(crate) fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
@@ -191,12 +191,12 @@ impl Endpoint {
                 FrameError::Truncated { expected, got }
             }
             (End::TimedOut, Some((expected, got))) => {
-                let why = format!(
-                    "a frame stalled for {:?} after {got} of {expected} bytes",
-                    self.stall.unwrap_or_default()
-                );
-                self.broken.get_or_insert(why.clone());
-                FrameError::Broken(why)
+                let stall = self.stall.unwrap_or_default();
+                // Where the next frame starts is lost.
+                self.broken.get_or_insert(format!(
+                    "a frame stalled for {stall:?} after {got} of {expected} bytes"
+                ));
+                FrameError::Stalled(stall)
             }
             (End::Broken(why), _) => FrameError::Broken(why),
         }

@@ -39,14 +39,7 @@ impl Endpoint {
             if free == 0 {
                 self.publish();
                 let deadline = self.stall_deadline();
-                self.wait(WANT_SPACE, deadline, true, |s| s.tx_free() > 0)
-                    .map_err(|end| match end {
-                        End::TimedOut => End::Broken(format!(
-                            "the worker read none of a frame for {:?}",
-                            self.stall.unwrap_or_default()
-                        )),
-                        end => end,
-                    })?;
+                self.wait(WANT_SPACE, deadline, true, |s| s.tx_free() > 0)?;
                 free = self.tx_free();
             }
             let n = bytes.len().min(free as usize);
@@ -135,7 +128,15 @@ impl Endpoint {
     pub(super) fn send_error(&mut self, end: End) -> FrameError {
         match end {
             End::Dead | End::Closed => FrameError::Closed,
-            End::TimedOut => FrameError::TimedOut,
+            // (Only a wait for room has a deadline: the stall limit.)
+            End::TimedOut => {
+                let stall = self.stall.unwrap_or_default();
+                // A frame is half written: nothing more can go out.
+                self.broken.get_or_insert(format!(
+                    "the worker read none of a frame for {stall:?}"
+                ));
+                FrameError::Stalled(stall)
+            }
             End::Broken(why) => {
                 // A frame may be half written: nothing more can go out.
                 self.broken.get_or_insert(why.clone());

@@ -1,0 +1,122 @@
+//! Starting a worker: its channel, its process (forked by the fork server,
+//! or spawned), and its first message.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::child::Child;
+use super::link::ShmLink;
+use super::{forkserver, worker_args, CHANNEL_FD, CHANNEL_NAME, ENV_CHANNEL_FD};
+use super::{ENV_PARENT_PID, ENV_WORKER_INDEX};
+use crate::error::Error;
+use crate::link::{Backend, KillSwitch, Limits, Link, Target};
+use crate::shm::{self, Endpoint, Settings};
+use crate::sys::{self, SharedMap};
+use crate::wire::{self, FrameError, Reply};
+
+/// Starts workers: copies of this program, forked by the fork server or
+/// re-executed.
+pub(crate) struct ProcessBackend {
+    exe: PathBuf,
+    argv0: std::ffi::OsString,
+}
+
+impl ProcessBackend {
+    pub(crate) fn new() -> Self {
+        let argv0 = std::env::args_os()
+            .next()
+            .unwrap_or_else(|| "procpool-worker".into());
+        ProcessBackend {
+            exe: sys::worker_executable(),
+            argv0,
+        }
+    }
+
+    /// Starts a worker with `posix_spawn`: this program with `env` added and
+    /// `channel` at [`CHANNEL_FD`].
+    fn spawn(&self, env: &[(&str, String)], channel: BorrowedFd<'_>) -> Result<Child, String> {
+        let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
+        argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
+        sys::spawn_worker(&self.exe, &argv, env, channel, CHANNEL_FD)
+            .map(Child::from)
+            .map_err(|e| format!("could not execute {}: {e}", self.exe.display()))
+    }
+}
+
+impl Backend for ProcessBackend {
+    fn start(
+        &self,
+        kill: &Arc<KillSwitch>,
+        limits: Limits,
+        slot: usize,
+    ) -> Result<Box<dyn Link>, Error> {
+        let start_error = |message: String| Error::WorkerStart {
+            task: String::new(),
+            message,
+        };
+        let settings = Settings {
+            ring_bytes: shm::DEFAULT_RING_BYTES,
+            max_frame: limits.max_frame,
+            maker: std::process::id(),
+        };
+        let name = std::ffi::CString::new(CHANNEL_NAME).unwrap_or_default();
+        let (memfd, map) = SharedMap::create(&name, shm::total_bytes(settings.ring_bytes))
+            .map_err(|e| start_error(format!("could not make its channel: {e}")))?;
+        let map = Arc::new(map);
+        let dead = Arc::new(AtomicBool::new(false));
+        let endpoint = Endpoint::parent(map.clone(), settings, limits.stall_timeout, dead.clone());
+        let env = [
+            (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
+            (ENV_PARENT_PID, std::process::id().to_string()),
+            (ENV_WORKER_INDEX, slot.to_string()),
+        ];
+        let child = {
+            // Starting under the switch's lock publishes the pidfd before
+            // any other thread can look for it.
+            let mut target = kill.lock();
+            // Terminated: start nothing (checked under the lock `terminate`
+            // sets the flag under, so no worker outlives it).
+            if kill.is_closed() {
+                return Err(start_error("the pool was terminated".into()));
+            }
+            let child = match forkserver::fork_worker(memfd.as_fd(), slot) {
+                Ok(Some(forked)) => Child::from(forked),
+                Ok(None) => self.spawn(&env, memfd.as_fd()).map_err(start_error)?,
+                Err(e) => {
+                    log::debug!(target: "procpool", "the fork server could not fork: {e}");
+                    self.spawn(&env, memfd.as_fd()).map_err(start_error)?
+                }
+            };
+            *target = Some(Target::new(child.id(), child.pidfd().clone()));
+            child
+        };
+        drop(memfd);
+        let link = ShmLink::new(endpoint, child, dead, map, kill.clone());
+        hello(Box::new(link), limits.start_timeout).map_err(start_error)
+    }
+}
+
+/// Waits for a new worker's first message; on anything but its hello, ends
+/// it and says why.
+fn hello(mut link: Box<ShmLink>, start_timeout: Duration) -> Result<Box<dyn Link>, String> {
+    let pid = link.pid();
+    let first = link.recv(Some(start_timeout));
+    let why = match first.map(wire::parse_reply) {
+        Ok(Ok(Reply::Hello { .. })) => return Ok(link),
+        Ok(Ok(Reply::Fatal { message })) => message,
+        Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
+        Ok(Err(e)) => e,
+        Err(FrameError::TimedOut) => format!("it sent nothing within {start_timeout:?}"),
+        Err(FrameError::Broken(why)) => why,
+        Err(_) => "it ended".to_string(),
+    };
+    let status = link.finish(Duration::ZERO);
+    Err(format!(
+        "worker {pid} failed before it was ready ({why}; {status}). \
+         Does the program call procpool::init() first in main, \
+         or procpool::enable_test_support!() in a test binary?"
+    ))
+}
