@@ -8,9 +8,9 @@
 //!   turns spinning off).
 //! - At most one thread fewer than there are CPUs spins at a time in one
 //!   process (none with one CPU), and none while the machine is crowded
-//!   (more threads runnable than this thread may use CPUs, from
-//!   `/proc/loadavg`, read at most every [`CROWD_CHECK`]): many waiters at
-//!   once (a large pool's workers and slot threads, other programs) would
+//!   (more than twice as many threads runnable as this thread may use CPUs,
+//!   from `/proc/loadavg`, read at most every [`CROWD_CHECK`]): many waiters
+//!   at once (a large pool's workers and slot threads, other programs) would
 //!   otherwise take the CPUs their peers need to answer.
 //! - A spin for a new frame that ends without one is a miss: after k misses
 //!   in a row the next 2^k − 1 such waits (at most 255) skip the spin; a hit
@@ -131,13 +131,13 @@ impl Spinner {
         })
     }
 
-    /// Whether more threads are runnable than there are CPUs to spin on
-    /// (looked at every [`CROWD_CHECK`] at most).
+    /// Whether more than twice as many threads are runnable as there are
+    /// CPUs to spin on (looked at every [`CROWD_CHECK`] at most).
     fn is_crowded(&mut self) -> bool {
         let now = std::time::Instant::now();
         if self.next_look.is_none_or(|at| now >= at) {
             self.next_look = Some(now + CROWD_CHECK);
-            self.crowded = sys::runnable_threads().is_some_and(|n| n > self.spinners + 1);
+            self.crowded = sys::runnable_threads().is_some_and(|n| n > 2 * (self.spinners + 1));
         }
         self.crowded
     }
