@@ -210,6 +210,8 @@ linux_only! {
     mod map;
     mod pool;
     mod process;
+    #[cfg(feature = "redis")]
+    mod redis;
     mod registry;
     mod result;
     mod sys;
@@ -217,12 +219,14 @@ linux_only! {
     mod wire;
     mod worker;
 
-    pub use error::{Error, ErrorKind, ExitInfo};
+    pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
     #[cfg(feature = "json")]
     pub use json::Json;
     pub use map::imap::{Imap, ImapUnordered};
     pub use map::MapOptions;
     pub use pool::{Pool, PoolBuilder};
+    #[cfg(feature = "redis")]
+    pub use redis::{Node, NodeBuilder};
     pub use registry::{registry, TaskEntry};
     pub use cancel::CancelOutcome;
     pub use result::AsyncResult;
@@ -335,6 +339,15 @@ pub use procpool_macros::main;
 /// never returning: whatever `main` does after `init()` is the parent's work
 /// alone.
 ///
+/// Started with `PROCPOOL_NODE=redis://…` in its environment (feature
+/// `redis`), the program serves as a node of a distributed pool instead:
+/// `init()` starts a local pool of `PROCPOOL_PROCESSES` workers (default:
+/// the available parallelism), serves the queue `PROCPOOL_QUEUE` (default
+/// `procpool`) and never returns; if it cannot start (Redis unreachable),
+/// it prints why on stderr and exits with code 1. See [`Node`] for the same
+/// in code. A program built without the feature exits with code 2 and a
+/// message instead of ignoring `PROCPOOL_NODE`.
+///
 /// ```
 /// fn main() {
 ///     procpool::init();
@@ -346,6 +359,18 @@ pub fn init() {
     process::mark_initialized(false);
     if let Some(channel) = process::take_worker_channel() {
         worker::run(channel, worker::Exit::Process)
+    }
+    #[cfg(feature = "redis")]
+    if let Some(env) = process::take_node_env() {
+        redis::serve_from_env(env)
+    }
+    #[cfg(not(feature = "redis"))]
+    if process::is_node_env() {
+        eprintln!(
+            "procpool: PROCPOOL_NODE is set, but this program was built without procpool's \
+             `redis` feature, so it cannot serve as a node"
+        );
+        std::process::exit(2);
     }
 }
 

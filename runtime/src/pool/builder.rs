@@ -39,6 +39,9 @@ pub struct PoolBuilder {
     initializer: Option<Initializer>,
     /// Why the initializer's arguments could not be encoded, reported by `build`.
     initializer_error: Option<Error>,
+    /// Redis settings: calls go to nodes instead of local workers.
+    #[cfg(feature = "redis")]
+    pub(super) remote: Option<super::remote::RemoteBuilder>,
 }
 
 impl Default for PoolBuilder {
@@ -52,6 +55,8 @@ impl Default for PoolBuilder {
             start_timeout: Duration::from_secs(60),
             initializer: None,
             initializer_error: None,
+            #[cfg(feature = "redis")]
+            remote: None,
         }
     }
 }
@@ -178,15 +183,39 @@ impl PoolBuilder {
         self
     }
 
+    /// The settings only a pool with workers of its own has (a pool built
+    /// with `redis()` has none: its nodes' local pools have them), by name.
+    #[cfg(feature = "redis")]
+    pub(super) fn local_only_settings(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.processes.is_some() {
+            set.push("processes");
+        }
+        if self.max_tasks_per_child.is_some() {
+            set.push("max_tasks_per_child");
+        }
+        if self.max_memory_per_child.is_some() {
+            set.push("max_memory_per_child");
+        }
+        if self.initializer.is_some() || self.initializer_error.is_some() {
+            set.push("initializer");
+        }
+        set
+    }
+
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
+        #[cfg(feature = "redis")]
+        if self.remote.is_some() {
+            return self.build_remote();
+        }
         let config = Arc::new(self.validate()?);
         let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
         Ok(Pool::from_dispatcher(Arc::new(local), config))
     }
 
     /// Checks every setting, and the initializer against its registration.
-    fn validate(self) -> Result<Config, Error> {
+    pub(super) fn validate(self) -> Result<Config, Error> {
         if !process::is_initialized() {
             return Err(Error::NotInitialized);
         }
@@ -243,6 +272,8 @@ impl PoolBuilder {
             max_memory_per_child: self.max_memory_per_child,
             start_timeout: self.start_timeout,
             initializer: self.initializer,
+            #[cfg(feature = "redis")]
+            remote: None,
         })
     }
 }

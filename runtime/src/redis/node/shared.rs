@@ -1,0 +1,143 @@
+//! What a node's threads share: the calls claimed, the outcomes waiting to
+//! be settled, and who to wake when either changes.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use super::super::conn::{BrokerError, Conn};
+use super::super::entry::NodeCall;
+use super::super::failure::RemoteFailure;
+use super::super::keys::Keys;
+use super::local::LocalExecutor;
+use super::recent::Recent;
+use crate::pool::config::NodeConfig;
+
+/// A claimed call, and the identity it was claimed under.
+pub(super) struct Item {
+    pub(super) call: NodeCall,
+    pub(super) consumer: String,
+    pub(super) epoch: u64,
+}
+
+/// An outcome to settle in Redis.
+#[derive(Clone)]
+pub(super) struct Done {
+    pub(super) entry: String,
+    pub(super) consumer: String,
+    pub(super) caller: String,
+    pub(super) seq: u64,
+    pub(super) status: &'static str,
+    pub(super) body: Vec<u8>,
+}
+
+impl Done {
+    pub(super) fn of(item: &Item, outcome: Result<Vec<u8>, RemoteFailure>) -> Done {
+        let (status, body) = match outcome {
+            Ok(v) => ("v", v),
+            Err(f) => ("e", f.encode()),
+        };
+        Done {
+            entry: item.call.entry.clone(),
+            consumer: item.consumer.clone(),
+            caller: item.call.caller.clone(),
+            seq: item.call.seq,
+            status,
+            body,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) work: VecDeque<Item>,
+    /// Entry ids claimed and not yet settled in Redis.
+    pub(super) claimed: HashSet<String>,
+    pub(super) done: Vec<Done>,
+    /// Callers that terminated: their calls are not run.
+    pub(super) cancelled: HashSet<String>,
+    pub(super) runners_left: usize,
+    /// A runner is claiming (one at a time).
+    pub(super) reading: bool,
+}
+
+/// Counters, for logs and tests.
+#[derive(Default, Debug)]
+pub(super) struct Stats {
+    pub(super) ran: AtomicU64,
+    pub(super) delivered: AtomicU64,
+    pub(super) fenced: AtomicU64,
+    pub(super) dropped: AtomicU64,
+}
+
+pub(super) struct Shared {
+    pub(super) cfg: NodeConfig,
+    pub(super) keys: Keys,
+    pub(super) exec: LocalExecutor,
+    /// The node's current name, and how many it has had.
+    pub(super) identity: Mutex<(String, u64)>,
+    /// When this node last knew itself alive (a heartbeat succeeded).
+    pub(super) last_beat: Mutex<Instant>,
+    /// Makes beating and re-registering one step.
+    pub(super) beat_lock: Mutex<()>,
+    /// Held shared by every DELIVER (script and bookkeeping) and
+    /// exclusively by a recovery read (`XREADGROUP … 0` and bookkeeping),
+    /// so the pending list a recovery read returns is never older than
+    /// `claimed`: an entry settled by another runner during the read cannot
+    /// look new and run twice.
+    pub(super) settle_gate: RwLock<()>,
+    /// Outcomes settled in the last few seconds, delivered again (instead
+    /// of run again) if Redis lost the DELIVER and the entry reappears.
+    pub(super) recent: Mutex<Recent>,
+    pub(super) read: Mutex<super::claim::ReadSide>,
+    pub(super) state: Mutex<State>,
+    /// Runners wait here (for work, or a turn to claim); the deliverer
+    /// waits on `to_deliverer`.
+    pub(super) to_runners: Condvar,
+    pub(super) to_deliverer: Condvar,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) stats: Stats,
+}
+
+impl Shared {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// How many calls the node holds at most.
+    pub(super) fn capacity(&self) -> usize {
+        self.cfg.processes.max(1) + self.cfg.prefetch
+    }
+
+    /// Wakes whichever thread can now make progress.
+    pub(super) fn wake(&self, st: &State) {
+        if !st.work.is_empty() {
+            self.to_runners.notify_all();
+        } else if self.stopping() || (!st.reading && st.claimed.len() < self.capacity()) {
+            self.to_runners.notify_one();
+        }
+        if !st.done.is_empty() || st.runners_left == 0 {
+            self.to_deliverer.notify_one();
+        }
+    }
+
+    pub(super) fn identity(&self) -> (String, u64) {
+        self.identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(super) fn new_conn(&self) -> Result<Conn, BrokerError> {
+        Conn::new(
+            &self.cfg.broker.url,
+            self.cfg.broker.retry.clone(),
+            self.stop.clone(),
+        )
+    }
+}
