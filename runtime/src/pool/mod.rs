@@ -274,14 +274,12 @@ impl Pool {
         }
     }
 
-    /// Runs `call` and waits for its outcome: on the calling thread if a
-    /// worker is idle, else queued.
+    /// Runs `call` and waits for its outcome. Always through the queue, not
+    /// `apply`'s direct path: a queued or running call can be cancelled by
+    /// id ([`cancel_call`](Self::cancel_call)), one on the direct path
+    /// cannot.
     #[cfg(feature = "redis")]
     pub(crate) fn run_call(&self, call: Call) -> result::Outcome {
-        let call = match self.inner.dispatcher.run_here(call) {
-            Ok(outcome) => return outcome,
-            Err(call) => call,
-        };
         let (promise, result) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
         self.inner.dispatcher.submit(Job { call, promise });
         let outcome = result.wait_outcome();
