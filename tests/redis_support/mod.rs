@@ -232,12 +232,17 @@ impl RedisServer {
 
     /// The one key ending in `suffix` (`:tasks`, `:members`), if any.
     pub fn key(&self, suffix: &str) -> Option<String> {
-        let found: Vec<String> = self
-            .keys()
-            .into_iter()
-            .filter(|k| k.ends_with(suffix))
-            .collect();
-        assert!(found.len() <= 1, "several keys end in {suffix}: {found:?}");
+        self.key_where(|k| k.ends_with(suffix))
+    }
+
+    /// The one key containing `part` (`:res:`), if any.
+    pub fn key_with(&self, part: &str) -> Option<String> {
+        self.key_where(|k| k.contains(part))
+    }
+
+    fn key_where(&self, pick: impl Fn(&str) -> bool) -> Option<String> {
+        let found: Vec<String> = self.keys().into_iter().filter(|k| pick(k)).collect();
+        assert!(found.len() <= 1, "several such keys: {found:?}");
         found.into_iter().next()
     }
 
