@@ -345,6 +345,11 @@ pub enum BrokerReason {
     Forgotten,
     /// Redis's answer made no sense (a corrupt or foreign entry).
     Protocol,
+    /// No node of this program's build served the queue for the pool's
+    /// `node_wait` (nodes of another build may serve it: callers and nodes
+    /// must be built from the same code). The call never ran: it was
+    /// removed from Redis.
+    NoNode,
 }
 
 impl Error {

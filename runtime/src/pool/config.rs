@@ -80,6 +80,9 @@ pub(crate) struct Remote {
     pub(crate) batch: usize,
     /// The largest call arguments it sends (the pool's `max_frame_bytes`).
     pub(crate) max_frame: usize,
+    /// How long calls wait in Redis while no node of this build is up
+    /// before they fail (`BrokerReason::NoNode`).
+    pub(crate) node_wait: Duration,
     /// This caller's heartbeat time to live: silent for this long, it is
     /// forgotten by the cluster (its queued calls and results removed).
     pub(crate) caller_ttl: Duration,

@@ -15,6 +15,8 @@ use crate::redis::{build_id, RedisDispatcher, DEFAULT_QUEUE};
 pub(crate) const NODE_TTL: Duration = Duration::from_secs(3);
 /// How long a caller may be silent before the cluster forgets it.
 pub(crate) const CALLER_TTL: Duration = Duration::from_secs(30);
+/// How long calls wait for a node of their build by default.
+pub(crate) const NODE_WAIT: Duration = Duration::from_secs(60);
 /// How long operations retry an unreachable Redis by default.
 pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(15);
 
@@ -26,6 +28,7 @@ pub(crate) struct RemoteBuilder {
     redeliver: u32,
     max_in_flight: usize,
     retry: Duration,
+    node_wait: Duration,
 }
 
 impl PoolBuilder {
@@ -41,6 +44,7 @@ impl PoolBuilder {
             redeliver: 0,
             max_in_flight: 8192,
             retry: RETRY_BUDGET,
+            node_wait: NODE_WAIT,
         })
     }
 
@@ -169,6 +173,30 @@ impl PoolBuilder {
         self
     }
 
+    /// How long calls may wait in Redis while no node of this program's
+    /// build serves the queue (default 60 s): then the calls no node has
+    /// taken are removed from Redis and fail with [`Error::Broker`]
+    /// ([`BrokerReason::NoNode`](crate::BrokerReason::NoNode)), whose
+    /// message names the builds that do serve the queue, if any. Only with
+    /// [`redis`](Self::redis).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .redis("redis://127.0.0.1:6379/0")
+    ///     .node_wait(std::time::Duration::from_secs(600)) // nodes start slowly
+    ///     .build()?;
+    /// # drop(pool); Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn node_wait(mut self, limit: Duration) -> Self {
+        if self.remote.is_some() {
+            self.remote_mut().node_wait = limit;
+        }
+        self
+    }
+
     /// `build` for a pool with `redis` set: checks the settings, connects
     /// and registers.
     pub(super) fn build_remote(mut self) -> Result<Pool, Error> {
@@ -207,6 +235,7 @@ impl PoolBuilder {
             max_in_flight: remote.max_in_flight,
             batch: 256,
             max_frame: config.max_frame,
+            node_wait: remote.node_wait,
             caller_ttl: CALLER_TTL,
         };
         config.remote = Some(settings.clone());
