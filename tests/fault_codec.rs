@@ -154,3 +154,196 @@ fn a_result_the_caller_cannot_decode_is_a_decode_error() {
     drop(pool);
     assert_no_children();
 }
+
+/// A linked list: each node is two levels of nesting (the struct and its
+/// `Some`). Dropped iteratively, so that a test can hold a million nodes.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Nest {
+    v: u64,
+    next: Option<Box<Nest>>,
+}
+
+impl Drop for Nest {
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(mut node) = next {
+            next = node.next.take();
+        }
+    }
+}
+
+fn nest(nodes: u64) -> Nest {
+    let mut list = Nest { v: 0, next: None };
+    for v in 1..nodes {
+        list = Nest {
+            v,
+            next: Some(Box::new(list)),
+        };
+    }
+    list
+}
+
+/// The bytes of `nest(nodes)` with every `v` 0, built without the value.
+fn nest_bytes(nodes: usize) -> Vec<u8> {
+    let mut bytes = [0u8, 1].repeat(nodes - 1);
+    bytes.extend_from_slice(&[0, 0]);
+    bytes
+}
+
+#[pool_task]
+fn make_nest(nodes: u64) -> Nest {
+    nest(nodes)
+}
+
+#[pool_task]
+fn nest_len(list: Nest) -> u64 {
+    let mut len = 1;
+    let mut node = &list;
+    while let Some(next) = &node.next {
+        len += 1;
+        node = next;
+    }
+    len
+}
+
+/// Result bytes exactly as given: a tuple of bytes has no length prefix.
+#[derive(Debug)]
+struct Raw(Vec<u8>);
+
+impl Serialize for Raw {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = s.serialize_tuple(self.0.len())?;
+        for b in &self.0 {
+            tuple.serialize_element(b)?;
+        }
+        tuple.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Raw is only ever sent"))
+    }
+}
+
+#[pool_task]
+fn raw_result(bytes: Vec<u8>) -> Raw {
+    Raw(bytes)
+}
+
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20) // tokio's default for its worker threads
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn expect_too_deep<T: std::fmt::Debug>(result: Result<T, Error>, task: &str, side: &str) {
+    match result {
+        Err(Error::Encode {
+            task: t,
+            what,
+            message,
+        })
+        | Err(Error::Decode {
+            task: t,
+            what,
+            message,
+        }) => {
+            assert_eq!(t, task);
+            assert_eq!(what, side);
+            assert!(message.contains("deeper than 512 levels"), "{message}");
+        }
+        other => panic!("expected a nesting error, got {other:?}"),
+    }
+}
+
+/// A task returning a list 100,000 deep: the worker refuses to encode it
+/// (it survives), so the caller never decodes it, on any stack.
+#[test]
+fn a_result_nested_too_deep_is_an_encode_error_and_the_worker_survives() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    expect_too_deep(
+        apply_make_nest(&pool, 100_000),
+        "fault_codec::make_nest",
+        "result",
+    );
+    let shared = pool.clone();
+    let on_small = on_small_stack(move || apply_async_make_nest(&shared, 100_000).get());
+    expect_too_deep(on_small, "fault_codec::make_nest", "result");
+    // 255 nodes (510 levels) is within the limit, even on a 2 MiB stack.
+    let shared = pool.clone();
+    let within = on_small_stack(move || apply_make_nest(&shared, 255));
+    assert_eq!(within.unwrap(), nest(255));
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// Deep result bytes (as a damaged frame or a worker without the limit
+/// would send them) are a decode error in the caller, on its main thread
+/// and on a 2 MiB one, never a stack overflow.
+#[test]
+fn result_bytes_nested_too_deep_are_a_decode_error_on_any_stack() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let info = TaskInfo {
+        name: "fault_codec::raw_result",
+        signature: "",
+        fingerprint: 0,
+    };
+    let args = || ArgsEncoder::new().push(&nest_bytes(100_000)).finish();
+    expect_too_deep(
+        submit::<Nest>(&pool, &info, args()).get(),
+        "fault_codec::raw_result",
+        "result",
+    );
+    let deep = submit::<Nest>(&pool, &info, args());
+    expect_too_deep(
+        on_small_stack(move || deep.get()),
+        "fault_codec::raw_result",
+        "result",
+    );
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// An argument a million levels deep is refused while the caller encodes
+/// it; argument bytes 100,000 levels deep are refused by the worker, which
+/// survives.
+#[test]
+fn arguments_nested_too_deep_are_refused_on_both_sides() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let list = nest(1_000_000);
+    expect_too_deep(
+        apply_nest_len(&pool, list),
+        "fault_codec::nest_len",
+        "arguments",
+    );
+    let shared = pool.clone();
+    let on_small = on_small_stack(move || apply_nest_len(&shared, nest(1_000_000)));
+    expect_too_deep(on_small, "fault_codec::nest_len", "arguments");
+    let info = TaskInfo {
+        name: "fault_codec::nest_len",
+        signature: "",
+        fingerprint: 0,
+    };
+    expect_too_deep(
+        submit::<u64>(&pool, &info, Ok(nest_bytes(100_000))).get(),
+        "fault_codec::nest_len",
+        "arguments",
+    );
+    assert_eq!(apply_nest_len(&pool, nest(255)).unwrap(), 255);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}

@@ -5,10 +5,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
-
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, ExitInfo, Pool};
 use support::{assert_no_children, children, serial};
@@ -40,14 +36,12 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-/// Writes `bytes` raw onto this worker's task channel (fd 3), ahead of the
-/// reply the worker itself sends, then optionally exits.
+/// Writes `bytes` raw onto this worker's task channel (found as a hostile
+/// task would find it), ahead of the reply the worker itself sends, then
+/// optionally exits.
 #[pool_task]
 fn write_raw(bytes: Vec<u8>, then_exit: bool) -> u32 {
-    // SAFETY: fd 3 is the worker's open task channel; ManuallyDrop keeps this
-    // second handle from closing it.
-    let mut channel = ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(3) });
-    channel.write_all(&bytes).unwrap();
+    support::write_to_channel(&bytes);
     if then_exit {
         // SAFETY: ends this worker process at once.
         unsafe { libc::_exit(0) }
@@ -260,6 +254,47 @@ fn unknown_names_and_signature_mismatches_are_refused_by_the_worker() {
     }
     assert_eq!(apply_square(&pool, 3).unwrap(), 9);
     assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// A task writes a frame header announcing 200 MiB and returns: only the
+/// worker's own reply follows, then nothing. The read of that frame ends
+/// after the stall limit with a protocol error instead of waiting for ever;
+/// the worker is replaced and the calls queued behind it run.
+#[test]
+fn a_frame_whose_body_stops_flowing_is_a_protocol_error() {
+    let _serial = serial();
+    let stall = std::time::Duration::from_millis(500);
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(stall)
+        .build()
+        .unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let header = (200u32 << 20).to_le_bytes().to_vec();
+    let stuck = apply_async_write_raw(&pool, header.clone(), false);
+    let behind: Vec<_> = (0..3).map(|x| apply_async_square(&pool, x)).collect();
+    let begun = std::time::Instant::now();
+    match stuck.get() {
+        Err(Error::Protocol { task, message }) => {
+            assert_eq!(task, "fault_frames::write_raw");
+            assert!(message.contains("stopped sending"), "{message}");
+        }
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert!(begun.elapsed() < std::time::Duration::from_secs(20));
+    for (x, r) in behind.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (x * x) as u64);
+    }
+    assert_replaced(&pool, pid);
+    // The same through `apply`, on the calling thread.
+    let pid = apply_worker_pid(&pool).unwrap();
+    assert!(matches!(
+        apply_write_raw(&pool, header, false),
+        Err(Error::Protocol { .. })
+    ));
+    assert_replaced(&pool, pid);
     drop(pool);
     assert_no_children();
 }

@@ -1,11 +1,15 @@
 //! Through a real program (`tests/helpers/fault_helper.rs`): workers die with
 //! their parent even when it is SIGKILLed, and a task that calls
-//! `std::process::exit(3)` fails with `WorkerDied` carrying code 3.
+//! `std::process::exit(3)` fails with `WorkerDied` carrying code 3. A
+//! terminal's Ctrl-C (SIGINT to the foreground process group) reaches the
+//! program, not its workers: a program that handles it lets its tasks finish
+//! or terminates them; one that dies of it takes its workers along.
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{alive, assert_no_children, serial};
@@ -75,5 +79,206 @@ fn process_exit_in_a_task_is_worker_died_with_its_code() {
     );
     let replacement = lines.next().unwrap();
     assert!(replacement.starts_with("replacement "), "{replacement}");
+    assert_no_children();
+}
+
+/// A program whose logger prints procpool's warnings: 20 rounds of
+/// `max_tasks_per_child(1)` ended by `terminate()`, which often finds a
+/// worker retiring. Killing it then is part of the terminate, not an unclean
+/// retirement: nothing is reported, and stderr stays empty.
+#[test]
+fn terminate_during_retirements_reports_nothing() {
+    let _serial = serial();
+    let out = Command::new(HELPER).arg("retire-loop").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "helper failed: {stdout}\n{stderr}");
+    assert_eq!(stderr, "", "procpool reported something");
+    assert_eq!(stdout.trim(), "unclean 0");
+    assert_no_children();
+}
+
+/// Starts the helper in a process group of its own, as a shell starts a
+/// foreground job, and returns it once it printed its first line.
+fn start_job(args: &[&str]) -> (Child, String) {
+    let mut job = Command::new(HELPER)
+        .args(args)
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(job.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    job.stdout = Some(stdout.into_inner());
+    (job, line)
+}
+
+/// What a terminal does on Ctrl-C: SIGINT to the whole foreground group.
+fn ctrl_c(job: &Child) {
+    // SAFETY: kill(2) on the process group of the helper this test started.
+    let sent = unsafe { libc::kill(-(job.id() as libc::pid_t), libc::SIGINT) };
+    assert_eq!(sent, 0);
+}
+
+fn finish(job: Child) -> (std::process::ExitStatus, String, String) {
+    let out = job.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status, stdout, stderr)
+}
+
+#[test]
+fn a_program_that_handles_ctrl_c_lets_its_running_tasks_finish() {
+    let _serial = serial();
+    let (job, line) = start_job(&["ctrl-c", "finish"]);
+    assert_eq!(line.trim(), "ready");
+    ctrl_c(&job);
+    let (status, stdout, stderr) = finish(job);
+    assert!(status.success(), "{status}: {stdout}\n{stderr}");
+    let outcomes: Vec<&str> = stdout.lines().collect();
+    assert_eq!(outcomes.len(), 2, "{stdout}");
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("ok ")),
+        "the workers got the Ctrl-C: {stdout}"
+    );
+    assert_eq!(stderr, "");
+    assert_no_children();
+}
+
+#[test]
+fn a_program_that_handles_ctrl_c_may_terminate_its_running_tasks() {
+    let _serial = serial();
+    let (job, line) = start_job(&["ctrl-c", "terminate"]);
+    assert_eq!(line.trim(), "ready");
+    ctrl_c(&job);
+    let (status, stdout, stderr) = finish(job);
+    assert!(status.success(), "{status}: {stdout}\n{stderr}");
+    let outcomes: Vec<&str> = stdout.lines().collect();
+    assert_eq!(outcomes.len(), 2, "{stdout}");
+    assert!(
+        outcomes.iter().all(|o| o.starts_with("Terminated {")),
+        "{stdout}"
+    );
+    assert_no_children();
+}
+
+#[test]
+fn workers_die_within_a_second_of_a_program_killed_by_ctrl_c() {
+    let _serial = serial();
+    let (mut job, line) = start_job(&["orphan"]);
+    let workers: Vec<u32> = line
+        .strip_prefix("workers ")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    ctrl_c(&job);
+    let killed_at = Instant::now();
+    let status = job.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
+    let mut rest = String::new();
+    job.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert_eq!(rest, "");
+    for pid in workers {
+        assert!(
+            support::gone_within(
+                pid,
+                Duration::from_secs(1).saturating_sub(killed_at.elapsed())
+            ),
+            "worker {pid} outlived its parent by a second"
+        );
+    }
+    assert_no_children();
+}
+
+/// Runs the helper with procpool's worker variables set (`parent` as the
+/// parent pid) and `channel` (if any) at fd 3, as a process manager or a
+/// stray environment would leave them.
+fn run_with_worker_env(
+    args: &[&str],
+    channel: Option<std::os::fd::RawFd>,
+    parent: u32,
+) -> std::process::Output {
+    let mut cmd = Command::new(HELPER);
+    cmd.args(args)
+        .env("PROCPOOL_WORKER_FD", "3")
+        .env("PROCPOOL_MAX_FRAME", "1048576")
+        .env("PROCPOOL_PARENT_PID", parent.to_string())
+        .stdin(Stdio::null());
+    if let Some(fd) = channel {
+        // SAFETY: dup2 and fcntl are async-signal-safe; they only put `fd`
+        // at 3 without close-on-exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0);
+                } else if libc::dup2(fd, 3) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.output().unwrap()
+}
+
+fn assert_refused(out: &std::process::Output, why: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "exited {}: {stderr}", out.status);
+    assert_eq!(out.stdout, b"", "it ran as a program");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("procpool:"), "{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+}
+
+/// The systemd socket-activation layout: a listening TCP socket at fd 3.
+#[test]
+fn a_worker_start_on_a_listening_tcp_socket_fails_loudly() {
+    let _serial = serial();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+    let out = run_with_worker_env(&["--procpool-worker"], Some(fd), std::process::id());
+    assert_refused(&out, "fd 3");
+    // Without the worker argument the variables are stray: a normal run.
+    let out = run_with_worker_env(&["hello"], Some(fd), std::process::id());
+    assert!(out.status.success(), "{:?}", out);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+    assert_no_children();
+}
+
+#[test]
+fn a_worker_start_whose_channel_is_not_from_the_named_parent_fails_loudly() {
+    let _serial = serial();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&theirs);
+    // The pair is this process's; the variable names another parent.
+    let out = run_with_worker_env(&["--procpool-worker"], Some(fd), 1);
+    assert_refused(&out, "process 1");
+    // No fd 3 at all.
+    let out = run_with_worker_env(&["--procpool-worker"], None, std::process::id());
+    assert_refused(&out, "fd 3");
+    drop(ours);
+    assert_no_children();
+}
+
+#[test]
+fn stray_worker_variables_never_turn_a_normal_run_into_a_worker() {
+    let _serial = serial();
+    let out = run_with_worker_env(&["hello"], None, std::process::id());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}: {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok "), "{stdout}");
+    assert_eq!(out.stderr, b"");
     assert_no_children();
 }

@@ -126,3 +126,88 @@ fn get_timeout_stops_waiting_but_the_task_completes() {
     drop(pool);
     assert_no_children();
 }
+
+#[pool_task]
+fn byte_count(bytes: Vec<u8>) -> (usize, u32) {
+    (bytes.len(), std::process::id())
+}
+
+fn stop(pid: u32) {
+    // SAFETY: kill(2) on a worker of this test's pool.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+}
+
+/// A worker stopped (SIGSTOP) while idle never reads the next call: past
+/// the time limit the call provably never started (its bytes are still
+/// unread in the channel), so it runs on a new worker instead of failing
+/// with `Timeout`, through `apply` (the calling thread's direct exchange)
+/// and `apply_async` (a slot thread) alike.
+#[test]
+fn a_call_a_stopped_idle_worker_never_read_runs_on_a_new_worker() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let first = apply_nap(&pool, 0).unwrap();
+    stop(first);
+    let second = apply_nap(&pool, 0).expect("ran on a new worker");
+    assert_ne!(second, first);
+    assert!(
+        !children().contains(&first),
+        "the stopped worker was reaped"
+    );
+    // Idle again on the second worker, then stopped: a queued call.
+    stop(second);
+    std::thread::sleep(Duration::from_millis(50));
+    let third = apply_async_nap(&pool, 0)
+        .get()
+        .expect("ran on a new worker");
+    assert_ne!(third, second);
+    assert!(
+        !children().contains(&second),
+        "the stopped worker was reaped"
+    );
+    // A task that did start and overran still times out.
+    expect_timeout(apply_nap(&pool, 60_000), Duration::from_millis(500));
+    drop(pool);
+    assert_no_children();
+}
+
+/// Without a time limit, a call too large for the socket's buffer to a
+/// stopped idle worker blocks the write: after `frame_stall_timeout` the
+/// worker is killed and the call (which never arrived whole) runs on a new
+/// one instead of the caller waiting for ever.
+#[test]
+fn a_large_call_to_a_stopped_idle_worker_runs_on_a_new_worker() {
+    let _serial = serial();
+    let stall = Duration::from_secs(2);
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(stall)
+        .build()
+        .unwrap();
+    let (_, first) = apply_byte_count(&pool, vec![1]).unwrap();
+    stop(first);
+    // Through `apply` (the calling thread's direct exchange)...
+    let begun = Instant::now();
+    let (len, second) = apply_byte_count(&pool, vec![7; 16 << 20]).unwrap();
+    assert_eq!(len, 16 << 20);
+    assert_ne!(second, first);
+    assert!(begun.elapsed() < Duration::from_secs(20));
+    // ... and through a slot thread. The bound is one stall without
+    // progress, not one per write call (a write that moved some bytes
+    // before it stalled used to wait a second stall).
+    stop(second);
+    let begun = Instant::now();
+    let (len, third) = apply_async_byte_count(&pool, vec![7; 16 << 20])
+        .get()
+        .unwrap();
+    assert_eq!(len, 16 << 20);
+    assert_ne!(third, second);
+    let took = begun.elapsed();
+    assert!(took < 2 * stall, "took {took:?}");
+    drop(pool);
+    assert_no_children();
+}

@@ -41,6 +41,7 @@ fn start_worker(max_frame: usize) -> (Child, UnixStream) {
     cmd.args(["--list", "--format", "terse", "--exact", "procpool-worker"])
         .env("PROCPOOL_WORKER_FD", "3")
         .env("PROCPOOL_MAX_FRAME", max_frame.to_string())
+        .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null());
     // SAFETY: dup2 and fcntl are async-signal-safe; they only move our end of

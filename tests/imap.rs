@@ -323,3 +323,64 @@ fn imap_over_a_huge_known_length_input_pulls_a_bounded_number_of_items() {
     let pulled = pulled.load(Ordering::Relaxed);
     assert!(pulled <= bound, "pulled {pulled} items, more than {bound}");
 }
+
+/// Pulls `results` until it panics: the values before, and the panic's message.
+fn until_panic<T>(results: &mut dyn Iterator<Item = Result<T, Error>>) -> (Vec<T>, String)
+where
+    T: std::fmt::Debug,
+{
+    let mut before = Vec::new();
+    loop {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| results.next())) {
+            Ok(Some(result)) => before.push(result.unwrap()),
+            Ok(None) => panic!("ended without the input's panic after {before:?}"),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                return (before, message);
+            }
+        }
+    }
+}
+
+/// Python's imap over an input that raises at item k: the k results before
+/// it, then the exception, then the end. Here the panic resumes in the
+/// caller's `next()` at that position, despite the read-ahead.
+#[test]
+fn an_input_that_panics_at_item_k_yields_the_k_results_then_the_panic_then_ends() {
+    let pool = Pool::new(2).unwrap();
+    let input = || {
+        (0..100u64).inspect(|&x| {
+            if x == 37 {
+                panic!("input item {x} is broken");
+            }
+        })
+    };
+    let five = || MapOptions::new().chunksize(5);
+    let expected: Vec<u64> = (0..37).map(|x| x * x).collect();
+
+    let mut ordered = imap_square_pid_with(&pool, input(), five());
+    let (before, message) = until_panic(&mut ordered);
+    assert_eq!(message, "input item 37 is broken");
+    assert_eq!(before.iter().map(|r| r.0).collect::<Vec<_>>(), expected);
+    assert!(ordered.next().is_none(), "it ends after the panic");
+    assert!(ordered.next().is_none());
+
+    let mut unordered = imap_unordered_square_pid_with(&pool, input(), five());
+    let (before, message) = until_panic(&mut unordered);
+    assert_eq!(message, "input item 37 is broken");
+    let mut squares: Vec<u64> = before.iter().map(|r| r.0).collect();
+    squares.sort();
+    assert_eq!(squares, expected);
+    assert!(unordered.next().is_none());
+
+    // At the very first item: the panic comes first, then the end.
+    let mut first = imap_square_pid(&pool, (0..3u64).map(|_| -> u64 { panic!("no items") }));
+    let (before, message) = until_panic(&mut first);
+    assert!(before.is_empty());
+    assert_eq!(message, "no items");
+    assert!(first.next().is_none());
+}

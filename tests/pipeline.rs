@@ -159,7 +159,7 @@ fn quick_tasks_never_wait_behind_a_slow_one() {
 
 /// Leaves a marker file `dir/x` as it starts (panicking if one is there: the
 /// task ran before), then sleeps `nap_ms`. With `garble`, it then writes a
-/// frame that is no reply onto the worker's channel (fd 3), so the parent
+/// frame that is no reply onto the worker's channel, so the parent
 /// drops the worker while it goes on with the next task.
 #[pool_task]
 fn mark(dir: String, x: u64, nap_ms: u64, garble: bool) -> u32 {
@@ -172,10 +172,7 @@ fn mark(dir: String, x: u64, nap_ms: u64, garble: bool) -> u32 {
     }
     if garble {
         // One frame: length 1, an unknown tag.
-        let frame = [1u8, 0, 0, 0, 0xff];
-        // SAFETY: a plain write of a live buffer to the worker's channel fd.
-        let n = unsafe { libc::write(3, frame.as_ptr().cast(), frame.len()) };
-        assert_eq!(n, frame.len() as isize);
+        support::write_to_channel(&[1u8, 0, 0, 0, 0xff]);
     }
     std::process::id()
 }

@@ -37,7 +37,7 @@ impl CallbackRunner {
     /// thread it returns at once: waiting there would wait for itself (the
     /// callbacks posted before it have run; later ones still run).
     pub(crate) fn flush(&self) {
-        if ON_CALLBACK_THREAD.with(|c| c.get()) {
+        if on_callback_thread() {
             return;
         }
         let started = self
@@ -76,7 +76,13 @@ fn spawn_thread() -> Sender<Job> {
     tx
 }
 
-fn run_guarded(job: Job) {
+/// Whether this thread is a pool's callback thread.
+pub(crate) fn on_callback_thread() -> bool {
+    ON_CALLBACK_THREAD.with(|c| c.get())
+}
+
+/// Runs a callback, logging (not propagating) its panic.
+pub(crate) fn run_guarded(job: Job) {
     if catch_unwind(AssertUnwindSafe(job)).is_err() {
         log::warn!(target: "procpool", "a result callback panicked; the pool carries on");
     }

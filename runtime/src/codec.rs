@@ -1,5 +1,8 @@
 //! The bincode codec for task arguments and results, and for procpool's own
-//! messages: the only module that names `bincode`.
+//! messages: the only module that names `bincode`. Values go through
+//! [`depth`]'s nesting limit both ways.
+
+mod depth;
 
 use serde::de::{DeserializeOwned, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -25,8 +28,14 @@ fn limited<const N: usize>() -> Configuration<LittleEndian, Varint, Limit<N>> {
     bincode::config::standard().with_limit::<N>()
 }
 
-/// Decodes from the start of `bytes` with a claim limit scaled to its length.
+/// Decodes from the start of `bytes` with a claim limit scaled to its length
+/// and the nesting limit.
 fn decode_scaled<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+    decode_limited::<depth::Bounded<T>>(bytes).map(|(value, used)| (value.0, used))
+}
+
+/// Decodes from the start of `bytes` with a claim limit scaled to its length.
+fn decode_limited<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     let wanted = bytes.len().saturating_mul(CLAIM_FACTOR);
     let limit = LIMITS
         .into_iter()
@@ -56,7 +65,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(value, out, config())
+    bincode::serde::encode_into_std_write(depth::Limited(value), out, config())
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

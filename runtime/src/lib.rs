@@ -74,7 +74,7 @@
 //! inventory::submit!(Registration {
 //!     name: "my_crate::square",
 //!     call: |bytes| { let (x,) = decode(bytes)?; encode(&square(x)) },
-//!     call_batch: |items, out| for each item { decode; catch_unwind(square); append },
+//!     call_batch: |items, out| for each item { catch_unwind(decode, square, encode); append },
 //!     ..
 //! });
 //! ```
@@ -90,14 +90,14 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps; the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
+//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
 //! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
-//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract |
-//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode; reusable large buffers |
-//! | `sys` | every OS call, each `unsafe` with its `SAFETY` comment |
+//! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting re-executed workers and the parent↔worker start-up contract (who is a worker); the parent's end of a worker's channel, every wait bounded by the worker's life and the stall limit (`process::link`) |
+//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); reusable large buffers |
+//! | `sys` | every OS call, each `unsafe` with its `SAFETY` comment (`sys::channel`: the task channel's sockets) |
 //! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
@@ -124,7 +124,10 @@
 //! as written in the task's signature, not changes inside a struct's
 //! definition.) Workers inherit no file descriptor but their channel and
 //! stdio. Workers exit with their parent, even when it
-//! is killed with SIGKILL, and every child is reaped on every path.
+//! is killed with SIGKILL, and every child is reaped on every path. Each
+//! worker leads a process group of its own: a terminal's Ctrl-C reaches the
+//! program, not its workers, and when procpool kills a worker (timeout,
+//! `terminate`, a protocol error) the processes its tasks started die too.
 //! [`PoolBuilder::initializer`] runs a task once in each new worker
 //! (Python's `initializer`); if it fails, [`Error::InitializerFailed`].
 //! [`AsyncResult::cancel`] stops one task (a queued one never runs, a
@@ -258,8 +261,11 @@ linux_only! {
 /// - **Chunks.** Items travel in chunks, one frame each, and the worker runs
 ///   a whole chunk in one go; see [`MapOptions`] for the default chunk size
 ///   (Python's rule) and how to set it.
-/// - **Errors.** A panicking item fails alone: `imap_f` yields its
-///   [`Error::Panic`] in its place and the other items' results around it,
+/// - **Errors.** A failing item fails alone (a panic in the function or in
+///   its argument's `Deserialize` or result's `Serialize`, an argument that
+///   does not decode): `imap_f` yields its [`Error::Panic`] (or
+///   [`Error::Decode`], [`Error::Encode`]) in its place and the other
+///   items' results around it,
 ///   while `map_f` / `map_async_f` return the first error in input order. A
 ///   worker that dies running a chunk fails that chunk's items with
 ///   [`Error::WorkerDied`].
@@ -357,8 +363,10 @@ pub use procpool_macros::main;
 #[cfg(target_os = "linux")]
 pub fn init() {
     process::mark_initialized(false);
-    if let Some(channel) = process::take_worker_channel() {
-        worker::run(channel, worker::Exit::Process)
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::run(channel, worker::Exit::Process),
+        Ok(None) => {}
+        Err(why) => process::refuse_worker_start(&why),
     }
     #[cfg(feature = "redis")]
     if let Some(env) = process::take_node_env() {
@@ -433,8 +441,10 @@ pub fn is_worker() -> bool {
 #[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
     process::mark_initialized(true);
-    if let Some(channel) = process::take_worker_channel() {
-        worker::serve_at_exit(channel);
+    match process::take_worker_channel() {
+        Ok(Some(channel)) => worker::serve_at_exit(channel),
+        Ok(None) => {}
+        Err(why) => process::refuse_worker_start(&why),
     }
 }
 
@@ -461,13 +471,17 @@ macro_rules! enable_test_support {
     () => {
         // SAFETY: this runs before `main`, in no guaranteed order with other
         // constructors. It is sound because `__init_test_harness` only stores
-        // two atomics, reads and removes two environment variables (libc's
-        // environ is ready before constructors run, and no other thread
-        // exists yet to race the removal), and in a worker stores the channel
-        // in a static behind its own uncontended mutex and registers an
-        // atexit hook. It spawns no thread, panics on no path, and reads no
-        // other crate's statics (the task registry is read later, from the
-        // hook), so the constructor order cannot matter.
+        // two atomics, reads the program's arguments (std captures them in
+        // an init_array entry of higher priority, which runs first), reads
+        // and removes three environment variables (libc's environ is ready
+        // before constructors run, and no other thread exists yet to race
+        // the removal), inspects one descriptor (fstat, getsockopt), and in
+        // a worker stores the channel in a static behind its own uncontended
+        // mutex and registers an atexit hook; a process started as a worker
+        // whose channel is wrong writes one line to stderr and `_exit`s. It
+        // spawns no thread, panics on no path, and reads no other crate's
+        // statics (the task registry is read later, from the hook), so the
+        // constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {

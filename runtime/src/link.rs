@@ -20,6 +20,9 @@ pub(crate) struct Limits {
     pub(crate) max_frame: usize,
     /// How long a new worker may take to report ready.
     pub(crate) start_timeout: Duration,
+    /// How long a frame that began to arrive may stop arriving (and a
+    /// request being written may stop being taken in).
+    pub(crate) stall_timeout: Duration,
 }
 
 /// Starts workers.
@@ -47,6 +50,12 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` (`None`: until the
     /// worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError>;
+    /// Whether the worker has not yet read everything sent to it. After a
+    /// single call timed out, `true` means it never read that call, so the
+    /// call never started.
+    fn unread_requests(&mut self) -> bool {
+        false
+    }
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;

@@ -1,21 +1,23 @@
 //! The local backend: workers are this program, re-executed in worker mode,
-//! talking over a private socket pair inherited at a fixed fd. This file
+//! talking over a private socket pair inherited at fd 3 (and moved by the
+//! worker to a high number, see `sys::adopt_channel`). This file
 //! holds the whole start-up contract between the parent and a worker (the
 //! environment, the channel's fd, the arguments, the first message) from
 //! both sides, and the process's mode (initialized, test harness).
 
-use std::io::{BufReader, Write};
+mod link;
+
 use std::os::fd::RawFd;
-use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, ExitInfo};
+use crate::error::Error;
 use crate::link::{Backend, KillSwitch, Limits, Link};
 use crate::sys;
 use crate::wire::{self, FrameError, Reply};
+use link::ProcessLink;
 
 /// The fd number the worker finds its end of the task channel at.
 const CHANNEL_FD: RawFd = 3;
@@ -35,8 +37,6 @@ const ENV_PARENT_PID: &str = "PROCPOOL_PARENT_PID";
 /// and makes a test harness that never enters worker mode stop at once
 /// instead of running the whole test suite again.
 const WORKER_ARG: &str = "--procpool-worker";
-/// Capacity of the parent's read buffer on each worker's channel.
-const READ_BUFFER: usize = 64 << 10;
 
 /// A libtest harness given these lists no test and prints nothing, so that
 /// the worker can serve once it returns (see `__init_test_harness`).
@@ -83,21 +83,49 @@ pub(crate) struct WorkerChannel {
     pub(crate) max_frame: usize,
 }
 
+/// Exit code of a process that was started as a worker but is not one.
+const EXIT_NOT_A_WORKER: i32 = 70;
+
 /// In a worker: the channel the parent left in the environment, with the
 /// variables removed so that programs a task starts do not mistake
-/// themselves for workers. `None` in a process that is not a worker.
-pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
-    let fd = std::env::var_os(ENV_CHANNEL_FD)?;
+/// themselves for workers. `Ok(None)` in a process that is not a worker.
+///
+/// A process is a worker only if it was started with the worker arguments
+/// *and* the variables: the variables alone (inherited by mistake) leave a
+/// normal run alone. Started as a worker, the channel must be a connected
+/// Unix stream socket made by the parent the environment names (a listening
+/// socket a process manager left at fd 3 is not); anything else is an
+/// error, reported by [`refuse_worker_start`], never a silent exit.
+pub(crate) fn take_worker_channel() -> Result<Option<WorkerChannel>, String> {
+    let Some(fd) = std::env::var_os(ENV_CHANNEL_FD) else {
+        return Ok(None);
+    };
+    if !started_as_worker() {
+        return Ok(None);
+    }
+    let fd: RawFd = fd
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{ENV_CHANNEL_FD}={fd:?} is not a descriptor number"))?;
+    let parent: u32 = std::env::var(ENV_PARENT_PID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| format!("{ENV_PARENT_PID} does not name the parent process"))?;
     let max_frame = std::env::var(ENV_MAX_FRAME)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(wire::DEFAULT_MAX_FRAME);
-    if let Some(parent) = std::env::var(ENV_PARENT_PID)
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        sys::die_with_parent(parent);
+    match sys::unix_stream_peer(fd) {
+        Ok(peer) if peer == parent => {}
+        Ok(peer) => {
+            return Err(format!(
+                "fd {fd} is a socket of process {peer}, not of process {parent} \
+                 named in {ENV_PARENT_PID}"
+            ))
+        }
+        Err(what) => return Err(format!("{what}, not a task channel from process {parent}")),
     }
+    sys::die_with_parent(parent);
     let index = std::env::var(ENV_WORKER_INDEX)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -107,11 +135,27 @@ pub(crate) fn take_worker_channel() -> Option<WorkerChannel> {
     std::env::remove_var(ENV_MAX_FRAME);
     std::env::remove_var(ENV_PARENT_PID);
     std::env::remove_var(ENV_WORKER_INDEX);
-    let fd = fd
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(CHANNEL_FD);
-    Some(WorkerChannel { fd, max_frame })
+    Ok(Some(WorkerChannel { fd, max_frame }))
+}
+
+/// Whether this process was started with exactly the arguments a pool
+/// starts its workers with.
+fn started_as_worker() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    args.iter()
+        .map(|a| a.as_os_str())
+        .eq(worker_args().iter().map(std::ffi::OsStr::new))
+}
+
+/// Ends a process started as a worker whose start-up contract does not
+/// hold: one line on stderr and a non-zero exit, rather than running the
+/// program (or exiting 0) as if nothing were wrong.
+pub(crate) fn refuse_worker_start(why: &str) -> ! {
+    eprintln!(
+        "procpool: started as a worker ({ENV_CHANNEL_FD} and {WORKER_ARG} set), but {why}; \
+         workers are started by procpool::Pool, not by hand"
+    );
+    sys::exit_immediately(EXIT_NOT_A_WORKER)
 }
 
 /// What the environment asks of a node (`PROCPOOL_NODE=redis://…`).
@@ -182,6 +226,7 @@ impl Backend for ProcessBackend {
         let Limits {
             max_frame,
             start_timeout,
+            ..
         } = limits;
         let start_error = |message: String| Error::WorkerStart {
             task: String::new(),
@@ -214,13 +259,7 @@ impl Backend for ProcessBackend {
             child
         };
         drop(theirs);
-        let mut link = Box::new(ProcessLink {
-            child,
-            channel: BufReader::with_capacity(READ_BUFFER, ours),
-            max_frame,
-            timeout: None,
-            kill: kill.clone(),
-        });
+        let mut link = Box::new(ProcessLink::new(child, ours, limits, kill.clone()));
         let pid = link.pid();
         let hello = link.recv(Some(start_timeout));
         match hello.map(wire::parse_reply) {
@@ -242,110 +281,6 @@ impl Backend for ProcessBackend {
                      or procpool::enable_test_support!() in a test binary?"
                 )))
             }
-        }
-    }
-}
-
-struct ProcessLink {
-    child: sys::WorkerProcess,
-    /// Replies are read through a buffer: a small one costs one read, and a
-    /// batch of them arriving together costs one read for all.
-    channel: BufReader<UnixStream>,
-    max_frame: usize,
-    timeout: Option<Duration>,
-    kill: Arc<KillSwitch>,
-}
-
-impl Link for ProcessLink {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn send(&mut self, parts: &[&[u8]]) -> Result<(), FrameError> {
-        wire::write_frame(&mut self.channel.get_ref(), parts, self.max_frame)
-    }
-
-    fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
-        let mut buf = Vec::new();
-        for parts in frames {
-            wire::append_frame(&mut buf, parts, self.max_frame)?;
-        }
-        self.channel
-            .get_ref()
-            .write_all(&buf)
-            .map_err(FrameError::Io)
-    }
-
-    fn recv(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, FrameError> {
-        if timeout != self.timeout {
-            // A zero read timeout means "none" to the OS: use the smallest real one.
-            let os_timeout = timeout.map(|t| t.max(Duration::from_micros(1)));
-            self.channel
-                .get_ref()
-                .set_read_timeout(os_timeout)
-                .map_err(FrameError::Io)?;
-            self.timeout = timeout;
-        }
-        // The first byte is awaited with the worker's life in view: a process
-        // the task forked may hold the channel open after the worker died,
-        // and then no end-of-file would ever come.
-        if self.channel.buffer().is_empty() {
-            match sys::wait_readable(self.channel.get_ref(), &self.child, timeout) {
-                Ok(sys::Readiness::Readable) => {}
-                Ok(sys::Readiness::TimedOut) => return Err(FrameError::TimedOut),
-                Ok(sys::Readiness::WorkerEnded) => return Err(FrameError::Closed),
-                Err(e) => return Err(FrameError::Io(e)),
-            }
-        }
-        wire::read_frame(&mut self.channel, self.max_frame)
-    }
-
-    fn has_exited(&mut self) -> bool {
-        // Reaped under the switch's lock, like `finish`: a concurrent kill
-        // either hits the live child or finds no pid.
-        let mut slot = self.kill.lock();
-        match self.child.try_wait() {
-            Ok(None) => false,
-            Ok(Some(_)) | Err(_) => {
-                *slot = None;
-                true
-            }
-        }
-    }
-
-    fn resident_bytes(&mut self) -> Option<u64> {
-        sys::resident_bytes(self.child.id()).ok()
-    }
-
-    fn kill(&mut self) {
-        self.kill.kill();
-    }
-
-    fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
-        let deadline = Instant::now() + grace;
-        let mut pause = Duration::from_micros(50);
-        loop {
-            {
-                // Reaping and clearing the pid under one lock: a concurrent
-                // kill either hits the live child or finds no pid.
-                let mut slot = self.kill.lock();
-                match self.child.try_wait() {
-                    Ok(Some(status)) => {
-                        *slot = None;
-                        return ExitInfo::from(status);
-                    }
-                    Ok(None) if Instant::now() >= deadline => self.child.kill(),
-                    Ok(None) => {}
-                    Err(_) => {
-                        self.child.kill();
-                        let status = self.child.wait();
-                        *slot = None;
-                        return status.map(ExitInfo::from).unwrap_or(ExitInfo::Unknown);
-                    }
-                }
-            }
-            std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(5));
         }
     }
 }

@@ -1,12 +1,14 @@
 //! `AsyncResult<T>`: the handle to a task's future result, and `Promise`, the
-//! pool's side of it.
+//! pool's side of it; both share a [`ResultCell`](cell::ResultCell).
+
+mod cell;
 
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -15,6 +17,7 @@ use crate::callbacks::CallbackRunner;
 pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
 use crate::codec;
 use crate::error::Error;
+use cell::ResultCell;
 
 /// The encoded result of a task, or why there is none.
 pub(crate) type Outcome = Result<crate::wire::Body, Error>;
@@ -23,108 +26,6 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
-
-
-/// Where a task's outcome lands, shared by the pool (its [`Promise`]) and
-/// the caller (its [`AsyncResult`]).
-pub(crate) struct ResultCell {
-    task: Arc<str>,
-    state: Mutex<CellState>,
-    done: Condvar,
-}
-
-#[derive(Default)]
-struct CellState {
-    outcome: Option<Arc<Outcome>>,
-    listeners: Vec<Listener>,
-    /// Threads blocked in `wait_until` (a notify is a system call; skipped
-    /// when nobody waits).
-    waiters: usize,
-    /// The task of the executor awaiting this result, if any.
-    waker: Option<Waker>,
-}
-
-impl ResultCell {
-    fn lock(&self) -> MutexGuard<'_, CellState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn fill(&self, outcome: Outcome) {
-        let outcome = Arc::new(outcome);
-        let (listeners, waiters, waker) = {
-            let mut state = self.lock();
-            if state.outcome.is_some() {
-                return;
-            }
-            state.outcome = Some(outcome.clone());
-            (
-                std::mem::take(&mut state.listeners),
-                state.waiters > 0,
-                state.waker.take(),
-            )
-        };
-        if waiters {
-            self.done.notify_all();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        for listener in listeners {
-            listener(outcome.clone());
-        }
-    }
-
-    /// Waits until the outcome is there or `deadline` passes.
-    fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
-        let mut state = self.lock();
-        loop {
-            if let Some(outcome) = &state.outcome {
-                return Some(outcome.clone());
-            }
-            let left = match deadline {
-                None => None,
-                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
-            };
-            state.waiters += 1;
-            state = match left {
-                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => {
-                    self.done
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            state.waiters -= 1;
-        }
-    }
-
-    /// The outcome if it is there; else remembers `waker` to wake on arrival.
-    fn poll_outcome(&self, waker: &Waker) -> Option<Arc<Outcome>> {
-        let mut state = self.lock();
-        if let Some(outcome) = &state.outcome {
-            return Some(outcome.clone());
-        }
-        match &mut state.waker {
-            Some(old) if old.will_wake(waker) => {}
-            other => *other = Some(waker.clone()),
-        }
-        None
-    }
-
-    /// Calls `listener` with the outcome: now if it is there, else on arrival.
-    fn listen(&self, listener: Listener) {
-        let mut state = self.lock();
-        match &state.outcome {
-            Some(outcome) => {
-                let outcome = outcome.clone();
-                drop(state);
-                listener(outcome);
-            }
-            None => state.listeners.push(listener),
-        }
-    }
-}
 
 /// The pool's promise to fill a result cell. Dropping it unfilled (a job discarded
 /// on any path) fails the task instead of leaving its caller waiting forever.
@@ -163,14 +64,9 @@ pub(crate) fn pending_with<T>(
     runner: CallbackRunner,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let cell = Arc::new(ResultCell {
-        task,
-        state: Mutex::default(),
-        done: Condvar::new(),
-    });
+    let cell = Arc::new(ResultCell::new(task, runner));
     let result = AsyncResult {
         cell: cell.clone(),
-        runner,
         decode,
         cancel: CancelTarget::None,
         _type: PhantomData,
@@ -194,10 +90,21 @@ pub(crate) fn ready<T: DeserializeOwned>(
 ///
 /// Dropping it without collecting the result is fine: the task still runs and
 /// its worker moves on (dropping does not cancel it; [`cancel`](Self::cancel)
-/// does). Callbacks attached with [`callback`](Self::callback)
-/// and [`error_callback`](Self::error_callback) run on the pool's callback
-/// thread as soon as the result arrives, even if it arrived before they were
-/// attached.
+/// does). Callbacks attached with [`callback`](Self::callback),
+/// [`error_callback`](Self::error_callback) and
+/// [`on_complete`](Self::on_complete) run on the pool's callback thread as
+/// soon as the result arrives (even if it arrived before they were
+/// attached), in arrival order, never on a thread that talks to a worker.
+///
+/// As in Python, the result counts as there only once its callbacks have
+/// returned: when [`get`](Self::get), [`get_timeout`](Self::get_timeout),
+/// [`wait`](Self::wait), [`wait_timeout`](Self::wait_timeout),
+/// [`ready`](Self::ready), [`successful`](Self::successful) or `.await`
+/// report it, every callback attached so far has run, so "append to a list
+/// in the callback, `wait()`, read the list" is safe. A callback may submit
+/// tasks, wait on other results (if one of those has callbacks waiting in
+/// line behind it, the waiting callback thread runs them first) and close,
+/// join, terminate or drop its pool.
 ///
 /// ```
 /// use std::time::Duration;
@@ -220,7 +127,6 @@ pub(crate) fn ready<T: DeserializeOwned>(
 #[must_use = "the task runs anyway; without `get`, `wait` or a callback its result and any error are lost"]
 pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
-    runner: CallbackRunner,
     decode: Decoder<T>,
     cancel: CancelTarget,
     _type: PhantomData<fn() -> T>,
@@ -290,7 +196,7 @@ impl<T: 'static> AsyncResult<T> {
     }
 
     /// Runs `f` with the task's result, success or failure, once it arrives.
-    /// `get()` still returns the result afterwards.
+    /// `get()` still returns the result afterwards, once `f` has returned.
     ///
     /// ```
     /// # use std::sync::mpsc;
@@ -307,12 +213,10 @@ impl<T: 'static> AsyncResult<T> {
     /// # Ok(()) }
     /// ```
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
-        let runner = self.runner.clone();
         let task = self.cell.task.clone();
         let decode = self.decode;
-        self.cell.listen(Box::new(move |outcome| {
-            runner.post(Box::new(move || f(decode(&task, &outcome))));
-        }));
+        self.cell
+            .attach(Box::new(move |outcome| f(decode(&task, &outcome))));
         self
     }
 }
@@ -382,7 +286,8 @@ impl<T> AsyncResult<T> {
         &self.cell.task
     }
 
-    /// Waits until the result is there (Python's `wait()`).
+    /// Waits until the result is there and its callbacks have returned
+    /// (Python's `wait()`).
     pub fn wait(&self) {
         self.cell.wait_until(None);
     }
@@ -407,15 +312,16 @@ impl<T> AsyncResult<T> {
         self.cell.listen(listener);
     }
 
-    /// Whether the task has finished, successfully or not.
+    /// Whether the task has finished, successfully or not, and its
+    /// callbacks have returned.
     pub fn ready(&self) -> bool {
-        self.cell.lock().outcome.is_some()
+        self.cell.completed().is_some()
     }
 
     /// `None` while the task runs; then whether it returned a value
     /// (Python's `successful()`, which raises instead of returning `None`).
     pub fn successful(&self) -> Option<bool> {
-        self.cell.lock().outcome.as_ref().map(|o| o.is_ok())
+        self.cell.completed().map(|o| o.is_ok())
     }
 }
 

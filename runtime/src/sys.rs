@@ -1,45 +1,34 @@
-//! Everything OS-specific: the inherited channel fd, starting a worker
-//! (`posix_spawn`), waiting on a worker, signals, memory hints. A port to
-//! another OS replaces this module; nothing else calls `libc` or `rustix`.
-//! It imports nothing from the rest of the crate: it is the bottom layer.
+//! Everything OS-specific: starting a worker (`posix_spawn`), the worker
+//! process, signals, memory hints, and (in [`channel`]) the task channel's
+//! sockets and waits. A port to another OS replaces this module; nothing
+//! else calls `libc` or `rustix`. It imports nothing from the rest of the
+//! crate: it is the bottom layer.
 //!
 //! System calls go through `rustix` where it has them (safe wrappers, raw
 //! syscalls, no libc in between): pidfds, `poll`, `waitpid`, `prctl`,
-//! `kill`, `fstat`, `fcntl`, socket options, `madvise`. `posix_spawn`,
-//! `atexit`, `_exit` and `mallopt` are libc's own and stay `libc` calls.
+//! `kill`, `fstat`, `fcntl`, socket options, `recv`/`sendmsg`, `madvise`.
+//! `posix_spawn`, `atexit`, `_exit`, `signal`, `mallopt` and the SIOCOUTQ
+//! `ioctl` are libc's own (or missing from rustix) and stay `libc` calls.
+
+mod channel;
+
+pub(crate) use channel::{
+    adopt_channel, channel_pair, read_now, unix_stream_peer, unread_by_peer, wait_for, write_now,
+    Direction, Readiness,
+};
 
 use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::fs::FileType;
-use rustix::io::FdFlags;
 use rustix::mm::Advice;
-use rustix::net::sockopt;
-use rustix::process::{PidfdFlags, Signal, WaitOptions};
 use rustix::process::Pid;
-
-/// Socket buffer size asked for on each end of a task channel: large frames
-/// then move in a few big steps instead of many ~200 KiB ones. The kernel
-/// caps it at `net.core.wmem_max` / `rmem_max`; a refusal is harmless.
-const CHANNEL_BUFFER: usize = 4 << 20;
-
-/// A connected pair of stream sockets, both close-on-exec.
-pub(crate) fn channel_pair() -> io::Result<(UnixStream, UnixStream)> {
-    let (a, b) = UnixStream::pair()?;
-    for sock in [&a, &b] {
-        // A refusal is harmless (see CHANNEL_BUFFER).
-        let _ = sockopt::set_socket_send_buffer_size(sock, CHANNEL_BUFFER);
-        let _ = sockopt::set_socket_recv_buffer_size(sock, CHANNEL_BUFFER);
-    }
-    Ok((a, b))
-}
+use rustix::process::{PidfdFlags, Signal, WaitOptions};
 
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
@@ -57,53 +46,8 @@ pub(crate) fn worker_executable() -> PathBuf {
 pub(crate) struct WorkerProcess {
     pid: libc::pid_t,
     /// Readable once the process has ended (Linux 5.3+; `None` before):
-    /// waits on the channel watch it too, see [`wait_readable`].
+    /// waits on the channel watch it too, see [`wait_for`].
     pidfd: Option<OwnedFd>,
-}
-
-/// What [`wait_readable`] saw.
-pub(crate) enum Readiness {
-    /// The channel has bytes (or end-of-file) to read.
-    Readable,
-    /// The time limit passed first.
-    TimedOut,
-    /// The worker ended and the channel holds nothing: a process it forked
-    /// may still hold the channel open, so no end-of-file would come.
-    WorkerEnded,
-}
-
-/// Waits until `channel` is readable, `timeout` passes, or `worker` ends.
-pub(crate) fn wait_readable(
-    channel: &UnixStream,
-    worker: &WorkerProcess,
-    timeout: Option<std::time::Duration>,
-) -> io::Result<Readiness> {
-    let timeout = timeout.map(|t| Timespec {
-        tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
-        tv_nsec: t.subsec_nanos().into(),
-    });
-    // Before Linux 5.3 there is no pidfd: the channel alone is watched.
-    let watched = if worker.pidfd.is_some() { 2 } else { 1 };
-    let pidfd = worker.pidfd.as_ref().map_or(channel.as_fd(), |fd| fd.as_fd());
-    let mut all = [
-        PollFd::new(channel, PollFlags::IN),
-        PollFd::from_borrowed_fd(pidfd, PollFlags::IN),
-    ];
-    let fds = &mut all[..watched];
-    loop {
-        match rustix::event::poll(fds, timeout.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-        return Ok(if !fds[0].revents().is_empty() {
-            Readiness::Readable
-        } else if fds.get(1).is_some_and(|fd| !fd.revents().is_empty()) {
-            Readiness::WorkerEnded
-        } else {
-            Readiness::TimedOut
-        });
-    }
 }
 
 /// Starts `exe` as a worker: `channel` at fd `at`, stdin from
@@ -168,9 +112,16 @@ pub(crate) fn spawn_worker(
             libc::sigemptyset(&mut defaults);
             libc::sigaddset(&mut defaults, libc::SIGPIPE);
             check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
+            // Its own process group (numbered by its pid): a terminal's
+            // Ctrl-C (SIGINT to the foreground group) reaches the program,
+            // not its workers, and killing the group kills what a task
+            // started along with the worker (see `kill`).
+            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
             check(libc::posix_spawnattr_setflags(
                 &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+                (libc::POSIX_SPAWN_SETSIGMASK
+                    | libc::POSIX_SPAWN_SETSIGDEF
+                    | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
             ))?;
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(
@@ -254,6 +205,11 @@ impl WorkerProcess {
         self.pid as u32
     }
 
+    /// Its pidfd (readable once it ended), if the kernel gave one.
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// The exit status if the process has ended (and reaps it), else `None`.
     pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         let waited = rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::NOHANG)?;
@@ -288,29 +244,16 @@ pub(crate) fn die_with_parent(parent: u32) {
     }
 }
 
-/// Takes ownership of the channel the parent left at `fd`.
-pub(crate) fn adopt_channel(fd: RawFd) -> io::Result<UnixStream> {
-    // An fd that is not open would make `borrow_raw` unsound: check first
-    // (F_GETFD only reads the fd's flags; EBADF if it is not open).
-    // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
-        return Err(io::Error::last_os_error());
+/// In a worker: lets tasks write to the terminal even under `stty tostop`.
+/// A worker leads its own process group (see [`spawn_worker`]), which is
+/// never the terminal's foreground group, and such a write would stop it
+/// with SIGTTOU; a process that ignores SIGTTOU writes as usual. (Processes
+/// a task starts inherit the setting.)
+pub(crate) fn allow_terminal_output() {
+    // SAFETY: sets the disposition of one signal to "ignore"; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGTTOU, libc::SIG_IGN);
     }
-    // SAFETY: `fd` is open (checked above) and stays open while borrowed:
-    // nothing else in this process owns or closes it.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-    let stat = rustix::fs::fstat(borrowed)?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not the task channel (not a socket)"),
-        ));
-    }
-    // The worker's own children (a task may run commands) must not inherit it.
-    rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
-    // SAFETY: the fd is open, is a socket, and nothing else in this process
-    // owns it: the parent put it there for us, and only this call adopts it.
-    Ok(unsafe { UnixStream::from_raw_fd(fd) })
 }
 
 /// Runs `hook` when the process exits normally (after `main` returns).
@@ -334,10 +277,15 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// Sends SIGKILL to `pid`. The caller guarantees `pid` is its own unreaped
-/// child, so the number cannot have been reused.
+/// Sends SIGKILL to worker `pid` and to its process group, which it leads
+/// (see [`spawn_worker`]): the processes its tasks started die with it,
+/// unless they left the group. The caller guarantees `pid` is its own
+/// unreaped child, so neither the pid nor the group's number (the kernel
+/// does not reuse a pid while a group bears it) can have been reused.
 pub(crate) fn kill(pid: u32) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        // The worker itself, in case a task moved it to another group.
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
 }

@@ -230,6 +230,11 @@ impl<'a> ArgsDecoder<'a> {
         Ok(value)
     }
 
+    /// How many bytes are left to decode.
+    pub(crate) fn rest_len(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Fails if bytes are left over: the caller sent other types.
     pub fn finish(self) -> Result<(), CallError> {
         if self.rest.is_empty() {

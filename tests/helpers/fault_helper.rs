@@ -5,9 +5,17 @@
 //!   the caller got, then the pid of the worker that replaced the dead one.
 //! - `orphan`: starts two workers, prints their pids (read from /proc), then sleeps until
 //!   killed (at most a minute), so the test can kill this parent.
+//! - `retire-loop`: with a logger that prints procpool's warnings to stderr,
+//!   20 rounds of tasks on workers retired after each task, each round ended
+//!   by `terminate()`; prints how many retired workers ended uncleanly.
+//! - `ctrl-c finish|terminate`: handles SIGINT; starts two 1.5 s tasks,
+//!   prints `ready`, and once SIGINT came either lets the tasks finish
+//!   (`close` + `join`) or terminates the pool; prints each task's outcome.
+//! - `hello`: one task; prints `ok PID`.
 
 use std::io::Write;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
 
@@ -50,10 +58,94 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// Prints procpool's warnings and errors to stderr, as a program's logger would.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("{} {}: {}", record.level(), record.target(), record.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Rounds of tasks on workers retired after every task, each round ended by
+/// `terminate()`, which may find a worker in the middle of its retirement.
+fn retire_loop() -> Result<(), Error> {
+    log::set_logger(&StderrLogger).expect("no other logger");
+    log::set_max_level(log::LevelFilter::Warn);
+    let (_, unclean_before) = procpool::__private::retirements();
+    for round in 0..20 {
+        let pool = Pool::builder()
+            .processes(2)
+            .max_tasks_per_child(1)
+            .build()?;
+        let pending: Vec<_> = (0..4).map(|_| apply_async_nap(&pool, 1)).collect();
+        for r in pending {
+            r.get()?;
+        }
+        pool.terminate();
+        if round % 5 == 4 {
+            drop(pool);
+        }
+    }
+    let (_, unclean) = procpool::__private::retirements();
+    println!("unclean {}", unclean - unclean_before);
+    Ok(())
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// A program that handles Ctrl-C: it either lets its running tasks finish
+/// or terminates them, as it chooses.
+fn ctrl_c(then: &str) -> Result<(), Error> {
+    let handler: extern "C" fn(libc::c_int) = on_sigint;
+    // SAFETY: installs a handler that only stores to an atomic.
+    unsafe { libc::signal(libc::SIGINT, handler as libc::sighandler_t) };
+    let pool = Pool::new(2)?;
+    let tasks: Vec<_> = (0..2).map(|_| apply_async_nap(&pool, 1500)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    println!("ready");
+    std::io::stdout().flush().expect("stdout");
+    let begun = Instant::now();
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        assert!(begun.elapsed() < Duration::from_secs(60), "no SIGINT came");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    match then {
+        "finish" => {
+            pool.close();
+            pool.join();
+        }
+        _ => pool.terminate(),
+    }
+    for task in tasks {
+        match task.get() {
+            Ok(pid) => println!("ok {pid}"),
+            Err(e) => println!("{e:?}"),
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Error> {
     procpool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("retire-loop") => retire_loop()?,
+        Some("ctrl-c") => ctrl_c(args.get(1).map_or("finish", String::as_str))?,
+        Some("hello") => {
+            let pool = Pool::new(1)?;
+            println!("ok {}", apply_worker_pid(&pool)?);
+        }
         Some("exit") => {
             let code: i32 = args[1].parse().expect("an exit code");
             let pool = Pool::new(1)?;
@@ -73,7 +165,10 @@ fn main() -> Result<(), Error> {
             std::thread::sleep(Duration::from_secs(60));
         }
         _ => {
-            eprintln!("usage: procpool-fault-helper exit CODE | orphan");
+            eprintln!(
+                "usage: procpool-fault-helper exit CODE | orphan | retire-loop | \
+                 ctrl-c finish|terminate | hello"
+            );
             std::process::exit(2);
         }
     }

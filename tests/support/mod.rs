@@ -63,3 +63,42 @@ pub fn alive(pid: u32) -> bool {
         Err(_) => false,
     }
 }
+
+/// In a worker: the fd of its task channel, found as a hostile task would
+/// find it (the only socket among its open descriptors).
+pub fn channel_fd() -> std::os::fd::RawFd {
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        if target.to_string_lossy().starts_with("socket:") {
+            return fd;
+        }
+    }
+    panic!("no socket among this process's descriptors")
+}
+
+/// Writes `bytes` raw onto this worker's task channel (found with
+/// [`channel_fd`]), where the parent expects only the worker's replies.
+pub fn write_to_channel(bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: the fd is this worker's open task channel; ManuallyDrop keeps
+    // this second handle from closing it.
+    let mut channel =
+        std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(channel_fd()) });
+    channel.write_all(bytes).unwrap();
+}
+
+/// Waits up to `within` for process `pid` to be gone.
+pub fn gone_within(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}

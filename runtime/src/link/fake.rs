@@ -26,6 +26,8 @@ pub(crate) enum Action {
     Hang,
     /// Answers with a frame that is no reply.
     Garbage,
+    /// Begins a reply and stops in the middle of it, alive.
+    Stall,
 }
 
 /// Decides what a fake worker does with a call of `task` on `args`.
@@ -221,6 +223,11 @@ impl FakeLink {
             Action::ReplyAfter(after, bytes) => self.inbox.push_back((due(after), value(&bytes))),
             Action::Die => self.state = State::Dead,
             Action::Hang => self.state = State::Hung,
+            Action::Stall => {
+                // An empty "frame" stands for the stalled one (see `recv`).
+                self.inbox.push_back((due(Duration::ZERO), Vec::new()));
+                self.state = State::Hung;
+            }
             Action::Garbage => {
                 let hello = wire::encode_reply(&Reply::Hello { pid: self.pid });
                 self.inbox.push_back((due(Duration::ZERO), hello));
@@ -257,7 +264,11 @@ impl Link for FakeLink {
         loop {
             if let Some((due, _)) = self.inbox.front() {
                 if *due <= Instant::now() {
-                    return Ok(self.inbox.pop_front().expect("a reply is due").1);
+                    let frame = self.inbox.pop_front().expect("a reply is due").1;
+                    if frame.is_empty() {
+                        return Err(FrameError::Stalled(Duration::from_millis(1)));
+                    }
+                    return Ok(frame);
                 }
             } else if self.gone() {
                 return Err(FrameError::Closed);

@@ -2,15 +2,20 @@
 //! worker runs them all (each under its own panic guard) and answers with
 //! one frame of per-item outcomes.
 //!
-//! A chunk's items (the `args` of a CALL_BATCH) are the bincode encodings of
-//! each call's arguments, back to back after a `u32` count. The RESULTS
+//! A chunk's items (the `args` of a CALL_BATCH) are a `u32` count, then per
+//! item its length (LEB128, possibly padded with `0x80` continuation bytes)
+//! and the bincode encoding of the call's arguments: the worker can find
+//! each item without decoding the ones before, so an item whose arguments
+//! fail to decode (or whose `Deserialize` panics) fails alone. The RESULTS
 //! reply body is `count u32 | all_values u8 | records`, one record per item
 //! in order:
 //!
 //! ```text
 //! 0 | bincode(value)          the function returned
-//! 1 | bincode(PanicReport)    it panicked (the other items still ran)
+//! 1 | bincode(PanicReport)    it panicked: the function, its arguments'
+//!                             Deserialize or its value's Serialize
 //! 2 | bincode(String)         its value could not be encoded
+//! 3 | bincode(String)         its arguments could not be decoded
 //! ```
 //!
 //! `all_values` is 1 when every record is a value.
@@ -27,6 +32,10 @@ use crate::{codec, worker};
 const REC_VALUE: u8 = 0;
 const REC_PANIC: u8 = 1;
 const REC_UNENCODABLE: u8 = 2;
+const REC_UNDECODABLE: u8 = 3;
+
+/// Bytes of an item length: 5 hold any `u32` in LEB128.
+const LONG_PREFIX: usize = 5;
 
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
@@ -39,7 +48,8 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     let first = items.next()?;
     let size = size.min(u32::MAX as usize);
     let mut bytes = vec![0; 4];
-    let mut encoded = M::encode_item(first, &mut bytes);
+    let mut last = 0;
+    let mut encoded = push_item::<M, I::Item>(first, &mut bytes, &mut last);
     // Room for the rest, guessed from the first item (at most 16 MiB ahead).
     let guess = (bytes.len() - 4).saturating_mul(size - 1);
     bytes.reserve(guess.min(16 << 20).min(max_bytes));
@@ -47,7 +57,7 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     while taken < size && bytes.len() < max_bytes {
         let Some(item) = items.next() else { break };
         if encoded.is_ok() {
-            encoded = M::encode_item(item, &mut bytes);
+            encoded = push_item::<M, I::Item>(item, &mut bytes, &mut last);
         }
         // After a failure, still take the chunk's items: they all fail with it.
         taken += 1;
@@ -59,41 +69,180 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     Some((bytes, taken))
 }
 
-/// Worker side, called by the code `#[pool_task]` generates: decodes each
-/// item's arguments with `decode`, runs `call` on them under its own
-/// `catch_unwind`, and appends the records to `out`.
+/// Appends one item, prefixed with its length, to `chunk`. The prefix's
+/// room is guessed from the previous item's length (`last`): one byte after
+/// a short item, five after a long one (padded if the item is shorter), so
+/// the item's bytes move only when a long item follows a short one.
+// Always inlined: its result then stays in registers (returned through
+// memory, reading it back stalled the loop, ~9 ns per item in
+// `--profile map`).
+#[inline(always)]
+fn push_item<M: EncodeItem<T>, T>(
+    item: T,
+    chunk: &mut Vec<u8>,
+    last: &mut usize,
+) -> Result<(), String> {
+    let start = chunk.len();
+    if *last < 0x80 {
+        chunk.push(0);
+        let encoded = M::encode_item(item, chunk);
+        let len = chunk.len() - start - 1;
+        if len < 0x80 {
+            // The usual case: a short item after a short one.
+            chunk[start] = len as u8;
+            *last = len;
+            return encoded;
+        }
+        return fix_prefix(chunk, start, 1, len, last).and(encoded);
+    }
+    chunk.resize(start + LONG_PREFIX, 0);
+    let encoded = M::encode_item(item, chunk);
+    let len = chunk.len() - start - LONG_PREFIX;
+    fix_prefix(chunk, start, LONG_PREFIX, len, last).and(encoded)
+}
+
+/// Writes the length `len` of the item after `room` bytes reserved at
+/// `start`, moving the item if the length needs more room.
+#[cold]
+fn fix_prefix(
+    chunk: &mut Vec<u8>,
+    start: usize,
+    room: usize,
+    len: usize,
+    last: &mut usize,
+) -> Result<(), String> {
+    let len32 = u32::try_from(len).map_err(|_| format!("an item of {len} bytes"))?;
+    let mut prefix = [0u8; LONG_PREFIX];
+    let width = if len < 0x80 { room } else { LONG_PREFIX };
+    leb128(len32, &mut prefix[..width]);
+    if width == room {
+        chunk[start..start + room].copy_from_slice(&prefix[..width]);
+    } else {
+        chunk.splice(start..start + room, prefix[..width].iter().copied());
+    }
+    *last = len;
+    Ok(())
+}
+
+/// Writes `value` in LEB128 filling exactly `out` (padded with continuation
+/// bytes; `out` is long enough).
+fn leb128(mut value: u32, out: &mut [u8]) {
+    let last = out.len() - 1;
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = (value & 0x7f) as u8 | if i < last { 0x80 } else { 0 };
+        value >>= 7;
+    }
+}
+
+/// Splits the next item off `rest`, past its length prefix: returns the
+/// bytes from the item's start to the chunk's end (decoding from a slice
+/// that does not end with the item keeps bincode on its fast path) and the
+/// item's length.
+#[inline]
+fn next_item<'a>(rest: &mut &'a [u8]) -> Result<(&'a [u8], usize), String> {
+    // The usual case: a one-byte length.
+    if let Some((&len, body)) = rest.split_first() {
+        let len = usize::from(len);
+        if len < 0x80 && body.len() >= len {
+            *rest = &body[len..];
+            return Ok((body, len));
+        }
+    }
+    let before = *rest;
+    let item = next_item_long(rest)?;
+    let start = before.len() - rest.len() - item.len();
+    Ok((&before[start..], item.len()))
+}
+
+/// [`next_item`] for a length of several bytes, or a malformed one: the
+/// item's bytes.
+#[cold]
+fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+    let mut len: u64 = 0;
+    let mut used = 0;
+    loop {
+        let Some(&byte) = rest.get(used) else {
+            return Err("a chunk cut short in an item's length".into());
+        };
+        if used == LONG_PREFIX {
+            return Err("an item length longer than 5 bytes".into());
+        }
+        len |= u64::from(byte & 0x7f) << (7 * used);
+        used += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let len = usize::try_from(len).map_err(|_| "an item length over usize".to_string())?;
+    let body = &rest[used..];
+    if body.len() < len {
+        return Err(format!(
+            "an item of {len} bytes in a chunk with {} left",
+            body.len()
+        ));
+    }
+    let (item, after) = body.split_at(len);
+    *rest = after;
+    Ok(item)
+}
+
+/// Worker side, called by the code `#[pool_task]` generates: for each item,
+/// decodes its arguments with `decode`, runs `call` on them and encodes the
+/// value, all under one panic guard, and appends its record to `out`. A
+/// panic or a failure in any of the three fails that item alone; only a
+/// malformed chunk fails the whole.
 pub(crate) fn run<A, R: Serialize>(
     bytes: &[u8],
     out: &mut Vec<u8>,
     mut decode: impl FnMut(&mut ArgsDecoder<'_>) -> Result<A, CallError>,
     mut call: impl FnMut(A) -> R,
 ) -> Result<(), CallError> {
-    let (count, items) = split_count(bytes).map_err(CallError::DecodeArgs)?;
-    let mut args = ArgsDecoder::new(items);
+    let (count, mut items) = split_count(bytes).map_err(CallError::DecodeArgs)?;
     // Results are usually about as large as the arguments, plus a tag each.
     out.reserve(items.len() + count as usize + 8);
     out.extend_from_slice(&count.to_le_bytes());
     let flag = out.len();
     out.push(1);
     for _ in 0..count {
-        let item = decode(&mut args)?;
-        match worker::panic::guard(|| call(item)) {
-            Ok(value) => {
-                let start = out.len();
-                out.push(REC_VALUE);
-                if let Err(message) = codec::encode_into(&value, out) {
-                    out.truncate(start);
-                    push_record(out, REC_UNENCODABLE, &message);
-                    out[flag] = 0;
-                }
+        let (item, len) = next_item(&mut items).map_err(CallError::DecodeArgs)?;
+        let start = out.len();
+        let ran = worker::panic::guard(|| {
+            let mut args = ArgsDecoder::new(item);
+            let decoded = decode(&mut args)?;
+            let used = item.len() - args.rest_len();
+            if used != len {
+                return Err(CallError::DecodeArgs(format!(
+                    "the item's arguments are {len} bytes, {used} were decoded: \
+                     the caller sent other types"
+                )));
             }
+            let value = call(decoded);
+            out.push(REC_VALUE);
+            codec::encode_into(&value, out).map_err(CallError::EncodeResult)
+        });
+        let failed = match ran {
+            Ok(Ok(())) => continue,
+            Ok(Err(CallError::DecodeArgs(message))) => (REC_UNDECODABLE, message),
+            Ok(Err(CallError::EncodeResult(message))) => (REC_UNENCODABLE, message),
             Err(report) => {
+                out.truncate(start);
                 push_record(out, REC_PANIC, &report);
                 out[flag] = 0;
+                continue;
             }
-        }
+        };
+        out.truncate(start);
+        push_record(out, failed.0, &failed.1);
+        out[flag] = 0;
     }
-    args.finish()
+    if items.is_empty() {
+        Ok(())
+    } else {
+        Err(CallError::DecodeArgs(format!(
+            "{} bytes left over after the chunk's last item",
+            items.len()
+        )))
+    }
 }
 
 fn push_record<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
@@ -191,6 +340,16 @@ impl<'a> Records<'a> {
                     (error, used)
                 })
             }
+            (None, REC_UNDECODABLE) => {
+                codec::decode_prefix::<String>(body).map(|(message, used)| {
+                    let error = Error::Decode {
+                        task: task.clone(),
+                        what: "arguments",
+                        message,
+                    };
+                    (error, used)
+                })
+            }
             (None, other) => Err(format!("unknown record tag {other}")),
         };
         match parsed {
@@ -242,5 +401,50 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
             }
         }
         Err(error) => out.extend(std::iter::repeat_n(error, sent).map(Err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{leb128, next_item, LONG_PREFIX};
+
+    #[test]
+    fn item_lengths_round_trip_short_long_and_padded() {
+        for len in [0u32, 1, 0x7f, 0x80, 300, 16_383, 16_384, 1 << 21, u32::MAX] {
+            for width in 1..=LONG_PREFIX {
+                if width < LONG_PREFIX && u64::from(len) >> (7 * width) != 0 {
+                    continue; // does not fit in this width
+                }
+                let mut prefix = vec![0u8; width];
+                leb128(len, &mut prefix);
+                let body = vec![9u8; (len as usize).min(70_000)];
+                let mut chunk = prefix.clone();
+                chunk.extend_from_slice(&body);
+                chunk.push(0xAA);
+                let mut rest = &chunk[..];
+                match next_item(&mut rest) {
+                    Ok((item, n)) => {
+                        assert_eq!(n, len as usize, "width {width}");
+                        assert_eq!(item.len(), n + 1, "up to the chunk's end");
+                        assert_eq!(rest, [0xAA]);
+                    }
+                    // Announced more than the chunk holds.
+                    Err(e) => assert!(len as usize > body.len(), "{len}/{width}: {e}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_lengths_are_errors() {
+        for bad in [
+            &[][..],
+            &[0x80],
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            &[5, 1, 2],
+        ] {
+            let mut rest = bad;
+            assert!(next_item(&mut rest).is_err(), "{bad:?}");
+        }
     }
 }

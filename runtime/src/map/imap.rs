@@ -3,8 +3,10 @@
 //! with a bounded number of chunks in flight; they differ only in the order
 //! they yield the chunks' results.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
 
@@ -23,7 +25,36 @@ const CHUNKS_PER_WORKER: usize = 2;
 /// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
 /// a plain function pointer, so the iterators are `Send` whenever their
 /// input is.
-type NextChunk<I> = fn(&mut I, usize, usize) -> Option<(Result<Vec<u8>, String>, usize)>;
+type NextChunk<I> =
+    fn(&mut Guarded<I>, usize, usize) -> Option<(Result<Vec<u8>, String>, usize)>;
+
+/// A panic's payload, as `catch_unwind` returns it.
+type Payload = Box<dyn Any + Send>;
+
+/// The input, with a panic in its `next()` caught: the input ends there,
+/// and the panic is kept to be resumed once the caller has had every result
+/// before it (Python's imap raises the input's exception at its position).
+struct Guarded<I> {
+    items: I,
+    panic: Option<Payload>,
+}
+
+impl<I: Iterator> Iterator for Guarded<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        if self.panic.is_some() {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.items.next())) {
+            Ok(item) => item,
+            Err(payload) => {
+                self.panic = Some(payload);
+                None
+            }
+        }
+    }
+}
 
 /// A chunk that came back: its number, its item count and its outcome.
 type Done = (u64, usize, Arc<Outcome>);
@@ -37,7 +68,7 @@ struct Feeder<'a, R, I> {
     pool: &'a Pool,
     task: &'static TaskInfo,
     /// The input, until it is exhausted or the feeding stops.
-    items: Option<I>,
+    items: Option<Guarded<I>>,
     next_chunk: NextChunk<I>,
     /// Items per chunk, and encoded bytes per chunk at most.
     size: usize,
@@ -48,6 +79,8 @@ struct Feeder<'a, R, I> {
     /// Whether a chunk came back refused by a closed or terminated pool, or
     /// cancelled.
     stopped: bool,
+    /// The input's panic, resumed once every result before it was yielded.
+    panic: Option<Payload>,
     /// The chunks queued and not yet settled, by number: what `cancel` stops.
     in_flight: HashMap<u64, CancelTarget>,
     /// The number the next chunk queued gets.
@@ -73,13 +106,14 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
         let mut feeder = Feeder {
             pool,
             task,
-            items: Some(items),
-            next_chunk: chunk::next_chunk::<M, I>,
+            items: Some(Guarded { items, panic: None }),
+            next_chunk: chunk::next_chunk::<M, Guarded<I>>,
             size: 1,
             max_bytes: super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES),
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
             stopped: false,
+            panic: None,
             in_flight: HashMap::new(),
             submitted: 0,
             done_tx,
@@ -105,7 +139,14 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             let Some(items) = self.items.as_mut() else {
                 return;
             };
-            let Some((bytes, sent)) = (self.next_chunk)(items, self.size, self.max_bytes) else {
+            let next = (self.next_chunk)(items, self.size, self.max_bytes);
+            if let Some(panic) = items.panic.take() {
+                // The input panicked: it ends there (after the chunk of the
+                // items before it, if any).
+                self.panic = Some(panic);
+                self.items = None;
+            }
+            let Some((bytes, sent)) = next else {
                 // Drop the input as soon as it is exhausted.
                 self.items = None;
                 return;
@@ -176,6 +217,9 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             }
             self.fill();
             if self.in_flight.is_empty() && self.early_len() == 0 {
+                if let Some(panic) = self.panic.take() {
+                    resume_unwind(panic);
+                }
                 return None;
             }
             let (sent, outcome) = self.next_done()?;
@@ -221,8 +265,11 @@ impl<R, I> Feeder<'_, R, I> {
 /// [`Error::WorkerDied`]. Once the pool is closed or terminated, or the
 /// iterator is [cancelled](Self::cancel), it yields that error
 /// ([`Error::PoolClosed`], [`Error::Terminated`], [`Error::Cancelled`]) once
-/// in place of what is left, and ends. Dropping the iterator stops the
-/// feeding; chunks already queued still run (cancel them to stop them).
+/// in place of what is left, and ends. If the input iterator panics at
+/// item k, it yields the results of the k items before it, then that panic
+/// resumes in `next()`, then it ends (Python raises the input's exception
+/// at its position). Dropping the iterator stops the feeding; chunks
+/// already queued still run (cancel them to stop them).
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -307,9 +354,10 @@ impl<R, I> fmt::Debug for Imap<'_, R, I> {
 /// The iterator `imap_unordered_<fn>` returns: each item's result as soon as
 /// its chunk is done, in completion order (Python's `imap_unordered`).
 ///
-/// Input, chunking, errors, cancelling, dropping and `Send` work as for
-/// [`Imap`]. Pair results with their inputs by returning the input (or an
-/// index) from the task.
+/// Input, chunking, errors, an input that panics (every result before it,
+/// in completion order, then the panic), cancelling, dropping and `Send`
+/// work as for [`Imap`]. Pair results with their inputs by returning the
+/// input (or an index) from the task.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};

@@ -36,6 +36,7 @@ pub struct PoolBuilder {
     max_tasks_per_child: Option<usize>,
     max_memory_per_child: Option<u64>,
     start_timeout: Duration,
+    stall_timeout: Duration,
     initializer: Option<Initializer>,
     /// Why the initializer's arguments could not be encoded, reported by `build`.
     initializer_error: Option<Error>,
@@ -53,6 +54,7 @@ impl Default for PoolBuilder {
             max_tasks_per_child: None,
             max_memory_per_child: None,
             start_timeout: Duration::from_secs(60),
+            stall_timeout: Self::DEFAULT_FRAME_STALL_TIMEOUT,
             initializer: None,
             initializer_error: None,
             #[cfg(feature = "redis")]
@@ -129,6 +131,36 @@ impl PoolBuilder {
         self.start_timeout = limit;
         self
     }
+
+    /// How long a frame on a worker's channel may stop flowing in the middle
+    /// (default [`DEFAULT_FRAME_STALL_TIMEOUT`](Self::DEFAULT_FRAME_STALL_TIMEOUT),
+    /// 10 s; [`build`](Self::build) refuses zero). A worker whose reply
+    /// began and then stopped while it lived on (a task that wrote to the
+    /// channel, a stopped process) is killed and replaced, and its task
+    /// fails with [`Error::Protocol`]; one that stops taking in a request
+    /// is killed too, and the request, which never started, runs on a new
+    /// worker. Waiting for a reply to *begin* is the task's own time, bounded
+    /// only by [`task_timeout`](Self::task_timeout).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// use std::time::Duration;
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(1)
+    ///     .frame_stall_timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn frame_stall_timeout(mut self, limit: Duration) -> Self {
+        self.stall_timeout = limit;
+        self
+    }
+
+    /// The default of [`frame_stall_timeout`](Self::frame_stall_timeout).
+    pub const DEFAULT_FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Runs the task registered as `task` once in each worker when it
     /// starts, before its first task (Python's `initializer` and
@@ -258,6 +290,9 @@ impl PoolBuilder {
                 self.max_frame
             ));
         }
+        if self.stall_timeout.is_zero() {
+            return config_error("frame_stall_timeout must be more than zero".into());
+        }
         if self.max_tasks_per_child == Some(0) {
             return config_error("max_tasks_per_child must be at least 1".into());
         }
@@ -271,6 +306,7 @@ impl PoolBuilder {
             max_tasks_per_child: self.max_tasks_per_child,
             max_memory_per_child: self.max_memory_per_child,
             start_timeout: self.start_timeout,
+            stall_timeout: self.stall_timeout,
             initializer: self.initializer,
             #[cfg(feature = "redis")]
             remote: None,

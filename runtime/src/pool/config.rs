@@ -18,6 +18,8 @@ pub(crate) struct Config {
     /// Resident bytes past which a worker is retired after its task.
     pub(crate) max_memory_per_child: Option<u64>,
     pub(crate) start_timeout: Duration,
+    /// How long a frame may stop flowing before its worker is dropped.
+    pub(crate) stall_timeout: Duration,
     pub(crate) initializer: Option<Initializer>,
     /// Where calls go instead of local workers (`PoolBuilder::redis`).
     #[cfg(feature = "redis")]
@@ -110,6 +112,7 @@ impl Config {
         Limits {
             max_frame: self.max_frame,
             start_timeout: self.start_timeout,
+            stall_timeout: self.stall_timeout,
         }
     }
 }

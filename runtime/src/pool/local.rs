@@ -130,21 +130,25 @@ impl Dispatcher for LocalPool {
             Exchange::Done(outcome) => {
                 if slot::over_memory(&self.shared.config, link.as_mut()) {
                     // Retired here; the slot thread starts its successor.
-                    slot::retire(Some(link));
+                    slot::retire(queue, Some(link));
                     queue.give_back(index, None, false);
                 } else {
                     let retired = queue.give_back(index, Some(link), true);
-                    slot::retire(retired);
+                    slot::retire(queue, retired);
                 }
                 // The large buffer serves this thread's next call.
                 buffers::recycle(call.args);
                 return Ok(outcome);
             }
-            // The idle worker had died: the slot thread replaces it and
-            // runs the call, queued as usual. Unless it was killed by a
-            // terminate racing this call: then the call fails as
-            // terminated, like one in flight (not as a call after it).
-            Exchange::Undelivered => {
+            // The idle worker had died (or was stopped and never read the
+            // call: it is killed): the slot thread replaces it and runs the
+            // call, queued as usual. Unless it was killed by a terminate
+            // racing this call: then the call fails as terminated, like one
+            // in flight (not as a call after it).
+            unstarted @ (Exchange::Undelivered | Exchange::Unread) => {
+                if let Exchange::Unread = unstarted {
+                    link.kill();
+                }
                 link.finish(DEATH_GRACE);
                 queue.give_back(index, None, false);
                 if queue.is_terminated() {

@@ -57,6 +57,11 @@ impl Shared {
                 link.pid(),
                 begun.elapsed()
             ),
+            // A start cut short by `terminate` is part of it, not a failure.
+            Err(e) if self.switches[index].is_closed() => log::debug!(
+                target: "procpool",
+                "slot {index}: worker start stopped by terminate: {e}"
+            ),
             Err(e) => log::warn!(target: "procpool", "slot {index}: worker start failed: {e}"),
         }
         started
@@ -84,10 +89,14 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
                     if let Some(dead) = worker.take() {
                         let pid = dead.pid();
                         let status = dead.finish(Duration::ZERO);
-                        log::warn!(
-                            target: "procpool",
-                            "slot {index}: idle worker {pid} died ({status}); replacing it"
-                        );
+                        if queue.is_terminated() {
+                            log::debug!(target: "procpool", "slot {index}: worker {pid} ended");
+                        } else {
+                            log::warn!(
+                                target: "procpool",
+                                "slot {index}: idle worker {pid} died ({status}); replacing it"
+                            );
+                        }
                     }
                     lost_worker = true;
                 }
@@ -127,7 +136,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
                 queue.reset_served(index);
             }
             if queue.served(index, ran) || over_memory(&shared.config, link.as_mut()) {
-                retire(worker.take());
+                retire(queue, worker.take());
             }
         }
         if worker.is_none() {
@@ -147,7 +156,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
             link.finish(Duration::ZERO);
         }
     } else {
-        retire(worker);
+        retire(queue, worker);
     }
 }
 
@@ -263,8 +272,9 @@ fn run_job(
     mut worker: Option<Box<dyn Link>>,
     call: &Call,
 ) -> (Outcome, Option<Box<dyn Link>>) {
-    // Two tries: a worker that died idle is replaced without anyone noticing;
-    // a fresh one that cannot even take a job is a real failure.
+    // Two tries: a worker that died idle (or is stopped and never reads the
+    // call) is replaced without anyone noticing; a fresh one that cannot
+    // even take a job is a real failure.
     let mut retried = false;
     loop {
         let mut link = match worker.take() {
@@ -296,7 +306,14 @@ fn run_job(
                 link.finish(DEATH_GRACE);
                 continue;
             }
+            Exchange::Unread if !retried => {
+                retried = true;
+                link.kill();
+                link.finish(Duration::ZERO);
+                continue;
+            }
             Exchange::Undelivered => Loss::Died,
+            Exchange::Unread => Loss::TimedOut(call.timeout.unwrap_or_default()),
             Exchange::Lost(loss) => loss,
         };
         return (Err(exchange::bury(&shared.queue, link, call, loss)), None);
@@ -356,22 +373,29 @@ pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
     [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
 
 /// Asks a worker to exit and reaps it. A worker that does not exit with code
-/// 0 is reported on stderr (and counted): the hand-over was not clean.
-pub(crate) fn retire(worker: Option<Box<dyn Link>>) {
+/// 0 is logged as a warning (and counted): the hand-over was not clean. One
+/// killed by a `terminate` that came meanwhile is not: that kill is the
+/// terminate's, and nothing was lost.
+pub(crate) fn retire(queue: &Queue, worker: Option<Box<dyn Link>>) {
     use std::sync::atomic::Ordering::Relaxed;
     if let Some(mut link) = worker {
         let pid = link.pid();
         let _ = link.send(&[&wire::shutdown_message()]);
         let status = link.finish(SHUTDOWN_GRACE);
         RETIRED[0].fetch_add(1, Relaxed);
-        if status != ExitInfo::Code(0) {
+        if status == ExitInfo::Code(0) {
+            log::debug!(target: "procpool", "worker {pid} retired");
+        } else if queue.is_terminated() {
+            log::debug!(
+                target: "procpool",
+                "worker {pid} was retiring when the pool was terminated ({status})"
+            );
+        } else {
             RETIRED[1].fetch_add(1, Relaxed);
             log::warn!(
                 target: "procpool",
                 "retired worker {pid} ended with {status}, not exit code 0"
             );
-        } else {
-            log::debug!(target: "procpool", "worker {pid} retired");
         }
     }
 }

@@ -26,6 +26,7 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
         max_tasks_per_child,
         max_memory_per_child: None,
         start_timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(5),
         initializer: None,
         #[cfg(feature = "redis")]
         remote: None,
@@ -34,12 +35,14 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
 
 /// The script most tests use: `slow` answers after 30 ms, `die` dies,
 /// `hang` never answers, any other task echoes its arguments, except that
-/// an argument `[0xDD]` dies and `[0xEE]` hangs.
+/// an argument `[0xDD]` dies, `[0xEE]` hangs and `[0x5A]` stalls (its reply
+/// begins and stops).
 fn script(task: &str, args: &[u8]) -> Action {
     match (task, args) {
         ("slow", _) => Action::ReplyAfter(Duration::from_millis(30), args.to_vec()),
         ("die", _) | (_, [0xDD]) => Action::Die,
         ("hang", _) | (_, [0xEE]) => Action::Hang,
+        (_, [0x5A]) => Action::Stall,
         _ => Action::Reply(args.to_vec()),
     }
 }
@@ -304,6 +307,50 @@ fn a_call_that_times_out_mid_batch_fails_alone_and_the_calls_behind_run_once() {
     for i in (0..20u8).filter(|&i| i != 10) {
         assert_eq!(ran.iter().filter(|&&a| a == i).count(), 1, "job {i}");
     }
+}
+
+/// A reply that begins and stops in the middle of a batch: where the next
+/// frame starts is lost, so the calls behind it (which may have run, their
+/// replies swallowed by the stalled frame) fail rather than run twice.
+#[test]
+fn a_stalled_reply_mid_batch_fails_its_call_and_no_call_behind_runs_twice() {
+    let mut f = Fixture::new(1, None);
+    f.prime("t");
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (0..20u8)
+        .map(|i| f.submit("t", &[if i == 10 { 0x5A } else { i }]))
+        .collect();
+    value(&busy).unwrap();
+    for (i, r) in jobs.iter().enumerate() {
+        match value(r) {
+            Ok(bytes) => assert_eq!(bytes, [i as u8]),
+            Err(Error::Protocol { message, .. }) => {
+                assert_eq!(i, 10);
+                assert!(message.contains("stopped sending"), "{message}");
+            }
+            Err(Error::WorkerDied { .. }) => assert!(i > 10, "job {i}"),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+    }
+    assert!(matches!(value(&jobs[10]), Err(Error::Protocol { .. })));
+    let mut runs: HashMap<u8, usize> = HashMap::new();
+    for r in f
+        .log
+        .ran()
+        .iter()
+        .filter(|r| r.task == "t" && r.args[0] < 20)
+    {
+        *runs.entry(r.args[0]).or_default() += 1;
+    }
+    assert!(runs.values().all(|&n| n == 1), "{runs:?}");
+    assert!(
+        f.log
+            .received()
+            .iter()
+            .any(|r| r.args == [0x5A] && r.batch > 1),
+        "the stall did not happen inside a batch"
+    );
+    assert_eq!(value(&f.submit("t", &[7])).unwrap(), [7], "replaced");
 }
 
 #[test]

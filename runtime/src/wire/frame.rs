@@ -24,6 +24,9 @@ pub(crate) enum FrameError {
     TooLarge { len: usize, max: usize },
     /// The read timed out (only with a read timeout set).
     TimedOut,
+    /// A frame began to arrive, then nothing more came for this long while
+    /// the peer lived on.
+    Stalled(std::time::Duration),
     /// Any other I/O failure.
     Io(io::Error),
 }
@@ -39,6 +42,9 @@ impl std::fmt::Display for FrameError {
                 write!(f, "a frame of {len} bytes exceeds the limit of {max} bytes")
             }
             FrameError::TimedOut => f.write_str("timed out"),
+            FrameError::Stalled(after) => {
+                write!(f, "a frame stopped arriving for {after:?} in the middle")
+            }
             FrameError::Io(e) => write!(f, "{e}"),
         }
     }

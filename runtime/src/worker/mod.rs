@@ -66,6 +66,7 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
         }
     };
     panic::install_panic_hook();
+    sys::allow_terminal_output();
     sys::tune_worker_allocator(max_frame.saturating_add(1 << 20));
     // Requests are read through a buffer, so calls the parent sends in one
     // batch cost one read. Each reply is written at once, before the next

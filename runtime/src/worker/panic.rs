@@ -15,6 +15,7 @@ thread_local! {
 
 /// Runs `f` as task code: a panic in it is caught and returned as its
 /// report, not printed. Every call and every item of a chunk runs under it.
+#[inline]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     let was = IN_TASK.with(|t| t.replace(true));
     let result = panic::catch_unwind(AssertUnwindSafe(f));

@@ -1,0 +1,260 @@
+//! Python's ordering guarantee: once `get`, `get_timeout`, `wait`,
+//! `wait_timeout`, `ready`, `successful` or `.await` report a result, its
+//! callbacks have returned. Callbacks still run on the pool's callback
+//! thread (never a thread that talks to a worker), and a callback that calls
+//! back into the pool (submits, waits on another result, even one whose own
+//! callback is queued behind it, joins or drops the pool) does not
+//! deadlock.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use procpool::{pool_task, Error, Pool};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn echo(x: u64) -> u64 {
+    x
+}
+
+#[pool_task]
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[pool_task]
+fn fail(x: u64) -> u64 {
+    panic!("task {x} fails")
+}
+
+type Seen = Arc<Mutex<Vec<u64>>>;
+
+fn seen() -> Seen {
+    Arc::default()
+}
+
+fn has(seen: &Seen, x: u64) -> bool {
+    seen.lock().unwrap().contains(&x)
+}
+
+/// Runs `body` on its own thread and fails if it does not finish within a
+/// minute: a deadlock fails the test instead of hanging the suite.
+fn within_a_minute(what: &str, body: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        body();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(()) => {}
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{what}: deadlocked"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// The pattern "append in the callback, wait(), read the list", 200 times.
+#[test]
+fn wait_reports_a_result_only_after_its_callback_returned() {
+    let pool = Pool::new(2).unwrap();
+    let list = seen();
+    for x in 0..200 {
+        let l = list.clone();
+        let r = apply_async_echo(&pool, x).callback(move |v| l.lock().unwrap().push(v));
+        r.wait();
+        assert!(has(&list, x), "wait() returned before callback {x} ran");
+    }
+}
+
+#[test]
+fn get_reports_a_failure_only_after_its_error_callback_returned() {
+    let pool = Pool::new(2).unwrap();
+    let list = seen();
+    for x in 0..200 {
+        let l = list.clone();
+        let r = apply_async_fail(&pool, x).error_callback(move |e| {
+            assert!(matches!(e, Error::Panic { .. }));
+            l.lock().unwrap().push(x);
+        });
+        assert!(r.get().is_err());
+        assert!(
+            has(&list, x),
+            "get() returned before error callback {x} ran"
+        );
+    }
+}
+
+#[test]
+fn every_way_of_seeing_completion_comes_after_the_callbacks() {
+    let pool = Pool::new(2).unwrap();
+    let list = seen();
+    let submit = |x: u64| {
+        let (l, m) = (list.clone(), list.clone());
+        apply_async_echo(&pool, x)
+            .callback(move |v| l.lock().unwrap().push(v))
+            .on_complete(move |_| m.lock().unwrap().push(x + 1000))
+    };
+    for x in 0..50 {
+        let r = submit(x);
+        while !r.ready() {
+            std::thread::yield_now();
+        }
+        assert!(has(&list, x) && has(&list, x + 1000), "ready() {x}");
+
+        let r = submit(x + 100);
+        while r.successful().is_none() {
+            std::thread::yield_now();
+        }
+        assert!(
+            has(&list, x + 100) && has(&list, x + 1100),
+            "successful() {x}"
+        );
+
+        let r = submit(x + 200);
+        assert!(r.wait_timeout(Duration::from_secs(30)));
+        assert!(has(&list, x + 200), "wait_timeout() {x}");
+
+        let r = submit(x + 300);
+        assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), x + 300);
+        assert!(has(&list, x + 300), "get_timeout() {x}");
+
+        let r = submit(x + 400);
+        assert_eq!(futures::executor::block_on(r).unwrap(), x + 400);
+        assert!(has(&list, x + 400), ".await {x}");
+    }
+}
+
+/// A callback attached after the result arrived: from then on too, seeing
+/// the result means the callback returned.
+#[test]
+fn a_callback_attached_after_arrival_has_returned_when_wait_returns() {
+    let pool = Pool::new(1).unwrap();
+    let list = seen();
+    for x in 0..50 {
+        let r = apply_async_echo(&pool, x);
+        r.wait();
+        let l = list.clone();
+        let r = r.callback(move |v| {
+            std::thread::sleep(Duration::from_millis(1));
+            l.lock().unwrap().push(v)
+        });
+        r.wait();
+        assert!(has(&list, x), "callback {x} attached late");
+        assert_eq!(r.get().unwrap(), x);
+    }
+}
+
+#[test]
+fn callbacks_never_run_on_a_thread_that_talks_to_a_worker() {
+    let pool = Pool::new(2).unwrap();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let results: Vec<_> = (0..20)
+        .map(|x| {
+            let names = names.clone();
+            apply_async_echo(&pool, x).callback(move |_| {
+                let name = std::thread::current().name().map(str::to_string);
+                names.lock().unwrap().push(name);
+            })
+        })
+        .collect();
+    for r in results {
+        r.wait();
+    }
+    let names = names.lock().unwrap();
+    assert_eq!(names.len(), 20);
+    assert!(
+        names
+            .iter()
+            .all(|n| n.as_deref() == Some("procpool-callbacks")),
+        "{names:?}"
+    );
+}
+
+/// A callback that submits tasks and waits for them, through `apply` and
+/// through `apply_async(..).get()` with a callback of its own.
+#[test]
+fn a_callback_may_submit_and_wait_for_other_tasks() {
+    within_a_minute("submitting from a callback", || {
+        let pool = Pool::new(2).unwrap();
+        let list = seen();
+        let (inner_pool, l) = (pool.clone(), list.clone());
+        let r = apply_async_echo(&pool, 1).callback(move |v| {
+            let direct = apply_echo(&inner_pool, v + 10).unwrap();
+            let l2 = l.clone();
+            let queued = apply_async_echo(&inner_pool, v + 20)
+                .callback(move |w| l2.lock().unwrap().push(w))
+                .get()
+                .unwrap();
+            assert!(
+                has(&l, 21),
+                "the inner callback ran before its get() returned"
+            );
+            l.lock().unwrap().extend([v, direct, queued]);
+        });
+        r.wait();
+        let got = list.lock().unwrap().clone();
+        assert_eq!(got, [21, 1, 11, 21]);
+    });
+}
+
+/// Callback 1 waits on result 2, whose own callback is queued behind
+/// callback 1 on the one callback thread: result 2's callback runs first
+/// (on the waiting thread) rather than the two waiting on each other.
+#[test]
+fn a_callback_may_wait_on_a_result_whose_callback_is_queued_behind_it() {
+    within_a_minute("waiting on a result queued behind", || {
+        let pool = Pool::new(2).unwrap();
+        let list = seen();
+        let l2 = list.clone();
+        let second = apply_async_nap(&pool, 100).callback(move |v| l2.lock().unwrap().push(v));
+        let l1 = list.clone();
+        let first = apply_async_nap(&pool, 0).callback(move |_| {
+            // By now result 2 has arrived and its callback waits in line.
+            std::thread::sleep(Duration::from_millis(400));
+            assert_eq!(second.get().unwrap(), 100);
+            assert!(
+                has(&l1, 100),
+                "result 2's callback ran before its get() returned"
+            );
+            l1.lock().unwrap().push(0);
+        });
+        first.wait();
+        assert_eq!(*list.lock().unwrap(), [100, 0]);
+    });
+}
+
+#[test]
+fn a_callback_may_join_terminate_or_drop_its_pool() {
+    within_a_minute("joining from a callback", || {
+        let pool = Pool::new(1).unwrap();
+        let handle = pool.clone();
+        let r = apply_async_echo(&pool, 3).callback(move |_| {
+            handle.close();
+            handle.join();
+        });
+        r.wait();
+        assert!(matches!(
+            apply_echo(&pool, 0),
+            Err(Error::PoolClosed { .. })
+        ));
+    });
+    within_a_minute("terminating from a callback", || {
+        let pool = Pool::new(1).unwrap();
+        let handle = pool.clone();
+        let long = apply_async_nap(&pool, 60_000);
+        let r = apply_async_echo(&Pool::new(1).unwrap(), 3).callback(move |_| handle.terminate());
+        r.wait();
+        assert!(matches!(long.get(), Err(Error::Terminated { .. })));
+    });
+    within_a_minute("dropping the last handle in a callback", || {
+        let pool = Pool::new(1).unwrap();
+        let handle = pool.clone();
+        let queued = apply_async_nap(&pool, 200);
+        let r = apply_async_echo(&pool, 3).callback(move |_| drop(handle));
+        drop(pool);
+        r.wait();
+        assert_eq!(queued.get().unwrap(), 200);
+    });
+}

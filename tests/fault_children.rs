@@ -1,0 +1,156 @@
+//! A task's own child processes die with its worker whenever procpool kills
+//! that worker: on a timeout, on `terminate()` (and the drop after it), and
+//! when the worker is replaced after breaking the protocol. After a normal
+//! `close` + `join` they are left running, as in Python.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, Error, Pool};
+use serde::{Deserialize, Serialize};
+use support::{alive, assert_no_children, gone_within, serial, write_to_channel};
+
+procpool::enable_test_support!();
+
+/// What the task does once its child runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Then {
+    /// Sleeps for a minute (to be timed out or terminated).
+    Hang,
+    /// Writes a frame with an unknown tag onto the channel and returns.
+    BreakProtocol,
+    /// Returns at once.
+    Return,
+}
+
+/// Starts `sleep 37` (its pid written to `pid_file`), then does `then`. The
+/// sleep is deliberately not waited for: it is to outlive the task.
+#[pool_task]
+#[allow(clippy::zombie_processes)]
+fn spawn_sleep(pid_file: PathBuf, then: Then) -> u32 {
+    let child = Command::new("sleep")
+        .arg("37")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, child.id().to_string()).unwrap();
+    match then {
+        Then::Hang => std::thread::sleep(Duration::from_secs(60)),
+        Then::BreakProtocol => write_to_channel(&[1, 0, 0, 0, 0x77]),
+        Then::Return => {}
+    }
+    child.id()
+}
+
+fn pid_file(name: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("procpool-children-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The pid the task wrote to `path`, once it is there.
+fn read_pid(path: &Path) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            let _ = std::fs::remove_file(path);
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the task never started its child"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn assert_gone(pid: u32, after: &str) {
+    assert!(
+        gone_within(pid, Duration::from_secs(1)),
+        "the task's child {pid} outlived its worker's {after}"
+    );
+}
+
+#[test]
+fn a_timeout_kills_the_tasks_children() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let file = pid_file("timeout");
+    match apply_spawn_sleep(&pool, file.clone(), Then::Hang) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert_gone(read_pid(&file), "timeout");
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn terminate_and_the_drop_after_it_kill_the_tasks_children() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let (first, second) = (pid_file("terminate-1"), pid_file("terminate-2"));
+    let running = [
+        apply_async_spawn_sleep(&pool, first.clone(), Then::Hang),
+        apply_async_spawn_sleep(&pool, second.clone(), Then::Hang),
+    ];
+    let sleeps = [read_pid(&first), read_pid(&second)];
+    pool.terminate();
+    for r in running {
+        assert!(matches!(r.get(), Err(Error::Terminated { .. })));
+    }
+    drop(pool);
+    for pid in sleeps {
+        assert_gone(pid, "terminate");
+    }
+    assert_no_children();
+}
+
+#[test]
+fn a_protocol_error_kills_the_tasks_children() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let file = pid_file("protocol");
+    match apply_spawn_sleep(&pool, file.clone(), Then::BreakProtocol) {
+        Err(Error::Protocol { .. }) => {}
+        other => panic!("expected Protocol, got {other:?}"),
+    }
+    assert_gone(read_pid(&file), "replacement after a protocol error");
+    drop(pool);
+    assert_no_children();
+}
+
+/// Documented behaviour: a worker that exits normally leaves the processes
+/// its tasks started running (Python's pool does the same).
+#[test]
+fn after_close_and_join_the_tasks_children_keep_running() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let file = pid_file("join");
+    let sleep = apply_spawn_sleep(&pool, file.clone(), Then::Return).unwrap();
+    assert_eq!(read_pid(&file), sleep);
+    pool.close();
+    pool.join();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        alive(sleep),
+        "a normal exit does not kill the task's children"
+    );
+    // SAFETY: kill(2) on the sleep this test started.
+    unsafe { libc::kill(sleep as libc::pid_t, libc::SIGKILL) };
+    assert!(gone_within(sleep, Duration::from_secs(5)));
+    assert_no_children();
+}
