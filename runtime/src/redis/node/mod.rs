@@ -133,10 +133,13 @@ impl NodeBuilder {
         self
     }
 
-    /// Calls claimed beyond `processes`, so the next call is at hand when
-    /// one finishes (default: `processes`). They count as held by this
-    /// node: if it is lost, they fail with `NodeLost` too (without having
-    /// run). 0 makes `NodeLost` exact, at some cost in throughput.
+    /// Calls claimed beyond `processes` while the node's calls are quick
+    /// (under a millisecond on average), so the next call is at hand when
+    /// one finishes (default: `processes`). Slow calls are never
+    /// prefetched: they wait in Redis, where any idle node can take them.
+    /// Prefetched calls count as held by this node: if it is lost, they
+    /// fail with `NodeLost` too (without having run). 0 makes `NodeLost`
+    /// exact, at some cost in throughput on tiny calls.
     #[must_use = "the setter returns the changed builder"]
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = Some(n);
@@ -236,6 +239,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         to_deliverer: Condvar::new(),
         stop,
         stats: Default::default(),
+        run_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
         cfg,
     });
     let threads = spawn_threads(&shared, conn)?;

@@ -38,7 +38,10 @@ pub(super) fn run_loop(s: Arc<Shared>, mut conn: Conn) {
             Err(RemoteFailure::Cancelled)
         } else {
             s.stats.ran.fetch_add(1, Ordering::Relaxed);
-            s.exec.execute(&mut item.call)
+            let started = std::time::Instant::now();
+            let outcome = s.exec.execute(&mut item.call);
+            s.ran_for(started.elapsed());
+            outcome
         };
         let done = Done::of(&item, outcome);
         let mut st = s.lock();

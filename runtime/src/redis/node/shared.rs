@@ -98,6 +98,9 @@ pub(super) struct Shared {
     pub(super) to_deliverer: Condvar,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) stats: Stats,
+    /// Recent calls' run time, in µs (a moving average; `u64::MAX` before
+    /// the first): prefetching pays only for quick calls.
+    pub(super) run_micros: AtomicU64,
 }
 
 impl Shared {
@@ -109,9 +112,23 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// How many calls the node holds at most.
+    /// How many calls the node holds at most: one per process, plus the
+    /// prefetch while its recent calls took under a millisecond. (A slow
+    /// call prefetched would wait behind a busy node while another node
+    /// may be idle; a quick one saves a round trip per call.)
     pub(super) fn capacity(&self) -> usize {
-        self.cfg.processes.max(1) + self.cfg.prefetch
+        let quick = self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS;
+        self.cfg.processes.max(1) + if quick { self.cfg.prefetch } else { 0 }
+    }
+
+    const QUICK_MICROS: u64 = 1000;
+
+    /// Counts a call's run time into the moving average.
+    pub(super) fn ran_for(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 2);
+        let old = self.run_micros.load(Ordering::Relaxed);
+        let new = if old == u64::MAX { us } else { (old * 7 + us) / 8 };
+        self.run_micros.store(new, Ordering::Relaxed);
     }
 
     /// Wakes whichever thread can now make progress.
