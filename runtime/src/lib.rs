@@ -103,10 +103,15 @@
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
 //! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
+//! | `redis` | the Redis Streams backend (feature `redis`): keys and build id, entries, a node's errors, the Lua scripts, connections, members and the reaper; the caller's dispatcher (`redis::caller`) and the node (`redis::node`, `Node`) |
+//! | `pool::remote` | the builder's Redis settings and `build` for them |
 //!
 //! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
 //! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
-//! `worker`, `pool`, `map`, `__private`.
+//! `worker`, `pool`, `redis`, `map`, `__private`. Within `pool` and `redis`:
+//! the Redis dispatcher uses only `pool`'s seam and config; `pool::builder`
+//! and `pool::remote`, which choose the dispatcher, sit above it; the node
+//! uses the `Pool` itself.
 //!
 //!
 //! ## When things go wrong
@@ -350,7 +355,7 @@ pub use procpool_macros::main;
 /// `init()` starts a local pool of `PROCPOOL_PROCESSES` workers (default:
 /// the available parallelism), serves the queue `PROCPOOL_QUEUE` (default
 /// `procpool`) and never returns; if it cannot start (Redis unreachable),
-/// it prints why on stderr and exits with code 1. See [`Node`] for the same
+/// it prints why on stderr and exits with code 1. See `procpool::Node` for the same
 /// in code. A program built without the feature exits with code 2 and a
 /// message instead of ignoring `PROCPOOL_NODE`.
 ///
@@ -491,7 +496,9 @@ macro_rules! enable_test_support {
     };
 }
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, target_os = "linux"))]
+/// The README's examples, compiled and run as doc tests. Its section "More
+/// than one machine" needs the `redis` feature, so they run with it
+/// (`cargo test --workspace --features redis`, as CI does).
+#[cfg(all(doctest, target_os = "linux", feature = "redis"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
