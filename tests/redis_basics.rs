@@ -389,3 +389,37 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         }
     }
 }
+
+#[test]
+fn slow_calls_after_quick_ones_spread_over_the_nodes() {
+    let server = RedisServer::start();
+    let first = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    // The first node learns that calls are quick: it claims ahead.
+    let quick: Vec<_> = (0..2000u64).map(|i| apply_async_square(&pool, i)).collect();
+    for q in quick {
+        q.get().unwrap();
+    }
+    let _second = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let slow: Vec<_> = (0..6)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 400))
+        .collect();
+    for s in slow {
+        s.get().unwrap();
+    }
+    // A call of a task the node has not seen be quick is not kept behind
+    // its busy process: it goes back to Redis for the idle node.
+    let mut per_worker: std::collections::BTreeMap<i32, usize> = Default::default();
+    for l in marks(&file, "start") {
+        *per_worker.entry(mark_pid(&l)).or_default() += 1;
+    }
+    let counts: Vec<usize> = per_worker.values().copied().collect();
+    assert_eq!(counts.len(), 2, "all on one node: {per_worker:?}");
+    assert!(
+        counts.iter().all(|&n| n >= 2),
+        "one node hoarded them: {per_worker:?}"
+    );
+    assert!(first.name.starts_with('n'));
+}

@@ -150,8 +150,9 @@ fn a_partitioned_node_is_lost_and_its_late_result_is_ignored() {
             })
         },
     );
-    // Its one runner delivered its late outcome before it could claim
-    // anything new, so this answer (which only it can give) comes after.
+    // The node delivers in order: its late outcome's DELIVER (retried
+    // alone while the link was down) is answered before the outcome of
+    // this call, which only it can give, is even queued.
     writeln!(caller.stdin, "7").unwrap();
     assert_eq!(caller.line(Duration::from_secs(30)), "square 49");
     assert_eq!(

@@ -274,16 +274,20 @@ impl Pool {
         }
     }
 
-    /// Runs `call` and waits for its outcome. Always through the queue, not
+    /// Queues `call` and calls `done` with its outcome, on the thread that
+    /// settles it (it must be quick). Always through the queue, not
     /// `apply`'s direct path: a queued or running call can be cancelled by
     /// id ([`cancel_call`](Self::cancel_call)), one on the direct path
-    /// cannot.
+    /// cannot; and quick calls queued together are pipelined.
     #[cfg(feature = "redis")]
-    pub(crate) fn run_call(&self, call: Call) -> result::Outcome {
+    pub(crate) fn start_call(
+        &self,
+        call: Call,
+        done: impl FnOnce(Arc<result::Outcome>) + Send + 'static,
+    ) {
         let (promise, result) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
+        result.listen_outcome(Box::new(done));
         self.inner.dispatcher.submit(Job { call, promise });
-        let outcome = result.wait_outcome();
-        Arc::try_unwrap(outcome).unwrap_or_else(|shared| (*shared).clone())
     }
 
     /// Cancels the call `id` made by [`foreign_call`](Self::foreign_call).

@@ -10,6 +10,7 @@
 //! | `reap.lua` | every caller and node | settles a dead node's entries (NodeLost or again), forgets dead callers |
 //! | `terminate.lua` | caller | deletes its unclaimed entries; for `terminate`, also unregisters and tells nodes to stop its calls |
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
+//! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
 //!
 //! Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
@@ -27,6 +28,7 @@ pub(crate) struct Scripts {
     pub(crate) reap: Script,
     pub(crate) terminate: Script,
     pub(crate) cancel: Script,
+    pub(crate) release: Script,
     pub(crate) verify: Script,
 }
 
@@ -42,6 +44,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         reap: Script::new(include_str!("lua/reap.lua")),
         terminate: Script::new(include_str!("lua/terminate.lua")),
         cancel: Script::new(include_str!("lua/cancel.lua")),
+        release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
     })
 }

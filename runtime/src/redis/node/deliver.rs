@@ -17,11 +17,12 @@ pub(super) fn deliver_loop(s: Arc<Shared>, mut conn: Conn) {
         let batch: Vec<Done> = {
             let mut st = s.lock();
             loop {
-                if !st.done.is_empty() {
+                if !st.done.is_empty() && !st.delivering {
                     let n = st.done.len().min(s.cfg.batch);
+                    st.delivering = true;
                     break st.done.drain(..n).collect();
                 }
-                if st.runners_left == 0 {
+                if Shared::drained(&st) {
                     return;
                 }
                 st = s
@@ -32,6 +33,9 @@ pub(super) fn deliver_loop(s: Arc<Shared>, mut conn: Conn) {
             }
         };
         deliver(&s, &mut conn, batch);
+        let mut st = s.lock();
+        st.delivering = false;
+        s.wake(&st);
     }
 }
 

@@ -16,7 +16,7 @@ use super::shared::{Item, Shared};
 pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
     let ttl = s.cfg.broker.node_ttl;
     let tick = (ttl / 6).max(Duration::from_millis(20));
-    while !s.stopping() || s.lock().runners_left > 0 {
+    while !s.stopping() || !Shared::drained(&s.lock()) {
         std::thread::sleep(tick);
         if let Err(e) = beat(&s, &mut conn) {
             log::warn!(target: "procpool", "node {}: heartbeat: {e}", s.identity().0);

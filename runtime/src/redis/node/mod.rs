@@ -1,8 +1,8 @@
 //! A node: this program serving a queue's calls on a local pool of worker
 //! processes ([`Node`], [`NodeBuilder`]).
 //!
-//! Threads, each with its own connection: `processes` runners
-//! ([`runner`], claiming in turn with [`claim`]), the deliverer
+//! Threads, each with its own connection: the feeder ([`runner`]: claims
+//! with [`claim`] and queues calls on the local pool), the deliverer
 //! ([`deliver`]), the keeper ([`identity`]: heartbeat, reaper, a new name
 //! after being declared dead) and the watcher ([`watch`]: stops of
 //! cancelled calls and terminated callers).
@@ -30,6 +30,9 @@ use crate::pool::config::{Broker, NodeConfig, Retry};
 use crate::pool::{Pool, PoolBuilder};
 use claim::ReadSide;
 use shared::{Shared, State};
+
+/// Quick calls claimed ahead per process, by default.
+const PREFETCH_PER_PROCESS: usize = 16;
 
 /// How long a node keeps retrying an unreachable Redis in one go before it
 /// logs and starts over (a node never gives up on its own).
@@ -134,8 +137,9 @@ impl NodeBuilder {
     }
 
     /// Calls claimed beyond `processes` while the node's calls are quick
-    /// (under a millisecond on average), so the next call is at hand when
-    /// one finishes (default: `processes`). Slow calls are never
+    /// (under a millisecond on average), so the next calls are at hand and
+    /// the local pool pipelines them to its workers (default: 16 per
+    /// process). Slow calls are never
     /// prefetched: they wait in Redis, where any idle node can take them.
     /// Prefetched calls count as held by this node: if it is lost, they
     /// fail with `NodeLost` too (without having run). 0 makes `NodeLost`
@@ -182,7 +186,7 @@ impl NodeBuilder {
                 node_ttl: crate::pool::NODE_TTL,
             },
             processes,
-            prefetch: self.prefetch.unwrap_or(processes),
+            prefetch: self.prefetch.unwrap_or(PREFETCH_PER_PROCESS * processes),
             batch: 256,
             max_frame: pool.max_frame(),
         };
@@ -217,6 +221,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         cfg.broker.node_ttl,
         Some(cfg.processes),
     )?;
+    let inline = Mutex::new(new_conn()?);
     let read = Mutex::new(ReadSide {
         conn: new_conn()?,
         recover: false,
@@ -228,11 +233,12 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         settle_gate: RwLock::new(()),
         recent: Mutex::default(),
         read,
+        inline,
         keys,
         exec: local::LocalExecutor::new(pool),
         identity: Mutex::new((name, 1)),
         state: Mutex::new(State {
-            runners_left: cfg.processes.max(1),
+            feeding: true,
             ..State::default()
         }),
         to_runners: Condvar::new(),
@@ -240,6 +246,9 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         stop,
         stats: Default::default(),
         run_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
+        last_completion: Mutex::new(None),
+        hold: AtomicBool::new(false),
+        quick_tasks: Mutex::default(),
         cfg,
     });
     let threads = spawn_threads(&shared, conn)?;
@@ -262,11 +271,9 @@ fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, B
             })
     };
     let mut threads = Vec::new();
-    for i in 0..s.cfg.processes.max(1) {
-        let (s, c) = (s.clone(), s.new_conn()?);
-        let run = Box::new(move || runner::run_loop(s, c));
-        threads.push(spawn(format!("procpool-node-run{i}"), run)?);
-    }
+    let s2 = s.clone();
+    let feed = Box::new(move || runner::feed_loop(s2));
+    threads.push(spawn("procpool-node-feed".into(), feed)?);
     let (s2, c) = (s.clone(), s.new_conn()?);
     let deliverer = Box::new(move || deliver::deliver_loop(s2, c));
     threads.push(spawn("procpool-node-deliver".into(), deliverer)?);
