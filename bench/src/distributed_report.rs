@@ -48,18 +48,9 @@ fn anchor(f: &Figures, prefix: &str, k: &str) -> String {
     cell(f, &format!("{prefix}{k}"), 0)
 }
 
-/// The section "More than one machine (Redis)".
-pub fn section(d: &Distributed) -> String {
-    let f = match d {
-        None => {
-            return "Not measured in this run: `cargo run --release -p procpool-bench \
-                    --features redis` measures it (needs redis-server on PATH).\n"
-                .into()
-        }
-        Some(Err(why)) => return format!("Not measured: {why}\n"),
-        Some(Ok(f)) => f,
-    };
-    let rows = vec![
+/// The section's table, one row per workload.
+fn rows(f: &Figures) -> Vec<Vec<String>> {
+    vec![
         vec![
             "apply latency, all on one CPU: p50 (p99)".into(),
             "µs".into(),
@@ -128,7 +119,21 @@ pub fn section(d: &Distributed) -> String {
             String::new(),
             String::new(),
         ],
-    ];
+    ]
+}
+
+/// The section "More than one machine (Redis)".
+pub fn section(d: &Distributed) -> String {
+    let f = match d {
+        None => {
+            return "Not measured in this run: `cargo run --release -p procpool-bench \
+                    --features redis` measures it (needs redis-server on PATH).\n"
+                .into()
+        }
+        Some(Err(why)) => return format!("Not measured: {why}\n"),
+        Some(Ok(f)) => f,
+    };
+    let rows = rows(f);
     let table = markdown(
         &[
             "workload",
