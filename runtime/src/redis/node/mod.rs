@@ -115,6 +115,13 @@ impl Default for NodeBuilder {
 impl NodeBuilder {
     /// The Redis to serve (required): `redis://[user:password@]host:port/db`,
     /// or `rediss://` with feature `redis-tls`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://:secret@10.0.0.5:6379/0").serve()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn redis(mut self, url: &str) -> Self {
         self.url = Some(url.to_string());
@@ -122,6 +129,13 @@ impl NodeBuilder {
     }
 
     /// The queue to serve (default `"procpool"`).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").queue("thumbnails").serve()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn queue(mut self, name: &str) -> Self {
         self.queue = name.to_string();
@@ -130,6 +144,13 @@ impl NodeBuilder {
 
     /// Worker processes of the local pool, and calls run at once (default:
     /// the available parallelism).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").processes(8).serve()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
@@ -144,6 +165,14 @@ impl NodeBuilder {
     /// Prefetched calls count as held by this node: if it is lost, they
     /// fail with `NodeLost` too (without having run). 0 makes `NodeLost`
     /// exact, at some cost in throughput on tiny calls.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// // Long calls only: hold no more than one per process.
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").prefetch(0).serve()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = Some(n);
@@ -153,6 +182,17 @@ impl NodeBuilder {
     /// The settings of the local pool (`task_timeout`, `max_tasks_per_child`,
     /// `max_memory_per_child`, `initializer`, `max_frame_bytes`, ...).
     /// Its `processes` is replaced by the node's.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// use std::time::Duration;
+    /// let local = procpool::Pool::builder()
+    ///     .task_timeout(Duration::from_secs(600))
+    ///     .max_tasks_per_child(1000);
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").pool(local).serve()?;
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn pool(mut self, builder: PoolBuilder) -> Self {
         self.pool = builder;
@@ -162,6 +202,16 @@ impl NodeBuilder {
     /// Starts the local pool, registers with Redis and starts serving in
     /// background threads. Fails with [`Error::Broker`] at once if Redis
     /// cannot be reached, or with the local pool's error.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let node = procpool::Node::builder().redis("redis://127.0.0.1:6379/0").start()?;
+    /// // ... this thread is free; the node serves in the background
+    /// node.stop();
+    /// node.wait();
+    /// # Ok(()) }
+    /// ```
     pub fn start(self) -> Result<Node, Error> {
         let Some(url) = self.url else {
             return Err(Error::Config {
@@ -195,6 +245,13 @@ impl NodeBuilder {
 
     /// [`start`](Self::start), then serves until the process ends. Returns
     /// only if the node could not start.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").serve()?;
+    /// # Ok(()) }
+    /// ```
     pub fn serve(self) -> Result<Infallible, Error> {
         let node = self.start()?;
         for t in node.threads {
