@@ -41,7 +41,6 @@ pub struct PoolBuilder {
     /// Why the initializer's arguments could not be encoded, reported by `build`.
     initializer_error: Option<Error>,
     /// Redis settings: calls go to nodes instead of local workers.
-    #[cfg(feature = "redis")]
     pub(super) remote: Option<super::remote::RemoteBuilder>,
 }
 
@@ -57,7 +56,6 @@ impl Default for PoolBuilder {
             stall_timeout: Self::DEFAULT_FRAME_STALL_TIMEOUT,
             initializer: None,
             initializer_error: None,
-            #[cfg(feature = "redis")]
             remote: None,
         }
     }
@@ -237,7 +235,6 @@ impl PoolBuilder {
 
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
-        #[cfg(feature = "redis")]
         if self.remote.is_some() {
             return self.build_remote();
         }

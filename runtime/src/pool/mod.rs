@@ -13,7 +13,6 @@ mod initializer;
 mod local;
 mod pipeline;
 mod queue;
-#[cfg(feature = "redis")]
 mod remote;
 mod slot;
 #[cfg(test)]
@@ -26,6 +25,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
+#[cfg(feature = "redis")]
+pub(crate) use remote::DEFAULT_QUEUE;
 #[cfg(feature = "redis")]
 pub(crate) use remote::NODE_TTL;
 pub(crate) use slot::RETIRED;

@@ -1,19 +1,23 @@
-//! The builder's Redis settings (feature `redis`): a pool whose calls go
-//! through Redis Streams to nodes on other machines instead of to workers
-//! of its own. Everything else about the pool is unchanged.
+//! The builder's Redis settings: a pool whose calls go through Redis
+//! Streams to nodes on other machines instead of to workers of its own.
+//! Everything else about the pool is unchanged. The settings exist in every
+//! build, so code that uses them always compiles; building such a pool
+//! needs the `redis` feature, and says so without it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::builder::PoolBuilder;
-use super::config::{Broker, Remote, Retry};
 use super::Pool;
 use crate::error::Error;
-use crate::redis::{build_id, RedisDispatcher, DEFAULT_QUEUE};
+
+/// The queue a pool's calls go to unless `queue()` names another.
+pub(crate) const DEFAULT_QUEUE: &str = "procpool";
 
 /// How long a node may be silent (no heartbeat) before it counts as lost.
+#[cfg(feature = "redis")]
 pub(crate) const NODE_TTL: Duration = Duration::from_secs(3);
 /// How long a caller may be silent before the cluster forgets it.
+#[cfg(feature = "redis")]
 pub(crate) const CALLER_TTL: Duration = Duration::from_secs(30);
 /// How long calls wait for a node of their build by default.
 pub(crate) const NODE_WAIT: Duration = Duration::from_secs(60);
@@ -33,6 +37,7 @@ pub(crate) struct RemoteBuilder {
 
 impl PoolBuilder {
     /// Whether `redis()` was called.
+    #[cfg(feature = "redis")]
     pub(crate) fn is_remote(&self) -> bool {
         self.remote.is_some()
     }
@@ -89,7 +94,9 @@ impl PoolBuilder {
 
     /// The queue the calls go to (default `"procpool"`); nodes serve the
     /// queue named by `PROCPOOL_QUEUE` (or [`NodeBuilder::queue`](crate::NodeBuilder::queue)).
-    /// Sets [`redis`](Self::redis)'s queue; without `redis` it does nothing.
+    /// Like every Redis setting, it may come before or after
+    /// [`redis`](Self::redis), but [`build`](Self::build) refuses it
+    /// without `redis` ([`Error::Config`]).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -102,16 +109,14 @@ impl PoolBuilder {
     /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn queue(mut self, name: &str) -> Self {
-        if self.remote.is_some() {
-            self.remote_mut().queue = name.to_string();
-        }
+        self.remote_mut().queue = name.to_string();
         self
     }
 
     /// Runs a call again, up to `n` times, when the node that held it is
     /// lost (at-least-once, for idempotent tasks). The default, 0, runs a
     /// call at most once, as a local pool does: a lost node's call fails
-    /// with [`Error::NodeLost`]. Only with [`redis`](Self::redis).
+    /// with [`Error::NodeLost`]. Only with [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -124,15 +129,13 @@ impl PoolBuilder {
     /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn redeliver(mut self, n: u32) -> Self {
-        if self.remote.is_some() {
-            self.remote_mut().redeliver = n;
-        }
+        self.remote_mut().redeliver = n;
         self
     }
 
     /// The most calls this pool keeps in Redis at once, queued or running
     /// (default 8192, at least 1); more wait in this process, as in a local
-    /// pool's queue. Only with [`redis`](Self::redis).
+    /// pool's queue. Only with [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -145,9 +148,7 @@ impl PoolBuilder {
     /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn max_in_flight(mut self, n: usize) -> Self {
-        if self.remote.is_some() {
-            self.remote_mut().max_in_flight = n;
-        }
+        self.remote_mut().max_in_flight = n;
         self
     }
 
@@ -167,9 +168,7 @@ impl PoolBuilder {
     /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn broker_retry(mut self, limit: Duration) -> Self {
-        if self.remote.is_some() {
-            self.remote_mut().retry = limit;
-        }
+        self.remote_mut().retry = limit;
         self
     }
 
@@ -178,7 +177,7 @@ impl PoolBuilder {
     /// taken are removed from Redis and fail with [`Error::Broker`]
     /// ([`BrokerReason::NoNode`](crate::BrokerReason::NoNode)), whose
     /// message names the builds that do serve the queue, if any. Only with
-    /// [`redis`](Self::redis).
+    /// [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -191,15 +190,29 @@ impl PoolBuilder {
     /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn node_wait(mut self, limit: Duration) -> Self {
-        if self.remote.is_some() {
-            self.remote_mut().node_wait = limit;
-        }
+        self.remote_mut().node_wait = limit;
         self
+    }
+
+    /// `build` for a pool with `redis` set, in a build without the `redis`
+    /// feature: a clear error instead of a missing method.
+    #[cfg(not(feature = "redis"))]
+    pub(super) fn build_remote(self) -> Result<Pool, Error> {
+        Err(Error::Config {
+            message: "a pool built with redis() needs procpool's `redis` feature: \
+                      procpool = { version = \"0.1\", features = [\"redis\"] }"
+                .into(),
+        })
     }
 
     /// `build` for a pool with `redis` set: checks the settings, connects
     /// and registers.
+    #[cfg(feature = "redis")]
     pub(super) fn build_remote(mut self) -> Result<Pool, Error> {
+        use super::config::{Broker, Remote, Retry};
+        use crate::redis::{build_id, RedisDispatcher};
+        use std::sync::Arc;
+
         let remote = self.remote.take().expect("redis() was called");
         let local_only = self.local_only_settings();
         if !local_only.is_empty() {

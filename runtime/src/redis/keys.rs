@@ -16,7 +16,7 @@
 use crate::registry;
 
 /// The queue a pool uses unless told otherwise (`PoolBuilder::queue`).
-pub(crate) const DEFAULT_QUEUE: &str = "procpool";
+pub(crate) use crate::pool::DEFAULT_QUEUE;
 /// The consumer group of the nodes on a task stream.
 pub(crate) const GROUP: &str = "nodes";
 
