@@ -55,6 +55,21 @@ impl Call {
         self.tail.as_deref().unwrap_or(&[])
     }
 
+    /// The length of the encoded arguments, tail included.
+    #[cfg(feature = "redis")]
+    pub(crate) fn args_len(&self) -> usize {
+        self.args.len() + self.tail().len()
+    }
+
+    /// Moves the tail to the end of `args`, so `args` alone is the whole
+    /// encoding (for a dispatcher that sends calls as one blob: Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn join_tail(&mut self) {
+        if let Some(tail) = self.tail.take() {
+            self.args.extend_from_slice(&tail);
+        }
+    }
+
     /// [`Error::Cancelled`] for this call.
     pub(crate) fn cancelled(&self) -> Error {
         Error::Cancelled {

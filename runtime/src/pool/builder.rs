@@ -31,7 +31,8 @@ use crate::{codec, process, registry, task, wire};
 #[derive(Debug, Clone)]
 pub struct PoolBuilder {
     processes: Option<usize>,
-    max_frame: usize,
+    /// `None`: the default, which depends on where calls go.
+    pub(super) max_frame: Option<usize>,
     task_timeout: Option<Duration>,
     max_tasks_per_child: Option<usize>,
     max_memory_per_child: Option<u64>,
@@ -40,13 +41,15 @@ pub struct PoolBuilder {
     initializer: Option<Initializer>,
     /// Why the initializer's arguments could not be encoded, reported by `build`.
     initializer_error: Option<Error>,
+    /// Redis settings: calls go to nodes instead of local workers.
+    pub(super) remote: Option<super::remote::RemoteBuilder>,
 }
 
 impl Default for PoolBuilder {
     fn default() -> Self {
         PoolBuilder {
             processes: None,
-            max_frame: wire::DEFAULT_MAX_FRAME,
+            max_frame: None,
             task_timeout: None,
             max_tasks_per_child: None,
             max_memory_per_child: None,
@@ -54,6 +57,7 @@ impl Default for PoolBuilder {
             stall_timeout: Self::DEFAULT_FRAME_STALL_TIMEOUT,
             initializer: None,
             initializer_error: None,
+            remote: None,
         }
     }
 }
@@ -66,15 +70,16 @@ impl PoolBuilder {
         self
     }
 
-    /// Largest frame either side sends or accepts, in bytes (default 4 GiB,
-    /// at least 1 KiB: [`build`](Self::build) refuses less with
-    /// [`Error::Config`]). A task whose arguments or result need more fails
+    /// Largest frame either side sends or accepts, in bytes (default 4 GiB;
+    /// 256 MiB for a pool built with `redis()` and a node's local pool, as
+    /// Redis keeps each value whole; at least 1 KiB: [`build`](Self::build)
+    /// refuses less with [`Error::Config`]). A task whose arguments or result need more fails
     /// with [`Error::FrameTooLarge`]. The channel streams frames of any size
     /// and never trusts an announced length, so the limit is yours to set,
     /// not a safety margin.
     #[must_use = "the setter returns the changed builder"]
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
+        self.max_frame = Some(bytes);
         self
     }
 
@@ -212,15 +217,38 @@ impl PoolBuilder {
         self
     }
 
+    /// The settings only a pool with workers of its own has (a pool built
+    /// with `redis()` has none: its nodes' local pools have them), by name.
+    #[cfg(feature = "redis")]
+    pub(super) fn local_only_settings(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.processes.is_some() {
+            set.push("processes");
+        }
+        if self.max_tasks_per_child.is_some() {
+            set.push("max_tasks_per_child");
+        }
+        if self.max_memory_per_child.is_some() {
+            set.push("max_memory_per_child");
+        }
+        if self.initializer.is_some() || self.initializer_error.is_some() {
+            set.push("initializer");
+        }
+        set
+    }
+
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
+        if self.remote.is_some() {
+            return self.build_remote();
+        }
         let config = Arc::new(self.validate()?);
         let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
         Ok(Pool::from_dispatcher(Arc::new(local), config))
     }
 
     /// Checks every setting, and the initializer against its registration.
-    fn validate(self) -> Result<Config, Error> {
+    pub(super) fn validate(self) -> Result<Config, Error> {
         if !process::is_initialized() {
             return Err(Error::NotInitialized);
         }
@@ -256,11 +284,11 @@ impl PoolBuilder {
         if processes == 0 {
             return config_error("a pool needs at least one process".into());
         }
-        if self.max_frame < wire::MIN_MAX_FRAME {
+        let max_frame = self.max_frame.unwrap_or(wire::DEFAULT_MAX_FRAME);
+        if max_frame < wire::MIN_MAX_FRAME {
             return config_error(format!(
-                "max_frame_bytes must be at least {} (got {})",
+                "max_frame_bytes must be at least {} (got {max_frame})",
                 wire::MIN_MAX_FRAME,
-                self.max_frame
             ));
         }
         if self.stall_timeout.is_zero() {
@@ -274,13 +302,15 @@ impl PoolBuilder {
         }
         Ok(Config {
             processes,
-            max_frame: self.max_frame,
+            max_frame,
             task_timeout: self.task_timeout,
             max_tasks_per_child: self.max_tasks_per_child,
             max_memory_per_child: self.max_memory_per_child,
             start_timeout: self.start_timeout,
             stall_timeout: self.stall_timeout,
             initializer: self.initializer,
+            #[cfg(feature = "redis")]
+            remote: None,
         })
     }
 }
