@@ -1,7 +1,8 @@
 //! Workers are forked by the fork server that `init()` launches: each starts
 //! from this program as it was at `init()`, yet sees the parent's
 //! environment, working directory and CPU affinity as they are when the
-//! worker starts, and is shown as a worker in `ps`.
+//! worker starts (never those of an earlier start), and is shown as a worker
+//! in `ps`.
 
 mod support;
 
@@ -61,6 +62,13 @@ fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
         assert!(cmdline.contains("procpool-worker"), "{cmdline}");
         assert!(!cmdline.contains("procpool-fork-server"), "{cmdline}");
     }
+    drop(pool);
+    // The next workers see the environment and directory as they are now,
+    // not as the last request to the server had them.
+    let pool = Pool::new(1).unwrap();
+    let (_, _, var, cwd, _) = apply_context(&pool, "PROCPOOL_TEST_LATE".into()).unwrap();
+    assert_eq!(var, None);
+    assert_eq!(cwd.canonicalize().unwrap(), before.canonicalize().unwrap());
     drop(pool);
     assert_no_children();
     std::fs::remove_dir_all(&dir).unwrap();

@@ -94,9 +94,10 @@ fn set_worker_index(index: usize) {
 
 /// In a worker forked by the fork server: shows it as a worker in `ps`
 /// (its command line was the server's).
-fn name_forked_worker() {
-    sys::rename_arg(SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
-    sys::rename_arg(HARNESS_SERVER_ARGS[4].as_bytes(), HARNESS_ARGS[4].as_bytes());
+/// `args`: where its command line lies (the server's, found once).
+fn name_forked_worker(args: sys::ArgArea) {
+    sys::rename_arg(args, SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
+    sys::rename_arg(args, HARNESS_SERVER_ARGS[4].as_bytes(), HARNESS_ARGS[4].as_bytes());
 }
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,

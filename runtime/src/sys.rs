@@ -20,7 +20,8 @@ mod shm;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
-    affinity, child_signals, drain_signals, fork, lead_process_group, message_pair, reap_any,
+    affinity, arg_area, child_signals, drain_signals, fork, lead_process_group, message_pair,
+    reap_any, ArgArea,
     recv_message, rename_arg, send_message, set_affinity, set_up_child, stdio_to_null,
     thread_count, wait_readable,
 };

@@ -14,11 +14,14 @@
 //!   the server and then every worker with it. It also exits when its
 //!   socket reads end of file.
 //! - It reaps its workers and relays each exit status to the parent.
+//! - Each request brings the parent's environment and working directory of
+//!   the moment; the server takes them itself before it forks (when they
+//!   changed since the last request), so a worker has nothing to redo.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use super::fork_wire::{Answer, Request, MAX_REQUEST};
 use super::{WorkerChannel, CHANNEL_FD, EXIT_NOT_A_WORKER};
@@ -78,6 +81,7 @@ impl ForkServer {
         });
         // Token of each live worker, by pid.
         let mut workers: HashMap<u32, u64> = HashMap::new();
+        let mut context = Context::current();
         let mut buf = vec![0u8; MAX_REQUEST];
         loop {
             let Ok((request, children)) = sys::wait_readable(sock.as_fd(), signals.as_fd()) else {
@@ -101,7 +105,8 @@ impl ForkServer {
                 let Some(request) = Request::decode(&buf[..len]) else {
                     continue;
                 };
-                if let Some(channel) = fork_one(&sock, parent, request, fds, &mut workers) {
+                context.take_from(&request);
+                if let Some(channel) = fork_one(&sock, parent, context.args, request, fds, &mut workers) {
                     // In the worker: these fds were closed with the rest.
                     std::mem::forget(sock);
                     std::mem::forget(signals);
@@ -117,6 +122,7 @@ impl ForkServer {
 fn fork_one(
     sock: &OwnedFd,
     parent: u32,
+    args: Option<sys::ArgArea>,
     request: Request,
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
@@ -141,7 +147,7 @@ fn fork_one(
     // the child goes straight on to set itself up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
-            let channel = become_worker(request, server, parent, channel, stdout, stderr);
+            let channel = become_worker(&request, server, parent, args, [channel, stdout, stderr]);
             // Closed with every fd above the channel's.
             fds.into_iter().for_each(std::mem::forget);
             Some(channel)
@@ -170,16 +176,63 @@ fn fork_one(
 /// The error number of a request the server cannot serve (EINVAL).
 const EINVAL: i32 = 22;
 
-/// In a forked child: takes the request's fds, environment, working
-/// directory and CPU affinity, leads a process group of its own, and dies
-/// with the server; returns the channel (made by `parent`, checked).
+/// What a worker inherits from the server rather than from its request:
+/// the environment and working directory, set in the server itself to the
+/// request's before it forks (almost always they are those of the last
+/// request: nothing to do), and where its command line lies.
+struct Context {
+    env: Vec<Vec<u8>>,
+    cwd: Vec<u8>,
+    args: Option<sys::ArgArea>,
+}
+
+impl Context {
+    fn current() -> Context {
+        let env = std::env::vars_os()
+            .map(|(key, value)| [key.as_bytes(), b"=", value.as_bytes()].concat())
+            .collect();
+        let cwd = std::env::current_dir().map_or_else(|_| Vec::new(), |d| d.into_os_string().into_vec());
+        Context {
+            env,
+            cwd,
+            args: sys::arg_area(),
+        }
+    }
+
+    /// Takes the request's environment and working directory, if they
+    /// differ from those it has (this process is single-threaded: the
+    /// server checks before each fork).
+    fn take_from(&mut self, request: &Request) {
+        if self.env != request.env {
+            let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
+            for key in keys {
+                std::env::remove_var(key);
+            }
+            for entry in &request.env {
+                if let Some(at) = entry.iter().position(|&b| b == b'=').filter(|&at| at > 0) {
+                    let (key, value) = (&entry[..at], &entry[at + 1..]);
+                    std::env::set_var(OsStr::from_bytes(key), OsStr::from_bytes(value));
+                }
+            }
+            self.env.clone_from(&request.env);
+        }
+        if self.cwd != request.cwd {
+            let _ = std::env::set_current_dir(OsStr::from_bytes(&request.cwd));
+            self.cwd.clone_from(&request.cwd);
+        }
+    }
+}
+
+/// In a forked child (environment and working directory already the
+/// request's, see [`Context`]): takes the request's fds and CPU affinity,
+/// leads a process group of its own, and dies with the server; returns the
+/// channel (made by `parent`, checked).
 fn become_worker(
-    request: Request,
+    request: &Request,
     server: u32,
     parent: u32,
-    channel: &OwnedFd,
-    stdout: &OwnedFd,
-    stderr: &OwnedFd,
+    args: Option<sys::ArgArea>,
+    [channel, stdout, stderr]: [&OwnedFd; 3],
 ) -> WorkerChannel {
     sys::die_with_parent(server);
     // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
@@ -187,20 +240,11 @@ fn become_worker(
     if sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()).is_err() {
         sys::exit_immediately(EXIT_NOT_A_WORKER);
     }
-    let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
-    for key in keys {
-        std::env::remove_var(key);
-    }
-    for entry in &request.env {
-        if let Some(at) = entry.iter().position(|&b| b == b'=').filter(|&at| at > 0) {
-            let (key, value) = (&entry[..at], &entry[at + 1..]);
-            std::env::set_var(OsStr::from_bytes(key), OsStr::from_bytes(value));
-        }
-    }
-    let _ = std::env::set_current_dir(OsStr::from_bytes(&request.cwd));
     sys::set_affinity(&request.affinity);
     super::set_worker_index(request.index as usize);
-    super::name_forked_worker();
+    if let Some(args) = args {
+        super::name_forked_worker(args);
+    }
     match super::adopt_channel(CHANNEL_FD, parent) {
         Ok(channel) => channel,
         Err(why) => super::refuse_start(&format!("forked as a worker, but {why}")),

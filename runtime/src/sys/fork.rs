@@ -257,31 +257,43 @@ pub(crate) fn stdio_to_null() -> io::Result<()> {
     Ok(())
 }
 
-/// Rewrites this process's command line (what `ps` and `/proc/PID/cmdline`
-/// show) in place: the first `from` in it becomes `to`, padded with NULs
-/// (`to` no longer than `from`). A forked worker is then seen as a worker,
-/// not as the fork server it was forked from. Does nothing if it cannot.
-pub(crate) fn rename_arg(from: &[u8], to: &[u8]) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return;
-    };
+/// Where this process's command line lies in its memory (the kernel's
+/// `arg_start` and `arg_end`), if it can be found.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArgArea {
+    start: usize,
+    end: usize,
+}
+
+/// This process's [`ArgArea`]: found once by the fork server; its forked
+/// children have their command line at the same place.
+pub(crate) fn arg_area() -> Option<ArgArea> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // arg_start and arg_end are fields 48 and 49; after the command name's
     // ')' the fields start at 3.
     let fields: Vec<usize> = stat
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
         .unwrap_or_default();
-    let (Some(&start), Some(&end)) = (fields.get(45), fields.get(46)) else {
-        return;
-    };
-    if to.len() > from.len() || start == 0 || end <= start {
+    let (&start, &end) = (fields.get(45)?, fields.get(46)?);
+    (start != 0 && end > start).then_some(ArgArea { start, end })
+}
+
+/// Rewrites this process's command line (what `ps` and `/proc/PID/cmdline`
+/// show) in place: the first `from` in it becomes `to`, padded with NULs
+/// (`to` no longer than `from`). A forked worker is then seen as a worker,
+/// not as the fork server it was forked from. `area` must be this process's
+/// own, from [`arg_area`] here or in the process it was forked from.
+pub(crate) fn rename_arg(area: ArgArea, from: &[u8], to: &[u8]) {
+    if to.len() > from.len() {
         return;
     }
     // SAFETY: [arg_start, arg_end) is this process's own argument area on
-    // its stack, mapped and writable, as the kernel reports it; this process
-    // has a single thread (a fork server's child), and nothing holds a
-    // reference into it across this call.
-    let args = unsafe { std::slice::from_raw_parts_mut(start as *mut u8, end - start) };
+    // its stack, mapped and writable, as the kernel reported it (to this
+    // process or to the one it was forked from: the same addresses); this
+    // process has a single thread (a fork server's child), and nothing
+    // holds a reference into it across this call.
+    let args = unsafe { std::slice::from_raw_parts_mut(area.start as *mut u8, area.end - area.start) };
     if let Some(at) = args.windows(from.len()).position(|w| w == from) {
         args[at..at + to.len()].copy_from_slice(to);
         args[at + to.len()..at + from.len()].fill(0);
