@@ -42,7 +42,7 @@ pub fn call_task_bytes<M: Task<Output = Vec<u8>>>(
 
 /// `apply_async_<fn>`: queues the call.
 pub fn submit_task<M: Task>(pool: &Pool, args: Result<Vec<u8>, String>) -> AsyncResult<M::Output> {
-    pool.submit_task(&M::INFO, Kind::Single, args)
+    pool.submit(&M::INFO, Kind::Single, args)
 }
 
 /// Queues a call of any task, whose result decodes as `R` (for tests that
@@ -52,7 +52,8 @@ pub fn submit<R: serde::de::DeserializeOwned>(
     task: &TaskInfo,
     args: Result<Vec<u8>, String>,
 ) -> AsyncResult<R> {
-    pool.submit_task(task, Kind::Single, args)
+    let task = crate::task::intern(task.name, task.signature, task.fingerprint);
+    pool.submit(task, Kind::Single, args)
 }
 
 /// `map_<fn>`.

@@ -3,11 +3,11 @@
 //! limit. A queued call is a [`Job`]: the call and the [`Promise`] its
 //! outcome settles.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::result::Promise;
+use crate::task::TaskInfo;
 use crate::wire;
 
 /// What a call carries to the worker.
@@ -24,12 +24,9 @@ pub(crate) enum Kind {
 pub(crate) struct Call {
     /// Unique in its pool; the worker's reply names it.
     pub(crate) id: u64,
-    /// The registered name.
-    pub(crate) task: Arc<str>,
-    /// The caller's signature fingerprint (0: unchecked), checked by the worker.
-    pub(crate) fingerprint: u64,
-    /// The caller's signature, for the message of a mismatch.
-    pub(crate) signature: &'static str,
+    /// The task: its registered name, and the caller's signature and
+    /// fingerprint (0: unchecked), which the worker checks.
+    pub(crate) task: &'static TaskInfo,
     /// The encoded arguments (for a chunk: its items).
     pub(crate) args: Vec<u8>,
     pub(crate) kind: Kind,
@@ -38,25 +35,31 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// The registered name of the task.
+    pub(crate) fn name(&self) -> &'static str {
+        self.task.name
+    }
+
     /// The frame header that goes before the arguments.
     pub(crate) fn header(&self) -> Vec<u8> {
+        let (id, task) = (self.id, self.task);
         match self.kind {
-            Kind::Single => wire::call_header(self.id, self.fingerprint, &self.task),
-            Kind::Chunk => wire::batch_header(self.id, self.fingerprint, &self.task),
+            Kind::Single => wire::call_header(id, task.fingerprint, task.name),
+            Kind::Chunk => wire::batch_header(id, task.fingerprint, task.name),
         }
     }
 
     /// [`Error::Cancelled`] for this call.
     pub(crate) fn cancelled(&self) -> Error {
         Error::Cancelled {
-            task: self.task.to_string(),
+            task: self.name().to_string(),
         }
     }
 
     /// [`Error::Terminated`] for this call.
     pub(crate) fn terminated(&self) -> Error {
         Error::Terminated {
-            task: self.task.to_string(),
+            task: self.name().to_string(),
         }
     }
 }

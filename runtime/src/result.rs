@@ -3,6 +3,7 @@
 
 mod cell;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -52,7 +53,7 @@ impl Drop for Promise {
 
 /// Creates a connected promise and result for the task named `task`.
 pub(crate) fn pending<T: DeserializeOwned>(
-    task: Arc<str>,
+    task: impl Into<Cow<'static, str>>,
     runner: CallbackRunner,
 ) -> (Promise, AsyncResult<T>) {
     pending_with(task, runner, decode_outcome::<T>)
@@ -60,11 +61,11 @@ pub(crate) fn pending<T: DeserializeOwned>(
 
 /// [`pending`] for a result whose outcome bytes `decode` reads (a map's).
 pub(crate) fn pending_with<T>(
-    task: Arc<str>,
+    task: impl Into<Cow<'static, str>>,
     runner: CallbackRunner,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let cell = Arc::new(ResultCell::new(task, runner));
+    let cell = Arc::new(ResultCell::new(task.into(), runner));
     let result = AsyncResult {
         cell: cell.clone(),
         decode,
@@ -76,7 +77,7 @@ pub(crate) fn pending_with<T>(
 
 /// A result that is already known (the task was refused before it was sent).
 pub(crate) fn ready<T: DeserializeOwned>(
-    task: Arc<str>,
+    task: impl Into<Cow<'static, str>>,
     runner: CallbackRunner,
     outcome: Outcome,
 ) -> AsyncResult<T> {
@@ -213,10 +214,10 @@ impl<T: 'static> AsyncResult<T> {
     /// # Ok(()) }
     /// ```
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
-        let task = self.cell.task.clone();
+        let cell = self.cell.clone();
         let decode = self.decode;
         self.cell
-            .attach(Box::new(move |outcome| f(decode(&task, &outcome))));
+            .attach(Box::new(move |outcome| f(decode(&cell.task, &outcome))));
         self
     }
 }

@@ -151,7 +151,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
                 self.items = None;
                 return;
             };
-            let chunk = self.pool.submit_task::<()>(self.task, crate::call::Kind::Chunk, bytes);
+            let chunk = self.pool.submit::<()>(self.task, crate::call::Kind::Chunk, bytes);
             let number = self.submitted;
             self.submitted += 1;
             let done = self.done_tx.clone();

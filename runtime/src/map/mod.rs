@@ -25,7 +25,7 @@ pub(crate) fn submit_chunk<M: Task>(
     pool: &Pool,
     bytes: Result<Vec<u8>, String>,
 ) -> AsyncResult<()> {
-    pool.submit_task(&M::INFO, Kind::Chunk, bytes)
+    pool.submit(&M::INFO, Kind::Chunk, bytes)
 }
 
 /// Queues every chunk of `items` at once (like Python's `map`).
@@ -96,9 +96,9 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     items: I,
     options: MapOptions,
 ) -> AsyncResult<Vec<M::Output>> {
-    let name: Arc<str> = Arc::from(M::INFO.name);
+    let name = M::INFO.name;
     let (promise, result) =
-        result::pending_with(name.clone(), pool.runner(), decode_gathered::<M::Output>);
+        result::pending_with(name, pool.runner(), decode_gathered::<M::Output>);
     let chunks = match submit_all::<M, I>(pool, items, options) {
         Ok(chunks) => chunks,
         Err(e) => {
@@ -129,7 +129,7 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
 /// of all of them: `total u64 | records`, cut after the first chunk that
 /// holds an error so that decoding stops at the first error in input order.
 struct Gather {
-    task: Arc<str>,
+    task: &'static str,
     promise: Mutex<Option<Promise>>,
     parts: Mutex<Vec<Option<Arc<Outcome>>>>,
     sizes: Vec<usize>,
@@ -177,7 +177,7 @@ impl Gather {
                 Ok(body) => body,
                 Err(e) => return Err(e.clone()),
             };
-            let (records, all_values) = chunk::records(&self.task, body, sent)?;
+            let (records, all_values) = chunk::records(self.task, body, sent)?;
             bytes.extend_from_slice(records);
             if !all_values {
                 break;

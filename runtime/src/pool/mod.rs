@@ -210,34 +210,30 @@ impl Pool {
     /// A call of `task` through this handle, or why it cannot be sent.
     fn make_call(
         &self,
-        task: Arc<str>,
-        fingerprint: u64,
-        signature: &'static str,
+        task: &'static TaskInfo,
         kind: Kind,
         args: Result<Vec<u8>, String>,
     ) -> Result<Call, Error> {
         // A name the wire cannot carry whole is refused, not cut short.
-        if task.len() > wire::MAX_NAME_LEN {
+        if task.name.len() > wire::MAX_NAME_LEN {
             return Err(Error::Encode {
                 message: format!(
                     "the task name is {} bytes; at most {} fit in a call",
-                    task.len(),
+                    task.name.len(),
                     wire::MAX_NAME_LEN
                 ),
-                task: task.to_string(),
+                task: task.name.to_string(),
                 what: "task name",
             });
         }
         let args = args.map_err(|message| Error::Encode {
-            task: task.to_string(),
+            task: task.name.to_string(),
             what: "arguments",
             message,
         })?;
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
-            fingerprint,
-            signature,
             args,
             kind,
             timeout: self.task_timeout(),
@@ -247,33 +243,20 @@ impl Pool {
     /// Queues a call of `task` with encoded `args`; its outcome decodes as `R`.
     pub(crate) fn submit<R: DeserializeOwned>(
         &self,
-        task: Arc<str>,
-        fingerprint: u64,
-        signature: &'static str,
+        task: &'static TaskInfo,
         kind: Kind,
         args: Result<Vec<u8>, String>,
     ) -> AsyncResult<R> {
         let runner = self.runner();
-        match self.make_call(task.clone(), fingerprint, signature, kind, args) {
+        match self.make_call(task, kind, args) {
             Ok(call) => {
-                let (promise, result) = result::pending(task, runner);
+                let (promise, result) = result::pending(task.name, runner);
                 let result = result.cancellable(self.inner.canceller.clone(), call.id);
                 self.inner.dispatcher.submit(Job { call, promise });
                 result
             }
-            Err(error) => result::ready(task, runner, Err(error)),
+            Err(error) => result::ready(task.name, runner, Err(error)),
         }
-    }
-
-    /// [`submit`](Self::submit) for a task registered by `#[pool_task]`.
-    pub(crate) fn submit_task<R: DeserializeOwned>(
-        &self,
-        task: &TaskInfo,
-        kind: Kind,
-        args: Result<Vec<u8>, String>,
-    ) -> AsyncResult<R> {
-        let name = Arc::from(task.name);
-        self.submit(name, task.fingerprint, task.signature, kind, args)
     }
 
     /// Runs a call and waits for its result; used by the generated
@@ -282,12 +265,11 @@ impl Pool {
     /// does; otherwise the call queues like `apply_async`.
     pub(crate) fn call<R: DeserializeOwned>(
         &self,
-        task: &TaskInfo,
+        task: &'static TaskInfo,
         args: Result<Vec<u8>, String>,
         decode: fn(&[u8]) -> Result<R, String>,
     ) -> Result<R, Error> {
-        let name: Arc<str> = Arc::from(task.name);
-        let call = self.make_call(name, task.fingerprint, task.signature, Kind::Single, args)?;
+        let call = self.make_call(task, Kind::Single, args)?;
         let call = match self.inner.dispatcher.run_here(call) {
             Ok(outcome) => {
                 let body = outcome?;
@@ -301,7 +283,7 @@ impl Pool {
             }
             Err(call) => call,
         };
-        let (promise, result) = result::pending(call.task.clone(), self.runner());
+        let (promise, result) = result::pending(task.name, self.runner());
         self.inner.dispatcher.submit(Job { call, promise });
         result.get()
     }

@@ -192,7 +192,7 @@ impl Queue {
         // Map chunks are batches already: never pipelined.
         let mut window = match first.call.kind {
             Kind::Chunk => 1,
-            Kind::Single => durations.window(&first.call.task),
+            Kind::Single => durations.window(first.call.name()),
         };
         let mut bytes = first.call.args.len();
         batch.push(first);
@@ -215,7 +215,7 @@ impl Queue {
             bytes += next.call.args.len();
             if bytes > pipeline::BYTE_BUDGET
                 || next.call.kind == Kind::Chunk
-                || durations.window(&next.call.task) < 2
+                || durations.window(next.call.name()) < 2
             {
                 break;
             }

@@ -115,7 +115,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
-        let tasks: Vec<Arc<str>> = batch.iter().map(|job| job.call.task.clone()).collect();
+        let tasks: Vec<&'static str> = batch.iter().map(|job| job.call.name()).collect();
         let ran = if batch.len() == 1 {
             let job = batch.pop().expect("a batch has a job");
             let (outcome, link) = run_job(&shared, index, worker.take(), &job.call);
@@ -339,7 +339,7 @@ fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>
             }
             Err(Error::WorkerStart { message, .. }) => {
                 return Err(Error::WorkerStart {
-                    task: call.task.to_string(),
+                    task: call.name().to_string(),
                     message,
                 })
             }

@@ -74,9 +74,7 @@ impl Fixture {
         self.next_id += 1;
         Call {
             id,
-            task: Arc::from(task),
-            fingerprint: 0,
-            signature: "",
+            task: crate::task::intern(task, "", 0),
             args: args.to_vec(),
             kind: Kind::Single,
             timeout,
@@ -94,7 +92,7 @@ impl Fixture {
         timeout: Option<Duration>,
     ) -> AsyncResult<()> {
         let call = self.call(task, args, timeout);
-        let (promise, result) = result::pending(call.task.clone(), CallbackRunner::default());
+        let (promise, result) = result::pending(call.name(), CallbackRunner::default());
         self.pool.submit(Job { call, promise });
         result
     }
@@ -413,12 +411,11 @@ fn a_failed_start_is_retried_for_a_job_that_never_ran() {
 #[test]
 fn the_pipelining_window_follows_observed_run_times() {
     let mut d = Durations::default();
-    let quick: Arc<str> = Arc::from("quick");
-    let slow: Arc<str> = Arc::from("slow");
+    let (quick, slow) = ("quick", "slow");
     assert_eq!(d.window("quick"), 1, "an unknown task is never batched");
-    d.observe(&quick, 1, Duration::from_micros(10));
+    d.observe(quick, 1, Duration::from_micros(10));
     assert_eq!(d.window("quick"), MAX_WINDOW);
-    d.observe(&slow, 1, Duration::from_millis(5));
+    d.observe(slow, 1, Duration::from_millis(5));
     assert_eq!(d.window("slow"), 1);
     // No batching while another slot is idle; never past the tasks left.
     assert_eq!(pipeline::extra_jobs(100, 1, None), 0);

@@ -11,6 +11,7 @@
 //! callback that waits, perhaps) runs them itself instead of waiting for
 //! itself.
 
+use std::borrow::Cow;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use crate::callbacks::{self, CallbackRunner};
 
 /// Where a task's outcome lands (see the module's documentation).
 pub(crate) struct ResultCell {
-    pub(super) task: Arc<str>,
+    pub(super) task: Cow<'static, str>,
     runner: CallbackRunner,
     state: Mutex<CellState>,
     done: Condvar,
@@ -56,7 +57,7 @@ impl CellState {
 }
 
 impl ResultCell {
-    pub(super) fn new(task: Arc<str>, runner: CallbackRunner) -> ResultCell {
+    pub(super) fn new(task: Cow<'static, str>, runner: CallbackRunner) -> ResultCell {
         ResultCell {
             task,
             runner,
