@@ -28,10 +28,34 @@ pub(crate) struct Call {
     /// fingerprint (0: unchecked), which the worker checks.
     pub(crate) task: &'static TaskInfo,
     /// The encoded arguments (for a chunk: its items).
-    pub(crate) args: Vec<u8>,
+    pub(crate) args: Args,
     pub(crate) kind: Kind,
-    /// How long the worker may run it (`None`: no limit).
-    pub(crate) timeout: Option<Duration>,
+    /// How long the worker may run it.
+    pub(crate) timeout: Limit,
+}
+
+/// A time limit in 8 bytes, not an `Option<Duration>`'s 16 (one is alive
+/// per queued call): nanoseconds, `u64::MAX` for none (584 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit(u64);
+
+impl Limit {
+    /// No limit.
+    pub(crate) const NONE: Limit = Limit(u64::MAX);
+
+    /// The limit as a duration, `None` for none.
+    pub(crate) fn get(self) -> Option<Duration> {
+        (self != Limit::NONE).then(|| Duration::from_nanos(self.0))
+    }
+}
+
+impl From<Option<Duration>> for Limit {
+    fn from(limit: Option<Duration>) -> Limit {
+        match limit {
+            Some(d) => Limit(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)),
+            None => Limit::NONE,
+        }
+    }
 }
 
 impl Call {
@@ -60,6 +84,51 @@ impl Call {
     pub(crate) fn terminated(&self) -> Error {
         Error::Terminated {
             task: self.name().to_string(),
+        }
+    }
+}
+
+/// A call's encoded arguments. Most are a few bytes (a number, a short
+/// string), kept inline rather than in an allocation of their own: one is
+/// alive per queued call.
+pub(crate) enum Args {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Vec<u8>),
+}
+
+/// The most bytes kept inline (the enum stays as small as a `Vec`).
+const INLINE: usize = 15;
+
+impl From<Vec<u8>> for Args {
+    fn from(vec: Vec<u8>) -> Args {
+        if vec.len() > INLINE {
+            return Args::Heap(vec);
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..vec.len()].copy_from_slice(&vec);
+        Args::Inline {
+            len: vec.len() as u8,
+            bytes,
+        }
+    }
+}
+
+impl Args {
+    /// The buffer, if the arguments had one (for reuse).
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Args::Heap(vec) => vec,
+            Args::Inline { .. } => Vec::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Args::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Args::Heap(vec) => vec,
         }
     }
 }

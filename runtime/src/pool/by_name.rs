@@ -84,7 +84,7 @@ impl Pool {
         let fingerprint = fingerprint(&caller);
         // A name nobody registered is refused before a call is made (and
         // so before anything is interned for it).
-        let refused = |error| result::ready(name.to_string(), self.runner(), Err(error));
+        let refused = |error| result::ready(name.to_string(), self.hub(), Err(error));
         let registration = match registry::lookup(name) {
             Err(error) => return refused(error),
             Ok(registration) if !registration.accepts(fingerprint) => {

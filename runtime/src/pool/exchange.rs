@@ -44,7 +44,7 @@ pub(crate) enum Loss {
 
 /// Sends `call` and reads its reply.
 pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
-    match link.send(&[&call.header(), &call.args]) {
+    match link.send(&[&call.header(), &call.args[..]]) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {
@@ -75,10 +75,10 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
 
 /// Reads and checks the reply to `call`, already sent.
 pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
-    let frame = match link.recv(call.timeout) {
+    let frame = match link.recv(call.timeout.get()) {
         Ok(frame) => frame,
         Err(FrameError::TimedOut) => {
-            return Exchange::Lost(Loss::TimedOut(call.timeout.unwrap_or_default()))
+            return Exchange::Lost(Loss::TimedOut(call.timeout.get().unwrap_or_default()))
         }
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Lost(Loss::TooLarge { len, max })

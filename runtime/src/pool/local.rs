@@ -137,7 +137,7 @@ impl Dispatcher for LocalPool {
                     slot::retire(queue, retired);
                 }
                 // The large buffer serves this thread's next call.
-                buffers::recycle(call.args);
+                buffers::recycle(call.args.into_vec());
                 return Ok(outcome);
             }
             // The idle worker had died (or was stopped and never read the

@@ -28,7 +28,7 @@ pub(crate) use slot::RETIRED;
 
 use crate::buffers;
 use crate::call::{Call, Job, Kind};
-use crate::callbacks::CallbackRunner;
+use crate::result::Hub;
 use crate::error::Error;
 use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::TaskInfo;
@@ -85,18 +85,18 @@ pub struct Pool {
 struct Inner {
     dispatcher: Arc<dyn Dispatcher>,
     config: Arc<Config>,
-    runner: CallbackRunner,
+    /// The callback thread and the canceller, shared with every
+    /// `AsyncResult` (which refers to the dispatcher weakly: a result
+    /// outliving its pool does not keep the pool alive, and by then its
+    /// call is settled).
+    hub: Hub,
     next_id: AtomicU64,
-    /// Cancels a call of this pool by id; held by every `AsyncResult`, so
-    /// it refers to the dispatcher weakly: a result outliving its pool does
-    /// not keep the pool alive (and by then its call is settled).
-    canceller: CancelFn,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.dispatcher.join();
-        self.runner.flush();
+        self.hub.runner().flush();
     }
 }
 
@@ -138,9 +138,8 @@ impl Pool {
             inner: Arc::new(Inner {
                 dispatcher,
                 config,
-                runner: CallbackRunner::default(),
+                hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
-                canceller,
             }),
             timeout: None,
         }
@@ -203,8 +202,8 @@ impl Pool {
     }
 
     /// The pool's callback thread, for results made outside [`Pool::submit`].
-    pub(crate) fn runner(&self) -> CallbackRunner {
-        self.inner.runner.clone()
+    pub(crate) fn hub(&self) -> Hub {
+        self.inner.hub.clone()
     }
 
     /// A call of `task` through this handle, or why it cannot be sent.
@@ -234,9 +233,9 @@ impl Pool {
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
-            args,
+            args: args.into(),
             kind,
-            timeout: self.task_timeout(),
+            timeout: self.task_timeout().into(),
         })
     }
 
@@ -247,15 +246,14 @@ impl Pool {
         kind: Kind,
         args: Result<Vec<u8>, String>,
     ) -> AsyncResult<R> {
-        let runner = self.runner();
+        let hub = self.hub();
         match self.make_call(task, kind, args) {
             Ok(call) => {
-                let (promise, result) = result::pending(task.name, runner);
-                let result = result.cancellable(self.inner.canceller.clone(), call.id);
+                let (promise, result) = result::pending(task, hub, call.id);
                 self.inner.dispatcher.submit(Job { call, promise });
                 result
             }
-            Err(error) => result::ready(task.name, runner, Err(error)),
+            Err(error) => result::ready(task, hub, Err(error)),
         }
     }
 
@@ -283,7 +281,7 @@ impl Pool {
             }
             Err(call) => call,
         };
-        let (promise, result) = result::pending(task.name, self.runner());
+        let (promise, result) = result::pending(task, self.hub(), call.id);
         self.inner.dispatcher.submit(Job { call, promise });
         result.get()
     }
@@ -356,7 +354,7 @@ impl Pool {
     /// ```
     pub fn join(&self) {
         self.inner.dispatcher.join();
-        self.inner.runner.flush();
+        self.inner.hub.runner().flush();
     }
 
     /// Stops now (Python's `terminate()`): workers are killed, and every task
@@ -377,7 +375,7 @@ impl Pool {
     /// ```
     pub fn terminate(&self) {
         self.inner.dispatcher.terminate();
-        self.inner.runner.flush();
+        self.inner.hub.runner().flush();
     }
 }
 

@@ -313,7 +313,7 @@ fn run_job(
                 continue;
             }
             Exchange::Undelivered => Loss::Died,
-            Exchange::Unread => Loss::TimedOut(call.timeout.unwrap_or_default()),
+            Exchange::Unread => Loss::TimedOut(call.timeout.get().unwrap_or_default()),
             Exchange::Lost(loss) => loss,
         };
         return (Err(exchange::bury(&shared.queue, link, call, loss)), None);

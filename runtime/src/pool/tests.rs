@@ -13,7 +13,6 @@ use super::dispatcher::Dispatcher;
 use super::local::LocalPool;
 use super::pipeline::{self, Durations, BYTE_BUDGET, MAX_WINDOW};
 use crate::call::{Call, Job, Kind};
-use crate::callbacks::CallbackRunner;
 use crate::error::Error;
 use crate::link::fake::{Action, FakeBackend, Log};
 use crate::result::{self, AsyncResult, CancelOutcome};
@@ -75,9 +74,9 @@ impl Fixture {
         Call {
             id,
             task: crate::task::intern(task, "", 0),
-            args: args.to_vec(),
+            args: args.to_vec().into(),
             kind: Kind::Single,
-            timeout,
+            timeout: timeout.into(),
         }
     }
 
@@ -92,7 +91,7 @@ impl Fixture {
         timeout: Option<Duration>,
     ) -> AsyncResult<()> {
         let call = self.call(task, args, timeout);
-        let (promise, result) = result::pending(call.name(), CallbackRunner::default());
+        let (promise, result) = result::pending(call.task, crate::result::Hub::default(), call.id);
         self.pool.submit(Job { call, promise });
         result
     }
