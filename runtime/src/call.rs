@@ -64,6 +64,12 @@ impl Call {
         self.task.name
     }
 
+    /// Appends the frame header that goes before the arguments to `out`.
+    pub(crate) fn append_header(&self, out: &mut Vec<u8>) {
+        let chunk = self.kind == Kind::Chunk;
+        wire::append_header(out, chunk, self.id, self.task.fingerprint, self.task.name);
+    }
+
     /// The frame header that goes before the arguments.
     pub(crate) fn header(&self) -> Vec<u8> {
         let (id, task) = (self.id, self.task);

@@ -189,11 +189,20 @@ fn run_batch(
     batch: &mut Vec<Job>,
 ) -> (Option<Box<dyn Link>>, usize) {
     let queue = &shared.queue;
-    let headers: Vec<Vec<u8>> = batch.iter().map(|job| job.call.header()).collect();
-    let frames: Vec<[&[u8]; 2]> = headers
+    // Every header in one buffer, not one allocation per call.
+    let mut headers = Vec::with_capacity(batch.len() * 48);
+    let mut ends = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        job.call.append_header(&mut headers);
+        ends.push(headers.len());
+    }
+    let frames: Vec<[&[u8]; 2]> = batch
         .iter()
-        .zip(batch.iter())
-        .map(|(header, job)| [&header[..], &job.call.args[..]])
+        .enumerate()
+        .map(|(i, job)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            [&headers[start..ends[i]], &job.call.args[..]]
+        })
         .collect();
     let mut retried = false;
     let link = loop {
