@@ -127,6 +127,7 @@ mod tests {
             plan,
             fd_limit: 1024,
             figures,
+            distributed: None,
         };
         let path =
             std::env::temp_dir().join(format!("procpool-bench-chart-{}.svg", std::process::id()));

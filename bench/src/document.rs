@@ -22,6 +22,10 @@ pub fn body(run: &Run) -> String {
     section("Idle pool", tables_memory::idle(run));
     section("System calls", tables_memory::syscalls(run));
     section("Floors", tables::floors(run));
+    section(
+        "More than one machine (Redis)",
+        crate::distributed_report::section(&run.distributed),
+    );
     section("Goals", goals::text(&goals::goals(run)));
     out
 }

@@ -88,6 +88,8 @@ pub fn goals(run: &Run) -> Vec<Goal> {
     startup_and_map_goals(&mut g);
     issue5_goals(&mut g);
     g.list
+        .extend(crate::distributed_report::goals(&run.distributed));
+    g.list
 }
 
 fn latency_goals(g: &mut Goals) {

@@ -15,6 +15,9 @@
 //! Options: `--smoke`; `--parent-mib N` (the parent holds N MiB while it
 //! measures); `--rounds N` (default 3, smoke 1: each figure is the
 //! median over N rounds of every system); `--no-python`, `--no-procspawn` (skip a system);
+//! `--features redis` adds the distributed rows (procpool through Redis, its
+//! floor, Celery and Ray; `--no-redis` skips them; `PROCPOOL_BENCH_PYTHON`
+//! names the Python with celery and ray; `--redis-only` measures them alone);
 //! `--no-write` (print only); `--profile WORKLOAD SYSTEM [N]` (one workload
 //! alone, untabulated, for `perf record` / `strace -c`: see `profile.rs`);
 //! `--probe NAME ARGS` (one once-per-run row alone, as a run measures it in
@@ -30,6 +33,9 @@
 
 mod callers;
 mod chart;
+#[cfg(feature = "redis")]
+mod distributed;
+mod distributed_report;
 mod document;
 mod figures;
 mod floor;
@@ -73,6 +79,8 @@ struct Options {
     smoke: bool,
     with_python: bool,
     with_procspawn: bool,
+    /// The distributed rows (with feature `redis`).
+    with_redis: bool,
     write: bool,
     rounds: usize,
     parent_mib: usize,
@@ -90,6 +98,7 @@ impl Options {
             smoke,
             with_python: !smoke && !flag("--no-python"),
             with_procspawn: !smoke && !flag("--no-procspawn"),
+            with_redis: !smoke && !flag("--no-redis"),
             write: !smoke && !flag("--no-write"),
             rounds: number("--rounds")
                 .unwrap_or(if smoke { 1 } else { 3 })
@@ -111,11 +120,20 @@ fn main() {
         profile::run(arg(1).unwrap_or("apply"), arg(2).unwrap_or("procpool"), n);
         return;
     }
+    #[cfg(feature = "redis")]
+    if args.first().map(String::as_str) == Some(distributed::floor::ARG) {
+        distributed::floor::serve(&args[1]);
+    }
     if args.first().map(String::as_str) == Some(probe::ARG) {
         probe::serve(&args[1..]);
         return;
     }
     let options = Options::parse(&args);
+    #[cfg(feature = "redis")]
+    if args.iter().any(|a| a == "--redis-only") {
+        redis_only(&options);
+        return;
+    }
     // `--parent-mib N`: the parent holds N MiB (touched) while it measures,
     // as a program with data loaded does (worker start-up must not grow with it).
     let ballast = vec![1u8; options.parent_mib << 20];
@@ -160,10 +178,36 @@ fn measure(options: &Options) -> Run {
         }
     }
     Run {
+        distributed: distributed(&plan, options),
         plan,
         fd_limit,
         figures,
     }
+}
+
+/// The distributed rows: with feature `redis`, not in smoke runs, unless
+/// `--no-redis`.
+fn distributed(plan: &Plan, options: &Options) -> distributed_report::Distributed {
+    if options.smoke || !options.with_redis {
+        return None;
+    }
+    #[cfg(feature = "redis")]
+    return Some(distributed::measure(plan, options.rounds));
+    #[cfg(not(feature = "redis"))]
+    {
+        let _ = plan;
+        None
+    }
+}
+
+/// `--redis-only`: the distributed rows alone, printed (nothing written).
+#[cfg(feature = "redis")]
+fn redis_only(options: &Options) {
+    let mut plan = Plan::full();
+    plan.spin_iters = measure::calibrate_spin(Duration::from_millis(plan.cpu_task_ms));
+    let d = Some(distributed::measure(&plan, options.rounds));
+    println!("{}", distributed_report::section(&d));
+    println!("{}", goals::text(&distributed_report::goals(&d)));
 }
 
 /// BENCHMARKS.md at the repository root and bench/chart.svg.

@@ -14,6 +14,8 @@ pub struct Run {
     pub fd_limit: u64,
     /// Indexed by [`System::index`].
     pub figures: [Result<Figures, String>; 6],
+    /// The distributed rows (feature `redis`), if measured.
+    pub distributed: crate::distributed_report::Distributed,
 }
 
 impl Run {

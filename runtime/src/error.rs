@@ -216,6 +216,35 @@ pub enum Error {
     #[error("procpool::init() has not been called: call it first in main (or put #[procpool::main] on main; in test binaries use procpool::enable_test_support!())")]
     NotInitialized,
 
+    /// The node that held the task was lost before it reported: it died, or
+    /// it was cut off from Redis for longer than its heartbeat's time to
+    /// live (pools built with [`PoolBuilder::redis`](crate::PoolBuilder),
+    /// feature `redis`). By default the task is not run again (at most
+    /// once, as locally); `PoolBuilder::redeliver(n)` runs it again up to
+    /// `n` times first. Whatever the lost node reports later is ignored.
+    #[error("task `{task}`: node {node} was lost (it died or was cut off from Redis) while it held the task")]
+    NodeLost {
+        /// Registered name of the task.
+        task: String,
+        /// The lost node's name in the cluster (`n<id>@<host>:<pid>`); a
+        /// node that comes back takes a new one.
+        node: String,
+    },
+
+    /// Redis, the broker of a pool built with `PoolBuilder::redis`
+    /// (feature `redis`), could not be used: see [`BrokerReason`]. Messages
+    /// never show the password of the URL.
+    #[error("{}Redis: {message}", task_prefix(task))]
+    Broker {
+        /// The task the error concerns; empty when it concerns none (e.g.
+        /// [`build`](crate::PoolBuilder::build) could not connect).
+        task: String,
+        /// What went wrong, as a type.
+        reason: BrokerReason,
+        /// What went wrong, for a human (the URL shown without password).
+        message: String,
+    },
+
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io {
@@ -278,6 +307,49 @@ pub enum ErrorKind {
     NotInitialized,
     /// [`Error::Io`]
     Io,
+    /// [`Error::NodeLost`]
+    NodeLost,
+    /// [`Error::Broker`]
+    Broker,
+}
+
+/// Why Redis could not be used ([`Error::Broker`]).
+///
+/// ```
+/// use procpool::{BrokerReason, Error, ErrorKind};
+///
+/// let e = Error::Broker {
+///     task: "my_crate::square".into(),
+///     reason: BrokerReason::Unreachable,
+///     message: "redis://:***@10.0.0.5:6379/0 unreachable for 15s".into(),
+/// };
+/// assert_eq!(e.kind(), ErrorKind::Broker);
+/// assert_eq!(e.task(), Some("my_crate::square"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BrokerReason {
+    /// No connection could be made, or it kept failing, for the whole
+    /// retry budget.
+    Unreachable,
+    /// Redis answered with an error retrying cannot change: a wrong
+    /// password or ACL user, a command the ACL forbids, an invalid URL, a
+    /// Redis too old for the commands used.
+    Refused,
+    /// Redis lost the call in a restart: it had acknowledged a write it had
+    /// not yet persisted (`appendfsync everysec`). The call never ran.
+    Lost,
+    /// The cluster forgot this caller: it sent no heartbeat for longer
+    /// than its time to live (e.g. the process was stopped), so its queued
+    /// calls and results were removed.
+    Forgotten,
+    /// Redis's answer made no sense (a corrupt or foreign entry).
+    Protocol,
+    /// No node of this program's build served the queue for the pool's
+    /// `node_wait` (nodes of another build may serve it: callers and nodes
+    /// must be built from the same code). The call never ran: it was
+    /// removed from Redis.
+    NoNode,
 }
 
 impl Error {
@@ -312,7 +384,10 @@ impl Error {
             | Error::FrameTooLarge { task, .. }
             | Error::Protocol { task, .. }
             | Error::InitializerFailed { task, .. } => Some(task),
-            Error::WorkerStart { task, .. } => (!task.is_empty()).then_some(task.as_str()),
+            Error::NodeLost { task, .. } => Some(task),
+            Error::WorkerStart { task, .. } | Error::Broker { task, .. } => {
+                (!task.is_empty()).then_some(task.as_str())
+            }
             Error::Config { .. } | Error::NotInitialized | Error::Io { .. } => None,
         }
     }
@@ -339,6 +414,8 @@ impl Error {
             Error::Config { .. } => ErrorKind::Config,
             Error::NotInitialized => ErrorKind::NotInitialized,
             Error::Io { .. } => ErrorKind::Io,
+            Error::NodeLost { .. } => ErrorKind::NodeLost,
+            Error::Broker { .. } => ErrorKind::Broker,
         }
     }
 }
@@ -385,6 +462,14 @@ impl fmt::Display for ExitInfo {
             },
             ExitInfo::Unknown => f.write_str("exit status unknown"),
         }
+    }
+}
+
+fn task_prefix(task: &str) -> String {
+    if task.is_empty() {
+        String::new()
+    } else {
+        format!("task `{task}`: ")
     }
 }
 

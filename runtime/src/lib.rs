@@ -103,10 +103,15 @@
 //! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
 //! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
+//! | `redis` | the Redis Streams backend (feature `redis`): keys and build id, entries, a node's errors, the Lua scripts, connections, members and the reaper; the caller's dispatcher (`redis::caller`) and the node (`redis::node`, `Node`) |
+//! | `pool::remote` | the builder's Redis settings and `build` for them |
 //!
 //! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
 //! `codec`, `wire`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
-//! `worker`, `pool`, `map`, `__private`.
+//! `worker`, `pool`, `redis`, `map`, `__private`. Within `pool` and `redis`:
+//! the Redis dispatcher uses only `pool`'s seam and config; `pool::builder`
+//! and `pool::remote`, which choose the dispatcher, sit above it; the node
+//! uses the `Pool` itself.
 //!
 //!
 //! ## When things go wrong
@@ -213,6 +218,8 @@ linux_only! {
     mod map;
     mod pool;
     mod process;
+    #[cfg(feature = "redis")]
+    mod redis;
     mod registry;
     mod result;
     mod sys;
@@ -220,12 +227,14 @@ linux_only! {
     mod wire;
     mod worker;
 
-    pub use error::{Error, ErrorKind, ExitInfo};
+    pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
     #[cfg(feature = "json")]
     pub use json::Json;
     pub use map::imap::{Imap, ImapUnordered};
     pub use map::MapOptions;
     pub use pool::{Pool, PoolBuilder};
+    #[cfg(feature = "redis")]
+    pub use redis::{Node, NodeBuilder};
     pub use registry::{registry, TaskEntry};
     pub use cancel::CancelOutcome;
     pub use result::AsyncResult;
@@ -341,6 +350,15 @@ pub use procpool_macros::main;
 /// never returning: whatever `main` does after `init()` is the parent's work
 /// alone.
 ///
+/// Started with `PROCPOOL_NODE=redis://…` in its environment (feature
+/// `redis`), the program serves as a node of a distributed pool instead:
+/// `init()` starts a local pool of `PROCPOOL_PROCESSES` workers (default:
+/// the available parallelism), serves the queue `PROCPOOL_QUEUE` (default
+/// `procpool`) and never returns; if it cannot start (Redis unreachable),
+/// it prints why on stderr and exits with code 1. See `procpool::Node` for the same
+/// in code. A program built without the feature exits with code 2 and a
+/// message instead of ignoring `PROCPOOL_NODE`.
+///
 /// ```
 /// fn main() {
 ///     procpool::init();
@@ -354,6 +372,18 @@ pub fn init() {
         Ok(Some(channel)) => worker::run(channel, worker::Exit::Process),
         Ok(None) => {}
         Err(why) => process::refuse_worker_start(&why),
+    }
+    #[cfg(feature = "redis")]
+    if let Some(env) = process::take_node_env() {
+        redis::serve_from_env(env)
+    }
+    #[cfg(not(feature = "redis"))]
+    if process::is_node_env() {
+        eprintln!(
+            "procpool: PROCPOOL_NODE is set, but this program was built without procpool's \
+             `redis` feature, so it cannot serve as a node"
+        );
+        std::process::exit(2);
     }
 }
 
@@ -466,7 +496,9 @@ macro_rules! enable_test_support {
     };
 }
 
-/// The README's examples, compiled and run as doc tests.
+/// The README's examples, compiled and run as doc tests (its distributed
+/// example compiles in every build: `PoolBuilder::redis` exists without the
+/// `redis` feature, whose absence `build` reports).
 #[cfg(all(doctest, target_os = "linux"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -43,6 +43,16 @@ const WORKER_ARG: &str = "--procpool-worker";
 /// (A filter, so it must not start with a dash.)
 const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "procpool-worker"];
 
+/// Set to serve as a node of a distributed pool: the Redis URL.
+const ENV_NODE: &str = "PROCPOOL_NODE";
+/// With `PROCPOOL_NODE`: the queue to serve (default "procpool").
+#[cfg(feature = "redis")]
+const ENV_QUEUE: &str = "PROCPOOL_QUEUE";
+/// With `PROCPOOL_NODE`: the node's worker processes (default: the
+/// available parallelism).
+#[cfg(feature = "redis")]
+const ENV_PROCESSES: &str = "PROCPOOL_PROCESSES";
+
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 static TEST_HARNESS: AtomicBool = AtomicBool::new(false);
 /// In a worker: the slot it serves, read from its environment at start.
@@ -146,6 +156,43 @@ pub(crate) fn refuse_worker_start(why: &str) -> ! {
          workers are started by procpool::Pool, not by hand"
     );
     sys::exit_immediately(EXIT_NOT_A_WORKER)
+}
+
+/// What the environment asks of a node (`PROCPOOL_NODE=redis://…`).
+#[cfg(feature = "redis")]
+pub(crate) struct NodeEnv {
+    pub(crate) url: String,
+    pub(crate) queue: Option<String>,
+    /// `Err`: the text was not a number of processes.
+    pub(crate) processes: Option<Result<usize, String>>,
+}
+
+/// In a process started as a node: what it is to serve, with the variables
+/// removed, so that the node's own workers and the programs its tasks start
+/// do not serve as nodes too. `None` in a process that is not a node.
+#[cfg(feature = "redis")]
+pub(crate) fn take_node_env() -> Option<NodeEnv> {
+    let url = std::env::var(ENV_NODE).ok()?;
+    let queue = std::env::var(ENV_QUEUE).ok();
+    let processes = std::env::var(ENV_PROCESSES).ok().map(|p| {
+        p.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{ENV_PROCESSES}={p:?} is not a number of processes"))
+    });
+    std::env::remove_var(ENV_NODE);
+    std::env::remove_var(ENV_QUEUE);
+    std::env::remove_var(ENV_PROCESSES);
+    Some(NodeEnv {
+        url,
+        queue,
+        processes,
+    })
+}
+
+/// Whether this process was started as a node (`PROCPOOL_NODE` set).
+#[cfg(not(feature = "redis"))]
+pub(crate) fn is_node_env() -> bool {
+    std::env::var_os(ENV_NODE).is_some()
 }
 
 fn worker_args() -> &'static [&'static str] {

@@ -153,6 +153,16 @@ pub(crate) fn find(name: &str, fingerprint: u64) -> Result<&'static Registration
     Ok(registration)
 }
 
+/// The name and signature fingerprint of every registered task (what a
+/// distributed pool's build id is made of).
+#[cfg(feature = "redis")]
+pub(crate) fn identities() -> Vec<(&'static str, u64)> {
+    inventory::iter::<Registration>
+        .into_iter()
+        .map(|r| (r.info.name, r.info.fingerprint))
+        .collect()
+}
+
 /// One registered task, as [`registry()`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TaskEntry {

@@ -40,6 +40,8 @@ pub struct PoolBuilder {
     initializer: Option<Initializer>,
     /// Why the initializer's arguments could not be encoded, reported by `build`.
     initializer_error: Option<Error>,
+    /// Redis settings: calls go to nodes instead of local workers.
+    pub(super) remote: Option<super::remote::RemoteBuilder>,
 }
 
 impl Default for PoolBuilder {
@@ -54,6 +56,7 @@ impl Default for PoolBuilder {
             stall_timeout: Self::DEFAULT_FRAME_STALL_TIMEOUT,
             initializer: None,
             initializer_error: None,
+            remote: None,
         }
     }
 }
@@ -210,15 +213,38 @@ impl PoolBuilder {
         self
     }
 
+    /// The settings only a pool with workers of its own has (a pool built
+    /// with `redis()` has none: its nodes' local pools have them), by name.
+    #[cfg(feature = "redis")]
+    pub(super) fn local_only_settings(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.processes.is_some() {
+            set.push("processes");
+        }
+        if self.max_tasks_per_child.is_some() {
+            set.push("max_tasks_per_child");
+        }
+        if self.max_memory_per_child.is_some() {
+            set.push("max_memory_per_child");
+        }
+        if self.initializer.is_some() || self.initializer_error.is_some() {
+            set.push("initializer");
+        }
+        set
+    }
+
     /// Starts the workers and waits until every one is ready.
     pub fn build(self) -> Result<Pool, Error> {
+        if self.remote.is_some() {
+            return self.build_remote();
+        }
         let config = Arc::new(self.validate()?);
         let local = LocalPool::start(config.clone(), Box::new(ProcessBackend::new()))?;
         Ok(Pool::from_dispatcher(Arc::new(local), config))
     }
 
     /// Checks every setting, and the initializer against its registration.
-    fn validate(self) -> Result<Config, Error> {
+    pub(super) fn validate(self) -> Result<Config, Error> {
         if !process::is_initialized() {
             return Err(Error::NotInitialized);
         }
@@ -279,6 +305,8 @@ impl PoolBuilder {
             start_timeout: self.start_timeout,
             stall_timeout: self.stall_timeout,
             initializer: self.initializer,
+            #[cfg(feature = "redis")]
+            remote: None,
         })
     }
 }

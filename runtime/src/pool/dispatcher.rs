@@ -55,4 +55,10 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
 
     /// How many calls wait, and whether the pool still takes calls.
     fn status(&self) -> Status;
+
+    /// How many processes run the calls, if the dispatcher knows better
+    /// than the pool's configuration (nodes come and go).
+    fn processes(&self) -> Option<usize> {
+        None
+    }
 }

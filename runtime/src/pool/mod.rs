@@ -5,7 +5,7 @@
 
 mod builder;
 mod by_name;
-mod config;
+pub(crate) mod config;
 pub(crate) mod dispatcher;
 mod exchange;
 mod in_flight;
@@ -13,6 +13,7 @@ mod initializer;
 mod local;
 mod pipeline;
 mod queue;
+mod remote;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -24,6 +25,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
+#[cfg(feature = "redis")]
+pub(crate) use remote::DEFAULT_QUEUE;
+#[cfg(feature = "redis")]
+pub(crate) use remote::NODE_TTL;
 pub(crate) use slot::RETIRED;
 
 use crate::buffers;
@@ -145,7 +150,8 @@ impl Pool {
         }
     }
 
-    /// Number of worker processes.
+    /// Number of worker processes (for a pool built with
+    /// `PoolBuilder::redis`: of the nodes serving its queue now, at least 1).
     ///
     /// ```
     /// # fn main() -> Result<(), procpool::Error> {
@@ -154,7 +160,10 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn processes(&self) -> usize {
-        self.inner.config.processes
+        self.inner
+            .dispatcher
+            .processes()
+            .unwrap_or(self.inner.config.processes)
     }
 
     /// Another handle to this pool (same workers, same queue) whose tasks
@@ -237,6 +246,50 @@ impl Pool {
             kind,
             timeout: self.task_timeout().into(),
         })
+    }
+
+    /// A call that came from elsewhere (a node's call read from Redis), with
+    /// this pool's time limit unless it brings its own.
+    #[cfg(feature = "redis")]
+    pub(crate) fn foreign_call(
+        &self,
+        task: Arc<str>,
+        fingerprint: u64,
+        kind: Kind,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Call {
+        Call {
+            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
+            task,
+            fingerprint,
+            signature: "<the signature of a remote caller>",
+            args,
+            kind,
+            timeout: timeout.or(self.inner.config.task_timeout),
+        }
+    }
+
+    /// Queues `call` and calls `done` with its outcome, on the thread that
+    /// settles it (it must be quick). Always through the queue, not
+    /// `apply`'s direct path: a queued or running call can be cancelled by
+    /// id ([`cancel_call`](Self::cancel_call)), one on the direct path
+    /// cannot; and quick calls queued together are pipelined.
+    #[cfg(feature = "redis")]
+    pub(crate) fn start_call(
+        &self,
+        call: Call,
+        done: impl FnOnce(Arc<result::Outcome>) + Send + 'static,
+    ) {
+        let (promise, result) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
+        result.listen_outcome(Box::new(done));
+        self.inner.dispatcher.submit(Job { call, promise });
+    }
+
+    /// Cancels the call `id` made by [`foreign_call`](Self::foreign_call).
+    #[cfg(feature = "redis")]
+    pub(crate) fn cancel_call(&self, id: u64) -> CancelOutcome {
+        self.inner.dispatcher.cancel(id)
     }
 
     /// Queues a call of `task` with encoded `args`; its outcome decodes as `R`.

@@ -27,6 +27,8 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
         start_timeout: Duration::from_secs(5),
         stall_timeout: Duration::from_secs(5),
         initializer: None,
+        #[cfg(feature = "redis")]
+        remote: None,
     })
 }
 

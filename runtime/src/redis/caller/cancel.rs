@@ -1,0 +1,157 @@
+//! Calls taken back: `cancel` of one call, `close_and_cancel` of every call
+//! still waiting, and `terminate`'s clean-up in Redis.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::super::conn::{BrokerError, Conn};
+use super::super::keys::GROUP;
+use super::super::scripts::scripts;
+use super::state::{Flight, Inner, Queued};
+use crate::cancel::CancelOutcome;
+use crate::error::Error;
+
+/// Cancels the call with the pool's id `id`.
+pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
+    let (seq, entry) = {
+        let mut st = inner.lock();
+        if let Some(at) = st.queue.iter().position(|q| q.call.id == id) {
+            let q = st.queue.remove(at).expect("found");
+            inner.wake(&st);
+            drop(st);
+            settle_cancelled_queued(q);
+            return CancelOutcome::NotStarted;
+        }
+        let Some(seq) = st.seq_of(id) else {
+            return CancelOutcome::Finished;
+        };
+        (seq, st.flight[&seq].entry.clone())
+    };
+    let answer = with_control(inner, "cancel", |con| {
+        scripts()
+            .cancel
+            .key(inner.keys.tasks())
+            .key(inner.keys.ctl())
+            .arg(GROUP)
+            .arg(&inner.name)
+            .arg(seq)
+            .arg(entry.as_deref().unwrap_or(""))
+            .invoke::<String>(con)
+    });
+    let outcome = match answer.as_deref() {
+        Ok("queued") => CancelOutcome::NotStarted,
+        Ok("running") => CancelOutcome::Stopped,
+        // Settled: its outcome is on its way to the reader, and is kept.
+        Ok(_) => return CancelOutcome::Finished,
+        Err(e) => {
+            // Unknown whether it runs: it is cancelled here all the same
+            // (a late outcome is ignored).
+            log::warn!(target: "procpool", "cancel could not reach Redis: {e}");
+            CancelOutcome::Stopped
+        }
+    };
+    let taken = {
+        let mut st = inner.lock();
+        let taken = st.take(seq);
+        inner.wake(&st);
+        taken
+    };
+    match taken {
+        Some(f) => {
+            settle_cancelled(f);
+            outcome
+        }
+        None => CancelOutcome::Finished,
+    }
+}
+
+/// Cancels every call still waiting: in this process, and in Redis where
+/// no node has claimed it yet. Returns how many.
+pub(super) fn cancel_queued(inner: &Inner) -> usize {
+    let queued: Vec<Queued> = {
+        let mut st = inner.lock();
+        let q = st.queue.drain(..).collect();
+        inner.wake(&st);
+        q
+    };
+    let mut count = queued.len();
+    for q in queued {
+        settle_cancelled_queued(q);
+    }
+    match remove_unclaimed(inner, false) {
+        Ok(seqs) => {
+            let taken: Vec<Flight> = {
+                let mut st = inner.lock();
+                let t = seqs.iter().filter_map(|s| st.take(*s)).collect();
+                inner.wake(&st);
+                t
+            };
+            count += taken.len();
+            taken.into_iter().for_each(settle_cancelled);
+        }
+        Err(e) => log::warn!(target: "procpool", "close_and_cancel could not reach Redis: {e}"),
+    }
+    count
+}
+
+/// Deletes this caller's entries that no node has claimed (`terminate.lua`)
+/// and returns their seqs. With `terminate`, first unregisters the caller
+/// and tells the nodes to stop its running calls.
+pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<u64>, BrokerError> {
+    let mut cursor = "-".to_string();
+    let mut first = terminate;
+    let mut seqs = Vec::new();
+    loop {
+        let out: Vec<String> = with_control(inner, "remove queued calls", |con| {
+            scripts()
+                .terminate
+                .key(inner.keys.tasks())
+                .key(inner.keys.members())
+                .key(inner.keys.ctl())
+                .key(inner.keys.results(&inner.name))
+                .key(inner.keys.alive(&inner.name))
+                .arg(GROUP)
+                .arg(&inner.name)
+                .arg(if first { "1" } else { "0" })
+                .arg(&cursor)
+                .arg(1000)
+                .invoke(con)
+        })?;
+        first = false;
+        let mut out = out.into_iter();
+        let next = out.next().unwrap_or_default();
+        seqs.extend(out.filter_map(|s| s.parse::<u64>().ok()));
+        if next.is_empty() {
+            return Ok(seqs);
+        }
+        cursor = next;
+    }
+}
+
+/// Runs `op` on the control connection (a fresh one if another thread is
+/// using it, so a cancel never waits behind another).
+fn with_control<T>(
+    inner: &Inner,
+    what: &str,
+    op: impl FnMut(&mut redis::Connection) -> redis::RedisResult<T>,
+) -> Result<T, BrokerError> {
+    if let Ok(mut conn) = inner.control_conn.try_lock() {
+        return conn.run(what, op);
+    }
+    let mut conn = Conn::new(
+        &inner.cfg.broker.url,
+        inner.cfg.broker.retry.clone(),
+        Arc::new(AtomicBool::new(inner.stop.load(Ordering::SeqCst))),
+    )?;
+    conn.run(what, op)
+}
+
+fn settle_cancelled(f: Flight) {
+    let task = f.task.to_string();
+    f.promise.complete(Err(Error::Cancelled { task }));
+}
+
+fn settle_cancelled_queued(q: Queued) {
+    let e = q.call.cancelled();
+    q.promise.complete(Err(e));
+}

@@ -1,0 +1,150 @@
+//! The caller's keeper: renews its heartbeat, runs the reaper (so a dead
+//! node's calls fail with `NodeLost` even when no other node is up) and
+//! refreshes the node count.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::conn::Conn;
+use super::super::member;
+use super::cancel::remove_unclaimed;
+use super::state::{for_task, Inner, Queued};
+use super::writer::forgotten;
+use crate::error::{BrokerReason, Error};
+
+pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
+    let node_ttl = inner.cfg.broker.node_ttl;
+    let tick = (node_ttl / 6).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    let beat_every = inner.cfg.caller_ttl / 3;
+    let mut last_beat = Instant::now();
+    let mut last_count = Instant::now();
+    let mut no_node_since: Option<Instant> = None;
+    while !inner.stopping() {
+        std::thread::sleep(tick);
+        if inner.lock().terminated {
+            return;
+        }
+        if last_beat.elapsed() >= beat_every {
+            match member::heartbeat(&mut conn, &inner.keys, &inner.name, inner.cfg.caller_ttl) {
+                Ok(true) => last_beat = Instant::now(),
+                Ok(false) => {
+                    let error = forgotten();
+                    log::warn!(target: "procpool", "{error}");
+                    inner.lock().broken = Some(error.clone());
+                    inner.fail_flight(None, |task| for_task(&error, task));
+                }
+                Err(_) => continue,
+            }
+        }
+        // After any (re)connection, give every member one TTL to beat
+        // again before judging: a Redis restart must not read as the death
+        // of every node.
+        if conn.since.elapsed() >= node_ttl {
+            let _ = member::reap(&mut conn, &inner.keys);
+        }
+        if last_count.elapsed() >= Duration::from_secs(2) {
+            check_nodes(&inner, &mut conn, &mut no_node_since);
+            last_count = Instant::now();
+        }
+    }
+}
+
+/// Refreshes the node count; fails the calls no node has taken once no
+/// node of this build has been up for `node_wait`.
+fn check_nodes(inner: &Inner, conn: &mut Conn, no_node_since: &mut Option<Instant>) {
+    let Ok(n) = member::node_processes(conn, &inner.keys) else {
+        return;
+    };
+    inner.processes.store(n, Ordering::Relaxed);
+    let waiting = {
+        let st = inner.lock();
+        !st.flight.is_empty() || !st.queue.is_empty()
+    };
+    if n > 0 || !waiting {
+        *no_node_since = None;
+        return;
+    }
+    let since = *no_node_since.get_or_insert_with(|| {
+        log::warn!(
+            target: "procpool",
+            "calls wait in Redis queue {:?}, but no node of this build ({}) is up",
+            inner.cfg.broker.queue, inner.cfg.broker.build
+        );
+        Instant::now()
+    });
+    if since.elapsed() >= inner.cfg.node_wait {
+        give_up_waiting(inner, conn);
+        *no_node_since = None;
+    }
+}
+
+/// Removes the calls no node has taken from Redis and fails them (and the
+/// calls waiting here) with `NoNode`.
+fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
+    let others = other_builds(inner, conn);
+    let mut message = format!(
+        "no node of this program's build ({}) served queue {:?} for {:?}; the call never ran",
+        inner.cfg.broker.build, inner.cfg.broker.queue, inner.cfg.node_wait
+    );
+    if !others.is_empty() {
+        message.push_str(&format!(
+            " (nodes of other builds serve it: {}; callers and nodes must register the same \
+             tasks with the same signatures)",
+            others.join(", ")
+        ));
+    }
+    log::warn!(target: "procpool", "{message}");
+    let error = Error::Broker {
+        task: String::new(),
+        reason: BrokerReason::NoNode,
+        message,
+    };
+    let queued: Vec<Queued> = {
+        let mut st = inner.lock();
+        let q = st.queue.drain(..).collect();
+        inner.wake(&st);
+        q
+    };
+    for q in queued {
+        let e = for_task(&error, &q.call.task);
+        q.promise.complete(Err(e));
+    }
+    if let Ok(seqs) = remove_unclaimed(inner, false) {
+        inner.fail_flight(Some(&seqs), |task| for_task(&error, task));
+    }
+}
+
+/// The builds whose nodes serve this queue, other than this one.
+fn other_builds(inner: &Inner, conn: &mut Conn) -> Vec<String> {
+    let pattern = format!("pp:{{{}:*}}:members", inner.cfg.broker.queue);
+    let found = conn.run("look for other builds", |con| {
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query(con)?;
+            keys.extend(batch);
+            if next == 0 || keys.len() > 100 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut builds = Vec::new();
+        for key in keys {
+            let kinds: Vec<String> = redis::cmd("HVALS").arg(&key).query(con)?;
+            let build = key.rsplit_once(':').map_or("", |(head, _)| head);
+            let build = build.rsplit_once(':').map_or("", |(_, b)| b).trim_end_matches('}');
+            if kinds.iter().any(|k| k == "node") && build != inner.cfg.broker.build {
+                builds.push(build.to_string());
+            }
+        }
+        Ok(builds)
+    });
+    found.unwrap_or_default()
+}

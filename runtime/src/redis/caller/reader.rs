@@ -1,0 +1,159 @@
+//! The reader: blocks on this caller's result stream, settles each call
+//! with the first outcome that arrives for it (later ones are ignored) and
+//! trims what it read in the same round trip as its next read (or at once,
+//! before it goes idle), so results never pile up in Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::super::conn::Conn;
+use super::super::entry::{Fields, ResultEntry};
+use super::super::reply::{next_id, stream_entries};
+use super::super::scripts::scripts;
+use super::state::Inner;
+use crate::error::{BrokerReason, Error};
+
+pub(super) fn read_loop(inner: Arc<Inner>, mut conn: Conn) {
+    let res = inner.keys.results(&inner.name);
+    let mut last = "0-0".to_string();
+    let mut trim: Option<String> = None;
+    let mut seen_generation = 0;
+    loop {
+        if trim.is_some() && !inner.lock().reader_needed() {
+            // About to sleep: trim now, not at the next read, so an idle
+            // caller leaves nothing behind in Redis.
+            let t = trim.take().expect("checked");
+            let _ = conn.run("trim results", |con| {
+                redis::cmd("XTRIM")
+                    .arg(&res)
+                    .arg("MINID")
+                    .arg(&t)
+                    .query::<i64>(con)
+            });
+        }
+        if !wait_for_work(&inner) {
+            return;
+        }
+        let got = conn.run("read results", |con| {
+            let mut p = redis::pipe();
+            if let Some(t) = &trim {
+                p.cmd("XTRIM").arg(&res).arg("MINID").arg(t).ignore();
+            }
+            p.cmd("XREAD")
+                .arg("COUNT")
+                .arg(1024)
+                .arg("BLOCK")
+                .arg(1000)
+                .arg("STREAMS")
+                .arg(&res)
+                .arg(&last);
+            let (v,): (redis::Value,) = p.query(con)?;
+            Ok(v)
+        });
+        if conn.generation != seen_generation {
+            if seen_generation != 0 {
+                verify_after_reconnect(&inner, &mut conn, &last);
+            }
+            seen_generation = conn.generation;
+        }
+        let entries = match got {
+            Ok(v) => {
+                trim = None;
+                stream_entries(v)
+            }
+            Err(e) => {
+                // The outcomes in Redis cannot be read: fail what waits for
+                // them rather than hang. A late outcome is then ignored.
+                log::warn!(target: "procpool", "calls in flight fail: {e}");
+                let error = e.to_error("");
+                inner.fail_flight(None, |task| super::state::for_task(&error, task));
+                continue;
+            }
+        };
+        if let Some(id) = settle(&inner, entries) {
+            last = id;
+            trim = Some(next_id(&last));
+        }
+    }
+}
+
+/// Sleeps while the reader has nothing to wait for (only inline applies
+/// are in flight, and they read their own outcomes). `false`: leave.
+fn wait_for_work(inner: &Inner) -> bool {
+    let mut st = inner.lock();
+    while !st.reader_needed() && !st.terminated && !inner.stopping() {
+        st = inner
+            .to_reader
+            .wait_timeout(st, Duration::from_millis(500))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    !(st.terminated || inner.stopping())
+}
+
+/// Settles the calls these result entries answer (the first outcome per
+/// call wins; others are duplicates or for calls already failed). Returns
+/// the id of the last entry.
+fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<String> {
+    let mut last = None;
+    let mut settled = Vec::with_capacity(entries.len());
+    {
+        let mut st = inner.lock();
+        for (id, fields) in entries {
+            last = Some(id);
+            let Some(fields) = fields else { continue };
+            let r = ResultEntry::parse(fields);
+            if let Some(f) = r.seq.and_then(|s| st.take(s)) {
+                let outcome = f.outcome(r);
+                settled.push((f.promise, outcome));
+            }
+        }
+        inner.wake(&st);
+    }
+    for (promise, outcome) in settled {
+        promise.complete(outcome);
+    }
+    last
+}
+
+/// After a reconnection (Redis may have restarted), checks that every call
+/// SUBMIT confirmed is still somewhere: queued or running in the task
+/// stream, or answered in the unread part of the result stream. A call that
+/// is nowhere was lost with writes Redis acknowledged but had not persisted
+/// (a crash under `appendfsync everysec`); it never ran, and it fails with
+/// `Broker` (`Lost`) instead of waiting forever.
+fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
+    let seqs: Vec<u64> = inner
+        .lock()
+        .flight
+        .iter()
+        .filter(|(_, f)| f.sent)
+        .map(|(s, _)| *s)
+        .collect();
+    if seqs.is_empty() {
+        return;
+    }
+    let script = &scripts().verify;
+    let missing = conn.run("verify calls", |con| {
+        let mut inv = script.prepare_invoke();
+        inv.key(inner.keys.tasks())
+            .key(inner.keys.results(&inner.name));
+        inv.arg(&inner.name).arg(last);
+        for s in &seqs {
+            inv.arg(*s);
+        }
+        inv.invoke::<Vec<u64>>(con)
+    });
+    if let Ok(missing) = missing {
+        if !missing.is_empty() {
+            log::warn!(target: "procpool", "Redis lost {} calls in a restart", missing.len());
+            inner.fail_flight(Some(&missing), |task| Error::Broker {
+                task: task.to_string(),
+                reason: BrokerReason::Lost,
+                message: "Redis lost this call in a restart (it acknowledged a write it had \
+                          not persisted: use appendfsync always); it never ran"
+                    .into(),
+            });
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! What a caller's threads share: the calls waiting in this process, the
+//! calls in Redis, and who to wake when either changes.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use super::super::conn::Conn;
+use super::super::entry::ResultEntry;
+use super::super::failure::RemoteFailure;
+use super::super::keys::Keys;
+use crate::call::Call;
+use crate::error::Error;
+use crate::pool::config::Remote;
+use crate::result::{Outcome, Promise};
+
+/// A call waiting in this process for room in Redis.
+pub(super) struct Queued {
+    pub(super) seq: u64,
+    pub(super) call: Call,
+    pub(super) promise: Promise,
+}
+
+/// A call handed to Redis (or being handed).
+pub(super) struct Flight {
+    /// The pool's id of the call (what `cancel` names it by).
+    pub(super) id: u64,
+    /// Its task-stream entry, once SUBMIT said (`cancel` deletes it).
+    pub(super) entry: Option<String>,
+    pub(super) task: Arc<str>,
+    /// The caller's signature, for a `SignatureMismatch` from the node.
+    pub(super) signature: &'static str,
+    pub(super) promise: Promise,
+    /// An inline `apply` reads this call's outcome itself: the reader
+    /// thread need not block on the result stream for it.
+    pub(super) inline: bool,
+    /// SUBMIT confirmed it is in Redis (only such calls can be checked for
+    /// loss after a reconnection).
+    pub(super) sent: bool,
+}
+
+impl Flight {
+    pub(super) fn new(call: &Call, promise: Promise, inline: bool) -> Flight {
+        Flight {
+            id: call.id,
+            entry: None,
+            task: call.task.clone(),
+            signature: call.signature,
+            promise,
+            inline,
+            sent: false,
+        }
+    }
+
+    /// The outcome a result entry means for this call.
+    pub(super) fn outcome(&self, r: ResultEntry) -> Outcome {
+        let task = &*self.task;
+        match r.status.as_slice() {
+            b"v" => Ok(r.body.into()),
+            b"e" => match RemoteFailure::decode(&r.body) {
+                Ok(failure) => Err(failure.into_error(task, self.signature)),
+                Err(message) => Err(Error::Protocol {
+                    task: task.to_string(),
+                    message: format!("undecodable failure from node {}: {message}", r.node),
+                }),
+            },
+            b"l" => Err(Error::NodeLost {
+                task: task.to_string(),
+                node: r.node,
+            }),
+            other => Err(Error::Protocol {
+                task: task.to_string(),
+                message: format!(
+                    "unknown result status {:?} from node {}",
+                    String::from_utf8_lossy(other),
+                    r.node
+                ),
+            }),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) queue: VecDeque<Queued>,
+    /// Calls handed to Redis, by seq.
+    pub(super) flight: HashMap<u64, Flight>,
+    pub(super) next_seq: u64,
+    pub(super) closed: bool,
+    pub(super) terminated: bool,
+    /// Why every call fails from now on (the cluster forgot this caller).
+    pub(super) broken: Option<Error>,
+    /// An inline `apply` has sent its call and not yet seen SUBMIT's reply:
+    /// the writer waits, so calls reach Redis in seq order.
+    pub(super) inline_unconfirmed: bool,
+    /// Calls in `flight` with `inline` set.
+    pub(super) inline_in_flight: usize,
+}
+
+impl State {
+    pub(super) fn take(&mut self, seq: u64) -> Option<Flight> {
+        let f = self.flight.remove(&seq)?;
+        if f.inline {
+            self.inline_in_flight -= 1;
+        }
+        Some(f)
+    }
+
+    pub(super) fn take_all(&mut self) -> Vec<Flight> {
+        self.inline_in_flight = 0;
+        self.flight.drain().map(|(_, f)| f).collect()
+    }
+
+    /// Whether some call's outcome is awaited by the reader thread.
+    pub(super) fn reader_needed(&self) -> bool {
+        self.flight.len() > self.inline_in_flight
+    }
+
+    /// The seq of the call in flight with the pool's id `id`.
+    pub(super) fn seq_of(&self, id: u64) -> Option<u64> {
+        self.flight
+            .iter()
+            .find_map(|(seq, f)| (f.id == id).then_some(*seq))
+    }
+}
+
+/// Everything a caller's threads share.
+pub(super) struct Inner {
+    pub(super) cfg: Remote,
+    pub(super) keys: Keys,
+    /// This caller's member name (`c<id>@host:pid`).
+    pub(super) name: String,
+    pub(super) state: Mutex<State>,
+    /// Three condition variables, so a state change wakes only a thread
+    /// that can act on it (on two CPUs each spurious wake-up is latency).
+    pub(super) to_writer: Condvar,
+    pub(super) to_reader: Condvar,
+    pub(super) to_joiners: Condvar,
+    /// Tells the threads to leave, and retry loops to give up.
+    pub(super) stop: Arc<AtomicBool>,
+    /// Processes of the registered nodes (refreshed by the keeper).
+    pub(super) processes: AtomicUsize,
+    /// The submitting connection: the writer's, or (when the caller is
+    /// idle) borrowed by `submit` to send a lone call from the calling
+    /// thread. Taken only with `try_lock` while `state` is held, so calls
+    /// reach Redis in seq order (SUBMIT's high-water mark relies on it).
+    pub(super) submit_conn: Mutex<Conn>,
+    /// The connection `cancel`, `close_and_cancel` and `terminate` use.
+    pub(super) control_conn: Mutex<Conn>,
+    /// `apply`'s own connection, the connection generation its SUBMIT
+    /// script was loaded for, and the result it read last (deleted with
+    /// its next write).
+    pub(super) inline_conn: Mutex<(Conn, u64, Option<String>)>,
+}
+
+impl Inner {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Wakes whichever thread can now make progress.
+    pub(super) fn wake(&self, st: &State) {
+        let ending = st.terminated || self.stopping();
+        if ending
+            || st.closed
+            || (!st.queue.is_empty()
+                && st.flight.len() < self.cfg.max_in_flight
+                && !st.inline_unconfirmed)
+        {
+            self.to_writer.notify_one();
+        }
+        if ending || st.reader_needed() {
+            self.to_reader.notify_one();
+        }
+        if ending || (st.queue.is_empty() && st.flight.is_empty()) {
+            self.to_joiners.notify_all();
+        }
+    }
+
+    pub(super) fn wake_all(&self) {
+        self.to_writer.notify_all();
+        self.to_reader.notify_all();
+        self.to_joiners.notify_all();
+    }
+
+    /// Settles the calls `seqs` still in flight (all of them with `None`)
+    /// with the error `make(task)`. Promises run with no lock held.
+    pub(super) fn fail_flight(&self, seqs: Option<&[u64]>, make: impl Fn(&str) -> Error) {
+        let taken: Vec<Flight> = {
+            let mut st = self.lock();
+            let taken = match seqs {
+                Some(seqs) => seqs.iter().filter_map(|s| st.take(*s)).collect(),
+                None => st.take_all(),
+            };
+            self.wake(&st);
+            taken
+        };
+        for f in taken {
+            let e = make(&f.task);
+            f.promise.complete(Err(e));
+        }
+    }
+}
+
+/// `error` (a broker error about the pool) as the error of a call of `task`.
+pub(super) fn for_task(error: &Error, task: &str) -> Error {
+    match error {
+        Error::Broker {
+            reason, message, ..
+        } => Error::Broker {
+            task: task.to_string(),
+            reason: *reason,
+            message: message.clone(),
+        },
+        other => other.clone(),
+    }
+}

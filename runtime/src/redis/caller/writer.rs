@@ -1,0 +1,144 @@
+//! The writer: moves queued calls into Redis in batches, one SUBMIT script
+//! per batch, never more than `max_in_flight` calls at a time (the
+//! back-pressure bound: more wait in this process, like a local pool's
+//! queue).
+
+use std::sync::{Arc, MutexGuard};
+use std::time::Duration;
+
+use super::super::conn::{BrokerError, Conn};
+use super::super::entry::{kind_letter, timeout_field};
+use super::super::scripts::scripts;
+use super::state::{Flight, Inner};
+use crate::call::Call;
+use crate::error::{BrokerReason, Error};
+
+pub(super) fn write_loop(inner: Arc<Inner>) {
+    loop {
+        let (conn, batch) = {
+            let mut st = inner.lock();
+            let conn = loop {
+                if st.terminated || inner.stopping() || (st.closed && st.queue.is_empty()) {
+                    return;
+                }
+                if !st.queue.is_empty()
+                    && st.flight.len() < inner.cfg.max_in_flight
+                    && !st.inline_unconfirmed
+                {
+                    if let Ok(conn) = inner.submit_conn.try_lock() {
+                        break conn;
+                    }
+                    // `submit` is sending a lone call; it wakes us when done.
+                    st = inner
+                        .to_writer
+                        .wait_timeout(st, Duration::from_millis(5))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    continue;
+                }
+                st = inner.to_writer.wait(st).unwrap_or_else(|e| e.into_inner());
+            };
+            let room = inner.cfg.max_in_flight - st.flight.len();
+            let n = room.min(inner.cfg.batch).min(st.queue.len());
+            let mut batch = Vec::with_capacity(n);
+            let st = &mut *st;
+            for q in st.queue.drain(..n) {
+                st.flight
+                    .insert(q.seq, Flight::new(&q.call, q.promise, false));
+                batch.push((q.seq, q.call));
+            }
+            (conn, batch)
+        };
+        send_batch(&inner, conn, &batch);
+    }
+}
+
+/// One SUBMIT script for `batch` (EVALSHA; see [`run_script`]), with the
+/// arguments in the order `submit.lua` reads them.
+pub(super) fn submit_cmd<'a>(
+    inner: &Inner,
+    batch: impl IntoIterator<Item = &'a (u64, Call)>,
+    count: usize,
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(scripts().submit.get_hash())
+        .arg(2)
+        .arg(inner.keys.tasks())
+        .arg(inner.keys.members())
+        .arg(&inner.name)
+        .arg(count);
+    for (seq, call) in batch {
+        cmd.arg(*seq)
+            .arg(&*call.task)
+            .arg(call.fingerprint)
+            .arg(kind_letter(call.kind))
+            .arg(inner.cfg.redeliver)
+            .arg(timeout_field(call.timeout))
+            .arg(&call.args[..]);
+    }
+    cmd
+}
+
+/// Runs an EVALSHA of `script`, loading the script first if Redis does not
+/// have it (a restarted Redis's script cache is empty).
+pub(super) fn run_script<T: redis::FromRedisValue>(
+    con: &mut redis::Connection,
+    script: &redis::Script,
+    cmd: &redis::Cmd,
+) -> redis::RedisResult<T> {
+    match cmd.query(con) {
+        Err(e) if e.code() == Some("NOSCRIPT") => {
+            script.load(con)?;
+            cmd.query(con)
+        }
+        other => other,
+    }
+}
+
+/// The error a refused SUBMIT means.
+pub(super) fn submit_error(e: BrokerError) -> Error {
+    if e.message.contains("PPFENCED") {
+        forgotten()
+    } else {
+        e.to_error("")
+    }
+}
+
+/// The cluster forgot this caller (it was silent past its time to live).
+pub(super) fn forgotten() -> Error {
+    Error::Broker {
+        task: String::new(),
+        reason: BrokerReason::Forgotten,
+        message: "the cluster forgot this caller: it sent no heartbeat for longer than its \
+                  time to live (was the process stopped?); its queued calls were removed"
+            .into(),
+    }
+}
+
+/// Sends calls with one SUBMIT script; on failure fails them with `Broker`.
+/// The connection's guard is released before any promise runs.
+pub(super) fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &[(u64, Call)]) {
+    let cmd = submit_cmd(inner, batch, batch.len());
+    let sent = conn.run("submit", |con| {
+        run_script::<Vec<String>>(con, &scripts().submit, &cmd)
+    });
+    drop(conn);
+    {
+        let mut st = inner.lock();
+        if let Ok(ids) = &sent {
+            for (i, (seq, _)) in batch.iter().enumerate() {
+                if let Some(f) = st.flight.get_mut(seq) {
+                    f.sent = true;
+                    f.entry = ids.get(i).filter(|id| !id.is_empty()).cloned();
+                }
+            }
+        }
+        inner.wake(&st);
+    }
+    if let Err(e) = sent {
+        log::warn!(target: "procpool", "{} calls not sent: {e}", batch.len());
+        let error = submit_error(e);
+        let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
+        inner.fail_flight(Some(&seqs), |task| super::state::for_task(&error, task));
+    }
+}

@@ -1,0 +1,211 @@
+//! One Redis connection per thread, made again with bounded backoff.
+//!
+//! Every command this backend sends is safe to send again after a
+//! connection loss whose reply was lost: the writes are idempotent scripts
+//! (see [`super::scripts`]), result reads restart from the last id seen, and
+//! a claim whose reply was lost is recovered from the node's own pending
+//! list. So the rule is simple: on a transient error, drop the connection,
+//! back off, reconnect and repeat, until the retry budget is spent; then the
+//! calls concerned fail with [`Error::Broker`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, RedisError};
+
+use crate::error::{BrokerReason, Error};
+use crate::pool::config::Retry;
+
+/// Redis could not be used.
+#[derive(Clone, Debug)]
+pub(crate) struct BrokerError {
+    pub(crate) reason: BrokerReason,
+    pub(crate) message: String,
+}
+
+impl BrokerError {
+    /// The error a call of `task` (or, with `""`, the pool) fails with.
+    pub(crate) fn to_error(&self, task: &str) -> Error {
+        Error::Broker {
+            task: task.to_string(),
+            reason: self.reason,
+            message: self.message.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// `url` with any password replaced by `***`, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let shown = match creds.find(':') {
+                Some(c) => format!("{}:***", &creds[..c]),
+                None => "***".to_string(),
+            };
+            format!("{}{}{}", &url[..s + 3], shown, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Whether an error may go away by reconnecting and trying again.
+pub(crate) fn is_transient(e: &RedisError) -> bool {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
+    {
+        return true;
+    }
+    // LOADING: a restarted Redis replaying its AOF; the others are the
+    // failover and cluster answers that mean "ask again shortly".
+    matches!(
+        e.code(),
+        Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "BUSY" | "CLUSTERDOWN")
+    )
+}
+
+/// A connection to Redis, made on first use and again after an error.
+pub(crate) struct Conn {
+    client: Client,
+    shown: String,
+    retry: Retry,
+    con: Option<Connection>,
+    /// Counts connections made; a change tells the owner that what was tied
+    /// to the old one (a lost reply, the reaper's grace) must be redone.
+    pub(crate) generation: u64,
+    /// When the current connection was made.
+    pub(crate) since: Instant,
+    /// Set when the owner is stopping: retries give up at once.
+    stop: Arc<AtomicBool>,
+}
+
+impl Conn {
+    pub(crate) fn new(url: &str, retry: Retry, stop: Arc<AtomicBool>) -> Result<Conn, BrokerError> {
+        let client = Client::open(url).map_err(|e| BrokerError {
+            reason: BrokerReason::Refused,
+            message: format!("invalid Redis URL {}: {e}", redact(url)),
+        })?;
+        Ok(Conn {
+            client,
+            shown: redact(url),
+            retry,
+            con: None,
+            generation: 0,
+            since: Instant::now(),
+            stop,
+        })
+    }
+
+    /// Connects once, without retrying: `build()` must fail clearly and at
+    /// once when Redis is not there.
+    pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
+        self.ensure().map(|_| ()).map_err(|e| BrokerError {
+            reason: if is_transient(&e) {
+                BrokerReason::Unreachable
+            } else {
+                BrokerReason::Refused
+            },
+            message: format!("cannot reach Redis at {}: {e}", self.shown),
+        })
+    }
+
+    fn ensure(&mut self) -> Result<&mut Connection, RedisError> {
+        if self.con.is_none() {
+            let con = self
+                .client
+                .get_connection_with_timeout(self.retry.connect_timeout)?;
+            con.set_read_timeout(Some(self.retry.io_timeout))?;
+            con.set_write_timeout(Some(self.retry.io_timeout))?;
+            self.con = Some(con);
+            self.generation += 1;
+            self.since = Instant::now();
+        }
+        Ok(self.con.as_mut().expect("just connected"))
+    }
+
+    /// Drops the connection (e.g. to abandon a blocked command).
+    pub(crate) fn reset(&mut self) {
+        self.con = None;
+    }
+
+    /// Runs `op` once, connecting first if needed (once). On error the
+    /// connection is dropped. For exchanges that must not be repeated
+    /// blindly (`apply`'s fast path, which falls back to the retrying path).
+    pub(crate) fn once<T>(
+        &mut self,
+        op: impl FnOnce(&mut Connection, u64) -> Result<T, RedisError>,
+    ) -> Result<T, RedisError> {
+        self.ensure()?;
+        let generation = self.generation;
+        let r = op(self.con.as_mut().expect("connected"), generation);
+        if r.is_err() {
+            self.con = None;
+        }
+        r
+    }
+
+    /// Runs `op` until it succeeds, fails for good, or the retry budget (or
+    /// the stop flag) ends the attempts.
+    pub(crate) fn run<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, BrokerError> {
+        let start = Instant::now();
+        let mut pause = self.retry.backoff_min;
+        loop {
+            let err = match self.ensure() {
+                Ok(con) => match op(con) {
+                    Ok(v) => return Ok(v),
+                    Err(e) => e,
+                },
+                Err(e) => e,
+            };
+            if !is_transient(&err) {
+                return Err(BrokerError {
+                    reason: BrokerReason::Refused,
+                    message: format!("{what}: Redis at {} answered: {err}", self.shown),
+                });
+            }
+            self.con = None;
+            if start.elapsed() + pause > self.retry.budget || self.stop.load(Ordering::SeqCst) {
+                return Err(BrokerError {
+                    reason: BrokerReason::Unreachable,
+                    message: format!(
+                        "{what}: Redis at {} unreachable for {:.1?}: {err}",
+                        self.shown,
+                        start.elapsed()
+                    ),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(self.retry.backoff_max);
+        }
+    }
+}
+
+/// A short retry budget, for leaving (unregistering) on the way out.
+pub(crate) fn quick(retry: &Retry) -> Retry {
+    Retry {
+        budget: Duration::from_secs(2).min(retry.budget),
+        ..retry.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(redact("redis://:secret@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redact("rediss://bob:pw@h/0"), "rediss://bob:***@h/0");
+        assert_eq!(redact("redis://h:1"), "redis://h:1");
+    }
+}

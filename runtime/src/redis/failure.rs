@@ -1,0 +1,277 @@
+//! A node's errors on their way to the caller: [`RemoteFailure`] mirrors
+//! every [`Error`] a node's local pool can report, without the task name
+//! (the caller adds it back), so it crosses Redis and arrives as the same
+//! variant it was on the node.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec;
+use crate::error::{Error, ExitInfo};
+
+/// An `Error` from a node's local pool, serializable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RemoteFailure {
+    Panic {
+        message: String,
+        location: String,
+        backtrace: Option<String>,
+    },
+    WorkerDied {
+        pid: u32,
+        status: Exit,
+    },
+    Timeout {
+        limit_ms: u64,
+    },
+    UnknownTask {
+        suggestions: Vec<String>,
+    },
+    DuplicateTask {
+        first: String,
+        second: String,
+    },
+    SignatureMismatch {
+        worker: String,
+    },
+    Encode {
+        what: String,
+        message: String,
+    },
+    Decode {
+        what: String,
+        message: String,
+    },
+    FrameTooLarge {
+        len: u64,
+        max: u64,
+    },
+    Protocol {
+        message: String,
+    },
+    InitializerFailed {
+        message: String,
+        location: Option<String>,
+    },
+    WorkerStart {
+        message: String,
+    },
+    /// The node's local pool was closed or terminated under the call (the
+    /// node is stopping).
+    Terminated,
+    /// The call was stopped on the node: its caller terminated or cancelled
+    /// it.
+    Cancelled,
+    /// Any other error, as text.
+    Other {
+        message: String,
+    },
+}
+
+/// [`ExitInfo`], serializable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Exit {
+    Code(i32),
+    Signal(i32),
+    Unknown,
+}
+
+impl RemoteFailure {
+    /// What the node reports for `error`, one of its local pool's.
+    pub(crate) fn of(error: &Error) -> RemoteFailure {
+        use RemoteFailure as F;
+        match error.clone() {
+            Error::Panic {
+                message,
+                location,
+                backtrace,
+                ..
+            } => F::Panic {
+                message,
+                location,
+                backtrace,
+            },
+            Error::WorkerDied { pid, status, .. } => F::WorkerDied {
+                pid,
+                status: match status {
+                    ExitInfo::Code(c) => Exit::Code(c),
+                    ExitInfo::Signal(s) => Exit::Signal(s),
+                    ExitInfo::Unknown => Exit::Unknown,
+                },
+            },
+            Error::Timeout { limit, .. } => F::Timeout {
+                limit_ms: limit.as_millis().try_into().unwrap_or(u64::MAX),
+            },
+            Error::UnknownTask { suggestions, .. } => F::UnknownTask { suggestions },
+            Error::DuplicateTask { first, second, .. } => F::DuplicateTask { first, second },
+            Error::SignatureMismatch { worker, .. } => F::SignatureMismatch { worker },
+            Error::Encode { what, message, .. } => F::Encode {
+                what: what.into(),
+                message,
+            },
+            Error::Decode { what, message, .. } => F::Decode {
+                what: what.into(),
+                message,
+            },
+            Error::FrameTooLarge { len, max, .. } => F::FrameTooLarge { len, max },
+            Error::Protocol { message, .. } => F::Protocol { message },
+            Error::InitializerFailed {
+                message, location, ..
+            } => F::InitializerFailed { message, location },
+            Error::WorkerStart { message, .. } => F::WorkerStart { message },
+            Error::PoolClosed { .. } | Error::Terminated { .. } => F::Terminated,
+            Error::Cancelled { .. } => F::Cancelled,
+            other => F::Other {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The caller's error for this failure of its call of `task`, whose
+    /// signature the caller knows as `signature`.
+    pub(crate) fn into_error(self, task: &str, signature: &str) -> Error {
+        use RemoteFailure as F;
+        let task = task.to_string();
+        match self {
+            F::Panic {
+                message,
+                location,
+                backtrace,
+            } => Error::Panic {
+                task,
+                message,
+                location,
+                backtrace,
+            },
+            F::WorkerDied { pid, status } => Error::WorkerDied {
+                task,
+                pid,
+                status: match status {
+                    Exit::Code(c) => ExitInfo::Code(c),
+                    Exit::Signal(s) => ExitInfo::Signal(s),
+                    Exit::Unknown => ExitInfo::Unknown,
+                },
+            },
+            F::Timeout { limit_ms } => Error::Timeout {
+                task,
+                limit: Duration::from_millis(limit_ms),
+            },
+            F::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
+            F::DuplicateTask { first, second } => Error::DuplicateTask {
+                task,
+                first,
+                second,
+            },
+            F::SignatureMismatch { worker } => Error::SignatureMismatch {
+                task,
+                caller: signature.to_string(),
+                worker,
+            },
+            F::Encode { what, message } => Error::Encode {
+                task,
+                what: static_what(&what),
+                message,
+            },
+            F::Decode { what, message } => Error::Decode {
+                task,
+                what: static_what(&what),
+                message,
+            },
+            F::FrameTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
+            F::Protocol { message } => Error::Protocol { task, message },
+            F::InitializerFailed { message, location } => Error::InitializerFailed {
+                task,
+                message,
+                location,
+            },
+            F::WorkerStart { message } => Error::WorkerStart { task, message },
+            F::Terminated => Error::Terminated { task },
+            F::Cancelled => cancelled(task),
+            F::Other { message } => Error::Io {
+                context: format!("task `{task}` on a node"),
+                source: Arc::new(std::io::Error::other(message)),
+            },
+        }
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        codec::encode_meta(self)
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<RemoteFailure, String> {
+        codec::decode_meta(bytes)
+    }
+}
+
+/// A call stopped on its node because its caller cancelled it (which has
+/// settled it itself already; a result read after that is ignored).
+fn cancelled(task: String) -> Error {
+    Error::Cancelled { task }
+}
+
+/// The `what` of an encode or decode error as the local pool spells it.
+fn static_what(what: &str) -> &'static str {
+    match what {
+        "arguments" => "arguments",
+        "task name" => "task name",
+        "result" => "result",
+        _ => "value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_failure_round_trips_as_the_same_variant() {
+        let errors = [
+            Error::Panic {
+                task: "t".into(),
+                message: "boom".into(),
+                location: "a.rs:1:2".into(),
+                backtrace: Some("bt".into()),
+            },
+            Error::WorkerDied {
+                task: "t".into(),
+                pid: 7,
+                status: ExitInfo::Signal(9),
+            },
+            Error::Timeout {
+                task: "t".into(),
+                limit: Duration::from_millis(1500),
+            },
+            Error::UnknownTask {
+                task: "t".into(),
+                suggestions: vec!["u".into()],
+            },
+            Error::SignatureMismatch {
+                task: "t".into(),
+                caller: "on the node: unknown".into(),
+                worker: "fn(u8) -> u8".into(),
+            },
+            Error::Decode {
+                task: "t".into(),
+                what: "arguments",
+                message: "m".into(),
+            },
+            Error::FrameTooLarge {
+                task: "t".into(),
+                len: 11,
+                max: 10,
+            },
+        ];
+        for e in errors {
+            let f = RemoteFailure::decode(&RemoteFailure::of(&e).encode()).unwrap();
+            let back = f.into_error("t", "fn(u16) -> u8");
+            assert_eq!(back.kind(), e.kind(), "{e:?} came back as {back:?}");
+            if let Error::SignatureMismatch { caller, .. } = &back {
+                assert_eq!(caller, "fn(u16) -> u8");
+            } else {
+                assert_eq!(back.to_string(), e.to_string());
+            }
+        }
+    }
+}

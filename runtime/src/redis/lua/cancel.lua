@@ -1,0 +1,37 @@
+-- CANCEL: cancels one call of a caller. If no node has claimed its entry
+-- yet, deletes it ("queued"); if a node holds it, tells that node to stop
+-- it ("running": the control stream's `x <caller> <seq>`); if the entry is
+-- gone, the call was settled and its outcome is on its way ("gone").
+--
+-- KEYS: tasks, ctl. ARGV: group, caller, seq, entry id ("" if unknown; the
+-- entry is then looked for, as it is when a redelivery gave it a new id).
+local tasks, ctl = KEYS[1], KEYS[2]
+local group, caller, seq, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local function mine(e)
+  local f, c, i = e[2], nil, nil
+  for k = 1, #f, 2 do
+    if f[k] == 'c' then c = f[k + 1] elseif f[k] == 'i' then i = f[k + 1] end
+  end
+  return c == caller and i == seq
+end
+local entry = nil
+if id ~= '' then
+  local e = redis.call('XRANGE', tasks, id, id)
+  if #e == 1 and mine(e[1]) then entry = e[1][1] end
+end
+local cursor = '-'
+while not entry do
+  local es = redis.call('XRANGE', tasks, cursor, '+', 'COUNT', 1000)
+  for _, e in ipairs(es) do
+    if mine(e) then entry = e[1] break end
+  end
+  if entry or #es < 1000 then break end
+  cursor = '(' .. es[#es][1]
+end
+if not entry then return 'gone' end
+if #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1 then
+  redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'x', caller .. ' ' .. seq)
+  return 'running'
+end
+redis.call('XDEL', tasks, entry)
+return 'queued'

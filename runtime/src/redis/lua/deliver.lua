@@ -1,0 +1,34 @@
+-- DELIVER: settles entries a node ran. For each, only if the entry is still
+-- in the group's pending list under this node's consumer name and the node
+-- is still registered: writes the outcome to the caller's result stream
+-- (unless the caller is gone), acknowledges and deletes the entry.
+-- Otherwise does nothing: the entry was reaped (NodeLost or redelivered) or
+-- already settled, and this late outcome is dropped (fencing). XACK alone
+-- does not check who owns an entry; this does.
+--
+-- KEYS: tasks, members, result streams... ARGV: group, node, count, then per
+-- outcome: entry id, key index (into KEYS), caller, seq, status, body.
+-- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced.
+local tasks, members = KEYS[1], KEYS[2]
+local group, node, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local live = redis.call('HEXISTS', members, node) == 1
+local out = {}
+for j = 0, n - 1 do
+  local b = 4 + j * 6
+  local entry = ARGV[b]
+  local owned = live and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
+  if not owned then
+    out[#out + 1] = 0
+  else
+    if redis.call('HEXISTS', members, ARGV[b+2]) == 1 then
+      redis.call('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],
+        's', ARGV[b+4], 'b', ARGV[b+5], 'n', node)
+      out[#out + 1] = 1
+    else
+      out[#out + 1] = 2
+    end
+    redis.call('XACK', tasks, group, entry)
+    redis.call('XDEL', tasks, entry)
+  end
+end
+return out

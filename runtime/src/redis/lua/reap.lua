@@ -1,0 +1,58 @@
+-- REAP: declares dead every group consumer whose heartbeat key has expired
+-- and settles up to `limit` of its pending entries: added again with one
+-- redelivery fewer if it has any left, otherwise answered NodeLost (status
+-- `l`). Then forgets members without heartbeat: a caller's result stream,
+-- high-water mark and registration go, and nodes are told to stop its calls.
+--
+-- KEYS: tasks, members, ctl. ARGV: group, prefix, limit.
+-- Returns {lost, requeued, dead callers}.
+local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
+local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local lost, requeued, callers = 0, 0, 0
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
+if not ok then consumers = {} end
+for _, c in ipairs(consumers) do
+  local name = c[2]
+  if budget > 0 and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
+    redis.call('HDEL', members, name, 'p:' .. name)
+    local pend = redis.call('XPENDING', tasks, group, '-', '+', budget, name)
+    for _, p in ipairs(pend) do
+      local id = p[1]
+      local e = redis.call('XRANGE', tasks, id, id)
+      if #e == 1 then
+        local f, h = e[1][2], {}
+        for k = 1, #f, 2 do h[f[k]] = f[k + 1] end
+        local r = tonumber(h['r'] or '0')
+        if r > 0 then
+          redis.call('XADD', tasks, '*', 'c', h['c'], 'i', h['i'], 't', h['t'],
+            'f', h['f'], 'k', h['k'], 'r', tostring(r - 1), 'o', h['o'] or '', 'a', h['a'])
+          requeued = requeued + 1
+        elseif redis.call('HEXISTS', members, h['c']) == 1 then
+          redis.call('XADD', prefix .. 'res:' .. h['c'], '*', 'i', h['i'],
+            's', 'l', 'b', '', 'n', name)
+          lost = lost + 1
+        end
+      end
+      redis.call('XACK', tasks, group, id)
+      redis.call('XDEL', tasks, id)
+    end
+    if #pend < budget then
+      redis.call('XGROUP', 'DELCONSUMER', tasks, group, name)
+    end
+    budget = budget - #pend
+  end
+end
+local all = redis.call('HGETALL', members)
+for k = 1, #all, 2 do
+  local name, kind = all[k], all[k + 1]
+  if (kind == 'caller' or kind == 'node') and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
+    redis.call('HDEL', members, name, 'p:' .. name)
+    if kind == 'caller' then
+      redis.call('HDEL', members, 'hw:' .. name)
+      redis.call('DEL', prefix .. 'res:' .. name)
+      redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', name)
+      callers = callers + 1
+    end
+  end
+end
+return {lost, requeued, callers}

@@ -1,0 +1,170 @@
+//! Membership: callers and nodes register under names never used before,
+//! beat their heartbeat, and run the reaper that settles what the dead
+//! left behind.
+
+use std::time::Duration;
+
+use redis::Connection;
+
+use super::conn::{BrokerError, Conn};
+use super::keys::{Keys, GROUP};
+use super::scripts::scripts;
+
+/// Whether a member is a caller or a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    Caller,
+    Node,
+}
+
+impl Role {
+    fn word(self) -> &'static str {
+        match self {
+            Role::Caller => "caller",
+            Role::Node => "node",
+        }
+    }
+}
+
+/// This host's name, for member names (people read them in `NodeLost`).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into())
+}
+
+/// Creates the task stream and its consumer group if missing (callers and
+/// nodes both may come first). The group starts at `0`, so calls queued
+/// before the first node came are served.
+fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
+    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys.tasks())
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(con);
+    match r {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Registers a member and returns its name, `c<id>@<host>:<pid>` or
+/// `n<id>@<host>:<pid>`. The id comes from a counter that is never reset
+/// (the AOF keeps it), so no name is ever used twice, not even by a
+/// restarted process that got the same pid.
+pub(crate) fn register(
+    conn: &mut Conn,
+    keys: &Keys,
+    role: Role,
+    ttl: Duration,
+    processes: Option<usize>,
+) -> Result<String, BrokerError> {
+    let letter = &role.word()[..1];
+    let host = hostname();
+    let pid = std::process::id();
+    conn.run("register", |con| {
+        ensure_group(con, keys)?;
+        let id: u64 = redis::cmd("INCR").arg(keys.ids()).query(con)?;
+        let name = format!("{letter}{id}@{host}:{pid}");
+        let mut p = redis::pipe();
+        p.atomic();
+        p.cmd("SET")
+            .arg(keys.alive(&name))
+            .arg("1")
+            .arg("PX")
+            .arg(millis(ttl))
+            .ignore();
+        p.cmd("HSET")
+            .arg(keys.members())
+            .arg(&name)
+            .arg(role.word())
+            .ignore();
+        if let Some(n) = processes {
+            p.cmd("HSET")
+                .arg(keys.members())
+                .arg(format!("p:{name}"))
+                .arg(n)
+                .ignore();
+        }
+        p.query::<()>(con)?;
+        Ok(name)
+    })
+}
+
+pub(crate) fn millis(d: Duration) -> u64 {
+    d.as_millis().try_into().unwrap_or(u64::MAX)
+}
+
+/// Renews a heartbeat. `Ok(false)`: this member was declared dead.
+pub(crate) fn heartbeat(
+    conn: &mut Conn,
+    keys: &Keys,
+    name: &str,
+    ttl: Duration,
+) -> Result<bool, BrokerError> {
+    let script = &scripts().heartbeat;
+    conn.run("heartbeat", |con| {
+        let n: i64 = script
+            .key(keys.members())
+            .key(keys.alive(name))
+            .arg(name)
+            .arg(millis(ttl))
+            .invoke(con)?;
+        Ok(n == 1)
+    })
+}
+
+/// What one round of the reaper did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Reaped {
+    /// Calls answered `NodeLost`.
+    pub(crate) lost: i64,
+    /// Calls queued again (`redeliver`).
+    pub(crate) requeued: i64,
+    /// Callers forgotten.
+    pub(crate) callers: i64,
+}
+
+/// Runs one round of the reaper (`reap.lua`).
+pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
+    let script = &scripts().reap;
+    let v: Vec<i64> = conn.run("reap", |con| {
+        script
+            .key(keys.tasks())
+            .key(keys.members())
+            .key(keys.ctl())
+            .arg(GROUP)
+            .arg(keys.prefix())
+            .arg(1000)
+            .invoke(con)
+    })?;
+    let r = Reaped {
+        lost: v.first().copied().unwrap_or(0),
+        requeued: v.get(1).copied().unwrap_or(0),
+        callers: v.get(2).copied().unwrap_or(0),
+    };
+    if r.lost + r.requeued + r.callers > 0 {
+        log::warn!(
+            target: "procpool",
+            "lost members reaped: {} calls answered NodeLost, {} queued again, {} callers forgotten",
+            r.lost, r.requeued, r.callers
+        );
+    }
+    Ok(r)
+}
+
+/// The processes of the registered nodes, summed (for map chunk sizes).
+pub(crate) fn node_processes(conn: &mut Conn, keys: &Keys) -> Result<usize, BrokerError> {
+    conn.run("count nodes", |con| {
+        let all: Vec<(String, String)> = redis::cmd("HGETALL").arg(keys.members()).query(con)?;
+        Ok(all
+            .iter()
+            .filter(|(k, _)| k.starts_with("p:"))
+            .filter_map(|(_, v)| v.parse::<usize>().ok())
+            .sum())
+    })
+}

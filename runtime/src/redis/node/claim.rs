@@ -1,0 +1,148 @@
+//! Claiming calls: one runner at a time reads new entries for this node
+//! (`XREADGROUP … >`), never more than the node can hold, so calls wait in
+//! Redis where any node can take them, not behind a busy node. After a
+//! reconnection it first re-reads its own pending list (`0`): a claim whose
+//! reply was lost left entries there that this node never saw.
+
+use super::super::conn::Conn;
+use super::super::entry::parse_task;
+use super::super::keys::GROUP;
+use super::super::reply::stream_entries;
+use super::identity::{beat, beat_is_stale};
+use super::shared::{Done, Item, Shared};
+use crate::redis::failure::RemoteFailure;
+
+/// The claiming connection and what it remembers across reads.
+pub(crate) struct ReadSide {
+    pub(super) conn: Conn,
+    /// Re-read our own pending list before claiming new entries.
+    pub(super) recover: bool,
+    pub(super) last_name: String,
+}
+
+/// Claims entries once (blocking up to 1 s) and queues them as work.
+pub(super) fn read_once(s: &Shared) {
+    let mut side = s.read.lock().unwrap_or_else(|e| e.into_inner());
+    let side = &mut *side;
+    let room = s.capacity().saturating_sub(s.lock().claimed.len()).max(1);
+    // Never claim under an identity that may have been declared dead: a
+    // node resumed after a stop or a partition checks first (the keeper
+    // beats every ttl/6, so this costs nothing in normal running).
+    if beat_is_stale(s) {
+        let _ = beat(s, &mut side.conn);
+    }
+    let (name, epoch) = s.identity();
+    if name != side.last_name {
+        side.recover = false;
+        side.last_name = name.clone();
+    }
+    let g0 = side.conn.generation;
+    let from_pending = side.recover;
+    let _exclusive = from_pending.then(|| s.settle_gate.write().unwrap_or_else(|e| e.into_inner()));
+    let got = side.conn.run("claim calls", |con| {
+        let mut c = redis::cmd("XREADGROUP");
+        c.arg("GROUP").arg(GROUP).arg(&name);
+        if from_pending {
+            c.arg("COUNT").arg(10_000);
+        } else {
+            c.arg("COUNT").arg(room).arg("BLOCK").arg(1000);
+        }
+        c.arg("STREAMS")
+            .arg(s.keys.tasks())
+            .arg(if from_pending { "0" } else { ">" });
+        c.query::<redis::Value>(con)
+    });
+    if side.conn.generation != g0 && g0 != 0 {
+        side.recover = true;
+    } else if from_pending {
+        side.recover = false;
+    }
+    // Stopped while blocked in the read? Then these entries may have been
+    // claimed after this identity was declared dead: if so, `beat` moves
+    // to a new identity and the runners drop them (the reaper answers them).
+    if beat_is_stale(s) {
+        let _ = beat(s, &mut side.conn);
+    }
+    let entries = match got {
+        Ok(v) => stream_entries(v),
+        Err(e) => {
+            log::warn!(target: "procpool", "node {name}: {e}");
+            side.recover = true;
+            let mut st = s.lock();
+            st.reading = false;
+            s.wake(&st);
+            return;
+        }
+    };
+    let acks = take_entries(s, entries, &name, epoch);
+    if !acks.is_empty() {
+        let _ = side.conn.run("ack deleted entries", |con| {
+            redis::cmd("XACK")
+                .arg(s.keys.tasks())
+                .arg(GROUP)
+                .arg(&acks)
+                .query::<i64>(con)
+        });
+    }
+}
+
+/// Queues claimed entries as work (or as outcomes, for those that cannot
+/// run); returns the ids of entries deleted while pending, to acknowledge.
+fn take_entries(
+    s: &Shared,
+    entries: Vec<(String, Option<super::super::entry::Fields>)>,
+    name: &str,
+    epoch: u64,
+) -> Vec<String> {
+    let mut acks = Vec::new();
+    let mut st = s.lock();
+    for (entry, fields) in entries {
+        if st.claimed.contains(&entry) {
+            continue;
+        }
+        let Some(fields) = fields else {
+            // Deleted while pending (its caller terminated): just ack.
+            acks.push(entry);
+            continue;
+        };
+        let remembered = s
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&entry)
+            .cloned();
+        if let Some(done) = remembered {
+            // Settled by us, but Redis lost that: settle it again.
+            st.claimed.insert(entry);
+            st.done.push(done);
+            continue;
+        }
+        st.claimed.insert(entry.clone());
+        match parse_task(entry, fields, s.cfg.max_frame) {
+            Ok(call) => {
+                let item = Item {
+                    call,
+                    consumer: name.to_string(),
+                    epoch,
+                };
+                if st.cancelled.contains(&item.call.caller) {
+                    st.done
+                        .push(Done::of(&item, Err(RemoteFailure::Cancelled)));
+                } else {
+                    st.work.push_back(item);
+                }
+            }
+            Err(bad) => st.done.push(Done {
+                entry: bad.entry,
+                consumer: name.to_string(),
+                caller: bad.caller,
+                seq: bad.seq,
+                status: "e",
+                body: bad.failure.encode(),
+            }),
+        }
+    }
+    st.reading = false;
+    s.wake(&st);
+    acks
+}

@@ -1,0 +1,83 @@
+//! A node's identity: its heartbeat, the reaper it runs, and a new name
+//! when the cluster declared it dead (it was cut off past its time to live:
+//! every call it held has been answered or queued again, and its late
+//! outcomes are fenced).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::conn::{BrokerError, Conn};
+use super::super::member::{self, Role};
+use super::shared::{Item, Shared};
+
+/// Beats every ttl/6 and runs the reaper, until the node has stopped.
+pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
+    let ttl = s.cfg.broker.node_ttl;
+    let tick = (ttl / 6).max(Duration::from_millis(20));
+    while !s.stopping() || !Shared::drained(&s.lock()) {
+        std::thread::sleep(tick);
+        if let Err(e) = beat(&s, &mut conn) {
+            log::warn!(target: "procpool", "node {}: heartbeat: {e}", s.identity().0);
+            continue;
+        }
+        // After a (re)connection, give every member one TTL to beat again
+        // before judging: a Redis restart must not read as mass death.
+        if conn.since.elapsed() >= ttl {
+            let _ = member::reap(&mut conn, &s.keys);
+        }
+    }
+}
+
+/// Renews the heartbeat now; if this node was declared dead, takes a new
+/// identity. Returns whether the old identity was still alive.
+pub(super) fn beat(s: &Shared, conn: &mut Conn) -> Result<bool, BrokerError> {
+    let _one_at_a_time = s.beat_lock.lock().unwrap_or_else(|e| e.into_inner());
+    let (name, _) = s.identity();
+    let alive = member::heartbeat(conn, &s.keys, &name, s.cfg.broker.node_ttl)?;
+    if !alive {
+        take_new_identity(s, conn, &name);
+    }
+    *s.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    Ok(alive)
+}
+
+/// Whether this node has gone long enough without a successful beat that
+/// it may have been declared dead (it was stopped, or cut off).
+pub(super) fn beat_is_stale(s: &Shared) -> bool {
+    s.last_beat
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed()
+        > s.cfg.broker.node_ttl / 2
+}
+
+/// Registers under a new name and drops the work claimed under the old one
+/// that has not started (the reaper has answered it or queued it again).
+fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) {
+    let ttl = s.cfg.broker.node_ttl;
+    let name = match member::register(conn, &s.keys, Role::Node, ttl, Some(s.cfg.processes)) {
+        Ok(n) => n,
+        Err(e) => {
+            log::warn!(target: "procpool", "node {old} was declared lost, and cannot register again: {e}");
+            return;
+        }
+    };
+    log::warn!(target: "procpool", "node {old} was declared lost by the cluster; it serves on as {name}");
+    let epoch = {
+        let mut id = s.identity.lock().unwrap_or_else(|e| e.into_inner());
+        id.0 = name;
+        id.1 += 1;
+        id.1
+    };
+    let mut st = s.lock();
+    let (stale, keep): (VecDeque<Item>, VecDeque<Item>) =
+        st.work.drain(..).partition(|i| i.epoch != epoch);
+    st.work = keep;
+    for i in stale {
+        st.claimed.remove(&i.call.entry);
+        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    s.wake(&st);
+}

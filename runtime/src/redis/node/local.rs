@@ -1,0 +1,100 @@
+//! Running a node's calls on its local pool: an ordinary procpool pool of
+//! worker processes, so local deaths, `task_timeout`, `max_tasks_per_child`
+//! and the initializer keep their local meaning. Only registered names run:
+//! the local worker looks each name up in its registry and checks the
+//! fingerprint, as for a local call. Calls are queued without waiting, so
+//! quick ones are pipelined to the workers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::super::entry::NodeCall;
+use super::super::failure::RemoteFailure;
+use crate::pool::Pool;
+
+/// A node's local pool, and which of its calls belong to which caller.
+pub(crate) struct LocalExecutor {
+    pub(super) pool: Pool,
+    /// The local call ids running for each caller, by the caller's seq, to
+    /// stop them when the caller cancels or terminates.
+    running: Arc<Mutex<HashMap<String, HashMap<u64, u64>>>>,
+}
+
+impl LocalExecutor {
+    pub(super) fn new(pool: Pool) -> LocalExecutor {
+        LocalExecutor {
+            pool,
+            running: Arc::default(),
+        }
+    }
+
+    /// Queues `call` (its arguments are taken) on the local pool; `done`
+    /// gets its outcome, on the local pool's thread that settles it.
+    pub(super) fn start(
+        &self,
+        call: &mut NodeCall,
+        done: impl FnOnce(Result<Vec<u8>, RemoteFailure>) + Send + 'static,
+    ) {
+        let local = self.pool.foreign_call(
+            Arc::from(call.task.as_str()),
+            call.fingerprint,
+            call.kind,
+            std::mem::take(&mut call.args),
+            call.timeout,
+        );
+        let (caller, seq) = (call.caller.clone(), call.seq);
+        track(&self.running, &caller, seq, Some(local.id));
+        let running = self.running.clone();
+        self.pool.start_call(local, move |outcome| {
+            track(&running, &caller, seq, None);
+            done(match &*outcome {
+                Ok(body) => Ok(body.to_vec()),
+                Err(e) => Err(RemoteFailure::of(e)),
+            })
+        });
+    }
+
+    /// Stops the call `seq` of `caller` if it is on the local pool.
+    pub(super) fn cancel_one(&self, caller: &str, seq: u64) {
+        let id = lock(&self.running)
+            .get(caller)
+            .and_then(|ids| ids.get(&seq).copied());
+        if let Some(id) = id {
+            self.pool.cancel_call(id);
+        }
+    }
+
+    /// Stops the calls of `caller` on the local pool.
+    pub(super) fn cancel_caller(&self, caller: &str) {
+        let ids: Vec<u64> = lock(&self.running)
+            .get(caller)
+            .map(|ids| ids.values().copied().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.pool.cancel_call(id);
+        }
+    }
+}
+
+type Running = Mutex<HashMap<String, HashMap<u64, u64>>>;
+
+fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, u64>>> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn track(running: &Running, caller: &str, seq: u64, local: Option<u64>) {
+    let mut map = lock(running);
+    match local {
+        Some(id) => {
+            map.entry(caller.to_string()).or_default().insert(seq, id);
+        }
+        None => {
+            if let Some(ids) = map.get_mut(caller) {
+                ids.remove(&seq);
+                if ids.is_empty() {
+                    map.remove(caller);
+                }
+            }
+        }
+    }
+}

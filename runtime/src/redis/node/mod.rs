@@ -1,0 +1,453 @@
+//! A node: this program serving a queue's calls on a local pool of worker
+//! processes ([`Node`], [`NodeBuilder`]).
+//!
+//! Threads, each with its own connection: the feeder ([`runner`]: claims
+//! with [`claim`] and queues calls on the local pool), the deliverer
+//! ([`deliver`]), the keeper ([`identity`]: heartbeat, reaper, a new name
+//! after being declared dead) and the watcher ([`watch`]: stops of
+//! cancelled calls and terminated callers).
+
+mod claim;
+mod deliver;
+mod identity;
+mod local;
+mod recent;
+mod runner;
+mod shared;
+mod watch;
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::conn::{quick, BrokerError, Conn};
+use super::keys::{build_id, Keys, DEFAULT_QUEUE, GROUP};
+use super::member::{self, Role};
+use crate::error::Error;
+use crate::pool::config::{Broker, NodeConfig, Retry};
+use crate::pool::{Pool, PoolBuilder};
+use claim::ReadSide;
+use shared::{Shared, State};
+
+/// Quick calls claimed ahead per process, by default.
+const PREFETCH_PER_PROCESS: usize = 16;
+
+/// How long a node keeps retrying an unreachable Redis in one go before it
+/// logs and starts over (a node never gives up on its own).
+const NODE_RETRY: Duration = Duration::from_secs(15);
+
+/// Configures a [`Node`]; made by [`Node::builder`].
+///
+/// ```no_run
+/// use procpool::{pool_task, Node, Pool};
+///
+/// #[pool_task]
+/// fn square(x: u64) -> u64 { x * x }
+///
+/// fn main() -> Result<(), procpool::Error> {
+///     procpool::init();
+///     if std::env::args().nth(1).as_deref() == Some("node") {
+///         Node::builder()
+///             .redis("redis://10.0.0.5:6379/0")
+///             .queue("squares")
+///             .processes(8)
+///             .pool(Pool::builder().task_timeout(std::time::Duration::from_secs(60)))
+///             .serve()?; // serves until the process ends
+///     }
+///     let pool = Pool::builder().redis("redis://10.0.0.5:6379/0").queue("squares").build()?;
+///     println!("{}", apply_square(&pool, 4)?);
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct NodeBuilder {
+    url: Option<String>,
+    queue: String,
+    processes: Option<usize>,
+    prefetch: Option<usize>,
+    pool: PoolBuilder,
+}
+
+/// A node serving a queue: it claims calls from Redis, runs them on a local
+/// pool of worker processes and reports their outcomes to their callers.
+///
+/// A node is this same program, so it knows the same tasks; it serves only
+/// callers of the same build (same task names and signatures). Its local
+/// pool is an ordinary one: a worker that dies fails its call with
+/// `WorkerDied` (the node carries on), and `task_timeout`,
+/// `max_tasks_per_child` and the initializer mean what they mean locally.
+/// If the node dies or is cut off from Redis for longer than its heartbeat's
+/// time to live (3 s), its callers get [`Error::NodeLost`] for the calls it
+/// held; if it comes back, it serves on under a new name and whatever it
+/// reports for the old calls is ignored.
+///
+/// ```no_run
+/// # fn main() -> Result<(), procpool::Error> {
+/// procpool::init();
+/// let node = procpool::Node::builder()
+///     .redis("redis://127.0.0.1:6379/0")
+///     .processes(2)
+///     .start()?;
+/// println!("serving as {}", node.name());
+/// node.stop(); // finishes what it holds, then leaves
+/// node.wait();
+/// # Ok(()) }
+/// ```
+pub struct Node {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        NodeBuilder {
+            url: None,
+            queue: DEFAULT_QUEUE.to_string(),
+            processes: None,
+            prefetch: None,
+            pool: PoolBuilder::default(),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// The Redis to serve (required): `redis://[user:password@]host:port/db`,
+    /// or `rediss://` with feature `redis-tls`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://:secret@10.0.0.5:6379/0").serve()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn redis(mut self, url: &str) -> Self {
+        self.url = Some(url.to_string());
+        self
+    }
+
+    /// The queue to serve (default `"procpool"`).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").queue("thumbnails").serve()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn queue(mut self, name: &str) -> Self {
+        self.queue = name.to_string();
+        self
+    }
+
+    /// Worker processes of the local pool, and calls run at once (default:
+    /// the available parallelism).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").processes(8).serve()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn processes(mut self, n: usize) -> Self {
+        self.processes = Some(n);
+        self
+    }
+
+    /// Calls claimed beyond `processes` while the node's calls are quick
+    /// (under a millisecond on average), so the next calls are at hand and
+    /// the local pool pipelines them to its workers (default: 16 per
+    /// process). Slow calls are never
+    /// prefetched: they wait in Redis, where any idle node can take them.
+    /// Prefetched calls count as held by this node: if it is lost, they
+    /// fail with `NodeLost` too (without having run). 0 makes `NodeLost`
+    /// exact, at some cost in throughput on tiny calls.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// // Long calls only: hold no more than one per process.
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").prefetch(0).serve()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = Some(n);
+        self
+    }
+
+    /// The settings of the local pool (`task_timeout`, `max_tasks_per_child`,
+    /// `max_memory_per_child`, `initializer`, `max_frame_bytes`, ...).
+    /// Its `processes` is replaced by the node's.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// use std::time::Duration;
+    /// let local = procpool::Pool::builder()
+    ///     .task_timeout(Duration::from_secs(600))
+    ///     .max_tasks_per_child(1000);
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").pool(local).serve()?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use = "the setter returns the changed builder"]
+    pub fn pool(mut self, builder: PoolBuilder) -> Self {
+        self.pool = builder;
+        self
+    }
+
+    /// Starts the local pool, registers with Redis and starts serving in
+    /// background threads. Fails with [`Error::Broker`] at once if Redis
+    /// cannot be reached, or with the local pool's error.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let node = procpool::Node::builder().redis("redis://127.0.0.1:6379/0").start()?;
+    /// // ... this thread is free; the node serves in the background
+    /// node.stop();
+    /// node.wait();
+    /// # Ok(()) }
+    /// ```
+    pub fn start(self) -> Result<Node, Error> {
+        let Some(url) = self.url else {
+            return Err(Error::Config {
+                message: "a node needs redis(url)".into(),
+            });
+        };
+        if self.pool.is_remote() {
+            return Err(Error::Config {
+                message: "a node's local pool cannot itself use redis()".into(),
+            });
+        }
+        let processes = self
+            .processes
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = self.pool.processes(processes).build()?;
+        let cfg = NodeConfig {
+            broker: Broker {
+                url,
+                queue: self.queue,
+                build: build_id(),
+                retry: Retry::new(NODE_RETRY),
+                node_ttl: crate::pool::NODE_TTL,
+            },
+            processes,
+            prefetch: self.prefetch.unwrap_or(PREFETCH_PER_PROCESS * processes),
+            batch: 256,
+            max_frame: pool.max_frame(),
+        };
+        start(cfg, pool).map_err(|e| e.to_error(""))
+    }
+
+    /// [`start`](Self::start), then serves until the process ends. Returns
+    /// only if the node could not start.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").serve()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve(self) -> Result<Infallible, Error> {
+        let node = self.start()?;
+        for t in node.threads {
+            let _ = t.join();
+        }
+        // The threads only end once the node is stopped, which nobody can
+        // do without the handle: serve on, parked.
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
+    let keys = Keys::new(&cfg.broker.queue, &cfg.broker.build);
+    let stop = Arc::new(AtomicBool::new(false));
+    let new_conn = || Conn::new(&cfg.broker.url, cfg.broker.retry.clone(), stop.clone());
+    let mut conn = new_conn()?;
+    conn.connect_now()?;
+    let name = member::register(
+        &mut conn,
+        &keys,
+        Role::Node,
+        cfg.broker.node_ttl,
+        Some(cfg.processes),
+    )?;
+    let inline = Mutex::new(new_conn()?);
+    let read = Mutex::new(ReadSide {
+        conn: new_conn()?,
+        recover: false,
+        last_name: String::new(),
+    });
+    let shared = Arc::new(Shared {
+        last_beat: Mutex::new(Instant::now()),
+        beat_lock: Mutex::new(()),
+        settle_gate: RwLock::new(()),
+        recent: Mutex::default(),
+        read,
+        inline,
+        keys,
+        exec: local::LocalExecutor::new(pool),
+        identity: Mutex::new((name, 1)),
+        state: Mutex::new(State {
+            feeding: true,
+            ..State::default()
+        }),
+        to_runners: Condvar::new(),
+        to_deliverer: Condvar::new(),
+        stop,
+        stats: Default::default(),
+        run_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
+        last_completion: Mutex::new(None),
+        hold: AtomicBool::new(false),
+        quick_tasks: Mutex::default(),
+        cfg,
+    });
+    let threads = spawn_threads(&shared, conn)?;
+    log::info!(
+        target: "procpool",
+        "node {} serves Redis queue {:?} (build {}) with {} processes",
+        shared.identity().0, shared.cfg.broker.queue, shared.cfg.broker.build, shared.cfg.processes
+    );
+    Ok(Node { shared, threads })
+}
+
+fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, BrokerError> {
+    let spawn = |label: String, f: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(label)
+            .spawn(f)
+            .map_err(|e| BrokerError {
+                reason: crate::error::BrokerReason::Unreachable,
+                message: format!("could not start a node thread: {e}"),
+            })
+    };
+    let mut threads = Vec::new();
+    let s2 = s.clone();
+    let feed = Box::new(move || runner::feed_loop(s2));
+    threads.push(spawn("procpool-node-feed".into(), feed)?);
+    let (s2, c) = (s.clone(), s.new_conn()?);
+    let deliverer = Box::new(move || deliver::deliver_loop(s2, c));
+    threads.push(spawn("procpool-node-deliver".into(), deliverer)?);
+    let (s2, c) = (s.clone(), s.new_conn()?);
+    let watcher = Box::new(move || watch::watch_loop(s2, c));
+    threads.push(spawn("procpool-node-watch".into(), watcher)?);
+    let s2 = s.clone();
+    let keep = Box::new(move || identity::keep_loop(s2, keeper));
+    threads.push(spawn("procpool-node-keep".into(), keep)?);
+    Ok(threads)
+}
+
+impl Node {
+    /// A [`NodeBuilder`] with default settings.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").serve()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The node's name in the cluster (`n<id>@<host>:<pid>`), as callers
+    /// see it in [`Error::NodeLost`]. A node declared lost that comes back
+    /// takes a new one.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let node = procpool::Node::builder().redis("redis://127.0.0.1:6379/0").start()?;
+    /// assert!(node.name().starts_with('n'));
+    /// # Ok(()) }
+    /// ```
+    pub fn name(&self) -> String {
+        self.shared.identity().0
+    }
+
+    /// Asks the node to stop: it claims nothing more, finishes and reports
+    /// what it holds; [`wait`](Self::wait) for it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let node = procpool::Node::builder().redis("redis://127.0.0.1:6379/0").start()?;
+    /// node.stop();
+    /// node.wait();
+    /// # Ok(()) }
+    /// ```
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.to_runners.notify_all();
+        self.shared.to_deliverer.notify_all();
+    }
+
+    /// Waits until the node has stopped (see [`stop`](Self::stop)), then
+    /// leaves the cluster and closes its local pool.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// procpool::init();
+    /// let node = procpool::Node::builder().redis("redis://127.0.0.1:6379/0").start()?;
+    /// node.stop();
+    /// node.wait();
+    /// # Ok(()) }
+    /// ```
+    pub fn wait(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+        leave(&self.shared);
+        self.shared.exec.pool.close();
+        self.shared.exec.pool.join();
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("name", &self.name()).finish()
+    }
+}
+
+/// Unregisters a stopped node. Its consumer goes only if it holds nothing:
+/// deleting a consumer drops its pending entries, which the reaper must
+/// settle instead.
+fn leave(s: &Shared) {
+    let (name, _) = s.identity();
+    let stop = Arc::new(AtomicBool::new(false));
+    let Ok(mut conn) = Conn::new(&s.cfg.broker.url, quick(&s.cfg.broker.retry), stop) else {
+        return;
+    };
+    let _ = conn.run("unregister", |con| {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(s.keys.tasks())
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(1)
+            .arg(&name)
+            .query(con)?;
+        let mut p = redis::pipe();
+        p.cmd("HDEL")
+            .arg(s.keys.members())
+            .arg(&name)
+            .arg(format!("p:{name}"))
+            .ignore();
+        p.cmd("DEL").arg(s.keys.alive(&name)).ignore();
+        if pending.is_empty() {
+            p.cmd("XGROUP")
+                .arg("DELCONSUMER")
+                .arg(s.keys.tasks())
+                .arg(GROUP)
+                .arg(&name)
+                .ignore();
+        }
+        p.query::<()>(con)
+    });
+}

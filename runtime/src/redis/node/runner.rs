@@ -1,0 +1,159 @@
+//! The feeder: claims calls while the node has room, and queues each on the
+//! local pool without waiting for it; each outcome, when the local pool
+//! settles it, joins the deliverer's next batch. Quick calls queued together
+//! are pipelined to the workers by the local pool.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::super::failure::RemoteFailure;
+use super::super::keys::GROUP;
+use super::super::scripts::scripts;
+use super::claim::read_once;
+use super::deliver::deliver;
+use super::shared::{Done, Item, Shared};
+
+pub(super) fn feed_loop(s: Arc<Shared>) {
+    loop {
+        let work: Vec<Item> = {
+            let mut st = s.lock();
+            loop {
+                if !st.work.is_empty() {
+                    break st.work.drain(..).collect();
+                }
+                if s.stopping() {
+                    st.feeding = false;
+                    s.wake(&st);
+                    return;
+                }
+                if st.claimed.len() < s.capacity() {
+                    st.reading = true;
+                    break Vec::new();
+                }
+                st = s
+                    .to_runners
+                    .wait_timeout(st, Duration::from_millis(200))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        };
+        if work.is_empty() {
+            read_once(&s);
+            continue;
+        }
+        let mut back = Vec::new();
+        for item in work {
+            // Beyond its idle processes, a node keeps only calls of tasks it
+            // has seen be quick: they are pipelined. Others go back to
+            // Redis, for whichever node is idle first.
+            let idle = s.cfg.processes.saturating_sub(s.lock().local) > 0;
+            if idle || s.is_quick(&item.call.task) {
+                start(&s, item);
+            } else {
+                back.push(item);
+            }
+        }
+        if !back.is_empty() {
+            release(&s, back);
+        }
+    }
+}
+
+/// Gives claimed calls back to Redis (`release.lua`).
+fn release(s: &Arc<Shared>, items: Vec<Item>) {
+    s.hold.store(true, Ordering::Relaxed);
+    let mut side = s.read.lock().unwrap_or_else(|e| e.into_inner());
+    let consumer = items[0].consumer.clone();
+    let ids: Vec<&str> = items
+        .iter()
+        .filter(|i| i.consumer == consumer)
+        .map(|i| i.call.entry.as_str())
+        .collect();
+    let released = side.conn.run("give calls back", |con| {
+        scripts()
+            .release
+            .key(s.keys.tasks())
+            .key(s.keys.members())
+            .arg(GROUP)
+            .arg(&consumer)
+            .arg(&ids)
+            .invoke::<i64>(con)
+    });
+    drop(side);
+    if let Err(e) = released {
+        // Still ours, then: they run here after all.
+        log::warn!(target: "procpool", "node {consumer}: {e}; running them here");
+        for item in items {
+            start(s, item);
+        }
+        return;
+    }
+    // Given back (those of an older identity are the reaper's).
+    let mut st = s.lock();
+    for i in &items {
+        st.claimed.remove(&i.call.entry);
+    }
+    s.wake(&st);
+}
+
+/// Queues one claimed call on the local pool (or answers it at once).
+fn start(s: &Arc<Shared>, mut item: Item) {
+    let (_, epoch) = s.identity();
+    if item.epoch != epoch {
+        // Claimed under an identity the cluster declared dead: the reaper
+        // already answered it (NodeLost) or queued it again. Never run it.
+        let mut st = s.lock();
+        st.claimed.remove(&item.call.entry);
+        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        s.wake(&st);
+        return;
+    }
+    if s.lock().cancelled.contains(&item.call.caller) {
+        finish(s, &item, Err(RemoteFailure::Cancelled), None);
+        return;
+    }
+    s.stats.ran.fetch_add(1, Ordering::Relaxed);
+    s.lock().local += 1;
+    let started = Instant::now();
+    let shared = s.clone();
+    let args = std::mem::take(&mut item.call.args);
+    let mut call = item.call.clone();
+    call.args = args;
+    s.exec.start(&mut call, move |outcome| {
+        finish(&shared, &item, outcome, Some(started))
+    });
+}
+
+/// Settles `item`'s outcome: at once on this thread if nothing else waits
+/// to be settled (so outcomes stay in order), else in the deliverer's next
+/// batch.
+fn finish(
+    s: &Shared,
+    item: &Item,
+    outcome: Result<Vec<u8>, RemoteFailure>,
+    started: Option<Instant>,
+) {
+    if let Some(started) = started {
+        s.completed(&item.call.task, started);
+    }
+    let done = Done::of(item, outcome);
+    let mut st = s.lock();
+    if started.is_some() {
+        st.local -= 1;
+        s.hold.store(false, Ordering::Relaxed);
+    }
+    if st.done.is_empty() && !st.delivering {
+        if let Ok(mut conn) = s.inline.try_lock() {
+            st.delivering = true;
+            drop(st);
+            deliver(s, &mut conn, vec![done]);
+            let mut st = s.lock();
+            st.delivering = false;
+            s.wake(&st);
+            return;
+        }
+    }
+    st.done.push(done);
+    s.wake(&st);
+}

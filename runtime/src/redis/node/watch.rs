@@ -1,0 +1,114 @@
+//! The watcher: follows the control stream and stops the calls of callers
+//! that terminated (or were forgotten), and single calls their caller
+//! cancelled: calls not started are answered `Cancelled` without running,
+//! running ones are stopped on the local pool.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use super::super::conn::Conn;
+use super::super::failure::RemoteFailure;
+use super::super::reply::stream_entries;
+use super::shared::{Done, Item, Shared};
+
+pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn) {
+    let ctl = s.keys.ctl();
+    let Some(mut last) = newest_entry(&s, &mut conn) else {
+        return;
+    };
+    while !s.stopping() {
+        let got = conn.run("read the control stream", |con| {
+            redis::cmd("XREAD")
+                .arg("BLOCK")
+                .arg(1000)
+                .arg("STREAMS")
+                .arg(&ctl)
+                .arg(&last)
+                .query::<redis::Value>(con)
+        });
+        let Ok(v) = got else { continue };
+        for (id, fields) in stream_entries(v) {
+            last = id;
+            for (k, v) in fields.unwrap_or_default() {
+                let v = String::from_utf8_lossy(&v);
+                match k.as_slice() {
+                    b"c" => stop_caller(&s, &v),
+                    b"x" => {
+                        let parsed = v.rsplit_once(' ').and_then(|(c, seq)| {
+                            seq.parse::<u64>().ok().map(|seq| (c.to_string(), seq))
+                        });
+                        if let Some((caller, seq)) = parsed {
+                            stop_call(&s, &caller, seq);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// The id of the newest stop already there (older callers are gone), or
+/// `None` if the node stopped first.
+fn newest_entry(s: &Shared, conn: &mut Conn) -> Option<String> {
+    let ctl = s.keys.ctl();
+    loop {
+        if s.stopping() {
+            return None;
+        }
+        let r = conn.run("read the control stream", |con| {
+            redis::cmd("XREVRANGE")
+                .arg(&ctl)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query::<redis::Value>(con)
+        });
+        if let Ok(v) = r {
+            let wrapped =
+                redis::Value::Array(vec![redis::Value::Array(vec![redis::Value::Nil, v])]);
+            return Some(
+                stream_entries(wrapped)
+                    .pop()
+                    .map_or_else(|| "0-0".to_string(), |e| e.0),
+            );
+        }
+    }
+}
+
+fn stop_caller(s: &Shared, caller: &str) {
+    {
+        let mut st = s.lock();
+        if st.cancelled.len() > 10_000 {
+            // Bounded memory; DELIVER drops a gone caller's outcomes anyway.
+            st.cancelled.clear();
+        }
+        st.cancelled.insert(caller.to_string());
+        let (gone, keep): (VecDeque<Item>, VecDeque<Item>) =
+            st.work.drain(..).partition(|i| i.call.caller == caller);
+        st.work = keep;
+        for i in gone {
+            st.done.push(Done::of(&i, Err(RemoteFailure::Cancelled)));
+        }
+        s.wake(&st);
+    }
+    s.exec.cancel_caller(caller);
+}
+
+fn stop_call(s: &Shared, caller: &str, seq: u64) {
+    {
+        let mut st = s.lock();
+        let at = st
+            .work
+            .iter()
+            .position(|i| i.call.caller == caller && i.call.seq == seq);
+        if let Some(at) = at {
+            let item = st.work.remove(at).expect("found");
+            st.done.push(Done::of(&item, Err(RemoteFailure::Cancelled)));
+            s.wake(&st);
+            return;
+        }
+    }
+    s.exec.cancel_one(caller, seq);
+}

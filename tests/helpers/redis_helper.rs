@@ -1,0 +1,90 @@
+//! A real program serving as a node of a distributed pool, for the tests in
+//! `tests/redis_*.rs` (nodes must be separate processes of a real binary).
+//!
+//! - With `PROCPOOL_NODE=redis://… [PROCPOOL_QUEUE=q] [PROCPOOL_PROCESSES=n]`
+//!   in its environment, `procpool::init()` serves as a node and never
+//!   returns (the environment contract of the README).
+//! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q]`: the same
+//!   through `procpool::Node` in code; prints `ready <name>`, serves until
+//!   its standard input closes, then stops gracefully and prints `stopped`.
+//! - `caller URL TASK-FILE MS`: a caller (for the partition test, where it
+//!   runs inside a network namespace): submits one `t/mark` call of `MS`
+//!   milliseconds, prints `submitted`, then the outcome (`ok <pid>` or
+//!   `err <Error:?>`), then serves `square` calls: each line `N` read from
+//!   its standard input is answered `square <N*N>` (or `err …`).
+
+use std::io::{BufRead, Write};
+
+use procpool::{Node, Pool};
+
+#[path = "redis_tasks.rs"]
+mod tasks;
+
+fn main() {
+    procpool::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("node") => node(&args[1], &args[2..]),
+        Some("caller") => caller(&args[1], &args[2], args[3].parse().expect("ms")),
+        _ => {
+            eprintln!(
+                "usage: procpool-redis-helper node URL [OPTION VALUE]... | caller URL FILE MS"
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+fn node(url: &str, options: &[String]) {
+    let mut builder = Node::builder().redis(url);
+    let mut pool = Pool::builder();
+    for pair in options.chunks(2) {
+        let value = &pair[1];
+        let n = || value.parse::<usize>().expect("a number");
+        match pair[0].as_str() {
+            "processes" => builder = builder.processes(n()),
+            "prefetch" => builder = builder.prefetch(n()),
+            "queue" => builder = builder.queue(value),
+            "max-frame" => pool = pool.max_frame_bytes(n()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    let node = match builder.pool(pool).start() {
+        Ok(node) => node,
+        Err(e) => {
+            println!("error {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("ready {}", node.name());
+    std::io::stdout().flush().expect("stdout");
+    let mut line = String::new();
+    while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
+        line.clear();
+    }
+    node.stop();
+    node.wait();
+    println!("stopped");
+}
+
+fn caller(url: &str, file: &str, ms: u64) {
+    let pool = Pool::builder().redis(url).build().expect("build");
+    let call = tasks::apply_async_mark(&pool, file.to_string(), "partitioned".into(), ms);
+    println!("submitted");
+    std::io::stdout().flush().expect("stdout");
+    match call.get() {
+        Ok(pid) => println!("ok {pid}"),
+        Err(e) => println!("err {e:?}"),
+    }
+    std::io::stdout().flush().expect("stdout");
+    for line in std::io::stdin().lock().lines() {
+        let Ok(x) = line.unwrap_or_default().trim().parse::<u64>() else {
+            break;
+        };
+        match tasks::apply_square(&pool, x) {
+            Ok(y) => println!("square {y}"),
+            Err(e) => println!("err {e:?}"),
+        }
+        std::io::stdout().flush().expect("stdout");
+    }
+}

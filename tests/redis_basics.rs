@@ -1,0 +1,425 @@
+//! A pool built with `PoolBuilder::redis` against a real redis-server and
+//! real node processes: every call form works unchanged, a node's errors
+//! arrive as the same `Error` variants as locally, frames are bounded on
+//! both sides, calls in Redis are bounded, and an unreachable Redis is a
+//! typed error in bounded time.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use procpool::{BrokerReason, CancelOutcome, Error, ExitInfo, MapOptions, Pool};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+fn pool(server: &RedisServer) -> Pool {
+    Pool::builder().redis(&server.url()).build().unwrap()
+}
+
+#[test]
+fn every_call_form_works_through_redis() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pool = pool(&server);
+
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+    assert_eq!(apply_echo(&pool, vec![1, 2, 3]).unwrap(), vec![1, 2, 3]);
+    assert_eq!(apply_async_square(&pool, 5).get().unwrap(), 25);
+    let many: Vec<_> = (0..300u64).map(|i| apply_async_square(&pool, i)).collect();
+    for (i, r) in many.into_iter().enumerate() {
+        assert_eq!(r.get().unwrap(), (i * i) as u64);
+    }
+    assert_eq!(
+        map_square(&pool, 0..50).unwrap(),
+        (0..50u64).map(|x| x * x).collect::<Vec<_>>()
+    );
+    let chunked = map_square_with(&pool, 0..100, MapOptions::new().chunksize(7)).unwrap();
+    assert_eq!(chunked.len(), 100);
+    assert_eq!(map_async_square(&pool, 1..4).get().unwrap(), [1, 4, 9]);
+    let firsts: Vec<u64> = imap_square(&pool, 0..)
+        .take(20)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(firsts, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let total: u64 = imap_unordered_square(&pool, 1..=10)
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(total, 385);
+    let by_name: u64 = pool.apply_by_name("t/square", &(12u64,)).unwrap();
+    assert_eq!(by_name, 144);
+    assert_eq!(block_on(apply_async_square(&pool, 9)).unwrap(), 81);
+
+    let (tx, rx) = mpsc::channel();
+    let (etx, erx) = mpsc::channel();
+    let _ok = apply_async_square(&pool, 3).callback(move |v| tx.send(v).unwrap());
+    let _err = apply_async_boom(&pool, "in a callback".into())
+        .error_callback(move |e| etx.send(e.kind()).unwrap());
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 9);
+    assert_eq!(
+        erx.recv_timeout(Duration::from_secs(10)).unwrap(),
+        procpool::ErrorKind::Panic
+    );
+    // Pool::processes follows the nodes (refreshed every 2 s).
+    wait_for(Duration::from_secs(5), "the node count", || {
+        pool.processes() == 2
+    });
+    pool.close();
+    assert!(matches!(
+        apply_square(&pool, 1),
+        Err(Error::PoolClosed { .. })
+    ));
+    pool.join();
+}
+
+#[test]
+fn a_nodes_errors_arrive_as_the_same_variants() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pool = pool(&server);
+    match apply_boom(&pool, "kaboom".into()) {
+        Err(Error::Panic {
+            task,
+            message,
+            location,
+            ..
+        }) => {
+            assert_eq!((task.as_str(), message.as_str()), ("t/boom", "kaboom"));
+            assert!(location.contains("redis_tasks.rs"), "{location}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Only registered names run on a node: the node's worker refuses the
+    // rest, as a local one does.
+    let unknown = procpool::__private::TaskInfo {
+        name: "t/sqaure",
+        signature: "fn(u64) -> u64",
+        fingerprint: procpool::__private::fingerprint("fn(u64) -> u64"),
+    };
+    let r = procpool::__private::submit::<u64>(&pool, &unknown, Ok(vec![3]));
+    match r.get() {
+        Err(Error::UnknownTask { task, suggestions }) => {
+            assert_eq!(task, "t/sqaure");
+            assert!(
+                suggestions.contains(&"t/square".to_string()),
+                "{suggestions:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let wrong = procpool::__private::TaskInfo {
+        name: "t/square",
+        signature: "fn(i8) -> u64",
+        fingerprint: procpool::__private::fingerprint("fn(i8) -> u64"),
+    };
+    let r = procpool::__private::submit::<u64>(&pool, &wrong, Ok(vec![3]));
+    match r.get() {
+        Err(Error::SignatureMismatch {
+            task,
+            caller,
+            worker,
+        }) => {
+            assert_eq!(task, "t/square");
+            assert_eq!(caller, "fn(i8) -> u64");
+            assert_eq!(worker, "fn(u64) -> u64");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A time limit set by the caller applies on the node.
+    let impatient = pool.with_task_timeout(Some(Duration::from_millis(300)));
+    let dir = TempDir::new();
+    match apply_mark(&impatient, dir.file("marks"), "slow".into(), 10_000) {
+        Err(Error::Timeout { task, limit }) => {
+            assert_eq!(
+                (task.as_str(), limit),
+                ("t/mark", Duration::from_millis(300))
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(apply_square(&pool, 4).unwrap(), 16, "the node carries on");
+}
+
+#[test]
+fn a_sigkilled_worker_on_a_node_is_worker_died_and_the_node_carries_on() {
+    let server = RedisServer::start();
+    let node = NodeProc::env(&server, 1);
+    let pool = pool(&server);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "victim".into(), 30_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let worker = mark_pid(&marks(&file, "start")[0]);
+    assert_ne!(
+        worker,
+        node.pid(),
+        "the call runs in a worker, not the node"
+    );
+    // SAFETY: kill() with a valid signal; the pid is the node's worker.
+    unsafe { libc::kill(worker, libc::SIGKILL) };
+    match r.get() {
+        Err(Error::WorkerDied { task, pid, status }) => {
+            assert_eq!(task, "t/mark");
+            assert_eq!(pid as i32, worker);
+            assert_eq!(status, ExitInfo::Signal(9));
+        }
+        other => panic!("{other:?}"),
+    }
+    let (worker2, parent) = apply_pids(&pool).unwrap();
+    assert_ne!(worker2 as i32, worker, "a new worker took over");
+    assert_eq!(parent as i32, node.pid(), "on the same node");
+}
+
+#[test]
+fn frames_are_bounded_on_both_sides() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(
+        &server.url(),
+        &[("processes", "1"), ("max-frame", "2000")],
+        &[],
+    );
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_frame_bytes(4000)
+        .build()
+        .unwrap();
+    // Over the caller's limit: refused before anything is sent.
+    match apply_echo(&pool, vec![7; 5000]) {
+        Err(Error::FrameTooLarge { max: 4000, len, .. }) => assert!(len > 5000),
+        other => panic!("{other:?}"),
+    }
+    // Over the node's limit: the node refuses the entry without decoding it.
+    match apply_echo(&pool, vec![7; 3000]) {
+        Err(Error::FrameTooLarge { max: 2000, len, .. }) => assert!(len > 3000),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(apply_echo(&pool, vec![7; 1000]).unwrap(), vec![7; 1000]);
+    assert_eq!(server.queued(), 0);
+}
+
+#[test]
+fn calls_in_redis_are_bounded_by_max_in_flight() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_in_flight(4)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let calls: Vec<_> = (0..60)
+        .map(|i| apply_async_mark(&pool, dir.file("marks"), format!("{i}"), 10))
+        .collect();
+    let mut most = 0;
+    while !calls.iter().all(|c| c.ready()) {
+        most = most.max(server.queued());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for c in calls {
+        c.get().unwrap();
+    }
+    assert!(most <= 4, "{most} entries in Redis at once; the bound is 4");
+    assert!(most >= 1);
+}
+
+#[test]
+fn an_unreachable_redis_is_a_typed_error_at_build_and_during_a_run() {
+    // At build: at once, clearly, without the password.
+    let port = free_port();
+    let started = Instant::now();
+    let err = Pool::builder()
+        .redis(&format!("redis://:hunter2@127.0.0.1:{port}/0"))
+        .build()
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    match &err {
+        Error::Broker {
+            task,
+            reason: BrokerReason::Unreachable,
+            message,
+        } => {
+            assert!(task.is_empty());
+            assert!(message.contains("cannot reach Redis"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.kind(), procpool::ErrorKind::Broker);
+    assert!(
+        !err.to_string().contains("hunter2"),
+        "password shown: {err}"
+    );
+
+    // During a run: calls fail with Broker after the retry budget.
+    let mut server = RedisServer::start();
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let running = apply_async_mark(&pool, dir.file("marks"), "long".into(), 5000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&dir.file("marks"), "start").len() == 1
+    });
+    server.kill9();
+    let cut = Instant::now();
+    let later = apply_async_square(&pool, 2);
+    for r in [running.get().map(|_| 0), later.get()] {
+        match r {
+            Err(Error::Broker {
+                reason: BrokerReason::Unreachable,
+                task,
+                message,
+            }) => {
+                assert!(task.starts_with("t/"), "{task}");
+                assert!(message.contains("unreachable"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The budget (1 s), plus an I/O timeout (5 s) for a read in flight.
+    assert!(
+        cut.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        cut.elapsed()
+    );
+    let blocked = Instant::now();
+    match apply_square(&pool, 3) {
+        Err(Error::Broker { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(blocked.elapsed() < Duration::from_secs(9));
+    pool.terminate();
+}
+
+#[test]
+fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    let pool = pool(&server);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let running = apply_async_mark(&pool, file.clone(), "running".into(), 20_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let queued = apply_async_mark(&pool, file.clone(), "queued".into(), 1);
+    wait_for(Duration::from_secs(5), "the entry in Redis", || {
+        server.queued() == 2
+    });
+    assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
+    assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));
+    assert_eq!(server.queued(), 1, "the queued entry is deleted");
+    assert_eq!(running.cancel(), CancelOutcome::Stopped);
+    assert!(matches!(running.get(), Err(Error::Cancelled { .. })));
+    // The node stops it (its worker is killed and replaced): no end line,
+    // the entry settled, and the node serves on.
+    wait_for(Duration::from_secs(10), "the entry to be settled", || {
+        server.queued() == 0
+    });
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    assert!(marks(&file, "end").is_empty(), "{:?}", marks(&file, "end"));
+    assert_eq!(
+        marks(&file, "start").len(),
+        1,
+        "the cancelled queued call never ran"
+    );
+
+    // close_and_cancel: the calls still waiting never run.
+    let blocker = apply_async_mark(&pool, file.clone(), "blocker".into(), 1000);
+    let waiting: Vec<_> = (0..5)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("w{i}"), 1))
+        .collect();
+    wait_for(Duration::from_secs(10), "the blocker to start", || {
+        marks(&file, "start").len() == 2
+    });
+    assert_eq!(pool.close_and_cancel(), 5);
+    for w in waiting {
+        assert!(matches!(w.get(), Err(Error::Cancelled { .. })));
+    }
+    blocker.get().unwrap();
+    pool.join();
+    assert_eq!(marks(&file, "start").len(), 2);
+}
+
+#[test]
+fn worker_settings_on_a_redis_pool_are_refused() {
+    let err = Pool::builder()
+        .redis("redis://127.0.0.1:1/0")
+        .processes(4)
+        .max_tasks_per_child(10)
+        .build()
+        .unwrap_err();
+    match err {
+        Error::Config { message } => {
+            assert!(
+                message.contains("processes, max_tasks_per_child"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A minimal executor for one future.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+#[test]
+fn slow_calls_after_quick_ones_spread_over_the_nodes() {
+    let server = RedisServer::start();
+    let first = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    // The first node learns that calls are quick: it claims ahead.
+    let quick: Vec<_> = (0..2000u64).map(|i| apply_async_square(&pool, i)).collect();
+    for q in quick {
+        q.get().unwrap();
+    }
+    let _second = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let slow: Vec<_> = (0..6)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 400))
+        .collect();
+    for s in slow {
+        s.get().unwrap();
+    }
+    // A call of a task the node has not seen be quick is not kept behind
+    // its busy process: it goes back to Redis for the idle node.
+    let mut per_worker: std::collections::BTreeMap<i32, usize> = Default::default();
+    for l in marks(&file, "start") {
+        *per_worker.entry(mark_pid(&l)).or_default() += 1;
+    }
+    let counts: Vec<usize> = per_worker.values().copied().collect();
+    assert_eq!(counts.len(), 2, "all on one node: {per_worker:?}");
+    assert!(
+        counts.iter().all(|&n| n >= 2),
+        "one node hoarded them: {per_worker:?}"
+    );
+    assert!(first.name.starts_with('n'));
+}

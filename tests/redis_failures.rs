@@ -1,0 +1,263 @@
+//! Whole nodes and the whole Redis failing, against a real redis-server and
+//! real node processes: a SIGKILLed node's call is `NodeLost` within
+//! seconds and runs at most once (or again, with `redeliver`), `terminate`
+//! clears this caller's calls out of Redis and stops its running ones, a
+//! SIGKILLed and restarted Redis (AOF) loses nothing and runs nothing twice,
+//! and Redis's memory returns to its baseline.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use procpool::{Error, Pool};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+/// One node, one worker, nothing claimed ahead: what it holds is what runs.
+fn single(server: &RedisServer) -> NodeProc {
+    NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[])
+}
+
+#[test]
+fn a_sigkilled_node_is_node_lost_within_seconds_and_its_call_runs_at_most_once() {
+    let server = RedisServer::start();
+    let mut victim = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "lost".into(), 5000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    // A healthy node is there: by default it must not run the call again.
+    let _healthy = single(&server);
+    victim.kill9();
+    let killed = Instant::now();
+    match r.get() {
+        Err(Error::NodeLost { task, node }) => {
+            assert_eq!(task, "t/mark");
+            assert_eq!(node, victim.name);
+        }
+        other => panic!("{other:?}"),
+    }
+    let took = killed.elapsed();
+    eprintln!("NodeLost {took:?} after the node's SIGKILL (heartbeat TTL 3 s)");
+    assert!(took < Duration::from_secs(8), "NodeLost after {took:?}");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        marks(&file, "start").len(),
+        1,
+        "ran again: {:?}",
+        marks(&file, "start")
+    );
+    assert_eq!(server.queued(), 0);
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool carries on");
+}
+
+#[test]
+fn redeliver_runs_a_lost_call_again_then_gives_up() {
+    let server = RedisServer::start();
+    let mut first = single(&server);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "again".into(), 300);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    first.kill9();
+    let second = single(&server);
+    let pid = r.get().expect("run again on the second node");
+    assert_ne!(pid as i32, mark_pid(&marks(&file, "start")[0]));
+    assert_eq!(marks(&file, "start").len(), 2);
+    assert_eq!(marks(&file, "end").len(), 1);
+
+    // Its one redelivery spent, the next loss is NodeLost.
+    let r = apply_async_mark(&pool, file.clone(), "twice".into(), 30_000);
+    wait_for(Duration::from_secs(20), "the second call to start", || {
+        marks(&file, "start").len() == 3
+    });
+    let mut second = second;
+    second.kill9();
+    let mut third = single(&server);
+    wait_for(Duration::from_secs(20), "the call to run again", || {
+        marks(&file, "start").len() == 4
+    });
+    third.kill9();
+    assert!(matches!(r.get(), Err(Error::NodeLost { .. })));
+}
+
+#[test]
+fn terminate_removes_queued_entries_and_stops_running_calls() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let calls: Vec<_> = (0..20)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 3000))
+        .collect();
+    wait_for(Duration::from_secs(20), "the first call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    assert_eq!(server.queued(), 20);
+    let t = Instant::now();
+    pool.terminate();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    for c in calls {
+        assert!(c.ready());
+        assert!(matches!(c.get(), Err(Error::Terminated { .. })));
+    }
+    // The queued entries are gone at once; the running one is stopped on
+    // its node (no end line ever comes), then settled and deleted.
+    assert!(server.queued() <= 1);
+    wait_for(Duration::from_secs(5), "the stream to empty", || {
+        server.queued() == 0
+    });
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(marks(&file, "start").len(), 1);
+    assert!(
+        marks(&file, "end").is_empty(),
+        "the running call was not stopped"
+    );
+    drop(pool);
+    // Nothing of this caller is left in Redis.
+    assert!(
+        server.keys().iter().all(|k| !k.contains(":res:")),
+        "{:?}",
+        server.keys()
+    );
+    assert!(server.members().iter().all(|(_, v)| v != "caller"));
+}
+
+#[test]
+fn close_join_and_drop_leave_nothing_behind() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let other = pool.clone();
+    let pending: Vec<_> = (0..100u64).map(|i| apply_async_square(&other, i)).collect();
+    pool.close();
+    pool.join();
+    for (i, r) in pending.into_iter().enumerate() {
+        assert_eq!(
+            r.get().unwrap(),
+            (i * i) as u64,
+            "accepted before close: runs"
+        );
+    }
+    assert!(matches!(
+        apply_square(&other, 1),
+        Err(Error::PoolClosed { .. })
+    ));
+    drop(pool);
+    drop(other);
+    assert!(
+        server.keys().iter().all(|k| !k.contains(":res:")),
+        "{:?}",
+        server.keys()
+    );
+    assert!(server
+        .members()
+        .iter()
+        .all(|(k, v)| v != "caller" && !k.starts_with("hw:")));
+    assert_eq!(server.queued(), 0);
+}
+
+/// SIGKILL of redis-server mid-stream and a restart on the same AOF
+/// (`appendfsync always`), with 600 calls through two nodes: every call is
+/// answered, none is lost, none runs twice.
+#[test]
+fn a_sigkilled_and_restarted_redis_loses_nothing_and_runs_nothing_twice() {
+    let mut server = RedisServer::start();
+    let _a = NodeProc::env(&server, 2);
+    let _b = NodeProc::env(&server, 2);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_in_flight(64)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    const N: usize = 600;
+    let calls: Vec<_> = (0..N)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 2))
+        .collect();
+    wait_for(Duration::from_secs(60), "a third of the calls", || {
+        marks(&file, "end").len() >= N / 3
+    });
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(700));
+    server.restart();
+    for c in calls {
+        c.get().expect("every call is answered");
+    }
+    let mut starts: HashMap<String, usize> = HashMap::new();
+    for l in marks(&file, "start") {
+        *starts
+            .entry(l.split(' ').nth(1).unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(starts.len(), N, "calls that never ran");
+    let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}\n{}", server.log());
+}
+
+#[test]
+fn redis_memory_returns_to_its_baseline() {
+    let server = RedisServer::start_with(&[("appendonly", "no"), ("latency-tracking", "no")]);
+    let _a = NodeProc::env(&server, 2);
+    let _b = NodeProc::env(&server, 2);
+    let run = |n: u64| {
+        let pool = Pool::builder().redis(&server.url()).build().unwrap();
+        let calls: Vec<_> = (0..n).map(|i| apply_async_square(&pool, i)).collect();
+        for (i, c) in calls.into_iter().enumerate() {
+            assert_eq!(c.get().unwrap(), (i * i) as u64);
+        }
+    };
+    // The first caller creates what stays (the stream, its group, the
+    // nodes' consumers, the cached scripts) and warms Redis's buffers.
+    run(10_000);
+    std::thread::sleep(Duration::from_millis(500));
+    let keys0 = server.keys();
+    let data0 = key_bytes(&server);
+    let mem0 = server.used_memory();
+    let mut mems = Vec::new();
+    for _ in 0..3 {
+        run(10_000);
+        mems.push(server.used_memory());
+    }
+    eprintln!("keys hold {data0} B before and {} B after; used_memory {mem0} B, after each 10,000 calls {mems:?}", key_bytes(&server));
+    assert_eq!(server.keys(), keys0, "keys left behind");
+    assert_eq!(key_bytes(&server), data0, "keys grew");
+    assert_eq!(server.queued(), 0);
+    // What remains is connection buffers (~20 KiB while a client is
+    // mid-command), not data.
+    for m in &mems {
+        assert!(*m <= mem0 + 64 * 1024, "Redis grew from {mem0} B: {mems:?}");
+    }
+}
+
+/// Sum of `MEMORY USAGE … SAMPLES 0` over every key.
+fn key_bytes(server: &RedisServer) -> i64 {
+    server
+        .keys()
+        .iter()
+        .map(|k| {
+            server
+                .cli(&["MEMORY", "USAGE", k, "SAMPLES", "0"])
+                .parse::<i64>()
+                .unwrap_or(0)
+        })
+        .sum()
+}

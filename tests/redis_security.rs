@@ -1,0 +1,117 @@
+//! Access to Redis: a password or ACL user in the URL (never shown in
+//! messages), and `rediss://` with a private CA (feature `redis-tls`).
+#![cfg(feature = "redis")]
+
+mod redis_support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use procpool::{BrokerReason, Error, Pool};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+#[test]
+fn an_acl_user_limited_to_procpool_keys_is_enough() {
+    // The default user is off; `alice` may touch only `pp:*` keys.
+    let server = RedisServer::start_full(
+        &[
+            ("appendonly", "no"),
+            ("user", "default off"),
+            ("user", "alice on >s3cret ~pp:* +@all"),
+        ],
+        Some("alice:s3cret"),
+        &[],
+        "127.0.0.1",
+    );
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 9).unwrap(), 81);
+    assert_eq!(map_square(&pool, 0..20).unwrap().len(), 20);
+
+    // A wrong password fails at once, typed, without showing it.
+    let wrong = format!("redis://alice:nope@127.0.0.1:{}/0", server.port);
+    match Pool::builder().redis(&wrong).build() {
+        Err(Error::Broker {
+            reason: BrokerReason::Refused,
+            message,
+            ..
+        }) => {
+            assert!(!message.contains("nope"), "password shown: {message}");
+            assert!(message.contains("alice:***"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Debug output of a pool never shows it either.
+    assert!(!format!("{pool:?}").contains("s3cret"));
+}
+
+#[cfg(feature = "redis-tls")]
+#[test]
+fn rediss_with_a_private_ca() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let dir = TempDir::new();
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=pp-test-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null");
+    sh("printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n' > ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile ext 2>/dev/null");
+    let tls_port = free_port().to_string();
+    let server = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("tls-port", &tls_port),
+        ("tls-cert-file", &dir.file("server.crt")),
+        ("tls-key-file", &dir.file("server.key")),
+        ("tls-ca-cert-file", &dir.file("ca.crt")),
+        ("tls-auth-clients", "no"),
+    ]);
+    let url = format!("rediss://127.0.0.1:{tls_port}/0");
+    // The CA is trusted through SSL_CERT_FILE (read by the system-roots
+    // loader), set for the node and caller processes alone.
+    let ca = dir.file("ca.crt");
+    let mut node = Command::new(HELPER)
+        .env("PROCPOOL_NODE", &url)
+        .env("PROCPOOL_PROCESSES", "1")
+        .env("SSL_CERT_FILE", &ca)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut caller = Command::new(HELPER)
+        .args(["caller", &url, &dir.file("marks"), "1"])
+        .env("SSL_CERT_FILE", &ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(caller.stdin.take().unwrap(), "4").unwrap();
+    let lines: Vec<String> = BufReader::new(caller.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    let _ = caller.wait();
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(lines[0], "submitted");
+    assert!(lines[1].starts_with("ok "), "{lines:?}");
+    assert_eq!(lines[2], "square 16");
+    // Without the CA, the connection is refused as untrusted, typed.
+    match Pool::builder().redis(&url).build() {
+        Err(Error::Broker { message, .. }) => assert!(message.contains("rediss://"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    drop(server);
+}

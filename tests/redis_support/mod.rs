@@ -1,0 +1,415 @@
+//! Helpers of the distributed tests: a real `redis-server` per test (from
+//! PATH, random loopback port, temporary directory, stopped when dropped),
+//! node processes of the helper binary, and `redis-cli` to look inside.
+#![allow(dead_code)]
+
+pub mod netns;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub const HELPER: &str = env!("CARGO_BIN_EXE_procpool-redis-helper");
+
+/// Fails the test at once, in one line, when Redis is not installed: these
+/// tests never skip silently.
+pub fn require_redis() {
+    for tool in ["redis-server", "redis-cli"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            panic!("{tool} is not on PATH: install redis-server (apt-get install redis-server) to run the distributed tests");
+        }
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "procpool-redis-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create a temporary directory");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn file(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+/// A redis-server of our own, killed (SIGKILL) when dropped.
+pub struct RedisServer {
+    pub dir: TempDir,
+    pub port: u16,
+    /// Where it listens (127.0.0.1, or an address inside a namespace).
+    pub host: String,
+    /// Runs commands inside a network namespace: `ip netns exec NAME`.
+    pub prefix: Vec<String>,
+    config: Vec<(String, String)>,
+    child: Option<Child>,
+    /// `user:password` for the URL and redis-cli, when the server needs it.
+    userinfo: Option<String>,
+}
+
+impl RedisServer {
+    /// AOF on (`appendfsync always`: nothing acknowledged is lost), no RDB.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[("appendonly", "yes"), ("appendfsync", "always")])
+    }
+
+    pub fn start_with(config: &[(&str, &str)]) -> RedisServer {
+        Self::start_full(config, None, &[], "127.0.0.1")
+    }
+
+    /// With `userinfo` in every URL and command, run under `prefix` (a
+    /// namespace), listening on `bind`.
+    pub fn start_full(
+        config: &[(&str, &str)],
+        userinfo: Option<&str>,
+        prefix: &[&str],
+        bind: &str,
+    ) -> RedisServer {
+        require_redis();
+        let mut s = RedisServer {
+            dir: TempDir::new(),
+            port: 0,
+            host: bind.split(' ').next_back().unwrap_or(bind).to_string(),
+            prefix: prefix.iter().map(|p| p.to_string()).collect(),
+            config: config
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain([("bind".to_string(), bind.to_string())])
+                .collect(),
+            child: None,
+            userinfo: userinfo.map(String::from),
+        };
+        // A port found free can be taken before redis binds it: try a few.
+        for _ in 0..5 {
+            s.port = free_port();
+            if s.spawn() {
+                return s;
+            }
+        }
+        panic!("could not start redis-server; its log: {}", s.log());
+    }
+
+    fn command(&self, program: &str) -> Command {
+        match self.prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut cmd = self.command("redis-server");
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--save", "", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.dir.file("redis.log"));
+        for (k, v) in &self.config {
+            // Multi-word values (`user alice on >pw ~pp:*`, `bind a b`) go
+            // as separate arguments, which redis-server joins into one line.
+            cmd.arg(format!("--{k}")).args(v.split(' '));
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn redis-server");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return false;
+            }
+            if self.try_cli(&["PING"]).is_some_and(|p| p == "PONG") {
+                self.child = Some(child);
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    pub fn url(&self) -> String {
+        match &self.userinfo {
+            Some(u) => format!("redis://{u}@{}:{}/0", self.host, self.port),
+            None => format!("redis://{}:{}/0", self.host, self.port),
+        }
+    }
+
+    /// A redis-cli command's output (trimmed), or `None` if it failed.
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let mut cmd = self.command("redis-cli");
+        cmd.args(["-h", &self.host, "-p", &self.port.to_string()]);
+        if let Some(u) = &self.userinfo {
+            let (user, pass) = u.split_once(':').unwrap_or(("default", u));
+            if !user.is_empty() {
+                cmd.args(["--user", user]);
+            }
+            cmd.args(["--pass", pass, "--no-auth-warning"]);
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).output().ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.starts_with("ERR") && !text.starts_with("Could not"))
+            .then_some(text)
+    }
+
+    /// A redis-cli command's output; panics if it fails.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    pub fn int(&self, args: &[&str]) -> i64 {
+        let out = self.cli(args);
+        out.parse()
+            .unwrap_or_else(|_| panic!("redis-cli {args:?} said {out:?}"))
+    }
+
+    /// SIGKILL, no shutdown: what the AOF holds is all that survives.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same directory and port (reloading the AOF).
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        assert!(
+            self.spawn(),
+            "redis-server did not come back: {}",
+            self.log()
+        );
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
+    /// Every key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        let mut k: Vec<String> = self
+            .cli(&["--raw", "KEYS", "*"])
+            .lines()
+            .map(String::from)
+            .filter(|l| !l.is_empty())
+            .collect();
+        k.sort();
+        k
+    }
+
+    /// The one key ending in `suffix` (`:tasks`, `:members`), if any.
+    pub fn key(&self, suffix: &str) -> Option<String> {
+        self.key_where(|k| k.ends_with(suffix))
+    }
+
+    /// The one key containing `part` (`:res:`), if any.
+    pub fn key_with(&self, part: &str) -> Option<String> {
+        self.key_where(|k| k.contains(part))
+    }
+
+    fn key_where(&self, pick: impl Fn(&str) -> bool) -> Option<String> {
+        let found: Vec<String> = self.keys().into_iter().filter(|k| pick(k)).collect();
+        assert!(found.len() <= 1, "several such keys: {found:?}");
+        found.into_iter().next()
+    }
+
+    /// Entries in the task stream (0 if it does not exist yet).
+    pub fn queued(&self) -> i64 {
+        self.key(":tasks").map_or(0, |k| self.int(&["XLEN", &k]))
+    }
+
+    /// The members hash: name → kind (`caller`, `node`, `p:…`, `hw:…`).
+    pub fn members(&self) -> Vec<(String, String)> {
+        let Some(k) = self.key(":members") else {
+            return Vec::new();
+        };
+        let raw = self.cli(&["--raw", "HGETALL", &k]);
+        let lines: Vec<&str> = raw.lines().collect();
+        lines
+            .chunks(2)
+            .filter(|c| c.len() == 2)
+            .map(|c| (c[0].to_string(), c[1].to_string()))
+            .collect()
+    }
+
+    pub fn used_memory(&self) -> u64 {
+        self.cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory in INFO")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A node: the helper binary in its own process.
+pub struct NodeProc {
+    pub child: Child,
+    /// Its member name, once known.
+    pub name: String,
+    stdin: Option<ChildStdin>,
+}
+
+impl NodeProc {
+    /// A node from the environment (`PROCPOOL_NODE=… procpool::init()`),
+    /// with `processes` workers; returns once it is registered.
+    pub fn env(server: &RedisServer, processes: usize) -> NodeProc {
+        let child = Command::new(HELPER)
+            .env("PROCPOOL_NODE", server.url())
+            .env("PROCPOOL_PROCESSES", processes.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn the node helper");
+        let pid = child.id();
+        let mut node = NodeProc {
+            child,
+            name: String::new(),
+            stdin: None,
+        };
+        wait_for(Duration::from_secs(20), "the node to register", || {
+            node.name = server
+                .members()
+                .into_iter()
+                .find(|(k, v)| v == "node" && k.ends_with(&format!(":{pid}")))
+                .map(|(k, _)| k)
+                .unwrap_or_default();
+            if let Ok(Some(status)) = node.child.try_wait() {
+                panic!("the node exited: {status}");
+            }
+            !node.name.is_empty()
+        });
+        node
+    }
+
+    /// A node made in code (`procpool::Node`), with options of the helper
+    /// (`processes`, `prefetch`, `max-frame`, `queue`), under `prefix` (a
+    /// network namespace) if given.
+    pub fn code(url: &str, options: &[(&str, &str)], prefix: &[&str]) -> NodeProc {
+        let mut cmd = match prefix.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(HELPER);
+                c
+            }
+            None => Command::new(HELPER),
+        };
+        cmd.arg("node").arg(url);
+        for (k, v) in options {
+            cmd.arg(k).arg(v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn the node helper");
+        let stdin = child.stdin.take();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let name = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("the node said {line:?}"))
+            .to_string();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            while out.read_line(&mut rest).unwrap_or(0) > 0 {}
+        });
+        NodeProc { child, name, stdin }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill() with a pid of our own child and a valid signal.
+        unsafe { libc::kill(self.pid(), sig) };
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Graceful stop of a node made in code: closes its standard input.
+    pub fn stop(mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until `cond` holds (polling every 10 ms), panicking after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Lines of a mark file (see the `t/mark` task) starting with `what`.
+pub fn marks(path: &str, what: &str) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(what))
+        .map(String::from)
+        .collect()
+}
+
+/// The pid in a mark line (`start <tag> <pid>`).
+pub fn mark_pid(line: &str) -> i32 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
