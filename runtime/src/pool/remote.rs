@@ -63,7 +63,7 @@ impl PoolBuilder {
     /// with [`Error::Broker`] at once if Redis cannot be reached.
     ///
     /// Nodes are this same program started with `PROCPOOL_NODE=<url>` (see
-    /// [`init`](crate::init)) or [`Node`](crate::Node). A caller and a node
+    /// [`init`](crate::init)) or `procpool::Node`. A caller and a node
     /// meet only if they register the same tasks with the same signatures
     /// (a separate stream per build), so a node never runs a call of other
     /// code. The settings of workers (`processes`, `max_tasks_per_child`,
@@ -93,7 +93,7 @@ impl PoolBuilder {
     }
 
     /// The queue the calls go to (default `"procpool"`); nodes serve the
-    /// queue named by `PROCPOOL_QUEUE` (or [`NodeBuilder::queue`](crate::NodeBuilder::queue)).
+    /// queue named by `PROCPOOL_QUEUE` (or `procpool::NodeBuilder::queue`).
     /// Like every Redis setting, it may come before or after
     /// [`redis`](Self::redis), but [`build`](Self::build) refuses it
     /// without `redis` ([`Error::Config`]).
