@@ -249,25 +249,28 @@ impl Pool {
     }
 
     /// A call that came from elsewhere (a node's call read from Redis), with
-    /// this pool's time limit unless it brings its own.
+    /// this pool's time limit unless it brings its own; `UnknownTask` for a
+    /// name this program does not register (as its worker would say), so
+    /// only registered names ever become calls.
     #[cfg(feature = "redis")]
     pub(crate) fn foreign_call(
         &self,
-        task: Arc<str>,
+        task: &str,
         fingerprint: u64,
         kind: Kind,
         args: Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Call {
-        Call {
+    ) -> Result<Call, Error> {
+        let registration = crate::registry::lookup(task)?;
+        let signature = "<the signature of a remote caller>";
+        let task = crate::task::intern(registration.info.name, signature, fingerprint);
+        Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
-            fingerprint,
-            signature: "<the signature of a remote caller>",
-            args,
+            args: args.into(),
             kind,
-            timeout: timeout.or(self.inner.config.task_timeout),
-        }
+            timeout: timeout.or(self.inner.config.task_timeout).into(),
+        })
     }
 
     /// Queues `call` and calls `done` with its outcome, on the thread that
@@ -281,7 +284,7 @@ impl Pool {
         call: Call,
         done: impl FnOnce(Arc<result::Outcome>) + Send + 'static,
     ) {
-        let (promise, result) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
+        let (promise, result) = result::pending::<()>(call.task, Hub::default(), call.id);
         result.listen_outcome(Box::new(done));
         self.inner.dispatcher.submit(Job { call, promise });
     }
