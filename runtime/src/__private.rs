@@ -43,7 +43,7 @@ pub fn call_task_bytes<M: Task<Output = Vec<u8>>>(
 
 /// `apply_async_<fn>`: queues the call.
 pub fn submit_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> AsyncResult<M::Output> {
-    pool.submit_task(&M::INFO, Kind::Single, args)
+    pool.submit(&M::INFO, Kind::Single, args)
 }
 
 /// Queues a call of any task, whose result decodes as `R` (for tests that
@@ -53,7 +53,8 @@ pub fn submit<R: serde::de::DeserializeOwned>(
     task: &TaskInfo,
     args: Result<impl Into<Encoded>, String>,
 ) -> AsyncResult<R> {
-    pool.submit_task(task, Kind::Single, args.map(Into::into))
+    let task = crate::task::intern(task.name, task.signature, task.fingerprint);
+    pool.submit(task, Kind::Single, args.map(Into::into))
 }
 
 /// `map_<fn>`.

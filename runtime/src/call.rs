@@ -3,11 +3,11 @@
 //! limit. A queued call is a [`Job`]: the call and the [`Promise`] its
 //! outcome settles.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::Error;
 use crate::result::Promise;
+use crate::task::{Encoded, TaskInfo};
 use crate::wire;
 
 /// What a call carries to the worker.
@@ -24,35 +24,65 @@ pub(crate) enum Kind {
 pub(crate) struct Call {
     /// Unique in its pool; the worker's reply names it.
     pub(crate) id: u64,
-    /// The registered name.
-    pub(crate) task: Arc<str>,
-    /// The caller's signature fingerprint (0: unchecked), checked by the worker.
-    pub(crate) fingerprint: u64,
-    /// The caller's signature, for the message of a mismatch.
-    pub(crate) signature: &'static str,
-    /// The encoded arguments (for a chunk: its items).
-    pub(crate) args: Vec<u8>,
-    /// The arguments' tail: a large last `Vec<u8>` argument, sent as it is
-    /// after `args` (see `crate::task::Encoded`); usually none. (A boxed
-    /// slice: a queued job stays small.)
-    pub(crate) tail: Option<Box<[u8]>>,
+    /// The task: its registered name, and the caller's signature and
+    /// fingerprint (0: unchecked), which the worker checks.
+    pub(crate) task: &'static TaskInfo,
+    /// The encoded arguments (for a chunk: its items), and their tail if
+    /// they end in a large `Vec<u8>` (see [`Args::Split`]).
+    pub(crate) args: Args,
     pub(crate) kind: Kind,
-    /// How long the worker may run it (`None`: no limit).
-    pub(crate) timeout: Option<Duration>,
+    /// How long the worker may run it.
+    pub(crate) timeout: Limit,
+}
+
+/// A time limit in 8 bytes, not an `Option<Duration>`'s 16 (one is alive
+/// per queued call): nanoseconds, `u64::MAX` for none (584 years).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit(u64);
+
+impl Limit {
+    /// No limit.
+    pub(crate) const NONE: Limit = Limit(u64::MAX);
+
+    /// The limit as a duration, `None` for none.
+    pub(crate) fn get(self) -> Option<Duration> {
+        (self != Limit::NONE).then(|| Duration::from_nanos(self.0))
+    }
+}
+
+impl From<Option<Duration>> for Limit {
+    fn from(limit: Option<Duration>) -> Limit {
+        match limit {
+            Some(d) => Limit(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)),
+            None => Limit::NONE,
+        }
+    }
 }
 
 impl Call {
+    /// The registered name of the task.
+    pub(crate) fn name(&self) -> &'static str {
+        self.task.name
+    }
+
+    /// Appends the frame header that goes before the arguments to `out`.
+    pub(crate) fn append_header(&self, out: &mut Vec<u8>) {
+        let chunk = self.kind == Kind::Chunk;
+        wire::append_header(out, chunk, self.id, self.task.fingerprint, self.task.name);
+    }
+
     /// The frame header that goes before the arguments.
     pub(crate) fn header(&self) -> Vec<u8> {
+        let (id, task) = (self.id, self.task);
         match self.kind {
-            Kind::Single => wire::call_header(self.id, self.fingerprint, &self.task),
-            Kind::Chunk => wire::batch_header(self.id, self.fingerprint, &self.task),
+            Kind::Single => wire::call_header(id, task.fingerprint, task.name),
+            Kind::Chunk => wire::batch_header(id, task.fingerprint, task.name),
         }
     }
 
     /// The arguments' tail (empty if none).
     pub(crate) fn tail(&self) -> &[u8] {
-        self.tail.as_deref().unwrap_or(&[])
+        self.args.tail()
     }
 
     /// The length of the encoded arguments, tail included.
@@ -61,26 +91,112 @@ impl Call {
         self.args.len() + self.tail().len()
     }
 
-    /// Moves the tail to the end of `args`, so `args` alone is the whole
-    /// encoding (for a dispatcher that sends calls as one blob: Redis).
+    /// Moves the tail to the end of the arguments, so that they are the
+    /// whole encoding in one buffer (for a dispatcher that sends calls as
+    /// one blob: Redis).
     #[cfg(feature = "redis")]
     pub(crate) fn join_tail(&mut self) {
-        if let Some(tail) = self.tail.take() {
-            self.args.extend_from_slice(&tail);
+        if let Args::Split(parts) = std::mem::take(&mut self.args) {
+            let [mut head, tail] = *parts;
+            head.extend_from_slice(&tail);
+            self.args = Args::Heap(head);
         }
     }
 
     /// [`Error::Cancelled`] for this call.
     pub(crate) fn cancelled(&self) -> Error {
         Error::Cancelled {
-            task: self.task.to_string(),
+            task: self.name().to_string(),
         }
     }
 
     /// [`Error::Terminated`] for this call.
     pub(crate) fn terminated(&self) -> Error {
         Error::Terminated {
-            task: self.task.to_string(),
+            task: self.name().to_string(),
+        }
+    }
+}
+
+/// A call's encoded arguments. Most are a few bytes (a number, a short
+/// string), kept inline rather than in an allocation of their own: one is
+/// alive per queued call.
+pub(crate) enum Args {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE],
+    },
+    Heap(Vec<u8>),
+    /// Arguments that end in a large `Vec<u8>`: the bytes before it (its
+    /// length last), then the vector itself, sent as it is after them as
+    /// the tail of a split frame (see `crate::task::Encoded`), never copied
+    /// into the first. Boxed: rare, and the enum stays as small as a `Vec`.
+    Split(Box<[Vec<u8>; 2]>),
+}
+
+impl Default for Args {
+    fn default() -> Args {
+        Args::Inline {
+            len: 0,
+            bytes: [0; INLINE],
+        }
+    }
+}
+
+impl From<Encoded> for Args {
+    fn from(encoded: Encoded) -> Args {
+        let Encoded { bytes, tail } = encoded;
+        if tail.is_empty() {
+            Args::from(bytes)
+        } else {
+            Args::Split(Box::new([bytes, tail]))
+        }
+    }
+}
+
+/// The most bytes kept inline (the enum stays as small as a `Vec`).
+const INLINE: usize = 15;
+
+impl From<Vec<u8>> for Args {
+    fn from(vec: Vec<u8>) -> Args {
+        if vec.len() > INLINE {
+            return Args::Heap(vec);
+        }
+        let mut bytes = [0; INLINE];
+        bytes[..vec.len()].copy_from_slice(&vec);
+        Args::Inline {
+            len: vec.len() as u8,
+            bytes,
+        }
+    }
+}
+
+impl Args {
+    /// The tail (empty unless [`Args::Split`]).
+    pub(crate) fn tail(&self) -> &[u8] {
+        match self {
+            Args::Split(parts) => &parts[1],
+            _ => &[],
+        }
+    }
+
+    /// The buffers the arguments had, if any (for reuse).
+    fn into_bufs(self) -> [Vec<u8>; 2] {
+        match self {
+            Args::Heap(vec) => [vec, Vec::new()],
+            Args::Split(parts) => *parts,
+            Args::Inline { .. } => [Vec::new(), Vec::new()],
+        }
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Args::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Args::Heap(vec) => vec,
+            Args::Split(parts) => &parts[0],
         }
     }
 }
@@ -90,9 +206,8 @@ impl Drop for Call {
     /// the call: the next large result it reads goes there instead of into
     /// fresh memory (a page fault per 4 KiB).
     fn drop(&mut self) {
-        crate::buffers::recycle(std::mem::take(&mut self.args));
-        if let Some(tail) = self.tail.take() {
-            crate::buffers::recycle(tail.into_vec());
+        for buf in std::mem::take(&mut self.args).into_bufs() {
+            crate::buffers::recycle(buf);
         }
     }
 }
@@ -113,5 +228,29 @@ impl Job {
     pub(crate) fn cancelled(self) {
         let error = self.call.cancelled();
         self.complete(Err(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_stay_as_small_as_a_vec() {
+        // One is alive per queued call: the tail variant must not grow it.
+        assert_eq!(std::mem::size_of::<Args>(), std::mem::size_of::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_tail_travels_apart_from_the_bytes_before_it() {
+        let split = Args::from(Encoded {
+            bytes: vec![1, 2],
+            tail: vec![9; 100],
+        });
+        assert_eq!((&split[..], split.tail().len()), (&[1u8, 2][..], 100));
+        let plain = Args::from(Encoded::from(vec![7; 40]));
+        assert_eq!((plain.len(), plain.tail().len()), (40, 0));
+        let inline = Args::from(vec![3]);
+        assert_eq!((&inline[..], inline.tail()), (&[3u8][..], &[][..]));
     }
 }

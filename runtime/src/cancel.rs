@@ -76,8 +76,8 @@ impl CancelOutcome {
 pub(crate) enum CancelTarget {
     /// Nothing: the result was known at once.
     None,
-    /// One call of a dispatcher, by id.
-    Call(CancelFn, u64),
+    /// One call of a pool, by id.
+    Call(crate::result::Hub, u64),
     /// Several parts (a `map_async`'s chunks), cancelled together.
     Parts(Arc<[CancelTarget]>),
 }
@@ -87,7 +87,7 @@ impl CancelTarget {
     pub(crate) fn cancel(&self) -> CancelOutcome {
         match self {
             CancelTarget::None => CancelOutcome::Finished,
-            CancelTarget::Call(cancel, id) => cancel(*id),
+            CancelTarget::Call(hub, id) => hub.cancel(*id),
             CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
         }
     }

@@ -17,7 +17,7 @@ use crate::callbacks::CallbackRunner;
 pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
 use crate::codec;
 use crate::error::Error;
-use cell::ResultCell;
+use cell::{ResultCell, TaskName};
 
 /// The encoded result of a task, or why there is none.
 pub(crate) type Outcome = Result<crate::wire::Body, Error>;
@@ -50,25 +50,61 @@ impl Drop for Promise {
     }
 }
 
-/// Creates a connected promise and result for the task named `task`.
-pub(crate) fn pending<T: DeserializeOwned>(
-    task: Arc<str>,
+/// What the results of one pool share: its callback thread, and how to
+/// cancel its calls (by id, through its dispatcher). One pointer per result.
+#[derive(Clone, Default)]
+pub(crate) struct Hub(Arc<HubParts>);
+
+#[derive(Default)]
+struct HubParts {
     runner: CallbackRunner,
+    cancel: Option<CancelFn>,
+}
+
+impl Hub {
+    /// A hub whose calls `cancel` cancels.
+    pub(crate) fn new(cancel: CancelFn) -> Hub {
+        Hub(Arc::new(HubParts {
+            runner: CallbackRunner::default(),
+            cancel: Some(cancel),
+        }))
+    }
+
+    /// The pool's callback thread.
+    pub(crate) fn runner(&self) -> &CallbackRunner {
+        &self.0.runner
+    }
+
+    /// Cancels call `id` (a hub without a canceller has nothing to cancel).
+    pub(crate) fn cancel(&self, id: u64) -> CancelOutcome {
+        match &self.0.cancel {
+            Some(cancel) => cancel(id),
+            None => CancelOutcome::Finished,
+        }
+    }
+}
+
+/// Creates a connected promise and result for call `id` (0: none to
+/// cancel) of the task named `task`.
+pub(crate) fn pending<T: DeserializeOwned>(
+    task: impl Into<TaskName>,
+    hub: Hub,
+    id: u64,
 ) -> (Promise, AsyncResult<T>) {
-    pending_with(task, runner, decode_outcome::<T>)
+    pending_with(task, hub, id, decode_outcome::<T>)
 }
 
 /// [`pending`] for a result whose outcome bytes `decode` reads (a map's).
 pub(crate) fn pending_with<T>(
-    task: Arc<str>,
-    runner: CallbackRunner,
+    task: impl Into<TaskName>,
+    hub: Hub,
+    id: u64,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let cell = Arc::new(ResultCell::new(task, runner));
+    let cell = Arc::new(ResultCell::new(task.into(), hub, id));
     let result = AsyncResult {
         cell: cell.clone(),
         decode,
-        cancel: CancelTarget::None,
         _type: PhantomData,
     };
     (Promise { cell: Some(cell) }, result)
@@ -76,11 +112,11 @@ pub(crate) fn pending_with<T>(
 
 /// A result that is already known (the task was refused before it was sent).
 pub(crate) fn ready<T: DeserializeOwned>(
-    task: Arc<str>,
-    runner: CallbackRunner,
+    task: impl Into<TaskName>,
+    hub: Hub,
     outcome: Outcome,
 ) -> AsyncResult<T> {
-    let (promise, result) = pending(task, runner);
+    let (promise, result) = pending(task, hub, 0);
     promise.complete(outcome);
     result
 }
@@ -128,7 +164,6 @@ pub(crate) fn ready<T: DeserializeOwned>(
 pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
     decode: Decoder<T>,
-    cancel: CancelTarget,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -213,31 +248,25 @@ impl<T: 'static> AsyncResult<T> {
     /// # Ok(()) }
     /// ```
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
-        let task = self.cell.task.clone();
+        let cell = self.cell.clone();
         let decode = self.decode;
         self.cell
-            .attach(Box::new(move |outcome| f(decode(&task, &outcome))));
+            .attach(Box::new(move |outcome| f(decode(&cell.task, &outcome))));
         self
     }
 }
 
 impl<T> AsyncResult<T> {
-    /// Makes this result cancel call `id` through `cancel`.
-    pub(crate) fn cancellable(mut self, cancel: CancelFn, id: u64) -> Self {
-        self.cancel = CancelTarget::Call(cancel, id);
-        self
-    }
-
     /// Makes this result cancel `parts` (a map's chunks) together.
-    pub(crate) fn cancels_parts(mut self, parts: Vec<CancelTarget>) -> Self {
-        self.cancel = CancelTarget::Parts(parts.into());
+    pub(crate) fn cancels_parts(self, parts: Vec<CancelTarget>) -> Self {
+        self.cell.set_parts(parts);
         self
     }
 
     /// What cancelling this result cancels, to be kept without the result
     /// (and its outcome) itself.
     pub(crate) fn cancel_target(&self) -> CancelTarget {
-        self.cancel.clone()
+        self.cell.cancel_target()
     }
 
     /// Cancels the task (Python's `Future.cancel()`, but a running task is
@@ -278,7 +307,7 @@ impl<T> AsyncResult<T> {
         if self.ready() {
             return CancelOutcome::Finished;
         }
-        self.cancel.cancel()
+        self.cell.cancel_target().cancel()
     }
 
     /// The registered name of the task.

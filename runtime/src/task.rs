@@ -88,6 +88,32 @@ pub const fn fingerprint(signature: &str) -> u64 {
     }
 }
 
+/// The one `TaskInfo` of the calls procpool makes up at run time (calls by
+/// name, the initializer, tests' raw calls), by name, signature and
+/// fingerprint: made once, kept for the life of the process, so a call
+/// carries a `&'static TaskInfo` whatever made it. The table only grows
+/// with distinct tasks and signatures actually called, a handful per
+/// registered task (unknown names are refused before a call is made).
+pub(crate) fn intern(name: &str, signature: &'static str, fingerprint: u64) -> &'static TaskInfo {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Table = HashMap<(String, &'static str, u64), &'static TaskInfo>;
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    table
+        .entry((name.to_string(), signature, fingerprint))
+        .or_insert_with(|| {
+            Box::leak(Box::new(TaskInfo {
+                name: Box::leak(name.into()),
+                signature,
+                fingerprint,
+            }))
+        })
+}
+
 /// The signature of a call by name with arguments `A` (a tuple) returning
 /// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
 pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {

@@ -12,15 +12,12 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use super::{chunk, MapOptions};
+use super::{chunk, MapOptions, CHUNKS_PER_WORKER};
 use crate::error::Error;
 use crate::result::{CancelOutcome, CancelTarget, Outcome};
 use crate::task::{EncodeItem, Task, TaskInfo};
 use crate::Pool;
 
-/// Chunks in flight per worker: one running, one queued behind it, so a
-/// worker never waits for the caller to send its next chunk.
-const CHUNKS_PER_WORKER: usize = 2;
 
 /// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
 /// a plain function pointer, so the iterators are `Send` whenever their
@@ -153,7 +150,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             };
             let chunk =
                 self.pool
-                    .submit_task::<()>(self.task, crate::call::Kind::Chunk, bytes.map(Into::into));
+                    .submit::<()>(self.task, crate::call::Kind::Chunk, bytes.map(Into::into));
             let number = self.submitted;
             self.submitted += 1;
             let done = self.done_tx.clone();

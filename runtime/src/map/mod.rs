@@ -6,8 +6,9 @@ pub(crate) mod chunk;
 pub(crate) mod imap;
 mod options;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 
@@ -20,74 +21,171 @@ use chunk::Records;
 pub use options::MapOptions;
 pub(crate) use options::{chunk_bytes, exact_len};
 
+/// Chunks in flight per worker: one running, one queued behind it, so a
+/// worker never waits for the caller to send its next chunk.
+pub(crate) const CHUNKS_PER_WORKER: usize = 2;
+
 /// Queues one chunk; its outcome is the RESULTS body.
 pub(crate) fn submit_chunk<M: Task>(
     pool: &Pool,
     bytes: Result<Vec<u8>, String>,
 ) -> AsyncResult<()> {
-    pool.submit_task(&M::INFO, Kind::Chunk, bytes.map(Into::into))
+    pool.submit(&M::INFO, Kind::Chunk, bytes.map(Into::into))
 }
 
-/// Queues every chunk of `items` at once (like Python's `map`).
+/// Queues every chunk of `items` at once (like Python's `map_async`).
 fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
 ) -> Result<Vec<(AsyncResult<()>, usize)>, Error> {
-    let task = &M::INFO;
-    let mut items = items.into_iter();
+    let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     let mut chunks = Vec::new();
-    let max_bytes = chunk_bytes(pool.max_frame());
-    match exact_len(&items) {
-        Some(len) => {
-            let size = options.resolve(task.name, Some(len), pool.processes())?;
-            while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
-                chunks.push((submit_chunk::<M>(pool, bytes), n));
-            }
-        }
-        None => {
-            let all: Vec<I::Item> = items.collect();
-            let size = options.resolve(task.name, Some(all.len()), pool.processes())?;
-            let mut items = all.into_iter();
-            while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
-                chunks.push((submit_chunk::<M>(pool, bytes), n));
-            }
-        }
+    while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
+        chunks.push((submit_chunk::<M>(pool, bytes), n));
     }
     Ok(chunks)
 }
 
+/// The input as an iterator of known length, its chunk size (Python's rule
+/// needs the length: an input without an exact `size_hint` is collected
+/// first, as Python's `map` makes a list) and the bytes a chunk may hold.
+#[allow(clippy::type_complexity)]
+fn sized_input<M: Task, I: IntoIterator>(
+    pool: &Pool,
+    items: I,
+    options: MapOptions,
+) -> Result<(Input<I::IntoIter>, usize, usize), Error> {
+    let name = M::INFO.name;
+    let max_bytes = options.map_chunk_bytes(pool.max_frame());
+    let items = items.into_iter();
+    let (input, len) = match exact_len(&items) {
+        Some(len) => (Input::Sized(items), len),
+        None => {
+            let all: Vec<I::Item> = items.collect();
+            let len = all.len();
+            (Input::Collected(all.into_iter()), len)
+        }
+    };
+    let size = options.resolve(name, Some(len), pool.processes())?;
+    Ok((input, size, max_bytes))
+}
+
+/// A map's input: as given, if its length is known, else collected.
+enum Input<I: Iterator> {
+    Sized(I),
+    Collected(std::vec::IntoIter<I::Item>),
+}
+
+impl<I: Iterator> Iterator for Input<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        match self {
+            Input::Sized(items) => items.next(),
+            Input::Collected(items) => items.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Input::Sized(items) => items.size_hint(),
+            Input::Collected(items) => items.size_hint(),
+        }
+    }
+}
+
+/// Encoded results of chunks back before an earlier one that `map` keeps
+/// before it stops queueing more: a map holds its output, this, and the
+/// chunks in flight, not a copy of every result.
+const MAP_EARLY_BYTES: usize = 8 << 20;
+
 /// `map_<fn>`: every result in input order, or the first error.
+///
+/// Chunks are queued as the input is cut, while fewer than two per worker
+/// are running, so every worker always has work (a slow item holds up no
+/// other worker, as in Python); each chunk's results are decoded into the
+/// output as soon as every chunk before it is back. Chunks that come back
+/// early wait, up to [`MAP_EARLY_BYTES`] of them, before queueing pauses.
 pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
 ) -> Result<Vec<M::Output>, Error> {
     let task = M::INFO.name;
-    let chunks = submit_all::<M, I>(pool, items, options)?;
-    let total = chunks.iter().map(|(_, n)| n).sum();
-    let mut out = Vec::with_capacity(total);
-    for (chunk, sent) in chunks {
-        let outcome = chunk.wait_outcome();
-        let body = match &*outcome {
-            Ok(body) => body,
-            Err(e) => return Err(e.clone()),
-        };
-        let (records, _) = chunk::records(task, body.head(), sent)?;
-        let mut records = Records::new(task, records);
-        for _ in 0..sent {
-            match records.next::<M::Output>() {
-                Some(item) => out.push(item?),
-                None => {
-                    return Err(Error::Protocol {
-                        task: task.to_string(),
-                        message: "a chunk's reply ended early".into(),
-                    })
-                }
+    let window = CHUNKS_PER_WORKER * pool.processes().max(1);
+    let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
+    let mut out = Vec::with_capacity(items.size_hint().0);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Arc<Outcome>)>();
+    // Items per chunk queued so far; chunks running; chunks back early.
+    let mut sizes = Vec::new();
+    let mut running = 0;
+    let mut early: BTreeMap<usize, Arc<Outcome>> = BTreeMap::new();
+    let mut early_bytes = 0;
+    // The next chunk to decode, in input order.
+    let mut next = 0;
+    let mut input_left = true;
+    loop {
+        while input_left && running < window && early_bytes < MAP_EARLY_BYTES {
+            let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) else {
+                input_left = false;
+                break;
+            };
+            let number = sizes.len();
+            sizes.push(n);
+            running += 1;
+            let done = done_tx.clone();
+            // Every chunk's promise is kept or failed, so this always
+            // sends, and the receive below always ends.
+            submit_chunk::<M>(pool, bytes).listen_outcome(Box::new(move |outcome| {
+                let _ = done.send((number, outcome));
+            }));
+        }
+        while let Some(outcome) = early.remove(&next) {
+            early_bytes -= outcome_len(&outcome);
+            decode_into::<M::Output>(task, &outcome, sizes[next], &mut out)?;
+            next += 1;
+        }
+        if !input_left && running == 0 && early.is_empty() {
+            return Ok(out);
+        }
+        let (number, outcome) = done_rx.recv().map_err(|_| Error::Terminated {
+            task: task.to_string(),
+        })?;
+        running -= 1;
+        early_bytes += outcome_len(&outcome);
+        early.insert(number, outcome);
+    }
+}
+
+/// The bytes an outcome holds (a chunk's encoded results).
+fn outcome_len(outcome: &Outcome) -> usize {
+    outcome.as_ref().map_or(0, |body| body.len())
+}
+
+/// Decodes the `sent` results of one chunk's outcome onto `out`, or returns
+/// the first error among them (or the chunk's own).
+fn decode_into<R: DeserializeOwned>(
+    task: &str,
+    outcome: &Outcome,
+    sent: usize,
+    out: &mut Vec<R>,
+) -> Result<(), Error> {
+    let body = outcome.as_ref().map_err(Clone::clone)?;
+    let (records, _) = chunk::records(task, body.head(), sent)?;
+    let mut records = Records::new(task, records);
+    for _ in 0..sent {
+        match records.next::<R>() {
+            Some(item) => out.push(item?),
+            None => {
+                return Err(Error::Protocol {
+                    task: task.to_string(),
+                    message: "a chunk's reply ended early".into(),
+                })
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// `map_async_<fn>`: one [`AsyncResult`] for the whole map.
@@ -96,9 +194,9 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     items: I,
     options: MapOptions,
 ) -> AsyncResult<Vec<M::Output>> {
-    let name: Arc<str> = Arc::from(M::INFO.name);
+    let name = M::INFO.name;
     let (promise, result) =
-        result::pending_with(name.clone(), pool.runner(), decode_gathered::<M::Output>);
+        result::pending_with(&M::INFO, pool.hub(), 0, decode_gathered::<M::Output>);
     let chunks = match submit_all::<M, I>(pool, items, options) {
         Ok(chunks) => chunks,
         Err(e) => {
@@ -129,7 +227,7 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
 /// of all of them: `total u64 | records`, cut after the first chunk that
 /// holds an error so that decoding stops at the first error in input order.
 struct Gather {
-    task: Arc<str>,
+    task: &'static str,
     promise: Mutex<Option<Promise>>,
     parts: Mutex<Vec<Option<Arc<Outcome>>>>,
     sizes: Vec<usize>,
@@ -177,7 +275,7 @@ impl Gather {
                 Ok(body) => body,
                 Err(e) => return Err(e.clone()),
             };
-            let (records, all_values) = chunk::records(&self.task, body.head(), sent)?;
+            let (records, all_values) = chunk::records(self.task, body.head(), sent)?;
             bytes.extend_from_slice(records);
             if !all_values {
                 break;

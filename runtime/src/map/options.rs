@@ -89,6 +89,19 @@ impl MapOptions {
         })
     }
 
+    /// How many bytes of encoded items one chunk of `map` / `map_async`
+    /// may hold on a pool whose frame limit is `max_frame`: a chunk of the
+    /// default size also ends at 1 MiB (as `imap`'s do), so a huge map is
+    /// many chunks that flow through a bounded window instead of a few
+    /// huge ones held at once; a chunk size the caller chose is kept up to
+    /// [`chunk_bytes`].
+    pub(crate) fn map_chunk_bytes(&self, max_frame: usize) -> usize {
+        match self.chunksize {
+            Some(_) => chunk_bytes(max_frame),
+            None => chunk_bytes(max_frame).min(Self::IMAP_MAX_CHUNK_BYTES),
+        }
+    }
+
     /// The chunk size for an input of `len` items (`None`: unknown) on a
     /// pool of `processes` workers.
     pub(crate) fn resolve(

@@ -2,15 +2,13 @@
 //! config file), with its argument and return types checked against the
 //! registration before anything is sent.
 
-use std::sync::Arc;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::call::Kind;
 use crate::error::Error;
 use crate::result::{self, AsyncResult};
-use crate::task::{by_name_signature, fingerprint};
+use crate::task::{self, by_name_signature, fingerprint};
 use crate::{codec, registry, Pool};
 
 /// Shown as the caller's signature should a worker refuse a call by name.
@@ -82,11 +80,12 @@ impl Pool {
         name: &str,
         args: &A,
     ) -> AsyncResult<R> {
-        let task: Arc<str> = Arc::from(name);
         let caller = by_name_signature::<A, R>();
         let fingerprint = fingerprint(&caller);
-        let refused = |error| result::ready(task.clone(), self.runner(), Err(error));
-        match registry::lookup(name) {
+        // A name nobody registered is refused before a call is made (and
+        // so before anything is interned for it).
+        let refused = |error| result::ready(name.to_string(), self.hub(), Err(error));
+        let registration = match registry::lookup(name) {
             Err(error) => return refused(error),
             Ok(registration) if !registration.accepts(fingerprint) => {
                 return refused(Error::SignatureMismatch {
@@ -95,14 +94,9 @@ impl Pool {
                     worker: (registration.by_name_signature)(),
                 })
             }
-            Ok(_) => {}
-        }
-        self.submit(
-            task,
-            fingerprint,
-            BY_NAME,
-            Kind::Single,
-            codec::encode(args).map(Into::into),
-        )
+            Ok(registration) => registration,
+        };
+        let task = task::intern(registration.info.name, BY_NAME, fingerprint);
+        self.submit(task, Kind::Single, codec::encode(args).map(Into::into))
     }
 }

@@ -44,11 +44,11 @@ pub(crate) enum Loss {
 
 /// Sends `call` and reads its reply.
 pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
-    match link.send(&[&call.header(), &call.args], call.tail()) {
+    match link.send(&[&call.header(), &call.args[..]], call.tail()) {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {
-                task: call.task.to_string(),
+                task: call.name().to_string(),
                 len: len as u64,
                 max: max as u64,
             }))
@@ -67,7 +67,7 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
                 "worker {} never read call `{}` within its time limit (stopped?); \
                  it is killed and the call goes to a new worker",
                 link.pid(),
-                call.task
+                call.name()
             );
             Exchange::Unread
         }
@@ -77,10 +77,10 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
 
 /// Reads and checks the reply to `call`, already sent.
 pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
-    let frame = match link.recv(call.timeout) {
+    let frame = match link.recv(call.timeout.get()) {
         Ok(frame) => frame,
         Err(FrameError::TimedOut) => {
-            return Exchange::Lost(Loss::TimedOut(call.timeout.unwrap_or_default()))
+            return Exchange::Lost(Loss::TimedOut(call.timeout.get().unwrap_or_default()))
         }
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Lost(Loss::TooLarge { len, max })
@@ -97,7 +97,7 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
 
 /// Checks that `frame` is the reply to `call`, and reads it.
 pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
-    let task = || call.task.to_string();
+    let task = || call.name().to_string();
     let single = call.kind == Kind::Single;
     match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
@@ -112,7 +112,7 @@ pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
             backtrace: report.backtrace,
         })),
         Ok(Reply::Failed { id, error }) if id == call.id => {
-            Exchange::Done(Err(remote_error(&call.task, call.signature, error)))
+            Exchange::Done(Err(remote_error(call.task.name, call.task.signature, error)))
         }
         Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
         Ok(other) => Exchange::Lost(Loss::Protocol(format!(
@@ -173,7 +173,7 @@ pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: Exi
     if queue.is_terminated() {
         return call.terminated();
     }
-    let task = call.task.to_string();
+    let task = call.name().to_string();
     if queue.is_cancelled(call.id) {
         log::debug!(target: "procpool", "worker {pid} stopped: task `{task}` was cancelled; it will be replaced");
         return call.cancelled();

@@ -106,7 +106,7 @@ impl LocalPool {
 impl Dispatcher for LocalPool {
     fn submit(&self, job: Job) {
         if let Err(job) = self.shared.queue.push(job) {
-            let task = job.call.task.to_string();
+            let task = job.call.name().to_string();
             job.complete(Err(Error::PoolClosed { task }));
         }
     }
@@ -119,7 +119,7 @@ impl Dispatcher for LocalPool {
         let queue = &self.shared.queue;
         let (index, mut link) = match queue.borrow_idle() {
             Borrow::Closed => {
-                let task = call.task.to_string();
+                let task = call.name().to_string();
                 return Ok(Err(Error::PoolClosed { task }));
             }
             Borrow::Queue => return Err(call),

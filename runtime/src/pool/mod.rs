@@ -32,7 +32,7 @@ pub(crate) use remote::NODE_TTL;
 pub(crate) use slot::RETIRED;
 
 use crate::call::{Call, Job, Kind};
-use crate::callbacks::CallbackRunner;
+use crate::result::Hub;
 use crate::error::Error;
 use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::{Encoded, TaskInfo};
@@ -90,18 +90,18 @@ pub struct Pool {
 struct Inner {
     dispatcher: Arc<dyn Dispatcher>,
     config: Arc<Config>,
-    runner: CallbackRunner,
+    /// The callback thread and the canceller, shared with every
+    /// `AsyncResult` (which refers to the dispatcher weakly: a result
+    /// outliving its pool does not keep the pool alive, and by then its
+    /// call is settled).
+    hub: Hub,
     next_id: AtomicU64,
-    /// Cancels a call of this pool by id; held by every `AsyncResult`, so
-    /// it refers to the dispatcher weakly: a result outliving its pool does
-    /// not keep the pool alive (and by then its call is settled).
-    canceller: CancelFn,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.dispatcher.join();
-        self.runner.flush();
+        self.hub.runner().flush();
     }
 }
 
@@ -143,9 +143,8 @@ impl Pool {
             inner: Arc::new(Inner {
                 dispatcher,
                 config,
-                runner: CallbackRunner::default(),
+                hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
-                canceller,
             }),
             timeout: None,
         }
@@ -212,71 +211,66 @@ impl Pool {
     }
 
     /// The pool's callback thread, for results made outside [`Pool::submit`].
-    pub(crate) fn runner(&self) -> CallbackRunner {
-        self.inner.runner.clone()
+    pub(crate) fn hub(&self) -> Hub {
+        self.inner.hub.clone()
     }
 
     /// A call of `task` through this handle, or why it cannot be sent.
     fn make_call(
         &self,
-        task: Arc<str>,
-        fingerprint: u64,
-        signature: &'static str,
+        task: &'static TaskInfo,
         kind: Kind,
         args: Result<Encoded, String>,
     ) -> Result<Call, Error> {
         // A name the wire cannot carry whole is refused, not cut short.
-        if task.len() > wire::MAX_NAME_LEN {
+        if task.name.len() > wire::MAX_NAME_LEN {
             return Err(Error::Encode {
                 message: format!(
                     "the task name is {} bytes; at most {} fit in a call",
-                    task.len(),
+                    task.name.len(),
                     wire::MAX_NAME_LEN
                 ),
-                task: task.to_string(),
+                task: task.name.to_string(),
                 what: "task name",
             });
         }
-        let Encoded { bytes: args, tail } = args.map_err(|message| Error::Encode {
-            task: task.to_string(),
+        let args = args.map_err(|message| Error::Encode {
+            task: task.name.to_string(),
             what: "arguments",
             message,
         })?;
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
-            fingerprint,
-            signature,
-            args,
-            // (A vector whose capacity is its length, as a `Vec<u8>` made
-            // at its size is, becomes a boxed slice without a copy.)
-            tail: (!tail.is_empty()).then(|| tail.into_boxed_slice()),
+            args: args.into(),
             kind,
-            timeout: self.task_timeout(),
+            timeout: self.task_timeout().into(),
         })
     }
 
     /// A call that came from elsewhere (a node's call read from Redis), with
-    /// this pool's time limit unless it brings its own.
+    /// this pool's time limit unless it brings its own; `UnknownTask` for a
+    /// name this program does not register (as its worker would say), so
+    /// only registered names ever become calls.
     #[cfg(feature = "redis")]
     pub(crate) fn foreign_call(
         &self,
-        task: Arc<str>,
+        task: &str,
         fingerprint: u64,
         kind: Kind,
         args: Vec<u8>,
         timeout: Option<Duration>,
-    ) -> Call {
-        Call {
+    ) -> Result<Call, Error> {
+        let registration = crate::registry::lookup(task)?;
+        let signature = "<the signature of a remote caller>";
+        let task = crate::task::intern(registration.info.name, signature, fingerprint);
+        Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
-            fingerprint,
-            signature: "<the signature of a remote caller>",
-            args,
-            tail: None,
+            args: args.into(),
             kind,
-            timeout: timeout.or(self.inner.config.task_timeout),
-        }
+            timeout: timeout.or(self.inner.config.task_timeout).into(),
+        })
     }
 
     /// Queues `call` and calls `done` with its outcome, on the thread that
@@ -290,7 +284,7 @@ impl Pool {
         call: Call,
         done: impl FnOnce(Arc<result::Outcome>) + Send + 'static,
     ) {
-        let (promise, result) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
+        let (promise, result) = result::pending::<()>(call.task, Hub::default(), call.id);
         result.listen_outcome(Box::new(done));
         self.inner.dispatcher.submit(Job { call, promise });
     }
@@ -304,33 +298,19 @@ impl Pool {
     /// Queues a call of `task` with encoded `args`; its outcome decodes as `R`.
     pub(crate) fn submit<R: DeserializeOwned>(
         &self,
-        task: Arc<str>,
-        fingerprint: u64,
-        signature: &'static str,
+        task: &'static TaskInfo,
         kind: Kind,
         args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
-        let runner = self.runner();
-        match self.make_call(task.clone(), fingerprint, signature, kind, args) {
+        let hub = self.hub();
+        match self.make_call(task, kind, args) {
             Ok(call) => {
-                let (promise, result) = result::pending(task, runner);
-                let result = result.cancellable(self.inner.canceller.clone(), call.id);
+                let (promise, result) = result::pending(task, hub, call.id);
                 self.inner.dispatcher.submit(Job { call, promise });
                 result
             }
-            Err(error) => result::ready(task, runner, Err(error)),
+            Err(error) => result::ready(task, hub, Err(error)),
         }
-    }
-
-    /// [`submit`](Self::submit) for a task registered by `#[pool_task]`.
-    pub(crate) fn submit_task<R: DeserializeOwned>(
-        &self,
-        task: &TaskInfo,
-        kind: Kind,
-        args: Result<Encoded, String>,
-    ) -> AsyncResult<R> {
-        let name = Arc::from(task.name);
-        self.submit(name, task.fingerprint, task.signature, kind, args)
     }
 
     /// Runs a call and waits for its result; used by the generated
@@ -339,12 +319,11 @@ impl Pool {
     /// does; otherwise the call queues like `apply_async`.
     pub(crate) fn call<R: DeserializeOwned>(
         &self,
-        task: &TaskInfo,
+        task: &'static TaskInfo,
         args: Result<Encoded, String>,
         decode: fn(Body) -> Result<R, String>,
     ) -> Result<R, Error> {
-        let name: Arc<str> = Arc::from(task.name);
-        let call = self.make_call(name, task.fingerprint, task.signature, Kind::Single, args)?;
+        let call = self.make_call(task, Kind::Single, args)?;
         let call = match self.inner.dispatcher.run_here(call) {
             Ok(outcome) => {
                 return decode(outcome?).map_err(|message| Error::Decode {
@@ -355,7 +334,7 @@ impl Pool {
             }
             Err(call) => call,
         };
-        let (promise, result) = result::pending(call.task.clone(), self.runner());
+        let (promise, result) = result::pending(task, self.hub(), call.id);
         self.inner.dispatcher.submit(Job { call, promise });
         result.get()
     }
@@ -428,7 +407,7 @@ impl Pool {
     /// ```
     pub fn join(&self) {
         self.inner.dispatcher.join();
-        self.inner.runner.flush();
+        self.inner.hub.runner().flush();
     }
 
     /// Stops now (Python's `terminate()`): workers are killed, and every task
@@ -449,7 +428,7 @@ impl Pool {
     /// ```
     pub fn terminate(&self) {
         self.inner.dispatcher.terminate();
-        self.inner.runner.flush();
+        self.inner.hub.runner().flush();
     }
 }
 

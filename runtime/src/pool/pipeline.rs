@@ -9,8 +9,6 @@
 //! out slow still delays the calls behind it in its batch, by at most its own
 //! run time; a batch holds at most about 2 ms of expected work.)
 
-use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Most calls in one batch.
@@ -24,30 +22,42 @@ const TIME_BUDGET: Duration = Duration::from_millis(2);
 pub(crate) const BYTE_BUDGET: usize = 64 << 10;
 
 /// One slot's running mean run time per task name (including the round
-/// trip, so an upper bound of the task's own time).
+/// trip, so an upper bound of the task's own time). A short list searched
+/// in order: a pool runs a handful of distinct tasks, and a hash of each
+/// name per call cost more than the search.
 #[derive(Default)]
 pub(crate) struct Durations {
-    means: HashMap<Arc<str>, Duration>,
+    means: Vec<(&'static str, Duration)>,
 }
 
 impl Durations {
     /// Records that `n` calls of `task` took `elapsed` together.
-    pub(crate) fn observe(&mut self, task: &Arc<str>, n: usize, elapsed: Duration) {
+    pub(crate) fn observe(&mut self, task: &'static str, n: usize, elapsed: Duration) {
         let each = elapsed / n.max(1) as u32;
-        match self.means.get_mut(&**task) {
+        match self.mean(task) {
             // An exponential moving average: recent runs count most.
             Some(mean) => *mean = (*mean * 3 + each) / 4,
-            None => {
-                self.means.insert(task.clone(), each);
-            }
+            None => self.means.push((task, each)),
         }
+    }
+
+    fn mean(&mut self, task: &str) -> Option<&mut Duration> {
+        self.means
+            .iter_mut()
+            .find(|(name, _)| std::ptr::eq(*name, task) || *name == task)
+            .map(|(_, mean)| mean)
     }
 
     /// How many calls of `task` one batch may hold, judged by its run time
     /// alone (1: not batched; unknown tasks are not batched).
     pub(crate) fn window(&self, task: &str) -> usize {
-        match self.means.get(task) {
-            Some(mean) if *mean < QUICK_TASK => {
+        let mean = self
+            .means
+            .iter()
+            .find(|(name, _)| std::ptr::eq(*name, task) || *name == task)
+            .map(|(_, mean)| *mean);
+        match mean {
+            Some(mean) if mean < QUICK_TASK => {
                 let by_time = TIME_BUDGET.as_nanos() / mean.as_nanos().max(1);
                 (by_time as usize).clamp(1, MAX_WINDOW)
             }

@@ -192,7 +192,7 @@ impl Queue {
         // Map chunks are batches already, and a call with a tail (a large
         // byte block) goes alone: never pipelined.
         let mut window = match first.call.kind {
-            Kind::Single if first.call.tail.is_none() => durations.window(&first.call.task),
+            Kind::Single if first.call.tail().is_empty() => durations.window(first.call.name()),
             _ => 1,
         };
         let mut bytes = first.call.args.len();
@@ -216,8 +216,8 @@ impl Queue {
             bytes += next.call.args.len();
             if bytes > pipeline::BYTE_BUDGET
                 || next.call.kind == Kind::Chunk
-                || next.call.tail.is_some()
-                || durations.window(&next.call.task) < 2
+                || !next.call.tail().is_empty()
+                || durations.window(next.call.name()) < 2
             {
                 break;
             }

@@ -115,7 +115,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
-        let tasks: Vec<Arc<str>> = batch.iter().map(|job| job.call.task.clone()).collect();
+        let tasks: Vec<&'static str> = batch.iter().map(|job| job.call.name()).collect();
         let ran = if batch.len() == 1 {
             let job = batch.pop().expect("a batch has a job");
             let (outcome, link) = run_job(&shared, index, worker.take(), &job.call);
@@ -189,11 +189,20 @@ fn run_batch(
     batch: &mut Vec<Job>,
 ) -> (Option<Box<dyn Link>>, usize) {
     let queue = &shared.queue;
-    let headers: Vec<Vec<u8>> = batch.iter().map(|job| job.call.header()).collect();
-    let frames: Vec<[&[u8]; 2]> = headers
+    // Every header in one buffer, not one allocation per call.
+    let mut headers = Vec::with_capacity(batch.len() * 48);
+    let mut ends = Vec::with_capacity(batch.len());
+    for job in batch.iter() {
+        job.call.append_header(&mut headers);
+        ends.push(headers.len());
+    }
+    let frames: Vec<[&[u8]; 2]> = batch
         .iter()
-        .zip(batch.iter())
-        .map(|(header, job)| [&header[..], &job.call.args[..]])
+        .enumerate()
+        .map(|(i, job)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            [&headers[start..ends[i]], &job.call.args[..]]
+        })
         .collect();
     let mut retried = false;
     let link = loop {
@@ -313,7 +322,7 @@ fn run_job(
                 continue;
             }
             Exchange::Undelivered => Loss::Died,
-            Exchange::Unread => Loss::TimedOut(call.timeout.unwrap_or_default()),
+            Exchange::Unread => Loss::TimedOut(call.timeout.get().unwrap_or_default()),
             Exchange::Lost(loss) => loss,
         };
         return (Err(exchange::bury(&shared.queue, link, call, loss)), None);
@@ -339,7 +348,7 @@ fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>
             }
             Err(Error::WorkerStart { message, .. }) => {
                 return Err(Error::WorkerStart {
-                    task: call.task.to_string(),
+                    task: call.name().to_string(),
                     message,
                 })
             }

@@ -13,7 +13,6 @@ use super::dispatcher::Dispatcher;
 use super::local::LocalPool;
 use super::pipeline::{self, Durations, BYTE_BUDGET, MAX_WINDOW};
 use crate::call::{Call, Job, Kind};
-use crate::callbacks::CallbackRunner;
 use crate::error::Error;
 use crate::link::fake::{Action, FakeBackend, Log};
 use crate::result::{self, AsyncResult, CancelOutcome};
@@ -76,13 +75,10 @@ impl Fixture {
         self.next_id += 1;
         Call {
             id,
-            task: Arc::from(task),
-            fingerprint: 0,
-            signature: "",
-            args: args.to_vec(),
-            tail: None,
+            task: crate::task::intern(task, "", 0),
+            args: args.to_vec().into(),
             kind: Kind::Single,
-            timeout,
+            timeout: timeout.into(),
         }
     }
 
@@ -97,7 +93,7 @@ impl Fixture {
         timeout: Option<Duration>,
     ) -> AsyncResult<()> {
         let call = self.call(task, args, timeout);
-        let (promise, result) = result::pending(call.task.clone(), CallbackRunner::default());
+        let (promise, result) = result::pending(call.task, crate::result::Hub::default(), call.id);
         self.pool.submit(Job { call, promise });
         result
     }
@@ -416,12 +412,11 @@ fn a_failed_start_is_retried_for_a_job_that_never_ran() {
 #[test]
 fn the_pipelining_window_follows_observed_run_times() {
     let mut d = Durations::default();
-    let quick: Arc<str> = Arc::from("quick");
-    let slow: Arc<str> = Arc::from("slow");
+    let (quick, slow) = ("quick", "slow");
     assert_eq!(d.window("quick"), 1, "an unknown task is never batched");
-    d.observe(&quick, 1, Duration::from_micros(10));
+    d.observe(quick, 1, Duration::from_micros(10));
     assert_eq!(d.window("quick"), MAX_WINDOW);
-    d.observe(&slow, 1, Duration::from_millis(5));
+    d.observe(slow, 1, Duration::from_millis(5));
     assert_eq!(d.window("slow"), 1);
     // No batching while another slot is idle; never past the tasks left.
     assert_eq!(pipeline::extra_jobs(100, 1, None), 0);

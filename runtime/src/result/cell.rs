@@ -15,39 +15,106 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
 
-use super::{Listener, Outcome};
-use crate::callbacks::{self, CallbackRunner};
+use super::{Hub, Listener, Outcome};
+use crate::callbacks;
+use crate::cancel::CancelTarget;
+use crate::task::TaskInfo;
 
-/// Where a task's outcome lands (see the module's documentation).
+/// Where a task's outcome lands (see the module's documentation). Kept
+/// small: one is alive per pending task, so what only some results need
+/// (callbacks, listeners, an executor's waker, a map's parts) lives in a
+/// box made on first use.
 pub(crate) struct ResultCell {
-    pub(super) task: Arc<str>,
-    runner: CallbackRunner,
+    pub(super) task: TaskName,
+    /// The pool's callback thread and canceller.
+    hub: Hub,
+    /// The call this result is of, to cancel it (0: none: the result was
+    /// known at once, or it gathers parts).
+    id: u64,
     state: Mutex<CellState>,
     done: Condvar,
+}
+
+/// The name of a result's task: a call's (`&'static`, no allocation), or
+/// one refused before a call was made (a name nobody registered). One
+/// pointer and a tag (a `String` would be three words).
+#[allow(clippy::box_collection)]
+pub(crate) enum TaskName {
+    Call(&'static TaskInfo),
+    Refused(Box<String>),
+}
+
+impl std::ops::Deref for TaskName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        match self {
+            TaskName::Call(info) => info.name,
+            TaskName::Refused(name) => name,
+        }
+    }
+}
+
+impl From<&'static TaskInfo> for TaskName {
+    fn from(info: &'static TaskInfo) -> TaskName {
+        TaskName::Call(info)
+    }
+}
+
+impl From<String> for TaskName {
+    fn from(name: String) -> TaskName {
+        TaskName::Refused(Box::new(name))
+    }
 }
 
 #[derive(Default)]
 struct CellState {
     /// The outcome, once it arrived.
     outcome: Option<Arc<Outcome>>,
+    /// What few results need, made on first use.
+    extra: Option<Box<Extra>>,
+    /// Threads blocked in `wait_until` (a notify is a system call; skipped
+    /// when nobody waits).
+    waiters: u32,
     /// Whether the result is complete: the outcome arrived and every
     /// callback attached so far has returned.
     complete: bool,
-    /// Callbacks not yet run, in the order they were attached.
-    callbacks: Vec<Listener>,
     /// A thread is running this cell's callbacks.
     running: bool,
+}
+
+#[derive(Default)]
+struct Extra {
+    /// Callbacks not yet run, in the order they were attached.
+    callbacks: Vec<Listener>,
     /// procpool's own listeners (a map gathering its chunks), called on
     /// the thread the outcome arrives on, as it arrives.
     listeners: Vec<Listener>,
-    /// Threads blocked in `wait_until` (a notify is a system call; skipped
-    /// when nobody waits).
-    waiters: usize,
     /// The task of the executor awaiting this result, if any.
     waker: Option<Waker>,
+    /// The calls a map's result stands for, cancelled together.
+    parts: Option<Arc<[CancelTarget]>>,
 }
 
 impl CellState {
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    fn has_callbacks(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| !e.callbacks.is_empty())
+    }
+
+    fn take_callbacks(&mut self) -> Vec<Listener> {
+        self.extra
+            .as_mut()
+            .map(|e| std::mem::take(&mut e.callbacks))
+            .unwrap_or_default()
+    }
+
+    fn take_waker(&mut self) -> Option<Waker> {
+        self.extra.as_mut().and_then(|e| e.waker.take())
+    }
+
     /// Whether the calling thread should run the callbacks itself rather
     /// than wait: a callback thread would otherwise wait for itself.
     fn should_help(&self) -> bool {
@@ -56,13 +123,29 @@ impl CellState {
 }
 
 impl ResultCell {
-    pub(super) fn new(task: Arc<str>, runner: CallbackRunner) -> ResultCell {
+    pub(super) fn new(task: TaskName, hub: Hub, id: u64) -> ResultCell {
         ResultCell {
             task,
-            runner,
+            hub,
+            id,
             state: Mutex::default(),
             done: Condvar::new(),
         }
+    }
+
+    /// What cancelling this result cancels.
+    pub(super) fn cancel_target(&self) -> CancelTarget {
+        let parts = self.lock().extra.as_ref().and_then(|e| e.parts.clone());
+        match parts {
+            Some(parts) => CancelTarget::Parts(parts),
+            None if self.id != 0 => CancelTarget::Call(self.hub.clone(), self.id),
+            None => CancelTarget::None,
+        }
+    }
+
+    /// Makes this result stand for `parts` (a map's chunks) when cancelled.
+    pub(super) fn set_parts(&self, parts: Vec<CancelTarget>) {
+        self.lock().extra().parts = Some(parts.into());
     }
 
     fn lock(&self) -> MutexGuard<'_, CellState> {
@@ -80,12 +163,17 @@ impl ResultCell {
                 return;
             }
             state.outcome = Some(outcome.clone());
-            state.complete = state.callbacks.is_empty();
+            state.complete = !state.has_callbacks();
+            let listeners = state
+                .extra
+                .as_mut()
+                .map(|e| std::mem::take(&mut e.listeners))
+                .unwrap_or_default();
             (
-                std::mem::take(&mut state.listeners),
+                listeners,
                 !state.complete,
                 state.waiters > 0,
-                state.waker.take(),
+                state.take_waker(),
             )
         };
         // Woken even if callbacks are pending: a waiter on a callback thread
@@ -106,7 +194,7 @@ impl ResultCell {
 
     fn post_callbacks(self: &Arc<Self>) {
         let cell = self.clone();
-        self.runner.post(Box::new(move || cell.run_callbacks()));
+        self.hub.runner().post(Box::new(move || cell.run_callbacks()));
     }
 
     /// Runs the pending callbacks (on a callback thread), then completes
@@ -121,10 +209,10 @@ impl ResultCell {
                 if state.running || state.complete {
                     return;
                 }
-                if state.callbacks.is_empty() {
+                if !state.has_callbacks() {
                     state.complete = true;
                     let waiters = state.waiters > 0;
-                    let waker = state.waker.take();
+                    let waker = state.take_waker();
                     drop(state);
                     if waiters {
                         self.done.notify_all();
@@ -135,7 +223,7 @@ impl ResultCell {
                     return;
                 }
                 state.running = true;
-                (std::mem::take(&mut state.callbacks), outcome)
+                (state.take_callbacks(), outcome)
             };
             for callback in callbacks {
                 let outcome = outcome.clone();
@@ -192,7 +280,7 @@ impl ResultCell {
             self.run_callbacks();
             state = self.lock();
         }
-        match &mut state.waker {
+        match &mut state.extra().waker {
             Some(old) if old.will_wake(waker) => {}
             other => *other = Some(waker.clone()),
         }
@@ -210,7 +298,7 @@ impl ResultCell {
     /// once it has returned.
     pub(super) fn attach(self: &Arc<Self>, callback: Listener) {
         let mut state = self.lock();
-        state.callbacks.push(callback);
+        state.extra().callbacks.push(callback);
         // Complete already: complete again once this callback returned.
         // (Arrived but not complete: the callbacks are queued or running,
         // and whoever runs them runs this one too.)
@@ -231,7 +319,7 @@ impl ResultCell {
                 drop(state);
                 listener(outcome);
             }
-            None => state.listeners.push(listener),
+            None => state.extra().listeners.push(listener),
         }
     }
 }

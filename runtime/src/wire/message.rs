@@ -217,15 +217,21 @@ pub(crate) fn results_header(id: u64) -> Vec<u8> {
 }
 
 fn header(tag: u8, id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(19 + name.len());
+    append_header(&mut out, tag == TAG_CALL_BATCH, id, fingerprint, name);
+    out
+}
+
+/// Appends a call's header (a chunk's if `chunk`) to `out`: many headers
+/// can share one buffer.
+pub(crate) fn append_header(out: &mut Vec<u8>, chunk: bool, id: u64, fingerprint: u64, name: &str) {
     let name_len = u16::try_from(name.len()).unwrap_or(u16::MAX);
     let name = &name.as_bytes()[..usize::from(name_len)];
-    let mut out = Vec::with_capacity(19 + name.len());
-    out.push(tag);
+    out.push(if chunk { TAG_CALL_BATCH } else { TAG_CALL });
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(&fingerprint.to_le_bytes());
     out.extend_from_slice(&name_len.to_le_bytes());
     out.extend_from_slice(name);
-    out
 }
 
 /// The start of a VALUE reply; the result bytes follow it in the same frame.

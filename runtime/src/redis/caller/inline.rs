@@ -12,7 +12,7 @@ use super::super::scripts::scripts;
 use super::state::{Flight, Inner, Queued};
 use super::writer::submit_cmd;
 use crate::call::Call;
-use crate::callbacks::CallbackRunner;
+use crate::result::Hub;
 use crate::result::{self, AsyncResult, Outcome};
 
 /// Runs `call` from the calling thread if the caller is idle; otherwise
@@ -34,7 +34,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
     let Some(mut guard) = guard else {
         return Err(call);
     };
-    let (promise, pending) = result::pending::<()>(call.task.clone(), CallbackRunner::default());
+    let (promise, pending) = result::pending::<()>(call.task, Hub::default(), call.id);
     let seq = st.next_seq;
     st.next_seq += 1;
     st.inline_unconfirmed = true;

@@ -107,7 +107,7 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
         q
     };
     for q in queued {
-        let e = for_task(&error, &q.call.task);
+        let e = for_task(&error, q.call.name());
         q.promise.complete(Err(e));
     }
     if let Ok(seqs) = remove_unclaimed(inner, false) {

@@ -109,7 +109,7 @@ impl RedisDispatcher {
 
     /// Why `call` cannot be accepted now, if it cannot.
     fn refusal(&self, st: &State, call: &Call) -> Option<Error> {
-        let task = call.task.to_string();
+        let task = call.name().to_string();
         if st.terminated {
             Some(Error::Terminated { task })
         } else if st.closed {

@@ -27,7 +27,7 @@ pub(super) struct Flight {
     pub(super) id: u64,
     /// Its task-stream entry, once SUBMIT said (`cancel` deletes it).
     pub(super) entry: Option<String>,
-    pub(super) task: Arc<str>,
+    pub(super) task: &'static str,
     /// The caller's signature, for a `SignatureMismatch` from the node.
     pub(super) signature: &'static str,
     pub(super) promise: Promise,
@@ -44,8 +44,8 @@ impl Flight {
         Flight {
             id: call.id,
             entry: None,
-            task: call.task.clone(),
-            signature: call.signature,
+            task: call.task.name,
+            signature: call.task.signature,
             promise,
             inline,
             sent: false,
@@ -54,7 +54,7 @@ impl Flight {
 
     /// The outcome a result entry means for this call.
     pub(super) fn outcome(&self, r: ResultEntry) -> Outcome {
-        let task = &*self.task;
+        let task = self.task;
         match r.status.as_slice() {
             b"v" => Ok(r.body.into()),
             b"e" => match RemoteFailure::decode(&r.body) {
@@ -200,7 +200,7 @@ impl Inner {
             taken
         };
         for f in taken {
-            let e = make(&f.task);
+            let e = make(f.task);
             f.promise.complete(Err(e));
         }
     }

@@ -69,11 +69,11 @@ pub(super) fn submit_cmd<'a>(
         .arg(count);
     for (seq, call) in batch {
         cmd.arg(*seq)
-            .arg(&*call.task)
-            .arg(call.fingerprint)
+            .arg(call.task.name)
+            .arg(call.task.fingerprint)
             .arg(kind_letter(call.kind))
             .arg(inner.cfg.redeliver)
-            .arg(timeout_field(call.timeout))
+            .arg(timeout_field(call.timeout.get()))
             .arg(&call.args[..]);
     }
     cmd

@@ -35,13 +35,16 @@ impl LocalExecutor {
         call: &mut NodeCall,
         done: impl FnOnce(Result<Vec<u8>, RemoteFailure>) + Send + 'static,
     ) {
-        let local = self.pool.foreign_call(
-            Arc::from(call.task.as_str()),
+        let local = match self.pool.foreign_call(
+            &call.task,
             call.fingerprint,
             call.kind,
             std::mem::take(&mut call.args),
             call.timeout,
-        );
+        ) {
+            Ok(local) => local,
+            Err(e) => return done(Err(RemoteFailure::of(&e))),
+        };
         let (caller, seq) = (call.caller.clone(), call.seq);
         track(&self.running, &caller, seq, Some(local.id));
         let running = self.running.clone();
