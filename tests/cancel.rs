@@ -8,11 +8,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
-use support::{assert_no_children, serial};
+use support::{assert_no_children, capture_log, serial};
 
 procpool::enable_test_support!();
 
@@ -66,31 +65,6 @@ fn wait_for(path: &Path) {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
-}
-
-/// Keeps every `procpool` log line, to see that a batch was pipelined.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("procpool")
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.0.lock().unwrap().push(record.args().to_string());
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(capture).unwrap();
-        log::set_max_level(log::LevelFilter::Trace);
-        capture
-    })
 }
 
 #[test]
@@ -162,7 +136,7 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
 #[test]
 fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_once() {
     let _serial = serial();
-    let log = capture();
+    let log = capture_log();
     let dir = marker_dir("batch");
     let warm = marker_dir("batch-warm");
     let pool = Pool::new(1).unwrap();
@@ -209,14 +183,7 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
     let mut expected = expected;
     expected.sort();
     assert_eq!(markers(&dir), expected, "each task ran exactly once");
-    let batches: Vec<String> = log
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(&format!("pipelined to worker {old_pid}")))
-        .cloned()
-        .collect();
+    let batches = log.lines_with(&format!("pipelined to worker {old_pid}"));
     assert!(
         batches.iter().any(|l| !l.contains(": 1 calls")),
         "the tasks were not pipelined: {batches:?}"
@@ -233,7 +200,7 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
 #[test]
 fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
     let _serial = serial();
-    let log = capture();
+    let log = capture_log();
     let dir = marker_dir("behind");
     let warm = marker_dir("behind-warm");
     let pool = Pool::new(1).unwrap();
@@ -274,14 +241,10 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
             "task {i} never ran: {names:?}"
         );
     }
-    assert!(
-        log.0
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|l| l.contains(&format!("pipelined to worker {old_pid}"))
-                && !l.contains(": 1 calls"))
-    );
+    assert!(log
+        .lines_with(&format!("pipelined to worker {old_pid}"))
+        .iter()
+        .any(|l| !l.contains(": 1 calls")));
     drop(pool);
     assert_no_children();
     let _ = std::fs::remove_dir_all(&dir);

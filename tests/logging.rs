@@ -2,10 +2,13 @@
 //! the program installs a logger: worker starts, deaths, timeout kills and
 //! retirements can all be observed.
 
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use procpool::{pool_task, Error, Pool};
+
+mod support;
+
+use support::capture_log;
 
 procpool::enable_test_support!();
 
@@ -19,40 +22,13 @@ fn nap(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
 }
 
-/// Keeps every record of target `procpool`, as `LEVEL message`.
-struct Capture(Mutex<Vec<String>>);
-
-impl log::Log for Capture {
-    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.target().starts_with("procpool")
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            let line = format!("{} {}", record.level(), record.args());
-            self.0.lock().unwrap().push(line);
-        }
-    }
-    fn flush(&self) {}
-}
-
-fn capture() -> &'static Capture {
-    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
-    CAPTURE.get_or_init(|| {
-        let capture: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
-        log::set_logger(capture).unwrap();
-        log::set_max_level(log::LevelFilter::Debug);
-        capture
-    })
-}
-
 fn lines_with(what: &str) -> Vec<String> {
-    let lines = capture().0.lock().unwrap();
-    lines.iter().filter(|l| l.contains(what)).cloned().collect()
+    capture_log().lines_with(what)
 }
 
 #[test]
 fn worker_starts_deaths_timeouts_and_retirements_are_log_events() {
-    capture();
+    capture_log();
     let pool = Pool::builder()
         .processes(1)
         .max_tasks_per_child(2)
@@ -84,7 +60,7 @@ fn worker_starts_deaths_timeouts_and_retirements_are_log_events() {
     assert!(
         !lines_with(&format!("worker {retired} retired")).is_empty(),
         "{:?}",
-        capture().0.lock().unwrap()
+        capture_log().lines()
     );
 }
 

@@ -110,3 +110,44 @@ pub fn gone_within(pid: u32, within: Duration) -> bool {
     }
     true
 }
+
+/// Every `procpool` log record of this test binary, as `LEVEL message`
+/// (installed as the logger on first use, at trace level).
+pub struct LogCapture(Mutex<Vec<String>>);
+
+impl LogCapture {
+    /// The lines captured so far that contain `what`.
+    pub fn lines_with(&self, what: &str) -> Vec<String> {
+        let lines = self.0.lock().unwrap();
+        lines.iter().filter(|l| l.contains(what)).cloned().collect()
+    }
+
+    /// Every line captured so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl log::Log for LogCapture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("procpool")
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}", record.level(), record.args());
+            self.0.lock().unwrap().push(line);
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// The capturing logger (see [`LogCapture`]).
+pub fn capture_log() -> &'static LogCapture {
+    static CAPTURE: std::sync::OnceLock<&'static LogCapture> = std::sync::OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture: &'static LogCapture = Box::leak(Box::new(LogCapture(Mutex::new(Vec::new()))));
+        log::set_logger(capture).unwrap();
+        log::set_max_level(log::LevelFilter::Trace);
+        capture
+    })
+}
