@@ -96,10 +96,12 @@ impl Call {
     /// one blob: Redis).
     #[cfg(feature = "redis")]
     pub(crate) fn join_tail(&mut self) {
-        if let Args::Split(parts) = std::mem::take(&mut self.args) {
-            let [mut head, tail] = *parts;
-            head.extend_from_slice(&tail);
-            self.args = Args::Heap(head);
+        if let Args::Split(_) = self.args {
+            if let Args::Split(parts) = std::mem::take(&mut self.args) {
+                let [mut head, tail] = *parts;
+                head.extend_from_slice(&tail);
+                self.args = Args::Heap(head);
+            }
         }
     }
 
@@ -252,5 +254,30 @@ mod tests {
         assert_eq!((plain.len(), plain.tail().len()), (40, 0));
         let inline = Args::from(vec![3]);
         assert_eq!((&inline[..], inline.tail()), (&[3u8][..], &[][..]));
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn joining_the_tail_keeps_every_byte() {
+        let task = crate::task::intern("t", "fn()", 0);
+        let call = |args: Args| Call {
+            id: 0,
+            task,
+            args,
+            kind: Kind::Single,
+            timeout: None.into(),
+        };
+        let mut split = call(Args::from(Encoded {
+            bytes: vec![1, 2],
+            tail: vec![9; 3],
+        }));
+        split.join_tail();
+        assert_eq!((&split.args[..], split.tail()), (&[1u8, 2, 9, 9, 9][..], &[][..]));
+        // Arguments without a tail are left as they are.
+        for bytes in [vec![7u8; 3], vec![8u8; 40]] {
+            let mut plain = call(Args::from(bytes.clone()));
+            plain.join_tail();
+            assert_eq!(&plain.args[..], &bytes[..]);
+        }
     }
 }
