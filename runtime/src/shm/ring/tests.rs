@@ -175,6 +175,7 @@ fn a_frame_that_stalls_half_way_breaks_the_channel() {
 
 #[test]
 fn impossible_indices_break_the_channel() {
+    // SAFETY: each endpoint's mapping is live while the endpoint is.
     let ctl = |e: &Endpoint| unsafe { Control::at(e.map.base()) };
     // A head beyond one ring's worth of bytes.
     let (mut parent, _worker, _dead) = pair(4096, 1 << 20);
