@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 /// Most calls in one batch.
-pub(crate) const MAX_WINDOW: usize = 64;
+pub(crate) const MAX_WINDOW: usize = 1024;
 /// Only tasks whose mean observed run time is below this are batched.
 const QUICK_TASK: Duration = Duration::from_millis(1);
 /// Estimated run time of one batch, at most: the last call of a batch waits

@@ -42,6 +42,10 @@ const CHUNK: u64 = 256 << 10;
 const SIGNAL_EVERY: u64 = 64 << 10;
 /// A buffer grown by at least this much asks for huge pages (fewer faults).
 const HUGE_HINT: usize = 2 << 20;
+/// The longest a parent sleeps for a reply while its worker has calls
+/// unread: a worker running a pipelined batch publishes its replies without
+/// waking the parent (see `publish_frame`).
+const RECHECK: Duration = Duration::from_millis(1);
 
 /// Which end of the channel this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +84,8 @@ pub(crate) struct Endpoint {
     head_cache: u64,
     /// Bytes consumed since a producer waiting for room was last looked for.
     unsignalled: u64,
+    /// Frames were published without waking the peer (see `publish_frame`).
+    unwoken: bool,
     /// Why the channel became unusable (a corrupt peer index).
     broken: Option<String>,
     /// Set by the death watch (parent side).
@@ -158,6 +164,7 @@ impl Endpoint {
             tail_cache: 0,
             head_cache: 0,
             unsignalled: 0,
+            unwoken: false,
             broken: None,
             dead,
             spin: Spinner::new(),
@@ -214,6 +221,12 @@ impl Endpoint {
     }
 
     /// Whether the peer has consumed every byte sent to it (checked now).
+    /// Whether the peer has not read everything we published.
+    fn requests_unread(&mut self) -> bool {
+        self.refresh_tail();
+        self.tail_cache != self.published
+    }
+
     pub(crate) fn all_consumed(&mut self) -> bool {
         self.refresh_tail();
         self.broken.is_none() && self.tail_cache == self.published
@@ -314,6 +327,11 @@ impl Endpoint {
             let seq = self.me().seq.load(SeqCst);
             self.me().waiting.store(want, SeqCst);
             fence(SeqCst);
+            // Read before the head: a worker publishes a reply before it
+            // reads the next call, so if it has read them all, every reply
+            // it published without waking us is visible to `ready` below.
+            let unwoken_replies =
+                want == WANT_DATA && self.side == Side::Parent && self.requests_unread();
             let outcome = if ready(self) {
                 Some(Ok(()))
             } else if let Some(end) = self.ended() {
@@ -328,7 +346,10 @@ impl Endpoint {
                 self.me().waiting.store(0, Relaxed);
                 return outcome;
             }
-            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let mut left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if unwoken_replies {
+                left = Some(left.map_or(RECHECK, |l| l.min(RECHECK)));
+            }
             sys::futex_wait(&self.me().seq, seq, left);
             self.me().waiting.store(0, Relaxed);
             self.me().cpu.store(sys::current_cpu(), Relaxed);

@@ -9,6 +9,16 @@ use crate::buffers;
 use crate::sys;
 use crate::wire::{Frame, FrameError, READ_CHUNK, SPLIT_MARK};
 
+/// How long a wait for bytes may last, counted from when the wait begins:
+/// a given time (`None`: no limit), or the stall limit. The deadline is
+/// worked out only if bytes must be waited for, so a frame already in the
+/// ring is read without looking at the clock.
+#[derive(Clone, Copy)]
+enum Limit {
+    After(Option<Duration>),
+    Stall,
+}
+
 impl Endpoint {
     /// Published bytes not yet read; re-reads the head (which must lie
     /// between our position and one ring further) only when the cached one
@@ -25,13 +35,26 @@ impl Endpoint {
         self.head_cache - self.rx_pos
     }
 
+    /// Whether published bytes wait to be read.
+    pub(super) fn rx_has_bytes(&mut self) -> bool {
+        self.rx_avail() > 0
+    }
+
     /// Waits for at least one byte; `deadline` bounds the wait.
-    fn await_bytes(&mut self, deadline: Option<Instant>, streaming: bool) -> Result<u64, End> {
+    fn await_bytes(&mut self, limit: Limit, streaming: bool) -> Result<u64, End> {
         let avail = self.rx_avail();
         if avail > 0 {
             return Ok(avail);
         }
-        // About to wait: a producer waiting for room must know first.
+        let deadline = match limit {
+            Limit::After(timeout) => timeout.map(|t| Instant::now() + t),
+            Limit::Stall => self.stall_deadline(),
+        };
+        // About to wait: a consumer not yet woken for our last frames, and
+        // a producer waiting for room, must know first.
+        if self.unwoken {
+            self.publish();
+        }
         if self.unsignalled > 0 {
             self.unsignalled = 0;
             self.wake_peer(WANT_SPACE);
@@ -69,18 +92,18 @@ impl Endpoint {
     fn read_array(
         &mut self,
         out: &mut [u8],
-        first: Option<Instant>,
+        first: Limit,
         streaming: bool,
     ) -> Result<(), End> {
         let mut got = 0;
-        let mut deadline = first;
+        let mut limit = first;
         while got < out.len() {
-            let avail = self.await_bytes(deadline, streaming || got > 0)?;
+            let avail = self.await_bytes(limit, streaming || got > 0)?;
             let n = (avail as usize).min(out.len() - got);
             // SAFETY: `out[got..]` has room for n ≤ its length bytes, and n ≤ avail.
             unsafe { self.copy_out(out.as_mut_ptr().add(got), n) };
             got += n;
-            deadline = self.stall_deadline();
+            limit = Limit::Stall;
         }
         Ok(())
     }
@@ -101,7 +124,7 @@ impl Endpoint {
                 }
             }
             let room = (buf.capacity() - buf.len()).min(left);
-            let avail = self.await_bytes(self.stall_deadline(), true)?;
+            let avail = self.await_bytes(Limit::Stall, true)?;
             let k = room.min(avail as usize);
             // SAFETY: the spare capacity holds `room` ≥ k bytes, k ≤ avail,
             // and copy_out initialises exactly those k bytes.
@@ -121,7 +144,7 @@ impl Endpoint {
     pub(crate) fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
         let mut word = [0u8; 4];
         if let Err(end) =
-            self.read_array(&mut word[..1], timeout.map(|t| Instant::now() + t), false)
+            self.read_array(&mut word[..1], Limit::After(timeout), false)
         {
             return Err(self.recv_error(end, None));
         }
@@ -156,12 +179,12 @@ impl Endpoint {
         &mut self,
         word: &mut [u8; 4],
     ) -> Result<(usize, usize), Result<End, FrameError>> {
-        self.read_array(&mut word[1..], self.stall_deadline(), true)
+        self.read_array(&mut word[1..], Limit::Stall, true)
             .map_err(Ok)?;
         let (head, tail) = match u32::from_le_bytes(*word) {
             SPLIT_MARK => {
                 let mut sizes = [0u8; 16];
-                self.read_array(&mut sizes, self.stall_deadline(), true)
+                self.read_array(&mut sizes, Limit::Stall, true)
                     .map_err(Ok)?;
                 let [h0, h1, h2, h3, h4, h5, h6, h7, t0, t1, t2, t3, t4, t5, t6, t7] = sizes;
                 (
