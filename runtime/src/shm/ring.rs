@@ -220,13 +220,13 @@ impl Endpoint {
         sys::futex_wake(&c.worker.0.seq, u32::MAX);
     }
 
-    /// Whether the peer has consumed every byte sent to it (checked now).
-    /// Whether the peer has not read everything we published.
+    /// Whether the peer has not read everything we published (checked now).
     fn requests_unread(&mut self) -> bool {
         self.refresh_tail();
         self.tail_cache != self.published
     }
 
+    /// Whether the peer has consumed every byte sent to it (checked now).
     pub(crate) fn all_consumed(&mut self) -> bool {
         self.refresh_tail();
         self.broken.is_none() && self.tail_cache == self.published
