@@ -42,10 +42,6 @@ const CHUNK: u64 = 256 << 10;
 const SIGNAL_EVERY: u64 = 64 << 10;
 /// A buffer grown by at least this much asks for huge pages (fewer faults).
 const HUGE_HINT: usize = 2 << 20;
-/// The longest a parent sleeps for a reply while its worker has calls
-/// unread: a worker running a pipelined batch publishes its replies without
-/// waking the parent (see `publish_frame`).
-const RECHECK: Duration = Duration::from_millis(1);
 
 /// Which end of the channel this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +80,6 @@ pub(crate) struct Endpoint {
     head_cache: u64,
     /// Bytes consumed since a producer waiting for room was last looked for.
     unsignalled: u64,
-    /// Frames were published without waking the peer (see `publish_frame`).
-    unwoken: bool,
     /// Why the channel became unusable (a corrupt peer index).
     broken: Option<String>,
     /// Set by the death watch (parent side).
@@ -164,7 +158,6 @@ impl Endpoint {
             tail_cache: 0,
             head_cache: 0,
             unsignalled: 0,
-            unwoken: false,
             broken: None,
             dead,
             spin: Spinner::new(),
@@ -218,12 +211,6 @@ impl Endpoint {
         c.closed.0.store(1, SeqCst);
         c.worker.0.seq.fetch_add(1, SeqCst);
         sys::futex_wake(&c.worker.0.seq, u32::MAX);
-    }
-
-    /// Whether the peer has not read everything we published (checked now).
-    fn requests_unread(&mut self) -> bool {
-        self.refresh_tail();
-        self.tail_cache != self.published
     }
 
     /// Whether the peer has consumed every byte sent to it (checked now).
@@ -327,11 +314,6 @@ impl Endpoint {
             let seq = self.me().seq.load(SeqCst);
             self.me().waiting.store(want, SeqCst);
             fence(SeqCst);
-            // Read before the head: a worker publishes a reply before it
-            // reads the next call, so if it has read them all, every reply
-            // it published without waking us is visible to `ready` below.
-            let unwoken_replies =
-                want == WANT_DATA && self.side == Side::Parent && self.requests_unread();
             let outcome = if ready(self) {
                 Some(Ok(()))
             } else if let Some(end) = self.ended() {
@@ -346,10 +328,7 @@ impl Endpoint {
                 self.me().waiting.store(0, Relaxed);
                 return outcome;
             }
-            let mut left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            if unwoken_replies {
-                left = Some(left.map_or(RECHECK, |l| l.min(RECHECK)));
-            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             sys::futex_wait(&self.me().seq, seq, left);
             self.me().waiting.store(0, Relaxed);
             self.me().cpu.store(sys::current_cpu(), Relaxed);

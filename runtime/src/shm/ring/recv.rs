@@ -35,11 +35,6 @@ impl Endpoint {
         self.head_cache - self.rx_pos
     }
 
-    /// Whether published bytes wait to be read.
-    pub(super) fn rx_has_bytes(&mut self) -> bool {
-        self.rx_avail() > 0
-    }
-
     /// Waits for at least one byte; `deadline` bounds the wait.
     fn await_bytes(&mut self, limit: Limit, streaming: bool) -> Result<u64, End> {
         let avail = self.rx_avail();
@@ -50,11 +45,7 @@ impl Endpoint {
             Limit::After(timeout) => timeout.map(|t| Instant::now() + t),
             Limit::Stall => self.stall_deadline(),
         };
-        // About to wait: a consumer not yet woken for our last frames, and
-        // a producer waiting for room, must know first.
-        if self.unwoken {
-            self.publish();
-        }
+        // About to wait: a producer waiting for room must know first.
         if self.unsignalled > 0 {
             self.unsignalled = 0;
             self.wake_peer(WANT_SPACE);

@@ -29,24 +29,7 @@ impl Endpoint {
     pub(super) fn publish(&mut self) {
         self.indices().0.store(self.tx_pos, Release);
         self.published = self.tx_pos;
-        self.unwoken = false;
         self.wake_peer(WANT_DATA);
-    }
-
-    /// Publishes a whole frame. A worker whose next calls already wait in
-    /// its receive ring (a pipelined batch) publishes without waking the
-    /// parent: it wakes it once, with its last reply or before it waits for
-    /// more calls, not once per reply. A parent waiting meanwhile sees the
-    /// replies anyway: it never sleeps longer than [`super::RECHECK`] while
-    /// its worker has calls unread.
-    fn publish_frame(&mut self) {
-        if self.side == Side::Worker && self.rx_has_bytes() {
-            self.indices().0.store(self.tx_pos, Release);
-            self.published = self.tx_pos;
-            self.unwoken = true;
-        } else {
-            self.publish();
-        }
     }
 
     /// Copies `bytes` into the ring, waiting for room as needed.
@@ -91,10 +74,7 @@ impl Endpoint {
             });
         }
         let sent = self.put_frame(parts, head, tail);
-        match sent {
-            Ok(()) => self.publish_frame(),
-            Err(_) => self.publish(),
-        }
+        self.publish();
         sent.map_err(|end| self.send_error(end))
     }
 
