@@ -409,8 +409,8 @@ pub fn init() {
         );
         std::process::exit(2);
     }
-    // Before a node starts its threads: the fork server must be forked
-    // while this process is single-threaded.
+    // Before a node starts its threads: the fork server is launched only
+    // from the main thread (it dies with the thread that started it).
     process::launch_fork_server();
     #[cfg(feature = "redis")]
     if let Some(env) = process::take_node_env() {

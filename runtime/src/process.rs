@@ -50,7 +50,7 @@ const WORKER_ARG: &str = "--procpool-worker";
 /// The argument the fork server is started with (see [`WORKER_ARG`]).
 const SERVER_ARG: &str = "--procpool-fork-server";
 /// The name of a channel's memfd (in `/proc/PID/maps`).
-const CHANNEL_NAME: &str = "procpool-channel";
+const CHANNEL_NAME: &std::ffi::CStr = c"procpool-channel";
 /// Exit code of a process that was started as a worker but is not one.
 const EXIT_NOT_A_WORKER: i32 = 70;
 
@@ -87,7 +87,7 @@ pub(crate) fn worker_index() -> Option<usize> {
     WORKER_INDEX.get().copied()
 }
 
-/// In a worker forked by the fork server: the slot it serves.
+/// In a worker: the slot it serves.
 fn set_worker_index(index: usize) {
     let _ = WORKER_INDEX.set(index);
 }

@@ -63,7 +63,19 @@ pub(crate) struct WorkerProcess {
     pidfd: std::sync::Arc<OwnedFd>,
 }
 
-/// Starts `exe` as a worker: `channel` at fd `at`, stdin from
+/// This process's environment as `KEY=VALUE` byte strings, in order.
+pub(crate) fn environ_entries() -> Vec<Vec<u8>> {
+    std::env::vars_os()
+        .map(|(key, value)| [key.as_bytes(), b"=", value.as_bytes()].concat())
+        .collect()
+}
+
+/// This process's working directory as bytes (empty if it cannot be read).
+pub(crate) fn cwd_bytes() -> Vec<u8> {
+    std::env::current_dir().map_or_else(|_| Vec::new(), |d| d.into_os_string().into_vec())
+}
+
+/// Starts `exe` as a worker or as the fork server: `channel` at fd `at`, stdin from
 /// `/dev/null`, no other descriptor above the channel, the default signal
 /// mask, and `env` added to this process's environment.
 ///
@@ -179,16 +191,15 @@ fn spawn_strings(
         .iter()
         .map(|a| cstring(a.as_bytes()))
         .collect::<io::Result<_>>()?;
-    let ours: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+    let ours = |entry: &[u8]| {
+        env.iter()
+            .any(|(k, _)| entry.strip_prefix(k.as_bytes()).is_some_and(|r| r.starts_with(b"=")))
+    };
     let mut envp: Vec<CString> = Vec::new();
-    for (key, value) in std::env::vars_os() {
-        if key.to_str().is_some_and(|k| ours.contains(&k)) {
-            continue;
+    for pair in environ_entries() {
+        if !ours(&pair) {
+            envp.push(cstring(&pair)?);
         }
-        let mut pair = key.into_vec();
-        pair.push(b'=');
-        pair.extend_from_slice(value.as_bytes());
-        envp.push(cstring(&pair)?);
     }
     for (key, value) in env {
         envp.push(cstring(format!("{key}={value}").as_bytes())?);

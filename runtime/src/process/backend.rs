@@ -1,7 +1,8 @@
 //! Starting a worker: its channel, its process (forked by the fork server,
 //! or spawned), and its first message.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -57,17 +58,11 @@ impl Backend for ProcessBackend {
             task: String::new(),
             message,
         };
-        let settings = Settings {
-            ring_bytes: shm::DEFAULT_RING_BYTES,
-            max_frame: limits.max_frame,
-            maker: std::process::id(),
+        let channel = || {
+            Channel::new(limits.max_frame, limits.stall_timeout)
+                .map_err(|e| start_error(format!("could not make its channel: {e}")))
         };
-        let name = std::ffi::CString::new(CHANNEL_NAME).unwrap_or_default();
-        let (memfd, map) = SharedMap::create(&name, shm::total_bytes(settings.ring_bytes))
-            .map_err(|e| start_error(format!("could not make its channel: {e}")))?;
-        let map = Arc::new(map);
-        let dead = Arc::new(AtomicBool::new(false));
-        let endpoint = Endpoint::parent(map.clone(), settings, limits.stall_timeout, dead.clone());
+        let mut ch = channel()?;
         let env = [
             (ENV_CHANNEL_FD, CHANNEL_FD.to_string()),
             (ENV_PARENT_PID, std::process::id().to_string()),
@@ -82,20 +77,58 @@ impl Backend for ProcessBackend {
             if kill.is_closed() {
                 return Err(start_error("the pool was terminated".into()));
             }
-            let child = match forkserver::fork_worker(memfd.as_fd(), slot) {
+            let child = match forkserver::fork_worker(ch.memfd.as_fd(), slot) {
                 Ok(Some(forked)) => Child::from(forked),
-                Ok(None) => self.spawn(&env, memfd.as_fd()).map_err(start_error)?,
+                Ok(None) => self.spawn(&env, ch.memfd.as_fd()).map_err(start_error)?,
                 Err(e) => {
                     log::debug!(target: "procpool", "the fork server could not fork: {e}");
-                    self.spawn(&env, memfd.as_fd()).map_err(start_error)?
+                    ch = channel()?;
+                    self.spawn(&env, ch.memfd.as_fd()).map_err(start_error)?
                 }
             };
             *target = Some(Target::new(child.id(), child.pidfd().clone()));
             child
         };
+        let Channel {
+            memfd,
+            endpoint,
+            map,
+            dead,
+        } = ch;
         drop(memfd);
         let link = ShmLink::new(endpoint, child, dead, map, kill.clone());
         hello(Box::new(link), limits.start_timeout).map_err(start_error)
+    }
+}
+
+/// A fresh channel, its control page written: the memfd to hand a worker,
+/// and the parent's end.
+pub(super) struct Channel {
+    pub(super) memfd: OwnedFd,
+    pub(super) endpoint: Endpoint,
+    map: Arc<SharedMap>,
+    dead: Arc<AtomicBool>,
+}
+
+impl Channel {
+    /// A channel for frames of up to `max_frame` bytes, whose parent end
+    /// gives up on a frame stalled for `stall`.
+    pub(super) fn new(max_frame: usize, stall: Duration) -> io::Result<Channel> {
+        let settings = Settings {
+            ring_bytes: shm::DEFAULT_RING_BYTES,
+            max_frame,
+            maker: std::process::id(),
+        };
+        let (memfd, map) = SharedMap::create(CHANNEL_NAME, shm::total_bytes(settings.ring_bytes))?;
+        let map = Arc::new(map);
+        let dead = Arc::new(AtomicBool::new(false));
+        let endpoint = Endpoint::parent(map.clone(), settings, stall, dead.clone());
+        Ok(Channel {
+            memfd,
+            endpoint,
+            map,
+            dead,
+        })
     }
 }
 

@@ -134,7 +134,7 @@ pub(crate) fn on_readable() -> bool {
     let mut buf = [0u8; 1024];
     loop {
         let mut fds = Vec::new();
-        match sys::recv_message(server.sock.as_fd(), &mut buf, &mut fds, false) {
+        match sys::recv_message(server.sock.as_fd(), &mut buf, &mut fds) {
             Ok(None) => return true,
             Ok(Some(0)) | Err(_) => server.give_up("it ended".into()),
             Ok(Some(len)) => match Answer::decode(&buf[..len]) {
@@ -157,7 +157,8 @@ fn take(server: &Server, answer: Answer, pidfd: Option<OwnedFd>) {
             return server.give_up(why);
         }
         Answer::Forked { token, pid } => {
-            let forked = pidfd.map(|pidfd| (pid, pidfd)).ok_or(0);
+            // A fork answered without its pidfd is of no use: a failure.
+            let forked = pidfd.map(|pidfd| (pid, pidfd)).ok_or(libc::EPROTO);
             state.forked.insert(token, forked);
         }
         Answer::Failed { token, errno } => {
@@ -174,7 +175,10 @@ fn take(server: &Server, answer: Answer, pidfd: Option<OwnedFd>) {
 }
 
 /// Asks the server for a worker whose channel is `channel`, serving pool
-/// slot `index`. `Ok(None)`: there is no usable server; spawn instead.
+/// slot `index`. `Ok(None)`: there is no usable server and no request went
+/// out; spawn instead. `Err`: a request went out and brought no worker (a
+/// refusal, the server's death, no answer): spawn on a fresh channel, as a
+/// child the server forked before it failed may have written to this one.
 pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<Option<Forked>> {
     let Some(server) = SERVER.get().filter(|s| s.launcher == std::process::id()) else {
         return Ok(None);
@@ -187,12 +191,8 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     let request = Request {
         token,
         index: index as u64,
-        cwd: std::env::current_dir()
-            .map(|d| d.into_os_string().into_encoded_bytes())
-            .unwrap_or_default(),
-        env: std::env::vars_os()
-            .map(|(k, v)| [k.as_encoded_bytes(), b"=", v.as_encoded_bytes()].concat())
-            .collect(),
+        cwd: sys::cwd_bytes(),
+        env: sys::environ_entries(),
         affinity: sys::affinity(),
     }
     .encode();
@@ -215,13 +215,14 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
             };
         }
         if matches!(state.up, Some(Err(_))) {
-            return Ok(None);
+            return Err(io::Error::other("the fork server ended before it answered"));
         }
         let now = Instant::now();
         if now >= deadline {
             drop(state);
-            server.give_up(format!("no answer within {ANSWER_WAIT:?}"));
-            return Ok(None);
+            let why = format!("no answer within {ANSWER_WAIT:?}");
+            server.give_up(why.clone());
+            return Err(io::Error::other(why));
         }
         state = server
             .changed

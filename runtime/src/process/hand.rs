@@ -4,12 +4,9 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shm::{self, Endpoint, Settings};
-use crate::sys::SharedMap;
+use crate::shm::Endpoint;
 
 /// The parent's end of a fresh channel, with no worker yet.
 pub(crate) struct HandChannel {
@@ -19,17 +16,12 @@ pub(crate) struct HandChannel {
 
 impl HandChannel {
     pub(crate) fn new(max_frame: usize) -> io::Result<HandChannel> {
-        let settings = Settings {
-            ring_bytes: shm::DEFAULT_RING_BYTES,
-            max_frame,
-            maker: std::process::id(),
-        };
-        let name = std::ffi::CString::new(super::CHANNEL_NAME).unwrap_or_default();
-        let (memfd, map) = SharedMap::create(&name, shm::total_bytes(settings.ring_bytes))?;
-        let stall = Duration::from_secs(10);
-        let dead = Arc::new(AtomicBool::new(false));
-        let endpoint = Endpoint::parent(Arc::new(map), settings, stall, dead);
-        Ok(HandChannel { endpoint, memfd })
+        let stall = crate::PoolBuilder::DEFAULT_FRAME_STALL_TIMEOUT;
+        let channel = super::backend::Channel::new(max_frame, stall)?;
+        Ok(HandChannel {
+            endpoint: channel.endpoint,
+            memfd: channel.memfd,
+        })
     }
 
     /// The memfd to place at the worker's channel fd.

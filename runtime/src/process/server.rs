@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 
 use super::fork_wire::{Answer, Request, MAX_REQUEST};
 use super::{WorkerChannel, CHANNEL_FD, EXIT_NOT_A_WORKER};
@@ -97,7 +97,7 @@ impl ForkServer {
             }
             if request {
                 let mut fds = Vec::new();
-                let len = match sys::recv_message(sock.as_fd(), &mut buf, &mut fds, false) {
+                let len = match sys::recv_message(sock.as_fd(), &mut buf, &mut fds) {
                     Ok(Some(0)) | Err(_) => sys::exit_immediately(0),
                     Ok(None) => continue,
                     Ok(Some(len)) => len,
@@ -188,13 +188,9 @@ struct Context {
 
 impl Context {
     fn current() -> Context {
-        let env = std::env::vars_os()
-            .map(|(key, value)| [key.as_bytes(), b"=", value.as_bytes()].concat())
-            .collect();
-        let cwd = std::env::current_dir().map_or_else(|_| Vec::new(), |d| d.into_os_string().into_vec());
         Context {
-            env,
-            cwd,
+            env: sys::environ_entries(),
+            cwd: sys::cwd_bytes(),
             args: sys::arg_area(),
         }
     }

@@ -37,6 +37,14 @@ pub(crate) struct Waiter {
     pub(crate) cpu: AtomicU32,
 }
 
+impl Waiter {
+    /// Wakes up to `n` threads sleeping on this side's futex word.
+    pub(crate) fn wake(&self, n: u32) {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::sys::futex_wake(&self.seq, n);
+    }
+}
+
 /// The control page.
 #[repr(C)]
 pub(crate) struct Control {

@@ -209,8 +209,7 @@ impl Endpoint {
     pub(crate) fn close(&self) {
         let c = self.ctl();
         c.closed.0.store(1, SeqCst);
-        c.worker.0.seq.fetch_add(1, SeqCst);
-        sys::futex_wake(&c.worker.0.seq, u32::MAX);
+        c.worker.0.wake(u32::MAX);
     }
 
     /// Whether the peer has consumed every byte sent to it (checked now).
@@ -236,8 +235,12 @@ impl Endpoint {
 
     fn corrupt(&mut self, what: &str, value: u64) {
         if self.broken.is_none() {
+            let peer = match self.side {
+                Side::Parent => "worker",
+                Side::Worker => "parent",
+            };
             self.broken = Some(format!(
-                "the worker wrote an impossible {what} index {value} on the shared-memory channel"
+                "the {peer} wrote an impossible {what} index {value} on the shared-memory channel"
             ));
         }
     }
@@ -252,8 +255,7 @@ impl Endpoint {
                 .compare_exchange(what, 0, SeqCst, Relaxed)
                 .is_ok()
         {
-            peer.seq.fetch_add(1, SeqCst);
-            sys::futex_wake(&peer.seq, 1);
+            peer.wake(1);
         }
     }
 
@@ -340,9 +342,7 @@ impl Endpoint {
 /// (the death watch calls this once the worker died and `dead` is set).
 pub(crate) fn wake_parent(map: &SharedMap) {
     // SAFETY: `map` is a live channel mapping, starting with its control page.
-    let waiter = &unsafe { Control::at(map.base()) }.parent.0;
-    waiter.seq.fetch_add(1, SeqCst);
-    sys::futex_wake(&waiter.seq, u32::MAX);
+    unsafe { Control::at(map.base()) }.parent.0.wake(u32::MAX);
 }
 
 mod recv;

@@ -26,7 +26,7 @@ fn open_fd<'a>(fd: RawFd) -> Option<BorrowedFd<'a>> {
 /// Whether `fd` is a memfd called `name`, sealed against shrinking, growing
 /// and further seals (as a pool makes a channel); otherwise what it is
 /// instead, in words.
-pub(crate) fn memfd_named(fd: RawFd, name: &str) -> Result<(), String> {
+pub(crate) fn memfd_named(fd: RawFd, name: &std::ffi::CStr) -> Result<(), String> {
     let Some(borrowed) = open_fd(fd) else {
         return Err(format!("fd {fd} is not open"));
     };
@@ -41,7 +41,7 @@ pub(crate) fn memfd_named(fd: RawFd, name: &str) -> Result<(), String> {
         Err(_) => return Err(format!("fd {fd} is a file, not a memfd")),
     }
     let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-    let expected = format!("/memfd:{name}");
+    let expected = format!("/memfd:{}", name.to_string_lossy());
     if !link.to_string_lossy().starts_with(&expected) {
         return Err(format!("fd {fd} is {}, not {expected}", link.display()));
     }

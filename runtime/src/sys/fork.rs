@@ -54,26 +54,22 @@ pub(crate) fn send_message(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<
 }
 
 /// Receives one message into `buf` and the fds attached to it (close-on-
-/// exec, into `fds`). `Ok(None)`: none is waiting (`wait` false). `Ok(Some(0))`:
+/// exec, into `fds`), without waiting. `Ok(None)`: none is waiting. `Ok(Some(0))`:
 /// end of file. A message longer than `buf`, or with more than
 /// [`MAX_FDS`] fds, is an error (its fds are closed).
 pub(crate) fn recv_message(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
-    wait: bool,
 ) -> io::Result<Option<usize>> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
-    let mut flags = RecvFlags::CMSG_CLOEXEC;
-    if !wait {
-        flags |= RecvFlags::DONTWAIT;
-    }
+    let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT;
     let got = loop {
         match rustix::net::recvmsg(sock, &mut [IoSliceMut::new(buf)], &mut control, flags) {
             Ok(got) => break got,
             Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) if !wait => return Ok(None),
+            Err(rustix::io::Errno::AGAIN) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
     };

@@ -1,4 +1,5 @@
-//! Worker mode: the loop a re-executed process runs instead of its `main`.
+//! Worker mode: the loop a worker (forked by the fork server, or
+//! re-executed) runs instead of its `main`.
 //!
 //! The worker maps its channel (a memfd the parent left at a fixed fd),
 //! closes the fd and keeps the mapping out of any process a task forks, then

@@ -35,7 +35,7 @@ impl Endpoint {
         self.head_cache - self.rx_pos
     }
 
-    /// Waits for at least one byte; `deadline` bounds the wait.
+    /// Waits for at least one byte; `limit` bounds the wait.
     fn await_bytes(&mut self, limit: Limit, streaming: bool) -> Result<u64, End> {
         let avail = self.rx_avail();
         if avail > 0 {
@@ -133,15 +133,21 @@ impl Endpoint {
     /// the rest. After the worker died, frames it completed are still read,
     /// then [`FrameError::Closed`].
     pub(crate) fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
+        let start = self.rx_pos;
+        let got = |s: &Self| (s.rx_pos - start) as usize;
         let mut word = [0u8; 4];
-        if let Err(end) =
-            self.read_array(&mut word[..1], Limit::After(timeout), false)
-        {
-            return Err(self.recv_error(end, None));
+        // The first byte within `timeout`, the rest within the stall limit.
+        if let Err(end) = self.read_array(&mut word, Limit::After(timeout), false) {
+            let into = (got(self) > 0).then(|| (4, got(self)));
+            return Err(self.recv_error(end, into));
         }
-        let (head, tail) = match self.read_sizes(&mut word) {
+        let (head, tail) = match self.read_sizes(word) {
             Ok(sizes) => sizes,
-            Err(Ok(end)) => return Err(self.recv_error(end, Some((4, 1)))),
+            Err(Ok(end)) => {
+                // In a split frame's sizes.
+                let into = Some((4 + 16, got(self)));
+                return Err(self.recv_error(end, into));
+            }
             Err(Err(e)) => {
                 // The body stays unread: no later frame can be found.
                 self.broken.get_or_insert(e.to_string());
@@ -164,15 +170,10 @@ impl Endpoint {
         }
     }
 
-    /// Reads the rest of a frame's length word (its first byte is in
-    /// `word`), and a split frame's two sizes; checks them against the limit.
-    fn read_sizes(
-        &mut self,
-        word: &mut [u8; 4],
-    ) -> Result<(usize, usize), Result<End, FrameError>> {
-        self.read_array(&mut word[1..], Limit::Stall, true)
-            .map_err(Ok)?;
-        let (head, tail) = match u32::from_le_bytes(*word) {
+    /// The sizes a frame's length `word` gives (reading a split frame's
+    /// two sizes after it), checked against the limit.
+    fn read_sizes(&mut self, word: [u8; 4]) -> Result<(usize, usize), Result<End, FrameError>> {
+        let (head, tail) = match u32::from_le_bytes(word) {
             SPLIT_MARK => {
                 let mut sizes = [0u8; 16];
                 self.read_array(&mut sizes, Limit::Stall, true)
@@ -212,7 +213,12 @@ impl Endpoint {
                 ));
                 FrameError::Stalled(stall)
             }
-            (End::Broken(why), _) => FrameError::Broken(why),
+            (End::Broken(why), _) => {
+                // Part of a frame may be read (no memory for the rest):
+                // where the next one starts is lost.
+                self.broken.get_or_insert(why.clone());
+                FrameError::Broken(why)
+            }
         }
     }
 }

@@ -110,7 +110,7 @@ fn a_wait_ends_at_its_timeout_at_death_and_at_close() {
         Err(FrameError::TimedOut)
     ));
     assert!(begun.elapsed() >= Duration::from_millis(50));
-    // A frame published before the death is still read, then Closed.
+    // A frame is read; the next wait ends at the death, with Closed.
     worker.send(&[b"last words"], &[]).unwrap();
     let map = parent.map.clone();
     let watch = std::thread::spawn(move || {
@@ -144,6 +144,20 @@ fn a_death_in_the_middle_of_a_frame_is_a_truncated_frame() {
         Err(FrameError::Truncated { expected, got }) => {
             assert_eq!((expected, got), (100, 36));
         }
+        other => panic!("expected Truncated, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_death_in_the_middle_of_a_length_word_is_a_truncated_frame() {
+    let (mut parent, mut worker, dead) = pair(4096, 1 << 20);
+    let mut raw = Vec::new();
+    append_frame(&mut raw, &[&[5; 100]], &[]);
+    worker.put(&raw[..2]).unwrap();
+    worker.publish();
+    dead.store(true, SeqCst);
+    match parent.recv(None) {
+        Err(FrameError::Truncated { expected, got }) => assert_eq!((expected, got), (4, 2)),
         other => panic!("expected Truncated, got {other:?}"),
     }
 }
