@@ -98,6 +98,12 @@ impl LocalPool {
         }
     }
 
+    /// The scheduler's state (for the unit tests).
+    #[cfg(test)]
+    pub(super) fn queue(&self) -> &Queue {
+        &self.shared.queue
+    }
+
     fn threads(&self) -> MutexGuard<'_, Threads> {
         self.threads.lock().unwrap_or_else(|e| e.into_inner())
     }

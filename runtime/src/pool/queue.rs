@@ -69,6 +69,20 @@ struct State {
     closed: bool,
     terminated: bool,
     slots: Vec<SlotState>,
+    /// The slot [`Queue::wake_one`] woke last.
+    woke_last: usize,
+}
+
+impl State {
+    /// Slots other than `index` woken for a queued job, with an idle worker,
+    /// that have not looked at the queue yet.
+    fn woken_elsewhere(&self, index: usize) -> usize {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i != index && s.signalled && matches!(s.parked, Parked::Idle(Some(_))))
+            .count()
+    }
 }
 
 /// The queue and the slots' states (see the module's documentation).
@@ -145,6 +159,17 @@ impl Queue {
             if !matches!(st.slots[index].parked, Parked::Lent) {
                 let next = if st.terminated {
                     Next::Stop
+                } else if !st.jobs.is_empty() && st.jobs.len() <= st.woken_elsewhere(index) {
+                    // Every queued job has a woken slot with an idle worker
+                    // on its way to take it: leave them theirs, so that a
+                    // burst spreads over the workers instead of going to
+                    // whichever thread runs first (the others would find
+                    // the queue empty). Wait as an idle slot.
+                    let (guard, _) = self.wake[index]
+                        .wait_timeout(state, idle)
+                        .unwrap_or_else(|e| e.into_inner());
+                    state = guard;
+                    continue;
                 } else if let Some(job) = st.jobs.pop_front() {
                     self.take_batch(st, index, job, durations, batch);
                     Next::Jobs
@@ -336,11 +361,16 @@ impl Queue {
         self.lock().slots[index].served = 0;
     }
 
-    /// Wakes one slot thread that waits for work and is not already woken.
+    /// Wakes one slot thread that waits for work and is not already woken,
+    /// looking round from the slot after the one woken last, so that a
+    /// burst of jobs goes round the workers rather than to the first.
     fn wake_one(&self, state: &mut State) {
-        for (index, slot) in state.slots.iter_mut().enumerate() {
+        let n = state.slots.len();
+        for index in (0..n).map(|k| (state.woke_last + 1 + k) % n) {
+            let slot = &mut state.slots[index];
             if matches!(slot.parked, Parked::Idle(_)) && !slot.signalled {
                 slot.signalled = true;
+                state.woke_last = index;
                 self.wake[index].notify_one();
                 return;
             }
@@ -440,6 +470,14 @@ impl Queue {
         };
         self.wake_all();
         jobs
+    }
+
+    /// Slots whose thread waits for work with an idle worker.
+    #[cfg(test)]
+    pub(crate) fn idle_workers(&self) -> usize {
+        let state = self.lock();
+        let idle = |s: &&SlotState| matches!(s.parked, Parked::Idle(Some(_)));
+        state.slots.iter().filter(idle).count()
     }
 
     pub(crate) fn status(&self) -> Status {

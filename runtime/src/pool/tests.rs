@@ -459,3 +459,26 @@ fn cancel_queued_settles_every_waiting_job_and_spares_the_running_one() {
     }
     assert_eq!(f.log.received().len(), 1);
 }
+
+#[test]
+fn a_burst_of_jobs_spreads_over_the_idle_workers() {
+    // As many jobs as idle workers, submitted at once: each worker runs one,
+    // even though the first to answer is free again long before the others
+    // have woken (a pool's first tasks reach every worker it started).
+    let mut f = Fixture::new(8, None);
+    for burst in 0..30u8 {
+        until(|| f.pool.queue().idle_workers() == 8);
+        let results: Vec<_> = (0..8u8).map(|i| f.submit("t", &[burst, i])).collect();
+        for r in &results {
+            value(r).unwrap();
+        }
+        let workers: std::collections::HashSet<u32> = f
+            .log
+            .ran()
+            .iter()
+            .filter(|r| r.args[0] == burst)
+            .map(|r| r.worker)
+            .collect();
+        assert_eq!(workers.len(), 8, "burst {burst} ran on {workers:?}");
+    }
+}
