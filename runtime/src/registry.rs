@@ -85,11 +85,22 @@ pub(crate) fn validate() -> Result<(), Error> {
 
 /// Finds the task registered as `name`.
 pub(crate) fn lookup(name: &str) -> Result<&'static Registration, Error> {
+    thread_local! {
+        /// The task this thread found last: a worker mostly runs one task
+        /// many times, and comparing a name is cheaper than hashing it.
+        static LAST: std::cell::Cell<Option<&'static Registration>> =
+            const { std::cell::Cell::new(None) };
+    }
+    if let Some(last) = LAST.with(|l| l.get()).filter(|r| r.info.name == name) {
+        return Ok(last);
+    }
     let table = table().as_ref().map_err(Clone::clone)?;
-    table.get(name).copied().ok_or_else(|| Error::UnknownTask {
+    let found = table.get(name).copied().ok_or_else(|| Error::UnknownTask {
         task: name.to_string(),
         suggestions: suggestions(table, name),
-    })
+    })?;
+    LAST.with(|l| l.set(Some(found)));
+    Ok(found)
 }
 
 /// Up to three registered names close to `name`: same function name first,
