@@ -209,7 +209,7 @@ impl FakeLink {
                 },
                 true => Reply::Results {
                     id,
-                    bytes: bytes.to_vec(),
+                    bytes: bytes.to_vec().into(),
                 },
             };
             wire::encode_reply(&reply)

@@ -103,7 +103,7 @@ pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
         // The caller decodes the records (see `crate::map::chunk`).
         Ok(Reply::Results { id, bytes }) if id == call.id && !single => {
-            Exchange::Done(Ok(bytes.into()))
+            Exchange::Done(Ok(bytes))
         }
         Ok(Reply::Panic { id, report }) if id == call.id => Exchange::Done(Err(Error::Panic {
             task: task(),

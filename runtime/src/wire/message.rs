@@ -186,8 +186,9 @@ pub(crate) enum Reply {
     Failed { id: u64, error: RemoteError },
     /// The worker cannot go on (it exits right after sending this).
     Fatal { message: String },
-    /// Batch `id` ran; `bytes` are its count, flag and records.
-    Results { id: u64, bytes: Vec<u8> },
+    /// Batch `id` ran; `bytes` are its count, flag and records (kept in
+    /// the buffer the frame was read into, not copied out of it).
+    Results { id: u64, bytes: Body },
 }
 
 /// The longest task name a call can carry (its length is a `u16`).
@@ -304,7 +305,7 @@ pub(crate) fn encode_reply(reply: &Reply) -> Vec<u8> {
             out.extend_from_slice(&codec::encode_meta(message));
             out
         }
-        Reply::Results { id, bytes } => tagged(TAG_RESULTS, *id, bytes),
+        Reply::Results { id, bytes } => tagged(TAG_RESULTS, *id, &bytes.contiguous()),
     }
 }
 
@@ -333,7 +334,7 @@ pub(crate) fn parse_reply(frame: Frame) -> Result<Reply, String> {
             let id = cur.u64()?;
             Ok(Reply::Results {
                 id,
-                bytes: cur.0.to_vec(),
+                bytes: Body::after(frame, 9),
             })
         }
         TAG_VALUE => {
@@ -458,7 +459,7 @@ mod tests {
             },
             Reply::Results {
                 id: 4,
-                bytes: vec![1, 0, 0, 0, 1, 0, 7],
+                bytes: vec![1, 0, 0, 0, 1, 0, 7].into(),
             },
         ];
         for reply in replies {
