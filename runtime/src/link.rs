@@ -92,40 +92,99 @@ impl Target {
 /// Lets any thread stop whichever worker a pool slot currently runs. It
 /// signals through the worker's pidfd, so a kill can never reach another
 /// process that inherited a reused pid.
+///
+/// A start does not hold the switch's lock while the process is made (a
+/// fork server may take a while to answer): it is [`begun`](Self::begin_start)
+/// and [`published`](Self::publish) under the lock, and a kill or a
+/// terminate that comes in between reaches the new worker when it is
+/// published.
 #[derive(Default)]
 pub(crate) struct KillSwitch {
-    target: std::sync::Mutex<Option<Target>>,
-    /// Set (under the `target` lock) by `terminate`: from then on no worker
-    /// may be started for this slot, so a terminated pool never spawns again.
+    state: std::sync::Mutex<Switch>,
+    /// Set (under the lock) by `terminate`: from then on no worker may be
+    /// started for this slot, so a terminated pool never spawns again.
     closed: std::sync::atomic::AtomicBool,
 }
 
+/// What a [`KillSwitch`] guards.
+#[derive(Default)]
+pub(crate) struct Switch {
+    /// The slot's current worker.
+    pub(crate) target: Option<Target>,
+    /// A worker is being started for the slot.
+    starting: bool,
+    /// A kill came while it was: the new worker is killed once published.
+    kill_asked: bool,
+}
+
+/// A start for a slot whose pool was terminated.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
 impl KillSwitch {
-    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Option<Target>> {
-        self.target.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Switch> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Kills the current worker (and its process group), if any.
+    /// Kills the current worker (and its process group), if any; one
+    /// being started is killed as soon as it is published.
     pub(crate) fn kill(&self) {
-        if let Some(target) = &*self.lock() {
-            target.kill();
+        let mut state = self.lock();
+        match &state.target {
+            Some(target) => target.kill(),
+            None if state.starting => state.kill_asked = true,
+            None => {}
         }
     }
 
     /// Refuses every later start (see [`is_closed`](Self::is_closed)) and
-    /// kills the current worker, both under the lock a start spawns under:
-    /// a start either ran before (and its worker is killed here) or sees
-    /// the flag and spawns nothing.
+    /// kills the current worker, both under the lock: a start either was
+    /// published before (and its worker is killed here) or finds the flag
+    /// when it begins or publishes, and gives up.
     pub(crate) fn close_and_kill(&self) {
-        let target = self.lock();
+        let state = self.lock();
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(target) = &*target {
+        if let Some(target) = &state.target {
             target.kill();
         }
     }
 
-    /// Whether [`close_and_kill`](Self::close_and_kill) ran; a backend checks
-    /// it while holding [`lock`](Self::lock), right before it spawns.
+    /// Marks a start under way, unless the pool was terminated.
+    pub(crate) fn begin_start(&self) -> Result<(), Closed> {
+        let mut state = self.lock();
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        state.starting = true;
+        state.kill_asked = false;
+        Ok(())
+    }
+
+    /// Ends a start that made no worker.
+    pub(crate) fn abandon_start(&self) {
+        let mut state = self.lock();
+        state.starting = false;
+        state.kill_asked = false;
+    }
+
+    /// Makes the worker a start made the slot's current one, killing it at
+    /// once if a kill came while it started. `Err` (nothing published) if
+    /// the pool was terminated meanwhile: the caller ends the worker.
+    pub(crate) fn publish(&self, target: Target) -> Result<(), Closed> {
+        let mut state = self.lock();
+        state.starting = false;
+        let kill = std::mem::take(&mut state.kill_asked);
+        if self.is_closed() {
+            return Err(Closed);
+        }
+        if kill {
+            target.kill();
+        }
+        state.target = Some(target);
+        Ok(())
+    }
+
+    /// Whether [`close_and_kill`](Self::close_and_kill) ran.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }

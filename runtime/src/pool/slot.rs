@@ -218,7 +218,17 @@ fn run_batch(
                     None => return (None, 0),
                 };
                 match started {
-                    Ok(link) => link,
+                    Ok(link) if !queue.is_cancelled(batch[0].call.id) => link,
+                    Ok(link) => {
+                        // Cancelled while its worker started: it never runs.
+                        drop(frames);
+                        let mut jobs = batch.drain(..);
+                        if let Some(first) = jobs.next() {
+                            first.cancelled();
+                        }
+                        queue.requeue(jobs);
+                        return (Some(link), 1);
+                    }
                     Err(e) => {
                         drop(frames);
                         let mut jobs = batch.drain(..);
@@ -341,6 +351,9 @@ fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>
         match shared.start_worker(index) {
             Ok(link) => return Ok(link),
             Err(_) if shared.queue.is_terminated() => return Err(call.terminated()),
+            // A cancel that came during the start killed the new worker:
+            // the call is not tried again.
+            Err(_) if shared.queue.is_cancelled(call.id) => return Err(call.cancelled()),
             Err(Error::WorkerStart { .. })
                 if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
             {

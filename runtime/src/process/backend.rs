@@ -68,27 +68,30 @@ impl Backend for ProcessBackend {
             (ENV_PARENT_PID, std::process::id().to_string()),
             (ENV_WORKER_INDEX, slot.to_string()),
         ];
-        let child = {
-            // Starting under the switch's lock publishes the pidfd before
-            // any other thread can look for it.
-            let mut target = kill.lock();
-            // Terminated: start nothing (checked under the lock `terminate`
-            // sets the flag under, so no worker outlives it).
-            if kill.is_closed() {
-                return Err(start_error("the pool was terminated".into()));
+        let terminated = || start_error("the pool was terminated".into());
+        // Terminated: start nothing. A terminate (or a kill) that comes
+        // while the process is made reaches it when it is published.
+        kill.begin_start().map_err(|_| terminated())?;
+        let started = match forkserver::fork_worker(ch.memfd.as_fd(), slot) {
+            Ok(Some(forked)) => Ok(Child::from(forked)),
+            Ok(None) => self.spawn(&env, ch.memfd.as_fd()).map_err(start_error),
+            Err(e) => {
+                log::debug!(target: "procpool", "the fork server could not fork: {e}");
+                channel().and_then(|fresh| {
+                    ch = fresh;
+                    self.spawn(&env, ch.memfd.as_fd()).map_err(start_error)
+                })
             }
-            let child = match forkserver::fork_worker(ch.memfd.as_fd(), slot) {
-                Ok(Some(forked)) => Child::from(forked),
-                Ok(None) => self.spawn(&env, ch.memfd.as_fd()).map_err(start_error)?,
-                Err(e) => {
-                    log::debug!(target: "procpool", "the fork server could not fork: {e}");
-                    ch = channel()?;
-                    self.spawn(&env, ch.memfd.as_fd()).map_err(start_error)?
-                }
-            };
-            *target = Some(Target::new(child.id(), child.pidfd().clone()));
-            child
         };
+        let mut child = started.inspect_err(|_| kill.abandon_start())?;
+        if kill
+            .publish(Target::new(child.id(), child.pidfd().clone()))
+            .is_err()
+        {
+            child.kill();
+            child.wait();
+            return Err(terminated());
+        }
         let Channel {
             memfd,
             endpoint,

@@ -83,7 +83,7 @@ impl Link for ShmLink {
         match self.child.try_wait() {
             None => false,
             Some(_) => {
-                *slot = None;
+                slot.target = None;
                 true
             }
         }
@@ -104,7 +104,7 @@ impl Link for ShmLink {
             self.child.kill();
         }
         let status = self.child.wait();
-        *self.kill.lock() = None;
+        self.kill.lock().target = None;
         status
     }
 }
