@@ -84,72 +84,112 @@ pub(crate) enum RemoteError {
     },
 }
 
-/// A reply's result: the bytes at the end of an owned buffer (where the
-/// frame was read, not copied out of it), then, for a split frame, its tail
-/// (a large `Vec<u8>` result, read into a buffer of its own).
-#[derive(Clone, Default)]
-pub(crate) struct Body {
-    buf: Vec<u8>,
-    start: usize,
-    tail: Vec<u8>,
+/// A reply's result: a few bytes held in place (most results: no buffer
+/// made per reply, and the reading thread keeps its frame buffer), or the
+/// bytes at the end of an owned buffer (where the frame was read, not
+/// copied out of it), then, for a split frame, its tail (a large `Vec<u8>`
+/// result, read into a buffer of its own).
+#[derive(Clone)]
+pub(crate) struct Body(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Small { len: u8, bytes: [u8; SMALL_BODY] },
+    Owned { buf: Vec<u8>, start: usize, tail: Vec<u8> },
+}
+
+/// Results up to this long are held in the [`Body`] itself.
+const SMALL_BODY: usize = 46;
+
+impl Default for Body {
+    fn default() -> Body {
+        Body::small(&[])
+    }
 }
 
 impl Body {
-    /// The bytes of `buf` from `start` on.
+    /// A copy of `bytes` (at most [`SMALL_BODY`] long).
+    fn small(bytes: &[u8]) -> Body {
+        debug_assert!(bytes.len() <= SMALL_BODY);
+        let mut small = [0; SMALL_BODY];
+        small[..bytes.len()].copy_from_slice(bytes);
+        Body(Repr::Small {
+            len: bytes.len() as u8,
+            bytes: small,
+        })
+    }
+
+    /// The bytes of `buf` from `start` on: copied out if they are few, and
+    /// `buf` kept for this thread's next frame.
     fn after(buf: Vec<u8>, start: usize) -> Body {
         debug_assert!(start <= buf.len());
-        Body {
+        if buf.len() - start <= SMALL_BODY {
+            let body = Body::small(&buf[start..]);
+            crate::buffers::recycle(buf);
+            return body;
+        }
+        Body(Repr::Owned {
             buf,
             start,
             tail: Vec::new(),
-        }
+        })
     }
 
     /// `head`, then `tail`.
     pub(crate) fn split(head: Vec<u8>, tail: Vec<u8>) -> Body {
-        Body {
+        Body(Repr::Owned {
             buf: head,
             start: 0,
             tail,
-        }
+        })
     }
 
     /// The bytes before the tail.
     pub(crate) fn head(&self) -> &[u8] {
-        &self.buf[self.start..]
+        match &self.0 {
+            Repr::Small { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Owned { buf, start, .. } => &buf[*start..],
+        }
     }
 
     /// The tail (empty unless the result came as a split frame).
     pub(crate) fn tail(&self) -> &[u8] {
-        &self.tail
+        match &self.0 {
+            Repr::Small { .. } => &[],
+            Repr::Owned { tail, .. } => tail,
+        }
     }
 
     /// The length of head and tail together.
     pub(crate) fn len(&self) -> usize {
-        self.head().len() + self.tail.len()
+        self.head().len() + self.tail().len()
     }
 
     /// All the bytes in one slice (a copy only if there is a tail).
     pub(crate) fn contiguous(&self) -> std::borrow::Cow<'_, [u8]> {
-        if self.tail.is_empty() {
+        if self.tail().is_empty() {
             std::borrow::Cow::Borrowed(self.head())
         } else {
-            std::borrow::Cow::Owned([self.head(), &self.tail].concat())
+            std::borrow::Cow::Owned([self.head(), self.tail()].concat())
         }
     }
 
     /// The result as a byte block (a `Vec<u8>` result): the tail itself
     /// when the head is exactly its encoded length, else decoded.
     pub(crate) fn into_byte_block(self) -> Result<Vec<u8>, String> {
-        if !self.tail.is_empty() && codec::is_len_of(self.head(), self.tail.len()) {
-            return Ok(self.tail);
+        if !self.tail().is_empty() && codec::is_len_of(self.head(), self.tail().len()) {
+            let [_, tail] = self.into_bufs();
+            return Ok(tail);
         }
         codec::decode::<codec::BytesIn>(&self.contiguous()).map(|b| b.0)
     }
 
-    /// The buffers, for reuse: the head's and the tail's.
+    /// The buffers, for reuse: the head's and the tail's (none if small).
     pub(crate) fn into_bufs(self) -> [Vec<u8>; 2] {
-        [self.buf, self.tail]
+        match self.0 {
+            Repr::Small { .. } => [Vec::new(), Vec::new()],
+            Repr::Owned { buf, tail, .. } => [buf, tail],
+        }
     }
 }
 
@@ -169,7 +209,7 @@ impl Eq for Body {}
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Body({} + {} bytes)", self.head().len(), self.tail.len())
+        write!(f, "Body({} + {} bytes)", self.head().len(), self.tail().len())
     }
 }
 
@@ -339,8 +379,14 @@ pub(crate) fn parse_reply(frame: Frame) -> Result<Reply, String> {
         }
         TAG_VALUE => {
             let id = cur.u64()?;
-            let mut bytes = Body::after(frame, 9);
-            bytes.tail = tail;
+            let bytes = match tail.is_empty() {
+                true => Body::after(frame, 9),
+                false => Body(Repr::Owned {
+                    buf: frame,
+                    start: 9,
+                    tail,
+                }),
+            };
             Ok(Reply::Value { id, bytes })
         }
         TAG_PANIC => Ok(Reply::Panic {
@@ -464,6 +510,27 @@ mod tests {
         ];
         for reply in replies {
             assert_eq!(parse_reply(Frame::plain(encode_reply(&reply))), Ok(reply));
+        }
+    }
+
+    #[test]
+    fn values_of_every_size_around_the_small_limit_arrive_whole() {
+        for len in [0, 1, SMALL_BODY - 1, SMALL_BODY, SMALL_BODY + 1, 1000] {
+            let value: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            let reply = Reply::Value {
+                id: 7,
+                bytes: value.clone().into(),
+            };
+            let _ = crate::buffers::small_buffer();
+            let parsed = parse_reply(Frame::plain(encode_reply(&reply))).unwrap();
+            let Reply::Value { id: 7, bytes } = parsed else {
+                panic!("not a value: {parsed:?}");
+            };
+            assert_eq!((bytes.head(), bytes.tail(), bytes.len()), (&value[..], &[][..], len));
+            // A small result is copied out and the frame's buffer kept for
+            // the next frame; a larger one stays in the frame's buffer.
+            let kept = crate::buffers::small_buffer().capacity() > 0;
+            assert_eq!(kept, len <= SMALL_BODY, "{len} bytes");
         }
     }
 

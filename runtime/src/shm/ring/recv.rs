@@ -223,13 +223,14 @@ impl Endpoint {
     }
 }
 
-/// A buffer for `len` bytes: a large spare this thread kept, if it has one
+/// A buffer for `len` bytes: a spare this thread kept, if it has one
 /// (grown as bytes arrive otherwise).
 fn take_buffer(len: usize) -> Vec<u8> {
-    if len > READ_CHUNK {
-        if let Some(spare) = buffers::spare_buffer(len) {
-            return spare;
-        }
+    if len == 0 {
+        return Vec::new();
     }
-    Vec::new()
+    if len > READ_CHUNK {
+        return buffers::spare_buffer(len).unwrap_or_default();
+    }
+    buffers::small_buffer()
 }
