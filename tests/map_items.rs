@@ -131,3 +131,62 @@ fn items_of_every_size_share_a_chunk() {
     let lens = map_text_len_with(&pool, texts, MapOptions::new().chunksize(sizes.len())).unwrap();
     assert_eq!(lens, sizes);
 }
+
+/// A result the caller refuses to decode for 15 (the worker encodes it).
+#[derive(Debug, PartialEq, Serialize)]
+struct Touchy(u32);
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u32::deserialize(d)? {
+            15 => Err(serde::de::Error::custom("Touchy refuses 15")),
+            v => Ok(Touchy(v)),
+        }
+    }
+}
+
+#[pool_task]
+fn touchy(x: u32) -> Touchy {
+    Touchy(x)
+}
+
+#[test]
+fn a_result_the_caller_cannot_decode_fails_the_map_with_that_items_error() {
+    let pool = Pool::new(2).unwrap();
+    // Every record a value: decoded in one pass per chunk.
+    let all = map_touchy(&pool, 0..15_u32).unwrap();
+    assert_eq!(all, (0..15).map(Touchy).collect::<Vec<_>>());
+    let all = map_touchy(&pool, (16..100_000_u32).rev()).unwrap();
+    assert_eq!(all.len(), 100_000 - 16);
+    assert_eq!((all[0].0, all[all.len() - 1].0), (99_999, 16));
+    // Item 15's value came back but does not decode: map fails with its
+    // error, whichever way its chunk is decoded.
+    for options in [five(), MapOptions::new()] {
+        match map_touchy_with(&pool, 10..20_u32, options) {
+            Err(Error::Decode {
+                task,
+                what,
+                message,
+            }) => {
+                assert_eq!((task.as_str(), what), ("map_items::touchy", "result"));
+                assert!(message.contains("Touchy refuses 15"), "{message}");
+            }
+            other => panic!("expected item 15's decode error, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        map_async_touchy_with(&pool, 10..20_u32, five()).get(),
+        Err(Error::Decode { message, .. }) if message.contains("Touchy refuses 15")
+    ));
+    let gathered = map_async_touchy(&pool, 0..15_u32).get().unwrap();
+    assert_eq!(gathered, (0..15).map(Touchy).collect::<Vec<_>>());
+    // imap: the chunks before it whole, then its error. (Results carry no
+    // lengths: where the records after one that does not decode start
+    // cannot be known, so the rest of its chunk fails with it.)
+    let results: Vec<_> = imap_touchy_with(&pool, 10..20_u32, five()).collect();
+    assert_eq!(results.len(), 10);
+    for (x, result) in (10..15).zip(&results) {
+        assert_eq!(result.as_ref().ok(), Some(&Touchy(x)));
+    }
+    assert!(matches!(&results[5], Err(Error::Decode { message, .. }) if message.contains("15")));
+}

@@ -65,14 +65,101 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    bincode::serde::encode_into_std_write(depth::Limited(value), out, config())
-        .map(|_| ())
+    bincode::serde::encode_into_writer(depth::Limited(value), VecWriter(out), config())
         .map_err(|e| e.to_string())
+}
+
+/// bincode's output straight onto a `Vec` (not through `std::io::Write`,
+/// whose `write_all` loop and byte count cost more than the write of a
+/// one-byte integer).
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Decodes a value from the start of `bytes`; returns it and the bytes used.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     decode_scaled(bytes)
+}
+
+/// Decodes `count` records from the start of `bytes`, each the byte `tag`
+/// then a value, in one pass, appending the values to `out` (each under the
+/// nesting limit, the claim limit scaled to `bytes` as a whole). `Err` at
+/// the first record that is not so, or does not decode: the values before
+/// it stay in `out`. Returns the bytes used.
+pub(crate) fn decode_tagged<T: DeserializeOwned>(
+    bytes: &[u8],
+    count: usize,
+    tag: u8,
+    out: &mut Vec<T>,
+) -> Result<usize, String> {
+    let seed = Tagged { count, tag, out };
+    let wanted = bytes.len().saturating_mul(CLAIM_FACTOR);
+    let limit = LIMITS
+        .into_iter()
+        .find(|&l| l >= wanted)
+        .unwrap_or(LIMITS[LIMITS.len() - 1]);
+    let decoded = match limit {
+        l if l == LIMITS[0] => seed_decode(seed, bytes, limited::<{ 1 << 16 }>()),
+        l if l == LIMITS[1] => seed_decode(seed, bytes, limited::<{ 1 << 20 }>()),
+        l if l == LIMITS[2] => seed_decode(seed, bytes, limited::<{ 1 << 24 }>()),
+        l if l == LIMITS[3] => seed_decode(seed, bytes, limited::<{ 1 << 28 }>()),
+        _ => seed_decode(seed, bytes, limited::<{ u32::MAX as usize }>()),
+    };
+    decoded.map(|((), used)| used).map_err(|e| e.to_string())
+}
+
+fn seed_decode<'de, S: serde::de::DeserializeSeed<'de>>(
+    seed: S,
+    bytes: &'de [u8],
+    config: impl bincode::config::Config,
+) -> Result<(S::Value, usize), bincode::error::DecodeError> {
+    bincode::serde::seed_decode_from_slice(seed, bytes, config)
+}
+
+/// The records [`decode_tagged`] reads: `tag` then a value, `count` times
+/// (bincode writes a tuple's elements one after the other, nothing around
+/// them).
+struct Tagged<'a, T> {
+    count: usize,
+    tag: u8,
+    out: &'a mut Vec<T>,
+}
+
+impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Tagged<'_, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_tuple(self.count.saturating_mul(2), self)
+    }
+}
+
+impl<'de, T: DeserializeOwned> Visitor<'de> for Tagged<'_, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} tagged values", self.count)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let ended = || A::Error::custom("the records ended early");
+        self.out.reserve(self.count);
+        for _ in 0..self.count {
+            let tag: u8 = seq.next_element()?.ok_or_else(ended)?;
+            if tag != self.tag {
+                return Err(A::Error::custom(format!("a record tagged {tag}")));
+            }
+            let value: depth::Bounded<T> = seq.next_element()?.ok_or_else(ended)?;
+            self.out.push(value.0);
+        }
+        Ok(())
+    }
 }
 
 /// Decodes a value that must use every byte: leftovers mean the two sides
@@ -169,6 +256,39 @@ pub(crate) fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tagged_values_decode_in_one_pass_and_stop_at_anything_else() {
+        let values: Vec<String> = (0..300).map(|i| "v".repeat(i % 7)).collect();
+        let mut records = Vec::new();
+        for v in &values {
+            records.push(0);
+            encode_into(v, &mut records).unwrap();
+        }
+        let mut out: Vec<String> = Vec::new();
+        assert_eq!(decode_tagged(&records, 300, 0, &mut out), Ok(records.len()));
+        assert_eq!(out, values);
+        // Fewer asked for: the bytes used say where they end.
+        let mut out: Vec<String> = Vec::new();
+        let used = decode_tagged(&records, 2, 0, &mut out).unwrap();
+        assert_eq!((out.len(), &records[used..used + 1]), (2, &[0u8][..]));
+        // Another tag, bytes cut short, a value of another type, a length
+        // claimed beyond the input: errors, with the values before kept.
+        let mut out: Vec<String> = Vec::new();
+        assert!(decode_tagged(&records, 300, 1, &mut out).is_err());
+        assert!(out.is_empty());
+        let mut out: Vec<String> = Vec::new();
+        assert!(decode_tagged(&records[..records.len() - 1], 300, 0, &mut out).is_err());
+        assert_eq!(out.len(), 299);
+        let mut bad = records.clone();
+        bad.extend_from_slice(&[0, 252]);
+        bad.extend_from_slice(&(3u32 << 30).to_le_bytes());
+        let mut out: Vec<String> = Vec::new();
+        assert!(decode_tagged(&bad, 301, 0, &mut out).is_err());
+        assert_eq!(out.len(), 300);
+        let mut out: Vec<u8> = Vec::new();
+        assert!(decode_tagged(&records, 300, 0, &mut out).is_err());
+    }
 
     #[test]
     fn byte_blocks_match_byte_sequences() {

@@ -281,6 +281,17 @@ pub(crate) fn records<'b>(
     Ok((records, all_values == 1))
 }
 
+/// Caller side: decodes `sent` records that are all values (the reply's
+/// `all_values` flag) onto `out` in one pass; `Err` (with some values
+/// appended) if one is not, or does not decode.
+pub(crate) fn decode_values<R: DeserializeOwned>(
+    records: &[u8],
+    sent: usize,
+    out: &mut Vec<R>,
+) -> Result<(), String> {
+    codec::decode_tagged(records, sent, REC_VALUE, out).map(|_| ())
+}
+
 /// Caller side: reads records one by one.
 pub(crate) struct Records<'a> {
     task: &'a str,

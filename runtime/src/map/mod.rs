@@ -172,7 +172,14 @@ fn decode_into<R: DeserializeOwned>(
     out: &mut Vec<R>,
 ) -> Result<(), Error> {
     let body = outcome.as_ref().map_err(Clone::clone)?;
-    let (records, _) = chunk::records(task, body.head(), sent)?;
+    let (records, all_values) = chunk::records(task, body.head(), sent)?;
+    let before = out.len();
+    // Every record a value: all decoded in one pass. Else (or if one does
+    // not decode) one by one, which finds the first failure and its error.
+    if all_values && chunk::decode_values(records, sent, out).is_ok() {
+        return Ok(());
+    }
+    out.truncate(before);
     let mut records = Records::new(task, records);
     for _ in 0..sent {
         match records.next::<R>() {
@@ -295,6 +302,12 @@ fn decode_gathered<R: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result
     };
     let total = u64::from_le_bytes(*total) as usize;
     let mut out = Vec::with_capacity(total);
+    // Usually every record is a value: all decoded in one pass. Else one
+    // by one, which finds the first failure and its error.
+    if chunk::decode_values(records, total, &mut out).is_ok() {
+        return Ok(out);
+    }
+    out.clear();
     let mut records = Records::new(task, records);
     while let Some(item) = records.next::<R>() {
         out.push(item?);
