@@ -4,7 +4,7 @@
 
 mod depth;
 
-use serde::de::{DeserializeOwned, SeqAccess, Visitor};
+use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
@@ -36,17 +36,27 @@ fn decode_scaled<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String
 
 /// Decodes from the start of `bytes` with a claim limit scaled to its length.
 fn decode_limited<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
+    decode_seed(std::marker::PhantomData::<T>, bytes)
+}
+
+/// Decodes `seed` from the start of `bytes` with a claim limit scaled to
+/// its length.
+fn decode_seed<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    bytes: &'de [u8],
+) -> Result<(S::Value, usize), String> {
+    use bincode::serde::seed_decode_from_slice as decode;
     let wanted = bytes.len().saturating_mul(CLAIM_FACTOR);
     let limit = LIMITS
         .into_iter()
         .find(|&l| l >= wanted)
         .unwrap_or(LIMITS[LIMITS.len() - 1]);
     let decoded = match limit {
-        l if l == LIMITS[0] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 16 }>()),
-        l if l == LIMITS[1] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 20 }>()),
-        l if l == LIMITS[2] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 24 }>()),
-        l if l == LIMITS[3] => bincode::serde::decode_from_slice(bytes, limited::<{ 1 << 28 }>()),
-        _ => bincode::serde::decode_from_slice(bytes, limited::<{ u32::MAX as usize }>()),
+        l if l == LIMITS[0] => decode(seed, bytes, limited::<{ 1 << 16 }>()),
+        l if l == LIMITS[1] => decode(seed, bytes, limited::<{ 1 << 20 }>()),
+        l if l == LIMITS[2] => decode(seed, bytes, limited::<{ 1 << 24 }>()),
+        l if l == LIMITS[3] => decode(seed, bytes, limited::<{ 1 << 28 }>()),
+        _ => decode(seed, bytes, limited::<{ u32::MAX as usize }>()),
     };
     decoded.map_err(|e| e.to_string())
 }
@@ -98,28 +108,7 @@ pub(crate) fn decode_tagged<T: DeserializeOwned>(
     tag: u8,
     out: &mut Vec<T>,
 ) -> Result<usize, String> {
-    let seed = Tagged { count, tag, out };
-    let wanted = bytes.len().saturating_mul(CLAIM_FACTOR);
-    let limit = LIMITS
-        .into_iter()
-        .find(|&l| l >= wanted)
-        .unwrap_or(LIMITS[LIMITS.len() - 1]);
-    let decoded = match limit {
-        l if l == LIMITS[0] => seed_decode(seed, bytes, limited::<{ 1 << 16 }>()),
-        l if l == LIMITS[1] => seed_decode(seed, bytes, limited::<{ 1 << 20 }>()),
-        l if l == LIMITS[2] => seed_decode(seed, bytes, limited::<{ 1 << 24 }>()),
-        l if l == LIMITS[3] => seed_decode(seed, bytes, limited::<{ 1 << 28 }>()),
-        _ => seed_decode(seed, bytes, limited::<{ u32::MAX as usize }>()),
-    };
-    decoded.map(|((), used)| used).map_err(|e| e.to_string())
-}
-
-fn seed_decode<'de, S: serde::de::DeserializeSeed<'de>>(
-    seed: S,
-    bytes: &'de [u8],
-    config: impl bincode::config::Config,
-) -> Result<(S::Value, usize), bincode::error::DecodeError> {
-    bincode::serde::seed_decode_from_slice(seed, bytes, config)
+    decode_seed(Tagged { count, tag, out }, bytes).map(|((), used)| used)
 }
 
 /// The records [`decode_tagged`] reads: `tag` then a value, `count` times
@@ -131,7 +120,7 @@ struct Tagged<'a, T> {
     out: &'a mut Vec<T>,
 }
 
-impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for Tagged<'_, T> {
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Tagged<'_, T> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
