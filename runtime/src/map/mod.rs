@@ -24,6 +24,23 @@ pub(crate) use options::{chunk_bytes, exact_len};
 /// Chunks in flight per worker: one running, one queued behind it, so a
 /// worker never waits for the caller to send its next chunk.
 pub(crate) const CHUNKS_PER_WORKER: usize = 2;
+/// Past [`CHUNKS_PER_WORKER`], `map` keeps small chunks queued while they
+/// hold fewer than this many items per worker...
+const MAP_ITEMS_AHEAD: usize = 512;
+/// ...and fewer than this many encoded bytes in all.
+const MAP_BYTES_AHEAD: usize = 256 << 10;
+
+/// Whether `map` may queue another chunk with `chunks` chunks of `items`
+/// items and `bytes` encoded bytes running: [`CHUNKS_PER_WORKER`] per
+/// worker always, and more while they are small, so that a worker finishing
+/// a tiny chunk (chunksize 1) finds the next one queued instead of waiting
+/// for the caller's thread to decode the last and cut another. (`imap` keeps
+/// to the first rule: it reads a lazy input no further ahead than that.)
+fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) -> bool {
+    let processes = processes.max(1);
+    chunks < CHUNKS_PER_WORKER * processes
+        || (items < MAP_ITEMS_AHEAD * processes && bytes < MAP_BYTES_AHEAD)
+}
 
 /// Queues one chunk; its outcome is the RESULTS body.
 pub(crate) fn submit_chunk<M: Task>(
@@ -113,27 +130,36 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     options: MapOptions,
 ) -> Result<Vec<M::Output>, Error> {
     let task = M::INFO.name;
-    let window = CHUNKS_PER_WORKER * pool.processes().max(1);
+    let processes = pool.processes();
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     let mut out = Vec::with_capacity(items.size_hint().0);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Arc<Outcome>)>();
-    // Items per chunk queued so far; chunks running; chunks back early.
+    // Items and encoded bytes per chunk queued so far; chunks running and
+    // their bytes; chunks back early.
     let mut sizes = Vec::new();
-    let mut running = 0;
+    let mut chunk_bytes = Vec::new();
+    let (mut running, mut running_items, mut running_bytes) = (0, 0, 0);
     let mut early: BTreeMap<usize, Arc<Outcome>> = BTreeMap::new();
     let mut early_bytes = 0;
     // The next chunk to decode, in input order.
     let mut next = 0;
     let mut input_left = true;
     loop {
-        while input_left && running < window && early_bytes < MAP_EARLY_BYTES {
+        while input_left
+            && window_admits(processes, running, running_items, running_bytes)
+            && early_bytes < MAP_EARLY_BYTES
+        {
             let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) else {
                 input_left = false;
                 break;
             };
             let number = sizes.len();
+            let len = bytes.as_ref().map_or(0, Vec::len);
             sizes.push(n);
+            chunk_bytes.push(len);
             running += 1;
+            running_items += n;
+            running_bytes += len;
             let done = done_tx.clone();
             // Every chunk's promise is kept or failed, so this always
             // sends, and the receive below always ends.
@@ -153,6 +179,8 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
             task: task.to_string(),
         })?;
         running -= 1;
+        running_items -= sizes[number];
+        running_bytes -= chunk_bytes[number];
         early_bytes += outcome_len(&outcome);
         early.insert(number, outcome);
     }
