@@ -108,7 +108,7 @@
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
 //! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting workers (the fork server, both its sides, or `posix_spawn`), the parent↔worker start-up contract (who is a worker, or the fork server); the parent's end of a worker, every wait bounded by the worker's life and the stall limit (`process::link`); the death-watch thread |
 //! | `shm` | the channel's shared memory: its layout, the ring endpoints that move frames through it, the spin heuristic |
-//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); reusable large buffers |
+//! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); buffers kept for reuse (large ones, and each thread's last small frame buffer) |
 //! | `sys` | every OS call (memfd, mappings and futexes, pidfds and epoll, the fork server's; `sys::channel`: what a worker checks of the descriptor it inherits), each `unsafe` with its `SAFETY` comment |
 //! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
