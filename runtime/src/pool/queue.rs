@@ -159,12 +159,17 @@ impl Queue {
             if !matches!(st.slots[index].parked, Parked::Lent) {
                 let next = if st.terminated {
                     Next::Stop
-                } else if !st.jobs.is_empty() && st.jobs.len() <= st.woken_elsewhere(index) {
+                } else if !st.closed
+                    && !st.jobs.is_empty()
+                    && st.jobs.len() <= st.woken_elsewhere(index)
+                {
                     // Every queued job has a woken slot with an idle worker
                     // on its way to take it: leave them theirs, so that a
                     // burst spreads over the workers instead of going to
                     // whichever thread runs first (the others would find
-                    // the queue empty). Wait as an idle slot.
+                    // the queue empty). Wait as an idle slot. (Not once the
+                    // pool is closed: then the slot drains the queue and
+                    // stops, nothing would wake it to stop later.)
                     let (guard, _) = self.wake[index]
                         .wait_timeout(state, idle)
                         .unwrap_or_else(|e| e.into_inner());

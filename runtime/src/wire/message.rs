@@ -119,8 +119,10 @@ impl Body {
         })
     }
 
-    /// The bytes of `buf` from `start` on: copied out if they are few, and
-    /// `buf` kept for this thread's next frame.
+    /// The bytes of `buf` from `start` on: copied out if they are few, or
+    /// if `buf` is much larger than they are (a buffer the thread reused: a
+    /// result never holds on to more memory than about twice its size), and
+    /// then `buf` kept for this thread's next frame.
     fn after(buf: Vec<u8>, start: usize) -> Body {
         debug_assert!(start <= buf.len());
         if buf.len() - start <= SMALL_BODY {
@@ -128,9 +130,23 @@ impl Body {
             crate::buffers::recycle(buf);
             return body;
         }
+        if buf.capacity() > 2 * buf.len() + 1024 {
+            let body = Body::from_vec(buf[start..].to_vec());
+            crate::buffers::recycle(buf);
+            return body;
+        }
         Body(Repr::Owned {
             buf,
             start,
+            tail: Vec::new(),
+        })
+    }
+
+    /// All of `buf`, held as it is.
+    fn from_vec(buf: Vec<u8>) -> Body {
+        Body(Repr::Owned {
+            buf,
+            start: 0,
             tail: Vec::new(),
         })
     }
@@ -532,6 +548,27 @@ mod tests {
             let kept = crate::buffers::small_buffer().capacity() > 0;
             assert_eq!(kept, len <= SMALL_BODY, "{len} bytes");
         }
+    }
+
+    #[test]
+    fn a_result_never_holds_a_buffer_much_larger_than_itself() {
+        // A frame read into a large buffer the thread had kept: the result
+        // is copied out, and the buffer goes back to the thread.
+        let mut frame = Vec::with_capacity(60_000);
+        frame.extend_from_slice(&[7u8; 109]);
+        let _ = crate::buffers::small_buffer();
+        let body = Body::after(frame, 9);
+        assert_eq!(body.head(), &[7u8; 100][..]);
+        let [head, tail] = body.into_bufs();
+        assert_eq!((head.capacity(), tail.capacity()), (100, 0));
+        assert_eq!(crate::buffers::small_buffer().capacity(), 60_000);
+        // A buffer about its size is kept with it (no copy).
+        let mut frame = Vec::with_capacity(1200);
+        frame.extend_from_slice(&[8u8; 1000]);
+        let at = frame.as_ptr();
+        let body = Body::after(frame, 9);
+        assert_eq!(body.len(), 991);
+        assert_eq!(body.into_bufs()[0].as_ptr(), at);
     }
 
     #[test]
