@@ -189,3 +189,59 @@ impl KillSwitch {
         self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::sync::Arc;
+
+    use super::{KillSwitch, Target};
+
+    /// A real child process (leading its own process group, as a worker
+    /// does) and the target that stops it.
+    fn sleeper() -> (std::process::Child, Target) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .expect("sleep");
+        let pidfd = crate::sys::pidfd_open(child.id()).expect("pidfd");
+        let target = Target::new(child.id(), Arc::new(pidfd));
+        (child, target)
+    }
+
+    #[test]
+    fn a_kill_during_a_start_reaches_the_worker_once_it_is_published() {
+        let switch = KillSwitch::default();
+        switch.begin_start().unwrap();
+        switch.kill(); // Nothing to kill yet: remembered.
+        let (mut child, target) = sleeper();
+        switch.publish(target).unwrap();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // With no start under way and no worker, a kill is not remembered:
+        // the next worker lives until it is killed itself.
+        switch.lock().target = None;
+        switch.kill();
+        switch.begin_start().unwrap();
+        let (mut child, target) = sleeper();
+        switch.publish(target).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(child.try_wait().unwrap().is_none(), "killed by a stale kill");
+        switch.kill();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_terminate_during_a_start_refuses_its_worker_and_every_later_start() {
+        let switch = KillSwitch::default();
+        switch.begin_start().unwrap();
+        switch.close_and_kill();
+        let (mut child, target) = sleeper();
+        assert!(switch.publish(target).is_err(), "published after terminate");
+        assert!(switch.lock().target.is_none());
+        assert!(switch.begin_start().is_err());
+        // (The backend ends a refused worker itself.)
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
