@@ -348,3 +348,20 @@ fn decode_gathered<R: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::window_admits;
+
+    #[test]
+    fn map_queues_two_chunks_per_worker_and_more_while_they_are_small() {
+        // Two per worker always, however large.
+        assert!(window_admits(2, 3, 1 << 30, 1 << 30));
+        assert!(!window_admits(2, 4, 4096, 1 << 20));
+        // Small ones (chunksize 1) up to 512 items per worker and 256 KiB.
+        assert!(window_admits(2, 500, 500, 5000));
+        assert!(!window_admits(2, 1024, 1024, 10_000));
+        assert!(!window_admits(2, 100, 100, 256 << 10));
+        assert!(window_admits(4, 1500, 1500, 1000));
+    }
+}

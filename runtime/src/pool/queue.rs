@@ -161,6 +161,7 @@ impl Queue {
                     Next::Stop
                 } else if !st.closed
                     && !st.jobs.is_empty()
+                    && st.jobs.len() < st.slots.len()
                     && st.jobs.len() <= st.woken_elsewhere(index)
                 {
                     // Every queued job has a woken slot with an idle worker

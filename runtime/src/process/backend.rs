@@ -4,7 +4,6 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,14 +91,9 @@ impl Backend for ProcessBackend {
             child.wait();
             return Err(terminated());
         }
-        let Channel {
-            memfd,
-            endpoint,
-            map,
-            dead,
-        } = ch;
+        let Channel { memfd, endpoint } = ch;
         drop(memfd);
-        let link = ShmLink::new(endpoint, child, dead, map, kill.clone());
+        let link = ShmLink::new(endpoint, child, kill.clone());
         hello(Box::new(link), limits.start_timeout).map_err(start_error)
     }
 }
@@ -109,8 +103,6 @@ impl Backend for ProcessBackend {
 pub(super) struct Channel {
     pub(super) memfd: OwnedFd,
     pub(super) endpoint: Endpoint,
-    map: Arc<SharedMap>,
-    dead: Arc<AtomicBool>,
 }
 
 impl Channel {
@@ -123,15 +115,8 @@ impl Channel {
             maker: std::process::id(),
         };
         let (memfd, map) = SharedMap::create(CHANNEL_NAME, shm::total_bytes(settings.ring_bytes))?;
-        let map = Arc::new(map);
-        let dead = Arc::new(AtomicBool::new(false));
-        let endpoint = Endpoint::parent(map.clone(), settings, stall, dead.clone());
-        Ok(Channel {
-            memfd,
-            endpoint,
-            map,
-            dead,
-        })
+        let endpoint = Endpoint::parent(Arc::new(map), settings, stall);
+        Ok(Channel { memfd, endpoint })
     }
 }
 

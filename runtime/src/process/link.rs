@@ -5,7 +5,6 @@
 //! pool's stall limit (see [`crate::shm`]).
 
 use std::os::fd::AsFd;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use super::watch::{self, Watched};
 use crate::error::ExitInfo;
 use crate::link::{KillSwitch, Link};
 use crate::shm::Endpoint;
-use crate::sys::{self, SharedMap};
+use crate::sys;
 use crate::wire::{Frame, FrameError};
 
 pub(super) struct ShmLink {
@@ -28,15 +27,9 @@ pub(super) struct ShmLink {
 }
 
 impl ShmLink {
-    /// The link to `child`, whose channel `endpoint` (in `map`) is; `dead`
-    /// is the endpoint's flag for the death watch to set.
-    pub(super) fn new(
-        endpoint: Endpoint,
-        child: Child,
-        dead: Arc<AtomicBool>,
-        map: Arc<SharedMap>,
-        kill: Arc<KillSwitch>,
-    ) -> ShmLink {
+    /// The link to `child`, whose channel's parent end `endpoint` is.
+    pub(super) fn new(endpoint: Endpoint, child: Child, kill: Arc<KillSwitch>) -> ShmLink {
+        let (dead, map) = endpoint.death_watch();
         let watched = match watch::watch(child.pidfd(), dead.clone(), map) {
             Ok(watched) => Some(watched),
             Err(e) => {

@@ -82,7 +82,7 @@ pub(crate) struct Endpoint {
     unsignalled: u64,
     /// Why the channel became unusable (a corrupt peer index).
     broken: Option<String>,
-    /// Set by the death watch (parent side).
+    /// Set by the death watch (parent side; see [`Endpoint::death_watch`]).
     dead: Arc<AtomicBool>,
     spin: Spinner,
     max_frame: usize,
@@ -100,17 +100,18 @@ impl Endpoint {
     /// [`super::total_bytes`]`(settings.ring_bytes)` bytes, zeroed): writes
     /// the control page. The rest of a frame that began to arrive, or room
     /// for the rest of one being written, is awaited at most `stall` at a
-    /// time. `dead` is the flag the death watch sets.
-    pub(crate) fn parent(
-        map: Arc<SharedMap>,
-        settings: Settings,
-        stall: Duration,
-        dead: Arc<AtomicBool>,
-    ) -> Self {
+    /// time. The death watch is given [`death_watch`](Self::death_watch).
+    pub(crate) fn parent(map: Arc<SharedMap>, settings: Settings, stall: Duration) -> Self {
         assert!(map.len() >= super::total_bytes(settings.ring_bytes));
         // SAFETY: a live mapping of at least a control page, page-aligned.
         unsafe { Control::at(map.base()) }.init(settings);
-        Endpoint::new(map, Side::Parent, settings, dead, Some(stall))
+        Endpoint::new(map, Side::Parent, settings, Some(stall))
+    }
+
+    /// What the death watch needs of a parent's end: the flag it sets when
+    /// the worker dies, and the mapping whose waits it then wakes.
+    pub(crate) fn death_watch(&self) -> (Arc<AtomicBool>, Arc<SharedMap>) {
+        (self.dead.clone(), self.map.clone())
     }
 
     /// The worker's end of the channel the parent set up in `map`.
@@ -120,22 +121,10 @@ impl Endpoint {
         }
         // SAFETY: as above.
         let settings = unsafe { Control::at(map.base()) }.settings(map.len())?;
-        Ok(Endpoint::new(
-            map,
-            Side::Worker,
-            settings,
-            Arc::default(),
-            None,
-        ))
+        Ok(Endpoint::new(map, Side::Worker, settings, None))
     }
 
-    fn new(
-        map: Arc<SharedMap>,
-        side: Side,
-        settings: Settings,
-        dead: Arc<AtomicBool>,
-        stall: Option<Duration>,
-    ) -> Self {
+    fn new(map: Arc<SharedMap>, side: Side, settings: Settings, stall: Option<Duration>) -> Self {
         // SAFETY: the mapping holds the control page and both rings (checked
         // by the callers), so both ring starts lie inside it.
         let (req, rep) = unsafe {
@@ -159,7 +148,7 @@ impl Endpoint {
             head_cache: 0,
             unsignalled: 0,
             broken: None,
-            dead,
+            dead: Arc::default(),
             spin: Spinner::new(),
             max_frame: settings.max_frame,
             stall,

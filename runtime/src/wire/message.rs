@@ -125,30 +125,19 @@ impl Body {
     /// then `buf` kept for this thread's next frame.
     fn after(buf: Vec<u8>, start: usize) -> Body {
         debug_assert!(start <= buf.len());
-        if buf.len() - start <= SMALL_BODY {
-            let body = Body::small(&buf[start..]);
-            crate::buffers::recycle(buf);
-            return body;
-        }
-        if buf.capacity() > 2 * buf.len() + 1024 {
-            let body = Body::from_vec(buf[start..].to_vec());
-            crate::buffers::recycle(buf);
-            return body;
-        }
-        Body(Repr::Owned {
-            buf,
-            start,
-            tail: Vec::new(),
-        })
-    }
-
-    /// All of `buf`, held as it is.
-    fn from_vec(buf: Vec<u8>) -> Body {
-        Body(Repr::Owned {
-            buf,
-            start: 0,
-            tail: Vec::new(),
-        })
+        let body = if buf.len() - start <= SMALL_BODY {
+            Body::small(&buf[start..])
+        } else if buf.capacity() > 2 * buf.len() + 1024 {
+            Body::split(buf[start..].to_vec(), Vec::new())
+        } else {
+            return Body(Repr::Owned {
+                buf,
+                start,
+                tail: Vec::new(),
+            });
+        };
+        crate::buffers::recycle(buf);
+        body
     }
 
     /// `head`, then `tail`.

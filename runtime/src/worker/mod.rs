@@ -186,8 +186,9 @@ fn fatal(message: String) -> ! {
     end_process(EXIT_PROTOCOL);
 }
 
-/// Sends what a task printed on before its reply. (Only stdout: Rust's
-/// stderr is unbuffered, its flush a lock and nothing else.)
+/// Flushes what a task printed, so that it appears before its reply
+/// arrives. (Only stdout: Rust's stderr is unbuffered, its flush a lock and
+/// nothing else.)
 fn flush_stdio() {
     let _ = std::io::stdout().flush();
 }

@@ -17,15 +17,15 @@ use crate::wire::{append_frame, message, Frame, FrameError, DEFAULT_MAX_FRAME};
 fn pair(ring_bytes: usize, max_frame: usize) -> (Endpoint, Endpoint, Arc<AtomicBool>) {
     let (_fd, map) = SharedMap::create(c"procpool-test-ring", total_bytes(ring_bytes)).unwrap();
     let map = Arc::new(map);
-    let dead = Arc::new(AtomicBool::new(false));
     let settings = Settings {
         ring_bytes,
         max_frame,
         maker: std::process::id(),
     };
     let stall = Duration::from_secs(10);
-    let parent = Endpoint::parent(map.clone(), settings, stall, dead.clone());
+    let parent = Endpoint::parent(map.clone(), settings, stall);
     let worker = Endpoint::worker(map).unwrap();
+    let (dead, _) = parent.death_watch();
     (parent, worker, dead)
 }
 
