@@ -18,6 +18,12 @@ procpool::enable_test_support!();
 /// Marks that task `i` started, then sleeps `ms`; returns `i` and its pid.
 #[pool_task]
 fn mark(dir: PathBuf, i: u64, ms: u64) -> (u64, u32) {
+    mark_micros(dir, i, ms * 1000)
+}
+
+/// [`mark`], sleeping `us` microseconds.
+#[pool_task]
+fn mark_micros(dir: PathBuf, i: u64, us: u64) -> (u64, u32) {
     let create = |name: String| {
         std::fs::OpenOptions::new()
             .write(true)
@@ -27,7 +33,7 @@ fn mark(dir: PathBuf, i: u64, ms: u64) -> (u64, u32) {
     if create(i.to_string()).is_err() {
         let _ = create(format!("twice-{i}"));
     }
-    std::thread::sleep(Duration::from_millis(ms));
+    std::thread::sleep(Duration::from_micros(us));
     (i, std::process::id())
 }
 
@@ -37,9 +43,17 @@ fn blocker(ms: u64) -> u32 {
     std::process::id()
 }
 
-/// A fresh directory for one test's marker files.
+/// A fresh directory for one test's marker files: in memory (`/dev/shm`)
+/// where there is one, since a file made on a disk can take a millisecond
+/// and more, and the tests need `mark` to be quick for it to be pipelined.
 fn marker_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("procpool-cancel-{}-{name}", std::process::id()));
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("procpool-cancel-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -64,6 +78,22 @@ fn wait_for(path: &Path) {
             path.display()
         );
         std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Runs `mark` and `mark_micros` many times back to back, so that the
+/// slot learns they are quick and pipelines them. (One call at a time, each
+/// would wait for sleeping threads to wake, which on an idle machine can
+/// take a millisecond and make the task look slow.)
+fn learn_quick(pool: &Pool, dir: &Path) {
+    let marks: Vec<_> = (0..50)
+        .map(|i| apply_async_mark(pool, dir.to_path_buf(), i, 0))
+        .collect();
+    let micros: Vec<_> = (50..100)
+        .map(|i| apply_async_mark_micros(pool, dir.to_path_buf(), i, 0))
+        .collect();
+    for r in marks.into_iter().chain(micros) {
+        r.get().unwrap();
     }
 }
 
@@ -140,10 +170,7 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
     let dir = marker_dir("batch");
     let warm = marker_dir("batch-warm");
     let pool = Pool::new(1).unwrap();
-    // The slot learns that `mark` is quick, so it pipelines it.
-    for i in 0..20 {
-        apply_async_mark(&pool, warm.clone(), i, 0).get().unwrap();
-    }
+    learn_quick(&pool, &warm);
     let first = apply_async_blocker(&pool, 300);
     // Queued behind the blocker, then sent as one batch: 0-4 quick, 5 slow.
     let tasks: Vec<_> = (0..10)
@@ -204,9 +231,7 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
     let dir = marker_dir("behind");
     let warm = marker_dir("behind-warm");
     let pool = Pool::new(1).unwrap();
-    for i in 0..20 {
-        apply_async_mark(&pool, warm.clone(), i, 0).get().unwrap();
-    }
+    learn_quick(&pool, &warm);
     let first = apply_async_blocker(&pool, 300);
     // 0 runs for 400 ms; 1 (cancelled while 0 runs) sleeps long if it runs.
     let tasks: Vec<_> = (0..6)
@@ -243,6 +268,82 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
     }
     assert!(log
         .lines_with(&format!("pipelined to worker {old_pid}"))
+        .iter()
+        .any(|l| !l.contains(": 1 calls")));
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&warm);
+}
+
+/// A cancel that reaches a call the moment it finishes, while the worker
+/// already runs the call pipelined behind it, must not stop that one: the
+/// parent has not read the first reply yet, so the first call still looks
+/// running. Over many rounds (a gate call keeps the worker busy while
+/// quick call `a` and call `b` are queued, so they go out as one batch;
+/// `a` is cancelled as soon as it has started, or a little later), `b`
+/// always returns and every task runs at most once.
+#[test]
+fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
+    let _serial = serial();
+    let log = capture_log();
+    let dir = marker_dir("just-finished");
+    let warm = marker_dir("just-finished-warm");
+    let pool = Pool::new(1).unwrap();
+    learn_quick(&pool, &warm);
+    let (mut stopped, mut finished) = (0, 0);
+    for round in 0..1000u64 {
+        let (a, b) = (2 * round, 2 * round + 1);
+        let gate = apply_async_blocker(&pool, 1);
+        let first = apply_async_mark_micros(&pool, dir.clone(), a, 0);
+        let second = apply_async_mark_micros(&pool, dir.clone(), b, 100);
+        // Once `a` has started (its marker is there), plus 0 to 30 µs: as
+        // it ends, and as `b` starts.
+        let marker = dir.join(a.to_string());
+        while !marker.exists() {
+            std::hint::spin_loop();
+        }
+        let delay = Duration::from_nanos(round * 7919 % 30_000);
+        let begun = Instant::now();
+        while begun.elapsed() < delay {
+            std::hint::spin_loop();
+        }
+        let cancel = first.cancel();
+        match (cancel, first.get()) {
+            (CancelOutcome::Finished, Ok((echo, _))) => {
+                finished += 1;
+                assert_eq!(echo, a);
+            }
+            (CancelOutcome::Finished, Err(e)) => panic!("round {round}: finished, yet {e}"),
+            // Stopped as it finished: its result is kept.
+            (CancelOutcome::Stopped, Ok(_)) => stopped += 1,
+            (CancelOutcome::Stopped | CancelOutcome::NotStarted, Err(Error::Cancelled { .. })) => {
+                stopped += usize::from(cancel == CancelOutcome::Stopped)
+            }
+            (cancel, outcome) => panic!("round {round}: {cancel:?} and {outcome:?}"),
+        }
+        gate.get().unwrap();
+        match second.get() {
+            Ok((echo, _)) => assert_eq!(echo, b),
+            Err(e) => panic!("round {round}: the call behind the cancelled one failed: {e}"),
+        }
+    }
+    let names = markers(&dir);
+    assert!(
+        names.iter().all(|n| !n.starts_with("twice")),
+        "ran twice: {names:?}"
+    );
+    for round in 0..1000u64 {
+        let b = (2 * round + 1).to_string();
+        assert!(names.contains(&b), "task {b} never ran");
+    }
+    // Some cancels reached `a` in flight (the race this test is about).
+    assert!(
+        stopped > 0 && finished > 0,
+        "stopped {stopped}, finished {finished}"
+    );
+    assert!(log
+        .lines_with("pipelined to worker")
         .iter()
         .any(|l| !l.contains(": 1 calls")));
     drop(pool);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, ExitInfo};
+use crate::shm::Halter;
 use crate::wire::{Frame, FrameError};
 
 /// The settings a worker is started with (from the pool's `Config`).
@@ -59,6 +60,13 @@ pub(crate) trait Link: Send {
     fn unread_requests(&mut self) -> bool {
         false
     }
+    /// Whether the worker started call `id` (the first call it has not
+    /// answered), as far as can be told: `false` only if it certainly did
+    /// not (it was killed or died between two calls).
+    fn started(&mut self, id: u64) -> bool {
+        let _ = id;
+        true
+    }
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;
@@ -67,20 +75,30 @@ pub(crate) trait Link: Send {
     fn resident_bytes(&mut self) -> Option<u64>;
     /// Stops the worker at once.
     fn kill(&mut self);
+    /// Stops the worker unless it has started one of the calls in `behind`
+    /// (those sent after the call to stop; see [`KillSwitch::kill_unless_past`]).
+    /// Returns whether it was stopped.
+    fn kill_unless_past(&mut self, behind: &[u64]) -> bool {
+        let _ = behind;
+        self.kill();
+        true
+    }
     /// Waits for the worker to end (killing it after `grace`) and reports how.
     fn finish(self: Box<Self>, grace: Duration) -> ExitInfo;
 }
 
 /// The worker a [`KillSwitch`] can stop: its pid (the number of its
-/// process group) and its pidfd.
+/// process group), its pidfd, and the hold on its call starts, if its
+/// channel has one.
 pub(crate) struct Target {
     pid: u32,
     pidfd: Arc<OwnedFd>,
+    halter: Option<Halter>,
 }
 
 impl Target {
-    pub(crate) fn new(pid: u32, pidfd: Arc<OwnedFd>) -> Target {
-        Target { pid, pidfd }
+    pub(crate) fn new(pid: u32, pidfd: Arc<OwnedFd>, halter: Option<Halter>) -> Target {
+        Target { pid, pidfd, halter }
     }
 
     /// SIGKILL to the worker and its process group (see `sys::kill_worker`).
@@ -129,11 +147,31 @@ impl KillSwitch {
     /// Kills the current worker (and its process group), if any; one
     /// being started is killed as soon as it is published.
     pub(crate) fn kill(&self) {
+        self.kill_unless_past(&[]);
+    }
+
+    /// [`kill`](Self::kill), unless the worker has started one of the calls
+    /// in `behind`: a kill meant to stop the call in front of them must not
+    /// stop one of them (see [`crate::shm::Halter`]). Returns whether it
+    /// killed (or will kill, once published) or found nothing to kill.
+    pub(crate) fn kill_unless_past(&self, behind: &[u64]) -> bool {
         let mut state = self.lock();
         match &state.target {
-            Some(target) => target.kill(),
-            None if state.starting => state.kill_asked = true,
-            None => {}
+            Some(target) => {
+                let halted = match (&target.halter, behind) {
+                    (Some(halter), [_, ..]) => halter.halt_unless_past(behind),
+                    _ => true,
+                };
+                if halted {
+                    target.kill();
+                }
+                halted
+            }
+            None if state.starting => {
+                state.kill_asked = true;
+                true
+            }
+            None => true,
         }
     }
 
@@ -206,7 +244,7 @@ mod tests {
             .spawn()
             .expect("sleep");
         let pidfd = crate::sys::pidfd_open(child.id()).expect("pidfd");
-        let target = Target::new(child.id(), Arc::new(pidfd));
+        let target = Target::new(child.id(), Arc::new(pidfd), None);
         (child, target)
     }
 
@@ -228,6 +266,25 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(child.try_wait().unwrap().is_none(), "killed by a stale kill");
         switch.kill();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_kill_for_a_call_the_worker_went_past_is_not_made() {
+        let (parent, worker) = crate::shm::pair_for_tests();
+        let switch = KillSwitch::default();
+        let (mut child, target) = sleeper();
+        let target = Target::new(target.pid, target.pidfd, Some(parent.halter()));
+        switch.begin_start().unwrap();
+        switch.publish(target).unwrap();
+        // The worker started call 2, behind the call the kill is meant for.
+        assert!(worker.begin_call(2));
+        assert!(!switch.kill_unless_past(&[2, 3]));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(child.try_wait().unwrap().is_none(), "killed the wrong call");
+        assert!(worker.begin_call(3), "left halted");
+        // It has not started call 4: killed.
+        assert!(switch.kill_unless_past(&[4]));
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 

@@ -274,7 +274,9 @@ impl<T> AsyncResult<T> {
     /// it is running, its worker is killed and replaced. Either way its
     /// result becomes [`Error::Cancelled`], and the other tasks are not
     /// affected (the calls pipelined behind it on the same worker had not
-    /// started: they go back to the queue). A result that is already there
+    /// started: they go back to the queue; a worker that finished the task
+    /// and already started the next one is not killed, and the outcome is
+    /// [`Finished`](CancelOutcome::Finished)). A result that is already there
     /// is kept. Returns at once, saying which of these happened; the result
     /// arrives shortly after (a stopped worker's death is seen within a
     /// millisecond or so).

@@ -240,7 +240,8 @@ pub(crate) struct BatchEnd {
 /// have started: see [`settle_after_loss`]. Each job's timeout counts from
 /// the previous reply, that is from when the worker started it. A job
 /// cancelled while pipelined behind another has the worker (slot `index`'s)
-/// killed as soon as the one in front is answered.
+/// killed as soon as the one in front is answered, unless the worker went
+/// past it (it finished: its outcome is kept).
 pub(crate) fn receive_batch(
     queue: &Queue,
     index: usize,
@@ -253,11 +254,8 @@ pub(crate) fn receive_batch(
         ran += 1;
         let loss = match receive(link.as_mut(), &job.call) {
             Exchange::Done(outcome) => {
-                let kill_next = queue.settle_one(index);
+                queue.settle_one(index, |behind| link.kill_unless_past(behind));
                 job.complete(outcome);
-                if kill_next {
-                    link.kill();
-                }
                 continue;
             }
             Exchange::Lost(loss) => loss,
@@ -267,6 +265,23 @@ pub(crate) fn receive_batch(
             Exchange::Undelivered | Exchange::Unread => Loss::Died,
         };
         if let Loss::Died = loss {
+            if !link.started(job.call.id) {
+                // Killed or dead between two calls (a kill for a cancel of
+                // the call before, which had just finished): this one never
+                // started either.
+                let pid = link.pid();
+                let status = link.finish(DEATH_GRACE);
+                log::debug!(
+                    target: "procpool",
+                    "worker {pid} ended between two calls ({status}); \
+                     the calls it had not started go back to the queue"
+                );
+                queue.requeue(std::iter::once(job).chain(jobs));
+                return BatchEnd {
+                    link: None,
+                    ran: ran - 1,
+                };
+            }
             // The worker died running this job: it runs its calls one by
             // one, so the ones behind it never started.
             let error = bury(queue, link, &job.call, loss);

@@ -12,6 +12,12 @@
 //! - that is pipelined behind the one running: it is marked, and the slot
 //!   kills its worker as soon as the call in front has its outcome.
 //!
+//! "The first without an outcome" is the parent's view: the worker may have
+//! finished it and started the next. So a kill first halts the worker and
+//! looks at which call it started (`crate::shm::Halter`): if it started one
+//! of the calls behind, the cancelled call finished, and nothing is killed
+//! (its outcome is kept, and the call the worker runs is not stopped).
+//!
 //! The worker a cancel killed is "doomed": even if the call finished just
 //! before the kill landed (its result is kept), the slot must not hand that
 //! worker another call.
@@ -88,16 +94,21 @@ impl InFlight {
         self.cancels.contains(&id)
     }
 
-    /// The call in front has its outcome. Returns whether the next one was
-    /// cancelled: the slot is then to kill its worker (now doomed).
-    pub(crate) fn settle_one(&mut self) -> bool {
+    /// The calls behind the one running (sent after it).
+    pub(crate) fn behind(&self) -> &[u64] {
+        self.ids.get(self.settled + 1..).unwrap_or_default()
+    }
+
+    /// The call in front has its outcome. If the next one was cancelled,
+    /// `kill(behind it)` stops the worker unless it went past that call
+    /// (see `crate::link::KillSwitch::kill_unless_past`); a worker it
+    /// stopped is doomed.
+    pub(crate) fn settle_one(&mut self, kill: impl FnOnce(&[u64]) -> bool) {
         self.settled += 1;
-        match self.ids.get(self.settled) {
-            Some(next) if self.cancels.contains(next) => {
+        if let Some(next) = self.ids.get(self.settled) {
+            if self.cancels.contains(next) && kill(self.behind()) {
                 self.doomed = true;
-                true
             }
-            _ => false,
         }
     }
 
@@ -124,14 +135,33 @@ mod tests {
         assert_eq!(f.place(99), None);
         f.cancel(12, false);
         assert!(!f.is_doomed());
-        assert!(!f.settle_one(), "11 runs next: not cancelled");
+        assert_eq!(f.behind(), [11, 12]);
+        f.settle_one(|_| panic!("11 runs next: not cancelled"));
         assert_eq!(f.place(10), Some(Place::Settled));
-        assert!(f.settle_one(), "12 runs next: cancelled, kill the worker");
+        let mut asked = None;
+        f.settle_one(|behind| {
+            asked = Some(behind.to_vec());
+            true
+        });
+        assert_eq!(asked, Some(vec![]), "12 runs next: cancelled, kill the worker");
         assert!(f.is_doomed());
         assert!(f.is_cancelled(12));
         assert!(f.finish(), "the worker was doomed");
         assert!(!f.finish());
         assert_eq!(f.place(12), None);
+    }
+
+    #[test]
+    fn a_worker_that_went_past_the_cancelled_call_is_not_doomed() {
+        let mut f = InFlight::default();
+        f.start([1, 2, 3]);
+        f.cancel(2, false);
+        f.settle_one(|behind| {
+            assert_eq!(behind, [3]);
+            false
+        });
+        assert!(!f.is_doomed());
+        assert!(!f.finish());
     }
 
     #[test]

@@ -173,7 +173,8 @@ impl Dispatcher for LocalPool {
     /// (see [`super::in_flight`]).
     fn cancel(&self, id: u64) -> CancelOutcome {
         let switches = &self.shared.switches;
-        self.shared.queue.cancel(id, |slot| switches[slot].kill())
+        self.shared.queue
+            .cancel(id, |slot, behind| switches[slot].kill_unless_past(behind))
     }
 
     fn cancel_queued(&self) -> usize {

@@ -300,11 +300,11 @@ impl Queue {
                 .is_some_and(|max| slot.served >= max)
     }
 
-    /// Slot `index` read the outcome of the call in front of its batch.
-    /// Returns whether the next call was cancelled: the slot then kills its
-    /// worker before waiting for that call.
-    pub(crate) fn settle_one(&self, index: usize) -> bool {
-        self.lock().slots[index].in_flight.settle_one()
+    /// Slot `index` read the outcome of the call in front of its batch. If
+    /// the next call was cancelled, `kill` stops the worker unless it went
+    /// past that call (see [`InFlight::settle_one`](super::in_flight::InFlight::settle_one)).
+    pub(crate) fn settle_one(&self, index: usize, kill: impl FnOnce(&[u64]) -> bool) {
+        self.lock().slots[index].in_flight.settle_one(kill);
     }
 
     /// Whether a cancel of call `id`, held by a slot, was asked: the loss of
@@ -316,10 +316,11 @@ impl Queue {
 
     /// Cancels call `id` (see [`super::in_flight`]): a queued one is taken
     /// out and settled as cancelled; the one a slot's worker runs has that
-    /// worker killed by `kill(slot)`, under this lock, so that the slot
-    /// cannot have moved on to another batch; one pipelined behind it is
-    /// marked for its slot to act on.
-    pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize)) -> CancelOutcome {
+    /// worker killed by `kill(slot, calls behind it)`, under this lock, so
+    /// that the slot cannot have moved on to another batch, unless the
+    /// worker went past it (`kill` returns `false`: it finished); one
+    /// pipelined behind it is marked for its slot to act on.
+    pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize, &[u64]) -> bool) -> CancelOutcome {
         let job = {
             let mut state = self.lock();
             match state.jobs.iter().position(|job| job.call.id == id) {
@@ -330,12 +331,16 @@ impl Queue {
                     });
                     return match found {
                         None | Some((_, Place::Settled)) => CancelOutcome::Finished,
-                        Some((index, place)) => {
-                            let running = place == Place::Running;
-                            state.slots[index].in_flight.cancel(id, running);
-                            if running {
-                                kill(index);
+                        Some((index, Place::Running)) => {
+                            let in_flight = &mut state.slots[index].in_flight;
+                            if !kill(index, in_flight.behind()) {
+                                return CancelOutcome::Finished;
                             }
+                            in_flight.cancel(id, true);
+                            CancelOutcome::Stopped
+                        }
+                        Some((index, _)) => {
+                            state.slots[index].in_flight.cancel(id, false);
                             CancelOutcome::Stopped
                         }
                     };

@@ -84,7 +84,11 @@ impl Backend for ProcessBackend {
         };
         let mut child = started.inspect_err(|_| kill.abandon_start())?;
         if kill
-            .publish(Target::new(child.id(), child.pidfd().clone()))
+            .publish(Target::new(
+                child.id(),
+                child.pidfd().clone(),
+                Some(ch.endpoint.halter()),
+            ))
             .is_err()
         {
             child.kill();

@@ -69,6 +69,10 @@ impl Link for ShmLink {
         !self.endpoint.all_consumed()
     }
 
+    fn started(&mut self, id: u64) -> bool {
+        self.endpoint.last_run() == id
+    }
+
     fn has_exited(&mut self) -> bool {
         // Reaped under the switch's lock, like `finish`: the switch never
         // holds a worker that is gone.
@@ -88,6 +92,10 @@ impl Link for ShmLink {
 
     fn kill(&mut self) {
         self.kill.kill();
+    }
+
+    fn kill_unless_past(&mut self, behind: &[u64]) -> bool {
+        self.kill.kill_unless_past(behind)
     }
 
     fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {

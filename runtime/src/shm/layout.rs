@@ -5,7 +5,8 @@
 //! The control page holds, each on its own cache line so that the two sides
 //! do not fight over lines they both write: each ring's `head` (advanced by
 //! its producer) and `tail` (advanced by its consumer), a [`Waiter`] per
-//! side, and the `closed` flag. Every field is an atomic: the other process
+//! side, the `closed` flag, and the words of the start handshake
+//! (`started`, `halt`, `running`: see [`super::halt`]). Every field is an atomic: the other process
 //! may write any of them at any time, and a corrupt or hostile worker may
 //! write nonsense, so the parent reads nothing here that it has not
 //! validated (see [`super::ring`]), and it never reads the configuration
@@ -14,7 +15,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Identifies a procpool channel and its layout version.
-const MAGIC: u64 = u64::from_le_bytes(*b"ppring01");
+const MAGIC: u64 = u64::from_le_bytes(*b"ppring02");
 /// Bytes before the request ring.
 pub(crate) const CONTROL_BYTES: usize = 4096;
 /// Each ring's size unless configured otherwise.
@@ -61,6 +62,15 @@ pub(crate) struct Control {
     pub(crate) worker: Line<Waiter>,
     /// Set by the parent when it lets the worker go (the worker exits cleanly).
     pub(crate) closed: Line<AtomicU32>,
+    /// The id of the call the worker is about to start (written by the
+    /// worker before it looks at `halt`).
+    pub(crate) started: Line<AtomicU64>,
+    /// Set by the parent while it decides whether to kill the worker: the
+    /// worker starts no call while it is set.
+    pub(crate) halt: Line<AtomicU32>,
+    /// The id of the call the worker runs or ran last (written once it got
+    /// past `halt`, before the task runs).
+    pub(crate) running: Line<AtomicU64>,
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);

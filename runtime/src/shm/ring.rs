@@ -114,6 +114,23 @@ impl Endpoint {
         (self.dead.clone(), self.map.clone())
     }
 
+    /// The parent's hold on the worker's call starts (see [`super::halt`]).
+    pub(crate) fn halter(&self) -> super::Halter {
+        super::Halter::new(self.map.clone())
+    }
+
+    /// Parent side: the id of the call the worker runs or ran last, as it
+    /// wrote it (untrusted: only ever compared; see [`super::halt`]).
+    pub(crate) fn last_run(&self) -> u64 {
+        self.ctl().running.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Worker side: call `id` starts (see [`super::halt`]); waits while the
+    /// parent halts the worker. `false` if the parent let the worker go.
+    pub(crate) fn begin_call(&self, id: u64) -> bool {
+        super::halt::begin_call(self.ctl(), id)
+    }
+
     /// The worker's end of the channel the parent set up in `map`.
     pub(crate) fn worker(map: Arc<SharedMap>) -> Result<Self, String> {
         if map.len() < CONTROL_BYTES {

@@ -32,6 +32,12 @@ pub(super) fn recv(timeout: Option<Duration>) -> Result<Frame, FrameError> {
     with(|endpoint| endpoint.recv(timeout))
 }
 
+/// Records that call `id` starts, waiting while the parent halts this
+/// worker (see `crate::shm::Halter`); `false` if the parent let it go.
+pub(super) fn begin_call(id: u64) -> bool {
+    with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(false)
+}
+
 /// Sends (and publishes) one frame.
 pub(super) fn send(parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
     with(|endpoint| endpoint.send(parts, tail))

@@ -6,7 +6,9 @@
 //! serves one request at a time. Each reply is published before the next
 //! call starts: if a task kills its worker, the replies of the calls before
 //! it are all in the parent's mapping, and the calls after it have provably
-//! not started, so the parent can run them elsewhere.
+//! not started, so the parent can run them elsewhere. Before it starts a
+//! call it says so, and waits while the parent halts it (see
+//! `crate::shm::Halter`): a kill for a cancel never lands on a later call.
 
 mod channel;
 mod execute;
@@ -131,6 +133,9 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             args,
         }) => {
+            if !channel::begin_call(id) {
+                exit_cleanly();
+            }
             let reply = execute::call(id, fingerprint, name, args, tail);
             flush_stdio();
             let reply = execute::fit_in_frame(reply, max_frame);
@@ -152,6 +157,9 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             items,
         }) => {
+            if !channel::begin_call(id) {
+                exit_cleanly();
+            }
             let body = execute::chunk(id, fingerprint, name, items, max_frame);
             flush_stdio();
             large = body.len() >= LARGE;

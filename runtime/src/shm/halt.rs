@@ -1,0 +1,130 @@
+//! The start handshake: how the parent kills a worker for a cancel without
+//! ever killing a call it did not mean to.
+//!
+//! A slot pipelines calls: while the parent has not yet read the reply to
+//! call A, its worker may have finished A and started B. A kill meant for A
+//! (A was cancelled) would then kill B, a call nobody cancelled. So before
+//! such a kill the parent *halts* the worker, and looks at what it started:
+//!
+//! - parent: stores `halt = 1`, then loads `started`;
+//! - worker, before it runs each call: stores `started = id`, then loads
+//!   `halt`, and while it is set starts nothing (it sleeps on the word).
+//!
+//! Both sides use sequentially consistent operations, so at least one sees
+//! the other's store. If the parent saw none of the calls behind A started,
+//! the worker sees the halt before it starts any of them: the kill can only
+//! stop A, or a worker between calls, or one halted before B. Only once
+//! past the halt does the worker store `running = id` and run the call, so
+//! after a death the parent tells a call that ran (`running` is its id) from
+//! one that never started. If the parent saw one of them started,
+//! A had finished: the parent lifts the halt and wakes the worker, and
+//! nothing is killed. The parent's decisions for one worker are made one at
+//! a time (under its slot's kill switch).
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::layout::Control;
+use crate::sys::{self, SharedMap};
+
+/// How long a halted worker sleeps before it looks again whether it was let
+/// go (the parent wakes it when it lifts the halt; this bounds a lost wake).
+const HALTED_NAP: Duration = Duration::from_millis(100);
+
+/// The parent's hold on whether a worker starts its next call.
+#[derive(Clone)]
+pub(crate) struct Halter(Arc<SharedMap>);
+
+impl Halter {
+    /// The halter of the channel in `map` (its control page written).
+    pub(crate) fn new(map: Arc<SharedMap>) -> Halter {
+        Halter(map)
+    }
+
+    fn ctl(&self) -> &Control {
+        // SAFETY: the mapping is a channel (control page first), alive as
+        // long as `self.0`.
+        unsafe { Control::at(self.0.base()) }
+    }
+
+    /// Halts the worker unless it has started one of the calls in `behind`
+    /// (those sent after the call to stop). `true`: halted, and it starts
+    /// no call until killed, so a kill now stops the call in front of
+    /// `behind` or nothing. `false`: it went past that call (which has
+    /// finished); the halt is lifted and it runs on.
+    pub(crate) fn halt_unless_past(&self, behind: &[u64]) -> bool {
+        let c = self.ctl();
+        c.halt.0.store(1, SeqCst);
+        let started = c.started.0.load(SeqCst);
+        if behind.contains(&started) {
+            c.halt.0.store(0, SeqCst);
+            sys::futex_wake(&c.halt.0, u32::MAX);
+            return false;
+        }
+        true
+    }
+}
+
+/// In a worker: records that call `id` is about to start, waits while the
+/// parent halts the worker, then records that it runs. `false` if the
+/// parent let the worker go meanwhile.
+pub(crate) fn begin_call(c: &Control, id: u64) -> bool {
+    c.started.0.store(id, SeqCst);
+    while c.halt.0.load(SeqCst) != 0 {
+        if c.closed.0.load(SeqCst) != 0 {
+            return false;
+        }
+        sys::futex_wait(&c.halt.0, 1, Some(HALTED_NAP));
+    }
+    c.running.0.store(id, SeqCst);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use crate::shm::pair_for_tests as pair;
+
+    #[test]
+    fn a_halted_worker_starts_no_call_and_a_worker_past_the_call_is_let_go() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1));
+        assert_eq!(parent.last_run(), 1);
+        // Call 1 runs; 2 and 3 are behind it: halted.
+        assert!(halter.halt_unless_past(&[2, 3]));
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let begun = worker.begin_call(2);
+            tx.send(begun).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a halted worker started a call"
+        );
+        // It announced call 2 but never ran it.
+        assert_eq!(parent.last_run(), 1);
+        // Letting the worker go ends its wait without starting the call.
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
+        let worker = thread.join().unwrap();
+        assert_eq!(parent.last_run(), 1);
+        drop(worker);
+    }
+
+    #[test]
+    fn a_worker_that_started_a_call_behind_is_not_halted() {
+        let (parent, worker) = pair();
+        assert!(worker.begin_call(7));
+        // The parent still waits for the reply to 6, but 7 started: 6 is done.
+        assert!(!parent.halter().halt_unless_past(&[7, 8]));
+        assert!(worker.begin_call(8), "the halt was not lifted");
+        assert_eq!(parent.last_run(), 8);
+        // Nothing behind it started: halted.
+        assert!(parent.halter().halt_unless_past(&[9]));
+    }
+}
