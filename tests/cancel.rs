@@ -8,10 +8,11 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
-use support::{assert_no_children, capture_log, serial};
+use support::{assert_no_children, capture_log, serial, LogCapture};
 
 procpool::enable_test_support!();
 
@@ -81,19 +82,57 @@ fn wait_for(path: &Path) {
     }
 }
 
-/// Runs `mark` and `mark_micros` many times back to back, so that the
-/// slot learns they are quick and pipelines them. (One call at a time, each
-/// would wait for sleeping threads to wake, which on an idle machine can
-/// take a millisecond and make the task look slow.)
-fn learn_quick(pool: &Pool, dir: &Path) {
-    let marks: Vec<_> = (0..50)
-        .map(|i| apply_async_mark(pool, dir.to_path_buf(), i, 0))
-        .collect();
-    let micros: Vec<_> = (50..100)
-        .map(|i| apply_async_mark_micros(pool, dir.to_path_buf(), i, 0))
-        .collect();
-    for r in marks.into_iter().chain(micros) {
-        r.get().unwrap();
+/// A pipelining test's pool of one worker, which has learnt that `mark`
+/// and `mark_micros` are quick (so it pipelines them), and its marker
+/// directory.
+struct Pipelining {
+    _serial: MutexGuard<'static, ()>,
+    log: &'static LogCapture,
+    dir: PathBuf,
+    warm: PathBuf,
+    pool: Pool,
+}
+
+impl Pipelining {
+    fn new(name: &str) -> Pipelining {
+        let _serial = serial();
+        let log = capture_log();
+        let (dir, warm) = (marker_dir(name), marker_dir(&format!("{name}-warm")));
+        let pool = Pool::new(1).unwrap();
+        // Many calls back to back: one at a time, each would wait for
+        // sleeping threads to wake, which on an idle machine can take a
+        // millisecond and make the task look slow.
+        let marks: Vec<_> = (0..50)
+            .map(|i| apply_async_mark(&pool, warm.clone(), i, 0))
+            .collect();
+        let micros: Vec<_> = (50..100)
+            .map(|i| apply_async_mark_micros(&pool, warm.clone(), i, 0))
+            .collect();
+        for r in marks.into_iter().chain(micros) {
+            r.get().unwrap();
+        }
+        Pipelining {
+            _serial,
+            log,
+            dir,
+            warm,
+            pool,
+        }
+    }
+
+    /// Checks that calls were pipelined (to worker `pid`, if given; else to
+    /// any), then that the pool leaves no process behind.
+    fn finish(self, pid: Option<u32>) {
+        let to = pid.map_or(String::new(), |pid| pid.to_string());
+        let batches = self.log.lines_with(&format!("pipelined to worker {to}"));
+        assert!(
+            batches.iter().any(|l| !l.contains(": 1 calls")),
+            "the tasks were not pipelined: {batches:?}"
+        );
+        drop(self.pool);
+        assert_no_children();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.warm);
     }
 }
 
@@ -165,16 +204,12 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
 
 #[test]
 fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_once() {
-    let _serial = serial();
-    let log = capture_log();
-    let dir = marker_dir("batch");
-    let warm = marker_dir("batch-warm");
-    let pool = Pool::new(1).unwrap();
-    learn_quick(&pool, &warm);
-    let first = apply_async_blocker(&pool, 300);
+    let t = Pipelining::new("batch");
+    let (pool, dir) = (&t.pool, &t.dir);
+    let first = apply_async_blocker(pool, 300);
     // Queued behind the blocker, then sent as one batch: 0-4 quick, 5 slow.
     let tasks: Vec<_> = (0..10)
-        .map(|i| apply_async_mark(&pool, dir.clone(), i, if i == 5 { 60_000 } else { 0 }))
+        .map(|i| apply_async_mark(pool, dir.clone(), i, if i == 5 { 60_000 } else { 0 }))
         .collect();
     let old_pid = first.get().unwrap();
     wait_for(&dir.join("5"));
@@ -209,16 +244,8 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
     let expected: Vec<String> = (0..10).filter(|&i| i != 7).map(|i| i.to_string()).collect();
     let mut expected = expected;
     expected.sort();
-    assert_eq!(markers(&dir), expected, "each task ran exactly once");
-    let batches = log.lines_with(&format!("pipelined to worker {old_pid}"));
-    assert!(
-        batches.iter().any(|l| !l.contains(": 1 calls")),
-        "the tasks were not pipelined: {batches:?}"
-    );
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&warm);
+    assert_eq!(markers(dir), expected, "each task ran exactly once");
+    t.finish(Some(old_pid));
 }
 
 /// A task pipelined behind a running one is cancelled: once the one in
@@ -226,18 +253,14 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
 /// tasks behind it run once on the replacement.
 #[test]
 fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
-    let _serial = serial();
-    let log = capture_log();
-    let dir = marker_dir("behind");
-    let warm = marker_dir("behind-warm");
-    let pool = Pool::new(1).unwrap();
-    learn_quick(&pool, &warm);
-    let first = apply_async_blocker(&pool, 300);
+    let t = Pipelining::new("behind");
+    let (pool, dir) = (&t.pool, &t.dir);
+    let first = apply_async_blocker(pool, 300);
     // 0 runs for 400 ms; 1 (cancelled while 0 runs) sleeps long if it runs.
     let tasks: Vec<_> = (0..6)
         .map(|i| {
             let ms = [400, 60_000, 0, 0, 0, 0][i as usize];
-            apply_async_mark(&pool, dir.clone(), i, ms)
+            apply_async_mark(pool, dir.clone(), i, ms)
         })
         .collect();
     let old_pid = first.get().unwrap();
@@ -258,7 +281,7 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
         begun.elapsed() < Duration::from_secs(10),
         "task 1 was not stopped"
     );
-    let names = markers(&dir);
+    let names = markers(dir);
     assert!(names.iter().all(|n| !n.starts_with("twice")), "{names:?}");
     for i in [0, 2, 3, 4, 5] {
         assert!(
@@ -266,14 +289,7 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
             "task {i} never ran: {names:?}"
         );
     }
-    assert!(log
-        .lines_with(&format!("pipelined to worker {old_pid}"))
-        .iter()
-        .any(|l| !l.contains(": 1 calls")));
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&warm);
+    t.finish(Some(old_pid));
 }
 
 /// A cancel that reaches a call the moment it finishes, while the worker
@@ -285,18 +301,14 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
 /// always returns and every task runs at most once.
 #[test]
 fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
-    let _serial = serial();
-    let log = capture_log();
-    let dir = marker_dir("just-finished");
-    let warm = marker_dir("just-finished-warm");
-    let pool = Pool::new(1).unwrap();
-    learn_quick(&pool, &warm);
+    let t = Pipelining::new("just-finished");
+    let (pool, dir) = (&t.pool, &t.dir);
     let (mut stopped, mut finished) = (0, 0);
     for round in 0..1000u64 {
         let (a, b) = (2 * round, 2 * round + 1);
-        let gate = apply_async_blocker(&pool, 1);
-        let first = apply_async_mark_micros(&pool, dir.clone(), a, 0);
-        let second = apply_async_mark_micros(&pool, dir.clone(), b, 100);
+        let gate = apply_async_blocker(pool, 1);
+        let first = apply_async_mark_micros(pool, dir.clone(), a, 0);
+        let second = apply_async_mark_micros(pool, dir.clone(), b, 100);
         // Once `a` has started (its marker is there), plus 0 to 30 µs: as
         // it ends, and as `b` starts.
         let marker = dir.join(a.to_string());
@@ -328,7 +340,7 @@ fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
             Err(e) => panic!("round {round}: the call behind the cancelled one failed: {e}"),
         }
     }
-    let names = markers(&dir);
+    let names = markers(dir);
     assert!(
         names.iter().all(|n| !n.starts_with("twice")),
         "ran twice: {names:?}"
@@ -342,14 +354,7 @@ fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
         stopped > 0 && finished > 0,
         "stopped {stopped}, finished {finished}"
     );
-    assert!(log
-        .lines_with("pipelined to worker")
-        .iter()
-        .any(|l| !l.contains(": 1 calls")));
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&warm);
+    t.finish(None);
 }
 
 #[test]
