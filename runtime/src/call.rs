@@ -71,14 +71,6 @@ impl Call {
         wire::append_header(out, chunk, self.id, self.task.fingerprint, self.task.name);
     }
 
-    /// The frame header that goes before the arguments.
-    pub(crate) fn header(&self) -> Vec<u8> {
-        let (id, task) = (self.id, self.task);
-        match self.kind {
-            Kind::Single => wire::call_header(id, task.fingerprint, task.name),
-            Kind::Chunk => wire::batch_header(id, task.fingerprint, task.name),
-        }
-    }
 
     /// The arguments' tail (empty if none).
     pub(crate) fn tail(&self) -> &[u8] {

@@ -44,7 +44,12 @@ pub(crate) enum Loss {
 
 /// Sends `call` and reads its reply.
 pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
-    match link.send(&[&call.header(), &call.args[..]], call.tail()) {
+    // The header goes in this thread's small buffer: no allocation per call.
+    let mut header = crate::buffers::small_buffer();
+    call.append_header(&mut header);
+    let sent = link.send(&[&header, &call.args[..]], call.tail());
+    crate::buffers::recycle(header);
+    match sent {
         Ok(()) => {}
         Err(FrameError::TooLarge { len, max }) => {
             return Exchange::Done(Err(Error::FrameTooLarge {

@@ -245,12 +245,9 @@ pub(crate) const MIN_MAX_FRAME: usize = 1024;
 /// Encodes a call's header; the arguments follow it in the same frame.
 /// (Callers refuse names over [`MAX_NAME_LEN`]; one is cut, never sent whole.)
 pub(crate) fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
-    header(TAG_CALL, id, fingerprint, name)
-}
-
-/// Encodes a batch's header; the count and items follow it in the same frame.
-pub(crate) fn batch_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
-    header(TAG_CALL_BATCH, id, fingerprint, name)
+    let mut out = Vec::with_capacity(19 + name.len());
+    append_header(&mut out, false, id, fingerprint, name);
+    out
 }
 
 /// The start of a RESULTS reply body; the worker appends count, flag and
@@ -259,12 +256,6 @@ pub(crate) fn results_header(id: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(TAG_RESULTS);
     out.extend_from_slice(&id.to_le_bytes());
-    out
-}
-
-fn header(tag: u8, id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(19 + name.len());
-    append_header(&mut out, tag == TAG_CALL_BATCH, id, fingerprint, name);
     out
 }
 
@@ -470,7 +461,8 @@ mod tests {
 
     #[test]
     fn batch_round_trips() {
-        let mut frame = batch_header(8, 5, "a::c");
+        let mut frame = Vec::new();
+        append_header(&mut frame, true, 8, 5, "a::c");
         frame.extend_from_slice(&[2, 0, 0, 0, 1, 2]);
         assert_eq!(
             parse_request(&frame),
