@@ -75,11 +75,11 @@ pub(crate) trait Link: Send {
     fn resident_bytes(&mut self) -> Option<u64>;
     /// Stops the worker at once.
     fn kill(&mut self);
-    /// Stops the worker unless it has started one of the calls in `behind`
-    /// (those sent after the call to stop; see [`KillSwitch::kill_unless_past`]).
+    /// Stops the worker to stop call `call`, unless it went past it (see
+    /// [`KillSwitch::kill_unless_past`]; `behind`: the calls sent after it).
     /// Returns whether it was stopped.
-    fn kill_unless_past(&mut self, behind: &[u64]) -> bool {
-        let _ = behind;
+    fn kill_unless_past(&mut self, call: u64, behind: &[u64]) -> bool {
+        let _ = (call, behind);
         self.kill();
         true
     }
@@ -147,23 +147,34 @@ impl KillSwitch {
     /// Kills the current worker (and its process group), if any; one
     /// being started is killed as soon as it is published.
     pub(crate) fn kill(&self) {
-        self.kill_unless_past(&[]);
+        self.kill_for(None);
     }
 
-    /// [`kill`](Self::kill), unless the worker has started one of the calls
-    /// in `behind`: a kill meant to stop the call in front of them must not
-    /// stop one of them (see [`crate::shm::Halter`]). Returns whether it
-    /// killed (or will kill, once published) or found nothing to kill.
-    pub(crate) fn kill_unless_past(&self, behind: &[u64]) -> bool {
+    /// [`kill`](Self::kill) to stop call `call`, unless the worker went past
+    /// it: it finished, or the worker started one of the calls in `behind`
+    /// (those sent after it), which a kill must not stop (see
+    /// [`crate::shm::Halter`]). Returns whether it killed (or will kill,
+    /// once published) or found nothing to kill.
+    pub(crate) fn kill_unless_past(&self, call: u64, behind: &[u64]) -> bool {
+        self.kill_for(Some((call, behind)))
+    }
+
+    fn kill_for(&self, call: Option<(u64, &[u64])>) -> bool {
         let mut state = self.lock();
         match &state.target {
             Some(target) => {
-                let halted = match (&target.halter, behind) {
-                    (Some(halter), [_, ..]) => halter.halt_unless_past(behind),
+                let halted = match (&target.halter, call) {
+                    (Some(halter), Some((call, behind))) => halter.halt_unless_past(call, behind),
                     _ => true,
                 };
                 if halted {
                     target.kill();
+                } else if let Some((call, _)) = call {
+                    log::debug!(
+                        target: "procpool",
+                        "worker {} went past call {call}: not killed for its cancel",
+                        target.pid
+                    );
                 }
                 halted
             }
@@ -277,14 +288,17 @@ mod tests {
         let target = Target::new(target.pid, target.pidfd, Some(parent.halter()));
         switch.begin_start().unwrap();
         switch.publish(target).unwrap();
-        // The worker started call 2, behind the call the kill is meant for.
+        // The worker started call 2, behind call 1 the kill is meant for.
         assert!(worker.begin_call(2));
-        assert!(!switch.kill_unless_past(&[2, 3]));
+        assert!(!switch.kill_unless_past(1, &[2, 3]));
+        // Call 2's reply is out: a kill for it is not made either.
+        worker.end_call(2);
+        assert!(!switch.kill_unless_past(2, &[3]));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(child.try_wait().unwrap().is_none(), "killed the wrong call");
         assert!(worker.begin_call(3), "left halted");
-        // It has not started call 4: killed.
-        assert!(switch.kill_unless_past(&[4]));
+        // It runs call 3: killed.
+        assert!(switch.kill_unless_past(3, &[4]));
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 

@@ -122,6 +122,11 @@ impl LogCapture {
         lines.iter().filter(|l| l.contains(what)).cloned().collect()
     }
 
+    /// Forgets the lines captured so far.
+    pub fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
     /// Every line captured so far.
     pub fn lines(&self) -> Vec<String> {
         self.0.lock().unwrap().clone()

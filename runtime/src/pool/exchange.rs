@@ -259,7 +259,7 @@ pub(crate) fn receive_batch(
         ran += 1;
         let loss = match receive(link.as_mut(), &job.call) {
             Exchange::Done(outcome) => {
-                queue.settle_one(index, |behind| link.kill_unless_past(behind));
+                queue.settle_one(index, |call, behind| link.kill_unless_past(call, behind));
                 job.complete(outcome);
                 continue;
             }
@@ -270,10 +270,9 @@ pub(crate) fn receive_batch(
             Exchange::Undelivered | Exchange::Unread => Loss::Died,
         };
         if let Loss::Died = loss {
-            if !link.started(job.call.id) {
-                // Killed or dead between two calls (a kill for a cancel of
-                // the call before, which had just finished): this one never
-                // started either.
+            if queue.is_doomed(index) && !link.started(job.call.id) {
+                // Killed for a cancel of the call before, which had just
+                // finished, between the two: this one never started.
                 let pid = link.pid();
                 let status = link.finish(DEATH_GRACE);
                 log::debug!(

@@ -100,13 +100,13 @@ impl InFlight {
     }
 
     /// The call in front has its outcome. If the next one was cancelled,
-    /// `kill(behind it)` stops the worker unless it went past that call
-    /// (see `crate::link::KillSwitch::kill_unless_past`); a worker it
-    /// stopped is doomed.
-    pub(crate) fn settle_one(&mut self, kill: impl FnOnce(&[u64]) -> bool) {
+    /// `kill(it, the calls behind it)` stops the worker unless it went past
+    /// that call (see `crate::link::KillSwitch::kill_unless_past`); a worker
+    /// it stopped is doomed.
+    pub(crate) fn settle_one(&mut self, kill: impl FnOnce(u64, &[u64]) -> bool) {
         self.settled += 1;
-        if let Some(next) = self.ids.get(self.settled) {
-            if self.cancels.contains(next) && kill(self.behind()) {
+        if let Some(&next) = self.ids.get(self.settled) {
+            if self.cancels.contains(&next) && kill(next, self.behind()) {
                 self.doomed = true;
             }
         }
@@ -136,14 +136,14 @@ mod tests {
         f.cancel(12, false);
         assert!(!f.is_doomed());
         assert_eq!(f.behind(), [11, 12]);
-        f.settle_one(|_| panic!("11 runs next: not cancelled"));
+        f.settle_one(|_, _| panic!("11 runs next: not cancelled"));
         assert_eq!(f.place(10), Some(Place::Settled));
         let mut asked = None;
-        f.settle_one(|behind| {
-            asked = Some(behind.to_vec());
+        f.settle_one(|call, behind| {
+            asked = Some((call, behind.to_vec()));
             true
         });
-        assert_eq!(asked, Some(vec![]), "12 runs next: cancelled, kill the worker");
+        assert_eq!(asked, Some((12, vec![])), "12 runs next: cancelled, kill the worker");
         assert!(f.is_doomed());
         assert!(f.is_cancelled(12));
         assert!(f.finish(), "the worker was doomed");
@@ -156,8 +156,8 @@ mod tests {
         let mut f = InFlight::default();
         f.start([1, 2, 3]);
         f.cancel(2, false);
-        f.settle_one(|behind| {
-            assert_eq!(behind, [3]);
+        f.settle_one(|call, behind| {
+            assert_eq!((call, behind), (2, &[3][..]));
             false
         });
         assert!(!f.is_doomed());

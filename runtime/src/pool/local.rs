@@ -174,7 +174,7 @@ impl Dispatcher for LocalPool {
     fn cancel(&self, id: u64) -> CancelOutcome {
         let switches = &self.shared.switches;
         self.shared.queue
-            .cancel(id, |slot, behind| switches[slot].kill_unless_past(behind))
+            .cancel(id, |slot, behind| switches[slot].kill_unless_past(id, behind))
     }
 
     fn cancel_queued(&self) -> usize {

@@ -303,8 +303,14 @@ impl Queue {
     /// Slot `index` read the outcome of the call in front of its batch. If
     /// the next call was cancelled, `kill` stops the worker unless it went
     /// past that call (see [`InFlight::settle_one`](super::in_flight::InFlight::settle_one)).
-    pub(crate) fn settle_one(&self, index: usize, kill: impl FnOnce(&[u64]) -> bool) {
+    pub(crate) fn settle_one(&self, index: usize, kill: impl FnOnce(u64, &[u64]) -> bool) {
         self.lock().slots[index].in_flight.settle_one(kill);
+    }
+
+    /// Whether slot `index`'s worker was killed by a cancel during its
+    /// current batch.
+    pub(crate) fn is_doomed(&self, index: usize) -> bool {
+        self.lock().slots[index].in_flight.is_doomed()
     }
 
     /// Whether a cancel of call `id`, held by a slot, was asked: the loss of

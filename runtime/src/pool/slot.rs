@@ -128,17 +128,18 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
             ran
         };
         let elapsed = started.elapsed();
-        let new_worker = worker.as_ref().map(|link| link.pid()).filter(|&pid| before != Some(pid));
-        // A batch that started its worker took the start's time too (a cold
-        // start of a large program: hundreds of milliseconds): it says
-        // nothing of how long its tasks run.
-        if before.is_some() && new_worker.is_none() {
+        let after = worker.as_ref().map(|link| link.pid());
+        // Only a batch run start to end by the worker it began with says
+        // how long its tasks run: one that started a worker took the start's
+        // time too (a cold start of a large program: hundreds of
+        // milliseconds), one whose worker died ended early.
+        if before.is_some() && after == before {
             for task in &tasks[..ran] {
                 durations.observe(task, ran, elapsed);
             }
         }
         if let Some(link) = &mut worker {
-            if new_worker.is_some() {
+            if after != before {
                 queue.reset_served(index);
             }
             if queue.served(index, ran) || over_memory(&shared.config, link.as_mut()) {

@@ -94,8 +94,8 @@ impl Link for ShmLink {
         self.kill.kill();
     }
 
-    fn kill_unless_past(&mut self, behind: &[u64]) -> bool {
-        self.kill.kill_unless_past(behind)
+    fn kill_unless_past(&mut self, call: u64, behind: &[u64]) -> bool {
+        self.kill.kill_unless_past(call, behind)
     }
 
     fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {

@@ -20,6 +20,16 @@
 //! A had finished: the parent lifts the halt and wakes the worker, and
 //! nothing is killed. The parent's decisions for one worker are made one at
 //! a time (under its slot's kill switch).
+//!
+//! The worker also stores `finished = id` once A's reply is published: a
+//! worker halted between A and B (A done, B not yet started) is then let go
+//! too, rather than killed and replaced for nothing.
+//!
+//! A worker could write these words to make the parent believe it went
+//! past a call it still runs; a cancel of that call then reports
+//! `Finished` and the call runs on (to its time limit, if it has one). Only
+//! the worker's own calls are affected, and the parent reads the words for
+//! nothing else.
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::Arc;
@@ -48,21 +58,31 @@ impl Halter {
         unsafe { Control::at(self.0.base()) }
     }
 
-    /// Halts the worker unless it has started one of the calls in `behind`
-    /// (those sent after the call to stop). `true`: halted, and it starts
-    /// no call until killed, so a kill now stops the call in front of
-    /// `behind` or nothing. `false`: it went past that call (which has
-    /// finished); the halt is lifted and it runs on.
-    pub(crate) fn halt_unless_past(&self, behind: &[u64]) -> bool {
+    /// Halts the worker unless it went past call `call`: it published its
+    /// reply, or started one of the calls in `behind` (those sent after
+    /// it). `true`: halted, and it starts no call until killed, so a kill
+    /// now stops `call` or nothing. `false`: `call` has finished; the halt
+    /// is lifted and the worker runs on.
+    pub(crate) fn halt_unless_past(&self, call: u64, behind: &[u64]) -> bool {
         let c = self.ctl();
         c.halt.0.store(1, SeqCst);
         let started = c.started.0.load(SeqCst);
-        if behind.contains(&started) {
+        if behind.contains(&started) || c.finished.0.load(SeqCst) == call {
             c.halt.0.store(0, SeqCst);
             sys::futex_wake(&c.halt.0, u32::MAX);
             return false;
         }
         true
+    }
+}
+
+#[cfg(test)]
+impl Halter {
+    /// Lifts a halt (what a kill makes moot), for tests that cannot kill.
+    fn release(&self) {
+        let c = self.ctl();
+        c.halt.0.store(0, SeqCst);
+        sys::futex_wake(&c.halt.0, u32::MAX);
     }
 }
 
@@ -81,6 +101,11 @@ pub(crate) fn begin_call(c: &Control, id: u64) -> bool {
     true
 }
 
+/// In a worker: the reply to call `id` is published.
+pub(crate) fn end_call(c: &Control, id: u64) {
+    c.finished.0.store(id, SeqCst);
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
@@ -95,7 +120,7 @@ mod tests {
         assert!(worker.begin_call(1));
         assert_eq!(parent.last_run(), 1);
         // Call 1 runs; 2 and 3 are behind it: halted.
-        assert!(halter.halt_unless_past(&[2, 3]));
+        assert!(halter.halt_unless_past(1, &[2, 3]));
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             let begun = worker.begin_call(2);
@@ -121,10 +146,59 @@ mod tests {
         let (parent, worker) = pair();
         assert!(worker.begin_call(7));
         // The parent still waits for the reply to 6, but 7 started: 6 is done.
-        assert!(!parent.halter().halt_unless_past(&[7, 8]));
+        assert!(!parent.halter().halt_unless_past(6, &[7, 8]));
         assert!(worker.begin_call(8), "the halt was not lifted");
         assert_eq!(parent.last_run(), 8);
-        // Nothing behind it started: halted.
-        assert!(parent.halter().halt_unless_past(&[9]));
+        // 8's reply is out, 9 not started: 8 is done.
+        worker.end_call(8);
+        assert!(!parent.halter().halt_unless_past(8, &[9]));
+        // 9 runs, nothing behind it started: halted.
+        assert!(worker.begin_call(9));
+        assert!(parent.halter().halt_unless_past(9, &[10]));
+    }
+
+    #[test]
+    fn under_a_race_a_halted_worker_never_starts_a_call_behind() {
+        // A worker thread starts calls 1, 2, ... as fast as it can (the
+        // even ones published as finished at once); the parent thread halts
+        // it over and over for the call it last saw run, all later calls
+        // being behind it. Whenever the halt holds, the worker must stay on
+        // that call until it is let go.
+        const CALLS: u64 = 3000;
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        let thread = std::thread::spawn(move || {
+            for id in 1..=CALLS {
+                assert!(worker.begin_call(id));
+                for _ in 0..500 {
+                    std::hint::spin_loop();
+                }
+                if id % 2 == 0 {
+                    worker.end_call(id);
+                }
+            }
+            worker
+        });
+        let ids: Vec<u64> = (1..=CALLS).collect();
+        let (mut held, mut let_go) = (0, 0);
+        loop {
+            let seen = parent.last_run();
+            if seen == CALLS {
+                break;
+            }
+            let behind = &ids[seen as usize..];
+            if halter.halt_unless_past(seen, behind) {
+                held += 1;
+                for _ in 0..50 {
+                    std::hint::spin_loop();
+                }
+                assert_eq!(parent.last_run(), seen, "a halted worker went on");
+                halter.release();
+            } else {
+                let_go += 1;
+            }
+        }
+        drop(thread.join().unwrap());
+        assert!(held > 0, "never halted ({let_go} let go)");
     }
 }

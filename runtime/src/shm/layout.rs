@@ -6,7 +6,7 @@
 //! do not fight over lines they both write: each ring's `head` (advanced by
 //! its producer) and `tail` (advanced by its consumer), a [`Waiter`] per
 //! side, the `closed` flag, and the words of the start handshake
-//! (`started`, `halt`, `running`: see [`super::halt`]). Every field is an atomic: the other process
+//! (`started`, `halt`, `running`, `finished`: see [`super::halt`]). Every field is an atomic: the other process
 //! may write any of them at any time, and a corrupt or hostile worker may
 //! write nonsense, so the parent reads nothing here that it has not
 //! validated (see [`super::ring`]), and it never reads the configuration
@@ -71,6 +71,8 @@ pub(crate) struct Control {
     /// The id of the call the worker runs or ran last (written once it got
     /// past `halt`, before the task runs).
     pub(crate) running: Line<AtomicU64>,
+    /// The id of the call whose reply the worker published last.
+    pub(crate) finished: Line<AtomicU64>,
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);

@@ -125,6 +125,11 @@ impl Endpoint {
         self.ctl().running.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Worker side: the reply to call `id` is published (see [`super::halt`]).
+    pub(crate) fn end_call(&self, id: u64) {
+        super::halt::end_call(self.ctl(), id);
+    }
+
     /// Worker side: call `id` starts (see [`super::halt`]); waits while the
     /// parent halts the worker. `false` if the parent let the worker go.
     pub(crate) fn begin_call(&self, id: u64) -> bool {
@@ -239,6 +244,19 @@ impl Endpoint {
         })
     }
 
+    /// Why a wait that found nothing cannot go on, if it cannot. The
+    /// parent looks once more after seeing the worker dead: what the worker
+    /// published before it died (the reply to a call it finished before it
+    /// started the one it died in) may have arrived since `ready` was last
+    /// checked, and must be read, not taken for lost.
+    fn check_end(&mut self, ready: fn(&mut Self) -> bool) -> Option<Result<(), End>> {
+        let end = self.ended()?;
+        Some(match (&end, self.side) {
+            (End::Dead, Side::Parent) if ready(self) => Ok(()),
+            _ => Err(end),
+        })
+    }
+
     fn corrupt(&mut self, what: &str, value: u64) {
         if self.broken.is_none() {
             let peer = match self.side {
@@ -278,8 +296,8 @@ impl Endpoint {
         if ready(self) {
             return Ok(());
         }
-        if let Some(end) = self.ended() {
-            return Err(end);
+        if let Some(outcome) = self.check_end(ready) {
+            return outcome;
         }
         let my_cpu = sys::current_cpu();
         self.me().cpu.store(my_cpu, Relaxed);
@@ -297,8 +315,8 @@ impl Endpoint {
                         return Ok(());
                     }
                 }
-                if let Some(end) = self.ended() {
-                    return Err(end);
+                if let Some(outcome) = self.check_end(ready) {
+                    return outcome;
                 }
                 if Instant::now() >= until {
                     break;
@@ -324,8 +342,8 @@ impl Endpoint {
             fence(SeqCst);
             let outcome = if ready(self) {
                 Some(Ok(()))
-            } else if let Some(end) = self.ended() {
-                Some(Err(end))
+            } else if let Some(outcome) = self.check_end(ready) {
+                Some(outcome)
             } else {
                 match deadline {
                     Some(d) if Instant::now() >= d => Some(Err(End::TimedOut)),

@@ -38,6 +38,14 @@ pub(super) fn begin_call(id: u64) -> bool {
     with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(false)
 }
 
+/// Records that the reply to call `id` is published.
+pub(super) fn end_call(id: u64) {
+    let _ = with(|endpoint| {
+        endpoint.end_call(id);
+        Ok(())
+    });
+}
+
 /// Sends (and publishes) one frame.
 pub(super) fn send(parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
     with(|endpoint| endpoint.send(parts, tail))

@@ -140,6 +140,7 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             flush_stdio();
             let reply = execute::fit_in_frame(reply, max_frame);
             send_or_exit(&reply);
+            channel::end_call(id);
             if let Reply::Value { bytes, .. } = reply {
                 large = bytes.len() >= LARGE;
                 for buf in bytes.into_bufs() {
@@ -166,6 +167,7 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             if channel::send(&[&body], &[]).is_err() {
                 exit_cleanly();
             }
+            channel::end_call(id);
         }
         Ok(Request::Shutdown) => exit_cleanly(),
         Err(message) => fatal(message),

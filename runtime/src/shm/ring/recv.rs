@@ -23,7 +23,7 @@ impl Endpoint {
     /// Published bytes not yet read; re-reads the head (which must lie
     /// between our position and one ring further) only when the cached one
     /// is used up.
-    fn rx_avail(&mut self) -> u64 {
+    pub(super) fn rx_avail(&mut self) -> u64 {
         if self.head_cache == self.rx_pos {
             let head = self.indices().2.load(Acquire);
             if head < self.rx_pos || head - self.rx_pos > self.cap {

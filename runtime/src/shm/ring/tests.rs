@@ -339,3 +339,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_wait_that_sees_the_worker_dead_looks_once_more_for_its_last_words() {
+    // The worker published a reply and died between the parent's look for
+    // data and its look at the death flag: the reply is read, not lost.
+    let (mut parent, mut worker, dead) = pair(4096, 1 << 20);
+    let data = |s: &mut Endpoint| s.rx_avail() > 0;
+    assert!(!data(&mut parent));
+    worker.send(&[b"last words"], &[]).unwrap();
+    dead.store(true, SeqCst);
+    assert!(matches!(parent.check_end(data), Some(Ok(()))));
+    assert!(matches!(parent.check_end(|_| false), Some(Err(End::Dead))));
+    assert_eq!(parent.recv(None).unwrap().head, b"last words");
+    assert!(matches!(parent.recv(None), Err(FrameError::Closed)));
+}
