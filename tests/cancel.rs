@@ -352,16 +352,19 @@ fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
         assert!(names.contains(&b), "task {b} never ran");
     }
     // Some cancels reached `a` in flight, and some of those found its
-    // worker past it (the race this test is about).
-    assert!(
-        stopped > 0 && finished > 0,
-        "stopped {stopped}, finished {finished}"
-    );
-    let spared = t.log.lines_with("not killed for its cancel");
-    assert!(
-        !spared.is_empty(),
-        "no cancel found the worker past its call"
-    );
+    // worker past it (the race this test is about). (On one CPU the test's
+    // thread only gets to cancel once `a` is over: the race is not there.)
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+        assert!(
+            stopped > 0 && finished > 0,
+            "stopped {stopped}, finished {finished}"
+        );
+        let spared = t.log.lines_with("not killed for its cancel");
+        assert!(
+            !spared.is_empty(),
+            "no cancel found the worker past its call"
+        );
+    }
     t.finish(None);
 }
 

@@ -353,4 +353,12 @@ fn a_wait_that_sees_the_worker_dead_looks_once_more_for_its_last_words() {
     assert!(matches!(parent.check_end(|_| false), Some(Err(End::Dead))));
     assert_eq!(parent.recv(None).unwrap().head, b"last words");
     assert!(matches!(parent.recv(None), Err(FrameError::Closed)));
+    // A wait whose first look finds nothing and whose next look (made
+    // after it saw the death) finds the data ends with the data.
+    static LOOKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn second_look(_: &mut Endpoint) -> bool {
+        LOOKS.fetch_add(1, SeqCst) >= 1
+    }
+    assert!(matches!(parent.wait(WANT_DATA, None, false, second_look), Ok(())));
+    assert_eq!(LOOKS.load(SeqCst), 2);
 }
