@@ -31,6 +31,11 @@ pub(crate) struct Call {
     /// they end in a large `Vec<u8>` (see [`Args::Split`]).
     pub(crate) args: Args,
     pub(crate) kind: Kind,
+    /// How many workers died (not killed for a cancel) after taking the
+    /// call and before starting it; one such death sends it back to the
+    /// queue, a second fails it (see `crate::pool::exchange`). (In the
+    /// padding after `kind`: the call stays 56 bytes.)
+    pub(crate) lost_unstarted: u8,
     /// How long the worker may run it.
     pub(crate) timeout: Limit,
 }
@@ -233,6 +238,9 @@ mod tests {
     fn arguments_stay_as_small_as_a_vec() {
         // One is alive per queued call: the tail variant must not grow it.
         assert_eq!(std::mem::size_of::<Args>(), std::mem::size_of::<Vec<u8>>());
+        // Nor may the death count grow the call (or the queue's entry).
+        assert_eq!(std::mem::size_of::<Call>(), 56);
+        assert_eq!(std::mem::size_of::<Job>(), 64);
     }
 
     #[test]
@@ -257,6 +265,7 @@ mod tests {
             task,
             args,
             kind: Kind::Single,
+            lost_unstarted: 0,
             timeout: None.into(),
         };
         let mut split = call(Args::from(Encoded {

@@ -22,6 +22,9 @@ pub(crate) enum Action {
     ReplyAfter(Duration, Vec<u8>),
     /// Dies before answering (its later calls never run).
     Die,
+    /// Dies after taking the call and before starting it (it never runs,
+    /// nor do the calls after it).
+    DieBeforeStart,
     /// Never answers.
     Hang,
     /// Answers with a frame that is no reply.
@@ -140,6 +143,7 @@ impl Backend for FakeBackend {
             kill: kill.clone(),
             inbox: VecDeque::new(),
             state: State::Alive,
+            last_run: 0,
         }))
     }
 }
@@ -163,6 +167,8 @@ struct FakeLink {
     kill: Arc<KillSwitch>,
     inbox: VecDeque<(Instant, Vec<u8>)>,
     state: State,
+    /// The call it started last.
+    last_run: u64,
 }
 
 impl FakeLink {
@@ -189,7 +195,11 @@ impl FakeLink {
             }
             Err(e) => panic!("the fake worker got a bad request: {e}"),
         };
-        let ran = self.state == State::Alive;
+        let action = (self.state == State::Alive).then(|| (self.script)(task, args));
+        let ran = action.is_some() && !matches!(action, Some(Action::DieBeforeStart));
+        if ran {
+            self.last_run = id;
+        }
         lock(&self.log.received).push(Received {
             worker: self.pid,
             id,
@@ -198,9 +208,9 @@ impl FakeLink {
             batch,
             ran,
         });
-        if !ran {
+        let Some(action) = action else {
             return;
-        }
+        };
         let value = |bytes: &[u8]| {
             let reply = match chunk {
                 false => Reply::Value {
@@ -218,10 +228,10 @@ impl FakeLink {
             let last = self.inbox.back().map_or_else(Instant::now, |(at, _)| *at);
             last.max(Instant::now()) + after
         };
-        match (self.script)(task, args) {
+        match action {
             Action::Reply(bytes) => self.inbox.push_back((due(Duration::ZERO), value(&bytes))),
             Action::ReplyAfter(after, bytes) => self.inbox.push_back((due(after), value(&bytes))),
-            Action::Die => self.state = State::Dead,
+            Action::Die | Action::DieBeforeStart => self.state = State::Dead,
             Action::Hang => self.state = State::Hung,
             Action::Stall => {
                 // An empty "frame" stands for the stalled one (see `recv`).
@@ -281,6 +291,10 @@ impl Link for FakeLink {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+    }
+
+    fn started(&mut self, id: u64) -> bool {
+        self.last_run == id
     }
 
     fn has_exited(&mut self) -> bool {

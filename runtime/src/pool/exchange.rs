@@ -255,7 +255,7 @@ pub(crate) fn receive_batch(
 ) -> BatchEnd {
     let mut ran = 0;
     let mut jobs = batch.drain(..);
-    while let Some(job) = jobs.next() {
+    while let Some(mut job) = jobs.next() {
         ran += 1;
         let loss = match receive(link.as_mut(), &job.call) {
             Exchange::Done(outcome) => {
@@ -270,16 +270,36 @@ pub(crate) fn receive_batch(
             Exchange::Undelivered | Exchange::Unread => Loss::Died,
         };
         if let Loss::Died = loss {
-            if queue.is_doomed(index) && !link.started(job.call.id) {
-                // Killed for a cancel of the call before, which had just
-                // finished, between the two: this one never started.
+            // The worker ended between two calls: this one never started.
+            // Killed for a cancel of the call before (which had just
+            // finished): it goes back to the queue. Dead by itself (the
+            // OOM killer, a task's thread that ends the process after the
+            // task returned): back to the queue once; a second worker lost
+            // before starting it makes it fail, so that a call whose
+            // workers keep dying before it starts does not go round for
+            // ever.
+            // (After a terminate, it fails as terminated, without a word.)
+            let doomed = queue.is_doomed(index);
+            if !link.started(job.call.id)
+                && (doomed || job.call.lost_unstarted == 0)
+                && !queue.is_terminated()
+            {
                 let pid = link.pid();
                 let status = link.finish(DEATH_GRACE);
-                log::debug!(
-                    target: "procpool",
-                    "worker {pid} ended between two calls ({status}); \
-                     the calls it had not started go back to the queue"
-                );
+                if doomed {
+                    log::debug!(
+                        target: "procpool",
+                        "worker {pid} ended between two calls ({status}); \
+                         the calls it had not started go back to the queue"
+                    );
+                } else {
+                    job.call.lost_unstarted += 1;
+                    log::warn!(
+                        target: "procpool",
+                        "worker {pid} died between two calls ({status}); \
+                         the calls it had not started go back to the queue"
+                    );
+                }
                 queue.requeue(std::iter::once(job).chain(jobs));
                 return BatchEnd {
                     link: None,

@@ -244,6 +244,7 @@ impl Pool {
             task,
             args: args.into(),
             kind,
+            lost_unstarted: 0,
             timeout: self.task_timeout().into(),
         })
     }
@@ -269,6 +270,7 @@ impl Pool {
             task,
             args: args.into(),
             kind,
+            lost_unstarted: 0,
             timeout: timeout.or(self.inner.config.task_timeout).into(),
         })
     }

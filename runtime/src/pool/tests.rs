@@ -34,11 +34,15 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
 
 /// The script most tests use: `slow` answers after 30 ms, `die` dies,
 /// `hang` never answers, any other task echoes its arguments, except that
-/// an argument `[0xDD]` dies, `[0xEE]` hangs and `[0x5A]` stalls (its reply
-/// begins and stops).
+/// an argument `[0xDD]` dies, `[0xEE]` hangs, `[0x5A]` stalls (its reply
+/// begins and stops), `[0xDB]` kills its worker before it starts and
+/// `[0xD1]` does so the first time only.
 fn script(task: &str, args: &[u8]) -> Action {
+    static D1_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     match (task, args) {
         ("slow", _) => Action::ReplyAfter(Duration::from_millis(30), args.to_vec()),
+        (_, [0xDB]) => Action::DieBeforeStart,
+        (_, [0xD1]) if !D1_SEEN.swap(true, Ordering::SeqCst) => Action::DieBeforeStart,
         ("die", _) | (_, [0xDD]) => Action::Die,
         ("hang", _) | (_, [0xEE]) => Action::Hang,
         (_, [0x5A]) => Action::Stall,
@@ -78,6 +82,7 @@ impl Fixture {
             task: crate::task::intern(task, "", 0),
             args: args.to_vec().into(),
             kind: Kind::Single,
+            lost_unstarted: 0,
             timeout: timeout.into(),
         }
     }
@@ -275,6 +280,60 @@ fn a_worker_that_dies_mid_batch_fails_only_its_call_and_the_rest_run_once() {
         f.log.received().iter().any(|r| !r.ran && r.batch > 1),
         "the death did not happen inside a batch"
     );
+}
+
+/// Each job's outcome, and how many times each argument ran.
+type BatchEnd = (Vec<Result<Vec<u8>, Error>>, HashMap<u8, usize>);
+
+/// Jobs 0..20 of task `t` pipelined on one primed worker, job 10 with
+/// argument `arg`.
+fn batch_around(f: &mut Fixture, arg: u8) -> BatchEnd {
+    f.prime("t");
+    let busy = f.submit("slow", &[0]);
+    let jobs: Vec<_> = (0..20u8)
+        .map(|i| f.submit("t", &[if i == 10 { arg } else { i }]))
+        .collect();
+    value(&busy).unwrap();
+    let outcomes = jobs.iter().map(value).collect();
+    let mut runs: HashMap<u8, usize> = HashMap::new();
+    for r in f.log.ran().iter().filter(|r| r.task == "t") {
+        *runs.entry(r.args[0]).or_default() += 1;
+    }
+    (outcomes, runs)
+}
+
+#[test]
+fn a_call_whose_worker_dies_before_starting_it_runs_on_the_next_one() {
+    let mut f = Fixture::new(1, None);
+    let (outcomes, runs) = batch_around(&mut f, 0xD1);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let arg = if i == 10 { 0xD1 } else { i as u8 };
+        assert_eq!(outcome.unwrap(), [arg], "job {i}");
+        assert_eq!(runs.get(&arg), Some(&1), "job {i} ran {:?} times", runs.get(&arg));
+    }
+    // It was taken by the worker that died, inside a batch, and never ran there.
+    let taken: Vec<_> = f.log.received().into_iter().filter(|r| r.args == [0xD1]).collect();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert!(!taken[0].ran && taken[0].batch > 1 && taken[1].ran);
+    assert_ne!(taken[0].worker, taken[1].worker);
+}
+
+#[test]
+fn a_call_whose_workers_keep_dying_before_starting_it_fails_after_two() {
+    let mut f = Fixture::new(1, None);
+    let (outcomes, runs) = batch_around(&mut f, 0xDB);
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(bytes) => assert_eq!(bytes, [i as u8]),
+            Err(Error::WorkerDied { .. }) => assert_eq!(i, 10),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+        if i != 10 {
+            assert_eq!(runs.get(&(i as u8)), Some(&1), "job {i}");
+        }
+    }
+    let taken = f.log.received().into_iter().filter(|r| r.args == [0xDB]).count();
+    assert_eq!(taken, 2, "taken by two workers, then failed");
 }
 
 #[test]
