@@ -173,6 +173,7 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
 #[test]
 fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
     let _serial = serial();
+    let log = capture_log();
     let dir = marker_dir("running");
     let pool = Pool::new(1).unwrap();
     let running = apply_async_mark(&pool, dir.clone(), 0, 60_000);
@@ -180,6 +181,7 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
         .map(|i| apply_async_mark(&pool, dir.clone(), i, 0))
         .collect();
     wait_for(&dir.join("0"));
+    log.clear();
     let begun = Instant::now();
     assert_eq!(running.cancel(), CancelOutcome::Stopped);
     assert!(matches!(running.get(), Err(Error::Cancelled { .. })));
@@ -194,6 +196,10 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
         pids.push(pid);
     }
     assert_eq!(markers(&dir), ["0", "1", "2", "3"]);
+    // One worker took the killed one's place (not one, then another).
+    let starts = log.lines_with("slot 0: worker");
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert!(starts[0].contains("ready"), "{starts:?}");
     // A finished result is kept.
     let done = apply_async_mark(&pool, dir.clone(), 9, 0);
     let (_, pid) = done.get_timeout(Duration::from_secs(20)).unwrap();

@@ -307,6 +307,11 @@ impl Queue {
         self.lock().slots[index].in_flight.settle_one(kill);
     }
 
+    /// Slot `index` lost its worker: a cancel's doom was about that one.
+    pub(crate) fn forget_doom(&self, index: usize) {
+        self.lock().slots[index].in_flight.forget_doom();
+    }
+
     /// Whether slot `index`'s worker was killed by a cancel during its
     /// current batch.
     pub(crate) fn is_doomed(&self, index: usize) -> bool {

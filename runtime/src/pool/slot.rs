@@ -148,6 +148,9 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
         if worker.is_none() {
             queue.reset_served(index);
+            // A cancel's kill dooms the worker it killed, which is gone:
+            // the one started now is not to be replaced for it.
+            queue.forget_doom(index);
             // Staff the slot again at once, before it waits for work (one
             // try per loss: if it fails, the next job tries again and says
             // why).

@@ -274,6 +274,8 @@ fn a_worker_that_dies_mid_batch_fails_only_its_call_and_the_rest_run_once() {
             runs.get(&i)
         );
     }
+    // The call the worker died in had started: it is not run again.
+    assert_eq!(runs.get(&0xDD), Some(&1), "the fatal call ran again");
     // The worker died inside a batch: the calls behind it were written to
     // it but never started, and ran on its replacement.
     assert!(
