@@ -13,13 +13,14 @@
 //! Both sides use sequentially consistent operations, so at least one sees
 //! the other's store. If the parent saw none of the calls behind A started,
 //! the worker sees the halt before it starts any of them: the kill can only
-//! stop A, or a worker between calls, or one halted before B. Only once
-//! past the halt does the worker store `running = id` and run the call, so
-//! after a death the parent tells a call that ran (`running` is its id) from
-//! one that never started. If the parent saw one of them started,
-//! A had finished: the parent lifts the halt and wakes the worker, and
-//! nothing is killed. The parent's decisions for one worker are made one at
-//! a time (under its slot's kill switch).
+//! stop A, or a worker between calls, or one halted before B. If the parent
+//! saw one of them started, A had finished: the parent lifts the halt and
+//! wakes the worker, and nothing is killed. The parent's decisions for one
+//! worker are made one at a time (under its slot's kill switch).
+//!
+//! Only once past the halt does the worker store `running = id` and run the
+//! call, so after a death the parent tells a call that ran (`running` is its
+//! id) from one that never started.
 //!
 //! The worker also stores `finished = id` once A's reply is published: a
 //! worker halted between A and B (A done, B not yet started) is then let go
@@ -68,18 +69,14 @@ impl Halter {
         c.halt.0.store(1, SeqCst);
         let started = c.started.0.load(SeqCst);
         if behind.contains(&started) || c.finished.0.load(SeqCst) == call {
-            c.halt.0.store(0, SeqCst);
-            sys::futex_wake(&c.halt.0, u32::MAX);
+            self.lift();
             return false;
         }
         true
     }
-}
 
-#[cfg(test)]
-impl Halter {
-    /// Lifts a halt (what a kill makes moot), for tests that cannot kill.
-    fn release(&self) {
+    /// Lifts a halt and wakes the worker (a killed worker's halt is moot).
+    fn lift(&self) {
         let c = self.ctl();
         c.halt.0.store(0, SeqCst);
         sys::futex_wake(&c.halt.0, u32::MAX);
@@ -193,7 +190,7 @@ mod tests {
                     std::hint::spin_loop();
                 }
                 assert_eq!(parent.last_run(), seen, "a halted worker went on");
-                halter.release();
+                halter.lift();
             } else {
                 let_go += 1;
             }

@@ -245,15 +245,16 @@ impl Endpoint {
     }
 
     /// Why a wait that found nothing cannot go on, if it cannot. The
-    /// parent looks once more after seeing the worker dead: what the worker
+    /// parent (the only side that sees `End::Dead`) looks once more after
+    /// seeing the worker dead: what the worker
     /// published before it died (the reply to a call it finished before it
     /// started the one it died in) may have arrived since `ready` was last
     /// checked, and must be read, not taken for lost.
     fn check_end(&mut self, ready: fn(&mut Self) -> bool) -> Option<Result<(), End>> {
         let end = self.ended()?;
-        Some(match (&end, self.side) {
-            (End::Dead, Side::Parent) if ready(self) => Ok(()),
-            _ => Err(end),
+        Some(match end {
+            End::Dead if ready(self) => Ok(()),
+            end => Err(end),
         })
     }
 
