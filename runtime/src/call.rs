@@ -1,7 +1,9 @@
 //! One call, from the generated code to the wire: which task, its encoded
 //! arguments, whether it is a single call or a chunk of a map, and its time
-//! limit. A queued call is a [`Job`]: the call and the [`Promise`] its
-//! outcome settles.
+//! limit. A queued call is a [`Job`]: the call's arguments and limit, and
+//! the [`Promise`] its outcome settles, whose result cell holds the call's
+//! id and task (one is queued per pending task: it is kept to 40 bytes).
+//! What sending and settling need of either is a [`CallRef`].
 
 use std::time::Duration;
 
@@ -31,23 +33,18 @@ pub(crate) struct Call {
     /// they end in a large `Vec<u8>` (see [`Args::Split`]).
     pub(crate) args: Args,
     pub(crate) kind: Kind,
-    /// How many workers died (not killed for a cancel) after taking the
-    /// call and before starting it; one such death sends it back to the
-    /// queue, a second fails it (see `crate::pool::exchange`). (In the
-    /// padding after `kind`: the call stays 56 bytes.)
-    pub(crate) lost_unstarted: u8,
     /// How long the worker may run it.
     pub(crate) timeout: Limit,
 }
 
-/// A time limit in 8 bytes, not an `Option<Duration>`'s 16 (one is alive
-/// per queued call): nanoseconds, `u64::MAX` for none (584 years).
+/// A time limit in 62 bits (8 bytes with a [`Job`]'s two flags, not an
+/// `Option<Duration>`'s 16): nanoseconds, all ones for none (146 years).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Limit(u64);
 
 impl Limit {
     /// No limit.
-    pub(crate) const NONE: Limit = Limit(u64::MAX);
+    pub(crate) const NONE: Limit = Limit(LIMIT_BITS);
 
     /// The limit as a duration, `None` for none.
     pub(crate) fn get(self) -> Option<Duration> {
@@ -55,16 +52,30 @@ impl Limit {
     }
 }
 
+/// The bits of a [`Limit`].
+const LIMIT_BITS: u64 = (1 << 62) - 1;
+
 impl From<Option<Duration>> for Limit {
     fn from(limit: Option<Duration>) -> Limit {
         match limit {
-            Some(d) => Limit(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX - 1)),
+            Some(d) => Limit(u64::try_from(d.as_nanos()).map_or(LIMIT_BITS - 1, |n| n.min(LIMIT_BITS - 1))),
             None => Limit::NONE,
         }
     }
 }
 
-impl Call {
+/// What sending a call, waiting for its reply and settling it need to know
+/// of it: a [`Call`]'s fields, or a [`Job`]'s (see [`Job::call`]).
+#[derive(Clone, Copy)]
+pub(crate) struct CallRef<'a> {
+    pub(crate) id: u64,
+    pub(crate) task: &'static TaskInfo,
+    pub(crate) args: &'a Args,
+    pub(crate) kind: Kind,
+    pub(crate) timeout: Limit,
+}
+
+impl CallRef<'_> {
     /// The registered name of the task.
     pub(crate) fn name(&self) -> &'static str {
         self.task.name
@@ -76,16 +87,58 @@ impl Call {
         wire::append_header(out, chunk, self.id, self.task.fingerprint, self.task.name);
     }
 
-
     /// The arguments' tail (empty if none).
     pub(crate) fn tail(&self) -> &[u8] {
         self.args.tail()
     }
 
+    /// [`Error::Cancelled`] for this call.
+    pub(crate) fn cancelled(&self) -> Error {
+        Error::Cancelled {
+            task: self.name().to_string(),
+        }
+    }
+
+    /// [`Error::Terminated`] for this call.
+    pub(crate) fn terminated(&self) -> Error {
+        Error::Terminated {
+            task: self.name().to_string(),
+        }
+    }
+}
+
+impl Call {
+    /// What sending and settling the call need of it.
+    pub(crate) fn as_ref(&self) -> CallRef<'_> {
+        CallRef {
+            id: self.id,
+            task: self.task,
+            args: &self.args,
+            kind: self.kind,
+            timeout: self.timeout,
+        }
+    }
+
+    /// The registered name of the task.
+    pub(crate) fn name(&self) -> &'static str {
+        self.task.name
+    }
+
+    /// [`Error::Cancelled`] for this call.
+    #[cfg(feature = "redis")]
+    pub(crate) fn cancelled(&self) -> Error {
+        self.as_ref().cancelled()
+    }
+
+    /// [`Error::Terminated`] for this call.
+    pub(crate) fn terminated(&self) -> Error {
+        self.as_ref().terminated()
+    }
+
     /// The length of the encoded arguments, tail included.
     #[cfg(feature = "redis")]
     pub(crate) fn args_len(&self) -> usize {
-        self.args.len() + self.tail().len()
+        self.args.len() + self.args.tail().len()
     }
 
     /// Moves the tail to the end of the arguments, so that they are the
@@ -102,19 +155,6 @@ impl Call {
         }
     }
 
-    /// [`Error::Cancelled`] for this call.
-    pub(crate) fn cancelled(&self) -> Error {
-        Error::Cancelled {
-            task: self.name().to_string(),
-        }
-    }
-
-    /// [`Error::Terminated`] for this call.
-    pub(crate) fn terminated(&self) -> Error {
-        Error::Terminated {
-            task: self.name().to_string(),
-        }
-    }
 }
 
 /// A call's encoded arguments. Most are a few bytes (a number, a short
@@ -205,28 +245,109 @@ impl Drop for Call {
     /// the call: the next large result it reads goes there instead of into
     /// fresh memory (a page fault per 4 KiB).
     fn drop(&mut self) {
-        for buf in std::mem::take(&mut self.args).into_bufs() {
-            crate::buffers::recycle(buf);
-        }
+        recycle(std::mem::take(&mut self.args));
     }
 }
 
-/// A queued call and the promise its outcome settles.
-pub(crate) struct Job {
-    pub(crate) call: Call,
-    pub(crate) promise: Promise,
+fn recycle(args: Args) {
+    for buf in args.into_bufs() {
+        crate::buffers::recycle(buf);
+    }
 }
 
+/// A queued call: its arguments, its limit and the promise its outcome
+/// settles, whose result cell holds the call's id and task.
+pub(crate) struct Job {
+    promise: Promise,
+    args: Args,
+    /// The call's [`Limit`], whether it is a chunk ([`CHUNK`]) and whether
+    /// a worker died after taking it and before starting it ([`LOST`]).
+    meta: u64,
+}
+
+/// [`Job::meta`]'s flag of a chunk of a map.
+const CHUNK: u64 = 1 << 62;
+/// [`Job::meta`]'s flag of a call whose worker died before starting it.
+const LOST: u64 = 1 << 63;
+
 impl Job {
+    /// Queues `call`, settled through `promise` (made for it: its cell
+    /// holds the call's id and task).
+    pub(crate) fn new(mut call: Call, promise: Promise) -> Job {
+        debug_assert_eq!(promise.call_id(), call.id);
+        let chunk = if call.kind == Kind::Chunk { CHUNK } else { 0 };
+        Job {
+            promise,
+            args: std::mem::take(&mut call.args),
+            meta: call.timeout.0 | chunk,
+        }
+    }
+
+    /// What sending and settling the call need of it.
+    pub(crate) fn call(&self) -> CallRef<'_> {
+        CallRef {
+            id: self.promise.call_id(),
+            task: self.promise.call_task(),
+            args: &self.args,
+            kind: if self.meta & CHUNK != 0 {
+                Kind::Chunk
+            } else {
+                Kind::Single
+            },
+            timeout: Limit(self.meta & LIMIT_BITS),
+        }
+    }
+
+    /// The call's id.
+    pub(crate) fn id(&self) -> u64 {
+        self.promise.call_id()
+    }
+
+    /// Whether a worker died after taking the call and before starting it;
+    /// one such death sends it back to the queue, a second fails it (see
+    /// `crate::pool::exchange`).
+    pub(crate) fn lost_unstarted(&self) -> bool {
+        self.meta & LOST != 0
+    }
+
+    /// Records that a worker died after taking the call and before starting it.
+    pub(crate) fn mark_lost_unstarted(&mut self) {
+        self.meta |= LOST;
+    }
+
+    /// The call again, and its promise (for a dispatcher that keeps calls
+    /// its own way: Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn into_call(mut self) -> (Call, Promise) {
+        let call = self.call();
+        let (id, task, kind, timeout) = (call.id, call.task, call.kind, call.timeout);
+        let args = std::mem::take(&mut self.args);
+        let call = Call {
+            id,
+            task,
+            args,
+            kind,
+            timeout,
+        };
+        (call, std::mem::take(&mut self.promise))
+    }
+
     /// Settles the job with `outcome`.
-    pub(crate) fn complete(self, outcome: crate::result::Outcome) {
-        self.promise.complete(outcome);
+    pub(crate) fn complete(mut self, outcome: crate::result::Outcome) {
+        std::mem::take(&mut self.promise).complete(outcome);
     }
 
     /// Settles the job as cancelled.
     pub(crate) fn cancelled(self) {
-        let error = self.call.cancelled();
+        let error = self.call().cancelled();
         self.complete(Err(error));
+    }
+}
+
+impl Drop for Job {
+    /// As [`Call`]'s.
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.args));
     }
 }
 
@@ -238,9 +359,9 @@ mod tests {
     fn arguments_stay_as_small_as_a_vec() {
         // One is alive per queued call: the tail variant must not grow it.
         assert_eq!(std::mem::size_of::<Args>(), std::mem::size_of::<Vec<u8>>());
-        // Nor may the death count grow the call (or the queue's entry).
-        assert_eq!(std::mem::size_of::<Call>(), 56);
-        assert_eq!(std::mem::size_of::<Job>(), 64);
+        // One queued job per pending task: its promise, arguments and limit
+        // (the call's id and task are in the promise's cell).
+        assert_eq!(std::mem::size_of::<Job>(), 40);
     }
 
     #[test]
@@ -265,7 +386,6 @@ mod tests {
             task,
             args,
             kind: Kind::Single,
-            lost_unstarted: 0,
             timeout: None.into(),
         };
         let mut split = call(Args::from(Encoded {
@@ -273,7 +393,7 @@ mod tests {
             tail: vec![9; 3],
         }));
         split.join_tail();
-        assert_eq!((&split.args[..], split.tail()), (&[1u8, 2, 9, 9, 9][..], &[][..]));
+        assert_eq!((&split.args[..], split.args.tail()), (&[1u8, 2, 9, 9, 9][..], &[][..]));
         // Arguments without a tail are left as they are.
         for bytes in [vec![7u8; 3], vec![8u8; 40]] {
             let mut plain = call(Args::from(bytes.clone()));

@@ -29,11 +29,33 @@ pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
 /// The pool's promise to fill a result cell. Dropping it unfilled (a job discarded
 /// on any path) fails the task instead of leaving its caller waiting forever.
+/// (`Default`: an empty one, which fills nothing.)
+#[derive(Default)]
 pub(crate) struct Promise {
     cell: Option<Arc<ResultCell>>,
 }
 
 impl Promise {
+    /// The id of the call this promise is for (0 for none; see [`pending`]).
+    pub(crate) fn call_id(&self) -> u64 {
+        self.cell.as_ref().map_or(0, |cell| cell.id())
+    }
+
+    /// The task of the call this promise is for. A promise made for a call
+    /// (by [`pending`] with the call's task) always knows it; an empty one
+    /// or one of a refused task says "?".
+    pub(crate) fn call_task(&self) -> &'static crate::task::TaskInfo {
+        static UNKNOWN: crate::task::TaskInfo = crate::task::TaskInfo {
+            name: "?",
+            signature: "",
+            fingerprint: 0,
+        };
+        match self.cell.as_deref().map(|cell| &cell.task) {
+            Some(TaskName::Call(info)) => info,
+            _ => &UNKNOWN,
+        }
+    }
+
     pub(crate) fn complete(mut self, outcome: Outcome) {
         if let Some(cell) = self.cell.take() {
             cell.fill(outcome);
@@ -91,24 +113,33 @@ pub(crate) fn pending<T: DeserializeOwned>(
     hub: Hub,
     id: u64,
 ) -> (Promise, AsyncResult<T>) {
-    pending_with(task, hub, id, decode_outcome::<T>)
+    let cell = Arc::new(ResultCell::new(task.into(), hub, id));
+    let result = AsyncResult {
+        cell: cell.clone(),
+        _type: PhantomData,
+    };
+    (Promise { cell: Some(cell) }, result)
 }
 
 /// [`pending`] for a result whose outcome bytes `decode` reads (a map's).
-pub(crate) fn pending_with<T>(
+pub(crate) fn pending_with<T: DeserializeOwned>(
     task: impl Into<TaskName>,
     hub: Hub,
     id: u64,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let cell = Arc::new(ResultCell::new(task.into(), hub, id));
-    let result = AsyncResult {
-        cell: cell.clone(),
-        decode,
-        _type: PhantomData,
-    };
-    (Promise { cell: Some(cell) }, result)
+    let (promise, result) = pending(task, hub, id);
+    // SAFETY: read back only as a `Decoder<T>` (by `AsyncResult::<T>::decode`):
+    // this cell belongs to `result` alone, an `AsyncResult<T>` for good.
+    let erased = unsafe { std::mem::transmute::<Decoder<T>, ErasedDecoder>(decode) };
+    result.cell.set_decoder(erased);
+    (promise, result)
 }
+
+/// A [`Decoder`] of some `T`, kept in the result cell of that `T`'s
+/// [`AsyncResult`] (rare: a map's; keeping it there rather than in every
+/// handle keeps the handle one pointer).
+pub(crate) type ErasedDecoder = fn();
 
 /// A result that is already known (the task was refused before it was sent).
 pub(crate) fn ready<T: DeserializeOwned>(
@@ -163,7 +194,6 @@ pub(crate) fn ready<T: DeserializeOwned>(
 #[must_use = "the task runs anyway; without `get`, `wait` or a callback its result and any error are lost"]
 pub struct AsyncResult<T> {
     cell: Arc<ResultCell>,
-    decode: Decoder<T>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -176,11 +206,26 @@ impl<T> fmt::Debug for AsyncResult<T> {
     }
 }
 
-impl<T> AsyncResult<T> {
+impl<T: DeserializeOwned> AsyncResult<T> {
+    /// Turns the outcome into the result: through the cell's own decoder if
+    /// it has one (a map's), else as one encoded `T`.
+    fn decode(cell: &ResultCell, outcome: &Outcome) -> Result<T, Error> {
+        match cell.decoder() {
+            Some(erased) => {
+                // SAFETY: only `pending_with::<T>` sets a decoder, a
+                // `Decoder<T>` for the very `T` of the one `AsyncResult`
+                // this cell belongs to (see there).
+                let decode = unsafe { std::mem::transmute::<ErasedDecoder, Decoder<T>>(erased) };
+                decode(&cell.task, outcome)
+            }
+            None => decode_outcome(&cell.task, outcome),
+        }
+    }
+
     /// Waits for the task and returns its result (Python's `get()`).
     pub fn get(self) -> Result<T, Error> {
         let outcome = self.wait_outcome();
-        (self.decode)(&self.cell.task, &outcome)
+        Self::decode(&self.cell, &outcome)
     }
 
     /// Waits at most `timeout` for the result. On
@@ -202,7 +247,7 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
         match self.cell.wait_until(Instant::now().checked_add(timeout)) {
-            Some(outcome) => (self.decode)(&self.cell.task, &outcome),
+            Some(outcome) => Self::decode(&self.cell, &outcome),
             None => Err(Error::WaitTimeout {
                 task: self.task().to_string(),
                 waited: timeout,
@@ -211,7 +256,7 @@ impl<T> AsyncResult<T> {
     }
 }
 
-impl<T: 'static> AsyncResult<T> {
+impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     /// Runs `f` with the value once the task succeeds (Python's `callback`).
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_complete(move |result| {
@@ -249,9 +294,8 @@ impl<T: 'static> AsyncResult<T> {
     /// ```
     pub fn on_complete(self, f: impl FnOnce(Result<T, Error>) + Send + 'static) -> Self {
         let cell = self.cell.clone();
-        let decode = self.decode;
         self.cell
-            .attach(Box::new(move |outcome| f(decode(&cell.task, &outcome))));
+            .attach(Box::new(move |outcome| f(Self::decode(&cell, &outcome))));
         self
     }
 }
@@ -393,12 +437,12 @@ impl<T> AsyncResult<T> {
 ///     }
 /// }
 /// ```
-impl<T> Future for AsyncResult<T> {
+impl<T: DeserializeOwned> Future for AsyncResult<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.cell.poll_outcome(cx.waker()) {
-            Some(outcome) => Poll::Ready((self.decode)(&self.cell.task, &outcome)),
+            Some(outcome) => Poll::Ready(Self::decode(&self.cell, &outcome)),
             None => Poll::Pending,
         }
     }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::queue::Queue;
-use crate::call::{Call, Job, Kind};
+use crate::call::{CallRef, Job, Kind};
 use crate::error::{Error, ExitInfo};
 use crate::link::Link;
 use crate::result::Outcome;
@@ -43,7 +43,7 @@ pub(crate) enum Loss {
 }
 
 /// Sends `call` and reads its reply.
-pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
+pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
     // The header goes in this thread's small buffer: no allocation per call.
     let mut header = crate::buffers::small_buffer();
     call.append_header(&mut header);
@@ -81,7 +81,7 @@ pub(crate) fn exchange(link: &mut dyn Link, call: &Call) -> Exchange {
 }
 
 /// Reads and checks the reply to `call`, already sent.
-pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
+pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
     let frame = match link.recv(call.timeout.get()) {
         Ok(frame) => frame,
         Err(FrameError::TimedOut) => {
@@ -101,7 +101,7 @@ pub(crate) fn receive(link: &mut dyn Link, call: &Call) -> Exchange {
 }
 
 /// Checks that `frame` is the reply to `call`, and reads it.
-pub(crate) fn check_reply(frame: Frame, call: &Call) -> Exchange {
+pub(crate) fn check_reply(frame: Frame, call: CallRef<'_>) -> Exchange {
     let task = || call.name().to_string();
     let single = call.kind == Kind::Single;
     match wire::parse_reply(frame) {
@@ -174,7 +174,7 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
 /// and ended as `status`; [`Error::Terminated`] if the pool was terminated,
 /// [`Error::Cancelled`] if the call was cancelled (its worker was killed
 /// for it).
-pub(crate) fn lost(queue: &Queue, call: &Call, loss: Loss, pid: u32, status: ExitInfo) -> Error {
+pub(crate) fn lost(queue: &Queue, call: CallRef<'_>, loss: Loss, pid: u32, status: ExitInfo) -> Error {
     if queue.is_terminated() {
         return call.terminated();
     }
@@ -215,7 +215,7 @@ fn stalled(after: Duration) -> String {
 
 /// Ends a worker that failed `call` as `loss` described, and says how the
 /// call failed.
-pub(crate) fn bury(queue: &Queue, mut link: Box<dyn Link>, call: &Call, loss: Loss) -> Error {
+pub(crate) fn bury(queue: &Queue, mut link: Box<dyn Link>, call: CallRef<'_>, loss: Loss) -> Error {
     let pid = link.pid();
     let grace = match loss {
         Loss::Died => DEATH_GRACE,
@@ -257,7 +257,7 @@ pub(crate) fn receive_batch(
     let mut jobs = batch.drain(..);
     while let Some(mut job) = jobs.next() {
         ran += 1;
-        let loss = match receive(link.as_mut(), &job.call) {
+        let loss = match receive(link.as_mut(), job.call()) {
             Exchange::Done(outcome) => {
                 queue.settle_one(index, |call, behind| link.kill_unless_past(call, behind));
                 job.complete(outcome);
@@ -280,8 +280,8 @@ pub(crate) fn receive_batch(
             // ever.
             // (After a terminate, it fails as terminated, without a word.)
             let doomed = queue.is_doomed(index);
-            if !link.started(job.call.id)
-                && (doomed || job.call.lost_unstarted == 0)
+            if !link.started(job.id())
+                && (doomed || !job.lost_unstarted())
                 && !queue.is_terminated()
             {
                 let pid = link.pid();
@@ -293,7 +293,7 @@ pub(crate) fn receive_batch(
                          the calls it had not started go back to the queue"
                     );
                 } else {
-                    job.call.lost_unstarted += 1;
+                    job.mark_lost_unstarted();
                     log::warn!(
                         target: "procpool",
                         "worker {pid} died between two calls ({status}); \
@@ -308,7 +308,7 @@ pub(crate) fn receive_batch(
             }
             // The worker died running this job: it runs its calls one by
             // one, so the ones behind it never started.
-            let error = bury(queue, link, &job.call, loss);
+            let error = bury(queue, link, job.call(), loss);
             job.complete(Err(error));
             queue.requeue(jobs);
             return BatchEnd { link: None, ran };
@@ -367,14 +367,14 @@ pub(crate) fn settle_after_loss(
         Loss::TooLarge { .. } | Loss::Stalled(_) => (true, false),
         Loss::TimedOut(_) => match frames.next() {
             Some(frame) => {
-                let replied = matches!(check_reply(frame, &failed.call), Exchange::Done(_));
+                let replied = matches!(check_reply(frame, failed.call()), Exchange::Done(_));
                 (replied, clean && replied)
             }
             None => (false, clean),
         },
         _ => (true, clean),
     };
-    let error = lost(queue, &failed.call, loss, pid, status);
+    let error = lost(queue, failed.call(), loss, pid, status);
     failed.complete(Err(error));
     let mut settled = 0;
     let mut rest = rest.into_iter();
@@ -382,14 +382,14 @@ pub(crate) fn settle_after_loss(
         let Some(job) = rest.next() else { break };
         settled += 1;
         if let Some(frame) = frames.next() {
-            if let Exchange::Done(outcome) = check_reply(frame, &job.call) {
+            if let Exchange::Done(outcome) = check_reply(frame, job.call()) {
                 job.complete(outcome);
                 continue;
             }
             clean = false;
         }
         // No reply (or no trustworthy one): it may have started.
-        let error = lost(queue, &job.call, Loss::Died, pid, status);
+        let error = lost(queue, job.call(), Loss::Died, pid, status);
         job.complete(Err(error));
         moved_on = false;
     }
@@ -398,7 +398,7 @@ pub(crate) fn settle_after_loss(
     } else {
         for job in rest {
             settled += 1;
-            let error = lost(queue, &job.call, Loss::Died, pid, status);
+            let error = lost(queue, job.call(), Loss::Died, pid, status);
             job.complete(Err(error));
         }
     }

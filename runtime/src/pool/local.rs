@@ -112,7 +112,7 @@ impl LocalPool {
 impl Dispatcher for LocalPool {
     fn submit(&self, job: Job) {
         if let Err(job) = self.shared.queue.push(job) {
-            let task = job.call.name().to_string();
+            let task = job.call().name().to_string();
             job.complete(Err(Error::PoolClosed { task }));
         }
     }
@@ -131,7 +131,7 @@ impl Dispatcher for LocalPool {
             Borrow::Queue => return Err(call),
             Borrow::Worker(index, link) => (index, link),
         };
-        let loss = match exchange::exchange(link.as_mut(), &call) {
+        let loss = match exchange::exchange(link.as_mut(), call.as_ref()) {
             Exchange::Done(outcome) => {
                 if slot::over_memory(&self.shared.config, link.as_mut()) {
                     // Retired here; the slot thread starts its successor.
@@ -163,7 +163,7 @@ impl Dispatcher for LocalPool {
             }
             Exchange::Lost(loss) => loss,
         };
-        let error = exchange::bury(queue, link, &call, loss);
+        let error = exchange::bury(queue, link, call.as_ref(), loss);
         queue.give_back(index, None, false);
         Ok(Err(error))
     }

@@ -244,7 +244,6 @@ impl Pool {
             task,
             args: args.into(),
             kind,
-            lost_unstarted: 0,
             timeout: self.task_timeout().into(),
         })
     }
@@ -270,7 +269,6 @@ impl Pool {
             task,
             args: args.into(),
             kind,
-            lost_unstarted: 0,
             timeout: timeout.or(self.inner.config.task_timeout).into(),
         })
     }
@@ -288,7 +286,7 @@ impl Pool {
     ) {
         let (promise, result) = result::pending::<()>(call.task, Hub::default(), call.id);
         result.listen_outcome(Box::new(done));
-        self.inner.dispatcher.submit(Job { call, promise });
+        self.inner.dispatcher.submit(Job::new(call, promise));
     }
 
     /// Cancels the call `id` made by [`foreign_call`](Self::foreign_call).
@@ -308,7 +306,7 @@ impl Pool {
         match self.make_call(task, kind, args) {
             Ok(call) => {
                 let (promise, result) = result::pending(task, hub, call.id);
-                self.inner.dispatcher.submit(Job { call, promise });
+                self.inner.dispatcher.submit(Job::new(call, promise));
                 result
             }
             Err(error) => result::ready(task, hub, Err(error)),
@@ -337,7 +335,7 @@ impl Pool {
             Err(call) => call,
         };
         let (promise, result) = result::pending(task, self.hub(), call.id);
-        self.inner.dispatcher.submit(Job { call, promise });
+        self.inner.dispatcher.submit(Job::new(call, promise));
         result.get()
     }
 

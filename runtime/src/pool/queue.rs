@@ -222,11 +222,11 @@ impl Queue {
     ) {
         // Map chunks are batches already, and a call with a tail (a large
         // byte block) goes alone: never pipelined.
-        let mut window = match first.call.kind {
-            Kind::Single if first.call.tail().is_empty() => durations.window(first.call.name()),
+        let mut window = match first.call().kind {
+            Kind::Single if first.call().tail().is_empty() => durations.window(first.call().name()),
             _ => 1,
         };
-        let mut bytes = first.call.args.len();
+        let mut bytes = first.call().args.len();
         batch.push(first);
         if window > 1 {
             let idle = state
@@ -244,17 +244,17 @@ impl Queue {
             let Some(next) = state.jobs.front() else {
                 break;
             };
-            bytes += next.call.args.len();
+            bytes += next.call().args.len();
             if bytes > pipeline::BYTE_BUDGET
-                || next.call.kind == Kind::Chunk
-                || !next.call.tail().is_empty()
-                || durations.window(next.call.name()) < 2
+                || next.call().kind == Kind::Chunk
+                || !next.call().tail().is_empty()
+                || durations.window(next.call().name()) < 2
             {
                 break;
             }
             batch.extend(state.jobs.pop_front());
         }
-        let ids = batch.iter().map(|job| job.call.id);
+        let ids = batch.iter().map(|job| job.id());
         state.slots[index].in_flight.start(ids);
     }
 
@@ -269,7 +269,7 @@ impl Queue {
                 return;
             }
             for job in jobs.rev() {
-                let id = job.call.id;
+                let id = job.id();
                 let mut was_cancelled = false;
                 for slot in &mut state.slots {
                     was_cancelled |= slot.in_flight.requeue(id);
@@ -334,7 +334,7 @@ impl Queue {
     pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize, &[u64]) -> bool) -> CancelOutcome {
         let job = {
             let mut state = self.lock();
-            match state.jobs.iter().position(|job| job.call.id == id) {
+            match state.jobs.iter().position(|job| job.id() == id) {
                 Some(at) => state.jobs.remove(at),
                 None => {
                     let found = state.slots.iter().enumerate().find_map(|(index, s)| {

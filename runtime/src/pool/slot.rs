@@ -14,7 +14,7 @@ use super::exchange::{self, Exchange, Loss, DEATH_GRACE};
 use super::initializer;
 use super::pipeline::Durations;
 use super::queue::{Next, Queue};
-use crate::call::{Call, Job};
+use crate::call::{CallRef, Job};
 use crate::error::{Error, ExitInfo};
 use crate::link::{Backend, KillSwitch, Link};
 use crate::result::Outcome;
@@ -115,10 +115,10 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
-        let tasks: Vec<&'static str> = batch.iter().map(|job| job.call.name()).collect();
+        let tasks: Vec<&'static str> = batch.iter().map(|job| job.call().name()).collect();
         let ran = if batch.len() == 1 {
             let job = batch.pop().expect("a batch has a job");
-            let (outcome, link) = run_job(&shared, index, worker.take(), &job.call);
+            let (outcome, link) = run_job(&shared, index, worker.take(), job.call());
             job.complete(outcome);
             worker = link;
             1
@@ -203,7 +203,7 @@ fn run_batch(
     let mut headers = Vec::with_capacity(batch.len() * 48);
     let mut ends = Vec::with_capacity(batch.len());
     for job in batch.iter() {
-        job.call.append_header(&mut headers);
+        job.call().append_header(&mut headers);
         ends.push(headers.len());
     }
     let frames: Vec<[&[u8]; 2]> = batch
@@ -211,7 +211,7 @@ fn run_batch(
         .enumerate()
         .map(|(i, job)| {
             let start = if i == 0 { 0 } else { ends[i - 1] };
-            [&headers[start..ends[i]], &job.call.args[..]]
+            [&headers[start..ends[i]], &job.call().args[..]]
         })
         .collect();
     let mut retried = false;
@@ -222,13 +222,13 @@ fn run_batch(
                 // As in `run_job`: nothing starts after terminate, and a
                 // start that failed fast is retried.
                 let started = match batch.first() {
-                    Some(first) if queue.is_terminated() => Err(first.call.terminated()),
-                    Some(first) if queue.is_cancelled(first.call.id) => Err(first.call.cancelled()),
-                    Some(first) => start_for(shared, index, &first.call),
+                    Some(first) if queue.is_terminated() => Err(first.call().terminated()),
+                    Some(first) if queue.is_cancelled(first.id()) => Err(first.call().cancelled()),
+                    Some(first) => start_for(shared, index, first.call()),
                     None => return (None, 0),
                 };
                 match started {
-                    Ok(link) if !queue.is_cancelled(batch[0].call.id) => link,
+                    Ok(link) if !queue.is_cancelled(batch[0].id()) => link,
                     Ok(link) => {
                         // Cancelled while its worker started: it never runs.
                         drop(frames);
@@ -268,7 +268,7 @@ fn run_batch(
                 let mut jobs = batch.drain(..);
                 let first = jobs.next().expect("a batch has jobs");
                 queue.requeue(jobs);
-                let (outcome, link) = run_job(shared, index, Some(link), &first.call);
+                let (outcome, link) = run_job(shared, index, Some(link), first.call());
                 first.complete(outcome);
                 return (link, 1);
             }
@@ -280,7 +280,7 @@ fn run_batch(
                 drop(frames);
                 let mut jobs = batch.drain(..);
                 let first = jobs.next().expect("a batch has jobs");
-                let error = exchange::bury(queue, link, &first.call, Loss::Died);
+                let error = exchange::bury(queue, link, first.call(), Loss::Died);
                 first.complete(Err(error));
                 queue.requeue(jobs);
                 return (None, 1);
@@ -299,7 +299,7 @@ fn run_job(
     shared: &Shared,
     index: usize,
     mut worker: Option<Box<dyn Link>>,
-    call: &Call,
+    call: CallRef<'_>,
 ) -> (Outcome, Option<Box<dyn Link>>) {
     // Two tries: a worker that died idle (or is stopped and never reads the
     // call) is replaced without anyone noticing; a fresh one that cannot
@@ -354,7 +354,7 @@ fn run_job(
 /// never ran: at most [`START_ATTEMPTS`] times, and not once the pool's start
 /// timeout has been used up, so a start that times out is not retried and an
 /// initializer failure ([`Error::InitializerFailed`]) never is.
-fn start_for(shared: &Shared, index: usize, call: &Call) -> Result<Box<dyn Link>, Error> {
+fn start_for(shared: &Shared, index: usize, call: CallRef<'_>) -> Result<Box<dyn Link>, Error> {
     let begun = Instant::now();
     let mut attempt = 1;
     loop {

@@ -82,7 +82,6 @@ impl Fixture {
             task: crate::task::intern(task, "", 0),
             args: args.to_vec().into(),
             kind: Kind::Single,
-            lost_unstarted: 0,
             timeout: timeout.into(),
         }
     }
@@ -99,7 +98,7 @@ impl Fixture {
     ) -> AsyncResult<()> {
         let call = self.call(task, args, timeout);
         let (promise, result) = result::pending(call.task, crate::result::Hub::default(), call.id);
-        self.pool.submit(Job { call, promise });
+        self.pool.submit(Job::new(call, promise));
         result
     }
 

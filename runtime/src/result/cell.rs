@@ -11,19 +11,21 @@
 //! callback that waits, perhaps) runs them itself instead of waiting for
 //! itself.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
+use std::thread::{self, Thread};
 use std::time::Instant;
 
-use super::{Hub, Listener, Outcome};
+use super::{ErasedDecoder, Hub, Listener, Outcome};
 use crate::callbacks;
 use crate::cancel::CancelTarget;
 use crate::task::TaskInfo;
 
 /// Where a task's outcome lands (see the module's documentation). Kept
 /// small: one is alive per pending task, so what only some results need
-/// (callbacks, listeners, an executor's waker, a map's parts) lives in a
-/// box made on first use.
+/// (callbacks, listeners, threads or an executor waiting, a map's parts)
+/// lives in a box made on first use. (72 bytes with the `Arc`'s counts:
+/// the allocator's 80-byte class; a unit test pins it.)
 pub(crate) struct ResultCell {
     pub(super) task: TaskName,
     /// The pool's callback thread and canceller.
@@ -32,7 +34,6 @@ pub(crate) struct ResultCell {
     /// known at once, or it gathers parts).
     id: u64,
     state: Mutex<CellState>,
-    done: Condvar,
 }
 
 /// The name of a result's task: a call's (`&'static`, no allocation), or
@@ -66,24 +67,27 @@ impl From<String> for TaskName {
     }
 }
 
+/// The result is *complete* once the outcome arrived and every callback
+/// attached so far has returned: with no [`Extra`], as soon as the outcome
+/// is there.
 #[derive(Default)]
 struct CellState {
     /// The outcome, once it arrived.
     outcome: Option<Arc<Outcome>>,
     /// What few results need, made on first use.
     extra: Option<Box<Extra>>,
-    /// Threads blocked in `wait_until` (a notify is a system call; skipped
-    /// when nobody waits).
-    waiters: u32,
-    /// Whether the result is complete: the outcome arrived and every
-    /// callback attached so far has returned.
-    complete: bool,
-    /// A thread is running this cell's callbacks.
-    running: bool,
 }
 
 #[derive(Default)]
 struct Extra {
+    /// Callbacks attached to the arrived outcome are waiting or running:
+    /// the result is not complete yet.
+    behind_callbacks: bool,
+    /// A thread is running this cell's callbacks.
+    running: bool,
+    /// Threads blocked in `wait_until`, unparked on completion (and when
+    /// the outcome arrives, for a callback thread to help).
+    waiters: Vec<Thread>,
     /// Callbacks not yet run, in the order they were attached.
     callbacks: Vec<Listener>,
     /// procpool's own listeners (a map gathering its chunks), called on
@@ -93,6 +97,8 @@ struct Extra {
     waker: Option<Waker>,
     /// The calls a map's result stands for, cancelled together.
     parts: Option<Arc<[CancelTarget]>>,
+    /// How a map's result decodes its outcome (see `super::pending_with`).
+    decoder: Option<ErasedDecoder>,
 }
 
 impl CellState {
@@ -111,14 +117,45 @@ impl CellState {
             .unwrap_or_default()
     }
 
-    fn take_waker(&mut self) -> Option<Waker> {
-        self.extra.as_mut().and_then(|e| e.waker.take())
+    /// Whether the result is complete (see [`CellState`]).
+    fn complete(&self) -> bool {
+        self.outcome.is_some() && !self.extra.as_ref().is_some_and(|e| e.behind_callbacks)
+    }
+
+    fn running(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.running)
+    }
+
+    /// Takes what must be woken now: the waiting threads (each adds itself
+    /// again if it still has to wait) and the executor's waker.
+    fn take_wakeups(&mut self) -> Wakeups {
+        match self.extra.as_mut() {
+            Some(e) => Wakeups(std::mem::take(&mut e.waiters), e.waker.take()),
+            None => Wakeups(Vec::new(), None),
+        }
     }
 
     /// Whether the calling thread should run the callbacks itself rather
     /// than wait: a callback thread would otherwise wait for itself.
     fn should_help(&self) -> bool {
-        self.outcome.is_some() && !self.complete && !self.running && callbacks::on_callback_thread()
+        self.outcome.is_some()
+            && !self.complete()
+            && !self.running()
+            && callbacks::on_callback_thread()
+    }
+}
+
+/// Threads and a task to wake, once the cell's lock is released.
+struct Wakeups(Vec<Thread>, Option<Waker>);
+
+impl Wakeups {
+    fn wake(self) {
+        for thread in self.0 {
+            thread.unpark();
+        }
+        if let Some(waker) = self.1 {
+            waker.wake();
+        }
     }
 }
 
@@ -129,8 +166,12 @@ impl ResultCell {
             hub,
             id,
             state: Mutex::default(),
-            done: Condvar::new(),
         }
+    }
+
+    /// The call this result is of (0: none).
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 
     /// What cancelling this result cancels.
@@ -141,6 +182,16 @@ impl ResultCell {
             None if self.id != 0 => CancelTarget::Call(self.hub.clone(), self.id),
             None => CancelTarget::None,
         }
+    }
+
+    /// Sets how this result's outcome decodes (see `super::pending_with`).
+    pub(super) fn set_decoder(&self, decoder: ErasedDecoder) {
+        self.lock().extra().decoder = Some(decoder);
+    }
+
+    /// How this result's outcome decodes, if not as one encoded value.
+    pub(super) fn decoder(&self) -> Option<ErasedDecoder> {
+        self.lock().extra.as_ref().and_then(|e| e.decoder)
     }
 
     /// Makes this result stand for `parts` (a map's chunks) when cancelled.
@@ -157,33 +208,25 @@ impl ResultCell {
     /// callbacks are attached.
     pub(super) fn fill(self: &Arc<Self>, outcome: Outcome) {
         let outcome = Arc::new(outcome);
-        let (listeners, has_callbacks, waiters, waker) = {
+        let (listeners, has_callbacks, wakeups) = {
             let mut state = self.lock();
             if state.outcome.is_some() {
                 return;
             }
             state.outcome = Some(outcome.clone());
-            state.complete = !state.has_callbacks();
-            let listeners = state
-                .extra
-                .as_mut()
-                .map(|e| std::mem::take(&mut e.listeners))
-                .unwrap_or_default();
-            (
-                listeners,
-                !state.complete,
-                state.waiters > 0,
-                state.take_waker(),
-            )
+            let has_callbacks = state.has_callbacks();
+            let listeners = match state.extra.as_mut() {
+                Some(e) => {
+                    e.behind_callbacks = has_callbacks;
+                    std::mem::take(&mut e.listeners)
+                }
+                None => Vec::new(),
+            };
+            // Woken even if callbacks are pending: a waiter on a callback
+            // thread runs them itself (the others wait on).
+            (listeners, has_callbacks, state.take_wakeups())
         };
-        // Woken even if callbacks are pending: a waiter on a callback thread
-        // runs them itself (the others wait on).
-        if waiters {
-            self.done.notify_all();
-        }
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        wakeups.wake();
         if has_callbacks {
             self.post_callbacks();
         }
@@ -206,23 +249,17 @@ impl ResultCell {
                 let Some(outcome) = state.outcome.clone() else {
                     return;
                 };
-                if state.running || state.complete {
+                if state.running() || state.complete() {
                     return;
                 }
                 if !state.has_callbacks() {
-                    state.complete = true;
-                    let waiters = state.waiters > 0;
-                    let waker = state.take_waker();
+                    state.extra().behind_callbacks = false;
+                    let wakeups = state.take_wakeups();
                     drop(state);
-                    if waiters {
-                        self.done.notify_all();
-                    }
-                    if let Some(waker) = waker {
-                        waker.wake();
-                    }
+                    wakeups.wake();
                     return;
                 }
-                state.running = true;
+                state.extra().running = true;
                 (state.take_callbacks(), outcome)
             };
             for callback in callbacks {
@@ -230,16 +267,17 @@ impl ResultCell {
                 callbacks::run_guarded(Box::new(move || callback(outcome)));
             }
             // Callbacks attached meanwhile run in the next round.
-            self.lock().running = false;
+            self.lock().extra().running = false;
         }
     }
 
     /// Waits until the result is complete or `deadline` passes.
     pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
+        let me = thread::current();
         let mut state = self.lock();
-        loop {
-            if state.complete {
-                return state.outcome.clone();
+        let waited = loop {
+            if state.complete() {
+                break state.outcome.clone();
             }
             if state.should_help() {
                 drop(state);
@@ -249,20 +287,27 @@ impl ResultCell {
             }
             let left = match deadline {
                 None => None,
-                Some(deadline) => Some(deadline.checked_duration_since(Instant::now())?),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) => Some(left),
+                    None => break None,
+                },
             };
-            state.waiters += 1;
-            state = match left {
-                None => self.done.wait(state).unwrap_or_else(|e| e.into_inner()),
-                Some(left) => {
-                    self.done
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
-            state.waiters -= 1;
+            // Whoever completes the result takes the list and unparks it.
+            let waiters = &mut state.extra().waiters;
+            if !waiters.iter().any(|t| t.id() == me.id()) {
+                waiters.push(me.clone());
+            }
+            drop(state);
+            match left {
+                None => thread::park(),
+                Some(left) => thread::park_timeout(left),
+            }
+            state = self.lock();
+        };
+        if let Some(e) = state.extra.as_mut() {
+            e.waiters.retain(|t| t.id() != me.id());
         }
+        waited
     }
 
     /// The outcome if the result is complete; else remembers `waker` to
@@ -270,7 +315,7 @@ impl ResultCell {
     pub(super) fn poll_outcome(&self, waker: &Waker) -> Option<Arc<Outcome>> {
         let mut state = self.lock();
         loop {
-            if state.complete {
+            if state.complete() {
                 return state.outcome.clone();
             }
             if !state.should_help() {
@@ -290,7 +335,7 @@ impl ResultCell {
     /// The outcome, if the result is complete.
     pub(super) fn completed(&self) -> Option<Arc<Outcome>> {
         let state = self.lock();
-        state.outcome.clone().filter(|_| state.complete)
+        state.outcome.clone().filter(|_| state.complete())
     }
 
     /// Adds a user callback: it runs on the callback thread once the
@@ -298,12 +343,15 @@ impl ResultCell {
     /// once it has returned.
     pub(super) fn attach(self: &Arc<Self>, callback: Listener) {
         let mut state = self.lock();
-        state.extra().callbacks.push(callback);
+        let complete = state.complete();
+        let extra = state.extra();
+        extra.callbacks.push(callback);
         // Complete already: complete again once this callback returned.
         // (Arrived but not complete: the callbacks are queued or running,
-        // and whoever runs them runs this one too.)
-        if state.complete {
-            state.complete = false;
+        // and whoever runs them runs this one too. Not arrived: `fill`
+        // posts them.)
+        if complete {
+            extra.behind_callbacks = true;
             drop(state);
             self.post_callbacks();
         }
@@ -321,5 +369,18 @@ impl ResultCell {
             }
             None => state.extra().listeners.push(listener),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ResultCell;
+
+    #[test]
+    fn a_pending_result_fits_the_allocators_80_byte_class() {
+        // One is alive per pending task; with the `Arc`'s two counts it is
+        // 72 bytes, which glibc's malloc serves from its 80-byte chunks
+        // (88 would take 96).
+        assert_eq!(std::mem::size_of::<ResultCell>() + 16, 72);
     }
 }

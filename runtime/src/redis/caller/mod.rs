@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 use super::conn::{quick, BrokerError, Conn};
 use super::keys::Keys;
 use super::member::{self, Role};
-use crate::call::{Call, Job};
+use crate::call::Call;
 use crate::cancel::CancelOutcome;
 use crate::error::Error;
 use crate::pool::config::Remote;
@@ -173,7 +173,7 @@ impl RedisDispatcher {
 
 impl Dispatcher for RedisDispatcher {
     fn submit(&self, job: crate::call::Job) {
-        let Job { mut call, promise } = job;
+        let (mut call, promise) = job.into_call();
         let mut st = self.inner.lock();
         if let Some(e) = self.refusal(&st, &call) {
             drop(st);
