@@ -37,12 +37,12 @@ fn a_task_chosen_at_run_time_runs_in_a_worker() {
     let pool = Pool::new(1).unwrap();
     let task = String::from("math/add"); // e.g. read from a config file
     assert_eq!(
-        pool.apply_by_name::<i64, _>(&task, &(40i64, 2i64)).unwrap(),
+        pool.apply_by_name::<i64>(&task, &(40i64, 2i64)).unwrap(),
         42
     );
     let worker: u32 = pool.apply_by_name("pid", &()).unwrap();
     assert_ne!(worker, std::process::id());
-    let r = pool.apply_async_by_name::<i64, _>("math/add", &(1i64, 1i64));
+    let r = pool.apply_async_by_name::<i64>("math/add", &(1i64, 1i64));
     assert_eq!(r.get().unwrap(), 2);
 }
 
@@ -63,7 +63,7 @@ fn reference_arguments_are_passed_owned() {
 #[test]
 fn an_unknown_name_is_a_typed_error_with_suggestions() {
     let pool = Pool::new(1).unwrap();
-    match pool.apply_by_name::<i64, _>("math/ad", &(1i64, 2i64)) {
+    match pool.apply_by_name::<i64>("math/ad", &(1i64, 2i64)) {
         Err(Error::UnknownTask { task, suggestions }) => {
             assert_eq!(task, "math/ad");
             assert_eq!(suggestions.first().map(String::as_str), Some("math/add"));
@@ -71,7 +71,7 @@ fn an_unknown_name_is_a_typed_error_with_suggestions() {
         other => panic!("expected UnknownTask, got {other:?}"),
     }
     assert!(matches!(
-        pool.apply_async_by_name::<i64, _>("nope", &()).get(),
+        pool.apply_async_by_name::<i64>("nope", &()).get(),
         Err(Error::UnknownTask { .. })
     ));
 }
@@ -112,7 +112,7 @@ fn wrong_argument_or_return_types_are_refused_before_sending() {
         format!("fn {} -> {}", name::<i64>(), name::<i64>())
     );
     // Another return type.
-    match pool.apply_by_name::<String, _>("math/add", &(1i64, 2i64)) {
+    match pool.apply_by_name::<String>("math/add", &(1i64, 2i64)) {
         Err(Error::SignatureMismatch { caller, .. }) => {
             // Built with `std::any::type_name`, whose text is not fixed.
             let expected = format!(
@@ -127,7 +127,7 @@ fn wrong_argument_or_return_types_are_refused_before_sending() {
     }
     // The pool is still fine.
     assert_eq!(
-        pool.apply_by_name::<i64, _>("math/add", &(1i64, 2i64))
+        pool.apply_by_name::<i64>("math/add", &(1i64, 2i64))
             .unwrap(),
         3
     );
@@ -141,7 +141,7 @@ fn name<T: ?Sized>() -> &'static str {
 #[test]
 fn a_panic_arrives_as_usual() {
     let pool = Pool::new(1).unwrap();
-    match pool.apply_by_name::<u8, _>("fails", &(7u8,)) {
+    match pool.apply_by_name::<u8>("fails", &(7u8,)) {
         Err(Error::Panic { task, message, .. }) => {
             assert_eq!(task, "fails");
             assert_eq!(message, "no 7");

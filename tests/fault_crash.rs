@@ -3,9 +3,9 @@
 //! idle worker that dies is reaped and replaced without anyone noticing; no
 //! child process is left behind.
 //!
-//! `std::process::exit` in a task is tested in `fault_parent.rs`, through a
-//! real program: in a test binary the harness's `main` has already begun to
-//! exit when a worker serves, so Rust aborts a second `exit`.
+//! `std::process::exit` in a task is tested here (a test binary's workers
+//! serve from the harness's entry test) and in `fault_parent.rs`, through a
+//! real program.
 
 mod support;
 
@@ -28,6 +28,11 @@ fn announce_then_sleep(marker: PathBuf, ms: u64) -> u32 {
     std::fs::write(&marker, std::process::id().to_string()).unwrap();
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
+}
+
+#[pool_task]
+fn exit_with(code: i32) -> u32 {
+    std::process::exit(code)
 }
 
 #[pool_task]
@@ -176,6 +181,24 @@ fn abort_is_reported_as_sigabrt() {
 }
 
 #[test]
+fn std_process_exit_in_a_task_is_reported_with_its_code() {
+    let _serial = serial();
+    // (Workers forked by the fork server; `fork_server_gone.rs` checks a
+    // spawned one.)
+    let pool = Pool::new(1).unwrap();
+    for code in [3, 0, 1] {
+        let pid = expect_death(
+            apply_exit_with(&pool, code),
+            "fault_crash::exit_with",
+            ExitInfo::Code(code),
+        );
+        assert_pool_recovered(&pool, pid);
+    }
+    drop(pool);
+    assert_no_children();
+}
+
+#[test]
 fn a_segfault_is_reported_as_sigsegv() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
@@ -294,16 +317,21 @@ fn fast_children() -> Vec<u32> {
             },
         )
     };
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        out.extend(read(&task.path().join("children")));
-    }
-    // Workers forked by the fork server are its children (it has one thread).
+    let of = |pid: &str| -> Vec<u32> {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|task| read(&task.path().join("children")))
+            .collect()
+    };
+    let mut out = of("self");
+    // Workers forked by the fork server are its children (of its thread
+    // that serves, the harness's test thread in a test binary).
     if let Some(server) = out.iter().position(|&pid| is_fork_server(pid)) {
         let server = out.remove(server);
-        out.extend(read(Path::new(&format!(
-            "/proc/{server}/task/{server}/children"
-        ))));
+        out.extend(of(&server.to_string()));
     }
     out
 }

@@ -35,7 +35,18 @@ fn start_worker(max_frame: usize) -> (Child, HandChannel) {
     let mut channel = HandChannel::new(max_frame).unwrap();
     let fd: RawFd = channel.fd().as_raw_fd();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.args(["--list", "--format", "terse", "--exact", "procpool-worker"])
+    // (The arguments a pool starts a test binary's worker with: its
+    // harness runs the entry test `enable_test_support!` adds, alone.)
+    cmd.args([
+        "__procpool_worker_entry",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+        "--skip",
+        "procpool-worker",
+    ])
         .env("PROCPOOL_WORKER_FD", "3")
         .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
         .stdin(Stdio::null())

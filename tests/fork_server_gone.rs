@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use procpool::{pool_task, Error, Pool};
+use procpool::{pool_task, Error, ExitInfo, Pool};
 use support::{alive, assert_no_children, children_of, fork_server, serial};
 
 procpool::enable_test_support!();
@@ -15,6 +15,11 @@ procpool::enable_test_support!();
 fn pid_and_parent(nap_ms: u64) -> (u32, u32) {
     std::thread::sleep(Duration::from_millis(nap_ms));
     (std::process::id(), std::os::unix::process::parent_id())
+}
+
+#[pool_task]
+fn exit_with(code: i32) -> u32 {
+    std::process::exit(code)
 }
 
 #[test]
@@ -51,6 +56,12 @@ fn a_killed_fork_server_takes_its_workers_and_the_pool_spawns_instead() {
         assert_eq!(parent, std::process::id());
     }
     assert!(fork_server().is_none(), "the dead server was reaped");
+    // A spawned worker's task that calls `exit` reports its code too.
+    match apply_exit_with(&pool, 3) {
+        Err(Error::WorkerDied { status, .. }) => assert_eq!(status, ExitInfo::Code(3)),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(apply_pid_and_parent(&pool, 0).is_ok());
     drop(pool);
     assert_no_children();
 }

@@ -105,6 +105,6 @@ fn map_async_and_by_name_results_can_be_awaited() {
         .find(|t| t.name().ends_with("::square") && t.signature() == "fn(u64) -> u64")
         .map(|t| t.name().to_string())
         .unwrap();
-    let r = pool.apply_async_by_name::<u64, _>(&name, &(7u64,));
+    let r = pool.apply_async_by_name::<u64>(&name, &(7u64,));
     assert_eq!(futures::executor::block_on(r).unwrap(), 49);
 }

@@ -470,9 +470,11 @@ pub fn is_worker() -> bool {
 ///
 /// A worker cannot serve from here: constructors run in no guaranteed order,
 /// and the `inventory` registrations of tasks may not have run yet. So a
-/// worker (or the fork server) serves from an exit hook instead, once every
-/// constructor has run and the harness, started with arguments that select
-/// no test, has returned without printing anything.
+/// worker (or the fork server) is started with arguments that make the
+/// harness run the entry test [`enable_test_support!`] adds, alone, and
+/// serves from there ([`__serve_test_worker`]); should the harness not run
+/// it, from an exit hook once the harness has returned (where a task's
+/// `std::process::exit` aborts the worker instead of exiting with its code).
 #[doc(hidden)]
 #[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
@@ -487,6 +489,15 @@ pub fn __init_test_harness() {
         Ok(None) => process::launch_fork_server(),
         Err(why) => process::refuse_start(&why),
     }
+}
+
+/// The entry test [`enable_test_support!`] adds: in a worker process (or
+/// the fork server) of a test binary, the harness runs it alone and the
+/// worker serves from it; anywhere else it returns at once.
+#[doc(hidden)]
+#[cfg(target_os = "linux")]
+pub fn __serve_test_worker() {
+    worker::serve_from_test();
 }
 
 /// Lets a test binary's worker processes enter worker mode.
@@ -518,19 +529,28 @@ macro_rules! enable_test_support {
         // constructors run, and no other thread exists yet to race the
         // removal), and inspects one descriptor (fstat, fcntl, getsockopt).
         // In a worker it maps its channel and, like the fork server, stores
-        // what it will serve in a static behind its own uncontended mutex and
+        // what it will serve in a static behind its own uncontended mutex,
+        // points stdout at /dev/null (dup, open, dup2) until it serves, and
         // registers an atexit hook; a process started as a worker (or the
         // fork server) whose descriptor is wrong writes one line to stderr
         // and `_exit`s; in the test binary itself it starts the fork server
         // with posix_spawn (a process, not a thread). It
         // spawns no thread, panics on no path, and reads no other crate's
-        // statics (the task registry is read later, from the hook), so the
+        // statics (the task registry is read later, when it serves), so the
         // constructor order cannot matter.
         $crate::__private::ctor::declarative::ctor! {
             #[ctor(unsafe, anonymous)]
             fn __procpool_enter_worker_mode() {
                 $crate::__init_test_harness();
             }
+        }
+
+        // Where a worker process of this test binary serves: its harness
+        // runs this test alone, on a test thread (see `__init_test_harness`).
+        #[test]
+        #[ignore = "procpool's worker processes enter here; nothing to test"]
+        fn __procpool_worker_entry() {
+            $crate::__serve_test_worker();
         }
     };
 }

@@ -54,18 +54,33 @@ const CHANNEL_NAME: &std::ffi::CStr = c"procpool-channel";
 /// Exit code of a process that was started as a worker but is not one.
 const EXIT_NOT_A_WORKER: i32 = 70;
 
-/// A libtest harness given these lists no test and prints nothing, so that
-/// the worker can serve once it returns (see `__init_test_harness`).
-/// (A filter, so it must not start with a dash.)
-const HARNESS_ARGS: [&str; 5] = ["--list", "--format", "terse", "--exact", "procpool-worker"];
-/// [`HARNESS_ARGS`] for the fork server.
-const HARNESS_SERVER_ARGS: [&str; 5] = [
-    "--list",
-    "--format",
-    "terse",
+/// A libtest harness given these runs the entry test `enable_test_support!`
+/// adds, alone, on a test thread of its own, where the worker serves (see
+/// `worker::serve_at_exit`). The last argument, a filter that matches no
+/// test, shows workers apart in `ps`. (Filters must not start with a dash.)
+const HARNESS_ARGS: [&str; 8] = [
+    ENTRY_TEST,
     "--exact",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+    "--quiet",
+    "--skip",
+    "procpool-worker",
+];
+/// [`HARNESS_ARGS`] for the fork server.
+const HARNESS_SERVER_ARGS: [&str; 8] = [
+    ENTRY_TEST,
+    "--exact",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+    "--quiet",
+    "--skip",
     "procpool-fork-server",
 ];
+/// The name of the test `enable_test_support!` adds.
+const ENTRY_TEST: &str = "__procpool_worker_entry";
 
 /// Set to serve as a node of a distributed pool: the Redis URL.
 const ENV_NODE: &str = "PROCPOOL_NODE";
@@ -97,7 +112,7 @@ fn set_worker_index(index: usize) {
 /// `args`: where its command line lies (the server's, found once).
 fn name_forked_worker(args: sys::ArgArea) {
     sys::rename_arg(args, SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
-    sys::rename_arg(args, HARNESS_SERVER_ARGS[4].as_bytes(), HARNESS_ARGS[4].as_bytes());
+    sys::rename_arg(args, HARNESS_SERVER_ARGS[7].as_bytes(), HARNESS_ARGS[7].as_bytes());
 }
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,

@@ -19,7 +19,8 @@ impl Pool {
     /// (Python's `pool.apply(f, args)` with `f` looked up at run time).
     ///
     /// `args` is a tuple of the task's arguments, in order: `(x,)` for one
-    /// argument, `()` for none. An argument the function takes by reference
+    /// argument, `()` for none. `R` is named with `::<R>` or by the
+    /// binding's type. An argument the function takes by reference
     /// is passed owned: a `String` for `&str`, a `Vec<T>` for `&[T]`, a
     /// `PathBuf` for `&Path`, a `T` for `&T`. `R` is the return type.
     ///
@@ -43,19 +44,19 @@ impl Pool {
     ///     let pool = Pool::new(1)?;
     ///     let hi: String = pool.apply_by_name("greet", &("bob".to_string(), 2usize))?;
     ///     assert_eq!(hi, "hi bob! hi bob! ");
-    ///     let wrong = pool.apply_by_name::<String, _>("greet", &(2usize,));
+    ///     let wrong = pool.apply_by_name::<String>("greet", &(2usize,));
     ///     assert!(matches!(wrong, Err(Error::SignatureMismatch { .. })));
-    ///     let unknown = pool.apply_by_name::<String, _>("gret", &());
+    ///     let unknown = pool.apply_by_name::<String>("gret", &());
     ///     assert!(matches!(unknown, Err(Error::UnknownTask { .. })));
     ///     Ok(())
     /// }
     /// ```
-    pub fn apply_by_name<R: DeserializeOwned, A: Serialize>(
+    pub fn apply_by_name<R: DeserializeOwned>(
         &self,
         name: &str,
-        args: &A,
+        args: &(impl Serialize + ?Sized),
     ) -> Result<R, Error> {
-        self.apply_async_by_name(name, args).get()
+        self.by_name(name, args).get()
     }
 
     /// Queues the task registered as `name` on `args` and returns at once;
@@ -70,12 +71,23 @@ impl Pool {
     /// fn main() -> Result<(), procpool::Error> {
     ///     procpool::init();
     ///     let pool = procpool::Pool::new(1)?;
-    ///     let r = pool.apply_async_by_name::<i64, _>("double", &(21i64,));
+    ///     let r = pool.apply_async_by_name::<i64>("double", &(21i64,));
     ///     assert_eq!(r.get()?, 42);
     ///     Ok(())
     /// }
     /// ```
-    pub fn apply_async_by_name<R: DeserializeOwned, A: Serialize>(
+    pub fn apply_async_by_name<R: DeserializeOwned>(
+        &self,
+        name: &str,
+        args: &(impl Serialize + ?Sized),
+    ) -> AsyncResult<R> {
+        self.by_name(name, args)
+    }
+
+    /// Both calls by name: `A`, the arguments' type, is named here for the
+    /// caller's signature (the public ones take `impl Serialize`, so that
+    /// `::<R>` alone names the result's type).
+    fn by_name<R: DeserializeOwned, A: Serialize + ?Sized>(
         &self,
         name: &str,
         args: &A,

@@ -6,8 +6,10 @@
 //! - It holds none of the parent's files: its stdio is `/dev/null`, and each
 //!   request brings the worker's channel and the parent's current stdout
 //!   and stderr.
-//! - It forks only while it is the only thread of its process (checked
-//!   before each fork); otherwise it says so and the parent spawns.
+//! - It forks only while it is the only thread of its process (in a test
+//!   binary it serves from the harness's test thread, and the harness's
+//!   main thread, which waits for it, is the one other; checked before
+//!   each fork); otherwise it says so and the parent spawns.
 //! - Dying with the parent: the server asked the kernel to kill it when the
 //!   thread that started it ends, and each worker asks the same of the
 //!   server, a single-threaded process; so a SIGKILL of the parent takes
@@ -52,6 +54,14 @@ impl ForkServer {
     /// Serves fork requests until the parent goes away, then exits. Returns
     /// only in a forked worker: the channel it is to serve.
     pub(crate) fn serve(self) -> WorkerChannel {
+        self.serve_among(1)
+    }
+
+    /// [`serve`](Self::serve) in a process of `threads` threads: 2 in a
+    /// test binary, whose harness's main thread waits for the test thread
+    /// that serves (it holds no lock while it waits, and blocks SIGCHLD,
+    /// which the server's signalfd needs: see `worker::serve_at_exit`).
+    pub(crate) fn serve_among(self, threads: usize) -> WorkerChannel {
         let ForkServer { sock, parent } = self;
         let say = |answer: Answer| {
             // The parent gone: nothing to serve.
@@ -62,7 +72,7 @@ impl ForkServer {
         let pid = std::process::id();
         let ready = sys::stdio_to_null().and_then(|()| sys::child_signals());
         let signals = match (ready, sys::thread_count()) {
-            (Ok(signals), 1) => signals,
+            (Ok(signals), n) if n == threads => signals,
             (Ok(_), threads) => {
                 let why = format!("the program runs {threads} threads before init()");
                 say(Answer::Hello { pid, ready: false, why });
@@ -106,7 +116,8 @@ impl ForkServer {
                     continue;
                 };
                 context.take_from(&request);
-                if let Some(channel) = fork_one(&sock, parent, context.args, request, fds, &mut workers) {
+                let forked = fork_one(&sock, parent, context.args, request, fds, &mut workers, threads);
+                if let Some(channel) = forked {
                     // In the worker: these fds were closed with the rest.
                     std::mem::forget(sock);
                     std::mem::forget(signals);
@@ -118,7 +129,9 @@ impl ForkServer {
 }
 
 /// Forks one worker for `request`, whose fds are `fds` (channel, stdout,
-/// stderr). In the child, returns its channel; in the server, answers.
+/// stderr), in a process that must have `threads` threads (see
+/// [`ForkServer::serve_among`]). In the child, returns its channel; in the
+/// server, answers.
 fn fork_one(
     sock: &OwnedFd,
     parent: u32,
@@ -126,6 +139,7 @@ fn fork_one(
     request: Request,
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
+    threads: usize,
 ) -> Option<WorkerChannel> {
     let token = request.token;
     let answer = |answer: Answer, pidfd: Option<&OwnedFd>| {
@@ -138,13 +152,15 @@ fn fork_one(
         answer(Answer::Failed { token, errno: EINVAL }, None);
         return None;
     };
-    if sys::thread_count() != 1 {
+    if sys::thread_count() != threads {
         answer(Answer::Failed { token, errno: EINVAL }, None);
         return None;
     }
     let server = std::process::id();
-    // SAFETY: this process has a single thread (checked just above), and
-    // the child goes straight on to set itself up and serve its channel.
+    // SAFETY: this process has a single thread (checked just above), or
+    // two in a test binary, whose harness's main thread waits for this one
+    // and holds no lock meanwhile; the child goes straight on to set itself
+    // up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
             let channel = become_worker(&request, server, parent, args, [channel, stdout, stderr]);
@@ -196,8 +212,8 @@ impl Context {
     }
 
     /// Takes the request's environment and working directory, if they
-    /// differ from those it has (this process is single-threaded: the
-    /// server checks before each fork).
+    /// differ from those it has (no other thread runs: the server checks
+    /// before each fork).
     fn take_from(&mut self, request: &Request) {
         if self.env != request.env {
             let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();

@@ -110,18 +110,39 @@ pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(usize::MAX, |dir| dir.count())
 }
 
-/// Blocks SIGCHLD and returns a signalfd that becomes readable when a child
-/// ends (the fork server's way of reaping without a handler).
-pub(crate) fn child_signals() -> io::Result<OwnedFd> {
+/// Blocks SIGCHLD in the calling thread (and so in the threads it starts
+/// from now on), which [`child_signals`] needs of every thread.
+pub(crate) fn block_child_signal() -> io::Result<()> {
     // SAFETY: the sigset is a local initialised by sigemptyset before use;
-    // sigprocmask and signalfd read it and return integers.
+    // sigprocmask reads it and returns an integer.
+    unsafe {
+        let set = child_signal_set();
+        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The set of SIGCHLD alone.
+fn child_signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
-        if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == -1 {
-            return Err(io::Error::last_os_error());
-        }
+        set
+    }
+}
+
+/// Blocks SIGCHLD and returns a signalfd that becomes readable when a child
+/// ends (the fork server's way of reaping without a handler; every other
+/// thread must block SIGCHLD too, or a signal it takes is lost).
+pub(crate) fn child_signals() -> io::Result<OwnedFd> {
+    block_child_signal()?;
+    let set = child_signal_set();
+    // SAFETY: signalfd reads the initialised set and returns an integer.
+    unsafe {
         let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
         if fd == -1 {
             return Err(io::Error::last_os_error());
@@ -251,6 +272,26 @@ pub(crate) fn stdio_to_null() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Points stdout at `/dev/null` until [`restore_stdout`] is given what this
+/// returns: where it pointed (a close-on-exec copy).
+pub(crate) fn silence_stdout() -> io::Result<OwnedFd> {
+    let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 3)?;
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    // SAFETY: dup2 onto stdout, which this process owns; no memory effects.
+    if unsafe { libc::dup2(null.as_fd().as_raw_fd(), 1) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(saved)
+}
+
+/// Points stdout back where [`silence_stdout`] found it.
+pub(crate) fn restore_stdout(saved: OwnedFd) {
+    // SAFETY: dup2 onto stdout, which this process owns; no memory effects.
+    unsafe {
+        libc::dup2(saved.as_fd().as_raw_fd(), 1);
+    }
 }
 
 /// Where this process's command line lies in its memory (the kernel's

@@ -15,6 +15,7 @@ mod execute;
 pub(crate) mod panic;
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::process::{ForkServer, WorkerChannel};
@@ -42,9 +43,10 @@ pub(crate) enum Exit {
 }
 
 static EXIT_MODE: std::sync::OnceLock<Exit> = std::sync::OnceLock::new();
-static DEFERRED: std::sync::Mutex<Option<Deferred>> = std::sync::Mutex::new(None);
+static DEFERRED: std::sync::Mutex<Option<(Deferred, Option<OwnedFd>)>> =
+    std::sync::Mutex::new(None);
 
-/// What a process of a test binary serves once the harness has returned.
+/// What a process of a test binary serves once the harness runs its entry.
 pub(crate) enum Deferred {
     /// A worker's channel.
     Channel(WorkerChannel),
@@ -52,24 +54,35 @@ pub(crate) enum Deferred {
     Forks(ForkServer),
 }
 
-/// Arranges for this process to serve when it exits (test harness).
+/// In a process of a test binary started as a worker or fork server (from
+/// a constructor, before the harness's `main`): arranges for it to serve
+/// from the harness's entry test ([`serve_from_test`]), which its arguments
+/// select; or, should the harness not run it (a harness of the user's own),
+/// from an exit hook once the harness returned. Until then stdout points at
+/// `/dev/null`, so that what the harness prints of its run is not seen.
+///
+/// The entry test is the way that matters: from an exit hook, a task that
+/// calls `std::process::exit` would call it a second time on the thread
+/// that returned from `main`, which Rust's standard library turns into an
+/// abort (`SIGABRT` instead of the task's exit code); on the harness's test
+/// thread, it exits as in any program.
 pub(crate) fn serve_at_exit(what: Deferred) {
-    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+    let saved = sys::silence_stdout().ok();
+    if let Deferred::Forks(_) = what {
+        // Before the harness starts its threads, which inherit the mask.
+        let _ = sys::block_child_signal();
+    }
+    *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some((what, saved));
     extern "C" fn serve() {
-        let what = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match what {
-            Some(Deferred::Channel(channel)) => run(channel, Exit::Immediate),
-            // Returns only in a worker it forked.
-            Some(Deferred::Forks(server)) => run(server.serve(), Exit::Immediate),
-            None => {}
-        }
+        serve_deferred(1);
     }
     if let Err(e) = sys::at_exit(serve) {
         // Without the hook this worker would run the test harness and exit
-        // without a word, leaving its parent to wait for the start timeout:
-        // tell the parent now, and stop. (A fork server just ends: its
-        // parent starts workers the other way.)
-        let what = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // without a word if the harness does not run the entry, leaving its
+        // parent to wait for the start timeout: tell the parent now, and
+        // stop. (A fork server just ends: its parent starts workers the
+        // other way.)
+        let what = take_deferred();
         if let Some(Deferred::Channel(channel)) = what {
             let _ = EXIT_MODE.set(Exit::Immediate);
             let message = format!("atexit failed, so the worker cannot serve: {e}");
@@ -80,6 +93,33 @@ pub(crate) fn serve_at_exit(what: Deferred) {
         }
         end_process(EXIT_PROTOCOL);
     }
+}
+
+/// The harness's entry test (see [`serve_at_exit`]): serves what this
+/// process was started for; returns at once in any other process.
+pub(crate) fn serve_from_test() {
+    // The harness's main thread waits for this one.
+    serve_deferred(2);
+}
+
+/// Serves what [`serve_at_exit`] kept, if it is still there, in a process
+/// of `threads` threads.
+fn serve_deferred(threads: usize) {
+    match take_deferred() {
+        Some(Deferred::Channel(channel)) => run(channel, Exit::Immediate),
+        // Returns only in a worker it forked.
+        Some(Deferred::Forks(server)) => run(server.serve_among(threads), Exit::Immediate),
+        None => {}
+    }
+}
+
+/// Takes what [`serve_at_exit`] kept, pointing stdout back where it was.
+fn take_deferred() -> Option<Deferred> {
+    let (what, saved) = DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    if let Some(saved) = saved {
+        sys::restore_stdout(saved);
+    }
+    Some(what)
 }
 
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
