@@ -210,6 +210,37 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A worker retired by `max_tasks_per_child` after a direct `apply` is
+/// ended by the calling thread while the slot thread starts its successor:
+/// ending it must not make the slot forget the successor, or a cancel of
+/// the successor's task reports `Stopped` and stops nothing.
+#[test]
+fn a_running_task_is_stopped_on_the_worker_that_replaced_a_retired_one() {
+    let _serial = serial();
+    let dir = marker_dir("after-retirement");
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    for round in 0..5u64 {
+        // Directly on the idle worker, which then retires.
+        assert!(apply_blocker(&pool, 0).is_ok());
+        let running = apply_async_mark(&pool, dir.clone(), round, 60_000);
+        wait_for(&dir.join(round.to_string()));
+        let begun = Instant::now();
+        assert_eq!(running.cancel(), CancelOutcome::Stopped, "round {round}");
+        match running.get_timeout(Duration::from_secs(10)) {
+            Err(Error::Cancelled { .. }) => {}
+            other => panic!("round {round}: the cancelled task went on: {other:?}"),
+        }
+        assert!(begun.elapsed() < Duration::from_secs(5), "round {round}");
+    }
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_once() {
     let t = Pipelining::new("batch");

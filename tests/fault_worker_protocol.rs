@@ -47,10 +47,10 @@ fn start_worker(max_frame: usize) -> (Child, HandChannel) {
         "--skip",
         "procpool-worker",
     ])
-        .env("PROCPOOL_WORKER_FD", "3")
-        .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+    .env("PROCPOOL_WORKER_FD", "3")
+    .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
+    .stdin(Stdio::null())
+    .stdout(Stdio::null());
     // SAFETY: dup2 and fcntl are async-signal-safe; they only move the
     // channel's memfd to fd 3 without close-on-exec.
     unsafe {

@@ -135,6 +135,19 @@ pub(crate) struct Switch {
     kill_asked: bool,
 }
 
+impl Switch {
+    /// Forgets worker `pid`, which ended, if it is still the slot's current
+    /// one. (A worker retired by a caller of `apply` ends on that caller's
+    /// thread while the slot thread may already have published its
+    /// successor, which must stay reachable: a cancel of its call must
+    /// reach it.)
+    pub(crate) fn forget(&mut self, pid: u32) {
+        if self.target.as_ref().is_some_and(|target| target.pid == pid) {
+            self.target = None;
+        }
+    }
+}
+
 /// A start for a slot whose pool was terminated.
 #[derive(Debug)]
 pub(crate) struct Closed;

@@ -80,7 +80,7 @@ impl Link for ShmLink {
         match self.child.try_wait() {
             None => false,
             Some(_) => {
-                slot.target = None;
+                slot.forget(self.child.id());
                 true
             }
         }
@@ -104,8 +104,10 @@ impl Link for ShmLink {
         if !sys::pidfd_wait(self.child.pidfd().as_fd(), Some(grace)) {
             self.child.kill();
         }
+        // Reaped under the switch's lock (see `has_exited`).
+        let mut slot = self.kill.lock();
         let status = self.child.wait();
-        self.kill.lock().target = None;
+        slot.forget(self.child.id());
         status
     }
 }
