@@ -4,7 +4,7 @@
 mod support;
 
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
-use procpool::{pool_task, Error, Pool};
+use procpool::{pool_task, Error, MapOptions, Pool};
 use serde::{Deserialize, Serialize, Serializer};
 use support::{assert_no_children, serial};
 
@@ -71,6 +71,44 @@ fn arguments_that_fail_to_serialize_are_an_encode_error_in_the_caller() {
     }
     assert_eq!(apply_take_fussy(&pool, Fussy { ok: true }).unwrap(), pid);
     assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// In a map, an item whose arguments do not encode fails alone, in every
+/// form: the other items of its chunk run.
+#[test]
+fn a_map_item_that_fails_to_serialize_fails_alone() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let items = || (0..10).map(|i| Fussy { ok: i != 3 });
+    let is_refused = |r: &Result<u32, Error>| {
+        matches!(r, Err(Error::Encode { what: "arguments", message, .. })
+            if message.contains("Fussy refuses"))
+    };
+    for chunksize in [1, 4, 10] {
+        let options = MapOptions::new().chunksize(chunksize);
+        let got: Vec<_> = imap_take_fussy_with(&pool, items(), options).collect();
+        assert_eq!(got.len(), 10);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(
+                is_refused(r),
+                i == 3,
+                "chunksize {chunksize}, item {i}: {r:?}"
+            );
+            assert!(
+                i == 3 || r.is_ok(),
+                "chunksize {chunksize}, item {i}: {r:?}"
+            );
+        }
+        let unordered: Vec<_> =
+            imap_unordered_take_fussy_with(&pool, items(), options).collect();
+        assert_eq!(unordered.iter().filter(|r| r.is_ok()).count(), 9);
+        assert_eq!(unordered.iter().filter(|r| is_refused(r)).count(), 1);
+        // `map` returns the first error: the refused item's.
+        let mapped = map_take_fussy_with(&pool, items(), options);
+        assert!(is_refused(&mapped.map(|_| 0)), "chunksize {chunksize}");
+    }
     drop(pool);
     assert_no_children();
 }
@@ -280,6 +318,93 @@ fn a_result_nested_too_deep_is_an_encode_error_and_the_worker_survives() {
     let shared = pool.clone();
     let within = on_small_stack(move || apply_make_nest(&shared, 255));
     assert_eq!(within.unwrap(), nest(255));
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// A value whose `Deserialize` panics when it reads 13 (its `Serialize` is
+/// serde's own).
+#[derive(Debug, PartialEq, Serialize)]
+struct Touchy(u8);
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        assert_ne!(v, 13, "touchy about 13");
+        Ok(Touchy(v))
+    }
+}
+
+#[pool_task]
+fn touchy(v: u8) -> Touchy {
+    Touchy(v)
+}
+
+/// A result whose `Deserialize` panics in the caller is `Err(Decode)`, on
+/// every path that decodes one; the calling thread lives on.
+#[test]
+fn a_result_whose_deserialize_panics_is_a_decode_error_in_the_caller() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let expect_decode = |result: Result<Touchy, Error>| match result {
+        Err(Error::Decode { what, message, .. }) => {
+            assert_eq!(what, "result");
+            assert!(message.contains("touchy about 13"), "{message}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    };
+    expect_decode(apply_touchy(&pool, 13));
+    expect_decode(apply_async_touchy(&pool, 13).get());
+    assert_eq!(apply_touchy(&pool, 12).unwrap(), Touchy(12));
+    match map_touchy(&pool, vec![1, 13, 2]) {
+        Err(Error::Decode { what: "result", .. }) => {}
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    let items: Vec<_> =
+        imap_touchy_with(&pool, vec![1, 13, 2], MapOptions::new().chunksize(1)).collect();
+    assert_eq!(items[0].as_ref().unwrap(), &Touchy(1));
+    assert!(matches!(items[1], Err(Error::Decode { .. })), "{items:?}");
+    assert_eq!(items[2].as_ref().unwrap(), &Touchy(2));
+    drop(pool);
+    assert_no_children();
+}
+
+/// The issue's own list: no `Drop` of its own, so dropping it recurses once
+/// per node, as deep as the list.
+#[derive(Debug, Serialize, Deserialize)]
+struct PlainNest {
+    v: u64,
+    next: Option<Box<PlainNest>>,
+}
+
+#[pool_task]
+fn make_plain_nest(nodes: u64) -> PlainNest {
+    let mut list = PlainNest { v: 0, next: None };
+    for v in 1..nodes {
+        list = PlainNest {
+            v,
+            next: Some(Box::new(list)),
+        };
+    }
+    list
+}
+
+/// A task returning the list 100,000 (and 1,000,000) deep: the
+/// worker refuses to encode it, then drops it (a recursion as deep as the
+/// list, on the worker's large stack) and serves on.
+#[test]
+fn a_plain_result_nested_too_deep_is_dropped_by_a_worker_that_survives() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    for nodes in [100_000, 1_000_000] {
+        expect_too_deep(
+            apply_make_plain_nest(&pool, nodes),
+            "fault_codec::make_plain_nest",
+            "result",
+        );
+    }
     assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
     drop(pool);
     assert_no_children();

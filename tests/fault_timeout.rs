@@ -132,9 +132,30 @@ fn byte_count(bytes: Vec<u8>) -> (usize, u32) {
     (bytes.len(), std::process::id())
 }
 
+/// Stops worker `pid` and waits until every thread of it is stopped (a
+/// stop lands on a running thread a moment after `kill` returns).
 fn stop(pid: u32) {
     // SAFETY: kill(2) on a worker of this test's pool.
     assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+    let stopped = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .flatten()
+            .all(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // The state follows the command name's closing parenthesis.
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !stopped() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "worker {pid} never stopped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A worker stopped (SIGSTOP) while idle never reads the next call: past

@@ -92,6 +92,24 @@ impl bincode::enc::write::Writer for VecWriter<'_> {
     }
 }
 
+/// Runs a decode for a caller (never in a worker, where a panicking
+/// `Deserialize` is the task's panic, reported as such): a `Deserialize`
+/// that panics is an error carrying its message, not a panic of the
+/// caller's thread.
+pub(crate) fn caller_side<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
+        Ok(decoded) => decoded,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a panic without a message");
+            Err(format!("its Deserialize panicked: {message}"))
+        }
+    }
+}
+
 /// Decodes a value from the start of `bytes`; returns it and the bytes used.
 pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), String> {
     decode_scaled(bytes)

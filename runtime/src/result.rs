@@ -450,7 +450,7 @@ impl<T: DeserializeOwned> Future for AsyncResult<T> {
 
 fn decode_outcome<T: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
-        Ok(body) => codec::decode(&body.contiguous()).map_err(|message| Error::Decode {
+        Ok(body) => codec::caller_side(|| codec::decode(&body.contiguous())).map_err(|message| Error::Decode {
             task: task.to_string(),
             what: "result",
             message,

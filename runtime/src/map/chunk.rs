@@ -6,9 +6,11 @@
 //! item its length (LEB128, possibly padded with `0x80` continuation bytes)
 //! and the bincode encoding of the call's arguments: the worker can find
 //! each item without decoding the ones before, so an item whose arguments
-//! fail to decode (or whose `Deserialize` panics) fails alone. The RESULTS
-//! reply body is `count u32 | all_values u8 | records`, one record per item
-//! in order:
+//! fail to decode (or whose `Deserialize` panics) fails alone. An item whose
+//! arguments the caller could not encode is the length `u32::MAX` (five
+//! bytes) then bincode(String), why: the worker answers it with record 4,
+//! and the other items run. The RESULTS reply body is
+//! `count u32 | all_values u8 | records`, one record per item in order:
 //!
 //! ```text
 //! 0 | bincode(value)          the function returned
@@ -16,6 +18,7 @@
 //!                             Deserialize or its value's Serialize
 //! 2 | bincode(String)         its value could not be encoded
 //! 3 | bincode(String)         its arguments could not be decoded
+//! 4 | bincode(String)         the caller could not encode its arguments
 //! ```
 //!
 //! `all_values` is 1 when every record is a value.
@@ -33,40 +36,63 @@ const REC_VALUE: u8 = 0;
 const REC_PANIC: u8 = 1;
 const REC_UNENCODABLE: u8 = 2;
 const REC_UNDECODABLE: u8 = 3;
+const REC_UNSENT: u8 = 4;
+
+/// The item length that stands for an item the caller could not encode.
+const UNSENT: u32 = u32::MAX;
 
 /// Bytes of an item length: 5 hold any `u32` in LEB128.
 const LONG_PREFIX: usize = 5;
 
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
-/// bytes (or why they could not be made) and the number of items taken.
+/// bytes and the number of items taken. An item whose arguments do not
+/// encode goes as the reason why (see the module's documentation): it fails
+/// alone.
 pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     items: &mut I,
     size: usize,
     max_bytes: usize,
-) -> Option<(Result<Vec<u8>, String>, usize)> {
+) -> Option<(Vec<u8>, usize)> {
     let first = items.next()?;
     let size = size.min(u32::MAX as usize);
     let mut bytes = vec![0; 4];
     let mut last = 0;
-    let mut encoded = push_item::<M, I::Item>(first, &mut bytes, &mut last);
+    push_or_unsent::<M, I::Item>(first, &mut bytes, &mut last);
     // Room for the rest, guessed from the first item (at most 16 MiB ahead).
     let guess = (bytes.len() - 4).saturating_mul(size - 1);
     bytes.reserve(guess.min(16 << 20).min(max_bytes));
     let mut taken = 1;
     while taken < size && bytes.len() < max_bytes {
         let Some(item) = items.next() else { break };
-        if encoded.is_ok() {
-            encoded = push_item::<M, I::Item>(item, &mut bytes, &mut last);
-        }
-        // After a failure, still take the chunk's items: they all fail with it.
+        push_or_unsent::<M, I::Item>(item, &mut bytes, &mut last);
         taken += 1;
     }
-    let bytes = encoded.map(|()| {
-        bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
-        bytes
-    });
+    bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
     Some((bytes, taken))
+}
+
+/// [`push_item`], or, if the item does not encode, the reason why in its
+/// place.
+#[inline(always)]
+fn push_or_unsent<M: EncodeItem<T>, T>(item: T, chunk: &mut Vec<u8>, last: &mut usize) {
+    let start = chunk.len();
+    if let Err(why) = push_item::<M, T>(item, chunk, last) {
+        push_unsent(chunk, start, &why, last);
+    }
+}
+
+/// Replaces what an item left from `start` on with the mark of an item the
+/// caller could not encode, and why.
+#[cold]
+fn push_unsent(chunk: &mut Vec<u8>, start: usize, why: &str, last: &mut usize) {
+    chunk.truncate(start);
+    let mut prefix = [0u8; LONG_PREFIX];
+    leb128(UNSENT, &mut prefix);
+    chunk.extend_from_slice(&prefix);
+    // A String always encodes.
+    let _ = codec::encode_into(why, chunk);
+    *last = 0x80;
 }
 
 /// Appends one item, prefixed with its length, to `chunk`. The prefix's
@@ -111,7 +137,10 @@ fn fix_prefix(
     len: usize,
     last: &mut usize,
 ) -> Result<(), String> {
-    let len32 = u32::try_from(len).map_err(|_| format!("an item of {len} bytes"))?;
+    let len32 = u32::try_from(len)
+        .ok()
+        .filter(|&len| len != UNSENT)
+        .ok_or_else(|| format!("an item of {len} bytes"))?;
     let mut prefix = [0u8; LONG_PREFIX];
     let width = if len < 0x80 { room } else { LONG_PREFIX };
     leb128(len32, &mut prefix[..width]);
@@ -134,30 +163,46 @@ fn leb128(mut value: u32, out: &mut [u8]) {
     }
 }
 
-/// Splits the next item off `rest`, past its length prefix: returns the
-/// bytes from the item's start to the chunk's end (decoding from a slice
-/// that does not end with the item keeps bincode on its fast path) and the
-/// item's length.
+/// One item of a chunk, as the worker finds it.
+enum Item<'a> {
+    /// The bytes from the item's start to the chunk's end (decoding from a
+    /// slice that does not end with the item keeps bincode on its fast
+    /// path), and the item's length.
+    Args(&'a [u8], usize),
+    /// The caller could not encode the item's arguments: why.
+    Unsent(String),
+}
+
+/// Splits the next item off `rest`, past its length prefix.
 #[inline]
-fn next_item<'a>(rest: &mut &'a [u8]) -> Result<(&'a [u8], usize), String> {
+fn next_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
     // The usual case: a one-byte length.
     if let Some((&len, body)) = rest.split_first() {
         let len = usize::from(len);
         if len < 0x80 && body.len() >= len {
             *rest = &body[len..];
-            return Ok((body, len));
+            return Ok(Item::Args(body, len));
         }
     }
     let before = *rest;
-    let item = next_item_long(rest)?;
-    let start = before.len() - rest.len() - item.len();
-    Ok((&before[start..], item.len()))
+    match next_item_long(rest)? {
+        Some(item) => {
+            let start = before.len() - rest.len() - item.len();
+            Ok(Item::Args(&before[start..], item.len()))
+        }
+        None => {
+            let (why, used) = codec::decode_prefix::<String>(rest)?;
+            *rest = &rest[used..];
+            Ok(Item::Unsent(why))
+        }
+    }
 }
 
 /// [`next_item`] for a length of several bytes, or a malformed one: the
-/// item's bytes.
+/// item's bytes, or `None` for an item the caller could not encode (`rest`
+/// then starts at the reason why).
 #[cold]
-fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
+fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, String> {
     let mut len: u64 = 0;
     let mut used = 0;
     loop {
@@ -173,6 +218,10 @@ fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
             break;
         }
     }
+    if len == u64::from(UNSENT) {
+        *rest = &rest[used..];
+        return Ok(None);
+    }
     let len = usize::try_from(len).map_err(|_| "an item length over usize".to_string())?;
     let body = &rest[used..];
     if body.len() < len {
@@ -183,7 +232,7 @@ fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<&'a [u8], String> {
     }
     let (item, after) = body.split_at(len);
     *rest = after;
-    Ok(item)
+    Ok(Some(item))
 }
 
 /// Worker side, called by the code `#[pool_task]` generates: for each item,
@@ -204,7 +253,14 @@ pub(crate) fn run<A, R: Serialize>(
     let flag = out.len();
     out.push(1);
     for _ in 0..count {
-        let (item, len) = next_item(&mut items).map_err(CallError::DecodeArgs)?;
+        let (item, len) = match next_item(&mut items).map_err(CallError::DecodeArgs)? {
+            Item::Args(item, len) => (item, len),
+            Item::Unsent(why) => {
+                push_record(out, REC_UNSENT, &why);
+                out[flag] = 0;
+                continue;
+            }
+        };
         let start = out.len();
         let ran = worker::panic::guard(|| {
             let mut args = ArgsDecoder::new(item);
@@ -289,7 +345,7 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
     sent: usize,
     out: &mut Vec<R>,
 ) -> Result<(), String> {
-    codec::decode_tagged(records, sent, REC_VALUE, out).map(|_| ())
+    codec::caller_side(|| codec::decode_tagged(records, sent, REC_VALUE, out)).map(|_| ())
 }
 
 /// Caller side: reads records one by one.
@@ -313,7 +369,7 @@ impl<'a> Records<'a> {
         let (&tag, body) = self.rest.split_first()?;
         // The hot path: a value, decoded in place (no error built or moved).
         let decode_error = if tag == REC_VALUE {
-            match codec::decode_prefix::<R>(body) {
+            match codec::caller_side(|| codec::decode_prefix::<R>(body)) {
                 Ok((value, used)) => {
                     self.rest = &body[used..];
                     return Some(Ok(value));
@@ -351,6 +407,14 @@ impl<'a> Records<'a> {
                     (error, used)
                 })
             }
+            (None, REC_UNSENT) => codec::decode_prefix::<String>(body).map(|(message, used)| {
+                let error = Error::Encode {
+                    task: task.clone(),
+                    what: "arguments",
+                    message,
+                };
+                (error, used)
+            }),
             (None, REC_UNDECODABLE) => {
                 codec::decode_prefix::<String>(body).map(|(message, used)| {
                     let error = Error::Decode {
@@ -418,11 +482,11 @@ pub(crate) fn decode_chunk<R: DeserializeOwned>(
 
 #[cfg(test)]
 mod tests {
-    use super::{leb128, next_item, LONG_PREFIX};
+    use super::{leb128, next_item, Item, LONG_PREFIX, UNSENT};
 
     #[test]
     fn item_lengths_round_trip_short_long_and_padded() {
-        for len in [0u32, 1, 0x7f, 0x80, 300, 16_383, 16_384, 1 << 21, u32::MAX] {
+        for len in [0u32, 1, 0x7f, 0x80, 300, 16_383, 16_384, 1 << 21, u32::MAX - 1] {
             for width in 1..=LONG_PREFIX {
                 if width < LONG_PREFIX && u64::from(len) >> (7 * width) != 0 {
                     continue; // does not fit in this width
@@ -435,7 +499,8 @@ mod tests {
                 chunk.push(0xAA);
                 let mut rest = &chunk[..];
                 match next_item(&mut rest) {
-                    Ok((item, n)) => {
+                    Ok(Item::Unsent(why)) => panic!("{len}/{width}: unsent: {why}"),
+                    Ok(Item::Args(item, n)) => {
                         assert_eq!(n, len as usize, "width {width}");
                         assert_eq!(item.len(), n + 1, "up to the chunk's end");
                         assert_eq!(rest, [0xAA]);
@@ -445,6 +510,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_unsent_item_is_its_reason_and_the_next_item_follows() {
+        let mut chunk = vec![0u8; LONG_PREFIX];
+        leb128(UNSENT, &mut chunk);
+        crate::codec::encode_into("no", &mut chunk).unwrap();
+        chunk.extend_from_slice(&[1, 7]);
+        let mut rest = &chunk[..];
+        assert!(matches!(next_item(&mut rest), Ok(Item::Unsent(why)) if why == "no"));
+        assert!(matches!(next_item(&mut rest), Ok(Item::Args(item, 1)) if item == [7]));
+        assert!(rest.is_empty());
     }
 
     #[test]

@@ -22,8 +22,7 @@ use crate::Pool;
 /// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
 /// a plain function pointer, so the iterators are `Send` whenever their
 /// input is.
-type NextChunk<I> =
-    fn(&mut Guarded<I>, usize, usize) -> Option<(Result<Vec<u8>, String>, usize)>;
+type NextChunk<I> = fn(&mut Guarded<I>, usize, usize) -> Option<(Vec<u8>, usize)>;
 
 /// A panic's payload, as `catch_unwind` returns it.
 type Payload = Box<dyn Any + Send>;
@@ -150,7 +149,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             };
             let chunk =
                 self.pool
-                    .submit::<()>(self.task, crate::call::Kind::Chunk, bytes.map(Into::into));
+                    .submit::<()>(self.task, crate::call::Kind::Chunk, Ok(bytes.into()));
             let number = self.submitted;
             self.submitted += 1;
             let done = self.done_tx.clone();

@@ -43,11 +43,8 @@ fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) ->
 }
 
 /// Queues one chunk; its outcome is the RESULTS body.
-pub(crate) fn submit_chunk<M: Task>(
-    pool: &Pool,
-    bytes: Result<Vec<u8>, String>,
-) -> AsyncResult<()> {
-    pool.submit(&M::INFO, Kind::Chunk, bytes.map(Into::into))
+pub(crate) fn submit_chunk<M: Task>(pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
+    pool.submit(&M::INFO, Kind::Chunk, Ok(bytes.into()))
 }
 
 /// Queues every chunk of `items` at once (like Python's `map_async`).
@@ -154,7 +151,7 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
                 break;
             };
             let number = sizes.len();
-            let len = bytes.as_ref().map_or(0, Vec::len);
+            let len = bytes.len();
             sizes.push(n);
             chunk_bytes.push(len);
             running += 1;

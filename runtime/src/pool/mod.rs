@@ -447,7 +447,7 @@ impl std::fmt::Debug for Pool {
 
 /// Decodes a result as `T` and keeps its buffers for reuse.
 pub(crate) fn decode_body<T: DeserializeOwned>(body: Body) -> Result<T, String> {
-    let value = codec::decode::<T>(&body.contiguous());
+    let value = codec::caller_side(|| codec::decode::<T>(&body.contiguous()));
     for buf in body.into_bufs() {
         buffers::recycle(buf);
     }

@@ -103,12 +103,15 @@ pub(crate) fn serve_from_test() {
 }
 
 /// Serves what [`serve_at_exit`] kept, if it is still there, in a process
-/// of `threads` threads.
+/// of `threads` threads: 2 from the harness's entry test, 1 from the exit
+/// hook, where a worker serves on the very thread that returned from
+/// `main` (see [`serve_here`]).
 fn serve_deferred(threads: usize) {
+    let serve = if threads == 1 { serve_here } else { run };
     match take_deferred() {
-        Some(Deferred::Channel(channel)) => run(channel, Exit::Immediate),
+        Some(Deferred::Channel(channel)) => serve(channel, Exit::Immediate),
         // Returns only in a worker it forked.
-        Some(Deferred::Forks(server)) => run(server.serve_among(threads), Exit::Immediate),
+        Some(Deferred::Forks(server)) => serve(server.serve_among(threads), Exit::Immediate),
         None => {}
     }
 }
@@ -122,9 +125,45 @@ fn take_deferred() -> Option<Deferred> {
     Some(what)
 }
 
+/// The stack of the thread a worker serves on: tasks get far more room
+/// than a main thread's 8 MiB (or a test thread's 2 MiB); only what they
+/// use is ever touched. A result nested 100,000 deep, which the codec
+/// refuses to encode (512 levels at most), is then dropped by its own
+/// recursive `Drop` without overflowing it (about 16 MiB of stack in a
+/// debug build).
+const TASK_STACK: usize = 256 << 20;
+
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
-/// ends the process.
+/// ends the process; on a thread of its own with a [`TASK_STACK`]-byte
+/// stack (this one waits for it), or here if it cannot be started.
 pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
+    let _ = EXIT_MODE.set(exit);
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(channel)));
+    let theirs = slot.clone();
+    let serving = std::thread::Builder::new()
+        .name("procpool-worker".into())
+        .stack_size(TASK_STACK)
+        .spawn(move || {
+            let channel = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(channel) = channel {
+                serve_here(channel, exit);
+            }
+        });
+    if let Ok(serving) = serving {
+        // Never returns: the thread ends the process.
+        let _ = serving.join();
+        end_process(EXIT_PROTOCOL);
+    }
+    let channel = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match channel {
+        Some(channel) => serve_here(channel, exit),
+        None => end_process(EXIT_PROTOCOL),
+    }
+}
+
+/// [`run`] on this thread (in an exit hook, where a second thread could
+/// not end the process with a task's exit code: see [`serve_at_exit`]).
+pub(crate) fn serve_here(channel: WorkerChannel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
     let max_frame = match channel::adopt(channel) {
         Ok(max_frame) => max_frame,
