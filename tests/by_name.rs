@@ -70,10 +70,10 @@ fn an_unknown_name_is_a_typed_error_with_suggestions() {
         }
         other => panic!("expected UnknownTask, got {other:?}"),
     }
-    assert!(matches!(
-        pool.apply_async_by_name::<i64>("nope", &()).get(),
-        Err(Error::UnknownTask { .. })
-    ));
+    let refused = pool.apply_async_by_name::<i64>("nope", &());
+    assert_eq!(refused.task(), "nope");
+    assert!(refused.ready());
+    assert!(matches!(refused.get(), Err(Error::UnknownTask { .. })));
 }
 
 #[test]

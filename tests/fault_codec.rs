@@ -101,8 +101,7 @@ fn a_map_item_that_fails_to_serialize_fails_alone() {
                 "chunksize {chunksize}, item {i}: {r:?}"
             );
         }
-        let unordered: Vec<_> =
-            imap_unordered_take_fussy_with(&pool, items(), options).collect();
+        let unordered: Vec<_> = imap_unordered_take_fussy_with(&pool, items(), options).collect();
         assert_eq!(unordered.iter().filter(|r| r.is_ok()).count(), 9);
         assert_eq!(unordered.iter().filter(|r| is_refused(r)).count(), 1);
         // `map` returns the first error: the refused item's.

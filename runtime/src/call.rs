@@ -1,10 +1,11 @@
 //! One call, from the generated code to the wire: which task, its encoded
 //! arguments, whether it is a single call or a chunk of a map, and its time
-//! limit. A queued call is a [`Job`]: the call's arguments and limit, and
-//! the [`Promise`] its outcome settles, whose result cell holds the call's
-//! id and task (one is queued per pending task: it is kept to 40 bytes).
+//! limit. A queued call is a [`Job`]: the call's arguments and the
+//! [`Promise`] its outcome settles, whose result cell holds the call's id,
+//! task and limit (one is queued per pending task: it is kept to 32 bytes).
 //! What sending and settling need of either is a [`CallRef`].
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -255,19 +256,18 @@ fn recycle(args: Args) {
     }
 }
 
-/// A queued call: its arguments, its limit and the promise its outcome
-/// settles, whose result cell holds the call's id and task.
+/// A queued call: its arguments and the promise its outcome settles, whose
+/// result cell holds the rest of the call: its id, its task, and one word
+/// (its [`Limit`], whether it is a chunk ([`CHUNK`]) and whether a worker
+/// died after taking it and before starting it ([`LOST`])).
 pub(crate) struct Job {
     promise: Promise,
     args: Args,
-    /// The call's [`Limit`], whether it is a chunk ([`CHUNK`]) and whether
-    /// a worker died after taking it and before starting it ([`LOST`]).
-    meta: u64,
 }
 
-/// [`Job::meta`]'s flag of a chunk of a map.
+/// The meta word's flag of a chunk of a map.
 const CHUNK: u64 = 1 << 62;
-/// [`Job::meta`]'s flag of a call whose worker died before starting it.
+/// The meta word's flag of a call whose worker died before starting it.
 const LOST: u64 = 1 << 63;
 
 impl Job {
@@ -276,25 +276,30 @@ impl Job {
     pub(crate) fn new(mut call: Call, promise: Promise) -> Job {
         debug_assert_eq!(promise.call_id(), call.id);
         let chunk = if call.kind == Kind::Chunk { CHUNK } else { 0 };
+        promise.call_meta().store(call.timeout.0 | chunk, Relaxed);
         Job {
             promise,
             args: std::mem::take(&mut call.args),
-            meta: call.timeout.0 | chunk,
         }
+    }
+
+    fn meta(&self) -> u64 {
+        self.promise.call_meta().load(Relaxed)
     }
 
     /// What sending and settling the call need of it.
     pub(crate) fn call(&self) -> CallRef<'_> {
+        let meta = self.meta();
         CallRef {
             id: self.promise.call_id(),
             task: self.promise.call_task(),
             args: &self.args,
-            kind: if self.meta & CHUNK != 0 {
+            kind: if meta & CHUNK != 0 {
                 Kind::Chunk
             } else {
                 Kind::Single
             },
-            timeout: Limit(self.meta & LIMIT_BITS),
+            timeout: Limit(meta & LIMIT_BITS),
         }
     }
 
@@ -307,12 +312,12 @@ impl Job {
     /// one such death sends it back to the queue, a second fails it (see
     /// `crate::pool::exchange`).
     pub(crate) fn lost_unstarted(&self) -> bool {
-        self.meta & LOST != 0
+        self.meta() & LOST != 0
     }
 
     /// Records that a worker died after taking the call and before starting it.
     pub(crate) fn mark_lost_unstarted(&mut self) {
-        self.meta |= LOST;
+        self.promise.call_meta().fetch_or(LOST, Relaxed);
     }
 
     /// The call again, and its promise (for a dispatcher that keeps calls
@@ -359,9 +364,9 @@ mod tests {
     fn arguments_stay_as_small_as_a_vec() {
         // One is alive per queued call: the tail variant must not grow it.
         assert_eq!(std::mem::size_of::<Args>(), std::mem::size_of::<Vec<u8>>());
-        // One queued job per pending task: its promise, arguments and limit
-        // (the call's id and task are in the promise's cell).
-        assert_eq!(std::mem::size_of::<Job>(), 40);
+        // One queued job per pending task: its promise and arguments (the
+        // call's id, task and limit are in the promise's cell).
+        assert_eq!(std::mem::size_of::<Job>(), 32);
     }
 
     #[test]

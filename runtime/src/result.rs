@@ -41,19 +41,21 @@ impl Promise {
         self.cell.as_ref().map_or(0, |cell| cell.id())
     }
 
-    /// The task of the call this promise is for. A promise made for a call
-    /// (by [`pending`] with the call's task) always knows it; an empty one
-    /// or one of a refused task says "?".
+    /// The task of the call this promise is for (an empty promise's: "?").
     pub(crate) fn call_task(&self) -> &'static crate::task::TaskInfo {
-        static UNKNOWN: crate::task::TaskInfo = crate::task::TaskInfo {
+        static NONE: crate::task::TaskInfo = crate::task::TaskInfo {
             name: "?",
             signature: "",
             fingerprint: 0,
         };
-        match self.cell.as_deref().map(|cell| &cell.task) {
-            Some(TaskName::Call(info)) => info,
-            _ => &UNKNOWN,
-        }
+        self.cell.as_deref().map_or(&NONE, |cell| cell.task.0)
+    }
+
+    /// What the call's queue entry keeps in the result cell (see
+    /// `crate::call::Job`): 0 for an empty promise.
+    pub(crate) fn call_meta(&self) -> &std::sync::atomic::AtomicU64 {
+        static NONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        self.cell.as_deref().map_or(&NONE, |cell| &cell.meta)
     }
 
     pub(crate) fn complete(mut self, outcome: Outcome) {

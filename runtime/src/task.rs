@@ -95,6 +95,45 @@ pub const fn fingerprint(signature: &str) -> u64 {
 /// with distinct tasks and signatures actually called, a handful per
 /// registered task (unknown names are refused before a call is made).
 pub(crate) fn intern(name: &str, signature: &'static str, fingerprint: u64) -> &'static TaskInfo {
+    interned(name, signature, fingerprint, true).unwrap_or(&REFUSED_OTHERS)
+}
+
+/// What a result refused before any call was made (a name nobody
+/// registered, called by name) shows as its task: interned like
+/// [`intern`]'s, for the first [`MAX_REFUSED`] distinct names; later ones
+/// share one entry (their errors still name them), so that a program that
+/// keeps calling names it made up does not grow the table for ever.
+pub(crate) fn refused(name: &str) -> &'static TaskInfo {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LEFT: AtomicUsize = AtomicUsize::new(MAX_REFUSED);
+    if let Some(info) = interned(name, REFUSED, 0, false) {
+        return info;
+    }
+    let admit = LEFT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+        .is_ok();
+    interned(name, REFUSED, 0, admit).unwrap_or(&REFUSED_OTHERS)
+}
+
+/// How many refused names [`refused`] keeps apart.
+const MAX_REFUSED: usize = 1024;
+/// The signature of a refused name's entry.
+const REFUSED: &str = "<refused before a call was made>";
+/// The entry refused names share past [`MAX_REFUSED`].
+static REFUSED_OTHERS: TaskInfo = TaskInfo {
+    name: "<an unregistered task>",
+    signature: REFUSED,
+    fingerprint: 0,
+};
+
+/// The table behind [`intern`] and [`refused`]: the entry for the key, made
+/// if absent and `insert`.
+fn interned(
+    name: &str,
+    signature: &'static str,
+    fingerprint: u64,
+    insert: bool,
+) -> Option<&'static TaskInfo> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
     type Table = HashMap<(String, &'static str, u64), &'static TaskInfo>;
@@ -103,15 +142,17 @@ pub(crate) fn intern(name: &str, signature: &'static str, fingerprint: u64) -> &
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|e| e.into_inner());
-    table
-        .entry((name.to_string(), signature, fingerprint))
-        .or_insert_with(|| {
-            Box::leak(Box::new(TaskInfo {
-                name: Box::leak(name.into()),
-                signature,
-                fingerprint,
-            }))
-        })
+    let key = (name.to_string(), signature, fingerprint);
+    if !insert {
+        return table.get(&key).copied();
+    }
+    Some(table.entry(key).or_insert_with(|| {
+        Box::leak(Box::new(TaskInfo {
+            name: Box::leak(name.into()),
+            signature,
+            fingerprint,
+        }))
+    }))
 }
 
 /// The signature of a call by name with arguments `A` (a tuple) returning
@@ -457,6 +498,19 @@ impl RefArg for Path {
     type Owned = PathBuf;
     fn lend(owned: &PathBuf) -> &Path {
         owned
+    }
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::{intern, refused};
+
+    #[test]
+    fn a_refused_name_is_kept_once_apart_from_calls_of_that_name() {
+        let first = refused("no/such/task");
+        assert_eq!(first.name, "no/such/task");
+        assert!(std::ptr::eq(first, refused("no/such/task")));
+        assert!(!std::ptr::eq(first, intern("no/such/task", "fn()", 0)));
     }
 }
 

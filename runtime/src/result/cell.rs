@@ -11,6 +11,7 @@
 //! callback that waits, perhaps) runs them itself instead of waiting for
 //! itself.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::thread::{self, Thread};
@@ -33,37 +34,32 @@ pub(crate) struct ResultCell {
     /// The call this result is of, to cancel it (0: none: the result was
     /// known at once, or it gathers parts).
     id: u64,
+    /// For a queued call's result, what its queue entry does not hold (see
+    /// `crate::call::Job`): its time limit and two flags. Unused otherwise.
+    pub(super) meta: AtomicU64,
     state: Mutex<CellState>,
 }
 
-/// The name of a result's task: a call's (`&'static`, no allocation), or
-/// one refused before a call was made (a name nobody registered). One
-/// pointer and a tag (a `String` would be three words).
-#[allow(clippy::box_collection)]
-pub(crate) enum TaskName {
-    Call(&'static TaskInfo),
-    Refused(Box<String>),
-}
+/// The task of a result: a call's, or the entry of a name refused before a
+/// call was made (see [`crate::task::refused`]). One pointer.
+pub(crate) struct TaskName(pub(super) &'static TaskInfo);
 
 impl std::ops::Deref for TaskName {
     type Target = str;
     fn deref(&self) -> &str {
-        match self {
-            TaskName::Call(info) => info.name,
-            TaskName::Refused(name) => name,
-        }
+        self.0.name
     }
 }
 
 impl From<&'static TaskInfo> for TaskName {
     fn from(info: &'static TaskInfo) -> TaskName {
-        TaskName::Call(info)
+        TaskName(info)
     }
 }
 
 impl From<String> for TaskName {
     fn from(name: String) -> TaskName {
-        TaskName::Refused(Box::new(name))
+        TaskName(crate::task::refused(&name))
     }
 }
 
@@ -165,6 +161,7 @@ impl ResultCell {
             task,
             hub,
             id,
+            meta: AtomicU64::new(0),
             state: Mutex::default(),
         }
     }
