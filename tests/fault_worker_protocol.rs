@@ -37,20 +37,11 @@ fn start_worker(max_frame: usize) -> (Child, HandChannel) {
     let mut cmd = Command::new("/proc/self/exe");
     // (The arguments a pool starts a test binary's worker with: its
     // harness runs the entry test `enable_test_support!` adds, alone.)
-    cmd.args([
-        "__procpool_worker_entry",
-        "--exact",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-        "--quiet",
-        "--skip",
-        "procpool-worker",
-    ])
-    .env("PROCPOOL_WORKER_FD", "3")
-    .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
-    .stdin(Stdio::null())
-    .stdout(Stdio::null());
+    cmd.args(procpool::__private::WORKER_HARNESS_ARGS)
+        .env("PROCPOOL_WORKER_FD", "3")
+        .env("PROCPOOL_PARENT_PID", std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
     // SAFETY: dup2 and fcntl are async-signal-safe; they only move the
     // channel's memfd to fd 3 without close-on-exec.
     unsafe {

@@ -120,6 +120,11 @@ pub fn channel_layout() -> Vec<(&'static str, usize)> {
     crate::shm::offsets().to_vec()
 }
 
+/// For tests that start a test binary's worker by hand: the arguments a
+/// pool starts it with (its harness runs the entry test alone).
+#[cfg(target_os = "linux")]
+pub use crate::process::HARNESS_ARGS as WORKER_HARNESS_ARGS;
+
 /// The size of each ring of a worker's channel.
 pub fn channel_ring_bytes() -> usize {
     crate::shm::DEFAULT_RING_BYTES

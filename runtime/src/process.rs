@@ -58,27 +58,23 @@ const EXIT_NOT_A_WORKER: i32 = 70;
 /// adds, alone, on a test thread of its own, where the worker serves (see
 /// `worker::serve_at_exit`). The last argument, a filter that matches no
 /// test, shows workers apart in `ps`. (Filters must not start with a dash.)
-const HARNESS_ARGS: [&str; 8] = [
-    ENTRY_TEST,
-    "--exact",
-    "--ignored",
-    "--nocapture",
-    "--test-threads=1",
-    "--quiet",
-    "--skip",
-    "procpool-worker",
-];
+pub const HARNESS_ARGS: [&str; 8] = harness_args("procpool-worker");
 /// [`HARNESS_ARGS`] for the fork server.
-const HARNESS_SERVER_ARGS: [&str; 8] = [
-    ENTRY_TEST,
-    "--exact",
-    "--ignored",
-    "--nocapture",
-    "--test-threads=1",
-    "--quiet",
-    "--skip",
-    "procpool-fork-server",
-];
+const HARNESS_SERVER_ARGS: [&str; 8] = harness_args("procpool-fork-server");
+
+/// The harness arguments that run the entry test alone, then `shown`.
+const fn harness_args(shown: &'static str) -> [&'static str; 8] {
+    [
+        ENTRY_TEST,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+        "--quiet",
+        "--skip",
+        shown,
+    ]
+}
 /// The name of the test `enable_test_support!` adds.
 const ENTRY_TEST: &str = "__procpool_worker_entry";
 
