@@ -504,7 +504,11 @@ pub fn __serve_test_worker() {
 ///
 /// The test harness owns a test binary's `main`, so this runs [`init()`]
 /// before it starts instead. Use it once per test crate (at the top of each
-/// file in `tests/`, or in the crate root for unit tests):
+/// file in `tests/`, or in the crate root for unit tests). It also adds an
+/// ignored test, `__procpool_worker_entry`: the binary's worker processes
+/// run the harness with arguments that select it alone, and serve from it
+/// (so a task runs as in a program with its own `main`: its
+/// `std::process::exit(n)` ends its worker with code `n`).
 ///
 /// ```ignore
 /// procpool::enable_test_support!();
