@@ -59,7 +59,8 @@ const LIMIT_BITS: u64 = (1 << 62) - 1;
 impl From<Option<Duration>> for Limit {
     fn from(limit: Option<Duration>) -> Limit {
         match limit {
-            Some(d) => Limit(u64::try_from(d.as_nanos()).map_or(LIMIT_BITS - 1, |n| n.min(LIMIT_BITS - 1))),
+            // The longest limit kept is one short of none (146 years).
+            Some(d) => Limit(d.as_nanos().min(u128::from(LIMIT_BITS - 1)) as u64),
             None => Limit::NONE,
         }
     }
@@ -155,7 +156,6 @@ impl Call {
             }
         }
     }
-
 }
 
 /// A call's encoded arguments. Most are a few bytes (a number, a short
@@ -367,6 +367,18 @@ mod tests {
         // One queued job per pending task: its promise and arguments (the
         // call's id, task and limit are in the promise's cell).
         assert_eq!(std::mem::size_of::<Job>(), 32);
+    }
+
+    #[test]
+    fn a_limit_keeps_its_duration_and_the_longest_is_not_none() {
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(Limit::from(second).get(), second);
+        assert_eq!(Limit::from(None), Limit::NONE);
+        assert_eq!(Limit::from(None).get(), None);
+        // Longer than 62 bits of nanoseconds: the longest kept, not "none".
+        let longest = Limit::from(Some(Duration::MAX));
+        assert_ne!(longest, Limit::NONE);
+        assert_eq!(longest.0, LIMIT_BITS - 1);
     }
 
     #[test]

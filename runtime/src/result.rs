@@ -123,14 +123,14 @@ pub(crate) fn pending<T: DeserializeOwned>(
     (Promise { cell: Some(cell) }, result)
 }
 
-/// [`pending`] for a result whose outcome bytes `decode` reads (a map's).
+/// [`pending`] for a result of no call of its own (id 0: a map's, which
+/// gathers its chunks'), whose outcome bytes `decode` reads.
 pub(crate) fn pending_with<T: DeserializeOwned>(
     task: impl Into<TaskName>,
     hub: Hub,
-    id: u64,
     decode: Decoder<T>,
 ) -> (Promise, AsyncResult<T>) {
-    let (promise, result) = pending(task, hub, id);
+    let (promise, result) = pending(task, hub, 0);
     // SAFETY: read back only as a `Decoder<T>` (by `AsyncResult::<T>::decode`):
     // this cell belongs to `result` alone, an `AsyncResult<T>` for good.
     let erased = unsafe { std::mem::transmute::<Decoder<T>, ErasedDecoder>(decode) };

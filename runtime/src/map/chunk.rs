@@ -397,30 +397,25 @@ impl<'a> Records<'a> {
                 };
                 (error, used)
             }),
-            (None, REC_UNENCODABLE) => {
+            (None, tag @ (REC_UNENCODABLE | REC_UNSENT | REC_UNDECODABLE)) => {
                 codec::decode_prefix::<String>(body).map(|(message, used)| {
-                    let error = Error::Encode {
-                        task: task.clone(),
-                        what: "result",
-                        message,
-                    };
-                    (error, used)
-                })
-            }
-            (None, REC_UNSENT) => codec::decode_prefix::<String>(body).map(|(message, used)| {
-                let error = Error::Encode {
-                    task: task.clone(),
-                    what: "arguments",
-                    message,
-                };
-                (error, used)
-            }),
-            (None, REC_UNDECODABLE) => {
-                codec::decode_prefix::<String>(body).map(|(message, used)| {
-                    let error = Error::Decode {
-                        task: task.clone(),
-                        what: "arguments",
-                        message,
+                    let task = task.clone();
+                    let error = match tag {
+                        REC_UNENCODABLE => Error::Encode {
+                            task,
+                            what: "result",
+                            message,
+                        },
+                        REC_UNSENT => Error::Encode {
+                            task,
+                            what: "arguments",
+                            message,
+                        },
+                        _ => Error::Decode {
+                            task,
+                            what: "arguments",
+                            message,
+                        },
                     };
                     (error, used)
                 })

@@ -228,7 +228,7 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
 ) -> AsyncResult<Vec<M::Output>> {
     let name = M::INFO.name;
     let (promise, result) =
-        result::pending_with(&M::INFO, pool.hub(), 0, decode_gathered::<M::Output>);
+        result::pending_with(&M::INFO, pool.hub(), decode_gathered::<M::Output>);
     let chunks = match submit_all::<M, I>(pool, items, options) {
         Ok(chunks) => chunks,
         Err(e) => {

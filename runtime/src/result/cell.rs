@@ -186,8 +186,12 @@ impl ResultCell {
         self.lock().extra().decoder = Some(decoder);
     }
 
-    /// How this result's outcome decodes, if not as one encoded value.
+    /// How this result's outcome decodes, if not as one encoded value. (A
+    /// call's result never has a decoder of its own: its lock is not taken.)
     pub(super) fn decoder(&self) -> Option<ErasedDecoder> {
+        if self.id != 0 {
+            return None;
+        }
         self.lock().extra.as_ref().and_then(|e| e.decoder)
     }
 
@@ -270,7 +274,8 @@ impl ResultCell {
 
     /// Waits until the result is complete or `deadline` passes.
     pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
-        let me = thread::current();
+        // This thread's handle, taken once it has to wait.
+        let mut me: Option<Thread> = None;
         let mut state = self.lock();
         let waited = loop {
             if state.complete() {
@@ -290,6 +295,7 @@ impl ResultCell {
                 },
             };
             // Whoever completes the result takes the list and unparks it.
+            let me = me.get_or_insert_with(thread::current);
             let waiters = &mut state.extra().waiters;
             if !waiters.iter().any(|t| t.id() == me.id()) {
                 waiters.push(me.clone());
@@ -301,7 +307,7 @@ impl ResultCell {
             }
             state = self.lock();
         };
-        if let Some(e) = state.extra.as_mut() {
+        if let (Some(me), Some(e)) = (me, state.extra.as_mut()) {
             e.waiters.retain(|t| t.id() != me.id());
         }
         waited

@@ -113,10 +113,9 @@ pub(crate) fn thread_count() -> usize {
 /// Blocks SIGCHLD in the calling thread (and so in the threads it starts
 /// from now on), which [`child_signals`] needs of every thread.
 pub(crate) fn block_child_signal() -> io::Result<()> {
-    // SAFETY: the sigset is a local initialised by sigemptyset before use;
-    // sigprocmask reads it and returns an integer.
+    let set = child_signal_set();
+    // SAFETY: sigprocmask reads the initialised set and returns an integer.
     unsafe {
-        let set = child_signal_set();
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == -1 {
             return Err(io::Error::last_os_error());
         }
