@@ -29,12 +29,27 @@ fn context(var: String) -> (u32, u32, Option<String>, PathBuf, String) {
 /// How many CPUs this worker may run on.
 #[pool_task]
 fn allowed_cpus() -> usize {
+    libc_count(&allowed_set())
+}
+
+/// The calling thread's CPU affinity.
+fn allowed_set() -> libc::cpu_set_t {
     // SAFETY: `cpu_set_t` is plain bits; sched_getaffinity fills it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-        libc::CPU_COUNT(&set) as usize
+        set
     }
+}
+
+fn libc_count(set: &libc::cpu_set_t) -> usize {
+    // SAFETY: reads the bits of a valid set.
+    unsafe { libc::CPU_COUNT(set) as usize }
+}
+
+fn libc_isset(cpu: usize, set: &libc::cpu_set_t) -> bool {
+    // SAFETY: `cpu` is below CPU_SETSIZE; reads the bits of a valid set.
+    unsafe { libc::CPU_ISSET(cpu, set) }
 }
 
 #[test]
@@ -77,13 +92,21 @@ fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
 #[test]
 fn forked_workers_take_the_cpu_affinity_of_the_thread_that_made_the_pool() {
     let _serial = serial();
-    let pinned = std::thread::spawn(|| {
+    // What this thread may run on (not `available_parallelism`, which a
+    // cgroup's CPU quota lowers), and the first CPU of it.
+    let ours = allowed_set();
+    let count = libc_count(&ours);
+    let first = (0..libc::CPU_SETSIZE as usize)
+        .find(|&cpu| libc_isset(cpu, &ours))
+        .expect("this thread may run on some CPU");
+    let pinned = std::thread::spawn(move || {
         // SAFETY: `cpu_set_t` is plain bits; sched_setaffinity reads it.
-        unsafe {
+        let set = unsafe {
             let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(0, &mut one);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
-        }
+            libc::CPU_SET(first, &mut one);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one)
+        };
+        assert_eq!(set, 0, "pinning to CPU {first}");
         let pool = Pool::new(1).unwrap();
         apply_allowed_cpus(&pool).unwrap()
     })
@@ -92,10 +115,7 @@ fn forked_workers_take_the_cpu_affinity_of_the_thread_that_made_the_pool() {
     assert_eq!(pinned, 1);
     let pool = Pool::new(1).unwrap();
     let free = apply_allowed_cpus(&pool).unwrap();
-    assert_eq!(
-        free,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
+    assert_eq!(free, count);
     drop(pool);
     assert_no_children();
 }

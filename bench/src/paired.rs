@@ -43,7 +43,7 @@ const INSTANCES: usize = 3;
 pub fn apply_latency(plan: &Plan) -> io::Result<[Tails; 4]> {
     let mut sets: [Vec<Tails>; 4] = Default::default();
     for _ in 0..INSTANCES {
-        let pin = Pin::to_cpu(0)?;
+        let pin = Pin::to_first_cpu()?;
         let measured = one_instance(plan);
         drop(pin);
         let measured = measured?;

@@ -1,5 +1,6 @@
 //! Pinning the calling thread (and the processes and threads it starts from
-//! then on, which inherit its CPU set) to one CPU.
+//! then on, which inherit its CPU set) to one CPU: the first it may run on
+//! (CPU 0 on most machines; not always in a container given a CPU set).
 
 use std::io;
 
@@ -10,7 +11,8 @@ pub struct Pin {
 }
 
 impl Pin {
-    pub fn to_cpu(cpu: usize) -> io::Result<Pin> {
+    /// Pins to the first CPU of the thread's current set.
+    pub fn to_first_cpu() -> io::Result<Pin> {
         // SAFETY: cpu_set_t is a plain bit array: all-zero is the empty set.
         let mut previous: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::cpu_set_t>();
@@ -19,6 +21,10 @@ impl Pin {
         if unsafe { libc::sched_getaffinity(0, size, &mut previous) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: CPU_ISSET reads bit `cpu` (< CPU_SETSIZE) of a valid set.
+            .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &previous) })
+            .ok_or_else(|| io::Error::other("this thread may run on no CPU"))?;
         // SAFETY: as above, all-zero is the empty set.
         let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: CPU_SET writes bit `cpu` (< CPU_SETSIZE) of a valid set.

@@ -98,7 +98,7 @@ pub fn run(plan: &Plan) -> Result<Figures, SpawnError> {
     }
 
     // Pinned to one CPU, like the others (see crate::paired).
-    let pin = crate::pin::Pin::to_cpu(0)?;
+    let pin = crate::pin::Pin::to_first_cpu()?;
     let pinned = Pool::new(n)?;
     let tails = latency::measure(plan.apply_warmup, plan.apply_calls, |i| {
         assert_eq!(pinned.spawn(i, plain_inc).join().expect("spawn"), i + 1);

@@ -27,6 +27,12 @@ pub fn retirements() -> (usize, usize) {
     (all.load(Relaxed), unclean.load(Relaxed))
 }
 
+/// Whether this process's fork server serves: `None` while it has not said
+/// (or there is none). For tests that wait for it.
+pub fn fork_server_serves() -> Option<bool> {
+    crate::process::fork_server_serves()
+}
+
 /// `apply_<fn>`: runs the call and waits for its result.
 pub fn call_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Result<M::Output, Error> {
     pool.call(&M::INFO, args, crate::pool::decode_body::<M::Output>)

@@ -140,6 +140,12 @@ pub(crate) fn launch_fork_server() {
     forkserver::launch(&sys::worker_executable(), &argv);
 }
 
+/// Whether this process's fork server serves (`None`: it has not said, or
+/// there is none).
+pub(crate) fn fork_server_serves() -> Option<bool> {
+    forkserver::serves()
+}
+
 /// A worker's channel, checked and mapped (its fd closed).
 pub(crate) struct WorkerChannel {
     pub(crate) map: SharedMap,

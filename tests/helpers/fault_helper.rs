@@ -202,8 +202,17 @@ fn main() -> Result<(), Error> {
             std::thread::sleep(Duration::from_secs(60));
         }
         Some("origins") => {
-            // A moment for the fork server (if any) to say whether it serves.
-            std::thread::sleep(Duration::from_millis(200));
+            // The fork server (if any) says whether it serves before the
+            // pool starts, however slow the machine: a start that finds it
+            // still silent spawns instead.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            let opted_out = std::env::var_os("PROCPOOL_FORK_SERVER").is_some_and(|v| v == "0");
+            while !opted_out
+                && procpool::__private::fork_server_serves().is_none()
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let pool = Pool::new(2)?;
             apply_nap(&pool, 0)?;
             println!("{}", origins().join(" "));

@@ -123,7 +123,7 @@ fn round_figures(server: &Server, plan: &Plan, sizes: &Sizes) -> Result<Figures,
 /// and a floor consumer of their own, started while this thread is pinned
 /// (they inherit its CPU set), as are the pool's threads.
 fn pinned_latency(sizes: &Sizes) -> Result<Figures, String> {
-    let _pin = crate::pin::Pin::to_cpu(0).map_err(|e| e.to_string())?;
+    let _pin = crate::pin::Pin::to_first_cpu().map_err(|e| e.to_string())?;
     let server = Server::start()?;
     let _node = NodeProc::start(&server, 1, QUEUE)?;
     let pool = workloads::pool(&server, QUEUE)?;

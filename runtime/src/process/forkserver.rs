@@ -22,8 +22,10 @@ use crate::sys;
 
 /// How long after its launch a start waits for the server to be up.
 const WARM_UP: Duration = Duration::from_millis(50);
-/// How long a start waits for the watch to read a hello already sent.
+/// How long a start that comes after [`WARM_UP`] still waits for a hello.
 const READ_GRACE: Duration = Duration::from_millis(5);
+/// How often a start waiting for the hello reads the socket itself.
+const POLL: Duration = Duration::from_millis(1);
 /// How long a start waits for the server's answer to a request.
 const ANSWER_WAIT: Duration = Duration::from_secs(2);
 /// How long a forked worker's relayed exit status is waited for, once the
@@ -232,26 +234,38 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     }
 }
 
-/// Waits (at most until [`WARM_UP`] after its launch, or a moment for the
-/// death watch, just started, to read what it said) for the server to be
-/// up; whether it is.
+/// Waits (at most until [`WARM_UP`] after its launch, or a moment more if
+/// that has passed) for the server to be up; whether it is. It reads the
+/// server's socket itself as it waits, so a hello already sent is seen at
+/// once, however late the death watch (just started, on a loaded machine)
+/// gets to run.
 fn wait_up(server: &Server) -> bool {
     let deadline = (server.launched + WARM_UP).max(Instant::now() + READ_GRACE);
-    let mut state = server.lock();
     loop {
+        on_readable();
+        let state = server.lock();
         match &state.up {
             Some(up) => return up.is_ok(),
             None if Instant::now() >= deadline => return false,
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
-                state = server
+                let _ = server
                     .changed
-                    .wait_timeout(state, left)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
+                    .wait_timeout(state, left.min(POLL))
+                    .unwrap_or_else(|e| e.into_inner());
             }
         }
     }
+}
+
+/// Whether this process's fork server serves: `None` while it has not said
+/// (or none was launched), else whether it is up. Reads what it said so
+/// far. For tests, through `__private`.
+pub(crate) fn serves() -> Option<bool> {
+    let server = SERVER.get()?;
+    on_readable();
+    let up = server.lock().up.as_ref().map(|up| up.is_ok());
+    up
 }
 
 /// The raw wait status the server relayed for worker `token`, which has
