@@ -103,16 +103,36 @@ impl Conn {
     }
 
     /// Connects once, without retrying: `build()` must fail clearly and at
-    /// once when Redis is not there.
+    /// once when Redis is not there, or is older than this backend needs
+    /// (see [`too_old`]; a server that will not say its version, e.g. its
+    /// ACL forbids `INFO`, is let through).
     pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
-        self.ensure().map(|_| ()).map_err(|e| BrokerError {
+        let shown = self.shown.clone();
+        let con = self.ensure().map_err(|e| BrokerError {
             reason: if is_transient(&e) {
                 BrokerReason::Unreachable
             } else {
                 BrokerReason::Refused
             },
-            message: format!("cannot reach Redis at {}: {e}", self.shown),
-        })
+            message: format!("cannot reach Redis at {shown}: {e}"),
+        })?;
+        match redis::cmd("INFO").arg("server").query::<String>(con) {
+            Ok(info) => match too_old(&info) {
+                Some(why) => Err(BrokerError {
+                    reason: BrokerReason::Refused,
+                    message: format!("Redis at {}: {why}", self.shown),
+                }),
+                None => Ok(()),
+            },
+            Err(e) => {
+                log::debug!(
+                    target: "procpool",
+                    "Redis at {} did not say its version ({e}); assuming 6.2 or later",
+                    self.shown
+                );
+                Ok(())
+            }
+        }
     }
 
     fn ensure(&mut self) -> Result<&mut Connection, RedisError> {
@@ -190,6 +210,30 @@ impl Conn {
     }
 }
 
+/// The oldest Redis this backend works with: `XTRIM MINID`, which trims
+/// what callers have read, came in 6.2.
+const OLDEST: (u32, u32) = (6, 2);
+
+/// Why the server whose `INFO server` answer is `info` cannot serve this
+/// backend (its `redis_version` is older than [`OLDEST`]); `None` if it
+/// can, or does not say.
+fn too_old(info: &str) -> Option<String> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?
+        .trim();
+    let mut parts = version.split('.').map(str::parse::<u32>);
+    let (Some(Ok(major)), Some(Ok(minor))) = (parts.next(), parts.next()) else {
+        return None;
+    };
+    ((major, minor) < OLDEST).then(|| {
+        format!(
+            "version {version} is too old: procpool needs Redis {}.{} or later",
+            OLDEST.0, OLDEST.1
+        )
+    })
+}
+
 /// A short retry budget, for leaving (unregistering) on the way out.
 pub(crate) fn quick(retry: &Retry) -> Retry {
     Retry {
@@ -200,7 +244,21 @@ pub(crate) fn quick(retry: &Retry) -> Retry {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, too_old};
+
+    #[test]
+    fn redis_older_than_6_2_is_refused_by_its_info() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        let old = too_old(&info("6.0.16")).expect("6.0 is too old");
+        assert!(old.contains("6.0.16") && old.contains("6.2 or later"), "{old}");
+        assert!(too_old(&info("5.0.7")).is_some());
+        for fine in ["6.2.0", "7.0.15", "7.2.4", "10.0.1"] {
+            assert_eq!(too_old(&info(fine)), None, "{fine}");
+        }
+        // A server that does not say, or says something else: let through.
+        assert_eq!(too_old("# Server\r\nredis_mode:standalone\r\n"), None);
+        assert_eq!(too_old(&info("unstable")), None);
+    }
 
     #[test]
     fn passwords_are_never_shown() {
