@@ -121,12 +121,14 @@ fn a_worker_dying_idle_after_direct_applies_is_reaped_and_replaced_at_once() {
     assert_ne!(old, std::process::id());
     // SAFETY: kill(2) on our own worker's pid.
     unsafe { libc::kill(old as libc::pid_t, libc::SIGKILL) };
-    // No job comes: the slot notices on its own.
+    // No job comes: the slot notices on its own, in milliseconds. The limit
+    // is loose, for a loaded machine; without the slot's own check, the
+    // zombie would stay until the next job, which here is never.
     let killed = Instant::now();
     while support::children().contains(&old) {
         assert!(
-            killed.elapsed() < Duration::from_secs(1),
-            "worker {old} not reaped within 1 s of its death"
+            killed.elapsed() < Duration::from_secs(10),
+            "worker {old} not reaped within 10 s of its death"
         );
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -73,9 +73,11 @@ fn read_pid(path: &Path) -> u32 {
     }
 }
 
+/// The child is killed with its worker, in milliseconds; the limit is loose,
+/// for a loaded machine, and still far below the 37 s it would live on.
 fn assert_gone(pid: u32, after: &str) {
     assert!(
-        gone_within(pid, Duration::from_secs(1)),
+        gone_within(pid, Duration::from_secs(10)),
         "the task's child {pid} outlived its worker's {after}"
     );
 }
@@ -83,9 +85,11 @@ fn assert_gone(pid: u32, after: &str) {
 #[test]
 fn a_timeout_kills_the_tasks_children() {
     let _serial = serial();
+    // Long enough for the task to start its child first on a loaded machine;
+    // the task then hangs for a minute.
     let pool = Pool::builder()
         .processes(1)
-        .task_timeout(Duration::from_secs(1))
+        .task_timeout(Duration::from_secs(5))
         .build()
         .unwrap();
     let file = pid_file("timeout");

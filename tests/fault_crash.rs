@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, children, is_fork_server, serial};
+use support::{alive, assert_no_children, children, is_fork_server, serial, wait_for};
 
 procpool::enable_test_support!();
 
@@ -125,7 +125,9 @@ fn sigkill_mid_task_fails_that_task_promptly_and_the_pool_carries_on() {
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
-    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    // Milliseconds in fact; the limit is loose, so a loaded machine cannot
+    // fail it, and still far below the 30 s the task would otherwise run.
+    assert!(latency < Duration::from_secs(10), "took {latency:?}");
     for r in others {
         assert_ne!(
             r.get().unwrap(),
@@ -220,13 +222,14 @@ fn an_idle_worker_that_dies_is_reaped_and_replaced_at_once() {
     assert_eq!(before.len(), 2);
     let victim = before[0];
     sigkill(victim);
-    // Reaped (no zombie) within a second, and replaced, without any task
-    // being submitted. (The replacement's start gets more time: a busy
-    // machine may take a while to exec a debug binary.)
+    // Reaped (no zombie) and replaced, without any task being submitted.
+    // It takes milliseconds; the limits are loose, for a busy machine (which
+    // may also take a while to exec a debug binary), and still rule out a
+    // zombie left until the next task comes, which here is never.
     let killed_at = Instant::now();
     while children().contains(&victim) {
         assert!(
-            killed_at.elapsed() < Duration::from_secs(1),
+            killed_at.elapsed() < Duration::from_secs(10),
             "the dead worker lingers as a zombie"
         );
         std::thread::sleep(Duration::from_millis(5));
@@ -283,8 +286,10 @@ fn many_deaths_in_a_row_leave_no_zombie() {
     }
     let text = apply_abort_now(&pool).unwrap_err().to_string();
     assert!(text.contains("SIGABRT"), "{text}");
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(children().iter().all(|&p| alive(p)), "a zombie is left");
+    // The last death is reaped a moment after its error is reported.
+    wait_for(Duration::from_secs(10), "no zombie to be left", || {
+        children().iter().all(|&p| alive(p))
+    });
     drop(pool);
     assert_no_children();
 }

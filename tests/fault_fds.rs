@@ -69,6 +69,21 @@ fn parent_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The parent's fd count once it is `expected`, or after 30 s whatever it
+/// is then: a worker's fds may close a moment after the call that ended it
+/// (its last task, the pool's drop) returned. (Read once per round: a
+/// retiring worker's fds close while its replacement's open, so two reads
+/// may disagree.)
+fn settled_fd_count(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut now = parent_fd_count();
+    while now != expected && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        now = parent_fd_count();
+    }
+    now
+}
+
 #[pool_task]
 fn pid() -> u32 {
     std::process::id()
@@ -97,16 +112,12 @@ fn worker_respawns_leak_no_fds_in_the_parent() {
     }
     assert_eq!(pids.len(), 20, "every task ran on a fresh worker");
     // Each slot keeps one staffed worker: the same number as at the start.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    // (Read once per round: a retiring worker's fds close while its
-    // replacement's open, so two reads may disagree.)
-    let mut now = parent_fd_count();
-    while now != with_pool && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        now = parent_fd_count();
-    }
-    assert_eq!(now, with_pool, "fds leaked while respawning");
+    assert_eq!(
+        settled_fd_count(with_pool),
+        with_pool,
+        "fds leaked while respawning"
+    );
     drop(pool);
-    assert_eq!(parent_fd_count(), before, "fds leaked by the pool");
+    assert_eq!(settled_fd_count(before), before, "fds leaked by the pool");
     assert_no_children();
 }

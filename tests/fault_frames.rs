@@ -7,7 +7,7 @@ mod support;
 
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{assert_no_children, children, serial};
+use support::{assert_no_children, children, serial, wait_for};
 
 procpool::enable_test_support!();
 
@@ -128,7 +128,13 @@ fn assert_replaced(pool: &Pool, dead: u32) {
     let now = apply_worker_pid(pool).unwrap();
     assert_ne!(now, dead);
     assert_ne!(now, std::process::id());
-    assert!(!children().contains(&dead), "the bad worker was reaped");
+    // It is reaped a moment after the error is reported, maybe after the
+    // replacement answered.
+    wait_for(
+        std::time::Duration::from_secs(10),
+        "the bad worker to be reaped",
+        || !children().contains(&dead),
+    );
 }
 
 #[test]

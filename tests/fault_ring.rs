@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use procpool::__private::{channel_layout, channel_ring_bytes, write_raw_reply};
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, serial};
+use support::{alive, assert_no_children, serial, state, wait_for};
 
 procpool::enable_test_support!();
 
@@ -199,7 +199,11 @@ fn a_lying_consumer_index_is_caught_and_the_call_runs_elsewhere() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let liar = apply_lie_about_the_request_tail_then_freeze(&pool).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    // The worker stops itself right after the lie: once it is stopped, the
+    // lie is in place.
+    wait_for(Duration::from_secs(30), "the lying worker to stop", || {
+        state(liar) == Some('T')
+    });
     // Larger than the ring: the parent must read the worker's tail to find
     // room, sees the lie at once (not after the 10 s stall limit), and never
     // finishes the frame: the call had not started, so it runs on a

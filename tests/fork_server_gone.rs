@@ -4,10 +4,11 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, children_of, fork_server, serial};
+use support::{alive, assert_no_children, children_of, fork_server, serial, wait_for};
 
 procpool::enable_test_support!();
 
@@ -15,6 +16,13 @@ procpool::enable_test_support!();
 fn pid_and_parent(nap_ms: u64) -> (u32, u32) {
     std::thread::sleep(Duration::from_millis(nap_ms));
     (std::process::id(), std::os::unix::process::parent_id())
+}
+
+/// Announces that it runs by creating `marker`, then sleeps.
+#[pool_task]
+fn announce_then_sleep(marker: PathBuf, ms: u64) -> (u32, u32) {
+    std::fs::write(&marker, b"").unwrap();
+    pid_and_parent(ms)
 }
 
 #[pool_task]
@@ -29,21 +37,36 @@ fn a_killed_fork_server_takes_its_workers_and_the_pool_spawns_instead() {
     let pool = Pool::new(2).unwrap();
     let workers = children_of(server);
     assert_eq!(workers.len(), 2);
-    let running = apply_async_pid_and_parent(&pool, 30_000);
-    std::thread::sleep(Duration::from_millis(100));
+    // A task that runs when the server dies (one still queued then would
+    // run later on a spawned worker instead of failing).
+    let marker =
+        std::env::temp_dir().join(format!("procpool-fork-server-gone-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let running = apply_async_announce_then_sleep(&pool, marker.clone(), 30_000);
+    wait_for(Duration::from_secs(30), "the task to start", || {
+        marker.exists()
+    });
+    let _ = std::fs::remove_file(&marker);
     // SAFETY: kill(2) on our own child process.
     assert_eq!(
         unsafe { libc::kill(server as libc::pid_t, libc::SIGKILL) },
         0
     );
+    // The parent-death signal takes them in milliseconds. The limit is
+    // loose, so a loaded machine cannot fail it: without the signal, the busy
+    // worker would live on for its 30 s task, and the idle one for ever.
     let killed_at = Instant::now();
     while workers.iter().any(|&p| alive(p)) {
         assert!(
-            killed_at.elapsed() < Duration::from_secs(1),
-            "workers outlived their fork server by a second"
+            killed_at.elapsed() < Duration::from_secs(10),
+            "workers outlived their fork server by 10 s"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    println!(
+        "workers gone {:?} after their fork server",
+        killed_at.elapsed()
+    );
     // The task the server's death cut short fails as a death; nothing hangs.
     match running.get() {
         Err(Error::WorkerDied { pid, .. }) => assert!(workers.contains(&pid)),

@@ -2,13 +2,14 @@
 //! the program installs a logger: worker starts, deaths, timeout kills and
 //! retirements can all be observed.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use procpool::{pool_task, Error, Pool};
 
 mod support;
 
-use support::capture_log;
+use support::{capture_log, wait_for};
 
 procpool::enable_test_support!();
 
@@ -19,6 +20,13 @@ fn pid() -> u32 {
 
 #[pool_task]
 fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// Announces that it runs by creating `marker`, then sleeps.
+#[pool_task]
+fn announce_then_nap(marker: PathBuf, ms: u64) {
+    std::fs::write(&marker, b"").unwrap();
     std::thread::sleep(Duration::from_millis(ms));
 }
 
@@ -39,9 +47,15 @@ fn worker_starts_deaths_timeouts_and_retirements_are_log_events() {
         !lines_with(&format!("worker {first} ready")).is_empty(),
         "no start event for {first}"
     );
-    // A worker killed mid-task.
-    let r = apply_async_nap(&pool, 10_000);
-    std::thread::sleep(Duration::from_millis(200));
+    // A worker killed mid-task: once the task runs (a task killed before it
+    // started would run again on a replacement, and succeed).
+    let marker = std::env::temp_dir().join(format!("procpool-logging-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let r = apply_async_announce_then_nap(&pool, marker.clone(), 10_000);
+    wait_for(Duration::from_secs(30), "the task to start", || {
+        marker.exists()
+    });
+    let _ = std::fs::remove_file(&marker);
     unsafe_kill(first);
     assert!(matches!(r.get(), Err(Error::WorkerDied { .. })));
     let died = lines_with(&format!("worker {first} died"));

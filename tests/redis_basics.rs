@@ -354,8 +354,10 @@ fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
         "the cancelled queued call never ran"
     );
 
-    // close_and_cancel: the calls still waiting never run.
-    let blocker = apply_async_mark(&pool, file.clone(), "blocker".into(), 1000);
+    // close_and_cancel: the calls still waiting never run. (The blocker runs
+    // long enough to be still running then, however slowly the test goes:
+    // were it done, a waiting call could have started.)
+    let blocker = apply_async_mark(&pool, file.clone(), "blocker".into(), 5000);
     let waiting: Vec<_> = (0..5)
         .map(|i| apply_async_mark(&pool, file.clone(), format!("w{i}"), 1))
         .collect();

@@ -7,6 +7,7 @@
 #![cfg(feature = "redis")]
 
 mod redis_support;
+mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
@@ -71,7 +72,9 @@ fn redeliver_runs_a_lost_call_again_then_gives_up() {
         .unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let r = apply_async_mark(&pool, file.clone(), "again".into(), 300);
+    // Long enough to be still running when its node is killed (a call that
+    // ended first would not be lost), however slowly the test goes on.
+    let r = apply_async_mark(&pool, file.clone(), "again".into(), 5000);
     wait_for(Duration::from_secs(20), "the call to start", || {
         marks(&file, "start").len() == 1
     });
@@ -104,27 +107,40 @@ fn terminate_removes_queued_entries_and_stops_running_calls() {
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
+    // Calls far longer than any limit below: whether the running one is
+    // stopped cannot depend on how fast the test goes.
     let calls: Vec<_> = (0..20)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 3000))
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 60_000))
         .collect();
     wait_for(Duration::from_secs(20), "the first call to start", || {
         marks(&file, "start").len() == 1
     });
     assert_eq!(server.queued(), 20);
+    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
+    assert!(
+        support::alive(worker),
+        "the worker {worker} running the call is not alive"
+    );
     let t = Instant::now();
     pool.terminate();
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    // At once: it waits neither for the running call nor for the nodes.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     for c in calls {
         assert!(c.ready());
         assert!(matches!(c.get(), Err(Error::Terminated { .. })));
     }
     // The queued entries are gone at once; the running one is stopped on
-    // its node (no end line ever comes), then settled and deleted.
+    // its node (its worker is killed mid-call, so no end line ever comes),
+    // then settled and deleted.
     assert!(server.queued() <= 1);
-    wait_for(Duration::from_secs(5), "the stream to empty", || {
+    wait_for(Duration::from_secs(10), "the stream to empty", || {
         server.queued() == 0
     });
-    std::thread::sleep(Duration::from_millis(3500));
+    wait_for(
+        Duration::from_secs(30),
+        "the running call's worker to be killed",
+        || !support::alive(worker),
+    );
     assert_eq!(marks(&file, "start").len(), 1);
     assert!(
         marks(&file, "end").is_empty(),

@@ -242,9 +242,9 @@ impl<T: DeserializeOwned> AsyncResult<T> {
     /// # fn main() -> Result<(), procpool::Error> {
     /// procpool::init();
     /// let pool = procpool::Pool::new(1)?;
-    /// let r = apply_async_nap(&pool, 300);
+    /// let r = apply_async_nap(&pool, 2000);
     /// assert!(matches!(r.get_timeout(Duration::from_millis(1)), Err(procpool::Error::WaitTimeout { .. })));
-    /// assert_eq!(r.get()?, 300); // not lost
+    /// assert_eq!(r.get()?, 2000); // not lost
     /// # Ok(()) }
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, Error> {
@@ -343,7 +343,7 @@ impl<T> AsyncResult<T> {
     /// fn main() -> Result<(), procpool::Error> {
     ///     procpool::init();
     ///     let pool = Pool::new(1)?;
-    ///     let busy = apply_async_nap(&pool, 200);
+    ///     let busy = apply_async_nap(&pool, 2000); // still running at the cancel
     ///     let waiting = apply_async_nap(&pool, 60_000);
     ///     assert_eq!(waiting.cancel(), CancelOutcome::NotStarted);
     ///     assert!(matches!(waiting.get(), Err(Error::Cancelled { .. })));

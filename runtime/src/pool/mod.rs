@@ -366,20 +366,36 @@ impl Pool {
     /// or pipelined behind a running one, still run.
     ///
     /// ```
+    /// use std::path::PathBuf;
+    /// use std::time::Duration;
     /// use procpool::{pool_task, Error, Pool};
     ///
+    /// /// Creates `flag`, then runs until it is removed (a minute at most).
     /// #[pool_task]
-    /// fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+    /// fn hold(flag: PathBuf) -> u64 {
+    ///     std::fs::write(&flag, "").unwrap();
+    ///     for _ in 0..60_000 {
+    ///         if !flag.exists() { break; }
+    ///         std::thread::sleep(Duration::from_millis(1));
+    ///     }
+    ///     1
+    /// }
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
     ///
     /// fn main() -> Result<(), procpool::Error> {
     ///     procpool::init();
     ///     let pool = Pool::new(1)?;
-    ///     let running = apply_async_nap(&pool, 300);
-    ///     std::thread::sleep(std::time::Duration::from_millis(100));
+    ///     let flag = std::env::temp_dir().join(format!("hold-{}", std::process::id()));
+    ///     let running = apply_async_hold(&pool, flag.clone());
+    ///     // Once it runs, only the calls after it are still queued.
+    ///     while !flag.exists() { std::thread::sleep(Duration::from_millis(1)); }
     ///     let queued: Vec<_> = (0..5).map(|_| apply_async_nap(&pool, 1)).collect();
     ///     assert_eq!(pool.close_and_cancel(), 5);
+    ///     std::fs::remove_file(&flag).unwrap(); // now the running task ends
     ///     pool.join();
-    ///     assert_eq!(running.get()?, 300); // let finish
+    ///     assert_eq!(running.get()?, 1); // let finish
     ///     for r in queued {
     ///         assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     ///     }
