@@ -125,9 +125,9 @@ fn sigkill_mid_task_fails_that_task_promptly_and_the_pool_carries_on() {
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
-    // Milliseconds in fact; the limit is loose, so a loaded machine cannot
-    // fail it, and still far below the 30 s the task would otherwise run.
-    assert!(latency < Duration::from_secs(10), "took {latency:?}");
+    // The promise: well under a second (milliseconds in fact, even on a
+    // loaded machine).
+    assert!(latency < Duration::from_secs(1), "took {latency:?}");
     for r in others {
         assert_ne!(
             r.get().unwrap(),

@@ -21,12 +21,8 @@ procpool::enable_test_support!();
 
 const HELPER: &str = env!("CARGO_BIN_EXE_procpool-fault-helper");
 
-/// The parent-death signal takes the workers in milliseconds (the README
-/// says within a second, and the test prints how long it took); the limit
-/// here is loose, so a loaded machine cannot fail it, while still bounding
-/// how long an orphaned worker may live on.
 #[test]
-fn workers_die_promptly_with_a_sigkilled_parent() {
+fn workers_die_within_a_second_of_a_sigkilled_parent() {
     let _serial = serial();
     let mut parent = Command::new(HELPER)
         .arg("orphan")
@@ -64,8 +60,8 @@ fn workers_die_promptly_with_a_sigkilled_parent() {
             break;
         }
         assert!(
-            killed_at.elapsed() < Duration::from_secs(10),
-            "workers {left:?} outlived their parent by 10 s"
+            killed_at.elapsed() < Duration::from_secs(1),
+            "workers {left:?} outlived their parent by a second"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -209,9 +205,8 @@ fn a_program_that_handles_ctrl_c_may_terminate_its_running_tasks() {
     assert_no_children();
 }
 
-/// (Promptly: with the same loose limit as for a SIGKILLed parent.)
 #[test]
-fn workers_die_promptly_with_a_program_killed_by_ctrl_c() {
+fn workers_die_within_a_second_of_a_program_killed_by_ctrl_c() {
     let _serial = serial();
     let (mut job, line) = start_job(&["orphan"]);
     let workers: Vec<u32> = line
@@ -235,9 +230,9 @@ fn workers_die_promptly_with_a_program_killed_by_ctrl_c() {
         assert!(
             support::gone_within(
                 pid,
-                Duration::from_secs(10).saturating_sub(killed_at.elapsed())
+                Duration::from_secs(1).saturating_sub(killed_at.elapsed())
             ),
-            "worker {pid} outlived its parent by 10 s"
+            "worker {pid} outlived its parent by a second"
         );
     }
     assert_no_children();
