@@ -4,6 +4,14 @@
 #![allow(dead_code)]
 
 pub mod netns;
+// The one polling helper, shared with `support` (a test binary that
+// declares both modules has it twice: one small function).
+#[allow(clippy::duplicate_mod)]
+#[path = "../support/wait.rs"]
+mod wait;
+
+#[allow(unused_imports)] // not every test binary polls
+pub use wait::wait_for;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -384,18 +392,6 @@ impl Drop for NodeProc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-/// Waits until `cond` holds (polling every 10 ms), panicking after `limit`.
-pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 

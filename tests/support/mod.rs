@@ -1,8 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+mod wait;
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+#[allow(unused_imports)] // not every test binary polls
+pub use wait::wait_for;
 
 /// Process ids whose parent is `parent` (live or zombie).
 pub fn children_of(parent: u32) -> Vec<u32> {
@@ -105,23 +110,6 @@ pub fn state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces; the state follows its ')'.
     stat.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
-/// Waits until `cond` holds (polling every 10 ms), panicking after `limit`
-/// with `what` in the message. For a state the code under test reaches on
-/// its own a moment later (a process reaped, a worker started, an fd
-/// closed): a fixed sleep or a single look would depend on how fast the
-/// machine is, while the limit only bounds a wait for something that never
-/// comes.
-pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// Waits up to `within` for process `pid` to be gone.

@@ -1,0 +1,20 @@
+//! Polling for a state the code under test reaches on its own.
+
+use std::time::{Duration, Instant};
+
+/// Waits until `cond` holds (polling every 10 ms), panicking after `limit`
+/// with `what` in the message. For a state the code under test reaches on
+/// its own a moment later (a process reaped, a worker started, an fd
+/// closed): a fixed sleep or a single look would depend on how fast the
+/// machine is, while the limit only bounds a wait for something that never
+/// comes.
+pub fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
