@@ -369,6 +369,101 @@ fn a_result_whose_deserialize_panics_is_a_decode_error_in_the_caller() {
     assert_no_children();
 }
 
+/// A value whose `Deserialize` refuses 13 (returns an error; its
+/// `Serialize` is serde's own), padded to `pad` bytes: short and long
+/// values travel differently in a chunk's reply.
+#[derive(Debug, PartialEq, Serialize)]
+struct Picky {
+    v: u8,
+    pad: String,
+}
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            v: u8,
+            pad: String,
+        }
+        let raw = Raw::deserialize(d)?;
+        if raw.v == 13 {
+            return Err(serde::de::Error::custom("picky about 13"));
+        }
+        Ok(Picky {
+            v: raw.v,
+            pad: raw.pad,
+        })
+    }
+}
+
+#[pool_task]
+fn picky(v: u8, pad: usize) -> Picky {
+    Picky {
+        v,
+        pad: "p".repeat(pad),
+    }
+}
+
+/// A result the caller cannot decode, in the middle of a chunk, fails that
+/// item alone: the items after it in the same chunk arrive intact (short
+/// values and long ones; `imap`, `imap_unordered`), and `map` fails with
+/// that item's error.
+#[test]
+fn a_result_the_caller_cannot_decode_fails_alone_in_its_chunk() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    for pad in [0, 300, 70_000] {
+        let items = || (0..30u8).map(move |v| (v, pad));
+        let check = |outcomes: Vec<(u8, Result<Picky, Error>)>| {
+            assert_eq!(outcomes.len(), 30);
+            for (v, outcome) in outcomes {
+                match outcome {
+                    Err(Error::Decode { what, message, .. }) if v == 13 => {
+                        assert_eq!(what, "result");
+                        assert!(message.contains("picky about 13"), "{message}");
+                    }
+                    Ok(picky) if v != 13 => {
+                        assert_eq!((picky.v, picky.pad.len()), (v, pad));
+                    }
+                    other => panic!("pad {pad}, item {v}: {other:?}"),
+                }
+            }
+        };
+        // Ten items per chunk: 13 is the fourth of the second.
+        let options = MapOptions::new().chunksize(10);
+        check(
+            (0..30)
+                .zip(imap_picky_with(&pool, items(), options))
+                .collect(),
+        );
+        let mut unordered: Vec<_> = imap_unordered_picky_with(&pool, items(), options)
+            .map(|r| match r {
+                Ok(p) => (p.v, Ok(p)),
+                Err(e) => (13, Err(e)),
+            })
+            .collect();
+        unordered.sort_by_key(|(v, _)| *v);
+        check(unordered);
+        match map_picky_with(&pool, items(), options) {
+            Err(Error::Decode {
+                what: "result",
+                message,
+                ..
+            }) => {
+                assert!(message.contains("picky about 13"), "{message}")
+            }
+            other => panic!("pad {pad}: expected a decode error, got {other:?}"),
+        }
+        let fine: Vec<Picky> = map_picky(&pool, (14..40u8).map(|v| (v, pad))).unwrap();
+        assert!(fine
+            .iter()
+            .zip(14..)
+            .all(|(p, v)| p.v == v && p.pad.len() == pad));
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// The issue's own list: no `Drop` of its own, so dropping it recurses once
 /// per node, as deep as the list.
 #[derive(Debug, Serialize, Deserialize)]

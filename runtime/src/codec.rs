@@ -115,42 +115,53 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usi
     decode_scaled(bytes)
 }
 
-/// Decodes `count` records from the start of `bytes`, each the byte `tag`
-/// then a value, in one pass, appending the values to `out` (each under the
-/// nesting limit, the claim limit scaled to `bytes` as a whole). `Err` at
-/// the first record that is not so, or does not decode: the values before
-/// it stay in `out`. Returns the bytes used.
-pub(crate) fn decode_tagged<T: DeserializeOwned>(
+/// Decodes `count` value records from the start of `bytes` in one pass,
+/// appending the values to `out` (each under the nesting limit, the claim
+/// limit scaled to `bytes` as a whole). A record is a tag byte, then the
+/// value if the tag is `short` or more (its length is in the tag), or four
+/// length bytes and the value if it is `long` (the lengths are skipped, not
+/// checked: see [`crate::map::chunk`]). `Err` at the first record that is
+/// not so, or does not decode: the values before it stay in `out`. Returns
+/// the bytes used.
+pub(crate) fn decode_records<T: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
-    tag: u8,
+    short: u8,
+    long: u8,
     out: &mut Vec<T>,
 ) -> Result<usize, String> {
-    decode_seed(Tagged { count, tag, out }, bytes).map(|((), used)| used)
+    let records = Records {
+        count,
+        short,
+        long,
+        out,
+    };
+    decode_seed(records, bytes).map(|((), used)| used)
 }
 
-/// The records [`decode_tagged`] reads: `tag` then a value, `count` times
-/// (bincode writes a tuple's elements one after the other, nothing around
-/// them).
-struct Tagged<'a, T> {
+/// The records [`decode_records`] reads (bincode writes a tuple's elements
+/// one after the other, nothing around them).
+struct Records<'a, T> {
     count: usize,
-    tag: u8,
+    short: u8,
+    long: u8,
     out: &'a mut Vec<T>,
 }
 
-impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Tagged<'_, T> {
+impl<'de, T: DeserializeOwned> DeserializeSeed<'de> for Records<'_, T> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_tuple(self.count.saturating_mul(2), self)
+        // At most three elements per record: its tag, length and value.
+        deserializer.deserialize_tuple(self.count.saturating_mul(3), self)
     }
 }
 
-impl<'de, T: DeserializeOwned> Visitor<'de> for Tagged<'_, T> {
+impl<'de, T: DeserializeOwned> Visitor<'de> for Records<'_, T> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} tagged values", self.count)
+        write!(f, "{} value records", self.count)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
@@ -159,8 +170,11 @@ impl<'de, T: DeserializeOwned> Visitor<'de> for Tagged<'_, T> {
         self.out.reserve(self.count);
         for _ in 0..self.count {
             let tag: u8 = seq.next_element()?.ok_or_else(ended)?;
-            if tag != self.tag {
-                return Err(A::Error::custom(format!("a record tagged {tag}")));
+            if tag < self.short {
+                if tag != self.long {
+                    return Err(A::Error::custom(format!("a record tagged {tag}")));
+                }
+                let _len: [u8; 4] = seq.next_element()?.ok_or_else(ended)?;
             }
             let value: depth::Bounded<T> = seq.next_element()?.ok_or_else(ended)?;
             self.out.push(value.0);
@@ -265,36 +279,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tagged_values_decode_in_one_pass_and_stop_at_anything_else() {
-        let values: Vec<String> = (0..300).map(|i| "v".repeat(i % 7)).collect();
+    fn value_records_decode_in_one_pass_and_stop_at_anything_else() {
+        // Short records (tag 16 + length) and long ones (tag 0, four
+        // length bytes), as a chunk's reply has them.
+        let values: Vec<String> = (0..300).map(|i| "v".repeat(i % 7 * 50)).collect();
         let mut records = Vec::new();
         for v in &values {
-            records.push(0);
-            encode_into(v, &mut records).unwrap();
+            let mut value = Vec::new();
+            encode_into(v, &mut value).unwrap();
+            if value.len() <= 239 {
+                records.push(16 + value.len() as u8);
+            } else {
+                records.push(0);
+                records.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            }
+            records.extend_from_slice(&value);
         }
+        let decode = |bytes: &[u8], count: usize, out: &mut Vec<String>| {
+            decode_records(bytes, count, 16, 0, out)
+        };
         let mut out: Vec<String> = Vec::new();
-        assert_eq!(decode_tagged(&records, 300, 0, &mut out), Ok(records.len()));
+        assert_eq!(decode(&records, 300, &mut out), Ok(records.len()));
         assert_eq!(out, values);
         // Fewer asked for: the bytes used say where they end.
         let mut out: Vec<String> = Vec::new();
-        let used = decode_tagged(&records, 2, 0, &mut out).unwrap();
-        assert_eq!((out.len(), &records[used..used + 1]), (2, &[0u8][..]));
+        let used = decode(&records, 2, &mut out).unwrap();
+        let third = encode(&values[2]).unwrap();
+        assert_eq!((out.len(), records[used]), (2, 16 + third.len() as u8));
         // Another tag, bytes cut short, a value of another type, a length
         // claimed beyond the input: errors, with the values before kept.
         let mut out: Vec<String> = Vec::new();
-        assert!(decode_tagged(&records, 300, 1, &mut out).is_err());
+        let mut other = records.clone();
+        other[0] = 1;
+        assert!(decode(&other, 300, &mut out).is_err());
         assert!(out.is_empty());
         let mut out: Vec<String> = Vec::new();
-        assert!(decode_tagged(&records[..records.len() - 1], 300, 0, &mut out).is_err());
+        assert!(decode(&records[..records.len() - 1], 300, &mut out).is_err());
         assert_eq!(out.len(), 299);
         let mut bad = records.clone();
-        bad.extend_from_slice(&[0, 252]);
+        bad.extend_from_slice(&[16 + 5, 252]);
         bad.extend_from_slice(&(3u32 << 30).to_le_bytes());
         let mut out: Vec<String> = Vec::new();
-        assert!(decode_tagged(&bad, 301, 0, &mut out).is_err());
+        assert!(decode(&bad, 301, &mut out).is_err());
         assert_eq!(out.len(), 300);
+        // Values of another type: an error, or not the records' bytes
+        // exactly (the lengths are not checked here; the caller checks the
+        // bytes used).
         let mut out: Vec<u8> = Vec::new();
-        assert!(decode_tagged(&records, 300, 0, &mut out).is_err());
+        assert_ne!(
+            decode_records(&records, 300, 16, 0, &mut out),
+            Ok(records.len())
+        );
     }
 
     #[test]

@@ -13,15 +13,22 @@
 //! `count u32 | all_values u8 | records`, one record per item in order:
 //!
 //! ```text
-//! 0 | bincode(value)          the function returned
-//! 1 | bincode(PanicReport)    it panicked: the function, its arguments'
-//!                             Deserialize or its value's Serialize
-//! 2 | bincode(String)         its value could not be encoded
-//! 3 | bincode(String)         its arguments could not be decoded
-//! 4 | bincode(String)         the caller could not encode its arguments
+//! 16 + n | bincode(value)             the function returned a value of n
+//!                                     bytes, n ≤ 239
+//! 0 | len u32 LE | bincode(value)     the same, for a longer value
+//! 1 | bincode(PanicReport)            it panicked: the function, its
+//!                                     arguments' Deserialize or its value's
+//!                                     Serialize
+//! 2 | bincode(String)                 its value could not be encoded
+//! 3 | bincode(String)                 its arguments could not be decoded
+//! 4 | bincode(String)                 the caller could not encode its
+//!                                     arguments
 //! ```
 //!
-//! `all_values` is 1 when every record is a value.
+//! `all_values` is 1 when every record is a value. A value's length is on
+//! the wire (in its tag byte, when short: no byte more), so a value the
+//! caller cannot decode (its `Deserialize` refuses it, or panics) fails
+//! that item alone and the walk goes on to the next.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,11 +39,17 @@ use crate::task::{ArgsDecoder, CallError, EncodeItem};
 use crate::wire::PanicReport;
 use crate::{codec, worker};
 
+/// A value longer than [`MAX_SHORT`]: its length (`u32` LE) follows.
 const REC_VALUE: u8 = 0;
 const REC_PANIC: u8 = 1;
 const REC_UNENCODABLE: u8 = 2;
 const REC_UNDECODABLE: u8 = 3;
 const REC_UNSENT: u8 = 4;
+
+/// Tags from this one up: a value of (tag − `SHORT_VALUE`) bytes follows.
+const SHORT_VALUE: u8 = 16;
+/// The longest value whose length fits in its tag.
+const MAX_SHORT: usize = (u8::MAX - SHORT_VALUE) as usize;
 
 /// The item length that stands for an item the caller could not encode.
 const UNSENT: u32 = u32::MAX;
@@ -277,7 +290,10 @@ pub(crate) fn run<A, R: Serialize>(
             codec::encode_into(&value, out).map_err(CallError::EncodeResult)
         });
         let failed = match ran {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => match seal_value(out, start) {
+                Ok(()) => continue,
+                Err(message) => (REC_UNENCODABLE, message),
+            },
             Ok(Err(CallError::DecodeArgs(message))) => (REC_UNDECODABLE, message),
             Ok(Err(CallError::EncodeResult(message))) => (REC_UNENCODABLE, message),
             Err(report) => {
@@ -299,6 +315,54 @@ pub(crate) fn run<A, R: Serialize>(
             items.len()
         )))
     }
+}
+
+/// Writes the length of the value record begun at `start` (its tag, then
+/// the value): in the tag if the value is short, else after it.
+#[inline(always)]
+fn seal_value(out: &mut Vec<u8>, start: usize) -> Result<(), String> {
+    let len = out.len() - start - 1;
+    if len <= MAX_SHORT {
+        out[start] = SHORT_VALUE + len as u8;
+        return Ok(());
+    }
+    seal_long(out, start, len)
+}
+
+#[cold]
+fn seal_long(out: &mut Vec<u8>, start: usize, len: usize) -> Result<(), String> {
+    let len = u32::try_from(len).map_err(|_| format!("a value of {len} bytes"))?;
+    out[start] = REC_VALUE;
+    out.splice(start + 1..start + 1, len.to_le_bytes());
+    Ok(())
+}
+
+/// A value record's value, and the bytes after the record.
+type Split<'b> = (&'b [u8], &'b [u8]);
+
+/// The value of the value record whose tag is `tag` and the bytes after it
+/// `body`, and what follows it; `None` if `tag` is not a value's; `Err` if
+/// the value's length goes past the end.
+#[inline]
+fn value_of(tag: u8, body: &[u8]) -> Option<Result<Split<'_>, String>> {
+    let (len, body) = if tag >= SHORT_VALUE {
+        ((tag - SHORT_VALUE) as usize, body)
+    } else if tag == REC_VALUE {
+        match body.split_first_chunk::<4>() {
+            Some((len, rest)) => (u32::from_le_bytes(*len) as usize, rest),
+            None => return Some(Err("a value record cut short".into())),
+        }
+    } else {
+        return None;
+    };
+    Some(if len <= body.len() {
+        Ok(body.split_at(len))
+    } else {
+        Err(format!(
+            "a value of {len} bytes, with {} left in the reply",
+            body.len()
+        ))
+    })
 }
 
 fn push_record<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
@@ -345,7 +409,16 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
     sent: usize,
     out: &mut Vec<R>,
 ) -> Result<(), String> {
-    codec::caller_side(|| codec::decode_tagged(records, sent, REC_VALUE, out)).map(|_| ())
+    let used = codec::caller_side(|| {
+        codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out)
+    })?;
+    // The lengths are not checked on this path: every byte used, or the
+    // walk one by one (which checks them) decides.
+    if used == records.len() {
+        Ok(())
+    } else {
+        Err(format!("{} bytes left over", records.len() - used))
+    }
 }
 
 /// Caller side: reads records one by one.
@@ -362,24 +435,35 @@ impl<'a> Records<'a> {
         }
     }
 
-    /// The next item's outcome; `None` at the end. A record that does not
-    /// decode yields an error and ends the walk (the rest cannot be found).
+    /// The next item's outcome; `None` at the end. A value that does not
+    /// decode fails alone (its length says where the next record begins);
+    /// a record that cannot be read ends the walk with an error (the rest
+    /// cannot be found).
     #[inline]
     pub(crate) fn next<R: DeserializeOwned>(&mut self) -> Option<Result<R, Error>> {
         let (&tag, body) = self.rest.split_first()?;
         // The hot path: a value, decoded in place (no error built or moved).
-        let decode_error = if tag == REC_VALUE {
-            match codec::caller_side(|| codec::decode_prefix::<R>(body)) {
-                Ok((value, used)) => {
-                    self.rest = &body[used..];
-                    return Some(Ok(value));
-                }
-                Err(message) => Some(message),
+        let unreadable = match value_of(tag, body) {
+            Some(Ok((value, rest))) => {
+                self.rest = rest;
+                return Some(
+                    codec::caller_side(|| codec::decode::<R>(value))
+                        .map_err(|message| self.undecodable(message)),
+                );
             }
-        } else {
-            None
+            Some(Err(message)) => Some(message),
+            None => None,
         };
-        Some(Err(self.failure(tag, body, decode_error)))
+        Some(Err(self.failure(tag, body, unreadable)))
+    }
+
+    #[cold]
+    fn undecodable(&self, message: String) -> Error {
+        Error::Decode {
+            task: self.task.to_string(),
+            what: "result",
+            message,
+        }
     }
 
     /// The error a non-value record stands for.
