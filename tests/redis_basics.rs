@@ -446,3 +446,30 @@ fn slow_calls_after_quick_ones_spread_over_the_nodes() {
     );
     assert!(first.name.starts_with('n'));
 }
+
+/// `join` returns once every result is ready, as on a local pool: the
+/// last outcomes are handed to their promises before it returns (a
+/// `map_async` gathers its chunks' results as they complete).
+#[test]
+fn every_result_is_ready_when_join_returns() {
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let _node = NodeProc::env(&server, 2);
+    for round in 0..20 {
+        let pool = pool(&server);
+        let mapped = map_async_square(&pool, 0..100u64);
+        let single = apply_async_square(&pool, 7);
+        pool.close();
+        pool.join();
+        assert!(
+            mapped.ready(),
+            "round {round}: the map's result was not ready"
+        );
+        assert!(
+            single.ready(),
+            "round {round}: a call's result was not ready"
+        );
+        let squares: Vec<u64> = (0..100).map(|x| x * x).collect();
+        assert_eq!(mapped.get().unwrap(), squares);
+        assert_eq!(single.get().unwrap(), 49);
+    }
+}

@@ -277,3 +277,47 @@ fn key_bytes(server: &RedisServer) -> i64 {
         })
         .sum()
 }
+
+/// Redis at its memory limit under `noeviction` (as the README asks) took
+/// a call's 7 MiB arguments but refuses its 7 MiB result: the call ends
+/// with a typed error saying so (it ran), and a call running beside it on
+/// the same node, whose outcome comes after, is not held up behind it.
+#[test]
+fn an_outcome_redis_refuses_to_store_fails_its_call_alone() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("maxmemory", "20mb"),
+        ("maxmemory-policy", "noeviction"),
+    ]);
+    let _node = NodeProc::env(&server, 2);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let path = std::env::temp_dir().join(format!("procpool-refused-{}", std::process::id()));
+    let path = path.to_string_lossy().into_owned();
+    // Sent first (Redis takes it), it ends after the large one.
+    let beside = apply_async_mark(&pool, path.clone(), "beside".into(), 1500);
+    let big = apply_async_echo(&pool, vec![1u8; 7 << 20]);
+    let bounded = Duration::from_secs(60);
+    let finished = big.wait_timeout(bounded) && beside.wait_timeout(bounded);
+    if !finished {
+        pool.terminate();
+        panic!("a call waits after {bounded:?} (Redis refused an outcome)");
+    }
+    match big.get() {
+        Err(Error::Broker {
+            reason: procpool::BrokerReason::Refused,
+            message,
+            ..
+        }) => assert!(message.contains("refused to store"), "{message}"),
+        other => panic!(
+            "expected a refused outcome, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    let beside = beside.get();
+    assert!(beside.is_ok(), "{beside:?}");
+    assert_eq!(marks(&path, "end").len(), 1);
+    // The node serves on.
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    let _ = std::fs::remove_file(&path);
+}

@@ -68,6 +68,11 @@ pub(crate) enum RemoteFailure {
     Other {
         message: String,
     },
+    /// Redis refused to store the call's outcome (e.g. out of memory under
+    /// `noeviction`): it ran, its result is lost.
+    Refused {
+        message: String,
+    },
 }
 
 /// [`ExitInfo`], serializable.
@@ -189,6 +194,11 @@ impl RemoteFailure {
             F::WorkerStart { message } => Error::WorkerStart { task, message },
             F::Terminated => Error::Terminated { task },
             F::Cancelled => cancelled(task),
+            F::Refused { message } => Error::Broker {
+                task: task.to_string(),
+                reason: crate::error::BrokerReason::Refused,
+                message,
+            },
             F::Other { message } => Error::Io {
                 context: format!("task `{task}` on a node"),
                 source: Arc::new(std::io::Error::other(message)),

@@ -225,7 +225,7 @@ impl Dispatcher for RedisDispatcher {
     fn join(&self) {
         self.close();
         let mut st = self.inner.lock();
-        while !(st.queue.is_empty() && st.flight.is_empty()) {
+        while !st.drained() {
             st = self
                 .inner
                 .to_joiners

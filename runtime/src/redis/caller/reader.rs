@@ -97,7 +97,7 @@ fn wait_for_work(inner: &Inner) -> bool {
 fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<String> {
     let mut last = None;
     let mut settled = Vec::with_capacity(entries.len());
-    {
+    let _handing = {
         let mut st = inner.lock();
         for (id, fields) in entries {
             last = Some(id);
@@ -108,8 +108,10 @@ fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<Strin
                 settled.push((f.promise, outcome));
             }
         }
+        let handing = inner.hand_over(&mut st);
         inner.wake(&st);
-    }
+        handing
+    };
     for (promise, outcome) in settled {
         promise.complete(outcome);
     }

@@ -95,9 +95,30 @@ pub(super) struct State {
     pub(super) inline_unconfirmed: bool,
     /// Calls in `flight` with `inline` set.
     pub(super) inline_in_flight: usize,
+    /// Hand-overs under way of outcomes taken out of `flight` to their
+    /// promises (done with no lock held): `join` waits for them too, so a
+    /// result is ready when it returns (see [`Inner::hand_over`]).
+    pub(super) settling: usize,
+}
+
+/// A hand-over of outcomes to their promises (see [`Inner::hand_over`]).
+pub(super) struct HandOver<'a>(&'a Inner);
+
+impl Drop for HandOver<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.lock();
+        st.settling -= 1;
+        self.0.wake(&st);
+    }
 }
 
 impl State {
+    /// Nothing queued, in flight, or being handed to its promise: what
+    /// `join` waits for.
+    pub(super) fn drained(&self) -> bool {
+        self.queue.is_empty() && self.flight.is_empty() && self.settling == 0
+    }
+
     pub(super) fn take(&mut self, seq: u64) -> Option<Flight> {
         let f = self.flight.remove(&seq)?;
         if f.inline {
@@ -176,9 +197,17 @@ impl Inner {
         if ending || st.reader_needed() {
             self.to_reader.notify_one();
         }
-        if ending || (st.queue.is_empty() && st.flight.is_empty()) {
+        if ending || st.drained() {
             self.to_joiners.notify_all();
         }
+    }
+
+    /// Marks a hand-over of outcomes taken from `flight` (with the lock
+    /// held, as they are taken); it ends when the guard is dropped, once
+    /// their promises are complete.
+    pub(super) fn hand_over<'a>(&'a self, st: &mut State) -> HandOver<'a> {
+        st.settling += 1;
+        HandOver(self)
     }
 
     pub(super) fn wake_all(&self) {
@@ -190,14 +219,15 @@ impl Inner {
     /// Settles the calls `seqs` still in flight (all of them with `None`)
     /// with the error `make(task)`. Promises run with no lock held.
     pub(super) fn fail_flight(&self, seqs: Option<&[u64]>, make: impl Fn(&str) -> Error) {
-        let taken: Vec<Flight> = {
+        let (taken, _handing) = {
             let mut st = self.lock();
-            let taken = match seqs {
+            let taken: Vec<Flight> = match seqs {
                 Some(seqs) => seqs.iter().filter_map(|s| st.take(*s)).collect(),
                 None => st.take_all(),
             };
+            let handing = self.hand_over(&mut st);
             self.wake(&st);
-            taken
+            (taken, handing)
         };
         for f in taken {
             let e = make(f.task);

@@ -1,16 +1,23 @@
 //! Settling outcomes: the fenced DELIVER script, in batches, retried until
 //! Redis answers. The node never drops an outcome itself; only Redis fences
-//! one (its entry was reaped, the node having been declared dead).
+//! one (its entry was reaped, the node having been declared dead). An
+//! outcome Redis refuses to store (out of memory under `noeviction`, a
+//! value over its limits) does not hold up the others: a refused batch is
+//! sent again one outcome at a time, and a refused outcome is replaced by
+//! a short error saying so (`Error::Broker` with `BrokerReason::Refused`
+//! for its caller), tried until Redis takes it.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::conn::Conn;
+use super::super::conn::{BrokerError, Conn};
+use super::super::failure::RemoteFailure;
 use super::super::keys::GROUP;
 use super::super::scripts::scripts;
 use super::shared::{Done, Shared};
+use crate::error::BrokerReason;
 
 pub(super) fn deliver_loop(s: Arc<Shared>, mut conn: Conn) {
     loop {
@@ -97,12 +104,54 @@ fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i6
                 log::warn!(target: "procpool", "node {consumer}: {e}; {} outcomes dropped on the way out", outs.len());
                 return vec![2; outs.len()];
             }
+            Err(e) if e.reason == BrokerReason::Refused => return refused(s, conn, consumer, outs, e),
             Err(e) => {
                 log::warn!(target: "procpool", "node {consumer}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
     }
+}
+
+/// Redis refused `outs` as a whole (`why`): each is sent alone, so one
+/// that Redis will not store (a large result, Redis out of memory) holds
+/// up no other; one refused alone goes as an error saying so, retried
+/// until Redis takes it (it is short: Redis may refuse it for a while, as
+/// it does every write while out of memory, but not for its size).
+fn refused(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done], why: BrokerError) -> Vec<i64> {
+    if outs.len() > 1 {
+        return outs.iter().flat_map(|d| settle(s, conn, consumer, &[d])).collect();
+    }
+    let Some(done) = outs.first() else {
+        return Vec::new();
+    };
+    let stands_in = done.status == "e"
+        && matches!(RemoteFailure::decode(&done.body), Ok(RemoteFailure::Refused { .. }));
+    if stands_in {
+        // Even the short error: Redis refuses every write for now.
+        log::warn!(target: "procpool", "node {consumer}: {}; retrying", why.message);
+        std::thread::sleep(Duration::from_millis(200));
+        return settle(s, conn, consumer, outs);
+    }
+    log::warn!(
+        target: "procpool",
+        "node {consumer}: Redis refused an outcome of {} bytes ({}); its caller gets that error instead",
+        done.body.len(),
+        why.message
+    );
+    let failure = RemoteFailure::Refused {
+        message: format!(
+            "Redis refused to store this call's outcome ({} bytes; the call ran): {}",
+            done.body.len(),
+            why.message
+        ),
+    };
+    let instead = Done {
+        status: "e",
+        body: failure.encode(),
+        ..(*done).clone()
+    };
+    settle(s, conn, consumer, &[&instead])
 }
 
 fn count(s: &Shared, consumer: &str, flags: &[i64]) {
