@@ -104,6 +104,13 @@ fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i6
                 log::warn!(target: "procpool", "node {consumer}: {e}; {} outcomes dropped on the way out", outs.len());
                 return vec![2; outs.len()];
             }
+            // Even the short error that stands in for a refused outcome:
+            // Redis refuses every write for now (out of memory). Wait here,
+            // in this loop: a retry by recursion would grow the stack.
+            Err(e) if e.reason == BrokerReason::Refused && stands_in(outs) => {
+                log::warn!(target: "procpool", "node {consumer}: {}; retrying", e.message);
+                std::thread::sleep(Duration::from_millis(200));
+            }
             Err(e) if e.reason == BrokerReason::Refused => return refused(s, conn, consumer, outs, e),
             Err(e) => {
                 log::warn!(target: "procpool", "node {consumer}: {e}; retrying");
@@ -117,22 +124,12 @@ fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i6
 /// that Redis will not store (a large result, Redis out of memory) holds
 /// up no other; one refused alone goes as an error saying so, retried
 /// until Redis takes it (it is short: Redis may refuse it for a while, as
-/// it does every write while out of memory, but not for its size).
+/// it does every write while out of memory, but not for its size). At
+/// most two calls deep: `settle` retries a stand-in in its own loop.
 fn refused(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done], why: BrokerError) -> Vec<i64> {
-    if outs.len() > 1 {
+    let [done] = outs else {
         return outs.iter().flat_map(|d| settle(s, conn, consumer, &[d])).collect();
-    }
-    let Some(done) = outs.first() else {
-        return Vec::new();
     };
-    let stands_in = done.status == "e"
-        && matches!(RemoteFailure::decode(&done.body), Ok(RemoteFailure::Refused { .. }));
-    if stands_in {
-        // Even the short error: Redis refuses every write for now.
-        log::warn!(target: "procpool", "node {consumer}: {}; retrying", why.message);
-        std::thread::sleep(Duration::from_millis(200));
-        return settle(s, conn, consumer, outs);
-    }
     log::warn!(
         target: "procpool",
         "node {consumer}: Redis refused an outcome of {} bytes ({}); its caller gets that error instead",
@@ -146,12 +143,22 @@ fn refused(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done], why: Bro
             why.message
         ),
     };
+    // Every field but the body (which may be large) copied.
     let instead = Done {
+        entry: done.entry.clone(),
+        consumer: done.consumer.clone(),
+        caller: done.caller.clone(),
+        seq: done.seq,
         status: "e",
         body: failure.encode(),
-        ..(*done).clone()
     };
     settle(s, conn, consumer, &[&instead])
+}
+
+/// Whether `outs` is one outcome standing in for one Redis refused.
+fn stands_in(outs: &[&Done]) -> bool {
+    matches!(outs, [done] if done.status == "e"
+        && matches!(RemoteFailure::decode(&done.body), Ok(RemoteFailure::Refused { .. })))
 }
 
 fn count(s: &Shared, consumer: &str, flags: &[i64]) {
