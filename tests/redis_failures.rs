@@ -3,6 +3,7 @@
 //! seconds and runs at most once (or again, with `redeliver`), `terminate`
 //! clears this caller's calls out of Redis and stops its running ones, a
 //! SIGKILLed and restarted Redis (AOF) loses nothing and runs nothing twice,
+//! a Redis that lost its data fails the calls as `Forgotten` (never a hang),
 //! and Redis's memory returns to its baseline.
 #![cfg(feature = "redis")]
 
@@ -320,4 +321,54 @@ fn an_outcome_redis_refuses_to_store_fails_its_call_alone() {
     // The node serves on.
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
     let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
+    // What a restart without persistence leaves: an empty Redis. FLUSHALL
+    // makes it without the restart's reconnections.
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let running = apply_async_mark(&pool, file.clone(), "running".into(), 2000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    server.cli(&["FLUSHALL"]);
+    let flushed = Instant::now();
+    // The caller learns it at its next heartbeat (every 10 s).
+    let bounded = Duration::from_secs(40);
+    if !running.wait_timeout(bounded) {
+        pool.terminate();
+        panic!("the call still waits {bounded:?} after Redis lost its data");
+    }
+    let forgotten = |r: Result<u64, Error>| match r {
+        Err(Error::Broker {
+            reason: procpool::BrokerReason::Forgotten,
+            message,
+            ..
+        }) => assert!(message.contains("lost its data"), "{message}"),
+        other => panic!("expected Forgotten, got {other:?}"),
+    };
+    forgotten(running.get().map(u64::from));
+    eprintln!("Forgotten {:?} after the flush", flushed.elapsed());
+    // A new call fails at once, with the same reason.
+    let begun = Instant::now();
+    forgotten(apply_square(&pool, 4));
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        begun.elapsed()
+    );
+    // The node carries on (under a new name): a new pool is served.
+    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
+    let r = apply_async_square(&fresh, 6);
+    assert!(
+        r.wait_timeout(Duration::from_secs(30)),
+        "the node serves no new pool"
+    );
+    assert_eq!(r.get().unwrap(), 36);
 }

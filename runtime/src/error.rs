@@ -339,9 +339,12 @@ pub enum BrokerReason {
     /// Redis lost the call in a restart: it had acknowledged a write it had
     /// not yet persisted (`appendfsync everysec`). The call never ran.
     Lost,
-    /// The cluster forgot this caller: it sent no heartbeat for longer
-    /// than its time to live (e.g. the process was stopped), so its queued
-    /// calls and results were removed.
+    /// The cluster forgot this caller: its registration is gone from
+    /// Redis, because it sent no heartbeat for longer than its time to live
+    /// (e.g. the process was stopped), so its queued calls and results were
+    /// removed, or because Redis lost its data (a restart without
+    /// persistence, a `FLUSHALL`). The pool fails every call from then on:
+    /// build a new one.
     Forgotten,
     /// Redis's answer made no sense (a corrupt or foreign entry).
     Protocol,

@@ -104,13 +104,17 @@ pub(super) fn submit_error(e: BrokerError) -> Error {
     }
 }
 
-/// The cluster forgot this caller (it was silent past its time to live).
+/// The cluster forgot this caller: its registration is gone from Redis
+/// (it was silent past its time to live, or Redis lost its data).
 pub(super) fn forgotten() -> Error {
     Error::Broker {
         task: String::new(),
         reason: BrokerReason::Forgotten,
-        message: "the cluster forgot this caller: it sent no heartbeat for longer than its \
-                  time to live (was the process stopped?); its queued calls were removed"
+        message: "the cluster forgot this caller: its registration is gone from Redis, \
+                  either because it sent no heartbeat for longer than its time to live \
+                  (was the process stopped?) or because Redis lost its data (restarted \
+                  without persistence, or flushed); its queued calls are gone, and this \
+                  pool sends no more: build a new one"
             .into(),
     }
 }
