@@ -275,3 +275,86 @@ fn terminate_as_a_slot_replaces_a_dead_worker_runs_nothing() {
         assert_no_children();
     }
 }
+
+/// As in Python, where a map's tasks are all queued when it is called: a
+/// `map` begun before `close` (on another thread) runs to its end, although
+/// procpool queues its chunks as it goes; `join` waits for it.
+#[test]
+fn a_map_begun_before_close_runs_to_its_end_and_join_waits_for_it() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let items = vec![2u64; 600];
+    let mapper = {
+        let pool = pool.clone();
+        let items = items.clone();
+        std::thread::spawn(move || {
+            map_nap_with(&pool, items, procpool::MapOptions::new().chunksize(1))
+        })
+    };
+    // Once it runs, most of its chunks are not queued yet.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!mapper.is_finished(), "the map ended before close");
+    pool.close();
+    match apply_nap(&pool, 0) {
+        Err(Error::PoolClosed { .. }) => {}
+        other => panic!("a call after close: expected PoolClosed, got {other:?}"),
+    }
+    match map_nap(&pool, vec![1, 2]) {
+        Err(Error::PoolClosed { .. }) => {}
+        other => panic!("a map after close: expected PoolClosed, got {other:?}"),
+    }
+    pool.join();
+    assert!(mapper.is_finished(), "join returned before the map ended");
+    let pids = mapper.join().unwrap().expect("the map runs to its end");
+    assert_eq!(pids.len(), items.len());
+    assert!(pids.iter().all(|&pid| pid != std::process::id()));
+    assert_no_children();
+}
+
+/// Python's `it = pool.imap(f, xs); pool.close(); for r in it: ...; pool.join()`.
+#[test]
+fn an_imap_begun_before_close_runs_to_its_end() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let results = imap_nap_with(
+        &pool,
+        vec![1u64; 100],
+        procpool::MapOptions::new().chunksize(1),
+    );
+    pool.close();
+    let pids: Vec<u32> = results.map(|r| r.expect("every item runs")).collect();
+    assert_eq!(pids.len(), 100);
+    match imap_nap(&pool, vec![1]).next() {
+        Some(Err(Error::PoolClosed { .. })) => {}
+        other => panic!("an imap after close: expected PoolClosed, got {other:?}"),
+    }
+    pool.join();
+    assert_no_children();
+}
+
+/// `join` cannot wait for an `imap` nobody reads (it reads its input only as
+/// it is read): it returns, and the imap then yields what it had queued,
+/// then `PoolClosed`, and ends.
+#[test]
+fn join_does_not_wait_for_an_imap_nobody_reads() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let mut results = imap_nap_with(&pool, 0..1000u64, procpool::MapOptions::new().chunksize(1));
+    let first = results.next().expect("a first result").expect("it runs");
+    assert_ne!(first, std::process::id());
+    let begun = Instant::now();
+    pool.join();
+    assert!(
+        begun.elapsed() < Duration::from_secs(20),
+        "join took {:?}",
+        begun.elapsed()
+    );
+    let rest: Vec<_> = results.collect();
+    assert!(rest.len() < 999, "{} results after join", rest.len());
+    match rest.last() {
+        Some(Err(Error::PoolClosed { .. })) => {}
+        other => panic!("expected PoolClosed last, got {other:?}"),
+    }
+    assert!(rest[..rest.len() - 1].iter().all(|r| r.is_ok()));
+    assert_no_children();
+}

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::{chunk, MapOptions, CHUNKS_PER_WORKER};
 use crate::error::Error;
+use crate::pool::{Admission, Lazy};
 use crate::result::{CancelOutcome, CancelTarget, Outcome};
 use crate::task::{EncodeItem, Task, TaskInfo};
 use crate::Pool;
@@ -62,6 +63,9 @@ type Early = BTreeMap<u64, (usize, Arc<Outcome>)>;
 /// queued on demand, the chunks in flight, and the results ready to yield.
 struct Feeder<'a, R, I> {
     pool: &'a Pool,
+    /// Leave to queue chunks after `close` (see `Pool::admit`), held while
+    /// the input is read.
+    admission: Option<Admission<'a>>,
     task: &'static TaskInfo,
     /// The input, until it is exhausted or the feeding stops.
     items: Option<Guarded<I>>,
@@ -101,6 +105,8 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
         let (done_tx, done_rx) = mpsc::channel();
         let mut feeder = Feeder {
             pool,
+            // None once closing: the first chunk is then refused.
+            admission: pool.admit(Lazy::Imap),
             task,
             items: Some(Guarded { items, panic: None }),
             next_chunk: chunk::next_chunk::<M, Guarded<I>>,
@@ -120,11 +126,18 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
         match options.resolve_imap(task.name, len, pool.processes()) {
             Ok(size) => feeder.size = size,
             Err(e) => {
-                feeder.items = None;
+                feeder.stop_feeding();
                 feeder.error = Some(e);
             }
         }
         feeder
+    }
+
+    /// Stops reading the input (exhausted, or stopped): no chunk is queued
+    /// any more, so the leave to queue them after `close` is given back.
+    fn stop_feeding(&mut self) {
+        self.items = None;
+        self.admission = None;
     }
 
     /// Queues chunks until the window is full or the input is exhausted.
@@ -136,20 +149,27 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
                 return;
             };
             let next = (self.next_chunk)(items, self.size, self.max_bytes);
-            if let Some(panic) = items.panic.take() {
-                // The input panicked: it ends there (after the chunk of the
-                // items before it, if any).
-                self.panic = Some(panic);
-                self.items = None;
-            }
+            let panicked = items.panic.take();
             let Some((bytes, sent)) = next else {
                 // Drop the input as soon as it is exhausted.
-                self.items = None;
+                self.panic = panicked;
+                self.stop_feeding();
                 return;
             };
-            let chunk =
-                self.pool
-                    .submit::<()>(self.task, crate::call::Kind::Chunk, Ok(bytes.into()));
+            let kind = crate::call::Kind::Chunk;
+            let chunk = match &self.admission {
+                Some(admission) => {
+                    self.pool
+                        .submit_admitted::<()>(admission, self.task, kind, Ok(bytes.into()))
+                }
+                None => self.pool.submit::<()>(self.task, kind, Ok(bytes.into())),
+            };
+            if let Some(panic) = panicked {
+                // The input panicked: it ends there (after this chunk of the
+                // items before it).
+                self.panic = Some(panic);
+                self.stop_feeding();
+            }
             let number = self.submitted;
             self.submitted += 1;
             let done = self.done_tx.clone();
@@ -195,7 +215,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             e @ (Error::PoolClosed { .. } | Error::Terminated { .. } | Error::Cancelled { .. }),
         ) = outcome
         {
-            self.items = None;
+            self.stop_feeding();
             if !self.stopped {
                 self.stopped = true;
                 self.ready.push_back(Err(e.clone()));
@@ -236,6 +256,7 @@ impl<R, I> Feeder<'_, R, I> {
     /// [`Imap::cancel`]).
     fn cancel(&mut self) -> CancelOutcome {
         let input_left = self.items.take().map(|_| CancelOutcome::NotStarted);
+        self.admission = None;
         let chunks = self.in_flight.values().map(|chunk| chunk.cancel());
         CancelOutcome::combine(chunks.chain(input_left))
     }
@@ -260,10 +281,12 @@ impl<R, I> Feeder<'_, R, I> {
 /// per worker in flight, so an endless input is fine. A panicking item
 /// yields its own [`Error::Panic`]; the items around it are unaffected. If a
 /// worker dies running a chunk, each item of that chunk yields
-/// [`Error::WorkerDied`]. Once the pool is closed or terminated, or the
-/// iterator is [cancelled](Self::cancel), it yields that error
-/// ([`Error::PoolClosed`], [`Error::Terminated`], [`Error::Cancelled`]) once
-/// in place of what is left, and ends. If the input iterator panics at
+/// [`Error::WorkerDied`]. An `imap` begun before [`Pool::close`] runs to
+/// its end, as in Python. Once the pool is terminated, or joined before the
+/// iterator was read to its end, or the iterator is
+/// [cancelled](Self::cancel), it yields that error ([`Error::Terminated`],
+/// [`Error::PoolClosed`], [`Error::Cancelled`]) once in place of what is
+/// left, and ends. If the input iterator panics at
 /// item k, it yields the results of the k items before it, then that panic
 /// resumes in `next()`, then it ends (Python raises the input's exception
 /// at its position). Dropping the iterator stops the feeding; chunks

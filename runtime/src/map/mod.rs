@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::call::Kind;
 use crate::error::Error;
+use crate::pool::{Admission, Lazy};
 use crate::result::{self, AsyncResult, Outcome, Promise};
 use crate::task::{EncodeItem, Task};
 use crate::Pool;
@@ -45,6 +46,11 @@ fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) ->
 /// Queues one chunk; its outcome is the RESULTS body.
 pub(crate) fn submit_chunk<M: Task>(pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
     pool.submit(&M::INFO, Kind::Chunk, Ok(bytes.into()))
+}
+
+/// Queues one chunk of a map holding `admission` (see `Pool::admit`).
+fn submit_admitted<M: Task>(admission: &Admission<'_>, pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
+    pool.submit_admitted(admission, &M::INFO, Kind::Chunk, Ok(bytes.into()))
 }
 
 /// Queues every chunk of `items` at once (like Python's `map_async`).
@@ -129,6 +135,11 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     let task = M::INFO.name;
     let processes = pool.processes();
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
+    // Begun before `close`, it runs to its end (given back once every
+    // chunk is queued, or on an early return).
+    let mut admission = Some(pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
+        task: task.to_string(),
+    })?);
     let mut out = Vec::with_capacity(items.size_hint().0);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Arc<Outcome>)>();
     // Items and encoded bytes per chunk queued so far; chunks running and
@@ -140,14 +151,13 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     let mut early_bytes = 0;
     // The next chunk to decode, in input order.
     let mut next = 0;
-    let mut input_left = true;
     loop {
-        while input_left
+        while admission.is_some()
             && window_admits(processes, running, running_items, running_bytes)
             && early_bytes < MAP_EARLY_BYTES
         {
             let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) else {
-                input_left = false;
+                admission = None;
                 break;
             };
             let number = sizes.len();
@@ -160,7 +170,10 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
             let done = done_tx.clone();
             // Every chunk's promise is kept or failed, so this always
             // sends, and the receive below always ends.
-            submit_chunk::<M>(pool, bytes).listen_outcome(Box::new(move |outcome| {
+            let Some(admitted) = admission.as_ref() else {
+                break;
+            };
+            submit_admitted::<M>(admitted, pool, bytes).listen_outcome(Box::new(move |outcome| {
                 let _ = done.send((number, outcome));
             }));
         }
@@ -169,7 +182,7 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
             decode_into::<M::Output>(task, &outcome, sizes[next], &mut out)?;
             next += 1;
         }
-        if !input_left && running == 0 && early.is_empty() {
+        if admission.is_none() && running == 0 && early.is_empty() {
             return Ok(out);
         }
         let (number, outcome) = done_rx.recv().map_err(|_| Error::Terminated {

@@ -5,6 +5,7 @@
 
 mod builder;
 mod by_name;
+mod closing;
 pub(crate) mod config;
 pub(crate) mod dispatcher;
 mod exchange;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
+pub(crate) use closing::Lazy;
 #[cfg(feature = "redis")]
 pub(crate) use remote::DEFAULT_QUEUE;
 #[cfg(feature = "redis")]
@@ -38,6 +40,7 @@ use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::{Encoded, TaskInfo};
 use crate::wire::{self, Body};
 use crate::{buffers, codec};
+use closing::{Closing, Ticket};
 use config::Config;
 use dispatcher::Dispatcher;
 
@@ -96,12 +99,47 @@ struct Inner {
     /// call is settled).
     hub: Hub,
     next_id: AtomicU64,
+    /// Whether `close` was called, and the maps that keep the dispatcher
+    /// open meanwhile.
+    closing: Closing,
+}
+
+impl Inner {
+    /// `join` (see [`Pool::join`]).
+    fn join(&self) {
+        self.closing.close_and_wait_for_maps();
+        self.dispatcher.join();
+        self.hub.runner().flush();
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.dispatcher.join();
-        self.hub.runner().flush();
+        self.join();
+    }
+}
+
+/// A running `map`'s or `imap`'s leave to queue its chunks after
+/// [`Pool::close`] (see `closing`). Dropping it gives it back; the last one
+/// given back after `close` closes the dispatcher.
+pub(crate) struct Admission<'a> {
+    pool: &'a Pool,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            if self.pool.inner.closing.release(ticket) {
+                self.pool.inner.dispatcher.close();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Admission<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Admission").field(&self.ticket).finish()
     }
 }
 
@@ -145,6 +183,7 @@ impl Pool {
                 config,
                 hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
+                closing: Closing::default(),
             }),
             timeout: None,
         }
@@ -302,6 +341,42 @@ impl Pool {
         kind: Kind,
         args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
+        if self.inner.closing.is_closing() {
+            return result::ready(task, self.hub(), Err(closed(task)));
+        }
+        self.submit_now(task, kind, args)
+    }
+
+    /// A ticket for a `map` or `imap` starting now, which lets it queue its
+    /// chunks after [`close`](Self::close) (Python's `map` queues them all
+    /// before `close` can come); `None` once the pool is closing.
+    pub(crate) fn admit(&self, kind: Lazy) -> Option<Admission<'_>> {
+        let ticket = self.inner.closing.admit(kind)?;
+        Some(Admission {
+            pool: self,
+            ticket: Some(ticket),
+        })
+    }
+
+    /// [`submit`](Self::submit) for a map holding `admission`: taken even
+    /// once the pool is closing (not once its dispatcher is closed).
+    pub(crate) fn submit_admitted<R: DeserializeOwned>(
+        &self,
+        admission: &Admission<'_>,
+        task: &'static TaskInfo,
+        kind: Kind,
+        args: Result<Encoded, String>,
+    ) -> AsyncResult<R> {
+        debug_assert!(std::ptr::eq(admission.pool.inner.as_ref(), self.inner.as_ref()));
+        self.submit_now(task, kind, args)
+    }
+
+    fn submit_now<R: DeserializeOwned>(
+        &self,
+        task: &'static TaskInfo,
+        kind: Kind,
+        args: Result<Encoded, String>,
+    ) -> AsyncResult<R> {
         let hub = self.hub();
         match self.make_call(task, kind, args) {
             Ok(call) => {
@@ -323,6 +398,9 @@ impl Pool {
         args: Result<Encoded, String>,
         decode: fn(Body) -> Result<R, String>,
     ) -> Result<R, Error> {
+        if self.inner.closing.is_closing() {
+            return Err(closed(task));
+        }
         let call = self.make_call(task, Kind::Single, args)?;
         let call = match self.inner.dispatcher.run_here(call) {
             Ok(outcome) => {
@@ -339,7 +417,11 @@ impl Pool {
         result.get()
     }
 
-    /// Accepts no more tasks (Python's `close()`). Queued tasks still run.
+    /// Accepts no more tasks (Python's `close()`). Queued tasks still run,
+    /// and so does all of a `map` or `imap` begun before (as in Python,
+    /// where a map's tasks are all queued at once: procpool's queue a map's
+    /// chunks as it goes); new calls and maps fail with
+    /// [`Error::PoolClosed`].
     ///
     /// ```
     /// #[procpool::pool_task]
@@ -355,7 +437,11 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
-        self.inner.dispatcher.close();
+        // A map begun before runs to its end (see `closing`): the last one
+        // closes the dispatcher then.
+        if self.inner.closing.close() {
+            self.inner.dispatcher.close();
+        }
     }
 
     /// Closes the pool and cancels every task still queued, letting the
@@ -403,6 +489,8 @@ impl Pool {
     /// }
     /// ```
     pub fn close_and_cancel(&self) -> usize {
+        // Maps under way queue nothing more either.
+        let _ = self.inner.closing.close();
         self.inner.dispatcher.close();
         let cancelled = self.inner.dispatcher.cancel_queued();
         log::debug!(target: "procpool", "close_and_cancel: {cancelled} queued tasks cancelled");
@@ -411,7 +499,11 @@ impl Pool {
 
     /// Waits until every queued task has run, every worker has exited and
     /// every callback has run (Python's `join()`). Closes the pool first, so
-    /// it cannot wait forever for tasks that will never come.
+    /// it cannot wait forever for tasks that will never come. It waits for
+    /// every `map` under way on other threads to end; an `imap` not read to
+    /// its end by then yields the results of the chunks it had queued, then
+    /// [`Error::PoolClosed`] (it reads its input only as it is read itself,
+    /// so `join` cannot wait for it).
     ///
     /// ```
     /// # fn main() -> Result<(), procpool::Error> {
@@ -422,8 +514,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn join(&self) {
-        self.inner.dispatcher.join();
-        self.inner.hub.runner().flush();
+        self.inner.join();
     }
 
     /// Stops now (Python's `terminate()`): workers are killed, and every task
@@ -443,6 +534,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn terminate(&self) {
+        let _ = self.inner.closing.close();
         self.inner.dispatcher.terminate();
         self.inner.hub.runner().flush();
     }
@@ -454,10 +546,17 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("processes", &self.processes())
             .field("queued", &status.queued)
-            .field("closed", &status.closed)
+            .field("closed", &(status.closed || self.inner.closing.is_closing()))
             .field("terminated", &status.terminated)
             .field("task_timeout", &self.task_timeout())
             .finish()
+    }
+}
+
+/// The error of a call refused because the pool is closed.
+fn closed(task: &TaskInfo) -> Error {
+    Error::PoolClosed {
+        task: task.name.to_string(),
     }
 }
 
