@@ -384,3 +384,41 @@ fn an_input_that_panics_at_item_k_yields_the_k_results_then_the_panic_then_ends(
     assert_eq!(message, "no items");
     assert!(first.next().is_none());
 }
+
+/// A slow stream (a line every 300 ms, say): each result is yielded once
+/// its chunk is back, without reading further ahead than the next item,
+/// not once the window (two chunks per worker) is full of input. (An input
+/// that waits for the imap's own results still cannot be read: the imap
+/// reads its input on the thread that reads it.)
+#[test]
+fn a_slow_stream_s_results_come_without_reading_the_window_full() {
+    let pool = Pool::new(2).unwrap();
+    let pulled = std::sync::Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    let producer = std::thread::spawn(move || {
+        for i in 0..6u64 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.send(i).unwrap();
+        }
+    });
+    let counted = {
+        let pulled = pulled.clone();
+        rx.into_iter().inspect(move |_| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let results = imap_square_pid_with(&pool, counted, MapOptions::new().chunksize(1));
+    for (k, r) in results.enumerate() {
+        let (square, _) = r.unwrap();
+        assert_eq!(square, (k * k) as u64);
+        let read = pulled.load(Ordering::SeqCst);
+        // Read so far: item k, the next one (read while result k was on
+        // its way back), and one more at most should the result be slow.
+        // Reading the window full would have read k + 4.
+        assert!(
+            read <= (k + 3).min(6),
+            "result {k} came after {read} items were read"
+        );
+    }
+    producer.join().unwrap();
+}

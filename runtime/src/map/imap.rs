@@ -140,50 +140,54 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
         self.admission = None;
     }
 
-    /// Queues chunks until the window is full or the input is exhausted.
-    /// The window counts the chunks not yet yielded: in flight, or back
-    /// early (before an earlier one, in input order).
-    fn fill(&mut self) {
-        while self.in_flight.len() + self.early_len() < self.window {
-            let Some(items) = self.items.as_mut() else {
-                return;
-            };
-            let next = (self.next_chunk)(items, self.size, self.max_bytes);
-            let panicked = items.panic.take();
-            let Some((bytes, sent)) = next else {
-                // Drop the input as soon as it is exhausted.
-                self.panic = panicked;
-                self.stop_feeding();
-                return;
-            };
-            let kind = crate::call::Kind::Chunk;
-            let chunk = match &self.admission {
-                Some(admission) => {
-                    self.pool
-                        .submit_admitted::<()>(admission, self.task, kind, Ok(bytes.into()))
-                }
-                None => self.pool.submit::<()>(self.task, kind, Ok(bytes.into())),
-            };
-            if let Some(panic) = panicked {
-                // The input panicked: it ends there (after this chunk of the
-                // items before it).
-                self.panic = Some(panic);
-                self.stop_feeding();
-            }
-            let number = self.submitted;
-            self.submitted += 1;
-            let done = self.done_tx.clone();
-            // Every chunk's promise is kept or failed, so this always sends,
-            // and the receive in `next` always ends.
-            chunk.listen_outcome(Box::new(move |outcome| {
-                let _ = done.send((number, sent, outcome));
-            }));
-            self.in_flight.insert(number, chunk.cancel_target());
+    /// Queues the next chunk, if the window has room and the input is not
+    /// exhausted; returns whether it did. The window counts the chunks not
+    /// yet yielded: in flight, or back early (before an earlier one, in
+    /// input order).
+    fn fill_one(&mut self) -> bool {
+        if self.in_flight.len() + self.early_len() >= self.window {
+            return false;
         }
+        let Some(items) = self.items.as_mut() else {
+            return false;
+        };
+        let next = (self.next_chunk)(items, self.size, self.max_bytes);
+        let panicked = items.panic.take();
+        let Some((bytes, sent)) = next else {
+            // Drop the input as soon as it is exhausted.
+            self.panic = panicked;
+            self.stop_feeding();
+            return false;
+        };
+        let kind = crate::call::Kind::Chunk;
+        let chunk = match &self.admission {
+            Some(admission) => {
+                self.pool
+                    .submit_admitted::<()>(admission, self.task, kind, Ok(bytes.into()))
+            }
+            None => self.pool.submit::<()>(self.task, kind, Ok(bytes.into())),
+        };
+        if let Some(panic) = panicked {
+            // The input panicked: it ends there (after this chunk of the
+            // items before it).
+            self.panic = Some(panic);
+            self.stop_feeding();
+        }
+        let number = self.submitted;
+        self.submitted += 1;
+        let done = self.done_tx.clone();
+        // Every chunk's promise is kept or failed, so this always sends,
+        // and the receive in `next` always ends.
+        chunk.listen_outcome(Box::new(move |outcome| {
+            let _ = done.send((number, sent, outcome));
+        }));
+        self.in_flight.insert(number, chunk.cancel_target());
+        true
     }
 
-    /// The next chunk to settle: in input order or in completion order.
-    fn next_done(&mut self) -> Option<(usize, Arc<Outcome>)> {
+    /// The next chunk to settle: in input order or in completion order;
+    /// waiting for it if `wait`, else `None` unless one is back already.
+    fn next_done(&mut self, wait: bool) -> Option<(usize, Arc<Outcome>)> {
         loop {
             if let Some((next, early)) = &mut self.ordered {
                 if let Some(done) = early.remove(next) {
@@ -191,7 +195,11 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
                     return Some(done);
                 }
             }
-            let (number, sent, outcome) = self.done_rx.recv().ok()?;
+            let (number, sent, outcome) = if wait {
+                self.done_rx.recv().ok()?
+            } else {
+                self.done_rx.try_recv().ok()?
+            };
             self.in_flight.remove(&number);
             match &mut self.ordered {
                 Some((next, early)) if number != *next => {
@@ -233,14 +241,22 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             if let Some(error) = self.error.take() {
                 return Some(Err(error));
             }
-            self.fill();
+            // A chunk already back goes before more input is read (reading
+            // it may wait: a slow stream).
+            if let Some((sent, outcome)) = self.next_done(false) {
+                self.settle(&outcome, sent);
+                continue;
+            }
+            if self.fill_one() {
+                continue;
+            }
             if self.in_flight.is_empty() && self.early_len() == 0 {
                 if let Some(panic) = self.panic.take() {
                     resume_unwind(panic);
                 }
                 return None;
             }
-            let (sent, outcome) = self.next_done()?;
+            let (sent, outcome) = self.next_done(true)?;
             self.settle(&outcome, sent);
         }
     }
@@ -278,7 +294,11 @@ impl<R, I> Feeder<'_, R, I> {
 /// results are, so it can be handed to another thread.
 ///
 /// It pulls the input lazily, a chunk at a time, keeping at most two chunks
-/// per worker in flight, so an endless input is fine. A panicking item
+/// per worker in flight, so an endless input is fine. It reads the input on
+/// the thread that iterates it (Python reads it on a thread of its own), a
+/// chunk already back first: over a slow stream each result comes once the
+/// next item is read. An input that waits for this imap's own results (a
+/// feedback loop) therefore cannot be read: feed one with `apply_async`. A panicking item
 /// yields its own [`Error::Panic`]; the items around it are unaffected. If a
 /// worker dies running a chunk, each item of that chunk yields
 /// [`Error::WorkerDied`]. An `imap` begun before [`Pool::close`] runs to
