@@ -566,3 +566,49 @@ fn arguments_nested_too_deep_are_refused_on_both_sides() {
     drop(pool);
     assert_no_children();
 }
+
+/// An argument whose `Serialize` panics on 13 (its `Deserialize` is serde's
+/// own).
+#[derive(Debug, PartialEq, Deserialize)]
+struct Shy(u8);
+
+impl Serialize for Shy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        assert_ne!(self.0, 13, "shy about 13");
+        s.serialize_u8(self.0)
+    }
+}
+
+#[pool_task]
+fn shy(v: Shy) -> u8 {
+    v.0
+}
+
+/// An argument whose `Serialize` panics in the caller is `Err(Encode)` for
+/// `apply`, `apply_async` and calls by name, as a result whose
+/// `Deserialize` panics is `Err(Decode)`; the calling thread lives on and
+/// nothing is sent.
+#[test]
+fn an_argument_whose_serialize_panics_is_an_encode_error_in_the_caller() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let expect_encode = |result: Result<u8, Error>| match result {
+        Err(Error::Encode { what, message, .. }) => {
+            assert_eq!(what, "arguments");
+            assert!(message.contains("its Serialize panicked"), "{message}");
+            assert!(message.contains("shy about 13"), "{message}");
+        }
+        other => panic!("expected an encode error, got {other:?}"),
+    };
+    expect_encode(apply_shy(&pool, Shy(13)));
+    expect_encode(apply_async_shy(&pool, Shy(13)).get());
+    expect_encode(pool.apply_by_name::<u8>("fault_codec::shy", &(Shy(13),)));
+    assert_eq!(apply_shy(&pool, Shy(12)).unwrap(), 12);
+    assert_eq!(
+        pool.apply_by_name::<u8>("fault_codec::shy", &(Shy(11),))
+            .unwrap(),
+        11
+    );
+    drop(pool);
+    assert_no_children();
+}

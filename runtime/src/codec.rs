@@ -97,15 +97,36 @@ impl bincode::enc::write::Writer for VecWriter<'_> {
 /// that panics is an error carrying its message, not a panic of the
 /// caller's thread.
 pub(crate) fn caller_side<T>(decode: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
-        Ok(decoded) => decoded,
+    guarded("Deserialize", decode)
+}
+
+/// [`encode_into`] for a caller's call: a `Serialize` that panics is an
+/// error carrying its message (and `out` is left as it was), not a panic of
+/// the caller's thread, as a `Deserialize` that panics is
+/// ([`caller_side`]).
+pub(crate) fn caller_encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let start = out.len();
+    let encoded = guarded("Serialize", || encode_into(value, out));
+    if encoded.is_err() {
+        out.truncate(start);
+    }
+    encoded
+}
+
+/// Runs `f`; a panic in it (in the user's `what` impl) becomes an error.
+fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(done) => done,
         Err(payload) => {
             let message = payload
                 .downcast_ref::<&str>()
                 .copied()
                 .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("a panic without a message");
-            Err(format!("its Deserialize panicked: {message}"))
+            Err(format!("its {what} panicked: {message}"))
         }
     }
 }

@@ -286,7 +286,7 @@ impl ArgsEncoder {
     pub fn push<T: Serialize + ?Sized>(mut self, value: &T) -> Self {
         self.bytes = self.bytes.and_then(|encoded| {
             let mut encoded = settle(encoded);
-            codec::encode_into(value, &mut encoded.bytes)?;
+            codec::caller_encode_into(value, &mut encoded.bytes)?;
             Ok(encoded)
         });
         self

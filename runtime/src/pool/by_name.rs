@@ -109,6 +109,8 @@ impl Pool {
             Ok(registration) => registration,
         };
         let task = task::intern(registration.info.name, BY_NAME, fingerprint);
-        self.submit(task, Kind::Single, codec::encode(args).map(Into::into))
+        let mut bytes = crate::buffers::spare_buffer(0).unwrap_or_default();
+        let encoded = codec::caller_encode_into(args, &mut bytes).map(|()| bytes.into());
+        self.submit(task, Kind::Single, encoded)
     }
 }
