@@ -22,6 +22,11 @@ use crate::error::Error;
 /// pool's [frame limit](crate::PoolBuilder::max_frame_bytes) (for `imap`,
 /// 1 MiB at most), so large items make
 /// smaller chunks instead of failing with [`Error::FrameTooLarge`].
+/// A chunk's results come back in one frame too, but they are not known
+/// when it is cut: if they add up to more than the frame limit, every item
+/// of that chunk fails with [`Error::FrameTooLarge`]. For a task whose
+/// results are much larger than its arguments, set a chunk size whose
+/// results fit (items × result size under the limit).
 ///
 /// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
 /// each chunk as a whole, and a chunk counts as one task for
