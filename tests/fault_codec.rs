@@ -612,3 +612,66 @@ fn an_argument_whose_serialize_panics_is_an_encode_error_in_the_caller() {
     drop(pool);
     assert_no_children();
 }
+
+/// A value that claims `n` elements of `()` (which take no bytes) and sends
+/// none: a frame of a few bytes announcing 2^62 of them.
+#[derive(Debug)]
+struct Liar(u64);
+
+impl Serialize for Liar {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        s.serialize_seq(Some(self.0 as usize))?.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Liar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Liar(Vec::<()>::deserialize(d)?.len() as u64))
+    }
+}
+
+#[pool_task]
+fn liar(n: u64) -> Liar {
+    Liar(n)
+}
+
+#[pool_task]
+fn count_units(units: Liar) -> u64 {
+    units.0
+}
+
+/// Elements of a type that takes no bytes cost no claim: a damaged frame
+/// of a few bytes announcing 2^62 of them is a decode error at once, on
+/// either side, not a thread spinning for ever; an honest sequence of
+/// 100,000 of them decodes.
+#[test]
+fn quintillions_of_empty_elements_in_a_few_bytes_are_a_decode_error() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let claimed = 1u64 << 62;
+    let expect_decode = |result: Result<u64, Error>, side: &str| match result {
+        Err(Error::Decode { what, message, .. }) => {
+            assert_eq!(what, side);
+            assert!(
+                message.contains("more elements than the bytes"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    };
+    let begun = std::time::Instant::now();
+    expect_decode(apply_liar(&pool, claimed).map(|l| l.0), "result");
+    expect_decode(apply_count_units(&pool, Liar(claimed)), "arguments");
+    assert!(
+        begun.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        begun.elapsed()
+    );
+    assert_eq!(apply_liar(&pool, 100_000).unwrap().0, 100_000);
+    assert_eq!(apply_count_units(&pool, Liar(100_000)).unwrap(), 100_000);
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}

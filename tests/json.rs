@@ -182,3 +182,86 @@ fn skip_serializing_if_works_through_json() {
         "a skipped field decoded right by chance"
     );
 }
+
+/// A linked list as nested JSON objects (`{"next":{"next":null}}`), dropped
+/// iteratively, so that only the code under test recurses.
+#[derive(Debug, Serialize, Deserialize)]
+struct Chain {
+    next: Option<Box<Chain>>,
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        let mut next = self.next.take();
+        while let Some(mut node) = next {
+            next = node.next.take();
+        }
+    }
+}
+
+fn chain(len: usize) -> Chain {
+    let mut head = Chain { next: None };
+    for _ in 1..len {
+        head = Chain {
+            next: Some(Box::new(head)),
+        };
+    }
+    head
+}
+
+fn chain_len(c: &Chain) -> usize {
+    let mut len = 1;
+    let mut at = c;
+    while let Some(next) = &at.next {
+        len += 1;
+        at = next;
+    }
+    len
+}
+
+#[pool_task]
+fn json_chain_len(c: Json<Chain>) -> usize {
+    chain_len(&c)
+}
+
+#[pool_task]
+fn make_json_chain(len: usize) -> Json<Chain> {
+    Json(chain(len))
+}
+
+#[pool_task]
+fn json_worker_pid() -> u32 {
+    std::process::id()
+}
+
+/// serde_json's writer has no nesting limit of its own: a `Json` value a
+/// million levels deep overflowed the stack of whichever side wrote it (the
+/// caller, or the worker: `WorkerDied`). It is `Err(Encode)` now, on a
+/// 2 MiB thread too, and the worker survives; a shallow chain round-trips.
+#[test]
+fn a_json_value_nested_a_million_deep_is_an_encode_error_on_either_side() {
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_json_worker_pid(&pool).unwrap();
+    let expect_encode = |result: Result<usize, Error>, side: &str| match result {
+        Err(Error::Encode { what, message, .. }) => {
+            assert_eq!(what, side);
+            assert!(message.contains("deeper than 512 levels"), "{message}");
+        }
+        other => panic!("expected an encode error, got {other:?}"),
+    };
+    let shared = pool.clone();
+    let sent = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || apply_json_chain_len(&shared, Json(chain(1_000_000))))
+        .unwrap()
+        .join()
+        .unwrap();
+    expect_encode(sent, "arguments");
+    expect_encode(
+        apply_make_json_chain(&pool, 1_000_000).map(|c| chain_len(&c)),
+        "result",
+    );
+    assert_eq!(apply_json_worker_pid(&pool).unwrap(), pid, "no worker died");
+    assert_eq!(apply_json_chain_len(&pool, Json(chain(50))).unwrap(), 50);
+    assert_eq!(chain_len(&apply_make_json_chain(&pool, 50).unwrap()), 50);
+}

@@ -4,6 +4,9 @@
 
 mod depth;
 
+#[cfg(feature = "json")]
+pub(crate) use depth::Limited;
+
 use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -19,6 +22,10 @@ use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 const LIMITS: [usize; 5] = [1 << 16, 1 << 20, 1 << 24, 1 << 28, u32::MAX as usize];
 /// How much more than its input a decode may claim.
 const CLAIM_FACTOR: usize = 32;
+/// How many more elements (of sequences, entries of maps) than its input
+/// has bytes a decode may read: every element takes at least a byte, but
+/// for types that take none (see `decode_seed`).
+const ELEMENTS_BEYOND_BYTES: usize = 1 << 20;
 
 fn config() -> bincode::config::Configuration {
     bincode::config::standard()
@@ -51,13 +58,17 @@ fn decode_seed<'de, S: DeserializeSeed<'de>>(
         .into_iter()
         .find(|&l| l >= wanted)
         .unwrap_or(LIMITS[LIMITS.len() - 1]);
-    let decoded = match limit {
+    // Elements of sequences and maps cost no claim when they are of a type
+    // that takes no bytes (`()`, unit structs): a few bytes could announce
+    // 2^62 of them, and reading them would take for ever.
+    let elements = bytes.len().saturating_add(ELEMENTS_BEYOND_BYTES);
+    let decoded = depth::with_element_budget(elements, || match limit {
         l if l == LIMITS[0] => decode(seed, bytes, limited::<{ 1 << 16 }>()),
         l if l == LIMITS[1] => decode(seed, bytes, limited::<{ 1 << 20 }>()),
         l if l == LIMITS[2] => decode(seed, bytes, limited::<{ 1 << 24 }>()),
         l if l == LIMITS[3] => decode(seed, bytes, limited::<{ 1 << 28 }>()),
         _ => decode(seed, bytes, limited::<{ u32::MAX as usize }>()),
-    };
+    });
     decoded.map_err(|e| e.to_string())
 }
 

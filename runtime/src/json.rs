@@ -80,10 +80,14 @@ impl<T> DerefMut for Json<T> {
     }
 }
 
-/// Written as one block of bytes: the value's JSON text.
+/// Written as one block of bytes: the value's JSON text. The value's
+/// nesting is limited as a bincode value's is (serde_json's writer has no
+/// limit of its own: a value a million levels deep would overflow the
+/// stack); serde_json's reader refuses JSON nested deeper than 128 levels.
 impl<T: Serialize> Serialize for Json<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+        let text = serde_json::to_vec(&crate::codec::Limited(&self.0))
+            .map_err(serde::ser::Error::custom)?;
         serializer.serialize_bytes(&text)
     }
 }

@@ -13,7 +13,7 @@
 mod de;
 mod ser;
 
-pub(crate) use de::Bounded;
+pub(crate) use de::{with_element_budget, Bounded};
 pub(crate) use ser::Limited;
 
 /// The deepest nesting a value may have. Decoding through these wrappers

@@ -3,11 +3,54 @@
 //! levels of the value it builds, as [`super::ser`] counts them (see
 //! [`super`]).
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
 use super::deeper;
+
+thread_local! {
+    /// How many more elements (of sequences, entries of maps) the decode
+    /// running on this thread may read (see [`with_element_budget`]).
+    static ELEMENTS_LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Runs `decode` allowing at most `budget` elements in all through the
+/// values it decodes [`Bounded`]: elements of a type that takes no bytes
+/// cost no claim, so a few bytes could announce quintillions of them.
+pub(crate) fn with_element_budget<R>(budget: usize, decode: impl FnOnce() -> R) -> R {
+    /// Puts the enclosing decode's budget back, even after a panic.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ELEMENTS_LEFT.set(self.0);
+        }
+    }
+    let _restore = Restore(ELEMENTS_LEFT.replace(budget));
+    decode()
+}
+
+/// Counts one element against the budget.
+#[inline]
+fn take_element<E: de::Error>() -> Result<(), E> {
+    let left = ELEMENTS_LEFT.get();
+    if left == 0 {
+        return Err(too_many_elements());
+    }
+    ELEMENTS_LEFT.set(left - 1);
+    Ok(())
+}
+
+#[cold]
+#[inline(never)]
+fn too_many_elements<E: de::Error>() -> E {
+    E::custom(
+        "more elements than the bytes could hold (a sequence of a type that \
+         takes no bytes, such as (), is limited to about a million elements \
+         more than its frame has bytes)",
+    )
+}
 
 /// `T`, deserialized with its nesting counted.
 pub(crate) struct Bounded<T>(pub(crate) T);
@@ -201,6 +244,7 @@ impl<'de, A: de::SeqAccess<'de>> de::SeqAccess<'de> for Access<A> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, A::Error> {
+        take_element()?;
         let depth = self.depth;
         self.inner.next_element_seed(Seed { inner: seed, depth })
     }
@@ -218,6 +262,7 @@ impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for Access<A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
+        take_element()?;
         let depth = self.depth;
         self.inner.next_key_seed(Seed { inner: seed, depth })
     }
