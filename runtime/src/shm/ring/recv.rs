@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::{Acquire, Release};
 use std::time::{Duration, Instant};
 
-use super::{End, Endpoint, HUGE_HINT, SIGNAL_EVERY, WANT_DATA, WANT_SPACE};
+use super::{End, Endpoint, CHUNK, HUGE_HINT, SIGNAL_EVERY, WANT_DATA, WANT_SPACE};
 use crate::buffers;
 use crate::sys;
 use crate::wire::{Frame, FrameError, READ_CHUNK, SPLIT_MARK};
@@ -116,7 +116,9 @@ impl Endpoint {
             }
             let room = (buf.capacity() - buf.len()).min(left);
             let avail = self.await_bytes(Limit::Stall, true)?;
-            let k = room.min(avail as usize);
+            // At most a chunk at a time, so the producer gets room as
+            // this copies, not only once all it found is copied.
+            let k = room.min(avail as usize).min(CHUNK as usize);
             // SAFETY: the spare capacity holds `room` ≥ k bytes, k ≤ avail,
             // and copy_out initialises exactly those k bytes.
             unsafe {

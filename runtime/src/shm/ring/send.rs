@@ -42,7 +42,9 @@ impl Endpoint {
                 self.wait(WANT_SPACE, deadline, true, |s| s.tx_free() > 0)?;
                 free = self.tx_free();
             }
-            let n = bytes.len().min(free as usize);
+            // At most a chunk at a time, published at once: the consumer
+            // copies one chunk out while the next goes in.
+            let n = bytes.len().min(free as usize).min(CHUNK as usize);
             let at = (self.tx_pos & (self.cap - 1)) as usize;
             let first = n.min(self.cap as usize - at);
             // SAFETY: [at, at + first) and [0, n - first) lie inside the
