@@ -483,7 +483,9 @@ fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     let _serial = serial();
     let dir = marker_dir("imap");
     let pool = Pool::new(2).unwrap();
-    let items = (0u64..).map(|i| (dir.clone(), i, if i < 2 { 0 } else { 60_000 }));
+    // The first two nap 5 ms: `mark` is then no quick task (under 1 ms),
+    // which a slot would pipeline behind the long ones on one worker.
+    let items = (0u64..).map(|i| (dir.clone(), i, if i < 2 { 5 } else { 60_000 }));
     let mut results = imap_mark_with(&pool, items, MapOptions::new().chunksize(1));
     assert_eq!(results.next().unwrap().unwrap().0, 0);
     assert_eq!(results.next().unwrap().unwrap().0, 1);
