@@ -52,10 +52,16 @@ fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
     }
 }
 
+/// The highest member id this process has registered under.
+static LAST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Registers a member and returns its name, `c<id>@<host>:<pid>` or
 /// `n<id>@<host>:<pid>`. The id comes from a counter that is never reset
 /// (the AOF keeps it), so no name is ever used twice, not even by a
-/// restarted process that got the same pid.
+/// restarted process that got the same pid. Should Redis lose its data
+/// (no persistence, a `FLUSHALL`), the counter starts again: a process
+/// then skips past the ids it has used, so that two of its own members
+/// (a forgotten pool and a new one) never share a name and a result stream.
 pub(crate) fn register(
     conn: &mut Conn,
     keys: &Keys,
@@ -68,7 +74,15 @@ pub(crate) fn register(
     let pid = std::process::id();
     conn.run("register", |con| {
         ensure_group(con, keys)?;
-        let id: u64 = redis::cmd("INCR").arg(keys.ids()).query(con)?;
+        let mut id: u64 = redis::cmd("INCR").arg(keys.ids()).query(con)?;
+        let used = LAST_ID.load(std::sync::atomic::Ordering::Relaxed);
+        if id <= used {
+            id = redis::cmd("INCRBY")
+                .arg(keys.ids())
+                .arg(used - id + 1)
+                .query(con)?;
+        }
+        LAST_ID.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{letter}{id}@{host}:{pid}");
         let mut p = redis::pipe();
         p.atomic();
