@@ -509,3 +509,28 @@ fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     assert_no_children();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A cancel that finds every queued chunk finished still stops an endless
+/// input: the iterator yields those results, then `Cancelled` once in place
+/// of the input it never read, then ends.
+#[test]
+fn an_imap_cancelled_after_its_chunks_finished_ends_with_cancelled() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let mut results = imap_blocker_with(
+        &pool,
+        std::iter::repeat(0u64),
+        MapOptions::new().chunksize(1),
+    );
+    assert!(results.next().unwrap().is_ok());
+    // Whatever it queued meanwhile finishes.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(results.cancel(), CancelOutcome::NotStarted);
+    let rest: Vec<_> = results.collect();
+    let (last, done) = rest.split_last().expect("Cancelled at least");
+    assert!(matches!(last, Err(Error::Cancelled { .. })), "{rest:?}");
+    assert!(done.iter().all(|r| r.is_ok()), "{rest:?}");
+    assert!(done.len() < 10, "{} results after the cancel", done.len());
+    drop(pool);
+    assert_no_children();
+}

@@ -39,6 +39,13 @@ struct Guarded<I> {
 impl<I: Iterator> Iterator for Guarded<I> {
     type Item = I::Item;
 
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.panic {
+            Some(_) => (0, Some(0)),
+            None => self.items.size_hint(),
+        }
+    }
+
     fn next(&mut self) -> Option<I::Item> {
         if self.panic.is_some() {
             return None;
@@ -79,6 +86,10 @@ struct Feeder<'a, R, I> {
     /// Whether a chunk came back refused by a closed or terminated pool, or
     /// cancelled.
     stopped: bool,
+    /// `cancel` dropped input not read yet: once no chunk is left, the
+    /// iterator yields `Cancelled` in its place (unless a cancelled chunk
+    /// already did).
+    cancelled_input: bool,
     /// The input's panic, resumed once every result before it was yielded.
     panic: Option<Payload>,
     /// The chunks queued and not yet settled, by number: what `cancel` stops.
@@ -115,6 +126,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
             stopped: false,
+            cancelled_input: false,
             panic: None,
             in_flight: HashMap::new(),
             submitted: 0,
@@ -251,6 +263,14 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
                 continue;
             }
             if self.in_flight.is_empty() && self.early_len() == 0 {
+                if std::mem::take(&mut self.cancelled_input) && !self.stopped {
+                    // Every chunk it had queued finished: the input the
+                    // cancel dropped is what was cancelled.
+                    self.stopped = true;
+                    return Some(Err(Error::Cancelled {
+                        task: self.task.name.to_string(),
+                    }));
+                }
                 if let Some(panic) = self.panic.take() {
                     resume_unwind(panic);
                 }
@@ -267,11 +287,19 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
     }
 }
 
-impl<R, I> Feeder<'_, R, I> {
+impl<R, I: Iterator> Feeder<'_, R, I> {
     /// Stops the feeding and cancels every chunk in flight (see
     /// [`Imap::cancel`]).
     fn cancel(&mut self) -> CancelOutcome {
-        let input_left = self.items.take().map(|_| CancelOutcome::NotStarted);
+        // (An input known to be exhausted, not read to its end yet, has
+        // nothing left.)
+        let input_left = self
+            .items
+            .take()
+            .filter(|items| items.size_hint().1 != Some(0))
+            .map(|_| CancelOutcome::NotStarted);
+        // (Cancelled before it queued anything, it just ends.)
+        self.cancelled_input |= input_left.is_some() && self.submitted > 0;
         self.admission = None;
         let chunks = self.in_flight.values().map(|chunk| chunk.cancel());
         CancelOutcome::combine(chunks.chain(input_left))
@@ -344,12 +372,13 @@ impl<'a, R: DeserializeOwned, I: Iterator> Imap<'a, R, I> {
     }
 }
 
-impl<R, I> Imap<'_, R, I> {
+impl<R, I: Iterator> Imap<'_, R, I> {
     /// Stops the map: no more input is read, and every chunk queued or
     /// running is cancelled as [`AsyncResult::cancel`](crate::AsyncResult::cancel) does (a running
     /// chunk's worker is killed and replaced). The iterator then yields the
     /// results of the chunks that had already finished, [`Error::Cancelled`]
-    /// once in place of the rest, and ends. Returns
+    /// once in place of the rest (chunks or unread input), and ends (at
+    /// once, if it had queued nothing yet). Returns
     /// [`Stopped`](CancelOutcome::Stopped) if a chunk was running,
     /// [`NotStarted`](CancelOutcome::NotStarted) if only queued chunks (or
     /// unread input) were dropped, [`Finished`](CancelOutcome::Finished) if
@@ -428,7 +457,7 @@ impl<'a, R: DeserializeOwned, I: Iterator> ImapUnordered<'a, R, I> {
     }
 }
 
-impl<R, I> ImapUnordered<'_, R, I> {
+impl<R, I: Iterator> ImapUnordered<'_, R, I> {
     /// Stops the map, as [`Imap::cancel`] does.
     ///
     /// ```
