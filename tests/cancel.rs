@@ -523,9 +523,14 @@ fn an_imap_cancelled_after_its_chunks_finished_ends_with_cancelled() {
         MapOptions::new().chunksize(1),
     );
     assert!(results.next().unwrap().is_ok());
-    // Whatever it queued meanwhile finishes.
+    // Whatever it queued meanwhile finishes (if a chunk is still running
+    // on a loaded machine, it is stopped and yields the Cancelled).
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(results.cancel(), CancelOutcome::NotStarted);
+    assert_ne!(
+        results.cancel(),
+        CancelOutcome::Finished,
+        "the input was left"
+    );
     let rest: Vec<_> = results.collect();
     let (last, done) = rest.split_last().expect("Cancelled at least");
     assert!(matches!(last, Err(Error::Cancelled { .. })), "{rest:?}");
