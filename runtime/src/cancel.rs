@@ -88,7 +88,12 @@ impl CancelTarget {
         match self {
             CancelTarget::None => CancelOutcome::Finished,
             CancelTarget::Call(hub, id) => hub.cancel(*id),
-            CancelTarget::Parts(parts) => CancelOutcome::combine(parts.iter().map(|p| p.cancel())),
+            // The last first: the queued parts leave the queue before a
+            // running one's worker is killed, whose slot would otherwise
+            // take the next queued part to its new worker.
+            CancelTarget::Parts(parts) => {
+                CancelOutcome::combine(parts.iter().rev().map(|p| p.cancel()))
+            }
         }
     }
 }

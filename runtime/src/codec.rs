@@ -127,6 +127,14 @@ pub(crate) fn caller_encode_into<T: Serialize + ?Sized>(
     encoded
 }
 
+/// [`encode`] for a caller's call: a `Serialize` that panics is an error
+/// (see [`caller_encode_into`]).
+pub(crate) fn caller_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut out = crate::buffers::spare_buffer(0).unwrap_or_default();
+    caller_encode_into(value, &mut out)?;
+    Ok(out)
+}
+
 /// Runs `f`; a panic in it (in the user's `what` impl) becomes an error.
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {

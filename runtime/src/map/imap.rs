@@ -145,13 +145,6 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
         feeder
     }
 
-    /// Stops reading the input (exhausted, or stopped): no chunk is queued
-    /// any more, so the leave to queue them after `close` is given back.
-    fn stop_feeding(&mut self) {
-        self.items = None;
-        self.admission = None;
-    }
-
     /// Queues the next chunk, if the window has room and the input is not
     /// exhausted; returns whether it did. The window counts the chunks not
     /// yet yielded: in flight, or back early (before an earlier one, in
@@ -288,6 +281,13 @@ impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
 }
 
 impl<R, I: Iterator> Feeder<'_, R, I> {
+    /// Stops reading the input (exhausted, or stopped): no chunk is queued
+    /// any more, so the leave to queue them after `close` is given back.
+    fn stop_feeding(&mut self) {
+        self.items = None;
+        self.admission = None;
+    }
+
     /// Stops the feeding and cancels every chunk in flight (see
     /// [`Imap::cancel`]).
     fn cancel(&mut self) -> CancelOutcome {
@@ -295,13 +295,18 @@ impl<R, I: Iterator> Feeder<'_, R, I> {
         // nothing left.)
         let input_left = self
             .items
-            .take()
+            .as_ref()
             .filter(|items| items.size_hint().1 != Some(0))
             .map(|_| CancelOutcome::NotStarted);
         // (Cancelled before it queued anything, it just ends.)
         self.cancelled_input |= input_left.is_some() && self.submitted > 0;
-        self.admission = None;
-        let chunks = self.in_flight.values().map(|chunk| chunk.cancel());
+        self.stop_feeding();
+        // The last queued first (as a map's parts, see `CancelTarget`): a
+        // running chunk's worker is killed only once the chunks queued
+        // behind it have left the queue.
+        let mut chunks: Vec<_> = self.in_flight.iter().collect();
+        chunks.sort_unstable_by_key(|(number, _)| std::cmp::Reverse(**number));
+        let chunks = chunks.into_iter().map(|(_, chunk)| chunk.cancel());
         CancelOutcome::combine(chunks.chain(input_left))
     }
 }

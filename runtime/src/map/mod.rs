@@ -152,10 +152,12 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     // The next chunk to decode, in input order.
     let mut next = 0;
     loop {
-        while admission.is_some()
-            && window_admits(processes, running, running_items, running_bytes)
+        while window_admits(processes, running, running_items, running_bytes)
             && early_bytes < MAP_EARLY_BYTES
         {
+            let Some(admitted) = &admission else {
+                break;
+            };
             let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) else {
                 admission = None;
                 break;
@@ -170,9 +172,6 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
             let done = done_tx.clone();
             // Every chunk's promise is kept or failed, so this always
             // sends, and the receive below always ends.
-            let Some(admitted) = admission.as_ref() else {
-                break;
-            };
             submit_admitted::<M>(admitted, pool, bytes).listen_outcome(Box::new(move |outcome| {
                 let _ = done.send((number, outcome));
             }));

@@ -109,8 +109,6 @@ impl Pool {
             Ok(registration) => registration,
         };
         let task = task::intern(registration.info.name, BY_NAME, fingerprint);
-        let mut bytes = crate::buffers::spare_buffer(0).unwrap_or_default();
-        let encoded = codec::caller_encode_into(args, &mut bytes).map(|()| bytes.into());
-        self.submit(task, Kind::Single, encoded)
+        self.submit(task, Kind::Single, codec::caller_encode(args).map(Into::into))
     }
 }

@@ -23,9 +23,9 @@ pub(crate) enum Lazy {
     Imap,
 }
 
+/// The tickets out.
 #[derive(Default)]
 struct Open {
-    closing: bool,
     maps: usize,
     imaps: usize,
 }
@@ -34,8 +34,9 @@ struct Open {
 /// documentation).
 #[derive(Default)]
 pub(crate) struct Closing {
-    /// `close` was called: new calls and maps are refused. (Read on every
-    /// call without the lock.)
+    /// `close` was called: new calls and maps are refused. Read on every
+    /// call without the lock; written only under it, so that a ticket given
+    /// out and `close` are ordered.
     closing: AtomicBool,
     open: Mutex<Open>,
     /// Signalled when a `map` gives its ticket back.
@@ -60,7 +61,7 @@ impl Closing {
     /// A ticket for a map starting now; `None` once closing.
     pub(crate) fn admit(&self, kind: Lazy) -> Option<Ticket> {
         let mut open = self.lock();
-        if open.closing {
+        if self.is_closing() {
             return None;
         }
         match kind {
@@ -82,15 +83,14 @@ impl Closing {
             }
             Lazy::Imap => open.imaps -= 1,
         }
-        open.closing && open.maps + open.imaps == 0
+        self.is_closing() && open.maps + open.imaps == 0
     }
 
     /// Refuses new calls and maps; `true` if the dispatcher is to be
     /// closed now (no ticket is out).
     #[must_use = "the dispatcher must be closed when this returns true"]
     pub(crate) fn close(&self) -> bool {
-        let mut open = self.lock();
-        open.closing = true;
+        let open = self.lock();
         self.closing.store(true, Ordering::Release);
         open.maps + open.imaps == 0
     }
@@ -98,7 +98,6 @@ impl Closing {
     /// Closes, then waits until every `map` has given its ticket back.
     pub(crate) fn close_and_wait_for_maps(&self) {
         let mut open = self.lock();
-        open.closing = true;
         self.closing.store(true, Ordering::Release);
         while open.maps > 0 {
             open = self
