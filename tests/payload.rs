@@ -3,6 +3,7 @@
 //! frames longer than the length a reader trusts before bytes arrive.
 
 use procpool::{pool_task, Pool};
+use serde_bytes::ByteBuf;
 
 procpool::enable_test_support!();
 
@@ -93,7 +94,8 @@ fn splice(head: &[u8], tail: std::vec::Vec<u8>, sep: u8) -> Vec<u8> {
 
 type Bytes = Vec<u8>;
 
-/// A type alias is not recognized as `Vec<u8>`: it takes the generic path.
+/// A type alias of `Vec<u8>` is a block of bytes too (the runtime tells
+/// blocks by type, not by spelling).
 #[pool_task]
 fn alias_len(bytes: Bytes) -> (u32, usize) {
     (std::process::id(), bytes.len())
@@ -163,6 +165,58 @@ fn byte_tails_round_trip_at_every_size_and_by_name() {
             .apply_by_name("payload::tagged", &(i as u32, data))
             .unwrap();
         assert!(by_name == expected, "by name, {len}");
+    }
+}
+
+/// `serde_bytes::ByteBuf` travels as one block of bytes like `Vec<u8>`, in
+/// the same bytes: a large last one as the tail of a split frame.
+#[pool_task]
+fn tagged_buf(tag: u32, bytes: ByteBuf) -> ByteBuf {
+    let mut out = tag.to_le_bytes().to_vec();
+    out.extend_from_slice(&bytes);
+    ByteBuf::from(out)
+}
+
+/// A `ByteBuf` before another argument, and inside a tuple result.
+#[pool_task]
+fn buf_first(bytes: ByteBuf, tag: u8) -> (u8, ByteBuf) {
+    (tag, bytes)
+}
+
+#[test]
+fn byte_bufs_round_trip_at_every_size_and_mix_with_byte_vectors() {
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    for (i, len) in [0, 1, (64 << 10) - 4, 64 << 10, (64 << 10) + 1, 5 << 20]
+        .into_iter()
+        .enumerate()
+    {
+        let data = pattern(len, 40 + i as u8);
+        let mut expected = (i as u32).to_le_bytes().to_vec();
+        expected.extend_from_slice(&data);
+        let buf = ByteBuf::from(data.clone());
+        let direct = apply_tagged_buf(&pool, i as u32, buf.clone()).unwrap();
+        assert!(direct.as_slice() == expected, "apply, {len}");
+        let queued = apply_async_tagged_buf(&pool, i as u32, buf.clone());
+        assert!(
+            queued.get().unwrap().as_slice() == expected,
+            "queued, {len}"
+        );
+        // By name, through serde: the same bytes.
+        let by_name: ByteBuf = pool
+            .apply_by_name("payload::tagged_buf", &(i as u32, buf.clone()))
+            .unwrap();
+        assert!(by_name.as_slice() == expected, "by name, {len}");
+        let (tag, back) = apply_buf_first(&pool, buf, 7).unwrap();
+        assert!(tag == 7 && back.as_slice() == data, "not last, {len}");
+    }
+    let items: Vec<(u32, ByteBuf)> = (0..20u32)
+        .map(|i| (i, ByteBuf::from(pattern(i as usize * 100, i as u8))))
+        .collect();
+    let mapped = map_tagged_buf(&pool, items.clone()).unwrap();
+    for ((i, buf), out) in items.into_iter().zip(mapped) {
+        assert_eq!(&out[..4], &i.to_le_bytes());
+        assert!(out[4..] == buf[..], "map item {i}");
     }
 }
 

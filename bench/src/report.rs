@@ -297,8 +297,8 @@ pub fn notes(run: &Run) -> String {
          chunksize 1. Floors: Python's default chunking, one frame per chunk. procspawn's pool \
          has no map.\n\
          ³ Identity task, MB/s = 2 × size / round-trip time. procpool sends a top-level \
-         `Vec<u8>` as one block of bytes, like `serde_bytes::ByteBuf` (procspawn: element by \
-         element). Python sends `bytes` and the floors raw frames, so their two rows are the \
+         `Vec<u8>` or `serde_bytes::ByteBuf` as one block of bytes (procspawn: a `Vec<u8>` \
+         element by element). Python sends `bytes` and the floors raw frames, so their two rows are the \
          same figure.\n\
          ⁴ A fresh pool's worker after one trivial task; floors: the bench binary re-executed \
          as a floor child.\n\

@@ -133,11 +133,6 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
     let (apply, apply_async) = (m.family("apply", ""), m.family("apply_async", ""));
     let pushes = m.args.iter().map(|a| &a.push);
     let encode = quote!(#krate::__private::ArgsEncoder::new() #(#pushes)* .finish());
-    let call_task = if m.returns_bytes() {
-        quote!(call_task_bytes)
-    } else {
-        quote!(call_task)
-    };
     let apply_doc = docs::apply(&m.fn_name, &pool.to_string());
     let apply_async_doc = docs::apply_async(&m.fn_name, &pool.to_string());
     let name_doc = name_doc(name);
@@ -146,7 +141,7 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
         #[doc = #name_doc]
         #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
-            #krate::__private::#call_task::<#marker>(#pool, #encode)
+            #krate::__private::call_task::<#marker>(#pool, #encode)
         }
 
         #[doc = #apply_async_doc]
@@ -312,12 +307,8 @@ fn worker_entries(m: &Model<'_>) -> TokenStream {
     let decodes: Vec<_> = m.args.iter().map(|a| &a.decode).collect();
     let passes: Vec<_> = m.args.iter().map(|a| &a.pass).collect();
     let by_name_types = m.args.iter().map(|a| &a.by_name_ty);
-    // A `Vec<u8>` result is handed over whole (sent without a copy).
-    let (encode_output, out_arg) = if m.returns_bytes() {
-        (quote!(encode_byte_output), quote!(__procpool_out))
-    } else {
-        (quote!(encode_output), quote!(&__procpool_out))
-    };
+    // The result is handed over whole: a block of bytes (`Vec<u8>`,
+    // `serde_bytes::ByteBuf`) is sent without a copy.
     quote! {
         fn __procpool_call_batch(
             __procpool_bytes: &[u8],
@@ -344,7 +335,7 @@ fn worker_entries(m: &Model<'_>) -> TokenStream {
             #(#decodes)*
             __procpool_args.finish()?;
             let __procpool_out: #ret = #fn_ident(#(#passes),*);
-            #krate::__private::#encode_output::<#marker>(#out_arg)
+            #krate::__private::encode_output::<#marker>(__procpool_out)
         }
     }
 }

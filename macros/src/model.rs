@@ -156,16 +156,9 @@ impl<'a> Model<'a> {
         match a.referent {
             None => {
                 let ty = static_lifetimes(a.ty);
-                // A `Vec<u8>` is sent as one block instead of byte by byte
-                // (the same bytes).
-                let (push, decode) = if is_byte_vec(a.ty) {
-                    (
-                        quote!(.byte_vec::<#marker, #index>(#ident)),
-                        quote!(byte_vec),
-                    )
-                } else {
-                    (quote!(.value::<#marker, #index>(&#ident)), quote!(value))
-                };
+                // (A `Vec<u8>` or `serde_bytes::ByteBuf` is sent as one
+                // block of bytes: the runtime tells them by type.)
+                let (push, decode) = (quote!(.value::<#marker, #index>(#ident)), quote!(value));
                 ArgParts {
                     marker_impl: quote_spanned! {a.ty.span()=>
                         impl #krate::__private::ValueArg<#index> for #marker {
@@ -230,11 +223,6 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Whether the function returns a `Vec<u8>` (sent as one block).
-    pub(crate) fn returns_bytes(&self) -> bool {
-        self.task.output.is_some_and(is_byte_vec)
-    }
-
     /// A name of the generated family, `{prefix}_{fn}{suffix}`, at the
     /// function's name.
     pub(crate) fn family(&self, prefix: &str, suffix: &str) -> Ident {
@@ -245,28 +233,6 @@ impl<'a> Model<'a> {
     /// The lifetime of `imap`'s borrows.
     pub(crate) fn items_lifetime() -> Lifetime {
         Lifetime::new("'__procpool", Span::call_site())
-    }
-}
-
-/// `Vec<u8>` as written (any path ending in `Vec`): such values travel as one
-/// block of bytes. The generated code only compiles if the type really is
-/// `Vec<u8>` (the runtime's fast path requires it), so a look-alike cannot
-/// slip through.
-fn is_byte_vec(ty: &Type) -> bool {
-    let Type::Path(path) = ty else {
-        return false;
-    };
-    let Some(last) = path.path.segments.last() else {
-        return false;
-    };
-    if last.ident != "Vec" || path.qself.is_some() {
-        return false;
-    }
-    match &last.arguments {
-        syn::PathArguments::AngleBracketed(args) if args.args.len() == 1 => {
-            matches!(&args.args[0], syn::GenericArgument::Type(t) if is_u8(t, false))
-        }
-        _ => false,
     }
 }
 

@@ -8,14 +8,13 @@ pub use ::serde;
 
 pub use crate::registry::Registration;
 pub use crate::task::{
-    by_name_signature, encode_byte_output, encode_output, encode_ref, encode_result, encode_value,
+    by_name_signature, encode_output, encode_ref, encode_result, encode_value,
     fingerprint, ArgsDecoder, ArgsEncoder, CallError, EncodeItem, Encoded, Lend, RefArg, RefArgAt,
     Task,
     TaskInfo, TaskOutput, ValueArg,
 };
 
 use crate::call::Kind;
-use crate::wire::Body;
 use crate::{AsyncResult, Error, Imap, ImapUnordered, MapOptions, Pool};
 
 /// How many workers this process asked to exit (after `max_tasks_per_child`
@@ -34,17 +33,11 @@ pub fn fork_server_serves() -> Option<bool> {
 }
 
 /// `apply_<fn>`: runs the call and waits for its result.
-pub fn call_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Result<M::Output, Error> {
+pub fn call_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Result<M::Output, Error>
+where
+    M::Output: 'static,
+{
     pool.call(&M::INFO, args, crate::pool::decode_body::<M::Output>)
-}
-
-/// [`call_task`] for a task returning `Vec<u8>`: decodes it as one block
-/// (a large one is the very buffer it was received into).
-pub fn call_task_bytes<M: Task<Output = Vec<u8>>>(
-    pool: &Pool,
-    args: Result<Encoded, String>,
-) -> Result<Vec<u8>, Error> {
-    pool.call(&M::INFO, args, Body::into_byte_block)
 }
 
 /// `apply_async_<fn>`: queues the call.

@@ -194,8 +194,8 @@
 //!   reply), the calls answered meanwhile keep their results, the next one
 //!   (it may have started) fails with [`Error::WorkerDied`], and only the
 //!   ones behind it run again: a task never runs twice.
-//! - Large byte buffers: a top-level `Vec<u8>` argument or result travels as
-//!   one block of bytes, and from 64 KiB on without any copy but into the
+//! - Large byte buffers: a top-level `Vec<u8>` or `serde_bytes::ByteBuf`
+//!   argument or result travels as one block of bytes, and from 64 KiB on without any copy but into the
 //!   ring and out of it (the buffer it is read into becomes the argument or
 //!   the result). Bytes nested in other types go through serde element by
 //!   element: use [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec;
 
+mod block;
+
+pub(crate) use block::{from_block, is_block};
+
 /// Why a registered call could not produce result bytes.
 #[derive(Debug)]
 pub enum CallError {
@@ -22,10 +26,11 @@ pub enum CallError {
 }
 
 /// Encoded arguments or an encoded result: `bytes`, then, when the last
-/// thing encoded is a large `Vec<u8>`, that vector itself as `tail`, with
+/// thing encoded is a large block of bytes (a `Vec<u8>` or a
+/// `serde_bytes::ByteBuf`), that block itself as `tail`, with
 /// its length prefix at the end of `bytes`. The tail travels as the tail of
 /// a split frame (see `crate::wire::frame`) and is never copied into
-/// `bytes`: a large `Vec<u8>` costs one copy into the channel and one out.
+/// `bytes`: a large block costs one copy into the channel and one out.
 #[derive(Debug, Default)]
 pub struct Encoded {
     pub(crate) bytes: Vec<u8>,
@@ -44,7 +49,7 @@ impl From<Vec<u8>> for Encoded {
 /// Encoded arguments this small never keep a large spare buffer busy.
 const SMALL_ARGS: usize = 64 << 10;
 
-/// A `Vec<u8>` at least this large travels as a tail (see [`Encoded`]).
+/// A block of bytes at least this large travels as a tail (see [`Encoded`]).
 pub(crate) const TAIL_MIN: usize = 64 << 10;
 
 /// `value` as the last thing encoded: a tail if it is large.
@@ -252,29 +257,29 @@ impl ArgsEncoder {
         }
     }
 
-    /// Appends the `I`-th argument, taken by value.
-    pub fn value<M: ValueArg<I>, const I: usize>(self, value: &M::Type) -> Self {
-        self.push(value)
+    /// Appends the `I`-th argument, taken by value. A block of bytes (a
+    /// `Vec<u8>` or a `serde_bytes::ByteBuf`) goes as one: a large one is
+    /// kept as the tail while it is the last argument, so it is never
+    /// copied here.
+    pub fn value<M: ValueArg<I>, const I: usize>(mut self, value: M::Type) -> Self
+    where
+        M::Type: 'static,
+    {
+        let bytes = match block::into_block(value) {
+            Ok(bytes) => bytes,
+            Err(value) => return self.push(&value),
+        };
+        self.bytes = self.bytes.and_then(|encoded| {
+            let Encoded { bytes: head, tail } = settle(encoded);
+            debug_assert!(tail.is_empty());
+            byte_block(head, bytes)
+        });
+        self
     }
 
     /// Appends the `I`-th argument, taken by reference.
     pub fn by_ref<M: RefArgAt<I>, const I: usize>(self, value: &M::Referent) -> Self {
         self.push(value)
-    }
-
-    /// Appends the `I`-th argument, a `Vec<u8>`, as one block of bytes. A
-    /// large one is kept as the tail while it is the last argument, so it
-    /// is never copied here.
-    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
-        mut self,
-        value: Vec<u8>,
-    ) -> Self {
-        self.bytes = self.bytes.and_then(|encoded| {
-            let Encoded { bytes, tail } = settle(encoded);
-            debug_assert!(tail.is_empty());
-            byte_block(bytes, value)
-        });
-        self
     }
 
     /// Appends the `I`-th argument, a `&[u8]`, as one block of bytes.
@@ -350,9 +355,21 @@ impl<'a> ArgsDecoder<'a> {
         self.tail.take()
     }
 
-    /// Decodes the `I`-th argument, taken by value.
-    pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError> {
-        self.next()
+    /// Decodes the `I`-th argument, taken by value (a block of bytes as
+    /// one: a large one is the very buffer it was received into).
+    pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError>
+    where
+        M::Type: 'static,
+    {
+        if !block::is_block::<M::Type>() {
+            return self.next();
+        }
+        let bytes = match self.take_tail() {
+            Some(tail) => tail,
+            None => self.next::<codec::BytesIn>()?.0,
+        };
+        block::from_block(bytes)
+            .map_err(|_| CallError::DecodeArgs("not a block of bytes".to_string()))
     }
 
     /// Decodes the `I`-th argument, taken by reference, as an owned value
@@ -361,16 +378,6 @@ impl<'a> ArgsDecoder<'a> {
         &mut self,
     ) -> Result<impl Lend<M::Referent>, CallError> {
         Ok(Lent::<M::Referent>(self.next()?))
-    }
-
-    /// Decodes the `I`-th argument, a `Vec<u8>`, as one block of bytes.
-    pub fn byte_vec<M: ValueArg<I, Type = Vec<u8>>, const I: usize>(
-        &mut self,
-    ) -> Result<Vec<u8>, CallError> {
-        match self.take_tail() {
-            Some(tail) => Ok(tail),
-            None => Ok(self.next::<codec::BytesIn>()?.0),
-        }
     }
 
     /// Decodes the `I`-th argument, a `&[u8]`, as one block of bytes.
@@ -444,17 +451,17 @@ pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Encoded, CallEr
         .map_err(CallError::EncodeResult)
 }
 
-/// [`encode_output`] for a task returning `Vec<u8>`: one block of bytes, a
-/// large one sent as it is (see [`Encoded`]).
-pub fn encode_byte_output<M: TaskOutput<Output = Vec<u8>>>(
-    value: Vec<u8>,
-) -> Result<Encoded, CallError> {
-    byte_block(Vec::new(), value).map_err(CallError::EncodeResult)
-}
-
-/// [`encode_result`] for the task of marker `M`.
-pub fn encode_output<M: TaskOutput>(value: &M::Output) -> Result<Encoded, CallError> {
-    encode_result(value)
+/// [`encode_result`] for the task of marker `M`. A block of bytes (a
+/// `Vec<u8>` or a `serde_bytes::ByteBuf`) goes as one, a large one sent as
+/// it is (see [`Encoded`]).
+pub fn encode_output<M: TaskOutput>(value: M::Output) -> Result<Encoded, CallError>
+where
+    M::Output: 'static,
+{
+    match block::into_block(value) {
+        Ok(bytes) => byte_block(Vec::new(), bytes).map_err(CallError::EncodeResult),
+        Err(value) => encode_result(&value),
+    }
 }
 
 /// How a worker gets an argument the function takes by reference: it decodes
@@ -532,12 +539,15 @@ mod tests {
         impl ValueArg<1> for M {
             type Type = u32;
         }
+        impl ValueArg<2> for M {
+            type Type = serde_bytes::ByteBuf;
+        }
         let big = vec![9u8; TAIL_MIN];
         let small = vec![8u8; TAIL_MIN - 1];
         // Last and large: a tail, equal to the inline encoding.
         let encoded = ArgsEncoder::new()
-            .value::<M, 1>(&7)
-            .byte_vec::<M, 0>(big.clone())
+            .value::<M, 1>(7)
+            .value::<M, 0>(big.clone())
             .finish()
             .unwrap();
         assert_eq!(encoded.tail, big);
@@ -545,26 +555,26 @@ mod tests {
         assert_eq!([&encoded.bytes[..], &encoded.tail].concat(), inline);
         let mut args = decoder(&encoded);
         assert_eq!(args.value::<M, 1>().unwrap(), 7);
-        assert_eq!(args.byte_vec::<M, 0>().unwrap(), big);
+        assert_eq!(args.value::<M, 0>().unwrap(), big);
         args.finish().unwrap();
         // Small: inline.
         let encoded = ArgsEncoder::new()
-            .byte_vec::<M, 0>(small.clone())
+            .value::<M, 0>(small.clone())
             .finish()
             .unwrap();
         assert!(encoded.tail.is_empty());
-        assert_eq!(encoded.bytes, codec::encode(&(small,)).unwrap());
+        assert_eq!(encoded.bytes, codec::encode(&(small.clone(),)).unwrap());
         // Followed by another argument: settled into the bytes.
         let encoded = ArgsEncoder::new()
-            .byte_vec::<M, 0>(big.clone())
-            .value::<M, 1>(&3)
+            .value::<M, 0>(big.clone())
+            .value::<M, 1>(3)
             .finish()
             .unwrap();
         assert!(encoded.tail.is_empty());
         assert_eq!(encoded.bytes, codec::encode(&(big.clone(), 3u32)).unwrap());
         // A tail the worker decodes as another type of the same bytes.
         let encoded = ArgsEncoder::new()
-            .byte_vec::<M, 0>(big.clone())
+            .value::<M, 0>(big.clone())
             .finish()
             .unwrap();
         let mut args = decoder(&encoded);
@@ -574,5 +584,18 @@ mod tests {
         let mut args = decoder(&encoded);
         assert!(args.next::<u8>().is_ok());
         assert!(matches!(args.finish(), Err(CallError::DecodeArgs(_))));
+        // A `ByteBuf` is a block too, in the same bytes: either side may
+        // use either type.
+        let buf = serde_bytes::ByteBuf::from(big.clone());
+        let encoded = ArgsEncoder::new()
+            .value::<M, 2>(buf.clone())
+            .finish()
+            .unwrap();
+        assert_eq!(encoded.tail, big);
+        assert_eq!(decoder(&encoded).value::<M, 0>().unwrap(), big);
+        assert_eq!(decoder(&encoded).value::<M, 2>().unwrap(), buf);
+        let inline = codec::encode(&(small.clone(),)).unwrap();
+        let small_buf = ArgsDecoder::new(&inline).value::<M, 2>().unwrap();
+        assert_eq!(small_buf.into_vec(), small);
     }
 }

@@ -561,7 +561,12 @@ fn closed(task: &TaskInfo) -> Error {
 }
 
 /// Decodes a result as `T` and keeps its buffers for reuse.
-pub(crate) fn decode_body<T: DeserializeOwned>(body: Body) -> Result<T, String> {
+pub(crate) fn decode_body<T: DeserializeOwned + 'static>(body: Body) -> Result<T, String> {
+    if crate::task::is_block::<T>() {
+        return body.into_byte_block().map(|bytes| {
+            crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!("T is a block"))
+        });
+    }
     let value = codec::caller_side(|| codec::decode::<T>(&body.contiguous()));
     for buf in body.into_bufs() {
         buffers::recycle(buf);
