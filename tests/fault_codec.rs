@@ -106,7 +106,7 @@ fn a_map_item_that_fails_to_serialize_fails_alone() {
         assert_eq!(unordered.iter().filter(|r| is_refused(r)).count(), 1);
         // `map` returns the first error: the refused item's.
         let mapped = map_take_fussy_with(&pool, items(), options);
-        assert!(is_refused(&mapped.map(|_| 0)), "chunksize {chunksize}");
+        assert!(is_refused(&mapped.map(|_| 0)), "chunksize {chunksize:?}");
     }
     drop(pool);
     assert_no_children();
@@ -608,6 +608,63 @@ fn an_argument_whose_serialize_panics_is_an_encode_error_in_the_caller() {
         pool.apply_by_name::<u8>("fault_codec::shy", &(Shy(11),))
             .unwrap(),
         11
+    );
+    drop(pool);
+    assert_no_children();
+}
+
+/// In the map family an item whose `Serialize` panics fails alone, with
+/// `Err(Encode)` in its place, like an item that does not encode: `map`
+/// returns that error, `imap` yields it at the item's place and every other
+/// result around it; the calling thread lives on.
+#[test]
+fn an_item_whose_serialize_panics_fails_alone_in_the_map_family() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let items = || (0..40u8).map(Shy);
+    let is_shy_error = |e: &Error| {
+        matches!(e, Error::Encode { what, message, .. }
+            if *what == "arguments"
+                && message.contains("its Serialize panicked")
+                && message.contains("shy about 13"))
+    };
+    match map_shy(&pool, items()) {
+        Err(e) => assert!(is_shy_error(&e), "{e:?}"),
+        Ok(v) => panic!("expected the item's encode error, got {v:?}"),
+    }
+    match map_async_shy(&pool, items()).get() {
+        Err(e) => assert!(is_shy_error(&e), "{e:?}"),
+        Ok(v) => panic!("expected the item's encode error, got {v:?}"),
+    }
+    // Chunks of 1, of 5 and the default: the panic in the first item of a
+    // chunk, in its middle, or anywhere.
+    for chunksize in [Some(1), Some(5), None] {
+        let options = || match chunksize {
+            Some(n) => MapOptions::new().chunksize(n),
+            None => MapOptions::new(),
+        };
+        let got: Vec<_> = imap_shy_with(&pool, items(), options()).collect();
+        assert_eq!(got.len(), 40, "chunksize {chunksize:?}");
+        for (i, r) in got.into_iter().enumerate() {
+            match r {
+                Err(e) if i == 13 => assert!(is_shy_error(&e), "{e:?}"),
+                Ok(v) if i != 13 => assert_eq!(v as usize, i),
+                other => panic!("item {i}, chunksize {chunksize:?}: {other:?}"),
+            }
+        }
+        let mut unordered: Vec<_> = imap_unordered_shy_with(&pool, items(), options())
+            .map(|r| r.map_err(|e| assert!(is_shy_error(&e), "{e:?}")))
+            .collect();
+        unordered.sort();
+        let mut expected: Vec<_> = std::iter::once(Err(()))
+            .chain((0..40u8).filter(|&i| i != 13).map(Ok))
+            .collect();
+        expected.sort();
+        assert_eq!(unordered, expected, "chunksize {chunksize:?}");
+    }
+    assert_eq!(
+        map_shy(&pool, (0..13u8).map(Shy)).unwrap(),
+        (0..13).collect::<Vec<_>>()
     );
     drop(pool);
     assert_no_children();

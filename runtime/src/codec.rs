@@ -139,15 +139,17 @@ pub(crate) fn caller_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>,
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(done) => done,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a panic without a message");
-            Err(format!("its {what} panicked: {message}"))
-        }
+        Err(payload) => Err(format!("its {what} panicked: {}", panic_message(&*payload))),
     }
+}
+
+/// A panic's message, if it carries one (a `&str` or a `String`).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
 }
 
 /// Decodes a value from the start of `bytes`; returns it and the bytes used.

@@ -60,8 +60,9 @@ const LONG_PREFIX: usize = 5;
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
 /// bytes and the number of items taken. An item whose arguments do not
-/// encode goes as the reason why (see the module's documentation): it fails
-/// alone.
+/// encode, or whose `Serialize` panics, goes as the reason why (see the
+/// module's documentation): it fails alone. A panic of the input itself
+/// comes out of the call.
 pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     items: &mut I,
     size: usize,
@@ -69,20 +70,60 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
 ) -> Option<(Vec<u8>, usize)> {
     let first = items.next()?;
     let size = size.min(u32::MAX as usize);
-    let mut bytes = vec![0; 4];
-    let mut last = 0;
-    push_or_unsent::<M, I::Item>(first, &mut bytes, &mut last);
-    // Room for the rest, guessed from the first item (at most 16 MiB ahead).
-    let guess = (bytes.len() - 4).saturating_mul(size - 1);
-    bytes.reserve(guess.min(16 << 20).min(max_bytes));
-    let mut taken = 1;
-    while taken < size && bytes.len() < max_bytes {
-        let Some(item) = items.next() else { break };
-        push_or_unsent::<M, I::Item>(item, &mut bytes, &mut last);
-        taken += 1;
+    let mut fill = Fill {
+        bytes: vec![0; 4],
+        last: 0,
+        taken: 0,
+        encoding: None,
+    };
+    let mut first = Some(first);
+    // One `catch_unwind` per chunk, not per item: after a panic the loop
+    // goes on where it was.
+    while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Some(first) = first.take() {
+            fill.push::<M, I::Item>(first);
+            // Room for the rest, guessed from the first item (at most 16 MiB ahead).
+            let guess = (fill.bytes.len() - 4).saturating_mul(size - 1);
+            fill.bytes.reserve(guess.min(16 << 20).min(max_bytes));
+        }
+        while fill.taken < size && fill.bytes.len() < max_bytes {
+            let Some(item) = items.next() else { break };
+            fill.push::<M, I::Item>(item);
+        }
+    })) {
+        // An item's `Serialize` panicked: it goes as the reason why. Any
+        // other panic is the input's own.
+        let Some(start) = fill.encoding.take() else {
+            std::panic::resume_unwind(payload)
+        };
+        let why = format!("its Serialize panicked: {}", codec::panic_message(&*payload));
+        push_unsent(&mut fill.bytes, start, &why, &mut fill.last);
+        fill.taken += 1;
     }
+    let Fill { mut bytes, taken, .. } = fill;
     bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
     Some((bytes, taken))
+}
+
+/// A chunk being filled.
+struct Fill {
+    bytes: Vec<u8>,
+    /// The length of the last item encoded (see [`push_item`]).
+    last: usize,
+    /// How many items it holds.
+    taken: usize,
+    /// Where the item being encoded starts, while its `Serialize` runs.
+    encoding: Option<usize>,
+}
+
+impl Fill {
+    #[inline(always)]
+    fn push<M: EncodeItem<T>, T>(&mut self, item: T) {
+        self.encoding = Some(self.bytes.len());
+        push_or_unsent::<M, T>(item, &mut self.bytes, &mut self.last);
+        self.encoding = None;
+        self.taken += 1;
+    }
 }
 
 /// [`push_item`], or, if the item does not encode, the reason why in its
