@@ -197,11 +197,15 @@ fn byte_bufs_round_trip_at_every_size_and_mix_with_byte_vectors() {
         let buf = ByteBuf::from(data.clone());
         let direct = apply_tagged_buf(&pool, i as u32, buf.clone()).unwrap();
         assert!(direct.as_slice() == expected, "apply, {len}");
-        let queued = apply_async_tagged_buf(&pool, i as u32, buf.clone());
+        // Queued, with a callback that reads the same result.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let queued = apply_async_tagged_buf(&pool, i as u32, buf.clone())
+            .callback(move |b: ByteBuf| tx.send(b).unwrap());
         assert!(
             queued.get().unwrap().as_slice() == expected,
             "queued, {len}"
         );
+        assert!(rx.recv().unwrap().as_slice() == expected, "callback, {len}");
         // By name, through serde: the same bytes.
         let by_name: ByteBuf = pool
             .apply_by_name("payload::tagged_buf", &(i as u32, buf.clone()))

@@ -208,7 +208,7 @@ impl<T> fmt::Debug for AsyncResult<T> {
     }
 }
 
-impl<T: DeserializeOwned> AsyncResult<T> {
+impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     /// Turns the outcome into the result: through the cell's own decoder if
     /// it has one (a map's), else as one encoded `T`.
     fn decode(cell: &ResultCell, outcome: &Outcome) -> Result<T, Error> {
@@ -439,7 +439,7 @@ impl<T> AsyncResult<T> {
 ///     }
 /// }
 /// ```
-impl<T: DeserializeOwned> Future for AsyncResult<T> {
+impl<T: DeserializeOwned + 'static> Future for AsyncResult<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -450,9 +450,21 @@ impl<T: DeserializeOwned> Future for AsyncResult<T> {
     }
 }
 
-fn decode_outcome<T: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<T, Error> {
+fn decode_outcome<T: DeserializeOwned + 'static>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
-        Ok(body) => codec::caller_side(|| codec::decode(&body.contiguous())).map_err(|message| Error::Decode {
+        Ok(body) => codec::caller_side(|| {
+            // A block of bytes (a `Vec<u8>`, a `ByteBuf`) is copied out of
+            // the buffer it came in, which callbacks may read too.
+            if crate::task::is_block::<T>() {
+                let bytes = match body.block() {
+                    Some(block) => block.to_vec(),
+                    None => codec::decode::<codec::BytesIn>(&body.contiguous())?.0,
+                };
+                return Ok(crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!()));
+            }
+            codec::decode(&body.contiguous())
+        })
+        .map_err(|message| Error::Decode {
             task: task.to_string(),
             what: "result",
             message,

@@ -51,7 +51,7 @@ impl Pool {
     ///     Ok(())
     /// }
     /// ```
-    pub fn apply_by_name<R: DeserializeOwned>(
+    pub fn apply_by_name<R: DeserializeOwned + 'static>(
         &self,
         name: &str,
         args: &(impl Serialize + ?Sized),
@@ -76,7 +76,7 @@ impl Pool {
     ///     Ok(())
     /// }
     /// ```
-    pub fn apply_async_by_name<R: DeserializeOwned>(
+    pub fn apply_async_by_name<R: DeserializeOwned + 'static>(
         &self,
         name: &str,
         args: &(impl Serialize + ?Sized),

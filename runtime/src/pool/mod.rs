@@ -392,7 +392,7 @@ impl Pool {
     /// `apply_<fn>`. When the dispatcher can run it from the calling thread
     /// at once (a local pool with an idle worker and nothing queued), it
     /// does; otherwise the call queues like `apply_async`.
-    pub(crate) fn call<R: DeserializeOwned>(
+    pub(crate) fn call<R: DeserializeOwned + 'static>(
         &self,
         task: &'static TaskInfo,
         args: Result<Encoded, String>,

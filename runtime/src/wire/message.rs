@@ -182,11 +182,18 @@ impl Body {
     /// The result as a byte block (a `Vec<u8>` result): the tail itself
     /// when the head is exactly its encoded length, else decoded.
     pub(crate) fn into_byte_block(self) -> Result<Vec<u8>, String> {
-        if !self.tail().is_empty() && codec::is_len_of(self.head(), self.tail().len()) {
+        if self.block().is_some() {
             let [_, tail] = self.into_bufs();
             return Ok(tail);
         }
         codec::decode::<codec::BytesIn>(&self.contiguous()).map(|b| b.0)
+    }
+
+    /// The block of bytes this is, if it came as one (the tail, with the
+    /// head exactly its encoded length: a large `Vec<u8>` or `ByteBuf`).
+    pub(crate) fn block(&self) -> Option<&[u8]> {
+        let tail = self.tail();
+        (!tail.is_empty() && codec::is_len_of(self.head(), tail.len())).then_some(tail)
     }
 
     /// The buffers, for reuse: the head's and the tail's (none if small).
