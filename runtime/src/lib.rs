@@ -195,14 +195,17 @@
 //!   (it may have started) fails with [`Error::WorkerDied`], and only the
 //!   ones behind it run again: a task never runs twice.
 //! - Large byte buffers: a top-level `Vec<u8>` or `serde_bytes::ByteBuf`
-//!   argument or result travels as one block of bytes, and from 64 KiB on without any copy but into the
-//!   ring and out of it (the buffer it is read into becomes the argument or
-//!   the result). Bytes nested in other types go through serde element by
-//!   element: use [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
-//!   `#[serde(with = "serde_bytes")]`) to send them as one block. A thread
-//!   that made a large `apply_<fn>` call keeps up to two buffers of that
-//!   size for the next one; a worker keeps the memory a large call freed
-//!   while calls keep coming and gives it back after half a second idle.
+//!   argument or result travels as one block of bytes, and from 64 KiB on
+//!   without any copy but into the ring and out of it (the buffer it is
+//!   read into becomes the argument or the result; an `apply_async_<fn>`
+//!   result is copied out of it once more, as its callbacks may read it
+//!   too). Bytes nested in other types go through serde element by element:
+//!   use [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
+//!   `#[serde(with = "serde_bytes")]`) there to send them as one block. A
+//!   thread that made a large `apply_<fn>` call keeps up to two buffers of
+//!   that size for the next one; a worker keeps the memory a large call
+//!   freed while calls keep coming and gives it back after half a second
+//!   idle.
 
 #![warn(missing_docs)]
 // Examples show `fn main` on purpose: `procpool::init()` must come first in it.
