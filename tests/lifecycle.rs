@@ -133,6 +133,36 @@ fn bad_configuration_is_a_typed_error() {
         Err(Error::Config { message }) => assert!(message.contains("max_frame_bytes"), "{message}"),
         other => panic!("expected Config, got {other:?}"),
     }
+    // A zero time limit would fail every call: refused at build.
+    match Pool::builder()
+        .processes(1)
+        .task_timeout(std::time::Duration::ZERO)
+        .build()
+    {
+        Err(Error::Config { message }) => assert!(message.contains("task_timeout"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
+    // A handle's zero limit: every call through it times out before it
+    // starts (no worker is killed), and the pool serves on.
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_nap(&pool, 0).unwrap();
+    let zero = pool.with_task_timeout(Some(std::time::Duration::ZERO));
+    for _ in 0..3 {
+        assert!(matches!(apply_nap(&zero, 0), Err(Error::Timeout { .. })));
+        assert!(matches!(
+            apply_async_nap(&zero, 0).get(),
+            Err(Error::Timeout { .. })
+        ));
+    }
+    assert!(matches!(map_nap(&zero, [0, 0]), Err(Error::Timeout { .. })));
+    let items: Vec<_> = imap_nap(&zero, [0, 0, 0]).collect();
+    assert_eq!(items.len(), 3);
+    assert!(items
+        .iter()
+        .all(|r| matches!(r, Err(Error::Timeout { .. }))));
+    assert_eq!(apply_nap(&pool, 0).unwrap(), pid);
+    drop((zero, pool));
+    assert_no_children();
 }
 
 #[test]

@@ -86,7 +86,8 @@ impl PoolBuilder {
     /// Time limit for every task (default: none). A task past it fails with
     /// [`Error::Timeout`], and its worker is killed and replaced.
     /// [`Pool::with_task_timeout`] overrides it for the calls made through
-    /// another handle.
+    /// another handle. A zero limit is refused by [`build`](Self::build)
+    /// ([`Error::Config`]): no task could ever finish.
     #[must_use = "the setter returns the changed builder"]
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
@@ -293,6 +294,11 @@ impl PoolBuilder {
         }
         if self.stall_timeout.is_zero() {
             return config_error("frame_stall_timeout must be more than zero".into());
+        }
+        if self.task_timeout.is_some_and(|limit| limit.is_zero()) {
+            return config_error(
+                "task_timeout must be more than zero (leave it unset for no limit)".into(),
+            );
         }
         if self.max_tasks_per_child == Some(0) {
             return config_error("max_tasks_per_child must be at least 1".into());

@@ -209,7 +209,8 @@ impl Pool {
     /// have the time limit `limit` instead of the pool-wide one (`None`: no
     /// limit). Pass it to the generated functions like the pool itself:
     /// `apply_f(&pool.with_task_timeout(Some(d)), x)`. A task past its limit
-    /// fails with [`Error::Timeout`] and its worker is killed and replaced.
+    /// fails with [`Error::Timeout`] and its worker is killed and replaced
+    /// (with `Some(Duration::ZERO)`, every call fails so at once, unsent).
     ///
     /// The handles share one life cycle: `close`, `join` and `terminate` on
     /// any of them act on the whole pool, and the pool is closed and joined
@@ -278,12 +279,21 @@ impl Pool {
             what: "arguments",
             message,
         })?;
+        let timeout = self.task_timeout();
+        // A zero limit (a handle's: the builder refuses one) is past before
+        // any call can start: none is sent, and no worker is killed.
+        if let Some(limit) = timeout.filter(Duration::is_zero) {
+            return Err(Error::Timeout {
+                task: task.name.to_string(),
+                limit,
+            });
+        }
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
             args: args.into(),
             kind,
-            timeout: self.task_timeout().into(),
+            timeout: timeout.into(),
         })
     }
 
