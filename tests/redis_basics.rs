@@ -147,6 +147,22 @@ fn a_nodes_errors_arrive_as_the_same_variants() {
         }
         other => panic!("{other:?}"),
     }
+    // A limit under a millisecond reaches the node as one millisecond (it
+    // went as zero, which the node read as a zero limit, and raced), and
+    // a zero limit fails at once, unsent.
+    let hasty = pool.with_task_timeout(Some(Duration::from_micros(500)));
+    match apply_mark(&hasty, dir.file("marks"), "hasty".into(), 10_000) {
+        Err(Error::Timeout { limit, .. }) => assert_eq!(limit, Duration::from_millis(1)),
+        other => panic!("{other:?}"),
+    }
+    let zero = pool.with_task_timeout(Some(Duration::ZERO));
+    match apply_mark(&zero, dir.file("marks"), "zero".into(), 0) {
+        Err(Error::Timeout { limit, .. }) => assert_eq!(limit, Duration::ZERO),
+        other => panic!("{other:?}"),
+    }
+    assert!(!marks(&dir.file("marks"), "start")
+        .iter()
+        .any(|m| m.contains("zero")));
     assert_eq!(apply_square(&pool, 4).unwrap(), 16, "the node carries on");
 }
 

@@ -53,8 +53,11 @@ pub enum Error {
         status: ExitInfo,
     },
 
-    /// The task ran past its time limit; its worker was killed and replaced.
-    #[error("task `{task}` ran past its time limit of {limit:?}; its worker was killed")]
+    /// The task ran past its time limit: its worker, if it had started it,
+    /// was killed and replaced. (Under a zero limit, which only
+    /// [`Pool::with_task_timeout`](crate::Pool::with_task_timeout) can set,
+    /// the call fails at once and is never sent.)
+    #[error("task `{task}` ran past its time limit of {limit:?}")]
     Timeout {
         /// Registered name of the task.
         task: String,

@@ -199,9 +199,10 @@
 //!   without any copy but into the ring and out of it (the buffer it is
 //!   read into becomes the argument or the result; an `apply_async_<fn>`
 //!   result is copied out of it once more, as its callbacks may read it
-//!   too). Bytes nested in other types go through serde element by element:
-//!   use [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
-//!   `#[serde(with = "serde_bytes")]`) there to send them as one block. A
+//!   too). A `Vec<u8>` nested in other types, or a map item or result, goes
+//!   through serde element by element: use
+//!   [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
+//!   `#[serde(with = "serde_bytes")]`) there to send it as one block. A
 //!   thread that made a large `apply_<fn>` call keeps up to two buffers of
 //!   that size for the next one; a worker keeps the memory a large call
 //!   freed while calls keep coming and gives it back after half a second

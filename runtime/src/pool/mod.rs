@@ -280,14 +280,7 @@ impl Pool {
             message,
         })?;
         let timeout = self.task_timeout();
-        // A zero limit (a handle's: the builder refuses one) is past before
-        // any call can start: none is sent, and no worker is killed.
-        if let Some(limit) = timeout.filter(Duration::is_zero) {
-            return Err(Error::Timeout {
-                task: task.name.to_string(),
-                limit,
-            });
-        }
+        zero_limit(task, timeout)?;
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
@@ -313,12 +306,14 @@ impl Pool {
         let registration = crate::registry::lookup(task)?;
         let signature = "<the signature of a remote caller>";
         let task = crate::task::intern(registration.info.name, signature, fingerprint);
+        let timeout = timeout.or(self.inner.config.task_timeout);
+        zero_limit(task, timeout)?;
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
             task,
             args: args.into(),
             kind,
-            timeout: timeout.or(self.inner.config.task_timeout).into(),
+            timeout: timeout.into(),
         })
     }
 
@@ -567,6 +562,19 @@ impl std::fmt::Debug for Pool {
 fn closed(task: &TaskInfo) -> Error {
     Error::PoolClosed {
         task: task.name.to_string(),
+    }
+}
+
+/// A zero time limit (a handle's, or a remote caller's: the builder refuses
+/// one) is past before any call can start: `Timeout` at once, so that none
+/// is sent and no worker is killed (a quick call would race the limit).
+fn zero_limit(task: &TaskInfo, timeout: Option<Duration>) -> Result<(), Error> {
+    match timeout.filter(Duration::is_zero) {
+        Some(limit) => Err(Error::Timeout {
+            task: task.name.to_string(),
+            limit,
+        }),
+        None => Ok(()),
     }
 }
 

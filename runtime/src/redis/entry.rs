@@ -34,9 +34,13 @@ fn kind_of(letter: &[u8]) -> Option<Kind> {
     }
 }
 
-/// A time limit as a task entry carries it.
+/// A time limit as a task entry carries it: whole milliseconds, rounded
+/// up, so that a limit under one is not read as none at all (zero).
 pub(crate) fn timeout_field(limit: Option<Duration>) -> String {
-    limit.map_or(String::new(), |d| d.as_millis().to_string())
+    limit.map_or(String::new(), |d| {
+        let ms = d.as_nanos().div_ceil(1_000_000);
+        ms.to_string()
+    })
 }
 
 /// A task entry as a node reads it.
@@ -164,6 +168,14 @@ mod tests {
             (b"o".to_vec(), timeout.as_bytes().to_vec()),
             (b"a".to_vec(), args),
         ]
+    }
+
+    #[test]
+    fn a_limit_under_a_millisecond_is_sent_as_one_not_as_none() {
+        assert_eq!(timeout_field(None), "");
+        assert_eq!(timeout_field(Some(Duration::from_micros(500))), "1");
+        assert_eq!(timeout_field(Some(Duration::from_millis(1500))), "1500");
+        assert_eq!(timeout_field(Some(Duration::from_micros(1_500_001))), "1501");
     }
 
     #[test]
