@@ -224,6 +224,41 @@ fn byte_bufs_round_trip_at_every_size_and_mix_with_byte_vectors() {
     }
 }
 
+/// A map's `Vec<u8>` items and results go as blocks inside their chunks
+/// (the same bytes as element by element): every size comes back exact,
+/// with the argument before it, in `map`, `imap` and `imap_unordered`.
+#[test]
+fn byte_vectors_in_maps_round_trip_at_every_size() {
+    procpool::init();
+    let pool = Pool::new(2).unwrap();
+    let sizes = [0, 1, 300, (64 << 10) - 1, 64 << 10, (64 << 10) + 1, 1 << 20];
+    let items: Vec<(u32, Vec<u8>)> = sizes
+        .iter()
+        .cycle()
+        .take(21)
+        .enumerate()
+        .map(|(i, &len)| (i as u32, pattern(len, 60 + i as u8)))
+        .collect();
+    let expected: Vec<Vec<u8>> = items
+        .iter()
+        .map(|(tag, bytes)| [&tag.to_le_bytes()[..], bytes].concat())
+        .collect();
+    let mapped = map_tagged(&pool, items.clone()).unwrap();
+    assert!(mapped == expected, "map");
+    let options = procpool::MapOptions::new().chunksize(4);
+    let ordered: Vec<Vec<u8>> = imap_tagged_with(&pool, items.clone(), options)
+        .map(Result::unwrap)
+        .collect();
+    assert!(ordered == expected, "imap");
+    let mut unordered: Vec<Vec<u8>> = imap_unordered_tagged(&pool, items)
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort();
+    let mut sorted = expected;
+    sorted.sort();
+    assert!(unordered == sorted, "imap_unordered");
+}
+
 #[pool_task]
 fn echo(bytes: Vec<u8>) -> Vec<u8> {
     bytes

@@ -61,7 +61,10 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
-) -> Result<Vec<M::Output>, Error> {
+) -> Result<Vec<M::Output>, Error>
+where
+    M::Output: 'static,
+{
     crate::map::map::<M, I>(pool, items, options)
 }
 
@@ -70,7 +73,10 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
-) -> AsyncResult<Vec<M::Output>> {
+) -> AsyncResult<Vec<M::Output>>
+where
+    M::Output: 'static,
+{
     crate::map::map_async::<M, I>(pool, items, options)
 }
 
@@ -79,7 +85,10 @@ pub fn imap<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIter: 'a>>(
     pool: &'a Pool,
     items: I,
     options: MapOptions,
-) -> Imap<'a, M::Output, I::IntoIter> {
+) -> Imap<'a, M::Output, I::IntoIter>
+where
+    M::Output: 'static,
+{
     Imap::new::<M, I>(pool, items, options)
 }
 
@@ -88,7 +97,10 @@ pub fn imap_unordered<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIte
     pool: &'a Pool,
     items: I,
     options: MapOptions,
-) -> ImapUnordered<'a, M::Output, I::IntoIter> {
+) -> ImapUnordered<'a, M::Output, I::IntoIter>
+where
+    M::Output: 'static,
+{
     ImapUnordered::new::<M, I>(pool, items, options)
 }
 
@@ -100,7 +112,10 @@ pub fn run_chunk<M: TaskOutput, A>(
     out: &mut Vec<u8>,
     decode: impl FnMut(&mut ArgsDecoder<'_>) -> Result<A, CallError>,
     call: impl FnMut(A) -> M::Output,
-) -> Result<(), CallError> {
+) -> Result<(), CallError>
+where
+    M::Output: 'static,
+{
     crate::map::chunk::run(bytes, out, decode, call)
 }
 

@@ -199,7 +199,8 @@
 //!   without any copy but into the ring and out of it (the buffer it is
 //!   read into becomes the argument or the result; an `apply_async_<fn>`
 //!   result is copied out of it once more, as its callbacks may read it
-//!   too). A `Vec<u8>` nested in other types, or a map item or result, goes
+//!   too). A map item or result that is a `Vec<u8>` or `ByteBuf` goes as
+//!   one block inside its chunk. A `Vec<u8>` nested in other types goes
 //!   through serde element by element: use
 //!   [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or
 //!   `#[serde(with = "serde_bytes")]`) there to send it as one block. A

@@ -222,8 +222,35 @@ pub trait EncodeItem<I> {
 pub fn encode_value<M: ValueArg<I>, const I: usize>(
     value: &M::Type,
     chunk: &mut Vec<u8>,
+) -> Result<(), String>
+where
+    M::Type: 'static,
+{
+    encode_value_into(value, chunk)
+}
+
+/// Appends `value` to `out`: a block of bytes (a `Vec<u8>`, a `ByteBuf`)
+/// as one, not element by element (the same bytes).
+#[inline]
+pub(crate) fn encode_value_into<T: Serialize + 'static>(
+    value: &T,
+    out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    codec::encode_into(value, chunk)
+    match block::as_block(value) {
+        Some(bytes) => codec::encode_into(&codec::BytesOut(bytes), out),
+        None => codec::encode_into(value, out),
+    }
+}
+
+/// Decodes `bytes`, all of them, as a `T`: a block of bytes (a `Vec<u8>`, a
+/// `ByteBuf`) as one, not element by element.
+#[inline]
+pub(crate) fn decode_value<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
+    if !block::is_block::<T>() {
+        return codec::decode(bytes);
+    }
+    let bytes = codec::decode::<codec::BytesIn>(bytes)?.0;
+    block::from_block(bytes).map_err(|_| "not a block of bytes".to_string())
 }
 
 /// Appends the `I`-th argument, taken by reference, to a chunk.

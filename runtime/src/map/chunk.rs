@@ -294,7 +294,7 @@ fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, String> {
 /// value, all under one panic guard, and appends its record to `out`. A
 /// panic or a failure in any of the three fails that item alone; only a
 /// malformed chunk fails the whole.
-pub(crate) fn run<A, R: Serialize>(
+pub(crate) fn run<A, R: Serialize + 'static>(
     bytes: &[u8],
     out: &mut Vec<u8>,
     mut decode: impl FnMut(&mut ArgsDecoder<'_>) -> Result<A, CallError>,
@@ -328,7 +328,7 @@ pub(crate) fn run<A, R: Serialize>(
             }
             let value = call(decoded);
             out.push(REC_VALUE);
-            codec::encode_into(&value, out).map_err(CallError::EncodeResult)
+            crate::task::encode_value_into(&value, out).map_err(CallError::EncodeResult)
         });
         let failed = match ran {
             Ok(Ok(())) => match seal_value(out, start) {
@@ -445,11 +445,15 @@ pub(crate) fn records<'b>(
 /// Caller side: decodes `sent` records that are all values (the reply's
 /// `all_values` flag) onto `out` in one pass; `Err` (with some values
 /// appended) if one is not, or does not decode.
-pub(crate) fn decode_values<R: DeserializeOwned>(
+pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
     records: &[u8],
     sent: usize,
     out: &mut Vec<R>,
 ) -> Result<(), String> {
+    // Blocks of bytes are read one record at a time, each as one block.
+    if crate::task::is_block::<R>() {
+        return Err("blocks are read one by one".to_string());
+    }
     let used = codec::caller_side(|| {
         codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out)
     })?;
@@ -481,14 +485,14 @@ impl<'a> Records<'a> {
     /// a record that cannot be read ends the walk with an error (the rest
     /// cannot be found).
     #[inline]
-    pub(crate) fn next<R: DeserializeOwned>(&mut self) -> Option<Result<R, Error>> {
+    pub(crate) fn next<R: DeserializeOwned + 'static>(&mut self) -> Option<Result<R, Error>> {
         let (&tag, body) = self.rest.split_first()?;
         // The hot path: a value, decoded in place (no error built or moved).
         let unreadable = match value_of(tag, body) {
             Some(Ok((value, rest))) => {
                 self.rest = rest;
                 return Some(
-                    codec::caller_side(|| codec::decode::<R>(value))
+                    codec::caller_side(|| crate::task::decode_value::<R>(value))
                         .map_err(|message| self.undecodable(message)),
                 );
             }
@@ -566,7 +570,7 @@ impl<'a> Records<'a> {
 /// Decodes one chunk's outcome into `out`, one entry per item sent: a
 /// failure of the whole chunk (its worker died, the pool was terminated)
 /// fails each of its items.
-pub(crate) fn decode_chunk<R: DeserializeOwned>(
+pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
     task: &str,
     outcome: &Outcome,
     sent: usize,

@@ -104,7 +104,7 @@ struct Feeder<'a, R, I> {
     ready: VecDeque<Result<R, Error>>,
 }
 
-impl<'a, R: DeserializeOwned, I: Iterator> Feeder<'a, R, I> {
+impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
     fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions, ordered: bool) -> Self
     where
         M: Task + EncodeItem<I::Item>,
@@ -367,7 +367,7 @@ impl<R, I> Feeder<'_, R, I> {
 #[must_use = "an imap does nothing unless iterated"]
 pub struct Imap<'a, R, I>(Feeder<'a, R, I>);
 
-impl<'a, R: DeserializeOwned, I: Iterator> Imap<'a, R, I> {
+impl<'a, R: DeserializeOwned + 'static, I: Iterator> Imap<'a, R, I> {
     pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
     where
         M: Task<Output = R> + EncodeItem<I::Item>,
@@ -412,7 +412,7 @@ impl<R, I: Iterator> Imap<'_, R, I> {
     }
 }
 
-impl<R: DeserializeOwned, I: Iterator> Iterator for Imap<'_, R, I> {
+impl<R: DeserializeOwned + 'static, I: Iterator> Iterator for Imap<'_, R, I> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -452,7 +452,7 @@ impl<R, I> fmt::Debug for Imap<'_, R, I> {
 #[must_use = "an imap_unordered does nothing unless iterated"]
 pub struct ImapUnordered<'a, R, I>(Feeder<'a, R, I>);
 
-impl<'a, R: DeserializeOwned, I: Iterator> ImapUnordered<'a, R, I> {
+impl<'a, R: DeserializeOwned + 'static, I: Iterator> ImapUnordered<'a, R, I> {
     pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
     where
         M: Task<Output = R> + EncodeItem<I::Item>,
@@ -486,7 +486,7 @@ impl<R, I: Iterator> ImapUnordered<'_, R, I> {
     }
 }
 
-impl<R: DeserializeOwned, I: Iterator> Iterator for ImapUnordered<'_, R, I> {
+impl<R: DeserializeOwned + 'static, I: Iterator> Iterator for ImapUnordered<'_, R, I> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {

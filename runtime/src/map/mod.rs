@@ -131,7 +131,10 @@ pub fn map<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
-) -> Result<Vec<M::Output>, Error> {
+) -> Result<Vec<M::Output>, Error>
+where
+    M::Output: 'static,
+{
     let task = M::INFO.name;
     let processes = pool.processes();
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
@@ -202,7 +205,7 @@ fn outcome_len(outcome: &Outcome) -> usize {
 
 /// Decodes the `sent` results of one chunk's outcome onto `out`, or returns
 /// the first error among them (or the chunk's own).
-fn decode_into<R: DeserializeOwned>(
+fn decode_into<R: DeserializeOwned + 'static>(
     task: &str,
     outcome: &Outcome,
     sent: usize,
@@ -237,7 +240,10 @@ pub fn map_async<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
-) -> AsyncResult<Vec<M::Output>> {
+) -> AsyncResult<Vec<M::Output>>
+where
+    M::Output: 'static,
+{
     let name = M::INFO.name;
     let (promise, result) =
         result::pending_with(&M::INFO, pool.hub(), decode_gathered::<M::Output>);
@@ -329,7 +335,10 @@ impl Gather {
     }
 }
 
-fn decode_gathered<R: DeserializeOwned>(task: &str, outcome: &Outcome) -> Result<Vec<R>, Error> {
+fn decode_gathered<R: DeserializeOwned + 'static>(
+    task: &str,
+    outcome: &Outcome,
+) -> Result<Vec<R>, Error> {
     let bytes = outcome.as_ref().map_err(Clone::clone)?;
     let Some((total, records)) = bytes.head().split_first_chunk::<8>() else {
         return Err(Error::Protocol {

@@ -8,19 +8,47 @@
 //! calls, not by how the user spelled the type: an alias of `Vec<u8>` gets
 //! the block too, and a type merely named `ByteBuf` goes the ordinary way.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 
 use serde_bytes::ByteBuf;
 
+// Each check compares two `TypeId` constants, which the compiler folds: for
+// any other type these functions cost nothing on the hot paths they sit on
+// (a map's items and results).
+
+fn is_vec<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Vec<u8>>()
+}
+
+fn is_buf<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<ByteBuf>()
+}
+
 /// Whether values of `T` travel as one block of bytes.
+#[inline]
 pub(crate) fn is_block<T: 'static>() -> bool {
-    let probe: Option<T> = None;
-    let any: &dyn Any = &probe;
-    any.is::<Option<Vec<u8>>>() || any.is::<Option<ByteBuf>>()
+    is_vec::<T>() || is_buf::<T>()
+}
+
+/// `value`'s bytes if `T` travels as one block of bytes.
+#[inline]
+pub(crate) fn as_block<T: 'static>(value: &T) -> Option<&[u8]> {
+    let any: &dyn Any = value;
+    if is_vec::<T>() {
+        return any.downcast_ref::<Vec<u8>>().map(Vec::as_slice);
+    }
+    if is_buf::<T>() {
+        return any.downcast_ref::<ByteBuf>().map(|buf| buf.as_slice());
+    }
+    None
 }
 
 /// `value`'s bytes if `T` travels as one block of bytes, else `value` back.
+#[inline]
 pub(crate) fn into_block<T: 'static>(value: T) -> Result<Vec<u8>, T> {
+    if !is_block::<T>() {
+        return Err(value);
+    }
     let mut slot = Some(value);
     let any: &mut dyn Any = &mut slot;
     let taken = if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
@@ -38,6 +66,9 @@ pub(crate) fn into_block<T: 'static>(value: T) -> Result<Vec<u8>, T> {
 
 /// `bytes` as a `T` if `T` travels as one block of bytes, else `bytes` back.
 pub(crate) fn from_block<T: 'static>(bytes: Vec<u8>) -> Result<T, Vec<u8>> {
+    if !is_block::<T>() {
+        return Err(bytes);
+    }
     let mut slot: Option<T> = None;
     let any: &mut dyn Any = &mut slot;
     if let Some(vec) = any.downcast_mut::<Option<Vec<u8>>>() {
@@ -60,6 +91,9 @@ mod tests {
         assert!(is_block::<Vec<u8>>() && is_block::<Alias>() && is_block::<ByteBuf>());
         assert!(!is_block::<Vec<u16>>() && !is_block::<String>() && !is_block::<(Vec<u8>,)>());
 
+        assert_eq!(as_block(&vec![1u8, 2]), Some(&[1u8, 2][..]));
+        assert_eq!(as_block(&ByteBuf::from(vec![3u8])), Some(&[3u8][..]));
+        assert_eq!(as_block(&vec![1u16]), None);
         assert_eq!(into_block(vec![1u8, 2]), Ok(vec![1, 2]));
         assert_eq!(into_block(ByteBuf::from(vec![3u8])), Ok(vec![3]));
         assert_eq!(into_block(String::from("x")), Err(String::from("x")));
