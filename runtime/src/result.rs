@@ -453,16 +453,13 @@ impl<T: DeserializeOwned + 'static> Future for AsyncResult<T> {
 fn decode_outcome<T: DeserializeOwned + 'static>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
         Ok(body) => codec::caller_side(|| {
-            // A block of bytes (a `Vec<u8>`, a `ByteBuf`) is copied out of
-            // the buffer it came in, which callbacks may read too.
-            if crate::task::is_block::<T>() {
-                let bytes = match body.block() {
-                    Some(block) => block.to_vec(),
-                    None => codec::decode::<codec::BytesIn>(&body.contiguous())?.0,
-                };
-                return Ok(crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!()));
+            // A block of bytes (a `Vec<u8>`, a `ByteBuf`) that came as a
+            // tail is copied out of it (callbacks may read it too).
+            if let (true, Some(block)) = (crate::task::is_block::<T>(), body.block()) {
+                return crate::task::from_block(block.to_vec())
+                    .map_err(|_| "not a block of bytes".to_string());
             }
-            codec::decode(&body.contiguous())
+            crate::task::decode_value(&body.contiguous())
         })
         .map_err(|message| Error::Decode {
             task: task.to_string(),
