@@ -7,7 +7,10 @@ use crate::{measure, run_floor, run_procpool, run_python, tasks};
 
 /// `apply` (round trips), `async` (a batch of apply_async over 2 workers),
 /// `payload` (64 MiB ByteBuf echoes) on `procpool` or `floor` (the socket
-/// floor, 2 children for `async`, else 1);
+/// floor, 2 children for `async`, else 1); on `procpool` only: `async5`
+/// (five such batches on one pool, each one's rate printed, as the
+/// benchmark's row measures them), `payload_async` (the echoes through
+/// apply_async), `callersT` (`T` threads calling `apply` at once);
 /// `map` / `map1` (default chunking / chunksize 1) on `procpool` or
 /// `python`; `n` is the number of calls, tasks, echoes or items.
 pub fn run(workload: &str, system: &str, n: usize) {
@@ -24,6 +27,9 @@ pub fn run(workload: &str, system: &str, n: usize) {
     if workload.starts_with("map") && system == "procpool" {
         return map(workload, n);
     }
+    if let Some(threads) = workload.strip_prefix("callers") {
+        return callers(threads.parse().unwrap_or(16), n);
+    }
     let floor = system == "floor";
     let pool = (!floor).then(|| procpool::Pool::new(2).expect("pool"));
     let mut children: Vec<StreamChild> = (0..if floor { 2 } else { 0 })
@@ -35,6 +41,19 @@ pub fn run(workload: &str, system: &str, n: usize) {
         }
         ("apply", None, Some(c)) => {
             (0..n as u64).for_each(|i| assert_eq!(c.inc(i).unwrap(), i + 1))
+        }
+        ("async5", Some(pool), _) => {
+            for _ in 0..5 {
+                let (t, ()) = measure::timed(|| {
+                    let pending: Vec<_> = (0..n as u64)
+                        .map(|i| tasks::apply_async_inc(pool, i))
+                        .collect();
+                    pending
+                        .into_iter()
+                        .for_each(|r| assert!(r.get().unwrap() > 0));
+                });
+                println!("{:.0} tasks/s", n as f64 / t.as_secs_f64());
+            }
         }
         ("async", Some(pool), _) => {
             let pending: Vec<_> = (0..n as u64)
@@ -56,15 +75,47 @@ pub fn run(workload: &str, system: &str, n: usize) {
                 )
             });
         }
+        ("payload_async", Some(pool), _) => {
+            let data = serde_bytes::ByteBuf::from(vec![7u8; 64 << 20]);
+            (0..n).for_each(|_| {
+                let echoed = tasks::apply_async_echo_buf(pool, data.clone());
+                assert_eq!(echoed.get().unwrap().len(), data.len())
+            });
+        }
         ("payload", None, Some(c)) => {
             let data = vec![7u8; 64 << 20];
             (0..n).for_each(|_| assert_eq!(c.echo(&data).unwrap(), data.len()));
         }
-        _ => panic!("--profile apply|async|payload procpool|floor [N]"),
+        _ => {
+            panic!("--profile apply|async|async5|payload|payload_async|callersT procpool|floor [N]")
+        }
     });
     println!(
         "{workload} on {system}: {n} in {took:?} ({:.2} µs each)",
         took.as_secs_f64() * 1e6 / n.max(1) as f64
+    );
+}
+
+/// `threads` threads calling `apply` at once on a pool of 2, `n` calls in
+/// all, after a warm-up.
+fn callers(threads: usize, n: usize) {
+    let pool = procpool::Pool::new(2).expect("pool");
+    (0..500).for_each(|i| assert_eq!(tasks::apply_inc(&pool, i).unwrap(), i + 1));
+    let per = (n / threads.max(1)).max(1);
+    let (took, ()) = measure::timed(|| {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    (0..per as u64)
+                        .for_each(|i| assert_eq!(tasks::apply_inc(&pool, i).unwrap(), i + 1))
+                });
+            }
+        })
+    });
+    println!(
+        "{threads} callers: {} calls in {took:?} ({:.0} calls/s)",
+        per * threads,
+        (per * threads) as f64 / took.as_secs_f64()
     );
 }
 

@@ -37,7 +37,7 @@ pub fn call_task<M: Task>(pool: &Pool, args: Result<Encoded, String>) -> Result<
 where
     M::Output: 'static,
 {
-    pool.call(&M::INFO, args, crate::pool::decode_body::<M::Output>)
+    pool.call(&M::INFO, args, crate::result::decode_body::<M::Output>)
 }
 
 /// `apply_async_<fn>`: queues the call.

@@ -197,9 +197,9 @@
 //! - Large byte buffers: a top-level `Vec<u8>` or `serde_bytes::ByteBuf`
 //!   argument or result travels as one block of bytes, and from 64 KiB on
 //!   without any copy but into the ring and out of it (the buffer it is
-//!   read into becomes the argument or the result; an `apply_async_<fn>`
-//!   result is copied out of it once more, as its callbacks may read it
-//!   too). A map item or result that is a `Vec<u8>` or `ByteBuf` goes as
+//!   read into becomes the argument or the result, that of an
+//!   `apply_async_<fn>` too when `get` or `.await` is its last reader). A
+//!   map item or result that is a `Vec<u8>` or `ByteBuf` goes as
 //!   one block inside its chunk. A `Vec<u8>` nested in other types goes
 //!   through serde element by element: use
 //!   [`serde_bytes::ByteBuf`](https://docs.rs/serde_bytes) (or

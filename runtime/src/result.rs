@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
 pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
-use crate::codec;
+use crate::wire::Body;
+use crate::{buffers, codec};
 use crate::error::Error;
 use cell::{ResultCell, TaskName};
 
@@ -224,10 +225,28 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
         }
     }
 
+    /// [`decode`](Self::decode) by the result's last reader: a block of
+    /// bytes (a `Vec<u8>`, a `ByteBuf`) is taken whole when nothing else
+    /// holds the outcome (no callback kept it), not copied.
+    fn decode_last(cell: &ResultCell, outcome: Arc<Outcome>) -> Result<T, Error> {
+        if !crate::task::is_block::<T>() || cell.decoder().is_some() {
+            return Self::decode(cell, &outcome);
+        }
+        match cell.take_sole(outcome) {
+            Ok(Ok(body)) => decode_body(body).map_err(|message| Error::Decode {
+                task: cell.task.to_string(),
+                what: "result",
+                message,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(shared) => Self::decode(cell, &shared),
+        }
+    }
+
     /// Waits for the task and returns its result (Python's `get()`).
     pub fn get(self) -> Result<T, Error> {
         let outcome = self.wait_outcome();
-        Self::decode(&self.cell, &outcome)
+        Self::decode_last(&self.cell, outcome)
     }
 
     /// Waits at most `timeout` for the result. On
@@ -444,17 +463,34 @@ impl<T: DeserializeOwned + 'static> Future for AsyncResult<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.cell.poll_outcome(cx.waker()) {
-            Some(outcome) => Poll::Ready(Self::decode(&self.cell, &outcome)),
+            // Polled no more once ready: this is the last reader.
+            Some(outcome) => Poll::Ready(Self::decode_last(&self.cell, outcome)),
             None => Poll::Pending,
         }
     }
+}
+
+/// Decodes a result as `T`, taking its buffers: a block of bytes is the
+/// received tail itself; other buffers are kept for reuse.
+pub(crate) fn decode_body<T: DeserializeOwned + 'static>(body: Body) -> Result<T, String> {
+    if crate::task::is_block::<T>() {
+        return body.into_byte_block().map(|bytes| {
+            crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!("T is a block"))
+        });
+    }
+    let value = codec::caller_side(|| codec::decode::<T>(&body.contiguous()));
+    for buf in body.into_bufs() {
+        buffers::recycle(buf);
+    }
+    value
 }
 
 fn decode_outcome<T: DeserializeOwned + 'static>(task: &str, outcome: &Outcome) -> Result<T, Error> {
     match outcome {
         Ok(body) => codec::caller_side(|| {
             // A block of bytes (a `Vec<u8>`, a `ByteBuf`) that came as a
-            // tail is copied out of it (callbacks may read it too).
+            // tail is copied out of it (the outcome is shared here; see
+            // `decode_last` for the last reader).
             if let (true, Some(block)) = (crate::task::is_block::<T>(), body.block()) {
                 return crate::task::from_block(block.to_vec())
                     .map_err(|_| "not a block of bytes".to_string());
@@ -467,5 +503,74 @@ fn decode_outcome<T: DeserializeOwned + 'static>(task: &str, outcome: &Outcome) 
             message,
         }),
         Err(e) => Err(e.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    const BIG: usize = 1 << 20;
+
+    /// A `Vec<u8>` result whose outcome arrived as a large block does from
+    /// a worker (its encoded length, then the bytes as the tail), and where
+    /// those bytes are.
+    fn arrived() -> (AsyncResult<Vec<u8>>, *const u8) {
+        let (promise, result) = pending::<Vec<u8>>("echo".to_string(), Hub::default(), 0);
+        let tail = vec![7u8; BIG];
+        let at = tail.as_ptr();
+        let mut head = Vec::new();
+        codec::encode_len(tail.len(), &mut head);
+        promise.complete(Ok(Body::split(head, tail)));
+        (result, at)
+    }
+
+    fn check(bytes: &[u8]) {
+        assert_eq!(bytes.len(), BIG);
+        assert!(bytes.iter().all(|&b| b == 7));
+    }
+
+    #[test]
+    fn the_last_reader_of_a_block_result_takes_it_whole_and_a_shared_one_is_copied() {
+        // `get`: the received bytes themselves.
+        let (result, at) = arrived();
+        let bytes = result.get().unwrap();
+        check(&bytes);
+        assert_eq!(bytes.as_ptr(), at, "taken, not copied");
+
+        // `.await`: the same.
+        let (result, at) = arrived();
+        let mut result = std::pin::pin!(result);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match result.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(bytes)) => {
+                check(&bytes);
+                assert_eq!(bytes.as_ptr(), at, "taken, not copied");
+            }
+            other => panic!("not ready with the bytes: {other:?}"),
+        }
+
+        // After a callback ran (it decoded its own copy).
+        let (result, at) = arrived();
+        let (tx, rx) = mpsc::channel();
+        let result = result.callback(move |bytes: Vec<u8>| tx.send(bytes).unwrap());
+        let bytes = result.get().unwrap();
+        check(&bytes);
+        assert_eq!(bytes.as_ptr(), at, "taken once the callback returned");
+        let called = rx.recv().unwrap();
+        check(&called);
+        assert_ne!(called.as_ptr(), at);
+
+        // Someone else still holds the outcome: `get` copies, and theirs
+        // stays whole.
+        let (result, at) = arrived();
+        let kept = result.cell.completed().expect("complete");
+        let bytes = result.get().unwrap();
+        check(&bytes);
+        assert_ne!(bytes.as_ptr(), at, "copied");
+        let body = kept.as_ref().as_ref().expect("a body");
+        assert_eq!(body.tail().as_ptr(), at);
+        check(body.tail());
     }
 }

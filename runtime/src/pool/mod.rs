@@ -39,7 +39,6 @@ use crate::error::Error;
 use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::{Encoded, TaskInfo};
 use crate::wire::{self, Body};
-use crate::{buffers, codec};
 use closing::{Closing, Ticket};
 use config::Config;
 use dispatcher::Dispatcher;
@@ -576,18 +575,4 @@ fn zero_limit(task: &TaskInfo, timeout: Option<Duration>) -> Result<(), Error> {
         }),
         None => Ok(()),
     }
-}
-
-/// Decodes a result as `T` and keeps its buffers for reuse.
-pub(crate) fn decode_body<T: DeserializeOwned + 'static>(body: Body) -> Result<T, String> {
-    if crate::task::is_block::<T>() {
-        return body.into_byte_block().map(|bytes| {
-            crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!("T is a block"))
-        });
-    }
-    let value = codec::caller_side(|| codec::decode::<T>(&body.contiguous()));
-    for buf in body.into_bufs() {
-        buffers::recycle(buf);
-    }
-    value
 }

@@ -214,7 +214,6 @@ impl ResultCell {
             if state.outcome.is_some() {
                 return;
             }
-            state.outcome = Some(outcome.clone());
             let has_callbacks = state.has_callbacks();
             let listeners = match state.extra.as_mut() {
                 Some(e) => {
@@ -223,6 +222,11 @@ impl ResultCell {
                 }
                 None => Vec::new(),
             };
+            // This thread keeps a reference only for its listeners, so that
+            // a waiter woken below may find itself the outcome's last
+            // reader (see `take_sole`).
+            let listeners = (!listeners.is_empty()).then(|| (listeners, outcome.clone()));
+            state.outcome = Some(outcome);
             // Woken even if callbacks are pending: a waiter on a callback
             // thread runs them itself (the others wait on).
             (listeners, has_callbacks, state.take_wakeups())
@@ -231,8 +235,10 @@ impl ResultCell {
         if has_callbacks {
             self.post_callbacks();
         }
-        for listener in listeners {
-            listener(outcome.clone());
+        if let Some((listeners, outcome)) = listeners {
+            for listener in listeners {
+                listener(outcome.clone());
+            }
         }
     }
 
@@ -247,10 +253,7 @@ impl ResultCell {
         loop {
             let (callbacks, outcome) = {
                 let mut state = self.lock();
-                let Some(outcome) = state.outcome.clone() else {
-                    return;
-                };
-                if state.running() || state.complete() {
+                if state.outcome.is_none() || state.running() || state.complete() {
                     return;
                 }
                 if !state.has_callbacks() {
@@ -261,12 +264,15 @@ impl ResultCell {
                     return;
                 }
                 state.extra().running = true;
+                let outcome = state.outcome.clone().expect("checked above");
                 (state.take_callbacks(), outcome)
             };
             for callback in callbacks {
                 let outcome = outcome.clone();
                 callbacks::run_guarded(Box::new(move || callback(outcome)));
             }
+            // (Dropped before the result completes: see `take_sole`.)
+            drop(outcome);
             // Callbacks attached meanwhile run in the next round.
             self.lock().extra().running = false;
         }
@@ -333,6 +339,29 @@ impl ResultCell {
             other => *other = Some(waker.clone()),
         }
         None
+    }
+
+    /// The outcome itself, taken out of the complete result, if `outcome`
+    /// (what `wait_until` or `poll_outcome` returned) and the cell's own
+    /// reference are its only ones: the result's last reader (`get`,
+    /// `.await`) may then keep its buffers rather than copy them. Else
+    /// `outcome` is given back. The cell holds no outcome afterwards (its
+    /// `AsyncResult` is consumed: nobody reads it again).
+    pub(super) fn take_sole(&self, outcome: Arc<Outcome>) -> Result<Outcome, Arc<Outcome>> {
+        let mut state = self.lock();
+        let sole = state.complete()
+            && state
+                .outcome
+                .as_ref()
+                .is_some_and(|own| Arc::ptr_eq(own, &outcome) && Arc::strong_count(own) == 2);
+        if !sole {
+            return Err(outcome);
+        }
+        // No other reference exists and none can be made (that takes this
+        // lock): once the cell's is dropped, `outcome` is the only one.
+        state.outcome = None;
+        drop(state);
+        Arc::try_unwrap(outcome)
     }
 
     /// The outcome, if the result is complete.
