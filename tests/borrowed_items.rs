@@ -1,6 +1,7 @@
 //! Borrowed map items: a task taking `&Path`, `&str`, `&[T]` or `&T` maps
 //! over `files.iter()` (items `&PathBuf`, `&String`, `&Vec<T>`, `&T`) as
-//! well as over owned items, in every map form, with the same results.
+//! well as over owned items, in every map form, with the same results; a
+//! `&T` task over `&&T` items (`Vec<&T>::iter()`) and owning pointers too.
 //! Also: `Imap` and `ImapUnordered` move to another thread and keep
 //! working there (they are `Send` when their input is).
 
@@ -129,6 +130,66 @@ fn str_slice_and_struct_tasks_map_over_borrowed_items() {
     );
     let owned = vec![(Scale { factor: 2 }, 5u64)];
     assert_eq!(map_scaled(&pool, owned).unwrap(), [10]);
+}
+
+#[pool_task]
+fn factor_of(scale: &Scale) -> u64 {
+    scale.factor
+}
+
+#[test]
+fn a_struct_task_maps_over_references_to_references_and_smart_pointers() {
+    use std::borrow::Cow;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    let pool = Pool::new(2).unwrap();
+    let scales: Vec<Scale> = (1..=12).map(|factor| Scale { factor }).collect();
+    let factors: Vec<u64> = (1..=12).collect();
+    // `Vec<&T>::iter()` gives `&&T`.
+    let refs: Vec<&Scale> = scales.iter().collect();
+    assert_eq!(map_factor_of(&pool, refs.iter()).unwrap(), factors);
+    assert_eq!(
+        map_async_factor_of(&pool, refs.iter()).get().unwrap(),
+        factors
+    );
+    let options = MapOptions::new().chunksize(5);
+    assert_eq!(
+        map_factor_of_with(&pool, refs.iter(), options).unwrap(),
+        factors
+    );
+    let got: Vec<u64> = imap_factor_of(&pool, refs.iter())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, factors);
+    let got: Vec<u64> = imap_unordered_factor_of(&pool, refs.iter())
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sorted(got), factors);
+    // `&T`, `T`, and owning pointers.
+    assert_eq!(map_factor_of(&pool, refs.clone()).unwrap(), factors);
+    let boxed: Vec<Box<Scale>> = scales.iter().cloned().map(Box::new).collect();
+    assert_eq!(map_factor_of(&pool, boxed).unwrap(), factors);
+    let shared: Vec<Arc<Scale>> = scales.iter().cloned().map(Arc::new).collect();
+    assert_eq!(
+        map_factor_of(&pool, shared.iter().cloned()).unwrap(),
+        factors
+    );
+    let counted: Vec<Rc<Scale>> = scales.iter().cloned().map(Rc::new).collect();
+    assert_eq!(map_factor_of(&pool, counted).unwrap(), factors);
+    let cows = scales.iter().map(Cow::Borrowed);
+    assert_eq!(map_factor_of(&pool, cows).unwrap(), factors);
+    let mut owned = scales.clone();
+    assert_eq!(map_factor_of(&pool, owned.iter_mut()).unwrap(), factors);
+    assert_eq!(map_factor_of(&pool, scales).unwrap(), factors);
+    // Two arguments: a tuple whose reference item is a `&&T`.
+    let scale = Scale { factor: 4 };
+    let by_ref = &scale;
+    let items = (0..6u64).map(|x| (&by_ref, x));
+    assert_eq!(
+        map_scaled(&pool, items).unwrap(),
+        (0..6).map(|x| x * 4).collect::<Vec<_>>()
+    );
 }
 
 #[test]

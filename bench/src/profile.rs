@@ -10,7 +10,8 @@ use crate::{measure, run_floor, run_procpool, run_python, tasks};
 /// floor, 2 children for `async`, else 1); on `procpool` only: `async5`
 /// (five such batches on one pool, each one's rate printed, as the
 /// benchmark's row measures them), `payload_async` (the echoes through
-/// apply_async), `callersT` (`T` threads calling `apply` at once);
+/// apply_async), `callersT` (`T` threads calling `apply` at once), `startupW` (`n` start-ups of a
+/// pool of `W` workers, as the benchmark times them);
 /// `map` / `map1` (default chunking / chunksize 1) on `procpool` or
 /// `python`; `n` is the number of calls, tasks, echoes or items.
 pub fn run(workload: &str, system: &str, n: usize) {
@@ -26,6 +27,13 @@ pub fn run(workload: &str, system: &str, n: usize) {
     }
     if workload.starts_with("map") && system == "procpool" {
         return map(workload, n);
+    }
+    if let Some(workers) = workload.strip_prefix("startup") {
+        for _ in 0..n {
+            let (built, ready) = run_procpool::startup_ms(workers.parse().unwrap_or(32)).unwrap();
+            println!("startup{workers}: built {built:.2} ms, each worker ran a task {ready:.2} ms");
+        }
+        return;
     }
     if let Some(threads) = workload.strip_prefix("callers") {
         return callers(threads.parse().unwrap_or(16), n);

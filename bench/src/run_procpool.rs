@@ -68,7 +68,7 @@ pub fn run(plan: &Plan) -> Result<Figures, Error> {
 /// worker; returns (ms until the pool's build returned, ms until every
 /// worker had run a task). Tasks go out in rounds of one per worker until
 /// every worker has answered. The pool's shutdown is not timed.
-fn startup_ms(n: usize) -> Result<(f64, f64), Error> {
+pub fn startup_ms(n: usize) -> Result<(f64, f64), Error> {
     let start = std::time::Instant::now();
     let mut built = Duration::ZERO;
     let (took, pool) = timed(|| -> Result<Pool, Error> {

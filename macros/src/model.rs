@@ -58,7 +58,7 @@ pub(crate) struct ArgParts {
     pub(crate) pass: TokenStream,
     /// Its type in a map item as the generated functions take it: the type
     /// itself, or for a reference argument anything that lends the
-    /// referent (`impl AsRef<str>`, `impl Borrow<T>`).
+    /// referent (`impl AsRef<str>`, `impl procpool::Lends<T>`).
     pub(crate) item_ty: TokenStream,
     /// Its type in the `EncodeItem` impl, and the impl's generic parameter
     /// for it (reference arguments only).
@@ -179,7 +179,7 @@ impl<'a> Model<'a> {
             }
             Some(referent) => {
                 let ty = static_lifetimes(referent);
-                let (lends, method) = lend_bound(referent);
+                let (lends, method) = lend_bound(krate, referent);
                 let param = format_ident!("__ProcpoolItem{}", i);
                 let (push, decode) = if is_u8(referent, true) {
                     (
@@ -272,16 +272,22 @@ fn owned_referent(referent: &Type) -> TokenStream {
 
 /// What a map item may hold for a `&T` argument: anything that lends a `T`.
 /// `AsRef` for `str`, `[U]` and `Path`, so that `String`, `&String`, `&str`,
-/// `Vec<U>`, `&Vec<U>`, `PathBuf` and `&PathBuf` all work (`&PathBuf:
-/// Borrow<Path>` does not hold); `Borrow` for any other `T`, so that `T`
-/// and `&T` work. Returns the trait and its method.
-fn lend_bound(referent: &Type) -> (TokenStream, Ident) {
-    let owned = owned_referent(referent).to_string();
-    if owned == quote!(#referent).to_string() {
-        (quote!(::core::borrow::Borrow), format_ident!("borrow"))
-    } else {
+/// `Vec<U>`, `&Vec<U>`, `PathBuf` and `&PathBuf` all work, at any depth of
+/// references (`&PathBuf: Borrow<Path>` does not hold); procpool's `Lends`
+/// for any other `T`, so that `T`, `&T` and `&&T` work (the items of
+/// `Vec<&T>::iter()`; `&&T: Borrow<T>` does not hold). Returns the trait
+/// and its method.
+fn lend_bound(krate: &Path, referent: &Type) -> (TokenStream, Ident) {
+    if lends_as_ref(referent) {
         (quote!(::core::convert::AsRef), format_ident!("as_ref"))
+    } else {
+        (quote!(#krate::Lends), format_ident!("lent"))
     }
+}
+
+/// Whether items lend a `referent` through `AsRef` (see [`lend_bound`]).
+fn lends_as_ref(referent: &Type) -> bool {
+    owned_referent(referent).to_string() != quote!(#referent).to_string()
 }
 
 /// The item type of `map_<fn>` as text, for its documentation: for a
@@ -293,15 +299,17 @@ pub(crate) fn item_text(task: &TaskFn<'_>) -> String {
         .iter()
         .map(|a| match a.referent {
             Some(referent) => {
-                let (lends, _) = lend_bound(referent);
-                let lends = tidy(lends)
-                    .replace("::core::convert::", "")
-                    .replace("::core::borrow::", "");
                 let owned = tidy(owned_referent(referent))
                     .replace("::std::string::", "")
                     .replace("::std::vec::", "")
                     .replace("::std::path::", "");
-                format!("impl {lends}<{}> ({owned} or &{owned})", tidy(referent))
+                let as_ref = lends_as_ref(referent);
+                let referent = tidy(referent);
+                if as_ref {
+                    format!("impl AsRef<{referent}> ({owned} or &{owned})")
+                } else {
+                    format!("impl Lends<{referent}> ({owned}, &{owned} or &&{owned})")
+                }
             }
             None => tidy(a.ty),
         })

@@ -258,7 +258,7 @@ linux_only! {
     #[cfg(feature = "json")]
     pub use json::Json;
     pub use map::imap::{Imap, ImapUnordered};
-    pub use map::MapOptions;
+    pub use map::{Lends, MapOptions};
     pub use pool::{Pool, PoolBuilder};
     #[cfg(feature = "redis")]
     pub use redis::{Node, NodeBuilder};

@@ -210,7 +210,7 @@ pub trait Task: TaskOutput {
 /// the task's marker for every item type the task accepts: the exact type
 /// of an argument taken by value, and for one taken by reference anything
 /// that lends the referent (`impl AsRef<str>` for `&str`, `AsRef<[T]>` for
-/// `&[T]`, `AsRef<Path>` for `&Path`, `Borrow<T>` for `&T`), so that both
+/// `&[T]`, `AsRef<Path>` for `&Path`, [`crate::Lends<T>`] for `&T`), so that both
 /// owned and borrowed items work.
 pub trait EncodeItem<I> {
     /// Appends `item`'s arguments to a chunk.

@@ -4,6 +4,7 @@
 
 pub(crate) mod chunk;
 pub(crate) mod imap;
+mod lends;
 mod options;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use crate::result::{self, AsyncResult, Outcome, Promise};
 use crate::task::{EncodeItem, Task};
 use crate::Pool;
 use chunk::Records;
+pub use lends::Lends;
 pub use options::MapOptions;
 pub(crate) use options::{chunk_bytes, exact_len};
 
