@@ -13,7 +13,8 @@ use std::sync::Arc;
 /// `Cow<T>`. (For `&str`, `&[U]` and `&Path` arguments the items are
 /// anything that is `AsRef<str>`, `AsRef<[U]>` or `AsRef<Path>` instead,
 /// which covers `String`, `Vec<U>`, `PathBuf` and references to them at any
-/// depth.) The item is only read, to be encoded for the worker.
+/// depth.) The item is only read, to be encoded for the worker. A wrapper
+/// of your own can implement it too.
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
