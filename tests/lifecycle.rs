@@ -165,6 +165,60 @@ fn bad_configuration_is_a_typed_error() {
     assert_no_children();
 }
 
+#[pool_task]
+fn echo_len(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+/// Time limits too far to reach (`Duration::MAX`) are no limits: the pool
+/// starts, and large frames (past the 1 MiB ring, where the stall limit is
+/// armed) cross both ways, by `apply` and `apply_async`. (A deadline made
+/// from one overflowed: a panic in the caller or a pool thread, then a
+/// pool that never answered.)
+#[test]
+fn time_limits_too_far_to_reach_are_no_limits() {
+    let pool = Pool::builder()
+        .processes(1)
+        .start_timeout(Duration::MAX)
+        .frame_stall_timeout(Duration::MAX)
+        .task_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    let big = vec![7u8; 8 << 20];
+    assert_eq!(apply_echo_len(&pool, big.clone()).unwrap(), big);
+    assert_eq!(apply_async_echo_len(&pool, big.clone()).get().unwrap(), big);
+    assert_eq!(apply_nap(&pool, 0).unwrap(), apply_nap(&pool, 0).unwrap());
+    let far = pool.with_task_timeout(Some(Duration::MAX));
+    assert_eq!(apply_echo_len(&far, big.clone()).unwrap(), big);
+    assert_eq!(map_nap(&far, [0, 0]).unwrap().len(), 2);
+    drop((far, pool));
+    assert_no_children();
+}
+
+/// After `close`, every map form refuses even an empty input with
+/// `PoolClosed`, as `map` did (Python raises for any map on a closed pool).
+#[test]
+fn maps_of_empty_inputs_are_refused_after_close() {
+    let pool = Pool::new(1).unwrap();
+    pool.close();
+    fn closed<T>(r: &Result<T, Error>) -> bool {
+        matches!(r, Err(Error::PoolClosed { task }) if task == "lifecycle::nap")
+    }
+    assert!(closed(&map_nap(&pool, Vec::<u64>::new())));
+    assert!(closed(&map_async_nap(&pool, Vec::<u64>::new()).get()));
+    let all: Vec<_> = imap_nap(&pool, Vec::<u64>::new()).collect();
+    assert!(matches!(all.as_slice(), [r] if closed(r)), "{all:?}");
+    let all: Vec<_> = imap_unordered_nap(&pool, Vec::<u64>::new()).collect();
+    assert!(matches!(all.as_slice(), [r] if closed(r)), "{all:?}");
+    // Non-empty inputs as before: one `PoolClosed`, the input not read.
+    assert!(closed(&map_async_nap(&pool, [1u64, 2]).get()));
+    let mut read = 0;
+    let all: Vec<_> = imap_nap(&pool, (0..5u64).inspect(|_| read += 1)).collect();
+    assert!(matches!(all.as_slice(), [r] if closed(r)), "{all:?}");
+    assert_eq!(read, 0, "a refused imap reads none of its input");
+    pool.join();
+}
+
 #[test]
 fn a_task_name_too_long_for_the_wire_is_refused_at_submit() {
     use procpool::__private::{submit, ArgsEncoder, TaskInfo};

@@ -92,3 +92,84 @@ fn non_string_panic_payloads_are_described() {
         other => panic!("expected a panic, got {other:?}"),
     }
 }
+
+/// A panic payload whose own `Drop` panics.
+struct PanicsWhenDropped;
+
+impl Drop for PanicsWhenDropped {
+    fn drop(&mut self) {
+        panic!("the payload's drop panicked too");
+    }
+}
+
+#[derive(Debug)]
+struct SerializePanics;
+
+impl serde::Serialize for SerializePanics {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        std::panic::panic_any(PanicsWhenDropped)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for SerializePanics {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(SerializePanics)
+    }
+}
+
+#[pool_task]
+fn panic_with_bad_payload() -> u8 {
+    std::panic::panic_any(PanicsWhenDropped)
+}
+
+#[pool_task]
+fn takes_bad_value(_v: SerializePanics) -> u8 {
+    1
+}
+
+/// A panic whose payload panics again when dropped is contained wherever
+/// procpool catches one: in a task (`Panic`, the worker serves on), in a
+/// callback (the result completes, the callback thread serves on), and in
+/// an argument's `Serialize` (`Encode`, in `apply` and in a map).
+#[test]
+fn a_panic_payload_that_panics_when_dropped_is_contained() {
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    match apply_panic_with_bad_payload(&pool) {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "Box<dyn Any>"),
+        other => panic!("expected Panic, got {other:?}"),
+    }
+    assert!(matches!(
+        apply_async_panic_with_bad_payload(&pool).get(),
+        Err(Error::Panic { .. })
+    ));
+    assert_eq!(
+        apply_worker_pid(&pool).unwrap(),
+        pid,
+        "the worker served on"
+    );
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = apply_async_worker_pid(&pool).callback(|_| std::panic::panic_any(PanicsWhenDropped));
+    std::thread::spawn(move || tx.send(r.get()).unwrap());
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("get returns after the callback panicked");
+    assert_eq!(got.unwrap(), pid);
+    // The callback thread serves on.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r = apply_async_worker_pid(&pool).callback(move |p| tx.send(p).unwrap());
+    assert_eq!(r.get().unwrap(), pid);
+    assert_eq!(
+        rx.recv_timeout(std::time::Duration::from_secs(30)).unwrap(),
+        pid
+    );
+
+    assert!(matches!(
+        apply_takes_bad_value(&pool, SerializePanics),
+        Err(Error::Encode { .. })
+    ));
+    let results = map_takes_bad_value(&pool, [SerializePanics, SerializePanics]);
+    assert!(matches!(results, Err(Error::Encode { .. })), "{results:?}");
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid);
+}

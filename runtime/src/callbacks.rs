@@ -83,7 +83,8 @@ pub(crate) fn on_callback_thread() -> bool {
 
 /// Runs a callback, logging (not propagating) its panic.
 pub(crate) fn run_guarded(job: Job) {
-    if catch_unwind(AssertUnwindSafe(job)).is_err() {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
+        crate::unwind::discard(payload);
         log::warn!(target: "procpool", "a result callback panicked; the pool carries on");
     }
 }

@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use bincode::config::{Configuration, Limit, LittleEndian, Varint};
 
+use crate::unwind;
+
 /// The most a decode may claim (reserve) in all, chosen per input: the
 /// smallest of these that is at least [`CLAIM_FACTOR`] times the input's
 /// length. bincode claims (and allocates up front) the length a `String` or
@@ -139,17 +141,17 @@ pub(crate) fn caller_encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>,
 fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(done) => done,
-        Err(payload) => Err(format!("its {what} panicked: {}", panic_message(&*payload))),
+        Err(payload) => {
+            let why = format!("its {what} panicked: {}", panic_message(&payload));
+            unwind::discard(payload);
+            Err(why)
+        }
     }
 }
 
-/// A panic's message, if it carries one (a `&str` or a `String`).
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
+/// A caught panic's message, or says it has none.
+pub(crate) fn panic_message(payload: &unwind::Payload) -> &str {
+    unwind::message(&**payload).unwrap_or("a panic without a message")
 }
 
 /// Decodes a value from the start of `bytes`; returns it and the bytes used.

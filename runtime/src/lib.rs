@@ -251,6 +251,7 @@ linux_only! {
     mod shm;
     mod sys;
     mod task;
+    mod unwind;
     mod wire;
     mod worker;
 

@@ -270,7 +270,7 @@ impl Link for FakeLink {
     }
 
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             if let Some((due, _)) = self.inbox.front() {
                 if *due <= Instant::now() {

@@ -96,7 +96,8 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
         let Some(start) = fill.encoding.take() else {
             std::panic::resume_unwind(payload)
         };
-        let why = format!("its Serialize panicked: {}", codec::panic_message(&*payload));
+        let why = format!("its Serialize panicked: {}", codec::panic_message(&payload));
+        crate::unwind::discard(payload);
         push_unsent(&mut fill.bytes, start, &why, &mut fill.last);
         fill.taken += 1;
     }

@@ -3,7 +3,6 @@
 //! with a bounded number of chunks in flight; they differ only in the order
 //! they yield the chunks' results.
 
-use std::any::Any;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -17,6 +16,7 @@ use crate::error::Error;
 use crate::pool::{Admission, Lazy};
 use crate::result::{CancelOutcome, CancelTarget, Outcome};
 use crate::task::{EncodeItem, Task, TaskInfo};
+use crate::unwind::Payload;
 use crate::Pool;
 
 
@@ -25,8 +25,6 @@ use crate::Pool;
 /// input is.
 type NextChunk<I> = fn(&mut Guarded<I>, usize, usize) -> Option<(Vec<u8>, usize)>;
 
-/// A panic's payload, as `catch_unwind` returns it.
-type Payload = Box<dyn Any + Send>;
 
 /// The input, with a panic in its `next()` caught: the input ends there,
 /// and the panic is kept to be resumed once the caller has had every result
@@ -116,7 +114,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         let (done_tx, done_rx) = mpsc::channel();
         let mut feeder = Feeder {
             pool,
-            // None once closing: the first chunk is then refused.
+            // None once closing: the iterator then yields `PoolClosed`.
             admission: pool.admit(Lazy::Imap),
             task,
             items: Some(Guarded { items, panic: None }),
@@ -135,7 +133,15 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             ordered: ordered.then(|| (0, BTreeMap::new())),
             ready: VecDeque::new(),
         };
-        match options.resolve_imap(task.name, len, pool.processes()) {
+        let setup = match feeder.admission {
+            // Closed before it began: refused whole (as Python's imap
+            // raises), its input not read, even if it is empty.
+            None => Err(Error::PoolClosed {
+                task: task.name.to_string(),
+            }),
+            Some(_) => options.resolve_imap(task.name, len, pool.processes()),
+        };
+        match setup {
             Ok(size) => feeder.size = size,
             Err(e) => {
                 feeder.stop_feeding();

@@ -45,26 +45,27 @@ fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) ->
         || (items < MAP_ITEMS_AHEAD * processes && bytes < MAP_BYTES_AHEAD)
 }
 
-/// Queues one chunk; its outcome is the RESULTS body.
-pub(crate) fn submit_chunk<M: Task>(pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
-    pool.submit(&M::INFO, Kind::Chunk, Ok(bytes.into()))
-}
-
-/// Queues one chunk of a map holding `admission` (see `Pool::admit`).
+/// Queues one chunk of a map holding `admission` (see `Pool::admit`); its
+/// outcome is the RESULTS body.
 fn submit_admitted<M: Task>(admission: &Admission<'_>, pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
     pool.submit_admitted(admission, &M::INFO, Kind::Chunk, Ok(bytes.into()))
 }
 
-/// Queues every chunk of `items` at once (like Python's `map_async`).
+/// Queues every chunk of `items` at once (like Python's `map_async`): all
+/// of them, even if `close` comes meanwhile; `PoolClosed` if it came before
+/// (even for an empty input).
 fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
 ) -> Result<Vec<(AsyncResult<()>, usize)>, Error> {
+    let admission = pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
+        task: M::INFO.name.to_string(),
+    })?;
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     let mut chunks = Vec::new();
     while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
-        chunks.push((submit_chunk::<M>(pool, bytes), n));
+        chunks.push((submit_admitted::<M>(&admission, pool, bytes), n));
     }
     Ok(chunks)
 }

@@ -83,7 +83,16 @@ impl LocalPool {
                 Ok(Err(e)) => {
                     first_error.get_or_insert(e);
                 }
-                Err(_) => break,
+                Err(_) => {
+                    // A slot thread ended without a word (it panicked): the
+                    // pool would lack that slot and its queue would never
+                    // drain. The start failed.
+                    first_error.get_or_insert(Error::WorkerStart {
+                        task: String::new(),
+                        message: "a pool thread ended while starting its worker".to_string(),
+                    });
+                    break;
+                }
             }
         }
         match first_error {

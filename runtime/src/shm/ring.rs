@@ -182,7 +182,8 @@ impl Endpoint {
 
     /// When a wait for more of a started frame gives up (`None`: never).
     fn stall_deadline(&self) -> Option<Instant> {
-        self.stall.map(|s| Instant::now() + s)
+        // (A limit too far to reach is none.)
+        self.stall.and_then(|s| Instant::now().checked_add(s))
     }
 
     fn ctl(&self) -> &Control {

@@ -34,7 +34,7 @@ pub(crate) fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
 /// Waits until the process behind `pidfd` has ended (true) or `timeout`
 /// passed (false). `Some(ZERO)` only looks.
 pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let left = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());

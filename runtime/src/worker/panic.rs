@@ -18,17 +18,23 @@ thread_local! {
 #[inline]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     let was = IN_TASK.with(|t| t.replace(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    IN_TASK.with(|t| t.set(was));
-    result.map_err(|payload| {
-        LAST_PANIC
+    let result = panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
+        let report = LAST_PANIC
             .with(|p| p.borrow_mut().take())
             .unwrap_or_else(|| PanicReport {
                 message: payload_message(payload.as_ref()),
                 location: "<unknown>".into(),
                 backtrace: None,
-            })
-    })
+            });
+        // Still task code: a payload whose `Drop` panics (a value given to
+        // `panic_any`) panics here, recorded, not printed, and forgotten:
+        // the report is the task's first panic.
+        crate::unwind::discard(payload);
+        LAST_PANIC.with(|p| p.borrow_mut().take());
+        report
+    });
+    IN_TASK.with(|t| t.set(was));
+    result
 }
 
 /// Installs the hook that records a task's panic for [`guard`]; panics
@@ -98,13 +104,9 @@ fn task_frames(full: &str) -> String {
 }
 
 fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        s.to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "Box<dyn Any>".to_string()
-    }
+    crate::unwind::message(payload)
+        .unwrap_or("Box<dyn Any>")
+        .to_string()
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ impl Endpoint {
             return Ok(avail);
         }
         let deadline = match limit {
-            Limit::After(timeout) => timeout.map(|t| Instant::now() + t),
+            Limit::After(timeout) => timeout.and_then(|t| Instant::now().checked_add(t)),
             Limit::Stall => self.stall_deadline(),
         };
         // About to wait: a producer waiting for room must know first.
