@@ -38,8 +38,9 @@ fn kind_of(letter: &[u8]) -> Option<Kind> {
 /// up, so that a limit under one is not read as none at all (zero).
 pub(crate) fn timeout_field(limit: Option<Duration>) -> String {
     limit.map_or(String::new(), |d| {
+        // A limit past what a node reads (u64 milliseconds) is none.
         let ms = d.as_nanos().div_ceil(1_000_000);
-        ms.to_string()
+        u64::try_from(ms).map_or(String::new(), |ms| ms.to_string())
     })
 }
 
@@ -176,6 +177,9 @@ mod tests {
         assert_eq!(timeout_field(Some(Duration::from_micros(500))), "1");
         assert_eq!(timeout_field(Some(Duration::from_millis(1500))), "1500");
         assert_eq!(timeout_field(Some(Duration::from_micros(1_500_001))), "1501");
+        assert_eq!(timeout_field(Some(Duration::MAX)), "", "too far to reach: none");
+        let last = Duration::from_millis(u64::MAX);
+        assert_eq!(timeout_field(Some(last)), u64::MAX.to_string());
     }
 
     #[test]
