@@ -323,6 +323,34 @@ fn an_outcome_redis_refuses_to_store_fails_its_call_alone() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// Redis refusing writes (over `maxmemory`) for longer than a node's time
+/// to live: the node cannot beat, so it may be declared dead; it must not
+/// claim calls under that name meanwhile (reads are still allowed). Once
+/// Redis takes writes again, the next call runs (it was made after the
+/// outage: `NodeLost` would be a lie) on the same, healthy node process.
+#[test]
+fn a_node_claims_nothing_while_redis_refuses_its_heartbeat() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("maxmemory", "100mb"),
+        ("maxmemory-policy", "noeviction"),
+    ]);
+    let node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let (_, node_pid) = apply_pids(&pool).unwrap();
+    server.cli(&["CONFIG", "SET", "maxmemory", "1mb"]);
+    std::thread::sleep(Duration::from_secs(5));
+    server.cli(&["CONFIG", "SET", "maxmemory", "100mb"]);
+    let got = apply_square(&pool, 3);
+    assert_eq!(got.unwrap(), 9, "node {}", node.name);
+    assert_eq!(
+        apply_pids(&pool).unwrap().1,
+        node_pid,
+        "the same node served on"
+    );
+}
+
 #[test]
 fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     // What a restart without persistence leaves: an empty Redis. FLUSHALL

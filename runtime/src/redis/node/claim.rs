@@ -22,14 +22,17 @@ pub(crate) struct ReadSide {
 
 /// Claims entries once (blocking up to 1 s) and queues them as work.
 pub(super) fn read_once(s: &Shared) {
-    let mut side = s.read.lock().unwrap_or_else(|e| e.into_inner());
-    let side = &mut *side;
+    let mut guard = s.read.lock().unwrap_or_else(|e| e.into_inner());
+    let side = &mut *guard;
     let room = s.capacity().saturating_sub(s.lock().claimed.len()).max(1);
     // Never claim under an identity that may have been declared dead: a
     // node resumed after a stop or a partition checks first (the keeper
-    // beats every ttl/6, so this costs nothing in normal running).
-    if beat_is_stale(s) {
-        let _ = beat(s, &mut side.conn);
+    // beats every ttl/6, so this costs nothing in normal running). If the
+    // beat fails (Redis unreachable, or refusing writes: out of memory),
+    // it cannot know: it claims nothing until a beat succeeds.
+    if beat_is_stale(s) && beat(s, &mut side.conn).is_err() {
+        drop(guard);
+        return unconfirmed(s);
     }
     let (name, epoch) = s.identity();
     if name != side.last_name {
@@ -60,8 +63,13 @@ pub(super) fn read_once(s: &Shared) {
     // Stopped while blocked in the read? Then these entries may have been
     // claimed after this identity was declared dead: if so, `beat` moves
     // to a new identity and the runners drop them (the reaper answers them).
-    if beat_is_stale(s) {
-        let _ = beat(s, &mut side.conn);
+    // If the beat fails, whether they are ours is unknown: they stay in
+    // Redis, pending; once a beat succeeds, they are read again from the
+    // pending list (still ours) or the reaper settles them (declared dead).
+    if beat_is_stale(s) && beat(s, &mut side.conn).is_err() {
+        side.recover = true;
+        drop(guard);
+        return unconfirmed(s);
     }
     let entries = match got {
         Ok(v) => stream_entries(v),
@@ -85,6 +93,21 @@ pub(super) fn read_once(s: &Shared) {
         });
     }
 }
+
+/// Ends a claim that could not confirm the node's identity (the claiming
+/// connection released): the runners wait a moment, not to hammer Redis,
+/// and try again.
+fn unconfirmed(s: &Shared) {
+    {
+        let mut st = s.lock();
+        st.reading = false;
+        s.wake(&st);
+    }
+    std::thread::sleep(UNCONFIRMED_PAUSE);
+}
+
+/// How long a node waits after a beat failed before it tries to claim again.
+const UNCONFIRMED_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Queues claimed entries as work (or as outcomes, for those that cannot
 /// run); returns the ids of entries deleted while pending, to acknowledge.

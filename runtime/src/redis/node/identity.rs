@@ -31,13 +31,15 @@ pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
 }
 
 /// Renews the heartbeat now; if this node was declared dead, takes a new
-/// identity. Returns whether the old identity was still alive.
+/// identity. Returns whether the old identity was still alive; an error if
+/// neither could be done (the node then holds a name the cluster may have
+/// declared dead: it must not claim under it).
 pub(super) fn beat(s: &Shared, conn: &mut Conn) -> Result<bool, BrokerError> {
     let _one_at_a_time = s.beat_lock.lock().unwrap_or_else(|e| e.into_inner());
     let (name, _) = s.identity();
     let alive = member::heartbeat(conn, &s.keys, &name, s.cfg.broker.node_ttl)?;
     if !alive {
-        take_new_identity(s, conn, &name);
+        take_new_identity(s, conn, &name)?;
     }
     *s.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
     Ok(alive)
@@ -55,13 +57,13 @@ pub(super) fn beat_is_stale(s: &Shared) -> bool {
 
 /// Registers under a new name and drops the work claimed under the old one
 /// that has not started (the reaper has answered it or queued it again).
-fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) {
+fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) -> Result<(), BrokerError> {
     let ttl = s.cfg.broker.node_ttl;
     let name = match member::register(conn, &s.keys, Role::Node, ttl, Some(s.cfg.processes)) {
         Ok(n) => n,
         Err(e) => {
             log::warn!(target: "procpool", "node {old} was declared lost, and cannot register again: {e}");
-            return;
+            return Err(e);
         }
     };
     log::warn!(target: "procpool", "node {old} was declared lost by the cluster; it serves on as {name}");
@@ -80,4 +82,5 @@ fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) {
         s.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
     s.wake(&st);
+    Ok(())
 }
