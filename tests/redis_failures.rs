@@ -351,6 +351,70 @@ fn a_node_claims_nothing_while_redis_refuses_its_heartbeat() {
     );
 }
 
+/// A caller that died with a call queued is forgotten by the reaper (here
+/// at once: its heartbeat key is deleted rather than waited out for 30 s),
+/// and its call goes with it: a node started later, which never saw the
+/// order to stop that caller's calls, does not run it.
+#[test]
+fn a_forgotten_callers_queued_call_never_runs() {
+    use std::io::BufRead;
+    let server = RedisServer::start();
+    // This pool's keeper runs the reaper.
+    let watcher = Pool::builder().redis(&server.url()).build().unwrap();
+    let callers = |server: &RedisServer| -> Vec<String> {
+        let members = server.members();
+        members
+            .into_iter()
+            .filter(|(_, kind)| kind == "caller")
+            .map(|(name, _)| name)
+            .collect()
+    };
+    let before = callers(&server);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let mut child = std::process::Command::new(HELPER)
+        .args(["caller", &server.url(), &file, "10"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "submitted");
+    wait_for(Duration::from_secs(10), "the call to be queued", || {
+        server.queued() == 1
+    });
+    let dead: Vec<String> = callers(&server)
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let alive = server
+        .key_with(&format!("alive:{}", dead[0]))
+        .expect("the dead caller's heartbeat key");
+    server.cli(&["DEL", &alive]);
+    wait_for(
+        Duration::from_secs(20),
+        "the caller to be forgotten",
+        || !callers(&server).contains(&dead[0]),
+    );
+    wait_for(
+        Duration::from_secs(10),
+        "its queued call to be removed",
+        || server.queued() == 0,
+    );
+    let _node = single(&server);
+    assert_eq!(apply_square(&watcher, 7).unwrap(), 49, "a node serves");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        marks(&file, "start").is_empty(),
+        "a forgotten caller's call ran"
+    );
+}
+
 #[test]
 fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     // What a restart without persistence leaves: an empty Redis. FLUSHALL

@@ -140,13 +140,18 @@ pub(crate) struct Reaped {
     /// Calls queued again (`redeliver`).
     pub(crate) requeued: i64,
     /// Callers forgotten.
-    pub(crate) callers: i64,
+    pub(crate) callers: usize,
+    /// Their calls no node had claimed, deleted.
+    pub(crate) removed: usize,
 }
 
-/// Runs one round of the reaper (`reap.lua`).
+/// Runs one round of the reaper (`reap.lua`), then deletes the calls of
+/// the callers it forgot that no node has claimed: nobody waits for them
+/// (and a node started later, which never saw the order to stop them,
+/// would run them).
 pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
     let script = &scripts().reap;
-    let v: Vec<i64> = conn.run("reap", |con| {
+    let (lost, requeued, callers): (i64, i64, Vec<String>) = conn.run("reap", |con| {
         script
             .key(keys.tasks())
             .key(keys.members())
@@ -156,19 +161,60 @@ pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> 
             .arg(1000)
             .invoke(con)
     })?;
+    let mut removed = 0;
+    for caller in &callers {
+        let mut cursor = "-".to_string();
+        while !cursor.is_empty() {
+            let mut out = conn
+                .run("remove a forgotten caller's calls", |con| {
+                    remove_unclaimed_step(con, keys, caller, false, &cursor)
+                })?
+                .into_iter();
+            cursor = out.next().unwrap_or_default();
+            removed += out.count();
+        }
+    }
     let r = Reaped {
-        lost: v.first().copied().unwrap_or(0),
-        requeued: v.get(1).copied().unwrap_or(0),
-        callers: v.get(2).copied().unwrap_or(0),
+        lost,
+        requeued,
+        callers: callers.len(),
+        removed,
     };
-    if r.lost + r.requeued + r.callers > 0 {
+    if r.lost + r.requeued > 0 || r.callers > 0 {
         log::warn!(
             target: "procpool",
-            "lost members reaped: {} calls answered NodeLost, {} queued again, {} callers forgotten",
-            r.lost, r.requeued, r.callers
+            "lost members reaped: {} calls answered NodeLost, {} queued again, {} callers \
+             forgotten ({} of their queued calls removed)",
+            r.lost, r.requeued, r.callers, r.removed
         );
     }
     Ok(r)
+}
+
+/// One step of deleting `caller`'s entries that no node has claimed
+/// (`terminate.lua`), from `cursor` (`-` to begin): the next cursor (empty
+/// when done), then the seqs of the entries deleted. With `unregister`, it
+/// first unregisters the caller and tells the nodes to stop its calls.
+pub(crate) fn remove_unclaimed_step(
+    con: &mut Connection,
+    keys: &Keys,
+    caller: &str,
+    unregister: bool,
+    cursor: &str,
+) -> redis::RedisResult<Vec<String>> {
+    scripts()
+        .terminate
+        .key(keys.tasks())
+        .key(keys.members())
+        .key(keys.ctl())
+        .key(keys.results(caller))
+        .key(keys.alive(caller))
+        .arg(GROUP)
+        .arg(caller)
+        .arg(if unregister { "1" } else { "0" })
+        .arg(cursor)
+        .arg(1000)
+        .invoke(con)
 }
 
 /// The processes of the registered nodes, summed (for map chunk sizes).

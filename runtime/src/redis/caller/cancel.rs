@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::super::conn::{BrokerError, Conn};
+use super::super::member;
 use super::super::keys::GROUP;
 use super::super::scripts::scripts;
 use super::state::{Flight, Inner, Queued};
@@ -102,20 +103,8 @@ pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<u64
     let mut first = terminate;
     let mut seqs = Vec::new();
     loop {
-        let out: Vec<String> = with_control(inner, "remove queued calls", |con| {
-            scripts()
-                .terminate
-                .key(inner.keys.tasks())
-                .key(inner.keys.members())
-                .key(inner.keys.ctl())
-                .key(inner.keys.results(&inner.name))
-                .key(inner.keys.alive(&inner.name))
-                .arg(GROUP)
-                .arg(&inner.name)
-                .arg(if first { "1" } else { "0" })
-                .arg(&cursor)
-                .arg(1000)
-                .invoke(con)
+        let out = with_control(inner, "remove queued calls", |con| {
+            member::remove_unclaimed_step(con, &inner.keys, &inner.name, first, &cursor)
         })?;
         first = false;
         let mut out = out.into_iter();

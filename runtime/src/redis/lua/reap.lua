@@ -2,13 +2,15 @@
 -- and settles up to `limit` of its pending entries: added again with one
 -- redelivery fewer if it has any left, otherwise answered NodeLost (status
 -- `l`). Then forgets members without heartbeat: a caller's result stream,
--- high-water mark and registration go, and nodes are told to stop its calls.
+-- high-water mark and registration go, and nodes are told to stop its calls
+-- (its entries no node has claimed are deleted next, by the reaper, through
+-- TERMINATE: a scan of the stream is too long for one script).
 --
 -- KEYS: tasks, members, ctl. ARGV: group, prefix, limit.
--- Returns {lost, requeued, dead callers}.
+-- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local lost, requeued, callers = 0, 0, 0
+local lost, requeued, callers = 0, 0, {}
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
 if not ok then consumers = {} end
 for _, c in ipairs(consumers) do
@@ -51,7 +53,7 @@ for k = 1, #all, 2 do
       redis.call('HDEL', members, 'hw:' .. name)
       redis.call('DEL', prefix .. 'res:' .. name)
       redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', name)
-      callers = callers + 1
+      callers[#callers + 1] = name
     end
   end
 end
