@@ -415,6 +415,73 @@ fn a_forgotten_callers_queued_call_never_runs() {
     );
 }
 
+/// A node (and its worker) stopped past its time to live while it held a
+/// running call and prefetched quick ones, queued on its local pool behind
+/// it: all are answered `NodeLost`. When they are continued, the running
+/// call ends at once (its sleep's deadline passed while stopped), but the
+/// local pool starts nothing more until the node has heard from Redis; it
+/// then finds it was declared lost, takes a new name and cancels what its
+/// old name had claimed: the prefetched calls never run. (They all ran.)
+#[test]
+fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
+    let server = RedisServer::start();
+    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let (warm, file) = (dir.file("warm"), dir.file("marks"));
+    // The node learns that `t/mark` of 0 ms is quick: it prefetches it.
+    let warmup: Vec<_> = (0..300)
+        .map(|i| apply_async_mark(&pool, warm.clone(), format!("w{i}"), 0))
+        .collect();
+    for w in warmup {
+        w.get().unwrap();
+    }
+    // It judges by the last calls it saw: make them quick ones, one at a
+    // time (no queueing in them).
+    for i in 0..20 {
+        apply_mark(&pool, warm.clone(), format!("v{i}"), 0).unwrap();
+    }
+    let (worker, _) = apply_pids(&pool).unwrap();
+    // The slow call goes to the worker alone; the quick ones come after
+    // it started, and wait on the node's local pool behind it.
+    let slow = apply_async_mark(&pool, file.clone(), "slow".into(), 3000);
+    wait_for(Duration::from_secs(20), "the slow call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let quick: Vec<_> = (0..10)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("pre{i}"), 0))
+        .collect();
+    let tasks = server.key(":tasks").expect("the task stream");
+    wait_for(
+        Duration::from_secs(20),
+        "the node to claim every call",
+        || {
+            let summary = server.cli(&["--raw", "XPENDING", &tasks, "nodes"]);
+            summary.lines().next().map(str::trim) == Some("11")
+        },
+    );
+    let both = |sig| {
+        node.signal(sig);
+        // SAFETY: kill() of the node's worker with a valid signal.
+        unsafe { libc::kill(worker as i32, sig) };
+    };
+    both(libc::SIGSTOP);
+    assert!(matches!(slow.get(), Err(Error::NodeLost { .. })));
+    for q in quick {
+        let got = q.get();
+        assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
+    }
+    both(libc::SIGCONT);
+    // The node serves on, under a new name.
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    std::thread::sleep(Duration::from_secs(2));
+    let ran: Vec<String> = marks(&file, "start")
+        .into_iter()
+        .filter(|m| m.contains("pre"))
+        .collect();
+    assert!(ran.is_empty(), "answered NodeLost, then ran: {ran:?}");
+}
+
 #[test]
 fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     // What a restart without persistence leaves: an empty Redis. FLUSHALL

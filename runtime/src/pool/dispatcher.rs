@@ -61,4 +61,10 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
     fn processes(&self) -> Option<usize> {
         None
     }
+
+    /// Holds accepted calls that have not started while `gate` says no
+    /// (see `Queue::set_start_gate`); ignored by dispatchers that hold
+    /// nothing (a broker's).
+    #[cfg(feature = "redis")]
+    fn set_start_gate(&self, _gate: super::queue::StartGate) {}
 }

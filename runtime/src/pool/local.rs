@@ -231,6 +231,11 @@ impl Dispatcher for LocalPool {
         self.join();
     }
 
+    #[cfg(feature = "redis")]
+    fn set_start_gate(&self, gate: super::queue::StartGate) {
+        self.shared.queue.set_start_gate(gate);
+    }
+
     fn status(&self) -> Status {
         self.shared.queue.status()
     }

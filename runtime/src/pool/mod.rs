@@ -338,6 +338,14 @@ impl Pool {
         self.inner.dispatcher.cancel(id)
     }
 
+    /// Holds the calls started by [`start_call`](Self::start_call) that
+    /// have not reached a worker while `gate` says no (a node's local pool,
+    /// while the node cannot confirm it is still a member).
+    #[cfg(feature = "redis")]
+    pub(crate) fn set_start_gate(&self, gate: impl Fn() -> bool + Send + Sync + 'static) {
+        self.inner.dispatcher.set_start_gate(Box::new(gate));
+    }
+
     /// Queues a call of `task` with encoded `args`; its outcome decodes as `R`.
     pub(crate) fn submit<R: DeserializeOwned>(
         &self,

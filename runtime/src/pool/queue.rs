@@ -5,7 +5,7 @@
 //! condition variable of its own.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use super::dispatcher::Status;
@@ -85,12 +85,21 @@ impl State {
     }
 }
 
+/// Whether queued jobs may be started now (see [`Queue::set_start_gate`]).
+pub(crate) type StartGate = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// How often a slot held by a closed start gate looks at it again.
+const GATE_RECHECK: Duration = Duration::from_millis(10);
+
 /// The queue and the slots' states (see the module's documentation).
 pub(crate) struct Queue {
     state: Mutex<State>,
     /// One per slot: its thread waits on it for a job or its lent worker.
     wake: Vec<Condvar>,
     max_tasks_per_child: Option<usize>,
+    /// If set, slots start no queued job while it says no (unless the pool
+    /// is closed: then they drain the queue).
+    gate: OnceLock<StartGate>,
 }
 
 impl Queue {
@@ -113,7 +122,20 @@ impl Queue {
             }),
             wake: (0..slots).map(|_| Condvar::new()).collect(),
             max_tasks_per_child,
+            gate: OnceLock::new(),
         }
+    }
+
+    /// Makes the slots hold queued jobs while `gate` says no: a node does,
+    /// while it cannot confirm that its cluster still counts it as a member
+    /// (the calls it claimed may have been answered `NodeLost`). Set once.
+    pub(crate) fn set_start_gate(&self, gate: StartGate) {
+        let _ = self.gate.set(gate);
+    }
+
+    /// Whether a start gate holds queued jobs now.
+    fn gate_closed(&self) -> bool {
+        self.gate.get().is_some_and(|open| !open())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -173,6 +195,13 @@ impl Queue {
                     // stops, nothing would wake it to stop later.)
                     let (guard, _) = self.wake[index]
                         .wait_timeout(state, idle)
+                        .unwrap_or_else(|e| e.into_inner());
+                    state = guard;
+                    continue;
+                } else if !st.closed && !st.jobs.is_empty() && self.gate_closed() {
+                    // Held: look again shortly (nothing signals the gate).
+                    let (guard, _) = self.wake[index]
+                        .wait_timeout(state, GATE_RECHECK)
                         .unwrap_or_else(|e| e.into_inner());
                     state = guard;
                     continue;

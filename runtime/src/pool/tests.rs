@@ -574,3 +574,43 @@ fn a_burst_of_jobs_spreads_over_the_idle_workers() {
         assert_eq!(workers.len(), 8, "burst {burst} ran on {workers:?}");
     }
 }
+
+/// A closed start gate holds queued jobs (the one running finishes);
+/// opened, they run in order; jobs cancelled while held never run; and a
+/// closed pool drains its queue whatever the gate says.
+#[cfg(feature = "redis")]
+#[test]
+fn a_closed_start_gate_holds_queued_jobs_until_it_opens() {
+    use std::sync::atomic::AtomicBool;
+    let mut f = Fixture::new(1, None);
+    let open = Arc::new(AtomicBool::new(true));
+    let gate = open.clone();
+    f.pool
+        .set_start_gate(Box::new(move || gate.load(Ordering::SeqCst)));
+    let busy = f.submit("slow", &[0]);
+    until(|| f.log.received().iter().any(|r| r.task == "slow"));
+    open.store(false, Ordering::SeqCst);
+    let held: Vec<_> = (1..6u8).map(|i| f.submit("t", &[i])).collect();
+    assert_eq!(value(&busy).unwrap(), [0], "the running job finishes");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(f.log.received().len(), 1, "nothing starts while held");
+    assert!(held.iter().all(|r| !r.ready()));
+    // Cancelled while held: never runs.
+    assert_eq!(f.pool.cancel(3), CancelOutcome::NotStarted);
+    open.store(true, Ordering::SeqCst);
+    for (i, r) in held.iter().enumerate() {
+        match value(r) {
+            Ok(bytes) => assert_eq!(bytes, [i as u8 + 1]),
+            Err(Error::Cancelled { .. }) => assert_eq!(i, 1),
+            Err(e) => panic!("job {i}: {e}"),
+        }
+    }
+    let ran: Vec<u8> = f.log.received().iter().map(|r| r.args[0]).collect();
+    assert_eq!(ran, [0, 1, 3, 4, 5]);
+    // Closed: the queue drains even with the gate shut.
+    open.store(false, Ordering::SeqCst);
+    let late = f.submit("t", &[9]);
+    f.pool.close();
+    assert_eq!(value(&late).unwrap(), [9]);
+    f.pool.join();
+}

@@ -1,14 +1,17 @@
 -- RELEASE: gives entries a node claimed but did not start back to the
--- queue, for any node to take: each one this node still owns is added
--- again (same fields, same redeliveries left), acknowledged and deleted.
--- (A node claims ahead only what it expects to be quick; a call of a task
--- it has not seen be quick goes back rather than wait behind its busy
--- processes while another node may be idle.)
+-- queue, for any node to take: each one still pending under the node's
+-- name is added again (same fields, same redeliveries left), acknowledged
+-- and deleted. (A node claims ahead only what it expects to be quick; a
+-- call of a task it has not seen be quick goes back rather than wait
+-- behind its busy processes while another node may be idle. A node that
+-- learns it was declared dead gives back what it claimed under its old
+-- name and did not start: an entry the reaper has not settled yet is still
+-- pending under that name, and is queued again rather than answered
+-- NodeLost; one it settled is not there, and is left alone.)
 --
 -- KEYS: tasks, members. ARGV: group, node, entry ids... Returns how many.
-local tasks, members = KEYS[1], KEYS[2]
+local tasks = KEYS[1]
 local group, node = ARGV[1], ARGV[2]
-if redis.call('HEXISTS', members, node) == 0 then return 0 end
 local released = 0
 for j = 3, #ARGV do
   local id = ARGV[j]

@@ -3,14 +3,12 @@
 //! every call it held has been answered or queued again, and its late
 //! outcomes are fenced).
 
-use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::conn::{BrokerError, Conn};
 use super::super::member::{self, Role};
-use super::shared::{Item, Shared};
+use super::shared::Shared;
 
 /// Beats every ttl/6 and runs the reaper, until the node has stopped.
 pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
@@ -48,15 +46,19 @@ pub(super) fn beat(s: &Shared, conn: &mut Conn) -> Result<bool, BrokerError> {
 /// Whether this node has gone long enough without a successful beat that
 /// it may have been declared dead (it was stopped, or cut off).
 pub(super) fn beat_is_stale(s: &Shared) -> bool {
-    s.last_beat
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .elapsed()
-        > s.cfg.broker.node_ttl / 2
+    stale(&s.last_beat, s.cfg.broker.node_ttl)
 }
 
-/// Registers under a new name and drops the work claimed under the old one
-/// that has not started (the reaper has answered it or queued it again).
+/// Whether a node whose last successful beat was at `last_beat` may have
+/// been declared dead, with time to live `ttl` (it beats every ttl/6: half
+/// the time to live without a beat is not normal running).
+pub(super) fn stale(last_beat: &Mutex<Instant>, ttl: Duration) -> bool {
+    last_beat.lock().unwrap_or_else(|e| e.into_inner()).elapsed() > ttl / 2
+}
+
+/// Registers under a new name and stops the work claimed under the old one
+/// that has not started (the reaper has answered it or queued it again, or
+/// it is given back).
 fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) -> Result<(), BrokerError> {
     let ttl = s.cfg.broker.node_ttl;
     let name = match member::register(conn, &s.keys, Role::Node, ttl, Some(s.cfg.processes)) {
@@ -73,14 +75,13 @@ fn take_new_identity(s: &Shared, conn: &mut Conn, old: &str) -> Result<(), Broke
         id.1 += 1;
         id.1
     };
-    let mut st = s.lock();
-    let (stale, keep): (VecDeque<Item>, VecDeque<Item>) =
-        st.work.drain(..).partition(|i| i.epoch != epoch);
-    st.work = keep;
-    for i in stale {
-        st.claimed.remove(&i.call.entry);
-        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-    }
+    // What the old identity handed to the local pool: prefetched calls
+    // queued there (held by its start gate) must not run now (their
+    // callers were told `NodeLost`, or another node runs them).
+    s.exec.cancel_before(epoch);
+    // What it claimed and did not hand over yet goes back to Redis (the
+    // feeder gives it back: `runner::give_back_stale`).
+    let st = s.lock();
     s.wake(&st);
     Ok(())
 }

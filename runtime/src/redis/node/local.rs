@@ -16,8 +16,9 @@ use crate::pool::Pool;
 pub(crate) struct LocalExecutor {
     pub(super) pool: Pool,
     /// The local call ids running for each caller, by the caller's seq, to
-    /// stop them when the caller cancels or terminates.
-    running: Arc<Mutex<HashMap<String, HashMap<u64, u64>>>>,
+    /// stop them when the caller cancels or terminates, each with the
+    /// identity (epoch) of the node that claimed it.
+    running: Arc<Running>,
 }
 
 impl LocalExecutor {
@@ -28,11 +29,13 @@ impl LocalExecutor {
         }
     }
 
-    /// Queues `call` (its arguments are taken) on the local pool; `done`
-    /// gets its outcome, on the local pool's thread that settles it.
+    /// Queues `call` (its arguments are taken), claimed under identity
+    /// `epoch`, on the local pool; `done` gets its outcome, on the local
+    /// pool's thread that settles it.
     pub(super) fn start(
         &self,
         call: &mut NodeCall,
+        epoch: u64,
         done: impl FnOnce(Result<Vec<u8>, RemoteFailure>) + Send + 'static,
     ) {
         let local = match self.pool.foreign_call(
@@ -46,7 +49,7 @@ impl LocalExecutor {
             Err(e) => return done(Err(RemoteFailure::of(&e))),
         };
         let (caller, seq) = (call.caller.clone(), call.seq);
-        track(&self.running, &caller, seq, Some(local.id));
+        track(&self.running, &caller, seq, Some((local.id, epoch)));
         let running = self.running.clone();
         self.pool.start_call(local, move |outcome| {
             track(&running, &caller, seq, None);
@@ -62,7 +65,24 @@ impl LocalExecutor {
         let id = lock(&self.running)
             .get(caller)
             .and_then(|ids| ids.get(&seq).copied());
-        if let Some(id) = id {
+        if let Some((id, _)) = id {
+            self.pool.cancel_call(id);
+        }
+    }
+
+    /// Stops the calls claimed under an identity older than `epoch`: the
+    /// cluster declared it dead and has answered them (`NodeLost`) or
+    /// queued them again. Those still queued, or pipelined behind another,
+    /// never run; a running one has its worker stopped (its outcome would
+    /// be ignored).
+    pub(super) fn cancel_before(&self, epoch: u64) {
+        let ids: Vec<u64> = lock(&self.running)
+            .values()
+            .flat_map(|ids| ids.values())
+            .filter(|(_, claimed)| *claimed < epoch)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
             self.pool.cancel_call(id);
         }
     }
@@ -71,7 +91,7 @@ impl LocalExecutor {
     pub(super) fn cancel_caller(&self, caller: &str) {
         let ids: Vec<u64> = lock(&self.running)
             .get(caller)
-            .map(|ids| ids.values().copied().collect())
+            .map(|ids| ids.values().map(|(id, _)| *id).collect())
             .unwrap_or_default();
         for id in ids {
             self.pool.cancel_call(id);
@@ -79,17 +99,19 @@ impl LocalExecutor {
     }
 }
 
-type Running = Mutex<HashMap<String, HashMap<u64, u64>>>;
+/// Caller → its seq → (local call id, epoch it was claimed under).
+type Calls = HashMap<String, HashMap<u64, (u64, u64)>>;
+type Running = Mutex<Calls>;
 
-fn lock(running: &Running) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, u64>>> {
+fn lock(running: &Running) -> std::sync::MutexGuard<'_, Calls> {
     running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn track(running: &Running, caller: &str, seq: u64, local: Option<u64>) {
+fn track(running: &Running, caller: &str, seq: u64, local: Option<(u64, u64)>) {
     let mut map = lock(running);
     match local {
-        Some(id) => {
-            map.entry(caller.to_string()).or_default().insert(seq, id);
+        Some(call) => {
+            map.entry(caller.to_string()).or_default().insert(seq, call);
         }
         None => {
             if let Some(ids) = map.get_mut(caller) {

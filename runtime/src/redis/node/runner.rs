@@ -42,6 +42,14 @@ pub(super) fn feed_loop(s: Arc<Shared>) {
             read_once(&s);
             continue;
         }
+        // Claimed under a name the cluster has since declared dead: never
+        // run here; given back (see `give_back_stale`).
+        let (_, epoch) = s.identity();
+        let (stale, work): (Vec<Item>, Vec<Item>) =
+            work.into_iter().partition(|i| i.epoch != epoch);
+        if !stale.is_empty() {
+            give_back_stale(&s, stale);
+        }
         let mut back = Vec::new();
         for item in work {
             // Beyond its idle processes, a node keeps only calls of tasks it
@@ -58,6 +66,50 @@ pub(super) fn feed_loop(s: Arc<Shared>) {
             release(&s, back);
         }
     }
+}
+
+/// Gives back to Redis the calls claimed under an identity the cluster
+/// declared dead and not started (`release.lua`): those the reaper has not
+/// settled yet (claimed just before the node learned it: a node resumed
+/// from a stop, or back from a partition) are queued again for any node,
+/// rather than answered `NodeLost`; the others it has answered or queued
+/// again itself. Never run here, whatever Redis says.
+fn give_back_stale(s: &Arc<Shared>, items: Vec<Item>) {
+    let mut by_name: Vec<(String, Vec<&str>)> = Vec::new();
+    for item in &items {
+        match by_name.iter_mut().find(|(name, _)| *name == item.consumer) {
+            Some((_, ids)) => ids.push(&item.call.entry),
+            None => by_name.push((item.consumer.clone(), vec![&item.call.entry])),
+        }
+    }
+    let mut side = s.read.lock().unwrap_or_else(|e| e.into_inner());
+    for (name, ids) in &by_name {
+        let released = side.conn.run("give back calls of a lost name", |con| {
+            scripts()
+                .release
+                .key(s.keys.tasks())
+                .key(s.keys.members())
+                .arg(GROUP)
+                .arg(name)
+                .arg(ids)
+                .invoke::<i64>(con)
+        });
+        match released {
+            Ok(n) => log::debug!(
+                target: "procpool",
+                "node {name} was declared lost: {n} of its {} calls not started queued again",
+                ids.len()
+            ),
+            Err(e) => log::debug!(target: "procpool", "node {name}: {e}; the reaper settles its calls"),
+        }
+    }
+    drop(side);
+    let mut st = s.lock();
+    for i in &items {
+        st.claimed.remove(&i.call.entry);
+        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    }
+    s.wake(&st);
 }
 
 /// Gives claimed calls back to Redis (`release.lua`).
@@ -89,7 +141,7 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
         }
         return;
     }
-    // Given back (those of an older identity are the reaper's).
+    // Given back (those the reaper settled first are its own).
     let mut st = s.lock();
     for i in &items {
         st.claimed.remove(&i.call.entry);
@@ -101,12 +153,8 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
 fn start(s: &Arc<Shared>, mut item: Item) {
     let (_, epoch) = s.identity();
     if item.epoch != epoch {
-        // Claimed under an identity the cluster declared dead: the reaper
-        // already answered it (NodeLost) or queued it again. Never run it.
-        let mut st = s.lock();
-        st.claimed.remove(&item.call.entry);
-        s.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        s.wake(&st);
+        // Claimed under an identity the cluster declared dead: never run it.
+        give_back_stale(s, vec![item]);
         return;
     }
     if s.lock().cancelled.contains(&item.call.caller) {
@@ -120,7 +168,7 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     let args = std::mem::take(&mut item.call.args);
     let mut call = item.call.clone();
     call.args = args;
-    s.exec.start(&mut call, move |outcome| {
+    s.exec.start(&mut call, epoch, move |outcome| {
         finish(&shared, &item, outcome, Some(started))
     });
 }

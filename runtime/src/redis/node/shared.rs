@@ -82,8 +82,9 @@ pub(super) struct Shared {
     pub(super) exec: LocalExecutor,
     /// The node's current name, and how many it has had.
     pub(super) identity: Mutex<(String, u64)>,
-    /// When this node last knew itself alive (a heartbeat succeeded).
-    pub(super) last_beat: Mutex<Instant>,
+    /// When this node last knew itself alive (a heartbeat succeeded); the
+    /// local pool's start gate reads it too.
+    pub(super) last_beat: Arc<Mutex<Instant>>,
     /// Makes beating and re-registering one step.
     pub(super) beat_lock: Mutex<()>,
     /// Held shared by every DELIVER (script and bookkeeping) and
