@@ -199,6 +199,53 @@ fn a_call_a_stopped_idle_worker_never_read_runs_on_a_new_worker() {
     assert_no_children();
 }
 
+/// Without a time limit, a small call to a stopped idle worker (written
+/// whole into the channel, never taken in) waited for ever. Now a worker
+/// that has not started a call within `frame_stall_timeout` is stopped for
+/// it (it provably never started it) and the call runs on a new worker:
+/// through `apply` (the calling thread's exchange), `apply_async` (a slot
+/// thread), and a pipelined batch of quick calls, each run once.
+#[test]
+fn without_a_limit_a_small_call_to_a_stopped_idle_worker_runs_on_a_new_worker() {
+    let _serial = serial();
+    let stall = Duration::from_secs(1);
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(stall)
+        .build()
+        .unwrap();
+    let first = apply_nap(&pool, 0).unwrap();
+    stop(first);
+    let begun = Instant::now();
+    let second = apply_nap(&pool, 0).expect("ran on a new worker");
+    assert_ne!(second, first);
+    assert!(begun.elapsed() >= stall, "not before the limit");
+    assert!(
+        !children().contains(&first),
+        "the stopped worker was reaped"
+    );
+    stop(second);
+    let third = apply_async_nap(&pool, 0)
+        .get_timeout(Duration::from_secs(30))
+        .expect("ran on a new worker");
+    assert_ne!(third, second);
+    // Quick calls, pipelined once the slot has seen them be quick.
+    for _ in 0..50 {
+        let batch: Vec<_> = (0..20).map(|_| apply_async_nap(&pool, 0)).collect();
+        for r in batch {
+            assert_eq!(r.get().unwrap(), third);
+        }
+    }
+    stop(third);
+    let batch: Vec<_> = (0..20).map(|_| apply_async_nap(&pool, 0)).collect();
+    for r in batch {
+        let pid = r.get_timeout(Duration::from_secs(30)).expect("ran");
+        assert_ne!(pid, third, "ran on a new worker");
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// Without a time limit, a call too large for the socket's buffer to a
 /// stopped idle worker blocks the write: after `frame_stall_timeout` the
 /// worker is killed and the call (which never arrived whole) runs on a new

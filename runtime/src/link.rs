@@ -83,6 +83,22 @@ pub(crate) trait Link: Send {
         self.kill();
         true
     }
+    /// Stops a worker that did not start call `id`, unless it started it
+    /// after all (see [`KillSwitch::kill_unless_started`]). Returns whether
+    /// it was stopped.
+    fn kill_unless_started(&mut self, id: u64) -> bool {
+        let started = self.started(id);
+        if !started {
+            self.kill();
+        }
+        !started
+    }
+    /// How long a worker may take to start a call sent to it (one it is
+    /// free to start at once) before it is taken to be stopped and is
+    /// replaced (`None`: no limit).
+    fn start_limit(&self) -> Option<Duration> {
+        None
+    }
     /// Waits for the worker to end (killing it after `grace`) and reports how.
     fn finish(self: Box<Self>, grace: Duration) -> ExitInfo;
 }
@@ -115,6 +131,18 @@ impl Target {
 /// fork server may take a while to answer): it is [`begun`](Self::begin_start)
 /// and [`published`](Self::publish) under the lock, and a kill or a
 /// terminate that comes in between reaches the new worker when it is
+/// When a kill is not to be made (see [`KillSwitch::kill_for`]).
+#[derive(Clone, Copy)]
+enum Unless<'a> {
+    /// Always made.
+    Nothing,
+    /// Not if the worker went past this call (it finished, or started one
+    /// of the calls behind it).
+    Past(u64, &'a [u64]),
+    /// Not if the worker started this call.
+    Started(u64),
+}
+
 /// published.
 #[derive(Default)]
 pub(crate) struct KillSwitch {
@@ -160,7 +188,7 @@ impl KillSwitch {
     /// Kills the current worker (and its process group), if any; one
     /// being started is killed as soon as it is published.
     pub(crate) fn kill(&self) {
-        self.kill_for(None);
+        self.kill_for(Unless::Nothing);
     }
 
     /// [`kill`](Self::kill) to stop call `call`, unless the worker went past
@@ -169,24 +197,39 @@ impl KillSwitch {
     /// [`crate::shm::Halter`]). Returns whether it killed (or will kill,
     /// once published) or found nothing to kill.
     pub(crate) fn kill_unless_past(&self, call: u64, behind: &[u64]) -> bool {
-        self.kill_for(Some((call, behind)))
+        self.kill_for(Unless::Past(call, behind))
     }
 
-    fn kill_for(&self, call: Option<(u64, &[u64])>) -> bool {
+    /// [`kill`](Self::kill) a worker that has not started call `call`
+    /// (it never took it in: a stopped worker), unless it started it
+    /// after all (see [`crate::shm::Halter`]). Returns whether it killed.
+    pub(crate) fn kill_unless_started(&self, call: u64) -> bool {
+        self.kill_for(Unless::Started(call))
+    }
+
+    fn kill_for(&self, unless: Unless<'_>) -> bool {
         let mut state = self.lock();
         match &state.target {
             Some(target) => {
-                let halted = match (&target.halter, call) {
-                    (Some(halter), Some((call, behind))) => halter.halt_unless_past(call, behind),
+                let halted = match (&target.halter, unless) {
+                    (Some(halter), Unless::Past(call, behind)) => {
+                        halter.halt_unless_past(call, behind)
+                    }
+                    (Some(halter), Unless::Started(call)) => halter.halt_unless_started(call),
                     _ => true,
                 };
                 if halted {
                     target.kill();
-                } else if let Some((call, _)) = call {
+                } else {
                     log::debug!(
                         target: "procpool",
-                        "worker {} went past call {call}: not killed for its cancel",
-                        target.pid
+                        "worker {} not killed: {}",
+                        target.pid,
+                        match unless {
+                            Unless::Past(call, _) => format!("it went past call {call}"),
+                            Unless::Started(call) => format!("it started call {call}"),
+                            Unless::Nothing => String::new(),
+                        }
                     );
                 }
                 halted

@@ -3,7 +3,7 @@
 //! the loss into the caller's error. Also how the calls sent behind a lost
 //! call in a pipelined batch are settled without any running twice.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::queue::Queue;
 use crate::call::{CallRef, Job, Kind};
@@ -21,9 +21,11 @@ pub(crate) enum Exchange {
     Done(Outcome),
     /// The worker was already gone; the call never reached it.
     Undelivered,
-    /// The call timed out without the worker ever reading it (a stopped
-    /// worker): it never started, and the worker is unusable.
-    Unread,
+    /// The worker never started the call (a stopped worker: it timed out
+    /// unread, or was not started within the start limit): it can run on
+    /// another worker; this one is unusable. If it is not retried, it
+    /// fails as the loss says.
+    Unread(Loss),
     /// The worker is unusable; the call failed as described.
     Lost(Loss),
 }
@@ -40,6 +42,9 @@ pub(crate) enum Loss {
     /// A reply began and stopped arriving for this long: where the next
     /// frame starts is lost.
     Stalled(Duration),
+    /// The worker did not start the call within this long (it was stopped
+    /// for it; so was the one before, which never started it either).
+    Unstarted(Duration),
 }
 
 /// Sends `call` and reads its reply.
@@ -74,30 +79,76 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
                 link.pid(),
                 call.name()
             );
-            Exchange::Unread
+            Exchange::Unread(Loss::TimedOut(call.timeout.get().unwrap_or_default()))
         }
         other => other,
     }
 }
 
-/// Reads and checks the reply to `call`, already sent.
+/// Reads and checks the reply to `call`, already sent, and next in line
+/// on its worker. A worker that has not even started it within its start
+/// limit (a stopped worker takes nothing in) is stopped: `Unread`, and the
+/// call, which never ran, can go to another worker.
 pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
-    let frame = match link.recv(call.timeout.get()) {
+    let frame = match recv_reply(link, call) {
         Ok(frame) => frame,
-        Err(FrameError::TimedOut) => {
+        Err(None) => {
+            return Exchange::Unread(Loss::Unstarted(link.start_limit().unwrap_or_default()))
+        }
+        Err(Some(FrameError::TimedOut)) => {
             return Exchange::Lost(Loss::TimedOut(call.timeout.get().unwrap_or_default()))
         }
-        Err(FrameError::TooLarge { len, max }) => {
+        Err(Some(FrameError::TooLarge { len, max })) => {
             return Exchange::Lost(Loss::TooLarge { len, max })
         }
-        Err(FrameError::Stalled(after)) => return Exchange::Lost(Loss::Stalled(after)),
-        Err(FrameError::Broken(why)) => return Exchange::Lost(Loss::Protocol(why)),
+        Err(Some(FrameError::Stalled(after))) => return Exchange::Lost(Loss::Stalled(after)),
+        Err(Some(FrameError::Broken(why))) => return Exchange::Lost(Loss::Protocol(why)),
         // End of file, a frame cut short by the death, a reset: the worker is gone.
-        Err(FrameError::Closed | FrameError::Truncated { .. }) => {
+        Err(Some(FrameError::Closed | FrameError::Truncated { .. })) => {
             return Exchange::Lost(Loss::Died)
         }
     };
     check_reply(frame, call)
+}
+
+/// The reply to `call` within its time limit; `Err(None)` if its worker,
+/// alive, has not started it within the link's start limit, and has been
+/// stopped for it.
+fn recv_reply(link: &mut dyn Link, call: CallRef<'_>) -> Result<Frame, Option<FrameError>> {
+    let limit = call.timeout.get();
+    let Some(start_limit) = link.start_limit() else {
+        return link.recv(limit).map_err(Some);
+    };
+    let begun = Instant::now();
+    loop {
+        let elapsed = begun.elapsed();
+        let left = limit.map(|l| l.saturating_sub(elapsed));
+        let to_start = (!link.started(call.id)).then(|| start_limit.saturating_sub(elapsed));
+        let wait = match (left, to_start) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match link.recv(wait) {
+            Err(FrameError::TimedOut) => {
+                let elapsed = begun.elapsed();
+                if limit.is_some_and(|l| elapsed >= l) {
+                    return Err(Some(FrameError::TimedOut));
+                }
+                if elapsed >= start_limit && link.kill_unless_started(call.id) {
+                    log::warn!(
+                        target: "procpool",
+                        "worker {} did not start call `{}` within {start_limit:?} (stopped?); \
+                         it is stopped and the call goes to another worker",
+                        link.pid(),
+                        call.name()
+                    );
+                    return Err(None);
+                }
+                // It started meanwhile: wait on, within the call's limit.
+            }
+            other => return other.map_err(Some),
+        }
+    }
 }
 
 /// Checks that `frame` is the reply to `call`, and reads it.
@@ -191,6 +242,7 @@ pub(crate) fn lost(queue: &Queue, call: CallRef<'_>, loss: Loss, pid: u32, statu
             format!("sent a {len}-byte frame over the {max} limit: killed")
         }
         Loss::Stalled(after) => format!("{}: killed", stalled(*after)),
+        Loss::Unstarted(after) => format!("{}: killed", unstarted(*after)),
     };
     log::warn!(target: "procpool", "worker {pid} {why} running task `{task}`; it will be replaced");
     match loss {
@@ -206,7 +258,15 @@ pub(crate) fn lost(queue: &Queue, call: CallRef<'_>, loss: Loss, pid: u32, statu
             task,
             message: stalled(after),
         },
+        Loss::Unstarted(after) => Error::Protocol {
+            task,
+            message: unstarted(after),
+        },
     }
+}
+
+fn unstarted(after: Duration) -> String {
+    format!("two workers in turn did not start the call within {after:?} (stopped?)")
 }
 
 fn stalled(after: Duration) -> String {
@@ -267,7 +327,26 @@ pub(crate) fn receive_batch(
             // (`receive` sends nothing, so it never reports these.) Whether
             // a timed-out call in a batch was read cannot be told from the
             // channel: the calls sent with it may have been read instead.
-            Exchange::Undelivered | Exchange::Unread => Loss::Died,
+            Exchange::Undelivered => Loss::Died,
+            // The worker did not start this call within its start limit (a
+            // stopped worker), and was stopped: this call and those behind
+            // it never started.
+            Exchange::Unread(loss) => {
+                let pid = link.pid();
+                let status = link.finish(Duration::ZERO);
+                if job.lost_unstarted() || queue.is_terminated() {
+                    let error = lost(queue, job.call(), loss, pid, status);
+                    job.complete(Err(error));
+                    queue.requeue(jobs);
+                    return BatchEnd { link: None, ran };
+                }
+                job.mark_lost_unstarted();
+                queue.requeue(std::iter::once(job).chain(jobs));
+                return BatchEnd {
+                    link: None,
+                    ran: ran - 1,
+                };
+            }
         };
         if let Loss::Died = loss {
             // The worker ended between two calls: this one never started.

@@ -159,8 +159,8 @@ impl Dispatcher for LocalPool {
             // call, queued as usual. Unless it was killed by a terminate
             // racing this call: then the call fails as terminated, like one
             // in flight (not as a call after it).
-            unstarted @ (Exchange::Undelivered | Exchange::Unread) => {
-                if let Exchange::Unread = unstarted {
+            unstarted @ (Exchange::Undelivered | Exchange::Unread(_)) => {
+                if let Exchange::Unread(_) = unstarted {
                     link.kill();
                 }
                 link.finish(DEATH_GRACE);

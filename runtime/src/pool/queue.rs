@@ -129,6 +129,7 @@ impl Queue {
     /// Makes the slots hold queued jobs while `gate` says no: a node does,
     /// while it cannot confirm that its cluster still counts it as a member
     /// (the calls it claimed may have been answered `NodeLost`). Set once.
+    #[cfg(feature = "redis")]
     pub(crate) fn set_start_gate(&self, gate: StartGate) {
         let _ = self.gate.set(gate);
     }

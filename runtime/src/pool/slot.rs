@@ -335,14 +335,14 @@ fn run_job(
                 link.finish(DEATH_GRACE);
                 continue;
             }
-            Exchange::Unread if !retried => {
+            Exchange::Unread(_) if !retried => {
                 retried = true;
                 link.kill();
                 link.finish(Duration::ZERO);
                 continue;
             }
             Exchange::Undelivered => Loss::Died,
-            Exchange::Unread => Loss::TimedOut(call.timeout.get().unwrap_or_default()),
+            Exchange::Unread(loss) => loss,
             Exchange::Lost(loss) => loss,
         };
         return (Err(exchange::bury(&shared.queue, link, call, loss)), None);

@@ -98,6 +98,14 @@ impl Link for ShmLink {
         self.kill.kill_unless_past(call, behind)
     }
 
+    fn kill_unless_started(&mut self, id: u64) -> bool {
+        self.kill.kill_unless_started(id)
+    }
+
+    fn start_limit(&self) -> Option<Duration> {
+        self.endpoint.stall_limit()
+    }
+
     fn finish(mut self: Box<Self>, grace: Duration) -> ExitInfo {
         // Let the worker go: a worker waiting for work exits cleanly.
         self.endpoint.close();

@@ -75,6 +75,20 @@ impl Halter {
         true
     }
 
+    /// Halts the worker unless it started call `call` (or finished it).
+    /// `true`: halted before it, and it starts no call until killed, so a
+    /// kill now stops a worker that never ran `call`. `false`: it is about
+    /// to run `call`, runs it or ran it; the halt is lifted.
+    pub(crate) fn halt_unless_started(&self, call: u64) -> bool {
+        let c = self.ctl();
+        c.halt.0.store(1, SeqCst);
+        if c.started.0.load(SeqCst) == call || c.finished.0.load(SeqCst) == call {
+            self.lift();
+            return false;
+        }
+        true
+    }
+
     /// Lifts a halt and wakes the worker (a killed worker's halt is moot).
     fn lift(&self) {
         let c = self.ctl();

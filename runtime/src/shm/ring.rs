@@ -180,6 +180,11 @@ impl Endpoint {
         }
     }
 
+    /// How long a started frame may stall (`None`: no limit).
+    pub(crate) fn stall_limit(&self) -> Option<Duration> {
+        self.stall
+    }
+
     /// When a wait for more of a started frame gives up (`None`: never).
     fn stall_deadline(&self) -> Option<Instant> {
         // (A limit too far to reach is none.)
