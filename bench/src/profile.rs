@@ -52,25 +52,11 @@ pub fn run(workload: &str, system: &str, n: usize) {
         }
         ("async5", Some(pool), _) => {
             for _ in 0..5 {
-                let (t, ()) = measure::timed(|| {
-                    let pending: Vec<_> = (0..n as u64)
-                        .map(|i| tasks::apply_async_inc(pool, i))
-                        .collect();
-                    pending
-                        .into_iter()
-                        .for_each(|r| assert!(r.get().unwrap() > 0));
-                });
+                let (t, ()) = measure::timed(|| run_procpool::async_batch(pool, n));
                 println!("{:.0} tasks/s", n as f64 / t.as_secs_f64());
             }
         }
-        ("async", Some(pool), _) => {
-            let pending: Vec<_> = (0..n as u64)
-                .map(|i| tasks::apply_async_inc(pool, i))
-                .collect();
-            pending
-                .into_iter()
-                .for_each(|r| assert!(r.get().unwrap() > 0));
-        }
+        ("async", Some(pool), _) => run_procpool::async_batch(pool, n),
         ("async", None, Some(_)) => {
             run_floor::spread(&mut children, n, |i| stream::inc_frame(i as u64));
         }

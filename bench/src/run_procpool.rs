@@ -97,7 +97,7 @@ pub fn worker_pids(pool: &Pool) -> Result<Vec<u32>, Error> {
 }
 
 /// Workload 3: submit `tasks` trivial tasks, then collect them all.
-fn async_batch(pool: &Pool, tasks: usize) {
+pub fn async_batch(pool: &Pool, tasks: usize) {
     let pending: Vec<_> = (0..tasks as u64)
         .map(|i| apply_async_inc(pool, i))
         .collect();

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::super::conn::{BrokerError, Conn};
 use super::super::failure::RemoteFailure;
 use super::super::keys::GROUP;
 use super::super::scripts::scripts;
@@ -84,17 +85,7 @@ fn give_back_stale(s: &Arc<Shared>, items: Vec<Item>) {
     }
     let mut side = s.read.lock().unwrap_or_else(|e| e.into_inner());
     for (name, ids) in &by_name {
-        let released = side.conn.run("give back calls of a lost name", |con| {
-            scripts()
-                .release
-                .key(s.keys.tasks())
-                .key(s.keys.members())
-                .arg(GROUP)
-                .arg(name)
-                .arg(ids)
-                .invoke::<i64>(con)
-        });
-        match released {
+        match give_back(s, &mut side.conn, name, ids) {
             Ok(n) => log::debug!(
                 target: "procpool",
                 "node {name} was declared lost: {n} of its {} calls not started queued again",
@@ -112,6 +103,21 @@ fn give_back_stale(s: &Arc<Shared>, items: Vec<Item>) {
     s.wake(&st);
 }
 
+/// Runs `release.lua` for the entries `ids` claimed under `name`: how many
+/// went back to the queue.
+fn give_back(s: &Shared, conn: &mut Conn, name: &str, ids: &[&str]) -> Result<i64, BrokerError> {
+    conn.run("give calls back", |con| {
+        scripts()
+            .release
+            .key(s.keys.tasks())
+            .key(s.keys.members())
+            .arg(GROUP)
+            .arg(name)
+            .arg(ids)
+            .invoke::<i64>(con)
+    })
+}
+
 /// Gives claimed calls back to Redis (`release.lua`).
 fn release(s: &Arc<Shared>, items: Vec<Item>) {
     s.hold.store(true, Ordering::Relaxed);
@@ -122,16 +128,7 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
         .filter(|i| i.consumer == consumer)
         .map(|i| i.call.entry.as_str())
         .collect();
-    let released = side.conn.run("give calls back", |con| {
-        scripts()
-            .release
-            .key(s.keys.tasks())
-            .key(s.keys.members())
-            .arg(GROUP)
-            .arg(&consumer)
-            .arg(&ids)
-            .invoke::<i64>(con)
-    });
+    let released = give_back(s, &mut side.conn, &consumer, &ids);
     drop(side);
     if let Err(e) = released {
         // Still ours, then: they run here after all.
