@@ -198,7 +198,7 @@
 //!   argument or result travels as one block of bytes, and from 64 KiB on
 //!   without any copy but into the ring and out of it (the buffer it is
 //!   read into becomes the argument or the result, that of an
-//!   `apply_async_<fn>` too when `get` or `.await` is its last reader). A
+//!   `apply_async_<fn>` too when `get` is its last reader). A
 //!   map item or result that is a `Vec<u8>` or `ByteBuf` goes as
 //!   one block inside its chunk. A `Vec<u8>` nested in other types goes
 //!   through serde element by element: use

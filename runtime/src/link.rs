@@ -123,14 +123,6 @@ impl Target {
     }
 }
 
-/// Lets any thread stop whichever worker a pool slot currently runs. It
-/// signals through the worker's pidfd, so a kill can never reach another
-/// process that inherited a reused pid.
-///
-/// A start does not hold the switch's lock while the process is made (a
-/// fork server may take a while to answer): it is [`begun`](Self::begin_start)
-/// and [`published`](Self::publish) under the lock, and a kill or a
-/// terminate that comes in between reaches the new worker when it is
 /// When a kill is not to be made (see [`KillSwitch::kill_for`]).
 #[derive(Clone, Copy)]
 enum Unless<'a> {
@@ -143,6 +135,14 @@ enum Unless<'a> {
     Started(u64),
 }
 
+/// Lets any thread stop whichever worker a pool slot currently runs. It
+/// signals through the worker's pidfd, so a kill can never reach another
+/// process that inherited a reused pid.
+///
+/// A start does not hold the switch's lock while the process is made (a
+/// fork server may take a while to answer): it is [`begun`](Self::begin_start)
+/// and [`published`](Self::publish) under the lock, and a kill or a
+/// terminate that comes in between reaches the new worker when it is
 /// published.
 #[derive(Default)]
 pub(crate) struct KillSwitch {

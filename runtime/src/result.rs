@@ -463,8 +463,9 @@ impl<T: DeserializeOwned + 'static> Future for AsyncResult<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.cell.poll_outcome(cx.waker()) {
-            // Polled no more once ready: this is the last reader.
-            Some(outcome) => Poll::Ready(Self::decode_last(&self.cell, outcome)),
+            // Not the last reader for sure: `(&mut result).await` leaves
+            // the result to read again.
+            Some(outcome) => Poll::Ready(Self::decode(&self.cell, &outcome)),
             None => Poll::Pending,
         }
     }
@@ -533,23 +534,27 @@ mod tests {
 
     #[test]
     fn the_last_reader_of_a_block_result_takes_it_whole_and_a_shared_one_is_copied() {
-        // `get`: the received bytes themselves.
+        // `get` (which consumes the result): the received bytes themselves.
         let (result, at) = arrived();
         let bytes = result.get().unwrap();
         check(&bytes);
         assert_eq!(bytes.as_ptr(), at, "taken, not copied");
 
-        // `.await`: the same.
-        let (result, at) = arrived();
-        let mut result = std::pin::pin!(result);
+        // Polled (`(&mut result).await` leaves it to read again): a copy,
+        // and the result stays whole for `get`, which takes it.
+        let (mut result, at) = arrived();
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match result.as_mut().poll(&mut cx) {
+        match Pin::new(&mut result).poll(&mut cx) {
             Poll::Ready(Ok(bytes)) => {
                 check(&bytes);
-                assert_eq!(bytes.as_ptr(), at, "taken, not copied");
+                assert_ne!(bytes.as_ptr(), at, "copied");
             }
             other => panic!("not ready with the bytes: {other:?}"),
         }
+        assert!(result.ready());
+        let bytes = result.get().unwrap();
+        check(&bytes);
+        assert_eq!(bytes.as_ptr(), at, "taken by get");
 
         // After a callback ran (it decoded its own copy).
         let (result, at) = arrived();

@@ -342,11 +342,11 @@ impl ResultCell {
     }
 
     /// The outcome itself, taken out of the complete result, if `outcome`
-    /// (what `wait_until` or `poll_outcome` returned) and the cell's own
-    /// reference are its only ones: the result's last reader (`get`,
-    /// `.await`) may then keep its buffers rather than copy them. Else
-    /// `outcome` is given back. The cell holds no outcome afterwards (its
-    /// `AsyncResult` is consumed: nobody reads it again).
+    /// (what `wait_until` returned) and the cell's own reference are its
+    /// only ones: the result's last reader (`get`, which consumes its
+    /// `AsyncResult`) may then keep its buffers rather than copy them. Else
+    /// `outcome` is given back. The cell holds no outcome afterwards:
+    /// nobody may read it again.
     pub(super) fn take_sole(&self, outcome: Arc<Outcome>) -> Result<Outcome, Arc<Outcome>> {
         let mut state = self.lock();
         let sole = state.complete()
