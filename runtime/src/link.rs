@@ -84,10 +84,10 @@ pub(crate) trait Link: Send {
         true
     }
     /// Stops a worker that did not start call `id`, unless it started it
-    /// after all (see [`KillSwitch::kill_unless_started`]). Returns whether
-    /// it was stopped.
-    fn kill_unless_started(&mut self, id: u64) -> bool {
-        let started = self.started(id);
+    /// after all, or one of the calls in `behind` (see
+    /// [`KillSwitch::kill_unless_started`]). Returns whether it was stopped.
+    fn kill_unless_started(&mut self, id: u64, behind: &[u64]) -> bool {
+        let started = self.started(id) || behind.iter().any(|&b| self.started(b));
         if !started {
             self.kill();
         }
@@ -131,8 +131,8 @@ enum Unless<'a> {
     /// Not if the worker went past this call (it finished, or started one
     /// of the calls behind it).
     Past(u64, &'a [u64]),
-    /// Not if the worker started this call.
-    Started(u64),
+    /// Not if the worker started this call or one of those behind it.
+    Started(u64, &'a [u64]),
 }
 
 /// Lets any thread stop whichever worker a pool slot currently runs. It
@@ -201,10 +201,11 @@ impl KillSwitch {
     }
 
     /// [`kill`](Self::kill) a worker that has not started call `call`
-    /// (it never took it in: a stopped worker), unless it started it
-    /// after all (see [`crate::shm::Halter`]). Returns whether it killed.
-    pub(crate) fn kill_unless_started(&self, call: u64) -> bool {
-        self.kill_for(Unless::Started(call))
+    /// (it never took it in: a stopped worker), unless it started it after
+    /// all, or one of the calls in `behind` (those sent after it; see
+    /// [`crate::shm::Halter`]). Returns whether it killed.
+    pub(crate) fn kill_unless_started(&self, call: u64, behind: &[u64]) -> bool {
+        self.kill_for(Unless::Started(call, behind))
     }
 
     fn kill_for(&self, unless: Unless<'_>) -> bool {
@@ -215,7 +216,9 @@ impl KillSwitch {
                     (Some(halter), Unless::Past(call, behind)) => {
                         halter.halt_unless_past(call, behind)
                     }
-                    (Some(halter), Unless::Started(call)) => halter.halt_unless_started(call),
+                    (Some(halter), Unless::Started(call, behind)) => {
+                        halter.halt_unless_started(call, behind)
+                    }
                     _ => true,
                 };
                 if halted {
@@ -227,7 +230,7 @@ impl KillSwitch {
                         target.pid,
                         match unless {
                             Unless::Past(call, _) => format!("it went past call {call}"),
-                            Unless::Started(call) => format!("it started call {call}"),
+                            Unless::Started(call, _) => format!("it started call {call}"),
                             Unless::Nothing => String::new(),
                         }
                     );

@@ -65,7 +65,7 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
         }
         Err(_) => return Exchange::Undelivered,
     }
-    match receive(link, call) {
+    match receive(link, call, &[]) {
         // Dead before it read the whole call: the call never started.
         Exchange::Lost(Loss::Died) if link.unread_requests() => Exchange::Undelivered,
         // The worker reads a call whole before it starts it, and every call
@@ -86,11 +86,12 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
 }
 
 /// Reads and checks the reply to `call`, already sent, and next in line
-/// on its worker. A worker that has not even started it within its start
-/// limit (a stopped worker takes nothing in) is stopped: `Unread`, and the
-/// call, which never ran, can go to another worker.
-pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
-    let frame = match recv_reply(link, call) {
+/// on its worker (`behind`: the calls pipelined after it). A worker that
+/// has not even started it within its start limit (a stopped worker takes
+/// nothing in) is stopped: `Unread`, and the call, which never ran (nor
+/// any behind it), can go to another worker.
+pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>, behind: &[u64]) -> Exchange {
+    let frame = match recv_reply(link, call, behind) {
         Ok(frame) => frame,
         Err(None) => {
             return Exchange::Unread(Loss::Unstarted(link.start_limit().unwrap_or_default()))
@@ -112,18 +113,26 @@ pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
 }
 
 /// The reply to `call` within its time limit; `Err(None)` if its worker,
-/// alive, has not started it within the link's start limit, and has been
-/// stopped for it.
-fn recv_reply(link: &mut dyn Link, call: CallRef<'_>) -> Result<Frame, Option<FrameError>> {
+/// alive, has not started it (nor any call in `behind`) within the link's
+/// start limit, and has been stopped for it.
+fn recv_reply(
+    link: &mut dyn Link,
+    call: CallRef<'_>,
+    behind: &[u64],
+) -> Result<Frame, Option<FrameError>> {
     let limit = call.timeout.get();
     let Some(start_limit) = link.start_limit() else {
         return link.recv(limit).map_err(Some);
     };
     let begun = Instant::now();
+    // The worker was seen to have started the call (or gone past it):
+    // from then on only the call's own limit applies.
+    let mut started = false;
     loop {
         let elapsed = begun.elapsed();
         let left = limit.map(|l| l.saturating_sub(elapsed));
-        let to_start = (!link.started(call.id)).then(|| start_limit.saturating_sub(elapsed));
+        started = started || link.started(call.id);
+        let to_start = (!started).then(|| start_limit.saturating_sub(elapsed));
         let wait = match (left, to_start) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -134,17 +143,21 @@ fn recv_reply(link: &mut dyn Link, call: CallRef<'_>) -> Result<Frame, Option<Fr
                 if limit.is_some_and(|l| elapsed >= l) {
                     return Err(Some(FrameError::TimedOut));
                 }
-                if elapsed >= start_limit && link.kill_unless_started(call.id) {
-                    log::warn!(
-                        target: "procpool",
-                        "worker {} did not start call `{}` within {start_limit:?} (stopped?); \
-                         it is stopped and the call goes to another worker",
-                        link.pid(),
-                        call.name()
-                    );
-                    return Err(None);
+                if !started && elapsed >= start_limit {
+                    if link.kill_unless_started(call.id, behind) {
+                        log::warn!(
+                            target: "procpool",
+                            "worker {} did not start call `{}` within {start_limit:?} \
+                             (stopped?); it is stopped and the call goes to another worker",
+                            link.pid(),
+                            call.name()
+                        );
+                        return Err(None);
+                    }
+                    // It started meanwhile (or went past it, its reply on
+                    // the way): wait on, within the call's limit.
+                    started = true;
                 }
-                // It started meanwhile: wait on, within the call's limit.
             }
             other => return other.map_err(Some),
         }
@@ -314,10 +327,13 @@ pub(crate) fn receive_batch(
     batch: &mut Vec<Job>,
 ) -> BatchEnd {
     let mut ran = 0;
+    // Each call's followers, for `receive`'s check of a worker that seems
+    // not to have started a call: one that went on to a later call did.
+    let ids: Vec<u64> = batch.iter().map(|job| job.id()).collect();
     let mut jobs = batch.drain(..);
     while let Some(mut job) = jobs.next() {
         ran += 1;
-        let loss = match receive(link.as_mut(), job.call()) {
+        let loss = match receive(link.as_mut(), job.call(), &ids[ran..]) {
             Exchange::Done(outcome) => {
                 queue.settle_one(index, |call, behind| link.kill_unless_past(call, behind));
                 job.complete(outcome);

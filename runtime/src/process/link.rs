@@ -98,8 +98,8 @@ impl Link for ShmLink {
         self.kill.kill_unless_past(call, behind)
     }
 
-    fn kill_unless_started(&mut self, id: u64) -> bool {
-        self.kill.kill_unless_started(id)
+    fn kill_unless_started(&mut self, id: u64, behind: &[u64]) -> bool {
+        self.kill.kill_unless_started(id, behind)
     }
 
     fn start_limit(&self) -> Option<Duration> {

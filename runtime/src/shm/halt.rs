@@ -75,14 +75,18 @@ impl Halter {
         true
     }
 
-    /// Halts the worker unless it started call `call` (or finished it).
-    /// `true`: halted before it, and it starts no call until killed, so a
-    /// kill now stops a worker that never ran `call`. `false`: it is about
-    /// to run `call`, runs it or ran it; the halt is lifted.
-    pub(crate) fn halt_unless_started(&self, call: u64) -> bool {
+    /// Halts the worker unless it started call `call`: it is about to run
+    /// it, runs it, finished it, or went on to one of the calls in
+    /// `behind` (those sent after it, which it runs only after `call`).
+    /// `true`: halted before `call`, and it starts no call until killed, so
+    /// a kill now stops a worker that never ran `call` nor any call behind
+    /// it. `false`: the halt is lifted.
+    pub(crate) fn halt_unless_started(&self, call: u64, behind: &[u64]) -> bool {
         let c = self.ctl();
         c.halt.0.store(1, SeqCst);
-        if c.started.0.load(SeqCst) == call || c.finished.0.load(SeqCst) == call {
+        let (started, finished) = (c.started.0.load(SeqCst), c.finished.0.load(SeqCst));
+        let reached = |id: u64| id == call || behind.contains(&id);
+        if reached(started) || reached(finished) {
             self.lift();
             return false;
         }
@@ -166,6 +170,35 @@ mod tests {
         // 9 runs, nothing behind it started: halted.
         assert!(worker.begin_call(9));
         assert!(parent.halter().halt_unless_past(9, &[10]));
+    }
+
+    /// The start-limit check (`halt_unless_started`): a worker that has
+    /// not reached call `call` is halted (and then killed by the caller);
+    /// one that started it, finished it, or went on to a call pipelined
+    /// behind it is let go: killing it would stop, and run again, calls
+    /// that had started.
+    #[test]
+    fn a_worker_is_halted_for_a_call_only_if_it_has_not_reached_it() {
+        let (parent, worker) = pair();
+        assert!(worker.begin_call(4));
+        worker.end_call(4);
+        // Waiting for 5 (6 and 7 behind), the worker still after 4.
+        assert!(parent.halter().halt_unless_started(5, &[6, 7]));
+        parent.halter().lift();
+        // It started 5.
+        assert!(worker.begin_call(5));
+        assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
+        // It finished 5, and went on to 6 and 7: past 5, not halted.
+        worker.end_call(5);
+        assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
+        assert!(worker.begin_call(6), "the halt was not lifted");
+        worker.end_call(6);
+        assert!(worker.begin_call(7));
+        assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
+        worker.end_call(7);
+        assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
+        // A call of a later batch, 8, with the worker done with 7: halted.
+        assert!(parent.halter().halt_unless_started(8, &[]));
     }
 
     #[test]

@@ -168,6 +168,13 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     s.exec.start(&mut call, epoch, move |outcome| {
         finish(&shared, &item, outcome, Some(started))
     });
+    // The node may have learned it was declared lost between the check
+    // above and the call's registration, and cancelled its old name's
+    // calls without this one: cancel it now.
+    let (_, now) = s.identity();
+    if now != epoch {
+        s.exec.cancel_before(now);
+    }
 }
 
 /// Settles `item`'s outcome: at once on this thread if nothing else waits
