@@ -159,7 +159,8 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         if self.in_flight.len() + self.early_len() >= self.window {
             return false;
         }
-        let Some(items) = self.items.as_mut() else {
+        // Feeding holds both (see `stop_feeding`).
+        let (Some(items), Some(admission)) = (self.items.as_mut(), self.admission.as_ref()) else {
             return false;
         };
         let next = (self.next_chunk)(items, self.size, self.max_bytes);
@@ -171,13 +172,9 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             return false;
         };
         let kind = crate::call::Kind::Chunk;
-        let chunk = match &self.admission {
-            Some(admission) => {
-                self.pool
-                    .submit_admitted::<()>(admission, self.task, kind, Ok(bytes.into()))
-            }
-            None => self.pool.submit::<()>(self.task, kind, Ok(bytes.into())),
-        };
+        let chunk = self
+            .pool
+            .submit_admitted::<()>(admission, self.task, kind, Ok(bytes.into()));
         if let Some(panic) = panicked {
             // The input panicked: it ends there (after this chunk of the
             // items before it).
