@@ -19,6 +19,7 @@ thread_local! {
 /// Runs `decode` allowing at most `budget` elements in all through the
 /// values it decodes [`Bounded`]: elements of a type that takes no bytes
 /// cost no claim, so a few bytes could announce quintillions of them.
+#[inline(always)]
 pub(crate) fn with_element_budget<R>(budget: usize, decode: impl FnOnce() -> R) -> R {
     /// Puts the enclosing decode's budget back, even after a panic.
     struct Restore(usize);
