@@ -33,7 +33,7 @@ pub(crate) use remote::DEFAULT_QUEUE;
 pub(crate) use remote::NODE_TTL;
 pub(crate) use slot::RETIRED;
 
-use crate::call::{Call, Job, Kind};
+use crate::call::{Args, Call, Job, Kind};
 use crate::result::Hub;
 use crate::error::Error;
 use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
@@ -278,7 +278,17 @@ impl Pool {
             what: "arguments",
             message,
         })?;
-        let timeout = self.task_timeout();
+        self.new_call(task, kind, args, self.task_timeout())
+    }
+
+    /// A call with the next id, unless its time limit is zero.
+    fn new_call(
+        &self,
+        task: &'static TaskInfo,
+        kind: Kind,
+        args: impl Into<Args>,
+        timeout: Option<Duration>,
+    ) -> Result<Call, Error> {
         zero_limit(task, timeout)?;
         Ok(Call {
             id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
@@ -305,15 +315,7 @@ impl Pool {
         let registration = crate::registry::lookup(task)?;
         let signature = "<the signature of a remote caller>";
         let task = crate::task::intern(registration.info.name, signature, fingerprint);
-        let timeout = timeout.or(self.inner.config.task_timeout);
-        zero_limit(task, timeout)?;
-        Ok(Call {
-            id: self.inner.next_id.fetch_add(1, Ordering::Relaxed),
-            task,
-            args: args.into(),
-            kind,
-            timeout: timeout.into(),
-        })
+        self.new_call(task, kind, args, timeout.or(self.inner.config.task_timeout))
     }
 
     /// Queues `call` and calls `done` with its outcome, on the thread that
