@@ -389,6 +389,48 @@ fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
     assert_eq!(marks(&file, "start").len(), 2);
 }
 
+/// A call cancelled at once after its submission, in every state it can be
+/// in (queued in Redis, read by a node and not yet queued there, queued on
+/// the node's local pool, running): a cancel that does not say `Finished`
+/// means the call never runs to its end. (A stop used to be dropped when
+/// it found the call between its claim and its start on the node.)
+#[test]
+fn a_call_cancelled_at_any_moment_never_runs_to_its_end() {
+    for node in [
+        &[("processes", "2")][..],
+        &[("processes", "1"), ("prefetch", "0")],
+    ] {
+        let server = RedisServer::start();
+        let _node = NodeProc::code(&server.url(), node, &[]);
+        let pool = pool(&server);
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let mut cancelled = Vec::new();
+        for i in 0..300u64 {
+            let r = apply_async_mark(&pool, file.clone(), format!("c{i}"), 300);
+            std::thread::sleep(Duration::from_micros(300 * (i % 7)));
+            let outcome = r.cancel();
+            if outcome != CancelOutcome::Finished {
+                assert!(matches!(r.get(), Err(Error::Cancelled { .. })), "{i}");
+                cancelled.push(i);
+            }
+        }
+        assert!(cancelled.len() > 150, "{} cancelled", cancelled.len());
+        // Longer than any of them would take to run.
+        std::thread::sleep(Duration::from_secs(2));
+        let ends = marks(&file, "end");
+        let ran: Vec<_> = cancelled
+            .iter()
+            .filter(|i| ends.iter().any(|l| l.contains(&format!(" c{i} "))))
+            .collect();
+        assert!(
+            ran.is_empty(),
+            "{node:?}: cancelled calls ran to their end: {ran:?}"
+        );
+        assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    }
+}
+
 #[test]
 fn worker_settings_on_a_redis_pool_are_refused() {
     let err = Pool::builder()

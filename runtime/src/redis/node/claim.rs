@@ -148,7 +148,7 @@ fn take_entries(
                     consumer: name.to_string(),
                     epoch,
                 };
-                if st.cancelled.contains(&item.call.caller) {
+                if st.is_cancelled(&item.call) {
                     st.done
                         .push(Done::of(&item, Err(RemoteFailure::Cancelled)));
                 } else {

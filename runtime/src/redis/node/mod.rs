@@ -14,6 +14,7 @@ mod local;
 mod recent;
 mod runner;
 mod shared;
+mod stopped;
 mod watch;
 
 use std::convert::Infallible;

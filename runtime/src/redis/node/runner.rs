@@ -154,7 +154,7 @@ fn start(s: &Arc<Shared>, mut item: Item) {
         give_back_stale(s, vec![item]);
         return;
     }
-    if s.lock().cancelled.contains(&item.call.caller) {
+    if s.lock().is_cancelled(&item.call) {
         finish(s, &item, Err(RemoteFailure::Cancelled), None);
         return;
     }
@@ -165,6 +165,7 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     let args = std::mem::take(&mut item.call.args);
     let mut call = item.call.clone();
     call.args = args;
+    let (item_caller, item_seq) = (call.caller.clone(), call.seq);
     s.exec.start(&mut call, epoch, move |outcome| {
         finish(&shared, &item, outcome, Some(started))
     });
@@ -174,6 +175,11 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     let (_, now) = s.identity();
     if now != epoch {
         s.exec.cancel_before(now);
+    }
+    // Likewise a stop that found the call neither queued here nor on the
+    // local pool (between the check above and its registration there).
+    if s.lock().stopped.contains(&item_caller, item_seq) {
+        s.exec.cancel_one(&item_caller, item_seq);
     }
 }
 

@@ -12,6 +12,7 @@ use super::super::failure::RemoteFailure;
 use super::super::keys::Keys;
 use super::local::LocalExecutor;
 use super::recent::Recent;
+use super::stopped::Stopped;
 use crate::pool::config::NodeConfig;
 
 /// A claimed call, and the identity it was claimed under.
@@ -57,6 +58,9 @@ pub(super) struct State {
     pub(super) done: Vec<Done>,
     /// Callers that terminated: their calls are not run.
     pub(super) cancelled: HashSet<String>,
+    /// Single calls cancelled before this node had them in hand: they are
+    /// not run.
+    pub(super) stopped: Stopped,
     /// The feeder still runs (it claims and queues calls).
     pub(super) feeding: bool,
     /// The feeder is claiming.
@@ -121,6 +125,13 @@ pub(super) struct Shared {
     /// The tasks this node has seen be quick (the time a call occupied the
     /// node under a millisecond), and those it has seen be slow.
     pub(super) quick_tasks: Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl State {
+    /// Whether `call` must not run: its caller terminated, or cancelled it.
+    pub(super) fn is_cancelled(&self, call: &NodeCall) -> bool {
+        self.cancelled.contains(&call.caller) || self.stopped.contains(&call.caller, call.seq)
+    }
 }
 
 impl Shared {

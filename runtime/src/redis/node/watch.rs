@@ -109,6 +109,9 @@ fn stop_call(s: &Shared, caller: &str, seq: u64) {
             s.wake(&st);
             return;
         }
+        // Running here, about to be, or not claimed here yet: remembered,
+        // so that it is not started later (see `runner::start`).
+        st.stopped.insert(caller, seq);
     }
     s.exec.cancel_one(caller, seq);
 }
