@@ -125,6 +125,16 @@ fn a_pool_outlives_the_thread_that_made_it() {
 #[test]
 fn bad_configuration_is_a_typed_error() {
     assert!(matches!(Pool::new(0), Err(Error::Config { .. })));
+    // An absurd count (a typo in a setting) is refused before anything is
+    // allocated for it (it aborted the process, or panicked, before).
+    for n in [4097, 1 << 40, usize::MAX] {
+        match Pool::new(n) {
+            Err(Error::Config { message }) => {
+                assert!(message.contains("at most 4096"), "{message}")
+            }
+            other => panic!("{n}: expected Config, got {other:?}"),
+        }
+    }
     assert!(matches!(
         Pool::builder().processes(1).max_tasks_per_child(0).build(),
         Err(Error::Config { .. })

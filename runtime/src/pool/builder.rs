@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::process::ProcessBackend;
 use crate::{codec, process, registry, task, wire};
 
+/// The most worker processes a pool may have.
+pub(crate) const MAX_PROCESSES: usize = 4096;
+
 /// Configures a [`Pool`]; made by [`Pool::builder`].
 ///
 /// ```
@@ -63,7 +66,8 @@ impl Default for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// Number of worker processes (default: the available parallelism).
+    /// Number of worker processes (default: the available parallelism); 1
+    /// to 4096, else [`build`](Self::build) returns [`Error::Config`].
     #[must_use = "the setter returns the changed builder"]
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
@@ -284,6 +288,12 @@ impl PoolBuilder {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         if processes == 0 {
             return config_error("a pool needs at least one process".into());
+        }
+        if processes > MAX_PROCESSES {
+            return config_error(format!(
+                "a pool of {processes} processes: at most {MAX_PROCESSES} (each worker is a \
+                 process, a shared-memory channel and a thread of this one)"
+            ));
         }
         let max_frame = self.max_frame.unwrap_or(wire::DEFAULT_MAX_FRAME);
         if max_frame < wire::MIN_MAX_FRAME {
