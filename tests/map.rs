@@ -219,6 +219,58 @@ fn chunks_of_large_items_stay_under_the_frame_limit() {
     assert_eq!(out[1].as_ref().unwrap(), &10);
 }
 
+/// An item that fits a frame alone, after small ones that nearly fill a
+/// chunk, begins the next chunk: it and its neighbours all work, as they
+/// do through `apply`. An item too large for any frame fails alone.
+#[test]
+fn an_item_that_fits_a_frame_alone_never_fails_with_its_neighbours() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(64 << 10)
+        .build()
+        .unwrap();
+    let mut items = vec![vec![1u8; 5000]; 20];
+    items[7] = vec![2u8; 60 << 10];
+    let lens: Vec<usize> = items.iter().map(Vec::len).collect();
+    for item in &items {
+        assert_eq!(apply_byte_len(&pool, item.clone()).unwrap(), item.len());
+    }
+    for options in [MapOptions::new(), MapOptions::new().chunksize(4)] {
+        assert_eq!(
+            map_byte_len_with(&pool, items.clone(), options).unwrap(),
+            lens
+        );
+        assert_eq!(
+            map_async_byte_len_with(&pool, items.clone(), options)
+                .get()
+                .unwrap(),
+            lens
+        );
+        let out: Vec<usize> = imap_byte_len_with(&pool, items.clone(), options)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(out, lens);
+        let mut out: Vec<usize> = imap_unordered_byte_len_with(&pool, items.clone(), options)
+            .map(Result::unwrap)
+            .collect();
+        out.sort();
+        let mut sorted = lens.clone();
+        sorted.sort();
+        assert_eq!(out, sorted);
+    }
+    let mut too_large = items.clone();
+    too_large[7] = vec![3u8; 100 << 10];
+    let out: Vec<_> =
+        imap_byte_len_with(&pool, too_large, MapOptions::new().chunksize(4)).collect();
+    for (i, r) in out.iter().enumerate() {
+        match (i, r) {
+            (7, Err(Error::FrameTooLarge { .. })) => {}
+            (7, other) => panic!("item 7: {other:?}"),
+            (i, r) => assert_eq!(r.as_ref().unwrap(), &5000, "item {i}"),
+        }
+    }
+}
+
 /// Panics on items 10 and 90; item 10 only once item 90 has started (its
 /// marker file `dir/90` exists) and had time to fail, so item 90 fails first.
 #[pool_task]

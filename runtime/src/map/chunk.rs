@@ -63,12 +63,18 @@ const LONG_PREFIX: usize = 5;
 /// encode, or whose `Serialize` panics, goes as the reason why (see the
 /// module's documentation): it fails alone. A panic of the input itself
 /// comes out of the call.
+///
+/// An item that would take a chunk of several items past `max_bytes` is
+/// left in `carry` (encoded, with its length prefix) and begins the next
+/// chunk: a chunk is at most `max_bytes`, or one item alone, so an item
+/// that fits a frame on its own never fails for its neighbours (nor they
+/// for it). `carry` must be the same buffer from one chunk to the next.
 pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     items: &mut I,
     size: usize,
     max_bytes: usize,
+    carry: &mut Vec<u8>,
 ) -> Option<(Vec<u8>, usize)> {
-    let first = items.next()?;
     let size = size.min(u32::MAX as usize);
     let mut fill = Fill {
         bytes: vec![0; 4],
@@ -76,7 +82,14 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
         taken: 0,
         encoding: None,
     };
-    let mut first = Some(first);
+    let mut first = None;
+    if carry.is_empty() {
+        first = Some(items.next()?);
+    } else {
+        fill.bytes.append(carry);
+        fill.last = fill.bytes.len();
+        fill.taken = 1;
+    }
     // One `catch_unwind` per chunk, not per item: after a panic the loop
     // goes on where it was.
     while let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -88,7 +101,13 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
         }
         while fill.taken < size && fill.bytes.len() < max_bytes {
             let Some(item) = items.next() else { break };
+            let start = fill.bytes.len();
             fill.push::<M, I::Item>(item);
+            if fill.bytes.len() > max_bytes && fill.taken > 1 {
+                *carry = fill.bytes.split_off(start);
+                fill.taken -= 1;
+                break;
+            }
         }
     })) {
         // An item's `Serialize` panicked: it goes as the reason why. Any

@@ -23,7 +23,7 @@ use crate::Pool;
 /// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
 /// a plain function pointer, so the iterators are `Send` whenever their
 /// input is.
-type NextChunk<I> = fn(&mut Guarded<I>, usize, usize) -> Option<(Vec<u8>, usize)>;
+type NextChunk<I> = fn(&mut Guarded<I>, usize, usize, &mut Vec<u8>) -> Option<(Vec<u8>, usize)>;
 
 
 /// The input, with a panic in its `next()` caught: the input ends there,
@@ -75,6 +75,9 @@ struct Feeder<'a, R, I> {
     /// The input, until it is exhausted or the feeding stops.
     items: Option<Guarded<I>>,
     next_chunk: NextChunk<I>,
+    /// An item read and encoded that begins the next chunk (see
+    /// `chunk::next_chunk`).
+    carry: Vec<u8>,
     /// Items per chunk, and encoded bytes per chunk at most.
     size: usize,
     max_bytes: usize,
@@ -119,6 +122,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             task,
             items: Some(Guarded { items, panic: None }),
             next_chunk: chunk::next_chunk::<M, Guarded<I>>,
+            carry: Vec::new(),
             size: 1,
             max_bytes: super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES),
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
@@ -163,7 +167,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         let (Some(items), Some(admission)) = (self.items.as_mut(), self.admission.as_ref()) else {
             return false;
         };
-        let next = (self.next_chunk)(items, self.size, self.max_bytes);
+        let next = (self.next_chunk)(items, self.size, self.max_bytes, &mut self.carry);
         let panicked = items.panic.take();
         let Some((bytes, sent)) = next else {
             // Drop the input as soon as it is exhausted.

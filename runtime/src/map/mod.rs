@@ -64,7 +64,9 @@ fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     })?;
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     let mut chunks = Vec::new();
-    while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) {
+    let mut carry = Vec::new();
+    while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes, &mut carry)
+    {
         chunks.push((submit_admitted::<M>(&admission, pool, bytes), n));
     }
     Ok(chunks)
@@ -155,6 +157,7 @@ where
     let (mut running, mut running_items, mut running_bytes) = (0, 0, 0);
     let mut early: BTreeMap<usize, Arc<Outcome>> = BTreeMap::new();
     let mut early_bytes = 0;
+    let mut carry = Vec::new();
     // The next chunk to decode, in input order.
     let mut next = 0;
     loop {
@@ -164,7 +167,9 @@ where
             let Some(admitted) = &admission else {
                 break;
             };
-            let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes) else {
+            let Some((bytes, n)) =
+                chunk::next_chunk::<M, _>(&mut items, size, max_bytes, &mut carry)
+            else {
                 admission = None;
                 break;
             };
