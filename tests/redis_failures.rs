@@ -191,6 +191,43 @@ fn close_join_and_drop_leave_nothing_behind() {
     assert_eq!(server.queued(), 0);
 }
 
+/// Member names carry a random tag beside their id: should Redis
+/// lose its data (and its id counter), two processes with the same host
+/// name and pid (containers sharing the host's network, each its program
+/// as pid 1) still never take the same name and result stream.
+#[test]
+fn member_names_carry_a_random_tag() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let a = Pool::builder().redis(&server.url()).build().unwrap();
+    let b = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&a, 3).unwrap(), 9);
+    let pid = std::process::id();
+    let mut tags = Vec::new();
+    for (name, role) in server.members() {
+        if role != "caller" && role != "node" {
+            continue;
+        }
+        // `c<id>.<tag>@<host>:<pid>`
+        let (id, at) = name.split_once('@').unwrap_or_else(|| panic!("{name}"));
+        let (_, tag) = id.split_once('.').unwrap_or_else(|| panic!("{name}"));
+        assert!(
+            tag.len() == 8 && tag.chars().all(|c| c.is_ascii_hexdigit()),
+            "{name}"
+        );
+        if role == "caller" {
+            assert!(at.ends_with(&format!(":{pid}")), "{name}");
+            tags.push(tag.to_string());
+        }
+    }
+    assert_eq!(tags.len(), 2, "{:?}", server.members());
+    assert_ne!(
+        tags[0], tags[1],
+        "two callers of one process drew the same tag"
+    );
+    drop((a, b));
+}
+
 /// SIGKILL of redis-server mid-stream and a restart on the same AOF
 /// (`appendfsync always`), with 600 calls through two nodes: every call is
 /// answered, none is lost, none runs twice.

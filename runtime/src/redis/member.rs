@@ -35,6 +35,19 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
+/// 32 random bits: std's hasher keys come from the operating system's
+/// random source.
+fn random_tag() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish() as u32
+}
+
 /// Creates the task stream and its consumer group if missing (callers and
 /// nodes both may come first). The group starts at `0`, so calls queued
 /// before the first node came are served.
@@ -55,13 +68,16 @@ fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
 /// The highest member id this process has registered under.
 static LAST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Registers a member and returns its name, `c<id>@<host>:<pid>` or
-/// `n<id>@<host>:<pid>`. The id comes from a counter that is never reset
-/// (the AOF keeps it), so no name is ever used twice, not even by a
+/// Registers a member and returns its name, `c<id>.<tag>@<host>:<pid>` or
+/// `n<id>.<tag>@<host>:<pid>`. The id comes from a counter that is never
+/// reset (the AOF keeps it), so no name is ever used twice, not even by a
 /// restarted process that got the same pid. Should Redis lose its data
 /// (no persistence, a `FLUSHALL`), the counter starts again: a process
 /// then skips past the ids it has used, so that two of its own members
-/// (a forgotten pool and a new one) never share a name and a result stream.
+/// (a forgotten pool and a new one) never share a name and a result
+/// stream, and the random `<tag>` keeps apart processes that have the same
+/// host name and pid (containers that share the host's network, each its
+/// program as pid 1).
 pub(crate) fn register(
     conn: &mut Conn,
     keys: &Keys,
@@ -83,7 +99,7 @@ pub(crate) fn register(
                 .query(con)?;
         }
         LAST_ID.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("{letter}{id}@{host}:{pid}");
+        let name = format!("{letter}{id}.{:08x}@{host}:{pid}", random_tag());
         let mut p = redis::pipe();
         p.atomic();
         p.cmd("SET")
