@@ -271,6 +271,31 @@ fn an_item_that_fits_a_frame_alone_never_fails_with_its_neighbours() {
     }
 }
 
+/// An item held back to begin the next chunk (see the test above) is
+/// input not yet queued: an `imap` cancelled then ends with `Cancelled`
+/// for it, as for input not read yet.
+#[test]
+fn an_imap_cancelled_with_an_item_held_for_its_next_chunk_ends_with_cancelled() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(64 << 10)
+        .build()
+        .unwrap();
+    // Chunks of at most 16 KiB: items 0 and 1 (10 KiB each) go apart, and
+    // item 2 is read and held while item 1's chunk is cut.
+    let items = vec![vec![1u8; 10 << 10]; 3];
+    let mut it = imap_byte_len_with(&pool, items, MapOptions::new().chunksize(2));
+    assert_eq!(it.next().unwrap().unwrap(), 10 << 10);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(it.cancel(), procpool::CancelOutcome::NotStarted);
+    let rest: Vec<_> = it.collect();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(
+        matches!(rest.last(), Some(Err(Error::Cancelled { .. }))),
+        "{rest:?}"
+    );
+}
+
 /// Panics on items 10 and 90; item 10 only once item 90 has started (its
 /// marker file `dir/90` exists) and had time to fail, so item 90 fails first.
 #[pool_task]

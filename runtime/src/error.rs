@@ -229,7 +229,7 @@ pub enum Error {
     NodeLost {
         /// Registered name of the task.
         task: String,
-        /// The lost node's name in the cluster (`n<id>@<host>:<pid>`); a
+        /// The lost node's name in the cluster (`n<id>.<tag>@<host>:<pid>`); a
         /// node that comes back takes a new one.
         node: String,
     },

@@ -86,8 +86,9 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     if carry.is_empty() {
         first = Some(items.next()?);
     } else {
+        // (Its length with its prefix: only a guess of the next prefix's width.)
+        fill.last = carry.len();
         fill.bytes.append(carry);
-        fill.last = fill.bytes.len();
         fill.taken = 1;
     }
     // One `catch_unwind` per chunk, not per item: after a panic the loop

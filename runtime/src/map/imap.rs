@@ -299,11 +299,11 @@ impl<R, I: Iterator> Feeder<'_, R, I> {
     /// [`Imap::cancel`]).
     fn cancel(&mut self) -> CancelOutcome {
         // (An input known to be exhausted, not read to its end yet, has
-        // nothing left.)
+        // nothing left, but for an item read and held for the next chunk.)
         let input_left = self
             .items
             .as_ref()
-            .filter(|items| items.size_hint().1 != Some(0))
+            .filter(|items| items.size_hint().1 != Some(0) || !self.carry.is_empty())
             .map(|_| CancelOutcome::NotStarted);
         // (Cancelled before it queued anything, it just ends.)
         self.cancelled_input |= input_left.is_some() && self.submitted > 0;

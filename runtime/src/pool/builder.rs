@@ -66,8 +66,9 @@ impl Default for PoolBuilder {
 }
 
 impl PoolBuilder {
-    /// Number of worker processes (default: the available parallelism); 1
-    /// to 4096, else [`build`](Self::build) returns [`Error::Config`].
+    /// Number of worker processes (default: the available parallelism, at
+    /// most 4096); 1 to 4096, else [`build`](Self::build) returns
+    /// [`Error::Config`].
     #[must_use = "the setter returns the changed builder"]
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
@@ -285,7 +286,9 @@ impl PoolBuilder {
         }
         let processes = self
             .processes
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PROCESSES))
+            });
         if processes == 0 {
             return config_error("a pool needs at least one process".into());
         }

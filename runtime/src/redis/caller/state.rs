@@ -149,7 +149,7 @@ impl State {
 pub(super) struct Inner {
     pub(super) cfg: Remote,
     pub(super) keys: Keys,
-    /// This caller's member name (`c<id>@host:pid`).
+    /// This caller's member name (`c<id>.<tag>@host:pid`).
     pub(super) name: String,
     pub(super) state: Mutex<State>,
     /// Three condition variables, so a state change wakes only a thread

@@ -372,9 +372,9 @@ impl Node {
         NodeBuilder::default()
     }
 
-    /// The node's name in the cluster (`n<id>@<host>:<pid>`), as callers
-    /// see it in [`Error::NodeLost`]. A node declared lost that comes back
-    /// takes a new one.
+    /// The node's name in the cluster (`n<id>.<tag>@<host>:<pid>`, `<tag>`
+    /// random), as callers see it in [`Error::NodeLost`]. A node declared
+    /// lost that comes back takes a new one.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
