@@ -31,6 +31,15 @@ fn panic_with(len: usize) -> u32 {
     panic!("{}", "é".repeat(len / 2))
 }
 
+/// Panics with a message of about `len` bytes, or returns 0 for 0.
+#[pool_task]
+fn panic_or_len(len: usize) -> usize {
+    if len > 0 {
+        panic!("{}", "é".repeat(len / 2))
+    }
+    0
+}
+
 #[pool_task]
 fn square(x: u64) -> u64 {
     x * x
@@ -117,6 +126,42 @@ fn a_panic_report_over_the_frame_limit_is_cut_to_fit() {
             assert!(location.contains("fault_frames.rs"), "{location}");
         }
         other => panic!("expected Panic, got {other:?}"),
+    }
+    assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
+/// The same in a map: each panic's report is cut so that the chunk's reply
+/// fits, and every item keeps its own outcome (the whole chunk failed with
+/// `FrameTooLarge` before). Values are never cut.
+#[test]
+fn panic_reports_over_the_frame_limit_in_a_map_are_cut_to_fit() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(64 << 10)
+        .build()
+        .unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    let lens = [100_000usize, 0, 40_000, 40_000, 20_000, 20_000];
+    let options = procpool::MapOptions::new().chunksize(6);
+    for chunk in [options, procpool::MapOptions::new().chunksize(1)] {
+        let out: Vec<_> = imap_panic_or_len_with(&pool, lens, chunk).collect();
+        assert_eq!(out.len(), lens.len());
+        for (len, r) in lens.iter().zip(&out) {
+            match r {
+                Ok(n) => assert_eq!((*len, *n), (0, 0)),
+                Err(Error::Panic {
+                    message, location, ..
+                }) => {
+                    assert!(message.starts_with("éé"), "{len}: {message}");
+                    assert!(message.len() <= *len, "{len}: {}", message.len());
+                    assert!(location.contains("fault_frames.rs"), "{location}");
+                }
+                other => panic!("{len}: expected Panic, got {other:?}"),
+            }
+        }
     }
     assert_eq!(apply_worker_pid(&pool).unwrap(), before, "no worker died");
     drop(pool);

@@ -399,6 +399,79 @@ fn seal_long(out: &mut Vec<u8>, start: usize, len: usize) -> Result<(), String> 
     Ok(())
 }
 
+/// Where a chunk's records begin in its RESULTS body, after the body's
+/// header: past the count (`u32`) and the `all_values` flag.
+pub(crate) const RECORDS_AT: usize = 5;
+
+/// Worker side: a chunk's RESULTS `body` (records from `records_at` on)
+/// over `max` bytes, cut down by shortening the texts of its failure
+/// records (a panic's message, location and backtrace, an error's message),
+/// the longest first, as a single call's failure is cut to fit a frame.
+/// Returns whether it now fits; values are never cut (a chunk whose values
+/// alone are too large still fails as a whole).
+pub(crate) fn fit_failures(body: &mut Vec<u8>, records_at: usize, max: usize) -> bool {
+    // Each round cuts the texts of the whole body to half the last round's
+    // length, from the texts as they came.
+    let Some((_, mut keep)) = shorten_failures(body, records_at, usize::MAX) else {
+        return false;
+    };
+    while body.len() > max {
+        keep /= 2;
+        if keep < 16 {
+            return false;
+        }
+        match shorten_failures(body, records_at, keep) {
+            Some((shorter, _)) if shorter.len() <= max => *body = shorter,
+            Some(_) => {}
+            None => return false,
+        }
+    }
+    true
+}
+
+/// `body` with every failure record's texts cut to at most `keep` bytes,
+/// and the longest text before the cut; `None` if a record cannot be read.
+fn shorten_failures(body: &[u8], records_at: usize, keep: usize) -> Option<(Vec<u8>, usize)> {
+    let mut out = body.get(..records_at)?.to_vec();
+    let mut rest = body.get(records_at..)?;
+    let mut longest = 0;
+    let mut cut = |text: &mut String| {
+        longest = longest.max(text.len());
+        if text.len() > keep {
+            crate::wire::shorten(text, keep);
+        }
+    };
+    while let Some((&tag, after)) = rest.split_first() {
+        if let Some(value) = value_of(tag, after) {
+            let (_, next) = value.ok()?;
+            out.extend_from_slice(&rest[..rest.len() - next.len()]);
+            rest = next;
+            continue;
+        }
+        let used = match tag {
+            REC_PANIC => {
+                let (mut report, used) = codec::decode_prefix::<PanicReport>(after).ok()?;
+                cut(&mut report.message);
+                cut(&mut report.location);
+                if let Some(backtrace) = report.backtrace.as_mut() {
+                    cut(backtrace);
+                }
+                push_record(&mut out, tag, &report);
+                used
+            }
+            REC_UNENCODABLE | REC_UNDECODABLE | REC_UNSENT => {
+                let (mut message, used) = codec::decode_prefix::<String>(after).ok()?;
+                cut(&mut message);
+                push_record(&mut out, tag, &message);
+                used
+            }
+            _ => return None,
+        };
+        rest = &after[used..];
+    }
+    Some((out, longest))
+}
+
 /// A value record's value, and the bytes after the record.
 type Split<'b> = (&'b [u8], &'b [u8]);
 

@@ -447,6 +447,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Cuts `text` to about `keep` bytes (on a char boundary) and says so.
+pub(crate) fn shorten(text: &mut String, keep: usize) {
+    let mut end = keep.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = text.len() - end;
+    text.truncate(end);
+    text.push_str(&format!("… ({cut} bytes cut to fit a frame)"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

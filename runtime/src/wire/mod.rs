@@ -9,6 +9,6 @@ pub(crate) use frame::append_frame;
 pub(crate) use frame::{Frame, FrameError, DEFAULT_MAX_FRAME, READ_CHUNK, SPLIT_MARK};
 pub(crate) use message::{
     append_header, call_header, encode_reply, parse_reply, parse_request, results_header,
-    shutdown_message, value_header, Body, PanicReport, RemoteError, Reply, Request, MAX_NAME_LEN,
+    shorten, shutdown_message, value_header, Body, PanicReport, RemoteError, Reply, Request, MAX_NAME_LEN,
     MIN_MAX_FRAME,
 };

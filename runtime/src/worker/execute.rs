@@ -3,9 +3,10 @@
 //! cut to fit a frame.
 
 use super::panic;
+use crate::map::chunk;
 use crate::registry;
 use crate::task::{ArgsDecoder, CallError, Encoded};
-use crate::wire::{self, Body, RemoteError, Reply};
+use crate::wire::{self, shorten, Body, RemoteError, Reply};
 
 /// Runs one call on `args` (then `tail`, see [`Encoded`]) and describes
 /// how it went.
@@ -45,8 +46,11 @@ pub(crate) fn chunk(
     let mut body = wire::results_header(id);
     // Each item runs under its own guard; a panic outside any item's call
     // (in a Deserialize impl) fails the chunk.
+    let records_at = body.len() + chunk::RECORDS_AT;
     match panic::guard(|| (registration.call_batch)(items, &mut body)) {
         Ok(Ok(())) if body.len() <= max_frame => body,
+        // Failures' texts (a panic's message) cut to fit, as for a call.
+        Ok(Ok(())) if chunk::fit_failures(&mut body, records_at, max_frame) => body,
         Ok(Ok(())) => failed(RemoteError::ResultTooLarge {
             len: body.len() as u64,
             max: max_frame as u64,
@@ -115,13 +119,3 @@ fn reply_texts(reply: &mut Reply) -> Vec<&mut String> {
     }
 }
 
-/// Cuts `text` to about `keep` bytes (on a char boundary) and says so.
-fn shorten(text: &mut String, keep: usize) {
-    let mut end = keep.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let cut = text.len() - end;
-    text.truncate(end);
-    text.push_str(&format!("… ({cut} bytes cut to fit a frame)"));
-}
