@@ -569,3 +569,52 @@ fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     }
     assert_eq!(r.get().unwrap(), 36);
 }
+
+/// Rewrites every entry of the task stream in order (new ids, same order),
+/// setting the first one's `r` (redeliveries left) field to "x".
+const POISON_FIRST_R: &str = r#"
+local es = redis.call('XRANGE', KEYS[1], '-', '+')
+for n, e in ipairs(es) do
+  redis.call('XDEL', KEYS[1], e[1])
+  local f = e[2]
+  if n == 1 then
+    for k = 1, #f, 2 do if f[k] == 'r' then f[k + 1] = 'x' end end
+  end
+  redis.call('XADD', KEYS[1], '*', unpack(f))
+end
+return #es
+"#;
+
+#[test]
+fn a_malformed_task_entry_never_stops_the_reaper() {
+    let server = RedisServer::start();
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    // Queued before any node is up, so both can be rewritten.
+    let poisoned = apply_async_mark(&pool, file.clone(), "poisoned".into(), 60_000);
+    let sound = apply_async_mark(&pool, file.clone(), "sound".into(), 60_000);
+    wait_for(Duration::from_secs(20), "two entries", || server.queued() == 2);
+    let tasks = server.key(":tasks").unwrap();
+    assert_eq!(server.cli(&["EVAL", POISON_FIRST_R, "1", &tasks]), "2");
+    let mut node = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
+    wait_for(Duration::from_secs(20), "both calls to start", || {
+        marks(&file, "start").len() == 2
+    });
+    node.kill9();
+    let killed = Instant::now();
+    let got = sound.get_timeout(Duration::from_secs(20));
+    let took = killed.elapsed();
+    let bad = poisoned.get_timeout(Duration::from_secs(5));
+    pool.terminate();
+    assert!(
+        matches!(got, Err(Error::NodeLost { .. })),
+        "the sound call of a SIGKILLed node: {got:?} after {took:?}"
+    );
+    // Its redelivery count unreadable, the call is not run again: lost.
+    assert!(
+        matches!(bad, Err(Error::NodeLost { .. })),
+        "the call with a malformed entry: {bad:?}"
+    );
+    assert_eq!(server.queued(), 0, "both entries settled");
+}

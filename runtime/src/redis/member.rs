@@ -164,8 +164,17 @@ pub(crate) struct Reaped {
 /// Runs one round of the reaper (`reap.lua`), then deletes the calls of
 /// the callers it forgot that no node has claimed: nobody waits for them
 /// (and a node started later, which never saw the order to stop them,
-/// would run them).
+/// would run them). A failure is logged (at warn) as well as returned: the
+/// reaper runs in the background, where nobody else would see it.
 pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
+    let r = reap_round(conn, keys);
+    if let Err(e) = &r {
+        log::warn!(target: "procpool", "reaper: {e}");
+    }
+    r
+}
+
+fn reap_round(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
     let script = &scripts().reap;
     let (lost, requeued, callers): (i64, i64, Vec<String>) = conn.run("reap", |con| {
         script

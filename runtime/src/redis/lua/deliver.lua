@@ -1,7 +1,7 @@
 -- DELIVER: settles entries a node ran. For each, only if the entry is still
 -- in the group's pending list under this node's consumer name and the node
 -- is still registered: writes the outcome to the caller's result stream
--- (unless the caller is gone), acknowledges and deletes the entry.
+-- (unless the caller is gone, or the entry names no caller), acknowledges and deletes the entry.
 -- Otherwise does nothing: the entry was reaped (NodeLost or redelivered) or
 -- already settled, and this late outcome is dropped (fencing). XACK alone
 -- does not check who owns an entry; this does.
@@ -20,7 +20,7 @@ for j = 0, n - 1 do
   if not owned then
     out[#out + 1] = 0
   else
-    if redis.call('HEXISTS', members, ARGV[b+2]) == 1 then
+    if redis.call('HGET', members, ARGV[b+2]) == 'caller' then
       redis.call('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],
         's', ARGV[b+4], 'b', ARGV[b+5], 'n', node)
       out[#out + 1] = 1

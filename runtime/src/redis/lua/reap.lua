@@ -24,12 +24,22 @@ for _, c in ipairs(consumers) do
       if #e == 1 then
         local f, h = e[1][2], {}
         for k = 1, #f, 2 do h[f[k]] = f[k + 1] end
-        local r = tonumber(h['r'] or '0')
-        if r > 0 then
+        -- Fields come from the stream, which anyone with access can write:
+        -- a missing or malformed one must not stop the script (it runs
+        -- again every round, after its HDEL above, and would never settle
+        -- any later entry). Such an entry is answered if it can be, and
+        -- dropped otherwise.
+        local r = tonumber(h['r']) or 0
+        local whole = true
+        for _, k in ipairs({'c', 'i', 't', 'f', 'k', 'a'}) do
+          if type(h[k]) ~= 'string' then whole = false end
+        end
+        if r > 0 and whole then
           redis.call('XADD', tasks, '*', 'c', h['c'], 'i', h['i'], 't', h['t'],
             'f', h['f'], 'k', h['k'], 'r', tostring(r - 1), 'o', h['o'] or '', 'a', h['a'])
           requeued = requeued + 1
-        elseif redis.call('HEXISTS', members, h['c']) == 1 then
+        elseif type(h['c']) == 'string' and type(h['i']) == 'string'
+            and redis.call('HGET', members, h['c']) == 'caller' then
           redis.call('XADD', prefix .. 'res:' .. h['c'], '*', 'i', h['i'],
             's', 'l', 'b', '', 'n', name)
           lost = lost + 1
