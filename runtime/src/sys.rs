@@ -70,9 +70,44 @@ pub(crate) fn environ_entries() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// This process's working directory as bytes (empty if it cannot be read).
-pub(crate) fn cwd_bytes() -> Vec<u8> {
-    std::env::current_dir().map_or_else(|_| Vec::new(), |d| d.into_os_string().into_vec())
+/// This process's working directory as bytes; `None` if it cannot be read
+/// (it was deleted, or a parent is no longer searchable).
+pub(crate) fn cwd_bytes() -> Option<Vec<u8>> {
+    std::env::current_dir()
+        .ok()
+        .map(|d| d.into_os_string().into_vec())
+}
+
+/// Whether `fd` is open in this process.
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects
+    // (EBADF if `fd` is not open).
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1
+}
+
+/// `fd`, moved to a number above stdio if it got one of 0–2 (a program
+/// that closed its stdout or stderr frees those numbers). Every fd procpool
+/// keeps goes through this: stdout and stderr are handed to each worker as
+/// its own, and must never turn out to be a channel, pidfd or socket.
+pub(crate) fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    Ok(rustix::io::fcntl_dupfd_cloexec(&fd, 3)?)
+}
+
+/// A copy (close-on-exec, above stdio) of this process's stdio fd `fd`
+/// (1 or 2) to hand to a worker, or `/dev/null` if it is closed here.
+pub(crate) fn stdio_for_worker(fd: RawFd) -> io::Result<OwnedFd> {
+    if is_open(fd) {
+        // SAFETY: `fd` is open (checked above), and borrowed only for the
+        // dup: no other thread of a program closes its own stdio under us
+        // and at worst the dup fails with EBADF.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        return Ok(rustix::io::fcntl_dupfd_cloexec(borrowed, 3)?);
+    }
+    let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    above_stdio(null.into())
 }
 
 /// Starts `exe` as a worker or as the fork server: `channel` at fd `at`, stdin from
@@ -121,6 +156,20 @@ pub(crate) fn spawn_worker(
                 libc::O_RDONLY,
                 0,
             ))?;
+            // A stdout or stderr this program closed is `/dev/null` in the
+            // worker: left closed, the worker's own first fds would take
+            // its number, and a task's output would land in them.
+            for fd in [1, 2] {
+                if !is_open(fd) {
+                    check(libc::posix_spawn_file_actions_addopen(
+                        &mut actions,
+                        fd,
+                        dev_null.as_ptr(),
+                        libc::O_WRONLY,
+                        0,
+                    ))?;
+                }
+            }
             // The parent's other files, sockets and other workers' channels
             // stay out of the worker (they are close-on-exec already when
             // opened by std; this also covers those that are not).

@@ -193,7 +193,12 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     let request = Request {
         token,
         index: index as u64,
-        cwd: sys::cwd_bytes(),
+        // A working directory that cannot be named (deleted, say) cannot be
+        // taken by a forked worker: a spawned one inherits it as it is.
+        cwd: match sys::cwd_bytes() {
+            Some(cwd) => cwd,
+            None => return Ok(None),
+        },
         env: sys::environ_entries(),
         affinity: sys::affinity(),
     }
@@ -201,7 +206,10 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     if request.len() > MAX_REQUEST {
         return Ok(None);
     }
-    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    let (stdout, stderr) = match (sys::stdio_for_worker(1), sys::stdio_for_worker(2)) {
+        (Ok(out), Ok(err)) => (out, err),
+        _ => return Ok(None),
+    };
     let fds = [channel, stdout.as_fd(), stderr.as_fd()];
     if let Err(e) = sys::send_message(server.sock.as_fd(), &request, &fds) {
         server.give_up(format!("a request failed: {e}"));

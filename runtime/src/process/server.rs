@@ -115,8 +115,7 @@ impl ForkServer {
                 let Some(request) = Request::decode(&buf[..len]) else {
                     continue;
                 };
-                context.take_from(&request);
-                let forked = fork_one(&sock, parent, context.args, request, fds, &mut workers, threads);
+                let forked = fork_one(&sock, parent, &mut context, request, fds, &mut workers, threads);
                 if let Some(channel) = forked {
                     // In the worker: these fds were closed with the rest.
                     std::mem::forget(sock);
@@ -135,7 +134,7 @@ impl ForkServer {
 fn fork_one(
     sock: &OwnedFd,
     parent: u32,
-    args: Option<sys::ArgArea>,
+    context: &mut Context,
     request: Request,
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
@@ -156,6 +155,12 @@ fn fork_one(
         answer(Answer::Failed { token, errno: EINVAL }, None);
         return None;
     }
+    if let Err(errno) = context.take_from(&request) {
+        // The caller starts this worker the other way.
+        answer(Answer::Failed { token, errno }, None);
+        return None;
+    }
+    let args = context.args;
     let server = std::process::id();
     // SAFETY: this process has a single thread (checked just above), or
     // two in a test binary, whose harness's main thread waits for this one
@@ -206,7 +211,7 @@ impl Context {
     fn current() -> Context {
         Context {
             env: sys::environ_entries(),
-            cwd: sys::cwd_bytes(),
+            cwd: sys::cwd_bytes().unwrap_or_default(),
             args: sys::arg_area(),
         }
     }
@@ -214,7 +219,9 @@ impl Context {
     /// Takes the request's environment and working directory, if they
     /// differ from those it has (no other thread runs: the server checks
     /// before each fork).
-    fn take_from(&mut self, request: &Request) {
+    /// Fails (with an error number) if the working directory cannot be
+    /// taken: a worker must not run in another directory than its caller.
+    fn take_from(&mut self, request: &Request) -> Result<(), i32> {
         if self.env != request.env {
             let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
             for key in keys {
@@ -229,9 +236,11 @@ impl Context {
             self.env.clone_from(&request.env);
         }
         if self.cwd != request.cwd {
-            let _ = std::env::set_current_dir(OsStr::from_bytes(&request.cwd));
+            std::env::set_current_dir(OsStr::from_bytes(&request.cwd))
+                .map_err(|e| e.raw_os_error().unwrap_or(EINVAL))?;
             self.cwd.clone_from(&request.cwd);
         }
+        Ok(())
     }
 }
 

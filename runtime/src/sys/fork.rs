@@ -27,6 +27,7 @@ pub(crate) fn message_pair() -> io::Result<(OwnedFd, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?;
+    let (a, b) = (super::above_stdio(a)?, super::above_stdio(b)?);
     for sock in [&a, &b] {
         // A refusal is harmless: a request that does not fit fails to send,
         // and the worker is started the other way.
@@ -75,7 +76,9 @@ pub(crate) fn recv_message(
     };
     for message in control.drain() {
         if let RecvAncillaryMessage::ScmRights(received) = message {
-            fds.extend(received);
+            for fd in received {
+                fds.push(super::above_stdio(fd)?);
+            }
         }
     }
     if got.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
@@ -146,7 +149,7 @@ pub(crate) fn child_signals() -> io::Result<OwnedFd> {
         if fd == -1 {
             return Err(io::Error::last_os_error());
         }
-        Ok(OwnedFd::from_raw_fd(fd))
+        super::above_stdio(OwnedFd::from_raw_fd(fd))
     }
 }
 

@@ -17,7 +17,7 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or(io::ErrorKind::InvalidInput)?;
-    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+    super::above_stdio(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
 /// Sends SIGKILL to the process behind `pidfd`; a process that has ended
@@ -59,7 +59,9 @@ pub(crate) struct Epoll(OwnedFd);
 
 impl Epoll {
     pub(crate) fn new() -> io::Result<Epoll> {
-        Ok(Epoll(epoll::create(epoll::CreateFlags::CLOEXEC)?))
+        Ok(Epoll(super::above_stdio(epoll::create(
+            epoll::CreateFlags::CLOEXEC,
+        )?)?))
     }
 
     /// Reports `fd` as `token` once it is readable (level-triggered).

@@ -31,6 +31,7 @@ impl SharedMap {
     /// fault), and mapped here read-write. The fd is close-on-exec.
     pub(crate) fn create(name: &CStr, len: usize) -> io::Result<(OwnedFd, SharedMap)> {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+        let fd = super::above_stdio(fd)?;
         rustix::fs::ftruncate(&fd, len as u64)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         let map = SharedMap::map(fd.as_fd(), len)?;
