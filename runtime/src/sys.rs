@@ -78,6 +78,35 @@ pub(crate) fn cwd_bytes() -> Option<Vec<u8>> {
         .map(|d| d.into_os_string().into_vec())
 }
 
+/// Who this process acts as: real, effective and saved user and group ids,
+/// and its supplementary groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Credentials {
+    uids: [libc::uid_t; 3],
+    gids: [libc::gid_t; 3],
+    groups: Vec<libc::gid_t>,
+}
+
+/// This process's [`Credentials`].
+pub(crate) fn credentials() -> Credentials {
+    let (mut uids, mut gids) = ([0; 3], [0; 3]);
+    let mut groups = vec![0; 64];
+    // SAFETY: each call writes only into the buffers passed, which are as
+    // long as told; getgroups with a size of 0 writes nothing.
+    unsafe {
+        libc::getresuid(&mut uids[0], &mut uids[1], &mut uids[2]);
+        libc::getresgid(&mut gids[0], &mut gids[1], &mut gids[2]);
+        let mut n = libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr());
+        if n < 0 {
+            n = libc::getgroups(0, groups.as_mut_ptr()).max(0);
+            groups.resize(n as usize, 0);
+            n = libc::getgroups(n, groups.as_mut_ptr()).max(0);
+        }
+        groups.truncate(n as usize);
+    }
+    Credentials { uids, gids, groups }
+}
+
 /// Whether `fd` is open in this process.
 pub(crate) fn is_open(fd: RawFd) -> bool {
     // SAFETY: fcntl(F_GETFD) takes integers and has no memory effects

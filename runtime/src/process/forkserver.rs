@@ -46,6 +46,10 @@ struct Server {
     /// process made by `fork` must not use it.
     launcher: u32,
     launched: Instant,
+    /// Who this process acted as at launch, and so who the server's
+    /// workers run as: a caller that dropped privileges since (root
+    /// turning into a service user, say) could not signal them.
+    credentials: sys::Credentials,
     next_token: AtomicU64,
     state: Mutex<State>,
     changed: Condvar,
@@ -92,6 +96,7 @@ pub(crate) fn launch(exe: &std::path::Path, argv: &[&std::ffi::OsStr]) {
                 process: Mutex::new(Some(process)),
                 launcher: std::process::id(),
                 launched: Instant::now(),
+                credentials: sys::credentials(),
                 next_token: AtomicU64::new(1),
                 state: Mutex::default(),
                 changed: Condvar::new(),
@@ -185,6 +190,9 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     let Some(server) = SERVER.get().filter(|s| s.launcher == std::process::id()) else {
         return Ok(None);
     };
+    if sys::credentials() != server.credentials {
+        return Ok(None);
+    }
     super::watch::start()?;
     if !wait_up(server) {
         return Ok(None);

@@ -23,7 +23,14 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
 /// Sends SIGKILL to the process behind `pidfd`; a process that has ended
 /// already is left alone (the pidfd cannot name any other).
 pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>) {
-    let _ = rustix::process::pidfd_send_signal(pidfd, Signal::KILL);
+    match rustix::process::pidfd_send_signal(pidfd, Signal::KILL) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+        Err(e) => log::warn!(
+            target: "procpool",
+            "a worker could not be killed: {e} (a worker started before this process \
+             dropped privileges outlives its time limit, cancel and terminate)"
+        ),
+    }
 }
 
 /// Whether the process behind `pidfd` has not ended yet.
