@@ -297,3 +297,47 @@ fn a_large_call_to_a_stopped_idle_worker_runs_on_a_new_worker() {
     drop(pool);
     assert_no_children();
 }
+
+#[test]
+fn a_maps_time_limit_applies_to_each_item_not_to_a_chunk() {
+    let _serial = serial();
+    let limit = Duration::from_millis(300);
+    let pool = Pool::builder()
+        .processes(2)
+        .task_timeout(limit)
+        .build()
+        .unwrap();
+    // Chunks of 20 items of 40 ms: each chunk runs 800 ms, each item far
+    // within the limit.
+    let one_chunk = procpool::MapOptions::new().chunksize(20);
+    let naps = vec![40; 40];
+    let begun = Instant::now();
+    let pids = map_nap_with(&pool, naps.clone(), one_chunk).unwrap();
+    assert_eq!(pids.len(), 40);
+    let took = begun.elapsed();
+    let outcomes: Vec<_> = imap_nap_with(&pool, naps, one_chunk).collect();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    // One item past the limit still times out, well before the chunk ends.
+    let mut naps = vec![10; 20];
+    naps[3] = 60_000;
+    let begun = Instant::now();
+    match map_nap_with(&pool, naps, one_chunk) {
+        Err(Error::Timeout { task, limit: l }) => {
+            assert_eq!(task, "fault_timeout::nap");
+            assert_eq!(l, limit);
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        begun.elapsed()
+    );
+    eprintln!("a map of 2 chunks of 800 ms each took {took:?} with a 300 ms limit");
+    assert_eq!(
+        map_nap_with(&pool, vec![0; 10], one_chunk).unwrap().len(),
+        10
+    );
+    drop(pool);
+    assert_no_children();
+}

@@ -67,6 +67,12 @@ pub(crate) trait Link: Send {
         let _ = id;
         true
     }
+    /// How many map items the worker has started, if it tells (see
+    /// `crate::shm::Progress`): a map chunk's time limit restarts whenever
+    /// this moves, so that it applies to each item.
+    fn items_started(&mut self) -> Option<u64> {
+        None
+    }
     /// Whether the worker has ended (checked without waiting). Once true,
     /// [`finish`](Self::finish) returns at once.
     fn has_exited(&mut self) -> bool;

@@ -30,6 +30,8 @@
 //! caller cannot decode (its `Deserialize` refuses it, or panics) fails
 //! that item alone and the walk goes on to the next.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -327,7 +329,13 @@ pub(crate) fn run<A, R: Serialize + 'static>(
     out.extend_from_slice(&count.to_le_bytes());
     let flag = out.len();
     out.push(1);
+    // Each item start is counted where the parent sees it: a map's time
+    // limit is for each item (see `crate::shm::Progress`).
+    let started = worker::item_count();
+    let mut items_started = started.load(Relaxed);
     for _ in 0..count {
+        items_started = items_started.wrapping_add(1);
+        started.store(items_started, Relaxed);
         let (item, len) = match next_item(&mut items).map_err(CallError::DecodeArgs)? {
             Item::Args(item, len) => (item, len),
             Item::Unsent(why) => {

@@ -89,7 +89,11 @@ impl PoolBuilder {
     }
 
     /// Time limit for every task (default: none). A task past it fails with
-    /// [`Error::Timeout`], and its worker is killed and replaced.
+    /// [`Error::Timeout`], and its worker is killed and replaced. In a map
+    /// the limit is for each item, however many a chunk holds (an item is
+    /// stopped between 1 and 1⅛ times the limit after it started); when one
+    /// item runs over, the rest of its chunk goes with the worker and fails
+    /// with `Timeout` too (`chunksize(1)` keeps that to the one item).
     /// [`Pool::with_task_timeout`] overrides it for the calls made through
     /// another handle. A zero limit is refused by [`build`](Self::build)
     /// ([`Error::Config`]): no task could ever finish.

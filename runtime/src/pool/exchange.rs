@@ -115,48 +115,68 @@ pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>, behind: &[u64]) ->
 /// The reply to `call` within its time limit; `Err(None)` if its worker,
 /// alive, has not started it (nor any call in `behind`) within the link's
 /// start limit, and has been stopped for it.
+///
+/// A map chunk's time limit is for each of its items: the clock restarts
+/// whenever the worker's count of items started moves. The count is looked
+/// at every eighth of the limit, so an item is stopped between 1 and 1⅛
+/// times the limit after it started.
 fn recv_reply(
     link: &mut dyn Link,
     call: CallRef<'_>,
     behind: &[u64],
 ) -> Result<Frame, Option<FrameError>> {
     let limit = call.timeout.get();
-    let Some(start_limit) = link.start_limit() else {
+    let start_limit = link.start_limit();
+    let per_item = limit.filter(|_| call.kind != Kind::Single);
+    if start_limit.is_none() && per_item.is_none() {
         return link.recv(limit).map_err(Some);
-    };
+    }
+    let look = per_item.map(|l| (l / 8).max(Duration::from_millis(1)));
     let begun = Instant::now();
+    // When the item running now (or the call) began, as far as is known.
+    let mut clock = begun;
+    let mut items = look.and_then(|_| link.items_started());
     // The worker was seen to have started the call (or gone past it):
     // from then on only the call's own limit applies.
-    let mut started = false;
+    let mut started = start_limit.is_none();
     loop {
-        let elapsed = begun.elapsed();
-        let left = limit.map(|l| l.saturating_sub(elapsed));
+        let now = Instant::now();
+        let left = limit.map(|l| l.saturating_sub(now - clock));
         started = started || link.started(call.id);
-        let to_start = (!started).then(|| start_limit.saturating_sub(elapsed));
-        let wait = match (left, to_start) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let to_start = start_limit
+            .filter(|_| !started)
+            .map(|s| s.saturating_sub(now - begun));
+        let wait = [left, to_start, look].into_iter().flatten().min();
         match link.recv(wait) {
             Err(FrameError::TimedOut) => {
-                let elapsed = begun.elapsed();
-                if limit.is_some_and(|l| elapsed >= l) {
+                let now = Instant::now();
+                if look.is_some() {
+                    let seen = link.items_started();
+                    if seen != items {
+                        items = seen;
+                        clock = now;
+                        continue;
+                    }
+                }
+                if limit.is_some_and(|l| now - clock >= l) {
                     return Err(Some(FrameError::TimedOut));
                 }
-                if !started && elapsed >= start_limit {
-                    if link.kill_unless_started(call.id, behind) {
-                        log::warn!(
-                            target: "procpool",
-                            "worker {} did not start call `{}` within {start_limit:?} \
-                             (stopped?); it is stopped and the call goes to another worker",
-                            link.pid(),
-                            call.name()
-                        );
-                        return Err(None);
+                if let Some(start_limit) = start_limit.filter(|_| !started) {
+                    if now - begun >= start_limit {
+                        if link.kill_unless_started(call.id, behind) {
+                            log::warn!(
+                                target: "procpool",
+                                "worker {} did not start call `{}` within {start_limit:?} \
+                                 (stopped?); it is stopped and the call goes to another worker",
+                                link.pid(),
+                                call.name()
+                            );
+                            return Err(None);
+                        }
+                        // It started meanwhile (or went past it, its reply
+                        // on the way): wait on, within the call's limit.
+                        started = true;
                     }
-                    // It started meanwhile (or went past it, its reply on
-                    // the way): wait on, within the call's limit.
-                    started = true;
                 }
             }
             other => return other.map_err(Some),

@@ -73,6 +73,10 @@ impl Link for ShmLink {
         self.endpoint.last_run() == id
     }
 
+    fn items_started(&mut self) -> Option<u64> {
+        Some(self.endpoint.progress().read())
+    }
+
     fn has_exited(&mut self) -> bool {
         // Reaped under the switch's lock, like `finish`: the switch never
         // holds a worker that is gone.

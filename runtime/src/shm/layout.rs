@@ -6,7 +6,8 @@
 //! do not fight over lines they both write: each ring's `head` (advanced by
 //! its producer) and `tail` (advanced by its consumer), a [`Waiter`] per
 //! side, the `closed` flag, and the words of the start handshake
-//! (`started`, `halt`, `running`, `finished`: see [`super::halt`]). Every field is an atomic: the other process
+//! (`started`, `halt`, `running`, `finished`: see [`super::halt`]), and
+//! the count of map items started (see [`super::progress`]). Every field is an atomic: the other process
 //! may write any of them at any time, and a corrupt or hostile worker may
 //! write nonsense, so the parent reads nothing here that it has not
 //! validated (see [`super::ring`]), and it never reads the configuration
@@ -15,7 +16,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Identifies a procpool channel and its layout version.
-const MAGIC: u64 = u64::from_le_bytes(*b"ppring02");
+const MAGIC: u64 = u64::from_le_bytes(*b"ppring03");
 /// Bytes before the request ring.
 pub(crate) const CONTROL_BYTES: usize = 4096;
 /// Each ring's size unless configured otherwise.
@@ -73,6 +74,8 @@ pub(crate) struct Control {
     pub(crate) running: Line<AtomicU64>,
     /// The id of the call whose reply the worker published last.
     pub(crate) finished: Line<AtomicU64>,
+    /// How many map items the worker has started (see [`super::progress`]).
+    pub(crate) items: Line<AtomicU64>,
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);

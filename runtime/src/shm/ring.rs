@@ -122,6 +122,12 @@ impl Endpoint {
         super::Halter::new(self.map.clone())
     }
 
+    /// The count of map items the worker has started (see
+    /// [`super::progress`]).
+    pub(crate) fn progress(&self) -> super::Progress {
+        super::Progress::new(self.map.clone())
+    }
+
     /// Parent side: the id of the call the worker runs or ran last, as it
     /// wrote it (untrusted: only ever compared; see [`super::halt`]).
     pub(crate) fn last_run(&self) -> u64 {

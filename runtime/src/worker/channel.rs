@@ -2,20 +2,25 @@
 //! test hook [`write_raw`] reach it. Only the serve loop's thread uses it,
 //! but for that hook, which a task calls while the loop waits for it.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::process::WorkerChannel;
-use crate::shm::Endpoint;
+use crate::shm::{Endpoint, Progress};
 use crate::wire::{Frame, FrameError};
 
 static CHANNEL: Mutex<Option<Endpoint>> = Mutex::new(None);
+/// The count of map items started, as the first channel adopted has it
+/// (a worker adopts one channel in its life).
+static ITEMS: OnceLock<Progress> = OnceLock::new();
 
 /// Keeps the worker's end of the channel the parent left (checked and
 /// mapped) here; returns the frame limit the parent set.
 pub(super) fn adopt(channel: WorkerChannel) -> Result<usize, String> {
     let endpoint = Endpoint::worker(Arc::new(channel.map))?;
     let max_frame = endpoint.max_frame();
+    let _ = ITEMS.set(endpoint.progress());
     *CHANNEL.lock().unwrap_or_else(|e| e.into_inner()) = Some(endpoint);
     Ok(max_frame)
 }
@@ -25,6 +30,13 @@ fn with<T>(f: impl FnOnce(&mut Endpoint) -> Result<T, FrameError>) -> Result<T, 
         Some(endpoint) => f(endpoint),
         None => Err(FrameError::Closed),
     }
+}
+
+/// The word that counts the map items this worker has started (see
+/// `crate::shm::Progress`); a word nobody reads outside a worker.
+pub(crate) fn item_count() -> &'static AtomicU64 {
+    static NOWHERE: AtomicU64 = AtomicU64::new(0);
+    ITEMS.get().map_or(&NOWHERE, Progress::word)
 }
 
 /// The next request (see [`Endpoint::recv`]).

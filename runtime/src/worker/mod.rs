@@ -22,7 +22,7 @@ use crate::process::{ForkServer, WorkerChannel};
 use crate::wire::{self, Frame, FrameError, Reply, Request};
 use crate::{buffers, registry, sys};
 
-pub(crate) use channel::write_raw;
+pub(crate) use channel::{item_count, write_raw};
 
 /// Exit code of a worker that gave up on a corrupt channel.
 const EXIT_PROTOCOL: i32 = 70;
