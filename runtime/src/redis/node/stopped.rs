@@ -6,12 +6,14 @@
 //! it gets to it, instead of running a call its caller was told was
 //! stopped.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Recent stops of calls not found on this node, by caller and seq.
 #[derive(Default)]
 pub(crate) struct Stopped {
-    set: HashSet<(String, u64)>,
+    /// The seqs stopped, by caller: looked up by `&str`, no key to build.
+    by_caller: HashMap<String, HashSet<u64>>,
+    /// The same stops, oldest first.
     order: VecDeque<(String, u64)>,
 }
 
@@ -20,22 +22,32 @@ impl Stopped {
     const MAX: usize = 100_000;
 
     pub(super) fn insert(&mut self, caller: &str, seq: u64) {
-        let key = (caller.to_string(), seq);
-        if !self.set.insert(key.clone()) {
+        let seqs = match self.by_caller.get_mut(caller) {
+            Some(seqs) => seqs,
+            None => self.by_caller.entry(caller.to_string()).or_default(),
+        };
+        if !seqs.insert(seq) {
             return;
         }
-        self.order.push_back(key);
+        self.order.push_back((caller.to_string(), seq));
         while self.order.len() > Self::MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+            let Some((old, old_seq)) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(seqs) = self.by_caller.get_mut(&old) {
+                seqs.remove(&old_seq);
+                if seqs.is_empty() {
+                    self.by_caller.remove(&old);
+                }
             }
         }
     }
 
     /// Whether call `seq` of `caller` was stopped.
     pub(super) fn contains(&self, caller: &str, seq: u64) -> bool {
-        // Most nodes see few stops: skip building the key.
-        !self.set.is_empty() && self.set.contains(&(caller.to_string(), seq))
+        self.by_caller
+            .get(caller)
+            .is_some_and(|seqs| seqs.contains(&seq))
     }
 }
 
@@ -54,5 +66,13 @@ mod tests {
         assert!(s.contains("c1@h:1", 2));
         assert!(s.contains("c1@h:1", Stopped::MAX as u64 + 1));
         assert!(!s.contains("c2@h:1", 2));
+        // A caller whose stops are all forgotten leaves nothing behind.
+        s.insert("c2@h:1", 7);
+        for seq in 0..(Stopped::MAX as u64) {
+            s.insert("c3@h:1", seq);
+        }
+        assert!(!s.contains("c2@h:1", 7));
+        assert!(!s.by_caller.contains_key("c2@h:1"));
+        assert!(s.by_caller.len() == 1 && s.order.len() == Stopped::MAX);
     }
 }
