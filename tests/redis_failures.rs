@@ -594,7 +594,9 @@ fn a_malformed_task_entry_never_stops_the_reaper() {
     // Queued before any node is up, so both can be rewritten.
     let poisoned = apply_async_mark(&pool, file.clone(), "poisoned".into(), 60_000);
     let sound = apply_async_mark(&pool, file.clone(), "sound".into(), 60_000);
-    wait_for(Duration::from_secs(20), "two entries", || server.queued() == 2);
+    wait_for(Duration::from_secs(20), "two entries", || {
+        server.queued() == 2
+    });
     let tasks = server.key(":tasks").unwrap();
     assert_eq!(server.cli(&["EVAL", POISON_FIRST_R, "1", &tasks]), "2");
     let mut node = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
