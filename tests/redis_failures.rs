@@ -101,6 +101,87 @@ fn redeliver_runs_a_lost_call_again_then_gives_up() {
     assert!(matches!(r.get(), Err(Error::NodeLost { .. })));
 }
 
+/// Entries claimed by some node and not yet settled (the group's pending
+/// count).
+fn pending(server: &RedisServer) -> i64 {
+    let tasks = server.key(":tasks").expect("the task stream");
+    let out = server.cli(&["XPENDING", &tasks, "nodes"]);
+    out.lines()
+        .next()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(-1)
+}
+
+/// Waits until the reaper settled what a killed node held (nothing queued,
+/// nothing pending), then a moment more: a call queued again by it would
+/// by then have started on the live node.
+fn wait_until_reaped(server: &RedisServer) {
+    wait_for(
+        Duration::from_secs(30),
+        "the dead node's call to be settled",
+        || server.queued() == 0 && pending(server) == 0,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+}
+
+#[test]
+fn a_cancelled_call_is_never_redelivered_when_its_node_dies() {
+    let server = RedisServer::start();
+    let mut first = single(&server);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "cancelled".into(), 10_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    first.kill9();
+    // Its node holds it (dead, but not yet declared so): it is stopped.
+    assert_eq!(r.cancel(), procpool::CancelOutcome::Stopped);
+    let got = r.get();
+    assert!(matches!(got, Err(Error::Cancelled { .. })), "{got:?}");
+    let _second = single(&server);
+    wait_until_reaped(&server);
+    let starts = marks(&file, "start");
+    assert_eq!(starts.len(), 1, "the cancelled call ran again: {starts:?}");
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36, "the pool carries on");
+}
+
+#[test]
+fn a_terminated_callers_call_is_never_redelivered_when_its_node_dies() {
+    let server = RedisServer::start();
+    let mut first = single(&server);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "terminated".into(), 10_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    first.kill9();
+    pool.terminate();
+    let got = r.get();
+    assert!(matches!(got, Err(Error::Terminated { .. })), "{got:?}");
+    let _second = single(&server);
+    wait_until_reaped(&server);
+    let starts = marks(&file, "start");
+    assert_eq!(
+        starts.len(),
+        1,
+        "the terminated caller's call ran again: {starts:?}"
+    );
+}
+
 #[test]
 fn terminate_removes_queued_entries_and_stops_running_calls() {
     let server = RedisServer::start();

@@ -1,6 +1,7 @@
 -- CANCEL: cancels one call of a caller. If no node has claimed its entry
 -- yet, deletes it ("queued"); if a node holds it, tells that node to stop
--- it ("running": the control stream's `x <caller> <seq>`); if the entry is
+-- it ("running": the control stream's `x <caller> <seq>`, and the entry's
+-- body is deleted so that no redelivery can run it again); if the entry is
 -- gone, the call was settled and its outcome is on its way ("gone").
 --
 -- KEYS: tasks, ctl. ARGV: group, caller, seq, entry id ("" if unknown; the
@@ -31,6 +32,10 @@ end
 if not entry then return 'gone' end
 if #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1 then
   redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'x', caller .. ' ' .. seq)
+  -- The body goes too (its pending record stays, for the node that holds
+  -- it to settle): if that node dies, the reaper finds nothing to queue
+  -- again, and a cancelled call never runs on another node.
+  redis.call('XDEL', tasks, entry)
   return 'running'
 end
 redis.call('XDEL', tasks, entry)
