@@ -309,6 +309,48 @@ fn member_names_carry_a_random_tag() {
     drop((a, b));
 }
 
+/// Redis gone for good with calls waiting in this process (beyond
+/// `max_in_flight`): they all fail within about two retry budgets (the one
+/// in flight's, then the next batch's), not one budget per batch in turn.
+#[test]
+fn calls_waiting_for_room_fail_together_when_redis_is_gone() {
+    let mut server = RedisServer::start();
+    let _node = single(&server);
+    let budget = Duration::from_secs(2);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_in_flight(1)
+        .broker_retry(budget)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let calls: Vec<_> = (0..30)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 60_000))
+        .collect();
+    wait_for(Duration::from_secs(20), "the first call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    server.kill9();
+    let killed = Instant::now();
+    for c in &calls {
+        assert!(
+            c.wait_timeout(Duration::from_secs(120)),
+            "a call never failed"
+        );
+    }
+    let took = killed.elapsed();
+    eprintln!("30 calls failed {took:?} after Redis was killed (retry budget {budget:?})");
+    // One budget per batch would be 29 budgets (58 s).
+    assert!(took < budget * 8, "the calls failed only after {took:?}");
+    for c in calls {
+        match c.get() {
+            Err(Error::Broker { task, .. }) => assert_eq!(task, "t/mark"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// SIGKILL of redis-server mid-stream and a restart on the same AOF
 /// (`appendfsync always`), with 600 calls through two nodes: every call is
 /// answered, none is lost, none runs twice.

@@ -166,7 +166,10 @@ impl PoolBuilder {
 
     /// How long an operation keeps retrying while Redis is unreachable
     /// before the calls concerned fail with [`Error::Broker`] (default 15 s;
-    /// backing off from 20 ms to 500 ms between attempts). Only with
+    /// backing off from 20 ms to 500 ms between attempts). Calls still
+    /// waiting in this process for room (see
+    /// [`max_in_flight`](Self::max_in_flight)) fail with the first batch
+    /// that could not be sent, not one budget later each. Only with
     /// [`redis`](Self::redis).
     ///
     /// ```no_run

@@ -127,22 +127,42 @@ pub(super) fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &
         run_script::<Vec<String>>(con, &scripts().submit, &cmd)
     });
     drop(conn);
-    {
+    let (waiting, _handing) = {
         let mut st = inner.lock();
-        if let Ok(ids) = &sent {
-            for (i, (seq, _)) in batch.iter().enumerate() {
-                if let Some(f) = st.flight.get_mut(seq) {
-                    f.sent = true;
-                    f.entry = ids.get(i).filter(|id| !id.is_empty()).cloned();
+        let waiting = match &sent {
+            Ok(ids) => {
+                for (i, (seq, _)) in batch.iter().enumerate() {
+                    if let Some(f) = st.flight.get_mut(seq) {
+                        f.sent = true;
+                        f.entry = ids.get(i).filter(|id| !id.is_empty()).cloned();
+                    }
                 }
+                Vec::new()
             }
-        }
+            // Redis stayed out of reach for a whole retry budget: the calls
+            // waiting behind this batch fail with it, now, rather than each
+            // batch in turn after a budget of its own (a queue of n batches
+            // would take n budgets to fail). Calls made later try afresh.
+            Err(e) if e.reason == BrokerReason::Unreachable => st.queue.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        // `join` waits until their promises are complete (see `hand_over`).
+        let handing = (!waiting.is_empty()).then(|| inner.hand_over(&mut st));
         inner.wake(&st);
-    }
+        (waiting, handing)
+    };
     if let Err(e) = sent {
-        log::warn!(target: "procpool", "{} calls not sent: {e}", batch.len());
+        log::warn!(
+            target: "procpool",
+            "{} calls not sent: {e}",
+            batch.len() + waiting.len()
+        );
         let error = submit_error(e);
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         inner.fail_flight(Some(&seqs), |task| super::state::for_task(&error, task));
+        for q in waiting {
+            let e = super::state::for_task(&error, q.call.task.name);
+            q.promise.complete(Err(e));
+        }
     }
 }
