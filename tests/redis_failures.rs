@@ -642,6 +642,54 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
     assert!(ran.is_empty(), "answered NodeLost, then ran: {ran:?}");
 }
 
+/// The same through a real restart without persistence: the reconnecting
+/// caller finds its registration gone and fails its calls as `Forgotten`
+/// (not as calls Redis lost one by one, which would say nothing of the
+/// rest); a new pool is served.
+#[test]
+fn a_redis_restarted_without_its_data_fails_the_calls_as_forgotten() {
+    let mut server = RedisServer::start_with(&[("appendonly", "no"), ("save", "")]);
+    let _node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let running = apply_async_mark(&pool, file.clone(), "running".into(), 3000);
+    let queued: Vec<_> = (0..20).map(|i| apply_async_square(&pool, i)).collect();
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    server.kill9();
+    server.restart();
+    let bounded = Duration::from_secs(40);
+    if !running.wait_timeout(bounded) {
+        pool.terminate();
+        panic!("the call still waits {bounded:?} after Redis restarted empty");
+    }
+    let reason = |r: Result<u64, Error>| match r {
+        Err(Error::Broker { reason, .. }) => reason,
+        other => panic!("expected a broker error, got {other:?}"),
+    };
+    assert_eq!(
+        reason(running.get().map(u64::from)),
+        procpool::BrokerReason::Forgotten
+    );
+    for (i, q) in queued.into_iter().enumerate() {
+        // Answered before the restart, or failed with the pool.
+        match q.get() {
+            Ok(v) => assert_eq!(v, (i * i) as u64),
+            Err(e) => assert!(matches!(e, Error::Broker { .. }), "{e:?}"),
+        }
+    }
+    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
+    let r = apply_async_square(&fresh, 9);
+    if !r.wait_timeout(Duration::from_secs(30)) {
+        fresh.terminate();
+        pool.terminate();
+        panic!("the node serves no new pool");
+    }
+    assert_eq!(r.get().unwrap(), 81);
+}
+
 #[test]
 fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     // What a restart without persistence leaves: an empty Redis. FLUSHALL

@@ -28,12 +28,7 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
         if last_beat.elapsed() >= beat_every {
             match member::heartbeat(&mut conn, &inner.keys, &inner.name, inner.cfg.caller_ttl) {
                 Ok(true) => last_beat = Instant::now(),
-                Ok(false) => {
-                    let error = forgotten();
-                    log::warn!(target: "procpool", "{error}");
-                    inner.lock().broken = Some(error.clone());
-                    inner.fail_flight(None, |task| for_task(&error, task));
-                }
+                Ok(false) => forgotten_by_redis(&inner),
                 Err(_) => continue,
             }
         }
@@ -48,6 +43,15 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
             last_count = Instant::now();
         }
     }
+}
+
+/// The cluster forgot this caller (its registration is gone): every call
+/// in flight fails with [`forgotten`], and so does every later one.
+pub(super) fn forgotten_by_redis(inner: &Inner) {
+    let error = forgotten();
+    log::warn!(target: "procpool", "{error}");
+    inner.lock().broken = Some(error.clone());
+    inner.fail_flight(None, |task| for_task(&error, task));
 }
 
 /// Refreshes the node count; fails the calls no node has taken once no

@@ -10,6 +10,7 @@ use super::super::conn::Conn;
 use super::super::entry::{Fields, ResultEntry};
 use super::super::reply::{next_id, stream_entries};
 use super::super::scripts::scripts;
+use super::keeper::forgotten_by_redis;
 use super::state::Inner;
 use crate::error::{BrokerReason, Error};
 
@@ -118,12 +119,14 @@ fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<Strin
     last
 }
 
-/// After a reconnection (Redis may have restarted), checks that every call
-/// SUBMIT confirmed is still somewhere: queued or running in the task
-/// stream, or answered in the unread part of the result stream. A call that
-/// is nowhere was lost with writes Redis acknowledged but had not persisted
-/// (a crash under `appendfsync everysec`); it never ran, and it fails with
-/// `Broker` (`Lost`) instead of waiting forever.
+/// After a reconnection (Redis may have restarted), checks that this
+/// caller is still registered (if Redis lost its data, every call fails as
+/// [`forgotten`](super::writer::forgotten)), then that every call SUBMIT
+/// confirmed is still somewhere: queued or running in the task stream, or
+/// answered in the unread part of the result stream. A call that is
+/// nowhere was lost with writes Redis acknowledged but had not persisted (a
+/// crash under `appendfsync everysec`), and it fails with `Broker` (`Lost`)
+/// instead of waiting forever.
 fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
     let seqs: Vec<u64> = inner
         .lock()
@@ -133,6 +136,16 @@ fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
         .map(|(s, _)| *s)
         .collect();
     if seqs.is_empty() {
+        return;
+    }
+    let kind = conn.run("verify registration", |con| {
+        redis::cmd("HGET")
+            .arg(inner.keys.members())
+            .arg(&inner.name)
+            .query::<Option<String>>(con)
+    });
+    if matches!(&kind, Ok(k) if k.as_deref() != Some("caller")) {
+        forgotten_by_redis(inner);
         return;
     }
     let script = &scripts().verify;
@@ -153,7 +166,8 @@ fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
                 task: task.to_string(),
                 reason: BrokerReason::Lost,
                 message: "Redis lost this call in a restart (it acknowledged a write it had \
-                          not persisted: use appendfsync always); it never ran"
+                          not persisted: use appendfsync always); its outcome can never \
+                          arrive (a node may have started it before the restart)"
                     .into(),
             });
         }
