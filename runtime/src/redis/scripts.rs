@@ -12,6 +12,7 @@
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
+//! | `orphans.lua` | node, before running what it claimed | which callers no longer wait (forgets the dead ones) |
 //!
 //! Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
 //! from the shared prefix instead of receiving them all in KEYS. They all
@@ -30,6 +31,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) release: Script,
     pub(crate) verify: Script,
+    pub(crate) orphans: Script,
 }
 
 /// The scripts, hashed once per process. `Script::invoke` sends EVALSHA and
@@ -46,5 +48,6 @@ pub(crate) fn scripts() -> &'static Scripts {
         cancel: Script::new(include_str!("lua/cancel.lua")),
         release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
+        orphans: Script::new(include_str!("lua/orphans.lua")),
     })
 }

@@ -17,7 +17,7 @@ if not ok then consumers = {} end
 for _, c in ipairs(consumers) do
   local name = c[2]
   if budget > 0 and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
-    redis.call('HDEL', members, name, 'p:' .. name)
+    redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
     local pend = redis.call('XPENDING', tasks, group, '-', '+', budget, name)
     for _, p in ipairs(pend) do
       local id = p[1]
@@ -65,7 +65,7 @@ local all = redis.call('HGETALL', members)
 for k = 1, #all, 2 do
   local name, kind = all[k], all[k + 1]
   if (kind == 'caller' or kind == 'node') and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
-    redis.call('HDEL', members, name, 'p:' .. name)
+    redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
     if kind == 'caller' then
       redis.call('HDEL', members, 'hw:' .. name)
       redis.call('DEL', prefix .. 'res:' .. name)

@@ -11,7 +11,7 @@
 local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
 local group, caller, first, cursor, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 if first == '1' then
-  redis.call('HDEL', members, caller, 'hw:' .. caller)
+  redis.call('HDEL', members, caller, 'hw:' .. caller, 't:' .. caller)
   redis.call('DEL', KEYS[4], KEYS[5])
   redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', caller)
 end

@@ -4,11 +4,14 @@
 //! reconnection it first re-reads its own pending list (`0`): a claim whose
 //! reply was lost left entries there that this node never saw.
 
+use std::collections::HashSet;
+
 use super::super::conn::Conn;
 use super::super::entry::parse_task;
 use super::super::keys::GROUP;
 use super::super::reply::stream_entries;
 use super::identity::{beat, beat_is_stale};
+use super::orphans::Callers;
 use super::shared::{Done, Item, Shared};
 use crate::redis::failure::RemoteFailure;
 
@@ -18,6 +21,8 @@ pub(crate) struct ReadSide {
     /// Re-read our own pending list before claiming new entries.
     pub(super) recover: bool,
     pub(super) last_name: String,
+    /// Callers recently seen waiting for their calls.
+    pub(super) callers: Callers,
 }
 
 /// Claims entries once (blocking up to 1 s) and queues them as work.
@@ -82,7 +87,8 @@ pub(super) fn read_once(s: &Shared) {
             return;
         }
     };
-    let acks = take_entries(s, entries, &name, epoch);
+    let orphans = side.callers.orphans(&mut side.conn, &s.keys, &entries);
+    let acks = take_entries(s, entries, &orphans, &name, epoch);
     if !acks.is_empty() {
         let _ = side.conn.run("ack deleted entries", |con| {
             redis::cmd("XACK")
@@ -114,6 +120,7 @@ const UNCONFIRMED_PAUSE: std::time::Duration = std::time::Duration::from_millis(
 fn take_entries(
     s: &Shared,
     entries: Vec<(String, Option<super::super::entry::Fields>)>,
+    orphans: &HashSet<String>,
     name: &str,
     epoch: u64,
 ) -> Vec<String> {
@@ -148,7 +155,9 @@ fn take_entries(
                     consumer: name.to_string(),
                     epoch,
                 };
-                if st.is_cancelled(&item.call) {
+                // Not run for a caller that no longer waits: the answer is
+                // dropped (it is no longer registered).
+                if st.is_cancelled(&item.call) || orphans.contains(&item.call.caller) {
                     st.done
                         .push(Done::of(&item, Err(RemoteFailure::Cancelled)));
                 } else {

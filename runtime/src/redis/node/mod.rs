@@ -11,6 +11,7 @@ mod claim;
 mod deliver;
 mod identity;
 mod local;
+mod orphans;
 mod recent;
 mod runner;
 mod shared;
@@ -290,6 +291,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         conn: new_conn()?,
         recover: false,
         last_name: String::new(),
+        callers: Default::default(),
     });
     // The local pool starts no queued call while this node cannot confirm
     // it is still a member: a node stopped or cut off past half its time
@@ -454,6 +456,7 @@ fn leave(s: &Shared) {
             .arg(s.keys.members())
             .arg(&name)
             .arg(format!("p:{name}"))
+            .arg(format!("t:{name}"))
             .ignore();
         p.cmd("DEL").arg(s.keys.alive(&name)).ignore();
         if pending.is_empty() {

@@ -1,0 +1,86 @@
+//! Callers that no longer wait for their calls. A node that has just
+//! started reaps nothing for one time to live (after a Redis restart, every
+//! member's heartbeat needs a moment to come back), so a caller that died
+//! while no member was up to reap it would still look registered, and its
+//! queued calls would run for nobody. Before running what it claimed, the
+//! node asks Redis (`orphans.lua`) about each caller it has not seen alive
+//! in the last second; the script judges by Redis's own uptime and forgets
+//! the dead, and their calls are answered `Cancelled` instead of run.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::super::conn::Conn;
+use super::super::entry::Fields;
+use super::super::keys::Keys;
+use super::super::scripts::scripts;
+
+/// Callers seen waiting, and when.
+#[derive(Default)]
+pub(crate) struct Callers {
+    seen: HashMap<String, Instant>,
+}
+
+impl Callers {
+    /// How long a caller seen waiting is not asked about again.
+    const FRESH: Duration = Duration::from_secs(1);
+    /// Beyond this many remembered callers, the stale ones are dropped.
+    const KEEP: usize = 4096;
+
+    /// The callers of `entries` that no longer wait. If Redis cannot say,
+    /// none: the calls run (the reaper settles what a dead caller left).
+    pub(super) fn orphans(
+        &mut self,
+        conn: &mut Conn,
+        keys: &Keys,
+        entries: &[(String, Option<Fields>)],
+    ) -> HashSet<String> {
+        let now = Instant::now();
+        let mut ask: Vec<String> = Vec::new();
+        for (_, fields) in entries {
+            let Some(fields) = fields else { continue };
+            let Some((_, c)) = fields.iter().find(|(k, _)| k.as_slice() == b"c") else {
+                continue;
+            };
+            let Ok(c) = std::str::from_utf8(c) else { continue };
+            let fresh = self
+                .seen
+                .get(c)
+                .is_some_and(|t| now.duration_since(*t) < Self::FRESH);
+            if !fresh && !ask.iter().any(|a| a == c) {
+                ask.push(c.to_string());
+            }
+        }
+        if ask.is_empty() {
+            return HashSet::new();
+        }
+        let answer = conn.run("look for orphaned calls", |con| {
+            let mut inv = scripts().orphans.prepare_invoke();
+            inv.key(keys.members()).key(keys.ctl()).arg(keys.prefix());
+            for c in &ask {
+                inv.arg(c);
+            }
+            inv.invoke::<Vec<String>>(con)
+        });
+        let orphans: HashSet<String> = match answer {
+            Ok(o) => o.into_iter().collect(),
+            Err(e) => {
+                log::debug!(target: "procpool", "{e}");
+                return HashSet::new();
+            }
+        };
+        if self.seen.len() > Self::KEEP {
+            self.seen
+                .retain(|_, t| now.duration_since(*t) < Self::FRESH);
+        }
+        for c in ask {
+            if orphans.contains(&c) {
+                log::info!(target: "procpool", "calls of caller {c} not run: it no longer waits");
+                self.seen.remove(&c);
+            } else {
+                self.seen.insert(c, now);
+            }
+        }
+        orphans
+    }
+}
