@@ -153,6 +153,48 @@ fn a_cancelled_call_is_never_redelivered_when_its_node_dies() {
     assert_eq!(apply_square(&pool, 6).unwrap(), 36, "the pool carries on");
 }
 
+/// A node that falls behind the control stream (here stopped for a moment)
+/// while a burst of other callers' stops goes by still gets the stop of its
+/// running call: the stream keeps far more than a burst.
+#[test]
+fn a_stop_reaches_a_node_that_fell_behind_a_burst_of_other_stops() {
+    let server = RedisServer::start();
+    let node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let running = apply_async_mark(&pool, file.clone(), "running".into(), 30_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
+    node.signal(libc::SIGSTOP);
+    assert_eq!(running.cancel(), procpool::CancelOutcome::Stopped);
+    // 2,000 other callers terminate meanwhile (each a stop for its calls),
+    // through the library's own script.
+    let tasks = server.key(":tasks").expect("the task stream");
+    let prefix = tasks.strip_suffix("tasks").expect("a prefix").to_string();
+    let script = include_str!("../runtime/src/redis/lua/terminate.lua");
+    let sha = server.cli(&["SCRIPT", "LOAD", script]);
+    let mut lines = String::new();
+    for i in 0..2000 {
+        let caller = format!("c{i}.00000000@elsewhere:1");
+        lines.push_str(&format!(
+            "EVALSHA {sha} 5 {tasks} {prefix}members {prefix}ctl {prefix}res:{caller} \
+             {prefix}alive:{caller} nodes {caller} 1 - 100\n"
+        ));
+    }
+    server.cli_lines(&lines);
+    node.signal(libc::SIGCONT);
+    wait_for(
+        Duration::from_secs(15),
+        "the running call's worker to be killed",
+        || !support::alive(worker),
+    );
+    assert!(marks(&file, "end").is_empty(), "{:?}", marks(&file, "end"));
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49, "the node serves on");
+}
+
 #[test]
 fn a_terminated_callers_call_is_never_redelivered_when_its_node_dies() {
     let server = RedisServer::start();

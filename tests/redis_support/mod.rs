@@ -175,8 +175,8 @@ impl RedisServer {
         }
     }
 
-    /// A redis-cli command's output (trimmed), or `None` if it failed.
-    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
+    /// redis-cli, connected to this server.
+    fn cli_command(&self) -> Command {
         let mut cmd = self.command("redis-cli");
         cmd.args(["-h", &self.host, "-p", &self.port.to_string()]);
         if let Some(u) = &self.userinfo {
@@ -186,7 +186,35 @@ impl RedisServer {
             }
             cmd.args(["--pass", pass, "--no-auth-warning"]);
         }
-        let out = cmd.args(args).stdin(Stdio::null()).output().ok()?;
+        cmd
+    }
+
+    /// Runs many commands, one per line of `lines`, through one redis-cli
+    /// (fast: one connection); panics if it fails.
+    pub fn cli_lines(&self, lines: &str) {
+        use std::io::Write;
+        let mut child = self
+            .cli_command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-cli");
+        let mut stdin = child.stdin.take().expect("piped");
+        stdin
+            .write_all(lines.as_bytes())
+            .expect("redis-cli's input");
+        drop(stdin);
+        assert!(child.wait().expect("redis-cli").success());
+    }
+
+    /// A redis-cli command's output (trimmed), or `None` if it failed.
+    pub fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = self
+            .cli_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         (out.status.success() && !text.starts_with("ERR") && !text.starts_with("Could not"))
             .then_some(text)

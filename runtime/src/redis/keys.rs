@@ -11,7 +11,7 @@
 //! | `pp:{Q:B}:members` | hash | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted; `t:<name>` → its time to live in ms |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter | `INCR` source of member ids, never reset, so names are never reused |
-//! | `pp:{Q:B}:ctl` | stream, `MAXLEN ~ 256` | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
+//! | `pp:{Q:B}:ctl` | stream, `MAXLEN ~ 10000` (a node that falls behind by fewer stops misses none) | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
 
 use crate::registry;
 

@@ -31,7 +31,7 @@ while not entry do
 end
 if not entry then return 'gone' end
 if #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1 then
-  redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'x', caller .. ' ' .. seq)
+  redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'x', caller .. ' ' .. seq)
   -- The body goes too (its pending record stays, for the node that holds
   -- it to settle): if that node dies, the reaper finds nothing to queue
   -- again, and a cancelled call never runs on another node.

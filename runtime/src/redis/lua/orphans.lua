@@ -21,7 +21,7 @@ for j = 2, #ARGV do
     if ttl and up * 1000 > ttl + 1000 then
       redis.call('HDEL', members, c, 'p:' .. c, 'hw:' .. c, 't:' .. c)
       redis.call('DEL', prefix .. 'res:' .. c)
-      redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', c)
+      redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', c)
       out[#out + 1] = c
     end
   end

@@ -69,7 +69,7 @@ for k = 1, #all, 2 do
     if kind == 'caller' then
       redis.call('HDEL', members, 'hw:' .. name)
       redis.call('DEL', prefix .. 'res:' .. name)
-      redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', name)
+      redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', name)
       callers[#callers + 1] = name
     end
   end

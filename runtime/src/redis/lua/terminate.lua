@@ -13,7 +13,7 @@ local group, caller, first, cursor, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], 
 if first == '1' then
   redis.call('HDEL', members, caller, 'hw:' .. caller, 't:' .. caller)
   redis.call('DEL', KEYS[4], KEYS[5])
-  redis.call('XADD', ctl, 'MAXLEN', '~', '256', '*', 'c', caller)
+  redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', caller)
 end
 local function before(a, b)
   local am, as = string.match(a, '(%d+)-(%d+)')
