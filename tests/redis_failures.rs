@@ -750,6 +750,38 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
     assert!(ran.is_empty(), "answered NodeLost, then ran: {ran:?}");
 }
 
+/// CPU time a process has used (all its threads), in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the node's stat");
+    let (_, rest) = stat.rsplit_once(')').expect("a stat line");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15, counted from the state (field 3).
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// An idle node whose Redis lost its data (the task stream and its group
+/// are gone: every claim is refused with NOGROUP until the node registers
+/// again) does not spin on the refusals.
+#[test]
+fn a_node_does_not_spin_while_redis_refuses_its_claims() {
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    drop(pool);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_ticks(node.pid());
+    server.cli(&["FLUSHALL"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(node.pid()) - before;
+    eprintln!("the node used {used} clock ticks in the 3 s after the flush");
+    // Spinning on NOGROUP until the next beat took ~27 ticks (270 ms).
+    assert!(used <= 10, "the node used {used} ticks of CPU in 3 s");
+    // It registered again and serves a new pool.
+    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&fresh, 5).unwrap(), 25);
+}
+
 /// The same through a real restart without persistence: the reconnecting
 /// caller finds its registration gone and fails its calls as `Forgotten`
 /// (not as calls Redis lost one by one, which would say nothing of the

@@ -81,9 +81,10 @@ pub(super) fn read_once(s: &Shared) {
         Err(e) => {
             log::warn!(target: "procpool", "node {name}: {e}");
             side.recover = true;
-            let mut st = s.lock();
-            st.reading = false;
-            s.wake(&st);
+            drop(guard);
+            // Redis refused the read (e.g. NOGROUP: it lost its data and
+            // the group is made again at the next beat): not again at once.
+            unconfirmed(s);
             return;
         }
     };
