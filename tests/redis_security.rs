@@ -47,6 +47,31 @@ fn an_acl_user_limited_to_procpool_keys_is_enough() {
     assert!(!format!("{pool:?}").contains("s3cret"));
 }
 
+/// An ACL that forbids INFO (which a node's check for callers that no
+/// longer wait uses, as `build()` does for the server's version): calls
+/// are served all the same.
+#[test]
+fn an_acl_user_without_info_is_enough() {
+    let server = RedisServer::start_full(
+        &[
+            ("appendonly", "no"),
+            ("user", "default off"),
+            ("user", "alice on >s3cret ~pp:* +@all -info"),
+        ],
+        Some("alice:s3cret"),
+        &[],
+        "127.0.0.1",
+    );
+    let info = server.try_cli(&["INFO", "server"]).unwrap_or_default();
+    assert!(!info.contains("redis_version"), "INFO is allowed: {info}");
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 9).unwrap(), 81);
+    assert_eq!(map_square(&pool, 0..20).unwrap().len(), 20);
+    let other = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&other, 4).unwrap(), 16);
+}
+
 #[cfg(feature = "redis-tls")]
 #[test]
 fn rediss_with_a_private_ca() {

@@ -65,8 +65,10 @@ impl Callers {
         let orphans: HashSet<String> = match answer {
             Ok(o) => o.into_iter().collect(),
             Err(e) => {
+                // E.g. an ACL that forbids INFO: taken as waiting, and not
+                // asked again for a while (no round trip more per claim).
                 log::debug!(target: "procpool", "{e}");
-                return HashSet::new();
+                HashSet::new()
             }
         };
         if self.seen.len() > Self::KEEP {
