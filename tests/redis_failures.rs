@@ -62,10 +62,15 @@ fn a_sigkilled_node_is_node_lost_within_seconds_and_its_call_runs_at_most_once()
     assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool carries on");
 }
 
-#[test]
-fn redeliver_runs_a_lost_call_again_then_gives_up() {
-    let server = RedisServer::start();
-    let mut first = single(&server);
+/// A pool with `.redeliver(1)` whose call `name` (of `ms`) started on a
+/// node that was then SIGKILLed: the pool, the marks' directory and file,
+/// and the call.
+fn started_on_a_node_killed(
+    server: &RedisServer,
+    name: &str,
+    ms: u64,
+) -> (Pool, TempDir, String, procpool::AsyncResult<u32>) {
+    let mut first = single(server);
     let pool = Pool::builder()
         .redis(&server.url())
         .redeliver(1)
@@ -73,13 +78,20 @@ fn redeliver_runs_a_lost_call_again_then_gives_up() {
         .unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    // Long enough to be still running when its node is killed (a call that
-    // ended first would not be lost), however slowly the test goes on.
-    let r = apply_async_mark(&pool, file.clone(), "again".into(), 5000);
+    let r = apply_async_mark(&pool, file.clone(), name.into(), ms);
     wait_for(Duration::from_secs(20), "the call to start", || {
         marks(&file, "start").len() == 1
     });
     first.kill9();
+    (pool, dir, file, r)
+}
+
+#[test]
+fn redeliver_runs_a_lost_call_again_then_gives_up() {
+    let server = RedisServer::start();
+    // Long enough to be still running when its node is killed (a call that
+    // ended first would not be lost), however slowly the test goes on.
+    let (pool, _dir, file, r) = started_on_a_node_killed(&server, "again", 5000);
     let second = single(&server);
     let pid = r.get().expect("run again on the second node");
     assert_ne!(pid as i32, mark_pid(&marks(&file, "start")[0]));
@@ -129,19 +141,7 @@ fn wait_until_reaped(server: &RedisServer) {
 #[test]
 fn a_cancelled_call_is_never_redelivered_when_its_node_dies() {
     let server = RedisServer::start();
-    let mut first = single(&server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .redeliver(1)
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let r = apply_async_mark(&pool, file.clone(), "cancelled".into(), 10_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    first.kill9();
+    let (pool, _dir, file, r) = started_on_a_node_killed(&server, "cancelled", 10_000);
     // Its node holds it (dead, but not yet declared so): it is stopped.
     assert_eq!(r.cancel(), procpool::CancelOutcome::Stopped);
     let got = r.get();
@@ -198,19 +198,7 @@ fn a_stop_reaches_a_node_that_fell_behind_a_burst_of_other_stops() {
 #[test]
 fn a_terminated_callers_call_is_never_redelivered_when_its_node_dies() {
     let server = RedisServer::start();
-    let mut first = single(&server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .redeliver(1)
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let r = apply_async_mark(&pool, file.clone(), "terminated".into(), 10_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    first.kill9();
+    let (pool, _dir, file, r) = started_on_a_node_killed(&server, "terminated", 10_000);
     pool.terminate();
     let got = r.get();
     assert!(matches!(got, Err(Error::Terminated { .. })), "{got:?}");

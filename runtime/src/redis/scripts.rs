@@ -14,7 +14,8 @@
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
 //! | `orphans.lua` | node, before running what it claimed | which callers no longer wait (forgets the dead ones) |
 //!
-//! Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
+//! `forget.lua` (forgetting a caller) is prepended to the two scripts that
+//! do it. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
 //! from the shared prefix instead of receiving them all in KEYS. They all
 //! carry the queue's hash tag, so they live in the script's slot.
 
@@ -43,11 +44,17 @@ pub(crate) fn scripts() -> &'static Scripts {
         submit: Script::new(include_str!("lua/submit.lua")),
         deliver: Script::new(include_str!("lua/deliver.lua")),
         heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
-        reap: Script::new(include_str!("lua/reap.lua")),
+        reap: Script::new(concat!(
+            include_str!("lua/forget.lua"),
+            include_str!("lua/reap.lua")
+        )),
         terminate: Script::new(include_str!("lua/terminate.lua")),
         cancel: Script::new(include_str!("lua/cancel.lua")),
         release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
-        orphans: Script::new(include_str!("lua/orphans.lua")),
+        orphans: Script::new(concat!(
+            include_str!("lua/forget.lua"),
+            include_str!("lua/orphans.lua")
+        )),
     })
 }

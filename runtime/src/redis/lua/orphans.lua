@@ -8,6 +8,7 @@
 -- to come back; Redis's uptime says when that cannot be the reason).
 --
 -- KEYS: members, ctl. ARGV: prefix, callers... Returns the orphans.
+-- (forget.lua comes first.)
 local members, ctl, prefix = KEYS[1], KEYS[2], ARGV[1]
 local info = redis.call('INFO', 'server')
 local up = tonumber(string.match(info, 'uptime_in_seconds:(%d+)')) or 0
@@ -19,9 +20,7 @@ for j = 2, #ARGV do
   elseif redis.call('EXISTS', prefix .. 'alive:' .. c) == 0 then
     local ttl = tonumber(redis.call('HGET', members, 't:' .. c))
     if ttl and up * 1000 > ttl + 1000 then
-      redis.call('HDEL', members, c, 'p:' .. c, 'hw:' .. c, 't:' .. c)
-      redis.call('DEL', prefix .. 'res:' .. c)
-      redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', c)
+      forget_caller(members, ctl, prefix, c)
       out[#out + 1] = c
     end
   end

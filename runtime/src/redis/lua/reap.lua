@@ -7,7 +7,7 @@
 -- (its entries no node has claimed are deleted next, by the reaper, through
 -- TERMINATE: a scan of the stream is too long for one script).
 --
--- KEYS: tasks, members, ctl. ARGV: group, prefix, limit.
+-- KEYS: tasks, members, ctl. ARGV: group, prefix, limit. (forget.lua comes first.)
 -- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -65,12 +65,11 @@ local all = redis.call('HGETALL', members)
 for k = 1, #all, 2 do
   local name, kind = all[k], all[k + 1]
   if (kind == 'caller' or kind == 'node') and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
-    redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
     if kind == 'caller' then
-      redis.call('HDEL', members, 'hw:' .. name)
-      redis.call('DEL', prefix .. 'res:' .. name)
-      redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', name)
+      forget_caller(members, ctl, prefix, name)
       callers[#callers + 1] = name
+    else
+      redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
     end
   end
 end
