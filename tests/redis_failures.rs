@@ -545,9 +545,28 @@ fn a_node_claims_nothing_while_redis_refuses_its_heartbeat() {
 /// at once: its heartbeat key is deleted rather than waited out for 30 s),
 /// and its call goes with it: a node started later, which never saw the
 /// order to stop that caller's calls, does not run it.
+/// A caller process (the helper) whose one call (a mark in `file`) is
+/// queued in Redis, no node being up.
+fn caller_with_a_queued_call(server: &RedisServer, file: &str) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(HELPER)
+        .args(["caller", &server.url(), file, "10"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "submitted");
+    wait_for(Duration::from_secs(10), "the call to be queued", || {
+        server.queued() == 1
+    });
+    child
+}
+
 #[test]
 fn a_forgotten_callers_queued_call_never_runs() {
-    use std::io::BufRead;
     let server = RedisServer::start();
     // This pool's keeper runs the reaper.
     let watcher = Pool::builder().redis(&server.url()).build().unwrap();
@@ -562,19 +581,7 @@ fn a_forgotten_callers_queued_call_never_runs() {
     let before = callers(&server);
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let mut child = std::process::Command::new(HELPER)
-        .args(["caller", &server.url(), &file, "10"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "submitted");
-    wait_for(Duration::from_secs(10), "the call to be queued", || {
-        server.queued() == 1
-    });
+    let mut child = caller_with_a_queued_call(&server, &file);
     let dead: Vec<String> = callers(&server)
         .into_iter()
         .filter(|c| !before.contains(c))
@@ -618,23 +625,10 @@ fn a_forgotten_callers_queued_call_never_runs() {
 /// drops the call.
 #[test]
 fn a_node_started_after_a_caller_died_unreaped_does_not_run_its_call() {
-    use std::io::BufRead;
     let server = RedisServer::start();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let mut child = std::process::Command::new(HELPER)
-        .args(["caller", &server.url(), &file, "10"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "submitted");
-    wait_for(Duration::from_secs(10), "the call to be queued", || {
-        server.queued() == 1
-    });
+    let mut child = caller_with_a_queued_call(&server, &file);
     let dead = server
         .members()
         .into_iter()
