@@ -161,6 +161,87 @@ fn stop(pid: u32) {
     }
 }
 
+#[pool_task]
+fn count_run(path: String) -> u32 {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    f.write_all(b"ran\n").unwrap();
+    std::process::id()
+}
+
+/// Resumes the worker a "never read call" warning names, then holds the
+/// pool's thread a moment: it stands for a stopped worker resumed just as
+/// the pool finds its call unread (on 2 busy CPUs a preemption of the
+/// pool's thread there does the same).
+struct ResumingLogger;
+
+impl log::Log for ResumingLogger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == "procpool"
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let text = record.args().to_string();
+        let Some(rest) = text.strip_prefix("worker ") else {
+            return;
+        };
+        if !text.contains("never read call") {
+            return;
+        }
+        if let Some(pid) = rest.split(' ').next().and_then(|p| p.parse::<i32>().ok()) {
+            // SAFETY: kill(2) with SIGCONT on the worker the pool names.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// A stopped worker that resumes as the pool finds it never read its call
+/// must not run the call as well as its replacement: the pool's check that
+/// the call has not started and its kill are one step.
+#[test]
+fn a_call_of_a_stopped_worker_resumed_as_it_is_replaced_runs_once() {
+    let _serial = serial();
+    static LOGGER: ResumingLogger = ResumingLogger;
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(log::LevelFilter::Warn);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    for via_async in [false, true] {
+        let path = std::env::temp_dir().join(format!(
+            "procpool-runs-once-{}-{via_async}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&path);
+        let file = path.to_string_lossy().into_owned();
+        let worker = apply_nap(&pool, 0).unwrap();
+        stop(worker);
+        let got = if via_async {
+            apply_async_count_run(&pool, file).get()
+        } else {
+            apply_count_run(&pool, file)
+        };
+        let runs = std::fs::read_to_string(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            runs.lines().count(),
+            1,
+            "async {via_async}: {got:?}, the call ran {} times",
+            runs.lines().count()
+        );
+        assert!(got.is_ok_and(|pid| pid != worker));
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// A worker stopped (SIGSTOP) while idle never reads the next call: past
 /// the time limit the call provably never started (its bytes are still
 /// unread in the channel), so it runs on a new worker instead of failing

@@ -70,8 +70,13 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
         Exchange::Lost(Loss::Died) if link.unread_requests() => Exchange::Undelivered,
         // The worker reads a call whole before it starts it, and every call
         // before this one was answered: bytes still unread mean this call
-        // never started.
-        Exchange::Lost(Loss::TimedOut(_)) if link.unread_requests() => {
+        // had not started. It is stopped only if it still has not, in one
+        // step with the kill (a worker resumed in between and running it
+        // would otherwise run it twice: here, and on its replacement);
+        // if it has, it has run past its limit: `TimedOut`.
+        Exchange::Lost(Loss::TimedOut(_))
+            if link.unread_requests() && link.kill_unless_started(call.id, &[]) =>
+        {
             log::warn!(
                 target: "procpool",
                 "worker {} never read call `{}` within its time limit (stopped?); \
