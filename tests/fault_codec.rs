@@ -322,6 +322,86 @@ fn a_result_nested_too_deep_is_an_encode_error_and_the_worker_survives() {
     assert_no_children();
 }
 
+/// A level that holds 4 KiB inline: serde builds it on the stack, so each
+/// level of a [`Chain`] takes more than 4 KiB of stack to decode, and 500
+/// of them more than a 2 MiB thread has, in any build.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Wide([[u64; 32]; 16]);
+
+// Large on purpose: the level's data inline is what this is about.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum Chain {
+    End,
+    Link(Box<Chain>, Wide),
+}
+
+impl Chain {
+    fn len(&self) -> usize {
+        let mut n = 0;
+        let mut at = self;
+        while let Chain::Link(next, _) = at {
+            n += 1;
+            at = next;
+        }
+        n
+    }
+}
+
+#[pool_task]
+fn wide_chain(n: usize) -> Chain {
+    let mut chain = Chain::End;
+    for i in 0..n as u64 {
+        chain = Chain::Link(Box::new(chain), Wide([[i; 32]; 16]));
+    }
+    chain
+}
+
+/// A result within the depth limit whose levels are large (4 KiB inline
+/// each) runs the decoding thread's stack low before the limit: on a
+/// 2 MiB thread it is a `Decode` error, not a stack overflow that aborts
+/// the caller; on a larger stack it decodes.
+#[test]
+fn a_result_whose_levels_are_large_is_a_decode_error_on_a_small_stack() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let shared = pool.clone();
+    let shallow = on_small_stack(move || apply_wide_chain(&shared, 20).map(|c| c.len()));
+    assert_eq!(shallow.unwrap(), 20);
+    for via_async in [false, true] {
+        let shared = pool.clone();
+        let deep = on_small_stack(move || {
+            if via_async {
+                apply_async_wide_chain(&shared, 500).get().map(|c| c.len())
+            } else {
+                apply_wide_chain(&shared, 500).map(|c| c.len())
+            }
+        });
+        match deep {
+            Err(Error::Decode {
+                task,
+                what,
+                message,
+            }) => {
+                assert_eq!(task, "fault_codec::wide_chain");
+                assert_eq!(what, "result");
+                assert!(message.contains("this thread's stack"), "{message}");
+            }
+            other => panic!("expected a Decode error, got {other:?}"),
+        }
+    }
+    let shared = pool.clone();
+    let roomy = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || apply_wide_chain(&shared, 500).map(|c| c.len()))
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(roomy.unwrap(), 500);
+    drop(pool);
+    assert_no_children();
+}
+
 /// A value whose `Deserialize` panics when it reads 13 (its `Serialize` is
 /// serde's own).
 #[derive(Debug, PartialEq, Serialize)]

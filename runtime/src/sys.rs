@@ -1,6 +1,7 @@
 //! Everything OS-specific: starting a worker (`posix_spawn`), the worker
 //! process, signals, memory hints; shared memory and futexes in [`shm`],
-//! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], and
+//! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], the
+//! thread's stack in [`stack`], and
 //! in [`channel`] what a process started as a worker or fork server checks
 //! of what its parent left it. A port to another OS replaces this module;
 //! nothing else calls `libc` or `rustix`. It imports nothing from the rest
@@ -10,13 +11,15 @@
 //! syscalls, no libc in between): pidfds, `poll`, `epoll`, `waitpid`,
 //! `prctl`, `kill`, `fstat`, `fcntl`, socket options, `sendmsg`/`recvmsg`,
 //! `memfd`, `mmap`, futexes, `madvise`. `posix_spawn`, `fork`, `signalfd`,
-//! `atexit`, `_exit`, `signal`, `mallopt` and `malloc_trim` are libc's own
+//! `atexit`, `_exit`, `signal`, `mallopt`, `malloc_trim` and
+//! `pthread_getattr_np` are libc's own
 //! (or missing from rustix) and stay `libc` calls.
 
 mod channel;
 mod fork;
 mod pidfd;
 mod shm;
+mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
@@ -30,6 +33,7 @@ pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
 };
+pub(crate) use stack::stack_left;
 
 use std::ffi::{CString, OsStr};
 use std::io;

@@ -19,9 +19,11 @@ pub(crate) use ser::Limited;
 /// The deepest nesting a value may have. Decoding through these wrappers
 /// took about 150 bytes of stack per level in a release build and 1.1 KiB
 /// in an unoptimized one on a linked list (400 B and 1.4 KiB per node on an
-/// enum tree), so a value at the limit decodes (and drops) on a 2 MiB
+/// enum tree), so such a value at the limit decodes (and drops) on a 2 MiB
 /// thread, tokio's default and the callback thread's, with room to spare
-/// for the caller's own frames.
+/// for the caller's own frames. A value whose levels hold much inline (an
+/// array in each node) takes more per level: for it the stack left is the
+/// limit (see [`deeper`]).
 pub(crate) const MAX_DEPTH: usize = 512;
 
 fn too_deep() -> String {
@@ -32,11 +34,27 @@ fn too_deep() -> String {
     )
 }
 
-/// The level below `depth`, or the error if that is too deep.
+/// From this depth on, each level also checks the stack left (a shallow
+/// value, e.g. a map's item, costs no look).
+const STACK_CHECKED_FROM: usize = 16;
+
+/// The stack a level may not eat into: room for one more level of any
+/// likely size, the unwinding and the caller's own frames.
+const STACK_RESERVE: usize = 128 << 10;
+
+/// The level below `depth`, or the error if that is too deep: past
+/// [`MAX_DEPTH`], or with the thread's stack nearly used up (a level can
+/// take kilobytes: serde builds each level's value, with whatever it holds
+/// inline, on the stack).
 #[inline(always)]
 fn deeper<E>(depth: usize, error: impl FnOnce(String) -> E) -> Result<usize, E> {
     if depth >= MAX_DEPTH {
         return Err(too_deep_error(error));
+    }
+    if depth >= STACK_CHECKED_FROM {
+        if let Some(left) = crate::sys::stack_left().filter(|&left| left < STACK_RESERVE) {
+            return Err(no_stack_error(depth, left, error));
+        }
     }
     Ok(depth + 1)
 }
@@ -45,6 +63,16 @@ fn deeper<E>(depth: usize, error: impl FnOnce(String) -> E) -> Result<usize, E> 
 #[inline(never)]
 fn too_deep_error<E>(error: impl FnOnce(String) -> E) -> E {
     error(too_deep())
+}
+
+#[cold]
+#[inline(never)]
+fn no_stack_error<E>(depth: usize, left: usize, error: impl FnOnce(String) -> E) -> E {
+    error(format!(
+        "the value nests too deeply for this thread's stack: {left} bytes of it were left \
+         at level {depth} (its levels are large); handle it on a thread with a larger stack \
+         (procpool stops short of a stack overflow)"
+    ))
 }
 
 #[cfg(test)]
