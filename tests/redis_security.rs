@@ -47,9 +47,8 @@ fn an_acl_user_limited_to_procpool_keys_is_enough() {
     assert!(!format!("{pool:?}").contains("s3cret"));
 }
 
-/// An ACL that forbids INFO (which a node's check for callers that no
-/// longer wait uses, as `build()` does for the server's version): calls
-/// are served all the same.
+/// An ACL that forbids INFO (`build()` asks it for the server's version):
+/// calls are served all the same.
 #[test]
 fn an_acl_user_without_info_is_enough() {
     let server = RedisServer::start_full(

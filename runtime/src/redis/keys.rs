@@ -8,10 +8,10 @@
 //! |---|---|---|
 //! | `pp:{Q:B}:tasks` | stream, consumer group `nodes` | calls queued or running; an entry is deleted when settled |
 //! | `pp:{Q:B}:res:<caller>` | stream | outcomes for one caller, trimmed as read, deleted when it leaves |
-//! | `pp:{Q:B}:members` | hash | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted; `t:<name>` → its time to live in ms |
+//! | `pp:{Q:B}:members` | hash | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter | `INCR` source of member ids, never reset, so names are never reused |
-//! | `pp:{Q:B}:ctl` | stream, `MAXLEN ~ 10000` (a node that falls behind by fewer stops misses none) | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
+//! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before) | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
 
 use crate::registry;
 

@@ -113,13 +113,6 @@ pub(crate) fn register(
             .arg(&name)
             .arg(role.word())
             .ignore();
-        // A member's time to live, for `orphans.lua` to judge a caller
-        // whose heartbeat expired.
-        p.cmd("HSET")
-            .arg(keys.members())
-            .arg(format!("t:{name}"))
-            .arg(millis(ttl))
-            .ignore();
         if let Some(n) = processes {
             p.cmd("HSET")
                 .arg(keys.members())

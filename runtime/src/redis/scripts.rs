@@ -12,10 +12,10 @@
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
-//! | `orphans.lua` | node, before running what it claimed | which callers no longer wait (forgets the dead ones) |
+//! | `orphans.lua` | node, before running what it claimed | which callers are no longer registered |
 //!
-//! `forget.lua` (forgetting a caller) is prepended to the two scripts that
-//! do it. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
+//! `tell.lua` (adding a stop to the control stream) is prepended to the
+//! three scripts that stop calls. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
 //! from the shared prefix instead of receiving them all in KEYS. They all
 //! carry the queue's hash tag, so they live in the script's slot.
 
@@ -45,16 +45,19 @@ pub(crate) fn scripts() -> &'static Scripts {
         deliver: Script::new(include_str!("lua/deliver.lua")),
         heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
         reap: Script::new(concat!(
-            include_str!("lua/forget.lua"),
+            include_str!("lua/tell.lua"),
             include_str!("lua/reap.lua")
         )),
-        terminate: Script::new(include_str!("lua/terminate.lua")),
-        cancel: Script::new(include_str!("lua/cancel.lua")),
+        terminate: Script::new(concat!(
+            include_str!("lua/tell.lua"),
+            include_str!("lua/terminate.lua")
+        )),
+        cancel: Script::new(concat!(
+            include_str!("lua/tell.lua"),
+            include_str!("lua/cancel.lua")
+        )),
         release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
-        orphans: Script::new(concat!(
-            include_str!("lua/forget.lua"),
-            include_str!("lua/orphans.lua")
-        )),
+        orphans: Script::new(include_str!("lua/orphans.lua")),
     })
 }

@@ -160,7 +160,6 @@ impl RedisDispatcher {
                     .arg(inner.keys.members())
                     .arg(&inner.name)
                     .arg(format!("hw:{}", inner.name))
-                    .arg(format!("t:{}", inner.name))
                     .ignore();
                 p.cmd("DEL")
                     .arg(&res)

@@ -6,6 +6,7 @@
 --
 -- KEYS: tasks, ctl. ARGV: group, caller, seq, entry id ("" if unknown; the
 -- entry is then looked for, as it is when a redelivery gave it a new id).
+-- (tell.lua comes first.)
 local tasks, ctl = KEYS[1], KEYS[2]
 local group, caller, seq, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local function mine(e)
@@ -31,7 +32,7 @@ while not entry do
 end
 if not entry then return 'gone' end
 if #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1 then
-  redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'x', caller .. ' ' .. seq)
+  tell_nodes(ctl, 'x', caller .. ' ' .. seq)
   -- The body goes too (its pending record stays, for the node that holds
   -- it to settle): if that node dies, the reaper finds nothing to queue
   -- again, and a cancelled call never runs on another node.

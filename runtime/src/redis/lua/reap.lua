@@ -7,7 +7,7 @@
 -- (its entries no node has claimed are deleted next, by the reaper, through
 -- TERMINATE: a scan of the stream is too long for one script).
 --
--- KEYS: tasks, members, ctl. ARGV: group, prefix, limit. (forget.lua comes first.)
+-- KEYS: tasks, members, ctl. ARGV: group, prefix, limit. (tell.lua comes first.)
 -- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -17,7 +17,7 @@ if not ok then consumers = {} end
 for _, c in ipairs(consumers) do
   local name = c[2]
   if budget > 0 and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
-    redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
+    redis.call('HDEL', members, name, 'p:' .. name)
     local pend = redis.call('XPENDING', tasks, group, '-', '+', budget, name)
     for _, p in ipairs(pend) do
       local id = p[1]
@@ -65,11 +65,12 @@ local all = redis.call('HGETALL', members)
 for k = 1, #all, 2 do
   local name, kind = all[k], all[k + 1]
   if (kind == 'caller' or kind == 'node') and redis.call('EXISTS', prefix .. 'alive:' .. name) == 0 then
+    redis.call('HDEL', members, name, 'p:' .. name)
     if kind == 'caller' then
-      forget_caller(members, ctl, prefix, name)
+      redis.call('HDEL', members, 'hw:' .. name)
+      redis.call('DEL', prefix .. 'res:' .. name)
+      tell_nodes(ctl, 'c', name)
       callers[#callers + 1] = name
-    else
-      redis.call('HDEL', members, name, 'p:' .. name, 't:' .. name)
     end
   end
 end

@@ -7,13 +7,13 @@
 -- Returns {next cursor, or "" when done, seqs of the deleted entries...}.
 --
 -- KEYS: tasks, members, ctl, results, alive. ARGV: group, caller, first,
--- cursor, count.
+-- cursor, count. (tell.lua comes first.)
 local tasks, members, ctl = KEYS[1], KEYS[2], KEYS[3]
 local group, caller, first, cursor, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
 if first == '1' then
-  redis.call('HDEL', members, caller, 'hw:' .. caller, 't:' .. caller)
+  redis.call('HDEL', members, caller, 'hw:' .. caller)
   redis.call('DEL', KEYS[4], KEYS[5])
-  redis.call('XADD', ctl, 'MAXLEN', '~', '10000', '*', 'c', caller)
+  tell_nodes(ctl, 'c', caller)
 end
 local function before(a, b)
   local am, as = string.match(a, '(%d+)-(%d+)')

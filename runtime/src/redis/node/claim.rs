@@ -156,8 +156,8 @@ fn take_entries(
                     consumer: name.to_string(),
                     epoch,
                 };
-                // Not run for a caller that no longer waits: the answer is
-                // dropped (it is no longer registered).
+                // Not run for a caller that is gone (no longer registered):
+                // the answer is dropped.
                 if st.is_cancelled(&item.call) || orphans.contains(&item.call.caller) {
                     st.done
                         .push(Done::of(&item, Err(RemoteFailure::Cancelled)));

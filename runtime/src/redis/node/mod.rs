@@ -456,7 +456,6 @@ fn leave(s: &Shared) {
             .arg(s.keys.members())
             .arg(&name)
             .arg(format!("p:{name}"))
-            .arg(format!("t:{name}"))
             .ignore();
         p.cmd("DEL").arg(s.keys.alive(&name)).ignore();
         if pending.is_empty() {

@@ -1,11 +1,10 @@
-//! Callers that no longer wait for their calls. A node that has just
-//! started reaps nothing for one time to live (after a Redis restart, every
-//! member's heartbeat needs a moment to come back), so a caller that died
-//! while no member was up to reap it would still look registered, and its
-//! queued calls would run for nobody. Before running what it claimed, the
-//! node asks Redis (`orphans.lua`) about each caller it has not seen alive
-//! in the last second; the script judges by Redis's own uptime and forgets
-//! the dead, and their calls are answered `Cancelled` instead of run.
+//! Callers that no longer wait for their calls: a caller that terminated
+//! or was forgotten is unregistered at once, but its queued entries are
+//! deleted after (by `terminate`'s or the reaper's scan), and a node may
+//! claim one in between. Before running what it claimed, the node asks
+//! Redis (`orphans.lua`) about each caller it has not seen registered in
+//! the last second, and answers the calls of those gone `Cancelled` (the
+//! answer is dropped) instead of running them.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -15,20 +14,21 @@ use super::super::entry::Fields;
 use super::super::keys::Keys;
 use super::super::scripts::scripts;
 
-/// Callers seen waiting, and when.
+/// Callers seen registered, and when.
 #[derive(Default)]
 pub(crate) struct Callers {
     seen: HashMap<String, Instant>,
 }
 
 impl Callers {
-    /// How long a caller seen waiting is not asked about again.
+    /// How long a caller seen registered is not asked about again.
     const FRESH: Duration = Duration::from_secs(1);
     /// Beyond this many remembered callers, the stale ones are dropped.
     const KEEP: usize = 4096;
 
-    /// The callers of `entries` that no longer wait. If Redis cannot say,
-    /// none: the calls run (the reaper settles what a dead caller left).
+    /// The callers of `entries` no longer registered. If Redis cannot say,
+    /// none: the calls run (their outcomes are dropped if the caller is
+    /// gone).
     pub(super) fn orphans(
         &mut self,
         conn: &mut Conn,
@@ -56,7 +56,7 @@ impl Callers {
         }
         let answer = conn.run("look for orphaned calls", |con| {
             let mut inv = scripts().orphans.prepare_invoke();
-            inv.key(keys.members()).key(keys.ctl()).arg(keys.prefix());
+            inv.key(keys.members());
             for c in &ask {
                 inv.arg(c);
             }
@@ -65,8 +65,8 @@ impl Callers {
         let orphans: HashSet<String> = match answer {
             Ok(o) => o.into_iter().collect(),
             Err(e) => {
-                // E.g. an ACL that forbids INFO: taken as waiting, and not
-                // asked again for a while (no round trip more per claim).
+                // Taken as registered, and not asked again for a while
+                // (no round trip more per claim while Redis cannot say).
                 log::debug!(target: "procpool", "{e}");
                 HashSet::new()
             }
@@ -77,7 +77,7 @@ impl Callers {
         }
         for c in ask {
             if orphans.contains(&c) {
-                log::info!(target: "procpool", "calls of caller {c} not run: it no longer waits");
+                log::debug!(target: "procpool", "calls of caller {c} not run: it is gone");
                 self.seen.remove(&c);
             } else {
                 self.seen.insert(c, now);
