@@ -339,6 +339,33 @@ fn member_names_carry_a_random_tag() {
     drop((a, b));
 }
 
+/// Redis SIGKILLed and restarted (AOF: nothing lost) after being down
+/// longer than a node's 3 s time to live, within the callers' retry budget:
+/// every member reconnects, and each reaper gives the others one time to
+/// live to beat again before judging, even when its reaper round was
+/// under way as Redis died (it was retried on the new connection, and
+/// declared the healthy node dead). The running call is not `NodeLost`.
+#[test]
+fn a_redis_restarted_after_a_few_seconds_is_not_read_as_a_node_death() {
+    let mut server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    // From now on the caller's keeper reaps at every tick.
+    std::thread::sleep(Duration::from_secs(4));
+    let call = apply_async_mark(&pool, file.clone(), "through".into(), 12_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    server.kill9();
+    std::thread::sleep(Duration::from_secs(5));
+    server.restart();
+    let got = call.get();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(marks(&file, "start").len(), 1);
+}
+
 /// Redis gone for good with calls waiting in this process (beyond
 /// `max_in_flight`): they all fail within about two retry budgets (the one
 /// in flight's, then the next batch's), not one budget per batch in turn.

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use redis::Connection;
 
-use super::conn::{BrokerError, Conn};
+use super::conn::{is_transient, BrokerError, Conn};
+use crate::error::BrokerReason;
 use super::keys::{Keys, GROUP};
 use super::scripts::scripts;
 
@@ -176,16 +177,37 @@ pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> 
 
 fn reap_round(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
     let script = &scripts().reap;
-    let (lost, requeued, callers): (i64, i64, Vec<String>) = conn.run("reap", |con| {
-        script
-            .key(keys.tasks())
-            .key(keys.members())
-            .key(keys.ctl())
-            .arg(GROUP)
-            .arg(keys.prefix())
-            .arg(1000)
-            .invoke(con)
-    })?;
+    // One attempt, on the connection whose age the caller judged: retried
+    // over a reconnection (Redis restarted meanwhile), it would judge
+    // heartbeats that have had no time to come back, and declare every
+    // member dead. The next round tries again.
+    let judged = conn.generation;
+    let got = conn
+        .once(|con, generation| {
+            if generation != judged {
+                return Ok(None);
+            }
+            script
+                .key(keys.tasks())
+                .key(keys.members())
+                .key(keys.ctl())
+                .arg(GROUP)
+                .arg(keys.prefix())
+                .arg(1000)
+                .invoke::<(i64, i64, Vec<String>)>(con)
+                .map(Some)
+        })
+        .map_err(|e| BrokerError {
+            reason: if is_transient(&e) {
+                BrokerReason::Unreachable
+            } else {
+                BrokerReason::Refused
+            },
+            message: format!("reap: {e}"),
+        })?;
+    let Some((lost, requeued, callers)) = got else {
+        return Ok(Reaped::default());
+    };
     let mut removed = 0;
     for caller in &callers {
         let mut cursor = "-".to_string();
