@@ -89,6 +89,21 @@ fn input_of_unknown_length_is_collected_first() {
     assert_eq!(map_square(&pool, odd).unwrap(), expected);
 }
 
+/// An input whose results could never fit in memory (2⁶⁰ of them) is a
+/// typed error at once, before any item runs, not an abort of the caller.
+#[test]
+fn an_input_whose_results_cannot_fit_in_memory_is_a_typed_error() {
+    let pool = Pool::new(2).unwrap();
+    match map_square(&pool, 0..(1u64 << 60)) {
+        Err(Error::Io { context, source }) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::OutOfMemory);
+            assert!(context.contains("map::square"), "{context}");
+        }
+        other => panic!("expected an Io error, got {:?}", other.map(|v| v.len())),
+    }
+    assert_eq!(map_square(&pool, 0..4).unwrap(), vec![0, 1, 4, 9]);
+}
+
 #[test]
 fn empty_input_gives_empty_output() {
     let pool = Pool::new(1).unwrap();

@@ -143,12 +143,21 @@ where
     let task = M::INFO.name;
     let processes = pool.processes();
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
+    // Room for every result at once, or a typed error before anything runs
+    // (a range of 2⁶⁰ items would abort the process here).
+    let mut out = Vec::new();
+    let count = items.size_hint().0;
+    if let Err(e) = out.try_reserve_exact(count) {
+        return Err(Error::Io {
+            context: format!("map of `{task}`: room for {count} results"),
+            source: Arc::new(std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)),
+        });
+    }
     // Begun before `close`, it runs to its end (given back once every
     // chunk is queued, or on an early return).
     let mut admission = Some(pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
         task: task.to_string(),
     })?);
-    let mut out = Vec::with_capacity(items.size_hint().0);
     let (done_tx, done_rx) = mpsc::channel::<(usize, Arc<Outcome>)>();
     // Items and encoded bytes per chunk queued so far; chunks running and
     // their bytes; chunks back early.
@@ -355,7 +364,8 @@ fn decode_gathered<R: DeserializeOwned + 'static>(
         });
     };
     let total = u64::from_le_bytes(*total) as usize;
-    let mut out = Vec::with_capacity(total);
+    // A record takes at least a byte: a larger count is not trusted.
+    let mut out = Vec::with_capacity(total.min(records.len()));
     // Usually every record is a value: all decoded in one pass. Else one
     // by one, which finds the first failure and its error.
     if chunk::decode_values(records, total, &mut out).is_ok() {
