@@ -775,6 +775,19 @@ fn a_node_does_not_spin_while_redis_refuses_its_claims() {
     assert_eq!(apply_square(&fresh, 5).unwrap(), 25);
 }
 
+/// `x²` from a pool built now (the nodes serve it), never waiting for
+/// ever: `old` (a pool that failed) is terminated if it does not come.
+fn square_on_a_fresh_pool(server: &RedisServer, old: &Pool, x: u64) -> u64 {
+    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
+    let r = apply_async_square(&fresh, x);
+    if !r.wait_timeout(Duration::from_secs(30)) {
+        fresh.terminate();
+        old.terminate();
+        panic!("the node serves no new pool");
+    }
+    r.get().unwrap()
+}
+
 /// The same through a real restart without persistence: the reconnecting
 /// caller finds its registration gone and fails its calls as `Forgotten`
 /// (not as calls Redis lost one by one, which would say nothing of the
@@ -813,14 +826,7 @@ fn a_redis_restarted_without_its_data_fails_the_calls_as_forgotten() {
             Err(e) => assert!(matches!(e, Error::Broker { .. }), "{e:?}"),
         }
     }
-    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
-    let r = apply_async_square(&fresh, 9);
-    if !r.wait_timeout(Duration::from_secs(30)) {
-        fresh.terminate();
-        pool.terminate();
-        panic!("the node serves no new pool");
-    }
-    assert_eq!(r.get().unwrap(), 81);
+    assert_eq!(square_on_a_fresh_pool(&server, &pool, 9), 81);
 }
 
 #[test]
@@ -864,14 +870,7 @@ fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
         begun.elapsed()
     );
     // The node carries on (under a new name): a new pool is served.
-    let fresh = Pool::builder().redis(&server.url()).build().unwrap();
-    let r = apply_async_square(&fresh, 6);
-    if !r.wait_timeout(Duration::from_secs(30)) {
-        fresh.terminate();
-        pool.terminate();
-        panic!("the node serves no new pool");
-    }
-    assert_eq!(r.get().unwrap(), 36);
+    assert_eq!(square_on_a_fresh_pool(&server, &pool, 6), 36);
 }
 
 /// Rewrites every entry of the task stream in order (new ids, same order),

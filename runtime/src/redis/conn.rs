@@ -25,6 +25,19 @@ pub(crate) struct BrokerError {
 }
 
 impl BrokerError {
+    /// `e`, said as `message`: `Unreachable` if trying again may help,
+    /// else `Refused`.
+    pub(crate) fn of(e: &RedisError, message: String) -> BrokerError {
+        BrokerError {
+            reason: if is_transient(e) {
+                BrokerReason::Unreachable
+            } else {
+                BrokerReason::Refused
+            },
+            message,
+        }
+    }
+
     /// The error a call of `task` (or, with `""`, the pool) fails with.
     pub(crate) fn to_error(&self, task: &str) -> Error {
         Error::Broker {
@@ -108,14 +121,9 @@ impl Conn {
     /// ACL forbids `INFO`, is let through).
     pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
         let shown = self.shown.clone();
-        let con = self.ensure().map_err(|e| BrokerError {
-            reason: if is_transient(&e) {
-                BrokerReason::Unreachable
-            } else {
-                BrokerReason::Refused
-            },
-            message: format!("cannot reach Redis at {shown}: {e}"),
-        })?;
+        let con = self
+            .ensure()
+            .map_err(|e| BrokerError::of(&e, format!("cannot reach Redis at {shown}: {e}")))?;
         match redis::cmd("INFO").arg("server").query::<String>(con) {
             Ok(info) => match too_old(&info) {
                 Some(why) => Err(BrokerError {

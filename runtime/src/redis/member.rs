@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use redis::Connection;
 
-use super::conn::{is_transient, BrokerError, Conn};
-use crate::error::BrokerReason;
+use super::conn::{BrokerError, Conn};
 use super::keys::{Keys, GROUP};
 use super::scripts::scripts;
 
@@ -197,14 +196,7 @@ fn reap_round(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
                 .invoke::<(i64, i64, Vec<String>)>(con)
                 .map(Some)
         })
-        .map_err(|e| BrokerError {
-            reason: if is_transient(&e) {
-                BrokerReason::Unreachable
-            } else {
-                BrokerReason::Refused
-            },
-            message: format!("reap: {e}"),
-        })?;
+        .map_err(|e| BrokerError::of(&e, format!("reap: {e}")))?;
     let Some((lost, requeued, callers)) = got else {
         return Ok(Reaped::default());
     };

@@ -12,7 +12,6 @@
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
-//! | `orphans.lua` | node, before running what it claimed | which callers are no longer registered |
 //!
 //! `tell.lua` (adding a stop to the control stream) is prepended to the
 //! three scripts that stop calls. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
@@ -32,7 +31,6 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) release: Script,
     pub(crate) verify: Script,
-    pub(crate) orphans: Script,
 }
 
 /// The scripts, hashed once per process. `Script::invoke` sends EVALSHA and
@@ -58,6 +56,5 @@ pub(crate) fn scripts() -> &'static Scripts {
         )),
         release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
-        orphans: Script::new(include_str!("lua/orphans.lua")),
     })
 }

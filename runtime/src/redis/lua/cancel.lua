@@ -31,13 +31,12 @@ while not entry do
   cursor = '(' .. es[#es][1]
 end
 if not entry then return 'gone' end
-if #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1 then
+local running = #redis.call('XPENDING', tasks, group, entry, entry, 1) == 1
+if running then
   tell_nodes(ctl, 'x', caller .. ' ' .. seq)
-  -- The body goes too (its pending record stays, for the node that holds
-  -- it to settle): if that node dies, the reaper finds nothing to queue
-  -- again, and a cancelled call never runs on another node.
-  redis.call('XDEL', tasks, entry)
-  return 'running'
 end
+-- A running call's body goes too (its pending record stays, for the node
+-- that holds it to settle): if that node dies, the reaper finds nothing to
+-- queue again, and a cancelled call never runs on another node.
 redis.call('XDEL', tasks, entry)
-return 'queued'
+return running and 'running' or 'queued'

@@ -2,8 +2,8 @@
 -- and settles up to `limit` of its pending entries: added again with one
 -- redelivery fewer if it has any left, otherwise answered NodeLost (status
 -- `l`); an entry whose caller is no longer registered is just dropped
--- (terminated or dead, it waits for nothing). Then forgets members without heartbeat: a caller's result stream,
--- high-water mark and registration go, and nodes are told to stop its calls
+-- (terminated or dead, it waits for nothing). Then forgets members without
+-- heartbeat: a caller's result stream, high-water mark and registration go, and nodes are told to stop its calls
 -- (its entries no node has claimed are deleted next, by the reaper, through
 -- TERMINATE: a scan of the stream is too long for one script).
 --
@@ -38,15 +38,15 @@ for _, c in ipairs(consumers) do
         for _, k in ipairs({'c', 'i', 't', 'f', 'k', 'a'}) do
           if type(h[k]) ~= 'string' then whole = false end
         end
-        -- Only a registered caller's call goes round again: one that
-        -- terminated or was declared dead no longer waits for it.
-        local caller = whole and redis.call('HGET', members, h['c']) == 'caller'
-        if r > 0 and caller then
+        -- Only a registered caller's call goes round again or is answered:
+        -- one that terminated or was declared dead waits for nothing.
+        local registered = type(h['c']) == 'string'
+          and redis.call('HGET', members, h['c']) == 'caller'
+        if r > 0 and whole and registered then
           redis.call('XADD', tasks, '*', 'c', h['c'], 'i', h['i'], 't', h['t'],
             'f', h['f'], 'k', h['k'], 'r', tostring(r - 1), 'o', h['o'] or '', 'a', h['a'])
           requeued = requeued + 1
-        elseif caller or (type(h['c']) == 'string' and type(h['i']) == 'string'
-            and redis.call('HGET', members, h['c']) == 'caller') then
+        elseif registered and type(h['i']) == 'string' then
           redis.call('XADD', prefix .. 'res:' .. h['c'], '*', 'i', h['i'],
             's', 'l', 'b', '', 'n', name)
           lost = lost + 1

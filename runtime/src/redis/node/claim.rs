@@ -21,7 +21,7 @@ pub(crate) struct ReadSide {
     /// Re-read our own pending list before claiming new entries.
     pub(super) recover: bool,
     pub(super) last_name: String,
-    /// Callers recently seen waiting for their calls.
+    /// Callers recently seen registered.
     pub(super) callers: Callers,
 }
 

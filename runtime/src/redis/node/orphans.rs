@@ -1,10 +1,13 @@
 //! Callers that no longer wait for their calls: a caller that terminated
 //! or was forgotten is unregistered at once, but its queued entries are
 //! deleted after (by `terminate`'s or the reaper's scan), and a node may
-//! claim one in between. Before running what it claimed, the node asks
-//! Redis (`orphans.lua`) about each caller it has not seen registered in
-//! the last second, and answers the calls of those gone `Cancelled` (the
-//! answer is dropped) instead of running them.
+//! claim one in between. Before running what it claimed, the node looks
+//! up (one `HMGET`) each caller it has not seen registered in the last
+//! second, and answers the calls of those gone `Cancelled` (the
+//! answer is dropped) instead of running them. (A caller whose heartbeat
+//! expired is left to the reaper: a node cannot tell a caller that died
+//! from a Redis that stood still for everyone, and only the reaper waits
+//! for every member to beat again.)
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -12,7 +15,6 @@ use std::time::{Duration, Instant};
 use super::super::conn::Conn;
 use super::super::entry::Fields;
 use super::super::keys::Keys;
-use super::super::scripts::scripts;
 
 /// Callers seen registered, and when.
 #[derive(Default)]
@@ -54,16 +56,20 @@ impl Callers {
         if ask.is_empty() {
             return HashSet::new();
         }
+        // Each caller's kind in the members hash: `caller` while registered.
         let answer = conn.run("look for orphaned calls", |con| {
-            let mut inv = scripts().orphans.prepare_invoke();
-            inv.key(keys.members());
-            for c in &ask {
-                inv.arg(c);
-            }
-            inv.invoke::<Vec<String>>(con)
+            redis::cmd("HMGET")
+                .arg(keys.members())
+                .arg(&ask)
+                .query::<Vec<Option<String>>>(con)
         });
         let orphans: HashSet<String> = match answer {
-            Ok(o) => o.into_iter().collect(),
+            Ok(kinds) => ask
+                .iter()
+                .zip(kinds)
+                .filter(|(_, kind)| kind.as_deref() != Some("caller"))
+                .map(|(c, _)| c.clone())
+                .collect(),
             Err(e) => {
                 // Taken as registered, and not asked again for a while
                 // (no round trip more per claim while Redis cannot say).
