@@ -286,6 +286,15 @@ fn an_item_that_fits_a_frame_alone_never_fails_with_its_neighbours() {
     }
 }
 
+/// Waits (a minute at most) until `path` exists: holds the pool's worker.
+#[pool_task]
+fn wait_for_file(path: String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::path::Path::new(&path).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// An item held back to begin the next chunk (see the test above) is
 /// input not yet queued: an `imap` cancelled then ends with `Cancelled`
 /// for it, as for input not read yet.
@@ -296,15 +305,40 @@ fn an_imap_cancelled_with_an_item_held_for_its_next_chunk_ends_with_cancelled() 
         .max_frame_bytes(64 << 10)
         .build()
         .unwrap();
+    // The one worker is held until item 1's chunk is queued: otherwise
+    // item 0's chunk may be back before it is cut, and the imap yields item
+    // 0 with item 1 still unread.
+    let gate = std::env::temp_dir().join(format!("procpool-map-gate-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let held = apply_async_wait_for_file(&pool, gate.to_str().unwrap().to_string());
     // Chunks of at most 16 KiB: items 0 and 1 (10 KiB each) go apart, and
-    // item 2 is read and held while item 1's chunk is cut.
-    let items = vec![vec![1u8; 10 << 10]; 3];
+    // item 2 is read and held while item 1's chunk is cut; reading it says
+    // so, and that chunk is queued before the imap looks for results.
+    let (reading, read) = std::sync::mpsc::channel();
+    let items = (0..3).map(move |i| {
+        let _ = reading.send(i);
+        vec![1u8; 10 << 10]
+    });
     let mut it = imap_byte_len_with(&pool, items, MapOptions::new().chunksize(2));
-    assert_eq!(it.next().unwrap().unwrap(), 10 << 10);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let it = std::thread::scope(|s| {
+        let first = s.spawn(move || (it.next(), it));
+        let sixty = std::time::Duration::from_secs(60);
+        while read.recv_timeout(sixty).expect("item 2 is never read") != 2 {}
+        std::fs::write(&gate, b"").unwrap();
+        let (first, it) = first.join().unwrap();
+        assert_eq!(first.unwrap().unwrap(), 10 << 10);
+        it
+    });
+    let _ = std::fs::remove_file(&gate);
+    held.get().unwrap();
+    let mut it = it;
+    // The one worker runs calls in order: once this call is back, item
+    // 1's chunk is back too.
+    assert_eq!(apply_byte_len(&pool, vec![0u8; 1]).unwrap(), 1);
     assert_eq!(it.cancel(), procpool::CancelOutcome::NotStarted);
     let rest: Vec<_> = it.collect();
     assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(matches!(rest[0], Ok(len) if len == 10 << 10), "{rest:?}");
     assert!(
         matches!(rest.last(), Some(Err(Error::Cancelled { .. }))),
         "{rest:?}"
