@@ -44,6 +44,25 @@ fn blocker(ms: u64) -> u32 {
     std::process::id()
 }
 
+/// [`mark`], then waits (a minute at most) until the file `gate` exists:
+/// holds a worker for as long as a test needs, however slow the machine.
+#[pool_task]
+fn gated_mark(dir: PathBuf, i: u64, gate: PathBuf) -> (u64, u32) {
+    let marked = mark(dir, i, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    marked
+}
+
+/// The gate file of the test using `dir`: beside it, not among its markers.
+fn gate_of(dir: &Path) -> PathBuf {
+    let gate = dir.with_extension("gate");
+    let _ = std::fs::remove_file(&gate);
+    gate
+}
+
 /// A fresh directory for one test's marker files: in memory (`/dev/shm`)
 /// where there is one, since a file made on a disk can take a millisecond
 /// and more, and the tests need `mark` to be quick for it to be pipelined.
@@ -99,17 +118,36 @@ impl Pipelining {
         let log = capture_log();
         let (dir, warm) = (marker_dir(name), marker_dir(&format!("{name}-warm")));
         let pool = Pool::new(1).unwrap();
-        // Many calls back to back: one at a time, each would wait for
-        // sleeping threads to wake, which on an idle machine can take a
-        // millisecond and make the task look slow.
-        let marks: Vec<_> = (0..50)
-            .map(|i| apply_async_mark(&pool, warm.clone(), i, 0))
-            .collect();
-        let micros: Vec<_> = (50..100)
-            .map(|i| apply_async_mark_micros(&pool, warm.clone(), i, 0))
-            .collect();
-        for r in marks.into_iter().chain(micros) {
-            r.get().unwrap();
+        // Rounds of calls queued behind a short blocker, until a round of
+        // each task went out in a batch: the slot batches a task only once
+        // its mean run time is under 1 ms, which a loaded machine may take
+        // a few rounds to show.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        for micros in [false, true] {
+            loop {
+                log.clear();
+                let gate = apply_async_blocker(&pool, 1);
+                let round: Vec<_> = (i..i + 32)
+                    .map(|i| match micros {
+                        false => apply_async_mark(&pool, warm.clone(), i, 0),
+                        true => apply_async_mark_micros(&pool, warm.clone(), i, 0),
+                    })
+                    .collect();
+                i += 32;
+                gate.get().unwrap();
+                for r in round {
+                    r.get().unwrap();
+                }
+                let batches = log.lines_with("pipelined to worker");
+                if batches.iter().any(|l| !l.contains(": 1 calls")) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no batch after 60 s of warm-up: {batches:?}"
+                );
+            }
         }
         // The checks look at the test's own batches only.
         log.clear();
@@ -143,7 +181,8 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
     let _serial = serial();
     let dir = marker_dir("queued");
     let pool = Pool::new(1).unwrap();
-    let busy = apply_async_blocker(&pool, 300);
+    let gate = gate_of(&dir);
+    let busy = apply_async_gated_mark(&pool, dir.clone(), 100, gate.clone());
     let queued: Vec<_> = (0..6)
         .map(|i| apply_async_mark(&pool, dir.clone(), i, 0))
         .collect();
@@ -153,6 +192,7 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
         CancelOutcome::Finished,
         "cancelled once"
     );
+    std::fs::write(&gate, b"").unwrap();
     busy.get().unwrap();
     for (i, r) in queued.into_iter().enumerate() {
         match r.get() {
@@ -164,10 +204,11 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
             Err(e) => panic!("task {i}: {e}"),
         }
     }
-    assert_eq!(markers(&dir), ["0", "1", "2", "4", "5"]);
+    assert_eq!(markers(&dir), ["0", "1", "100", "2", "4", "5"]);
     drop(pool);
     assert_no_children();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&gate);
 }
 
 #[test]
@@ -450,8 +491,10 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     let _serial = serial();
     let dir = marker_dir("close");
     let pool = Pool::new(2).unwrap();
+    // Held until the queue is dropped, however slow the machine.
+    let gate = gate_of(&dir);
     let running: Vec<_> = (0..2)
-        .map(|i| apply_async_mark(&pool, dir.clone(), i, 300))
+        .map(|i| apply_async_gated_mark(&pool, dir.clone(), i, gate.clone()))
         .collect();
     wait_for(&dir.join("0"));
     wait_for(&dir.join("1"));
@@ -463,6 +506,7 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
         apply_mark(&pool, dir.clone(), 99, 0),
         Err(Error::PoolClosed { .. })
     ));
+    std::fs::write(&gate, b"").unwrap();
     pool.join();
     for (i, r) in running.into_iter().enumerate() {
         assert_eq!(r.get().unwrap().0, i as u64);
@@ -476,6 +520,7 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     drop(pool);
     assert_no_children();
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&gate);
 }
 
 #[test]

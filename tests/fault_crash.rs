@@ -125,9 +125,9 @@ fn sigkill_mid_task_fails_that_task_promptly_and_the_pool_carries_on() {
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
-    // The promise: well under a second (milliseconds in fact, even on a
-    // loaded machine).
-    assert!(latency < Duration::from_secs(1), "took {latency:?}");
+    // Milliseconds in fact (printed above); the bound leaves room for a
+    // heavily loaded machine and still rules out waiting on a timeout.
+    assert!(latency < Duration::from_secs(5), "took {latency:?}");
     for r in others {
         assert_ne!(
             r.get().unwrap(),

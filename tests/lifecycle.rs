@@ -377,17 +377,27 @@ fn terminate_as_a_slot_replaces_a_dead_worker_runs_nothing() {
 fn a_map_begun_before_close_runs_to_its_end_and_join_waits_for_it() {
     let _serial = serial();
     let pool = Pool::new(2).unwrap();
-    let items = vec![2u64; 600];
+    // The map reads its input once it has begun: reading item 0 says so,
+    // and item 300 is read only once the pool is closed, so the map is
+    // begun and not finished at `close`, however slow the machine.
+    let (begun_tx, begun) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let items = (0..600).map(move |i| {
+        if i == 0 {
+            begun_tx.send(()).unwrap();
+        }
+        if i == 300 {
+            go_rx.recv_timeout(Duration::from_secs(60)).unwrap();
+        }
+        2u64
+    });
     let mapper = {
         let pool = pool.clone();
-        let items = items.clone();
         std::thread::spawn(move || {
             map_nap_with(&pool, items, procpool::MapOptions::new().chunksize(1))
         })
     };
-    // Once it runs, most of its chunks are not queued yet.
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(!mapper.is_finished(), "the map ended before close");
+    begun.recv_timeout(Duration::from_secs(60)).unwrap();
     pool.close();
     match apply_nap(&pool, 0) {
         Err(Error::PoolClosed { .. }) => {}
@@ -397,10 +407,12 @@ fn a_map_begun_before_close_runs_to_its_end_and_join_waits_for_it() {
         Err(Error::PoolClosed { .. }) => {}
         other => panic!("a map after close: expected PoolClosed, got {other:?}"),
     }
+    assert!(!mapper.is_finished(), "the map ended before close");
+    go.send(()).unwrap();
     pool.join();
     assert!(mapper.is_finished(), "join returned before the map ended");
     let pids = mapper.join().unwrap().expect("the map runs to its end");
-    assert_eq!(pids.len(), items.len());
+    assert_eq!(pids.len(), 600);
     assert!(pids.iter().all(|&pid| pid != std::process::id()));
     assert_no_children();
 }

@@ -209,8 +209,8 @@ fn run_round(
         r.get().unwrap();
     }
     // The worker is busy meanwhile, so that the tasks queue up and go out
-    // in batches.
-    let blocker = apply_async_nap(pool, 300);
+    // in batches (with no time limit: a loaded machine may stretch it).
+    let blocker = apply_async_nap(&pool.with_task_timeout(None), 300);
     let pending: Vec<_> = (0..200)
         .map(|x| {
             let slow = x == 100;

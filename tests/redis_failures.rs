@@ -50,7 +50,8 @@ fn a_sigkilled_node_is_node_lost_within_seconds_and_its_call_runs_at_most_once()
     }
     let took = killed.elapsed();
     eprintln!("NodeLost {took:?} after the node's SIGKILL (heartbeat TTL 3 s)");
-    assert!(took < Duration::from_secs(8), "NodeLost after {took:?}");
+    // (About 3.5 s on a quiet machine; the bound leaves room for a loaded one.)
+    assert!(took < Duration::from_secs(15), "NodeLost after {took:?}");
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(
         marks(&file, "start").len(),
@@ -174,17 +175,27 @@ fn a_stop_reaches_a_node_that_fell_behind_a_burst_of_other_stops() {
     // through the library's own script.
     let tasks = server.key(":tasks").expect("the task stream");
     let prefix = tasks.strip_suffix("tasks").expect("a prefix").to_string();
-    let script = include_str!("../runtime/src/redis/lua/terminate.lua");
+    // As the library loads it: its prelude first.
+    let script = concat!(
+        include_str!("../runtime/src/redis/lua/tell.lua"),
+        include_str!("../runtime/src/redis/lua/terminate.lua")
+    );
     let sha = server.cli(&["SCRIPT", "LOAD", script]);
-    let mut lines = String::new();
-    for i in 0..2000 {
-        let caller = format!("c{i}.00000000@elsewhere:1");
-        lines.push_str(&format!(
-            "EVALSHA {sha} 5 {tasks} {prefix}members {prefix}ctl {prefix}res:{caller} \
-             {prefix}alive:{caller} nodes {caller} 1 - 100\n"
-        ));
-    }
-    server.cli_lines(&lines);
+    // (Sent at once: the node must not stay stopped past its 3 s ttl.)
+    let commands: Vec<Vec<String>> = (0..2000)
+        .map(|i| {
+            let caller = format!("c{i}.00000000@elsewhere:1");
+            let keys = format!(
+                "{tasks} {prefix}members {prefix}ctl {prefix}res:{caller} {prefix}alive:{caller}"
+            );
+            let args = format!("EVALSHA {sha} 5 {keys} nodes {caller} 1 - 100");
+            args.split(' ').map(str::to_string).collect()
+        })
+        .collect();
+    let burst = Instant::now();
+    server.cli_pipe(&commands);
+    let burst = burst.elapsed();
+    assert!(burst < Duration::from_secs(2), "the burst took {burst:?}");
     node.signal(libc::SIGCONT);
     wait_for(
         Duration::from_secs(15),
@@ -689,7 +700,7 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
     let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
-    let (warm, file) = (dir.file("warm"), dir.file("marks"));
+    let warm = dir.file("warm");
     // The node learns that `t/mark` of 0 ms is quick: it prefetches it.
     let warmup: Vec<_> = (0..300)
         .map(|i| apply_async_mark(&pool, warm.clone(), format!("w{i}"), 0))
@@ -697,36 +708,54 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
     for w in warmup {
         w.get().unwrap();
     }
-    // It judges by the last calls it saw: make them quick ones, one at a
-    // time (no queueing in them).
-    for i in 0..20 {
-        apply_mark(&pool, warm.clone(), format!("v{i}"), 0).unwrap();
-    }
     let (worker, _) = apply_pids(&pool).unwrap();
-    // The slow call goes to the worker alone; the quick ones come after
-    // it started, and wait on the node's local pool behind it.
-    let slow = apply_async_mark(&pool, file.clone(), "slow".into(), 3000);
-    wait_for(Duration::from_secs(20), "the slow call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    let quick: Vec<_> = (0..10)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("pre{i}"), 0))
-        .collect();
-    let tasks = server.key(":tasks").expect("the task stream");
-    wait_for(
-        Duration::from_secs(20),
-        "the node to claim every call",
-        || {
+    // Until the node prefetches (it judges by the last calls it saw, which
+    // a loaded machine may make look slow for a while): a call that holds
+    // the one worker, then quick ones, which the node must claim and keep
+    // waiting behind it.
+    let mut attempt = 0;
+    let (slow, quick, file, gate) = loop {
+        // Quick calls one at a time (no queueing in them).
+        for i in 0..20 {
+            apply_mark(&pool, warm.clone(), format!("v{attempt}-{i}"), 0).unwrap();
+        }
+        let file = dir.file(&format!("marks{attempt}"));
+        let gate = dir.file(&format!("gate{attempt}"));
+        let slow = apply_async_hold(&pool, file.clone(), "slow".into(), gate.clone());
+        wait_for(Duration::from_secs(20), "the slow call to start", || {
+            marks(&file, "start").len() == 1
+        });
+        let quick: Vec<_> = (0..10)
+            .map(|i| apply_async_mark(&pool, file.clone(), format!("pre{i}"), 0))
+            .collect();
+        let tasks = server.key(":tasks").expect("the task stream");
+        let begun = Instant::now();
+        while begun.elapsed() < Duration::from_secs(5) {
             let summary = server.cli(&["--raw", "XPENDING", &tasks, "nodes"]);
-            summary.lines().next().map(str::trim) == Some("11")
-        },
-    );
+            if summary.lines().next().map(str::trim) == Some("11") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if begun.elapsed() < Duration::from_secs(5) {
+            break (slow, quick, file, gate);
+        }
+        attempt += 1;
+        assert!(attempt < 10, "the node never claimed the quick calls");
+        std::fs::write(&gate, b"").unwrap();
+        slow.get().unwrap();
+        for q in quick {
+            q.get().unwrap();
+        }
+    };
     let both = |sig| {
         node.signal(sig);
         // SAFETY: kill() of the node's worker with a valid signal.
         unsafe { libc::kill(worker as i32, sig) };
     };
     both(libc::SIGSTOP);
+    // Resumed, the slow call ends at once.
+    std::fs::write(&gate, b"").unwrap();
     assert!(matches!(slow.get(), Err(Error::NodeLost { .. })));
     for q in quick {
         let got = q.get();
@@ -752,6 +781,15 @@ fn cpu_ticks(pid: i32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// How many commands Redis refused with NOGROUP so far.
+fn refused_claims(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "errorstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("errorstat_NOGROUP:count="))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
 /// An idle node whose Redis lost its data (the task stream and its group
 /// are gone: every claim is refused with NOGROUP until the node registers
 /// again) does not spin on the refusals.
@@ -763,13 +801,18 @@ fn a_node_does_not_spin_while_redis_refuses_its_claims() {
     assert_eq!(apply_square(&pool, 3).unwrap(), 9);
     drop(pool);
     std::thread::sleep(Duration::from_millis(500));
-    let before = cpu_ticks(node.pid());
+    let before = (cpu_ticks(node.pid()), refused_claims(&server));
     server.cli(&["FLUSHALL"]);
     std::thread::sleep(Duration::from_secs(3));
-    let used = cpu_ticks(node.pid()) - before;
-    eprintln!("the node used {used} clock ticks in the 3 s after the flush");
-    // Spinning on NOGROUP until the next beat took ~27 ticks (270 ms).
-    assert!(used <= 10, "the node used {used} ticks of CPU in 3 s");
+    let used = cpu_ticks(node.pid()) - before.0;
+    let refused = refused_claims(&server) - before.1;
+    eprintln!(
+        "in the 3 s after the flush the node used {used} clock ticks, {refused} claims refused"
+    );
+    // Spinning on NOGROUP until the next beat took ~27 ticks (270 ms) and
+    // thousands of claims; one claim per 100 ms is about 30. (Counted by
+    // Redis, not by CPU time, which a loaded machine inflates.)
+    assert!(refused <= 100, "{refused} claims refused in 3 s");
     // It registered again and serves a new pool.
     let fresh = Pool::builder().redis(&server.url()).build().unwrap();
     assert_eq!(apply_square(&fresh, 5).unwrap(), 25);

@@ -127,7 +127,8 @@ fn a_partitioned_node_is_lost_and_its_late_result_is_ignored() {
         "{outcome} names {}",
         node.name
     );
-    assert!(took < Duration::from_secs(8), "NodeLost after {took:?}");
+    // (About 3.5 s on a quiet machine; the bound leaves room for a loaded one.)
+    assert!(took < Duration::from_secs(15), "NodeLost after {took:?}");
     let res = server
         .key_with(":res:")
         .expect("the caller's result stream");

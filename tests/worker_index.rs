@@ -13,15 +13,20 @@ use procpool::{pool_task, Pool};
 
 procpool::enable_test_support!();
 
-/// This worker's slot and pid, after a nap that keeps the slot busy.
+/// This worker's slot and pid, once `together` calls of one round are
+/// running at once (each leaves a file in `round`; a minute at most): so
+/// each call of a round runs on its own slot, however slow the machine.
 #[pool_task]
-fn whoami(nap_ms: u64) -> (Option<usize>, bool, u32) {
-    std::thread::sleep(Duration::from_millis(nap_ms));
-    (
-        procpool::worker_index(),
-        procpool::is_worker(),
-        std::process::id(),
-    )
+fn whoami(round: std::path::PathBuf, together: usize) -> (Option<usize>, bool, u32) {
+    let pid = std::process::id();
+    std::fs::write(round.join(pid.to_string()), b"").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&round).unwrap().count() < together
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    (procpool::worker_index(), procpool::is_worker(), pid)
 }
 
 static SEEN_BY_INITIALIZER: AtomicUsize = AtomicUsize::new(usize::MAX);
@@ -48,10 +53,18 @@ fn child_env() -> Option<String> {
 
 /// One round of `processes` simultaneous tasks: each runs on its own slot.
 fn one_round(pool: &Pool, processes: usize) -> Vec<(usize, u32)> {
+    static ROUNDS: AtomicUsize = AtomicUsize::new(0);
+    let round = std::env::temp_dir().join(format!(
+        "procpool-worker-index-{}-{}",
+        std::process::id(),
+        ROUNDS.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&round);
+    std::fs::create_dir_all(&round).unwrap();
     let pending: Vec<_> = (0..processes)
-        .map(|_| apply_async_whoami(pool, 300))
+        .map(|_| apply_async_whoami(pool, round.clone(), processes))
         .collect();
-    pending
+    let ran = pending
         .into_iter()
         .map(|r| {
             let (index, is_worker, pid) = r.get().unwrap();
@@ -59,7 +72,9 @@ fn one_round(pool: &Pool, processes: usize) -> Vec<(usize, u32)> {
             assert_ne!(pid, std::process::id());
             (index.expect("a task runs in a worker"), pid)
         })
-        .collect()
+        .collect();
+    let _ = std::fs::remove_dir_all(&round);
+    ran
 }
 
 #[test]
@@ -75,7 +90,6 @@ fn each_slot_has_its_number_and_the_caller_none() {
     let (_, victim) = *round.iter().find(|(i, _)| *i == 1).unwrap();
     // SAFETY: kill(2) on this test's own worker process.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    std::thread::sleep(Duration::from_millis(300));
     let round = one_round(&pool, 3);
     let indices: BTreeSet<usize> = round.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, BTreeSet::from([0, 1, 2]), "{round:?}");

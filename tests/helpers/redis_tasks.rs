@@ -34,6 +34,21 @@ pub fn mark(path: String, tag: String, ms: u64) -> u32 {
     pid
 }
 
+/// As `t/mark`, but holds its worker until the file `gate` exists (a
+/// minute at most) instead of sleeping: as long as a test needs, however
+/// slow the machine.
+#[pool_task(name = "t/hold")]
+pub fn hold(path: String, tag: String, gate: String) -> u32 {
+    let pid = std::process::id();
+    append(&path, &format!("start {tag} {pid}\n"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::path::Path::new(&gate).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    append(&path, &format!("end {tag} {pid}\n"));
+    pid
+}
+
 /// `units` × 10,000 dependent multiply-adds: a fixed amount of CPU work.
 #[pool_task(name = "t/spin")]
 pub fn spin(units: u64) -> u64 {

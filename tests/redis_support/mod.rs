@@ -189,22 +189,35 @@ impl RedisServer {
         cmd
     }
 
-    /// Runs many commands, one per line of `lines`, through one redis-cli
-    /// (fast: one connection); panics if it fails.
-    pub fn cli_lines(&self, lines: &str) {
+    /// Runs many commands (each its arguments) through one redis-cli in
+    /// pipe mode: sent at once, a few milliseconds for thousands even on a
+    /// loaded machine; panics if any fails.
+    pub fn cli_pipe(&self, commands: &[Vec<String>]) {
         use std::io::Write;
+        let mut resp = Vec::new();
+        for args in commands {
+            write!(resp, "*{}\r\n", args.len()).unwrap();
+            for arg in args {
+                write!(resp, "${}\r\n{arg}\r\n", arg.len()).unwrap();
+            }
+        }
         let mut child = self
             .cli_command()
+            .arg("--pipe")
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("redis-cli");
         let mut stdin = child.stdin.take().expect("piped");
-        stdin
-            .write_all(lines.as_bytes())
-            .expect("redis-cli's input");
+        stdin.write_all(&resp).expect("redis-cli's input");
         drop(stdin);
-        assert!(child.wait().expect("redis-cli").success());
+        let out = child.wait_with_output().expect("redis-cli");
+        let report = String::from_utf8_lossy(&out.stdout);
+        if !(out.status.success() && report.contains("errors: 0,")) {
+            let first: Vec<&str> = commands[0].iter().map(String::as_str).collect();
+            let said = self.cli(&first);
+            panic!("redis-cli --pipe: {report}; the first command alone: {said}");
+        }
     }
 
     /// A redis-cli command's output (trimmed), or `None` if it failed.
