@@ -7,6 +7,10 @@ use procpool::{pool_task, Error, Pool};
 
 procpool::enable_test_support!();
 
+#[path = "helpers/gate.rs"]
+mod gate;
+use gate::{apply_async_gated, gate_path, open};
+
 #[pool_task]
 fn nap_then_pid(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -23,11 +27,14 @@ const LONG: Duration = Duration::from_secs(30);
 #[test]
 fn ready_wait_and_successful_follow_the_task() {
     let pool = Pool::new(1).unwrap();
-    let r = apply_async_nap_then_pid(&pool, 300);
+    let gate = gate_path("ready");
+    let r = apply_async_gated(&pool, gate.clone());
     assert!(!r.ready());
     assert_eq!(r.successful(), None);
     assert!(!r.wait_timeout(Duration::from_millis(10)));
+    open(&gate);
     r.wait();
+    gate::remove(&gate);
     assert!(r.ready());
     assert_eq!(r.successful(), Some(true));
     assert!(r.wait_timeout(Duration::ZERO));
@@ -42,15 +49,18 @@ fn ready_wait_and_successful_follow_the_task() {
 #[test]
 fn get_timeout_does_not_lose_the_result() {
     let pool = Pool::new(1).unwrap();
-    let r = apply_async_nap_then_pid(&pool, 400);
+    let gate = gate_path("get-timeout");
+    let r = apply_async_gated(&pool, gate.clone());
     match r.get_timeout(Duration::from_millis(20)) {
         Err(Error::WaitTimeout { task, waited }) => {
-            assert_eq!(task, "async_result::nap_then_pid");
+            assert_eq!(task, "async_result::gate::gated");
             assert_eq!(waited, Duration::from_millis(20));
         }
         other => panic!("expected a wait timeout, got {other:?}"),
     }
+    open(&gate);
     let pid = r.get_timeout(LONG).unwrap();
+    gate::remove(&gate);
     assert_ne!(pid, std::process::id());
     // Still there: collecting twice returns the same value.
     assert_eq!(r.get().unwrap(), pid);

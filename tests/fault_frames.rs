@@ -251,7 +251,9 @@ fn a_bogus_length_under_the_limit_is_never_allocated_and_its_stall_is_a_protocol
     // The default limit (4 GiB) admits the length; the bytes never come.
     let pool = Pool::builder()
         .processes(1)
-        .frame_stall_timeout(std::time::Duration::from_millis(300))
+        // (Also how long a new worker may take to start a call: room for a
+        // loaded machine.)
+        .frame_stall_timeout(std::time::Duration::from_secs(1))
         .build()
         .unwrap();
     let pid = apply_worker_pid(&pool).unwrap();
@@ -358,7 +360,9 @@ fn unknown_names_and_signature_mismatches_are_refused_by_the_worker() {
 #[test]
 fn a_frame_whose_body_stops_flowing_is_a_protocol_error() {
     let _serial = serial();
-    let stall = std::time::Duration::from_millis(500);
+    // (Also how long a new worker may take to start a call: room for a
+    // loaded machine.)
+    let stall = std::time::Duration::from_secs(1);
     let pool = Pool::builder()
         .processes(1)
         .frame_stall_timeout(stall)

@@ -11,6 +11,10 @@ use support::{alive, assert_no_children, children, serial, wait_for};
 
 procpool::enable_test_support!();
 
+#[path = "helpers/gate.rs"]
+mod gate;
+use gate::{apply_async_gated, gate_path, open};
+
 #[pool_task]
 fn nap(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -109,16 +113,19 @@ fn get_timeout_stops_waiting_but_the_task_completes() {
         .task_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
-    let r = apply_async_nap(&pool, 500);
+    let gate = gate_path("get-timeout");
+    let r = apply_async_gated(&pool, gate.clone());
     match r.get_timeout(Duration::from_millis(50)) {
         Err(Error::WaitTimeout { task, waited }) => {
-            assert_eq!(task, "fault_timeout::nap");
+            assert_eq!(task, "fault_timeout::gate::gated");
             assert_eq!(waited, Duration::from_millis(50));
         }
         other => panic!("expected WaitTimeout, got {other:?}"),
     }
     assert!(!r.ready());
+    open(&gate);
     let pid = r.get_timeout(Duration::from_secs(30)).unwrap();
+    gate::remove(&gate);
     assert_ne!(pid, std::process::id());
     assert_eq!(r.get().unwrap(), pid, "collected again, not lost");
     assert_eq!(

@@ -7,6 +7,10 @@ use procpool::{pool_task, Error, Pool};
 
 procpool::enable_test_support!();
 
+#[path = "helpers/gate.rs"]
+mod gate;
+use gate::{apply_async_gated, gate_path, open};
+
 #[pool_task]
 fn double_pid(x: u64) -> (u64, u32) {
     (x * 2, std::process::id())
@@ -55,9 +59,10 @@ fn tokio_awaits_a_thousand_tasks_concurrently() {
 #[tokio::test(flavor = "current_thread")]
 async fn awaiting_does_not_block_a_single_threaded_executor() {
     let pool = Pool::new(1).unwrap();
-    // The task naps in the worker while a timer on the same executor thread
+    // The task waits in the worker while a timer on the same executor thread
     // fires: the await left the thread free.
-    let slow = apply_async_nap(&pool, 500);
+    let gate = gate_path("single-threaded");
+    let slow = apply_async_gated(&pool, gate.clone());
     let timer = tokio::time::sleep(Duration::from_millis(10));
     tokio::pin!(slow);
     let timer_first = tokio::select! {
@@ -66,7 +71,9 @@ async fn awaiting_does_not_block_a_single_threaded_executor() {
         () = timer => true,
     };
     assert!(timer_first);
-    assert_eq!(slow.await.unwrap(), 500);
+    open(&gate);
+    assert_ne!(slow.await.unwrap(), std::process::id());
+    gate::remove(&gate);
 }
 
 #[tokio::test]

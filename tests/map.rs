@@ -5,6 +5,9 @@ use procpool::{pool_task, Error, MapOptions, Pool};
 
 procpool::enable_test_support!();
 
+#[path = "helpers/gate.rs"]
+mod gate;
+
 #[pool_task]
 fn square(x: u64) -> u64 {
     x * x
@@ -286,15 +289,6 @@ fn an_item_that_fits_a_frame_alone_never_fails_with_its_neighbours() {
     }
 }
 
-/// Waits (a minute at most) until `path` exists: holds the pool's worker.
-#[pool_task]
-fn wait_for_file(path: String) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !std::path::Path::new(&path).exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 /// An item held back to begin the next chunk (see the test above) is
 /// input not yet queued: an `imap` cancelled then ends with `Cancelled`
 /// for it, as for input not read yet.
@@ -308,9 +302,8 @@ fn an_imap_cancelled_with_an_item_held_for_its_next_chunk_ends_with_cancelled() 
     // The one worker is held until item 1's chunk is queued: otherwise
     // item 0's chunk may be back before it is cut, and the imap yields item
     // 0 with item 1 still unread.
-    let gate = std::env::temp_dir().join(format!("procpool-map-gate-{}", std::process::id()));
-    let _ = std::fs::remove_file(&gate);
-    let held = apply_async_wait_for_file(&pool, gate.to_str().unwrap().to_string());
+    let gate = gate::gate_path("held-item");
+    let held = gate::apply_async_gated(&pool, gate.clone());
     // Chunks of at most 16 KiB: items 0 and 1 (10 KiB each) go apart, and
     // item 2 is read and held while item 1's chunk is cut; reading it says
     // so, and that chunk is queued before the imap looks for results.
@@ -324,13 +317,13 @@ fn an_imap_cancelled_with_an_item_held_for_its_next_chunk_ends_with_cancelled() 
         let first = s.spawn(move || (it.next(), it));
         let sixty = std::time::Duration::from_secs(60);
         while read.recv_timeout(sixty).expect("item 2 is never read") != 2 {}
-        std::fs::write(&gate, b"").unwrap();
+        gate::open(&gate);
         let (first, it) = first.join().unwrap();
         assert_eq!(first.unwrap().unwrap(), 10 << 10);
         it
     });
-    let _ = std::fs::remove_file(&gate);
     held.get().unwrap();
+    gate::remove(&gate);
     let mut it = it;
     // The one worker runs calls in order: once this call is back, item
     // 1's chunk is back too.
