@@ -245,6 +245,14 @@ impl RedisServer {
             .unwrap_or_else(|_| panic!("redis-cli {args:?} said {out:?}"))
     }
 
+    /// Sends `signal` to the redis-server (SIGSTOP, SIGCONT: a Redis that
+    /// stands still for a while).
+    pub fn signal(&self, signal: i32) {
+        let child = self.child.as_ref().expect("redis-server runs");
+        // SAFETY: kill(2) of our own child process with a valid signal.
+        unsafe { libc::kill(child.id() as i32, signal) };
+    }
+
     /// SIGKILL, no shutdown: what the AOF holds is all that survives.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

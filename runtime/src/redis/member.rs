@@ -100,8 +100,19 @@ pub(crate) fn register(
         }
         LAST_ID.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{letter}{id}.{:08x}@{host}:{pid}", random_tag());
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
+        let now = secs * 1000 + micros / 1000;
         let mut p = redis::pipe();
         p.atomic();
+        // The reaper's clock (see `reap.lua`), made at once so the keys a
+        // queue holds do not change once it runs.
+        p.cmd("SET")
+            .arg(keys.reaper())
+            .arg(format!("{now} {now}"))
+            .arg("NX")
+            .arg("PX")
+            .arg(600_000)
+            .ignore();
         p.cmd("SET")
             .arg(keys.alive(&name))
             .arg("1")
@@ -166,15 +177,20 @@ pub(crate) struct Reaped {
 /// (and a node started later, which never saw the order to stop them,
 /// would run them). A failure is logged (at warn) as well as returned: the
 /// reaper runs in the background, where nobody else would see it.
-pub(crate) fn reap(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
-    let r = reap_round(conn, keys);
+///
+/// `node_ttl` is how long a node's heartbeat lives: a round that comes over
+/// half of it after the last one (Redis stood still: every heartbeat may
+/// have expired at once) judges nobody for one `node_ttl`, while every
+/// member beats again (see `reap.lua`).
+pub(crate) fn reap(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped, BrokerError> {
+    let r = reap_round(conn, keys, node_ttl);
     if let Err(e) = &r {
         log::warn!(target: "procpool", "reaper: {e}");
     }
     r
 }
 
-fn reap_round(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
+fn reap_round(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped, BrokerError> {
     let script = &scripts().reap;
     // One attempt, on the connection whose age the caller judged: retried
     // over a reconnection (Redis restarted meanwhile), it would judge
@@ -190,9 +206,12 @@ fn reap_round(conn: &mut Conn, keys: &Keys) -> Result<Reaped, BrokerError> {
                 .key(keys.tasks())
                 .key(keys.members())
                 .key(keys.ctl())
+                .key(keys.reaper())
                 .arg(GROUP)
                 .arg(keys.prefix())
                 .arg(1000)
+                .arg(millis(node_ttl / 2))
+                .arg(millis(node_ttl))
                 .invoke::<(i64, i64, Vec<String>)>(con)
                 .map(Some)
         })

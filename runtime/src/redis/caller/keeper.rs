@@ -36,7 +36,7 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
         // again before judging: a Redis restart must not read as the death
         // of every node.
         if conn.since.elapsed() >= node_ttl {
-            let _ = member::reap(&mut conn, &inner.keys);
+            let _ = member::reap(&mut conn, &inner.keys, node_ttl);
         }
         if last_count.elapsed() >= Duration::from_secs(2) {
             check_nodes(&inner, &mut conn, &mut no_node_since);
