@@ -140,20 +140,25 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// Renews a heartbeat. `Ok(false)`: this member was declared dead.
+/// Renews a heartbeat (time to live `ttl`) and touches the reaper's clock
+/// (see [`reap`]). `Ok(false)`: this member was declared dead.
 pub(crate) fn heartbeat(
     conn: &mut Conn,
     keys: &Keys,
     name: &str,
     ttl: Duration,
+    node_ttl: Duration,
 ) -> Result<bool, BrokerError> {
     let script = &scripts().heartbeat;
     conn.run("heartbeat", |con| {
         let n: i64 = script
             .key(keys.members())
             .key(keys.alive(name))
+            .key(keys.reaper())
             .arg(name)
             .arg(millis(ttl))
+            .arg(millis(node_ttl / 2))
+            .arg(millis(node_ttl))
             .invoke(con)?;
         Ok(n == 1)
     })
@@ -178,10 +183,12 @@ pub(crate) struct Reaped {
 /// would run them). A failure is logged (at warn) as well as returned: the
 /// reaper runs in the background, where nobody else would see it.
 ///
-/// `node_ttl` is how long a node's heartbeat lives: a round that comes over
-/// half of it after the last one (Redis stood still: every heartbeat may
-/// have expired at once) judges nobody for one `node_ttl`, while every
-/// member beats again (see `reap.lua`).
+/// `node_ttl` is how long a node's heartbeat lives. Redis's time of the
+/// last heartbeat or round, whoever sent it, is kept in Redis: a beat or
+/// round that comes over half a `node_ttl` after it (Redis stood still,
+/// so every heartbeat may have expired at once) makes the rounds of the
+/// next `node_ttl` judge nobody, while every member beats again (see
+/// `clock.lua`).
 pub(crate) fn reap(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped, BrokerError> {
     let r = reap_round(conn, keys, node_ttl);
     if let Err(e) = &r {

@@ -14,7 +14,9 @@
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
 //!
 //! `tell.lua` (adding a stop to the control stream) is prepended to the
-//! three scripts that stop calls. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
+//! three scripts that stop calls; `clock.lua` (the reaper's clock, which
+//! tells a Redis that stood still from dead members) to `heartbeat.lua`
+//! and `reap.lua`. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
 //! from the shared prefix instead of receiving them all in KEYS. They all
 //! carry the queue's hash tag, so they live in the script's slot.
 
@@ -41,8 +43,12 @@ pub(crate) fn scripts() -> &'static Scripts {
     S.get_or_init(|| Scripts {
         submit: Script::new(include_str!("lua/submit.lua")),
         deliver: Script::new(include_str!("lua/deliver.lua")),
-        heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+        heartbeat: Script::new(concat!(
+            include_str!("lua/clock.lua"),
+            include_str!("lua/heartbeat.lua")
+        )),
         reap: Script::new(concat!(
+            include_str!("lua/clock.lua"),
             include_str!("lua/tell.lua"),
             include_str!("lua/reap.lua")
         )),

@@ -26,7 +26,8 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
             return;
         }
         if last_beat.elapsed() >= beat_every {
-            match member::heartbeat(&mut conn, &inner.keys, &inner.name, inner.cfg.caller_ttl) {
+            let ttl = inner.cfg.caller_ttl;
+            match member::heartbeat(&mut conn, &inner.keys, &inner.name, ttl, node_ttl) {
                 Ok(true) => last_beat = Instant::now(),
                 Ok(false) => forgotten_by_redis(&inner),
                 Err(_) => continue,

@@ -7,27 +7,17 @@
 -- (its entries no node has claimed are deleted next, by the reaper, through
 -- TERMINATE: a scan of the stream is too long for one script).
 --
--- A Redis that stood still (stopped, a slow fork or disk, a paused VM) for
--- longer than a heartbeat lives lets every heartbeat expire at once,
--- although no member died; and no round ran meanwhile, as every member
--- waited for Redis. So a round that comes over `still` ms after the last
--- one (by Redis's clock, whoever ran it) judges nobody, nor do the rounds
--- of the next `grace` ms: every member beats again first. (No round for a
--- while because no member was up costs the same short wait.)
+-- A round judges nobody while the reaper's clock says Redis stood still a
+-- moment ago (see clock.lua).
 --
 -- KEYS: tasks, members, ctl, reaper clock. ARGV: group, prefix, limit,
--- still ms, grace ms. (tell.lua comes first.)
+-- still ms, grace ms. (clock.lua and tell.lua come first.)
 -- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local still, grace = tonumber(ARGV[4]), tonumber(ARGV[5])
 local lost, requeued, callers = 0, 0, {}
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local last, from = string.match(redis.call('GET', clock) or '', '^(%d+) (%d+)$')
-last, from = tonumber(last) or 0, tonumber(from) or 0
-if now - last > still then from = now + grace end
-redis.call('SET', clock, string.format('%d %d', now, from), 'PX', 600000)
+local from, now = touch_clock(clock, still, grace)
 if now < from then return {0, 0, {}} end
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
 if not ok then consumers = {} end

@@ -35,7 +35,8 @@ pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
 pub(super) fn beat(s: &Shared, conn: &mut Conn) -> Result<bool, BrokerError> {
     let _one_at_a_time = s.beat_lock.lock().unwrap_or_else(|e| e.into_inner());
     let (name, _) = s.identity();
-    let alive = member::heartbeat(conn, &s.keys, &name, s.cfg.broker.node_ttl)?;
+    let ttl = s.cfg.broker.node_ttl;
+    let alive = member::heartbeat(conn, &s.keys, &name, ttl, ttl)?;
     if !alive {
         take_new_identity(s, conn, &name)?;
     }
