@@ -35,6 +35,16 @@ fn nap_inverse(x: u64) -> u64 {
     x
 }
 
+/// `x`; item 0 only once the file `gate` exists (a minute at most).
+#[pool_task]
+fn gated_zero(x: u64, gate: String) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while x == 0 && !std::path::Path::new(&gate).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    x
+}
+
 /// Kills its worker (SIGABRT) on the item equal to `bad`.
 #[pool_task]
 fn abort_on(x: u32, bad: u32) -> u32 {
@@ -113,13 +123,21 @@ fn imap_unordered_yields_every_result_once() {
 fn imap_unordered_yields_in_completion_order() {
     let pool = Pool::new(4).unwrap();
     let one = MapOptions::new().chunksize(1);
-    let order: Vec<u64> = imap_unordered_nap_inverse_with(&pool, 0..4, one)
-        .map(Result::unwrap)
-        .collect();
-    // Item 0 sleeps 1 s, item 3 not at all: 3 is done long before 0, even
-    // with four workers on a noisy 2-core machine.
-    let pos = |x| order.iter().position(|&y| y == x).unwrap();
-    assert!(pos(3) < pos(0), "completion order {order:?}");
+    // Item 0 finishes only once the three others were yielded: were the
+    // results held back in input order, none would come.
+    let gate = std::env::temp_dir().join(format!("procpool-imap-gate-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let items = (0..4).map(|x| (x, gate.display().to_string()));
+    let mut order = Vec::new();
+    for r in imap_unordered_gated_zero_with(&pool, items, one) {
+        order.push(r.unwrap());
+        if order.len() == 3 {
+            std::fs::write(&gate, b"").unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(&gate);
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert_eq!(order[3], 0, "completion order {order:?}");
     let ordered: Vec<u64> = imap_nap_inverse_with(&pool, 0..4, one)
         .map(Result::unwrap)
         .collect();

@@ -238,7 +238,9 @@ fn terminate_removes_queued_entries_and_stops_running_calls() {
     wait_for(Duration::from_secs(20), "the first call to start", || {
         marks(&file, "start").len() == 1
     });
-    assert_eq!(server.queued(), 20);
+    wait_for(Duration::from_secs(20), "every call in Redis", || {
+        server.queued() == 20
+    });
     let worker = mark_pid(&marks(&file, "start")[0]) as u32;
     assert!(
         support::alive(worker),
@@ -907,12 +909,15 @@ fn a_redis_that_lost_its_data_fails_the_calls_as_forgotten_and_never_hangs() {
     assert_eq!(apply_square(&pool, 3).unwrap(), 9);
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let running = apply_async_mark(&pool, file.clone(), "running".into(), 2000);
+    // Held until Redis lost its data, however slow the machine.
+    let gate = dir.file("gate");
+    let running = apply_async_hold(&pool, file.clone(), "running".into(), gate.clone());
     wait_for(Duration::from_secs(20), "the call to start", || {
         marks(&file, "start").len() == 1
     });
     server.cli(&["FLUSHALL"]);
     let flushed = Instant::now();
+    std::fs::write(&gate, b"").unwrap();
     // The caller learns it at its next heartbeat (every 10 s).
     let bounded = Duration::from_secs(40);
     if !running.wait_timeout(bounded) {
