@@ -12,7 +12,9 @@ local function touch_clock(clock, still, grace)
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
   local last, from = string.match(redis.call('GET', clock) or '', '^(%d+) (%d+)$')
   last, from = tonumber(last) or 0, tonumber(from) or 0
-  if now - last > still then from = now + grace end
+  -- (A clock set forward looks the same, and is as harmful: heartbeats
+  -- expire by it. One set back leaves no `from` further than `grace` ahead.)
+  if now - last > still or from > now + grace then from = now + grace end
   redis.call('SET', clock, string.format('%d %d', now, from), 'PX', 600000)
   return from, now
 end
