@@ -379,67 +379,6 @@ fn a_redis_restarted_after_a_few_seconds_is_not_read_as_a_node_death() {
     assert_eq!(marks(&file, "start").len(), 1);
 }
 
-/// Redis standing still for longer than a node's time to live (3 s), but
-/// not long enough for the connections to time out (5 s): every heartbeat
-/// expired meanwhile, and the first reaper round after it must not declare
-/// the nodes dead before they could beat again.
-#[test]
-fn a_redis_that_stood_still_for_a_few_seconds_is_not_read_as_a_node_death() {
-    let server = RedisServer::start();
-    let _node = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    // From now on the caller's keeper reaps at every tick.
-    std::thread::sleep(Duration::from_secs(4));
-    let call = apply_async_mark(&pool, file.clone(), "through".into(), 8_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    server.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_millis(4000));
-    server.signal(libc::SIGCONT);
-    let got = call.get();
-    assert!(got.is_ok(), "{got:?}");
-    assert_eq!(marks(&file, "start").len(), 1);
-}
-
-/// The reaper's clock is data anyone with access to Redis can write (and a
-/// Redis clock set back leaves it ahead): a `judge from` time far ahead
-/// holds the reaper for one node ttl at most, not until that time.
-#[test]
-fn a_reaper_clock_far_ahead_does_not_stop_the_reaper() {
-    let server = RedisServer::start();
-    let mut victim = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    // From now on the caller's keeper reaps at every tick (so the clock
-    // sees no gap once the node is gone).
-    std::thread::sleep(Duration::from_secs(4));
-    let r = apply_async_mark(&pool, file.clone(), "held".into(), 60_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    // Redis's time now, in ms (as the clock holds it: no gap to see).
-    let time: Vec<u64> = server
-        .cli(&["TIME"])
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
-    let now = time[0] * 1000 + time[1] / 1000;
-    let clock = server.key(":reaper").expect("the reaper's clock");
-    let value = format!("{now} {}", now + 3_600_000);
-    server.cli(&["SET", &clock, &value, "PX", "600000"]);
-    victim.kill9();
-    if !r.wait_timeout(Duration::from_secs(15)) {
-        pool.terminate();
-        panic!("no NodeLost 15 s after the node's SIGKILL");
-    }
-    let got = r.get();
-    assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
-}
-
 /// Redis gone for good with calls waiting in this process (beyond
 /// `max_in_flight`): they all fail within about two retry budgets (the one
 /// in flight's, then the next batch's), not one budget per batch in turn.

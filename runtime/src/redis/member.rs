@@ -104,11 +104,13 @@ pub(crate) fn register(
         let now = secs * 1000 + micros / 1000;
         let mut p = redis::pipe();
         p.atomic();
-        // The reaper's clock (see `reap.lua`), made at once so the keys a
-        // queue holds do not change once it runs.
+        // The reaper's clock (see `clock.lua`), made at once so the keys a
+        // queue holds do not change once it runs (its values have this
+        // size). Missing, nobody was up for ten minutes: no hold now, but
+        // Redis may stand still from now on.
         p.cmd("SET")
             .arg(keys.reaper())
-            .arg(format!("{now} {now}"))
+            .arg(format!("{now} 0000000000000"))
             .arg("NX")
             .arg("PX")
             .arg(600_000)
@@ -140,6 +142,13 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
+/// The longest gap between two touches of the reaper's clock that cannot
+/// have expired a node's heartbeat (nodes beat every sixth of its time to
+/// live): two thirds of it.
+fn still(node_ttl: Duration) -> Duration {
+    node_ttl * 2 / 3
+}
+
 /// Renews a heartbeat (time to live `ttl`) and touches the reaper's clock
 /// (see [`reap`]). `Ok(false)`: this member was declared dead.
 pub(crate) fn heartbeat(
@@ -157,8 +166,8 @@ pub(crate) fn heartbeat(
             .key(keys.reaper())
             .arg(name)
             .arg(millis(ttl))
+            .arg(millis(still(node_ttl)))
             .arg(millis(node_ttl / 2))
-            .arg(millis(node_ttl))
             .invoke(con)?;
         Ok(n == 1)
     })
@@ -185,19 +194,31 @@ pub(crate) struct Reaped {
 ///
 /// `node_ttl` is how long a node's heartbeat lives. Redis's time of the
 /// last heartbeat or round, whoever sent it, is kept in Redis: a beat or
-/// round that comes over half a `node_ttl` after it (Redis stood still,
-/// so every heartbeat may have expired at once) makes the rounds of the
-/// next `node_ttl` judge nobody, while every member beats again (see
-/// `clock.lua`).
-pub(crate) fn reap(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped, BrokerError> {
-    let r = reap_round(conn, keys, node_ttl);
+/// round that comes over two thirds of a `node_ttl` after it (Redis stood
+/// still long enough for heartbeats to expire) makes the rounds of the
+/// next half `node_ttl` judge nobody, while every member beats again (see
+/// `clock.lua`). With `judge` false the round only keeps that clock (a
+/// member connected a moment ago gives the others time to beat first, but
+/// its rounds must not look like a Redis that stood still).
+pub(crate) fn reap(
+    conn: &mut Conn,
+    keys: &Keys,
+    node_ttl: Duration,
+    judge: bool,
+) -> Result<Reaped, BrokerError> {
+    let r = reap_round(conn, keys, node_ttl, judge);
     if let Err(e) = &r {
         log::warn!(target: "procpool", "reaper: {e}");
     }
     r
 }
 
-fn reap_round(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped, BrokerError> {
+fn reap_round(
+    conn: &mut Conn,
+    keys: &Keys,
+    node_ttl: Duration,
+    judge: bool,
+) -> Result<Reaped, BrokerError> {
     let script = &scripts().reap;
     // One attempt, on the connection whose age the caller judged: retried
     // over a reconnection (Redis restarted meanwhile), it would judge
@@ -217,8 +238,9 @@ fn reap_round(conn: &mut Conn, keys: &Keys, node_ttl: Duration) -> Result<Reaped
                 .arg(GROUP)
                 .arg(keys.prefix())
                 .arg(1000)
+                .arg(millis(still(node_ttl)))
                 .arg(millis(node_ttl / 2))
-                .arg(millis(node_ttl))
+                .arg(u8::from(judge))
                 .invoke::<(i64, i64, Vec<String>)>(con)
                 .map(Some)
         })

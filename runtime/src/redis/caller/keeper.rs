@@ -35,10 +35,10 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
         }
         // After any (re)connection, give every member one TTL to beat
         // again before judging: a Redis restart must not read as the death
-        // of every node.
-        if conn.since.elapsed() >= node_ttl {
-            let _ = member::reap(&mut conn, &inner.keys, node_ttl);
-        }
+        // of every node. (Meanwhile the round keeps the reaper's clock: a
+        // caller's own heartbeat is rare.)
+        let judge = conn.since.elapsed() >= node_ttl;
+        let _ = member::reap(&mut conn, &inner.keys, node_ttl, judge);
         if last_count.elapsed() >= Duration::from_secs(2) {
             check_nodes(&inner, &mut conn, &mut no_node_since);
             last_count = Instant::now();

@@ -8,17 +8,18 @@
 -- TERMINATE: a scan of the stream is too long for one script).
 --
 -- A round judges nobody while the reaper's clock says Redis stood still a
--- moment ago (see clock.lua).
+-- moment ago (see clock.lua), nor with `judge` = 0 (a member connected a
+-- moment ago: it only keeps the clock).
 --
 -- KEYS: tasks, members, ctl, reaper clock. ARGV: group, prefix, limit,
--- still ms, grace ms. (clock.lua and tell.lua come first.)
+-- still ms, grace ms, judge (1 or 0). (clock.lua and tell.lua come first.)
 -- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local still, grace = tonumber(ARGV[4]), tonumber(ARGV[5])
 local lost, requeued, callers = 0, 0, {}
 local from, now = touch_clock(clock, still, grace)
-if now < from then return {0, 0, {}} end
+if now < from or ARGV[6] ~= '1' then return {0, 0, {}} end
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
 if not ok then consumers = {} end
 for _, c in ipairs(consumers) do

@@ -22,9 +22,8 @@ pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
         }
         // After a (re)connection, give every member one TTL to beat again
         // before judging: a Redis restart must not read as mass death.
-        if conn.since.elapsed() >= ttl {
-            let _ = member::reap(&mut conn, &s.keys, ttl);
-        }
+        let judge = conn.since.elapsed() >= ttl;
+        let _ = member::reap(&mut conn, &s.keys, ttl, judge);
     }
 }
 
