@@ -12,7 +12,7 @@
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter | `INCR` source of member ids, never reset, so names are never reused |
 //! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before) | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
-//! | `pp:{Q:B}:reaper` | string, `PX` 10 minutes | `<last> <from>`: Redis's time (ms) of the last heartbeat or reaper round, and from when rounds may judge heartbeats (a Redis that stood still let them all expire: see `clock.lua`) |
+//! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`) |
 
 use crate::registry;
 

@@ -100,21 +100,9 @@ pub(crate) fn register(
         }
         LAST_ID.fetch_max(id, std::sync::atomic::Ordering::Relaxed);
         let name = format!("{letter}{id}.{:08x}@{host}:{pid}", random_tag());
-        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
-        let now = secs * 1000 + micros / 1000;
+        seed_clock(con, keys)?;
         let mut p = redis::pipe();
         p.atomic();
-        // The reaper's clock (see `clock.lua`), made at once so the keys a
-        // queue holds do not change once it runs (its values have this
-        // size). Missing, nobody was up for ten minutes: no hold now, but
-        // Redis may stand still from now on.
-        p.cmd("SET")
-            .arg(keys.reaper())
-            .arg(format!("{now} 0000000000000"))
-            .arg("NX")
-            .arg("PX")
-            .arg(600_000)
-            .ignore();
         p.cmd("SET")
             .arg(keys.alive(&name))
             .arg("1")
@@ -136,6 +124,35 @@ pub(crate) fn register(
         p.query::<()>(con)?;
         Ok(name)
     })
+}
+
+/// Makes the reaper's clock (see `clock.lua`) if it is missing, so the keys
+/// a queue holds do not change once members touch it: `last` now, `from`
+/// long ago (no hold). A key of another type is left for the first touch
+/// to replace.
+fn seed_clock(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
+    let (secs, micros): (u64, u64) = redis::cmd("TIME").query(con)?;
+    let now = secs * 1000 + micros / 1000;
+    let seeded: redis::RedisResult<()> = redis::pipe()
+        .cmd("HSETNX")
+        .arg(keys.reaper())
+        .arg("last")
+        .arg(now)
+        .ignore()
+        .cmd("HSETNX")
+        .arg(keys.reaper())
+        .arg("from")
+        .arg(now - 600_000)
+        .ignore()
+        .cmd("PEXPIRE")
+        .arg(keys.reaper())
+        .arg(600_000)
+        .ignore()
+        .query(con);
+    match seeded {
+        Err(e) if e.code() == Some("WRONGTYPE") => Ok(()),
+        other => other,
+    }
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
