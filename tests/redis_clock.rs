@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use procpool::{Error, Pool};
+use procpool::{AsyncResult, Error, Pool};
 use redis_support::*;
 use tasks::*;
 
@@ -37,60 +37,110 @@ fn redis_millis(server: &RedisServer) -> u64 {
     time[0] * 1000 + time[1] / 1000
 }
 
+/// A caller past its first time to live (its keeper judges at every tick)
+/// with a call of `t/mark` of `ms` running on a node: the pool, the marks
+/// file (in the directory returned) and the call.
+fn running_call(server: &RedisServer, ms: u64) -> (Pool, TempDir, String, AsyncResult<u32>) {
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    std::thread::sleep(Duration::from_secs(4));
+    let call = apply_async_mark(&pool, file.clone(), "call".into(), ms);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    (pool, dir, file, call)
+}
+
+/// Redis stands still for `still` while a call of `ms` runs on a healthy
+/// node: the call goes through, once, and the pool carries on.
+fn a_call_rides_out_a_redis_standing_still(still: Duration, ms: u64) {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let (pool, _dir, file, call) = running_call(&server, ms);
+    server.signal(libc::SIGSTOP);
+    std::thread::sleep(still);
+    server.signal(libc::SIGCONT);
+    let got = call.get();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(marks(&file, "start").len(), 1);
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool carries on");
+}
+
+/// The call of a node SIGKILLed after `meanwhile` was done is `NodeLost`
+/// within `limit` (the pool is terminated, not left hanging, if not).
+fn a_killed_nodes_call_is_node_lost(limit: Duration, meanwhile: impl FnOnce(&RedisServer)) {
+    let server = RedisServer::start();
+    let mut victim = single(&server);
+    let (pool, _dir, _file, call) = running_call(&server, 120_000);
+    meanwhile(&server);
+    victim.kill9();
+    if !call.wait_timeout(limit) {
+        pool.terminate();
+        panic!("no NodeLost {limit:?} after the node's SIGKILL");
+    }
+    let got = call.get();
+    assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
+    // And a healthy node serves.
+    let _healthy = single(&server);
+    let sq = apply_async_square(&pool, 7);
+    assert!(
+        sq.wait_timeout(Duration::from_secs(15)),
+        "a healthy node serves nothing"
+    );
+    assert_eq!(sq.get().unwrap(), 49);
+}
+
 /// Redis standing still for longer than a node's time to live (3 s), but
 /// not long enough for the connections to time out (5 s): every heartbeat
 /// expired meanwhile, and the first reaper round after it must not declare
 /// the nodes dead before they could beat again.
 #[test]
 fn a_redis_that_stood_still_for_a_few_seconds_is_not_read_as_a_node_death() {
-    let server = RedisServer::start();
-    let _node = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    // From now on the caller's keeper reaps at every tick.
-    std::thread::sleep(Duration::from_secs(4));
-    let call = apply_async_mark(&pool, file.clone(), "through".into(), 8_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    server.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_millis(4000));
-    server.signal(libc::SIGCONT);
-    let got = call.get();
-    assert!(got.is_ok(), "{got:?}");
-    assert_eq!(marks(&file, "start").len(), 1);
+    a_call_rides_out_a_redis_standing_still(Duration::from_secs(4), 8_000);
+}
+
+/// Redis stopped past the connections' timeout (5 s): every member
+/// reconnects; the running call goes through, once.
+#[test]
+fn a_redis_stopped_for_eight_seconds_is_not_read_as_a_node_death() {
+    a_call_rides_out_a_redis_standing_still(Duration::from_secs(8), 12_000);
+}
+
+/// Redis stopped longer than a caller's heartbeat lives (30 s): the caller
+/// must not be forgotten, and its running call goes through, once.
+#[test]
+fn a_redis_stopped_past_the_callers_ttl_forgets_nobody() {
+    a_call_rides_out_a_redis_standing_still(Duration::from_secs(36), 20_000);
 }
 
 /// The reaper's clock is data anyone with access to Redis can write (and a
 /// Redis clock set back leaves it ahead): a `judge from` time far ahead
-/// holds the reaper for one node ttl at most, not until that time.
+/// holds the reaper for a moment at most, not until that time.
 #[test]
 fn a_reaper_clock_far_ahead_does_not_stop_the_reaper() {
-    let server = RedisServer::start();
-    let mut victim = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    // From now on the caller's keeper reaps at every tick (so the clock
-    // sees no gap once the node is gone).
-    std::thread::sleep(Duration::from_secs(4));
-    let r = apply_async_mark(&pool, file.clone(), "held".into(), 60_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
+    a_killed_nodes_call_is_node_lost(Duration::from_secs(15), |server| {
+        // (Redis's time now, as the clock holds it: no gap to see.)
+        let now = redis_millis(server);
+        let clock = server.key(":reaper").expect("the reaper's clock");
+        let (last, from) = (now.to_string(), (now + 3_600_000).to_string());
+        server.cli(&["HSET", &clock, "last", &last, "from", &from]);
     });
-    // (Redis's time now, as the clock holds it: no gap to see.)
-    let now = redis_millis(&server);
-    let clock = server.key(":reaper").expect("the reaper's clock");
-    let (last, from) = (now.to_string(), (now + 3_600_000).to_string());
-    server.cli(&["HSET", &clock, "last", &last, "from", &from]);
-    victim.kill9();
-    if !r.wait_timeout(Duration::from_secs(15)) {
-        pool.terminate();
-        panic!("no NodeLost 15 s after the node's SIGKILL");
-    }
-    let got = r.get();
-    assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
+}
+
+/// The reaper's clock of the wrong type (anyone with access can write it,
+/// as the far-ahead test supposes; or an operator's mistake): heartbeats
+/// and reaper rounds must not all fail for good.
+#[test]
+fn a_reaper_clock_of_the_wrong_type_stops_neither_heartbeats_nor_the_reaper() {
+    a_killed_nodes_call_is_node_lost(Duration::from_secs(15), |server| {
+        let clock = server.key(":reaper").expect("the reaper's clock");
+        server.cli(&["SET", &clock, "garbage"]);
+    });
 }
 
 /// Redis that stutters: stands still `STILL_MS`, runs `RUNS_MS`, over and
@@ -105,18 +155,7 @@ const RUNS_MS: u64 = 1000;
 fn a_stuttering_redis_never_holds_a_dead_nodes_call_forever() {
     let server = Arc::new(RedisServer::start());
     let mut victim = single(&server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .broker_retry(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    std::thread::sleep(Duration::from_secs(4));
-    let r = apply_async_mark(&pool, file.clone(), "held".into(), 120_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
+    let (pool, _dir, _file, call) = running_call(&server, 120_000);
     victim.kill9();
     let killed = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
@@ -131,53 +170,17 @@ fn a_stuttering_redis_never_holds_a_dead_nodes_call_forever() {
             }
         })
     };
-    let got_in_time = r.wait_timeout(Duration::from_secs(30));
+    let in_time = call.wait_timeout(Duration::from_secs(30));
     done.store(true, Ordering::SeqCst);
     stutter.join().unwrap();
     server.signal(libc::SIGCONT);
-    let took = killed.elapsed();
-    eprintln!("answered: {got_in_time} after {took:?}");
-    if !got_in_time {
+    eprintln!("answered: {in_time} after {:?}", killed.elapsed());
+    if !in_time {
         pool.terminate();
         panic!("no NodeLost 30 s after the node's SIGKILL, with Redis stuttering ({STILL_MS} ms still, {RUNS_MS} ms running)");
     }
-    let got = r.get();
+    let got = call.get();
     assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
-}
-
-/// The reaper's clock of the wrong type (anyone with access can write it,
-/// as the far-ahead test supposes; or an operator's mistake): heartbeats
-/// and reaper rounds must not all fail for good.
-#[test]
-fn a_reaper_clock_of_the_wrong_type_stops_neither_heartbeats_nor_the_reaper() {
-    let server = RedisServer::start();
-    let mut victim = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    std::thread::sleep(Duration::from_secs(4));
-    let r = apply_async_mark(&pool, file.clone(), "held".into(), 60_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    let clock = server.key(":reaper").expect("the reaper's clock");
-    server.cli(&["SET", &clock, "garbage"]);
-    victim.kill9();
-    if !r.wait_timeout(Duration::from_secs(15)) {
-        let log = server.cli(&["TYPE", &clock]);
-        pool.terminate();
-        panic!("no NodeLost 15 s after the node's SIGKILL (clock key type {log})");
-    }
-    let got = r.get();
-    assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
-    // And a healthy node serves.
-    let _healthy = single(&server);
-    let sq = apply_async_square(&pool, 7);
-    assert!(
-        sq.wait_timeout(Duration::from_secs(15)),
-        "a healthy node serves nothing"
-    );
-    assert_eq!(sq.get().unwrap(), 49);
 }
 
 /// The only other member is a caller a moment old: NodeLost comes about 3 s
@@ -219,76 +222,16 @@ fn a_node_killed_beside_a_young_caller_is_node_lost_without_an_extra_hold() {
     );
 }
 
-/// Redis stopped past the connections' timeout (5 s): every member
-/// reconnects; the running call goes through, once.
-#[test]
-fn a_redis_stopped_for_eight_seconds_is_not_read_as_a_node_death() {
-    let server = RedisServer::start();
-    let _node = single(&server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .broker_retry(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    std::thread::sleep(Duration::from_secs(4));
-    let call = apply_async_mark(&pool, file.clone(), "through".into(), 12_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    server.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_millis(8000));
-    server.signal(libc::SIGCONT);
-    let got = call.get();
-    assert!(got.is_ok(), "{got:?}");
-    assert_eq!(marks(&file, "start").len(), 1);
-}
-
-/// Redis stopped longer than a caller's heartbeat lives (30 s): the caller
-/// must not be forgotten, and its running call goes through, once.
-#[test]
-fn a_redis_stopped_past_the_callers_ttl_forgets_nobody() {
-    let server = RedisServer::start();
-    let _node = single(&server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .broker_retry(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    std::thread::sleep(Duration::from_secs(4));
-    let call = apply_async_mark(&pool, file.clone(), "through".into(), 20_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    server.signal(libc::SIGSTOP);
-    std::thread::sleep(Duration::from_secs(36));
-    server.signal(libc::SIGCONT);
-    let got = call.get();
-    assert!(got.is_ok(), "{got:?}");
-    assert_eq!(marks(&file, "start").len(), 1);
-    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool carries on");
-}
-
 /// A node (not Redis) stopped for 5 s, beside an old caller: declared lost.
 #[test]
 fn a_node_stopped_for_five_seconds_is_still_node_lost() {
     let server = RedisServer::start();
     let victim = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    std::thread::sleep(Duration::from_secs(4));
-    let r = apply_async_mark(&pool, file.clone(), "stopped".into(), 3_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
+    let (_pool, _dir, _file, call) = running_call(&server, 3_000);
     victim.signal(libc::SIGSTOP);
     std::thread::sleep(Duration::from_secs(5));
     victim.signal(libc::SIGCONT);
-    let got = r.get();
+    let got = call.get();
     assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
 }
 
