@@ -178,7 +178,9 @@ impl RedisServer {
     /// redis-cli, connected to this server.
     fn cli_command(&self) -> Command {
         let mut cmd = self.command("redis-cli");
-        cmd.args(["-h", &self.host, "-p", &self.port.to_string()]);
+        // `-e`: an error reply is a failure (exit 1), not text that a test
+        // could take for an answer.
+        cmd.args(["-e", "-h", &self.host, "-p", &self.port.to_string()]);
         if let Some(u) = &self.userinfo {
             let (user, pass) = u.split_once(':').unwrap_or(("default", u));
             if !user.is_empty() {
