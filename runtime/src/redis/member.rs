@@ -159,11 +159,13 @@ pub(crate) fn millis(d: Duration) -> u64 {
     d.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
-/// The longest gap between two touches of the reaper's clock that cannot
-/// have expired a node's heartbeat (nodes beat every sixth of its time to
-/// live): two thirds of it.
-fn still(node_ttl: Duration) -> Duration {
-    node_ttl * 2 / 3
+/// The reaper's clock's limits (see `clock.lua`), in ms: `still`, the
+/// longest gap between two touches that cannot have expired a node's
+/// heartbeat (nodes beat every sixth of its time to live: two thirds of
+/// it), and `grace`, how long rounds judge nobody after a longer gap (half
+/// of it: several beats).
+fn clock_limits(node_ttl: Duration) -> [u64; 2] {
+    [millis(node_ttl * 2 / 3), millis(node_ttl / 2)]
 }
 
 /// Renews a heartbeat (time to live `ttl`) and touches the reaper's clock
@@ -183,8 +185,7 @@ pub(crate) fn heartbeat(
             .key(keys.reaper())
             .arg(name)
             .arg(millis(ttl))
-            .arg(millis(still(node_ttl)))
-            .arg(millis(node_ttl / 2))
+            .arg(&clock_limits(node_ttl))
             .invoke(con)?;
         Ok(n == 1)
     })
@@ -255,8 +256,7 @@ fn reap_round(
                 .arg(GROUP)
                 .arg(keys.prefix())
                 .arg(1000)
-                .arg(millis(still(node_ttl)))
-                .arg(millis(node_ttl / 2))
+                .arg(&clock_limits(node_ttl))
                 .arg(u8::from(judge))
                 .invoke::<(i64, i64, Vec<String>)>(con)
                 .map(Some)
