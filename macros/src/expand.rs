@@ -281,6 +281,7 @@ fn marker_impls(m: &Model<'_>) -> TokenStream {
         }
 
         impl<#(#item_params),*> #krate::__private::EncodeItem<#item_impl_ty> for #marker {
+            #[inline]
             fn encode_item(
                 __procpool_item: #item_impl_ty,
                 __procpool_chunk: &mut ::std::vec::Vec<u8>,

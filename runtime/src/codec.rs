@@ -3,6 +3,9 @@
 //! [`depth`]'s nesting limit both ways.
 
 mod depth;
+mod scalar;
+
+pub(crate) use scalar::{decode as decode_scalar, encode as encode_scalar, is_scalar};
 
 #[cfg(feature = "json")]
 pub(crate) use depth::Limited;

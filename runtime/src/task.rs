@@ -236,6 +236,9 @@ pub(crate) fn encode_value_into<T: Serialize + 'static>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    if codec::encode_scalar(value, out) {
+        return Ok(());
+    }
     match block::as_block(value) {
         Some(bytes) => codec::encode_into(&codec::BytesOut(bytes), out),
         None => codec::encode_into(value, out),
@@ -247,7 +250,10 @@ pub(crate) fn encode_value_into<T: Serialize + 'static>(
 #[inline]
 pub(crate) fn decode_value<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, String> {
     if !block::is_block::<T>() {
-        return codec::decode(bytes);
+        return match codec::decode_scalar(bytes) {
+            Some((value, used)) if used == bytes.len() => Ok(value),
+            _ => codec::decode(bytes),
+        };
     }
     let bytes = codec::decode::<codec::BytesIn>(bytes)?.0;
     block::from_block(bytes).map_err(|_| "not a block of bytes".to_string())
@@ -294,6 +300,15 @@ impl ArgsEncoder {
     {
         let bytes = match block::into_block(value) {
             Ok(bytes) => bytes,
+            // A number goes straight in (it cannot fail, nor panic).
+            Err(value) if codec::is_scalar::<M::Type>() => {
+                self.bytes = self.bytes.map(|encoded| {
+                    let mut encoded = settle(encoded);
+                    codec::encode_scalar(&value, &mut encoded.bytes);
+                    encoded
+                });
+                return self;
+            }
             Err(value) => return self.push(&value),
         };
         self.bytes = self.bytes.and_then(|encoded| {
@@ -389,6 +404,10 @@ impl<'a> ArgsDecoder<'a> {
         M::Type: 'static,
     {
         if !block::is_block::<M::Type>() {
+            if let Some((value, used)) = codec::decode_scalar(self.rest) {
+                self.rest = &self.rest[used..];
+                return Ok(value);
+            }
             return self.next();
         }
         let bytes = match self.take_tail() {

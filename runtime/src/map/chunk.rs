@@ -251,7 +251,7 @@ enum Item<'a> {
 }
 
 /// Splits the next item off `rest`, past its length prefix.
-#[inline]
+#[inline(always)]
 fn next_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
     // The usual case: a one-byte length.
     if let Some((&len, body)) = rest.split_first() {
@@ -556,6 +556,9 @@ pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
     if crate::task::is_block::<R>() {
         return Err("blocks are read one by one".to_string());
     }
+    if scalar_values(records, sent, out) {
+        return Ok(());
+    }
     let used = codec::caller_side(|| {
         codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out)
     })?;
@@ -566,6 +569,39 @@ pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
     } else {
         Err(format!("{} bytes left over", records.len() - used))
     }
+}
+
+/// [`decode_values`] for numbers, read without serde: `true` when every
+/// record was a short value that is exactly one `R` and none is left over;
+/// else `false` with `out` as it was (the general path then decides, and
+/// words any error).
+#[inline(always)]
+fn scalar_values<R: 'static>(records: &[u8], sent: usize, out: &mut Vec<R>) -> bool {
+    if !codec::is_scalar::<R>() {
+        return false;
+    }
+    let before = out.len();
+    out.reserve(sent);
+    let mut rest = records;
+    for _ in 0..sent {
+        let decoded = rest.split_first().and_then(|(&tag, body)| {
+            let len = usize::from(tag.checked_sub(SHORT_VALUE)?);
+            let (value, used) = codec::decode_scalar::<R>(body.get(..len)?)?;
+            (used == len).then(|| (value, &body[len..]))
+        });
+        match decoded {
+            Some((value, after)) => {
+                out.push(value);
+                rest = after;
+            }
+            None => break,
+        }
+    }
+    if out.len() - before == sent && rest.is_empty() {
+        return true;
+    }
+    out.truncate(before);
+    false
 }
 
 /// Caller side: reads records one by one.
@@ -708,7 +744,41 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::{leb128, next_item, Item, LONG_PREFIX, UNSENT};
+    use super::{leb128, next_item, scalar_values, Item, LONG_PREFIX, SHORT_VALUE, UNSENT};
+
+    #[test]
+    fn numbers_are_read_in_one_pass_or_left_to_the_general_path() {
+        // 300 (a u16 form: 3 bytes), 7, then u64::MAX (9 bytes).
+        let mut records = vec![SHORT_VALUE + 3, 251, 44, 1, SHORT_VALUE + 1, 7, SHORT_VALUE + 9, 253];
+        records.extend_from_slice(&u64::MAX.to_le_bytes());
+        let mut out = vec![1u64];
+        assert!(scalar_values(&records, 3, &mut out));
+        assert_eq!(out, [1, 300, 7, u64::MAX]);
+        // Each of these leaves `out` as it was: a record of another tag, a
+        // value longer than its record, a record with bytes left over, a
+        // type the value does not fit, fewer records than sent, bytes after
+        // the last one.
+        let mut long = records.clone();
+        long[4] = 0;
+        let mut short = records.clone();
+        short[0] = SHORT_VALUE + 2;
+        let mut padded = records.clone();
+        padded[4] = SHORT_VALUE + 2;
+        padded.insert(6, 0);
+        let mut trailing = records.clone();
+        trailing.push(0);
+        for (bytes, sent) in [(&long, 3), (&short, 3), (&padded, 3), (&records, 4), (&trailing, 3)] {
+            let mut out = vec![1u64];
+            assert!(!scalar_values(bytes, sent, &mut out));
+            assert_eq!(out, [1]);
+        }
+        let mut narrow: Vec<u32> = vec![1];
+        assert!(!scalar_values(&records, 3, &mut narrow));
+        assert_eq!(narrow, [1]);
+        // Not a number: never this path.
+        let mut text: Vec<String> = Vec::new();
+        assert!(!scalar_values(&[SHORT_VALUE + 1, 0], 1, &mut text));
+    }
 
     #[test]
     fn item_lengths_round_trip_short_long_and_padded() {

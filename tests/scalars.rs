@@ -1,0 +1,347 @@
+//! Numbers and `bool`s, the arguments and results procpool reads and writes
+//! without serde (see `codec::scalar`): every width and sign, at the edges
+//! of each varint form, arrive intact through every call shape, and bytes
+//! that are not such a number are the same errors they always were.
+
+use procpool::__private::{submit, ArgsEncoder, TaskInfo};
+use procpool::{pool_task, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+macro_rules! echoes {
+    ($($name:ident: $t:ty;)*) => {$(
+        #[pool_task]
+        fn $name(x: $t) -> $t {
+            x
+        }
+    )*};
+}
+
+echoes! {
+    echo_u8: u8; echo_i8: i8; echo_u16: u16; echo_i16: i16; echo_u32: u32; echo_i32: i32;
+    echo_u64: u64; echo_i64: i64; echo_usize: usize; echo_isize: isize; echo_f32: f32;
+    echo_f64: f64; echo_bool: bool;
+}
+
+/// Mixed arguments: scalars around a `String`, and a tuple result.
+#[pool_task]
+fn mixed(a: i16, text: String, b: u64, flag: bool) -> (u64, String, i16, bool) {
+    (b, text, a, !flag)
+}
+
+#[pool_task]
+fn raw_result(bytes: Vec<u8>) -> Raw {
+    Raw(bytes)
+}
+
+/// Result bytes exactly as given (a tuple of bytes has no length prefix).
+#[derive(Debug)]
+struct Raw(Vec<u8>);
+
+impl serde::Serialize for Raw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut tuple = s.serialize_tuple(self.0.len())?;
+        for b in &self.0 {
+            tuple.serialize_element(b)?;
+        }
+        tuple.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Raw {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(serde::de::Error::custom("Raw is only ever sent"))
+    }
+}
+
+/// Values at every edge of bincode's varint forms (one byte up to 250,
+/// then a u16, u32 or u64 after a marker), as `u64`s to cast from.
+fn edges() -> Vec<u64> {
+    let mut v = vec![0, 1, 2, 127, 128, 250, 251, 252, 253, 254, 255, 256];
+    for bits in [15u32, 16, 31, 32, 63] {
+        let p = 1u64 << bits;
+        v.extend([p - 1, p, p + 1]);
+    }
+    v.extend([u16::MAX as u64, u32::MAX as u64, u64::MAX - 1, u64::MAX]);
+    v.extend((0..200).map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+    v
+}
+
+#[test]
+fn every_scalar_type_round_trips_through_apply_async_and_map() {
+    let pool = Pool::new(2).unwrap();
+    let small = MapOptions::new().chunksize(7);
+    macro_rules! check {
+        ($apply:ident, $apply_async:ident, $map:ident, $map_with:ident, $imap:ident, $t:ty, $values:expr) => {{
+            let values: Vec<$t> = $values;
+            for &v in values.iter().take(40) {
+                let back = $apply(&pool, v).unwrap();
+                assert_eq!(
+                    back.to_le_bytes(),
+                    v.to_le_bytes(),
+                    "apply {}",
+                    stringify!($t)
+                );
+            }
+            let pending: Vec<_> = values.iter().map(|&v| $apply_async(&pool, v)).collect();
+            for (v, p) in values.iter().zip(pending) {
+                assert_eq!(
+                    p.get().unwrap().to_le_bytes(),
+                    v.to_le_bytes(),
+                    "apply_async {}",
+                    stringify!($t)
+                );
+            }
+            let mapped = $map(&pool, values.clone()).unwrap();
+            let same = |out: &[$t]| {
+                out.iter()
+                    .map(|x| x.to_le_bytes())
+                    .eq(values.iter().map(|x| x.to_le_bytes()))
+            };
+            assert!(same(&mapped), "map {}", stringify!($t));
+            assert!(
+                same(&$map_with(&pool, values.clone(), small.clone()).unwrap()),
+                "map chunks of 7 {}",
+                stringify!($t)
+            );
+            let streamed: Vec<$t> = $imap(&pool, values.clone()).map(Result::unwrap).collect();
+            assert!(same(&streamed), "imap {}", stringify!($t));
+        }};
+    }
+    let e = edges();
+    check!(
+        apply_echo_u8,
+        apply_async_echo_u8,
+        map_echo_u8,
+        map_echo_u8_with,
+        imap_echo_u8,
+        u8,
+        e.iter().map(|&v| v as u8).collect()
+    );
+    check!(
+        apply_echo_i8,
+        apply_async_echo_i8,
+        map_echo_i8,
+        map_echo_i8_with,
+        imap_echo_i8,
+        i8,
+        e.iter().map(|&v| v as i8).collect()
+    );
+    check!(
+        apply_echo_u16,
+        apply_async_echo_u16,
+        map_echo_u16,
+        map_echo_u16_with,
+        imap_echo_u16,
+        u16,
+        e.iter().map(|&v| v as u16).collect()
+    );
+    check!(
+        apply_echo_i16,
+        apply_async_echo_i16,
+        map_echo_i16,
+        map_echo_i16_with,
+        imap_echo_i16,
+        i16,
+        e.iter()
+            .flat_map(|&v| [v as i16, (v as i16).wrapping_neg()])
+            .collect()
+    );
+    check!(
+        apply_echo_u32,
+        apply_async_echo_u32,
+        map_echo_u32,
+        map_echo_u32_with,
+        imap_echo_u32,
+        u32,
+        e.iter().map(|&v| v as u32).collect()
+    );
+    check!(
+        apply_echo_i32,
+        apply_async_echo_i32,
+        map_echo_i32,
+        map_echo_i32_with,
+        imap_echo_i32,
+        i32,
+        e.iter()
+            .flat_map(|&v| [v as i32, (v as i32).wrapping_neg()])
+            .collect()
+    );
+    check!(
+        apply_echo_u64,
+        apply_async_echo_u64,
+        map_echo_u64,
+        map_echo_u64_with,
+        imap_echo_u64,
+        u64,
+        e.clone()
+    );
+    check!(
+        apply_echo_i64,
+        apply_async_echo_i64,
+        map_echo_i64,
+        map_echo_i64_with,
+        imap_echo_i64,
+        i64,
+        e.iter()
+            .flat_map(|&v| [v as i64, (v as i64).wrapping_neg()])
+            .chain([i64::MIN, i64::MAX])
+            .collect()
+    );
+    check!(
+        apply_echo_usize,
+        apply_async_echo_usize,
+        map_echo_usize,
+        map_echo_usize_with,
+        imap_echo_usize,
+        usize,
+        e.iter().map(|&v| v as usize).collect()
+    );
+    check!(
+        apply_echo_isize,
+        apply_async_echo_isize,
+        map_echo_isize,
+        map_echo_isize_with,
+        imap_echo_isize,
+        isize,
+        e.iter()
+            .flat_map(|&v| [v as isize, (v as isize).wrapping_neg()])
+            .collect()
+    );
+    check!(
+        apply_echo_f32,
+        apply_async_echo_f32,
+        map_echo_f32,
+        map_echo_f32_with,
+        imap_echo_f32,
+        f32,
+        e.iter()
+            .map(|&v| f32::from_bits(v as u32))
+            .chain([f32::NAN, -0.0, f32::INFINITY])
+            .collect()
+    );
+    check!(
+        apply_echo_f64,
+        apply_async_echo_f64,
+        map_echo_f64,
+        map_echo_f64_with,
+        imap_echo_f64,
+        f64,
+        e.iter()
+            .map(|&v| f64::from_bits(v))
+            .chain([f64::NAN, -0.0, f64::NEG_INFINITY])
+            .collect()
+    );
+
+    let bools = vec![true, false, false, true, true];
+    assert_eq!(map_echo_bool(&pool, bools.clone()).unwrap(), bools);
+    assert!(apply_echo_bool(&pool, true).unwrap());
+    assert!(!apply_async_echo_bool(&pool, false).get().unwrap());
+
+    assert_eq!(
+        apply_mixed(&pool, -300, "between".into(), u64::MAX, true).unwrap(),
+        (u64::MAX, "between".to_string(), -300, false)
+    );
+    let items: Vec<_> = (0..50i16)
+        .map(|i| (i * -600, format!("{i}"), (i as u64) << 40, i % 2 == 0))
+        .collect();
+    let out = map_mixed(&pool, items.clone()).unwrap();
+    for ((a, text, b, flag), got) in items.into_iter().zip(out) {
+        assert_eq!(got, (b, text, a, !flag));
+    }
+}
+
+#[test]
+fn bytes_that_are_not_the_number_are_the_usual_errors() {
+    let pool = Pool::new(1).unwrap();
+    let info = |name: &'static str| TaskInfo {
+        name,
+        signature: "",
+        fingerprint: 0,
+    };
+    // An argument in a u64's form for a u16 (marker 253): the worker
+    // refuses it as bincode does, and answers the next call.
+    let mut wide = vec![253u8];
+    wide.extend_from_slice(&7u64.to_le_bytes());
+    let args = ArgsEncoder::new().push(&Raw(wide.clone())).finish();
+    match submit::<u16>(&pool, &info("scalars::echo_u16"), args).get() {
+        Err(Error::Decode { task, what, .. }) => {
+            assert_eq!((task.as_str(), what), ("scalars::echo_u16", "arguments"))
+        }
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
+    // The same bytes are a u64 (7); a u64 cut short is an error.
+    let args = ArgsEncoder::new().push(&Raw(wide.clone())).finish();
+    assert_eq!(
+        submit::<u64>(&pool, &info("scalars::echo_u64"), args)
+            .get()
+            .unwrap(),
+        7
+    );
+    let args = ArgsEncoder::new().push(&Raw(wide[..5].to_vec())).finish();
+    assert!(matches!(
+        submit::<u64>(&pool, &info("scalars::echo_u64"), args).get(),
+        Err(Error::Decode {
+            what: "arguments",
+            ..
+        })
+    ));
+    // A reserved marker, and a byte that is no bool.
+    let args = ArgsEncoder::new().push(&Raw(vec![254, 1, 2])).finish();
+    assert!(matches!(
+        submit::<u64>(&pool, &info("scalars::echo_u64"), args).get(),
+        Err(Error::Decode {
+            what: "arguments",
+            ..
+        })
+    ));
+    let args = ArgsEncoder::new().push(&Raw(vec![2])).finish();
+    assert!(matches!(
+        submit::<bool>(&pool, &info("scalars::echo_bool"), args).get(),
+        Err(Error::Decode {
+            what: "arguments",
+            ..
+        })
+    ));
+
+    // Results: the caller reads them as bincode does.
+    let result = |bytes: Vec<u8>| ArgsEncoder::new().push(&bytes).finish();
+    let raw = info("scalars::raw_result");
+    // A wider form than the value needs is read (bincode reads it).
+    assert_eq!(
+        submit::<u64>(&pool, &raw, result(vec![251, 5, 0]))
+            .get()
+            .unwrap(),
+        5
+    );
+    assert_eq!(
+        submit::<u32>(&pool, &raw, result(vec![252, 1, 0, 0, 0]))
+            .get()
+            .unwrap(),
+        1
+    );
+    // A u32's form for a u16, a bool of 2, bytes left over, bytes cut short.
+    for (bytes, what) in [
+        (vec![252, 1, 0, 0, 0], "u16"),
+        (vec![2], "bool"),
+        (vec![5, 5], "u64"),
+        (vec![1, 2, 3], "f32"),
+    ] {
+        let got = match what {
+            "u16" => submit::<u16>(&pool, &raw, result(bytes)).get().map(|_| ()),
+            "bool" => submit::<bool>(&pool, &raw, result(bytes)).get().map(|_| ()),
+            "u64" => submit::<u64>(&pool, &raw, result(bytes)).get().map(|_| ()),
+            _ => submit::<f32>(&pool, &raw, result(bytes)).get().map(|_| ()),
+        };
+        match got {
+            Err(Error::Decode {
+                task,
+                what: "result",
+                ..
+            }) => assert_eq!(task, "scalars::raw_result"),
+            other => panic!("{what}: expected a Decode error, got {other:?}"),
+        }
+    }
+    assert_eq!(apply_echo_u64(&pool, u64::MAX).unwrap(), u64::MAX);
+}
