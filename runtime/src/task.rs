@@ -506,6 +506,11 @@ where
 {
     match block::into_block(value) {
         Ok(bytes) => byte_block(Vec::new(), bytes).map_err(CallError::EncodeResult),
+        Err(value) if codec::is_scalar::<M::Output>() => {
+            let mut out = Vec::with_capacity(9);
+            codec::encode_scalar(&value, &mut out);
+            Ok(out.into())
+        }
         Err(value) => encode_result(&value),
     }
 }

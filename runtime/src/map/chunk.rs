@@ -345,7 +345,8 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             }
         };
         let start = out.len();
-        let ran = worker::panic::guard(|| {
+        // Within the chunk's own guard (see `worker::execute::chunk`).
+        let ran = worker::panic::guard_within(|| {
             let mut args = ArgsDecoder::new(item);
             let decoded = decode(&mut args)?;
             let used = item.len() - args.rest_len();
