@@ -6,7 +6,7 @@ mod support;
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, MapOptions, Pool};
 use serde::{Deserialize, Serialize, Serializer};
-use support::{assert_no_children, serial};
+use support::{assert_no_children, serial, Raw};
 
 procpool::enable_test_support!();
 
@@ -241,27 +241,6 @@ fn nest_len(list: Nest) -> u64 {
         node = next;
     }
     len
-}
-
-/// Result bytes exactly as given: a tuple of bytes has no length prefix.
-#[derive(Debug)]
-struct Raw(Vec<u8>);
-
-impl Serialize for Raw {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut tuple = s.serialize_tuple(self.0.len())?;
-        for b in &self.0 {
-            tuple.serialize_element(b)?;
-        }
-        tuple.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for Raw {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("Raw is only ever sent"))
-    }
 }
 
 #[pool_task]

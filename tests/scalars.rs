@@ -5,6 +5,9 @@
 
 use procpool::__private::{submit, ArgsEncoder, TaskInfo};
 use procpool::{pool_task, Error, MapOptions, Pool};
+use support::Raw;
+
+mod support;
 
 procpool::enable_test_support!();
 
@@ -32,27 +35,6 @@ fn mixed(a: i16, text: String, b: u64, flag: bool) -> (u64, String, i16, bool) {
 #[pool_task]
 fn raw_result(bytes: Vec<u8>) -> Raw {
     Raw(bytes)
-}
-
-/// Result bytes exactly as given (a tuple of bytes has no length prefix).
-#[derive(Debug)]
-struct Raw(Vec<u8>);
-
-impl serde::Serialize for Raw {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut tuple = s.serialize_tuple(self.0.len())?;
-        for b in &self.0 {
-            tuple.serialize_element(b)?;
-        }
-        tuple.end()
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Raw {
-    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(serde::de::Error::custom("Raw is only ever sent"))
-    }
 }
 
 /// Values at every edge of bincode's varint forms (one byte up to 250,

@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+mod raw;
 mod wait;
+
+pub use raw::Raw;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
