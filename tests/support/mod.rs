@@ -4,6 +4,7 @@
 mod raw;
 mod wait;
 
+#[allow(unused_imports)] // not every test binary sends raw bytes
 pub use raw::Raw;
 
 use std::sync::{Mutex, MutexGuard};
