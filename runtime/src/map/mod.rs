@@ -153,6 +153,8 @@ where
             source: Arc::new(std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)),
         });
     }
+    // Written once, front to back: huge pages spare most of its page faults.
+    crate::sys::advise_huge_pages(&mut out);
     // Begun before `close`, it runs to its end (given back once every
     // chunk is queued, or on an early return).
     let mut admission = Some(pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
@@ -366,6 +368,7 @@ fn decode_gathered<R: DeserializeOwned + 'static>(
     let total = u64::from_le_bytes(*total) as usize;
     // A record takes at least a byte: a larger count is not trusted.
     let mut out = Vec::with_capacity(total.min(records.len()));
+    crate::sys::advise_huge_pages(&mut out);
     // Usually every record is a value: all decoded in one pass. Else one
     // by one, which finds the first failure and its error.
     if chunk::decode_values(records, total, &mut out).is_ok() {
