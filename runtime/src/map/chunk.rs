@@ -573,7 +573,7 @@ pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
 }
 
 /// [`decode_values`] for numbers, read without serde: `true` when every
-/// record was a short value that is exactly one `R` and none is left over;
+/// record was a value that is exactly one `R` and nothing is left over;
 /// else `false` with `out` as it was (the general path then decides, and
 /// words any error).
 #[inline(always)]
@@ -586,9 +586,9 @@ fn scalar_values<R: 'static>(records: &[u8], sent: usize, out: &mut Vec<R>) -> b
     let mut rest = records;
     for _ in 0..sent {
         let decoded = rest.split_first().and_then(|(&tag, body)| {
-            let len = usize::from(tag.checked_sub(SHORT_VALUE)?);
-            let (value, used) = codec::decode_scalar::<R>(body.get(..len)?)?;
-            (used == len).then(|| (value, &body[len..]))
+            let (bytes, after) = value_of(tag, body)?.ok()?;
+            let (value, used) = codec::decode_scalar::<R>(bytes)?;
+            (used == bytes.len()).then_some((value, after))
         });
         match decoded {
             Some((value, after)) => {
@@ -745,7 +745,10 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use super::{leb128, next_item, scalar_values, Item, LONG_PREFIX, SHORT_VALUE, UNSENT};
+    use super::{
+        leb128, next_item, scalar_values, Item, LONG_PREFIX, REC_PANIC, REC_VALUE, SHORT_VALUE,
+        UNSENT,
+    };
 
     #[test]
     fn numbers_are_read_in_one_pass_or_left_to_the_general_path() {
@@ -755,12 +758,20 @@ mod tests {
         let mut out = vec![1u64];
         assert!(scalar_values(&records, 3, &mut out));
         assert_eq!(out, [1, 300, 7, u64::MAX]);
-        // Each of these leaves `out` as it was: a record of another tag, a
-        // value longer than its record, a record with bytes left over, a
-        // type the value does not fit, fewer records than sent, bytes after
-        // the last one.
+        // A value in the long form (tag, then its length in four bytes).
+        let mut long_form = vec![REC_VALUE, 1, 0, 0, 0, 9];
+        long_form.extend_from_slice(&records);
+        let mut out: Vec<u64> = Vec::new();
+        assert!(scalar_values(&long_form, 4, &mut out));
+        assert_eq!(out, [9, 300, 7, u64::MAX]);
+        // Each of these leaves `out` as it was: a long record whose length
+        // runs past the end, a value longer than its record, a record with
+        // bytes left over, a type the value does not fit, fewer records
+        // than sent, bytes after the last one, a failure record.
         let mut long = records.clone();
-        long[4] = 0;
+        long[4] = REC_VALUE;
+        let mut failed = records.clone();
+        failed[4] = REC_PANIC;
         let mut short = records.clone();
         short[0] = SHORT_VALUE + 2;
         let mut padded = records.clone();
@@ -768,7 +779,14 @@ mod tests {
         padded.insert(6, 0);
         let mut trailing = records.clone();
         trailing.push(0);
-        for (bytes, sent) in [(&long, 3), (&short, 3), (&padded, 3), (&records, 4), (&trailing, 3)] {
+        for (bytes, sent) in [
+            (&long, 3),
+            (&short, 3),
+            (&padded, 3),
+            (&records, 4),
+            (&trailing, 3),
+            (&failed, 3),
+        ] {
             let mut out = vec![1u64];
             assert!(!scalar_values(bytes, sent, &mut out));
             assert_eq!(out, [1]);
