@@ -54,6 +54,11 @@ pub(crate) trait Link: Send {
     /// Receives one frame, waiting at most `timeout` for it to start
     /// (`None`: until the worker answers or is gone; never past its death).
     fn recv(&mut self, timeout: Option<Duration>) -> Result<Frame, FrameError>;
+    /// Whether bytes of a reply are already there to read (checked without
+    /// waiting): a reply under way needs no clock for its start limit.
+    fn reply_waiting(&mut self) -> bool {
+        false
+    }
     /// Whether the worker has not yet read everything sent to it. A call it
     /// has not read whole has not started (after a single call timed out,
     /// or its worker died, `true` means that call never started).

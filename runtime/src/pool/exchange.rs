@@ -133,7 +133,9 @@ fn recv_reply(
     let limit = call.timeout.get();
     let start_limit = link.start_limit();
     let per_item = limit.filter(|_| call.kind != Kind::Single);
-    if start_limit.is_none() && per_item.is_none() {
+    // A reply already arriving (the common case behind a pipelined batch)
+    // has started, and its items are done: no start limit or clock to keep.
+    if (start_limit.is_none() && per_item.is_none()) || link.reply_waiting() {
         return link.recv(limit).map_err(Some);
     }
     let look = per_item.map(|l| (l / 8).max(Duration::from_millis(1)));

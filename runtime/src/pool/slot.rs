@@ -74,6 +74,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
     let mut worker = Some(first);
     let mut durations = Durations::default();
     let mut batch = Vec::new();
+    // The names of a batch's calls, kept for `durations` (reused).
+    let mut tasks: Vec<&'static str> = Vec::new();
     // Whether the slot lost its worker since it last tried to start one.
     let mut lost_worker = false;
     loop {
@@ -115,7 +117,8 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
         let before = worker.as_ref().map(|link| link.pid());
         let started = Instant::now();
-        let tasks: Vec<&'static str> = batch.iter().map(|job| job.call().name()).collect();
+        tasks.clear();
+        tasks.extend(batch.iter().map(|job| job.call().name()));
         let ran = if batch.len() == 1 {
             let job = batch.pop().expect("a batch has a job");
             let (outcome, link) = run_job(&shared, index, worker.take(), job.call());
@@ -134,9 +137,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         // time too (a cold start of a large program: hundreds of
         // milliseconds), one whose worker died ended early.
         if before.is_some() && after == before {
-            for task in &tasks[..ran] {
-                durations.observe(task, ran, elapsed);
-            }
+            durations.observe_batch(&tasks[..ran], elapsed);
         }
         if let Some(link) = &mut worker {
             if after != before {

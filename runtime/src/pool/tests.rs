@@ -506,9 +506,22 @@ fn the_pipelining_window_follows_observed_run_times() {
     let mut d = Durations::default();
     let (quick, slow) = ("quick", "slow");
     assert_eq!(d.window("quick"), 1, "an unknown task is never batched");
-    d.observe(quick, 1, Duration::from_micros(1));
+    d.observe_batch(&[quick], Duration::from_micros(1));
     assert_eq!(d.window("quick"), MAX_WINDOW);
-    d.observe(slow, 1, Duration::from_millis(5));
+    d.observe_batch(&[slow], Duration::from_millis(5));
+    assert_eq!(d.window("slow"), 1);
+    // A batch's time is shared among its calls (1 ms each here), and the
+    // mean moves one step per call: 1 µs -> 0.25 ms -> 0.44 ms, a window
+    // of 2 ms / 0.44 ms = 4...
+    d.observe_batch(&[quick, quick, slow], Duration::from_millis(3));
+    assert_eq!(d.window("quick"), 4);
+    // ... and a long run of calls takes it to their time: 10 µs each.
+    d.observe_batch(&[quick; 200], Duration::from_millis(2));
+    let window = d.window("quick");
+    assert!((195..=200).contains(&window), "2 ms / about 10 µs: {window}");
+    // (Names are told apart by content too, not only by address.)
+    let other = String::from("slow").leak();
+    d.observe_batch(&[other], Duration::from_millis(5));
     assert_eq!(d.window("slow"), 1);
     // No batching while another slot is idle; never past the tasks left.
     assert_eq!(pipeline::extra_jobs(100, 1, None), 0);

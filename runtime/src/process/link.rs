@@ -65,6 +65,10 @@ impl Link for ShmLink {
         self.endpoint.recv(timeout)
     }
 
+    fn reply_waiting(&mut self) -> bool {
+        self.endpoint.has_bytes()
+    }
+
     fn unread_requests(&mut self) -> bool {
         !self.endpoint.all_consumed()
     }

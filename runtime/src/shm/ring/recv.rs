@@ -35,6 +35,11 @@ impl Endpoint {
         self.head_cache - self.rx_pos
     }
 
+    /// Whether bytes are there to read, without waiting.
+    pub(crate) fn has_bytes(&mut self) -> bool {
+        self.rx_avail() > 0
+    }
+
     /// Waits for at least one byte; `limit` bounds the wait.
     fn await_bytes(&mut self, limit: Limit, streaming: bool) -> Result<u64, End> {
         let avail = self.rx_avail();
