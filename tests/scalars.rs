@@ -248,8 +248,17 @@ fn bytes_that_are_not_the_number_are_the_usual_errors() {
     wide.extend_from_slice(&7u64.to_le_bytes());
     let args = ArgsEncoder::new().push(&Raw(wide.clone())).finish();
     match submit::<u16>(&pool, &info("scalars::echo_u16"), args).get() {
-        Err(Error::Decode { task, what, .. }) => {
-            assert_eq!((task.as_str(), what), ("scalars::echo_u16", "arguments"))
+        Err(Error::Decode {
+            task,
+            what,
+            message,
+        }) => {
+            assert_eq!((task.as_str(), what), ("scalars::echo_u16", "arguments"));
+            // In words, not in bincode's `Debug` form.
+            assert_eq!(
+                message,
+                "an integer in the form of u64 where u16 was expected [InvalidIntegerType]"
+            );
         }
         other => panic!("expected a Decode error, got {other:?}"),
     }
@@ -262,13 +271,14 @@ fn bytes_that_are_not_the_number_are_the_usual_errors() {
         7
     );
     let args = ArgsEncoder::new().push(&Raw(wide[..5].to_vec())).finish();
-    assert!(matches!(
-        submit::<u64>(&pool, &info("scalars::echo_u64"), args).get(),
+    match submit::<u64>(&pool, &info("scalars::echo_u64"), args).get() {
         Err(Error::Decode {
             what: "arguments",
+            message,
             ..
-        })
-    ));
+        }) => assert_eq!(message, "the bytes end 4 bytes too soon [UnexpectedEnd]"),
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
     // A reserved marker, and a byte that is no bool.
     let args = ArgsEncoder::new().push(&Raw(vec![254, 1, 2])).finish();
     assert!(matches!(
@@ -279,13 +289,17 @@ fn bytes_that_are_not_the_number_are_the_usual_errors() {
         })
     ));
     let args = ArgsEncoder::new().push(&Raw(vec![2])).finish();
-    assert!(matches!(
-        submit::<bool>(&pool, &info("scalars::echo_bool"), args).get(),
+    match submit::<bool>(&pool, &info("scalars::echo_bool"), args).get() {
         Err(Error::Decode {
             what: "arguments",
+            message,
             ..
-        })
-    ));
+        }) => assert_eq!(
+            message,
+            "2 for a bool, which is 0 or 1 [InvalidBooleanValue]"
+        ),
+        other => panic!("expected a Decode error, got {other:?}"),
+    }
 
     // Results: the caller reads them as bincode does.
     let result = |bytes: Vec<u8>| ArgsEncoder::new().push(&bytes).finish();

@@ -4,6 +4,7 @@
 
 mod depth;
 mod scalar;
+mod wording;
 
 pub(crate) use scalar::{decode as decode_scalar, encode as encode_scalar, is_scalar};
 
@@ -74,7 +75,7 @@ fn decode_seed<'de, S: DeserializeSeed<'de>>(
         l if l == LIMITS[3] => decode(seed, bytes, limited::<{ 1 << 28 }>()),
         _ => decode(seed, bytes, limited::<{ u32::MAX as usize }>()),
     });
-    decoded.map_err(|e| e.to_string())
+    decoded.map_err(wording::decode_error)
 }
 
 /// Encodes a value; the error is the encoder's message. Starts from a
@@ -92,7 +93,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     bincode::serde::encode_into_writer(depth::Limited(value), VecWriter(out), config())
-        .map_err(|e| e.to_string())
+        .map_err(wording::encode_error)
 }
 
 /// bincode's output straight onto a `Vec` (not through `std::io::Write`,
@@ -317,7 +318,10 @@ pub(crate) fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Resul
             "{} trailing bytes after a reply",
             bytes.len() - used
         )),
-        Err(e) => Err(format!("undecodable reply body: {e}")),
+        Err(e) => Err(format!(
+            "undecodable reply body: {}",
+            wording::decode_error(e)
+        )),
     }
 }
 

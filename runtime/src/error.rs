@@ -143,7 +143,8 @@ pub enum Error {
         task: String,
         /// `"arguments"` or `"result"`.
         what: &'static str,
-        /// What the encoder said.
+        /// What went wrong, in words: the encoder's, or the message of the
+        /// type's own `Serialize` impl as written.
         message: String,
     },
 
@@ -154,7 +155,9 @@ pub enum Error {
         task: String,
         /// `"arguments"` or `"result"`.
         what: &'static str,
-        /// What the decoder said.
+        /// What went wrong, in words: the decoder's (bytes cut short, an
+        /// integer or `bool` out of range, a variant that does not exist),
+        /// or the message of the type's own `Deserialize` impl as written.
         message: String,
     },
 
