@@ -1,8 +1,8 @@
 //! Workers are forked by the fork server that `init()` launches: each starts
 //! from this program as it was at `init()`, yet sees the parent's
-//! environment, working directory and CPU affinity as they are when the
-//! worker starts (never those of an earlier start), and is shown as a worker
-//! in `ps`.
+//! environment, working directory, file mode creation mask, resource limits
+//! and CPU affinity as they are when the worker starts (never those of an
+//! earlier start), and is shown as a worker in `ps`.
 
 mod support;
 
@@ -24,6 +24,65 @@ fn context(var: String) -> (u32, u32, Option<String>, PathBuf, String) {
         std::env::current_dir().unwrap(),
         String::from_utf8_lossy(&cmdline).replace('\0', " "),
     )
+}
+
+/// This worker's pid, parent, file mode creation mask and its limits of
+/// open files and of POSIX message queue bytes (`[soft, hard]`).
+#[pool_task]
+fn mask_and_limits() -> (u32, u32, u32, [u64; 2], [u64; 2]) {
+    (
+        std::process::id(),
+        std::os::unix::process::parent_id(),
+        read_umask(),
+        get_limit(libc::RLIMIT_NOFILE),
+        get_limit(libc::RLIMIT_MSGQUEUE),
+    )
+}
+
+/// This process's umask, read without changing it.
+fn read_umask() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .unwrap();
+    u32::from_str_radix(line.trim(), 8).unwrap()
+}
+
+fn get_limit(resource: libc::__rlimit_resource_t) -> [u64; 2] {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    assert_eq!(unsafe { libc::getrlimit(resource, &mut limit) }, 0);
+    [limit.rlim_cur, limit.rlim_max]
+}
+
+/// Sets a limit; the error number if it cannot be.
+fn set_limit(resource: libc::__rlimit_resource_t, [soft, hard]: [u64; 2]) -> Result<(), i32> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the struct it is given.
+    match unsafe { libc::setrlimit(resource, &limit) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// The capability to raise hard resource limits.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process has capability `cap` in effect.
+fn has_capability(cap: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap();
+    u64::from_str_radix(line.trim(), 16).unwrap() & (1 << cap) != 0
 }
 
 /// How many CPUs this worker may run on.
@@ -117,5 +176,77 @@ fn forked_workers_take_the_cpu_affinity_of_the_thread_that_made_the_pool() {
     let free = apply_allowed_cpus(&pool).unwrap();
     assert_eq!(free, count);
     drop(pool);
+    assert_no_children();
+}
+
+#[test]
+fn forked_workers_take_the_mask_and_limits_of_the_moment_and_a_raised_hard_limit_is_spawned() {
+    let _serial = serial();
+    let server = fork_server().expect("a test binary runs a fork server");
+    // All changed after init(), long after the server started.
+    // SAFETY: umask only swaps the process's mask.
+    let mask_before = unsafe { libc::umask(0o027) };
+    let files = get_limit(libc::RLIMIT_NOFILE);
+    let fewer_files = [files[0].min(files[1]).min(4096) - 1, files[1]];
+    set_limit(libc::RLIMIT_NOFILE, fewer_files).unwrap();
+    // A hard limit lowered (for good: only privilege raises it again).
+    let [_, queue_max] = get_limit(libc::RLIMIT_MSGQUEUE);
+    assert!(
+        queue_max > 2 && queue_max < u64::MAX / 2,
+        "a finite limit: {queue_max}"
+    );
+    let lowered = [queue_max - 2, queue_max - 2];
+    set_limit(libc::RLIMIT_MSGQUEUE, lowered).unwrap();
+
+    let pool = Pool::new(2).unwrap();
+    for _ in 0..4 {
+        let (_, parent, mask, nofile, msgqueue) = apply_mask_and_limits(&pool).unwrap();
+        assert_eq!(parent, server, "forked by the server");
+        assert_eq!(mask, 0o027);
+        assert_eq!(nofile, fewer_files);
+        assert_eq!(msgqueue, lowered);
+    }
+    drop(pool);
+
+    // SAFETY: as above.
+    unsafe { libc::umask(mask_before) };
+    set_limit(libc::RLIMIT_NOFILE, files).unwrap();
+    let pool = Pool::new(1).unwrap();
+    let (_, parent, mask, nofile, _) = apply_mask_and_limits(&pool).unwrap();
+    assert_eq!(parent, server);
+    assert_eq!(
+        (mask, nofile),
+        (mask_before, files),
+        "the next workers: as they are now"
+    );
+    drop(pool);
+
+    // A hard limit above the server's (those of init()): only a privileged
+    // caller can raise one, and a forked worker could not take it, so the
+    // worker is spawned by this process and inherits it.
+    let raised = [queue_max + 1, queue_max + 1];
+    match set_limit(libc::RLIMIT_MSGQUEUE, raised) {
+        Ok(()) => {
+            let pool = Pool::new(1).unwrap();
+            let (_, parent, _, _, msgqueue) = apply_mask_and_limits(&pool).unwrap();
+            assert_eq!(parent, std::process::id(), "spawned, not forked");
+            assert_eq!(msgqueue, raised);
+            drop(pool);
+            // Back to the server's: workers are forked again.
+            set_limit(libc::RLIMIT_MSGQUEUE, [queue_max, queue_max]).unwrap();
+            let pool = Pool::new(1).unwrap();
+            let (_, parent, _, _, msgqueue) = apply_mask_and_limits(&pool).unwrap();
+            assert_eq!(parent, server);
+            assert_eq!(msgqueue, [queue_max, queue_max]);
+            drop(pool);
+        }
+        // (Raising a hard limit takes CAP_SYS_RESOURCE, which containers
+        // often drop even for root.)
+        Err(errno) => assert!(
+            errno == libc::EPERM && !has_capability(CAP_SYS_RESOURCE),
+            "only a caller without CAP_SYS_RESOURCE may fail to raise a hard limit: \
+             errno {errno}"
+        ),
+    }
     assert_no_children();
 }

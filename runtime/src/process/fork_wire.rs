@@ -5,6 +5,8 @@
 //! ```text
 //! parent → server  FORK    'F' | token u64 | index u64 | cwd bytes | env count u32
 //!                          | env entries ("KEY=VALUE" bytes each) | affinity bytes
+//!                          | umask u32 | limit count u32 | limits (soft u64,
+//!                          hard u64 each)
 //!                          fds: channel, stdout, stderr
 //! server → parent  HELLO   'H' | pid u32 | ready u8 | why bytes
 //!                  FORKED  'W' | token u64 | pid u32      fds: the worker's pidfd
@@ -12,9 +14,10 @@
 //!                  EXITED  'X' | token u64 | wait status i32
 //! ```
 //!
-//! A request carries the parent's environment, working directory and the
-//! requesting thread's CPU affinity as they are at that moment, so that a
-//! forked worker starts like one the parent would have spawned itself.
+//! A request carries the parent's environment, working directory, file mode
+//! creation mask and resource limits, and the requesting thread's CPU
+//! affinity, as they are at that moment, so that a forked worker starts
+//! like one the parent would have spawned itself.
 
 /// The largest request the server reads (the environment must fit).
 pub(super) const MAX_REQUEST: usize = 1 << 20;
@@ -27,6 +30,9 @@ pub(super) struct Request {
     pub(super) cwd: Vec<u8>,
     pub(super) env: Vec<Vec<u8>>,
     pub(super) affinity: Vec<u8>,
+    pub(super) umask: u32,
+    /// `[soft, hard]` per resource (see `sys::resource_limits`).
+    pub(super) limits: Vec<[u64; 2]>,
 }
 
 /// What the server says.
@@ -60,6 +66,12 @@ impl Request {
             bytes(&mut out, entry);
         }
         bytes(&mut out, &self.affinity);
+        out.extend_from_slice(&self.umask.to_le_bytes());
+        out.extend_from_slice(&(self.limits.len() as u32).to_le_bytes());
+        for [soft, hard] in &self.limits {
+            out.extend_from_slice(&soft.to_le_bytes());
+            out.extend_from_slice(&hard.to_le_bytes());
+        }
         out
     }
 
@@ -78,12 +90,20 @@ impl Request {
             env.push(cur.bytes()?.to_vec());
         }
         let affinity = cur.bytes()?.to_vec();
+        let umask = cur.u32()?;
+        let count = cur.u32()? as usize;
+        let mut limits = Vec::with_capacity(count.min(cur.0.len() / 16));
+        for _ in 0..count {
+            limits.push([cur.u64()?, cur.u64()?]);
+        }
         cur.0.is_empty().then_some(Request {
             token,
             index,
             cwd,
             env,
             affinity,
+            umask,
+            limits,
         })
     }
 }
@@ -182,6 +202,8 @@ mod tests {
             cwd: b"/tmp".to_vec(),
             env: vec![b"A=1".to_vec(), b"PATH=/bin".to_vec()],
             affinity: vec![1, 0, 0, 0],
+            umask: 0o027,
+            limits: vec![[1024, 4096], [u64::MAX, u64::MAX], [0, 0]],
         };
         let bytes = request.encode();
         assert_eq!(Request::decode(&bytes), Some(request));

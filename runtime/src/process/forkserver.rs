@@ -5,8 +5,9 @@
 //!
 //! Any trouble (the server not up within [`WARM_UP`] of its launch, a
 //! refusal, its death, a request too large, no answer within
-//! [`ANSWER_WAIT`]) makes a start fall back to `posix_spawn`, as before
-//! there was a server.
+//! [`ANSWER_WAIT`]), or a caller a forked worker could not be like (other
+//! credentials, a hard resource limit raised above the server's) makes a
+//! start fall back to `posix_spawn`, as before there was a server.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -50,6 +51,9 @@ struct Server {
     /// workers run as: a caller that dropped privileges since (root
     /// turning into a service user, say) could not signal them.
     credentials: sys::Credentials,
+    /// This process's resource limits at launch, and so the server's: a
+    /// forked worker can lower a hard limit, not raise it.
+    limits: Vec<[u64; 2]>,
     next_token: AtomicU64,
     state: Mutex<State>,
     changed: Condvar,
@@ -97,6 +101,7 @@ pub(crate) fn launch(exe: &std::path::Path, argv: &[&std::ffi::OsStr]) {
                 launcher: std::process::id(),
                 launched: Instant::now(),
                 credentials: sys::credentials(),
+                limits: sys::resource_limits(),
                 next_token: AtomicU64::new(1),
                 state: Mutex::default(),
                 changed: Condvar::new(),
@@ -197,6 +202,16 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
     if !wait_up(server) {
         return Ok(None);
     }
+    // A hard limit raised since launch (by a privileged caller) cannot be
+    // taken by a forked worker, and a mask that cannot be read cannot be
+    // passed on: a spawned worker inherits both as they are.
+    let limits = sys::resource_limits();
+    if !within(&limits, &server.limits) {
+        return Ok(None);
+    }
+    let Some(umask) = sys::umask() else {
+        return Ok(None);
+    };
     let token = server.next_token.fetch_add(1, Ordering::Relaxed);
     let request = Request {
         token,
@@ -209,6 +224,8 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
         },
         env: sys::environ_entries(),
         affinity: sys::affinity(),
+        umask,
+        limits,
     }
     .encode();
     if request.len() > MAX_REQUEST {
@@ -248,6 +265,17 @@ pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<O
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+}
+
+/// Whether every hard limit of `limits` is at most `ceiling`'s (limits as
+/// `sys::resource_limits` gives them; `u64::MAX`, unlimited, is the
+/// largest).
+fn within(limits: &[[u64; 2]], ceiling: &[[u64; 2]]) -> bool {
+    limits.len() == ceiling.len()
+        && limits
+            .iter()
+            .zip(ceiling)
+            .all(|([_, hard], [_, most])| hard <= most)
 }
 
 /// Waits (at most until [`WARM_UP`] after its launch, or a moment more if
@@ -314,5 +342,34 @@ pub(crate) fn forget(token: u64) {
         if state.exited.remove(&token).is_none() {
             state.abandoned.insert(token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within;
+
+    #[test]
+    fn a_request_may_lower_hard_limits_never_raise_them() {
+        let server = [[1024, 4096], [0, u64::MAX], [8, 8]];
+        assert!(within(&server, &server));
+        assert!(within(&[[10, 10], [5, 1 << 40], [0, 0]], &server));
+        // Soft limits are not bounded by the server's (a child raises its
+        // soft limit up to its hard one freely).
+        assert!(within(&[[4096, 4096], [u64::MAX, u64::MAX], [8, 8]], &server));
+        assert!(!within(&[[1024, 4097], [0, u64::MAX], [8, 8]], &server));
+        assert!(!within(&[[1024, 4096], [0, u64::MAX], [8, 9]], &server));
+        assert!(!within(&server[..2], &server), "a different list of resources");
+        // Unlimited is above any finite limit.
+        assert!(!within(&[[0, u64::MAX], [0, 0], [0, 0]], &server));
+    }
+
+    #[test]
+    fn this_process_has_a_readable_mask_and_limits_within_its_own() {
+        let limits = crate::sys::resource_limits();
+        assert_eq!(limits.len(), 16);
+        assert!(limits.iter().all(|[soft, hard]| soft <= hard));
+        assert!(within(&limits, &limits));
+        assert!(crate::sys::umask().is_some_and(|m| m <= 0o777));
     }
 }

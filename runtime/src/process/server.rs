@@ -245,9 +245,10 @@ impl Context {
 }
 
 /// In a forked child (environment and working directory already the
-/// request's, see [`Context`]): takes the request's fds and CPU affinity,
-/// leads a process group of its own, and dies with the server; returns the
-/// channel (made by `parent`, checked).
+/// request's, see [`Context`]): takes the request's fds, resource limits,
+/// file mode creation mask and CPU affinity, leads a process group of its
+/// own, and dies with the server; returns the channel (made by `parent`,
+/// checked).
 fn become_worker(
     request: &Request,
     server: u32,
@@ -261,6 +262,14 @@ fn become_worker(
     if sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()).is_err() {
         sys::exit_immediately(EXIT_NOT_A_WORKER);
     }
+    // (The caller sends only limits the server's children can take: no
+    // hard limit above the server's.)
+    if let Err(errno) = sys::set_resource_limits(&request.limits) {
+        super::refuse_start(&format!(
+            "forked as a worker, but could not take its caller's resource limits (errno {errno})"
+        ));
+    }
+    sys::set_umask(request.umask);
     sys::set_affinity(&request.affinity);
     super::set_worker_index(request.index as usize);
     if let Some(args) = args {

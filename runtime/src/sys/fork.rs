@@ -1,7 +1,7 @@
 //! What the fork server needs from the OS: a socket that keeps message
 //! boundaries and carries fds, `fork` itself, its children's exit
 //! statuses as a readable fd, and setting a forked child up (its fds, signal
-//! mask and CPU affinity).
+//! mask, CPU affinity, resource limits and file mode creation mask).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -258,6 +258,79 @@ pub(crate) fn set_affinity(bytes: &[u8]) {
         );
         libc::sched_setaffinity(0, bytes.len(), &set);
     }
+}
+
+/// The resource limits a forked worker takes from its caller, in the order
+/// of [`resource_limits`]' list.
+const RESOURCES: [rustix::process::Resource; 16] = {
+    use rustix::process::Resource as R;
+    [
+        R::Cpu,
+        R::Fsize,
+        R::Data,
+        R::Stack,
+        R::Core,
+        R::Rss,
+        R::Nproc,
+        R::Nofile,
+        R::Memlock,
+        R::As,
+        R::Locks,
+        R::Sigpending,
+        R::Msgqueue,
+        R::Nice,
+        R::Rtprio,
+        R::Rttime,
+    ]
+};
+
+/// This process's resource limits, `[soft, hard]` for each of a fixed
+/// list of resources (`u64::MAX`: unlimited).
+pub(crate) fn resource_limits() -> Vec<[u64; 2]> {
+    RESOURCES
+        .iter()
+        .map(|&resource| {
+            let limit = rustix::process::getrlimit(resource);
+            [
+                limit.current.unwrap_or(u64::MAX),
+                limit.maximum.unwrap_or(u64::MAX),
+            ]
+        })
+        .collect()
+}
+
+/// Sets this process's resource limits to `limits` (as
+/// [`resource_limits`] gives them) where they differ; the error number of
+/// the first that cannot be set (raising a hard limit takes privilege).
+pub(crate) fn set_resource_limits(limits: &[[u64; 2]]) -> Result<(), i32> {
+    let finite = |v: u64| (v != u64::MAX).then_some(v);
+    for (&resource, &[soft, hard]) in RESOURCES.iter().zip(limits) {
+        let now = rustix::process::getrlimit(resource);
+        let new = rustix::process::Rlimit {
+            current: finite(soft),
+            maximum: finite(hard),
+        };
+        if now != new {
+            rustix::process::setrlimit(resource, new).map_err(|e| e.raw_os_error())?;
+        }
+    }
+    Ok(())
+}
+
+/// This process's file mode creation mask, read without changing it (the
+/// `Umask` line of `/proc/self/status`, Linux 4.7 on; `umask(2)` can only
+/// read it by setting it, which races with other threads creating files).
+pub(crate) fn umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(line.trim(), 8)
+        .ok()
+        .filter(|&m| m <= 0o777)
+}
+
+/// Sets this process's file mode creation mask.
+pub(crate) fn set_umask(mask: u32) {
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(mask & 0o777));
 }
 
 /// Points stdin, stdout and stderr at `/dev/null` (the fork server holds
