@@ -160,7 +160,7 @@ fn fork_one(
         answer(Answer::Failed { token, errno }, None);
         return None;
     }
-    let args = context.args;
+    let (args, limits) = (context.args, &context.limits);
     let server = std::process::id();
     // SAFETY: this process has a single thread (checked just above), or
     // two in a test binary, whose harness's main thread waits for this one
@@ -168,7 +168,13 @@ fn fork_one(
     // up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
-            let channel = become_worker(&request, server, parent, args, [channel, stdout, stderr]);
+            let from = Inherited {
+                server,
+                parent,
+                args,
+                limits,
+            };
+            let channel = become_worker(&request, from, [channel, stdout, stderr]);
             // Closed with every fd above the channel's.
             fds.into_iter().for_each(std::mem::forget);
             Some(channel)
@@ -200,11 +206,14 @@ const EINVAL: i32 = 22;
 /// What a worker inherits from the server rather than from its request:
 /// the environment and working directory, set in the server itself to the
 /// request's before it forks (almost always they are those of the last
-/// request: nothing to do), and where its command line lies.
+/// request: nothing to do), where its command line lies, and the server's
+/// resource limits (which it never changes: a child sets only those its
+/// request has otherwise).
 struct Context {
     env: Vec<Vec<u8>>,
     cwd: Vec<u8>,
     args: Option<sys::ArgArea>,
+    limits: Vec<[u64; 2]>,
 }
 
 impl Context {
@@ -213,6 +222,7 @@ impl Context {
             env: sys::environ_entries(),
             cwd: sys::cwd_bytes().unwrap_or_default(),
             args: sys::arg_area(),
+            limits: sys::resource_limits(),
         }
     }
 
@@ -244,18 +254,32 @@ impl Context {
     }
 }
 
-/// In a forked child (environment and working directory already the
-/// request's, see [`Context`]): takes the request's fds, resource limits,
-/// file mode creation mask and CPU affinity, leads a process group of its
-/// own, and dies with the server; returns the channel (made by `parent`,
-/// checked).
-fn become_worker(
-    request: &Request,
+/// What a forked child has from the server: the server's pid, its
+/// parent's (the pool's process), where its command line lies and its
+/// resource limits (see [`Context`]).
+struct Inherited<'a> {
     server: u32,
     parent: u32,
     args: Option<sys::ArgArea>,
+    limits: &'a [[u64; 2]],
+}
+
+/// In a forked child (environment and working directory already the
+/// request's, see [`Context`]): takes the request's fds, resource limits,
+/// file mode creation mask and CPU affinity, leads a process group of its
+/// own, and dies with the server; returns the channel (made by the
+/// parent, checked).
+fn become_worker(
+    request: &Request,
+    from: Inherited<'_>,
     [channel, stdout, stderr]: [&OwnedFd; 3],
 ) -> WorkerChannel {
+    let Inherited {
+        server,
+        parent,
+        args,
+        limits,
+    } = from;
     sys::die_with_parent(server);
     // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
     sys::lead_process_group();
@@ -264,7 +288,7 @@ fn become_worker(
     }
     // (The caller sends only limits the server's children can take: no
     // hard limit above the server's.)
-    if let Err(errno) = sys::set_resource_limits(&request.limits) {
+    if let Err(errno) = sys::set_resource_limits(&request.limits, limits) {
         super::refuse_start(&format!(
             "forked as a worker, but could not take its caller's resource limits (errno {errno})"
         ));

@@ -299,18 +299,18 @@ pub(crate) fn resource_limits() -> Vec<[u64; 2]> {
         .collect()
 }
 
-/// Sets this process's resource limits to `limits` (as
-/// [`resource_limits`] gives them) where they differ; the error number of
-/// the first that cannot be set (raising a hard limit takes privilege).
-pub(crate) fn set_resource_limits(limits: &[[u64; 2]]) -> Result<(), i32> {
+/// Sets this process's resource limits to `limits` where they differ from
+/// `current` (both as [`resource_limits`] gives them; `current`: what this
+/// process has); the error number of the first that cannot be set (raising
+/// a hard limit takes privilege).
+pub(crate) fn set_resource_limits(limits: &[[u64; 2]], current: &[[u64; 2]]) -> Result<(), i32> {
     let finite = |v: u64| (v != u64::MAX).then_some(v);
-    for (&resource, &[soft, hard]) in RESOURCES.iter().zip(limits) {
-        let now = rustix::process::getrlimit(resource);
-        let new = rustix::process::Rlimit {
-            current: finite(soft),
-            maximum: finite(hard),
-        };
-        if now != new {
+    for ((&resource, &[soft, hard]), now) in RESOURCES.iter().zip(limits).zip(current) {
+        if [soft, hard] != *now {
+            let new = rustix::process::Rlimit {
+                current: finite(soft),
+                maximum: finite(hard),
+            };
             rustix::process::setrlimit(resource, new).map_err(|e| e.raw_os_error())?;
         }
     }
@@ -321,8 +321,22 @@ pub(crate) fn set_resource_limits(limits: &[[u64; 2]]) -> Result<(), i32> {
 /// `Umask` line of `/proc/self/status`, Linux 4.7 on; `umask(2)` can only
 /// read it by setting it, which races with other threads creating files).
 pub(crate) fn umask() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    use std::io::Read;
+    // The line follows the `Name` one, at the start: the first bytes are
+    // enough, and reading only them costs less than the whole file.
+    let mut head = [0u8; 256];
+    let mut file = std::fs::File::open("/proc/self/status").ok()?;
+    let mut got = 0;
+    while got < head.len() {
+        match file.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head[..got]);
+    let line = text.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(line.trim(), 8)
         .ok()
         .filter(|&m| m <= 0o777)
