@@ -52,7 +52,9 @@ struct Server {
     /// turning into a service user, say) could not signal them.
     credentials: sys::Credentials,
     /// This process's resource limits at launch, and so the server's: a
-    /// forked worker can lower a hard limit, not raise it.
+    /// forked worker can lower a hard limit, not raise it. (Read just after
+    /// the spawn; no other thread can change them in between: the server
+    /// serves only a program that ran no thread before `init()`.)
     limits: Vec<[u64; 2]>,
     next_token: AtomicU64,
     state: Mutex<State>,
