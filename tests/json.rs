@@ -106,6 +106,9 @@ fn flatten_works_through_json() {
         Err(Error::Encode { what, message, .. }) => {
             assert_eq!(what, "arguments");
             assert!(message.contains("SequenceMustHaveLength"), "{message}");
+            // In words, with the way out.
+            assert!(message.contains("#[serde(flatten)]"), "{message}");
+            assert!(message.contains("procpool::Json<T>"), "{message}");
         }
         other => panic!("expected an encode error, got {other:?}"),
     }
@@ -131,6 +134,8 @@ fn untagged_enums_work_through_json() {
         Err(Error::Decode { what, message, .. }) => {
             assert_eq!(what, "arguments");
             assert!(message.contains("AnyNotSupported"), "{message}");
+            assert!(message.contains("deserialize_any"), "{message}");
+            assert!(message.contains("procpool::Json<T>"), "{message}");
         }
         other => panic!("expected a decode error, got {other:?}"),
     }
