@@ -35,10 +35,8 @@ impl Durations {
     /// together: each call counts as `elapsed / tasks.len()`. A run of calls
     /// of one task is looked up once.
     pub(crate) fn observe_batch(&mut self, tasks: &[&'static str], elapsed: Duration) {
-        let Ok(n) = u32::try_from(tasks.len().max(1)) else {
-            return;
-        };
-        let each = elapsed / n;
+        // (A batch holds at most `MAX_WINDOW` calls.)
+        let each = elapsed / tasks.len().max(1) as u32;
         let mut rest = tasks;
         while let Some(&task) = rest.first() {
             let run = rest
@@ -58,9 +56,7 @@ impl Durations {
         let steps = times.min(32);
         match self.mean(task) {
             Some(mean) => (0..steps).for_each(|_| *mean = (*mean * 3 + each) / 4),
-            None => {
-                self.means.push((task, each));
-            }
+            None => self.means.push((task, each)),
         }
     }
 

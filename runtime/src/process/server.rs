@@ -168,13 +168,8 @@ fn fork_one(
     // up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
-            let from = Inherited {
-                server,
-                parent,
-                args,
-                limits,
-            };
-            let channel = become_worker(&request, from, [channel, stdout, stderr]);
+            let channel =
+                become_worker(&request, server, parent, args, limits, [channel, stdout, stderr]);
             // Closed with every fd above the channel's.
             fds.into_iter().for_each(std::mem::forget);
             Some(channel)
@@ -254,32 +249,19 @@ impl Context {
     }
 }
 
-/// What a forked child has from the server: the server's pid, its
-/// parent's (the pool's process), where its command line lies and its
-/// resource limits (see [`Context`]).
-struct Inherited<'a> {
-    server: u32,
-    parent: u32,
-    args: Option<sys::ArgArea>,
-    limits: &'a [[u64; 2]],
-}
-
 /// In a forked child (environment and working directory already the
 /// request's, see [`Context`]): takes the request's fds, resource limits,
 /// file mode creation mask and CPU affinity, leads a process group of its
-/// own, and dies with the server; returns the channel (made by the
-/// parent, checked).
+/// own, and dies with the server; returns the channel (made by `parent`,
+/// checked). `limits`: the server's (see [`Context`]).
 fn become_worker(
     request: &Request,
-    from: Inherited<'_>,
+    server: u32,
+    parent: u32,
+    args: Option<sys::ArgArea>,
+    limits: &[[u64; 2]],
     [channel, stdout, stderr]: [&OwnedFd; 3],
 ) -> WorkerChannel {
-    let Inherited {
-        server,
-        parent,
-        args,
-        limits,
-    } = from;
     sys::die_with_parent(server);
     // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
     sys::lead_process_group();
