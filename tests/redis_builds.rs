@@ -77,3 +77,31 @@ fn a_caller_of_another_build_never_reaches_the_nodes() {
     assert!(!node.name.is_empty());
     let _ = only_here();
 }
+
+#[test]
+fn nodes_of_another_queue_are_never_named_whatever_the_queue_names_hold() {
+    let server = RedisServer::start();
+    // Another build's node on queue "images-big", and on "images:big":
+    // neither serves a caller's queue "images*" (a glob to SCAN) or "images".
+    let _glob_target = NodeProc::code(&server.url(), &[("queue", "images-big")], &[]);
+    let _colon = NodeProc::code(&server.url(), &[("queue", "images:big")], &[]);
+    for queue in ["images*", "images-?ig", "images"] {
+        let pool = Pool::builder()
+            .redis(&server.url())
+            .queue(queue)
+            .node_wait(Duration::from_secs(2))
+            .build()
+            .unwrap();
+        match apply_square(&pool, 3) {
+            Err(Error::Broker {
+                reason: BrokerReason::NoNode,
+                message,
+                ..
+            }) => assert!(
+                message.contains("never ran") && !message.contains("other builds"),
+                "queue {queue:?}: {message}"
+            ),
+            other => panic!("queue {queue:?}: {other:?}"),
+        }
+    }
+}

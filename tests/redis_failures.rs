@@ -114,6 +114,47 @@ fn redeliver_runs_a_lost_call_again_then_gives_up() {
     assert!(matches!(r.get(), Err(Error::NodeLost { .. })));
 }
 
+#[test]
+fn a_lost_call_queued_again_that_no_node_takes_is_node_lost_not_never_run() {
+    let server = RedisServer::start();
+    let mut victim = single(&server);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .node_wait(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let ran = apply_async_mark(&pool, file.clone(), "ran".into(), 30_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    // The one worker is busy and claims nothing ahead: this one waits.
+    let waiting = apply_async_mark(&pool, file.clone(), "waiting".into(), 10);
+    victim.kill9();
+    // The first goes back to the queue (one redelivery), and no node comes
+    // for either: after node_wait, the one that ran is lost with its node,
+    // the other never ran.
+    match ran.get() {
+        Err(Error::NodeLost { task, node }) => {
+            assert_eq!(task, "t/mark");
+            assert_eq!(node, victim.name);
+        }
+        other => panic!("{other:?}"),
+    }
+    match waiting.get() {
+        Err(Error::Broker {
+            reason: procpool::BrokerReason::NoNode,
+            message,
+            ..
+        }) => assert!(message.contains("never ran"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(marks(&file, "start").len(), 1);
+    assert_eq!(server.queued(), 0, "both left Redis");
+}
+
 /// Entries claimed by some node and not yet settled (the group's pending
 /// count).
 fn pending(server: &RedisServer) -> i64 {

@@ -39,3 +39,40 @@ fn without_the_feature_a_redis_pool_says_which_feature_it_needs() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_settings_the_broker_cannot_carry_are_refused_at_build() {
+    // Checked before any connection: no server is needed.
+    let url = "redis://127.0.0.1:1/0";
+    let refused = |builder: procpool::PoolBuilder| match builder.build() {
+        Err(Error::Config { message }) => message,
+        Ok(_) => panic!("built"),
+        Err(other) => panic!("{other:?}"),
+    };
+    let message = refused(Pool::builder().redis(url).max_frame_bytes(1 << 30));
+    assert!(message.contains("512 MiB"), "{message}");
+    let message = refused(Pool::builder().redis(url).queue(""));
+    assert!(message.contains("empty"), "{message}");
+    let message = refused(Pool::builder().redis(url).queue("a}b"));
+    assert!(message.contains("brace"), "{message}");
+    let node = procpool::Node::builder()
+        .redis(url)
+        .queue("{x}")
+        .pool(Pool::builder().max_frame_bytes(1 << 20))
+        .start();
+    match node {
+        Err(Error::Config { message }) => assert!(message.contains("brace"), "{message}"),
+        Ok(_) => panic!("started"),
+        Err(other) => panic!("{other:?}"),
+    }
+    let node = procpool::Node::builder()
+        .redis(url)
+        .pool(Pool::builder().max_frame_bytes(600 << 20))
+        .start();
+    match node {
+        Err(Error::Config { message }) => assert!(message.contains("512 MiB"), "{message}"),
+        Ok(_) => panic!("started"),
+        Err(other) => panic!("{other:?}"),
+    }
+}

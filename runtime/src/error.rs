@@ -358,7 +358,9 @@ pub enum BrokerReason {
     /// No node of this program's build served the queue for the pool's
     /// `node_wait` (nodes of another build may serve it: callers and nodes
     /// must be built from the same code). The call never ran: it was
-    /// removed from Redis.
+    /// removed from Redis. (A call queued again after its node died
+    /// running it, by `redeliver`, fails with [`Error::NodeLost`] instead:
+    /// it may have run there.)
     NoNode,
 }
 

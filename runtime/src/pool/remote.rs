@@ -24,6 +24,31 @@ pub(crate) const CALLER_TTL: Duration = Duration::from_secs(30);
 /// one over 512 MB), so calls stay below the local default of 4 GiB.
 #[cfg(feature = "redis")]
 pub(crate) const REMOTE_MAX_FRAME: usize = 256 << 20;
+/// The largest value Redis takes (its `proto-max-bulk-len`, 512 MiB by
+/// default): the highest `max_frame_bytes` a pool with `redis()`, or a
+/// node, accepts.
+#[cfg(feature = "redis")]
+const REDIS_MAX_VALUE: usize = 512 << 20;
+
+/// Refuses Redis settings the broker cannot carry: a queue name the keys
+/// cannot hold, a frame limit over the largest value Redis takes (such a
+/// call would reach Redis only to have its connection cut).
+#[cfg(feature = "redis")]
+fn check_remote(queue: &str, max_frame: usize) -> Result<(), Error> {
+    crate::redis::check_queue(queue).map_err(|why| Error::Config {
+        message: format!("queue(): {why}"),
+    })?;
+    if max_frame > REDIS_MAX_VALUE {
+        return Err(Error::Config {
+            message: format!(
+                "max_frame_bytes({max_frame}) with redis(): Redis refuses a value over \
+                 {REDIS_MAX_VALUE} bytes (512 MiB, its proto-max-bulk-len), so no call or \
+                 result can be larger (the default is 256 MiB)"
+            ),
+        });
+    }
+    Ok(())
+}
 /// How long calls wait for a node of their build by default.
 pub(crate) const NODE_WAIT: Duration = Duration::from_secs(60);
 /// How long operations retry an unreachable Redis by default.
@@ -46,6 +71,15 @@ impl PoolBuilder {
     pub(crate) fn remote_max_frame(mut self) -> Self {
         self.max_frame.get_or_insert(REMOTE_MAX_FRAME);
         self
+    }
+
+    /// [`remote_max_frame`](Self::remote_max_frame), and the settings a
+    /// node on `queue` needs checked before it starts anything.
+    #[cfg(feature = "redis")]
+    pub(crate) fn remote_checked(self, queue: &str) -> Result<Self, Error> {
+        let builder = self.remote_max_frame();
+        check_remote(queue, builder.max_frame.unwrap_or(REMOTE_MAX_FRAME))?;
+        Ok(builder)
     }
 
     /// Whether `redis()` was called.
@@ -104,8 +138,10 @@ impl PoolBuilder {
         self
     }
 
-    /// The queue the calls go to (default `"procpool"`); nodes serve the
-    /// queue named by `PROCPOOL_QUEUE` (or `procpool::NodeBuilder::queue`).
+    /// The queue the calls go to (default `"procpool"`; any name but an
+    /// empty one or one with a brace, which Redis keys use as their hash
+    /// tag: [`build`](Self::build) refuses those); nodes serve the queue
+    /// named by `PROCPOOL_QUEUE` (or `procpool::NodeBuilder::queue`).
     /// Like every Redis setting, it may come before or after
     /// [`redis`](Self::redis), but [`build`](Self::build) refuses it
     /// without `redis` ([`Error::Config`]).
@@ -128,7 +164,13 @@ impl PoolBuilder {
     /// Runs a call again, up to `n` times, when the node that held it is
     /// lost (at-least-once, for idempotent tasks). The default, 0, runs a
     /// call at most once, as a local pool does: a lost node's call fails
-    /// with [`Error::NodeLost`]. Only with [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
+    /// with [`Error::NodeLost`], and so does a call queued again that no
+    /// node takes within [`node_wait`](Self::node_wait). Only a whole
+    /// node's loss (death, or cut off from Redis) is redelivered: a task
+    /// whose own worker process dies (it exits, or is killed by a signal,
+    /// the OOM killer's included) fails with [`Error::WorkerDied`] and is
+    /// not run again, where Celery's `task_reject_on_worker_lost` would
+    /// queue it again. Only with [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -245,6 +287,7 @@ impl PoolBuilder {
                 message: "redis() needs a URL, e.g. redis://127.0.0.1:6379/0".into(),
             });
         }
+        check_remote(&remote.queue, config.max_frame)?;
         if remote.max_in_flight == 0 {
             return Err(Error::Config {
                 message: "max_in_flight must be at least 1".into(),

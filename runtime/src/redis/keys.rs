@@ -68,6 +68,47 @@ impl Keys {
     }
 }
 
+/// Refuses a queue name the key layout cannot hold: an empty one, or one
+/// with a brace (it would end the hash tag `{Q:B}` early, and Redis Cluster
+/// would scatter the queue's keys over slots).
+pub(crate) fn check_queue(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the queue name is empty".into());
+    }
+    if name.contains(['{', '}']) {
+        return Err(format!(
+            "the queue name {name:?} holds a brace, which Redis keys use as their hash tag"
+        ));
+    }
+    Ok(())
+}
+
+/// A `SCAN MATCH` pattern for the member hashes of every build of `queue`
+/// (the name's glob characters escaped: a queue `a*` matches no other).
+pub(crate) fn members_of_every_build(queue: &str) -> String {
+    let mut pattern = String::from("pp:{");
+    for c in queue.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(":*}:members");
+    pattern
+}
+
+/// The build whose member hash of `queue` `key` is; `None` for a key of
+/// another queue (whose name begins with this one's and a colon) or any
+/// other key.
+pub(crate) fn build_of_members_key<'k>(queue: &str, key: &'k str) -> Option<&'k str> {
+    let build = key
+        .strip_prefix("pp:{")?
+        .strip_prefix(queue)?
+        .strip_prefix(':')?
+        .strip_suffix("}:members")?;
+    (!build.is_empty() && !build.contains([':', '{', '}'])).then_some(build)
+}
+
 /// This program's build id: FNV-1a 64 over the sorted `name \0 fingerprint`
 /// lines of its task registry, as 16 hex digits.
 ///
@@ -113,5 +154,32 @@ mod tests {
         let k = Keys::new("q", "0123");
         assert_eq!(k.tasks(), "pp:{q:0123}:tasks");
         assert_eq!(k.results("c1@h:9"), "pp:{q:0123}:res:c1@h:9");
+    }
+
+    #[test]
+    fn a_queue_name_without_braces_is_accepted() {
+        assert!(check_queue("thumbnails").is_ok());
+        assert!(check_queue("images*:big?").is_ok());
+        assert!(check_queue("").is_err());
+        let err = check_queue("a}b").unwrap_err();
+        assert!(err.contains("brace"), "{err}");
+        assert!(check_queue("{a").is_err());
+    }
+
+    #[test]
+    fn other_builds_are_found_on_this_queue_only() {
+        assert_eq!(members_of_every_build("q"), "pp:{q:*}:members");
+        assert_eq!(
+            members_of_every_build(r"im[a]ge*?\"),
+            r"pp:{im\[a\]ge\*\?\\:*}:members"
+        );
+        let key = Keys::new("q", "00ff").members();
+        assert_eq!(build_of_members_key("q", &key), Some("00ff"));
+        // A queue whose name begins with this one's and a colon is another.
+        let longer = Keys::new("q:big", "00ff").members();
+        assert_eq!(build_of_members_key("q", &longer), None);
+        assert_eq!(build_of_members_key("q:big", &longer), Some("00ff"));
+        assert_eq!(build_of_members_key("q", &Keys::new("q", "00ff").tasks()), None);
+        assert_eq!(build_of_members_key("q", "pp:{q:}:members"), None);
     }
 }

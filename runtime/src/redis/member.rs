@@ -297,7 +297,8 @@ fn reap_round(
 
 /// One step of deleting `caller`'s entries that no node has claimed
 /// (`terminate.lua`), from `cursor` (`-` to begin): the next cursor (empty
-/// when done), then the seqs of the entries deleted. With `unregister`, it
+/// when done), then the seqs of the entries deleted (`seq:node` for one
+/// queued again after `node` died running it). With `unregister`, it
 /// first unregisters the caller and tells the nodes to stop its calls.
 pub(crate) fn remove_unclaimed_step(
     con: &mut Connection,

@@ -38,7 +38,7 @@ mod scripts;
 
 pub(crate) use caller::RedisDispatcher;
 pub(crate) use env::serve_from_env;
-pub(crate) use keys::build_id;
+pub(crate) use keys::{build_id, check_queue};
 pub use node::{Node, NodeBuilder};
 
 /// Shows a broker's settings without the URL's password.

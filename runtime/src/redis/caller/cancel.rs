@@ -80,10 +80,10 @@ pub(super) fn cancel_queued(inner: &Inner) -> usize {
         settle_cancelled_queued(q);
     }
     match remove_unclaimed(inner, false) {
-        Ok(seqs) => {
+        Ok(removed) => {
             let taken: Vec<Flight> = {
                 let mut st = inner.lock();
-                let t = seqs.iter().filter_map(|s| st.take(*s)).collect();
+                let t = removed.iter().filter_map(|r| st.take(r.seq)).collect();
                 inner.wake(&st);
                 t
             };
@@ -95,13 +95,35 @@ pub(super) fn cancel_queued(inner: &Inner) -> usize {
     count
 }
 
+/// A call [`remove_unclaimed`] took out of Redis before any node claimed it.
+pub(super) struct Unclaimed {
+    pub(super) seq: u64,
+    /// The node that died running it, if it was queued again for that (a
+    /// redelivery): it may have run there, in part or whole.
+    pub(super) lost_on: Option<String>,
+}
+
+impl Unclaimed {
+    /// Reads one of `terminate.lua`'s answers: `seq`, or `seq:node`.
+    fn parse(text: &str) -> Option<Unclaimed> {
+        let (seq, lost_on) = match text.split_once(':') {
+            Some((seq, node)) => (seq, Some(node.to_string())),
+            None => (text, None),
+        };
+        Some(Unclaimed {
+            seq: seq.parse().ok()?,
+            lost_on,
+        })
+    }
+}
+
 /// Deletes this caller's entries that no node has claimed (`terminate.lua`)
-/// and returns their seqs. With `terminate`, first unregisters the caller
-/// and tells the nodes to stop its running calls.
-pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<u64>, BrokerError> {
+/// and returns them. With `terminate`, first unregisters the caller and
+/// tells the nodes to stop its running calls.
+pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<Unclaimed>, BrokerError> {
     let mut cursor = "-".to_string();
     let mut first = terminate;
-    let mut seqs = Vec::new();
+    let mut removed = Vec::new();
     loop {
         let out = with_control(inner, "remove queued calls", |con| {
             member::remove_unclaimed_step(con, &inner.keys, &inner.name, first, &cursor)
@@ -109,9 +131,9 @@ pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<u64
         first = false;
         let mut out = out.into_iter();
         let next = out.next().unwrap_or_default();
-        seqs.extend(out.filter_map(|s| s.parse::<u64>().ok()));
+        removed.extend(out.filter_map(|s| Unclaimed::parse(&s)));
         if next.is_empty() {
-            return Ok(seqs);
+            return Ok(removed);
         }
         cursor = next;
     }

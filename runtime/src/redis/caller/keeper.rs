@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::conn::Conn;
+use super::super::keys;
 use super::super::member;
 use super::cancel::remove_unclaimed;
 use super::state::{for_task, Inner, Queued};
@@ -85,7 +86,9 @@ fn check_nodes(inner: &Inner, conn: &mut Conn, no_node_since: &mut Option<Instan
 }
 
 /// Removes the calls no node has taken from Redis and fails them (and the
-/// calls waiting here) with `NoNode`.
+/// calls waiting here) with `NoNode`; a call queued again after its node
+/// died running it (a redelivery) fails with `NodeLost` instead: it never
+/// ran again, but it may have run there.
 fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
     let others = other_builds(inner, conn);
     let mut message = format!(
@@ -115,17 +118,27 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
         let e = for_task(&error, q.call.name());
         q.promise.complete(Err(e));
     }
-    if let Ok(seqs) = remove_unclaimed(inner, false) {
-        inner.fail_flight(Some(&seqs), |task| for_task(&error, task));
+    if let Ok(removed) = remove_unclaimed(inner, false) {
+        let (lost, never): (Vec<_>, Vec<_>) = removed.into_iter().partition(|r| r.lost_on.is_some());
+        let never: Vec<u64> = never.iter().map(|r| r.seq).collect();
+        inner.fail_flight(Some(&never), |task| for_task(&error, task));
+        for r in lost {
+            let node = r.lost_on.unwrap_or_default();
+            inner.fail_flight(Some(&[r.seq]), |task| Error::NodeLost {
+                task: task.to_string(),
+                node: node.clone(),
+            });
+        }
     }
 }
 
 /// The builds whose nodes serve this queue, other than this one.
 fn other_builds(inner: &Inner, conn: &mut Conn) -> Vec<String> {
-    let pattern = format!("pp:{{{}:*}}:members", inner.cfg.broker.queue);
+    let queue = &inner.cfg.broker.queue;
+    let pattern = keys::members_of_every_build(queue);
     let found = conn.run("look for other builds", |con| {
         let mut cursor = 0u64;
-        let mut keys = Vec::new();
+        let mut names = Vec::new();
         loop {
             let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
@@ -134,18 +147,22 @@ fn other_builds(inner: &Inner, conn: &mut Conn) -> Vec<String> {
                 .arg("COUNT")
                 .arg(1000)
                 .query(con)?;
-            keys.extend(batch);
-            if next == 0 || keys.len() > 100 {
+            names.extend(batch);
+            if next == 0 || names.len() > 100 {
                 break;
             }
             cursor = next;
         }
         let mut builds = Vec::new();
-        for key in keys {
+        for key in names {
+            let Some(build) = keys::build_of_members_key(queue, &key) else {
+                continue;
+            };
+            if build == inner.cfg.broker.build {
+                continue;
+            }
             let kinds: Vec<String> = redis::cmd("HVALS").arg(&key).query(con)?;
-            let build = key.rsplit_once(':').map_or("", |(head, _)| head);
-            let build = build.rsplit_once(':').map_or("", |(_, b)| b).trim_end_matches('}');
-            if kinds.iter().any(|k| k == "node") && build != inner.cfg.broker.build {
+            if kinds.iter().any(|k| k == "node") {
                 builds.push(build.to_string());
             }
         }

@@ -260,10 +260,10 @@ impl Dispatcher for RedisDispatcher {
             f.promise.complete(Err(Error::Terminated { task }));
         }
         match cancel::remove_unclaimed(&self.inner, true) {
-            Ok(seqs) => log::debug!(
+            Ok(removed) => log::debug!(
                 target: "procpool",
                 "terminate: {} queued calls removed from Redis",
-                seqs.len()
+                removed.len()
             ),
             Err(e) => log::warn!(target: "procpool", "terminate could not reach Redis: {e}"),
         }

@@ -1,7 +1,7 @@
 -- REAP: declares dead every group consumer whose heartbeat key has expired
 -- and settles up to `limit` of its pending entries: added again with one
--- redelivery fewer if it has any left, otherwise answered NodeLost (status
--- `l`); an entry whose caller is no longer registered is just dropped
+-- redelivery fewer if it has any left (and the dead node's name as `l`:
+-- the call may have run there), otherwise answered NodeLost (status `l`); an entry whose caller is no longer registered is just dropped
 -- (terminated or dead, it waits for nothing). Then forgets members without
 -- heartbeat: a caller's result stream, high-water mark and registration go, and nodes are told to stop its calls
 -- (its entries no node has claimed are deleted next, by the reaper, through
@@ -52,7 +52,8 @@ for _, c in ipairs(consumers) do
           and redis.call('HGET', members, h['c']) == 'caller'
         if r > 0 and whole and registered then
           redis.call('XADD', tasks, '*', 'c', h['c'], 'i', h['i'], 't', h['t'],
-            'f', h['f'], 'k', h['k'], 'r', tostring(r - 1), 'o', h['o'] or '', 'a', h['a'])
+            'f', h['f'], 'k', h['k'], 'r', tostring(r - 1), 'o', h['o'] or '', 'a', h['a'],
+            'l', name)
           requeued = requeued + 1
         elseif registered and type(h['i']) == 'string' then
           redis.call('XADD', prefix .. 'res:' .. h['c'], '*', 'i', h['i'],

@@ -4,7 +4,9 @@
 -- first unregisters the caller (so every later outcome for it is dropped),
 -- deletes its result stream and heartbeat, and tells the nodes to stop its
 -- calls; with `first` = 0 it only deletes (close_and_cancel).
--- Returns {next cursor, or "" when done, seqs of the deleted entries...}.
+-- Returns {next cursor, or "" when done, seqs of the deleted entries...},
+-- a seq as `seq:node` for an entry queued again after `node` was lost
+-- while running it (see reap.lua).
 --
 -- KEYS: tasks, members, ctl, results, alive. ARGV: group, caller, first,
 -- cursor, count. (tell.lua comes first.)
@@ -33,13 +35,18 @@ if cursor == '-' or before(cursor, ldi) then cursor = ldi end
 local entries = redis.call('XRANGE', tasks, '(' .. cursor, '+', 'COUNT', count)
 local out = {''}
 for _, e in ipairs(entries) do
-  local f, c, i = e[2], nil, nil
+  local f, c, i, l = e[2], nil, nil, nil
   for k = 1, #f, 2 do
-    if f[k] == 'c' then c = f[k + 1] elseif f[k] == 'i' then i = f[k + 1] end
+    if f[k] == 'c' then c = f[k + 1] elseif f[k] == 'i' then i = f[k + 1]
+    elseif f[k] == 'l' then l = f[k + 1] end
   end
   if c == caller then
     redis.call('XDEL', tasks, e[1])
-    out[#out + 1] = i
+    if type(l) == 'string' and type(i) == 'string' then
+      out[#out + 1] = i .. ':' .. l
+    else
+      out[#out + 1] = i
+    end
   end
 end
 if #entries == count then out[1] = entries[#entries][1] end
