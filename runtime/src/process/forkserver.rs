@@ -113,9 +113,16 @@ pub(crate) fn launch(exe: &std::path::Path, argv: &[&std::ffi::OsStr]) {
     }
 }
 
+/// This process's fork server: `None` if none was launched, or in a copy
+/// of the launcher made by `fork` (the server answers its launcher only:
+/// reading its socket here would take the launcher's answers).
+fn ours() -> Option<&'static Server> {
+    SERVER.get().filter(|s| s.launcher == std::process::id())
+}
+
 /// The server's socket, for the death watch to read (see [`on_readable`]).
 pub(crate) fn socket() -> Option<BorrowedFd<'static>> {
-    SERVER.get().map(|server| server.sock.as_fd())
+    ours().map(|server| server.sock.as_fd())
 }
 
 impl Server {
@@ -142,7 +149,7 @@ impl Server {
 /// The death watch: reads everything the server has said. Returns whether
 /// to keep watching its socket (not once the server is gone).
 pub(crate) fn on_readable() -> bool {
-    let Some(server) = SERVER.get() else {
+    let Some(server) = ours() else {
         return false;
     };
     let mut buf = [0u8; 1024];
@@ -194,7 +201,7 @@ fn take(server: &Server, answer: Answer, pidfd: Option<OwnedFd>) {
 /// refusal, the server's death, no answer): spawn on a fresh channel, as a
 /// child the server forked before it failed may have written to this one.
 pub(crate) fn fork_worker(channel: BorrowedFd<'_>, index: usize) -> io::Result<Option<Forked>> {
-    let Some(server) = SERVER.get().filter(|s| s.launcher == std::process::id()) else {
+    let Some(server) = ours() else {
         return Ok(None);
     };
     if sys::credentials() != server.credentials {
@@ -308,7 +315,7 @@ fn wait_up(server: &Server) -> bool {
 /// (or none was launched), else whether it is up. Reads what it said so
 /// far. For tests, through `__private`.
 pub(crate) fn serves() -> Option<bool> {
-    let server = SERVER.get()?;
+    let server = ours()?;
     on_readable();
     let up = server.lock().up.as_ref().map(|up| up.is_ok());
     up
@@ -317,7 +324,7 @@ pub(crate) fn serves() -> Option<bool> {
 /// The raw wait status the server relayed for worker `token`, which has
 /// ended (waiting briefly for the relay); `None` if it never comes.
 pub(crate) fn exit_status(token: u64) -> Option<i32> {
-    let server = SERVER.get()?;
+    let server = ours()?;
     let deadline = Instant::now() + STATUS_WAIT;
     let mut state = server.lock();
     loop {
@@ -339,7 +346,7 @@ pub(crate) fn exit_status(token: u64) -> Option<i32> {
 
 /// Worker `token`'s status will not be asked for (its link is gone).
 pub(crate) fn forget(token: u64) {
-    if let Some(server) = SERVER.get() {
+    if let Some(server) = ours() {
         let mut state = server.lock();
         if state.exited.remove(&token).is_none() {
             state.abandoned.insert(token);

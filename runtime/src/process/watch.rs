@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use super::forkserver;
 use crate::shm;
@@ -25,6 +25,9 @@ struct Entry {
 }
 
 struct DeathWatch {
+    /// The process it watches for: a copy made by `fork` has the memory
+    /// of its parent's watch but not its thread, and shares its epoll set.
+    pid: u32,
     epoll: Epoll,
     entries: Mutex<HashMap<u64, Entry>>,
     next: AtomicU64,
@@ -32,13 +35,15 @@ struct DeathWatch {
 
 /// A worker being watched; dropping it stops the watch.
 pub(super) struct Watched {
+    watch: &'static DeathWatch,
     token: u64,
 }
 
 impl Drop for Watched {
     fn drop(&mut self) {
-        if let Ok(watch) = the_watch() {
-            watch.forget(self.token);
+        // (In a copy made by `fork`, the epoll set is the parent's: leave it.)
+        if self.watch.pid == std::process::id() {
+            self.watch.forget(self.token);
         }
     }
 }
@@ -56,7 +61,7 @@ pub(super) fn watch(
     let mut entries = watch.lock();
     watch.epoll.add(pidfd.as_fd(), token)?;
     entries.insert(token, Entry { pidfd, dead, map });
-    Ok(Watched { token })
+    Ok(Watched { watch, token })
 }
 
 /// The token of the fork server's socket (workers' start at 1).
@@ -68,27 +73,34 @@ pub(super) fn start() -> io::Result<()> {
 }
 
 /// The process's death watch, started on first use. It also reads the fork
-/// server's socket, if there is one (launched before any pool).
+/// server's socket, if there is one (launched before any pool). A process
+/// made by `fork` after its parent's watch started starts its own: the
+/// parent's thread did not come along.
 fn the_watch() -> io::Result<&'static DeathWatch> {
-    static WATCH: OnceLock<Result<&'static DeathWatch, String>> = OnceLock::new();
-    WATCH
-        .get_or_init(|| {
-            let watch: &'static DeathWatch = Box::leak(Box::new(DeathWatch {
-                epoll: Epoll::new().map_err(|e| e.to_string())?,
-                entries: Mutex::default(),
-                next: AtomicU64::new(SERVER + 1),
-            }));
-            if let Some(server) = forkserver::socket() {
-                watch.epoll.add(server, SERVER).map_err(|e| e.to_string())?;
-            }
-            std::thread::Builder::new()
-                .name("procpool-death-watch".into())
-                .spawn(move || watch.run())
-                .map_err(|e| e.to_string())?;
-            Ok(watch)
-        })
-        .clone()
-        .map_err(|e| io::Error::other(format!("the death watch could not start: {e}")))
+    static WATCH: Mutex<Option<&'static DeathWatch>> = Mutex::new(None);
+    let mut current = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if let Some(watch) = *current {
+        if watch.pid == pid {
+            return Ok(watch);
+        }
+    }
+    let failed = |e: io::Error| io::Error::other(format!("the death watch could not start: {e}"));
+    let watch: &'static DeathWatch = Box::leak(Box::new(DeathWatch {
+        pid,
+        epoll: Epoll::new().map_err(failed)?,
+        entries: Mutex::default(),
+        next: AtomicU64::new(SERVER + 1),
+    }));
+    if let Some(server) = forkserver::socket() {
+        watch.epoll.add(server, SERVER).map_err(failed)?;
+    }
+    std::thread::Builder::new()
+        .name("procpool-death-watch".into())
+        .spawn(move || watch.run())
+        .map_err(failed)?;
+    *current = Some(watch);
+    Ok(watch)
 }
 
 impl DeathWatch {
