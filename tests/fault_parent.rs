@@ -125,6 +125,36 @@ fn workers_are_forked_unless_the_program_is_threaded_at_init_or_opts_out() {
     assert_no_children();
 }
 
+#[test]
+fn workers_are_forked_under_a_tight_limit_of_open_files() {
+    let _serial = serial();
+    // The whole program (and so its fork server) may open 20 files: a
+    // forked worker sets up its descriptors within them.
+    let mut helper = Command::new(HELPER);
+    helper.arg("origins");
+    // SAFETY: only setrlimit, async-signal-safe, between fork and exec.
+    unsafe {
+        helper.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 20,
+                rlim_max: 20,
+            };
+            match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let out = helper.output().unwrap();
+    assert!(
+        out.status.success(),
+        "helper failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "forked forked");
+    assert_no_children();
+}
+
 /// A program whose logger prints procpool's warnings: 20 rounds of
 /// `max_tasks_per_child(1)` ended by `terminate()`, which often finds a
 /// worker retiring. Killing it then is part of the terminate, not an unclean

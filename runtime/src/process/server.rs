@@ -265,7 +265,11 @@ fn become_worker(
     sys::die_with_parent(server);
     // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
     sys::lead_process_group();
-    if sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()).is_err() {
+    if let Err(e) = sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd())
+    {
+        // Said on the caller's stderr, which may not be at 2 yet.
+        let why = format!("procpool: a forked worker could not set up its descriptors: {e}\n");
+        sys::say(stderr.as_fd(), &why);
         sys::exit_immediately(EXIT_NOT_A_WORKER);
     }
     // (The caller sends only limits the server's children can take: no

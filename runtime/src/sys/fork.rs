@@ -193,10 +193,12 @@ pub(crate) fn set_up_child(
     stdout: BorrowedFd<'_>,
     stderr: BorrowedFd<'_>,
 ) -> io::Result<()> {
-    // Out of the way first: a source may sit on a target number.
+    // Out of the way first: a source may sit on a target number (copies go
+    // above the highest target, as low as they can: a tight limit of open
+    // files leaves few numbers).
     let high: Vec<OwnedFd> = [channel, stdout, stderr]
         .iter()
-        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, at + 16))
+        .map(|fd| rustix::io::fcntl_dupfd_cloexec(fd, at.max(2) + 1))
         .collect::<Result<_, _>>()?;
     for (fd, target) in high.iter().zip([at, 1, 2]) {
         // SAFETY: dup2 onto a number this process owns (stdio, or the
@@ -216,6 +218,11 @@ pub(crate) fn set_up_child(
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
     Ok(())
+}
+
+/// Writes `text` to `fd` as best it can (a last word before an exit).
+pub(crate) fn say(fd: BorrowedFd<'_>, text: &str) {
+    let _ = rustix::io::write(fd, text.as_bytes());
 }
 
 /// In a forked worker: makes it the leader of a process group of its own
