@@ -56,23 +56,20 @@ fn redis_settings_the_broker_cannot_carry_are_refused_at_build() {
     assert!(message.contains("empty"), "{message}");
     let message = refused(Pool::builder().redis(url).queue("a}b"));
     assert!(message.contains("brace"), "{message}");
-    let node = procpool::Node::builder()
-        .redis(url)
-        .queue("{x}")
-        .pool(Pool::builder().max_frame_bytes(1 << 20))
-        .start();
-    match node {
-        Err(Error::Config { message }) => assert!(message.contains("brace"), "{message}"),
+    let node_refused = |node: procpool::NodeBuilder| match node.start() {
+        Err(Error::Config { message }) => message,
         Ok(_) => panic!("started"),
         Err(other) => panic!("{other:?}"),
-    }
-    let node = procpool::Node::builder()
-        .redis(url)
-        .pool(Pool::builder().max_frame_bytes(600 << 20))
-        .start();
-    match node {
-        Err(Error::Config { message }) => assert!(message.contains("512 MiB"), "{message}"),
-        Ok(_) => panic!("started"),
-        Err(other) => panic!("{other:?}"),
-    }
+    };
+    let small = || Pool::builder().max_frame_bytes(1 << 20);
+    let message = node_refused(
+        procpool::Node::builder()
+            .redis(url)
+            .queue("{x}")
+            .pool(small()),
+    );
+    assert!(message.contains("brace"), "{message}");
+    let large = Pool::builder().max_frame_bytes(600 << 20);
+    let message = node_refused(procpool::Node::builder().redis(url).pool(large));
+    assert!(message.contains("512 MiB"), "{message}");
 }
