@@ -48,8 +48,9 @@ pub enum CancelOutcome {
     /// off from Redis) kills it when it can, so the call may have run to
     /// its end meanwhile; its result is `Cancelled` all the same.
     Stopped,
-    /// It had already finished (successfully or not): nothing changed and its
-    /// result is kept.
+    /// It had already finished (successfully or not) before any cancel:
+    /// nothing changed and its result is kept. (A second cancel answers
+    /// what the first did.)
     Finished,
 }
 

@@ -344,12 +344,11 @@ impl<T> AsyncResult<T> {
     /// [`Finished`](CancelOutcome::Finished)). A result that is already there
     /// is kept. Returns at once, saying which of these happened; the result
     /// arrives shortly after (a stopped worker's death is seen within a
-    /// millisecond or so). Cancelling again changes nothing: once the
-    /// result is there (`Cancelled` included) it says
-    /// [`Finished`](CancelOutcome::Finished), and before a stopped worker's
-    /// death is seen, [`Stopped`](CancelOutcome::Stopped) again. A time
-    /// limit that ends the task in the same instant may win: the outcome is
-    /// then `Stopped` and the result [`Error::Timeout`].
+    /// millisecond or so). Cancelling again changes nothing and answers
+    /// what the first cancel did (as Python's `Future.cancel()` answers
+    /// `True` again). A time limit that ends the task in the same instant
+    /// may win: the outcome is then [`Stopped`](CancelOutcome::Stopped) and
+    /// the result [`Error::Timeout`].
     ///
     /// For a `map_async_<fn>`, every chunk is cancelled: the result is
     /// `Err(Cancelled)` unless every chunk had already finished; the outcome
@@ -376,10 +375,7 @@ impl<T> AsyncResult<T> {
     /// }
     /// ```
     pub fn cancel(&self) -> CancelOutcome {
-        if self.ready() {
-            return CancelOutcome::Finished;
-        }
-        self.cell.cancel_target().cancel()
+        self.cell.cancel(|| self.ready())
     }
 
     /// The registered name of the task.

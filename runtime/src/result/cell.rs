@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use super::{ErasedDecoder, Hub, Listener, Outcome};
 use crate::callbacks;
-use crate::cancel::CancelTarget;
+use crate::cancel::{CancelOutcome, CancelTarget};
 use crate::task::TaskInfo;
 
 /// Where a task's outcome lands (see the module's documentation). Kept
@@ -95,6 +95,9 @@ struct Extra {
     parts: Option<Arc<[CancelTarget]>>,
     /// How a map's result decodes its outcome (see `super::pending_with`).
     decoder: Option<ErasedDecoder>,
+    /// What the first cancel that found the task queued or running did:
+    /// every later cancel answers the same.
+    cancelled: Option<CancelOutcome>,
 }
 
 impl CellState {
@@ -193,6 +196,24 @@ impl ResultCell {
             return None;
         }
         self.lock().extra.as_ref().and_then(|e| e.decoder)
+    }
+
+    /// Cancels what this result stands for, once: a later cancel answers
+    /// what the first did (`NotStarted` or `Stopped`), or `Finished` if the
+    /// result was there before any cancel. (`ready`: whether it is there
+    /// and its callbacks have returned.)
+    pub(super) fn cancel(&self, ready: impl FnOnce() -> bool) -> CancelOutcome {
+        if let Some(first) = self.lock().extra.as_ref().and_then(|e| e.cancelled) {
+            return first;
+        }
+        if ready() {
+            return CancelOutcome::Finished;
+        }
+        let outcome = self.cancel_target().cancel();
+        if outcome != CancelOutcome::Finished {
+            self.lock().extra().cancelled.get_or_insert(outcome);
+        }
+        outcome
     }
 
     /// Makes this result stand for `parts` (a map's chunks) when cancelled.
