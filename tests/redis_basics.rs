@@ -267,6 +267,31 @@ fn calls_in_redis_are_bounded_by_max_in_flight() {
 }
 
 #[test]
+fn a_node_started_before_its_redis_waits_for_it() {
+    let mut server = RedisServer::start();
+    let url = server.url();
+    server.kill9();
+    // The node starts while nothing listens at its Redis's address...
+    let (ready, told) = mpsc::channel();
+    let node_url = url.clone();
+    let starting = std::thread::spawn(move || {
+        let node = NodeProc::code(&node_url, &[("processes", "1")], &[]);
+        let _ = ready.send(());
+        node
+    });
+    assert!(
+        told.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "the node was ready without Redis"
+    );
+    // ...and serves once Redis is up (within its 15 s).
+    server.restart();
+    let node = starting.join().expect("the node started once Redis was up");
+    assert!(!node.name.is_empty());
+    let pool = Pool::builder().redis(&url).build().unwrap();
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+}
+
+#[test]
 fn an_unreachable_redis_is_a_typed_error_at_build_and_during_a_run() {
     // At build: at once, clearly, without the password.
     let port = free_port();

@@ -208,8 +208,10 @@ impl NodeBuilder {
     }
 
     /// Starts the local pool, registers with Redis and starts serving in
-    /// background threads. Fails with [`Error::Broker`] at once if Redis
-    /// cannot be reached, or with the local pool's error.
+    /// background threads. A Redis that does not answer yet (started at
+    /// the same time as the node, say) is waited for, up to 15 s; then, or
+    /// at once if Redis refuses the node (a wrong password, an old Redis),
+    /// it fails with [`Error::Broker`]. Or with the local pool's error.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
@@ -273,12 +275,39 @@ impl NodeBuilder {
     }
 }
 
+/// Makes a node's first connection, waiting up to `budget` for a Redis
+/// that does not answer yet (a node started beside its broker, as
+/// containers and services often are, as Celery's workers wait); any other
+/// refusal (a wrong password, an old Redis) fails at once.
+fn connect_when_up(conn: &mut Conn, budget: Duration) -> Result<(), BrokerError> {
+    let began = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match conn.connect_now() {
+            Err(e)
+                if e.reason == crate::error::BrokerReason::Unreachable
+                    && began.elapsed() + pause < budget =>
+            {
+                if pause == Duration::from_millis(50) {
+                    log::warn!(
+                        target: "procpool",
+                        "{}; the node tries again for up to {budget:?}", e.message
+                    );
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
     let keys = Keys::new(&cfg.broker.queue, &cfg.broker.build);
     let stop = Arc::new(AtomicBool::new(false));
     let new_conn = || Conn::new(&cfg.broker.url, cfg.broker.retry.clone(), stop.clone());
     let mut conn = new_conn()?;
-    conn.connect_now()?;
+    connect_when_up(&mut conn, NODE_RETRY)?;
     let name = member::register(
         &mut conn,
         &keys,
