@@ -375,7 +375,7 @@ impl<T> AsyncResult<T> {
     /// }
     /// ```
     pub fn cancel(&self) -> CancelOutcome {
-        self.cell.cancel(|| self.ready())
+        self.cell.cancel()
     }
 
     /// The registered name of the task.

@@ -200,13 +200,12 @@ impl ResultCell {
 
     /// Cancels what this result stands for, once: a later cancel answers
     /// what the first did (`NotStarted` or `Stopped`), or `Finished` if the
-    /// result was there before any cancel. (`ready`: whether it is there
-    /// and its callbacks have returned.)
-    pub(super) fn cancel(&self, ready: impl FnOnce() -> bool) -> CancelOutcome {
+    /// result was there (its callbacks returned) before any cancel.
+    pub(super) fn cancel(&self) -> CancelOutcome {
         if let Some(first) = self.lock().extra.as_ref().and_then(|e| e.cancelled) {
             return first;
         }
-        if ready() {
+        if self.completed().is_some() {
             return CancelOutcome::Finished;
         }
         let outcome = self.cancel_target().cancel();

@@ -119,16 +119,17 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
         q.promise.complete(Err(e));
     }
     if let Ok(removed) = remove_unclaimed(inner, false) {
-        let (lost, never): (Vec<_>, Vec<_>) = removed.into_iter().partition(|r| r.lost_on.is_some());
-        let never: Vec<u64> = never.iter().map(|r| r.seq).collect();
-        inner.fail_flight(Some(&never), |task| for_task(&error, task));
-        for r in lost {
-            let node = r.lost_on.unwrap_or_default();
-            inner.fail_flight(Some(&[r.seq]), |task| Error::NodeLost {
-                task: task.to_string(),
-                node: node.clone(),
-            });
+        let mut never = Vec::new();
+        for r in removed {
+            match r.lost_on {
+                None => never.push(r.seq),
+                Some(node) => inner.fail_flight(Some(&[r.seq]), |task| Error::NodeLost {
+                    task: task.to_string(),
+                    node: node.clone(),
+                }),
+            }
         }
+        inner.fail_flight(Some(&never), |task| for_task(&error, task));
     }
 }
 

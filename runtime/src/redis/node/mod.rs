@@ -37,7 +37,8 @@ use shared::{Shared, State};
 const PREFETCH_PER_PROCESS: usize = 16;
 
 /// How long a node keeps retrying an unreachable Redis in one go before it
-/// logs and starts over (a node never gives up on its own).
+/// logs and starts over (a running node never gives up on its own; at its
+/// start, how long it waits for Redis to answer).
 const NODE_RETRY: Duration = Duration::from_secs(15);
 
 /// Configures a [`Node`]; made by [`Node::builder`].
@@ -275,30 +276,19 @@ impl NodeBuilder {
     }
 }
 
-/// Makes a node's first connection, waiting up to `budget` for a Redis
-/// that does not answer yet (a node started beside its broker, as
-/// containers and services often are, as Celery's workers wait); any other
-/// refusal (a wrong password, an old Redis) fails at once.
-fn connect_when_up(conn: &mut Conn, budget: Duration) -> Result<(), BrokerError> {
-    let began = Instant::now();
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match conn.connect_now() {
-            Err(e)
-                if e.reason == crate::error::BrokerReason::Unreachable
-                    && began.elapsed() + pause < budget =>
-            {
-                if pause == Duration::from_millis(50) {
-                    log::warn!(
-                        target: "procpool",
-                        "{}; the node tries again for up to {budget:?}", e.message
-                    );
-                }
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            done => return done,
+/// Makes a node's first connection. A Redis that does not answer yet (a
+/// node started beside its broker, as containers and services often are;
+/// Celery's workers wait too) is waited for within the connection's retry
+/// budget, as every later operation is; a Redis that refuses the node (a
+/// wrong password, an old Redis) fails it at once.
+fn connect_when_up(conn: &mut Conn) -> Result<(), BrokerError> {
+    match conn.connect_now() {
+        Err(e) if e.reason == crate::error::BrokerReason::Unreachable => {
+            log::warn!(target: "procpool", "{}; the node waits for it", e.message);
+            conn.run("reach Redis", |con| redis::cmd("PING").query::<()>(con))?;
+            conn.connect_now()
         }
+        done => done,
     }
 }
 
@@ -307,7 +297,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
     let stop = Arc::new(AtomicBool::new(false));
     let new_conn = || Conn::new(&cfg.broker.url, cfg.broker.retry.clone(), stop.clone());
     let mut conn = new_conn()?;
-    connect_when_up(&mut conn, NODE_RETRY)?;
+    connect_when_up(&mut conn)?;
     let name = member::register(
         &mut conn,
         &keys,
