@@ -27,6 +27,8 @@ const TAG_HELLO: u8 = 10;
 const TAG_VALUE: u8 = 11;
 const TAG_FAILED: u8 = 13;
 const TAG_FATAL: u8 = 14;
+const TAG_CALL_BATCH: u8 = 3;
+const TAG_RESULTS: u8 = 15;
 const EXIT_PROTOCOL: i32 = 70;
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -137,6 +139,71 @@ fn unknown_names_fail_the_call_and_the_worker_serves_on() {
     // Let go between frames (the parent's end closed): a clean exit too.
     let (mut child, channel) = start_worker(1024);
     channel.close();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_no_children();
+}
+
+/// A chunk of `protocol/echo` (a `u32` task) in the dense form: the count
+/// with its top bit, the kind byte, the numbers.
+fn dense_chunk(id: u64, count: u32, kind: u8, numbers: &[u8]) -> Vec<u8> {
+    let mut body = call(id, "protocol/echo", &[]);
+    body[0] = TAG_CALL_BATCH;
+    body.extend_from_slice(&(count | 1 << 31).to_le_bytes());
+    body.push(kind);
+    body.extend_from_slice(numbers);
+    body
+}
+
+/// The worker's reply to `request`: its tag, and what follows the id.
+fn exchange(channel: &mut HandChannel, id: u64, request: &[u8]) -> (u8, Vec<u8>) {
+    channel.send(request).unwrap();
+    let reply = channel.read_frame(WAIT).unwrap();
+    assert_eq!(&reply[1..9], &id.to_le_bytes(), "{reply:?}");
+    (reply[0], reply[9..].to_vec())
+}
+
+/// Chunks in the dense form, sent by hand: the worker reads the numbers as
+/// its task's type and answers them dense; a chunk whose numbers are not
+/// its count, or of no kind, fails as a whole; numbers of another type
+/// than the task's fail each item; the worker serves on after each.
+#[test]
+fn dense_chunks_are_read_as_the_tasks_type_or_refused() {
+    const U32: u8 = 5;
+    const U64: u8 = 7;
+    let _serial = serial();
+    let (mut child, mut channel) = start_worker(1 << 16);
+    let numbers: Vec<u8> = [1u32, 70_000, u32::MAX]
+        .iter()
+        .flat_map(|n| n.to_le_bytes())
+        .collect();
+    // count 3 | dense values (2) | kind u32 | the same numbers.
+    let (tag, body) = exchange(&mut channel, 1, &dense_chunk(1, 3, U32, &numbers));
+    assert_eq!(tag, TAG_RESULTS);
+    let mut expected = 3u32.to_le_bytes().to_vec();
+    expected.extend_from_slice(&[2, U32]);
+    expected.extend_from_slice(&numbers);
+    assert_eq!(body, expected);
+    // Cut short, one byte too many, a kind that does not exist.
+    for (id, chunk) in [
+        (2, dense_chunk(2, 3, U32, &numbers[..11])),
+        (3, dense_chunk(3, 3, U32, &[&numbers[..], &[0]].concat())),
+        (4, dense_chunk(4, 3, 99, &numbers)),
+        (5, dense_chunk(5, 0x7fff_ffff, U32, &numbers)),
+    ] {
+        let (tag, _) = exchange(&mut channel, id, &chunk);
+        assert_eq!(tag, TAG_FAILED, "chunk {id}");
+    }
+    // u64 numbers for a u32 task: each item fails as arguments that do not
+    // decode (record tag 3), in records (flag 0).
+    let wide: Vec<u8> = [5u64, 6].iter().flat_map(|n| n.to_le_bytes()).collect();
+    let (tag, body) = exchange(&mut channel, 6, &dense_chunk(6, 2, U64, &wide));
+    assert_eq!(tag, TAG_RESULTS);
+    assert_eq!(&body[..5], &[2, 0, 0, 0, 0]);
+    assert_eq!(body[5], 3, "{body:?}");
+    // And it serves on.
+    let (tag, body) = exchange(&mut channel, 7, &call(7, "protocol/echo", &[5]));
+    assert_eq!((tag, body), (TAG_VALUE, vec![5]));
+    channel.send(&[TAG_SHUTDOWN]).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
     assert_no_children();
 }

@@ -341,3 +341,134 @@ fn bytes_that_are_not_the_number_are_the_usual_errors() {
     }
     assert_eq!(apply_echo_u64(&pool, u64::MAX).unwrap(), u64::MAX);
 }
+
+/// Triples its number, but panics on every seventh (3, 10, 17, ...).
+#[pool_task]
+fn triple_or_panic(x: u64) -> u64 {
+    if x % 7 == 3 {
+        panic!("item {x}");
+    }
+    x * 3
+}
+
+/// Reads a number from text; panics on anything else.
+#[pool_task]
+fn parse_number(text: String) -> u64 {
+    text.parse().expect("a number")
+}
+
+/// What `triple_or_panic` gives for `x`: its value, or its panic's message.
+fn tripled(x: u64) -> Result<u64, String> {
+    if x % 7 == 3 {
+        Err(format!("item {x}"))
+    } else {
+        Ok(x * 3)
+    }
+}
+
+fn outcome(result: Result<u64, Error>) -> Result<u64, String> {
+    result.map_err(|e| match e {
+        Error::Panic { message, .. } => message,
+        other => panic!("expected a panic, got {other:?}"),
+    })
+}
+
+/// Numbers travel in the dense form (raw little-endian, no tag per item)
+/// both ways; when an item of such a chunk fails, the worker rewrites the
+/// values before it as records and goes on. Every item keeps its own
+/// outcome whatever its place in its chunk (first, middle, last, alone),
+/// through each call shape of the map family.
+#[test]
+fn numbers_with_failures_among_them_keep_every_outcome_in_every_map_shape() {
+    let pool = Pool::new(2).unwrap();
+    let items: Vec<u64> = (0..200).collect();
+    let expected: Vec<_> = items.iter().map(|&x| tripled(x)).collect();
+    for chunksize in [1, 3, 4, 7, 50, 200] {
+        let options = MapOptions::new().chunksize(chunksize);
+        let streamed: Vec<_> = imap_triple_or_panic_with(&pool, items.clone(), options)
+            .map(outcome)
+            .collect();
+        assert_eq!(streamed, expected, "imap, chunksize {chunksize}");
+        let mut unordered: Vec<_> =
+            imap_unordered_triple_or_panic_with(&pool, items.clone(), options)
+                .map(outcome)
+                .collect();
+        let mut sorted = expected.clone();
+        unordered.sort();
+        sorted.sort();
+        assert_eq!(unordered, sorted, "imap_unordered, chunksize {chunksize}");
+        // The first failure in input order: item 3's.
+        let first = Err("item 3".to_string());
+        let mapped = map_triple_or_panic_with(&pool, items.clone(), options);
+        assert_eq!(
+            mapped.map(|_| 0).map_err(|e| outcome(Err(e)).unwrap_err()),
+            first
+        );
+        let gathered = map_async_triple_or_panic_with(&pool, items.clone(), options).get();
+        assert_eq!(
+            gathered
+                .map(|_| 0)
+                .map_err(|e| outcome(Err(e)).unwrap_err()),
+            first
+        );
+    }
+    // Without a failure, every shape gives every value, in order.
+    let clean: Vec<u64> = items.iter().copied().filter(|x| x % 7 != 3).collect();
+    let want: Vec<u64> = clean.iter().map(|x| x * 3).collect();
+    for chunksize in [1, 9, 1000] {
+        let options = MapOptions::new().chunksize(chunksize);
+        assert_eq!(
+            map_triple_or_panic_with(&pool, clean.clone(), options).unwrap(),
+            want
+        );
+        let gathered = map_async_triple_or_panic_with(&pool, clean.clone(), options);
+        assert_eq!(gathered.get().unwrap(), want);
+    }
+    // Items in the general form (text), results dense: a failure among
+    // them is the same.
+    let texts: Vec<String> = (0..40)
+        .map(|i| {
+            if i % 9 == 4 {
+                format!("x{i}")
+            } else {
+                i.to_string()
+            }
+        })
+        .collect();
+    for chunksize in [1, 5, 40] {
+        let options = MapOptions::new().chunksize(chunksize);
+        let got: Vec<_> = imap_parse_number_with(&pool, texts.clone(), options).collect();
+        for (i, result) in got.into_iter().enumerate() {
+            match result {
+                Ok(n) => assert_eq!((n, i % 9 != 4), (i as u64, true)),
+                Err(Error::Panic { message, .. }) => {
+                    assert_eq!(i % 9, 4, "item {i}");
+                    assert!(message.contains("a number"), "{message}");
+                }
+                Err(other) => panic!("item {i}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// A map of many numbers, larger than a frame of a small pool, is cut into
+/// dense chunks that fit: every value arrives, in order.
+#[test]
+fn dense_chunks_fit_the_frame_limit() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    let items: Vec<u64> = (0..100_000).map(|i| i * 0x9E37_79B9).collect();
+    let want = items.clone();
+    let options = MapOptions::new().chunksize(100_000);
+    assert_eq!(
+        map_echo_u64_with(&pool, items.clone(), options).unwrap(),
+        want
+    );
+    let gathered = map_async_echo_u64_with(&pool, items.clone(), options).get();
+    assert_eq!(gathered.unwrap(), want);
+    let bools: Vec<bool> = (0..20_000).map(|i| i % 3 == 0).collect();
+    assert_eq!(map_echo_bool(&pool, bools.clone()).unwrap(), bools);
+}

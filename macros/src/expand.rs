@@ -262,6 +262,24 @@ fn marker_impls(m: &Model<'_>) -> TokenStream {
     } = m;
     let arg_impls = m.args.iter().map(|a| &a.marker_impl);
     let item_pushes = m.args.iter().map(|a| &a.item_push);
+    // One argument taken by value: a number goes in the dense form.
+    let dense = match m.task.args.as_slice() {
+        [arg] if arg.referent.is_none() => quote! {
+            #[inline]
+            fn dense_kind() -> ::core::option::Option<#krate::__private::DenseKind> {
+                #krate::__private::dense_kind::<#marker, 0>()
+            }
+
+            #[inline]
+            fn encode_dense(
+                __procpool_item: #item_impl_ty,
+                __procpool_chunk: &mut ::std::vec::Vec<u8>,
+            ) {
+                #krate::__private::encode_dense::<#marker, 0>(&__procpool_item, __procpool_chunk)
+            }
+        },
+        _ => TokenStream::new(),
+    };
     let output = m.static_ret();
     let output_impl = quote_spanned! {m.ret_span=>
         impl #krate::__private::TaskOutput for #marker {
@@ -290,6 +308,7 @@ fn marker_impls(m: &Model<'_>) -> TokenStream {
                 #(#item_pushes)*
                 ::core::result::Result::Ok(())
             }
+            #dense
         }
     }
 }

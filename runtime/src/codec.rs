@@ -1,12 +1,14 @@
 //! The bincode codec for task arguments and results, and for procpool's own
 //! messages: the only module that names `bincode`. Values go through
-//! [`depth`]'s nesting limit both ways.
+//! [`depth`]'s nesting limit both ways. Beside it, [`dense`]: map chunks'
+//! numbers as they are in memory.
 
+pub(crate) mod dense;
 mod depth;
 mod scalar;
 mod wording;
 
-pub(crate) use scalar::{decode as decode_scalar, encode as encode_scalar, is_scalar};
+pub(crate) use scalar::{decode as decode_scalar, each_scalar, encode as encode_scalar, is_scalar};
 
 #[cfg(feature = "json")]
 pub(crate) use depth::Limited;

@@ -215,6 +215,44 @@ pub trait Task: TaskOutput {
 pub trait EncodeItem<I> {
     /// Appends `item`'s arguments to a chunk.
     fn encode_item(item: I, chunk: &mut Vec<u8>) -> Result<(), String>;
+
+    /// The kind of number `I` is, when items go in the dense form (the
+    /// task takes one number by value, and `I` is its type; see
+    /// `codec::dense`); `None` (the default) for every other task.
+    #[inline]
+    fn dense_kind() -> Option<DenseKind> {
+        None
+    }
+
+    /// Appends `item` in the dense form. Called only when
+    /// [`EncodeItem::dense_kind`] is `Some`; the default, never called,
+    /// writes the general form.
+    #[inline]
+    fn encode_dense(item: I, chunk: &mut Vec<u8>) {
+        let _ = Self::encode_item(item, chunk);
+    }
+}
+
+pub use crate::codec::dense::Kind as DenseKind;
+
+/// [`EncodeItem::dense_kind`] for a task whose one argument, the `I`-th,
+/// is taken by value.
+#[inline]
+pub fn dense_kind<M: ValueArg<I>, const I: usize>() -> Option<DenseKind>
+where
+    M::Type: 'static,
+{
+    codec::dense::kind::<M::Type>()
+}
+
+/// [`EncodeItem::encode_dense`] for a task whose one argument, the `I`-th,
+/// is taken by value.
+#[inline]
+pub fn encode_dense<M: ValueArg<I>, const I: usize>(value: &M::Type, chunk: &mut Vec<u8>)
+where
+    M::Type: 'static,
+{
+    codec::dense::put(value, chunk);
 }
 
 /// Appends the `I`-th argument, taken by value, to a chunk.
@@ -368,6 +406,9 @@ pub struct ArgsDecoder<'a> {
     rest: &'a [u8],
     /// The frame's tail: the last argument's bytes, if it was a large `Vec<u8>`.
     tail: Option<Vec<u8>>,
+    /// The kind of number `rest` starts with, in the dense form (an item of
+    /// a dense chunk); `None` for the general form.
+    dense: Option<u8>,
 }
 
 impl<'a> ArgsDecoder<'a> {
@@ -376,6 +417,7 @@ impl<'a> ArgsDecoder<'a> {
         ArgsDecoder {
             rest: bytes,
             tail: None,
+            dense: None,
         }
     }
 
@@ -384,7 +426,38 @@ impl<'a> ArgsDecoder<'a> {
         ArgsDecoder {
             rest: bytes,
             tail: (!tail.is_empty()).then_some(tail),
+            dense: None,
         }
+    }
+
+    /// A decoder of one number of kind `code` in the dense form at the
+    /// start of `bytes` (an item of a dense chunk).
+    pub(crate) fn dense(bytes: &'a [u8], code: u8) -> Self {
+        ArgsDecoder {
+            rest: bytes,
+            tail: None,
+            dense: Some(code),
+        }
+    }
+
+    /// The dense item, if it is a `T`.
+    #[cold]
+    fn dense_value<T: 'static>(&mut self, code: u8) -> Result<T, CallError> {
+        let kind = codec::dense::kind::<T>().filter(|kind| kind.code == code);
+        match kind.and_then(|kind| Some((codec::dense::take::<T>(self.rest)?, kind.width))) {
+            Some((value, width)) => {
+                self.rest = &self.rest[width..];
+                Ok(value)
+            }
+            None => Err(Self::not_dense()),
+        }
+    }
+
+    fn not_dense() -> CallError {
+        CallError::DecodeArgs(
+            "a dense item that is not this argument's type: the caller sent other types"
+                .to_string(),
+        )
     }
 
     /// The tail, if what is left of the bytes is exactly its length prefix.
@@ -403,6 +476,9 @@ impl<'a> ArgsDecoder<'a> {
     where
         M::Type: 'static,
     {
+        if let Some(code) = self.dense {
+            return self.dense_value(code);
+        }
         if !block::is_block::<M::Type>() {
             if let Some((value, used)) = codec::decode_scalar(self.rest) {
                 self.rest = &self.rest[used..];
@@ -439,6 +515,9 @@ impl<'a> ArgsDecoder<'a> {
     /// Decodes any value.
     #[allow(clippy::should_implement_trait)]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
+        if self.dense.is_some() {
+            return Err(Self::not_dense());
+        }
         let (value, used) = match codec::decode_prefix(self.rest) {
             Ok(decoded) => decoded,
             // The value runs on into the tail (a byte block the worker

@@ -12,7 +12,7 @@
 //! generic path, which decides and words the error: the fast path never
 //! changes what is accepted or how a refusal reads.
 
-use std::any::{Any, TypeId};
+use std::any::Any;
 
 /// A varint's first byte up to this is the value itself.
 const SINGLE_BYTE_MAX: u8 = 250;
@@ -148,14 +148,15 @@ impl Scalar for bool {
     }
 }
 
-/// Runs `$body` with `$s` the scalar type `$t` is, if it is one.
+/// Runs `$body` with `$s` the scalar type `$t` is, if it is one (and
+/// returns its value from the enclosing function).
 macro_rules! each_scalar {
     ($t:ty, $s:ident => $body:block) => {{
         each_scalar!(@ $t, $s, $body, u8 i8 u16 i16 u32 i32 u64 i64 usize isize f32 f64 bool)
     }};
     (@ $t:ty, $s:ident, $body:block, $($scalar:ty)*) => {{
         $(
-            if TypeId::of::<$t>() == TypeId::of::<$scalar>() {
+            if ::std::any::TypeId::of::<$t>() == ::std::any::TypeId::of::<$scalar>() {
                 #[allow(dead_code)]
                 type $s = $scalar;
                 return $body;
@@ -163,6 +164,7 @@ macro_rules! each_scalar {
         )*
     }};
 }
+pub(crate) use each_scalar;
 
 /// Whether values of `T` are written and read here.
 #[inline(always)]

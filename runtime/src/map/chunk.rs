@@ -29,6 +29,19 @@
 //! the wire (in its tag byte, when short: no byte more), so a value the
 //! caller cannot decode (its `Deserialize` refuses it, or panics) fails
 //! that item alone and the walk goes on to the next.
+//!
+//! Numbers go in the dense form (`crate::codec::dense`) both ways:
+//!
+//! ```text
+//! count | 1 << 31 (u32 LE) | kind u8 | count numbers     a chunk whose items
+//!                                                         are each one number
+//! count u32 | 2 | kind u8 | count numbers                 a RESULTS body whose
+//!                                                         values all are
+//! ```
+//!
+//! A worker answers a dense RESULTS body when its task returns a number,
+//! whatever the items' form; at an item's failure it rewrites the values so
+//! far as records and goes on with records.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -37,7 +50,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::result::Outcome;
-use crate::task::{ArgsDecoder, CallError, EncodeItem};
+use crate::task::{ArgsDecoder, CallError, DenseKind, EncodeItem};
 use crate::wire::PanicReport;
 use crate::{codec, worker};
 
@@ -59,6 +72,16 @@ const UNSENT: u32 = u32::MAX;
 /// Bytes of an item length: 5 hold any `u32` in LEB128.
 const LONG_PREFIX: usize = 5;
 
+/// The bit of a chunk's count that says its items are in the dense form.
+const DENSE_ITEMS: u32 = 1 << 31;
+/// The `all_values` flag of a RESULTS body whose values are in the dense
+/// form.
+const DENSE_VALUES: u8 = 2;
+/// A dense chunk's header: its count and its kind.
+const DENSE_HEADER: usize = 5;
+/// The most a chunk reserves ahead for the items still to come.
+const RESERVE_AHEAD: usize = 16 << 20;
+
 /// Encodes up to `size` items from `items` as one chunk, ending it early
 /// once it holds `max_bytes`; `None` when the input is exhausted. Returns the
 /// bytes and the number of items taken. An item whose arguments do not
@@ -77,7 +100,12 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     max_bytes: usize,
     carry: &mut Vec<u8>,
 ) -> Option<(Vec<u8>, usize)> {
-    let size = size.min(u32::MAX as usize);
+    if let Some(kind) = M::dense_kind() {
+        // (A dense chunk never leaves an item in `carry`.)
+        return next_dense::<M, I>(items, size, max_bytes, kind);
+    }
+    // (The count's top bit is the dense form's.)
+    let size = size.min((DENSE_ITEMS - 1) as usize);
     let mut fill = Fill {
         bytes: vec![0; 4],
         last: 0,
@@ -100,7 +128,7 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
             fill.push::<M, I::Item>(first);
             // Room for the rest, guessed from the first item (at most 16 MiB ahead).
             let guess = (fill.bytes.len() - 4).saturating_mul(size - 1);
-            fill.bytes.reserve(guess.min(16 << 20).min(max_bytes));
+            fill.bytes.reserve(guess.min(RESERVE_AHEAD).min(max_bytes));
         }
         while fill.taken < size && fill.bytes.len() < max_bytes {
             let Some(item) = items.next() else { break };
@@ -125,6 +153,32 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     }
     let Fill { mut bytes, taken, .. } = fill;
     bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
+    Some((bytes, taken))
+}
+
+/// [`next_chunk`] for items in the dense form: each takes the width of its
+/// kind, so the chunk holds as many as fit `max_bytes` (at least one).
+fn next_dense<M: EncodeItem<I::Item>, I: Iterator>(
+    items: &mut I,
+    size: usize,
+    max_bytes: usize,
+    kind: DenseKind,
+) -> Option<(Vec<u8>, usize)> {
+    let fit = (max_bytes.saturating_sub(DENSE_HEADER) / kind.width).max(1);
+    let limit = size.min(fit).min((DENSE_ITEMS - 1) as usize).max(1);
+    let first = items.next()?;
+    let ahead = items.size_hint().0.min(limit - 1);
+    let room = (ahead * kind.width).min(RESERVE_AHEAD);
+    let mut bytes = Vec::with_capacity(DENSE_HEADER + kind.width + room);
+    bytes.extend_from_slice(&[0, 0, 0, 0, kind.code]);
+    M::encode_dense(first, &mut bytes);
+    let mut taken = 1;
+    while taken < limit {
+        let Some(item) = items.next() else { break };
+        M::encode_dense(item, &mut bytes);
+        taken += 1;
+    }
+    bytes[..4].copy_from_slice(&(taken as u32 | DENSE_ITEMS).to_le_bytes());
     Some((bytes, taken))
 }
 
@@ -324,11 +378,28 @@ pub(crate) fn run<A, R: Serialize + 'static>(
     mut call: impl FnMut(A) -> R,
 ) -> Result<(), CallError> {
     let (count, mut items) = split_count(bytes).map_err(CallError::DecodeArgs)?;
-    // Results are usually about as large as the arguments, plus a tag each.
-    out.reserve(items.len() + count as usize + 8);
+    let (count, dense_items) = dense_items(count, &mut items).map_err(CallError::DecodeArgs)?;
     out.extend_from_slice(&count.to_le_bytes());
     let flag = out.len();
-    out.push(1);
+    // (The count is not trusted: an item in the general form takes a byte
+    // at least.)
+    let most = match dense_items {
+        Some(_) => count as usize,
+        None => (count as usize).min(items.len()),
+    };
+    // Values in the dense form while every item gives one.
+    let mut dense_values = codec::dense::kind::<R>();
+    match dense_values {
+        Some(kind) => {
+            out.extend_from_slice(&[DENSE_VALUES, kind.code]);
+            out.reserve(kind.width * most);
+        }
+        None => {
+            out.push(1);
+            // Results are usually about as large as the arguments, plus a tag each.
+            out.reserve(items.len() + most + 8);
+        }
+    }
     // Each item start is counted where the parent sees it: a map's time
     // limit is for each item (see `crate::shm::Progress`).
     let started = worker::item_count();
@@ -336,18 +407,30 @@ pub(crate) fn run<A, R: Serialize + 'static>(
     for _ in 0..count {
         items_started = items_started.wrapping_add(1);
         started.store(items_started, Relaxed);
-        let (item, len) = match next_item(&mut items).map_err(CallError::DecodeArgs)? {
-            Item::Args(item, len) => (item, len),
-            Item::Unsent(why) => {
-                push_record(out, REC_UNSENT, &why);
-                out[flag] = 0;
-                continue;
+        let (item, len) = match dense_items {
+            Some(kind) => {
+                let item = items;
+                items = &items[kind.width..];
+                (item, kind.width)
             }
+            None => match next_item(&mut items).map_err(CallError::DecodeArgs)? {
+                Item::Args(item, len) => (item, len),
+                Item::Unsent(why) => {
+                    to_records::<R>(out, flag, &mut dense_values);
+                    push_record(out, REC_UNSENT, &why);
+                    out[flag] = 0;
+                    continue;
+                }
+            },
         };
         let start = out.len();
+        let dense_now = dense_values.is_some();
         // Within the chunk's own guard (see `worker::execute::chunk`).
         let ran = worker::panic::guard_within(|| {
-            let mut args = ArgsDecoder::new(item);
+            let mut args = match dense_items {
+                Some(kind) => ArgsDecoder::dense(item, kind.code),
+                None => ArgsDecoder::new(item),
+            };
             let decoded = decode(&mut args)?;
             let used = item.len() - args.rest_len();
             if used != len {
@@ -357,10 +440,15 @@ pub(crate) fn run<A, R: Serialize + 'static>(
                 )));
             }
             let value = call(decoded);
+            if dense_now {
+                codec::dense::put(&value, out);
+                return Ok(());
+            }
             out.push(REC_VALUE);
             crate::task::encode_value_into(&value, out).map_err(CallError::EncodeResult)
         });
         let failed = match ran {
+            Ok(Ok(())) if dense_now => continue,
             Ok(Ok(())) => match seal_value(out, start) {
                 Ok(()) => continue,
                 Err(message) => (REC_UNENCODABLE, message),
@@ -369,12 +457,14 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             Ok(Err(CallError::EncodeResult(message))) => (REC_UNENCODABLE, message),
             Err(report) => {
                 out.truncate(start);
+                to_records::<R>(out, flag, &mut dense_values);
                 push_record(out, REC_PANIC, &report);
                 out[flag] = 0;
                 continue;
             }
         };
         out.truncate(start);
+        to_records::<R>(out, flag, &mut dense_values);
         push_record(out, failed.0, &failed.1);
         out[flag] = 0;
     }
@@ -385,6 +475,53 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             "{} bytes left over after the chunk's last item",
             items.len()
         )))
+    }
+}
+
+/// Worker side: the item count of a chunk whose count field is `count`, and
+/// whether its items are in the dense form (then `items`, moved past the
+/// kind, holds exactly that many numbers).
+fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>), String> {
+    if count & DENSE_ITEMS == 0 {
+        return Ok((count, None));
+    }
+    let count = count & !DENSE_ITEMS;
+    let (&code, numbers) = items
+        .split_first()
+        .ok_or("a dense chunk without its kind")?;
+    let width = codec::dense::width(code).ok_or(format!("a dense chunk of unknown kind {code}"))?;
+    if Some(numbers.len()) != (count as usize).checked_mul(width) {
+        return Err(format!(
+            "a dense chunk of {count} items of {width} bytes holds {} bytes",
+            numbers.len()
+        ));
+    }
+    *items = numbers;
+    Ok((count, Some(DenseKind { code, width })))
+}
+
+/// Worker side: if the values so far are in the dense form (`dense` is
+/// `Some`), rewrites them as value records, for a record that is not a
+/// value to follow; `dense` becomes `None`.
+#[cold]
+fn to_records<R: 'static>(out: &mut Vec<u8>, flag: usize, dense: &mut Option<DenseKind>) {
+    let Some(kind) = dense.take() else { return };
+    let numbers = out.split_off(flag + 2);
+    out.truncate(flag);
+    out.push(0);
+    for number in numbers.chunks_exact(kind.width) {
+        let start = out.len();
+        out.push(REC_VALUE);
+        // Numbers this worker wrote itself: each reads back as an `R`.
+        match codec::dense::take::<R>(number) {
+            Some(value) if codec::encode_scalar(&value, out) => {
+                let _ = seal_value(out, start);
+            }
+            _ => {
+                out.truncate(start);
+                push_record(out, REC_UNENCODABLE, &"a number that did not read back");
+            }
+        }
     }
 }
 
@@ -419,6 +556,10 @@ pub(crate) const RECORDS_AT: usize = 5;
 /// Returns whether it now fits; values are never cut (a chunk whose values
 /// alone are too large still fails as a whole).
 pub(crate) fn fit_failures(body: &mut Vec<u8>, records_at: usize, max: usize) -> bool {
+    // Dense values hold no failure.
+    if body.get(records_at.wrapping_sub(1)) == Some(&DENSE_VALUES) {
+        return false;
+    }
     // Each round cuts the texts of the whole body to half the last round's
     // length, from the texts as they came.
     let Some((_, mut keep)) = shorten_failures(body, records_at, usize::MAX) else {
@@ -522,19 +663,23 @@ fn split_count(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
     }
 }
 
-/// Caller side: the records of one chunk's RESULTS body, checked against
-/// the number of items sent. Returns the records and whether all are values.
-pub(crate) fn records<'b>(
-    task: &str,
-    body: &'b [u8],
-    sent: usize,
-) -> Result<(&'b [u8], bool), Error> {
+/// A chunk's RESULTS body, as the caller reads it.
+pub(crate) enum Body<'b> {
+    /// One record per item; `all_values` when every record is a value.
+    Records { records: &'b [u8], all_values: bool },
+    /// Every item's value, a number of kind `code` in the dense form.
+    Dense { code: u8, numbers: &'b [u8] },
+}
+
+/// Caller side: one chunk's RESULTS body, its count checked against the
+/// number of items sent.
+pub(crate) fn body<'b>(task: &str, body: &'b [u8], sent: usize) -> Result<Body<'b>, Error> {
     let protocol = |message: String| Error::Protocol {
         task: task.to_string(),
         message,
     };
     let (count, rest) = split_count(body).map_err(protocol)?;
-    let (&all_values, records) = rest
+    let (&flag, records) = rest
         .split_first()
         .ok_or_else(|| protocol("a RESULTS reply without its flag".into()))?;
     if count as usize != sent {
@@ -542,13 +687,62 @@ pub(crate) fn records<'b>(
             "{sent} items were sent, {count} results came back"
         )));
     }
-    Ok((records, all_values == 1))
+    if flag != DENSE_VALUES {
+        return Ok(Body::Records {
+            records,
+            all_values: flag == 1,
+        });
+    }
+    match records.split_first() {
+        Some((&code, numbers)) => Ok(Body::Dense { code, numbers }),
+        None => Err(protocol("dense values without their kind".into())),
+    }
+}
+
+/// Caller side: the `sent` values of a chunk's RESULTS body onto `out`, or
+/// the first error among them.
+pub(crate) fn decode_body<R: DeserializeOwned + 'static>(
+    task: &str,
+    bytes: &[u8],
+    sent: usize,
+    out: &mut Vec<R>,
+) -> Result<(), Error> {
+    let (records, all_values) = match body(task, bytes, sent)? {
+        Body::Dense { code, numbers } => {
+            return codec::dense::extend(code, numbers, sent, out)
+                .map_err(|message| undecodable(task, message))
+        }
+        Body::Records {
+            records,
+            all_values,
+        } => (records, all_values),
+    };
+    let before = out.len();
+    // Every record a value: all decoded in one pass. Else (or if one does
+    // not decode) one by one, which finds the first failure and its error.
+    if all_values && decode_values(records, sent, out).is_ok() {
+        return Ok(());
+    }
+    out.truncate(before);
+    let mut records = Records::new(task, records);
+    for _ in 0..sent {
+        match records.next::<R>() {
+            Some(item) => out.push(item?),
+            None => {
+                return Err(Error::Protocol {
+                    task: task.to_string(),
+                    message: "a chunk's reply ended early".into(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Caller side: decodes `sent` records that are all values (the reply's
 /// `all_values` flag) onto `out` in one pass; `Err` (with some values
 /// appended) if one is not, or does not decode.
-pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
+fn decode_values<R: DeserializeOwned + 'static>(
     records: &[u8],
     sent: usize,
     out: &mut Vec<R>,
@@ -556,9 +750,6 @@ pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
     // Blocks of bytes are read one record at a time, each as one block.
     if crate::task::is_block::<R>() {
         return Err("blocks are read one by one".to_string());
-    }
-    if scalar_values(records, sent, out) {
-        return Ok(());
     }
     let used = codec::caller_side(|| {
         codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out)
@@ -570,39 +761,6 @@ pub(crate) fn decode_values<R: DeserializeOwned + 'static>(
     } else {
         Err(format!("{} bytes left over", records.len() - used))
     }
-}
-
-/// [`decode_values`] for numbers, read without serde: `true` when every
-/// record was a value that is exactly one `R` and nothing is left over;
-/// else `false` with `out` as it was (the general path then decides, and
-/// words any error).
-#[inline(always)]
-fn scalar_values<R: 'static>(records: &[u8], sent: usize, out: &mut Vec<R>) -> bool {
-    if !codec::is_scalar::<R>() {
-        return false;
-    }
-    let before = out.len();
-    out.reserve(sent);
-    let mut rest = records;
-    for _ in 0..sent {
-        let decoded = rest.split_first().and_then(|(&tag, body)| {
-            let (bytes, after) = value_of(tag, body)?.ok()?;
-            let (value, used) = codec::decode_scalar::<R>(bytes)?;
-            (used == bytes.len()).then_some((value, after))
-        });
-        match decoded {
-            Some((value, after)) => {
-                out.push(value);
-                rest = after;
-            }
-            None => break,
-        }
-    }
-    if out.len() - before == sent && rest.is_empty() {
-        return true;
-    }
-    out.truncate(before);
-    false
 }
 
 /// Caller side: reads records one by one.
@@ -715,20 +873,31 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
     sent: usize,
     out: &mut impl Extend<Result<R, Error>>,
 ) {
-    let records = match outcome {
-        // A chunk's RESULTS reply never has a tail.
-        Ok(body) => records(task, body.head(), sent).map(|(records, _)| records),
-        Err(e) => Err(e.clone()),
+    let fail_all = |out: &mut dyn FnMut(Result<R, Error>), error: Error| {
+        (0..sent).for_each(|_| out(Err(error.clone())))
     };
-    match records {
-        Ok(records) => {
+    let mut push = |item| out.extend(Some(item));
+    // A chunk's RESULTS reply never has a tail.
+    let bytes = match outcome {
+        Ok(bytes) => bytes.head(),
+        Err(error) => return fail_all(&mut push, error.clone()),
+    };
+    match body(task, bytes, sent) {
+        Ok(Body::Dense { code, numbers }) => {
+            let mut values = Vec::with_capacity(sent);
+            match codec::dense::extend(code, numbers, sent, &mut values) {
+                Ok(()) => values.into_iter().for_each(|value| push(Ok(value))),
+                Err(message) => fail_all(&mut push, undecodable(task, message)),
+            }
+        }
+        Ok(Body::Records { records, .. }) => {
             let mut records = Records::new(task, records);
             let mut left = sent;
             while left > 0 {
                 let Some(item) = records.next::<R>() else {
                     break;
                 };
-                out.extend(Some(item));
+                push(item);
                 left -= 1;
             }
             if left > 0 {
@@ -736,67 +905,97 @@ pub(crate) fn decode_chunk<R: DeserializeOwned + 'static>(
                     task: task.to_string(),
                     message: format!("a chunk's reply ended {left} results early"),
                 };
-                out.extend(std::iter::repeat_n(error, left).map(Err));
+                (0..left).for_each(|_| push(Err(error.clone())));
             }
         }
-        Err(error) => out.extend(std::iter::repeat_n(error, sent).map(Err)),
+        Err(error) => fail_all(&mut push, error),
+    }
+}
+
+/// A result the caller could not decode: why.
+#[cold]
+fn undecodable(task: &str, message: String) -> Error {
+    Error::Decode {
+        task: task.to_string(),
+        what: "result",
+        message,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::{
-        leb128, next_item, scalar_values, Item, LONG_PREFIX, REC_PANIC, REC_VALUE, SHORT_VALUE,
-        UNSENT,
+        decode_body, leb128, next_chunk, next_item, Item, DENSE_HEADER,
+        DENSE_ITEMS, DENSE_VALUES, LONG_PREFIX, UNSENT,
     };
+    use crate::codec;
+    use crate::error::Error;
+    use crate::task::{DenseKind, EncodeItem};
+
+    /// A task of one `u64`, as `#[pool_task]` would make it.
+    struct U64Task;
+
+    impl EncodeItem<u64> for U64Task {
+        fn encode_item(item: u64, chunk: &mut Vec<u8>) -> Result<(), String> {
+            codec::encode_scalar(&item, chunk);
+            Ok(())
+        }
+        fn dense_kind() -> Option<DenseKind> {
+            codec::dense::kind::<u64>()
+        }
+        fn encode_dense(item: u64, chunk: &mut Vec<u8>) {
+            codec::dense::put(&item, chunk);
+        }
+    }
 
     #[test]
-    fn numbers_are_read_in_one_pass_or_left_to_the_general_path() {
-        // 300 (a u16 form: 3 bytes), 7, then u64::MAX (9 bytes).
-        let mut records = vec![SHORT_VALUE + 3, 251, 44, 1, SHORT_VALUE + 1, 7, SHORT_VALUE + 9, 253];
-        records.extend_from_slice(&u64::MAX.to_le_bytes());
+    fn dense_chunks_hold_what_fits_and_at_least_one_item() {
+        let mut items = 0..25u64;
+        let mut carry = Vec::new();
+        // Room for ten numbers after the header; the size allows more.
+        let (bytes, taken) =
+            next_chunk::<U64Task, _>(&mut items, 1000, DENSE_HEADER + 80, &mut carry).unwrap();
+        assert_eq!(taken, 10);
+        assert_eq!(bytes.len(), DENSE_HEADER + 80);
+        assert_eq!(bytes[..4], (10 | DENSE_ITEMS).to_le_bytes());
+        assert_eq!(bytes[4], codec::dense::kind::<u64>().unwrap().code);
+        assert_eq!(bytes[5..13], 0u64.to_le_bytes());
+        // The size limits it; then a frame too small for one still takes one.
+        let (_, taken) = next_chunk::<U64Task, _>(&mut items, 4, 1 << 20, &mut carry).unwrap();
+        assert_eq!(taken, 4);
+        let (bytes, taken) = next_chunk::<U64Task, _>(&mut items, 100, 3, &mut carry).unwrap();
+        assert_eq!((taken, &bytes[5..]), (1, &14u64.to_le_bytes()[..]));
+        let (_, taken) = next_chunk::<U64Task, _>(&mut items, 100, 1 << 20, &mut carry).unwrap();
+        assert_eq!(taken, 10);
+        assert!(next_chunk::<U64Task, _>(&mut items, 100, 1 << 20, &mut carry).is_none());
+        assert!(carry.is_empty());
+    }
+
+    #[test]
+    fn dense_results_are_checked_before_they_are_taken() {
+        let dense = |count: u32, kind: &[u8], numbers: &[u64]| {
+            let mut body = count.to_le_bytes().to_vec();
+            body.push(DENSE_VALUES);
+            body.extend_from_slice(kind);
+            numbers.iter().for_each(|n| body.extend_from_slice(&n.to_le_bytes()));
+            body
+        };
+        let u64_kind = [codec::dense::kind::<u64>().unwrap().code];
         let mut out = vec![1u64];
-        assert!(scalar_values(&records, 3, &mut out));
-        assert_eq!(out, [1, 300, 7, u64::MAX]);
-        // A value in the long form (tag, then its length in four bytes).
-        let mut long_form = vec![REC_VALUE, 1, 0, 0, 0, 9];
-        long_form.extend_from_slice(&records);
+        decode_body::<u64>("t", &dense(2, &u64_kind, &[5, 6]), 2, &mut out).unwrap();
+        assert_eq!(out, [1, 5, 6]);
         let mut out: Vec<u64> = Vec::new();
-        assert!(scalar_values(&long_form, 4, &mut out));
-        assert_eq!(out, [9, 300, 7, u64::MAX]);
-        // Each of these leaves `out` as it was: a long record whose length
-        // runs past the end, a value longer than its record, a record with
-        // bytes left over, a type the value does not fit, fewer records
-        // than sent, bytes after the last one, a failure record.
-        let mut long = records.clone();
-        long[4] = REC_VALUE;
-        let mut failed = records.clone();
-        failed[4] = REC_PANIC;
-        let mut short = records.clone();
-        short[0] = SHORT_VALUE + 2;
-        let mut padded = records.clone();
-        padded[4] = SHORT_VALUE + 2;
-        padded.insert(6, 0);
-        let mut trailing = records.clone();
-        trailing.push(0);
-        for (bytes, sent) in [
-            (&long, 3),
-            (&short, 3),
-            (&padded, 3),
-            (&records, 4),
-            (&trailing, 3),
-            (&failed, 3),
-        ] {
-            let mut out = vec![1u64];
-            assert!(!scalar_values(bytes, sent, &mut out));
-            assert_eq!(out, [1]);
-        }
-        let mut narrow: Vec<u32> = vec![1];
-        assert!(!scalar_values(&records, 3, &mut narrow));
-        assert_eq!(narrow, [1]);
-        // Not a number: never this path.
-        let mut text: Vec<String> = Vec::new();
-        assert!(!scalar_values(&[SHORT_VALUE + 1, 0], 1, &mut text));
+        // Another type than the caller's, numbers short of the count or
+        // beyond it, no kind, another count than sent.
+        let is_decode = |r: Result<(), Error>| matches!(r, Err(Error::Decode { what: "result", .. }));
+        let mut narrow: Vec<u32> = Vec::new();
+        assert!(is_decode(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 2, &mut narrow)));
+        assert!(is_decode(decode_body("t", &dense(3, &u64_kind, &[5, 6]), 3, &mut out)));
+        assert!(is_decode(decode_body("t", &dense(1, &u64_kind, &[5, 6]), 1, &mut out)));
+        let protocol = |r: Result<(), Error>| matches!(r, Err(Error::Protocol { .. }));
+        assert!(protocol(decode_body("t", &dense(0, &[], &[]), 0, &mut out)));
+        assert!(protocol(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 3, &mut out)));
+        assert!(out.is_empty() && narrow.is_empty());
     }
 
     #[test]

@@ -19,7 +19,6 @@ use crate::pool::{Admission, Lazy};
 use crate::result::{self, AsyncResult, Outcome, Promise};
 use crate::task::{EncodeItem, Task};
 use crate::Pool;
-use chunk::Records;
 pub use lends::Lends;
 pub use options::MapOptions;
 pub(crate) use options::{chunk_bytes, exact_len};
@@ -231,27 +230,7 @@ fn decode_into<R: DeserializeOwned + 'static>(
     out: &mut Vec<R>,
 ) -> Result<(), Error> {
     let body = outcome.as_ref().map_err(Clone::clone)?;
-    let (records, all_values) = chunk::records(task, body.head(), sent)?;
-    let before = out.len();
-    // Every record a value: all decoded in one pass. Else (or if one does
-    // not decode) one by one, which finds the first failure and its error.
-    if all_values && chunk::decode_values(records, sent, out).is_ok() {
-        return Ok(());
-    }
-    out.truncate(before);
-    let mut records = Records::new(task, records);
-    for _ in 0..sent {
-        match records.next::<R>() {
-            Some(item) => out.push(item?),
-            None => {
-                return Err(Error::Protocol {
-                    task: task.to_string(),
-                    message: "a chunk's reply ended early".into(),
-                })
-            }
-        }
-    }
-    Ok(())
+    chunk::decode_body(task, body.head(), sent, out)
 }
 
 /// `map_async_<fn>`: one [`AsyncResult`] for the whole map.
@@ -292,9 +271,10 @@ where
     result.cancels_parts(parts)
 }
 
-/// Collects a `map_async`'s chunks and fills its promise with the records
-/// of all of them: `total u64 | records`, cut after the first chunk that
-/// holds an error so that decoding stops at the first error in input order.
+/// Collects a `map_async`'s chunks and fills its promise with the RESULTS
+/// bodies of all of them: `total u64`, then per chunk `sent u64 | len u64 |
+/// body`, cut after the first chunk that holds an error so that decoding
+/// stops at the first error in input order.
 struct Gather {
     task: &'static str,
     promise: Mutex<Option<Promise>>,
@@ -344,9 +324,15 @@ impl Gather {
                 Ok(body) => body,
                 Err(e) => return Err(e.clone()),
             };
-            let (records, all_values) = chunk::records(self.task, body.head(), sent)?;
-            bytes.extend_from_slice(records);
-            if !all_values {
+            let failed = match chunk::body(self.task, body.head(), sent)? {
+                chunk::Body::Records { all_values, .. } => !all_values,
+                chunk::Body::Dense { .. } => false,
+            };
+            for n in [sent, body.head().len()] {
+                bytes.extend_from_slice(&(n as u64).to_le_bytes());
+            }
+            bytes.extend_from_slice(body.head());
+            if failed {
                 break;
             }
         }
@@ -359,25 +345,30 @@ fn decode_gathered<R: DeserializeOwned + 'static>(
     outcome: &Outcome,
 ) -> Result<Vec<R>, Error> {
     let bytes = outcome.as_ref().map_err(Clone::clone)?;
-    let Some((total, records)) = bytes.head().split_first_chunk::<8>() else {
-        return Err(Error::Protocol {
-            task: task.to_string(),
-            message: "a map's gathered results lack their count".into(),
-        });
-    };
-    let total = u64::from_le_bytes(*total) as usize;
-    // A record takes at least a byte: a larger count is not trusted.
-    let mut out = Vec::with_capacity(total.min(records.len()));
-    crate::sys::advise_huge_pages(&mut out);
-    // Usually every record is a value: all decoded in one pass. Else one
-    // by one, which finds the first failure and its error.
-    if chunk::decode_values(records, total, &mut out).is_ok() {
-        return Ok(out);
+    let mut rest = bytes.head();
+    fn number(rest: &mut &[u8]) -> Option<usize> {
+        let (n, after) = rest.split_first_chunk::<8>()?;
+        *rest = after;
+        usize::try_from(u64::from_le_bytes(*n)).ok()
     }
-    out.clear();
-    let mut records = Records::new(task, records);
-    while let Some(item) = records.next::<R>() {
-        out.push(item?);
+    let protocol = |message: &str| Error::Protocol {
+        task: task.to_string(),
+        message: message.to_string(),
+    };
+    let total = number(&mut rest).ok_or_else(|| protocol("a map's gathered results lack their count"))?;
+    // A result takes at least a byte: a larger count is not trusted.
+    let mut out = Vec::with_capacity(total.min(rest.len()));
+    crate::sys::advise_huge_pages(&mut out);
+    while !rest.is_empty() {
+        let (Some(sent), Some(len)) = (number(&mut rest), number(&mut rest)) else {
+            return Err(protocol("a map's gathered results cut short"));
+        };
+        let Some((body, after)) = rest.split_at_checked(len) else {
+            return Err(protocol("a map's gathered results cut short"));
+        };
+        // The first error in input order, if any, is in this chunk.
+        chunk::decode_body(task, body, sent, &mut out)?;
+        rest = after;
     }
     if out.len() != total {
         return Err(Error::Protocol {
