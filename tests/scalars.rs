@@ -471,4 +471,14 @@ fn dense_chunks_fit_the_frame_limit() {
     assert_eq!(gathered.unwrap(), want);
     let bools: Vec<bool> = (0..20_000).map(|i| i % 3 == 0).collect();
     assert_eq!(map_echo_bool(&pool, bools.clone()).unwrap(), bools);
+    // One byte in, eight out: the results of a chunk fit its frame too.
+    let bytes: Vec<u8> = (0..50_000).map(|i| i as u8).collect();
+    let widened = map_widen_with(&pool, bytes.clone(), MapOptions::new().chunksize(50_000));
+    let want: Vec<u64> = bytes.iter().map(|&b| u64::from(b) << 40).collect();
+    assert_eq!(widened.unwrap(), want);
+}
+
+#[pool_task]
+fn widen(x: u8) -> u64 {
+    u64::from(x) << 40
 }

@@ -157,14 +157,17 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
 }
 
 /// [`next_chunk`] for items in the dense form: each takes the width of its
-/// kind, so the chunk holds as many as fit `max_bytes` (at least one).
+/// kind, so the chunk holds as many as fit `max_bytes` (at least one),
+/// counting each as two bytes at least: never more items than the general
+/// form's chunk of the same items (a length byte and a byte), so that dense
+/// results (eight bytes at most) fit the frame `max_bytes` leaves room for.
 fn next_dense<M: EncodeItem<I::Item>, I: Iterator>(
     items: &mut I,
     size: usize,
     max_bytes: usize,
     kind: DenseKind,
 ) -> Option<(Vec<u8>, usize)> {
-    let fit = (max_bytes.saturating_sub(DENSE_HEADER) / kind.width).max(1);
+    let fit = (max_bytes.saturating_sub(DENSE_HEADER) / kind.width.max(2)).max(1);
     let limit = size.min(fit).min((DENSE_ITEMS - 1) as usize).max(1);
     let first = items.next()?;
     let ahead = items.size_hint().0.min(limit - 1);
