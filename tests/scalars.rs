@@ -482,3 +482,66 @@ fn dense_chunks_fit_the_frame_limit() {
 fn widen(x: u8) -> u64 {
     u64::from(x) << 40
 }
+
+/// One byte in, a large number out; item 5 panics.
+#[pool_task]
+fn widen_or_panic(x: u8) -> u64 {
+    if x == 5 {
+        panic!("item five");
+    }
+    u64::MAX - u64::from(x)
+}
+
+/// Two bytes in, a float out; item 5 panics.
+#[pool_task]
+fn third_or_panic(x: u16) -> f64 {
+    if x == 5 {
+        panic!("item five");
+    }
+    f64::from(x) / 3.0
+}
+
+#[pool_task]
+fn one() -> u64 {
+    1
+}
+
+/// Chunks as full as a small frame allows, of items much narrower than
+/// their results: the results fit the frame, dense or (after an item's
+/// failure) as records, so every item keeps its own outcome. Before the
+/// chunk counted the results' room, each of these failed whole with
+/// `FrameTooLarge` (the failing item's panic lost with it).
+#[test]
+fn full_chunks_of_narrow_items_keep_every_outcome_under_a_small_frame() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    let one_chunk = MapOptions::new().chunksize(1000);
+    // No argument at all: one length byte an item, eight bytes a result.
+    let units = map_one_with(&pool, vec![(); 1000], one_chunk);
+    assert_eq!(units.unwrap(), vec![1; 1000]);
+    let bytes: Vec<u8> = (0..=255).cycle().take(1000).collect();
+    let widened: Vec<_> = imap_widen_or_panic_with(&pool, bytes.clone(), one_chunk).collect();
+    for (x, result) in bytes.iter().zip(widened) {
+        match result {
+            Ok(n) => assert_eq!(n, u64::MAX - u64::from(*x)),
+            Err(Error::Panic { message, .. }) if *x == 5 => assert_eq!(message, "item five"),
+            Err(other) => panic!("item {x}: {other:?}"),
+        }
+    }
+    let halves: Vec<u16> = (0..1000).collect();
+    let thirds: Vec<_> = imap_third_or_panic_with(&pool, halves.clone(), one_chunk).collect();
+    for (x, result) in halves.iter().zip(thirds) {
+        match result {
+            Ok(v) => assert_eq!(v, f64::from(*x) / 3.0),
+            Err(Error::Panic { message, .. }) if *x == 5 => assert_eq!(message, "item five"),
+            Err(other) => panic!("item {x}: {other:?}"),
+        }
+    }
+    match map_third_or_panic_with(&pool, halves, one_chunk) {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "item five"),
+        other => panic!("expected item 5's panic, got {other:?}"),
+    }
+}

@@ -12,20 +12,33 @@
 
 use std::any::Any;
 
+use super::scalar::{cast, uncast};
 use super::each_scalar;
 
-/// The exact type of a chunk's dense numbers, and their width in bytes.
+/// The exact type of a chunk's dense numbers: its code on the wire, the
+/// width of one in bytes, and the most bytes one takes as a value record
+/// of the general form (a tag, then its bincode bytes), which a worker
+/// falls back to at an item's failure.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Kind {
     pub(crate) code: u8,
     pub(crate) width: usize,
+    pub(crate) most_record: usize,
 }
 
 /// A type written and read in the dense form.
 trait Raw: Sized + Copy + 'static {
     const CODE: u8;
     const WIDTH: usize;
+    /// The most bytes bincode takes for one (a varint: its marker and the
+    /// integer).
+    const MOST_BINCODE: usize;
+    const KIND: Kind = Kind {
+        code: Self::CODE,
+        width: Self::WIDTH,
+        most_record: 1 + Self::MOST_BINCODE,
+    };
     fn put(self, out: &mut Vec<u8>);
     /// The value in the first `WIDTH` bytes of `bytes`, if they hold one.
     fn take(bytes: &[u8]) -> Option<Self>;
@@ -35,10 +48,11 @@ trait Raw: Sized + Copy + 'static {
 }
 
 macro_rules! little_endian {
-    ($($t:ty, $code:expr;)*) => {$(
+    ($($t:ty, $code:expr, $most:expr;)*) => {$(
         impl Raw for $t {
             const CODE: u8 = $code;
             const WIDTH: usize = std::mem::size_of::<$t>();
+            const MOST_BINCODE: usize = $most;
             #[inline(always)]
             fn put(self, out: &mut Vec<u8>) {
                 out.extend_from_slice(&self.to_le_bytes())
@@ -63,13 +77,52 @@ macro_rules! little_endian {
 }
 
 little_endian! {
-    u8, 1; i8, 2; u16, 3; i16, 4; u32, 5; i32, 6; u64, 7; i64, 8;
-    usize, 9; isize, 10; f32, 11; f64, 12;
+    u8, 1, 1; i8, 2, 1; u16, 3, 3; i16, 4, 3; u32, 5, 5; i32, 6, 5; u64, 7, 9; i64, 8, 9;
+    f32, 11, 4; f64, 12, 8;
 }
+
+/// `usize` and `isize` travel as eight bytes whatever the machine's
+/// pointer width (as bincode's varints are the same on every machine): a
+/// value the reader's type cannot hold is refused.
+macro_rules! pointer_sized {
+    ($($t:ty, $wide:ty, $code:expr;)*) => {$(
+        impl Raw for $t {
+            const CODE: u8 = $code;
+            const WIDTH: usize = 8;
+            const MOST_BINCODE: usize = 9;
+            #[inline(always)]
+            fn put(self, out: &mut Vec<u8>) {
+                // (Lossless: no pointer is wider than 64 bits.)
+                out.extend_from_slice(&(self as $wide).to_le_bytes())
+            }
+            #[inline(always)]
+            fn take(bytes: &[u8]) -> Option<Self> {
+                <$t>::try_from(<$wide>::take(bytes)?).ok()
+            }
+            fn extend(raw: &[u8], out: &mut Vec<Self>) -> bool {
+                let before = out.len();
+                out.reserve(raw.len() / Self::WIDTH);
+                for bytes in raw.chunks_exact(Self::WIDTH) {
+                    match Self::take(bytes) {
+                        Some(value) => out.push(value),
+                        None => {
+                            out.truncate(before);
+                            return false;
+                        }
+                    }
+                }
+                true
+            }
+        }
+    )*};
+}
+
+pointer_sized! { usize, u64, 9; isize, i64, 10; }
 
 impl Raw for bool {
     const CODE: u8 = 13;
     const WIDTH: usize = 1;
+    const MOST_BINCODE: usize = 1;
     #[inline(always)]
     fn put(self, out: &mut Vec<u8>) {
         out.push(u8::from(self))
@@ -91,52 +144,33 @@ impl Raw for bool {
     }
 }
 
+macro_rules! kinds {
+    ($($t:ty)*) => { [$(<$t as Raw>::KIND),*] };
+}
+
+/// Every kind.
+const KINDS: [Kind; 13] = kinds!(u8 i8 u16 i16 u32 i32 u64 i64 usize isize f32 f64 bool);
+
 /// The dense kind of `T`, if it has one.
 #[inline(always)]
 pub(crate) fn kind<T: 'static>() -> Option<Kind> {
     each_scalar!(T, S => {
-        Some(Kind { code: S::CODE, width: S::WIDTH })
+        Some(S::KIND)
     });
     None
 }
 
-/// The width of the values of kind `code`; `None` for no kind.
-pub(crate) fn width(code: u8) -> Option<usize> {
-    let kinds = [
-        kind::<u8>(),
-        kind::<i8>(),
-        kind::<u16>(),
-        kind::<i16>(),
-        kind::<u32>(),
-        kind::<i32>(),
-        kind::<u64>(),
-        kind::<i64>(),
-        kind::<usize>(),
-        kind::<isize>(),
-        kind::<f32>(),
-        kind::<f64>(),
-        kind::<bool>(),
-    ];
-    kinds
-        .into_iter()
-        .flatten()
-        .find(|kind| kind.code == code)
-        .map(|kind| kind.width)
+/// The kind whose code is `code`; `None` for none.
+pub(crate) fn kind_of(code: u8) -> Option<Kind> {
+    KINDS.into_iter().find(|kind| kind.code == code)
 }
 
 /// Appends `value` in the dense form; `false` (nothing written) if `T` has
 /// no dense kind.
 #[inline(always)]
 pub(crate) fn put<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
-    let any: &dyn Any = value;
     each_scalar!(T, S => {
-        match any.downcast_ref::<S>() {
-            Some(&value) => {
-                value.put(out);
-                true
-            }
-            None => false,
-        }
+        cast::<T, S>(value).map(|value| value.put(out)).is_some()
     });
     false
 }
@@ -147,9 +181,7 @@ pub(crate) fn put<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
 #[inline(always)]
 pub(crate) fn take<T: 'static>(bytes: &[u8]) -> Option<T> {
     each_scalar!(T, S => {
-        let mut slot = Some(S::take(bytes)?);
-        let any: &mut dyn Any = &mut slot;
-        any.downcast_mut::<Option<T>>()?.take()
+        uncast(S::take(bytes)?)
     });
     None
 }
@@ -194,7 +226,7 @@ mod tests {
 
     fn round_trip<T: 'static + Copy + PartialEq + std::fmt::Debug>(values: &[T]) {
         let kind = kind::<T>().expect("a dense kind");
-        assert_eq!(width(kind.code), Some(kind.width));
+        assert_eq!(kind_of(kind.code), Some(kind));
         let mut raw = Vec::new();
         for value in values {
             assert!(put(value, &mut raw));
@@ -229,8 +261,19 @@ mod tests {
     }
 
     #[test]
+    fn pointer_sized_numbers_travel_as_eight_bytes() {
+        let mut raw = Vec::new();
+        put(&7usize, &mut raw);
+        put(&-2isize, &mut raw);
+        assert_eq!(raw[..8], 7u64.to_le_bytes());
+        assert_eq!(raw[8..], (-2i64).to_le_bytes());
+        assert_eq!(kind::<usize>().map(|k| (k.width, k.most_record)), Some((8, 10)));
+        assert_eq!(kind::<u8>().map(|k| k.most_record), Some(2));
+    }
+
+    #[test]
     fn kinds_are_distinct_and_other_types_have_none() {
-        let codes: Vec<u8> = (0..=255).filter(|&c| width(c).is_some()).collect();
+        let codes: Vec<u8> = (0..=255).filter(|&c| kind_of(c).is_some()).collect();
         assert_eq!(codes.len(), 13);
         assert_eq!(kind::<u64>().map(|k| k.code), Some(7));
         assert_ne!(kind::<u64>(), kind::<usize>());

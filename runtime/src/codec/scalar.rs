@@ -173,19 +173,27 @@ pub(crate) fn is_scalar<T: 'static>() -> bool {
     false
 }
 
+/// `value` as the type `S`, if `T` is `S` (for [`each_scalar`]'s bodies).
+#[inline(always)]
+pub(crate) fn cast<T: 'static, S: Copy + 'static>(value: &T) -> Option<S> {
+    (value as &dyn Any).downcast_ref::<S>().copied()
+}
+
+/// `value` as the type `T`, if `S` is `T` (for [`each_scalar`]'s bodies).
+#[inline(always)]
+pub(crate) fn uncast<S: 'static, T: 'static>(value: S) -> Option<T> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()?
+        .take()
+}
+
 /// Appends `value`'s bincode bytes and answers `true` if `T` is a scalar;
 /// else answers `false` and leaves `out` alone.
 #[inline(always)]
 pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
-    let any: &dyn Any = value;
     each_scalar!(T, S => {
-        match any.downcast_ref::<S>() {
-            Some(&value) => {
-                value.put(out);
-                true
-            }
-            None => false,
-        }
+        cast::<T, S>(value).map(|value| value.put(out)).is_some()
     });
     false
 }
@@ -197,9 +205,7 @@ pub(crate) fn encode<T: 'static>(value: &T, out: &mut Vec<u8>) -> bool {
 pub(crate) fn decode<T: 'static>(bytes: &[u8]) -> Option<(T, usize)> {
     each_scalar!(T, S => {
         let (value, used) = S::take(bytes)?;
-        let mut slot = Some(value);
-        let any: &mut dyn Any = &mut slot;
-        any.downcast_mut::<Option<T>>()?.take().map(|value| (value, used))
+        uncast(value).map(|value| (value, used))
     });
     None
 }

@@ -50,7 +50,8 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::result::Outcome;
-use crate::task::{ArgsDecoder, CallError, DenseKind, EncodeItem};
+use crate::task::{ArgsDecoder, CallError, DenseKind, EncodeItem, TaskOutput};
+use super::options::FRAME_OVER_CHUNK;
 use crate::wire::PanicReport;
 use crate::{codec, worker};
 
@@ -94,18 +95,24 @@ const RESERVE_AHEAD: usize = 16 << 20;
 /// chunk: a chunk is at most `max_bytes`, or one item alone, so an item
 /// that fits a frame on its own never fails for its neighbours (nor they
 /// for it). `carry` must be the same buffer from one chunk to the next.
-pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
+pub(crate) fn next_chunk<M, I: Iterator>(
     items: &mut I,
     size: usize,
     max_bytes: usize,
     carry: &mut Vec<u8>,
-) -> Option<(Vec<u8>, usize)> {
+) -> Option<(Vec<u8>, usize)>
+where
+    M: EncodeItem<I::Item> + TaskOutput,
+    M::Output: 'static,
+{
+    // (The count's top bit is the dense form's.)
+    let size = size
+        .min(results_room::<M::Output>(max_bytes))
+        .min((DENSE_ITEMS - 1) as usize);
     if let Some(kind) = M::dense_kind() {
         // (A dense chunk never leaves an item in `carry`.)
         return next_dense::<M, I>(items, size, max_bytes, kind);
     }
-    // (The count's top bit is the dense form's.)
-    let size = size.min((DENSE_ITEMS - 1) as usize);
     let mut fill = Fill {
         bytes: vec![0; 4],
         last: 0,
@@ -156,19 +163,35 @@ pub(crate) fn next_chunk<M: EncodeItem<I::Item>, I: Iterator>(
     Some((bytes, taken))
 }
 
+/// The most items of a chunk of `max_bytes` whose results fit half the
+/// frame it leaves room for, when the results are numbers: each takes at
+/// most its kind's `most_record` bytes (as a value record, which a worker
+/// falls back to at an item's failure; less in the dense form). The other
+/// half is for the records of failed items (a panic's message and place,
+/// which a worker cuts to fit the frame, 40 bytes or so at the shortest).
+/// With `B` = `max_bytes` ≤ max_frame / 4, the values take at most 2 (`B` −
+/// 5) bytes of the frame. Unbounded for other results (a chunk of large
+/// results fails whole, as it always did).
+fn results_room<R: 'static>(max_bytes: usize) -> usize {
+    match codec::dense::kind::<R>() {
+        Some(kind) => {
+            let room = max_bytes.saturating_sub(DENSE_HEADER) * FRAME_OVER_CHUNK / 2;
+            (room / kind.most_record).max(1)
+        }
+        None => usize::MAX,
+    }
+}
+
 /// [`next_chunk`] for items in the dense form: each takes the width of its
-/// kind, so the chunk holds as many as fit `max_bytes` (at least one),
-/// counting each as two bytes at least: never more items than the general
-/// form's chunk of the same items (a length byte and a byte), so that dense
-/// results (eight bytes at most) fit the frame `max_bytes` leaves room for.
+/// kind, so the chunk holds as many as fit `max_bytes` (at least one).
 fn next_dense<M: EncodeItem<I::Item>, I: Iterator>(
     items: &mut I,
     size: usize,
     max_bytes: usize,
     kind: DenseKind,
 ) -> Option<(Vec<u8>, usize)> {
-    let fit = (max_bytes.saturating_sub(DENSE_HEADER) / kind.width.max(2)).max(1);
-    let limit = size.min(fit).min((DENSE_ITEMS - 1) as usize).max(1);
+    let fit = (max_bytes.saturating_sub(DENSE_HEADER) / kind.width).max(1);
+    let limit = size.min(fit).max(1);
     let first = items.next()?;
     let ahead = items.size_hint().0.min(limit - 1);
     let room = (ahead * kind.width).min(RESERVE_AHEAD);
@@ -492,15 +515,16 @@ fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>)
     let (&code, numbers) = items
         .split_first()
         .ok_or("a dense chunk without its kind")?;
-    let width = codec::dense::width(code).ok_or(format!("a dense chunk of unknown kind {code}"))?;
-    if Some(numbers.len()) != (count as usize).checked_mul(width) {
+    let kind = codec::dense::kind_of(code).ok_or(format!("a dense chunk of unknown kind {code}"))?;
+    if Some(numbers.len()) != (count as usize).checked_mul(kind.width) {
         return Err(format!(
-            "a dense chunk of {count} items of {width} bytes holds {} bytes",
+            "a dense chunk of {count} items of {} bytes holds {} bytes",
+            kind.width,
             numbers.len()
         ));
     }
     *items = numbers;
-    Ok((count, Some(DenseKind { code, width })))
+    Ok((count, Some(kind)))
 }
 
 /// Worker side: if the values so far are in the dense form (`dense` is
@@ -696,9 +720,19 @@ pub(crate) fn body<'b>(task: &str, body: &'b [u8], sent: usize) -> Result<Body<'
             all_values: flag == 1,
         });
     }
-    match records.split_first() {
-        Some((&code, numbers)) => Ok(Body::Dense { code, numbers }),
-        None => Err(protocol("dense values without their kind".into())),
+    let Some((&code, numbers)) = records.split_first() else {
+        return Err(protocol("dense values without their kind".into()));
+    };
+    match codec::dense::kind_of(code) {
+        Some(kind) if Some(numbers.len()) == sent.checked_mul(kind.width) => {
+            Ok(Body::Dense { code, numbers })
+        }
+        Some(kind) => Err(protocol(format!(
+            "{} bytes of dense values for {sent} values of {} bytes",
+            numbers.len(),
+            kind.width
+        ))),
+        None => Err(protocol(format!("dense values of unknown kind {code}"))),
     }
 }
 
@@ -933,10 +967,14 @@ mod tests {
     };
     use crate::codec;
     use crate::error::Error;
-    use crate::task::{DenseKind, EncodeItem};
+    use crate::task::{DenseKind, EncodeItem, TaskOutput};
 
     /// A task of one `u64`, as `#[pool_task]` would make it.
     struct U64Task;
+
+    impl TaskOutput for U64Task {
+        type Output = u64;
+    }
 
     impl EncodeItem<u64> for U64Task {
         fn encode_item(item: u64, chunk: &mut Vec<u8>) -> Result<(), String> {
@@ -988,14 +1026,16 @@ mod tests {
         decode_body::<u64>("t", &dense(2, &u64_kind, &[5, 6]), 2, &mut out).unwrap();
         assert_eq!(out, [1, 5, 6]);
         let mut out: Vec<u64> = Vec::new();
-        // Another type than the caller's, numbers short of the count or
-        // beyond it, no kind, another count than sent.
+        // Another type than the caller's; numbers short of the count or
+        // beyond it, a kind that does not exist, no kind, another count
+        // than sent.
         let is_decode = |r: Result<(), Error>| matches!(r, Err(Error::Decode { what: "result", .. }));
         let mut narrow: Vec<u32> = Vec::new();
         assert!(is_decode(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 2, &mut narrow)));
-        assert!(is_decode(decode_body("t", &dense(3, &u64_kind, &[5, 6]), 3, &mut out)));
-        assert!(is_decode(decode_body("t", &dense(1, &u64_kind, &[5, 6]), 1, &mut out)));
         let protocol = |r: Result<(), Error>| matches!(r, Err(Error::Protocol { .. }));
+        assert!(protocol(decode_body("t", &dense(3, &u64_kind, &[5, 6]), 3, &mut out)));
+        assert!(protocol(decode_body("t", &dense(1, &u64_kind, &[5, 6]), 1, &mut out)));
+        assert!(protocol(decode_body("t", &dense(2, &[99], &[5, 6]), 2, &mut out)));
         assert!(protocol(decode_body("t", &dense(0, &[], &[]), 0, &mut out)));
         assert!(protocol(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 3, &mut out)));
         assert!(out.is_empty() && narrow.is_empty());

@@ -109,6 +109,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
     fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions, ordered: bool) -> Self
     where
         M: Task + EncodeItem<I::Item>,
+        M::Output: 'static,
         It: IntoIterator<IntoIter = I>,
     {
         let task = &M::INFO;

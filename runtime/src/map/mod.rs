@@ -57,7 +57,10 @@ fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
     pool: &Pool,
     items: I,
     options: MapOptions,
-) -> Result<Vec<(AsyncResult<()>, usize)>, Error> {
+) -> Result<Vec<(AsyncResult<()>, usize)>, Error>
+where
+    M::Output: 'static,
+{
     let admission = pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
         task: M::INFO.name.to_string(),
     })?;

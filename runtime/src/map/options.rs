@@ -134,12 +134,15 @@ pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
     }
 }
 
+/// How many times a chunk's encoded items a frame holds (see [`chunk_bytes`]).
+pub(crate) const FRAME_OVER_CHUNK: usize = 4;
+
 /// How many bytes of encoded items a chunk may hold, for a pool whose frame
 /// limit is `max_frame`: a quarter of it, so that a chunk of large items is
 /// cut short instead of failing with [`Error::FrameTooLarge`] (its results
 /// need room too).
 pub(crate) fn chunk_bytes(max_frame: usize) -> usize {
-    max_frame / 4
+    max_frame / FRAME_OVER_CHUNK
 }
 
 #[cfg(test)]

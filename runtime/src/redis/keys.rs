@@ -110,7 +110,8 @@ pub(crate) fn build_of_members_key<'k>(queue: &str, key: &'k str) -> Option<&'k 
 }
 
 /// This program's build id: FNV-1a 64 over the sorted `name \0 fingerprint`
-/// lines of its task registry, as 16 hex digits.
+/// lines of its task registry and a line of the wire version
+/// ([`crate::wire::VERSION`]), as 16 hex digits.
 ///
 /// A caller and a node meet on a stream only if they register the same
 /// names with the same signature fingerprints, so a node never sees a call
@@ -119,7 +120,8 @@ pub(crate) fn build_of_members_key<'k>(queue: &str, key: &'k str) -> Option<&'k 
 /// fingerprint does not cover, a changed `struct` body behind an unchanged
 /// signature, it does not cover here either.)
 pub(crate) fn build_id() -> String {
-    id_of(registry::identities())
+    // (No task's name is empty: the version's line is apart from theirs.)
+    id_of(registry::identities().into_iter().chain([("", crate::wire::VERSION)]))
 }
 
 fn id_of(tasks: impl IntoIterator<Item = (&'static str, u64)>) -> String {

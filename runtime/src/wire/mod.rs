@@ -4,6 +4,15 @@
 pub(crate) mod frame;
 pub(crate) mod message;
 
+/// The version of what travels between a caller and the processes that run
+/// its calls (these messages, a chunk's forms, the encodings of arguments
+/// and results). Local workers are the caller's own program; through Redis,
+/// a caller and a node meet only if theirs is the same (it is part of the
+/// build id). Raised at each change of any of them: 2 when map chunks began
+/// to carry numbers in the dense form.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) const VERSION: u64 = 2;
+
 #[cfg(test)]
 pub(crate) use frame::append_frame;
 pub(crate) use frame::{Frame, FrameError, DEFAULT_MAX_FRAME, READ_CHUNK, SPLIT_MARK};
