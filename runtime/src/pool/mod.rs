@@ -10,6 +10,7 @@ pub(crate) mod config;
 pub(crate) mod dispatcher;
 mod exchange;
 mod in_flight;
+mod inbox;
 mod initializer;
 mod local;
 mod pipeline;

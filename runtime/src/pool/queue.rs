@@ -2,7 +2,9 @@
 //! each slot's worker is (running a job, parked idle, or lent to a caller of
 //! `apply`). Slot threads take jobs here; callers queue jobs and borrow
 //! idle workers here. One mutex guards it all; each slot thread waits on a
-//! condition variable of its own.
+//! condition variable of its own. Callers leave jobs in an inbox instead of
+//! taking that mutex (see [`super::inbox`]): whoever takes it next moves
+//! them to the queue.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use super::dispatcher::Status;
 use super::in_flight::{InFlight, Place};
+use super::inbox::Inbox;
 use super::pipeline::{self, Durations};
 use crate::call::{Job, Kind};
 use crate::link::Link;
@@ -94,6 +97,8 @@ const GATE_RECHECK: Duration = Duration::from_millis(10);
 /// The queue and the slots' states (see the module's documentation).
 pub(crate) struct Queue {
     state: Mutex<State>,
+    /// Jobs pushed and not yet moved to `state.jobs`.
+    inbox: Inbox,
     /// One per slot: its thread waits on it for a job or its lent worker.
     wake: Vec<Condvar>,
     max_tasks_per_child: Option<usize>,
@@ -120,6 +125,7 @@ impl Queue {
                 slots: states,
                 ..State::default()
             }),
+            inbox: Inbox::default(),
             wake: (0..slots).map(|_| Condvar::new()).collect(),
             max_tasks_per_child,
             gate: OnceLock::new(),
@@ -139,18 +145,63 @@ impl Queue {
         self.gate.get().is_some_and(|open| !open())
     }
 
+    /// The state, with every job pushed so far in its queue.
     fn lock(&self) -> MutexGuard<'_, State> {
+        let mut state = self.lock_slots();
+        self.inbox.take_into(&mut state.jobs);
+        state
+    }
+
+    /// The state, for a look at the slots only: the jobs in the inbox are
+    /// left there (the slots' bookkeeping of each reply does not touch the
+    /// lines the callers write).
+    fn lock_slots(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job`, or gives it back if the pool is closed.
-    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(job);
+    /// Waits on slot `index`'s condition variable for at most `timeout`
+    /// (a wait for work if `for_work`: a push wakes it), with the jobs pushed
+    /// meanwhile in the queue when it returns; whether it timed out. A wait
+    /// for work that finds jobs pushed returns at once.
+    fn wait<'a>(
+        &self,
+        index: usize,
+        state: MutexGuard<'a, State>,
+        timeout: Duration,
+        for_work: bool,
+    ) -> (MutexGuard<'a, State>, bool) {
+        if for_work && !self.inbox.begin_wait() {
+            let mut state = state;
+            self.inbox.take_into(&mut state.jobs);
+            return (state, false);
         }
-        state.jobs.push_back(job);
-        self.wake_one(&mut state);
+        let (mut state, waited) = self.wake[index]
+            .wait_timeout(state, timeout)
+            .unwrap_or_else(|e| e.into_inner());
+        if for_work {
+            self.inbox.end_wait();
+        }
+        self.inbox.take_into(&mut state.jobs);
+        (state, waited.timed_out())
+    }
+
+    /// Queues `job`, or gives it back if the pool is closed. While every
+    /// slot is busy, through the inbox; while one waits for work, under the
+    /// lock, with the wake-up, so that each job of a burst is seen with a
+    /// slot woken for it (see `next_jobs`) and the burst spreads.
+    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+        if self.inbox.has_waiting() {
+            let mut state = self.lock();
+            if state.closed {
+                return Err(job);
+            }
+            state.jobs.push_back(job);
+            self.wake_one(&mut state);
+        } else if self.inbox.push(job)? {
+            // A slot began to wait meanwhile.
+            let mut state = self.lock();
+            self.wake_one(&mut state);
+        }
         Ok(())
     }
 
@@ -194,17 +245,11 @@ impl Queue {
                     // the queue empty). Wait as an idle slot. (Not once the
                     // pool is closed: then the slot drains the queue and
                     // stops, nothing would wake it to stop later.)
-                    let (guard, _) = self.wake[index]
-                        .wait_timeout(state, idle)
-                        .unwrap_or_else(|e| e.into_inner());
-                    state = guard;
+                    state = self.wait(index, state, idle, true).0;
                     continue;
                 } else if !st.closed && !st.jobs.is_empty() && self.gate_closed() {
                     // Held: look again shortly (nothing signals the gate).
-                    let (guard, _) = self.wake[index]
-                        .wait_timeout(state, GATE_RECHECK)
-                        .unwrap_or_else(|e| e.into_inner());
-                    state = guard;
+                    state = self.wait(index, state, GATE_RECHECK, true).0;
                     continue;
                 } else if let Some(job) = st.jobs.pop_front() {
                     self.take_batch(st, index, job, durations, batch);
@@ -216,11 +261,7 @@ impl Queue {
                         lost: std::mem::take(&mut st.slots[index].lost),
                     }
                 } else {
-                    let (guard, timeout) = self.wake[index]
-                        .wait_timeout(state, idle)
-                        .unwrap_or_else(|e| e.into_inner());
-                    state = guard;
-                    waited_out = timeout.timed_out();
+                    (state, waited_out) = self.wait(index, state, idle, true);
                     continue;
                 };
                 let slot = &mut st.slots[index];
@@ -233,10 +274,7 @@ impl Queue {
             // worker given back idle (no notification) must still be
             // checked every `idle`, so that one that dies then is reaped and
             // replaced at once, not at the next job.
-            let (guard, _) = self.wake[index]
-                .wait_timeout(state, idle)
-                .unwrap_or_else(|e| e.into_inner());
-            state = guard;
+            state = self.wait(index, state, idle, false).0;
         }
     }
 
@@ -321,7 +359,7 @@ impl Queue {
     /// has now run as many as `max_tasks_per_child` allows (and was not
     /// killed by a cancel meanwhile: that one is ended, not retired).
     pub(crate) fn served(&self, index: usize, n: usize) -> bool {
-        let mut state = self.lock();
+        let mut state = self.lock_slots();
         let slot = &mut state.slots[index];
         slot.served += n;
         !slot.in_flight.is_doomed()
@@ -334,24 +372,24 @@ impl Queue {
     /// the next call was cancelled, `kill` stops the worker unless it went
     /// past that call (see [`InFlight::settle_one`](super::in_flight::InFlight::settle_one)).
     pub(crate) fn settle_one(&self, index: usize, kill: impl FnOnce(u64, &[u64]) -> bool) {
-        self.lock().slots[index].in_flight.settle_one(kill);
+        self.lock_slots().slots[index].in_flight.settle_one(kill);
     }
 
     /// Slot `index` lost its worker: a cancel's doom was about that one.
     pub(crate) fn forget_doom(&self, index: usize) {
-        self.lock().slots[index].in_flight.forget_doom();
+        self.lock_slots().slots[index].in_flight.forget_doom();
     }
 
     /// Whether slot `index`'s worker was killed by a cancel during its
     /// current batch.
     pub(crate) fn is_doomed(&self, index: usize) -> bool {
-        self.lock().slots[index].in_flight.is_doomed()
+        self.lock_slots().slots[index].in_flight.is_doomed()
     }
 
     /// Whether a cancel of call `id`, held by a slot, was asked: the loss of
     /// its worker is then reported as [`Error::Cancelled`](crate::Error::Cancelled).
     pub(crate) fn is_cancelled(&self, id: u64) -> bool {
-        let state = self.lock();
+        let state = self.lock_slots();
         state.slots.iter().any(|s| s.in_flight.is_cancelled(id))
     }
 
@@ -410,7 +448,7 @@ impl Queue {
 
     /// Slot `index` has a new worker (or none).
     pub(crate) fn reset_served(&self, index: usize) {
-        self.lock().slots[index].served = 0;
+        self.lock_slots().slots[index].served = 0;
     }
 
     /// Wakes one slot thread that waits for work and is not already woken,
@@ -502,11 +540,13 @@ impl Queue {
     }
 
     pub(crate) fn is_terminated(&self) -> bool {
-        self.lock().terminated
+        self.lock_slots().terminated
     }
 
     /// Accepts no more jobs; the queued ones still run.
     pub(crate) fn close(&self) {
+        // The inbox first: no job pushed after it stays there unseen.
+        self.inbox.close();
         self.lock().closed = true;
         self.wake_all();
     }
@@ -514,6 +554,7 @@ impl Queue {
     /// Accepts no more jobs and hands back the queued ones, which will
     /// never run.
     pub(crate) fn terminate(&self) -> VecDeque<Job> {
+        self.inbox.close();
         let jobs = {
             let mut state = self.lock();
             state.terminated = true;
