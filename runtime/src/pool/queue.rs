@@ -159,18 +159,19 @@ impl Queue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits on slot `index`'s condition variable for at most `timeout`
-    /// (a wait for work if `for_work`: a push wakes it), with the jobs pushed
-    /// meanwhile in the queue when it returns; whether it timed out. A wait
-    /// for work that finds jobs pushed returns at once.
+    /// Waits on slot `index`'s condition variable for at most `timeout`,
+    /// with the jobs pushed meanwhile in the queue when it returns; whether
+    /// it timed out. Returns at once if jobs were pushed. Every wait of a
+    /// slot counts as waiting for work, even one for its lent worker: that
+    /// worker may come back idle (no wake-up) before the next push, which
+    /// must then wake the slot (see [`Self::push`]).
     fn wait<'a>(
         &self,
         index: usize,
         state: MutexGuard<'a, State>,
         timeout: Duration,
-        for_work: bool,
     ) -> (MutexGuard<'a, State>, bool) {
-        if for_work && !self.inbox.begin_wait() {
+        if !self.inbox.begin_wait() {
             let mut state = state;
             self.inbox.take_into(&mut state.jobs);
             return (state, false);
@@ -178,9 +179,7 @@ impl Queue {
         let (mut state, waited) = self.wake[index]
             .wait_timeout(state, timeout)
             .unwrap_or_else(|e| e.into_inner());
-        if for_work {
-            self.inbox.end_wait();
-        }
+        self.inbox.end_wait();
         self.inbox.take_into(&mut state.jobs);
         (state, waited.timed_out())
     }
@@ -245,11 +244,11 @@ impl Queue {
                     // the queue empty). Wait as an idle slot. (Not once the
                     // pool is closed: then the slot drains the queue and
                     // stops, nothing would wake it to stop later.)
-                    state = self.wait(index, state, idle, true).0;
+                    state = self.wait(index, state, idle).0;
                     continue;
                 } else if !st.closed && !st.jobs.is_empty() && self.gate_closed() {
                     // Held: look again shortly (nothing signals the gate).
-                    state = self.wait(index, state, GATE_RECHECK, true).0;
+                    state = self.wait(index, state, GATE_RECHECK).0;
                     continue;
                 } else if let Some(job) = st.jobs.pop_front() {
                     self.take_batch(st, index, job, durations, batch);
@@ -261,7 +260,7 @@ impl Queue {
                         lost: std::mem::take(&mut st.slots[index].lost),
                     }
                 } else {
-                    (state, waited_out) = self.wait(index, state, idle, true);
+                    (state, waited_out) = self.wait(index, state, idle);
                     continue;
                 };
                 let slot = &mut st.slots[index];
@@ -274,7 +273,7 @@ impl Queue {
             // worker given back idle (no notification) must still be
             // checked every `idle`, so that one that dies then is reaped and
             // replaced at once, not at the next job.
-            state = self.wait(index, state, idle, false).0;
+            state = self.wait(index, state, idle).0;
         }
     }
 

@@ -33,15 +33,16 @@ fn config(processes: usize, max_tasks_per_child: Option<usize>) -> Arc<Config> {
     })
 }
 
-/// The script most tests use: `slow` answers after 30 ms, `die` dies,
-/// `hang` never answers, any other task echoes its arguments, except that
-/// an argument `[0xDD]` dies, `[0xEE]` hangs, `[0x5A]` stalls (its reply
-/// begins and stops), `[0xDB]` kills its worker before it starts and
-/// `[0xD1]` does so the first time only.
+/// The script most tests use: `slow` answers after 30 ms, `slower` after
+/// 150 ms, `die` dies, `hang` never answers, any other task echoes its
+/// arguments, except that an argument `[0xDD]` dies, `[0xEE]` hangs,
+/// `[0x5A]` stalls (its reply begins and stops), `[0xDB]` kills its worker
+/// before it starts and `[0xD1]` does so the first time only.
 fn script(task: &str, args: &[u8]) -> Action {
     static D1_SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     match (task, args) {
         ("slow", _) => Action::ReplyAfter(Duration::from_millis(30), args.to_vec()),
+        ("slower", _) => Action::ReplyAfter(Duration::from_millis(150), args.to_vec()),
         (_, [0xDB]) => Action::DieBeforeStart,
         (_, [0xD1]) if !D1_SEEN.swap(true, Ordering::SeqCst) => Action::DieBeforeStart,
         ("die", _) | (_, [0xDD]) => Action::Die,
@@ -197,6 +198,33 @@ fn a_direct_call_borrows_an_idle_worker_and_never_overtakes_the_queue() {
     // Everything ran on the one worker, in order.
     let args: Vec<u8> = f.log.ran().iter().map(|r| r.args[0]).collect();
     assert_eq!(args, [7, 1, 2, 4]);
+}
+
+#[test]
+fn a_job_queued_just_after_a_direct_call_wakes_the_slot_at_once() {
+    // A direct call longer than the slot's idle check (`IDLE_CHECK`,
+    // 100 ms): the slot thread, done waiting for work, waits for its lent
+    // worker, which comes back idle with nothing queued (no wake-up). The
+    // job queued next must wake the slot, not wait out the rest of that
+    // wait (about 50 ms here). The quickest of five rounds tells.
+    let mut f = Fixture::new(1, None);
+    let mut quickest = Duration::MAX;
+    for i in 1..=5u8 {
+        let mut call = f.call("slower", &[i], None);
+        // Lent as soon as the slot parks its worker again.
+        let lent = loop {
+            match f.pool.run_here(call) {
+                Ok(outcome) => break outcome,
+                Err(back) => call = back,
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        };
+        assert_eq!(lent.unwrap().contiguous().to_vec(), [i]);
+        let begun = Instant::now();
+        assert_eq!(value(&f.submit("t", &[i])).unwrap(), [i]);
+        quickest = quickest.min(begun.elapsed());
+    }
+    assert!(quickest < Duration::from_millis(25), "the quickest round took {quickest:?}");
 }
 
 #[test]
