@@ -372,3 +372,40 @@ fn map_returns_the_first_error_in_input_order_not_the_first_to_happen() {
         other => panic!("expected item 10's panic, got {other:?}"),
     }
 }
+
+/// Item 0 sleeps 1.5 s; every item answers 1 MiB.
+#[pool_task]
+fn late_first_wide(i: u32, pad: String) -> String {
+    if i == 0 {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    "r".repeat((1 << 20) + pad.len() % 2)
+}
+
+/// The chunks behind the first come back while it runs, 1 MiB of results
+/// each, until the map holds more results back than it keeps early
+/// (8 MiB) and stops queueing; the first one ends last, with nothing else
+/// running. The map must then decode them all and queue the rest (it used
+/// to wait for a reply with no chunk in flight: a hang). Large arguments
+/// keep at most two chunks per worker in flight, as for any large items.
+#[test]
+fn a_first_chunk_that_ends_last_behind_many_large_results_does_not_stall_the_map() {
+    let pool = Pool::new(2).unwrap();
+    let pad = "p".repeat(100 << 10);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = pool.clone();
+    std::thread::spawn(move || {
+        let items = (0..40u32).map(|i| (i, pad.clone()));
+        let _ = tx.send(map_late_first_wide_with(
+            &handle,
+            items,
+            MapOptions::new().chunksize(1),
+        ));
+    });
+    let out = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the map stalled")
+        .unwrap();
+    assert_eq!(out.len(), 40);
+    assert!(out.iter().all(|s| s.len() == 1 << 20));
+}

@@ -174,6 +174,16 @@ where
     // The next chunk to decode, in input order.
     let mut next = 0;
     loop {
+        // Decoded first: the room they leave decides whether more chunks
+        // may be queued. (Checked before, a map whose first chunk came back
+        // last, behind more than MAP_EARLY_BYTES of others, queued nothing,
+        // then decoded them all and waited for a reply with no chunk in
+        // flight: for ever.)
+        while let Some(outcome) = early.remove(&next) {
+            early_bytes -= outcome_len(&outcome);
+            decode_into::<M::Output>(task, &outcome, sizes[next], &mut out)?;
+            next += 1;
+        }
         while window_admits(processes, running, running_items, running_bytes)
             && early_bytes < MAP_EARLY_BYTES
         {
@@ -200,11 +210,8 @@ where
                 let _ = done.send((number, outcome));
             }));
         }
-        while let Some(outcome) = early.remove(&next) {
-            early_bytes -= outcome_len(&outcome);
-            decode_into::<M::Output>(task, &outcome, sizes[next], &mut out)?;
-            next += 1;
-        }
+        // (With nothing in flight, every chunk queued came back and was
+        // decoded above, and the window admits one: the input is used up.)
         if admission.is_none() && running == 0 && early.is_empty() {
             return Ok(out);
         }
