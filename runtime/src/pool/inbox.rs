@@ -11,6 +11,7 @@
 //! consistent), so at least one of the two sees the other: the slot takes
 //! the job, or the caller wakes it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -67,7 +68,7 @@ impl Inbox {
                 self.filled.store(true, SeqCst);
             }
         }
-        Ok(self.waiting.load(SeqCst) > 0)
+        Ok(self.has_waiting())
     }
 
     /// Whether a slot thread waits for work.
@@ -80,14 +81,23 @@ impl Inbox {
         self.left().closed = true;
     }
 
-    /// Moves the jobs left here to the back of `queue`, in order.
-    pub(crate) fn take_into(&self, queue: &mut std::collections::VecDeque<Job>) {
+    /// Moves the jobs left here to the back of `queue`, in order. The
+    /// inbox's buffer goes with them (it becomes the queue's, if that is
+    /// empty), so a burst leaves no second buffer of its size behind.
+    pub(crate) fn take_into(&self, queue: &mut VecDeque<Job>) {
         if !self.filled.load(SeqCst) {
             return;
         }
-        let mut left = self.left();
-        queue.extend(left.jobs.drain(..));
-        self.filled.store(false, SeqCst);
+        let jobs = {
+            let mut left = self.left();
+            self.filled.store(false, SeqCst);
+            std::mem::take(&mut left.jobs)
+        };
+        if queue.is_empty() {
+            *queue = VecDeque::from(jobs);
+        } else {
+            queue.extend(jobs);
+        }
     }
 
     /// A slot thread is about to wait for work; `false` if jobs were left
@@ -131,7 +141,7 @@ mod tests {
         let inbox = Inbox::default();
         assert!(!inbox.push(job(1)).unwrap_or_else(|_| panic!("open")));
         assert!(!inbox.push(job(2)).unwrap_or_else(|_| panic!("open")));
-        let mut queue = std::collections::VecDeque::new();
+        let mut queue = VecDeque::new();
         inbox.take_into(&mut queue);
         assert_eq!(queue.iter().map(Job::id).collect::<Vec<_>>(), [1, 2]);
         inbox.take_into(&mut queue);
