@@ -173,3 +173,27 @@ fn a_panic_payload_that_panics_when_dropped_is_contained() {
     assert!(matches!(results, Err(Error::Encode { .. })), "{results:?}");
     assert_eq!(apply_worker_pid(&pool).unwrap(), pid);
 }
+
+#[pool_task]
+fn panic_with_text_of(len: usize) -> u8 {
+    panic!("{}", "x".repeat(len))
+}
+
+/// A panic message over what the caller decodes of a failure report (64
+/// MiB), under a default frame limit (4 GiB), is cut to fit as a smaller
+/// one is: the caller gets `Panic`, not a protocol error, and the worker
+/// lives on.
+#[test]
+fn a_panic_message_of_100_mib_arrives_cut_and_the_worker_lives_on() {
+    let pool = Pool::new(1).unwrap();
+    let before = apply_worker_pid(&pool).unwrap();
+    match apply_panic_with_text_of(&pool, 100 << 20) {
+        Err(Error::Panic { message, .. }) => {
+            assert!(message.starts_with("xxxx"), "{}", &message[..64]);
+            assert!(message.len() < 64 << 20, "{} bytes", message.len());
+            assert!(message.len() > 1 << 20, "{} bytes", message.len());
+        }
+        other => panic!("expected Panic, got {:?}", other.map_err(|e| e.kind())),
+    }
+    assert_eq!(apply_worker_pid(&pool).unwrap(), before, "the same worker");
+}

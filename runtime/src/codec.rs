@@ -312,6 +312,12 @@ pub(crate) fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
 /// claim when decoded: corrupt lengths fail instead of reserving gigabytes.
 const META_LIMIT: usize = 64 << 20;
 
+/// The most a worker lets a failure reply (a panic report, an error with
+/// its texts) weigh before it cuts its texts down: half of what
+/// [`decode_meta`] accepts, so a report cut to fit always decodes, whatever
+/// the frame limit.
+pub(crate) const META_ROOM: usize = META_LIMIT / 2;
+
 pub(crate) fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     let config = bincode::config::standard().with_limit::<META_LIMIT>();
     match bincode::serde::decode_from_slice(bytes, config) {

@@ -3,6 +3,7 @@
 //! cut to fit a frame.
 
 use super::panic;
+use crate::codec;
 use crate::map::chunk;
 use crate::registry;
 use crate::task::{ArgsDecoder, CallError, Encoded};
@@ -68,8 +69,9 @@ fn remote(error: CallError) -> RemoteError {
 }
 
 /// A result too large for one frame is reported as such, not sent. A panic
-/// report or error too large for one is cut down to fit (longest text first),
-/// so the caller still gets its typed error and the worker lives on.
+/// report or error too large for one, or over [`codec::META_ROOM`] (the
+/// caller decodes no larger), is cut down to fit (longest text first), so
+/// the caller still gets its typed error and the worker lives on.
 pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
     let mut reply = match reply {
         Reply::Value { id, bytes } if bytes.len() + 9 > max_frame => Reply::Failed {
@@ -85,7 +87,8 @@ pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
     };
     // Each round halves the longest text, so this ends; texts of a few bytes
     // fit any frame the builder accepts (at least 1 KiB).
-    while wire::encode_reply(&reply).len() > max_frame {
+    let room = max_frame.min(codec::META_ROOM);
+    while wire::encode_reply(&reply).len() > room {
         let mut texts = reply_texts(&mut reply);
         let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
             break;
