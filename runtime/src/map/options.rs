@@ -29,7 +29,9 @@ use crate::error::Error;
 /// results fit (items × result size under the limit).
 ///
 /// A pool's [`task_timeout`](crate::PoolBuilder::task_timeout) applies to
-/// each chunk as a whole, and a chunk counts as one task for
+/// each item, not to a chunk as a whole (an item that overruns it fails
+/// with the rest of its chunk, which `chunksize(1)` keeps to the one item),
+/// and a chunk counts as one task for
 /// [`max_tasks_per_child`](crate::PoolBuilder::max_tasks_per_child).
 ///
 /// ```
