@@ -585,3 +585,86 @@ fn an_imap_cancelled_after_its_chunks_finished_ends_with_cancelled() {
     drop(pool);
     assert_no_children();
 }
+
+#[test]
+fn a_task_dropped_by_close_and_cancel_answers_not_started_to_cancel() {
+    let _serial = serial();
+    let dir = marker_dir("close-answer");
+    let pool = Pool::new(1).unwrap();
+    let gate = gate_of(&dir);
+    let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
+    wait_for(&dir.join("0"));
+    let queued = apply_async_mark(&pool, dir.clone(), 1, 0);
+    let items: Vec<(PathBuf, u64, u64)> = (2..6).map(|i| (dir.clone(), i, 0)).collect();
+    let mapped = map_async_mark_with(&pool, items, MapOptions::new().chunksize(2));
+    // The call and the map's two chunks.
+    assert_eq!(pool.close_and_cancel(), 3);
+    // Python's Future.cancel() answers true for a future cancelled
+    // before it ran, however that happened; the first cancel and every
+    // later one answer alike.
+    for _ in 0..2 {
+        assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
+        assert_eq!(mapped.cancel(), CancelOutcome::NotStarted);
+    }
+    assert_eq!(
+        queued.get().unwrap_err().kind(),
+        procpool::ErrorKind::Cancelled
+    );
+    assert_eq!(
+        mapped.get().unwrap_err().kind(),
+        procpool::ErrorKind::Cancelled
+    );
+    std::fs::write(&gate, b"").unwrap();
+    running.wait();
+    // It ran: cancelling it now changes nothing.
+    assert_eq!(running.cancel(), CancelOutcome::Finished);
+    assert_eq!(running.get().unwrap().0, 0);
+    assert_eq!(markers(&dir), ["0"]);
+    pool.join();
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&gate);
+}
+
+#[test]
+fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
+    let _serial = serial();
+    let dir = marker_dir("cancel-race");
+    let pool = Pool::new(1).unwrap();
+    let gate = gate_of(&dir);
+    let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
+    wait_for(&dir.join("0"));
+    const THREADS: usize = 4;
+    for i in 1..=200u64 {
+        let queued = apply_async_mark(&pool, dir.clone(), i, 0);
+        let start = std::sync::Barrier::new(THREADS);
+        let answers: Vec<CancelOutcome> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        start.wait();
+                        queued.cancel()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(
+            answers,
+            [CancelOutcome::NotStarted; THREADS],
+            "task {i}: the cancels disagree"
+        );
+        assert_eq!(
+            queued.get().unwrap_err().kind(),
+            procpool::ErrorKind::Cancelled
+        );
+    }
+    std::fs::write(&gate, b"").unwrap();
+    assert_eq!(running.get().unwrap().0, 0);
+    assert_eq!(markers(&dir), ["0"]);
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&gate);
+}

@@ -407,8 +407,12 @@ fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
     });
     assert_eq!(pool.close_and_cancel(), 5);
     for w in waiting {
+        // It never ran: a cancel now says so (as Python's Future.cancel()).
+        assert_eq!(w.cancel(), CancelOutcome::NotStarted);
         assert!(matches!(w.get(), Err(Error::Cancelled { .. })));
     }
+    blocker.wait();
+    assert_eq!(blocker.cancel(), CancelOutcome::Finished);
     blocker.get().unwrap();
     pool.join();
     assert_eq!(marks(&file, "start").len(), 2);

@@ -98,6 +98,10 @@ struct Extra {
     /// What the first cancel that found the task queued or running did:
     /// every later cancel answers the same.
     cancelled: Option<CancelOutcome>,
+    /// A cancel is under way (its thread talks to the pool).
+    cancelling: bool,
+    /// Threads that cancel meanwhile: woken once it has answered.
+    cancel_waiters: Vec<Thread>,
 }
 
 impl CellState {
@@ -141,6 +145,51 @@ impl CellState {
             && !self.complete()
             && !self.running()
             && callbacks::on_callback_thread()
+    }
+}
+
+/// What cancelling a result whose outcome is there answers, if no cancel
+/// of this result was made before: `NotStarted` for a call the pool
+/// cancelled before it ran, `Finished` for anything else.
+fn answer_for(outcome: &Outcome) -> CancelOutcome {
+    match outcome {
+        Err(crate::Error::Cancelled { .. }) => CancelOutcome::NotStarted,
+        _ => CancelOutcome::Finished,
+    }
+}
+
+/// The cancel under way on a cell: ends by recording its answer, or, if
+/// the thread unwinds first, by letting the waiting cancels try again.
+struct CancelTurn<'a> {
+    cell: &'a ResultCell,
+}
+
+impl CancelTurn<'_> {
+    fn end(&mut self, outcome: CancelOutcome) {
+        self.finish(Some(outcome));
+    }
+
+    fn finish(&mut self, outcome: Option<CancelOutcome>) {
+        let waiters = {
+            let mut state = self.cell.lock();
+            let extra = state.extra();
+            if extra.cancelled.is_none() {
+                extra.cancelled = outcome;
+            }
+            extra.cancelling = false;
+            std::mem::take(&mut extra.cancel_waiters)
+        };
+        for thread in waiters {
+            thread.unpark();
+        }
+    }
+}
+
+impl Drop for CancelTurn<'_> {
+    fn drop(&mut self) {
+        if self.cell.lock().extra.as_ref().is_some_and(|e| e.cancelling) {
+            self.finish(None);
+        }
     }
 }
 
@@ -200,18 +249,42 @@ impl ResultCell {
 
     /// Cancels what this result stands for, once: a later cancel answers
     /// what the first did (`NotStarted` or `Stopped`), or `Finished` if the
-    /// result was there (its callbacks returned) before any cancel.
+    /// result was there before any cancel. A result that arrived as
+    /// `Cancelled` without one (`close_and_cancel` dropped its call from the
+    /// queue) answers `NotStarted`: it never ran. Threads cancelling at once
+    /// wait for the first one's answer, and all give it.
     pub(super) fn cancel(&self) -> CancelOutcome {
-        if let Some(first) = self.lock().extra.as_ref().and_then(|e| e.cancelled) {
-            return first;
+        loop {
+            let mut state = self.lock();
+            if let Some(extra) = state.extra.as_mut() {
+                if let Some(first) = extra.cancelled {
+                    return first;
+                }
+                if extra.cancelling {
+                    extra.cancel_waiters.push(thread::current());
+                    drop(state);
+                    thread::park();
+                    continue;
+                }
+            }
+            if let Some(outcome) = &state.outcome {
+                return answer_for(outcome);
+            }
+            state.extra().cancelling = true;
+            break;
         }
-        if self.completed().is_some() {
-            return CancelOutcome::Finished;
+        let mut turn = CancelTurn { cell: self };
+        let mut outcome = self.cancel_target().cancel();
+        if outcome == CancelOutcome::Finished {
+            // The pool no longer held the call: whoever took it (its slot
+            // with the reply, or `close_and_cancel`) is filling the result.
+            // Its outcome says which (waited for a moment at most).
+            let soon = Instant::now() + std::time::Duration::from_secs(2);
+            if let Some(arrived) = self.arrival(soon) {
+                outcome = answer_for(&arrived);
+            }
         }
-        let outcome = self.cancel_target().cancel();
-        if outcome != CancelOutcome::Finished {
-            self.lock().extra().cancelled.get_or_insert(outcome);
-        }
+        turn.end(outcome);
         outcome
     }
 
@@ -337,6 +410,33 @@ impl ResultCell {
             e.waiters.retain(|t| t.id() != me.id());
         }
         waited
+    }
+
+    /// The outcome once it arrived (its callbacks may not have returned),
+    /// waiting until `deadline` at most.
+    fn arrival(&self, deadline: Instant) -> Option<Arc<Outcome>> {
+        let me = thread::current();
+        let mut state = self.lock();
+        let arrived = loop {
+            if let Some(outcome) = &state.outcome {
+                break Some(outcome.clone());
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break None;
+            };
+            // `fill` takes the list and unparks it as the outcome arrives.
+            let waiters = &mut state.extra().waiters;
+            if !waiters.iter().any(|t| t.id() == me.id()) {
+                waiters.push(me.clone());
+            }
+            drop(state);
+            thread::park_timeout(left);
+            state = self.lock();
+        };
+        if let Some(e) = state.extra.as_mut() {
+            e.waiters.retain(|t| t.id() != me.id());
+        }
+        arrived
     }
 
     /// The outcome if the result is complete; else remembers `waker` to
