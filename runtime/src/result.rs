@@ -346,7 +346,10 @@ impl<T> AsyncResult<T> {
     /// arrives shortly after (a stopped worker's death is seen within a
     /// millisecond or so). Cancelling again changes nothing and answers
     /// what the first cancel did (as Python's `Future.cancel()` answers
-    /// `True` again). A time limit that ends the task in the same instant
+    /// `True` again); threads cancelling at once all get the first one's
+    /// answer. A result [`Pool::close_and_cancel`](crate::Pool::close_and_cancel)
+    /// cancelled answers [`NotStarted`](CancelOutcome::NotStarted): it never
+    /// ran. A time limit that ends the task in the same instant
     /// may win: the outcome is then [`Stopped`](CancelOutcome::Stopped) and
     /// the result [`Error::Timeout`].
     ///
