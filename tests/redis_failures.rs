@@ -15,7 +15,7 @@ mod tasks;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use procpool::{Error, Pool};
+use procpool::{Error, MapOptions, Pool};
 use redis_support::*;
 use tasks::*;
 
@@ -999,4 +999,77 @@ fn a_malformed_task_entry_never_stops_the_reaper() {
         "the call with a malformed entry: {bad:?}"
     );
     assert_eq!(server.queued(), 0, "both entries settled");
+}
+
+/// With Redis gone, `apply_async` still returns at once (it never sends
+/// from the caller's thread), a map or an imap fails within about one retry
+/// budget rather than one per chunk or per window of chunks, and once Redis
+/// is back (same AOF) the pool serves again.
+#[test]
+fn with_redis_gone_apply_async_returns_at_once_and_maps_fail_within_one_budget() {
+    let mut server = RedisServer::start();
+    let _node = single(&server);
+    let budget = Duration::from_secs(3);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(budget)
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    server.kill9();
+
+    let submitted = Instant::now();
+    let lone = apply_async_square(&pool, 2);
+    let took = submitted.elapsed();
+    assert!(
+        took < Duration::from_millis(500),
+        "apply_async blocked {took:?}"
+    );
+    // Queued behind the lone call: they fail with it.
+    match map_square_with(&pool, 0..8u64, MapOptions::new().chunksize(1)) {
+        Err(Error::Broker { task, .. }) => assert_eq!(task, "t/square"),
+        other => panic!("{other:?}"),
+    }
+    let took = submitted.elapsed();
+    assert!(
+        took < budget + Duration::from_secs(2),
+        "map failed after {took:?}"
+    );
+    match lone.get() {
+        Err(Error::Broker { task, .. }) => assert_eq!(task, "t/square"),
+        other => panic!("{other:?}"),
+    }
+
+    // Windows of chunks queued one after another: one budget in all.
+    let started = Instant::now();
+    let items: Vec<_> =
+        imap_square_with(&pool, 0..200u64, MapOptions::new().chunksize(1)).collect();
+    let took = started.elapsed();
+    assert!(
+        took < budget + Duration::from_secs(2),
+        "imap ended after {took:?}"
+    );
+    assert!(!items.is_empty());
+    for item in items {
+        match item {
+            Err(Error::Broker { task, .. }) => assert_eq!(task, "t/square"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    server.restart();
+    let back = Instant::now();
+    loop {
+        match apply_async_square(&pool, 5).get() {
+            Ok(v) => {
+                assert_eq!(v, 25);
+                break;
+            }
+            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("Redis is back, yet: {other:?}"),
+        }
+    }
+    assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
 }

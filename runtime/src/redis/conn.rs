@@ -183,6 +183,17 @@ impl Conn {
     pub(crate) fn run<T>(
         &mut self,
         what: &str,
+        op: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, BrokerError> {
+        self.run_within(what, self.retry.budget, op)
+    }
+
+    /// [`run`](Self::run) with a retry budget of `budget` (zero: one
+    /// attempt).
+    pub(crate) fn run_within<T>(
+        &mut self,
+        what: &str,
+        budget: Duration,
         mut op: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, BrokerError> {
         let start = Instant::now();
@@ -202,7 +213,7 @@ impl Conn {
                 });
             }
             self.con = None;
-            if start.elapsed() + pause > self.retry.budget || self.stop.load(Ordering::SeqCst) {
+            if start.elapsed() + pause > budget || self.stop.load(Ordering::SeqCst) {
                 return Err(BrokerError {
                     reason: BrokerReason::Unreachable,
                     message: format!(

@@ -4,9 +4,10 @@
 //! Three threads, each with its own connection: the [`writer`] moves queued
 //! calls into Redis in batches (at most `max_in_flight` at a time), the
 //! [`reader`] settles calls from this caller's result stream, and the
-//! [`keeper`] beats, reaps and counts nodes. Two fast paths keep an idle
-//! caller near a bare Streams round trip: a lone `submit` is sent from the
-//! calling thread, and `apply` does its whole exchange itself ([`inline`]).
+//! [`keeper`] beats, reaps and counts nodes. A fast path keeps an idle
+//! caller's `apply` near a bare Streams round trip: it does its whole
+//! exchange itself ([`inline`]). `apply_async` and the maps never touch the
+//! network from the calling thread: they queue for the writer.
 
 mod cancel;
 mod inline;
@@ -65,6 +66,7 @@ impl RedisDispatcher {
             to_reader: Condvar::new(),
             to_joiners: Condvar::new(),
             submit_conn: Mutex::new(new_conn()?),
+            out_of_reach: AtomicBool::new(false),
             control_conn: Mutex::new(new_conn()?),
             inline_conn: Mutex::new((new_conn()?, 0, None)),
             stop: stop.clone(),
@@ -184,16 +186,9 @@ impl Dispatcher for RedisDispatcher {
         call.join_tail();
         let seq = st.next_seq;
         st.next_seq += 1;
-        // Idle caller: send from this thread (no hand-off to the writer:
-        // the latency of a lone call). Busy: queue, so the writer batches.
-        if st.queue.is_empty() && st.flight.is_empty() {
-            if let Ok(conn) = self.inner.submit_conn.try_lock() {
-                st.flight.insert(seq, Flight::new(&call, promise, false));
-                drop(st);
-                writer::send_batch(&self.inner, conn, &[(seq, call)]);
-                return;
-            }
-        }
+        // Always through the writer, never sent from this thread: a send
+        // can take a whole retry budget when Redis is out of reach, and
+        // `apply_async` returns at once. (`apply` has its own fast path.)
         st.queue.push_back(Queued { seq, call, promise });
         self.inner.wake(&st);
     }

@@ -161,11 +161,15 @@ pub(super) struct Inner {
     pub(super) stop: Arc<AtomicBool>,
     /// Processes of the registered nodes (refreshed by the keeper).
     pub(super) processes: AtomicUsize,
-    /// The submitting connection: the writer's, or (when the caller is
-    /// idle) borrowed by `submit` to send a lone call from the calling
-    /// thread. Taken only with `try_lock` while `state` is held, so calls
-    /// reach Redis in seq order (SUBMIT's high-water mark relies on it).
+    /// The writer's connection. Only the writer sends queued calls, in
+    /// batches taken in seq order, so calls reach Redis in seq order
+    /// (SUBMIT's high-water mark relies on it).
     pub(super) submit_conn: Mutex<Conn>,
+    /// A SUBMIT found Redis out of reach for a whole retry budget, and none
+    /// has succeeded since: each batch gets one attempt, so calls fail at
+    /// once rather than each batch after a budget of its own (see
+    /// `writer::send_batch`).
+    pub(super) out_of_reach: AtomicBool,
     /// The connection `cancel`, `close_and_cancel` and `terminate` use.
     pub(super) control_conn: Mutex<Conn>,
     /// `apply`'s own connection, the connection generation its SUBMIT

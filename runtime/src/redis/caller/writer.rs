@@ -3,6 +3,7 @@
 //! back-pressure bound: more wait in this process, like a local pool's
 //! queue).
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ pub(super) fn write_loop(inner: Arc<Inner>) {
     loop {
         let (conn, batch) = {
             let mut st = inner.lock();
-            let conn = loop {
+            loop {
                 if st.terminated || inner.stopping() || (st.closed && st.queue.is_empty()) {
                     return;
                 }
@@ -25,19 +26,15 @@ pub(super) fn write_loop(inner: Arc<Inner>) {
                     && st.flight.len() < inner.cfg.max_in_flight
                     && !st.inline_unconfirmed
                 {
-                    if let Ok(conn) = inner.submit_conn.try_lock() {
-                        break conn;
-                    }
-                    // `submit` is sending a lone call; it wakes us when done.
-                    st = inner
-                        .to_writer
-                        .wait_timeout(st, Duration::from_millis(5))
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                    continue;
+                    break;
                 }
                 st = inner.to_writer.wait(st).unwrap_or_else(|e| e.into_inner());
-            };
+            }
+            // Only this thread sends queued calls: never contended.
+            let conn = inner
+                .submit_conn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let room = inner.cfg.max_in_flight - st.flight.len();
             let n = room.min(inner.cfg.batch).min(st.queue.len());
             let mut batch = Vec::with_capacity(n);
@@ -121,12 +118,37 @@ pub(super) fn forgotten() -> Error {
 
 /// Sends calls with one SUBMIT script; on failure fails them with `Broker`.
 /// The connection's guard is released before any promise runs.
-pub(super) fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &[(u64, Call)]) {
+///
+/// While Redis is known to be out of reach (a SUBMIT already spent a whole
+/// retry budget, and none succeeded since), a batch gets one attempt: a
+/// map's chunks or an imap's windows, queued one after another, fail within
+/// about one budget rather than one budget each. The first success ends it.
+fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &[(u64, Call)]) {
     let cmd = submit_cmd(inner, batch, batch.len());
-    let sent = conn.run("submit", |con| {
-        run_script::<Vec<String>>(con, &scripts().submit, &cmd)
-    });
+    let submit = |con: &mut redis::Connection| run_script::<Vec<String>>(con, &scripts().submit, &cmd);
+    let sent = if inner.out_of_reach.load(Ordering::SeqCst) {
+        conn.run_within("submit (Redis already out of reach: one attempt)", Duration::ZERO, submit)
+    } else {
+        conn.run("submit", submit)
+    };
     drop(conn);
+    match &sent {
+        Ok(_) => {
+            if inner.out_of_reach.swap(false, Ordering::SeqCst) {
+                log::info!(target: "procpool", "Redis answers again: calls are sent as before");
+            }
+        }
+        Err(e) if e.reason == BrokerReason::Unreachable => {
+            if !inner.out_of_reach.swap(true, Ordering::SeqCst) {
+                log::warn!(
+                    target: "procpool",
+                    "Redis out of reach for a whole retry budget: until it answers, \
+                     each batch of calls gets one attempt"
+                );
+            }
+        }
+        Err(_) => {}
+    }
     let (waiting, _handing) = {
         let mut st = inner.lock();
         let waiting = match &sent {
