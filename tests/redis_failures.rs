@@ -1073,3 +1073,62 @@ fn with_redis_gone_apply_async_returns_at_once_and_maps_fail_within_one_budget()
     }
     assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
 }
+
+/// With no node of this build, a call fails with `NoNode` soon after
+/// `node_wait` (the keeper looks every tick while no node is up), an imap
+/// made then fails within about one `node_wait` in all rather than one per
+/// window of chunks, and a node starting ends it.
+#[test]
+fn with_no_node_calls_fail_soon_after_node_wait_and_an_imap_within_one_wait() {
+    let server = RedisServer::start();
+    let wait = Duration::from_secs(2);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(wait)
+        .build()
+        .unwrap();
+    let no_node = |r: Result<u64, Error>| match r {
+        Err(Error::Broker {
+            reason: procpool::BrokerReason::NoNode,
+            task,
+            ..
+        }) => assert_eq!(task, "t/square"),
+        other => panic!("{other:?}"),
+    };
+    let started = Instant::now();
+    no_node(apply_async_square(&pool, 3).get());
+    let took = started.elapsed();
+    assert!(took >= wait, "failed before node_wait: {took:?}");
+    assert!(
+        took < wait + Duration::from_secs(2),
+        "failed only after {took:?}"
+    );
+
+    let started = Instant::now();
+    let items: Vec<_> =
+        imap_square_with(&pool, 0..100u64, MapOptions::new().chunksize(1)).collect();
+    let took = started.elapsed();
+    assert!(
+        took < wait + Duration::from_secs(2),
+        "imap ended after {took:?}"
+    );
+    assert!(!items.is_empty());
+    items.into_iter().for_each(no_node);
+
+    let _node = single(&server);
+    let begun = Instant::now();
+    loop {
+        match apply_square(&pool, 4) {
+            Ok(v) => {
+                assert_eq!(v, 16);
+                break;
+            }
+            Err(Error::Broker {
+                reason: procpool::BrokerReason::NoNode,
+                ..
+            }) if begun.elapsed() < Duration::from_secs(30) => {}
+            other => panic!("a node is up, yet: {other:?}"),
+        }
+    }
+    assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
+}

@@ -233,7 +233,9 @@ impl PoolBuilder {
     /// build serves the queue (default 60 s): then the calls no node has
     /// taken are removed from Redis and fail with [`Error::Broker`]
     /// ([`BrokerReason::NoNode`](crate::BrokerReason::NoNode)), whose
-    /// message names the builds that do serve the queue, if any. Only with
+    /// message names the builds that do serve the queue, if any. From then
+    /// until a node of this build is up, new calls fail so at once (an
+    /// `imap` does not wait `node_wait` for each window of chunks). Only with
     /// [`redis`](Self::redis) ([`build`](Self::build) refuses it without).
     ///
     /// ```no_run

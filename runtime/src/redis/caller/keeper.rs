@@ -19,7 +19,7 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
     let tick = (node_ttl / 6).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let beat_every = inner.cfg.caller_ttl / 3;
     let mut last_beat = Instant::now();
-    let mut last_count = Instant::now();
+    let mut last_count: Option<Instant> = None;
     let mut no_node_since: Option<Instant> = None;
     while !inner.stopping() {
         std::thread::sleep(tick);
@@ -40,9 +40,15 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
         // caller's own heartbeat is rare.)
         let judge = conn.since.elapsed() >= node_ttl;
         let _ = member::reap(&mut conn, &inner.keys, node_ttl, judge);
-        if last_count.elapsed() >= Duration::from_secs(2) {
+        // Every 2 s; every tick while no node is up, so that `NoNode`
+        // comes within a tick of `node_wait`.
+        let every = match inner.processes.load(Ordering::Relaxed) {
+            0 => tick,
+            _ => Duration::from_secs(2),
+        };
+        if last_count.is_none_or(|at| at.elapsed() >= every) {
             check_nodes(&inner, &mut conn, &mut no_node_since);
-            last_count = Instant::now();
+            last_count = Some(Instant::now());
         }
     }
 }
@@ -56,13 +62,18 @@ pub(super) fn forgotten_by_redis(inner: &Inner) {
     inner.fail_flight(None, |task| for_task(&error, task));
 }
 
-/// Refreshes the node count; fails the calls no node has taken once no
-/// node of this build has been up for `node_wait`.
+/// Refreshes the node count; fails the calls no node has taken once calls
+/// have waited `node_wait` with no node of this build up. Then, until a node is up, new calls fail at once (see
+/// `State::no_node`), not one `node_wait` later each: an `imap`'s windows
+/// of chunks, one after another, would otherwise wait one each.
 fn check_nodes(inner: &Inner, conn: &mut Conn, no_node_since: &mut Option<Instant>) {
     let Ok(n) = member::node_processes(conn, &inner.keys) else {
         return;
     };
     inner.processes.store(n, Ordering::Relaxed);
+    if n > 0 && inner.lock().no_node.take().is_some() {
+        log::info!(target: "procpool", "a node of this build is up: calls are sent again");
+    }
     let waiting = {
         let st = inner.lock();
         !st.flight.is_empty() || !st.queue.is_empty()
@@ -110,6 +121,7 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
     };
     let queued: Vec<Queued> = {
         let mut st = inner.lock();
+        st.no_node = Some(error.clone());
         let q = st.queue.drain(..).collect();
         inner.wake(&st);
         q

@@ -123,7 +123,8 @@ impl RedisDispatcher {
                 max: self.inner.cfg.max_frame as u64,
             })
         } else {
-            st.broken.as_ref().map(|e| state::for_task(e, &task))
+            let known = st.broken.as_ref().or(st.no_node.as_ref());
+            known.map(|e| state::for_task(e, &task))
         }
     }
 

@@ -90,6 +90,9 @@ pub(super) struct State {
     pub(super) terminated: bool,
     /// Why every call fails from now on (the cluster forgot this caller).
     pub(super) broken: Option<Error>,
+    /// Why new calls fail at once for now: calls waited `node_wait` and no
+    /// node of this build is up (the keeper clears it once one is).
+    pub(super) no_node: Option<Error>,
     /// An inline `apply` has sent its call and not yet seen SUBMIT's reply:
     /// the writer waits, so calls reach Redis in seq order.
     pub(super) inline_unconfirmed: bool,
