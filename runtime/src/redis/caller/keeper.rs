@@ -63,9 +63,10 @@ pub(super) fn forgotten_by_redis(inner: &Inner) {
 }
 
 /// Refreshes the node count; fails the calls no node has taken once calls
-/// have waited `node_wait` with no node of this build up. Then, until a node is up, new calls fail at once (see
-/// `State::no_node`), not one `node_wait` later each: an `imap`'s windows
-/// of chunks, one after another, would otherwise wait one each.
+/// have waited `node_wait` with no node of this build up. Then, until a
+/// node is up, new calls fail at once (see `State::no_node`), not one
+/// `node_wait` later each: an `imap`'s windows of chunks, one after
+/// another, would otherwise wait one each.
 fn check_nodes(inner: &Inner, conn: &mut Conn, no_node_since: &mut Option<Instant>) {
     let Ok(n) = member::node_processes(conn, &inner.keys) else {
         return;
