@@ -63,6 +63,36 @@ fn gate_of(dir: &Path) -> PathBuf {
     gate
 }
 
+/// A pool of one worker, held by task 0 (`gated_mark`) until the test
+/// writes the gate: the serial guard, the pool, the marker directory, the
+/// gate and task 0's result.
+fn one_worker_held(
+    name: &str,
+) -> (
+    MutexGuard<'static, ()>,
+    Pool,
+    PathBuf,
+    PathBuf,
+    procpool::AsyncResult<(u64, u32)>,
+) {
+    let serial = serial();
+    let dir = marker_dir(name);
+    let pool = Pool::new(1).unwrap();
+    let gate = gate_of(&dir);
+    let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
+    wait_for(&dir.join("0"));
+    (serial, pool, dir, gate, running)
+}
+
+/// Drops a gated test's pool, checks that it left no process behind, and
+/// removes the test's markers and gate.
+fn ends_clean(pool: Pool, dir: &Path, gate: &Path) {
+    drop(pool);
+    assert_no_children();
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_file(gate);
+}
+
 /// A fresh directory for one test's marker files: in memory (`/dev/shm`)
 /// where there is one, since a file made on a disk can take a millisecond
 /// and more, and the tests need `mark` to be quick for it to be pipelined.
@@ -203,10 +233,7 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
         }
     }
     assert_eq!(markers(&dir), ["0", "1", "100", "2", "4", "5"]);
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&gate);
+    ends_clean(pool, &dir, &gate);
 }
 
 #[test]
@@ -518,10 +545,7 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
         assert_eq!(e.task(), Some("cancel::mark"));
     }
     assert_eq!(markers(&dir), ["0", "1"]);
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&gate);
+    ends_clean(pool, &dir, &gate);
 }
 
 #[test]
@@ -588,12 +612,7 @@ fn an_imap_cancelled_after_its_chunks_finished_ends_with_cancelled() {
 
 #[test]
 fn a_task_dropped_by_close_and_cancel_answers_not_started_to_cancel() {
-    let _serial = serial();
-    let dir = marker_dir("close-answer");
-    let pool = Pool::new(1).unwrap();
-    let gate = gate_of(&dir);
-    let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
-    wait_for(&dir.join("0"));
+    let (_serial, pool, dir, gate, running) = one_worker_held("close-answer");
     let queued = apply_async_mark(&pool, dir.clone(), 1, 0);
     let items: Vec<(PathBuf, u64, u64)> = (2..6).map(|i| (dir.clone(), i, 0)).collect();
     let mapped = map_async_mark_with(&pool, items, MapOptions::new().chunksize(2));
@@ -621,20 +640,12 @@ fn a_task_dropped_by_close_and_cancel_answers_not_started_to_cancel() {
     assert_eq!(running.get().unwrap().0, 0);
     assert_eq!(markers(&dir), ["0"]);
     pool.join();
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&gate);
+    ends_clean(pool, &dir, &gate);
 }
 
 #[test]
 fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
-    let _serial = serial();
-    let dir = marker_dir("cancel-race");
-    let pool = Pool::new(1).unwrap();
-    let gate = gate_of(&dir);
-    let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
-    wait_for(&dir.join("0"));
+    let (_serial, pool, dir, gate, running) = one_worker_held("cancel-race");
     const THREADS: usize = 4;
     for i in 1..=200u64 {
         let queued = apply_async_mark(&pool, dir.clone(), i, 0);
@@ -663,8 +674,5 @@ fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
     std::fs::write(&gate, b"").unwrap();
     assert_eq!(running.get().unwrap().0, 0);
     assert_eq!(markers(&dir), ["0"]);
-    drop(pool);
-    assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(&gate);
+    ends_clean(pool, &dir, &gate);
 }

@@ -1041,16 +1041,7 @@ fn with_redis_gone_apply_async_returns_at_once_and_maps_fail_within_one_budget()
     }
 
     // Windows of chunks queued one after another: one budget in all.
-    let started = Instant::now();
-    let items: Vec<_> =
-        imap_square_with(&pool, 0..200u64, MapOptions::new().chunksize(1)).collect();
-    let took = started.elapsed();
-    assert!(
-        took < budget + Duration::from_secs(2),
-        "imap ended after {took:?}"
-    );
-    assert!(!items.is_empty());
-    for item in items {
+    for item in imap_ending_within(&pool, 200, budget + Duration::from_secs(2)) {
         match item {
             Err(Error::Broker { task, .. }) => assert_eq!(task, "t/square"),
             other => panic!("{other:?}"),
@@ -1104,16 +1095,9 @@ fn with_no_node_calls_fail_soon_after_node_wait_and_an_imap_within_one_wait() {
         "failed only after {took:?}"
     );
 
-    let started = Instant::now();
-    let items: Vec<_> =
-        imap_square_with(&pool, 0..100u64, MapOptions::new().chunksize(1)).collect();
-    let took = started.elapsed();
-    assert!(
-        took < wait + Duration::from_secs(2),
-        "imap ended after {took:?}"
-    );
-    assert!(!items.is_empty());
-    items.into_iter().for_each(no_node);
+    imap_ending_within(&pool, 100, wait + Duration::from_secs(2))
+        .into_iter()
+        .for_each(no_node);
 
     let _node = single(&server);
     let begun = Instant::now();
@@ -1131,4 +1115,15 @@ fn with_no_node_calls_fail_soon_after_node_wait_and_an_imap_within_one_wait() {
         }
     }
     assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
+}
+
+/// The items of an imap of `square` over `0..n`, one item a chunk, checked
+/// to have ended within `limit`.
+fn imap_ending_within(pool: &Pool, n: u64, limit: Duration) -> Vec<Result<u64, Error>> {
+    let started = Instant::now();
+    let items: Vec<_> = imap_square_with(pool, 0..n, MapOptions::new().chunksize(1)).collect();
+    let took = started.elapsed();
+    assert!(took < limit, "imap ended after {took:?}");
+    assert_eq!(items.len() as u64, n);
+    items
 }
