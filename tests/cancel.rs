@@ -676,3 +676,28 @@ fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
     assert_eq!(markers(&dir), ["0"]);
     ends_clean(pool, &dir, &gate);
 }
+
+/// `join` on one thread while `close_and_cancel` on another takes many
+/// queued tasks out: when `join` returns, every result is ready, as with
+/// Python's `join` (it used to return as the worker stopped, while the
+/// other thread was still settling the cancelled tasks).
+#[test]
+fn join_returns_once_the_tasks_close_and_cancel_took_are_settled() {
+    let (_serial, pool, dir, gate, running) = one_worker_held("join-while-cancel");
+    let queued: Vec<_> = (0..100_000)
+        .map(|_| apply_async_blocker(&pool, 0))
+        .collect();
+    let unready = std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            pool.join();
+            queued.iter().filter(|r| !r.ready()).count()
+        });
+        s.spawn(|| pool.close_and_cancel());
+        std::fs::write(&gate, b"").unwrap();
+        joiner.join().unwrap()
+    });
+    assert_eq!(unready, 0, "results not ready when join returned");
+    running.get().unwrap();
+    assert!(queued.iter().all(|r| r.ready()));
+    ends_clean(pool, &dir, &gate);
+}

@@ -418,6 +418,80 @@ fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
     assert_eq!(marks(&file, "start").len(), 2);
 }
 
+/// A node of one process (nothing claimed ahead) held by a `t/hold` call
+/// until the test writes the gate: the node, the pool, the marks directory
+/// (keep it), the mark file, the gate and the held call.
+fn one_process_held(
+    server: &RedisServer,
+) -> (
+    NodeProc,
+    Pool,
+    TempDir,
+    String,
+    String,
+    procpool::AsyncResult<u32>,
+) {
+    let node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    let pool = pool(server);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let held = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
+    wait_for(Duration::from_secs(20), "the held call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    (node, pool, dir, file, gate, held)
+}
+
+/// A call cancelled while the writer is putting it in Redis (a 16 MiB
+/// argument takes milliseconds to send) is cancelled: `NotStarted`, as no
+/// node is free to take it. Redis could not find it yet, and the cancel
+/// used to answer `Finished` while the call was still to run.
+#[test]
+fn a_call_cancelled_on_its_way_to_redis_is_cancelled_not_finished() {
+    let server = RedisServer::start();
+    let (_node, pool, _dir, file, gate, held) = one_process_held(&server);
+    for _ in 0..3 {
+        let r = apply_async_echo(&pool, vec![7u8; 16 << 20]);
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+        assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    }
+    std::fs::write(&gate, b"").unwrap();
+    held.get().unwrap();
+    pool.join();
+    assert_eq!(server.queued(), 0, "the cancelled calls' entries are gone");
+    assert_eq!(marks(&file, "start").len(), 1);
+}
+
+/// `close_and_cancel` right after a burst cancels every call still waiting,
+/// those the writer was putting in Redis included (they were missed: not in
+/// the queue any more, not in Redis yet, and ran later).
+#[test]
+fn close_and_cancel_right_after_a_burst_cancels_every_waiting_call() {
+    let server = RedisServer::start();
+    let (_node, pool, _dir, file, gate, held) = one_process_held(&server);
+    let big = apply_async_echo(&pool, vec![7u8; 16 << 20]);
+    let burst: Vec<_> = (0..3)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("b{i}"), 0))
+        .collect();
+    assert_eq!(pool.close_and_cancel(), 4, "every call of the burst");
+    assert!(matches!(big.get(), Err(Error::Cancelled { .. })));
+    for r in burst {
+        assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    }
+    std::fs::write(&gate, b"").unwrap();
+    held.get().unwrap();
+    pool.join();
+    assert_eq!(server.queued(), 0, "the cancelled calls' entries are gone");
+    assert_eq!(
+        marks(&file, "start").len(),
+        1,
+        "{:?}",
+        marks(&file, "start")
+    );
+}
+
 /// A call cancelled at once after its submission, in every state it can be
 /// in (queued in Redis, read by a node and not yet queued there, queued on
 /// the node's local pool, running): a cancel that does not say `Finished`

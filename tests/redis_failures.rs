@@ -322,6 +322,36 @@ fn terminate_removes_queued_entries_and_stops_running_calls() {
     assert!(server.members().iter().all(|(_, v)| v != "caller"));
 }
 
+/// `join` on one thread while `terminate` on another fails thousands of
+/// calls: when `join` returns, every result is ready (it used to return as
+/// soon as they were taken out, while they were still being failed).
+#[test]
+fn join_returns_once_the_calls_terminate_failed_are_settled() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let held = apply_async_hold(&pool, file.clone(), "held".into(), dir.file("gate"));
+    wait_for(Duration::from_secs(20), "the held call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let queued: Vec<_> = (0..20_000u64)
+        .map(|x| apply_async_square(&pool, x))
+        .collect();
+    let unready = std::thread::scope(|s| {
+        let joiner = s.spawn(|| {
+            pool.join();
+            queued.iter().filter(|r| !r.ready()).count()
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        pool.terminate();
+        joiner.join().unwrap()
+    });
+    assert_eq!(unready, 0, "results not ready when join returned");
+    assert!(matches!(held.get(), Err(Error::Terminated { .. })));
+}
+
 #[test]
 fn close_join_and_drop_leave_nothing_behind() {
     let server = RedisServer::start();
@@ -1126,4 +1156,42 @@ fn imap_ending_within(pool: &Pool, n: u64, limit: Duration) -> Vec<Result<u64, E
     assert!(took < limit, "imap ended after {took:?}");
     assert_eq!(items.len() as u64, n);
     items
+}
+
+/// An `apply` under way when the pool is closed, while Redis stalls longer
+/// than a read's timeout (the call's own send fails, and it hands the call
+/// to the writer): it still gets its answer once Redis is back, and `join`
+/// returns. (The writer used to have left at the close, with the call
+/// handed back to it: `apply` and `join` hung for ever.)
+#[test]
+fn an_apply_under_way_at_close_gets_its_answer_when_redis_stalls() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        server.signal(libc::SIGSTOP);
+        s.spawn(|| tx.send(apply_square(&pool, 7)).unwrap());
+        std::thread::sleep(Duration::from_millis(300));
+        pool.close();
+        // Past the 5 s read timeout of the apply's own connection.
+        std::thread::sleep(Duration::from_secs(7));
+        server.signal(libc::SIGCONT);
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(got) => assert_eq!(got.unwrap(), 49),
+            Err(e) => {
+                // Unblock the scope's thread before failing: drop the pool.
+                pool.terminate();
+                panic!("apply still waiting 30 s after Redis came back: {e}");
+            }
+        }
+    });
+    let joined = Instant::now();
+    pool.join();
+    assert!(
+        joined.elapsed() < Duration::from_secs(10),
+        "join took {:?}",
+        joined.elapsed()
+    );
 }

@@ -210,19 +210,19 @@ impl Dispatcher for LocalPool {
         for handle in handles {
             let _ = handle.join();
         }
+        // Jobs a cancel or a terminate on another thread took out of the
+        // queue are settled by that thread: wait for it too.
+        self.shared.queue.wait_settled();
         self.threads().joined = true;
         self.joined.notify_all();
     }
 
     fn terminate(&self) {
-        // Each promise fails its task as it drops.
         let dropped = self.shared.queue.terminate();
         log::debug!(
             target: "procpool",
-            "terminate: killing the workers, {} queued tasks fail",
-            dropped.len()
+            "terminate: killing the workers, {dropped} queued tasks failed"
         );
-        drop(dropped);
         for switch in &self.shared.switches {
             // Also refuses later starts: a slot that finds its worker gone
             // must not start a new one and run its task after terminate.

@@ -74,6 +74,9 @@ struct State {
     slots: Vec<SlotState>,
     /// The slot [`Queue::wake_one`] woke last.
     woke_last: usize,
+    /// Hand-overs under way of jobs taken out of the queue to be settled
+    /// with no lock held (see [`Settling`]).
+    settling: usize,
 }
 
 impl State {
@@ -105,6 +108,24 @@ pub(crate) struct Queue {
     /// If set, slots start no queued job while it says no (unless the pool
     /// is closed: then they drain the queue).
     gate: OnceLock<StartGate>,
+    /// Signalled when the last hand-over of [`Settling`] ends.
+    settled: Condvar,
+}
+
+/// Jobs taken out of the queue (cancelled, or failed by a terminate) whose
+/// promises are being settled with no lock held: the slot threads may stop
+/// meanwhile, so `join` also waits for this to end (see
+/// [`Queue::wait_settled`]), and a result is ready when it returns.
+struct Settling<'a>(&'a Queue);
+
+impl Drop for Settling<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock_slots();
+        state.settling -= 1;
+        if state.settling == 0 {
+            self.0.settled.notify_all();
+        }
+    }
 }
 
 impl Queue {
@@ -129,6 +150,21 @@ impl Queue {
             wake: (0..slots).map(|_| Condvar::new()).collect(),
             max_tasks_per_child,
             gate: OnceLock::new(),
+            settled: Condvar::new(),
+        }
+    }
+
+    /// Starts a hand-over of jobs taken out of the queue under this lock.
+    fn settling<'a>(&'a self, state: &mut State) -> Settling<'a> {
+        state.settling += 1;
+        Settling(self)
+    }
+
+    /// Waits until no job taken out of the queue is still being settled.
+    pub(crate) fn wait_settled(&self) {
+        let mut state = self.lock_slots();
+        while state.settling > 0 {
+            state = self.settled.wait(state).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -399,10 +435,13 @@ impl Queue {
     /// worker went past it (`kill` returns `false`: it finished); one
     /// pipelined behind it is marked for its slot to act on.
     pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize, &[u64]) -> bool) -> CancelOutcome {
-        let job = {
+        let (job, _settling) = {
             let mut state = self.lock();
             match state.jobs.iter().position(|job| job.id() == id) {
-                Some(at) => state.jobs.remove(at),
+                Some(at) => {
+                    let job = state.jobs.remove(at);
+                    (job, self.settling(&mut state))
+                }
                 None => {
                     let found = state.slots.iter().enumerate().find_map(|(index, s)| {
                         s.in_flight.place(id).map(|place| (index, place))
@@ -437,7 +476,11 @@ impl Queue {
     /// Takes every queued job out and settles it as cancelled; returns how
     /// many there were. Jobs already handed to a worker are not touched.
     pub(crate) fn cancel_queued(&self) -> usize {
-        let jobs = std::mem::take(&mut self.lock().jobs);
+        let (jobs, _settling) = {
+            let mut state = self.lock();
+            let jobs = std::mem::take(&mut state.jobs);
+            (jobs, self.settling(&mut state))
+        };
         let n = jobs.len();
         for job in jobs {
             job.cancelled();
@@ -550,18 +593,22 @@ impl Queue {
         self.wake_all();
     }
 
-    /// Accepts no more jobs and hands back the queued ones, which will
-    /// never run.
-    pub(crate) fn terminate(&self) -> VecDeque<Job> {
+    /// Accepts no more jobs and fails the queued ones, which will never
+    /// run; returns how many there were.
+    pub(crate) fn terminate(&self) -> usize {
         self.inbox.close();
-        let jobs = {
+        let (jobs, _settling) = {
             let mut state = self.lock();
             state.terminated = true;
             state.closed = true;
-            std::mem::take(&mut state.jobs)
+            let jobs = std::mem::take(&mut state.jobs);
+            (jobs, self.settling(&mut state))
         };
         self.wake_all();
-        jobs
+        // Each job's promise fails its task as it drops.
+        let n = jobs.len();
+        drop(jobs);
+        n
     }
 
     /// Slots whose thread waits for work with an idle worker.

@@ -8,19 +8,25 @@ use super::super::conn::{BrokerError, Conn};
 use super::super::member;
 use super::super::keys::GROUP;
 use super::super::scripts::scripts;
-use super::state::{Flight, Inner, Queued};
+use super::state::{Flight, Inner, Queued, State};
 use crate::cancel::CancelOutcome;
 use crate::error::Error;
 
 /// Cancels the call with the pool's id `id`.
 pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
     let (seq, entry) = {
-        let mut st = inner.lock();
+        // A call on its way to Redis is looked for there once it arrived
+        // (or came back to the queue, or failed).
+        let unsent = |st: &State| st.seq_of(id).is_some_and(|seq| !st.flight[&seq].sent);
+        let mut st = inner.wait_submitted(inner.lock(), unsent);
         if let Some(at) = st.queue.iter().position(|q| q.call.id == id) {
             let q = st.queue.remove(at).expect("found");
+            // `join` waits until its promise is complete.
+            let handing = inner.hand_over(&mut st);
             inner.wake(&st);
             drop(st);
             settle_cancelled_queued(q);
+            drop(handing);
             return CancelOutcome::NotStarted;
         }
         let Some(seq) = st.seq_of(id) else {
@@ -51,11 +57,12 @@ pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
             CancelOutcome::Stopped
         }
     };
-    let taken = {
+    let (taken, _handing) = {
         let mut st = inner.lock();
         let taken = st.take(seq);
+        let handing = inner.hand_over(&mut st);
         inner.wake(&st);
-        taken
+        (taken, handing)
     };
     match taken {
         Some(f) => {
@@ -69,23 +76,30 @@ pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
 /// Cancels every call still waiting: in this process, and in Redis where
 /// no node has claimed it yet. Returns how many.
 pub(super) fn cancel_queued(inner: &Inner) -> usize {
-    let queued: Vec<Queued> = {
+    let (queued, handing) = {
         let mut st = inner.lock();
-        let q = st.queue.drain(..).collect();
+        let q: Vec<Queued> = st.queue.drain(..).collect();
+        // `join` waits until their promises are complete.
+        let handing = inner.hand_over(&mut st);
         inner.wake(&st);
-        q
+        (q, handing)
     };
     let mut count = queued.len();
     for q in queued {
         settle_cancelled_queued(q);
     }
+    drop(handing);
+    // The calls of a batch the writer holds are not in Redis yet: they are
+    // looked for there once they are (the pool is closed: no batch follows).
+    drop(inner.wait_submitted(inner.lock(), |st| st.flight.values().any(|f| !f.sent)));
     match remove_unclaimed(inner, false) {
         Ok(removed) => {
-            let taken: Vec<Flight> = {
+            let (taken, _handing) = {
                 let mut st = inner.lock();
-                let t = removed.iter().filter_map(|r| st.take(r.seq)).collect();
+                let t: Vec<Flight> = removed.iter().filter_map(|r| st.take(r.seq)).collect();
+                let handing = inner.hand_over(&mut st);
                 inner.wake(&st);
-                t
+                (t, handing)
             };
             count += taken.len();
             taken.into_iter().for_each(settle_cancelled);

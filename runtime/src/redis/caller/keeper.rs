@@ -120,17 +120,20 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
         reason: BrokerReason::NoNode,
         message,
     };
-    let queued: Vec<Queued> = {
+    let (queued, handing) = {
         let mut st = inner.lock();
         st.no_node = Some(error.clone());
-        let q = st.queue.drain(..).collect();
+        let q: Vec<Queued> = st.queue.drain(..).collect();
+        // `join` waits until their promises are complete.
+        let handing = inner.hand_over(&mut st);
         inner.wake(&st);
-        q
+        (q, handing)
     };
     for q in queued {
         let e = for_task(&error, q.call.name());
         q.promise.complete(Err(e));
     }
+    drop(handing);
     if let Ok(removed) = remove_unclaimed(inner, false) {
         let mut never = Vec::new();
         for r in removed {

@@ -65,6 +65,7 @@ impl RedisDispatcher {
             to_writer: Condvar::new(),
             to_reader: Condvar::new(),
             to_joiners: Condvar::new(),
+            to_cancellers: Condvar::new(),
             submit_conn: Mutex::new(new_conn()?),
             out_of_reach: AtomicBool::new(false),
             control_conn: Mutex::new(new_conn()?),
@@ -235,7 +236,7 @@ impl Dispatcher for RedisDispatcher {
     /// nodes to stop its running ones. Returns once Redis has been told (or
     /// the retry budget ran out).
     fn terminate(&self) {
-        let (queued, flight) = {
+        let (queued, flight, handing) = {
             let mut st = self.inner.lock();
             if st.terminated {
                 return;
@@ -244,8 +245,10 @@ impl Dispatcher for RedisDispatcher {
             st.closed = true;
             let q: Vec<Queued> = st.queue.drain(..).collect();
             let f: Vec<Flight> = st.take_all();
+            // `join` on another thread waits until their promises are complete.
+            let handing = self.inner.hand_over(&mut st);
             self.inner.wake_all();
-            (q, f)
+            (q, f, handing)
         };
         for q in queued {
             let e = q.call.terminated();
@@ -255,6 +258,7 @@ impl Dispatcher for RedisDispatcher {
             let task = f.task.to_string();
             f.promise.complete(Err(Error::Terminated { task }));
         }
+        drop(handing);
         match cancel::remove_unclaimed(&self.inner, true) {
             Ok(removed) => log::debug!(
                 target: "procpool",

@@ -102,6 +102,9 @@ pub(super) struct State {
     /// promises (done with no lock held): `join` waits for them too, so a
     /// result is ready when it returns (see [`Inner::hand_over`]).
     pub(super) settling: usize,
+    /// Threads waiting for calls being handed to Redis to get there (see
+    /// [`Inner::wait_submitted`]).
+    pub(super) awaiting_submit: usize,
 }
 
 /// A hand-over of outcomes to their promises (see [`Inner::hand_over`]).
@@ -160,6 +163,8 @@ pub(super) struct Inner {
     pub(super) to_writer: Condvar,
     pub(super) to_reader: Condvar,
     pub(super) to_joiners: Condvar,
+    /// Cancels waiting for a SUBMIT's answer (see [`Inner::wait_submitted`]).
+    pub(super) to_cancellers: Condvar,
     /// Tells the threads to leave, and retry loops to give up.
     pub(super) stop: Arc<AtomicBool>,
     /// Processes of the registered nodes (refreshed by the keeper).
@@ -207,6 +212,28 @@ impl Inner {
         if ending || st.drained() {
             self.to_joiners.notify_all();
         }
+        if st.awaiting_submit > 0 {
+            self.to_cancellers.notify_all();
+        }
+    }
+
+    /// Waits, with the lock `st`, while `unsent` says some call it cares
+    /// about is being handed to Redis: taken from the queue into a SUBMIT
+    /// (the writer's, or an inline `apply`'s) that has not been answered.
+    /// Until it is, Redis cannot find the call, and a cancel would be told
+    /// it was settled while it is about to be queued there. Bounded: a
+    /// SUBMIT is answered, or its calls fail, within the retry budget.
+    pub(super) fn wait_submitted<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        unsent: impl Fn(&State) -> bool,
+    ) -> MutexGuard<'a, State> {
+        while unsent(&st) && !st.terminated && !self.stopping() {
+            st.awaiting_submit += 1;
+            st = self.to_cancellers.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.awaiting_submit -= 1;
+        }
+        st
     }
 
     /// Marks a hand-over of outcomes taken from `flight` (with the lock
@@ -221,6 +248,7 @@ impl Inner {
         self.to_writer.notify_all();
         self.to_reader.notify_all();
         self.to_joiners.notify_all();
+        self.to_cancellers.notify_all();
     }
 
     /// Settles the calls `seqs` still in flight (all of them with `None`)

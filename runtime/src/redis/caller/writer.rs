@@ -19,7 +19,13 @@ pub(super) fn write_loop(inner: Arc<Inner>) {
         let (conn, batch) = {
             let mut st = inner.lock();
             loop {
-                if st.terminated || inner.stopping() || (st.closed && st.queue.is_empty()) {
+                // Closed and drained: done. Not while an `apply` under way
+                // is unconfirmed: if its own send fails, it hands the call
+                // back to this queue, for this thread to send.
+                if st.terminated
+                    || inner.stopping()
+                    || (st.closed && st.queue.is_empty() && !st.inline_unconfirmed)
+                {
                     return;
                 }
                 if !st.queue.is_empty()
