@@ -225,6 +225,35 @@ fn frames_are_bounded_on_both_sides() {
     assert_eq!(server.queued(), 0);
 }
 
+/// A result over the caller's `max_frame_bytes` fails with `FrameTooLarge`,
+/// as from a local worker, though the node allows more: through `apply`'s
+/// own read and through the reader thread's.
+#[test]
+fn a_result_over_the_callers_frame_limit_is_frame_too_large() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_frame_bytes(4000)
+        .build()
+        .unwrap();
+    let too_large = |got: Result<Vec<u8>, Error>| match got {
+        Err(Error::FrameTooLarge {
+            task,
+            max: 4000,
+            len,
+        }) => {
+            assert_eq!(task, "t/fill");
+            assert!(len > 5000, "{len}");
+        }
+        other => panic!("{other:?}"),
+    };
+    too_large(apply_fill(&pool, 5000));
+    too_large(apply_async_fill(&pool, 5000).get());
+    assert_eq!(apply_fill(&pool, 3000).unwrap(), vec![7; 3000]);
+    assert_eq!(server.queued(), 0);
+}
+
 #[test]
 fn the_default_frame_limit_through_redis_is_256_mib() {
     let server = RedisServer::start();

@@ -61,6 +61,12 @@ pub fn spin(units: u64) -> u64 {
     x
 }
 
+/// `len` bytes of 7: a result far larger than its arguments.
+#[pool_task(name = "t/fill")]
+pub fn fill(len: u64) -> Vec<u8> {
+    vec![7; len as usize]
+}
+
 /// The worker's pid and the node's (its parent's) pid.
 #[pool_task(name = "t/pids")]
 pub fn pids() -> (u32, u32) {

@@ -129,7 +129,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
         inner.wake(&st);
         drop(st);
         if let Some(f) = taken {
-            return Ok(f.outcome(r));
+            return Ok(f.outcome(r, inner.cfg.max_frame));
         }
         return Ok(wait_outcome(pending));
     }

@@ -105,7 +105,7 @@ fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<Strin
             let Some(fields) = fields else { continue };
             let r = ResultEntry::parse(fields);
             if let Some(f) = r.seq.and_then(|s| st.take(s)) {
-                let outcome = f.outcome(r);
+                let outcome = f.outcome(r, inner.cfg.max_frame);
                 settled.push((f.promise, outcome));
             }
         }

@@ -52,10 +52,17 @@ impl Flight {
         }
     }
 
-    /// The outcome a result entry means for this call.
-    pub(super) fn outcome(&self, r: ResultEntry) -> Outcome {
+    /// The outcome a result entry means for this call. A result over
+    /// `max_frame` (the pool's `max_frame_bytes`) fails with
+    /// `FrameTooLarge`, as from a local worker: a node may allow more.
+    pub(super) fn outcome(&self, r: ResultEntry, max_frame: usize) -> Outcome {
         let task = self.task;
         match r.status.as_slice() {
+            b"v" if r.body.len() > max_frame => Err(Error::FrameTooLarge {
+                task: task.to_string(),
+                len: r.body.len() as u64,
+                max: max_frame as u64,
+            }),
             b"v" => Ok(r.body.into()),
             b"e" => match RemoteFailure::decode(&r.body) {
                 Ok(failure) => Err(failure.into_error(task, self.signature)),
