@@ -6,6 +6,7 @@
 //! callback is queued behind it, joins or drops the pool) does not
 //! deadlock.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -257,4 +258,32 @@ fn a_callback_may_join_terminate_or_drop_its_pool() {
         r.wait();
         assert_eq!(queued.get().unwrap(), 200);
     });
+}
+
+/// `join()` returns only once every callback of its pool has run, even one
+/// that another pool's callback thread ran while it waited on the result
+/// (it runs the callbacks of a result it waits on): it used to return while
+/// that callback still ran there.
+#[test]
+fn join_waits_for_a_callback_another_pools_callback_thread_runs() {
+    let pool_a = Pool::new(1).unwrap();
+    let pool_b = Pool::new(1).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // Keeps pool B's callback thread busy when rb arrives, so pool A's
+    // callback thread, waiting on rb, runs rb's callback itself.
+    let busy =
+        apply_async_nap(&pool_b, 0).callback(|_| std::thread::sleep(Duration::from_millis(800)));
+    busy.wait_timeout(Duration::from_millis(100));
+    let flag = done.clone();
+    let rb = apply_async_nap(&pool_b, 200).callback(move |_| {
+        std::thread::sleep(Duration::from_millis(2000));
+        flag.store(true, Ordering::SeqCst);
+    });
+    let ra = apply_async_nap(&pool_a, 0).callback(move |_| rb.wait());
+    std::thread::sleep(Duration::from_millis(50));
+    pool_b.close();
+    pool_b.join();
+    let ran = done.load(Ordering::SeqCst);
+    ra.wait();
+    assert!(ran, "pool_b.join() returned before rb's callback had run");
 }

@@ -258,3 +258,56 @@ fn workers_started_during_an_apply_outlive_the_calling_thread() {
     let (pid, _) = apply_pid_plus(&pool, 0).unwrap();
     assert_eq!(pid, replacement);
 }
+
+/// Stops worker `pid` (SIGSTOP) and waits until it is stopped.
+fn stop(pid: u32) {
+    // SAFETY: kill(2) on a worker of this test's pool.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "worker {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// An `apply` taken before `close()` runs, on a new worker, even if the
+/// idle worker it was given had stopped and never read it (the fault
+/// table's "runs on a new worker"): it used to be queued anew after the
+/// close, and refused with `PoolClosed`.
+#[test]
+fn an_apply_taken_before_close_runs_even_if_its_idle_worker_had_stopped() {
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(Duration::from_millis(800))
+        .build()
+        .unwrap();
+    let (first, _) = apply_pid_plus(&pool, 0).unwrap();
+    stop(first);
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let pool = pool.clone();
+        std::thread::spawn(move || tx.send(apply_pid_plus(&pool, 1)).unwrap());
+    }
+    // The apply borrowed the stopped idle worker and waits for it to read
+    // the call; close meanwhile.
+    std::thread::sleep(Duration::from_millis(200));
+    pool.close();
+    let outcome = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("apply hung");
+    pool.join();
+    match outcome {
+        Ok((pid, x)) => {
+            assert_ne!(pid, first, "on a new worker");
+            assert_eq!(x, 2);
+        }
+        other => panic!("an apply taken before close did not run: {other:?}"),
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use procpool::{pool_task, Pool};
-use support::{assert_no_children, children, serial};
+use support::{alive, assert_no_children, children, serial};
 
 procpool::enable_test_support!();
 
@@ -91,4 +91,58 @@ fn each_worker_serves_exactly_n_tasks_and_exits_cleanly() {
         "a retired worker did not exit with code 0"
     );
     assert_no_children();
+}
+
+/// Touches `mb` MiB and keeps them (the worker's exit has to tear them
+/// down, which takes a while), then writes its pid to `marker`.
+#[pool_task]
+fn heavy_then_mark(mb: usize, marker: std::path::PathBuf) -> u32 {
+    let mut v = vec![0u8; mb << 20];
+    for i in (0..v.len()).step_by(4096) {
+        v[i] = 1;
+    }
+    std::mem::forget(v);
+    let pid = std::process::id();
+    std::fs::write(&marker, pid.to_string()).unwrap();
+    pid
+}
+
+/// A worker retired by `max_tasks_per_child` after a direct `apply` has
+/// exited when a `join` on another thread returns ("every worker has
+/// exited"): it used to be ended by the calling thread after the slot got
+/// it back, so `join` returned while it still ran.
+#[test]
+fn join_returns_after_a_worker_retired_after_a_direct_apply_exited() {
+    let _serial = serial();
+    let mut failures = Vec::new();
+    for round in 0..5 {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_tasks_per_child(1)
+            .build()
+            .unwrap();
+        let marker =
+            std::env::temp_dir().join(format!("procpool-retire-{}-{round}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let caller = {
+            let pool = pool.clone();
+            let marker = marker.clone();
+            std::thread::spawn(move || apply_heavy_then_mark(&pool, 1024, marker))
+        };
+        while !marker.exists() {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        pool.join();
+        let left = children();
+        let worker: u32 = std::fs::read_to_string(&marker).unwrap().parse().unwrap();
+        if !left.is_empty() {
+            let alive: Vec<u32> = left.iter().copied().filter(|&p| alive(p)).collect();
+            failures.push(format!(
+                "round {round}: after join: children {left:?}, alive {alive:?} (the retired worker: {worker})"
+            ));
+        }
+        assert_eq!(caller.join().unwrap().unwrap(), worker);
+        let _ = std::fs::remove_file(&marker);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -464,3 +464,87 @@ fn join_does_not_wait_for_an_imap_nobody_reads() {
     assert!(rest[..rest.len() - 1].iter().all(|r| r.is_ok()));
     assert_no_children();
 }
+
+/// Threads submitting every way (`apply`, `apply_async` with a callback,
+/// `map_async`, `imap`) while another closes and cancels, then joins:
+/// nothing hangs, every result is ready after `join`, and every callback
+/// runs once.
+#[test]
+fn submitting_from_threads_during_close_and_cancel_and_join_loses_nothing() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    let _serial = serial();
+    for round in 0..4 {
+        let pool = Pool::new(2).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let attached = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let mut threads = Vec::new();
+        for t in 0..4 {
+            let pool = pool.clone();
+            let calls = calls.clone();
+            let attached = attached.clone();
+            let tx = tx.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut results = Vec::new();
+                for i in 0..50u64 {
+                    let c = calls.clone();
+                    match (t + i) % 4 {
+                        0 => {
+                            attached.fetch_add(1, Ordering::SeqCst);
+                            results.push(apply_async_nap(&pool, i % 3).on_complete(move |_| {
+                                c.fetch_add(1, Ordering::SeqCst);
+                            }));
+                        }
+                        1 => {
+                            let _ = apply_nap(&pool, 0);
+                        }
+                        2 => {
+                            attached.fetch_add(1, Ordering::SeqCst);
+                            drop(map_async_nap(&pool, vec![0, 1, 0]).on_complete(move |_| {
+                                c.fetch_add(1, Ordering::SeqCst);
+                            }));
+                        }
+                        _ => {
+                            let _: Vec<_> = imap_nap(&pool, vec![0u64, 1, 0]).take(2).collect();
+                        }
+                    }
+                }
+                tx.send(results).unwrap();
+            }));
+        }
+        drop(tx);
+        std::thread::sleep(Duration::from_millis(60 * round as u64));
+        pool.close_and_cancel();
+        let (jtx, jrx) = mpsc::channel();
+        {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                pool.join();
+                jtx.send(()).unwrap();
+            });
+        }
+        jrx.recv_timeout(Duration::from_secs(60))
+            .expect("join hung");
+        for t in threads {
+            t.join().unwrap();
+        }
+        for results in rx.iter() {
+            for r in results {
+                assert!(r.ready(), "round {round}: a result not ready after join");
+            }
+        }
+        // Callbacks of calls refused after `join` began run after it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while calls.load(Ordering::SeqCst) < attached.load(Ordering::SeqCst)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            attached.load(Ordering::SeqCst),
+            "round {round}"
+        );
+    }
+}

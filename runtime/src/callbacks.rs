@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -17,19 +17,42 @@ thread_local! {
 /// A handle to one pool's callback thread, started on first use. The thread
 /// ends when the pool and every `AsyncResult` of it are gone.
 #[derive(Clone, Default)]
-pub(crate) struct CallbackRunner {
-    sender: Arc<Mutex<Option<Sender<Job>>>>,
+pub(crate) struct CallbackRunner(Arc<RunnerParts>);
+
+#[derive(Default)]
+struct RunnerParts {
+    sender: Mutex<Option<Sender<Job>>>,
+    /// Rounds of this pool's callbacks running now on any thread (another
+    /// pool's callback thread may run them while it waits on the result):
+    /// `flush` waits for them too.
+    active: Mutex<usize>,
+    /// Signalled when `active` drops to 0.
+    none_active: Condvar,
 }
 
 impl CallbackRunner {
     /// Queues `job` to run on the callback thread.
     pub(crate) fn post(&self, job: Job) {
-        let mut sender = self.sender.lock().unwrap_or_else(|e| e.into_inner());
+        let mut sender = self.0.sender.lock().unwrap_or_else(|e| e.into_inner());
         let tx = sender.get_or_insert_with(spawn_thread);
         if let Err(mpsc::SendError(job)) = tx.send(job) {
             // The thread is gone (it cannot be, while we hold a sender); run
             // the callback here rather than lose it.
             run_guarded(job);
+        }
+    }
+
+    /// A round of this pool's callbacks begins (on whichever thread).
+    pub(crate) fn begin_round(&self) {
+        *self.0.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+
+    /// A round begun with [`begin_round`](Self::begin_round) ended.
+    pub(crate) fn end_round(&self) {
+        let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
+        *active -= 1;
+        if *active == 0 {
+            self.0.none_active.notify_all();
         }
     }
 
@@ -41,6 +64,7 @@ impl CallbackRunner {
             return;
         }
         let started = self
+            .0
             .sender
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -53,6 +77,12 @@ impl CallbackRunner {
             let _ = tx.send(());
         }));
         let _ = rx.recv();
+        // Callbacks another pool's callback thread took over (it waited on
+        // their result) may still run there.
+        let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
+        while *active > 0 {
+            active = self.0.none_active.wait(active).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 

@@ -406,6 +406,16 @@ impl<T> AsyncResult<T> {
             .expect("waits without a deadline")
     }
 
+    /// Waits for the raw outcome and takes it (no copy if nothing else
+    /// holds it).
+    pub(crate) fn into_outcome(self) -> Outcome {
+        let outcome = self.wait_outcome();
+        match self.cell.take_sole(outcome) {
+            Ok(outcome) => outcome,
+            Err(shared) => (*shared).clone(),
+        }
+    }
+
     /// Calls `listener` with the raw outcome, on the thread that fills it
     /// (or here, if it is there): it must be quick.
     pub(crate) fn listen_outcome(&self, listener: Listener) {

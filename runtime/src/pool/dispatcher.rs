@@ -26,7 +26,9 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
     fn submit(&self, job: Job);
 
     /// Runs `call` on the calling thread if that can be done at once
-    /// (`apply`'s fast path), or gives it back to be submitted.
+    /// (`apply`'s fast path), or gives it back to be submitted. Only a call
+    /// not taken is given back: one taken is settled by this call, even if
+    /// the pool is closed meanwhile (a submit would then refuse it).
     fn run_here(&self, call: Call) -> Result<Outcome, Call> {
         Err(call)
     }

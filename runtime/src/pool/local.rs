@@ -13,7 +13,7 @@ use super::slot::{self, Shared};
 use crate::call::{Call, Job};
 use crate::error::Error;
 use crate::link::Backend;
-use crate::result::{CancelOutcome, Outcome};
+use crate::result::{CancelOutcome, Hub, Outcome};
 
 /// A pool of local workers, one slot thread each.
 pub(crate) struct LocalPool {
@@ -142,13 +142,14 @@ impl Dispatcher for LocalPool {
         };
         let loss = match exchange::exchange(link.as_mut(), call.as_ref()) {
             Exchange::Done(outcome) => {
-                if slot::over_memory(&self.shared.config, link.as_mut()) {
-                    // Retired here; the slot thread starts its successor.
+                if queue.served(index, 1) || slot::over_memory(&self.shared.config, link.as_mut()) {
+                    // Retired here, before the slot gets it back (a `join`
+                    // waits for the slot: it must find the worker gone);
+                    // the slot thread starts its successor.
                     slot::retire(queue, Some(link));
-                    queue.give_back(index, None, false);
+                    queue.give_back(index, None);
                 } else {
-                    let retired = queue.give_back(index, Some(link), true);
-                    slot::retire(queue, retired);
+                    queue.give_back(index, Some(link));
                 }
                 // (Dropping the call keeps its large buffers for this
                 // thread's next call.)
@@ -164,16 +165,24 @@ impl Dispatcher for LocalPool {
                     link.kill();
                 }
                 link.finish(DEATH_GRACE);
-                queue.give_back(index, None, false);
                 if queue.is_terminated() {
+                    queue.give_back(index, None);
                     return Ok(Err(call.terminated()));
                 }
-                return Err(call);
+                // The call was taken before any `close`: it runs even if
+                // one came meanwhile. Queued first, while the slot still
+                // waits for its worker (so it has not stopped), not handed
+                // back to the caller to be queued like a new call (refused
+                // once the pool is closed).
+                let (promise, result) = crate::result::pending::<()>(call.task, Hub::default(), call.id);
+                queue.requeue(std::iter::once(Job::new(call, promise)));
+                queue.give_back(index, None);
+                return Ok(result.into_outcome());
             }
             Exchange::Lost(loss) => loss,
         };
         let error = exchange::bury(queue, link, call.as_ref(), loss);
-        queue.give_back(index, None, false);
+        queue.give_back(index, None);
         Ok(Err(error))
     }
 

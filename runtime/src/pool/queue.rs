@@ -394,13 +394,14 @@ impl Queue {
     /// has now run as many as `max_tasks_per_child` allows (and was not
     /// killed by a cancel meanwhile: that one is ended, not retired).
     pub(crate) fn served(&self, index: usize, n: usize) -> bool {
+        // Counted only for that limit: no lock taken without one.
+        let Some(max) = self.max_tasks_per_child else {
+            return false;
+        };
         let mut state = self.lock_slots();
         let slot = &mut state.slots[index];
         slot.served += n;
-        !slot.in_flight.is_doomed()
-            && self
-                .max_tasks_per_child
-                .is_some_and(|max| slot.served >= max)
+        !slot.in_flight.is_doomed() && slot.served >= max
     }
 
     /// Slot `index` read the outcome of the call in front of its batch. If
@@ -537,32 +538,16 @@ impl Queue {
     }
 
     /// Gives a borrowed worker back to slot `index` (`None`: it is gone and
-    /// the slot thread starts another when it next needs one), counting the
-    /// task it ran if `counted`. Returns the worker if it has now served
-    /// `max_tasks_per_child` tasks: the caller retires it.
-    pub(crate) fn give_back(
-        &self,
-        index: usize,
-        mut link: Option<Box<dyn Link>>,
-        counted: bool,
-    ) -> Option<Box<dyn Link>> {
+    /// the slot thread starts another when it next needs one). The task it
+    /// ran was counted by [`Self::served`].
+    pub(crate) fn give_back(&self, index: usize, link: Option<Box<dyn Link>>) {
         let mut state = self.lock();
         let slot = &mut state.slots[index];
-        let mut retired = None;
-        if link.is_some() && counted {
-            slot.served += 1;
-            if self
-                .max_tasks_per_child
-                .is_some_and(|max| slot.served >= max)
-            {
-                retired = link.take();
-            }
-        }
-        if link.is_none() {
+        let lost = link.is_none();
+        if lost {
             slot.served = 0;
             slot.lost = true;
         }
-        let lost = link.is_none();
         slot.parked = Parked::Idle(link);
         // A slot thread waits for its worker to come back, for the jobs
         // queued meanwhile, and to replace a worker the caller lost.
@@ -571,7 +556,6 @@ impl Queue {
             state.slots[index].signalled = true;
             self.wake[index].notify_one();
         }
-        retired
     }
 
     /// Whether the pool may still run work: not terminated, and not closed

@@ -343,6 +343,15 @@ impl ResultCell {
     /// Runs the pending callbacks (on a callback thread), then completes
     /// the result; does nothing if another thread runs them or they ran.
     fn run_callbacks(&self) {
+        /// Ends the rounds counted for `flush` (see `begin_round`) once the
+        /// result is complete, or this thread unwinds.
+        struct Round<'a>(&'a callbacks::CallbackRunner);
+        impl Drop for Round<'_> {
+            fn drop(&mut self) {
+                self.0.end_round();
+            }
+        }
+        let mut round: Option<Round<'_>> = None;
         loop {
             let (callbacks, outcome) = {
                 let mut state = self.lock();
@@ -357,6 +366,13 @@ impl ResultCell {
                     return;
                 }
                 state.extra().running = true;
+                // Under the lock that marks the round: a `flush` that finds
+                // no round running finds this result's callbacks done and
+                // the result complete.
+                if round.is_none() {
+                    self.hub.runner().begin_round();
+                    round = Some(Round(self.hub.runner()));
+                }
                 let outcome = state.outcome.clone().expect("checked above");
                 (state.take_callbacks(), outcome)
             };
