@@ -60,7 +60,9 @@ pub(super) fn read_once(s: &Shared) {
             .arg(if from_pending { "0" } else { ">" });
         c.query::<redis::Value>(con)
     });
-    if side.conn.generation != g0 && g0 != 0 {
+    // Connected again during the read (the first connection, made by this
+    // read itself, is no reconnection): a claim's reply may have been lost.
+    if side.conn.generation > g0.max(1) {
         side.recover = true;
     } else if from_pending {
         side.recover = false;

@@ -305,7 +305,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         cfg.broker.node_ttl,
         Some(cfg.processes),
     )?;
-    let inline = Mutex::new(new_conn()?);
+    let inline = Mutex::new(Shared::settle_conn(&cfg)?);
     let read = Mutex::new(ReadSide {
         conn: new_conn()?,
         recover: false,
@@ -368,7 +368,7 @@ fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, B
     let s2 = s.clone();
     let feed = Box::new(move || runner::feed_loop(s2));
     threads.push(spawn("procpool-node-feed".into(), feed)?);
-    let (s2, c) = (s.clone(), s.new_conn()?);
+    let (s2, c) = (s.clone(), Shared::settle_conn(&s.cfg)?);
     let deliverer = Box::new(move || deliver::deliver_loop(s2, c));
     threads.push(spawn("procpool-node-deliver".into(), deliverer)?);
     let (s2, c) = (s.clone(), s.new_conn()?);

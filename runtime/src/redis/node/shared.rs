@@ -217,6 +217,17 @@ impl Shared {
             .clone()
     }
 
+    /// A connection for settling outcomes: it keeps retrying within its
+    /// budget when the node is stopping (a stopping node still reports
+    /// what it ran; `deliver::settle` gives up after one budget then).
+    pub(super) fn settle_conn(cfg: &NodeConfig) -> Result<Conn, BrokerError> {
+        Conn::new(
+            &cfg.broker.url,
+            cfg.broker.retry.clone(),
+            Arc::new(AtomicBool::new(false)),
+        )
+    }
+
     pub(super) fn new_conn(&self) -> Result<Conn, BrokerError> {
         Conn::new(
             &self.cfg.broker.url,

@@ -11,12 +11,17 @@ use super::super::failure::RemoteFailure;
 use super::super::reply::stream_entries;
 use super::shared::{Done, Item, Shared};
 
+/// How long the watcher waits after a failed read before it reads again.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn) {
     let ctl = s.keys.ctl();
     let Some(mut last) = newest_entry(&s, &mut conn) else {
         return;
     };
-    while !s.stopping() {
+    // Until the node has settled what it holds: a stopping node finishes
+    // its calls, and their callers may still cancel or terminate them.
+    while !s.stopping() || !Shared::drained(&s.lock()) {
         let got = conn.run("read the control stream", |con| {
             redis::cmd("XREAD")
                 .arg("BLOCK")
@@ -26,7 +31,12 @@ pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn) {
                 .arg(&last)
                 .query::<redis::Value>(con)
         });
-        let Ok(v) = got else { continue };
+        let Ok(v) = got else {
+            // Redis refused the read (a key of another type, an ACL) or
+            // is out of reach: not again at once.
+            std::thread::sleep(RETRY_PAUSE);
+            continue;
+        };
         for (id, fields) in stream_entries(v) {
             last = id;
             for (k, v) in fields.unwrap_or_default() {
@@ -65,15 +75,16 @@ fn newest_entry(s: &Shared, conn: &mut Conn) -> Option<String> {
                 .arg(1)
                 .query::<redis::Value>(con)
         });
-        if let Ok(v) = r {
-            let wrapped =
-                redis::Value::Array(vec![redis::Value::Array(vec![redis::Value::Nil, v])]);
-            return Some(
-                stream_entries(wrapped)
-                    .pop()
-                    .map_or_else(|| "0-0".to_string(), |e| e.0),
-            );
-        }
+        let Ok(v) = r else {
+            std::thread::sleep(RETRY_PAUSE);
+            continue;
+        };
+        let wrapped = redis::Value::Array(vec![redis::Value::Array(vec![redis::Value::Nil, v])]);
+        return Some(
+            stream_entries(wrapped)
+                .pop()
+                .map_or_else(|| "0-0".to_string(), |e| e.0),
+        );
     }
 }
 

@@ -1,0 +1,333 @@
+//! Nodes at their edges, against a real redis-server and real node
+//! processes: a node asked to stop still obeys a cancel of what it holds
+//! and still reports what it ran across a Redis restart; its watcher backs
+//! off when Redis refuses its reads; a lost reply to its very first claim
+//! loses nothing; malformed task entries fail alone; a SIGTERMed node
+//! leaves no worker behind.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+mod support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use procpool::{CancelOutcome, Error, Pool};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+/// A node made in code (the helper's `node` mode) whose standard input the
+/// test keeps: dropping it asks the node to stop (`Node::stop` + `wait`)
+/// without waiting for the process.
+fn spawn_node(url: &str, options: &[(&str, &str)]) -> (Child, ChildStdin, String) {
+    let mut cmd = Command::new(HELPER);
+    cmd.arg("node").arg(url);
+    for (k, v) in options {
+        cmd.arg(k).arg(v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the node helper");
+    let stdin = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let name = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("the node said {line:?}"))
+        .to_string();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        while out.read_line(&mut rest).unwrap_or(0) > 0 {}
+    });
+    (child, stdin, name)
+}
+
+fn exits_within(child: &mut Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A node asked to stop finishes what it holds; a call it holds that its
+/// caller cancels meanwhile must be stopped on it (README: "a running one
+/// is stopped on its node"), not run to its end.
+#[test]
+fn a_cancel_reaches_a_node_that_is_stopping() {
+    let server = RedisServer::start();
+    let (mut child, stdin, _name) =
+        spawn_node(&server.url(), &[("processes", "1"), ("prefetch", "0")]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
+    drop(stdin); // Node::stop(), then Node::wait()
+                 // Its threads see the stop (the watcher's read blocks 1 s at most).
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    let got = r.get();
+    assert!(matches!(got, Err(Error::Cancelled { .. })), "{got:?}");
+    let killed = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if !support::alive(worker) {
+                break true;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let exited = exits_within(&mut child, Duration::from_secs(5));
+    std::fs::write(&gate, b"").unwrap();
+    let _ = child.wait();
+    assert!(
+        killed && exited,
+        "10 s after the cancel, the cancelled call's worker is still alive ({killed}: killed) \
+         and the stopping node has not exited ({exited}); marks {:?}",
+        std::fs::read_to_string(&file).unwrap_or_default()
+    );
+    assert!(
+        marks(&file, "end").is_empty(),
+        "the cancelled call ran to its end"
+    );
+}
+
+/// The calls of `cmdstat_<cmd>` since the last `CONFIG RESETSTAT`,
+/// counting failed and rejected ones.
+fn command_calls(server: &RedisServer, cmd: &str) -> u64 {
+    let info = server.cli(&["INFO", "commandstats"]);
+    let Some(line) = info
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+    else {
+        return 0;
+    };
+    line.split([':', ','])
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| matches!(*k, "calls" | "failed_calls" | "rejected_calls"))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}
+
+/// A node's watcher must not spin when Redis refuses its reads of the
+/// control stream (here: a key of another type, which anyone with access
+/// can write; `clock.lua` replaces such a key for the same reason): it
+/// must back off, as the feeder does (`a_node_does_not_spin_while_redis_refuses_its_claims`).
+#[test]
+fn a_node_does_not_spin_when_redis_refuses_its_control_stream_reads() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let members = server.key(":members").expect("the members hash");
+    let ctl = format!("{}ctl", members.strip_suffix("members").unwrap());
+    server.cli(&["DEL", &ctl]);
+    server.cli(&["SET", &ctl, "not a stream"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let reads = command_calls(&server, "xread") + command_calls(&server, "xrevrange");
+    assert!(
+        reads < 100,
+        "the node read the control stream {reads} times in 2 s"
+    );
+}
+
+/// A node asked to stop finishes what it holds and reports it. A Redis
+/// restart (AOF, `appendfsync always`) meanwhile must not lose the outcome
+/// of a call that ran: "Redis restarts: callers and nodes reconnect by
+/// themselves; nothing queued is lost".
+#[test]
+fn a_stopping_node_reports_its_last_call_across_a_redis_restart() {
+    let mut server = RedisServer::start();
+    let (mut child, stdin, _name) =
+        spawn_node(&server.url(), &[("processes", "1"), ("prefetch", "0")]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    // Every connection of the node made once.
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    drop(stdin); // Node::stop(): it finishes what it holds
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&gate, b"").unwrap();
+    let got = r.get();
+    let _ = exits_within(&mut child, Duration::from_secs(20));
+    assert!(
+        matches!(got, Ok(pid) if pid == mark_pid(&marks(&file, "end")[0]) as u32),
+        "the call ran ({:?}) but its caller got {got:?}",
+        marks(&file, "end")
+    );
+}
+
+/// Copies the first entry of the task stream with some fields replaced
+/// (`field=value`, an empty value left out entirely with `-field`).
+fn forge(server: &RedisServer, changes: &[&str]) {
+    let tasks = server.key(":tasks").expect("the task stream");
+    let script = r#"
+local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)[1][2]
+local h, order = {}, {}
+for k = 1, #e, 2 do h[e[k]] = e[k + 1]; order[#order + 1] = e[k] end
+for j = 1, #ARGV do
+  local a = ARGV[j]
+  if string.sub(a, 1, 1) == '-' then h[string.sub(a, 2)] = nil
+  else
+    local k, v = string.match(a, '^([^=]+)=(.*)$')
+    if h[k] == nil then order[#order + 1] = k end
+    h[k] = v
+  end
+end
+local flat = {}
+for _, k in ipairs(order) do if h[k] ~= nil then flat[#flat + 1] = k; flat[#flat + 1] = h[k] end end
+return redis.call('XADD', KEYS[1], '*', unpack(flat))
+"#;
+    let mut args = vec!["EVAL", script, "1", &tasks];
+    args.extend_from_slice(changes);
+    server.cli(&args);
+}
+
+/// Malformed or hostile task entries (anyone with access can write them)
+/// fail alone: the node serves on, and nothing stays in Redis.
+#[test]
+fn malformed_task_entries_never_stop_a_node() {
+    let server = RedisServer::start();
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let first = apply_async_square(&pool, 7);
+    wait_for(Duration::from_secs(10), "the call in Redis", || {
+        server.queued() == 1
+    });
+    for changes in [
+        &["i=1001", "o=18446744073709551615"][..],
+        &["i=1002", "o=0"],
+        &["i=1003", "t=no/such"],
+        &["i=1004", "f=12345"],
+        &["i=1005", "k=c"],
+        &["i=1006", "a="],
+        &["-i"],
+        &["i=1008", "k=x"],
+        &["i=1009", "o=-5"],
+        &["i=18446744073709551616"],
+    ] {
+        forge(&server, changes);
+    }
+    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    assert_eq!(first.get().unwrap(), 49);
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the node serves on");
+    wait_for(Duration::from_secs(10), "the entries settled", || {
+        server.queued() == 0
+    });
+    assert!(support::alive(node.pid() as u32));
+}
+
+/// A claim whose reply is lost (the connection dropped after Redis made
+/// it) is recovered from the node's own pending list, as `claim.rs` says:
+/// also when it was the node's very first claim. Redis drops the reply
+/// here by its output buffer limit, after claiming the entry.
+#[test]
+fn a_lost_reply_to_a_nodes_first_claim_does_not_lose_the_call() {
+    let server = RedisServer::start();
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let big = vec![5u8; 1024 * 1024];
+    let r = apply_async_echo(&pool, big.clone());
+    wait_for(Duration::from_secs(10), "the call in Redis", || {
+        server.queued() == 1
+    });
+    let tasks = server.key(":tasks").unwrap();
+    // Any reply over 256 KiB closes its connection, once the command ran.
+    server.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "normal 262144 262144 0",
+    ]);
+    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let claimed = wait_until(Duration::from_secs(10), || {
+        server.cli(&["XPENDING", &tasks, "nodes"]).starts_with('1')
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    server.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "normal 0 0 0",
+    ]);
+    assert!(claimed, "the node did not claim the call");
+    let got = r.get_timeout(Duration::from_secs(15));
+    assert!(
+        matches!(&got, Ok(v) if *v == big),
+        "{:?}; pending: {}",
+        got.map(|v| v.len()),
+        server.cli(&["XPENDING", &tasks, "nodes"])
+    );
+    drop(node);
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A node from the environment that gets SIGTERM leaves no process
+/// behind: its worker running a call dies with it, and the call is
+/// `NodeLost` (it ran at most once).
+#[test]
+fn a_sigtermed_env_node_leaves_no_worker_behind() {
+    let server = RedisServer::start();
+    let node = NodeProc::env(&server, 2);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
+    node.signal(libc::SIGTERM);
+    let gone = wait_until(Duration::from_secs(5), || !support::alive(worker));
+    std::fs::write(&gate, b"").unwrap();
+    assert!(gone, "the worker outlived its node by 5 s");
+    let got = r.get();
+    assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
+}
