@@ -35,11 +35,14 @@ pub(super) fn beat(s: &Shared, conn: &mut Conn) -> Result<bool, BrokerError> {
     let _one_at_a_time = s.beat_lock.lock().unwrap_or_else(|e| e.into_inner());
     let (name, _) = s.identity();
     let ttl = s.cfg.broker.node_ttl;
+    // The key's time to live counts from no earlier than now: a reply that
+    // comes late must not make the beat look later than it was.
+    let sent = Instant::now();
     let alive = member::heartbeat(conn, &s.keys, &name, ttl, ttl)?;
     if !alive {
         take_new_identity(s, conn, &name)?;
     }
-    *s.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    *s.last_beat.lock().unwrap_or_else(|e| e.into_inner()) = sent;
     Ok(alive)
 }
 

@@ -364,6 +364,9 @@ fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, B
                 message: format!("could not start a node thread: {e}"),
             })
     };
+    // The watcher's starting point, before the feeder claims anything.
+    let mut watch_conn = s.new_conn()?;
+    let from = watch::newest_entry(s, &mut watch_conn)?;
     let mut threads = Vec::new();
     let s2 = s.clone();
     let feed = Box::new(move || runner::feed_loop(s2));
@@ -371,8 +374,8 @@ fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, B
     let (s2, c) = (s.clone(), Shared::settle_conn(&s.cfg)?);
     let deliverer = Box::new(move || deliver::deliver_loop(s2, c));
     threads.push(spawn("procpool-node-deliver".into(), deliverer)?);
-    let (s2, c) = (s.clone(), s.new_conn()?);
-    let watcher = Box::new(move || watch::watch_loop(s2, c));
+    let s2 = s.clone();
+    let watcher = Box::new(move || watch::watch_loop(s2, watch_conn, from));
     threads.push(spawn("procpool-node-watch".into(), watcher)?);
     let s2 = s.clone();
     let keep = Box::new(move || identity::keep_loop(s2, keeper));

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::super::conn::Conn;
+use super::super::conn::{BrokerError, Conn};
 use super::super::failure::RemoteFailure;
 use super::super::reply::stream_entries;
 use super::shared::{Done, Item, Shared};
@@ -14,11 +14,10 @@ use super::shared::{Done, Item, Shared};
 /// How long the watcher waits after a failed read before it reads again.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
-pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn) {
+/// Reads the control stream from the entry after `last` (see
+/// [`newest_entry`]) and acts on each stop.
+pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn, mut last: String) {
     let ctl = s.keys.ctl();
-    let Some(mut last) = newest_entry(&s, &mut conn) else {
-        return;
-    };
     // Until the node has settled what it holds: a stopping node finishes
     // its calls, and their callers may still cancel or terminate them.
     while !s.stopping() || !Shared::drained(&s.lock()) {
@@ -58,34 +57,24 @@ pub(super) fn watch_loop(s: Arc<Shared>, mut conn: Conn) {
     }
 }
 
-/// The id of the newest stop already there (older callers are gone), or
-/// `None` if the node stopped first.
-fn newest_entry(s: &Shared, conn: &mut Conn) -> Option<String> {
+/// The id of the newest stop already there (older callers are gone): read
+/// before the node claims anything, so that no stop of a call it claims
+/// can come before the point its watcher reads from.
+pub(super) fn newest_entry(s: &Shared, conn: &mut Conn) -> Result<String, BrokerError> {
     let ctl = s.keys.ctl();
-    loop {
-        if s.stopping() {
-            return None;
-        }
-        let r = conn.run("read the control stream", |con| {
-            redis::cmd("XREVRANGE")
-                .arg(&ctl)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query::<redis::Value>(con)
-        });
-        let Ok(v) = r else {
-            std::thread::sleep(RETRY_PAUSE);
-            continue;
-        };
-        let wrapped = redis::Value::Array(vec![redis::Value::Array(vec![redis::Value::Nil, v])]);
-        return Some(
-            stream_entries(wrapped)
-                .pop()
-                .map_or_else(|| "0-0".to_string(), |e| e.0),
-        );
-    }
+    let v = conn.run("read the control stream", |con| {
+        redis::cmd("XREVRANGE")
+            .arg(&ctl)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query::<redis::Value>(con)
+    })?;
+    let wrapped = redis::Value::Array(vec![redis::Value::Array(vec![redis::Value::Nil, v])]);
+    Ok(stream_entries(wrapped)
+        .pop()
+        .map_or_else(|| "0-0".to_string(), |e| e.0))
 }
 
 fn stop_caller(s: &Shared, caller: &str) {
