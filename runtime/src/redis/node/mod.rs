@@ -412,7 +412,9 @@ impl Node {
     }
 
     /// Asks the node to stop: it claims nothing more, finishes and reports
-    /// what it holds; [`wait`](Self::wait) for it.
+    /// what it holds (a call its caller cancels meanwhile is still stopped,
+    /// and an outcome is still reported across a Redis restart, within
+    /// `broker_retry`); [`wait`](Self::wait) for it.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
