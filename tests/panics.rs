@@ -198,3 +198,37 @@ fn a_panic_message_of_100_mib_arrives_cut_and_the_worker_lives_on() {
     }
     assert_eq!(apply_worker_pid(&pool).unwrap(), before, "the same worker");
 }
+
+/// Catches a panic of its own and returns normally (as a library using
+/// `catch_unwind` inside does).
+#[pool_task]
+fn swallow_a_panic() -> u32 {
+    let caught = std::panic::catch_unwind(|| panic!("swallowed by an earlier task"));
+    assert!(caught.is_err());
+    std::process::id()
+}
+
+/// Re-raises a panic with `resume_unwind` (as `JoinHandle::join` and
+/// `resume_unwind`, rayon or a scoped pool do): no panic hook runs.
+#[pool_task]
+fn resume_with(message: String) -> u32 {
+    std::panic::resume_unwind(Box::new(message))
+}
+
+/// A panic resumed with `resume_unwind` reports its own message, not that
+/// of a panic an earlier task on the same worker caught itself (the hook's
+/// record of it was taken for this one).
+#[test]
+fn a_resumed_panic_reports_its_own_message_not_an_earlier_caught_one() {
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_swallow_a_panic(&pool).unwrap();
+    match apply_resume_with(&pool, "the second task's own message".into()) {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "the second task's own message"),
+        other => panic!("expected the second task's panic, got {other:?}"),
+    }
+    assert_eq!(
+        apply_swallow_a_panic(&pool).unwrap(),
+        pid,
+        "the same worker serves on"
+    );
+}

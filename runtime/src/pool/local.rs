@@ -58,7 +58,7 @@ impl LocalPool {
             // thread lives exactly as long as the slot.
             let spawned = std::thread::Builder::new()
                 .name(format!("procpool-slot-{index}"))
-                .spawn(move || match shared.start_worker(index) {
+                .spawn(move || match slot::start_retrying(&shared, index, || false) {
                     Ok(link) => {
                         let _ = ready.send(Ok(()));
                         slot::run(shared, index, link);

@@ -356,25 +356,40 @@ fn run_job(
 /// timeout has been used up, so a start that times out is not retried and an
 /// initializer failure ([`Error::InitializerFailed`]) never is.
 fn start_for(shared: &Shared, index: usize, call: CallRef<'_>) -> Result<Box<dyn Link>, Error> {
+    match start_retrying(shared, index, || shared.queue.is_cancelled(call.id)) {
+        Ok(link) => Ok(link),
+        Err(_) if shared.queue.is_terminated() => Err(call.terminated()),
+        // A cancel that came during the start killed the new worker:
+        // the call is not tried again.
+        Err(_) if shared.queue.is_cancelled(call.id) => Err(call.cancelled()),
+        Err(Error::WorkerStart { message, .. }) => Err(Error::WorkerStart {
+            task: call.name().to_string(),
+            message,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Starts slot `index`'s worker, trying a start that failed fast again
+/// (a worker killed while starting: by the OOM killer, or with the fork
+/// server that forked it) as [`start_for`] says, unless the pool was
+/// terminated or `stop()`. For the pool's first workers too, so that
+/// `build` does not fail for such a loss.
+pub(crate) fn start_retrying(
+    shared: &Shared,
+    index: usize,
+    stop: impl Fn() -> bool,
+) -> Result<Box<dyn Link>, Error> {
     let begun = Instant::now();
     let mut attempt = 1;
     loop {
         match shared.start_worker(index) {
             Ok(link) => return Ok(link),
-            Err(_) if shared.queue.is_terminated() => return Err(call.terminated()),
-            // A cancel that came during the start killed the new worker:
-            // the call is not tried again.
-            Err(_) if shared.queue.is_cancelled(call.id) => return Err(call.cancelled()),
+            Err(e) if shared.queue.is_terminated() || stop() => return Err(e),
             Err(Error::WorkerStart { .. })
                 if attempt < START_ATTEMPTS && begun.elapsed() < shared.config.start_timeout =>
             {
                 attempt += 1;
-            }
-            Err(Error::WorkerStart { message, .. }) => {
-                return Err(Error::WorkerStart {
-                    task: call.name().to_string(),
-                    message,
-                })
             }
             Err(e) => return Err(e),
         }

@@ -18,6 +18,9 @@ thread_local! {
 #[inline]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     let was = IN_TASK.with(|t| t.replace(true));
+    // A report left by a panic that task code caught itself is not this
+    // call's.
+    LAST_PANIC.with(|p| p.borrow_mut().take());
     let result = panic::catch_unwind(AssertUnwindSafe(f)).map_err(report);
     IN_TASK.with(|t| t.set(was));
     result
@@ -32,14 +35,18 @@ pub(crate) fn guard_within<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     panic::catch_unwind(AssertUnwindSafe(f)).map_err(report)
 }
 
-/// The report of a caught panic: the one the hook recorded, else one made
-/// from the payload.
+/// The report of a caught panic: the one the hook recorded, if it is this
+/// payload's (a panic resumed with `resume_unwind` runs no hook: what the
+/// hook recorded last is then an earlier panic, caught by task code), else
+/// one made from the payload.
 #[cold]
 fn report(payload: crate::unwind::Payload) -> PanicReport {
+    let message = payload_message(payload.as_ref());
     let report = LAST_PANIC
         .with(|p| p.borrow_mut().take())
+        .filter(|recorded| recorded.message == message)
         .unwrap_or_else(|| PanicReport {
-            message: payload_message(payload.as_ref()),
+            message,
             location: "<unknown>".into(),
             backtrace: None,
         });
