@@ -168,3 +168,44 @@ fn the_registry_lists_names_with_signatures() {
     sorted.sort();
     assert_eq!(listing, sorted);
 }
+
+/// A type of the user's own named `Path`.
+mod geo {
+    #[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+    pub struct Path {
+        pub points: Vec<u32>,
+    }
+}
+
+mod uses_path {
+    use super::geo::Path;
+
+    #[procpool::pool_task]
+    pub fn route_points(p: &Path) -> Vec<u32> {
+        p.points.clone()
+    }
+}
+
+/// A `&Path` argument whose `Path` is the user's own type is called by name
+/// with that type, and a `std::path::PathBuf` is refused: the macro used to
+/// take any `Path` for `std::path::Path` (by name, it wanted a `PathBuf`,
+/// and decoded one into garbage).
+#[test]
+fn a_users_own_path_type_is_called_by_name_as_itself() {
+    let pool = Pool::new(1).unwrap();
+    let route = geo::Path {
+        points: vec![1, 2, 3],
+    };
+    assert_eq!(
+        uses_path::apply_route_points(&pool, &route).unwrap(),
+        vec![1, 2, 3]
+    );
+    let name = "by_name::uses_path::route_points";
+    let by_name: Result<Vec<u32>, Error> = pool.apply_by_name(name, &(route.clone(),));
+    assert_eq!(by_name.unwrap(), vec![1, 2, 3]);
+    let std_path: Result<Vec<u32>, Error> = pool.apply_by_name(name, &(PathBuf::from("abc"),));
+    assert!(
+        matches!(std_path, Err(Error::SignatureMismatch { .. })),
+        "a std PathBuf accepted for the user's Path: {std_path:?}"
+    );
+}

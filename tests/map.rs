@@ -409,3 +409,50 @@ fn a_first_chunk_that_ends_last_behind_many_large_results_does_not_stall_the_map
     assert_eq!(out.len(), 40);
     assert!(out.iter().all(|s| s.len() == 1 << 20));
 }
+
+#[pool_task]
+fn always_panics(x: u64) -> u64 {
+    panic!("item {x} always fails with a message of moderate length, as real ones have")
+}
+
+#[pool_task]
+fn always_panics_text(s: String) -> String {
+    panic!("item {s} always fails with a message of moderate length, as real ones have")
+}
+
+/// On a pool with a small frame limit, a chunk whose every item panics
+/// gives each item its own `Panic` (the records of as many failures fit a
+/// reply): it used to fail every item with `FrameTooLarge`.
+#[test]
+fn every_item_panicking_under_a_small_frame_limit_is_a_panic_each() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_frame_bytes(64 << 10)
+        .build()
+        .unwrap();
+    let results: Vec<_> = imap_always_panics(&pool, 0..20_000u64).collect();
+    assert_eq!(results.len(), 20_000);
+    let not_panic: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r, Err(Error::Panic { .. })))
+        .take(3)
+        .collect();
+    assert!(not_panic.is_empty(), "items not Panic: {not_panic:?}");
+    match map_always_panics(&pool, 0..20_000u64) {
+        Err(Error::Panic { message, .. }) => assert!(message.contains("item 0 "), "{message}"),
+        other => panic!("map: expected the first item's Panic, got {other:?}"),
+    }
+    // Items and results in the general form (strings) too.
+    let words = (0..20_000).map(|i| i.to_string());
+    let results: Vec<_> = imap_always_panics_text(&pool, words).collect();
+    assert_eq!(results.len(), 20_000);
+    let not_panic: Vec<_> = results
+        .iter()
+        .filter(|r| !matches!(r, Err(Error::Panic { .. })))
+        .take(3)
+        .collect();
+    assert!(
+        not_panic.is_empty(),
+        "string items not Panic: {not_panic:?}"
+    );
+}

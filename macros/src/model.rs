@@ -209,7 +209,17 @@ impl<'a> Model<'a> {
                     ),
                     // Spelled out, not projected through `RefArg`: a referent
                     // that is not decodable is reported once, at the impl.
-                    by_name_ty: owned_referent(referent),
+                    // But a bare `Path` may be the user's own type, not
+                    // `std::path::Path` (the text cannot tell): what the
+                    // worker decodes for it is asked of the type itself.
+                    by_name_ty: if tidy(referent) == "Path" {
+                        quote!(
+                            <<#marker as #krate::__private::RefArgAt<#index>>::Referent
+                                as #krate::__private::RefArg>::Owned
+                        )
+                    } else {
+                        owned_referent(referent)
+                    },
                 }
             }
         }

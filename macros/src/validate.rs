@@ -54,6 +54,15 @@ fn check_qualifiers_and_generics(errors: &mut Errors, sig: &syn::Signature) {
             "`#[pool_task]` cannot be used on a `const fn`; remove `const`",
         );
     }
+    // (A C-variadic fn must be `extern "C"`: its variadic is reported below.)
+    if let (Some(abi), None) = (&sig.abi, &sig.variadic) {
+        errors.push(
+            abi,
+            "`#[pool_task]` cannot be used on an `extern` function: a panic cannot unwind out \
+             of it, so it would abort the worker instead of arriving as `Error::Panic`; \
+             remove the `extern` ABI",
+        );
+    }
     if let Some(token) = &sig.asyncness {
         errors.push(
             token,
@@ -110,6 +119,15 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                  that takes the value as an argument",
             ),
             FnArg::Typed(typed) => {
+                for attr in &typed.attrs {
+                    if attr.path().is_ident("cfg") || attr.path().is_ident("cfg_attr") {
+                        errors.push(
+                            attr,
+                            "`#[pool_task]` arguments cannot be conditional: the caller and the \
+                             worker must agree on every argument; remove the `cfg`",
+                        );
+                    }
+                }
                 let ident = match &*typed.pat {
                     Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none() => Some(&p.ident),
                     Pat::Ident(p) if p.by_ref.is_some() => {
@@ -139,6 +157,13 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                 };
                 let ty = &*typed.ty;
                 check_no_impl_trait(errors, ty);
+                // The outer `&` is lent by the worker; any other reference
+                // in the type cannot be decoded (it would have to borrow
+                // from the call's bytes).
+                match ty {
+                    Type::Reference(r) => check_no_inner_reference(errors, &r.elem),
+                    ty => check_no_inner_reference(errors, ty),
+                }
                 let referent = match ty {
                     Type::Reference(r) if r.mutability.is_some() => {
                         errors.push(
@@ -176,6 +201,8 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
                     "`#[pool_task]` functions cannot return references: the result is sent \
                      back by value; return an owned type",
                 );
+            } else {
+                check_no_inner_reference(errors, ty);
             }
             match &**ty {
                 Type::Tuple(t) if t.elems.is_empty() => None,
@@ -195,6 +222,27 @@ fn check_no_impl_trait(errors: &mut Errors, ty: &Type) {
                  to encode and decode; name the type",
             );
         }
+    }
+    Finder(errors).visit_type(ty);
+}
+
+/// A reference inside an argument's type (past the outer `&` the worker
+/// lends) or inside the return type: the worker decodes and the caller
+/// receives owned values only.
+fn check_no_inner_reference(errors: &mut Errors, ty: &Type) {
+    struct Finder<'e>(&'e mut Errors);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_type_reference(&mut self, node: &'ast syn::TypeReference) {
+            self.0.push(
+                node,
+                "`#[pool_task]` argument and return types cannot hold references (only an \
+                 argument itself may be one, `&T`): values travel between processes and are \
+                 decoded as owned values; use an owned type here, e.g. `String` for `&str`, \
+                 `Vec<T>` for `&[T]`",
+            );
+        }
+        // `impl Trait` is reported by `check_no_impl_trait`.
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {}
     }
     Finder(errors).visit_type(ty);
 }

@@ -168,7 +168,8 @@ where
 /// most its kind's `most_record` bytes (as a value record, which a worker
 /// falls back to at an item's failure; less in the dense form). The other
 /// half is for the records of failed items (a panic's message and place,
-/// which a worker cuts to fit the frame, 40 bytes or so at the shortest).
+/// which a worker cuts to fit the frame: see `options::failures_room`, which
+/// bounds how many items a chunk holds for them).
 /// With `B` = `max_bytes` ≤ max_frame / 4, the values take at most 2 (`B` −
 /// 5) bytes of the frame. Unbounded for other results (a chunk of large
 /// results fails whole, as it always did).

@@ -147,7 +147,8 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             Some(_) => options.resolve_imap(task.name, len, pool.processes()),
         };
         match setup {
-            Ok(size) => feeder.size = size,
+            // (Few enough that the records of as many failures fit a reply.)
+            Ok(size) => feeder.size = size.min(super::failures_room(pool.max_frame())),
             Err(e) => {
                 feeder.stop_feeding();
                 feeder.error = Some(e);

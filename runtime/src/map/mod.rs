@@ -21,7 +21,7 @@ use crate::task::{EncodeItem, Task};
 use crate::Pool;
 pub use lends::Lends;
 pub use options::MapOptions;
-pub(crate) use options::{chunk_bytes, exact_len};
+pub(crate) use options::{chunk_bytes, exact_len, failures_room};
 
 /// Chunks in flight per worker: one running, one queued behind it, so a
 /// worker never waits for the caller to send its next chunk.
@@ -94,7 +94,9 @@ fn sized_input<M: Task, I: IntoIterator>(
             (Input::Collected(all.into_iter()), len)
         }
     };
-    let size = options.resolve(name, Some(len), pool.processes())?;
+    let size = options
+        .resolve(name, Some(len), pool.processes())?
+        .min(failures_room(pool.max_frame()));
     Ok((input, size, max_bytes))
 }
 

@@ -136,6 +136,23 @@ pub(crate) fn exact_len(items: &impl Iterator) -> Option<usize> {
     }
 }
 
+/// The most bytes one item's failure record takes in a chunk's reply once
+/// the worker has cut its texts to fit the frame (`chunk::fit_failures`
+/// stops at texts of 16 to 31 bytes, each followed by a note of the cut of
+/// up to 51): a panic's message, location and backtrace, their lengths and
+/// tags.
+pub(crate) const MOST_FAILURE_RECORD: usize = 256;
+
+/// The most items one chunk may hold on a pool whose frame limit is
+/// `max_frame`, so that if every one of them fails (panics, say), their
+/// records, cut to fit, take half a frame at most and each item still gets
+/// its own error instead of the whole chunk failing with
+/// [`Error::FrameTooLarge`]. Only a small frame limit makes this smaller
+/// than a chunk otherwise is (8,388,608 items for the default 4 GiB).
+pub(crate) fn failures_room(max_frame: usize) -> usize {
+    (max_frame / 2 / MOST_FAILURE_RECORD).max(1)
+}
+
 /// How many times a chunk's encoded items a frame holds (see [`chunk_bytes`]).
 pub(crate) const FRAME_OVER_CHUNK: usize = 4;
 
