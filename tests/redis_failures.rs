@@ -330,12 +330,7 @@ fn join_returns_once_the_calls_terminate_failed_are_settled() {
     let server = RedisServer::start();
     let _node = single(&server);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let held = apply_async_hold(&pool, file.clone(), "held".into(), dir.file("gate"));
-    wait_for(Duration::from_secs(20), "the held call to start", || {
-        marks(&file, "start").len() == 1
-    });
+    let (_held, held) = Held::start(&pool);
     let queued: Vec<_> = (0..20_000u64)
         .map(|x| apply_async_square(&pool, x))
         .collect();

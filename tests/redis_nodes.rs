@@ -11,8 +11,6 @@ mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procpool::{CancelOutcome, Error, Pool};
@@ -21,95 +19,33 @@ use tasks::*;
 
 procpool::enable_test_support!();
 
-/// A node made in code (the helper's `node` mode) whose standard input the
-/// test keeps: dropping it asks the node to stop (`Node::stop` + `wait`)
-/// without waiting for the process.
-fn spawn_node(url: &str, options: &[(&str, &str)]) -> (Child, ChildStdin, String) {
-    let mut cmd = Command::new(HELPER);
-    cmd.arg("node").arg(url);
-    for (k, v) in options {
-        cmd.arg(k).arg(v);
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the node helper");
-    let stdin = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let name = line
-        .trim()
-        .strip_prefix("ready ")
-        .unwrap_or_else(|| panic!("the node said {line:?}"))
-        .to_string();
-    std::thread::spawn(move || {
-        let mut rest = String::new();
-        while out.read_line(&mut rest).unwrap_or(0) > 0 {}
-    });
-    (child, stdin, name)
-}
-
-fn exits_within(child: &mut Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A node asked to stop finishes what it holds; a call it holds that its
 /// caller cancels meanwhile must be stopped on it (README: "a running one
 /// is stopped on its node"), not run to its end.
 #[test]
 fn a_cancel_reaches_a_node_that_is_stopping() {
     let server = RedisServer::start();
-    let (mut child, stdin, _name) =
-        spawn_node(&server.url(), &[("processes", "1"), ("prefetch", "0")]);
+    let mut node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let gate = dir.file("gate");
-    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
-    drop(stdin); // Node::stop(), then Node::wait()
-                 // Its threads see the stop (the watcher's read blocks 1 s at most).
+    let (held, result) = Held::start(&pool);
+    let worker = held.worker();
+    node.ask_to_stop();
+    // Its threads see the stop (the watcher's read blocks 1 s at most).
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(r.cancel(), CancelOutcome::Stopped);
-    let got = r.get();
+    assert_eq!(result.cancel(), CancelOutcome::Stopped);
+    let got = result.get();
     assert!(matches!(got, Err(Error::Cancelled { .. })), "{got:?}");
-    let killed = {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if !support::alive(worker) {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let exited = exits_within(&mut child, Duration::from_secs(5));
-    std::fs::write(&gate, b"").unwrap();
-    let _ = child.wait();
+    let killed = wait_until(Duration::from_secs(10), || !support::alive(worker));
+    let exited = node.exits_within(Duration::from_secs(5));
+    held.release();
     assert!(
         killed && exited,
         "10 s after the cancel, the cancelled call's worker is still alive ({killed}: killed) \
          and the stopping node has not exited ({exited}); marks {:?}",
-        std::fs::read_to_string(&file).unwrap_or_default()
+        std::fs::read_to_string(&held.file).unwrap_or_default()
     );
     assert!(
-        marks(&file, "end").is_empty(),
+        marks(&held.file, "end").is_empty(),
         "the cancelled call ran to its end"
     );
 }
@@ -160,30 +96,26 @@ fn a_node_does_not_spin_when_redis_refuses_its_control_stream_reads() {
 #[test]
 fn a_stopping_node_reports_its_last_call_across_a_redis_restart() {
     let mut server = RedisServer::start();
-    let (mut child, stdin, _name) =
-        spawn_node(&server.url(), &[("processes", "1"), ("prefetch", "0")]);
+    let mut node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     // Every connection of the node made once.
     assert_eq!(apply_square(&pool, 3).unwrap(), 9);
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let gate = dir.file("gate");
-    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    drop(stdin); // Node::stop(): it finishes what it holds
+    let (held, result) = Held::start(&pool);
+    node.ask_to_stop(); // it finishes what it holds
     std::thread::sleep(Duration::from_millis(500));
     server.kill9();
     server.restart();
     std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(&gate, b"").unwrap();
-    let got = r.get();
-    let _ = exits_within(&mut child, Duration::from_secs(20));
+    held.release();
+    let got = result.get();
     assert!(
-        matches!(got, Ok(pid) if pid == mark_pid(&marks(&file, "end")[0]) as u32),
+        node.exits_within(Duration::from_secs(20)),
+        "the node never left"
+    );
+    assert!(
+        matches!(got, Ok(pid) if pid == held.worker()),
         "the call ran ({:?}) but its caller got {got:?}",
-        marks(&file, "end")
+        marks(&held.file, "end")
     );
 }
 
@@ -316,18 +248,12 @@ fn a_sigtermed_env_node_leaves_no_worker_behind() {
     let server = RedisServer::start();
     let node = NodeProc::env(&server, 2);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let gate = dir.file("gate");
-    let r = apply_async_hold(&pool, file.clone(), "held".into(), gate.clone());
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    let worker = mark_pid(&marks(&file, "start")[0]) as u32;
+    let (held, result) = Held::start(&pool);
+    let worker = held.worker();
     node.signal(libc::SIGTERM);
     let gone = wait_until(Duration::from_secs(5), || !support::alive(worker));
-    std::fs::write(&gate, b"").unwrap();
+    held.release();
     assert!(gone, "the worker outlived its node by 5 s");
-    let got = r.get();
+    let got = result.get();
     assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
 }

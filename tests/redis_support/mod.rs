@@ -432,8 +432,68 @@ impl NodeProc {
 
     /// Graceful stop of a node made in code: closes its standard input.
     pub fn stop(mut self) {
-        self.stdin.take();
+        self.ask_to_stop();
         let _ = self.child.wait();
+    }
+
+    /// Asks a node made in code to stop (`Node::stop`, then `Node::wait`)
+    /// without waiting for it: closes its standard input.
+    pub fn ask_to_stop(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Whether the node's process ends within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A `t/hold` call, started: it holds its worker until [`Held::release`].
+pub struct Held {
+    /// The mark file (`start held <pid>`, then `end held <pid>`).
+    pub file: String,
+    gate: String,
+    /// Holds the files.
+    _dir: TempDir,
+}
+
+impl Held {
+    /// Submits a `t/hold` call on `pool` and waits until it runs; its
+    /// result beside it.
+    pub fn start(pool: &procpool::Pool) -> (Held, procpool::AsyncResult<u32>) {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let gate = dir.file("gate");
+        let result =
+            crate::tasks::apply_async_hold(pool, file.clone(), "held".into(), gate.clone());
+        wait_for(Duration::from_secs(20), "the held call to start", || {
+            marks(&file, "start").len() == 1
+        });
+        let held = Held {
+            file,
+            gate,
+            _dir: dir,
+        };
+        (held, result)
+    }
+
+    /// The worker running it.
+    pub fn worker(&self) -> u32 {
+        mark_pid(&marks(&self.file, "start")[0]) as u32
+    }
+
+    /// Lets it end.
+    pub fn release(&self) {
+        std::fs::write(&self.gate, b"").unwrap();
     }
 }
 
