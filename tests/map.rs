@@ -430,29 +430,23 @@ fn every_item_panicking_under_a_small_frame_limit_is_a_panic_each() {
         .max_frame_bytes(64 << 10)
         .build()
         .unwrap();
-    let results: Vec<_> = imap_always_panics(&pool, 0..20_000u64).collect();
-    assert_eq!(results.len(), 20_000);
-    let not_panic: Vec<_> = results
-        .iter()
-        .filter(|r| !matches!(r, Err(Error::Panic { .. })))
-        .take(3)
-        .collect();
-    assert!(not_panic.is_empty(), "items not Panic: {not_panic:?}");
+    all_panics(imap_always_panics(&pool, 0..20_000u64).collect(), 20_000);
     match map_always_panics(&pool, 0..20_000u64) {
         Err(Error::Panic { message, .. }) => assert!(message.contains("item 0 "), "{message}"),
         other => panic!("map: expected the first item's Panic, got {other:?}"),
     }
     // Items and results in the general form (strings) too.
     let words = (0..20_000).map(|i| i.to_string());
-    let results: Vec<_> = imap_always_panics_text(&pool, words).collect();
-    assert_eq!(results.len(), 20_000);
+    all_panics(imap_always_panics_text(&pool, words).collect(), 20_000);
+}
+
+/// Checks that `results` holds `n` items, each an `Error::Panic`.
+fn all_panics<T: std::fmt::Debug>(results: Vec<Result<T, Error>>, n: usize) {
+    assert_eq!(results.len(), n);
     let not_panic: Vec<_> = results
         .iter()
         .filter(|r| !matches!(r, Err(Error::Panic { .. })))
         .take(3)
         .collect();
-    assert!(
-        not_panic.is_empty(),
-        "string items not Panic: {not_panic:?}"
-    );
+    assert!(not_panic.is_empty(), "items not Panic: {not_panic:?}");
 }

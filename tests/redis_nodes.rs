@@ -145,20 +145,30 @@ return redis.call('XADD', KEYS[1], '*', unpack(flat))
     server.cli(&args);
 }
 
+/// A pool whose calls wait for a node (none is up yet) for two minutes.
+fn waiting_pool(server: &RedisServer) -> Pool {
+    Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Waits until the one call submitted is in Redis.
+fn in_redis(server: &RedisServer) {
+    wait_for(Duration::from_secs(10), "the call in Redis", || {
+        server.queued() == 1
+    });
+}
+
 /// Malformed or hostile task entries (anyone with access can write them)
 /// fail alone: the node serves on, and nothing stays in Redis.
 #[test]
 fn malformed_task_entries_never_stop_a_node() {
     let server = RedisServer::start();
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .node_wait(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let pool = waiting_pool(&server);
     let first = apply_async_square(&pool, 7);
-    wait_for(Duration::from_secs(10), "the call in Redis", || {
-        server.queued() == 1
-    });
+    in_redis(&server);
     for changes in [
         &["i=1001", "o=18446744073709551615"][..],
         &["i=1002", "o=0"],
@@ -189,16 +199,10 @@ fn malformed_task_entries_never_stop_a_node() {
 #[test]
 fn a_lost_reply_to_a_nodes_first_claim_does_not_lose_the_call() {
     let server = RedisServer::start();
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .node_wait(Duration::from_secs(120))
-        .build()
-        .unwrap();
+    let pool = waiting_pool(&server);
     let big = vec![5u8; 1024 * 1024];
     let r = apply_async_echo(&pool, big.clone());
-    wait_for(Duration::from_secs(10), "the call in Redis", || {
-        server.queued() == 1
-    });
+    in_redis(&server);
     let tasks = server.key(":tasks").unwrap();
     // Any reply over 256 KiB closes its connection, once the command ran.
     server.cli(&[
