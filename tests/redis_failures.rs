@@ -526,6 +526,28 @@ fn a_sigkilled_and_restarted_redis_loses_nothing_and_runs_nothing_twice() {
     assert!(twice.is_empty(), "ran twice: {twice:?}\n{}", server.log());
 }
 
+/// Stops older than the ten minutes the control stream keeps are trimmed
+/// by the reaper's rounds even when no new stop comes (they used to stay
+/// until the next cancel or terminate, for ever after a last burst).
+#[test]
+fn old_stops_leave_the_control_stream_without_a_new_stop() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 4).unwrap(), 16);
+    let members = server.key(":members").expect("the members hash");
+    let ctl = format!("{}ctl", members.strip_suffix("members").unwrap());
+    // Stops of 1970, of a caller that never was (ids older than any kept).
+    for i in 1..=50 {
+        let id = format!("{i}000-0");
+        assert_eq!(server.cli(&["XADD", &ctl, &id, "x", "nobody 1"]).trim(), id);
+    }
+    wait_for(Duration::from_secs(20), "the old stops to go", || {
+        server.int(&["XLEN", &ctl]) == 0
+    });
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool serves on");
+}
+
 #[test]
 fn redis_memory_returns_to_its_baseline() {
     let server = RedisServer::start_with(&[("appendonly", "no"), ("latency-tracking", "no")]);
