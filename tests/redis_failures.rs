@@ -15,7 +15,7 @@ mod tasks;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use procpool::{Error, MapOptions, Pool};
+use procpool::{CancelOutcome, Error, MapOptions, Pool};
 use redis_support::*;
 use tasks::*;
 
@@ -180,12 +180,63 @@ fn wait_until_reaped(server: &RedisServer) {
     std::thread::sleep(Duration::from_millis(1500));
 }
 
+/// A pool with `redeliver(1)` whose call started on a node that was then
+/// SIGKILLed, and was queued again (no other node up to take it).
+fn a_call_queued_again_after_its_node_died(
+    server: &RedisServer,
+) -> (Pool, TempDir, procpool::AsyncResult<u32>) {
+    let mut victim = single(server);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "ran".into(), 30_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    victim.kill9();
+    // The reaper (this caller's keeper) queues it again.
+    wait_for(Duration::from_secs(30), "the call queued again", || {
+        server.queued() == 1 && pending(server) == 0
+    });
+    (pool, dir, r)
+}
+
+/// A call queued again after its node died running it started there: a
+/// cancel answers `Stopped` (it used to answer `NotStarted`), and
+/// `close_and_cancel` fails it with `NodeLost` naming that node, as
+/// `node_wait`'s give-up does, without counting it as never run (it used
+/// to be a plain `Cancelled`).
+#[test]
+fn a_call_queued_again_after_its_node_died_is_not_taken_back_as_never_run() {
+    let server = RedisServer::start();
+    let (_pool, _dir, r) = a_call_queued_again_after_its_node_died(&server);
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    assert_eq!(server.queued(), 0, "its entry is gone");
+
+    let server = RedisServer::start();
+    let (pool, _dir, r) = a_call_queued_again_after_its_node_died(&server);
+    assert_eq!(pool.close_and_cancel(), 0, "no call that never ran");
+    match r.get() {
+        Err(Error::NodeLost { task, node }) => {
+            assert_eq!(task, "t/mark");
+            assert!(node.starts_with('n'), "{node}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.queued(), 0, "its entry is gone");
+}
+
 #[test]
 fn a_cancelled_call_is_never_redelivered_when_its_node_dies() {
     let server = RedisServer::start();
     let (pool, _dir, file, r) = started_on_a_node_killed(&server, "cancelled", 10_000);
     // Its node holds it (dead, but not yet declared so): it is stopped.
-    assert_eq!(r.cancel(), procpool::CancelOutcome::Stopped);
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
     let got = r.get();
     assert!(matches!(got, Err(Error::Cancelled { .. })), "{got:?}");
     let _second = single(&server);
@@ -211,7 +262,7 @@ fn a_stop_reaches_a_node_that_fell_behind_a_burst_of_other_stops() {
     });
     let worker = mark_pid(&marks(&file, "start")[0]) as u32;
     node.signal(libc::SIGSTOP);
-    assert_eq!(running.cancel(), procpool::CancelOutcome::Stopped);
+    assert_eq!(running.cancel(), CancelOutcome::Stopped);
     // 2,000 other callers terminate meanwhile (each a stop for its calls),
     // through the library's own script.
     let tasks = server.key(":tasks").expect("the task stream");

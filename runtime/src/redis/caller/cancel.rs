@@ -48,6 +48,9 @@ pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
     let outcome = match answer.as_deref() {
         Ok("queued") => CancelOutcome::NotStarted,
         Ok("running") => CancelOutcome::Stopped,
+        // Queued again after the node running it was lost: it started
+        // there, and is now kept from running again.
+        Ok("lost") => CancelOutcome::Stopped,
         // Settled: its outcome is on its way to the reader, and is kept.
         Ok(_) => return CancelOutcome::Finished,
         Err(e) => {
@@ -96,13 +99,28 @@ pub(super) fn cancel_queued(inner: &Inner) -> usize {
         Ok(removed) => {
             let (taken, _handing) = {
                 let mut st = inner.lock();
-                let t: Vec<Flight> = removed.iter().filter_map(|r| st.take(r.seq)).collect();
+                let t: Vec<(Flight, Option<String>)> = removed
+                    .into_iter()
+                    .filter_map(|r| st.take(r.seq).map(|f| (f, r.lost_on)))
+                    .collect();
                 let handing = inner.hand_over(&mut st);
                 inner.wake(&st);
                 (t, handing)
             };
-            count += taken.len();
-            taken.into_iter().for_each(settle_cancelled);
+            for (f, lost_on) in taken {
+                match lost_on {
+                    // It started on a node that was lost (then was queued
+                    // again by a redelivery): not a call that never ran.
+                    Some(node) => {
+                        let task = f.task.to_string();
+                        f.promise.complete(Err(Error::NodeLost { task, node }));
+                    }
+                    None => {
+                        count += 1;
+                        settle_cancelled(f);
+                    }
+                }
+            }
         }
         Err(e) => log::warn!(target: "procpool", "close_and_cancel could not reach Redis: {e}"),
     }

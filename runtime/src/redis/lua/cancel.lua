@@ -9,12 +9,20 @@
 -- (tell.lua comes first.)
 local tasks, ctl = KEYS[1], KEYS[2]
 local group, caller, seq, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+-- (An entry queued again after its node was lost running it carries that
+-- node's name in `l`: it may have run there, so it is not "queued".)
+local lost_on = nil
 local function mine(e)
-  local f, c, i = e[2], nil, nil
+  local f, c, i, l = e[2], nil, nil, nil
   for k = 1, #f, 2 do
-    if f[k] == 'c' then c = f[k + 1] elseif f[k] == 'i' then i = f[k + 1] end
+    if f[k] == 'c' then c = f[k + 1] elseif f[k] == 'i' then i = f[k + 1]
+    elseif f[k] == 'l' then l = f[k + 1] end
   end
-  return c == caller and i == seq
+  if c == caller and i == seq then
+    lost_on = l
+    return true
+  end
+  return false
 end
 local entry = nil
 if id ~= '' then
@@ -39,4 +47,6 @@ end
 -- that holds it to settle): if that node dies, the reaper finds nothing to
 -- queue again, and a cancelled call never runs on another node.
 redis.call('XDEL', tasks, entry)
-return running and 'running' or 'queued'
+if running then return 'running' end
+if type(lost_on) == 'string' then return 'lost' end
+return 'queued'
