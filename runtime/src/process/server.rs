@@ -229,7 +229,11 @@ impl Context {
     fn take_from(&mut self, request: &Request) -> Result<(), i32> {
         if self.env != request.env {
             let keys: Vec<_> = std::env::vars_os().map(|(key, _)| key).collect();
-            for key in keys {
+            // A name with `=` in it (an entry `=x=y`, which the C library
+            // allows) cannot be unset: `remove_var` would panic and end the
+            // server. Such an entry stays, as the caller cannot change it
+            // either.
+            for key in keys.into_iter().filter(|key| !key.as_bytes().contains(&b'=')) {
                 std::env::remove_var(key);
             }
             for entry in &request.env {
