@@ -155,19 +155,6 @@ fn a_lost_call_queued_again_that_no_node_takes_is_node_lost_not_never_run() {
     assert_eq!(server.queued(), 0, "both left Redis");
 }
 
-/// Entries claimed by some node and not yet settled (the group's pending
-/// count).
-fn pending(server: &RedisServer) -> i64 {
-    let tasks = server.key(":tasks").expect("the task stream");
-    let out = server.cli(&["XPENDING", &tasks, "nodes"]);
-    out.lines()
-        .next()
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(-1)
-}
-
 /// Waits until the reaper settled what a killed node held (nothing queued,
 /// nothing pending), then a moment more: a call queued again by it would
 /// by then have started on the live node.
@@ -175,32 +162,17 @@ fn wait_until_reaped(server: &RedisServer) {
     wait_for(
         Duration::from_secs(30),
         "the dead node's call to be settled",
-        || server.queued() == 0 && pending(server) == 0,
+        || server.queued() == 0 && server.pending() == 0,
     );
     std::thread::sleep(Duration::from_millis(1500));
 }
 
-/// A pool with `redeliver(1)` whose call started on a node that was then
-/// SIGKILLed, and was queued again (no other node up to take it).
-fn a_call_queued_again_after_its_node_died(
-    server: &RedisServer,
-) -> (Pool, TempDir, procpool::AsyncResult<u32>) {
-    let mut victim = single(server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .redeliver(1)
-        .build()
-        .unwrap();
-    let dir = TempDir::new();
-    let file = dir.file("marks");
-    let r = apply_async_mark(&pool, file.clone(), "ran".into(), 30_000);
-    wait_for(Duration::from_secs(20), "the call to start", || {
-        marks(&file, "start").len() == 1
-    });
-    victim.kill9();
-    // The reaper (this caller's keeper) queues it again.
+/// A call of [`started_on_a_node_killed`] once the reaper (this caller's
+/// keeper) queued it again, no other node being up to take it.
+fn queued_again(server: &RedisServer) -> (Pool, TempDir, procpool::AsyncResult<u32>) {
+    let (pool, dir, _file, r) = started_on_a_node_killed(server, "ran", 30_000);
     wait_for(Duration::from_secs(30), "the call queued again", || {
-        server.queued() == 1 && pending(server) == 0
+        server.queued() == 1 && server.pending() == 0
     });
     (pool, dir, r)
 }
@@ -213,13 +185,13 @@ fn a_call_queued_again_after_its_node_died(
 #[test]
 fn a_call_queued_again_after_its_node_died_is_not_taken_back_as_never_run() {
     let server = RedisServer::start();
-    let (_pool, _dir, r) = a_call_queued_again_after_its_node_died(&server);
+    let (_pool, _dir, r) = queued_again(&server);
     assert_eq!(r.cancel(), CancelOutcome::Stopped);
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     assert_eq!(server.queued(), 0, "its entry is gone");
 
     let server = RedisServer::start();
-    let (pool, _dir, r) = a_call_queued_again_after_its_node_died(&server);
+    let (pool, _dir, r) = queued_again(&server);
     assert_eq!(pool.close_and_cancel(), 0, "no call that never ran");
     match r.get() {
         Err(Error::NodeLost { task, node }) => {

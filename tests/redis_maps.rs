@@ -24,18 +24,18 @@ fn single(server: &RedisServer) -> NodeProc {
     NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[])
 }
 
-/// Entries claimed by some node and not yet settled.
-fn pending(server: &RedisServer) -> i64 {
-    let Some(tasks) = server.key(":tasks") else {
-        return 0;
-    };
-    let out = server.cli(&["XPENDING", &tasks, "nodes"]);
-    out.lines()
-        .next()
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(-1)
+/// `n` items for `t/mark` on `file`, tagged `i<k>`: item `slow` sleeps
+/// `slow_ms`, the others 10 ms.
+fn mark_items(file: &str, n: u64, slow: u64, slow_ms: u64) -> Vec<(String, String, u64)> {
+    (0..n)
+        .map(|i| {
+            (
+                file.to_string(),
+                format!("i{i}"),
+                if i == slow { slow_ms } else { 10 },
+            )
+        })
+        .collect()
 }
 
 /// Two callers on one queue: one terminates while its calls are queued
@@ -101,15 +101,7 @@ fn a_maps_time_limit_is_per_item_over_redis() {
         .with_task_timeout(Some(Duration::from_millis(1500)));
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let items: Vec<(String, String, u64)> = (0..4u64)
-        .map(|i| {
-            (
-                file.clone(),
-                format!("{i}"),
-                if i == 1 { 20_000 } else { 10 },
-            )
-        })
-        .collect();
+    let items = mark_items(&file, 4, 1, 20_000);
     let t = Instant::now();
     let got: Vec<_> = imap_mark_with(&pool, items, MapOptions::new().chunksize(1)).collect();
     assert!(
@@ -156,7 +148,7 @@ fn redis_keys_back_to_baseline_after_imap_drop_and_cancels() {
         }
     }
     wait_for(Duration::from_secs(30), "settled", || {
-        server.queued() == 0 && pending(&server) == 0
+        server.queued() == 0 && server.pending() == 0
     });
     std::thread::sleep(Duration::from_millis(1000));
     let keys1 = server.keys();
@@ -183,15 +175,7 @@ fn a_chunk_whose_node_dies_fails_each_of_its_items_node_lost() {
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let items: Vec<(String, String, u64)> = (0..3u64)
-        .map(|i| {
-            (
-                file.clone(),
-                format!("i{i}"),
-                if i == 0 { 30_000 } else { 10 },
-            )
-        })
-        .collect();
+    let items = mark_items(&file, 3, 0, 30_000);
     let r = map_async_mark_with(&pool, items, MapOptions::new().chunksize(3));
     wait_for(Duration::from_secs(20), "the chunk to start", || {
         marks(&file, "start").len() == 1

@@ -310,6 +310,21 @@ impl RedisServer {
         self.key(":tasks").map_or(0, |k| self.int(&["XLEN", &k]))
     }
 
+    /// Entries claimed by some node and not yet settled (the group's
+    /// pending count).
+    pub fn pending(&self) -> i64 {
+        let Some(tasks) = self.key(":tasks") else {
+            return 0;
+        };
+        let out = self.cli(&["XPENDING", &tasks, "nodes"]);
+        out.lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(-1)
+    }
+
     /// The members hash: name → kind (`caller`, `node`, `p:…`, `hw:…`).
     pub fn members(&self) -> Vec<(String, String)> {
         let Some(k) = self.key(":members") else {

@@ -18,9 +18,6 @@ thread_local! {
 #[inline]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     let was = IN_TASK.with(|t| t.replace(true));
-    // A report left by a panic that task code caught itself is not this
-    // call's.
-    LAST_PANIC.with(|p| p.borrow_mut().take());
     let result = panic::catch_unwind(AssertUnwindSafe(f)).map_err(report);
     IN_TASK.with(|t| t.set(was));
     result
@@ -41,12 +38,11 @@ pub(crate) fn guard_within<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
 /// one made from the payload.
 #[cold]
 fn report(payload: crate::unwind::Payload) -> PanicReport {
-    let message = payload_message(payload.as_ref());
     let report = LAST_PANIC
         .with(|p| p.borrow_mut().take())
-        .filter(|recorded| recorded.message == message)
+        .filter(|recorded| recorded.message == payload_message(payload.as_ref()))
         .unwrap_or_else(|| PanicReport {
-            message,
+            message: payload_message(payload.as_ref()).to_string(),
             location: "<unknown>".into(),
             backtrace: None,
         });
@@ -76,7 +72,7 @@ pub(crate) fn install_panic_hook() {
             _ => None,
         };
         let report = PanicReport {
-            message: payload_message(info.payload()),
+            message: payload_message(info.payload()).to_string(),
             location,
             backtrace,
         };
@@ -124,10 +120,8 @@ fn task_frames(full: &str) -> String {
         .join("\n")
 }
 
-fn payload_message(payload: &(dyn std::any::Any + Send)) -> String {
-    crate::unwind::message(payload)
-        .unwrap_or("Box<dyn Any>")
-        .to_string()
+fn payload_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    crate::unwind::message(payload).unwrap_or("Box<dyn Any>")
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 //! threads. Anything unusual (an error, a call slower than the XREAD's
 //! block time) falls back to the ordinary path, which owns the retries.
 
-use std::sync::Arc;
-
 use super::super::entry::ResultEntry;
 use super::super::reply::stream_entries;
 use super::super::scripts::scripts;
@@ -13,7 +11,7 @@ use super::state::{Flight, Inner, Queued};
 use super::writer::submit_cmd;
 use crate::call::Call;
 use crate::result::Hub;
-use crate::result::{self, AsyncResult, Outcome};
+use crate::result::{self, Outcome};
 
 /// Runs `call` from the calling thread if the caller is idle; otherwise
 /// gives it back to be submitted.
@@ -98,7 +96,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
         }
         inner.wake(&st);
         drop(st);
-        return Ok(wait_outcome(pending));
+        return Ok(pending.into_outcome());
     };
     {
         let mut st = inner.lock();
@@ -131,7 +129,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
         if let Some(f) = taken {
             return Ok(f.outcome(r, inner.cfg.max_frame));
         }
-        return Ok(wait_outcome(pending));
+        return Ok(pending.into_outcome());
     }
     // A slow call, or trouble: the reader thread takes this call over.
     if let Some(f) = st.flight.get_mut(&seq) {
@@ -142,10 +140,5 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
     }
     inner.wake(&st);
     drop(st);
-    Ok(wait_outcome(pending))
-}
-
-fn wait_outcome(pending: AsyncResult<()>) -> Outcome {
-    let outcome = pending.wait_outcome();
-    Arc::try_unwrap(outcome).unwrap_or_else(|shared| (*shared).clone())
+    Ok(pending.into_outcome())
 }
