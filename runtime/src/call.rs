@@ -195,19 +195,20 @@ impl From<Encoded> for Args {
 }
 
 /// The most bytes kept inline (the enum stays as small as a `Vec`).
-const INLINE: usize = 15;
+pub(crate) const INLINE: usize = 15;
 
 impl From<Vec<u8>> for Args {
+    /// Few bytes are copied inline, and their buffer kept by this thread for
+    /// the next call's arguments (see `crate::task::ArgsEncoder::new`).
     fn from(vec: Vec<u8>) -> Args {
         if vec.len() > INLINE {
             return Args::Heap(vec);
         }
         let mut bytes = [0; INLINE];
         bytes[..vec.len()].copy_from_slice(&vec);
-        Args::Inline {
-            len: vec.len() as u8,
-            bytes,
-        }
+        let len = vec.len() as u8;
+        crate::buffers::recycle(vec);
+        Args::Inline { len, bytes }
     }
 }
 
@@ -367,6 +368,26 @@ mod tests {
         // One queued job per pending task: its promise and arguments (the
         // call's id, task and limit are in the promise's cell).
         assert_eq!(std::mem::size_of::<Job>(), 32);
+    }
+
+    #[test]
+    fn small_arguments_reuse_one_buffer_and_keep_no_large_one_busy() {
+        // Inline arguments hand their buffer back to the thread, and the
+        // next call's arguments are encoded in it.
+        let first = crate::task::ArgsEncoder::new().push(&7u64).finish().unwrap();
+        let buffer = first.bytes.as_ptr();
+        assert!(matches!(Args::from(first), Args::Inline { len: 1, .. }));
+        let second = crate::task::ArgsEncoder::new().push(&8u64).finish().unwrap();
+        assert_eq!(second.bytes.as_ptr(), buffer);
+        drop(Args::from(second));
+        // Arguments too long to be inline, encoded in a roomy recycled
+        // buffer, keep a copy of their size: a queued call holds no more.
+        crate::buffers::recycle(Vec::with_capacity(60_000));
+        let text = "x".repeat(100);
+        let encoded = crate::task::ArgsEncoder::new().push(&text).finish().unwrap();
+        assert!(encoded.bytes.capacity() <= 2 * encoded.bytes.len().max(128));
+        assert!(matches!(Args::from(encoded), Args::Heap(_)));
+        assert_eq!(crate::buffers::small_buffer().capacity(), 60_000);
     }
 
     #[test]

@@ -49,6 +49,10 @@ impl From<Vec<u8>> for Encoded {
 /// Encoded arguments this small never keep a large spare buffer busy.
 const SMALL_ARGS: usize = 64 << 10;
 
+/// Encoded arguments keep at most this much spare room (or as much again
+/// as they take), whatever buffer they were encoded in.
+const SLACK_MAX: usize = 256;
+
 /// A block of bytes at least this large travels as a tail (see [`Encoded`]).
 pub(crate) const TAIL_MIN: usize = 64 << 10;
 
@@ -321,8 +325,10 @@ impl Default for ArgsEncoder {
 impl ArgsEncoder {
     /// An encoder with no argument yet.
     pub fn new() -> Self {
-        // A large buffer this thread recycled, if any (see `buffers::recycle`).
-        let bytes = crate::buffers::spare_buffer(0).unwrap_or_default();
+        // A buffer this thread recycled, if any (see `buffers::recycle`): a
+        // large spare, else its last small one, so that the arguments of a
+        // call made again and again cost no allocation of their own.
+        let bytes = crate::buffers::spare_buffer(0).unwrap_or_else(crate::buffers::small_buffer);
         ArgsEncoder {
             bytes: Ok(bytes.into()),
         }
@@ -381,8 +387,14 @@ impl ArgsEncoder {
     pub fn finish(self) -> Result<Encoded, String> {
         self.bytes.map(|mut encoded| {
             // Small arguments in a large spare buffer: the spare is better
-            // kept for this thread's next large read (a result).
-            if encoded.bytes.len() <= SMALL_ARGS && encoded.bytes.capacity() > SMALL_ARGS {
+            // kept for this thread's next large read (a result). And a
+            // queued call keeps no more than twice its arguments' size from
+            // a recycled small buffer. (Arguments that fit in the call
+            // itself are copied there, and their buffer recycled: see
+            // `call::Args`.)
+            let (len, capacity) = (encoded.bytes.len(), encoded.bytes.capacity());
+            let roomy = capacity > SLACK_MAX && capacity > 2 * len;
+            if len > crate::call::INLINE && (roomy || (len <= SMALL_ARGS && capacity > SMALL_ARGS)) {
                 let small = encoded.bytes.to_vec();
                 crate::buffers::recycle(std::mem::replace(&mut encoded.bytes, small));
             }
