@@ -287,3 +287,80 @@ fn join_waits_for_a_callback_another_pools_callback_thread_runs() {
     ra.wait();
     assert!(ran, "pool_b.join() returned before rb's callback had run");
 }
+
+/// `join()`, `terminate()` and dropping the last handle wait for the pool's
+/// callbacks also when called from a callback of *another* pool (only a
+/// pool's own callback thread cannot wait for itself): they used to return
+/// at once on any pool's callback thread, before the joined pool's
+/// callbacks had run.
+#[test]
+fn joining_a_pool_from_another_pools_callback_waits_for_its_callbacks() {
+    type End = Box<dyn FnOnce(Pool) + Send>;
+    let ends: [(&str, End); 3] = [
+        (
+            "join",
+            Box::new(|a: Pool| {
+                a.close();
+                a.join();
+            }),
+        ),
+        ("terminate", Box::new(|a: Pool| a.terminate())),
+        ("drop", Box::new(drop)),
+    ];
+    for (how, end) in ends {
+        within_a_minute(how, move || {
+            let pool_a = Pool::new(1).unwrap();
+            let pool_b = Pool::new(1).unwrap();
+            let list = seen();
+            let into = list.clone();
+            let ra = apply_async_echo(&pool_a, 3).callback(move |x| {
+                std::thread::sleep(Duration::from_millis(300));
+                into.lock().unwrap().push(x);
+            });
+            let (tx, rx) = mpsc::channel();
+            let read = list.clone();
+            let rb = apply_async_echo(&pool_b, 0).callback(move |_| {
+                end(pool_a);
+                tx.send(has(&read, 3)).unwrap();
+            });
+            let ran = rx.recv().unwrap();
+            assert!(
+                ran,
+                "{how} in pool B's callback returned before pool A's callback ran"
+            );
+            rb.wait();
+            assert_eq!(ra.get().unwrap(), 3);
+        });
+    }
+}
+
+/// A callback thread that runs another pool's callbacks (it waits on their
+/// result) and joins that pool from one of them does not wait for itself.
+#[test]
+fn a_callback_run_by_another_pools_thread_may_join_its_pool() {
+    within_a_minute("joining from a helped callback", || {
+        let pool_a = Pool::new(1).unwrap();
+        let pool_b = Pool::new(1).unwrap();
+        // Keeps pool A's callback thread busy when ra arrives, so pool B's
+        // callback thread, waiting on ra, runs ra's callback itself.
+        let busy = apply_async_nap(&pool_a, 0)
+            .callback(|_| std::thread::sleep(Duration::from_millis(800)));
+        busy.wait_timeout(Duration::from_millis(100));
+        let handle = pool_a.clone();
+        let list = seen();
+        let into = list.clone();
+        let ra = apply_async_nap(&pool_a, 200).callback(move |x| {
+            handle.close();
+            handle.join();
+            into.lock().unwrap().push(x);
+        });
+        let rb = apply_async_echo(&pool_b, 0).callback(move |_| ra.wait());
+        rb.wait();
+        assert!(has(&list, 200));
+        busy.get().unwrap();
+        assert!(matches!(
+            apply_echo(&pool_a, 0),
+            Err(Error::PoolClosed { .. })
+        ));
+    });
+}

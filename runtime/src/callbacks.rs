@@ -2,39 +2,59 @@
 //! the order their results arrived, off the threads that talk to workers, so
 //! a slow callback never holds a worker up.
 
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 
 type Job = Box<dyn FnOnce() + Send>;
 
 thread_local! {
-    /// Set on callback threads: a callback that joins its pool (or drops its
-    /// last handle) must not wait for the callback thread, i.e. for itself.
-    static ON_CALLBACK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// On a callback thread, the id of the runner it belongs to (0
+    /// elsewhere): a callback that joins its own pool (or drops its last
+    /// handle) must not wait for its callback thread, i.e. for itself.
+    static CALLBACK_THREAD_OF: Cell<usize> = const { Cell::new(0) };
+    /// The runners whose rounds this thread is running now (one entry per
+    /// round): a `flush` of one of them does not wait for its own rounds.
+    static ROUNDS_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A handle to one pool's callback thread, started on first use. The thread
 /// ends when the pool and every `AsyncResult` of it are gone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct CallbackRunner(Arc<RunnerParts>);
+
+impl Default for CallbackRunner {
+    fn default() -> CallbackRunner {
+        // Never 0, never reused (not an address, which a later runner may
+        // take while a finished runner's thread still ends).
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        CallbackRunner(Arc::new(RunnerParts {
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+            ..RunnerParts::default()
+        }))
+    }
+}
 
 #[derive(Default)]
 struct RunnerParts {
+    /// Which runner this is (see `CALLBACK_THREAD_OF`).
+    id: usize,
     sender: Mutex<Option<Sender<Job>>>,
     /// Rounds of this pool's callbacks running now on any thread (another
     /// pool's callback thread may run them while it waits on the result):
     /// `flush` waits for them too.
     active: Mutex<usize>,
-    /// Signalled when `active` drops to 0.
-    none_active: Condvar,
+    /// Signalled when `active` drops.
+    fewer_active: Condvar,
 }
 
 impl CallbackRunner {
     /// Queues `job` to run on the callback thread.
     pub(crate) fn post(&self, job: Job) {
         let mut sender = self.0.sender.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = sender.get_or_insert_with(spawn_thread);
+        let tx = sender.get_or_insert_with(|| spawn_thread(self.0.id));
         if let Err(mpsc::SendError(job)) = tx.send(job) {
             // The thread is gone (it cannot be, while we hold a sender); run
             // the callback here rather than lose it.
@@ -45,22 +65,34 @@ impl CallbackRunner {
     /// A round of this pool's callbacks begins (on whichever thread).
     pub(crate) fn begin_round(&self) {
         *self.0.active.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        // (`try_with`: a thread-local may be gone while a thread ends, and
+        // a pool kept in one may be dropped then.)
+        let _ = ROUNDS_HERE.try_with(|r| r.borrow_mut().push(self.0.id));
     }
 
     /// A round begun with [`begin_round`](Self::begin_round) ended.
     pub(crate) fn end_round(&self) {
+        let _ = ROUNDS_HERE.try_with(|r| {
+            let mut rounds = r.borrow_mut();
+            if let Some(at) = rounds.iter().rposition(|&id| id == self.0.id) {
+                rounds.remove(at);
+            }
+        });
         let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
         *active -= 1;
-        if *active == 0 {
-            self.0.none_active.notify_all();
-        }
+        // (Every time: a `flush` on a thread running rounds of its own
+        // waits for fewer than all of them.)
+        self.0.fewer_active.notify_all();
     }
 
-    /// Waits until every callback posted so far has run. On a callback
-    /// thread it returns at once: waiting there would wait for itself (the
-    /// callbacks posted before it have run; later ones still run).
+    /// Waits until every callback posted so far has run. On this runner's
+    /// own callback thread it returns at once: waiting there would wait for
+    /// itself (the callbacks posted before it have run; later ones still
+    /// run). On another pool's callback thread it waits like anywhere else,
+    /// but for the rounds of this runner's callbacks that this very thread
+    /// is running (it runs the callbacks of a result it waits on).
     pub(crate) fn flush(&self) {
-        if on_callback_thread() {
+        if CALLBACK_THREAD_OF.with(Cell::get) == self.0.id {
             return;
         }
         let started = self
@@ -79,19 +111,23 @@ impl CallbackRunner {
         let _ = rx.recv();
         // Callbacks another pool's callback thread took over (it waited on
         // their result) may still run there.
+        let here = ROUNDS_HERE
+            .try_with(|r| r.borrow().iter().filter(|&&id| id == self.0.id).count())
+            .unwrap_or(0);
         let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
-        while *active > 0 {
-            active = self.0.none_active.wait(active).unwrap_or_else(|e| e.into_inner());
+        while *active > here {
+            active = self.0.fewer_active.wait(active).unwrap_or_else(|e| e.into_inner());
         }
     }
 }
 
-fn spawn_thread() -> Sender<Job> {
+/// Starts the callback thread of runner `id`.
+fn spawn_thread(id: usize) -> Sender<Job> {
     let (tx, rx) = mpsc::channel::<Job>();
     let spawned = std::thread::Builder::new()
         .name("procpool-callbacks".into())
         .spawn(move || {
-            ON_CALLBACK_THREAD.with(|c| c.set(true));
+            CALLBACK_THREAD_OF.with(|c| c.set(id));
             for job in rx {
                 run_guarded(job);
             }
@@ -106,9 +142,9 @@ fn spawn_thread() -> Sender<Job> {
     tx
 }
 
-/// Whether this thread is a pool's callback thread.
+/// Whether this thread is a pool's callback thread (any pool's).
 pub(crate) fn on_callback_thread() -> bool {
-    ON_CALLBACK_THREAD.with(|c| c.get())
+    CALLBACK_THREAD_OF.with(Cell::get) != 0
 }
 
 /// Runs a callback, logging (not propagating) its panic.
