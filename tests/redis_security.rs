@@ -6,6 +6,8 @@ mod redis_support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
+use std::time::Duration;
+
 use procpool::{BrokerReason, Error, Pool};
 use redis_support::*;
 use tasks::*;
@@ -138,4 +140,86 @@ fn rediss_with_a_private_ca() {
         other => panic!("{other:?}"),
     }
     drop(server);
+}
+
+/// The resident memory of process `pid`, in kB.
+fn rss_kb(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// Anyone who can write the task stream can send a registered name with
+/// any fingerprint: each is answered `SignatureMismatch`, and none stays
+/// in the node's memory (distinct fingerprints must not each keep an entry
+/// for the life of the process).
+#[test]
+fn hostile_fingerprints_do_not_grow_a_node() {
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let node = NodeProc::code(
+        &server.url(),
+        &[("processes", "2"), ("prefetch", "512")],
+        &[],
+    );
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let tasks = server.key(":tasks").expect("the task stream");
+    let caller = server
+        .members()
+        .into_iter()
+        .find(|(_, kind)| kind == "caller")
+        .expect("the caller")
+        .0;
+    // Sends `n` entries of `t/square`, fingerprint `fp(j)`, and waits until
+    // the node has settled them all.
+    let send = |from: u64, n: u64, fp: &dyn Fn(u64) -> u64| {
+        let commands: Vec<Vec<String>> = (from..from + n)
+            .map(|j| {
+                [
+                    "XADD",
+                    &tasks,
+                    "*",
+                    "c",
+                    &caller,
+                    "i",
+                    &(1_000_000_000 + j).to_string(),
+                    "t",
+                    "t/square",
+                    "f",
+                    &fp(j).to_string(),
+                    "k",
+                    "s",
+                    "r",
+                    "0",
+                    "o",
+                    "",
+                    "a",
+                    "x",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+            })
+            .collect();
+        server.cli_pipe(&commands);
+        wait_for(Duration::from_secs(240), "the node to settle them", || {
+            server.queued() == 0 && server.pending() == 0
+        });
+    };
+    // As many with one fingerprint first: the node's buffers, and what it
+    // remembers of recent outcomes (bounded), reach their size.
+    send(0, 200_000, &|_| 1);
+    let before = rss_kb(node.pid());
+    send(200_000, 200_000, &|j| j + 2);
+    let after = rss_kb(node.pid());
+    assert!(
+        after < before + 8 * 1024,
+        "the node grew from {before} kB to {after} kB over 200,000 bad calls"
+    );
+    // It still serves.
+    assert_eq!(apply_square(&pool, 4).unwrap(), 16);
+    node.stop();
 }

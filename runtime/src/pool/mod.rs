@@ -302,8 +302,11 @@ impl Pool {
 
     /// A call that came from elsewhere (a node's call read from Redis), with
     /// this pool's time limit unless it brings its own; `UnknownTask` for a
-    /// name this program does not register (as its worker would say), so
-    /// only registered names ever become calls.
+    /// name this program does not register and `SignatureMismatch` for a
+    /// fingerprint its task does not accept (as its worker would say), so
+    /// only registered names and accepted fingerprints ever become calls
+    /// (and are interned: anyone who can write the stream could otherwise
+    /// grow the table with made-up fingerprints).
     #[cfg(feature = "redis")]
     pub(crate) fn foreign_call(
         &self,
@@ -315,6 +318,13 @@ impl Pool {
     ) -> Result<Call, Error> {
         let registration = crate::registry::lookup(task)?;
         let signature = "<the signature of a remote caller>";
+        if !registration.accepts(fingerprint) {
+            return Err(Error::SignatureMismatch {
+                task: registration.info.name.to_string(),
+                caller: signature.to_string(),
+                worker: registration.info.signature.to_string(),
+            });
+        }
         let task = crate::task::intern(registration.info.name, signature, fingerprint);
         self.new_call(task, kind, args, timeout.or(self.inner.config.task_timeout))
     }
