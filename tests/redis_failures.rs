@@ -1235,3 +1235,88 @@ fn an_apply_under_way_at_close_gets_its_answer_when_redis_stalls() {
         joined.elapsed()
     );
 }
+
+/// A node gives back a call it claimed while busy (`release.lua`); Redis
+/// runs the script (the call is queued again, for any node) but the reply
+/// is lost, and Redis then stands still past the node's retry budget
+/// (15 s). The node cannot know whether its calls went back: it must not
+/// run them itself, or the call runs twice (here, and as the copy queued
+/// again). Redis standing still for everyone, nobody is declared lost.
+#[test]
+fn a_release_whose_reply_was_lost_never_runs_the_call_twice() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    let release = server.cli(&[
+        "SCRIPT",
+        "LOAD",
+        include_str!("../runtime/src/redis/lua/release.lua"),
+    ]);
+    let redis_pid: i32 = server
+        .cli(&["INFO", "server"])
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("process_id in INFO");
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let through = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let node = NodeProc::code(&through, &[("processes", "1")], &[]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let mut attempt = 0;
+    let (held, gate, call) = loop {
+        // Quick calls: the node claims ahead of its one process.
+        map_square(&pool, 0..2000).unwrap();
+        for i in 0..20 {
+            apply_square(&pool, i).unwrap();
+        }
+        let hold_file = dir.file(&format!("hold{attempt}"));
+        let gate = dir.file(&format!("gate{attempt}"));
+        let held = apply_async_hold(&pool, hold_file.clone(), "h".into(), gate.clone());
+        wait_for(Duration::from_secs(20), "the held call to start", || {
+            marks(&hold_file, "start").len() == 1
+        });
+        proxy.lose_reply_to(release.as_bytes(), move || {
+            // SAFETY: kill(2) of our own redis-server with a valid signal.
+            unsafe { libc::kill(redis_pid, libc::SIGSTOP) };
+        });
+        // `t/mark`, never seen quick here: claimed behind the held call,
+        // then given back.
+        let call = apply_async_mark(&pool, file.clone(), "x".into(), 0);
+        let begun = Instant::now();
+        while !proxy.fired.load(std::sync::atomic::Ordering::SeqCst)
+            && begun.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if proxy.fired.load(std::sync::atomic::Ordering::SeqCst) {
+            break (held, gate, call);
+        }
+        proxy.disarm();
+        std::fs::write(&gate, b"").unwrap();
+        held.get().unwrap();
+        call.get().unwrap();
+        std::fs::remove_file(&file).unwrap();
+        attempt += 1;
+        assert!(attempt < 10, "the node never gave a call back");
+    };
+    // Past the node's retry budget for the release, then Redis is back.
+    std::thread::sleep(Duration::from_secs(20));
+    server.signal(libc::SIGCONT);
+    std::fs::write(&gate, b"").unwrap();
+    held.get().unwrap();
+    call.get().unwrap();
+    // Anything that would run it again has had the time to.
+    std::thread::sleep(Duration::from_secs(3));
+    let still = server.members().iter().any(|(k, _)| *k == node.name);
+    let starts = marks(&file, "start");
+    assert_eq!(
+        starts.len(),
+        1,
+        "ran twice (node kept its name: {still}): {starts:?}"
+    );
+}

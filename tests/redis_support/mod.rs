@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod netns;
+pub mod proxy;
 // The one polling helper, shared with `support` (a test binary that
 // declares both modules has it twice: one small function).
 #[allow(clippy::duplicate_mod)]

@@ -14,6 +14,7 @@ use super::super::scripts::scripts;
 use super::claim::read_once;
 use super::deliver::deliver;
 use super::shared::{Done, Item, Shared};
+use crate::error::BrokerReason;
 
 pub(super) fn feed_loop(s: Arc<Shared>) {
     loop {
@@ -129,16 +130,29 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
         .map(|i| i.call.entry.as_str())
         .collect();
     let released = give_back(s, &mut side.conn, &consumer, &ids);
-    drop(side);
-    if let Err(e) = released {
-        // Still ours, then: they run here after all.
-        log::warn!(target: "procpool", "node {consumer}: {e}; running them here");
-        for item in items {
-            start(s, item);
+    match released {
+        // Redis answered with an error: the script did not run, they are
+        // still ours and run here after all.
+        Err(e) if e.reason == BrokerReason::Refused => {
+            drop(side);
+            log::warn!(target: "procpool", "node {consumer}: {e}; running them here");
+            for item in items {
+                start(s, item);
+            }
+            return;
         }
-        return;
+        // No reply: the script may have run and queued them again for any
+        // node, so they never run here. The next claim re-reads this
+        // node's pending list: those still ours come back from it.
+        Err(e) => {
+            side.recover = true;
+            log::warn!(target: "procpool", "node {consumer}: {e}; claimed again if still ours");
+        }
+        Ok(_) => {}
     }
-    // Given back (those the reaper settled first are its own).
+    drop(side);
+    // Given back, or to be read again (those the reaper settled first are
+    // its own).
     let mut st = s.lock();
     for i in &items {
         st.claimed.remove(&i.call.entry);

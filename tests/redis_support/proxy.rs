@@ -1,0 +1,109 @@
+//! A TCP proxy between members and a redis-server, which can lose one reply:
+//! once armed with a marker, the first request containing it is forwarded,
+//! Redis's reply is read and thrown away, `then` runs (the test stops
+//! Redis, say) and the connection is closed. What a member sees when Redis
+//! ran a command and the reply never came back.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+type Hook = Box<dyn FnOnce() + Send>;
+/// The marker of the request whose reply is lost, and what to do then.
+type Armed = Arc<Mutex<Option<(Vec<u8>, Hook)>>>;
+
+pub struct Proxy {
+    pub port: u16,
+    armed: Armed,
+    /// Set once a reply was lost.
+    pub fired: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// Forwards connections made to `127.0.0.1:<port>` to `target`.
+    pub fn start(target: String) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
+        let port = listener.local_addr().unwrap().port();
+        let armed: Armed = Arc::default();
+        let fired = Arc::new(AtomicBool::new(false));
+        let (a, f) = (armed.clone(), fired.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                pump_pair(client, server, a.clone(), f.clone());
+            }
+        });
+        Proxy { port, armed, fired }
+    }
+
+    /// Loses the reply to the next request containing `marker`, then runs
+    /// `then`.
+    pub fn lose_reply_to(&self, marker: &[u8], then: impl FnOnce() + Send + 'static) {
+        *self.armed.lock().unwrap() = Some((marker.to_vec(), Box::new(then)));
+    }
+
+    /// Loses no reply after all (if none was lost yet).
+    pub fn disarm(&self) {
+        self.armed.lock().unwrap().take();
+    }
+}
+
+fn pump_pair(
+    client: TcpStream,
+    server: TcpStream,
+    armed: Armed,
+    fired: Arc<AtomicBool>,
+) {
+    // The hook of a request forwarded on this connection, run once its
+    // reply has been swallowed.
+    let hook: Arc<Mutex<Option<Hook>>> = Arc::default();
+    let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let h = hook.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match c_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            {
+                let mut a = armed.lock().unwrap();
+                let hit = a
+                    .as_ref()
+                    .is_some_and(|(m, _)| buf[..n].windows(m.len()).any(|w| w == &m[..]));
+                if hit {
+                    *h.lock().unwrap() = a.take().map(|(_, hook)| hook);
+                }
+            }
+            if s_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s_out.shutdown(Shutdown::Both);
+    });
+    let (mut s_in, mut c_out) = (server, client);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match s_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if let Some(then) = hook.lock().unwrap().take() {
+                // The reply to the marked request: lost.
+                then();
+                fired.store(true, Ordering::SeqCst);
+                break;
+            }
+            if c_out.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = c_out.shutdown(Shutdown::Both);
+        let _ = s_in.shutdown(Shutdown::Both);
+    });
+}
