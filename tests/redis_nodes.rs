@@ -3,7 +3,7 @@
 //! and still reports what it ran across a Redis restart; its watcher backs
 //! off when Redis refuses its reads; a lost reply to its very first claim
 //! loses nothing; malformed task entries fail alone; a SIGTERMed node
-//! leaves no worker behind.
+//! leaves no worker behind; a dropped node serves on.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -260,4 +260,23 @@ fn a_sigtermed_env_node_leaves_no_worker_behind() {
     assert!(gone, "the worker outlived its node by 5 s");
     let got = result.get();
     assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
+}
+
+/// A `Node` dropped without `stop()` serves on in the background (as a
+/// detached thread does) until the process ends: what its documentation
+/// says.
+#[test]
+fn a_dropped_node_serves_on() {
+    let server = RedisServer::start();
+    let node = procpool::Node::builder()
+        .redis(&server.url())
+        .processes(1)
+        .start()
+        .unwrap();
+    let name = node.name();
+    drop(node);
+    std::thread::sleep(Duration::from_secs(1));
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+    assert!(server.members().iter().any(|(k, _)| *k == name));
 }

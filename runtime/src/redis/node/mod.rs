@@ -86,6 +86,11 @@ pub struct NodeBuilder {
 /// held; if it comes back, it serves on under a new name and whatever it
 /// reports for the old calls is ignored.
 ///
+/// Dropping a `Node` does not stop it: like a detached thread, it serves
+/// on in the background until the process ends (which its callers see as
+/// the loss of a node). To leave gracefully, [`stop`](Node::stop) it, then
+/// [`wait`](Node::wait).
+///
 /// ```no_run
 /// # fn main() -> Result<(), procpool::Error> {
 /// procpool::init();
