@@ -280,3 +280,57 @@ fn a_dropped_node_serves_on() {
     assert_eq!(apply_square(&pool, 7).unwrap(), 49);
     assert!(server.members().iter().any(|(k, _)| *k == name));
 }
+
+/// A node asked to stop while Redis is gone, with calls claimed ahead and
+/// held by its start gate (it cannot confirm it is still a member): it
+/// leaves within its retry budgets, its callers seeing the node's loss,
+/// rather than wait for Redis for ever.
+///
+/// Ignored: it fails on the current code (the held calls are never settled,
+/// so `Node::wait` waits for Redis for ever; with `prefetch(0)` the node
+/// leaves in about 20 s). How the node should give them up (left pending
+/// for the reaper's `NodeLost`, never answered `Cancelled`) is a design
+/// decision, not made here.
+#[test]
+#[ignore = "known hang: a stopping node waits for Redis for ever with calls held by its start gate"]
+fn a_node_stopping_while_redis_is_gone_leaves() {
+    let mut server = RedisServer::start();
+    let mut node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let tasks = server.key(":tasks").expect("the task stream");
+    let mut attempt = 0;
+    let held = loop {
+        map_square(&pool, 0..2000).unwrap();
+        for i in 0..20 {
+            apply_square(&pool, i).unwrap();
+        }
+        let (held, result) = Held::start(&pool);
+        let quick: Vec<_> = (0..10).map(|i| apply_async_square(&pool, i)).collect();
+        let begun = Instant::now();
+        while begun.elapsed() < Duration::from_secs(5) {
+            let summary = server.cli(&["--raw", "XPENDING", &tasks, "nodes"]);
+            if summary.lines().next().map(str::trim) == Some("11") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if begun.elapsed() < Duration::from_secs(5) {
+            break held;
+        }
+        held.release();
+        result.get().unwrap();
+        for q in quick {
+            q.get().unwrap();
+        }
+        attempt += 1;
+        assert!(attempt < 10, "the node never claimed ahead");
+    };
+    server.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    node.ask_to_stop();
+    held.release();
+    assert!(
+        node.exits_within(Duration::from_secs(90)),
+        "the stopping node still waits for Redis"
+    );
+}

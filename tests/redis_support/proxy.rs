@@ -52,12 +52,7 @@ impl Proxy {
     }
 }
 
-fn pump_pair(
-    client: TcpStream,
-    server: TcpStream,
-    armed: Armed,
-    fired: Arc<AtomicBool>,
-) {
+fn pump_pair(client: TcpStream, server: TcpStream, armed: Armed, fired: Arc<AtomicBool>) {
     // The hook of a request forwarded on this connection, run once its
     // reply has been swallowed.
     let hook: Arc<Mutex<Option<Hook>>> = Arc::default();
