@@ -1320,3 +1320,42 @@ fn a_release_whose_reply_was_lost_never_runs_the_call_twice() {
         "ran twice (node kept its name: {still}): {starts:?}"
     );
 }
+
+/// A node declared lost while running a call (`redeliver`) comes back under
+/// a new name and claims the copy queued again: the same caller and seq,
+/// twice on one node (the old copy being stopped). A cancel of the call
+/// then stops the copy: the old copy's end must not make the node forget
+/// the new one.
+#[test]
+fn a_cancel_stops_the_copy_a_node_claimed_again_under_a_new_name() {
+    let server = RedisServer::start();
+    let node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let call = apply_async_hold(&pool, file.clone(), "c".into(), gate.clone());
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    // The node (not its worker) stands still until declared lost; its call
+    // is queued again.
+    node.signal(libc::SIGSTOP);
+    wait_for(Duration::from_secs(30), "the call queued again", || {
+        server.queued() == 1 && server.pending() == 0
+    });
+    node.signal(libc::SIGCONT);
+    wait_for(Duration::from_secs(20), "the copy to start", || {
+        marks(&file, "start").len() == 2
+    });
+    assert_eq!(call.cancel(), CancelOutcome::Stopped);
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(&gate, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let ends = marks(&file, "end");
+    assert!(ends.is_empty(), "a copy ran on after the cancel: {ends:?}");
+}
