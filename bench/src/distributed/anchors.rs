@@ -16,14 +16,18 @@ fn python() -> String {
     std::env::var("PROCPOOL_BENCH_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// Runs one anchor (`celery URL` or `ray`) and reads its figures, prefixed
-/// with `prefix`: numbers are figures, strings say why a row is missing.
-pub fn measure(args: &[&str], calls: usize, tasks: usize, prefix: &str) -> Figures {
+/// Runs one anchor (`celery URL` or `ray`) with the counts procpool's rows
+/// use (`warmup` untimed and `calls` timed `apply`, `tasks` `apply_async`)
+/// and reads its figures, prefixed with `prefix`: numbers are figures,
+/// strings say why a row is missing.
+pub fn measure(args: &[&str], warmup: usize, calls: usize, tasks: usize, prefix: &str) -> Figures {
     let mut figures = Figures::new();
-    let keys = ["apply_p50_us", "async_tasks_per_s"].map(|k| format!("{prefix}{k}"));
+    let keys =
+        ["apply_p50_us", "apply_p99_us", "async_tasks_per_s"].map(|k| format!("{prefix}{k}"));
     let output = Command::new(python())
         .arg(script())
         .args(args)
+        .arg(warmup.to_string())
         .arg(calls.to_string())
         .arg(tasks.to_string())
         .output();

@@ -27,8 +27,6 @@ struct Sizes {
     async_1: usize,
     cpu_tasks: usize,
     mem_tasks: usize,
-    anchor_calls: usize,
-    anchor_tasks: usize,
 }
 
 /// Every distributed figure, or why none could be measured.
@@ -40,8 +38,6 @@ pub fn measure(plan: &Plan, rounds: usize) -> Result<Figures, String> {
         async_1: 50_000,
         cpu_tasks: 24,
         mem_tasks: 100_000,
-        anchor_calls: 500,
-        anchor_tasks: 2000,
     };
     let server = Server::start()?;
     let mut per_round = Vec::new();
@@ -57,16 +53,19 @@ pub fn measure(plan: &Plan, rounds: usize) -> Result<Figures, String> {
     );
     figures.extend(memory(&server, sizes.mem_tasks)?);
     eprintln!("procpool-bench: Celery (Redis broker and result backend)...");
-    let (calls, tasks) = (sizes.anchor_calls, sizes.anchor_tasks);
+    // The same counts as procpool's rows: latency's warm-up and calls, and
+    // the tasks of the 2-node apply_async row.
+    let (warmup, calls, tasks) = (sizes.warmup, sizes.calls, sizes.async_2);
     let celery_url = server.url.replace("/0", "/1");
     figures.extend(anchors::measure(
         &["celery", &celery_url],
+        warmup,
         calls,
         tasks,
         key::CELERY,
     ));
     eprintln!("procpool-bench: Ray's multiprocessing.Pool...");
-    figures.extend(anchors::measure(&["ray"], calls, tasks, key::RAY));
+    figures.extend(anchors::measure(&["ray"], warmup, calls, tasks, key::RAY));
     Ok(figures)
 }
 
