@@ -36,7 +36,7 @@ const BLOCKS: usize = 20;
 
 /// Fresh pool-and-floors sets measured per round; each percentile is the
 /// median over them.
-const INSTANCES: usize = 3;
+pub const INSTANCES: usize = 3;
 
 /// The tails of a trivial task's round trip, pinned to one CPU, for each of
 /// [`SYSTEMS`].
