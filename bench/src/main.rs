@@ -171,7 +171,7 @@ fn measure(options: &Options) -> Run {
         ));
     }
     let mut figures = rounds::median(&per_round);
-    let once = once::measure(&plan, options.with_python);
+    let once = once::measure(&plan, options.with_python, options.with_procspawn);
     for (system, extra) in figures.iter_mut().zip(once) {
         if let Ok(f) = system {
             f.extend(extra);

@@ -16,13 +16,14 @@ fn step(name: &str) {
 }
 
 /// Every once-per-run figure.
-pub fn measure(plan: &Plan, with_python: bool) -> Once {
+pub fn measure(plan: &Plan, with_python: bool, with_procspawn: bool) -> Once {
     let mut figures = Once::default();
     step(&format!(
         "apply latency unpinned, {} fresh pools per system",
         plan.unpinned_pools
     ));
-    unpinned::insert(unpinned::apply_latency(plan, with_python), &mut figures);
+    let unpinned = unpinned::apply_latency(plan, with_python, with_procspawn);
+    unpinned::insert(unpinned, &mut figures);
     memory_and_large(plan, &mut figures);
     step("system calls per apply_async task (perf stat)");
     for (system, name) in [(System::Procpool, "procpool"), (System::Socket, "floor")] {

@@ -153,11 +153,10 @@ pub fn latency_note(run: &Run) -> String {
          one CPU, {} calls per pool after {} untimed, procpool's and the floors' calls rotating \
          in blocks of {}; for procpool and the floors each percentile the median over {} fresh \
          sets per round, for Python and procspawn one fresh pool per round; then the median \
-         over rounds. Unpinned: {} freshly started pools (or floor pairs, or Python pools) per \
-         system, each {} calls after {} untimed, instance i of every system before instance \
+         over rounds. Unpinned: {} freshly started pools (or floor pairs, or Python or procspawn \
+         pools) per system, each {} calls after {} untimed, instance i of every system before instance \
          i + 1 of any; the scheduler's placement of caller and worker (same CPU or not) sticks \
-         for a pool's life, so the spread of the p50s is the placement lottery. procspawn is \
-         measured pinned only.\n",
+         for a pool's life, so the spread of the p50s is the placement lottery.\n",
         p.apply_calls,
         p.apply_warmup,
         (p.apply_calls / 20).max(1),

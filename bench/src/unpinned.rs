@@ -3,7 +3,7 @@
 //! several times over on this virtual machine and sticks for the life of
 //! the processes, so one pool's figure is a lottery ticket. Each system
 //! (procpool, the three floors, Python) gets `unpinned_pools` fresh
-//! instances; instance i of every system runs before instance i + 1 of any
+//! instances (procspawn too); instance i of every system runs before instance i + 1 of any
 //! (in an order that rotates), so all draw from the same moments of load.
 
 use procpool::Pool;
@@ -14,10 +14,14 @@ use crate::latency::{self, Tails};
 use crate::plan::Plan;
 use crate::run_python;
 use crate::systems::System;
-use crate::tasks::apply_inc;
+use crate::tasks::{apply_inc, plain_inc};
 
 /// Per system, the tails of each fresh instance (or why it failed).
-pub fn apply_latency(plan: &Plan, with_python: bool) -> Vec<(System, Result<Vec<Tails>, String>)> {
+pub fn apply_latency(
+    plan: &Plan,
+    with_python: bool,
+    with_procspawn: bool,
+) -> Vec<(System, Result<Vec<Tails>, String>)> {
     let mut systems = vec![
         System::Procpool,
         System::Socket,
@@ -26,6 +30,9 @@ pub fn apply_latency(plan: &Plan, with_python: bool) -> Vec<(System, Result<Vec<
     ];
     if with_python {
         systems.push(System::Python);
+    }
+    if with_procspawn {
+        systems.push(System::Procspawn);
     }
     let mut results: Vec<(System, Result<Vec<Tails>, String>)> =
         systems.iter().map(|&s| (s, Ok(Vec::new()))).collect();
@@ -53,7 +60,7 @@ pub fn apply_latency(plan: &Plan, with_python: bool) -> Vec<(System, Result<Vec<
     results
 }
 
-/// One fresh pool (or floor pair, or Python pool): `apply_warmup` calls,
+/// One fresh pool (or floor pair, or Python or procspawn pool): `apply_warmup` calls,
 /// then the tails of `apply_calls`.
 fn one_instance(plan: &Plan, system: System) -> Result<Tails, String> {
     match system {
@@ -64,6 +71,14 @@ fn one_instance(plan: &Plan, system: System) -> Result<Tails, String> {
             }))
         }
         System::Python => run_python::apply_latency(plan),
+        System::Procspawn => {
+            let pool = procspawn::Pool::new(plan.processes).map_err(|e| e.to_string())?;
+            let tails = latency::measure(plan.apply_warmup, plan.apply_calls, |i| {
+                assert_eq!(pool.spawn(i, plain_inc).join().expect("spawn"), i + 1);
+            });
+            pool.shutdown();
+            Ok(tails)
+        }
         floor_system => {
             let mut child = floor::start(floor_system).map_err(|e| e.to_string())?;
             Ok(latency::measure(plan.apply_warmup, plan.apply_calls, |i| {
