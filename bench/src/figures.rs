@@ -162,7 +162,9 @@ pub mod key {
     pub const MAP_BIG_IPS: &str = "map_big_ips";
     pub const MAP_BIG_PEAK_MIB: &str = "map_big_parent_peak_mib";
     pub const MAP_BIG_OUTPUT_MIB: &str = "map_big_output_mib";
-    /// procpool's items/s ÷ the socket floor's, median over adjacent pairs.
+    /// procpool's items/s ÷ the socket floor's, median over the repetitions
+    /// (in procpool's figures: issue 11's goal); in a floor's figures,
+    /// procpool's ÷ that floor's.
     pub const MAP_BIG_VS_FLOOR: &str = "map_big_vs_floor";
 
     /// CPU an idle pool uses, % of one CPU (parent and workers).

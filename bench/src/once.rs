@@ -42,8 +42,10 @@ fn probe(figures: &mut Once, system: System, args: &[&str], keys: &[String]) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     match probe::run(&args) {
         Ok(mut measured) => {
-            let floor = measured.split_prefixed(probe_map::FLOOR_PREFIX);
-            figures[System::Socket.index()].extend(floor);
+            for (floor, _, prefix) in probe_map::FLOORS {
+                let theirs = measured.split_prefixed(prefix);
+                figures[floor.index()].extend(theirs);
+            }
             figures[system.index()].extend(measured);
         }
         Err(why) => {

@@ -1,12 +1,14 @@
 //! Probe `map ITEMS REPS WORKERS`: a map of ITEMS trivial u64 items
 //! (x + 1) over WORKERS workers with the default chunking, on procpool and
-//! on the socket floor (one frame per chunk) in the same fresh process,
-//! their repetitions alternating (who goes first rotates), so both see the
-//! same moments of a shared machine's load. Figures: the median items/s of
-//! each (the floor's under `socket.`), the median of procpool's ÷ the
-//! floor's over the pairs of adjacent repetitions, and procpool's parent peak RSS over
-//! its RSS just before each map (the highest), against the size of the
-//! output (ITEMS × 8 bytes).
+//! on the socket and pipe floors (one frame per chunk) in the same fresh
+//! process, their repetitions rotating (who goes first rotates), so all see
+//! the same moments of a shared machine's load. Figures: the median items/s
+//! of each (the floors' under `socket.` and `pipe.`), the median of
+//! procpool's ÷ each floor's over the repetitions (each floor's under its
+//! prefix; procpool's own `map_big_vs_floor` is the socket floor's, the
+//! figure issue 11's goal was set against), and procpool's parent peak RSS
+//! over its RSS just before each map (the highest), against the size of
+//! the output (ITEMS × 8 bytes).
 
 use procpool::Pool;
 
@@ -15,10 +17,15 @@ use crate::floor::stream::{Kind, StreamChild};
 use crate::measure::{self, timed};
 use crate::procfs;
 use crate::run_floor;
+use crate::systems::System;
 use crate::tasks::map_inc;
 
-/// The prefix of the floor's figures (see [`Figures::split_prefixed`]).
-pub const FLOOR_PREFIX: &str = "socket.";
+/// The floors measured, and the prefix of each one's figures (see
+/// [`Figures::split_prefixed`]).
+pub const FLOORS: [(System, Kind, &str); 2] = [
+    (System::Socket, Kind::Socket, "socket."),
+    (System::Pipe, Kind::Pipe, "pipe."),
+];
 
 pub fn measure(items: usize, reps: usize, workers: usize) -> Figures {
     let mut f = Figures::new();
@@ -31,21 +38,32 @@ pub fn measure(items: usize, reps: usize, workers: usize) -> Figures {
 
 fn both(items: usize, reps: usize, workers: usize, f: &mut Figures) -> Result<(), String> {
     let pool = Pool::new(workers).map_err(|e| failure_name(&e))?;
-    let mut children = (0..workers)
-        .map(|_| StreamChild::start(Kind::Socket))
+    let mut floors = FLOORS
+        .iter()
+        .map(|&(_, kind, _)| {
+            (0..workers)
+                .map(|_| StreamChild::start(kind))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(|e| e.to_string())?;
     map_inc(&pool, 0..1000u64).map_err(|e| failure_name(&e))?;
-    run_floor::map_ips(&mut children, 1000, 1);
-    let (mut ours, mut floor, mut peak) = (Vec::new(), Vec::new(), 0f64);
+    for children in &mut floors {
+        run_floor::map_ips(children, 1000, 1);
+    }
+    let mut ours = Vec::new();
+    let mut theirs = vec![Vec::new(); floors.len()];
+    let mut peak = 0f64;
+    let turns = floors.len() + 1;
     for rep in 0..reps.max(1) {
-        for turn in 0..2 {
-            if (rep + turn) % 2 == 0 {
-                let (rate, rep_peak) = procpool_map(&pool, items)?;
-                ours.push(rate);
-                peak = peak.max(rep_peak);
-            } else {
-                floor.push(run_floor::map_ips(&mut children, items, 1));
+        for turn in 0..turns {
+            match (rep + turn) % turns {
+                0 => {
+                    let (rate, rep_peak) = procpool_map(&pool, items)?;
+                    ours.push(rate);
+                    peak = peak.max(rep_peak);
+                }
+                k => theirs[k - 1].push(run_floor::map_ips(&mut floors[k - 1], items, 1)),
             }
         }
     }
@@ -55,12 +73,18 @@ fn both(items: usize, reps: usize, workers: usize, f: &mut Figures) -> Result<()
         key::MAP_BIG_OUTPUT_MIB,
         (items * 8) as f64 / (1 << 20) as f64,
     );
-    f.insert(
-        format!("{FLOOR_PREFIX}{}", key::MAP_BIG_IPS),
-        measure::median(&floor),
-    );
-    let pairs: Vec<f64> = ours.iter().zip(&floor).map(|(o, fl)| o / fl).collect();
-    f.insert(key::MAP_BIG_VS_FLOOR, measure::median(&pairs));
+    for (&(system, _, prefix), rates) in FLOORS.iter().zip(&theirs) {
+        f.insert(
+            format!("{prefix}{}", key::MAP_BIG_IPS),
+            measure::median(rates),
+        );
+        let ratios: Vec<f64> = ours.iter().zip(rates).map(|(o, fl)| o / fl).collect();
+        let ratio = measure::median(&ratios);
+        f.insert(format!("{prefix}{}", key::MAP_BIG_VS_FLOOR), ratio);
+        if system == System::Socket {
+            f.insert(key::MAP_BIG_VS_FLOOR, ratio);
+        }
+    }
     Ok(())
 }
 
