@@ -300,8 +300,8 @@ pub fn notes(run: &Run) -> String {
          `Vec<u8>` or `serde_bytes::ByteBuf` as one block of bytes (procspawn: a `Vec<u8>` \
          element by element). Python sends `bytes` and the floors raw frames, so their two rows are the \
          same figure.\n\
-         ⁴ A fresh pool's worker after one trivial task; floors: the bench binary re-executed \
-         as a floor child.\n\
+         ⁴ The worker of a fresh pool of 1 after two trivial tasks (Python's read in the \
+         second); floors: the bench binary re-executed as a floor child, after 10 round trips.\n\
          ⁵ Every system with its caller, pool threads and workers pinned to one CPU (Python \
          too, via os.sched_setaffinity); procpool's and the floors' calls rotate in short \
          blocks. Tails and unpinned figures over fresh pools: see \"apply latency\".\n\
