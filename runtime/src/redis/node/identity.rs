@@ -18,12 +18,39 @@ pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
         std::thread::sleep(tick);
         if let Err(e) = beat(&s, &mut conn) {
             log::warn!(target: "procpool", "node {}: heartbeat: {e}", s.identity().0);
+            give_up_if_cut_off(&s);
             continue;
         }
         // After a (re)connection, give every member one TTL to beat again
         // before judging: a Redis restart must not read as mass death.
         let judge = conn.since.elapsed() >= ttl;
         let _ = member::reap(&mut conn, &s.keys, ttl, judge);
+    }
+}
+
+/// A stopping node that has not reached Redis for a whole retry budget
+/// gives up what it still holds: calls its start gate keeps from starting
+/// (it cannot confirm it is still a member) would wait for Redis for ever,
+/// and outcomes could not be reported anyway. They stay pending in Redis
+/// under its name, for the reaper: `NodeLost` for their callers, or run
+/// again with `redeliver`; never answered from here. `Node::wait` then
+/// terminates the local pool.
+fn give_up_if_cut_off(s: &Shared) {
+    let silent = s.last_beat.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+    if !s.stopping() || silent < s.cfg.broker.retry.budget {
+        return;
+    }
+    let mut st = s.lock();
+    if !st.abandoned && !Shared::drained(&st) {
+        log::warn!(
+            target: "procpool",
+            "node {}: stopping without reaching Redis for {silent:?}; its {} unsettled calls are left to the cluster",
+            s.identity().0,
+            st.claimed.len()
+        );
+        st.abandoned = true;
+        s.to_runners.notify_all();
+        s.to_deliverer.notify_all();
     }
 }
 

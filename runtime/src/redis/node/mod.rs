@@ -451,7 +451,14 @@ impl Node {
             let _ = t.join();
         }
         leave(&self.shared);
-        self.shared.exec.pool.close();
+        // A node that gave up on Redis while stopping (see
+        // `identity::give_up_if_cut_off`) runs nothing more: its calls are
+        // the cluster's to settle.
+        if self.shared.lock().abandoned {
+            self.shared.exec.pool.terminate();
+        } else {
+            self.shared.exec.pool.close();
+        }
         self.shared.exec.pool.join();
     }
 }

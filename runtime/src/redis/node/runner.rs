@@ -215,6 +215,12 @@ fn finish(
         st.local -= 1;
         s.hold.store(false, Ordering::Relaxed);
     }
+    if st.abandoned {
+        // Left to the cluster, never answered from here (see
+        // `identity::give_up_if_cut_off`): the local pool's terminate fails
+        // what it still held.
+        return;
+    }
     if st.done.is_empty() && !st.delivering {
         if let Ok(mut conn) = s.inline.try_lock() {
             st.delivering = true;

@@ -69,6 +69,10 @@ pub(super) struct State {
     pub(super) delivering: bool,
     /// Calls queued on the local pool and not yet settled there.
     pub(super) local: usize,
+    /// The node stopped without reaching Redis for a whole retry budget:
+    /// what it still holds is left to the cluster (see
+    /// `identity::give_up_if_cut_off`).
+    pub(super) abandoned: bool,
 }
 
 /// Counters, for logs and tests.
@@ -205,9 +209,11 @@ impl Shared {
         }
     }
 
-    /// Whether every claimed call is settled and nothing more will be.
+    /// Whether every claimed call is settled and nothing more will be, or
+    /// the node gave up on settling them.
     pub(super) fn drained(st: &State) -> bool {
-        !st.feeding && !st.delivering && st.done.is_empty() && st.claimed.is_empty()
+        st.abandoned
+            || (!st.feeding && !st.delivering && st.done.is_empty() && st.claimed.is_empty())
     }
 
     pub(super) fn identity(&self) -> (String, u64) {
