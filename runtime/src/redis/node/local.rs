@@ -48,11 +48,11 @@ impl LocalExecutor {
             Ok(local) => local,
             Err(e) => return done(Err(RemoteFailure::of(&e))),
         };
-        let (caller, seq) = (call.caller.clone(), call.seq);
-        track(&self.running, &caller, seq, Some((local.id, epoch)));
+        let (caller, seq, id) = (call.caller.clone(), call.seq, local.id);
+        track(&self.running, &caller, seq, Track::Started(id, epoch));
         let running = self.running.clone();
         self.pool.start_call(local, move |outcome| {
-            track(&running, &caller, seq, None);
+            track(&running, &caller, seq, Track::Ended(id));
             done(match &*outcome {
                 Ok(body) => Ok(body.contiguous().into_owned()),
                 Err(e) => Err(RemoteFailure::of(e)),
@@ -107,15 +107,28 @@ fn lock(running: &Running) -> std::sync::MutexGuard<'_, Calls> {
     running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn track(running: &Running, caller: &str, seq: u64, local: Option<(u64, u64)>) {
+/// What happened to a caller's call on the local pool.
+enum Track {
+    /// It was queued as local call `.0`, claimed under identity `.1`.
+    Started(u64, u64),
+    /// Local call `.0` was settled.
+    Ended(u64),
+}
+
+fn track(running: &Running, caller: &str, seq: u64, what: Track) {
     let mut map = lock(running);
-    match local {
-        Some(call) => {
-            map.entry(caller.to_string()).or_default().insert(seq, call);
+    match what {
+        Track::Started(id, epoch) => {
+            map.entry(caller.to_string()).or_default().insert(seq, (id, epoch));
         }
-        None => {
+        Track::Ended(id) => {
             if let Some(ids) = map.get_mut(caller) {
-                ids.remove(&seq);
+                // Only its own record: a copy of the same call claimed
+                // again (under a new identity, with `redeliver`) may have
+                // replaced it, and must stay cancellable.
+                if ids.get(&seq).is_some_and(|(own, _)| *own == id) {
+                    ids.remove(&seq);
+                }
                 if ids.is_empty() {
                     map.remove(caller);
                 }
