@@ -540,7 +540,10 @@ fn submitting_from_threads_during_close_and_cancel_and_join_loses_nothing() {
                 // One refused later completes once its callback ran, which
                 // may be after `join` returned.
                 let ready = before_close || r.wait_timeout(Duration::from_secs(10));
-                assert!(r.ready() && ready, "round {round}: a result not ready after join");
+                assert!(
+                    r.ready() && ready,
+                    "round {round}: a result not ready after join"
+                );
             }
         }
         // Callbacks of calls refused after `join` began run after it.
