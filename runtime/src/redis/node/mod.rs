@@ -418,8 +418,11 @@ impl Node {
 
     /// Asks the node to stop: it claims nothing more, finishes and reports
     /// what it holds (a call its caller cancels meanwhile is still stopped,
-    /// and an outcome is still reported across a Redis restart, within
-    /// `broker_retry`); [`wait`](Self::wait) for it.
+    /// and an outcome is still reported across a Redis restart, within its
+    /// retry budget of 15 s); [`wait`](Self::wait) for it. A node that
+    /// cannot reach Redis for that long while stopping leaves what it
+    /// still holds to the cluster (its callers see `NodeLost`, or the calls
+    /// run again with `redeliver`), as if it had been killed.
     ///
     /// ```no_run
     /// # fn main() -> Result<(), procpool::Error> {
