@@ -391,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn arguments_ending_in_a_large_vector_leave_the_threads_large_spare_alone() {
+        // The result of the last large call left a spare; the next call's
+        // few bytes before its large tail must not keep it (its result
+        // is read into it: a round trip of N bytes peaks at 2N, not 3N).
+        crate::buffers::recycle(vec![0u8; 4 << 20]);
+        struct M;
+        impl crate::task::ValueArg<0> for M {
+            type Type = Vec<u8>;
+        }
+        let encoded = crate::task::ArgsEncoder::new()
+            .value::<M, 0>(vec![1u8; 2 << 20])
+            .finish()
+            .unwrap();
+        assert_eq!(encoded.tail.len(), 2 << 20);
+        assert!(encoded.bytes.capacity() < 1024, "{}", encoded.bytes.capacity());
+        let spare = crate::buffers::spare_buffer(1 << 20).expect("the spare, given back");
+        assert_eq!(spare.capacity(), 4 << 20);
+    }
+
+    #[test]
     fn a_limit_keeps_its_duration_and_the_longest_is_not_none() {
         let second = Some(Duration::from_secs(1));
         assert_eq!(Limit::from(second).get(), second);

@@ -393,8 +393,11 @@ impl ArgsEncoder {
             // itself are copied there, and their buffer recycled: see
             // `call::Args`.)
             let (len, capacity) = (encoded.bytes.len(), encoded.bytes.capacity());
-            let roomy = capacity > SLACK_MAX && capacity > 2 * len;
-            if len > crate::call::INLINE && (roomy || (len <= SMALL_ARGS && capacity > SMALL_ARGS)) {
+            // (A large spare is always given back: the bytes before a large
+            // `Vec<u8>` tail fit inline, but the call would keep it.)
+            let spare = len <= SMALL_ARGS && capacity > SMALL_ARGS;
+            let roomy = len > crate::call::INLINE && capacity > SLACK_MAX && capacity > 2 * len;
+            if spare || roomy {
                 let small = encoded.bytes.to_vec();
                 crate::buffers::recycle(std::mem::replace(&mut encoded.bytes, small));
             }
