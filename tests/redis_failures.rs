@@ -841,16 +841,7 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
         let quick: Vec<_> = (0..10)
             .map(|i| apply_async_mark(&pool, file.clone(), format!("pre{i}"), 0))
             .collect();
-        let tasks = server.key(":tasks").expect("the task stream");
-        let begun = Instant::now();
-        while begun.elapsed() < Duration::from_secs(5) {
-            let summary = server.cli(&["--raw", "XPENDING", &tasks, "nodes"]);
-            if summary.lines().next().map(str::trim) == Some("11") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if begun.elapsed() < Duration::from_secs(5) {
+        if server.pending_reaches(11, Duration::from_secs(5)) {
             break (slow, quick, file, gate);
         }
         attempt += 1;

@@ -298,7 +298,6 @@ fn a_node_stopping_while_redis_is_gone_leaves() {
         .broker_retry(Duration::from_secs(120))
         .build()
         .unwrap();
-    let tasks = server.key(":tasks").expect("the task stream");
     let mut attempt = 0;
     let (held, result, quick) = loop {
         map_square(&pool, 0..2000).unwrap();
@@ -307,15 +306,7 @@ fn a_node_stopping_while_redis_is_gone_leaves() {
         }
         let (held, result) = Held::start(&pool);
         let quick: Vec<_> = (0..10).map(|i| apply_async_square(&pool, i)).collect();
-        let begun = Instant::now();
-        while begun.elapsed() < Duration::from_secs(5) {
-            let summary = server.cli(&["--raw", "XPENDING", &tasks, "nodes"]);
-            if summary.lines().next().map(str::trim) == Some("11") {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if begun.elapsed() < Duration::from_secs(5) {
+        if server.pending_reaches(11, Duration::from_secs(5)) {
             break (held, result, quick);
         }
         held.release();

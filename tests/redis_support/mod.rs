@@ -326,6 +326,19 @@ impl RedisServer {
             .unwrap_or(-1)
     }
 
+    /// Whether [`pending`](Self::pending) reaches `n` within `limit`
+    /// (polled every 20 ms).
+    pub fn pending_reaches(&self, n: i64, limit: Duration) -> bool {
+        let begun = Instant::now();
+        while begun.elapsed() < limit {
+            if self.pending() == n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// The members hash: name → kind (`caller`, `node`, `p:…`, `hw:…`).
     pub fn members(&self) -> Vec<(String, String)> {
         let Some(k) = self.key(":members") else {
