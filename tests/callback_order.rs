@@ -313,10 +313,16 @@ fn joining_a_pool_from_another_pools_callback_waits_for_its_callbacks() {
             let pool_b = Pool::new(1).unwrap();
             let list = seen();
             let into = list.clone();
+            // Pool B's callback ends pool A only once A's callback has
+            // begun (else `terminate` fails A's task, whose callback then
+            // never runs).
+            let (begun_tx, begun) = mpsc::channel();
             let ra = apply_async_echo(&pool_a, 3).callback(move |x| {
+                begun_tx.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(300));
                 into.lock().unwrap().push(x);
             });
+            begun.recv().unwrap();
             let (tx, rx) = mpsc::channel();
             let read = list.clone();
             let rb = apply_async_echo(&pool_b, 0).callback(move |_| {
