@@ -63,6 +63,15 @@ fn a_sigkilled_node_is_node_lost_within_seconds_and_its_call_runs_at_most_once()
     assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the pool carries on");
 }
 
+/// A caller whose calls run again, once, if their node dies.
+fn redeliver_pool(server: &RedisServer) -> Pool {
+    Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap()
+}
+
 /// A pool with `.redeliver(1)` whose call `name` (of `ms`) started on a
 /// node that was then SIGKILLed: the pool, the marks' directory and file,
 /// and the call.
@@ -72,11 +81,7 @@ fn started_on_a_node_killed(
     ms: u64,
 ) -> (Pool, TempDir, String, procpool::AsyncResult<u32>) {
     let mut first = single(server);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .redeliver(1)
-        .build()
-        .unwrap();
+    let pool = redeliver_pool(server);
     let dir = TempDir::new();
     let file = dir.file("marks");
     let r = apply_async_mark(&pool, file.clone(), name.into(), ms);
@@ -1321,11 +1326,7 @@ fn a_release_whose_reply_was_lost_never_runs_the_call_twice() {
 fn a_cancel_stops_the_copy_a_node_claimed_again_under_a_new_name() {
     let server = RedisServer::start();
     let node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .redeliver(1)
-        .build()
-        .unwrap();
+    let pool = redeliver_pool(&server);
     let dir = TempDir::new();
     let file = dir.file("marks");
     let gate = dir.file("gate");

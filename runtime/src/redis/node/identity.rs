@@ -41,7 +41,8 @@ fn give_up_if_cut_off(s: &Shared) {
         return;
     }
     let mut st = s.lock();
-    if !st.abandoned && !Shared::drained(&st) {
+    // (Not drained: not given up yet, and something left to give up.)
+    if !Shared::drained(&st) {
         log::warn!(
             target: "procpool",
             "node {}: stopping without reaching Redis for {silent:?}; its {} unsettled calls are left to the cluster",
