@@ -440,3 +440,70 @@ fn a_slow_stream_s_results_come_without_reading_the_window_full() {
     }
     producer.join().unwrap();
 }
+
+/// `next_timeout` (Python's `next(timeout)`): a result not ready in time is
+/// a `WaitTimeout`, and nothing is lost: it comes later, in its place.
+#[test]
+fn next_timeout_waits_at_most_its_timeout_and_loses_nothing() {
+    // (Each map's item 0 holds a worker until the gate opens.)
+    let pool = Pool::new(3).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let gate = std::env::temp_dir().join(format!("procpool-imap-next-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let items = (0..4).map(|x| (x, gate.display().to_string()));
+    let mut ordered = imap_gated_zero_with(&pool, items.clone(), one);
+    let started = std::time::Instant::now();
+    let early = ordered.next_timeout(std::time::Duration::from_millis(200));
+    let waited = started.elapsed();
+    assert!(
+        matches!(&early, Some(Err(Error::WaitTimeout { task, .. })) if task.ends_with("gated_zero")),
+        "{early:?}"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(200),
+        "{waited:?}"
+    );
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+    // In completion order, the items after 0 come within the timeout.
+    let mut unordered = imap_unordered_gated_zero_with(&pool, items, one);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let next = unordered.next_timeout(std::time::Duration::from_secs(60));
+        seen.push(next.unwrap().unwrap());
+    }
+    seen.sort();
+    assert_eq!(seen, [1, 2, 3]);
+    let held = unordered.next_timeout(std::time::Duration::from_millis(50));
+    assert!(
+        matches!(held, Some(Err(Error::WaitTimeout { .. }))),
+        "{held:?}"
+    );
+    std::fs::write(&gate, b"").unwrap();
+    let long = std::time::Duration::from_secs(60);
+    let rest: Vec<u64> = std::iter::from_fn(|| ordered.next_timeout(long))
+        .map(Result::unwrap)
+        .collect();
+    let last = unordered.next_timeout(long).unwrap().unwrap();
+    let _ = std::fs::remove_file(&gate);
+    assert_eq!(rest, [0, 1, 2, 3]);
+    assert_eq!(last, 0);
+    assert!(unordered.next_timeout(long).is_none());
+    assert!(unordered.next().is_none());
+}
+
+/// Polling with a tiny timeout over a long map yields every result once, in
+/// order, however many of the polls time out.
+#[test]
+fn polling_next_timeout_yields_every_result_once() {
+    let pool = Pool::new(2).unwrap();
+    let mut results = imap_square_pid_with(&pool, 0..2000u64, MapOptions::new().chunksize(7));
+    let mut got = Vec::new();
+    while let Some(r) = results.next_timeout(std::time::Duration::from_micros(1)) {
+        match r {
+            Ok((square, _)) => got.push(square),
+            Err(Error::WaitTimeout { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, (0..2000u64).map(|x| x * x).collect::<Vec<_>>());
+}

@@ -65,8 +65,10 @@ pub enum Error {
         limit: Duration,
     },
 
-    /// [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) stopped
-    /// waiting. The task itself goes on and its result can still be collected.
+    /// [`AsyncResult::get_timeout`](crate::AsyncResult::get_timeout) or an
+    /// imap's `next_timeout` ([`Imap::next_timeout`](crate::Imap::next_timeout))
+    /// stopped waiting. The task itself goes on and its result can still be
+    /// collected.
     #[error("task `{task}` has not finished after {waited:?}; it is still running")]
     WaitTimeout {
         /// Registered name of the task.

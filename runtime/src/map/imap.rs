@@ -8,6 +8,7 @@ use std::fmt;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
@@ -56,6 +57,15 @@ impl<I: Iterator> Iterator for Guarded<I> {
             }
         }
     }
+}
+
+/// How long [`Feeder::next_done`] waits for a chunk.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Not at all: only a chunk already back.
+    No,
+    /// Until the deadline (`None`: for as long as it takes).
+    Until(Option<Instant>),
 }
 
 /// A chunk that came back: its number, its item count and its outcome.
@@ -200,8 +210,8 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
     }
 
     /// The next chunk to settle: in input order or in completion order;
-    /// waiting for it if `wait`, else `None` unless one is back already.
-    fn next_done(&mut self, wait: bool) -> Option<(usize, Arc<Outcome>)> {
+    /// `None` unless one is back before `wait` ends.
+    fn next_done(&mut self, wait: Wait) -> Option<(usize, Arc<Outcome>)> {
         loop {
             if let Some((next, early)) = &mut self.ordered {
                 if let Some(done) = early.remove(next) {
@@ -209,10 +219,13 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                     return Some(done);
                 }
             }
-            let (number, sent, outcome) = if wait {
-                self.done_rx.recv().ok()?
-            } else {
-                self.done_rx.try_recv().ok()?
+            let (number, sent, outcome) = match wait {
+                Wait::No => self.done_rx.try_recv().ok()?,
+                Wait::Until(None) => self.done_rx.recv().ok()?,
+                Wait::Until(Some(deadline)) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    self.done_rx.recv_timeout(left).ok()?
+                }
             };
             self.in_flight.remove(&number);
             match &mut self.ordered {
@@ -247,17 +260,19 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         chunk::decode_chunk(self.task.name, outcome, sent, &mut self.ready);
     }
 
-    fn next(&mut self) -> Option<Result<R, Error>> {
+    /// The next result, waiting for it until `deadline` (`None`: for as
+    /// long as it takes); `Err(())` if the deadline passed first.
+    fn next(&mut self, deadline: Option<Instant>) -> Result<Option<Result<R, Error>>, ()> {
         loop {
             if let Some(item) = self.ready.pop_front() {
-                return Some(item);
+                return Ok(Some(item));
             }
             if let Some(error) = self.error.take() {
-                return Some(Err(error));
+                return Ok(Some(Err(error)));
             }
             // A chunk already back goes before more input is read (reading
             // it may wait: a slow stream).
-            if let Some((sent, outcome)) = self.next_done(false) {
+            if let Some((sent, outcome)) = self.next_done(Wait::No) {
                 self.settle(&outcome, sent);
                 continue;
             }
@@ -269,18 +284,33 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                     // Every chunk it had queued finished: the input the
                     // cancel dropped is what was cancelled.
                     self.stopped = true;
-                    return Some(Err(Error::Cancelled {
+                    return Ok(Some(Err(Error::Cancelled {
                         task: self.task.name.to_string(),
-                    }));
+                    })));
                 }
                 if let Some(panic) = self.panic.take() {
                     resume_unwind(panic);
                 }
-                return None;
+                return Ok(None);
             }
-            let (sent, outcome) = self.next_done(true)?;
+            // (Something is in flight, and `self` holds a sender: with no
+            // deadline this always receives.)
+            let (sent, outcome) = self.next_done(Wait::Until(deadline)).ok_or(())?;
             self.settle(&outcome, sent);
         }
+    }
+
+    /// [`Self::next`] for at most `timeout`: a [`Error::WaitTimeout`] if
+    /// nothing was ready by then (the result is not lost: a later call
+    /// yields it).
+    fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, Error>> {
+        self.next(Instant::now().checked_add(timeout))
+            .unwrap_or_else(|()| {
+                Some(Err(Error::WaitTimeout {
+                    task: self.task.name.to_string(),
+                    waited: timeout,
+                }))
+            })
     }
 
     /// How many chunks came back before an earlier one.
@@ -384,6 +414,36 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Imap<'a, R, I> {
     {
         Imap(Feeder::new::<M, It>(pool, items, options, true))
     }
+
+    /// The next result, waiting at most `timeout` for it (Python's
+    /// `next(timeout)`): [`Error::WaitTimeout`] if it was not ready by then.
+    /// Nothing is lost: a later call (or [`next`](Iterator::next)) yields
+    /// that result. `None` once the iterator has ended. The timeout bounds
+    /// the wait for workers, not the reading of the input: an input
+    /// iterator that blocks in its own `next()` holds this call as long.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let mut naps = imap_nap(&pool, [1500, 0]);
+    ///     let early = naps.next_timeout(Duration::from_millis(10));
+    ///     assert!(matches!(early, Some(Err(Error::WaitTimeout { .. }))));
+    ///     assert_eq!(naps.next_timeout(Duration::from_secs(60)).unwrap()?, 1500); // not lost
+    ///     assert_eq!(naps.next().unwrap()?, 0);
+    ///     assert!(naps.next_timeout(Duration::from_millis(1)).is_none());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, Error>> {
+        self.0.next_timeout(timeout)
+    }
 }
 
 impl<R, I: Iterator> Imap<'_, R, I> {
@@ -425,7 +485,8 @@ impl<R: DeserializeOwned + 'static, I: Iterator> Iterator for Imap<'_, R, I> {
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next()
+        // (Without a deadline it never times out.)
+        self.0.next(None).unwrap_or(None)
     }
 }
 
@@ -469,6 +530,31 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> ImapUnordered<'a, R, I> {
     {
         ImapUnordered(Feeder::new::<M, It>(pool, items, options, false))
     }
+
+    /// The next result to finish, waiting at most `timeout` for it, as
+    /// [`Imap::next_timeout`] does.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use procpool::{pool_task, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let mut naps = imap_unordered_nap(&pool, [1500]);
+    ///     let early = naps.next_timeout(Duration::from_millis(10));
+    ///     assert!(matches!(early, Some(Err(Error::WaitTimeout { .. }))));
+    ///     assert_eq!(naps.next_timeout(Duration::from_secs(60)).unwrap()?, 1500);
+    ///     assert!(naps.next().is_none());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R, Error>> {
+        self.0.next_timeout(timeout)
+    }
 }
 
 impl<R, I: Iterator> ImapUnordered<'_, R, I> {
@@ -499,7 +585,8 @@ impl<R: DeserializeOwned + 'static, I: Iterator> Iterator for ImapUnordered<'_, 
     type Item = Result<R, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next()
+        // (Without a deadline it never times out.)
+        self.0.next(None).unwrap_or(None)
     }
 }
 
