@@ -438,6 +438,9 @@ pub(crate) fn retire(queue: &Queue, worker: Option<Box<dyn Link>>) {
                 target: "procpool",
                 "worker {pid} was retiring when the pool was terminated ({status})"
             );
+        } else if status == ExitInfo::Unknown {
+            RETIRED[1].fetch_add(1, Relaxed);
+            unknown_exit(pid);
         } else {
             RETIRED[1].fetch_add(1, Relaxed);
             log::warn!(
@@ -445,5 +448,23 @@ pub(crate) fn retire(queue: &Queue, worker: Option<Box<dyn Link>>) {
                 "retired worker {pid} ended with {status}, not exit code 0"
             );
         }
+    }
+}
+
+/// Logs a retired worker whose exit status could not be read: a warning
+/// the first time, then debug events. That is what a program that ignores
+/// SIGCHLD gets for every worker it spawned without the fork server (the
+/// kernel reaps them), so a warning per retirement would only repeat it.
+fn unknown_exit(pid: u32) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::debug!(target: "procpool", "retired worker {pid} ended; its exit status is unknown");
+    } else {
+        log::warn!(
+            target: "procpool",
+            "retired worker {pid} ended, its exit status unknown (is SIGCHLD ignored? the kernel \
+             then reaps workers before procpool can read how they ended); later ones are logged \
+             at debug level"
+        );
     }
 }
