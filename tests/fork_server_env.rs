@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use procpool::{pool_task, Pool};
 
 procpool::enable_test_support!();
@@ -25,21 +23,10 @@ const CHILD: &str = "PROCPOOL_TEST_ODD_ENV_CHILD";
 #[test]
 fn an_environment_entry_named_with_an_equals_sign_leaves_the_fork_server_up() {
     if std::env::var_os(CHILD).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "an_environment_entry_named_with_an_equals_sign_leaves_the_fork_server_up",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .env("=odd", "entry")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "{text}");
+        support::rerun_alone(
+            "an_environment_entry_named_with_an_equals_sign_leaves_the_fork_server_up",
+            &[(CHILD, "1"), ("=odd", "entry")],
+        );
         return;
     }
     let odd = std::env::vars_os().any(|(k, _)| k == "=odd");

@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use procpool::{pool_task, Pool};
 
 use support::capture_log;
@@ -24,21 +22,10 @@ const CHILD: &str = "PROCPOOL_TEST_SIGCHLD_CHILD";
 #[test]
 fn retirements_with_sigchld_ignored_warn_once() {
     if std::env::var_os(CHILD).is_none() {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "retirements_with_sigchld_ignored_warn_once",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD, "1")
-            .env("PROCPOOL_FORK_SERVER", "0")
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{text}");
-        assert!(text.contains("1 passed"), "{text}");
+        support::rerun_alone(
+            "retirements_with_sigchld_ignored_warn_once",
+            &[(CHILD, "1"), ("PROCPOOL_FORK_SERVER", "0")],
+        );
         return;
     }
     assert_eq!(support::fork_server(), None, "no fork server");

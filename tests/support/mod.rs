@@ -173,3 +173,18 @@ pub fn capture_log() -> &'static LogCapture {
         capture
     })
 }
+
+/// Runs this test binary again with the test `name` alone, with `env` set
+/// (for a test that needs a process of its own: an environment or a signal
+/// disposition set before `init`); asserts that it passed there.
+pub fn rerun_alone(name: &str, env: &[(&str, &str)]) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
