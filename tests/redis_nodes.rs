@@ -3,7 +3,8 @@
 //! and still reports what it ran across a Redis restart; its watcher backs
 //! off when Redis refuses its reads; a lost reply to its very first claim
 //! loses nothing; malformed task entries fail alone; a SIGTERMed node
-//! leaves no worker behind; a dropped node serves on.
+//! leaves no worker behind; a dropped node serves on; a node serving many
+//! large results keeps its memory bounded.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -337,4 +338,52 @@ fn a_node_stopping_while_redis_is_gone_leaves() {
         let got = r.get_timeout(Duration::from_secs(60));
         assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
     }
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// A node keeps the outcomes it settled for a few seconds (so a DELIVER
+/// Redis lost is answered again rather than run again), but only up to a
+/// byte bound: 240 MB of results served in a few seconds must not all stay
+/// in its memory.
+#[test]
+fn a_node_serving_many_large_results_keeps_its_memory_bounded() {
+    let server = RedisServer::start();
+    let node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    // Warm up: the node's threads, connections and local pool.
+    assert_eq!(apply_fill(&pool, 10).unwrap(), vec![7; 10]);
+    let before = rss_kib(node.pid());
+    let (n, len) = (4000, 60_000);
+    let started = Instant::now();
+    // One call per item: each outcome is one body of 60 kB, under the
+    // size of body the node keeps.
+    let options = procpool::MapOptions::new().chunksize(1);
+    let mut count = 0;
+    for got in imap_fill_with(&pool, std::iter::repeat_n(len, n), options) {
+        assert_eq!(got.unwrap().len(), len as usize);
+        count += 1;
+    }
+    assert_eq!(count, n);
+    let after = rss_kib(node.pid());
+    let grown_mib = after.saturating_sub(before) / 1024;
+    // Well within the 10 s the node keeps outcomes for.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        grown_mib < 128,
+        "the node grew by {grown_mib} MiB ({before} KiB to {after} KiB) serving {} MB of results",
+        n as u64 * len / 1_000_000
+    );
 }
