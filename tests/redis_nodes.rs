@@ -4,7 +4,8 @@
 //! off when Redis refuses its reads; a lost reply to its very first claim
 //! loses nothing; malformed task entries fail alone; a SIGTERMed node
 //! leaves no worker behind; a dropped node serves on; a node serving many
-//! large results keeps its memory bounded.
+//! large results keeps its memory bounded; a DELIVER whose reply was lost
+//! is not reported as fenced.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -385,5 +386,54 @@ fn a_node_serving_many_large_results_keeps_its_memory_bounded() {
         grown_mib < 128,
         "the node grew by {grown_mib} MiB ({before} KiB to {after} KiB) serving {} MB of results",
         n as u64 * len / 1_000_000
+    );
+}
+
+/// A DELIVER that ran but whose reply was lost is sent again: its entry is
+/// no longer pending, having been settled by the first attempt. The call
+/// is answered once and ran once, and the node, still a member, does not
+/// take that for a fencing ("late outcomes ignored (this node had been
+/// declared lost)", which it used to log).
+#[test]
+fn a_deliver_whose_reply_was_lost_is_not_reported_as_fenced() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    // Loaded first, so the node's EVALSHA finds it: the marker of the
+    // request whose reply is lost.
+    let deliver = server.cli(&[
+        "SCRIPT",
+        "LOAD",
+        include_str!("../runtime/src/redis/lua/deliver.lua"),
+    ]);
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let through = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let dir = TempDir::new();
+    let log = dir.file("node.log");
+    let node = NodeProc::code(
+        &through,
+        &[("processes", "1"), ("prefetch", "0"), ("log", &log)],
+        &[],
+    );
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let file = dir.file("marks");
+    proxy.lose_reply_to(deliver.trim().as_bytes(), || {});
+    let pid = apply_mark(&pool, file.clone(), "x".into(), 0).unwrap();
+    // (The caller may read the outcome before the proxy has thrown the
+    // reply away.)
+    let fired = wait_until(Duration::from_secs(10), || {
+        proxy.fired.load(std::sync::atomic::Ordering::SeqCst)
+    });
+    assert!(fired, "no reply was lost");
+    assert_eq!(marks(&file, "start"), vec![format!("start x {pid}")]);
+    // The node serves on, under the same name.
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+    assert!(server.members().iter().any(|(k, _)| *k == node.name));
+    node.stop();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("late outcomes ignored"), "{logged}");
+    assert!(!logged.contains("declared lost"), "{logged}");
+    assert!(
+        logged.contains("1 outcomes were settled already"),
+        "{logged}"
     );
 }

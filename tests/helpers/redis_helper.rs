@@ -4,9 +4,11 @@
 //! - With `PROCPOOL_NODE=redis://… [PROCPOOL_QUEUE=q] [PROCPOOL_PROCESSES=n]`
 //!   in its environment, `procpool::init()` serves as a node and never
 //!   returns (the environment contract of the README).
-//! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q]`: the same
-//!   through `procpool::Node` in code; prints `ready <name>`, serves until
-//!   its standard input closes, then stops gracefully and prints `stopped`.
+//! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]`:
+//!   the same through `procpool::Node` in code; prints `ready <name>`,
+//!   serves until its standard input closes, then stops gracefully and
+//!   prints `stopped`. With `log`, procpool's log records (debug and up)
+//!   are appended to FILE, one a line: `LEVEL message`.
 //! - `caller URL TASK-FILE MS`: a caller (for the partition test, where it
 //!   runs inside a network namespace): submits one `t/mark` call of `MS`
 //!   milliseconds, prints `submitted`, then the outcome (`ok <pid>` or
@@ -46,6 +48,7 @@ fn node(url: &str, options: &[String]) {
             "prefetch" => builder = builder.prefetch(n()),
             "queue" => builder = builder.queue(value),
             "max-frame" => pool = pool.max_frame_bytes(n()),
+            "log" => log_to(value),
             other => panic!("unknown option {other}"),
         }
     }
@@ -65,6 +68,36 @@ fn node(url: &str, options: &[String]) {
     node.stop();
     node.wait();
     println!("stopped");
+}
+
+/// Appends procpool's log records to a file (see `log_to`).
+struct FileLogger(std::sync::Mutex<std::fs::File>);
+
+impl log::Log for FileLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("procpool")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let mut file = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(file, "{} {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Logs procpool's records, debug and up, to the file at `path`.
+fn log_to(path: &str) {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open the log file");
+    let logger = Box::leak(Box::new(FileLogger(std::sync::Mutex::new(file))));
+    log::set_logger(logger).expect("no other logger");
+    log::set_max_level(log::LevelFilter::Debug);
 }
 
 fn caller(url: &str, file: &str, ms: u64) {

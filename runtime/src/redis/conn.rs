@@ -157,6 +157,11 @@ impl Conn {
         Ok(self.con.as_mut().expect("just connected"))
     }
 
+    /// Whether a connection is open now (the next command makes none).
+    pub(crate) fn is_connected(&self) -> bool {
+        self.con.is_some()
+    }
+
     /// Drops the connection (e.g. to abandon a blocked command).
     pub(crate) fn reset(&mut self) {
         self.con = None;

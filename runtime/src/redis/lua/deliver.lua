@@ -2,13 +2,17 @@
 -- in the group's pending list under this node's consumer name and the node
 -- is still registered: writes the outcome to the caller's result stream
 -- (unless the caller is gone, or the entry names no caller), acknowledges and deletes the entry.
--- Otherwise does nothing: the entry was reaped (NodeLost or redelivered) or
--- already settled, and this late outcome is dropped (fencing). XACK alone
--- does not check who owns an entry; this does.
+-- Otherwise does nothing: the node was declared dead and the entry reaped
+-- (NodeLost or redelivered), and this late outcome is dropped (fencing);
+-- or, the node being still registered, the entry is no longer pending
+-- under it because this node settled it already (this same DELIVER, sent
+-- again after its reply was lost: nobody else takes a live node's
+-- entries). XACK alone does not check who owns an entry; this does.
 --
 -- KEYS: tasks, members, result streams... ARGV: group, node, count, then per
 -- outcome: entry id, key index (into KEYS), caller, seq, status, body.
--- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced.
+-- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced (the
+-- node was declared dead), 3 settled already.
 local tasks, members = KEYS[1], KEYS[2]
 local group, node, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local live = redis.call('HEXISTS', members, node) == 1
@@ -17,8 +21,10 @@ for j = 0, n - 1 do
   local b = 4 + j * 6
   local entry = ARGV[b]
   local owned = live and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
-  if not owned then
+  if not live then
     out[#out + 1] = 0
+  elseif not owned then
+    out[#out + 1] = 3
   else
     if redis.call('HGET', members, ARGV[b+2]) == 'caller' then
       redis.call('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],

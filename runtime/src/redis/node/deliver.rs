@@ -55,8 +55,11 @@ pub(super) fn deliver(s: &Shared, conn: &mut Conn, batch: Vec<Done>) {
         by_consumer.entry(d.consumer.as_str()).or_default().push(d);
     }
     for (consumer, outs) in by_consumer {
+        // The connection a first attempt uses (made by it, if none is
+        // open): a later one means the DELIVER was sent again.
+        let g0 = conn.generation + u64::from(!conn.is_connected());
         let flags = settle(s, conn, consumer, &outs);
-        count(s, consumer, &flags);
+        count(s, consumer, &flags, conn.generation > g0);
         {
             let mut recent = s.recent.lock().unwrap_or_else(|e| e.into_inner());
             for (d, f) in outs.iter().zip(&flags) {
@@ -75,7 +78,8 @@ pub(super) fn deliver(s: &Shared, conn: &mut Conn, batch: Vec<Done>) {
 
 /// One DELIVER for `outs`, retried until Redis answers (or, once the node
 /// is stopping, until the retry budget is spent). Per outcome: 1 written,
-/// 2 dropped (its caller is gone), 0 fenced.
+/// 2 dropped (its caller is gone), 0 fenced (this node had been declared
+/// lost), 3 settled already (by an attempt whose reply was lost).
 fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i64> {
     let script = &scripts().deliver;
     let mut inv = script.prepare_invoke();
@@ -161,7 +165,11 @@ fn stands_in(outs: &[&Done]) -> bool {
         && matches!(RemoteFailure::decode(&done.body), Ok(RemoteFailure::Refused { .. })))
 }
 
-fn count(s: &Shared, consumer: &str, flags: &[i64]) {
+/// Counts what became of a batch (`flags`, see [`settle`]) and says what
+/// a node's operator should know: outcomes Redis fenced. `reconnected`:
+/// the DELIVER was sent again on a new connection, so an earlier attempt
+/// whose reply was lost may have settled the batch already.
+fn count(s: &Shared, consumer: &str, flags: &[i64], reconnected: bool) {
     for f in flags {
         let counter = match f {
             0 => &s.stats.fenced,
@@ -170,8 +178,21 @@ fn count(s: &Shared, consumer: &str, flags: &[i64]) {
         };
         counter.fetch_add(1, Ordering::Relaxed);
     }
+    let again = flags.iter().filter(|f| **f == 3).count();
+    if again > 0 {
+        log::debug!(
+            target: "procpool",
+            "node {consumer}: {again} outcomes were settled already (the reply to their DELIVER was lost, and it was sent again)"
+        );
+    }
     let fenced = flags.iter().filter(|f| **f == 0).count();
-    if fenced > 0 {
+    if fenced > 0 && reconnected {
+        log::warn!(
+            target: "procpool",
+            "node {consumer}: this node had been declared lost when its DELIVER was sent again after a lost reply: \
+             {fenced} outcomes were settled by the lost attempt, or ignored"
+        );
+    } else if fenced > 0 {
         log::warn!(
             target: "procpool",
             "node {consumer}: {fenced} late outcomes ignored (this node had been declared lost)"
