@@ -69,13 +69,14 @@ impl MapOptions {
     pub(crate) const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
 
     /// The defaults (see [`MapOptions`]).
+    #[must_use = "the options do nothing until given to a `_with` map"]
     pub fn new() -> Self {
         MapOptions::default()
     }
 
     /// Items per chunk, at least 1 (0 makes the call fail with
     /// [`Error::Config`]).
-    #[must_use]
+    #[must_use = "the setter returns the changed options"]
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = Some(items);
         self

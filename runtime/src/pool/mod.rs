@@ -167,6 +167,7 @@ impl Pool {
     /// assert_eq!(pool.processes(), 1);
     /// # Ok(()) }
     /// ```
+    #[must_use = "a builder does nothing until `build`"]
     pub fn builder() -> PoolBuilder {
         PoolBuilder::default()
     }

@@ -103,6 +103,7 @@ pub struct NodeBuilder {
 /// node.wait();
 /// # Ok(()) }
 /// ```
+#[must_use = "a Node dropped at once serves on, detached, until the process ends, and can never be stopped or waited for; keep it (or use `NodeBuilder::serve`)"]
 pub struct Node {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
@@ -397,6 +398,7 @@ impl Node {
     /// procpool::Node::builder().redis("redis://127.0.0.1:6379/0").serve()?;
     /// # Ok(()) }
     /// ```
+    #[must_use = "a builder does nothing until `start` or `serve`"]
     pub fn builder() -> NodeBuilder {
         NodeBuilder::default()
     }
