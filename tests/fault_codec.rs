@@ -414,6 +414,11 @@ fn a_result_whose_deserialize_panics_is_a_decode_error_in_the_caller() {
     };
     expect_decode(apply_touchy(&pool, 13));
     expect_decode(apply_async_touchy(&pool, 13).get());
+    // `successful()` says whether `get()` returns a value: not here.
+    let r = apply_async_touchy(&pool, 13);
+    r.wait();
+    assert_eq!(r.successful(), Some(false));
+    expect_decode(r.get());
     assert_eq!(apply_touchy(&pool, 12).unwrap(), Touchy(12));
     match map_touchy(&pool, vec![1, 13, 2]) {
         Err(Error::Decode { what: "result", .. }) => {}

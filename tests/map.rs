@@ -450,3 +450,20 @@ fn all_panics<T: std::fmt::Debug>(results: Vec<Result<T, Error>>, n: usize) {
         .collect();
     assert!(not_panic.is_empty(), "items not Panic: {not_panic:?}");
 }
+
+/// Python's `successful()` is true only when `get()` returns a value: a
+/// `map_async` one of whose items panicked is not successful, though every
+/// chunk came back (it reported `Some(true)`, then `get` failed).
+#[test]
+fn a_map_async_with_a_failed_item_is_not_successful() {
+    let pool = Pool::new(2).unwrap();
+    let r = map_async_fragile(&pool, 0..100);
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(false));
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    let r = map_async_fragile(&pool, 0..10);
+    r.wait();
+    assert_eq!(r.successful(), Some(true));
+    assert_eq!(r.get().unwrap(), (1..=10).collect::<Vec<u32>>());
+}

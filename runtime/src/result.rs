@@ -278,6 +278,31 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
 }
 
 impl<T: DeserializeOwned + 'static> AsyncResult<T> {
+    /// `None` while the task runs; then whether [`get`](Self::get) returns
+    /// a value (Python's `successful()`, which raises instead of returning
+    /// `None`). So it is `Some(false)` for a `map_async_<fn>` one of whose
+    /// items failed, and for a result that does not decode: the outcome is
+    /// decoded to tell (the value is dropped).
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn check(x: u32) -> u32 { assert!(x != 2, "no 2"); x }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let r = map_async_check(&pool, 0..4);
+    ///     r.wait();
+    ///     assert_eq!(r.successful(), Some(false)); // item 2 panicked
+    ///     assert!(r.get().is_err());
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn successful(&self) -> Option<bool> {
+        let outcome = self.cell.completed()?;
+        Some(outcome.is_ok() && Self::decode(&self.cell, &outcome).is_ok())
+    }
+
     /// Runs `f` with the value once the task succeeds (Python's `callback`).
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_complete(move |result| {
@@ -428,11 +453,6 @@ impl<T> AsyncResult<T> {
         self.cell.completed().is_some()
     }
 
-    /// `None` while the task runs; then whether it returned a value
-    /// (Python's `successful()`, which raises instead of returning `None`).
-    pub fn successful(&self) -> Option<bool> {
-        self.cell.completed().map(|o| o.is_ok())
-    }
 }
 
 /// Awaiting an `AsyncResult` yields the task's result without blocking the
