@@ -85,3 +85,50 @@ fn unsafe_kill(pid: u32) {
         libc::kill(pid as i32, libc::SIGKILL);
     }
 }
+
+#[pool_task]
+fn fail(x: u64) -> u64 {
+    panic!("task {x} fails")
+}
+
+/// A panic in a user's callback or error callback is caught: it is a `log`
+/// warning naming the task and quoting the panic, the result still
+/// completes, later callbacks still run and `join` returns.
+#[test]
+fn a_panicking_callback_is_a_log_event_and_the_pool_carries_on() {
+    capture_log();
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_pid(&pool).callback(|_| panic!("callback bug 17"));
+    r.wait();
+    assert_eq!(r.successful(), Some(true));
+    let r = apply_async_fail(&pool, 3).error_callback(|_| panic!("error callback bug 18"));
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    let r = map_async_pid(&pool, vec![(); 4]).callback(|_| panic!("callback bug 19"));
+    assert_eq!(r.get().unwrap().len(), 4);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let later: Vec<_> = (0..4)
+        .map(|_| {
+            let tx = tx.clone();
+            apply_async_pid(&pool).callback(move |pid| tx.send(pid).unwrap())
+        })
+        .collect();
+    drop(tx);
+    pool.close();
+    pool.join();
+    assert_eq!(rx.try_iter().count(), 4, "every later callback ran");
+    drop(later);
+    for (bug, task) in [
+        (17, "logging::pid"),
+        (18, "logging::fail"),
+        (19, "logging::pid"),
+    ] {
+        let lines = lines_with(&format!("bug {bug}"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("WARN") && l.contains(&format!("`{task}`"))),
+            "no warning for callback bug {bug}: {:?}",
+            capture_log().lines()
+        );
+    }
+}

@@ -147,10 +147,27 @@ pub(crate) fn on_callback_thread() -> bool {
     CALLBACK_THREAD_OF.with(Cell::get) != 0
 }
 
-/// Runs a callback, logging (not propagating) its panic.
+/// Runs a job of the callback thread, logging (not propagating) its panic.
 pub(crate) fn run_guarded(job: Job) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
         crate::unwind::discard(payload);
         log::warn!(target: "procpool", "a result callback panicked; the pool carries on");
+    }
+}
+
+/// Runs one user callback of a result of `task`: its panic is caught and
+/// reported as a `log` event (warning, target `procpool`) with the task's
+/// name and the panic's message, never propagated, so the callbacks after
+/// it still run and the result still completes.
+pub(crate) fn run_callback(task: &str, callback: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+        let message = crate::unwind::message(&*payload)
+            .unwrap_or("a panic without a message")
+            .to_string();
+        crate::unwind::discard(payload);
+        log::warn!(
+            target: "procpool",
+            "a callback of task `{task}` panicked: {message}; the pool carries on"
+        );
     }
 }

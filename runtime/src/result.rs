@@ -176,6 +176,12 @@ pub(crate) fn ready<T: DeserializeOwned>(
 /// line behind it, the waiting callback thread runs them first) and close,
 /// join, terminate or drop its pool.
 ///
+/// A callback that panics is caught: procpool prints nothing, but logs a
+/// warning (`log` target `procpool`) naming the task and quoting the panic,
+/// and the result, the callbacks after it and the pool carry on. Like any
+/// panic, it first goes through the program's panic hook (Rust's default
+/// hook prints it on stderr; `std::panic::set_hook` decides otherwise).
+///
 /// ```
 /// use std::time::Duration;
 /// use procpool::{pool_task, Pool};

@@ -378,7 +378,7 @@ impl ResultCell {
             };
             for callback in callbacks {
                 let outcome = outcome.clone();
-                callbacks::run_guarded(Box::new(move || callback(outcome)));
+                callbacks::run_callback(&self.task, move || callback(outcome));
             }
             // (Dropped before the result completes: see `take_sole`.)
             drop(outcome);
