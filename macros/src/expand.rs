@@ -4,9 +4,11 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn};
 
+use crate::context::{self, Enclosing};
 use crate::docs::{self, FamilyDocs};
 use crate::model::{item_text, Model};
 use crate::parse::TaskArgs;
@@ -22,7 +24,10 @@ pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse2::<TaskArgs>(args);
     let task = validate::task_fn(&func);
     let error = match (args, task) {
-        (Ok(args), Ok(task)) => return generate(&args, &task),
+        (Ok(args), Ok(task)) => match context::enclosing(&func.sig.ident) {
+            None => return generate(&args, &task),
+            Some(block) => in_block(&func, block),
+        },
         (Err(a), Err(mut t)) => {
             t.combine(a);
             t
@@ -65,6 +70,23 @@ fn not_a_function(item: TokenStream) -> syn::Error {
          `#[pool_task] fn name(arg: Type) -> Type {{ .. }}`"
     );
     syn::Error::new_spanned(tokens, message)
+}
+
+/// The error for `#[pool_task]` on an associated function, at its name:
+/// the one error instead of rustc's about the generated items, which an
+/// `impl` or `trait` block cannot hold (see `crate::context`).
+fn in_block(func: &ItemFn, block: Enclosing) -> syn::Error {
+    let name = func.sig.ident.unraw();
+    let (what, block) = match block {
+        Enclosing::Impl => ("an associated function", "`impl` block"),
+        Enclosing::Trait => ("a trait's function", "`trait`"),
+    };
+    let message = format!(
+        "`#[pool_task]` cannot be used on {what}: a task is registered, and its `apply_{name}`, \
+         `map_{name}`, ... are generated, at module level; move `{name}` out of the {block} \
+         to module level (a method can call it as `{name}(..)`)"
+    );
+    syn::Error::new_spanned(&func.sig.ident, message)
 }
 
 /// `#[procpool::main]`: `init()` becomes the first statement of `main`.

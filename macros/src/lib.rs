@@ -3,6 +3,7 @@
 
 use proc_macro::TokenStream;
 
+mod context;
 mod docs;
 mod expand;
 mod model;
