@@ -355,6 +355,17 @@ linux_only! {
 /// The task's registered name is `module_path!()::fn_name` unless
 /// `name = "..."` chooses one. `crate = path` names the procpool crate when
 /// it is renamed in `Cargo.toml`.
+///
+/// **Generated names can clash.** The functions above are named by
+/// putting `apply_`, `apply_async_`, `map_`, `map_async_`, `imap_` or
+/// `imap_unordered_` before the task's name (and `_with` after it), in the
+/// task's module. So two tasks of one module whose names differ by such a
+/// piece make the same name: `f` and `async_f` both make `apply_async_f`
+/// (and `map_async_f`, `map_async_f_with`), `f` and `unordered_f` both
+/// make `imap_unordered_f`, `f` and `f_with` both make `map_f_with`. rustc
+/// then reports "the name `apply_async_f` is defined multiple times" at the
+/// two tasks' `#[pool_task]`. Rename one of them, or move it to another
+/// module (`name = "..."` keeps its registered name if calls by name use it).
 pub use procpool_macros::pool_task;
 
 /// Marks `fn main` so that it starts with [`init()`].
