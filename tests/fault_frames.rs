@@ -395,3 +395,92 @@ fn a_frame_whose_body_stops_flowing_is_a_protocol_error() {
     drop(pool);
     assert_no_children();
 }
+
+#[pool_task]
+fn text_len(text: String) -> usize {
+    text.len()
+}
+
+#[pool_task]
+fn make_text(n: usize) -> String {
+    "t".repeat(n)
+}
+
+/// The largest `n` in `range` for which `fits(n)`, which holds for a
+/// prefix of it.
+fn largest(range: std::ops::Range<usize>, fits: impl Fn(usize) -> bool) -> usize {
+    let (mut ok, mut over) = (range.start, range.end);
+    assert!(fits(ok), "nothing in {range:?} fits");
+    while over - ok > 1 {
+        let mid = (ok + over) / 2;
+        if fits(mid) {
+            ok = mid;
+        } else {
+            over = mid;
+        }
+    }
+    ok
+}
+
+/// A map of one item runs wherever `apply` of it does: an argument or a
+/// result that just fits the frame limit through `apply` fits through
+/// `map`, `map_async` and `imap` too (a chunk's few bytes of framing, its
+/// count and the item's length, used to push it over and fail it with
+/// `FrameTooLarge`). Under several limits, for a block of bytes and a
+/// string, both ways.
+#[test]
+fn an_item_that_just_fits_through_apply_fits_through_map() {
+    let _serial = serial();
+    for max in [4096usize, 200 << 10] {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_frame_bytes(max)
+            .build()
+            .unwrap();
+        let arg = largest(0..max, |n| apply_byte_count(&pool, vec![1; n]).is_ok());
+        assert!(arg > max - 64, "max {max}: {arg}");
+        let items = vec![vec![1u8; arg]];
+        assert_eq!(
+            map_byte_count(&pool, items.clone()).unwrap(),
+            [arg],
+            "max {max}"
+        );
+        assert_eq!(
+            map_async_byte_count(&pool, items.clone()).get().unwrap(),
+            [arg]
+        );
+        let out: Vec<usize> = imap_byte_count(&pool, items).map(Result::unwrap).collect();
+        assert_eq!(out, [arg]);
+        let text = largest(0..max, |n| apply_text_len(&pool, "a".repeat(n)).is_ok());
+        assert_eq!(map_text_len(&pool, vec!["a".repeat(text)]).unwrap(), [text]);
+
+        let result = largest(0..max, |n| apply_make_bytes(&pool, n).is_ok());
+        assert!(result > max - 64, "max {max}: {result}");
+        assert_eq!(map_make_bytes(&pool, [result]).unwrap(), [vec![7; result]]);
+        let out: Vec<_> = imap_make_bytes(&pool, [result])
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(out, [vec![7; result]]);
+        let result = largest(0..max, |n| apply_make_text(&pool, n).is_ok());
+        assert_eq!(
+            map_make_text(&pool, [result]).unwrap(),
+            ["t".repeat(result)]
+        );
+        // Past the limit (and the chunk's few bytes of framing), the typed
+        // error both ways.
+        assert!(matches!(
+            apply_make_text(&pool, result + 1),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert!(matches!(
+            map_make_text(&pool, [result + 100]),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        assert!(matches!(
+            map_text_len(&pool, vec!["a".repeat(text + 100)]),
+            Err(Error::FrameTooLarge { .. })
+        ));
+        drop(pool);
+    }
+    assert_no_children();
+}

@@ -79,7 +79,11 @@ impl PoolBuilder {
     /// 256 MiB for a pool built with `redis()` and a node's local pool, as
     /// Redis keeps each value whole; at least 1 KiB: [`build`](Self::build)
     /// refuses less with [`Error::Config`]). A task whose arguments or result need more fails
-    /// with [`Error::FrameTooLarge`]. The channel streams frames of any size
+    /// with [`Error::FrameTooLarge`]. The limit is for a call as `apply_<fn>`
+    /// sends it and its reply: a map's chunk may go the few bytes of its
+    /// framing (at most 32) over it, so a map of an item runs wherever
+    /// `apply_<fn>` of it does (with a local pool; one built with `redis()`
+    /// holds a chunk to the limit itself). The channel streams frames of any size
     /// and never trusts an announced length, so the limit is yours to set,
     /// not a safety margin.
     #[must_use = "the setter returns the changed builder"]

@@ -249,6 +249,24 @@ pub(crate) const MAX_NAME_LEN: usize = u16::MAX as usize;
 /// result and a cut-down panic report.
 pub(crate) const MIN_MAX_FRAME: usize = 1024;
 
+/// How far a map's chunk (a CALL_BATCH, or its RESULTS reply) may go over
+/// the frame limit: the bytes a chunk of one item takes beyond the same
+/// call alone (the count and the item's length; in the reply the count,
+/// the flag, the record's tag and the value's length), with room to spare.
+/// The limit is thus a limit on a call as `apply` sends it, and a map of
+/// one item fits wherever `apply` of it does. (Chunks of several items
+/// stay far below it: see `crate::map::options::chunk_bytes`.)
+pub(crate) const CHUNK_FRAMING: usize = 32;
+
+/// How far a frame that starts with the byte `first` may go over the frame
+/// limit: [`CHUNK_FRAMING`] for a chunk or its reply, else nothing.
+pub(crate) fn frame_allowance(first: Option<u8>) -> usize {
+    match first {
+        Some(TAG_CALL_BATCH | TAG_RESULTS) => CHUNK_FRAMING,
+        _ => 0,
+    }
+}
+
 /// Encodes a call's header; the arguments follow it in the same frame.
 /// (Callers refuse names over [`MAX_NAME_LEN`]; one is cut, never sent whole.)
 pub(crate) fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {

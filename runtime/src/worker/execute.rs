@@ -48,10 +48,13 @@ pub(crate) fn chunk(
     // Each item runs under its own guard; a panic outside any item's call
     // (in a Deserialize impl) fails the chunk.
     let records_at = body.len() + chunk::RECORDS_AT;
+    // A chunk's reply may go its framing over the limit: a value that fits
+    // a call's reply fits the reply of a chunk of one item.
+    let room = max_frame.saturating_add(wire::CHUNK_FRAMING);
     match panic::guard(|| (registration.call_batch)(items, &mut body)) {
-        Ok(Ok(())) if body.len() <= max_frame => body,
+        Ok(Ok(())) if body.len() <= room => body,
         // Failures' texts (a panic's message) cut to fit, as for a call.
-        Ok(Ok(())) if chunk::fit_failures(&mut body, records_at, max_frame) => body,
+        Ok(Ok(())) if chunk::fit_failures(&mut body, records_at, room) => body,
         Ok(Ok(())) => failed(RemoteError::ResultTooLarge {
             len: body.len() as u64,
             max: max_frame as u64,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{End, Endpoint, CHUNK, HUGE_HINT, SIGNAL_EVERY, WANT_DATA, WANT_SPACE};
 use crate::buffers;
 use crate::sys;
-use crate::wire::{Frame, FrameError, READ_CHUNK, SPLIT_MARK};
+use crate::wire::{Frame, FrameError, CHUNK_FRAMING, READ_CHUNK, SPLIT_MARK};
 
 /// How long a wait for bytes may last, counted from when the wait begins:
 /// a given time (`None`: no limit), or the stall limit. The deadline is
@@ -195,7 +195,11 @@ impl Endpoint {
         };
         let len = head.saturating_add(tail);
         match usize::try_from(len) {
-            Ok(len) if len <= self.max_frame => Ok((head as usize, tail as usize)),
+            // (Its kind is not known yet: a chunk's reply may be a little
+            // over the limit, see `crate::wire::CHUNK_FRAMING`.)
+            Ok(len) if len <= self.max_frame.saturating_add(CHUNK_FRAMING) => {
+                Ok((head as usize, tail as usize))
+            }
             _ => Err(Err(FrameError::TooLarge {
                 len: usize::try_from(len).unwrap_or(usize::MAX),
                 max: self.max_frame,

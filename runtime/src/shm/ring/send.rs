@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering::{Acquire, Release};
 
 use super::{End, Endpoint, Side, CHUNK, WANT_DATA, WANT_SPACE};
-use crate::wire::{FrameError, SPLIT_MARK};
+use crate::wire::{frame_allowance, FrameError, SPLIT_MARK};
 
 impl Endpoint {
     /// Re-reads the consumer's tail, which must lie between the last one
@@ -64,12 +64,20 @@ impl Endpoint {
         Ok(())
     }
 
+    /// Whether a frame of `len` bytes made of `parts` is over the limit (a
+    /// map's chunk and its reply may go [`crate::wire::CHUNK_FRAMING`] over
+    /// it: see there).
+    fn too_large(&self, parts: &[&[u8]], len: usize) -> bool {
+        let first = parts.iter().find_map(|p| p.first().copied());
+        len > self.max_frame.saturating_add(frame_allowance(first))
+    }
+
     /// Sends one frame: `parts` concatenated, then `tail`. A non-empty tail
     /// makes a split frame: the receiver reads it into a buffer of its own.
     pub(crate) fn send(&mut self, parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
         let head: usize = parts.iter().map(|p| p.len()).sum();
         let len = head.saturating_add(tail.len());
-        if len > self.max_frame {
+        if self.too_large(parts, len) {
             return Err(FrameError::TooLarge {
                 len,
                 max: self.max_frame,
@@ -84,7 +92,7 @@ impl Endpoint {
     pub(crate) fn send_batch(&mut self, frames: &[[&[u8]; 2]]) -> Result<(), FrameError> {
         for parts in frames {
             let len = parts[0].len() + parts[1].len();
-            if len > self.max_frame {
+            if self.too_large(parts, len) {
                 return Err(FrameError::TooLarge {
                     len,
                     max: self.max_frame,
