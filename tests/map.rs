@@ -124,6 +124,42 @@ fn several_arguments_take_tuples_like_starmap() {
     assert_eq!(map_async_add(&pool, pairs).get().unwrap(), expected);
 }
 
+/// Python's `starmap` and `starmap_async` by name: each item is a tuple of
+/// one call's arguments, `(x,)` for a task of one argument.
+#[test]
+fn starmap_takes_a_tuple_of_arguments_per_item() {
+    let pool = Pool::new(2).unwrap();
+    let pairs: Vec<(i64, i64)> = (0..300).map(|i| (i, -2 * i)).collect();
+    let expected: Vec<i64> = (0..300).map(|i| -i).collect();
+    assert_eq!(starmap_add(&pool, pairs.clone()).unwrap(), expected);
+    assert_eq!(
+        starmap_async_add(&pool, pairs.clone()).get().unwrap(),
+        expected
+    );
+    let options = MapOptions::new().chunksize(7);
+    assert_eq!(
+        starmap_add_with(&pool, pairs.clone(), options).unwrap(),
+        expected
+    );
+    assert_eq!(
+        starmap_async_add_with(&pool, pairs, options).get().unwrap(),
+        expected
+    );
+    assert_eq!(starmap_square(&pool, [(2,), (3,)]).unwrap(), [4, 9]);
+    assert_eq!(starmap_async_square(&pool, vec![(4,)]).get().unwrap(), [16]);
+    assert_eq!(starmap_forty_two(&pool, [(), ()]).unwrap(), [42, 42]);
+    let words: Vec<String> = ["a", "b", "a"].map(String::from).to_vec();
+    let items = [(&words, "a"), (&words, "b")];
+    assert_eq!(starmap_count(&pool, items).unwrap(), [2, 1]);
+    assert!(starmap_square(&pool, Vec::<(u64,)>::new())
+        .unwrap()
+        .is_empty());
+    match starmap_fragile(&pool, (45..55).map(|x| (x,))) {
+        Err(Error::Panic { message, .. }) => assert_eq!(message, "item 50 is bad"),
+        other => panic!("expected item 50's panic, got {other:?}"),
+    }
+}
+
 #[test]
 fn reference_arguments_take_owned_values() {
     let pool = Pool::new(2).unwrap();

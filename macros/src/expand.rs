@@ -10,7 +10,7 @@ use syn::{parse_quote, ItemFn};
 
 use crate::context::{self, Enclosing};
 use crate::docs::{self, FamilyDocs};
-use crate::model::{item_text, Model};
+use crate::model::{item_text, star_item_text, Model};
 use crate::parse::TaskArgs;
 use crate::validate::{self, TaskFn};
 
@@ -181,7 +181,8 @@ fn name_doc(name: &TokenStream) -> TokenStream {
 }
 
 /// The map family: `map_<fn>`, `map_async_<fn>`, `imap_<fn>`,
-/// `imap_unordered_<fn>` and their `_with` forms.
+/// `imap_unordered_<fn>`, `starmap_<fn>`, `starmap_async_<fn>` and their
+/// `_with` forms.
 fn map_fns(m: &Model<'_>) -> TokenStream {
     let Model {
         krate,
@@ -193,16 +194,34 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
     } = m;
     let vis = &m.task.item.vis;
     let has_refs = m.task.args.iter().any(|a| a.referent.is_some());
-    let docs = FamilyDocs::new(&m.fn_name, &pool.to_string(), &item_text(m.task), has_refs);
+    let docs = FamilyDocs::new(
+        &m.fn_name,
+        &pool.to_string(),
+        &item_text(m.task),
+        &star_item_text(m.task),
+        has_refs,
+    );
     let name_doc = name_doc(&m.name);
     let lt = Model::items_lifetime();
     let vec_ret = quote!(::std::vec::Vec<#ret>);
-    // (prefix, entry point, return type, lifetime of the borrows, docs)
+    // Python's `starmap` takes each call's arguments as a tuple: a task of
+    // one argument takes `(a,)`, unpacked here; the others take what `map`
+    // takes (a tuple of several, or `()`).
+    let (star_item_ty, unpack) = match m.task.args.len() {
+        1 => (
+            quote!((#item_ty,)),
+            quote!(.map(|(__procpool_item,)| __procpool_item)),
+        ),
+        _ => (quote!(#item_ty), TokenStream::new()),
+    };
+    let result_vec = quote!(::core::result::Result<#vec_ret, #krate::Error>);
+    // (prefix, entry point, return type, lifetime of the borrows, starmap, docs)
     let family = [
         (
             "map",
             quote!(map),
-            quote!(::core::result::Result<#vec_ret, #krate::Error>),
+            result_vec.clone(),
+            false,
             false,
             (&docs.map, &docs.map_with),
         ),
@@ -211,13 +230,31 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             quote!(map_async),
             quote!(#krate::AsyncResult<#vec_ret>),
             false,
+            false,
             (&docs.map_async, &docs.map_async_with),
+        ),
+        (
+            "starmap",
+            quote!(map),
+            result_vec,
+            false,
+            true,
+            (&docs.starmap, &docs.starmap_with),
+        ),
+        (
+            "starmap_async",
+            quote!(map_async),
+            quote!(#krate::AsyncResult<#vec_ret>),
+            false,
+            true,
+            (&docs.starmap_async, &docs.starmap_async_with),
         ),
         (
             "imap",
             quote!(imap),
             quote!(#krate::Imap<#lt, #ret, impl ::core::iter::Iterator + #lt>),
             true,
+            false,
             (&docs.imap, &docs.imap_with),
         ),
         (
@@ -225,12 +262,17 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             quote!(imap_unordered),
             quote!(#krate::ImapUnordered<#lt, #ret, impl ::core::iter::Iterator + #lt>),
             true,
+            false,
             (&docs.imap_unordered, &docs.imap_unordered_with),
         ),
     ];
     let mut out = TokenStream::new();
-    for (prefix, entry, returns, lazy, (doc, with_doc)) in family {
+    for (prefix, entry, returns, lazy, star, (doc, with_doc)) in family {
         let (plain, with) = (m.family(prefix, ""), m.family(prefix, "_with"));
+        let (item_ty, unpack) = match star {
+            true => (&star_item_ty, &unpack),
+            false => (item_ty, &TokenStream::new()),
+        };
         let (generics, pool_ty, items) = if lazy {
             (
                 quote!(<#lt>),
@@ -249,7 +291,11 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             #[doc = #name_doc]
             #[allow(dead_code)]
             #vis fn #plain #generics(#pool: #pool_ty, items: #items) -> #returns {
-                #krate::__private::#entry::<#marker, _>(#pool, items, #krate::MapOptions::new())
+                #krate::__private::#entry::<#marker, _>(
+                    #pool,
+                    ::core::iter::IntoIterator::into_iter(items) #unpack,
+                    #krate::MapOptions::new(),
+                )
             }
 
             #[doc = #with_doc]
@@ -260,7 +306,11 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
                 items: #items,
                 options: #krate::MapOptions,
             ) -> #returns {
-                #krate::__private::#entry::<#marker, _>(#pool, items, options)
+                #krate::__private::#entry::<#marker, _>(
+                    #pool,
+                    ::core::iter::IntoIterator::into_iter(items) #unpack,
+                    options,
+                )
             }
         });
     }

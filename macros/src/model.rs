@@ -330,6 +330,15 @@ pub(crate) fn item_text(task: &TaskFn<'_>) -> String {
     }
 }
 
+/// [`item_text`] for `starmap_<fn>`: always a tuple (`(T,)` for one
+/// argument).
+pub(crate) fn star_item_text(task: &TaskFn<'_>) -> String {
+    match task.args.len() {
+        1 => format!("({},)", item_text(task)),
+        _ => item_text(task),
+    }
+}
+
 /// The type with every elided lifetime made `'static`, as an associated type
 /// in an impl must be: `Vec<&str>` becomes `Vec<&'static str>`.
 fn static_lifetimes(ty: &Type) -> Type {

@@ -81,7 +81,8 @@
 //!     // frame of per-item outcomes (value or panic)
 //!     map(pool, "my_crate::square", items, MapOptions::new())
 //! }
-//! // ... map_async_square, imap_square, imap_unordered_square and the _with forms
+//! // ... map_async_square, starmap_square, starmap_async_square, imap_square,
+//! // imap_unordered_square and the _with forms
 //!
 //! inventory::submit!(Registration {
 //!     name: "my_crate::square",
@@ -280,9 +281,10 @@ linux_only! {
 /// | `apply_async_f(&pool, a, &b)` | `pool.apply_async(f, (a, b))` | [`AsyncResult<R>`] |
 /// | `map_f(&pool, items)` | `pool.map(f, items)` / `pool.starmap(f, items)` | `Result<Vec<R>, Error>` |
 /// | `map_async_f(&pool, items)` | `pool.map_async(f, items)` | `AsyncResult<Vec<R>>` |
+/// | `starmap_f(&pool, items)`, `starmap_async_f(&pool, items)` | `pool.starmap(f, items)`, `pool.starmap_async(f, items)` | as `map_f`, `map_async_f`; each item a tuple of arguments, `(a,)` for one |
 /// | `imap_f(&pool, items)` | `pool.imap(f, items)` | [`Imap`]: `Result<R, Error>` per item, in input order |
 /// | `imap_unordered_f(&pool, items)` | `pool.imap_unordered(f, items)` | [`ImapUnordered`]: in completion order |
-/// | `map_f_with(&pool, items, options)`, `map_async_f_with`, `imap_f_with`, `imap_unordered_f_with` | `chunksize=` | the same, with [`MapOptions`] |
+/// | `map_f_with(&pool, items, options)`, `map_async_f_with`, `starmap_f_with`, `starmap_async_f_with`, `imap_f_with`, `imap_unordered_f_with` | `chunksize=` | the same, with [`MapOptions`] |
 ///
 /// - **Items.** `items` is any `IntoIterator`. For a one-argument task each
 ///   item is that argument; for several, a tuple of them (Python's
@@ -357,11 +359,12 @@ linux_only! {
 /// it is renamed in `Cargo.toml`.
 ///
 /// **Generated names can clash.** The functions above are named by
-/// putting `apply_`, `apply_async_`, `map_`, `map_async_`, `imap_` or
-/// `imap_unordered_` before the task's name (and `_with` after it), in the
-/// task's module. So two tasks of one module whose names differ by such a
-/// piece make the same name: `f` and `async_f` both make `apply_async_f`
-/// (and `map_async_f`, `map_async_f_with`), `f` and `unordered_f` both
+/// putting `apply_`, `apply_async_`, `map_`, `map_async_`, `starmap_`,
+/// `starmap_async_`, `imap_` or `imap_unordered_` before the task's name
+/// (and `_with` after it), in the task's module. So two tasks of one module
+/// whose names differ by such a piece make the same name: `f` and `async_f`
+/// both make `apply_async_f` (and `map_async_f`, `starmap_async_f`, their
+/// `_with` forms), `f` and `unordered_f` both
 /// make `imap_unordered_f`, `f` and `f_with` both make `map_f_with`. rustc
 /// then reports "the name `apply_async_f` is defined multiple times" at the
 /// two tasks' `#[pool_task]`. Rename one of them, or move it to another

@@ -51,6 +51,14 @@ fn callers(pool: &Pool) -> Result<(), Error> {
     let item = ("t".to_string(), vec![1u32], PathBuf::from("/"), 3u8);
     let _: Vec<usize> = map_refs(pool, vec![item])?;
     let _: Vec<()> = map_none(pool, vec![(), ()])?;
+    let _: Vec<u64> = starmap_one(pool, [(1,), (2,)])?;
+    let _: Vec<u64> = starmap_one_with(pool, vec![(1,)], options)?;
+    let _: AsyncResult<Vec<u64>> = starmap_async_one(pool, [(1,)]);
+    let _: AsyncResult<Vec<u64>> = starmap_async_one_with(pool, [(1,)], options);
+    let _: Vec<String> = starmap_two(pool, vec![(1, "a".to_string())])?;
+    let _: Vec<usize> = starmap_refs(pool, [("t", vec![1u32], Path::new("/"), &3u8)])?;
+    let _: Vec<()> = starmap_none(pool, [()])?;
+    let _: Vec<u8> = public::starmap_exported(pool, [(1u8,)])?;
     let _: Vec<u8> = public::map_exported(pool, 0..3u8)?;
     Ok(())
 }
