@@ -69,6 +69,10 @@ impl MapOptions {
     pub(crate) const IMAP_MAX_CHUNK_BYTES: usize = 1 << 20;
 
     /// The defaults (see [`MapOptions`]).
+    ///
+    /// ```
+    /// assert_eq!(procpool::MapOptions::new(), procpool::MapOptions::default());
+    /// ```
     #[must_use = "the options do nothing until given to a `_with` map"]
     pub fn new() -> Self {
         MapOptions::default()
@@ -76,6 +80,23 @@ impl MapOptions {
 
     /// Items per chunk, at least 1 (0 makes the call fail with
     /// [`Error::Config`]).
+    ///
+    /// ```
+    /// use procpool::{pool_task, Error, MapOptions, Pool};
+    ///
+    /// #[pool_task]
+    /// fn double(x: u32) -> u32 { 2 * x }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(2)?;
+    ///     // Python's map(f, xs, chunksize=3): items travel three to a frame.
+    ///     assert_eq!(map_double_with(&pool, 0..5, MapOptions::new().chunksize(3))?, [0, 2, 4, 6, 8]);
+    ///     let zero = map_double_with(&pool, 0..5, MapOptions::new().chunksize(0));
+    ///     assert!(matches!(zero, Err(Error::Config { .. })));
+    ///     Ok(())
+    /// }
+    /// ```
     #[must_use = "the setter returns the changed options"]
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = Some(items);
