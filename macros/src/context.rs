@@ -61,27 +61,59 @@ fn enclosing_at(before: &str) -> Option<Enclosing> {
     };
     // Per open brace, the kind of its block; the header of the item (or
     // statement) being read at the current depth.
-    let mut open: Vec<Option<Enclosing>> = Vec::new();
+    // A macro's input (in any delimiter) or a parenthesis or bracket is
+    // `Err(())`: tokens there need not be where the source puts them (a
+    // macro may take `impl X { fn f() {} }` apart and emit `f` at module
+    // level), so any such one open answers "not in a block".
+    let mut open: Vec<Result<Option<Enclosing>, ()>> = Vec::new();
     let mut header = Header::default();
+    // The previous token was a word other than `impl` (`name!` is a macro
+    // call, `impl !Send` is not).
+    let mut after_word = false;
+    let mut invocation = false;
     while let Some(token) = lexer.next() {
+        let word = matches!(token, Token::Ident(w) if w != b"impl");
         match token {
             Token::Open(b'{') => {
-                open.push(header.kind());
+                open.push(if invocation {
+                    Err(())
+                } else {
+                    Ok(header.kind())
+                });
                 header = Header::default();
+                invocation = false;
             }
             Token::Close(b'}') => {
                 open.pop();
                 header = Header::default();
+                invocation = false;
             }
-            Token::Punct(b';') => header = Header::default(),
-            Token::Open(b) => header.open(b),
-            Token::Close(_) => header.close(),
+            Token::Punct(b';') => {
+                header = Header::default();
+                invocation = false;
+            }
+            Token::Open(b) => {
+                open.push(Err(()));
+                header.open(b)
+            }
+            Token::Close(_) => {
+                open.pop();
+                header.close()
+            }
             Token::Punct(b'#') => header.hash(),
+            Token::Punct(b'!') => {
+                invocation |= after_word;
+                header.other()
+            }
             Token::Ident(word) => header.ident(word),
             Token::Punct(_) | Token::Literal => header.other(),
         }
+        after_word = word;
     }
-    open.pop().flatten()
+    if open.iter().any(Result::is_err) {
+        return None;
+    }
+    open.pop().and_then(Result::ok).flatten()
 }
 
 /// What the tokens of an item's header before its `{` say about it: its
@@ -382,5 +414,51 @@ mod tests {
             Some(Enclosing::Impl)
         );
         assert_eq!(at_marker("fn f() { if x { fn HERE"), None);
+        assert_eq!(
+            at_marker("unsafe impl !Send for X { fn HERE"),
+            Some(Enclosing::Impl)
+        );
+    }
+
+    /// Tokens in a macro's input are not where the source puts them: a
+    /// macro may take an `impl` apart and emit its functions at module
+    /// level, where `#[pool_task]` is fine.
+    #[test]
+    fn macro_input_is_not_a_block() {
+        assert_eq!(at_marker("hoist! { impl X { fn HERE"), None);
+        assert_eq!(at_marker("hoist!(x; impl X { fn HERE"), None);
+        assert_eq!(at_marker("hoist![trait T { fn HERE"), None);
+        assert_eq!(at_marker("a::hoist! { trait T { fn HERE"), None);
+        assert_eq!(at_marker("macro_rules! m { () => { impl X { fn HERE"), None);
+        // Still an `impl` once the macro call is over.
+        assert_eq!(
+            at_marker("hoist! { impl X {} } impl Y { fn HERE"),
+            Some(Enclosing::Impl)
+        );
+        assert_eq!(at_marker("m!(); impl Y { fn HERE"), Some(Enclosing::Impl));
+    }
+
+    /// Free functions after tricky-looking source stay free.
+    #[test]
+    fn free_functions_stay_free() {
+        let cases = [
+            "impl X { const C: char = '\\''; } fn HERE",
+            "impl X { const C: char = '\"'; } fn HERE",
+            "impl X { const C: char = '{'; } fn HERE",
+            "impl X { const S: &[u8] = br##\"}\"#\"##; } fn HERE",
+            "impl X { const S: &str = \"\\\\\"; } fn HERE",
+            "impl X { /* /* { */ { */ } fn HERE",
+            "/// impl X {\r\nfn a() {}\r\nfn HERE",
+            "impl Foo<{ N }> for Bar { fn a() {} } fn HERE",
+            "fn f() -> impl Iterator<Item = u8> { std::iter::empty() } fn HERE",
+            "trait T { fn a(&self) { let _ = |x: u8| { x }; } } fn HERE",
+            "impl<'a> X<'a> { fn a<'b>(x: &'b str) -> &'b str { 'l: loop { break 'l x; } } } fn HERE",
+            "extern \"C\" { fn f(); } fn HERE",
+            "fn r#impl() {} fn HERE",
+            "let é = 'é'; fn HERE",
+        ];
+        for case in cases {
+            assert_eq!(at_marker(case), None, "{case}");
+        }
     }
 }
