@@ -148,11 +148,10 @@ pub(crate) fn on_callback_thread() -> bool {
 }
 
 /// Runs a job of the callback thread, logging (not propagating) its panic.
+/// (A user's callback inside it is guarded on its own: see
+/// [`run_callback`].)
 pub(crate) fn run_guarded(job: Job) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(job)) {
-        crate::unwind::discard(payload);
-        log::warn!(target: "procpool", "a result callback panicked; the pool carries on");
-    }
+    run_logged(&"a job of the callback thread", job);
 }
 
 /// Runs one user callback of a result of `task`: its panic is caught and
@@ -160,14 +159,17 @@ pub(crate) fn run_guarded(job: Job) {
 /// name and the panic's message, never propagated, so the callbacks after
 /// it still run and the result still completes.
 pub(crate) fn run_callback(task: &str, callback: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+    run_logged(&format_args!("a callback of task `{task}`"), callback);
+}
+
+/// Runs `f`; a panic is caught, logged as a warning naming `what` and the
+/// panic's message, and dropped.
+fn run_logged(what: &dyn std::fmt::Display, f: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
         let message = crate::unwind::message(&*payload)
             .unwrap_or("a panic without a message")
             .to_string();
         crate::unwind::discard(payload);
-        log::warn!(
-            target: "procpool",
-            "a callback of task `{task}` panicked: {message}; the pool carries on"
-        );
+        log::warn!(target: "procpool", "{what} panicked: {message}; the pool carries on");
     }
 }
