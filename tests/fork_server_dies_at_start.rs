@@ -32,24 +32,44 @@ fn within<T: Send + 'static>(
     }
 }
 
+/// The killer thread's state: it may act only while a pool is being used.
+const IDLE: u8 = 0;
+const ARMED: u8 = 1;
+const FIRED: u8 = 2;
+
 /// The fork server dies (SIGKILL) while a pool is starting its workers, as
 /// soon as it forked the first one: its workers die with it and are
 /// replaced (spawned from then on), as for a pool already running, and
 /// `build()` succeeds (it used to fail with `WorkerStart`, 4 runs in 5).
+///
+/// The killer finds the server's children by scanning /proc, and a pool's
+/// whole life (build, 12 calls, drop) can fit between two scans; such a
+/// pool proves nothing, so another is built, up to 20 times, until the
+/// killer has struck during one.
 #[test]
 fn a_fork_server_killed_while_a_pool_starts_its_workers_does_not_fail_build() {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    use std::sync::Arc;
+
     let server = support::fork_server().expect("init() started the fork server");
-    let (scanning, scans) = std::sync::mpsc::channel();
-    let killer = std::thread::spawn(move || {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut scanning = Some(scanning);
-        while Instant::now() < deadline {
-            // The pool is built once the killer watches.
-            if let Some(tx) = scanning.take() {
-                let _ = tx.send(());
-            }
-            let forked = support::children_of(server);
-            if !forked.is_empty() {
+    let state = Arc::new(AtomicU8::new(IDLE));
+    let quit = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (state, quit) = (Arc::clone(&state), Arc::clone(&quit));
+        std::thread::spawn(move || {
+            while !quit.load(Ordering::Acquire) {
+                if state.load(Ordering::Acquire) != ARMED {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let forked = support::children_of(server);
+                if forked.is_empty()
+                    || state
+                        .compare_exchange(ARMED, FIRED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                {
+                    continue;
+                }
                 // Hold the forked worker(s) before their hello, then kill
                 // the server: they die with it (parent-death signal).
                 for pid in forked {
@@ -67,25 +87,47 @@ fn a_fork_server_killed_while_a_pool_starts_its_workers_does_not_fail_build() {
                 }
                 // SAFETY: kill(2) on our own child process.
                 unsafe { libc::kill(server as libc::pid_t, libc::SIGKILL) };
-                return true;
+                return;
             }
-            std::hint::spin_loop();
-        }
-        false
-    });
-    scans.recv().unwrap();
-    let built = within(Duration::from_secs(60), "build", || {
-        Pool::builder().processes(6).build().map(|pool| {
-            let pids: Vec<u32> = (0..12).map(|_| apply_worker_pid(&pool).unwrap()).collect();
-            drop(pool);
-            pids
         })
-    });
-    assert!(killer.join().unwrap(), "the fork server never forked");
-    match built {
-        Ok(pids) => assert_eq!(pids.len(), 12),
-        Err(e) => panic!("build failed because the fork server died meanwhile: {e:?}"),
+    };
+    let mut struck = false;
+    for _attempt in 0..20 {
+        // Start from a server with no children left from a missed pool.
+        let settled = Instant::now() + Duration::from_secs(10);
+        while !support::children_of(server).is_empty() {
+            assert!(
+                Instant::now() < settled,
+                "a dropped pool's workers did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        state.store(ARMED, Ordering::Release);
+        let built = within(Duration::from_secs(60), "build", || {
+            Pool::builder().processes(6).build().map(|pool| {
+                let pids: Vec<u32> = (0..12).map(|_| apply_worker_pid(&pool).unwrap()).collect();
+                drop(pool);
+                pids
+            })
+        });
+        match built {
+            Ok(pids) => assert_eq!(pids.len(), 12),
+            Err(e) => panic!("build failed because the fork server died meanwhile: {e:?}"),
+        }
+        if state
+            .compare_exchange(ARMED, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            struck = true;
+            break;
+        }
     }
+    quit.store(true, Ordering::Release);
+    killer.join().unwrap();
+    assert!(
+        struck,
+        "the fork server never forked while 20 pools started"
+    );
     // The pool is gone: so are its workers, spawned or forked.
     support::assert_no_children();
 }
