@@ -1,9 +1,11 @@
 //! Every method of `AsyncResult`, and callbacks.
 
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use procpool::{pool_task, Error, Pool};
+use serde::{Deserialize, Deserializer, Serialize};
 
 procpool::enable_test_support!();
 
@@ -200,4 +202,77 @@ fn a_callback_may_drop_the_last_pool_handle() {
     let pid = within_a_minute(&rx, "dropping the last handle inside a callback");
     assert_ne!(pid, std::process::id());
     assert_eq!(r.get().unwrap(), pid);
+}
+
+/// How many `Counted` values this process decoded (workers only encode
+/// them: only the caller decodes).
+static COUNTED_DECODES: AtomicUsize = AtomicUsize::new(0);
+
+/// A result that counts its decodes.
+#[derive(Serialize, Debug)]
+struct Counted(Vec<u64>);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        COUNTED_DECODES.fetch_add(1, SeqCst);
+        Vec::<u64>::deserialize(d).map(Counted)
+    }
+}
+
+#[pool_task]
+fn counted(n: u64) -> Counted {
+    Counted((0..n).collect())
+}
+
+/// `successful()` decodes the outcome to tell whether `get()` would return
+/// a value, but only once: asked again (a loop polling it, threads at
+/// once) it answers what it found, instead of decoding the whole result
+/// (and running its `Deserialize`) every time.
+#[test]
+fn successful_decodes_a_result_once_however_often_it_is_asked() {
+    let pool = Pool::new(1).unwrap();
+    let decodes = || COUNTED_DECODES.load(SeqCst);
+
+    let r = apply_async_counted(&pool, 100_000);
+    r.wait();
+    let before = decodes();
+    for _ in 0..1000 {
+        assert_eq!(r.successful(), Some(true));
+    }
+    assert_eq!(decodes() - before, 1, "decodes for 1000 calls");
+    assert_eq!(r.get().unwrap().0.len(), 100_000);
+
+    // Threads asking at once: each decodes at most once.
+    let r = apply_async_counted(&pool, 1000);
+    r.wait();
+    let before = decodes();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..250 {
+                    assert_eq!(r.successful(), Some(true));
+                }
+            });
+        }
+    });
+    assert!(decodes() - before <= 4, "{} decodes", decodes() - before);
+    assert_eq!(r.get().unwrap().0.len(), 1000);
+
+    // A map's result: each item decoded once, by the first call.
+    let r = map_async_counted(&pool, [1, 2, 3]);
+    r.wait();
+    let before = decodes();
+    for _ in 0..100 {
+        assert_eq!(r.successful(), Some(true));
+    }
+    assert_eq!(decodes() - before, 3);
+    let lens: Vec<usize> = r.get().unwrap().iter().map(|c| c.0.len()).collect();
+    assert_eq!(lens, [1, 2, 3]);
+
+    // A failed task needs no decode to tell.
+    let failed = apply_async_fail(&pool, "no".into());
+    failed.wait();
+    for _ in 0..10 {
+        assert_eq!(failed.successful(), Some(false));
+    }
 }

@@ -288,7 +288,8 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     /// a value (Python's `successful()`, which raises instead of returning
     /// `None`). So it is `Some(false)` for a `map_async_<fn>` one of whose
     /// items failed, and for a result that does not decode: the outcome is
-    /// decoded to tell (the value is dropped).
+    /// decoded to tell (the value is dropped), by the first call only; later
+    /// ones answer what it found.
     ///
     /// ```
     /// #[procpool::pool_task]
@@ -306,7 +307,17 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     /// ```
     pub fn successful(&self) -> Option<bool> {
         let outcome = self.cell.completed()?;
-        Some(outcome.is_ok() && Self::decode(&self.cell, &outcome).is_ok())
+        if outcome.is_err() {
+            return Some(false);
+        }
+        if let Some(decodes) = self.cell.decodes() {
+            return Some(decodes);
+        }
+        // (Not under the cell's lock: the value's `Deserialize` is the
+        // user's code. Threads asking at once may each decode it.)
+        let decodes = Self::decode(&self.cell, &outcome).is_ok();
+        self.cell.set_decodes(decodes);
+        Some(decodes)
     }
 
     /// Runs `f` with the value once the task succeeds (Python's `callback`).

@@ -100,6 +100,9 @@ struct Extra {
     cancelled: Option<CancelOutcome>,
     /// A cancel is under way (its thread talks to the pool).
     cancelling: bool,
+    /// Whether the arrived value decodes, once `successful` has decoded
+    /// it to tell (see `super::AsyncResult::successful`).
+    decodes: Option<bool>,
     /// Threads that cancel meanwhile: woken once it has answered.
     cancel_waiters: Vec<Thread>,
 }
@@ -245,6 +248,18 @@ impl ResultCell {
             return None;
         }
         self.lock().extra.as_ref().and_then(|e| e.decoder)
+    }
+
+    /// Whether the outcome's value decodes, if [`set_decodes`](Self::set_decodes)
+    /// recorded it.
+    pub(super) fn decodes(&self) -> Option<bool> {
+        self.lock().extra.as_ref().and_then(|e| e.decodes)
+    }
+
+    /// Records whether the outcome's value decodes, so that it is decoded
+    /// once to tell, not at every `successful`.
+    pub(super) fn set_decodes(&self, decodes: bool) {
+        self.lock().extra().decodes = Some(decodes);
     }
 
     /// Cancels what this result stands for, once: a later cancel answers
