@@ -568,6 +568,68 @@ fn a_plain_result_nested_too_deep_is_dropped_by_a_worker_that_survives() {
     assert_no_children();
 }
 
+#[pool_task]
+fn plain_nest_len(list: PlainNest, extra: u64) -> u64 {
+    let mut len = extra;
+    let mut node = &list;
+    while let Some(next) = &node.next {
+        len += 1;
+        node = next;
+    }
+    // Deep lists never reach here (the caller refuses them); a shallow one
+    // drops fine.
+    len
+}
+
+/// The list (no `Drop` of its own) a million deep, handed over by
+/// value: the caller refuses to encode it, and then has to drop it, which
+/// recurses once per node. It drops it on a stack large enough, so the
+/// call is an encode error and the calling thread lives on, on a test
+/// thread's 2 MiB stack, for `apply`, `apply_async` and a map's item alike.
+#[test]
+fn a_plain_argument_nested_too_deep_is_refused_and_dropped_without_overflowing() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let plain = || make_plain_nest(1_000_000);
+    expect_too_deep(
+        apply_plain_nest_len(&pool, plain(), 0),
+        "fault_codec::plain_nest_len",
+        "arguments",
+    );
+    expect_too_deep(
+        apply_async_plain_nest_len(&pool, plain(), 0).get(),
+        "fault_codec::plain_nest_len",
+        "arguments",
+    );
+    let shared = pool.clone();
+    let on_small = on_small_stack(move || apply_plain_nest_len(&shared, plain(), 0));
+    expect_too_deep(on_small, "fault_codec::plain_nest_len", "arguments");
+    let items = vec![
+        (make_plain_nest(3), 10),
+        (plain(), 0),
+        (make_plain_nest(2), 20),
+    ];
+    let results: Vec<_> =
+        imap_plain_nest_len_with(&pool, items, MapOptions::new().chunksize(3)).collect();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap(), &12);
+    expect_too_deep(
+        results.into_iter().nth(1).unwrap(),
+        "fault_codec::plain_nest_len",
+        "arguments",
+    );
+    let mapped = map_plain_nest_len(&pool, vec![(make_plain_nest(1), 0), (plain(), 0)]);
+    expect_too_deep(mapped, "fault_codec::plain_nest_len", "arguments");
+    assert_eq!(
+        apply_plain_nest_len(&pool, make_plain_nest(255), 0).unwrap(),
+        254
+    );
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
 /// Deep result bytes (as a damaged frame or a worker without the limit
 /// would send them) are a decode error in the caller, on its main thread
 /// and on a 2 MiB one, never a stack overflow.

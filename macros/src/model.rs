@@ -163,6 +163,17 @@ impl<'a> Model<'a> {
                     marker_impl: quote_spanned! {a.ty.span()=>
                         impl #krate::__private::ValueArg<#index> for #marker {
                             type Type = #ty;
+
+                            // A `Send` argument refused for its depth is
+                            // dropped on a large stack (see
+                            // `procpool::task::deep_drop`).
+                            #[inline]
+                            #[allow(clippy::needless_borrow)]
+                            fn drop_refused(value: #ty) {
+                                #[allow(unused_imports)]
+                                use #krate::__private::{DropHere as _, DropOnLargeStack as _};
+                                (&&#krate::__private::DeepDrop::new(value)).__procpool_drop_deep();
+                            }
                         }
                     },
                     push,
@@ -172,7 +183,7 @@ impl<'a> Model<'a> {
                     item_impl_ty: ty.to_token_stream(),
                     item_param: None,
                     item_push: quote!(
-                        #krate::__private::encode_value::<#marker, #index>(&#var, __procpool_chunk)?;
+                        #krate::__private::encode_value::<#marker, #index>(#var, __procpool_chunk)?;
                     ),
                     by_name_ty: quote!(<#marker as #krate::__private::ValueArg<#index>>::Type),
                 }

@@ -9,7 +9,7 @@ pub use ::serde;
 pub use crate::registry::Registration;
 pub use crate::task::{
     by_name_signature, dense_kind, encode_dense, encode_output, encode_ref, encode_result,
-    encode_value, fingerprint, DenseKind, ArgsDecoder, ArgsEncoder, CallError, EncodeItem, Encoded, Lend, RefArg, RefArgAt,
+    encode_value, fingerprint, DeepDrop, DenseKind, DropHere, DropOnLargeStack, ArgsDecoder, ArgsEncoder, CallError, EncodeItem, Encoded, Lend, RefArg, RefArgAt,
     Task,
     TaskInfo, TaskOutput, ValueArg,
 };

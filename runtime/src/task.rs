@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 
 mod block;
+mod deep_drop;
+
+pub use deep_drop::{DeepDrop, DropHere, DropOnLargeStack};
 
 pub(crate) use block::{from_block, is_block};
 
@@ -187,6 +190,14 @@ pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
 pub trait ValueArg<const I: usize> {
     /// The argument's type, sent as is.
     type Type: Serialize + for<'de> Deserialize<'de>;
+
+    /// Drops an argument the caller refused to encode because it nests too
+    /// deeply: `#[pool_task]` implements it to drop a `Send` type on a
+    /// large stack (see [`DeepDrop`]); the default drops it here.
+    #[inline]
+    fn drop_refused(value: Self::Type) {
+        drop(value)
+    }
 }
 
 /// The `I`-th argument of a task, taken by reference: `&Self::Referent`.
@@ -262,13 +273,27 @@ where
 /// Appends the `I`-th argument, taken by value, to a chunk.
 #[inline]
 pub fn encode_value<M: ValueArg<I>, const I: usize>(
-    value: &M::Type,
+    value: M::Type,
     chunk: &mut Vec<u8>,
 ) -> Result<(), String>
 where
     M::Type: 'static,
 {
-    encode_value_into(value, chunk)
+    match encode_value_into(&value, chunk) {
+        Err(why) if codec::is_nesting_error(&why) => {
+            refused_too_deep::<M, I>(value);
+            Err(why)
+        }
+        done => done,
+    }
+}
+
+/// Drops an argument refused for nesting too deeply (its own `Drop` may
+/// recurse as deep as the value: see [`DeepDrop`]).
+#[cold]
+#[inline(never)]
+fn refused_too_deep<M: ValueArg<I>, const I: usize>(value: M::Type) {
+    M::drop_refused(value);
 }
 
 /// Appends `value` to `out`: a block of bytes (a `Vec<u8>`, a `ByteBuf`)
@@ -353,7 +378,17 @@ impl ArgsEncoder {
                 });
                 return self;
             }
-            Err(value) => return self.push(&value),
+            Err(value) => {
+                let pushed = self.push(&value);
+                if pushed
+                    .bytes
+                    .as_ref()
+                    .is_err_and(|why| codec::is_nesting_error(why))
+                {
+                    refused_too_deep::<M, I>(value);
+                }
+                return pushed;
+            }
         };
         self.bytes = self.bytes.and_then(|encoded| {
             let Encoded { bytes: head, tail } = settle(encoded);

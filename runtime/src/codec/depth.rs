@@ -26,9 +26,12 @@ pub(crate) use ser::Limited;
 /// limit (see [`deeper`]).
 pub(crate) const MAX_DEPTH: usize = 512;
 
+/// How every error of this module begins (see [`is_nesting_error`]).
+const NESTS: &str = "the value nests ";
+
 fn too_deep() -> String {
     format!(
-        "the value nests deeper than {MAX_DEPTH} levels (each Option, newtype, \
+        "{NESTS}deeper than {MAX_DEPTH} levels (each Option, newtype, \
          sequence, tuple, map, struct and enum variant counts one), procpool's \
          limit against stack overflows"
     )
@@ -69,10 +72,48 @@ fn too_deep_error<E>(error: impl FnOnce(String) -> E) -> E {
 #[inline(never)]
 fn no_stack_error<E>(depth: usize, left: usize, error: impl FnOnce(String) -> E) -> E {
     error(format!(
-        "the value nests too deeply for this thread's stack: {left} bytes of it were left \
+        "{NESTS}too deeply for this thread's stack: {left} bytes of it were left \
          at level {depth} (its levels are large); handle it on a thread with a larger stack \
          (procpool stops short of a stack overflow)"
     ))
+}
+
+/// Whether `message` is an error of this module: the value it is about
+/// was refused because it nests too deeply, so dropping it may recurse
+/// deeper than its thread's stack allows (see [`drop_on_large_stack`]).
+pub(crate) fn is_nesting_error(message: &str) -> bool {
+    message.starts_with(NESTS)
+}
+
+/// The stack of the thread [`drop_on_large_stack`] drops on: the worker's
+/// task stack (`worker::TASK_STACK`), on which a list a million levels
+/// deep drops by its own recursive `Drop`, even in a debug build. Only
+/// what the drop uses is ever touched.
+const DROP_STACK: usize = 256 << 20;
+
+/// Drops `value`, which an encoder refused for its depth (see
+/// [`is_nesting_error`]), on a thread of its own with a [`DROP_STACK`]-byte
+/// stack, and waits for it: the value's own recursive `Drop` (a linked list
+/// of `Box`es has one) could overflow the caller's stack, and it is the
+/// caller's value (moved into `apply_<fn>` or a map's item), so the caller
+/// would die of it in procpool's code. If no such thread can be started,
+/// the value is leaked rather than dropped here. A `Drop` that panics
+/// resumes its panic here, as if the value had been dropped here.
+pub(crate) fn drop_on_large_stack<T: Send>(value: T) {
+    let slot = std::sync::Mutex::new(Some(value));
+    let taken = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let dropped = std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("procpool-drop".into())
+            .stack_size(DROP_STACK)
+            .spawn_scoped(scope, || drop(taken()))
+            .map(|thread| thread.join())
+    });
+    match dropped {
+        Ok(Ok(())) => {}
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(_) => std::mem::forget(taken()),
+    }
 }
 
 #[cfg(test)]
