@@ -386,7 +386,7 @@ fn signature_text(task: &TaskFn<'_>) -> String {
 
 /// Token text with the spaces `to_string` puts between tokens removed where
 /// Rust code has none.
-fn tidy(tokens: impl ToTokens) -> String {
+pub(crate) fn tidy(tokens: impl ToTokens) -> String {
     let raw = tokens.to_token_stream().to_string();
     let mut out = raw;
     for (from, to) in [

@@ -173,7 +173,10 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                         );
                         None
                     }
-                    Type::Reference(r) => Some(&*r.elem),
+                    Type::Reference(r) => {
+                        check_not_static(errors, r);
+                        Some(&*r.elem)
+                    }
                     _ => None,
                 };
                 if let Some(ident) = ident {
@@ -187,6 +190,24 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
         }
     }
     args
+}
+
+/// A reference argument lives for the call only: the worker lends the
+/// function the copy it decoded, and drops it after the call. `&'static T`
+/// would promise more (rustc's own error, a borrow that does not live long
+/// enough, points at `#[pool_task]` and says nothing of why).
+fn check_not_static(errors: &mut Errors, r: &syn::TypeReference) {
+    if let Some(lifetime) = r.lifetime.as_ref().filter(|l| l.ident == "static") {
+        errors.push(
+            lifetime,
+            format!(
+                "`#[pool_task]` reference arguments cannot be `&'static`: the worker lends the \
+                 function its decoded copy for the call only; write `&{}` (a borrow for the \
+                 call), or take an owned type",
+                crate::model::tidy(&r.elem)
+            ),
+        );
+    }
 }
 
 /// The return type (`None` for `()`): owned, no `impl Trait`.
