@@ -141,7 +141,11 @@ impl PoolBuilder {
         self
     }
 
-    /// How long a new worker may take to report ready (default 60 s).
+    /// How long a new worker may take to report ready (default 60 s),
+    /// its [`initializer`](Self::initializer) included: an initializer
+    /// still running then fails the start with [`Error::InitializerFailed`]
+    /// ("it did not return within ..."), where Python waits for ever. Raise
+    /// it for an initializer that loads much.
     #[must_use = "the setter returns the changed builder"]
     pub fn start_timeout(mut self, limit: Duration) -> Self {
         self.start_timeout = limit;
@@ -186,7 +190,8 @@ impl PoolBuilder {
     /// types are checked against the task's when the pool is built, so other
     /// types fail there instead of being decoded as garbage. A worker is
     /// ready only once its initializer returned; if it
-    /// panics or cannot run, [`build`](Self::build) fails with
+    /// panics or cannot run, or runs longer than
+    /// [`start_timeout`](Self::start_timeout) (default 60 s), [`build`](Self::build) fails with
     /// [`Error::InitializerFailed`], and so does a task whose replacement
     /// worker's initializer fails.
     ///
