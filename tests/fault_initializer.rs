@@ -56,6 +56,104 @@ fn exit_worker() {
     unsafe { libc::_exit(9) }
 }
 
+/// An initializer in Rust's own idiom: `Err` when it cannot set up.
+#[pool_task]
+fn open_store(path: String) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("no store path given".into());
+    }
+    SCALE.store(path.len() as u64, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A `Result` under another name, as `std::io::Result` is.
+type Setup<T> = Result<T, String>;
+
+/// The same through an alias.
+#[pool_task]
+fn open_file(path: PathBuf) -> Setup<u64> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|e| format!("{:?}", e.kind()))
+}
+
+/// An error type without `Debug`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Opaque(u8);
+
+#[pool_task]
+fn opaque_setup(fail: bool) -> Result<u8, Opaque> {
+    if fail {
+        Err(Opaque(7))
+    } else {
+        Ok(1)
+    }
+}
+
+/// An initializer that returns `Err` failed to set its worker up, as one
+/// that panics: `build()` is `InitializerFailed` carrying the error (its
+/// `Debug` text), where the `Err` was dropped unseen and the pool's tasks
+/// ran in workers that were never set up. An `Ok` is a success.
+#[test]
+fn an_initializer_returning_err_fails_build() {
+    let _serial = serial();
+    match Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::open_store", &(String::new(),))
+        .build()
+    {
+        Err(Error::InitializerFailed {
+            task,
+            message,
+            location,
+        }) => {
+            assert_eq!(task, "fault_initializer::open_store");
+            assert!(message.contains("\"no store path given\""), "{message}");
+            assert!(message.contains("returned Err"), "{message}");
+            let location = location.expect("the initializer's location");
+            assert!(location.contains("fault_initializer.rs"), "{location}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    match Pool::builder()
+        .processes(1)
+        .initializer(
+            "fault_initializer::open_file",
+            &(PathBuf::from("/no/such/procpool/file"),),
+        )
+        .build()
+    {
+        Err(Error::InitializerFailed { message, .. }) => {
+            assert!(message.contains("NotFound"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    match Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::opaque_setup", &(true,))
+        .build()
+    {
+        Err(Error::InitializerFailed { message, .. }) => {
+            assert!(message.contains("returned Err"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::open_store", &("abc".to_string(),))
+        .build()
+        .unwrap();
+    assert_eq!(apply_state(&pool).unwrap().0, 3);
+    drop(pool);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("fault_initializer::opaque_setup", &(false,))
+        .build()
+        .unwrap();
+    drop(pool);
+    assert_no_children();
+}
+
 #[test]
 fn the_initializer_runs_once_in_each_worker_before_its_tasks() {
     let _serial = serial();

@@ -417,6 +417,17 @@ fn worker_entries(m: &Model<'_>) -> TokenStream {
             )
         }
 
+        // (The borrows choose the impl: see `procpool::task::returned`.)
+        #[allow(clippy::needless_borrow)]
+        fn __procpool_returned_err(
+            __procpool_bytes: &[u8],
+        ) -> ::core::option::Option<::std::string::String> {
+            #[allow(unused_imports)]
+            use #krate::__private::{ErrWithDebug as _, ErrWithoutDebug as _, NotAResult as _};
+            let __procpool_out = #krate::__private::decode_output::<#marker>(__procpool_bytes).ok()?;
+            (&&&#krate::__private::Returned(&__procpool_out)).__procpool_err_text()
+        }
+
         fn __procpool_by_name_signature() -> ::std::string::String {
             #krate::__private::by_name_signature::<(#(#by_name_types,)*), #ret>()
         }
@@ -442,6 +453,7 @@ fn registration(m: &Model<'_>) -> TokenStream {
                 call: __procpool_call,
                 call_batch: __procpool_call_batch,
                 by_name_signature: __procpool_by_name_signature,
+                returned_err: __procpool_returned_err,
                 file: ::core::file!(),
                 line: ::core::line!(),
             }

@@ -33,6 +33,10 @@ pub struct Registration {
     /// The signature as calls by name spell it, from the types themselves
     /// (`std::any::type_name`): `fn(u64, alloc::string::String) -> u64`.
     pub by_name_signature: fn() -> String,
+    /// What the encoded value the function returned says of a failure:
+    /// `Some` for an `Err` (`None` for any other value, or bytes that do
+    /// not decode). Asked of the pool's initializer only.
+    pub returned_err: fn(&[u8]) -> Option<String>,
     /// Where the function is defined, for error messages.
     pub file: &'static str,
     /// Line of the function.

@@ -14,8 +14,10 @@ use crate::codec;
 
 mod block;
 mod deep_drop;
+mod returned;
 
 pub use deep_drop::{DeepDrop, DropHere, DropOnLargeStack};
+pub use returned::{ErrWithDebug, ErrWithoutDebug, NotAResult, Returned};
 
 pub(crate) use block::{from_block, is_block};
 
@@ -624,6 +626,15 @@ pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Encoded, CallEr
     codec::encode(value)
         .map(Encoded::from)
         .map_err(CallError::EncodeResult)
+}
+
+/// Decodes the value the task of marker `M` returned (for the pool's
+/// initializer, whose value is looked at, not kept: see `returned`).
+pub fn decode_output<M: TaskOutput>(bytes: &[u8]) -> Result<M::Output, String>
+where
+    M::Output: 'static,
+{
+    decode_value(bytes)
 }
 
 /// [`encode_result`] for the task of marker `M`. A block of bytes (a

@@ -190,7 +190,8 @@ impl PoolBuilder {
     /// types are checked against the task's when the pool is built, so other
     /// types fail there instead of being decoded as garbage. A worker is
     /// ready only once its initializer returned; if it
-    /// panics or cannot run, or runs longer than
+    /// panics, returns `Err` (an initializer may return a `Result`, as
+    /// Python's raises), cannot run, or runs longer than
     /// [`start_timeout`](Self::start_timeout) (default 60 s), [`build`](Self::build) fails with
     /// [`Error::InitializerFailed`], and so does a task whose replacement
     /// worker's initializer fails.

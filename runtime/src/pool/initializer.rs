@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::exchange::{remote_error, DEATH_GRACE};
 use crate::error::Error;
 use crate::link::Link;
-use crate::wire::{self, FrameError, Reply};
+use crate::wire::{self, Body, FrameError, Reply};
 
 /// The call id of the initializer; jobs are numbered from 1.
 const INIT_ID: u64 = 0;
@@ -50,6 +50,14 @@ impl Initializer {
     }
 }
 
+/// What the value `init` returned says of a failure (an `Err`), and where
+/// the initializer is defined.
+fn returned_err(init: &Initializer, bytes: &Body) -> Option<(String, String)> {
+    let registration = crate::registry::lookup(&init.task).ok()?;
+    let message = (registration.returned_err)(&bytes.contiguous())?;
+    Some((message, registration.location()))
+}
+
 /// Runs `init` on the freshly started worker behind `link`. Returns the link
 /// once the initializer returned; otherwise the worker is killed and reaped
 /// and the error says why.
@@ -70,7 +78,12 @@ pub(crate) fn run(
         Err(e) => Err(e),
     };
     let why = match answer.map(wire::parse_reply) {
-        Ok(Ok(Reply::Value { id: INIT_ID, .. })) => return Ok(link),
+        // An `Err` it returned is a failure, as a panic is (Python's
+        // initializer fails by raising).
+        Ok(Ok(Reply::Value { id: INIT_ID, bytes })) => match returned_err(init, &bytes) {
+            None => return Ok(link),
+            Some((message, location)) => failed(message, Some(location)),
+        },
         Ok(Ok(Reply::Panic { report, .. })) => failed(
             format!("it panicked: {}", report.message),
             Some(report.location),
