@@ -152,6 +152,16 @@ fn bad_configuration_is_a_typed_error() {
         Err(Error::Config { message }) => assert!(message.contains("task_timeout"), "{message}"),
         other => panic!("expected Config, got {other:?}"),
     }
+    // So would a zero start-up limit fail every worker start (it was a
+    // `WorkerStart` error asking whether the program calls `init()`).
+    match Pool::builder()
+        .processes(1)
+        .start_timeout(std::time::Duration::ZERO)
+        .build()
+    {
+        Err(Error::Config { message }) => assert!(message.contains("start_timeout"), "{message}"),
+        other => panic!("expected Config, got {other:?}"),
+    }
     // A handle's zero limit: every call through it times out before it
     // starts (no worker is killed), and the pool serves on.
     let pool = Pool::new(1).unwrap();

@@ -145,7 +145,8 @@ impl PoolBuilder {
     /// its [`initializer`](Self::initializer) included: an initializer
     /// still running then fails the start with [`Error::InitializerFailed`]
     /// ("it did not return within ..."), where Python waits for ever. Raise
-    /// it for an initializer that loads much.
+    /// it for an initializer that loads much. [`build`](Self::build)
+    /// refuses zero ([`Error::Config`]).
     #[must_use = "the setter returns the changed builder"]
     pub fn start_timeout(mut self, limit: Duration) -> Self {
         self.start_timeout = limit;
@@ -318,6 +319,11 @@ impl PoolBuilder {
                 "max_frame_bytes must be at least {} (got {max_frame})",
                 wire::MIN_MAX_FRAME,
             ));
+        }
+        if self.start_timeout.is_zero() {
+            return config_error(
+                "start_timeout must be more than zero: no worker could report ready".into(),
+            );
         }
         if self.stall_timeout.is_zero() {
             return config_error("frame_stall_timeout must be more than zero".into());

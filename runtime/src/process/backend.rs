@@ -134,7 +134,9 @@ fn hello(mut link: Box<ShmLink>, start_timeout: Duration) -> Result<Box<dyn Link
         Ok(Ok(Reply::Fatal { message })) => message,
         Ok(Ok(reply)) => format!("unexpected first message {reply:?}"),
         Ok(Err(e)) => e,
-        Err(FrameError::TimedOut) => format!("it sent nothing within {start_timeout:?}"),
+        Err(FrameError::TimedOut) => {
+            format!("it sent nothing within {start_timeout:?}, the pool's start_timeout")
+        }
         Err(FrameError::Broken(why)) => why,
         Err(_) => "it ended".to_string(),
     };
