@@ -101,14 +101,26 @@ fn task_frames(full: &str) -> String {
             || head.contains("core::panicking::")
             || head.contains("std::panicking::")
     };
+    // Between the panic functions: the short-backtrace marker.
+    let is_panic_internals =
+        |f: &Vec<&str>| is_panic_machinery(f) || f[0].contains("std::sys::backtrace::");
     let end = frames
         .iter()
         .position(|f| f[0].contains("__procpool_call"))
         .map_or(frames.len(), |i| i + 1);
+    // The frames after the panic's own (the first run of them): not after
+    // the last `std::panicking` frame, which may be a `catch_unwind`
+    // between the panicking code and the call shim (a map item's).
     let start = frames[..end]
         .iter()
-        .rposition(is_panic_machinery)
-        .map_or(0, |i| i + 1);
+        .position(is_panic_machinery)
+        .map_or(0, |first| {
+            first
+                + frames[first..end]
+                    .iter()
+                    .take_while(|f| is_panic_internals(f))
+                    .count()
+        });
     if start >= end {
         return full.to_string();
     }
@@ -137,5 +149,35 @@ mod tests {
             task_frames(full),
             "   3: divide\n             at quickstart.rs:26:9\n   4: __procpool_call"
         );
+    }
+
+    /// A map item's result whose `Drop` (or `Serialize`) panics: the panic
+    /// comes from procpool's per-item code, under a `catch_unwind` of its
+    /// own inside the batch entry. The frames kept begin at the user's
+    /// `Drop`, not after that `catch_unwind`'s `std::panicking` frames.
+    #[test]
+    fn a_catch_unwind_inside_the_call_does_not_hide_the_panicking_frame() {
+        let full = "   0: std::backtrace::Backtrace::capture\n   \
+                    1: procpool::worker::panic::install_panic_hook::{{closure}}\n   \
+                    2: std::panicking::panic_with_hook\n   \
+                    3: std::panicking::panic_handler::{{closure}}\n   \
+                    4: std::sys::backtrace::__rust_end_short_backtrace\n   \
+                    5: __rustc::rust_begin_unwind\n   \
+                    6: core::panicking::panic_fmt\n   \
+                    7: <my::Bomb as core::ops::drop::Drop>::drop\n             at src/my.rs:9:51\n   \
+                    8: core::ptr::drop_in_place<my::Bomb>\n   \
+                    9: procpool::map::chunk::run::{{closure}}\n   \
+                    10: std::panicking::catch_unwind::do_call\n   \
+                    11: std::panicking::catch_unwind\n   \
+                    12: std::panic::catch_unwind\n   \
+                    13: procpool::map::chunk::run\n   \
+                    14: my::_::__procpool_call_batch\n   \
+                    15: main";
+        let kept = task_frames(full);
+        assert!(
+            kept.starts_with("   7: <my::Bomb as core::ops::drop::Drop>::drop\n             at src/my.rs:9:51"),
+            "{kept}"
+        );
+        assert!(kept.ends_with("14: my::_::__procpool_call_batch"), "{kept}");
     }
 }
