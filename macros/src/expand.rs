@@ -90,6 +90,15 @@ fn in_block(func: &ItemFn, block: Enclosing) -> syn::Error {
 }
 
 /// `#[procpool::main]`: `init()` becomes the first statement of `main`.
+///
+/// Attributes expand outermost first. Below an async runtime's attribute
+/// (`#[tokio::main] #[procpool::main] async fn main()`) this sees the plain
+/// `fn main` that one made. Above it, it sees the `async fn` itself, with
+/// the runtime's attribute still to expand: `init()` must then run before
+/// the runtime starts its threads (the fork server forks only while the
+/// program has one thread, and a worker must serve before it starts a
+/// runtime), so `main` becomes a plain `fn` that calls `init()` and then
+/// the `async fn main` with its attributes, declared inside it.
 pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
@@ -102,10 +111,45 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         let error = syn::Error::new(args.span(), "`#[procpool::main]` takes no arguments");
         return with_error(func.into_token_stream(), error);
     }
+    if func.sig.asyncness.is_some() {
+        return main_above_runtime(func);
+    }
     func.block
         .stmts
         .insert(0, parse_quote!(::procpool::init();));
     func.into_token_stream()
+}
+
+/// `#[procpool::main]` on an `async fn main` whose runtime's attribute is
+/// below it (see [`main`]).
+fn main_above_runtime(func: ItemFn) -> TokenStream {
+    let asyncness = func.sig.asyncness.expect("an async fn");
+    // Documentation and lints are no runtime: an `async fn main` with no
+    // other attribute is an error at `async`, not rustc's about a future.
+    let runtime = func.attrs.iter().any(|attr| {
+        !["doc", "allow", "warn", "deny", "expect"]
+            .iter()
+            .any(|n| attr.path().is_ident(n))
+    });
+    if !runtime {
+        let error = syn::Error::new(
+            asyncness.span(),
+            "`async fn main` needs an async runtime's attribute, e.g. `#[tokio::main]` \
+             (`#[procpool::main]` then calls `init()` before the runtime starts)",
+        );
+        return with_error(func.into_token_stream(), error);
+    }
+    let (attrs, vis, sig, block) = (&func.attrs, &func.vis, &func.sig, &func.block);
+    let ident = &sig.ident;
+    let output = &sig.output;
+    quote! {
+        #vis fn #ident() #output {
+            ::procpool::init();
+            #(#attrs)*
+            #sig #block
+            #ident()
+        }
+    }
 }
 
 fn with_error(item: TokenStream, error: syn::Error) -> TokenStream {

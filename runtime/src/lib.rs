@@ -373,6 +373,18 @@ pub use procpool_macros::pool_task;
 
 /// Marks `fn main` so that it starts with [`init()`].
 ///
+/// With an async runtime's attribute it may go above or below that one:
+/// either way `init()` runs before the runtime starts its threads (a
+/// worker serves without starting a runtime, and the fork server can fork).
+/// Above it, `main` becomes a plain `fn` that calls `init()` and then the
+/// `async fn main`, declared inside it under the runtime's attribute:
+///
+/// ```ignore
+/// #[procpool::main]
+/// #[tokio::main]
+/// async fn main() { /* ... */ }
+/// ```
+///
 /// ```
 /// #[procpool::pool_task]
 /// fn one() -> u8 { 1 }
