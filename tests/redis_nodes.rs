@@ -5,7 +5,8 @@
 //! loses nothing; malformed task entries fail alone; a SIGTERMed node
 //! leaves no worker behind; a dropped node serves on; a node serving many
 //! large results keeps its memory bounded; a DELIVER whose reply was lost
-//! is not reported as fenced.
+//! is not reported as fenced; a stopping node that gave up on Redis leaves
+//! promptly and loses nothing.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -443,4 +444,83 @@ fn a_deliver_whose_reply_was_lost_is_not_reported_as_fenced() {
         logged.contains("1 outcomes were settled already"),
         "{logged}"
     );
+}
+
+/// Whether `line` shows in the log file at `path` within `limit`: when it
+/// was first seen (polled every 20 ms).
+fn logged_within(path: &str, line: &str, limit: Duration) -> Option<Instant> {
+    let begun = Instant::now();
+    while begun.elapsed() < limit {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(line)
+        {
+            return Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A stopping node cut off from Redis gives up after one retry budget
+/// (15 s without a heartbeat). From then on it leaves promptly: outcomes
+/// its deliverer and its local pool's callback thread were still trying
+/// to report (calls that ended just before it gave up) are not retried
+/// for another budget. Nothing is lost: the calls stay pending under its
+/// name, the cluster declares it lost, and with `redeliver` they run again
+/// on another node, each answered once. (Before, the node went on trying
+/// to report them for a whole budget more: it exited about 12 s after
+/// giving up.)
+#[test]
+fn a_node_that_gave_up_on_redis_stops_promptly_and_loses_nothing() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let through = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let dir = TempDir::new();
+    let log = dir.file("node.log");
+    let mut node = NodeProc::code(
+        &through,
+        &[("processes", "2"), ("prefetch", "0"), ("log", &log)],
+        &[],
+    );
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(1)
+        .build()
+        .unwrap();
+    let (first, first_result) = Held::start(&pool);
+    let (second, second_result) = Held::start(&pool);
+    let on_a = [first.worker(), second.worker()];
+    // The node is cut off from Redis (which the caller still reaches) and
+    // asked to stop; it is declared lost, and its calls go to another node.
+    proxy.cut();
+    let cut_at = Instant::now();
+    node.ask_to_stop();
+    let other = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
+    // The held calls end just before the node gives up (at 15 s): one
+    // outcome is reported from the callback thread, the other by the
+    // deliverer, and neither reaches Redis.
+    std::thread::sleep(Duration::from_millis(13_500).saturating_sub(cut_at.elapsed()));
+    first.release();
+    second.release();
+    let gave_up = logged_within(&log, "left to the cluster", Duration::from_secs(30))
+        .expect("the node never gave up on Redis");
+    let exited = node.exits_within(Duration::from_secs(40));
+    let exit_after = gave_up.elapsed();
+    assert!(exited, "the stopping node never exited");
+    assert!(
+        exit_after < Duration::from_secs(6),
+        "the node exited {exit_after:?} after giving up on Redis ({:?} after it was cut off); its log: {}",
+        cut_at.elapsed(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // Each call was answered once, by the other node: run there again.
+    for result in [first_result, second_result] {
+        let pid = result.get_timeout(Duration::from_secs(30)).unwrap();
+        assert!(!on_a.contains(&pid), "an outcome of the lost node was used");
+    }
+    assert_eq!(server.pending(), 0);
+    proxy.mend();
+    drop(other);
 }

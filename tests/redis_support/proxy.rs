@@ -18,6 +18,10 @@ pub struct Proxy {
     armed: Armed,
     /// Set once a reply was lost.
     pub fired: Arc<AtomicBool>,
+    /// While set, connections are closed as soon as they are made.
+    cut: Arc<AtomicBool>,
+    /// Both ends of every connection made, to close them when cut.
+    open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
 impl Proxy {
@@ -27,17 +31,47 @@ impl Proxy {
         let port = listener.local_addr().unwrap().port();
         let armed: Armed = Arc::default();
         let fired = Arc::new(AtomicBool::new(false));
-        let (a, f) = (armed.clone(), fired.clone());
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (a, f, c, o) = (armed.clone(), fired.clone(), cut.clone(), open.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
                 let Ok(server) = TcpStream::connect(&target) else {
                     continue;
                 };
+                let mut ends = o.lock().unwrap();
+                ends.retain(|s| s.peer_addr().is_ok());
+                ends.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                drop(ends);
                 pump_pair(client, server, a.clone(), f.clone());
             }
         });
-        Proxy { port, armed, fired }
+        Proxy {
+            port,
+            armed,
+            fired,
+            cut,
+            open,
+        }
+    }
+
+    /// Closes every connection through the proxy, and every new one at
+    /// once, until [`mend`](Self::mend).
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for end in self.open.lock().unwrap().drain(..) {
+            let _ = end.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn mend(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 
     /// Loses the reply to the next request containing `marker`, then runs

@@ -24,6 +24,11 @@ pub(super) fn deliver_loop(s: Arc<Shared>, mut conn: Conn) {
         let batch: Vec<Done> = {
             let mut st = s.lock();
             loop {
+                // Given up on Redis: what is left to report stays pending
+                // in Redis, for the cluster (see `Shared::drained`).
+                if st.abandoned {
+                    return;
+                }
                 if !st.done.is_empty() && !st.delivering {
                     let n = st.done.len().min(s.cfg.batch);
                     st.delivering = true;

@@ -50,6 +50,9 @@ fn give_up_if_cut_off(s: &Shared) {
             st.claimed.len()
         );
         st.abandoned = true;
+        // A report under way (the deliverer's, or one from the local
+        // pool's callback thread) ends at its next attempt.
+        s.given_up.store(true, std::sync::atomic::Ordering::SeqCst);
         s.to_runners.notify_all();
         s.to_deliverer.notify_all();
     }

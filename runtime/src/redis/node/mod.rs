@@ -311,7 +311,8 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         cfg.broker.node_ttl,
         Some(cfg.processes),
     )?;
-    let inline = Mutex::new(Shared::settle_conn(&cfg)?);
+    let given_up = Arc::new(AtomicBool::new(false));
+    let inline = Mutex::new(Shared::settle_conn(&cfg, &given_up)?);
     let read = Mutex::new(ReadSide {
         conn: new_conn()?,
         recover: false,
@@ -344,6 +345,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
         to_runners: Condvar::new(),
         to_deliverer: Condvar::new(),
         stop,
+        given_up,
         stats: Default::default(),
         run_micros: std::sync::atomic::AtomicU64::new(u64::MAX),
         last_completion: Mutex::new(None),
@@ -377,7 +379,7 @@ fn spawn_threads(s: &Arc<Shared>, keeper: Conn) -> Result<Vec<JoinHandle<()>>, B
     let s2 = s.clone();
     let feed = Box::new(move || runner::feed_loop(s2));
     threads.push(spawn("procpool-node-feed".into(), feed)?);
-    let (s2, c) = (s.clone(), Shared::settle_conn(&s.cfg)?);
+    let (s2, c) = (s.clone(), Shared::settle_conn(&s.cfg, &s.given_up)?);
     let deliverer = Box::new(move || deliver::deliver_loop(s2, c));
     threads.push(spawn("procpool-node-deliver".into(), deliverer)?);
     let s2 = s.clone();

@@ -115,6 +115,11 @@ pub(super) struct Shared {
     pub(super) to_runners: Condvar,
     pub(super) to_deliverer: Condvar,
     pub(super) stop: Arc<AtomicBool>,
+    /// Set when the node gives up on Redis while stopping (see
+    /// `identity::give_up_if_cut_off`): the stop flag of the connections
+    /// outcomes are settled on, so that a report under way then ends at
+    /// its next attempt instead of retrying for a budget more.
+    pub(super) given_up: Arc<AtomicBool>,
     pub(super) stats: Stats,
     /// The time a call occupies the node, in µs (a moving average of the
     /// gaps between completions, or of a call's whole time when none
@@ -225,13 +230,13 @@ impl Shared {
 
     /// A connection for settling outcomes: it keeps retrying within its
     /// budget when the node is stopping (a stopping node still reports
-    /// what it ran; `deliver::settle` gives up after one budget then).
-    pub(super) fn settle_conn(cfg: &NodeConfig) -> Result<Conn, BrokerError> {
-        Conn::new(
-            &cfg.broker.url,
-            cfg.broker.retry.clone(),
-            Arc::new(AtomicBool::new(false)),
-        )
+    /// what it ran; `deliver::settle` gives up after one budget then),
+    /// unless the node gave up on Redis (`given_up`).
+    pub(super) fn settle_conn(
+        cfg: &NodeConfig,
+        given_up: &Arc<AtomicBool>,
+    ) -> Result<Conn, BrokerError> {
+        Conn::new(&cfg.broker.url, cfg.broker.retry.clone(), given_up.clone())
     }
 
     pub(super) fn new_conn(&self) -> Result<Conn, BrokerError> {
