@@ -469,8 +469,8 @@ fn logged_within(path: &str, line: &str, limit: Duration) -> Option<Instant> {
 /// for another budget. Nothing is lost: the calls stay pending under its
 /// name, the cluster declares it lost, and with `redeliver` they run again
 /// on another node, each answered once. (Before, the node went on trying
-/// to report them for a whole budget more: it exited about 12 s after
-/// giving up.)
+/// to report them for a whole budget more, then tried Redis once more to
+/// leave: it exited 13 s after giving up; now within 0.2 s.)
 #[test]
 fn a_node_that_gave_up_on_redis_stops_promptly_and_loses_nothing() {
     use redis_support::proxy::Proxy;
@@ -510,7 +510,7 @@ fn a_node_that_gave_up_on_redis_stops_promptly_and_loses_nothing() {
     let exit_after = gave_up.elapsed();
     assert!(exited, "the stopping node never exited");
     assert!(
-        exit_after < Duration::from_secs(6),
+        exit_after < Duration::from_millis(1500),
         "the node exited {exit_after:?} after giving up on Redis ({:?} after it was cut off); its log: {}",
         cut_at.elapsed(),
         std::fs::read_to_string(&log).unwrap_or_default()

@@ -457,13 +457,15 @@ impl Node {
         for t in self.threads {
             let _ = t.join();
         }
-        leave(&self.shared);
         // A node that gave up on Redis while stopping (see
         // `identity::give_up_if_cut_off`) runs nothing more: its calls are
-        // the cluster's to settle.
+        // the cluster's to settle. It does not try Redis once more to
+        // leave: silent for a retry budget, far past its time to live, it
+        // is the reaper's already.
         if self.shared.lock().abandoned {
             self.shared.exec.pool.terminate();
         } else {
+            leave(&self.shared);
             self.shared.exec.pool.close();
         }
         self.shared.exec.pool.join();
