@@ -6,7 +6,8 @@
 //! leaves no worker behind; a dropped node serves on; a node serving many
 //! large results keeps its memory bounded; a DELIVER whose reply was lost
 //! is not reported as fenced; a stopping node that gave up on Redis leaves
-//! promptly and loses nothing.
+//! promptly and loses nothing; a new call under an entry id the node
+//! settled a moment ago runs.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -523,4 +524,66 @@ fn a_node_that_gave_up_on_redis_stops_promptly_and_loses_nothing() {
     assert_eq!(server.pending(), 0);
     proxy.mend();
     drop(other);
+}
+
+/// A node remembers the outcomes it settled in the last seconds by entry
+/// id, to settle one again if Redis loses the DELIVER. A Redis that lost
+/// its task stream (restarted without its data, on a clock behind the old
+/// one's) can give a new call an id the node settled a moment ago: that
+/// call must run, not be answered with the old call's outcome (which went
+/// to the old call, and left the new one unanswered for ever).
+#[test]
+fn a_new_call_under_an_entry_id_settled_before_runs() {
+    let server = RedisServer::start();
+    let pool = waiting_pool(&server);
+    let first = apply_async_square(&pool, 3);
+    in_redis(&server);
+    let tasks = server.key(":tasks").unwrap();
+    let members = server.key(":members").unwrap();
+    // The entry as the caller sent it, kept aside (with its id).
+    let kept = format!("{tasks}:kept");
+    server.cli(&[
+        "EVAL",
+        "local e = redis.call('XRANGE', KEYS[1], '-', '+')[1] \
+         redis.call('RPUSH', KEYS[2], e[1], unpack(e[2])) return 1",
+        "2",
+        &tasks,
+        &kept,
+    ]);
+    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    assert_eq!(first.get().unwrap(), 9);
+    // Redis loses the task stream, and the caller's next call gets the
+    // same entry id (forged here: the caller's next seq under the old id,
+    // its high-water mark moved past it so that its own SUBMIT adds none).
+    // The node is paused meanwhile, so the call is in flight before the
+    // node can answer it.
+    node.signal(libc::SIGSTOP);
+    server.cli(&[
+        "EVAL",
+        "local b = redis.call('LRANGE', KEYS[2], 0, -1) \
+         local caller for k = 2, #b, 2 do if b[k] == 'c' then caller = b[k + 1] end end \
+         local seq = tonumber(redis.call('HGET', KEYS[3], 'hw:' .. caller)) + 1 \
+         local f = {} \
+         for k = 2, #b, 2 do f[#f + 1] = b[k] \
+           if b[k] == 'i' then f[#f + 1] = tostring(seq) else f[#f + 1] = b[k + 1] end end \
+         redis.call('DEL', KEYS[1], KEYS[2]) \
+         redis.call('XADD', KEYS[1], b[1], unpack(f)) \
+         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') \
+         redis.call('HSET', KEYS[3], 'hw:' .. caller, seq) return seq",
+        "3",
+        &tasks,
+        &kept,
+        &members,
+    ]);
+    let second = apply_async_square(&pool, 3);
+    std::thread::sleep(Duration::from_millis(300));
+    node.signal(libc::SIGCONT);
+    let got = second.get_timeout(Duration::from_secs(15));
+    if !matches!(got, Ok(9)) {
+        // (A call never answered would hold up the pool's drop for ever.)
+        pool.terminate();
+        panic!("the new call got {got:?}");
+    }
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(server.pending(), 0);
 }

@@ -144,15 +144,18 @@ fn take_entries(
             .unwrap_or_else(|e| e.into_inner())
             .get(&entry)
             .cloned();
-        if let Some(done) = remembered {
-            // Settled by us, but Redis lost that: settle it again.
-            st.claimed.insert(entry);
-            st.done.push(done);
-            continue;
-        }
         st.claimed.insert(entry.clone());
         match parse_task(entry, fields, s.cfg.max_frame) {
             Ok(call) => {
+                // Settled by us, but Redis lost that: settled again. Only
+                // the same call: a Redis that lost its task stream may give
+                // a new call an id used before (its clock behind the old
+                // one's).
+                let same = |d: &Done| d.caller == call.caller && d.seq == call.seq;
+                if let Some(done) = remembered.filter(same) {
+                    st.done.push(done);
+                    continue;
+                }
                 let item = Item {
                     call,
                     consumer: name.to_string(),
