@@ -152,7 +152,11 @@ fn take_entries(
                 // a new call an id used before (its clock behind the old
                 // one's).
                 let same = |d: &Done| d.caller == call.caller && d.seq == call.seq;
-                if let Some(done) = remembered.filter(same) {
+                if let Some(mut done) = remembered.filter(same) {
+                    // Pending under the name it was claimed by now (the
+                    // node's name changes when it comes back after being
+                    // declared lost): a DELIVER under the old one is fenced.
+                    done.consumer = name.to_string();
                     st.done.push(done);
                     continue;
                 }
