@@ -2,6 +2,7 @@
 //! per-item errors.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use procpool::{pool_task, Error, MapOptions, Pool};
 
@@ -46,6 +47,17 @@ fn gated_zero(x: u64, gate: String) -> u64 {
 }
 
 /// Kills its worker (SIGABRT) on the item equal to `bad`.
+/// Item 0 returns at once; every other waits for `gate` to exist (60 s at
+/// most).
+#[pool_task]
+fn all_but_zero_gated(x: u64, gate: String) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while x != 0 && !std::path::Path::new(&gate).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    x
+}
+
 #[pool_task]
 fn abort_on(x: u32, bad: u32) -> u32 {
     if x == bad {
@@ -506,4 +518,43 @@ fn polling_next_timeout_yields_every_result_once() {
         }
     }
     assert_eq!(got, (0..2000u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+/// Python's `imap` yields the first result once the first item is done
+/// (its chunksize is 1). Ours begins with a chunk of one item, whatever
+/// the default size it grows to: item 0 comes back while every other item
+/// is still held (by a gate), over an input of known length (default
+/// chunks of 5 here) and of unknown length (16).
+#[test]
+fn the_first_result_comes_back_after_the_first_item_alone() {
+    let pool = Pool::new(2).unwrap();
+    let gate = std::env::temp_dir().join(format!("procpool-imap-first-{}", std::process::id()));
+    let _ = std::fs::remove_file(&gate);
+    let gate_arg = gate.to_string_lossy().into_owned();
+    let known: Vec<(u64, String)> = (0..40).map(|x| (x, gate_arg.clone())).collect();
+    let mut ordered = imap_all_but_zero_gated(&pool, known.clone());
+    let first = ordered.next_timeout(Duration::from_secs(10));
+    // The gate still shut: nothing else came back.
+    let second = ordered.next_timeout(Duration::from_millis(50));
+    // Opened before any check, so that a failing one does not wait out
+    // the gated items.
+    std::fs::write(&gate, b"").unwrap();
+    assert!(matches!(first, Some(Ok(0))), "{first:?}");
+    assert!(
+        matches!(second, Some(Err(Error::WaitTimeout { .. }))),
+        "{second:?}"
+    );
+    let rest: Vec<u64> = ordered.map(Result::unwrap).collect();
+    assert_eq!(rest, (1..40).collect::<Vec<u64>>());
+    std::fs::remove_file(&gate).unwrap();
+
+    let unknown = known.into_iter().filter(|_| true);
+    let mut unordered = imap_unordered_all_but_zero_gated(&pool, unknown);
+    let first = unordered.next_timeout(Duration::from_secs(10));
+    std::fs::write(&gate, b"").unwrap();
+    assert!(matches!(first, Some(Ok(0))), "{first:?}");
+    let mut rest: Vec<u64> = unordered.map(Result::unwrap).collect();
+    rest.sort_unstable();
+    assert_eq!(rest, (1..40).collect::<Vec<u64>>());
+    std::fs::remove_file(&gate).unwrap();
 }

@@ -90,6 +90,12 @@ struct Feeder<'a, R, I> {
     carry: Vec<u8>,
     /// Items per chunk, and encoded bytes per chunk at most.
     size: usize,
+    /// The items of the next chunk while the default size ramps up (then
+    /// `usize::MAX`): the first chunks hold 1, 2, 4, ... items, so that
+    /// the first results of slow items come back after one item's time,
+    /// as with Python's `imap` (chunksize 1), while fast items soon travel
+    /// in chunks of `size`.
+    ramp: usize,
     max_bytes: usize,
     window: usize,
     /// A setup error to yield once, before ending.
@@ -135,6 +141,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             next_chunk: chunk::next_chunk::<M, Guarded<I>>,
             carry: Vec::new(),
             size: 1,
+            ramp: if options.is_default_size() { 1 } else { usize::MAX },
             max_bytes: super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES),
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
@@ -179,7 +186,9 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         let (Some(items), Some(admission)) = (self.items.as_mut(), self.admission.as_ref()) else {
             return false;
         };
-        let next = (self.next_chunk)(items, self.size, self.max_bytes, &mut self.carry);
+        let size = self.size.min(self.ramp);
+        self.ramp = self.ramp.saturating_mul(2);
+        let next = (self.next_chunk)(items, size, self.max_bytes, &mut self.carry);
         let panicked = items.panic.take();
         let Some((bytes, sent)) = next else {
             // Drop the input as soon as it is exhausted.

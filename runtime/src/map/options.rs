@@ -16,7 +16,11 @@ use crate::error::Error;
 ///   (Python's `imap` default is 1; ours is bounded but larger, for speed);
 /// - `imap_<fn>` / `imap_unordered_<fn>` over an input of unknown length
 ///   (a filter, a reader, an endless iterator) use chunks of
-///   16 items.
+///   16 items;
+/// - `imap_<fn>` / `imap_unordered_<fn>` begin with smaller chunks than
+///   these defaults, of 1, 2, 4, ... items, doubling up to the default:
+///   the first result of a slow task comes back after one item's time, as
+///   with Python's `imap`.
 ///
 /// A chunk also ends early once its encoded items fill a quarter of the
 /// pool's [frame limit](crate::PoolBuilder::max_frame_bytes) (for `imap`,
@@ -101,6 +105,12 @@ impl MapOptions {
     pub fn chunksize(mut self, items: usize) -> Self {
         self.chunksize = Some(items);
         self
+    }
+
+    /// Whether the chunk size is the default one (no
+    /// [`chunksize`](Self::chunksize) given).
+    pub(crate) fn is_default_size(&self) -> bool {
+        self.chunksize.is_none()
     }
 
     /// [`resolve`](Self::resolve) for `imap`: a default chunk size is capped
