@@ -630,6 +630,93 @@ fn a_plain_argument_nested_too_deep_is_refused_and_dropped_without_overflowing()
     assert_no_children();
 }
 
+#[pool_task]
+fn plain_nest_head(list: &PlainNest) -> u64 {
+    list.v
+}
+
+/// A list that is not `Send` (it could not be handed to another thread to
+/// be dropped there), with no `Drop` of its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct LocalNest {
+    next: Option<Box<LocalNest>>,
+    #[serde(skip)]
+    _local: std::marker::PhantomData<std::rc::Rc<()>>,
+}
+
+fn make_local_nest(nodes: u64) -> LocalNest {
+    let mut list = LocalNest {
+        next: None,
+        _local: std::marker::PhantomData,
+    };
+    for _ in 1..nodes {
+        list = LocalNest {
+            next: Some(Box::new(list)),
+            _local: std::marker::PhantomData,
+        };
+    }
+    list
+}
+
+#[pool_task]
+fn local_nest_len(list: LocalNest) -> u64 {
+    let (mut len, mut node) = (1, &list);
+    while let Some(next) = &node.next {
+        len += 1;
+        node = next;
+    }
+    len
+}
+
+/// As above, for the forms that are not handed to another thread: owned
+/// items of a task that takes its argument by reference (`&PlainNest`,
+/// lent by a `PlainNest` item), and a value that is not `Send`. Each is
+/// refused and dropped without overflowing the caller's stack.
+#[test]
+fn owned_items_of_a_reference_task_and_values_not_send_nested_too_deep_are_refused_and_dropped() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    let items = vec![
+        make_plain_nest(3),
+        make_plain_nest(1_000_000),
+        make_plain_nest(2),
+    ];
+    let results: Vec<_> =
+        imap_plain_nest_head_with(&pool, items, MapOptions::new().chunksize(3)).collect();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].as_ref().unwrap(), &2);
+    expect_too_deep(
+        results.into_iter().nth(1).unwrap(),
+        "fault_codec::plain_nest_head",
+        "arguments",
+    );
+    let mapped = map_plain_nest_head(&pool, vec![make_plain_nest(1_000_000)]);
+    expect_too_deep(mapped, "fault_codec::plain_nest_head", "arguments");
+    let shared = pool.clone();
+    let on_small = on_small_stack(move || {
+        let results: Vec<_> =
+            imap_plain_nest_head(&shared, vec![make_plain_nest(1_000_000)]).collect();
+        results.into_iter().next().unwrap()
+    });
+    expect_too_deep(on_small, "fault_codec::plain_nest_head", "arguments");
+
+    expect_too_deep(
+        apply_local_nest_len(&pool, make_local_nest(1_000_000)),
+        "fault_codec::local_nest_len",
+        "arguments",
+    );
+    let mapped = map_local_nest_len(&pool, vec![make_local_nest(2), make_local_nest(1_000_000)]);
+    expect_too_deep(mapped, "fault_codec::local_nest_len", "arguments");
+    assert_eq!(
+        apply_local_nest_len(&pool, make_local_nest(100)).unwrap(),
+        100
+    );
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
 /// Deep result bytes (as a damaged frame or a worker without the limit
 /// would send them) are a decode error in the caller, on its main thread
 /// and on a 2 MiB one, never a stack overflow.

@@ -420,9 +420,15 @@ fn marker_impls(m: &Model<'_>) -> TokenStream {
                 __procpool_item: #item_impl_ty,
                 __procpool_chunk: &mut ::std::vec::Vec<u8>,
             ) -> ::core::result::Result<(), ::std::string::String> {
-                let #item_pat = __procpool_item;
-                #(#item_pushes)*
-                ::core::result::Result::Ok(())
+                // The item's parts by reference: an item refused for its
+                // depth is dropped by `settle_item`, on a large stack.
+                #[allow(clippy::redundant_closure_call)]
+                let __procpool_encoded = (|| {
+                    let #item_pat = &__procpool_item;
+                    #(#item_pushes)*
+                    ::core::result::Result::Ok(())
+                })();
+                #krate::__private::settle_item(__procpool_item, __procpool_encoded)
             }
             #dense
         }

@@ -163,17 +163,6 @@ impl<'a> Model<'a> {
                     marker_impl: quote_spanned! {a.ty.span()=>
                         impl #krate::__private::ValueArg<#index> for #marker {
                             type Type = #ty;
-
-                            // A `Send` argument refused for its depth is
-                            // dropped on a large stack (see
-                            // `procpool::task::deep_drop`).
-                            #[inline]
-                            #[allow(clippy::needless_borrow)]
-                            fn drop_refused(value: #ty) {
-                                #[allow(unused_imports)]
-                                use #krate::__private::{DropHere as _, DropOnLargeStack as _};
-                                (&&#krate::__private::DeepDrop::new(value)).__procpool_drop_deep();
-                            }
                         }
                     },
                     push,
@@ -214,7 +203,7 @@ impl<'a> Model<'a> {
                     item_param: Some(quote!(#param: #lends<#ty>)),
                     item_push: quote!(
                         #krate::__private::encode_ref::<#marker, #index>(
-                            <#param as #lends<#ty>>::#method(&#var),
+                            <#param as #lends<#ty>>::#method(#var),
                             __procpool_chunk,
                         )?;
                     ),

@@ -13,10 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 
 mod block;
-mod deep_drop;
 mod returned;
 
-pub use deep_drop::{DeepDrop, DropHere, DropOnLargeStack};
 pub use returned::{ErrWithDebug, ErrWithoutDebug, NotAResult, Returned};
 
 pub(crate) use block::{from_block, is_block};
@@ -192,14 +190,6 @@ pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
 pub trait ValueArg<const I: usize> {
     /// The argument's type, sent as is.
     type Type: Serialize + for<'de> Deserialize<'de>;
-
-    /// Drops an argument the caller refused to encode because it nests too
-    /// deeply: `#[pool_task]` implements it to drop a `Send` type on a
-    /// large stack (see [`DeepDrop`]); the default drops it here.
-    #[inline]
-    fn drop_refused(value: Self::Type) {
-        drop(value)
-    }
 }
 
 /// The `I`-th argument of a task, taken by reference: `&Self::Referent`.
@@ -275,27 +265,26 @@ where
 /// Appends the `I`-th argument, taken by value, to a chunk.
 #[inline]
 pub fn encode_value<M: ValueArg<I>, const I: usize>(
-    value: M::Type,
+    value: &M::Type,
     chunk: &mut Vec<u8>,
 ) -> Result<(), String>
 where
     M::Type: 'static,
 {
-    match encode_value_into(&value, chunk) {
-        Err(why) if codec::is_nesting_error(&why) => {
-            refused_too_deep::<M, I>(value);
-            Err(why)
-        }
-        done => done,
-    }
+    encode_value_into(value, chunk)
 }
 
-/// Drops an argument refused for nesting too deeply (its own `Drop` may
-/// recurse as deep as the value: see [`DeepDrop`]).
-#[cold]
-#[inline(never)]
-fn refused_too_deep<M: ValueArg<I>, const I: usize>(value: M::Type) {
-    M::drop_refused(value);
+/// Ends a map item's encoding (`encoded`): an item refused for nesting too
+/// deeply is dropped on a large stack (see [`codec::drop_deep`]), any other
+/// where it is.
+#[inline]
+pub fn settle_item<T>(item: T, encoded: Result<(), String>) -> Result<(), String> {
+    if let Err(why) = &encoded {
+        if codec::is_nesting_error(why) {
+            codec::drop_deep(item);
+        }
+    }
+    encoded
 }
 
 /// Appends `value` to `out`: a block of bytes (a `Vec<u8>`, a `ByteBuf`)
@@ -387,7 +376,7 @@ impl ArgsEncoder {
                     .as_ref()
                     .is_err_and(|why| codec::is_nesting_error(why))
                 {
-                    refused_too_deep::<M, I>(value);
+                    codec::drop_deep(value);
                 }
                 return pushed;
             }

@@ -80,40 +80,27 @@ fn no_stack_error<E>(depth: usize, left: usize, error: impl FnOnce(String) -> E)
 
 /// Whether `message` is an error of this module: the value it is about
 /// was refused because it nests too deeply, so dropping it may recurse
-/// deeper than its thread's stack allows (see [`drop_on_large_stack`]).
+/// deeper than its thread's stack allows (see [`drop_deep`]).
 pub(crate) fn is_nesting_error(message: &str) -> bool {
     message.starts_with(NESTS)
 }
 
-/// The stack of the thread [`drop_on_large_stack`] drops on: the worker's
-/// task stack (`worker::TASK_STACK`), on which a list a million levels
-/// deep drops by its own recursive `Drop`, even in a debug build. Only
-/// what the drop uses is ever touched.
+/// The stack [`drop_deep`] drops on: as large as the worker's task stack
+/// (`worker::TASK_STACK`), on which a list a million levels deep drops by
+/// its own recursive `Drop`, even in a debug build. Only what the drop
+/// uses is ever touched.
 const DROP_STACK: usize = 256 << 20;
 
 /// Drops `value`, which an encoder refused for its depth (see
-/// [`is_nesting_error`]), on a thread of its own with a [`DROP_STACK`]-byte
-/// stack, and waits for it: the value's own recursive `Drop` (a linked list
-/// of `Box`es has one) could overflow the caller's stack, and it is the
-/// caller's value (moved into `apply_<fn>` or a map's item), so the caller
-/// would die of it in procpool's code. If no such thread can be started,
-/// the value is leaked rather than dropped here. A `Drop` that panics
-/// resumes its panic here, as if the value had been dropped here.
-pub(crate) fn drop_on_large_stack<T: Send>(value: T) {
-    let slot = std::sync::Mutex::new(Some(value));
-    let taken = || slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    let dropped = std::thread::scope(|scope| {
-        std::thread::Builder::new()
-            .name("procpool-drop".into())
-            .stack_size(DROP_STACK)
-            .spawn_scoped(scope, || drop(taken()))
-            .map(|thread| thread.join())
-    });
-    match dropped {
-        Ok(Ok(())) => {}
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => std::mem::forget(taken()),
-    }
+/// [`is_nesting_error`]), on a fresh stack of [`DROP_STACK`] bytes on this
+/// thread: the value's own recursive `Drop` (a linked list of `Box`es has
+/// one) could overflow the caller's stack, and it is the caller's value
+/// (moved into `apply_<fn>` or a map's item), so the caller would die of it
+/// in procpool's code. A `Drop` that panics resumes its panic here.
+#[cold]
+#[inline(never)]
+pub(crate) fn drop_deep<T>(value: T) {
+    stacker::grow(DROP_STACK, move || drop(value));
 }
 
 #[cfg(test)]
