@@ -275,7 +275,7 @@ where
 }
 
 /// Ends a map item's encoding (`encoded`): an item refused for nesting too
-/// deeply is dropped on a large stack (see [`codec::drop_deep`]), any other
+/// deeply is dropped on a large stack (see `codec::drop_deep`), any other
 /// where it is.
 #[inline]
 pub fn settle_item<T>(item: T, encoded: Result<(), String>) -> Result<(), String> {
