@@ -96,16 +96,71 @@ const DROP_STACK: usize = 256 << 20;
 /// thread: the value's own recursive `Drop` (a linked list of `Box`es has
 /// one) could overflow the caller's stack, and it is the caller's value
 /// (moved into `apply_<fn>` or a map's item), so the caller would die of it
-/// in procpool's code. A `Drop` that panics resumes its panic here.
+/// in procpool's code. A `Drop` that panics resumes its panic here. If no
+/// such stack can be mapped (`stacker` panics then), the value is leaked
+/// rather than dropped on this stack.
 #[cold]
 #[inline(never)]
 pub(crate) fn drop_deep<T>(value: T) {
-    stacker::grow(DROP_STACK, move || drop(value));
+    let mut slot = Some(value);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        stacker::grow(DROP_STACK, || drop(slot.take()));
+    }));
+    if let Err(panic) = dropped {
+        match slot.take() {
+            // The stack was never mapped: the value is still here.
+            Some(value) => std::mem::forget(value),
+            // Its own `Drop` panicked.
+            None => std::panic::resume_unwind(panic),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+
+    /// A list whose drop recurses once per node (the field is only
+    /// dropped).
+    #[allow(dead_code)]
+    struct List(Option<Box<List>>);
+
+    #[test]
+    fn drop_deep_drops_a_list_a_million_deep_on_a_2_mib_thread() {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let mut list = List(None);
+                for _ in 0..1_000_000 {
+                    list = List(Some(Box::new(list)));
+                }
+                super::drop_deep(list);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    /// Panics when dropped, after counting its drop.
+    struct Loud<'a>(&'a std::sync::atomic::AtomicUsize);
+
+    impl Drop for Loud<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("loud drop");
+        }
+    }
+
+    #[test]
+    fn drop_deep_resumes_the_panic_of_the_values_drop_once() {
+        let drops = std::sync::atomic::AtomicUsize::new(0);
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            super::drop_deep(Loud(&drops));
+        }));
+        let panic = caught.expect_err("the drop's panic is resumed");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"loud drop"));
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     use serde::{Deserialize, Serialize};
 
