@@ -10,7 +10,7 @@ mod wording;
 
 pub(crate) use scalar::{decode as decode_scalar, each_scalar, encode as encode_scalar, is_scalar};
 
-pub(crate) use depth::{drop_deep, is_nesting_error};
+pub(crate) use depth::drop_refused;
 #[cfg(feature = "json")]
 pub(crate) use depth::Limited;
 

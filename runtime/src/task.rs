@@ -275,14 +275,12 @@ where
 }
 
 /// Ends a map item's encoding (`encoded`): an item refused for nesting too
-/// deeply is dropped on a large stack (see `codec::drop_deep`), any other
-/// where it is.
+/// deeply is dropped on a large stack (see `codec::drop_refused`), any
+/// other where it is.
 #[inline]
 pub fn settle_item<T>(item: T, encoded: Result<(), String>) -> Result<(), String> {
     if let Err(why) = &encoded {
-        if codec::is_nesting_error(why) {
-            codec::drop_deep(item);
-        }
+        codec::drop_refused(item, why);
     }
     encoded
 }
@@ -371,12 +369,8 @@ impl ArgsEncoder {
             }
             Err(value) => {
                 let pushed = self.push(&value);
-                if pushed
-                    .bytes
-                    .as_ref()
-                    .is_err_and(|why| codec::is_nesting_error(why))
-                {
-                    codec::drop_deep(value);
+                if let Err(why) = &pushed.bytes {
+                    codec::drop_refused(value, why);
                 }
                 return pushed;
             }

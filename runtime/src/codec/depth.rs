@@ -81,8 +81,17 @@ fn no_stack_error<E>(depth: usize, left: usize, error: impl FnOnce(String) -> E)
 /// Whether `message` is an error of this module: the value it is about
 /// was refused because it nests too deeply, so dropping it may recurse
 /// deeper than its thread's stack allows (see [`drop_deep`]).
-pub(crate) fn is_nesting_error(message: &str) -> bool {
+fn is_nesting_error(message: &str) -> bool {
     message.starts_with(NESTS)
+}
+
+/// Drops `value`, which an encoder refused with `why`: by [`drop_deep`]
+/// if it was refused for its depth (see [`is_nesting_error`]), its own
+/// `Drop` then recursing as deep as it nests; where it is otherwise.
+pub(crate) fn drop_refused<T>(value: T, why: &str) {
+    if is_nesting_error(why) {
+        drop_deep(value);
+    }
 }
 
 /// The stack [`drop_deep`] drops on: as large as the worker's task stack
@@ -101,7 +110,7 @@ const DROP_STACK: usize = 256 << 20;
 /// rather than dropped on this stack.
 #[cold]
 #[inline(never)]
-pub(crate) fn drop_deep<T>(value: T) {
+fn drop_deep<T>(value: T) {
     let mut slot = Some(value);
     let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         stacker::grow(DROP_STACK, || drop(slot.take()));
