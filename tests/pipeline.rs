@@ -5,14 +5,15 @@
 //! which then fail rather than run twice. A task
 //! times out on its own run time, not on the time spent queued in a batch.
 //! Only tasks seen to run quickly are batched: a slow task never holds up
-//! quick ones while another worker could run them.
+//! quick ones while another worker could run them. Map chunks are batched
+//! as calls are (a map with chunksize 1 is as many quick calls).
 
 mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use procpool::{pool_task, Error, Pool};
+use procpool::{pool_task, Error, MapOptions, Pool};
 
 procpool::enable_test_support!();
 
@@ -306,4 +307,52 @@ fn no_task_runs_twice_when_a_worker_breaks_the_protocol_mid_batch() {
         .is_ok());
     }
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn small_map_chunks_of_a_quick_task_are_pipelined() {
+    let _serial = support::serial();
+    procpool::init();
+    let log = support::capture_log();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    let pipelined = || log.lines_with("calls pipelined to worker").len();
+    let before = pipelined();
+    let items: Vec<(u64, bool, u64)> = (0..2000).map(|x| (x, false, 0)).collect();
+    let out = map_step_with(&pool, items, MapOptions::new().chunksize(1)).unwrap();
+    assert!(out.iter().enumerate().all(|(x, &(_, y))| y == x as u64 + 1));
+    assert!(
+        pipelined() > before,
+        "2000 chunks of one quick item were sent one at a time"
+    );
+}
+
+#[test]
+fn a_worker_dying_in_pipelined_map_chunks_fails_only_its_item() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    let (before, _) = apply_step(&pool, 0, false, 0).unwrap();
+    let items: Vec<(u64, bool, u64)> = (0..300).map(|x| (x, x == 150, 0)).collect();
+    let mut after = HashSet::new();
+    for (x, r) in imap_step_with(&pool, items, MapOptions::new().chunksize(1)).enumerate() {
+        match r {
+            Err(Error::WorkerDied { pid, .. }) => {
+                assert_eq!(x, 150, "item {x} failed with the worker");
+                assert_eq!(pid, before);
+            }
+            Ok((pid, y)) => {
+                assert_ne!(x, 150, "the aborting item succeeded");
+                assert_eq!(y, x as u64 + 1);
+                if x > 150 {
+                    after.insert(pid);
+                }
+            }
+            Err(e) => panic!("item {x}: unexpected {e:?}"),
+        }
+    }
+    // The items behind the dead one ran on its replacement.
+    assert_eq!(after.len(), 1);
+    assert!(!after.contains(&before));
 }

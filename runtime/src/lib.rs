@@ -186,7 +186,8 @@
 //!   shared-memory ring, a futex wake only if the other side sleeps, and a
 //!   short spin first when that pays. Otherwise it queues like
 //!   `apply_async_<fn>`.
-//! - Many small `apply_async_<fn>` calls are pipelined: while every worker is
+//! - Many small `apply_async_<fn>` calls (and small map chunks, such as
+//!   those of `chunksize(1)`) are pipelined: while every worker is
 //!   busy, a worker is sent a batch of queued calls of tasks seen to take
 //!   under 1 ms (at most about 2 ms of work and 64 KiB of arguments), in one
 //!   write. Slower or never-seen tasks always go one at a time, and nothing is

@@ -14,7 +14,7 @@ use super::dispatcher::Status;
 use super::in_flight::{InFlight, Place};
 use super::inbox::Inbox;
 use super::pipeline::{self, Durations};
-use crate::call::{Job, Kind};
+use crate::call::Job;
 use crate::link::Link;
 use crate::result::CancelOutcome;
 
@@ -323,11 +323,14 @@ impl Queue {
         durations: &Durations,
         batch: &mut Vec<Job>,
     ) {
-        // Map chunks are batches already, and a call with a tail (a large
-        // byte block) goes alone: never pipelined.
-        let mut window = match first.call().kind {
-            Kind::Single if first.call().tail().is_empty() => durations.window(first.call().name()),
-            _ => 1,
+        // A call with a tail (a large byte block) goes alone: never
+        // pipelined. Map chunks are pipelined as calls are, by the mean time
+        // of their calls: a map with small chunks (chunksize 1) is as many
+        // quick calls, one round trip each without it.
+        let mut window = if first.call().tail().is_empty() {
+            durations.window(first.call().name())
+        } else {
+            1
         };
         let mut bytes = first.call().args.len();
         batch.push(first);
@@ -349,7 +352,6 @@ impl Queue {
             };
             bytes += next.call().args.len();
             if bytes > pipeline::BYTE_BUDGET
-                || next.call().kind == Kind::Chunk
                 || !next.call().tail().is_empty()
                 || durations.window(next.call().name()) < 2
             {
