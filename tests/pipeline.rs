@@ -69,24 +69,30 @@ fn a_worker_dying_mid_batch_fails_only_the_task_it_ran() {
     let pending: Vec<_> = (0..300)
         .map(|x| apply_async_step(&pool, x, x == 150, 0))
         .collect();
+    only_150_died_with(before, pending.into_iter().map(|r| r.get()));
+}
+
+/// Checks the outcomes of `step` over 0..300 where call 150 aborted its
+/// worker `before`: only that call failed (`WorkerDied`), every other one
+/// came back right, and those behind it ran on one replacement.
+fn only_150_died_with(before: u32, outcomes: impl Iterator<Item = Result<(u32, u64), Error>>) {
     let mut after = HashSet::new();
-    for (x, r) in pending.into_iter().enumerate() {
-        match r.get() {
+    for (x, r) in outcomes.enumerate() {
+        match r {
             Err(Error::WorkerDied { pid, .. }) => {
-                assert_eq!(x, 150, "task {x} failed with the worker");
+                assert_eq!(x, 150, "call {x} failed with the worker");
                 assert_eq!(pid, before);
             }
             Ok((pid, y)) => {
-                assert_ne!(x, 150, "the aborting task succeeded");
+                assert_ne!(x, 150, "the aborting call succeeded");
                 assert_eq!(y, x as u64 + 1);
                 if x > 150 {
                     after.insert(pid);
                 }
             }
-            Err(e) => panic!("task {x}: unexpected {e:?}"),
+            Err(e) => panic!("call {x}: unexpected {e:?}"),
         }
     }
-    // The tasks behind the dead one ran on its replacement.
     assert_eq!(after.len(), 1);
     assert!(!after.contains(&before));
     assert!(!after.contains(&std::process::id()));
@@ -335,24 +341,8 @@ fn a_worker_dying_in_pipelined_map_chunks_fails_only_its_item() {
     warm_up(&pool);
     let (before, _) = apply_step(&pool, 0, false, 0).unwrap();
     let items: Vec<(u64, bool, u64)> = (0..300).map(|x| (x, x == 150, 0)).collect();
-    let mut after = HashSet::new();
-    for (x, r) in imap_step_with(&pool, items, MapOptions::new().chunksize(1)).enumerate() {
-        match r {
-            Err(Error::WorkerDied { pid, .. }) => {
-                assert_eq!(x, 150, "item {x} failed with the worker");
-                assert_eq!(pid, before);
-            }
-            Ok((pid, y)) => {
-                assert_ne!(x, 150, "the aborting item succeeded");
-                assert_eq!(y, x as u64 + 1);
-                if x > 150 {
-                    after.insert(pid);
-                }
-            }
-            Err(e) => panic!("item {x}: unexpected {e:?}"),
-        }
-    }
-    // The items behind the dead one ran on its replacement.
-    assert_eq!(after.len(), 1);
-    assert!(!after.contains(&before));
+    only_150_died_with(
+        before,
+        imap_step_with(&pool, items, MapOptions::new().chunksize(1)),
+    );
 }
