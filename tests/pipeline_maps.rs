@@ -1,0 +1,487 @@
+//! Map chunks pipelined like quick calls (a task seen to run quickly, every
+//! worker busy): each item runs once, and its failure (a panic, a timeout,
+//! its worker's death) stays with its chunk; cancels, `close_and_cancel`,
+//! `max_tasks_per_child` and a dropped `imap` lose nothing and never hang;
+//! and a batch stays within its time budget: a chunk counts as its items.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+/// Leaves a marker file `dir/x` as it starts (panicking if one is there:
+/// the item ran before), then sleeps `nap_ms`; aborts its worker when
+/// `die`, panics when `panic`. Returns the worker's pid.
+#[pool_task]
+fn mark(dir: String, x: u64, nap_ms: u64, die: bool, panic: bool) -> u32 {
+    let path = Path::new(&dir).join(x.to_string());
+    if let Err(e) = std::fs::File::create_new(&path) {
+        panic!("item {x} ran twice ({e})");
+    }
+    if die {
+        std::process::abort();
+    }
+    if panic {
+        panic!("item {x} panics");
+    }
+    if nap_ms > 0 {
+        std::thread::sleep(Duration::from_millis(nap_ms));
+    }
+    std::process::id()
+}
+
+/// Sleeps `ms`; never called quickly, so never batched.
+#[pool_task]
+fn nap(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// Spins for `us` microseconds (a CPU-bound item); returns the pid.
+#[pool_task]
+fn spin(us: u64) -> u32 {
+    let end = Instant::now() + Duration::from_micros(us);
+    while Instant::now() < end {
+        std::hint::spin_loop();
+    }
+    std::process::id()
+}
+
+type Item = (String, u64, u64, bool, bool);
+
+/// A fresh directory for marker files, in memory where there is one (the
+/// items must stay quick to be batched).
+fn marker_dir(name: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("procpool-pm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(dir: &Path) -> String {
+    dir.to_str().unwrap().to_string()
+}
+
+/// Makes every slot of `pool` know `mark` as a quick task (so it batches
+/// it), with markers in a directory of their own.
+fn warm_up(pool: &Pool) {
+    let dir = marker_dir("warm");
+    let pending: Vec<_> = (0..400)
+        .map(|x| apply_async_mark(pool, text(&dir), x, 0, false, false))
+        .collect();
+    for r in pending {
+        r.get().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Items 0..n of `mark` in `dir`; `f(x)` says (nap, die, panic).
+fn items(dir: &Path, n: u64, f: impl Fn(u64) -> (u64, bool, bool)) -> Vec<Item> {
+    (0..n)
+        .map(|x| {
+            let (nap, die, panic) = f(x);
+            (text(dir), x, nap, die, panic)
+        })
+        .collect()
+}
+
+fn markers(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// Waits until `dir` holds at least `n` markers (at most 30 s).
+fn wait_markers(dir: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while markers(dir) < n {
+        assert!(Instant::now() < deadline, "items never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A blocker that keeps the pool's (one) worker busy for `ms`, so that the
+/// chunks queued meanwhile go out in batches.
+fn block(pool: &Pool, ms: u64) -> procpool::AsyncResult<u32> {
+    apply_async_nap(&pool.with_task_timeout(None), ms)
+}
+
+#[test]
+fn a_cancelled_map_async_with_pipelined_chunks_runs_nothing_after() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    for round in 0..4u64 {
+        let dir = marker_dir(&format!("cancel{round}"));
+        let blocker = block(&pool, 200);
+        // Item 20 runs long: the chunks behind it wait pipelined with it.
+        let r = map_async_mark_with(
+            &pool,
+            items(&dir, 400, |x| {
+                (if x == 20 { 60_000 } else { 0 }, false, false)
+            }),
+            MapOptions::new().chunksize(1 + round as usize % 2),
+        );
+        blocker.get().unwrap();
+        wait_markers(&dir, 21);
+        assert_eq!(r.cancel(), CancelOutcome::Stopped);
+        assert!(
+            matches!(r.get(), Err(Error::Cancelled { .. })),
+            "round {round}"
+        );
+        let ran = markers(&dir);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            markers(&dir),
+            ran,
+            "items ran after their map was cancelled"
+        );
+        // The pool carries on.
+        assert!(apply_nap(&pool, 0).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_cancelled_imap_with_pipelined_chunks_yields_each_item_once_then_cancelled() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    for size in [1, 3] {
+        let dir = marker_dir(&format!("icancel{size}"));
+        let blocker = block(&pool, 100);
+        let mut it = imap_mark_with(
+            &pool,
+            items(&dir, 10_000, |x| {
+                (if x == 30 { 60_000 } else { 0 }, false, false)
+            }),
+            MapOptions::new().chunksize(size),
+        );
+        blocker.get().unwrap();
+        let mut got = 0;
+        for _ in 0..30 {
+            it.next().unwrap().unwrap();
+            got += 1;
+        }
+        // Queues the chunk of item 30 (if it was not yet), which then runs.
+        let early = it.next_timeout(Duration::from_millis(50));
+        assert!(
+            matches!(early, Some(Err(Error::WaitTimeout { .. }))),
+            "{early:?}"
+        );
+        wait_markers(&dir, 31);
+        assert_eq!(it.cancel(), CancelOutcome::Stopped);
+        let rest: Vec<_> = it.collect();
+        let ok = rest.iter().filter(|r| r.is_ok()).count();
+        assert!(
+            matches!(rest.last(), Some(Err(Error::Cancelled { .. }))),
+            "{:?}",
+            rest.last()
+        );
+        assert_eq!(rest.len(), ok + 1, "only one Cancelled: {rest:?}");
+        assert!(got + ok <= markers(&dir));
+        let ran = markers(&dir);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(markers(&dir), ran, "items ran after the imap was cancelled");
+        assert!(apply_nap(&pool, 0).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    let dir = marker_dir("cac");
+    let blocker = block(&pool, 200);
+    let r = map_async_mark_with(
+        &pool,
+        items(&dir, 2000, |x| {
+            (if x == 10 { 300 } else { 0 }, false, false)
+        }),
+        MapOptions::new().chunksize(1),
+    );
+    blocker.get().unwrap();
+    wait_markers(&dir, 11);
+    assert!(pool.close_and_cancel() > 0);
+    pool.join();
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `mark` over 0..200 on a one-worker pool with a time limit of
+/// 500 ms, item 100 sleeping far past it, in chunks of `size` pipelined
+/// behind one another; returns each item's outcome (no item ran twice).
+fn timeout_round(size: usize) -> Vec<Result<u32, Error>> {
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    let dir = marker_dir(&format!("timeout{size}"));
+    let blocker = block(&pool, 200);
+    let out: Vec<_> = imap_mark_with(
+        &pool,
+        items(&dir, 200, |x| {
+            (if x == 100 { 30_000 } else { 2 }, false, false)
+        }),
+        MapOptions::new().chunksize(size),
+    )
+    .collect();
+    blocker.get().unwrap();
+    assert_eq!(out.len(), 200);
+    // The items behind item 100 in its chunk never started.
+    let unstarted = size - 1 - 100 % size;
+    assert_eq!(markers(&dir), 200 - unstarted, "an item never ran");
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[test]
+fn a_timeout_in_pipelined_map_chunks_fails_only_its_chunk() {
+    let _serial = support::serial();
+    procpool::init();
+    for size in [1usize, 4] {
+        let out = timeout_round(size);
+        let first = 100 / size * size;
+        for (x, r) in out.into_iter().enumerate() {
+            let in_slow_chunk = (first..first + size).contains(&x);
+            match r {
+                Ok(_) => assert!(!in_slow_chunk, "size {size}: item {x} succeeded"),
+                Err(Error::Timeout { .. }) => {
+                    assert!(in_slow_chunk, "size {size}: item {x} timed out")
+                }
+                Err(e) => panic!("size {size}: item {x}: unexpected {e:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn max_tasks_per_child_with_pipelined_chunks_loses_and_reruns_nothing() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(7)
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    for size in [1usize, 2] {
+        let dir = marker_dir(&format!("maxtasks{size}"));
+        let b1 = block(&pool, 100);
+        let b2 = block(&pool, 100);
+        let out = map_mark_with(
+            &pool,
+            items(&dir, 600, |_| (0, false, false)),
+            MapOptions::new().chunksize(size),
+        )
+        .unwrap();
+        b1.get().unwrap();
+        b2.get().unwrap();
+        assert_eq!(out.len(), 600);
+        assert_eq!(markers(&dir), 600);
+        let mut per_pid: HashMap<u32, usize> = HashMap::new();
+        for pid in out {
+            *per_pid.entry(pid).or_default() += 1;
+        }
+        for (pid, n) in per_pid {
+            // A chunk counts as one task.
+            assert!(
+                n <= 7 * size,
+                "worker {pid} ran {n} items in chunks of {size}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn a_worker_dying_in_a_pipelined_chunk_of_several_items_fails_that_chunk() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    let dir = marker_dir("die");
+    let blocker = block(&pool, 100);
+    let out: Vec<_> = imap_mark_with(
+        &pool,
+        items(&dir, 300, |x| (0, x == 150, false)),
+        MapOptions::new().chunksize(4),
+    )
+    .collect();
+    blocker.get().unwrap();
+    for (x, r) in out.into_iter().enumerate() {
+        match r {
+            Err(Error::WorkerDied { .. }) => assert!((148..152).contains(&x), "item {x} died"),
+            Ok(_) => assert!(
+                !(148..152).contains(&x),
+                "item {x} of the dead chunk succeeded"
+            ),
+            Err(e) => panic!("item {x}: unexpected {e:?}"),
+        }
+    }
+    // Items 148..150 ran before the abort; 151 never did.
+    assert_eq!(markers(&dir), 299);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_panic_in_pipelined_chunks_fails_only_its_item() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    for size in [1usize, 3] {
+        let dir = marker_dir(&format!("panic{size}"));
+        let blocker = block(&pool, 100);
+        let out: Vec<_> = imap_mark_with(
+            &pool,
+            items(&dir, 300, |x| (0, false, x % 50 == 7)),
+            MapOptions::new().chunksize(size),
+        )
+        .collect();
+        blocker.get().unwrap();
+        let mut pids = HashSet::new();
+        for (x, r) in out.into_iter().enumerate() {
+            match r {
+                Err(Error::Panic { message, .. }) => {
+                    assert_eq!(x % 50, 7, "item {x}: {message}");
+                    assert!(message.contains("panics"), "{message}");
+                }
+                Ok(pid) => {
+                    assert_ne!(x % 50, 7);
+                    pids.insert(pid);
+                }
+                Err(e) => panic!("item {x}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(pids.len(), 1, "the worker did not survive the panics");
+        assert_eq!(markers(&dir), 300);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[test]
+fn an_imap_dropped_half_way_loses_nothing_of_later_work() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    warm_up(&pool);
+    let dir = marker_dir("drop");
+    let blocker = block(&pool, 100);
+    let mut it = imap_mark_with(
+        &pool,
+        items(&dir, 100_000, |_| (0, false, false)),
+        MapOptions::new().chunksize(1),
+    );
+    blocker.get().unwrap();
+    for _ in 0..500 {
+        it.next().unwrap().unwrap();
+    }
+    drop(it);
+    // The pool serves the next map at once and in full.
+    let dir2 = marker_dir("drop2");
+    let out = map_mark_with(
+        &pool,
+        items(&dir2, 500, |_| (0, false, false)),
+        MapOptions::new().chunksize(1),
+    )
+    .unwrap();
+    assert_eq!(out.len(), 500);
+    pool.close();
+    pool.join();
+    assert!(markers(&dir) < 1000, "the dropped imap kept feeding");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[test]
+fn apply_async_and_maps_from_two_threads_mix_in_batches() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(2).unwrap();
+    warm_up(&pool);
+    let dir = marker_dir("mix");
+    let sub = |name: &str| {
+        let d = dir.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (a, m, i) = (sub("a"), sub("m"), sub("i"));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let pending: Vec<_> = (0..3000)
+                .map(|x| apply_async_mark(&pool, text(&a), x, 0, false, false))
+                .collect();
+            for r in pending {
+                r.get().unwrap();
+            }
+        });
+        s.spawn(|| {
+            let out = map_mark_with(
+                &pool,
+                items(&m, 3000, |_| (0, false, false)),
+                MapOptions::new().chunksize(1),
+            )
+            .unwrap();
+            assert_eq!(out.len(), 3000);
+        });
+        s.spawn(|| {
+            let n = imap_unordered_mark_with(
+                &pool,
+                items(&i, 3000, |x| (0, false, x == 1234)),
+                MapOptions::new().chunksize(3),
+            )
+            .filter(|r| r.is_ok())
+            .count();
+            assert_eq!(n, 2999);
+        });
+    });
+    assert_eq!((markers(&a), markers(&m), markers(&i)), (3000, 3000, 3000));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A batch holds about 2 ms of expected work: a chunk of many quick items
+/// is as many quick calls, so chunks of 1000 items of a 100 µs task (each
+/// 100 ms) are never pipelined behind one another, even while every worker
+/// is busy. Else the one worker that takes them runs the whole map while
+/// the other, freed meanwhile, has nothing to do.
+#[test]
+fn chunks_of_many_quick_items_are_not_pipelined_behind_each_other() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(2).unwrap();
+    // Both slots know `spin(100)` as a quick task (about 100 µs a call).
+    let warm: Vec<_> = (0..600).map(|_| apply_async_spin(&pool, 100)).collect();
+    let pids: HashSet<u32> = warm.into_iter().map(|r| r.get().unwrap()).collect();
+    assert_eq!(pids.len(), 2);
+    // One worker is busy for 400 ms, the other for 30 ms: the map's chunks
+    // queue meanwhile, and the second worker takes the first when it is free.
+    let long = apply_async_nap(&pool, 400);
+    let short = apply_async_nap(&pool, 30);
+    let map = map_async_spin_with(&pool, vec![100u64; 8000], MapOptions::new().chunksize(1000));
+    let out = map.get().unwrap();
+    let (long, short) = (long.get().unwrap(), short.get().unwrap());
+    assert_ne!(long, short);
+    let ran: HashSet<u32> = out.into_iter().collect();
+    assert!(
+        ran.contains(&long),
+        "every chunk of the map ran on worker {short}, batched behind its first chunk, \
+         while worker {long} was free from 400 ms on"
+    );
+}
