@@ -94,6 +94,15 @@ impl CallRef<'_> {
         self.args.tail()
     }
 
+    /// How many calls of its task this call runs: a map chunk runs each of
+    /// its items as one (what a pipelined batch's window counts).
+    pub(crate) fn weight(&self) -> usize {
+        match self.kind {
+            Kind::Single => 1,
+            Kind::Chunk => crate::map::chunk::item_count(&self.args[..]),
+        }
+    }
+
     /// [`Error::Cancelled`] for this call.
     pub(crate) fn cancelled(&self) -> Error {
         Error::Cancelled {

@@ -505,6 +505,16 @@ pub(crate) fn run<A, R: Serialize + 'static>(
     }
 }
 
+/// The number of items of an encoded chunk (its count field, without the
+/// dense form's bit); 1 for bytes too short to hold one (the worker refuses
+/// such a chunk).
+pub(crate) fn item_count(chunk: &[u8]) -> usize {
+    match chunk.first_chunk::<4>() {
+        Some(count) => ((u32::from_le_bytes(*count) & !DENSE_ITEMS) as usize).max(1),
+        None => 1,
+    }
+}
+
 /// Worker side: the item count of a chunk whose count field is `count`, and
 /// whether its items are in the dense form (then `items`, moved past the
 /// kind, holds exactly that many numbers).

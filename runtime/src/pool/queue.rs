@@ -326,15 +326,19 @@ impl Queue {
         // A call with a tail (a large byte block) goes alone: never
         // pipelined. Map chunks are pipelined as calls are, by the mean time
         // of their calls: a map with small chunks (chunksize 1) is as many
-        // quick calls, one round trip each without it.
-        let mut window = if first.call().tail().is_empty() {
+        // quick calls, one round trip each without it. A chunk weighs as
+        // many calls as it has items, in the window of each task's calls
+        // (its time budget): a chunk of 1000 quick items is no quick call.
+        let window = if first.call().tail().is_empty() {
             durations.window(first.call().name())
         } else {
             1
         };
         let mut bytes = first.call().args.len();
+        let mut weight = first.call().weight();
         batch.push(first);
-        if window > 1 {
+        let mut jobs = 1;
+        if window > weight {
             let idle = state
                 .slots
                 .iter()
@@ -344,15 +348,17 @@ impl Queue {
             let left = self
                 .max_tasks_per_child
                 .map(|max| max.saturating_sub(state.slots[index].served));
-            window = window.min(1 + pipeline::extra_jobs(state.jobs.len(), idle, left));
+            jobs += pipeline::extra_jobs(state.jobs.len(), idle, left);
         }
-        while batch.len() < window {
+        while batch.len() < jobs {
             let Some(next) = state.jobs.front() else {
                 break;
             };
             bytes += next.call().args.len();
+            weight += next.call().weight();
             if bytes > pipeline::BYTE_BUDGET
                 || !next.call().tail().is_empty()
+                || weight > window
                 || durations.window(next.call().name()) < 2
             {
                 break;
