@@ -165,21 +165,21 @@ fn quick_tasks_never_wait_behind_a_slow_one() {
 }
 
 /// Leaves a marker file `dir/x` as it starts (panicking if one is there: the
-/// task ran before), then sleeps `nap_ms`. With `garble`, it then writes a
-/// frame that is no reply onto the worker's channel, so the parent
-/// drops the worker while it goes on with the next task.
+/// task ran before). With `garble`, it then writes a frame that is no reply
+/// onto the worker's channel, so the parent drops the worker (while it goes
+/// on with the next task, unless it naps). Then sleeps `nap_ms`.
 #[pool_task]
 fn mark(dir: String, x: u64, nap_ms: u64, garble: bool) -> u32 {
     let path = std::path::Path::new(&dir).join(x.to_string());
     if let Err(e) = std::fs::File::create_new(&path) {
         panic!("task {x} ran twice ({e})");
     }
-    if nap_ms > 0 {
-        std::thread::sleep(Duration::from_millis(nap_ms));
-    }
     if garble {
         // One frame: length 1, an unknown tag.
         support::write_to_channel(&[1u8, 0, 0, 0, 0xff]);
+    }
+    if nap_ms > 0 {
+        std::thread::sleep(Duration::from_millis(nap_ms));
     }
     std::process::id()
 }
@@ -311,6 +311,29 @@ fn no_task_runs_twice_when_a_worker_breaks_the_protocol_mid_batch() {
             false
         )
         .is_ok());
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn calls_behind_a_protocol_breaker_that_never_went_on_run_on_the_replacement() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::new(1).unwrap();
+    let root = marker_root("garble-nap");
+    // Task 100 sends a bad frame and then sleeps: the worker is killed while
+    // still in it, and says so (it never started task 101), so the calls
+    // pipelined behind it had not started: they run on the replacement
+    // instead of failing as "may have run".
+    for round in 0..3 {
+        let results = run_round(&pool, &root.join(round.to_string()), 20_000, true);
+        for (x, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(_) => assert_ne!(x, 100, "the garbled reply was taken"),
+                Err(Error::Protocol { .. }) => assert_eq!(x, 100),
+                Err(e) => panic!("round {round}, task {x}: unexpected {e:?}"),
+            }
+        }
     }
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -195,8 +195,9 @@
 //!   batch, only the call it was running fails; the calls behind it had not
 //!   started and run on its replacement. If it times out (or sends a bad
 //!   reply), the calls answered meanwhile keep their results, the next one
-//!   (it may have started) fails with [`Error::WorkerDied`], and only the
-//!   ones behind it run again: a task never runs twice.
+//!   fails with [`Error::WorkerDied`] if it may have started (if the worker
+//!   says it had not, it runs again too), and only the ones behind it run
+//!   again: a task never runs twice.
 //! - Large byte buffers: a top-level `Vec<u8>` or `serde_bytes::ByteBuf`
 //!   argument or result travels as one block of bytes, and from 64 KiB on
 //!   without any copy but into the ring and out of it (the buffer it is

@@ -453,9 +453,11 @@ pub(crate) fn receive_batch(
 /// which the worker may have gone on to start: it is killed, and what it
 /// wrote before it died is read to the end. Each job whose reply is there
 /// is settled with it; the first one without a reply may have started, so
-/// it fails (a task never runs twice); only the jobs behind that one
-/// certainly never started, and they go back to the queue. If the replies
-/// cannot be read to a clean end, every job behind fails. `failed` fails
+/// it fails (a task never runs twice), unless the worker says in shared
+/// memory that it had not (killed while still on `failed`, or between the
+/// two): then it goes back to the queue too; the jobs behind it certainly
+/// never started, and they go back to the queue. If the replies cannot be
+/// read to a clean end, every job behind fails. `failed` fails
 /// as `loss` says. Returns how many of `rest` were settled (not requeued).
 pub(crate) fn settle_after_loss(
     queue: &Queue,
@@ -476,6 +478,10 @@ pub(crate) fn settle_after_loss(
             Err(_) => break false,
         }
     };
+    // The job of `rest` the worker was running when it was killed, if it
+    // says so (its channel's shared memory names the call it started last):
+    // those after it never started, nor did any job of `rest` if none is it.
+    let running = rest.iter().position(|job| link.started(job.id()));
     let status = link.finish(Duration::ZERO);
     let mut frames = frames.into_iter();
     // Whether the worker went past `failed`, and so may have started the
@@ -499,22 +505,36 @@ pub(crate) fn settle_after_loss(
     let error = lost(queue, failed.call(), loss, pid, status);
     failed.complete(Err(error));
     let mut settled = 0;
-    let mut rest = rest.into_iter();
+    let mut rest = rest.into_iter().enumerate().peekable();
     while moved_on {
-        let Some(job) = rest.next() else { break };
-        settled += 1;
+        let Some(&(i, _)) = rest.peek() else { break };
         if let Some(frame) = frames.next() {
+            let (_, job) = rest.next().expect("peeked");
+            settled += 1;
             if let Exchange::Done(outcome) = check_reply(frame, job.call()) {
                 job.complete(outcome);
                 continue;
             }
             clean = false;
+            // Not its reply: it may have started.
+            let error = lost(queue, job.call(), Loss::Died, pid, status);
+            job.complete(Err(error));
+            break;
         }
-        // No reply (or no trustworthy one): it may have started.
+        // No reply. With the replies read to a clean end and the worker
+        // saying it had not started it (killed while still on `failed`,
+        // or between the two), it and those behind go back to the queue.
+        if clean && running.is_none_or(|r| r < i) {
+            break;
+        }
+        // Otherwise it may have started.
+        let (_, job) = rest.next().expect("peeked");
+        settled += 1;
         let error = lost(queue, job.call(), Loss::Died, pid, status);
         job.complete(Err(error));
         moved_on = false;
     }
+    let rest = rest.map(|(_, job)| job);
     if clean {
         queue.requeue(rest);
     } else {
