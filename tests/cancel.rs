@@ -76,7 +76,7 @@ fn one_worker_held(
     procpool::AsyncResult<(u64, u32)>,
 ) {
     let serial = serial();
-    let dir = marker_dir(name);
+    let dir = support::marker_dir("cancel", name);
     let pool = Pool::new(1).unwrap();
     let gate = gate_of(&dir);
     let running = apply_async_gated_mark(&pool, dir.clone(), 0, gate.clone());
@@ -91,22 +91,6 @@ fn ends_clean(pool: Pool, dir: &Path, gate: &Path) {
     assert_no_children();
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_file(gate);
-}
-
-/// A fresh directory for one test's marker files: in memory (`/dev/shm`)
-/// where there is one, since a file made on a disk can take a millisecond
-/// and more, and the tests need `mark` to be quick for it to be pipelined.
-fn marker_dir(name: &str) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("procpool-cancel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 /// The names of the marker files in `dir`, sorted.
@@ -146,7 +130,10 @@ impl Pipelining {
     fn new(name: &str) -> Pipelining {
         let _serial = serial();
         let log = capture_log();
-        let (dir, warm) = (marker_dir(name), marker_dir(&format!("{name}-warm")));
+        let (dir, warm) = (
+            support::marker_dir("cancel", name),
+            support::marker_dir("cancel", &format!("{name}-warm")),
+        );
         let pool = Pool::new(1).unwrap();
         // Rounds of calls queued behind a short blocker, until a round of
         // each task went out in a batch: the slot batches a task only once
@@ -209,7 +196,7 @@ impl Pipelining {
 #[test]
 fn a_queued_task_never_runs_and_the_others_run_once() {
     let _serial = serial();
-    let dir = marker_dir("queued");
+    let dir = support::marker_dir("cancel", "queued");
     let pool = Pool::new(1).unwrap();
     let gate = gate_of(&dir);
     let busy = apply_async_gated_mark(&pool, dir.clone(), 100, gate.clone());
@@ -240,7 +227,7 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
 fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
     let _serial = serial();
     let log = capture_log();
-    let dir = marker_dir("running");
+    let dir = support::marker_dir("cancel", "running");
     let pool = Pool::new(1).unwrap();
     let running = apply_async_mark(&pool, dir.clone(), 0, 60_000);
     let behind: Vec<_> = (1..4)
@@ -286,7 +273,7 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
 #[test]
 fn a_running_task_is_stopped_on_the_worker_that_replaced_a_retired_one() {
     let _serial = serial();
-    let dir = marker_dir("after-retirement");
+    let dir = support::marker_dir("cancel", "after-retirement");
     let pool = Pool::builder()
         .processes(1)
         .max_tasks_per_child(1)
@@ -495,7 +482,7 @@ fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
 #[test]
 fn a_map_async_with_a_running_chunk_is_cancelled_as_a_whole() {
     let _serial = serial();
-    let dir = marker_dir("map");
+    let dir = support::marker_dir("cancel", "map");
     let pool = Pool::new(2).unwrap();
     let items: Vec<(PathBuf, u64, u64)> = (0..8).map(|i| (dir.clone(), i, 60_000)).collect();
     let r = map_async_mark_with(&pool, items, MapOptions::new().chunksize(1));
@@ -517,7 +504,7 @@ fn a_map_async_with_a_running_chunk_is_cancelled_as_a_whole() {
 #[test]
 fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     let _serial = serial();
-    let dir = marker_dir("close");
+    let dir = support::marker_dir("cancel", "close");
     let pool = Pool::new(2).unwrap();
     // Held until the queue is dropped, however slow the machine.
     let gate = gate_of(&dir);
@@ -551,7 +538,7 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
 #[test]
 fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     let _serial = serial();
-    let dir = marker_dir("imap");
+    let dir = support::marker_dir("cancel", "imap");
     let pool = Pool::new(2).unwrap();
     // The first two nap 5 ms: `mark` is then no quick task (under 1 ms),
     // which a slot would pipeline behind the long ones on one worker.

@@ -184,19 +184,6 @@ fn mark(dir: String, x: u64, nap_ms: u64, garble: bool) -> u32 {
     std::process::id()
 }
 
-/// A fresh directory for marker files, in memory where there is one: the
-/// tasks must stay quick (a file creation can take 1 ms on a disk), or they
-/// are not batched.
-fn marker_root(name: &str) -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    base.join(format!("procpool-{name}-{}", std::process::id()))
-}
-
 /// Runs tasks 0..200 on `pool` (one worker) after warming it up so that it
 /// batches them; task 100 naps `nap` ms and garbles its reply if told.
 /// Checks that no task ran twice, and returns each task's result.
@@ -255,7 +242,7 @@ fn no_task_runs_twice_when_a_batch_hits_a_timeout() {
         .task_timeout(limit)
         .build()
         .unwrap();
-    let root = marker_root("twice");
+    let root = support::marker_dir("pipeline", "twice");
     // The slow task finishes just before, at or just after its limit, so
     // that in some rounds the worker may have started the next task of the
     // batch when it is killed: that one must fail, not run again.
@@ -288,7 +275,7 @@ fn no_task_runs_twice_when_a_worker_breaks_the_protocol_mid_batch() {
     let _serial = support::serial();
     procpool::init();
     let pool = Pool::new(1).unwrap();
-    let root = marker_root("garble");
+    let root = support::marker_dir("pipeline", "garble");
     // Task 100 sends a bad frame and carries on with the next tasks of its
     // batch, which have started by the time the parent kills the worker:
     // they fail (or are settled by replies that arrived), never run twice.
@@ -320,7 +307,7 @@ fn calls_behind_a_protocol_breaker_that_never_went_on_run_on_the_replacement() {
     let _serial = support::serial();
     procpool::init();
     let pool = Pool::new(1).unwrap();
-    let root = marker_root("garble-nap");
+    let root = support::marker_dir("pipeline", "garble-nap");
     // Task 100 sends a bad frame and then sleeps: the worker is killed while
     // still in it, and says so (it never started task 101), so the calls
     // pipelined behind it had not started: they run on the replacement

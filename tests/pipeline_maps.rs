@@ -7,7 +7,7 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
@@ -54,21 +54,6 @@ fn spin(us: u64) -> u32 {
 
 type Item = (String, u64, u64, bool, bool);
 
-/// A fresh directory for marker files, in memory where there is one (the
-/// items must stay quick to be batched).
-fn marker_dir(name: &str) -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("procpool-pm-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn text(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
 }
@@ -76,7 +61,7 @@ fn text(dir: &Path) -> String {
 /// Makes every slot of `pool` know `mark` as a quick task (so it batches
 /// it), with markers in a directory of their own.
 fn warm_up(pool: &Pool) {
-    let dir = marker_dir("warm");
+    let dir = support::marker_dir("pm", "warm");
     let pending: Vec<_> = (0..400)
         .map(|x| apply_async_mark(pool, text(&dir), x, 0, false, false))
         .collect();
@@ -122,7 +107,7 @@ fn a_cancelled_map_async_with_pipelined_chunks_runs_nothing_after() {
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
     for round in 0..4u64 {
-        let dir = marker_dir(&format!("cancel{round}"));
+        let dir = support::marker_dir("pm", &format!("cancel{round}"));
         let blocker = block(&pool, 200);
         // Item 20 runs long: the chunks behind it wait pipelined with it.
         let r = map_async_mark_with(
@@ -159,7 +144,7 @@ fn a_cancelled_imap_with_pipelined_chunks_yields_each_item_once_then_cancelled()
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
     for size in [1, 3] {
-        let dir = marker_dir(&format!("icancel{size}"));
+        let dir = support::marker_dir("pm", &format!("icancel{size}"));
         let blocker = block(&pool, 100);
         let mut it = imap_mark_with(
             &pool,
@@ -205,7 +190,7 @@ fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
-    let dir = marker_dir("cac");
+    let dir = support::marker_dir("pm", "cac");
     let blocker = block(&pool, 200);
     let r = map_async_mark_with(
         &pool,
@@ -232,7 +217,7 @@ fn timeout_round(size: usize) -> Vec<Result<u32, Error>> {
         .build()
         .unwrap();
     warm_up(&pool);
-    let dir = marker_dir(&format!("timeout{size}"));
+    let dir = support::marker_dir("pm", &format!("timeout{size}"));
     let blocker = block(&pool, 200);
     let out: Vec<_> = imap_mark_with(
         &pool,
@@ -282,7 +267,7 @@ fn max_tasks_per_child_with_pipelined_chunks_loses_and_reruns_nothing() {
         .unwrap();
     warm_up(&pool);
     for size in [1usize, 2] {
-        let dir = marker_dir(&format!("maxtasks{size}"));
+        let dir = support::marker_dir("pm", &format!("maxtasks{size}"));
         let b1 = block(&pool, 100);
         let b2 = block(&pool, 100);
         let out = map_mark_with(
@@ -316,7 +301,7 @@ fn a_worker_dying_in_a_pipelined_chunk_of_several_items_fails_that_chunk() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
-    let dir = marker_dir("die");
+    let dir = support::marker_dir("pm", "die");
     let blocker = block(&pool, 100);
     let out: Vec<_> = imap_mark_with(
         &pool,
@@ -347,7 +332,7 @@ fn a_panic_in_pipelined_chunks_fails_only_its_item() {
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
     for size in [1usize, 3] {
-        let dir = marker_dir(&format!("panic{size}"));
+        let dir = support::marker_dir("pm", &format!("panic{size}"));
         let blocker = block(&pool, 100);
         let out: Vec<_> = imap_mark_with(
             &pool,
@@ -382,7 +367,7 @@ fn an_imap_dropped_half_way_loses_nothing_of_later_work() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
-    let dir = marker_dir("drop");
+    let dir = support::marker_dir("pm", "drop");
     let blocker = block(&pool, 100);
     let mut it = imap_mark_with(
         &pool,
@@ -395,7 +380,7 @@ fn an_imap_dropped_half_way_loses_nothing_of_later_work() {
     }
     drop(it);
     // The pool serves the next map at once and in full.
-    let dir2 = marker_dir("drop2");
+    let dir2 = support::marker_dir("pm", "drop2");
     let out = map_mark_with(
         &pool,
         items(&dir2, 500, |_| (0, false, false)),
@@ -416,7 +401,7 @@ fn apply_async_and_maps_from_two_threads_mix_in_batches() {
     procpool::init();
     let pool = Pool::new(2).unwrap();
     warm_up(&pool);
-    let dir = marker_dir("mix");
+    let dir = support::marker_dir("pm", "mix");
     let sub = |name: &str| {
         let d = dir.join(name);
         std::fs::create_dir_all(&d).unwrap();

@@ -188,3 +188,21 @@ pub fn rerun_alone(name: &str, env: &[(&str, &str)]) {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
 }
+
+/// A fresh, empty directory for one test's marker files, named after the
+/// test binary's `prefix`, `name` and this process: in memory (`/dev/shm`)
+/// where there is one, since a file made on a disk can take a millisecond
+/// and more, and tests need their marking tasks quick enough to be
+/// pipelined.
+pub fn marker_dir(prefix: &str, name: &str) -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let dir = base.join(format!("procpool-{prefix}-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
