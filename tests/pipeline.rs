@@ -325,6 +325,62 @@ fn calls_behind_a_protocol_breaker_that_never_went_on_run_on_the_replacement() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+/// Leaves a marker file `dir/x` (panicking if one is there: the task ran
+/// before); with `stall`, then writes the start of a frame announcing about
+/// 4 GiB onto the worker's channel and sleeps: its reply stops arriving.
+#[pool_task]
+fn stall_mark(dir: String, x: u64, stall: bool) -> u32 {
+    let path = std::path::Path::new(&dir).join(x.to_string());
+    if let Err(e) = std::fs::File::create_new(&path) {
+        panic!("task {x} ran twice ({e})");
+    }
+    if stall {
+        support::write_to_channel(&[0xf0, 0xff, 0xff, 0xff, 1, 2, 3]);
+        std::thread::sleep(Duration::from_secs(20));
+    }
+    std::process::id()
+}
+
+#[test]
+fn calls_behind_a_stalled_reply_that_never_started_run_on_the_replacement() {
+    let _serial = support::serial();
+    procpool::init();
+    let pool = Pool::builder()
+        .processes(1)
+        .frame_stall_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let dir = support::marker_dir("pipeline", "stall");
+    let dir_text = dir.to_str().unwrap().to_string();
+    // Known as a quick task, so the slot batches it.
+    for r in (1000..1300)
+        .map(|x| apply_async_stall_mark(&pool, dir_text.clone(), x, false))
+        .collect::<Vec<_>>()
+    {
+        r.get().unwrap();
+    }
+    // The worker is busy meanwhile, so that the calls queue up and go out
+    // in batches. Call 100's reply stalls while the worker sleeps in it: the
+    // calls pipelined behind it never started (the worker says so), so they
+    // run on the replacement instead of failing as "may have run".
+    let blocker = apply_async_nap(&pool, 300);
+    let pending: Vec<_> = (0..200)
+        .map(|x| apply_async_stall_mark(&pool, dir_text.clone(), x, x == 100))
+        .collect();
+    blocker.get().unwrap();
+    for (x, r) in pending.into_iter().enumerate() {
+        match r.get() {
+            Ok(pid) => {
+                assert_ne!(x, 100, "the stalled call succeeded");
+                assert_ne!(pid, std::process::id());
+            }
+            Err(Error::Protocol { .. }) => assert_eq!(x, 100),
+            Err(e) => panic!("call {x}: unexpected {e:?}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn small_map_chunks_of_a_quick_task_are_pipelined() {
     let _serial = support::serial();

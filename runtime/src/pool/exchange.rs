@@ -457,7 +457,9 @@ pub(crate) fn receive_batch(
 /// memory that it had not (killed while still on `failed`, or between the
 /// two): then it goes back to the queue too; the jobs behind it certainly
 /// never started, and they go back to the queue. If the replies cannot be
-/// read to a clean end, every job behind fails. `failed` fails
+/// read to a clean end, the jobs behind fail (they may have run, their
+/// replies unreadable), except those after the one the worker says it was
+/// running, which go back to the queue. `failed` fails
 /// as `loss` says. Returns how many of `rest` were settled (not requeued).
 pub(crate) fn settle_after_loss(
     queue: &Queue,
@@ -481,7 +483,10 @@ pub(crate) fn settle_after_loss(
     // The job of `rest` the worker was running when it was killed, if it
     // says so (its channel's shared memory names the call it started last):
     // those after it never started, nor did any job of `rest` if none is it.
-    let running = rest.iter().position(|job| link.started(job.id()));
+    // (The last that may have started: a link that cannot tell says each
+    // may have.)
+    let running = rest.iter().rposition(|job| link.started(job.id()));
+    let never_started = |i: usize| running.is_none_or(|r| r < i);
     let status = link.finish(Duration::ZERO);
     let mut frames = frames.into_iter();
     // Whether the worker went past `failed`, and so may have started the
@@ -521,10 +526,10 @@ pub(crate) fn settle_after_loss(
             job.complete(Err(error));
             break;
         }
-        // No reply. With the replies read to a clean end and the worker
-        // saying it had not started it (killed while still on `failed`,
-        // or between the two), it and those behind go back to the queue.
-        if clean && running.is_none_or(|r| r < i) {
+        // No reply. If the worker says it had not started it (killed while
+        // still on `failed`, or between the two), it and those behind go
+        // back to the queue.
+        if never_started(i) {
             break;
         }
         // Otherwise it may have started.
@@ -534,15 +539,20 @@ pub(crate) fn settle_after_loss(
         job.complete(Err(error));
         moved_on = false;
     }
-    let rest = rest.map(|(_, job)| job);
-    if clean {
-        queue.requeue(rest);
-    } else {
-        for job in rest {
+    // Those behind: back to the queue if the replies were read to a clean
+    // end (the worker runs its calls in order, and stopped before these) or
+    // the worker says it never started them; otherwise they fail, as they
+    // may have run with their replies unreadable.
+    let mut back = Vec::new();
+    for (i, job) in rest {
+        if clean || never_started(i) {
+            back.push(job);
+        } else {
             settled += 1;
             let error = lost(queue, job.call(), Loss::Died, pid, status);
             job.complete(Err(error));
         }
     }
+    queue.requeue(back.into_iter());
     settled
 }
