@@ -58,6 +58,19 @@ fn text(dir: &Path) -> String {
     dir.to_str().unwrap().to_string()
 }
 
+/// How many pipelined batches the slots have logged so far.
+fn pipelined_batches() -> usize {
+    support::capture_log()
+        .lines_with("calls pipelined to worker")
+        .len()
+}
+
+/// Checks that a batch was pipelined since the count was `before`: the
+/// test exercised what its name says.
+fn assert_pipelined_since(before: usize) {
+    assert!(pipelined_batches() > before, "no batch was pipelined");
+}
+
 /// Makes every slot of `pool` know `mark` as a quick task (so it batches
 /// it), with markers in a directory of their own.
 fn warm_up(pool: &Pool) {
@@ -106,6 +119,7 @@ fn a_cancelled_map_async_with_pipelined_chunks_runs_nothing_after() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     for round in 0..4u64 {
         let dir = support::marker_dir("pm", &format!("cancel{round}"));
         let blocker = block(&pool, 200);
@@ -135,6 +149,7 @@ fn a_cancelled_map_async_with_pipelined_chunks_runs_nothing_after() {
         assert!(apply_nap(&pool, 0).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert_pipelined_since(batches);
 }
 
 #[test]
@@ -143,6 +158,7 @@ fn a_cancelled_imap_with_pipelined_chunks_yields_each_item_once_then_cancelled()
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     for size in [1, 3] {
         let dir = support::marker_dir("pm", &format!("icancel{size}"));
         let blocker = block(&pool, 100);
@@ -182,6 +198,7 @@ fn a_cancelled_imap_with_pipelined_chunks_yields_each_item_once_then_cancelled()
         assert!(apply_nap(&pool, 0).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert_pipelined_since(batches);
 }
 
 #[test]
@@ -190,6 +207,7 @@ fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     let dir = support::marker_dir("pm", "cac");
     let blocker = block(&pool, 200);
     let r = map_async_mark_with(
@@ -205,6 +223,7 @@ fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
     pool.join();
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     let _ = std::fs::remove_dir_all(&dir);
+    assert_pipelined_since(batches);
 }
 
 /// Runs `mark` over 0..200 on a one-worker pool with a time limit of
@@ -217,6 +236,7 @@ fn timeout_round(size: usize) -> Vec<Result<u32, Error>> {
         .build()
         .unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     let dir = support::marker_dir("pm", &format!("timeout{size}"));
     let blocker = block(&pool, 200);
     let out: Vec<_> = imap_mark_with(
@@ -232,6 +252,7 @@ fn timeout_round(size: usize) -> Vec<Result<u32, Error>> {
     // The items behind item 100 in its chunk never started.
     let unstarted = size - 1 - 100 % size;
     assert_eq!(markers(&dir), 200 - unstarted, "an item never ran");
+    assert_pipelined_since(batches);
     let _ = std::fs::remove_dir_all(&dir);
     out
 }
@@ -266,6 +287,7 @@ fn max_tasks_per_child_with_pipelined_chunks_loses_and_reruns_nothing() {
         .build()
         .unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     for size in [1usize, 2] {
         let dir = support::marker_dir("pm", &format!("maxtasks{size}"));
         let b1 = block(&pool, 100);
@@ -293,6 +315,7 @@ fn max_tasks_per_child_with_pipelined_chunks_loses_and_reruns_nothing() {
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert_pipelined_since(batches);
 }
 
 #[test]
@@ -301,6 +324,7 @@ fn a_worker_dying_in_a_pipelined_chunk_of_several_items_fails_that_chunk() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     let dir = support::marker_dir("pm", "die");
     let blocker = block(&pool, 100);
     let out: Vec<_> = imap_mark_with(
@@ -323,6 +347,7 @@ fn a_worker_dying_in_a_pipelined_chunk_of_several_items_fails_that_chunk() {
     // Items 148..150 ran before the abort; 151 never did.
     assert_eq!(markers(&dir), 299);
     let _ = std::fs::remove_dir_all(&dir);
+    assert_pipelined_since(batches);
 }
 
 #[test]
@@ -331,6 +356,7 @@ fn a_panic_in_pipelined_chunks_fails_only_its_item() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     warm_up(&pool);
+    let batches = pipelined_batches();
     for size in [1usize, 3] {
         let dir = support::marker_dir("pm", &format!("panic{size}"));
         let blocker = block(&pool, 100);
@@ -359,6 +385,7 @@ fn a_panic_in_pipelined_chunks_fails_only_its_item() {
         assert_eq!(markers(&dir), 300);
         let _ = std::fs::remove_dir_all(&dir);
     }
+    assert_pipelined_since(batches);
 }
 
 #[test]

@@ -496,7 +496,7 @@ pub(crate) fn settle_after_loss(
     // rest untrustworthy (`clean` false), and so does an oversized or
     // stalled reply: its body was not read whole, so the frames after it
     // cannot be found (a stalled one may even hold later replies).
-    let (mut moved_on, mut clean) = match loss {
+    let (moved_on, mut clean) = match loss {
         Loss::TooLarge { .. } | Loss::Stalled(_) => (true, false),
         Loss::TimedOut(_) => match frames.next() {
             Some(frame) => {
@@ -511,33 +511,31 @@ pub(crate) fn settle_after_loss(
     failed.complete(Err(error));
     let mut settled = 0;
     let mut rest = rest.into_iter().enumerate().peekable();
-    while moved_on {
-        let Some(&(i, _)) = rest.peek() else { break };
-        if let Some(frame) = frames.next() {
-            let (_, job) = rest.next().expect("peeked");
-            settled += 1;
-            if let Exchange::Done(outcome) = check_reply(frame, job.call()) {
-                job.complete(outcome);
-                continue;
+    // (Only if it went past `failed`: else every job of `rest` goes below.)
+    while let Some(&(i, _)) = rest.peek().filter(|_| moved_on) {
+        let Some(frame) = frames.next() else {
+            // No reply: it may have started, unless the worker says it had
+            // not (killed while still on `failed`, or between the two):
+            // then it and those behind go back to the queue.
+            if !never_started(i) {
+                let (_, job) = rest.next().expect("peeked");
+                settled += 1;
+                let error = lost(queue, job.call(), Loss::Died, pid, status);
+                job.complete(Err(error));
             }
-            clean = false;
-            // Not its reply: it may have started.
-            let error = lost(queue, job.call(), Loss::Died, pid, status);
-            job.complete(Err(error));
             break;
-        }
-        // No reply. If the worker says it had not started it (killed while
-        // still on `failed`, or between the two), it and those behind go
-        // back to the queue.
-        if never_started(i) {
-            break;
-        }
-        // Otherwise it may have started.
+        };
         let (_, job) = rest.next().expect("peeked");
         settled += 1;
+        if let Exchange::Done(outcome) = check_reply(frame, job.call()) {
+            job.complete(outcome);
+            continue;
+        }
+        clean = false;
+        // Not its reply: it may have started.
         let error = lost(queue, job.call(), Loss::Died, pid, status);
         job.complete(Err(error));
-        moved_on = false;
+        break;
     }
     // Those behind: back to the queue if the replies were read to a clean
     // end (the worker runs its calls in order, and stopped before these) or
