@@ -45,17 +45,21 @@ pub(super) fn recv(timeout: Option<Duration>) -> Result<Frame, FrameError> {
 }
 
 /// Records that call `id` starts, waiting while the parent halts this
-/// worker (see `crate::shm::Halter`); `false` if the parent let it go.
-pub(super) fn begin_call(id: u64) -> bool {
-    with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(false)
+/// worker (see `crate::shm::Halter`): `None` if the parent let it go, else
+/// whether another request already waits behind this one (pipelined).
+pub(super) fn begin_call(id: u64) -> Option<bool> {
+    with(|endpoint| Ok(endpoint.begin_call(id).then(|| endpoint.has_bytes())))
+        .unwrap_or(None)
 }
 
-/// Records that the reply to call `id` is published.
-pub(super) fn end_call(id: u64) {
-    let _ = with(|endpoint| {
+/// Sends (and publishes) the reply to call `id`, then records that it is
+/// published.
+pub(super) fn answer(id: u64, parts: &[&[u8]], tail: &[u8]) -> Result<(), FrameError> {
+    with(|endpoint| {
+        endpoint.send(parts, tail)?;
         endpoint.end_call(id);
         Ok(())
-    });
+    })
 }
 
 /// Sends (and publishes) one frame.
