@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
@@ -91,6 +92,94 @@ fn a_copy_made_by_fork_watches_its_own_workers_and_leaves_the_fork_server_alone(
     assert_eq!(procpool::__private::fork_server_serves(), Some(true));
     assert_eq!(apply_square(&pool, 6).unwrap(), 36);
     eprintln!("five pools of the parent, beside the copy's: {took:?}");
+}
+
+/// In the copy: the parent's pool, used there by mistake (the copy holds
+/// its only handle there). The exit code says what went wrong (0: nothing):
+/// every call fails at once with `Config` naming the fork (none reaches the
+/// parent's workers, whose channels the copy shares), and `close`, `join`,
+/// `terminate` and the drop return at once (the pool's threads did not come
+/// along, and its workers are the parent's).
+fn parents_pool_in_the_copy(pool: Pool) -> i32 {
+    let wait = Duration::from_secs(5);
+    let foreign = |e: &Error| matches!(e, Error::Config { message } if message.contains("fork"));
+    let checks: [(&str, Result<Vec<u64>, Error>); 6] = [
+        ("apply", apply_square(&pool, 3).map(|x| vec![x])),
+        (
+            "apply_async",
+            apply_async_square(&pool, 3)
+                .get_timeout(wait)
+                .map(|x| vec![x]),
+        ),
+        ("map", map_square(&pool, 0..3)),
+        ("map_async", map_async_square(&pool, 0..3).get_timeout(wait)),
+        (
+            "imap",
+            imap_square(&pool, 0..3)
+                .next()
+                .unwrap_or(Ok(0))
+                .map(|x| vec![x]),
+        ),
+        (
+            "apply_by_name",
+            pool.apply_by_name::<u64>(concat!(module_path!(), "::square"), &(3u64,))
+                .map(|x| vec![x]),
+        ),
+    ];
+    for (i, (what, result)) in checks.into_iter().enumerate() {
+        match result {
+            Err(e) if foreign(&e) => {}
+            other => {
+                eprintln!("copy: {what}: {other:?}");
+                return 2 + i as i32;
+            }
+        }
+    }
+    // A callback runs in the copy, and the result is there once it returned.
+    let (tx, rx) = mpsc::channel();
+    let r = apply_async_square(&pool, 3).on_complete(move |r| {
+        let _ = tx.send(r.is_err());
+    });
+    if !matches!(r.get_timeout(wait), Err(e) if foreign(&e)) || rx.recv_timeout(wait) != Ok(true) {
+        eprintln!("copy: apply_async with a callback");
+        return 10;
+    }
+    pool.close();
+    pool.join();
+    pool.terminate();
+    let _ = pool.close_and_cancel();
+    drop(pool);
+    0
+}
+
+#[test]
+fn the_parents_pool_used_in_a_copy_made_by_fork_fails_there_and_leaves_the_parent_right() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    // SAFETY: as above; the copy runs only `parents_pool_in_the_copy`.
+    let copy = unsafe { libc::fork() };
+    assert!(copy >= 0, "fork failed");
+    if copy == 0 {
+        // SAFETY: a hang here ends by SIGALRM, never outliving the test.
+        unsafe { libc::alarm(20) };
+        let copy_of_pool = std::panic::AssertUnwindSafe(pool);
+        let code = std::panic::catch_unwind(move || parents_pool_in_the_copy({ copy_of_pool }.0))
+            .unwrap_or(20);
+        // SAFETY: ends the copy at once, running nothing of the harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut copy = Copy(Some(copy));
+    let status = copy.wait(Duration::from_secs(30));
+    // The parent's pool: its worker untouched, every answer its own.
+    let answers: Vec<_> = (10..20).map(|x| apply_square(&pool, x)).collect();
+    assert_eq!(status, Some(0), "the copy's exit code (see its stderr)");
+    for (x, answer) in (10..20).zip(answers) {
+        assert_eq!(answer.unwrap(), x * x, "the parent's call of square({x})");
+    }
+    assert_eq!(
+        map_square(&pool, 0..50).unwrap(),
+        (0..50).map(|x| x * x).collect::<Vec<_>>()
+    );
 }
 
 /// The forked copy, killed if the test fails before it is waited for.

@@ -156,6 +156,8 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             ready: VecDeque::new(),
         };
         let setup = match feeder.admission {
+            // In a copy made by `fork` (it was not admitted either).
+            _ if pool.foreign(task.name).is_err() => pool.foreign(task.name).map(|()| 0),
             // Closed before it began: refused whole (as Python's imap
             // raises), its input not read, even if it is empty.
             None => Err(Error::PoolClosed {

@@ -61,6 +61,7 @@ fn submit_all<M: Task + EncodeItem<I::Item>, I: IntoIterator>(
 where
     M::Output: 'static,
 {
+    pool.foreign(M::INFO.name)?;
     let admission = pool.admit(Lazy::Map).ok_or_else(|| Error::PoolClosed {
         task: M::INFO.name.to_string(),
     })?;
@@ -145,6 +146,7 @@ where
     M::Output: 'static,
 {
     let task = M::INFO.name;
+    pool.foreign(task)?;
     let processes = pool.processes();
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     // Room for every result at once, or a typed error before anything runs

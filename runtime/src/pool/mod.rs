@@ -20,6 +20,7 @@ mod slot;
 #[cfg(test)]
 mod tests;
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,7 +92,10 @@ pub struct Pool {
 
 /// What every handle of one pool shares; dropping it closes and joins.
 struct Inner {
-    dispatcher: Arc<dyn Dispatcher>,
+    /// Never dropped in a copy of this process made by `fork` (see
+    /// `owner`): there its threads are missing and its workers are the
+    /// parent's, so dropping it would wait for ever or kill them.
+    dispatcher: ManuallyDrop<Arc<dyn Dispatcher>>,
     config: Arc<Config>,
     /// The callback thread and the canceller, shared with every
     /// `AsyncResult` (which refers to the dispatcher weakly: a result
@@ -102,6 +106,11 @@ struct Inner {
     /// Whether `close` was called, and the maps that keep the dispatcher
     /// open meanwhile.
     closing: Closing,
+    /// The process that made the pool. A copy made by `fork` shares its
+    /// workers' channels but has none of its threads: there every call
+    /// fails at once ([`Pool::foreign`]) and `close`, `join`, `terminate`
+    /// and the drop do nothing.
+    owner: u32,
 }
 
 impl Inner {
@@ -115,7 +124,13 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if self.owner != std::process::id() {
+            // A copy made by `fork`: the dispatcher is left alone (leaked).
+            return;
+        }
         self.join();
+        // SAFETY: dropped once, here, and `self` is not used after.
+        unsafe { ManuallyDrop::drop(&mut self.dispatcher) };
     }
 }
 
@@ -180,11 +195,12 @@ impl Pool {
         });
         Pool {
             inner: Arc::new(Inner {
-                dispatcher,
+                dispatcher: ManuallyDrop::new(dispatcher),
                 config,
                 hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
                 closing: Closing::default(),
+                owner: std::process::id(),
             }),
             timeout: None,
         }
@@ -246,6 +262,26 @@ impl Pool {
         self.timeout.unwrap_or(self.inner.config.task_timeout)
     }
 
+    /// `Err` if this process is not the one that made the pool but a copy
+    /// of it made by `fork` (see [`Inner::owner`]): the copy shares the
+    /// parent's workers' channels, so a call sent from it would take a
+    /// worker's reply from the parent (or wait for ever for threads the
+    /// copy does not have).
+    pub(crate) fn foreign(&self, task: &str) -> Result<(), Error> {
+        let here = std::process::id();
+        if self.inner.owner == here {
+            return Ok(());
+        }
+        Err(Error::Config {
+            message: format!(
+                "task `{task}`: this pool was made by process {}, and this process ({here}) \
+                 is a copy of it made by fork, which shares its workers but not its threads: \
+                 make a new pool in this process",
+                self.inner.owner
+            ),
+        })
+    }
+
     /// The largest frame the pool sends or accepts.
     pub(crate) fn max_frame(&self) -> usize {
         self.inner.config.max_frame
@@ -253,6 +289,11 @@ impl Pool {
 
     /// The pool's callback thread, for results made outside [`Pool::submit`].
     pub(crate) fn hub(&self) -> Hub {
+        if self.inner.owner != std::process::id() {
+            // In a copy made by `fork`, the pool's callback thread is the
+            // parent's: the copy's (failed) results run theirs on their own.
+            return Hub::default();
+        }
         self.inner.hub.clone()
     }
 
@@ -367,6 +408,9 @@ impl Pool {
         kind: Kind,
         args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
+        if let Err(e) = self.foreign(task.name) {
+            return result::ready(task, self.hub(), Err(e));
+        }
         if self.inner.closing.is_closing() {
             return result::ready(task, self.hub(), Err(closed(task)));
         }
@@ -377,6 +421,8 @@ impl Pool {
     /// chunks after [`close`](Self::close) (Python's `map` queues them all
     /// before `close` can come); `None` once the pool is closing.
     pub(crate) fn admit(&self, kind: Lazy) -> Option<Admission<'_>> {
+        // (Never in a copy made by `fork`: see `foreign`.)
+        self.foreign("").ok()?;
         let ticket = self.inner.closing.admit(kind)?;
         Some(Admission {
             pool: self,
@@ -424,6 +470,7 @@ impl Pool {
         args: Result<Encoded, String>,
         decode: fn(Body) -> Result<R, String>,
     ) -> Result<R, Error> {
+        self.foreign(task.name)?;
         if self.inner.closing.is_closing() {
             return Err(closed(task));
         }
@@ -463,6 +510,9 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
+        if self.foreign("").is_err() {
+            return;
+        }
         // A map begun before runs to its end (see `closing`): the last one
         // closes the dispatcher then.
         if self.inner.closing.close() {
@@ -515,6 +565,9 @@ impl Pool {
     /// }
     /// ```
     pub fn close_and_cancel(&self) -> usize {
+        if self.foreign("").is_err() {
+            return 0;
+        }
         // Maps under way queue nothing more either.
         let _ = self.inner.closing.close();
         self.inner.dispatcher.close();
@@ -540,6 +593,9 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn join(&self) {
+        if self.foreign("").is_err() {
+            return;
+        }
         self.inner.join();
     }
 
@@ -560,6 +616,9 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn terminate(&self) {
+        if self.foreign("").is_err() {
+            return;
+        }
         let _ = self.inner.closing.close();
         self.inner.dispatcher.terminate();
         self.inner.hub.runner().flush();
