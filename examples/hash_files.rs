@@ -47,12 +47,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Borrowed items: `&PathBuf` for the task's `&Path`, in input order.
     let hashes = imap_sha256_file(&pool, files.iter());
     for (file, result) in files.iter().zip(hashes) {
-        match result? {
-            Ok((hex, bytes)) => {
+        match result {
+            Ok(Ok((hex, bytes))) => {
                 total += bytes;
                 println!("{hex}  {}", file.display());
             }
-            Err(message) => eprintln!("skipped: {message}"),
+            Ok(Err(message)) => eprintln!("skipped: {message}"),
+            // A name that is not UTF-8 cannot travel as a `Path` (see the
+            // README): that file alone is skipped.
+            Err(e @ procpool::Error::Encode { .. }) => {
+                eprintln!("skipped: {}: {e}", file.display())
+            }
+            Err(e) => return Err(e.into()),
         }
     }
     let elapsed = started.elapsed();
