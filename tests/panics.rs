@@ -232,3 +232,69 @@ fn a_resumed_panic_reports_its_own_message_not_an_earlier_caught_one() {
         "the same worker serves on"
     );
 }
+
+/// A program built with `panic = "abort"` (a common release setting): a
+/// task's panic cannot be caught, so it ends its worker (`WorkerDied`,
+/// SIGABRT), and its message must reach the worker's stderr (your
+/// terminal) rather than vanish in the hook that records reports for
+/// `Error::Panic`. Builds a small crate with that profile (offline, with
+/// this workspace's lock file, in a target directory kept between runs).
+#[test]
+fn under_panic_abort_a_tasks_panic_message_is_printed_and_its_worker_dies() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("panic-abort");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let manifest = format!(
+        "[package]\nname = \"panic-abort\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+         publish = false\n\n[workspace]\n\n[dependencies]\n\
+         procpool = {{ path = {:?} }}\n\n[profile.dev]\npanic = \"abort\"\n",
+        format!("{root}/runtime")
+    );
+    std::fs::write(dir.join("Cargo.toml"), manifest).unwrap();
+    std::fs::copy(format!("{root}/Cargo.lock"), dir.join("Cargo.lock")).unwrap();
+    let main = r#"
+#[procpool::pool_task]
+fn boom(x: u32) -> u32 {
+    if x == 3 {
+        panic!("boom at {x}, under panic=abort");
+    }
+    x
+}
+
+fn main() {
+    procpool::init();
+    let pool = procpool::Pool::new(1).unwrap();
+    match apply_boom(&pool, 3) {
+        Err(procpool::Error::WorkerDied { status: procpool::ExitInfo::Signal(6), .. }) => {}
+        other => panic!("apply_boom(3): {other:?}"),
+    }
+    assert_eq!(apply_boom(&pool, 1).unwrap(), 1);
+    println!("checked");
+}
+"#;
+    std::fs::write(dir.join("src/main.rs"), main).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--offline", "--quiet", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env_remove("RUSTFLAGS")
+        .status()
+        .unwrap();
+    assert!(built.success(), "building the panic=abort crate failed");
+    let out = std::process::Command::new(dir.join("target/debug/panic-abort"))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("checked"),
+        "status {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains("boom at 3, under panic=abort"),
+        "the task's panic message was lost; stderr:\n{stderr}"
+    );
+}

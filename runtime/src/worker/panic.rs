@@ -59,7 +59,11 @@ fn report(payload: crate::unwind::Payload) -> PanicReport {
 pub(crate) fn install_panic_hook() {
     let default_hook = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
-        if !IN_TASK.with(|t| t.get()) {
+        // Built with `panic = "abort"`, a task's panic cannot be caught: the
+        // worker aborts after this hook (its caller sees `WorkerDied`,
+        // SIGABRT), so the message is printed as any panic's, not recorded
+        // for a report that is never sent.
+        if !IN_TASK.with(|t| t.get()) || cfg!(panic = "abort") {
             return default_hook(info);
         }
         let location = info
