@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::call::Kind;
 use crate::error::Error;
-use crate::result::{self, AsyncResult};
+use crate::result::{self, AsyncResult, Hub};
 use crate::task::{self, by_name_signature, fingerprint};
 use crate::{codec, registry, Pool};
 
@@ -92,6 +92,10 @@ impl Pool {
         name: &str,
         args: &A,
     ) -> AsyncResult<R> {
+        if let Err(e) = self.foreign(name) {
+            // (A hub of its own: the pool's callback thread is the parent's.)
+            return result::ready(name.to_string(), Hub::default(), Err(e));
+        }
         let caller = by_name_signature::<A, R>();
         let fingerprint = fingerprint(&caller);
         // A name nobody registered is refused before a call is made (and

@@ -289,11 +289,6 @@ impl Pool {
 
     /// The pool's callback thread, for results made outside [`Pool::submit`].
     pub(crate) fn hub(&self) -> Hub {
-        if self.inner.owner != std::process::id() {
-            // In a copy made by `fork`, the pool's callback thread is the
-            // parent's: the copy's (failed) results run theirs on their own.
-            return Hub::default();
-        }
         self.inner.hub.clone()
     }
 
@@ -409,7 +404,8 @@ impl Pool {
         args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
         if let Err(e) = self.foreign(task.name) {
-            return result::ready(task, self.hub(), Err(e));
+            // (A hub of its own: the pool's callback thread is the parent's.)
+            return result::ready(task, Hub::default(), Err(e));
         }
         if self.inner.closing.is_closing() {
             return result::ready(task, self.hub(), Err(closed(task)));
