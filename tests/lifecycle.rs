@@ -570,3 +570,44 @@ fn submitting_from_threads_during_close_and_cancel_and_join_loses_nothing() {
         );
     }
 }
+
+/// `join` called from the input iterator of a `map` (or `map_async`) on the
+/// same pool: `join` waits for the maps under way on other threads, not for
+/// the one whose own input called it (which cannot end before `join`
+/// returns). The map then ends with `PoolClosed` for what it could not
+/// queue, as Python's `map` raises for a pool that is no longer running.
+#[test]
+fn join_from_a_maps_own_input_does_not_wait_for_that_map() {
+    let _serial = serial();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = Pool::new(2).unwrap();
+        let joiner = pool.clone();
+        let input = (0..8u64).inspect(move |&ms| {
+            if ms == 3 {
+                joiner.join();
+            }
+        });
+        let _ = tx.send(("map", map_nap(&pool, input).map(|v| v.len())));
+        let pool = Pool::new(2).unwrap();
+        let joiner = pool.clone();
+        // Of unknown length: read whole before anything is queued.
+        let input = (0..8u64).filter(move |&ms| {
+            if ms == 3 {
+                joiner.join();
+            }
+            true
+        });
+        let _ = tx.send((
+            "map_async",
+            map_async_nap(&pool, input).get().map(|v| v.len()),
+        ));
+    });
+    for _ in 0..2 {
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok((_, Ok(_) | Err(Error::PoolClosed { .. }))) => {}
+            Ok((what, other)) => panic!("{what}: {other:?}"),
+            Err(_) => panic!("join from the map's own input waited for that map for ever"),
+        }
+    }
+}

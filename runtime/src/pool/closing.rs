@@ -9,10 +9,14 @@
 //! for the `map`s (their own threads drive them to their end), not for the
 //! `imap`s, which progress only as their caller reads them: it closes the
 //! dispatcher, and an `imap` read afterwards yields what was queued before,
-//! then [`PoolClosed`](crate::Error::PoolClosed).
+//! then [`PoolClosed`](crate::Error::PoolClosed). Nor does it wait for a
+//! `map` on its own thread (`join` called from that map's input iterator),
+//! which cannot end before `join` returns: that map's chunks not queued yet
+//! are then refused with `PoolClosed`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 
 /// Which kind of map holds a ticket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +30,9 @@ pub(crate) enum Lazy {
 /// The tickets out.
 #[derive(Default)]
 struct Open {
-    maps: usize,
+    /// The thread of each `map` out (the one that drives it, and gives its
+    /// ticket back).
+    maps: Vec<ThreadId>,
     imaps: usize,
 }
 
@@ -65,7 +71,7 @@ impl Closing {
             return None;
         }
         match kind {
-            Lazy::Map => open.maps += 1,
+            Lazy::Map => open.maps.push(std::thread::current().id()),
             Lazy::Imap => open.imaps += 1,
         }
         Some(Ticket(kind))
@@ -78,12 +84,16 @@ impl Closing {
         let mut open = self.lock();
         match ticket.0 {
             Lazy::Map => {
-                open.maps -= 1;
+                // (Given back on the thread that took it: a map's ticket
+                // lives in the frame of the call that drives it.)
+                let here = std::thread::current().id();
+                let at = open.maps.iter().position(|&t| t == here);
+                open.maps.swap_remove(at.unwrap_or(0));
                 self.maps_done.notify_all();
             }
             Lazy::Imap => open.imaps -= 1,
         }
-        self.is_closing() && open.maps + open.imaps == 0
+        self.is_closing() && open.maps.len() + open.imaps == 0
     }
 
     /// Refuses new calls and maps; `true` if the dispatcher is to be
@@ -92,14 +102,17 @@ impl Closing {
     pub(crate) fn close(&self) -> bool {
         let open = self.lock();
         self.closing.store(true, Ordering::Release);
-        open.maps + open.imaps == 0
+        open.maps.len() + open.imaps == 0
     }
 
-    /// Closes, then waits until every `map` has given its ticket back.
+    /// Closes, then waits until every `map` driven by another thread has
+    /// given its ticket back (one driven by this thread, which called
+    /// `join` from its input, cannot end before this returns).
     pub(crate) fn close_and_wait_for_maps(&self) {
         let mut open = self.lock();
         self.closing.store(true, Ordering::Release);
-        while open.maps > 0 {
+        let here = std::thread::current().id();
+        while open.maps.iter().any(|&t| t != here) {
             open = self
                 .maps_done
                 .wait(open)

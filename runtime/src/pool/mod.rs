@@ -575,7 +575,9 @@ impl Pool {
     /// Waits until every queued task has run, every worker has exited and
     /// every callback has run (Python's `join()`). Closes the pool first, so
     /// it cannot wait forever for tasks that will never come. It waits for
-    /// every `map` under way on other threads to end; an `imap` not read to
+    /// every `map` under way on other threads to end (not for one whose own
+    /// input iterator calls `join`: what that map had not queued yet fails
+    /// with [`Error::PoolClosed`]); an `imap` not read to
     /// its end by then yields the results of the chunks it had queued, then
     /// [`Error::PoolClosed`] (it reads its input only as it is read itself,
     /// so `join` cannot wait for it).
