@@ -503,3 +503,28 @@ fn a_map_async_with_a_failed_item_is_not_successful() {
     assert_eq!(r.successful(), Some(true));
     assert_eq!(r.get().unwrap(), (1..=10).collect::<Vec<u32>>());
 }
+
+/// `map_async` of such an input: the same typed error at once (as `map`),
+/// not a call that never returns while it queues chunks without end, its
+/// memory growing until the system runs out.
+#[test]
+fn map_async_of_an_input_whose_results_cannot_fit_in_memory_is_a_typed_error() {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let pool = Pool::new(2).unwrap();
+        let r = map_async_square(&pool, 0..(1u64 << 60)).get();
+        let _ = tx.send(r.map(|v| v.len()));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+        Ok(Err(Error::Io { context, source })) => {
+            assert_eq!(source.kind(), std::io::ErrorKind::OutOfMemory);
+            assert!(context.contains("map::square"), "{context}");
+        }
+        Ok(other) => panic!("expected an Io error, got {other:?}"),
+        Err(_) => {
+            // Stop it before it takes the machine's memory.
+            eprintln!("map_async of 2^60 items did not return within 10 s; aborting");
+            std::process::abort();
+        }
+    }
+}

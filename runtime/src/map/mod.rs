@@ -66,6 +66,13 @@ where
         task: M::INFO.name.to_string(),
     })?;
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
+    // Its results will be one `Vec` (see `decode_gathered`): room for them,
+    // or a typed error before anything is queued, as `map` has. (Only
+    // reserved here: pages never touched cost nothing.)
+    drop(room_for_results::<M::Output>(
+        M::INFO.name,
+        items.size_hint().0,
+    )?);
     let mut chunks = Vec::new();
     let mut carry = Vec::new();
     while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes, &mut carry)
@@ -99,6 +106,19 @@ fn sized_input<M: Task, I: IntoIterator>(
         .resolve(name, Some(len), pool.processes())?
         .min(failures_room(pool.max_frame()));
     Ok((input, size, max_bytes))
+}
+
+/// An empty `Vec` with room for `count` results, or a typed error if there
+/// can be none (2⁶⁰ of them), which `Vec::with_capacity` would abort on.
+fn room_for_results<R>(task: &str, count: usize) -> Result<Vec<R>, Error> {
+    let mut out = Vec::new();
+    match out.try_reserve_exact(count) {
+        Ok(()) => Ok(out),
+        Err(e) => Err(Error::Io {
+            context: format!("map of `{task}`: room for {count} results"),
+            source: Arc::new(std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)),
+        }),
+    }
 }
 
 /// A map's input: as given, if its length is known, else collected.
@@ -151,14 +171,7 @@ where
     let (mut items, size, max_bytes) = sized_input::<M, I>(pool, items, options)?;
     // Room for every result at once, or a typed error before anything runs
     // (a range of 2⁶⁰ items would abort the process here).
-    let mut out = Vec::new();
-    let count = items.size_hint().0;
-    if let Err(e) = out.try_reserve_exact(count) {
-        return Err(Error::Io {
-            context: format!("map of `{task}`: room for {count} results"),
-            source: Arc::new(std::io::Error::new(std::io::ErrorKind::OutOfMemory, e)),
-        });
-    }
+    let mut out = room_for_results::<M::Output>(task, items.size_hint().0)?;
     // Written once, front to back: huge pages spare most of its page faults.
     crate::sys::advise_huge_pages(&mut out);
     // Begun before `close`, it runs to its end (given back once every
