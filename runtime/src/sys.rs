@@ -358,6 +358,36 @@ pub(crate) fn is_main_thread() -> bool {
     rustix::thread::gettid() == rustix::process::getpid()
 }
 
+/// How many `fork`s stand between this process and the one that first
+/// asked (0 there, 1 in a copy it forked, ...): a pool made here refuses
+/// to run in such a copy (see `crate::pool`). One atomic load per call,
+/// where `getpid` would be a system call per call: a `pthread_atfork`
+/// handler, registered on the first call, counts in each child. (A child
+/// made without the C library's `fork`, by a raw `clone`, is not counted.)
+pub(crate) fn fork_generation() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static GENERATION: AtomicU64 = AtomicU64::new(0);
+    static REGISTER: std::sync::Once = std::sync::Once::new();
+    extern "C" fn count_child() {
+        GENERATION.fetch_add(1, Relaxed);
+    }
+    REGISTER.call_once(|| {
+        // SAFETY: registers a plain function pointer (no prepare or parent
+        // handler) that the C library calls in the child of each `fork`; it
+        // does one atomic add, which is async-signal-safe, and never
+        // unwinds. A failure (ENOMEM) leaves every generation 0: the check
+        // it serves then passes, as it did before it existed.
+        let failed = unsafe { libc::pthread_atfork(None, None, Some(count_child)) };
+        if failed != 0 {
+            log::warn!(
+                target: "procpool",
+                "pthread_atfork failed ({failed}): a pool used in a copy made by fork will not be refused there"
+            );
+        }
+    });
+    GENERATION.load(Relaxed)
+}
+
 /// In a worker: lets tasks write to the terminal even under `stty tostop`.
 /// A worker leads its own process group (see [`spawn_worker`]), which is
 /// never the terminal's foreground group, and such a write would stop it

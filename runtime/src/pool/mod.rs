@@ -20,7 +20,6 @@ mod slot;
 #[cfg(test)]
 mod tests;
 
-use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +94,7 @@ struct Inner {
     /// Never dropped in a copy of this process made by `fork` (see
     /// `owner`): there its threads are missing and its workers are the
     /// parent's, so dropping it would wait for ever or kill them.
-    dispatcher: ManuallyDrop<Arc<dyn Dispatcher>>,
+    dispatcher: Arc<dyn Dispatcher>,
     config: Arc<Config>,
     /// The callback thread and the canceller, shared with every
     /// `AsyncResult` (which refers to the dispatcher weakly: a result
@@ -110,7 +109,29 @@ struct Inner {
     /// workers' channels but has none of its threads: there every call
     /// fails at once ([`Pool::foreign`]) and `close`, `join`, `terminate`
     /// and the drop do nothing.
-    owner: u32,
+    owner: Owner,
+}
+
+/// The process that made a pool: its id (for messages) and its place in
+/// its line of `fork`s ([`crate::sys::fork_generation`]), which tells a copy made
+/// by `fork` at the cost of an atomic load, not a system call.
+struct Owner {
+    pid: u32,
+    generation: u64,
+}
+
+impl Owner {
+    fn here() -> Owner {
+        Owner {
+            pid: std::process::id(),
+            generation: crate::sys::fork_generation(),
+        }
+    }
+
+    /// Whether this is the process that made the pool.
+    fn is_here(&self) -> bool {
+        self.generation == crate::sys::fork_generation()
+    }
 }
 
 impl Inner {
@@ -124,13 +145,13 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if self.owner != std::process::id() {
-            // A copy made by `fork`: the dispatcher is left alone (leaked).
+        if !self.owner.is_here() {
+            // A copy made by `fork`: the dispatcher is left alone (leaked:
+            // the reference forgotten here keeps it from being dropped).
+            std::mem::forget(Arc::clone(&self.dispatcher));
             return;
         }
         self.join();
-        // SAFETY: dropped once, here, and `self` is not used after.
-        unsafe { ManuallyDrop::drop(&mut self.dispatcher) };
     }
 }
 
@@ -195,12 +216,12 @@ impl Pool {
         });
         Pool {
             inner: Arc::new(Inner {
-                dispatcher: ManuallyDrop::new(dispatcher),
+                dispatcher,
                 config,
                 hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
                 closing: Closing::default(),
-                owner: std::process::id(),
+                owner: Owner::here(),
             }),
             timeout: None,
         }
@@ -268,16 +289,16 @@ impl Pool {
     /// worker's reply from the parent (or wait for ever for threads the
     /// copy does not have).
     pub(crate) fn foreign(&self, task: &str) -> Result<(), Error> {
-        let here = std::process::id();
-        if self.inner.owner == here {
+        if self.inner.owner.is_here() {
             return Ok(());
         }
         Err(Error::Config {
             message: format!(
-                "task `{task}`: this pool was made by process {}, and this process ({here}) \
+                "task `{task}`: this pool was made by process {}, and this process ({}) \
                  is a copy of it made by fork, which shares its workers but not its threads: \
                  make a new pool in this process",
-                self.inner.owner
+                self.inner.owner.pid,
+                std::process::id()
             ),
         })
     }
