@@ -182,6 +182,93 @@ fn the_parents_pool_used_in_a_copy_made_by_fork_fails_there_and_leaves_the_paren
     );
 }
 
+#[pool_task]
+fn slow_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(600));
+    x * x
+}
+
+/// In the copy: results (and an `imap`) the parent had pending at the fork.
+/// Nothing can complete them there, so a wait fails at once with `Config`
+/// naming the fork, a cancel changes nothing (`Finished`: the call, its
+/// queue and its worker are the parent's), and the `imap` says so once,
+/// then ends. The exit code says what went wrong (0: nothing).
+fn parents_results_in_the_copy(
+    pending: Vec<procpool::AsyncResult<u64>>,
+    mut imap: impl Iterator<Item = Result<u64, Error>>,
+) -> i32 {
+    let foreign = |e: &Error| matches!(e, Error::Config { message } if message.contains("fork"));
+    let started = Instant::now();
+    for (i, r) in pending.iter().enumerate() {
+        r.wait();
+        match r.get_timeout(Duration::ZERO) {
+            Err(e) if foreign(&e) => {}
+            other => {
+                eprintln!("copy: get of pending result {i}: {other:?}");
+                return 2;
+            }
+        }
+    }
+    if !matches!(pending[0].get_timeout(Duration::from_secs(5)), Err(e) if foreign(&e)) {
+        eprintln!("copy: get_timeout");
+        return 3;
+    }
+    if pending[1].cancel() != procpool::CancelOutcome::Finished {
+        eprintln!("copy: cancel");
+        return 4;
+    }
+    match imap.next() {
+        Some(Err(e)) if foreign(&e) => {}
+        other => {
+            eprintln!("copy: imap's first: {other:?}");
+            return 5;
+        }
+    }
+    if let Some(more) = imap.next() {
+        eprintln!("copy: imap after its error: {more:?}");
+        return 6;
+    }
+    // At once: none of it waited for the parent's calls.
+    if started.elapsed() > Duration::from_millis(400) {
+        eprintln!("copy: took {:?}", started.elapsed());
+        return 7;
+    }
+    0
+}
+
+#[test]
+fn results_the_parent_had_pending_fail_at_once_in_a_copy_and_still_arrive_in_the_parent() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let pending: Vec<_> = (1..4).map(|x| apply_async_slow_square(&pool, x)).collect();
+    let mut imap = imap_slow_square(&pool, 4..6);
+    // SAFETY: as above; the copy runs only `parents_results_in_the_copy`.
+    let copy = unsafe { libc::fork() };
+    assert!(copy >= 0, "fork failed");
+    if copy == 0 {
+        // SAFETY: a hang here ends by SIGALRM, never outliving the test.
+        unsafe { libc::alarm(20) };
+        let parts = std::panic::AssertUnwindSafe((pending, imap));
+        let code = std::panic::catch_unwind(move || {
+            let (pending, imap) = { parts }.0;
+            parents_results_in_the_copy(pending, imap)
+        })
+        .unwrap_or(20);
+        // SAFETY: ends the copy at once, running nothing of the harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut copy = Copy(Some(copy));
+    let status = copy.wait(Duration::from_secs(30));
+    // The parent's results: each arrives, none cancelled by the copy.
+    let got: Vec<_> = pending.into_iter().map(|r| r.get().unwrap()).collect();
+    assert_eq!(status, Some(0), "the copy's exit code (see its stderr)");
+    assert_eq!(got, [1, 4, 9]);
+    assert_eq!(
+        imap.by_ref().map(Result::unwrap).collect::<Vec<_>>(),
+        [16, 25]
+    );
+}
+
 /// The forked copy, killed if the test fails before it is waited for.
 struct Copy(Option<libc::pid_t>);
 

@@ -84,15 +84,34 @@ pub(crate) struct Hub(Arc<HubParts>);
 struct HubParts {
     runner: CallbackRunner,
     cancel: Option<CancelFn>,
+    /// The process of the pool (its id, and its fork generation: see
+    /// `crate::sys::fork_generation`), for a hub made by one.
+    owner: Option<(u32, u64)>,
 }
 
 impl Hub {
-    /// A hub whose calls `cancel` cancels.
+    /// A hub whose calls `cancel` cancels, made by a pool in this process.
     pub(crate) fn new(cancel: CancelFn) -> Hub {
         Hub(Arc::new(HubParts {
             runner: CallbackRunner::default(),
             cancel: Some(cancel),
+            owner: Some((std::process::id(), crate::sys::fork_generation())),
         }))
+    }
+
+    /// The error for a wait on a result of task `task` in a copy of its
+    /// pool's process made by `fork`, where no outcome can ever arrive
+    /// (the pool's threads are the parent's); `None` in the pool's process.
+    pub(crate) fn foreign(&self, task: &str) -> Option<Error> {
+        let (pid, _) = self.0.owner?;
+        self.in_copy().then(|| Error::Config {
+            message: format!(
+                "task `{task}`: this result's pool was made by process {pid}, and this \
+                 process ({}) is a copy of it made by fork, where its outcome never arrives: \
+                 wait for it in the process that made the pool",
+                std::process::id()
+            ),
+        })
     }
 
     /// The pool's callback thread.
@@ -100,8 +119,20 @@ impl Hub {
         &self.0.runner
     }
 
-    /// Cancels call `id` (a hub without a canceller has nothing to cancel).
+    /// Whether this is a copy of the pool's process made by `fork`.
+    fn in_copy(&self) -> bool {
+        self.0
+            .owner
+            .is_some_and(|(_, generation)| generation != crate::sys::fork_generation())
+    }
+
+    /// Cancels call `id` (a hub without a canceller has nothing to cancel,
+    /// nor one in a copy made by `fork`: the call, its queue and its worker
+    /// are the parent's).
     pub(crate) fn cancel(&self, id: u64) -> CancelOutcome {
+        if self.in_copy() {
+            return CancelOutcome::Finished;
+        }
         match &self.0.cancel {
             Some(cancel) => cancel(id),
             None => CancelOutcome::Finished,

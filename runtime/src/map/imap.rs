@@ -304,6 +304,17 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                 }
                 return Ok(None);
             }
+            if let Err(error) = self.pool.foreign(self.task.name) {
+                // In a copy made by `fork`: what is in flight is the
+                // parent's and never comes back here. Said once, then the
+                // iteration ends.
+                self.stop_feeding();
+                self.in_flight.clear();
+                if let Some((_, early)) = &mut self.ordered {
+                    early.clear();
+                }
+                return Ok(Some(Err(error)));
+            }
             // (Something is in flight, and `self` holds a sender: with no
             // deadline this always receives.)
             let (sent, outcome) = self.next_done(Wait::Until(deadline)).ok_or(())?;

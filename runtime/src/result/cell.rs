@@ -285,6 +285,11 @@ impl ResultCell {
             if let Some(outcome) = &state.outcome {
                 return answer_for(outcome);
             }
+            if self.hub.foreign(&self.task).is_some() {
+                // In a copy made by `fork`: the call is the parent's, whose
+                // queue and workers this copy must not touch.
+                return CancelOutcome::Finished;
+            }
             state.extra().cancelling = true;
             break;
         }
@@ -417,6 +422,10 @@ impl ResultCell {
                 state = self.lock();
                 continue;
             }
+            // In a copy made by `fork`, nothing ever completes it.
+            if let Some(error) = self.hub.foreign(&self.task) {
+                break Some(Arc::new(Err(error)));
+            }
             let left = match deadline {
                 None => None,
                 Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -455,6 +464,9 @@ impl ResultCell {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break None;
             };
+            if let Some(error) = self.hub.foreign(&self.task) {
+                break Some(Arc::new(Err(error)));
+            }
             // `fill` takes the list and unparks it as the outcome arrives.
             let waiters = &mut state.extra().waiters;
             if !waiters.iter().any(|t| t.id() == me.id()) {
