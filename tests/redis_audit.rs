@@ -1,0 +1,417 @@
+//! Boundaries of the distributed mode the other `redis_*` tests leave out:
+//! what a node's SIGKILL leaves behind (processes, keys), a dead caller's
+//! running call, a Redis that refuses a password or a payload, several
+//! pools in one process, results nobody waits for.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use procpool::{BrokerReason, Error, Pool};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    done()
+}
+
+fn pool(server: &RedisServer) -> Pool {
+    Pool::builder().redis(&server.url()).build().unwrap()
+}
+
+/// Whether a process runs (exists and is not a zombie).
+fn running(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+            !matches!(state.and_then(|s| s.chars().next()), Some('Z') | Some('X'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// The keys of the server, and the fields of its members hash.
+fn layout(server: &RedisServer) -> (BTreeSet<String>, BTreeSet<String>) {
+    let keys: BTreeSet<String> = server.keys().into_iter().collect();
+    let fields = match server.key(":members") {
+        Some(members) => server
+            .cli(&["HKEYS", &members])
+            .lines()
+            .map(String::from)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    (keys, fields)
+}
+
+/// A node SIGKILLed while its worker runs a call takes the worker along:
+/// nothing runs on after the caller was told `NodeLost` (with `redeliver`,
+/// the call would otherwise run twice at once).
+#[test]
+fn a_sigkilled_nodes_worker_does_not_outlive_it() {
+    let server = RedisServer::start();
+    let mut node = NodeProc::env(&server, 1);
+    let pool = pool(&server);
+    let (held, result) = Held::start(&pool);
+    let worker = held.worker() as i32;
+    assert!(running(worker));
+    node.kill9();
+    wait_for(Duration::from_secs(5), "the node's worker to die", || {
+        !running(worker)
+    });
+    match result.get() {
+        Err(Error::NodeLost { task, .. }) => assert_eq!(task, "t/hold"),
+        other => panic!("{other:?}"),
+    }
+    assert!(marks(&held.file, "end").is_empty(), "the call ran on");
+}
+
+/// A node SIGKILLed and declared lost leaves nothing of itself in Redis:
+/// the keys and the members hash are as before it started.
+#[test]
+fn a_lost_nodes_keys_are_removed() {
+    let server = RedisServer::start();
+    let _stays = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let before = layout(&server);
+    let mut doomed = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let name = doomed.name.clone();
+    wait_for(Duration::from_secs(10), "the node to register", || {
+        layout(&server).1.contains(&name)
+    });
+    doomed.kill9();
+    wait_for(
+        Duration::from_secs(15),
+        "the node to be declared lost",
+        || !layout(&server).1.contains(&name),
+    );
+    // Let the reaper finish its round.
+    std::thread::sleep(Duration::from_millis(500));
+    let after = layout(&server);
+    let reaper = |keys: &BTreeSet<String>| {
+        keys.iter()
+            .filter(|k| !k.ends_with(":reaper"))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(reaper(&after.0), reaper(&before.0), "keys");
+    assert_eq!(after.1, before.1, "members hash fields");
+    assert_eq!(apply_square(&pool, 4).unwrap(), 16);
+}
+
+/// A caller SIGKILLed while a node runs its call: once the cluster forgets
+/// the caller, the call is stopped on its node (its worker killed, the call
+/// never ends) and the caller's keys are gone.
+#[test]
+fn a_dead_callers_running_call_is_stopped_and_its_keys_removed() {
+    use std::io::BufRead;
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let before = layout(&server);
+    let mut child = std::process::Command::new(HELPER)
+        .args(["caller", &server.url(), &file, "40000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "submitted");
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let worker = mark_pid(&marks(&file, "start")[0]);
+    let caller = server
+        .members()
+        .into_iter()
+        .find(|(_, kind)| kind == "caller")
+        .map(|(name, _)| name)
+        .expect("the caller is registered");
+    let _ = child.kill();
+    let _ = child.wait();
+    // Forgotten at once rather than after 30 s.
+    let alive = server
+        .key_with(&format!("alive:{caller}"))
+        .expect("the caller's heartbeat key");
+    server.cli(&["DEL", &alive]);
+    wait_for(
+        Duration::from_secs(20),
+        "the caller to be forgotten",
+        || !layout(&server).1.contains(&caller),
+    );
+    wait_for(Duration::from_secs(15), "its running call to stop", || {
+        !running(worker)
+    });
+    assert!(marks(&file, "end").is_empty(), "the forgotten call ran on");
+    // The control stream keeps its broadcasts for 10 minutes, by design.
+    let without_ctl = |(keys, fields): (BTreeSet<String>, BTreeSet<String>)| {
+        let keys: BTreeSet<String> = keys.into_iter().filter(|k| !k.ends_with(":ctl")).collect();
+        (keys, fields)
+    };
+    let before = without_ctl(before);
+    let gone = wait_until(Duration::from_secs(10), || {
+        without_ctl(layout(&server)) == before
+    });
+    let after = without_ctl(layout(&server));
+    assert!(
+        gone,
+        "left: keys {:?}, fields {:?}",
+        after.0.difference(&before.0).collect::<Vec<_>>(),
+        after.1.difference(&before.1).collect::<Vec<_>>()
+    );
+    let pool = pool(&server);
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25, "the node serves on");
+}
+
+/// A wrong password is `Refused` at once (retrying cannot fix it), for a
+/// caller's `build` and for a node starting, which exits with code 1 well
+/// before its 15 s wait for an unreachable Redis.
+#[test]
+fn a_wrong_password_is_refused_at_once() {
+    let server = RedisServer::start_full(
+        &[("appendonly", "yes"), ("appendfsync", "always")],
+        Some(":right"),
+        &[],
+        "127.0.0.1",
+    );
+    let wrong = server.url().replace(":right@", ":wrong@");
+    let started = Instant::now();
+    match Pool::builder().redis(&wrong).build() {
+        Err(Error::Broker { reason, .. }) => assert_eq!(reason, BrokerReason::Refused),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("built with a wrong password"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut node = std::process::Command::new(HELPER)
+        .env("PROCPOOL_NODE", &wrong)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = node.kill();
+            let _ = node.wait();
+            panic!("a node with a wrong password still runs after 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("cannot serve as a node"), "{err}");
+    assert!(!err.contains("right") && !err.contains("wrong"), "{err}");
+}
+
+/// Several pools of one process on one queue, used from threads at once:
+/// every result reaches its own caller.
+#[test]
+fn pools_of_one_process_share_a_queue_and_keep_their_results_apart() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pools: Vec<Pool> = (0..3).map(|_| pool(&server)).collect();
+    std::thread::scope(|s| {
+        for (p, pool) in pools.iter().enumerate() {
+            s.spawn(move || {
+                let base = 1000 * p as u64;
+                let calls: Vec<_> = (base..base + 200)
+                    .map(|x| (x, apply_async_square(pool, x)))
+                    .collect();
+                for (x, c) in calls {
+                    assert_eq!(c.get().unwrap(), x * x);
+                }
+                let mapped = map_square(pool, base..base + 300).unwrap();
+                assert_eq!(
+                    mapped,
+                    (base..base + 300).map(|x| x * x).collect::<Vec<_>>()
+                );
+            });
+        }
+    });
+    match pools[0].apply_by_name::<u64>("t/no-such-task", &(1u64,)) {
+        Err(Error::UnknownTask { task, .. }) => assert_eq!(task, "t/no-such-task"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Results whose `AsyncResult`s were dropped before they arrived are read
+/// and dropped: Redis holds nothing for them afterwards.
+#[test]
+fn results_nobody_waits_for_leave_nothing_in_redis() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 2);
+    let pool = pool(&server);
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let before = layout(&server);
+    let dir = TempDir::new();
+    for i in 0..20 {
+        drop(apply_async_mark(
+            &pool,
+            dir.file("marks"),
+            format!("{i}"),
+            50,
+        ));
+    }
+    wait_for(Duration::from_secs(20), "the calls to end", || {
+        marks(&dir.file("marks"), "end").len() == 20
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "Redis to hold nothing of them",
+        || {
+            let res = server
+                .key_with(":res:")
+                .map(|k| server.int(&["XLEN", &k]))
+                .unwrap_or(0);
+            server.queued() == 0 && res == 0 && layout(&server) == before
+        },
+    );
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+}
+
+/// A Redis that refuses an entry for its size (`proto-max-bulk-len`,
+/// here 1 MiB, under the pool's frame limit): the call fails with a typed
+/// error in bounded time, alone; the calls after it run.
+#[test]
+fn an_argument_redis_refuses_for_its_size_fails_its_call_alone() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "yes"),
+        ("appendfsync", "always"),
+        ("proto-max-bulk-len", "1mb"),
+    ]);
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let small = apply_async_square(&pool, 6);
+    let started = Instant::now();
+    let got = apply_echo(&pool, vec![1; 3 << 20]);
+    eprintln!("{got:?} after {:?}", started.elapsed());
+    assert!(got.is_err());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(small.get().unwrap(), 36);
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+    let got = apply_async_echo(&pool, vec![1; 3 << 20]).get();
+    eprintln!("async: {got:?}");
+    assert!(got.is_err());
+    assert_eq!(apply_square(&pool, 8).unwrap(), 64);
+}
+
+/// The same for a result: the call fails, and its node serves on (it is
+/// not declared lost, and its other calls are not failed).
+#[test]
+fn a_result_redis_refuses_for_its_size_fails_its_call_alone() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "yes"),
+        ("appendfsync", "always"),
+        ("proto-max-bulk-len", "1mb"),
+    ]);
+    let node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let pool = pool(&server);
+    let dir = TempDir::new();
+    let beside = apply_async_mark(&pool, dir.file("marks"), "beside".into(), 1500);
+    wait_for(Duration::from_secs(10), "the call beside to start", || {
+        marks(&dir.file("marks"), "start").len() == 1
+    });
+    let started = Instant::now();
+    let got = apply_fill(&pool, 3 << 20);
+    eprintln!(
+        "{:?} after {:?}",
+        got.as_ref().map(Vec::len),
+        started.elapsed()
+    );
+    assert!(got.is_err());
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(beside.get().is_ok(), "the call beside failed");
+    assert_eq!(apply_square(&pool, 7).unwrap(), 49);
+    assert!(
+        server.members().iter().any(|(n, _)| *n == node.name),
+        "the node was declared lost"
+    );
+}
+
+/// One raw connection to `server` that sends `commands` (inline) and reads
+/// one reply line for each; the connection stays open.
+fn raw(server: &RedisServer) -> std::net::TcpStream {
+    let port = server
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap()
+}
+
+fn send(stream: &mut std::net::TcpStream, command: &str) -> String {
+    use std::io::{BufRead, Write};
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    line
+}
+
+/// Redis at its `maxclients` for a second (every connection of the pool
+/// and the node dropped, and new ones refused with `ERR max number of
+/// clients reached`): a passing condition, like a restart. A call running
+/// meanwhile gets its value, and the pool and node carry on.
+#[test]
+fn a_redis_full_of_clients_for_a_second_is_ridden_out() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let call = apply_async_mark(&pool, file.clone(), "through".into(), 300);
+    wait_for(Duration::from_secs(10), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let mut filler = raw(&server);
+    assert!(send(&mut filler, "CONFIG SET maxclients 1").starts_with("+OK"));
+    assert!(send(&mut filler, "CLIENT KILL TYPE normal SKIPME yes").starts_with(':'));
+    std::thread::sleep(Duration::from_millis(200));
+    let during = apply_async_square(&pool, 5);
+    std::thread::sleep(Duration::from_millis(1300));
+    let mut refused = raw(&server);
+    let said = send(&mut refused, "PING");
+    assert!(said.contains("max number of clients"), "{said}");
+    assert!(send(&mut filler, "CONFIG SET maxclients 10000").starts_with("+OK"));
+    let got = call.get();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(during.get().unwrap(), 25);
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+}
