@@ -51,8 +51,11 @@ pub(super) fn read_loop(inner: Arc<Inner>, mut conn: Conn) {
             let (v,): (redis::Value,) = p.query(con)?;
             Ok(v)
         });
+        // Every reconnection, one inside the first read too (Redis went
+        // down while that read was under way, after the writer's SUBMIT
+        // on its own connection: the first generation seen is then 2).
         if conn.generation != seen_generation {
-            if seen_generation != 0 {
+            if conn.generation > 1 {
                 verify_after_reconnect(&inner, &mut conn, &last);
             }
             seen_generation = conn.generation;
