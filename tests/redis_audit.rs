@@ -604,3 +604,42 @@ fn calls_a_restarted_redis_lost_fail_as_lost() {
     let _node = NodeProc::env(&server, 1);
     assert_eq!(apply_square(&pool, 4).unwrap(), 16, "the pool carries on");
 }
+
+/// The same for an `apply` (its fast path reads its own outcome; the
+/// reader thread had never been needed): the call Redis lost fails as
+/// `Lost`, it does not wait for ever.
+#[test]
+fn an_apply_a_restarted_redis_lost_fails_as_lost() {
+    let mut server = RedisServer::start_with(&[("appendonly", "no")]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    server.cli(&["SAVE"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| tx.send(apply_square(&pool, 3)).unwrap());
+        wait_for(Duration::from_secs(10), "the call to be queued", || {
+            server.queued() == 1
+        });
+        server.kill9();
+        server.restart();
+        let started = Instant::now();
+        let got = rx.recv_timeout(Duration::from_secs(10));
+        if !matches!(
+            got,
+            Ok(Err(Error::Broker {
+                reason: BrokerReason::Lost,
+                ..
+            }))
+        ) {
+            // (Else the apply, and the pool's drop, would wait as long as
+            // `node_wait`.)
+            pool.terminate();
+            panic!("{got:?} after {:?}", started.elapsed());
+        }
+    });
+    let _node = NodeProc::env(&server, 1);
+    assert_eq!(apply_square(&pool, 4).unwrap(), 16, "the pool carries on");
+}
