@@ -94,6 +94,10 @@ pub(crate) struct Conn {
     pub(crate) generation: u64,
     /// When the current connection was made.
     pub(crate) since: Instant,
+    /// Counts the attempts of [`run`](Self::run) that failed transiently
+    /// (a connection lost or refused): none yet, and the first connection
+    /// is the first this one ever saw of Redis.
+    pub(crate) errors: u64,
     /// Set when the owner is stopping: retries give up at once.
     stop: Arc<AtomicBool>,
 }
@@ -111,6 +115,7 @@ impl Conn {
             con: None,
             generation: 0,
             since: Instant::now(),
+            errors: 0,
             stop,
         })
     }
@@ -218,6 +223,7 @@ impl Conn {
                 });
             }
             self.con = None;
+            self.errors += 1;
             if start.elapsed() + pause > budget || self.stop.load(Ordering::SeqCst) {
                 return Err(BrokerError {
                     reason: BrokerReason::Unreachable,

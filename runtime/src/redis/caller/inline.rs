@@ -108,6 +108,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
         inner.wake(&st);
     }
     let got = conn.once(|con, _| con.recv_response());
+    let lost_connection = got.is_err();
     let mut mine = None;
     if let Ok(v) = got {
         for (id, fields) in stream_entries(v) {
@@ -131,7 +132,9 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
         }
         return Ok(pending.into_outcome());
     }
-    // A slow call, or trouble: the reader thread takes this call over.
+    // A slow call, or trouble: the reader thread takes this call over
+    // (and, after trouble, checks that Redis still has it).
+    st.suspect |= lost_connection;
     if let Some(f) = st.flight.get_mut(&seq) {
         if f.inline {
             f.inline = false;

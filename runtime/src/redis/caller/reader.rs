@@ -51,11 +51,16 @@ pub(super) fn read_loop(inner: Arc<Inner>, mut conn: Conn) {
             let (v,): (redis::Value,) = p.query(con)?;
             Ok(v)
         });
-        // Every reconnection, one inside the first read too (Redis went
-        // down while that read was under way, after the writer's SUBMIT
-        // on its own connection: the first generation seen is then 2).
-        if conn.generation != seen_generation {
-            if conn.generation > 1 {
+        // After a reconnection, and after this connection's first one if
+        // Redis failed it before (it went down while the first read was
+        // under way, or before it: the writer's calls went on its own
+        // connection), or if `apply`'s fast path lost its connection after
+        // its SUBMIT (its call came here: Redis may have restarted before
+        // this thread ever needed to connect).
+        // (A failed read fails every call in flight: nothing to verify.)
+        if got.is_ok() {
+            let suspect = std::mem::take(&mut inner.lock().suspect);
+            if (conn.generation != seen_generation && conn.errors > 0) || suspect {
                 verify_after_reconnect(&inner, &mut conn, &last);
             }
             seen_generation = conn.generation;

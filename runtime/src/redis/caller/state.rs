@@ -112,6 +112,10 @@ pub(super) struct State {
     /// Threads waiting for calls being handed to Redis to get there (see
     /// [`Inner::wait_submitted`]).
     pub(super) awaiting_submit: usize,
+    /// `apply`'s fast path lost its connection after Redis confirmed its
+    /// call: the reader, which takes the call over, checks at its next read
+    /// that Redis still has it (see `reader::verify_after_reconnect`).
+    pub(super) suspect: bool,
 }
 
 /// A hand-over of outcomes to their promises (see [`Inner::hand_over`]).
