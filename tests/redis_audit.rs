@@ -643,3 +643,90 @@ fn an_apply_a_restarted_redis_lost_fails_as_lost() {
     let _node = NodeProc::env(&server, 1);
     assert_eq!(apply_square(&pool, 4).unwrap(), 16, "the pool carries on");
 }
+
+/// The consumers of the nodes' group on the task stream.
+fn consumers(server: &RedisServer) -> BTreeSet<String> {
+    let Some(tasks) = server.key(":tasks") else {
+        return BTreeSet::new();
+    };
+    let out = server.cli(&["--raw", "XINFO", "CONSUMERS", &tasks, "nodes"]);
+    let lines: Vec<&str> = out.lines().collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0] == "name")
+        .map(|w| w[1].to_string())
+        .collect()
+}
+
+/// Nodes that leave, gracefully or killed, leave no consumer behind in
+/// the group (names are never reused: each would stay for ever, and every
+/// reaper round reads them all).
+#[test]
+fn nodes_that_leave_leave_no_consumer_behind() {
+    let server = RedisServer::start();
+    let _stays = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let before = (layout(&server), consumers(&server));
+    let mut killed = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let stopped = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let names = [killed.name.clone(), stopped.name.clone()];
+    // Both claim (become consumers).
+    let calls: Vec<_> = (0..40u64).map(|x| apply_async_square(&pool, x)).collect();
+    for (x, c) in calls.into_iter().enumerate() {
+        assert_eq!(c.get().unwrap(), (x * x) as u64);
+    }
+    stopped.stop();
+    killed.kill9();
+    wait_for(Duration::from_secs(20), "both to be gone", || {
+        let fields = layout(&server).1;
+        let group = consumers(&server);
+        names
+            .iter()
+            .all(|n| !fields.contains(n) && !group.contains(n))
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let after = (layout(&server), consumers(&server));
+    let drop_reaper = |keys: &BTreeSet<String>| {
+        keys.iter()
+            .filter(|k| !k.ends_with(":reaper"))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+    };
+    assert_eq!(drop_reaper(&after.0 .0), drop_reaper(&before.0 .0));
+    assert_eq!(after.0 .1, before.0 .1);
+    assert_eq!(after.1, before.1);
+}
+
+/// A Redis that closes idle connections (`timeout 1`, as some managed
+/// ones do after a while): every connection left idle for a moment is
+/// found closed on its next use; nothing fails for it.
+#[test]
+fn a_redis_closing_idle_connections_fails_nothing() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "yes"),
+        ("appendfsync", "always"),
+        ("timeout", "1"),
+    ]);
+    let _node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let pool = pool(&server);
+    let dir = TempDir::new();
+    for round in 0..3u64 {
+        assert_eq!(apply_square(&pool, round).unwrap(), round * round);
+        assert_eq!(
+            apply_async_square(&pool, round + 1).get().unwrap(),
+            (round + 1).pow(2)
+        );
+        assert_eq!(
+            map_square(&pool, 0..20).unwrap(),
+            (0..20u64).map(|x| x * x).collect::<Vec<_>>()
+        );
+        let slow = apply_async_mark(&pool, dir.file("marks"), format!("c{round}"), 60_000);
+        wait_for(Duration::from_secs(20), "the slow call to start", || {
+            marks(&dir.file("marks"), "start").len() == round as usize + 1
+        });
+        assert_eq!(slow.cancel(), procpool::CancelOutcome::Stopped);
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    assert!(marks(&dir.file("marks"), "end").is_empty());
+}
