@@ -34,6 +34,8 @@ pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
         };
         (seq, st.flight[&seq].entry.clone())
     };
+    // Until its outcome is settled below (see `Inner::taking_back`).
+    let _taking_back = inner.taking_back.read().unwrap_or_else(|e| e.into_inner());
     let answer = with_control(inner, "cancel", |con| {
         scripts()
             .cancel
@@ -67,6 +69,7 @@ pub(super) fn cancel(inner: &Inner, id: u64) -> CancelOutcome {
         inner.wake(&st);
         (taken, handing)
     };
+    drop(_taking_back);
     match taken {
         Some(f) => {
             settle_cancelled(f);
@@ -95,6 +98,8 @@ pub(super) fn cancel_queued(inner: &Inner) -> usize {
     // The calls of a batch the writer holds are not in Redis yet: they are
     // looked for there once they are (the pool is closed: no batch follows).
     drop(inner.wait_submitted(inner.lock(), |st| st.flight.values().any(|f| !f.sent)));
+    // Until what it removed is settled (see `Inner::taking_back`).
+    let _taking_back = inner.taking_back.read().unwrap_or_else(|e| e.into_inner());
     match remove_unclaimed(inner, false) {
         Ok(removed) => {
             let (taken, _handing) = {
@@ -107,6 +112,7 @@ pub(super) fn cancel_queued(inner: &Inner) -> usize {
                 inner.wake(&st);
                 (t, handing)
             };
+            drop(_taking_back);
             for (f, lost_on) in taken {
                 match lost_on {
                     // It started on a node that was lost (then was queued

@@ -134,6 +134,8 @@ fn give_up_waiting(inner: &Inner, conn: &mut Conn) {
         q.promise.complete(Err(e));
     }
     drop(handing);
+    // Until what it removed is settled (see `Inner::taking_back`).
+    let _taking_back = inner.taking_back.read().unwrap_or_else(|e| e.into_inner());
     if let Ok(removed) = remove_unclaimed(inner, false) {
         let mut never = Vec::new();
         for r in removed {

@@ -70,6 +70,7 @@ impl RedisDispatcher {
             out_of_reach: AtomicBool::new(false),
             control_conn: Mutex::new(new_conn()?),
             inline_conn: Mutex::new((new_conn()?, 0, None)),
+            taking_back: std::sync::RwLock::new(()),
             stop: stop.clone(),
             processes: AtomicUsize::new(processes),
             cfg,

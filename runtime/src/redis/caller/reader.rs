@@ -136,6 +136,8 @@ fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<Strin
 /// crash under `appendfsync everysec`), and it fails with `Broker` (`Lost`)
 /// instead of waiting forever.
 fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
+    // No cancel between its request and its settling while this looks.
+    let _no_taking_back = inner.taking_back.write().unwrap_or_else(|e| e.into_inner());
     let seqs: Vec<u64> = inner
         .lock()
         .flight

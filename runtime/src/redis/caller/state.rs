@@ -191,6 +191,13 @@ pub(super) struct Inner {
     pub(super) out_of_reach: AtomicBool,
     /// The connection `cancel`, `close_and_cancel` and `terminate` use.
     pub(super) control_conn: Mutex<Conn>,
+    /// Held (shared) by each taking back of calls from Redis (a cancel,
+    /// `close_and_cancel`, `node_wait`'s removal) from its request until
+    /// it settled what it removed, and (exclusive) by the reader's check
+    /// that Redis still has the calls in flight: a call taken out of Redis
+    /// by its cancel is not also failed as lost by a check that ran between
+    /// the two (see `reader::verify_after_reconnect`).
+    pub(super) taking_back: std::sync::RwLock<()>,
     /// `apply`'s own connection, the connection generation its SUBMIT
     /// script was loaded for, and the result it read last (deleted with
     /// its next write).
