@@ -811,3 +811,60 @@ fn cancels_racing_the_check_after_a_restart_are_cancels() {
         assert_eq!(server.queued(), 0);
     }
 }
+
+/// `build()` against a Redis that stands still past the connections'
+/// timeout (5 s; stopped for 6 s): the pool is built once Redis answers
+/// again (or fails with a clear `Unreachable`), and then works: no late
+/// reply is read as the answer to a later command.
+#[test]
+fn a_pool_built_while_redis_stands_still_works() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    std::thread::scope(|s| {
+        server.signal(libc::SIGSTOP);
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(6));
+            server.signal(libc::SIGCONT);
+        });
+        let started = Instant::now();
+        let built = Pool::builder().redis(&server.url()).build();
+        eprintln!("{:?} after {:?}", built.as_ref().err(), started.elapsed());
+        match built {
+            Ok(pool) => assert_eq!(apply_square(&pool, 6).unwrap(), 36),
+            Err(Error::Broker { reason, .. }) => assert_eq!(reason, BrokerReason::Unreachable),
+            Err(other) => panic!("{other:?}"),
+        }
+    });
+}
+
+/// `close_and_cancel`, `terminate` and the drop while Redis is gone: each
+/// returns within a few `broker_retry`s and settles every call.
+#[test]
+fn taking_calls_back_while_redis_is_gone_returns_in_bounded_time() {
+    let mut server = RedisServer::start();
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(2))
+        .node_wait(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let calls: Vec<_> = (0..50u64).map(|x| apply_async_square(&pool, x)).collect();
+    wait_for(Duration::from_secs(10), "the calls to be queued", || {
+        server.queued() == 50
+    });
+    server.kill9();
+    let started = Instant::now();
+    pool.close_and_cancel();
+    let cancelled = started.elapsed();
+    for c in calls {
+        assert!(c.get_timeout(Duration::from_secs(10)).is_err());
+    }
+    pool.terminate();
+    drop(pool);
+    let all = started.elapsed();
+    assert!(
+        cancelled < Duration::from_secs(8),
+        "close_and_cancel took {cancelled:?}"
+    );
+    assert!(all < Duration::from_secs(20), "all took {all:?}");
+}
