@@ -868,3 +868,54 @@ fn taking_calls_back_while_redis_is_gone_returns_in_bounded_time() {
     );
     assert!(all < Duration::from_secs(20), "all took {all:?}");
 }
+
+/// An `imap` whose queued chunks a restarted Redis lost: those items are
+/// `Lost`, the imap goes on with the rest (on a node started after), and
+/// ends.
+#[test]
+fn an_imap_whose_chunks_redis_lost_goes_on() {
+    let mut server = RedisServer::start_with(&[("appendonly", "no")]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    server.cli(&["SAVE"]);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let pool = &pool;
+        s.spawn(move || {
+            let it = imap_square_with(pool, 0..400u64, procpool::MapOptions::new().chunksize(1));
+            let mut lost = 0;
+            let mut ok = 0;
+            for (x, r) in it.enumerate() {
+                match r {
+                    Ok(v) => {
+                        assert_eq!(v, (x * x) as u64);
+                        ok += 1;
+                    }
+                    Err(Error::Broker {
+                        reason: BrokerReason::Lost,
+                        ..
+                    }) => lost += 1,
+                    Err(other) => panic!("item {x}: {other:?}"),
+                }
+            }
+            tx.send((lost, ok)).unwrap();
+        });
+        wait_for(Duration::from_secs(10), "calls to be queued", || {
+            server.queued() > 0
+        });
+        server.kill9();
+        server.restart();
+        let _node = NodeProc::env(&server, 2);
+        let got = rx.recv_timeout(Duration::from_secs(30));
+        if got.is_err() {
+            pool.terminate();
+        }
+        let (lost, ok) = got.expect("the imap ends");
+        eprintln!("{lost} lost, {ok} ok");
+        assert_eq!(lost + ok, 400);
+        assert!(lost > 0);
+    });
+}
