@@ -360,6 +360,43 @@ fn an_argument_redis_refuses_for_its_size_fails_its_call_alone() {
     assert_eq!(apply_square(&pool, 8).unwrap(), 64);
 }
 
+/// The calls that shared a SUBMIT with an argument Redis refuses for its
+/// size (a protocol error: Redis read none of that SUBMIT) are sent again
+/// alone and run; only the oversized call fails. The batch is made sure
+/// of: Redis stands still (SIGSTOP) while the writer waits on the call
+/// before, and the calls behind it queue up meanwhile.
+#[test]
+fn the_calls_batched_with_an_oversized_argument_still_run() {
+    let server = RedisServer::start_with(&[("proto-max-bulk-len", "1mb")]);
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    server.signal(libc::SIGSTOP);
+    let first = apply_async_square(&pool, 3);
+    std::thread::sleep(Duration::from_millis(100));
+    let before: Vec<_> = (10..15).map(|x| apply_async_square(&pool, x)).collect();
+    let big = apply_async_echo(&pool, vec![1; 3 << 20]);
+    let after: Vec<_> = (20..25).map(|x| apply_async_square(&pool, x)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    server.signal(libc::SIGCONT);
+    assert_eq!(first.get().unwrap(), 9);
+    match big.get() {
+        Err(Error::Broker {
+            reason: BrokerReason::Refused,
+            message,
+            ..
+        }) => assert!(message.contains("bulk length"), "{message}"),
+        other => panic!("the oversized call: {other:?}"),
+    }
+    for (x, r) in (10..15).chain(20..25).zip(before.into_iter().chain(after)) {
+        assert_eq!(r.get().unwrap(), x * x, "square({x}), batched with it");
+    }
+}
+
 /// The same for a result: the call fails, and its node serves on (it is
 /// not declared lost, and its other calls are not failed).
 #[test]

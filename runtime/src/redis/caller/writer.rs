@@ -138,6 +138,19 @@ fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &[(u64, Call
         conn.run("submit", submit)
     };
     drop(conn);
+    if let Err(e) = &sent {
+        if batch.len() > 1 && e.message.contains("Protocol error") {
+            // Redis could not read the SUBMIT (an argument over its
+            // `proto-max-bulk-len`), so none of it ran: each call goes
+            // again alone, and only those Redis refuses on their own fail,
+            // not the calls that shared their batch.
+            for one in batch {
+                let conn = inner.submit_conn.lock().unwrap_or_else(|e| e.into_inner());
+                send_batch(inner, conn, std::slice::from_ref(one));
+            }
+            return;
+        }
+    }
     match &sent {
         Ok(_) => {
             if inner.out_of_reach.swap(false, Ordering::SeqCst) {
