@@ -238,8 +238,18 @@ fn a_wrong_password_is_refused_at_once() {
         "{:?}",
         started.elapsed()
     );
+    let (status, err) = env_node_exit(&[("PROCPOOL_NODE", &wrong)], "a wrong password");
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("cannot serve as a node"), "{err}");
+    assert!(!err.contains("right") && !err.contains("wrong"), "{err}");
+}
+
+/// Starts this test binary as a node from the environment `env`, which
+/// must make it exit (within 10 s, else the test fails naming `what`);
+/// returns its exit status and what it wrote on stderr.
+fn env_node_exit(env: &[(&str, &str)], what: &str) -> (std::process::ExitStatus, String) {
     let mut node = std::process::Command::new(HELPER)
-        .env("PROCPOOL_NODE", &wrong)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -253,15 +263,13 @@ fn a_wrong_password_is_refused_at_once() {
         if started.elapsed() > Duration::from_secs(10) {
             let _ = node.kill();
             let _ = node.wait();
-            panic!("a node with a wrong password still runs after 10 s");
+            panic!("{what}: the node still runs after 10 s");
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(status.code(), Some(1));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(err.contains("cannot serve as a node"), "{err}");
-    assert!(!err.contains("right") && !err.contains("wrong"), "{err}");
+    (status, err)
 }
 
 /// Several pools of one process on one queue, used from threads at once:
@@ -607,28 +615,9 @@ fn an_env_node_with_bad_settings_exits_saying_why() {
         ("PROCPOOL_QUEUE", "a{b}", "brace"),
         ("PROCPOOL_QUEUE", "", "empty"),
     ] {
-        let mut node = std::process::Command::new(HELPER)
-            .env("PROCPOOL_NODE", server.url())
-            .env(var, value)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = node.try_wait().unwrap() {
-                break status;
-            }
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = node.kill();
-                let _ = node.wait();
-                panic!("{var}={value:?}: the node still runs after 10 s");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut err = String::new();
-        std::io::Read::read_to_string(&mut node.stderr.take().unwrap(), &mut err).unwrap();
+        let url = server.url();
+        let what = format!("{var}={value:?}");
+        let (status, err) = env_node_exit(&[("PROCPOOL_NODE", &url), (var, value)], &what);
         assert_eq!(status.code(), Some(1), "{var}={value:?}: {err}");
         assert!(err.contains(says), "{var}={value:?}: {err}");
     }
