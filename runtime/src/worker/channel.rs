@@ -45,11 +45,9 @@ pub(super) fn recv(timeout: Option<Duration>) -> Result<Frame, FrameError> {
 }
 
 /// Records that call `id` starts, waiting while the parent halts this
-/// worker (see `crate::shm::Halter`): `None` if the parent let it go, else
-/// whether another request already waits behind this one (pipelined).
-pub(super) fn begin_call(id: u64) -> Option<bool> {
-    with(|endpoint| Ok(endpoint.begin_call(id).then(|| endpoint.has_bytes())))
-        .unwrap_or(None)
+/// worker (see `crate::shm::Halter`); `false` if the parent let it go.
+pub(super) fn begin_call(id: u64) -> bool {
+    with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(false)
 }
 
 /// Sends (and publishes) the reply to call `id`, then records that it is

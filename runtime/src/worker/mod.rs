@@ -215,11 +215,11 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             args,
         }) => {
-            let Some(more) = channel::begin_call(id) else {
+            if !channel::begin_call(id) {
                 exit_cleanly();
-            };
+            }
             let reply = execute::call(id, fingerprint, name, args, tail);
-            flush_unless(more);
+            flush_stdio();
             let reply = execute::fit_in_frame(reply, max_frame);
             answer_or_exit(id, &reply);
             if let Reply::Value { bytes, .. } = reply {
@@ -239,11 +239,11 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             items,
         }) => {
-            let Some(more) = channel::begin_call(id) else {
+            if !channel::begin_call(id) {
                 exit_cleanly();
-            };
+            }
             let body = execute::chunk(id, fingerprint, name, items, max_frame);
-            flush_unless(more);
+            flush_stdio();
             large = body.len() >= LARGE;
             if channel::answer(id, &[&body], &[]).is_err() {
                 exit_cleanly();
@@ -281,19 +281,11 @@ fn fatal(message: String) -> ! {
 }
 
 /// Flushes what a task printed, so that it appears before its reply
-/// arrives, unless `more` calls were already waiting when it began (a
-/// pipelined batch): then the last of them flushes what all printed. Only a
-/// line not ended by a newline waits so (stdout writes each whole line at
-/// once), and it costs a batch of trivial calls several percent to flush
-/// after each.
-fn flush_unless(more: bool) {
-    if !more {
-        flush_stdio();
-    }
-}
-
-/// Flushes what tasks printed. (Only stdout: Rust's stderr is unbuffered,
-/// its flush a lock and nothing else.)
+/// arrives: after every call, pipelined or not. (Left for the last call of
+/// a batch, a line without its newline was lost if a later call of the
+/// batch ended the worker: a crash, a `task_timeout`, a cancel, a
+/// `terminate`.) Only stdout: Rust's stderr is unbuffered, its flush a lock
+/// and nothing else.
 fn flush_stdio() {
     let _ = std::io::stdout().flush();
 }
