@@ -269,6 +269,96 @@ fn results_the_parent_had_pending_fail_at_once_in_a_copy_and_still_arrive_in_the
     );
 }
 
+/// Runs `body` in a copy made by `fork` (ended by SIGALRM after `alarm`
+/// seconds if it hangs) and returns its exit code (`None`: it did not exit
+/// within `alarm` + 5 s, or was killed).
+fn in_a_copy(alarm: u32, body: impl FnOnce() -> i32) -> Option<i32> {
+    // SAFETY: as above; the copy runs only `body`, then leaves with `_exit`.
+    let copy = unsafe { libc::fork() };
+    assert!(copy >= 0, "fork failed");
+    if copy == 0 {
+        // SAFETY: a hang here ends by SIGALRM, never outliving the test.
+        unsafe { libc::alarm(alarm) };
+        let body = std::panic::AssertUnwindSafe(body);
+        let code = std::panic::catch_unwind(move || ({ body }.0)()).unwrap_or(20);
+        // SAFETY: ends the copy at once, running nothing of the harness.
+        unsafe { libc::_exit(code) };
+    }
+    Copy(Some(copy)).wait(Duration::from_secs(u64::from(alarm) + 5))
+}
+
+/// `.await` is a wait too: on a result the parent had pending at the
+/// fork, it fails at once in the copy (`Config`), as `get` does, instead of
+/// waiting for ever for an outcome that never arrives there.
+#[test]
+fn awaiting_a_result_the_parent_had_pending_fails_at_once_in_a_copy() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let pending = apply_async_slow_square(&pool, 3);
+    let status = in_a_copy(5, || {
+        let started = Instant::now();
+        match futures::executor::block_on(pending) {
+            Err(Error::Config { message }) if message.contains("fork") => {}
+            other => {
+                eprintln!("copy: awaited: {other:?}");
+                return 2;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(2) {
+            eprintln!("copy: took {:?}", started.elapsed());
+            return 3;
+        }
+        0
+    });
+    assert_eq!(
+        status,
+        Some(0),
+        "the copy's exit code (None: it hung; see its stderr)"
+    );
+}
+
+/// An `imap` the parent made before the fork, read in the copy: it fails
+/// there (`Config`) without reading its input there (an input read in the
+/// copy is taken from the parent: lines of a shared pipe or socket, say)
+/// and without queueing a chunk on the parent's pool.
+#[test]
+fn an_imap_the_parent_made_does_not_read_its_input_in_a_copy() {
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let dir = std::env::temp_dir().join(format!("procpool-fork-imap-{}", std::process::id()));
+    let _ = std::fs::remove_file(&dir);
+    let log = dir.clone();
+    let input = (1..5u64).inspect(move |x| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(f, "{} read {x}", std::process::id()).unwrap();
+    });
+    let mut imap = imap_square(&pool, input);
+    let read_in_copy = dir.clone();
+    let status = in_a_copy(10, move || {
+        match imap.next() {
+            Some(Err(Error::Config { message })) if message.contains("fork") => {}
+            other => {
+                eprintln!("copy: imap's first: {other:?}");
+                return 2;
+            }
+        }
+        let me = format!("{} read", std::process::id());
+        let log = std::fs::read_to_string(&read_in_copy).unwrap_or_default();
+        if log.contains(&me) {
+            eprintln!("copy: the parent's imap read its input here:\n{log}");
+            return 3;
+        }
+        0
+    });
+    let _ = std::fs::remove_file(&dir);
+    assert_eq!(status, Some(0), "the copy's exit code (see its stderr)");
+}
+
 /// The forked copy, killed if the test fails before it is waited for.
 struct Copy(Option<libc::pid_t>);
 

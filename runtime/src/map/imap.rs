@@ -287,6 +287,22 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                 self.settle(&outcome, sent);
                 continue;
             }
+            let unfinished =
+                self.items.is_some() || !self.in_flight.is_empty() || self.early_len() > 0;
+            if unfinished {
+                if let Err(error) = self.pool.foreign(self.task.name) {
+                    // In a copy made by `fork`: what is in flight is the
+                    // parent's and never comes back here, and the input is
+                    // the parent's to read (it is not read here, nor a chunk
+                    // queued). Said once, then the iteration ends.
+                    self.stop_feeding();
+                    self.in_flight.clear();
+                    if let Some((_, early)) = &mut self.ordered {
+                        early.clear();
+                    }
+                    return Ok(Some(Err(error)));
+                }
+            }
             if self.fill_one() {
                 continue;
             }
@@ -303,17 +319,6 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                     resume_unwind(panic);
                 }
                 return Ok(None);
-            }
-            if let Err(error) = self.pool.foreign(self.task.name) {
-                // In a copy made by `fork`: what is in flight is the
-                // parent's and never comes back here. Said once, then the
-                // iteration ends.
-                self.stop_feeding();
-                self.in_flight.clear();
-                if let Some((_, early)) = &mut self.ordered {
-                    early.clear();
-                }
-                return Ok(Some(Err(error)));
             }
             // (Something is in flight, and `self` holds a sender: with no
             // deadline this always receives.)

@@ -497,6 +497,11 @@ impl ResultCell {
             self.run_callbacks();
             state = self.lock();
         }
+        // In a copy made by `fork`, nothing ever completes it (as in
+        // `wait_until`): `.await` fails at once there too.
+        if let Some(error) = self.hub.foreign(&self.task) {
+            return Some(Arc::new(Err(error)));
+        }
         match &mut state.extra().waker {
             Some(old) if old.will_wake(waker) => {}
             other => *other = Some(waker.clone()),
