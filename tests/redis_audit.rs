@@ -945,3 +945,63 @@ fn an_imap_whose_chunks_redis_lost_goes_on() {
         assert!(lost > 0);
     });
 }
+
+/// A cancel the parent had under way at a fork (Redis stands still, so it
+/// waits for Redis's answer): cancelling that result in the copy answers
+/// `Finished` at once, as for every result of the parent's pool there; it
+/// does not wait for the parent's cancel, which never ends in the copy.
+#[test]
+fn a_cancel_under_way_at_a_fork_leaves_the_copys_cancel_alone() {
+    let server = RedisServer::start();
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let call = apply_async_square(&pool, 3);
+    wait_for(Duration::from_secs(10), "the call to be queued", || {
+        server.queued() == 1
+    });
+    server.signal(libc::SIGSTOP);
+    let status = std::thread::scope(|s| {
+        let canceller = s.spawn(|| call.cancel());
+        // The cancel waits for Redis meanwhile.
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: fork in a test binary; the copy runs only the cancel
+        // below and leaves with `_exit`, never returning into the harness.
+        let copy = unsafe { libc::fork() };
+        assert!(copy >= 0, "fork failed");
+        if copy == 0 {
+            // SAFETY: a hang here ends by SIGALRM, never outliving the test.
+            unsafe { libc::alarm(5) };
+            let code = match call.cancel() {
+                procpool::CancelOutcome::Finished => 0,
+                _ => 2,
+            };
+            // SAFETY: ends the copy at once, running nothing of the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut status = 0;
+        let status = loop {
+            // SAFETY: waits (without blocking) for our own child.
+            let got = unsafe { libc::waitpid(copy, &mut status, libc::WNOHANG) };
+            if got == copy {
+                break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            }
+            if Instant::now() >= deadline {
+                // SAFETY: kills and reaps our own child.
+                unsafe {
+                    libc::kill(copy, libc::SIGKILL);
+                    libc::waitpid(copy, &mut status, 0);
+                }
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        server.signal(libc::SIGCONT);
+        let _ = canceller.join();
+        status
+    });
+    assert_eq!(status, Some(0), "the copy's cancel (None: it hung)");
+}

@@ -275,6 +275,11 @@ impl ResultCell {
                 if let Some(first) = extra.cancelled {
                     return first;
                 }
+                // (Before waiting for a cancel under way: in a copy made by
+                // `fork`, one the parent had under way never ends.)
+                if extra.cancelling && self.hub.foreign(&self.task).is_some() {
+                    return CancelOutcome::Finished;
+                }
                 if extra.cancelling {
                     extra.cancel_waiters.push(thread::current());
                     drop(state);
