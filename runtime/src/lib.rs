@@ -444,6 +444,11 @@ pub fn init() {
         );
         std::process::exit(2);
     }
+    // The count of forks that tells a pool used in a copy made by `fork`
+    // (see `sys::fork_generation`) starts here, while the program has one
+    // thread: registered later, on a pool's first use, a `fork` by another
+    // thread at that moment could leave the copy's registration half done.
+    sys::fork_generation();
     // Before a node starts its threads: the fork server is launched only
     // from the main thread (it dies with the thread that started it).
     process::launch_fork_server();
