@@ -624,6 +624,20 @@ fn an_env_node_with_bad_settings_exits_saying_why() {
     assert!(server.members().is_empty(), "{:?}", server.members());
 }
 
+/// A Redis without an append-only file and a pool on it (no node; it
+/// waits for one for 600 s), with a snapshot taken once the pool
+/// registered: a restart from it loses every call queued after.
+fn snapshotted_with_a_pool() -> (RedisServer, Pool) {
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .node_wait(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    server.cli(&["SAVE"]);
+    (server, pool)
+}
+
 /// A Redis that comes back from a crash without the writes it had
 /// acknowledged last (here: restarted from a snapshot taken after the pool
 /// registered, before its calls were queued; what `appendfsync everysec`
@@ -635,13 +649,7 @@ fn an_env_node_with_bad_settings_exits_saying_why() {
 /// the pool's drop, waited for ever with a node up.)
 #[test]
 fn calls_a_restarted_redis_lost_fail_as_lost() {
-    let mut server = RedisServer::start_with(&[("appendonly", "no")]);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .node_wait(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    server.cli(&["SAVE"]);
+    let (mut server, pool) = snapshotted_with_a_pool();
     let queued = apply_async_square(&pool, 3);
     wait_for(Duration::from_secs(10), "the call to be queued", || {
         server.queued() == 1
@@ -671,13 +679,7 @@ fn calls_a_restarted_redis_lost_fail_as_lost() {
 /// `Lost`, it does not wait for ever.
 #[test]
 fn an_apply_a_restarted_redis_lost_fails_as_lost() {
-    let mut server = RedisServer::start_with(&[("appendonly", "no")]);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .node_wait(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    server.cli(&["SAVE"]);
+    let (mut server, pool) = snapshotted_with_a_pool();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(|| tx.send(apply_square(&pool, 3)).unwrap());
@@ -900,13 +902,7 @@ fn taking_calls_back_while_redis_is_gone_returns_in_bounded_time() {
 /// ends.
 #[test]
 fn an_imap_whose_chunks_redis_lost_goes_on() {
-    let mut server = RedisServer::start_with(&[("appendonly", "no")]);
-    let pool = Pool::builder()
-        .redis(&server.url())
-        .node_wait(Duration::from_secs(600))
-        .build()
-        .unwrap();
-    server.cli(&["SAVE"]);
+    let (mut server, pool) = snapshotted_with_a_pool();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let pool = &pool;

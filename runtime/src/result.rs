@@ -99,16 +99,19 @@ impl Hub {
         }))
     }
 
-    /// The error for a wait on a result of task `task` in a copy of its
-    /// pool's process made by `fork`, where no outcome can ever arrive
-    /// (the pool's threads are the parent's); `None` in the pool's process.
+    /// The error for a call of task `task`, or a wait on its result, in a
+    /// copy of the pool's process made by `fork`: the copy shares the
+    /// pool's workers but none of its threads, so a call sent from there
+    /// could take a reply meant for the parent, and no outcome ever arrives
+    /// there. `None` in the pool's process.
     pub(crate) fn foreign(&self, task: &str) -> Option<Error> {
         let (pid, _) = self.0.owner?;
         self.in_copy().then(|| Error::Config {
             message: format!(
-                "task `{task}`: this result's pool was made by process {pid}, and this \
-                 process ({}) is a copy of it made by fork, where its outcome never arrives: \
-                 wait for it in the process that made the pool",
+                "task `{task}`: its pool was made by process {pid}, and this process ({}) is \
+                 a copy of it made by fork, which shares the pool's workers but none of its \
+                 threads, so no call of that pool runs and no result of it arrives here: \
+                 make a new pool in this process",
                 std::process::id()
             ),
         })
@@ -119,8 +122,9 @@ impl Hub {
         &self.0.runner
     }
 
-    /// Whether this is a copy of the pool's process made by `fork`.
-    fn in_copy(&self) -> bool {
+    /// Whether this is a copy of the pool's process made by `fork` (one
+    /// atomic load: see `crate::sys::fork_generation`).
+    pub(crate) fn in_copy(&self) -> bool {
         self.0
             .owner
             .is_some_and(|(_, generation)| generation != crate::sys::fork_generation())

@@ -156,13 +156,14 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             ready: VecDeque::new(),
         };
         let setup = match feeder.admission {
-            // In a copy made by `fork` (it was not admitted either).
-            _ if pool.foreign(task.name).is_err() => pool.foreign(task.name).map(|()| 0),
             // Closed before it began: refused whole (as Python's imap
-            // raises), its input not read, even if it is empty.
-            None => Err(Error::PoolClosed {
-                task: task.name.to_string(),
-            }),
+            // raises), its input not read, even if it is empty. (Nor is one
+            // admitted in a copy made by `fork`, which says so.)
+            None => Err(pool.foreign(task.name).err().unwrap_or_else(|| {
+                Error::PoolClosed {
+                    task: task.name.to_string(),
+                }
+            })),
             Some(_) => options.resolve_imap(task.name, len, pool.processes()),
         };
         match setup {

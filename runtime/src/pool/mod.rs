@@ -92,8 +92,8 @@ pub struct Pool {
 /// What every handle of one pool shares; dropping it closes and joins.
 struct Inner {
     /// Never dropped in a copy of this process made by `fork` (see
-    /// `owner`): there its threads are missing and its workers are the
-    /// parent's, so dropping it would wait for ever or kill them.
+    /// [`Pool::in_copy`]): there its threads are missing and its workers
+    /// are the parent's, so dropping it would wait for ever or kill them.
     dispatcher: Arc<dyn Dispatcher>,
     config: Arc<Config>,
     /// The callback thread and the canceller, shared with every
@@ -105,33 +105,6 @@ struct Inner {
     /// Whether `close` was called, and the maps that keep the dispatcher
     /// open meanwhile.
     closing: Closing,
-    /// The process that made the pool. A copy made by `fork` shares its
-    /// workers' channels but has none of its threads: there every call
-    /// fails at once ([`Pool::foreign`]) and `close`, `join`, `terminate`
-    /// and the drop do nothing.
-    owner: Owner,
-}
-
-/// The process that made a pool: its id (for messages) and its place in
-/// its line of `fork`s ([`crate::sys::fork_generation`]), which tells a copy made
-/// by `fork` at the cost of an atomic load, not a system call.
-struct Owner {
-    pid: u32,
-    generation: u64,
-}
-
-impl Owner {
-    fn here() -> Owner {
-        Owner {
-            pid: std::process::id(),
-            generation: crate::sys::fork_generation(),
-        }
-    }
-
-    /// Whether this is the process that made the pool.
-    fn is_here(&self) -> bool {
-        self.generation == crate::sys::fork_generation()
-    }
 }
 
 impl Inner {
@@ -145,7 +118,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if !self.owner.is_here() {
+        if self.hub.in_copy() {
             // A copy made by `fork`: the dispatcher is left alone (leaked:
             // the reference forgotten here keeps it from being dropped).
             std::mem::forget(Arc::clone(&self.dispatcher));
@@ -221,7 +194,6 @@ impl Pool {
                 hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
                 closing: Closing::default(),
-                owner: Owner::here(),
             }),
             timeout: None,
         }
@@ -283,24 +255,17 @@ impl Pool {
         self.timeout.unwrap_or(self.inner.config.task_timeout)
     }
 
-    /// `Err` if this process is not the one that made the pool but a copy
-    /// of it made by `fork` (see [`Inner::owner`]): the copy shares the
-    /// parent's workers' channels, so a call sent from it would take a
-    /// worker's reply from the parent (or wait for ever for threads the
-    /// copy does not have).
+    /// Whether this process is not the one that made the pool but a copy
+    /// of it made by `fork` (its hub knows: see [`Hub::in_copy`]). There
+    /// every call fails at once ([`Pool::foreign`]) and `close`, `join`,
+    /// `terminate` and the drop do nothing.
+    pub(crate) fn in_copy(&self) -> bool {
+        self.inner.hub.in_copy()
+    }
+
+    /// `Err` naming `task` in a copy made by `fork` (see [`Hub::foreign`]).
     pub(crate) fn foreign(&self, task: &str) -> Result<(), Error> {
-        if self.inner.owner.is_here() {
-            return Ok(());
-        }
-        Err(Error::Config {
-            message: format!(
-                "task `{task}`: this pool was made by process {}, and this process ({}) \
-                 is a copy of it made by fork, which shares its workers but not its threads: \
-                 make a new pool in this process",
-                self.inner.owner.pid,
-                std::process::id()
-            ),
-        })
+        self.inner.hub.foreign(task).map_or(Ok(()), Err)
     }
 
     /// The largest frame the pool sends or accepts.
@@ -438,8 +403,10 @@ impl Pool {
     /// chunks after [`close`](Self::close) (Python's `map` queues them all
     /// before `close` can come); `None` once the pool is closing.
     pub(crate) fn admit(&self, kind: Lazy) -> Option<Admission<'_>> {
-        // (Never in a copy made by `fork`: see `foreign`.)
-        self.foreign("").ok()?;
+        // (Never in a copy made by `fork`: see `in_copy`.)
+        if self.in_copy() {
+            return None;
+        }
         let ticket = self.inner.closing.admit(kind)?;
         Some(Admission {
             pool: self,
@@ -527,7 +494,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn close(&self) {
-        if self.foreign("").is_err() {
+        if self.in_copy() {
             return;
         }
         // A map begun before runs to its end (see `closing`): the last one
@@ -582,7 +549,7 @@ impl Pool {
     /// }
     /// ```
     pub fn close_and_cancel(&self) -> usize {
-        if self.foreign("").is_err() {
+        if self.in_copy() {
             return 0;
         }
         // Maps under way queue nothing more either.
@@ -612,7 +579,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn join(&self) {
-        if self.foreign("").is_err() {
+        if self.in_copy() {
             return;
         }
         self.inner.join();
@@ -635,7 +602,7 @@ impl Pool {
     /// # Ok(()) }
     /// ```
     pub fn terminate(&self) {
-        if self.foreign("").is_err() {
+        if self.in_copy() {
             return;
         }
         let _ = self.inner.closing.close();

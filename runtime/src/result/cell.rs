@@ -271,15 +271,16 @@ impl ResultCell {
     pub(super) fn cancel(&self) -> CancelOutcome {
         loop {
             let mut state = self.lock();
+            if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
+                return first;
+            }
+            if self.hub.in_copy() {
+                // In a copy made by `fork`: the call is the parent's, whose
+                // queue and workers this copy must not touch, and a cancel
+                // the parent had under way never ends here.
+                return state.outcome.as_deref().map_or(CancelOutcome::Finished, answer_for);
+            }
             if let Some(extra) = state.extra.as_mut() {
-                if let Some(first) = extra.cancelled {
-                    return first;
-                }
-                // (Before waiting for a cancel under way: in a copy made by
-                // `fork`, one the parent had under way never ends.)
-                if extra.cancelling && self.hub.foreign(&self.task).is_some() {
-                    return CancelOutcome::Finished;
-                }
                 if extra.cancelling {
                     extra.cancel_waiters.push(thread::current());
                     drop(state);
@@ -289,11 +290,6 @@ impl ResultCell {
             }
             if let Some(outcome) = &state.outcome {
                 return answer_for(outcome);
-            }
-            if self.hub.foreign(&self.task).is_some() {
-                // In a copy made by `fork`: the call is the parent's, whose
-                // queue and workers this copy must not touch.
-                return CancelOutcome::Finished;
             }
             state.extra().cancelling = true;
             break;
