@@ -865,6 +865,32 @@ fn a_pool_built_while_redis_stands_still_works() {
     });
 }
 
+/// `build()` against a Redis that accepts connections but never answers
+/// (stopped with SIGSTOP) fails with `Unreachable` and says why in words:
+/// it said "Resource temporarily unavailable (os error 11)".
+#[test]
+fn a_pool_built_against_a_stopped_redis_says_it_did_not_answer() {
+    let server = RedisServer::start();
+    server.signal(libc::SIGSTOP);
+    let built = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(1))
+        .build();
+    server.signal(libc::SIGCONT);
+    match built {
+        Err(Error::Broker {
+            reason, message, ..
+        }) => {
+            assert_eq!(reason, BrokerReason::Unreachable, "{message}");
+            assert!(message.contains("no answer within"), "{message}");
+            assert!(!message.contains("os error"), "{message}");
+            assert!(message.contains(&server.url()), "{message}");
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a pool was built against a stopped Redis"),
+    }
+}
+
 /// `close_and_cancel`, `terminate` and the drop while Redis is gone: each
 /// returns within a few `broker_retry`s and settles every call.
 #[test]

@@ -69,6 +69,18 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
+/// `e` as a user reads it: a read or write that timed out says so and for
+/// how long, where the system's words are "Resource temporarily
+/// unavailable (os error 11)" (a Redis stopped with SIGSTOP, hung, or
+/// overloaded accepts connections but does not answer).
+fn said(e: &RedisError, waited: Duration) -> String {
+    if e.is_timeout() {
+        format!("no answer within {waited:?} (stopped, hung or overloaded?)")
+    } else {
+        e.to_string()
+    }
+}
+
 /// Whether an error may go away by reconnecting and trying again.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
@@ -126,9 +138,11 @@ impl Conn {
     /// ACL forbids `INFO`, is let through).
     pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
         let shown = self.shown.clone();
-        let con = self
-            .ensure()
-            .map_err(|e| BrokerError::of(&e, format!("cannot reach Redis at {shown}: {e}")))?;
+        let waited = self.retry.connect_timeout;
+        let con = self.ensure().map_err(|e| {
+            let why = said(&e, waited);
+            BrokerError::of(&e, format!("cannot reach Redis at {shown}: {why}"))
+        })?;
         match redis::cmd("INFO").arg("server").query::<String>(con) {
             Ok(info) => match too_old(&info) {
                 Some(why) => Err(BrokerError {
@@ -209,17 +223,18 @@ impl Conn {
         let start = Instant::now();
         let mut pause = self.retry.backoff_min;
         loop {
-            let err = match self.ensure() {
+            let (err, waited) = match self.ensure() {
                 Ok(con) => match op(con) {
                     Ok(v) => return Ok(v),
-                    Err(e) => e,
+                    Err(e) => (e, self.retry.io_timeout),
                 },
-                Err(e) => e,
+                Err(e) => (e, self.retry.connect_timeout),
             };
+            let why = said(&err, waited);
             if !is_transient(&err) {
                 return Err(BrokerError {
                     reason: BrokerReason::Refused,
-                    message: format!("{what}: Redis at {} answered: {err}", self.shown),
+                    message: format!("{what}: Redis at {} answered: {why}", self.shown),
                 });
             }
             self.con = None;
@@ -228,7 +243,7 @@ impl Conn {
                 return Err(BrokerError {
                     reason: BrokerReason::Unreachable,
                     message: format!(
-                        "{what}: Redis at {} unreachable for {:.1?}: {err}",
+                        "{what}: Redis at {} unreachable for {:.1?}: {why}",
                         self.shown,
                         start.elapsed()
                     ),
