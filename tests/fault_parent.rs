@@ -125,6 +125,50 @@ fn workers_are_forked_unless_the_program_is_threaded_at_init_or_opts_out() {
     assert_no_children();
 }
 
+/// The dynamic loader this test runs under, read from its own memory map.
+fn dynamic_loader() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .find(|path| {
+            let name = path.rsplit('/').next().unwrap_or_default();
+            name.starts_with("ld-linux") || name.starts_with("ld64.so")
+        })
+        .expect("no dynamic loader in /proc/self/maps")
+        .to_string()
+}
+
+/// A program started through the dynamic loader (`ld-linux-x86-64.so.2
+/// ./prog`, where `/proc/self/exe` is the loader): its workers, forked or
+/// spawned, run its code. They failed to start: the loader read
+/// `--procpool-worker` as an option of its own.
+#[test]
+fn a_program_started_through_the_dynamic_loader_runs_its_tasks() {
+    let _serial = serial();
+    let loader = dynamic_loader();
+    for (env, expected) in [("1", "forked forked"), ("0", "spawned spawned")] {
+        let out = Command::new(&loader)
+            .args([HELPER, "origins"])
+            .env("PROCPOOL_FORK_SERVER", env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{loader} {HELPER} origins failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        let out = Command::new(&loader)
+            .args([HELPER, "hello"])
+            .env("PROCPOOL_FORK_SERVER", env)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+    }
+    assert_no_children();
+}
+
 #[test]
 fn workers_are_forked_under_a_tight_limit_of_open_files() {
     let _serial = serial();

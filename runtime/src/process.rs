@@ -132,12 +132,10 @@ pub(crate) fn launch_fork_server() {
     if !sys::is_main_thread() {
         return;
     }
-    let argv0 = std::env::args_os()
-        .next()
-        .unwrap_or_else(|| "procpool-fork-server".into());
-    let mut argv: Vec<&OsStr> = vec![argv0.as_os_str()];
+    let program = sys::this_program("procpool-fork-server");
+    let mut argv: Vec<&OsStr> = program.lead.iter().map(|a| a.as_os_str()).collect();
     argv.extend(server_args().iter().map(OsStr::new));
-    forkserver::launch(&sys::worker_executable(), &argv);
+    forkserver::launch(&program.exe, &argv);
 }
 
 /// Whether this process's fork server serves (`None`: it has not said, or

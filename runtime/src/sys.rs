@@ -59,6 +59,44 @@ pub(crate) fn worker_executable() -> PathBuf {
     }
 }
 
+/// How this program is started again (a worker, the fork server).
+pub(crate) struct Program {
+    /// The file to execute: see [`worker_executable`].
+    pub(crate) exe: PathBuf,
+    /// The arguments before procpool's own: `argv[0]`, then, when this
+    /// program was started through the dynamic loader
+    /// (`/lib64/ld-linux-x86-64.so.2 ./prog`, where `/proc/self/exe` is the
+    /// loader), the program's path, which the loader takes as its first
+    /// argument (without it the loader reads procpool's arguments as its
+    /// own options and the worker never starts).
+    pub(crate) lead: Vec<std::ffi::OsString>,
+}
+
+/// This program, to be started again; `name` stands for a missing `argv[0]`.
+pub(crate) fn this_program(name: &str) -> Program {
+    let argv0 = std::env::args_os()
+        .next()
+        .unwrap_or_else(|| name.into());
+    let exe = worker_executable();
+    let mut lead = vec![argv0.clone()];
+    let image = std::fs::read_link("/proc/self/exe").ok();
+    let program = std::fs::canonicalize(&argv0).ok();
+    if image.as_deref().is_some_and(is_dynamic_loader) && program.is_some() && program != image {
+        lead.push(program.map_or(argv0, PathBuf::into_os_string));
+    }
+    Program { exe, lead }
+}
+
+/// Whether `path` names glibc's (or musl's) dynamic loader, e.g.
+/// `/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2`.
+fn is_dynamic_loader(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    ["ld-linux", "ld.so", "ld64.so", "ld-musl"]
+        .iter()
+        .any(|p| name.starts_with(p))
+        && name.contains(".so")
+}
+
 /// A worker process this process started and has not yet reaped.
 pub(crate) struct WorkerProcess {
     pid: libc::pid_t,

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,29 +19,26 @@ use crate::wire::{self, FrameError, Reply};
 /// Starts workers: copies of this program, forked by the fork server or
 /// re-executed.
 pub(crate) struct ProcessBackend {
-    exe: PathBuf,
-    argv0: std::ffi::OsString,
+    program: sys::Program,
 }
 
 impl ProcessBackend {
     pub(crate) fn new() -> Self {
-        let argv0 = std::env::args_os()
-            .next()
-            .unwrap_or_else(|| "procpool-worker".into());
         ProcessBackend {
-            exe: sys::worker_executable(),
-            argv0,
+            program: sys::this_program("procpool-worker"),
         }
     }
 
     /// Starts a worker with `posix_spawn`: this program with `env` added and
     /// `channel` at [`CHANNEL_FD`].
     fn spawn(&self, env: &[(&str, String)], channel: BorrowedFd<'_>) -> Result<Child, String> {
-        let mut argv: Vec<&std::ffi::OsStr> = vec![self.argv0.as_os_str()];
+        let exe = &self.program.exe;
+        let mut argv: Vec<&std::ffi::OsStr> =
+            self.program.lead.iter().map(|a| a.as_os_str()).collect();
         argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
-        sys::spawn_worker(&self.exe, &argv, env, channel, CHANNEL_FD)
+        sys::spawn_worker(exe, &argv, env, channel, CHANNEL_FD)
             .map(Child::from)
-            .map_err(|e| format!("could not execute {}: {e}", self.exe.display()))
+            .map_err(|e| format!("could not execute {}: {e}", exe.display()))
     }
 }
 
