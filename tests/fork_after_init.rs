@@ -396,3 +396,67 @@ impl Drop for Copy {
         }
     }
 }
+
+#[pool_task]
+fn nap_square(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(40));
+    x * x
+}
+
+/// A `map` (and an `imap`) whose own input forks part-way, with chunks in
+/// flight: in the copy the map fails with `Config` naming the fork (the
+/// chunks in flight are the parent's and are never answered there; the
+/// map waited for them for ever), and in the parent it returns every
+/// result.
+#[test]
+fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    static IN_COPY: AtomicBool = AtomicBool::new(false);
+    static COPY: AtomicI32 = AtomicI32::new(0);
+    let pool = Pool::new(2).unwrap();
+    // 0..16, forking at item 6 (the copy goes on with the map, and is
+    // ended with `_exit` once the map returned there).
+    let input = || {
+        (0..16u64).inspect(|&x| {
+            if x == 6 {
+                // SAFETY: as above; the copy runs the rest of the map only.
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    // SAFETY: a hang here ends by SIGALRM.
+                    unsafe { libc::alarm(10) };
+                    IN_COPY.store(true, Ordering::SeqCst);
+                } else {
+                    COPY.store(pid, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let one = || procpool::MapOptions::new().chunksize(1);
+    let expected: Vec<u64> = (0..16).map(|x| x * x).collect();
+    for kind in ["map", "imap"] {
+        let got: Result<Vec<u64>, Error> = match kind {
+            "map" => map_nap_square_with(&pool, input(), one()),
+            _ => imap_nap_square_with(&pool, input(), one()).collect(),
+        };
+        if IN_COPY.load(Ordering::SeqCst) {
+            let code = match got {
+                Err(Error::Config { message }) if message.contains("fork") => 0,
+                other => {
+                    eprintln!("copy: {kind}: {other:?}");
+                    2
+                }
+            };
+            // SAFETY: ends the copy at once, running nothing of the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut copy = Copy(Some(COPY.swap(0, Ordering::SeqCst)));
+        let status = copy.wait(Duration::from_secs(15));
+        assert_eq!(got.unwrap(), expected, "the parent's {kind}");
+        assert_eq!(
+            status,
+            Some(0),
+            "the copy's exit code for {kind} (None: it hung; see its stderr)"
+        );
+    }
+}

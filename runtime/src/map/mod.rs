@@ -232,6 +232,9 @@ where
         if admission.is_none() && running == 0 && early.is_empty() {
             return Ok(out);
         }
+        // A fork in the input (or an item's encoding) leaves the copy with
+        // chunks in flight that only the parent hears of: fail, not wait.
+        pool.foreign(task)?;
         let (number, outcome) = done_rx.recv().map_err(|_| Error::Terminated {
             task: task.to_string(),
         })?;

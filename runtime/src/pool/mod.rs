@@ -138,7 +138,8 @@ pub(crate) struct Admission<'a> {
 
 impl Drop for Admission<'_> {
     fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
+        // (In a copy made by `fork`, the closing state is the parent's.)
+        if let Some(ticket) = self.ticket.take().filter(|_| !self.pool.in_copy()) {
             if self.pool.inner.closing.release(ticket) {
                 self.pool.inner.dispatcher.close();
             }
