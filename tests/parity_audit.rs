@@ -1,0 +1,900 @@
+//! What a user coming from Python's `multiprocessing.Pool` (and
+//! `concurrent.futures`) expects of the edges of the API, checked as a
+//! user sees it: empty and one-item inputs, chunk sizes at both ends, an
+//! iterator that ended, results and callbacks of failed, cancelled and
+//! terminated tasks, and a pool used after `close` or `terminate`.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
+use support::{assert_no_children, serial};
+
+procpool::enable_test_support!();
+
+#[pool_task]
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+#[pool_task]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[pool_task]
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[pool_task]
+fn boom(x: u64) -> u64 {
+    assert!(x != 3, "three is not allowed");
+    x
+}
+
+#[pool_task]
+fn die(x: u64) -> u64 {
+    if x == 1 {
+        // SAFETY-free in a test: the worker kills itself mid-task.
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_secs(10));
+    }
+    x
+}
+
+#[pool_task]
+fn slot() -> Option<usize> {
+    procpool::worker_index()
+}
+
+/// Counts the calls of a callback.
+fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let c = Arc::new(AtomicUsize::new(0));
+    (c.clone(), c)
+}
+
+#[test]
+fn empty_and_single_inputs_of_every_map_shape() {
+    let pool = Pool::new(2).unwrap();
+    let none: Vec<u64> = Vec::new();
+    assert_eq!(map_double(&pool, none.clone()).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        map_async_double(&pool, none.clone()).get().unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        starmap_add(&pool, Vec::<(u64, u64)>::new()).unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        starmap_async_add(&pool, Vec::<(u64, u64)>::new())
+            .get()
+            .unwrap(),
+        Vec::<u64>::new()
+    );
+    assert_eq!(imap_unordered_double(&pool, none.clone()).count(), 0);
+    assert_eq!(map_double(&pool, [7]).unwrap(), [14]);
+    assert_eq!(starmap_add(&pool, [(1, 2)]).unwrap(), [3]);
+    let one: Vec<_> = imap_double(&pool, [7]).map(Result::unwrap).collect();
+    assert_eq!(one, [14]);
+    let one: Vec<_> = imap_unordered_double(&pool, [7])
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(one, [14]);
+}
+
+#[test]
+fn chunk_sizes_at_both_ends() {
+    let pool = Pool::new(2).unwrap();
+    let huge = MapOptions::new().chunksize(usize::MAX);
+    let want: Vec<u64> = (0..100).map(|x| 2 * x).collect();
+    assert_eq!(map_double_with(&pool, 0..100, huge).unwrap(), want);
+    assert_eq!(
+        map_async_double_with(&pool, 0..100, huge).get().unwrap(),
+        want
+    );
+    let got: Vec<_> = imap_double_with(&pool, 0..100, huge)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    let mut got: Vec<_> = imap_unordered_double_with(&pool, 0..100, huge)
+        .map(Result::unwrap)
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    // Unknown length (a filter) with a huge chunk size.
+    let got: Vec<_> = imap_double_with(&pool, (0..100).filter(|_| true), huge)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, want);
+    // Zero: a typed error from every shape (Python raises ValueError).
+    let zero = MapOptions::new().chunksize(0);
+    assert!(matches!(
+        map_double_with(&pool, 0..4, zero),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        map_async_double_with(&pool, 0..4, zero).get(),
+        Err(Error::Config { .. })
+    ));
+    assert!(matches!(
+        starmap_add_with(&pool, [(1, 2)], zero),
+        Err(Error::Config { .. })
+    ));
+    let items: Vec<_> = imap_unordered_double_with(&pool, 0..4, zero).collect();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert!(matches!(items[0], Err(Error::Config { .. })));
+    // Zero over an empty input is still refused, as Python's check comes first.
+    assert!(matches!(
+        map_double_with(&pool, Vec::<u64>::new(), zero),
+        Err(Error::Config { .. })
+    ));
+}
+
+#[test]
+fn imap_over_an_input_of_unknown_length_keeps_order_and_ends_for_good() {
+    let pool = Pool::new(3).unwrap();
+    let input = (0..200u64).filter(|x| x % 3 != 0);
+    let want: Vec<u64> = input.clone().map(|x| 2 * x).collect();
+    let mut it = imap_double_with(&pool, input.clone(), MapOptions::new().chunksize(7));
+    let got: Vec<u64> = it.by_ref().map(Result::unwrap).collect();
+    assert_eq!(got, want);
+    // Exhausted: stays exhausted (Python's StopIteration again).
+    assert!(it.next().is_none());
+    assert!(it.next().is_none());
+    assert!(it.next_timeout(Duration::from_millis(10)).is_none());
+    let mut it = imap_unordered_double(&pool, input);
+    let mut got: Vec<u64> = it.by_ref().map(Result::unwrap).collect();
+    got.sort();
+    assert_eq!(got, want);
+    assert!(it.next().is_none());
+    assert!(it.next_timeout(Duration::from_millis(10)).is_none());
+}
+
+#[test]
+fn async_result_before_and_after_it_is_ready() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nap(&pool, 300);
+    assert!(!r.ready());
+    assert_eq!(
+        r.successful(),
+        None,
+        "Python raises here; the README promises None"
+    );
+    assert!(!r.wait_timeout(Duration::ZERO));
+    assert!(matches!(
+        r.get_timeout(Duration::from_millis(1)),
+        Err(Error::WaitTimeout { .. })
+    ));
+    // A timed-out get loses nothing: a second, longer one succeeds, and so
+    // does a third.
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 300);
+    assert_eq!(r.get_timeout(Duration::ZERO).unwrap(), 300);
+    assert!(r.wait_timeout(Duration::ZERO));
+    assert!(r.wait_timeout(Duration::MAX));
+    assert_eq!(r.successful(), Some(true));
+    assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 300);
+    assert_eq!(r.get().unwrap(), 300);
+}
+
+#[test]
+fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
+    let pool = Pool::new(1).unwrap();
+    // Success: the callback once, the error callback never.
+    let (ok, ok_seen) = counter();
+    let (err, err_seen) = counter();
+    let r = apply_async_double(&pool, 4)
+        .callback(move |v| {
+            assert_eq!(v, 8);
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |_| {
+            err.fetch_add(1, Ordering::SeqCst);
+        });
+    r.wait();
+    assert_eq!(
+        (
+            ok_seen.load(Ordering::SeqCst),
+            err_seen.load(Ordering::SeqCst)
+        ),
+        (1, 0)
+    );
+    assert_eq!(r.get().unwrap(), 8);
+    // A panic: the error callback once, with the panic.
+    let (ok, ok_seen) = counter();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    let r = apply_async_boom(&pool, 3)
+        .callback(move |_| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |e| sink.lock().unwrap().push(e));
+    r.wait();
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 0);
+    {
+        let errors = errors.lock().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(matches!(&errors[0], Error::Panic { .. }), "{errors:?}");
+    }
+    assert_eq!(r.successful(), Some(false));
+    // A queued task cancelled: the error callback once, with `Cancelled`;
+    // cancelling again calls nothing more.
+    let busy = apply_async_nap(&pool, 300);
+    let (ok, ok_seen) = counter();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    let r = apply_async_double(&pool, 1)
+        .callback(move |_| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |e| sink.lock().unwrap().push(e));
+    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    r.wait();
+    assert_eq!(r.successful(), Some(false));
+    busy.get().unwrap();
+    pool.close();
+    pool.join();
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 0);
+    let errors = errors.lock().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(matches!(&errors[0], Error::Cancelled { .. }), "{errors:?}");
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+}
+
+#[test]
+fn a_worker_killed_in_a_task_is_typed_and_the_pool_keeps_every_slot() {
+    let pool = Pool::new(2).unwrap();
+    match apply_die(&pool, 1) {
+        Err(Error::WorkerDied { task, .. }) => assert_eq!(task, "parity_audit::die"),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_eq!(pool.processes(), 2);
+    // Both slots still serve: a slow task on each at once.
+    let both: Vec<_> = (0..2).map(|_| apply_async_nap(&pool, 200)).collect();
+    let begun = Instant::now();
+    for r in both {
+        assert_eq!(r.get().unwrap(), 200);
+    }
+    assert!(
+        begun.elapsed() < Duration::from_millis(390),
+        "a slot was lost"
+    );
+    let mut slots: Vec<_> = (0..20)
+        .map(|_| apply_async_slot(&pool))
+        .map(|r| r.get().unwrap().unwrap())
+        .collect();
+    slots.sort();
+    slots.dedup();
+    assert!(slots.iter().all(|&s| s < 2), "{slots:?}");
+    // In a map: the chunk of the dead item fails, the map reports it.
+    assert!(matches!(
+        map_die_with(&pool, 0..4, MapOptions::new().chunksize(1)),
+        Err(Error::WorkerDied { .. })
+    ));
+    assert_eq!(map_double(&pool, 0..4).unwrap(), [0, 2, 4, 6]);
+}
+
+#[test]
+fn every_call_after_close_or_terminate_is_a_typed_error() {
+    let _serial = serial();
+    for terminate in [false, true] {
+        let pool = Pool::new(1).unwrap();
+        if terminate {
+            pool.terminate();
+        } else {
+            pool.close();
+        }
+        let closed = |e: &Error| matches!(e, Error::PoolClosed { .. });
+        assert!(closed(&apply_double(&pool, 1).unwrap_err()));
+        assert!(closed(&apply_async_double(&pool, 1).get().unwrap_err()));
+        assert!(closed(&map_double(&pool, 0..3).unwrap_err()));
+        assert!(closed(&map_async_double(&pool, 0..3).get().unwrap_err()));
+        assert!(closed(&starmap_add(&pool, [(1, 2)]).unwrap_err()));
+        assert!(closed(
+            &pool
+                .apply_by_name::<u64>("parity_audit::double", &(1u64,))
+                .unwrap_err()
+        ));
+        for items in [
+            imap_double(&pool, 0..3).collect::<Vec<_>>(),
+            imap_unordered_double(&pool, 0..3).collect::<Vec<_>>(),
+        ] {
+            assert_eq!(items.len(), 1, "{items:?}");
+            assert!(closed(items[0].as_ref().unwrap_err()));
+        }
+        // Callbacks of a refused call: the error callback, once.
+        let (err, err_seen) = counter();
+        let r = apply_async_double(&pool, 1).error_callback(move |_| {
+            err.fetch_add(1, Ordering::SeqCst);
+        });
+        r.wait();
+        assert_eq!(err_seen.load(Ordering::SeqCst), 1);
+        // Lifecycle calls repeat harmlessly, in any order.
+        pool.close();
+        pool.terminate();
+        pool.join();
+        pool.join();
+        assert_eq!(pool.close_and_cancel(), 0);
+    }
+    assert_no_children();
+}
+
+#[test]
+fn terminate_fails_pending_maps_and_imaps_without_a_hang() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let (err, err_seen) = counter();
+    let whole = map_async_nap_with(&pool, vec![5_000; 6], MapOptions::new().chunksize(1))
+        .error_callback(move |e| {
+            assert!(matches!(e, Error::Terminated { .. }), "{e:?}");
+            err.fetch_add(1, Ordering::SeqCst);
+        });
+    let mut lazy = imap_nap_with(&pool, vec![5_000; 6], MapOptions::new().chunksize(1));
+    assert!(lazy
+        .next_timeout(Duration::from_millis(50))
+        .is_some_and(|r| r.is_err()));
+    let blocked = {
+        let pool = pool.clone();
+        std::thread::spawn(move || map_nap(&pool, vec![5_000; 4]))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let begun = Instant::now();
+    pool.terminate();
+    assert!(matches!(whole.get(), Err(Error::Terminated { .. })));
+    assert!(matches!(
+        blocked.join().unwrap(),
+        Err(Error::Terminated { .. })
+    ));
+    let rest: Vec<_> = lazy.collect();
+    assert!(!rest.is_empty());
+    assert!(rest.iter().all(|r| r.is_err()), "{rest:?}");
+    assert!(begun.elapsed() < Duration::from_secs(3), "terminate waited");
+    assert_eq!(err_seen.load(Ordering::SeqCst), 1);
+    assert_no_children();
+}
+
+#[test]
+fn a_handle_without_a_limit_overrides_the_pool_wide_one() {
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        apply_nap(&pool, 2_000),
+        Err(Error::Timeout { .. })
+    ));
+    let patient = pool.with_task_timeout(None);
+    assert_eq!(apply_nap(&patient, 400).unwrap(), 400);
+    assert_eq!(map_nap(&patient, [300, 300]).unwrap(), [300, 300]);
+    // A clone of a handle, dropped, closes nothing.
+    drop(patient.clone());
+    assert_eq!(apply_double(&pool, 2).unwrap(), 4);
+}
+
+#[test]
+fn dropping_the_last_handle_with_pending_callbacks_runs_them_all() {
+    let _serial = serial();
+    let (ok, ok_seen) = counter();
+    let results: Vec<_> = {
+        let pool = Pool::new(2).unwrap();
+        (0..10)
+            .map(|x| {
+                let ok = ok.clone();
+                apply_async_nap(&pool, x * 10).callback(move |_| {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect()
+    };
+    // The drop joined: every task ran, every callback returned.
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 10);
+    for (x, r) in results.into_iter().enumerate() {
+        assert!(r.ready());
+        assert_eq!(r.get().unwrap(), x as u64 * 10);
+    }
+    assert_no_children();
+}
+
+#[pool_task]
+fn exit_with(code: i32) -> u64 {
+    std::process::exit(code)
+}
+
+#[pool_task]
+fn nested(x: u64) -> Result<u64, String> {
+    let pool = Pool::new(1).map_err(|e| e.to_string())?;
+    let y = apply_double(&pool, x).map_err(|e| e.to_string())?;
+    Ok(y + 1)
+}
+
+#[test]
+fn a_task_that_exits_cleanly_is_still_a_death() {
+    let pool = Pool::new(1).unwrap();
+    for code in [0, 3] {
+        match apply_exit_with(&pool, code) {
+            Err(Error::WorkerDied { .. }) => {}
+            other => panic!("exit({code}): expected WorkerDied, got {other:?}"),
+        }
+        match apply_async_exit_with(&pool, code).get() {
+            Err(Error::WorkerDied { .. }) => {}
+            other => panic!("exit({code}): expected WorkerDied, got {other:?}"),
+        }
+        assert!(matches!(
+            map_exit_with(&pool, [code, code]),
+            Err(Error::WorkerDied { .. })
+        ));
+        assert_eq!(apply_double(&pool, 1).unwrap(), 2);
+    }
+}
+
+#[test]
+fn a_task_may_make_a_pool_of_its_own() {
+    let pool = Pool::new(1).unwrap();
+    let r = apply_async_nested(&pool, 20);
+    assert!(
+        r.wait_timeout(Duration::from_secs(20)),
+        "a nested pool hung"
+    );
+    match r.get() {
+        Ok(v) => assert_eq!(v, Ok(41)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn results_are_shared_between_threads_and_errors_box() {
+    fn boxed(pool: &Pool) -> Result<u64, Box<dyn std::error::Error + Send + Sync + 'static>> {
+        Ok(apply_boom(pool, 3)?)
+    }
+    let pool = Pool::new(1).unwrap();
+    let e = boxed(&pool).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("parity_audit::boom"), "{text}");
+    assert!(text.contains("three is not allowed"), "{text}");
+    let r = apply_async_nap(&pool, 200);
+    std::thread::scope(|s| {
+        let waiters: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| r.get_timeout(Duration::from_secs(30)).unwrap()))
+            .collect();
+        for w in waiters {
+            assert_eq!(w.join().unwrap(), 200);
+        }
+    });
+    // Two callbacks chained: each once, in order.
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let (a, b) = (order.clone(), order.clone());
+    let r = apply_async_double(&pool, 5)
+        .callback(move |v| a.lock().unwrap().push(("first", v)))
+        .callback(move |v| b.lock().unwrap().push(("second", v)));
+    assert_eq!(r.get().unwrap(), 10);
+    assert_eq!(*order.lock().unwrap(), [("first", 10), ("second", 10)]);
+    assert_eq!(
+        Pool::builder().build().unwrap().processes(),
+        std::thread::available_parallelism().unwrap().get()
+    );
+}
+
+#[test]
+fn cancelling_a_running_or_finished_task_calls_each_callback_at_most_once() {
+    let pool = Pool::new(1).unwrap();
+    let (ok, ok_seen) = counter();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let sink = errors.clone();
+    let r = apply_async_nap(&pool, 10_000)
+        .callback(move |_| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |e| sink.lock().unwrap().push(e));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    r.wait();
+    assert!(matches!(
+        r.get_timeout(Duration::ZERO),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 0);
+    assert_eq!(errors.lock().unwrap().len(), 1);
+    // Finished: the value is kept and its callback ran once, before.
+    let (ok, ok_seen) = counter();
+    let r = apply_async_double(&pool, 2).callback(move |_| {
+        ok.fetch_add(1, Ordering::SeqCst);
+    });
+    r.wait();
+    assert_eq!(r.cancel(), CancelOutcome::Finished);
+    assert_eq!(r.get().unwrap(), 4);
+    // So is a failure.
+    let r = apply_async_boom(&pool, 3);
+    r.wait();
+    assert_eq!(r.cancel(), CancelOutcome::Finished);
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    // A panicking error callback: the result still completes, the pool serves.
+    let r = apply_async_boom(&pool, 3).error_callback(|_| panic!("error callback panics"));
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    assert_eq!(apply_double(&pool, 3).unwrap(), 6);
+    pool.close();
+    pool.join();
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn close_and_cancel_ends_a_map_blocked_in_another_thread() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let blocked = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            map_nap_with(&pool, vec![100; 40], MapOptions::new().chunksize(1))
+        })
+    };
+    let lazy_pool = pool.clone();
+    let mut lazy =
+        imap_unordered_nap_with(&lazy_pool, vec![100; 40], MapOptions::new().chunksize(1));
+    std::thread::sleep(Duration::from_millis(300));
+    let begun = Instant::now();
+    let cancelled = pool.close_and_cancel();
+    assert!(cancelled > 0);
+    let outcome = blocked.join().unwrap();
+    assert!(
+        matches!(outcome, Err(Error::Cancelled { .. })),
+        "{outcome:?}"
+    );
+    let mut oks = 0;
+    let mut errs = 0;
+    for r in lazy.by_ref() {
+        match r {
+            Ok(100) => oks += 1,
+            Err(Error::Cancelled { .. } | Error::PoolClosed { .. }) => errs += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(errs >= 1, "oks {oks} errs {errs}");
+    assert!(lazy.next().is_none());
+    drop(lazy);
+    pool.join();
+    assert!(begun.elapsed() < Duration::from_secs(5));
+    drop((pool, lazy_pool));
+    assert_no_children();
+}
+
+#[pool_task]
+fn mixed(x: u64) -> u64 {
+    if x % 13 == 5 {
+        panic!("item {x} panics");
+    }
+    if x == 20 {
+        // SAFETY: kill(2) of this very worker, mid-task.
+        unsafe { libc::kill(std::process::id() as i32, libc::SIGKILL) };
+    }
+    x
+}
+
+#[pool_task]
+fn stdin_is() -> String {
+    std::fs::read_link("/proc/self/fd/0")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| e.to_string())
+}
+
+/// What `mixed(x)` gives back: its value, or which error.
+fn expected(x: u64) -> &'static str {
+    if x % 13 == 5 {
+        "panic"
+    } else if x == 20 {
+        "died"
+    } else {
+        "ok"
+    }
+}
+
+fn kind(r: &Result<u64, Error>) -> &'static str {
+    match r {
+        Ok(_) => "ok",
+        Err(Error::Panic { .. }) => "panic",
+        Err(Error::WorkerDied { .. }) => "died",
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn every_item_comes_back_once_through_panics_deaths_and_retirements() {
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(3)
+        .build()
+        .unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let got: Vec<_> = imap_mixed_with(&pool, 0..60, one).collect();
+    assert_eq!(got.len(), 60);
+    for (x, r) in got.iter().enumerate() {
+        assert_eq!(kind(r), expected(x as u64), "item {x}: {r:?}");
+        if let Ok(v) = r {
+            assert_eq!(*v, x as u64);
+        }
+    }
+    let mut seen = [0usize; 60];
+    let mut kinds = std::collections::BTreeMap::new();
+    for r in imap_unordered_mixed_with(&pool, 0..60, one) {
+        *kinds.entry(kind(&r)).or_insert(0) += 1;
+        if let Ok(v) = r {
+            seen[v as usize] += 1;
+        }
+    }
+    let want_ok = (0..60).filter(|&x| expected(x) == "ok").count();
+    assert_eq!(kinds.get("ok"), Some(&want_ok), "{kinds:?}");
+    assert_eq!(kinds.get("died"), Some(&1), "{kinds:?}");
+    assert_eq!(kinds.values().sum::<usize>(), 60, "{kinds:?}");
+    for x in 0..60 {
+        assert_eq!(
+            seen[x as usize],
+            usize::from(expected(x) == "ok"),
+            "item {x}"
+        );
+    }
+    // map reports the first failure in input order: item 5's panic.
+    assert!(matches!(map_mixed(&pool, 0..60), Err(Error::Panic { .. })));
+    assert_eq!(pool.processes(), 2);
+}
+
+#[test]
+fn a_worker_reads_no_input_of_the_callers() {
+    // Python's workers read stdin from os.devnull.
+    let pool = Pool::new(1).unwrap();
+    assert_eq!(apply_stdin_is(&pool).unwrap(), "/dev/null");
+}
+
+#[pool_task]
+fn name_len(path: &std::path::Path) -> usize {
+    path.as_os_str().len()
+}
+
+#[test]
+fn a_path_that_is_not_utf8_fails_alone_with_encode() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::PathBuf;
+    let pool = Pool::new(1).unwrap();
+    let bad = PathBuf::from(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    let good = PathBuf::from("ok.txt");
+    let encode = |e: &Error| {
+        matches!(
+            e,
+            Error::Encode {
+                what: "arguments",
+                ..
+            }
+        )
+    };
+    assert!(encode(&apply_name_len(&pool, &bad).unwrap_err()));
+    assert!(encode(
+        &apply_async_name_len(&pool, &bad).get().unwrap_err()
+    ));
+    assert_eq!(apply_name_len(&pool, &good).unwrap(), 6);
+    let items = [good.clone(), bad.clone(), good.clone()];
+    assert!(encode(&map_name_len(&pool, &items).unwrap_err()));
+    let got: Vec<_> = imap_name_len(&pool, &items).collect();
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(*got[0].as_ref().unwrap(), 6);
+    assert!(encode(got[1].as_ref().unwrap_err()), "{got:?}");
+    assert_eq!(*got[2].as_ref().unwrap(), 6);
+}
+
+#[test]
+fn under_cancels_and_a_terminate_every_result_settles_and_calls_back_once() {
+    let _serial = serial();
+    for round in 0..6u64 {
+        let pool = Pool::new(2).unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut results = Vec::new();
+        for i in 0..300u64 {
+            let calls = calls.clone();
+            let r = apply_async_nap(&pool, (i * 7 + round) % 5).on_complete(move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+            });
+            if (i + round) % 3 == 0 {
+                let _ = r.cancel();
+            }
+            results.push(r);
+        }
+        let maps: Vec<_> = (0..4)
+            .map(|k| map_async_nap_with(&pool, vec![k % 3; 20], MapOptions::new().chunksize(3)))
+            .collect();
+        if round % 2 == 0 {
+            std::thread::sleep(Duration::from_millis(20 * round));
+            pool.terminate();
+        } else {
+            let _ = maps[0].cancel();
+            pool.close_and_cancel();
+            pool.join();
+        }
+        for r in &results {
+            assert!(
+                r.wait_timeout(Duration::from_secs(10)),
+                "round {round}: a result never settled"
+            );
+        }
+        for m in &maps {
+            assert!(
+                m.wait_timeout(Duration::from_secs(10)),
+                "round {round}: a map never settled"
+            );
+        }
+        pool.join();
+        assert_eq!(calls.load(Ordering::SeqCst), 300, "round {round}");
+        for r in results {
+            match r.get() {
+                Ok(_) | Err(Error::Cancelled { .. } | Error::Terminated { .. }) => {}
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+    }
+    assert_no_children();
+}
+
+#[pool_task]
+fn pid_of(_x: u64) -> u32 {
+    std::process::id()
+}
+
+/// The lengths of the runs of equal values: with one task per worker
+/// (`max_tasks_per_child(1)`) and a chunk counting as one task, the sizes
+/// of the chunks a map cut.
+fn runs(pids: &[u32]) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    for (i, pid) in pids.iter().enumerate() {
+        if i > 0 && pids[i - 1] == *pid {
+            *out.last_mut().unwrap() += 1;
+        } else {
+            out.push(1);
+        }
+    }
+    out
+}
+
+#[test]
+fn default_chunk_sizes_follow_the_documented_rules() {
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    // Python's Pool.map: ceil(len / (4 × processes)).
+    assert_eq!(runs(&map_pid_of(&pool, 0..10).unwrap()), [3, 3, 3, 1]);
+    assert_eq!(
+        runs(&map_async_pid_of(&pool, 0..9).get().unwrap()),
+        [3, 3, 3]
+    );
+    let unknown = (0..10).filter(|_| true);
+    assert_eq!(runs(&map_pid_of(&pool, unknown).unwrap()), [3, 3, 3, 1]);
+    // imap: the same rule, reached by chunks of 1, 2, 4, ...
+    let pids: Vec<u32> = imap_pid_of(&pool, 0..40).map(Result::unwrap).collect();
+    assert_eq!(runs(&pids), [1, 2, 4, 8, 10, 10, 5]);
+    // ... and 16 items over an input of unknown length.
+    let pids: Vec<u32> = imap_pid_of(&pool, (0..50).filter(|_| true))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(runs(&pids), [1, 2, 4, 8, 16, 16, 3]);
+    // An explicit size is used as given, from the first chunk on.
+    let pids: Vec<u32> = imap_pid_of_with(&pool, 0..7, MapOptions::new().chunksize(3))
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(runs(&pids), [3, 3, 1]);
+}
+
+#[test]
+fn close_and_cancel_counts_each_queued_call_and_chunk_once() {
+    let pool = Pool::new(1).unwrap();
+    let running = apply_async_nap(&pool, 400);
+    std::thread::sleep(Duration::from_millis(100));
+    let queued: Vec<_> = (0..3).map(|_| apply_async_nap(&pool, 50)).collect();
+    let by_name = pool.apply_async_by_name::<u64>("parity_audit::nap", &(50u64,));
+    let chunks = map_async_nap_with(&pool, vec![50; 4], MapOptions::new().chunksize(1));
+    let pairs = starmap_async_add_with(&pool, vec![(1, 2); 4], MapOptions::new().chunksize(2));
+    assert_eq!(pool.close_and_cancel(), 3 + 1 + 4 + 2);
+    assert_eq!(pool.close_and_cancel(), 0, "nothing is left queued");
+    pool.join();
+    assert_eq!(running.get().unwrap(), 400);
+    for r in queued {
+        assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+        assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    }
+    assert!(matches!(by_name.get(), Err(Error::Cancelled { .. })));
+    assert_eq!(chunks.cancel(), CancelOutcome::NotStarted);
+    assert!(matches!(chunks.get(), Err(Error::Cancelled { .. })));
+    assert!(matches!(pairs.get(), Err(Error::Cancelled { .. })));
+}
+
+#[test]
+fn results_already_in_keep_their_values_through_terminate() {
+    let pool = Pool::new(2).unwrap();
+    let (ok, ok_seen) = counter();
+    let done = apply_async_double(&pool, 21).callback(move |_| {
+        ok.fetch_add(1, Ordering::SeqCst);
+    });
+    let whole = map_async_double(&pool, 0..10);
+    done.wait();
+    whole.wait();
+    let pending = apply_async_nap(&pool, 10_000);
+    pool.terminate();
+    assert_eq!(done.get_timeout(Duration::ZERO).unwrap(), 42);
+    assert_eq!(done.cancel(), CancelOutcome::Finished);
+    assert_eq!(done.get().unwrap(), 42);
+    assert_eq!(whole.successful(), Some(true));
+    assert_eq!(
+        whole.get().unwrap(),
+        (0..10).map(|x| 2 * x).collect::<Vec<_>>()
+    );
+    assert!(matches!(pending.get(), Err(Error::Terminated { .. })));
+    assert_eq!(ok_seen.load(Ordering::SeqCst), 1);
+}
+
+#[pool_task]
+fn nap_pid(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+/// The README's Logging section: a pool ready is `info`, once; worker
+/// starts are `debug`; a worker stopped by a cancel is `debug`, and so is
+/// what `close_and_cancel` and `terminate` cut short: none is a warning.
+#[test]
+fn log_events_have_the_documented_levels() {
+    let log = support::capture_log();
+    // (Five workers: no other test of this file makes such a pool.)
+    let pool = Pool::new(5).unwrap();
+    let ready = log.lines_with("pool of 5 workers ready");
+    assert_eq!(ready.len(), 1, "{ready:?}");
+    assert!(ready[0].starts_with("INFO"), "{ready:?}");
+    let pids: Vec<u32> = (0..5)
+        .map(|_| apply_async_nap_pid(&pool, 200))
+        .map(|r| r.get().unwrap())
+        .collect();
+    for pid in &pids {
+        let started = log.lines_with(&format!("worker {pid} ready"));
+        assert!(
+            !started.is_empty() && started.iter().all(|l| l.starts_with("DEBUG")),
+            "{started:?}"
+        );
+    }
+    // A cancel that stops a running task.
+    let r = apply_async_nap_pid(&pool, 10_000);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    // close_and_cancel with tasks queued, then terminate with tasks running.
+    let running: Vec<_> = (0..5).map(|_| apply_async_nap_pid(&pool, 10_000)).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let queued: Vec<_> = (0..3).map(|_| apply_async_nap_pid(&pool, 10)).collect();
+    assert_eq!(pool.close_and_cancel(), 3);
+    let cancelled = log.lines_with("close_and_cancel: 3 queued tasks cancelled");
+    assert!(
+        cancelled.iter().any(|l| l.starts_with("DEBUG")),
+        "{cancelled:?}"
+    );
+    pool.terminate();
+    for r in running {
+        assert!(matches!(r.get(), Err(Error::Terminated { .. })));
+    }
+    for r in queued {
+        assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    }
+    let stopped = log.lines_with("was cancelled");
+    assert!(
+        !stopped.is_empty() && stopped.iter().all(|l| l.starts_with("DEBUG")),
+        "{stopped:?}"
+    );
+    let warnings: Vec<_> = log
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("WARN") && l.contains("parity_audit::nap_pid"))
+        .collect();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
