@@ -898,3 +898,37 @@ fn log_events_have_the_documented_levels() {
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+/// "Cancelling again answers the same" (README), for the imaps too: their
+/// second cancel answered `Finished` once the first had dropped the input
+/// or the chunks it stopped had come back.
+#[test]
+fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
+    let pool = Pool::new(1).unwrap();
+    // Nothing queued yet: the input is never read.
+    let mut lazy = imap_unordered_double(&pool, 0..);
+    assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
+    assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
+    assert!(lazy.next().is_none());
+    assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
+    let mut lazy = imap_double(&pool, 0..);
+    assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
+    assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
+    // A chunk running: stopped; asked again, after the iterator ended too.
+    let mut lazy = imap_nap_with(&pool, [0, 10_000, 10_000], MapOptions::new().chunksize(1));
+    assert_eq!(lazy.next().unwrap().unwrap(), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+    assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+    let rest: Vec<_> = lazy.by_ref().collect();
+    assert!(
+        matches!(rest.last(), Some(Err(Error::Cancelled { .. }))),
+        "{rest:?}"
+    );
+    assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+    // Read to its end first: nothing to cancel, then or later.
+    let mut lazy = imap_double(&pool, 0..3);
+    assert_eq!(lazy.by_ref().count(), 3);
+    assert_eq!(lazy.cancel(), CancelOutcome::Finished);
+    assert_eq!(lazy.cancel(), CancelOutcome::Finished);
+}

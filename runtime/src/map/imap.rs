@@ -107,6 +107,10 @@ struct Feeder<'a, R, I> {
     /// iterator yields `Cancelled` in its place (unless a cancelled chunk
     /// already did).
     cancelled_input: bool,
+    /// What the first `cancel` answered: a later one answers the same, as
+    /// an `AsyncResult`'s does (the input it dropped and the chunks it
+    /// stopped are gone by then, so asking them again would say `Finished`).
+    cancelled: Option<CancelOutcome>,
     /// The input's panic, resumed once every result before it was yielded.
     panic: Option<Payload>,
     /// The chunks queued and not yet settled, by number: what `cancel` stops.
@@ -147,6 +151,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             error: None,
             stopped: false,
             cancelled_input: false,
+            cancelled: None,
             panic: None,
             in_flight: HashMap::new(),
             submitted: 0,
@@ -358,6 +363,9 @@ impl<R, I: Iterator> Feeder<'_, R, I> {
     /// Stops the feeding and cancels every chunk in flight (see
     /// [`Imap::cancel`]).
     fn cancel(&mut self) -> CancelOutcome {
+        if let Some(first) = self.cancelled {
+            return first;
+        }
         // (An input known to be exhausted, not read to its end yet, has
         // nothing left, but for an item read and held for the next chunk.)
         let input_left = self
@@ -374,7 +382,9 @@ impl<R, I: Iterator> Feeder<'_, R, I> {
         let mut chunks: Vec<_> = self.in_flight.iter().collect();
         chunks.sort_unstable_by_key(|(number, _)| std::cmp::Reverse(**number));
         let chunks = chunks.into_iter().map(|(_, chunk)| chunk.cancel());
-        CancelOutcome::combine(chunks.chain(input_left))
+        let outcome = CancelOutcome::combine(chunks.chain(input_left));
+        self.cancelled = Some(outcome);
+        outcome
     }
 }
 
@@ -484,7 +494,8 @@ impl<R, I: Iterator> Imap<'_, R, I> {
     /// [`Stopped`](CancelOutcome::Stopped) if a chunk was running,
     /// [`NotStarted`](CancelOutcome::NotStarted) if only queued chunks (or
     /// unread input) were dropped, [`Finished`](CancelOutcome::Finished) if
-    /// nothing was left.
+    /// nothing was left. Cancelling again changes nothing and answers what
+    /// the first cancel did.
     ///
     /// ```
     /// use procpool::{pool_task, Error, MapOptions, Pool};
