@@ -932,3 +932,53 @@ fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
     assert_eq!(lazy.cancel(), CancelOutcome::Finished);
     assert_eq!(lazy.cancel(), CancelOutcome::Finished);
 }
+
+#[pool_task]
+fn nap_or_panic(ms: u64, fail: bool) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    assert!(!fail, "item of {ms} ms fails");
+    ms
+}
+
+/// Python's `map_async(...).get()` raises (and its error callback runs) as
+/// soon as a chunk fails, and `map_<fn>` returns its first error once every
+/// item before it is back. `map_async_<fn>` waited for every chunk, however
+/// long the ones after the error ran.
+#[test]
+fn map_async_fails_once_its_first_error_in_input_order_is_known() {
+    let pool = Pool::new(2).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let begun = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let items = vec![(0, true), (3_000, false), (3_000, false), (3_000, false)];
+    let r = starmap_async_nap_or_panic_with(&pool, items, one)
+        .error_callback(move |e| tx.send(e).unwrap());
+    assert!(
+        r.wait_timeout(Duration::from_secs(2)),
+        "not failed after {:?}",
+        begun.elapsed()
+    );
+    match r.get() {
+        Err(Error::Panic { message, .. }) => assert!(message.contains("item of 0 ms"), "{message}"),
+        other => panic!("expected the first item's panic, got {other:?}"),
+    }
+    assert!(matches!(rx.try_recv(), Ok(Error::Panic { .. })));
+    pool.terminate();
+    // Still the first error in input order: a later item that fails first
+    // waits for the items before it.
+    let pool = Pool::new(2).unwrap();
+    let items = vec![(300, true), (0, true), (0, false)];
+    let r = starmap_async_nap_or_panic_with(&pool, items, one);
+    match r.get() {
+        Err(Error::Panic { message, .. }) => {
+            assert!(message.contains("item of 300 ms"), "{message}")
+        }
+        other => panic!("expected the first item's panic, got {other:?}"),
+    }
+    // And a map that does not fail still has every result.
+    let items = vec![(10, false), (0, false), (20, false)];
+    assert_eq!(
+        starmap_async_nap_or_panic(&pool, items).get().unwrap(),
+        [10, 0, 20]
+    );
+}

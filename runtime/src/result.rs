@@ -431,7 +431,9 @@ impl<T> AsyncResult<T> {
     /// the result [`Error::Timeout`].
     ///
     /// For a `map_async_<fn>`, every chunk is cancelled: the result is
-    /// `Err(Cancelled)` unless every chunk had already finished; the outcome
+    /// `Err(Cancelled)` unless every chunk had already finished (or the map
+    /// had already failed: its first error is known once its chunk and
+    /// those before it are back, and a result that is there is kept); the outcome
     /// is [`Stopped`](CancelOutcome::Stopped) if any chunk was running,
     /// else [`NotStarted`](CancelOutcome::NotStarted) if any was queued.
     ///

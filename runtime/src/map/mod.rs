@@ -285,7 +285,11 @@ where
     let gather = Arc::new(Gather {
         task: name,
         promise: Mutex::new(Some(promise)),
-        parts: Mutex::new(vec![None; chunks.len()]),
+        parts: Mutex::new(Parts {
+            outcomes: vec![None; chunks.len()],
+            settled: 0,
+            taken: false,
+        }),
         sizes: chunks.iter().map(|(_, n)| *n).collect(),
         left: AtomicUsize::new(chunks.len()),
     });
@@ -304,20 +308,61 @@ where
 /// Collects a `map_async`'s chunks and fills its promise with the RESULTS
 /// bodies of all of them: `total u64`, then per chunk `sent u64 | len u64 |
 /// body`, cut after the first chunk that holds an error so that decoding
-/// stops at the first error in input order.
+/// stops at the first error in input order. That error is known, and the
+/// promise filled, once its chunk and every chunk before it are back: the
+/// chunks after it are not waited for (as `map` returns it, and Python's
+/// `map_async` fails, at once; they still run).
 struct Gather {
     task: &'static str,
     promise: Mutex<Option<Promise>>,
-    parts: Mutex<Vec<Option<Arc<Outcome>>>>,
+    parts: Mutex<Parts>,
     sizes: Vec<usize>,
     left: AtomicUsize,
 }
 
+/// The chunks of a `map_async` as they come back.
+struct Parts {
+    /// Each chunk's outcome, by number, once it is back.
+    outcomes: Vec<Option<Arc<Outcome>>>,
+    /// How many leading chunks are back with every item's value.
+    settled: usize,
+    /// Whether the outcomes were taken to fill the promise: later chunks
+    /// are dropped as they come.
+    taken: bool,
+}
+
 impl Gather {
     fn arrive(&self, index: usize, outcome: Arc<Outcome>) {
-        self.parts.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(outcome);
-        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+        let failed = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            if parts.taken {
+                return;
+            }
+            parts.outcomes[index] = Some(outcome);
+            let mut failed = false;
+            while let Some(Some(part)) = parts.outcomes.get(parts.settled) {
+                if self.fails(part, self.sizes[parts.settled]) {
+                    failed = true;
+                    break;
+                }
+                parts.settled += 1;
+            }
+            failed
+        };
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 || failed {
             self.finish();
+        }
+    }
+
+    /// Whether a chunk's outcome holds an error (its own, or an item's).
+    fn fails(&self, part: &Outcome, sent: usize) -> bool {
+        match part {
+            Err(_) => true,
+            Ok(body) => match chunk::body(self.task, body.head(), sent) {
+                Ok(chunk::Body::Records { all_values, .. }) => !all_values,
+                Ok(chunk::Body::Dense { .. }) => false,
+                Err(_) => true,
+            },
         }
     }
 
@@ -333,7 +378,11 @@ impl Gather {
     }
 
     fn assemble(&self) -> Outcome {
-        let parts = std::mem::take(&mut *self.parts.lock().unwrap_or_else(|e| e.into_inner()));
+        let parts = {
+            let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            parts.taken = true;
+            std::mem::take(&mut parts.outcomes)
+        };
         // A cancelled map is cancelled as a whole, whatever came first.
         let cancelled = parts.iter().flatten().find_map(|part| match &**part {
             Err(e @ Error::Cancelled { .. }) => Some(e.clone()),
