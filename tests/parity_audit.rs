@@ -982,3 +982,22 @@ fn map_async_fails_once_its_first_error_in_input_order_is_known() {
         [10, 0, 20]
     );
 }
+
+/// As `concurrent.futures`' `shutdown(cancel_futures=True)` cancels the
+/// pending futures at once: a `map_async` whose queued chunks
+/// `close_and_cancel` took is `Cancelled` then, not once its running chunk
+/// ends (it was `Cancelled` whatever that chunk gave, but only after it).
+#[test]
+fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
+    let pool = Pool::new(1).unwrap();
+    let items = vec![(3_000, false), (0, false), (0, false)];
+    let r = starmap_async_nap_or_panic_with(&pool, items, MapOptions::new().chunksize(1));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pool.close_and_cancel(), 2);
+    assert!(
+        r.wait_timeout(Duration::from_secs(2)),
+        "not cancelled before its running chunk ended"
+    );
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    pool.terminate();
+}

@@ -311,7 +311,9 @@ where
 /// stops at the first error in input order. That error is known, and the
 /// promise filled, once its chunk and every chunk before it are back: the
 /// chunks after it are not waited for (as `map` returns it, and Python's
-/// `map_async` fails, at once; they still run).
+/// `map_async` fails, at once; they still run). A cancelled chunk
+/// (`close_and_cancel` takes the queued ones) fills it at once: the map is
+/// cancelled, whatever the chunks still running give.
 struct Gather {
     task: &'static str,
     promise: Mutex<Option<Promise>>,
@@ -338,20 +340,27 @@ impl Gather {
             if parts.taken {
                 return;
             }
+            // A cancelled part cancels the map as a whole (see `assemble`),
+            // whatever the others do.
+            let cancelled = matches!(*outcome, Err(Error::Cancelled { .. }));
             parts.outcomes[index] = Some(outcome);
-            let mut failed = false;
-            while let Some(Some(part)) = parts.outcomes.get(parts.settled) {
-                if self.fails(part, self.sizes[parts.settled]) {
-                    failed = true;
-                    break;
-                }
-                parts.settled += 1;
-            }
-            failed
+            cancelled || self.settle_leading(&mut parts)
         };
         if self.left.fetch_sub(1, Ordering::AcqRel) == 1 || failed {
             self.finish();
         }
+    }
+
+    /// Moves past the leading chunks back with every value; `true` if the
+    /// next one is back with an error (the map's first in input order).
+    fn settle_leading(&self, parts: &mut Parts) -> bool {
+        while let Some(Some(part)) = parts.outcomes.get(parts.settled) {
+            if self.fails(part, self.sizes[parts.settled]) {
+                return true;
+            }
+            parts.settled += 1;
+        }
+        false
     }
 
     /// Whether a chunk's outcome holds an error (its own, or an item's).
