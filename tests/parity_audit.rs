@@ -1001,3 +1001,32 @@ fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     pool.terminate();
 }
+
+/// The same for a `map_<fn>` under way in another thread: it returned
+/// `Cancelled` only once the chunk running before the cancelled ones ended.
+#[test]
+fn a_map_cut_by_close_and_cancel_returns_at_once() {
+    let pool = Pool::new(1).unwrap();
+    let blocked = {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let items = vec![(3_000, false), (0, false), (0, false)];
+            let outcome = starmap_nap_or_panic_with(&pool, items, MapOptions::new().chunksize(1));
+            (outcome, Instant::now())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let cancelled_at = Instant::now();
+    assert_eq!(pool.close_and_cancel(), 2);
+    let (outcome, returned_at) = blocked.join().unwrap();
+    assert!(
+        matches!(outcome, Err(Error::Cancelled { .. })),
+        "{outcome:?}"
+    );
+    let took = returned_at - cancelled_at;
+    assert!(
+        took < Duration::from_secs(2),
+        "returned {took:?} after close_and_cancel"
+    );
+    pool.terminate();
+}

@@ -238,6 +238,12 @@ where
         let (number, outcome) = done_rx.recv().map_err(|_| Error::Terminated {
             task: task.to_string(),
         })?;
+        // A cancelled chunk (`close_and_cancel` took it from the queue)
+        // cancels the map, as it does a `map_async`: said at once, not once
+        // the chunks before it are back.
+        if let Err(e @ Error::Cancelled { .. }) = &*outcome {
+            return Err(e.clone());
+        }
         running -= 1;
         running_items -= sizes[number];
         running_bytes -= chunk_bytes[number];
