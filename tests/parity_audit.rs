@@ -933,6 +933,43 @@ fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
     assert_eq!(lazy.cancel(), CancelOutcome::Finished);
 }
 
+#[test]
+fn callbacks_attached_after_the_pool_is_gone_still_run() {
+    let (r, pending, m) = {
+        let pool = Pool::new(1).unwrap();
+        let r = apply_async_nap(&pool, 1);
+        r.wait();
+        let pending = apply_async_nap(&pool, 100);
+        let m = map_async_nap(&pool, vec![1, 2]);
+        (r, pending, m)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let tx3 = tx.clone();
+    let r = r.callback(move |v| tx.send(v).unwrap());
+    let pending = pending.callback(move |v| tx2.send(v).unwrap());
+    let m = m.on_complete(move |v| tx3.send(v.unwrap().len() as u64).unwrap());
+    assert!(r.wait_timeout(Duration::from_secs(5)), "r hangs");
+    assert!(
+        pending.wait_timeout(Duration::from_secs(5)),
+        "pending hangs"
+    );
+    assert!(m.wait_timeout(Duration::from_secs(5)), "m hangs");
+    let mut got: Vec<u64> = rx.try_iter().collect();
+    got.sort();
+    assert_eq!(got, [1, 2, 100]);
+    assert_eq!(r.get().unwrap(), 1);
+    // after terminate too
+    let pool = Pool::new(1).unwrap();
+    let t = apply_async_nap(&pool, 10_000);
+    pool.terminate();
+    drop(pool);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = t.error_callback(move |e| tx.send(e).unwrap());
+    assert!(t.wait_timeout(Duration::from_secs(5)), "t hangs");
+    assert!(matches!(rx.try_recv(), Ok(Error::Terminated { .. })));
+}
+
 #[pool_task]
 fn nap_or_panic(ms: u64, fail: bool) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
