@@ -6,6 +6,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,6 +55,31 @@ fn slot() -> Option<usize> {
     procpool::worker_index()
 }
 
+/// Writes `marker` (unless it is empty), then sleeps `ms`: a task known to
+/// be running once its marker exists.
+#[pool_task]
+fn hold(marker: PathBuf, ms: u64) -> u64 {
+    if !marker.as_os_str().is_empty() {
+        std::fs::write(&marker, b"").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// A fresh marker path for [`hold`], named `name`.
+fn marker(name: &str) -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| support::marker_dir("parity", "audit"))
+        .join(name)
+}
+
+/// Waits until the task holding `marker` runs.
+fn started(marker: &std::path::Path) {
+    support::wait_for(Duration::from_secs(30), "the task to start", || {
+        marker.exists()
+    });
+}
+
 /// Counts the calls of a callback.
 fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
     let c = Arc::new(AtomicUsize::new(0));
@@ -62,6 +88,7 @@ fn counter() -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
 
 #[test]
 fn empty_and_single_inputs_of_every_map_shape() {
+    let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let none: Vec<u64> = Vec::new();
     assert_eq!(map_double(&pool, none.clone()).unwrap(), Vec::<u64>::new());
@@ -92,6 +119,7 @@ fn empty_and_single_inputs_of_every_map_shape() {
 
 #[test]
 fn chunk_sizes_at_both_ends() {
+    let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let huge = MapOptions::new().chunksize(usize::MAX);
     let want: Vec<u64> = (0..100).map(|x| 2 * x).collect();
@@ -140,6 +168,7 @@ fn chunk_sizes_at_both_ends() {
 
 #[test]
 fn imap_over_an_input_of_unknown_length_keeps_order_and_ends_for_good() {
+    let _serial = serial();
     let pool = Pool::new(3).unwrap();
     let input = (0..200u64).filter(|x| x % 3 != 0);
     let want: Vec<u64> = input.clone().map(|x| 2 * x).collect();
@@ -160,6 +189,7 @@ fn imap_over_an_input_of_unknown_length_keeps_order_and_ends_for_good() {
 
 #[test]
 fn async_result_before_and_after_it_is_ready() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let r = apply_async_nap(&pool, 300);
     assert!(!r.ready());
@@ -186,6 +216,7 @@ fn async_result_before_and_after_it_is_ready() {
 
 #[test]
 fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     // Success: the callback once, the error callback never.
     let (ok, ok_seen) = counter();
@@ -226,7 +257,9 @@ fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
     assert_eq!(r.successful(), Some(false));
     // A queued task cancelled: the error callback once, with `Cancelled`;
     // cancelling again calls nothing more.
-    let busy = apply_async_nap(&pool, 300);
+    let busy_marker = marker("busy");
+    let busy = apply_async_hold(&pool, busy_marker.clone(), 300);
+    started(&busy_marker);
     let (ok, ok_seen) = counter();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let sink = errors.clone();
@@ -235,8 +268,11 @@ fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
             ok.fetch_add(1, Ordering::SeqCst);
         })
         .error_callback(move |e| sink.lock().unwrap().push(e));
-    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
-    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    // (Queued, or pipelined behind the busy task, which is stopped in its
+    // turn.)
+    let first = r.cancel();
+    assert_ne!(first, CancelOutcome::Finished);
+    assert_eq!(r.cancel(), first);
     r.wait();
     assert_eq!(r.successful(), Some(false));
     busy.get().unwrap();
@@ -251,22 +287,17 @@ fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
 
 #[test]
 fn a_worker_killed_in_a_task_is_typed_and_the_pool_keeps_every_slot() {
+    let _serial = serial();
     let pool = Pool::new(2).unwrap();
     match apply_die(&pool, 1) {
         Err(Error::WorkerDied { task, .. }) => assert_eq!(task, "parity_audit::die"),
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     assert_eq!(pool.processes(), 2);
-    // Both slots still serve: a slow task on each at once.
-    let both: Vec<_> = (0..2).map(|_| apply_async_nap(&pool, 200)).collect();
-    let begun = Instant::now();
-    for r in both {
-        assert_eq!(r.get().unwrap(), 200);
-    }
-    assert!(
-        begun.elapsed() < Duration::from_millis(390),
-        "a slot was lost"
-    );
+    // Both slots still serve: two slow tasks at once run on two workers.
+    let both: Vec<_> = (0..2).map(|_| apply_async_nap_pid(&pool, 300)).collect();
+    let pids: Vec<u32> = both.into_iter().map(|r| r.get().unwrap()).collect();
+    assert_ne!(pids[0], pids[1], "a slot was lost");
     let mut slots: Vec<_> = (0..20)
         .map(|_| apply_async_slot(&pool))
         .map(|r| r.get().unwrap().unwrap())
@@ -349,10 +380,15 @@ fn terminate_fails_pending_maps_and_imaps_without_a_hang() {
     let begun = Instant::now();
     pool.terminate();
     assert!(matches!(whole.get(), Err(Error::Terminated { .. })));
-    assert!(matches!(
-        blocked.join().unwrap(),
-        Err(Error::Terminated { .. })
-    ));
+    // (PoolClosed if its thread came to it only after the terminate.)
+    let outcome = blocked.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(Error::Terminated { .. } | Error::PoolClosed { .. })
+        ),
+        "{outcome:?}"
+    );
     let rest: Vec<_> = lazy.collect();
     assert!(!rest.is_empty());
     assert!(rest.iter().all(|r| r.is_err()), "{rest:?}");
@@ -363,6 +399,7 @@ fn terminate_fails_pending_maps_and_imaps_without_a_hang() {
 
 #[test]
 fn a_handle_without_a_limit_overrides_the_pool_wide_one() {
+    let _serial = serial();
     let pool = Pool::builder()
         .processes(1)
         .task_timeout(Duration::from_millis(150))
@@ -418,6 +455,7 @@ fn nested(x: u64) -> Result<u64, String> {
 
 #[test]
 fn a_task_that_exits_cleanly_is_still_a_death() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     for code in [0, 3] {
         match apply_exit_with(&pool, code) {
@@ -438,6 +476,7 @@ fn a_task_that_exits_cleanly_is_still_a_death() {
 
 #[test]
 fn a_task_may_make_a_pool_of_its_own() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let r = apply_async_nested(&pool, 20);
     assert!(
@@ -452,6 +491,7 @@ fn a_task_may_make_a_pool_of_its_own() {
 
 #[test]
 fn results_are_shared_between_threads_and_errors_box() {
+    let _serial = serial();
     fn boxed(pool: &Pool) -> Result<u64, Box<dyn std::error::Error + Send + Sync + 'static>> {
         Ok(apply_boom(pool, 3)?)
     }
@@ -485,16 +525,18 @@ fn results_are_shared_between_threads_and_errors_box() {
 
 #[test]
 fn cancelling_a_running_or_finished_task_calls_each_callback_at_most_once() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let (ok, ok_seen) = counter();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let sink = errors.clone();
-    let r = apply_async_nap(&pool, 10_000)
+    let running = marker("running");
+    let r = apply_async_hold(&pool, running.clone(), 10_000)
         .callback(move |_| {
             ok.fetch_add(1, Ordering::SeqCst);
         })
         .error_callback(move |e| sink.lock().unwrap().push(e));
-    std::thread::sleep(Duration::from_millis(200));
+    started(&running);
     assert_eq!(r.cancel(), CancelOutcome::Stopped);
     assert_eq!(r.cancel(), CancelOutcome::Stopped);
     r.wait();
@@ -530,16 +572,17 @@ fn cancelling_a_running_or_finished_task_calls_each_callback_at_most_once() {
 fn close_and_cancel_ends_a_map_blocked_in_another_thread() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
+    let first = marker("blocked-map");
     let blocked = {
         let pool = pool.clone();
-        std::thread::spawn(move || {
-            map_nap_with(&pool, vec![100; 40], MapOptions::new().chunksize(1))
-        })
+        let mut items = vec![(PathBuf::new(), 100); 40];
+        items[0].0 = first.clone();
+        std::thread::spawn(move || starmap_hold_with(&pool, items, MapOptions::new().chunksize(1)))
     };
     let lazy_pool = pool.clone();
     let mut lazy =
         imap_unordered_nap_with(&lazy_pool, vec![100; 40], MapOptions::new().chunksize(1));
-    std::thread::sleep(Duration::from_millis(300));
+    started(&first);
     let begun = Instant::now();
     let cancelled = pool.close_and_cancel();
     assert!(cancelled > 0);
@@ -607,6 +650,7 @@ fn kind(r: &Result<u64, Error>) -> &'static str {
 
 #[test]
 fn every_item_comes_back_once_through_panics_deaths_and_retirements() {
+    let _serial = serial();
     let pool = Pool::builder()
         .processes(2)
         .max_tasks_per_child(3)
@@ -647,6 +691,7 @@ fn every_item_comes_back_once_through_panics_deaths_and_retirements() {
 
 #[test]
 fn a_worker_reads_no_input_of_the_callers() {
+    let _serial = serial();
     // Python's workers read stdin from os.devnull.
     let pool = Pool::new(1).unwrap();
     assert_eq!(apply_stdin_is(&pool).unwrap(), "/dev/null");
@@ -659,6 +704,7 @@ fn name_len(path: &std::path::Path) -> usize {
 
 #[test]
 fn a_path_that_is_not_utf8_fails_alone_with_encode() {
+    let _serial = serial();
     use std::os::unix::ffi::OsStrExt;
     use std::path::PathBuf;
     let pool = Pool::new(1).unwrap();
@@ -761,6 +807,7 @@ fn runs(pids: &[u32]) -> Vec<usize> {
 
 #[test]
 fn default_chunk_sizes_follow_the_documented_rules() {
+    let _serial = serial();
     let pool = Pool::builder()
         .processes(1)
         .max_tasks_per_child(1)
@@ -791,9 +838,11 @@ fn default_chunk_sizes_follow_the_documented_rules() {
 
 #[test]
 fn close_and_cancel_counts_each_queued_call_and_chunk_once() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
-    let running = apply_async_nap(&pool, 400);
-    std::thread::sleep(Duration::from_millis(100));
+    let running_marker = marker("counted");
+    let running = apply_async_hold(&pool, running_marker.clone(), 400);
+    started(&running_marker);
     let queued: Vec<_> = (0..3).map(|_| apply_async_nap(&pool, 50)).collect();
     let by_name = pool.apply_async_by_name::<u64>("parity_audit::nap", &(50u64,));
     let chunks = map_async_nap_with(&pool, vec![50; 4], MapOptions::new().chunksize(1));
@@ -814,6 +863,7 @@ fn close_and_cancel_counts_each_queued_call_and_chunk_once() {
 
 #[test]
 fn results_already_in_keep_their_values_through_terminate() {
+    let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let (ok, ok_seen) = counter();
     let done = apply_async_double(&pool, 21).callback(move |_| {
@@ -847,6 +897,7 @@ fn nap_pid(ms: u64) -> u32 {
 /// what `close_and_cancel` and `terminate` cut short: none is a warning.
 #[test]
 fn log_events_have_the_documented_levels() {
+    let _serial = serial();
     let log = support::capture_log();
     // (Five workers: no other test of this file makes such a pool.)
     let pool = Pool::new(5).unwrap();
@@ -865,13 +916,20 @@ fn log_events_have_the_documented_levels() {
         );
     }
     // A cancel that stops a running task.
-    let r = apply_async_nap_pid(&pool, 10_000);
-    std::thread::sleep(Duration::from_millis(200));
+    let stopped_marker = marker("logged-stop");
+    let r = apply_async_hold(&pool, stopped_marker.clone(), 10_000);
+    started(&stopped_marker);
     assert_eq!(r.cancel(), CancelOutcome::Stopped);
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     // close_and_cancel with tasks queued, then terminate with tasks running.
-    let running: Vec<_> = (0..5).map(|_| apply_async_nap_pid(&pool, 10_000)).collect();
-    std::thread::sleep(Duration::from_millis(200));
+    let markers: Vec<_> = (0..5).map(|i| marker(&format!("logged-{i}"))).collect();
+    let running: Vec<_> = markers
+        .iter()
+        .map(|m| apply_async_hold(&pool, m.clone(), 10_000))
+        .collect();
+    for m in &markers {
+        started(m);
+    }
     let queued: Vec<_> = (0..3).map(|_| apply_async_nap_pid(&pool, 10)).collect();
     assert_eq!(pool.close_and_cancel(), 3);
     let cancelled = log.lines_with("close_and_cancel: 3 queued tasks cancelled");
@@ -894,7 +952,10 @@ fn log_events_have_the_documented_levels() {
     let warnings: Vec<_> = log
         .lines()
         .into_iter()
-        .filter(|l| l.starts_with("WARN") && l.contains("parity_audit::nap_pid"))
+        .filter(|l| {
+            l.starts_with("WARN")
+                && (l.contains("parity_audit::nap_pid") || l.contains("parity_audit::hold"))
+        })
         .collect();
     assert!(warnings.is_empty(), "{warnings:?}");
 }
@@ -904,6 +965,7 @@ fn log_events_have_the_documented_levels() {
 /// or the chunks it stopped had come back.
 #[test]
 fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     // Nothing queued yet: the input is never read.
     let mut lazy = imap_unordered_double(&pool, 0..);
@@ -915,9 +977,15 @@ fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
     assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
     assert_eq!(lazy.cancel(), CancelOutcome::NotStarted);
     // A chunk running: stopped; asked again, after the iterator ended too.
-    let mut lazy = imap_nap_with(&pool, [0, 10_000, 10_000], MapOptions::new().chunksize(1));
+    let second = marker("imap-second");
+    let items = [
+        (PathBuf::new(), 0),
+        (second.clone(), 10_000),
+        (PathBuf::new(), 10_000),
+    ];
+    let mut lazy = imap_hold_with(&pool, items, MapOptions::new().chunksize(1));
     assert_eq!(lazy.next().unwrap().unwrap(), 0);
-    std::thread::sleep(Duration::from_millis(200));
+    started(&second);
     assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
     assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
     let rest: Vec<_> = lazy.by_ref().collect();
@@ -935,6 +1003,7 @@ fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
 
 #[test]
 fn callbacks_attached_after_the_pool_is_gone_still_run() {
+    let _serial = serial();
     let (r, pending, m) = {
         let pool = Pool::new(1).unwrap();
         let r = apply_async_nap(&pool, 1);
@@ -983,6 +1052,7 @@ fn nap_or_panic(ms: u64, fail: bool) -> u64 {
 /// long the ones after the error ran.
 #[test]
 fn map_async_fails_once_its_first_error_in_input_order_is_known() {
+    let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let one = MapOptions::new().chunksize(1);
     let begun = Instant::now();
@@ -1026,10 +1096,16 @@ fn map_async_fails_once_its_first_error_in_input_order_is_known() {
 /// ends (it was `Cancelled` whatever that chunk gave, but only after it).
 #[test]
 fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
-    let items = vec![(3_000, false), (0, false), (0, false)];
-    let r = starmap_async_nap_or_panic_with(&pool, items, MapOptions::new().chunksize(1));
-    std::thread::sleep(Duration::from_millis(200));
+    let first = marker("map-async-cut");
+    let items = vec![
+        (first.clone(), 3_000),
+        (PathBuf::new(), 0),
+        (PathBuf::new(), 0),
+    ];
+    let r = starmap_async_hold_with(&pool, items, MapOptions::new().chunksize(1));
+    started(&first);
     assert_eq!(pool.close_and_cancel(), 2);
     assert!(
         r.wait_timeout(Duration::from_secs(2)),
@@ -1043,16 +1119,19 @@ fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
 /// `Cancelled` only once the chunk running before the cancelled ones ended.
 #[test]
 fn a_map_cut_by_close_and_cancel_returns_at_once() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
+    let first = marker("map-cut");
     let blocked = {
         let pool = pool.clone();
+        let first = first.clone();
         std::thread::spawn(move || {
-            let items = vec![(3_000, false), (0, false), (0, false)];
-            let outcome = starmap_nap_or_panic_with(&pool, items, MapOptions::new().chunksize(1));
+            let items = vec![(first, 3_000), (PathBuf::new(), 0), (PathBuf::new(), 0)];
+            let outcome = starmap_hold_with(&pool, items, MapOptions::new().chunksize(1));
             (outcome, Instant::now())
         })
     };
-    std::thread::sleep(Duration::from_millis(200));
+    started(&first);
     let cancelled_at = Instant::now();
     assert_eq!(pool.close_and_cancel(), 2);
     let (outcome, returned_at) = blocked.join().unwrap();
