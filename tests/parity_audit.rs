@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
+use procpool::{pool_task, CancelOutcome, Error, ExitInfo, MapOptions, Pool};
 use support::{assert_no_children, serial};
 
 procpool::enable_test_support!();
@@ -458,13 +458,14 @@ fn a_task_that_exits_cleanly_is_still_a_death() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     for code in [0, 3] {
-        match apply_exit_with(&pool, code) {
-            Err(Error::WorkerDied { .. }) => {}
-            other => panic!("exit({code}): expected WorkerDied, got {other:?}"),
-        }
-        match apply_async_exit_with(&pool, code).get() {
-            Err(Error::WorkerDied { .. }) => {}
-            other => panic!("exit({code}): expected WorkerDied, got {other:?}"),
+        for outcome in [
+            apply_exit_with(&pool, code),
+            apply_async_exit_with(&pool, code).get(),
+        ] {
+            match outcome {
+                Err(Error::WorkerDied { status, .. }) => assert_eq!(status, ExitInfo::Code(code)),
+                other => panic!("exit({code}): expected WorkerDied, got {other:?}"),
+            }
         }
         assert!(matches!(
             map_exit_with(&pool, [code, code]),
@@ -1145,4 +1146,39 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
         "returned {took:?} after close_and_cancel"
     );
     pool.terminate();
+}
+
+/// `Imap::cancel`: "the iterator then yields the results of the chunks that
+/// had already finished, `Cancelled` once in place of the rest, and ends".
+/// In input order, a stopped chunk ahead of finished ones yielded
+/// `Cancelled` first, then their values: the error was not the last item.
+#[test]
+fn a_cancelled_imap_yields_the_finished_results_then_cancelled_last() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let (slow, quick1, quick2) = (marker("slow"), marker("quick-1"), marker("quick-2"));
+    let items = [
+        (slow.clone(), 10_000),
+        (quick1.clone(), 0),
+        (quick2.clone(), 0),
+    ];
+    let mut lazy = imap_hold_with(&pool, items, MapOptions::new().chunksize(1));
+    // Queues the three chunks; the first one runs on.
+    assert!(matches!(
+        lazy.next_timeout(Duration::from_millis(1)),
+        Some(Err(Error::WaitTimeout { .. }))
+    ));
+    for m in [&slow, &quick1, &quick2] {
+        started(m);
+    }
+    // (The quick ones' replies are back a moment after their markers.)
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+    let rest: Vec<_> = lazy.collect();
+    assert_eq!(rest.len(), 3, "{rest:?}");
+    assert!(
+        matches!(rest[0], Ok(0)) && matches!(rest[1], Ok(0)),
+        "{rest:?}"
+    );
+    assert!(matches!(rest[2], Err(Error::Cancelled { .. })), "{rest:?}");
 }

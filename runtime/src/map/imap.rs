@@ -103,6 +103,9 @@ struct Feeder<'a, R, I> {
     /// Whether a chunk came back refused by a closed or terminated pool, or
     /// cancelled.
     stopped: bool,
+    /// That chunk's error, yielded once the chunks still in flight have
+    /// yielded their results: last, in place of what is left.
+    stop_error: Option<Error>,
     /// `cancel` dropped input not read yet: once no chunk is left, the
     /// iterator yields `Cancelled` in its place (unless a cancelled chunk
     /// already did).
@@ -150,6 +153,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
             stopped: false,
+            stop_error: None,
             cancelled_input: false,
             cancelled: None,
             panic: None,
@@ -260,7 +264,9 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
 
     /// Adds a chunk's results to `ready`. A chunk refused because the pool
     /// was closed or terminated, or cancelled, stops the feeding (an endless
-    /// input is not pulled for ever): the first one yields that error once,
+    /// input is not pulled for ever): the first one's error is yielded once,
+    /// after the results of the chunks still in flight (in input order too:
+    /// a chunk that finished behind a stopped one yields its values first),
     /// later ones nothing.
     fn settle(&mut self, outcome: &Outcome, sent: usize) {
         if let Err(
@@ -270,7 +276,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             self.stop_feeding();
             if !self.stopped {
                 self.stopped = true;
-                self.ready.push_back(Err(e.clone()));
+                self.stop_error = Some(e.clone());
             }
             return;
         }
@@ -313,6 +319,9 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                 continue;
             }
             if self.in_flight.is_empty() && self.early_len() == 0 {
+                if let Some(error) = self.stop_error.take() {
+                    return Ok(Some(Err(error)));
+                }
                 if std::mem::take(&mut self.cancelled_input) && !self.stopped {
                     // Every chunk it had queued finished: the input the
                     // cancel dropped is what was cancelled.
