@@ -1182,3 +1182,17 @@ fn a_cancelled_imap_yields_the_finished_results_then_cancelled_last() {
     );
     assert!(matches!(rest[2], Err(Error::Cancelled { .. })), "{rest:?}");
 }
+
+/// README: "Dropping `r` does not cancel": the task of a dropped result (a
+/// call's, a `map_async`'s) still runs, and `join` waits for it.
+#[test]
+fn dropping_a_result_does_not_cancel_its_task() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let (call, map) = (marker("dropped-call"), marker("dropped-map"));
+    drop(apply_async_hold(&pool, call.clone(), 100));
+    drop(map_async_hold(&pool, [(map.clone(), 100)]));
+    pool.close();
+    pool.join();
+    assert!(call.exists() && map.exists());
+}
