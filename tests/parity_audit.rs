@@ -212,6 +212,14 @@ fn async_result_before_and_after_it_is_ready() {
     assert_eq!(r.successful(), Some(true));
     assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 300);
     assert_eq!(r.get().unwrap(), 300);
+    // A timeout too far to reach waits as long as it takes, while pending too.
+    let r = apply_async_nap(&pool, 100);
+    assert!(r.wait_timeout(Duration::MAX));
+    let r = apply_async_nap(&pool, 100);
+    assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 100);
+    let mut lazy = imap_nap(&pool, [100]);
+    assert_eq!(lazy.next_timeout(Duration::MAX).unwrap().unwrap(), 100);
+    assert!(lazy.next_timeout(Duration::MAX).is_none());
 }
 
 #[test]
