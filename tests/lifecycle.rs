@@ -73,6 +73,35 @@ fn dropping_the_pool_closes_and_joins_it() {
     assert_no_children();
 }
 
+/// A pool dropped by a panic (its thread's last handle) is terminated, as
+/// Python's `with Pool()` terminates on an exception: the panic does not
+/// wait for a task that may never end, and a result handed out before
+/// fails with `Terminated`. (It joined: the panic waited the whole minute.)
+#[test]
+fn a_pool_dropped_by_a_panic_is_terminated_not_joined() {
+    let _serial = serial();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let started = Instant::now();
+    let panicked = std::thread::spawn(move || {
+        let pool = Pool::new(1).unwrap();
+        let long = apply_async_nap(&pool, 60_000);
+        let queued = apply_async_nap(&pool, 0);
+        tx.send((long, queued)).unwrap();
+        panic!("the test fails here");
+    })
+    .join();
+    assert!(panicked.is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the panic waited {:?} for the pool",
+        started.elapsed()
+    );
+    let (long, queued) = rx.recv().unwrap();
+    assert!(matches!(long.get(), Err(Error::Terminated { .. })));
+    assert!(matches!(queued.get(), Err(Error::Terminated { .. })));
+    assert_no_children();
+}
+
 #[test]
 fn join_without_close_does_not_hang() {
     let _serial = serial();

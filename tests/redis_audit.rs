@@ -891,6 +891,49 @@ fn a_pool_built_against_a_stopped_redis_says_it_did_not_answer() {
     }
 }
 
+/// A distributed pool dropped by a panic is terminated, as a local one is:
+/// the panic does not wait for the call running on a node (stopped there),
+/// its result fails with `Terminated`, and the caller unregisters.
+#[test]
+fn a_pool_dropped_by_a_panic_is_terminated_on_its_nodes() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let gate = dir.file("gate");
+    let before = layout(&server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let url = server.url();
+    let (marks_file, gate_file) = (file.clone(), gate.clone());
+    let panicked = std::thread::spawn(move || {
+        let pool = Pool::builder().redis(&url).build().unwrap();
+        let held = apply_async_hold(&pool, marks_file.clone(), "held".into(), gate_file);
+        tx.send(held).unwrap();
+        wait_for(Duration::from_secs(20), "the call to start", || {
+            marks(&marks_file, "start").len() == 1
+        });
+        panic!("the test fails here");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let held = rx.recv().unwrap();
+    assert!(
+        matches!(
+            held.get_timeout(Duration::ZERO),
+            Err(Error::Terminated { .. })
+        ),
+        "the held call's result"
+    );
+    let worker = mark_pid(&marks(&file, "start")[0]);
+    wait_for(Duration::from_secs(15), "the running call to stop", || {
+        !running(worker)
+    });
+    assert!(marks(&file, "end").is_empty(), "the call ran to its end");
+    wait_for(Duration::from_secs(10), "the caller to unregister", || {
+        layout(&server).1 == before.1
+    });
+}
+
 /// `close_and_cancel`, `terminate` and the drop while Redis is gone: each
 /// returns within a few `broker_retry`s and settles every call.
 #[test]

@@ -58,7 +58,10 @@ use dispatcher::Dispatcher;
 /// handle with another time limit). All handles act on the same workers and
 /// queue; `close`, `join` and `terminate` on any of them act on the whole
 /// pool. Dropping the last handle closes the pool and waits for the work
-/// already queued, like [`close`](Self::close) then [`join`](Self::join).
+/// already queued, like [`close`](Self::close) then [`join`](Self::join),
+/// unless a panic drops it (a failing test, a panicking `main`): it is then
+/// [terminated](Self::terminate), as Python's `with Pool()` is on an
+/// exception.
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -89,7 +92,8 @@ pub struct Pool {
     timeout: Option<Option<Duration>>,
 }
 
-/// What every handle of one pool shares; dropping it closes and joins.
+/// What every handle of one pool shares; dropping it closes and joins (or,
+/// dropped by a panic, terminates).
 struct Inner {
     /// Never dropped in a copy of this process made by `fork` (see
     /// [`Pool::in_copy`]): there its threads are missing and its workers
@@ -122,6 +126,20 @@ impl Drop for Inner {
             // A copy made by `fork`: the dispatcher is left alone (leaked:
             // the reference forgotten here keeps it from being dropped).
             std::mem::forget(Arc::clone(&self.dispatcher));
+            return;
+        }
+        if std::thread::panicking() {
+            // Dropped by a panic (a failing test, a panicking `main`): its
+            // thread can no longer read a result, so stop now, as Python's
+            // `with Pool()` does on an exception, rather than wait for
+            // every task (for ever, if one never ends).
+            log::warn!(
+                target: "procpool",
+                "a pool dropped by a panic is terminated: its running tasks are stopped and its pending results fail with Terminated"
+            );
+            let _ = self.closing.close();
+            self.dispatcher.terminate();
+            self.hub.runner().flush();
             return;
         }
         self.join();
