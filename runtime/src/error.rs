@@ -69,7 +69,7 @@ pub enum Error {
     /// imap's `next_timeout` ([`Imap::next_timeout`](crate::Imap::next_timeout))
     /// stopped waiting. The task itself goes on and its result can still be
     /// collected.
-    #[error("task `{task}` has not finished after {waited:?}; it is still running")]
+    #[error("task `{task}` has not finished after {waited:?}; it goes on (queued or running), and its result can still be collected")]
     WaitTimeout {
         /// Registered name of the task.
         task: String,
