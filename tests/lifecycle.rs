@@ -102,6 +102,39 @@ fn a_pool_dropped_by_a_panic_is_terminated_not_joined() {
     assert_no_children();
 }
 
+/// A pool made and dropped by a destructor that runs during a panic (a
+/// guard's cleanup) is not dropped by that panic: it closes and joins, so
+/// the work its destructor queued runs, as Python's `with Pool()` inside an
+/// `except` block joins when its own block ends normally. (It was
+/// terminated, because `std::thread::panicking()` was true at its drop.)
+#[test]
+fn a_pool_made_and_dropped_while_a_panic_unwinds_still_joins() {
+    let _serial = serial();
+    struct Cleanup(std::sync::mpsc::Sender<procpool::AsyncResult<u32>>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let pool = Pool::new(1).unwrap();
+            let r = apply_async_nap(&pool, 300);
+            let _ = self.0.send(r);
+            // Dropped here, at the end of this destructor's own scope.
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let panicked = std::thread::spawn(move || {
+        let _cleanup = Cleanup(tx);
+        panic!("the cleanup runs while this unwinds");
+    })
+    .join();
+    assert!(panicked.is_err());
+    let cleanup = rx.recv().unwrap();
+    assert!(
+        cleanup.ready(),
+        "the pool's drop returned before its work ran"
+    );
+    assert_ne!(cleanup.get().unwrap(), std::process::id());
+    assert_no_children();
+}
+
 #[test]
 fn join_without_close_does_not_hang() {
     let _serial = serial();

@@ -61,7 +61,8 @@ use dispatcher::Dispatcher;
 /// already queued, like [`close`](Self::close) then [`join`](Self::join),
 /// unless a panic drops it (a failing test, a panicking `main`): it is then
 /// [terminated](Self::terminate), as Python's `with Pool()` is on an
-/// exception.
+/// exception. (A pool made while a panic unwinds, by a destructor, is not
+/// dropped by that panic: its drop joins.)
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -109,6 +110,10 @@ struct Inner {
     /// Whether `close` was called, and the maps that keep the dispatcher
     /// open meanwhile.
     closing: Closing,
+    /// Whether the thread that made the pool was unwinding a panic then (a
+    /// destructor's cleanup): that panic does not drop the pool, whose drop
+    /// at the end of that destructor's own scope joins.
+    made_while_panicking: bool,
 }
 
 impl Inner {
@@ -128,7 +133,7 @@ impl Drop for Inner {
             std::mem::forget(Arc::clone(&self.dispatcher));
             return;
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.made_while_panicking {
             // Dropped by a panic (a failing test, a panicking `main`): its
             // thread can no longer read a result, so stop now, as Python's
             // `with Pool()` does on an exception, rather than wait for
@@ -213,6 +218,7 @@ impl Pool {
                 hub: Hub::new(canceller),
                 next_id: AtomicU64::new(1),
                 closing: Closing::default(),
+                made_while_panicking: std::thread::panicking(),
             }),
             timeout: None,
         }
