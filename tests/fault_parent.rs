@@ -169,6 +169,77 @@ fn a_program_started_through_the_dynamic_loader_runs_its_tasks() {
     assert_no_children();
 }
 
+/// Started through the dynamic loader by a relative path (`ld.so
+/// ./prog`), a program that changes its working directory before its pool
+/// starts still runs its tasks: the program's path is not looked up again
+/// from `argv[0]` relative to the new directory. (Workers spawned then
+/// failed: `argv[0]` no longer resolved, the loader read
+/// `--procpool-worker` as its own option.)
+#[test]
+fn a_program_started_through_the_loader_by_a_relative_path_may_change_directory() {
+    let _serial = serial();
+    let loader = dynamic_loader();
+    let helper = std::path::Path::new(HELPER);
+    let name = format!("./{}", helper.file_name().unwrap().to_str().unwrap());
+    for env in ["0", "1"] {
+        let out = Command::new(&loader)
+            .args([name.as_str(), "hello-elsewhere"])
+            .current_dir(helper.parent().unwrap())
+            .env("PROCPOOL_FORK_SERVER", env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PROCPOOL_FORK_SERVER={env}: {loader} {name} hello-elsewhere failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+    }
+    assert_no_children();
+}
+
+/// A program whose own file name looks like the dynamic loader's
+/// (`ld.so-…`), started through `PATH` from a directory holding another file
+/// of that name, re-executes itself, not that file. (Its workers were
+/// started as `itself argv0 ./that-file --procpool-worker`: taken for the
+/// loader, `argv[0]` resolved against the working directory to a
+/// different file.)
+#[test]
+fn a_program_named_like_the_loader_is_not_taken_for_it() {
+    let _serial = serial();
+    let dir = std::env::temp_dir().join(format!("procpool-ldname-{}", std::process::id()));
+    let bin = dir.join("bin");
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(&cwd).unwrap();
+    let name = "ld.so-tool";
+    std::fs::copy(HELPER, bin.join(name)).unwrap();
+    // A decoy of the same name where the program runs.
+    std::fs::write(cwd.join(name), "not the program").unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for env in ["0", "1"] {
+        let out = Command::new(name)
+            .arg("hello")
+            .current_dir(&cwd)
+            .env("PATH", &path)
+            .env("PROCPOOL_FORK_SERVER", env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PROCPOOL_FORK_SERVER={env}: {name} hello failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_no_children();
+}
+
 #[test]
 fn workers_are_forked_under_a_tight_limit_of_open_files() {
     let _serial = serial();

@@ -78,13 +78,57 @@ pub(crate) fn this_program(name: &str) -> Program {
         .next()
         .unwrap_or_else(|| name.into());
     let exe = worker_executable();
-    let mut lead = vec![argv0.clone()];
+    let mut lead = vec![argv0];
     let image = std::fs::read_link("/proc/self/exe").ok();
-    let program = std::fs::canonicalize(&argv0).ok();
-    if image.as_deref().is_some_and(is_dynamic_loader) && program.is_some() && program != image {
-        lead.push(program.map_or(argv0, PathBuf::into_os_string));
+    // The main program's file as the kernel mapped it (absolute, whatever
+    // the working directory is now and whatever `argv[0]` says): it differs
+    // from the image only when the image is the loader that mapped it.
+    if let Some(image) = image.filter(|image| is_dynamic_loader(image)) {
+        lead.extend(
+            main_program_file()
+                .filter(|program| *program != image)
+                .map(PathBuf::into_os_string),
+        );
     }
     Program { exe, lead }
+}
+
+/// The file the main program (the first object the dynamic loader lists)
+/// was mapped from, read from `/proc/self/maps` at the address of its
+/// program headers; `None` if it cannot be told.
+fn main_program_file() -> Option<PathBuf> {
+    unsafe extern "C" fn first(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `dl_iterate_phdr` passes a valid `info` for the duration
+        // of this call, and `data` is the `usize` `main_program_file` lent.
+        unsafe { *data.cast::<usize>() = (*info).dlpi_phdr as usize };
+        1 // The first object is the main program: stop there.
+    }
+    let mut phdr: usize = 0;
+    // SAFETY: `first` only writes the address into `phdr`, which outlives
+    // the call; `dl_iterate_phdr` holds its own lock meanwhile.
+    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut phdr).cast()) };
+    if phdr == 0 {
+        return None;
+    }
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    maps.split(|&b| b == b'\n').find_map(|line| {
+        // `start-end perms offset dev inode   path`
+        let mut fields = line.splitn(6, |&b| b == b' ');
+        let (start, end) = std::str::from_utf8(fields.next()?).ok()?.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        if !(start..end).contains(&phdr) {
+            return None;
+        }
+        let path = fields.nth(4)?.trim_ascii_start();
+        let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
+        // (A file deleted since, or a name the kernel escaped, is not there.)
+        (path.is_absolute() && path.exists()).then_some(path)
+    })
 }
 
 /// Whether `path` names glibc's (or musl's) dynamic loader, e.g.

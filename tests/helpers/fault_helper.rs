@@ -181,6 +181,13 @@ fn main() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("retire-loop") => retire_loop()?,
         Some("ctrl-c") => ctrl_c(args.get(1).map_or("finish", String::as_str))?,
+        Some("hello-elsewhere") => {
+            // The working directory changes before the pool starts: a
+            // relative argv[0] no longer names this program.
+            std::env::set_current_dir("/").expect("cd /");
+            let pool = Pool::new(1)?;
+            println!("ok {}", apply_worker_pid(&pool)?);
+        }
         Some("hello") => {
             let pool = Pool::new(1)?;
             println!("ok {}", apply_worker_pid(&pool)?);
