@@ -204,6 +204,33 @@ fn a_callback_may_drop_the_last_pool_handle() {
     assert_eq!(r.get().unwrap(), pid);
 }
 
+/// A callback that panics while it holds the last pool handle drops the
+/// pool as any callback does (closed and joined): its panic is caught and
+/// logged and the pool carries on (README), so the tasks still queued or
+/// running finish and their results hold their values. (The pool was
+/// terminated, as if dropped by a panic that ends the program: the other
+/// task's result was `Terminated`.)
+#[test]
+fn a_callback_that_panics_holding_the_last_handle_lets_the_work_finish() {
+    let pool = Pool::new(1).unwrap();
+    let handle = pool.with_task_timeout(None);
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let r = apply_async_nap_then_pid(&pool, 0).callback(move |_| {
+        let _handle = handle;
+        // Wait until the caller dropped its handle: this one is the last.
+        go_rx.recv().unwrap();
+        panic!("a callback fails");
+    });
+    let other = apply_async_nap_then_pid(&pool, 200);
+    drop(pool);
+    go_tx.send(()).unwrap();
+    assert!(r.get().is_ok());
+    match other.get() {
+        Ok(pid) => assert_ne!(pid, std::process::id()),
+        Err(e) => panic!("the queued task did not finish: {e:?}"),
+    }
+}
+
 /// How many `Counted` values this process decoded (workers only encode
 /// them: only the caller decodes).
 static COUNTED_DECODES: AtomicUsize = AtomicUsize::new(0);

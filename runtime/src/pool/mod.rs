@@ -62,7 +62,8 @@ use dispatcher::Dispatcher;
 /// unless a panic drops it (a failing test, a panicking `main`): it is then
 /// [terminated](Self::terminate), as Python's `with Pool()` is on an
 /// exception. (A pool made while a panic unwinds, by a destructor, is not
-/// dropped by that panic: its drop joins.)
+/// dropped by that panic, nor is one whose last handle a callback's panic
+/// drops, which is caught and logged: their drop joins.)
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
@@ -133,7 +134,13 @@ impl Drop for Inner {
             std::mem::forget(Arc::clone(&self.dispatcher));
             return;
         }
-        if std::thread::panicking() && !self.made_while_panicking {
+        // (Not on a callback thread: a callback's panic is caught and
+        // logged there, and the pool carries on; its last handle, dropped
+        // by that panic, closes and joins as any callback's drop does.)
+        if std::thread::panicking()
+            && !self.made_while_panicking
+            && !crate::callbacks::on_callback_thread()
+        {
             // Dropped by a panic (a failing test, a panicking `main`): its
             // thread can no longer read a result, so stop now, as Python's
             // `with Pool()` does on an exception, rather than wait for
