@@ -1099,6 +1099,34 @@ fn map_async_fails_once_its_first_error_in_input_order_is_known() {
     );
 }
 
+/// `AsyncResult::cancel` of a `map_async` cancels every chunk (its doc):
+/// one that failed at its first item, its result there at once, still has
+/// chunks queued and running behind that error, and cancelling it stops
+/// them (the result, the first error, is kept). It answered `Finished` and
+/// touched nothing, so the rest of the map ran to its end, unstoppable.
+#[test]
+fn cancelling_a_map_async_that_already_failed_stops_its_remaining_chunks() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let items = vec![(0, true), (20_000, false), (20_000, false), (20_000, false)];
+    let r = starmap_async_nap_or_panic_with(&pool, items, one);
+    r.wait();
+    assert_eq!(r.cancel(), CancelOutcome::Finished);
+    assert_eq!(r.cancel(), CancelOutcome::Finished);
+    let next = apply_async_nap(&pool, 0);
+    let freed = next.wait_timeout(Duration::from_secs(10));
+    pool.terminate();
+    assert!(
+        freed,
+        "the failed map's remaining chunks still hold the worker"
+    );
+    match r.get() {
+        Err(Error::Panic { message, .. }) => assert!(message.contains("item of 0 ms"), "{message}"),
+        other => panic!("expected the first item's panic, got {other:?}"),
+    }
+}
+
 /// As `concurrent.futures`' `shutdown(cancel_futures=True)` cancels the
 /// pending futures at once: a `map_async` whose queued chunks
 /// `close_and_cancel` took is `Cancelled` then, not once its running chunk

@@ -3,7 +3,8 @@
 //! another caller's calls alone, `imap_unordered` over two nodes yields
 //! every item once, a map's time limit is per item, a chunk whose node dies
 //! fails with `NodeLost`, and an `imap` dropped early, a cancelled
-//! `map_async` and cancelled calls leave no caller state in Redis.
+//! `map_async` and cancelled calls leave no caller state in Redis, and
+//! cancelling a `map_async` that already failed stops its other chunks.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -185,5 +186,36 @@ fn a_chunk_whose_node_dies_fails_each_of_its_items_node_lost() {
     assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
     let _second = single(&server);
     assert_eq!(apply_square(&pool, 4).unwrap(), 16);
+    assert_eq!(server.queued(), 0);
+}
+
+/// Through Redis too, cancelling a `map_async` that already failed (its
+/// first item's error came back at once) stops the chunks behind that
+/// error, queued or running on a node, and keeps the error.
+#[test]
+fn cancelling_a_failed_map_async_stops_its_remaining_chunks_over_redis() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    // The first item cannot open its mark file: it panics at once.
+    let mut items = mark_items(&file, 4, 99, 0);
+    items[0].0 = dir.file("missing/marks");
+    for item in &mut items[1..] {
+        item.2 = 20_000;
+    }
+    let r = map_async_mark_with(&pool, items, MapOptions::new().chunksize(1));
+    assert!(r.wait_timeout(Duration::from_secs(20)), "the first error");
+    assert_eq!(r.cancel(), procpool::CancelOutcome::Finished);
+    let next =
+        procpool::AsyncResult::get_timeout(&apply_async_square(&pool, 4), Duration::from_secs(15));
+    assert_eq!(
+        next.ok(),
+        Some(16),
+        "the failed map's chunks still hold the node"
+    );
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    drop(pool);
     assert_eq!(server.queued(), 0);
 }

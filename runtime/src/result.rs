@@ -436,6 +436,11 @@ impl<T> AsyncResult<T> {
     /// those before it are back, and a result that is there is kept); the outcome
     /// is [`Stopped`](CancelOutcome::Stopped) if any chunk was running,
     /// else [`NotStarted`](CancelOutcome::NotStarted) if any was queued.
+    /// A map whose result was there before the cancel answers
+    /// [`Finished`](CancelOutcome::Finished) (or `NotStarted` if
+    /// `close_and_cancel` had cancelled it), its result kept, and the
+    /// chunks still queued or running behind its first error are cancelled
+    /// all the same.
     ///
     /// Dropping an `AsyncResult` does not cancel its task.
     ///

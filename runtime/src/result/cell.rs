@@ -289,7 +289,21 @@ impl ResultCell {
                 }
             }
             if let Some(outcome) = &state.outcome {
-                return answer_for(outcome);
+                let answer = answer_for(outcome);
+                // A map's result is there once its first error is (or a
+                // chunk was cancelled), while the chunks behind it may
+                // still be queued or running: they are cancelled all the
+                // same (their results were to be dropped); the result is
+                // kept, and later cancels answer the same.
+                let Some(parts) = state.extra.as_mut().and_then(|e| {
+                    e.cancelled = Some(answer);
+                    e.parts.clone()
+                }) else {
+                    return answer;
+                };
+                drop(state);
+                CancelTarget::Parts(parts).cancel();
+                return answer;
             }
             state.extra().cancelling = true;
             break;
