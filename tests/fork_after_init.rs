@@ -460,3 +460,61 @@ fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
         );
     }
 }
+
+#[pool_task]
+fn nap_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// An `imap` forked while stopped, its stopping error not yet yielded and a
+/// chunk still in flight: in the copy it says `Config` (the fork) once, then
+/// ends, as it does otherwise. (It yielded the parent's pending `Cancelled`
+/// after it: two errors.)
+#[test]
+fn a_stopped_imap_forked_says_the_fork_once_in_the_copy() {
+    let pool = Pool::new(1).unwrap();
+    let one = procpool::MapOptions::new().chunksize(1);
+    // The first naps on the only worker; the second waits in the queue.
+    let mut naps = imap_unordered_nap_ms_with(&pool, [1_500, 0], one);
+    assert!(matches!(
+        naps.next_timeout(Duration::from_millis(300)),
+        Some(Err(Error::WaitTimeout { .. }))
+    ));
+    assert_eq!(pool.close_and_cancel(), 1);
+    // The cancelled chunk is settled (its error kept for last), the
+    // running one is still in flight.
+    assert!(matches!(
+        naps.next_timeout(Duration::from_millis(100)),
+        Some(Err(Error::WaitTimeout { .. }))
+    ));
+    // SAFETY: the copy only iterates, then ends with `_exit`.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: a hang here ends by SIGALRM.
+        unsafe { libc::alarm(10) };
+        let rest: Vec<_> = naps.by_ref().take(5).collect();
+        let code = match rest.as_slice() {
+            [Err(Error::Config { message })] if message.contains("fork") => 0,
+            other => {
+                eprintln!("copy: {other:?}");
+                2
+            }
+        };
+        // SAFETY: ends the copy at once, running nothing of the harness.
+        unsafe { libc::_exit(code) };
+    }
+    let mut copy = Copy(Some(pid));
+    let status = copy.wait(Duration::from_secs(15));
+    let rest: Vec<_> = naps.collect();
+    assert!(
+        matches!(rest.as_slice(), [Ok(1_500), Err(Error::Cancelled { .. })]),
+        "the parent's rest: {rest:?}"
+    );
+    assert_eq!(
+        status,
+        Some(0),
+        "the copy's exit code (None: it hung; see its stderr)"
+    );
+}

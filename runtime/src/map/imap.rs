@@ -312,6 +312,10 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
                     if let Some((_, early)) = &mut self.ordered {
                         early.clear();
                     }
+                    // (Nor an error the parent had yet to yield after its
+                    // chunks in flight: this one stands in for all that.)
+                    self.stop_error = None;
+                    self.cancelled_input = false;
                     return Ok(Some(Err(error)));
                 }
             }
