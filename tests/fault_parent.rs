@@ -198,6 +198,36 @@ fn a_program_started_through_the_loader_by_a_relative_path_may_change_directory(
     assert_no_children();
 }
 
+/// Started through the dynamic loader with options of the loader's own
+/// (`ld.so --preload LIB ./prog`, or `--library-path DIR` for libraries found
+/// only there), a program's workers are started with the same options:
+/// they load what the program loaded. (They were started as `ld.so argv0
+/// PROGRAM`: a preloaded library was missing there, and a library found
+/// only through `--library-path` failed their start.)
+#[test]
+fn a_program_started_through_the_loader_with_its_options_passes_them_on() {
+    let _serial = serial();
+    let loader = dynamic_loader();
+    for env in ["0", "1"] {
+        let out = Command::new(&loader)
+            .args(["--preload", "libm.so.6", HELPER, "preloaded", "libm.so"])
+            .env("PROCPOOL_FORK_SERVER", env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PROCPOOL_FORK_SERVER={env}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "parent true worker true",
+            "PROCPOOL_FORK_SERVER={env}"
+        );
+    }
+    assert_no_children();
+}
+
 /// A program whose own file name looks like the dynamic loader's
 /// (`ld.so-…`), started through `PATH` from a directory holding another file
 /// of that name, re-executes itself, not that file. (Its workers were

@@ -63,12 +63,13 @@ pub(crate) fn worker_executable() -> PathBuf {
 pub(crate) struct Program {
     /// The file to execute: see [`worker_executable`].
     pub(crate) exe: PathBuf,
-    /// The arguments before procpool's own: `argv[0]`, then, when this
+    /// The arguments before procpool's own: `argv[0]`, or, when this
     /// program was started through the dynamic loader
     /// (`/lib64/ld-linux-x86-64.so.2 ./prog`, where `/proc/self/exe` is the
-    /// loader), the program's path, which the loader takes as its first
-    /// argument (without it the loader reads procpool's arguments as its
-    /// own options and the worker never starts).
+    /// loader), the loader's `argv[0]` and options, then the program's path,
+    /// which the loader takes as its first argument (without it the loader
+    /// reads procpool's arguments as its own options and the worker never
+    /// starts).
     pub(crate) lead: Vec<std::ffi::OsString>,
 }
 
@@ -83,14 +84,43 @@ pub(crate) fn this_program(name: &str) -> Program {
     // The main program's file as the kernel mapped it (absolute, whatever
     // the working directory is now and whatever `argv[0]` says): it differs
     // from the image only when the image is the loader that mapped it.
-    if let Some(image) = image.filter(|image| is_dynamic_loader(image)) {
-        lead.extend(
-            main_program_file()
-                .filter(|program| *program != image)
-                .map(PathBuf::into_os_string),
-        );
+    let program = image
+        .filter(|image| is_dynamic_loader(image))
+        .and_then(|image| main_program_file().filter(|program| *program != image));
+    if let Some(program) = program {
+        // The loader's own options too (`--library-path`, `--preload`, ...),
+        // so that the copies load what this program loaded.
+        if let Some(loader) = loader_args() {
+            lead = loader;
+        }
+        lead.push(program.into_os_string());
     }
     Program { exe, lead }
+}
+
+/// The loader's `argv[0]` and options this program was started with
+/// (`ld.so --library-path DIR ./prog ARGS`: `ld.so --library-path DIR`),
+/// read from `/proc/self/cmdline`, which still holds the command line the
+/// kernel started: what comes before the program's path and its own
+/// arguments. `None` if it does not end with those (a program that
+/// rewrote its command line).
+fn loader_args() -> Option<Vec<std::ffi::OsString>> {
+    let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
+    let all: Vec<&[u8]> = cmdline.strip_suffix(b"\0")?.split(|&b| b == 0).collect();
+    let own: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    // The program's path is just before its own arguments, the loader's
+    // arguments (at least its name) before it.
+    let at = all.len().checked_sub(own.len() + 1).filter(|&at| at > 0)?;
+    let same = all[at + 1..]
+        .iter()
+        .zip(&own)
+        .all(|(arg, own)| *arg == own.as_bytes());
+    same.then(|| {
+        all[..at]
+            .iter()
+            .map(|arg| std::ffi::OsString::from_vec(arg.to_vec()))
+            .collect()
+    })
 }
 
 /// The file the main program (the first object the dynamic loader lists)

@@ -32,6 +32,20 @@ fn worker_pid() -> u32 {
     std::process::id()
 }
 
+/// Whether a library whose file name starts with `name` is mapped in the
+/// worker.
+#[pool_task]
+fn maps_library(name: String) -> bool {
+    has_library(&name)
+}
+
+fn has_library(name: &str) -> bool {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    maps.lines()
+        .filter_map(|line| line.rsplit('/').next())
+        .any(|file| file.starts_with(name))
+}
+
 #[pool_task]
 fn nap(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
@@ -181,6 +195,12 @@ fn main() -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("retire-loop") => retire_loop()?,
         Some("ctrl-c") => ctrl_c(args.get(1).map_or("finish", String::as_str))?,
+        Some("preloaded") => {
+            let name = &args[1];
+            let pool = Pool::new(1)?;
+            let worker = apply_maps_library(&pool, name.clone())?;
+            println!("parent {} worker {worker}", has_library(name));
+        }
         Some("hello-elsewhere") => {
             // The working directory changes before the pool starts: a
             // relative argv[0] no longer names this program.
