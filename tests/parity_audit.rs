@@ -1099,6 +1099,55 @@ fn map_async_fails_once_its_first_error_in_input_order_is_known() {
     );
 }
 
+/// A `map_async` that failed before its other chunks were back: its error
+/// callback runs once (not again as those chunks arrive, failing or not),
+/// and `join` still waits for them (they run to their end, as documented);
+/// `close_and_cancel` counts a `map_async`'s queued chunks one each and
+/// makes it `Cancelled`. (Passes.)
+#[test]
+fn a_map_async_failed_early_calls_back_once_and_join_waits_for_its_chunks() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let one = MapOptions::new().chunksize(1);
+    let (err, err_seen) = counter();
+    let (ok, ok_seen) = counter();
+    let items = vec![(0, true), (400, true), (400, false), (0, true)];
+    let begun = Instant::now();
+    let r = starmap_async_nap_or_panic_with(&pool, items, one)
+        .callback(move |_| {
+            ok.fetch_add(1, Ordering::SeqCst);
+        })
+        .error_callback(move |_| {
+            err.fetch_add(1, Ordering::SeqCst);
+        });
+    r.wait();
+    assert!(matches!(r.get(), Err(Error::Panic { .. })));
+    pool.join();
+    assert!(
+        begun.elapsed() >= Duration::from_millis(800),
+        "join returned after {:?}, before the chunks behind the error ran",
+        begun.elapsed()
+    );
+    assert_eq!(
+        (
+            ok_seen.load(Ordering::SeqCst),
+            err_seen.load(Ordering::SeqCst)
+        ),
+        (0, 1)
+    );
+    // Chunks queued behind a running call: one each.
+    let pool = Pool::new(1).unwrap();
+    let running = marker("early-failed-running");
+    let held = apply_async_hold(&pool, running.clone(), 1_000);
+    started(&running);
+    let items = vec![(0, true), (0, false), (0, false)];
+    let r = starmap_async_nap_or_panic_with(&pool, items, one);
+    assert_eq!(pool.close_and_cancel(), 3);
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    pool.join();
+    assert_eq!(held.get().unwrap(), 1_000);
+}
+
 /// `AsyncResult::cancel` of a `map_async` cancels every chunk (its doc):
 /// one that failed at its first item, its result there at once, still has
 /// chunks queued and running behind that error, and cancelling it stops
