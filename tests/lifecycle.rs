@@ -102,6 +102,28 @@ fn a_pool_dropped_by_a_panic_is_terminated_not_joined() {
     assert_no_children();
 }
 
+/// A handle dropped by a panic while another handle lives on does not stop
+/// the pool: only the last handle's drop acts, and the running task's
+/// result holds its value. (Passes.)
+#[test]
+fn a_clone_dropped_by_a_panic_leaves_the_pool_running() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let clone = pool.clone();
+    let running = std::thread::spawn(move || {
+        let r = apply_async_nap(&clone, 300);
+        std::panic::panic_any(r);
+    })
+    .join()
+    .unwrap_err()
+    .downcast::<procpool::AsyncResult<u32>>()
+    .unwrap();
+    assert_ne!(running.get().unwrap(), std::process::id());
+    assert_ne!(apply_nap(&pool, 0).unwrap(), std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
 /// A pool made and dropped by a destructor that runs during a panic (a
 /// guard's cleanup) is not dropped by that panic: it closes and joins, so
 /// the work its destructor queued runs, as Python's `with Pool()` inside an
