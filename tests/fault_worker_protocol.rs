@@ -21,6 +21,16 @@ fn echo(x: u32) -> u32 {
     x
 }
 
+/// A list whose every level is a newtype and an `Option` (in JSON, every
+/// honest one is the text `null`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Nest(Option<Box<Nest>>);
+
+#[procpool::pool_task(name = "protocol/json_nest")]
+fn json_nest(nest: procpool::Json<Nest>) -> bool {
+    nest.0 .0.is_none()
+}
+
 const TAG_CALL: u8 = 1;
 const TAG_SHUTDOWN: u8 = 2;
 const TAG_HELLO: u8 = 10;
@@ -202,6 +212,41 @@ fn dense_chunks_are_read_as_the_tasks_type_or_refused() {
     assert_eq!(body[5], 3, "{body:?}");
     // And it serves on.
     let (tag, body) = exchange(&mut channel, 7, &call(7, "protocol/echo", &[5]));
+    assert_eq!((tag, body), (TAG_VALUE, vec![5]));
+    channel.send(&[TAG_SHUTDOWN]).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_no_children();
+}
+
+/// Arguments whose JSON text recurses without brackets (`5` for a
+/// `Json<Nest>`: a `Some` per level, nothing consumed) killed the worker
+/// with a stack overflow, in a call and in a chunk; the call fails as
+/// arguments that do not decode, the chunk's item alone, and the worker
+/// serves on.
+#[test]
+fn json_arguments_that_recurse_without_brackets_fail_the_call_alone() {
+    let _serial = serial();
+    let (mut child, mut channel) = start_worker(1 << 16);
+    let text = b"5";
+    let args = [&[text.len() as u8][..], text].concat();
+    let (tag, body) = exchange(&mut channel, 1, &call(1, "protocol/json_nest", &args));
+    assert_eq!(tag, TAG_FAILED, "{body:?}");
+    assert!(String::from_utf8_lossy(&body).contains("nests"), "{body:?}");
+    // A chunk of the same item, then an honest one (`null`).
+    let mut chunk = call(2, "protocol/json_nest", &[]);
+    chunk[0] = TAG_CALL_BATCH;
+    chunk.extend_from_slice(&2u32.to_le_bytes());
+    chunk.push(args.len() as u8);
+    chunk.extend_from_slice(&args);
+    chunk.extend_from_slice(&[5, 4, b'n', b'u', b'l', b'l']);
+    let (tag, body) = exchange(&mut channel, 2, &chunk);
+    assert_eq!(tag, TAG_RESULTS);
+    // count 2, flag 0 (not all values), record 3 (undecodable), ..., then
+    // the last record: a value of one byte, `true`.
+    assert_eq!(&body[..5], &[2, 0, 0, 0, 0]);
+    assert_eq!(body[5], 3, "{body:?}");
+    assert_eq!(&body[body.len() - 2..], &[17, 1]);
+    let (tag, body) = exchange(&mut channel, 3, &call(3, "protocol/echo", &[5]));
     assert_eq!((tag, body), (TAG_VALUE, vec![5]));
     channel.send(&[TAG_SHUTDOWN]).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));

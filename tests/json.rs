@@ -5,6 +5,8 @@
 //! fails with a typed error (never a hang or a panic in the caller), as the
 //! README's "Writing tasks" says.
 
+mod support;
+
 use std::collections::BTreeMap;
 
 use procpool::{pool_task, Error, Json, Pool};
@@ -269,4 +271,64 @@ fn a_json_value_nested_a_million_deep_is_an_encode_error_on_either_side() {
     assert_eq!(apply_json_worker_pid(&pool).unwrap(), pid, "no worker died");
     assert_eq!(apply_json_chain_len(&pool, Json(chain(50))).unwrap(), 50);
     assert_eq!(chain_len(&apply_make_json_chain(&pool, 50).unwrap()), 50);
+}
+
+/// A list whose every level is a newtype and an `Option`: its JSON levels
+/// take no bracket (`Some(x)` is written `x`), so every honest one is the
+/// text `null`.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Nest(Option<Box<Nest>>);
+
+/// Plays a corrupt worker: sends the reply to call `id` (this call) with
+/// the JSON text `text` as its value, then dies.
+#[pool_task]
+fn nest_from_text(id: u64, text: String) -> Json<Nest> {
+    let mut frame = (9 + 1 + text.len() as u32).to_le_bytes().to_vec();
+    frame.push(11); // VALUE
+    frame.extend_from_slice(&id.to_le_bytes());
+    frame.push(text.len() as u8); // the block's length (a one-byte varint)
+    frame.extend_from_slice(text.as_bytes());
+    support::write_to_channel(&frame);
+    // SAFETY: ends this worker process at once.
+    unsafe { libc::_exit(0) }
+}
+
+#[pool_task]
+fn nest_depth(nest: Json<Nest>) -> usize {
+    let mut depth = 0;
+    let mut at = &nest.0;
+    while let Nest(Some(next)) = at {
+        depth += 1;
+        at = next;
+    }
+    depth
+}
+
+/// A `Json` value read from a text that is not what its type writes: for
+/// `Nest`, any text but `null` made serde_json recurse once per `Some`
+/// without consuming a byte (its own limit counts only brackets), and the
+/// caller's process died of a stack overflow. It is `Err(Decode)` now, on
+/// a 2 MiB thread too, and the pool serves on.
+#[test]
+fn a_json_result_that_recurses_without_brackets_is_a_decode_error() {
+    let pool = Pool::new(1).unwrap();
+    // (A fresh pool numbers its calls from 1.)
+    let shared = pool.clone();
+    let got = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || apply_nest_from_text(&shared, 1, "5".to_string()).map(|_| ()))
+        .unwrap()
+        .join()
+        .unwrap();
+    match got {
+        Err(Error::Decode { what, message, .. }) => {
+            assert_eq!(what, "result");
+            assert!(message.contains("nests"), "{message}");
+        }
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+    assert_eq!(
+        apply_nest_depth(&pool, Json(Nest(Some(Box::new(Nest(None)))))).unwrap(),
+        0
+    );
 }

@@ -12,7 +12,7 @@ pub(crate) use scalar::{decode as decode_scalar, each_scalar, encode as encode_s
 
 pub(crate) use depth::drop_refused;
 #[cfg(feature = "json")]
-pub(crate) use depth::Limited;
+pub(crate) use depth::{Bounded, Limited};
 
 use serde::de::{DeserializeOwned, DeserializeSeed, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

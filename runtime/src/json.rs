@@ -81,9 +81,11 @@ impl<T> DerefMut for Json<T> {
 }
 
 /// Written as one block of bytes: the value's JSON text. The value's
-/// nesting is limited as a bincode value's is (serde_json's writer has no
-/// limit of its own: a value a million levels deep would overflow the
-/// stack); serde_json's reader refuses JSON nested deeper than 128 levels.
+/// nesting is limited as a bincode value's is, both ways: serde_json's
+/// writer has no limit of its own (a value a million levels deep would
+/// overflow the stack), and its reader's counts only brackets, while a
+/// level of a `Some` or a newtype takes none (a `struct Nest(Option<Box<Nest>>)`
+/// read from the text `5` recursed until the stack overflowed).
 impl<T: Serialize> Serialize for Json<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let text = serde_json::to_vec(&crate::codec::Limited(&self.0))
@@ -101,11 +103,50 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Json<T> {
                 f.write_str("a value's JSON text as bytes")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<T, E> {
-                serde_json::from_slice(v).map_err(E::custom)
+                // `serde_json::from_slice`, with the levels counted.
+                let mut reader = serde_json::Deserializer::from_slice(v);
+                let value = crate::codec::Bounded::<T>::deserialize(&mut reader)
+                    .map_err(E::custom)?;
+                reader.end().map_err(E::custom)?;
+                Ok(value.0)
             }
         }
         deserializer
             .deserialize_bytes(Text(std::marker::PhantomData))
             .map(Json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::Json;
+    use crate::codec::{decode, encode};
+
+    /// A list whose every level is a newtype and an `Option`: in JSON a
+    /// level takes no bracket (`Some(x)` is written as `x`), so serde_json's
+    /// own limit (brackets 128 deep) never counts them.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Nest(Option<Box<Nest>>);
+
+    #[test]
+    fn json_text_that_recurses_without_brackets_is_an_error_not_a_stack_overflow() {
+        // Every honest `Nest` is the text `null`; any other text made
+        // serde_json recurse (a `Some` each level, nothing consumed) until
+        // the stack overflowed and the process aborted.
+        let honest = encode(&Json(Nest(Some(Box::new(Nest(None)))))).unwrap();
+        assert_eq!(decode::<Json<Nest>>(&honest).unwrap().0, Nest(None));
+        for text in ["5", "\"x\"", "[1]", "{}", "true"] {
+            let bytes = encode(&serde_bytes::Bytes::new(text.as_bytes())).unwrap();
+            let decoded = std::thread::Builder::new()
+                .stack_size(2 << 20)
+                .spawn(move || decode::<Json<Nest>>(&bytes).map(|_| ()))
+                .unwrap()
+                .join()
+                .unwrap();
+            let error = decoded.unwrap_err();
+            assert!(error.contains("nests"), "{text}: {error}");
+        }
     }
 }
