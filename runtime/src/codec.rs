@@ -310,7 +310,10 @@ pub(crate) fn encode_meta<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// The most procpool's own messages (panic reports, error descriptions) may
-/// claim when decoded: corrupt lengths fail instead of reserving gigabytes.
+/// weigh, and so claim, when decoded. Within it the claim limit is scaled
+/// to the message's bytes, as a value's is: a corrupt length fails before
+/// anything is reserved for it (under a fixed 64 MiB limit, a 22-byte
+/// message announcing 32 MiB had the caller allocate them).
 const META_LIMIT: usize = 64 << 20;
 
 /// The most a worker lets a failure reply (a panic report, an error with
@@ -320,17 +323,20 @@ const META_LIMIT: usize = 64 << 20;
 pub(crate) const META_ROOM: usize = META_LIMIT / 2;
 
 pub(crate) fn decode_meta<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let config = bincode::config::standard().with_limit::<META_LIMIT>();
-    match bincode::serde::decode_from_slice(bytes, config) {
+    if bytes.len() > META_LIMIT {
+        return Err(format!(
+            "undecodable reply body: {} bytes, over the {META_LIMIT}-byte limit of \
+             procpool's own messages",
+            bytes.len()
+        ));
+    }
+    match decode_limited(bytes) {
         Ok((value, used)) if used == bytes.len() => Ok(value),
         Ok((_, used)) => Err(format!(
             "{} trailing bytes after a reply",
             bytes.len() - used
         )),
-        Err(e) => Err(format!(
-            "undecodable reply body: {}",
-            wording::decode_error(e)
-        )),
+        Err(e) => Err(format!("undecodable reply body: {e}")),
     }
 }
 
@@ -390,6 +396,51 @@ mod tests {
             decode_records(&records, 300, 16, 0, &mut out),
             Ok(records.len())
         );
+    }
+
+    /// procpool's own messages (a panic report, a worker's error, a FATAL
+    /// message, a distributed pool's failure) were read with a fixed 64 MiB
+    /// claim limit, so a corrupt length in a frame of 22 bytes had the
+    /// caller allocate (and zero) the 32 MiB it announced before finding
+    /// the bytes missing (found by `crate::fuzz`). They are read as values
+    /// are now, the claim limit scaled to the input (and at most 64 MiB).
+    #[test]
+    fn procpool_messages_never_claim_what_their_bytes_cannot_hold() {
+        use crate::alloc_probe::largest_allocation;
+        use crate::wire::{PanicReport, RemoteError};
+        let report = |message: &str| PanicReport {
+            message: message.into(),
+            location: "src/lib.rs:1:2".into(),
+            backtrace: Some("0: f".into()),
+        };
+        for announced in [1u32 << 16, 1 << 20, 32 << 20, (64 << 20) - 1] {
+            // A message text whose length says `announced`, in 14 bytes.
+            let mut bytes = vec![252];
+            bytes.extend_from_slice(&announced.to_le_bytes());
+            bytes.extend_from_slice(b"a message");
+            let (decoded, largest) = largest_allocation(|| decode_meta::<String>(&bytes));
+            assert!(decoded.is_err());
+            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+            // The same inside a panic report and a worker's error.
+            let mut report = vec![1, b'm'];
+            report.extend_from_slice(&bytes);
+            let (decoded, largest) = largest_allocation(|| decode_meta::<PanicReport>(&report));
+            assert!(decoded.is_err());
+            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+            let mut error = vec![3];
+            error.extend_from_slice(&bytes);
+            let (decoded, largest) = largest_allocation(|| decode_meta::<RemoteError>(&error));
+            assert!(decoded.is_err());
+            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+        }
+        // Honest messages of every size still decode, up to the limit.
+        for len in [0, 100, 70_000, 3 << 20] {
+            let report = report(&"m".repeat(len));
+            let bytes = encode_meta(&report);
+            assert_eq!(decode_meta::<PanicReport>(&bytes), Ok(report));
+        }
+        let over = encode_meta(&"m".repeat(64 << 20));
+        assert!(decode_meta::<String>(&over).is_err());
     }
 
     #[test]

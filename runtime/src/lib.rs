@@ -258,6 +258,8 @@ linux_only! {
     mod unwind;
     mod wire;
     mod worker;
+    #[cfg(test)]
+    mod alloc_probe;
 
     pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
     #[cfg(feature = "json")]
