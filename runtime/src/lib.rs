@@ -260,6 +260,8 @@ linux_only! {
     mod worker;
     #[cfg(test)]
     mod alloc_probe;
+    #[cfg(test)]
+    mod fuzz;
 
     pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
     #[cfg(feature = "json")]
