@@ -207,3 +207,41 @@ fn hostile_fingerprints_are_settled_and_the_node_serves_on() {
     assert_eq!(apply_square(&pool, 4).unwrap(), 16);
     node.stop();
 }
+
+/// Anyone who can write a caller's result stream can give an entry any id
+/// above the stream's last, the last sequence number of a millisecond
+/// included: the caller's reader, working out where to trim after it
+/// (`seq + 1`), overflowed and died (a debug build): the next
+/// `apply_async` never completed (`get_timeout` ran out), and dropping the
+/// pool hung. The entry is ignored (no call of that seq), and the caller
+/// reads on.
+#[test]
+fn a_result_entry_with_the_last_id_of_a_millisecond_is_ignored_and_the_caller_reads_on() {
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let queued = apply_async_square(&pool, 3);
+    assert_eq!(queued.get_timeout(Duration::from_secs(60)).unwrap(), 9);
+    let results = server
+        .key_with(":res:")
+        .expect("the caller's result stream");
+    let last = format!("{}-{}", 32_503_680_000_000u64, u64::MAX);
+    let added = server.cli(&[
+        "XADD",
+        &results,
+        &last,
+        "i",
+        "999999999",
+        "s",
+        "v",
+        "b",
+        "x",
+        "n",
+        "hostile",
+    ]);
+    assert_eq!(added.trim(), last);
+    for x in 4..8u64 {
+        let queued = apply_async_square(&pool, x);
+        assert_eq!(queued.get_timeout(Duration::from_secs(60)).unwrap(), x * x);
+    }
+}

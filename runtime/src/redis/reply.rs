@@ -70,14 +70,18 @@ fn bytes(v: Value) -> Vec<u8> {
 }
 
 /// `ms-seq` + 1 in the sequence part: the smallest id after `id`
-/// (for `XTRIM MINID`, which keeps ids >= its argument).
+/// (for `XTRIM MINID`, which keeps ids >= its argument). After the last
+/// sequence number of a millisecond (an id anyone who can write the stream
+/// may choose), the next millisecond's first; `id` itself if there is
+/// none, or it is no id (trimming one entry less).
 pub(crate) fn next_id(id: &str) -> String {
-    match id.split_once('-') {
-        Some((ms, seq)) => match seq.parse::<u64>() {
-            Ok(s) => format!("{ms}-{}", s + 1),
-            Err(_) => id.to_string(),
-        },
-        None => id.to_string(),
+    let Some((ms, seq)) = id.split_once('-') else {
+        return id.to_string();
+    };
+    match (ms.parse::<u64>(), seq.parse::<u64>()) {
+        (_, Ok(s)) if s < u64::MAX => format!("{ms}-{}", s + 1),
+        (Ok(m), Ok(_)) if m < u64::MAX => format!("{}-0", m + 1),
+        _ => id.to_string(),
     }
 }
 
@@ -105,5 +109,18 @@ mod tests {
         assert_eq!(e[0].1.as_ref().unwrap()[0], (b"a".to_vec(), vec![0, 1]));
         assert!(e[1].1.is_none());
         assert_eq!(next_id("5-9"), "5-10");
+    }
+
+    /// The last sequence number of a millisecond (`XADD` takes any id
+    /// above the stream's last): `seq + 1` overflowed, a panic of the
+    /// caller's reader thread in a debug build.
+    #[test]
+    fn the_id_after_the_last_of_a_millisecond_is_the_next_milliseconds_first() {
+        assert_eq!(next_id("5-18446744073709551615"), "6-0");
+        let last = format!("{0}-{0}", u64::MAX);
+        assert_eq!(next_id(&last), last);
+        for odd in ["", "5", "5-x", "-", "5--1"] {
+            assert_eq!(next_id(odd), odd);
+        }
     }
 }
