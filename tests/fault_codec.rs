@@ -336,6 +336,53 @@ fn wide_chain(n: usize) -> Chain {
     chain
 }
 
+/// A level that holds 32 KiB inline (serde's arrays nest): some 230 KiB
+/// of stack to decode in a debug build.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Wider([[[u8; 32]; 32]; 32]);
+
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+enum WiderChain {
+    End,
+    Link(Box<WiderChain>, Wider),
+}
+
+#[pool_task]
+fn wider_chain(n: usize) -> WiderChain {
+    let mut chain = WiderChain::End;
+    for _ in 0..n {
+        chain = WiderChain::Link(Box::new(chain), Wider([[[7; 32]; 32]; 32]));
+    }
+    chain
+}
+
+/// A result of a few levels of hundreds of kilobytes of stack each: eight
+/// of them overflowed the caller's 2 MiB thread in a debug build (the
+/// stack was looked at only from level 16 on), and the caller's process
+/// aborted. Each is a value or a `Decode` error now (64 always are
+/// errors), and the pool serves on.
+#[test]
+fn a_result_of_a_few_very_large_levels_never_overflows_a_small_stack() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let pid = apply_worker_pid(&pool).unwrap();
+    for links in [8, 16, 64] {
+        let shared = pool.clone();
+        match on_small_stack(move || apply_wider_chain(&shared, links).map(drop)) {
+            Ok(()) => assert!(links < 64, "{links} links of 32 KiB on a 2 MiB stack"),
+            Err(Error::Decode { what, message, .. }) => {
+                assert_eq!(what, "result");
+                assert!(message.contains("this thread's stack"), "{message}");
+            }
+            Err(other) => panic!("{links}: expected a Decode error, got {other:?}"),
+        }
+    }
+    assert_eq!(apply_worker_pid(&pool).unwrap(), pid, "no worker died");
+    drop(pool);
+    assert_no_children();
+}
+
 /// A result within the depth limit whose levels are large (4 KiB inline
 /// each) runs the decoding thread's stack low before the limit: on a
 /// 2 MiB thread it is a `Decode` error, not a stack overflow that aborts

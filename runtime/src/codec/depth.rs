@@ -13,6 +13,8 @@
 mod de;
 mod ser;
 
+use std::cell::Cell;
+
 pub(crate) use de::{with_element_budget, Bounded};
 pub(crate) use ser::Limited;
 
@@ -37,25 +39,55 @@ fn too_deep() -> String {
     )
 }
 
-/// From this depth on, each level also checks the stack left (a shallow
-/// value, e.g. a map's item, costs no look).
+/// From this depth on, each level also keeps [`STACK_RESERVE`] free.
 const STACK_CHECKED_FROM: usize = 16;
 
-/// The stack a level may not eat into: room for one more level of any
-/// likely size, the unwinding and the caller's own frames.
+/// The stack a level may not eat into from [`STACK_CHECKED_FROM`] on: room
+/// for the unwinding and the caller's own frames, besides the next level.
 const STACK_RESERVE: usize = 128 << 10;
 
+thread_local! {
+    /// The stack left where the value being encoded or decoded on this
+    /// thread began (0: unknown; see [`measured`]).
+    static TOP: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f`, the encoding or decoding of a whole value, with the stack its
+/// levels take measured from here (see [`deeper`]).
+#[inline(always)]
+fn measured<R>(f: impl FnOnce() -> R) -> R {
+    /// Puts back the enclosing value's start (a `Json` value inside a
+    /// bincode one), even after a panic.
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TOP.set(self.0);
+        }
+    }
+    let _restore = Restore(TOP.replace(crate::sys::stack_left().unwrap_or(0)));
+    f()
+}
+
 /// The level below `depth`, or the error if that is too deep: past
-/// [`MAX_DEPTH`], or with the thread's stack nearly used up (a level can
-/// take kilobytes: serde builds each level's value, with whatever it holds
-/// inline, on the stack).
+/// [`MAX_DEPTH`], or with too little of the thread's stack left for
+/// another level. A level can take hundreds of kilobytes (serde builds
+/// each level's value, with whatever it holds inline, on the stack, several
+/// times over in a debug build: a level holding 32 KiB took some 230 KiB),
+/// so every level keeps free twice the stack the levels so far took each,
+/// on average (and [`STACK_RESERVE`] more from [`STACK_CHECKED_FROM`] on).
+/// Under the fixed reserve alone, looked at from level 16 on, eight such
+/// levels overflowed a 2 MiB thread before the first look.
 #[inline(always)]
 fn deeper<E>(depth: usize, error: impl FnOnce(String) -> E) -> Result<usize, E> {
     if depth >= MAX_DEPTH {
         return Err(too_deep_error(error));
     }
-    if depth >= STACK_CHECKED_FROM {
-        if let Some(left) = crate::sys::stack_left().filter(|&left| left < STACK_RESERVE) {
+    if let Some(left) = crate::sys::stack_left() {
+        let reserve = if depth >= STACK_CHECKED_FROM { STACK_RESERVE } else { 0 };
+        // left < reserve + 2 * used / depth, without a division.
+        let used = TOP.get().saturating_sub(left);
+        let spare = left.saturating_sub(reserve);
+        if left < reserve || spare.saturating_mul(depth.max(1)) < used.saturating_mul(2) {
             return Err(no_stack_error(depth, left, error));
         }
     }
@@ -239,6 +271,55 @@ mod tests {
         assert!(error.contains("deeper than 512 levels"), "{error}");
     }
 
+    /// A level that holds 32 KiB inline (serde's arrays nest): in a debug
+    /// build each such level took some 230 KiB of stack to decode.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Wide([[[u8; 32]; 32]; 32]);
+
+    #[allow(clippy::large_enum_variant)]
+    #[derive(Debug, Serialize, Deserialize)]
+    enum Chain {
+        End,
+        Link(Box<Chain>, Wide),
+    }
+
+    /// The bytes of a chain of `links` links.
+    fn chain_bytes(links: usize) -> Vec<u8> {
+        // Each link's variant, then (its inner chain), then its 32 KiB.
+        let mut bytes = vec![1u8; links];
+        bytes.push(0);
+        bytes.extend(std::iter::repeat_n(7u8, links * 32768));
+        bytes
+    }
+
+    fn decode_chain_on(stack: usize, links: usize) -> Result<(), String> {
+        let bytes = chain_bytes(links);
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || decode::<Chain>(&bytes).map(drop))
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    /// Levels of hundreds of kilobytes of stack each are refused before the
+    /// stack runs out, however few: the stack check began at level 16 and
+    /// kept 128 KiB free, and eight such levels overflowed a 2 MiB thread in
+    /// a debug build (the process aborted). Each chain decodes or is refused
+    /// (at most 2 MiB / 32 KiB links fit, in any build); a short one
+    /// decodes, and a long one on a larger stack.
+    #[test]
+    fn large_levels_are_refused_before_they_overflow_a_small_stack() {
+        for links in [4, 6, 8, 12, 16, 40, 64] {
+            match decode_chain_on(2 << 20, links) {
+                Ok(()) => assert!(links < 64, "{links} links of 32 KiB on a 2 MiB stack"),
+                Err(error) => assert!(error.contains("this thread's stack"), "{links}: {error}"),
+            }
+        }
+        decode_chain_on(2 << 20, 2).unwrap();
+        decode_chain_on(64 << 20, 40).unwrap();
+    }
+
     /// 100,000 levels of bytes (a list of `Some`s), decoded on a 2 MiB
     /// thread: an error, not a stack overflow.
     #[test]
@@ -257,3 +338,4 @@ mod tests {
         assert!(decoded.unwrap_err().contains("deeper than"));
     }
 }
+

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-use super::deeper;
+use super::{deeper, measured};
 
 thread_local! {
     /// How many more elements (of sequences, entries of maps) the decode
@@ -59,9 +59,11 @@ pub(crate) struct Bounded<T>(pub(crate) T);
 impl<'de, T: de::Deserialize<'de>> de::Deserialize<'de> for Bounded<T> {
     #[inline]
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(De {
-            inner: deserializer,
-            depth: 0,
+        measured(|| {
+            T::deserialize(De {
+                inner: deserializer,
+                depth: 0,
+            })
         })
         .map(Bounded)
     }

@@ -5,16 +5,18 @@ use std::fmt;
 
 use serde::ser::{self, Serialize, Serializer};
 
-use super::deeper;
+use super::{deeper, measured};
 
 /// `value`, serialized with its nesting counted.
 pub(crate) struct Limited<'a, T: ?Sized>(pub(crate) &'a T);
 
 impl<T: Serialize + ?Sized> Serialize for Limited<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(Ser {
-            inner: serializer,
-            depth: 0,
+        measured(|| {
+            self.0.serialize(Ser {
+                inner: serializer,
+                depth: 0,
+            })
         })
     }
 }
