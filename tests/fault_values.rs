@@ -546,3 +546,113 @@ fn a_chunks_reply_no_worker_writes_fails_its_items_with_typed_errors() {
     }
     assert_no_children();
 }
+
+/// In a map's chunk: the item `x == 0` writes `frame` raw onto the channel
+/// and then waits (for the parent to give up on the frame).
+#[pool_task]
+fn stall_chunk(x: u64, frame: Vec<u8>) -> u64 {
+    if x == 0 {
+        support::write_to_channel(&frame);
+        std::thread::sleep(Duration::from_secs(60));
+    }
+    x
+}
+
+/// Frames no worker writes, in the middle of a map's chunk: one over the
+/// frame limit, one cut short by the worker's death, one that stops
+/// arriving, a tail on a reply other than a value, a FATAL message, a
+/// HELLO. Every item of the chunk fails with the typed error of that loss
+/// in `map` and `imap` (none is lost or left waiting), and a new worker
+/// serves on.
+#[test]
+fn broken_frames_in_a_chunks_reply_fail_its_items_with_typed_errors() {
+    let _serial = serial();
+    let split_results = {
+        // SPLIT_MARK | head 9 | tail 1 | RESULTS header | a tail byte.
+        let mut f = u32::MAX.to_le_bytes().to_vec();
+        f.extend_from_slice(&9u64.to_le_bytes());
+        f.extend_from_slice(&1u64.to_le_bytes());
+        f.push(15);
+        f.extend_from_slice(&1u64.to_le_bytes());
+        f.push(0);
+        f
+    };
+    let fatal = [&9u32.to_le_bytes()[..], &[14, 7], b"no more"].concat();
+    let hello = [&5u32.to_le_bytes()[..], &[10, 1, 0, 0, 0]].concat();
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(&str, Vec<u8>, bool, Check)> = vec![
+        ("over the limit", vec![0xff, 0xff, 0xff, 0x7f], false, |e| {
+            matches!(e, Error::FrameTooLarge { .. })
+        }),
+        (
+            "cut short by death",
+            [&[100, 0, 0, 0][..], &[15; 10]].concat(),
+            false,
+            |e| matches!(e, Error::WorkerDied { .. }),
+        ),
+        (
+            "stalled",
+            vec![0xf0, 0xff, 0x0f, 0, 1, 2, 3],
+            true,
+            |e| matches!(e, Error::Protocol { message, .. } if message.contains("stopped sending")),
+        ),
+        (
+            "a tail on RESULTS",
+            split_results,
+            false,
+            |e| matches!(e, Error::Protocol { message, .. } if message.contains("tail")),
+        ),
+        (
+            "FATAL",
+            fatal,
+            false,
+            |e| matches!(e, Error::Protocol { message, .. } if message.contains("no more")),
+        ),
+        ("HELLO", hello, false, |e| {
+            matches!(e, Error::Protocol { .. })
+        }),
+    ];
+    for (what, frame, stall, expected) in cases {
+        let pool = Pool::builder()
+            .processes(1)
+            .max_frame_bytes(1 << 20)
+            .frame_stall_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let items = || [(0u64, frame.clone()), (7, vec![]), (8, vec![])];
+        let options = || MapOptions::new().chunksize(3);
+        let begun = Instant::now();
+        let mapped = if stall {
+            map_stall_chunk_with(&pool, items(), options())
+        } else {
+            map_garble_chunk_with(&pool, items(), options())
+        };
+        match mapped {
+            Err(e) => assert!(expected(&e), "{what}, map: {e:?}"),
+            Ok(values) => panic!("{what}, map: {values:?}"),
+        }
+        let each: Vec<_> = if stall {
+            imap_stall_chunk_with(&pool, items(), options()).collect()
+        } else {
+            imap_garble_chunk_with(&pool, items(), options()).collect()
+        };
+        assert_eq!(each.len(), 3, "{what}: one outcome per item");
+        for outcome in &each {
+            match outcome {
+                Err(e) => assert!(expected(e), "{what}, imap: {e:?}"),
+                Ok(value) => panic!("{what}, imap: {value}"),
+            }
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(20),
+            "{what}: {:?}",
+            begun.elapsed()
+        );
+        assert_eq!(
+            map_garble_chunk(&pool, [(5u64, vec![])]).unwrap(),
+            [5],
+            "{what}"
+        );
+    }
+    assert_no_children();
+}
