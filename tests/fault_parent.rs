@@ -138,6 +138,18 @@ fn dynamic_loader() -> String {
         .to_string()
 }
 
+/// Runs `cmd` with `PROCPOOL_FORK_SERVER=env` (workers forked by the fork
+/// server, or spawned), asserts that it succeeded, and returns its output.
+fn stdout_of(cmd: &mut Command, env: &str) -> String {
+    let out = cmd.env("PROCPOOL_FORK_SERVER", env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "PROCPOOL_FORK_SERVER={env}: {cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A program started through the dynamic loader (`ld-linux-x86-64.so.2
 /// ./prog`, where `/proc/self/exe` is the loader): its workers, forked or
 /// spawned, run its code. They failed to start: the loader read
@@ -147,24 +159,10 @@ fn a_program_started_through_the_dynamic_loader_runs_its_tasks() {
     let _serial = serial();
     let loader = dynamic_loader();
     for (env, expected) in [("1", "forked forked"), ("0", "spawned spawned")] {
-        let out = Command::new(&loader)
-            .args([HELPER, "origins"])
-            .env("PROCPOOL_FORK_SERVER", env)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{loader} {HELPER} origins failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
-        let out = Command::new(&loader)
-            .args([HELPER, "hello"])
-            .env("PROCPOOL_FORK_SERVER", env)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+        let out = stdout_of(Command::new(&loader).args([HELPER, "origins"]), env);
+        assert_eq!(out.trim(), expected);
+        let out = stdout_of(Command::new(&loader).args([HELPER, "hello"]), env);
+        assert!(out.starts_with("ok "));
     }
     assert_no_children();
 }
@@ -182,18 +180,10 @@ fn a_program_started_through_the_loader_by_a_relative_path_may_change_directory(
     let helper = std::path::Path::new(HELPER);
     let name = format!("./{}", helper.file_name().unwrap().to_str().unwrap());
     for env in ["0", "1"] {
-        let out = Command::new(&loader)
-            .args([name.as_str(), "hello-elsewhere"])
-            .current_dir(helper.parent().unwrap())
-            .env("PROCPOOL_FORK_SERVER", env)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "PROCPOOL_FORK_SERVER={env}: {loader} {name} hello-elsewhere failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+        let mut cmd = Command::new(&loader);
+        cmd.args([name.as_str(), "hello-elsewhere"])
+            .current_dir(helper.parent().unwrap());
+        assert!(stdout_of(&mut cmd, env).starts_with("ok "));
     }
     assert_no_children();
 }
@@ -209,18 +199,10 @@ fn a_program_started_through_the_loader_with_its_options_passes_them_on() {
     let _serial = serial();
     let loader = dynamic_loader();
     for env in ["0", "1"] {
-        let out = Command::new(&loader)
-            .args(["--preload", "libm.so.6", HELPER, "preloaded", "libm.so"])
-            .env("PROCPOOL_FORK_SERVER", env)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "PROCPOOL_FORK_SERVER={env}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let mut cmd = Command::new(&loader);
+        cmd.args(["--preload", "libm.so.6", HELPER, "preloaded", "libm.so"]);
         assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
+            stdout_of(&mut cmd, env).trim(),
             "parent true worker true",
             "PROCPOOL_FORK_SERVER={env}"
         );
@@ -252,19 +234,9 @@ fn a_program_named_like_the_loader_is_not_taken_for_it() {
         std::env::var("PATH").unwrap_or_default()
     );
     for env in ["0", "1"] {
-        let out = Command::new(name)
-            .arg("hello")
-            .current_dir(&cwd)
-            .env("PATH", &path)
-            .env("PROCPOOL_FORK_SERVER", env)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "PROCPOOL_FORK_SERVER={env}: {name} hello failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok "));
+        let mut cmd = Command::new(name);
+        cmd.arg("hello").current_dir(&cwd).env("PATH", &path);
+        assert!(stdout_of(&mut cmd, env).starts_with("ok "));
     }
     std::fs::remove_dir_all(&dir).unwrap();
     assert_no_children();

@@ -50,7 +50,7 @@ use rustix::process::{Signal, WaitOptions};
 /// The program a worker re-executes: this very binary, even if the file was
 /// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
 /// at the running image), so workers always run the caller's code.
-pub(crate) fn worker_executable() -> PathBuf {
+fn worker_executable() -> PathBuf {
     let proc_exe = PathBuf::from("/proc/self/exe");
     if proc_exe.exists() {
         proc_exe
