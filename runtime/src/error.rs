@@ -407,6 +407,12 @@ impl Error {
     }
 
     /// Which kind of failure this is (see [`ErrorKind`]).
+    ///
+    /// ```
+    /// procpool::init();
+    /// let error = procpool::Pool::builder().processes(0).build().unwrap_err();
+    /// assert_eq!(error.kind(), procpool::ErrorKind::Config);
+    /// ```
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Panic { .. } => ErrorKind::Panic,

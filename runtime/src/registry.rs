@@ -188,12 +188,30 @@ pub struct TaskEntry {
 impl TaskEntry {
     /// The name calls are dispatched by: `module_path!()::fn_name`, or the
     /// one chosen with `#[pool_task(name = "...")]`.
+    ///
+    /// ```
+    /// #[procpool::pool_task(name = "jobs.triple")]
+    /// fn triple(x: u32) -> u32 { x * 3 }
+    ///
+    /// let entry = procpool::registry().into_iter().find(|t| t.name() == "jobs.triple");
+    /// assert!(entry.is_some());
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// The signature as written in the source, e.g.
     /// `fn(&[String], &str) -> usize`.
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn count(words: &[String], needle: &str) -> usize {
+    ///     words.iter().filter(|w| *w == needle).count()
+    /// }
+    ///
+    /// let entry = procpool::registry().into_iter().find(|t| t.name().ends_with("::count")).unwrap();
+    /// assert_eq!(entry.signature(), "fn(&[String], &str) -> usize");
+    /// ```
     pub fn signature(&self) -> &'static str {
         self.signature
     }

@@ -285,6 +285,19 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     }
 
     /// Waits for the task and returns its result (Python's `get()`).
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let pending = apply_async_add(&pool, 2, 3);
+    ///     assert_eq!(pending.get()?, 5);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn get(self) -> Result<T, Error> {
         let outcome = self.wait_outcome();
         Self::decode_last(&self.cell, outcome)
@@ -356,6 +369,21 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     }
 
     /// Runs `f` with the value once the task succeeds (Python's `callback`).
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let (tx, rx) = std::sync::mpsc::channel();
+    ///     let pending = apply_async_add(&pool, 2, 3).callback(move |sum| tx.send(sum).unwrap());
+    ///     pending.wait(); // the callback has returned
+    ///     assert_eq!(rx.recv().unwrap(), 5);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn callback(self, f: impl FnOnce(T) + Send + 'static) -> Self {
         self.on_complete(move |result| {
             if let Ok(value) = result {
@@ -365,6 +393,22 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     }
 
     /// Runs `f` with the error once the task fails (Python's `error_callback`).
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn checked_div(a: i32, b: i32) -> i32 { a / b } // panics when b is 0
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let (tx, rx) = std::sync::mpsc::channel();
+    ///     let pending = apply_async_checked_div(&pool, 1, 0)
+    ///         .error_callback(move |error| tx.send(error.kind()).unwrap());
+    ///     pending.wait();
+    ///     assert_eq!(rx.recv().unwrap(), procpool::ErrorKind::Panic);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn error_callback(self, f: impl FnOnce(Error) + Send + 'static) -> Self {
         self.on_complete(move |result| {
             if let Err(error) = result {
@@ -466,17 +510,61 @@ impl<T> AsyncResult<T> {
     }
 
     /// The registered name of the task.
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let pending = apply_async_add(&pool, 2, 3);
+    ///     assert!(pending.task().ends_with("::add"));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn task(&self) -> &str {
         &self.cell.task
     }
 
     /// Waits until the result is there and its callbacks have returned
     /// (Python's `wait()`).
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let pending = apply_async_add(&pool, 2, 3);
+    ///     pending.wait();
+    ///     assert!(pending.ready());
+    ///     assert_eq!(pending.get()?, 5);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn wait(&self) {
         self.cell.wait_until(None);
     }
 
     /// Waits at most `timeout`; `true` if the result is there.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// #[procpool::pool_task]
+    /// fn nap(ms: u64) -> u64 { std::thread::sleep(Duration::from_millis(ms)); ms }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let pending = apply_async_nap(&pool, 300);
+    ///     assert!(!pending.wait_timeout(Duration::from_millis(10))); // still running
+    ///     assert!(pending.wait_timeout(Duration::from_secs(30)));
+    ///     assert_eq!(pending.get()?, 300);
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.cell
             .wait_until(Instant::now().checked_add(timeout))
@@ -508,6 +596,22 @@ impl<T> AsyncResult<T> {
 
     /// Whether the task has finished, successfully or not, and its
     /// callbacks have returned.
+    ///
+    /// ```
+    /// #[procpool::pool_task]
+    /// fn add(a: i32, b: i32) -> i32 { a + b }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = procpool::Pool::new(1)?;
+    ///     let pending = apply_async_add(&pool, 2, 3);
+    ///     while !pending.ready() {
+    ///         std::thread::yield_now(); // other work here
+    ///     }
+    ///     assert_eq!(pending.successful(), Some(true));
+    ///     Ok(())
+    /// }
+    /// ```
     pub fn ready(&self) -> bool {
         self.cell.completed().is_some()
     }

@@ -69,6 +69,15 @@ impl PoolBuilder {
     /// Number of worker processes (default: the available parallelism, at
     /// most 4096); 1 to 4096, else [`build`](Self::build) returns
     /// [`Error::Config`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder().processes(2).build()?;
+    /// assert_eq!(pool.processes(), 2);
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn processes(mut self, n: usize) -> Self {
         self.processes = Some(n);
@@ -86,6 +95,18 @@ impl PoolBuilder {
     /// holds a chunk to the limit itself). The channel streams frames of any size
     /// and never trusts an announced length, so the limit is yours to set,
     /// not a safety margin.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(1)
+    ///     .max_frame_bytes(16 << 20) // 16 MiB each way
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
         self.max_frame = Some(bytes);
@@ -101,6 +122,18 @@ impl PoolBuilder {
     /// [`Pool::with_task_timeout`] overrides it for the calls made through
     /// another handle. A zero limit is refused by [`build`](Self::build)
     /// ([`Error::Config`]): no task could ever finish.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(1)
+    ///     .task_timeout(Duration::from_secs(30))
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn task_timeout(mut self, limit: Duration) -> Self {
         self.task_timeout = Some(limit);
@@ -109,6 +142,18 @@ impl PoolBuilder {
 
     /// Replace each worker after it has run `n` tasks (Python's
     /// `maxtasksperchild`), e.g. to bound leaks in the code it runs.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(2)
+    ///     .max_tasks_per_child(100) // a fresh worker every 100 tasks
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn max_tasks_per_child(mut self, n: usize) -> Self {
         self.max_tasks_per_child = Some(n);
@@ -147,6 +192,18 @@ impl PoolBuilder {
     /// ("it did not return within ..."), where Python waits for ever. Raise
     /// it for an initializer that loads much. [`build`](Self::build)
     /// refuses zero ([`Error::Config`]).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder()
+    ///     .processes(1)
+    ///     .start_timeout(Duration::from_secs(120)) // a slow initializer
+    ///     .build()?;
+    /// # drop(pool);
+    /// # Ok(()) }
+    /// ```
     #[must_use = "the setter returns the changed builder"]
     pub fn start_timeout(mut self, limit: Duration) -> Self {
         self.start_timeout = limit;
@@ -181,6 +238,13 @@ impl PoolBuilder {
     }
 
     /// The default of [`frame_stall_timeout`](Self::frame_stall_timeout).
+    ///
+    /// ```
+    /// assert_eq!(
+    ///     procpool::PoolBuilder::DEFAULT_FRAME_STALL_TIMEOUT,
+    ///     std::time::Duration::from_secs(10)
+    /// );
+    /// ```
     pub const DEFAULT_FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
     /// Runs the task registered as `task` once in each worker when it
@@ -259,6 +323,16 @@ impl PoolBuilder {
     }
 
     /// Starts the workers and waits until every one is ready.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn main() -> Result<(), procpool::Error> {
+    /// # procpool::init();
+    /// let pool = procpool::Pool::builder().processes(2).build()?;
+    /// pool.close();
+    /// pool.join();
+    /// # Ok(()) }
+    /// ```
     pub fn build(self) -> Result<Pool, Error> {
         if self.remote.is_some() {
             return self.build_remote();
