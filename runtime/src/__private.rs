@@ -8,10 +8,10 @@ pub use ::serde;
 
 pub use crate::registry::Registration;
 pub use crate::task::{
-    by_name_signature, dense_kind, encode_dense, encode_output, encode_ref, encode_result,
-    decode_output, encode_value, fingerprint, settle_item, DenseKind, ArgsDecoder, ArgsEncoder, CallError, EncodeItem, Encoded, ErrWithDebug, ErrWithoutDebug, Lend, NotAResult, RefArg, RefArgAt, Returned,
-    Task,
-    TaskInfo, TaskOutput, ValueArg,
+    by_name_signature, decode_output, dense_kind, encode_dense, encode_output, encode_ref,
+    encode_result, encode_value, fingerprint, settle_item, ArgsDecoder, ArgsEncoder, CallError,
+    DenseKind, EncodeItem, Encoded, ErrWithDebug, ErrWithoutDebug, Lend, NotAResult, RefArg,
+    RefArgAt, Returned, Task, TaskInfo, TaskOutput, ValueArg,
 };
 
 use crate::call::Kind;
