@@ -163,7 +163,8 @@
 //!
 //! A test binary's `main` belongs to the test harness, so it cannot call
 //! [`init`] first. Put [`enable_test_support!`] once in each integration test
-//! crate (or the crate root, for unit tests): it runs `init()` before the
+//! crate (for unit tests, once in the crate, at its root or in its
+//! `#[cfg(test)] mod tests`): it runs `init()` before the
 //! harness starts. Doc tests have their own `main`; call [`init`] in it.
 //! In a test binary a task cannot end its worker with
 //! `std::process::exit`: the harness's `main` has already begun to exit, so
@@ -548,7 +549,8 @@ pub fn __serve_test_worker() {
 ///
 /// The test harness owns a test binary's `main`, so this runs [`init()`]
 /// before it starts instead. Use it once per test crate (at the top of each
-/// file in `tests/`, or in the crate root for unit tests). It also adds an
+/// file in `tests/`; for unit tests at the crate root or in the
+/// `#[cfg(test)] mod tests`, any module will do). It also adds an
 /// ignored test, `__procpool_worker_entry`: the binary's worker processes
 /// run the harness with arguments that select it alone, and serve from it
 /// (so a task runs as in a program with its own `main`: its

@@ -58,15 +58,22 @@ const EXIT_NOT_A_WORKER: i32 = 70;
 /// adds, alone, on a test thread of its own, where the worker serves (see
 /// `worker::serve_at_exit`). The last argument, a filter that matches no
 /// test, shows workers apart in `ps`. (Filters must not start with a dash.)
-pub const HARNESS_ARGS: [&str; 8] = harness_args("procpool-worker");
+pub const HARNESS_ARGS: [&str; HARNESS_ARG_COUNT] = harness_args("procpool-worker");
 /// [`HARNESS_ARGS`] for the fork server.
-const HARNESS_SERVER_ARGS: [&str; 8] = harness_args("procpool-fork-server");
+const HARNESS_SERVER_ARGS: [&str; HARNESS_ARG_COUNT] = harness_args("procpool-fork-server");
+const HARNESS_ARG_COUNT: usize = 7;
 
 /// The harness arguments that run the entry test alone, then `shown`.
-const fn harness_args(shown: &'static str) -> [&'static str; 8] {
+///
+/// The entry test is matched by its name as a substring, not `--exact`:
+/// its full name holds the path of the module the macro was used in
+/// (`tests::__procpool_worker_entry` in a `#[cfg(test)] mod tests`), which
+/// an exact filter missed, so the worker ran no test and served from its
+/// exit hook (where a task's `exit(n)` aborts). Only ignored tests are
+/// run, and no other test bears that name.
+const fn harness_args(shown: &'static str) -> [&'static str; HARNESS_ARG_COUNT] {
     [
         ENTRY_TEST,
-        "--exact",
         "--ignored",
         "--nocapture",
         "--test-threads=1",
@@ -108,7 +115,8 @@ fn set_worker_index(index: usize) {
 /// `args`: where its command line lies (the server's, found once).
 fn name_forked_worker(args: sys::ArgArea) {
     sys::rename_arg(args, SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
-    sys::rename_arg(args, HARNESS_SERVER_ARGS[7].as_bytes(), HARNESS_ARGS[7].as_bytes());
+    let shown = HARNESS_ARG_COUNT - 1;
+    sys::rename_arg(args, HARNESS_SERVER_ARGS[shown].as_bytes(), HARNESS_ARGS[shown].as_bytes());
 }
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,
