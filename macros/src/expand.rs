@@ -176,12 +176,24 @@ fn generate(args: &TaskArgs, task: &TaskFn<'_>) -> TokenStream {
         #apply
         #map_family
 
+        // (The worker's entry points call the task: a `#[deprecated]` one
+        // warns its callers, through the generated functions too, not its
+        // own registration.)
+        #[allow(deprecated)]
         const _: () = {
             #impls
             #entries
             #registration
         };
     }
+}
+
+/// The task's `#[deprecated]` attributes, put on each generated function:
+/// `apply_<fn>` and the rest are the task's callers' way to call it.
+fn deprecations(m: &Model<'_>) -> TokenStream {
+    let attrs = m.task.item.attrs.iter();
+    let deprecated = attrs.filter(|attr| attr.path().is_ident("deprecated"));
+    quote!(#(#deprecated)*)
 }
 
 /// `apply_<fn>` and `apply_async_<fn>`.
@@ -202,9 +214,11 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
     let apply_doc = docs::apply(&m.fn_name, &pool.to_string());
     let apply_async_doc = docs::apply_async(&m.fn_name, &pool.to_string());
     let name_doc = name_doc(name);
+    let deprecated = deprecations(m);
     quote! {
         #[doc = #apply_doc]
         #[doc = #name_doc]
+        #deprecated
         #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
             #krate::__private::call_task::<#marker>(#pool, #encode)
@@ -212,6 +226,7 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
 
         #[doc = #apply_async_doc]
         #[doc = #name_doc]
+        #deprecated
         #[allow(clippy::too_many_arguments, dead_code)]
         #vis fn #apply_async(#pool: &#krate::Pool, #(#params),*) -> #krate::AsyncResult<#ret> {
             #krate::__private::submit_task::<#marker>(#pool, #encode)
@@ -246,6 +261,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
         has_refs,
     );
     let name_doc = name_doc(&m.name);
+    let deprecated = deprecations(m);
     let lt = Model::items_lifetime();
     let vec_ret = quote!(::std::vec::Vec<#ret>);
     // Python's `starmap` takes each call's arguments as a tuple: a task of
@@ -333,6 +349,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
         out.extend(quote! {
             #[doc = #doc]
             #[doc = #name_doc]
+            #deprecated
             #[allow(dead_code)]
             #vis fn #plain #generics(#pool: #pool_ty, items: #items) -> #returns {
                 #krate::__private::#entry::<#marker, _>(
@@ -344,6 +361,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
 
             #[doc = #with_doc]
             #[doc = #name_doc]
+            #deprecated
             #[allow(dead_code)]
             #vis fn #with #generics(
                 #pool: #pool_ty,
