@@ -104,7 +104,7 @@ pub enum Error {
     /// No function is registered under this name in the worker's program.
     #[error(
         "no task is registered under the name `{task}`{}",
-        suggestion_suffix(suggestions)
+        suggestion_suffix(task, suggestions)
     )]
     UnknownTask {
         /// The name that was asked for.
@@ -447,11 +447,18 @@ fn location_suffix(location: &Option<String>) -> String {
     }
 }
 
-fn suggestion_suffix(suggestions: &[String]) -> String {
-    if suggestions.is_empty() {
-        String::new()
-    } else {
-        format!("; did you mean {}?", suggestions.join(", "))
+fn suggestion_suffix(task: &str, suggestions: &[String]) -> String {
+    if !suggestions.is_empty() {
+        return format!("; did you mean {}?", suggestions.join(", "));
+    }
+    // Nothing alike: perhaps a library's task, which the linker leaves out
+    // of a program that never uses the library (calls it only by name).
+    match task.split_once("::") {
+        Some((krate, _)) if !krate.is_empty() => format!(
+            "; a library's tasks are registered only in a program that uses the library: \
+             if `{krate}` is one, add `use {krate} as _;`"
+        ),
+        _ => String::new(),
     }
 }
 
@@ -509,5 +516,33 @@ impl From<std::process::ExitStatus> for ExitInfo {
             (None, Some(sig)) => ExitInfo::Signal(sig),
             _ => ExitInfo::Unknown,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+
+    /// A name of another crate with no registered name alike says how to
+    /// register that crate's tasks; a name with suggestions names them.
+    #[test]
+    fn an_unknown_task_of_another_crate_says_how_to_register_it() {
+        let unknown = |task: &str, suggestions: &[&str]| {
+            Error::UnknownTask {
+                task: task.into(),
+                suggestions: suggestions.iter().map(|s| s.to_string()).collect(),
+            }
+            .to_string()
+        };
+        let text = unknown("imaging::thumbnail", &[]);
+        assert!(text.contains("add `use imaging as _;`"), "{text}");
+        assert_eq!(
+            unknown("app::sqare", &["app::square"]),
+            "no task is registered under the name `app::sqare`; did you mean app::square?"
+        );
+        assert_eq!(
+            unknown("ports/parse", &[]),
+            "no task is registered under the name `ports/parse`"
+        );
     }
 }

@@ -31,7 +31,10 @@ impl Pool {
     /// nearest names); other argument or return types fail with
     /// [`Error::SignatureMismatch`], naming both signatures. Nothing is
     /// decoded as the wrong type. [`registry()`](crate::registry) lists the
-    /// names and signatures.
+    /// names and signatures. A library's tasks are registered only in a
+    /// program that uses the library: one that calls them by name alone
+    /// needs `use mylib as _;` (else the linker leaves the library out, and
+    /// the name is unknown).
     ///
     /// ```
     /// use procpool::{pool_task, Error, Pool};
