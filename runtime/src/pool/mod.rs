@@ -58,12 +58,14 @@ use dispatcher::Dispatcher;
 /// handle with another time limit). All handles act on the same workers and
 /// queue; `close`, `join` and `terminate` on any of them act on the whole
 /// pool. Dropping the last handle closes the pool and waits for the work
-/// already queued, like [`close`](Self::close) then [`join`](Self::join),
+/// already queued, like [`close`](Self::close) then [`join`](Self::join)
+/// (Python's `with Pool()` block ends in `terminate()` instead, losing
+/// unfinished tasks: call [`terminate`](Self::terminate) last for that),
 /// unless a panic drops it (a failing test, a panicking `main`): it is then
-/// [terminated](Self::terminate), as Python's `with Pool()` is on an
-/// exception. (A pool made while a panic unwinds, by a destructor, is not
-/// dropped by that panic, nor is one whose last handle a callback's panic
-/// drops, which is caught and logged: their drop joins.)
+/// [terminated](Self::terminate), as Python's `with Pool()` is. (A pool
+/// made while a panic unwinds, by a destructor, is not dropped by that
+/// panic, nor is one whose last handle a callback's panic drops, which is
+/// caught and logged: their drop joins.)
 ///
 /// ```
 /// use procpool::{pool_task, Pool};
