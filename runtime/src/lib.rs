@@ -177,8 +177,9 @@
 //! return types implement `serde::Serialize` and `serde::Deserialize`.
 //! Arguments may be references (`&str`, `&[T]`, `&Path`, `&T`): the referent
 //! is sent and the worker lends the function its decoded copy. A task may
-//! return `Result<T, E>`; that arrives as a value, while a panic arrives as
-//! [`Error::Panic`].
+//! return `Result<T, E>`; that arrives as a value (so `E` must be
+//! serializable too: not `std::io::Error` or `Box<dyn Error>`, which can
+//! become a `String`), while a panic arrives as [`Error::Panic`].
 //!
 //! ## Speed
 //!
