@@ -28,3 +28,46 @@ fn a_task_exit_code_arrives_with_the_support_in_a_module() {
         other => panic!("expected WorkerDied with exit code 3, got {other:?}"),
     }
 }
+
+#[pool_task]
+fn set_scale(scale: u64) {
+    let _ = scale;
+}
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Python's `initargs=(10,)` is a tuple; a bare `&10u64` said only that
+/// `fn u64` differs from `fn(u64,)`.
+#[test]
+fn an_initializer_given_a_bare_value_says_to_use_a_tuple() {
+    let built = Pool::builder()
+        .processes(1)
+        .initializer("newcomer_audit::set_scale", &10u64)
+        .build();
+    match built {
+        Err(Error::InitializerFailed { message, .. }) => {
+            assert!(message.contains("`&(x,)` for one argument"), "{message}")
+        }
+        other => panic!("expected InitializerFailed, got {:?}", other.map(|_| ())),
+    }
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("newcomer_audit::set_scale", &(10u64,))
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+}
+
+/// Likewise for a call by name: `&3u64` for `&(3u64,)`.
+#[test]
+fn a_call_by_name_given_a_bare_value_says_to_use_a_tuple() {
+    let pool = Pool::new(1).unwrap();
+    let wrong = pool.apply_by_name::<u64>("newcomer_audit::square", &3u64);
+    let text = wrong.unwrap_err().to_string();
+    assert!(text.contains("`&(x,)` for one argument"), "{text}");
+    let right = pool.apply_by_name::<u64>("newcomer_audit::square", &(3u64,));
+    assert_eq!(right.unwrap(), 9);
+}

@@ -127,7 +127,8 @@ pub enum Error {
     /// The caller's and the worker's idea of the task's signature differ
     /// (for instance, the caller was built from other sources).
     #[error(
-        "task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`"
+        "task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`{}",
+        untupled_hint(caller)
     )]
     SignatureMismatch {
         /// Registered name of the task.
@@ -444,6 +445,16 @@ fn location_suffix(location: &Option<String>) -> String {
     match location {
         Some(location) => format!(" at {location}"),
         None => String::new(),
+    }
+}
+
+/// A hint for arguments given by name as a bare value (`&3u64`, spelled
+/// `fn u64`) rather than as a tuple (`&(3u64,)`, `fn(u64,)`).
+pub(crate) fn untupled_hint(args: &str) -> &'static str {
+    if args.starts_with("fn ") {
+        "; arguments by name go in a tuple: `&(x,)` for one argument, `&()` for none"
+    } else {
+        ""
     }
 }
 

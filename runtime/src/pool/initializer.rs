@@ -39,8 +39,10 @@ impl Initializer {
         let theirs = registered.split_once(" -> ").map_or(registered, |(a, _)| a);
         (theirs != self.arg_types).then(|| {
             format!(
-                "the initializer was given arguments `{}` but `{}` takes `{theirs}`",
-                self.arg_types, self.task
+                "the initializer was given arguments `{}` but `{}` takes `{theirs}`{}",
+                self.arg_types,
+                self.task,
+                crate::error::untupled_hint(&self.arg_types)
             )
         })
     }
