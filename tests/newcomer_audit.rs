@@ -9,7 +9,13 @@ mod tests_module {
     procpool::enable_test_support!();
 }
 
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use procpool::{pool_task, Error, ExitInfo, Pool};
+use support::wait_for;
 
 #[pool_task]
 fn exit_with(code: i32) -> i32 {
@@ -70,4 +76,37 @@ fn a_call_by_name_given_a_bare_value_says_to_use_a_tuple() {
     assert!(text.contains("`&(x,)` for one argument"), "{text}");
     let right = pool.apply_by_name::<u64>("newcomer_audit::square", &(3u64,));
     assert_eq!(right.unwrap(), 9);
+}
+
+/// Creates the file `marker` and returns its name's length.
+#[pool_task]
+fn touch(marker: &Path) -> usize {
+    std::fs::write(marker, "").unwrap();
+    marker.as_os_str().len()
+}
+
+/// Python's `imap` starts at once; ours runs nothing before the first
+/// `next`, and the docs say `next_timeout(Duration::ZERO)` queues the first
+/// chunks for the caller to do other work meanwhile.
+#[test]
+fn an_imap_primed_with_a_zero_timeout_runs_while_the_caller_waits() {
+    let dir = std::env::temp_dir().join(format!("procpool-newcomer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let markers: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("m{i}"))).collect();
+    let pool = Pool::new(2).unwrap();
+    let mut results = imap_touch(&pool, &markers);
+    let mut lengths = Vec::new();
+    match results.next_timeout(Duration::ZERO) {
+        Some(Err(Error::WaitTimeout { .. })) => {}
+        Some(Ok(len)) => lengths.push(len),
+        other => panic!("expected a result or WaitTimeout, got {other:?}"),
+    }
+    // No `next` meanwhile: the items run all the same.
+    wait_for(Duration::from_secs(30), "the primed items to run", || {
+        markers.iter().all(|m| m.exists())
+    });
+    lengths.extend(results.map(Result::unwrap));
+    let expected: Vec<usize> = markers.iter().map(|m| m.as_os_str().len()).collect();
+    assert_eq!(lengths, expected);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
