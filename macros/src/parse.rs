@@ -4,6 +4,10 @@ use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{LitStr, Path, Token};
 
+/// The longest task name a call can carry (procpool's `wire::MAX_NAME_LEN`,
+/// a 16-bit length): a longer one would fail every call at run time.
+const MAX_NAME_LEN: usize = u16::MAX as usize;
+
 mod kw {
     syn::custom_keyword!(name);
 }
@@ -38,6 +42,16 @@ impl Parse for TaskArg {
             let lit: LitStr = input.parse()?;
             if lit.value().trim().is_empty() {
                 return Err(syn::Error::new(lit.span(), "a task name cannot be empty"));
+            }
+            let len = lit.value().len();
+            if len > MAX_NAME_LEN {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "a task name is at most {MAX_NAME_LEN} bytes (it travels with every \
+                         call); this one is {len}"
+                    ),
+                ));
             }
             Ok(TaskArg::Name(lit))
         } else if lookahead.peek(Token![crate]) {
