@@ -90,7 +90,19 @@ fn check_qualifiers_and_generics(errors: &mut Errors, sig: &syn::Signature) {
         let what = match param {
             GenericParam::Type(_) => "generic type parameters",
             GenericParam::Const(_) => "const generic parameters",
-            GenericParam::Lifetime(_) => "lifetime parameters (elided lifetimes are fine)",
+            GenericParam::Lifetime(lifetime) => {
+                // Nothing to wrap: the lifetime can simply go.
+                let name = &lifetime.lifetime;
+                errors.push(
+                    param,
+                    format!(
+                        "`#[pool_task]` functions cannot have lifetime parameters: the worker \
+                         lends each reference argument its decoded copy for the call only; \
+                         remove `<{name}>` and write the references without it (`&str`, `&T`)"
+                    ),
+                );
+                continue;
+            }
         };
         errors.push(
             param,
