@@ -228,7 +228,14 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
         ReturnType::Default => None,
         ReturnType::Type(_, ty) => {
             check_no_impl_trait(errors, ty);
-            if let Type::Reference(r) = &**ty {
+            if let Type::Never(never) = &**ty {
+                errors.push(
+                    never,
+                    "`#[pool_task]` functions cannot return `!`: the caller waits for a \
+                     result to decode; return `()` (a task that panics or exits still \
+                     reports `Error::Panic` or `Error::WorkerDied`)",
+                );
+            } else if let Type::Reference(r) = &**ty {
                 errors.push(
                     r,
                     "`#[pool_task]` functions cannot return references: the result is sent \
