@@ -21,11 +21,18 @@ pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(func) => func,
         Err(_) => return with_error(item.clone(), not_a_function(item)),
     };
+    let repeated = take_repeated(&mut func);
     let args = syn::parse2::<TaskArgs>(args);
     let task = validate::task_fn(&func);
-    let error = match (args, task) {
+    let mut error = match (args, task) {
         (Ok(args), Ok(task)) => match context::enclosing(&func.sig.ident) {
-            None => return generate(&args, &task),
+            None => {
+                let generated = generate(&args, &task);
+                return match repeated {
+                    Some(error) => with_error(generated, error),
+                    None => generated,
+                };
+            }
             Some(block) => in_block(&func, block),
         },
         (Err(a), Err(mut t)) => {
@@ -34,12 +41,33 @@ pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
         }
         (Err(e), _) | (_, Err(e)) => e,
     };
+    if let Some(repeated) = repeated {
+        error.combine(repeated);
+    }
     // Rust itself rejects a C-variadic definition (unstable): without the
     // `...` only our error is shown.
     if func.sig.variadic.take().is_some() {
         func.sig.inputs.pop_punct();
     }
     with_error(func.into_token_stream(), error)
+}
+
+/// A second `#[pool_task]` on the same function, taken off it: the error
+/// at it, and the task generated once, instead of rustc's "defined
+/// multiple times" for every generated item.
+fn take_repeated(func: &mut ItemFn) -> Option<syn::Error> {
+    let is_task = |attr: &syn::Attribute| {
+        let segments = &attr.path().segments;
+        segments.last().is_some_and(|s| s.ident == "pool_task")
+    };
+    let at = func.attrs.iter().position(is_task)?;
+    let repeated = func.attrs.remove(at);
+    func.attrs.retain(|attr| !is_task(attr));
+    Some(syn::Error::new_spanned(
+        repeated,
+        "`#[pool_task]` is given twice on this function: one registers the task and \
+         generates its functions; remove this one",
+    ))
 }
 
 /// The error for `#[pool_task]` on something other than a function, at the
