@@ -29,7 +29,10 @@ fn divide(a: i64, b: i64) -> i64 {
 }
 
 fn main() -> Result<(), procpool::Error> {
-    procpool::init(); // first line of main; in a worker it never returns
+    // procpool's log, when asked for: `RUST_LOG=procpool=debug`. Installed
+    // before init(), the workers have it too (see the README's "Logging").
+    env_logger::init();
+    procpool::init(); // first procpool call in main; in a worker it never returns
     let pool = Pool::new(4)?;
 
     println!("1. apply blocks until the worker answers");
