@@ -11,7 +11,7 @@ use syn::{parse_quote, ItemFn};
 use crate::context::{self, Enclosing};
 use crate::docs::{self, FamilyDocs};
 use crate::model::{item_text, star_item_text, Model};
-use crate::parse::TaskArgs;
+use crate::parse::{MainArgs, TaskArgs};
 use crate::validate::{self, TaskFn};
 
 /// `#[pool_task]`: on error, the function is still emitted next to the
@@ -135,22 +135,21 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_error(item, error);
         }
     };
-    if !args.is_empty() {
-        let error = syn::Error::new(args.span(), "`#[procpool::main]` takes no arguments");
-        return with_error(func.into_token_stream(), error);
-    }
+    let krate = match syn::parse2::<MainArgs>(args) {
+        Ok(MainArgs { krate: Some(path) }) => path.into_token_stream(),
+        Ok(MainArgs { krate: None }) => quote!(::procpool),
+        Err(error) => return with_error(func.into_token_stream(), error),
+    };
     if func.sig.asyncness.is_some() {
-        return main_above_runtime(func);
+        return main_above_runtime(func, &krate);
     }
-    func.block
-        .stmts
-        .insert(0, parse_quote!(::procpool::init();));
+    func.block.stmts.insert(0, parse_quote!(#krate::init();));
     func.into_token_stream()
 }
 
 /// `#[procpool::main]` on an `async fn main` whose runtime's attribute is
 /// below it (see [`main`]).
-fn main_above_runtime(func: ItemFn) -> TokenStream {
+fn main_above_runtime(func: ItemFn, krate: &TokenStream) -> TokenStream {
     let asyncness = func.sig.asyncness.expect("an async fn");
     // Documentation and lints are no runtime: an `async fn main` with no
     // other attribute is an error at `async`, not rustc's about a future.
@@ -172,7 +171,7 @@ fn main_above_runtime(func: ItemFn) -> TokenStream {
     let output = &sig.output;
     quote! {
         #vis fn #ident() #output {
-            ::procpool::init();
+            #krate::init();
             #(#attrs)*
             #sig #block
             #ident()

@@ -89,3 +89,36 @@ impl Parse for TaskArgs {
         Ok(out)
     }
 }
+
+/// `#[procpool::main(crate = path)]`: the one optional argument, for a
+/// procpool renamed in `Cargo.toml` (the default is `::procpool`).
+#[derive(Default)]
+pub(crate) struct MainArgs {
+    pub(crate) krate: Option<Path>,
+}
+
+impl Parse for MainArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.is_empty() {
+            return Ok(MainArgs::default());
+        }
+        if !input.peek(Token![crate]) {
+            let unknown: proc_macro2::TokenTree = input.parse()?;
+            return Err(syn::Error::new(
+                unknown.span(),
+                format!(
+                    "unknown `#[procpool::main]` argument `{unknown}`; the only one is \
+                     `crate = path`, for procpool renamed in Cargo.toml"
+                ),
+            ));
+        }
+        input.parse::<Token![crate]>()?;
+        input.parse::<Token![=]>()?;
+        let krate = Path::parse_mod_style(input)?;
+        let _ = input.parse::<Option<Token![,]>>()?;
+        if !input.is_empty() {
+            return Err(input.error("`#[procpool::main]` takes one argument, `crate = path`"));
+        }
+        Ok(MainArgs { krate: Some(krate) })
+    }
+}

@@ -381,6 +381,9 @@ pub use procpool_macros::pool_task;
 
 /// Marks `fn main` so that it starts with [`init()`].
 ///
+/// With procpool renamed in `Cargo.toml` (`pp = { package = "procpool", .. }`),
+/// name it as for [`pool_task`]: `#[pp::main(crate = pp)]`.
+///
 /// With an async runtime's attribute it may go above or below that one:
 /// either way `init()` runs before the runtime starts its threads (a
 /// worker serves without starting a runtime, and the fork server can fork).
