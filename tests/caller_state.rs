@@ -76,7 +76,7 @@ fn noisy_calls() -> Vec<Result<(String, String, u32), procpool::Error>> {
 }
 
 fn in_deleted_dir() -> ((String, bool), PathBuf) {
-    let base = std::env::temp_dir().join(format!("procpool-cwd-{}", std::process::id()));
+    let base = support::Scratch::temp("cwd");
     let (a, b) = (base.join("a"), base.join("b"));
     std::fs::create_dir_all(&a).unwrap();
     std::fs::create_dir_all(&b).unwrap();
@@ -95,7 +95,7 @@ fn in_deleted_dir() -> ((String, bool), PathBuf) {
     drop((first, second));
     std::env::set_current_dir("/").unwrap();
     let stray = a.join("procpool-cwd-marker").exists();
-    let _ = std::fs::remove_dir_all(&base);
+    drop(base);
     assert!(
         !stray,
         "a worker of the caller in the deleted b wrote into a"

@@ -12,7 +12,7 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
-use support::{assert_no_children, capture_log, serial, LogCapture};
+use support::{assert_no_children, capture_log, serial, LogCapture, Scratch};
 
 procpool::enable_test_support!();
 
@@ -56,11 +56,10 @@ fn gated_mark(dir: PathBuf, i: u64, gate: PathBuf) -> (u64, u32) {
     marked
 }
 
-/// The gate file of the test using `dir`: beside it, not among its markers.
-fn gate_of(dir: &Path) -> PathBuf {
-    let gate = dir.with_extension("gate");
-    let _ = std::fs::remove_file(&gate);
-    gate
+/// The gate file of the test using `dir`: beside it, not among its
+/// markers; removed when the guard drops.
+fn gate_of(dir: &Path) -> Scratch {
+    Scratch::new(dir.with_extension("gate"))
 }
 
 /// A pool of one worker, held by task 0 (`gated_mark`) until the test
@@ -71,8 +70,8 @@ fn one_worker_held(
 ) -> (
     MutexGuard<'static, ()>,
     Pool,
-    PathBuf,
-    PathBuf,
+    Scratch,
+    Scratch,
     procpool::AsyncResult<(u64, u32)>,
 ) {
     let serial = serial();
@@ -84,13 +83,11 @@ fn one_worker_held(
     (serial, pool, dir, gate, running)
 }
 
-/// Drops a gated test's pool, checks that it left no process behind, and
-/// removes the test's markers and gate.
-fn ends_clean(pool: Pool, dir: &Path, gate: &Path) {
+/// Drops a gated test's pool and checks that it left no process behind
+/// (the test's markers and gate go with their guards).
+fn ends_clean(pool: Pool) {
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::fs::remove_file(gate);
 }
 
 /// The names of the marker files in `dir`, sorted.
@@ -121,8 +118,9 @@ fn wait_for(path: &Path) {
 struct Pipelining {
     _serial: MutexGuard<'static, ()>,
     log: &'static LogCapture,
-    dir: PathBuf,
-    warm: PathBuf,
+    dir: Scratch,
+    /// Held to be removed with the test.
+    _warm: Scratch,
     pool: Pool,
 }
 
@@ -172,7 +170,7 @@ impl Pipelining {
             _serial,
             log,
             dir,
-            warm,
+            _warm: warm,
             pool,
         }
     }
@@ -188,8 +186,6 @@ impl Pipelining {
         );
         drop(self.pool);
         assert_no_children();
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(&self.warm);
     }
 }
 
@@ -220,7 +216,7 @@ fn a_queued_task_never_runs_and_the_others_run_once() {
         }
     }
     assert_eq!(markers(&dir), ["0", "1", "100", "2", "4", "5"]);
-    ends_clean(pool, &dir, &gate);
+    ends_clean(pool);
 }
 
 #[test]
@@ -263,7 +259,6 @@ fn a_running_task_is_stopped_its_worker_replaced_and_the_queue_runs_on() {
     assert_eq!(done.get().unwrap().1, pid);
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A worker retired by `max_tasks_per_child` after a direct `apply` is
@@ -294,7 +289,6 @@ fn a_running_task_is_stopped_on_the_worker_that_replaced_a_retired_one() {
     }
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -304,7 +298,7 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
     let first = apply_async_blocker(pool, 300);
     // Queued behind the blocker, then sent as one batch: 0-4 quick, 5 slow.
     let tasks: Vec<_> = (0..10)
-        .map(|i| apply_async_mark(pool, dir.clone(), i, if i == 5 { 60_000 } else { 0 }))
+        .map(|i| apply_async_mark(pool, dir.to_path_buf(), i, if i == 5 { 60_000 } else { 0 }))
         .collect();
     let old_pid = first.get().unwrap();
     wait_for(&dir.join("5"));
@@ -355,7 +349,7 @@ fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
     let tasks: Vec<_> = (0..6)
         .map(|i| {
             let ms = [400, 60_000, 0, 0, 0, 0][i as usize];
-            apply_async_mark(pool, dir.clone(), i, ms)
+            apply_async_mark(pool, dir.to_path_buf(), i, ms)
         })
         .collect();
     let old_pid = first.get().unwrap();
@@ -421,8 +415,8 @@ fn a_cancel_as_the_call_finishes_never_stops_the_call_behind_it() {
         let (a, b) = (2 * round, 2 * round + 1);
         let gate = apply_async_blocker(pool, 1);
         let a_micros = if round % 4 == 3 { slow_micros } else { 0 };
-        let first = apply_async_mark_micros(pool, dir.clone(), a, a_micros);
-        let second = apply_async_mark_micros(pool, dir.clone(), b, 100);
+        let first = apply_async_mark_micros(pool, dir.to_path_buf(), a, a_micros);
+        let second = apply_async_mark_micros(pool, dir.to_path_buf(), b, 100);
         // Once `a` has started (its marker is there), plus 0 to 30 µs: as
         // it ends, and as `b` starts.
         let marker = dir.join(a.to_string());
@@ -498,7 +492,6 @@ fn a_map_async_with_a_running_chunk_is_cancelled_as_a_whole() {
     );
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -532,7 +525,7 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
         assert_eq!(e.task(), Some("cancel::mark"));
     }
     assert_eq!(markers(&dir), ["0", "1"]);
-    ends_clean(pool, &dir, &gate);
+    ends_clean(pool);
 }
 
 #[test]
@@ -564,7 +557,6 @@ fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     drop(unordered);
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A cancel that finds every queued chunk finished still stops an endless
@@ -627,7 +619,7 @@ fn a_task_dropped_by_close_and_cancel_answers_not_started_to_cancel() {
     assert_eq!(running.get().unwrap().0, 0);
     assert_eq!(markers(&dir), ["0"]);
     pool.join();
-    ends_clean(pool, &dir, &gate);
+    ends_clean(pool);
 }
 
 #[test]
@@ -661,7 +653,7 @@ fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
     std::fs::write(&gate, b"").unwrap();
     assert_eq!(running.get().unwrap().0, 0);
     assert_eq!(markers(&dir), ["0"]);
-    ends_clean(pool, &dir, &gate);
+    ends_clean(pool);
 }
 
 /// `join` on one thread while `close_and_cancel` on another takes many
@@ -670,7 +662,7 @@ fn threads_cancelling_one_queued_task_at_once_all_get_the_same_answer() {
 /// other thread was still settling the cancelled tasks).
 #[test]
 fn join_returns_once_the_tasks_close_and_cancel_took_are_settled() {
-    let (_serial, pool, dir, gate, running) = one_worker_held("join-while-cancel");
+    let (_serial, pool, _dir, gate, running) = one_worker_held("join-while-cancel");
     let queued: Vec<_> = (0..100_000)
         .map(|_| apply_async_blocker(&pool, 0))
         .collect();
@@ -686,5 +678,5 @@ fn join_returns_once_the_tasks_close_and_cancel_took_are_settled() {
     assert_eq!(unready, 0, "results not ready when join returned");
     running.get().unwrap();
     assert!(queued.iter().all(|r| r.ready()));
-    ends_clean(pool, &dir, &gate);
+    ends_clean(pool);
 }

@@ -56,9 +56,7 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
         }
     });
 
-    let dir = std::env::temp_dir().join(format!("procpool-chaos-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::Scratch::temp_dir("chaos");
     let pool = Pool::new(2).unwrap();
     // Any child: serving, idle, or still starting (a start killed fast is retried).
     let stop = Arc::new(AtomicBool::new(false));
@@ -140,6 +138,5 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
     assert_eq!(apply_work(&pool, dir.clone(), TASKS).unwrap().0, TASKS * 3);
     drop(pool);
     assert_no_children();
-    let _ = std::fs::remove_dir_all(&dir);
     let _ = done_tx.send(());
 }

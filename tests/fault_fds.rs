@@ -33,7 +33,7 @@ fn open_fds() -> (u32, Vec<(i32, String)>, usize) {
 #[test]
 fn workers_inherit_only_stdio_and_their_channel() {
     let _serial = serial();
-    let path = std::env::temp_dir().join(format!("procpool-fd-leak-{}", std::process::id()));
+    let path = support::Scratch::temp("fd-leak");
     std::fs::write(&path, "secret").unwrap();
     let c_path = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: open(2) on a valid C string; deliberately without O_CLOEXEC.
@@ -61,7 +61,6 @@ fn workers_inherit_only_stdio_and_their_channel() {
     drop(pool);
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(leaked) };
-    std::fs::remove_file(&path).unwrap();
     assert_no_children();
 }
 

@@ -283,11 +283,10 @@ fn an_initializer_slower_than_start_timeout_fails_build() {
 #[test]
 fn a_respawn_whose_initializer_fails_fails_the_task_that_needed_it() {
     let _serial = serial();
-    let flag = std::env::temp_dir().join(format!("procpool-init-flag-{}", std::process::id()));
-    let _ = std::fs::remove_file(&flag);
+    let flag = support::Scratch::temp("init-flag");
     let pool = Pool::builder()
         .processes(1)
-        .initializer("fault_initializer::fail_if_flagged", &(flag.clone(),))
+        .initializer("fault_initializer::fail_if_flagged", &(flag.to_path_buf(),))
         .build()
         .unwrap();
     assert!(apply_state(&pool).is_ok());

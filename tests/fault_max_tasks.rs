@@ -121,12 +121,10 @@ fn join_returns_after_a_worker_retired_after_a_direct_apply_exited() {
             .max_tasks_per_child(1)
             .build()
             .unwrap();
-        let marker =
-            std::env::temp_dir().join(format!("procpool-retire-{}-{round}", std::process::id()));
-        let _ = std::fs::remove_file(&marker);
+        let marker = support::Scratch::temp(&format!("retire-{round}"));
         let caller = {
             let pool = pool.clone();
-            let marker = marker.clone();
+            let marker = marker.to_path_buf();
             std::thread::spawn(move || apply_heavy_then_mark(&pool, 1024, marker))
         };
         while !marker.exists() {
@@ -142,7 +140,6 @@ fn join_returns_after_a_worker_retired_after_a_direct_apply_exited() {
             ));
         }
         assert_eq!(caller.join().unwrap().unwrap(), worker);
-        let _ = std::fs::remove_file(&marker);
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

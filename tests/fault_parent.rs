@@ -219,7 +219,7 @@ fn a_program_started_through_the_loader_with_its_options_passes_them_on() {
 #[test]
 fn a_program_named_like_the_loader_is_not_taken_for_it() {
     let _serial = serial();
-    let dir = std::env::temp_dir().join(format!("procpool-ldname-{}", std::process::id()));
+    let dir = support::Scratch::temp_dir("ldname");
     let bin = dir.join("bin");
     let cwd = dir.join("cwd");
     std::fs::create_dir_all(&bin).unwrap();
@@ -238,7 +238,6 @@ fn a_program_named_like_the_loader_is_not_taken_for_it() {
         cmd.arg("hello").current_dir(&cwd).env("PATH", &path);
         assert!(stdout_of(&mut cmd, env).starts_with("ok "));
     }
-    std::fs::remove_dir_all(&dir).unwrap();
     assert_no_children();
 }
 

@@ -222,11 +222,7 @@ fn a_call_of_a_stopped_worker_resumed_as_it_is_replaced_runs_once() {
         .build()
         .unwrap();
     for via_async in [false, true] {
-        let path = std::env::temp_dir().join(format!(
-            "procpool-runs-once-{}-{via_async}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&path);
+        let path = support::Scratch::temp(&format!("runs-once-{via_async}"));
         let file = path.to_string_lossy().into_owned();
         let worker = apply_nap(&pool, 0).unwrap();
         stop(worker);
@@ -236,7 +232,6 @@ fn a_call_of_a_stopped_worker_resumed_as_it_is_replaced_runs_once() {
             apply_count_run(&pool, file)
         };
         let runs = std::fs::read_to_string(&path).unwrap_or_default();
-        let _ = std::fs::remove_file(&path);
         assert_eq!(
             runs.lines().count(),
             1,

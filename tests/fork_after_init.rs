@@ -325,9 +325,8 @@ fn awaiting_a_result_the_parent_had_pending_fails_at_once_in_a_copy() {
 fn an_imap_the_parent_made_does_not_read_its_input_in_a_copy() {
     let pool = Pool::new(1).unwrap();
     assert_eq!(apply_square(&pool, 2).unwrap(), 4);
-    let dir = std::env::temp_dir().join(format!("procpool-fork-imap-{}", std::process::id()));
-    let _ = std::fs::remove_file(&dir);
-    let log = dir.clone();
+    let dir = support::Scratch::temp("fork-imap");
+    let log = dir.to_path_buf();
     let input = (1..5u64).inspect(move |x| {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -338,7 +337,7 @@ fn an_imap_the_parent_made_does_not_read_its_input_in_a_copy() {
         writeln!(f, "{} read {x}", std::process::id()).unwrap();
     });
     let mut imap = imap_square(&pool, input);
-    let read_in_copy = dir.clone();
+    let read_in_copy = dir.to_path_buf();
     let status = in_a_copy(10, move || {
         match imap.next() {
             Some(Err(Error::Config { message })) if message.contains("fork") => {}
@@ -355,7 +354,6 @@ fn an_imap_the_parent_made_does_not_read_its_input_in_a_copy() {
         }
         0
     });
-    let _ = std::fs::remove_file(&dir);
     assert_eq!(status, Some(0), "the copy's exit code (see its stderr)");
 }
 

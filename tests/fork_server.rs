@@ -117,8 +117,7 @@ fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
     let server = fork_server().expect("a test binary runs a fork server");
     // Both set after init(), long after the server started.
     std::env::set_var("PROCPOOL_TEST_LATE", "set after init");
-    let dir = std::env::temp_dir().join(format!("procpool-fork-cwd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::Scratch::temp_dir("fork-cwd");
     let before = std::env::current_dir().unwrap();
     std::env::set_current_dir(&dir).unwrap();
     let pool = Pool::new(2).unwrap();
@@ -145,7 +144,6 @@ fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
     assert_eq!(cwd.canonicalize().unwrap(), before.canonicalize().unwrap());
     drop(pool);
     assert_no_children();
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

@@ -49,8 +49,7 @@ fn worker_starts_deaths_timeouts_and_retirements_are_log_events() {
     );
     // A worker killed mid-task: once the task runs (a task killed before it
     // started would run again on a replacement, and succeed).
-    let marker = std::env::temp_dir().join(format!("procpool-logging-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = support::Scratch::temp("logging");
     let r = apply_async_announce_then_nap(&pool, marker.clone(), 10_000);
     wait_for(Duration::from_secs(30), "the task to start", || {
         marker.exists()

@@ -66,11 +66,12 @@ fn hold(marker: PathBuf, ms: u64) -> u64 {
     ms
 }
 
-/// A fresh marker path for [`hold`], named `name`.
-fn marker(name: &str) -> PathBuf {
-    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    DIR.get_or_init(|| support::marker_dir("parity", "audit"))
-        .join(name)
+/// A fresh marker path for [`hold`], named `name`, removed when the test
+/// drops it.
+fn marker(name: &str) -> support::Scratch {
+    support::Scratch::new(
+        support::quick_dir().join(format!("procpool-parity-{name}-{}", std::process::id())),
+    )
 }
 
 /// Waits until the task holding `marker` runs.
@@ -934,7 +935,7 @@ fn log_events_have_the_documented_levels() {
     let markers: Vec<_> = (0..5).map(|i| marker(&format!("logged-{i}"))).collect();
     let running: Vec<_> = markers
         .iter()
-        .map(|m| apply_async_hold(&pool, m.clone(), 10_000))
+        .map(|m| apply_async_hold(&pool, m.to_path_buf(), 10_000))
         .collect();
     for m in &markers {
         started(m);

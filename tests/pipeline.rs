@@ -267,7 +267,6 @@ fn no_task_runs_twice_when_a_batch_hits_a_timeout() {
             "{failed_after} tasks failed after the slow one"
         );
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -299,7 +298,6 @@ fn no_task_runs_twice_when_a_worker_breaks_the_protocol_mid_batch() {
         )
         .is_ok());
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -322,7 +320,6 @@ fn calls_behind_a_protocol_breaker_that_never_went_on_run_on_the_replacement() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 /// Leaves a marker file `dir/x` (panicking if one is there: the task ran

@@ -81,7 +81,6 @@ fn warm_up(pool: &Pool) {
     for r in pending {
         r.get().unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Items 0..n of `mark` in `dir`; `f(x)` says (nap, die, panic).
@@ -147,7 +146,6 @@ fn a_cancelled_map_async_with_pipelined_chunks_runs_nothing_after() {
         );
         // The pool carries on.
         assert!(apply_nap(&pool, 0).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_pipelined_since(batches);
 }
@@ -196,7 +194,6 @@ fn a_cancelled_imap_with_pipelined_chunks_yields_each_item_once_then_cancelled()
         std::thread::sleep(Duration::from_millis(300));
         assert_eq!(markers(&dir), ran, "items ran after the imap was cancelled");
         assert!(apply_nap(&pool, 0).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_pipelined_since(batches);
 }
@@ -222,7 +219,6 @@ fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
     assert!(pool.close_and_cancel() > 0);
     pool.join();
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
-    let _ = std::fs::remove_dir_all(&dir);
     assert_pipelined_since(batches);
 }
 
@@ -257,7 +253,6 @@ fn timeout_round(size: usize) -> Vec<Result<u32, Error>> {
     let unstarted = size - 1 - 100 % size;
     assert_eq!(markers(&dir), 200 - unstarted, "an item never ran");
     assert_pipelined_since(batches);
-    let _ = std::fs::remove_dir_all(&dir);
     out
 }
 
@@ -317,7 +312,6 @@ fn max_tasks_per_child_with_pipelined_chunks_loses_and_reruns_nothing() {
                 "worker {pid} ran {n} items in chunks of {size}"
             );
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_pipelined_since(batches);
 }
@@ -350,7 +344,6 @@ fn a_worker_dying_in_a_pipelined_chunk_of_several_items_fails_that_chunk() {
     }
     // Items 148..150 ran before the abort; 151 never did.
     assert_eq!(markers(&dir), 299);
-    let _ = std::fs::remove_dir_all(&dir);
     assert_pipelined_since(batches);
 }
 
@@ -387,7 +380,6 @@ fn a_panic_in_pipelined_chunks_fails_only_its_item() {
         }
         assert_eq!(pids.len(), 1, "the worker did not survive the panics");
         assert_eq!(markers(&dir), 300);
-        let _ = std::fs::remove_dir_all(&dir);
     }
     assert_pipelined_since(batches);
 }
@@ -422,8 +414,6 @@ fn an_imap_dropped_half_way_loses_nothing_of_later_work() {
     pool.close();
     pool.join();
     assert!(markers(&dir) < 1000, "the dropped imap kept feeding");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&dir2);
 }
 
 #[test]
@@ -469,7 +459,6 @@ fn apply_async_and_maps_from_two_threads_mix_in_batches() {
         });
     });
     assert_eq!((markers(&a), markers(&m), markers(&i)), (3000, 3000, 3000));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A batch holds about 2 ms of expected work: a chunk of many quick items

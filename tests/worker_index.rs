@@ -54,17 +54,15 @@ fn child_env() -> Option<String> {
 /// One round of `processes` simultaneous tasks: each runs on its own slot.
 fn one_round(pool: &Pool, processes: usize) -> Vec<(usize, u32)> {
     static ROUNDS: AtomicUsize = AtomicUsize::new(0);
-    let round = std::env::temp_dir().join(format!(
-        "procpool-worker-index-{}-{}",
-        std::process::id(),
+    let round = support::Scratch::temp_dir(&format!(
+        "worker-index-{}",
         ROUNDS.fetch_add(1, Ordering::SeqCst)
     ));
-    let _ = std::fs::remove_dir_all(&round);
-    std::fs::create_dir_all(&round).unwrap();
     let pending: Vec<_> = (0..processes)
         .map(|_| apply_async_whoami(pool, round.clone(), processes))
         .collect();
-    let ran = pending
+    // The tasks are done before `round` (their directory) goes.
+    pending
         .into_iter()
         .map(|r| {
             let (index, is_worker, pid) = r.get().unwrap();
@@ -72,9 +70,7 @@ fn one_round(pool: &Pool, processes: usize) -> Vec<(usize, u32)> {
             assert_ne!(pid, std::process::id());
             (index.expect("a task runs in a worker"), pid)
         })
-        .collect();
-    let _ = std::fs::remove_dir_all(&round);
-    ran
+        .collect()
 }
 
 #[test]

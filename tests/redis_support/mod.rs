@@ -37,8 +37,13 @@ pub fn require_redis() {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A fresh directory; first removes those that runs killed by a
+    /// signal (say by `timeout`, which also stops their redis-server) left
+    /// behind: a killed process drops no guard.
     pub fn new() -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        SWEPT.call_once(sweep_dead_runs);
         let dir = std::env::temp_dir().join(format!(
             "procpool-redis-{}-{}",
             std::process::id(),
@@ -54,6 +59,25 @@ impl TempDir {
 
     pub fn file(&self, name: &str) -> String {
         self.0.join(name).display().to_string()
+    }
+}
+
+/// Removes the directories `procpool-redis-<pid>-<n>` of processes that are
+/// gone.
+fn sweep_dead_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let dead = name
+            .strip_prefix("procpool-redis-")
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, n)| Some((pid.parse::<u32>().ok()?, n.parse::<u64>().ok()?)))
+            .is_some_and(|(pid, _)| !Path::new(&format!("/proc/{pid}")).exists());
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
