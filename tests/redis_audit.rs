@@ -1070,3 +1070,43 @@ fn a_cancel_under_way_at_a_fork_leaves_the_copys_cancel_alone() {
     });
     assert_eq!(status, Some(0), "the copy's cancel (None: it hung)");
 }
+
+/// Once a queue's last caller and node are gone, what stays in Redis
+/// without a time to live is the build's task stream (empty, with its
+/// group) and its id counter: the stops sent to the nodes (the control
+/// stream) expire ten minutes after the last one, the age past which
+/// nodes no longer need them. (The control stream had no time to live: a
+/// terminated caller's stop stayed in Redis for ever once nobody ran that
+/// build any more, since only a member's reaper trimmed it.)
+#[test]
+fn nothing_but_the_task_stream_and_id_counter_stays_without_a_time_to_live() {
+    let server = RedisServer::start();
+    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = pool(&server);
+    let (_held, result) = Held::start(&pool);
+    pool.terminate();
+    assert!(matches!(result.get(), Err(Error::Terminated { .. })));
+    drop(pool);
+    node.stop();
+    assert!(server.key(":ctl").is_some(), "the stop was sent");
+    let forever: Vec<String> = server
+        .keys()
+        .into_iter()
+        .filter(|k| server.int(&["PTTL", k]) == -1)
+        .collect();
+    let kinds: Vec<&str> = forever
+        .iter()
+        .map(|k| k.rsplit_once("}:").map_or(k.as_str(), |(_, kind)| kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["ids", "tasks"],
+        "keys without a time to live: {forever:?}"
+    );
+    let ctl = server.key(":ctl").unwrap();
+    let ttl = server.int(&["PTTL", &ctl]);
+    assert!(
+        ttl > 0 && ttl <= 600_000,
+        "the control stream's time to live: {ttl} ms"
+    );
+}

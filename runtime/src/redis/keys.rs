@@ -11,7 +11,7 @@
 //! | `pp:{Q:B}:members` | hash | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter | `INCR` source of member ids, never reset, so names are never reused |
-//! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before) | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
+//! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before), expires 10 minutes after the last stop | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
 //! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`) |
 
 use crate::registry;
