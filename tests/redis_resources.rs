@@ -1,0 +1,136 @@
+//! What a caller pool holds goes when it goes: its threads, its
+//! connections (descriptors here, clients in Redis). Alone in its binary:
+//! the counts are the whole process's.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+mod support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::time::{Duration, Instant};
+
+use procpool::Pool;
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+fn pool(server: &RedisServer) -> Pool {
+    Pool::builder().redis(&server.url()).build().unwrap()
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+/// Asserts that `read()` comes back to at most `limit` (within 30 s: a
+/// pool's threads and connections may close a moment after its drop
+/// returned). At most: the count taken as the limit may itself hold a
+/// thread of the pool before, still ending.
+fn back_within(what: &str, limit: usize, read: impl Fn() -> usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut now = read();
+    while now > limit && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        now = read();
+    }
+    assert!(now <= limit, "{what}: {now}, {limit} before");
+}
+
+/// Callers built, used every way and dropped, 30 times over, leave the
+/// process with the threads and descriptors (connections) it had, and
+/// Redis with the clients it had.
+#[test]
+fn callers_built_and_dropped_leave_no_thread_connection_or_client() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
+    let clients = || {
+        server
+            .cli(&["INFO", "clients"])
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("connected_clients")
+    };
+    let cycle = |round: u64| {
+        let pool = pool(&server);
+        assert_eq!(apply_square(&pool, round).unwrap(), round * round);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = apply_async_square(&pool, round).callback(move |v| tx.send(v).unwrap());
+        assert_eq!(r.get().unwrap(), round * round);
+        assert_eq!(rx.recv().unwrap(), round * round);
+        assert_eq!(map_square(&pool, 0..10).unwrap().len(), 10);
+        assert_eq!(imap_square(&pool, 0..10).count(), 10);
+    };
+    // The first caller starts what lives as long as the process.
+    cycle(0);
+    // redis-cli's own connection aside.
+    let (threads0, fds0, clients0) = (threads(), fds(), clients() - 1);
+    for round in 1..=30 {
+        cycle(round);
+    }
+    back_within("threads left", threads0, threads);
+    back_within("descriptors left", fds0, fds);
+    back_within("connections left open in Redis", clients0, || clients() - 1);
+}
+
+/// Nodes started in code, serving calls, stopped and waited for, 10 times
+/// over in one process: the process is left with the threads, descriptors
+/// and child processes it had, and Redis with the clients and members it
+/// had.
+#[test]
+fn nodes_started_and_stopped_in_code_leave_no_thread_connection_or_child() {
+    let server = RedisServer::start();
+    let clients = || {
+        server
+            .cli(&["INFO", "clients"])
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .expect("connected_clients")
+    };
+    let caller = pool(&server);
+    let cycle = |round: u64| {
+        let node = procpool::Node::builder()
+            .redis(&server.url())
+            .processes(2)
+            .start()
+            .unwrap();
+        assert_eq!(apply_square(&caller, round).unwrap(), round * round);
+        assert_eq!(map_square(&caller, 0..10).unwrap().len(), 10);
+        node.stop();
+        node.wait();
+    };
+    cycle(0);
+    let (threads0, fds0, clients0) = (threads(), fds(), clients() - 1);
+    for round in 1..=10 {
+        cycle(round);
+    }
+    back_within("threads left", threads0, threads);
+    back_within("descriptors left", fds0, fds);
+    back_within("connections left open in Redis", clients0, || clients() - 1);
+    // Workers, forked by the fork server or spawned; not the test's own
+    // redis-server.
+    let workers = || {
+        support::children()
+            .into_iter()
+            .filter(|&pid| {
+                !std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .unwrap_or_default()
+                    .starts_with(b"redis-server")
+            })
+            .count()
+    };
+    back_within("child processes left", 0, workers);
+    let nodes = server
+        .members()
+        .into_iter()
+        .filter(|(_, kind)| kind == "node")
+        .count();
+    assert_eq!(nodes, 0, "nodes still registered: {:?}", server.members());
+}
