@@ -156,9 +156,9 @@ fn recycled_and_crashed_workers_leave_no_fd_mapping_or_zombie() {
 
 /// The helper's workers (and its fork server, if any), once it printed
 /// their pids: returns the job and them.
-fn orphan_job(fork_server: &str) -> (std::process::Child, Vec<u32>) {
+fn orphan_job(mode: &str, fork_server: &str) -> (std::process::Child, Vec<u32>) {
     let mut parent = Command::new(HELPER)
-        .arg("orphan")
+        .arg(mode)
         .env("PROCPOOL_FORK_SERVER", fork_server)
         .stdout(Stdio::piped())
         .spawn()
@@ -187,7 +187,7 @@ fn orphan_job(fork_server: &str) -> (std::process::Child, Vec<u32>) {
 fn a_sigkilled_program_leaves_no_process_either_way() {
     let _serial = serial();
     for fork_server in ["1", "0"] {
-        let (mut parent, pids) = orphan_job(fork_server);
+        let (mut parent, pids) = orphan_job("orphan", fork_server);
         assert_eq!(
             pids.len(),
             if fork_server == "1" { 3 } else { 2 },
@@ -229,4 +229,37 @@ fn pools_built_and_dropped_leave_no_memory() {
         after < before + 1024,
         "resident memory grew from {before} KiB to {after} KiB"
     );
+}
+
+/// A program that replaces itself by another (`exec`) with its pool still
+/// up leaves no process behind either, its workers forked by a fork server
+/// or spawned: nothing of procpool runs in the new program, which keeps
+/// the process (so the kernel's parent-death signal never fires).
+#[test]
+fn a_program_that_execs_another_leaves_no_process_either_way() {
+    let _serial = serial();
+    for fork_server in ["1", "0"] {
+        let (mut parent, pids) = orphan_job("exec", fork_server);
+        assert_eq!(
+            pids.len(),
+            if fork_server == "1" { 3 } else { 2 },
+            "PROCPOOL_FORK_SERVER={fork_server}: {pids:?}"
+        );
+        support::wait_for(Duration::from_secs(30), "the exec", || {
+            std::fs::read(format!("/proc/{}/cmdline", parent.id()))
+                .is_ok_and(|c| c.starts_with(b"sleep"))
+        });
+        let gone = Instant::now() + Duration::from_secs(30);
+        while pids.iter().any(|&p| alive(p)) && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+        parent.kill().unwrap();
+        parent.wait().unwrap();
+        assert!(
+            left.is_empty(),
+            "PROCPOOL_FORK_SERVER={fork_server}: {left:?} of {pids:?} outlived the exec by 30 s"
+        );
+    }
+    assert_no_children();
 }

@@ -8,6 +8,8 @@
 //! - `orphan`: starts two workers, prints their pids (read from /proc; a fork
 //!   server's workers are its children), then sleeps until
 //!   killed (at most a minute), so the test can kill this parent.
+//! - `exec`: as `orphan`, then replaces itself with `sleep 60` (`exec`),
+//!   its pool still up.
 //! - `retire-loop`: with a logger that prints procpool's warnings to stderr,
 //!   20 rounds of tasks on workers retired after each task, each round ended
 //!   by `terminate()`; prints how many retired workers ended uncleanly.
@@ -230,6 +232,21 @@ fn main() -> Result<(), Error> {
             println!("workers {} {}", workers[0], workers[1]);
             std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
+        }
+        Some("exec") => {
+            // As `orphan`, then the program replaces itself (`exec`) with
+            // `sleep 60`, its pool still up: no destructor runs, and the
+            // kernel's parent-death signal does not fire (the process
+            // lives on).
+            let pool = Pool::new(2)?;
+            let workers = children();
+            assert_eq!(workers.len(), 2, "two workers: {workers:?}");
+            apply_nap(&pool, 0)?;
+            println!("workers {} {}", workers[0], workers[1]);
+            std::io::stdout().flush().expect("stdout");
+            use std::os::unix::process::CommandExt;
+            let err = std::process::Command::new("sleep").arg("60").exec();
+            panic!("exec: {err}");
         }
         Some("origins") => {
             // The fork server (if any) says whether it serves before the
