@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use procpool::pool_task;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[pool_task(name = "t/square")]
 pub fn square(x: u64) -> u64 {
@@ -71,6 +72,111 @@ pub fn fill(len: u64) -> Vec<u8> {
 #[pool_task(name = "t/pids")]
 pub fn pids() -> (u32, u32) {
     (std::process::id(), std::os::unix::process::parent_id())
+}
+
+/// Half of an even `x`; an odd one is an error, returned as a value.
+#[pool_task(name = "t/halve")]
+pub fn halve(x: u64) -> Result<u64, String> {
+    if x.is_multiple_of(2) {
+        Ok(x / 2)
+    } else {
+        Err(format!("{x} is odd"))
+    }
+}
+
+/// `x + 1`, but panics at 13: one failing item among good ones.
+#[pool_task(name = "t/fragile")]
+pub fn fragile(x: u64) -> u64 {
+    if x == 13 {
+        panic!("item {x} fails");
+    }
+    x + 1
+}
+
+/// The worker's slot and whether it knows it is a worker.
+#[pool_task(name = "t/whereami")]
+pub fn whereami() -> (Option<usize>, bool) {
+    (procpool::worker_index(), procpool::is_worker())
+}
+
+/// A number whose `Deserialize` refuses 13.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Picky(pub u64);
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Picky, D::Error> {
+        let v = u64::deserialize(d)?;
+        if v == 13 {
+            return Err(serde::de::Error::custom("13 is refused"));
+        }
+        Ok(Picky(v))
+    }
+}
+
+/// Takes a `Picky`: the worker cannot decode 13.
+#[pool_task(name = "t/picky")]
+pub fn picky(x: Picky) -> u64 {
+    x.0
+}
+
+/// Returns a `Picky`: the caller cannot decode 13.
+#[pool_task(name = "t/picky_back")]
+pub fn picky_back(x: u64) -> Picky {
+    Picky(x)
+}
+
+/// A number whose `Serialize` refuses 13.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct Unlucky(pub u64);
+
+impl Serialize for Unlucky {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky"));
+        }
+        s.serialize_u64(self.0)
+    }
+}
+
+/// Returns an `Unlucky`: the worker cannot encode 13.
+#[pool_task(name = "t/unlucky")]
+pub fn unlucky(x: u64) -> Unlucky {
+    Unlucky(x)
+}
+
+/// A linked list: two nesting levels a node (the newtype, the `Option`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Nest(pub Option<Box<Nest>>);
+
+impl Nest {
+    pub fn of(nodes: u64) -> Nest {
+        let mut n = Nest(None);
+        for _ in 1..nodes {
+            n = Nest(Some(Box::new(n)));
+        }
+        n
+    }
+
+    pub fn nodes(&self) -> u64 {
+        let (mut n, mut at) = (1, self);
+        while let Some(next) = &at.0 {
+            n += 1;
+            at = next;
+        }
+        n
+    }
+}
+
+/// A list of `nodes` nodes.
+#[pool_task(name = "t/nest")]
+pub fn nest(nodes: u64) -> Nest {
+    Nest::of(nodes)
+}
+
+/// How many nodes a list has.
+#[pool_task(name = "t/nest_len")]
+pub fn nest_len(n: Nest) -> u64 {
+    n.nodes()
 }
 
 fn append(path: &str, line: &str) {

@@ -1,0 +1,729 @@
+//! A differential audit of the distributed mode: each scenario runs, as
+//! written, on a local `Pool` of two processes and on a `Pool` built with
+//! `.redis(url)` whose one node runs two processes, and both must see the
+//! same thing: results and their order, each failure's `Error` variant and
+//! its fields and message, `AsyncResult` states, callbacks (how often,
+//! with what, on which thread), what `cancel` answers, the pool after
+//! `close` and `terminate`, what a task can read of where it runs, and the
+//! caller's log events. Each scenario also asserts what it sees, so the two
+//! cannot agree on a wrong answer.
+#![cfg(feature = "redis")]
+
+mod redis_support;
+#[path = "helpers/redis_tasks.rs"]
+mod tasks;
+
+use std::fmt::Debug;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use procpool::{Error, MapOptions, Pool, PoolBuilder};
+use redis_support::*;
+use tasks::*;
+
+procpool::enable_test_support!();
+
+/// Runs `scenario` on a local pool of two processes, then on a pool
+/// through a fresh Redis with one node of two processes (nothing claimed
+/// ahead, so a call waits in Redis while both are busy, as a local one
+/// waits in the queue), each pool built by `builder` from
+/// `Pool::builder()`; asserts that both saw the same, and returns it.
+fn both<T: Debug + PartialEq>(
+    builder: impl Fn(PoolBuilder) -> PoolBuilder,
+    scenario: impl Fn(&Pool) -> T,
+) -> T {
+    let local = {
+        let pool = builder(Pool::builder().processes(2)).build().unwrap();
+        let seen = scenario(&pool);
+        pool.terminate();
+        seen
+    };
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
+    let remote = {
+        let pool = builder(Pool::builder().redis(&server.url()))
+            .build()
+            .unwrap();
+        wait_for(Duration::from_secs(30), "the node's processes", || {
+            pool.processes() == 2
+        });
+        let seen = scenario(&pool);
+        pool.terminate();
+        seen
+    };
+    assert_eq!(
+        local, remote,
+        "the local pool (left) and the Redis pool (right) differ"
+    );
+    local
+}
+
+fn same(b: PoolBuilder) -> PoolBuilder {
+    b
+}
+
+/// An outcome as a user can compare it: the value, or the error's `Debug`
+/// and `Display`, less what differs between any two runs (a dead worker's
+/// pid, a backtrace).
+fn norm<T: Debug>(r: &Result<T, Error>) -> String {
+    match r {
+        Ok(v) => format!("Ok({v:?})"),
+        Err(Error::WorkerDied { task, status, .. }) => format!("WorkerDied({task}, {status})"),
+        Err(Error::Panic {
+            task,
+            message,
+            location,
+            ..
+        }) => format!("Panic({task}, {message:?}, {location})"),
+        Err(e) => format!("Err({e:?}) = {e}"),
+    }
+}
+
+fn norms<T: Debug>(rs: &[Result<T, Error>]) -> Vec<String> {
+    rs.iter().map(norm).collect()
+}
+
+/// The calls of one task, by `apply_<fn>` and by `apply_async_<fn>`, must
+/// agree with each other too.
+fn twice<T: Debug>(
+    apply: impl Fn() -> Result<T, Error>,
+    apply_async: impl Fn() -> Result<T, Error>,
+) -> String {
+    let (a, b) = (norm(&apply()), norm(&apply_async()));
+    assert_eq!(a, b, "apply and apply_async differ");
+    a
+}
+
+#[test]
+fn a_calls_value_or_error_is_the_same_on_both() {
+    let seen = both(same, |pool| {
+        let mut seen = vec![
+            twice(
+                || apply_square(pool, 7),
+                || apply_async_square(pool, 7).get(),
+            ),
+            twice(|| apply_halve(pool, 4), || apply_async_halve(pool, 4).get()),
+            twice(|| apply_halve(pool, 3), || apply_async_halve(pool, 3).get()),
+            twice(
+                || apply_boom(pool, "kaboom".into()),
+                || apply_async_boom(pool, "kaboom".into()).get(),
+            ),
+            twice(
+                || apply_picky(pool, Picky(13)),
+                || apply_async_picky(pool, Picky(13)).get(),
+            ),
+            twice(
+                || apply_picky_back(pool, 13),
+                || apply_async_picky_back(pool, 13).get(),
+            ),
+            twice(
+                || apply_unlucky(pool, 13),
+                || apply_async_unlucky(pool, 13).get(),
+            ),
+            twice(
+                || apply_nest(pool, 1000),
+                || apply_async_nest(pool, 1000).get(),
+            ),
+            twice(
+                || apply_nest_len(pool, Nest::of(1000)),
+                || apply_async_nest_len(pool, Nest::of(1000)).get(),
+            ),
+            twice(
+                || apply_nest(pool, 100).map(|n| n.nodes()),
+                || apply_async_nest(pool, 100).get().map(|n| n.nodes()),
+            ),
+            norm(&pool.apply_by_name::<u64>("t/sqare", &(3u64,))),
+            norm(&pool.apply_by_name::<u32>("t/square", &(3u64,))),
+        ];
+        // A name only the worker checks (no generated function sends one).
+        let unknown = procpool::__private::TaskInfo {
+            name: "t/sqaure",
+            signature: "fn(u64) -> u64",
+            fingerprint: procpool::__private::fingerprint("fn(u64) -> u64"),
+        };
+        let args = procpool::__private::submit::<u64>(pool, &unknown, Ok(vec![3])).get();
+        seen.push(norm(&args));
+        // Where the task ran, as it sees it.
+        let (slot, worker) = apply_whereami(pool).unwrap();
+        assert!(slot.is_some_and(|s| s < 2), "{slot:?}");
+        seen.push(format!(
+            "in a worker: {worker}; in the caller: {:?}",
+            procpool::worker_index()
+        ));
+        seen
+    });
+    let expected_start = ["Ok(49)", "Ok(Ok(2))", "Ok(Err(\"3 is odd\"))"];
+    assert_eq!(seen[..3], expected_start);
+    assert!(
+        seen[3].starts_with("Panic(t/boom, \"kaboom\", tests/helpers/redis_tasks.rs:"),
+        "{}",
+        seen[3]
+    );
+    for (at, what) in [
+        (
+            4,
+            "Decode { task: \"t/picky\", what: \"arguments\", message: \"13 is refused\" }",
+        ),
+        (
+            5,
+            "Decode { task: \"t/picky_back\", what: \"result\", message: \"13 is refused\" }",
+        ),
+        (
+            6,
+            "Encode { task: \"t/unlucky\", what: \"result\", message: \"13 is unlucky\" }",
+        ),
+    ] {
+        assert!(
+            seen[at].starts_with(&format!("Err({what})")),
+            "{}",
+            seen[at]
+        );
+    }
+    assert!(
+        seen[7].starts_with("Err(Encode { task: \"t/nest\", what: \"result\""),
+        "{}",
+        seen[7]
+    );
+    assert!(
+        seen[8].starts_with("Err(Encode { task: \"t/nest_len\", what: \"arguments\""),
+        "{}",
+        seen[8]
+    );
+    assert_eq!(seen[9], "Ok(100)");
+    assert!(
+        seen[10].starts_with("Err(UnknownTask { task: \"t/sqare\""),
+        "{}",
+        seen[10]
+    );
+    assert!(seen[10].contains("\"t/square\""), "{}", seen[10]);
+    assert!(
+        seen[11].starts_with("Err(SignatureMismatch { task: \"t/square\""),
+        "{}",
+        seen[11]
+    );
+    assert!(
+        seen[12].starts_with("Err(UnknownTask { task: \"t/sqaure\""),
+        "{}",
+        seen[12]
+    );
+    assert_eq!(seen[13], "in a worker: true; in the caller: None");
+}
+
+#[test]
+fn maps_yield_the_same_items_in_the_same_order() {
+    let seen = both(same, |pool| {
+        let mut seen: Vec<(String, Vec<String>)> = Vec::new();
+        let mut put = |what: &str, outcomes: Vec<String>| seen.push((what.to_string(), outcomes));
+        let one = MapOptions::new().chunksize(1);
+        let big = MapOptions::new().chunksize(1000);
+        for (size, opts) in [("default", MapOptions::new()), ("1", one), ("1000", big)] {
+            put(
+                &format!("map square, chunks of {size}"),
+                vec![norm(&map_square_with(pool, 0..40, opts))],
+            );
+            put(
+                &format!("map fragile, chunks of {size}"),
+                vec![norm(&map_fragile_with(pool, 0..40, opts))],
+            );
+            put(
+                &format!("starmap fragile, chunks of {size}"),
+                vec![norm(&starmap_fragile_with(
+                    pool,
+                    (0..40).map(|x| (x,)).collect::<Vec<_>>(),
+                    opts,
+                ))],
+            );
+            put(
+                &format!("map_async fragile, chunks of {size}"),
+                vec![norm(&map_async_fragile_with(pool, 0..40, opts).get())],
+            );
+            put(
+                &format!("imap fragile, chunks of {size}"),
+                norms(&imap_fragile_with(pool, 8..18, opts).collect::<Vec<_>>()),
+            );
+            let mut unordered =
+                norms(&imap_unordered_fragile_with(pool, 8..18, opts).collect::<Vec<_>>());
+            unordered.sort();
+            put(
+                &format!("imap_unordered fragile, chunks of {size}, sorted"),
+                unordered,
+            );
+            put(
+                &format!("imap picky, chunks of {size}"),
+                norms(&imap_picky_with(pool, [12, 13, 14].map(Picky), opts).collect::<Vec<_>>()),
+            );
+            put(
+                &format!("imap picky_back, chunks of {size}"),
+                norms(&imap_picky_back_with(pool, 12..15, opts).collect::<Vec<_>>()),
+            );
+            put(
+                &format!("imap unlucky, chunks of {size}"),
+                norms(&imap_unlucky_with(pool, 12..15, opts).collect::<Vec<_>>()),
+            );
+            put(
+                &format!("map halve, chunks of {size}"),
+                vec![norm(&map_halve_with(pool, 0..5, opts))],
+            );
+        }
+        let none: Vec<u64> = Vec::new();
+        put(
+            "map of nothing",
+            vec![norm(&map_square(pool, none.clone()))],
+        );
+        put(
+            "map_async of nothing",
+            vec![norm(&map_async_square(pool, none.clone()).get())],
+        );
+        put(
+            "starmap of nothing",
+            vec![norm(&starmap_square(pool, Vec::<(u64,)>::new()))],
+        );
+        put(
+            "imap of nothing",
+            norms(&imap_square(pool, none.clone()).collect::<Vec<_>>()),
+        );
+        put(
+            "imap_unordered of nothing",
+            norms(&imap_unordered_square(pool, none).collect::<Vec<_>>()),
+        );
+        seen
+    });
+    let find = |what: &str| &seen.iter().find(|(w, _)| w == what).unwrap().1;
+    for size in ["default", "1", "1000"] {
+        let squares: Vec<u64> = (0..40).map(|x| x * x).collect();
+        assert_eq!(
+            find(&format!("map square, chunks of {size}"))[0],
+            format!("Ok({squares:?})")
+        );
+        for form in ["map", "starmap", "map_async"] {
+            let first_error = &find(&format!("{form} fragile, chunks of {size}"))[0];
+            assert!(
+                first_error.starts_with("Panic(t/fragile, \"item 13 fails\""),
+                "{first_error}"
+            );
+        }
+        let imap = find(&format!("imap fragile, chunks of {size}"));
+        assert_eq!(imap.len(), 10);
+        assert!(
+            imap[5].starts_with("Panic(t/fragile, \"item 13 fails\""),
+            "{imap:?}"
+        );
+        let others: Vec<&String> = imap
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 5)
+            .map(|(_, s)| s)
+            .collect();
+        let expected: Vec<String> = (8..18u64)
+            .filter(|x| *x != 13)
+            .map(|x| format!("Ok({})", x + 1))
+            .collect();
+        assert_eq!(others, expected.iter().collect::<Vec<_>>());
+        let picky = find(&format!("imap picky, chunks of {size}"));
+        assert_eq!((picky[0].as_str(), picky[2].as_str()), ("Ok(12)", "Ok(14)"));
+        assert!(
+            picky[1].contains("what: \"arguments\", message: \"13 is refused\""),
+            "{picky:?}"
+        );
+        let back = find(&format!("imap picky_back, chunks of {size}"));
+        assert!(
+            back[1].contains("what: \"result\", message: \"13 is refused\""),
+            "{back:?}"
+        );
+        let unlucky = find(&format!("imap unlucky, chunks of {size}"));
+        assert!(
+            unlucky[1].contains("Encode { task: \"t/unlucky\", what: \"result\""),
+            "{unlucky:?}"
+        );
+        assert_eq!(unlucky[0], "Ok(Unlucky(12))");
+    }
+    assert_eq!(find("map of nothing")[0], "Ok([])");
+    assert!(find("imap of nothing").is_empty());
+}
+
+/// The name of the thread it runs on.
+fn here() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("(unnamed)")
+        .to_string()
+}
+
+#[test]
+fn callbacks_and_result_states_are_the_same() {
+    let seen = both(same, |pool| {
+        let mut seen = Vec::new();
+        let (tx, rx) = mpsc::channel::<String>();
+        let ok = |tag: &'static str| {
+            let tx = tx.clone();
+            move |v: &dyn Debug| {
+                tx.send(format!("{tag}: callback {v:?} on {}", here()))
+                    .unwrap()
+            }
+        };
+        let bad = |tag: &'static str| {
+            let tx = tx.clone();
+            move |e: Error| {
+                tx.send(format!(
+                    "{tag}: error_callback {} on {}",
+                    norm(&Err::<(), _>(e)),
+                    here()
+                ))
+                .unwrap()
+            }
+        };
+        let (c, e) = (ok("square"), bad("square"));
+        let square = apply_async_square(pool, 3)
+            .callback(move |v| c(&v))
+            .error_callback(e);
+        let (c, e) = (ok("boom"), bad("boom"));
+        let boom = apply_async_boom(pool, "cb".into())
+            .callback(move |v| c(&v))
+            .error_callback(e);
+        let (c, e) = (ok("picky_back"), bad("picky_back"));
+        let undecodable = apply_async_picky_back(pool, 13)
+            .callback(move |v| c(&v))
+            .error_callback(e);
+        let (c, e) = (ok("map"), bad("map"));
+        let map = map_async_square(pool, 0..4)
+            .callback(move |v| c(&v))
+            .error_callback(e);
+        let (c, e) = (ok("map fragile"), bad("map fragile"));
+        let failed_map = map_async_fragile(pool, 10..20)
+            .callback(move |v| c(&v))
+            .error_callback(e);
+        let t = tx.clone();
+        let completed = apply_async_halve(pool, 5).on_complete(move |r| {
+            t.send(format!("halve: on_complete {} on {}", norm(&r), here()))
+                .unwrap()
+        });
+        seen.push(norm(&square.get()));
+        seen.push(norm(&boom.get()));
+        seen.push(norm(&undecodable.get()));
+        seen.push(norm(&map.get()));
+        seen.push(norm(&failed_map.get()));
+        seen.push(norm(&completed.get()));
+        // Attached to a result that is already in.
+        let late = apply_async_square(pool, 6);
+        late.wait();
+        let (c, e) = (ok("late"), bad("late"));
+        let late = late.callback(move |v| c(&v)).error_callback(e);
+        seen.push(norm(&late.get()));
+        drop(tx);
+        let mut calls: Vec<String> = rx.iter().collect();
+        calls.sort();
+        seen.extend(calls);
+
+        // States of a result before and after it is in.
+        let (held, r) = Held::start(pool);
+        seen.push(format!(
+            "held: ready {} successful {:?} wait_timeout {} get_timeout {} task {}",
+            r.ready(),
+            r.successful(),
+            r.wait_timeout(Duration::from_millis(20)),
+            norm(&r.get_timeout(Duration::from_millis(20))),
+            r.task()
+        ));
+        held.release();
+        r.wait();
+        let pid = r.get_timeout(Duration::from_secs(1)).unwrap();
+        seen.push(format!(
+            "released: ready {} successful {:?} pid is the worker's {}",
+            r.ready(),
+            r.successful(),
+            pid == held.worker()
+        ));
+        let boom = apply_async_boom(pool, "s".into());
+        boom.wait();
+        let failed_map = map_async_fragile(pool, 10..20);
+        failed_map.wait();
+        let undecodable = apply_async_picky_back(pool, 13);
+        undecodable.wait();
+        seen.push(format!(
+            "failed: boom {} {:?}, map {} {:?}, undecodable {} {:?}",
+            boom.ready(),
+            boom.successful(),
+            failed_map.ready(),
+            failed_map.successful(),
+            undecodable.ready(),
+            undecodable.successful()
+        ));
+        seen
+    });
+    // Each callback once, with its value or error, on the callback thread.
+    let calls: Vec<&str> = seen[7..14].iter().map(String::as_str).collect();
+    let on = " on procpool-callbacks";
+    let tag = |line: &str| line.split(':').next().unwrap().to_string();
+    let tags: Vec<String> = calls.iter().map(|l| tag(l)).collect();
+    assert_eq!(
+        tags,
+        [
+            "boom",
+            "halve",
+            "late",
+            "map fragile",
+            "map",
+            "picky_back",
+            "square"
+        ]
+    );
+    assert!(calls.iter().all(|l| l.ends_with(on)), "{calls:?}");
+    assert_eq!(calls[2], format!("late: callback 36{on}"));
+    assert_eq!(calls[4], format!("map: callback [0, 1, 4, 9]{on}"));
+    assert_eq!(calls[6], format!("square: callback 9{on}"));
+    assert!(
+        calls[0].starts_with("boom: error_callback Panic(t/boom"),
+        "{}",
+        calls[0]
+    );
+    assert!(calls[3].starts_with("map fragile: error_callback Panic(t/fragile, \"item 13 fails\""));
+    assert!(calls[5].starts_with("picky_back: error_callback Err(Decode"));
+    assert_eq!(
+        calls[1],
+        format!("halve: on_complete Ok(Err(\"5 is odd\")){on}")
+    );
+    assert!(seen[14].starts_with("held: ready false successful None wait_timeout false get_timeout Err(WaitTimeout { task: \"t/hold\", waited: 20ms })"), "{}", seen[14]);
+    assert_eq!(
+        seen[15],
+        "released: ready true successful Some(true) pid is the worker's true"
+    );
+    assert_eq!(
+        seen[16],
+        "failed: boom true Some(false), map true Some(false), undecodable true Some(false)"
+    );
+}
+
+/// `n` items for `t/mark` on `file`, tagged `<tag><k>`, of no time.
+fn mark_items(file: &str, tag: &str, n: u64) -> Vec<(String, String, u64)> {
+    (0..n)
+        .map(|k| (file.to_string(), format!("{tag}{k}"), 0))
+        .collect()
+}
+
+#[test]
+fn cancels_answer_the_same() {
+    let seen = both(same, |pool| {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let mut seen = Vec::new();
+        // Both processes held: what comes next waits.
+        let (running, r_running) = Held::start(pool);
+        let (finishing, r_finishing) = Held::start(pool);
+        let (etx, erx) = mpsc::channel();
+        let queued = apply_async_mark(pool, file.clone(), "queued".into(), 0)
+            .error_callback(move |e| etx.send(norm(&Err::<(), _>(e))).unwrap());
+        let map = map_async_mark_with(
+            pool,
+            mark_items(&file, "map", 4),
+            MapOptions::new().chunksize(1),
+        );
+        let mut imap = imap_mark_with(
+            pool,
+            mark_items(&file, "imap", 3),
+            MapOptions::new().chunksize(1),
+        );
+        let next = imap.next_timeout(Duration::from_millis(50));
+        seen.push(format!(
+            "imap before: {}",
+            next.as_ref().map_or("None".into(), norm)
+        ));
+        seen.push(format!(
+            "queued: {:?} {:?}",
+            queued.cancel(),
+            queued.cancel()
+        ));
+        seen.push(format!("map: {:?} {:?}", map.cancel(), map.cancel()));
+        seen.push(format!("imap: {:?} {:?}", imap.cancel(), imap.cancel()));
+        seen.push(format!(
+            "running: {:?} {:?}",
+            r_running.cancel(),
+            r_running.cancel()
+        ));
+        finishing.release();
+        r_finishing.wait();
+        seen.push(format!(
+            "finished: {:?} {:?}",
+            r_finishing.cancel(),
+            r_finishing.cancel()
+        ));
+        seen.push(norm(&queued.get()));
+        seen.push(norm(&map.get()));
+        seen.extend(norms(&imap.collect::<Vec<_>>()));
+        seen.push(norm(&r_running.get()));
+        seen.push(format!(
+            "finished: {}",
+            r_finishing.get().is_ok_and(|pid| pid == finishing.worker())
+        ));
+        seen.extend(erx.try_iter());
+        // close_and_cancel: the queued calls and each queued chunk, once.
+        let (held, r_held) = Held::start(pool);
+        let (held2, r_held2) = Held::start(pool);
+        let a = apply_async_mark(pool, file.clone(), "a".into(), 0);
+        let m = map_async_mark_with(
+            pool,
+            mark_items(&file, "cc", 3),
+            MapOptions::new().chunksize(1),
+        );
+        seen.push(format!("close_and_cancel: {}", pool.close_and_cancel()));
+        held.release();
+        held2.release();
+        pool.join();
+        seen.push(norm(&a.get()));
+        seen.push(norm(&m.get()));
+        seen.push(format!(
+            "held to the end: {} {}",
+            r_held.get().is_ok(),
+            r_held2.get().is_ok()
+        ));
+        drop(running);
+        seen.push(format!("ran: {:?}", marks(&file, "start")));
+        seen
+    });
+    let cancelled =
+        |task: &str| format!("Err(Cancelled {{ task: \"{task}\" }}) = task `{task}` was cancelled");
+    assert!(
+        seen[0].starts_with("imap before: Err(WaitTimeout { task: \"t/mark\""),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        seen[1..6],
+        [
+            "queued: NotStarted NotStarted",
+            "map: NotStarted NotStarted",
+            "imap: NotStarted NotStarted",
+            "running: Stopped Stopped",
+            "finished: Finished Finished",
+        ]
+    );
+    // queued, map, the imap's one cancelled item, the running call, the
+    // finished one, the error callback of the queued one.
+    assert_eq!(
+        seen[6..9],
+        [
+            cancelled("t/mark"),
+            cancelled("t/mark"),
+            cancelled("t/mark")
+        ]
+    );
+    assert_eq!(seen[9], cancelled("t/hold"));
+    assert_eq!(seen[10], "finished: true");
+    assert_eq!(seen[11], cancelled("t/mark"));
+    assert_eq!(seen[12], "close_and_cancel: 4");
+    assert_eq!(seen[13..15], [cancelled("t/mark"), cancelled("t/mark")]);
+    assert_eq!(seen[15], "held to the end: true true");
+    assert_eq!(seen[16], "ran: []", "a cancelled call never ran");
+    assert_eq!(seen.len(), 17);
+}
+
+#[test]
+fn a_closed_or_terminated_pool_answers_the_same() {
+    let seen = both(same, |pool| {
+        let mut seen = Vec::new();
+        let (held, r) = Held::start(pool);
+        // Calls accepted before `close`: one still running at `join`, the
+        // others done on the idle process.
+        let before = apply_async_square(pool, 4);
+        let map_before = map_async_square(pool, 0..3);
+        before.wait();
+        map_before.wait();
+        pool.close();
+        seen.push(norm(&apply_square(pool, 1)));
+        seen.push(norm(&apply_async_square(pool, 1).get()));
+        seen.push(norm(&map_square(pool, 0..3)));
+        seen.push(norm(&map_async_square(pool, 0..3).get()));
+        seen.push(norm(&starmap_square(pool, vec![(1,)])));
+        seen.extend(norms(&imap_square(pool, 0..3).collect::<Vec<_>>()));
+        seen.extend(norms(
+            &imap_unordered_square(pool, 0..3).collect::<Vec<_>>(),
+        ));
+        seen.push(norm(&pool.apply_by_name::<u64>("t/square", &(2u64,))));
+        seen.push(format!(
+            "close_and_cancel after close: {}",
+            pool.close_and_cancel()
+        ));
+        held.release();
+        pool.join();
+        seen.push(format!(
+            "after join: ready {} {} {}",
+            r.ready(),
+            before.ready(),
+            map_before.ready()
+        ));
+        seen.push(norm(&r.get().map(|pid| pid == held.worker())));
+        seen.push(norm(&before.get()));
+        seen.push(norm(&map_before.get()));
+        seen.push(norm(&apply_square(pool, 1)));
+        seen
+    });
+    let closed =
+        "Err(PoolClosed { task: \"t/square\" }) = task `t/square` was not run: the pool is closed";
+    // apply, apply_async, map, map_async, starmap, imap (once, then it
+    // ends), imap_unordered (likewise), by name.
+    assert_eq!(seen[..8], [closed; 8]);
+    assert_eq!(seen[8], "close_and_cancel after close: 0");
+    assert_eq!(seen[9], "after join: ready true true true");
+    assert_eq!(seen[10..13], ["Ok(true)", "Ok(16)", "Ok([0, 1, 4])"]);
+    assert_eq!(seen[13], closed);
+}
+
+#[test]
+fn terminate_answers_the_same() {
+    let seen = both(same, |pool| {
+        let mut seen = Vec::new();
+        let (_held, r) = Held::start(pool);
+        let (_held2, r2) = Held::start(pool);
+        let (etx, erx) = mpsc::channel();
+        let queued = apply_async_square(pool, 2)
+            .error_callback(move |e| etx.send(norm(&Err::<(), _>(e))).unwrap());
+        let map = map_async_square(pool, 0..4);
+        let mut imap = imap_square_with(pool, 0..4, MapOptions::new().chunksize(1));
+        let next = imap.next_timeout(Duration::from_millis(50));
+        seen.push(format!(
+            "imap before: {}",
+            next.as_ref().map_or("None".into(), norm)
+        ));
+        pool.terminate();
+        seen.push(norm(&r.get()));
+        seen.push(norm(&r2.get()));
+        seen.push(norm(&queued.get()));
+        seen.push(norm(&map.get()));
+        seen.extend(norms(&imap.collect::<Vec<_>>()));
+        seen.extend(erx.try_iter());
+        seen.push(norm(&apply_square(pool, 1)));
+        seen.push(norm(&apply_async_square(pool, 1).get()));
+        seen.push(norm(&map_square(pool, 0..3)));
+        seen.extend(norms(&imap_square(pool, 0..3).collect::<Vec<_>>()));
+        seen.push(format!(
+            "close_and_cancel after terminate: {}",
+            pool.close_and_cancel()
+        ));
+        pool.join();
+        seen
+    });
+    let terminated = |task: &str| {
+        format!("Err(Terminated {{ task: \"{task}\" }}) = task `{task}` did not finish: the pool was terminated")
+    };
+    let closed =
+        "Err(PoolClosed { task: \"t/square\" }) = task `t/square` was not run: the pool is closed";
+    assert!(
+        seen[0].starts_with("imap before: Err(WaitTimeout { task: \"t/square\""),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(seen[1..3], [terminated("t/hold"), terminated("t/hold")]);
+    // The queued call, the map, the imap (once, then it ends), the queued
+    // call's error callback.
+    assert_eq!(
+        seen[3..7],
+        [
+            terminated("t/square"),
+            terminated("t/square"),
+            terminated("t/square"),
+            terminated("t/square")
+        ]
+    );
+    assert_eq!(seen[7..11], [closed; 4]);
+    assert_eq!(seen[11], "close_and_cancel after terminate: 0");
+    assert_eq!(seen.len(), 12);
+}
