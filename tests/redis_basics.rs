@@ -148,11 +148,12 @@ fn a_nodes_errors_arrive_as_the_same_variants() {
         other => panic!("{other:?}"),
     }
     // A limit under a millisecond reaches the node as one millisecond (it
-    // went as zero, which the node read as a zero limit, and raced), and
-    // a zero limit fails at once, unsent.
+    // went as zero, which the node read as a zero limit, and raced; see
+    // `entry::timeout_field`), and the error names the limit as set, as a
+    // local pool's does; a zero limit fails at once, unsent.
     let hasty = pool.with_task_timeout(Some(Duration::from_micros(500)));
     match apply_mark(&hasty, dir.file("marks"), "hasty".into(), 10_000) {
-        Err(Error::Timeout { limit, .. }) => assert_eq!(limit, Duration::from_millis(1)),
+        Err(Error::Timeout { limit, .. }) => assert_eq!(limit, Duration::from_micros(500)),
         other => panic!("{other:?}"),
     }
     let zero = pool.with_task_timeout(Some(Duration::ZERO));

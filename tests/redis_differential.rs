@@ -209,6 +209,45 @@ fn a_calls_value_or_error_is_the_same_on_both() {
     assert_eq!(seen[13], "in a worker: true; in the caller: None");
 }
 
+/// A time limit under or between whole milliseconds: a node is sent it in
+/// whole milliseconds (rounded up), and the error named those, 2ms for a
+/// limit of 1.5ms, where a local pool names the limit as set.
+#[test]
+fn a_time_limit_fails_the_same_way() {
+    let seen = both(same, |pool| {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let mut seen = Vec::new();
+        for limit in [Duration::from_millis(300), Duration::from_micros(1500)] {
+            let impatient = pool.with_task_timeout(Some(limit));
+            seen.push(twice(
+                || apply_mark(&impatient, file.clone(), "slow".into(), 10_000),
+                || apply_async_mark(&impatient, file.clone(), "slow".into(), 10_000).get(),
+            ));
+            // In a map, the limit is each item's.
+            let items = || vec![(file.clone(), "slow".to_string(), 10_000u64)];
+            let one = MapOptions::new().chunksize(1);
+            seen.push(norm(&map_mark_with(&impatient, items(), one)));
+            seen.extend(norms(
+                &imap_mark_with(&impatient, items(), one).collect::<Vec<_>>(),
+            ));
+        }
+        seen.push(norm(&apply_square(pool, 5)));
+        seen
+    });
+    for (at, limit) in [(0, "300ms"), (3, "1.5ms")] {
+        for s in &seen[at..at + 3] {
+            assert!(
+                s.starts_with(&format!(
+                    "Err(Timeout {{ task: \"t/mark\", limit: {limit} }})"
+                )),
+                "{s}"
+            );
+        }
+    }
+    assert_eq!(seen[6], "Ok(25)");
+}
+
 #[test]
 fn maps_yield_the_same_items_in_the_same_order() {
     let seen = both(same, |pool| {

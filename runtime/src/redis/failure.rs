@@ -135,8 +135,10 @@ impl RemoteFailure {
     }
 
     /// The caller's error for this failure of its call of `task`, whose
-    /// signature the caller knows as `signature`.
-    pub(crate) fn into_error(self, task: &str, signature: &str) -> Error {
+    /// signature the caller knows as `signature` and whose time limit it
+    /// set to `limit`: a `Timeout` names that limit, as a local pool's
+    /// does, not the whole milliseconds the node was sent.
+    pub(crate) fn into_error(self, task: &str, signature: &str, limit: Option<Duration>) -> Error {
         use RemoteFailure as F;
         let task = task.to_string();
         match self {
@@ -161,7 +163,7 @@ impl RemoteFailure {
             },
             F::Timeout { limit_ms } => Error::Timeout {
                 task,
-                limit: Duration::from_millis(limit_ms),
+                limit: limit.unwrap_or(Duration::from_millis(limit_ms)),
             },
             F::UnknownTask { suggestions } => Error::UnknownTask { task, suggestions },
             F::DuplicateTask { first, second } => Error::DuplicateTask {
@@ -275,13 +277,28 @@ mod tests {
         ];
         for e in errors {
             let f = RemoteFailure::decode(&RemoteFailure::of(&e).encode()).unwrap();
-            let back = f.into_error("t", "fn(u16) -> u8");
+            let back = f.into_error("t", "fn(u16) -> u8", None);
             assert_eq!(back.kind(), e.kind(), "{e:?} came back as {back:?}");
             if let Error::SignatureMismatch { caller, .. } = &back {
                 assert_eq!(caller, "fn(u16) -> u8");
             } else {
                 assert_eq!(back.to_string(), e.to_string());
             }
+        }
+    }
+
+    #[test]
+    fn a_timeout_names_the_callers_limit_not_the_nodes_milliseconds() {
+        let sent = RemoteFailure::Timeout { limit_ms: 2 };
+        let set = Duration::from_micros(1500);
+        match sent.clone().into_error("t", "fn()", Some(set)) {
+            Error::Timeout { limit, .. } => assert_eq!(limit, set),
+            other => panic!("{other:?}"),
+        }
+        // A limit the caller did not set is the node's own.
+        match sent.into_error("t", "fn()", None) {
+            Error::Timeout { limit, .. } => assert_eq!(limit, Duration::from_millis(2)),
+            other => panic!("{other:?}"),
         }
     }
 }

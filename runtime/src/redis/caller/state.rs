@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use super::super::conn::Conn;
 use super::super::entry::ResultEntry;
@@ -30,6 +31,9 @@ pub(super) struct Flight {
     pub(super) task: &'static str,
     /// The caller's signature, for a `SignatureMismatch` from the node.
     pub(super) signature: &'static str,
+    /// The call's time limit as the caller set it, for a `Timeout` from
+    /// the node (which knows it in whole milliseconds).
+    pub(super) limit: Option<Duration>,
     pub(super) promise: Promise,
     /// An inline `apply` reads this call's outcome itself: the reader
     /// thread need not block on the result stream for it.
@@ -46,6 +50,7 @@ impl Flight {
             entry: None,
             task: call.task.name,
             signature: call.task.signature,
+            limit: call.timeout.get(),
             promise,
             inline,
             sent: false,
@@ -65,7 +70,7 @@ impl Flight {
             }),
             b"v" => Ok(r.body.into()),
             b"e" => match RemoteFailure::decode(&r.body) {
-                Ok(failure) => Err(failure.into_error(task, self.signature)),
+                Ok(failure) => Err(failure.into_error(task, self.signature, self.limit)),
                 Err(message) => Err(Error::Protocol {
                     task: task.to_string(),
                     message: format!("undecodable failure from node {}: {message}", r.node),
