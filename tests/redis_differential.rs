@@ -75,6 +75,11 @@ fn norm<T: Debug>(r: &Result<T, Error>) -> String {
             location,
             ..
         }) => format!("Panic({task}, {message:?}, {location})"),
+        // `len` counts the frame as its transport carries it: the value
+        // and a few bytes of header, which differ (see the README).
+        Err(Error::FrameTooLarge { task, len, max }) if *len > 2 << 20 => {
+            format!("FrameTooLarge({task}, over 2 MiB, max {max})")
+        }
         Err(e) => format!("Err({e:?}) = {e}"),
     }
 }
@@ -246,6 +251,42 @@ fn a_time_limit_fails_the_same_way() {
         }
     }
     assert_eq!(seen[6], "Ok(25)");
+}
+
+/// Arguments or a result over `max_frame_bytes` (set alike on both):
+/// `FrameTooLarge` naming the limit; its `len` is the frame's as it
+/// travels, a few bytes of header over the value, which differ between a
+/// local channel and a Redis entry, as the README says.
+#[test]
+fn a_frame_over_the_limit_fails_the_same_way() {
+    let seen = both(
+        |b| b.max_frame_bytes(1 << 20),
+        |pool| {
+            vec![
+                twice(
+                    || apply_echo(pool, vec![1; 2 << 20]).map(|v| v.len()),
+                    || {
+                        apply_async_echo(pool, vec![1; 2 << 20])
+                            .get()
+                            .map(|v| v.len())
+                    },
+                ),
+                twice(
+                    || apply_fill(pool, 2 << 20).map(|v| v.len()),
+                    || apply_async_fill(pool, 2 << 20).get().map(|v| v.len()),
+                ),
+                norm(&apply_fill(pool, 1000).map(|v| v.len())),
+            ]
+        },
+    );
+    assert_eq!(
+        seen,
+        [
+            "FrameTooLarge(t/echo, over 2 MiB, max 1048576)",
+            "FrameTooLarge(t/fill, over 2 MiB, max 1048576)",
+            "Ok(1000)"
+        ]
+    );
 }
 
 #[test]
