@@ -6,10 +6,13 @@
 //! with what, on which thread), what `cancel` answers, the pool after
 //! `close` and `terminate`, what a task can read of where it runs, and the
 //! caller's log events. Each scenario also asserts what it sees, so the two
-//! cannot agree on a wrong answer.
+//! cannot agree on a wrong answer. Where the README documents a difference
+//! (a frame's length, events of workers logged by the node), the
+//! documented behaviour is asserted instead.
 #![cfg(feature = "redis")]
 
 mod redis_support;
+mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
@@ -32,6 +35,15 @@ fn both<T: Debug + PartialEq>(
     builder: impl Fn(PoolBuilder) -> PoolBuilder,
     scenario: impl Fn(&Pool) -> T,
 ) -> T {
+    both_logged(builder, None, scenario)
+}
+
+/// [`both`], the node logging procpool's records to `node_log` if given.
+fn both_logged<T: Debug + PartialEq>(
+    builder: impl Fn(PoolBuilder) -> PoolBuilder,
+    node_log: Option<&str>,
+    scenario: impl Fn(&Pool) -> T,
+) -> T {
     let local = {
         let pool = builder(Pool::builder().processes(2)).build().unwrap();
         let seen = scenario(&pool);
@@ -39,7 +51,9 @@ fn both<T: Debug + PartialEq>(
         seen
     };
     let server = RedisServer::start();
-    let _node = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
+    let mut options = vec![("processes", "2"), ("prefetch", "0")];
+    options.extend(node_log.map(|file| ("log", file)));
+    let _node = NodeProc::code(&server.url(), &options, &[]);
     let remote = {
         let pool = builder(Pool::builder().redis(&server.url()))
             .build()
@@ -806,4 +820,71 @@ fn terminate_answers_the_same() {
     assert_eq!(seen[7..11], [closed; 4]);
     assert_eq!(seen[11], "close_and_cancel after terminate: 0");
     assert_eq!(seen.len(), 12);
+}
+
+/// The caller logs what happens in the caller the same way on both (here a
+/// panicking callback); what happens to a worker (here a time limit's
+/// kill) is logged by the process that owns the worker: the caller's own
+/// for a local pool, the node's for a Redis pool, as the README says.
+#[test]
+fn log_events_are_the_same_where_the_readme_says() {
+    let log = support::capture_log();
+    let dir = TempDir::new();
+    let node_log = dir.file("node.log");
+    let killed = "ran past its time limit of 333ms";
+    let in_caller = std::sync::Mutex::new(Vec::new());
+    let seen = both_logged(same, Some(&node_log), |pool| {
+        let before = log.lines_with(killed).len();
+        let impatient = pool.with_task_timeout(Some(Duration::from_millis(333)));
+        let timed_out = apply_mark(&impatient, dir.file("marks"), "slow".into(), 10_000);
+        in_caller
+            .lock()
+            .unwrap()
+            .push(log.lines_with(killed).len() - before);
+        let before = log.lines_with("callback bug 21").len();
+        let r = apply_async_square(pool, 21).callback(|_| panic!("callback bug 21"));
+        r.wait();
+        let warned = log.lines_with("callback bug 21");
+        assert_eq!(warned.len(), before + 1, "{warned:?}");
+        vec![
+            norm(&timed_out),
+            warned.last().unwrap().clone(),
+            norm(&r.get()),
+        ]
+    });
+    assert!(
+        seen[0].starts_with("Err(Timeout { task: \"t/mark\", limit: 333ms })"),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(
+        seen[1],
+        "WARN a callback of task `t/square` panicked: callback bug 21; the pool carries on"
+    );
+    assert_eq!(seen[2], "Ok(441)");
+    assert_eq!(
+        *in_caller.lock().unwrap(),
+        [1, 0],
+        "the caller logs the kill only for a local pool"
+    );
+    let on_node: Vec<String> = std::fs::read_to_string(&node_log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(killed))
+        .map(String::from)
+        .collect();
+    assert_eq!(on_node.len(), 1, "the node logs it: {on_node:?}");
+    let here = log.lines_with(killed);
+    let (local, remote) = (&here[here.len() - 1], &on_node[0]);
+    let shape = |l: &str| {
+        l.split(' ')
+            .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(
+        shape(local),
+        shape(remote),
+        "the same event, the same words"
+    );
 }
