@@ -888,3 +888,62 @@ fn log_events_are_the_same_where_the_readme_says() {
         "the same event, the same words"
     );
 }
+
+/// A worker that exits in a call, in a map's chunk, or runs past a time
+/// limit in a chunk: the call, or each item of that chunk, fails alike, and
+/// the other chunks' items keep their results.
+#[test]
+fn a_death_or_a_time_limit_in_a_chunk_fails_the_same_items() {
+    let seen = both(same, |pool| {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let mut seen = vec![norm(&apply_exit13(pool, 13)), norm(&apply_exit13(pool, 12))];
+        for size in [1, 3] {
+            let opts = MapOptions::new().chunksize(size);
+            seen.extend(norms(
+                &imap_exit13_with(pool, 10..16, opts).collect::<Vec<_>>(),
+            ));
+            seen.push(norm(&map_exit13_with(pool, 10..16, opts)));
+            let impatient = pool.with_task_timeout(Some(Duration::from_millis(300)));
+            let items: Vec<(String, String, u64)> = [0, 0, 0, 10_000, 0, 0]
+                .iter()
+                .enumerate()
+                .map(|(k, ms)| (file.clone(), format!("c{size}i{k}"), *ms))
+                .collect();
+            let got = imap_mark_with(&impatient, items, opts).collect::<Vec<_>>();
+            seen.extend(got.into_iter().map(|r| norm(&r.map(|_| "pid"))));
+        }
+        // One item's arguments that cannot be encoded fail alone.
+        let lists = vec![Nest::of(3), Nest::of(1000), Nest::of(4)];
+        seen.extend(norms(
+            &imap_nest_len_with(pool, lists, MapOptions::new().chunksize(3)).collect::<Vec<_>>(),
+        ));
+        seen
+    });
+    let died = "WorkerDied(t/exit13, exit code 3)";
+    let timeout = "Err(Timeout { task: \"t/mark\", limit: 300ms }) = task `t/mark` ran past its time limit of 300ms";
+    let ok = "Ok(\"pid\")";
+    assert_eq!(seen[..2], [died, "Ok(12)"]);
+    // Chunks of 1: the item alone fails; map: the first error.
+    assert_eq!(
+        seen[2..8],
+        ["Ok(10)", "Ok(11)", "Ok(12)", died, "Ok(14)", "Ok(15)"]
+    );
+    assert_eq!(seen[8], died);
+    assert_eq!(seen[9..15], [ok, ok, ok, timeout, ok, ok]);
+    // Chunks of 3: each item of the chunk that died, or overran, fails.
+    assert_eq!(
+        seen[15..21],
+        ["Ok(10)", "Ok(11)", "Ok(12)", died, died, died]
+    );
+    assert_eq!(seen[21], died);
+    assert_eq!(seen[22..28], [ok, ok, ok, timeout, timeout, timeout]);
+    assert_eq!(seen[28], "Ok(3)");
+    assert!(
+        seen[29].starts_with("Err(Encode { task: \"t/nest_len\", what: \"arguments\""),
+        "{}",
+        seen[29]
+    );
+    assert_eq!(seen[30], "Ok(4)");
+    assert_eq!(seen.len(), 31);
+}

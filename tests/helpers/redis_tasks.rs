@@ -93,6 +93,15 @@ pub fn fragile(x: u64) -> u64 {
     x + 1
 }
 
+/// `x`, but at 13 its worker exits with code 3 (as a task may).
+#[pool_task(name = "t/exit13")]
+pub fn exit13(x: u64) -> u64 {
+    if x == 13 {
+        std::process::exit(3);
+    }
+    x
+}
+
 /// The worker's slot and whether it knows it is a worker.
 #[pool_task(name = "t/whereami")]
 pub fn whereami() -> (Option<usize>, bool) {
