@@ -947,3 +947,58 @@ fn a_death_or_a_time_limit_in_a_chunk_fails_the_same_items() {
     assert_eq!(seen[30], "Ok(4)");
     assert_eq!(seen.len(), 31);
 }
+
+/// A panic's message, or a map chunk's, too large for the caller's
+/// `max_frame_bytes`: cut to fit it, as a local worker cuts it, and each
+/// item of the chunk keeps its own error. (Through Redis the node cut to
+/// its own limit only: the message arrived whole, over the caller's limit,
+/// and the chunk failed every item with `FrameTooLarge`.)
+#[test]
+fn a_failure_too_large_for_the_callers_frame_is_cut_the_same_way() {
+    let seen = both(
+        |b| b.max_frame_bytes(1 << 20),
+        |pool| {
+            let show = |r: &Result<u64, Error>| match r {
+                Err(Error::Panic { message, .. }) => format!(
+                    "panic of {} bytes, ending {:?}",
+                    message.len(),
+                    message
+                        .chars()
+                        .skip(message.chars().count().saturating_sub(40))
+                        .collect::<String>()
+                ),
+                Err(Error::FrameTooLarge { task, max, .. }) => {
+                    format!("FrameTooLarge({task}, max {max})")
+                }
+                other => norm(other),
+            };
+            let mut seen = vec![
+                show(&apply_shout(pool, 2 << 20)),
+                show(&apply_async_shout(pool, 2 << 20).get()),
+            ];
+            let opts = MapOptions::new().chunksize(3);
+            let items = imap_shout_with(pool, [10u64, 2 << 20, 10], opts);
+            seen.extend(items.map(|r| show(&r)));
+            seen.push(show(
+                &map_shout_with(pool, [10u64, 2 << 20, 10], opts).map(|v| v[0]),
+            ));
+            // Values are not cut: a chunk whose values are too large fails
+            // whole.
+            let fills = imap_fill_with(pool, [400_000u64, 400_000, 400_000, 10], opts);
+            seen.extend(fills.map(|r| show(&r.map(|v| v.len() as u64))));
+            seen
+        },
+    );
+    let cut = "panic of 524344 bytes, ending \"xxxxx… (524307 bytes cut to fit a frame)\"";
+    let whole = "FrameTooLarge(t/fill, max 1048576)";
+    assert_eq!(seen[..2], [cut, cut]);
+    assert_eq!(seen[2], "panic of 10 bytes, ending \"xxxxxxxxxx\"");
+    assert!(
+        seen[3].starts_with("panic of 524326 bytes, ending"),
+        "{}",
+        seen[3]
+    );
+    assert_eq!(seen[4], seen[2]);
+    assert_eq!(seen[5], seen[2], "map: the first error");
+    assert_eq!(seen[6..], [whole, whole, whole, "Ok(10)"]);
+}

@@ -102,6 +102,12 @@ pub fn exit13(x: u64) -> u64 {
     x
 }
 
+/// Panics with a message of `len` bytes.
+#[pool_task(name = "t/shout")]
+pub fn shout(len: u64) -> u64 {
+    panic!("{}", "x".repeat(len as usize))
+}
+
 /// The worker's slot and whether it knows it is a worker.
 #[pool_task(name = "t/whereami")]
 pub fn whereami() -> (Option<usize>, bool) {

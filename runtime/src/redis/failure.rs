@@ -208,6 +208,61 @@ impl RemoteFailure {
         }
     }
 
+    /// This failure with its texts (a panic's message, location and
+    /// backtrace, an error's message) cut until it encodes in `max` bytes,
+    /// the longest first, each by half, as a local worker cuts a failure
+    /// to fit its frame.
+    pub(crate) fn fit(mut self, max: usize) -> RemoteFailure {
+        while self.encode().len() > max {
+            let mut texts = self.texts();
+            let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
+                break;
+            };
+            // Texts of a few bytes fit any frame limit the builder accepts.
+            if longest.len() <= 16 {
+                break;
+            }
+            let keep = longest.len() / 2;
+            crate::wire::shorten(longest, keep);
+        }
+        self
+    }
+
+    /// The free-form texts of this failure.
+    fn texts(&mut self) -> Vec<&mut String> {
+        use RemoteFailure as F;
+        match self {
+            F::Panic {
+                message,
+                location,
+                backtrace,
+            } => {
+                let mut texts = vec![message, location];
+                texts.extend(backtrace.as_mut());
+                texts
+            }
+            F::UnknownTask { suggestions } => suggestions.iter_mut().collect(),
+            F::DuplicateTask { first, second } => vec![first, second],
+            F::SignatureMismatch { worker } => vec![worker],
+            F::Encode { message, .. }
+            | F::Decode { message, .. }
+            | F::Protocol { message }
+            | F::WorkerStart { message }
+            | F::Other { message }
+            | F::Refused { message } => vec![message],
+            F::InitializerFailed { message, location } => {
+                let mut texts = vec![message];
+                texts.extend(location.as_mut());
+                texts
+            }
+            F::WorkerDied { .. }
+            | F::Timeout { .. }
+            | F::FrameTooLarge { .. }
+            | F::Terminated
+            | F::Cancelled => Vec::new(),
+        }
+    }
+
     pub(crate) fn encode(&self) -> Vec<u8> {
         codec::encode_meta(self)
     }
@@ -300,5 +355,30 @@ mod tests {
             Error::Timeout { limit, .. } => assert_eq!(limit, Duration::from_millis(2)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_failure_too_large_is_cut_to_fit_its_texts_longest_first() {
+        let big = RemoteFailure::Panic {
+            message: "x".repeat(100_000),
+            location: "a.rs:1:2".into(),
+            backtrace: None,
+        };
+        let fitted = big.fit(10_000);
+        assert!(fitted.encode().len() <= 10_000);
+        match fitted {
+            RemoteFailure::Panic {
+                message, location, ..
+            } => {
+                assert!(message.starts_with("xxxx"), "{message}");
+                assert!(message.ends_with("bytes cut to fit a frame)"), "{message}");
+                assert_eq!(location, "a.rs:1:2");
+            }
+            other => panic!("{other:?}"),
+        }
+        let small = RemoteFailure::Protocol {
+            message: "short".into(),
+        };
+        assert_eq!(small.clone().fit(10_000), small);
     }
 }

@@ -10,10 +10,16 @@ use super::super::conn::Conn;
 use super::super::entry::ResultEntry;
 use super::super::failure::RemoteFailure;
 use super::super::keys::Keys;
-use crate::call::Call;
+use crate::call::{Call, Kind};
+use crate::map::chunk;
+use crate::wire;
 use crate::error::Error;
 use crate::pool::config::Remote;
 use crate::result::{Outcome, Promise};
+
+/// The bytes before a chunk's records in a local worker's reply (its tag
+/// and call id), which a result entry's body goes without.
+const RESULTS_HEADER: usize = 9;
 
 /// A call waiting in this process for room in Redis.
 pub(super) struct Queued {
@@ -34,6 +40,8 @@ pub(super) struct Flight {
     /// The call's time limit as the caller set it, for a `Timeout` from
     /// the node (which knows it in whole milliseconds).
     pub(super) limit: Option<Duration>,
+    /// A map's chunk (its value is a chunk's records), not one call.
+    pub(super) chunk: bool,
     pub(super) promise: Promise,
     /// An inline `apply` reads this call's outcome itself: the reader
     /// thread need not block on the result stream for it.
@@ -51,26 +59,46 @@ impl Flight {
             task: call.task.name,
             signature: call.task.signature,
             limit: call.timeout.get(),
+            chunk: call.kind == Kind::Chunk,
             promise,
             inline,
             sent: false,
         }
     }
 
-    /// The outcome a result entry means for this call. A result over
-    /// `max_frame` (the pool's `max_frame_bytes`) fails with
-    /// `FrameTooLarge`, as from a local worker: a node may allow more.
+    /// The outcome a result entry means for this call, held to
+    /// `max_frame` (the pool's `max_frame_bytes`) as from a local worker,
+    /// whose node may allow more: a result over it fails with
+    /// `FrameTooLarge`, and the texts of a failure (a panic's message) are
+    /// cut to fit it, those of a chunk's failed items too (its values are
+    /// never cut: a chunk whose values alone are too large fails whole).
     pub(super) fn outcome(&self, r: ResultEntry, max_frame: usize) -> Outcome {
         let task = self.task;
         match r.status.as_slice() {
-            b"v" if r.body.len() > max_frame => Err(Error::FrameTooLarge {
-                task: task.to_string(),
-                len: r.body.len() as u64,
-                max: max_frame as u64,
-            }),
+            b"v" if r.body.len() > max_frame => {
+                let (len, mut body) = (r.body.len(), r.body);
+                // As a local worker fits a chunk's reply (its header and
+                // all) within the limit and the chunk framing.
+                let room = (max_frame + wire::CHUNK_FRAMING).saturating_sub(RESULTS_HEADER);
+                if self.chunk && chunk::fit_failures(&mut body, chunk::RECORDS_AT, room) {
+                    return Ok(body.into());
+                }
+                Err(Error::FrameTooLarge {
+                    task: task.to_string(),
+                    len: len as u64,
+                    max: max_frame as u64,
+                })
+            }
             b"v" => Ok(r.body.into()),
             b"e" => match RemoteFailure::decode(&r.body) {
-                Ok(failure) => Err(failure.into_error(task, self.signature, self.limit)),
+                Ok(failure) => {
+                    let failure = if r.body.len() > max_frame {
+                        failure.fit(max_frame)
+                    } else {
+                        failure
+                    };
+                    Err(failure.into_error(task, self.signature, self.limit))
+                }
                 Err(message) => Err(Error::Protocol {
                     task: task.to_string(),
                     message: format!("undecodable failure from node {}: {message}", r.node),
