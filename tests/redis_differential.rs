@@ -1002,3 +1002,78 @@ fn a_failure_too_large_for_the_callers_frame_is_cut_the_same_way() {
     assert_eq!(seen[5], seen[2], "map: the first error");
     assert_eq!(seen[6..], [whole, whole, whole, "Ok(10)"]);
 }
+
+/// A pool-wide time limit, a handle that lifts it, a callback that calls
+/// back into its pool, and a `map` blocked in another thread when
+/// `close_and_cancel` comes.
+#[test]
+fn pool_wide_limits_callbacks_into_the_pool_and_a_cut_map_are_the_same() {
+    let seen = both(
+        |b| b.task_timeout(Duration::from_millis(300)),
+        |pool| {
+            let dir = TempDir::new();
+            let file = dir.file("marks");
+            let mut seen = vec![
+                norm(&apply_mark(pool, file.clone(), "limited".into(), 10_000).map(|_| "pid")),
+                norm(
+                    &apply_mark(
+                        &pool.with_task_timeout(None),
+                        file.clone(),
+                        "free".into(),
+                        500,
+                    )
+                    .map(|_| "pid"),
+                ),
+            ];
+            // A callback that submits and waits.
+            let (tx, rx) = mpsc::channel();
+            let again = pool.clone();
+            let r = apply_async_square(pool, 3).callback(move |v| {
+                tx.send(norm(&apply_square(&again, v)).to_string()).unwrap();
+                tx.send(norm(&apply_async_square(&again, v + 1).get()))
+                    .unwrap();
+            });
+            seen.push(norm(&r.get()));
+            seen.extend(rx.iter());
+            // A map whose first item holds the second process, the others
+            // waiting behind it, cut by close_and_cancel.
+            let (held, r1) = Held::start(pool);
+            let gate = dir.file("gate");
+            let items: Vec<(String, String, String)> = (0..4)
+                .map(|k| (file.clone(), format!("cut{k}"), gate.clone()))
+                .collect();
+            let cut = std::thread::scope(|s| {
+                let map = s.spawn(|| {
+                    let free = pool.with_task_timeout(None);
+                    map_hold_with(&free, items, MapOptions::new().chunksize(1))
+                });
+                wait_for(
+                    Duration::from_secs(20),
+                    "the map's first item to start",
+                    || marks(&file, "start cut0").len() == 1,
+                );
+                let n = pool.close_and_cancel();
+                let outcome = norm(&map.join().unwrap());
+                (n, outcome)
+            });
+            seen.push(format!("close_and_cancel {} map {}", cut.0, cut.1));
+            std::fs::write(&gate, b"").unwrap();
+            held.release();
+            pool.join();
+            seen.push(format!("held: {}", r1.get().is_ok()));
+            seen.push(format!("cut ran: {}", marks(&file, "start cut").len()));
+            seen
+        },
+    );
+    assert!(
+        seen[0].starts_with("Err(Timeout { task: \"t/mark\", limit: 300ms })"),
+        "{}",
+        seen[0]
+    );
+    assert_eq!(seen[1..5], ["Ok(\"pid\")", "Ok(9)", "Ok(81)", "Ok(100)"]);
+    assert_eq!(
+        seen[5],
+        "close_and_cancel 3 map Err(Cancelled { task: \"t/hold\" }) = task `t/hold` was cancelled"
+    );
+    assert_eq!(seen[6..], ["held: true", "cut ran: 1"]);
+}
