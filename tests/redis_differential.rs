@@ -1077,3 +1077,108 @@ fn pool_wide_limits_callbacks_into_the_pool_and_a_cut_map_are_the_same() {
     );
     assert_eq!(seen[6..], ["held: true", "cut ran: 1"]);
 }
+
+/// An `imap` whose input panics, one read with `next_timeout`, one not read
+/// to its end when the pool is closed and joined, and results of a pool
+/// whose last handle is dropped.
+#[test]
+fn imaps_cut_short_and_a_dropped_pool_are_the_same() {
+    let seen = both(same, |pool| {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let mut seen = Vec::new();
+        // The input panics at its fourth item.
+        let input = (0..10u64).inspect(|x| {
+            if *x == 3 {
+                panic!("input ends at {x}");
+            }
+        });
+        let mut it = imap_square_with(pool, input, MapOptions::new().chunksize(1));
+        loop {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| it.next())) {
+                Ok(Some(r)) => seen.push(norm(&r)),
+                Ok(None) => break seen.push("end".into()),
+                Err(p) => seen.push(format!("panic: {:?}", p.downcast_ref::<String>())),
+            }
+        }
+        // next_timeout: nothing yet, then the value, then the end.
+        let mut it = imap_mark_with(
+            pool,
+            vec![(file.clone(), "slow".to_string(), 300)],
+            MapOptions::new(),
+        );
+        seen.push(norm(&it.next_timeout(Duration::from_millis(10)).unwrap()));
+        seen.push(norm(
+            &it.next_timeout(Duration::from_secs(30))
+                .unwrap()
+                .map(|_| "pid"),
+        ));
+        seen.push(format!(
+            "{:?}",
+            it.next_timeout(Duration::from_millis(10))
+                .map(|r| r.is_ok())
+        ));
+        // Not read to its end when join begins: the results of the chunks
+        // it had queued, then PoolClosed, then the end.
+        let other = pool.clone();
+        let mut it = imap_square_with(&other, 0..100u64, MapOptions::new().chunksize(1));
+        seen.push(norm(&it.next().unwrap()));
+        pool.close();
+        pool.join();
+        // (How many chunks it had queued depends on timing.)
+        let rest: Vec<Result<u64, Error>> = it.collect();
+        let values: Vec<u64> = rest
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let squares: Vec<u64> = (1..=values.len() as u64).map(|x| x * x).collect();
+        seen.push(format!("then values in order: {}", values == squares));
+        seen.extend(rest[values.len()..].iter().map(norm));
+        seen
+    });
+    assert_eq!(
+        seen[..5],
+        [
+            "Ok(0)",
+            "Ok(1)",
+            "Ok(4)",
+            "panic: Some(\"input ends at 3\")",
+            "end"
+        ]
+    );
+    assert!(
+        seen[5].starts_with("Err(WaitTimeout { task: \"t/mark\", waited: 10ms })"),
+        "{}",
+        seen[5]
+    );
+    assert_eq!(
+        seen[6..10],
+        ["Ok(\"pid\")", "None", "Ok(0)", "then values in order: true"]
+    );
+    assert_eq!(
+        seen[10..],
+        ["Err(PoolClosed { task: \"t/square\" }) = task `t/square` was not run: the pool is closed"]
+    );
+}
+
+#[test]
+fn dropping_the_last_handle_waits_for_the_calls_on_both() {
+    let local = {
+        let pool = Pool::new(2).unwrap();
+        let r = apply_async_square(&pool, 5);
+        let m = map_async_square(&pool, 0..3);
+        drop(pool);
+        (r.ready(), m.ready(), norm(&r.get()), norm(&m.get()))
+    };
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "2"), ("prefetch", "0")], &[]);
+    let remote = {
+        let pool = Pool::builder().redis(&server.url()).build().unwrap();
+        let r = apply_async_square(&pool, 5);
+        let m = map_async_square(&pool, 0..3);
+        drop(pool);
+        (r.ready(), m.ready(), norm(&r.get()), norm(&m.get()))
+    };
+    assert_eq!(local, remote);
+    assert_eq!(local, (true, true, "Ok(25)".into(), "Ok([0, 1, 4])".into()));
+}
