@@ -1182,3 +1182,54 @@ fn dropping_the_last_handle_waits_for_the_calls_on_both() {
     assert_eq!(local, remote);
     assert_eq!(local, (true, true, "Ok(25)".into(), "Ok([0, 1, 4])".into()));
 }
+
+/// A signature the worker does not know (only a call not made by the
+/// generated functions can send one), and map items so large that a chunk
+/// of them would pass the frame limit: both make smaller chunks, whatever
+/// chunk size was asked for, and every item comes back.
+#[test]
+fn a_worker_side_mismatch_and_large_map_items_are_the_same() {
+    let seen = both(
+        |b| b.max_frame_bytes(1 << 20),
+        |pool| {
+            let wrong = procpool::__private::TaskInfo {
+                name: "t/square",
+                signature: "fn(i8) -> u64",
+                fingerprint: procpool::__private::fingerprint("fn(i8) -> u64"),
+            };
+            let mut seen = vec![norm(
+                &procpool::__private::submit::<u64>(pool, &wrong, Ok(vec![3])).get(),
+            )];
+            let show = |r: Result<Vec<Vec<u8>>, Error>| match r {
+                Ok(v) => format!("Ok({:?})", v.iter().map(Vec::len).collect::<Vec<_>>()),
+                Err(Error::FrameTooLarge { task, max, .. }) => {
+                    format!("FrameTooLarge({task}, {max})")
+                }
+                Err(e) => norm(&Err::<(), _>(e)),
+            };
+            let items = || vec![vec![1u8; 400_000]; 3];
+            seen.push(show(map_echo(pool, items())));
+            seen.push(show(map_echo_with(
+                pool,
+                items(),
+                MapOptions::new().chunksize(3),
+            )));
+            seen.push(show(map_echo_with(
+                pool,
+                items(),
+                MapOptions::new().chunksize(2),
+            )));
+            for r in imap_echo_with(pool, items(), MapOptions::new().chunksize(3)) {
+                seen.push(show(r.map(|v| vec![v])));
+            }
+            seen
+        },
+    );
+    assert_eq!(
+        seen[0],
+        "Err(SignatureMismatch { task: \"t/square\", caller: \"fn(i8) -> u64\", worker: \"fn(u64) -> u64\" }) = task `t/square`: the caller's signature `fn(i8) -> u64` differs from the worker's `fn(u64) -> u64`"
+    );
+    let all = "Ok([400000, 400000, 400000])";
+    let one = "Ok([400000])";
+    assert_eq!(seen[1..], [all, all, all, one, one, one]);
+}
