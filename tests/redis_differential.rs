@@ -1274,3 +1274,47 @@ fn kind<T>(r: &Result<T, Error>) -> String {
         Err(e) => format!("Err({:?})", e.kind()),
     }
 }
+
+/// A cancelled result's states and its `.await`; `join` without `close`
+/// closes; calls after it, and after a `terminate` that follows it.
+#[test]
+fn a_cancelled_future_and_join_without_close_are_the_same() {
+    let seen = both(same, |pool| {
+        let mut seen = Vec::new();
+        let (held, r) = Held::start(pool);
+        let (held2, r2) = Held::start(pool);
+        let q = apply_async_square(pool, 3);
+        seen.push(format!("{:?}", q.cancel()));
+        seen.push(format!(
+            "ready {} successful {:?}",
+            q.ready(),
+            q.successful()
+        ));
+        seen.push(norm(&futures::executor::block_on(q)));
+        held.release();
+        held2.release();
+        seen.push(format!("{:?}", r.get().is_ok()));
+        seen.push(format!("{:?}", r2.get().is_ok()));
+        pool.join();
+        seen.push(norm(&apply_square(pool, 2)));
+        pool.terminate();
+        seen.push(norm(&apply_square(pool, 2)));
+        seen.push(format!("{:?}", apply_async_square(pool, 2).successful()));
+        seen
+    });
+    let closed =
+        "Err(PoolClosed { task: \"t/square\" }) = task `t/square` was not run: the pool is closed";
+    assert_eq!(
+        seen,
+        [
+            "NotStarted",
+            "ready true successful Some(false)",
+            "Err(Cancelled { task: \"t/square\" }) = task `t/square` was cancelled",
+            "true",
+            "true",
+            closed,
+            closed,
+            "Some(false)"
+        ]
+    );
+}
