@@ -1318,3 +1318,63 @@ fn a_cancelled_future_and_join_without_close_are_the_same() {
         ]
     );
 }
+
+/// A replacement worker whose initializer fails: the call that needed it
+/// fails with `InitializerFailed` naming the initializer (through Redis it
+/// named the call's task as the initializer: "the pool's initializer
+/// `t/square` failed").
+#[test]
+fn a_failing_initializer_is_named_the_same() {
+    let scenario = |pool: &Pool, flag: &str| {
+        let mut seen = vec![norm(&apply_square(pool, 3))];
+        std::fs::write(flag, b"").unwrap();
+        seen.push(norm(&apply_exit13(pool, 13)));
+        seen.push(norm(&apply_square(pool, 4)).replace(flag, "FLAG"));
+        seen
+    };
+    let dir = TempDir::new();
+    let flag = dir.file("local-flag");
+    let local = {
+        let pool = Pool::builder()
+            .processes(1)
+            .initializer("t/init_unless", &(flag.clone(),))
+            .build()
+            .unwrap();
+        scenario(&pool, &flag)
+    };
+    let server = RedisServer::start();
+    let flag = dir.file("node-flag");
+    let options = [
+        ("processes", "1"),
+        ("prefetch", "0"),
+        ("init-unless", flag.as_str()),
+    ];
+    let _node = NodeProc::code(&server.url(), &options, &[]);
+    let remote = {
+        let pool = Pool::builder().redis(&server.url()).build().unwrap();
+        scenario(&pool, &flag)
+    };
+    assert_eq!(
+        local, remote,
+        "the local pool (left) and the Redis pool (right) differ"
+    );
+    assert_eq!(local[..2], ["Ok(9)", "WorkerDied(t/exit13, exit code 3)"]);
+    assert!(
+        local[2].starts_with(
+            "Err(InitializerFailed { task: \"t/init_unless\", message: \"it returned Err(\\\"FLAG exists\\\")\""
+        ),
+        "{}",
+        local[2]
+    );
+    let said = local[2].split(" = ").nth(1).unwrap();
+    assert!(
+        said.starts_with(
+            "the pool's initializer `t/init_unless` failed at tests/helpers/redis_tasks.rs:"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.ends_with(": it returned Err(\"FLAG exists\")"),
+        "{said}"
+    );
+}

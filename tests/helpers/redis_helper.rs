@@ -4,8 +4,9 @@
 //! - With `PROCPOOL_NODE=redis://… [PROCPOOL_QUEUE=q] [PROCPOOL_PROCESSES=n]`
 //!   in its environment, `procpool::init()` serves as a node and never
 //!   returns (the environment contract of the README).
-//! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]`:
-//!   the same through `procpool::Node` in code; prints `ready <name>`,
+//! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]
+//!   [init-unless FILE]`: the same through `procpool::Node` in code (with
+//!   `init-unless`, its workers' initializer is `t/init_unless FILE`); prints `ready <name>`,
 //!   serves until its standard input closes, then stops gracefully and
 //!   prints `stopped`. With `log`, procpool's log records (debug and up)
 //!   are appended to FILE, one a line: `LEVEL message`.
@@ -49,6 +50,7 @@ fn node(url: &str, options: &[String]) {
             "queue" => builder = builder.queue(value),
             "max-frame" => pool = pool.max_frame_bytes(n()),
             "log" => log_to(value),
+            "init-unless" => pool = pool.initializer("t/init_unless", &(value.clone(),)),
             other => panic!("unknown option {other}"),
         }
     }

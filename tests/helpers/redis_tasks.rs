@@ -108,6 +108,15 @@ pub fn shout(len: u64) -> u64 {
     panic!("{}", "x".repeat(len as usize))
 }
 
+/// An initializer that fails once the file `path` exists.
+#[pool_task(name = "t/init_unless")]
+pub fn init_unless(path: String) -> Result<(), String> {
+    if std::path::Path::new(&path).exists() {
+        return Err(format!("{path} exists"));
+    }
+    Ok(())
+}
+
 /// The worker's slot and whether it knows it is a worker.
 #[pool_task(name = "t/whereami")]
 pub fn whereami() -> (Option<usize>, bool) {

@@ -51,7 +51,9 @@ pub(crate) enum RemoteFailure {
     Protocol {
         message: String,
     },
+    /// The node's initializer failed: named, as it is not the call's task.
     InitializerFailed {
+        initializer: String,
         message: String,
         location: Option<String>,
     },
@@ -123,8 +125,14 @@ impl RemoteFailure {
             Error::FrameTooLarge { len, max, .. } => F::FrameTooLarge { len, max },
             Error::Protocol { message, .. } => F::Protocol { message },
             Error::InitializerFailed {
-                message, location, ..
-            } => F::InitializerFailed { message, location },
+                task,
+                message,
+                location,
+            } => F::InitializerFailed {
+                initializer: task,
+                message,
+                location,
+            },
             Error::WorkerStart { message, .. } => F::WorkerStart { message },
             Error::PoolClosed { .. } | Error::Terminated { .. } => F::Terminated,
             Error::Cancelled { .. } => F::Cancelled,
@@ -188,8 +196,12 @@ impl RemoteFailure {
             },
             F::FrameTooLarge { len, max } => Error::FrameTooLarge { task, len, max },
             F::Protocol { message } => Error::Protocol { task, message },
-            F::InitializerFailed { message, location } => Error::InitializerFailed {
-                task,
+            F::InitializerFailed {
+                initializer,
+                message,
+                location,
+            } => Error::InitializerFailed {
+                task: initializer,
                 message,
                 location,
             },
@@ -250,8 +262,12 @@ impl RemoteFailure {
             | F::WorkerStart { message }
             | F::Other { message }
             | F::Refused { message } => vec![message],
-            F::InitializerFailed { message, location } => {
-                let mut texts = vec![message];
+            F::InitializerFailed {
+                initializer,
+                message,
+                location,
+            } => {
+                let mut texts = vec![initializer, message];
                 texts.extend(location.as_mut());
                 texts
             }
@@ -328,6 +344,12 @@ mod tests {
                 task: "t".into(),
                 len: 11,
                 max: 10,
+            },
+            // Named after the initializer, not the call's task.
+            Error::InitializerFailed {
+                task: "init".into(),
+                message: "m".into(),
+                location: Some("a.rs:3".into()),
             },
         ];
         for e in errors {
