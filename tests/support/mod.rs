@@ -2,10 +2,13 @@
 #![allow(dead_code)]
 
 mod raw;
+mod scratch;
 mod wait;
 
 #[allow(unused_imports)] // not every test binary sends raw bytes
 pub use raw::Raw;
+#[allow(unused_imports)] // not every test binary makes scratch files
+pub use scratch::{marker_dir, quick_dir, Scratch};
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -187,115 +190,4 @@ pub fn rerun_alone(name: &str, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("1 passed"), "{text}");
-}
-
-/// A path of one test (a file or a directory, made or not), removed when
-/// dropped: when the test passes and when it fails, since a failed
-/// assertion unwinds through it. Reads as the path itself.
-pub struct Scratch(std::path::PathBuf);
-
-impl Scratch {
-    /// `path`, with whatever a killed earlier run left there removed: at
-    /// `path`, and, when `path` ends in `-<this process's id>`, at the same
-    /// path of each process that is gone (a run killed by a signal, say
-    /// by `timeout`, drops no guard).
-    pub fn new(path: std::path::PathBuf) -> Scratch {
-        remove_path(&path);
-        sweep_dead_runs(&path);
-        Scratch(path)
-    }
-
-    /// A path in the temporary directory named after `name` and this
-    /// process (nothing made there yet).
-    pub fn temp(name: &str) -> Scratch {
-        Scratch::new(std::env::temp_dir().join(format!("procpool-{name}-{}", std::process::id())))
-    }
-
-    /// As [`temp`](Self::temp), made as an empty directory.
-    pub fn temp_dir(name: &str) -> Scratch {
-        let dir = Scratch::temp(name);
-        std::fs::create_dir_all(&dir.0).unwrap();
-        dir
-    }
-}
-
-impl std::ops::Deref for Scratch {
-    type Target = std::path::PathBuf;
-    fn deref(&self) -> &std::path::PathBuf {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for Scratch {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        remove_path(&self.0);
-    }
-}
-
-/// Removes the paths `<stem>-<pid>` beside `path` (`<stem>-<this pid>`)
-/// whose process is gone.
-fn sweep_dead_runs(path: &std::path::Path) {
-    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let name = name.to_string_lossy();
-    let Some(stem) = name.strip_suffix(&format!("-{}", std::process::id())) else {
-        return;
-    };
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let other = entry.file_name().to_string_lossy().into_owned();
-        let dead = other
-            .strip_prefix(stem)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
-        if dead {
-            remove_path(&entry.path());
-        }
-    }
-}
-
-/// Removes `path`, a file or a whole directory, if it is there.
-fn remove_path(path: &std::path::Path) {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            let _ = std::fs::remove_dir_all(path);
-        }
-        Ok(_) => {
-            let _ = std::fs::remove_file(path);
-        }
-        Err(_) => {}
-    }
-}
-
-/// The directory of memory-backed files (`/dev/shm`) where there is one,
-/// else the temporary directory: a file made on a disk can take a
-/// millisecond and more, and tests need their marking tasks quick enough
-/// to be pipelined.
-pub fn quick_dir() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-/// A fresh, empty directory for one test's marker files, named after the
-/// test binary's `prefix`, `name` and this process, in [`quick_dir`];
-/// removed with everything in it when the returned guard drops.
-pub fn marker_dir(prefix: &str, name: &str) -> Scratch {
-    let dir =
-        Scratch::new(quick_dir().join(format!("procpool-{prefix}-{name}-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
-    dir
 }
