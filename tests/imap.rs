@@ -8,6 +8,8 @@ use procpool::{pool_task, Error, MapOptions, Pool};
 
 procpool::enable_test_support!();
 
+mod support;
+
 #[pool_task]
 fn square_pid(x: u64) -> (u64, u32) {
     (x * x, std::process::id())
@@ -137,8 +139,7 @@ fn imap_unordered_yields_in_completion_order() {
     let one = MapOptions::new().chunksize(1);
     // Item 0 finishes only once the three others were yielded: were the
     // results held back in input order, none would come.
-    let gate = std::env::temp_dir().join(format!("procpool-imap-gate-{}", std::process::id()));
-    let _ = std::fs::remove_file(&gate);
+    let gate = support::Scratch::temp("imap-gate");
     let items = (0..4).map(|x| (x, gate.display().to_string()));
     let mut order = Vec::new();
     for r in imap_unordered_gated_zero_with(&pool, items, one) {
@@ -147,7 +148,6 @@ fn imap_unordered_yields_in_completion_order() {
             std::fs::write(&gate, b"").unwrap();
         }
     }
-    let _ = std::fs::remove_file(&gate);
     assert_eq!(order.len(), 4, "{order:?}");
     assert_eq!(order[3], 0, "completion order {order:?}");
     let ordered: Vec<u64> = imap_nap_inverse_with(&pool, 0..4, one)
@@ -460,8 +460,7 @@ fn next_timeout_waits_at_most_its_timeout_and_loses_nothing() {
     // (Each map's item 0 holds a worker until the gate opens.)
     let pool = Pool::new(3).unwrap();
     let one = MapOptions::new().chunksize(1);
-    let gate = std::env::temp_dir().join(format!("procpool-imap-next-{}", std::process::id()));
-    let _ = std::fs::remove_file(&gate);
+    let gate = support::Scratch::temp("imap-next");
     let items = (0..4).map(|x| (x, gate.display().to_string()));
     let mut ordered = imap_gated_zero_with(&pool, items.clone(), one);
     let started = std::time::Instant::now();
@@ -496,7 +495,6 @@ fn next_timeout_waits_at_most_its_timeout_and_loses_nothing() {
         .map(Result::unwrap)
         .collect();
     let last = unordered.next_timeout(long).unwrap().unwrap();
-    let _ = std::fs::remove_file(&gate);
     assert_eq!(rest, [0, 1, 2, 3]);
     assert_eq!(last, 0);
     assert!(unordered.next_timeout(long).is_none());
@@ -528,8 +526,7 @@ fn polling_next_timeout_yields_every_result_once() {
 #[test]
 fn the_first_result_comes_back_after_the_first_item_alone() {
     let pool = Pool::new(2).unwrap();
-    let gate = std::env::temp_dir().join(format!("procpool-imap-first-{}", std::process::id()));
-    let _ = std::fs::remove_file(&gate);
+    let gate = support::Scratch::temp("imap-first");
     let gate_arg = gate.to_string_lossy().into_owned();
     let known: Vec<(u64, String)> = (0..40).map(|x| (x, gate_arg.clone())).collect();
     let mut ordered = imap_all_but_zero_gated(&pool, known.clone());

@@ -7,6 +7,7 @@ procpool::enable_test_support!();
 
 #[path = "helpers/gate.rs"]
 mod gate;
+mod support;
 
 #[pool_task]
 fn square(x: u64) -> u64 {
@@ -397,12 +398,10 @@ fn late_first_failure(x: u32, dir: String) -> u32 {
 #[test]
 fn map_returns_the_first_error_in_input_order_not_the_first_to_happen() {
     let pool = Pool::new(2).unwrap();
-    let dir = std::env::temp_dir().join(format!("procpool-map-first-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::Scratch::temp_dir("map-first");
     let items = (0..100u32).map(|x| (x, dir.to_str().unwrap().to_string()));
     let result = map_late_first_failure_with(&pool, items, MapOptions::new().chunksize(1));
     assert!(dir.join("90").exists(), "item 90 did not run");
-    let _ = std::fs::remove_dir_all(&dir);
     match result {
         Err(Error::Panic { message, .. }) => assert_eq!(message, "item 10 is bad"),
         other => panic!("expected item 10's panic, got {other:?}"),

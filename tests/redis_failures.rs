@@ -639,8 +639,8 @@ fn an_outcome_redis_refuses_to_store_fails_its_call_alone() {
     let _node = NodeProc::env(&server, 2);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     assert_eq!(apply_square(&pool, 2).unwrap(), 4);
-    let path = std::env::temp_dir().join(format!("procpool-refused-{}", std::process::id()));
-    let path = path.to_string_lossy().into_owned();
+    let scratch = support::Scratch::temp("refused");
+    let path = scratch.to_string_lossy().into_owned();
     // Sent first (Redis takes it), it ends after the large one.
     let beside = apply_async_mark(&pool, path.clone(), "beside".into(), 1500);
     let big = apply_async_echo(&pool, vec![1u8; 7 << 20]);
@@ -666,7 +666,6 @@ fn an_outcome_redis_refuses_to_store_fails_its_call_alone() {
     assert_eq!(marks(&path, "end").len(), 1);
     // The node serves on.
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
-    let _ = std::fs::remove_file(&path);
 }
 
 /// Redis refusing writes (over `maxmemory`) for longer than a node's time

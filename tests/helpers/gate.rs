@@ -17,11 +17,28 @@ pub fn gated(gate: String) -> u32 {
     std::process::id()
 }
 
+/// A gate file's path (reads as a `String`), removed when dropped: when
+/// the test passes and when it fails.
+pub struct Gate(String);
+
+impl std::ops::Deref for Gate {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A fresh gate file's path (not made yet) for the test `name`.
-pub fn gate_path(name: &str) -> String {
+pub fn gate_path(name: &str) -> Gate {
     let path = std::env::temp_dir().join(format!("procpool-gate-{}-{name}", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    path.display().to_string()
+    Gate(path.display().to_string())
 }
 
 /// Opens `gate`: its call returns.
