@@ -11,11 +11,11 @@ use super::super::entry::ResultEntry;
 use super::super::failure::RemoteFailure;
 use super::super::keys::Keys;
 use crate::call::{Call, Kind};
-use crate::map::chunk;
-use crate::wire;
 use crate::error::Error;
+use crate::map::chunk;
 use crate::pool::config::Remote;
 use crate::result::{Outcome, Promise};
+use crate::wire;
 
 /// The bytes before a chunk's records in a local worker's reply (its tag
 /// and call id), which a result entry's body goes without.
@@ -79,7 +79,9 @@ impl Flight {
                 let (len, mut body) = (r.body.len(), r.body);
                 // As a local worker fits a chunk's reply (its header and
                 // all) within the limit and the chunk framing.
-                let room = (max_frame + wire::CHUNK_FRAMING).saturating_sub(RESULTS_HEADER);
+                let room = max_frame
+                    .saturating_add(wire::CHUNK_FRAMING)
+                    .saturating_sub(RESULTS_HEADER);
                 if self.chunk && chunk::fit_failures(&mut body, chunk::RECORDS_AT, room) {
                     return Ok(body.into());
                 }
