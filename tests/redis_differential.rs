@@ -1378,3 +1378,50 @@ fn a_failing_initializer_is_named_the_same() {
         "{said}"
     );
 }
+
+/// A `map_async` whose first two items run (chunks of 1, both processes
+/// held) and two wait, cancelled: `Stopped`, its result and error callback
+/// `Cancelled` once, the running items stopped, the waiting ones never
+/// started.
+#[test]
+fn cancelling_a_running_map_async_is_the_same() {
+    let seen = both(same, |pool| {
+        let dir = TempDir::new();
+        let file = dir.file("marks");
+        let gate = dir.file("gate");
+        let items: Vec<(String, String, String)> = (0..4)
+            .map(|k| (file.clone(), format!("m{k}"), gate.clone()))
+            .collect();
+        let (tx, rx) = mpsc::channel();
+        let m = map_async_hold_with(pool, items, MapOptions::new().chunksize(1))
+            .error_callback(move |e| tx.send(norm(&Err::<(), _>(e))).unwrap());
+        wait_for(Duration::from_secs(20), "two items to start", || {
+            marks(&file, "start").len() == 2
+        });
+        let mut seen = vec![format!("{:?} {:?}", m.cancel(), m.cancel())];
+        seen.push(norm(&m.get()));
+        std::fs::write(&gate, b"").unwrap();
+        pool.join();
+        seen.extend(rx.try_iter());
+        let mut started: Vec<String> = marks(&file, "start")
+            .iter()
+            .map(|l| l.split(' ').nth(1).unwrap().to_string())
+            .collect();
+        started.sort();
+        seen.push(format!(
+            "started {started:?}, ended {}",
+            marks(&file, "end").len()
+        ));
+        seen
+    });
+    let cancelled = "Err(Cancelled { task: \"t/hold\" }) = task `t/hold` was cancelled";
+    assert_eq!(
+        seen,
+        [
+            "Stopped Stopped",
+            cancelled,
+            cancelled,
+            "started [\"m0\", \"m1\"], ended 0"
+        ]
+    );
+}
