@@ -1425,3 +1425,47 @@ fn cancelling_a_running_map_async_is_the_same() {
         ]
     );
 }
+
+/// Results of a pool terminated and dropped: one already in keeps its
+/// value, one running is `Terminated`, and callbacks attached after that
+/// still run, once, on the callback thread.
+#[test]
+fn results_and_callbacks_outlive_a_terminated_and_dropped_pool_alike() {
+    let seen = both(same, |pool| {
+        let mut seen = Vec::new();
+        let other = pool.clone();
+        let done = apply_async_square(&other, 7);
+        done.wait();
+        let (_held, running) = Held::start(&other);
+        pool.terminate();
+        drop(other);
+        let (tx, rx) = mpsc::channel();
+        let t = tx.clone();
+        let done = done.callback(move |v| t.send(format!("callback {v} on {}", here())).unwrap());
+        let running = running.error_callback(move |e| {
+            tx.send(format!(
+                "error_callback {} on {}",
+                norm(&Err::<(), _>(e)),
+                here()
+            ))
+            .unwrap()
+        });
+        seen.push(norm(&done.get()));
+        seen.push(norm(&running.get()));
+        let mut got: Vec<String> = rx.iter().collect();
+        got.sort();
+        seen.extend(got);
+        seen
+    });
+    let terminated =
+        "Err(Terminated { task: \"t/hold\" }) = task `t/hold` did not finish: the pool was terminated";
+    assert_eq!(
+        seen,
+        [
+            "Ok(49)".to_string(),
+            terminated.to_string(),
+            "callback 49 on procpool-callbacks".to_string(),
+            format!("error_callback {terminated} on procpool-callbacks"),
+        ]
+    );
+}
