@@ -1469,3 +1469,27 @@ fn results_and_callbacks_outlive_a_terminated_and_dropped_pool_alike() {
         ]
     );
 }
+
+/// A handle with a zero time limit: every call form fails at once with
+/// `Timeout { limit: 0ns }` (never sent), the pool itself is unaffected.
+#[test]
+fn a_zero_time_limit_fails_every_call_form_alike() {
+    let seen = both(same, |pool| {
+        let zero = pool.with_task_timeout(Some(Duration::ZERO));
+        let mut seen = vec![
+            norm(&apply_square(&zero, 2)),
+            norm(&apply_async_square(&zero, 2).get()),
+        ];
+        seen.push(norm(&map_square(&zero, 0..3)));
+        seen.extend(norms(&imap_square(&zero, 0..3).collect::<Vec<_>>()));
+        seen.push(norm(&pool.apply_by_name::<u64>("t/square", &(2u64,))));
+        seen.push(norm(&zero.apply_by_name::<u64>("t/square", &(2u64,))));
+        seen.push(format!("{}", zero.processes()));
+        seen
+    });
+    let zero = "Err(Timeout { task: \"t/square\", limit: 0ns }) = task `t/square` ran past its time limit of 0ns";
+    // apply, apply_async, map, imap (each of its 3 items); by name on the
+    // pool (no limit) and on the handle; the handle's processes.
+    assert_eq!(seen[..6], [zero; 6]);
+    assert_eq!(seen[6..], ["Ok(4)", zero, "2"]);
+}
