@@ -823,15 +823,17 @@ fn terminate_answers_the_same() {
 }
 
 /// The caller logs what happens in the caller the same way on both (here a
-/// panicking callback); what happens to a worker (here a time limit's
-/// kill) is logged by the process that owns the worker: the caller's own
-/// for a local pool, the node's for a Redis pool, as the README says.
+/// panicking callback); what happens to a worker (here a time limit's kill
+/// and a cancel's stop) is logged by the process that owns the worker: the
+/// caller's own for a local pool, the node's for a Redis pool, as the
+/// README says.
 #[test]
 fn log_events_are_the_same_where_the_readme_says() {
     let log = support::capture_log();
     let dir = TempDir::new();
     let node_log = dir.file("node.log");
     let killed = "ran past its time limit of 333ms";
+    let stopped = "stopped: task `t/mark` was cancelled";
     let in_caller = std::sync::Mutex::new(Vec::new());
     let seen = both_logged(same, Some(&node_log), |pool| {
         let before = log.lines_with(killed).len();
@@ -846,10 +848,27 @@ fn log_events_are_the_same_where_the_readme_says() {
         r.wait();
         let warned = log.lines_with("callback bug 21");
         assert_eq!(warned.len(), before + 1, "{warned:?}");
+        // A worker stopped by a cancel (only this test cancels a running
+        // `t/mark`).
+        let before = log.lines_with(stopped).len();
+        let own = TempDir::new(); // one file per pool, read fresh
+        let file = own.file("stop-marks");
+        let running = apply_async_mark(pool, file.clone(), "stop".into(), 10_000);
+        wait_for(Duration::from_secs(20), "the call to start", || {
+            marks(&file, "start").len() == 1
+        });
+        let cancel = format!("{:?}", running.cancel());
+        // Every worker stopped: whatever the pool logs of it is logged.
+        pool.join();
+        in_caller
+            .lock()
+            .unwrap()
+            .push(log.lines_with(stopped).len() - before);
         vec![
             norm(&timed_out),
             warned.last().unwrap().clone(),
             norm(&r.get()),
+            cancel,
         ]
     });
     assert!(
@@ -861,18 +880,29 @@ fn log_events_are_the_same_where_the_readme_says() {
         seen[1],
         "WARN a callback of task `t/square` panicked: callback bug 21; the pool carries on"
     );
-    assert_eq!(seen[2], "Ok(441)");
+    assert_eq!(seen[2..], ["Ok(441)", "Stopped"]);
     assert_eq!(
         *in_caller.lock().unwrap(),
-        [1, 0],
-        "the caller logs the kill only for a local pool"
+        [1, 1, 0, 0],
+        "the caller logs the kill and the stop only for a local pool"
     );
-    let on_node: Vec<String> = std::fs::read_to_string(&node_log)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains(killed))
-        .map(String::from)
-        .collect();
+    // The node logs both, in its own time (a cancel settles the caller's
+    // result before the node stops the worker).
+    let node_lines = |what: &str| -> Vec<String> {
+        std::fs::read_to_string(&node_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(what))
+            .map(String::from)
+            .collect()
+    };
+    wait_for(
+        Duration::from_secs(20),
+        "the node's log of the stop",
+        || !node_lines(stopped).is_empty(),
+    );
+    assert_eq!(node_lines(stopped).len(), 1);
+    let on_node = node_lines(killed);
     assert_eq!(on_node.len(), 1, "the node logs it: {on_node:?}");
     let here = log.lines_with(killed);
     let (local, remote) = (&here[here.len() - 1], &on_node[0]);
