@@ -1411,10 +1411,14 @@ fn a_failing_initializer_is_named_the_same() {
 
 /// A `map_async` whose first two items run (chunks of 1, both processes
 /// held) and two wait, cancelled: `Stopped`, its result and error callback
-/// `Cancelled` once, the running items stopped, the waiting ones never
-/// started.
+/// `Cancelled` once, the waiting items never started. A local pool has
+/// stopped the running items when `get` returns; a node stops them when it
+/// reads the stop, a moment later, so there they may still run to their
+/// end if let (their gate is opened right after `get`), as the README
+/// says.
 #[test]
 fn cancelling_a_running_map_async_is_the_same() {
+    let ended = std::sync::Mutex::new(Vec::new());
     let seen = both(same, |pool| {
         let dir = TempDir::new();
         let file = dir.file("marks");
@@ -1438,10 +1442,8 @@ fn cancelling_a_running_map_async_is_the_same() {
             .map(|l| l.split(' ').nth(1).unwrap().to_string())
             .collect();
         started.sort();
-        seen.push(format!(
-            "started {started:?}, ended {}",
-            marks(&file, "end").len()
-        ));
+        seen.push(format!("started {started:?}"));
+        ended.lock().unwrap().push(marks(&file, "end").len());
         seen
     });
     let cancelled = "Err(Cancelled { task: \"t/hold\" }) = task `t/hold` was cancelled";
@@ -1451,9 +1453,12 @@ fn cancelling_a_running_map_async_is_the_same() {
             "Stopped Stopped",
             cancelled,
             cancelled,
-            "started [\"m0\", \"m1\"], ended 0"
+            "started [\"m0\", \"m1\"]"
         ]
     );
+    let ended = ended.into_inner().unwrap();
+    assert_eq!(ended[0], 0, "stopped by the local pool before get returned");
+    assert!(ended[1] <= 2, "{ended:?}");
 }
 
 /// Results of a pool terminated and dropped: one already in keeps its
