@@ -7,8 +7,9 @@
 //! `close` and `terminate`, what a task can read of where it runs, and the
 //! caller's log events. Each scenario also asserts what it sees, so the two
 //! cannot agree on a wrong answer. Where the README documents a difference
-//! (a frame's length, events of workers logged by the node), the
-//! documented behaviour is asserted instead.
+//! (a frame's length and the limit's edge, events of workers logged by the
+//! node, a node stopping a cancelled call a moment after its result is
+//! `Cancelled`), the documented behaviour is asserted instead.
 #![cfg(feature = "redis")]
 
 mod redis_support;
