@@ -116,7 +116,7 @@ pub fn run_chunk<M: TaskOutput, A>(
 where
     M::Output: 'static,
 {
-    crate::map::chunk::run(bytes, out, decode, call)
+    crate::worker::chunk::run(bytes, out, decode, call)
 }
 
 /// For tests that play a corrupt worker, in a worker: writes `bytes` into
@@ -153,7 +153,8 @@ pub struct HandChannel(crate::process::HandChannel);
 impl HandChannel {
     /// A channel whose worker may send and accept frames of `max_frame` bytes.
     pub fn new(max_frame: usize) -> std::io::Result<HandChannel> {
-        crate::process::HandChannel::new(max_frame).map(HandChannel)
+        let stall = crate::PoolBuilder::DEFAULT_FRAME_STALL_TIMEOUT;
+        crate::process::HandChannel::new(max_frame, stall).map(HandChannel)
     }
 
     /// The fd to place at 3 in the worker (close-on-exec here).

@@ -19,7 +19,7 @@ pub(crate) enum Kind {
     /// One call of the task: answered with its value (VALUE).
     Single,
     /// A chunk of a map: many items in one frame (CALL_BATCH), answered
-    /// with one outcome per item (RESULTS); see [`crate::map::chunk`].
+    /// with one outcome per item (RESULTS); see [`crate::chunk`].
     Chunk,
 }
 
@@ -99,7 +99,7 @@ impl CallRef<'_> {
     pub(crate) fn weight(&self) -> usize {
         match self.kind {
             Kind::Single => 1,
-            Kind::Chunk => crate::map::chunk::item_count(&self.args[..]),
+            Kind::Chunk => crate::chunk::item_count(&self.args[..]),
         }
     }
 
@@ -203,8 +203,9 @@ impl From<Encoded> for Args {
     }
 }
 
-/// The most bytes kept inline (the enum stays as small as a `Vec`).
-pub(crate) const INLINE: usize = 15;
+// The most bytes kept inline (the enum stays as small as a `Vec`): a
+// task's, which decides what encoded arguments are worth shrinking.
+use crate::task::INLINE_ARGS as INLINE;
 
 impl From<Vec<u8>> for Args {
     /// Few bytes are copied inline, and their buffer kept by this thread for

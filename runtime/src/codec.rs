@@ -171,7 +171,7 @@ pub(crate) fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usi
 /// limit scaled to `bytes` as a whole). A record is a tag byte, then the
 /// value if the tag is `short` or more (its length is in the tag), or four
 /// length bytes and the value if it is `long` (the lengths are skipped, not
-/// checked: see [`crate::map::chunk`]). `Err` at the first record that is
+/// checked: see [`crate::chunk`]). `Err` at the first record that is
 /// not so, or does not decode: the values before it stay in `out`. Returns
 /// the bytes used.
 pub(crate) fn decode_records<T: DeserializeOwned>(

@@ -1,7 +1,7 @@
 //! A deterministic mutation fuzzer of everything that decodes what crosses
 //! the channel: requests and replies ([`crate::wire`]), a call's arguments
 //! and a task's value ([`crate::task`], [`crate::codec`]), a map's chunks
-//! and their RESULTS bodies on both sides ([`crate::map::chunk`]), dense
+//! and their RESULTS bodies on both sides ([`crate::chunk`]), dense
 //! numbers, procpool's own messages, and `Json<T>`.
 //!
 //! Valid inputs of every kind are made, then flipped, cut, grown, spliced
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alloc_probe::largest_allocation;
 use crate::codec;
-use crate::map::chunk;
+use crate::chunk;
 use crate::task::{ArgsDecoder, CallError, TaskOutput, ValueArg};
 use crate::wire::{self, Frame, PanicReport, RemoteError, Reply};
 
@@ -328,7 +328,7 @@ where
     // The same bytes as a chunk's items.
     let mut body = wire::results_header(1);
     let ran = crate::worker::panic::guard(|| {
-        chunk::run(args, &mut body, |a| a.value::<One<T>, 0>(), make)
+        crate::worker::chunk::run(args, &mut body, |a| a.value::<One<T>, 0>(), make)
     });
     match ran {
         Ok(Ok(())) => {

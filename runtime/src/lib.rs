@@ -112,17 +112,19 @@
 //! | `shm` | the channel's shared memory: its layout, the ring endpoints that move frames through it, the spin heuristic |
 //! | `wire`, `codec`, `buffers` | frames and messages on the channel; bincode, behind a nesting limit on both sides (`codec::depth`); buffers kept for reuse (large ones, and each thread's last small frame buffer) |
 //! | `sys` | every OS call (memfd, mappings and futexes, pidfds and epoll, the fork server's; `sys::channel`: what a worker checks of the descriptor it inherits), each `unsafe` with its `SAFETY` comment |
-//! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard |
+//! | `worker` | in the worker: `init()` enters the serve loop, which finds each task in the `registry` and runs it under one panic guard; a map's chunk item by item (`worker::chunk`) |
 //! | `registry` | the `inventory` table of tasks by name; `find(name, fingerprint)` |
-//! | `map` | the map family: options, the chunk format (both sides), `map`/`map_async`, the `imap` iterators |
+//! | `chunk` | a map's chunk as it travels, both sides: items cut into one frame (caller), items read and records written (worker), records read back (caller) |
+//! | `map` | the map family: options, `map`/`map_async`, the `imap` iterators |
 //! | `error` | `Error`, `ErrorKind`, `ExitInfo` |
+//! | `unwind` | panics caught from user code: their message, and dropping their payload without a second panic |
 //! | `json` | `Json<T>` (feature `json`): a value that travels as JSON, for serde attributes bincode cannot carry |
 //! | `redis` | the Redis Streams backend (feature `redis`): keys and build id, entries, a node's errors, the Lua scripts, connections, members and the reaper; the caller's dispatcher (`redis::caller`) and the node (`redis::node`, `Node`) |
 //! | `pool::remote` | the builder's Redis settings and `build` for them |
 //!
-//! Each layer uses only the ones below it: `sys`, then `error`, `json`, `buffers`,
-//! `codec`, `wire`, `shm`, `task`, `registry`, `callbacks`, `cancel`, `result`, `call`, `link`, `process`,
-//! `worker`, `pool`, `redis`, `map`, `__private`. Within `pool` and `redis`:
+//! Each layer uses only the ones below it: `sys`, `unwind`, then `error`, `buffers`,
+//! `codec`, `json`, `wire`, `shm`, `task`, `registry`, `callbacks`, `cancel`, `result`, `chunk`, `call`, `link`,
+//! `process`, `worker`, `pool`, `redis`, `map`, `__private`. Within `pool` and `redis`:
 //! the Redis dispatcher uses only `pool`'s seam and config; `pool::builder`
 //! and `pool::remote`, which choose the dispatcher, sit above it; the node
 //! uses the `Pool` itself.
@@ -242,6 +244,7 @@ linux_only! {
     mod call;
     mod callbacks;
     mod cancel;
+    mod chunk;
     mod codec;
     mod error;
     #[cfg(feature = "json")]

@@ -2,6 +2,7 @@
 //! pool's side of it; both share a [`ResultCell`](cell::ResultCell).
 
 mod cell;
+mod target;
 
 use std::fmt;
 use std::future::Future;
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
-pub(crate) use crate::cancel::{CancelFn, CancelOutcome, CancelTarget};
+pub(crate) use crate::cancel::{CancelFn, CancelOutcome};
+pub(crate) use target::CancelTarget;
 use crate::wire::Body;
 use crate::{buffers, codec};
 use crate::error::Error;

@@ -28,6 +28,10 @@ pub enum CallError {
     EncodeResult(String),
 }
 
+/// The most argument bytes a call keeps inline, in place of a buffer
+/// (`call::Args`, which stays as small as a `Vec`).
+pub(crate) const INLINE_ARGS: usize = 15;
+
 /// Encoded arguments or an encoded result: `bytes`, then, when the last
 /// thing encoded is a large block of bytes (a `Vec<u8>` or a
 /// `serde_bytes::ByteBuf`), that block itself as `tail`, with
@@ -416,7 +420,7 @@ impl ArgsEncoder {
             // (A large spare is always given back: the bytes before a large
             // `Vec<u8>` tail fit inline, but the call would keep it.)
             let spare = len <= SMALL_ARGS && capacity > SMALL_ARGS;
-            let roomy = len > crate::call::INLINE && capacity > SLACK_MAX && capacity > 2 * len;
+            let roomy = len > INLINE_ARGS && capacity > SLACK_MAX && capacity > 2 * len;
             if spare || roomy {
                 let small = encoded.bytes.to_vec();
                 crate::buffers::recycle(std::mem::replace(&mut encoded.bytes, small));

@@ -4,7 +4,7 @@
 //! little-endian, one after the other: no length, no varint, no tag, so the
 //! caller writes and the worker reads them with a copy each. When a task
 //! returns such a number, its chunks' results come back the same way (see
-//! `crate::map::chunk` for where the forms sit in a chunk).
+//! `crate::chunk` for where the forms sit in a chunk).
 //!
 //! A kind byte names the exact type on the wire, so a worker never reads the
 //! bytes as another type, and the caller never takes results of another

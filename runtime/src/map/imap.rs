@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use super::{chunk, MapOptions, CHUNKS_PER_WORKER};
+use super::{MapOptions, CHUNKS_PER_WORKER};
+use crate::chunk;
 use crate::error::Error;
 use crate::pool::{Admission, Lazy};
 use crate::result::{CancelOutcome, CancelTarget, Outcome};

@@ -2,7 +2,6 @@
 //! `imap_<fn>` / `imap_unordered_<fn>` in [`imap`]. Items go to the workers
 //! in [`chunk`]s, one frame per chunk, and come back in input order.
 
-pub(crate) mod chunk;
 pub(crate) mod imap;
 mod lends;
 mod options;
@@ -14,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use serde::de::DeserializeOwned;
 
 use crate::call::Kind;
+use crate::chunk;
 use crate::error::Error;
 use crate::pool::{Admission, Lazy};
 use crate::result::{self, AsyncResult, Outcome, Promise};

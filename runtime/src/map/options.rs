@@ -185,15 +185,12 @@ pub(crate) fn failures_room(max_frame: usize) -> usize {
     (max_frame / 2 / MOST_FAILURE_RECORD).max(1)
 }
 
-/// How many times a chunk's encoded items a frame holds (see [`chunk_bytes`]).
-pub(crate) const FRAME_OVER_CHUNK: usize = 4;
-
 /// How many bytes of encoded items a chunk may hold, for a pool whose frame
 /// limit is `max_frame`: a quarter of it, so that a chunk of large items is
 /// cut short instead of failing with [`Error::FrameTooLarge`] (its results
 /// need room too).
 pub(crate) fn chunk_bytes(max_frame: usize) -> usize {
-    max_frame / FRAME_OVER_CHUNK
+    max_frame / crate::chunk::FRAME_OVER_CHUNK
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ pub(crate) fn check_reply(frame: Frame, call: CallRef<'_>) -> Exchange {
     let single = call.kind == Kind::Single;
     match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
-        // The caller decodes the records (see `crate::map::chunk`).
+        // The caller decodes the records (see `crate::chunk`).
         Ok(Reply::Results { id, bytes }) if id == call.id && !single => {
             Exchange::Done(Ok(bytes))
         }

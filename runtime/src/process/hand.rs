@@ -15,8 +15,9 @@ pub(crate) struct HandChannel {
 }
 
 impl HandChannel {
-    pub(crate) fn new(max_frame: usize) -> io::Result<HandChannel> {
-        let stall = crate::PoolBuilder::DEFAULT_FRAME_STALL_TIMEOUT;
+    /// With frames of at most `max_frame` bytes, each of which may stop
+    /// flowing for `stall` at most.
+    pub(crate) fn new(max_frame: usize, stall: Duration) -> io::Result<HandChannel> {
         let channel = super::backend::Channel::new(max_frame, stall)?;
         Ok(HandChannel {
             endpoint: channel.endpoint,

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use super::{ErasedDecoder, Hub, Listener, Outcome};
 use crate::callbacks;
-use crate::cancel::{CancelOutcome, CancelTarget};
+use super::CancelTarget;
+use crate::cancel::CancelOutcome;
 use crate::task::TaskInfo;
 
 /// Where a task's outcome lands (see the module's documentation). Kept

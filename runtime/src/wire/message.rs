@@ -15,7 +15,7 @@
 //! ```
 //!
 //! A CALL_BATCH carries a chunk of a map and its RESULTS reply the chunk's
-//! per-item outcomes; both layouts are in [`crate::map::chunk`].
+//! per-item outcomes; both layouts are in [`crate::chunk`].
 
 use serde::{Deserialize, Serialize};
 

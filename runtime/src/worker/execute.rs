@@ -4,7 +4,7 @@
 
 use super::panic;
 use crate::codec;
-use crate::map::chunk;
+use crate::chunk;
 use crate::registry;
 use crate::task::{ArgsDecoder, CallError, Encoded};
 use crate::wire::{self, shorten, Body, RemoteError, Reply};
@@ -28,7 +28,7 @@ pub(crate) fn call(id: u64, fingerprint: u64, name: &str, args: &[u8], tail: Vec
 }
 
 /// Runs a chunk of a map and returns the whole reply body: a RESULTS
-/// message with one record per item (see [`crate::map::chunk`]), or the
+/// message with one record per item (see [`crate::chunk`]), or the
 /// failure of the whole chunk.
 pub(crate) fn chunk(
     id: u64,

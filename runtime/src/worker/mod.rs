@@ -11,6 +11,7 @@
 //! `crate::shm::Halter`): a kill for a cancel never lands on a later call.
 
 mod channel;
+pub(crate) mod chunk;
 mod execute;
 pub(crate) mod panic;
 

@@ -12,7 +12,7 @@ use super::super::failure::RemoteFailure;
 use super::super::keys::Keys;
 use crate::call::{Call, Kind};
 use crate::error::Error;
-use crate::map::chunk;
+use crate::chunk;
 use crate::pool::config::Remote;
 use crate::result::{Outcome, Promise};
 use crate::wire;

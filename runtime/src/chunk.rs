@@ -1,6 +1,8 @@
-//! A chunk of a map, both sides of it: one frame carries many items, the
-//! worker runs them all (each under its own panic guard) and answers with
-//! one frame of per-item outcomes.
+//! A chunk of a map, its format on both sides: one frame carries many
+//! items, the worker runs them all (each under its own panic guard; see
+//! `worker::chunk`) and answers with one frame of per-item outcomes. Here:
+//! cutting items into a chunk (caller), reading items and writing records
+//! (worker), reading records back (caller).
 //!
 //! A chunk's items (the `args` of a CALL_BATCH) are a `u32` count, then per
 //! item its length (LEB128, possibly padded with `0x80` continuation bytes)
@@ -43,24 +45,21 @@
 //! whatever the items' form; at an item's failure it rewrites the values so
 //! far as records and goes on with records.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::Error;
 use crate::result::Outcome;
-use crate::task::{ArgsDecoder, CallError, DenseKind, EncodeItem, TaskOutput};
-use super::options::FRAME_OVER_CHUNK;
+use crate::task::{DenseKind, EncodeItem, TaskOutput};
 use crate::wire::PanicReport;
-use crate::{codec, worker};
+use crate::codec;
 
 /// A value longer than [`MAX_SHORT`]: its length (`u32` LE) follows.
-const REC_VALUE: u8 = 0;
-const REC_PANIC: u8 = 1;
-const REC_UNENCODABLE: u8 = 2;
-const REC_UNDECODABLE: u8 = 3;
-const REC_UNSENT: u8 = 4;
+pub(crate) const REC_VALUE: u8 = 0;
+pub(crate) const REC_PANIC: u8 = 1;
+pub(crate) const REC_UNENCODABLE: u8 = 2;
+pub(crate) const REC_UNDECODABLE: u8 = 3;
+pub(crate) const REC_UNSENT: u8 = 4;
 
 /// Tags from this one up: a value of (tag − `SHORT_VALUE`) bytes follows.
 const SHORT_VALUE: u8 = 16;
@@ -73,11 +72,15 @@ const UNSENT: u32 = u32::MAX;
 /// Bytes of an item length: 5 hold any `u32` in LEB128.
 const LONG_PREFIX: usize = 5;
 
+/// How many times a chunk's encoded items a frame holds (see
+/// `map::chunk_bytes`).
+pub(crate) const FRAME_OVER_CHUNK: usize = 4;
+
 /// The bit of a chunk's count that says its items are in the dense form.
 const DENSE_ITEMS: u32 = 1 << 31;
 /// The `all_values` flag of a RESULTS body whose values are in the dense
 /// form.
-const DENSE_VALUES: u8 = 2;
+pub(crate) const DENSE_VALUES: u8 = 2;
 /// A dense chunk's header: its count and its kind.
 const DENSE_HEADER: usize = 5;
 /// The most a chunk reserves ahead for the items still to come.
@@ -322,7 +325,7 @@ fn leb128(mut value: u32, out: &mut [u8]) {
 }
 
 /// One item of a chunk, as the worker finds it.
-enum Item<'a> {
+pub(crate) enum Item<'a> {
     /// The bytes from the item's start to the chunk's end (decoding from a
     /// slice that does not end with the item keeps bincode on its fast
     /// path), and the item's length.
@@ -333,7 +336,7 @@ enum Item<'a> {
 
 /// Splits the next item off `rest`, past its length prefix.
 #[inline(always)]
-fn next_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
+pub(crate) fn next_item<'a>(rest: &mut &'a [u8]) -> Result<Item<'a>, String> {
     // The usual case: a one-byte length.
     if let Some((&len, body)) = rest.split_first() {
         let len = usize::from(len);
@@ -393,118 +396,6 @@ fn next_item_long<'a>(rest: &mut &'a [u8]) -> Result<Option<&'a [u8]>, String> {
     Ok(Some(item))
 }
 
-/// Worker side, called by the code `#[pool_task]` generates: for each item,
-/// decodes its arguments with `decode`, runs `call` on them and encodes the
-/// value, all under one panic guard, and appends its record to `out`. A
-/// panic or a failure in any of the three fails that item alone; only a
-/// malformed chunk fails the whole.
-pub(crate) fn run<A, R: Serialize + 'static>(
-    bytes: &[u8],
-    out: &mut Vec<u8>,
-    mut decode: impl FnMut(&mut ArgsDecoder<'_>) -> Result<A, CallError>,
-    mut call: impl FnMut(A) -> R,
-) -> Result<(), CallError> {
-    let (count, mut items) = split_count(bytes).map_err(CallError::DecodeArgs)?;
-    let (count, dense_items) = dense_items(count, &mut items).map_err(CallError::DecodeArgs)?;
-    out.extend_from_slice(&count.to_le_bytes());
-    let flag = out.len();
-    // (The count is not trusted: an item in the general form takes a byte
-    // at least.)
-    let most = match dense_items {
-        Some(_) => count as usize,
-        None => (count as usize).min(items.len()),
-    };
-    // Values in the dense form while every item gives one.
-    let mut dense_values = codec::dense::kind::<R>();
-    match dense_values {
-        Some(kind) => {
-            out.extend_from_slice(&[DENSE_VALUES, kind.code]);
-            out.reserve(kind.width * most);
-        }
-        None => {
-            out.push(1);
-            // Results are usually about as large as the arguments, plus a tag each.
-            out.reserve(items.len() + most + 8);
-        }
-    }
-    // Each item start is counted where the parent sees it: a map's time
-    // limit is for each item (see `crate::shm::Progress`).
-    let started = worker::item_count();
-    let mut items_started = started.load(Relaxed);
-    for _ in 0..count {
-        items_started = items_started.wrapping_add(1);
-        started.store(items_started, Relaxed);
-        let (item, len) = match dense_items {
-            Some(kind) => {
-                let item = items;
-                items = &items[kind.width..];
-                (item, kind.width)
-            }
-            None => match next_item(&mut items).map_err(CallError::DecodeArgs)? {
-                Item::Args(item, len) => (item, len),
-                Item::Unsent(why) => {
-                    to_records::<R>(out, flag, &mut dense_values);
-                    push_record(out, REC_UNSENT, &why);
-                    out[flag] = 0;
-                    continue;
-                }
-            },
-        };
-        let start = out.len();
-        let dense_now = dense_values.is_some();
-        // Within the chunk's own guard (see `worker::execute::chunk`).
-        let ran = worker::panic::guard_within(|| {
-            let mut args = match dense_items {
-                Some(kind) => ArgsDecoder::dense(item, kind.code),
-                None => ArgsDecoder::new(item),
-            };
-            let decoded = decode(&mut args)?;
-            let used = item.len() - args.rest_len();
-            if used != len {
-                return Err(CallError::DecodeArgs(format!(
-                    "the item's arguments are {len} bytes, {used} were decoded: \
-                     the caller sent other types"
-                )));
-            }
-            let value = call(decoded);
-            if dense_now {
-                codec::dense::put(&value, out);
-                return Ok(());
-            }
-            out.push(REC_VALUE);
-            crate::task::encode_value_into(&value, out).map_err(CallError::EncodeResult)
-        });
-        let failed = match ran {
-            Ok(Ok(())) if dense_now => continue,
-            Ok(Ok(())) => match seal_value(out, start) {
-                Ok(()) => continue,
-                Err(message) => (REC_UNENCODABLE, message),
-            },
-            Ok(Err(CallError::DecodeArgs(message))) => (REC_UNDECODABLE, message),
-            Ok(Err(CallError::EncodeResult(message))) => (REC_UNENCODABLE, message),
-            Err(report) => {
-                out.truncate(start);
-                to_records::<R>(out, flag, &mut dense_values);
-                push_record(out, REC_PANIC, &report);
-                out[flag] = 0;
-                continue;
-            }
-        };
-        out.truncate(start);
-        to_records::<R>(out, flag, &mut dense_values);
-        push_record(out, failed.0, &failed.1);
-        out[flag] = 0;
-    }
-    if items.is_empty() {
-        Ok(())
-    } else {
-        Err(CallError::DecodeArgs(format!(
-            "{} bytes left over after the chunk's last item",
-            items.len()
-        )))
-    }
-}
-
 /// The number of items of an encoded chunk (its count field, without the
 /// dense form's bit); 1 for bytes too short to hold one (the worker refuses
 /// such a chunk).
@@ -518,7 +409,7 @@ pub(crate) fn item_count(chunk: &[u8]) -> usize {
 /// Worker side: the item count of a chunk whose count field is `count`, and
 /// whether its items are in the dense form (then `items`, moved past the
 /// kind, holds exactly that many numbers).
-fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>), String> {
+pub(crate) fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>), String> {
     if count & DENSE_ITEMS == 0 {
         return Ok((count, None));
     }
@@ -542,7 +433,7 @@ fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>)
 /// `Some`), rewrites them as value records, for a record that is not a
 /// value to follow; `dense` becomes `None`.
 #[cold]
-fn to_records<R: 'static>(out: &mut Vec<u8>, flag: usize, dense: &mut Option<DenseKind>) {
+pub(crate) fn to_records<R: 'static>(out: &mut Vec<u8>, flag: usize, dense: &mut Option<DenseKind>) {
     let Some(kind) = dense.take() else { return };
     let numbers = out.split_off(flag + 2);
     out.truncate(flag);
@@ -566,7 +457,7 @@ fn to_records<R: 'static>(out: &mut Vec<u8>, flag: usize, dense: &mut Option<Den
 /// Writes the length of the value record begun at `start` (its tag, then
 /// the value): in the tag if the value is short, else after it.
 #[inline(always)]
-fn seal_value(out: &mut Vec<u8>, start: usize) -> Result<(), String> {
+pub(crate) fn seal_value(out: &mut Vec<u8>, start: usize) -> Result<(), String> {
     let len = out.len() - start - 1;
     if len <= MAX_SHORT {
         out[start] = SHORT_VALUE + len as u8;
@@ -688,13 +579,13 @@ fn value_of(tag: u8, body: &[u8]) -> Option<Result<Split<'_>, String>> {
     })
 }
 
-fn push_record<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
+pub(crate) fn push_record<T: Serialize>(out: &mut Vec<u8>, tag: u8, value: &T) {
     out.push(tag);
     // Only a String or a PanicReport: they always encode.
     let _ = codec::encode_into(value, out);
 }
 
-fn split_count(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
+pub(crate) fn split_count(bytes: &[u8]) -> Result<(u32, &[u8]), String> {
     match bytes.split_first_chunk::<4>() {
         Some((count, rest)) => Ok((u32::from_le_bytes(*count), rest)),
         None => Err("a chunk without its item count".into()),
