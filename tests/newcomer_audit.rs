@@ -110,3 +110,21 @@ fn an_imap_primed_with_a_zero_timeout_runs_while_the_caller_waits() {
     assert_eq!(lengths, expected);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[pool_task]
+fn greet(name: &str, times: usize) -> String {
+    format!("hi {name}! ").repeat(times)
+}
+
+/// A call by name takes owned values (`String` for `&str`); `("bob", 2)`
+/// said only that `fn(&str, usize)` differs from `fn(alloc::string::String,
+/// usize)`.
+#[test]
+fn a_call_by_name_given_borrowed_arguments_says_they_are_owned() {
+    let pool = Pool::new(1).unwrap();
+    let wrong = pool.apply_by_name::<String>("newcomer_audit::greet", &("bob", 2usize));
+    let text = wrong.unwrap_err().to_string();
+    assert!(text.contains("`String` for `&str`"), "{text}");
+    let right = pool.apply_by_name::<String>("newcomer_audit::greet", &("bob".to_string(), 2usize));
+    assert_eq!(right.unwrap(), "hi bob! hi bob! ");
+}

@@ -128,7 +128,7 @@ pub enum Error {
     /// (for instance, the caller was built from other sources).
     #[error(
         "task `{task}`: the caller's signature `{caller}` differs from the worker's `{worker}`{}",
-        untupled_hint(caller)
+        by_name_hint(caller, worker)
     )]
     SignatureMismatch {
         /// Registered name of the task.
@@ -458,6 +458,24 @@ pub(crate) fn untupled_hint(args: &str) -> &'static str {
     }
 }
 
+/// [`untupled_hint`], or for arguments by name given borrowed (`("bob", 2)`,
+/// spelled `fn(&str, ..)`), which a task's signature by name spells owned
+/// (a worker's signature with no reference: not that of a generated call).
+fn by_name_hint(caller: &str, worker: &str) -> &'static str {
+    let untupled = untupled_hint(caller);
+    let borrows = |signature: &str| -> bool {
+        let args = signature.split_once(" -> ").map_or(signature, |(args, _)| args);
+        args.contains('&')
+    };
+    let (borrowed, owned) = (borrows(caller), !borrows(worker));
+    if untupled.is_empty() && borrowed && owned {
+        "; arguments by name are owned values: `String` for `&str`, `Vec<T>` for `&[T]`, \
+         `PathBuf` for `&Path`, `T` for `&T`"
+    } else {
+        untupled
+    }
+}
+
 fn suggestion_suffix(task: &str, suggestions: &[String]) -> String {
     if !suggestions.is_empty() {
         return format!("; did you mean {}?", suggestions.join(", "));
@@ -555,5 +573,24 @@ mod tests {
             unknown("ports/parse", &[]),
             "no task is registered under the name `ports/parse`"
         );
+    }
+
+    /// The hint that arguments by name are owned is for a call by name
+    /// (whose task's signature by name has no reference), not for a
+    /// generated call of another build (a Redis node's mismatch).
+    #[test]
+    fn the_owned_arguments_hint_is_for_calls_by_name_only() {
+        let mismatch = |caller: &str, worker: &str| {
+            Error::SignatureMismatch {
+                task: "app::f".into(),
+                caller: caller.into(),
+                worker: worker.into(),
+            }
+            .to_string()
+        };
+        let by_name = mismatch("fn(&str, usize) -> u8", "fn(alloc::string::String, usize) -> u8");
+        assert!(by_name.contains("`String` for `&str`"), "{by_name}");
+        let generated = mismatch("fn(&str) -> u8", "fn(&[u8]) -> u8");
+        assert!(!generated.contains("owned"), "{generated}");
     }
 }
