@@ -128,3 +128,30 @@ fn a_call_by_name_given_borrowed_arguments_says_they_are_owned() {
     let right = pool.apply_by_name::<String>("newcomer_audit::greet", &("bob".to_string(), 2usize));
     assert_eq!(right.unwrap(), "hi bob! hi bob! ");
 }
+
+#[pool_task]
+fn set_label(label: &str) {
+    let _ = label;
+}
+
+/// Likewise for an initializer: `&("x",)` for a task taking `&str`.
+#[test]
+fn an_initializer_given_borrowed_arguments_says_they_are_owned() {
+    let built = Pool::builder()
+        .processes(1)
+        .initializer("newcomer_audit::set_label", &("x",))
+        .build();
+    match built {
+        Err(Error::InitializerFailed { message, .. }) => {
+            assert!(message.contains("`String` for `&str`"), "{message}")
+        }
+        other => panic!("expected InitializerFailed, got {:?}", other.map(|_| ())),
+    }
+    let owned = ("x".to_string(),);
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("newcomer_audit::set_label", &owned)
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+}

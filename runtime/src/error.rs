@@ -450,7 +450,7 @@ fn location_suffix(location: &Option<String>) -> String {
 
 /// A hint for arguments given by name as a bare value (`&3u64`, spelled
 /// `fn u64`) rather than as a tuple (`&(3u64,)`, `fn(u64,)`).
-pub(crate) fn untupled_hint(args: &str) -> &'static str {
+fn untupled_hint(args: &str) -> &'static str {
     if args.starts_with("fn ") {
         "; arguments by name go in a tuple: `&(x,)` for one argument, `&()` for none"
     } else {
@@ -461,7 +461,7 @@ pub(crate) fn untupled_hint(args: &str) -> &'static str {
 /// [`untupled_hint`], or for arguments by name given borrowed (`("bob", 2)`,
 /// spelled `fn(&str, ..)`), which a task's signature by name spells owned
 /// (a worker's signature with no reference: not that of a generated call).
-fn by_name_hint(caller: &str, worker: &str) -> &'static str {
+pub(crate) fn by_name_hint(caller: &str, worker: &str) -> &'static str {
     let untupled = untupled_hint(caller);
     let borrows = |signature: &str| -> bool {
         let args = signature.split_once(" -> ").map_or(signature, |(args, _)| args);

@@ -42,7 +42,7 @@ impl Initializer {
                 "the initializer was given arguments `{}` but `{}` takes `{theirs}`{}",
                 self.arg_types,
                 self.task,
-                crate::error::untupled_hint(&self.arg_types)
+                crate::error::by_name_hint(&self.arg_types, theirs)
             )
         })
     }
