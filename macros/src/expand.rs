@@ -91,13 +91,40 @@ fn not_a_function(item: TokenStream) -> syn::Error {
         Ok(Item::Type(i)) => ("a type alias", head(&i.type_token, &i.ident)),
         Ok(Item::Use(i)) => ("a `use`", i.use_token.to_token_stream()),
         Ok(Item::ForeignMod(i)) => ("an `extern` block", i.abi.to_token_stream()),
-        _ => ("this item", item),
+        _ => match closure(&item) {
+            Some(tokens) => {
+                let message = "`#[pool_task]` goes on a free function, not on a closure: a \
+                               worker runs a task found by its registered name, which a \
+                               closure has none of; write it as a `fn` at module level, \
+                               taking what the closure captured as arguments";
+                return syn::Error::new_spanned(tokens, message);
+            }
+            None => ("this item", item),
+        },
     };
     let message = format!(
         "`#[pool_task]` goes on a free function, not on {what}: \
          `#[pool_task] fn name(arg: Type) -> Type {{ .. }}`"
     );
     syn::Error::new_spanned(tokens, message)
+}
+
+/// The closure `item` is or binds (`let f = |x| ..;`), if it is one: its
+/// parameters, where the error goes.
+fn closure(item: &TokenStream) -> Option<TokenStream> {
+    let expr = match syn::parse2::<syn::Stmt>(item.clone()) {
+        Ok(syn::Stmt::Local(local)) => *local.init?.expr,
+        _ => syn::parse2::<syn::Expr>(item.clone()).ok()?,
+    };
+    match expr {
+        syn::Expr::Closure(c) => {
+            let mut tokens = c.inputs_begin.to_token_stream();
+            c.inputs.to_tokens(&mut tokens);
+            c.inputs_end.to_tokens(&mut tokens);
+            Some(tokens)
+        }
+        _ => None,
+    }
 }
 
 /// The error for `#[pool_task]` on an associated function, at its name:
