@@ -70,9 +70,16 @@ impl ForkServer {
             }
         };
         let pid = std::process::id();
-        let ready = sys::stdio_to_null().and_then(|()| sys::child_signals());
-        let signals = match (ready, sys::thread_count()) {
-            (Ok(signals), n) if n == threads => signals,
+        // The server relays each worker's exit status, so it reaps them
+        // itself, whatever SIGCHLD action the program inherited (a parent
+        // that ignores SIGCHLD passes that on through exec); its workers
+        // take the program's action back.
+        let ready = sys::stdio_to_null().and_then(|()| {
+            let inherited = sys::reap_own_children()?;
+            Ok((sys::child_signals()?, inherited))
+        });
+        let (signals, inherited) = match (ready, sys::thread_count()) {
+            (Ok(ready), n) if n == threads => ready,
             (Ok(_), threads) => {
                 let why = format!("the program runs {threads} threads before init()");
                 say(Answer::Hello { pid, ready: false, why });
@@ -115,7 +122,13 @@ impl ForkServer {
                 let Some(request) = Request::decode(&buf[..len]) else {
                     continue;
                 };
-                let forked = fork_one(&sock, parent, &mut context, request, fds, &mut workers, threads);
+                let forking = Forking {
+                    sock: &sock,
+                    parent,
+                    threads,
+                    inherited: inherited.as_ref(),
+                };
+                let forked = fork_one(&forking, &mut context, request, fds, &mut workers);
                 if let Some(channel) = forked {
                     // In the worker: these fds were closed with the rest.
                     std::mem::forget(sock);
@@ -127,19 +140,30 @@ impl ForkServer {
     }
 }
 
-/// Forks one worker for `request`, whose fds are `fds` (channel, stdout,
-/// stderr), in a process that must have `threads` threads (see
-/// [`ForkServer::serve_among`]). In the child, returns its channel; in the
-/// server, answers.
-fn fork_one(
-    sock: &OwnedFd,
+/// What every fork of the server needs.
+struct Forking<'a> {
+    /// The server's socket.
+    sock: &'a OwnedFd,
+    /// The pool's process.
     parent: u32,
+    /// The threads the server must have (see [`ForkServer::serve_among`]).
+    threads: usize,
+    /// The SIGCHLD action the program had, if the server changed it (see
+    /// [`sys::reap_own_children`]): its workers take it back.
+    inherited: Option<&'a sys::ChildAction>,
+}
+
+/// Forks one worker for `request`, whose fds are `fds` (channel, stdout,
+/// stderr), in a process that must have `forking.threads` threads. In the
+/// child, returns its channel; in the server, answers.
+fn fork_one(
+    forking: &Forking<'_>,
     context: &mut Context,
     request: Request,
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
-    threads: usize,
 ) -> Option<WorkerChannel> {
+    let Forking { sock, parent, threads, inherited } = *forking;
     let token = request.token;
     let answer = |answer: Answer, pidfd: Option<&OwnedFd>| {
         let fds: Vec<_> = pidfd.map(AsFd::as_fd).into_iter().collect();
@@ -168,6 +192,9 @@ fn fork_one(
     // up and serve its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
+            if let Some(action) = inherited {
+                sys::restore_child_action(action);
+            }
             let channel =
                 become_worker(&request, server, parent, args, limits, [channel, stdout, stderr]);
             // Closed with every fd above the channel's.

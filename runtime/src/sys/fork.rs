@@ -137,6 +137,52 @@ fn child_signal_set() -> libc::sigset_t {
     }
 }
 
+/// SIGCHLD's action as this process found it, when that action had the
+/// kernel reap its ended children by itself (see [`reap_own_children`]).
+pub(crate) struct ChildAction(libc::sigaction);
+
+/// Has the kernel leave this process's ended children for it to reap
+/// (SIGCHLD's default action) if the action it found made the kernel reap
+/// them itself, losing their exit status: SIGCHLD ignored, or
+/// `SA_NOCLDWAIT`, both kept through `exec`, so a program started by a
+/// parent that ignores SIGCHLD has them before `main`. Returns that action,
+/// for a forked child to take back ([`restore_child_action`]).
+pub(crate) fn reap_own_children() -> io::Result<Option<ChildAction>> {
+    // SAFETY: sigaction with a null new action only writes the current one
+    // into `found`, zeroed memory of its type; the second call reads an
+    // initialised action (the default disposition, no flags, an empty
+    // mask) and runs no handler.
+    unsafe {
+        let mut found: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGCHLD, std::ptr::null(), &mut found) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let kernel_reaps =
+            found.sa_sigaction == libc::SIG_IGN || found.sa_flags & libc::SA_NOCLDWAIT != 0;
+        if !kernel_reaps {
+            return Ok(None);
+        }
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut default.sa_mask);
+        if libc::sigaction(libc::SIGCHLD, &default, std::ptr::null_mut()) == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Some(ChildAction(found)))
+    }
+}
+
+/// In a child forked after [`reap_own_children`]: SIGCHLD's action back to
+/// what the program had, as every other disposition is.
+pub(crate) fn restore_child_action(action: &ChildAction) {
+    // SAFETY: sigaction reads the action as it was read from the kernel in
+    // this very address space (a handler's address, if any, is valid in
+    // this copy of it) and returns an integer.
+    unsafe {
+        libc::sigaction(libc::SIGCHLD, &action.0, std::ptr::null_mut());
+    }
+}
+
 /// Blocks SIGCHLD and returns a signalfd that becomes readable when a child
 /// ends (the fork server's way of reaping without a handler; every other
 /// thread must block SIGCHLD too, or a signal it takes is lost).
