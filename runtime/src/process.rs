@@ -61,6 +61,7 @@ const EXIT_NOT_A_WORKER: i32 = 70;
 pub const HARNESS_ARGS: [&str; HARNESS_ARG_COUNT] = harness_args("procpool-worker");
 /// [`HARNESS_ARGS`] for the fork server.
 const HARNESS_SERVER_ARGS: [&str; HARNESS_ARG_COUNT] = harness_args("procpool-fork-server");
+/// How many arguments [`harness_args`] makes; the last one is `shown`.
 const HARNESS_ARG_COUNT: usize = 7;
 
 /// The harness arguments that run the entry test alone, then `shown`.
