@@ -384,17 +384,26 @@ mod tests {
     fn small_arguments_reuse_one_buffer_and_keep_no_large_one_busy() {
         // Inline arguments hand their buffer back to the thread, and the
         // next call's arguments are encoded in it.
-        let first = crate::task::ArgsEncoder::new().push(&7u64).finish().unwrap();
+        let first = crate::task::ArgsEncoder::new()
+            .push(&7u64)
+            .finish()
+            .unwrap();
         let buffer = first.bytes.as_ptr();
         assert!(matches!(Args::from(first), Args::Inline { len: 1, .. }));
-        let second = crate::task::ArgsEncoder::new().push(&8u64).finish().unwrap();
+        let second = crate::task::ArgsEncoder::new()
+            .push(&8u64)
+            .finish()
+            .unwrap();
         assert_eq!(second.bytes.as_ptr(), buffer);
         drop(Args::from(second));
         // Arguments too long to be inline, encoded in a roomy recycled
         // buffer, keep a copy of their size: a queued call holds no more.
         crate::buffers::recycle(Vec::with_capacity(60_000));
         let text = "x".repeat(100);
-        let encoded = crate::task::ArgsEncoder::new().push(&text).finish().unwrap();
+        let encoded = crate::task::ArgsEncoder::new()
+            .push(&text)
+            .finish()
+            .unwrap();
         assert!(encoded.bytes.capacity() <= 2 * encoded.bytes.len().max(128));
         assert!(matches!(Args::from(encoded), Args::Heap(_)));
         assert_eq!(crate::buffers::small_buffer().capacity(), 60_000);
@@ -415,7 +424,11 @@ mod tests {
             .finish()
             .unwrap();
         assert_eq!(encoded.tail.len(), 2 << 20);
-        assert!(encoded.bytes.capacity() < 1024, "{}", encoded.bytes.capacity());
+        assert!(
+            encoded.bytes.capacity() < 1024,
+            "{}",
+            encoded.bytes.capacity()
+        );
         let spare = crate::buffers::spare_buffer(1 << 20).expect("the spare, given back");
         assert_eq!(spare.capacity(), 4 << 20);
     }
@@ -461,7 +474,10 @@ mod tests {
             tail: vec![9; 3],
         }));
         split.join_tail();
-        assert_eq!((&split.args[..], split.args.tail()), (&[1u8, 2, 9, 9, 9][..], &[][..]));
+        assert_eq!(
+            (&split.args[..], split.args.tail()),
+            (&[1u8, 2, 9, 9, 9][..], &[][..])
+        );
         // Arguments without a tail are left as they are.
         for bytes in [vec![7u8; 3], vec![8u8; 40]] {
             let mut plain = call(Args::from(bytes.clone()));

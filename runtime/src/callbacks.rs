@@ -116,7 +116,11 @@ impl CallbackRunner {
             .unwrap_or(0);
         let mut active = self.0.active.lock().unwrap_or_else(|e| e.into_inner());
         while *active > here {
-            active = self.0.fewer_active.wait(active).unwrap_or_else(|e| e.into_inner());
+            active = self
+                .0
+                .fewer_active
+                .wait(active)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 }

@@ -48,11 +48,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::codec;
 use crate::error::Error;
 use crate::result::Outcome;
 use crate::task::{DenseKind, EncodeItem, TaskOutput};
 use crate::wire::PanicReport;
-use crate::codec;
 
 /// A value longer than [`MAX_SHORT`]: its length (`u32` LE) follows.
 pub(crate) const REC_VALUE: u8 = 0;
@@ -161,7 +161,9 @@ where
         push_unsent(&mut fill.bytes, start, &why, &mut fill.last);
         fill.taken += 1;
     }
-    let Fill { mut bytes, taken, .. } = fill;
+    let Fill {
+        mut bytes, taken, ..
+    } = fill;
     bytes[..4].copy_from_slice(&(taken as u32).to_le_bytes());
     Some((bytes, taken))
 }
@@ -409,7 +411,10 @@ pub(crate) fn item_count(chunk: &[u8]) -> usize {
 /// Worker side: the item count of a chunk whose count field is `count`, and
 /// whether its items are in the dense form (then `items`, moved past the
 /// kind, holds exactly that many numbers).
-pub(crate) fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<DenseKind>), String> {
+pub(crate) fn dense_items(
+    count: u32,
+    items: &mut &[u8],
+) -> Result<(u32, Option<DenseKind>), String> {
     if count & DENSE_ITEMS == 0 {
         return Ok((count, None));
     }
@@ -417,7 +422,8 @@ pub(crate) fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<
     let (&code, numbers) = items
         .split_first()
         .ok_or("a dense chunk without its kind")?;
-    let kind = codec::dense::kind_of(code).ok_or(format!("a dense chunk of unknown kind {code}"))?;
+    let kind =
+        codec::dense::kind_of(code).ok_or(format!("a dense chunk of unknown kind {code}"))?;
     if Some(numbers.len()) != (count as usize).checked_mul(kind.width) {
         return Err(format!(
             "a dense chunk of {count} items of {} bytes holds {} bytes",
@@ -433,7 +439,11 @@ pub(crate) fn dense_items(count: u32, items: &mut &[u8]) -> Result<(u32, Option<
 /// `Some`), rewrites them as value records, for a record that is not a
 /// value to follow; `dense` becomes `None`.
 #[cold]
-pub(crate) fn to_records<R: 'static>(out: &mut Vec<u8>, flag: usize, dense: &mut Option<DenseKind>) {
+pub(crate) fn to_records<R: 'static>(
+    out: &mut Vec<u8>,
+    flag: usize,
+    dense: &mut Option<DenseKind>,
+) {
     let Some(kind) = dense.take() else { return };
     let numbers = out.split_off(flag + 2);
     out.truncate(flag);
@@ -690,9 +700,8 @@ fn decode_values<R: DeserializeOwned + 'static>(
     if crate::task::is_block::<R>() {
         return Err("blocks are read one by one".to_string());
     }
-    let used = codec::caller_side(|| {
-        codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out)
-    })?;
+    let used =
+        codec::caller_side(|| codec::decode_records(records, sent, SHORT_VALUE, REC_VALUE, out))?;
     // The lengths are not checked on this path: every byte used, or the
     // walk one by one (which checks them) decides.
     if used == records.len() {
@@ -864,8 +873,8 @@ fn undecodable(task: &str, message: String) -> Error {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode_body, leb128, next_chunk, next_item, Item, DENSE_HEADER,
-        DENSE_ITEMS, DENSE_VALUES, LONG_PREFIX, UNSENT,
+        decode_body, leb128, next_chunk, next_item, Item, DENSE_HEADER, DENSE_ITEMS, DENSE_VALUES,
+        LONG_PREFIX, UNSENT,
     };
     use crate::codec;
     use crate::error::Error;
@@ -920,7 +929,9 @@ mod tests {
             let mut body = count.to_le_bytes().to_vec();
             body.push(DENSE_VALUES);
             body.extend_from_slice(kind);
-            numbers.iter().for_each(|n| body.extend_from_slice(&n.to_le_bytes()));
+            numbers
+                .iter()
+                .for_each(|n| body.extend_from_slice(&n.to_le_bytes()));
             body
         };
         let u64_kind = [codec::dense::kind::<u64>().unwrap().code];
@@ -931,21 +942,57 @@ mod tests {
         // Another type than the caller's; numbers short of the count or
         // beyond it, a kind that does not exist, no kind, another count
         // than sent.
-        let is_decode = |r: Result<(), Error>| matches!(r, Err(Error::Decode { what: "result", .. }));
+        let is_decode =
+            |r: Result<(), Error>| matches!(r, Err(Error::Decode { what: "result", .. }));
         let mut narrow: Vec<u32> = Vec::new();
-        assert!(is_decode(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 2, &mut narrow)));
+        assert!(is_decode(decode_body(
+            "t",
+            &dense(2, &u64_kind, &[5, 6]),
+            2,
+            &mut narrow
+        )));
         let protocol = |r: Result<(), Error>| matches!(r, Err(Error::Protocol { .. }));
-        assert!(protocol(decode_body("t", &dense(3, &u64_kind, &[5, 6]), 3, &mut out)));
-        assert!(protocol(decode_body("t", &dense(1, &u64_kind, &[5, 6]), 1, &mut out)));
-        assert!(protocol(decode_body("t", &dense(2, &[99], &[5, 6]), 2, &mut out)));
+        assert!(protocol(decode_body(
+            "t",
+            &dense(3, &u64_kind, &[5, 6]),
+            3,
+            &mut out
+        )));
+        assert!(protocol(decode_body(
+            "t",
+            &dense(1, &u64_kind, &[5, 6]),
+            1,
+            &mut out
+        )));
+        assert!(protocol(decode_body(
+            "t",
+            &dense(2, &[99], &[5, 6]),
+            2,
+            &mut out
+        )));
         assert!(protocol(decode_body("t", &dense(0, &[], &[]), 0, &mut out)));
-        assert!(protocol(decode_body("t", &dense(2, &u64_kind, &[5, 6]), 3, &mut out)));
+        assert!(protocol(decode_body(
+            "t",
+            &dense(2, &u64_kind, &[5, 6]),
+            3,
+            &mut out
+        )));
         assert!(out.is_empty() && narrow.is_empty());
     }
 
     #[test]
     fn item_lengths_round_trip_short_long_and_padded() {
-        for len in [0u32, 1, 0x7f, 0x80, 300, 16_383, 16_384, 1 << 21, u32::MAX - 1] {
+        for len in [
+            0u32,
+            1,
+            0x7f,
+            0x80,
+            300,
+            16_383,
+            16_384,
+            1 << 21,
+            u32::MAX - 1,
+        ] {
             for width in 1..=LONG_PREFIX {
                 if width < LONG_PREFIX && u64::from(len) >> (7 * width) != 0 {
                     continue; // does not fit in this width

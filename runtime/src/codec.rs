@@ -420,18 +420,27 @@ mod tests {
             bytes.extend_from_slice(b"a message");
             let (decoded, largest) = largest_allocation(|| decode_meta::<String>(&bytes));
             assert!(decoded.is_err());
-            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+            assert!(
+                largest <= 64 << 10,
+                "{largest} bytes asked for {announced} announced"
+            );
             // The same inside a panic report and a worker's error.
             let mut report = vec![1, b'm'];
             report.extend_from_slice(&bytes);
             let (decoded, largest) = largest_allocation(|| decode_meta::<PanicReport>(&report));
             assert!(decoded.is_err());
-            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+            assert!(
+                largest <= 64 << 10,
+                "{largest} bytes asked for {announced} announced"
+            );
             let mut error = vec![3];
             error.extend_from_slice(&bytes);
             let (decoded, largest) = largest_allocation(|| decode_meta::<RemoteError>(&error));
             assert!(decoded.is_err());
-            assert!(largest <= 64 << 10, "{largest} bytes asked for {announced} announced");
+            assert!(
+                largest <= 64 << 10,
+                "{largest} bytes asked for {announced} announced"
+            );
         }
         // Honest messages of every size still decode, up to the limit.
         for len in [0, 100, 70_000, 3 << 20] {

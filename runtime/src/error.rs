@@ -464,7 +464,9 @@ fn untupled_hint(args: &str) -> &'static str {
 pub(crate) fn by_name_hint(caller: &str, worker: &str) -> &'static str {
     let untupled = untupled_hint(caller);
     let borrows = |signature: &str| -> bool {
-        let args = signature.split_once(" -> ").map_or(signature, |(args, _)| args);
+        let args = signature
+            .split_once(" -> ")
+            .map_or(signature, |(args, _)| args);
         args.contains('&')
     };
     let (borrowed, owned) = (borrows(caller), !borrows(worker));
@@ -588,7 +590,10 @@ mod tests {
             }
             .to_string()
         };
-        let by_name = mismatch("fn(&str, usize) -> u8", "fn(alloc::string::String, usize) -> u8");
+        let by_name = mismatch(
+            "fn(&str, usize) -> u8",
+            "fn(alloc::string::String, usize) -> u8",
+        );
         assert!(by_name.contains("`String` for `&str`"), "{by_name}");
         let generated = mismatch("fn(&str) -> u8", "fn(&[u8]) -> u8");
         assert!(!generated.contains("owned"), "{generated}");

@@ -22,8 +22,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::alloc_probe::largest_allocation;
-use crate::codec;
 use crate::chunk;
+use crate::codec;
 use crate::task::{ArgsDecoder, CallError, TaskOutput, ValueArg};
 use crate::wire::{self, Frame, PanicReport, RemoteError, Reply};
 
@@ -64,7 +64,9 @@ impl Rng {
 
 /// Bytes that mean something to one decoder or another: varint markers,
 /// LEB128 continuations, tags, the split mark.
-const INTERESTING: [u8; 14] = [0, 1, 2, 3, 0x7f, 0x80, 0xff, 15, 16, 250, 251, 252, 253, 254];
+const INTERESTING: [u8; 14] = [
+    0, 1, 2, 3, 0x7f, 0x80, 0xff, 15, 16, 250, 251, 252, 253, 254,
+];
 
 /// Mutates `input` once.
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
@@ -185,7 +187,11 @@ fn everything(i: u32) -> Everything {
         nonzero: std::num::NonZeroU32::new(i + 1).unwrap(),
         time: std::time::Duration::new(u64::from(i) << 40, 999_999_999),
         path: "/tmp/ü".into(),
-        outcome: if i.is_multiple_of(2) { Ok(7) } else { Err("no".into()) },
+        outcome: if i.is_multiple_of(2) {
+            Ok(7)
+        } else {
+            Err("no".into())
+        },
     }
 }
 
@@ -219,12 +225,21 @@ const VALUE_DECODERS: &[(&str, Decode)] = &[
     ("ByteBuf", value::<serde_bytes::ByteBuf>),
     ("Vec<String>", value::<Vec<String>>),
     ("Vec<Vec<Vec<u8>>>", value::<Vec<Vec<Vec<u8>>>>),
-    ("HashMap<String, Vec<u8>>", value::<HashMap<String, Vec<u8>>>),
-    ("BTreeMap<u64, (bool, char)>", value::<BTreeMap<u64, (bool, char)>>),
+    (
+        "HashMap<String, Vec<u8>>",
+        value::<HashMap<String, Vec<u8>>>,
+    ),
+    (
+        "BTreeMap<u64, (bool, char)>",
+        value::<BTreeMap<u64, (bool, char)>>,
+    ),
     ("Option<Box<Nest>>", value::<Option<Box<Nest>>>),
     ("Tree", value::<Tree>),
     ("Everything", value::<Everything>),
-    ("(String, Vec<u64>, Option<String>)", value::<(String, Vec<u64>, Option<String>)>),
+    (
+        "(String, Vec<u64>, Option<String>)",
+        value::<(String, Vec<u64>, Option<String>)>,
+    ),
     ("[u32; 8]", value::<[u32; 8]>),
     ("std::ffi::CString", value::<std::ffi::CString>),
     ("SystemTime", value::<std::time::SystemTime>),
@@ -254,15 +269,27 @@ fn value_seeds() -> Vec<(usize, Vec<u8>)> {
     add("String", enc(&"x".repeat(300)));
     add("Vec<u8>", enc(&(0..=255u8).collect::<Vec<u8>>()));
     add("ByteBuf", enc(&serde_bytes::ByteBuf::from(vec![7; 40])));
-    add("Vec<String>", enc(&vec!["a".to_string(), String::new(), "€".into()]));
-    add("Vec<Vec<Vec<u8>>>", enc(&vec![vec![vec![1u8, 2], vec![]], vec![vec![3]]]));
+    add(
+        "Vec<String>",
+        enc(&vec!["a".to_string(), String::new(), "€".into()]),
+    );
+    add(
+        "Vec<Vec<Vec<u8>>>",
+        enc(&vec![vec![vec![1u8, 2], vec![]], vec![vec![3]]]),
+    );
     add(
         "HashMap<String, Vec<u8>>",
-        enc(&HashMap::from([("a".to_string(), vec![1u8]), ("bb".into(), vec![])])),
+        enc(&HashMap::from([
+            ("a".to_string(), vec![1u8]),
+            ("bb".into(), vec![]),
+        ])),
     );
     add(
         "BTreeMap<u64, (bool, char)>",
-        enc(&BTreeMap::from([(1u64, (true, 'x')), (1 << 40, (false, 'ß'))])),
+        enc(&BTreeMap::from([
+            (1u64, (true, 'x')),
+            (1 << 40, (false, 'ß')),
+        ])),
     );
     let mut nest = Nest(None);
     for _ in 0..40 {
@@ -274,10 +301,17 @@ fn value_seeds() -> Vec<(usize, Vec<u8>)> {
     add("Everything", enc(&everything(3)));
     add(
         "(String, Vec<u64>, Option<String>)",
-        enc(&("s".to_string(), vec![0u64, 300, u64::MAX], Some("t".to_string()))),
+        enc(&(
+            "s".to_string(),
+            vec![0u64, 300, u64::MAX],
+            Some("t".to_string()),
+        )),
     );
     add("[u32; 8]", enc(&[u32::MAX; 8]));
-    add("std::ffi::CString", enc(&std::ffi::CString::new("c string").unwrap()));
+    add(
+        "std::ffi::CString",
+        enc(&std::ffi::CString::new("c string").unwrap()),
+    );
     add("SystemTime", enc(&std::time::SystemTime::UNIX_EPOCH));
     add("Box<str>", enc(&Box::<str>::from("boxed")));
     add("Result<u8, String>", enc(&Err::<u8, String>("e".into())));
@@ -320,7 +354,9 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     let mut decoder = ArgsDecoder::with_tail(args, tail);
-    let decoded = decoder.value::<One<T>, 0>().and_then(|v| decoder.finish().map(|()| v));
+    let decoded = decoder
+        .value::<One<T>, 0>()
+        .and_then(|v| decoder.finish().map(|()| v));
     if let Ok(v) = decoded {
         let mut out = Vec::new();
         crate::task::encode_value_into(&make(v), &mut out)?;
@@ -423,22 +459,40 @@ fn request_seeds() -> Vec<(Vec<u8>, Vec<u8>)> {
         (call(&block_head), vec![9; 300]),
         (
             batch(&general_chunk(
-                &[Some(enc(&1u64)), Some(enc(&u64::MAX)), None, Some(enc(&300u64))],
+                &[
+                    Some(enc(&1u64)),
+                    Some(enc(&u64::MAX)),
+                    None,
+                    Some(enc(&300u64)),
+                ],
                 false,
             )),
             vec![],
         ),
         (
             batch(&general_chunk(
-                &[Some(enc(&"a".to_string())), Some(enc(&"é".repeat(100))), None],
+                &[
+                    Some(enc(&"a".to_string())),
+                    Some(enc(&"é".repeat(100))),
+                    None,
+                ],
                 true,
             )),
             vec![],
         ),
-        (batch(&general_chunk(&[Some(enc(&vec![0u8; 200])), Some(vec![])], false)), vec![]),
         (
             batch(&general_chunk(
-                &[Some(enc(&(1u32, None::<String>))), Some(enc(&(2u32, Some("y".to_string()))))],
+                &[Some(enc(&vec![0u8; 200])), Some(vec![])],
+                false,
+            )),
+            vec![],
+        ),
+        (
+            batch(&general_chunk(
+                &[
+                    Some(enc(&(1u32, None::<String>))),
+                    Some(enc(&(2u32, Some("y".to_string())))),
+                ],
                 false,
             )),
             vec![],
@@ -557,7 +611,9 @@ fn reply_seeds() -> Vec<(Vec<u8>, Vec<u8>)> {
     codec::encode_len(500, &mut split);
     let mut dense = 3u32.to_le_bytes().to_vec();
     dense.extend_from_slice(&[2, codec::dense::kind::<u64>().unwrap().code]);
-    [1u64, 2, 3].iter().for_each(|n| dense.extend_from_slice(&n.to_le_bytes()));
+    [1u64, 2, 3]
+        .iter()
+        .for_each(|n| dense.extend_from_slice(&n.to_le_bytes()));
     let plain = |frame| (frame, vec![]);
     vec![
         plain(wire::encode_reply(&Reply::Hello { pid: 42 })),
@@ -594,14 +650,20 @@ fn reply_seeds() -> Vec<(Vec<u8>, Vec<u8>)> {
         })),
         plain(wire::encode_reply(&Reply::Failed {
             id: 6,
-            error: RemoteError::ResultTooLarge { len: 1 << 40, max: 1024 },
+            error: RemoteError::ResultTooLarge {
+                len: 1 << 40,
+                max: 1024,
+            },
         })),
         plain(wire::encode_reply(&Reply::Failed {
             id: 6,
             error: RemoteError::DecodeArgs("bad".into()),
         })),
         plain(results(records(
-            &[value_record(&enc(&"one".to_string())), value_record(&enc(&"two".repeat(90)))],
+            &[
+                value_record(&enc(&"one".to_string())),
+                value_record(&enc(&"two".repeat(90))),
+            ],
             true,
         ))),
         plain(results(records(
@@ -761,7 +823,11 @@ fn seeds() -> Vec<Input> {
         .into_iter()
         .map(|(t, b)| Input::Value(t, b))
         .collect();
-    seeds.extend(request_seeds().into_iter().map(|(h, t)| Input::Request(h, t)));
+    seeds.extend(
+        request_seeds()
+            .into_iter()
+            .map(|(h, t)| Input::Request(h, t)),
+    );
     seeds.extend(reply_seeds().into_iter().map(|(h, t)| Input::Reply(h, t)));
     seeds.extend(meta_seeds().into_iter().map(Input::Meta));
     for code in 1..=13u8 {

@@ -105,8 +105,8 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Json<T> {
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<T, E> {
                 // `serde_json::from_slice`, with the levels counted.
                 let mut reader = serde_json::Deserializer::from_slice(v);
-                let value = crate::codec::Bounded::<T>::deserialize(&mut reader)
-                    .map_err(E::custom)?;
+                let value =
+                    crate::codec::Bounded::<T>::deserialize(&mut reader).map_err(E::custom)?;
                 reader.end().map_err(E::custom)?;
                 Ok(value.0)
             }

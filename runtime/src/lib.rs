@@ -232,54 +232,77 @@ compile_error!(
      PR_SET_PDEATHSIG, which this target does not have."
 );
 
-/// Puts `#[cfg(target_os = "linux")]` on each item (see the `compile_error!`).
-macro_rules! linux_only {
-    ($($item:item)*) => { $( #[cfg(target_os = "linux")] $item )* };
-}
+// Every item below carries `#[cfg(target_os = "linux")]` (see the
+// `compile_error!`). (Not through a macro: rustfmt formats only the
+// modules it sees declared.)
+#[cfg(target_os = "linux")]
+#[doc(hidden)]
+pub mod __private;
+#[cfg(all(target_os = "linux", test))]
+mod alloc_probe;
+#[cfg(target_os = "linux")]
+mod buffers;
+#[cfg(target_os = "linux")]
+mod call;
+#[cfg(target_os = "linux")]
+mod callbacks;
+#[cfg(target_os = "linux")]
+mod cancel;
+#[cfg(target_os = "linux")]
+mod chunk;
+#[cfg(target_os = "linux")]
+mod codec;
+#[cfg(target_os = "linux")]
+mod error;
+#[cfg(all(target_os = "linux", test))]
+mod fuzz;
+#[cfg(all(target_os = "linux", feature = "json"))]
+mod json;
+#[cfg(target_os = "linux")]
+mod link;
+#[cfg(target_os = "linux")]
+mod map;
+#[cfg(target_os = "linux")]
+mod pool;
+#[cfg(target_os = "linux")]
+mod process;
+#[cfg(all(target_os = "linux", feature = "redis"))]
+mod redis;
+#[cfg(target_os = "linux")]
+mod registry;
+#[cfg(target_os = "linux")]
+mod result;
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(target_os = "linux")]
+mod sys;
+#[cfg(target_os = "linux")]
+mod task;
+#[cfg(target_os = "linux")]
+mod unwind;
+#[cfg(target_os = "linux")]
+mod wire;
+#[cfg(target_os = "linux")]
+mod worker;
 
-linux_only! {
-    #[doc(hidden)]
-    pub mod __private;
-    mod buffers;
-    mod call;
-    mod callbacks;
-    mod cancel;
-    mod chunk;
-    mod codec;
-    mod error;
-    #[cfg(feature = "json")]
-    mod json;
-    mod link;
-    mod map;
-    mod pool;
-    mod process;
-    #[cfg(feature = "redis")]
-    mod redis;
-    mod registry;
-    mod result;
-    mod shm;
-    mod sys;
-    mod task;
-    mod unwind;
-    mod wire;
-    mod worker;
-    #[cfg(test)]
-    mod alloc_probe;
-    #[cfg(test)]
-    mod fuzz;
-
-    pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
-    #[cfg(feature = "json")]
-    pub use json::Json;
-    pub use map::imap::{Imap, ImapUnordered};
-    pub use map::{Lends, MapOptions};
-    pub use pool::{Pool, PoolBuilder};
-    #[cfg(feature = "redis")]
-    pub use redis::{Node, NodeBuilder};
-    pub use registry::{registry, TaskEntry};
-    pub use cancel::CancelOutcome;
-    pub use result::AsyncResult;
-}
+#[cfg(target_os = "linux")]
+pub use cancel::CancelOutcome;
+#[cfg(target_os = "linux")]
+pub use error::{BrokerReason, Error, ErrorKind, ExitInfo};
+#[cfg(all(target_os = "linux", feature = "json"))]
+pub use json::Json;
+#[cfg(target_os = "linux")]
+pub use map::imap::{Imap, ImapUnordered};
+#[cfg(target_os = "linux")]
+pub use map::{Lends, MapOptions};
+#[cfg(target_os = "linux")]
+pub use pool::{Pool, PoolBuilder};
+#[cfg(all(target_os = "linux", feature = "redis"))]
+pub use redis::{Node, NodeBuilder};
+#[cfg(target_os = "linux")]
+pub use registry::{registry, TaskEntry};
+#[cfg(target_os = "linux")]
+pub use result::AsyncResult;
 
 /// Registers a function as a task and generates, next to it, the functions
 /// that run it in a pool's worker processes.

@@ -345,7 +345,10 @@ mod tests {
         let (mut child, target) = sleeper();
         switch.publish(target).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(50));
-        assert!(child.try_wait().unwrap().is_none(), "killed by a stale kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "killed by a stale kill"
+        );
         switch.kill();
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }

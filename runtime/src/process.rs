@@ -117,7 +117,11 @@ fn set_worker_index(index: usize) {
 fn name_forked_worker(args: sys::ArgArea) {
     sys::rename_arg(args, SERVER_ARG.as_bytes(), WORKER_ARG.as_bytes());
     let shown = HARNESS_ARG_COUNT - 1;
-    sys::rename_arg(args, HARNESS_SERVER_ARGS[shown].as_bytes(), HARNESS_ARGS[shown].as_bytes());
+    sys::rename_arg(
+        args,
+        HARNESS_SERVER_ARGS[shown].as_bytes(),
+        HARNESS_ARGS[shown].as_bytes(),
+    );
 }
 
 /// Records that `init()` ran (`test_harness`: from `enable_test_support!`,

@@ -16,11 +16,11 @@ use serde::de::DeserializeOwned;
 
 use crate::callbacks::CallbackRunner;
 pub(crate) use crate::cancel::{CancelFn, CancelOutcome};
-pub(crate) use target::CancelTarget;
+use crate::error::Error;
 use crate::wire::Body;
 use crate::{buffers, codec};
-use crate::error::Error;
 use cell::{ResultCell, TaskName};
+pub(crate) use target::CancelTarget;
 
 /// The encoded result of a task, or why there is none.
 pub(crate) type Outcome = Result<crate::wire::Body, Error>;
@@ -617,7 +617,6 @@ impl<T> AsyncResult<T> {
     pub fn ready(&self) -> bool {
         self.cell.completed().is_some()
     }
-
 }
 
 /// Awaiting an `AsyncResult` yields the task's result without blocking the
@@ -685,7 +684,10 @@ pub(crate) fn decode_body<T: DeserializeOwned + 'static>(body: Body) -> Result<T
     value
 }
 
-fn decode_outcome<T: DeserializeOwned + 'static>(task: &str, outcome: &Outcome) -> Result<T, Error> {
+fn decode_outcome<T: DeserializeOwned + 'static>(
+    task: &str,
+    outcome: &Outcome,
+) -> Result<T, Error> {
     match outcome {
         Ok(body) => codec::caller_side(|| {
             // A block of bytes (a `Vec<u8>`, a `ByteBuf`) that came as a

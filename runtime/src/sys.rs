@@ -23,11 +23,11 @@ mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
-    affinity, arg_area, block_child_signal, child_signals, drain_signals, fork,
-    lead_process_group, message_pair, reap_any, reap_own_children, recv_message, rename_arg,
-    resource_limits, restore_child_action, restore_stdout, say, send_message, set_affinity,
-    set_resource_limits, set_umask, set_up_child, silence_stdout, stdio_to_null, thread_count,
-    umask, wait_readable, ArgArea, ChildAction,
+    affinity, arg_area, block_child_signal, child_signals, drain_signals, fork, lead_process_group,
+    message_pair, reap_any, reap_own_children, recv_message, rename_arg, resource_limits,
+    restore_child_action, restore_stdout, say, send_message, set_affinity, set_resource_limits,
+    set_umask, set_up_child, silence_stdout, stdio_to_null, thread_count, umask, wait_readable,
+    ArgArea, ChildAction,
 };
 pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
@@ -76,9 +76,7 @@ pub(crate) struct Program {
 
 /// This program, to be started again; `name` stands for a missing `argv[0]`.
 pub(crate) fn this_program(name: &str) -> Program {
-    let argv0 = std::env::args_os()
-        .next()
-        .unwrap_or_else(|| name.into());
+    let argv0 = std::env::args_os().next().unwrap_or_else(|| name.into());
     let exe = worker_executable();
     let mut lead = vec![argv0];
     let image = std::fs::read_link("/proc/self/exe").ok();
@@ -387,8 +385,11 @@ fn spawn_strings(
         .map(|a| cstring(a.as_bytes()))
         .collect::<io::Result<_>>()?;
     let ours = |entry: &[u8]| {
-        env.iter()
-            .any(|(k, _)| entry.strip_prefix(k.as_bytes()).is_some_and(|r| r.starts_with(b"=")))
+        env.iter().any(|(k, _)| {
+            entry
+                .strip_prefix(k.as_bytes())
+                .is_some_and(|r| r.starts_with(b"="))
+        })
     };
     let mut envp: Vec<CString> = Vec::new();
     for pair in environ_entries() {
@@ -572,7 +573,9 @@ pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
         .split_whitespace()
         .nth(1)
         .and_then(|field| field.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm"))?;
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm")
+        })?;
     Ok(pages.saturating_mul(page_size()))
 }
 

@@ -126,7 +126,9 @@ pub(crate) fn refused(name: &str) -> &'static TaskInfo {
         return info;
     }
     let admit = LEFT
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+            left.checked_sub(1)
+        })
         .is_ok();
     interned(name, REFUSED, 0, admit).unwrap_or(&REFUSED_OTHERS)
 }

@@ -12,8 +12,8 @@
 
 use std::any::Any;
 
-use super::scalar::{cast, uncast};
 use super::each_scalar;
+use super::scalar::{cast, uncast};
 
 /// The exact type of a chunk's dense numbers: its code on the wire, the
 /// width of one in bytes, and the most bytes one takes as a value record
@@ -217,7 +217,10 @@ pub(crate) fn extend<T: 'static>(
             _ => Err(format!("dense values that are not all `{}`", std::any::type_name::<T>())),
         }
     });
-    Err(format!("`{}` has no dense form", std::any::type_name::<T>()))
+    Err(format!(
+        "`{}` has no dense form",
+        std::any::type_name::<T>()
+    ))
 }
 
 #[cfg(test)]
@@ -267,7 +270,10 @@ mod tests {
         put(&-2isize, &mut raw);
         assert_eq!(raw[..8], 7u64.to_le_bytes());
         assert_eq!(raw[8..], (-2i64).to_le_bytes());
-        assert_eq!(kind::<usize>().map(|k| (k.width, k.most_record)), Some((8, 10)));
+        assert_eq!(
+            kind::<usize>().map(|k| (k.width, k.most_record)),
+            Some((8, 10))
+        );
         assert_eq!(kind::<u8>().map(|k| k.most_record), Some(2));
     }
 
@@ -277,7 +283,9 @@ mod tests {
         assert_eq!(codes.len(), 13);
         assert_eq!(kind::<u64>().map(|k| k.code), Some(7));
         assert_ne!(kind::<u64>(), kind::<usize>());
-        assert!(kind::<String>().is_none() && kind::<(u64,)>().is_none() && kind::<u128>().is_none());
+        assert!(
+            kind::<String>().is_none() && kind::<(u64,)>().is_none() && kind::<u128>().is_none()
+        );
         assert!(!put(&"x".to_string(), &mut Vec::new()));
         assert!(take::<char>(&[0; 4]).is_none());
     }

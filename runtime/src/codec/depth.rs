@@ -83,7 +83,11 @@ fn deeper<E>(depth: usize, error: impl FnOnce(String) -> E) -> Result<usize, E> 
         return Err(too_deep_error(error));
     }
     if let Some(left) = crate::sys::stack_left() {
-        let reserve = if depth >= STACK_CHECKED_FROM { STACK_RESERVE } else { 0 };
+        let reserve = if depth >= STACK_CHECKED_FROM {
+            STACK_RESERVE
+        } else {
+            0
+        };
         // left < reserve + 2 * used / depth, without a division.
         let used = TOP.get().saturating_sub(left);
         let spare = left.saturating_sub(reserve);
@@ -338,4 +342,3 @@ mod tests {
         assert!(decoded.unwrap_err().contains("deeper than"));
     }
 }
-

@@ -259,7 +259,12 @@ mod tests {
     fn every_width_boundary_is_bincodes() {
         for v in [0u64, 1, 250, 251, 252, 255, 256, 65_535, 65_536]
             .into_iter()
-            .chain([u32::MAX as u64 - 1, u32::MAX as u64, u32::MAX as u64 + 1, u64::MAX])
+            .chain([
+                u32::MAX as u64 - 1,
+                u32::MAX as u64,
+                u32::MAX as u64 + 1,
+                u64::MAX,
+            ])
         {
             agrees(v, &[]);
             agrees(v as usize, &[]);

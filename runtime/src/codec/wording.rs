@@ -40,7 +40,10 @@ pub(crate) fn decode_error(error: DecodeError) -> String {
             allowed,
             found,
         } => (
-            format!("variant {found} of `{type_name}`, which has {}", variants(allowed)),
+            format!(
+                "variant {found} of `{type_name}`, which has {}",
+                variants(allowed)
+            ),
             "UnexpectedVariant",
         ),
         DecodeError::Utf8 { inner } => (format!("a string that is not UTF-8: {inner}"), "Utf8"),
@@ -215,7 +218,10 @@ mod tests {
             assert_eq!(got, want);
         }
         let limit = decode_error(DecodeError::LimitExceeded);
-        assert!(limit.starts_with("a length in the bytes claims more memory"), "{limit}");
+        assert!(
+            limit.starts_with("a length in the bytes claims more memory"),
+            "{limit}"
+        );
         let any = decode_error(DecodeError::Serde(SerdeDecode::AnyNotSupported));
         assert!(any.contains("deserialize_any"), "{any}");
         assert!(any.ends_with("[AnyNotSupported]"), "{any}");

@@ -107,13 +107,23 @@ impl FakeBackend {
 }
 
 impl Backend for Arc<FakeBackend> {
-    fn start(&self, kill: &Arc<KillSwitch>, limits: Limits, slot: usize) -> Result<Box<dyn Link>, Error> {
+    fn start(
+        &self,
+        kill: &Arc<KillSwitch>,
+        limits: Limits,
+        slot: usize,
+    ) -> Result<Box<dyn Link>, Error> {
         FakeBackend::start(self, kill, limits, slot)
     }
 }
 
 impl Backend for FakeBackend {
-    fn start(&self, kill: &Arc<KillSwitch>, _limits: Limits, _slot: usize) -> Result<Box<dyn Link>, Error> {
+    fn start(
+        &self,
+        kill: &Arc<KillSwitch>,
+        _limits: Limits,
+        _slot: usize,
+    ) -> Result<Box<dyn Link>, Error> {
         let delay = *lock(&self.start_delay);
         std::thread::sleep(delay);
         // Like the real backend: checked under the switch's lock, so that

@@ -21,12 +21,10 @@ use crate::task::{EncodeItem, Task, TaskInfo};
 use crate::unwind::Payload;
 use crate::Pool;
 
-
 /// Cuts the next chunk from the input (`chunk::next_chunk` for the task):
 /// a plain function pointer, so the iterators are `Send` whenever their
 /// input is.
 type NextChunk<I> = fn(&mut Guarded<I>, usize, usize, &mut Vec<u8>) -> Option<(Vec<u8>, usize)>;
-
 
 /// The input, with a panic in its `next()` caught: the input ends there,
 /// and the panic is kept to be resumed once the caller has had every result
@@ -149,7 +147,11 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             next_chunk: chunk::next_chunk::<M, Guarded<I>>,
             carry: Vec::new(),
             size: 1,
-            ramp: if options.is_default_size() { 1 } else { usize::MAX },
+            ramp: if options.is_default_size() {
+                1
+            } else {
+                usize::MAX
+            },
             max_bytes: super::chunk_bytes(pool.max_frame()).min(MapOptions::IMAP_MAX_CHUNK_BYTES),
             window: CHUNKS_PER_WORKER * pool.processes().max(1),
             error: None,
@@ -169,11 +171,12 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             // Closed before it began: refused whole (as Python's imap
             // raises), its input not read, even if it is empty. (Nor is one
             // admitted in a copy made by `fork`, which says so.)
-            None => Err(pool.foreign(task.name).err().unwrap_or_else(|| {
-                Error::PoolClosed {
+            None => Err(pool
+                .foreign(task.name)
+                .err()
+                .unwrap_or_else(|| Error::PoolClosed {
                     task: task.name.to_string(),
-                }
-            })),
+                })),
             Some(_) => options.resolve_imap(task.name, len, pool.processes()),
         };
         match setup {

@@ -46,7 +46,11 @@ fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) ->
 
 /// Queues one chunk of a map holding `admission` (see `Pool::admit`); its
 /// outcome is the RESULTS body.
-fn submit_admitted<M: Task>(admission: &Admission<'_>, pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
+fn submit_admitted<M: Task>(
+    admission: &Admission<'_>,
+    pool: &Pool,
+    bytes: Vec<u8>,
+) -> AsyncResult<()> {
     pool.submit_admitted(admission, &M::INFO, Kind::Chunk, Ok(bytes.into()))
 }
 
@@ -449,7 +453,8 @@ fn decode_gathered<R: DeserializeOwned + 'static>(
         task: task.to_string(),
         message: message.to_string(),
     };
-    let total = number(&mut rest).ok_or_else(|| protocol("a map's gathered results lack their count"))?;
+    let total =
+        number(&mut rest).ok_or_else(|| protocol("a map's gathered results lack their count"))?;
     // A result takes at least a byte: a larger count is not trusted.
     let mut out = Vec::with_capacity(total.min(rest.len()));
     crate::sys::advise_huge_pages(&mut out);

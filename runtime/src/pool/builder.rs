@@ -373,11 +373,9 @@ impl PoolBuilder {
                 return Err(failed(why));
             }
         }
-        let processes = self
-            .processes
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PROCESSES))
-            });
+        let processes = self.processes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_PROCESSES))
+        });
         if processes == 0 {
             return config_error("a pool needs at least one process".into());
         }

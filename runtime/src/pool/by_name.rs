@@ -116,6 +116,10 @@ impl Pool {
             Ok(registration) => registration,
         };
         let task = task::intern(registration.info.name, BY_NAME, fingerprint);
-        self.submit(task, Kind::Single, codec::caller_encode(args).map(Into::into))
+        self.submit(
+            task,
+            Kind::Single,
+            codec::caller_encode(args).map(Into::into),
+        )
     }
 }

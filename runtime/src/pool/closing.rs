@@ -113,10 +113,7 @@ impl Closing {
         self.closing.store(true, Ordering::Release);
         let here = std::thread::current().id();
         while open.maps.iter().any(|&t| t != here) {
-            open = self
-                .maps_done
-                .wait(open)
-                .unwrap_or_else(|e| e.into_inner());
+            open = self.maps_done.wait(open).unwrap_or_else(|e| e.into_inner());
         }
     }
 }

@@ -198,18 +198,18 @@ pub(crate) fn check_reply(frame: Frame, call: CallRef<'_>) -> Exchange {
     match wire::parse_reply(frame) {
         Ok(Reply::Value { id, bytes }) if id == call.id && single => Exchange::Done(Ok(bytes)),
         // The caller decodes the records (see `crate::chunk`).
-        Ok(Reply::Results { id, bytes }) if id == call.id && !single => {
-            Exchange::Done(Ok(bytes))
-        }
+        Ok(Reply::Results { id, bytes }) if id == call.id && !single => Exchange::Done(Ok(bytes)),
         Ok(Reply::Panic { id, report }) if id == call.id => Exchange::Done(Err(Error::Panic {
             task: task(),
             message: report.message,
             location: report.location,
             backtrace: report.backtrace,
         })),
-        Ok(Reply::Failed { id, error }) if id == call.id => {
-            Exchange::Done(Err(remote_error(call.task.name, call.task.signature, error)))
-        }
+        Ok(Reply::Failed { id, error }) if id == call.id => Exchange::Done(Err(remote_error(
+            call.task.name,
+            call.task.signature,
+            error,
+        ))),
         Ok(Reply::Fatal { message }) => Exchange::Lost(Loss::Protocol(message)),
         Ok(other) => Exchange::Lost(Loss::Protocol(format!(
             "expected the reply to call {}, got {}",
@@ -265,7 +265,13 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
 /// and ended as `status`; [`Error::Terminated`] if the pool was terminated,
 /// [`Error::Cancelled`] if the call was cancelled (its worker was killed
 /// for it).
-pub(crate) fn lost(queue: &Queue, call: CallRef<'_>, loss: Loss, pid: u32, status: ExitInfo) -> Error {
+pub(crate) fn lost(
+    queue: &Queue,
+    call: CallRef<'_>,
+    loss: Loss,
+    pid: u32,
+    status: ExitInfo,
+) -> Error {
     if queue.is_terminated() {
         return call.terminated();
     }

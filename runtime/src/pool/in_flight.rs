@@ -148,7 +148,11 @@ mod tests {
             asked = Some((call, behind.to_vec()));
             true
         });
-        assert_eq!(asked, Some((12, vec![])), "12 runs next: cancelled, kill the worker");
+        assert_eq!(
+            asked,
+            Some((12, vec![])),
+            "12 runs next: cancelled, kill the worker"
+        );
         assert!(f.is_doomed());
         assert!(f.is_cancelled(12));
         assert!(f.finish(), "the worker was doomed");

@@ -147,9 +147,15 @@ mod tests {
         inbox.take_into(&mut queue);
         assert_eq!(queue.len(), 2, "taken once");
         assert!(inbox.begin_wait(), "empty: the slot waits");
-        assert!(inbox.push(job(3)).unwrap_or_else(|_| panic!("open")), "a waiting slot is woken");
+        assert!(
+            inbox.push(job(3)).unwrap_or_else(|_| panic!("open")),
+            "a waiting slot is woken"
+        );
         inbox.end_wait();
-        assert!(!inbox.begin_wait(), "filled: the slot takes the job instead");
+        assert!(
+            !inbox.begin_wait(),
+            "filled: the slot takes the job instead"
+        );
         inbox.close();
         assert_eq!(inbox.push(job(4)).err().map(|j| j.id()), Some(4));
         inbox.take_into(&mut queue);

@@ -58,15 +58,17 @@ impl LocalPool {
             // thread lives exactly as long as the slot.
             let spawned = std::thread::Builder::new()
                 .name(format!("procpool-slot-{index}"))
-                .spawn(move || match slot::start_retrying(&shared, index, || false) {
-                    Ok(link) => {
-                        let _ = ready.send(Ok(()));
-                        slot::run(shared, index, link);
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                    }
-                });
+                .spawn(
+                    move || match slot::start_retrying(&shared, index, || false) {
+                        Ok(link) => {
+                            let _ = ready.send(Ok(()));
+                            slot::run(shared, index, link);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    },
+                );
             match spawned {
                 Ok(handle) => pool.threads().handles.push(handle),
                 Err(e) => {
@@ -174,7 +176,8 @@ impl Dispatcher for LocalPool {
                 // waits for its worker (so it has not stopped), not handed
                 // back to the caller to be queued like a new call (refused
                 // once the pool is closed).
-                let (promise, result) = crate::result::pending::<()>(call.task, Hub::default(), call.id);
+                let (promise, result) =
+                    crate::result::pending::<()>(call.task, Hub::default(), call.id);
                 queue.requeue(std::iter::once(Job::new(call, promise)));
                 queue.give_back(index, None);
                 return Ok(result.into_outcome());
@@ -191,8 +194,9 @@ impl Dispatcher for LocalPool {
     /// (see [`super::in_flight`]).
     fn cancel(&self, id: u64) -> CancelOutcome {
         let switches = &self.shared.switches;
-        self.shared.queue
-            .cancel(id, |slot, behind| switches[slot].kill_unless_past(id, behind))
+        self.shared.queue.cancel(id, |slot, behind| {
+            switches[slot].kill_unless_past(id, behind)
+        })
     }
 
     fn cancel_queued(&self) -> usize {

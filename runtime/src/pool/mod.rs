@@ -35,8 +35,8 @@ pub(crate) use remote::NODE_TTL;
 pub(crate) use slot::RETIRED;
 
 use crate::call::{Args, Call, Job, Kind};
-use crate::result::Hub;
 use crate::error::Error;
+use crate::result::Hub;
 use crate::result::{self, AsyncResult, CancelFn, CancelOutcome};
 use crate::task::{Encoded, TaskInfo};
 use crate::wire::{self, Body};
@@ -457,7 +457,10 @@ impl Pool {
         kind: Kind,
         args: Result<Encoded, String>,
     ) -> AsyncResult<R> {
-        debug_assert!(std::ptr::eq(admission.pool.inner.as_ref(), self.inner.as_ref()));
+        debug_assert!(std::ptr::eq(
+            admission.pool.inner.as_ref(),
+            self.inner.as_ref()
+        ));
         self.submit_now(task, kind, args)
     }
 
@@ -651,7 +654,10 @@ impl std::fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("processes", &self.processes())
             .field("queued", &status.queued)
-            .field("closed", &(status.closed || self.inner.closing.is_closing()))
+            .field(
+                "closed",
+                &(status.closed || self.inner.closing.is_closing()),
+            )
             .field("terminated", &status.terminated)
             .field("task_timeout", &self.task_timeout())
             .finish()

@@ -39,10 +39,7 @@ impl Durations {
         let each = elapsed / tasks.len().max(1) as u32;
         let mut rest = tasks;
         while let Some(&task) = rest.first() {
-            let run = rest
-                .iter()
-                .take_while(|&&t| std::ptr::eq(t, task))
-                .count();
+            let run = rest.iter().take_while(|&&t| std::ptr::eq(t, task)).count();
             self.observe_each(task, run, each);
             rest = &rest[run..];
         }

@@ -86,7 +86,9 @@ impl State {
         self.slots
             .iter()
             .enumerate()
-            .filter(|(i, s)| *i != index && s.signalled && matches!(s.parked, Parked::Idle(Some(_))))
+            .filter(|(i, s)| {
+                *i != index && s.signalled && matches!(s.parked, Parked::Idle(Some(_)))
+            })
             .count()
     }
 }
@@ -443,7 +445,11 @@ impl Queue {
     /// that the slot cannot have moved on to another batch, unless the
     /// worker went past it (`kill` returns `false`: it finished); one
     /// pipelined behind it is marked for its slot to act on.
-    pub(crate) fn cancel(&self, id: u64, kill: impl FnOnce(usize, &[u64]) -> bool) -> CancelOutcome {
+    pub(crate) fn cancel(
+        &self,
+        id: u64,
+        kill: impl FnOnce(usize, &[u64]) -> bool,
+    ) -> CancelOutcome {
         let (job, _settling) = {
             let mut state = self.lock();
             match state.jobs.iter().position(|job| job.id() == id) {
@@ -452,9 +458,10 @@ impl Queue {
                     (job, self.settling(&mut state))
                 }
                 None => {
-                    let found = state.slots.iter().enumerate().find_map(|(index, s)| {
-                        s.in_flight.place(id).map(|place| (index, place))
-                    });
+                    let found =
+                        state.slots.iter().enumerate().find_map(|(index, s)| {
+                            s.in_flight.place(id).map(|place| (index, place))
+                        });
                     return match found {
                         None | Some((_, Place::Settled)) => CancelOutcome::Finished,
                         Some((index, Place::Running)) => {

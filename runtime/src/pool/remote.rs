@@ -313,6 +313,9 @@ impl PoolBuilder {
         };
         config.remote = Some(settings.clone());
         let dispatcher = RedisDispatcher::connect(settings)?;
-        Ok(Pool::from_dispatcher(Arc::new(dispatcher), Arc::new(config)))
+        Ok(Pool::from_dispatcher(
+            Arc::new(dispatcher),
+            Arc::new(config),
+        ))
     }
 }

@@ -224,7 +224,10 @@ fn a_job_queued_just_after_a_direct_call_wakes_the_slot_at_once() {
         assert_eq!(value(&f.submit("t", &[i])).unwrap(), [i]);
         quickest = quickest.min(begun.elapsed());
     }
-    assert!(quickest < Duration::from_millis(25), "the quickest round took {quickest:?}");
+    assert!(
+        quickest < Duration::from_millis(25),
+        "the quickest round took {quickest:?}"
+    );
 }
 
 #[test]
@@ -367,10 +370,20 @@ fn a_call_whose_worker_dies_before_starting_it_runs_on_the_next_one() {
     for (i, outcome) in outcomes.into_iter().enumerate() {
         let arg = if i == 10 { 0xD1 } else { i as u8 };
         assert_eq!(outcome.unwrap(), [arg], "job {i}");
-        assert_eq!(runs.get(&arg), Some(&1), "job {i} ran {:?} times", runs.get(&arg));
+        assert_eq!(
+            runs.get(&arg),
+            Some(&1),
+            "job {i} ran {:?} times",
+            runs.get(&arg)
+        );
     }
     // It was taken by the worker that died, inside a batch, and never ran there.
-    let taken: Vec<_> = f.log.received().into_iter().filter(|r| r.args == [0xD1]).collect();
+    let taken: Vec<_> = f
+        .log
+        .received()
+        .into_iter()
+        .filter(|r| r.args == [0xD1])
+        .collect();
     assert_eq!(taken.len(), 2, "{taken:?}");
     assert!(!taken[0].ran && taken[0].batch > 1 && taken[1].ran);
     assert_ne!(taken[0].worker, taken[1].worker);
@@ -390,7 +403,12 @@ fn a_call_whose_workers_keep_dying_before_starting_it_fails_after_two() {
             assert_eq!(runs.get(&(i as u8)), Some(&1), "job {i}");
         }
     }
-    let taken = f.log.received().into_iter().filter(|r| r.args == [0xDB]).count();
+    let taken = f
+        .log
+        .received()
+        .into_iter()
+        .filter(|r| r.args == [0xDB])
+        .count();
     assert_eq!(taken, 2, "taken by two workers, then failed");
 }
 
@@ -546,7 +564,10 @@ fn the_pipelining_window_follows_observed_run_times() {
     // ... and a long run of calls takes it to their time: 10 µs each.
     d.observe_batch(&[quick; 200], Duration::from_millis(2));
     let window = d.window("quick");
-    assert!((195..=200).contains(&window), "2 ms / about 10 µs: {window}");
+    assert!(
+        (195..=200).contains(&window),
+        "2 ms / about 10 µs: {window}"
+    );
     // (Names are told apart by content too, not only by address.)
     let other = String::from("slow").leak();
     d.observe_batch(&[other], Duration::from_millis(5));

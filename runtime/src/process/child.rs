@@ -109,8 +109,9 @@ impl Child {
             return ExitInfo::Unknown;
         };
         *status.get_or_insert_with(|| {
-            forkserver::exit_status(*token)
-                .map_or(ExitInfo::Unknown, |raw| ExitInfo::from(ExitStatus::from_raw(raw)))
+            forkserver::exit_status(*token).map_or(ExitInfo::Unknown, |raw| {
+                ExitInfo::from(ExitStatus::from_raw(raw))
+            })
         })
     }
 

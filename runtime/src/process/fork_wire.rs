@@ -220,7 +220,10 @@ mod tests {
                 why: "2 threads".into(),
             },
             Answer::Forked { token: 1, pid: 2 },
-            Answer::Failed { token: 1, errno: 12 },
+            Answer::Failed {
+                token: 1,
+                errno: 12,
+            },
             Answer::Exited {
                 token: 1,
                 status: -1,

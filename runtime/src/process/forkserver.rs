@@ -139,7 +139,12 @@ impl Server {
         }
         drop(state);
         self.changed.notify_all();
-        if let Some(mut process) = self.process.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(mut process) = self
+            .process
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             process.kill();
             let _ = process.wait();
         }
@@ -365,10 +370,16 @@ mod tests {
         assert!(within(&[[10, 10], [5, 1 << 40], [0, 0]], &server));
         // Soft limits are not bounded by the server's (a child raises its
         // soft limit up to its hard one freely).
-        assert!(within(&[[4096, 4096], [u64::MAX, u64::MAX], [8, 8]], &server));
+        assert!(within(
+            &[[4096, 4096], [u64::MAX, u64::MAX], [8, 8]],
+            &server
+        ));
         assert!(!within(&[[1024, 4097], [0, u64::MAX], [8, 8]], &server));
         assert!(!within(&[[1024, 4096], [0, u64::MAX], [8, 9]], &server));
-        assert!(!within(&server[..2], &server), "a different list of resources");
+        assert!(
+            !within(&server[..2], &server),
+            "a different list of resources"
+        );
         // Unlimited is above any finite limit.
         assert!(!within(&[[0, u64::MAX], [0, 0], [0, 0]], &server));
     }

@@ -82,12 +82,20 @@ impl ForkServer {
             (Ok(ready), n) if n == threads => ready,
             (Ok(_), threads) => {
                 let why = format!("the program runs {threads} threads before init()");
-                say(Answer::Hello { pid, ready: false, why });
+                say(Answer::Hello {
+                    pid,
+                    ready: false,
+                    why,
+                });
                 sys::exit_immediately(0);
             }
             (Err(e), _) => {
                 let why = format!("cannot set up: {e}");
-                say(Answer::Hello { pid, ready: false, why });
+                say(Answer::Hello {
+                    pid,
+                    ready: false,
+                    why,
+                });
                 sys::exit_immediately(0);
             }
         };
@@ -163,7 +171,12 @@ fn fork_one(
     fds: Vec<OwnedFd>,
     workers: &mut HashMap<u32, u64>,
 ) -> Option<WorkerChannel> {
-    let Forking { sock, parent, threads, inherited } = *forking;
+    let Forking {
+        sock,
+        parent,
+        threads,
+        inherited,
+    } = *forking;
     let token = request.token;
     let answer = |answer: Answer, pidfd: Option<&OwnedFd>| {
         let fds: Vec<_> = pidfd.map(AsFd::as_fd).into_iter().collect();
@@ -172,11 +185,23 @@ fn fork_one(
         }
     };
     let [channel, stdout, stderr] = &fds[..] else {
-        answer(Answer::Failed { token, errno: EINVAL }, None);
+        answer(
+            Answer::Failed {
+                token,
+                errno: EINVAL,
+            },
+            None,
+        );
         return None;
     };
     if sys::thread_count() != threads {
-        answer(Answer::Failed { token, errno: EINVAL }, None);
+        answer(
+            Answer::Failed {
+                token,
+                errno: EINVAL,
+            },
+            None,
+        );
         return None;
     }
     if let Err(errno) = context.take_from(&request) {
@@ -195,8 +220,14 @@ fn fork_one(
             if let Some(action) = inherited {
                 sys::restore_child_action(action);
             }
-            let channel =
-                become_worker(&request, server, parent, args, limits, [channel, stdout, stderr]);
+            let channel = become_worker(
+                &request,
+                server,
+                parent,
+                args,
+                limits,
+                [channel, stdout, stderr],
+            );
             // Closed with every fd above the channel's.
             fds.into_iter().for_each(std::mem::forget);
             Some(channel)
@@ -210,13 +241,25 @@ fn fork_one(
                 }
                 Err(e) => {
                     sys::kill(pid);
-                    answer(Answer::Failed { token, errno: e.raw_os_error().unwrap_or(0) }, None);
+                    answer(
+                        Answer::Failed {
+                            token,
+                            errno: e.raw_os_error().unwrap_or(0),
+                        },
+                        None,
+                    );
                 }
             }
             None
         }
         Err(e) => {
-            answer(Answer::Failed { token, errno: e.raw_os_error().unwrap_or(0) }, None);
+            answer(
+                Answer::Failed {
+                    token,
+                    errno: e.raw_os_error().unwrap_or(0),
+                },
+                None,
+            );
             None
         }
     }
@@ -260,7 +303,10 @@ impl Context {
             // allows) cannot be unset: `remove_var` would panic and end the
             // server. Such an entry stays, as the caller cannot change it
             // either.
-            for key in keys.into_iter().filter(|key| !key.as_bytes().contains(&b'=')) {
+            for key in keys
+                .into_iter()
+                .filter(|key| !key.as_bytes().contains(&b'='))
+            {
                 std::env::remove_var(key);
             }
             for entry in &request.env {
@@ -296,8 +342,7 @@ fn become_worker(
     sys::die_with_parent(server);
     // Its own process group, as a spawned worker's (see `sys::spawn_worker`).
     sys::lead_process_group();
-    if let Err(e) = sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd())
-    {
+    if let Err(e) = sys::set_up_child(channel.as_fd(), CHANNEL_FD, stdout.as_fd(), stderr.as_fd()) {
         // Said on the caller's stderr, which may not be at 2 yet.
         let why = format!("procpool: a forked worker could not set up its descriptors: {e}\n");
         sys::say(stderr.as_fd(), &why);

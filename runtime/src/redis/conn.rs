@@ -83,8 +83,7 @@ fn said(e: &RedisError, waited: Duration) -> String {
 
 /// Whether an error may go away by reconnecting and trying again.
 pub(crate) fn is_transient(e: &RedisError) -> bool {
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout()
-    {
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() {
         return true;
     }
     // LOADING: a restarted Redis replaying its AOF; the others are the
@@ -295,7 +294,10 @@ mod tests {
     fn redis_older_than_6_2_is_refused_by_its_info() {
         let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
         let old = too_old(&info("6.0.16")).expect("6.0 is too old");
-        assert!(old.contains("6.0.16") && old.contains("6.2 or later"), "{old}");
+        assert!(
+            old.contains("6.0.16") && old.contains("6.2 or later"),
+            "{old}"
+        );
         assert!(too_old(&info("5.0.7")).is_some());
         for fine in ["6.2.0", "7.0.15", "7.2.4", "10.0.1"] {
             assert_eq!(too_old(&info(fine)), None, "{fine}");

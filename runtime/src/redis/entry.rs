@@ -106,7 +106,9 @@ pub(crate) fn parse_task(
     };
     let (Some(t), Some(f), Some(k), Some(o), Some(a)) = (task, fingerprint, kind, timeout, args)
     else {
-        return Err(bad(protocol("a task entry with fields missing or malformed")));
+        return Err(bad(protocol(
+            "a task entry with fields missing or malformed",
+        )));
     };
     if a.len() > max_frame {
         return Err(bad(RemoteFailure::FrameTooLarge {
@@ -176,8 +178,15 @@ mod tests {
         assert_eq!(timeout_field(None), "");
         assert_eq!(timeout_field(Some(Duration::from_micros(500))), "1");
         assert_eq!(timeout_field(Some(Duration::from_millis(1500))), "1500");
-        assert_eq!(timeout_field(Some(Duration::from_micros(1_500_001))), "1501");
-        assert_eq!(timeout_field(Some(Duration::MAX)), "", "too far to reach: none");
+        assert_eq!(
+            timeout_field(Some(Duration::from_micros(1_500_001))),
+            "1501"
+        );
+        assert_eq!(
+            timeout_field(Some(Duration::MAX)),
+            "",
+            "too far to reach: none"
+        );
         let last = Duration::from_millis(u64::MAX);
         assert_eq!(timeout_field(Some(last)), u64::MAX.to_string());
     }

@@ -121,7 +121,11 @@ pub(crate) fn build_of_members_key<'k>(queue: &str, key: &'k str) -> Option<&'k 
 /// signature, it does not cover here either.)
 pub(crate) fn build_id() -> String {
     // (No task's name is empty: the version's line is apart from theirs.)
-    id_of(registry::identities().into_iter().chain([("", crate::wire::VERSION)]))
+    id_of(
+        registry::identities()
+            .into_iter()
+            .chain([("", crate::wire::VERSION)]),
+    )
 }
 
 fn id_of(tasks: impl IntoIterator<Item = (&'static str, u64)>) -> String {
@@ -181,7 +185,10 @@ mod tests {
         let longer = Keys::new("q:big", "00ff").members();
         assert_eq!(build_of_members_key("q", &longer), None);
         assert_eq!(build_of_members_key("q:big", &longer), Some("00ff"));
-        assert_eq!(build_of_members_key("q", &Keys::new("q", "00ff").tasks()), None);
+        assert_eq!(
+            build_of_members_key("q", &Keys::new("q", "00ff").tasks()),
+            None
+        );
         assert_eq!(build_of_members_key("q", "pp:{q:}:members"), None);
     }
 }

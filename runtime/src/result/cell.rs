@@ -17,9 +17,9 @@ use std::task::Waker;
 use std::thread::{self, Thread};
 use std::time::Instant;
 
+use super::CancelTarget;
 use super::{ErasedDecoder, Hub, Listener, Outcome};
 use crate::callbacks;
-use super::CancelTarget;
 use crate::cancel::CancelOutcome;
 use crate::task::TaskInfo;
 
@@ -191,7 +191,13 @@ impl CancelTurn<'_> {
 
 impl Drop for CancelTurn<'_> {
     fn drop(&mut self) {
-        if self.cell.lock().extra.as_ref().is_some_and(|e| e.cancelling) {
+        if self
+            .cell
+            .lock()
+            .extra
+            .as_ref()
+            .is_some_and(|e| e.cancelling)
+        {
             self.finish(None);
         }
     }
@@ -279,7 +285,10 @@ impl ResultCell {
                 // In a copy made by `fork`: the call is the parent's, whose
                 // queue and workers this copy must not touch, and a cancel
                 // the parent had under way never ends here.
-                return state.outcome.as_deref().map_or(CancelOutcome::Finished, answer_for);
+                return state
+                    .outcome
+                    .as_deref()
+                    .map_or(CancelOutcome::Finished, answer_for);
             }
             if let Some(extra) = state.extra.as_mut() {
                 if extra.cancelling {
@@ -373,7 +382,9 @@ impl ResultCell {
 
     fn post_callbacks(self: &Arc<Self>) {
         let cell = self.clone();
-        self.hub.runner().post(Box::new(move || cell.run_callbacks()));
+        self.hub
+            .runner()
+            .post(Box::new(move || cell.run_callbacks()));
     }
 
     /// Runs the pending callbacks (on a callback thread), then completes

@@ -131,7 +131,10 @@ impl Endpoint {
     /// Parent side: the id of the call the worker runs or ran last, as it
     /// wrote it (untrusted: only ever compared; see [`super::halt`]).
     pub(crate) fn last_run(&self) -> u64 {
-        self.ctl().running.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.ctl()
+            .running
+            .0
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Worker side: the reply to call `id` is published (see [`super::halt`]).

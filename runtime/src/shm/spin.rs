@@ -193,12 +193,18 @@ mod tests {
             .count();
         assert_eq!(skipped, 255, "the backoff is capped");
         spin.miss();
-        assert!(budget(&mut spin, 0, true).is_some(), "mid-frame: no backoff");
+        assert!(
+            budget(&mut spin, 0, true).is_some(),
+            "mid-frame: no backoff"
+        );
         assert_eq!(budget(&mut spin, 0, false), None);
         spin.hit();
         spin.miss();
         assert_eq!(budget(&mut spin, 0, false), None);
-        assert!(budget(&mut spin, 0, false).is_some(), "a hit reset the count");
+        assert!(
+            budget(&mut spin, 0, false).is_some(),
+            "a hit reset the count"
+        );
         // A turn at a time, per process: a second waiter sleeps at once.
         spin.spinners = 1;
         let first = spin.budget(0, 1, true).expect("a turn");

@@ -67,7 +67,9 @@ fn unix_socket_peer(fd: RawFd, kind: SocketType) -> Result<u32, String> {
     match sockopt::socket_domain(borrowed).map_err(described)? {
         AddressFamily::UNIX => {}
         AddressFamily::INET => return Err(format!("fd {fd} is an IPv4 socket, not a Unix socket")),
-        AddressFamily::INET6 => return Err(format!("fd {fd} is an IPv6 socket, not a Unix socket")),
+        AddressFamily::INET6 => {
+            return Err(format!("fd {fd} is an IPv6 socket, not a Unix socket"))
+        }
         other => {
             return Err(format!(
                 "fd {fd} is a socket of family {}, not a Unix socket",

@@ -38,14 +38,23 @@ pub(crate) fn message_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Sends `data` as one message, with `fds` attached.
-pub(crate) fn send_message(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+pub(crate) fn send_message(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(io::ErrorKind::InvalidInput.into());
     }
     loop {
-        match rustix::net::sendmsg(sock, &[IoSlice::new(data)], &mut control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(
+            sock,
+            &[IoSlice::new(data)],
+            &mut control,
+            SendFlags::NOSIGNAL,
+        ) {
             Ok(n) if n == data.len() => return Ok(()),
             Ok(_) => return Err(io::ErrorKind::WriteZero.into()),
             Err(rustix::io::Errno::INTR) => {}
@@ -81,9 +90,15 @@ pub(crate) fn recv_message(
             }
         }
     }
-    if got.flags.intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC) {
+    if got
+        .flags
+        .intersects(ReturnFlags::TRUNC | ReturnFlags::CTRUNC)
+    {
         fds.clear();
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "message cut short"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "message cut short",
+        ));
     }
     Ok(Some(got.bytes))
 }
@@ -96,12 +111,7 @@ pub(crate) fn wait_readable(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> io::Result<
     ];
     loop {
         match rustix::event::poll(&mut fds, None) {
-            Ok(_) => {
-                return Ok((
-                    !fds[0].revents().is_empty(),
-                    !fds[1].revents().is_empty(),
-                ))
-            }
+            Ok(_) => return Ok((!fds[0].revents().is_empty(), !fds[1].revents().is_empty())),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -452,7 +462,11 @@ pub(crate) fn arg_area() -> Option<ArgArea> {
     // ')' the fields start at 3.
     let fields: Vec<usize> = stat
         .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        })
         .unwrap_or_default();
     let (&start, &end) = (fields.get(45)?, fields.get(46)?);
     (start != 0 && end > start).then_some(ArgArea { start, end })
@@ -472,7 +486,8 @@ pub(crate) fn rename_arg(area: ArgArea, from: &[u8], to: &[u8]) {
     // process or to the one it was forked from: the same addresses); this
     // process has a single thread (a fork server's child), and nothing
     // holds a reference into it across this call.
-    let args = unsafe { std::slice::from_raw_parts_mut(area.start as *mut u8, area.end - area.start) };
+    let args =
+        unsafe { std::slice::from_raw_parts_mut(area.start as *mut u8, area.end - area.start) };
     if let Some(at) = args.windows(from.len()).position(|w| w == from) {
         args[at..at + to.len()].copy_from_slice(to);
         args[at + to.len()..at + from.len()].fill(0);

@@ -142,7 +142,12 @@ pub(crate) fn allowed_cpus() -> usize {
 /// field of `/proc/loadavg`, `running/total`); `None` if unreadable.
 pub(crate) fn runnable_threads() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
-    text.split_whitespace().nth(3)?.split('/').next()?.parse().ok()
+    text.split_whitespace()
+        .nth(3)?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Makes a worker's allocator keep freed blocks for reuse while it works:

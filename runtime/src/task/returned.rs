@@ -31,7 +31,10 @@ pub trait ErrWithDebug {
 
 impl<T, E: Debug> ErrWithDebug for &&Returned<'_, Result<T, E>> {
     fn __procpool_err_text(&self) -> Option<String> {
-        self.0.as_ref().err().map(|e| format!("it returned Err({e:?})"))
+        self.0
+            .as_ref()
+            .err()
+            .map(|e| format!("it returned Err({e:?})"))
     }
 }
 

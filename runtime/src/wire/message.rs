@@ -94,8 +94,15 @@ pub(crate) struct Body(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Small { len: u8, bytes: [u8; SMALL_BODY] },
-    Owned { buf: Vec<u8>, start: usize, tail: Vec<u8> },
+    Small {
+        len: u8,
+        bytes: [u8; SMALL_BODY],
+    },
+    Owned {
+        buf: Vec<u8>,
+        start: usize,
+        tail: Vec<u8>,
+    },
 }
 
 /// Results up to this long are held in the [`Body`] itself.
@@ -221,7 +228,12 @@ impl Eq for Body {}
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Body({} + {} bytes)", self.head().len(), self.tail().len())
+        write!(
+            f,
+            "Body({} + {} bytes)",
+            self.head().len(),
+            self.tail().len()
+        )
     }
 }
 
@@ -559,7 +571,10 @@ mod tests {
             let Reply::Value { id: 7, bytes } = parsed else {
                 panic!("not a value: {parsed:?}");
             };
-            assert_eq!((bytes.head(), bytes.tail(), bytes.len()), (&value[..], &[][..], len));
+            assert_eq!(
+                (bytes.head(), bytes.tail(), bytes.len()),
+                (&value[..], &[][..], len)
+            );
             // A small result is copied out and the frame's buffer kept for
             // the next frame; a larger one stays in the frame's buffer.
             let kept = crate::buffers::small_buffer().capacity() > 0;

@@ -3,8 +3,8 @@
 //! cut to fit a frame.
 
 use super::panic;
-use crate::codec;
 use crate::chunk;
+use crate::codec;
 use crate::registry;
 use crate::task::{ArgsDecoder, CallError, Encoded};
 use crate::wire::{self, shorten, Body, RemoteError, Reply};
@@ -124,4 +124,3 @@ fn reply_texts(reply: &mut Reply) -> Vec<&mut String> {
         Reply::Hello { .. } | Reply::Value { .. } | Reply::Results { .. } => Vec::new(),
     }
 }
-

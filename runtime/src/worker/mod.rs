@@ -262,11 +262,9 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
 fn answer_or_exit(id: u64, reply: &Reply) {
     let sent = match reply {
         // The result bytes go out as they are, after their header.
-        Reply::Value { id, bytes } => channel::answer(
-            *id,
-            &[&wire::value_header(*id), bytes.head()],
-            bytes.tail(),
-        ),
+        Reply::Value { id, bytes } => {
+            channel::answer(*id, &[&wire::value_header(*id), bytes.head()], bytes.tail())
+        }
         other => channel::answer(id, &[&wire::encode_reply(other)], &[]),
     };
     if sent.is_err() {

@@ -179,7 +179,9 @@ mod tests {
                     15: main";
         let kept = task_frames(full);
         assert!(
-            kept.starts_with("   7: <my::Bomb as core::ops::drop::Drop>::drop\n             at src/my.rs:9:51"),
+            kept.starts_with(
+                "   7: <my::Bomb as core::ops::drop::Drop>::drop\n             at src/my.rs:9:51"
+            ),
             "{kept}"
         );
         assert!(kept.ends_with("14: my::_::__procpool_call_batch"), "{kept}");

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::super::conn::{BrokerError, Conn};
-use super::super::member;
 use super::super::keys::GROUP;
+use super::super::member;
 use super::super::scripts::scripts;
 use super::state::{Flight, Inner, Queued, State};
 use crate::cancel::CancelOutcome;
@@ -158,7 +158,10 @@ impl Unclaimed {
 /// Deletes this caller's entries that no node has claimed (`terminate.lua`)
 /// and returns them. With `terminate`, first unregisters the caller and
 /// tells the nodes to stop its running calls.
-pub(super) fn remove_unclaimed(inner: &Inner, terminate: bool) -> Result<Vec<Unclaimed>, BrokerError> {
+pub(super) fn remove_unclaimed(
+    inner: &Inner,
+    terminate: bool,
+) -> Result<Vec<Unclaimed>, BrokerError> {
     let mut cursor = "-".to_string();
     let mut first = terminate;
     let mut removed = Vec::new();

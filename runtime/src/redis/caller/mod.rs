@@ -94,7 +94,10 @@ impl RedisDispatcher {
             Box::new(move || reader::read_loop(i, reader_conn)),
         )?);
         let i = inner.clone();
-        threads.push(spawn("keeper", Box::new(move || keeper::keep_loop(i, conn)))?);
+        threads.push(spawn(
+            "keeper",
+            Box::new(move || keeper::keep_loop(i, conn)),
+        )?);
         log::info!(
             target: "procpool",
             "caller {} on Redis queue {:?} (build {}), {processes} node processes up",

@@ -11,8 +11,8 @@ use super::super::entry::ResultEntry;
 use super::super::failure::RemoteFailure;
 use super::super::keys::Keys;
 use crate::call::{Call, Kind};
-use crate::error::Error;
 use crate::chunk;
+use crate::error::Error;
 use crate::pool::config::Remote;
 use crate::result::{Outcome, Promise};
 use crate::wire;
@@ -283,7 +283,10 @@ impl Inner {
     ) -> MutexGuard<'a, State> {
         while unsent(&st) && !st.terminated && !self.stopping() {
             st.awaiting_submit += 1;
-            st = self.to_cancellers.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = self
+                .to_cancellers
+                .wait(st)
+                .unwrap_or_else(|e| e.into_inner());
             st.awaiting_submit -= 1;
         }
         st

@@ -37,10 +37,7 @@ pub(super) fn write_loop(inner: Arc<Inner>) {
                 st = inner.to_writer.wait(st).unwrap_or_else(|e| e.into_inner());
             }
             // Only this thread sends queued calls: never contended.
-            let conn = inner
-                .submit_conn
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let conn = inner.submit_conn.lock().unwrap_or_else(|e| e.into_inner());
             let room = inner.cfg.max_in_flight - st.flight.len();
             let n = room.min(inner.cfg.batch).min(st.queue.len());
             let mut batch = Vec::with_capacity(n);
@@ -131,9 +128,14 @@ pub(super) fn forgotten() -> Error {
 /// about one budget rather than one budget each. The first success ends it.
 fn send_batch(inner: &Inner, mut conn: MutexGuard<'_, Conn>, batch: &[(u64, Call)]) {
     let cmd = submit_cmd(inner, batch, batch.len());
-    let submit = |con: &mut redis::Connection| run_script::<Vec<String>>(con, &scripts().submit, &cmd);
+    let submit =
+        |con: &mut redis::Connection| run_script::<Vec<String>>(con, &scripts().submit, &cmd);
     let sent = if inner.out_of_reach.load(Ordering::SeqCst) {
-        conn.run_within("submit (Redis already out of reach: one attempt)", Duration::ZERO, submit)
+        conn.run_within(
+            "submit (Redis already out of reach: one attempt)",
+            Duration::ZERO,
+            submit,
+        )
     } else {
         conn.run("submit", submit)
     };

@@ -168,8 +168,7 @@ fn take_entries(
                 // Not run for a caller that is gone (no longer registered):
                 // the answer is dropped.
                 if st.is_cancelled(&item.call) || orphans.contains(&item.call.caller) {
-                    st.done
-                        .push(Done::of(&item, Err(RemoteFailure::Cancelled)));
+                    st.done.push(Done::of(&item, Err(RemoteFailure::Cancelled)));
                 } else {
                     st.work.push_back(item);
                 }

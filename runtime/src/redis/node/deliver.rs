@@ -120,7 +120,9 @@ fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i6
                 log::warn!(target: "procpool", "node {consumer}: {}; retrying", e.message);
                 std::thread::sleep(Duration::from_millis(200));
             }
-            Err(e) if e.reason == BrokerReason::Refused => return refused(s, conn, consumer, outs, e),
+            Err(e) if e.reason == BrokerReason::Refused => {
+                return refused(s, conn, consumer, outs, e)
+            }
             Err(e) => {
                 log::warn!(target: "procpool", "node {consumer}: {e}; retrying");
                 std::thread::sleep(Duration::from_millis(200));
@@ -135,9 +137,18 @@ fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i6
 /// until Redis takes it (it is short: Redis may refuse it for a while, as
 /// it does every write while out of memory, but not for its size). At
 /// most two calls deep: `settle` retries a stand-in in its own loop.
-fn refused(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done], why: BrokerError) -> Vec<i64> {
+fn refused(
+    s: &Shared,
+    conn: &mut Conn,
+    consumer: &str,
+    outs: &[&Done],
+    why: BrokerError,
+) -> Vec<i64> {
     let [done] = outs else {
-        return outs.iter().flat_map(|d| settle(s, conn, consumer, &[d])).collect();
+        return outs
+            .iter()
+            .flat_map(|d| settle(s, conn, consumer, &[d]))
+            .collect();
     };
     log::warn!(
         target: "procpool",

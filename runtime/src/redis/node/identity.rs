@@ -36,7 +36,11 @@ pub(super) fn keep_loop(s: Arc<Shared>, mut conn: Conn) {
 /// again with `redeliver`; never answered from here. `Node::wait` then
 /// terminates the local pool.
 fn give_up_if_cut_off(s: &Shared) {
-    let silent = s.last_beat.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+    let silent = s
+        .last_beat
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed();
     if !s.stopping() || silent < s.cfg.broker.retry.budget {
         return;
     }
@@ -87,7 +91,11 @@ pub(super) fn beat_is_stale(s: &Shared) -> bool {
 /// been declared dead, with time to live `ttl` (it beats every ttl/6: half
 /// the time to live without a beat is not normal running).
 pub(super) fn stale(last_beat: &Mutex<Instant>, ttl: Duration) -> bool {
-    last_beat.lock().unwrap_or_else(|e| e.into_inner()).elapsed() > ttl / 2
+    last_beat
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .elapsed()
+        > ttl / 2
 }
 
 /// Registers under a new name and stops the work claimed under the old one

@@ -119,7 +119,9 @@ fn track(running: &Running, caller: &str, seq: u64, what: Track) {
     let mut map = lock(running);
     match what {
         Track::Started(id, epoch) => {
-            map.entry(caller.to_string()).or_default().insert(seq, (id, epoch));
+            map.entry(caller.to_string())
+                .or_default()
+                .insert(seq, (id, epoch));
         }
         Track::Ended(id) => {
             if let Some(ids) = map.get_mut(caller) {

@@ -243,7 +243,11 @@ impl NodeBuilder {
         let processes = self
             .processes
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-        let pool = self.pool.remote_checked(&self.queue)?.processes(processes).build()?;
+        let pool = self
+            .pool
+            .remote_checked(&self.queue)?
+            .processes(processes)
+            .build()?;
         let cfg = NodeConfig {
             broker: Broker {
                 url,

@@ -44,7 +44,9 @@ impl Callers {
             let Some((_, c)) = fields.iter().find(|(k, _)| k.as_slice() == b"c") else {
                 continue;
             };
-            let Ok(c) = std::str::from_utf8(c) else { continue };
+            let Ok(c) = std::str::from_utf8(c) else {
+                continue;
+            };
             let fresh = self
                 .seen
                 .get(c)

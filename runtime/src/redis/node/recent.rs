@@ -97,7 +97,10 @@ mod tests {
         assert_eq!(held, r.bytes);
         assert!(held <= 32 << 20, "{held} bytes held");
         assert!(held >= 16 << 20, "{held} bytes held: too few kept");
-        assert!(r.get(&format!("{}-0", n - 1)).is_some(), "the newest is kept");
+        assert!(
+            r.get(&format!("{}-0", n - 1)).is_some(),
+            "the newest is kept"
+        );
         assert!(r.get("0-0").is_none(), "the oldest is evicted first");
     }
 

@@ -92,7 +92,9 @@ fn give_back_stale(s: &Arc<Shared>, items: Vec<Item>) {
                 "node {name} was declared lost: {n} of its {} calls not started queued again",
                 ids.len()
             ),
-            Err(e) => log::debug!(target: "procpool", "node {name}: {e}; the reaper settles its calls"),
+            Err(e) => {
+                log::debug!(target: "procpool", "node {name}: {e}; the reaper settles its calls")
+            }
         }
     }
     drop(side);

@@ -158,8 +158,8 @@ impl Shared {
     /// may be idle; quick ones save a round trip each and are pipelined to
     /// the workers by the local pool.
     pub(super) fn capacity(&self) -> usize {
-        let quick = self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS
-            && !self.lock_state_hold();
+        let quick =
+            self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS && !self.lock_state_hold();
         self.cfg.processes.max(1) + if quick { self.cfg.prefetch } else { 0 }
     }
 
@@ -181,7 +181,10 @@ impl Shared {
     pub(super) fn completed(&self, task: &str, started: Instant) {
         let now = Instant::now();
         let since = {
-            let mut last = self.last_completion.lock().unwrap_or_else(|e| e.into_inner());
+            let mut last = self
+                .last_completion
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let since = match *last {
                 Some(prev) if prev > started => prev,
                 _ => started,
@@ -192,7 +195,11 @@ impl Shared {
         let took = now.duration_since(since);
         let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 2);
         let old = self.run_micros.load(Ordering::Relaxed);
-        let new = if old == u64::MAX { us } else { (old * 7 + us) / 8 };
+        let new = if old == u64::MAX {
+            us
+        } else {
+            (old * 7 + us) / 8
+        };
         self.run_micros.store(new, Ordering::Relaxed);
         let mut quick = self.quick_tasks.lock().unwrap_or_else(|e| e.into_inner());
         if quick.len() > 10_000 {

@@ -85,12 +85,7 @@ impl Endpoint {
 
     /// Reads exactly `out.len()` bytes; the first is awaited until `first`,
     /// and is the first of a frame unless `streaming`.
-    fn read_array(
-        &mut self,
-        out: &mut [u8],
-        first: Limit,
-        streaming: bool,
-    ) -> Result<(), End> {
+    fn read_array(&mut self, out: &mut [u8], first: Limit, streaming: bool) -> Result<(), End> {
         let mut got = 0;
         let mut limit = first;
         while got < out.len() {

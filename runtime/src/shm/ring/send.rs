@@ -142,9 +142,8 @@ impl Endpoint {
             End::TimedOut => {
                 let stall = self.stall.unwrap_or_default();
                 // A frame is half written: nothing more can go out.
-                self.broken.get_or_insert(format!(
-                    "the worker read none of a frame for {stall:?}"
-                ));
+                self.broken
+                    .get_or_insert(format!("the worker read none of a frame for {stall:?}"));
                 FrameError::Stalled(stall)
             }
             End::Broken(why) => {

@@ -359,6 +359,9 @@ fn a_wait_that_sees_the_worker_dead_looks_once_more_for_its_last_words() {
     fn second_look(_: &mut Endpoint) -> bool {
         LOOKS.fetch_add(1, SeqCst) >= 1
     }
-    assert!(matches!(parent.wait(WANT_DATA, None, false, second_look), Ok(())));
+    assert!(matches!(
+        parent.wait(WANT_DATA, None, false, second_look),
+        Ok(())
+    ));
     assert_eq!(LOOKS.load(SeqCst), 2);
 }
