@@ -8,38 +8,15 @@ mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
-use std::time::{Duration, Instant};
-
 use procpool::Pool;
 use redis_support::*;
+use support::{back_within, fds, threads};
 use tasks::*;
 
 procpool::enable_test_support!();
 
 fn pool(server: &RedisServer) -> Pool {
     Pool::builder().redis(&server.url()).build().unwrap()
-}
-
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// Asserts that `read()` comes back to at most `limit` (within 30 s: a
-/// pool's threads and connections may close a moment after its drop
-/// returned). At most: the count taken as the limit may itself hold a
-/// thread of the pool before, still ending.
-fn back_within(what: &str, limit: usize, read: impl Fn() -> usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut now = read();
-    while now > limit && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        now = read();
-    }
-    assert!(now <= limit, "{what}: {now}, {limit} before");
 }
 
 /// Callers built, used every way and dropped, 30 times over, leave the

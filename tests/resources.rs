@@ -9,7 +9,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
-use support::{alive, assert_no_children, children, children_of, is_fork_server, serial, state};
+use support::{
+    alive, assert_no_children, back_within, children, children_of, fds, is_fork_server, serial,
+    state, threads,
+};
 
 procpool::enable_test_support!();
 
@@ -25,14 +28,6 @@ fn exit_worker(code: i32) -> u64 {
     std::process::exit(code)
 }
 
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
-}
-
-fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// This process's mappings of shared memory made by `memfd_create`.
 fn memfd_mappings() -> usize {
     std::fs::read_to_string("/proc/self/maps")
@@ -40,20 +35,6 @@ fn memfd_mappings() -> usize {
         .lines()
         .filter(|l| l.contains("/memfd:"))
         .count()
-}
-
-/// Asserts that `read()` comes back to at most `limit` (within 30 s: a
-/// pool's threads and descriptors may close a moment after its drop
-/// returned). At most: the count taken as the limit may itself hold a
-/// thread of the pool before, still ending.
-fn back_within(what: &str, limit: usize, read: impl Fn() -> usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut now = read();
-    while now > limit && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        now = read();
-    }
-    assert!(now <= limit, "{what}: {now}, {limit} before");
 }
 
 /// One pool used every way that starts a thread or a descriptor (calls, a

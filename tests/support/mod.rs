@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+mod counts;
 mod raw;
 mod scratch;
 mod wait;
 
+#[allow(unused_imports)] // not every test binary counts what it holds
+pub use counts::{back_within, fds, threads};
 #[allow(unused_imports)] // not every test binary sends raw bytes
 pub use raw::Raw;
 #[allow(unused_imports)] // not every test binary makes scratch files
