@@ -9,10 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
-use support::{
-    alive, assert_no_children, back_within, children, children_of, fds, is_fork_server, serial,
-    state, threads,
-};
+use support::{alive, assert_no_children, back_within, children, fds, serial, state, threads};
 
 procpool::enable_test_support!();
 
@@ -135,30 +132,52 @@ fn recycled_and_crashed_workers_leave_no_fd_mapping_or_zombie() {
     assert_no_children();
 }
 
+/// The helper's process, killed and reaped when dropped, also when an
+/// assertion fails first (a child left running would fail the next test's
+/// `assert_no_children`).
+struct Job(std::process::Child);
+
+impl Job {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The helper's workers (and its fork server, if any), once it printed
 /// their pids: returns the job and them.
-fn orphan_job(mode: &str, fork_server: &str) -> (std::process::Child, Vec<u32>) {
+fn orphan_job(mode: &str, fork_server: &str) -> (Job, Vec<u32>) {
     let mut parent = Command::new(HELPER)
         .arg(mode)
         .env("PROCPOOL_FORK_SERVER", fork_server)
         .stdout(Stdio::piped())
         .spawn()
+        .map(Job)
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(parent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut pids: Vec<u32> = line
-        .strip_prefix("workers ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
-    pids.extend(
-        children_of(parent.id())
-            .into_iter()
-            .filter(|&p| is_fork_server(p)),
-    );
+    let mut out = BufReader::new(parent.0.stdout.take().unwrap());
+    // Its workers, then its fork server (read by the helper itself: in
+    // `exec` mode the server ends as soon as the exec closes its socket).
+    let mut pids = Vec::new();
+    for prefix in ["workers", "servers"] {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        pids.extend(
+            line.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+                .split_whitespace()
+                .map(|p| p.parse::<u32>().unwrap()),
+        );
+    }
     (parent, pids)
 }
 
@@ -174,8 +193,7 @@ fn a_sigkilled_program_leaves_no_process_either_way() {
             if fork_server == "1" { 3 } else { 2 },
             "PROCPOOL_FORK_SERVER={fork_server}: {pids:?}"
         );
-        parent.kill().unwrap();
-        parent.wait().unwrap();
+        parent.kill();
         support::wait_for(Duration::from_secs(30), "the orphans to go", || {
             pids.iter().all(|&p| !alive(p))
         });
@@ -235,8 +253,7 @@ fn a_program_that_execs_another_leaves_no_process_either_way() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let left: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
-        parent.kill().unwrap();
-        parent.wait().unwrap();
+        parent.kill();
         assert!(
             left.is_empty(),
             "PROCPOOL_FORK_SERVER={fork_server}: {left:?} of {pids:?} outlived the exec by 30 s"

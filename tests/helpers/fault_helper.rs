@@ -69,6 +69,18 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// This process's fork servers (none, or one), each pid after a space.
+fn fork_servers() -> String {
+    children_of(std::process::id())
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            cmdline.windows(20).any(|w| w == b"procpool-fork-server")
+        })
+        .map(|pid| format!(" {pid}"))
+        .collect()
+}
+
 /// The children of process `me`, read from /proc (each stat's parent pid).
 fn children_of(me: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -230,6 +242,7 @@ fn main() -> Result<(), Error> {
             // Both serve.
             apply_nap(&pool, 0)?;
             println!("workers {} {}", workers[0], workers[1]);
+            println!("servers{}", fork_servers());
             std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
@@ -243,6 +256,9 @@ fn main() -> Result<(), Error> {
             assert_eq!(workers.len(), 2, "two workers: {workers:?}");
             apply_nap(&pool, 0)?;
             println!("workers {} {}", workers[0], workers[1]);
+            // Read before the exec: the fork server ends as soon as the
+            // exec closes its socket.
+            println!("servers{}", fork_servers());
             std::io::stdout().flush().expect("stdout");
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new("sleep").arg("60").exec();
