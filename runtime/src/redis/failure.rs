@@ -403,4 +403,48 @@ mod tests {
         };
         assert_eq!(small.clone().fit(10_000), small);
     }
+
+    /// A caller and a node meet on a stream only if their wire versions
+    /// are the same (it is part of the build id), so a change of what a
+    /// node sends raises it: `InitializerFailed` began to name the node's
+    /// initializer (ad28dbd), and a caller reading a failure of the
+    /// procpool before that (wire version 2) took it for another one, or
+    /// for none (`Error::Protocol`, "undecodable failure"), and the reverse.
+    #[test]
+    fn a_failure_as_wire_version_2_sent_it_is_not_read_the_same() {
+        // Wire version 2's variants, in their order (only the index of
+        // those before `InitializerFailed` matters), and its fields.
+        #[derive(Serialize)]
+        #[allow(dead_code)]
+        enum Version2 {
+            Panic,
+            WorkerDied,
+            Timeout,
+            UnknownTask,
+            DuplicateTask,
+            SignatureMismatch,
+            Encode,
+            Decode,
+            FrameTooLarge,
+            Protocol,
+            InitializerFailed {
+                message: String,
+                location: Option<String>,
+            },
+        }
+        let sent = codec::encode_meta(&Version2::InitializerFailed {
+            message: "no config".into(),
+            location: Some("a.rs:3".into()),
+        });
+        let read = RemoteFailure::decode(&sent);
+        assert!(
+            !matches!(&read, Ok(RemoteFailure::InitializerFailed { message, .. }) if message == "no config"),
+            "{read:?}"
+        );
+        assert_ne!(
+            crate::wire::VERSION,
+            2,
+            "a node of wire version 2 would share this build's queue: raise wire::VERSION"
+        );
+    }
 }

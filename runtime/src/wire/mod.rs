@@ -8,10 +8,12 @@ pub(crate) mod message;
 /// its calls (these messages, a chunk's forms, the encodings of arguments
 /// and results). Local workers are the caller's own program; through Redis,
 /// a caller and a node meet only if theirs is the same (it is part of the
-/// build id). Raised at each change of any of them: 2 when map chunks began
-/// to carry numbers in the dense form.
+/// build id). Raised at each change of any of them (a node's failures
+/// included, `redis::failure`): 2 when map chunks began to carry numbers in
+/// the dense form, 3 when a node's `InitializerFailed` began to name its
+/// initializer.
 #[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) const VERSION: u64 = 2;
+pub(crate) const VERSION: u64 = 3;
 
 #[cfg(test)]
 pub(crate) use frame::append_frame;
