@@ -1,8 +1,9 @@
 //! A program that ignores SIGCHLD has its children reaped by the kernel, so
 //! without the fork server (which relays each worker's exit status) a
 //! retired worker's exit status cannot be known. The pool works as usual
-//! and says so once, not at every retirement. Alone in its binary: the test
-//! runs itself again with `PROCPOOL_FORK_SERVER=0`.
+//! and says so once, not at every retirement. SIGCHLD's action is the whole
+//! process's: each test runs itself again, alone, in a process whose action
+//! it sets (the first with `PROCPOOL_FORK_SERVER=0`).
 //!
 //! A program started with SIGCHLD already ignored (a parent that ignores it
 //! passes that on through exec) has its fork server inherit it too; the

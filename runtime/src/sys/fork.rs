@@ -153,10 +153,11 @@ pub(crate) struct ChildAction(libc::sigaction);
 
 /// Has the kernel leave this process's ended children for it to reap
 /// (SIGCHLD's default action) if the action it found made the kernel reap
-/// them itself, losing their exit status: SIGCHLD ignored, or
-/// `SA_NOCLDWAIT`, both kept through `exec`, so a program started by a
-/// parent that ignores SIGCHLD has them before `main`. Returns that action,
-/// for a forked child to take back ([`restore_child_action`]).
+/// them itself, losing their exit status: SIGCHLD ignored (kept through
+/// `exec`, so a program started by a parent that ignores SIGCHLD has it
+/// before `main`), or `SA_NOCLDWAIT` (which `exec` clears: set by the
+/// program's own code before `init()`, a constructor's). Returns that
+/// action, for a forked child to take back ([`restore_child_action`]).
 pub(crate) fn reap_own_children() -> io::Result<Option<ChildAction>> {
     // SAFETY: sigaction with a null new action only writes the current one
     // into `found`, zeroed memory of its type; the second call reads an
