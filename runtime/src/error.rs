@@ -484,7 +484,18 @@ fn suggestion_suffix(task: &str, suggestions: &[String]) -> String {
     }
     // Nothing alike: perhaps a library's task, which the linker leaves out
     // of a program that never uses the library (calls it only by name).
+    // (A task named by its path has `module_path!()`'s name, which never
+    // begins with `crate` and spells a package's `-` as `_`.)
     match task.split_once("::") {
+        Some(("crate" | "self" | "super", _)) => {
+            "; a task named by its path begins with its crate's name (`module_path!()`), \
+             not `crate`, `self` or `super`"
+                .to_string()
+        }
+        Some((krate, rest)) if krate.contains('-') => format!(
+            "; a task named by its path spells its crate's name with `_` for `-`: `{}::{rest}`",
+            krate.replace('-', "_")
+        ),
         Some((krate, _)) if !krate.is_empty() => format!(
             "; a library's tasks are registered only in a program that uses the library: \
              if `{krate}` is one, add `use {krate} as _;`"
@@ -575,6 +586,17 @@ mod tests {
             unknown("ports/parse", &[]),
             "no task is registered under the name `ports/parse`"
         );
+        // A task's name never begins with `crate`, `self` or `super` (it is
+        // `module_path!()`'s), nor with a package name's `-`: no `use` of
+        // those would register anything.
+        let text = unknown("crate::thumbnail", &[]);
+        assert!(!text.contains("use crate"), "{text}");
+        assert!(text.contains("its crate's name"), "{text}");
+        let text = unknown("super::thumbnail", &[]);
+        assert!(!text.contains("use super"), "{text}");
+        let text = unknown("image-tools::thumbnail", &[]);
+        assert!(!text.contains("use image-tools"), "{text}");
+        assert!(text.contains("`image_tools::thumbnail`"), "{text}");
     }
 
     /// The hint that arguments by name are owned is for a call by name
