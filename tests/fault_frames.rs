@@ -132,6 +132,40 @@ fn a_panic_report_over_the_frame_limit_is_cut_to_fit() {
     assert_no_children();
 }
 
+/// The bytes a cut text says were cut, and the bytes it kept before that
+/// note: `"abc… (12 bytes cut to fit a frame)"` gives (12, 3).
+fn cut_and_kept(text: &str) -> (usize, usize) {
+    let at = text.rfind("… (").expect("a cut text");
+    let cut = text[at + "… (".len()..]
+        .strip_suffix(" bytes cut to fit a frame)")
+        .expect("the note ends the text");
+    (cut.parse().unwrap(), at)
+}
+
+/// A report cut over several rounds says how many bytes were cut from the
+/// message as the task panicked with it: each round cut the text the last
+/// one left (its note too), and the note said only what the last round cut
+/// (200000 bytes kept as 3158, said to be 3159 cut).
+#[test]
+fn a_panic_report_cut_in_several_rounds_says_all_that_was_cut() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(4096)
+        .build()
+        .unwrap();
+    match apply_panic_with(&pool, 200_000) {
+        Err(Error::Panic { message, .. }) => {
+            let (cut, kept) = cut_and_kept(&message);
+            assert!(message.len() < 4096, "{}", message.len());
+            assert_eq!(cut + kept, 200_000, "{cut} cut, {kept} kept");
+        }
+        other => panic!("expected Panic, got {other:?}"),
+    }
+    drop(pool);
+    assert_no_children();
+}
+
 /// The same in a map: each panic's report is cut so that the chunk's reply
 /// fits, and every item keeps its own outcome (the whole chunk failed with
 /// `FrameTooLarge` before). Values are never cut.

@@ -225,18 +225,8 @@ impl RemoteFailure {
     /// the longest first, each by half, as a local worker cuts a failure
     /// to fit its frame.
     pub(crate) fn fit(mut self, max: usize) -> RemoteFailure {
-        while self.encode().len() > max {
-            let mut texts = self.texts();
-            let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
-                break;
-            };
-            // Texts of a few bytes fit any frame limit the builder accepts.
-            if longest.len() <= 16 {
-                break;
-            }
-            let keep = longest.len() / 2;
-            crate::wire::shorten(longest, keep);
-        }
+        let size = |failure: &RemoteFailure| failure.encode().len();
+        crate::wire::fit_texts(&mut self, RemoteFailure::texts, size, max);
         self
     }
 
@@ -394,6 +384,11 @@ mod tests {
             } => {
                 assert!(message.starts_with("xxxx"), "{message}");
                 assert!(message.ends_with("bytes cut to fit a frame)"), "{message}");
+                // The note counts every byte cut, over all the rounds.
+                let at = message.rfind("… (").unwrap();
+                let cut = &message[at + "… (".len()..];
+                let cut: usize = cut.split(' ').next().unwrap().parse().unwrap();
+                assert_eq!(at + cut, 100_000, "{}", &message[at..]);
                 assert_eq!(location, "a.rs:1:2");
             }
             other => panic!("{other:?}"),

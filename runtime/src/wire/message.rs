@@ -477,6 +477,44 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Cuts the free-form texts of `failure` (`texts` lists them, always in
+/// the same order) until `size` of it is at most `room`: each round halves
+/// the longest text, cutting it from the text as it came, so that its
+/// note counts every byte cut (a text cut again from what the last round
+/// left counted that round's bytes only). Ends when a round gains nothing:
+/// texts of a few bytes fit any frame limit the builder accepts.
+pub(crate) fn fit_texts<T>(
+    failure: &mut T,
+    texts: for<'a> fn(&'a mut T) -> Vec<&'a mut String>,
+    size: impl Fn(&T) -> usize,
+    room: usize,
+) {
+    let mut now = size(failure);
+    if now <= room {
+        return;
+    }
+    let originals: Vec<String> = texts(failure).into_iter().map(|t| t.clone()).collect();
+    let mut last = usize::MAX;
+    while now > room && now < last {
+        last = now;
+        let mut texts = texts(failure);
+        let longest = texts
+            .iter()
+            .map(|t| t.len())
+            .enumerate()
+            .max_by_key(|&(_, len)| len);
+        let Some((at, len)) = longest else {
+            return;
+        };
+        if len <= 16 {
+            return;
+        }
+        texts[at].clone_from(&originals[at]);
+        shorten(texts[at], len / 2);
+        now = size(failure);
+    }
+}
+
 /// Cuts `text` to about `keep` bytes (on a char boundary) and says so.
 pub(crate) fn shorten(text: &mut String, keep: usize) {
     let mut end = keep.min(text.len());

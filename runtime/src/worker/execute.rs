@@ -7,7 +7,7 @@ use crate::chunk;
 use crate::codec;
 use crate::registry;
 use crate::task::{ArgsDecoder, CallError, Encoded};
-use crate::wire::{self, shorten, Body, RemoteError, Reply};
+use crate::wire::{self, Body, RemoteError, Reply};
 
 /// Runs one call on `args` (then `tail`, see [`Encoded`]) and describes
 /// how it went.
@@ -88,20 +88,9 @@ pub(crate) fn fit_in_frame(reply: Reply, max_frame: usize) -> Reply {
         value @ Reply::Value { .. } => return value,
         other => other,
     };
-    // Each round halves the longest text, so this ends; texts of a few bytes
-    // fit any frame the builder accepts (at least 1 KiB).
     let room = max_frame.min(codec::META_ROOM);
-    while wire::encode_reply(&reply).len() > room {
-        let mut texts = reply_texts(&mut reply);
-        let Some(longest) = texts.iter_mut().max_by_key(|t| t.len()) else {
-            break;
-        };
-        if longest.len() <= 16 {
-            break;
-        }
-        let keep = longest.len() / 2;
-        shorten(longest, keep);
-    }
+    let size = |reply: &Reply| wire::encode_reply(reply).len();
+    wire::fit_texts(&mut reply, reply_texts, size, room);
     reply
 }
 
