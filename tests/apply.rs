@@ -1,6 +1,8 @@
 //! `apply_<fn>` and `apply_async_<fn>`: results of every kind of task come
 //! back intact from another process.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use procpool::{pool_task, Pool};
@@ -114,10 +116,9 @@ fn result_returns_arrive_as_values() {
 #[test]
 fn unit_tasks_run_for_their_effect() {
     let pool = Pool::new(1).unwrap();
-    let path = std::env::temp_dir().join(format!("procpool-touch-{}", std::process::id()));
-    apply_touch(&pool, path.clone()).unwrap();
-    let writer: u32 = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    std::fs::remove_file(&path).unwrap();
+    let path = support::Scratch::temp("touch");
+    apply_touch(&pool, path.to_path_buf()).unwrap();
+    let writer: u32 = std::fs::read_to_string(&*path).unwrap().parse().unwrap();
     assert_ne!(writer, std::process::id());
 }
 

@@ -205,8 +205,7 @@ fn terminate_fails_an_apply_in_flight() {
     procpool::init();
     let pool = Pool::new(1).unwrap();
     apply_pid_plus(&pool, 0).unwrap();
-    let marker = std::env::temp_dir().join(format!("procpool-inflight-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
+    let marker = support::Scratch::temp("inflight");
     std::thread::scope(|s| {
         let caller = s.spawn(|| apply_mark_and_nap(&pool, marker.to_str().unwrap().into(), 30_000));
         // Terminate once the call runs in the worker (no timing assumption).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, Pool};
 use serde::{Deserialize, Serialize};
-use support::{alive, assert_no_children, gone_within, serial, write_to_channel};
+use support::{alive, assert_no_children, gone_within, serial, write_to_channel, Scratch};
 
 procpool::enable_test_support!();
 
@@ -47,11 +47,8 @@ fn spawn_sleep(pid_file: PathBuf, then: Then) -> u32 {
     child.id()
 }
 
-fn pid_file(name: &str) -> PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("procpool-children-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    path
+fn pid_file(name: &str) -> Scratch {
+    Scratch::temp(&format!("children-{name}"))
 }
 
 /// The pid the task wrote to `path`, once it is there.
@@ -93,7 +90,7 @@ fn a_timeout_kills_the_tasks_children() {
         .build()
         .unwrap();
     let file = pid_file("timeout");
-    match apply_spawn_sleep(&pool, file.clone(), Then::Hang) {
+    match apply_spawn_sleep(&pool, file.to_path_buf(), Then::Hang) {
         Err(Error::Timeout { .. }) => {}
         other => panic!("expected Timeout, got {other:?}"),
     }
@@ -108,8 +105,8 @@ fn terminate_and_the_drop_after_it_kill_the_tasks_children() {
     let pool = Pool::new(2).unwrap();
     let (first, second) = (pid_file("terminate-1"), pid_file("terminate-2"));
     let running = [
-        apply_async_spawn_sleep(&pool, first.clone(), Then::Hang),
-        apply_async_spawn_sleep(&pool, second.clone(), Then::Hang),
+        apply_async_spawn_sleep(&pool, first.to_path_buf(), Then::Hang),
+        apply_async_spawn_sleep(&pool, second.to_path_buf(), Then::Hang),
     ];
     let sleeps = [read_pid(&first), read_pid(&second)];
     pool.terminate();
@@ -128,7 +125,7 @@ fn a_protocol_error_kills_the_tasks_children() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let file = pid_file("protocol");
-    match apply_spawn_sleep(&pool, file.clone(), Then::BreakProtocol) {
+    match apply_spawn_sleep(&pool, file.to_path_buf(), Then::BreakProtocol) {
         Err(Error::Protocol { .. }) => {}
         other => panic!("expected Protocol, got {other:?}"),
     }
@@ -144,7 +141,7 @@ fn after_close_and_join_the_tasks_children_keep_running() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let file = pid_file("join");
-    let sleep = apply_spawn_sleep(&pool, file.clone(), Then::Return).unwrap();
+    let sleep = apply_spawn_sleep(&pool, file.to_path_buf(), Then::Return).unwrap();
     assert_eq!(read_pid(&file), sleep);
     pool.close();
     pool.join();

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, children, is_fork_server, serial, wait_for};
+use support::{alive, assert_no_children, children, is_fork_server, serial, wait_for, Scratch};
 
 procpool::enable_test_support!();
 
@@ -51,13 +51,8 @@ fn segfault() -> u32 {
     0
 }
 
-fn marker(name: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!(
-        "procpool-fault-crash-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&path);
-    path
+fn marker(name: &str) -> Scratch {
+    Scratch::temp(&format!("fault-crash-{name}"))
 }
 
 /// Waits until the task behind `marker` runs; returns its worker's pid.
@@ -105,7 +100,7 @@ fn sigkill_mid_task_fails_that_task_promptly_and_the_pool_carries_on() {
     let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let marker = marker("kill");
-    let doomed = apply_async_announce_then_sleep(&pool, marker.clone(), 30_000);
+    let doomed = apply_async_announce_then_sleep(&pool, marker.to_path_buf(), 30_000);
     let others: Vec<_> = (0..6).map(|_| apply_async_worker_pid(&pool)).collect();
     let pid = wait_started(&marker);
     let killed_at = Instant::now();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, children_of, fork_server, serial, wait_for};
+use support::{alive, assert_no_children, children_of, fork_server, serial, wait_for, Scratch};
 
 procpool::enable_test_support!();
 
@@ -39,10 +39,8 @@ fn a_killed_fork_server_takes_its_workers_and_the_pool_spawns_instead() {
     assert_eq!(workers.len(), 2);
     // A task that runs when the server dies (one still queued then would
     // run later on a spawned worker instead of failing).
-    let marker =
-        std::env::temp_dir().join(format!("procpool-fork-server-gone-{}", std::process::id()));
-    let _ = std::fs::remove_file(&marker);
-    let running = apply_async_announce_then_sleep(&pool, marker.clone(), 30_000);
+    let marker = Scratch::temp("fork-server-gone");
+    let running = apply_async_announce_then_sleep(&pool, marker.to_path_buf(), 30_000);
     wait_for(Duration::from_secs(30), "the task to start", || {
         marker.exists()
     });

@@ -90,8 +90,7 @@ fn touch(marker: &Path) -> usize {
 /// chunks for the caller to do other work meanwhile.
 #[test]
 fn an_imap_primed_with_a_zero_timeout_runs_while_the_caller_waits() {
-    let dir = std::env::temp_dir().join(format!("procpool-newcomer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = support::Scratch::temp_dir("newcomer");
     let markers: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("m{i}"))).collect();
     let pool = Pool::new(2).unwrap();
     let mut results = imap_touch(&pool, &markers);
@@ -108,7 +107,6 @@ fn an_imap_primed_with_a_zero_timeout_runs_while_the_caller_waits() {
     lengths.extend(results.map(Result::unwrap));
     let expected: Vec<usize> = markers.iter().map(|m| m.as_os_str().len()).collect();
     assert_eq!(lengths, expected);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[pool_task]
