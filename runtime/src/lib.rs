@@ -553,6 +553,13 @@ pub fn is_worker() -> bool {
 #[doc(hidden)]
 #[cfg(target_os = "linux")]
 pub fn __init_test_harness() {
+    // Once per process: a crate with the macro in two modules has two of
+    // these constructors. A second one found the variables the first had
+    // taken gone and launched a fork server, from the fork server too
+    // (which launched the next, and so on).
+    if process::is_initialized() {
+        return;
+    }
     process::mark_initialized(true);
     match process::take_fork_server() {
         Ok(Some(server)) => return worker::serve_at_exit(worker::Deferred::Forks(server)),
@@ -580,7 +587,8 @@ pub fn __serve_test_worker() {
 /// The test harness owns a test binary's `main`, so this runs [`init()`]
 /// before it starts instead. Use it once per test crate (at the top of each
 /// file in `tests/`; for unit tests at the crate root or in the
-/// `#[cfg(test)] mod tests`, any module will do). It also adds an
+/// `#[cfg(test)] mod tests`, any module will do; a second use in another
+/// module does nothing). It also adds an
 /// ignored test, `__procpool_worker_entry`: the binary's worker processes
 /// run the harness with arguments that select it alone, and serve from it
 /// (so a task runs as in a program with its own `main`: its
