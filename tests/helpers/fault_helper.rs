@@ -69,6 +69,23 @@ fn children() -> Vec<u32> {
     out
 }
 
+/// A pool of two workers, both serving, announced on stdout: a line
+/// `workers A B`, then `servers` and the fork server's pid, if any (read
+/// here, before an `exec` would end the server by closing its socket).
+fn pool_of_two_announced() -> Result<Pool, Error> {
+    let pool = Pool::new(2)?;
+    // The pool is ready: both workers are this process's children (or its
+    // fork server's).
+    let workers = children();
+    assert_eq!(workers.len(), 2, "two workers: {workers:?}");
+    // Both serve.
+    apply_nap(&pool, 0)?;
+    println!("workers {} {}", workers[0], workers[1]);
+    println!("servers{}", fork_servers());
+    std::io::stdout().flush().expect("stdout");
+    Ok(pool)
+}
+
 /// This process's fork servers (none, or one), each pid after a space.
 fn fork_servers() -> String {
     children_of(std::process::id())
@@ -234,16 +251,7 @@ fn main() -> Result<(), Error> {
             println!("replacement {}", apply_worker_pid(&pool)?);
         }
         Some("orphan") => {
-            let pool = Pool::new(2)?;
-            // The pool is ready: both workers are this process's children
-            // (or its fork server's).
-            let workers = children();
-            assert_eq!(workers.len(), 2, "two workers: {workers:?}");
-            // Both serve.
-            apply_nap(&pool, 0)?;
-            println!("workers {} {}", workers[0], workers[1]);
-            println!("servers{}", fork_servers());
-            std::io::stdout().flush().expect("stdout");
+            let _pool = pool_of_two_announced()?;
             std::thread::sleep(Duration::from_secs(60));
         }
         Some("exec") => {
@@ -251,15 +259,7 @@ fn main() -> Result<(), Error> {
             // `sleep 60`, its pool still up: no destructor runs, and the
             // kernel's parent-death signal does not fire (the process
             // lives on).
-            let pool = Pool::new(2)?;
-            let workers = children();
-            assert_eq!(workers.len(), 2, "two workers: {workers:?}");
-            apply_nap(&pool, 0)?;
-            println!("workers {} {}", workers[0], workers[1]);
-            // Read before the exec: the fork server ends as soon as the
-            // exec closes its socket.
-            println!("servers{}", fork_servers());
-            std::io::stdout().flush().expect("stdout");
+            let _pool = pool_of_two_announced()?;
             use std::os::unix::process::CommandExt;
             let err = std::process::Command::new("sleep").arg("60").exec();
             panic!("exec: {err}");
