@@ -287,12 +287,16 @@ pub(crate) fn call_header(id: u64, fingerprint: u64, name: &str) -> Vec<u8> {
     out
 }
 
+/// The length of [`results_header`]: its tag and the call's id.
+pub(crate) const RESULTS_HEADER_LEN: usize = 1 + 8;
+
 /// The start of a RESULTS reply body; the worker appends count, flag and
 /// records to it.
 pub(crate) fn results_header(id: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(TAG_RESULTS);
     out.extend_from_slice(&id.to_le_bytes());
+    debug_assert_eq!(out.len(), RESULTS_HEADER_LEN);
     out
 }
 

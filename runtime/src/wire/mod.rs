@@ -21,5 +21,5 @@ pub(crate) use frame::{Frame, FrameError, DEFAULT_MAX_FRAME, READ_CHUNK, SPLIT_M
 pub(crate) use message::{
     append_header, call_header, encode_reply, fit_texts, frame_allowance, parse_reply,
     parse_request, results_header, shorten, shutdown_message, value_header, Body, PanicReport,
-    RemoteError, Reply, Request, CHUNK_FRAMING, MAX_NAME_LEN, MIN_MAX_FRAME,
+    RemoteError, Reply, Request, CHUNK_FRAMING, MAX_NAME_LEN, MIN_MAX_FRAME, RESULTS_HEADER_LEN,
 };

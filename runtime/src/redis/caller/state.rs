@@ -17,10 +17,6 @@ use crate::pool::config::Remote;
 use crate::result::{Outcome, Promise};
 use crate::wire;
 
-/// The bytes before a chunk's records in a local worker's reply (its tag
-/// and call id), which a result entry's body goes without.
-const RESULTS_HEADER: usize = 9;
-
 /// A call waiting in this process for room in Redis.
 pub(super) struct Queued {
     pub(super) seq: u64,
@@ -81,7 +77,8 @@ impl Flight {
                 // all) within the limit and the chunk framing.
                 let room = max_frame
                     .saturating_add(wire::CHUNK_FRAMING)
-                    .saturating_sub(RESULTS_HEADER);
+                    // (A result entry's body goes without the reply's header.)
+                    .saturating_sub(wire::RESULTS_HEADER_LEN);
                 if self.chunk && chunk::fit_failures(&mut body, chunk::RECORDS_AT, room) {
                     return Ok(body.into());
                 }
