@@ -13,10 +13,14 @@ mod wait;
 
 #[allow(unused_imports)] // not every test binary polls
 pub use wait::wait_for;
+// Scratch directories, likewise shared with `support`.
+#[allow(clippy::duplicate_mod)]
+#[path = "../support/scratch.rs"]
+mod scratch;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,24 +37,17 @@ pub fn require_redis() {
     }
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(PathBuf);
+/// A fresh directory, removed when dropped (see `support::Scratch`, which
+/// also sweeps those that runs killed by a signal left behind: `timeout`
+/// stops a test and its redis-server together, and a killed process drops
+/// no guard).
+pub struct TempDir(scratch::Scratch);
 
 impl TempDir {
-    /// A fresh directory; first removes those that runs killed by a
-    /// signal (say by `timeout`, which also stops their redis-server) left
-    /// behind: a killed process drops no guard.
     pub fn new() -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        static SWEPT: std::sync::Once = std::sync::Once::new();
-        SWEPT.call_once(sweep_dead_runs);
-        let dir = std::env::temp_dir().join(format!(
-            "procpool-redis-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        TempDir(scratch::Scratch::temp_dir(&format!("redis{n}")))
     }
 
     pub fn path(&self) -> &Path {
@@ -59,31 +56,6 @@ impl TempDir {
 
     pub fn file(&self, name: &str) -> String {
         self.0.join(name).display().to_string()
-    }
-}
-
-/// Removes the directories `procpool-redis-<pid>-<n>` of processes that are
-/// gone.
-fn sweep_dead_runs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let dead = name
-            .strip_prefix("procpool-redis-")
-            .and_then(|rest| rest.split_once('-'))
-            .and_then(|(pid, n)| Some((pid.parse::<u32>().ok()?, n.parse::<u64>().ok()?)))
-            .is_some_and(|(pid, _)| !Path::new(&format!("/proc/{pid}")).exists());
-        if dead {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
