@@ -26,14 +26,7 @@ fn pool(server: &RedisServer) -> Pool {
 fn callers_built_and_dropped_leave_no_thread_connection_or_client() {
     let server = RedisServer::start();
     let _node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
-    let clients = || {
-        server
-            .cli(&["INFO", "clients"])
-            .lines()
-            .find_map(|l| l.strip_prefix("connected_clients:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .expect("connected_clients")
-    };
+    let clients = || server.clients();
     let cycle = |round: u64| {
         let pool = pool(&server);
         assert_eq!(apply_square(&pool, round).unwrap(), round * round);
@@ -63,14 +56,7 @@ fn callers_built_and_dropped_leave_no_thread_connection_or_client() {
 #[test]
 fn nodes_started_and_stopped_in_code_leave_no_thread_connection_or_child() {
     let server = RedisServer::start();
-    let clients = || {
-        server
-            .cli(&["INFO", "clients"])
-            .lines()
-            .find_map(|l| l.strip_prefix("connected_clients:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .expect("connected_clients")
-    };
+    let clients = || server.clients();
     let caller = pool(&server);
     let cycle = |round: u64| {
         let node = procpool::Node::builder()

@@ -349,12 +349,22 @@ impl RedisServer {
             .collect()
     }
 
-    pub fn used_memory(&self) -> u64 {
-        self.cli(&["INFO", "memory"])
+    /// A number of `INFO section`: its `field`.
+    fn info(&self, section: &str, field: &str) -> u64 {
+        self.cli(&["INFO", section])
             .lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse().ok())
-            .expect("used_memory in INFO")
+            .unwrap_or_else(|| panic!("{field} in INFO {section}"))
+    }
+
+    pub fn used_memory(&self) -> u64 {
+        self.info("memory", "used_memory")
+    }
+
+    /// The clients connected now, redis-cli's own one that asks included.
+    pub fn clients(&self) -> usize {
+        self.info("clients", "connected_clients") as usize
     }
 }
 
