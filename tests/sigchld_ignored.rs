@@ -3,7 +3,8 @@
 //! retired worker's exit status cannot be known. The pool works as usual
 //! and says so once, not at every retirement. SIGCHLD's action is the whole
 //! process's: each test runs itself again, alone, in a process whose action
-//! it sets (the first with `PROCPOOL_FORK_SERVER=0`).
+//! it sets (the first with `PROCPOOL_FORK_SERVER=0`, where a spawned
+//! worker's death is seen but not how it ended).
 //!
 //! A program started with SIGCHLD already ignored (a parent that ignores it
 //! passes that on through exec) has its fork server inherit it too; the
@@ -63,6 +64,14 @@ fn retirements_with_sigchld_ignored_warn_once() {
         warnings.iter().all(|w| w.contains("SIGCHLD")),
         "the one warning names the cause: {warnings:#?}"
     );
+    // As the README says: a spawned worker's death is still seen, but how
+    // it ended is not (the kernel reaped it first).
+    let pool = Pool::new(1).unwrap();
+    match apply_exit_with(&pool, 4) {
+        Err(Error::WorkerDied { status, .. }) => assert_eq!(status, ExitInfo::Unknown),
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert_ne!(apply_pid(&pool).unwrap(), 0, "a new worker serves");
 }
 
 #[pool_task]
