@@ -18,8 +18,10 @@ pub(crate) const VERSION: u64 = 3;
 #[cfg(test)]
 pub(crate) use frame::append_frame;
 pub(crate) use frame::{Frame, FrameError, DEFAULT_MAX_FRAME, READ_CHUNK, SPLIT_MARK};
+#[cfg(feature = "redis")]
+pub(crate) use message::RESULTS_HEADER_LEN;
 pub(crate) use message::{
     append_header, call_header, encode_reply, fit_texts, frame_allowance, parse_reply,
     parse_request, results_header, shorten, shutdown_message, value_header, Body, PanicReport,
-    RemoteError, Reply, Request, CHUNK_FRAMING, MAX_NAME_LEN, MIN_MAX_FRAME, RESULTS_HEADER_LEN,
+    RemoteError, Reply, Request, CHUNK_FRAMING, MAX_NAME_LEN, MIN_MAX_FRAME,
 };
