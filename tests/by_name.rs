@@ -209,3 +209,24 @@ fn a_users_own_path_type_is_called_by_name_as_itself() {
         "a std PathBuf accepted for the user's Path: {std_path:?}"
     );
 }
+
+/// serde encodes `&T` as `T`, so arguments behind one reference too many
+/// (`&&(x,)`, easy to write when the tuple is already a reference) are the
+/// same bytes: they run, for calls and for an initializer alike.
+#[test]
+fn arguments_behind_a_reference_too_many_are_the_same_arguments() {
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("math/add", &&(1i64, 2i64))
+        .build()
+        .unwrap();
+    let args = &(40i64, 2i64);
+    assert_eq!(pool.apply_by_name::<i64>("math/add", &args).unwrap(), 42);
+    let args = &mut (1i64, 1i64);
+    assert_eq!(
+        pool.apply_async_by_name::<i64>("math/add", &args)
+            .get()
+            .unwrap(),
+        2
+    );
+}

@@ -55,9 +55,7 @@ impl Parse for TaskArg {
             }
             Ok(TaskArg::Name(lit))
         } else if lookahead.peek(Token![crate]) {
-            input.parse::<Token![crate]>()?;
-            input.parse::<Token![=]>()?;
-            Ok(TaskArg::Crate(Path::parse_mod_style(input)?))
+            Ok(TaskArg::Crate(crate_path(input)?))
         } else {
             let unknown: proc_macro2::TokenTree = input.parse()?;
             Err(syn::Error::new(
@@ -90,6 +88,14 @@ impl Parse for TaskArgs {
     }
 }
 
+/// `crate = path`, the argument both attributes take: the path procpool is
+/// reached by when it is renamed in `Cargo.toml`.
+fn crate_path(input: ParseStream) -> syn::Result<Path> {
+    input.parse::<Token![crate]>()?;
+    input.parse::<Token![=]>()?;
+    Path::parse_mod_style(input)
+}
+
 /// `#[procpool::main(crate = path)]`: the one optional argument, for a
 /// procpool renamed in `Cargo.toml` (the default is `::procpool`).
 #[derive(Default)]
@@ -112,9 +118,7 @@ impl Parse for MainArgs {
                 ),
             ));
         }
-        input.parse::<Token![crate]>()?;
-        input.parse::<Token![=]>()?;
-        let krate = Path::parse_mod_style(input)?;
+        let krate = crate_path(input)?;
         let _ = input.parse::<Option<Token![,]>>()?;
         if !input.is_empty() {
             return Err(input.error("`#[procpool::main]` takes one argument, `crate = path`"));

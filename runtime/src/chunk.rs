@@ -73,7 +73,7 @@ const UNSENT: u32 = u32::MAX;
 const LONG_PREFIX: usize = 5;
 
 /// How many times a chunk's encoded items a frame holds (see
-/// `map::chunk_bytes`).
+/// `map::options::chunk_bytes`).
 pub(crate) const FRAME_OVER_CHUNK: usize = 4;
 
 /// The bit of a chunk's count that says its items are in the dense form.

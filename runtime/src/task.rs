@@ -175,8 +175,16 @@ fn interned(
 
 /// The signature of a call by name with arguments `A` (a tuple) returning
 /// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
+/// A reference to the arguments (`&&(x,)` given where `&(x,)` is meant) is
+/// spelled as what it refers to: serde encodes `&T` exactly as `T`.
 pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
-    let args = std::any::type_name::<A>();
+    let mut args = std::any::type_name::<A>();
+    while let Some(rest) = args
+        .strip_prefix("&mut ")
+        .or_else(|| args.strip_prefix('&'))
+    {
+        args = rest;
+    }
     if args.starts_with('(') {
         format!("fn{args} -> {}", std::any::type_name::<R>())
     } else {

@@ -170,11 +170,11 @@ mod tests {
                     6: core::panicking::panic_fmt\n   \
                     7: <my::Bomb as core::ops::drop::Drop>::drop\n             at src/my.rs:9:51\n   \
                     8: core::ptr::drop_in_place<my::Bomb>\n   \
-                    9: procpool::map::chunk::run::{{closure}}\n   \
+                    9: procpool::worker::chunk::run::{{closure}}\n   \
                     10: std::panicking::catch_unwind::do_call\n   \
                     11: std::panicking::catch_unwind\n   \
                     12: std::panic::catch_unwind\n   \
-                    13: procpool::map::chunk::run\n   \
+                    13: procpool::worker::chunk::run\n   \
                     14: my::_::__procpool_call_batch\n   \
                     15: main";
         let kept = task_frames(full);
