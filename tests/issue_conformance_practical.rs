@@ -1,0 +1,620 @@
+//! The practical-use issue (13) and the reliability issue (10), read
+//! sentence by sentence, where no other test file proved a promise or
+//! proved less than it says: a cancel stops what the task started and
+//! reaches a caller already waiting, on every way of waiting; its error
+//! callback has returned by then; memory recycling in maps and pipelined
+//! batches loses and repeats nothing and keeps slot numbers; the log
+//! events of timeouts, deaths and retirements carry their reasons at the
+//! documented levels; borrowed items in the `starmap` forms.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
+use support::{assert_no_children, capture_log, gone_within, serial, wait_for, Scratch};
+
+procpool::enable_test_support!();
+
+const MIB: usize = 1 << 20;
+
+/// Starts `sleep 37` (its pid written to `pid_file`, not waited for), then
+/// sleeps a minute: a task stopped only by a cancel.
+#[pool_task]
+#[allow(clippy::zombie_processes)]
+fn spawn_then_hang(pid_file: PathBuf) -> u32 {
+    let child = Command::new("sleep")
+        .arg("37")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(&pid_file, child.id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    child.id()
+}
+
+/// Writes its worker's pid to `marker` (if not empty), then sleeps `ms`.
+#[pool_task]
+fn hold(marker: PathBuf, ms: u64) -> u64 {
+    if !marker.as_os_str().is_empty() {
+        std::fs::write(&marker, std::process::id().to_string()).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// Marks item `i` as run in `dir` (`twice-i` if it already was), leaks
+/// `kib` KiB of touched memory, and says who ran it.
+#[pool_task]
+fn leak(dir: PathBuf, i: u32, kib: usize) -> (u32, u32, Option<usize>) {
+    let create = |name: String| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(name))
+    };
+    if create(i.to_string()).is_err() {
+        let _ = create(format!("twice-{i}"));
+    }
+    let mut block = vec![0u8; kib * 1024];
+    for page in block.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::mem::forget(block);
+    (i, std::process::id(), procpool::worker_index())
+}
+
+#[pool_task]
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[pool_task]
+fn whoami(_i: u32) -> (Option<usize>, bool, u32) {
+    (
+        procpool::worker_index(),
+        procpool::is_worker(),
+        std::process::id(),
+    )
+}
+
+#[pool_task]
+fn path_len(path: &Path) -> usize {
+    path.as_os_str().len()
+}
+
+#[pool_task]
+fn repeat_len(text: &str, times: usize) -> usize {
+    text.len() * times
+}
+
+#[pool_task]
+fn fails_on(x: u64, bad: u64) -> u64 {
+    assert_ne!(x, bad, "item {x} is bad");
+    x
+}
+
+/// The pid a task wrote to `path`, once it is there (30 s at most).
+fn read_pid(path: &Path) -> u32 {
+    let mut pid = 0;
+    wait_for(Duration::from_secs(30), "the task's child", || {
+        pid = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+/// The names of the files in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// "A running one has its worker stopped and replaced (with everything it
+/// started, see the reliability issue)": a cancelled task's own child
+/// process dies with its worker, for a call and for an `imap`'s running
+/// chunk, and the pool serves on.
+#[test]
+fn a_cancel_kills_the_processes_the_running_task_started() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let file = Scratch::temp("conformance-cancel-child");
+    let r = apply_async_spawn_then_hang(&pool, file.to_path_buf());
+    let sleep = read_pid(&file);
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    assert!(
+        gone_within(sleep, Duration::from_secs(10)),
+        "the cancelled task's child {sleep} lives on"
+    );
+
+    let file = Scratch::temp("conformance-cancel-imap-child");
+    let mut it = imap_spawn_then_hang_with(&pool, [file.to_path_buf()], MapOptions::new());
+    assert!(it.next_timeout(Duration::ZERO).is_some_and(|r| r.is_err()));
+    let sleep = read_pid(&file);
+    assert_eq!(it.cancel(), CancelOutcome::Stopped);
+    let rest: Vec<_> = it.collect();
+    assert!(
+        matches!(rest.as_slice(), [Err(Error::Cancelled { .. })]),
+        "{rest:?}"
+    );
+    assert!(
+        gone_within(sleep, Duration::from_secs(10)),
+        "the cancelled chunk's child {sleep} lives on"
+    );
+    assert_ne!(apply_pid(&pool).unwrap(), std::process::id());
+    drop(pool);
+    assert_no_children();
+}
+
+/// "Its result becomes `Err(Cancelled { task })`": for a caller already
+/// blocked in `get_timeout`, `wait` or `.await` on another thread too, which
+/// returns with it at once; an error callback has returned by then (the
+/// reliability issue's ordering), and the error names the task. Cancelled
+/// here by `cancel` (queued and running) and by `close_and_cancel`.
+#[test]
+fn a_cancel_reaches_callers_already_waiting_in_every_way_after_the_error_callback() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let marker = Scratch::temp("conformance-cancel-waiters");
+    let running = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
+    read_pid(&marker);
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (a, b) = (seen.clone(), seen.clone());
+    let queued = apply_async_hold(&pool, PathBuf::new(), 0)
+        .error_callback(move |e| a.lock().unwrap().push(format!("queued: {:?}", e.kind())));
+    let awaited = apply_async_hold(&pool, PathBuf::new(), 0)
+        .error_callback(move |e| b.lock().unwrap().push(format!("awaited: {:?}", e.kind())));
+    std::thread::scope(|s| {
+        let getter = s.spawn(|| running.get_timeout(Duration::from_secs(120)));
+        let waiter = s.spawn(|| {
+            queued.wait();
+            seen.lock().unwrap().clone()
+        });
+        let awaiter = s.spawn(|| {
+            let r = futures::executor::block_on(awaited);
+            (r, seen.lock().unwrap().clone())
+        });
+        // Let every waiter start waiting.
+        std::thread::sleep(Duration::from_millis(200));
+        let begun = Instant::now();
+        assert_eq!(queued.cancel(), CancelOutcome::NotStarted);
+        let seen_by_waiter = waiter.join().unwrap();
+        assert!(
+            seen_by_waiter.iter().any(|l| l == "queued: Cancelled"),
+            "wait() returned before the error callback: {seen_by_waiter:?}"
+        );
+        // `awaited` moved into its thread: the pool-wide cancel takes it.
+        assert_eq!(pool.close_and_cancel(), 1);
+        let (r, seen_by_awaiter) = awaiter.join().unwrap();
+        assert!(matches!(r, Err(Error::Cancelled { .. })), "{r:?}");
+        assert!(
+            seen_by_awaiter.iter().any(|l| l == "awaited: Cancelled"),
+            ".await returned before the error callback: {seen_by_awaiter:?}"
+        );
+        assert_eq!(running.cancel(), CancelOutcome::Stopped);
+        match getter.join().unwrap() {
+            Err(Error::Cancelled { task }) => {
+                assert_eq!(task, "issue_conformance_practical::hold")
+            }
+            other => panic!("get() in another thread: {other:?}"),
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "the waiters were not released at once"
+        );
+    });
+    pool.join();
+    drop(pool);
+    assert_no_children();
+}
+
+/// `max_memory_per_child` in a map: "a worker whose resident memory
+/// exceeds it after a task is retired cleanly (no task lost or run twice)".
+/// Each item of a `map` (one item per chunk) and of an `imap_unordered`
+/// leaks 20 MiB: workers are replaced as they pass 60 MiB, every item runs
+/// exactly once with its own result, and each replacement keeps its
+/// slot's number.
+#[test]
+fn memory_recycling_in_maps_runs_every_item_once_and_keeps_slot_numbers() {
+    let _serial = serial();
+    let (_, unclean_before) = procpool::__private::retirements();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_memory_per_child(60 * MIB as u64)
+        .build()
+        .unwrap();
+    let dir = support::marker_dir("conformance", "memory-map");
+    let items: Vec<(PathBuf, u32, usize)> = (0..16).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
+    let out = map_leak_with(&pool, items, MapOptions::new().chunksize(1)).unwrap();
+    let mut per_pid: std::collections::HashMap<u32, usize> = Default::default();
+    for (i, (echo, pid, slot)) in out.iter().enumerate() {
+        assert_eq!(*echo as usize, i);
+        assert!(matches!(slot, Some(0 | 1)), "item {i} on slot {slot:?}");
+        *per_pid.entry(*pid).or_default() += 1;
+    }
+    // 16 × 20 MiB cannot fit in two workers under 60 MiB each.
+    assert!(per_pid.len() >= 4, "workers were not recycled: {per_pid:?}");
+    assert!(
+        per_pid.values().all(|&n| n <= 3),
+        "a worker ran on past the limit: {per_pid:?}"
+    );
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..16).map(|i: u32| i.to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&dir), expected, "an item was lost or ran twice");
+
+    let dir = support::marker_dir("conformance", "memory-imap");
+    let items: Vec<(PathBuf, u32, usize)> = (0..12).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
+    let mut got: Vec<u32> = imap_unordered_leak_with(&pool, items, MapOptions::new().chunksize(1))
+        .map(|r| r.unwrap().0)
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..12).collect::<Vec<_>>());
+    assert!(names(&dir).iter().all(|n| !n.starts_with("twice")));
+    drop(pool);
+    let (_, unclean) = procpool::__private::retirements();
+    assert_eq!(unclean, unclean_before, "a retirement was not clean");
+    assert_no_children();
+}
+
+/// The same for quick calls, which a busy worker gets pipelined in
+/// batches: each leaks 256 KiB, 400 of them queued behind a blocker (about
+/// 100 MiB in all, against a 24 MiB limit). Workers are recycled, and each
+/// call runs once with its own argument.
+#[test]
+fn memory_recycling_of_pipelined_quick_calls_loses_and_repeats_nothing() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .max_memory_per_child(24 * MIB as u64)
+        .build()
+        .unwrap();
+    let dir = support::marker_dir("conformance", "memory-pipelined");
+    let warm = support::marker_dir("conformance", "memory-pipelined-warm");
+    // Teach the pool that `leak` is quick.
+    for i in 0..8 {
+        apply_leak(&pool, warm.to_path_buf(), i, 0).unwrap();
+    }
+    let blocker = apply_async_hold(&pool, PathBuf::new(), 50);
+    let calls: Vec<_> = (0..400)
+        .map(|i| apply_async_leak(&pool, dir.to_path_buf(), i, 256))
+        .collect();
+    blocker.get().unwrap();
+    let mut pids = std::collections::BTreeSet::new();
+    for (i, r) in calls.into_iter().enumerate() {
+        let (echo, pid, slot) = r.get().unwrap();
+        assert_eq!(echo as usize, i);
+        assert_eq!(slot, Some(0));
+        pids.insert(pid);
+    }
+    assert!(pids.len() >= 3, "workers were not recycled: {pids:?}");
+    let names = names(&dir);
+    assert_eq!(names.len(), 400, "{names:?}");
+    assert!(names.iter().all(|n| !n.starts_with("twice")), "{names:?}");
+    drop(pool);
+    assert_no_children();
+}
+
+/// "Worker starts, deaths, replacements, timeout kills and retirements ...
+/// as events of a standard facade ..., with reasons", at the README's
+/// levels: a death is `warn`, naming the signal and the task; a timeout
+/// kill `warn`, naming the limit and the task; the replacement's start
+/// `debug`; a retirement by `max_tasks_per_child` or by
+/// `max_memory_per_child` `debug` (the latter saying it was memory), and
+/// no warning names a retired worker.
+#[test]
+fn deaths_timeouts_and_retirements_are_logged_with_reasons_at_their_levels() {
+    let _serial = serial();
+    let log = capture_log();
+    let line = |what: &str| -> String {
+        let mut found = Vec::new();
+        wait_for(Duration::from_secs(10), what, || {
+            found = log.lines_with(what);
+            !found.is_empty()
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.remove(0)
+    };
+    let task = "issue_conformance_practical::hold";
+
+    let pool = Pool::new(1).unwrap();
+    let marker = Scratch::temp("conformance-log-death");
+    let r = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
+    let victim = read_pid(&marker);
+    // SAFETY: kill(2) on this test's own worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(matches!(r.get(), Err(Error::WorkerDied { .. })));
+    let died = line(&format!("worker {victim} died"));
+    assert!(died.starts_with("WARN"), "{died}");
+    assert!(died.contains("SIGKILL") && died.contains(task), "{died}");
+    let next = apply_pid(&pool).unwrap();
+    let started = line(&format!("worker {next} ready"));
+    assert!(started.starts_with("DEBUG"), "{started}");
+
+    let impatient = pool.with_task_timeout(Some(Duration::from_millis(150)));
+    assert!(matches!(
+        apply_hold(&impatient, PathBuf::new(), 60_000),
+        Err(Error::Timeout { .. })
+    ));
+    let timed_out = line(&format!("worker {next} ran past its time limit"));
+    assert!(timed_out.starts_with("WARN"), "{timed_out}");
+    assert!(timed_out.contains("150ms") && timed_out.contains(task), "{timed_out}");
+    // Its last handle: `impatient` shares the pool.
+    drop((impatient, pool));
+
+    let pool = Pool::builder()
+        .processes(1)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    let counted = apply_pid(&pool).unwrap();
+    assert_ne!(apply_pid(&pool).unwrap(), counted);
+    let retired = line(&format!("worker {counted} retired"));
+    assert!(retired.starts_with("DEBUG"), "{retired}");
+    drop(pool);
+
+    let pool = Pool::builder()
+        .processes(1)
+        .max_memory_per_child(8 * MIB as u64)
+        .build()
+        .unwrap();
+    let dir = support::marker_dir("conformance", "log-memory");
+    let (_, grown, _) = apply_leak(&pool, dir.to_path_buf(), 0, 20 << 10).unwrap();
+    assert_ne!(apply_pid(&pool).unwrap(), grown);
+    let over = line(&format!("worker {grown} uses"));
+    assert!(over.starts_with("DEBUG"), "{over}");
+    assert!(over.contains("max_memory_per_child"), "{over}");
+    let retired = line(&format!("worker {grown} retired"));
+    assert!(retired.starts_with("DEBUG"), "{retired}");
+    drop(pool);
+
+    for pid in [counted, grown] {
+        let warned: Vec<_> = log
+            .lines_with(&pid.to_string())
+            .into_iter()
+            .filter(|l| l.starts_with("WARN"))
+            .collect();
+        assert!(warned.is_empty(), "{warned:?}");
+    }
+    assert_no_children();
+}
+
+/// Borrowed items "in every map form": the `starmap` forms take a tuple per
+/// call, whose reference items may be borrowed too (`(&PathBuf,)` for a
+/// task taking `&Path`, `(&String, usize)` for `(&str, usize)`), and an
+/// `imap` over borrowed items is `Send` (checked at compile time).
+#[test]
+fn starmap_forms_take_borrowed_items() {
+    fn assert_send<T: Send>(_: &T) {}
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let files: Vec<PathBuf> = (1..=9).map(|i| PathBuf::from("/x".repeat(i))).collect();
+    let lens: Vec<usize> = (1..=9).map(|i| 2 * i).collect();
+    assert_eq!(
+        starmap_path_len(&pool, files.iter().map(|f| (f,))).unwrap(),
+        lens
+    );
+    assert_eq!(
+        starmap_async_path_len(&pool, files.iter().map(|f| (f,)))
+            .get()
+            .unwrap(),
+        lens
+    );
+    let options = MapOptions::new().chunksize(2);
+    assert_eq!(
+        starmap_path_len_with(&pool, files.iter().map(|f| (f,)), options).unwrap(),
+        lens
+    );
+    let words: Vec<String> = ["a", "bb", "ccc"].map(String::from).to_vec();
+    let items: Vec<(&String, usize)> = words.iter().zip(1..).collect();
+    assert_eq!(starmap_repeat_len(&pool, items.clone()).unwrap(), [1, 4, 9]);
+    assert_eq!(
+        starmap_async_repeat_len_with(&pool, items.clone(), options)
+            .get()
+            .unwrap(),
+        [1, 4, 9]
+    );
+    let it = imap_repeat_len(&pool, items);
+    assert_send(&it);
+    let got: Vec<usize> = std::thread::scope(|s| {
+        s.spawn(move || it.map(Result::unwrap).collect())
+            .join()
+            .unwrap()
+    });
+    assert_eq!(got, [1, 4, 9]);
+}
+
+/// "`procpool::worker_index()` (which slot of the pool runs this task)" in
+/// maps, and across replacements by `max_tasks_per_child`: every item of
+/// a `map` and an `imap` sees `Some(slot)` with `slot < processes` and
+/// `is_worker()`, though each worker runs one chunk and is replaced.
+#[test]
+fn worker_index_in_map_items_and_across_retirements() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(1)
+        .build()
+        .unwrap();
+    let out = map_whoami_with(&pool, 0..12, MapOptions::new().chunksize(1)).unwrap();
+    let pids: std::collections::BTreeSet<u32> = out.iter().map(|(_, _, pid)| *pid).collect();
+    assert_eq!(pids.len(), 12, "one worker per chunk: {out:?}");
+    assert!(
+        out.iter()
+            .all(|(slot, worker, _)| matches!(slot, Some(0 | 1)) && *worker),
+        "{out:?}"
+    );
+    let seen: Vec<_> = imap_whoami_with(&pool, 0..6, MapOptions::new().chunksize(2))
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        seen.iter()
+            .all(|(slot, worker, _)| matches!(slot, Some(0 | 1)) && *worker),
+        "{seen:?}"
+    );
+    assert_eq!(procpool::worker_index(), None);
+    assert!(!procpool::is_worker());
+    drop(pool);
+    assert_no_children();
+}
+
+/// "An item ... fails alone" (reliability issue, item 4) as the caller of
+/// `map_async` sees it with a callback: its error callback gets the first
+/// failing item's `Panic`, has returned by the time `get` reports it, and
+/// the `imap` over the same input yields every other item's value.
+#[test]
+fn a_failing_map_item_reaches_the_error_callback_before_get() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = seen.clone();
+    let items: Vec<(u64, u64)> = (0..10).map(|x| (x, 7)).collect();
+    let r = map_async_fails_on_with(&pool, items.clone(), MapOptions::new().chunksize(5))
+        .error_callback(move |e| sink.lock().unwrap().push(e.to_string()));
+    match r.get() {
+        Err(Error::Panic { message, .. }) => assert!(message.contains("item 7 is bad")),
+        other => panic!("{other:?}"),
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.len() == 1 && seen[0].contains("item 7 is bad"),
+        "the error callback had not returned: {seen:?}"
+    );
+    let out: Vec<_> = imap_fails_on_with(&pool, items, MapOptions::new().chunksize(5)).collect();
+    for (x, r) in out.iter().enumerate() {
+        match r {
+            Ok(v) => assert_eq!(*v, x as u64),
+            Err(Error::Panic { .. }) => assert_eq!(x, 7),
+            Err(e) => panic!("item {x}: {e}"),
+        }
+    }
+}
+
+/// Stops its worker with SIGSTOP after writing its pid to `marker`.
+#[pool_task]
+fn stop_self(marker: PathBuf) -> u32 {
+    std::fs::write(&marker, std::process::id().to_string()).unwrap();
+    // SAFETY: raise(3) in this worker.
+    unsafe { libc::raise(libc::SIGSTOP) };
+    std::process::id()
+}
+
+/// A cancel of a task whose worker is stopped (SIGSTOP) mid-task returns
+/// (`Stopped`), its result is `Cancelled`, and the pool serves on: the
+/// cancel kills a worker that cannot answer.
+#[test]
+fn cancelling_a_task_whose_worker_is_stopped_returns_and_replaces_it() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let marker = Scratch::temp("conformance-cancel-stopped");
+    let r = apply_async_stop_self(&pool, marker.to_path_buf());
+    let victim = read_pid(&marker);
+    wait_for(Duration::from_secs(10), "the worker to stop", || {
+        support::state(victim) == Some('T')
+    });
+    let begun = Instant::now();
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert!(matches!(
+        r.get_timeout(Duration::from_secs(30)),
+        Err(Error::Cancelled { .. })
+    ));
+    assert!(begun.elapsed() < Duration::from_secs(10), "{:?}", begun.elapsed());
+    assert!(gone_within(victim, Duration::from_secs(10)));
+    assert_ne!(apply_pid(&pool).unwrap(), victim);
+    drop(pool);
+    assert_no_children();
+}
+
+/// Sleeps `ms` (the initializer of a slow-starting worker).
+#[pool_task]
+fn slow_init(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// A task queued while its slot starts a new worker (a slow initializer,
+/// after the old worker died) never ran: cancelled then, it answers
+/// `NotStarted` and never runs.
+#[test]
+fn a_task_waiting_for_a_starting_worker_is_not_started_when_cancelled() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer("issue_conformance_practical::slow_init", &(1500u64,))
+        .build()
+        .unwrap();
+    let first = apply_pid(&pool).unwrap();
+    // SAFETY: kill(2) on this test's own idle worker.
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(300));
+    let marker = Scratch::temp("conformance-cancel-starting");
+    let r = apply_async_hold(&pool, marker.to_path_buf(), 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    assert_ne!(apply_pid(&pool).unwrap(), first);
+    assert!(!marker.exists(), "the cancelled task ran");
+    drop(pool);
+    assert_no_children();
+}
+
+/// A callback may cancel another task (a "first one wins" pattern): no
+/// deadlock, the other task is `Cancelled`.
+#[test]
+fn a_callback_may_cancel_another_task() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let marker = Scratch::temp("conformance-cancel-from-callback");
+    let slow = Arc::new(apply_async_hold(&pool, marker.to_path_buf(), 60_000));
+    read_pid(&marker);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = slow.clone();
+    let quick = apply_async_hold(&pool, PathBuf::new(), 10).callback(move |_| {
+        tx.send(other.cancel()).unwrap();
+    });
+    quick.wait();
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(30)).unwrap(),
+        CancelOutcome::Stopped
+    );
+    let slow = Arc::try_unwrap(slow).ok().unwrap();
+    assert!(matches!(slow.get(), Err(Error::Cancelled { .. })));
+    drop(pool);
+    assert_no_children();
+}
+
+/// `terminate` with a task running: its result is `Terminated`, and a
+/// cancel afterwards changes nothing (`Finished`).
+#[test]
+fn a_cancel_after_terminate_changes_nothing() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let marker = Scratch::temp("conformance-cancel-terminated");
+    let running = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
+    read_pid(&marker);
+    let queued = apply_async_hold(&pool, PathBuf::new(), 0);
+    pool.terminate();
+    for r in [&running, &queued] {
+        assert_eq!(r.cancel(), CancelOutcome::Finished);
+        assert!(matches!(
+            r.get_timeout(Duration::from_secs(10)),
+            Err(Error::Terminated { .. })
+        ));
+    }
+    drop(pool);
+    assert_no_children();
+}
