@@ -237,7 +237,8 @@ fn memory_recycling_in_maps_runs_every_item_once_and_keeps_slot_numbers() {
         .build()
         .unwrap();
     let dir = support::marker_dir("conformance", "memory-map");
-    let items: Vec<(PathBuf, u32, usize)> = (0..16).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
+    let items: Vec<(PathBuf, u32, usize)> =
+        (0..16).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
     let out = map_leak_with(&pool, items, MapOptions::new().chunksize(1)).unwrap();
     let mut per_pid: std::collections::HashMap<u32, usize> = Default::default();
     for (i, (echo, pid, slot)) in out.iter().enumerate() {
@@ -259,7 +260,8 @@ fn memory_recycling_in_maps_runs_every_item_once_and_keeps_slot_numbers() {
     assert_eq!(names(&dir), expected, "an item was lost or ran twice");
 
     let dir = support::marker_dir("conformance", "memory-imap");
-    let items: Vec<(PathBuf, u32, usize)> = (0..12).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
+    let items: Vec<(PathBuf, u32, usize)> =
+        (0..12).map(|i| (dir.to_path_buf(), i, 20 << 10)).collect();
     let mut got: Vec<u32> = imap_unordered_leak_with(&pool, items, MapOptions::new().chunksize(1))
         .map(|r| r.unwrap().0)
         .collect();
@@ -353,7 +355,10 @@ fn deaths_timeouts_and_retirements_are_logged_with_reasons_at_their_levels() {
     ));
     let timed_out = line(&format!("worker {next} ran past its time limit"));
     assert!(timed_out.starts_with("WARN"), "{timed_out}");
-    assert!(timed_out.contains("150ms") && timed_out.contains(task), "{timed_out}");
+    assert!(
+        timed_out.contains("150ms") && timed_out.contains(task),
+        "{timed_out}"
+    );
     // Its last handle: `impatient` shares the pool.
     drop((impatient, pool));
 
@@ -533,7 +538,11 @@ fn cancelling_a_task_whose_worker_is_stopped_returns_and_replaces_it() {
         r.get_timeout(Duration::from_secs(30)),
         Err(Error::Cancelled { .. })
     ));
-    assert!(begun.elapsed() < Duration::from_secs(10), "{:?}", begun.elapsed());
+    assert!(
+        begun.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        begun.elapsed()
+    );
     assert!(gone_within(victim, Duration::from_secs(10)));
     assert_ne!(apply_pid(&pool).unwrap(), victim);
     drop(pool);
@@ -615,6 +624,169 @@ fn a_cancel_after_terminate_changes_nothing() {
             Err(Error::Terminated { .. })
         ));
     }
+    drop(pool);
+    assert_no_children();
+}
+
+/// Marks task `i` as started in `dir` (`twice-i` if it already was), then
+/// sleeps `us` microseconds.
+#[pool_task]
+fn mark(dir: PathBuf, i: u64, us: u64) -> u64 {
+    let create = |name: String| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dir.join(name))
+    };
+    if create(i.to_string()).is_err() {
+        let _ = create(format!("twice-{i}"));
+    }
+    std::thread::sleep(Duration::from_micros(us));
+    i
+}
+
+/// Teaches `pool` (one worker) that `mark` is quick: rounds of calls queued
+/// behind a short `hold`, until a round went out in a batch of several.
+fn learn_mark_is_quick(pool: &Pool, warm: &Path) {
+    let log = capture_log();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut i = 0;
+    loop {
+        log.clear();
+        let gate = apply_async_hold(pool, PathBuf::new(), 1);
+        let round: Vec<_> = (i..i + 32)
+            .map(|i| apply_async_mark(pool, warm.to_path_buf(), i, 0))
+            .collect();
+        i += 32;
+        gate.get().unwrap();
+        for r in round {
+            r.get().unwrap();
+        }
+        let batches = log.lines_with("pipelined to worker");
+        if batches.iter().any(|l| !l.contains(": 1 calls")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no batch: {batches:?}");
+    }
+}
+
+/// `close_and_cancel` "drops everything queued, lets running tasks finish"
+/// (`shutdown(cancel_futures=True)`, which cancels every future not yet
+/// running): calls pipelined to a busy worker behind the one it runs had
+/// not started, so they are cancelled too and never run; the running one
+/// finishes with its value.
+#[test]
+fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
+    let _serial = serial();
+    let log = capture_log();
+    let pool = Pool::new(1).unwrap();
+    let warm = support::marker_dir("conformance", "close-pipelined-warm");
+    learn_mark_is_quick(&pool, &warm);
+    let dir = support::marker_dir("conformance", "close-pipelined");
+    log.clear();
+    let gate = apply_async_hold(&pool, PathBuf::new(), 300);
+    // 0 runs for a second once the gate is done; 1..10 are quick.
+    let calls: Vec<_> = (0..10u64)
+        .map(|i| {
+            apply_async_mark(
+                &pool,
+                dir.to_path_buf(),
+                i,
+                if i == 0 { 1_000_000 } else { 0 },
+            )
+        })
+        .collect();
+    gate.get().unwrap();
+    wait_for(Duration::from_secs(30), "call 0 to start", || {
+        dir.join("0").exists()
+    });
+    let batches = log.lines_with("pipelined to worker");
+    let cancelled = pool.close_and_cancel();
+    pool.join();
+    let outcomes: Vec<String> = calls
+        .into_iter()
+        .map(|r| match r.get() {
+            Ok(i) => format!("ok {i}"),
+            Err(e) => format!("{:?}", e.kind()),
+        })
+        .collect();
+    assert_eq!(outcomes[0], "ok 0");
+    assert_eq!(
+        names(&dir),
+        ["0"],
+        "calls behind the running one ran after close_and_cancel \
+         (batches {batches:?}, {cancelled} cancelled, outcomes {outcomes:?})"
+    );
+    assert_eq!(cancelled, 9, "{outcomes:?}");
+    assert!(
+        outcomes[1..].iter().all(|o| o == "Cancelled"),
+        "{outcomes:?}"
+    );
+    drop(pool);
+    assert_no_children();
+}
+
+/// "A queued task never runs; a running one has its worker stopped and
+/// replaced; its result becomes `Err(Cancelled)`": a quick call pipelined
+/// to a busy worker behind a call that runs for a second is neither (it has
+/// not started). Cancelled while the call in front still runs, it must not
+/// run when that one ends: the worker used to race through the quick calls
+/// before the pool read the reply in front, so the cancel answered
+/// `Stopped` and the call ran all the same, its result `Ok`. The calls
+/// behind it run once, on the replacement.
+#[test]
+fn a_quick_call_cancelled_while_pipelined_behind_a_slow_one_never_runs() {
+    let _serial = serial();
+    let log = capture_log();
+    let pool = Pool::new(1).unwrap();
+    let warm = support::marker_dir("conformance", "pipelined-cancel-warm");
+    learn_mark_is_quick(&pool, &warm);
+    let dir = support::marker_dir("conformance", "pipelined-cancel");
+    log.clear();
+    let gate = apply_async_hold(&pool, PathBuf::new(), 300);
+    let calls: Vec<_> = (0..10u64)
+        .map(|i| {
+            apply_async_mark(
+                &pool,
+                dir.to_path_buf(),
+                i,
+                if i == 0 { 1_000_000 } else { 0 },
+            )
+        })
+        .collect();
+    gate.get().unwrap();
+    wait_for(Duration::from_secs(30), "call 0 to start", || {
+        dir.join("0").exists()
+    });
+    let batches = log.lines_with("pipelined to worker");
+    let outcome = calls[5].cancel();
+    let results: Vec<String> = calls
+        .into_iter()
+        .map(|r| match r.get() {
+            Ok(i) => format!("ok {i}"),
+            Err(e) => format!("{:?}", e.kind()),
+        })
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| match i {
+            5 => "Cancelled".to_string(),
+            i => format!("ok {i}"),
+        })
+        .collect();
+    assert_eq!(
+        results, expected,
+        "cancel answered {outcome:?}; batches {batches:?}"
+    );
+    assert!(
+        matches!(outcome, CancelOutcome::Stopped | CancelOutcome::NotStarted),
+        "{outcome:?}"
+    );
+    let mut ran: Vec<String> = (0..10)
+        .filter(|&i| i != 5)
+        .map(|i: u64| i.to_string())
+        .collect();
+    ran.sort();
+    assert_eq!(names(&dir), ran, "the cancelled call ran, or one ran twice");
     drop(pool);
     assert_no_children();
 }

@@ -211,6 +211,15 @@ impl KillSwitch {
         self.kill_for(Unless::Past(call, behind))
     }
 
+    /// Holds the current worker before call `call`, a cancelled call
+    /// pipelined behind the one it runs (see [`crate::shm::Halter::hold_before`]).
+    pub(crate) fn hold_before(&self, call: u64) {
+        let state = self.lock();
+        if let Some(halter) = state.target.as_ref().and_then(|t| t.halter.as_ref()) {
+            halter.hold_before(call);
+        }
+    }
+
     /// [`kill`](Self::kill) a worker that has not started call `call`
     /// (it never took it in: a stopped worker), unless it started it after
     /// all, or one of the calls in `behind` (those sent after it; see

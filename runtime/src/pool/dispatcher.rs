@@ -40,8 +40,10 @@ pub(crate) trait Dispatcher: Send + Sync + 'static {
     /// unknown) is left as it is. Never blocks on the call itself.
     fn cancel(&self, id: u64) -> CancelOutcome;
 
-    /// Settles every call still waiting as `Cancelled` (they never run) and
-    /// returns how many there were; running calls go on.
+    /// Settles every call that has not started as `Cancelled` (they never
+    /// run), those queued at once and those pipelined behind a running call
+    /// once it has its outcome, and returns how many there were; running
+    /// calls go on.
     fn cancel_queued(&self) -> usize;
 
     /// Accepts no more calls; those accepted still run.

@@ -99,6 +99,15 @@ impl InFlight {
         self.cancels.contains(&id)
     }
 
+    /// The first call behind the one running whose cancel was asked: the
+    /// one its worker is to be held before.
+    pub(crate) fn first_cancelled_behind(&self) -> Option<u64> {
+        self.behind()
+            .iter()
+            .copied()
+            .find(|id| self.cancels.contains(id))
+    }
+
     /// The calls behind the one running (sent after it).
     pub(crate) fn behind(&self) -> &[u64] {
         self.ids.get(self.settled + 1..).unwrap_or_default()

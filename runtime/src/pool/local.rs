@@ -194,13 +194,18 @@ impl Dispatcher for LocalPool {
     /// (see [`super::in_flight`]).
     fn cancel(&self, id: u64) -> CancelOutcome {
         let switches = &self.shared.switches;
-        self.shared.queue.cancel(id, |slot, behind| {
-            switches[slot].kill_unless_past(id, behind)
-        })
+        self.shared.queue.cancel(
+            id,
+            |slot, behind| switches[slot].kill_unless_past(id, behind),
+            |slot, call| switches[slot].hold_before(call),
+        )
     }
 
     fn cancel_queued(&self) -> usize {
-        self.shared.queue.cancel_queued()
+        let switches = &self.shared.switches;
+        self.shared
+            .queue
+            .cancel_queued(|slot, call| switches[slot].hold_before(call))
     }
 
     fn close(&self) {

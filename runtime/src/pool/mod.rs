@@ -545,8 +545,11 @@ impl Pool {
     /// running ones finish (Python's `executor.shutdown(cancel_futures=True)`,
     /// without the wait: [`join`](Self::join) waits). Each cancelled task's
     /// result is [`Error::Cancelled`]; returns how many were cancelled (a
-    /// map's chunk counts as one). Tasks already handed to a worker, running
-    /// or pipelined behind a running one, still run.
+    /// map's chunk counts as one). The tasks running finish; those that had
+    /// not started are cancelled wherever they wait, in the queue or
+    /// pipelined to a busy worker behind the task it runs (that worker is
+    /// then stopped once its running task has returned, so it starts none of
+    /// them, and they settle as cancelled then).
     ///
     /// ```
     /// use std::path::PathBuf;

@@ -449,6 +449,7 @@ impl Queue {
         &self,
         id: u64,
         kill: impl FnOnce(usize, &[u64]) -> bool,
+        hold: impl FnOnce(usize, u64),
     ) -> CancelOutcome {
         let (job, _settling) = {
             let mut state = self.lock();
@@ -473,7 +474,11 @@ impl Queue {
                             CancelOutcome::Stopped
                         }
                         Some((index, _)) => {
-                            state.slots[index].in_flight.cancel(id, false);
+                            let in_flight = &mut state.slots[index].in_flight;
+                            in_flight.cancel(id, false);
+                            if let Some(first) = in_flight.first_cancelled_behind() {
+                                hold(index, first);
+                            }
                             CancelOutcome::Stopped
                         }
                     };
@@ -489,19 +494,39 @@ impl Queue {
         }
     }
 
-    /// Takes every queued job out and settles it as cancelled; returns how
-    /// many there were. Jobs already handed to a worker are not touched.
-    pub(crate) fn cancel_queued(&self) -> usize {
-        let (jobs, _settling) = {
+    /// Takes every queued job out and settles it as cancelled, and marks
+    /// as cancelled every call pipelined behind a running one (it has not
+    /// started either: its worker is stopped once the call in front has its
+    /// outcome, and it is settled as cancelled then); returns how many there
+    /// were, both kinds. The calls running are not touched.
+    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, u64)) -> usize {
+        let (jobs, behind, _settling) = {
             let mut state = self.lock();
             let jobs = std::mem::take(&mut state.jobs);
-            (jobs, self.settling(&mut state))
+            let mut behind = 0;
+            for (index, slot) in state.slots.iter_mut().enumerate() {
+                let waiting: Vec<u64> = slot
+                    .in_flight
+                    .behind()
+                    .iter()
+                    .copied()
+                    .filter(|&id| !slot.in_flight.is_cancelled(id))
+                    .collect();
+                for id in waiting {
+                    slot.in_flight.cancel(id, false);
+                    behind += 1;
+                }
+                if let Some(first) = slot.in_flight.first_cancelled_behind() {
+                    hold(index, first);
+                }
+            }
+            (jobs, behind, self.settling(&mut state))
         };
         let n = jobs.len();
         for job in jobs {
             job.cancelled();
         }
-        n
+        n + behind
     }
 
     /// Slot `index` has a new worker (or none).

@@ -26,6 +26,14 @@
 //! worker halted between A and B (A done, B not yet started) is then let go
 //! too, rather than killed and replaced for nothing.
 //!
+//! A call cancelled while it waits in the batch behind the one running is
+//! *held*: the parent stores its id in `hold` at once, and the worker does
+//! not start that call (it waits as while halted). The kill decided once
+//! the call in front is answered then finds it unstarted, however quickly
+//! the worker got through the calls in between. (Without the hold a worker
+//! racing through quick calls reached the cancelled one before the parent
+//! had read the reply in front, and ran it.)
+//!
 //! A worker could write these words to make the parent believe it went
 //! past a call it still runs; a cancel of that call then reports
 //! `Finished` and the call runs on (to its time limit, if it has one). Only
@@ -93,6 +101,14 @@ impl Halter {
         true
     }
 
+    /// Holds the worker before call `call` (a cancelled call pipelined
+    /// behind the one it runs): it does not start it, and waits there until
+    /// it is killed or let go. One call is held at a time: the parent holds
+    /// the first cancelled call of the batch.
+    pub(crate) fn hold_before(&self, call: u64) {
+        self.ctl().hold.0.store(call, SeqCst);
+    }
+
     /// Lifts a halt and wakes the worker (a killed worker's halt is moot).
     fn lift(&self) {
         let c = self.ctl();
@@ -102,15 +118,22 @@ impl Halter {
 }
 
 /// In a worker: records that call `id` is about to start, waits while the
-/// parent halts the worker, then records that it runs. `false` if the
-/// parent let the worker go meanwhile.
+/// parent halts the worker or holds this call, then records that it runs.
+/// `false` if the parent let the worker go meanwhile.
 pub(crate) fn begin_call(c: &Control, id: u64) -> bool {
     c.started.0.store(id, SeqCst);
-    while c.halt.0.load(SeqCst) != 0 {
+    loop {
+        let (halt, held) = (c.halt.0.load(SeqCst), c.hold.0.load(SeqCst));
+        // (0 holds nothing: the initializer's call has id 0.)
+        if halt == 0 && (held == 0 || held != id) {
+            break;
+        }
         if c.closed.0.load(SeqCst) != 0 {
             return false;
         }
-        sys::futex_wait(&c.halt.0, 1, Some(HALTED_NAP));
+        // Held with no halt: sleeps until the halt word changes (a kill
+        // comes first, as a rule) or the nap ends.
+        sys::futex_wait(&c.halt.0, halt, Some(HALTED_NAP));
     }
     c.running.0.store(id, SeqCst);
     true
@@ -154,6 +177,37 @@ mod tests {
         let worker = thread.join().unwrap();
         assert_eq!(parent.last_run(), 1);
         drop(worker);
+    }
+
+    /// A call held (cancelled while pipelined) is not started: the calls
+    /// before it run, the worker waits before it (it announced it, never
+    /// ran it) until let go; a call of id 0 (the initializer's) is never
+    /// held by the empty word.
+    #[test]
+    fn a_held_call_is_not_started_and_the_calls_before_it_run() {
+        let (parent, worker) = pair();
+        assert!(worker.begin_call(0), "id 0 held by an empty hold word");
+        parent.halter().hold_before(3);
+        assert!(worker.begin_call(1));
+        worker.end_call(1);
+        assert!(worker.begin_call(2));
+        worker.end_call(2);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(3)).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a held call started"
+        );
+        assert_eq!(parent.last_run(), 2);
+        // The kill decided once 2 is answered finds 3 unstarted.
+        assert!(parent.halter().halt_unless_past(3, &[4]));
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
+        drop(thread.join().unwrap());
+        assert_eq!(parent.last_run(), 2);
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub(crate) struct Control {
     pub(crate) running: Line<AtomicU64>,
     /// The id of the call whose reply the worker published last.
     pub(crate) finished: Line<AtomicU64>,
+    /// A cancelled call pipelined behind the one the worker runs (0: none):
+    /// the worker does not start it (it waits as while `halt` is set), so
+    /// the kill that stops it finds it unstarted.
+    pub(crate) hold: Line<AtomicU64>,
     /// How many map items the worker has started (see [`super::progress`]).
     pub(crate) items: Line<AtomicU64>,
 }
