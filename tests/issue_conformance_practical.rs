@@ -790,3 +790,128 @@ fn a_quick_call_cancelled_while_pipelined_behind_a_slow_one_never_runs() {
     drop(pool);
     assert_no_children();
 }
+
+/// This process's live workers (zombies aside).
+fn live_workers() -> usize {
+    support::children()
+        .into_iter()
+        .filter(|&pid| support::alive(pid))
+        .count()
+}
+
+/// "Its worker stopped and replaced", "retired cleanly ... as with
+/// `max_tasks_per_child`": after a cancel that stops a running task, and
+/// after a retirement by memory, the pool is back to its number of live
+/// workers with nothing queued, ready for the next call.
+#[test]
+fn after_a_cancel_or_a_memory_retirement_the_pool_has_all_its_workers() {
+    let _serial = serial();
+    let pool = Pool::builder()
+        .processes(2)
+        .max_memory_per_child(8 * MIB as u64)
+        .build()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "2 workers", || live_workers() == 2);
+    let marker = Scratch::temp("conformance-replaced");
+    let r = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
+    let victim = read_pid(&marker);
+    assert_eq!(r.cancel(), CancelOutcome::Stopped);
+    assert!(gone_within(victim, Duration::from_secs(10)));
+    wait_for(
+        Duration::from_secs(10),
+        "2 workers after the cancel",
+        || live_workers() == 2,
+    );
+    let dir = support::marker_dir("conformance", "replaced-memory");
+    let (_, grown, _) = apply_leak(&pool, dir.to_path_buf(), 0, 20 << 10).unwrap();
+    assert!(gone_within(grown, Duration::from_secs(10)), "not retired");
+    wait_for(
+        Duration::from_secs(10),
+        "2 workers after the retirement",
+        || live_workers() == 2,
+    );
+    drop(pool);
+    assert_no_children();
+}
+
+#[pool_task]
+fn words(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+#[pool_task]
+fn sum(values: &[u64]) -> u64 {
+    values.iter().sum()
+}
+
+/// "Accept both owned and borrowed items for reference arguments", beyond
+/// `&String` and `&PathBuf`: what the README promises for `&str` (any
+/// `AsRef<str>`, at any depth of references) and `&[T]` (any
+/// `AsRef<[T]>`), through `map` and `imap_unordered`.
+#[test]
+fn str_and_slice_tasks_take_any_as_ref_item() {
+    use std::borrow::Cow;
+    use std::rc::Rc;
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let strs: Vec<&str> = vec!["a", "a b", "a b c"];
+    assert_eq!(map_words(&pool, strs.iter()).unwrap(), [1, 2, 3]);
+    let boxed: Vec<Box<str>> = strs.iter().map(|&s| Box::from(s)).collect();
+    assert_eq!(map_words(&pool, boxed.iter()).unwrap(), [1, 2, 3]);
+    assert_eq!(map_words(&pool, boxed).unwrap(), [1, 2, 3]);
+    let cows: Vec<Cow<'_, str>> = strs.iter().map(|&s| Cow::Borrowed(s)).collect();
+    assert_eq!(map_words(&pool, cows).unwrap(), [1, 2, 3]);
+    let shared: Vec<Rc<str>> = strs.iter().map(|&s| Rc::from(s)).collect();
+    assert_eq!(map_words(&pool, shared).unwrap(), [1, 2, 3]);
+    let arrays = [[1u64, 2], [3, 4]];
+    assert_eq!(map_sum(&pool, arrays.iter()).unwrap(), [3, 7]);
+    let slices: Vec<&[u64]> = vec![&[1, 2, 3], &[]];
+    assert_eq!(map_sum(&pool, slices.iter()).unwrap(), [6, 0]);
+    let boxed: Vec<Box<[u64]>> = vec![Box::from([5u64, 5].as_slice())];
+    let mut got: Vec<u64> = imap_unordered_sum(&pool, boxed.iter())
+        .map(Result::unwrap)
+        .collect();
+    got.sort();
+    assert_eq!(got, [10]);
+}
+
+/// `close_and_cancel` from another thread while an `imap` over an endless
+/// input is being read (the Ctrl-C recipe's shape): the reader gets the
+/// results of chunks already running, then an error, then the end; no
+/// hang, and the running task finishes.
+#[test]
+fn close_and_cancel_ends_an_endless_imap_read_in_another_thread() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let items = (0u64..).map(|i| (PathBuf::new(), 20 + i % 3));
+    let it = imap_hold_with(&pool, items, MapOptions::new().chunksize(1));
+    let (count, last) = std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let mut count = 0usize;
+            let mut last = None;
+            for r in it {
+                match r {
+                    Ok(_) => count += 1,
+                    Err(e) => {
+                        last = Some(e.kind());
+                    }
+                }
+            }
+            (count, last)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        pool.close_and_cancel();
+        reader.join().unwrap()
+    });
+    assert!(count > 0, "nothing ran before the cancel");
+    assert!(
+        matches!(
+            last,
+            Some(procpool::ErrorKind::Cancelled | procpool::ErrorKind::PoolClosed)
+        ),
+        "{last:?} after {count} results"
+    );
+    pool.join();
+    drop(pool);
+    assert_no_children();
+}
