@@ -915,3 +915,25 @@ fn close_and_cancel_ends_an_endless_imap_read_in_another_thread() {
     drop(pool);
     assert_no_children();
 }
+
+/// "Silent unless the user installs a subscriber/logger" (and the
+/// reliability issue: "the library writes nothing to stderr in normal
+/// operation"): a program with no logger whose worker dies mid-task (a
+/// `warn` event) and is replaced prints nothing on stderr.
+#[test]
+fn without_a_logger_a_worker_death_prints_nothing() {
+    let _serial = serial();
+    let out = Command::new(env!("CARGO_BIN_EXE_procpool-fault-helper"))
+        .args(["exit", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("WorkerDied"), "{stdout}");
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_children();
+}
