@@ -702,6 +702,10 @@ fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
     });
     let batches = log.lines_with("pipelined to worker");
     let cancelled = pool.close_and_cancel();
+    // Each answers as a call `close_and_cancel` took from the queue does:
+    // it never ran (asked before they settle: call 0 runs on).
+    let answers: Vec<CancelOutcome> = calls[1..].iter().map(|r| r.cancel()).collect();
+    assert_eq!(answers, [CancelOutcome::NotStarted; 9]);
     pool.join();
     let outcomes: Vec<String> = calls
         .into_iter()

@@ -473,6 +473,15 @@ impl Queue {
                             in_flight.cancel(id, true);
                             CancelOutcome::Stopped
                         }
+                        // Marked already: `close_and_cancel` took it (a
+                        // result remembers its own first cancel, so this is
+                        // none of its), and it is held unstarted. It answers
+                        // as a call that command took from the queue does.
+                        Some((index, Place::Behind))
+                            if state.slots[index].in_flight.is_cancelled(id) =>
+                        {
+                            CancelOutcome::NotStarted
+                        }
                         Some((index, _)) => {
                             let in_flight = &mut state.slots[index].in_flight;
                             in_flight.cancel(id, false);
