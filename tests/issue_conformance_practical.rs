@@ -951,3 +951,39 @@ fn without_a_logger_a_worker_death_prints_nothing() {
     );
     assert_no_children();
 }
+
+#[pool_task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// Reliability issue, item 6, read through `next_timeout` (the imap's
+/// other way to pull): an input that panics at item k yields the k results
+/// first, then the panic resumes in that call, then the iterator ends.
+#[test]
+fn an_input_panic_resumes_in_next_timeout_at_its_position() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    let input = (0..50u64).inspect(|&x| assert_ne!(x, 23, "input item {x} is broken"));
+    let mut it = imap_square_with(&pool, input, MapOptions::new().chunksize(4));
+    let mut values = Vec::new();
+    let message = loop {
+        let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            it.next_timeout(Duration::from_secs(30))
+        }));
+        match step {
+            Ok(Some(Ok(v))) => values.push(v),
+            Ok(other) => panic!("{other:?} after {values:?}"),
+            Err(payload) => {
+                break payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        }
+    };
+    assert!(message.contains("input item 23 is broken"), "{message}");
+    assert_eq!(values, (0..23).map(|x| x * x).collect::<Vec<_>>());
+    assert!(it.next_timeout(Duration::from_secs(1)).is_none());
+    assert!(it.next().is_none());
+}
