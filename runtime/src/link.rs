@@ -104,6 +104,14 @@ pub(crate) trait Link: Send {
         }
         !started
     }
+    /// Takes back the calls `behind`, pipelined after call `call`, that
+    /// the worker has not started: `true` if it will skip them all (run
+    /// and answer none), so they can run elsewhere; `false` (the default,
+    /// for a worker that cannot) if they stay where they are.
+    fn give_back(&mut self, call: u64, behind: &[u64]) -> bool {
+        let _ = (call, behind);
+        false
+    }
     /// How long a worker may take to start a call sent to it (one it is
     /// free to start at once) before it is taken to be stopped and is
     /// replaced (`None`: no limit).
@@ -226,6 +234,18 @@ impl KillSwitch {
     /// [`crate::shm::Halter`]). Returns whether it killed.
     pub(crate) fn kill_unless_started(&self, call: u64, behind: &[u64]) -> bool {
         self.kill_for(Unless::Started(call, behind))
+    }
+
+    /// Takes back the calls `behind`, pipelined after call `call`, from
+    /// the current worker, unless it started one of them (see
+    /// [`crate::shm::Halter::give_back`]): `true` if it will run none of
+    /// them. The worker is not stopped.
+    pub(crate) fn give_back(&self, call: u64, behind: &[u64]) -> bool {
+        let state = self.lock();
+        match state.target.as_ref().and_then(|t| t.halter.as_ref()) {
+            Some(halter) => halter.give_back(call, behind),
+            None => false,
+        }
     }
 
     fn kill_for(&self, unless: Unless<'_>) -> bool {
@@ -371,14 +391,14 @@ mod tests {
         switch.begin_start().unwrap();
         switch.publish(target).unwrap();
         // The worker started call 2, behind call 1 the kill is meant for.
-        assert!(worker.begin_call(2));
+        assert!(worker.begin_call(2).runs());
         assert!(!switch.kill_unless_past(1, &[2, 3]));
         // Call 2's reply is out: a kill for it is not made either.
         worker.end_call(2);
         assert!(!switch.kill_unless_past(2, &[3]));
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(child.try_wait().unwrap().is_none(), "killed the wrong call");
-        assert!(worker.begin_call(3), "left halted");
+        assert!(worker.begin_call(3).runs(), "left halted");
         // It runs call 3: killed.
         assert!(switch.kill_unless_past(3, &[4]));
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));

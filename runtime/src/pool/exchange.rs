@@ -65,7 +65,7 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
         }
         Err(_) => return Exchange::Undelivered,
     }
-    match receive(link, call, &[]) {
+    match receive(link, call, &[], None) {
         // Dead before it read the whole call: the call never started.
         Exchange::Lost(Loss::Died) if link.unread_requests() => Exchange::Undelivered,
         // The worker reads a call whole before it starts it, and every call
@@ -95,8 +95,13 @@ pub(crate) fn exchange(link: &mut dyn Link, call: CallRef<'_>) -> Exchange {
 /// has not even started it within its start limit (a stopped worker takes
 /// nothing in) is stopped: `Unread`, and the call, which never ran (nor
 /// any behind it), can go to another worker.
-pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>, behind: &[u64]) -> Exchange {
-    let frame = match recv_reply(link, call, behind) {
+pub(crate) fn receive(
+    link: &mut dyn Link,
+    call: CallRef<'_>,
+    behind: &[u64],
+    give_back: Option<&mut GiveBack<'_>>,
+) -> Exchange {
+    let frame = match recv_reply(link, call, behind, give_back) {
         Ok(frame) => frame,
         Err(None) => {
             return Exchange::Unread(Loss::Unstarted(link.start_limit().unwrap_or_default()))
@@ -117,9 +122,29 @@ pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>, behind: &[u64]) ->
     check_reply(frame, call)
 }
 
+/// How often a slot waiting for a reply with calls pipelined behind it
+/// looks whether another worker waits for work with nothing queued.
+const HELP_LOOK: Duration = Duration::from_millis(5);
+
+/// What a slot waiting for the reply to one call of a pipelined batch does
+/// with the calls behind it when another worker waits for work with
+/// nothing queued: a call thought quick that runs long must not hold them
+/// while that worker could run them (the pool's promise: no task waits
+/// behind another while a worker is free). The worker is asked to skip
+/// them (see `crate::shm::Halter::give_back`), and they go back to the
+/// front of the queue.
+pub(crate) struct GiveBack<'a> {
+    /// Whether another worker waits for work with nothing queued.
+    pub(crate) wanted: &'a dyn Fn() -> bool,
+    /// Puts the calls behind back in the queue, once the worker will skip
+    /// them.
+    pub(crate) requeue: &'a mut dyn FnMut(),
+}
+
 /// The reply to `call` within its time limit; `Err(None)` if its worker,
 /// alive, has not started it (nor any call in `behind`) within the link's
-/// start limit, and has been stopped for it.
+/// start limit, and has been stopped for it. With `give_back`, the calls
+/// in `behind` may go back to the queue meanwhile (see [`GiveBack`]).
 ///
 /// A map chunk's time limit is for each of its items: the clock restarts
 /// whenever the worker's count of items started moves. The count is looked
@@ -128,14 +153,19 @@ pub(crate) fn receive(link: &mut dyn Link, call: CallRef<'_>, behind: &[u64]) ->
 fn recv_reply(
     link: &mut dyn Link,
     call: CallRef<'_>,
-    behind: &[u64],
+    mut behind: &[u64],
+    mut give_back: Option<&mut GiveBack<'_>>,
 ) -> Result<Frame, Option<FrameError>> {
     let limit = call.timeout.get();
     let start_limit = link.start_limit();
     let per_item = limit.filter(|_| call.kind != Kind::Single);
+    if behind.is_empty() {
+        give_back = None;
+    }
     // A reply already arriving (the common case behind a pipelined batch)
     // has started, and its items are done: no start limit or clock to keep.
-    if (start_limit.is_none() && per_item.is_none()) || link.reply_waiting() {
+    if (start_limit.is_none() && per_item.is_none() && give_back.is_none()) || link.reply_waiting()
+    {
         return link.recv(limit).map_err(Some);
     }
     let look = per_item.map(|l| (l / 8).max(Duration::from_millis(1)));
@@ -153,9 +183,25 @@ fn recv_reply(
         let to_start = start_limit
             .filter(|_| !started)
             .map(|s| s.saturating_sub(now - begun));
-        let wait = [left, to_start, look].into_iter().flatten().min();
+        let help = give_back.as_ref().map(|_| HELP_LOOK);
+        let wait = [left, to_start, look, help].into_iter().flatten().min();
         match link.recv(wait) {
             Err(FrameError::TimedOut) => {
+                if let Some(g) = give_back.as_mut() {
+                    if (g.wanted)() && link.give_back(call.id, behind) {
+                        log::trace!(
+                            target: "procpool",
+                            "worker {} still runs call `{}`: the {} calls pipelined \
+                             behind it go back to the queue for an idle worker",
+                            link.pid(),
+                            call.name(),
+                            behind.len()
+                        );
+                        (g.requeue)();
+                        behind = &[];
+                        give_back = None;
+                    }
+                }
                 let now = Instant::now();
                 if look.is_some() {
                     let seen = link.items_started();
@@ -364,9 +410,24 @@ pub(crate) fn receive_batch(
     // not to have started a call: one that went on to a later call did.
     let ids: Vec<u64> = batch.iter().map(|job| job.id()).collect();
     let mut jobs = batch.drain(..);
+    // Set once the calls left behind went back to the queue.
+    let mut given_back = false;
     while let Some(mut job) = jobs.next() {
         ran += 1;
-        let loss = match receive(link.as_mut(), job.call(), &ids[ran..]) {
+        let behind = if given_back { &[][..] } else { &ids[ran..] };
+        let received = {
+            let wanted = || queue.has_idle_helper(index);
+            let mut requeue = || {
+                queue.requeue(&mut jobs);
+                given_back = true;
+            };
+            let mut give_back = GiveBack {
+                wanted: &wanted,
+                requeue: &mut requeue,
+            };
+            receive(link.as_mut(), job.call(), behind, Some(&mut give_back))
+        };
+        let loss = match received {
             Exchange::Done(outcome) => {
                 queue.settle_one(index, |call, behind| link.kill_unless_past(call, behind));
                 job.complete(outcome);

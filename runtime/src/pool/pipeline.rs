@@ -6,8 +6,10 @@
 //! slot waits for work, only tasks it has seen run quickly (mean under 1 ms),
 //! and only as many as fit in a small time and byte budget. The worker runs a
 //! batch's calls one by one, in order. (A task known to be quick that turns
-//! out slow still delays the calls behind it in its batch, by at most its own
-//! run time; a batch holds at most about 2 ms of expected work.)
+//! out slow would delay the calls behind it in its batch: while it runs, the
+//! slot gives those calls back to the queue as soon as another worker waits
+//! for work with nothing queued; see `super::exchange::GiveBack`. A batch
+//! holds at most about 2 ms of expected work.)
 
 use std::time::Duration;
 

@@ -644,6 +644,19 @@ impl Queue {
         n
     }
 
+    /// Whether another slot than `index` waits for work with an idle
+    /// worker while nothing is queued: calls pipelined to slot `index`'s
+    /// worker behind one that runs long would start sooner there (see
+    /// `super::exchange::receive_batch`).
+    pub(crate) fn has_idle_helper(&self, index: usize) -> bool {
+        let state = self.lock();
+        state.jobs.is_empty()
+            && !state.terminated
+            && state.slots.iter().enumerate().any(|(i, s)| {
+                i != index && !s.signalled && matches!(s.parked, Parked::Idle(Some(_)))
+            })
+    }
+
     /// Slots whose thread waits for work with an idle worker.
     #[cfg(test)]
     pub(crate) fn idle_workers(&self) -> usize {

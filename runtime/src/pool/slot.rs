@@ -4,7 +4,8 @@
 //! the worker; starts, replaces and retires its workers; and checks on its
 //! idle worker so one that dies idle is reaped and replaced at once. Every
 //! wait ends when the worker dies. A job waits behind a busy worker only
-//! when pipelined (see [`super::pipeline`]).
+//! when pipelined, and not while another worker waits for work (see
+//! [`super::pipeline`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

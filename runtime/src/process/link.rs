@@ -110,6 +110,10 @@ impl Link for ShmLink {
         self.kill.kill_unless_started(id, behind)
     }
 
+    fn give_back(&mut self, call: u64, behind: &[u64]) -> bool {
+        self.kill.give_back(call, behind)
+    }
+
     fn start_limit(&self) -> Option<Duration> {
         self.endpoint.stall_limit()
     }

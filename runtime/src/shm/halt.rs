@@ -34,6 +34,17 @@
 //! racing through quick calls reached the cancelled one before the parent
 //! had read the reply in front, and ran it.)
 //!
+//! The same halt lets a slot give back the calls pipelined behind a call
+//! that turns out slow, so that an idle worker runs them instead of them
+//! waiting (see `crate::pool::exchange`): halted, the worker has started
+//! none of them, so the parent stores how many it is to `skip` and lifts
+//! the halt; the worker reads each of them, runs none and answers none
+//! (they went back to the queue), and goes on with what was sent after.
+//! The parent gives back only while no earlier skip is still pending, so
+//! the count always means the next calls the worker reads.
+//! A call both held and given back is skipped: it is back in the queue,
+//! where its cancel settles it.
+//!
 //! A worker could write these words to make the parent believe it went
 //! past a call it still runs; a cancel of that call then reports
 //! `Finished` and the call runs on (to its time limit, if it has one). Only
@@ -109,6 +120,29 @@ impl Halter {
         self.ctl().hold.0.store(call, SeqCst);
     }
 
+    /// Takes back the calls `behind` (sent after `call`, in order), if the
+    /// worker runs `call` (or finished it) and has started none of them,
+    /// nor has calls taken back before still to skip: `true` if it will
+    /// read them without running or answering them. The worker is not
+    /// stopped: it goes on with `call`. (Only once it runs `call` are the
+    /// calls it reads next those of `behind`: before, it may have calls to
+    /// skip, or `call` itself, ahead of them.)
+    pub(crate) fn give_back(&self, call: u64, behind: &[u64]) -> bool {
+        if behind.is_empty() {
+            return false;
+        }
+        let c = self.ctl();
+        c.halt.0.store(1, SeqCst);
+        let started = c.started.0.load(SeqCst);
+        let running = c.running.0.load(SeqCst);
+        let taken = started == call && running == call && c.skip.0.load(SeqCst) == 0;
+        if taken {
+            c.skip.0.store(behind.len() as u64, SeqCst);
+        }
+        self.lift();
+        taken
+    }
+
     /// Lifts a halt and wakes the worker (a killed worker's halt is moot).
     fn lift(&self) {
         let c = self.ctl();
@@ -117,26 +151,54 @@ impl Halter {
     }
 }
 
+/// What a worker is to do with the call it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Begin {
+    /// Run it.
+    Run,
+    /// Neither run nor answer it: the parent gave it back to the queue.
+    Skip,
+    /// Exit: the parent let the worker go.
+    LetGo,
+}
+
+#[cfg(test)]
+impl Begin {
+    /// Whether the call is to run.
+    pub(crate) fn runs(self) -> bool {
+        self == Begin::Run
+    }
+}
+
 /// In a worker: records that call `id` is about to start, waits while the
-/// parent halts the worker or holds this call, then records that it runs.
-/// `false` if the parent let the worker go meanwhile.
-pub(crate) fn begin_call(c: &Control, id: u64) -> bool {
+/// parent halts the worker or holds this call, then records that it runs,
+/// unless the parent gave it back or let the worker go meanwhile.
+pub(crate) fn begin_call(c: &Control, id: u64) -> Begin {
     c.started.0.store(id, SeqCst);
     loop {
-        let (halt, held) = (c.halt.0.load(SeqCst), c.hold.0.load(SeqCst));
-        // (0 holds nothing: the initializer's call has id 0.)
-        if halt == 0 && (held == 0 || held != id) {
-            break;
+        let halt = c.halt.0.load(SeqCst);
+        if halt == 0 {
+            // (Read only while not halted: a give-back writes it halted.)
+            let skip = c.skip.0.load(SeqCst);
+            if skip > 0 {
+                c.skip.0.store(skip - 1, SeqCst);
+                return Begin::Skip;
+            }
+            // (0 holds nothing: the initializer's call has id 0.)
+            let held = c.hold.0.load(SeqCst);
+            if held == 0 || held != id {
+                break;
+            }
         }
         if c.closed.0.load(SeqCst) != 0 {
-            return false;
+            return Begin::LetGo;
         }
         // Held with no halt: sleeps until the halt word changes (a kill
         // comes first, as a rule) or the nap ends.
         sys::futex_wait(&c.halt.0, halt, Some(HALTED_NAP));
     }
     c.running.0.store(id, SeqCst);
-    true
+    Begin::Run
 }
 
 /// In a worker: the reply to call `id` is published.
@@ -149,13 +211,14 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Duration;
 
+    use super::Begin;
     use crate::shm::pair_for_tests as pair;
 
     #[test]
     fn a_halted_worker_starts_no_call_and_a_worker_past_the_call_is_let_go() {
         let (parent, worker) = pair();
         let halter = parent.halter();
-        assert!(worker.begin_call(1));
+        assert!(worker.begin_call(1).runs());
         assert_eq!(parent.last_run(), 1);
         // Call 1 runs; 2 and 3 are behind it: halted.
         assert!(halter.halt_unless_past(1, &[2, 3]));
@@ -173,7 +236,10 @@ mod tests {
         assert_eq!(parent.last_run(), 1);
         // Letting the worker go ends its wait without starting the call.
         parent.close();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(super::Begin::LetGo)
+        );
         let worker = thread.join().unwrap();
         assert_eq!(parent.last_run(), 1);
         drop(worker);
@@ -186,11 +252,14 @@ mod tests {
     #[test]
     fn a_held_call_is_not_started_and_the_calls_before_it_run() {
         let (parent, worker) = pair();
-        assert!(worker.begin_call(0), "id 0 held by an empty hold word");
+        assert!(
+            worker.begin_call(0).runs(),
+            "id 0 held by an empty hold word"
+        );
         parent.halter().hold_before(3);
-        assert!(worker.begin_call(1));
+        assert!(worker.begin_call(1).runs());
         worker.end_call(1);
-        assert!(worker.begin_call(2));
+        assert!(worker.begin_call(2).runs());
         worker.end_call(2);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -205,24 +274,49 @@ mod tests {
         // The kill decided once 2 is answered finds 3 unstarted.
         assert!(parent.halter().halt_unless_past(3, &[4]));
         parent.close();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(false));
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
         drop(thread.join().unwrap());
         assert_eq!(parent.last_run(), 2);
+    }
+
+    /// A held call (cancelled while pipelined) that is then given back
+    /// with the calls around it is skipped, not waited before: it is back
+    /// in the queue, where its cancel settles it, and the worker goes on.
+    #[test]
+    fn a_held_call_given_back_is_skipped_not_waited_before() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1).runs());
+        halter.hold_before(3);
+        assert!(halter.give_back(1, &[2, 3, 4]));
+        worker.end_call(1);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let begun: Vec<Begin> = (2..=5).map(|id| worker.begin_call(id)).collect();
+            tx.send(begun).unwrap();
+            worker
+        });
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Ok(vec![Begin::Skip, Begin::Skip, Begin::Skip, Begin::Run])
+        );
+        drop(thread.join().unwrap());
+        assert_eq!(parent.last_run(), 5);
     }
 
     #[test]
     fn a_worker_that_started_a_call_behind_is_not_halted() {
         let (parent, worker) = pair();
-        assert!(worker.begin_call(7));
+        assert!(worker.begin_call(7).runs());
         // The parent still waits for the reply to 6, but 7 started: 6 is done.
         assert!(!parent.halter().halt_unless_past(6, &[7, 8]));
-        assert!(worker.begin_call(8), "the halt was not lifted");
+        assert!(worker.begin_call(8).runs(), "the halt was not lifted");
         assert_eq!(parent.last_run(), 8);
         // 8's reply is out, 9 not started: 8 is done.
         worker.end_call(8);
         assert!(!parent.halter().halt_unless_past(8, &[9]));
         // 9 runs, nothing behind it started: halted.
-        assert!(worker.begin_call(9));
+        assert!(worker.begin_call(9).runs());
         assert!(parent.halter().halt_unless_past(9, &[10]));
     }
 
@@ -234,25 +328,95 @@ mod tests {
     #[test]
     fn a_worker_is_halted_for_a_call_only_if_it_has_not_reached_it() {
         let (parent, worker) = pair();
-        assert!(worker.begin_call(4));
+        assert!(worker.begin_call(4).runs());
         worker.end_call(4);
         // Waiting for 5 (6 and 7 behind), the worker still after 4.
         assert!(parent.halter().halt_unless_started(5, &[6, 7]));
         parent.halter().lift();
         // It started 5.
-        assert!(worker.begin_call(5));
+        assert!(worker.begin_call(5).runs());
         assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
         // It finished 5, and went on to 6 and 7: past 5, not halted.
         worker.end_call(5);
         assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
-        assert!(worker.begin_call(6), "the halt was not lifted");
+        assert!(worker.begin_call(6).runs(), "the halt was not lifted");
         worker.end_call(6);
-        assert!(worker.begin_call(7));
+        assert!(worker.begin_call(7).runs());
         assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
         worker.end_call(7);
         assert!(!parent.halter().halt_unless_started(5, &[6, 7]));
         // A call of a later batch, 8, with the worker done with 7: halted.
         assert!(parent.halter().halt_unless_started(8, &[]));
+    }
+
+    #[test]
+    fn calls_given_back_are_skipped_and_only_behind_a_call_that_runs() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        // Call 1 not begun yet: nothing is given back (1 itself is next).
+        assert!(!halter.give_back(1, &[2, 3]));
+        assert_eq!(worker.begin_call(1), Begin::Run);
+        // 1 runs; 2 and 3 behind: taken back, once.
+        assert!(halter.give_back(1, &[2, 3]));
+        assert!(!halter.give_back(1, &[2, 3]), "given back twice");
+        worker.end_call(1);
+        // Not behind 4 while 2 and 3 are still to skip.
+        assert!(!halter.give_back(4, &[5]));
+        assert_eq!(worker.begin_call(2), Begin::Skip);
+        assert_eq!(worker.begin_call(3), Begin::Skip);
+        assert_eq!(parent.last_run(), 1, "a skipped call counted as run");
+        assert_eq!(worker.begin_call(4), Begin::Run, "the halt was not lifted");
+        assert!(!halter.give_back(4, &[]));
+        // 5, behind 4, started: not given back, and not halted.
+        worker.end_call(4);
+        assert_eq!(worker.begin_call(5), Begin::Run);
+        assert!(!halter.give_back(4, &[5, 6]));
+        assert_eq!(worker.begin_call(6), Begin::Run);
+    }
+
+    #[test]
+    fn under_a_race_calls_given_back_are_skipped_and_every_other_runs() {
+        // A worker thread begins calls 1, 2, ... in order as fast as it
+        // can; the parent thread keeps giving back up to three calls behind
+        // the one it last saw run. Every call given back is skipped, and
+        // every other one runs: none lost, none run twice.
+        const CALLS: u64 = 3000;
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        let thread = std::thread::spawn(move || {
+            let mut ran = Vec::new();
+            let mut skipped = Vec::new();
+            for id in 1..=CALLS {
+                match worker.begin_call(id) {
+                    Begin::Run => {
+                        for _ in 0..500 {
+                            std::hint::spin_loop();
+                        }
+                        ran.push(id);
+                        worker.end_call(id);
+                    }
+                    Begin::Skip => skipped.push(id),
+                    Begin::LetGo => panic!("let go"),
+                }
+            }
+            (ran, skipped)
+        });
+        let mut given = Vec::new();
+        while !thread.is_finished() {
+            let seen = parent.last_run();
+            let behind: Vec<u64> = (seen + 1..=(seen + 3).min(CALLS))
+                .filter(|id| !given.contains(id))
+                .collect();
+            if halter.give_back(seen, &behind) {
+                given.extend(behind);
+            }
+        }
+        let (ran, skipped) = thread.join().unwrap();
+        assert!(!given.is_empty(), "nothing was ever given back");
+        assert_eq!(skipped, given);
+        let mut all: Vec<u64> = ran.iter().chain(&skipped).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=CALLS).collect::<Vec<_>>());
     }
 
     #[test]
@@ -267,7 +431,7 @@ mod tests {
         let halter = parent.halter();
         let thread = std::thread::spawn(move || {
             for id in 1..=CALLS {
-                assert!(worker.begin_call(id));
+                assert!(worker.begin_call(id).runs());
                 for _ in 0..500 {
                     std::hint::spin_loop();
                 }

@@ -6,7 +6,7 @@
 //! do not fight over lines they both write: each ring's `head` (advanced by
 //! its producer) and `tail` (advanced by its consumer), a [`Waiter`] per
 //! side, the `closed` flag, and the words of the start handshake
-//! (`started`, `halt`, `running`, `finished`: see [`super::halt`]), and
+//! (`started`, `halt`, `running`, `finished`, `skip`: see [`super::halt`]), and
 //! the count of map items started (see [`super::progress`]). Every field is an atomic: the other process
 //! may write any of them at any time, and a corrupt or hostile worker may
 //! write nonsense, so the parent reads nothing here that it has not
@@ -16,7 +16,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Identifies a procpool channel and its layout version.
-const MAGIC: u64 = u64::from_le_bytes(*b"ppring03");
+const MAGIC: u64 = u64::from_le_bytes(*b"ppring04");
 /// Bytes before the request ring.
 pub(crate) const CONTROL_BYTES: usize = 4096;
 /// Each ring's size unless configured otherwise.
@@ -80,6 +80,11 @@ pub(crate) struct Control {
     pub(crate) hold: Line<AtomicU64>,
     /// How many map items the worker has started (see [`super::progress`]).
     pub(crate) items: Line<AtomicU64>,
+    /// How many of the calls the worker reads next it is to skip, unrun
+    /// and unanswered: the parent gave them back to the queue (set by the
+    /// parent while the worker is halted, counted down by the worker; see
+    /// [`super::halt`]).
+    pub(crate) skip: Line<AtomicU64>,
 }
 
 const _: () = assert!(std::mem::size_of::<Control>() <= CONTROL_BYTES);

@@ -12,7 +12,7 @@ mod progress;
 pub(crate) mod ring;
 mod spin;
 
-pub(crate) use halt::Halter;
+pub(crate) use halt::{Begin, Halter};
 pub(crate) use layout::{maker, offsets, total_bytes, Settings, DEFAULT_RING_BYTES};
 pub(crate) use progress::Progress;
 pub(crate) use ring::{wake_parent, Endpoint};

@@ -143,8 +143,8 @@ impl Endpoint {
     }
 
     /// Worker side: call `id` starts (see [`super::halt`]); waits while the
-    /// parent halts the worker. `false` if the parent let the worker go.
-    pub(crate) fn begin_call(&self, id: u64) -> bool {
+    /// parent halts the worker; tells whether to run it, skip it or exit.
+    pub(crate) fn begin_call(&self, id: u64) -> super::Begin {
         super::halt::begin_call(self.ctl(), id)
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::process::WorkerChannel;
-use crate::shm::{Endpoint, Progress};
+use crate::shm::{Begin, Endpoint, Progress};
 use crate::wire::{Frame, FrameError};
 
 static CHANNEL: Mutex<Option<Endpoint>> = Mutex::new(None);
@@ -45,9 +45,10 @@ pub(super) fn recv(timeout: Option<Duration>) -> Result<Frame, FrameError> {
 }
 
 /// Records that call `id` starts, waiting while the parent halts this
-/// worker (see `crate::shm::Halter`); `false` if the parent let it go.
-pub(super) fn begin_call(id: u64) -> bool {
-    with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(false)
+/// worker (see `crate::shm::Halter`): whether to run it, skip it (the
+/// parent gave it back) or exit (the parent let this worker go).
+pub(super) fn begin_call(id: u64) -> Begin {
+    with(|endpoint| Ok(endpoint.begin_call(id))).unwrap_or(Begin::LetGo)
 }
 
 /// Sends (and publishes) the reply to call `id`, then records that it is

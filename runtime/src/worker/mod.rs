@@ -20,6 +20,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::process::{ForkServer, WorkerChannel};
+use crate::shm::Begin;
 use crate::wire::{self, Frame, FrameError, Reply, Request};
 use crate::{buffers, registry, sys};
 
@@ -216,8 +217,10 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             args,
         }) => {
-            if !channel::begin_call(id) {
-                exit_cleanly();
+            match channel::begin_call(id) {
+                Begin::Run => {}
+                Begin::Skip => return skipped(head, tail),
+                Begin::LetGo => exit_cleanly(),
             }
             let reply = execute::call(id, fingerprint, name, args, tail);
             flush_stdio();
@@ -240,8 +243,10 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
             name,
             items,
         }) => {
-            if !channel::begin_call(id) {
-                exit_cleanly();
+            match channel::begin_call(id) {
+                Begin::Run => {}
+                Begin::Skip => return skipped(head, tail),
+                Begin::LetGo => exit_cleanly(),
             }
             let body = execute::chunk(id, fingerprint, name, items, max_frame);
             flush_stdio();
@@ -255,6 +260,14 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
     }
     buffers::recycle(head);
     large
+}
+
+/// A call the parent gave back to its queue (see `crate::shm::Halter`):
+/// not run, not answered; its buffers are kept for the next.
+fn skipped(head: Vec<u8>, tail: Vec<u8>) -> bool {
+    buffers::recycle(head);
+    buffers::recycle(tail);
+    false
 }
 
 /// Sends the reply to call `id` (see [`channel::answer`]); ends the worker

@@ -1,0 +1,194 @@
+//! Issues 2, 3 and 4 read sentence by sentence, as a user of Python's
+//! `multiprocessing.Pool` would test them first: the promises the other
+//! test files prove only in part.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use procpool::{pool_task, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+/// Sleeps `ms`, then says where it ran: the shape of task a Python user
+/// writes first (`time.sleep(x)`) to see how a pool hands out work. Leaves
+/// a marker `dir/i` as it starts, and panics if one is there: call `i` ran
+/// twice.
+#[pool_task]
+fn sleep_ms(dir: &Path, i: u64, ms: u64) -> (u32, u64) {
+    if let Err(e) = std::fs::File::create_new(dir.join(i.to_string())) {
+        panic!("call {i} ran twice ({e})");
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    (std::process::id(), ms)
+}
+
+const SLOW: u64 = 4_000;
+
+/// The durations of 60 calls of one task: all quick but the 11th.
+fn plan() -> impl Iterator<Item = (u64, u64)> {
+    (0..60).map(|i| (i, if i == 10 { SLOW } else { 0 }))
+}
+
+/// Issue 2: "Tasks queue FIFO and go to whichever worker is free (no
+/// per-worker pre-assignment, so one slow task never blocks others queued
+/// behind it while another worker is idle)". One task function, mostly
+/// quick calls and one slow one among them, on workers that have run it
+/// quickly before (so a busy worker is sent several calls at once): the
+/// quick calls queued behind the slow one run on the other worker, not
+/// after it, and each call runs once. (Failed before the calls pipelined
+/// behind a call that runs long could go back to the queue: "quick call
+/// 10 came back after 4.0s".)
+#[test]
+fn quick_calls_queued_behind_a_slow_call_of_the_same_task_run_on_the_idle_worker() {
+    let _serial = support::serial();
+    let pool = Pool::new(2).unwrap();
+    let warm_dir = support::marker_dir("conformance", "warm");
+    let warm: Vec<_> = (0..200)
+        .map(|i| apply_async_sleep_ms(&pool, &warm_dir, i, 0))
+        .collect();
+    for r in warm {
+        assert_eq!(r.get().unwrap().1, 0);
+    }
+    for round in 0..3 {
+        let dir = support::marker_dir("conformance", &format!("fifo{round}"));
+        let started = Instant::now();
+        let mut pending: Vec<_> = plan()
+            .map(|(i, ms)| apply_async_sleep_ms(&pool, &dir, i, ms))
+            .collect();
+        let slow = pending.remove(10);
+        for (i, r) in pending.into_iter().enumerate() {
+            let (pid, _) = r.get().unwrap();
+            assert_ne!(pid, std::process::id());
+            let waited = started.elapsed();
+            assert!(
+                waited < Duration::from_millis(SLOW / 2),
+                "round {round}: quick call {i} came back after {waited:?}, \
+                 behind the slow one, while the other worker was idle"
+            );
+        }
+        assert_eq!(slow.get().unwrap().1, SLOW);
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 60);
+    }
+}
+
+/// The same for a map's chunks (`chunksize(1)`, as Python's `imap`):
+/// `imap_unordered` yields every quick item before the slow one.
+#[test]
+fn imap_unordered_yields_the_quick_items_behind_a_slow_one_first() {
+    let _serial = support::serial();
+    let pool = Pool::new(2).unwrap();
+    let warm_dir = support::marker_dir("conformance", "imap-warm");
+    let one = MapOptions::new().chunksize(1);
+    let warm = map_sleep_ms_with(&pool, (0..200).map(|i| (&*warm_dir, i, 0)), one);
+    assert_eq!(warm.unwrap().len(), 200);
+    for round in 0..3 {
+        let dir = support::marker_dir("conformance", &format!("imap{round}"));
+        let items = plan().map(|(i, ms)| (&*dir, i, ms));
+        let order: Vec<u64> = imap_unordered_sleep_ms_with(&pool, items, one)
+            .map(|r| r.unwrap().1)
+            .collect();
+        assert_eq!(order.len(), 60);
+        assert_eq!(
+            order.iter().position(|&ms| ms == SLOW),
+            Some(59),
+            "round {round}: quick items came after the slow one"
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 60);
+    }
+}
+
+/// Parses a port; `Err` is an ordinary value of the task (issue 2: "`Result<T,
+/// E>` (passed back as a value; a panic is not an `Err`)").
+#[pool_task]
+fn parse_port(text: String) -> Result<u16, String> {
+    text.parse::<u16>().map_err(|e| format!("{text:?}: {e}"))
+}
+
+/// An `Err` the task returned is a successful call everywhere: `apply`,
+/// `apply_async` (`successful()`, `callback` rather than `error_callback`),
+/// `map` (no "first error": the `Err` is an item's value), `imap`, and by name.
+#[test]
+fn a_returned_err_is_a_value_through_every_call() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(apply_parse_port(&pool, "80".into()).unwrap(), Ok(80));
+    let err = apply_parse_port(&pool, "x".into()).unwrap().unwrap_err();
+    assert!(err.contains("invalid digit"), "{err}");
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx2 = tx.clone();
+    let r = apply_async_parse_port(&pool, "nope".into())
+        .callback(move |v| tx.send(format!("callback {v:?}")).unwrap())
+        .error_callback(move |e| tx2.send(format!("error_callback {e}")).unwrap());
+    r.wait();
+    assert!(r.ready());
+    assert_eq!(r.successful(), Some(true));
+    let seen = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(seen.starts_with("callback Err("), "{seen}");
+    assert!(rx.try_recv().is_err(), "both callbacks ran");
+    assert!(r.get().unwrap().is_err());
+
+    let items = ["1", "two", "3"].map(String::from);
+    let mapped = map_parse_port(&pool, items.clone()).unwrap();
+    assert_eq!(mapped[0], Ok(1));
+    assert!(mapped[1].is_err());
+    assert_eq!(mapped[2], Ok(3));
+    let lazily: Vec<_> = imap_parse_port(&pool, items.clone())
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(lazily, mapped);
+    let by_name: Result<u16, String> = pool
+        .apply_by_name(
+            "issue_conformance_core::parse_port",
+            &("70000".to_string(),),
+        )
+        .unwrap();
+    assert!(by_name.is_err());
+}
+
+/// Divides; panics on a zero divisor, as the quickstart's `divide(10, 0)`.
+#[pool_task]
+fn divide(a: i64, b: i64) -> i64 {
+    a / b
+}
+
+/// Issue 2: "Messages name the task", for each failure a first test meets
+/// (`Display`, and `Error::task`).
+#[test]
+fn every_error_message_names_its_task() {
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let panic = apply_divide(&pool, 10, 0).unwrap_err();
+    assert!(matches!(panic, procpool::Error::Panic { .. }), "{panic:?}");
+    let dir = support::marker_dir("conformance", "names");
+    let timeout = apply_sleep_ms(&pool, &dir, 0, 5_000).unwrap_err();
+    assert!(
+        matches!(timeout, procpool::Error::Timeout { .. }),
+        "{timeout:?}"
+    );
+    let slow = apply_async_sleep_ms(&pool.with_task_timeout(None), &dir, 1, 60_000);
+    let waited = slow.get_timeout(Duration::from_millis(10)).unwrap_err();
+    pool.terminate();
+    let terminated = slow.get().unwrap_err();
+    let closed = apply_divide(&pool, 1, 1).unwrap_err();
+    let unknown = pool
+        .apply_by_name::<u8>("issue_conformance_core::no_such_task", &())
+        .unwrap_err();
+    for (e, task) in [
+        (&panic, "issue_conformance_core::divide"),
+        (&timeout, "issue_conformance_core::sleep_ms"),
+        (&waited, "issue_conformance_core::sleep_ms"),
+        (&terminated, "issue_conformance_core::sleep_ms"),
+        (&closed, "issue_conformance_core::divide"),
+        (&unknown, "issue_conformance_core::no_such_task"),
+    ] {
+        assert!(e.to_string().contains(task), "{e} does not name {task}");
+        assert_eq!(e.task(), Some(task));
+    }
+    assert!(matches!(terminated, procpool::Error::Terminated { .. }));
+    assert!(matches!(closed, procpool::Error::PoolClosed { .. }));
+}
