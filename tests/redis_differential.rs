@@ -1020,8 +1020,9 @@ fn a_failure_too_large_for_the_callers_frame_is_cut_the_same_way() {
             seen
         },
     );
-    // 2097152 bytes kept as 524307: 1572845 cut.
-    let cut = "panic of 524345 bytes, ending \"xxxx… (1572845 bytes cut to fit a frame)\"";
+    // 2097152 bytes kept as 524288 (halved twice, as a chunk's texts are):
+    // 1572864 cut.
+    let cut = "panic of 524326 bytes, ending \"xxxx… (1572864 bytes cut to fit a frame)\"";
     let whole = "FrameTooLarge(t/fill, max 1048576)";
     assert_eq!(seen[..2], [cut, cut]);
     assert_eq!(seen[2], "panic of 10 bytes, ending \"xxxxxxxxxx\"");

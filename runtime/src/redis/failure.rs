@@ -399,6 +399,32 @@ mod tests {
         assert_eq!(small.clone().fit(10_000), small);
     }
 
+    /// A failure of many texts over the caller's frame limit (a node's
+    /// `UnknownTask` with thousands of suggestions: the result stream is
+    /// anyone's who can write to Redis) is cut in a few rounds over all its
+    /// texts. It was cut one text per round, each round encoding the whole
+    /// failure again: 4,000 suggestions of 100 bytes took 22 s of the
+    /// caller's reader thread, 16,000 took 250 s (found by `redis::fuzz`).
+    #[test]
+    fn a_failure_of_many_texts_is_cut_in_a_few_rounds() {
+        let big = RemoteFailure::UnknownTask {
+            suggestions: vec!["s".repeat(100); 4000],
+        };
+        let started = std::time::Instant::now();
+        let fitted = big.fit(200_000);
+        let took = started.elapsed();
+        assert!(fitted.encode().len() <= 200_000);
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        let RemoteFailure::UnknownTask { suggestions } = fitted else {
+            panic!("{fitted:?}")
+        };
+        assert_eq!(suggestions.len(), 4000);
+        assert!(
+            suggestions.iter().all(|s| s.starts_with("sss")),
+            "{suggestions:?}"
+        );
+    }
+
     /// A caller and a node meet on a stream only if their wire versions
     /// are the same (it is part of the build id), so a change of what a
     /// node sends raises it: `InitializerFailed` began to name the node's

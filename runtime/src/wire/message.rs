@@ -482,40 +482,44 @@ impl<'a> Cursor<'a> {
 }
 
 /// Cuts the free-form texts of `failure` (`texts` lists them, always in
-/// the same order) until `size` of it is at most `room`: each round halves
-/// the longest text, cutting it from the text as it came, so that its
-/// note counts every byte cut (a text cut again from what the last round
-/// left counted that round's bytes only). Ends when a round gains nothing:
-/// texts of a few bytes fit any frame limit the builder accepts.
+/// the same order) until `size` of it is at most `room`: each round holds
+/// every text to half the last round's length (the longest text's at
+/// first), cutting it from the text as it came, so that its note counts
+/// every byte cut (a text cut again from what the last round left counted
+/// that round's bytes only). A text the cut and its note would make no
+/// shorter stays as it came. Ends when texts would be held under 16 bytes:
+/// texts of a few bytes fit any frame limit the builder accepts. Rounds
+/// cut all the texts at once, so a failure of many texts (a node's
+/// thousands of suggestions) takes a few rounds, not one per text.
 pub(crate) fn fit_texts<T>(
     failure: &mut T,
     texts: for<'a> fn(&'a mut T) -> Vec<&'a mut String>,
     size: impl Fn(&T) -> usize,
     room: usize,
 ) {
-    let mut now = size(failure);
-    if now <= room {
+    if size(failure) <= room {
         return;
     }
     let originals: Vec<String> = texts(failure).into_iter().map(|t| t.clone()).collect();
-    let mut last = usize::MAX;
-    while now > room && now < last {
-        last = now;
-        let mut texts = texts(failure);
-        let longest = texts
-            .iter()
-            .map(|t| t.len())
-            .enumerate()
-            .max_by_key(|&(_, len)| len);
-        let Some((at, len)) = longest else {
-            return;
-        };
-        if len <= 16 {
+    let mut keep = originals.iter().map(String::len).max().unwrap_or(0);
+    loop {
+        if keep <= 16 {
             return;
         }
-        texts[at].clone_from(&originals[at]);
-        shorten(texts[at], len / 2);
-        now = size(failure);
+        keep /= 2;
+        for (text, original) in texts(failure).into_iter().zip(&originals) {
+            if original.len() <= keep {
+                continue;
+            }
+            let mut cut = original.clone();
+            shorten(&mut cut, keep);
+            if cut.len() < original.len() {
+                *text = cut;
+            }
+        }
+        if size(failure) <= room {
+            return;
+        }
     }
 }
 
