@@ -27,10 +27,12 @@ use crate::codec;
 use crate::task::{ArgsDecoder, CallError, TaskOutput, ValueArg};
 use crate::wire::{self, Frame, PanicReport, RemoteError, Reply};
 
+mod sweep;
+
 /// Mutated inputs decoded per run (`PROCPOOL_FUZZ_ITERATIONS` sets
 /// another number, `PROCPOOL_FUZZ_SEED` another seed, for a longer hunt).
 const ITERATIONS: u64 = 100_000;
-const SEED: u64 = 0x5eed_0f9c_0dec_5a17;
+pub(crate) const SEED: u64 = 0x5eed_0f9c_0dec_5a17;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name).map_or(default, |v| v.parse().expect(name))
@@ -40,24 +42,24 @@ fn setting(name: &str, default: u64) -> u64 {
 /// serde preallocates up to 1 MiB for a sequence whatever it announces
 /// (a map's table a little more), and bincode lets a block claim up to 32
 /// times its input (at least 64 KiB); anything beyond is a length trusted.
-fn allowed(len: usize) -> usize {
+pub(crate) fn allowed(len: usize) -> usize {
     (4 << 20) + 64 * len
 }
 
 /// xorshift64*.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
@@ -69,7 +71,7 @@ const INTERESTING: [u8; 14] = [
 ];
 
 /// Mutates `input` once.
-fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+pub(crate) fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
     let len = input.len();
     let at = rng.below(len + 1);
     match rng.below(11) {
@@ -859,43 +861,27 @@ fn check(input: Input, other: usize) {
     );
 }
 
-#[test]
-fn mutated_frames_and_values_decode_to_a_value_or_an_error() {
-    // The case being decoded, for the watchdog's report.
+/// Runs `cases` on a thread of a 2 MiB stack (what a tokio task or a
+/// callback thread decodes on), which hands each of its inputs to the
+/// function it is given to [`check`]; a watchdog fails the test with the
+/// input being decoded if no new one comes for 30 seconds (a decode that
+/// runs on for ever).
+fn watched(cases: impl FnOnce(&mut dyn FnMut(Input, usize)) + Send + 'static) {
     let at = Arc::new(AtomicU64::new(0));
     let shown = Arc::new(Mutex::new(String::new()));
     let (done, finished) = std::sync::mpsc::channel();
     let (at_, shown_) = (at.clone(), shown.clone());
-    // A 2 MiB stack: what a tokio task or a callback thread decodes on.
     let fuzz = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
-            let seeds = seeds();
-            // Each honest input decodes as it is.
-            for seed in &seeds {
-                let described = seed.describe();
-                assert_eq!(seed.clone().decode(0), Ok(()), "an honest {described}");
-            }
-            let mut rng = Rng(setting("PROCPOOL_FUZZ_SEED", SEED) | 1);
-            for i in 0..setting("PROCPOOL_FUZZ_ITERATIONS", ITERATIONS) {
-                let mut input = seeds[rng.below(seeds.len())].clone();
-                if rng.below(50) == 0 {
-                    // Bytes from nowhere.
-                    let n = rng.below(64);
-                    *input.bytes() = rng.bytes(n);
-                } else {
-                    for _ in 0..1 + rng.below(4) {
-                        mutate(&mut rng, input.bytes());
-                    }
-                }
+            cases(&mut |input, other| {
                 *shown_.lock().unwrap() = input.describe();
-                at_.store(i + 1, Relaxed);
-                check(input, rng.below(usize::MAX));
-            }
+                at_.fetch_add(1, Relaxed);
+                check(input, other);
+            });
             let _ = done.send(());
         })
         .unwrap();
-    // A decode that makes no progress for this long runs on for ever.
     let mut last = u64::MAX;
     loop {
         match finished.recv_timeout(Duration::from_secs(30)) {
@@ -914,4 +900,30 @@ fn mutated_frames_and_values_decode_to_a_value_or_an_error() {
             }
         }
     }
+}
+
+#[test]
+fn mutated_frames_and_values_decode_to_a_value_or_an_error() {
+    watched(|check| {
+        let seeds = seeds();
+        // Each honest input decodes as it is.
+        for seed in &seeds {
+            let described = seed.describe();
+            assert_eq!(seed.clone().decode(0), Ok(()), "an honest {described}");
+        }
+        let mut rng = Rng(setting("PROCPOOL_FUZZ_SEED", SEED) | 1);
+        for _ in 0..setting("PROCPOOL_FUZZ_ITERATIONS", ITERATIONS) {
+            let mut input = seeds[rng.below(seeds.len())].clone();
+            if rng.below(50) == 0 {
+                // Bytes from nowhere.
+                let n = rng.below(64);
+                *input.bytes() = rng.bytes(n);
+            } else {
+                for _ in 0..1 + rng.below(4) {
+                    mutate(&mut rng, input.bytes());
+                }
+            }
+            check(input, rng.below(usize::MAX));
+        }
+    });
 }

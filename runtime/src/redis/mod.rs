@@ -30,6 +30,8 @@ mod conn;
 mod entry;
 mod env;
 mod failure;
+#[cfg(test)]
+mod fuzz;
 mod keys;
 mod member;
 mod node;
