@@ -1238,35 +1238,64 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
 /// had already finished, `Cancelled` once in place of the rest, and ends".
 /// In input order, a stopped chunk ahead of finished ones yielded
 /// `Cancelled` first, then their values: the error was not the last item.
+/// And `imap` yields each result in its item's place: the values of chunks
+/// behind the stopped one have no place there (they yielded in the places
+/// of the stopped chunk's items, taken for their results: found by
+/// tests/api_chaos under `terminate`), so only `imap_unordered` yields
+/// them.
 #[test]
 fn a_cancelled_imap_yields_the_finished_results_then_cancelled_last() {
     let _serial = serial();
-    let pool = Pool::new(2).unwrap();
-    let (slow, quick1, quick2) = (marker("slow"), marker("quick-1"), marker("quick-2"));
-    let items = [
-        (slow.clone(), 10_000),
-        (quick1.clone(), 0),
-        (quick2.clone(), 0),
-    ];
-    let mut lazy = imap_hold_with(&pool, items, MapOptions::new().chunksize(1));
-    // Queues the three chunks; the first one runs on.
-    assert!(matches!(
-        lazy.next_timeout(Duration::from_millis(1)),
-        Some(Err(Error::WaitTimeout { .. }))
-    ));
-    for m in [&slow, &quick1, &quick2] {
-        started(m);
+    for ordered in [true, false] {
+        let pool = Pool::new(2).unwrap();
+        let (slow, quick1, quick2) = (marker("slow"), marker("quick-1"), marker("quick-2"));
+        let items = [
+            (slow.clone(), 10_000),
+            (quick1.clone(), 0),
+            (quick2.clone(), 0),
+        ];
+        let options = MapOptions::new().chunksize(1);
+        let mut lazy: Box<dyn Iterator<Item = Result<u64, Error>>> = if ordered {
+            let mut lazy = imap_hold_with(&pool, items, options);
+            // Queues the three chunks; the first one runs on.
+            assert!(matches!(
+                lazy.next_timeout(Duration::from_millis(1)),
+                Some(Err(Error::WaitTimeout { .. }))
+            ));
+            for m in [&slow, &quick1, &quick2] {
+                started(m);
+            }
+            // (The quick ones' replies are back a moment after their markers.)
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+            Box::new(lazy)
+        } else {
+            let mut lazy = imap_unordered_hold_with(&pool, items, options);
+            // Queues the three chunks (a quick one may be back at once).
+            let first = lazy.next_timeout(Duration::ZERO);
+            for m in [&slow, &quick1, &quick2] {
+                started(m);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
+            let first = first.filter(|r| !matches!(r, Err(Error::WaitTimeout { .. })));
+            Box::new(first.into_iter().chain(lazy))
+        };
+        let rest: Vec<_> = lazy.by_ref().collect();
+        if ordered {
+            assert_eq!(rest.len(), 1, "{rest:?}");
+        } else {
+            assert_eq!(rest.len(), 3, "{rest:?}");
+            assert!(
+                matches!(rest[0], Ok(0)) && matches!(rest[1], Ok(0)),
+                "{rest:?}"
+            );
+        }
+        assert!(
+            matches!(rest.last(), Some(Err(Error::Cancelled { .. }))),
+            "{rest:?}"
+        );
     }
-    // (The quick ones' replies are back a moment after their markers.)
-    std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
-    let rest: Vec<_> = lazy.collect();
-    assert_eq!(rest.len(), 3, "{rest:?}");
-    assert!(
-        matches!(rest[0], Ok(0)) && matches!(rest[1], Ok(0)),
-        "{rest:?}"
-    );
-    assert!(matches!(rest[2], Err(Error::Cancelled { .. })), "{rest:?}");
 }
 
 /// README: "Dropping `r` does not cancel": the task of a dropped result (a

@@ -269,10 +269,16 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
     /// Adds a chunk's results to `ready`. A chunk refused because the pool
     /// was closed or terminated, or cancelled, stops the feeding (an endless
     /// input is not pulled for ever): the first one's error is yielded once,
-    /// after the results of the chunks still in flight (in input order too:
-    /// a chunk that finished behind a stopped one yields its values first),
-    /// later ones nothing.
+    /// last, once the chunks still in flight are back, later ones nothing.
+    /// In completion order, the results of those chunks are yielded before
+    /// it. In input order, only those of the chunks ahead of the stopped one
+    /// (settled before it): a chunk that finished behind it has no place to
+    /// yield its values in, as the stopped chunk's items yield none (they
+    /// were yielded in those items' places, taken for their results).
     fn settle(&mut self, outcome: &Outcome, sent: usize) {
+        if self.stopped && self.ordered.is_some() {
+            return;
+        }
         if let Err(
             e @ (Error::PoolClosed { .. } | Error::Terminated { .. } | Error::Cancelled { .. }),
         ) = outcome
@@ -510,9 +516,10 @@ impl<R, I: Iterator> Imap<'_, R, I> {
     /// Stops the map: no more input is read, and every chunk queued or
     /// running is cancelled as [`AsyncResult::cancel`](crate::AsyncResult::cancel) does (a running
     /// chunk's worker is killed and replaced). The iterator then yields the
-    /// results of the chunks that had already finished, [`Error::Cancelled`]
-    /// once in place of the rest (chunks or unread input), and ends (at
-    /// once, if it had queued nothing yet). Returns
+    /// results of the chunks that had already finished ahead of the first
+    /// one it stopped (a result is only ever yielded in its item's place),
+    /// [`Error::Cancelled`] once in place of the rest (chunks or unread
+    /// input), and ends (at once, if it had queued nothing yet). Returns
     /// [`Stopped`](CancelOutcome::Stopped) if a chunk was running,
     /// [`NotStarted`](CancelOutcome::NotStarted) if only queued chunks (or
     /// unread input) were dropped, [`Finished`](CancelOutcome::Finished) if
