@@ -474,7 +474,9 @@ impl<T> AsyncResult<T> {
     /// cancelled answers [`NotStarted`](CancelOutcome::NotStarted): it never
     /// ran. A time limit that ends the task in the same instant
     /// may win: the outcome is then [`Stopped`](CancelOutcome::Stopped) and
-    /// the result [`Error::Timeout`].
+    /// the result [`Error::Timeout`]; so may a [`Pool::terminate`](crate::Pool::terminate)
+    /// on another thread: `Stopped`, and the result [`Error::Terminated`],
+    /// as for every task the terminate finds unfinished.
     ///
     /// For a `map_async_<fn>`, every chunk is cancelled: the result is
     /// `Err(Cancelled)` unless every chunk had already finished (or the map
