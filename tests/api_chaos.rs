@@ -1,17 +1,20 @@
 //! API race chaos: threads share one pool and call it every way at random
 //! (`apply`, `apply_async` then `get`, `get_timeout`, `cancel` or a drop,
-//! `map`, `map_async`, `imap` dropped early, `imap_unordered`, calls by
-//! name, callbacks that submit more work) while another thread, at a
-//! random moment, closes and joins the pool, terminates it, or drops the
-//! last handle. Each round is one seed and one way of stopping (45 rounds;
-//! `PROCPOOL_CHAOS_SEEDS` and `PROCPOOL_CHAOS_FIRST` run others).
+//! `map`, `map_async` waited for or cancelled, `imap` dropped or cancelled
+//! early, `imap_unordered`, calls by name, callbacks that submit more
+//! work) while another thread, at a random moment, closes and joins the
+//! pool, terminates it, drops the last handle, closes and cancels it, or
+//! terminates it while another thread joins it. Each round is one seed and
+//! one way of stopping (45 rounds; `PROCPOOL_CHAOS_SEEDS` and
+//! `PROCPOOL_CHAOS_FIRST` run others).
 //!
 //! Every outcome is the right value or an error consistent with what
 //! happened: `PoolClosed` only for a call that returned after the stop
 //! began, `Terminated` only after `terminate` began, `Cancelled` only for
-//! a call whose `cancel` said it took; no other error. Every callback runs
-//! exactly once; nothing hangs (a watchdog aborts after two minutes); no
-//! child process is left once the pool is gone.
+//! a call whose `cancel` said it took or after `close_and_cancel`; no
+//! other error. Every callback runs exactly once; nothing hangs (a
+//! watchdog aborts a round running two minutes); no child process is left
+//! once the pool is gone.
 
 mod support;
 
@@ -52,6 +55,17 @@ enum Stop {
     CloseJoin,
     Terminate,
     DropLast,
+    /// `close_and_cancel`, then `join`.
+    CloseCancel,
+    /// `close` and `join` on one thread, `terminate` a moment later on
+    /// another while the join waits.
+    JoinThenTerminate,
+}
+
+impl Stop {
+    fn terminates(self) -> bool {
+        matches!(self, Stop::Terminate | Stop::JoinThenTerminate)
+    }
 }
 
 /// Phases of a round: the stop is set before it begins.
@@ -95,7 +109,9 @@ impl Round {
             _ if cancelled => matches!(got, Err(Error::Cancelled { .. })),
             Ok(v) => v == want,
             Err(Error::PoolClosed { .. }) => stopped && self.stop != Stop::DropLast,
-            Err(Error::Terminated { .. }) => self.stop == Stop::Terminate && self.stopping(),
+            Err(Error::Terminated { .. }) => self.stop.terminates() && self.stopping(),
+            // Still queued at `close_and_cancel`.
+            Err(Error::Cancelled { .. }) => self.stop == Stop::CloseCancel && self.stopping(),
             Err(_) => false,
         };
         if !fine {
@@ -129,7 +145,7 @@ fn operate(pool: &Weak<Pool>, round: &Arc<Round>, rng: &mut Rng) -> bool {
     let items: Vec<u64> = (0..rng.below(12)).map(|i| x + i).collect();
     let doubled: Vec<u64> = items.iter().map(|i| i * 2).collect();
     let pairs = items.iter().map(|&i| (i, us / 10));
-    match rng.below(11) {
+    match rng.below(13) {
         0 => {
             let got = apply_twice(&pool, x, us);
             round.judge("apply", &got, &(x * 2), round.stopping(), false);
@@ -166,7 +182,7 @@ fn operate(pool: &Weak<Pool>, round: &Arc<Round>, rng: &mut Rng) -> bool {
                 // limit may end it), which fails every unfinished task.
                 CancelOutcome::Stopped
                     if matches!(got, Err(Error::Terminated { .. }))
-                        && round.stop == Stop::Terminate
+                        && round.stop.terminates()
                         && round.stopping() => {}
                 CancelOutcome::Stopped => round.judge("stopped", &got, &0, stopped, true),
                 _ => round.judge("cancel too late", &got, &(x * 2), stopped, false),
@@ -245,6 +261,51 @@ fn operate(pool: &Weak<Pool>, round: &Arc<Round>, rng: &mut Rng) -> bool {
             };
             round.judge("by name", &got, &(x * 3), round.stopping(), false);
         }
+        11 => {
+            // Cancelled after a few: values in place, then `Cancelled` once
+            // (if anything was left), then the end.
+            let mut lazy = imap_twice_with(&pool, pairs, opts);
+            let take = rng.below(items.len() as u64 + 1) as usize;
+            let mut got: Vec<_> = lazy.by_ref().take(take).collect();
+            let _ = lazy.cancel();
+            got.extend(lazy);
+            let stopped = round.stopping();
+            let shown = format!("{got:?} of {doubled:?}, cancelled after {take}");
+            match got.iter().position(Result::is_err) {
+                Some(at) if at + 1 < got.len() => {
+                    round.problem(format!("cancelled imap went on after an error: {shown}"))
+                }
+                // (Cancelled before it queued anything, it just ends.)
+                None if got.len() < doubled.len() && take > 0 => round.problem(format!(
+                    "cancelled imap ended short without an error: {shown}"
+                )),
+                _ => {}
+            }
+            for (got, want) in got.into_iter().zip(&doubled) {
+                let cancelled = matches!(got, Err(Error::Cancelled { .. }));
+                round.judge(
+                    &format!("cancelled imap {shown}"),
+                    &got,
+                    want,
+                    stopped,
+                    cancelled,
+                );
+            }
+        }
+        12 => {
+            let r = map_async_twice_with(&pool, pairs, opts);
+            let stopped = round.stopping();
+            std::thread::sleep(Duration::from_micros(rng.below(3000)));
+            let outcome = r.cancel();
+            let got = r.get();
+            let kept = matches!(outcome, CancelOutcome::Finished)
+                || (outcome == CancelOutcome::Stopped && got.is_ok())
+                || (outcome == CancelOutcome::Stopped
+                    && matches!(got, Err(Error::Terminated { .. }))
+                    && round.stop.terminates()
+                    && round.stopping());
+            round.judge("cancelled map_async", &got, &doubled, stopped, !kept);
+        }
         _ => {
             let got: Vec<_> = imap_unordered_twice_with(&pool, pairs, opts).collect();
             let stopped = round.stopping();
@@ -306,6 +367,22 @@ fn one_round(seed: u64, stop: Stop) {
         }
         Stop::Terminate => pool.terminate(),
         Stop::DropLast => {}
+        Stop::CloseCancel => {
+            pool.close_and_cancel();
+            pool.join();
+        }
+        Stop::JoinThenTerminate => {
+            let joining = {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    pool.close();
+                    pool.join();
+                })
+            };
+            std::thread::sleep(Duration::from_millis(rng.below(20)));
+            pool.terminate();
+            joining.join().unwrap();
+        }
     }
     drop(pool);
     for t in threads {
@@ -361,7 +438,13 @@ fn threads_calling_every_way_while_the_pool_stops_get_consistent_outcomes() {
     let seeds: u64 = std::env::var("PROCPOOL_CHAOS_SEEDS").map_or(45, |s| s.parse().unwrap());
     let first: u64 = std::env::var("PROCPOOL_CHAOS_FIRST").map_or(0, |s| s.parse().unwrap());
     for seed in first..first + seeds {
-        let stop = [Stop::CloseJoin, Stop::Terminate, Stop::DropLast][seed as usize % 3];
+        let stop = [
+            Stop::CloseJoin,
+            Stop::Terminate,
+            Stop::DropLast,
+            Stop::CloseCancel,
+            Stop::JoinThenTerminate,
+        ][seed as usize % 5];
         begun.send(seed + 1).unwrap();
         one_round(seed + 1, stop);
     }
