@@ -5,8 +5,10 @@
 //!   in its environment, `procpool::init()` serves as a node and never
 //!   returns (the environment contract of the README).
 //! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]
-//!   [init-unless FILE]`: the same through `procpool::Node` in code (with
-//!   `init-unless`, its workers' initializer is `t/init_unless FILE`); prints `ready <name>`,
+//!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N]`: the same
+//!   through `procpool::Node` in code (with `init-unless`, its workers'
+//!   initializer is `t/init_unless FILE`; the last two are its local
+//!   pool's `task_timeout` and `max_tasks_per_child`); prints `ready <name>`,
 //!   serves until its standard input closes, then stops gracefully and
 //!   prints `stopped`. With `log`, procpool's log records (debug and up)
 //!   are appended to FILE, one a line: `LEVEL message`.
@@ -51,6 +53,10 @@ fn node(url: &str, options: &[String]) {
             "max-frame" => pool = pool.max_frame_bytes(n()),
             "log" => log_to(value),
             "init-unless" => pool = pool.initializer("t/init_unless", &(value.clone(),)),
+            "task-timeout-ms" => {
+                pool = pool.task_timeout(std::time::Duration::from_millis(n() as u64))
+            }
+            "max-tasks" => pool = pool.max_tasks_per_child(n()),
             other => panic!("unknown option {other}"),
         }
     }

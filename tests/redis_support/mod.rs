@@ -349,6 +349,23 @@ impl RedisServer {
             .collect()
     }
 
+    /// The members of every queue and build in this Redis (each `:members`
+    /// hash's name → kind), where [`members`](Self::members) wants one.
+    pub fn all_members(&self) -> Vec<(String, String)> {
+        let mut all = Vec::new();
+        for key in self.keys().iter().filter(|k| k.ends_with(":members")) {
+            let raw = self.cli(&["--raw", "HGETALL", key]);
+            let lines: Vec<&str> = raw.lines().collect();
+            all.extend(
+                lines
+                    .chunks(2)
+                    .filter(|c| c.len() == 2)
+                    .map(|c| (c[0].to_string(), c[1].to_string())),
+            );
+        }
+        all
+    }
+
     /// A number of `INFO section`: its `field`.
     fn info(&self, section: &str, field: &str) -> u64 {
         self.cli(&["INFO", section])
@@ -386,9 +403,17 @@ impl NodeProc {
     /// A node from the environment (`PROCPOOL_NODE=… procpool::init()`),
     /// with `processes` workers; returns once it is registered.
     pub fn env(server: &RedisServer, processes: usize) -> NodeProc {
+        let processes = processes.to_string();
+        Self::env_with(server, &[("PROCPOOL_PROCESSES", &processes)])
+    }
+
+    /// A node from the environment `PROCPOOL_NODE=…` and `vars`
+    /// (`PROCPOOL_QUEUE`, `PROCPOOL_PROCESSES`, or neither), on whatever
+    /// queue they name; returns once it is registered.
+    pub fn env_with(server: &RedisServer, vars: &[(&str, &str)]) -> NodeProc {
         let child = Command::new(HELPER)
             .env("PROCPOOL_NODE", server.url())
-            .env("PROCPOOL_PROCESSES", processes.to_string())
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
@@ -401,7 +426,7 @@ impl NodeProc {
         };
         wait_for(Duration::from_secs(20), "the node to register", || {
             node.name = server
-                .members()
+                .all_members()
                 .into_iter()
                 .find(|(k, v)| v == "node" && k.ends_with(&format!(":{pid}")))
                 .map(|(k, _)| k)
