@@ -20,6 +20,14 @@ use tasks::*;
 
 procpool::enable_test_support!();
 
+/// Held by the tests that load the machine (thousands of calls) and by
+/// those that need a node to find its calls quick (under a millisecond,
+/// which it judges by what it sees): on two loaded CPUs they never are.
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The parent of process `pid`.
 fn parent_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -247,4 +255,192 @@ fn a_url_that_is_not_a_redis_url_is_refused_with_a_typed_error() {
         assert!(err.contains("cannot serve as a node"), "{url:?}: {err}");
         assert!(!err.contains("hunter2"), "{url:?}: {err}");
     }
+}
+
+/// Brings `pool`'s one node (one process, prefetch on) to hold a call
+/// that runs (until `gate` exists) and ten quick ones it claimed ahead,
+/// queued behind it on its local pool: the running call, the quick ones,
+/// the mark file and the gate.
+fn held_with_prefetched(
+    server: &RedisServer,
+    pool: &Pool,
+    dir: &TempDir,
+) -> (procpool::AsyncResult<u32>, Vec<procpool::AsyncResult<u32>>, String, String) {
+    let warm = dir.file("warm");
+    // The node learns that `t/mark` of 0 ms is quick: it prefetches it.
+    let warmup: Vec<_> = (0..300)
+        .map(|i| apply_async_mark(pool, warm.clone(), format!("w{i}"), 0))
+        .collect();
+    for w in warmup {
+        w.get().unwrap();
+    }
+    for attempt in 0..30 {
+        for i in 0..20 {
+            apply_mark(pool, warm.clone(), format!("v{attempt}-{i}"), 0).unwrap();
+        }
+        let file = dir.file(&format!("marks{attempt}"));
+        let gate = dir.file(&format!("gate{attempt}"));
+        let slow = apply_async_hold(pool, file.clone(), "slow".into(), gate.clone());
+        wait_for(Duration::from_secs(20), "the slow call to start", || {
+            marks(&file, "start").len() == 1
+        });
+        let quick: Vec<_> = (0..10)
+            .map(|i| apply_async_mark(pool, file.clone(), format!("pre{i}"), 0))
+            .collect();
+        if server.pending_reaches(11, Duration::from_secs(5)) {
+            return (slow, quick, file, gate);
+        }
+        std::fs::write(&gate, b"").unwrap();
+        slow.get().unwrap();
+        for q in quick {
+            q.get().unwrap();
+        }
+    }
+    panic!("the node never claimed the quick calls");
+}
+
+/// The quick calls (`pre…`) that started, per the mark file.
+fn prefetched_ran(file: &str) -> Vec<String> {
+    marks(file, "start")
+        .into_iter()
+        .filter(|m| m.contains("pre"))
+        .collect()
+}
+
+/// `terminate` stops this caller's calls on the nodes: the running one and
+/// those a node claimed ahead and queued behind it, which never run.
+#[test]
+fn terminate_reaches_calls_a_node_claimed_ahead() {
+    let _heavy = heavy();
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let (slow, quick, file, gate) = held_with_prefetched(&server, &pool, &dir);
+    pool.terminate();
+    assert!(matches!(slow.get(), Err(Error::Terminated { .. })));
+    for q in quick {
+        let got = q.get();
+        assert!(matches!(got, Err(Error::Terminated { .. })), "{got:?}");
+    }
+    wait_for(Duration::from_secs(20), "the node to settle them", || {
+        server.queued() == 0 && server.pending() == 0
+    });
+    std::fs::write(&gate, b"").unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(marks(&file, "end").is_empty(), "the running call ran to its end");
+    assert_eq!(prefetched_ran(&file), Vec::<String>::new(), "terminated, then ran");
+    let again = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&again, 5).unwrap(), 25, "the node serves on");
+}
+
+/// `cancel` of a call a node claimed ahead (not started): it never runs,
+/// and the calls around it do.
+#[test]
+fn a_cancelled_call_a_node_claimed_ahead_never_runs() {
+    let _heavy = heavy();
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let (slow, mut quick, file, gate) = held_with_prefetched(&server, &pool, &dir);
+    let cancelled = quick.remove(4);
+    let answer = cancelled.cancel();
+    assert_ne!(answer, procpool::CancelOutcome::Finished);
+    assert!(matches!(cancelled.get(), Err(Error::Cancelled { .. })));
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&gate, b"").unwrap();
+    slow.get().unwrap();
+    for q in quick {
+        q.get().unwrap();
+    }
+    let ran = prefetched_ran(&file);
+    assert_eq!(ran.len(), 9, "{ran:?}");
+    assert!(!ran.iter().any(|m| m.contains("pre4 ")), "cancelled, then ran: {ran:?}");
+}
+
+/// Two nodes from the environment with default settings (quick calls
+/// claimed ahead), thousands of quick calls, one node SIGKILLed midway:
+/// every call is settled within seconds, each ran at most once, and those
+/// that fail are `NodeLost` naming the dead node.
+#[test]
+fn a_node_killed_amid_quick_calls_leaves_none_hanging_or_run_twice() {
+    let _heavy = heavy();
+    let server = RedisServer::start();
+    let mut victim = NodeProc::env(&server, 1);
+    let _other = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    const N: usize = 4000;
+    let calls: Vec<_> = (0..N)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 0))
+        .collect();
+    wait_for(Duration::from_secs(60), "a tenth of the calls", || {
+        marks(&file, "end").len() >= N / 10
+    });
+    victim.kill9();
+    let killed = Instant::now();
+    let (mut ok, mut lost) = (0, 0);
+    for c in calls {
+        match c.get_timeout(Duration::from_secs(60)) {
+            Ok(_) => ok += 1,
+            Err(Error::NodeLost { task, node }) => {
+                assert_eq!(task, "t/mark");
+                assert_eq!(node, victim.name);
+                lost += 1;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    eprintln!("{ok} ok, {lost} NodeLost, all settled {:?} after the kill", killed.elapsed());
+    assert!(killed.elapsed() < Duration::from_secs(40), "{:?}", killed.elapsed());
+    let mut starts = std::collections::HashMap::<String, usize>::new();
+    for l in marks(&file, "start") {
+        *starts.entry(l.split(' ').nth(1).unwrap().to_string()).or_default() += 1;
+    }
+    let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    assert!(starts.len() >= ok, "{} started, {ok} ok", starts.len());
+    wait_for(Duration::from_secs(20), "Redis to hold no call", || {
+        server.queued() == 0 && server.pending() == 0
+    });
+}
+
+/// "Redis restarts (AOF on)": with nothing but `appendonly yes` (so
+/// Redis's default `appendfsync everysec`), a SIGKILL of redis-server
+/// mid-stream and a restart on its append-only file: two nodes from the
+/// environment and the caller reconnect, every call is answered, none is
+/// lost and none runs twice. (Only a crash of the machine, not of Redis,
+/// loses what `everysec` had not written to disk yet.)
+#[test]
+fn a_redis_with_appendonly_yes_killed_and_restarted_loses_nothing_and_runs_nothing_twice() {
+    let _heavy = heavy();
+    let mut server = RedisServer::start_with(&[("appendonly", "yes")]);
+    let _a = NodeProc::env(&server, 2);
+    let _b = NodeProc::env(&server, 2);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    const N: usize = 600;
+    let calls: Vec<_> = (0..N)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 2))
+        .collect();
+    wait_for(Duration::from_secs(60), "a third of the calls", || {
+        marks(&file, "end").len() >= N / 3
+    });
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    server.restart();
+    for c in calls {
+        c.get().expect("every call is answered");
+    }
+    let mut starts = std::collections::HashMap::<String, usize>::new();
+    for l in marks(&file, "start") {
+        *starts.entry(l.split(' ').nth(1).unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(starts.len(), N, "calls that never ran");
+    let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "ran twice: {twice:?}");
+    assert_eq!(apply_square(&pool, 9).unwrap(), 81, "the pool serves on");
 }
