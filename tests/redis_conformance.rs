@@ -444,3 +444,161 @@ fn a_redis_with_appendonly_yes_killed_and_restarted_loses_nothing_and_runs_nothi
     assert!(twice.is_empty(), "ran twice: {twice:?}");
     assert_eq!(apply_square(&pool, 9).unwrap(), 81, "the pool serves on");
 }
+
+/// With `.redeliver(n)`, a lost node's calls run again elsewhere: two
+/// nodes from the environment with default settings, thousands of quick
+/// calls, one SIGKILLed midway: every call succeeds (the other node runs
+/// what the dead one held, those it claimed ahead included).
+#[test]
+fn with_redeliver_every_call_of_a_killed_node_runs_elsewhere() {
+    let _heavy = heavy();
+    let server = RedisServer::start();
+    let mut victim = NodeProc::env(&server, 1);
+    let _other = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(2)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    const N: usize = 4000;
+    let calls: Vec<_> = (0..N)
+        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 0))
+        .collect();
+    wait_for(Duration::from_secs(60), "a tenth of the calls", || {
+        marks(&file, "end").len() >= N / 10
+    });
+    victim.kill9();
+    for (i, c) in calls.into_iter().enumerate() {
+        let got = c.get_timeout(Duration::from_secs(60));
+        assert!(got.is_ok(), "call {i}: {got:?}");
+    }
+    wait_for(Duration::from_secs(20), "Redis to hold no call", || {
+        server.queued() == 0 && server.pending() == 0
+    });
+}
+
+/// A node SIGKILLed under a synchronous `apply` (which reads its own
+/// outcome): `apply` returns `NodeLost` naming it, within seconds.
+#[test]
+fn an_apply_whose_node_is_killed_is_node_lost() {
+    let server = RedisServer::start();
+    let mut node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let (pool, path) = (&pool, file.clone());
+        s.spawn(move || {
+            tx.send(apply_mark(pool, path, "sync".into(), 30_000)).unwrap();
+        });
+        wait_for(Duration::from_secs(20), "the call to start", || {
+            marks(&file, "start").len() == 1
+        });
+        node.kill9();
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Err(Error::NodeLost { task, node: lost })) => {
+                assert_eq!(task, "t/mark");
+                assert_eq!(lost, node.name);
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => panic!("apply still waits 20 s after its node died"),
+        }
+    });
+}
+
+/// Dropping the last handle of a pool while Redis is gone, with a call
+/// running: the drop waits for the call, which fails with `Broker` after
+/// the retry budget (default 15 s); it never hangs.
+#[test]
+fn dropping_a_pool_while_redis_is_gone_returns() {
+    let mut server = RedisServer::start();
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let call = apply_async_mark(&pool, file.clone(), "long".into(), 60_000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    server.kill9();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let begun = Instant::now();
+    std::thread::spawn(move || {
+        drop(pool);
+        tx.send(()).unwrap();
+    });
+    let dropped = rx.recv_timeout(Duration::from_secs(45));
+    assert!(dropped.is_ok(), "the drop still waits after 45 s");
+    eprintln!("dropped {:?} after Redis went", begun.elapsed());
+    match call.get() {
+        Err(Error::Broker { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The URL forms a user writes: a password with URL-special characters
+/// (percent-encoded), the `default` user named or not, `localhost`, no
+/// database path; a database number keeps callers and nodes apart as it
+/// keeps their keys. The password is never shown.
+#[test]
+fn the_url_forms_a_user_writes_work() {
+    let password = "p@ss:w/rd#1";
+    let encoded = "p%40ss%3Aw%2Frd%231";
+    let server = RedisServer::start_full(
+        &[("requirepass", password)],
+        Some(&format!(":{password}")),
+        &[],
+        "127.0.0.1",
+    );
+    let port = server.port;
+    let node_url = format!("redis://:{encoded}@127.0.0.1:{port}/0");
+    let mut node = std::process::Command::new(HELPER)
+        .env("PROCPOOL_NODE", &node_url)
+        .env("PROCPOOL_PROCESSES", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for url in [
+        format!("redis://:{encoded}@127.0.0.1:{port}/0"),
+        format!("redis://default:{encoded}@127.0.0.1:{port}/0"),
+        format!("redis://:{encoded}@localhost:{port}"),
+        format!("redis://:{encoded}@127.0.0.1:{port}/"),
+    ] {
+        let pool = Pool::builder()
+            .redis(&url)
+            .node_wait(Duration::from_secs(20))
+            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(apply_square(&pool, 5).unwrap(), 25, "{url}");
+    }
+    // Database 3 holds no node.
+    let other_db = Pool::builder()
+        .redis(&format!("redis://:{encoded}@127.0.0.1:{port}/3"))
+        .node_wait(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    match apply_square(&other_db, 2) {
+        Err(Error::Broker {
+            reason: BrokerReason::NoNode,
+            message,
+            ..
+        }) => assert!(!message.contains(encoded) && !message.contains(password), "{message}"),
+        got => panic!("{got:?}"),
+    }
+    // A wrong password: refused at once, shown as ***.
+    let wrong = format!("redis://:{encoded}x@127.0.0.1:{port}/0");
+    match Pool::builder().redis(&wrong).build() {
+        Err(e) => {
+            let shown = e.to_string();
+            assert!(!shown.contains(encoded) && !shown.contains(password), "{shown}");
+        }
+        Ok(_) => panic!("built with a wrong password"),
+    }
+    let _ = node.kill();
+    let _ = node.wait();
+}
