@@ -602,3 +602,29 @@ fn the_url_forms_a_user_writes_work() {
     let _ = node.kill();
     let _ = node.wait();
 }
+
+/// `.redeliver(n)` takes any `u32`: `u32::MAX` ("as often as it takes")
+/// runs a lost node's call again elsewhere, as `redeliver(1)` does. (It
+/// was read as "never": the reaper took counts over 10⁹ for damaged
+/// entries and gave the call no redelivery, so it failed `NodeLost`.)
+#[test]
+fn redeliver_u32_max_runs_a_lost_call_again() {
+    let server = RedisServer::start();
+    let mut first = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .redeliver(u32::MAX)
+        .build()
+        .unwrap();
+    let dir = TempDir::new();
+    let file = dir.file("marks");
+    let r = apply_async_mark(&pool, file.clone(), "again".into(), 5000);
+    wait_for(Duration::from_secs(20), "the call to start", || {
+        marks(&file, "start").len() == 1
+    });
+    let _second = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", "0")], &[]);
+    first.kill9();
+    let got = r.get();
+    assert!(got.is_ok(), "{got:?}");
+    assert_eq!(marks(&file, "start").len(), 2);
+}

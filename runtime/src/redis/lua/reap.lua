@@ -47,8 +47,10 @@ for _, c in ipairs(consumers) do
         -- any later entry). Such an entry is answered if it can be, and
         -- dropped otherwise.
         local r = tonumber(h['r']) or 0
-        -- NaN, infinite or absurd: no redelivery (it would loop forever).
-        if r ~= r or r > 1e9 then r = 0 end
+        -- NaN or negative: no redelivery. Over what a caller can ask for
+        -- (`redeliver` takes a u32; u32::MAX means "as often as it
+        -- takes"), infinite included: that most, not none.
+        if r ~= r or r < 0 then r = 0 elseif r > 4294967295 then r = 4294967295 end
         r = math.floor(r)
         local whole = true
         for _, k in ipairs({'c', 'i', 't', 'f', 'k', 'a'}) do
