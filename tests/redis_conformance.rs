@@ -628,3 +628,20 @@ fn redeliver_u32_max_runs_a_lost_call_again() {
     assert!(got.is_ok(), "{got:?}");
     assert_eq!(marks(&file, "start").len(), 2);
 }
+
+/// `NodeBuilder::prefetch` takes any `usize`: `usize::MAX` ("claim what
+/// you can") serves quick calls like any large prefetch.
+#[test]
+fn a_node_with_the_largest_prefetch_serves() {
+    let server = RedisServer::start();
+    let max = usize::MAX.to_string();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", &max)], &[]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    for round in 0..5u64 {
+        let calls: Vec<_> = (0..200u64).map(|x| apply_async_square(&pool, x + round)).collect();
+        for (x, c) in calls.into_iter().enumerate() {
+            let x = x as u64 + round;
+            assert_eq!(c.get_timeout(Duration::from_secs(30)).unwrap(), x * x);
+        }
+    }
+}

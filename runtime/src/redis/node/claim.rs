@@ -29,7 +29,11 @@ pub(crate) struct ReadSide {
 pub(super) fn read_once(s: &Shared) {
     let mut guard = s.read.lock().unwrap_or_else(|e| e.into_inner());
     let side = &mut *guard;
-    let room = s.capacity().saturating_sub(s.lock().claimed.len()).max(1);
+    // (At most what Redis takes for a COUNT, a signed 64-bit number.)
+    let room = s
+        .capacity()
+        .saturating_sub(s.lock().claimed.len())
+        .clamp(1, i64::MAX as usize);
     // Never claim under an identity that may have been declared dead: a
     // node resumed after a stop or a partition checks first (the keeper
     // beats every ttl/6, so this costs nothing in normal running). If the

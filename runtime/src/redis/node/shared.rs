@@ -160,7 +160,9 @@ impl Shared {
     pub(super) fn capacity(&self) -> usize {
         let quick =
             self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS && !self.lock_state_hold();
-        self.cfg.processes.max(1) + if quick { self.cfg.prefetch } else { 0 }
+        // (Saturating: `prefetch(usize::MAX)` means "all there is".)
+        let ahead = if quick { self.cfg.prefetch } else { 0 };
+        self.cfg.processes.max(1).saturating_add(ahead)
     }
 
     const QUICK_MICROS: u64 = 1000;
