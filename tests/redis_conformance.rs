@@ -645,3 +645,51 @@ fn a_node_with_the_largest_prefetch_serves() {
         }
     }
 }
+
+/// A time limit as large as a `Duration` holds (on the pool or per call)
+/// travels to the node and lets the call run, as locally.
+#[test]
+fn the_largest_time_limit_lets_calls_run() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .task_timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+    let per_call = pool.with_task_timeout(Some(Duration::from_secs(u64::MAX / 1000)));
+    assert_eq!(apply_async_square(&per_call, 4).get().unwrap(), 16);
+    assert_eq!(map_square(&per_call, 0..3).unwrap(), [0, 1, 4]);
+}
+
+/// Something that is not Redis at the URL's address (a silent service, an
+/// HTTP server): `build()` and a node's `start()` fail with a clear error
+/// within seconds instead of building a pool whose calls fail later.
+#[test]
+fn a_port_that_is_not_redis_fails_the_build() {
+    for answer in [None, Some("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                if let Some(answer) = answer {
+                    let mut buf = [0u8; 1024];
+                    let _ = std::io::Read::read(&mut stream, &mut buf);
+                    let _ = std::io::Write::write_all(&mut stream, answer.as_bytes());
+                }
+                held.push(stream);
+            }
+        });
+        let url = format!("redis://127.0.0.1:{port}/0");
+        let begun = Instant::now();
+        match Pool::builder().redis(&url).build() {
+            Err(Error::Broker { message, .. }) => eprintln!("{answer:?}: {message}"),
+            Err(e) => panic!("{answer:?}: {e:?}"),
+            Ok(_) => panic!("{answer:?}: built a pool on something that is not Redis"),
+        }
+        assert!(begun.elapsed() < Duration::from_secs(10), "{:?}", begun.elapsed());
+    }
+}

@@ -111,8 +111,10 @@ impl PoolBuilder {
     /// Nodes are this same program started with `PROCPOOL_NODE=<url>` (see
     /// [`init`](crate::init)) or `procpool::Node`. A caller and a node
     /// meet only if they register the same tasks with the same signatures
-    /// (a separate stream per build), so a node never runs a call of other
-    /// code. The settings of workers (`processes`, `max_tasks_per_child`,
+    /// (a separate stream per build), so a node never runs a call of a
+    /// task it does not have with that signature. (Builds that differ only
+    /// inside a task's body or a `struct` behind an unchanged signature
+    /// do meet: roll such a change out on a new [`queue`](Self::queue).) The settings of workers (`processes`, `max_tasks_per_child`,
     /// `max_memory_per_child`, `initializer`) belong to the nodes' local
     /// pools: `build` refuses them here with [`Error::Config`].
     ///
