@@ -693,3 +693,49 @@ fn a_port_that_is_not_redis_fails_the_build() {
         assert!(begun.elapsed() < Duration::from_secs(10), "{:?}", begun.elapsed());
     }
 }
+
+/// Redis refusing writes (over `maxmemory`, `noeviction`) when a caller
+/// submits: the calls fail with a typed broker error in bounded time,
+/// never hang; once Redis takes writes again, the same pool serves.
+#[test]
+fn calls_redis_refuses_to_queue_fail_typed_and_the_pool_serves_after() {
+    let server = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("maxmemory", "100mb"),
+        ("maxmemory-policy", "noeviction"),
+    ]);
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    server.cli(&["CONFIG", "SET", "maxmemory", "1mb"]);
+    let begun = Instant::now();
+    let queued = apply_async_square(&pool, 3);
+    let direct = apply_square(&pool, 4);
+    let queued = queued.get_timeout(Duration::from_secs(40));
+    for got in [direct, queued] {
+        match got {
+            Err(Error::Broker { task, .. }) => assert_eq!(task, "t/square"),
+            other => panic!("{other:?} after {:?}", begun.elapsed()),
+        }
+    }
+    eprintln!("refused calls failed within {:?}", begun.elapsed());
+    server.cli(&["CONFIG", "SET", "maxmemory", "100mb"]);
+    let back = Instant::now();
+    loop {
+        match apply_square(&pool, 5) {
+            Ok(v) => {
+                assert_eq!(v, 25);
+                break;
+            }
+            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("Redis takes writes again, yet: {other:?}"),
+        }
+    }
+    assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
+}
