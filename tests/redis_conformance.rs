@@ -739,3 +739,106 @@ fn calls_redis_refuses_to_queue_fail_typed_and_the_pool_serves_after() {
     }
     assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
 }
+
+/// Redis down longer than the retry budget (15 s, the nodes' and the
+/// caller's): the node from the environment does not give up; once Redis
+/// is back, the same node process serves the same caller pool again.
+#[test]
+fn nodes_and_callers_outlast_a_redis_down_past_their_retry_budget() {
+    let mut server = RedisServer::start();
+    let node = NodeProc::env(&server, 1);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (_, served_by) = apply_pids(&pool).unwrap();
+    assert_eq!(pool_owner(served_by as i32), node.pid());
+    server.kill9();
+    std::thread::sleep(Duration::from_secs(17));
+    let mut node = node;
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node gave up on Redis"
+    );
+    server.restart();
+    let back = Instant::now();
+    let (_, served_by) = loop {
+        match apply_pids(&pool) {
+            Ok(pids) => break pids,
+            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            other => panic!("Redis is back, yet: {other:?}"),
+        }
+    };
+    eprintln!("served again {:?} after Redis came back", back.elapsed());
+    assert_eq!(pool_owner(served_by as i32), node.pid(), "by the same node");
+}
+
+/// A node with a large prefetch holding over 10,000 claimed calls whose
+/// next claim's reply is lost (the connection dropped after Redis made
+/// it): the node reads its own pending list again to find what it
+/// claimed, all of it, not only its first 10,000 entries, so the call of
+/// the lost reply runs. (It waited for ever: the newest entries of the
+/// pending list were never read again, and the node, alive, was never
+/// reaped.)
+#[test]
+fn a_lost_claim_reply_behind_ten_thousand_claimed_calls_is_found() {
+    let _heavy = heavy();
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let _node = NodeProc::code(
+        &server.url(),
+        &[("processes", "1"), ("prefetch", "20000")],
+        &[],
+    );
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_in_flight(20_000)
+        .build()
+        .unwrap();
+    // The node learns both tasks are quick: it claims them far ahead.
+    for round in 0..3u64 {
+        let warm: Vec<_> = (0..200u64)
+            .map(|x| (apply_async_square(&pool, x), apply_async_echo(&pool, vec![round as u8])))
+            .collect();
+        for (s, e) in warm {
+            s.get().unwrap();
+            e.get().unwrap();
+        }
+    }
+    let (held, slow) = Held::start(&pool);
+    const N: i64 = 11_000;
+    let queued: Vec<_> = (0..N as u64).map(|x| apply_async_square(&pool, x)).collect();
+    wait_for(Duration::from_secs(120), "the node to claim them all", || {
+        server.pending() == N + 1
+    });
+    // Any reply over 32 KiB now closes its connection, once the command ran.
+    server.cli(&["CONFIG", "SET", "client-output-buffer-limit", "normal 32768 32768 0"]);
+    let lost = apply_async_echo(&pool, vec![5u8; 64 << 10]);
+    let claimed = wait_until(Duration::from_secs(20), || server.pending() == N + 2);
+    std::thread::sleep(Duration::from_millis(300));
+    server.cli(&["CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"]);
+    assert!(claimed, "the node did not claim the call");
+    // The node reads its pending list again while it still holds them all.
+    std::thread::sleep(Duration::from_secs(3));
+    held.release();
+    slow.get().unwrap();
+    for (x, q) in queued.into_iter().enumerate() {
+        assert_eq!(q.get_timeout(Duration::from_secs(120)).unwrap(), (x * x) as u64);
+    }
+    let got = lost.get_timeout(Duration::from_secs(30));
+    assert!(
+        matches!(&got, Ok(v) if v.len() == 64 << 10),
+        "{:?}; pending: {}",
+        got.map(|v| v.len()),
+        server.pending()
+    );
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let begun = Instant::now();
+    while begun.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}

@@ -1,8 +1,9 @@
 //! Claiming calls: one runner at a time reads new entries for this node
 //! (`XREADGROUP … >`), never more than the node can hold, so calls wait in
 //! Redis where any node can take them, not behind a busy node. After a
-//! reconnection it first re-reads its own pending list (`0`): a claim whose
-//! reply was lost left entries there that this node never saw.
+//! reconnection it first re-reads its own pending list (`0`, then on from
+//! the last entry read, a batch at a time, to its end): a claim whose reply
+//! was lost left entries there that this node never saw, the newest ones.
 
 use std::collections::HashSet;
 
@@ -20,9 +21,24 @@ pub(crate) struct ReadSide {
     pub(super) conn: Conn,
     /// Re-read our own pending list before claiming new entries.
     pub(super) recover: bool,
+    /// Where that re-reading goes on from: `0` (its start), or the last
+    /// entry of a full batch.
+    pub(super) recover_from: String,
     pub(super) last_name: String,
     /// Callers recently seen registered.
     pub(super) callers: Callers,
+}
+
+/// Entries of the pending list re-read at a time.
+const RECOVER_BATCH: usize = 10_000;
+
+impl ReadSide {
+    /// Has the next claim re-read this node's whole pending list, from its
+    /// start.
+    pub(super) fn recover_all(&mut self) {
+        self.recover = true;
+        self.recover_from = "0".to_string();
+    }
 }
 
 /// Claims entries once (blocking up to 1 s) and queues them as work.
@@ -50,26 +66,26 @@ pub(super) fn read_once(s: &Shared) {
     }
     let g0 = side.conn.generation;
     let from_pending = side.recover;
+    let from = side.recover_from.clone();
     let _exclusive = from_pending.then(|| s.settle_gate.write().unwrap_or_else(|e| e.into_inner()));
     let got = side.conn.run("claim calls", |con| {
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP").arg(GROUP).arg(&name);
         if from_pending {
-            c.arg("COUNT").arg(10_000);
+            c.arg("COUNT").arg(RECOVER_BATCH);
         } else {
             c.arg("COUNT").arg(room).arg("BLOCK").arg(1000);
         }
         c.arg("STREAMS")
             .arg(s.keys.tasks())
-            .arg(if from_pending { "0" } else { ">" });
+            .arg(if from_pending { from.as_str() } else { ">" });
         c.query::<redis::Value>(con)
     });
     // Connected again during the read (the first connection, made by this
     // read itself, is no reconnection): a claim's reply may have been lost.
-    if side.conn.generation > g0.max(1) {
-        side.recover = true;
-    } else if from_pending {
-        side.recover = false;
+    let reconnected = side.conn.generation > g0.max(1);
+    if reconnected {
+        side.recover_all();
     }
     // Stopped while blocked in the read? Then these entries may have been
     // claimed after this identity was declared dead: if so, `beat` moves
@@ -78,7 +94,7 @@ pub(super) fn read_once(s: &Shared) {
     // Redis, pending; once a beat succeeds, they are read again from the
     // pending list (still ours) or the reaper settles them (declared dead).
     if beat_is_stale(s) && beat(s, &mut side.conn).is_err() {
-        side.recover = true;
+        side.recover_all();
         drop(guard);
         return unconfirmed(s);
     }
@@ -86,7 +102,7 @@ pub(super) fn read_once(s: &Shared) {
         Ok(v) => stream_entries(v),
         Err(e) => {
             log::warn!(target: "procpool", "node {name}: {e}");
-            side.recover = true;
+            side.recover_all();
             drop(guard);
             // Redis refused the read (e.g. NOGROUP: it lost its data and
             // the group is made again at the next beat): not again at once.
@@ -94,6 +110,14 @@ pub(super) fn read_once(s: &Shared) {
             return;
         }
     };
+    // A full batch of the pending list: the rest (the newest entries, those
+    // of a lost reply among them) is read next, before any new claim.
+    if from_pending && !reconnected {
+        match entries.last() {
+            Some((last, _)) if entries.len() >= RECOVER_BATCH => side.recover_from = last.clone(),
+            _ => side.recover = false,
+        }
+    }
     let orphans = side.callers.orphans(&mut side.conn, &s.keys, &entries);
     let acks = take_entries(s, entries, &orphans, &name, epoch);
     if !acks.is_empty() {

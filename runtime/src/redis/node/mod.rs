@@ -320,6 +320,7 @@ fn start(cfg: NodeConfig, pool: Pool) -> Result<Node, BrokerError> {
     let read = Mutex::new(ReadSide {
         conn: new_conn()?,
         recover: false,
+        recover_from: "0".to_string(),
         last_name: String::new(),
         callers: Default::default(),
     });

@@ -147,7 +147,7 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
         // node, so they never run here. The next claim re-reads this
         // node's pending list: those still ours come back from it.
         Err(e) => {
-            side.recover = true;
+            side.recover_all();
             log::warn!(target: "procpool", "node {consumer}: {e}; claimed again if still ours");
         }
         Ok(_) => {}
