@@ -842,3 +842,47 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A node SIGKILLed while it holds thousands of calls (a large prefetch,
+/// all claimed behind one running call): every one of them is answered
+/// `NodeLost` within seconds, though the reaper settles a bounded number
+/// per round.
+#[test]
+fn a_killed_node_holding_thousands_of_calls_has_them_all_node_lost() {
+    let _heavy = heavy();
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let mut node = NodeProc::code(
+        &server.url(),
+        &[("processes", "1"), ("prefetch", "20000")],
+        &[],
+    );
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .max_in_flight(20_000)
+        .build()
+        .unwrap();
+    let warm: Vec<_> = (0..600u64).map(|x| apply_async_square(&pool, x)).collect();
+    for w in warm {
+        w.get().unwrap();
+    }
+    let (_held, slow) = Held::start(&pool);
+    const N: i64 = 5_000;
+    let calls: Vec<_> = (0..N as u64).map(|x| apply_async_square(&pool, x)).collect();
+    wait_for(Duration::from_secs(120), "the node to claim them all", || {
+        server.pending() == N + 1
+    });
+    node.kill9();
+    let killed = Instant::now();
+    assert!(matches!(slow.get(), Err(Error::NodeLost { .. })));
+    for c in calls {
+        match c.get_timeout(Duration::from_secs(60)) {
+            Err(Error::NodeLost { node: lost, .. }) => assert_eq!(lost, node.name),
+            other => panic!("{other:?} {:?} after the kill", killed.elapsed()),
+        }
+    }
+    let took = killed.elapsed();
+    eprintln!("{N} calls NodeLost {took:?} after the kill");
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert_eq!(server.pending(), 0);
+    assert_eq!(server.queued(), 0);
+}
