@@ -886,3 +886,23 @@ fn a_killed_node_holding_thousands_of_calls_has_them_all_node_lost() {
     assert_eq!(server.pending(), 0);
     assert_eq!(server.queued(), 0);
 }
+
+/// `rediss://` in a build without the `redis-tls` feature: `build()`, a
+/// node's `start()` and an environment node fail at once saying which
+/// feature to enable.
+#[cfg(not(feature = "redis-tls"))]
+#[test]
+fn rediss_without_the_tls_feature_says_which_feature_to_enable() {
+    let url = "rediss://:hunter2@127.0.0.1:6380/0";
+    let message = match Pool::builder().redis(url).build() {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("built"),
+    };
+    assert!(message.contains("redis-tls"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    let message = match Node::builder().redis(url).processes(1).start() {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("started"),
+    };
+    assert!(message.contains("redis-tls"), "{message}");
+}

@@ -115,6 +115,18 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(url: &str, retry: Retry, stop: Arc<AtomicBool>) -> Result<Conn, BrokerError> {
+        // The redis crate says only that "the feature is not enabled": name
+        // procpool's, which is the one to turn on.
+        if cfg!(not(feature = "redis-tls")) && url.starts_with("rediss://") {
+            return Err(BrokerError {
+                reason: BrokerReason::Refused,
+                message: format!(
+                    "{}: rediss:// (TLS) needs procpool's `redis-tls` feature: \
+                     procpool = {{ version = \"0.1\", features = [\"redis-tls\"] }}",
+                    redact(url)
+                ),
+            });
+        }
         let client = Client::open(url).map_err(|e| BrokerError {
             reason: BrokerReason::Refused,
             message: format!("invalid Redis URL {}: {e}", redact(url)),
