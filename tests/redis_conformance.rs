@@ -43,7 +43,10 @@ fn an_env_node_serves_its_named_queue_with_that_many_processes() {
     let server = RedisServer::start();
     let node = NodeProc::env_with(
         &server,
-        &[("PROCPOOL_QUEUE", "thumbnails"), ("PROCPOOL_PROCESSES", "3")],
+        &[
+            ("PROCPOOL_QUEUE", "thumbnails"),
+            ("PROCPOOL_PROCESSES", "3"),
+        ],
     );
     let pool = Pool::builder()
         .redis(&server.url())
@@ -62,15 +65,25 @@ fn an_env_node_serves_its_named_queue_with_that_many_processes() {
     let calls: Vec<_> = (0..4)
         .map(|i| apply_async_hold(&pool, file.clone(), format!("h{i}"), gate.clone()))
         .collect();
-    wait_for(Duration::from_secs(20), "three calls to run at once", || {
-        marks(&file, "start").len() >= 3
-    });
+    wait_for(
+        Duration::from_secs(20),
+        "three calls to run at once",
+        || marks(&file, "start").len() >= 3,
+    );
     std::thread::sleep(Duration::from_millis(500));
     let started = marks(&file, "start");
-    assert_eq!(started.len(), 3, "three processes, three calls: {started:?}");
+    assert_eq!(
+        started.len(),
+        3,
+        "three processes, three calls: {started:?}"
+    );
     let mut pids: Vec<i32> = started.iter().map(|l| mark_pid(l)).collect();
     for &pid in &pids {
-        assert_eq!(pool_owner(parent_of(pid)), node.pid(), "a worker of the node");
+        assert_eq!(
+            pool_owner(parent_of(pid)),
+            node.pid(),
+            "a worker of the node"
+        );
     }
     pids.sort();
     pids.dedup();
@@ -118,9 +131,11 @@ fn the_default_queue_is_procpool_and_the_default_processes_one_per_cpu() {
         "{keys:?}"
     );
     let cpus = std::thread::available_parallelism().unwrap().get();
-    wait_for(Duration::from_secs(30), "the caller to count the CPUs", || {
-        pool.processes() == cpus
-    });
+    wait_for(
+        Duration::from_secs(30),
+        "the caller to count the CPUs",
+        || pool.processes() == cpus,
+    );
 }
 
 /// Calls made while no node is up wait in Redis and run, once each, when
@@ -190,7 +205,11 @@ fn a_nodes_local_pool_keeps_task_timeout_and_max_tasks_per_child() {
         }
         got => panic!("{got:?}"),
     }
-    assert!(begun.elapsed() < Duration::from_secs(8), "{:?}", begun.elapsed());
+    assert!(
+        begun.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        begun.elapsed()
+    );
     assert_eq!(apply_square(&pool, 6).unwrap(), 36, "the node carries on");
 }
 
@@ -265,7 +284,12 @@ fn held_with_prefetched(
     server: &RedisServer,
     pool: &Pool,
     dir: &TempDir,
-) -> (procpool::AsyncResult<u32>, Vec<procpool::AsyncResult<u32>>, String, String) {
+) -> (
+    procpool::AsyncResult<u32>,
+    Vec<procpool::AsyncResult<u32>>,
+    String,
+    String,
+) {
     let warm = dir.file("warm");
     // The node learns that `t/mark` of 0 ms is quick: it prefetches it.
     let warmup: Vec<_> = (0..300)
@@ -328,8 +352,15 @@ fn terminate_reaches_calls_a_node_claimed_ahead() {
     });
     std::fs::write(&gate, b"").unwrap();
     std::thread::sleep(Duration::from_secs(1));
-    assert!(marks(&file, "end").is_empty(), "the running call ran to its end");
-    assert_eq!(prefetched_ran(&file), Vec::<String>::new(), "terminated, then ran");
+    assert!(
+        marks(&file, "end").is_empty(),
+        "the running call ran to its end"
+    );
+    assert_eq!(
+        prefetched_ran(&file),
+        Vec::<String>::new(),
+        "terminated, then ran"
+    );
     let again = Pool::builder().redis(&server.url()).build().unwrap();
     assert_eq!(apply_square(&again, 5).unwrap(), 25, "the node serves on");
 }
@@ -356,7 +387,10 @@ fn a_cancelled_call_a_node_claimed_ahead_never_runs() {
     }
     let ran = prefetched_ran(&file);
     assert_eq!(ran.len(), 9, "{ran:?}");
-    assert!(!ran.iter().any(|m| m.contains("pre4 ")), "cancelled, then ran: {ran:?}");
+    assert!(
+        !ran.iter().any(|m| m.contains("pre4 ")),
+        "cancelled, then ran: {ran:?}"
+    );
 }
 
 /// Two nodes from the environment with default settings (quick calls
@@ -393,11 +427,20 @@ fn a_node_killed_amid_quick_calls_leaves_none_hanging_or_run_twice() {
             Err(e) => panic!("{e:?}"),
         }
     }
-    eprintln!("{ok} ok, {lost} NodeLost, all settled {:?} after the kill", killed.elapsed());
-    assert!(killed.elapsed() < Duration::from_secs(40), "{:?}", killed.elapsed());
+    eprintln!(
+        "{ok} ok, {lost} NodeLost, all settled {:?} after the kill",
+        killed.elapsed()
+    );
+    assert!(
+        killed.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        killed.elapsed()
+    );
     let mut starts = std::collections::HashMap::<String, usize>::new();
     for l in marks(&file, "start") {
-        *starts.entry(l.split(' ').nth(1).unwrap().to_string()).or_default() += 1;
+        *starts
+            .entry(l.split(' ').nth(1).unwrap().to_string())
+            .or_default() += 1;
     }
     let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "ran twice: {twice:?}");
@@ -437,7 +480,9 @@ fn a_redis_with_appendonly_yes_killed_and_restarted_loses_nothing_and_runs_nothi
     }
     let mut starts = std::collections::HashMap::<String, usize>::new();
     for l in marks(&file, "start") {
-        *starts.entry(l.split(' ').nth(1).unwrap().to_string()).or_default() += 1;
+        *starts
+            .entry(l.split(' ').nth(1).unwrap().to_string())
+            .or_default() += 1;
     }
     assert_eq!(starts.len(), N, "calls that never ran");
     let twice: Vec<_> = starts.iter().filter(|(_, n)| **n > 1).collect();
@@ -493,7 +538,8 @@ fn an_apply_whose_node_is_killed_is_node_lost() {
     std::thread::scope(|s| {
         let (pool, path) = (&pool, file.clone());
         s.spawn(move || {
-            tx.send(apply_mark(pool, path, "sync".into(), 30_000)).unwrap();
+            tx.send(apply_mark(pool, path, "sync".into(), 30_000))
+                .unwrap();
         });
         wait_for(Duration::from_secs(20), "the call to start", || {
             marks(&file, "start").len() == 1
@@ -587,7 +633,10 @@ fn the_url_forms_a_user_writes_work() {
             reason: BrokerReason::NoNode,
             message,
             ..
-        }) => assert!(!message.contains(encoded) && !message.contains(password), "{message}"),
+        }) => assert!(
+            !message.contains(encoded) && !message.contains(password),
+            "{message}"
+        ),
         got => panic!("{got:?}"),
     }
     // A wrong password: refused at once, shown as ***.
@@ -595,7 +644,10 @@ fn the_url_forms_a_user_writes_work() {
     match Pool::builder().redis(&wrong).build() {
         Err(e) => {
             let shown = e.to_string();
-            assert!(!shown.contains(encoded) && !shown.contains(password), "{shown}");
+            assert!(
+                !shown.contains(encoded) && !shown.contains(password),
+                "{shown}"
+            );
         }
         Ok(_) => panic!("built with a wrong password"),
     }
@@ -635,10 +687,16 @@ fn redeliver_u32_max_runs_a_lost_call_again() {
 fn a_node_with_the_largest_prefetch_serves() {
     let server = RedisServer::start();
     let max = usize::MAX.to_string();
-    let _node = NodeProc::code(&server.url(), &[("processes", "1"), ("prefetch", &max)], &[]);
+    let _node = NodeProc::code(
+        &server.url(),
+        &[("processes", "1"), ("prefetch", &max)],
+        &[],
+    );
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     for round in 0..5u64 {
-        let calls: Vec<_> = (0..200u64).map(|x| apply_async_square(&pool, x + round)).collect();
+        let calls: Vec<_> = (0..200u64)
+            .map(|x| apply_async_square(&pool, x + round))
+            .collect();
         for (x, c) in calls.into_iter().enumerate() {
             let x = x as u64 + round;
             assert_eq!(c.get_timeout(Duration::from_secs(30)).unwrap(), x * x);
@@ -668,7 +726,10 @@ fn the_largest_time_limit_lets_calls_run() {
 /// within seconds instead of building a pool whose calls fail later.
 #[test]
 fn a_port_that_is_not_redis_fails_the_build() {
-    for answer in [None, Some("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")] {
+    for answer in [
+        None,
+        Some("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"),
+    ] {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
@@ -690,7 +751,11 @@ fn a_port_that_is_not_redis_fails_the_build() {
             Err(e) => panic!("{answer:?}: {e:?}"),
             Ok(_) => panic!("{answer:?}: built a pool on something that is not Redis"),
         }
-        assert!(begun.elapsed() < Duration::from_secs(10), "{:?}", begun.elapsed());
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            begun.elapsed()
+        );
     }
 }
 
@@ -796,7 +861,12 @@ fn a_lost_claim_reply_behind_ten_thousand_claimed_calls_is_found() {
     // The node learns both tasks are quick: it claims them far ahead.
     for round in 0..3u64 {
         let warm: Vec<_> = (0..200u64)
-            .map(|x| (apply_async_square(&pool, x), apply_async_echo(&pool, vec![round as u8])))
+            .map(|x| {
+                (
+                    apply_async_square(&pool, x),
+                    apply_async_echo(&pool, vec![round as u8]),
+                )
+            })
             .collect();
         for (s, e) in warm {
             s.get().unwrap();
@@ -805,23 +875,40 @@ fn a_lost_claim_reply_behind_ten_thousand_claimed_calls_is_found() {
     }
     let (held, slow) = Held::start(&pool);
     const N: i64 = 11_000;
-    let queued: Vec<_> = (0..N as u64).map(|x| apply_async_square(&pool, x)).collect();
-    wait_for(Duration::from_secs(120), "the node to claim them all", || {
-        server.pending() == N + 1
-    });
+    let queued: Vec<_> = (0..N as u64)
+        .map(|x| apply_async_square(&pool, x))
+        .collect();
+    wait_for(
+        Duration::from_secs(120),
+        "the node to claim them all",
+        || server.pending() == N + 1,
+    );
     // Any reply over 32 KiB now closes its connection, once the command ran.
-    server.cli(&["CONFIG", "SET", "client-output-buffer-limit", "normal 32768 32768 0"]);
+    server.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "normal 32768 32768 0",
+    ]);
     let lost = apply_async_echo(&pool, vec![5u8; 64 << 10]);
     let claimed = wait_until(Duration::from_secs(20), || server.pending() == N + 2);
     std::thread::sleep(Duration::from_millis(300));
-    server.cli(&["CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0"]);
+    server.cli(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "normal 0 0 0",
+    ]);
     assert!(claimed, "the node did not claim the call");
     // The node reads its pending list again while it still holds them all.
     std::thread::sleep(Duration::from_secs(3));
     held.release();
     slow.get().unwrap();
     for (x, q) in queued.into_iter().enumerate() {
-        assert_eq!(q.get_timeout(Duration::from_secs(120)).unwrap(), (x * x) as u64);
+        assert_eq!(
+            q.get_timeout(Duration::from_secs(120)).unwrap(),
+            (x * x) as u64
+        );
     }
     let got = lost.get_timeout(Duration::from_secs(30));
     assert!(
@@ -867,10 +954,14 @@ fn a_killed_node_holding_thousands_of_calls_has_them_all_node_lost() {
     }
     let (_held, slow) = Held::start(&pool);
     const N: i64 = 5_000;
-    let calls: Vec<_> = (0..N as u64).map(|x| apply_async_square(&pool, x)).collect();
-    wait_for(Duration::from_secs(120), "the node to claim them all", || {
-        server.pending() == N + 1
-    });
+    let calls: Vec<_> = (0..N as u64)
+        .map(|x| apply_async_square(&pool, x))
+        .collect();
+    wait_for(
+        Duration::from_secs(120),
+        "the node to claim them all",
+        || server.pending() == N + 1,
+    );
     node.kill9();
     let killed = Instant::now();
     assert!(matches!(slow.get(), Err(Error::NodeLost { .. })));
