@@ -4,8 +4,12 @@
 //! serves the queue `PROCPOOL_QUEUE` names with `PROCPOOL_PROCESSES`
 //! workers, the default queue is `"procpool"`, calls made before any node
 //! is up run once one is, a node's local pool keeps `task_timeout` and
-//! `max_tasks_per_child`, and a URL that is not a Redis one is a typed
-//! error, not a panic or a hang.
+//! `max_tasks_per_child`; with nodes' default prefetch, `terminate`,
+//! `cancel`, a node's SIGKILL and `redeliver` keep their meaning; Redis
+//! restarted with only `appendonly yes`, or down past the retry budget, or
+//! refusing writes; the URL forms a user writes and those that are not
+//! Redis; settings at their largest (`redeliver(u32::MAX)`,
+//! `prefetch(usize::MAX)`, a prefetch over what a node re-reads at once).
 #![cfg(feature = "redis")]
 
 mod redis_support;
