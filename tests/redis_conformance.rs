@@ -1001,3 +1001,40 @@ fn rediss_without_the_tls_feature_says_which_feature_to_enable() {
     };
     assert!(message.contains("redis-tls"), "{message}");
 }
+
+/// A Redis that hangs for good (SIGSTOP: connections are accepted, nothing
+/// is answered) is unreachable too: `apply`, `apply_async` and a map fail
+/// with a typed broker error in bounded time, and dropping the pool
+/// returns.
+#[test]
+fn a_redis_that_hangs_for_good_fails_calls_in_bounded_time() {
+    let server = RedisServer::start();
+    let _node = NodeProc::env(&server, 1);
+    let pool = Pool::builder()
+        .redis(&server.url())
+        .broker_retry(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    assert_eq!(apply_square(&pool, 2).unwrap(), 4);
+    server.signal(libc::SIGSTOP);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let begun = Instant::now();
+        let queued = apply_async_square(&pool, 3);
+        let direct = apply_square(&pool, 4).map(|_| ());
+        let mapped = map_square(&pool, 0..10).map(|_| ());
+        let queued = queued.get().map(|_| ());
+        let failed = begun.elapsed();
+        drop(pool);
+        tx.send((direct, mapped, queued, failed, begun.elapsed()))
+            .unwrap();
+    });
+    let got = rx.recv_timeout(Duration::from_secs(90));
+    server.signal(libc::SIGCONT);
+    let (direct, mapped, queued, failed, dropped) = got.expect("still waiting after 90 s");
+    eprintln!("failed after {failed:?}, dropped after {dropped:?}");
+    for r in [direct, mapped, queued] {
+        assert!(matches!(r, Err(Error::Broker { .. })), "{r:?}");
+    }
+    assert!(failed < Duration::from_secs(40), "{failed:?}");
+}
