@@ -793,19 +793,8 @@ fn calls_redis_refuses_to_queue_fail_typed_and_the_pool_serves_after() {
     }
     eprintln!("refused calls failed within {:?}", begun.elapsed());
     server.cli(&["CONFIG", "SET", "maxmemory", "100mb"]);
-    let back = Instant::now();
-    loop {
-        match apply_square(&pool, 5) {
-            Ok(v) => {
-                assert_eq!(v, 25);
-                break;
-            }
-            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => panic!("Redis takes writes again, yet: {other:?}"),
-        }
-    }
+    let served = past_broker_errors("Redis takes writes again", || apply_square(&pool, 5));
+    assert_eq!(served, 25);
     assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
 }
 
@@ -828,15 +817,7 @@ fn nodes_and_callers_outlast_a_redis_down_past_their_retry_budget() {
     );
     server.restart();
     let back = Instant::now();
-    let (_, served_by) = loop {
-        match apply_pids(&pool) {
-            Ok(pids) => break pids,
-            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => panic!("Redis is back, yet: {other:?}"),
-        }
-    };
+    let (_, served_by) = past_broker_errors("Redis is back", || apply_pids(&pool));
     eprintln!("served again {:?} after Redis came back", back.elapsed());
     assert_eq!(pool_owner(served_by as i32), node.pid(), "by the same node");
 }

@@ -1114,19 +1114,8 @@ fn with_redis_gone_apply_async_returns_at_once_and_maps_fail_within_one_budget()
     }
 
     server.restart();
-    let back = Instant::now();
-    loop {
-        match apply_async_square(&pool, 5).get() {
-            Ok(v) => {
-                assert_eq!(v, 25);
-                break;
-            }
-            Err(Error::Broker { .. }) if back.elapsed() < Duration::from_secs(30) => {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => panic!("Redis is back, yet: {other:?}"),
-        }
-    }
+    let served = past_broker_errors("Redis is back", || apply_async_square(&pool, 5).get());
+    assert_eq!(served, 25);
     assert_eq!(map_square(&pool, 0..4u64).unwrap(), [0, 1, 4, 9]);
 }
 

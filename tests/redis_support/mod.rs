@@ -13,6 +13,25 @@ mod wait;
 
 #[allow(unused_imports)] // not every test binary polls
 pub use wait::wait_for;
+
+/// Calls `call` again every 100 ms while it fails with `Error::Broker`
+/// (Redis restarted, or refusing writes), for at most 30 s; returns what
+/// it gave then. `what` names the wait in the panic if it never ends.
+pub fn past_broker_errors<T: std::fmt::Debug>(
+    what: &str,
+    mut call: impl FnMut() -> Result<T, procpool::Error>,
+) -> T {
+    let began = Instant::now();
+    loop {
+        match call() {
+            Ok(value) => return value,
+            Err(procpool::Error::Broker { .. }) if began.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => panic!("{what}, yet: {other:?}"),
+        }
+    }
+}
 // Scratch directories, likewise shared with `support`.
 #[allow(clippy::duplicate_mod)]
 #[path = "../support/scratch.rs"]
