@@ -14,8 +14,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
-use support::{assert_no_children, capture_log, gone_within, serial, wait_for, Scratch};
+use procpool::{pool_task, AsyncResult, CancelOutcome, Error, MapOptions, Pool};
+use support::{
+    assert_no_children, capture_log, gone_within, serial, wait_for, LogCapture, Scratch,
+};
 
 procpool::enable_test_support!();
 
@@ -687,26 +689,25 @@ fn learn_mark_is_quick(pool: &Pool, warm: &Path) {
     }
 }
 
-/// `close_and_cancel` "drops everything queued, lets running tasks finish"
-/// (`shutdown(cancel_futures=True)`, which cancels every future not yet
-/// running): calls pipelined to a busy worker behind the one it runs had
-/// not started, so they are cancelled too and never run; the running one
-/// finishes with its value.
-#[test]
-fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
-    let _serial = serial();
-    let log = capture_log();
-    let pool = Pool::new(1).unwrap();
-    let warm = support::marker_dir("conformance", "close-pipelined-warm");
-    learn_mark_is_quick(&pool, &warm);
-    let dir = support::marker_dir("conformance", "close-pipelined");
+/// On a pool of one worker that has learnt `mark` is quick: ten `mark`
+/// calls sent behind a gate, call 0 running for a second once the gate is
+/// done and 1..10 quick, so that they go to the worker in a batch behind
+/// it; returns once call 0 runs, with its marker directory (named after
+/// `name`), the ten results and the log's batch lines.
+fn slow_call_with_quick_ones_behind(
+    pool: &Pool,
+    log: &LogCapture,
+    name: &str,
+) -> (Scratch, Vec<AsyncResult<u64>>, Vec<String>) {
+    let warm = support::marker_dir("conformance", &format!("{name}-warm"));
+    learn_mark_is_quick(pool, &warm);
+    let dir = support::marker_dir("conformance", name);
     log.clear();
-    let gate = apply_async_hold(&pool, PathBuf::new(), 300);
-    // 0 runs for a second once the gate is done; 1..10 are quick.
+    let gate = apply_async_hold(pool, PathBuf::new(), 300);
     let calls: Vec<_> = (0..10u64)
         .map(|i| {
             apply_async_mark(
-                &pool,
+                pool,
                 dir.to_path_buf(),
                 i,
                 if i == 0 { 1_000_000 } else { 0 },
@@ -718,6 +719,20 @@ fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
         dir.join("0").exists()
     });
     let batches = log.lines_with("pipelined to worker");
+    (dir, calls, batches)
+}
+
+/// `close_and_cancel` "drops everything queued, lets running tasks finish"
+/// (`shutdown(cancel_futures=True)`, which cancels every future not yet
+/// running): calls pipelined to a busy worker behind the one it runs had
+/// not started, so they are cancelled too and never run; the running one
+/// finishes with its value.
+#[test]
+fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
+    let _serial = serial();
+    let log = capture_log();
+    let pool = Pool::new(1).unwrap();
+    let (dir, calls, batches) = slow_call_with_quick_ones_behind(&pool, log, "close-pipelined");
     let cancelled = pool.close_and_cancel();
     // Each answers as a call `close_and_cancel` took from the queue does:
     // it never ran (asked before they settle: call 0 runs on).
@@ -760,26 +775,7 @@ fn a_quick_call_cancelled_while_pipelined_behind_a_slow_one_never_runs() {
     let _serial = serial();
     let log = capture_log();
     let pool = Pool::new(1).unwrap();
-    let warm = support::marker_dir("conformance", "pipelined-cancel-warm");
-    learn_mark_is_quick(&pool, &warm);
-    let dir = support::marker_dir("conformance", "pipelined-cancel");
-    log.clear();
-    let gate = apply_async_hold(&pool, PathBuf::new(), 300);
-    let calls: Vec<_> = (0..10u64)
-        .map(|i| {
-            apply_async_mark(
-                &pool,
-                dir.to_path_buf(),
-                i,
-                if i == 0 { 1_000_000 } else { 0 },
-            )
-        })
-        .collect();
-    gate.get().unwrap();
-    wait_for(Duration::from_secs(30), "call 0 to start", || {
-        dir.join("0").exists()
-    });
-    let batches = log.lines_with("pipelined to worker");
+    let (dir, calls, batches) = slow_call_with_quick_ones_behind(&pool, log, "pipelined-cancel");
     let outcome = calls[5].cancel();
     let results: Vec<String> = calls
         .into_iter()
