@@ -118,6 +118,7 @@ fn pool_results_and_the_futures_an_async_user_spawns_are_send_and_sync() {
     send_sync(&pool);
     let r: AsyncResult<Vec<u64>> = map_async_square(&pool, 0..2u64);
     send_sync(&r);
+    send_sync(&r.cancel_handle());
     assert_eq!(r.get().unwrap(), vec![0, 1]);
     // What `tokio::spawn` takes: an `async move` block that owns a shared
     // pool and awaits across its calls.
@@ -276,6 +277,36 @@ fn cancel_and_terminate_wake_the_tasks_that_await_with_typed_errors() {
         let (outcome, out) = rt.block_on(awaiting).unwrap();
         assert_eq!(outcome, CancelOutcome::Stopped);
         assert!(matches!(out, Err(Error::Cancelled { .. })), "{out:?}");
+        // From another task, through a handle, while a spawned task
+        // awaits the result (aborting that task would only drop it).
+        let mark = marker("handle");
+        let gate = gate_path("handle");
+        let r = apply_async_held(&pool, path_string(&mark), gate.to_string());
+        let handle = r.cancel_handle();
+        let awaiting = rt.spawn(r);
+        let pid = running_pid(&mark);
+        let canceller = rt.spawn(async move { handle.cancel() });
+        assert_eq!(rt.block_on(canceller).unwrap(), CancelOutcome::Stopped);
+        let out = rt.block_on(awaiting).unwrap();
+        assert!(matches!(out, Err(Error::Cancelled { .. })), "{out:?}");
+        support::wait_for(Duration::from_secs(10), "the stopped worker to go", || {
+            !support::alive(pid)
+        });
+        // A whole `map_async`, queued behind a running call.
+        let mark = marker("handle-map");
+        let gate = gate_path("handle-map");
+        let running = apply_async_held(&pool, path_string(&mark), gate.to_string());
+        running_pid(&mark);
+        let map = map_async_square(&pool, 0..100u64);
+        let handle = map.cancel_handle();
+        let awaiting = rt.spawn(map);
+        assert_eq!(handle.clone().cancel(), CancelOutcome::NotStarted);
+        let out = rt.block_on(awaiting).unwrap();
+        assert!(matches!(out, Err(Error::Cancelled { .. })), "{out:?}");
+        // The result consumed, its task settled: nothing left to cancel.
+        assert_eq!(handle.cancel(), CancelOutcome::Finished);
+        open(&gate);
+        assert!(rt.block_on(running).is_ok());
         // Terminate, from another thread, while several tasks await.
         let gate = gate_path("terminate");
         let awaiting: Vec<_> = (0..4)

@@ -103,7 +103,7 @@
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
 //! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
-//! | `result`, `callbacks`, `cancel` | `AsyncResult` and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
+//! | `result`, `callbacks`, `cancel` | `AsyncResult` (and its `CancelHandle`) and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
 //! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
@@ -302,7 +302,7 @@ pub use redis::{Node, NodeBuilder};
 #[cfg(target_os = "linux")]
 pub use registry::{registry, TaskEntry};
 #[cfg(target_os = "linux")]
-pub use result::AsyncResult;
+pub use result::{AsyncResult, CancelHandle};
 
 /// Registers a function as a task and generates, next to it, the functions
 /// that run it in a pool's worker processes.

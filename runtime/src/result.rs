@@ -2,6 +2,7 @@
 //! pool's side of it; both share a [`ResultCell`](cell::ResultCell).
 
 mod cell;
+mod handle;
 mod target;
 
 use std::fmt;
@@ -20,6 +21,7 @@ use crate::error::Error;
 use crate::wire::Body;
 use crate::{buffers, codec};
 use cell::{ResultCell, TaskName};
+pub use handle::CancelHandle;
 pub(crate) use target::CancelTarget;
 
 /// The encoded result of a task, or why there is none.
@@ -511,6 +513,35 @@ impl<T> AsyncResult<T> {
     /// ```
     pub fn cancel(&self) -> CancelOutcome {
         self.cell.cancel()
+    }
+
+    /// A handle that cancels this task from elsewhere (another thread, or
+    /// another async task) while this result is awaited or waited on: see
+    /// [`CancelHandle`]. Aborting an async task that awaits the result
+    /// drops it, which does not cancel; cancel through this handle first.
+    ///
+    /// ```
+    /// use procpool::{pool_task, CancelOutcome, Error, Pool};
+    ///
+    /// #[pool_task]
+    /// fn nap(ms: u64) { std::thread::sleep(std::time::Duration::from_millis(ms)) }
+    ///
+    /// fn main() -> Result<(), procpool::Error> {
+    ///     procpool::init();
+    ///     let pool = Pool::new(1)?;
+    ///     let busy = apply_async_nap(&pool, 1000);
+    ///     let r = apply_async_nap(&pool, 60_000);
+    ///     let handle = r.cancel_handle();
+    ///     assert_eq!(handle.cancel(), CancelOutcome::NotStarted);
+    ///     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+    ///     busy.get()?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cancel_handle(&self) -> CancelHandle {
+        CancelHandle {
+            cell: Arc::downgrade(&self.cell),
+        }
     }
 
     /// The registered name of the task.
