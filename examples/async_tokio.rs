@@ -64,5 +64,29 @@ async fn run() -> Result<(), procpool::Error> {
     // A whole map, awaited.
     let squares = map_async_slow_square(&pool, 0..8).await?;
     println!("map_async: {squares:?}");
+
+    // Blocking calls (`apply_*`, `map_*`, an `imap`'s `next`, `get`, `join`)
+    // would hold the executor's thread: run them through `spawn_blocking`
+    // (a `Pool` handle is a cheap clone).
+    let shared = pool.clone();
+    let firsts = tokio::task::spawn_blocking(move || {
+        imap_slow_square(&shared, 0..8)
+            .take(3)
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .expect("the blocking task ran")?;
+    println!("imap, first three: {firsts:?}");
+
+    // Cancelling from another task while one awaits: through a handle
+    // (aborting the awaiting task would only drop the result).
+    let pending = apply_async_slow_square(&pool, 99);
+    let handle = pending.cancel_handle();
+    let waiting = tokio::spawn(pending);
+    println!("cancel: {:?}", handle.cancel());
+    println!(
+        "the awaiting task got: {:?}",
+        waiting.await.expect("it ran")
+    );
     Ok(())
 }

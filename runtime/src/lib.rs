@@ -344,7 +344,8 @@ pub use result::{AsyncResult, CancelHandle};
 ///   may be endless. `map_f` and `map_async_f` take the whole input at once,
 ///   like Python.
 /// - **async.** Every [`AsyncResult`] is a `Future`: `.await` it on any
-///   executor.
+///   executor (see [`AsyncResult`]'s `Future` implementation for what
+///   blocks and what to use instead).
 /// - **By name.** The task is registered under a stable name, so it can also
 ///   be chosen at run time: [`Pool::apply_by_name`].
 ///

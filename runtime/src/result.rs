@@ -654,8 +654,28 @@ impl<T> AsyncResult<T> {
 
 /// Awaiting an `AsyncResult` yields the task's result without blocking the
 /// executor's thread: the pool wakes the awaiting task when the result
-/// arrives. It works on any executor (tokio, async-std, `futures`'
-/// `block_on`, ...); procpool depends on none.
+/// arrives (once its callbacks have returned). It works on any executor
+/// (tokio, async-std, `futures`' `block_on`, ...); procpool depends on none.
+///
+/// - `AsyncResult` and [`Pool`](crate::Pool) are `Send` and `Sync`:
+///   `tokio::spawn` takes a result, or an `async move` block that owns a
+///   clone of the pool, and the awaiting task may move between threads.
+/// - Awaiting `&mut r` (in `select!`, under `tokio::time::timeout`) loses
+///   nothing when the other branch wins or the time runs out: await `r`
+///   again, from any task, or [`get`](AsyncResult::get) it.
+/// - Dropping the future (a `select!` loser, an aborted task) does not
+///   cancel the task. [`cancel`](AsyncResult::cancel) does, and
+///   [`cancel_handle`](AsyncResult::cancel_handle) from another task while
+///   this one awaits: the await then returns [`Error::Cancelled`]. A
+///   [`terminate`](crate::Pool::terminate) wakes every awaiting task with
+///   [`Error::Terminated`], a worker's death with [`Error::WorkerDied`].
+/// - Everything else waits on the calling thread: `apply_<fn>`, `map_<fn>`,
+///   an `imap`'s `next`, [`get`](AsyncResult::get), [`wait`](AsyncResult::wait),
+///   [`join`](crate::Pool::join), [`terminate`](crate::Pool::terminate), and
+///   the drop of a pool's last handle, which waits for its queued tasks.
+///   From async code, run those through the executor's way of running
+///   blocking code (`tokio::task::spawn_blocking`), or they hold its thread
+///   (on a single-threaded executor, every other task) meanwhile.
 ///
 /// ```
 /// #[procpool::pool_task]
