@@ -480,9 +480,14 @@ fn close_and_cancel_and_an_inline_terminate_wake_awaited_calls_and_maps() {
     within(60, || {
         let pool = Pool::new(1).unwrap();
         let rt = multi_thread();
+        let mark = marker("close-and-cancel");
         let gate = gate_path("close-and-cancel");
-        let running = rt.spawn(apply_async_gated(&pool, gate.to_string()));
-        std::thread::sleep(Duration::from_millis(50));
+        let running = rt.spawn(apply_async_held(
+            &pool,
+            path_string(&mark),
+            gate.to_string(),
+        ));
+        running_pid(&mark);
         let queued = rt.spawn(apply_async_square(&pool, 3));
         let map = rt.spawn(map_async_square(&pool, 0..10));
         std::thread::sleep(Duration::from_millis(20));
