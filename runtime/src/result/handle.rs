@@ -50,9 +50,11 @@ impl CancelHandle {
     /// the result is gone (consumed by `get` or `.await`, or dropped) and
     /// its task settled, there is nothing left to cancel:
     /// [`Finished`](CancelOutcome::Finished), whatever a cancel before
-    /// answered. Returns at once, without
-    /// waiting for the task; like every blocking call, in async code it
-    /// holds the executor's thread only for that moment.
+    /// answered. Returns without waiting for the task, but on the calling
+    /// thread: in a pool built on Redis it tells Redis, which while Redis
+    /// is unreachable takes up to a few `broker_retry`s, so async code
+    /// that must not hold its executor's thread that long calls it through
+    /// `spawn_blocking`.
     ///
     /// ```
     /// # use procpool::{pool_task, CancelOutcome, Pool};
