@@ -292,6 +292,20 @@ fn cancel_and_terminate_wake_the_tasks_that_await_with_typed_errors() {
         support::wait_for(Duration::from_secs(10), "the stopped worker to go", || {
             !support::alive(pid)
         });
+        // The awaiting task aborted (the result dropped): the handle still
+        // reaches the running call, and stops it.
+        let mark = marker("handle-aborted");
+        let gate = gate_path("handle-aborted");
+        let r = apply_async_held(&pool, path_string(&mark), gate.to_string());
+        let handle = r.cancel_handle();
+        let awaiting = rt.spawn(r);
+        let pid = running_pid(&mark);
+        awaiting.abort();
+        assert!(rt.block_on(awaiting).unwrap_err().is_cancelled());
+        assert_eq!(handle.cancel(), CancelOutcome::Stopped);
+        support::wait_for(Duration::from_secs(10), "the stopped worker to go", || {
+            !support::alive(pid)
+        });
         // A whole `map_async`, queued behind a running call.
         let mark = marker("handle-map");
         let gate = gate_path("handle-map");

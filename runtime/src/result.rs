@@ -518,7 +518,7 @@ impl<T> AsyncResult<T> {
     /// A handle that cancels this task from elsewhere (another thread, or
     /// another async task) while this result is awaited or waited on: see
     /// [`CancelHandle`]. Aborting an async task that awaits the result
-    /// drops it, which does not cancel; cancel through this handle first.
+    /// drops it, which does not cancel; this handle still cancels it then.
     ///
     /// ```
     /// use procpool::{pool_task, CancelOutcome, Error, Pool};
@@ -529,7 +529,7 @@ impl<T> AsyncResult<T> {
     /// fn main() -> Result<(), procpool::Error> {
     ///     procpool::init();
     ///     let pool = Pool::new(1)?;
-    ///     let busy = apply_async_nap(&pool, 1000);
+    ///     let busy = apply_async_nap(&pool, 2000);
     ///     let r = apply_async_nap(&pool, 60_000);
     ///     let handle = r.cancel_handle();
     ///     assert_eq!(handle.cancel(), CancelOutcome::NotStarted);

@@ -26,7 +26,7 @@ use crate::cancel::CancelOutcome;
 /// fn main() -> Result<(), procpool::Error> {
 ///     procpool::init();
 ///     let pool = Pool::new(1)?;
-///     let busy = apply_async_nap(&pool, 1000);
+///     let busy = apply_async_nap(&pool, 2000);
 ///     let r = apply_async_nap(&pool, 60_000);
 ///     let handle = r.cancel_handle();
 ///     let waiter = std::thread::spawn(move || r.get()); // or a task awaiting `r`
