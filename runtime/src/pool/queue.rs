@@ -378,7 +378,11 @@ impl Queue {
         {
             let mut state = self.lock();
             if state.terminated {
-                // Dropped, their promises fail them as terminated.
+                // Dropped (with no lock held), their promises fail them as
+                // terminated: all of them, also when `jobs` borrows the
+                // rest of a batch, which must not then run on.
+                drop(state);
+                jobs.for_each(drop);
                 return;
             }
             for job in jobs.rev() {

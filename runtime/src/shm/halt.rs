@@ -43,7 +43,13 @@
 //! The parent gives back only while no earlier skip is still pending, so
 //! the count always means the next calls the worker reads.
 //! A call both held and given back is skipped: it is back in the queue,
-//! where its cancel settles it.
+//! where its cancel settles it. A skipped call is no start: the worker puts
+//! `started` back to the call it ran last before it counts the skip down,
+//! and the parent does not read `started` while the count is not done (the
+//! worker has then begun no call sent after those it skips). A call given
+//! back may come to the same worker again, under the same id, right
+//! behind its skipped copy: taken for begun, a cancel of the call in front
+//! of it answered `Finished` and that call ran after it.
 //!
 //! A worker could write these words to make the parent believe it went
 //! past a call it still runs; a cancel of that call then reports
@@ -86,8 +92,8 @@ impl Halter {
     pub(crate) fn halt_unless_past(&self, call: u64, behind: &[u64]) -> bool {
         let c = self.ctl();
         c.halt.0.store(1, SeqCst);
-        let started = c.started.0.load(SeqCst);
-        if behind.contains(&started) || c.finished.0.load(SeqCst) == call {
+        let started = self.started_unless_skipping();
+        if started.is_some_and(|s| behind.contains(&s)) || c.finished.0.load(SeqCst) == call {
             self.lift();
             return false;
         }
@@ -103,13 +109,27 @@ impl Halter {
     pub(crate) fn halt_unless_started(&self, call: u64, behind: &[u64]) -> bool {
         let c = self.ctl();
         c.halt.0.store(1, SeqCst);
-        let (started, finished) = (c.started.0.load(SeqCst), c.finished.0.load(SeqCst));
+        let started = self.started_unless_skipping();
+        let finished = c.finished.0.load(SeqCst);
         let reached = |id: u64| id == call || behind.contains(&id);
-        if reached(started) || reached(finished) {
+        if started.is_some_and(reached) || reached(finished) {
             self.lift();
             return false;
         }
         true
+    }
+
+    /// The call the worker began last (read with the halt set), or `None`
+    /// while it still has calls given back to skip: then it began none
+    /// sent after them, and the word may name one of those it skips,
+    /// whose id can come again in a later batch (sent from the queue).
+    fn started_unless_skipping(&self) -> Option<u64> {
+        let c = self.ctl();
+        if c.skip.0.load(SeqCst) > 0 {
+            return None;
+        }
+        // (A worker done with its count has put back the word first.)
+        Some(c.started.0.load(SeqCst))
     }
 
     /// Holds the worker before call `call` (a cancelled call pipelined
@@ -181,6 +201,11 @@ pub(crate) fn begin_call(c: &Control, id: u64) -> Begin {
             // (Read only while not halted: a give-back writes it halted.)
             let skip = c.skip.0.load(SeqCst);
             if skip > 0 {
+                // No start: `started` goes back to the call last run
+                // before the count moves, so that a parent which reads
+                // the count done never reads this call as begun (its id
+                // may come again: sent from the queue after its copy).
+                c.started.0.store(c.running.0.load(SeqCst), SeqCst);
                 c.skip.0.store(skip - 1, SeqCst);
                 return Begin::Skip;
             }
@@ -372,6 +397,51 @@ mod tests {
         assert_eq!(worker.begin_call(5), Begin::Run);
         assert!(!halter.give_back(4, &[5, 6]));
         assert_eq!(worker.begin_call(6), Begin::Run);
+    }
+
+    /// Calls given back go to the front of the queue, and the slot that
+    /// gave them back may take them again for the same worker once the
+    /// call in front returned: the same ids, sent after their skipped
+    /// copies. The worker's word for its last skipped copy is no start:
+    /// a cancel of the first of them (the one the parent thinks runs)
+    /// stops the worker, which has not begun it, rather than answering
+    /// that the worker went past it (it then ran after `Finished`); and
+    /// a worker that does not begin it within the start limit is stopped.
+    #[test]
+    fn a_call_given_back_and_sent_again_is_not_taken_as_begun_by_its_skipped_copy() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1).runs());
+        assert!(halter.give_back(1, &[2, 3]));
+        worker.end_call(1);
+        assert_eq!(worker.begin_call(2), Begin::Skip);
+        // 2 and 3 sent again; the worker still has 3's old copy to skip.
+        assert!(halter.halt_unless_past(2, &[3]), "taken as past 2");
+        halter.lift();
+        assert_eq!(worker.begin_call(3), Begin::Skip);
+        // Both copies skipped; the new 2 not begun.
+        assert!(
+            halter.halt_unless_past(2, &[3]),
+            "the skipped 3 taken as begun"
+        );
+        halter.lift();
+        assert!(
+            halter.halt_unless_started(2, &[3]),
+            "the skipped 3 taken as begun (start limit)"
+        );
+        halter.lift();
+        assert!(
+            halter.halt_unless_started(3, &[]),
+            "the skipped 3 taken as begun"
+        );
+        halter.lift();
+        // The new copies run, and are seen as begun.
+        assert_eq!(worker.begin_call(2), Begin::Run);
+        assert!(!halter.halt_unless_started(2, &[3]));
+        worker.end_call(2);
+        assert_eq!(worker.begin_call(3), Begin::Run);
+        assert!(!halter.halt_unless_past(2, &[3]));
+        assert_eq!(parent.last_run(), 3);
     }
 
     #[test]

@@ -1,0 +1,269 @@
+//! The two mechanisms of the local pool's pipelining that act on calls
+//! already sent to a busy worker, raced against each other and against
+//! the pool's other events, with real workers and many rounds: a cancel of
+//! a call pipelined behind a running one (held before it starts), and the
+//! give-back of the calls behind a call that runs long to an idle worker.
+//! Each call leaves a marker as it starts and panics if its marker is
+//! there (it ran twice); a watchdog aborts a run that hangs.
+
+mod support;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use procpool::{pool_task, AsyncResult, CancelOutcome, Error, MapOptions, Pool};
+
+procpool::enable_test_support!();
+
+/// Leaves marker `dir/i`, panicking if it is there (call `i` ran twice),
+/// sleeps `ms` and returns `value(i, ms)`.
+#[pool_task]
+fn mark(dir: &Path, i: u64, ms: u64) -> u64 {
+    if let Err(e) = std::fs::File::create_new(dir.join(i.to_string())) {
+        panic!("call {i} ran twice ({e})");
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    value(i, ms)
+}
+
+fn value(i: u64, ms: u64) -> u64 {
+    i * 1000 + ms
+}
+
+fn ran(dir: &Path, i: u64) -> bool {
+    dir.join(i.to_string()).exists()
+}
+
+/// Aborts the test binary if it is not dropped within `limit`: a hang
+/// fails the run instead of stopping it.
+struct Watchdog(Arc<AtomicBool>);
+
+impl Watchdog {
+    fn new(what: &'static str, limit: Duration) -> Watchdog {
+        let done = Arc::new(AtomicBool::new(false));
+        let seen = done.clone();
+        std::thread::spawn(move || {
+            let begun = std::time::Instant::now();
+            while !seen.load(SeqCst) {
+                if begun.elapsed() > limit {
+                    eprintln!("{what}: still running after {limit:?}: hung");
+                    std::process::abort();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        Watchdog(done)
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
+/// A small deterministic generator (no dependency for it).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n.max(1)
+    }
+}
+
+/// A pool of two workers that have run `mark` quickly (so a busy one is
+/// sent batches of its calls).
+fn warm(builder: procpool::PoolBuilder) -> Pool {
+    let pool = builder.processes(2).build().unwrap();
+    let dir = support::marker_dir("races", "warm");
+    let warm = map_mark(&pool, (0..200).map(|i| (&*dir, i, 0)));
+    assert_eq!(warm.unwrap().len(), 200);
+    pool
+}
+
+/// A wave of `n` calls, quick but for one of `slow_ms` near the front: the
+/// calls pipelined behind it are given back once the other worker is idle.
+fn wave(
+    pool: &Pool,
+    dir: &Path,
+    first: u64,
+    n: u64,
+    rng: &mut Rng,
+    slow_ms: u64,
+) -> Vec<(u64, u64, AsyncResult<u64>)> {
+    let slow = first + rng.below(8);
+    (first..first + n)
+        .map(|i| {
+            let ms = if i == slow { slow_ms } else { 0 };
+            (i, ms, apply_async_mark(pool, dir, i, ms))
+        })
+        .collect()
+}
+
+/// Cancels of calls pipelined behind a slow one, at random moments while
+/// those calls are given back to the idle worker (and, in the second pool,
+/// while workers retire after 5 calls): each cancel's answer holds. A
+/// call cancelled `NotStarted` never ran; `Stopped` ends `Cancelled` (or
+/// keeps the value of a call that finished in that instant); `Finished`
+/// keeps the value of a call that had started by then (its marker is
+/// there when `cancel` returns); a call not cancelled has its value; none
+/// ran twice, none hangs.
+#[test]
+fn cancels_racing_give_backs_keep_their_answers() {
+    let _serial = support::serial();
+    let log = support::capture_log();
+    let _watchdog = Watchdog::new("cancels racing give-backs", Duration::from_secs(240));
+    for (p, builder) in [Pool::builder(), Pool::builder().max_tasks_per_child(5)]
+        .into_iter()
+        .enumerate()
+    {
+        log.clear();
+        let pool = warm(builder);
+        let dir = support::marker_dir("races", &format!("cancel{p}"));
+        let mut rng = Rng(p as u64 + 7);
+        let (mut cancelled, mut kept) = (0, 0);
+        for w in 0..100u64 {
+            let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
+            let pause = rng.below(16);
+            std::thread::sleep(Duration::from_micros(pause * 1000 + rng.below(1000)));
+            let mut answers = vec![None; calls.len()];
+            for _ in 0..3 {
+                let k = rng.below(calls.len() as u64) as usize;
+                let (i, _, r) = &calls[k];
+                let answer = r.cancel();
+                if answer == CancelOutcome::Finished {
+                    assert!(
+                        ran(&dir, *i),
+                        "pool {p} wave {w}: call {i} not begun, its cancel said Finished"
+                    );
+                }
+                answers[k].get_or_insert(answer);
+            }
+            for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
+                let got = r.get_timeout(Duration::from_secs(30));
+                let what = format!("pool {p} wave {w} call {i} ({answer:?}): {got:?}");
+                match (answer, got) {
+                    (None | Some(CancelOutcome::Finished), Ok(v)) => assert_eq!(v, value(i, ms)),
+                    (Some(CancelOutcome::NotStarted), Err(Error::Cancelled { .. })) => {
+                        assert!(!ran(&dir, i), "{what}: ran");
+                        cancelled += 1;
+                    }
+                    (Some(CancelOutcome::Stopped), Err(Error::Cancelled { .. })) => cancelled += 1,
+                    (Some(CancelOutcome::Stopped), Ok(v)) => {
+                        assert_eq!(v, value(i, ms), "{what}");
+                        kept += 1;
+                    }
+                    _ => panic!("{what}"),
+                }
+            }
+        }
+        let given_back = log
+            .lines_with("go back to the queue for an idle worker")
+            .len();
+        eprintln!("pool {p}: cancelled {cancelled}, kept {kept}, batches given back {given_back}");
+        assert!(given_back > 0, "pool {p}: no call was ever given back");
+        drop(pool);
+    }
+    support::assert_no_children();
+}
+
+/// How a round of [`stops_racing_give_backs_settle_every_call`] stops its pool.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    CloseJoin,
+    CloseAndCancel,
+    Terminate,
+}
+
+/// `close` + `join`, `close_and_cancel` + `join` and `terminate`, each at
+/// a random moment of a wave whose calls behind a slow one are being
+/// given back (calls and an `imap_unordered` of chunksize 1 read on
+/// another thread): every call ends with its value or the stop's error
+/// (`Cancelled` only for a call that never began), none ran twice, the
+/// stop returns and no worker is left.
+#[test]
+fn stops_racing_give_backs_settle_every_call() {
+    let _serial = support::serial();
+    let _watchdog = Watchdog::new("stops racing give-backs", Duration::from_secs(240));
+    let mut rng = Rng(11);
+    for round in 0..36u64 {
+        let stop = [Stop::CloseJoin, Stop::CloseAndCancel, Stop::Terminate][round as usize % 3];
+        let pool = Arc::new(warm(Pool::builder()));
+        let dir = support::marker_dir("races", &format!("stop{round}"));
+        let calls = wave(&pool, &dir, 0, 30, &mut rng, 15);
+        let reader = {
+            let pool = pool.clone();
+            let dir: &'static Path = Box::leak(dir.to_path_buf().into_boxed_path());
+            let slow = 1000 + rng.below(6);
+            std::thread::spawn(move || {
+                let items = (1000..1020u64).map(|i| (dir, i, if i == slow { 15 } else { 0 }));
+                imap_unordered_mark_with(&pool, items, MapOptions::new().chunksize(1))
+                    .collect::<Vec<_>>()
+            })
+        };
+        std::thread::sleep(Duration::from_micros(rng.below(25_000)));
+        let n = match stop {
+            Stop::CloseJoin => {
+                pool.close();
+                0
+            }
+            Stop::CloseAndCancel => pool.close_and_cancel(),
+            Stop::Terminate => {
+                pool.terminate();
+                0
+            }
+        };
+        pool.join();
+        let mut cancelled = 0;
+        for (i, ms, r) in calls {
+            let got = r.get_timeout(Duration::from_secs(30));
+            let what = format!("round {round} ({stop:?}) call {i}: {got:?}");
+            match (stop, got) {
+                (_, Ok(v)) => assert_eq!(v, value(i, ms), "{what}"),
+                (Stop::CloseAndCancel, Err(Error::Cancelled { .. })) => {
+                    assert!(!ran(&dir, i), "{what}: ran");
+                    cancelled += 1;
+                }
+                (Stop::Terminate, Err(Error::Terminated { .. })) => {}
+                _ => panic!("{what}"),
+            }
+        }
+        let yielded = reader.join().unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut stopped = false;
+        for r in &yielded {
+            match (stop, r) {
+                (_, Ok(v)) if !stopped => assert!(seen.insert(*v), "round {round}: {v} twice"),
+                (Stop::CloseAndCancel, Err(Error::Cancelled { .. }))
+                | (_, Err(Error::PoolClosed { .. }))
+                | (Stop::Terminate, Err(Error::Terminated { .. }))
+                    if !stopped =>
+                {
+                    stopped = true
+                }
+                _ => panic!("round {round} ({stop:?}): imap yielded {yielded:?}"),
+            }
+        }
+        if !stopped {
+            assert_eq!(seen.len(), 20, "round {round}: {yielded:?}");
+        }
+        for v in seen {
+            let (i, ms) = (v / 1000, v % 1000);
+            assert!(i >= 1000 && ms == if ms == 15 { 15 } else { 0 } && ran(&dir, i));
+        }
+        if let Stop::CloseAndCancel = stop {
+            assert!(
+                n >= cancelled,
+                "round {round}: close_and_cancel said {n}, {cancelled} calls Cancelled"
+            );
+        }
+        drop(pool);
+        support::assert_no_children();
+    }
+}
