@@ -107,67 +107,109 @@ fn wave(
 }
 
 /// Cancels of calls pipelined behind a slow one, at random moments while
-/// those calls are given back to the idle worker (and, in the second pool,
-/// while workers retire after 5 calls): each cancel's answer holds. A
-/// call cancelled `NotStarted` never ran; `Stopped` ends `Cancelled` (or
-/// keeps the value of a call that finished in that instant); `Finished`
-/// keeps the value of a call that had started by then (its marker is
-/// there when `cancel` returns); a call not cancelled has its value; none
-/// ran twice, none hangs.
+/// those calls are given back to the idle worker, on four pools: plain;
+/// workers retired after 5 calls, and after every batch (by memory), with
+/// calls given back still to skip; a time limit the slow call runs past.
+/// A thread makes direct `apply` calls meanwhile. Each cancel's answer
+/// holds: `NotStarted` never ran; `Stopped` ends `Cancelled` (or keeps
+/// the value of a call that finished in that instant); `Finished` had
+/// begun when `cancel` returned (its marker is there) and keeps its
+/// value; a call not cancelled has its value (or `Timeout` under the time
+/// limit); none ran twice, none hangs.
 #[test]
 fn cancels_racing_give_backs_keep_their_answers() {
     let _serial = support::serial();
     let log = support::capture_log();
-    let _watchdog = Watchdog::new("cancels racing give-backs", Duration::from_secs(240));
-    for (p, builder) in [Pool::builder(), Pool::builder().max_tasks_per_child(5)]
-        .into_iter()
-        .enumerate()
+    let _watchdog = Watchdog::new("cancels racing give-backs", Duration::from_secs(300));
+    let limit = Duration::from_millis(40);
+    for (p, builder) in [
+        Pool::builder(),
+        Pool::builder().max_tasks_per_child(5),
+        Pool::builder().max_memory_per_child(1),
+        Pool::builder().task_timeout(limit),
+    ]
+    .into_iter()
+    .enumerate()
     {
         log.clear();
+        let timed = p == 3;
+        let slow_ms = if timed { 60 } else { 12 };
         let pool = warm(builder);
         let dir = support::marker_dir("races", &format!("cancel{p}"));
         let mut rng = Rng(p as u64 + 7);
-        let (mut cancelled, mut kept) = (0, 0);
-        for w in 0..100u64 {
-            let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
-            let pause = rng.below(16);
-            std::thread::sleep(Duration::from_micros(pause * 1000 + rng.below(1000)));
-            let mut answers = vec![None; calls.len()];
-            for _ in 0..3 {
-                let k = rng.below(calls.len() as u64) as usize;
-                let (i, _, r) = &calls[k];
-                let answer = r.cancel();
-                if answer == CancelOutcome::Finished {
-                    assert!(
-                        ran(&dir, *i),
-                        "pool {p} wave {w}: call {i} not begun, its cancel said Finished"
-                    );
-                }
-                answers[k].get_or_insert(answer);
-            }
-            for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
-                let got = r.get_timeout(Duration::from_secs(30));
-                let what = format!("pool {p} wave {w} call {i} ({answer:?}): {got:?}");
-                match (answer, got) {
-                    (None | Some(CancelOutcome::Finished), Ok(v)) => assert_eq!(v, value(i, ms)),
-                    (Some(CancelOutcome::NotStarted), Err(Error::Cancelled { .. })) => {
-                        assert!(!ran(&dir, i), "{what}: ran");
-                        cancelled += 1;
+        let (mut cancelled, mut kept, mut timeouts) = (0, 0, 0);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let direct = scope.spawn(|| {
+                let mut i = 1_000_000;
+                while !done.load(SeqCst) {
+                    match apply_mark(&pool, &dir, i, 0) {
+                        Ok(v) => assert_eq!(v, value(i, 0)),
+                        Err(Error::Timeout { .. }) if timed => {}
+                        Err(e) => panic!("pool {p}: direct call {i}: {e}"),
                     }
-                    (Some(CancelOutcome::Stopped), Err(Error::Cancelled { .. })) => cancelled += 1,
-                    (Some(CancelOutcome::Stopped), Ok(v)) => {
-                        assert_eq!(v, value(i, ms), "{what}");
-                        kept += 1;
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                i - 1_000_000
+            });
+            for w in 0..100u64 {
+                let calls = wave(&pool, &dir, w * 100, 24, &mut rng, slow_ms);
+                let pause = rng.below(slow_ms + 4);
+                std::thread::sleep(Duration::from_micros(pause * 1000 + rng.below(1000)));
+                let mut answers = vec![None; calls.len()];
+                for _ in 0..3 {
+                    let k = rng.below(calls.len() as u64) as usize;
+                    let (i, _, r) = &calls[k];
+                    let answer = r.cancel();
+                    if answer == CancelOutcome::Finished {
+                        assert!(
+                            ran(&dir, *i),
+                            "pool {p} wave {w}: call {i} not begun, its cancel said Finished"
+                        );
                     }
-                    _ => panic!("{what}"),
+                    answers[k].get_or_insert(answer);
+                }
+                for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
+                    let got = r.get_timeout(Duration::from_secs(30));
+                    let what = format!("pool {p} wave {w} call {i} ({answer:?}): {got:?}");
+                    match (answer, got) {
+                        (None | Some(CancelOutcome::Finished), Ok(v)) => {
+                            assert_eq!(v, value(i, ms), "{what}")
+                        }
+                        (Some(CancelOutcome::NotStarted), Err(Error::Cancelled { .. })) => {
+                            assert!(!ran(&dir, i), "{what}: ran");
+                            cancelled += 1;
+                        }
+                        (Some(CancelOutcome::Stopped), Err(Error::Cancelled { .. })) => {
+                            cancelled += 1
+                        }
+                        (Some(CancelOutcome::Stopped), Ok(v)) => {
+                            assert_eq!(v, value(i, ms), "{what}");
+                            kept += 1;
+                        }
+                        (
+                            None | Some(CancelOutcome::Finished | CancelOutcome::Stopped),
+                            Err(Error::Timeout { .. }),
+                        ) if timed => {
+                            assert!(ran(&dir, i), "{what}: never began");
+                            timeouts += 1;
+                        }
+                        _ => panic!("{what}"),
+                    }
                 }
             }
-        }
-        let given_back = log
-            .lines_with("go back to the queue for an idle worker")
-            .len();
-        eprintln!("pool {p}: cancelled {cancelled}, kept {kept}, batches given back {given_back}");
-        assert!(given_back > 0, "pool {p}: no call was ever given back");
+            done.store(true, SeqCst);
+            let direct = direct.join().unwrap();
+            let given_back = log
+                .lines_with("go back to the queue for an idle worker")
+                .len();
+            eprintln!(
+                "pool {p}: cancelled {cancelled}, kept {kept}, timeouts {timeouts}, \
+                 direct calls {direct}, batches given back {given_back}"
+            );
+            assert!(given_back > 0, "pool {p}: no call was ever given back");
+        });
         drop(pool);
     }
     support::assert_no_children();
