@@ -64,6 +64,16 @@ impl Drop for Watchdog {
     }
 }
 
+/// Sets its flag when dropped, also when a test panics: the thread that
+/// kills or stops workers ends, and does not disturb the tests after.
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
 /// A small deterministic generator (no dependency for it).
 struct Rng(u64);
 
@@ -308,4 +318,152 @@ fn stops_racing_give_backs_settle_every_call() {
         drop(pool);
         support::assert_no_children();
     }
+}
+
+/// Cancels of pipelined calls and give-backs while a thread SIGKILLs a
+/// random worker every 15 ms: a death may fail the call it ran
+/// (`WorkerDied`), but a call cancelled `NotStarted` still never ran, one
+/// cancelled `Stopped` ends `Cancelled` or with its value, a `Finished`
+/// one had begun, and none ran twice.
+#[test]
+fn cancels_and_give_backs_under_kills_keep_their_answers() {
+    let _serial = support::serial();
+    let _watchdog = Watchdog::new("cancels under kills", Duration::from_secs(240));
+    let pool = warm(Pool::builder());
+    let dir = support::marker_dir("races", "kills");
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_killer = SetOnDrop(stop.clone());
+    let killer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut rng, mut kills) = (Rng(3), 0);
+            while !stop.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(15));
+                let workers = support::children();
+                if let Some(&pid) = workers.get(rng.below(workers.len() as u64) as usize) {
+                    // SAFETY: kill(2) of a worker of this test; no memory involved.
+                    if unsafe { libc::kill(pid as i32, libc::SIGKILL) } == 0 {
+                        kills += 1;
+                    }
+                }
+            }
+            kills
+        })
+    };
+    let mut rng = Rng(5);
+    let (mut died, mut cancelled) = (0, 0);
+    for w in 0..300u64 {
+        let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
+        std::thread::sleep(Duration::from_micros(rng.below(14_000)));
+        let mut answers = vec![None; calls.len()];
+        for _ in 0..3 {
+            let k = rng.below(calls.len() as u64) as usize;
+            let (i, _, r) = &calls[k];
+            let answer = r.cancel();
+            if answer == CancelOutcome::Finished {
+                assert!(ran(&dir, *i), "wave {w}: call {i} not begun, said Finished");
+            }
+            answers[k].get_or_insert(answer);
+        }
+        for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
+            let got = r.get_timeout(Duration::from_secs(30));
+            let what = format!("wave {w} call {i} ({answer:?}): {got:?}");
+            match (answer, got) {
+                (None | Some(CancelOutcome::Finished | CancelOutcome::Stopped), Ok(v)) => {
+                    assert_eq!(v, value(i, ms), "{what}")
+                }
+                (None | Some(CancelOutcome::Finished), Err(Error::WorkerDied { .. })) => died += 1,
+                (Some(CancelOutcome::NotStarted), Err(Error::Cancelled { .. })) => {
+                    assert!(!ran(&dir, i), "{what}: ran");
+                    cancelled += 1;
+                }
+                (Some(CancelOutcome::Stopped), Err(Error::Cancelled { .. })) => cancelled += 1,
+                _ => panic!("{what}"),
+            }
+        }
+    }
+    stop.store(true, SeqCst);
+    let kills = killer.join().unwrap();
+    eprintln!("kills {kills}, WorkerDied {died}, cancelled {cancelled}");
+    assert!(died <= kills, "{died} calls died of {kills} kills");
+    drop(pool);
+    support::assert_no_children();
+}
+
+/// Cancels of pipelined calls and give-backs while a thread stops a random
+/// worker (SIGSTOP) for 250 ms every 80 ms, with a start limit (the frame
+/// stall limit) of 100 ms: a stopped worker's calls it had not begun go
+/// to another worker, and one it began waits for it. Every call ends with
+/// its value, the error its cancel promises, or (two workers stopped in
+/// turn before it began) `Protocol`; none ran twice, none hangs.
+#[test]
+fn cancels_and_give_backs_with_stopped_workers_keep_their_answers() {
+    let _serial = support::serial();
+    let _watchdog = Watchdog::new("cancels with stopped workers", Duration::from_secs(240));
+    let pool = warm(Pool::builder().frame_stall_timeout(Duration::from_millis(100)));
+    let dir = support::marker_dir("races", "stops");
+    let stop = Arc::new(AtomicBool::new(false));
+    let _stop_stopper = SetOnDrop(stop.clone());
+    let stopper = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut rng, mut stops) = (Rng(9), 0);
+            while !stop.load(SeqCst) {
+                std::thread::sleep(Duration::from_millis(80));
+                let workers = support::children();
+                if let Some(&pid) = workers.get(rng.below(workers.len() as u64) as usize) {
+                    // SAFETY: kill(2) of a worker of this test; no memory involved.
+                    if unsafe { libc::kill(pid as i32, libc::SIGSTOP) } == 0 {
+                        stops += 1;
+                        std::thread::sleep(Duration::from_millis(250));
+                        // SAFETY: as above.
+                        unsafe { libc::kill(pid as i32, libc::SIGCONT) };
+                    }
+                }
+            }
+            stops
+        })
+    };
+    let mut rng = Rng(13);
+    let (mut unstarted, mut cancelled) = (0, 0);
+    for w in 0..150u64 {
+        let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
+        std::thread::sleep(Duration::from_micros(rng.below(14_000)));
+        let mut answers = vec![None; calls.len()];
+        for _ in 0..3 {
+            let k = rng.below(calls.len() as u64) as usize;
+            let (i, _, r) = &calls[k];
+            let answer = r.cancel();
+            if answer == CancelOutcome::Finished {
+                assert!(ran(&dir, *i), "wave {w}: call {i} not begun, said Finished");
+            }
+            answers[k].get_or_insert(answer);
+        }
+        for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
+            let got = r.get_timeout(Duration::from_secs(30));
+            let what = format!("wave {w} call {i} ({answer:?}): {got:?}");
+            match (answer, got) {
+                (None | Some(CancelOutcome::Finished | CancelOutcome::Stopped), Ok(v)) => {
+                    assert_eq!(v, value(i, ms), "{what}")
+                }
+                (None | Some(CancelOutcome::Finished), Err(Error::Protocol { message, .. }))
+                    if message.contains("did not start") =>
+                {
+                    assert!(!ran(&dir, i), "{what}: ran");
+                    unstarted += 1;
+                }
+                (Some(CancelOutcome::NotStarted), Err(Error::Cancelled { .. })) => {
+                    assert!(!ran(&dir, i), "{what}: ran");
+                    cancelled += 1;
+                }
+                (Some(CancelOutcome::Stopped), Err(Error::Cancelled { .. })) => cancelled += 1,
+                _ => panic!("{what}"),
+            }
+        }
+    }
+    stop.store(true, SeqCst);
+    let stops = stopper.join().unwrap();
+    eprintln!("stops {stops}, unstarted {unstarted}, cancelled {cancelled}");
+    drop(pool);
+    support::assert_no_children();
 }
