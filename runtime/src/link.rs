@@ -219,12 +219,14 @@ impl KillSwitch {
         self.kill_for(Unless::Past(call, behind))
     }
 
-    /// Holds the current worker before call `call`, a cancelled call
-    /// pipelined behind the one it runs (see [`crate::shm::Halter::hold_before`]).
-    pub(crate) fn hold_before(&self, call: u64) {
+    /// Holds the current worker before the first of `cancelled`, the
+    /// cancelled calls among `behind` (those pipelined behind the one it
+    /// runs), that it has not begun (see
+    /// [`crate::shm::Halter::hold_first_unbegun`]).
+    pub(crate) fn hold_before(&self, behind: &[u64], cancelled: &[u64]) {
         let state = self.lock();
         if let Some(halter) = state.target.as_ref().and_then(|t| t.halter.as_ref()) {
-            halter.hold_before(call);
+            halter.hold_first_unbegun(behind, cancelled);
         }
     }
 

@@ -99,13 +99,14 @@ impl InFlight {
         self.cancels.contains(&id)
     }
 
-    /// The first call behind the one running whose cancel was asked: the
-    /// one its worker is to be held before.
-    pub(crate) fn first_cancelled_behind(&self) -> Option<u64> {
+    /// The calls behind the one running whose cancel was asked, in order:
+    /// its worker is to be held before the first it has not begun.
+    pub(crate) fn cancelled_behind(&self) -> Vec<u64> {
         self.behind()
             .iter()
             .copied()
-            .find(|id| self.cancels.contains(id))
+            .filter(|id| self.cancels.contains(id))
+            .collect()
     }
 
     /// The calls behind the one running (sent after it).

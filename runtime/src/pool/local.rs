@@ -197,7 +197,7 @@ impl Dispatcher for LocalPool {
         self.shared.queue.cancel(
             id,
             |slot, behind| switches[slot].kill_unless_past(id, behind),
-            |slot, call| switches[slot].hold_before(call),
+            |slot, behind, cancelled| switches[slot].hold_before(behind, cancelled),
         )
     }
 
@@ -205,7 +205,7 @@ impl Dispatcher for LocalPool {
         let switches = &self.shared.switches;
         self.shared
             .queue
-            .cancel_queued(|slot, call| switches[slot].hold_before(call))
+            .cancel_queued(|slot, behind, cancelled| switches[slot].hold_before(behind, cancelled))
     }
 
     fn close(&self) {

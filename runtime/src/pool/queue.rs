@@ -448,12 +448,14 @@ impl Queue {
     /// worker killed by `kill(slot, calls behind it)`, under this lock, so
     /// that the slot cannot have moved on to another batch, unless the
     /// worker went past it (`kill` returns `false`: it finished); one
-    /// pipelined behind it is marked for its slot to act on.
+    /// pipelined behind it is marked for its slot to act on, and the worker
+    /// is held (`hold(slot, calls behind the running one, those of them
+    /// cancelled)`) before the first cancelled call it has not begun.
     pub(crate) fn cancel(
         &self,
         id: u64,
         kill: impl FnOnce(usize, &[u64]) -> bool,
-        hold: impl FnOnce(usize, u64),
+        hold: impl FnOnce(usize, &[u64], &[u64]),
     ) -> CancelOutcome {
         let (job, _settling) = {
             let mut state = self.lock();
@@ -489,9 +491,7 @@ impl Queue {
                         Some((index, _)) => {
                             let in_flight = &mut state.slots[index].in_flight;
                             in_flight.cancel(id, false);
-                            if let Some(first) = in_flight.first_cancelled_behind() {
-                                hold(index, first);
-                            }
+                            hold(index, in_flight.behind(), &in_flight.cancelled_behind());
                             CancelOutcome::Stopped
                         }
                     };
@@ -512,7 +512,7 @@ impl Queue {
     /// started either: its worker is stopped once the call in front has its
     /// outcome, and it is settled as cancelled then); returns how many there
     /// were, both kinds. The calls running are not touched.
-    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, u64)) -> usize {
+    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, &[u64], &[u64])) -> usize {
         let (jobs, behind, _settling) = {
             let mut state = self.lock();
             let jobs = std::mem::take(&mut state.jobs);
@@ -529,8 +529,9 @@ impl Queue {
                     slot.in_flight.cancel(id, false);
                     behind += 1;
                 }
-                if let Some(first) = slot.in_flight.first_cancelled_behind() {
-                    hold(index, first);
+                let cancelled = slot.in_flight.cancelled_behind();
+                if !cancelled.is_empty() {
+                    hold(index, slot.in_flight.behind(), &cancelled);
                 }
             }
             (jobs, behind, self.settling(&mut state))

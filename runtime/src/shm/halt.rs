@@ -140,6 +140,34 @@ impl Halter {
         self.ctl().hold.0.store(call, SeqCst);
     }
 
+    /// Holds the worker before the first call of `cancelled` (cancelled
+    /// calls among `behind`, those pipelined behind the one it runs, in
+    /// the order sent) that it has not begun. A worker that began one of
+    /// them (it finished the call in front in the instant of the cancel)
+    /// runs it, but is held before the next: a hold on the first one
+    /// alone left every later cancelled call to run.
+    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) {
+        // The first call of `behind` the worker may not have begun: the
+        // one it announced, unless it is past its hold check (it runs
+        // it), else the first (it began none: it runs the call in front).
+        let from = self
+            .started_unless_skipping()
+            .and_then(|started| {
+                let at = behind.iter().position(|&id| id == started)?;
+                let running = self.ctl().running.0.load(SeqCst) == started;
+                Some(at + usize::from(running))
+            })
+            .unwrap_or(0);
+        let held = behind
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .find(|id| cancelled.contains(id));
+        if let Some(&call) = held {
+            self.hold_before(call);
+        }
+    }
+
     /// Takes back the calls `behind` (sent after `call`, in order), if the
     /// worker runs `call` (or finished it) and has started none of them,
     /// nor has calls taken back before still to skip: `true` if it will
@@ -442,6 +470,70 @@ mod tests {
         assert_eq!(worker.begin_call(3), Begin::Run);
         assert!(!halter.halt_unless_past(2, &[3]));
         assert_eq!(parent.last_run(), 3);
+    }
+
+    /// `close_and_cancel` marks every call pipelined behind the one
+    /// running; a worker that, in that instant, finished the call in front
+    /// and began the first of them runs that one, but no other: it is held
+    /// before the next cancelled call. Likewise past a call not cancelled.
+    #[test]
+    fn a_worker_past_the_first_cancelled_call_is_held_before_the_next() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1).runs());
+        worker.end_call(1);
+        // The parent has not read 1's reply: 2, 3, 4 are behind it.
+        assert!(worker.begin_call(2).runs());
+        halter.hold_first_unbegun(&[2, 3, 4], &[2, 3, 4]);
+        worker.end_call(2);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(3)).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a cancelled call behind the one begun started"
+        );
+        assert!(halter.halt_unless_past(3, &[4]));
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
+        let worker = thread.join().unwrap();
+        assert_eq!(parent.last_run(), 2);
+        drop(worker);
+        // Begun 5 (not cancelled), 6 and 7 behind it cancelled: held at 6.
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(5).runs());
+        halter.hold_first_unbegun(&[5, 6, 7], &[6, 7]);
+        worker.end_call(5);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(6)).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "6 started"
+        );
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
+        drop(thread.join().unwrap());
+        // Not begun any: held at the first cancelled one.
+        let (parent, worker) = pair();
+        parent.halter().hold_first_unbegun(&[8, 9], &[8, 9]);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(8)).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "8 started"
+        );
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
+        drop(thread.join().unwrap());
     }
 
     #[test]

@@ -64,7 +64,8 @@ pub(crate) struct Control {
     /// Set by the parent when it lets the worker go (the worker exits cleanly).
     pub(crate) closed: Line<AtomicU32>,
     /// The id of the call the worker is about to start (written by the
-    /// worker before it looks at `halt`).
+    /// worker before it looks at `halt`; put back to `running` once it
+    /// knows it is to skip the call, before it counts `skip` down).
     pub(crate) started: Line<AtomicU64>,
     /// Set by the parent while it decides whether to kill the worker: the
     /// worker starts no call while it is set.
