@@ -467,3 +467,61 @@ fn cancels_and_give_backs_with_stopped_workers_keep_their_answers() {
     drop(pool);
     support::assert_no_children();
 }
+
+/// An `imap_unordered` of chunksize 1 (each item a pipelined call) is
+/// cancelled after a few results, at random moments while the items
+/// behind its slow one are given back: each value yielded is its item's,
+/// once; an error, if any, is `Cancelled` and comes last; every marker
+/// left is an item that yielded, or one that ran in the cancel's instant
+/// (at most one per worker, and one held call that had begun); none ran
+/// twice, nothing hangs.
+#[test]
+fn a_cancelled_imap_unordered_racing_give_backs_runs_nothing_twice() {
+    let _serial = support::serial();
+    let _watchdog = Watchdog::new("imap cancels", Duration::from_secs(240));
+    let log = support::capture_log();
+    let pool = warm(Pool::builder());
+    log.clear();
+    let mut rng = Rng(17);
+    for round in 0..150u64 {
+        let dir = support::marker_dir("races", &format!("imap{round}"));
+        let slow = rng.below(8);
+        let items = (0..40u64).map(|i| (&*dir, i, if i == slow { 12 } else { 0 }));
+        let mut results = imap_unordered_mark_with(&pool, items, MapOptions::new().chunksize(1));
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..rng.below(6) {
+            match results.next() {
+                Some(Ok(v)) => assert!(seen.insert(v), "round {round}: {v} twice"),
+                other => panic!("round {round}: {other:?} before the cancel"),
+            }
+        }
+        std::thread::sleep(Duration::from_micros(rng.below(12_000)));
+        let answer = results.cancel();
+        let rest: Vec<_> = results.collect();
+        for (k, r) in rest.iter().enumerate() {
+            match r {
+                Ok(v) => assert!(seen.insert(*v), "round {round}: {v} twice"),
+                Err(Error::Cancelled { .. }) if k + 1 == rest.len() => {}
+                _ => panic!("round {round} ({answer:?}): {rest:?}"),
+            }
+        }
+        for &v in &seen {
+            let (i, ms) = (v / 1000, v % 1000);
+            assert_eq!(v, value(i, if i == slow { 12 } else { 0 }), "round {round}");
+            assert!(ms == 0 || i == slow && ran(&dir, i));
+        }
+        let marked = std::fs::read_dir(&*dir).unwrap().count();
+        assert!(
+            marked <= seen.len() + 3,
+            "round {round} ({answer:?}): {marked} calls ran, {} yielded",
+            seen.len()
+        );
+    }
+    let given_back = log
+        .lines_with("go back to the queue for an idle worker")
+        .len();
+    eprintln!("imap: batches given back {given_back}");
+    assert!(given_back > 0, "no item was ever given back");
+    drop(pool);
+    support::assert_no_children();
+}
