@@ -9,8 +9,12 @@
 //! - that is the first without an outcome (the one running): its worker is
 //!   killed at once, and its loss is reported as `Cancelled`; the calls
 //!   behind it had not started and go back to the queue;
-//! - that is pipelined behind the one running: it is marked, and the slot
-//!   kills its worker as soon as the call in front has its outcome.
+//! - that is pipelined behind the one running: it is marked, its worker is
+//!   held before the first cancelled call it has not begun (it does not
+//!   start it: see `crate::shm::Halter::hold_first_unbegun`), and the slot
+//!   kills that worker as soon as the call in front has its outcome (or
+//!   the call goes back to the queue with the calls given back around it,
+//!   and is settled as cancelled there).
 //!
 //! "The first without an outcome" is the parent's view: the worker may have
 //! finished it and started the next. So a kill first halts the worker and

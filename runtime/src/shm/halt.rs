@@ -27,8 +27,9 @@
 //! too, rather than killed and replaced for nothing.
 //!
 //! A call cancelled while it waits in the batch behind the one running is
-//! *held*: the parent stores its id in `hold` at once, and the worker does
-//! not start that call (it waits as while halted). The kill decided once
+//! *held*: the parent stores its id in `hold` at once (the first cancelled
+//! call the worker has not begun: one hold word serves a batch), and the
+//! worker does not start that call (it waits as while halted). The kill decided once
 //! the call in front is answered then finds it unstarted, however quickly
 //! the worker got through the calls in between. (Without the hold a worker
 //! racing through quick calls reached the cancelled one before the parent
@@ -134,8 +135,9 @@ impl Halter {
 
     /// Holds the worker before call `call` (a cancelled call pipelined
     /// behind the one it runs): it does not start it, and waits there until
-    /// it is killed or let go. One call is held at a time: the parent holds
-    /// the first cancelled call of the batch.
+    /// it is killed or let go. One call is held at a time: the first
+    /// cancelled call of the batch the worker has not begun (see
+    /// [`hold_first_unbegun`](Self::hold_first_unbegun)).
     pub(crate) fn hold_before(&self, call: u64) {
         self.ctl().hold.0.store(call, SeqCst);
     }
