@@ -400,6 +400,8 @@ fn cancels_and_give_backs_under_kills_keep_their_answers() {
 fn cancels_and_give_backs_with_stopped_workers_keep_their_answers() {
     let _serial = support::serial();
     let _watchdog = Watchdog::new("cancels with stopped workers", Duration::from_secs(240));
+    let log = support::capture_log();
+    log.clear();
     let pool = warm(Pool::builder().frame_stall_timeout(Duration::from_millis(100)));
     let dir = support::marker_dir("races", "stops");
     let stop = Arc::new(AtomicBool::new(false));
@@ -463,7 +465,20 @@ fn cancels_and_give_backs_with_stopped_workers_keep_their_answers() {
     }
     stop.store(true, SeqCst);
     let stops = stopper.join().unwrap();
-    eprintln!("stops {stops}, unstarted {unstarted}, cancelled {cancelled}");
+    let moved = log
+        .lines_with("it is stopped and the call goes to another worker")
+        .len();
+    let given_back = log
+        .lines_with("go back to the queue for an idle worker")
+        .len();
+    eprintln!(
+        "stops {stops}, calls moved off a stopped worker {moved}, batches given back \
+         {given_back}, unstarted {unstarted}, cancelled {cancelled}"
+    );
+    assert!(
+        moved > 0 && given_back > 0,
+        "the start limit or the give-back never acted"
+    );
     drop(pool);
     support::assert_no_children();
 }
