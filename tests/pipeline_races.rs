@@ -97,6 +97,32 @@ fn warm(builder: procpool::PoolBuilder) -> Pool {
     pool
 }
 
+/// Cancels three calls of `calls` picked at random (one may be picked
+/// twice): the answer each got first, by position. A call whose cancel
+/// said `Finished` must have begun (its marker is there); `what` names the
+/// wave in the panic.
+fn cancel_three(
+    calls: &[(u64, u64, AsyncResult<u64>)],
+    dir: &Path,
+    rng: &mut Rng,
+    what: &str,
+) -> Vec<Option<CancelOutcome>> {
+    let mut answers = vec![None; calls.len()];
+    for _ in 0..3 {
+        let k = rng.below(calls.len() as u64) as usize;
+        let (i, _, r) = &calls[k];
+        let answer = r.cancel();
+        if answer == CancelOutcome::Finished {
+            assert!(
+                ran(dir, *i),
+                "{what}: call {i} not begun, its cancel said Finished"
+            );
+        }
+        answers[k].get_or_insert(answer);
+    }
+    answers
+}
+
 /// A wave of `n` calls, quick but for one of `slow_ms` near the front: the
 /// calls pipelined behind it are given back once the other worker is idle.
 fn wave(
@@ -167,19 +193,7 @@ fn cancels_racing_give_backs_keep_their_answers() {
                 let calls = wave(&pool, &dir, w * 100, 24, &mut rng, slow_ms);
                 let pause = rng.below(slow_ms + 4);
                 std::thread::sleep(Duration::from_micros(pause * 1000 + rng.below(1000)));
-                let mut answers = vec![None; calls.len()];
-                for _ in 0..3 {
-                    let k = rng.below(calls.len() as u64) as usize;
-                    let (i, _, r) = &calls[k];
-                    let answer = r.cancel();
-                    if answer == CancelOutcome::Finished {
-                        assert!(
-                            ran(&dir, *i),
-                            "pool {p} wave {w}: call {i} not begun, its cancel said Finished"
-                        );
-                    }
-                    answers[k].get_or_insert(answer);
-                }
+                let answers = cancel_three(&calls, &dir, &mut rng, &format!("pool {p} wave {w}"));
                 for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
                     let got = r.get_timeout(Duration::from_secs(30));
                     let what = format!("pool {p} wave {w} call {i} ({answer:?}): {got:?}");
@@ -355,16 +369,7 @@ fn cancels_and_give_backs_under_kills_keep_their_answers() {
     for w in 0..300u64 {
         let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
         std::thread::sleep(Duration::from_micros(rng.below(14_000)));
-        let mut answers = vec![None; calls.len()];
-        for _ in 0..3 {
-            let k = rng.below(calls.len() as u64) as usize;
-            let (i, _, r) = &calls[k];
-            let answer = r.cancel();
-            if answer == CancelOutcome::Finished {
-                assert!(ran(&dir, *i), "wave {w}: call {i} not begun, said Finished");
-            }
-            answers[k].get_or_insert(answer);
-        }
+        let answers = cancel_three(&calls, &dir, &mut rng, &format!("wave {w}"));
         for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
             let got = r.get_timeout(Duration::from_secs(30));
             let what = format!("wave {w} call {i} ({answer:?}): {got:?}");
@@ -431,16 +436,7 @@ fn cancels_and_give_backs_with_stopped_workers_keep_their_answers() {
     for w in 0..150u64 {
         let calls = wave(&pool, &dir, w * 100, 24, &mut rng, 12);
         std::thread::sleep(Duration::from_micros(rng.below(14_000)));
-        let mut answers = vec![None; calls.len()];
-        for _ in 0..3 {
-            let k = rng.below(calls.len() as u64) as usize;
-            let (i, _, r) = &calls[k];
-            let answer = r.cancel();
-            if answer == CancelOutcome::Finished {
-                assert!(ran(&dir, *i), "wave {w}: call {i} not begun, said Finished");
-            }
-            answers[k].get_or_insert(answer);
-        }
+        let answers = cancel_three(&calls, &dir, &mut rng, &format!("wave {w}"));
         for ((i, ms, r), answer) in calls.into_iter().zip(answers) {
             let got = r.get_timeout(Duration::from_secs(30));
             let what = format!("wave {w} call {i} ({answer:?}): {got:?}");
