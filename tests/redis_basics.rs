@@ -429,9 +429,7 @@ fn cancel_takes_a_call_back_from_redis_or_stops_it_on_its_node() {
     // long enough to be still running then, however slowly the test goes:
     // were it done, a waiting call could have started.)
     let blocker = apply_async_mark(&pool, file.clone(), "blocker".into(), 5000);
-    let waiting: Vec<_> = (0..5)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("w{i}"), 1))
-        .collect();
+    let waiting = mark_calls(&pool, &file, "w", 5, 1);
     wait_for(Duration::from_secs(10), "the blocker to start", || {
         marks(&file, "start").len() == 2
     });
@@ -502,9 +500,7 @@ fn close_and_cancel_right_after_a_burst_cancels_every_waiting_call() {
     let server = RedisServer::start();
     let (_node, pool, _dir, file, gate, held) = one_process_held(&server);
     let big = apply_async_echo(&pool, vec![7u8; 16 << 20]);
-    let burst: Vec<_> = (0..3)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("b{i}"), 0))
-        .collect();
+    let burst = mark_calls(&pool, &file, "b", 3, 0);
     assert_eq!(pool.close_and_cancel(), 4, "every call of the burst");
     assert!(matches!(big.get(), Err(Error::Cancelled { .. })));
     for r in burst {

@@ -150,9 +150,7 @@ fn calls_made_before_any_node_is_up_run_once_one_starts() {
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let calls: Vec<_> = (0..5)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("c{i}"), 1))
-        .collect();
+    let calls = mark_calls(&pool, &file, "c", 5, 1);
     let squares = map_async_square(&pool, 0..20);
     wait_for(Duration::from_secs(10), "the calls in Redis", || {
         server.queued() >= 6
@@ -411,9 +409,7 @@ fn a_node_killed_amid_quick_calls_leaves_none_hanging_or_run_twice() {
     let dir = TempDir::new();
     let file = dir.file("marks");
     const N: usize = 4000;
-    let calls: Vec<_> = (0..N)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 0))
-        .collect();
+    let calls = mark_calls(&pool, &file, "q", N, 0);
     wait_for(Duration::from_secs(60), "a tenth of the calls", || {
         marks(&file, "end").len() >= N / 10
     });
@@ -470,9 +466,7 @@ fn a_redis_with_appendonly_yes_killed_and_restarted_loses_nothing_and_runs_nothi
     let dir = TempDir::new();
     let file = dir.file("marks");
     const N: usize = 600;
-    let calls: Vec<_> = (0..N)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 2))
-        .collect();
+    let calls = mark_calls(&pool, &file, "", N, 2);
     wait_for(Duration::from_secs(60), "a third of the calls", || {
         marks(&file, "end").len() >= N / 3
     });
@@ -512,9 +506,7 @@ fn with_redeliver_every_call_of_a_killed_node_runs_elsewhere() {
     let dir = TempDir::new();
     let file = dir.file("marks");
     const N: usize = 4000;
-    let calls: Vec<_> = (0..N)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 0))
-        .collect();
+    let calls = mark_calls(&pool, &file, "q", N, 0);
     wait_for(Duration::from_secs(60), "a tenth of the calls", || {
         marks(&file, "end").len() >= N / 10
     });

@@ -301,9 +301,7 @@ fn terminate_removes_queued_entries_and_stops_running_calls() {
     let file = dir.file("marks");
     // Calls far longer than any limit below: whether the running one is
     // stopped cannot depend on how fast the test goes.
-    let calls: Vec<_> = (0..20)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 60_000))
-        .collect();
+    let calls = mark_calls(&pool, &file, "", 20, 60_000);
     wait_for(Duration::from_secs(20), "the first call to start", || {
         marks(&file, "start").len() == 1
     });
@@ -489,9 +487,7 @@ fn calls_waiting_for_room_fail_together_when_redis_is_gone() {
         .unwrap();
     let dir = TempDir::new();
     let file = dir.file("marks");
-    let calls: Vec<_> = (0..30)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("q{i}"), 60_000))
-        .collect();
+    let calls = mark_calls(&pool, &file, "q", 30, 60_000);
     wait_for(Duration::from_secs(20), "the first call to start", || {
         marks(&file, "start").len() == 1
     });
@@ -531,9 +527,7 @@ fn a_sigkilled_and_restarted_redis_loses_nothing_and_runs_nothing_twice() {
     let dir = TempDir::new();
     let file = dir.file("marks");
     const N: usize = 600;
-    let calls: Vec<_> = (0..N)
-        .map(|i| apply_async_mark(&pool, file.clone(), format!("{i}"), 2))
-        .collect();
+    let calls = mark_calls(&pool, &file, "", N, 2);
     wait_for(Duration::from_secs(60), "a third of the calls", || {
         marks(&file, "end").len() >= N / 3
     });
@@ -842,9 +836,7 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
         wait_for(Duration::from_secs(20), "the slow call to start", || {
             marks(&file, "start").len() == 1
         });
-        let quick: Vec<_> = (0..10)
-            .map(|i| apply_async_mark(&pool, file.clone(), format!("pre{i}"), 0))
-            .collect();
+        let quick = mark_calls(&pool, &file, "pre", 10, 0);
         if server.pending_reaches(11, Duration::from_secs(5)) {
             break (slow, quick, file, gate);
         }

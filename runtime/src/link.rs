@@ -223,7 +223,7 @@ impl KillSwitch {
     /// cancelled calls among `behind` (those pipelined behind the one it
     /// runs), that it has not begun (see
     /// [`crate::shm::Halter::hold_first_unbegun`]).
-    pub(crate) fn hold_before(&self, behind: &[u64], cancelled: &[u64]) {
+    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) {
         let state = self.lock();
         if let Some(halter) = state.target.as_ref().and_then(|t| t.halter.as_ref()) {
             halter.hold_first_unbegun(behind, cancelled);

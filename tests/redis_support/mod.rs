@@ -585,6 +585,20 @@ impl Drop for NodeProc {
     }
 }
 
+/// `n` calls of the `t/mark` task on `pool`, submitted at once: tagged
+/// `{prefix}{i}` in the mark file `path`, each sleeping `ms`.
+pub fn mark_calls(
+    pool: &procpool::Pool,
+    path: &str,
+    prefix: &str,
+    n: usize,
+    ms: u64,
+) -> Vec<procpool::AsyncResult<u32>> {
+    (0..n)
+        .map(|i| crate::tasks::apply_async_mark(pool, path.to_string(), format!("{prefix}{i}"), ms))
+        .collect()
+}
+
 /// Lines of a mark file (see the `t/mark` task) starting with `what`.
 pub fn marks(path: &str, what: &str) -> Vec<String> {
     std::fs::read_to_string(path)

@@ -197,15 +197,15 @@ impl Dispatcher for LocalPool {
         self.shared.queue.cancel(
             id,
             |slot, behind| switches[slot].kill_unless_past(id, behind),
-            |slot, behind, cancelled| switches[slot].hold_before(behind, cancelled),
+            |slot, behind, cancelled| switches[slot].hold_first_unbegun(behind, cancelled),
         )
     }
 
     fn cancel_queued(&self) -> usize {
         let switches = &self.shared.switches;
-        self.shared
-            .queue
-            .cancel_queued(|slot, behind, cancelled| switches[slot].hold_before(behind, cancelled))
+        self.shared.queue.cancel_queued(|slot, behind, cancelled| {
+            switches[slot].hold_first_unbegun(behind, cancelled)
+        })
     }
 
     fn close(&self) {
