@@ -1271,14 +1271,20 @@ fn a_cancelled_imap_yields_the_finished_results_then_cancelled_last() {
             Box::new(lazy)
         } else {
             let mut lazy = imap_unordered_hold_with(&pool, items, options);
-            // Queues the three chunks (a quick one may be back at once).
-            let first = lazy.next_timeout(Duration::ZERO);
-            for m in [&slow, &quick1, &quick2] {
-                started(m);
-            }
+            // Queues the three chunks. A call queues chunks until one is
+            // back, and a quick one may be back before the third is queued
+            // (a loaded machine): it is yielded then, and the third waits
+            // for the next call. So it is called until all three run.
+            let mut first = Vec::new();
+            support::wait_for(Duration::from_secs(30), "the three chunks to start", || {
+                match lazy.next_timeout(Duration::ZERO) {
+                    Some(Err(Error::WaitTimeout { .. })) | None => {}
+                    Some(early) => first.push(early),
+                }
+                [&slow, &quick1, &quick2].iter().all(|m| m.exists())
+            });
             std::thread::sleep(Duration::from_millis(200));
             assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
-            let first = first.filter(|r| !matches!(r, Err(Error::WaitTimeout { .. })));
             Box::new(first.into_iter().chain(lazy))
         };
         let rest: Vec<_> = lazy.by_ref().collect();
