@@ -212,6 +212,14 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
             self.stop_feeding();
             return false;
         };
+        // An input that forked goes on in the copy, where the queue and
+        // `done_tx`'s channel are the parent's: a thread of the parent may
+        // have held their locks at the fork, for good there (the copy hung
+        // queueing this chunk). Nothing of them is touched: the next turn
+        // of `next` says `Config`.
+        if self.pool.in_copy() {
+            return true;
+        }
         let kind = crate::call::Kind::Chunk;
         let chunk = self
             .pool

@@ -217,6 +217,11 @@ where
                 admission = None;
                 break;
             };
+            // An input that forked goes on in the copy, where the queue and
+            // `done_tx`'s channel are the parent's: a thread of the parent
+            // may have held their locks at the fork, for good there (the
+            // copy hung queueing this chunk). Nothing of them is touched.
+            pool.foreign(task)?;
             let number = sizes.len();
             let len = bytes.len();
             sizes.push(n);
