@@ -384,22 +384,24 @@ fn a_large_call_to_a_stopped_idle_worker_runs_on_a_new_worker() {
 #[test]
 fn a_maps_time_limit_applies_to_each_item_not_to_a_chunk() {
     let _serial = serial();
-    let limit = Duration::from_millis(300);
+    // Items of 100 ms, far within a 2 s limit however loaded the machine
+    // (items of 40 ms under a 300 ms limit timed out on one busy CPU); a
+    // chunk of 30 of them runs 3 s, past it.
+    let limit = Duration::from_secs(2);
     let pool = Pool::builder()
         .processes(2)
         .task_timeout(limit)
         .build()
         .unwrap();
-    // Chunks of 20 items of 40 ms: each chunk runs 800 ms, each item far
-    // within the limit.
-    let one_chunk = procpool::MapOptions::new().chunksize(20);
-    let naps = vec![40; 40];
+    let one_chunk = procpool::MapOptions::new().chunksize(30);
+    let naps = vec![100; 30];
+    // A map and an imap at once: one chunk each, one per worker.
     let begun = Instant::now();
-    let pids = map_nap_with(&pool, naps.clone(), one_chunk).unwrap();
-    assert_eq!(pids.len(), 40);
-    let took = begun.elapsed();
+    let mapped = map_async_nap_with(&pool, naps.clone(), one_chunk);
     let outcomes: Vec<_> = imap_nap_with(&pool, naps, one_chunk).collect();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert_eq!(mapped.get().unwrap().len(), 30);
+    let took = begun.elapsed();
     // One item past the limit still times out, well before the chunk ends.
     let mut naps = vec![10; 20];
     naps[3] = 60_000;
@@ -412,11 +414,11 @@ fn a_maps_time_limit_applies_to_each_item_not_to_a_chunk() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     assert!(
-        begun.elapsed() < Duration::from_secs(10),
+        begun.elapsed() < Duration::from_secs(30),
         "{:?}",
         begun.elapsed()
     );
-    eprintln!("a map of 2 chunks of 800 ms each took {took:?} with a 300 ms limit");
+    eprintln!("a map and an imap of a 3 s chunk each took {took:?} with a 2 s limit");
     assert_eq!(
         map_nap_with(&pool, vec![0; 10], one_chunk).unwrap().len(),
         10
