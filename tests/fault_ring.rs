@@ -90,13 +90,19 @@ fn scribble_over_the_control_page(seed: u64) -> u32 {
     0
 }
 
-/// Answers, then (50 ms later, from another thread) claims to have read
-/// further than the parent ever wrote, and stops the whole worker: nothing
-/// in it will read or set the index right again.
+/// Answers, then (once the answer is published, from another thread)
+/// claims to have read further than the parent ever wrote, and stops the
+/// whole worker: nothing in it will read or set the index right again. (A
+/// thread that waited 50 ms instead could stop the worker before it
+/// answered, on a busy machine: the call, without a time limit, then
+/// waited for ever.)
 #[pool_task]
 fn lie_about_the_request_tail_then_freeze() -> u32 {
-    std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_millis(50));
+    let before = reply_head();
+    std::thread::spawn(move || {
+        while reply_head() == before {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         poke("req_tail", 1 << 40);
         // SAFETY: raise(2) takes a signal number.
         unsafe { libc::raise(libc::SIGSTOP) };
