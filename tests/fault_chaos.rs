@@ -65,6 +65,7 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
         let (stop, kills) = (stop.clone(), kills.clone());
         std::thread::spawn(move || {
             let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ u64::from(std::process::id());
+            let mut killed = Vec::new();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(2 + xorshift(&mut seed) % 6));
                 let candidates = children();
@@ -75,8 +76,10 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
                 // SAFETY: kill(2) on our own child process.
                 if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
                     kills.fetch_add(1, Ordering::SeqCst);
+                    killed.push(pid);
                 }
             }
+            killed
         })
     };
 
@@ -112,7 +115,7 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
         }
     }
     stop.store(true, Ordering::SeqCst);
-    killer.join().unwrap();
+    let killed = killer.join().unwrap();
     let kills = kills.load(Ordering::SeqCst);
     println!(
         "fault_chaos: {TASKS} tasks in {:?}: ok {ok}, died {died}, \
@@ -133,8 +136,13 @@ fn every_task_ends_ok_or_worker_died_under_random_sigkills() {
     );
     assert!(ok > 0);
     // The pool still works after the storm, once the last SIGKILL (which
-    // may have hit a worker just as it took a task) has landed.
-    std::thread::sleep(Duration::from_millis(300));
+    // may have hit a worker just as it took a task) has landed: every
+    // process killed is gone (a zombie at most, which takes no task). (A
+    // fixed 300 ms sleep stood for this: a SIGKILL lands when its target
+    // next runs, which a loaded machine may delay.)
+    support::wait_for(Duration::from_secs(30), "the killed workers to die", || {
+        killed.iter().all(|&pid| !support::alive(pid))
+    });
     assert_eq!(apply_work(&pool, dir.clone(), TASKS).unwrap().0, TASKS * 3);
     drop(pool);
     assert_no_children();
