@@ -216,9 +216,11 @@ fn a_call_of_a_stopped_worker_resumed_as_it_is_replaced_runs_once() {
     static LOGGER: ResumingLogger = ResumingLogger;
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(log::LevelFilter::Warn);
+    // (The limit is also what the replacement's call must finish within:
+    // room for a loaded machine.)
     let pool = Pool::builder()
         .processes(1)
-        .task_timeout(Duration::from_millis(300))
+        .task_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     for via_async in [false, true] {
@@ -252,9 +254,12 @@ fn a_call_of_a_stopped_worker_resumed_as_it_is_replaced_runs_once() {
 #[test]
 fn a_call_a_stopped_idle_worker_never_read_runs_on_a_new_worker() {
     let _serial = serial();
+    // (Also what each call on a new worker must finish within: room for a
+    // loaded machine.)
+    let limit = Duration::from_secs(2);
     let pool = Pool::builder()
         .processes(1)
-        .task_timeout(Duration::from_millis(500))
+        .task_timeout(limit)
         .build()
         .unwrap();
     let first = apply_nap(&pool, 0).unwrap();
@@ -277,7 +282,7 @@ fn a_call_a_stopped_idle_worker_never_read_runs_on_a_new_worker() {
         "the stopped worker was reaped"
     );
     // A task that did start and overran still times out.
-    expect_timeout(apply_nap(&pool, 60_000), Duration::from_millis(500));
+    expect_timeout(apply_nap(&pool, 60_000), limit);
     drop(pool);
     assert_no_children();
 }
