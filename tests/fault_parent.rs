@@ -219,7 +219,14 @@ fn a_program_started_through_the_loader_with_its_options_passes_them_on() {
 #[test]
 fn a_program_named_like_the_loader_is_not_taken_for_it() {
     let _serial = serial();
-    let dir = support::Scratch::temp_dir("ldname");
+    // A copy of the program runs from there: in the build's own temporary
+    // directory, since the system's may be mounted noexec (the test failed
+    // with TMPDIR on such a mount).
+    let dir = support::Scratch::new(
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("procpool-ldname-{}", std::process::id())),
+    );
+    std::fs::create_dir_all(&*dir).unwrap();
     let bin = dir.join("bin");
     let cwd = dir.join("cwd");
     std::fs::create_dir_all(&bin).unwrap();
