@@ -340,45 +340,67 @@ fn a_running_task_inside_a_pipelined_batch_is_stopped_and_the_calls_behind_run_o
 /// A task pipelined behind a running one is cancelled: once the one in
 /// front finishes, its worker is killed before it can get far, and the
 /// tasks behind it run once on the replacement.
+///
+/// Whether task 1 goes out in task 0's batch is the slot's choice, from
+/// the run times it observed (a loaded machine may make `mark` look slow
+/// then); if it did not, it is still queued: its cancel answers
+/// `NotStarted` and it never runs, and the round is tried again on a new
+/// pool (up to 5 rounds) until one pipelines it.
 #[test]
 fn a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes() {
-    let t = Pipelining::new("behind");
-    let (pool, dir) = (&t.pool, &t.dir);
-    let first = apply_async_blocker(pool, 300);
-    // 0 runs for 400 ms; 1 (cancelled while 0 runs) sleeps long if it runs.
-    let tasks: Vec<_> = (0..6)
-        .map(|i| {
-            let ms = [400, 60_000, 0, 0, 0, 0][i as usize];
-            apply_async_mark(pool, dir.to_path_buf(), i, ms)
-        })
-        .collect();
-    let old_pid = first.get().unwrap();
-    wait_for(&dir.join("0"));
-    assert_eq!(tasks[1].cancel(), CancelOutcome::Stopped);
-    let begun = Instant::now();
-    for (i, r) in tasks.into_iter().enumerate() {
-        match r.get() {
-            Ok((echo, pid)) => {
-                assert_eq!(echo, i as u64);
-                assert_eq!(pid == old_pid, i == 0, "task {i} on pid {pid}");
+    for round in 0..5 {
+        let t = Pipelining::new(&format!("behind-{round}"));
+        let (pool, dir) = (&t.pool, &t.dir);
+        let first = apply_async_blocker(pool, 300);
+        // 0 runs for 400 ms; 1 (cancelled while 0 runs) sleeps long if it runs.
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let ms = [400, 60_000, 0, 0, 0, 0][i as usize];
+                apply_async_mark(pool, dir.to_path_buf(), i, ms)
+            })
+            .collect();
+        let old_pid = first.get().unwrap();
+        wait_for(&dir.join("0"));
+        let cancel = tasks[1].cancel();
+        let pipelined = match cancel {
+            CancelOutcome::Stopped => true,
+            CancelOutcome::NotStarted => false,
+            other => panic!("round {round}: {other:?}"),
+        };
+        let begun = Instant::now();
+        for (i, r) in tasks.into_iter().enumerate() {
+            match r.get() {
+                Ok((echo, pid)) => {
+                    assert_eq!(echo, i as u64);
+                    if pipelined {
+                        assert_eq!(pid == old_pid, i == 0, "task {i} on pid {pid}");
+                    }
+                }
+                Err(Error::Cancelled { .. }) => assert_eq!(i, 1),
+                Err(e) => panic!("round {round}, task {i}: {e}"),
             }
-            Err(Error::Cancelled { .. }) => assert_eq!(i, 1),
-            Err(e) => panic!("task {i}: {e}"),
         }
-    }
-    assert!(
-        begun.elapsed() < Duration::from_secs(10),
-        "task 1 was not stopped"
-    );
-    let names = markers(dir);
-    assert!(names.iter().all(|n| !n.starts_with("twice")), "{names:?}");
-    for i in [0, 2, 3, 4, 5] {
         assert!(
-            names.contains(&i.to_string()),
-            "task {i} never ran: {names:?}"
+            begun.elapsed() < Duration::from_secs(30),
+            "task 1 was not stopped"
         );
+        let names = markers(dir);
+        assert!(names.iter().all(|n| !n.starts_with("twice")), "{names:?}");
+        // (Stopped at its turn, it may have begun: its marker is then there.)
+        assert!(pipelined || !names.contains(&"1".to_string()), "{names:?}");
+        for i in [0, 2, 3, 4, 5] {
+            assert!(
+                names.contains(&i.to_string()),
+                "task {i} never ran: {names:?}"
+            );
+        }
+        if pipelined {
+            t.finish(Some(old_pid));
+            return;
+        }
+        println!("round {round}: task 1 was still queued (NotStarted); again");
     }
-    t.finish(Some(old_pid));
+    panic!("in 5 rounds, task 1 never went out in task 0's batch");
 }
 
 /// A cancel that reaches a call the moment it finishes, while the worker
