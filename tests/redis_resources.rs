@@ -1,6 +1,8 @@
 //! What a caller pool holds goes when it goes: its threads, its
 //! connections (descriptors here, clients in Redis). Alone in its binary:
-//! the counts are the whole process's.
+//! the counts are the whole process's, so its tests run one at a time
+//! (`support::serial`): another test's node process, pool threads or
+//! redis-cli pipes would be counted too.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -24,6 +26,7 @@ fn pool(server: &RedisServer) -> Pool {
 /// Redis with the clients it had.
 #[test]
 fn callers_built_and_dropped_leave_no_thread_connection_or_client() {
+    let _serial = support::serial();
     let server = RedisServer::start();
     let _node = NodeProc::code(&server.url(), &[("processes", "2")], &[]);
     let clients = || server.clients();
@@ -55,6 +58,7 @@ fn callers_built_and_dropped_leave_no_thread_connection_or_client() {
 /// had.
 #[test]
 fn nodes_started_and_stopped_in_code_leave_no_thread_connection_or_child() {
+    let _serial = support::serial();
     let server = RedisServer::start();
     let clients = || server.clients();
     let caller = pool(&server);
