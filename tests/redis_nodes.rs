@@ -513,8 +513,11 @@ fn a_node_that_gave_up_on_redis_stops_promptly_and_loses_nothing() {
     let exited = node.exits_within(Duration::from_secs(40));
     let exit_after = gave_up.elapsed();
     assert!(exited, "the stopping node never exited");
+    // (0.2-0.9 s on a loaded machine: the deliverer's next attempt comes
+    // after a backoff of up to 0.5 s. The bound leaves room for a slower
+    // machine and still tells the 13 s this took before.)
     assert!(
-        exit_after < Duration::from_millis(1500),
+        exit_after < Duration::from_secs(5),
         "the node exited {exit_after:?} after giving up on Redis ({:?} after it was cut off); its log: {}",
         cut_at.elapsed(),
         std::fs::read_to_string(&log).unwrap_or_default()
