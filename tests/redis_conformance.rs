@@ -24,6 +24,12 @@ use tasks::*;
 
 procpool::enable_test_support!();
 
+/// A node of one process that takes every call for quick and claims
+/// ahead: a node judges by the calls' times, and on a slow or loaded
+/// machine (other tests beside it) calls under a millisecond were not, so
+/// it claimed nothing ahead ("the node never claimed the quick calls").
+const QUICK_ONE: &[(&str, &str)] = &[("processes", "1"), ("quick", "1")];
+
 /// Held by the tests that load the machine (thousands of calls) and by
 /// those that need a node to find its calls quick (under a millisecond,
 /// which it judges by what it sees): on two loaded CPUs they never are.
@@ -339,7 +345,7 @@ fn prefetched_ran(file: &str) -> Vec<String> {
 fn terminate_reaches_calls_a_node_claimed_ahead() {
     let _heavy = heavy();
     let server = RedisServer::start();
-    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let _node = NodeProc::code(&server.url(), QUICK_ONE, &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let (slow, quick, file, gate) = held_with_prefetched(&server, &pool, &dir);
@@ -373,7 +379,7 @@ fn terminate_reaches_calls_a_node_claimed_ahead() {
 fn a_cancelled_call_a_node_claimed_ahead_never_runs() {
     let _heavy = heavy();
     let server = RedisServer::start();
-    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let _node = NodeProc::code(&server.url(), QUICK_ONE, &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let (slow, mut quick, file, gate) = held_with_prefetched(&server, &pool, &dir);
@@ -685,7 +691,7 @@ fn a_node_with_the_largest_prefetch_serves() {
     let max = usize::MAX.to_string();
     let _node = NodeProc::code(
         &server.url(),
-        &[("processes", "1"), ("prefetch", &max)],
+        &[("processes", "1"), ("prefetch", &max), ("quick", "1")],
         &[],
     );
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
@@ -827,7 +833,7 @@ fn a_lost_claim_reply_behind_ten_thousand_claimed_calls_is_found() {
     let server = RedisServer::start_with(&[("appendonly", "no")]);
     let _node = NodeProc::code(
         &server.url(),
-        &[("processes", "1"), ("prefetch", "20000")],
+        &[("processes", "1"), ("prefetch", "20000"), ("quick", "1")],
         &[],
     );
     let pool = Pool::builder()
@@ -917,7 +923,7 @@ fn a_killed_node_holding_thousands_of_calls_has_them_all_node_lost() {
     let server = RedisServer::start_with(&[("appendonly", "no")]);
     let mut node = NodeProc::code(
         &server.url(),
-        &[("processes", "1"), ("prefetch", "20000")],
+        &[("processes", "1"), ("prefetch", "20000"), ("quick", "1")],
         &[],
     );
     let pool = Pool::builder()

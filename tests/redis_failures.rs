@@ -808,7 +808,8 @@ fn a_node_does_not_run_a_queued_call_of_a_forgotten_caller() {
 #[test]
 fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
     let server = RedisServer::start();
-    let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    // (`quick`: it claims ahead however slow the machine makes calls look.)
+    let node = NodeProc::code(&server.url(), &[("processes", "1"), ("quick", "1")], &[]);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let dir = TempDir::new();
     let warm = dir.file("warm");

@@ -294,7 +294,8 @@ fn a_dropped_node_serves_on() {
 #[test]
 fn a_node_stopping_while_redis_is_gone_leaves() {
     let server = RedisServer::start();
-    let mut node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    // (`quick`: it claims ahead however slow the machine makes calls look.)
+    let mut node = NodeProc::code(&server.url(), &[("processes", "1"), ("quick", "1")], &[]);
     // The caller waits out the outage (its budget is longer than the
     // node's), to see what the node left behind.
     let pool = Pool::builder()

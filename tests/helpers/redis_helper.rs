@@ -5,10 +5,12 @@
 //!   in its environment, `procpool::init()` serves as a node and never
 //!   returns (the environment contract of the README).
 //! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]
-//!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N]`: the same
-//!   through `procpool::Node` in code (with `init-unless`, its workers'
-//!   initializer is `t/init_unless FILE`; the last two are its local
-//!   pool's `task_timeout` and `max_tasks_per_child`); prints `ready <name>`,
+//!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N] [quick 1]`: the
+//!   same through `procpool::Node` in code (with `init-unless`, its
+//!   workers' initializer is `t/init_unless FILE`; `task-timeout-ms` and
+//!   `max-tasks` are its local pool's `task_timeout` and
+//!   `max_tasks_per_child`; with `quick`, it takes every call for quick
+//!   and claims ahead, however slow the machine); prints `ready <name>`,
 //!   serves until its standard input closes, then stops gracefully and
 //!   prints `stopped`. With `log`, procpool's log records (debug and up)
 //!   are appended to FILE, one a line: `LEVEL message`.
@@ -57,6 +59,8 @@ fn node(url: &str, options: &[String]) {
                 pool = pool.task_timeout(std::time::Duration::from_millis(n() as u64))
             }
             "max-tasks" => pool = pool.max_tasks_per_child(n()),
+            // (Any value: the nodes take every call for quick.)
+            "quick" => procpool::__private::treat_node_calls_as_quick(),
             other => panic!("unknown option {other}"),
         }
     }

@@ -29,6 +29,8 @@ use super::keys::{build_id, Keys, DEFAULT_QUEUE, GROUP};
 use super::member::{self, Role};
 use crate::error::Error;
 use crate::pool::config::{Broker, NodeConfig, Retry};
+
+pub(crate) use shared::treat_calls_as_quick;
 use crate::pool::{Pool, PoolBuilder};
 use claim::ReadSide;
 use shared::{Shared, State};
