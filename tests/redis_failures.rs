@@ -863,8 +863,27 @@ fn prefetched_calls_answered_node_lost_never_run_after_the_node_resumes() {
         assert!(matches!(got, Err(Error::NodeLost { .. })), "{got:?}");
     }
     both(libc::SIGCONT);
-    // The node serves on, under a new name.
-    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    // The node serves on, under a new name. A call made as it resumes may
+    // be claimed under its old name by a read begun before it learned it
+    // was declared lost, and then answered `NodeLost` by a reaper round
+    // before the node gives it back (see claim.rs and release.lua); 2 runs
+    // in 6 failed so. Only that outcome, naming the old name, is allowed,
+    // and only until a call runs; then every call runs.
+    let resumed = Instant::now();
+    loop {
+        match apply_square(&pool, 6) {
+            Ok(v) => {
+                assert_eq!(v, 36);
+                break;
+            }
+            Err(Error::NodeLost { node: lost, .. })
+                if lost == node.name && resumed.elapsed() < Duration::from_secs(30) => {}
+            other => panic!("the resumed node's call: {other:?}"),
+        }
+    }
+    for x in 0..10u64 {
+        assert_eq!(apply_square(&pool, x).unwrap(), x * x, "the node serves on");
+    }
     std::thread::sleep(Duration::from_secs(2));
     let ran: Vec<String> = marks(&file, "start")
         .into_iter()
