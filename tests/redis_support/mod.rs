@@ -37,11 +37,13 @@ pub fn past_broker_errors<T: std::fmt::Debug>(
 #[path = "../support/scratch.rs"]
 mod scratch;
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const HELPER: &str = env!("CARGO_BIN_EXE_procpool-redis-helper");
@@ -78,9 +80,21 @@ impl TempDir {
     }
 }
 
+/// A loopback port free now and never handed out before in this process.
+/// The kernel hands a port out again as soon as nothing is bound to it:
+/// while a test's server is down to be restarted on its port (or before a
+/// server binds the port it was given), another test of the binary could
+/// be given it for its own server, and each would then talk to the
+/// other's Redis.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = l.local_addr().unwrap().port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A redis-server of our own, killed (SIGKILL) when dropped.
