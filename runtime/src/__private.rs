@@ -140,9 +140,9 @@ pub fn channel_layout() -> Vec<(&'static str, usize)> {
 pub use crate::process::HARNESS_ARGS as WORKER_HARNESS_ARGS;
 
 /// For tests of what a node does with the calls it claims ahead: the
-/// nodes this process runs take every call for quick, and claim ahead,
-/// however long calls take on a slow or loaded machine (a node judges by
-/// the times it sees, and claims ahead only calls under a millisecond).
+/// nodes this process runs count every call that completes as quick (under
+/// a millisecond, below which a node claims ahead), however long it took
+/// on a slow or loaded machine.
 #[cfg(all(target_os = "linux", feature = "redis"))]
 pub fn treat_node_calls_as_quick() {
     crate::redis::treat_calls_as_quick()

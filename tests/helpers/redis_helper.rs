@@ -9,8 +9,9 @@
 //!   same through `procpool::Node` in code (with `init-unless`, its
 //!   workers' initializer is `t/init_unless FILE`; `task-timeout-ms` and
 //!   `max-tasks` are its local pool's `task_timeout` and
-//!   `max_tasks_per_child`; with `quick`, it takes every call for quick
-//!   and claims ahead, however slow the machine); prints `ready <name>`,
+//!   `max_tasks_per_child`; with `quick`, it counts every call that
+//!   completes as quick, however slow the machine, and so claims ahead
+//!   once calls completed); prints `ready <name>`,
 //!   serves until its standard input closes, then stops gracefully and
 //!   prints `stopped`. With `log`, procpool's log records (debug and up)
 //!   are appended to FILE, one a line: `LEVEL message`.
@@ -59,7 +60,7 @@ fn node(url: &str, options: &[String]) {
                 pool = pool.task_timeout(std::time::Duration::from_millis(n() as u64))
             }
             "max-tasks" => pool = pool.max_tasks_per_child(n()),
-            // (Any value: the nodes take every call for quick.)
+            // (Any value: every call that completes counts as quick.)
             "quick" => procpool::__private::treat_node_calls_as_quick(),
             other => panic!("unknown option {other}"),
         }

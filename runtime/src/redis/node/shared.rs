@@ -15,15 +15,16 @@ use super::recent::Recent;
 use super::stopped::Stopped;
 use crate::pool::config::NodeConfig;
 
-/// Set for tests ([`treat_calls_as_quick`]): the nodes of this process take
-/// every call for quick, however long calls take.
+/// Set for tests ([`treat_calls_as_quick`]): the nodes of this process count
+/// every call that completes as quick, however long it took.
 static ALL_QUICK: AtomicBool = AtomicBool::new(false);
 
 /// For tests of what a node does with the calls it claims ahead: from now
-/// on the nodes of this process take every call for quick (they claim
-/// ahead, and keep calls queued behind a busy worker), as they would on a
-/// fast machine, instead of judging by the calls' times, which a slow or
-/// loaded machine makes look slow.
+/// on the nodes of this process count every call that completes as taking
+/// no time, as on a fast machine, instead of by its time, which a slow or
+/// loaded machine makes look slow. Once calls have completed they claim
+/// ahead, and keep calls of the tasks they saw complete queued behind a
+/// busy worker; a call of a task they never saw complete still goes back.
 pub(crate) fn treat_calls_as_quick() {
     ALL_QUICK.store(true, Ordering::Relaxed);
 }
@@ -171,9 +172,8 @@ impl Shared {
     /// may be idle; quick ones save a round trip each and are pipelined to
     /// the workers by the local pool.
     pub(super) fn capacity(&self) -> usize {
-        let quick = (ALL_QUICK.load(Ordering::Relaxed)
-            || self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS)
-            && !self.lock_state_hold();
+        let quick =
+            self.run_micros.load(Ordering::Relaxed) < Self::QUICK_MICROS && !self.lock_state_hold();
         // (Saturating: `prefetch(usize::MAX)` means "all there is".)
         let ahead = if quick { self.cfg.prefetch } else { 0 };
         self.cfg.processes.max(1).saturating_add(ahead)
@@ -187,9 +187,6 @@ impl Shared {
 
     /// Whether this node has seen calls of `task` be quick.
     pub(super) fn is_quick(&self, task: &str) -> bool {
-        if ALL_QUICK.load(Ordering::Relaxed) {
-            return true;
-        }
         let quick = self.quick_tasks.lock().unwrap_or_else(|e| e.into_inner());
         quick.get(task).copied().unwrap_or(false)
     }
@@ -212,7 +209,11 @@ impl Shared {
             since
         };
         let took = now.duration_since(since);
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 2);
+        let us = if ALL_QUICK.load(Ordering::Relaxed) {
+            0
+        } else {
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX / 2)
+        };
         let old = self.run_micros.load(Ordering::Relaxed);
         let new = if old == u64::MAX {
             us
