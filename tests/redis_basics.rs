@@ -603,7 +603,9 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
 #[test]
 fn slow_calls_after_quick_ones_spread_over_the_nodes() {
     let server = RedisServer::start();
-    let first = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    // (`quick`: square looks quick to it however slow the machine; else it
+    // might claim nothing ahead, and the test would not test its point.)
+    let first = NodeProc::code(&server.url(), &[("processes", "1"), ("quick", "1")], &[]);
     let pool = pool(&server);
     // The first node learns that calls are quick: it claims ahead.
     let quick: Vec<_> = (0..2000u64).map(|i| apply_async_square(&pool, i)).collect();
