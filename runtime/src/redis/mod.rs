@@ -41,8 +41,8 @@ mod scripts;
 pub(crate) use caller::RedisDispatcher;
 pub(crate) use env::serve_from_env;
 pub(crate) use keys::{build_id, check_queue};
-pub use node::{Node, NodeBuilder};
 pub(crate) use node::treat_calls_as_quick;
+pub use node::{Node, NodeBuilder};
 
 /// Shows a broker's settings without the URL's password.
 impl std::fmt::Debug for crate::pool::config::Broker {

@@ -30,9 +30,9 @@ use super::member::{self, Role};
 use crate::error::Error;
 use crate::pool::config::{Broker, NodeConfig, Retry};
 
-pub(crate) use shared::treat_calls_as_quick;
 use crate::pool::{Pool, PoolBuilder};
 use claim::ReadSide;
+pub(crate) use shared::treat_calls_as_quick;
 use shared::{Shared, State};
 
 /// Quick calls claimed ahead per process, by default.
