@@ -13,6 +13,7 @@
 #![cfg(feature = "redis")]
 
 mod redis_support;
+mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
@@ -358,6 +359,15 @@ fn terminate_reaches_calls_a_node_claimed_ahead() {
     wait_for(Duration::from_secs(20), "the node to settle them", || {
         server.queued() == 0 && server.pending() == 0
     });
+    // Settled in Redis is not yet killed on the node: under load the gate
+    // opened before the kill, and the call ran to its end. The worker is
+    // killed (it never reads the gate), then the gate opens.
+    let worker = mark_pid(&marks(&file, "start slow")[0]) as u32;
+    wait_for(
+        Duration::from_secs(20),
+        "the running call's worker to be killed",
+        || !support::alive(worker),
+    );
     std::fs::write(&gate, b"").unwrap();
     std::thread::sleep(Duration::from_secs(1));
     assert!(
