@@ -7,7 +7,8 @@
 -- or, the node being still registered, the entry is no longer pending
 -- under it because this node settled it already (this same DELIVER, sent
 -- again after its reply was lost: nobody else takes a live node's
--- entries). XACK alone does not check who owns an entry; this does.
+-- entries), or it is another call under the same id. XACK alone does not
+-- check who owns an entry; this does.
 --
 -- KEYS: tasks, members, result streams... ARGV: group, node, count, then per
 -- outcome: entry id, key index (into KEYS), caller, seq, status, body.
@@ -21,6 +22,23 @@ for j = 0, n - 1 do
   local b = 4 + j * 6
   local entry = ARGV[b]
   local owned = live and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
+  -- And the same call: a task stream that lost its data can give a new
+  -- call an id this node settled a moment ago, and this DELIVER, sent again
+  -- after its reply was lost, must not settle that call with the old one's
+  -- outcome (the new call would never run, nor be answered). Compared when
+  -- the outcome names the call (a malformed entry's names no seq: 0).
+  if owned and ARGV[b+2] ~= '' and ARGV[b+3] ~= '0' then
+    local e = redis.call('XRANGE', tasks, entry, entry)[1]
+    local c, i
+    if e then
+      for k = 1, #e[2], 2 do
+        if e[2][k] == 'c' then c = e[2][k + 1] elseif e[2][k] == 'i' then i = e[2][k + 1] end
+      end
+    end
+    if c ~= nil and i ~= nil and (c ~= ARGV[b+2] or tonumber(i) ~= tonumber(ARGV[b+3])) then
+      owned = false
+    end
+  end
   if not live then
     out[#out + 1] = 0
   elseif not owned then

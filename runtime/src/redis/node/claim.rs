@@ -64,6 +64,12 @@ pub(super) fn read_once(s: &Shared) {
         side.recover = false;
         side.last_name = name.clone();
     }
+    // A new call was passed over, under the id of one being settled (see
+    // `take_entries`): that one is settled now, and the new one waits in
+    // the pending list.
+    if std::mem::take(&mut s.lock().reread) {
+        side.recover_all();
+    }
     let g0 = side.conn.generation;
     let from_pending = side.recover;
     let from = side.recover_from.clone();
@@ -119,7 +125,7 @@ pub(super) fn read_once(s: &Shared) {
         }
     }
     let orphans = side.callers.orphans(&mut side.conn, &s.keys, &entries);
-    let acks = take_entries(s, entries, &orphans, &name, epoch);
+    let acks = take_entries(s, entries, &orphans, &name, epoch, from_pending);
     if !acks.is_empty() {
         let _ = side.conn.run("ack deleted entries", |con| {
             redis::cmd("XACK")
@@ -154,11 +160,19 @@ fn take_entries(
     orphans: &HashSet<String>,
     name: &str,
     epoch: u64,
+    from_pending: bool,
 ) -> Vec<String> {
     let mut acks = Vec::new();
     let mut st = s.lock();
     for (entry, fields) in entries {
         if st.claimed.contains(&entry) {
+            // Read again from the pending list: held already. A new claim
+            // under a held id is another call (a task stream that lost its
+            // data reused the id of one still being settled): taken once
+            // that one is settled, from the pending list.
+            if !from_pending {
+                st.reused.insert(entry);
+            }
             continue;
         }
         let Some(fields) = fields else {

@@ -75,7 +75,7 @@ pub(super) fn deliver(s: &Shared, conn: &mut Conn, batch: Vec<Done>) {
         }
         let mut st = s.lock();
         for d in &outs {
-            st.claimed.remove(&d.entry);
+            st.unclaim(&d.entry);
         }
         s.wake(&st);
     }

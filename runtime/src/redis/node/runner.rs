@@ -100,7 +100,7 @@ fn give_back_stale(s: &Arc<Shared>, items: Vec<Item>) {
     drop(side);
     let mut st = s.lock();
     for i in &items {
-        st.claimed.remove(&i.call.entry);
+        st.unclaim(&i.call.entry);
         s.stats.dropped.fetch_add(1, Ordering::Relaxed);
     }
     s.wake(&st);
@@ -157,7 +157,7 @@ fn release(s: &Arc<Shared>, items: Vec<Item>) {
     // its own).
     let mut st = s.lock();
     for i in &items {
-        st.claimed.remove(&i.call.entry);
+        st.unclaim(&i.call.entry);
     }
     s.wake(&st);
 }

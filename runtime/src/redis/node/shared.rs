@@ -69,6 +69,13 @@ pub(super) struct State {
     pub(super) work: VecDeque<Item>,
     /// Entry ids claimed and not yet settled in Redis.
     pub(super) claimed: HashSet<String>,
+    /// Ids of `claimed` that a new claim returned again: a task stream that
+    /// lost its data gave a new call the id of one this node was still
+    /// settling. Once that one is settled, the new one is read again from
+    /// the pending list (`reread`).
+    pub(super) reused: HashSet<String>,
+    /// The feeder is to read this node's pending list again.
+    pub(super) reread: bool,
     pub(super) done: Vec<Done>,
     /// Callers that terminated: their calls are not run.
     pub(super) cancelled: HashSet<String>,
@@ -151,6 +158,15 @@ pub(super) struct Shared {
 }
 
 impl State {
+    /// Forgets a claimed entry id, settled or given back; a new call under
+    /// the same id, passed over meanwhile (`reused`), is then read again.
+    pub(super) fn unclaim(&mut self, entry: &str) {
+        self.claimed.remove(entry);
+        if self.reused.remove(entry) {
+            self.reread = true;
+        }
+    }
+
     /// Whether `call` must not run: its caller terminated, or cancelled it.
     pub(super) fn is_cancelled(&self, call: &NodeCall) -> bool {
         self.cancelled.contains(&call.caller) || self.stopped.contains(&call.caller, call.seq)
