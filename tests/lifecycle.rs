@@ -208,6 +208,7 @@ fn a_pool_outlives_the_thread_that_made_it() {
 
 #[test]
 fn bad_configuration_is_a_typed_error() {
+    let _serial = serial();
     assert!(matches!(Pool::new(0), Err(Error::Config { .. })));
     // An absurd count (a typo in a setting) is refused before anything is
     // allocated for it (it aborted the process, or panicked, before).
@@ -281,6 +282,7 @@ fn echo_len(bytes: Vec<u8>) -> Vec<u8> {
 /// pool that never answered.)
 #[test]
 fn time_limits_too_far_to_reach_are_no_limits() {
+    let _serial = serial();
     let pool = Pool::builder()
         .processes(1)
         .start_timeout(Duration::MAX)
@@ -303,6 +305,7 @@ fn time_limits_too_far_to_reach_are_no_limits() {
 /// `PoolClosed`, as `map` did (Python raises for any map on a closed pool).
 #[test]
 fn maps_of_empty_inputs_are_refused_after_close() {
+    let _serial = serial();
     let pool = Pool::new(1).unwrap();
     pool.close();
     fn closed<T>(r: &Result<T, Error>) -> bool {
@@ -325,6 +328,7 @@ fn maps_of_empty_inputs_are_refused_after_close() {
 
 #[test]
 fn a_task_name_too_long_for_the_wire_is_refused_at_submit() {
+    let _serial = serial();
     use procpool::__private::{submit, ArgsEncoder, TaskInfo};
     let pool = Pool::new(1).unwrap();
     let name: &'static str = Box::leak("n".repeat(70_000).into_boxed_str());
