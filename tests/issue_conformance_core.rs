@@ -14,17 +14,30 @@ procpool::enable_test_support!();
 /// Sleeps `ms`, then says where it ran: the shape of task a Python user
 /// writes first (`time.sleep(x)`) to see how a pool hands out work. Leaves
 /// a marker `dir/i` as it starts, and panics if one is there: call `i` ran
-/// twice.
+/// twice. Returns early once the file [`gate`]`(dir)` exists (the test
+/// made it).
 #[pool_task]
 fn sleep_ms(dir: &Path, i: u64, ms: u64) -> (u32, u64) {
     if let Err(e) = std::fs::File::create_new(dir.join(i.to_string())) {
         panic!("call {i} ran twice ({e})");
     }
-    std::thread::sleep(Duration::from_millis(ms));
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end && !gate(dir).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     (std::process::id(), ms)
 }
 
-const SLOW: u64 = 2_000;
+/// The file that ends the sleeps of the calls given `dir` (beside it, so
+/// that `dir` holds only markers).
+fn gate(dir: &Path) -> std::path::PathBuf {
+    dir.with_extension("gate")
+}
+
+/// The slow call's sleep: it ends when the test opens its gate, once the
+/// quick calls are all back, however slow the machine (this long only if
+/// they never come back while it runs).
+const SLOW: u64 = 60_000;
 
 /// The durations of 60 calls of one task: all quick but the 11th.
 fn plan() -> impl Iterator<Item = (u64, u64)> {
@@ -37,7 +50,8 @@ fn plan() -> impl Iterator<Item = (u64, u64)> {
 /// quick calls and one slow one among them, on workers that have run it
 /// quickly before (so a busy worker is sent several calls at once): the
 /// quick calls queued behind the slow one run on the other worker, not
-/// after it, and each call runs once. (Failed before the calls pipelined
+/// after it (they all come back while it still runs: its gate opens only
+/// then), and each call runs once. (Failed before the calls pipelined
 /// behind a call that runs long could go back to the queue: "quick call
 /// 10 came back after 4.0s with a 4 s call".)
 #[test]
@@ -53,7 +67,7 @@ fn quick_calls_queued_behind_a_slow_call_of_the_same_task_run_on_the_idle_worker
     }
     for round in 0..2 {
         let dir = support::marker_dir("conformance", &format!("fifo{round}"));
-        let started = Instant::now();
+        let gate = support::Scratch::new(gate(&dir));
         let mut pending: Vec<_> = plan()
             .map(|(i, ms)| apply_async_sleep_ms(&pool, &dir, i, ms))
             .collect();
@@ -61,13 +75,13 @@ fn quick_calls_queued_behind_a_slow_call_of_the_same_task_run_on_the_idle_worker
         for (i, r) in pending.into_iter().enumerate() {
             let (pid, _) = r.get().unwrap();
             assert_ne!(pid, std::process::id());
-            let waited = started.elapsed();
             assert!(
-                waited < Duration::from_millis(SLOW / 2),
-                "round {round}: quick call {i} came back after {waited:?}, \
-                 behind the slow one, while the other worker was idle"
+                !slow.ready(),
+                "round {round}: quick call {i} came back after the slow one, \
+                 behind it, while the other worker was idle"
             );
         }
+        std::fs::write(&*gate, b"").unwrap();
         assert_eq!(slow.get().unwrap().1, SLOW);
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 60);
     }
@@ -85,10 +99,14 @@ fn imap_unordered_yields_the_quick_items_behind_a_slow_one_first() {
     assert_eq!(warm.unwrap().len(), 200);
     for round in 0..2 {
         let dir = support::marker_dir("conformance", &format!("imap{round}"));
+        let gate = support::Scratch::new(gate(&dir));
         let items = plan().map(|(i, ms)| (&*dir, i, ms));
-        let order: Vec<u64> = imap_unordered_sleep_ms_with(&pool, items, one)
-            .map(|r| r.unwrap().1)
-            .collect();
+        let mut results = imap_unordered_sleep_ms_with(&pool, items, one);
+        // The slow item's gate opens once 59 items came: the quick ones, if
+        // they do not wait behind it.
+        let mut order: Vec<u64> = results.by_ref().take(59).map(|r| r.unwrap().1).collect();
+        std::fs::write(&*gate, b"").unwrap();
+        order.extend(results.map(|r| r.unwrap().1));
         assert_eq!(order.len(), 60);
         assert_eq!(
             order.iter().position(|&ms| ms == SLOW),
@@ -159,20 +177,19 @@ fn divide(a: i64, b: i64) -> i64 {
 #[test]
 fn every_error_message_names_its_task() {
     let _serial = support::serial();
-    let pool = Pool::builder()
-        .processes(1)
-        .task_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    let pool = Pool::new(1).unwrap();
+    // No time limit for the panic: its report (a backtrace) can take longer
+    // than the limit below to make on a loaded machine.
     let panic = apply_divide(&pool, 10, 0).unwrap_err();
     assert!(matches!(panic, procpool::Error::Panic { .. }), "{panic:?}");
     let dir = support::marker_dir("conformance", "names");
-    let timeout = apply_sleep_ms(&pool, &dir, 0, 5_000).unwrap_err();
+    let impatient = pool.with_task_timeout(Some(Duration::from_millis(300)));
+    let timeout = apply_sleep_ms(&impatient, &dir, 0, 5_000).unwrap_err();
     assert!(
         matches!(timeout, procpool::Error::Timeout { .. }),
         "{timeout:?}"
     );
-    let slow = apply_async_sleep_ms(&pool.with_task_timeout(None), &dir, 1, 60_000);
+    let slow = apply_async_sleep_ms(&pool, &dir, 1, 60_000);
     let waited = slow.get_timeout(Duration::from_millis(10)).unwrap_err();
     pool.terminate();
     let terminated = slow.get().unwrap_err();
