@@ -342,6 +342,9 @@ fn memory_recycling_of_pipelined_quick_calls_loses_and_repeats_nothing() {
 fn deaths_timeouts_and_retirements_are_logged_with_reasons_at_their_levels() {
     let _serial = serial();
     let log = capture_log();
+    // Only this test's lines: a pid of an earlier test's worker may have
+    // been given again to one of this test's.
+    log.clear();
     let line = |what: &str| -> String {
         let mut found = Vec::new();
         wait_for(Duration::from_secs(10), what, || {
@@ -568,10 +571,14 @@ fn cancelling_a_task_whose_worker_is_stopped_returns_and_replaces_it() {
     assert_no_children();
 }
 
-/// Sleeps `ms` (the initializer of a slow-starting worker).
+/// Waits while the file `hold` exists (a minute at most): the initializer
+/// of a worker slow to start, for as long as the test needs.
 #[pool_task]
-fn slow_init(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
+fn slow_init(hold: PathBuf) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while hold.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// A task queued while its slot starts a new worker (a slow initializer,
@@ -580,19 +587,27 @@ fn slow_init(ms: u64) {
 #[test]
 fn a_task_waiting_for_a_starting_worker_is_not_started_when_cancelled() {
     let _serial = serial();
+    let hold = Scratch::temp("conformance-slow-init");
     let pool = Pool::builder()
         .processes(1)
-        .initializer("issue_conformance_practical::slow_init", &(1500u64,))
+        .initializer(
+            "issue_conformance_practical::slow_init",
+            &(hold.to_path_buf(),),
+        )
         .build()
         .unwrap();
     let first = apply_pid(&pool).unwrap();
+    // The replacement's initializer waits until the cancel is done.
+    std::fs::write(&*hold, b"").unwrap();
     // SAFETY: kill(2) on this test's own idle worker.
     unsafe { libc::kill(first as i32, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(300));
     let marker = Scratch::temp("conformance-cancel-starting");
     let r = apply_async_hold(&pool, marker.to_path_buf(), 0);
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    let answer = r.cancel();
+    std::fs::remove_file(&*hold).unwrap();
+    assert_eq!(answer, CancelOutcome::NotStarted);
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     assert_ne!(apply_pid(&pool).unwrap(), first);
     assert!(!marker.exists(), "the cancelled task ran");
@@ -648,7 +663,7 @@ fn a_cancel_after_terminate_changes_nothing() {
 }
 
 /// Marks task `i` as started in `dir` (`twice-i` if it already was), then
-/// sleeps `us` microseconds.
+/// sleeps `us` microseconds, or less once the file [`gate`]`(dir)` exists.
 #[pool_task]
 fn mark(dir: PathBuf, i: u64, us: u64) -> u64 {
     let create = |name: String| {
@@ -660,8 +675,17 @@ fn mark(dir: PathBuf, i: u64, us: u64) -> u64 {
     if create(i.to_string()).is_err() {
         let _ = create(format!("twice-{i}"));
     }
-    std::thread::sleep(Duration::from_micros(us));
+    let end = Instant::now() + Duration::from_micros(us);
+    while Instant::now() < end && !gate(&dir).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     i
+}
+
+/// The file that ends the sleeps of the `mark` calls given `dir` (beside
+/// it: `dir` holds only markers).
+fn gate(dir: &Path) -> PathBuf {
+    dir.with_extension("gate")
 }
 
 /// Teaches `pool` (one worker) that `mark` is quick: rounds of calls queued
@@ -690,18 +714,21 @@ fn learn_mark_is_quick(pool: &Pool, warm: &Path) {
 }
 
 /// On a pool of one worker that has learnt `mark` is quick: ten `mark`
-/// calls sent behind a gate, call 0 running for a second once the gate is
-/// done and 1..10 quick, so that they go to the worker in a batch behind
-/// it; returns once call 0 runs, with its marker directory (named after
-/// `name`), the ten results and the log's batch lines.
+/// calls sent behind a gate, call 0 running once the gate is done until
+/// the test opens the file [`gate`] (a minute at most: however slow the
+/// machine, it runs while the test looks) and 1..10 quick, so that they go
+/// to the worker in a batch behind it; returns once call 0 runs, with its
+/// marker directory (named after `name`), its gate file (not made yet),
+/// the ten results and the log's batch lines.
 fn slow_call_with_quick_ones_behind(
     pool: &Pool,
     log: &LogCapture,
     name: &str,
-) -> (Scratch, Vec<AsyncResult<u64>>, Vec<String>) {
+) -> (Scratch, Scratch, Vec<AsyncResult<u64>>, Vec<String>) {
     let warm = support::marker_dir("conformance", &format!("{name}-warm"));
     learn_mark_is_quick(pool, &warm);
     let dir = support::marker_dir("conformance", name);
+    let open = Scratch::new(gate(&dir));
     log.clear();
     let gate = apply_async_hold(pool, PathBuf::new(), 300);
     let calls: Vec<_> = (0..10u64)
@@ -710,7 +737,7 @@ fn slow_call_with_quick_ones_behind(
                 pool,
                 dir.to_path_buf(),
                 i,
-                if i == 0 { 1_000_000 } else { 0 },
+                if i == 0 { 60_000_000 } else { 0 },
             )
         })
         .collect();
@@ -719,7 +746,7 @@ fn slow_call_with_quick_ones_behind(
         dir.join("0").exists()
     });
     let batches = log.lines_with("pipelined to worker");
-    (dir, calls, batches)
+    (dir, open, calls, batches)
 }
 
 /// `close_and_cancel` "drops everything queued, lets running tasks finish"
@@ -732,11 +759,13 @@ fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
     let _serial = serial();
     let log = capture_log();
     let pool = Pool::new(1).unwrap();
-    let (dir, calls, batches) = slow_call_with_quick_ones_behind(&pool, log, "close-pipelined");
+    let (dir, gate, calls, batches) =
+        slow_call_with_quick_ones_behind(&pool, log, "close-pipelined");
     let cancelled = pool.close_and_cancel();
     // Each answers as a call `close_and_cancel` took from the queue does:
     // it never ran (asked before they settle: call 0 runs on).
     let answers: Vec<CancelOutcome> = calls[1..].iter().map(|r| r.cancel()).collect();
+    std::fs::write(&*gate, b"").unwrap();
     assert_eq!(answers, [CancelOutcome::NotStarted; 9]);
     pool.join();
     let outcomes: Vec<String> = calls
@@ -764,8 +793,8 @@ fn close_and_cancel_also_drops_calls_pipelined_behind_a_running_one() {
 
 /// "A queued task never runs; a running one has its worker stopped and
 /// replaced; its result becomes `Err(Cancelled)`": a quick call pipelined
-/// to a busy worker behind a call that runs for a second is neither (it has
-/// not started). Cancelled while the call in front still runs, it must not
+/// to a busy worker behind a call that runs long is neither (it has not
+/// started). Cancelled while the call in front still runs, it must not
 /// run when that one ends: the worker used to race through the quick calls
 /// before the pool read the reply in front, so the cancel answered
 /// `Stopped` and the call ran all the same, its result `Ok`. The calls
@@ -775,8 +804,10 @@ fn a_quick_call_cancelled_while_pipelined_behind_a_slow_one_never_runs() {
     let _serial = serial();
     let log = capture_log();
     let pool = Pool::new(1).unwrap();
-    let (dir, calls, batches) = slow_call_with_quick_ones_behind(&pool, log, "pipelined-cancel");
+    let (dir, gate, calls, batches) =
+        slow_call_with_quick_ones_behind(&pool, log, "pipelined-cancel");
     let outcome = calls[5].cancel();
+    std::fs::write(&*gate, b"").unwrap();
     let results: Vec<String> = calls
         .into_iter()
         .map(|r| match r.get() {
