@@ -24,6 +24,12 @@ fn nap(ms: u64) -> (u32, u32) {
 
 const NOBODY: u32 = 65534;
 
+/// How long the stopped tasks would run, and how soon they must stop: a
+/// worker that could not be killed would be waited for, far past the
+/// bound, while a loaded machine takes seconds at most to kill and reap.
+const LONG: u64 = 60_000;
+const AT_ONCE: Duration = Duration::from_secs(20);
+
 #[test]
 fn workers_of_a_caller_that_dropped_root_run_as_it_and_can_be_stopped() {
     // SAFETY: geteuid has no preconditions.
@@ -50,37 +56,25 @@ fn workers_of_a_caller_that_dropped_root_run_as_it_and_can_be_stopped() {
         .unwrap();
     assert_eq!(apply_nap(&pool, 0).unwrap(), (NOBODY, NOBODY));
     let started = Instant::now();
-    let got = apply_nap(&pool, 5000);
+    let got = apply_nap(&pool, LONG);
     assert!(matches!(got, Err(Error::Timeout { .. })), "{got:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
     drop(pool);
 
     let pool = Pool::new(1).unwrap();
-    let call = apply_async_nap(&pool, 5000);
+    let call = apply_async_nap(&pool, LONG);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     call.cancel();
     let got = call.get();
     assert!(matches!(got, Err(Error::Cancelled { .. })), "{got:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
 
-    let call = apply_async_nap(&pool, 5000);
+    let call = apply_async_nap(&pool, LONG);
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     pool.terminate();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < AT_ONCE, "{:?}", started.elapsed());
     assert!(call.get().is_err());
     drop(pool);
     assert_no_children();
