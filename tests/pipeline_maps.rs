@@ -15,8 +15,9 @@ use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
 procpool::enable_test_support!();
 
 /// Leaves a marker file `dir/x` as it starts (panicking if one is there:
-/// the item ran before), then sleeps `nap_ms`; aborts its worker when
-/// `die`, panics when `panic`. Returns the worker's pid.
+/// the item ran before), then sleeps `nap_ms` (less once the file
+/// `<dir>.gate` exists); aborts its worker when `die`, panics when
+/// `panic`. Returns the worker's pid.
 #[pool_task]
 fn mark(dir: String, x: u64, nap_ms: u64, die: bool, panic: bool) -> u32 {
     let path = Path::new(&dir).join(x.to_string());
@@ -29,8 +30,9 @@ fn mark(dir: String, x: u64, nap_ms: u64, die: bool, panic: bool) -> u32 {
     if panic {
         panic!("item {x} panics");
     }
-    if nap_ms > 0 {
-        std::thread::sleep(Duration::from_millis(nap_ms));
+    let end = Instant::now() + Duration::from_millis(nap_ms);
+    while Instant::now() < end && !Path::new(&format!("{dir}.gate")).exists() {
+        std::thread::sleep(Duration::from_millis(1));
     }
     std::process::id()
 }
@@ -206,17 +208,22 @@ fn close_and_cancel_with_pipelined_chunks_neither_hangs_nor_reruns() {
     warm_up(&pool);
     let batches = pipelined_batches();
     let dir = support::marker_dir("pm", "cac");
+    // Item 10 runs until the cancel is done, however slow the machine: the
+    // items behind it are still to run then.
+    let gate = support::Scratch::new(format!("{}.gate", text(&dir)).into());
     let blocker = block(&pool, 200);
     let r = map_async_mark_with(
         &pool,
         items(&dir, 2000, |x| {
-            (if x == 10 { 300 } else { 0 }, false, false)
+            (if x == 10 { 60_000 } else { 0 }, false, false)
         }),
         MapOptions::new().chunksize(1),
     );
     blocker.get().unwrap();
     wait_markers(&dir, 11);
-    assert!(pool.close_and_cancel() > 0);
+    let cancelled = pool.close_and_cancel();
+    std::fs::write(&*gate, b"").unwrap();
+    assert!(cancelled > 0);
     pool.join();
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     assert_pipelined_since(batches);
