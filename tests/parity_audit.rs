@@ -56,14 +56,25 @@ fn slot() -> Option<usize> {
 }
 
 /// Writes `marker` (unless it is empty), then sleeps `ms`: a task known to
-/// be running once its marker exists.
+/// be running once its marker exists. With a marker, the sleep ends early
+/// once the file [`gate`]`(marker)` exists.
 #[pool_task]
 fn hold(marker: PathBuf, ms: u64) -> u64 {
-    if !marker.as_os_str().is_empty() {
-        std::fs::write(&marker, b"").unwrap();
+    if marker.as_os_str().is_empty() {
+        std::thread::sleep(Duration::from_millis(ms));
+        return ms;
     }
-    std::thread::sleep(Duration::from_millis(ms));
+    std::fs::write(&marker, b"").unwrap();
+    let end = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < end && !gate(&marker).exists() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     ms
+}
+
+/// The file that ends the sleep of the [`hold`] call given `marker`.
+fn gate(marker: &std::path::Path) -> PathBuf {
+    marker.with_extension("gate")
 }
 
 /// A fresh marker path for [`hold`], named `name`, removed when the test
@@ -192,7 +203,10 @@ fn imap_over_an_input_of_unknown_length_keeps_order_and_ends_for_good() {
 fn async_result_before_and_after_it_is_ready() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
-    let r = apply_async_nap(&pool, 300);
+    // Pending until the gate opens, however slow the machine.
+    let running = marker("before-ready");
+    let open = support::Scratch::new(gate(&running));
+    let r = apply_async_hold(&pool, running.to_path_buf(), 60_000);
     assert!(!r.ready());
     assert_eq!(
         r.successful(),
@@ -204,15 +218,16 @@ fn async_result_before_and_after_it_is_ready() {
         r.get_timeout(Duration::from_millis(1)),
         Err(Error::WaitTimeout { .. })
     ));
+    std::fs::write(&*open, b"").unwrap();
     // A timed-out get loses nothing: a second, longer one succeeds, and so
     // does a third.
-    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 300);
-    assert_eq!(r.get_timeout(Duration::ZERO).unwrap(), 300);
+    assert_eq!(r.get_timeout(Duration::from_secs(30)).unwrap(), 60_000);
+    assert_eq!(r.get_timeout(Duration::ZERO).unwrap(), 60_000);
     assert!(r.wait_timeout(Duration::ZERO));
     assert!(r.wait_timeout(Duration::MAX));
     assert_eq!(r.successful(), Some(true));
-    assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 300);
-    assert_eq!(r.get().unwrap(), 300);
+    assert_eq!(r.get_timeout(Duration::MAX).unwrap(), 60_000);
+    assert_eq!(r.get().unwrap(), 60_000);
     // A timeout too far to reach waits as long as it takes, while pending too.
     let r = apply_async_nap(&pool, 100);
     assert!(r.wait_timeout(Duration::MAX));
@@ -372,18 +387,18 @@ fn terminate_fails_pending_maps_and_imaps_without_a_hang() {
     let _serial = serial();
     let pool = Pool::new(2).unwrap();
     let (err, err_seen) = counter();
-    let whole = map_async_nap_with(&pool, vec![5_000; 6], MapOptions::new().chunksize(1))
+    let whole = map_async_nap_with(&pool, vec![60_000; 6], MapOptions::new().chunksize(1))
         .error_callback(move |e| {
             assert!(matches!(e, Error::Terminated { .. }), "{e:?}");
             err.fetch_add(1, Ordering::SeqCst);
         });
-    let mut lazy = imap_nap_with(&pool, vec![5_000; 6], MapOptions::new().chunksize(1));
+    let mut lazy = imap_nap_with(&pool, vec![60_000; 6], MapOptions::new().chunksize(1));
     assert!(lazy
         .next_timeout(Duration::from_millis(50))
         .is_some_and(|r| r.is_err()));
     let blocked = {
         let pool = pool.clone();
-        std::thread::spawn(move || map_nap(&pool, vec![5_000; 4]))
+        std::thread::spawn(move || map_nap(&pool, vec![60_000; 4]))
     };
     std::thread::sleep(Duration::from_millis(200));
     let begun = Instant::now();
@@ -401,7 +416,12 @@ fn terminate_fails_pending_maps_and_imaps_without_a_hang() {
     let rest: Vec<_> = lazy.collect();
     assert!(!rest.is_empty());
     assert!(rest.iter().all(|r| r.is_err()), "{rest:?}");
-    assert!(begun.elapsed() < Duration::from_secs(3), "terminate waited");
+    // (Waiting for the tasks would take a minute: a loaded machine takes
+    // seconds at most to kill and reap.)
+    assert!(
+        begun.elapsed() < Duration::from_secs(20),
+        "terminate waited"
+    );
     assert_eq!(err_seen.load(Ordering::SeqCst), 1);
     assert_no_children();
 }
@@ -421,9 +441,10 @@ fn a_handle_without_a_limit_overrides_the_pool_wide_one() {
     let patient = pool.with_task_timeout(None);
     assert_eq!(apply_nap(&patient, 400).unwrap(), 400);
     assert_eq!(map_nap(&patient, [300, 300]).unwrap(), [300, 300]);
-    // A clone of a handle, dropped, closes nothing.
+    // A clone of a handle, dropped, closes nothing (asked without the
+    // 150 ms limit, which a worker held off the CPU could run past).
     drop(patient.clone());
-    assert_eq!(apply_double(&pool, 2).unwrap(), 4);
+    assert_eq!(apply_double(&patient, 2).unwrap(), 4);
 }
 
 #[test]
@@ -1067,11 +1088,13 @@ fn map_async_fails_once_its_first_error_in_input_order_is_known() {
     let one = MapOptions::new().chunksize(1);
     let begun = Instant::now();
     let (tx, rx) = std::sync::mpsc::channel();
-    let items = vec![(0, true), (3_000, false), (3_000, false), (3_000, false)];
+    // (The chunks behind run a minute: a loaded machine takes seconds at
+    // most to report the first one's panic.)
+    let items = vec![(0, true), (60_000, false), (60_000, false), (60_000, false)];
     let r = starmap_async_nap_or_panic_with(&pool, items, one)
         .error_callback(move |e| tx.send(e).unwrap());
     assert!(
-        r.wait_timeout(Duration::from_secs(2)),
+        r.wait_timeout(Duration::from_secs(20)),
         "not failed after {:?}",
         begun.elapsed()
     );
@@ -1139,14 +1162,18 @@ fn a_map_async_failed_early_calls_back_once_and_join_waits_for_its_chunks() {
     // Chunks queued behind a running call: one each.
     let pool = Pool::new(1).unwrap();
     let running = marker("early-failed-running");
-    let held = apply_async_hold(&pool, running.clone(), 1_000);
+    // Running until the cancel is done, however slow the machine.
+    let open = support::Scratch::new(gate(&running));
+    let held = apply_async_hold(&pool, running.clone(), 60_000);
     started(&running);
     let items = vec![(0, true), (0, false), (0, false)];
     let r = starmap_async_nap_or_panic_with(&pool, items, one);
-    assert_eq!(pool.close_and_cancel(), 3);
+    let cancelled = pool.close_and_cancel();
+    std::fs::write(&*open, b"").unwrap();
+    assert_eq!(cancelled, 3);
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
     pool.join();
-    assert_eq!(held.get().unwrap(), 1_000);
+    assert_eq!(held.get().unwrap(), 60_000);
 }
 
 /// `AsyncResult::cancel` of a `map_async` cancels every chunk (its doc):
@@ -1186,8 +1213,9 @@ fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let first = marker("map-async-cut");
+    // The running chunk ends when the test is done (a minute at most).
     let items = vec![
-        (first.clone(), 3_000),
+        (first.clone(), 60_000),
         (PathBuf::new(), 0),
         (PathBuf::new(), 0),
     ];
@@ -1195,7 +1223,7 @@ fn a_map_async_cut_by_close_and_cancel_is_cancelled_at_once() {
     started(&first);
     assert_eq!(pool.close_and_cancel(), 2);
     assert!(
-        r.wait_timeout(Duration::from_secs(2)),
+        r.wait_timeout(Duration::from_secs(20)),
         "not cancelled before its running chunk ended"
     );
     assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
@@ -1213,7 +1241,7 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
         let pool = pool.clone();
         let first = first.clone();
         std::thread::spawn(move || {
-            let items = vec![(first, 3_000), (PathBuf::new(), 0), (PathBuf::new(), 0)];
+            let items = vec![(first, 60_000), (PathBuf::new(), 0), (PathBuf::new(), 0)];
             let outcome = starmap_hold_with(&pool, items, MapOptions::new().chunksize(1));
             (outcome, Instant::now())
         })
@@ -1227,8 +1255,10 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
         "{outcome:?}"
     );
     let took = returned_at - cancelled_at;
+    // (Its running chunk takes a minute: a loaded machine takes seconds
+    // at most to cancel the others.)
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(20),
         "returned {took:?} after close_and_cancel"
     );
     pool.terminate();
