@@ -1264,6 +1264,16 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
     pool.terminate();
 }
 
+/// Returns once the replies of the calls queued before now on `pool`
+/// (the slow one aside) are in: a call queued after them can only be
+/// taken by the worker that ran them once its slot settled them (the other
+/// one is held). (A fixed 200 ms sleep was enough only on a machine quick
+/// enough to read two replies in that time.)
+fn replies_in(pool: &Pool) {
+    let probe = apply_async_hold(pool, PathBuf::new(), 0);
+    assert_eq!(probe.get_timeout(Duration::from_secs(30)).unwrap(), 0);
+}
+
 /// `Imap::cancel`: "the iterator then yields the results of the chunks that
 /// had already finished, `Cancelled` once in place of the rest, and ends".
 /// In input order, a stopped chunk ahead of finished ones yielded
@@ -1295,27 +1305,27 @@ fn a_cancelled_imap_yields_the_finished_results_then_cancelled_last() {
             for m in [&slow, &quick1, &quick2] {
                 started(m);
             }
-            // (The quick ones' replies are back a moment after their markers.)
-            std::thread::sleep(Duration::from_millis(200));
+            replies_in(&pool);
             assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
             Box::new(lazy)
         } else {
             let mut lazy = imap_unordered_hold_with(&pool, items, options);
-            // Queues the three chunks. A call queues chunks until one is
-            // back, and a quick one may be back before the third is queued
-            // (a loaded machine): it is yielded then, and the third waits
-            // for the next call. So it is called until all three run.
-            let mut first = Vec::new();
-            support::wait_for(Duration::from_secs(30), "the three chunks to start", || {
+            // Queues the three chunks. A pull queues chunks until one is
+            // back: a quick one back at once is yielded (then the next pull
+            // queues the rest; one pull left the third unqueued, and the
+            // wait for its start timed out, on a loaded machine).
+            let mut early = Vec::new();
+            support::wait_for(Duration::from_secs(30), "the three to start", || {
                 match lazy.next_timeout(Duration::ZERO) {
-                    Some(Err(Error::WaitTimeout { .. })) | None => {}
-                    Some(early) => first.push(early),
+                    Some(Err(Error::WaitTimeout { .. })) => {}
+                    Some(r) => early.push(r),
+                    None => panic!("the imap ended: {early:?}"),
                 }
                 [&slow, &quick1, &quick2].iter().all(|m| m.exists())
             });
-            std::thread::sleep(Duration::from_millis(200));
+            replies_in(&pool);
             assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
-            Box::new(first.into_iter().chain(lazy))
+            Box::new(early.into_iter().chain(lazy))
         };
         let rest: Vec<_> = lazy.by_ref().collect();
         if ordered {
