@@ -95,10 +95,15 @@ fn an_imap_primed_with_a_zero_timeout_runs_while_the_caller_waits() {
     let pool = Pool::new(2).unwrap();
     let mut results = imap_touch(&pool, &markers);
     let mut lengths = Vec::new();
-    match results.next_timeout(Duration::ZERO) {
-        Some(Err(Error::WaitTimeout { .. })) => {}
-        Some(Ok(len)) => lengths.push(len),
-        other => panic!("expected a result or WaitTimeout, got {other:?}"),
+    // A pull queues chunks until one is back: a result back at once is
+    // yielded before the next chunk is queued, which the wait below would
+    // then wait for in vain; so it pulls again, until a `WaitTimeout`.
+    loop {
+        match results.next_timeout(Duration::ZERO) {
+            Some(Err(Error::WaitTimeout { .. })) | None => break,
+            Some(Ok(len)) => lengths.push(len),
+            other => panic!("expected a result or WaitTimeout, got {other:?}"),
+        }
     }
     // No `next` meanwhile: the items run all the same.
     wait_for(Duration::from_secs(30), "the primed items to run", || {
