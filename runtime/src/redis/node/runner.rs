@@ -192,9 +192,14 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     if now != epoch {
         s.exec.cancel_before(now);
     }
-    // Likewise a stop that found the call neither queued here nor on the
-    // local pool (between the check above and its registration there).
-    if s.lock().stopped.contains(&item_caller, item_seq) {
+    // Likewise a stop, or its caller's terminate, that found the call
+    // neither queued here nor on the local pool (between the check above
+    // and its registration there).
+    let stopped = {
+        let st = s.lock();
+        st.cancelled.contains(&item_caller) || st.stopped.contains(&item_caller, item_seq)
+    };
+    if stopped {
         s.exec.cancel_one(&item_caller, item_seq);
     }
 }
