@@ -425,10 +425,14 @@ fn a_node_killed_amid_quick_calls_leaves_none_hanging_or_run_twice() {
     let dir = TempDir::new();
     let file = dir.file("marks");
     const N: usize = 4000;
+    let began = Instant::now();
     let calls = mark_calls(&pool, &file, "q", N, 0);
     wait_for(Duration::from_secs(60), "a tenth of the calls", || {
         marks(&file, "end").len() >= N / 10
     });
+    // This machine's pace: the other nine tenths take about nine times as
+    // long on two nodes, twice that on the one left.
+    let tenth = began.elapsed();
     victim.kill9();
     let killed = Instant::now();
     let (mut ok, mut lost) = (0, 0);
@@ -447,9 +451,12 @@ fn a_node_killed_amid_quick_calls_leaves_none_hanging_or_run_twice() {
         "{ok} ok, {lost} NodeLost, all settled {:?} after the kill",
         killed.elapsed()
     );
+    // Within seconds of finding the node dead, on top of the calls' own
+    // time (a loaded machine took 38 s of a fixed 40 s bound).
+    let bound = Duration::from_secs(40).max(tenth * 30 + Duration::from_secs(15));
     assert!(
-        killed.elapsed() < Duration::from_secs(40),
-        "{:?}",
+        killed.elapsed() < bound,
+        "{:?} (the first tenth took {tenth:?})",
         killed.elapsed()
     );
     let mut starts = std::collections::HashMap::<String, usize>::new();
