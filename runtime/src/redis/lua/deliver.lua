@@ -10,16 +10,21 @@
 -- entries), or it is another call under the same id. XACK alone does not
 -- check who owns an entry; this does.
 --
--- KEYS: tasks, members, result streams... ARGV: group, node, count, then per
--- outcome: entry id, key index (into KEYS), caller, seq, status, body.
+-- KEYS: tasks, members, result streams... ARGV: group, node, count, check,
+-- then per outcome: entry id, key index (into KEYS), caller, seq, status,
+-- body. `check` '1': each entry is settled only if it still holds the same
+-- call (below); the node asks for it when it sends a DELIVER again, or
+-- holds an id a new claim returned again: reading every entry back costs
+-- Redis as much as the XDEL, on every call.
 -- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced (the
 -- node was declared dead), 3 settled already.
 local tasks, members = KEYS[1], KEYS[2]
 local group, node, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local check = ARGV[4] == '1'
 local live = redis.call('HEXISTS', members, node) == 1
 local out = {}
 for j = 0, n - 1 do
-  local b = 4 + j * 6
+  local b = 5 + j * 6
   local entry = ARGV[b]
   local owned = live and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
   -- And the same call: a task stream that lost its data can give a new
@@ -27,7 +32,7 @@ for j = 0, n - 1 do
   -- after its reply was lost, must not settle that call with the old one's
   -- outcome (the new call would never run, nor be answered). Compared when
   -- the outcome names the call (a malformed entry's names no seq: 0).
-  if owned and ARGV[b+2] ~= '' and ARGV[b+3] ~= '0' then
+  if check and owned and ARGV[b+2] ~= '' and ARGV[b+3] ~= '0' then
     local e = redis.call('XRANGE', tasks, entry, entry)[1]
     local c, i
     if e then

@@ -86,28 +86,57 @@ pub(super) fn deliver(s: &Shared, conn: &mut Conn, batch: Vec<Done>) {
 /// 2 dropped (its caller is gone), 0 fenced (this node had been declared
 /// lost), 3 settled already (by an attempt whose reply was lost).
 fn settle(s: &Shared, conn: &mut Conn, consumer: &str, outs: &[&Done]) -> Vec<i64> {
-    let script = &scripts().deliver;
-    let mut inv = script.prepare_invoke();
-    inv.key(s.keys.tasks()).key(s.keys.members());
-    let mut key_index: HashMap<&str, usize> = HashMap::new();
-    for d in outs {
-        let next = key_index.len() + 3;
-        if let std::collections::hash_map::Entry::Vacant(v) = key_index.entry(d.caller.as_str()) {
-            v.insert(next);
-            inv.key(s.keys.results(&d.caller));
+    let invocation = |check: bool| {
+        let mut inv = scripts().deliver.prepare_invoke();
+        inv.key(s.keys.tasks()).key(s.keys.members());
+        let mut key_index: HashMap<&str, usize> = HashMap::new();
+        for d in outs {
+            let next = key_index.len() + 3;
+            if let std::collections::hash_map::Entry::Vacant(v) = key_index.entry(d.caller.as_str())
+            {
+                v.insert(next);
+                inv.key(s.keys.results(&d.caller));
+            }
         }
-    }
-    inv.arg(GROUP).arg(consumer).arg(outs.len());
-    for d in outs {
-        inv.arg(&d.entry)
-            .arg(key_index[d.caller.as_str()])
-            .arg(&d.caller)
-            .arg(d.seq)
-            .arg(d.status)
-            .arg(&d.body[..]);
-    }
+        inv.arg(GROUP)
+            .arg(consumer)
+            .arg(outs.len())
+            .arg(if check { "1" } else { "0" });
+        for d in outs {
+            inv.arg(&d.entry)
+                .arg(key_index[d.caller.as_str()])
+                .arg(&d.caller)
+                .arg(d.seq)
+                .arg(d.status)
+                .arg(&d.body[..]);
+        }
+        inv
+    };
+    // Redis reads each entry back to check it still holds the same call
+    // only when it may not: the DELIVER is sent again (its reply lost, the
+    // entry settled already, and its id perhaps given to a new call by a
+    // task stream that lost its data), or a new claim returned an id of
+    // this batch again (`State::reused`). (A new claim of such an id between
+    // here and the first attempt goes unseen: a window of a moment, after a
+    // Redis lost its data.)
+    let reused = {
+        let st = s.lock();
+        outs.iter().any(|d| st.reused.contains(&d.entry))
+    };
+    let plain = invocation(reused);
+    let mut checked = None;
+    let mut attempts = 0u32;
     loop {
-        match conn.run("deliver", |con| inv.invoke::<Vec<i64>>(con)) {
+        let sent = conn.run("deliver", |con| {
+            attempts += 1;
+            let inv = if attempts > 1 {
+                checked.get_or_insert_with(|| invocation(true))
+            } else {
+                &plain
+            };
+            inv.invoke::<Vec<i64>>(con)
+        });
+        match sent {
             Ok(f) => return f,
             Err(e) if s.stopping() => {
                 log::warn!(target: "procpool", "node {consumer}: {e}; {} outcomes dropped on the way out", outs.len());
