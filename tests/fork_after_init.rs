@@ -403,8 +403,8 @@ fn nap_square(x: u64) -> u64 {
     x * x
 }
 
-/// A `map` (and an `imap`) whose own input forks part-way, with chunks in
-/// flight: in the copy the map fails with `Config` naming the fork (the
+/// A `map` (an `imap`, a `map_async`) whose own input forks part-way, with
+/// chunks in flight: in the copy the map fails with `Config` naming the fork (the
 /// chunks in flight are the parent's and are never answered there; the
 /// map waited for them for ever), and in the parent it returns every
 /// result. In rounds: the copy also hung, now and then, queueing the chunks
@@ -436,9 +436,11 @@ fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
     };
     let one = || procpool::MapOptions::new().chunksize(1);
     let expected: Vec<u64> = (0..16).map(|x| x * x).collect();
-    for (round, kind) in (0..8).flat_map(|round| [(round, "map"), (round, "imap")]) {
+    let kinds = ["map", "imap", "map_async"];
+    for (round, kind) in (0..8).flat_map(|round| kinds.map(|kind| (round, kind))) {
         let got: Result<Vec<u64>, Error> = match kind {
             "map" => map_nap_square_with(&pool, input(), one()),
+            "map_async" => map_async_nap_square_with(&pool, input(), one()).get(),
             _ => imap_nap_square_with(&pool, input(), one()).collect(),
         };
         if IN_COPY.load(Ordering::SeqCst) {
@@ -461,6 +463,86 @@ fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
             "round {round}: the copy's exit code for {kind} (None: it hung; see its stderr)"
         );
     }
+}
+
+/// A `map_async` whose own input forks while another thread keeps the
+/// pool's queue busy: in the copy it fails with `Config` naming the fork,
+/// without queueing the chunks it reads after the fork on the parent's
+/// queue, whose lock the other thread (or a slot) may hold at the fork, for
+/// good in the copy; in the parent it returns every result.
+#[test]
+fn a_map_async_whose_input_forks_amid_other_calls_fails_in_the_copy() {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    static IN_COPY: AtomicBool = AtomicBool::new(false);
+    static COPY: AtomicI32 = AtomicI32::new(0);
+    let pool = Pool::new(2).unwrap();
+    let stop = AtomicBool::new(false);
+    let expected: Vec<u64> = (0..64).map(|x| x * x).collect();
+    std::thread::scope(|scope| {
+        let flood = scope.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                let pending: Vec<_> = (0..32u64).map(|x| apply_async_square(&pool, x)).collect();
+                for (x, result) in (0..32u64).zip(pending) {
+                    assert_eq!(result.get().unwrap(), x * x, "a call beside the maps");
+                }
+            }
+        });
+        // The flood stops however the rounds end (a failed assert too).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let stop_flood = Stop(&stop);
+        for round in 0..20 {
+            // 0..64 in chunks of 1, forking at item 40 (the copy goes on
+            // with the map, and is ended with `_exit` once it returned).
+            let input = (0..64u64).inspect(|&x| {
+                if x == 40 {
+                    // SAFETY: fork in a test binary; the copy runs the rest
+                    // of this map only, then `_exit`.
+                    let pid = unsafe { libc::fork() };
+                    assert!(pid >= 0, "fork failed");
+                    if pid == 0 {
+                        // SAFETY: a hang here ends by SIGALRM.
+                        unsafe { libc::alarm(10) };
+                        IN_COPY.store(true, Ordering::SeqCst);
+                    } else {
+                        COPY.store(pid, Ordering::SeqCst);
+                    }
+                }
+            });
+            let options = procpool::MapOptions::new().chunksize(1);
+            let got = map_async_square_with(&pool, input, options).get();
+            if IN_COPY.load(Ordering::SeqCst) {
+                let code = match got {
+                    Err(Error::Config { message }) if message.contains("fork") => 0,
+                    other => {
+                        eprintln!("copy: round {round}: {other:?}");
+                        2
+                    }
+                };
+                // SAFETY: ends the copy at once, running nothing of the
+                // harness.
+                unsafe { libc::_exit(code) };
+            }
+            let mut copy = Copy(Some(COPY.swap(0, Ordering::SeqCst)));
+            let status = copy.wait(Duration::from_secs(15));
+            assert_eq!(
+                got.unwrap(),
+                expected,
+                "round {round}: the parent's map_async"
+            );
+            assert_eq!(
+                status,
+                Some(0),
+                "round {round}: the copy's exit code (None: it hung; see its stderr)"
+            );
+        }
+        drop(stop_flood);
+        flood.join().unwrap();
+    });
 }
 
 #[pool_task]

@@ -81,6 +81,10 @@ where
     let mut carry = Vec::new();
     while let Some((bytes, n)) = chunk::next_chunk::<M, _>(&mut items, size, max_bytes, &mut carry)
     {
+        // An input that forked goes on in the copy, where the queue is the
+        // parent's, its lock perhaps held for good by a thread of the
+        // parent at the fork (as in `map`): nothing of it is touched.
+        pool.foreign(M::INFO.name)?;
         chunks.push((submit_admitted::<M>(&admission, pool, bytes), n));
     }
     Ok(chunks)
