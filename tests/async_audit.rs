@@ -45,20 +45,6 @@ fn fail(message: String) -> u8 {
     panic!("{message}")
 }
 
-/// Runs `f` on a thread of its own and fails if it has not returned
-/// within `secs` (a hang fails the test rather than blocking the run).
-fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("hung: not done within {secs} s"),
-    }
-}
-
 fn multi_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,7 +123,7 @@ fn pool_results_and_the_futures_an_async_user_spawns_are_send_and_sync() {
 
 #[test]
 fn awaits_move_between_threads_and_survive_select_losses_and_timeouts() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Arc::new(Pool::new(2).unwrap());
         let (gate_a, gate_b) = (gate_path("select-a"), gate_path("select-b"));
         let mut a = apply_async_gated(&pool, gate_a.to_string());
@@ -197,7 +183,7 @@ fn awaits_move_between_threads_and_survive_select_losses_and_timeouts() {
 
 #[test]
 fn a_future_dropped_mid_wait_neither_cancels_nor_keeps_its_waker_nor_blocks() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let mark = marker("dropped");
         let gate = gate_path("dropped");
@@ -238,7 +224,7 @@ fn a_future_dropped_mid_wait_neither_cancels_nor_keeps_its_waker_nor_blocks() {
 
 #[test]
 fn a_runtime_shut_down_with_a_result_pending_leaves_the_pool_working() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let gate = gate_path("shutdown");
         let rt = multi_thread();
@@ -254,7 +240,7 @@ fn a_runtime_shut_down_with_a_result_pending_leaves_the_pool_working() {
 
 #[test]
 fn cancel_and_terminate_wake_the_tasks_that_await_with_typed_errors() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Arc::new(Pool::new(1).unwrap());
         let rt = multi_thread();
         // `select!` in the awaiting task between its result and a signal
@@ -339,7 +325,7 @@ fn cancel_and_terminate_wake_the_tasks_that_await_with_typed_errors() {
 
 #[test]
 fn a_pool_dropped_while_tasks_await_lets_them_finish() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = multi_thread();
         let gate = gate_path("drop-pool");
@@ -365,7 +351,7 @@ fn a_pool_dropped_while_tasks_await_lets_them_finish() {
 
 #[test]
 fn a_worker_killed_while_awaited_fails_the_await_with_worker_died() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = current_thread();
         let mark = marker("killed");
@@ -389,7 +375,7 @@ fn a_worker_killed_while_awaited_fails_the_await_with_worker_died() {
 
 #[test]
 fn five_thousand_awaits_on_one_executor_thread_beside_its_timers() {
-    within(120, || {
+    support::within(Duration::from_secs(120), "the test", || {
         let pool = Pool::new(2).unwrap();
         let rt = current_thread();
         let gate = gate_path("many");
@@ -420,7 +406,7 @@ fn five_thousand_awaits_on_one_executor_thread_beside_its_timers() {
 
 #[test]
 fn await_returns_only_once_callbacks_have_returned() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = multi_thread();
         let called = Arc::new(AtomicBool::new(false));
@@ -447,7 +433,7 @@ fn await_returns_only_once_callbacks_have_returned() {
 
 #[test]
 fn a_callback_may_block_on_another_awaitable_result_and_one_attached_late_is_awaited() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = multi_thread();
         // A callback (on the callback thread) that blocks on a result whose
@@ -491,7 +477,7 @@ fn a_callback_may_block_on_another_awaitable_result_and_one_attached_late_is_awa
 
 #[test]
 fn close_and_cancel_and_an_inline_terminate_wake_awaited_calls_and_maps() {
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = multi_thread();
         let mark = marker("close-and-cancel");
@@ -513,7 +499,7 @@ fn close_and_cancel_and_an_inline_terminate_wake_awaited_calls_and_maps() {
         open(&gate);
         assert!(rt.block_on(running).unwrap().is_ok());
     });
-    within(60, || {
+    support::within(Duration::from_secs(60), "the test", || {
         let pool = Pool::new(1).unwrap();
         let rt = current_thread();
         let gate = gate_path("terminate-map");

@@ -15,23 +15,6 @@ fn worker_pid() -> u32 {
     std::process::id()
 }
 
-/// Runs `f` on a thread and fails the test if it takes longer than `limit`
-/// (never hangs the run).
-fn within<T: Send + 'static>(
-    limit: Duration,
-    what: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> T {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(_) => panic!("{what}: no answer within {limit:?} (hang)"),
-    }
-}
-
 /// The killer thread's state: it may act only while a pool is being used.
 const IDLE: u8 = 0;
 const ARMED: u8 = 1;
@@ -123,7 +106,7 @@ fn a_fork_server_killed_while_a_pool_starts_its_workers_does_not_fail_build() {
         }
         state.store(ARMED, Ordering::Release);
         let state = Arc::clone(&state);
-        let built = within(Duration::from_secs(60), "build", move || {
+        let built = support::within(Duration::from_secs(60), "build", move || {
             let pool = Pool::builder().processes(6).build()?;
             let mut ok = 0;
             for _ in 0..12 {

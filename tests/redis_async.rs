@@ -9,27 +9,12 @@ mod redis_support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 use procpool::{CancelOutcome, Error, Pool};
 use redis_support::{Held, NodeProc, RedisServer};
 
 procpool::enable_test_support!();
-
-/// Runs `f` on a thread of its own and fails if it has not returned
-/// within `secs` (a hang fails the test rather than blocking the run).
-fn within<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(Ok(value)) => value,
-        Ok(Err(panic)) => std::panic::resume_unwind(panic),
-        Err(_) => panic!("hung: not done within {secs} s"),
-    }
-}
 
 fn multi_thread() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -46,7 +31,7 @@ fn multi_thread() -> tokio::runtime::Runtime {
 #[test]
 fn awaits_through_redis_wake_on_cancel_node_loss_and_terminate() {
     redis_support::require_redis();
-    within(120, || {
+    redis_support::within(Duration::from_secs(120), "the test", || {
         let server = RedisServer::start();
         let mut node = NodeProc::env(&server, 2);
         let pool = Pool::builder().redis(&server.url()).build().unwrap();

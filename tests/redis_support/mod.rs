@@ -12,7 +12,7 @@ pub mod proxy;
 mod wait;
 
 #[allow(unused_imports)] // not every test binary polls
-pub use wait::wait_for;
+pub use wait::{wait_for, within};
 
 /// Calls `call` again every 100 ms while it fails with `Error::Broker`
 /// (Redis restarted, or refusing writes), for at most 30 s; returns what

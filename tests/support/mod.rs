@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)] // not every test binary polls
-pub use wait::wait_for;
+pub use wait::{wait_for, within};
 
 /// Process ids whose parent is `parent` (live or zombie).
 pub fn children_of(parent: u32) -> Vec<u32> {
