@@ -440,11 +440,12 @@ impl<R, I> Feeder<'_, R, I> {
 /// chunk already back first. So nothing runs before its first `next()`
 /// (or [`next_timeout`](Self::next_timeout)), where Python's `imap` starts
 /// at once: to have the first chunks run while the caller does other work,
-/// call `next_timeout(Duration::ZERO)` first (it queues them and returns
-/// [`Error::WaitTimeout`] unless a result is ready), or use
-/// `map_async_<fn>`. Over a slow stream each result comes once the
-/// next item is read. An input that waits for this imap's own results (a
-/// feedback loop) therefore cannot be read: feed one with `apply_async`. A panicking item
+/// call `next_timeout(Duration::ZERO)` first (it queues chunks until the
+/// window is full or a result is back, and returns [`Error::WaitTimeout`]
+/// unless a result is ready), or use `map_async_<fn>`. Over a slow stream
+/// each result comes once the next item is read. An input that waits for
+/// this imap's own results (a feedback loop) therefore cannot be read: feed
+/// one with `apply_async`. A panicking item
 /// yields its own [`Error::Panic`]; the items around it are unaffected. If a
 /// worker dies running a chunk, each item of that chunk yields
 /// [`Error::WorkerDied`]. An `imap` begun before [`Pool::close`] runs to
