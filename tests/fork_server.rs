@@ -189,11 +189,14 @@ fn forked_workers_take_the_mask_and_limits_of_the_moment_and_a_raised_hard_limit
     set_limit(libc::RLIMIT_NOFILE, fewer_files).unwrap();
     // A hard limit lowered (for good: only privilege raises it again).
     let [_, queue_max] = get_limit(libc::RLIMIT_MSGQUEUE);
-    assert!(
-        queue_max > 2 && queue_max < u64::MAX / 2,
-        "a finite limit: {queue_max}"
-    );
-    let lowered = [queue_max - 2, queue_max - 2];
+    assert!(queue_max > 2, "a usable limit: {queue_max}");
+    // (Unlimited on some machines: then any finite limit is lower.)
+    let infinite = queue_max == libc::RLIM_INFINITY;
+    let lowered = if infinite {
+        [819_200, 819_200]
+    } else {
+        [queue_max - 2, queue_max - 2]
+    };
     set_limit(libc::RLIMIT_MSGQUEUE, lowered).unwrap();
 
     let pool = Pool::new(2).unwrap();
@@ -222,8 +225,20 @@ fn forked_workers_take_the_mask_and_limits_of_the_moment_and_a_raised_hard_limit
     // A hard limit above the server's (those of init()): only a privileged
     // caller can raise one, and a forked worker could not take it, so the
     // worker is spawned by this process and inherits it.
-    let raised = [queue_max + 1, queue_max + 1];
+    // (Above an unlimited server's there is nothing: raised back to it.)
+    let raised = if infinite {
+        [queue_max, queue_max]
+    } else {
+        [queue_max + 1, queue_max + 1]
+    };
     match set_limit(libc::RLIMIT_MSGQUEUE, raised) {
+        Ok(()) if infinite => {
+            let pool = Pool::new(1).unwrap();
+            let (_, parent, _, _, msgqueue) = apply_mask_and_limits(&pool).unwrap();
+            assert_eq!(parent, server, "the server's own limit: forked");
+            assert_eq!(msgqueue, raised);
+            drop(pool);
+        }
         Ok(()) => {
             let pool = Pool::new(1).unwrap();
             let (_, parent, _, _, msgqueue) = apply_mask_and_limits(&pool).unwrap();
