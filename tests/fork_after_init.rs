@@ -412,28 +412,10 @@ fn nap_square(x: u64) -> u64 {
 /// taking the next chunk) may hold at the fork, for good in the copy.
 #[test]
 fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
-    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-    static IN_COPY: AtomicBool = AtomicBool::new(false);
-    static COPY: AtomicI32 = AtomicI32::new(0);
+    static FORKS: Forks = Forks::new();
     let pool = Pool::new(2).unwrap();
-    // 0..16, forking at item 6 (the copy goes on with the map, and is
-    // ended with `_exit` once the map returned there).
-    let input = || {
-        (0..16u64).inspect(|&x| {
-            if x == 6 {
-                // SAFETY: as above; the copy runs the rest of the map only.
-                let pid = unsafe { libc::fork() };
-                assert!(pid >= 0, "fork failed");
-                if pid == 0 {
-                    // SAFETY: a hang here ends by SIGALRM.
-                    unsafe { libc::alarm(10) };
-                    IN_COPY.store(true, Ordering::SeqCst);
-                } else {
-                    COPY.store(pid, Ordering::SeqCst);
-                }
-            }
-        })
-    };
+    // 0..16, forking at item 6.
+    let input = || FORKS.input(0..16, 6);
     let one = || procpool::MapOptions::new().chunksize(1);
     let expected: Vec<u64> = (0..16).map(|x| x * x).collect();
     let kinds = ["map", "imap", "map_async"];
@@ -443,25 +425,69 @@ fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
             "map_async" => map_async_nap_square_with(&pool, input(), one()).get(),
             _ => imap_nap_square_with(&pool, input(), one()).collect(),
         };
-        if IN_COPY.load(Ordering::SeqCst) {
-            let code = match got {
-                Err(Error::Config { message }) if message.contains("fork") => 0,
-                other => {
-                    eprintln!("copy: round {round}, {kind}: {other:?}");
-                    2
-                }
-            };
-            // SAFETY: ends the copy at once, running nothing of the harness.
-            unsafe { libc::_exit(code) };
-        }
-        let mut copy = Copy(Some(COPY.swap(0, Ordering::SeqCst)));
-        let status = copy.wait(Duration::from_secs(15));
+        let status = FORKS.settle(&got, &format!("round {round}, {kind}"));
         assert_eq!(got.unwrap(), expected, "round {round}: the parent's {kind}");
         assert_eq!(
             status,
             Some(0),
             "round {round}: the copy's exit code for {kind} (None: it hung; see its stderr)"
         );
+    }
+}
+
+/// Forks at one item of a map's input: the copy goes on with the map, and
+/// is ended with `_exit` once the map returned there ([`Forks::settle`]).
+struct Forks {
+    in_copy: std::sync::atomic::AtomicBool,
+    copy: std::sync::atomic::AtomicI32,
+}
+
+impl Forks {
+    const fn new() -> Self {
+        Forks {
+            in_copy: std::sync::atomic::AtomicBool::new(false),
+            copy: std::sync::atomic::AtomicI32::new(0),
+        }
+    }
+
+    /// `items`, forking as item `at` is read.
+    fn input(&'static self, items: std::ops::Range<u64>, at: u64) -> impl Iterator<Item = u64> {
+        use std::sync::atomic::Ordering;
+        items.inspect(move |&x| {
+            if x == at {
+                // SAFETY: fork in a test binary; the copy runs the rest of
+                // the map only, then `_exit` (see `settle`).
+                let pid = unsafe { libc::fork() };
+                assert!(pid >= 0, "fork failed");
+                if pid == 0 {
+                    // SAFETY: a hang here ends by SIGALRM.
+                    unsafe { libc::alarm(10) };
+                    self.in_copy.store(true, Ordering::SeqCst);
+                } else {
+                    self.copy.store(pid, Ordering::SeqCst);
+                }
+            }
+        })
+    }
+
+    /// After the map: in the copy, ends it (exit code 0 if `got` is the
+    /// `Config` naming the fork, else 2, saying what it got); in the parent,
+    /// the copy's exit code (`None`: it hung for 15 s, and was killed).
+    fn settle<T: std::fmt::Debug>(&self, got: &Result<T, Error>, what: &str) -> Option<i32> {
+        use std::sync::atomic::Ordering;
+        if self.in_copy.load(Ordering::SeqCst) {
+            let code = match got {
+                Err(Error::Config { message }) if message.contains("fork") => 0,
+                other => {
+                    eprintln!("copy: {what}: {other:?}");
+                    2
+                }
+            };
+            // SAFETY: ends the copy at once, running nothing of the harness.
+            unsafe { libc::_exit(code) };
+        }
+        let mut copy = Copy(Some(self.copy.swap(0, Ordering::SeqCst)));
+        copy.wait(Duration::from_secs(15))
     }
 }
 
@@ -472,9 +498,8 @@ fn a_map_whose_input_forks_fails_in_the_copy_and_completes_in_the_parent() {
 /// good in the copy; in the parent it returns every result.
 #[test]
 fn a_map_async_whose_input_forks_amid_other_calls_fails_in_the_copy() {
-    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-    static IN_COPY: AtomicBool = AtomicBool::new(false);
-    static COPY: AtomicI32 = AtomicI32::new(0);
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static FORKS: Forks = Forks::new();
     let pool = Pool::new(2).unwrap();
     let stop = AtomicBool::new(false);
     let expected: Vec<u64> = (0..64).map(|x| x * x).collect();
@@ -496,39 +521,10 @@ fn a_map_async_whose_input_forks_amid_other_calls_fails_in_the_copy() {
         }
         let stop_flood = Stop(&stop);
         for round in 0..20 {
-            // 0..64 in chunks of 1, forking at item 40 (the copy goes on
-            // with the map, and is ended with `_exit` once it returned).
-            let input = (0..64u64).inspect(|&x| {
-                if x == 40 {
-                    // SAFETY: fork in a test binary; the copy runs the rest
-                    // of this map only, then `_exit`.
-                    let pid = unsafe { libc::fork() };
-                    assert!(pid >= 0, "fork failed");
-                    if pid == 0 {
-                        // SAFETY: a hang here ends by SIGALRM.
-                        unsafe { libc::alarm(10) };
-                        IN_COPY.store(true, Ordering::SeqCst);
-                    } else {
-                        COPY.store(pid, Ordering::SeqCst);
-                    }
-                }
-            });
+            // 0..64 in chunks of 1, forking at item 40.
             let options = procpool::MapOptions::new().chunksize(1);
-            let got = map_async_square_with(&pool, input, options).get();
-            if IN_COPY.load(Ordering::SeqCst) {
-                let code = match got {
-                    Err(Error::Config { message }) if message.contains("fork") => 0,
-                    other => {
-                        eprintln!("copy: round {round}: {other:?}");
-                        2
-                    }
-                };
-                // SAFETY: ends the copy at once, running nothing of the
-                // harness.
-                unsafe { libc::_exit(code) };
-            }
-            let mut copy = Copy(Some(COPY.swap(0, Ordering::SeqCst)));
-            let status = copy.wait(Duration::from_secs(15));
+            let got = map_async_square_with(&pool, FORKS.input(0..64, 40), options).get();
+            let status = FORKS.settle(&got, &format!("round {round}"));
             assert_eq!(
                 got.unwrap(),
                 expected,
