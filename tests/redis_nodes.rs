@@ -591,3 +591,110 @@ fn a_new_call_under_an_entry_id_settled_before_runs() {
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
     assert_eq!(server.pending(), 0);
 }
+
+/// A DELIVER whose reply was lost is sent again (`deliver.rs`), and a
+/// Redis that lost its task stream meanwhile may have given a new call the
+/// id of the entry it settles, claimed by the same node: the DELIVER sent
+/// again must see that the entry holds another call (`deliver.lua`'s
+/// `check`, asked for on a second attempt) and leave it, not settle it
+/// with the old call's outcome (the new call would never run nor be
+/// answered). The proxy between the node and Redis loses the first
+/// DELIVER's reply, then holds the DELIVER sent again, and the node's
+/// claims, while Redis loses the stream and the new call is put under the
+/// old id; the node then claims it, and only then does the DELIVER sent
+/// again reach Redis.
+#[test]
+fn a_deliver_sent_again_leaves_a_new_call_under_its_entry_id() {
+    use redis_support::proxy::Proxy;
+    use std::sync::atomic::Ordering;
+    let server = RedisServer::start();
+    let deliver = server.cli(&[
+        "SCRIPT",
+        "LOAD",
+        include_str!("../runtime/src/redis/lua/deliver.lua"),
+    ]);
+    let deliver = deliver.trim().as_bytes().to_vec();
+    let claims = b"XREADGROUP".to_vec();
+    let proxy = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let through = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let pool = waiting_pool(&server);
+    let first = apply_async_square(&pool, 3);
+    in_redis(&server);
+    let tasks = server.key(":tasks").unwrap();
+    let old_id = server
+        .cli(&[
+            "EVAL",
+            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
+            "1",
+            &tasks,
+        ])
+        .trim()
+        .to_string();
+    // Once Redis has run the first DELIVER (the first call settled), its
+    // reply is lost; from then on the DELIVER sent again and the node's
+    // claims wait at the proxy.
+    let holds = proxy.holds.clone();
+    let (d, c) = (deliver.clone(), claims.clone());
+    proxy.lose_reply_to(&deliver, move || {
+        holds.hold(&d);
+        holds.hold(&c);
+    });
+    // Two processes: the node claims again while the first call's entry
+    // is still being settled.
+    let node = NodeProc::code(&through, &[("processes", "2"), ("prefetch", "0")], &[]);
+    assert_eq!(first.get_timeout(Duration::from_secs(30)).unwrap(), 9);
+    let limit = Duration::from_secs(30);
+    assert!(
+        proxy.holds.waits_within(&deliver, limit),
+        "the DELIVER was not sent again (its reply lost: {})",
+        proxy.fired.load(Ordering::SeqCst)
+    );
+    // A claim waits at the proxy: none of the node's is in Redis (a
+    // blocked one would take the new call at once, under its own id).
+    assert!(
+        proxy.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    let second = apply_async_square(&pool, 4);
+    in_redis(&server);
+    // Redis loses the task stream; the new call's entry comes back under
+    // the first call's id.
+    let moved = server.cli(&[
+        "EVAL",
+        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
+         if #e ~= 1 then return redis.error_reply('ERR entries: ' .. #e) end \
+         if e[1][1] == ARGV[1] then return redis.error_reply('ERR the same entry') end \
+         redis.call('DEL', KEYS[1]) \
+         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[1][2])) \
+         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
+        "1",
+        &tasks,
+        &old_id,
+    ]);
+    assert_eq!(moved.trim(), "moved");
+    // The node claims it: pending under the node's name, under the id the
+    // DELIVER sent again names.
+    proxy.holds.let_through(&claims);
+    let claimed = wait_until(limit, || {
+        server
+            .cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
+            .lines()
+            .take(2)
+            .eq([old_id.as_str(), node.name.as_str()])
+    });
+    assert!(
+        claimed,
+        "the node did not claim the new call: {}",
+        server.cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
+    );
+    proxy.holds.let_through(&deliver);
+    let got = second.get_timeout(limit);
+    if !matches!(got, Ok(16)) {
+        // (A call never answered would hold up the pool's drop for ever.)
+        pool.terminate();
+        panic!("the new call, under the id of one whose DELIVER was sent again, got {got:?}");
+    }
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(server.pending(), 0);
+    drop(node);
+}

@@ -2,12 +2,15 @@
 //! once armed with a marker, the first request containing it is forwarded,
 //! Redis's reply is read and thrown away, `then` runs (the test stops
 //! Redis, say) and the connection is closed. What a member sees when Redis
-//! ran a command and the reply never came back.
+//! ran a command and the reply never came back. It can also hold requests
+//! (`holds`): those containing a marker wait at the proxy, not yet sent to
+//! Redis, until the test lets them through.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 type Hook = Box<dyn FnOnce() + Send>;
 /// The marker of the request whose reply is lost, and what to do then.
@@ -22,6 +25,64 @@ pub struct Proxy {
     cut: Arc<AtomicBool>,
     /// Both ends of every connection made, to close them when cut.
     open: Arc<Mutex<Vec<TcpStream>>>,
+    /// Requests held at the proxy.
+    pub holds: Holds,
+}
+
+/// The markers of requests held at a proxy, each with how many such
+/// requests wait there now. A clone is the same set (for a hook of
+/// [`Proxy::lose_reply_to`], say).
+#[derive(Clone, Default)]
+pub struct Holds(Arc<(Mutex<Vec<(Vec<u8>, usize)>>, Condvar)>);
+
+impl Holds {
+    /// From now on, a request containing `marker` waits at the proxy (is
+    /// not sent to Redis) until [`let_through`](Self::let_through).
+    pub fn hold(&self, marker: &[u8]) {
+        let mut held = self.0 .0.lock().unwrap();
+        if !held.iter().any(|(m, _)| m == marker) {
+            held.push((marker.to_vec(), 0));
+        }
+    }
+
+    /// Sends on the requests held for `marker`, and holds no more.
+    pub fn let_through(&self, marker: &[u8]) {
+        self.0 .0.lock().unwrap().retain(|(m, _)| m != marker);
+        self.0 .1.notify_all();
+    }
+
+    /// Whether a request containing `marker` waits at the proxy within
+    /// `limit`.
+    pub fn waits_within(&self, marker: &[u8], limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut held = self.0 .0.lock().unwrap();
+        loop {
+            if held.iter().any(|(m, n)| m == marker && *n > 0) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            held = self.0 .1.wait_timeout(held, left).unwrap().0;
+        }
+    }
+
+    /// Returns once `request` may be sent on: at once if it contains no
+    /// marker held.
+    fn pass(&self, request: &[u8]) {
+        let contains = |m: &[u8]| request.windows(m.len()).any(|w| w == m);
+        let mut held = self.0 .0.lock().unwrap();
+        let Some(i) = held.iter().position(|(m, _)| contains(m)) else {
+            return;
+        };
+        held[i].1 += 1;
+        let marker = held[i].0.clone();
+        self.0 .1.notify_all();
+        while held.iter().any(|(m, _)| *m == marker) {
+            held = self.0 .1.wait(held).unwrap();
+        }
+    }
 }
 
 impl Proxy {
@@ -33,7 +94,9 @@ impl Proxy {
         let fired = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let holds = Holds::default();
         let (a, f, c, o) = (armed.clone(), fired.clone(), cut.clone(), open.clone());
+        let h = holds.clone();
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -48,7 +111,7 @@ impl Proxy {
                 ends.retain(|s| s.peer_addr().is_ok());
                 ends.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 drop(ends);
-                pump_pair(client, server, a.clone(), f.clone());
+                pump_pair(client, server, a.clone(), f.clone(), h.clone());
             }
         });
         Proxy {
@@ -57,6 +120,7 @@ impl Proxy {
             fired,
             cut,
             open,
+            holds,
         }
     }
 
@@ -86,7 +150,13 @@ impl Proxy {
     }
 }
 
-fn pump_pair(client: TcpStream, server: TcpStream, armed: Armed, fired: Arc<AtomicBool>) {
+fn pump_pair(
+    client: TcpStream,
+    server: TcpStream,
+    armed: Armed,
+    fired: Arc<AtomicBool>,
+    holds: Holds,
+) {
     // The hook of a request forwarded on this connection, run once its
     // reply has been swallowed.
     let hook: Arc<Mutex<Option<Hook>>> = Arc::default();
@@ -108,6 +178,7 @@ fn pump_pair(client: TcpStream, server: TcpStream, armed: Armed, fired: Arc<Atom
                     *h.lock().unwrap() = a.take().map(|(_, hook)| hook);
                 }
             }
+            holds.pass(&buf[..n]);
             if s_out.write_all(&buf[..n]).is_err() {
                 break;
             }
