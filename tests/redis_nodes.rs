@@ -7,7 +7,9 @@
 //! large results keeps its memory bounded; a DELIVER whose reply was lost
 //! is not reported as fenced; a stopping node that gave up on Redis leaves
 //! promptly and loses nothing; a new call under an entry id the node
-//! settled a moment ago runs.
+//! settled a moment ago runs, and is not settled with the old call's
+//! outcome by a DELIVER sent again, nor by one composed after the node
+//! claimed it under the id of a call it was running.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -694,6 +696,129 @@ fn a_deliver_sent_again_leaves_a_new_call_under_its_entry_id() {
         pool.terminate();
         panic!("the new call, under the id of one whose DELIVER was sent again, got {got:?}");
     }
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(server.pending(), 0);
+    drop(node);
+}
+
+/// A node still running a call whose entry a Redis that lost its task
+/// stream gave to a new call, which the node claims meanwhile (`State::reused`):
+/// the first DELIVER of the running call's outcome must see that its entry
+/// holds another call (`deliver.lua`'s `check`, asked for because a new
+/// claim returned the id again) and leave it, not settle the new call with
+/// the old one's outcome. The new call then runs; the old one, lost with
+/// the stream, is failed as lost by its caller once it reconnects (the
+/// caller's verification after a reconnection).
+#[test]
+fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    let claims = b"XREADGROUP".to_vec();
+    let to_node = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let dir = TempDir::new();
+    let log = dir.file("node.log");
+    let to_old_caller = Proxy::start(format!("127.0.0.1:{}", server.port));
+    // Two processes: the node claims again while the first call runs.
+    let node = NodeProc::code(
+        &format!("redis://127.0.0.1:{}/0", to_node.port),
+        &[("processes", "2"), ("prefetch", "0"), ("log", &log)],
+        &[],
+    );
+    let old_caller = Pool::builder()
+        .redis(&format!("redis://127.0.0.1:{}/0", to_old_caller.port))
+        .build()
+        .unwrap();
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (held, first) = Held::start(&old_caller);
+    let tasks = server.key(":tasks").unwrap();
+    let old_id = server
+        .cli(&[
+            "EVAL",
+            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
+            "1",
+            &tasks,
+        ])
+        .trim()
+        .to_string();
+    // A claim waits at the proxy: none of the node's is in Redis (a
+    // blocked one would take the new call at once, under its own id).
+    let limit = Duration::from_secs(30);
+    to_node.holds.hold(&claims);
+    assert!(
+        to_node.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    let holding = Instant::now();
+    let second = apply_async_square(&pool, 4);
+    wait_for(limit, "the new call in Redis", || server.queued() == 2);
+    // Redis loses the task stream (the running call's entry with it); the
+    // new call's entry comes back under the running call's id.
+    let moved = server.cli(&[
+        "EVAL",
+        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
+         if #e ~= 2 or e[1][1] ~= ARGV[1] then return redis.error_reply('ERR entries: ' .. #e) end \
+         redis.call('DEL', KEYS[1]) \
+         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[2][2])) \
+         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
+        "1",
+        &tasks,
+        &old_id,
+    ]);
+    assert_eq!(moved.trim(), "moved");
+    // The node claims it, then claims again: it has seen the id come back
+    // (a DELIVER composed before that goes unchecked: the window
+    // `deliver.rs` leaves).
+    to_node.holds.let_through(&claims);
+    to_node.holds.hold(&claims);
+    // (A claim held longer than the node's read timeout, 5 s, is sent again
+    // on a new connection, and the call it claimed read again from the
+    // pending list: not a claim that returns a held id.)
+    let held_for = holding.elapsed();
+    assert!(
+        to_node.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    let claimed = wait_until(limit, || {
+        server
+            .cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
+            .lines()
+            .take(2)
+            .eq([old_id.as_str(), node.name.as_str()])
+    });
+    assert!(
+        claimed,
+        "the node did not claim the new call: {}",
+        server.cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
+    );
+    // The running call ends: its outcome's first DELIVER names the id.
+    held.release();
+    to_node.holds.let_through(&claims);
+    let got = second.get_timeout(limit);
+    if !matches!(got, Ok(16)) {
+        // (A call never answered would hold up the pool's drop for ever.)
+        pool.terminate();
+        old_caller.terminate();
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+        panic!(
+            "the new call, under the id of one still running, got {got:?} \
+             (the old call got {:?}; the node's claim was held {held_for:?})",
+            first.get_timeout(Duration::from_secs(1)),
+        );
+    }
+    // The old call's caller, connected again, finds it lost.
+    to_old_caller.cut();
+    to_old_caller.mend();
+    let got = first.get_timeout(limit);
+    assert!(
+        matches!(
+            got,
+            Err(Error::Broker {
+                reason: procpool::BrokerReason::Lost,
+                ..
+            })
+        ),
+        "the old call got {got:?}"
+    );
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
     assert_eq!(server.pending(), 0);
     drop(node);

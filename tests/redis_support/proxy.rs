@@ -33,21 +33,47 @@ pub struct Proxy {
 /// requests wait there now. A clone is the same set (for a hook of
 /// [`Proxy::lose_reply_to`], say).
 #[derive(Clone, Default)]
-pub struct Holds(Arc<(Mutex<Vec<(Vec<u8>, usize)>>, Condvar)>);
+pub struct Holds(Arc<(Mutex<HoldSet>, Condvar)>);
+
+#[derive(Default)]
+struct HoldSet {
+    held: Vec<Hold>,
+    /// The id of the next hold.
+    next: u64,
+}
+
+struct Hold {
+    marker: Vec<u8>,
+    /// Which hold this is: a request waits for its own, not for a hold of
+    /// the same marker made again after it was let through.
+    id: u64,
+    waiting: usize,
+}
 
 impl Holds {
     /// From now on, a request containing `marker` waits at the proxy (is
     /// not sent to Redis) until [`let_through`](Self::let_through).
     pub fn hold(&self, marker: &[u8]) {
-        let mut held = self.0 .0.lock().unwrap();
-        if !held.iter().any(|(m, _)| m == marker) {
-            held.push((marker.to_vec(), 0));
+        let mut set = self.0 .0.lock().unwrap();
+        if !set.held.iter().any(|h| h.marker == marker) {
+            let id = set.next;
+            set.next += 1;
+            set.held.push(Hold {
+                marker: marker.to_vec(),
+                id,
+                waiting: 0,
+            });
         }
     }
 
     /// Sends on the requests held for `marker`, and holds no more.
     pub fn let_through(&self, marker: &[u8]) {
-        self.0 .0.lock().unwrap().retain(|(m, _)| m != marker);
+        self.0
+             .0
+            .lock()
+            .unwrap()
+            .held
+            .retain(|h| h.marker != marker);
         self.0 .1.notify_all();
     }
 
@@ -55,16 +81,16 @@ impl Holds {
     /// `limit`.
     pub fn waits_within(&self, marker: &[u8], limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
-        let mut held = self.0 .0.lock().unwrap();
+        let mut set = self.0 .0.lock().unwrap();
         loop {
-            if held.iter().any(|(m, n)| m == marker && *n > 0) {
+            if set.held.iter().any(|h| h.marker == marker && h.waiting > 0) {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            held = self.0 .1.wait_timeout(held, left).unwrap().0;
+            set = self.0 .1.wait_timeout(set, left).unwrap().0;
         }
     }
 
@@ -72,15 +98,15 @@ impl Holds {
     /// marker held.
     fn pass(&self, request: &[u8]) {
         let contains = |m: &[u8]| request.windows(m.len()).any(|w| w == m);
-        let mut held = self.0 .0.lock().unwrap();
-        let Some(i) = held.iter().position(|(m, _)| contains(m)) else {
+        let mut set = self.0 .0.lock().unwrap();
+        let Some(hold) = set.held.iter_mut().find(|h| contains(&h.marker)) else {
             return;
         };
-        held[i].1 += 1;
-        let marker = held[i].0.clone();
+        hold.waiting += 1;
+        let id = hold.id;
         self.0 .1.notify_all();
-        while held.iter().any(|(m, _)| *m == marker) {
-            held = self.0 .1.wait(held).unwrap();
+        while set.held.iter().any(|h| h.id == id) {
+            set = self.0 .1.wait(set).unwrap();
         }
     }
 }
