@@ -19,6 +19,20 @@ use crate::call::Kind;
 /// The fields of one stream entry, as Redis returned them.
 pub(crate) type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// Which call a task entry holds, as one number: a hash of its caller and
+/// seq fields as they are (whether or not they parse), to tell a call read
+/// again under an id from a new call under the same id.
+pub(crate) fn call_identity(fields: &Fields) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (k, v) in fields {
+        if matches!(k.as_slice(), b"c" | b"i") {
+            (k, v).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 pub(crate) fn kind_letter(kind: Kind) -> &'static str {
     match kind {
         Kind::Single => "s",
@@ -212,5 +226,25 @@ mod tests {
             parse_task("1-2".into(), f, 10).unwrap_err().failure,
             RemoteFailure::Protocol { .. }
         ));
+    }
+
+    #[test]
+    fn a_call_is_told_apart_by_caller_and_seq_alone() {
+        let call = fields(vec![1, 2], "");
+        // The same call read again: the other fields do not matter.
+        assert_eq!(call_identity(&call), call_identity(&fields(vec![9], "5")));
+        let with = |k: &[u8], v: &[u8]| {
+            let mut f = fields(vec![1, 2], "");
+            f.iter_mut().find(|(key, _)| key == k).unwrap().1 = v.to_vec();
+            call_identity(&f)
+        };
+        assert_ne!(call_identity(&call), with(b"i", b"8"), "another seq");
+        assert_ne!(
+            call_identity(&call),
+            with(b"c", b"c2@h:1"),
+            "another caller"
+        );
+        // A field's bytes do not run into the next one's.
+        assert_ne!(with(b"c", b"c1@h:17"), with(b"i", b""));
     }
 }

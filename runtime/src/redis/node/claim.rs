@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 
 use super::super::conn::Conn;
-use super::super::entry::parse_task;
+use super::super::entry::{call_identity, parse_task};
 use super::super::keys::GROUP;
 use super::super::reply::stream_entries;
 use super::identity::{beat, beat_is_stale};
@@ -165,12 +165,18 @@ fn take_entries(
     let mut acks = Vec::new();
     let mut st = s.lock();
     for (entry, fields) in entries {
-        if st.claimed.contains(&entry) {
-            // Read again from the pending list: held already. A new claim
-            // under a held id is another call (a task stream that lost its
-            // data reused the id of one still being settled): taken once
-            // that one is settled, from the pending list.
-            if !from_pending {
+        if let Some(&held) = st.claimed.get(&entry) {
+            // Held already. A new claim under a held id is another call (a
+            // task stream that lost its data reused the id of one still
+            // being settled): taken once that one is settled, from the
+            // pending list, and the held one's DELIVER checks the entry.
+            // Read again from the pending list (after a lost reply or a
+            // reconnection), it is the held call, or a new one that a claim
+            // whose reply was lost took (told apart by caller and seq).
+            // (A pending entry deleted meanwhile holds no call.)
+            let new_call =
+                !from_pending || fields.as_ref().is_some_and(|f| call_identity(f) != held);
+            if new_call {
                 st.reused.insert(entry);
             }
             continue;
@@ -186,7 +192,7 @@ fn take_entries(
             .unwrap_or_else(|e| e.into_inner())
             .get(&entry)
             .cloned();
-        st.claimed.insert(entry.clone());
+        st.claimed.insert(entry.clone(), call_identity(&fields));
         match parse_task(entry, fields, s.cfg.max_frame) {
             Ok(call) => {
                 // Settled by us, but Redis lost that: settled again. Only

@@ -1,7 +1,7 @@
 //! What a node's threads share: the calls claimed, the outcomes waiting to
 //! be settled, and who to wake when either changes.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
@@ -67,8 +67,9 @@ impl Done {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) work: VecDeque<Item>,
-    /// Entry ids claimed and not yet settled in Redis.
-    pub(super) claimed: HashSet<String>,
+    /// Entry ids claimed and not yet settled in Redis, and which call each
+    /// held ([`call_identity`](super::super::entry::call_identity)).
+    pub(super) claimed: HashMap<String, u64>,
     /// Ids of `claimed` that a new claim returned again: a task stream that
     /// lost its data gave a new call the id of one this node was still
     /// settling. Once that one is settled, the new one is read again from
