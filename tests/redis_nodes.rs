@@ -9,7 +9,9 @@
 //! promptly and loses nothing; a new call under an entry id the node
 //! settled a moment ago runs, and is not settled with the old call's
 //! outcome by a DELIVER sent again, nor by one composed after the node
-//! claimed it under the id of a call it was running.
+//! claimed it under the id of a call it was running, nor after it found it
+//! there on re-reading its pending list (the claim's reply lost), while the
+//! running call found there again is delivered unchecked.
 #![cfg(feature = "redis")]
 
 mod redis_support;
@@ -821,5 +823,247 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
     );
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
     assert_eq!(server.pending(), 0);
+    drop(node);
+}
+
+/// The end of a claim of the task stream `tasks` by a node: `>`, a new
+/// claim, or `0`, a re-read of its pending list from its start (RESP, as
+/// the proxy sees it: a marker for its holds).
+fn claim_of(tasks: &str, from: &str) -> Vec<u8> {
+    format!("{tasks}\r\n$1\r\n{from}\r\n").into_bytes()
+}
+
+/// A DELIVER of one outcome by the node `name`, with deliver.lua's `check`
+/// asked for (`"1"`) or not (`"0"`), as the proxy sees it.
+fn deliver_of_one(name: &str, check: &str) -> Vec<u8> {
+    format!(
+        "$5\r\nnodes\r\n${}\r\n{name}\r\n$1\r\n1\r\n$1\r\n{check}\r\n",
+        name.len()
+    )
+    .into_bytes()
+}
+
+/// Loads deliver.lua into `server`, as a node would on its first DELIVER.
+fn load_deliver(server: &RedisServer) {
+    server.cli(&[
+        "SCRIPT",
+        "LOAD",
+        include_str!("../runtime/src/redis/lua/deliver.lua"),
+    ]);
+}
+
+/// A node still running a call whose entry a Redis that lost its task
+/// stream gave to a new call, which the node claims meanwhile, but the
+/// claim's reply is lost: the node sees the new call only when it re-reads
+/// its pending list after connecting again, under the id it holds. That
+/// re-read must tell the new call from the one it runs (by caller and seq)
+/// and have the running call's first DELIVER check the entry (`State::reused`),
+/// as a new claim returning the id does; else the new call is settled with
+/// the old one's outcome and never answered. The proxy holds the node's
+/// claims while Redis loses the stream and the new call is put under the
+/// running call's id, then lets the held claim through and loses its reply;
+/// it holds the re-read of the pending list, then the next claim, so that
+/// the node has taken the re-read's reply before the running call ends.
+#[test]
+fn a_new_call_under_a_running_calls_id_whose_claim_reply_was_lost_is_left_by_its_deliver() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    // Loaded first: a node's first EVALSHA of a script Redis lacks is sent
+    // again (after NOSCRIPT), which would count twice.
+    load_deliver(&server);
+    let to_node = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let to_old_caller = Proxy::start(format!("127.0.0.1:{}", server.port));
+    // Two processes: the node claims again while the first call runs.
+    let node = NodeProc::code(
+        &format!("redis://127.0.0.1:{}/0", to_node.port),
+        &[("processes", "2"), ("prefetch", "0")],
+        &[],
+    );
+    let (checked, unchecked) = (
+        deliver_of_one(&node.name, "1"),
+        deliver_of_one(&node.name, "0"),
+    );
+    to_node.seen.count(&checked);
+    to_node.seen.count(&unchecked);
+    let old_caller = Pool::builder()
+        .redis(&format!("redis://127.0.0.1:{}/0", to_old_caller.port))
+        .build()
+        .unwrap();
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (held, first) = Held::start(&old_caller);
+    let tasks = server.key(":tasks").unwrap();
+    let (claims, reread) = (claim_of(&tasks, ">"), claim_of(&tasks, "0"));
+    let old_id = server
+        .cli(&[
+            "EVAL",
+            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
+            "1",
+            &tasks,
+        ])
+        .trim()
+        .to_string();
+    // A claim waits at the proxy: none of the node's is in Redis (a
+    // blocked one would take the new call at once, under its own id).
+    let limit = Duration::from_secs(30);
+    to_node.holds.hold(&claims);
+    assert!(
+        to_node.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    let holding = Instant::now();
+    let second = apply_async_square(&pool, 4);
+    wait_for(limit, "the new call in Redis", || server.queued() == 2);
+    // Redis loses the task stream (the running call's entry with it); the
+    // new call's entry comes back under the running call's id.
+    let moved = server.cli(&[
+        "EVAL",
+        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
+         if #e ~= 2 or e[1][1] ~= ARGV[1] then return redis.error_reply('ERR entries: ' .. #e) end \
+         redis.call('DEL', KEYS[1]) \
+         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[2][2])) \
+         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
+        "1",
+        &tasks,
+        &old_id,
+    ]);
+    assert_eq!(moved.trim(), "moved");
+    // The held claim takes the new call, and its reply is lost: the node
+    // connects again and re-reads its pending list, which waits at the
+    // proxy (the claim sent again on the new connection goes through, and
+    // finds nothing new).
+    let holds = to_node.holds.clone();
+    let r = reread.clone();
+    to_node.lose_reply_to(&claims, move || holds.hold(&r));
+    to_node.holds.let_through(&claims);
+    // (A claim held longer than the node's read timeout, 5 s, is sent again
+    // on a new connection.)
+    let held_for = holding.elapsed();
+    let pending = || server.cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"]);
+    assert!(
+        to_node.holds.waits_within(&reread, limit),
+        "the node did not re-read its pending list (a reply lost: {}; pending: {})",
+        to_node.fired.load(std::sync::atomic::Ordering::SeqCst),
+        pending()
+    );
+    assert!(
+        pending()
+            .lines()
+            .take(2)
+            .eq([old_id.as_str(), node.name.as_str()]),
+        "the lost claim did not take the new call: {}",
+        pending()
+    );
+    // The re-read goes on; the next claim waits: the node has taken the
+    // re-read's reply.
+    to_node.holds.hold(&claims);
+    to_node.holds.let_through(&reread);
+    assert!(
+        to_node.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    // The running call ends: its outcome's first DELIVER names the id.
+    held.release();
+    to_node.holds.let_through(&claims);
+    let got = second.get_timeout(limit);
+    if !matches!(got, Ok(16)) {
+        // (A call never answered would hold up the pool's drop for ever.)
+        pool.terminate();
+        old_caller.terminate();
+        panic!(
+            "the new call, under the id of one still running, got {got:?} \
+             (the old call got {:?}; DELIVERs checked {}, unchecked {}; \
+             the node's first claim was held {held_for:?})",
+            first.get_timeout(Duration::from_secs(1)),
+            to_node.seen.times(&checked),
+            to_node.seen.times(&unchecked),
+        );
+    }
+    // The old call's DELIVER checked the entry; the new call's did not
+    // need to.
+    assert_eq!(
+        (to_node.seen.times(&checked), to_node.seen.times(&unchecked)),
+        (1, 1),
+        "DELIVERs (checked, unchecked)"
+    );
+    // The old call's caller, connected again, finds it lost.
+    to_old_caller.cut();
+    to_old_caller.mend();
+    let got = first.get_timeout(limit);
+    assert!(
+        matches!(
+            got,
+            Err(Error::Broker {
+                reason: procpool::BrokerReason::Lost,
+                ..
+            })
+        ),
+        "the old call got {got:?}"
+    );
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(server.pending(), 0);
+    drop(node);
+}
+
+/// The other way: a node re-reading its pending list after a claim's reply
+/// was lost (a plain reconnection, Redis keeping its data) finds there the
+/// call it is running, the same call: that does not make its DELIVER check
+/// the entry (a read back per entry, for nothing), nor read the pending
+/// list again after it.
+#[test]
+fn a_running_call_read_again_from_the_pending_list_is_delivered_unchecked() {
+    use redis_support::proxy::Proxy;
+    let server = RedisServer::start();
+    load_deliver(&server);
+    let to_node = Proxy::start(format!("127.0.0.1:{}", server.port));
+    let node = NodeProc::code(
+        &format!("redis://127.0.0.1:{}/0", to_node.port),
+        &[("processes", "2"), ("prefetch", "0")],
+        &[],
+    );
+    let (checked, unchecked) = (
+        deliver_of_one(&node.name, "1"),
+        deliver_of_one(&node.name, "0"),
+    );
+    to_node.seen.count(&checked);
+    to_node.seen.count(&unchecked);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (held, first) = Held::start(&pool);
+    let tasks = server.key(":tasks").unwrap();
+    let (claims, reread) = (claim_of(&tasks, ">"), claim_of(&tasks, "0"));
+    to_node.seen.count(&reread);
+    // The reply to the node's next claim is lost (it took nothing): the
+    // node connects again and re-reads its pending list, which waits at
+    // the proxy.
+    let holds = to_node.holds.clone();
+    let r = reread.clone();
+    to_node.lose_reply_to(&claims, move || holds.hold(&r));
+    let limit = Duration::from_secs(30);
+    assert!(
+        to_node.holds.waits_within(&reread, limit),
+        "the node did not re-read its pending list (a reply lost: {})",
+        to_node.fired.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // The re-read goes on (it finds the running call); the next claim
+    // waits: the node has taken the re-read's reply.
+    to_node.holds.hold(&claims);
+    to_node.holds.let_through(&reread);
+    assert!(
+        to_node.holds.waits_within(&claims, limit),
+        "the node's next claim never came"
+    );
+    held.release();
+    to_node.holds.let_through(&claims);
+    assert_eq!(first.get_timeout(limit).unwrap(), held.worker());
+    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(server.pending(), 0);
+    assert_eq!(
+        (
+            to_node.seen.times(&checked),
+            to_node.seen.times(&unchecked),
+            to_node.seen.times(&reread)
+        ),
+        (0, 2, 1),
+        "DELIVERs (checked, unchecked) and re-reads of the pending list"
+    );
     drop(node);
 }

@@ -1,10 +1,12 @@
 //! A TCP proxy between members and a redis-server, which can lose one reply:
-//! once armed with a marker, the first request containing it is forwarded,
-//! Redis's reply is read and thrown away, `then` runs (the test stops
-//! Redis, say) and the connection is closed. What a member sees when Redis
-//! ran a command and the reply never came back. It can also hold requests
-//! (`holds`): those containing a marker wait at the proxy, not yet sent to
-//! Redis, until the test lets them through.
+//! once armed with a marker, the first request containing it that is sent
+//! on to Redis is forwarded, Redis's reply is read and thrown away, `then`
+//! runs (the test stops Redis, say) and the connection is closed. What a
+//! member sees when Redis ran a command and the reply never came back. It
+//! can also hold requests (`holds`): those containing a marker wait at the
+//! proxy, not yet sent to Redis, until the test lets them through (a
+//! request held is armed when it is let through, by what is armed then).
+//! And it counts the requests sent on that contain a marker (`seen`).
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -27,6 +29,44 @@ pub struct Proxy {
     open: Arc<Mutex<Vec<TcpStream>>>,
     /// Requests held at the proxy.
     pub holds: Holds,
+    /// Requests sent on to Redis, counted by marker.
+    pub seen: Seen,
+}
+
+/// Markers counted in the requests a proxy sends on to Redis, each with how
+/// many such requests it sent since [`count`](Self::count).
+#[derive(Clone, Default)]
+pub struct Seen(Arc<Mutex<Vec<Counted>>>);
+
+/// A marker, and how many requests containing it were sent on.
+type Counted = (Vec<u8>, usize);
+
+impl Seen {
+    /// From now on, counts the requests containing `marker`.
+    pub fn count(&self, marker: &[u8]) {
+        let mut counts = self.0.lock().unwrap();
+        if !counts.iter().any(|(m, _)| m == marker) {
+            counts.push((marker.to_vec(), 0));
+        }
+    }
+
+    /// How many requests containing `marker` were sent on since
+    /// [`count`](Self::count) (0 if it was never called).
+    pub fn times(&self, marker: &[u8]) -> usize {
+        let counts = self.0.lock().unwrap();
+        counts
+            .iter()
+            .find(|(m, _)| m == marker)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    fn note(&self, request: &[u8]) {
+        for (m, n) in self.0.lock().unwrap().iter_mut() {
+            if request.windows(m.len()).any(|w| w == &m[..]) {
+                *n += 1;
+            }
+        }
+    }
 }
 
 /// The markers of requests held at a proxy, each with how many such
@@ -121,8 +161,9 @@ impl Proxy {
         let cut = Arc::new(AtomicBool::new(false));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let holds = Holds::default();
+        let seen = Seen::default();
         let (a, f, c, o) = (armed.clone(), fired.clone(), cut.clone(), open.clone());
-        let h = holds.clone();
+        let (h, n) = (holds.clone(), seen.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -137,7 +178,7 @@ impl Proxy {
                 ends.retain(|s| s.peer_addr().is_ok());
                 ends.extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                 drop(ends);
-                pump_pair(client, server, a.clone(), f.clone(), h.clone());
+                pump_pair(client, server, a.clone(), f.clone(), h.clone(), n.clone());
             }
         });
         Proxy {
@@ -147,6 +188,7 @@ impl Proxy {
             cut,
             open,
             holds,
+            seen,
         }
     }
 
@@ -164,8 +206,8 @@ impl Proxy {
         self.cut.store(false, Ordering::SeqCst);
     }
 
-    /// Loses the reply to the next request containing `marker`, then runs
-    /// `then`.
+    /// Loses the reply to the next request containing `marker` sent on to
+    /// Redis (one held now included, once let through), then runs `then`.
     pub fn lose_reply_to(&self, marker: &[u8], then: impl FnOnce() + Send + 'static) {
         *self.armed.lock().unwrap() = Some((marker.to_vec(), Box::new(then)));
     }
@@ -182,6 +224,7 @@ fn pump_pair(
     armed: Armed,
     fired: Arc<AtomicBool>,
     holds: Holds,
+    seen: Seen,
 ) {
     // The hook of a request forwarded on this connection, run once its
     // reply has been swallowed.
@@ -195,6 +238,8 @@ fn pump_pair(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            holds.pass(&buf[..n]);
+            seen.note(&buf[..n]);
             {
                 let mut a = armed.lock().unwrap();
                 let hit = a
@@ -204,7 +249,6 @@ fn pump_pair(
                     *h.lock().unwrap() = a.take().map(|(_, hook)| hook);
                 }
             }
-            holds.pass(&buf[..n]);
             if s_out.write_all(&buf[..n]).is_err() {
                 break;
             }
