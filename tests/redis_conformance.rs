@@ -397,7 +397,15 @@ fn a_cancelled_call_a_node_claimed_ahead_never_runs() {
     let answer = cancelled.cancel();
     assert_ne!(answer, procpool::CancelOutcome::Finished);
     assert!(matches!(cancelled.get(), Err(Error::Cancelled { .. })));
-    std::thread::sleep(Duration::from_millis(500));
+    // The node stopped it once it settled it (its pending record goes),
+    // the slow call and the nine others still held: the gate opens only
+    // then, however long the stop took to reach the node. (A fixed pause
+    // let the node act after the gate opened: the call ran.)
+    wait_for(
+        Duration::from_secs(60),
+        "the node to settle the cancelled call",
+        || server.pending() == 10,
+    );
     std::fs::write(&gate, b"").unwrap();
     slow.get().unwrap();
     for q in quick {
