@@ -148,6 +148,16 @@ pub fn treat_node_calls_as_quick() {
     crate::redis::treat_calls_as_quick()
 }
 
+/// For tests of how much a node keeps of the outcomes it settled (so that
+/// a DELIVER Redis lost is answered again): the nodes this process runs
+/// keep each one for `age` (the count and byte bounds still hold) instead
+/// of a few seconds, so that what they keep depends on how much they
+/// served, not on how fast a slow or loaded machine served it.
+#[cfg(all(target_os = "linux", feature = "redis"))]
+pub fn keep_node_outcomes_for(age: std::time::Duration) {
+    crate::redis::keep_outcomes_for(age)
+}
+
 /// The size of each ring of a worker's channel.
 pub fn channel_ring_bytes() -> usize {
     crate::shm::DEFAULT_RING_BYTES

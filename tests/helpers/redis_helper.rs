@@ -5,13 +5,15 @@
 //!   in its environment, `procpool::init()` serves as a node and never
 //!   returns (the environment contract of the README).
 //! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]
-//!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N] [quick 1]`: the
+//!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N] [quick 1]
+//!   [keep-outcomes-ms MS]`: the
 //!   same through `procpool::Node` in code (with `init-unless`, its
 //!   workers' initializer is `t/init_unless FILE`; `task-timeout-ms` and
 //!   `max-tasks` are its local pool's `task_timeout` and
 //!   `max_tasks_per_child`; with `quick`, it counts every call that
 //!   completes as quick, however slow the machine, and so claims ahead
-//!   once calls completed); prints `ready <name>`,
+//!   once calls completed; `keep-outcomes-ms`: how long it keeps the
+//!   outcomes it settled, within their byte bound); prints `ready <name>`,
 //!   serves until its standard input closes, then stops gracefully and
 //!   prints `stopped`. With `log`, procpool's log records (debug and up)
 //!   are appended to FILE, one a line: `LEVEL message`.
@@ -62,6 +64,9 @@ fn node(url: &str, options: &[String]) {
             "max-tasks" => pool = pool.max_tasks_per_child(n()),
             // (Any value: every call that completes counts as quick.)
             "quick" => procpool::__private::treat_node_calls_as_quick(),
+            "keep-outcomes-ms" => procpool::__private::keep_node_outcomes_for(
+                std::time::Duration::from_millis(n() as u64),
+            ),
             other => panic!("unknown option {other}"),
         }
     }

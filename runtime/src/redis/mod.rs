@@ -41,7 +41,7 @@ mod scripts;
 pub(crate) use caller::RedisDispatcher;
 pub(crate) use env::serve_from_env;
 pub(crate) use keys::{build_id, check_queue};
-pub(crate) use node::treat_calls_as_quick;
+pub(crate) use node::{keep_outcomes_for, treat_calls_as_quick};
 pub use node::{Node, NodeBuilder};
 
 /// Shows a broker's settings without the URL's password.

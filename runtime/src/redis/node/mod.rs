@@ -32,6 +32,7 @@ use crate::pool::config::{Broker, NodeConfig, Retry};
 
 use crate::pool::{Pool, PoolBuilder};
 use claim::ReadSide;
+pub(crate) use recent::keep_outcomes_for;
 pub(crate) use shared::treat_calls_as_quick;
 use shared::{Shared, State};
 

@@ -4,9 +4,24 @@
 //! outcome again instead of running the call a second time.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::shared::Done;
+
+/// Set for tests ([`keep_outcomes_for`]): how long the nodes of this
+/// process keep an outcome, in milliseconds (0: [`Recent::MAX_AGE`]).
+static KEEP_FOR_MS: AtomicU64 = AtomicU64::new(0);
+
+/// For tests of the byte bound: from now on the nodes of this process keep
+/// each outcome for `age` (at most: the count and byte bounds still evict
+/// the oldest first) instead of [`Recent::MAX_AGE`], so that how much they
+/// keep depends on what they served, not on how fast the machine served
+/// it.
+pub(crate) fn keep_outcomes_for(age: Duration) {
+    let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX).max(1);
+    KEEP_FOR_MS.store(ms, Ordering::Relaxed);
+}
 
 /// Recently settled outcomes, bounded by age, count, each body's size and
 /// their bytes together; the oldest go first.
@@ -45,8 +60,12 @@ impl Recent {
                 }
             }
         }
+        let max_age = match KEEP_FOR_MS.load(Ordering::Relaxed) {
+            0 => Self::MAX_AGE,
+            ms => Duration::from_millis(ms),
+        };
         while let Some((t, e)) = self.order.front() {
-            if t.elapsed() > Self::MAX_AGE
+            if t.elapsed() > max_age
                 || self.order.len() > Self::MAX_COUNT
                 || self.bytes > Self::MAX_BYTES
             {
