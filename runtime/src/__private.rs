@@ -139,6 +139,14 @@ pub fn channel_layout() -> Vec<(&'static str, usize)> {
 #[cfg(target_os = "linux")]
 pub use crate::process::HARNESS_ARGS as WORKER_HARNESS_ARGS;
 
+/// For tests of what a pool does with the calls it pipelines to a busy
+/// worker: the pools of this process count every call that completes as
+/// quick (under a millisecond, below which a pool batches a task's calls),
+/// however long it took on a slow or loaded machine.
+pub fn treat_pool_calls_as_quick() {
+    crate::pool::treat_calls_as_quick()
+}
+
 /// For tests of what a node does with the calls it claims ahead: the
 /// nodes this process runs count every call that completes as quick (under
 /// a millisecond, below which a node claims ahead), however long it took

@@ -28,6 +28,7 @@ use serde::de::DeserializeOwned;
 
 pub use builder::PoolBuilder;
 pub(crate) use closing::Lazy;
+pub(crate) use pipeline::treat_calls_as_quick;
 #[cfg(feature = "redis")]
 pub(crate) use remote::DEFAULT_QUEUE;
 #[cfg(feature = "redis")]
