@@ -729,40 +729,8 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let (held, first) = Held::start(&old_caller);
     let tasks = server.key(":tasks").unwrap();
-    let old_id = server
-        .cli(&[
-            "EVAL",
-            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
-            "1",
-            &tasks,
-        ])
-        .trim()
-        .to_string();
-    // A claim waits at the proxy: none of the node's is in Redis (a
-    // blocked one would take the new call at once, under its own id).
+    let (old_id, holding, second) = new_call_under_running_id(&server, &to_node, &claims, &pool);
     let limit = Duration::from_secs(30);
-    to_node.holds.hold(&claims);
-    assert!(
-        to_node.holds.waits_within(&claims, limit),
-        "the node's next claim never came"
-    );
-    let holding = Instant::now();
-    let second = apply_async_square(&pool, 4);
-    wait_for(limit, "the new call in Redis", || server.queued() == 2);
-    // Redis loses the task stream (the running call's entry with it); the
-    // new call's entry comes back under the running call's id.
-    let moved = server.cli(&[
-        "EVAL",
-        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
-         if #e ~= 2 or e[1][1] ~= ARGV[1] then return redis.error_reply('ERR entries: ' .. #e) end \
-         redis.call('DEL', KEYS[1]) \
-         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[2][2])) \
-         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
-        "1",
-        &tasks,
-        &old_id,
-    ]);
-    assert_eq!(moved.trim(), "moved");
     // The node claims it, then claims again: it has seen the id come back
     // (a DELIVER composed before that goes unchecked: the window
     // `deliver.rs` leaves).
@@ -820,6 +788,55 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
     assert_eq!(apply_square(&pool, 5).unwrap(), 25);
     assert_eq!(server.pending(), 0);
     drop(node);
+}
+
+/// With one call running on the node behind the proxy `to_node` (its
+/// entry the only one in the task stream), Redis loses the task stream
+/// while the node's next claim waits at the proxy (held by `claims`), and
+/// a new call made on `pool` comes back under the running call's entry id.
+/// Returns that id, when the claim was first held, and the new call.
+fn new_call_under_running_id(
+    server: &RedisServer,
+    to_node: &redis_support::proxy::Proxy,
+    claims: &[u8],
+    pool: &Pool,
+) -> (String, Instant, procpool::AsyncResult<u64>) {
+    let tasks = server.key(":tasks").unwrap();
+    let old_id = server
+        .cli(&[
+            "EVAL",
+            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
+            "1",
+            &tasks,
+        ])
+        .trim()
+        .to_string();
+    // A claim waits at the proxy: none of the node's is in Redis (a
+    // blocked one would take the new call at once, under its own id).
+    let limit = Duration::from_secs(30);
+    to_node.holds.hold(claims);
+    assert!(
+        to_node.holds.waits_within(claims, limit),
+        "the node's next claim never came"
+    );
+    let holding = Instant::now();
+    let second = apply_async_square(pool, 4);
+    wait_for(limit, "the new call in Redis", || server.queued() == 2);
+    // Redis loses the task stream (the running call's entry with it); the
+    // new call's entry comes back under the running call's id.
+    let moved = server.cli(&[
+        "EVAL",
+        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
+         if #e ~= 2 or e[1][1] ~= ARGV[1] then return redis.error_reply('ERR entries: ' .. #e) end \
+         redis.call('DEL', KEYS[1]) \
+         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[2][2])) \
+         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
+        "1",
+        &tasks,
+        &old_id,
+    ]);
+    assert_eq!(moved.trim(), "moved");
+    (old_id, holding, second)
 }
 
 /// The end of a claim of the task stream `tasks` by a node: `>`, a new
@@ -889,40 +906,8 @@ fn a_new_call_under_a_running_calls_id_whose_claim_reply_was_lost_is_left_by_its
     let (held, first) = Held::start(&old_caller);
     let tasks = server.key(":tasks").unwrap();
     let (claims, reread) = (claim_of(&tasks, ">"), claim_of(&tasks, "0"));
-    let old_id = server
-        .cli(&[
-            "EVAL",
-            "return redis.call('XRANGE', KEYS[1], '-', '+')[1][1]",
-            "1",
-            &tasks,
-        ])
-        .trim()
-        .to_string();
-    // A claim waits at the proxy: none of the node's is in Redis (a
-    // blocked one would take the new call at once, under its own id).
+    let (old_id, holding, second) = new_call_under_running_id(&server, &to_node, &claims, &pool);
     let limit = Duration::from_secs(30);
-    to_node.holds.hold(&claims);
-    assert!(
-        to_node.holds.waits_within(&claims, limit),
-        "the node's next claim never came"
-    );
-    let holding = Instant::now();
-    let second = apply_async_square(&pool, 4);
-    wait_for(limit, "the new call in Redis", || server.queued() == 2);
-    // Redis loses the task stream (the running call's entry with it); the
-    // new call's entry comes back under the running call's id.
-    let moved = server.cli(&[
-        "EVAL",
-        "local e = redis.call('XRANGE', KEYS[1], '-', '+') \
-         if #e ~= 2 or e[1][1] ~= ARGV[1] then return redis.error_reply('ERR entries: ' .. #e) end \
-         redis.call('DEL', KEYS[1]) \
-         redis.call('XADD', KEYS[1], ARGV[1], unpack(e[2][2])) \
-         redis.call('XGROUP', 'CREATE', KEYS[1], 'nodes', '0') return 'moved'",
-        "1",
-        &tasks,
-        &old_id,
-    ]);
-    assert_eq!(moved.trim(), "moved");
     // The held claim takes the new call, and its reply is lost: the node
     // connects again and re-reads its pending list, which waits at the
     // proxy (the claim sent again on the new connection goes through, and
