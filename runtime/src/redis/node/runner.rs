@@ -181,7 +181,6 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     let args = std::mem::take(&mut item.call.args);
     let mut call = item.call.clone();
     call.args = args;
-    let (item_caller, item_seq) = (call.caller.clone(), call.seq);
     s.exec.start(&mut call, epoch, move |outcome| {
         finish(&shared, &item, outcome, Some(started))
     });
@@ -194,13 +193,11 @@ fn start(s: &Arc<Shared>, mut item: Item) {
     }
     // Likewise a stop, or its caller's terminate, that found the call
     // neither queued here nor on the local pool (between the check above
-    // and its registration there).
-    let stopped = {
-        let st = s.lock();
-        st.cancelled.contains(&item_caller) || st.stopped.contains(&item_caller, item_seq)
-    };
-    if stopped {
-        s.exec.cancel_one(&item_caller, item_seq);
+    // and its registration there). (`call` still names it: only its
+    // arguments were taken.)
+    let cancelled = s.lock().is_cancelled(&call);
+    if cancelled {
+        s.exec.cancel_one(&call.caller, call.seq);
     }
 }
 
