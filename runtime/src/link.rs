@@ -230,6 +230,18 @@ impl KillSwitch {
         }
     }
 
+    /// How many of `behind` (the calls pipelined behind the one the
+    /// current worker runs) it has begun (see
+    /// [`crate::shm::Halter::begun_behind`]); 0 if it cannot tell.
+    pub(crate) fn begun_behind(&self, behind: &[u64]) -> usize {
+        let state = self.lock();
+        state
+            .target
+            .as_ref()
+            .and_then(|t| t.halter.as_ref())
+            .map_or(0, |halter| halter.begun_behind(behind))
+    }
+
     /// [`kill`](Self::kill) a worker that has not started call `call`
     /// (it never took it in: a stopped worker), unless it started it after
     /// all, or one of the calls in `behind` (those sent after it; see

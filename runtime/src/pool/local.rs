@@ -203,9 +203,10 @@ impl Dispatcher for LocalPool {
 
     fn cancel_queued(&self) -> usize {
         let switches = &self.shared.switches;
-        self.shared.queue.cancel_queued(|slot, behind, cancelled| {
-            switches[slot].hold_first_unbegun(behind, cancelled)
-        })
+        self.shared.queue.cancel_queued(
+            |slot, behind| switches[slot].begun_behind(behind),
+            |slot, behind, cancelled| switches[slot].hold_first_unbegun(behind, cancelled),
+        )
     }
 
     fn close(&self) {

@@ -511,16 +511,23 @@ impl Queue {
     /// as cancelled every call pipelined behind a running one (it has not
     /// started either: its worker is stopped once the call in front has its
     /// outcome, and it is settled as cancelled then); returns how many there
-    /// were, both kinds. The calls running are not touched.
-    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, &[u64], &[u64])) -> usize {
+    /// were, both kinds. The calls running are not touched: nor are those
+    /// pipelined that the worker has begun already (`begun(slot, calls
+    /// behind the running one)` says how many of them), its view ahead of
+    /// the slot's, which has not read the reply in front yet.
+    pub(crate) fn cancel_queued(
+        &self,
+        begun: impl Fn(usize, &[u64]) -> usize,
+        hold: impl Fn(usize, &[u64], &[u64]),
+    ) -> usize {
         let (jobs, behind, _settling) = {
             let mut state = self.lock();
             let jobs = std::mem::take(&mut state.jobs);
             let mut behind = 0;
             for (index, slot) in state.slots.iter_mut().enumerate() {
-                let waiting: Vec<u64> = slot
-                    .in_flight
-                    .behind()
+                let all_behind = slot.in_flight.behind();
+                let from = begun(index, all_behind).min(all_behind.len());
+                let waiting: Vec<u64> = all_behind[from..]
                     .iter()
                     .copied()
                     .filter(|&id| !slot.in_flight.is_cancelled(id))

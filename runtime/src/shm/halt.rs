@@ -142,6 +142,22 @@ impl Halter {
         self.ctl().hold.0.store(call, SeqCst);
     }
 
+    /// How many of `behind` (the calls pipelined behind the one the worker
+    /// runs, in the order sent) it has begun, as far as can be told now:
+    /// the calls before the one it announced, and that one too once it is
+    /// past its hold check (it runs it); none while it runs the call in
+    /// front, or has calls given back still to skip. (The worker may begin
+    /// the next one an instant later.)
+    pub(crate) fn begun_behind(&self, behind: &[u64]) -> usize {
+        self.started_unless_skipping()
+            .and_then(|started| {
+                let at = behind.iter().position(|&id| id == started)?;
+                let running = self.ctl().running.0.load(SeqCst) == started;
+                Some(at + usize::from(running))
+            })
+            .unwrap_or(0)
+    }
+
     /// Holds the worker before the first call of `cancelled` (cancelled
     /// calls among `behind`, those pipelined behind the one it runs, in
     /// the order sent) that it has not begun. A worker that began one of
@@ -149,17 +165,7 @@ impl Halter {
     /// runs it, but is held before the next: a hold on the first one
     /// alone left every later cancelled call to run.
     pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) {
-        // The first call of `behind` the worker may not have begun: the
-        // one it announced, unless it is past its hold check (it runs
-        // it), else the first (it began none: it runs the call in front).
-        let from = self
-            .started_unless_skipping()
-            .and_then(|started| {
-                let at = behind.iter().position(|&id| id == started)?;
-                let running = self.ctl().running.0.load(SeqCst) == started;
-                Some(at + usize::from(running))
-            })
-            .unwrap_or(0);
+        let from = self.begun_behind(behind);
         let held = behind
             .get(from..)
             .unwrap_or_default()
@@ -332,6 +338,34 @@ mod tests {
         assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
         drop(thread.join().unwrap());
         assert_eq!(parent.last_run(), 2);
+    }
+
+    /// `begun_behind` counts the calls behind the one in front that the
+    /// worker began: none while it runs the front one, the one it runs,
+    /// and not one it announced but is held before (nor one it skips).
+    #[test]
+    fn the_calls_begun_behind_the_front_one_are_those_the_worker_ran() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1).runs());
+        assert_eq!(halter.begun_behind(&[2, 3, 4]), 0, "runs the front call");
+        worker.end_call(1);
+        // The slot has not read 1's reply: 2 runs already.
+        assert!(worker.begin_call(2).runs());
+        assert_eq!(halter.begun_behind(&[2, 3, 4]), 1);
+        worker.end_call(2);
+        halter.hold_before(3);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(3)).unwrap();
+            worker
+        });
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        assert_eq!(halter.begun_behind(&[2, 3, 4]), 1, "3 announced, held");
+        assert_eq!(halter.begun_behind(&[5, 6]), 0, "none of these");
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
+        drop(thread.join().unwrap());
     }
 
     /// A held call (cancelled while pipelined) that is then given back
