@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use procpool::{pool_task, Pool};
-use support::{assert_no_children, fork_server, serial};
+use support::{assert_no_children, await_fork_server, fork_server, serial};
 
 procpool::enable_test_support!();
 
@@ -106,6 +106,11 @@ fn in_deleted_dir() -> ((String, bool), PathBuf) {
 #[test]
 fn closed_stdio_and_a_deleted_working_directory_on_both_start_paths() {
     let _serial = serial();
+    assert_eq!(
+        await_fork_server(),
+        Some(true),
+        "the first round's workers are forked"
+    );
     let server = fork_server().expect("a test binary runs a fork server");
     for forked in [true, false] {
         if !forked {

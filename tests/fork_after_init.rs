@@ -62,6 +62,11 @@ fn in_the_copy() -> i32 {
 #[test]
 fn a_copy_made_by_fork_watches_its_own_workers_and_leaves_the_fork_server_alone() {
     // The parent's death watch runs, and reads its fork server.
+    assert_eq!(
+        support::await_fork_server(),
+        Some(true),
+        "workers are forked"
+    );
     let pool = Pool::new(1).unwrap();
     assert_eq!(apply_square(&pool, 2).unwrap(), 4);
     let server = fork_server().expect("a fork server");

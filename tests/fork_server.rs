@@ -9,7 +9,7 @@ mod support;
 use std::path::PathBuf;
 
 use procpool::{pool_task, Pool};
-use support::{assert_no_children, children_of, fork_server, serial};
+use support::{assert_no_children, await_fork_server, children_of, fork_server, serial};
 
 procpool::enable_test_support!();
 
@@ -114,6 +114,7 @@ fn libc_isset(cpu: usize, set: &libc::cpu_set_t) -> bool {
 #[test]
 fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
     let _serial = serial();
+    assert_eq!(await_fork_server(), Some(true), "workers are forked");
     let server = fork_server().expect("a test binary runs a fork server");
     // Both set after init(), long after the server started.
     std::env::set_var("PROCPOOL_TEST_LATE", "set after init");
@@ -149,6 +150,7 @@ fn forked_workers_see_the_parents_environment_and_directory_of_the_moment() {
 #[test]
 fn forked_workers_take_the_cpu_affinity_of_the_thread_that_made_the_pool() {
     let _serial = serial();
+    assert_eq!(await_fork_server(), Some(true), "workers are forked");
     // What this thread may run on (not `available_parallelism`, which a
     // cgroup's CPU quota lowers), and the first CPU of it.
     let ours = allowed_set();
@@ -180,6 +182,7 @@ fn forked_workers_take_the_cpu_affinity_of_the_thread_that_made_the_pool() {
 #[test]
 fn forked_workers_take_the_mask_and_limits_of_the_moment_and_a_raised_hard_limit_is_spawned() {
     let _serial = serial();
+    assert_eq!(await_fork_server(), Some(true), "workers are forked");
     let server = fork_server().expect("a test binary runs a fork server");
     // All changed after init(), long after the server started.
     // SAFETY: umask only swaps the process's mask.

@@ -44,6 +44,12 @@ fn a_fork_server_killed_while_a_pool_starts_its_workers_does_not_fail_build() {
     use std::sync::{Arc, Mutex};
 
     let server = support::fork_server().expect("init() started the fork server");
+    // (A pool that spawns its workers leaves the killer nothing to strike.)
+    assert_eq!(
+        support::await_fork_server(),
+        Some(true),
+        "workers are forked"
+    );
     let state = Arc::new(AtomicU8::new(IDLE));
     let quit = Arc::new(AtomicBool::new(false));
     let killer = {

@@ -31,6 +31,11 @@ fn an_environment_entry_named_with_an_equals_sign_leaves_the_fork_server_up() {
     }
     let odd = std::env::vars_os().any(|(k, _)| k == "=odd");
     assert!(odd, "the entry reached the test process");
+    assert_eq!(
+        support::await_fork_server(),
+        Some(true),
+        "workers are forked"
+    );
     let server = support::fork_server().expect("init() started the fork server");
     // A change the fork server must take before it forks.
     std::env::set_var("PROCPOOL_TEST_CHANGED", "after init");

@@ -8,7 +8,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, Error, ExitInfo, Pool};
-use support::{alive, assert_no_children, children_of, fork_server, serial, wait_for, Scratch};
+use support::{
+    alive, assert_no_children, await_fork_server, children_of, fork_server, serial, wait_for,
+    Scratch,
+};
 
 procpool::enable_test_support!();
 
@@ -33,6 +36,7 @@ fn exit_with(code: i32) -> u32 {
 #[test]
 fn a_killed_fork_server_takes_its_workers_and_the_pool_spawns_instead() {
     let _serial = serial();
+    assert_eq!(await_fork_server(), Some(true), "workers are forked");
     let server = fork_server().expect("a test binary runs a fork server");
     let pool = Pool::new(2).unwrap();
     let workers = children_of(server);

@@ -128,7 +128,12 @@ fn a_program_started_with_sigchld_ignored_still_gets_exit_codes() {
         return;
     }
     assert!(sigchld_ignored(), "started with SIGCHLD ignored");
-    assert!(support::fork_server().is_some(), "workers are forked");
+    assert!(support::fork_server().is_some(), "a fork server runs");
+    assert_eq!(
+        support::await_fork_server(),
+        Some(true),
+        "workers are forked"
+    );
     let pool = Pool::new(1).unwrap();
     match apply_exit_with(&pool, 4) {
         Err(Error::WorkerDied { status, .. }) => assert_eq!(status, ExitInfo::Code(4)),

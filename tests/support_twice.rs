@@ -28,6 +28,12 @@ fn exit_with(code: i32) -> i32 {
 #[test]
 fn the_fork_server_launches_no_fork_server_of_its_own() {
     let server = support::fork_server().expect("a test binary runs a fork server");
+    // (Spawned workers would not be the server's children: nothing checked.)
+    assert_eq!(
+        support::await_fork_server(),
+        Some(true),
+        "workers are forked"
+    );
     let pool = Pool::new(2).unwrap();
     let servers: Vec<u32> = support::children_of(server)
         .into_iter()

@@ -59,6 +59,31 @@ pub fn fork_server() -> Option<u32> {
         .find(|&pid| is_fork_server(pid))
 }
 
+/// Waits (up to 30 s) until this process's fork server has said whether
+/// it serves, and returns that: `Some(true)` if it forks workers,
+/// `Some(false)` if it refused or died, `None` with
+/// `PROCPOOL_FORK_SERVER=0` (no server). A pool start waits for that word
+/// only until 50 ms after the server's launch, then spawns its workers; the
+/// server of a debug test binary (the binary run again, through the
+/// harness) can take longer on a loaded machine. A test that needs its
+/// workers forked (children of the server) calls this before its first
+/// pool.
+pub fn await_fork_server() -> Option<bool> {
+    if std::env::var_os("PROCPOOL_FORK_SERVER").is_some_and(|v| v == "0") {
+        return None;
+    }
+    let mut serves = None;
+    wait_for(
+        Duration::from_secs(30),
+        "the fork server to say whether it serves (none launched?)",
+        || {
+            serves = procpool::__private::fork_server_serves();
+            serves.is_some()
+        },
+    );
+    serves
+}
+
 /// This test process's workers (live or zombie): its children, and the
 /// children of its fork server; not the fork server itself.
 pub fn children() -> Vec<u32> {
