@@ -304,7 +304,7 @@ fn wait_up(server: &Server) -> bool {
         let state = server.lock();
         match &state.up {
             Some(up) => return up.is_ok(),
-            None if Instant::now() >= deadline => return false,
+            None if Instant::now() >= deadline => break,
             None => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 let _ = server
@@ -314,6 +314,12 @@ fn wait_up(server: &Server) -> bool {
             }
         }
     }
+    log::debug!(
+        target: "procpool",
+        "fork server silent {:?} after its launch: this worker is spawned",
+        server.launched.elapsed()
+    );
+    false
 }
 
 /// Whether this process's fork server serves: `None` while it has not said
