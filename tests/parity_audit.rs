@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,54 @@ fn marker(name: &str) -> support::Scratch {
 fn started(marker: &std::path::Path) {
     support::wait_for(Duration::from_secs(30), "the task to start", || {
         marker.exists()
+    });
+}
+
+/// A map's input that says when the map has read it to its end: a `map`
+/// asks for the item after its last only once it has queued the chunk of
+/// that last item, so every chunk is queued then. (A `map` on another
+/// thread queues its chunks one by one: its first may already run while
+/// that thread, preempted, has not queued the others yet.)
+struct ReadToEnd<I> {
+    items: I,
+    read: Arc<AtomicBool>,
+}
+
+impl<I: Iterator> ReadToEnd<I> {
+    /// `items`, and the flag set once they are read to the end.
+    fn new(items: impl IntoIterator<IntoIter = I>) -> (Self, Arc<AtomicBool>) {
+        let read = Arc::new(AtomicBool::new(false));
+        let items = items.into_iter();
+        let input = ReadToEnd {
+            items,
+            read: read.clone(),
+        };
+        (input, read)
+    }
+}
+
+impl<I: Iterator> Iterator for ReadToEnd<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let next = self.items.next();
+        if next.is_none() {
+            self.read.store(true, Ordering::SeqCst);
+        }
+        next
+    }
+
+    // Exact, as the items' own: the map cuts its chunks as it goes, rather
+    // than collecting an input of unknown length first.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.items.size_hint()
+    }
+}
+
+/// Waits until the map reading the input of `read` has queued every chunk.
+fn all_queued(read: &AtomicBool) {
+    support::wait_for(Duration::from_secs(30), "every chunk to be queued", || {
+        read.load(Ordering::SeqCst)
     });
 }
 
@@ -281,8 +329,12 @@ fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
     assert_eq!(r.successful(), Some(false));
     // A queued task cancelled: the error callback once, with `Cancelled`;
     // cancelling again calls nothing more.
+    // Busy until the gate opens (a minute at most), however slow the
+    // machine: a fixed 300 ms ended before the cancel on a stalled one, and
+    // the call cancelled had run (`Finished`).
     let busy_marker = marker("busy");
-    let busy = apply_async_hold(&pool, busy_marker.clone(), 300);
+    let open = support::Scratch::new(gate(&busy_marker));
+    let busy = apply_async_hold(&pool, busy_marker.clone(), 60_000);
     started(&busy_marker);
     let (ok, ok_seen) = counter();
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -299,6 +351,7 @@ fn callbacks_run_exactly_once_each_for_success_failure_and_cancel() {
     assert_eq!(r.cancel(), first);
     r.wait();
     assert_eq!(r.successful(), Some(false));
+    std::fs::write(&*open, b"").unwrap();
     busy.get().unwrap();
     pool.close();
     pool.join();
@@ -604,16 +657,19 @@ fn close_and_cancel_ends_a_map_blocked_in_another_thread() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let first = marker("blocked-map");
+    let mut items = vec![(PathBuf::new(), 100); 40];
+    items[0].0 = first.clone();
+    let (items, read) = ReadToEnd::new(items);
     let blocked = {
         let pool = pool.clone();
-        let mut items = vec![(PathBuf::new(), 100); 40];
-        items[0].0 = first.clone();
         std::thread::spawn(move || starmap_hold_with(&pool, items, MapOptions::new().chunksize(1)))
     };
     let lazy_pool = pool.clone();
     let mut lazy =
         imap_unordered_nap_with(&lazy_pool, vec![100; 40], MapOptions::new().chunksize(1));
     started(&first);
+    // Its 39 other chunks queued behind the running one (100 ms each).
+    all_queued(&read);
     let begun = Instant::now();
     let cancelled = pool.close_and_cancel();
     assert!(cancelled > 0);
@@ -871,8 +927,12 @@ fn default_chunk_sizes_follow_the_documented_rules() {
 fn close_and_cancel_counts_each_queued_call_and_chunk_once() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
+    // Running until the gate opens (a minute at most): a fixed 400 ms could
+    // end before the close_and_cancel on a stalled machine, and a queued
+    // call start.
     let running_marker = marker("counted");
-    let running = apply_async_hold(&pool, running_marker.clone(), 400);
+    let open = support::Scratch::new(gate(&running_marker));
+    let running = apply_async_hold(&pool, running_marker.clone(), 60_000);
     started(&running_marker);
     let queued: Vec<_> = (0..3).map(|_| apply_async_nap(&pool, 50)).collect();
     let by_name = pool.apply_async_by_name::<u64>("parity_audit::nap", &(50u64,));
@@ -880,8 +940,9 @@ fn close_and_cancel_counts_each_queued_call_and_chunk_once() {
     let pairs = starmap_async_add_with(&pool, vec![(1, 2); 4], MapOptions::new().chunksize(2));
     assert_eq!(pool.close_and_cancel(), 3 + 1 + 4 + 2);
     assert_eq!(pool.close_and_cancel(), 0, "nothing is left queued");
+    std::fs::write(&*open, b"").unwrap();
     pool.join();
-    assert_eq!(running.get().unwrap(), 400);
+    assert_eq!(running.get().unwrap(), 60_000);
     for r in queued {
         assert_eq!(r.cancel(), CancelOutcome::NotStarted);
         assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
@@ -1016,7 +1077,18 @@ fn cancelling_an_imap_again_answers_what_the_first_cancel_did() {
     ];
     let mut lazy = imap_hold_with(&pool, items, MapOptions::new().chunksize(1));
     assert_eq!(lazy.next().unwrap().unwrap(), 0);
-    started(&second);
+    // A pull queues chunks only until one is back: the quick first one,
+    // back before the second was queued (the reader preempted on a loaded
+    // machine), was yielded with the second never queued, and the wait for
+    // its start timed out. Pulls that do not wait queue it.
+    support::wait_for(Duration::from_secs(30), "the second to start", || {
+        let pulled = lazy.next_timeout(Duration::ZERO);
+        assert!(
+            matches!(pulled, Some(Err(Error::WaitTimeout { .. }))),
+            "{pulled:?}"
+        );
+        second.exists()
+    });
     assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
     assert_eq!(lazy.cancel(), CancelOutcome::Stopped);
     let rest: Vec<_> = lazy.by_ref().collect();
@@ -1237,16 +1309,21 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let first = marker("map-cut");
+    let items = vec![
+        (first.clone(), 60_000),
+        (PathBuf::new(), 0),
+        (PathBuf::new(), 0),
+    ];
+    let (items, read) = ReadToEnd::new(items);
     let blocked = {
         let pool = pool.clone();
-        let first = first.clone();
         std::thread::spawn(move || {
-            let items = vec![(first, 60_000), (PathBuf::new(), 0), (PathBuf::new(), 0)];
             let outcome = starmap_hold_with(&pool, items, MapOptions::new().chunksize(1));
             (outcome, Instant::now())
         })
     };
     started(&first);
+    all_queued(&read);
     let cancelled_at = Instant::now();
     assert_eq!(pool.close_and_cancel(), 2);
     let (outcome, returned_at) = blocked.join().unwrap();
