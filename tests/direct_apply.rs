@@ -284,31 +284,57 @@ fn stop(pid: u32) {
 /// close, and refused with `PoolClosed`.
 #[test]
 fn an_apply_taken_before_close_runs_even_if_its_idle_worker_had_stopped() {
-    let pool = Pool::builder()
-        .processes(1)
-        .frame_stall_timeout(Duration::from_millis(800))
-        .build()
-        .unwrap();
-    let (first, _) = apply_pid_plus(&pool, 0).unwrap();
-    stop(first);
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let pool = pool.clone();
-        std::thread::spawn(move || tx.send(apply_pid_plus(&pool, 1)).unwrap());
-    }
-    // The apply borrowed the stopped idle worker and waits for it to read
-    // the call; close meanwhile.
-    std::thread::sleep(Duration::from_millis(200));
-    pool.close();
-    let outcome = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("apply hung");
-    pool.join();
-    match outcome {
-        Ok((pid, x)) => {
-            assert_ne!(pid, first, "on a new worker");
-            assert_eq!(x, 2);
+    // A worker that has not started a call within this is stopped, and the
+    // call goes to a new one: an apply taken waits at least this long.
+    let stall = Duration::from_millis(800);
+    for round in 1..=3 {
+        let pool = Pool::builder()
+            .processes(1)
+            .frame_stall_timeout(stall)
+            .build()
+            .unwrap();
+        let (first, _) = apply_pid_plus(&pool, 0).unwrap();
+        stop(first);
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                ready_tx.send(()).unwrap();
+                let begun = Instant::now();
+                let outcome = apply_pid_plus(&pool, 1);
+                tx.send((outcome, begun.elapsed())).unwrap();
+            });
         }
-        other => panic!("an apply taken before close did not run: {other:?}"),
+        // The apply borrows the stopped idle worker and waits for it to read
+        // the call; close meanwhile.
+        ready
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the thread did not start");
+        std::thread::sleep(Duration::from_millis(200));
+        pool.close();
+        let (outcome, took) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("apply hung");
+        match outcome {
+            Ok((pid, x)) => {
+                pool.join();
+                assert_ne!(pid, first, "on a new worker");
+                assert_eq!(x, 2);
+                return;
+            }
+            // Refused sooner than a call taken can end: the apply had not
+            // reached the pool before the close (its thread stalled 200 ms
+            // on a loaded machine), so this round tested nothing. Again.
+            Err(Error::PoolClosed { .. }) if took < stall && round < 3 => {
+                // SAFETY: kill(2) on this test's own stopped worker (so that
+                // `join` need not wait for it).
+                unsafe { libc::kill(first as libc::pid_t, libc::SIGKILL) };
+                pool.join();
+            }
+            other => {
+                panic!("an apply taken before close did not run: {other:?} after {took:?}")
+            }
+        }
     }
 }
