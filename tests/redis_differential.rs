@@ -1069,8 +1069,10 @@ fn pool_wide_limits_callbacks_into_the_pool_and_a_cut_map_are_the_same() {
             seen.push(norm(&r.get()));
             seen.extend(rx.iter());
             // A map whose first item holds the second process, the others
-            // waiting behind it, cut by close_and_cancel.
-            let (held, r1) = Held::start(pool);
+            // waiting behind it, cut by close_and_cancel. The held call has
+            // no time limit: it must outlast the map's start and the cut
+            // (under the pool's 300 ms, a loaded machine could end it first).
+            let (held, r1) = Held::start(&pool.with_task_timeout(None));
             let gate = dir.file("gate");
             let items: Vec<(String, String, String)> = (0..4)
                 .map(|k| (file.clone(), format!("cut{k}"), gate.clone()))
