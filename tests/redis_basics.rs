@@ -6,6 +6,7 @@
 #![cfg(feature = "redis")]
 
 mod redis_support;
+mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
@@ -522,7 +523,12 @@ fn close_and_cancel_right_after_a_burst_cancels_every_waiting_call() {
 /// in (queued in Redis, read by a node and not yet queued there, queued on
 /// the node's local pool, running): a cancel that does not say `Finished`
 /// means the call never runs to its end. (A stop used to be dropped when
-/// it found the call between its claim and its start on the node.)
+/// it found the call between its claim and its start on the node.) The
+/// calls hold their workers until a gate opens, once the workers that
+/// started them are gone: a stop reaches the node after the cancel returns
+/// (see `CancelOutcome::Stopped`), and under load one came after the end
+/// of a call that slept 300 ms. A stop that was dropped leaves its call to
+/// run to its end once the gate opens.
 #[test]
 fn a_call_cancelled_at_any_moment_never_runs_to_its_end() {
     for node in [
@@ -534,9 +540,10 @@ fn a_call_cancelled_at_any_moment_never_runs_to_its_end() {
         let pool = pool(&server);
         let dir = TempDir::new();
         let file = dir.file("marks");
+        let gate = dir.file("gate");
         let mut cancelled = Vec::new();
         for i in 0..300u64 {
-            let r = apply_async_mark(&pool, file.clone(), format!("c{i}"), 300);
+            let r = apply_async_hold(&pool, file.clone(), format!("c{i}"), gate.clone());
             std::thread::sleep(Duration::from_micros(300 * (i % 7)));
             let outcome = r.cancel();
             if outcome != CancelOutcome::Finished {
@@ -545,7 +552,20 @@ fn a_call_cancelled_at_any_moment_never_runs_to_its_end() {
             }
         }
         assert!(cancelled.len() > 150, "{} cancelled", cancelled.len());
-        // Longer than any of them would take to run.
+        // The gate opens once no worker that started one has been alive
+        // for a second (a worker handed a call just before its cancel may
+        // mark its start after this first looks).
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut quiet = Instant::now();
+        while quiet.elapsed() < Duration::from_secs(1) && Instant::now() < until {
+            let started = marks(&file, "start");
+            if started.iter().any(|l| support::alive(mark_pid(l) as u32)) {
+                quiet = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::write(&gate, b"").unwrap();
+        // Longer than any of them would take to end.
         std::thread::sleep(Duration::from_secs(2));
         let ends = marks(&file, "end");
         let ran: Vec<_> = cancelled
