@@ -1207,33 +1207,48 @@ fn imap_ending_within(pool: &Pool, n: u64, limit: Duration) -> Vec<Result<u64, E
 fn an_apply_under_way_at_close_gets_its_answer_when_redis_stalls() {
     let server = RedisServer::start();
     let _node = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    assert_eq!(apply_square(&pool, 3).unwrap(), 9);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::scope(|s| {
-        server.signal(libc::SIGSTOP);
-        s.spawn(|| tx.send(apply_square(&pool, 7)).unwrap());
-        std::thread::sleep(Duration::from_millis(300));
-        pool.close();
-        // Past the 5 s read timeout of the apply's own connection.
-        std::thread::sleep(Duration::from_secs(7));
-        server.signal(libc::SIGCONT);
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(got) => assert_eq!(got.unwrap(), 49),
-            Err(e) => {
-                // Unblock the scope's thread before failing: drop the pool.
-                pool.terminate();
-                panic!("apply still waiting 30 s after Redis came back: {e}");
+    // An apply whose thread was held up until after the close (a loaded
+    // machine) was refused, PoolClosed: not the case tested, done again.
+    for attempt in 1.. {
+        let pool = Pool::builder().redis(&server.url()).build().unwrap();
+        assert_eq!(apply_square(&pool, 3).unwrap(), 9);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (begins, begun) = std::sync::mpsc::channel();
+        let got = std::thread::scope(|s| {
+            server.signal(libc::SIGSTOP);
+            s.spawn(|| {
+                begins.send(()).unwrap();
+                tx.send(apply_square(&pool, 7)).unwrap()
+            });
+            begun.recv().unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            pool.close();
+            // Past the 5 s read timeout of the apply's own connection.
+            std::thread::sleep(Duration::from_secs(7));
+            server.signal(libc::SIGCONT);
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(got) => got,
+                Err(e) => {
+                    // Unblock the scope's thread before failing: drop the pool.
+                    pool.terminate();
+                    panic!("apply still waiting 30 s after Redis came back: {e}");
+                }
             }
+        });
+        if matches!(got, Err(Error::PoolClosed { .. })) && attempt < 3 {
+            eprintln!("attempt {attempt}: the apply began after the close");
+            continue;
         }
-    });
-    let joined = Instant::now();
-    pool.join();
-    assert!(
-        joined.elapsed() < Duration::from_secs(10),
-        "join took {:?}",
-        joined.elapsed()
-    );
+        assert_eq!(got.unwrap(), 49);
+        let joined = Instant::now();
+        pool.join();
+        assert!(
+            joined.elapsed() < Duration::from_secs(10),
+            "join took {:?}",
+            joined.elapsed()
+        );
+        break;
+    }
 }
 
 /// A node gives back a call it claimed while busy (`release.lua`); Redis
