@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,54 +89,6 @@ fn marker(name: &str) -> support::Scratch {
 fn started(marker: &std::path::Path) {
     support::wait_for(Duration::from_secs(30), "the task to start", || {
         marker.exists()
-    });
-}
-
-/// A map's input that says when the map has read it to its end: a `map`
-/// asks for the item after its last only once it has queued the chunk of
-/// that last item, so every chunk is queued then. (A `map` on another
-/// thread queues its chunks one by one: its first may already run while
-/// that thread, preempted, has not queued the others yet.)
-struct ReadToEnd<I> {
-    items: I,
-    read: Arc<AtomicBool>,
-}
-
-impl<I: Iterator> ReadToEnd<I> {
-    /// `items`, and the flag set once they are read to the end.
-    fn new(items: impl IntoIterator<IntoIter = I>) -> (Self, Arc<AtomicBool>) {
-        let read = Arc::new(AtomicBool::new(false));
-        let items = items.into_iter();
-        let input = ReadToEnd {
-            items,
-            read: read.clone(),
-        };
-        (input, read)
-    }
-}
-
-impl<I: Iterator> Iterator for ReadToEnd<I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<I::Item> {
-        let next = self.items.next();
-        if next.is_none() {
-            self.read.store(true, Ordering::SeqCst);
-        }
-        next
-    }
-
-    // Exact, as the items' own: the map cuts its chunks as it goes, rather
-    // than collecting an input of unknown length first.
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.items.size_hint()
-    }
-}
-
-/// Waits until the map reading the input of `read` has queued every chunk.
-fn all_queued(read: &AtomicBool) {
-    support::wait_for(Duration::from_secs(30), "every chunk to be queued", || {
-        read.load(Ordering::SeqCst)
     });
 }
 
@@ -659,7 +611,7 @@ fn close_and_cancel_ends_a_map_blocked_in_another_thread() {
     let first = marker("blocked-map");
     let mut items = vec![(PathBuf::new(), 100); 40];
     items[0].0 = first.clone();
-    let (items, read) = ReadToEnd::new(items);
+    let (items, read) = support::ReadToEnd::new(items);
     let blocked = {
         let pool = pool.clone();
         std::thread::spawn(move || starmap_hold_with(&pool, items, MapOptions::new().chunksize(1)))
@@ -669,7 +621,7 @@ fn close_and_cancel_ends_a_map_blocked_in_another_thread() {
         imap_unordered_nap_with(&lazy_pool, vec![100; 40], MapOptions::new().chunksize(1));
     started(&first);
     // Its 39 other chunks queued behind the running one (100 ms each).
-    all_queued(&read);
+    support::all_queued(&read);
     let begun = Instant::now();
     let cancelled = pool.close_and_cancel();
     assert!(cancelled > 0);
@@ -1314,7 +1266,7 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
         (PathBuf::new(), 0),
         (PathBuf::new(), 0),
     ];
-    let (items, read) = ReadToEnd::new(items);
+    let (items, read) = support::ReadToEnd::new(items);
     let blocked = {
         let pool = pool.clone();
         std::thread::spawn(move || {
@@ -1323,7 +1275,7 @@ fn a_map_cut_by_close_and_cancel_returns_at_once() {
         })
     };
     started(&first);
-    all_queued(&read);
+    support::all_queued(&read);
     let cancelled_at = Instant::now();
     assert_eq!(pool.close_and_cancel(), 2);
     let (outcome, returned_at) = blocked.join().unwrap();

@@ -18,7 +18,7 @@ mod support;
 mod tasks;
 
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -97,31 +97,6 @@ fn norm<T: Debug>(r: &Result<T, Error>) -> String {
             format!("FrameTooLarge({task}, over 2 MiB, max {max})")
         }
         Err(e) => format!("Err({e:?}) = {e}"),
-    }
-}
-
-/// A map's input, `items`, setting `read_all` once the map has read past
-/// its last item: with one item a chunk, every chunk is queued by then.
-struct NotingEnd<'a, I> {
-    items: I,
-    read_all: &'a AtomicBool,
-}
-
-impl<I: ExactSizeIterator> Iterator for NotingEnd<'_, I> {
-    type Item = I::Item;
-
-    fn next(&mut self) -> Option<I::Item> {
-        let item = self.items.next();
-        if item.is_none() {
-            self.read_all.store(true, Ordering::SeqCst);
-        }
-        item
-    }
-
-    // Exact, as the Vec's: the map queues a sized input as it goes (a
-    // collected one would be read to its end before anything is queued).
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        self.items.size_hint()
     }
 }
 
@@ -1103,14 +1078,10 @@ fn pool_wide_limits_callbacks_into_the_pool_and_a_cut_map_are_the_same() {
             let items: Vec<(String, String, String)> = (0..4)
                 .map(|k| (file.clone(), format!("cut{k}"), gate.clone()))
                 .collect();
-            let read_all = AtomicBool::new(false);
+            let (items, read_all) = support::ReadToEnd::new(items);
             let cut = std::thread::scope(|s| {
                 let map = s.spawn(|| {
                     let free = pool.with_task_timeout(None);
-                    let items = NotingEnd {
-                        items: items.into_iter(),
-                        read_all: &read_all,
-                    };
                     map_hold_with(&free, items, MapOptions::new().chunksize(1))
                 });
                 // And every item queued: the map queues them as it goes,

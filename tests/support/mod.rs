@@ -3,6 +3,7 @@
 
 mod counts;
 mod raw;
+mod read_to_end;
 mod scratch;
 mod wait;
 
@@ -10,6 +11,8 @@ mod wait;
 pub use counts::{back_within, fds, threads};
 #[allow(unused_imports)] // not every test binary sends raw bytes
 pub use raw::Raw;
+#[allow(unused_imports)] // not every test binary watches a map's input
+pub use read_to_end::{all_queued, ReadToEnd};
 #[allow(unused_imports)] // not every test binary makes scratch files
 pub use scratch::{marker_dir, quick_dir, Scratch};
 
