@@ -675,18 +675,7 @@ fn a_deliver_sent_again_leaves_a_new_call_under_its_entry_id() {
     // The node claims it: pending under the node's name, under the id the
     // DELIVER sent again names.
     proxy.holds.let_through(&claims);
-    let claimed = wait_until(limit, || {
-        server
-            .cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
-            .lines()
-            .take(2)
-            .eq([old_id.as_str(), node.name.as_str()])
-    });
-    assert!(
-        claimed,
-        "the node did not claim the new call: {}",
-        server.cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
-    );
+    wait_claimed_under(&server, &tasks, &old_id, &node.name, limit);
     proxy.holds.let_through(&deliver);
     let got = second.get_timeout(limit);
     if !matches!(got, Ok(16)) {
@@ -744,18 +733,7 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
         to_node.holds.waits_within(&claims, limit),
         "the node's next claim never came"
     );
-    let claimed = wait_until(limit, || {
-        server
-            .cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
-            .lines()
-            .take(2)
-            .eq([old_id.as_str(), node.name.as_str()])
-    });
-    assert!(
-        claimed,
-        "the node did not claim the new call: {}",
-        server.cli(&["XPENDING", &tasks, "nodes", "-", "+", "10"])
-    );
+    wait_claimed_under(&server, &tasks, &old_id, &node.name, limit);
     // The running call ends: its outcome's first DELIVER names the id.
     held.release();
     to_node.holds.let_through(&claims);
@@ -771,7 +749,21 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
             first.get_timeout(Duration::from_secs(1)),
         );
     }
-    // The old call's caller, connected again, finds it lost.
+    the_old_call_is_lost_and_the_pool_serves(&server, &to_old_caller, first, &pool, limit);
+    drop(node);
+}
+
+/// The end of the tests whose old call, running on the node, lost its
+/// entry to a new call: the old call's caller, connected again through
+/// `to_old_caller`, finds it lost (its verification after a reconnection);
+/// `pool` serves on, and nothing is left pending.
+fn the_old_call_is_lost_and_the_pool_serves(
+    server: &RedisServer,
+    to_old_caller: &redis_support::proxy::Proxy,
+    first: procpool::AsyncResult<u32>,
+    pool: &Pool,
+    limit: Duration,
+) {
     to_old_caller.cut();
     to_old_caller.mend();
     let got = first.get_timeout(limit);
@@ -785,9 +777,8 @@ fn a_first_deliver_leaves_a_new_call_claimed_under_its_entry_id() {
         ),
         "the old call got {got:?}"
     );
-    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
+    assert_eq!(apply_square(pool, 5).unwrap(), 25);
     assert_eq!(server.pending(), 0);
-    drop(node);
 }
 
 /// With one call running on the node behind the proxy `to_node` (its
@@ -856,6 +847,37 @@ fn deliver_of_one(name: &str, check: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A node of two processes (it claims again while a call runs), no
+/// prefetch, connected through `to_node`, which counts its DELIVERs of one
+/// outcome: the node, and those DELIVERs with deliver.lua's check asked
+/// for and without.
+fn node_counting_delivers(to_node: &redis_support::proxy::Proxy) -> (NodeProc, Vec<u8>, Vec<u8>) {
+    let node = NodeProc::code(
+        &format!("redis://127.0.0.1:{}/0", to_node.port),
+        &[("processes", "2"), ("prefetch", "0")],
+        &[],
+    );
+    let (checked, unchecked) = (
+        deliver_of_one(&node.name, "1"),
+        deliver_of_one(&node.name, "0"),
+    );
+    to_node.seen.count(&checked);
+    to_node.seen.count(&unchecked);
+    (node, checked, unchecked)
+}
+
+/// Waits (up to `limit`) until the first entry pending in `tasks` is
+/// `id`, claimed by the node `name`; fails the test if it never is.
+fn wait_claimed_under(server: &RedisServer, tasks: &str, id: &str, name: &str, limit: Duration) {
+    let pending = || server.cli(&["XPENDING", tasks, "nodes", "-", "+", "10"]);
+    let claimed = wait_until(limit, || pending().lines().take(2).eq([id, name]));
+    assert!(
+        claimed,
+        "the node did not claim the new call: {}",
+        pending()
+    );
+}
+
 /// Loads deliver.lua into `server`, as a node would on its first DELIVER.
 fn load_deliver(server: &RedisServer) {
     server.cli(&[
@@ -886,18 +908,7 @@ fn a_new_call_under_a_running_calls_id_whose_claim_reply_was_lost_is_left_by_its
     load_deliver(&server);
     let to_node = Proxy::start(format!("127.0.0.1:{}", server.port));
     let to_old_caller = Proxy::start(format!("127.0.0.1:{}", server.port));
-    // Two processes: the node claims again while the first call runs.
-    let node = NodeProc::code(
-        &format!("redis://127.0.0.1:{}/0", to_node.port),
-        &[("processes", "2"), ("prefetch", "0")],
-        &[],
-    );
-    let (checked, unchecked) = (
-        deliver_of_one(&node.name, "1"),
-        deliver_of_one(&node.name, "0"),
-    );
-    to_node.seen.count(&checked);
-    to_node.seen.count(&unchecked);
+    let (node, checked, unchecked) = node_counting_delivers(&to_node);
     let old_caller = Pool::builder()
         .redis(&format!("redis://127.0.0.1:{}/0", to_old_caller.port))
         .build()
@@ -966,22 +977,7 @@ fn a_new_call_under_a_running_calls_id_whose_claim_reply_was_lost_is_left_by_its
         (1, 1),
         "DELIVERs (checked, unchecked)"
     );
-    // The old call's caller, connected again, finds it lost.
-    to_old_caller.cut();
-    to_old_caller.mend();
-    let got = first.get_timeout(limit);
-    assert!(
-        matches!(
-            got,
-            Err(Error::Broker {
-                reason: procpool::BrokerReason::Lost,
-                ..
-            })
-        ),
-        "the old call got {got:?}"
-    );
-    assert_eq!(apply_square(&pool, 5).unwrap(), 25);
-    assert_eq!(server.pending(), 0);
+    the_old_call_is_lost_and_the_pool_serves(&server, &to_old_caller, first, &pool, limit);
     drop(node);
 }
 
@@ -996,17 +992,7 @@ fn a_running_call_read_again_from_the_pending_list_is_delivered_unchecked() {
     let server = RedisServer::start();
     load_deliver(&server);
     let to_node = Proxy::start(format!("127.0.0.1:{}", server.port));
-    let node = NodeProc::code(
-        &format!("redis://127.0.0.1:{}/0", to_node.port),
-        &[("processes", "2"), ("prefetch", "0")],
-        &[],
-    );
-    let (checked, unchecked) = (
-        deliver_of_one(&node.name, "1"),
-        deliver_of_one(&node.name, "0"),
-    );
-    to_node.seen.count(&checked);
-    to_node.seen.count(&unchecked);
+    let (node, checked, unchecked) = node_counting_delivers(&to_node);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let (held, first) = Held::start(&pool);
     let tasks = server.key(":tasks").unwrap();
