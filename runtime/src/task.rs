@@ -490,7 +490,7 @@ impl<'a> ArgsDecoder<'a> {
     }
 
     /// The dense item, if it is a `T`.
-    #[cold]
+    #[inline(always)]
     fn dense_value<T: 'static>(&mut self, code: u8) -> Result<T, CallError> {
         let kind = codec::dense::kind::<T>().filter(|kind| kind.code == code);
         match kind.and_then(|kind| Some((codec::dense::take::<T>(self.rest)?, kind.width))) {
@@ -521,6 +521,7 @@ impl<'a> ArgsDecoder<'a> {
 
     /// Decodes the `I`-th argument, taken by value (a block of bytes as
     /// one: a large one is the very buffer it was received into).
+    #[inline]
     pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError>
     where
         M::Type: 'static,
