@@ -167,6 +167,20 @@ fn a_program_started_through_the_dynamic_loader_runs_its_tasks() {
     assert_no_children();
 }
 
+/// A program's task gets far more stack than a main thread's 8 MiB, in a
+/// forked worker as in a spawned one. A forked worker serves on its one
+/// thread, a copy of the fork server's, which has the task's stack: it
+/// starts no thread of its own (a spawned worker serves from a second one).
+#[test]
+fn a_programs_task_has_a_deep_stack_and_a_forked_worker_one_thread() {
+    let _serial = serial();
+    for (env, expected) in [("1", "deep forked 1"), ("0", "deep spawned 2")] {
+        let out = stdout_of(Command::new(HELPER).arg("deep"), env);
+        assert_eq!(out.trim(), expected, "PROCPOOL_FORK_SERVER={env}");
+    }
+    assert_no_children();
+}
+
 /// Started through the dynamic loader by a relative path (`ld.so
 /// ./prog`), a program that changes its working directory before its pool
 /// starts still runs its tasks: the program's path is not looked up again

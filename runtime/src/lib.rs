@@ -463,7 +463,7 @@ pub fn init() {
     process::mark_initialized(false);
     match process::take_fork_server() {
         // Returns only in a worker it forked.
-        Ok(Some(server)) => worker::run(server.serve(), worker::Exit::Process),
+        Ok(Some(server)) => worker::serve_forks(server, worker::Exit::Process),
         Ok(None) => {}
         Err(why) => process::refuse_start(&why),
     }

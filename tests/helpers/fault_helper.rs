@@ -17,6 +17,10 @@
 //!   prints `ready`, and once SIGINT came either lets the tasks finish
 //!   (`close` + `join`) or terminates the pool; prints each task's outcome.
 //! - `hello`: one task; prints `ok PID`.
+//! - `deep`: once the fork server (if any) serves, one task that recurses
+//!   through at least 32 MiB of stack (four times a main thread's); prints
+//!   `deep ORIGIN THREADS`: where its worker came from (`forked` or
+//!   `spawned`) and how many threads it had.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,6 +56,29 @@ fn has_library(name: &str) -> bool {
 fn nap(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
+}
+
+/// Recurses `levels` deep through frames of at least 1 KiB each (kept from being
+/// folded away by `black_box`); returns the threads of this worker.
+#[pool_task]
+fn deep_stack(levels: u32) -> u32 {
+    fn down(level: u32) -> u32 {
+        let frame = std::hint::black_box([level as u8; 1024]);
+        if level == 0 {
+            return 0;
+        }
+        let below = down(level - 1);
+        // The frame lives on across the call.
+        std::hint::black_box(&frame);
+        below + 1
+    }
+    assert_eq!(down(levels), levels);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// This process's workers, read from /proc: its children, and the children
@@ -133,6 +160,19 @@ fn origins() -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// Waits until the fork server (if any) says whether it serves, however
+/// slow the machine: a pool start that finds it still silent spawns.
+fn await_fork_server() {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let opted_out = std::env::var_os("PROCPOOL_FORK_SERVER").is_some_and(|v| v == "0");
+    while !opted_out
+        && procpool::__private::fork_server_serves().is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Prints procpool's warnings and errors to stderr, as a program's logger would.
@@ -265,25 +305,21 @@ fn main() -> Result<(), Error> {
             panic!("exec: {err}");
         }
         Some("origins") => {
-            // The fork server (if any) says whether it serves before the
-            // pool starts, however slow the machine: a start that finds it
-            // still silent spawns instead.
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            let opted_out = std::env::var_os("PROCPOOL_FORK_SERVER").is_some_and(|v| v == "0");
-            while !opted_out
-                && procpool::__private::fork_server_serves().is_none()
-                && std::time::Instant::now() < deadline
-            {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            await_fork_server();
             let pool = Pool::new(2)?;
             apply_nap(&pool, 0)?;
             println!("{}", origins().join(" "));
         }
+        Some("deep") => {
+            await_fork_server();
+            let pool = Pool::new(1)?;
+            let threads = apply_deep_stack(&pool, 32 << 10)?;
+            println!("deep {} {threads}", origins().join(" "));
+        }
         _ => {
             eprintln!(
                 "usage: procpool-fault-helper exit CODE | orphan | origins | retire-loop | \
-                 ctrl-c finish|terminate | hello"
+                 ctrl-c finish|terminate | hello | deep"
             );
             std::process::exit(2);
         }

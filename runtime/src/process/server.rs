@@ -57,10 +57,12 @@ impl ForkServer {
         self.serve_among(1)
     }
 
-    /// [`serve`](Self::serve) in a process of `threads` threads: 2 in a
-    /// test binary, whose harness's main thread waits for the test thread
-    /// that serves (it holds no lock while it waits, and blocks SIGCHLD,
-    /// which the server's signalfd needs: see `worker::serve_at_exit`).
+    /// [`serve`](Self::serve) in a process of `threads` threads: 2 where
+    /// the main thread waits for the one that serves (it holds no lock
+    /// while it waits, and blocks SIGCHLD, which the server's signalfd
+    /// needs): a program's server serves from a thread with a task's stack
+    /// (see `worker::serve_forks`), a test binary's from the harness's test
+    /// thread (see `worker::serve_at_exit`).
     pub(crate) fn serve_among(self, threads: usize) -> WorkerChannel {
         let ForkServer { sock, parent } = self;
         let say = |answer: Answer| {
@@ -212,9 +214,10 @@ fn fork_one(
     let (args, limits) = (context.args, &context.limits);
     let server = std::process::id();
     // SAFETY: this process has a single thread (checked just above), or
-    // two in a test binary, whose harness's main thread waits for this one
-    // and holds no lock meanwhile; the child goes straight on to set itself
-    // up and serve its channel.
+    // two: the main thread of a program's server (`worker::serve_forks`)
+    // or a test binary's harness, which waits for this one and holds no
+    // lock meanwhile; the child goes straight on to set itself up and serve
+    // its channel.
     match unsafe { sys::fork() } {
         Ok(None) => {
             if let Some(action) = inherited {

@@ -140,26 +140,63 @@ const TASK_STACK: usize = 256 << 20;
 /// stack (this one waits for it), or here if it cannot be started.
 pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
-    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(channel)));
+    let channel = on_task_stack(
+        channel,
+        move |channel| serve_here(channel, exit),
+        EXIT_PROTOCOL,
+    );
+    serve_here(channel, exit)
+}
+
+/// Serves fork requests on `server` from a thread with a [`TASK_STACK`]-byte
+/// stack (the main thread waits for it), so that each worker it forks, whose
+/// one thread is a copy of that thread, serves its channel where it is:
+/// no thread to start per worker, nor a heap arena for it. Where that thread
+/// cannot be started, serves from this one (its workers start theirs).
+/// Returns only in a worker, and only there.
+pub(crate) fn serve_forks(server: ForkServer, exit: Exit) -> ! {
+    let _ = EXIT_MODE.set(exit);
+    // Before the thread starts, which inherits the mask: SIGCHLD blocked in
+    // every thread of the server, for its signalfd.
+    let _ = sys::block_child_signal();
+    // (The server ends the process when its parent goes away.)
+    let server = on_task_stack(
+        server,
+        move |server| serve_here(server.serve_among(2), exit),
+        0,
+    );
+    run(server.serve(), exit)
+}
+
+/// Runs `serve(what)` on a thread named `procpool-worker` with a
+/// [`TASK_STACK`]-byte stack, while this thread waits for it (and ends the
+/// process with exit code `code` should it return); gives `what` back if
+/// that thread cannot be started.
+fn on_task_stack<T: Send + 'static>(
+    what: T,
+    serve: impl FnOnce(T) + Send + 'static,
+    code: i32,
+) -> T {
+    // Taken back from here if the thread does not start.
+    let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(what)));
     let theirs = slot.clone();
     let serving = std::thread::Builder::new()
         .name("procpool-worker".into())
         .stack_size(TASK_STACK)
         .spawn(move || {
-            let channel = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(channel) = channel {
-                serve_here(channel, exit);
+            let what = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(what) = what {
+                serve(what);
             }
         });
     if let Ok(serving) = serving {
-        // Never returns: the thread ends the process.
         let _ = serving.join();
-        end_process(EXIT_PROTOCOL);
+        end_process(code);
     }
-    let channel = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match channel {
-        Some(channel) => serve_here(channel, exit),
-        None => end_process(EXIT_PROTOCOL),
+    let what = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match what {
+        Some(what) => what,
+        None => end_process(code),
     }
 }
 
