@@ -181,6 +181,30 @@ fn a_programs_task_has_a_deep_stack_and_a_forked_worker_one_thread() {
     assert_no_children();
 }
 
+/// A program that lowers its data limit (`RLIMIT_DATA`) after `init()`,
+/// below what the fork server maps (its serving thread's 256 MiB task stack
+/// counts as data), still runs its tasks: a forked worker takes the limit
+/// and could allocate nothing more, so the server declines to fork and the
+/// pool spawns a worker, which starts small (and serves on its first
+/// thread: a 256 MiB one does not fit). A forked one died of `SIGABRT` at
+/// its first allocation of any size ("memory allocation of 16777216 bytes
+/// failed").
+#[test]
+fn a_data_limit_lowered_after_init_below_the_servers_use_still_runs_tasks() {
+    let _serial = serial();
+    for env in ["1", "0"] {
+        let out = stdout_of(Command::new(HELPER).arg("data-limit"), env);
+        // Spawned either way: the server declines to fork a worker that
+        // would start above its data limit.
+        assert_eq!(
+            out.trim(),
+            "data-limit spawned 16777216",
+            "PROCPOOL_FORK_SERVER={env}"
+        );
+    }
+    assert_no_children();
+}
+
 /// Started through the dynamic loader by a relative path (`ld.so
 /// ./prog`), a program that changes its working directory before its pool
 /// starts still runs its tasks: the program's path is not looked up again

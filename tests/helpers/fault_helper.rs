@@ -21,6 +21,9 @@
 //!   through at least 32 MiB of stack (four times a main thread's); prints
 //!   `deep ORIGIN THREADS`: where its worker came from (`forked` or
 //!   `spawned`) and how many threads it had.
+//! - `data-limit`: once the fork server (if any) serves, lowers its soft
+//!   data limit (`RLIMIT_DATA`) to 128 MiB, below the task stack alone,
+//!   then one task that fills 16 MiB; prints `data-limit ORIGIN BYTES`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,6 +82,13 @@ fn deep_stack(levels: u32) -> u32 {
         .find_map(|l| l.strip_prefix("Threads:"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Fills a fresh buffer of `bytes` bytes; returns its length.
+#[pool_task]
+fn fill(bytes: usize) -> usize {
+    let buf = std::hint::black_box(vec![1u8; bytes]);
+    buf.iter().filter(|&&b| b == 1).count()
 }
 
 /// This process's workers, read from /proc: its children, and the children
@@ -316,10 +326,22 @@ fn main() -> Result<(), Error> {
             let threads = apply_deep_stack(&pool, 32 << 10)?;
             println!("deep {} {threads}", origins().join(" "));
         }
+        Some("data-limit") => {
+            await_fork_server();
+            let limit = libc::rlimit {
+                rlim_cur: 128 << 20,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            // SAFETY: setrlimit reads the struct it is given.
+            assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_DATA, &limit) }, 0);
+            let pool = Pool::new(1)?;
+            let filled = apply_fill(&pool, 16 << 20)?;
+            println!("data-limit {} {filled}", origins().join(" "));
+        }
         _ => {
             eprintln!(
                 "usage: procpool-fault-helper exit CODE | orphan | origins | retire-loop | \
-                 ctrl-c finish|terminate | hello | deep"
+                 ctrl-c finish|terminate | hello | deep | data-limit"
             );
             std::process::exit(2);
         }

@@ -206,6 +206,19 @@ fn fork_one(
         );
         return None;
     }
+    if !sys::room_under(&request.limits, &context.limits) {
+        // A data or address-space limit lowered since init() below what
+        // this process maps (its serving thread's task stack is 256 MiB):
+        // the worker could allocate nothing. The caller spawns it instead.
+        answer(
+            Answer::Failed {
+                token,
+                errno: ENOMEM,
+            },
+            None,
+        );
+        return None;
+    }
     if let Err(errno) = context.take_from(&request) {
         // The caller starts this worker the other way.
         answer(Answer::Failed { token, errno }, None);
@@ -270,6 +283,9 @@ fn fork_one(
 
 /// The error number of a request the server cannot serve (EINVAL).
 const EINVAL: i32 = 22;
+/// The error number of a request whose worker would have no room to
+/// allocate under its limits (ENOMEM).
+const ENOMEM: i32 = 12;
 
 /// What a worker inherits from the server rather than from its request:
 /// the environment and working directory, set in the server itself to the

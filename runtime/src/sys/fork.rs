@@ -363,6 +363,48 @@ pub(crate) fn resource_limits() -> Vec<[u64; 2]> {
         .collect()
 }
 
+/// Whether a copy of this process made by `fork` that takes `limits` (as
+/// [`resource_limits`] gives them) keeps room to allocate: where the soft
+/// data or address-space limit (`RLIMIT_DATA`, `RLIMIT_AS`) is below
+/// `current`'s (this process's own, which it lives within), what this
+/// process already maps must be under it. `setrlimit` takes a limit below
+/// the current use, and every later `brk` or `mmap` then fails: a fork
+/// server that serves from a thread with a task's stack (256 MiB of data)
+/// would hand such a worker no room at all, where a spawned one starts
+/// small. Reads `/proc/self/statm` only for such a lowered limit; `false`
+/// if it cannot.
+pub(crate) fn room_under(limits: &[[u64; 2]], current: &[[u64; 2]]) -> bool {
+    use rustix::process::Resource as R;
+    let lowered: Vec<(R, u64)> = RESOURCES
+        .iter()
+        .zip(limits)
+        .zip(current)
+        .filter(|((&resource, &[soft, _]), &[now, _])| {
+            matches!(resource, R::Data | R::As) && soft < now
+        })
+        .map(|((&resource, &[soft, _]), _)| (resource, soft))
+        .collect();
+    if lowered.is_empty() {
+        return true;
+    }
+    // Pages: the whole address space first, data (and stack) sixth.
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return false;
+    };
+    let fields: Vec<u64> = statm
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let (Some(&size), Some(&data)) = (fields.first(), fields.get(5)) else {
+        return false;
+    };
+    let page = rustix::param::page_size() as u64;
+    lowered.iter().all(|&(resource, soft)| {
+        let used = if resource == R::As { size } else { data };
+        used.saturating_mul(page) < soft
+    })
+}
+
 /// Sets this process's resource limits to `limits` where they differ from
 /// `current` (both as [`resource_limits`] gives them; `current`: what this
 /// process has); the error number of the first that cannot be set (raising
