@@ -49,13 +49,15 @@
 //! error.
 //!
 //! Workers are forked by a fork server: this program re-executed once by
-//! [`init`] and stopped there, single-threaded (like Python 3.14's default
-//! start method), so a worker is ready in a fraction of a millisecond. A
+//! [`init`] and stopped there, which forks each worker from a thread with a
+//! task's stack (like Python 3.14's default start method), so a worker is
+//! ready in a fraction of a millisecond. A
 //! forked worker takes the parent's environment, working directory, umask,
 //! resource limits, stdout and stderr as they are when it starts, and the
 //! CPU affinity of the thread that made the pool. If the program runs a
-//! thread before `init()`, a hard limit was raised since, or the
-//! server is gone, or `PROCPOOL_FORK_SERVER=0`, workers are re-executed
+//! thread before `init()`, a hard limit was raised since, a data or
+//! address-space limit lowered below what the server maps, or the server
+//! is gone, or `PROCPOOL_FORK_SERVER=0`, workers are re-executed
 //! copies started with `posix_spawn` (like Python's "spawn").
 //!
 //! Only registered functions can ever be called, and only by name, so a

@@ -1,18 +1,24 @@
 //! The fork server's own side: a copy of this program, started once by
-//! `init()` and stopped there, single-threaded, that forks each worker on
-//! request. A forked worker skips `exec`, the dynamic loader and the
-//! program's start-up, so it is ready in a fraction of the time.
+//! `init()` and stopped there, that forks each worker on request from a
+//! thread with a task's stack (its main thread waits for it; see
+//! `worker::serve_forks`). A forked worker skips `exec`, the dynamic
+//! loader, the program's start-up and starting a thread, so it is ready in
+//! a fraction of the time.
 //!
 //! - It holds none of the parent's files: its stdio is `/dev/null`, and each
 //!   request brings the worker's channel and the parent's current stdout
 //!   and stderr.
-//! - It forks only while it is the only thread of its process (in a test
-//!   binary it serves from the harness's test thread, and the harness's
-//!   main thread, which waits for it, is the one other; checked before
-//!   each fork); otherwise it says so and the parent spawns.
+//! - It forks only while its process has no thread but the one that serves
+//!   and, if it serves from a second thread, the main thread that waits for
+//!   it (a program's, or in a test binary the harness's, whose test thread
+//!   serves; checked before each fork); otherwise it says so and the parent
+//!   spawns. It declines (and the parent spawns) a worker whose data or
+//!   address-space limit, lowered since `init()`, is below what the server
+//!   maps: the worker could allocate nothing.
 //! - Dying with the parent: the server asked the kernel to kill it when the
 //!   thread that started it ends, and each worker asks the same of the
-//!   server, a single-threaded process; so a SIGKILL of the parent takes
+//!   server's thread that forked it, which ends only with the server's
+//!   process; so a SIGKILL of the parent takes
 //!   the server and then every worker with it. It also exits when its
 //!   socket reads end of file.
 //! - It reaps its workers and relays each exit status to the parent.

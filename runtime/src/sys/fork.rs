@@ -229,11 +229,13 @@ pub(crate) fn reap_any() -> Option<(u32, i32)> {
 /// child.
 ///
 /// # Safety
-/// The process must have a single thread (so the child's copy of every lock
-/// and allocator state is consistent), and the child may only go on to code
-/// that relies on nothing another thread held.
+/// No other thread of the process may hold a lock or be in the middle of
+/// changing shared state (a single thread, or others that wait in
+/// `pthread_join` as the fork server's main thread does), so that the
+/// child's copy of every lock and allocator state is consistent; and the
+/// child may only go on to code that relies on nothing another thread held.
 pub(crate) unsafe fn fork() -> io::Result<Option<u32>> {
-    // SAFETY: the caller guarantees a single-threaded process.
+    // SAFETY: the caller guarantees no other thread holds anything.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(None),
