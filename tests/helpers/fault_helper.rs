@@ -61,8 +61,9 @@ fn nap(ms: u64) -> u32 {
     std::process::id()
 }
 
-/// Recurses `levels` deep through frames of at least 1 KiB each (kept from being
-/// folded away by `black_box`); returns the threads of this worker.
+/// Recurses `levels` deep through frames of at least 1 KiB each (kept
+/// from being folded away by `black_box`); returns the threads of this
+/// worker.
 #[pool_task]
 fn deep_stack(levels: u32) -> u32 {
     fn down(level: u32) -> u32 {
