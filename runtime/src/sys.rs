@@ -566,17 +566,25 @@ pub(crate) fn kill(pid: u32) {
 }
 
 /// The resident memory of process `pid` (this process's unreaped child), in
-/// bytes: the second field of `/proc/<pid>/statm`, in pages.
+/// bytes: the second field of `/proc/<pid>/statm`.
 pub(crate) fn resident_bytes(pid: u32) -> io::Result<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|field| field.parse().ok())
-        .ok_or_else(|| {
+    Ok(statm(&pid.to_string())?[1])
+}
+
+/// The first six fields of `/proc/<who>/statm` (`who`: a pid, or `self`),
+/// in bytes: the whole address space, resident, shared, text, libraries,
+/// data and stack.
+pub(crate) fn statm(who: &str) -> io::Result<[u64; 6]> {
+    let text = std::fs::read_to_string(format!("/proc/{who}/statm"))?;
+    let mut fields = text.split_whitespace().map(|field| field.parse::<u64>());
+    let mut bytes = [0; 6];
+    for slot in &mut bytes {
+        let pages = fields.next().and_then(Result::ok).ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/statm")
         })?;
-    Ok(pages.saturating_mul(page_size()))
+        *slot = pages.saturating_mul(page_size());
+    }
+    Ok(bytes)
 }
 
 /// The size of a memory page in bytes.

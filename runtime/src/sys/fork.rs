@@ -377,34 +377,27 @@ pub(crate) fn resource_limits() -> Vec<[u64; 2]> {
 /// if it cannot.
 pub(crate) fn room_under(limits: &[[u64; 2]], current: &[[u64; 2]]) -> bool {
     use rustix::process::Resource as R;
-    let lowered: Vec<(R, u64)> = RESOURCES
+    // Read once, at the first lowered limit.
+    let mut statm = None;
+    RESOURCES
         .iter()
         .zip(limits)
         .zip(current)
-        .filter(|((&resource, &[soft, _]), &[now, _])| {
-            matches!(resource, R::Data | R::As) && soft < now
+        .all(|((&resource, &[soft, _]), &[now, _])| {
+            // The statm field each limit bounds: the whole address space,
+            // or data and stack.
+            let field = match resource {
+                R::As => 0,
+                R::Data => 5,
+                _ => return true,
+            };
+            if soft >= now {
+                return true;
+            }
+            statm
+                .get_or_insert_with(|| super::statm("self").ok())
+                .is_some_and(|used| used[field] < soft)
         })
-        .map(|((&resource, &[soft, _]), _)| (resource, soft))
-        .collect();
-    if lowered.is_empty() {
-        return true;
-    }
-    // Pages: the whole address space first, data (and stack) sixth.
-    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
-        return false;
-    };
-    let fields: Vec<u64> = statm
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let (Some(&size), Some(&data)) = (fields.first(), fields.get(5)) else {
-        return false;
-    };
-    let page = rustix::param::page_size() as u64;
-    lowered.iter().all(|&(resource, soft)| {
-        let used = if resource == R::As { size } else { data };
-        used.saturating_mul(page) < soft
-    })
 }
 
 /// Sets this process's resource limits to `limits` where they differ from
