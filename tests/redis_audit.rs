@@ -1071,15 +1071,32 @@ fn a_cancel_under_way_at_a_fork_leaves_the_copys_cancel_alone() {
     assert_eq!(status, Some(0), "the copy's cancel (None: it hung)");
 }
 
-/// Once a queue's last caller and node are gone, what stays in Redis
-/// without a time to live is the build's task stream (empty, with its
-/// group) and its id counter: the stops sent to the nodes (the control
+/// A week, in ms: how long a queue's lasting keys outlive their last use.
+const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Every key in Redis with its time to live (ms, `PTTL`: -1 for none),
+/// named by its kind (`tasks`, `res:<caller>`, ...).
+fn times_to_live(server: &RedisServer) -> Vec<(String, i64)> {
+    server
+        .keys()
+        .into_iter()
+        .map(|k| {
+            let ttl = server.int(&["PTTL", &k]);
+            let kind = k.rsplit_once("}:").map_or(k.as_str(), |(_, kind)| kind);
+            (kind.to_string(), ttl)
+        })
+        .collect()
+}
+
+/// Once a queue's last caller and node are gone, every key it leaves in
+/// Redis has a time to live: the stops sent to the nodes (the control
 /// stream) expire ten minutes after the last one, the age past which
-/// nodes no longer need them. (The control stream had no time to live: a
-/// terminated caller's stop stayed in Redis for ever once nobody ran that
-/// build any more, since only a member's reaper trimmed it.)
+/// nodes no longer need them, and the task stream and id counter a week
+/// after the last member's reaper round. (The control stream had no time
+/// to live at first, and the task stream and id counter until stop 46: a
+/// build nobody ran any more stayed in Redis for ever.)
 #[test]
-fn nothing_but_the_task_stream_and_id_counter_stays_without_a_time_to_live() {
+fn every_key_a_queue_leaves_has_a_time_to_live() {
     let server = RedisServer::start();
     let node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
     let pool = pool(&server);
@@ -1089,24 +1106,82 @@ fn nothing_but_the_task_stream_and_id_counter_stays_without_a_time_to_live() {
     drop(pool);
     node.stop();
     assert!(server.key(":ctl").is_some(), "the stop was sent");
-    let forever: Vec<String> = server
-        .keys()
-        .into_iter()
-        .filter(|k| server.int(&["PTTL", k]) == -1)
-        .collect();
-    let kinds: Vec<&str> = forever
-        .iter()
-        .map(|k| k.rsplit_once("}:").map_or(k.as_str(), |(_, kind)| kind))
-        .collect();
+    let left = times_to_live(&server);
+    let kinds: Vec<&str> = left.iter().map(|(kind, _)| kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["ids", "tasks"],
-        "keys without a time to live: {forever:?}"
+        ["ctl", "ids", "reaper", "tasks"],
+        "the keys left: {left:?}"
     );
-    let ctl = server.key(":ctl").unwrap();
-    let ttl = server.int(&["PTTL", &ctl]);
+    for (kind, ttl) in &left {
+        let most = if kind == "ids" || kind == "tasks" {
+            WEEK_MS
+        } else {
+            600_000
+        };
+        assert!(
+            *ttl > 0 && *ttl <= most,
+            "{kind}'s time to live: {ttl} ms (at most {most}): {left:?}"
+        );
+    }
+}
+
+/// A caller and a node SIGKILLed with nobody else up leave their
+/// registrations and the caller's result stream: nobody is left to forget
+/// them. Those keys expire too, a week after their last use, and while
+/// the queue was in use every reaper round renewed them.
+#[test]
+fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
+    use std::io::{BufRead, Write};
+    let server = RedisServer::start();
+    let mut node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let dir = TempDir::new();
+    let mut child = std::process::Command::new(HELPER)
+        .args(["caller", &server.url(), &dir.file("marks"), "0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "submitted");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with("ok "), "{line}");
+    // Renewed while in use: set at registration, 2.5 s ago or more, and
+    // by every round since (a node's and a caller's tick is at most 0.5 s).
+    std::thread::sleep(Duration::from_millis(2500));
+    let tasks = server.key(":tasks").expect("the task stream");
+    let ttl = server.int(&["PTTL", &tasks]);
     assert!(
-        ttl > 0 && ttl <= 600_000,
-        "the control stream's time to live: {ttl} ms"
+        ttl > WEEK_MS - 1500 && ttl <= WEEK_MS,
+        "the task stream's time to live while in use: {ttl} ms"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "7").unwrap();
+    stdin.flush().unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "square 49");
+    let _ = child.kill();
+    let _ = child.wait();
+    node.kill9();
+    let left = times_to_live(&server);
+    for kind in ["tasks", "members", "ids"] {
+        assert!(
+            left.iter().any(|(k, _)| k == kind),
+            "no {kind} key: {left:?}"
+        );
+    }
+    assert!(
+        left.iter().any(|(k, _)| k.starts_with("res:")),
+        "the dead caller's result stream is left: {left:?}"
+    );
+    let forever: Vec<&(String, i64)> = left.iter().filter(|(_, ttl)| *ttl <= 0).collect();
+    assert!(forever.is_empty(), "keys that never expire: {forever:?}");
+    assert!(
+        left.iter().all(|(_, ttl)| *ttl <= WEEK_MS),
+        "a time to live over a week: {left:?}"
     );
 }

@@ -6,18 +6,29 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `pp:{Q:B}:tasks` | stream, consumer group `nodes` | calls queued or running; an entry is deleted when settled |
-//! | `pp:{Q:B}:res:<caller>` | stream | outcomes for one caller, trimmed as read, deleted when it leaves |
-//! | `pp:{Q:B}:members` | hash | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
+//! | `pp:{Q:B}:tasks` | stream, consumer group `nodes`; expires a week after the last member's round | calls queued or running; an entry is deleted when settled |
+//! | `pp:{Q:B}:res:<caller>` | stream; expires a week after its last outcome | outcomes for one caller, trimmed as read, deleted when it leaves |
+//! | `pp:{Q:B}:members` | hash; expires a week after the last member's round | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
-//! | `pp:{Q:B}:ids` | counter | `INCR` source of member ids, never reset, so names are never reused |
+//! | `pp:{Q:B}:ids` | counter; expires a week after the last member's round | `INCR` source of member ids, not reset while the queue is in use |
 //! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before), expires 10 minutes after the last stop | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
 //! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`) |
+//!
+//! Every member's reaper round (several a second) renews the expiry of the
+//! lasting keys, so they live as long as anyone uses the queue: only a
+//! build that no caller or node has run for `IDLE_EXPIRY` is removed, by
+//! Redis, whatever its members left (a member that died while no other one
+//! was up leaves its registration, result stream and queued calls).
 
 use crate::registry;
 
 /// The queue a pool uses unless told otherwise (`PoolBuilder::queue`).
 pub(crate) use crate::pool::DEFAULT_QUEUE;
+/// How long a queue's lasting keys (task stream, members, id counter, a
+/// caller's result stream) outlive their last use: once no member of the
+/// build has run a reaper round (or delivered an outcome) for a week,
+/// Redis removes them.
+pub(crate) const IDLE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// The consumer group of the nodes on a task stream.
 pub(crate) const GROUP: &str = "nodes";
 

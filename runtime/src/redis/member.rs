@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::Connection;
 
 use super::conn::{BrokerError, Conn};
-use super::keys::{Keys, GROUP};
+use super::keys::{Keys, GROUP, IDLE_EXPIRY};
 use super::scripts::scripts;
 
 /// Whether a member is a caller or a node.
@@ -70,14 +70,15 @@ static LAST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 /// Registers a member and returns its name, `c<id>.<tag>@<host>:<pid>` or
 /// `n<id>.<tag>@<host>:<pid>`. The id comes from a counter that is never
-/// reset (the AOF keeps it), so no name is ever used twice, not even by a
-/// restarted process that got the same pid. Should Redis lose its data
-/// (no persistence, a `FLUSHALL`), the counter starts again: a process
-/// then skips past the ids it has used, so that two of its own members
-/// (a forgotten pool and a new one) never share a name and a result
-/// stream, and the random `<tag>` keeps apart processes that have the same
-/// host name and pid (containers that share the host's network, each its
-/// program as pid 1).
+/// reset while the queue is in use (the AOF keeps it), so no name is ever
+/// used twice, not even by a restarted process that got the same pid.
+/// Should Redis lose its data (no persistence, a `FLUSHALL`), or the queue
+/// stay idle until its keys expire (`keys::IDLE_EXPIRY`), the counter
+/// starts again: a process then skips past the ids it has used, so that
+/// two of its own members (a forgotten pool and a new one) never share a
+/// name and a result stream, and the random `<tag>` keeps apart processes
+/// that have the same host name and pid (containers that share the host's
+/// network, each its program as pid 1).
 pub(crate) fn register(
     conn: &mut Conn,
     keys: &Keys,
@@ -120,6 +121,12 @@ pub(crate) fn register(
                 .arg(format!("p:{name}"))
                 .arg(n)
                 .ignore();
+        }
+        // Lasting keys expire once the queue is idle (keys.rs); every
+        // reaper round renews them, and so does this, in case the member
+        // dies before its first round.
+        for key in [keys.tasks(), keys.members(), keys.ids()] {
+            p.cmd("PEXPIRE").arg(key).arg(millis(IDLE_EXPIRY)).ignore();
         }
         p.query::<()>(con)?;
         Ok(name)

@@ -13,7 +13,9 @@
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
 //!
-//! `tell.lua` (adding a stop to the control stream) is prepended to the
+//! A line defining `IDLE_MS` (`keys::IDLE_EXPIRY` in ms) is prepended to
+//! `deliver.lua` and `reap.lua`, which renew the expiry of the keys a queue
+//! keeps. `tell.lua` (adding a stop to the control stream) is prepended to the
 //! three scripts that stop calls; `clock.lua` (the reaper's clock, which
 //! tells a Redis that stood still from dead members) to `heartbeat.lua`
 //! and `reap.lua`. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
@@ -23,6 +25,8 @@
 use std::sync::OnceLock;
 
 use redis::Script;
+
+use super::keys::IDLE_EXPIRY;
 
 pub(crate) struct Scripts {
     pub(crate) submit: Script,
@@ -39,19 +43,24 @@ pub(crate) struct Scripts {
 /// loads the script on NOSCRIPT, which a restarted Redis answers (its
 /// script cache is empty).
 pub(crate) fn scripts() -> &'static Scripts {
+    /// `source` after a line defining `IDLE_MS`, how long the lasting keys
+    /// the script writes outlive it (`keys::IDLE_EXPIRY`, in ms).
+    fn idle(source: &str) -> String {
+        format!("local IDLE_MS = {}\n{source}", IDLE_EXPIRY.as_millis())
+    }
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| Scripts {
         submit: Script::new(include_str!("lua/submit.lua")),
-        deliver: Script::new(include_str!("lua/deliver.lua")),
+        deliver: Script::new(&idle(include_str!("lua/deliver.lua"))),
         heartbeat: Script::new(concat!(
             include_str!("lua/clock.lua"),
             include_str!("lua/heartbeat.lua")
         )),
-        reap: Script::new(concat!(
+        reap: Script::new(&idle(concat!(
             include_str!("lua/clock.lua"),
             include_str!("lua/tell.lua"),
             include_str!("lua/reap.lua")
-        )),
+        ))),
         terminate: Script::new(concat!(
             include_str!("lua/tell.lua"),
             include_str!("lua/terminate.lua")

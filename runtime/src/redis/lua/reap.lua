@@ -12,7 +12,8 @@
 -- moment ago: it only keeps the clock).
 --
 -- KEYS: tasks, members, ctl, reaper clock. ARGV: group, prefix, limit,
--- still ms, grace ms, judge (1 or 0). (clock.lua and tell.lua come first.)
+-- still ms, grace ms, judge (1 or 0). (IDLE_MS, clock.lua and tell.lua
+-- come first.)
 -- Returns {lost, requeued, {names of the callers forgotten}}.
 local tasks, members, ctl, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
@@ -26,6 +27,12 @@ local from, now = touch_clock(clock, still, grace)
 do
   local t = redis.call('TIME')
   pcall(redis.call, 'XTRIM', ctl, 'MINID', string.format('%d', tonumber(t[1]) * 1000 - 600000))
+end
+-- The queue's lasting keys live a week past the last round of any member
+-- (keys.rs: IDLE_MS is prepended from IDLE_EXPIRY), so a build nobody runs
+-- any more leaves nothing in Redis for good.
+for _, k in ipairs({tasks, members, prefix .. 'ids'}) do
+  redis.call('PEXPIRE', k, IDLE_MS)
 end
 if now < from or ARGV[6] ~= '1' then return {0, 0, {}} end
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
@@ -68,6 +75,7 @@ for _, c in ipairs(consumers) do
         elseif registered and type(h['i']) == 'string' then
           redis.call('XADD', prefix .. 'res:' .. h['c'], '*', 'i', h['i'],
             's', 'l', 'b', '', 'n', name)
+          redis.call('PEXPIRE', prefix .. 'res:' .. h['c'], IDLE_MS)
           lost = lost + 1
         end
       end
