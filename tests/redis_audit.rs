@@ -1185,3 +1185,41 @@ fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
         "a time to live over a week: {left:?}"
     );
 }
+
+/// A dropped pool wakes its reader with an entry in its result stream,
+/// then unregisters (which deletes that stream). A caller that never had
+/// an outcome has no result stream until that wake-up creates one: it must
+/// get its time to live at once, or a pool whose unregister does not
+/// happen (its process killed between the two, Redis out of reach for the
+/// second) leaves a stream nobody deletes and nothing expires, even once
+/// the build's other keys have expired. The unregister is made to fail
+/// here by taking DEL from the pool's ACL user after `build()`: its HDEL
+/// still removes the registration, so no reaper would ever forget it.
+#[test]
+fn a_result_stream_made_by_a_dropped_pools_wake_up_expires() {
+    let server = RedisServer::start_full(
+        &[
+            ("appendonly", "no"),
+            ("user", "alice on >s3cret ~pp:* +@all"),
+        ],
+        None,
+        &[],
+        "127.0.0.1",
+    );
+    let url = format!("redis://alice:s3cret@127.0.0.1:{}/0", server.port);
+    let pool = Pool::builder().redis(&url).build().unwrap();
+    assert!(
+        server.key_with(":res:").is_none(),
+        "no outcome, no result stream yet"
+    );
+    server.cli(&["ACL", "SETUSER", "alice", "-del"]);
+    drop(pool);
+    let res = server
+        .key_with(":res:")
+        .expect("the wake-up's result stream, which the failed unregister left");
+    let ttl = server.int(&["PTTL", &res]);
+    assert!(
+        ttl > 0 && ttl <= WEEK_MS,
+        "the result stream the wake-up made: time to live {ttl} ms (-1: never expires)"
+    );
+}

@@ -7,7 +7,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `pp:{Q:B}:tasks` | stream, consumer group `nodes`; expires a week after the last member's round | calls queued or running; an entry is deleted when settled |
-//! | `pp:{Q:B}:res:<caller>` | stream; expires a week after its last outcome | outcomes for one caller, trimmed as read, deleted when it leaves |
+//! | `pp:{Q:B}:res:<caller>` | stream; expires a week after its last write (an outcome, or a dropped pool's wake-up of its reader) | outcomes for one caller, trimmed as read, deleted when it leaves |
 //! | `pp:{Q:B}:members` | hash; expires a week after the last member's round | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter; expires a week after the last member's round | `INCR` source of member ids, not reset while the queue is in use |

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::conn::{quick, BrokerError, Conn};
-use super::keys::Keys;
+use super::keys::{Keys, IDLE_EXPIRY};
 use super::member::{self, Role};
 use crate::call::Call;
 use crate::cancel::CancelOutcome;
@@ -147,13 +147,25 @@ impl RedisDispatcher {
         );
         let mut conn = conn.ok();
         if let Some(c) = conn.as_mut() {
-            // Wakes the reader out of its blocking read.
+            // Wakes the reader out of its blocking read. The entry makes
+            // the result stream if it had none (no outcome yet, or its
+            // stream expired): with its time to live in the same
+            // transaction, as every writer of a result stream sets it, so
+            // an unregister that does not follow (this process killed
+            // meanwhile, Redis out of reach) leaves nothing for good.
             let _ = c.run("wake the reader", |con| {
-                redis::cmd("XADD")
+                redis::pipe()
+                    .atomic()
+                    .cmd("XADD")
                     .arg(&res)
                     .arg("*")
                     .arg("w")
                     .arg("1")
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&res)
+                    .arg(member::millis(IDLE_EXPIRY))
+                    .ignore()
                     .query::<()>(con)
             });
         }
