@@ -1146,6 +1146,17 @@ fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "submitted");
+    // The result stream is there, with its time to live, from the
+    // caller's registration: it cannot be left without one, whenever the
+    // caller dies.
+    let res = server
+        .key_with(":res:")
+        .expect("the caller's result stream");
+    let ttl = server.int(&["PTTL", &res]);
+    assert!(
+        ttl > 0 && ttl <= WEEK_MS,
+        "the result stream's time to live: {ttl} ms"
+    );
     line.clear();
     out.read_line(&mut line).unwrap();
     assert!(line.starts_with("ok "), "{line}");
@@ -1187,14 +1198,15 @@ fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
 }
 
 /// A dropped pool wakes its reader with an entry in its result stream,
-/// then unregisters (which deletes that stream). A caller that never had
-/// an outcome has no result stream until that wake-up creates one: it must
-/// get its time to live at once, or a pool whose unregister does not
-/// happen (its process killed between the two, Redis out of reach for the
-/// second) leaves a stream nobody deletes and nothing expires, even once
-/// the build's other keys have expired. The unregister is made to fail
-/// here by taking DEL from the pool's ACL user after `build()`: its HDEL
-/// still removes the registration, so no reaper would ever forget it.
+/// then unregisters (which deletes that stream). A caller whose result
+/// stream is gone (a `terminate` deleted it, or it expired; here, deleted
+/// by hand) gets it again from that wake-up: it must get its time to live
+/// at once, or a pool whose unregister does not happen (its process killed
+/// between the two, Redis out of reach for the second) leaves a stream
+/// nobody deletes and nothing expires, even once the build's other keys
+/// have expired. The unregister is made to fail here by taking DEL from
+/// the pool's ACL user after `build()`: its HDEL still removes the
+/// registration, so no reaper would ever forget it.
 #[test]
 fn a_result_stream_made_by_a_dropped_pools_wake_up_expires() {
     let server = RedisServer::start_full(
@@ -1208,10 +1220,15 @@ fn a_result_stream_made_by_a_dropped_pools_wake_up_expires() {
     );
     let url = format!("redis://alice:s3cret@127.0.0.1:{}/0", server.port);
     let pool = Pool::builder().redis(&url).build().unwrap();
+    let made = server
+        .key_with(":res:")
+        .expect("registration makes the result stream");
+    let ttl = server.int(&["PTTL", &made]);
     assert!(
-        server.key_with(":res:").is_none(),
-        "no outcome, no result stream yet"
+        ttl > 0 && ttl <= WEEK_MS,
+        "the result stream registration made: time to live {ttl} ms"
     );
+    server.cli(&["DEL", &made]);
     server.cli(&["ACL", "SETUSER", "alice", "-del"]);
     drop(pool);
     let res = server

@@ -7,7 +7,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `pp:{Q:B}:tasks` | stream, consumer group `nodes`; expires a week after the last member's round | calls queued or running; an entry is deleted when settled |
-//! | `pp:{Q:B}:res:<caller>` | stream; expires a week after its last write (an outcome, or a dropped pool's wake-up of its reader) | outcomes for one caller, trimmed as read, deleted when it leaves |
+//! | `pp:{Q:B}:res:<caller>` | stream, made (empty) at registration; expires a week after the last round that found its caller alive | outcomes for one caller, trimmed as read, deleted when it leaves |
 //! | `pp:{Q:B}:members` | hash; expires a week after the last member's round | `<name>` → `node`/`caller` (registered, not declared dead); `p:<node>` → its processes; `hw:<caller>` → highest seq submitted |
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter; expires a week after the last member's round | `INCR` source of member ids, not reset while the queue is in use |
@@ -26,8 +26,7 @@ use crate::registry;
 pub(crate) use crate::pool::DEFAULT_QUEUE;
 /// How long a queue's lasting keys (task stream, members, id counter, a
 /// caller's result stream) outlive their last use: once no member of the
-/// build has run a reaper round (or delivered an outcome) for a week,
-/// Redis removes them.
+/// build has run a reaper round for a week, Redis removes them.
 pub(crate) const IDLE_EXPIRY: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 /// The consumer group of the nodes on a task stream.
 pub(crate) const GROUP: &str = "nodes";

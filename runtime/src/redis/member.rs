@@ -122,10 +122,28 @@ pub(crate) fn register(
                 .arg(n)
                 .ignore();
         }
+        let mut lasting = vec![keys.tasks(), keys.members(), keys.ids()];
+        if role == Role::Caller {
+            // The caller's result stream, made now (empty: its one entry
+            // trimmed at once), so that it has its time to live before any
+            // outcome: XADD keeps a key's, so the stream can never be left
+            // without one, not even by a caller that dies with every other
+            // member right after its first outcome, before a round.
+            let res = keys.results(&name);
+            p.cmd("XADD")
+                .arg(&res)
+                .arg("MAXLEN")
+                .arg(0)
+                .arg("*")
+                .arg("w")
+                .arg("0")
+                .ignore();
+            lasting.push(res);
+        }
         // Lasting keys expire once the queue is idle (keys.rs); every
         // reaper round renews them, and so does this, in case the member
         // dies before its first round.
-        for key in [keys.tasks(), keys.members(), keys.ids()] {
+        for key in lasting {
             p.cmd("PEXPIRE").arg(key).arg(millis(IDLE_EXPIRY)).ignore();
         }
         p.query::<()>(con)?;

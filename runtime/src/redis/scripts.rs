@@ -14,8 +14,7 @@
 //! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
 //!
 //! A line defining `IDLE_MS` (`keys::IDLE_EXPIRY` in ms) is prepended to
-//! `deliver.lua` and `reap.lua`, which renew the expiry of the keys a queue
-//! keeps. `tell.lua` (adding a stop to the control stream) is prepended to the
+//! `reap.lua`, which renews the expiry of the keys a queue keeps. `tell.lua` (adding a stop to the control stream) is prepended to the
 //! three scripts that stop calls; `clock.lua` (the reaper's clock, which
 //! tells a Redis that stood still from dead members) to `heartbeat.lua`
 //! and `reap.lua`. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
@@ -51,7 +50,7 @@ pub(crate) fn scripts() -> &'static Scripts {
     static S: OnceLock<Scripts> = OnceLock::new();
     S.get_or_init(|| Scripts {
         submit: Script::new(include_str!("lua/submit.lua")),
-        deliver: Script::new(&idle(include_str!("lua/deliver.lua"))),
+        deliver: Script::new(include_str!("lua/deliver.lua")),
         heartbeat: Script::new(concat!(
             include_str!("lua/clock.lua"),
             include_str!("lua/heartbeat.lua")

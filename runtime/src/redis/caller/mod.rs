@@ -148,11 +148,11 @@ impl RedisDispatcher {
         let mut conn = conn.ok();
         if let Some(c) = conn.as_mut() {
             // Wakes the reader out of its blocking read. The entry makes
-            // the result stream if it had none (no outcome yet, or its
-            // stream expired): with its time to live in the same
-            // transaction, as every writer of a result stream sets it, so
-            // an unregister that does not follow (this process killed
-            // meanwhile, Redis out of reach) leaves nothing for good.
+            // the result stream if it had none (a `terminate` deleted it,
+            // or it expired): with its time to live in the same
+            // transaction, as registration makes it, so an unregister that
+            // does not follow (this process killed meanwhile, Redis out of
+            // reach) leaves nothing for good.
             let _ = c.run("wake the reader", |con| {
                 redis::pipe()
                     .atomic()

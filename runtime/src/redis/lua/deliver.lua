@@ -16,13 +16,13 @@
 -- call (below); the node asks for it when it sends a DELIVER again, or
 -- holds an id a new claim returned again: reading every entry back costs
 -- Redis as much as the XDEL, on every call.
--- Needs IDLE_MS (prepended). Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced (the
+-- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced (the
 -- node was declared dead), 3 settled already.
 local tasks, members = KEYS[1], KEYS[2]
 local group, node, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local check = ARGV[4] == '1'
 local live = redis.call('HEXISTS', members, node) == 1
-local out, written = {}, {}
+local out = {}
 for j = 0, n - 1 do
   local b = 5 + j * 6
   local entry = ARGV[b]
@@ -50,10 +50,8 @@ for j = 0, n - 1 do
     out[#out + 1] = 3
   else
     if redis.call('HGET', members, ARGV[b+2]) == 'caller' then
-      local res = KEYS[tonumber(ARGV[b+1])]
-      redis.call('XADD', res, '*', 'i', ARGV[b+3],
+      redis.call('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],
         's', ARGV[b+4], 'b', ARGV[b+5], 'n', node)
-      written[res] = true
       out[#out + 1] = 1
     else
       out[#out + 1] = 2
@@ -61,11 +59,5 @@ for j = 0, n - 1 do
     redis.call('XACK', tasks, group, entry)
     redis.call('XDEL', tasks, entry)
   end
-end
--- A result stream lives a week past its last outcome (keys.rs: IDLE_MS is
--- prepended from IDLE_EXPIRY): a caller that died while no other member
--- was up to forget it leaves nothing in Redis for good.
-for res in pairs(written) do
-  redis.call('PEXPIRE', res, IDLE_MS)
 end
 return out

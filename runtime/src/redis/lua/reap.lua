@@ -99,6 +99,11 @@ for k = 1, #all, 2 do
       tell_nodes(ctl, 'c', name)
       callers[#callers + 1] = name
     end
+  elseif kind == 'caller' then
+    -- A live caller's result stream lives a week past the last round too
+    -- (renewed here, off the path of every outcome; registration made it
+    -- with its time to live, which the outcomes' XADDs keep).
+    redis.call('PEXPIRE', prefix .. 'res:' .. name, IDLE_MS)
   end
 end
 return {lost, requeued, callers}
