@@ -153,22 +153,12 @@ fn a_lost_nodes_keys_are_removed() {
 /// never ends) and the caller's keys are gone.
 #[test]
 fn a_dead_callers_running_call_is_stopped_and_its_keys_removed() {
-    use std::io::BufRead;
     let server = RedisServer::start();
     let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
     let dir = TempDir::new();
     let file = dir.file("marks");
     let before = layout(&server);
-    let mut child = std::process::Command::new(HELPER)
-        .args(["caller", &server.url(), &file, "40000"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "submitted");
+    let (mut child, _out) = caller_proc(&server.url(), &file, 40000);
     wait_for(Duration::from_secs(20), "the call to start", || {
         marks(&file, "start").len() == 1
     });
@@ -1136,16 +1126,8 @@ fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
     let server = RedisServer::start();
     let mut node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
     let dir = TempDir::new();
-    let mut child = std::process::Command::new(HELPER)
-        .args(["caller", &server.url(), &dir.file("marks"), "0"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut out) = caller_proc(&server.url(), &dir.file("marks"), 0);
     let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "submitted");
     // The result stream is there, with its time to live, from the
     // caller's registration: it cannot be left without one, whenever the
     // caller dies.

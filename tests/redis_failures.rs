@@ -701,17 +701,7 @@ fn a_node_claims_nothing_while_redis_refuses_its_heartbeat() {
 /// A caller process (the helper) whose one call (a mark in `file`) is
 /// queued in Redis, no node being up.
 fn caller_with_a_queued_call(server: &RedisServer, file: &str) -> std::process::Child {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(HELPER)
-        .args(["caller", &server.url(), file, "10"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "submitted");
+    let (child, _) = caller_proc(&server.url(), file, 10);
     wait_for(Duration::from_secs(10), "the call to be queued", || {
         server.queued() == 1
     });

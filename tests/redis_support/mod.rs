@@ -48,6 +48,28 @@ use std::time::{Duration, Instant};
 
 pub const HELPER: &str = env!("CARGO_BIN_EXE_procpool-redis-helper");
 
+/// A caller process (the helper's `caller` mode) that has submitted its
+/// call (a mark in `file` taking `ms`), and a reader of what it prints
+/// next (`ok <pid>` or `err ...`, then a `square <y>` per number sent to
+/// its stdin).
+pub fn caller_proc(
+    url: &str,
+    file: &str,
+    ms: u64,
+) -> (Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(HELPER)
+        .args(["caller", url, file, &ms.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "submitted");
+    (child, out)
+}
+
 /// Fails the test at once, in one line, when Redis is not installed: these
 /// tests never skip silently.
 pub fn require_redis() {
