@@ -1,14 +1,16 @@
 //! Access to Redis: a password or ACL user in the URL (never shown in
-//! messages), and `rediss://` with a private CA (feature `redis-tls`).
+//! messages), and `rediss://` with a private CA (feature `redis-tls`); a
+//! Redis set up to evict keys is warned of.
 #![cfg(feature = "redis")]
 
 mod redis_support;
+mod support;
 #[path = "helpers/redis_tasks.rs"]
 mod tasks;
 
 use std::time::Duration;
 
-use procpool::{BrokerReason, Error, Pool};
+use procpool::{BrokerReason, Error, Node, Pool};
 use redis_support::*;
 use tasks::*;
 
@@ -51,6 +53,59 @@ fn an_acl_user_limited_to_procpool_keys_is_enough() {
 
 /// An ACL that forbids INFO (`build()` asks it for the server's version):
 /// calls are served all the same.
+/// A Redis with a memory limit and a policy that evicts keys (the setting
+/// of a cache) may drop a heartbeat or a call under memory pressure: a
+/// caller's `build()` and a node's start say so in a warning that names
+/// the setting to change. It still serves (it may never reach its limit).
+/// A Redis with `noeviction`, or with no limit, gets no such warning.
+#[test]
+fn a_redis_that_may_evict_keys_is_warned_of_and_still_serves() {
+    let log = support::capture_log();
+    let lru = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("maxmemory", "1gb"),
+        ("maxmemory-policy", "allkeys-lru"),
+    ]);
+    let warned = |server: &RedisServer| {
+        log.lines_with("maxmemory-policy")
+            .into_iter()
+            .filter(|l| l.contains(&format!(":{}", server.port)))
+            .collect::<Vec<_>>()
+    };
+    let _node = NodeProc::env(&lru, 1);
+    let pool = Pool::builder().redis(&lru.url()).build().unwrap();
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    let lines = warned(&lru);
+    assert_eq!(lines.len(), 1, "one warning, from build(): {lines:?}");
+    assert!(
+        lines[0].starts_with("WARN")
+            && lines[0].contains("allkeys-lru")
+            && lines[0].contains("noeviction"),
+        "{lines:?}"
+    );
+    let node = Node::builder()
+        .redis(&lru.url())
+        .processes(1)
+        .start()
+        .unwrap();
+    assert_eq!(warned(&lru).len(), 2, "and one from a node's start");
+    drop(node);
+
+    for config in [
+        &[
+            ("appendonly", "no"),
+            ("maxmemory", "1gb"),
+            ("maxmemory-policy", "noeviction"),
+        ][..],
+        &[("appendonly", "no"), ("maxmemory-policy", "allkeys-lru")][..],
+    ] {
+        let safe = RedisServer::start_with(config);
+        let pool = Pool::builder().redis(&safe.url()).build().unwrap();
+        drop(pool);
+        assert_eq!(warned(&safe), Vec::<String>::new(), "{config:?}");
+    }
+}
+
 #[test]
 fn an_acl_user_without_info_is_enough() {
     let server = RedisServer::start_full(

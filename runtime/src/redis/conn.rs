@@ -160,7 +160,16 @@ impl Conn {
                     reason: BrokerReason::Refused,
                     message: format!("Redis at {}: {why}", self.shown),
                 }),
-                None => Ok(()),
+                None => {
+                    // Said, not refused: a Redis that evicts may never
+                    // come near its limit.
+                    if let Ok(memory) = redis::cmd("INFO").arg("memory").query::<String>(con) {
+                        if let Some(why) = evicting(&memory) {
+                            log::warn!(target: "procpool", "Redis at {shown}: {why}");
+                        }
+                    }
+                    Ok(())
+                }
             },
             Err(e) => {
                 log::debug!(
@@ -290,6 +299,28 @@ fn too_old(info: &str) -> Option<String> {
     })
 }
 
+/// Why the server whose `INFO memory` answer is `info` may lose procpool's
+/// keys: it has a memory limit (`maxmemory`) and a policy other than
+/// `noeviction`, so under memory pressure it evicts keys, and procpool's
+/// all have a time to live (`volatile-*` policies take them too). `None`
+/// with no limit, with `noeviction`, or if it does not say.
+fn evicting(info: &str) -> Option<String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    let limit: u64 = field("maxmemory")?.parse().ok()?;
+    let policy = field("maxmemory_policy")?;
+    (limit > 0 && policy != "noeviction").then(|| {
+        format!(
+            "maxmemory-policy {policy} with maxmemory {limit} evicts keys under memory \
+             pressure: an evicted heartbeat reads as a lost node, an evicted entry as a \
+             lost call; set maxmemory-policy noeviction"
+        )
+    })
+}
+
 /// A short retry budget, for leaving (unregistering) on the way out.
 pub(crate) fn quick(retry: &Retry) -> Retry {
     Retry {
@@ -300,7 +331,30 @@ pub(crate) fn quick(retry: &Retry) -> Retry {
 
 #[cfg(test)]
 mod tests {
-    use super::{redact, too_old};
+    use super::{evicting, redact, too_old};
+
+    #[test]
+    fn a_redis_that_may_evict_keys_is_told_from_one_that_cannot() {
+        let info = |limit: &str, policy: &str| {
+            format!(
+                "# Memory\r\nused_memory:1000\r\nmaxmemory:{limit}\r\n\
+                 maxmemory_human:1G\r\nmaxmemory_policy:{policy}\r\n"
+            )
+        };
+        for policy in [
+            "allkeys-lru",
+            "volatile-lru",
+            "volatile-ttl",
+            "allkeys-random",
+        ] {
+            let why = evicting(&info("1073741824", policy)).expect(policy);
+            assert!(why.contains(policy) && why.contains("noeviction"), "{why}");
+        }
+        // No limit (evicts nothing), noeviction, or nothing said.
+        assert_eq!(evicting(&info("0", "allkeys-lru")), None);
+        assert_eq!(evicting(&info("1073741824", "noeviction")), None);
+        assert_eq!(evicting("# Memory\r\nused_memory:1000\r\n"), None);
+    }
 
     #[test]
     fn redis_older_than_6_2_is_refused_by_its_info() {
