@@ -69,7 +69,7 @@ fn a_redis_that_may_evict_keys_is_warned_of_and_still_serves() {
     let warned = |server: &RedisServer| {
         log.lines_with("maxmemory-policy")
             .into_iter()
-            .filter(|l| l.contains(&format!(":{}", server.port)))
+            .filter(|l| l.contains(&format!(":{}/", server.port)))
             .collect::<Vec<_>>()
     };
     let _node = NodeProc::env(&lru, 1);
