@@ -1078,6 +1078,20 @@ fn times_to_live(server: &RedisServer) -> Vec<(String, i64)> {
         .collect()
 }
 
+/// The one caller's result stream, which `made_by` made: asserts that it
+/// has a time to live of at most a week.
+fn expiring_result_stream(server: &RedisServer, made_by: &str) -> String {
+    let res = server
+        .key_with(":res:")
+        .unwrap_or_else(|| panic!("no result stream: {made_by} makes it"));
+    let ttl = server.int(&["PTTL", &res]);
+    assert!(
+        ttl > 0 && ttl <= WEEK_MS,
+        "the result stream {made_by} made: time to live {ttl} ms"
+    );
+    res
+}
+
 /// Once a queue's last caller and node are gone, every key it leaves in
 /// Redis has a time to live: the stops sent to the nodes (the control
 /// stream) expire ten minutes after the last one, the age past which
@@ -1131,14 +1145,7 @@ fn a_queue_whose_members_all_died_leaves_only_keys_that_expire() {
     // The result stream is there, with its time to live, from the
     // caller's registration: it cannot be left without one, whenever the
     // caller dies.
-    let res = server
-        .key_with(":res:")
-        .expect("the caller's result stream");
-    let ttl = server.int(&["PTTL", &res]);
-    assert!(
-        ttl > 0 && ttl <= WEEK_MS,
-        "the result stream's time to live: {ttl} ms"
-    );
+    expiring_result_stream(&server, "the caller's registration");
     line.clear();
     out.read_line(&mut line).unwrap();
     assert!(line.starts_with("ok "), "{line}");
@@ -1202,14 +1209,7 @@ fn a_result_stream_made_by_a_dropped_pools_wake_up_expires() {
     );
     let url = format!("redis://alice:s3cret@127.0.0.1:{}/0", server.port);
     let pool = Pool::builder().redis(&url).build().unwrap();
-    let made = server
-        .key_with(":res:")
-        .expect("registration makes the result stream");
-    let ttl = server.int(&["PTTL", &made]);
-    assert!(
-        ttl > 0 && ttl <= WEEK_MS,
-        "the result stream registration made: time to live {ttl} ms"
-    );
+    let made = expiring_result_stream(&server, "registration");
     server.cli(&["DEL", &made]);
     server.cli(&["ACL", "SETUSER", "alice", "-del"]);
     drop(pool);

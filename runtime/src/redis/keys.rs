@@ -14,11 +14,13 @@
 //! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before), expires 10 minutes after the last stop | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
 //! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`) |
 //!
-//! Every member's reaper round (several a second) renews the expiry of the
-//! lasting keys, so they live as long as anyone uses the queue: only a
-//! build that no caller or node has run for `IDLE_EXPIRY` is removed, by
-//! Redis, whatever its members left (a member that died while no other one
-//! was up leaves its registration, result stream and queued calls).
+//! Every member's reaper round (every half second by default: a caller's
+//! at least that often, a node's every sixth of its time to live) renews
+//! the expiry of the lasting keys, so they live as long as anyone uses the
+//! queue: only a build that no caller or node has run for `IDLE_EXPIRY` is
+//! removed, by Redis, whatever its members left (a member that died while
+//! no other one was up leaves its registration, result stream and queued
+//! calls).
 
 use crate::registry;
 
