@@ -221,25 +221,16 @@ impl KillSwitch {
 
     /// Holds the current worker before the first of `cancelled`, the
     /// cancelled calls among `behind` (those pipelined behind the one it
-    /// runs), that it has not begun (see
-    /// [`crate::shm::Halter::hold_first_unbegun`]).
-    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) {
-        let state = self.lock();
-        if let Some(halter) = state.target.as_ref().and_then(|t| t.halter.as_ref()) {
-            halter.hold_first_unbegun(behind, cancelled);
-        }
-    }
-
-    /// How many of `behind` (the calls pipelined behind the one the
-    /// current worker runs) it has begun (see
-    /// [`crate::shm::Halter::begun_behind`]); 0 if it cannot tell.
-    pub(crate) fn begun_behind(&self, behind: &[u64]) -> usize {
+    /// runs), that it has not begun, and returns how many of `behind` it
+    /// has begun (see [`crate::shm::Halter::hold_first_unbegun`]); 0 if it
+    /// cannot tell.
+    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) -> usize {
         let state = self.lock();
         state
             .target
             .as_ref()
             .and_then(|t| t.halter.as_ref())
-            .map_or(0, |halter| halter.begun_behind(behind))
+            .map_or(0, |halter| halter.hold_first_unbegun(behind, cancelled))
     }
 
     /// [`kill`](Self::kill) a worker that has not started call `call`

@@ -197,16 +197,17 @@ impl Dispatcher for LocalPool {
         self.shared.queue.cancel(
             id,
             |slot, behind| switches[slot].kill_unless_past(id, behind),
-            |slot, behind, cancelled| switches[slot].hold_first_unbegun(behind, cancelled),
+            |slot, behind, cancelled| {
+                switches[slot].hold_first_unbegun(behind, cancelled);
+            },
         )
     }
 
     fn cancel_queued(&self) -> usize {
         let switches = &self.shared.switches;
-        self.shared.queue.cancel_queued(
-            |slot, behind| switches[slot].begun_behind(behind),
-            |slot, behind, cancelled| switches[slot].hold_first_unbegun(behind, cancelled),
-        )
+        self.shared
+            .queue
+            .cancel_queued(|slot, behind| switches[slot].hold_first_unbegun(behind, behind))
     }
 
     fn close(&self) {

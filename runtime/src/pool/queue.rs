@@ -512,21 +512,22 @@ impl Queue {
     /// started either: its worker is stopped once the call in front has its
     /// outcome, and it is settled as cancelled then); returns how many there
     /// were, both kinds. The calls running are not touched: nor are those
-    /// pipelined that the worker has begun already (`begun(slot, calls
-    /// behind the running one)` says how many of them), its view ahead of
-    /// the slot's, which has not read the reply in front yet.
-    pub(crate) fn cancel_queued(
-        &self,
-        begun: impl Fn(usize, &[u64]) -> usize,
-        hold: impl Fn(usize, &[u64], &[u64]),
-    ) -> usize {
+    /// pipelined that the worker has begun already, its view ahead of the
+    /// slot's, which has not read the reply in front yet. `hold(slot, calls
+    /// behind the running one)` holds the slot's worker before the first
+    /// of them it has not begun, and says how many it has begun: those it
+    /// will not begin while held are the ones cancelled.
+    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, &[u64]) -> usize) -> usize {
         let (jobs, behind, _settling) = {
             let mut state = self.lock();
             let jobs = std::mem::take(&mut state.jobs);
             let mut behind = 0;
             for (index, slot) in state.slots.iter_mut().enumerate() {
                 let all_behind = slot.in_flight.behind();
-                let from = begun(index, all_behind).min(all_behind.len());
+                if all_behind.is_empty() {
+                    continue;
+                }
+                let from = hold(index, all_behind).min(all_behind.len());
                 let waiting: Vec<u64> = all_behind[from..]
                     .iter()
                     .copied()
@@ -535,10 +536,6 @@ impl Queue {
                 for id in waiting {
                     slot.in_flight.cancel(id, false);
                     behind += 1;
-                }
-                let cancelled = slot.in_flight.cancelled_behind();
-                if !cancelled.is_empty() {
-                    hold(index, slot.in_flight.behind(), &cancelled);
                 }
             }
             (jobs, behind, self.settling(&mut state))

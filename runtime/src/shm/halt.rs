@@ -35,6 +35,14 @@
 //! racing through quick calls reached the cancelled one before the parent
 //! had read the reply in front, and ran it.)
 //!
+//! The hold is placed the same way as the halt: the parent stores `hold`,
+//! then loads `started`; the worker stores `started`, then loads `hold`.
+//! If the parent saw the worker had not yet announced the held call, the
+//! worker will see the hold. If it saw it announced, the worker may have
+//! read the hold word just before the store and be running the call: the
+//! parent counts it as begun (`close_and_cancel` then leaves it to
+//! finish) and moves the hold to the next cancelled call.
+//!
 //! The same halt lets a slot give back the calls pipelined behind a call
 //! that turns out slow, so that an idle worker runs them instead of them
 //! waiting (see `crate::pool::exchange`): halted, the worker has started
@@ -160,19 +168,62 @@ impl Halter {
 
     /// Holds the worker before the first call of `cancelled` (cancelled
     /// calls among `behind`, those pipelined behind the one it runs, in
-    /// the order sent) that it has not begun. A worker that began one of
-    /// them (it finished the call in front in the instant of the cancel)
-    /// runs it, but is held before the next: a hold on the first one
-    /// alone left every later cancelled call to run.
-    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) {
-        let from = self.begun_behind(behind);
-        let held = behind
-            .get(from..)
-            .unwrap_or_default()
-            .iter()
-            .find(|id| cancelled.contains(id));
-        if let Some(&call) = held {
+    /// the order sent) that it has not begun, and returns how many of
+    /// `behind` it has begun (as [`begun_behind`](Self::begun_behind),
+    /// and exact for the calls up to the one held: a call it is found not
+    /// to have begun, it will not begin while held).
+    ///
+    /// A worker that began one of them (it finished the call in front in
+    /// the instant of the cancel) runs it, but is held before the next: a
+    /// hold on the first one alone left every later cancelled call to run.
+    ///
+    /// The hold is placed, then the worker's announced call read again
+    /// (the worker announces a call, then reads the hold: one of the two
+    /// sees the other's store). If the worker has not announced the call
+    /// held, it will see the hold. If it has, it may have read the hold
+    /// word before the store and be running it: the call is counted as
+    /// begun, the hold moves to the next cancelled call, and the worker,
+    /// if it was waiting before the call after all, is woken to run it.
+    pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) -> usize {
+        let c = self.ctl();
+        let first_unbegun = |from: usize| {
+            behind
+                .iter()
+                .enumerate()
+                .skip(from)
+                .find(|(_, id)| cancelled.contains(id))
+                .map(|(at, &id)| (at, id))
+        };
+        let mut from = self.begun_behind(behind);
+        let mut held = first_unbegun(from);
+        if held.is_some_and(|(_, call)| c.hold.0.load(SeqCst) == call) {
+            // Placed before by this (the worker had not announced it).
+            return from;
+        }
+        let mut moved = false;
+        loop {
+            let Some((at, call)) = held else {
+                if moved {
+                    self.hold_before(0);
+                    sys::futex_wake(&c.halt.0, u32::MAX);
+                }
+                return from;
+            };
             self.hold_before(call);
+            if moved {
+                sys::futex_wake(&c.halt.0, u32::MAX);
+            }
+            let announced = self
+                .started_unless_skipping()
+                .and_then(|started| behind.iter().position(|&id| id == started));
+            match announced {
+                Some(reached) if reached >= at => {
+                    from = reached + 1;
+                    held = first_unbegun(from);
+                    moved = true;
+                }
+                _ => return from,
+            }
         }
     }
 
@@ -269,6 +320,7 @@ pub(crate) fn end_call(c: &Control, id: u64) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering::SeqCst;
     use std::sync::mpsc;
     use std::time::Duration;
 
@@ -520,7 +572,7 @@ mod tests {
         worker.end_call(1);
         // The parent has not read 1's reply: 2, 3, 4 are behind it.
         assert!(worker.begin_call(2).runs());
-        halter.hold_first_unbegun(&[2, 3, 4], &[2, 3, 4]);
+        assert_eq!(halter.hold_first_unbegun(&[2, 3, 4], &[2, 3, 4]), 1);
         worker.end_call(2);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -541,7 +593,7 @@ mod tests {
         let (parent, worker) = pair();
         let halter = parent.halter();
         assert!(worker.begin_call(5).runs());
-        halter.hold_first_unbegun(&[5, 6, 7], &[6, 7]);
+        assert_eq!(halter.hold_first_unbegun(&[5, 6, 7], &[6, 7]), 1);
         worker.end_call(5);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
@@ -557,7 +609,7 @@ mod tests {
         drop(thread.join().unwrap());
         // Not begun any: held at the first cancelled one.
         let (parent, worker) = pair();
-        parent.halter().hold_first_unbegun(&[8, 9], &[8, 9]);
+        assert_eq!(parent.halter().hold_first_unbegun(&[8, 9], &[8, 9]), 0);
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             tx.send(worker.begin_call(8)).unwrap();
@@ -615,6 +667,85 @@ mod tests {
         let mut all: Vec<u64> = ran.iter().chain(&skipped).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (1..=CALLS).collect::<Vec<_>>());
+    }
+
+    /// A worker that announced the call about to be held may have read
+    /// the hold word just before it was written, and run the call: the
+    /// call is counted as begun (not cancelled), and the worker is held
+    /// before the next one instead.
+    #[test]
+    fn a_call_announced_as_the_hold_is_placed_counts_as_begun() {
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        assert!(worker.begin_call(1).runs());
+        worker.end_call(1);
+        // The worker announced 2 and is past its check of the hold word
+        // (it has not yet written that it runs 2).
+        halter.ctl().started.0.store(2, SeqCst);
+        assert_eq!(halter.hold_first_unbegun(&[2, 3, 4], &[2, 3, 4]), 1);
+        assert_eq!(halter.ctl().hold.0.load(SeqCst), 3, "not held before 3");
+        // It runs 2, then waits before 3.
+        halter.ctl().running.0.store(2, SeqCst);
+        worker.end_call(2);
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            tx.send(worker.begin_call(3)).unwrap();
+            worker
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "3 started"
+        );
+        assert_eq!(halter.hold_first_unbegun(&[2, 3, 4], &[2, 3, 4]), 1);
+        parent.close();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(Begin::LetGo));
+        drop(thread.join().unwrap());
+        assert_eq!(parent.last_run(), 2);
+    }
+
+    #[test]
+    fn under_a_race_a_call_found_unbegun_and_held_never_starts() {
+        // A worker thread begins calls 1, 2, ... as fast as it can; the
+        // parent thread, as `close_and_cancel` does, asks over and over
+        // how many of the calls behind the one it last saw run (all sent)
+        // the worker has begun, and holds it before the first of the
+        // others (all of them cancelled). A call found unbegun must never
+        // start while it is held.
+        const CALLS: u64 = 3000;
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        let thread = std::thread::spawn(move || {
+            for id in 1..=CALLS {
+                assert!(worker.begin_call(id).runs());
+                worker.end_call(id);
+                for _ in 0..200 {
+                    std::hint::spin_loop();
+                }
+            }
+            worker
+        });
+        let ids: Vec<u64> = (1..=CALLS).collect();
+        let mut held = 0;
+        loop {
+            let seen = parent.last_run();
+            if seen == CALLS {
+                break;
+            }
+            let behind = &ids[seen as usize..];
+            let from = halter.hold_first_unbegun(behind, behind);
+            if let Some(&call) = behind.get(from) {
+                held += 1;
+                for _ in 0..200 {
+                    std::hint::spin_loop();
+                }
+                let ran = parent.last_run();
+                assert!(ran < call, "call {call} found unbegun, held, ran ({ran})");
+                halter.hold_before(0);
+                halter.lift();
+            }
+        }
+        drop(thread.join().unwrap());
+        assert!(held > 0, "never held");
     }
 
     #[test]
