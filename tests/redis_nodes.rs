@@ -451,6 +451,90 @@ fn a_deliver_whose_reply_was_lost_is_not_reported_as_fenced() {
     );
 }
 
+/// deliver.lua acknowledges and deletes the entries it settles together,
+/// at its end; a DELIVER that fails part-way (here the second outcome's
+/// result key is not a stream) must still leave the first settled, as
+/// when each entry was acknowledged at once: sent again, it settles that
+/// one no second time (its caller would get a second outcome). An entry
+/// named twice in one DELIVER is settled once.
+#[test]
+fn a_deliver_that_fails_part_way_keeps_what_it_settled() {
+    let server = RedisServer::start();
+    let script = include_str!("../runtime/src/redis/lua/deliver.lua");
+    let (tasks, members, res_a, res_b) = ("t", "m", "res:a", "res:b");
+    server.cli(&["XGROUP", "CREATE", tasks, "g", "$", "MKSTREAM"]);
+    let add = |caller: &str, seq: &str| server.cli(&["XADD", tasks, "*", "c", caller, "i", seq]);
+    let (e1, e2) = (add("a", "1"), add("b", "2"));
+    server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "n1",
+        "COUNT",
+        "10",
+        "STREAMS",
+        tasks,
+        ">",
+    ]);
+    server.cli(&["HSET", members, "n1", "node", "a", "caller", "b", "caller"]);
+    server.cli(&["XADD", res_a, "*", "w", "0"]);
+    // Not a stream: the XADD of b's outcome fails.
+    server.cli(&["SET", res_b, "x"]);
+    let deliver = |check: &str, outs: &[(&str, &str, &str, &str)]| {
+        let n = outs.len().to_string();
+        let mut args = vec![
+            "EVAL", script, "4", tasks, members, res_a, res_b, "g", "n1", &n, check,
+        ];
+        for (entry, key, caller, seq) in outs {
+            args.extend([*entry, *key, *caller, *seq, "v", "body"]);
+        }
+        server.cli_reply(&args)
+    };
+    let settled = |reply: Result<String, String>| {
+        let reply = reply.expect("DELIVER");
+        reply.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let both = [(e1.as_str(), "3", "a", "1"), (e2.as_str(), "4", "b", "2")];
+    let failed = deliver("0", &both).expect_err("the XADD to a string key");
+    assert!(failed.contains("WRONGTYPE"), "{failed}");
+    let pending = || server.int(&["XLEN", tasks]);
+    assert_eq!(pending(), 1, "the first entry was not deleted");
+    assert_eq!(
+        server
+            .cli(&["XPENDING", tasks, "g", "-", "+", "10"])
+            .lines()
+            .next(),
+        Some(e2.as_str()),
+        "the first entry was not acknowledged"
+    );
+    assert_eq!(server.int(&["XLEN", res_a]), 2);
+    // Sent again (checked, as a node does): the first is settled already.
+    let failed = deliver("1", &both).expect_err("the XADD to a string key");
+    assert!(failed.contains("WRONGTYPE"), "{failed}");
+    assert_eq!(server.int(&["XLEN", res_a]), 2, "a second outcome");
+    server.cli(&["DEL", res_b]);
+    assert_eq!(settled(deliver("1", &both)), ["3", "1"]);
+    assert_eq!(pending(), 0);
+    assert_eq!(server.int(&["XLEN", res_b]), 1);
+    // An entry named twice.
+    let e3 = add("a", "3");
+    server.cli(&[
+        "XREADGROUP",
+        "GROUP",
+        "g",
+        "n1",
+        "COUNT",
+        "10",
+        "STREAMS",
+        tasks,
+        ">",
+    ]);
+    let twice = [(e3.as_str(), "3", "a", "3"), (e3.as_str(), "3", "a", "3")];
+    assert_eq!(settled(deliver("0", &twice)), ["1", "3"]);
+    assert_eq!(server.int(&["XLEN", res_a]), 3, "settled twice");
+    assert_eq!(pending(), 0);
+}
+
 /// Whether `line` shows in the log file at `path` within `limit`: when it
 /// was first seen (polled every 20 ms).
 fn logged_within(path: &str, line: &str, limit: Duration) -> Option<Instant> {

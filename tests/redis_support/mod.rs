@@ -287,6 +287,23 @@ impl RedisServer {
             .then_some(text)
     }
 
+    /// A redis-cli command's reply (trimmed): `Err` with its text for an
+    /// error reply.
+    pub fn cli_reply(&self, args: &[&str]) -> Result<String, String> {
+        let out = self
+            .cli_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("redis-cli");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(text(&out.stdout) + &text(&out.stderr))
+        }
+    }
+
     /// A redis-cli command's output; panics if it fails.
     pub fn cli(&self, args: &[&str]) -> String {
         self.try_cli(args)

@@ -14,8 +14,8 @@
 -- then per outcome: entry id, key index (into KEYS), caller, seq, status,
 -- body. `check` '1': each entry is settled only if it still holds the same
 -- call (below); the node asks for it when it sends a DELIVER again, or
--- holds an id a new claim returned again: reading every entry back costs
--- Redis as much as the XDEL, on every call.
+-- holds an id a new claim returned again: reading every entry back (an
+-- XRANGE each) would cost Redis more than its deletion, on every call.
 -- Returns per outcome 1 written, 2 dropped (caller gone), 0 fenced (the
 -- node was declared dead), 3 settled already.
 local tasks, members = KEYS[1], KEYS[2]
@@ -23,10 +23,26 @@ local group, node, n = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local check = ARGV[4] == '1'
 local live = redis.call('HEXISTS', members, node) == 1
 local out = {}
+-- The entries settled here, acknowledged and deleted together (one XACK,
+-- one XDEL, newest first: Redis deletes a stream's entries at about half
+-- the cost that way as one by one from the oldest), at the end or before
+-- an error ends the script: what was settled stays settled, as when each
+-- was acknowledged at once (a DELIVER sent again finds it so). An entry
+-- named twice is settled once.
+local settled, seen = {}, {}
+local function flush()
+  if #settled == 0 then return end
+  redis.call('XACK', tasks, group, unpack(settled))
+  -- (Claimed in order, so the last is the newest: reversed.)
+  local newest_first = {}
+  for k = #settled, 1, -1 do newest_first[#newest_first + 1] = settled[k] end
+  redis.call('XDEL', tasks, unpack(newest_first))
+end
 for j = 0, n - 1 do
   local b = 5 + j * 6
   local entry = ARGV[b]
-  local owned = live and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
+  local owned = live and not seen[entry]
+    and #redis.call('XPENDING', tasks, group, entry, entry, 1, node) == 1
   -- And the same call: a task stream that lost its data can give a new
   -- call an id this node settled a moment ago, and this DELIVER, sent again
   -- after its reply was lost, must not settle that call with the old one's
@@ -50,14 +66,19 @@ for j = 0, n - 1 do
     out[#out + 1] = 3
   else
     if redis.call('HGET', members, ARGV[b+2]) == 'caller' then
-      redis.call('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],
+      local added = redis.pcall('XADD', KEYS[tonumber(ARGV[b+1])], '*', 'i', ARGV[b+3],
         's', ARGV[b+4], 'b', ARGV[b+5], 'n', node)
+      if type(added) == 'table' and added.err then
+        flush()
+        return added
+      end
       out[#out + 1] = 1
     else
       out[#out + 1] = 2
     end
-    redis.call('XACK', tasks, group, entry)
-    redis.call('XDEL', tasks, entry)
+    settled[#settled + 1] = entry
+    seen[entry] = true
   end
 end
+flush()
 return out
