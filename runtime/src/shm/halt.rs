@@ -35,13 +35,22 @@
 //! racing through quick calls reached the cancelled one before the parent
 //! had read the reply in front, and ran it.)
 //!
-//! The hold is placed the same way as the halt: the parent stores `hold`,
-//! then loads `started`; the worker stores `started`, then loads `hold`.
-//! If the parent saw the worker had not yet announced the held call, the
-//! worker will see the hold. If it saw it announced, the worker may have
-//! read the hold word just before the store and be running the call: the
-//! parent counts it as begun (`close_and_cancel` then leaves it to
-//! finish) and moves the hold to the next cancelled call.
+//! The hold is read and moved with the worker halted: the parent stores
+//! `halt = 1`, loads `started`, stores `hold`, then lifts the halt. The
+//! call the worker announced last may be past its check of the hold word
+//! (it read `halt` as 0 before the store): it counts as begun
+//! (`close_and_cancel` then leaves it to finish), unless the hold names
+//! it and the worker has not run it, when it waits before it. Any call
+//! after it, the worker announces after the parent's load, so it reads
+//! the halt set, and the hold word only once the halt is lifted, the new
+//! hold in place. So a hold, only ever placed on a call the worker has not
+//! announced, stops it there; and a hold moved back, to a call before the
+//! one held (a cancel of an earlier call of the batch, as a map's cancel
+//! makes, its chunks last first, or `close_and_cancel` after a cancel),
+//! never lets the worker past the one held meanwhile. (Placed with no halt, store `hold` then load
+//! `started`, and moved back, it could: a worker that had read the old
+//! hold word for the call before it ran that call, and the one held too,
+//! before the parent put the hold back on it.)
 //!
 //! The same halt lets a slot give back the calls pipelined behind a call
 //! that turns out slow, so that an idle worker runs them instead of them
@@ -151,17 +160,20 @@ impl Halter {
     }
 
     /// How many of `behind` (the calls pipelined behind the one the worker
-    /// runs, in the order sent) it has begun, as far as can be told now:
-    /// the calls before the one it announced, and that one too once it is
-    /// past its hold check (it runs it); none while it runs the call in
-    /// front, or has calls given back still to skip. (The worker may begin
-    /// the next one an instant later.)
-    pub(crate) fn begun_behind(&self, behind: &[u64]) -> usize {
+    /// runs, in the order sent) it has begun, read with the halt set (it
+    /// then passes the hold check of no call it announces): the calls
+    /// before the one it announced last, and that one too unless it waits
+    /// before it, held (the hold names it and it has not run it: a hold is
+    /// only ever placed on a call the worker has not announced, so it saw
+    /// it); none while it runs the call in front, or has calls given back
+    /// still to skip.
+    fn begun_behind(&self, behind: &[u64]) -> usize {
+        let c = self.ctl();
         self.started_unless_skipping()
             .and_then(|started| {
                 let at = behind.iter().position(|&id| id == started)?;
-                let running = self.ctl().running.0.load(SeqCst) == started;
-                Some(at + usize::from(running))
+                let waits = c.hold.0.load(SeqCst) == started && c.running.0.load(SeqCst) != started;
+                Some(at + usize::from(!waits))
             })
             .unwrap_or(0)
     }
@@ -169,62 +181,36 @@ impl Halter {
     /// Holds the worker before the first call of `cancelled` (cancelled
     /// calls among `behind`, those pipelined behind the one it runs, in
     /// the order sent) that it has not begun, and returns how many of
-    /// `behind` it has begun (as [`begun_behind`](Self::begun_behind),
-    /// and exact for the calls up to the one held: a call it is found not
-    /// to have begun, it will not begin while held).
+    /// `behind` it has begun (exact: a call it is found not to have begun,
+    /// it will not begin while held, nor any call after it).
     ///
     /// A worker that began one of them (it finished the call in front in
     /// the instant of the cancel) runs it, but is held before the next: a
     /// hold on the first one alone left every later cancelled call to run.
     ///
-    /// The hold is placed, then the worker's announced call read again
-    /// (the worker announces a call, then reads the hold: one of the two
-    /// sees the other's store). If the worker has not announced the call
-    /// held, it will see the hold. If it has, it may have read the hold
-    /// word before the store and be running it: the call is counted as
-    /// begun, the hold moves to the next cancelled call, and the worker,
-    /// if it was waiting before the call after all, is woken to run it.
+    /// The worker is halted while the hold is read and moved (see the
+    /// module docs): the call it announced last may be past its check of
+    /// the hold word, and counts as begun unless it waits before it held;
+    /// any call after it, it announces only now, and checks the hold once
+    /// the halt is lifted, the new hold in place. So the hold may move
+    /// back, to a call before the one held (a cancel of an earlier call):
+    /// the worker cannot go past the new one, nor reach the old one,
+    /// meanwhile. A worker halted already (for a kill) stays halted.
     pub(crate) fn hold_first_unbegun(&self, behind: &[u64], cancelled: &[u64]) -> usize {
         let c = self.ctl();
-        let first_unbegun = |from: usize| {
-            behind
-                .iter()
-                .enumerate()
-                .skip(from)
-                .find(|(_, id)| cancelled.contains(id))
-                .map(|(at, &id)| (at, id))
-        };
-        let mut from = self.begun_behind(behind);
-        let mut held = first_unbegun(from);
-        if held.is_some_and(|(_, call)| c.hold.0.load(SeqCst) == call) {
-            // Placed before by this (the worker had not announced it).
-            return from;
+        let halted = c.halt.0.swap(1, SeqCst) != 0;
+        let from = self.begun_behind(behind);
+        let held = behind
+            .iter()
+            .skip(from)
+            .find(|id| cancelled.contains(id))
+            .copied();
+        // (0 holds nothing: no call held.)
+        self.hold_before(held.unwrap_or(0));
+        if !halted {
+            self.lift();
         }
-        let mut moved = false;
-        loop {
-            let Some((at, call)) = held else {
-                if moved {
-                    self.hold_before(0);
-                    sys::futex_wake(&c.halt.0, u32::MAX);
-                }
-                return from;
-            };
-            self.hold_before(call);
-            if moved {
-                sys::futex_wake(&c.halt.0, u32::MAX);
-            }
-            let announced = self
-                .started_unless_skipping()
-                .and_then(|started| behind.iter().position(|&id| id == started));
-            match announced {
-                Some(reached) if reached >= at => {
-                    from = reached + 1;
-                    held = first_unbegun(from);
-                    moved = true;
-                }
-                _ => return from,
-            }
-        }
+        from
     }
 
     /// Takes back the calls `behind` (sent after `call`, in order), if the
@@ -743,6 +729,61 @@ mod tests {
                 halter.hold_before(0);
                 halter.lift();
             }
+        }
+        drop(thread.join().unwrap());
+        assert!(held > 0, "never held");
+    }
+
+    #[test]
+    fn under_a_race_a_held_call_stays_held_when_an_earlier_one_is_held() {
+        // A worker thread begins calls 1, 2, ... as fast as it can, up to
+        // the last one sent; the parent thread sends a few more at a time
+        // and, as a cancel of a pipelined call does, holds the worker
+        // before the third call behind the one it last saw run, then, as a
+        // cancel of an earlier one of them (or `close_and_cancel`) does
+        // next, before the first it has not begun. The call held first,
+        // found unbegun, must never start.
+        use std::sync::atomic::AtomicU64;
+        use std::sync::Arc;
+        const CALLS: u64 = 100_000;
+        let (parent, worker) = pair();
+        let halter = parent.halter();
+        let sent = Arc::new(AtomicU64::new(0));
+        let thread = std::thread::spawn({
+            let sent = Arc::clone(&sent);
+            move || {
+                for id in 1..=CALLS {
+                    while sent.load(SeqCst) < id {
+                        std::hint::spin_loop();
+                    }
+                    assert!(worker.begin_call(id).runs());
+                    worker.end_call(id);
+                }
+                worker
+            }
+        });
+        let ids: Vec<u64> = (1..=CALLS).collect();
+        let mut held = 0;
+        loop {
+            let seen = parent.last_run();
+            if seen + 6 > CALLS {
+                sent.store(CALLS, SeqCst);
+                break;
+            }
+            sent.fetch_max(seen + 6, SeqCst);
+            let behind = &ids[seen as usize..sent.load(SeqCst) as usize];
+            let later = behind[2];
+            if halter.hold_first_unbegun(behind, &[later]) <= 2 {
+                held += 1;
+                let from = halter.hold_first_unbegun(behind, behind);
+                assert!(
+                    from <= 2,
+                    "call {later} found unbegun and held, then begun ({from} begun)"
+                );
+                assert!(parent.last_run() < later, "call {later} held, ran");
+            }
+            halter.hold_before(0);
+            halter.lift();
         }
         drop(thread.join().unwrap());
         assert!(held > 0, "never held");
