@@ -47,10 +47,10 @@
 //! announced, stops it there; and a hold moved back, to a call before the
 //! one held (a cancel of an earlier call of the batch, as a map's cancel
 //! makes, its chunks last first, or `close_and_cancel` after a cancel),
-//! never lets the worker past the one held meanwhile. (Placed with no halt, store `hold` then load
-//! `started`, and moved back, it could: a worker that had read the old
-//! hold word for the call before it ran that call, and the one held too,
-//! before the parent put the hold back on it.)
+//! never lets the worker past the one held meanwhile. (Placed with no
+//! halt, store `hold` then load `started`, and moved back, it could: a
+//! worker that had read the old hold word for the call before it ran that
+//! call, and the one held too, before the parent put the hold back on it.)
 //!
 //! The same halt lets a slot give back the calls pipelined behind a call
 //! that turns out slow, so that an idle worker runs them instead of them
