@@ -33,7 +33,8 @@ local settled, seen = {}, {}
 local function flush()
   if #settled == 0 then return end
   redis.call('XACK', tasks, group, unpack(settled))
-  -- (Claimed in order, so the last is the newest: reversed.)
+  -- (Mostly in the order claimed, the newest last: reversed. The order
+  -- changes only the cost.)
   local newest_first = {}
   for k = #settled, 1, -1 do newest_first[#newest_first + 1] = settled[k] end
   redis.call('XDEL', tasks, unpack(newest_first))
