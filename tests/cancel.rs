@@ -1,6 +1,8 @@
 //! Cancelling: `AsyncResult::cancel` on a queued task (it never runs), on a
 //! running one (its worker is killed and replaced), on one running inside a
-//! pipelined batch and on a running map chunk, and `Pool::close_and_cancel`.
+//! pipelined batch and on a running map chunk, on one waiting for its
+//! worker to start (it never runs, the worker is kept), and
+//! `Pool::close_and_cancel`.
 //! Every task leaves a marker file when it starts (`dir/i`, or
 //! `dir/twice-i` if it already ran once), so the tests see exactly which
 //! tasks ran: nothing else is lost or run twice.
@@ -530,6 +532,116 @@ fn a_map_async_with_a_running_chunk_is_cancelled_as_a_whole() {
     );
     drop(pool);
     assert_no_children();
+}
+
+/// The pool's initializer in the tests of a call that waits for its
+/// worker's start, given a directory `aside` and the file `gate`: each
+/// start leaves a file `start-<pid>` there; the first worker also makes
+/// `first` and starts at once; each later one makes `waiting`, then waits
+/// (a minute at most) for `gate`, so a call waiting for that worker stays
+/// unsent.
+#[pool_task]
+fn slow_after_first(aside: PathBuf, gate: PathBuf) {
+    std::fs::write(aside.join(format!("start-{}", std::process::id())), b"").unwrap();
+    if std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(aside.join("first"))
+        .is_ok()
+    {
+        return;
+    }
+    std::fs::write(aside.join("waiting"), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// How many workers the pool of [`slow_after_first`] with `aside` started.
+fn starts(aside: &Path) -> usize {
+    markers(aside)
+        .iter()
+        .filter(|name| name.starts_with("start-"))
+        .count()
+}
+
+/// A pool of one worker whose replacements wait for `gate` in their
+/// initializer (see [`slow_after_first`]), replaced after each task if
+/// `retire`, and the directory of its initializer's files (removed when
+/// the test ends, passed or failed).
+fn slow_replacements(name: &str, gate: &Path, retire: bool) -> (Pool, Scratch) {
+    let aside = support::marker_dir("cancel", &format!("{name}-aside"));
+    let mut builder = Pool::builder().processes(1).initializer(
+        "cancel::slow_after_first",
+        &(aside.to_path_buf(), gate.to_path_buf()),
+    );
+    if retire {
+        builder = builder.max_tasks_per_child(1);
+    }
+    (builder.build().unwrap(), aside)
+}
+
+/// A call waiting for the worker that replaces a dead one (its slot holds
+/// it while the new worker starts and runs the pool's initializer) was
+/// never sent: cancelling it answers `NotStarted`, its result is
+/// `Cancelled` at once, and the worker being started is kept. (A cancel
+/// took such a call for a running one: it answered `Stopped` and killed
+/// the new worker once up, so the pool ran the initializer again, from the
+/// start, for a call no worker had.)
+#[test]
+fn a_call_waiting_for_its_workers_start_is_cancelled_not_started() {
+    let _serial = serial();
+    let dir = support::marker_dir("cancel", "waits-start");
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements("waits-start", &gate, false);
+    // The worker dies idle; the next call waits for its replacement.
+    let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
+    // SAFETY: kill(2) of our own worker.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
+    wait_for(&aside.join("waiting"));
+    // (Give the slot the moment it needs to take the call, if it has not.)
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(waits.cancel(), CancelOutcome::NotStarted);
+    // Settled at once, not once the worker it waited for is up.
+    assert!(matches!(
+        waits.get_timeout(Duration::from_secs(10)),
+        Err(Error::Cancelled { .. })
+    ));
+    std::fs::write(&*gate, b"").unwrap();
+    assert_eq!(apply_mark(&pool, dir.clone(), 2, 0).unwrap().0, 2);
+    assert_eq!(markers(&dir), ["0", "2"], "call 1 never ran");
+    assert_eq!(starts(&aside), 2, "the replacement was started once");
+    ends_clean(pool);
+}
+
+/// A `map_async` whose first chunk ran to its end while its next one waits
+/// for the worker that replaces the retired one answers `NotStarted` (no
+/// chunk was running: see `AsyncResult::cancel`), and its result is
+/// `Cancelled` as a whole; the worker being started is kept.
+#[test]
+fn a_map_async_partly_run_answers_not_started() {
+    let _serial = serial();
+    let dir = support::marker_dir("cancel", "partly-run");
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements("partly-run", &gate, true);
+    let items: Vec<(PathBuf, u64, u64)> = (0..3).map(|i| (dir.clone(), i, 0)).collect();
+    let r = map_async_mark_with(&pool, items, MapOptions::new().chunksize(1));
+    // Chunk 0 ran and its worker retired; the replacement waits.
+    wait_for(&aside.join("waiting"));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(r.cancel(), CancelOutcome::NotStarted);
+    assert!(matches!(
+        r.get_timeout(Duration::from_secs(10)),
+        Err(Error::Cancelled { .. })
+    ));
+    std::fs::write(&*gate, b"").unwrap();
+    pool.close();
+    pool.join();
+    assert_eq!(markers(&dir), ["0"], "item 0 ran, the others never did");
+    assert_eq!(starts(&aside), 2, "the replacement was started once");
+    ends_clean(pool);
 }
 
 #[test]

@@ -154,6 +154,20 @@ enum Unless<'a> {
     Started(u64, &'a [u64]),
 }
 
+/// What [`KillSwitch::stop_for_cancel`] did about the call a cancel names,
+/// which its slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelKill {
+    /// The worker was killed to stop it (or there was none to kill).
+    Killed,
+    /// The worker went past the call (it finished): nothing was killed.
+    WentPast,
+    /// The slot is starting the worker the call waits for: the call was
+    /// never sent, and nothing is killed. The slot finds the call cancelled
+    /// once that worker is up, settles it, and keeps the worker.
+    Unsent,
+}
+
 /// Lets any thread stop whichever worker a pool slot currently runs. It
 /// signals through the worker's pidfd, so a kill can never reach another
 /// process that inherited a reused pid.
@@ -180,6 +194,10 @@ pub(crate) struct Switch {
     starting: bool,
     /// A kill came while it was: the new worker is killed once published.
     kill_asked: bool,
+    /// The worker last started is ready for calls (it said hello and ran
+    /// the pool's initializer): `false` from the start's beginning until
+    /// then, while it has been sent no call.
+    ready: bool,
 }
 
 impl Switch {
@@ -219,6 +237,25 @@ impl KillSwitch {
         self.kill_for(Unless::Past(call, behind))
     }
 
+    /// For a cancel of call `call`, which the slot holds as its running
+    /// call: [`kill_unless_past`](Self::kill_unless_past), unless the slot
+    /// is starting the worker the call waits for (made, saying hello, or
+    /// running the pool's initializer: see [`mark_ready`](Self::mark_ready)).
+    /// Then the call was never sent: nothing is killed, where a kill would
+    /// throw the new worker away (its initializer's work with it) and start
+    /// another, for a call no worker had.
+    pub(crate) fn stop_for_cancel(&self, call: u64, behind: &[u64]) -> CancelKill {
+        let mut state = self.lock();
+        if !state.ready && (state.starting || state.target.is_some()) {
+            return CancelKill::Unsent;
+        }
+        if self.kill_locked(&mut state, Unless::Past(call, behind)) {
+            CancelKill::Killed
+        } else {
+            CancelKill::WentPast
+        }
+    }
+
     /// Holds the current worker before the first of `cancelled`, the
     /// cancelled calls among `behind` (those pipelined behind the one it
     /// runs), that it has not begun, and returns how many of `behind` it
@@ -255,6 +292,11 @@ impl KillSwitch {
 
     fn kill_for(&self, unless: Unless<'_>) -> bool {
         let mut state = self.lock();
+        self.kill_locked(&mut state, unless)
+    }
+
+    /// [`kill_for`](Self::kill_for), under the lock already taken.
+    fn kill_locked(&self, state: &mut Switch, unless: Unless<'_>) -> bool {
         match &state.target {
             Some(target) => {
                 let halted = match (&target.halter, unless) {
@@ -310,7 +352,14 @@ impl KillSwitch {
         }
         state.starting = true;
         state.kill_asked = false;
+        state.ready = false;
         Ok(())
+    }
+
+    /// The worker the last start published is ready: it said hello and ran
+    /// the pool's initializer, and calls may be sent to it from now on.
+    pub(crate) fn mark_ready(&self) {
+        self.lock().ready = true;
     }
 
     /// Ends a start that made no worker.
@@ -348,7 +397,7 @@ mod tests {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::sync::Arc;
 
-    use super::{KillSwitch, Target};
+    use super::{CancelKill, KillSwitch, Target};
 
     /// A real child process (leading its own process group, as a worker
     /// does) and the target that stops it.
@@ -384,6 +433,26 @@ mod tests {
             "killed by a stale kill"
         );
         switch.kill();
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+    }
+
+    #[test]
+    fn a_cancel_during_a_start_kills_nothing_until_the_worker_is_ready() {
+        let (parent, _worker) = crate::shm::pair_for_tests();
+        let switch = KillSwitch::default();
+        switch.begin_start().unwrap();
+        // Being made: the call waiting for it was never sent.
+        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Unsent);
+        let (mut child, target) = sleeper();
+        let target = Target::new(target.pid, target.pidfd, Some(parent.halter()));
+        switch.publish(target).unwrap();
+        // Published, saying hello or running the initializer: still unsent.
+        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Unsent);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(child.try_wait().unwrap().is_none(), "killed while starting");
+        // Ready: a cancel of the call it holds kills it.
+        switch.mark_ready();
+        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Killed);
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 

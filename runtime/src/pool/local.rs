@@ -196,7 +196,7 @@ impl Dispatcher for LocalPool {
         let switches = &self.shared.switches;
         self.shared.queue.cancel(
             id,
-            |slot, behind| switches[slot].kill_unless_past(id, behind),
+            |slot, behind| switches[slot].stop_for_cancel(id, behind),
             |slot, behind, cancelled| {
                 switches[slot].hold_first_unbegun(behind, cancelled);
             },

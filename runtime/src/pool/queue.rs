@@ -15,7 +15,7 @@ use super::in_flight::{InFlight, Place};
 use super::inbox::Inbox;
 use super::pipeline::{self, Durations};
 use crate::call::Job;
-use crate::link::Link;
+use crate::link::{CancelKill, Link};
 use crate::result::CancelOutcome;
 
 /// What a slot thread is to do next.
@@ -447,14 +447,17 @@ impl Queue {
     /// out and settled as cancelled; the one a slot's worker runs has that
     /// worker killed by `kill(slot, calls behind it)`, under this lock, so
     /// that the slot cannot have moved on to another batch, unless the
-    /// worker went past it (`kill` returns `false`: it finished); one
+    /// worker went past it ([`CancelKill::WentPast`]: it finished) or the
+    /// slot is still starting the worker it waits for
+    /// ([`CancelKill::Unsent`]: it never started, and the slot settles it
+    /// once that worker is up); one
     /// pipelined behind it is marked for its slot to act on, and the worker
     /// is held (`hold(slot, calls behind the running one, those of them
     /// cancelled)`) before the first cancelled call it has not begun.
     pub(crate) fn cancel(
         &self,
         id: u64,
-        kill: impl FnOnce(usize, &[u64]) -> bool,
+        kill: impl FnOnce(usize, &[u64]) -> CancelKill,
         hold: impl FnOnce(usize, &[u64], &[u64]),
     ) -> CancelOutcome {
         let (job, _settling) = {
@@ -473,11 +476,17 @@ impl Queue {
                         None | Some((_, Place::Settled)) => CancelOutcome::Finished,
                         Some((index, Place::Running)) => {
                             let in_flight = &mut state.slots[index].in_flight;
-                            if !kill(index, in_flight.behind()) {
-                                return CancelOutcome::Finished;
+                            match kill(index, in_flight.behind()) {
+                                CancelKill::WentPast => CancelOutcome::Finished,
+                                CancelKill::Killed => {
+                                    in_flight.cancel(id, true);
+                                    CancelOutcome::Stopped
+                                }
+                                CancelKill::Unsent => {
+                                    in_flight.cancel(id, false);
+                                    CancelOutcome::NotStarted
+                                }
                             }
-                            in_flight.cancel(id, true);
-                            CancelOutcome::Stopped
                         }
                         // Marked already: `close_and_cancel` took it (a
                         // result remembers its own first cancel, so this is

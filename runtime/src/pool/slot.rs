@@ -52,12 +52,16 @@ impl Shared {
                 None => Ok(link),
             });
         match &started {
-            Ok(link) => log::debug!(
-                target: "procpool",
-                "slot {index}: worker {} ready in {:?}",
-                link.pid(),
-                begun.elapsed()
-            ),
+            Ok(link) => {
+                // Calls may be sent to it now: a cancel kills it for them.
+                self.switches[index].mark_ready();
+                log::debug!(
+                    target: "procpool",
+                    "slot {index}: worker {} ready in {:?}",
+                    link.pid(),
+                    begun.elapsed()
+                )
+            }
             // A start cut short by `terminate` is part of it, not a failure.
             Err(e) if self.switches[index].is_closed() => log::debug!(
                 target: "procpool",

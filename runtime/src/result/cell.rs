@@ -275,7 +275,7 @@ impl ResultCell {
     /// `Cancelled` without one (`close_and_cancel` dropped its call from the
     /// queue) answers `NotStarted`: it never ran. Threads cancelling at once
     /// wait for the first one's answer, and all give it.
-    pub(super) fn cancel(&self) -> CancelOutcome {
+    pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
         loop {
             let mut state = self.lock();
             if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
@@ -328,6 +328,15 @@ impl ResultCell {
             if let Some(arrived) = self.arrival(soon) {
                 outcome = answer_for(&arrived);
             }
+        }
+        if outcome == CancelOutcome::NotStarted {
+            // It never started and never will: settled now. (Whoever holds
+            // the call settles it too, a moment later, or, for a slot still
+            // starting the worker the call waited for, once that worker is
+            // up; the first outcome stays.)
+            self.fill(Err(crate::Error::Cancelled {
+                task: self.task.to_string(),
+            }));
         }
         turn.end(outcome);
         outcome
