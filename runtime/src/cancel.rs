@@ -38,7 +38,11 @@ pub(crate) type CancelFn = Arc<dyn Fn(u64) -> CancelOutcome + Send + Sync>;
 #[non_exhaustive]
 pub enum CancelOutcome {
     /// It was still queued: it never ran and never will; its result is
-    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    /// [`Error::Cancelled`](crate::Error::Cancelled). For a `map_async`
+    /// result or an `imap`, no chunk was running and some were still
+    /// queued: chunks that had already finished did run (a `map_async`'s
+    /// result is `Cancelled` all the same), so `NotStarted` does not say
+    /// that none of its items ran.
     NotStarted,
     /// It had been handed to a worker (it was running, or pipelined behind
     /// the call that was): that worker is killed and replaced, and its result
