@@ -616,6 +616,38 @@ fn a_call_waiting_for_its_workers_start_is_cancelled_not_started() {
     ends_clean(pool);
 }
 
+/// `close_and_cancel` cancels a call waiting for the worker that replaces
+/// a dead one, as a cancel of it does: it was never sent (`cancel` answers
+/// `NotStarted` for it). It is counted, never runs, and the worker being
+/// started is kept; the calls queued behind it are cancelled as usual.
+#[test]
+fn close_and_cancel_cancels_a_call_waiting_for_its_workers_start() {
+    let _serial = serial();
+    let dir = support::marker_dir("cancel", "close-waits-start");
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements("close-waits-start", &gate, false);
+    let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
+    // SAFETY: kill(2) of our own worker.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
+    wait_for(&aside.join("waiting"));
+    // (Give the slot the moment it needs to take the call, if it has not.)
+    std::thread::sleep(Duration::from_millis(50));
+    let queued = apply_async_mark(&pool, dir.clone(), 2, 0);
+    assert_eq!(pool.close_and_cancel(), 2);
+    assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));
+    std::fs::write(&*gate, b"").unwrap();
+    assert!(matches!(
+        waits.get_timeout(Duration::from_secs(30)),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(waits.cancel(), CancelOutcome::NotStarted);
+    pool.join();
+    assert_eq!(markers(&dir), ["0"], "calls 1 and 2 never ran");
+    assert_eq!(starts(&aside), 2, "the replacement was started once");
+    ends_clean(pool);
+}
+
 /// A `map_async` whose first chunk ran to its end while its next one waits
 /// for the worker that replaces the retired one answers `NotStarted` (no
 /// chunk was running: see `AsyncResult::cancel`), and its result is

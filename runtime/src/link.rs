@@ -201,6 +201,12 @@ pub(crate) struct Switch {
 }
 
 impl Switch {
+    /// A worker is being started (made, saying hello, or running the
+    /// pool's initializer) and is not ready for calls yet.
+    fn unready(&self) -> bool {
+        !self.ready && (self.starting || self.target.is_some())
+    }
+
     /// Forgets worker `pid`, which ended, if it is still the slot's current
     /// one. (A worker retired by a caller of `apply` ends on that caller's
     /// thread while the slot thread may already have published its
@@ -246,7 +252,7 @@ impl KillSwitch {
     /// another, for a call no worker had.
     pub(crate) fn stop_for_cancel(&self, call: u64, behind: &[u64]) -> CancelKill {
         let mut state = self.lock();
-        if !state.ready && (state.starting || state.target.is_some()) {
+        if state.unready() {
             return CancelKill::Unsent;
         }
         if self.kill_locked(&mut state, Unless::Past(call, behind)) {
@@ -254,6 +260,13 @@ impl KillSwitch {
         } else {
             CancelKill::WentPast
         }
+    }
+
+    /// Whether the slot is starting the worker its running call waits for
+    /// (see [`stop_for_cancel`](Self::stop_for_cancel)): that call was
+    /// never sent.
+    pub(crate) fn is_starting(&self) -> bool {
+        self.lock().unready()
     }
 
     /// Holds the current worker before the first of `cancelled`, the

@@ -113,6 +113,12 @@ impl InFlight {
             .collect()
     }
 
+    /// The first call without an outcome (the one the worker runs, or
+    /// will run once it is up), if any.
+    pub(crate) fn running(&self) -> Option<u64> {
+        self.ids.get(self.settled).copied()
+    }
+
     /// The calls behind the one running (sent after it).
     pub(crate) fn behind(&self) -> &[u64] {
         self.ids.get(self.settled + 1..).unwrap_or_default()

@@ -205,9 +205,10 @@ impl Dispatcher for LocalPool {
 
     fn cancel_queued(&self) -> usize {
         let switches = &self.shared.switches;
-        self.shared
-            .queue
-            .cancel_queued(|slot, behind| switches[slot].hold_first_unbegun(behind, behind))
+        self.shared.queue.cancel_queued(
+            |slot| switches[slot].is_starting(),
+            |slot, behind| switches[slot].hold_first_unbegun(behind, behind),
+        )
     }
 
     fn close(&self) {

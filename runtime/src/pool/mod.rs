@@ -547,10 +547,12 @@ impl Pool {
     /// without the wait: [`join`](Self::join) waits). Each cancelled task's
     /// result is [`Error::Cancelled`]; returns how many were cancelled (a
     /// map's chunk counts as one). The tasks running finish; those that had
-    /// not started are cancelled wherever they wait, in the queue or
+    /// not started are cancelled wherever they wait: in the queue,
     /// pipelined to a busy worker behind the task it runs (that worker is
     /// then stopped once its running task has returned, so it starts none of
-    /// them, and they settle as cancelled then).
+    /// them, and they settle as cancelled then), or held by a pool thread
+    /// while it starts the worker that replaces a dead or retired one (that
+    /// worker is kept, and the task settles as cancelled once it is up).
     ///
     /// ```
     /// use std::path::PathBuf;

@@ -520,18 +520,31 @@ impl Queue {
     /// as cancelled every call pipelined behind a running one (it has not
     /// started either: its worker is stopped once the call in front has its
     /// outcome, and it is settled as cancelled then); returns how many there
-    /// were, both kinds. The calls running are not touched: nor are those
+    /// were, all kinds. The calls running are not touched: nor are those
     /// pipelined that the worker has begun already, its view ahead of the
     /// slot's, which has not read the reply in front yet. `hold(slot, calls
     /// behind the running one)` holds the slot's worker before the first
     /// of them it has not begun, and says how many it has begun: those it
-    /// will not begin while held are the ones cancelled.
-    pub(crate) fn cancel_queued(&self, hold: impl Fn(usize, &[u64]) -> usize) -> usize {
+    /// will not begin while held are the ones cancelled. A slot's call that
+    /// waits for the worker it is starting (`starting(slot)`: the call was
+    /// never sent) is marked as cancelled too, and settled by the slot once
+    /// that worker is up (see [`cancel`](Self::cancel)).
+    pub(crate) fn cancel_queued(
+        &self,
+        starting: impl Fn(usize) -> bool,
+        hold: impl Fn(usize, &[u64]) -> usize,
+    ) -> usize {
         let (jobs, behind, _settling) = {
             let mut state = self.lock();
             let jobs = std::mem::take(&mut state.jobs);
             let mut behind = 0;
             for (index, slot) in state.slots.iter_mut().enumerate() {
+                if let Some(id) = slot.in_flight.running() {
+                    if !slot.in_flight.is_cancelled(id) && starting(index) {
+                        slot.in_flight.cancel(id, false);
+                        behind += 1;
+                    }
+                }
                 let all_behind = slot.in_flight.behind();
                 if all_behind.is_empty() {
                     continue;
