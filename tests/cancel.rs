@@ -582,6 +582,33 @@ fn slow_replacements(name: &str, gate: &Path, retire: bool) -> (Pool, Scratch) {
     (builder.build().unwrap(), aside)
 }
 
+/// The directories of a test of a call waiting for its worker's start:
+/// the calls' markers, the gate the replacement's initializer waits for,
+/// and that initializer's files (see [`slow_after_first`]).
+struct Waiting {
+    dir: Scratch,
+    gate: Scratch,
+    aside: Scratch,
+}
+
+/// A pool of one worker whose replacements wait for a gate (see
+/// [`slow_replacements`]); its worker, after call 0, dies idle, and call 1
+/// then waits, unsent, while the slot starts the replacement (whose
+/// initializer is waiting when this returns).
+fn a_call_waiting_for_a_start(name: &str) -> (Pool, procpool::AsyncResult<(u64, u32)>, Waiting) {
+    let dir = support::marker_dir("cancel", name);
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements(name, &gate, false);
+    let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
+    // SAFETY: kill(2) of our own worker.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
+    wait_for(&aside.join("waiting"));
+    // (Give the slot the moment it needs to take the call, if it has not.)
+    std::thread::sleep(Duration::from_millis(50));
+    (pool, waits, Waiting { dir, gate, aside })
+}
+
 /// A call waiting for the worker that replaces a dead one (its slot holds
 /// it while the new worker starts and runs the pool's initializer) was
 /// never sent: cancelling it answers `NotStarted`, its result is
@@ -592,17 +619,7 @@ fn slow_replacements(name: &str, gate: &Path, retire: bool) -> (Pool, Scratch) {
 #[test]
 fn a_call_waiting_for_its_workers_start_is_cancelled_not_started() {
     let _serial = serial();
-    let dir = support::marker_dir("cancel", "waits-start");
-    let gate = gate_of(&dir);
-    let (pool, aside) = slow_replacements("waits-start", &gate, false);
-    // The worker dies idle; the next call waits for its replacement.
-    let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
-    // SAFETY: kill(2) of our own worker.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
-    wait_for(&aside.join("waiting"));
-    // (Give the slot the moment it needs to take the call, if it has not.)
-    std::thread::sleep(Duration::from_millis(50));
+    let (pool, waits, Waiting { dir, gate, aside }) = a_call_waiting_for_a_start("waits-start");
     assert_eq!(waits.cancel(), CancelOutcome::NotStarted);
     // Settled at once, not once the worker it waited for is up.
     assert!(matches!(
@@ -623,16 +640,8 @@ fn a_call_waiting_for_its_workers_start_is_cancelled_not_started() {
 #[test]
 fn close_and_cancel_cancels_a_call_waiting_for_its_workers_start() {
     let _serial = serial();
-    let dir = support::marker_dir("cancel", "close-waits-start");
-    let gate = gate_of(&dir);
-    let (pool, aside) = slow_replacements("close-waits-start", &gate, false);
-    let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
-    // SAFETY: kill(2) of our own worker.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-    let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
-    wait_for(&aside.join("waiting"));
-    // (Give the slot the moment it needs to take the call, if it has not.)
-    std::thread::sleep(Duration::from_millis(50));
+    let (pool, waits, Waiting { dir, gate, aside }) =
+        a_call_waiting_for_a_start("close-waits-start");
     let queued = apply_async_mark(&pool, dir.clone(), 2, 0);
     assert_eq!(pool.close_and_cancel(), 2);
     assert!(matches!(queued.get(), Err(Error::Cancelled { .. })));

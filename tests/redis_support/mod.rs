@@ -276,26 +276,20 @@ impl RedisServer {
 
     /// A redis-cli command's output (trimmed), or `None` if it failed.
     pub fn try_cli(&self, args: &[&str]) -> Option<String> {
-        let out = self
-            .cli_command()
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && !text.starts_with("ERR") && !text.starts_with("Could not"))
-            .then_some(text)
+        self.cli_reply(args)
+            .ok()
+            .filter(|text| !text.starts_with("ERR") && !text.starts_with("Could not"))
     }
 
     /// A redis-cli command's reply (trimmed): `Err` with its text for an
-    /// error reply.
+    /// error reply (or if redis-cli could not be run).
     pub fn cli_reply(&self, args: &[&str]) -> Result<String, String> {
         let out = self
             .cli_command()
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .expect("redis-cli");
+            .map_err(|e| format!("redis-cli: {e}"))?;
         let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
         if out.status.success() {
             Ok(text(&out.stdout))
