@@ -11,9 +11,10 @@
 mod support;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use procpool::{pool_task, Error, MapOptions, Pool};
+use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
 
 procpool::enable_test_support!();
 
@@ -421,5 +422,112 @@ fn a_worker_dying_in_pipelined_map_chunks_fails_only_its_item() {
     only_150_died_with(
         before,
         imap_step_with(&pool, items, MapOptions::new().chunksize(1)),
+    );
+}
+
+/// A pool initializer: the first worker starts at once, the second fails
+/// (its initializer panics), each later one makes `waiting` in `aside`,
+/// then waits (a minute at most) for `gate`. Every start leaves
+/// `start-<pid>` in `aside`.
+#[pool_task]
+fn fail_then_wait(aside: PathBuf, gate: PathBuf) {
+    std::fs::write(aside.join(format!("start-{}", std::process::id())), b"").unwrap();
+    let first = |name: &str| std::fs::File::create_new(aside.join(name)).is_ok();
+    if first("first") {
+        return;
+    }
+    if first("second") {
+        panic!("the second worker's start fails");
+    }
+    std::fs::write(aside.join("waiting"), b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !gate.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn wait_for(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// A batch taken by a slot with no worker (its last start failed) waits
+/// while the slot starts one. A call of it cancelled meanwhile, the one in
+/// front or one behind it, was never sent: its cancel answers
+/// `NotStarted`, it never runs, and the worker being started is kept and
+/// runs the others, in one batch. (A call behind the first was held on the
+/// new worker, which was killed once the call in front of it returned and
+/// replaced: the cancel answered `Stopped`, and the pool ran its
+/// initializer again, for a call no worker had been sent.)
+#[test]
+fn calls_cancelled_in_a_batch_waiting_for_its_workers_start_never_start() {
+    let _serial = support::serial();
+    procpool::init();
+    let log = support::capture_log();
+    let aside = support::marker_dir("pipeline", "batch-waits-start");
+    let gate = aside.join("gate");
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(
+            "pipeline::fail_then_wait",
+            &(aside.to_path_buf(), gate.clone()),
+        )
+        .build()
+        .unwrap();
+    warm_up(&pool);
+    // The worker dies in a call and its replacement fails to start: the
+    // calls queued meanwhile go out as one batch from a slot with no
+    // worker, which starts one for them (that start waits for the gate).
+    let died = apply_async_step(&pool, 0, true, 0);
+    let calls: Vec<_> = (1..=4)
+        .map(|x| apply_async_step(&pool, x, false, 0))
+        .collect();
+    assert!(matches!(died.get(), Err(Error::WorkerDied { .. })));
+    wait_for(&aside.join("waiting"));
+    // (Give the slot the moment it needs to take the batch, if it has not.)
+    std::thread::sleep(Duration::from_millis(50));
+    let pipelined = || log.lines_with("calls pipelined to worker");
+    let before = pipelined().len();
+    assert_eq!(calls[0].cancel(), CancelOutcome::NotStarted, "the first");
+    assert_eq!(calls[2].cancel(), CancelOutcome::NotStarted, "one behind");
+    for cancelled in [&calls[0], &calls[2]] {
+        assert!(matches!(
+            cancelled.get_timeout(Duration::from_secs(10)),
+            Err(Error::Cancelled { .. })
+        ));
+    }
+    std::fs::write(&gate, b"").unwrap();
+    let (pid, two) = calls[1].get_timeout(Duration::from_secs(60)).unwrap();
+    assert_eq!(two, 3);
+    assert_eq!(
+        calls[3].get_timeout(Duration::from_secs(60)).unwrap(),
+        (pid, 5),
+        "on the same worker"
+    );
+    let starts = std::fs::read_dir(&*aside)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("start-")
+        })
+        .count();
+    assert_eq!(starts, 3, "the worker being started was kept");
+    let sent = pipelined();
+    assert!(
+        sent[before..]
+            .iter()
+            .any(|line| line.contains(&format!("2 calls pipelined to worker {pid}"))),
+        "calls 2 and 4 went out in one batch: {:?}",
+        &sent[before..]
     );
 }

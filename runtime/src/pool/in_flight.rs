@@ -16,6 +16,11 @@
 //!   the call goes back to the queue with the calls given back around it,
 //!   and is settled as cancelled there).
 //!
+//! While the slot starts the worker its batch waits for (none of the batch
+//! was sent), a cancelled call, in front or behind, never starts: the
+//! slot takes it out of the batch once that worker is up, settles it as
+//! cancelled, and sends the others; nothing is held or killed.
+//!
 //! "The first without an outcome" is the parent's view: the worker may have
 //! finished it and started the next. So a kill first halts the worker and
 //! looks at which call it started (`crate::shm::Halter`): if it started one

@@ -453,12 +453,16 @@ impl Queue {
     /// once that worker is up); one
     /// pipelined behind it is marked for its slot to act on, and the worker
     /// is held (`hold(slot, calls behind the running one, those of them
-    /// cancelled)`) before the first cancelled call it has not begun.
+    /// cancelled)`) before the first cancelled call it has not begun. A
+    /// `hold` that answers `false` found the slot starting the worker its
+    /// batch waits for: no call of the batch was sent, and the slot takes
+    /// the cancelled ones out once that worker is up
+    /// ([`drop_cancelled`](Self::drop_cancelled)), so the call never started.
     pub(crate) fn cancel(
         &self,
         id: u64,
         kill: impl FnOnce(usize, &[u64]) -> CancelKill,
-        hold: impl FnOnce(usize, &[u64], &[u64]),
+        hold: impl FnOnce(usize, &[u64], &[u64]) -> bool,
     ) -> CancelOutcome {
         let (job, _settling) = {
             let mut state = self.lock();
@@ -500,8 +504,11 @@ impl Queue {
                         Some((index, _)) => {
                             let in_flight = &mut state.slots[index].in_flight;
                             in_flight.cancel(id, false);
-                            hold(index, in_flight.behind(), &in_flight.cancelled_behind());
-                            CancelOutcome::Stopped
+                            if hold(index, in_flight.behind(), &in_flight.cancelled_behind()) {
+                                CancelOutcome::Stopped
+                            } else {
+                                CancelOutcome::NotStarted
+                            }
                         }
                     };
                 }
@@ -567,6 +574,34 @@ impl Queue {
             job.cancelled();
         }
         n + behind
+    }
+
+    /// Slot `index` has the worker its batch waited for (it started one
+    /// for it): the calls of `batch` cancelled meanwhile, which were never
+    /// sent, leave the batch and are settled as cancelled, so that the
+    /// worker is sent only the others (it is not held before them, then
+    /// killed). Returns how many left.
+    pub(crate) fn drop_cancelled(&self, index: usize, batch: &mut Vec<Job>) -> usize {
+        let dropped: Vec<Job> = {
+            let mut state = self.lock_slots();
+            let in_flight = &mut state.slots[index].in_flight;
+            if !batch.iter().any(|job| in_flight.is_cancelled(job.id())) {
+                return 0;
+            }
+            let (dropped, kept) = std::mem::take(batch)
+                .into_iter()
+                .partition(|job| in_flight.is_cancelled(job.id()));
+            *batch = kept;
+            for job in &dropped {
+                in_flight.requeue(job.id());
+            }
+            dropped
+        };
+        let n = dropped.len();
+        for job in dropped {
+            job.cancelled();
+        }
+        n
     }
 
     /// Slot `index` has a new worker (or none).

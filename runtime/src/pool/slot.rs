@@ -197,7 +197,8 @@ fn replace_doomed(
 /// Runs a batch of jobs pipelined on one worker (starting one if the slot
 /// has none): all calls go out in one write, and the replies are read in
 /// order (see [`exchange::receive_batch`]). Returns the worker (if still
-/// usable) and how many jobs ran; the others went back to the queue.
+/// usable) and how many jobs ran; the others went back to the queue, or
+/// were cancelled while the slot started the worker (never sent).
 fn run_batch(
     shared: &Shared,
     index: usize,
@@ -208,18 +209,6 @@ fn run_batch(
     // Every header in one buffer, not one allocation per call.
     let mut headers = Vec::with_capacity(batch.len() * 48);
     let mut ends = Vec::with_capacity(batch.len());
-    for job in batch.iter() {
-        job.call().append_header(&mut headers);
-        ends.push(headers.len());
-    }
-    let frames: Vec<[&[u8]; 2]> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            let start = if i == 0 { 0 } else { ends[i - 1] };
-            [&headers[start..ends[i]], &job.call().args[..]]
-        })
-        .collect();
     let mut retried = false;
     let link = loop {
         let mut link = match worker.take() {
@@ -234,19 +223,17 @@ fn run_batch(
                     None => return (None, 0),
                 };
                 match started {
-                    Ok(link) if !queue.is_cancelled(batch[0].id()) => link,
                     Ok(link) => {
-                        // Cancelled while its worker started: it never runs.
-                        drop(frames);
-                        let mut jobs = batch.drain(..);
-                        if let Some(first) = jobs.next() {
-                            first.cancelled();
+                        // The calls cancelled while the worker started
+                        // never run: they leave the batch (the worker is
+                        // kept for the others, or for the next batch).
+                        queue.drop_cancelled(index, batch);
+                        if batch.is_empty() {
+                            return (Some(link), 0);
                         }
-                        queue.requeue(jobs);
-                        return (Some(link), 1);
+                        link
                     }
                     Err(e) => {
-                        drop(frames);
                         let mut jobs = batch.drain(..);
                         if let Some(first) = jobs.next() {
                             first.complete(Err(e));
@@ -257,12 +244,28 @@ fn run_batch(
                 }
             }
         };
-        match link.send_batch(&frames) {
+        headers.clear();
+        ends.clear();
+        for job in batch.iter() {
+            job.call().append_header(&mut headers);
+            ends.push(headers.len());
+        }
+        let frames: Vec<[&[u8]; 2]> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                let start = if i == 0 { 0 } else { ends[i - 1] };
+                [&headers[start..ends[i]], &job.call().args[..]]
+            })
+            .collect();
+        let sent = link.send_batch(&frames);
+        drop(frames);
+        match sent {
             Ok(()) => {
                 log::trace!(
                     target: "procpool",
                     "slot {index}: {} calls pipelined to worker {}",
-                    frames.len(),
+                    batch.len(),
                     link.pid()
                 );
                 break link;
@@ -270,7 +273,6 @@ fn run_batch(
             Err(FrameError::TooLarge { .. }) => {
                 // Some call is over the frame limit: run them one by one,
                 // so that only that one fails.
-                drop(frames);
                 let mut jobs = batch.drain(..);
                 let first = jobs.next().expect("a batch has jobs");
                 queue.requeue(jobs);
@@ -283,7 +285,6 @@ fn run_batch(
                 link.finish(DEATH_GRACE);
             }
             Err(_) => {
-                drop(frames);
                 let mut jobs = batch.drain(..);
                 let first = jobs.next().expect("a batch has jobs");
                 let error = exchange::bury(queue, link, first.call(), Loss::Died);
@@ -293,7 +294,6 @@ fn run_batch(
             }
         }
     };
-    drop(frames);
     let end = exchange::receive_batch(queue, index, link, batch);
     (end.link, end.ran)
 }
