@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use procpool::{pool_task, CancelOutcome, Error, MapOptions, Pool};
@@ -446,18 +446,6 @@ fn fail_then_wait(aside: PathBuf, gate: PathBuf) {
     }
 }
 
-fn wait_for(path: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !path.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "{} never appeared",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
 /// A batch taken by a slot with no worker (its last start failed) waits
 /// while the slot starts one. A call of it cancelled meanwhile, the one in
 /// front or one behind it, was never sent: its cancel answers
@@ -490,7 +478,10 @@ fn calls_cancelled_in_a_batch_waiting_for_its_workers_start_never_start() {
         .map(|x| apply_async_step(&pool, x, false, 0))
         .collect();
     assert!(matches!(died.get(), Err(Error::WorkerDied { .. })));
-    wait_for(&aside.join("waiting"));
+    let waiting = aside.join("waiting");
+    support::wait_for(Duration::from_secs(20), "the start that waits", || {
+        waiting.exists()
+    });
     // (Give the slot the moment it needs to take the batch, if it has not.)
     std::thread::sleep(Duration::from_millis(50));
     let pipelined = || log.lines_with("calls pipelined to worker");
