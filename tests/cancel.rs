@@ -685,6 +685,34 @@ fn a_map_async_partly_run_answers_not_started() {
     ends_clean(pool);
 }
 
+/// `close_and_cancel` counts the calls it cancels, not one that already
+/// finished: here call 0 ran to its end and its worker retired
+/// (`max_tasks_per_child(1)`), and the slot starts the replacement, whose
+/// initializer waits for a gate. Nothing is queued or waiting: it answers
+/// 0. (The slot still held the finished call as its batch's running one
+/// until it took the next batch: `close_and_cancel` took it for a call
+/// waiting for that start, marked it cancelled and counted it, answering
+/// 1.)
+#[test]
+fn close_and_cancel_does_not_count_a_call_that_finished_before_its_slots_next_start() {
+    let _serial = serial();
+    let dir = support::marker_dir("cancel", "finished-then-start");
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements("finished-then-start", &gate, true);
+    let done = apply_async_mark(&pool, dir.clone(), 0, 0);
+    assert_eq!(done.get_timeout(Duration::from_secs(30)).unwrap().0, 0);
+    // Its worker retired; the replacement waits in its initializer.
+    wait_for(&aside.join("waiting"));
+    assert_eq!(pool.close_and_cancel(), 0, "nothing was queued or waiting");
+    assert_eq!(done.cancel(), CancelOutcome::Finished);
+    std::fs::write(&*gate, b"").unwrap();
+    pool.join();
+    assert_eq!(done.get().unwrap().0, 0, "its result is kept");
+    assert_eq!(markers(&dir), ["0"]);
+    assert_eq!(starts(&aside), 2, "the replacement was started once");
+    ends_clean(pool);
+}
+
 #[test]
 fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     let _serial = serial();

@@ -74,11 +74,6 @@ impl InFlight {
         std::mem::take(&mut self.doomed)
     }
 
-    /// The worker is gone (and replaced): a kill for a cancel was about it.
-    pub(crate) fn forget_doom(&mut self) {
-        self.doomed = false;
-    }
-
     /// Whether its worker was killed by a cancel.
     pub(crate) fn is_doomed(&self) -> bool {
         self.doomed

@@ -425,9 +425,14 @@ impl Queue {
         self.lock_slots().slots[index].in_flight.settle_one(kill);
     }
 
-    /// Slot `index` lost its worker: a cancel's doom was about that one.
-    pub(crate) fn forget_doom(&self, index: usize) {
-        self.lock_slots().slots[index].in_flight.forget_doom();
+    /// Slot `index` is done with its batch (each call of it settled or back
+    /// in the queue) and lost its worker: a cancel's doom was about that
+    /// one. The batch is forgotten now, not when the slot takes the next
+    /// one: the slot starts a worker first, and a call of the batch still
+    /// held as its running one would pass for one waiting for that start
+    /// (`close_and_cancel` marked and counted a call that had finished).
+    pub(crate) fn end_batch_worker_gone(&self, index: usize) {
+        self.lock_slots().slots[index].in_flight.finish();
     }
 
     /// Whether slot `index`'s worker was killed by a cancel during its

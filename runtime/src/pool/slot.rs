@@ -155,8 +155,11 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         if worker.is_none() {
             queue.reset_served(index);
             // A cancel's kill dooms the worker it killed, which is gone:
-            // the one started now is not to be replaced for it.
-            queue.forget_doom(index);
+            // the one started now is not to be replaced for it. The batch
+            // is over too (each call of it settled or back in the queue):
+            // while the next worker starts, no cancel may take one of its
+            // calls for one waiting for that start.
+            queue.end_batch_worker_gone(index);
             // Staff the slot again at once, before it waits for work (one
             // try per loss: if it fails, the next job tries again and says
             // why).
