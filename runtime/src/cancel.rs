@@ -37,7 +37,9 @@ pub(crate) type CancelFn = Arc<dyn Fn(u64) -> CancelOutcome + Send + Sync>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum CancelOutcome {
-    /// It was still queued: it never ran and never will; its result is
+    /// It was still queued (or held, unsent, by a pool slot starting the
+    /// worker it waits for, alone or in a batch): it never ran and never
+    /// will; its result is
     /// [`Error::Cancelled`](crate::Error::Cancelled). For a `map_async`
     /// result or an `imap`, no chunk was running and some were still
     /// queued: chunks that had already finished did run (a `map_async`'s
