@@ -3,8 +3,8 @@
 //! callbacks have returned. Callbacks still run on the pool's callback
 //! thread (never a thread that talks to a worker), and a callback that calls
 //! back into the pool (submits, waits on another result, even one whose own
-//! callback is queued behind it, joins or drops the pool) does not
-//! deadlock.
+//! callback is queued behind it, waits on its own result, joins or drops
+//! the pool) does not deadlock.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -368,5 +368,82 @@ fn a_callback_run_by_another_pools_thread_may_join_its_pool() {
             apply_echo(&pool_a, 0),
             Err(Error::PoolClosed { .. })
         ));
+    });
+}
+
+/// A slot a callback finds its own result in (put there once attached).
+type Own = Arc<Mutex<Option<procpool::AsyncResult<u64>>>>;
+
+/// A callback that waits on its own result (reached through a slot, as a
+/// callback that logs "its" result from a table of pending ones does) is
+/// given the outcome, which has arrived: it used to wait for itself, since
+/// the result completes only once its callbacks returned, which blocked the
+/// pool's callback thread for good (no later callback ran, and the pool's
+/// drop never returned). Every way of waiting: `get`, `get_timeout`,
+/// `wait`, `wait_timeout`, `.await`; and a callback of result A waiting on
+/// B, whose callback (run on the same thread) waits on A.
+#[test]
+fn a_callback_waiting_on_its_own_result_gets_the_outcome() {
+    for how in ["get", "get_timeout", "wait", "wait_timeout", "await"] {
+        within_a_minute(how, move || {
+            let pool = Pool::new(1).unwrap();
+            let own: Own = Arc::default();
+            let (tx, rx) = mpsc::channel();
+            let slot = own.clone();
+            let r = apply_async_echo(&pool, 7).on_complete(move |first| {
+                assert_eq!(first.unwrap(), 7);
+                // Attached before the slot is filled: wait for it.
+                let mut r = loop {
+                    if let Some(r) = slot.lock().unwrap().take() {
+                        break r;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                };
+                let seen = match how {
+                    "get" => r.get().unwrap(),
+                    "get_timeout" => r.get_timeout(Duration::from_secs(60)).unwrap(),
+                    "wait" => {
+                        r.wait();
+                        r.get().unwrap()
+                    }
+                    "wait_timeout" => {
+                        assert!(r.wait_timeout(Duration::from_secs(60)));
+                        r.get().unwrap()
+                    }
+                    _ => futures::executor::block_on(&mut r).unwrap(),
+                };
+                tx.send(seen).unwrap();
+            });
+            *own.lock().unwrap() = Some(r);
+            assert_eq!(rx.recv().unwrap(), 7, "{how}");
+            // The callback thread serves on: a later callback runs, and the
+            // pool's drop (which waits for its callbacks) returns.
+            let list = seen();
+            let into = list.clone();
+            apply_async_echo(&pool, 8)
+                .callback(move |x| into.lock().unwrap().push(x))
+                .wait();
+            assert!(has(&list, 8), "{how}");
+            drop(pool);
+        });
+    }
+    within_a_minute("waiting on each other", || {
+        let pool = Pool::new(2).unwrap();
+        let own: Own = Arc::default();
+        let slot = own.clone();
+        let b = apply_async_nap(&pool, 300).callback(move |_| {
+            let a = slot.lock().unwrap().take().expect("A is in the slot");
+            assert_eq!(a.get().unwrap(), 0);
+        });
+        let a = apply_async_nap(&pool, 0).callback(move |_| {
+            assert_eq!(b.get().unwrap(), 300);
+        });
+        *own.lock().unwrap() = Some(a);
+        std::thread::sleep(Duration::from_millis(1000));
+        assert!(
+            own.lock().unwrap().is_none(),
+            "B's callback took A from the slot"
+        );
+        drop(pool);
     });
 }

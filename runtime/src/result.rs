@@ -213,7 +213,10 @@ pub(crate) fn ready<T: DeserializeOwned>(
 /// in the callback, `wait()`, read the list" is safe. A callback may submit
 /// tasks, wait on other results (if one of those has callbacks waiting in
 /// line behind it, the waiting callback thread runs them first) and close,
-/// join, terminate or drop its pool.
+/// join, terminate or drop its pool. A callback that waits on its own result
+/// (or on a result whose callbacks its thread is running further up) is
+/// given the outcome at once: waiting for its callbacks to return would wait
+/// for itself for ever.
 ///
 /// A callback that panics is caught: procpool prints nothing, but logs a
 /// warning (`log` target `procpool`) naming the task and quoting the panic,

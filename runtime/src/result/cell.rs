@@ -9,12 +9,15 @@
 //! thread never runs them. A callback thread that waits on a result whose
 //! outcome arrived but whose callbacks wait in line (behind the very
 //! callback that waits, perhaps) runs them itself instead of waiting for
-//! itself.
+//! itself; and a thread that waits on a result whose callbacks it is
+//! running itself (a callback waiting on its own result, directly or
+//! through another result's callback it helped run) is given the arrived
+//! outcome: waiting would wait for itself for ever.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
-use std::thread::{self, Thread};
+use std::thread::{self, Thread, ThreadId};
 use std::time::Instant;
 
 use super::CancelTarget;
@@ -80,8 +83,8 @@ struct Extra {
     /// Callbacks attached to the arrived outcome are waiting or running:
     /// the result is not complete yet.
     behind_callbacks: bool,
-    /// A thread is running this cell's callbacks.
-    running: bool,
+    /// The thread running this cell's callbacks, if one is.
+    running: Option<ThreadId>,
     /// Threads blocked in `wait_until`, unparked on completion (and when
     /// the outcome arrives, for a callback thread to help).
     waiters: Vec<Thread>,
@@ -130,7 +133,17 @@ impl CellState {
     }
 
     fn running(&self) -> bool {
-        self.extra.as_ref().is_some_and(|e| e.running)
+        self.extra.as_ref().is_some_and(|e| e.running.is_some())
+    }
+
+    /// Whether the calling thread is running this cell's callbacks (it
+    /// waits from inside one of them): only its return completes the
+    /// result, so the outcome, which has arrived, is all it can be given.
+    fn running_here(&self) -> bool {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.running)
+            .is_some_and(|id| id == thread::current().id())
     }
 
     /// Takes what must be woken now: the waiting threads (each adds itself
@@ -421,7 +434,7 @@ impl ResultCell {
                     wakeups.wake();
                     return;
                 }
-                state.extra().running = true;
+                state.extra().running = Some(thread::current().id());
                 // Under the lock that marks the round: a `flush` that finds
                 // no round running finds this result's callbacks done and
                 // the result complete.
@@ -439,7 +452,7 @@ impl ResultCell {
             // (Dropped before the result completes: see `take_sole`.)
             drop(outcome);
             // Callbacks attached meanwhile run in the next round.
-            self.lock().extra().running = false;
+            self.lock().extra().running = None;
         }
     }
 
@@ -449,7 +462,7 @@ impl ResultCell {
         let mut me: Option<Thread> = None;
         let mut state = self.lock();
         let waited = loop {
-            if state.complete() {
+            if state.complete() || state.running_here() {
                 break state.outcome.clone();
             }
             if state.should_help() {
@@ -523,7 +536,7 @@ impl ResultCell {
     pub(super) fn poll_outcome(&self, waker: &Waker) -> Option<Arc<Outcome>> {
         let mut state = self.lock();
         loop {
-            if state.complete() {
+            if state.complete() || state.running_here() {
                 return state.outcome.clone();
             }
             if !state.should_help() {
