@@ -786,6 +786,29 @@ fn a_port_that_is_not_redis_fails_the_build() {
             "{:?}",
             begun.elapsed()
         );
+        // A server that answers something else: refused at once, in one
+        // line that says the answer was not Redis's (the redis crate's
+        // words were "Incompatible type - Parse error at 1" and a line per
+        // unexpected byte, which a node prints as its one line on stderr).
+        if answer.is_some() {
+            let started = Node::builder().redis(&url).processes(1).start();
+            for (who, built) in [
+                ("build", Pool::builder().redis(&url).build().map(drop)),
+                ("node", started.map(drop)),
+            ] {
+                match built {
+                    Err(Error::Broker {
+                        reason, message, ..
+                    }) => {
+                        assert_eq!(reason, BrokerReason::Refused, "{who}: {message}");
+                        assert!(message.contains("not Redis's protocol"), "{who}: {message}");
+                        assert!(!message.contains('\n'), "{who}: {message:?}");
+                    }
+                    Err(e) => panic!("{who}: {e:?}"),
+                    Ok(()) => panic!("{who}: accepted something that is not Redis"),
+                }
+            }
+        }
     }
 }
 

@@ -151,7 +151,18 @@ impl Conn {
         let shown = self.shown.clone();
         let waited = self.retry.connect_timeout;
         let con = self.ensure().map_err(|e| {
-            let why = said(&e, waited);
+            let why = if e.kind() == redis::ErrorKind::Parse {
+                // The handshake's reply did not parse: something else
+                // answers there (an HTTP server, say). The redis crate's
+                // words ("Incompatible type - Parse error at 1", then a
+                // line per unexpected byte) say neither that nor in one
+                // line, which a node prints as its one line on stderr.
+                "the answer is not Redis's protocol: is something other than Redis \
+                 listening there?"
+                    .to_string()
+            } else {
+                said(&e, waited)
+            };
             BrokerError::of(&e, format!("cannot reach Redis at {shown}: {why}"))
         })?;
         match redis::cmd("INFO").arg("server").query::<String>(con) {
