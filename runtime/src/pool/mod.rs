@@ -630,7 +630,10 @@ impl Pool {
 
     /// Stops now (Python's `terminate()`): workers are killed, and every task
     /// not finished fails with [`Error::Terminated`]. Returns once every
-    /// worker is reaped.
+    /// worker is reaped and the pool's callbacks have run, those of the
+    /// tasks it failed too: a callback running at that moment (a slow one)
+    /// is waited for, as Python's `terminate()` waits for its result
+    /// handler. (Called from a callback, it does not wait for that one.)
     ///
     /// ```
     /// #[procpool::pool_task]
