@@ -149,8 +149,13 @@ impl Conn {
     /// ACL forbids `INFO`, is let through).
     pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
         let shown = self.shown.clone();
-        let waited = self.retry.connect_timeout;
+        let began = Instant::now();
         let con = self.ensure().map_err(|e| {
+            // The time it took, not the connect timeout: a connection's
+            // set-up may wait that long more than once (on a server that
+            // takes connections and never answers, the redis crate's
+            // handshake waited twice the timeout).
+            let waited = Duration::from_millis(began.elapsed().as_millis() as u64 / 100 * 100);
             let why = if e.kind() == redis::ErrorKind::Parse {
                 // The handshake's reply did not parse: something else
                 // answers there (an HTTP server, say). The redis crate's
