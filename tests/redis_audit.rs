@@ -891,6 +891,31 @@ fn a_pool_built_against_a_stopped_redis_says_it_did_not_answer() {
     }
 }
 
+/// `build()` connects once, to fail at once when Redis is not there; a
+/// connection closed as it opens (Redis closing clients, a reset on the
+/// way) is tried once more, since Redis answered: the pool is built and
+/// works. (It failed with `Broker`: 2 of 60 builds while every client
+/// connection was killed every 40 ms.)
+#[test]
+fn a_pool_built_as_its_first_connection_is_reset_works() {
+    let server = RedisServer::start();
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let proxy = proxy::Proxy::start(format!("127.0.0.1:{}", server.port));
+    proxy.drop_next(1);
+    let url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let pool = Pool::builder().redis(&url).build().unwrap();
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    // Two in a row: Redis is not answering there; `build()` says so.
+    proxy.drop_next(2);
+    match Pool::builder().redis(&url).build() {
+        Err(Error::Broker { message, .. }) => {
+            assert!(message.contains("cannot reach Redis"), "{message}")
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("built through two closed connections"),
+    }
+}
+
 /// A distributed pool dropped by a panic is terminated, as a local one is:
 /// the panic does not wait for the call running on a node (stopped there),
 /// its result fails with `Terminated`, and the caller unregisters.

@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +25,8 @@ pub struct Proxy {
     pub fired: Arc<AtomicBool>,
     /// While set, connections are closed as soon as they are made.
     cut: Arc<AtomicBool>,
+    /// How many of the next connections to close as soon as they are made.
+    drop_next: Arc<AtomicUsize>,
     /// Both ends of every connection made, to close them when cut.
     open: Arc<Mutex<Vec<TcpStream>>>,
     /// Requests held at the proxy.
@@ -159,15 +161,19 @@ impl Proxy {
         let armed: Armed = Arc::default();
         let fired = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(AtomicBool::new(false));
+        let drop_next = Arc::new(AtomicUsize::new(0));
         let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         let holds = Holds::default();
         let seen = Seen::default();
         let (a, f, c, o) = (armed.clone(), fired.clone(), cut.clone(), open.clone());
-        let (h, n) = (holds.clone(), seen.clone());
+        let (h, n, d) = (holds.clone(), seen.clone(), drop_next.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
-                if c.load(Ordering::SeqCst) {
+                let dropped = d
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if dropped || c.load(Ordering::SeqCst) {
                     let _ = client.shutdown(Shutdown::Both);
                     continue;
                 }
@@ -186,6 +192,7 @@ impl Proxy {
             armed,
             fired,
             cut,
+            drop_next,
             open,
             holds,
             seen,
@@ -199,6 +206,12 @@ impl Proxy {
         for end in self.open.lock().unwrap().drain(..) {
             let _ = end.shutdown(Shutdown::Both);
         }
+    }
+
+    /// Closes the next `n` connections as soon as they are made (a
+    /// connection reset as it opens); lets the later ones through.
+    pub fn drop_next(&self, n: usize) {
+        self.drop_next.store(n, Ordering::SeqCst);
     }
 
     /// Lets connections through again.

@@ -210,7 +210,9 @@ impl PoolBuilder {
 
     /// How long an operation keeps retrying while Redis is unreachable
     /// before the calls concerned fail with [`Error::Broker`] (default 15 s;
-    /// backing off from 20 ms to 500 ms between attempts). Calls still
+    /// backing off from 20 ms to 500 ms between attempts; an attempt under
+    /// way when the budget runs out is finished first, which a Redis that
+    /// takes connections and never answers makes last a few seconds). Calls still
     /// waiting in this process for room (see
     /// [`max_in_flight`](Self::max_in_flight)) fail with the first batch
     /// that could not be sent, not one budget later each. Only with

@@ -150,7 +150,23 @@ impl Conn {
     pub(crate) fn connect_now(&mut self) -> Result<(), BrokerError> {
         let shown = self.shown.clone();
         let began = Instant::now();
-        let con = self.ensure().map_err(|e| {
+        // A connection closed as it opened (a Redis restarting, or closing
+        // clients: `CLIENT KILL`, a proxy's reset) is tried once more, at
+        // once: Redis answered there. One refused, or that timed out, is
+        // not: nothing is there, and `build()` says so at once.
+        let first = self.ensure().err();
+        let made = match first {
+            Some(e) if e.is_connection_dropped() && !e.is_connection_refusal() => {
+                log::debug!(
+                    target: "procpool",
+                    "Redis at {shown}: connection closed as it opened ({e}); trying once more"
+                );
+                self.ensure().map(|_| ())
+            }
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+        made.map_err(|e| {
             // The time it took, not the connect timeout: a connection's
             // set-up may wait that long more than once (on a server that
             // takes connections and never answers, the redis crate's
@@ -170,6 +186,7 @@ impl Conn {
             };
             BrokerError::of(&e, format!("cannot reach Redis at {shown}: {why}"))
         })?;
+        let con = self.con.as_mut().expect("just connected");
         match redis::cmd("INFO").arg("server").query::<String>(con) {
             Ok(info) => match too_old(&info) {
                 Some(why) => Err(BrokerError {

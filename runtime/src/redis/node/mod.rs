@@ -219,7 +219,9 @@ impl NodeBuilder {
 
     /// Starts the local pool, registers with Redis and starts serving in
     /// background threads. A Redis that does not answer yet (started at
-    /// the same time as the node, say) is waited for, up to 15 s; then, or
+    /// the same time as the node, say) is waited for, up to 15 s (and the
+    /// attempt under way then, up to 4 s more against a server that takes
+    /// connections and never answers); then, or
     /// at once if Redis refuses the node (a wrong password, an old Redis),
     /// it fails with [`Error::Broker`]. Or with the local pool's error.
     ///
