@@ -31,6 +31,10 @@ const EXIT_PROTOCOL: i32 = 70;
 /// How long a worker that handled a large frame stays idle before it gives
 /// the memory back (its kept buffers, and the heap's free memory).
 const IDLE_RELEASE: Duration = Duration::from_millis(500);
+/// How often an idle worker checks that its parent lives (and asks again
+/// for the signal that ends it with its parent: see
+/// [`sys::renew_death_signal`]).
+const PARENT_CHECK: Duration = Duration::from_millis(500);
 /// A frame at least this large makes the worker give memory back once idle.
 const LARGE: usize = 1 << 20;
 
@@ -226,12 +230,16 @@ pub(crate) fn serve_here(channel: WorkerChannel, exit: Exit) -> ! {
     // Whether the worker holds memory from a large frame to give back.
     let mut holding = false;
     loop {
-        let frame = match channel::recv(holding.then_some(IDLE_RELEASE)) {
+        let idle = if holding { IDLE_RELEASE } else { PARENT_CHECK };
+        let frame = match channel::recv(Some(idle)) {
             Ok(frame) => frame,
             Err(FrameError::TimedOut) => {
-                buffers::release();
-                sys::release_free_memory();
-                holding = false;
+                if holding {
+                    buffers::release();
+                    sys::release_free_memory();
+                    holding = false;
+                }
+                sys::renew_death_signal();
                 continue;
             }
             Err(FrameError::Closed) => exit_cleanly(),
