@@ -74,54 +74,6 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
     assert_no_children();
 }
 
-/// The kernel clears a process's parent-death signal when its effective
-/// user or group id changes, even for a moment (a task that drops root to
-/// open a file as another user, then takes it back): such a worker, forked
-/// or spawned, once outlived a SIGKILLed parent, idle for ever. It now asks
-/// for the signal again, and checks its parent, whenever it is idle.
-#[test]
-fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
-    let _serial = serial();
-    for fork_server in ["1", "0"] {
-        let mut parent = Command::new(HELPER)
-            .arg("orphan-creds")
-            .env("PROCPOOL_FORK_SERVER", fork_server)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(parent.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let workers: Vec<u32> = line
-            .strip_prefix("workers ")
-            .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        assert_eq!(workers.len(), 2);
-        assert!(workers.iter().all(|&p| alive(p)));
-        parent.kill().unwrap(); // SIGKILL
-        let killed_at = Instant::now();
-        parent.wait().unwrap();
-        for pid in workers {
-            assert!(
-                // Within a second in fact; the bound leaves room for a
-                // heavily loaded machine.
-                support::gone_within(
-                    pid,
-                    Duration::from_secs(5).saturating_sub(killed_at.elapsed())
-                ),
-                "worker {pid} (PROCPOOL_FORK_SERVER={fork_server}) outlived its parent by 5 s"
-            );
-        }
-        println!(
-            "PROCPOOL_FORK_SERVER={fork_server}: workers gone {:?} after SIGKILL",
-            killed_at.elapsed()
-        );
-    }
-    assert_no_children();
-}
-
 #[test]
 fn process_exit_in_a_task_is_worker_died_with_its_code() {
     let _serial = serial();

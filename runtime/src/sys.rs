@@ -455,31 +455,14 @@ impl WorkerProcess {
     }
 }
 
-/// The parent [`die_with_parent`] last tied this process to (0: none).
-static DEATH_PARENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
 /// In a worker: asks the kernel to SIGKILL this process when the thread that
 /// started it ends (with its process, even by SIGKILL), then exits at once if
 /// that already happened: the parent `parent` is no longer our parent.
 pub(crate) fn die_with_parent(parent: u32) {
-    DEATH_PARENT.store(parent, std::sync::atomic::Ordering::Relaxed);
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     let ppid = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
     if ppid != parent {
         exit_immediately(1);
-    }
-}
-
-/// In a worker, between calls: asks again for the parent-death signal of
-/// [`die_with_parent`], and exits at once if the parent is gone. The kernel
-/// clears that signal when the process's effective or file-system user or
-/// group id changes, as a task's `setuid`, or a `seteuid` and back, does;
-/// without this, such a worker outlived a parent killed by SIGKILL, idle
-/// for ever.
-pub(crate) fn renew_death_signal() {
-    let parent = DEATH_PARENT.load(std::sync::atomic::Ordering::Relaxed);
-    if parent != 0 {
-        die_with_parent(parent);
     }
 }
 

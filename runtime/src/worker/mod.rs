@@ -31,10 +31,6 @@ const EXIT_PROTOCOL: i32 = 70;
 /// How long a worker that handled a large frame stays idle before it gives
 /// the memory back (its kept buffers, and the heap's free memory).
 const IDLE_RELEASE: Duration = Duration::from_millis(500);
-/// How often an idle worker checks that its parent lives (and asks again
-/// for the signal that ends it with its parent: see
-/// [`sys::renew_death_signal`]).
-const PARENT_CHECK: Duration = Duration::from_millis(500);
 /// A frame at least this large makes the worker give memory back once idle.
 const LARGE: usize = 1 << 20;
 
@@ -230,16 +226,12 @@ pub(crate) fn serve_here(channel: WorkerChannel, exit: Exit) -> ! {
     // Whether the worker holds memory from a large frame to give back.
     let mut holding = false;
     loop {
-        let idle = if holding { IDLE_RELEASE } else { PARENT_CHECK };
-        let frame = match channel::recv(Some(idle)) {
+        let frame = match channel::recv(holding.then_some(IDLE_RELEASE)) {
             Ok(frame) => frame,
             Err(FrameError::TimedOut) => {
-                if holding {
-                    buffers::release();
-                    sys::release_free_memory();
-                    holding = false;
-                }
-                sys::renew_death_signal();
+                buffers::release();
+                sys::release_free_memory();
+                holding = false;
                 continue;
             }
             Err(FrameError::Closed) => exit_cleanly(),
