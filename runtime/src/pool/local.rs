@@ -197,15 +197,12 @@ impl Dispatcher for LocalPool {
         self.shared.queue.cancel(
             id,
             |slot, behind| switches[slot].stop_for_cancel(id, behind),
+            // (Asked under the queue's lock: a slot that starts its worker
+            // takes the cancelled calls out of its batch once it is up,
+            // under that lock too, so it sees this cancel.)
+            |slot| switches[slot].is_starting(),
             |slot, behind, cancelled| {
-                // (Under the queue's lock: a slot that starts its worker
-                // takes the cancelled calls out of its batch once it is up,
-                // under that lock too, so it sees this cancel.)
-                if switches[slot].is_starting() {
-                    return false;
-                }
                 switches[slot].hold_first_unbegun(behind, cancelled);
-                true
             },
         )
     }

@@ -458,16 +458,18 @@ impl Queue {
     /// once that worker is up); one
     /// pipelined behind it is marked for its slot to act on, and the worker
     /// is held (`hold(slot, calls behind the running one, those of them
-    /// cancelled)`) before the first cancelled call it has not begun. A
-    /// `hold` that answers `false` found the slot starting the worker its
-    /// batch waits for: no call of the batch was sent, and the slot takes
-    /// the cancelled ones out once that worker is up
-    /// ([`drop_cancelled`](Self::drop_cancelled)), so the call never started.
+    /// cancelled)`) before the first cancelled call it has not begun,
+    /// unless the slot is starting the worker its batch waits for
+    /// (`starting(slot)`, as for [`cancel_queued`](Self::cancel_queued)):
+    /// no call of the batch was sent, and the slot takes the cancelled ones
+    /// out once that worker is up ([`drop_cancelled`](Self::drop_cancelled)),
+    /// so the call never started.
     pub(crate) fn cancel(
         &self,
         id: u64,
         kill: impl FnOnce(usize, &[u64]) -> CancelKill,
-        hold: impl FnOnce(usize, &[u64], &[u64]) -> bool,
+        starting: impl FnOnce(usize) -> bool,
+        hold: impl FnOnce(usize, &[u64], &[u64]),
     ) -> CancelOutcome {
         let (job, _settling) = {
             let mut state = self.lock();
@@ -509,11 +511,11 @@ impl Queue {
                         Some((index, _)) => {
                             let in_flight = &mut state.slots[index].in_flight;
                             in_flight.cancel(id, false);
-                            if hold(index, in_flight.behind(), &in_flight.cancelled_behind()) {
-                                CancelOutcome::Stopped
-                            } else {
-                                CancelOutcome::NotStarted
+                            if starting(index) {
+                                return CancelOutcome::NotStarted;
                             }
+                            hold(index, in_flight.behind(), &in_flight.cancelled_behind());
+                            CancelOutcome::Stopped
                         }
                     };
                 }
@@ -539,8 +541,9 @@ impl Queue {
     /// of them it has not begun, and says how many it has begun: those it
     /// will not begin while held are the ones cancelled. A slot's call that
     /// waits for the worker it is starting (`starting(slot)`: the call was
-    /// never sent) is marked as cancelled too, and settled by the slot once
-    /// that worker is up (see [`cancel`](Self::cancel)).
+    /// never sent) is marked as cancelled too, as are the calls behind it,
+    /// with no hold (none was sent), and the slot settles them once that
+    /// worker is up (see [`drop_cancelled`](Self::drop_cancelled)).
     pub(crate) fn cancel_queued(
         &self,
         starting: impl Fn(usize) -> bool,
@@ -551,17 +554,25 @@ impl Queue {
             let jobs = std::mem::take(&mut state.jobs);
             let mut behind = 0;
             for (index, slot) in state.slots.iter_mut().enumerate() {
-                if let Some(id) = slot.in_flight.running() {
-                    if !slot.in_flight.is_cancelled(id) && starting(index) {
-                        slot.in_flight.cancel(id, false);
-                        behind += 1;
-                    }
+                let Some(running) = slot.in_flight.running() else {
+                    continue;
+                };
+                // Starting the worker its batch waits for: none of the
+                // batch was sent, the running call included.
+                let starting = starting(index);
+                if starting && !slot.in_flight.is_cancelled(running) {
+                    slot.in_flight.cancel(running, false);
+                    behind += 1;
                 }
                 let all_behind = slot.in_flight.behind();
                 if all_behind.is_empty() {
                     continue;
                 }
-                let from = hold(index, all_behind).min(all_behind.len());
+                let from = if starting {
+                    0
+                } else {
+                    hold(index, all_behind).min(all_behind.len())
+                };
                 let waiting: Vec<u64> = all_behind[from..]
                     .iter()
                     .copied()
@@ -585,13 +596,13 @@ impl Queue {
     /// for it): the calls of `batch` cancelled meanwhile, which were never
     /// sent, leave the batch and are settled as cancelled, so that the
     /// worker is sent only the others (it is not held before them, then
-    /// killed). Returns how many left.
-    pub(crate) fn drop_cancelled(&self, index: usize, batch: &mut Vec<Job>) -> usize {
+    /// killed).
+    pub(crate) fn drop_cancelled(&self, index: usize, batch: &mut Vec<Job>) {
         let dropped: Vec<Job> = {
             let mut state = self.lock_slots();
             let in_flight = &mut state.slots[index].in_flight;
             if !batch.iter().any(|job| in_flight.is_cancelled(job.id())) {
-                return 0;
+                return;
             }
             let (dropped, kept) = std::mem::take(batch)
                 .into_iter()
@@ -602,11 +613,9 @@ impl Queue {
             }
             dropped
         };
-        let n = dropped.len();
         for job in dropped {
             job.cancelled();
         }
-        n
     }
 
     /// Slot `index` has a new worker (or none).
