@@ -596,17 +596,25 @@ struct Waiting {
 /// then waits, unsent, while the slot starts the replacement (whose
 /// initializer is waiting when this returns).
 fn a_call_waiting_for_a_start(name: &str) -> (Pool, procpool::AsyncResult<(u64, u32)>, Waiting) {
-    let dir = support::marker_dir("cancel", name);
-    let gate = gate_of(&dir);
-    let (pool, aside) = slow_replacements(name, &gate, false);
+    let (pool, scene) = slow_scene(name, false);
+    let dir = scene.dir.to_path_buf();
     let (_, pid) = apply_mark(&pool, dir.clone(), 0, 0).unwrap();
     // SAFETY: kill(2) of our own worker.
     unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     let waits = apply_async_mark(&pool, dir.clone(), 1, 0);
-    wait_for(&aside.join("waiting"));
+    wait_for(&scene.aside.join("waiting"));
     // (Give the slot the moment it needs to take the call, if it has not.)
     std::thread::sleep(Duration::from_millis(50));
-    (pool, waits, Waiting { dir, gate, aside })
+    (pool, waits, scene)
+}
+
+/// A pool of [`slow_replacements`] (retired after each task if `retire`)
+/// and the directories of its test, named `name`.
+fn slow_scene(name: &str, retire: bool) -> (Pool, Waiting) {
+    let dir = support::marker_dir("cancel", name);
+    let gate = gate_of(&dir);
+    let (pool, aside) = slow_replacements(name, &gate, retire);
+    (pool, Waiting { dir, gate, aside })
 }
 
 /// A call waiting for the worker that replaces a dead one (its slot holds
@@ -664,9 +672,7 @@ fn close_and_cancel_cancels_a_call_waiting_for_its_workers_start() {
 #[test]
 fn a_map_async_partly_run_answers_not_started() {
     let _serial = serial();
-    let dir = support::marker_dir("cancel", "partly-run");
-    let gate = gate_of(&dir);
-    let (pool, aside) = slow_replacements("partly-run", &gate, true);
+    let (pool, Waiting { dir, gate, aside }) = slow_scene("partly-run", true);
     let items: Vec<(PathBuf, u64, u64)> = (0..3).map(|i| (dir.clone(), i, 0)).collect();
     let r = map_async_mark_with(&pool, items, MapOptions::new().chunksize(1));
     // Chunk 0 ran and its worker retired; the replacement waits.
@@ -696,9 +702,7 @@ fn a_map_async_partly_run_answers_not_started() {
 #[test]
 fn close_and_cancel_does_not_count_a_call_that_finished_before_its_slots_next_start() {
     let _serial = serial();
-    let dir = support::marker_dir("cancel", "finished-then-start");
-    let gate = gate_of(&dir);
-    let (pool, aside) = slow_replacements("finished-then-start", &gate, true);
+    let (pool, Waiting { dir, gate, aside }) = slow_scene("finished-then-start", true);
     let done = apply_async_mark(&pool, dir.clone(), 0, 0);
     assert_eq!(done.get_timeout(Duration::from_secs(30)).unwrap().0, 0);
     // Its worker retired; the replacement waits in its initializer.
