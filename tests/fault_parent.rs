@@ -33,12 +33,7 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
     BufReader::new(parent.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let workers: Vec<u32> = line
-        .strip_prefix("workers ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let workers = announced_workers(&line);
     assert_eq!(workers.len(), 2);
     assert_ne!(workers[0], workers[1]);
     assert!(workers.iter().all(|&p| alive(p)));
@@ -71,6 +66,58 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
         "orphaned workers gone {:?} after SIGKILL",
         killed_at.elapsed()
     );
+    assert_no_children();
+}
+
+/// The kernel clears a process's parent-death signal when its effective
+/// user or group id changes, even for a moment (a task that drops root to
+/// open a file as another user, then takes it back): such a worker, forked
+/// or spawned, once outlived a SIGKILLed parent, idle for ever. Now the
+/// fork server kills the workers it forked as it exits, and a spawned
+/// worker's main thread watches its parent.
+#[test]
+fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
+    let _serial = serial();
+    for fork_server in ["1", "0"] {
+        let mut parent = Command::new(HELPER)
+            .arg("orphan-creds")
+            .env("PROCPOOL_FORK_SERVER", fork_server)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let workers = announced_workers(&line);
+        assert_eq!(workers.len(), 2);
+        assert!(workers.iter().all(|&p| alive(p)));
+        parent.kill().unwrap(); // SIGKILL
+        let killed_at = Instant::now();
+        parent.wait().unwrap();
+        // Within a second in fact; the bound leaves room for a heavily
+        // loaded machine.
+        let survivors: Vec<u32> = workers
+            .into_iter()
+            .filter(|&pid| {
+                !support::gone_within(
+                    pid,
+                    Duration::from_secs(5).saturating_sub(killed_at.elapsed()),
+                )
+            })
+            .collect();
+        for &pid in &survivors {
+            // Killed here, or they would hold this test's output open.
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        assert!(
+            survivors.is_empty(),
+            "workers {survivors:?} (PROCPOOL_FORK_SERVER={fork_server}) outlived their parent by 5 s"
+        );
+        println!(
+            "PROCPOOL_FORK_SERVER={fork_server}: workers gone {:?} after SIGKILL",
+            killed_at.elapsed()
+        );
+    }
     assert_no_children();
 }
 
@@ -341,6 +388,15 @@ fn terminate_during_retirements_reports_nothing() {
     assert_no_children();
 }
 
+/// The pids on the helper's line `workers <pid> <pid>`.
+fn announced_workers(line: &str) -> Vec<u32> {
+    line.strip_prefix("workers ")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect()
+}
+
 /// Starts the helper in a process group of its own, as a shell starts a
 /// foreground job, and returns it once it printed its first line.
 fn start_job(args: &[&str]) -> (Child, String) {
@@ -411,12 +467,7 @@ fn a_program_that_handles_ctrl_c_may_terminate_its_running_tasks() {
 fn workers_die_within_a_second_of_a_program_killed_by_ctrl_c() {
     let _serial = serial();
     let (mut job, line) = start_job(&["orphan"]);
-    let workers: Vec<u32> = line
-        .strip_prefix("workers ")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let workers = announced_workers(&line);
     ctrl_c(&job);
     let killed_at = Instant::now();
     let status = job.wait().unwrap();

@@ -160,6 +160,9 @@ pub(crate) fn fork_server_serves() -> Option<bool> {
 /// A worker's channel, checked and mapped (its fd closed).
 pub(crate) struct WorkerChannel {
     pub(crate) map: SharedMap,
+    /// The process the worker dies with, its parent: the pool's process,
+    /// or the fork server that forked it.
+    pub(crate) parent: u32,
 }
 
 /// Maps the channel left at `fd` after checking it is one that `parent`
@@ -169,7 +172,7 @@ fn adopt_channel(fd: RawFd, parent: u32) -> Result<WorkerChannel, String> {
     sys::memfd_named(fd, CHANNEL_NAME)?;
     let map = SharedMap::adopt(fd).map_err(|e| format!("fd {fd}: {e}"))?;
     match shm::maker(&map)? {
-        maker if maker == parent => Ok(WorkerChannel { map }),
+        maker if maker == parent => Ok(WorkerChannel { map, parent }),
         maker => Err(format!(
             "fd {fd} is a channel of process {maker}, not of process {parent} named in \
              {ENV_PARENT_PID}"
@@ -235,7 +238,7 @@ pub(crate) fn take_fork_server() -> Result<Option<ForkServer>, String> {
         }
         Err(what) => return Err(format!("{role}, but {what}")),
     }
-    sys::die_with_parent(parent);
+    sys::signal_at_parent_death(parent);
     std::env::remove_var(server::ENV_SERVER_FD);
     std::env::remove_var(ENV_PARENT_PID);
     Ok(Some(ForkServer::new(fd, parent)))

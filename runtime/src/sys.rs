@@ -23,11 +23,11 @@ mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
-    affinity, arg_area, block_child_signal, child_signals, drain_signals, fork, lead_process_group,
+    affinity, arg_area, block_server_signals, drain_signals, fork, lead_process_group,
     message_pair, reap_any, reap_own_children, recv_message, rename_arg, resource_limits,
-    restore_child_action, restore_stdout, room_under, say, send_message, set_affinity,
-    set_resource_limits, set_umask, set_up_child, silence_stdout, stdio_to_null, thread_count,
-    umask, wait_readable, ArgArea, ChildAction,
+    restore_child_action, restore_stdout, room_under, say, send_message, server_signals,
+    set_affinity, set_resource_limits, set_umask, set_up_child, signal_at_parent_death,
+    silence_stdout, stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
 };
 pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
@@ -458,11 +458,55 @@ impl WorkerProcess {
 /// In a worker: asks the kernel to SIGKILL this process when the thread that
 /// started it ends (with its process, even by SIGKILL), then exits at once if
 /// that already happened: the parent `parent` is no longer our parent.
+///
+/// The kernel clears that request whenever the process's effective or
+/// file-system user or group id changes (a task that drops root for a
+/// moment): the fork server kills the workers it forked itself (see
+/// [`signal_at_parent_death`]), and a spawned worker's waiting thread
+/// watches its parent ([`wait_for_parent_end`]).
 pub(crate) fn die_with_parent(parent: u32) {
-    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    let ppid = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32);
-    if ppid != parent {
+    ask_parent_death_signal(parent, Signal::KILL);
+}
+
+/// Asks the kernel for `signal` when the thread that started this process
+/// ends; exits at once if `parent` is no longer this process's parent.
+fn ask_parent_death_signal(parent: u32, signal: Signal) {
+    let _ = rustix::process::set_parent_process_death_signal(Some(signal));
+    if parent_pid() != parent {
         exit_immediately(1);
+    }
+}
+
+/// This process's parent's pid (0 if it has none).
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32)
+}
+
+/// In a worker: blocks the calling thread until the process `parent`, this
+/// process's parent, has ended. Returns `true` then (at once if it had
+/// already: it is no longer our parent), `false` at once if it cannot be
+/// watched (no pidfd).
+pub(crate) fn wait_for_parent_end(parent: u32) -> bool {
+    loop {
+        let opened = pidfd_open(parent);
+        // Looked at after the open: had `parent` ended before it, this
+        // process would have been handed to another parent first, so a
+        // pidfd opened while `parent` is still ours names it, not a process
+        // that took its pid since.
+        if parent_pid() != parent {
+            return true;
+        }
+        let Ok(pidfd) = opened else {
+            return false;
+        };
+        pidfd_wait(pidfd.as_fd(), None);
+        // The parent's end hands this process to another parent before the
+        // pidfd wakes; any other return (a task closed the fd under this
+        // thread) watches again, after a pause.
+        if parent_pid() != parent {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -561,6 +605,16 @@ pub(crate) fn kill(pid: u32) {
     if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = rustix::process::kill_process_group(pid, Signal::KILL);
         // The worker itself, in case a task moved it to another group.
+        let _ = rustix::process::kill_process(pid, Signal::KILL);
+    }
+}
+
+/// Sends SIGKILL to worker `pid` alone, as the parent-death signal it asked
+/// for would (see [`die_with_parent`]): the processes its tasks started are
+/// left as that signal leaves them. The caller guarantees `pid` is its own
+/// unreaped child.
+pub(crate) fn kill_alone(pid: u32) {
+    if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
         let _ = rustix::process::kill_process(pid, Signal::KILL);
     }
 }

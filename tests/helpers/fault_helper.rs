@@ -8,6 +8,11 @@
 //! - `orphan`: starts two workers, prints their pids (read from /proc; a fork
 //!   server's workers are its children), then sleeps until
 //!   killed (at most a minute), so the test can kill this parent.
+//! - `orphan-creds`: as `orphan`, but first each worker runs a task that
+//!   changes its effective user id and back (as root; elsewhere, where that
+//!   is not allowed, it clears its parent-death signal itself, which is all
+//!   such a change does to a worker), and the line `workers` lists the
+//!   workers that ran it.
 //! - `exec`: as `orphan`, then replaces itself with `sleep 60` (`exec`),
 //!   its pool still up.
 //! - `retire-loop`: with a logger that prints procpool's warnings to stderr,
@@ -34,6 +39,30 @@ use procpool::{pool_task, Error, Pool};
 #[pool_task]
 fn exit_with(code: i32) -> u32 {
     std::process::exit(code)
+}
+
+/// Changes this worker's effective user id and back, as a task that drops
+/// root for a moment does (the kernel then clears the parent-death signal);
+/// where that is not allowed (not root), clears that signal itself. Naps
+/// `ms`, so that a burst of these goes round the idle workers. Returns the
+/// worker's pid and its parent-death signal afterwards.
+#[pool_task]
+fn change_credentials(ms: u64) -> (u32, i32) {
+    // SAFETY: system calls on this process's own credentials and
+    // parent-death signal; `signal` is a valid place for prctl to write.
+    let signal = unsafe {
+        if libc::geteuid() == 0 {
+            assert_eq!(libc::seteuid(65534), 0, "seteuid(nobody)");
+            assert_eq!(libc::seteuid(0), 0, "seteuid(root)");
+        } else {
+            assert_eq!(libc::prctl(libc::PR_SET_PDEATHSIG, 0), 0);
+        }
+        let mut signal: libc::c_int = -1;
+        libc::prctl(libc::PR_GET_PDEATHSIG, &mut signal as *mut libc::c_int);
+        signal
+    };
+    std::thread::sleep(Duration::from_millis(ms));
+    (std::process::id(), signal)
 }
 
 #[pool_task]
@@ -303,6 +332,18 @@ fn main() -> Result<(), Error> {
         }
         Some("orphan") => {
             let _pool = pool_of_two_announced()?;
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some("orphan-creds") => {
+            let pool = Pool::new(2)?;
+            let first = apply_async_change_credentials(&pool, 300);
+            let second = apply_async_change_credentials(&pool, 300);
+            let ((a, signal_a), (b, signal_b)) = (first.get()?, second.get()?);
+            assert_ne!(a, b, "both workers ran it");
+            assert_eq!((signal_a, signal_b), (0, 0), "the signal was not cleared");
+            println!("workers {a} {b}");
+            println!("servers{}", fork_servers());
+            std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
         Some("exec") => {

@@ -15,12 +15,15 @@
 //!   spawns. It declines (and the parent spawns) a worker whose data or
 //!   address-space limit, lowered since `init()`, is below what the server
 //!   maps: the worker could allocate nothing.
-//! - Dying with the parent: the server asked the kernel to kill it when the
-//!   thread that started it ends, and each worker asks the same of the
-//!   server's thread that forked it, which ends only with the server's
-//!   process; so a SIGKILL of the parent takes
-//!   the server and then every worker with it. It also exits when its
-//!   socket reads end of file.
+//! - Dying with the parent: the server asked the kernel for a SIGTERM
+//!   (blocked, read from its signalfd) when the thread that started it
+//!   ends, and exits when its socket reads end of file; either way it
+//!   kills every worker it forked before it exits. Each worker also asks
+//!   the kernel to kill it when the server's thread that forked it ends,
+//!   which ends only with the server's process; that request alone would
+//!   not do, as the kernel clears it when a task changes the worker's
+//!   credentials. So a SIGKILL of the parent takes the server and every
+//!   worker with it.
 //! - It reaps its workers and relays each exit status to the parent.
 //! - Each request brings the parent's environment and working directory of
 //!   the moment; the server takes them itself before it forks (when they
@@ -71,12 +74,14 @@ impl ForkServer {
     /// thread (see `worker::serve_at_exit`).
     pub(crate) fn serve_among(self, threads: usize) -> WorkerChannel {
         let ForkServer { sock, parent } = self;
-        let say = |answer: Answer| {
+        let say = |workers: &HashMap<u32, u64>, answer: Answer| {
             // The parent gone: nothing to serve.
             if sys::send_message(sock.as_fd(), &answer.encode(), &[]).is_err() {
-                sys::exit_immediately(0);
+                leave(workers);
             }
         };
+        // Token of each live worker, by pid.
+        let mut workers: HashMap<u32, u64> = HashMap::new();
         let pid = std::process::id();
         // The server relays each worker's exit status, so it reaps them
         // itself, whatever SIGCHLD action the program inherited (a parent
@@ -84,54 +89,49 @@ impl ForkServer {
         // take the program's action back.
         let ready = sys::stdio_to_null().and_then(|()| {
             let inherited = sys::reap_own_children()?;
-            Ok((sys::child_signals()?, inherited))
+            Ok((sys::server_signals()?, inherited))
         });
         let (signals, inherited) = match (ready, sys::thread_count()) {
             (Ok(ready), n) if n == threads => ready,
-            (Ok(_), threads) => {
-                let why = format!("the program runs {threads} threads before init()");
-                say(Answer::Hello {
-                    pid,
-                    ready: false,
-                    why,
-                });
-                sys::exit_immediately(0);
-            }
-            (Err(e), _) => {
-                let why = format!("cannot set up: {e}");
-                say(Answer::Hello {
-                    pid,
-                    ready: false,
-                    why,
-                });
-                sys::exit_immediately(0);
+            (ready, threads) => {
+                let why = match ready {
+                    Ok(_) => format!("the program runs {threads} threads before init()"),
+                    Err(e) => format!("cannot set up: {e}"),
+                };
+                let ready = false;
+                say(&workers, Answer::Hello { pid, ready, why });
+                leave(&workers);
             }
         };
-        say(Answer::Hello {
-            pid,
-            ready: true,
-            why: String::new(),
-        });
-        // Token of each live worker, by pid.
-        let mut workers: HashMap<u32, u64> = HashMap::new();
+        say(
+            &workers,
+            Answer::Hello {
+                pid,
+                ready: true,
+                why: String::new(),
+            },
+        );
         let mut context = Context::current();
         let mut buf = vec![0u8; MAX_REQUEST];
         loop {
-            let Ok((request, children)) = sys::wait_readable(sock.as_fd(), signals.as_fd()) else {
-                sys::exit_immediately(0);
+            let Ok((request, signalled)) = sys::wait_readable(sock.as_fd(), signals.as_fd()) else {
+                leave(&workers);
             };
-            if children {
-                sys::drain_signals(signals.as_fd());
+            if signalled {
+                let parent_ended = sys::drain_signals(signals.as_fd());
                 while let Some((child, status)) = sys::reap_any() {
                     if let Some(token) = workers.remove(&child) {
-                        say(Answer::Exited { token, status });
+                        say(&workers, Answer::Exited { token, status });
                     }
+                }
+                if parent_ended {
+                    leave(&workers);
                 }
             }
             if request {
                 let mut fds = Vec::new();
                 let len = match sys::recv_message(sock.as_fd(), &mut buf, &mut fds) {
-                    Ok(Some(0)) | Err(_) => sys::exit_immediately(0),
+                    Ok(Some(0)) | Err(_) => leave(&workers),
                     Ok(None) => continue,
                     Ok(Some(len)) => len,
                 };
@@ -154,6 +154,16 @@ impl ForkServer {
             }
         }
     }
+}
+
+/// Ends the server: kills every worker it forked that it has not reaped
+/// (so none can have been replaced by another process under its pid),
+/// then exits. Its parent is gone, or is to start workers the other way.
+fn leave(workers: &HashMap<u32, u64>) -> ! {
+    for &pid in workers.keys() {
+        sys::kill_alone(pid);
+    }
+    sys::exit_immediately(0)
 }
 
 /// What every fork of the server needs.
@@ -186,14 +196,15 @@ fn fork_one(
         inherited,
     } = *forking;
     let token = request.token;
-    let answer = |answer: Answer, pidfd: Option<&OwnedFd>| {
+    let answer = |workers: &HashMap<u32, u64>, answer: Answer, pidfd: Option<&OwnedFd>| {
         let fds: Vec<_> = pidfd.map(AsFd::as_fd).into_iter().collect();
         if sys::send_message(sock.as_fd(), &answer.encode(), &fds).is_err() {
-            sys::exit_immediately(0);
+            leave(workers);
         }
     };
     let [channel, stdout, stderr] = &fds[..] else {
         answer(
+            workers,
             Answer::Failed {
                 token,
                 errno: EINVAL,
@@ -204,6 +215,7 @@ fn fork_one(
     };
     if sys::thread_count() != threads {
         answer(
+            workers,
             Answer::Failed {
                 token,
                 errno: EINVAL,
@@ -217,6 +229,7 @@ fn fork_one(
         // this process maps (its serving thread's task stack is 256 MiB):
         // the worker could allocate nothing. The caller spawns it instead.
         answer(
+            workers,
             Answer::Failed {
                 token,
                 errno: ENOMEM,
@@ -227,7 +240,7 @@ fn fork_one(
     }
     if let Err(errno) = context.take_from(&request) {
         // The caller starts this worker the other way.
-        answer(Answer::Failed { token, errno }, None);
+        answer(workers, Answer::Failed { token, errno }, None);
         return None;
     }
     let (args, limits) = (context.args, &context.limits);
@@ -259,11 +272,12 @@ fn fork_one(
             match sys::pidfd_open(pid) {
                 Ok(pidfd) => {
                     workers.insert(pid, token);
-                    answer(Answer::Forked { token, pid }, Some(&pidfd));
+                    answer(workers, Answer::Forked { token, pid }, Some(&pidfd));
                 }
                 Err(e) => {
                     sys::kill(pid);
                     answer(
+                        workers,
                         Answer::Failed {
                             token,
                             errno: e.raw_os_error().unwrap_or(0),
@@ -276,6 +290,7 @@ fn fork_one(
         }
         Err(e) => {
             answer(
+                workers,
                 Answer::Failed {
                     token,
                     errno: e.raw_os_error().unwrap_or(0),
@@ -387,7 +402,11 @@ fn become_worker(
         super::name_forked_worker(args);
     }
     match super::adopt_channel(CHANNEL_FD, parent) {
-        Ok(channel) => channel,
+        // It dies with the server, which kills it should the parent end.
+        Ok(channel) => WorkerChannel {
+            parent: server,
+            ..channel
+        },
         Err(why) => super::refuse_start(&format!("forked as a worker, but {why}")),
     }
 }

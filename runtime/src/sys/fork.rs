@@ -123,10 +123,19 @@ pub(crate) fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(usize::MAX, |dir| dir.count())
 }
 
-/// Blocks SIGCHLD in the calling thread (and so in the threads it starts
-/// from now on), which [`child_signals`] needs of every thread.
-pub(crate) fn block_child_signal() -> io::Result<()> {
-    let set = child_signal_set();
+/// The signal the fork server asks for when its parent ends (see
+/// [`signal_at_parent_death`]): SIGTERM, blocked in every thread of the
+/// server and read from its signalfd ([`server_signals`]), so that it can
+/// kill its workers before it exits. (A SIGTERM sent by anyone else ends it
+/// the same way.)
+const PARENT_ENDED: libc::c_int = libc::SIGTERM;
+const _: () = assert!(PARENT_ENDED == rustix::process::Signal::TERM.as_raw());
+
+/// Blocks SIGCHLD and [`PARENT_ENDED`] in the calling thread (and so in the
+/// threads it starts from now on), which [`server_signals`] needs of every
+/// thread.
+pub(crate) fn block_server_signals() -> io::Result<()> {
+    let set = server_signal_set();
     // SAFETY: sigprocmask reads the initialised set and returns an integer.
     unsafe {
         if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == -1 {
@@ -136,15 +145,29 @@ pub(crate) fn block_child_signal() -> io::Result<()> {
     Ok(())
 }
 
-/// The set of SIGCHLD alone.
-fn child_signal_set() -> libc::sigset_t {
+/// The set of SIGCHLD and [`PARENT_ENDED`].
+fn server_signal_set() -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the set before sigaddset reads it.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, PARENT_ENDED);
         set
     }
+}
+
+/// In the fork server: asks the kernel for [`PARENT_ENDED`] when the thread
+/// that started it ends (with its process, even by SIGKILL), then exits at
+/// once if that already happened: the parent `parent` is no longer our
+/// parent. (Until the signal is blocked, its default action ends the server
+/// as SIGKILL would.)
+///
+/// Not SIGKILL, as a worker asks for ([`die_with_parent`](super::die_with_parent)):
+/// the server kills its workers first, since the kernel clears a worker's
+/// own parent-death signal when a task changes its credentials.
+pub(crate) fn signal_at_parent_death(parent: u32) {
+    super::ask_parent_death_signal(parent, rustix::process::Signal::TERM);
 }
 
 /// SIGCHLD's action as this process found it, when that action had the
@@ -194,12 +217,14 @@ pub(crate) fn restore_child_action(action: &ChildAction) {
     }
 }
 
-/// Blocks SIGCHLD and returns a signalfd that becomes readable when a child
-/// ends (the fork server's way of reaping without a handler; every other
-/// thread must block SIGCHLD too, or a signal it takes is lost).
-pub(crate) fn child_signals() -> io::Result<OwnedFd> {
-    block_child_signal()?;
-    let set = child_signal_set();
+/// Blocks SIGCHLD and [`PARENT_ENDED`] and returns a signalfd that becomes
+/// readable when a child ends or the parent did (the fork server's way of
+/// reaping without a handler; every other thread must block both too, or
+/// a signal it takes is lost, or ends the server before it kills its
+/// workers).
+pub(crate) fn server_signals() -> io::Result<OwnedFd> {
+    block_server_signals()?;
+    let set = server_signal_set();
     // SAFETY: signalfd reads the initialised set and returns an integer.
     unsafe {
         let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
@@ -210,10 +235,20 @@ pub(crate) fn child_signals() -> io::Result<OwnedFd> {
     }
 }
 
-/// Empties a signalfd from [`child_signals`].
-pub(crate) fn drain_signals(fd: BorrowedFd<'_>) {
-    let mut info = [0u8; 128];
-    while rustix::io::read(fd, &mut info).is_ok_and(|n| n > 0) {}
+/// Empties a signalfd from [`server_signals`]; says whether
+/// [`PARENT_ENDED`] was among its signals.
+pub(crate) fn drain_signals(fd: BorrowedFd<'_>) -> bool {
+    const INFO: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+    let mut infos = [0u8; 16 * INFO];
+    let mut ended = false;
+    while let Ok(n @ 1..) = rustix::io::read(fd, &mut infos) {
+        // Each record starts with its signal's number (`ssi_signo`, a u32).
+        for info in infos[..n].chunks_exact(INFO) {
+            let signal = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
+            ended |= signal == PARENT_ENDED as u32;
+        }
+    }
+    ended
 }
 
 /// Reaps one ended child, if any: its pid and raw wait status.

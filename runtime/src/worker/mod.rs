@@ -72,7 +72,7 @@ pub(crate) fn serve_at_exit(what: Deferred) {
     let saved = sys::silence_stdout().ok();
     if let Deferred::Forks(_) = what {
         // Before the harness starts its threads, which inherit the mask.
-        let _ = sys::block_child_signal();
+        let _ = sys::block_server_signals();
     }
     *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some((what, saved));
     extern "C" fn serve() {
@@ -137,13 +137,18 @@ const TASK_STACK: usize = 256 << 20;
 
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
 /// ends the process; on a thread of its own with a [`TASK_STACK`]-byte
-/// stack (this one waits for it), or here if it cannot be started.
+/// stack, or here if it cannot be started. Meanwhile this thread watches
+/// the parent and ends the process when it ends: the kernel's parent-death
+/// signal does that, unless a task changed the process's credentials,
+/// which clears it (see `sys::die_with_parent`).
 pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
+    let parent = channel.parent;
     let channel = on_task_stack(
         channel,
         move |channel| serve_here(channel, exit),
         EXIT_PROTOCOL,
+        Some(parent),
     );
     serve_here(channel, exit)
 }
@@ -156,26 +161,30 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
 /// Returns only in a worker, and only there.
 pub(crate) fn serve_forks(server: ForkServer, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
-    // Before the thread starts, which inherits the mask: SIGCHLD blocked in
-    // every thread of the server, for its signalfd.
-    let _ = sys::block_child_signal();
+    // Before the thread starts, which inherits the mask: SIGCHLD and the
+    // parent's end blocked in every thread of the server, for its signalfd.
+    let _ = sys::block_server_signals();
     // (The server ends the process when its parent goes away.)
     let server = on_task_stack(
         server,
         move |server| serve_here(server.serve_among(2), exit),
         0,
+        None,
     );
     run(server.serve(), exit)
 }
 
 /// Runs `serve(what)` on a thread named `procpool-worker` with a
-/// [`TASK_STACK`]-byte stack, while this thread waits for it (and ends the
-/// process with exit code `code` should it return); gives `what` back if
-/// that thread cannot be started.
+/// [`TASK_STACK`]-byte stack, which ends the process with exit code `code`
+/// should `serve` return or unwind; gives `what` back if that thread cannot
+/// be started. Meanwhile this thread waits for that one, or, given
+/// `watch`, for the process `watch` (this one's parent) to end, and then
+/// ends the process.
 fn on_task_stack<T: Send + 'static>(
     what: T,
     serve: impl FnOnce(T) + Send + 'static,
     code: i32,
+    watch: Option<u32>,
 ) -> T {
     // Taken back from here if the thread does not start.
     let slot = std::sync::Arc::new(std::sync::Mutex::new(Some(what)));
@@ -186,10 +195,17 @@ fn on_task_stack<T: Send + 'static>(
         .spawn(move || {
             let what = theirs.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(what) = what {
-                serve(what);
+                // Here, not in the thread that started this one: that
+                // thread may be watching the parent rather than joining.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(what)));
+                end_process(code);
             }
         });
     if let Ok(serving) = serving {
+        if watch.is_some_and(sys::wait_for_parent_end) {
+            // As the parent-death signal would: at once.
+            sys::exit_immediately(1);
+        }
         let _ = serving.join();
         end_process(code);
     }
