@@ -160,9 +160,11 @@ pub(crate) fn fork_server_serves() -> Option<bool> {
 /// A worker's channel, checked and mapped (its fd closed).
 pub(crate) struct WorkerChannel {
     pub(crate) map: SharedMap,
-    /// The process the worker dies with, its parent: the pool's process,
-    /// or the fork server that forked it.
-    pub(crate) parent: u32,
+    /// The process whose end the worker watches for (see `worker::run`):
+    /// its parent, the pool's process, for a spawned worker; none for a
+    /// forked one, which the fork server kills as it exits (see
+    /// `server::leave`), as a program's forked workers never watch.
+    pub(crate) watch: Option<u32>,
 }
 
 /// Maps the channel left at `fd` after checking it is one that `parent`
@@ -172,7 +174,10 @@ fn adopt_channel(fd: RawFd, parent: u32) -> Result<WorkerChannel, String> {
     sys::memfd_named(fd, CHANNEL_NAME)?;
     let map = SharedMap::adopt(fd).map_err(|e| format!("fd {fd}: {e}"))?;
     match shm::maker(&map)? {
-        maker if maker == parent => Ok(WorkerChannel { map, parent }),
+        maker if maker == parent => Ok(WorkerChannel {
+            map,
+            watch: Some(parent),
+        }),
         maker => Err(format!(
             "fd {fd} is a channel of process {maker}, not of process {parent} named in \
              {ENV_PARENT_PID}"

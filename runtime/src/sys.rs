@@ -29,7 +29,7 @@ pub(crate) use fork::{
     set_affinity, set_resource_limits, set_umask, set_up_child, signal_at_parent_death,
     silence_stdout, stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
 };
-pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
+pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, pidfd_wait_once, Epoll};
 pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
@@ -486,6 +486,12 @@ pub(crate) fn parent_pid() -> u32 {
 /// process's parent, has ended. Returns `true` then (at once if it had
 /// already: it is no longer our parent), `false` at once if it cannot be
 /// watched (no pidfd).
+///
+/// A task may close the pidfd under this thread (closing every fd from 3
+/// up, say) and reuse its number for a file of its own: a wake that finds
+/// another file there (after a signal, or as the wait began) leaves that
+/// number alone, neither waited on again nor closed, and watches through a
+/// new pidfd.
 pub(crate) fn wait_for_parent_end(parent: u32) -> bool {
     loop {
         let opened = pidfd_open(parent);
@@ -499,15 +505,33 @@ pub(crate) fn wait_for_parent_end(parent: u32) -> bool {
         let Ok(pidfd) = opened else {
             return false;
         };
-        pidfd_wait(pidfd.as_fd(), None);
-        // The parent's end hands this process to another parent before the
-        // pidfd wakes; any other return (a task closed the fd under this
-        // thread) watches again, after a pause.
-        if parent_pid() != parent {
-            return true;
+        let ours = file_identity(pidfd.as_fd());
+        let still_ours = loop {
+            let woke = pidfd_wait_once(pidfd.as_fd());
+            // The parent's end hands this process to another parent before
+            // the pidfd wakes.
+            if parent_pid() != parent {
+                return true;
+            }
+            let same = ours.is_some() && file_identity(pidfd.as_fd()) == ours;
+            if woke || !same {
+                break same;
+            }
+        };
+        if !still_ours {
+            // The number is a task's now, or nobody's: not ours to close.
+            std::mem::forget(pidfd);
         }
+        // Any other wake watches again, after a pause.
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// What tells an open file from another (its device and inode), or `None`
+/// if `fd` is not open.
+fn file_identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    let stat = rustix::fs::fstat(fd).ok()?;
+    Some((stat.st_dev as u64, stat.st_ino as u64))
 }
 
 /// Whether the calling thread is the process's main thread (the one that

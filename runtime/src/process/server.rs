@@ -402,9 +402,12 @@ fn become_worker(
         super::name_forked_worker(args);
     }
     match super::adopt_channel(CHANNEL_FD, parent) {
-        // It dies with the server, which kills it should the parent end.
+        // It dies with the server, which kills it as it exits (should the
+        // parent end): no watch of its own, which would hold a pidfd that
+        // its tasks see (in a test binary, whose forked workers serve
+        // through `worker::run`).
         Ok(channel) => WorkerChannel {
-            parent: server,
+            watch: None,
             ..channel
         },
         Err(why) => super::refuse_start(&format!("forked as a worker, but {why}")),

@@ -138,17 +138,19 @@ const TASK_STACK: usize = 256 << 20;
 /// Serves tasks on `channel` until told to stop or the parent is gone, then
 /// ends the process; on a thread of its own with a [`TASK_STACK`]-byte
 /// stack, or here if it cannot be started. Meanwhile this thread watches
-/// the parent and ends the process when it ends: the kernel's parent-death
-/// signal does that, unless a task changed the process's credentials,
-/// which clears it (see `sys::die_with_parent`).
+/// the parent of a spawned worker (the channel's `watch`) and ends the
+/// process when it ends: the kernel's parent-death signal does that,
+/// unless a task changed the process's credentials, which clears it (see
+/// `sys::die_with_parent`). A forked worker's parent, the fork server,
+/// kills it as it exits instead.
 pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
-    let parent = channel.parent;
+    let watch = channel.watch;
     let channel = on_task_stack(
         channel,
         move |channel| serve_here(channel, exit),
         EXIT_PROTOCOL,
-        Some(parent),
+        watch,
     );
     serve_here(channel, exit)
 }
