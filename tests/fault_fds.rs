@@ -10,10 +10,10 @@ use support::{assert_no_children, serial};
 
 procpool::enable_test_support!();
 
-/// This worker's open fds, each with what it points to, and its mappings
-/// of the channel's memory.
+/// This worker's pid and parent's, its open fds, each with what it points
+/// to, and its mappings of the channel's memory.
 #[pool_task]
-fn open_fds() -> (u32, Vec<(i32, String)>, usize) {
+fn open_fds() -> ((u32, u32), Vec<(i32, String)>, usize) {
     let mut fds = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
         let fd: i32 = entry.file_name().to_string_lossy().parse().unwrap();
@@ -27,7 +27,8 @@ fn open_fds() -> (u32, Vec<(i32, String)>, usize) {
         .lines()
         .filter(|l| l.contains("/memfd:procpool-channel"))
         .count();
-    (std::process::id(), fds, channels)
+    let pids = (std::process::id(), std::os::unix::process::parent_id());
+    (pids, fds, channels)
 }
 
 #[test]
@@ -41,8 +42,11 @@ fn workers_inherit_only_stdio_and_their_channel() {
     assert!(leaked > 2, "open failed");
     let pool = Pool::new(2).unwrap();
     for _ in 0..4 {
-        let (pid, fds, channels) = apply_open_fds(&pool).unwrap();
+        let ((pid, parent), fds, channels) = apply_open_fds(&pool).unwrap();
         assert_ne!(pid, std::process::id());
+        if std::env::var_os("PROCPOOL_FORK_SERVER").is_some_and(|v| v == "0") {
+            assert_eq!(parent, std::process::id(), "a spawned worker");
+        }
         let path_text = path.display().to_string();
         assert!(
             !fds.iter().any(|(_, target)| *target == path_text),
@@ -61,6 +65,27 @@ fn workers_inherit_only_stdio_and_their_channel() {
     drop(pool);
     // SAFETY: closing the fd opened above.
     unsafe { libc::close(leaked) };
+    assert_no_children();
+}
+
+/// The same with spawned workers, not forked ones: this test binary runs
+/// the test above alone, with `PROCPOOL_FORK_SERVER=0` (read at start).
+/// A spawned worker's first thread watches its parent without a
+/// descriptor of its own.
+#[test]
+fn spawned_workers_inherit_only_stdio_and_their_channel() {
+    // Its run is a child of this process, which other tests count.
+    let _serial = serial();
+    let test = "workers_inherit_only_stdio_and_their_channel";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--test-threads=1"])
+        .env("PROCPOOL_FORK_SERVER", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stdout}\n{stderr}", out.status);
+    assert!(stdout.contains("1 passed"), "{stdout}");
     assert_no_children();
 }
 

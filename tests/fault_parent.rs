@@ -121,45 +121,6 @@ fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
     assert_no_children();
 }
 
-/// A spawned worker's first thread watches its parent through a pidfd,
-/// which a task may close (every fd from 3 up, say) and whose number it
-/// may reuse. A wake of that thread (a signal) once closed the number
-/// there, the task's file; now it leaves the number alone, watches through
-/// a new pidfd, and the worker still dies with a SIGKILLed parent after a
-/// task changed its credentials.
-#[test]
-fn a_task_file_at_the_watched_pidfd_number_stays_open() {
-    let _serial = serial();
-    let mut parent = Command::new(HELPER)
-        .arg("watch-fd")
-        .env("PROCPOOL_FORK_SERVER", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
-    let mut kept = String::new();
-    stdout.read_line(&mut kept).unwrap();
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let workers = announced_workers(&line);
-    parent.kill().unwrap(); // SIGKILL
-    parent.wait().unwrap();
-    let survivors: Vec<u32> = workers
-        .into_iter()
-        .filter(|&pid| !support::gone_within(pid, Duration::from_secs(5)))
-        .collect();
-    for &pid in &survivors {
-        // Killed here, or they would hold this test's output open.
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
-    assert_eq!(kept.trim(), "kept Some(true)", "the task's file was closed");
-    assert!(
-        survivors.is_empty(),
-        "workers {survivors:?} outlived their parent by 5 s"
-    );
-    assert_no_children();
-}
-
 #[test]
 fn process_exit_in_a_task_is_worker_died_with_its_code() {
     let _serial = serial();

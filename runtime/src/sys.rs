@@ -29,7 +29,7 @@ pub(crate) use fork::{
     set_affinity, set_resource_limits, set_umask, set_up_child, signal_at_parent_death,
     silence_stdout, stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
 };
-pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, pidfd_wait_once, Epoll};
+pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
@@ -482,56 +482,25 @@ pub(crate) fn parent_pid() -> u32 {
     rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get() as u32)
 }
 
-/// In a worker: blocks the calling thread until the process `parent`, this
-/// process's parent, has ended. Returns `true` then (at once if it had
-/// already: it is no longer our parent), `false` at once if it cannot be
-/// watched (no pidfd).
-///
-/// A task may close the pidfd under this thread (closing every fd from 3
-/// up, say) and reuse its number for a file of its own: a wake that finds
-/// another file there (after a signal, or as the wait began) leaves that
-/// number alone, neither waited on again nor closed, and watches through a
-/// new pidfd.
-pub(crate) fn wait_for_parent_end(parent: u32) -> bool {
-    loop {
-        let opened = pidfd_open(parent);
-        // Looked at after the open: had `parent` ended before it, this
-        // process would have been handed to another parent first, so a
-        // pidfd opened while `parent` is still ours names it, not a process
-        // that took its pid since.
-        if parent_pid() != parent {
-            return true;
-        }
-        let Ok(pidfd) = opened else {
-            return false;
-        };
-        let ours = file_identity(pidfd.as_fd());
-        let still_ours = loop {
-            let woke = pidfd_wait_once(pidfd.as_fd());
-            // The parent's end hands this process to another parent before
-            // the pidfd wakes.
-            if parent_pid() != parent {
-                return true;
-            }
-            let same = ours.is_some() && file_identity(pidfd.as_fd()) == ours;
-            if woke || !same {
-                break same;
-            }
-        };
-        if !still_ours {
-            // The number is a task's now, or nobody's: not ours to close.
-            std::mem::forget(pidfd);
-        }
-        // Any other wake watches again, after a pause.
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-}
+/// How often a spawned worker's first thread looks whether its parent is
+/// still its parent (see [`wait_for_parent_end`]).
+const PARENT_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// What tells an open file from another (its device and inode), or `None`
-/// if `fd` is not open.
-fn file_identity(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
-    let stat = rustix::fs::fstat(fd).ok()?;
-    Some((stat.st_dev as u64, stat.st_ino as u64))
+/// In a spawned worker: blocks the calling thread until the process
+/// `parent`, this process's parent, has ended (the kernel then hands this
+/// process to another parent), looking every [`PARENT_CHECK`]; returns at
+/// once if it had already.
+///
+/// The kernel's parent-death signal ends the worker at once, first; this
+/// is for a worker whose task changed its credentials, which clears that
+/// signal. A look, not a pidfd: a pidfd would be a descriptor every task
+/// sees, and one a task may close or take the number of; a thread that
+/// wakes four times a second to read its parent's pid costs nothing a
+/// call can see.
+pub(crate) fn wait_for_parent_end(parent: u32) {
+    while parent_pid() == parent {
+        std::thread::sleep(PARENT_CHECK);
+    }
 }
 
 /// Whether the calling thread is the process's main thread (the one that

@@ -13,12 +13,6 @@
 //!   is not allowed, it clears its parent-death signal itself, which is all
 //!   such a change does to a worker), and the line `workers` lists the
 //!   workers that ran it.
-//! - `watch-fd`: in a spawned worker (run it with PROCPOOL_FORK_SERVER=0),
-//!   a task puts `/dev/null` at the number of the pidfd the worker watches
-//!   its parent through and signals the watching thread; prints `kept
-//!   Some(true)` if that file is still open 200 ms later; then runs
-//!   `change_credentials` there, prints `workers PID` and sleeps as
-//!   `orphan` does.
 //! - `exec`: as `orphan`, then replaces itself with `sleep 60` (`exec`),
 //!   its pool still up.
 //! - `retire-loop`: with a logger that prints procpool's warnings to stderr,
@@ -69,49 +63,6 @@ fn change_credentials(ms: u64) -> (u32, i32) {
     };
     std::thread::sleep(Duration::from_millis(ms));
     (std::process::id(), signal)
-}
-
-/// In a spawned worker: puts `/dev/null` at the number of the pidfd its
-/// first thread watches its parent through (as a task that closes every fd
-/// from 3 up, then opens files, may), interrupts that thread's wait with a
-/// signal, waits 200 ms and says whether its file is still open there,
-/// not closed (nor replaced by a new pidfd) (`None` where the worker holds
-/// no pidfd).
-#[pool_task]
-fn take_watch_fd() -> Option<bool> {
-    let watched = std::fs::read_dir("/proc/self/fd")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let target = std::fs::read_link(entry.path()).ok()?;
-            (target.to_str() == Some("anon_inode:[pidfd]"))
-                .then(|| entry.file_name().to_str()?.parse::<libc::c_int>().ok())
-                .flatten()
-        })?;
-    extern "C" fn nothing(_: libc::c_int) {}
-    // SAFETY: system calls on this process's own fds and signal actions;
-    // the path is a valid C string, the action initialised before use, and
-    // the handler does nothing.
-    unsafe {
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
-        assert!(null >= 0, "open /dev/null");
-        assert_eq!(libc::dup2(null, watched), watched, "dup2");
-        libc::close(null);
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = nothing as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        libc::sigemptyset(&mut action.sa_mask);
-        assert_eq!(
-            libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-            0
-        );
-        // The worker's first thread, which waits on the pidfd (its id is
-        // the process's).
-        let pid = libc::getpid();
-        assert_eq!(libc::syscall(libc::SYS_tgkill, pid, pid, libc::SIGUSR1), 0);
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let now = std::fs::read_link(format!("/proc/self/fd/{watched}"));
-    Some(now.is_ok_and(|target| target.to_str() == Some("/dev/null")))
 }
 
 #[pool_task]
@@ -395,16 +346,6 @@ fn main() -> Result<(), Error> {
             std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
-        Some("watch-fd") => {
-            // A spawned worker (PROCPOOL_FORK_SERVER=0).
-            let pool = Pool::new(1)?;
-            let kept = apply_take_watch_fd(&pool)?;
-            println!("kept {kept:?}");
-            let (pid, _) = apply_change_credentials(&pool, 0)?;
-            println!("workers {pid}");
-            std::io::stdout().flush().expect("stdout");
-            std::thread::sleep(Duration::from_secs(60));
-        }
         Some("exec") => {
             // As `orphan`, then the program replaces itself (`exec`) with
             // `sleep 60`, its pool still up: no destructor runs, and the
@@ -442,7 +383,7 @@ fn main() -> Result<(), Error> {
         _ => {
             eprintln!(
                 "usage: procpool-fault-helper exit CODE | orphan | origins | retire-loop | \
-                 ctrl-c finish|terminate | hello | deep | data-limit | watch-fd"
+                 ctrl-c finish|terminate | hello | deep | data-limit"
             );
             std::process::exit(2);
         }

@@ -160,13 +160,17 @@ fn server_signal_set() -> libc::sigset_t {
 /// In the fork server: asks the kernel for [`PARENT_ENDED`] when the thread
 /// that started it ends (with its process, even by SIGKILL), then exits at
 /// once if that already happened: the parent `parent` is no longer our
-/// parent. (Until the signal is blocked, its default action ends the server
-/// as SIGKILL would.)
+/// parent. Blocks it (with SIGCHLD) in the calling thread first, as every
+/// thread of the server must.
 ///
 /// Not SIGKILL, as a worker asks for ([`die_with_parent`](super::die_with_parent)):
 /// the server kills its workers first, since the kernel clears a worker's
 /// own parent-death signal when a task changes its credentials.
 pub(crate) fn signal_at_parent_death(parent: u32) {
+    // Blocked first: a SIGTERM handler the program set up before `init()`,
+    // or SIGTERM ignored, would take the signal in between, and the
+    // server would serve on until its socket's end of file.
+    let _ = block_server_signals();
     super::ask_parent_death_signal(parent, rustix::process::Signal::TERM);
 }
 

@@ -61,17 +61,6 @@ pub(crate) fn pidfd_wait(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> bo
     }
 }
 
-/// Waits until `pidfd` is readable (its process ended) or a signal
-/// interrupts the wait: says whether it woke for another reason than the
-/// signal (an fd that is not open any more, a failed wait, count too).
-pub(crate) fn pidfd_wait_once(pidfd: BorrowedFd<'_>) -> bool {
-    let mut fds = [PollFd::from_borrowed_fd(pidfd, PollFlags::IN)];
-    !matches!(
-        rustix::event::poll(&mut fds, None),
-        Err(rustix::io::Errno::INTR)
-    )
-}
-
 /// An epoll set of fds, each reported with a token once readable.
 pub(crate) struct Epoll(OwnedFd);
 

@@ -204,7 +204,8 @@ fn on_task_stack<T: Send + 'static>(
             }
         });
     if let Ok(serving) = serving {
-        if watch.is_some_and(sys::wait_for_parent_end) {
+        if let Some(parent) = watch {
+            sys::wait_for_parent_end(parent);
             // As the parent-death signal would: at once.
             sys::exit_immediately(1);
         }
