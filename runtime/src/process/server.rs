@@ -403,9 +403,8 @@ fn become_worker(
     }
     match super::adopt_channel(CHANNEL_FD, parent) {
         // It dies with the server, which kills it as it exits (should the
-        // parent end): no watch of its own, which would hold a pidfd that
-        // its tasks see (in a test binary, whose forked workers serve
-        // through `worker::run`).
+        // parent end): no watch of its own (in a test binary, whose forked
+        // workers serve through `worker::run`).
         Ok(channel) => WorkerChannel {
             watch: None,
             ..channel
