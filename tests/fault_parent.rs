@@ -74,7 +74,7 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
 /// open a file as another user, then takes it back): such a worker, forked
 /// or spawned, once outlived a SIGKILLed parent, idle for ever. Now the
 /// fork server kills the workers it forked as it exits, and a spawned
-/// worker's main thread watches its parent.
+/// worker's first thread looks four times a second for its parent's end.
 #[test]
 fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
     let _serial = serial();

@@ -219,7 +219,9 @@ pub(crate) fn take_worker_channel() -> Result<Option<WorkerChannel>, String> {
 
 /// In the fork server: its socket, checked (a Unix `SOCK_SEQPACKET` socket
 /// whose other end is the parent the environment names), with its variables
-/// removed from the environment (the workers it forks must not see them).
+/// removed from the environment (the workers it forks must not see them),
+/// and SIGCHLD and SIGTERM blocked in the calling thread, which starts
+/// every other thread of the server (see `sys::signal_at_parent_death`).
 /// `Ok(None)` in any other process; errors as [`take_worker_channel`]'s.
 pub(crate) fn take_fork_server() -> Result<Option<ForkServer>, String> {
     let Some(fd) = std::env::var_os(server::ENV_SERVER_FD) else {

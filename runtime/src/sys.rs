@@ -23,11 +23,11 @@ mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
 pub(crate) use fork::{
-    affinity, arg_area, block_server_signals, drain_signals, fork, lead_process_group,
-    message_pair, reap_any, reap_own_children, recv_message, rename_arg, resource_limits,
-    restore_child_action, restore_stdout, room_under, say, send_message, server_signals,
-    set_affinity, set_resource_limits, set_umask, set_up_child, signal_at_parent_death,
-    silence_stdout, stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
+    affinity, arg_area, drain_signals, fork, lead_process_group, message_pair, reap_any,
+    reap_own_children, recv_message, rename_arg, resource_limits, restore_child_action,
+    restore_stdout, room_under, say, send_message, server_signals, set_affinity,
+    set_resource_limits, set_umask, set_up_child, signal_at_parent_death, silence_stdout,
+    stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
 };
 pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
 pub(crate) use shm::{

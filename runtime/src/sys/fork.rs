@@ -128,13 +128,12 @@ pub(crate) fn thread_count() -> usize {
 /// server and read from its signalfd ([`server_signals`]), so that it can
 /// kill its workers before it exits. (A SIGTERM sent by anyone else ends it
 /// the same way.)
-const PARENT_ENDED: libc::c_int = libc::SIGTERM;
-const _: () = assert!(PARENT_ENDED == rustix::process::Signal::TERM.as_raw());
+const PARENT_ENDED: rustix::process::Signal = rustix::process::Signal::TERM;
 
 /// Blocks SIGCHLD and [`PARENT_ENDED`] in the calling thread (and so in the
 /// threads it starts from now on), which [`server_signals`] needs of every
 /// thread.
-pub(crate) fn block_server_signals() -> io::Result<()> {
+fn block_server_signals() -> io::Result<()> {
     let set = server_signal_set();
     // SAFETY: sigprocmask reads the initialised set and returns an integer.
     unsafe {
@@ -152,7 +151,7 @@ fn server_signal_set() -> libc::sigset_t {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
-        libc::sigaddset(&mut set, PARENT_ENDED);
+        libc::sigaddset(&mut set, PARENT_ENDED.as_raw());
         set
     }
 }
@@ -171,7 +170,7 @@ pub(crate) fn signal_at_parent_death(parent: u32) {
     // or SIGTERM ignored, would take the signal in between, and the
     // server would serve on until its socket's end of file.
     let _ = block_server_signals();
-    super::ask_parent_death_signal(parent, rustix::process::Signal::TERM);
+    super::ask_parent_death_signal(parent, PARENT_ENDED);
 }
 
 /// SIGCHLD's action as this process found it, when that action had the
@@ -249,7 +248,7 @@ pub(crate) fn drain_signals(fd: BorrowedFd<'_>) -> bool {
         // Each record starts with its signal's number (`ssi_signo`, a u32).
         for info in infos[..n].chunks_exact(INFO) {
             let signal = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-            ended |= signal == PARENT_ENDED as u32;
+            ended |= i32::try_from(signal) == Ok(PARENT_ENDED.as_raw());
         }
     }
     ended

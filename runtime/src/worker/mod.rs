@@ -69,11 +69,10 @@ pub(crate) enum Deferred {
 /// abort (`SIGABRT` instead of the task's exit code); on the harness's test
 /// thread, it exits as in any program.
 pub(crate) fn serve_at_exit(what: Deferred) {
+    // (A fork server's signals were blocked as it was taken, on this
+    // thread, before the harness starts its threads, which inherit the
+    // mask: see `process::take_fork_server`.)
     let saved = sys::silence_stdout().ok();
-    if let Deferred::Forks(_) = what {
-        // Before the harness starts its threads, which inherit the mask.
-        let _ = sys::block_server_signals();
-    }
     *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()) = Some((what, saved));
     extern "C" fn serve() {
         serve_deferred(1);
@@ -163,10 +162,10 @@ pub(crate) fn run(channel: WorkerChannel, exit: Exit) -> ! {
 /// Returns only in a worker, and only there.
 pub(crate) fn serve_forks(server: ForkServer, exit: Exit) -> ! {
     let _ = EXIT_MODE.set(exit);
-    // Before the thread starts, which inherits the mask: SIGCHLD and the
-    // parent's end blocked in every thread of the server, for its signalfd.
-    let _ = sys::block_server_signals();
-    // (The server ends the process when its parent goes away.)
+    // (The server's signals were blocked as it was taken, on this thread,
+    // so the serving thread inherits the mask: see
+    // `process::take_fork_server`. The server ends the process when its
+    // parent goes away.)
     let server = on_task_stack(
         server,
         move |server| serve_here(server.serve_among(2), exit),
