@@ -121,6 +121,67 @@ fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
     assert_no_children();
 }
 
+/// A fork server killed on its own (its parent gave up on it, or it
+/// crashed) takes its workers with it: their parent-death signal kills
+/// them, and the caller's death watch kills any whose task cleared that
+/// signal by changing credentials. Such a worker once served on with
+/// nothing left to end it, and outlived a SIGKILLed caller.
+#[test]
+fn workers_whose_task_changed_credentials_die_with_a_killed_fork_server() {
+    let _serial = serial();
+    let mut parent = Command::new(HELPER)
+        .arg("orphan-creds")
+        .env("PROCPOOL_FORK_SERVER", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let workers = announced_workers(&line);
+    line.clear();
+    stdout.read_line(&mut line).unwrap();
+    let servers: Vec<u32> = line
+        .strip_prefix("servers")
+        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(servers.len(), 1, "{line}");
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|&p| alive(p)));
+    let status = Command::new("kill")
+        .args(["-9", &servers[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let killed_at = Instant::now();
+    let survivors: Vec<u32> = workers
+        .into_iter()
+        .filter(|&pid| {
+            !support::gone_within(
+                pid,
+                Duration::from_secs(5).saturating_sub(killed_at.elapsed()),
+            )
+        })
+        .collect();
+    for &pid in &survivors {
+        // Killed here, or they would hold this test's output open.
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    assert!(
+        survivors.is_empty(),
+        "workers {survivors:?} outlived their fork server by 5 s"
+    );
+    println!(
+        "workers gone {:?} after the server's SIGKILL",
+        killed_at.elapsed()
+    );
+    assert_no_children();
+}
+
 #[test]
 fn process_exit_in_a_task_is_worker_died_with_its_code() {
     let _serial = serial();

@@ -55,6 +55,11 @@ impl Child {
         }
     }
 
+    /// Whether the fork server forked it.
+    pub(super) fn forked(&self) -> bool {
+        matches!(self, Child::Forked { .. })
+    }
+
     pub(super) fn pidfd(&self) -> &Arc<OwnedFd> {
         match self {
             Child::Spawned { process, .. } => process.pidfd(),

@@ -30,7 +30,7 @@ impl ShmLink {
     /// The link to `child`, whose channel's parent end `endpoint` is.
     pub(super) fn new(endpoint: Endpoint, child: Child, kill: Arc<KillSwitch>) -> ShmLink {
         let (dead, map) = endpoint.death_watch();
-        let watched = match watch::watch(child.pidfd(), dead.clone(), map) {
+        let watched = match watch::watch(child.pidfd(), dead.clone(), map, child.forked()) {
             Ok(watched) => Some(watched),
             Err(e) => {
                 // Waits could not see the worker die: fail at once instead.

@@ -4,7 +4,12 @@
 //! sets that worker's `dead` flag and wakes whoever waits on its channel, so
 //! every wait on a worker ends when the worker does, whoever else holds its
 //! channel (the worker's mapping is not inherited by processes it forks).
-//! The same thread reads the fork server's answers ([`super::forkserver`]).
+//! The same thread reads the fork server's answers ([`super::forkserver`]),
+//! and once the server is gone it kills every worker the server forked:
+//! they die with their server, as their parent-death signal would kill
+//! them, also a worker whose task changed its credentials (which clears
+//! that signal), which would otherwise serve on with nothing to end it
+//! should the caller later be SIGKILLed.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use super::forkserver;
 use crate::shm;
-use crate::sys::{Epoll, SharedMap};
+use crate::sys::{self, Epoll, SharedMap};
 
 /// What the watch does when a worker ends.
 struct Entry {
@@ -22,6 +27,8 @@ struct Entry {
     pidfd: OwnedFd,
     dead: Arc<AtomicBool>,
     map: Arc<SharedMap>,
+    /// Forked by the fork server: killed once the server is gone.
+    forked: bool,
 }
 
 struct DeathWatch {
@@ -49,18 +56,28 @@ impl Drop for Watched {
 }
 
 /// Sets `dead` and wakes the parent's waits on the channel in `map` once
-/// the process behind `pidfd` has ended.
+/// the process behind `pidfd` has ended; kills it once the fork server is
+/// gone if it is `forked` by that server.
 pub(super) fn watch(
     pidfd: &OwnedFd,
     dead: Arc<AtomicBool>,
     map: Arc<SharedMap>,
+    forked: bool,
 ) -> io::Result<Watched> {
     let watch = the_watch()?;
     let token = watch.next.fetch_add(1, Ordering::Relaxed);
     let pidfd = pidfd.try_clone()?;
     let mut entries = watch.lock();
     watch.epoll.add(pidfd.as_fd(), token)?;
-    entries.insert(token, Entry { pidfd, dead, map });
+    entries.insert(
+        token,
+        Entry {
+            pidfd,
+            dead,
+            map,
+            forked,
+        },
+    );
     Ok(Watched { watch, token })
 }
 
@@ -114,6 +131,23 @@ impl DeathWatch {
         }
     }
 
+    /// Kills every live worker the fork server forked (it is gone). Each
+    /// is then seen to end like any dead worker, and replaced.
+    fn kill_forked(&self) {
+        let entries = self.lock();
+        let forked: Vec<_> = entries.values().filter(|e| e.forked).collect();
+        if !forked.is_empty() {
+            log::debug!(
+                target: "procpool",
+                "the fork server is gone: its {} workers end with it",
+                forked.len()
+            );
+        }
+        for entry in forked {
+            sys::pidfd_kill(entry.pidfd.as_fd());
+        }
+    }
+
     fn run(&self) {
         let mut tokens = Vec::new();
         loop {
@@ -124,6 +158,7 @@ impl DeathWatch {
                         if let Some(server) = forkserver::socket() {
                             self.epoll.remove(server);
                         }
+                        self.kill_forked();
                     }
                     continue;
                 }

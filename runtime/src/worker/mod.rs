@@ -166,10 +166,12 @@ pub(crate) fn serve_forks(server: ForkServer, exit: Exit) -> ! {
     // so the serving thread inherits the mask: see
     // `process::take_fork_server`. The server ends the process when its
     // parent goes away.)
+    // A panic outside a task, in the server or in a worker it forked, ends
+    // the process as it ends a spawned worker: exit code 70.
     let server = on_task_stack(
         server,
         move |server| serve_here(server.serve_among(2), exit),
-        0,
+        EXIT_PROTOCOL,
         None,
     );
     run(server.serve(), exit)
