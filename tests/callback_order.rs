@@ -447,3 +447,57 @@ fn a_callback_waiting_on_its_own_result_gets_the_outcome() {
         drop(pool);
     });
 }
+
+/// Submits `echo(left)` with a callback that, unless `left` is 0, submits
+/// the next link the same way and waits for it, by `get` or by `.await`
+/// (on a minimal executor): each link's callback waits on the next one's
+/// result, whose callback waits in line behind it.
+fn link(pool: Pool, left: u64, by_await: bool, ran: Arc<Mutex<u64>>) -> procpool::AsyncResult<u64> {
+    let handle = pool.clone();
+    apply_async_echo(&pool, left).callback(move |v| {
+        *ran.lock().unwrap() += 1;
+        if v > 0 {
+            let next = link(handle, v - 1, by_await, ran);
+            let got = if by_await { block_on(next) } else { next.get() };
+            assert_eq!(got.unwrap(), v - 1);
+        }
+    })
+}
+
+/// Polls `future` to its end on this thread (a minimal executor: unlike
+/// `futures`' `block_on`, it may run inside itself).
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark()
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+/// A chain of tasks, each submitted and waited for by the previous one's
+/// callback, nests one run of callbacks per link on the callback thread:
+/// 5,000 links overflowed its stack and aborted the whole program (after
+/// about a thousand in a debug build).
+#[test]
+fn a_long_chain_of_callbacks_each_waiting_on_the_next_completes() {
+    for by_await in [false, true] {
+        within_a_minute("a chain of waiting callbacks", move || {
+            let pool = Pool::new(2).unwrap();
+            let ran = Arc::new(Mutex::new(0));
+            let first = link(pool.clone(), 5_000, by_await, ran.clone());
+            assert_eq!(first.get().unwrap(), 5_000);
+            assert_eq!(*ran.lock().unwrap(), 5_001, "by_await={by_await}");
+        });
+    }
+}

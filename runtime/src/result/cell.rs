@@ -26,6 +26,14 @@ use crate::callbacks;
 use crate::cancel::CancelOutcome;
 use crate::task::TaskInfo;
 
+/// The stack a callback thread keeps free before it runs the callbacks of a
+/// result it waits on (see [`ResultCell::help`]): room for the user's
+/// callbacks between two nested waits.
+const HELP_RED_ZONE: usize = 256 << 10;
+/// The stack segment [`ResultCell::help`] adds when less than
+/// [`HELP_RED_ZONE`] is left.
+const HELP_STACK: usize = 4 << 20;
+
 /// Where a task's outcome lands (see the module's documentation). Kept
 /// small: one is alive per pending task, so what only some results need
 /// (callbacks, listeners, threads or an executor waiting, a map's parts)
@@ -456,6 +464,17 @@ impl ResultCell {
         }
     }
 
+    /// [`run_callbacks`](Self::run_callbacks) by a callback thread that
+    /// waits on this result (see [`CellState::should_help`]), on a fresh
+    /// stack segment once its own runs low: a callback that waits on a
+    /// result whose callback waits on another, and so on (a chain of tasks
+    /// each submitted and waited for by the previous one's callback), nests
+    /// one such run per link, which overflowed the callback thread's 2 MiB
+    /// stack (and aborted the whole program) after some hundreds of links.
+    fn help(&self) {
+        stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || self.run_callbacks());
+    }
+
     /// Waits until the result is complete or `deadline` passes.
     pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
         // This thread's handle, taken once it has to wait.
@@ -467,7 +486,7 @@ impl ResultCell {
             }
             if state.should_help() {
                 drop(state);
-                self.run_callbacks();
+                self.help();
                 state = self.lock();
                 continue;
             }
@@ -543,7 +562,7 @@ impl ResultCell {
                 break;
             }
             drop(state);
-            self.run_callbacks();
+            self.help();
             state = self.lock();
         }
         // In a copy made by `fork`, nothing ever completes it (as in
