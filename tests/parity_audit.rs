@@ -1386,3 +1386,99 @@ fn dropping_a_result_does_not_cancel_its_task() {
     pool.join();
     assert!(call.exists() && map.exists());
 }
+
+#[pool_task]
+fn twice_text(s: String) -> String {
+    format!("{s}{s}")
+}
+
+/// An input whose `size_hint` claims an exact length it does not have
+/// (`size_hint` is only a hint): counting 0.. up to `end`, claiming `claim`.
+struct Miscounted {
+    next: u64,
+    end: u64,
+    claim: usize,
+}
+
+impl Iterator for Miscounted {
+    type Item = u64;
+
+    fn next(&mut self) -> Option<u64> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            self.next - 1
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.claim, Some(self.claim))
+    }
+}
+
+/// Every map form takes every item an input yields, no more and no fewer,
+/// whatever length its `size_hint` claims (numbers and text, which travel
+/// in different chunk forms).
+#[test]
+fn an_input_that_miscounts_itself_is_mapped_item_for_item() {
+    let _serial = serial();
+    let pool = Pool::new(2).unwrap();
+    for (end, claim) in [(40, 3), (3, 40), (0, 5), (5, 0), (100, 1)] {
+        let input = || Miscounted {
+            next: 0,
+            end,
+            claim,
+        };
+        let want: Vec<u64> = (0..end).map(|x| 2 * x).collect();
+        assert_eq!(map_double(&pool, input()).unwrap(), want, "{end}/{claim}");
+        assert_eq!(map_async_double(&pool, input()).get().unwrap(), want);
+        let ordered: Vec<u64> = imap_double(&pool, input()).map(Result::unwrap).collect();
+        assert_eq!(ordered, want, "{end}/{claim}");
+        let mut unordered: Vec<u64> = imap_unordered_double(&pool, input())
+            .map(Result::unwrap)
+            .collect();
+        unordered.sort_unstable();
+        assert_eq!(unordered, want, "{end}/{claim}");
+        let texts = || input().map(|x| x.to_string());
+        let want: Vec<String> = (0..end).map(|x| format!("{x}{x}")).collect();
+        assert_eq!(map_twice_text(&pool, texts()).unwrap(), want);
+        let ordered: Vec<String> = imap_twice_text(&pool, texts())
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ordered, want, "{end}/{claim}");
+    }
+}
+
+/// A map's input may itself call the pool (`apply`, `apply_async`, `map`,
+/// `imap`) as it is read, on a pool of one worker too, without a deadlock.
+#[test]
+fn a_maps_input_may_call_the_same_pool() {
+    let _serial = serial();
+    support::within(
+        Duration::from_secs(60),
+        "maps calling their pool",
+        maps_calling_their_pool,
+    );
+}
+
+fn maps_calling_their_pool() {
+    for processes in [1, 2] {
+        let pool = Pool::new(processes).unwrap();
+        let one = MapOptions::new().chunksize(1);
+        let inner = (0..30u64).map(|x| apply_double(&pool, x).unwrap());
+        let want: Vec<u64> = (0..30).map(|x| 4 * x).collect();
+        assert_eq!(map_double_with(&pool, inner, one).unwrap(), want);
+        let inner = (0..30u64).map(|x| apply_async_double(&pool, x).get().unwrap());
+        assert_eq!(map_async_double(&pool, inner).get().unwrap(), want);
+        let inner = (0..30u64).map(|x| map_double(&pool, [x]).unwrap()[0]);
+        let got: Vec<u64> = imap_double_with(&pool, inner, one)
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, want);
+        let inner = (0..30u64).map(|x| imap_double(&pool, [x]).next().unwrap().unwrap());
+        let mut got: Vec<u64> = imap_unordered_double(&pool, inner)
+            .map(Result::unwrap)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, want);
+    }
+}
