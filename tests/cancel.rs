@@ -751,6 +751,49 @@ fn close_and_cancel_drops_the_queue_and_lets_running_tasks_finish() {
     ends_clean(pool);
 }
 
+/// A terminate after `close_and_cancel` leaves the calls it cancelled
+/// cancelled: those pipelined behind a running call (counted, and held
+/// until that call returns) once failed as `Terminated` when the terminate
+/// killed their worker first, so the count named calls that did not end
+/// cancelled. The running call fails as terminated.
+///
+/// Whether calls 1 to 5 go out in call 0's batch is the slot's choice
+/// (see `a_task_pipelined_behind_a_running_one_is_stopped_when_its_turn_comes`);
+/// the round is tried again on a new pool (up to 5 rounds) until they do.
+#[test]
+fn calls_close_and_cancel_counted_stay_cancelled_through_a_terminate() {
+    for round in 0..5 {
+        let t = Pipelining::new(&format!("terminate-{round}"));
+        let (pool, dir) = (&t.pool, &t.dir);
+        let first = apply_async_blocker(pool, 300);
+        let tasks: Vec<_> = (0..6)
+            .map(|i| apply_async_mark(pool, dir.to_path_buf(), i, [60_000, 0][i.min(1) as usize]))
+            .collect();
+        first.get().unwrap();
+        wait_for(&dir.join("0"));
+        let counted = pool.close_and_cancel();
+        assert_eq!(counted, 5, "round {round}");
+        pool.terminate();
+        let mut outcomes = tasks.into_iter().map(|r| r.get().map_err(|e| e.kind()));
+        assert_eq!(
+            outcomes.next().unwrap(),
+            Err(procpool::ErrorKind::Terminated)
+        );
+        let cancelled = outcomes
+            .inspect(|o| assert_eq!(*o, Err(procpool::ErrorKind::Cancelled), "round {round}"))
+            .count();
+        assert_eq!(cancelled, counted);
+        assert_eq!(markers(dir), ["0"], "round {round}");
+        let batches = t.log.lines_with("pipelined to worker");
+        if batches.iter().any(|l| !l.contains(": 1 calls")) {
+            t.finish(None);
+            return;
+        }
+        println!("round {round}: calls 1 to 5 were still queued; again");
+    }
+    panic!("in 5 rounds, calls 1 to 5 never went out in call 0's batch");
+}
+
 #[test]
 fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     let _serial = serial();

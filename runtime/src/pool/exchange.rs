@@ -308,9 +308,10 @@ pub(crate) fn remote_error(task: &str, signature: &str, error: RemoteError) -> E
 }
 
 /// The caller's error for `call`, whose worker `pid` was lost as `loss`
-/// and ended as `status`; [`Error::Terminated`] if the pool was terminated,
-/// [`Error::Cancelled`] if the call was cancelled (its worker was killed
-/// for it).
+/// and ended as `status`: [`Error::Cancelled`] if the call was cancelled
+/// (its worker was killed for it, or held before it), also when the pool
+/// was terminated since (the cancel answered first, and counted it);
+/// else [`Error::Terminated`] if the pool was terminated.
 pub(crate) fn lost(
     queue: &Queue,
     call: CallRef<'_>,
@@ -318,13 +319,13 @@ pub(crate) fn lost(
     pid: u32,
     status: ExitInfo,
 ) -> Error {
-    if queue.is_terminated() {
-        return call.terminated();
-    }
     let task = call.name().to_string();
     if queue.is_cancelled(call.id) {
         log::debug!(target: "procpool", "worker {pid} stopped: task `{task}` was cancelled; it will be replaced");
         return call.cancelled();
+    }
+    if queue.is_terminated() {
+        return call.terminated();
     }
     let why = match &loss {
         Loss::Died => format!("died ({status})"),

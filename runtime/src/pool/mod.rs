@@ -629,7 +629,10 @@ impl Pool {
     }
 
     /// Stops now (Python's `terminate()`): workers are killed, and every task
-    /// not finished fails with [`Error::Terminated`]. Returns once every
+    /// not finished fails with [`Error::Terminated`] (one cancelled before,
+    /// by [`AsyncResult::cancel`](crate::AsyncResult::cancel) or
+    /// [`close_and_cancel`](Self::close_and_cancel), stays
+    /// [`Error::Cancelled`], as they answered). Returns once every
     /// worker is reaped and the pool's callbacks have run, those of the
     /// tasks it failed too: a callback running at that moment (a slow one)
     /// is waited for, as Python's `terminate()` waits for its result

@@ -372,19 +372,14 @@ impl Queue {
     }
 
     /// Puts jobs that never started back at the front of the queue, in
-    /// order; those whose cancel was asked are settled as cancelled instead.
+    /// order; those whose cancel was asked are settled as cancelled instead
+    /// (also after a terminate: the cancel answered first, and counted
+    /// them), and after a terminate the others fail as terminated.
     pub(crate) fn requeue(&self, jobs: impl DoubleEndedIterator<Item = Job>) {
         let mut cancelled = Vec::new();
+        let mut terminated = Vec::new();
         {
             let mut state = self.lock();
-            if state.terminated {
-                // Dropped (with no lock held), their promises fail them as
-                // terminated: all of them, also when `jobs` borrows the
-                // rest of a batch, which must not then run on.
-                drop(state);
-                jobs.for_each(drop);
-                return;
-            }
             for job in jobs.rev() {
                 let id = job.id();
                 let mut was_cancelled = false;
@@ -393,15 +388,24 @@ impl Queue {
                 }
                 if was_cancelled {
                     cancelled.push(job);
+                } else if state.terminated {
+                    // All of them, also when `jobs` borrows the rest of a
+                    // batch, which must not then run on.
+                    terminated.push(job);
                 } else {
                     state.jobs.push_front(job);
                 }
             }
-            self.wake_one(&mut state);
+            if !state.terminated {
+                self.wake_one(&mut state);
+            }
         }
-        for job in cancelled {
+        // In their order (they were taken last to first), with no lock
+        // held: dropped, a job's promise fails it as terminated.
+        for job in cancelled.into_iter().rev() {
             job.cancelled();
         }
+        terminated.into_iter().rev().for_each(drop);
     }
 
     /// Counts `n` tasks run by slot `index`'s worker; `true` if the worker

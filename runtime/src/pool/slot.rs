@@ -220,8 +220,8 @@ fn run_batch(
                 // As in `run_job`: nothing starts after terminate, and a
                 // start that failed fast is retried.
                 let started = match batch.first() {
-                    Some(first) if queue.is_terminated() => Err(first.call().terminated()),
                     Some(first) if queue.is_cancelled(first.id()) => Err(first.call().cancelled()),
+                    Some(first) if queue.is_terminated() => Err(first.call().terminated()),
                     Some(first) => start_for(shared, index, first.call()),
                     None => return (None, 0),
                 };
@@ -318,15 +318,17 @@ fn run_job(
         let mut link = match worker.take() {
             Some(link) => link,
             None => {
+                // A cancel that found no worker to kill (the slot was
+                // between two) must still stop the call, as cancelled even
+                // if the pool was terminated since (the cancel answered
+                // first).
+                if shared.queue.is_cancelled(call.id) {
+                    return (Err(call.cancelled()), None);
+                }
                 // After terminate no worker is started (the backend refuses
                 // too): the job fails as terminated instead of running.
                 if shared.queue.is_terminated() {
                     return (Err(call.terminated()), None);
-                }
-                // A cancel that found no worker to kill (the slot was
-                // between two) must still stop the call.
-                if shared.queue.is_cancelled(call.id) {
-                    return (Err(call.cancelled()), None);
                 }
                 match start_for(shared, index, call) {
                     Ok(link) if shared.queue.is_cancelled(call.id) => {
@@ -366,10 +368,10 @@ fn run_job(
 fn start_for(shared: &Shared, index: usize, call: CallRef<'_>) -> Result<Box<dyn Link>, Error> {
     match start_retrying(shared, index, || shared.queue.is_cancelled(call.id)) {
         Ok(link) => Ok(link),
-        Err(_) if shared.queue.is_terminated() => Err(call.terminated()),
         // A cancel that came during the start killed the new worker:
         // the call is not tried again.
         Err(_) if shared.queue.is_cancelled(call.id) => Err(call.cancelled()),
+        Err(_) if shared.queue.is_terminated() => Err(call.terminated()),
         Err(Error::WorkerStart { message, .. }) => Err(Error::WorkerStart {
             task: call.name().to_string(),
             message,
