@@ -794,6 +794,54 @@ fn calls_close_and_cancel_counted_stay_cancelled_through_a_terminate() {
     panic!("in 5 rounds, calls 1 to 5 never went out in call 0's batch");
 }
 
+/// `close_and_cancel` racing `terminate`, `join` and `close` on other
+/// threads (from helper-103's audit): every call it counted ends
+/// `Cancelled`, whichever comes first, and every other call returns or
+/// ends `Terminated`. (Before, a terminate that killed the workers first
+/// failed the calls counted behind running ones as `Terminated`.)
+#[test]
+fn close_and_cancel_racing_terminate_counts_exactly_the_calls_that_end_cancelled() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _serial = serial();
+    for round in 0..20 {
+        let pool = Pool::new(2).unwrap();
+        let results: Vec<_> = (0..200u64)
+            .map(|x| apply_async_blocker(&pool, x % 3))
+            .collect();
+        let counted = std::sync::Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let (pool, counted) = (pool.clone(), counted.clone());
+                std::thread::spawn(move || match (i + round) % 4 {
+                    0 if round % 2 == 0 => pool.terminate(),
+                    0 | 1 => pool.join(),
+                    2 => {
+                        counted.fetch_add(pool.close_and_cancel(), Ordering::SeqCst);
+                    }
+                    _ => pool.close(),
+                })
+            })
+            .collect();
+        let joining = pool.clone();
+        support::within(Duration::from_secs(60), "the pool's end", move || {
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            joining.join();
+        });
+        let mut cancelled = 0;
+        for r in results {
+            match r.get() {
+                Ok(_) | Err(Error::Terminated { .. }) => {}
+                Err(Error::Cancelled { .. }) => cancelled += 1,
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert_eq!(cancelled, counted.load(Ordering::SeqCst), "round {round}");
+    }
+    assert_no_children();
+}
+
 #[test]
 fn an_imap_is_cancelled_its_running_chunks_stopped_and_it_ends() {
     let _serial = serial();
