@@ -6,6 +6,8 @@
 //! callback is queued behind it, waits on its own result, joins or drops
 //! the pool) does not deadlock.
 
+mod support;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -458,31 +460,14 @@ fn link(pool: Pool, left: u64, by_await: bool, ran: Arc<Mutex<u64>>) -> procpool
         *ran.lock().unwrap() += 1;
         if v > 0 {
             let next = link(handle, v - 1, by_await, ran);
-            let got = if by_await { block_on(next) } else { next.get() };
+            let got = if by_await {
+                support::block_on(next)
+            } else {
+                next.get()
+            };
             assert_eq!(got.unwrap(), v - 1);
         }
     })
-}
-
-/// Polls `future` to its end on this thread (a minimal executor: unlike
-/// `futures`' `block_on`, it may run inside itself).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::task::{Context, Poll, Wake};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(out) => return out,
-            Poll::Pending => std::thread::park(),
-        }
-    }
 }
 
 /// A chain of tasks, each submitted and waited for by the previous one's

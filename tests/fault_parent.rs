@@ -94,21 +94,7 @@ fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
         parent.kill().unwrap(); // SIGKILL
         let killed_at = Instant::now();
         parent.wait().unwrap();
-        // Within a second in fact; the bound leaves room for a heavily
-        // loaded machine.
-        let survivors: Vec<u32> = workers
-            .into_iter()
-            .filter(|&pid| {
-                !support::gone_within(
-                    pid,
-                    Duration::from_secs(5).saturating_sub(killed_at.elapsed()),
-                )
-            })
-            .collect();
-        for &pid in &survivors {
-            // Killed here, or they would hold this test's output open.
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
+        let survivors = survivors_after(workers, killed_at);
         assert!(
             survivors.is_empty(),
             "workers {survivors:?} (PROCPOOL_FORK_SERVER={fork_server}) outlived their parent by 5 s"
@@ -156,19 +142,7 @@ fn workers_whose_task_changed_credentials_die_with_a_killed_fork_server() {
         .unwrap();
     assert!(status.success());
     let killed_at = Instant::now();
-    let survivors: Vec<u32> = workers
-        .into_iter()
-        .filter(|&pid| {
-            !support::gone_within(
-                pid,
-                Duration::from_secs(5).saturating_sub(killed_at.elapsed()),
-            )
-        })
-        .collect();
-    for &pid in &survivors {
-        // Killed here, or they would hold this test's output open.
-        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-    }
+    let survivors = survivors_after(workers, killed_at);
     parent.kill().unwrap();
     parent.wait().unwrap();
     assert!(
@@ -447,6 +421,26 @@ fn terminate_during_retirements_reports_nothing() {
     assert_eq!(stderr, "", "procpool reported something");
     assert_eq!(stdout.trim(), "unclean 0");
     assert_no_children();
+}
+
+/// The processes of `workers` still alive 5 s after `killed_at` (within a
+/// second in fact; the bound leaves room for a heavily loaded machine),
+/// each killed here once found, or they would hold this test's output
+/// open.
+fn survivors_after(workers: Vec<u32>, killed_at: Instant) -> Vec<u32> {
+    let survivors: Vec<u32> = workers
+        .into_iter()
+        .filter(|&pid| {
+            !support::gone_within(
+                pid,
+                Duration::from_secs(5).saturating_sub(killed_at.elapsed()),
+            )
+        })
+        .collect();
+    for &pid in &survivors {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    survivors
 }
 
 /// The pids on the helper's line `workers <pid> <pid>`.

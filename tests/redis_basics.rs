@@ -59,7 +59,7 @@ fn every_call_form_works_through_redis() {
     assert_eq!(total, 385);
     let by_name: u64 = pool.apply_by_name("t/square", &(12u64,)).unwrap();
     assert_eq!(by_name, 144);
-    assert_eq!(block_on(apply_async_square(&pool, 9)).unwrap(), 81);
+    assert_eq!(support::block_on(apply_async_square(&pool, 9)).unwrap(), 81);
 
     let (tx, rx) = mpsc::channel();
     let (etx, erx) = mpsc::channel();
@@ -596,27 +596,6 @@ fn worker_settings_on_a_redis_pool_are_refused() {
             )
         }
         other => panic!("{other:?}"),
-    }
-}
-
-/// A minimal executor for one future.
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake};
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark()
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(out) => return out,
-            Poll::Pending => std::thread::park(),
-        }
     }
 }
 

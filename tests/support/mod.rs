@@ -1,12 +1,15 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+mod block_on;
 mod counts;
 mod raw;
 mod read_to_end;
 mod scratch;
 mod wait;
 
+#[allow(unused_imports)] // not every test binary awaits
+pub use block_on::block_on;
 #[allow(unused_imports)] // not every test binary counts what it holds
 pub use counts::{back_within, fds, threads};
 #[allow(unused_imports)] // not every test binary sends raw bytes
