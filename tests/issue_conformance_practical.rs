@@ -237,6 +237,94 @@ fn a_cancel_reaches_callers_already_waiting_in_every_way_after_the_error_callbac
     assert_no_children();
 }
 
+/// "Its result becomes `Err(Cancelled { task })`", read as a user of
+/// `concurrent.futures` reads it (a cancelled future is `done()` as
+/// `cancel()` returns, its callbacks run): right after a cancel that did
+/// not answer `Finished`, queued or running, alone, in a `map_async` or
+/// through a `CancelHandle`, the result is ready, unsuccessful, `Cancelled`
+/// without waiting, and its error callback has returned. (A running task's
+/// result used to arrive only once the slot saw its worker die: `ready()`
+/// was false after every cancel that answered `Stopped`.)
+#[test]
+fn a_cancelled_result_is_ready_as_cancel_returns_its_callbacks_run() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let marker = Scratch::temp("conformance-cancel-ready");
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let note = |what: &'static str| {
+        let seen = seen.clone();
+        move |e: Error| {
+            // A callback that takes a moment: the cancel returns after it.
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(e.kind(), procpool::ErrorKind::Cancelled);
+            seen.lock().unwrap().push(what);
+        }
+    };
+    let settled_at_once = |what: &str, outcome: CancelOutcome, r: &AsyncResult<_>| {
+        assert!(
+            r.ready(),
+            "{what}: not ready after cancel answered {outcome:?}"
+        );
+        assert_eq!(r.successful(), Some(false), "{what}");
+        match r.get_timeout(Duration::ZERO) {
+            Err(Error::Cancelled { task }) => {
+                assert_eq!(task, "issue_conformance_practical::hold", "{what}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    };
+    let running =
+        apply_async_hold(&pool, marker.to_path_buf(), 60_000).error_callback(note("running"));
+    read_pid(&marker);
+    let queued = apply_async_hold(&pool, PathBuf::new(), 0).error_callback(note("queued"));
+    let outcome = queued.cancel();
+    assert_eq!(outcome, CancelOutcome::NotStarted);
+    settled_at_once("queued", outcome, &queued);
+    assert_eq!(*seen.lock().unwrap(), ["queued"]);
+    let outcome = running.cancel();
+    assert_eq!(outcome, CancelOutcome::Stopped);
+    settled_at_once("running", outcome, &running);
+    assert_eq!(*seen.lock().unwrap(), ["queued", "running"]);
+
+    let _ = std::fs::remove_file(&*marker);
+    let map = map_async_hold_with(
+        &pool,
+        vec![(marker.to_path_buf(), 60_000), (PathBuf::new(), 0)],
+        MapOptions::new().chunksize(1),
+    )
+    .error_callback(note("map"));
+    read_pid(&marker);
+    let outcome = map.cancel();
+    assert_eq!(outcome, CancelOutcome::Stopped);
+    assert!(
+        map.ready(),
+        "map_async: not ready after cancel answered {outcome:?}"
+    );
+    assert_eq!(map.successful(), Some(false));
+    assert!(matches!(
+        map.get_timeout(Duration::ZERO),
+        Err(Error::Cancelled { .. })
+    ));
+    assert_eq!(*seen.lock().unwrap(), ["queued", "running", "map"]);
+
+    let _ = std::fs::remove_file(&*marker);
+    let running =
+        apply_async_hold(&pool, marker.to_path_buf(), 60_000).error_callback(note("handle"));
+    read_pid(&marker);
+    let handle = running.cancel_handle();
+    let outcome = std::thread::spawn(move || handle.cancel()).join().unwrap();
+    assert_eq!(outcome, CancelOutcome::Stopped);
+    settled_at_once("by handle", outcome, &running);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["queued", "running", "map", "handle"]
+    );
+    // The pool runs on, with a worker in place of each stopped one.
+    assert_eq!(apply_hold(&pool, PathBuf::new(), 1).unwrap(), 1);
+    drop(pool);
+    assert_no_children();
+}
+
 /// `max_memory_per_child` in a map: "a worker whose resident memory
 /// exceeds it after a task is retired cleanly (no task lost or run twice)".
 /// Each item of a `map` (one item per chunk) and of an `imap_unordered`

@@ -48,12 +48,13 @@ pub enum CancelOutcome {
     NotStarted,
     /// It had been handed to a worker (it was running, or pipelined behind
     /// the call that was): that worker is killed and replaced, and its result
-    /// becomes [`Error::Cancelled`](crate::Error::Cancelled). If it
-    /// finished at that very instant, its result is kept instead; if a time
-    /// limit, its worker's death, a worker that did not start it in time or
-    /// a [`Pool::terminate`](crate::Pool::terminate) ended it in that
-    /// instant, its result is that one's (`Timeout`, `WorkerDied`,
-    /// `Protocol`, `Terminated`). Through Redis, its node is told to kill that
+    /// becomes [`Error::Cancelled`](crate::Error::Cancelled) as the cancel
+    /// returns (the worker's death follows). If its result was settled in
+    /// that very instant, before the cancel's, it is kept instead: its
+    /// value, or, if a time limit, its worker's death, a worker that did
+    /// not start it in time or a [`Pool::terminate`](crate::Pool::terminate)
+    /// ended it, that one's (`Timeout`, `WorkerDied`, `Protocol`,
+    /// `Terminated`). Through Redis, its node is told to kill that
     /// worker: a node that cannot act at once (stopped with `SIGSTOP`, cut
     /// off from Redis) kills it when it can, so the call may have run to
     /// its end meanwhile; its result is `Cancelled` all the same.

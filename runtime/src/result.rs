@@ -470,9 +470,12 @@ impl<T> AsyncResult<T> {
     /// started: they go back to the queue; a worker that finished the task
     /// and already started the next one is not killed, and the outcome is
     /// [`Finished`](CancelOutcome::Finished)). A result that is already there
-    /// is kept. Returns at once, saying which of these happened; the result
-    /// arrives shortly after (a stopped worker's death is seen within a
-    /// millisecond or so). Cancelling again changes nothing and answers
+    /// is kept. Returns without waiting for the task, saying which of these
+    /// happened; unless that is `Finished`, the result is `Cancelled` by
+    /// then and its callbacks have returned, as Python's `Future.cancel()`
+    /// leaves a future done (`ready()` is true, `get` does not wait; the
+    /// stopped worker's death and replacement follow within a millisecond
+    /// or so). Cancelling again changes nothing and answers
     /// what the first cancel did (as Python's `Future.cancel()` answers
     /// `True` again); threads cancelling at once all get the first one's
     /// answer. A result [`Pool::close_and_cancel`](crate::Pool::close_and_cancel)
@@ -481,7 +484,8 @@ impl<T> AsyncResult<T> {
     /// may win: the outcome is then [`Stopped`](CancelOutcome::Stopped) and
     /// the result [`Error::Timeout`]; so may a [`Pool::terminate`](crate::Pool::terminate)
     /// on another thread: `Stopped`, and the result [`Error::Terminated`],
-    /// as for every task the terminate finds unfinished.
+    /// as for every task the terminate finds unfinished (a result settled
+    /// first is kept).
     ///
     /// For a `map_async_<fn>`, every chunk is cancelled: the result is
     /// `Err(Cancelled)` unless every chunk had already finished (or the map

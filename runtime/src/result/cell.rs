@@ -296,7 +296,21 @@ impl ResultCell {
     /// `Cancelled` without one (`close_and_cancel` dropped its call from the
     /// queue) answers `NotStarted`: it never ran. Threads cancelling at once
     /// wait for the first one's answer, and all give it.
+    ///
+    /// Returns once the result is complete, if the cancel settled it (its
+    /// callbacks run first, as Python's `Future.cancel()` runs them before
+    /// it returns): so `ready()` is true right after a cancel that did not
+    /// answer `Finished`. (Never a wait for a worker: the outcome is there.)
     pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
+        let answer = self.cancel_once();
+        if answer != CancelOutcome::Finished {
+            self.wait_until(None);
+        }
+        answer
+    }
+
+    /// [`cancel`](Self::cancel), without waiting for the callbacks.
+    fn cancel_once(self: &Arc<Self>) -> CancelOutcome {
         loop {
             let mut state = self.lock();
             if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
@@ -350,11 +364,15 @@ impl ResultCell {
                 outcome = answer_for(&arrived);
             }
         }
-        if outcome == CancelOutcome::NotStarted {
-            // It never started and never will: settled now. (Whoever holds
-            // the call settles it too, a moment later, or, for a slot still
-            // starting the worker the call waited for, once that worker is
-            // up; the first outcome stays.)
+        if outcome != CancelOutcome::Finished {
+            // It never started and never will, or its worker is being
+            // stopped: settled now, as Python's `Future.cancel()` leaves a
+            // future done, so that `ready()` and `get()` right after the
+            // cancel see `Cancelled`. (Whoever holds the call settles it
+            // too, a moment later: the slot that kills the worker, or, for
+            // a slot still starting the worker the call waited for, once
+            // that worker is up; the first outcome stays, even a reply that
+            // arrives in the instant of the kill.)
             self.fill(Err(crate::Error::Cancelled {
                 task: self.task.to_string(),
             }));
