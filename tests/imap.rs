@@ -574,3 +574,40 @@ fn the_first_result_comes_back_after_the_first_item_alone() {
     assert_eq!(rest, (1..40).collect::<Vec<u64>>());
     std::fs::remove_file(&gate).unwrap();
 }
+
+fn assert_send_static<T: Send + 'static>(_: &T) {}
+
+/// An iterator over a `'static` input that outlives its caller's pool
+/// handle (issue 13: "make them `Send` whenever their input iterator is",
+/// as a Python `imap` iterator is handed to any thread): it holds a handle
+/// of its own, so it can be returned from the function that made the pool,
+/// moved to a thread spawned with `std::thread::spawn`, and read there
+/// after the caller dropped its handle.
+#[test]
+fn an_imap_outlives_the_callers_pool_handle_and_moves_to_a_spawned_thread() {
+    fn squares_of_a_pool_of_its_own() -> procpool::Imap<'static, (u64, u32), impl Iterator + Send> {
+        let pool = Pool::new(2).unwrap();
+        imap_square_pid(&pool, 0..20)
+    }
+    let returned: Vec<u64> = squares_of_a_pool_of_its_own()
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(returned, (0..20).map(|x| x * x).collect::<Vec<_>>());
+
+    let pool = Pool::new(2).unwrap();
+    let ordered = imap_square_pid(&pool, 0..20);
+    let unordered = imap_unordered_square_pid(&pool, 0..20);
+    assert_send_static(&ordered);
+    assert_send_static(&unordered);
+    drop(pool);
+    let ordered = std::thread::spawn(move || ordered.map(|r| r.unwrap().0).collect::<Vec<_>>());
+    let unordered = std::thread::spawn(move || {
+        let mut all: Vec<u64> = unordered.map(|r| r.unwrap().0).collect();
+        all.sort_unstable();
+        all
+    });
+    let expected: Vec<u64> = (0..20).map(|x| x * x).collect();
+    assert_eq!(ordered.join().unwrap(), expected);
+    assert_eq!(unordered.join().unwrap(), expected);
+    support::assert_no_children();
+}

@@ -387,10 +387,13 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             true => (&star_item_ty, &unpack),
             false => (item_ty, &TokenStream::new()),
         };
+        // An `imap` borrows its input (for `'__procpool`), not the pool: it
+        // holds a handle of its own, so it may be moved to a thread or
+        // returned while the caller's handle stays behind.
         let (generics, pool_ty, items) = if lazy {
             (
                 quote!(<#lt>),
-                quote!(&#lt #krate::Pool),
+                quote!(&#krate::Pool),
                 quote!(impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #lt>),
             )
         } else {

@@ -82,7 +82,7 @@ where
 
 /// `imap_<fn>`.
 pub fn imap<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIter: 'a>>(
-    pool: &'a Pool,
+    pool: &Pool,
     items: I,
     options: MapOptions,
 ) -> Imap<'a, M::Output, I::IntoIter>
@@ -94,7 +94,7 @@ where
 
 /// `imap_unordered_<fn>`.
 pub fn imap_unordered<'a, M: Task + EncodeItem<I::Item>, I: IntoIterator<IntoIter: 'a>>(
-    pool: &'a Pool,
+    pool: &Pool,
     items: I,
     options: MapOptions,
 ) -> ImapUnordered<'a, M::Output, I::IntoIter>

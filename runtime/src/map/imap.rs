@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -75,11 +76,12 @@ type Early = BTreeMap<u64, (usize, Arc<Outcome>)>;
 
 /// The core of both iterators: the input, cut into encoded chunks and
 /// queued on demand, the chunks in flight, and the results ready to yield.
-struct Feeder<'a, R, I> {
-    pool: &'a Pool,
+struct Feeder<R, I> {
+    /// A handle of the pool: the iterator may outlive the caller's.
+    pool: Pool,
     /// Leave to queue chunks after `close` (see `Pool::admit`), held while
     /// the input is read.
-    admission: Option<Admission<'a>>,
+    admission: Option<Admission>,
     task: &'static TaskInfo,
     /// The input, until it is exhausted or the feeding stops.
     items: Option<Guarded<I>>,
@@ -127,8 +129,8 @@ struct Feeder<'a, R, I> {
     ready: VecDeque<Result<R, Error>>,
 }
 
-impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
-    fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions, ordered: bool) -> Self
+impl<R: DeserializeOwned + 'static, I: Iterator> Feeder<R, I> {
+    fn new<M, It>(pool: &Pool, items: It, options: MapOptions, ordered: bool) -> Self
     where
         M: Task + EncodeItem<I::Item>,
         M::Output: 'static,
@@ -139,7 +141,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
         let len = super::exact_len(&items);
         let (done_tx, done_rx) = mpsc::channel();
         let mut feeder = Feeder {
-            pool,
+            pool: pool.clone(),
             // None once closing: the iterator then yields `PoolClosed`.
             admission: pool.admit(Lazy::Imap),
             task,
@@ -383,7 +385,7 @@ impl<'a, R: DeserializeOwned + 'static, I: Iterator> Feeder<'a, R, I> {
     }
 }
 
-impl<R, I: Iterator> Feeder<'_, R, I> {
+impl<R, I: Iterator> Feeder<R, I> {
     /// Stops reading the input (exhausted, or stopped): no chunk is queued
     /// any more, so the leave to queue them after `close` is given back.
     fn stop_feeding(&mut self) {
@@ -419,7 +421,7 @@ impl<R, I: Iterator> Feeder<'_, R, I> {
     }
 }
 
-impl<R, I> Feeder<'_, R, I> {
+impl<R, I> Feeder<R, I> {
     fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct(name)
             .field("task", &self.task.name)
@@ -432,7 +434,10 @@ impl<R, I> Feeder<'_, R, I> {
 /// soon as it (and every item before it) is ready (Python's `imap`). `I` is
 /// the input's iterator (the generated functions return an
 /// `impl Iterator`): an `Imap` is `Send` whenever the input iterator and the
-/// results are, so it can be handed to another thread.
+/// results are, so it can be handed to another thread. It holds a handle of
+/// its pool (it borrows only its input, for `'a`): it may outlive the
+/// caller's handle, be returned or moved to a thread of its own; the pool
+/// closes and joins once the last handle is gone.
 ///
 /// It pulls the input lazily, a chunk at a time, keeping at most two chunks
 /// per worker in flight, so an endless input is fine. It reads the input on
@@ -471,23 +476,28 @@ impl<R, I> Feeder<'_, R, I> {
 ///     // An endless input, consumed partially.
 ///     let first: Result<Vec<u64>, _> = imap_square(&pool, 0..).take(5).collect();
 ///     assert_eq!(first?, [0, 1, 4, 9, 16]);
-///     // Sent to another thread (the input, a range, is Send).
+///     // Sent to another thread (the input, a range, is Send), which may
+///     // outlive `pool`: the iterator holds a handle of its own.
 ///     let squares = imap_square(&pool, 0..10);
-///     let total = std::thread::scope(|s| s.spawn(move || squares.map(|r| r.unwrap()).sum::<u64>()).join());
-///     assert_eq!(total.unwrap(), 285);
+///     let total = std::thread::spawn(move || squares.map(|r| r.unwrap()).sum::<u64>());
+///     drop(pool);
+///     assert_eq!(total.join().unwrap(), 285);
 ///     Ok(())
 /// }
 /// ```
 #[must_use = "an imap does nothing unless iterated"]
-pub struct Imap<'a, R, I>(Feeder<'a, R, I>);
+pub struct Imap<'a, R, I>(Feeder<R, I>, PhantomData<&'a ()>);
 
-impl<'a, R: DeserializeOwned + 'static, I: Iterator> Imap<'a, R, I> {
-    pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
+impl<R: DeserializeOwned + 'static, I: Iterator> Imap<'_, R, I> {
+    pub(crate) fn new<M, It>(pool: &Pool, items: It, options: MapOptions) -> Self
     where
         M: Task<Output = R> + EncodeItem<I::Item>,
         It: IntoIterator<IntoIter = I>,
     {
-        Imap(Feeder::new::<M, It>(pool, items, options, true))
+        Imap(
+            Feeder::new::<M, It>(pool, items, options, true),
+            PhantomData,
+        )
     }
 
     /// The next result, waiting at most `timeout` for it (Python's
@@ -597,15 +607,18 @@ impl<R, I> fmt::Debug for Imap<'_, R, I> {
 /// }
 /// ```
 #[must_use = "an imap_unordered does nothing unless iterated"]
-pub struct ImapUnordered<'a, R, I>(Feeder<'a, R, I>);
+pub struct ImapUnordered<'a, R, I>(Feeder<R, I>, PhantomData<&'a ()>);
 
-impl<'a, R: DeserializeOwned + 'static, I: Iterator> ImapUnordered<'a, R, I> {
-    pub(crate) fn new<M, It>(pool: &'a Pool, items: It, options: MapOptions) -> Self
+impl<R: DeserializeOwned + 'static, I: Iterator> ImapUnordered<'_, R, I> {
+    pub(crate) fn new<M, It>(pool: &Pool, items: It, options: MapOptions) -> Self
     where
         M: Task<Output = R> + EncodeItem<I::Item>,
         It: IntoIterator<IntoIter = I>,
     {
-        ImapUnordered(Feeder::new::<M, It>(pool, items, options, false))
+        ImapUnordered(
+            Feeder::new::<M, It>(pool, items, options, false),
+            PhantomData,
+        )
     }
 
     /// The next result to finish, waiting at most `timeout` for it, as

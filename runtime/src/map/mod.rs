@@ -46,11 +46,7 @@ fn window_admits(processes: usize, chunks: usize, items: usize, bytes: usize) ->
 
 /// Queues one chunk of a map holding `admission` (see `Pool::admit`); its
 /// outcome is the RESULTS body.
-fn submit_admitted<M: Task>(
-    admission: &Admission<'_>,
-    pool: &Pool,
-    bytes: Vec<u8>,
-) -> AsyncResult<()> {
+fn submit_admitted<M: Task>(admission: &Admission, pool: &Pool, bytes: Vec<u8>) -> AsyncResult<()> {
     pool.submit_admitted(admission, &M::INFO, Kind::Chunk, Ok(bytes.into()))
 }
 

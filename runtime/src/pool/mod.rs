@@ -163,13 +163,14 @@ impl Drop for Inner {
 
 /// A running `map`'s or `imap`'s leave to queue its chunks after
 /// [`Pool::close`] (see `closing`). Dropping it gives it back; the last one
-/// given back after `close` closes the dispatcher.
-pub(crate) struct Admission<'a> {
-    pool: &'a Pool,
+/// given back after `close` closes the dispatcher. It holds a handle of
+/// its pool: an `imap` may outlive the caller's.
+pub(crate) struct Admission {
+    pool: Pool,
     ticket: Option<Ticket>,
 }
 
-impl Drop for Admission<'_> {
+impl Drop for Admission {
     fn drop(&mut self) {
         // (In a copy made by `fork`, the closing state is the parent's.)
         if let Some(ticket) = self.ticket.take().filter(|_| !self.pool.in_copy()) {
@@ -180,7 +181,7 @@ impl Drop for Admission<'_> {
     }
 }
 
-impl std::fmt::Debug for Admission<'_> {
+impl std::fmt::Debug for Admission {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("Admission").field(&self.ticket).finish()
     }
@@ -437,14 +438,14 @@ impl Pool {
     /// A ticket for a `map` or `imap` starting now, which lets it queue its
     /// chunks after [`close`](Self::close) (Python's `map` queues them all
     /// before `close` can come); `None` once the pool is closing.
-    pub(crate) fn admit(&self, kind: Lazy) -> Option<Admission<'_>> {
+    pub(crate) fn admit(&self, kind: Lazy) -> Option<Admission> {
         // (Never in a copy made by `fork`: see `in_copy`.)
         if self.in_copy() {
             return None;
         }
         let ticket = self.inner.closing.admit(kind)?;
         Some(Admission {
-            pool: self,
+            pool: self.clone(),
             ticket: Some(ticket),
         })
     }
@@ -453,7 +454,7 @@ impl Pool {
     /// once the pool is closing (not once its dispatcher is closed).
     pub(crate) fn submit_admitted<R: DeserializeOwned>(
         &self,
-        admission: &Admission<'_>,
+        admission: &Admission,
         task: &'static TaskInfo,
         kind: Kind,
         args: Result<Encoded, String>,
