@@ -1361,3 +1361,61 @@ fn a_cancel_stops_the_copy_a_node_claimed_again_under_a_new_name() {
     let ends = marks(&file, "end");
     assert!(ends.is_empty(), "a copy ran on after the cancel: {ends:?}");
 }
+
+/// The task stream deleted under a running cluster (by hand, or evicted by
+/// a Redis whose `maxmemory-policy` evicts: its members hash survives).
+/// Its consumer group went with it: nodes could claim nothing more
+/// (NOGROUP) and callers' new calls waited for ever in a stream nobody
+/// read, and the calls it held, queued or running, were never answered.
+/// Now the reaper makes the group again, the lost calls fail typed
+/// (`Broker { reason: Lost }`), and new calls are served.
+#[test]
+fn a_task_stream_deleted_under_the_cluster_fails_its_calls_as_lost_and_serves_on() {
+    let server = RedisServer::start();
+    let node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (held, running) = Held::start(&pool);
+    let queued = apply_async_square(&pool, 5);
+    wait_for(Duration::from_secs(10), "both calls in Redis", || {
+        server.queued() == 2
+    });
+    let tasks = server.key(":tasks").expect("the task stream");
+    server.cli(&["DEL", &tasks]);
+    for (what, got) in [
+        (
+            "queued",
+            queued.get_timeout(Duration::from_secs(10)).map(|_| ()),
+        ),
+        (
+            "running",
+            running.get_timeout(Duration::from_secs(10)).map(|_| ()),
+        ),
+    ] {
+        assert!(
+            matches!(
+                &got,
+                Err(Error::Broker {
+                    reason: procpool::BrokerReason::Lost,
+                    ..
+                })
+            ),
+            "the {what} call: {got:?}"
+        );
+    }
+    held.release();
+    // The node serves on (its old call's outcome has nowhere to go), and
+    // so does the pool, apply's fast path and the writer's alike.
+    assert_eq!(
+        apply_async_square(&pool, 4)
+            .get_timeout(Duration::from_secs(10))
+            .unwrap(),
+        16
+    );
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    assert_eq!(map_square(&pool, 0..20).unwrap().len(), 20);
+    assert!(support::alive(node.pid() as u32));
+    // And while idle: deleted again, then a call.
+    server.cli(&["DEL", &tasks]);
+    let again = apply_async_square(&pool, 7);
+    assert_eq!(again.get_timeout(Duration::from_secs(10)).unwrap(), 49);
+}

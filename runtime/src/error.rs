@@ -346,8 +346,9 @@ pub enum BrokerReason {
     /// Redis too old for the commands used.
     Refused,
     /// Redis lost the call in a restart: it had acknowledged a write it had
-    /// not yet persisted (`appendfsync everysec`). Its outcome can never
-    /// arrive; a node may have started it before the restart.
+    /// not yet persisted (`appendfsync everysec`); or the task stream that
+    /// held it was deleted or evicted. Its outcome can never arrive; a
+    /// node may have started it.
     Lost,
     /// The cluster forgot this caller: its registration is gone from
     /// Redis, because it sent no heartbeat for longer than its time to live

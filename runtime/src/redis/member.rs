@@ -61,7 +61,20 @@ fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
         .query(con);
     match r {
         Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
+        Err(e) => Err(e),
+        Ok(()) => {
+            // Made: for the first time, or again after the stream was
+            // deleted or evicted, losing the calls it held. Counted, as
+            // `reap.lua` counts the groups it makes again, so that callers
+            // check which of their calls Redis still has. (Best effort: a
+            // clock of another type is replaced by the next round.)
+            let _: redis::RedisResult<()> = redis::cmd("HINCRBY")
+                .arg(keys.reaper())
+                .arg("regroups")
+                .arg(1)
+                .query(con);
+            Ok(())
+        }
     }
 }
 
@@ -227,6 +240,10 @@ pub(crate) struct Reaped {
     pub(crate) callers: usize,
     /// Their calls no node had claimed, deleted.
     pub(crate) removed: usize,
+    /// How many times the task stream's consumer group was made again
+    /// after it was gone (see `reap.lua`): a change means that calls in
+    /// the stream may have been lost. `None`: the round did not run.
+    pub(crate) regroups: Option<i64>,
 }
 
 /// Runs one round of the reaper (`reap.lua`), then deletes the calls of
@@ -283,11 +300,11 @@ fn reap_round(
                 .arg(1000)
                 .arg(&clock_limits(node_ttl))
                 .arg(u8::from(judge))
-                .invoke::<(i64, i64, Vec<String>)>(con)
+                .invoke::<(i64, i64, Vec<String>, i64)>(con)
                 .map(Some)
         })
         .map_err(|e| BrokerError::of(&e, format!("reap: {e}")))?;
-    let Some((lost, requeued, callers)) = got else {
+    let Some((lost, requeued, callers, regroups)) = got else {
         return Ok(Reaped::default());
     };
     let mut removed = 0;
@@ -308,6 +325,7 @@ fn reap_round(
         requeued,
         callers: callers.len(),
         removed,
+        regroups: Some(regroups),
     };
     if r.lost + r.requeued > 0 || r.callers > 0 {
         log::warn!(
@@ -345,6 +363,19 @@ pub(crate) fn remove_unclaimed_step(
         .arg(cursor)
         .arg(1000)
         .invoke(con)
+}
+
+/// How many times the task stream's consumer group was made again (see
+/// [`Reaped::regroups`]) as of now; `None` if Redis cannot say.
+pub(crate) fn regroups(conn: &mut Conn, keys: &Keys) -> Option<i64> {
+    conn.run("read the reaper's clock", |con| {
+        redis::cmd("HGET")
+            .arg(keys.reaper())
+            .arg("regroups")
+            .query::<Option<String>>(con)
+    })
+    .ok()
+    .map(|n| n.and_then(|n| n.parse().ok()).unwrap_or(0))
 }
 
 /// The processes of the registered nodes, summed (for map chunk sizes).

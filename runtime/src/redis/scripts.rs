@@ -7,11 +7,11 @@
 //! | `submit.lua` | caller | adds a batch of calls, each at most once per (caller, seq) |
 //! | `deliver.lua` | node | settles outcomes of entries this node still owns (fencing) |
 //! | `heartbeat.lua` | caller, node | renews a heartbeat unless declared dead |
-//! | `reap.lua` | every caller and node | settles a dead node's entries (NodeLost or again), forgets dead callers, renews the expiry of the queue's lasting keys |
+//! | `reap.lua` | every caller and node | settles a dead node's entries (NodeLost or again), forgets dead callers, renews the expiry of the queue's lasting keys, makes the task stream's group again if it is gone |
 //! | `terminate.lua` | caller | deletes its unclaimed entries; for `terminate`, also unregisters and tells nodes to stop its calls |
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
-//! | `verify.lua` | caller, after reconnecting | which calls Redis lost in a restart |
+//! | `verify.lua` | caller, after reconnecting or once the task stream was made again | which calls Redis lost |
 //!
 //! A line defining `IDLE_MS` (`keys::IDLE_EXPIRY` in ms) is prepended to
 //! `reap.lua`, which renews the expiry of the keys a queue keeps.

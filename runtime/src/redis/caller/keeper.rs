@@ -14,7 +14,9 @@ use super::state::{for_task, Inner, Queued};
 use super::writer::forgotten;
 use crate::error::{BrokerReason, Error};
 
-pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
+/// `regroups`: the count of the task stream's consumer group made again
+/// when this caller registered (see [`check_regroups`]).
+pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn, mut regroups: Option<i64>) {
     let node_ttl = inner.cfg.broker.node_ttl;
     let tick = (node_ttl / 6).clamp(Duration::from_millis(50), Duration::from_millis(500));
     let beat_every = inner.cfg.caller_ttl / 3;
@@ -39,7 +41,9 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
         // of every node. (Meanwhile the round keeps the reaper's clock: a
         // caller's own heartbeat is rare.)
         let judge = conn.since.elapsed() >= node_ttl;
-        let _ = member::reap(&mut conn, &inner.keys, node_ttl, judge);
+        if let Ok(reaped) = member::reap(&mut conn, &inner.keys, node_ttl, judge) {
+            check_regroups(&inner, &mut regroups, reaped.regroups);
+        }
         // Every 2 s; every tick while no node is up, so that `NoNode`
         // comes within a tick of `node_wait`.
         let every = match inner.processes.load(Ordering::Relaxed) {
@@ -51,6 +55,29 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn) {
             last_count = Some(Instant::now());
         }
     }
+}
+
+/// The task stream's consumer group was made again since the last round
+/// (`seen` held its count then): the stream had been deleted or evicted
+/// with the calls it held, which no node will ever answer. The reader
+/// checks which of this caller's calls Redis still has, as after a
+/// reconnection, and fails the others (`BrokerReason::Lost`) rather than
+/// leave them waiting for ever. (A count that went down, its key replaced,
+/// is only taken as the new baseline.)
+fn check_regroups(inner: &Inner, seen: &mut Option<i64>, now: Option<i64>) {
+    let Some(now) = now else { return };
+    if seen.is_some_and(|before| now > before) {
+        log::warn!(
+            target: "procpool",
+            "the task stream of Redis queue {:?} was gone (deleted or evicted) and has been \
+             made again: calls it held are lost",
+            inner.cfg.broker.queue
+        );
+        let mut st = inner.lock();
+        st.suspect = true;
+        inner.wake(&st);
+    }
+    *seen = Some(now);
 }
 
 /// The cluster forgot this caller (its registration is gone): every call

@@ -55,6 +55,8 @@ impl RedisDispatcher {
         conn.connect_now()?;
         let name = member::register(&mut conn, &keys, Role::Caller, cfg.caller_ttl, None)?;
         let processes = member::node_processes(&mut conn, &keys).unwrap_or(0);
+        // What the keeper compares the reaper's rounds with from its first.
+        let regroups = member::regroups(&mut conn, &keys);
         let inner = Arc::new(Inner {
             keys,
             name,
@@ -96,7 +98,7 @@ impl RedisDispatcher {
         let i = inner.clone();
         threads.push(spawn(
             "keeper",
-            Box::new(move || keeper::keep_loop(i, conn)),
+            Box::new(move || keeper::keep_loop(i, conn, regroups)),
         )?);
         log::info!(
             target: "procpool",

@@ -127,7 +127,8 @@ fn settle(inner: &Inner, entries: Vec<(String, Option<Fields>)>) -> Option<Strin
     last
 }
 
-/// After a reconnection (Redis may have restarted), checks that this
+/// After a reconnection (Redis may have restarted), or once the task
+/// stream was found gone and made again (see `keeper::check_regroups`), checks that this
 /// caller is still registered (if Redis lost its data, every call fails as
 /// [`forgotten`](super::writer::forgotten)), then that every call SUBMIT
 /// confirmed is still somewhere: queued or running in the task stream, or
@@ -171,13 +172,14 @@ fn verify_after_reconnect(inner: &Inner, conn: &mut Conn, last: &str) {
     });
     if let Ok(missing) = missing {
         if !missing.is_empty() {
-            log::warn!(target: "procpool", "Redis lost {} calls in a restart", missing.len());
+            log::warn!(target: "procpool", "Redis lost {} calls", missing.len());
             inner.fail_flight(Some(&missing), |task| Error::Broker {
                 task: task.to_string(),
                 reason: BrokerReason::Lost,
-                message: "Redis lost this call in a restart (it acknowledged a write it had \
-                          not persisted: use appendfsync always); its outcome can never \
-                          arrive (a node may have started it before the restart)"
+                message: "Redis lost this call, in a restart (it acknowledged a write it had \
+                          not persisted: use appendfsync always) or with its task stream \
+                          (deleted, or evicted: use maxmemory-policy noeviction); its outcome \
+                          can never arrive (a node may have started it)"
                     .into(),
             });
         }
