@@ -994,3 +994,49 @@ fn join_returns_once_the_tasks_close_and_cancel_took_are_settled() {
     assert!(queued.iter().all(|r| r.ready()));
     ends_clean(pool);
 }
+
+/// A task whose result travels as one block of bytes: `get` takes such an
+/// outcome out of its result rather than copy it.
+#[pool_task]
+fn bytes_of(n: u64) -> Vec<u8> {
+    vec![7; n as usize]
+}
+
+/// A `CancelHandle` used after its result was consumed by `get`, while the
+/// slot still holds the call (it waits for the worker it will never be
+/// sent to), answers at once: the result, complete before `get` returned,
+/// has no callbacks left to wait for. (Since a cancel waits for the
+/// callbacks of the result it settled, it waited here until the slot
+/// settled the call again: for as long as the worker's start took, for
+/// ever if it never ended.)
+#[test]
+fn a_cancel_handle_after_the_result_was_consumed_does_not_wait_for_the_slot() {
+    let _serial = serial();
+    let (pool, scene) = slow_scene("handle-after-get", false);
+    let Waiting { dir, gate, aside } = scene;
+    let (_, pid) = apply_mark(&pool, dir.to_path_buf(), 0, 0).unwrap();
+    // SAFETY: kill(2) of our own worker.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let waits = apply_async_bytes_of(&pool, 3);
+    wait_for(&aside.join("waiting"));
+    std::thread::sleep(Duration::from_millis(50));
+    let handle = waits.cancel_handle();
+    assert_eq!(waits.cancel(), CancelOutcome::NotStarted);
+    assert!(matches!(waits.get(), Err(Error::Cancelled { .. })));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let canceller = std::thread::spawn(move || tx.send(handle.cancel()).unwrap());
+    let answer = rx.recv_timeout(Duration::from_secs(5));
+    // (Let a hung cancel end, whatever happened, before asserting.)
+    std::fs::write(&*gate, b"").unwrap();
+    canceller.join().unwrap();
+    assert!(
+        matches!(
+            answer,
+            Ok(CancelOutcome::NotStarted | CancelOutcome::Finished)
+        ),
+        "the cancel waited for the worker's start: {answer:?}"
+    );
+    assert_eq!(apply_bytes_of(&pool, 2).unwrap(), [7, 7]);
+    assert_eq!(starts(&aside), 2, "the replacement was started once");
+    ends_clean(pool);
+}

@@ -304,7 +304,12 @@ impl ResultCell {
     pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
         let answer = self.cancel_once();
         if answer != CancelOutcome::Finished {
-            self.wait_until(None);
+            // (An outcome gone since was taken by the result's last reader,
+            // `get`, once complete: its callbacks had returned. Waiting
+            // for completion again would wait for the call's holder to
+            // settle it anew: the slot that sees the worker die, or one
+            // still starting the worker, for as long as that takes.)
+            self.wait(None, true);
         }
         answer
     }
@@ -495,11 +500,18 @@ impl ResultCell {
 
     /// Waits until the result is complete or `deadline` passes.
     pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
+        self.wait(deadline, false)
+    }
+
+    /// [`wait_until`](Self::wait_until); if `arrived`, the outcome is
+    /// known to have arrived, and a cell without one is complete (its
+    /// outcome was taken out: see [`take_sole`](Self::take_sole)).
+    fn wait(&self, deadline: Option<Instant>, arrived: bool) -> Option<Arc<Outcome>> {
         // This thread's handle, taken once it has to wait.
         let mut me: Option<Thread> = None;
         let mut state = self.lock();
         let waited = loop {
-            if state.complete() || state.running_here() {
+            if state.complete() || state.running_here() || (arrived && state.outcome.is_none()) {
                 break state.outcome.clone();
             }
             if state.should_help() {
