@@ -1419,3 +1419,45 @@ fn a_task_stream_deleted_under_the_cluster_fails_its_calls_as_lost_and_serves_on
     let again = apply_async_square(&pool, 7);
     assert_eq!(again.get_timeout(Duration::from_secs(10)).unwrap(), 49);
 }
+
+/// As above, the task stream and the reaper's clock deleted together (by
+/// hand, or both evicted by an `allkeys-*` policy): the clock's count of
+/// groups made again starts over, and must not hide that the stream, and
+/// the calls it held, are gone.
+#[test]
+fn a_task_stream_deleted_with_the_reapers_clock_still_fails_its_calls_as_lost() {
+    let server = RedisServer::start();
+    let _node = single(&server);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let (held, running) = Held::start(&pool);
+    let queued = apply_async_square(&pool, 5);
+    wait_for(Duration::from_secs(10), "both calls in Redis", || {
+        server.queued() == 2
+    });
+    let tasks = server.key(":tasks").expect("the task stream");
+    let clock = server.key(":reaper").expect("the reaper's clock");
+    server.cli(&["DEL", &tasks, &clock]);
+    for (what, got) in [
+        (
+            "queued",
+            queued.get_timeout(Duration::from_secs(10)).map(|_| ()),
+        ),
+        (
+            "running",
+            running.get_timeout(Duration::from_secs(10)).map(|_| ()),
+        ),
+    ] {
+        assert!(
+            matches!(
+                &got,
+                Err(Error::Broker {
+                    reason: procpool::BrokerReason::Lost,
+                    ..
+                })
+            ),
+            "the {what} call: {got:?}"
+        );
+    }
+    held.release();
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+}

@@ -64,15 +64,24 @@ fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
         Err(e) => Err(e),
         Ok(()) => {
             // Made: for the first time, or again after the stream was
-            // deleted or evicted, losing the calls it held. Counted, as
-            // `reap.lua` counts the groups it makes again, so that callers
+            // deleted or evicted, losing the calls it held. Marked, as
+            // `reap.lua` marks the groups it makes again (one more than
+            // before, or Redis's time in ms if larger), so that callers
             // check which of their calls Redis still has. (Best effort: a
             // clock of another type is replaced by the next round.)
-            let _: redis::RedisResult<()> = redis::cmd("HINCRBY")
+            let time: redis::RedisResult<(i64, i64)> = redis::cmd("TIME").query(con);
+            let before: redis::RedisResult<Option<i64>> = redis::cmd("HGET")
                 .arg(keys.reaper())
                 .arg("regroups")
-                .arg(1)
                 .query(con);
+            if let (Ok((secs, micros)), Ok(before)) = (time, before) {
+                let mark = (before.unwrap_or(0) + 1).max(secs * 1000 + micros / 1000);
+                let _: redis::RedisResult<()> = redis::cmd("HSET")
+                    .arg(keys.reaper())
+                    .arg("regroups")
+                    .arg(mark)
+                    .query(con);
+            }
             Ok(())
         }
     }
@@ -240,9 +249,10 @@ pub(crate) struct Reaped {
     pub(crate) callers: usize,
     /// Their calls no node had claimed, deleted.
     pub(crate) removed: usize,
-    /// How many times the task stream's consumer group was made again
-    /// after it was gone (see `reap.lua`): a change means that calls in
-    /// the stream may have been lost. `None`: the round did not run.
+    /// The mark of the last making of the task stream's consumer group
+    /// (see `reap.lua`; 0: none is known): a change to another mark means
+    /// that calls in the stream may have been lost. `None`: the round did
+    /// not run.
     pub(crate) regroups: Option<i64>,
 }
 
@@ -365,7 +375,7 @@ pub(crate) fn remove_unclaimed_step(
         .invoke(con)
 }
 
-/// How many times the task stream's consumer group was made again (see
+/// The mark of the last making of the task stream's consumer group (see
 /// [`Reaped::regroups`]) as of now; `None` if Redis cannot say.
 pub(crate) fn regroups(conn: &mut Conn, keys: &Keys) -> Option<i64> {
     conn.run("read the reaper's clock", |con| {

@@ -14,8 +14,8 @@ use super::state::{for_task, Inner, Queued};
 use super::writer::forgotten;
 use crate::error::{BrokerReason, Error};
 
-/// `regroups`: the count of the task stream's consumer group made again
-/// when this caller registered (see [`check_regroups`]).
+/// `regroups`: the mark of the last making of the task stream's consumer
+/// group when this caller registered (see [`check_regroups`]).
 pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn, mut regroups: Option<i64>) {
     let node_ttl = inner.cfg.broker.node_ttl;
     let tick = (node_ttl / 6).clamp(Duration::from_millis(50), Duration::from_millis(500));
@@ -58,15 +58,17 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn, mut regroups: Option<
 }
 
 /// The task stream's consumer group was made again since the last round
-/// (`seen` held its count then): the stream had been deleted or evicted
-/// with the calls it held, which no node will ever answer. The reader
-/// checks which of this caller's calls Redis still has, as after a
+/// (`seen` held its mark then, `now` another): the stream had been deleted
+/// or evicted with the calls it held, which no node will ever answer. The
+/// reader checks which of this caller's calls Redis still has, as after a
 /// reconnection, and fails the others (`BrokerReason::Lost`) rather than
-/// leave them waiting for ever. (A count that went down, its key replaced,
-/// is only taken as the new baseline.)
+/// leave them waiting for ever. Any other mark counts, not only a larger
+/// one: the reaper's clock deleted or evicted with the stream starts its
+/// count over (see `reap.lua`). (No mark, 0, the clock gone alone, is only
+/// taken as the new baseline; a check for nothing lost fails nothing.)
 fn check_regroups(inner: &Inner, seen: &mut Option<i64>, now: Option<i64>) {
     let Some(now) = now else { return };
-    if seen.is_some_and(|before| now > before) {
+    if now != 0 && seen.is_some_and(|before| now != before) {
         log::warn!(
             target: "procpool",
             "the task stream of Redis queue {:?} was gone (deleted or evicted) and has been \

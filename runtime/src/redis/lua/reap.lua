@@ -41,8 +41,11 @@ end
 -- its outcomes cannot be settled, until some member registers anew, while
 -- the callers' new calls wait in a stream nobody reads. The calls the
 -- stream held are lost: each time the group is made again, `regroups` in
--- the reaper's clock counts one, and a caller that sees it change checks
--- which of its calls Redis still has (verify.lua).
+-- the reaper's clock takes a new mark (one more than before, or Redis's
+-- time in ms if that is larger: a clock deleted or evicted with the
+-- stream, its count started over, must not give the mark a caller saw
+-- before), and a caller that sees it change checks which of its calls
+-- Redis still has (verify.lua).
 do
   local grouped = false
   if redis.call('EXISTS', tasks) == 1 then
@@ -61,7 +64,7 @@ do
     redis.call('XGROUP', 'CREATE', tasks, group, '0', 'MKSTREAM')
     redis.call('PEXPIRE', tasks, IDLE_MS)
     local n = tonumber(redis.call('HGET', clock, 'regroups')) or 0
-    redis.call('HSET', clock, 'regroups', string.format('%d', n + 1))
+    redis.call('HSET', clock, 'regroups', string.format('%d', math.max(n + 1, now)))
   end
 end
 local regroups = tonumber(redis.call('HGET', clock, 'regroups')) or 0
