@@ -1040,3 +1040,69 @@ fn a_cancel_handle_after_the_result_was_consumed_does_not_wait_for_the_slot() {
     assert_eq!(starts(&aside), 2, "the replacement was started once");
     ends_clean(pool);
 }
+
+/// Takes an exclusive `flock` on `path`, fills `mb` MiB of memory in small
+/// pages (a process that takes a moment to end once killed), writes its
+/// pid to `ready`, then sleeps a minute.
+#[pool_task]
+fn lock_and_sleep(path: PathBuf, ready: PathBuf, mb: u64) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::create(&path).unwrap();
+    // SAFETY: flock(2) on an open file; mmap(2) of fresh anonymous memory,
+    // written within its length, never unmapped (the task is killed).
+    unsafe {
+        assert_eq!(libc::flock(file.as_raw_fd(), libc::LOCK_EX), 0);
+        let len = (mb as usize) << 20;
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        libc::madvise(p, len, libc::MADV_NOHUGEPAGE);
+        for at in (0..len).step_by(4096) {
+            *(p as *mut u8).add(at) = 1;
+        }
+    }
+    std::fs::write(&ready, std::process::id().to_string()).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(file);
+}
+
+/// A cancel that answers `Stopped` settles the result as `Cancelled` as it
+/// returns (Python's cancelled future is `done()`): the task must be over
+/// by then, its worker gone, holding nothing any more. Right after `get`
+/// gives `Cancelled`, the lock the task held is free. (When the cancel
+/// began to settle the result itself, it returned as soon as it had sent
+/// the SIGKILL: `get` gave `Cancelled` while the killed worker was still
+/// ending, its lock held; before, `get` waited for the slot to see the
+/// worker die.)
+#[test]
+fn a_stopped_task_holds_nothing_once_its_cancel_returns() {
+    use std::os::fd::AsRawFd;
+    let _serial = serial();
+    let dir = support::marker_dir("cancel", "stopped-holds-nothing");
+    let pool = Pool::new(1).unwrap();
+    for round in 0..4 {
+        let path = dir.join(format!("lock-{round}"));
+        let ready = dir.join(format!("ready-{round}"));
+        let r = apply_async_lock_and_sleep(&pool, path.clone(), ready.clone(), 256);
+        wait_for(&ready);
+        let pid: u32 = std::fs::read_to_string(&ready).unwrap().parse().unwrap();
+        assert_eq!(r.cancel(), CancelOutcome::Stopped);
+        assert!(matches!(r.get(), Err(Error::Cancelled { .. })));
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: flock(2) on an open file.
+        let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        assert!(
+            free,
+            "round {round}: the stopped task's lock was still held after get() gave Cancelled \
+             (its worker {pid}: {:?})",
+            support::state(pid)
+        );
+    }
+    ends_clean(pool);
+}

@@ -49,7 +49,8 @@ pub enum CancelOutcome {
     /// It had been handed to a worker (it was running, or pipelined behind
     /// the call that was): that worker is killed and replaced, and its result
     /// becomes [`Error::Cancelled`](crate::Error::Cancelled) as the cancel
-    /// returns (the worker's death follows). If its result was settled in
+    /// returns (a worker killed has ended by then, in a pool of this
+    /// process's own workers). If its result was settled in
     /// that very instant, before the cancel's, it is kept instead: its
     /// value, or, if a time limit, its worker's death, a worker that did
     /// not start it in time or a [`Pool::terminate`](crate::Pool::terminate)

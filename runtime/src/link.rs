@@ -249,16 +249,22 @@ impl KillSwitch {
     /// running the pool's initializer: see [`mark_ready`](Self::mark_ready)).
     /// Then the call was never sent: nothing is killed, where a kill would
     /// throw the new worker away (its initializer's work with it) and start
-    /// another, for a call no worker had.
-    pub(crate) fn stop_for_cancel(&self, call: u64, behind: &[u64]) -> CancelKill {
+    /// another, for a call no worker had. Also gives the pidfd of the
+    /// worker it killed, if it killed one: the cancel waits for its end.
+    pub(crate) fn stop_for_cancel(
+        &self,
+        call: u64,
+        behind: &[u64],
+    ) -> (CancelKill, Option<Arc<OwnedFd>>) {
         let mut state = self.lock();
         if state.unready() {
-            return CancelKill::Unsent;
+            return (CancelKill::Unsent, None);
         }
         if self.kill_locked(&mut state, Unless::Past(call, behind)) {
-            CancelKill::Killed
+            let killed = state.target.as_ref().map(|t| t.pidfd.clone());
+            (CancelKill::Killed, killed)
         } else {
-            CancelKill::WentPast
+            (CancelKill::WentPast, None)
         }
     }
 
@@ -455,17 +461,17 @@ mod tests {
         let switch = KillSwitch::default();
         switch.begin_start().unwrap();
         // Being made: the call waiting for it was never sent.
-        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Unsent);
+        assert_eq!(switch.stop_for_cancel(1, &[]).0, CancelKill::Unsent);
         let (mut child, target) = sleeper();
         let target = Target::new(target.pid, target.pidfd, Some(parent.halter()));
         switch.publish(target).unwrap();
         // Published, saying hello or running the initializer: still unsent.
-        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Unsent);
+        assert_eq!(switch.stop_for_cancel(1, &[]).0, CancelKill::Unsent);
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert!(child.try_wait().unwrap().is_none(), "killed while starting");
         // Ready: a cancel of the call it holds kills it.
         switch.mark_ready();
-        assert_eq!(switch.stop_for_cancel(1, &[]), CancelKill::Killed);
+        assert_eq!(switch.stop_for_cancel(1, &[]).0, CancelKill::Killed);
         assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
     }
 

@@ -473,9 +473,11 @@ impl<T> AsyncResult<T> {
     /// is kept. Returns without waiting for the task, saying which of these
     /// happened; unless that is `Finished`, the result is `Cancelled` by
     /// then and its callbacks have returned, as Python's `Future.cancel()`
-    /// leaves a future done (`ready()` is true, `get` does not wait; the
-    /// stopped worker's death and replacement follow within a millisecond
-    /// or so). Cancelling again changes nothing and answers
+    /// leaves a future done (`ready()` is true, `get` does not wait). A
+    /// worker killed to stop the task has ended by then, so the task holds
+    /// nothing any more (a lock, a file; waited for half a second at most,
+    /// and not through Redis, whose node kills it when it acts); its
+    /// replacement follows. Cancelling again changes nothing and answers
     /// what the first cancel did (as Python's `Future.cancel()` answers
     /// `True` again); threads cancelling at once all get the first one's
     /// answer. A result [`Pool::close_and_cancel`](crate::Pool::close_and_cancel)

@@ -191,12 +191,21 @@ impl Dispatcher for LocalPool {
 
     /// A running call's worker is killed through its slot's kill switch;
     /// the slot reports the loss as `Cancelled` and starts another worker
-    /// (see [`super::in_flight`]).
+    /// (see [`super::in_flight`]). Returns once that worker has ended (a
+    /// moment after the SIGKILL, [`DEATH_GRACE`] at most): the cancel
+    /// settles the result as `Cancelled` as it returns, and a task stopped
+    /// must no longer hold what it held (a lock, a file, a port) once its
+    /// result says so, as when the slot settled it on seeing the death.
     fn cancel(&self, id: u64) -> CancelOutcome {
         let switches = &self.shared.switches;
-        self.shared.queue.cancel(
+        let mut killed = None;
+        let outcome = self.shared.queue.cancel(
             id,
-            |slot, behind| switches[slot].stop_for_cancel(id, behind),
+            |slot, behind| {
+                let (kill, pidfd) = switches[slot].stop_for_cancel(id, behind);
+                killed = pidfd;
+                kill
+            },
             // (Asked under the queue's lock: a slot that starts its worker
             // takes the cancelled calls out of its batch once it is up,
             // under that lock too, so it sees this cancel.)
@@ -204,7 +213,11 @@ impl Dispatcher for LocalPool {
             |slot, behind, cancelled| {
                 switches[slot].hold_first_unbegun(behind, cancelled);
             },
-        )
+        );
+        if let Some(pidfd) = killed.filter(|_| outcome == CancelOutcome::Stopped) {
+            crate::sys::pidfd_wait(std::os::fd::AsFd::as_fd(&*pidfd), Some(DEATH_GRACE));
+        }
+        outcome
     }
 
     fn cancel_queued(&self) -> usize {

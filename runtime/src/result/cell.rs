@@ -300,7 +300,9 @@ impl ResultCell {
     /// Returns once the result is complete, if the cancel settled it (its
     /// callbacks run first, as Python's `Future.cancel()` runs them before
     /// it returns): so `ready()` is true right after a cancel that did not
-    /// answer `Finished`. (Never a wait for a worker: the outcome is there.)
+    /// answer `Finished`. (No wait for a task's end here: the outcome is
+    /// there; the local dispatcher's cancel waits for a worker it killed to
+    /// end.)
     pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
         let answer = self.cancel_once();
         if answer != CancelOutcome::Finished {
