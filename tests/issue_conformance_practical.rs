@@ -239,27 +239,19 @@ fn a_cancel_reaches_callers_already_waiting_in_every_way_after_the_error_callbac
 
 /// "Its result becomes `Err(Cancelled { task })`", read as a user of
 /// `concurrent.futures` reads it (a cancelled future is `done()` as
-/// `cancel()` returns, its callbacks run): right after a cancel that did
-/// not answer `Finished`, queued or running, alone, in a `map_async` or
-/// through a `CancelHandle`, the result is ready, unsuccessful, `Cancelled`
-/// without waiting, and its error callback has returned. (A running task's
-/// result used to arrive only once the slot saw its worker die: `ready()`
-/// was false after every cancel that answered `Stopped`.)
+/// `cancel()` returns): right after a cancel that did not answer
+/// `Finished`, queued or running, alone, in a `map_async` or through a
+/// `CancelHandle`, a result without callbacks is ready, unsuccessful and
+/// `Cancelled` without waiting; one with an error callback is so once that
+/// callback ran on the callback thread, in its turn, and the cancel does not
+/// wait for it. (A running task's result used to arrive only once the slot
+/// saw its worker die: `ready()` was false after every cancel that answered
+/// `Stopped`.)
 #[test]
-fn a_cancelled_result_is_ready_as_cancel_returns_its_callbacks_run() {
+fn a_cancelled_result_is_ready_as_cancel_returns_its_callbacks_in_their_turn() {
     let _serial = serial();
     let pool = Pool::new(1).unwrap();
     let marker = Scratch::temp("conformance-cancel-ready");
-    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
-    let note = |what: &'static str| {
-        let seen = seen.clone();
-        move |e: Error| {
-            // A callback that takes a moment: the cancel returns after it.
-            std::thread::sleep(Duration::from_millis(20));
-            assert_eq!(e.kind(), procpool::ErrorKind::Cancelled);
-            seen.lock().unwrap().push(what);
-        }
-    };
     let settled_at_once = |what: &str, outcome: CancelOutcome, r: &AsyncResult<_>| {
         assert!(
             r.ready(),
@@ -273,26 +265,22 @@ fn a_cancelled_result_is_ready_as_cancel_returns_its_callbacks_run() {
             other => panic!("{what}: {other:?}"),
         }
     };
-    let running =
-        apply_async_hold(&pool, marker.to_path_buf(), 60_000).error_callback(note("running"));
+    let running = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
     read_pid(&marker);
-    let queued = apply_async_hold(&pool, PathBuf::new(), 0).error_callback(note("queued"));
+    let queued = apply_async_hold(&pool, PathBuf::new(), 0);
     let outcome = queued.cancel();
     assert_eq!(outcome, CancelOutcome::NotStarted);
     settled_at_once("queued", outcome, &queued);
-    assert_eq!(*seen.lock().unwrap(), ["queued"]);
     let outcome = running.cancel();
     assert_eq!(outcome, CancelOutcome::Stopped);
     settled_at_once("running", outcome, &running);
-    assert_eq!(*seen.lock().unwrap(), ["queued", "running"]);
 
     let _ = std::fs::remove_file(&*marker);
     let map = map_async_hold_with(
         &pool,
         vec![(marker.to_path_buf(), 60_000), (PathBuf::new(), 0)],
         MapOptions::new().chunksize(1),
-    )
-    .error_callback(note("map"));
+    );
     read_pid(&marker);
     let outcome = map.cancel();
     assert_eq!(outcome, CancelOutcome::Stopped);
@@ -305,20 +293,58 @@ fn a_cancelled_result_is_ready_as_cancel_returns_its_callbacks_run() {
         map.get_timeout(Duration::ZERO),
         Err(Error::Cancelled { .. })
     ));
-    assert_eq!(*seen.lock().unwrap(), ["queued", "running", "map"]);
 
     let _ = std::fs::remove_file(&*marker);
-    let running =
-        apply_async_hold(&pool, marker.to_path_buf(), 60_000).error_callback(note("handle"));
+    let running = apply_async_hold(&pool, marker.to_path_buf(), 60_000);
     read_pid(&marker);
     let handle = running.cancel_handle();
     let outcome = std::thread::spawn(move || handle.cancel()).join().unwrap();
     assert_eq!(outcome, CancelOutcome::Stopped);
     settled_at_once("by handle", outcome, &running);
+
+    // With an error callback: ready once it ran, on the callback thread,
+    // behind a slow callback of another result, which holds a lock this
+    // thread holds: the cancel returns without waiting for either (it once
+    // waited for the callbacks, so here for ever).
+    let _ = std::fs::remove_file(&*marker);
+    let gate = Arc::new(Mutex::new(()));
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let held = gate.lock().unwrap();
+    let (began_tx, began_rx) = std::sync::mpsc::channel();
+    let blocked = {
+        let gate = gate.clone();
+        apply_async_hold(&pool, PathBuf::new(), 0).callback(move |_| {
+            began_tx.send(()).unwrap();
+            drop(gate.lock().unwrap())
+        })
+    };
+    // The slow callback has begun before the cancel.
+    began_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    let running = {
+        let seen = seen.clone();
+        apply_async_hold(&pool, marker.to_path_buf(), 60_000).error_callback(move |e| {
+            assert_eq!(e.kind(), procpool::ErrorKind::Cancelled);
+            seen.lock().unwrap().push("error callback");
+        })
+    };
+    read_pid(&marker);
+    // On another thread, so that a cancel that waited would fail the test
+    // rather than hang it.
+    let handle = running.cancel_handle();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || answer_tx.send(handle.cancel()));
+    let answer = answer_rx.recv_timeout(Duration::from_secs(5));
     assert_eq!(
-        *seen.lock().unwrap(),
-        ["queued", "running", "map", "handle"]
+        answer,
+        Ok(CancelOutcome::Stopped),
+        "the cancel waited behind the callbacks"
     );
+    assert!(seen.lock().unwrap().is_empty(), "ran behind the slow one");
+    drop(held);
+    assert!(running.wait_timeout(Duration::from_secs(30)));
+    assert_eq!(*seen.lock().unwrap(), ["error callback"]);
+    settled_at_once("with an error callback", CancelOutcome::Stopped, &running);
+    assert_eq!(blocked.get().unwrap(), 0);
     // The pool runs on, with a worker in place of each stopped one.
     assert_eq!(apply_hold(&pool, PathBuf::new(), 1).unwrap(), 1);
     drop(pool);

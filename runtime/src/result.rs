@@ -472,8 +472,10 @@ impl<T> AsyncResult<T> {
     /// [`Finished`](CancelOutcome::Finished)). A result that is already there
     /// is kept. Returns without waiting for the task, saying which of these
     /// happened; unless that is `Finished`, the result is `Cancelled` by
-    /// then and its callbacks have returned, as Python's `Future.cancel()`
-    /// leaves a future done (`ready()` is true, `get` does not wait). A
+    /// then, as Python's `Future.cancel()` leaves a future done (`get` does
+    /// not wait; `ready()` is true at once, or, if callbacks are attached,
+    /// once they returned: they run on the callback thread in their turn,
+    /// and a cancel does not wait behind other results' callbacks). A
     /// worker killed to stop the task has ended by then, so the task holds
     /// nothing any more (a lock, a file; waited for half a second at most,
     /// and not through Redis, whose node kills it when it acts); its

@@ -297,27 +297,14 @@ impl ResultCell {
     /// queue) answers `NotStarted`: it never ran. Threads cancelling at once
     /// wait for the first one's answer, and all give it.
     ///
-    /// Returns once the result is complete, if the cancel settled it (its
-    /// callbacks run first, as Python's `Future.cancel()` runs them before
-    /// it returns): so `ready()` is true right after a cancel that did not
-    /// answer `Finished`. (No wait for a task's end here: the outcome is
-    /// there; the local dispatcher's cancel waits for a worker it killed to
-    /// end.)
+    /// A cancel that answers `NotStarted` or `Stopped` settles the result as
+    /// `Cancelled` before it returns, so `get` does not wait for the task;
+    /// it does not wait for the result's callbacks, which run on the
+    /// callback thread in their turn (a cancel never waits behind other
+    /// results' callbacks): `ready()` is true at once for a result without
+    /// callbacks, and once they returned for one with them. (The local
+    /// dispatcher's cancel waits for a worker it killed to end.)
     pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
-        let answer = self.cancel_once();
-        if answer != CancelOutcome::Finished {
-            // (An outcome gone since was taken by the result's last reader,
-            // `get`, once complete: its callbacks had returned. Waiting
-            // for completion again would wait for the call's holder to
-            // settle it anew: the slot that sees the worker die, or one
-            // still starting the worker, for as long as that takes.)
-            self.wait(None, true);
-        }
-        answer
-    }
-
-    /// [`cancel`](Self::cancel), without waiting for the callbacks.
-    fn cancel_once(self: &Arc<Self>) -> CancelOutcome {
         loop {
             let mut state = self.lock();
             if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
@@ -374,8 +361,9 @@ impl ResultCell {
         if outcome != CancelOutcome::Finished {
             // It never started and never will, or its worker is being
             // stopped: settled now, as Python's `Future.cancel()` leaves a
-            // future done, so that `ready()` and `get()` right after the
-            // cancel see `Cancelled`. (Whoever holds the call settles it
+            // future done, so that `get()` right after the cancel sees
+            // `Cancelled` (and `ready()` does once the result's callbacks,
+            // if any, returned). (Whoever holds the call settles it
             // too, a moment later: the slot that kills the worker, or, for
             // a slot still starting the worker the call waited for, once
             // that worker is up; the first outcome stays, even a reply that
@@ -502,18 +490,11 @@ impl ResultCell {
 
     /// Waits until the result is complete or `deadline` passes.
     pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
-        self.wait(deadline, false)
-    }
-
-    /// [`wait_until`](Self::wait_until); if `arrived`, the outcome is
-    /// known to have arrived, and a cell without one is complete (its
-    /// outcome was taken out: see [`take_sole`](Self::take_sole)).
-    fn wait(&self, deadline: Option<Instant>, arrived: bool) -> Option<Arc<Outcome>> {
         // This thread's handle, taken once it has to wait.
         let mut me: Option<Thread> = None;
         let mut state = self.lock();
         let waited = loop {
-            if state.complete() || state.running_here() || (arrived && state.outcome.is_none()) {
+            if state.complete() || state.running_here() {
                 break state.outcome.clone();
             }
             if state.should_help() {

@@ -50,9 +50,8 @@ impl CancelHandle {
     /// the result is gone (consumed by `get` or `.await`, or dropped) and
     /// its task settled, there is nothing left to cancel:
     /// [`Finished`](CancelOutcome::Finished), whatever a cancel before
-    /// answered. Returns without waiting for the task (once the result's
-    /// callbacks have returned, if the cancel settled it), but on the
-    /// calling thread: in a pool built on Redis it tells Redis, which while Redis
+    /// answered. Returns without waiting for the task or the result's
+    /// callbacks, but on the calling thread: in a pool built on Redis it tells Redis, which while Redis
     /// is unreachable takes up to a few `broker_retry`s, so async code
     /// that must not hold its executor's thread that long calls it through
     /// `spawn_blocking`.
