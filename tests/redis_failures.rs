@@ -1371,38 +1371,7 @@ fn a_cancel_stops_the_copy_a_node_claimed_again_under_a_new_name() {
 /// (`Broker { reason: Lost }`), and new calls are served.
 #[test]
 fn a_task_stream_deleted_under_the_cluster_fails_its_calls_as_lost_and_serves_on() {
-    let server = RedisServer::start();
-    let node = single(&server);
-    let pool = Pool::builder().redis(&server.url()).build().unwrap();
-    let (held, running) = Held::start(&pool);
-    let queued = apply_async_square(&pool, 5);
-    wait_for(Duration::from_secs(10), "both calls in Redis", || {
-        server.queued() == 2
-    });
-    let tasks = server.key(":tasks").expect("the task stream");
-    server.cli(&["DEL", &tasks]);
-    for (what, got) in [
-        (
-            "queued",
-            queued.get_timeout(Duration::from_secs(10)).map(|_| ()),
-        ),
-        (
-            "running",
-            running.get_timeout(Duration::from_secs(10)).map(|_| ()),
-        ),
-    ] {
-        assert!(
-            matches!(
-                &got,
-                Err(Error::Broker {
-                    reason: procpool::BrokerReason::Lost,
-                    ..
-                })
-            ),
-            "the {what} call: {got:?}"
-        );
-    }
-    held.release();
+    let (server, node, pool, tasks, _held) = calls_lost_with_the_task_stream(&[]);
     // The node serves on (its old call's outcome has nowhere to go), and
     // so does the pool, apply's fast path and the writer's alike.
     assert_eq!(
@@ -1426,8 +1395,19 @@ fn a_task_stream_deleted_under_the_cluster_fails_its_calls_as_lost_and_serves_on
 /// the calls it held, are gone.
 #[test]
 fn a_task_stream_deleted_with_the_reapers_clock_still_fails_its_calls_as_lost() {
+    let (_server, _node, pool, _, _held) = calls_lost_with_the_task_stream(&[":reaper"]);
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+}
+
+/// A node and a pool with a call running and one queued; the task stream
+/// is deleted, with the keys of the queue ending in `also`: both calls
+/// must fail as `Broker { reason: Lost }`. Returns what serves on, the
+/// task stream's key, and the running call's hold, released (kept: its
+/// files, if removed before the call sees its gate, would hold the node's
+/// one process a minute more).
+fn calls_lost_with_the_task_stream(also: &[&str]) -> (RedisServer, NodeProc, Pool, String, Held) {
     let server = RedisServer::start();
-    let _node = single(&server);
+    let node = single(&server);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let (held, running) = Held::start(&pool);
     let queued = apply_async_square(&pool, 5);
@@ -1435,8 +1415,14 @@ fn a_task_stream_deleted_with_the_reapers_clock_still_fails_its_calls_as_lost() 
         server.queued() == 2
     });
     let tasks = server.key(":tasks").expect("the task stream");
-    let clock = server.key(":reaper").expect("the reaper's clock");
-    server.cli(&["DEL", &tasks, &clock]);
+    let mut keys = vec![tasks.clone()];
+    keys.extend(
+        also.iter()
+            .map(|k| server.key(k).expect("a key of the queue")),
+    );
+    let mut del = vec!["DEL"];
+    del.extend(keys.iter().map(String::as_str));
+    server.cli(&del);
     for (what, got) in [
         (
             "queued",
@@ -1459,5 +1445,5 @@ fn a_task_stream_deleted_with_the_reapers_clock_still_fails_its_calls_as_lost() 
         );
     }
     held.release();
-    assert_eq!(apply_square(&pool, 6).unwrap(), 36);
+    (server, node, pool, tasks, held)
 }
