@@ -12,7 +12,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{alive, assert_no_children, children_of, is_fork_server, serial};
@@ -79,18 +79,7 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
 fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
     let _serial = serial();
     for fork_server in ["1", "0"] {
-        let mut parent = Command::new(HELPER)
-            .arg("orphan-creds")
-            .env("PROCPOOL_FORK_SERVER", fork_server)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(parent.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let workers = announced_workers(&line);
-        assert_eq!(workers.len(), 2);
-        assert!(workers.iter().all(|&p| alive(p)));
+        let (mut parent, _, workers) = orphans_with_changed_credentials(fork_server);
         parent.kill().unwrap(); // SIGKILL
         let killed_at = Instant::now();
         parent.wait().unwrap();
@@ -115,27 +104,11 @@ fn workers_whose_task_changed_credentials_die_with_a_sigkilled_parent() {
 #[test]
 fn workers_whose_task_changed_credentials_die_with_a_killed_fork_server() {
     let _serial = serial();
-    let mut parent = Command::new(HELPER)
-        .arg("orphan-creds")
-        .env("PROCPOOL_FORK_SERVER", "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+    let (mut parent, mut stdout, workers) = orphans_with_changed_credentials("1");
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    let workers = announced_workers(&line);
-    line.clear();
-    stdout.read_line(&mut line).unwrap();
-    let servers: Vec<u32> = line
-        .strip_prefix("servers")
-        .unwrap_or_else(|| panic!("unexpected output {line:?}"))
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let servers = announced("servers", &line);
     assert_eq!(servers.len(), 1, "{line}");
-    assert_eq!(workers.len(), 2);
-    assert!(workers.iter().all(|&p| alive(p)));
     let status = Command::new("kill")
         .args(["-9", &servers[0].to_string()])
         .status()
@@ -445,11 +418,37 @@ fn survivors_after(workers: Vec<u32>, killed_at: Instant) -> Vec<u32> {
 
 /// The pids on the helper's line `workers <pid> <pid>`.
 fn announced_workers(line: &str) -> Vec<u32> {
-    line.strip_prefix("workers ")
+    announced("workers", line)
+}
+
+/// The pids the helper's line `line` lists after `what`.
+fn announced(what: &str, line: &str) -> Vec<u32> {
+    line.strip_prefix(what)
         .unwrap_or_else(|| panic!("unexpected output {line:?}"))
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect()
+}
+
+/// The helper in mode `orphan-creds` (with `PROCPOOL_FORK_SERVER` set to
+/// `fork_server`), its output after the line naming its two workers, and
+/// those workers, checked alive.
+fn orphans_with_changed_credentials(
+    fork_server: &str,
+) -> (Child, BufReader<ChildStdout>, Vec<u32>) {
+    let mut parent = Command::new(HELPER)
+        .arg("orphan-creds")
+        .env("PROCPOOL_FORK_SERVER", fork_server)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(parent.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let workers = announced_workers(&line);
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|&p| alive(p)));
+    (parent, stdout, workers)
 }
 
 /// Starts the helper in a process group of its own, as a shell starts a
