@@ -1447,3 +1447,49 @@ fn calls_lost_with_the_task_stream(also: &[&str]) -> (RedisServer, NodeProc, Poo
     held.release();
     (server, node, pool, tasks, held)
 }
+
+/// A member's registration makes the task stream and its group when they
+/// are missing, and marks the making in the same script as a reaper round
+/// does (`group_made.lua` and `reap.lua` share `group.lua`), so that a
+/// caller whose calls went with an earlier stream checks them; a task
+/// stream key of another type fails the registration with a typed error.
+#[test]
+fn a_registration_that_makes_the_task_stream_marks_it_and_one_of_another_type_fails() {
+    let server = RedisServer::start();
+    let mark = || -> i64 {
+        let clock = server.key(":reaper").expect("the reaper's clock");
+        server.cli(&["HGET", &clock, "regroups"]).parse().unwrap()
+    };
+    let grouped = |tasks: &str| {
+        let groups = server.cli(&["XINFO", "GROUPS", tasks]);
+        assert!(groups.lines().any(|l| l == "nodes"), "{groups}");
+        let ttl = server.int(&["PTTL", tasks]);
+        assert!(ttl > 0, "the task stream has no expiry: {ttl}");
+    };
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    let tasks = server.key(":tasks").expect("the task stream");
+    grouped(&tasks);
+    let first = mark();
+    assert!(first > 0, "the first making was not marked");
+    // Nobody is left to run a reaper round: the next registration makes
+    // the deleted stream and its group again.
+    drop(pool);
+    server.cli(&["DEL", &tasks]);
+    let pool = Pool::builder().redis(&server.url()).build().unwrap();
+    grouped(&tasks);
+    let second = mark();
+    assert!(second > first, "made again, marked {second} after {first}");
+    // A registration that finds the group leaves the mark alone.
+    let other = Pool::builder().redis(&server.url()).build().unwrap();
+    assert_eq!(mark(), second);
+    drop((pool, other));
+    server.cli(&["DEL", &tasks]);
+    server.cli(&["SET", &tasks, "not a stream"]);
+    let refused = Pool::builder().redis(&server.url()).build();
+    match refused {
+        Err(Error::Broker { ref message, .. }) => {
+            assert!(message.contains("WRONGTYPE"), "{message}")
+        }
+        other => panic!("a task stream of another type: {:?}", other.map(|_| ())),
+    }
+}

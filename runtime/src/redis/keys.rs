@@ -12,7 +12,7 @@
 //! | `pp:{Q:B}:alive:<name>` | string, `PX ttl` | heartbeat |
 //! | `pp:{Q:B}:ids` | counter; expires a week after the last member's round | `INCR` source of member ids, not reset while the queue is in use |
 //! | `pp:{Q:B}:ctl` | stream, the last 10 minutes (`MINID ~`; a node that falls that far behind was declared dead long before), expires 10 minutes after the last stop | broadcast `c <caller>`: stop this caller's calls; `x <caller> <seq>`: stop one call |
-//! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`); `regroups`: a mark changed each time the task stream's consumer group is made (one more than before, or Redis's time in ms if larger: see `reap.lua`) |
+//! | `pp:{Q:B}:reaper` | hash, expires 10 minutes after the last touch | `last`: Redis's time (ms) of the last heartbeat or reaper round; `from`: when rounds may judge heartbeats again (a Redis that stood still let them all expire: see `clock.lua`); `regroups`: a mark changed each time the task stream's consumer group is made (one more than before, or Redis's time in ms if larger: see `group.lua`) |
 //!
 //! Every member's reaper round (every half second by default: a caller's
 //! at least that often, a node's every sixth of its time to live) renews

@@ -49,42 +49,18 @@ fn random_tag() -> u32 {
 }
 
 /// Creates the task stream and its consumer group if missing (callers and
-/// nodes both may come first). The group starts at `0`, so calls queued
-/// before the first node came are served.
+/// nodes both may come first), and marks the making, in one script
+/// (`group_made.lua`, which shares `group.lua` with the reaper's rounds).
+/// The group starts at `0`, so calls queued before the first node came are
+/// served.
 fn ensure_group(con: &mut Connection, keys: &Keys) -> redis::RedisResult<()> {
-    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(keys.tasks())
+    scripts()
+        .group_made
+        .key(keys.tasks())
+        .key(keys.reaper())
         .arg(GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query(con);
-    match r {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        Err(e) => Err(e),
-        Ok(()) => {
-            // Made: for the first time, or again after the stream was
-            // deleted or evicted, losing the calls it held. Marked, as
-            // `reap.lua` marks the groups it makes again (one more than
-            // before, or Redis's time in ms if larger), so that callers
-            // check which of their calls Redis still has. (Best effort: a
-            // clock of another type is replaced by the next round.)
-            let time: redis::RedisResult<(i64, i64)> = redis::cmd("TIME").query(con);
-            let before: redis::RedisResult<Option<i64>> = redis::cmd("HGET")
-                .arg(keys.reaper())
-                .arg("regroups")
-                .query(con);
-            if let (Ok((secs, micros)), Ok(before)) = (time, before) {
-                let mark = (before.unwrap_or(0) + 1).max(secs * 1000 + micros / 1000);
-                let _: redis::RedisResult<()> = redis::cmd("HSET")
-                    .arg(keys.reaper())
-                    .arg("regroups")
-                    .arg(mark)
-                    .query(con);
-            }
-            Ok(())
-        }
-    }
+        .invoke::<i64>(con)
+        .map(drop)
 }
 
 /// The highest member id this process has registered under.
@@ -250,7 +226,7 @@ pub(crate) struct Reaped {
     /// Their calls no node had claimed, deleted.
     pub(crate) removed: usize,
     /// The mark of the last making of the task stream's consumer group
-    /// (see `reap.lua`; 0: none is known): a change to another mark means
+    /// (see `group.lua`; 0: none is known): a change to another mark means
     /// that calls in the stream may have been lost. `None`: the round did
     /// not run.
     pub(crate) regroups: Option<i64>,

@@ -12,13 +12,16 @@
 //! | `cancel.lua` | caller | cancels one call: deletes its unclaimed entry, or tells its node to stop it |
 //! | `release.lua` | node | gives back claimed calls it will not start soon, for any node to take |
 //! | `verify.lua` | caller, after reconnecting or once the task stream was made again | which calls Redis lost |
+//! | `group_made.lua` | caller, node, at registration | makes the task stream and its group if missing, and marks the making |
 //!
 //! A line defining `IDLE_MS` (`keys::IDLE_EXPIRY` in ms) is prepended to
 //! `reap.lua`, which renews the expiry of the keys a queue keeps.
 //! `tell.lua` (adding a stop to the control stream) is prepended to the
 //! three scripts that stop calls; `clock.lua` (the reaper's clock, which
 //! tells a Redis that stood still from dead members) to `heartbeat.lua`
-//! and `reap.lua`. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
+//! and `reap.lua`; `group.lua` (making the task stream's group and marking
+//! it, so that callers check which calls a lost stream took) to `reap.lua`
+//! and `group_made.lua`. Scripts build member-derived key names (`res:<caller>`, `alive:<name>`)
 //! from the shared prefix instead of receiving them all in KEYS. They all
 //! carry the queue's hash tag, so they live in the script's slot.
 
@@ -37,6 +40,7 @@ pub(crate) struct Scripts {
     pub(crate) cancel: Script,
     pub(crate) release: Script,
     pub(crate) verify: Script,
+    pub(crate) group_made: Script,
 }
 
 /// The scripts, hashed once per process. `Script::invoke` sends EVALSHA and
@@ -59,6 +63,7 @@ pub(crate) fn scripts() -> &'static Scripts {
         reap: Script::new(&idle(concat!(
             include_str!("lua/clock.lua"),
             include_str!("lua/tell.lua"),
+            include_str!("lua/group.lua"),
             include_str!("lua/reap.lua")
         ))),
         terminate: Script::new(concat!(
@@ -71,5 +76,9 @@ pub(crate) fn scripts() -> &'static Scripts {
         )),
         release: Script::new(include_str!("lua/release.lua")),
         verify: Script::new(include_str!("lua/verify.lua")),
+        group_made: Script::new(&idle(concat!(
+            include_str!("lua/group.lua"),
+            include_str!("lua/group_made.lua")
+        ))),
     })
 }

@@ -64,7 +64,7 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn, mut regroups: Option<
 /// reconnection, and fails the others (`BrokerReason::Lost`) rather than
 /// leave them waiting for ever. Any other mark counts, not only a larger
 /// one: the reaper's clock deleted or evicted with the stream starts its
-/// count over (see `reap.lua`). (No mark, 0, the clock gone alone, is only
+/// count over (see `group.lua`). (No mark, 0, the clock gone alone, is only
 /// taken as the new baseline; a check for nothing lost fails nothing.)
 fn check_regroups(inner: &Inner, seen: &mut Option<i64>, now: Option<i64>) {
     let Some(now) = now else { return };

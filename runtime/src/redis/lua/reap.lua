@@ -12,10 +12,10 @@
 -- moment ago: it only keeps the clock).
 --
 -- KEYS: tasks, members, ctl, reaper clock. ARGV: group, prefix, limit,
--- still ms, grace ms, judge (1 or 0). (IDLE_MS, clock.lua and tell.lua
--- come first.)
--- Returns {lost, requeued, {names of the callers forgotten}, regroups (see
--- below)}.
+-- still ms, grace ms, judge (1 or 0). (IDLE_MS, clock.lua, tell.lua and
+-- group.lua come first.)
+-- Returns {lost, requeued, {names of the callers forgotten}, regroups (the
+-- mark of the last making of the task stream's group: see group.lua)}.
 local tasks, members, ctl, clock = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local group, prefix, budget = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local still, grace = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -35,38 +35,9 @@ end
 for _, k in ipairs({tasks, members, prefix .. 'ids'}) do
   redis.call('PEXPIRE', k, IDLE_MS)
 end
--- The task stream's consumer group is made again if it is gone (the
--- stream deleted by hand, or evicted; or the group destroyed), as
--- registration makes it: otherwise every node's claims fail (NOGROUP), and
--- its outcomes cannot be settled, until some member registers anew, while
--- the callers' new calls wait in a stream nobody reads. The calls the
--- stream held are lost: each time the group is made again, `regroups` in
--- the reaper's clock takes a new mark (one more than before, or Redis's
--- time in ms if that is larger: a clock deleted or evicted with the
--- stream, its count started over, must not give the mark a caller saw
--- before), and a caller that sees it change checks which of its calls
--- Redis still has (verify.lua).
-do
-  local grouped = false
-  if redis.call('EXISTS', tasks) == 1 then
-    local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', tasks)
-    -- (A key of another type, written by anyone with access, is left alone.)
-    grouped = not ok
-    if ok then
-      for _, g in ipairs(groups) do
-        for k = 1, #g - 1, 2 do
-          if g[k] == 'name' and g[k + 1] == group then grouped = true end
-        end
-      end
-    end
-  end
-  if not grouped then
-    redis.call('XGROUP', 'CREATE', tasks, group, '0', 'MKSTREAM')
-    redis.call('PEXPIRE', tasks, IDLE_MS)
-    local n = tonumber(redis.call('HGET', clock, 'regroups')) or 0
-    redis.call('HSET', clock, 'regroups', string.format('%d', math.max(n + 1, now)))
-  end
-end
+-- The task stream's consumer group is made again if it is gone, and the
+-- making marked (group.lua).
+ensure_group(tasks, group, clock)
 local regroups = tonumber(redis.call('HGET', clock, 'regroups')) or 0
 if now < from or ARGV[6] ~= '1' then return {0, 0, {}, regroups} end
 local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', tasks, group)
