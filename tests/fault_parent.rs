@@ -69,6 +69,47 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
     assert_no_children();
 }
 
+/// The README's promise for a parent that dies: its workers go (a running
+/// task with them), and processes a task started keep running, re-parented,
+/// as after a worker's normal exit: procpool kills a worker's processes
+/// only when it kills the worker itself (timeout, terminate).
+#[test]
+fn a_sigkilled_parents_worker_dies_and_the_process_its_task_started_keeps_running() {
+    let _serial = serial();
+    let mut parent = Command::new(HELPER)
+        .arg("orphan-child")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (worker, child): (u32, u32) = match words[..] {
+        ["worker", w, "child", c] => (w.parse().unwrap(), c.parse().unwrap()),
+        _ => panic!("unexpected output {line:?}"),
+    };
+    assert!(alive(worker) && alive(child), "{line}");
+    parent.kill().unwrap(); // SIGKILL
+    let killed_at = Instant::now();
+    parent.wait().unwrap();
+    let left = survivors_after(vec![worker], killed_at);
+    let child_alive = alive(child);
+    // The sleep is the test's to end now, whatever the outcome.
+    let _ = Command::new("kill")
+        .args(["-9", &child.to_string()])
+        .status();
+    assert!(
+        left.is_empty(),
+        "worker {left:?} outlived its parent by 5 s"
+    );
+    assert!(
+        child_alive,
+        "the task's process {child} died with its worker"
+    );
+}
+
 /// The kernel clears a process's parent-death signal when its effective
 /// user or group id changes, even for a moment (a task that drops root to
 /// open a file as another user, then takes it back): such a worker, forked

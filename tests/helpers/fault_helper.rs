@@ -13,6 +13,9 @@
 //!   is not allowed, it clears its parent-death signal itself, which is all
 //!   such a change does to a worker), and the line `workers` lists the
 //!   workers that ran it.
+//! - `orphan-child`: a pool of one worker, whose first task starts `sleep
+//!   60` and returns, and whose second naps a minute; prints `worker PID
+//!   child PID`, then sleeps until killed.
 //! - `exec`: as `orphan`, then replaces itself with `sleep 60` (`exec`),
 //!   its pool still up.
 //! - `retire-loop`: with a logger that prints procpool's warnings to stderr,
@@ -63,6 +66,21 @@ fn change_credentials(ms: u64) -> (u32, i32) {
     };
     std::thread::sleep(Duration::from_millis(ms));
     (std::process::id(), signal)
+}
+
+/// Starts `sleep 60` (its stdio closed, so that it holds no pipe of the
+/// test's) and returns the worker's pid and the sleep's, without waiting
+/// for it: it is to outlive the task.
+#[pool_task]
+fn start_sleep() -> (u32, u32) {
+    let child = std::process::Command::new("sleep")
+        .arg("60")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sleep");
+    (std::process::id(), child.id())
 }
 
 #[pool_task]
@@ -332,6 +350,16 @@ fn main() -> Result<(), Error> {
         }
         Some("orphan") => {
             let _pool = pool_of_two_announced()?;
+            std::thread::sleep(Duration::from_secs(60));
+        }
+        Some("orphan-child") => {
+            // A task started a process, and the worker runs another task
+            // as the program dies.
+            let pool = Pool::new(1)?;
+            let (worker, child) = apply_start_sleep(&pool)?;
+            let _running = apply_async_nap(&pool, 60_000);
+            println!("worker {worker} child {child}");
+            std::io::stdout().flush().expect("stdout");
             std::thread::sleep(Duration::from_secs(60));
         }
         Some("orphan-creds") => {
