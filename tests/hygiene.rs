@@ -56,6 +56,31 @@ macro_rules! define_task {
 
 define_task!(triple, 3);
 
+/// Generated code makes no lint fire at the task: an argument named
+/// `_unused` (as the error for `_` says to name one) is used by the
+/// generated `apply_` functions, which clippy's pedantic
+/// `used_underscore_binding` reported at the argument; a task named
+/// `_helper` makes `apply__helper`, which rustc's `non_snake_case` reported
+/// at the task's name. (Checked by `cargo clippy --all-targets -- -D
+/// warnings`, as `.ci/run` runs it, and by the build.)
+#[deny(clippy::pedantic, non_snake_case)]
+mod lints {
+    #[procpool::pool_task]
+    pub fn second(_unused: u64, x: u64) -> u64 {
+        x
+    }
+
+    #[procpool::pool_task]
+    pub fn second_of_ref(_unused: &str, x: u64) -> u64 {
+        x
+    }
+
+    #[procpool::pool_task]
+    pub fn _helper(x: u64) -> u64 {
+        x + 1
+    }
+}
+
 #[test]
 fn runs_with_shadowed_prelude_names() {
     let pool = procpool::Pool::new(1).unwrap();
@@ -73,6 +98,15 @@ fn runs_when_defined_by_macro_rules() {
     let (value, pid) = apply_async_triple(&pool, 2).get().unwrap();
     assert_eq!(value, 6);
     assert_ne!(pid, std::process::id());
+}
+
+#[test]
+fn tasks_of_underscore_names_run() {
+    let pool = procpool::Pool::new(1).unwrap();
+    assert_eq!(lints::apply_second(&pool, 1, 2).unwrap(), 2);
+    assert_eq!(lints::apply_second_of_ref(&pool, "a", 3).unwrap(), 3);
+    assert_eq!(lints::apply__helper(&pool, 4).unwrap(), 5);
+    assert_eq!(lints::map__helper(&pool, [1, 2]).unwrap(), [2, 3]);
 }
 
 #[test]

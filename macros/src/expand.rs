@@ -273,7 +273,12 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
         #[doc = #apply_doc]
         #[doc = #name_doc]
         #deprecated
-        #[allow(clippy::too_many_arguments, dead_code)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::used_underscore_binding,
+            dead_code,
+            non_snake_case
+        )]
         #vis fn #apply(#pool: &#krate::Pool, #(#params),*) -> ::core::result::Result<#ret, #krate::Error> {
             #krate::__private::call_task::<#marker>(#pool, #encode)
         }
@@ -281,7 +286,12 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
         #[doc = #apply_async_doc]
         #[doc = #name_doc]
         #deprecated
-        #[allow(clippy::too_many_arguments, dead_code)]
+        #[allow(
+            clippy::too_many_arguments,
+            clippy::used_underscore_binding,
+            dead_code,
+            non_snake_case
+        )]
         #vis fn #apply_async(#pool: &#krate::Pool, #(#params),*) -> #krate::AsyncResult<#ret> {
             #krate::__private::submit_task::<#marker>(#pool, #encode)
         }
@@ -407,7 +417,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             #[doc = #doc]
             #[doc = #name_doc]
             #deprecated
-            #[allow(dead_code)]
+            #[allow(dead_code, non_snake_case)]
             #vis fn #plain #generics(#pool: #pool_ty, items: #items) -> #returns {
                 #krate::__private::#entry::<#marker, _>(
                     #pool,
@@ -419,7 +429,7 @@ fn map_fns(m: &Model<'_>) -> TokenStream {
             #[doc = #with_doc]
             #[doc = #name_doc]
             #deprecated
-            #[allow(dead_code)]
+            #[allow(dead_code, non_snake_case)]
             #vis fn #with #generics(
                 #pool: #pool_ty,
                 items: #items,
