@@ -22,7 +22,8 @@ pub(crate) struct Model<'a> {
     /// The hidden marker type the task's traits are implemented on.
     pub(crate) marker: Ident,
     /// The generated functions' pool parameter (`pool`, unless an argument
-    /// has that name).
+    /// has that name: then `procpool_pool`, or the first of
+    /// `procpool_pool_1`, ... no argument has).
     pub(crate) pool: Ident,
     /// The registered name: a literal, or `module_path!()::fn_name`.
     pub(crate) name: TokenStream,
@@ -79,11 +80,14 @@ impl<'a> Model<'a> {
         let fn_ident = &task.item.sig.ident;
         let fn_name = fn_ident.unraw().to_string();
         let marker = format_ident!("__procpool_task_{}", fn_name, span = fn_ident.span());
-        let pool = if task.args.iter().any(|a| a.ident == "pool") {
-            format_ident!("procpool_pool")
-        } else {
-            format_ident!("pool")
-        };
+        // `pool`, or the first of `procpool_pool`, `procpool_pool_1`, ...
+        // that no argument is named.
+        let taken = |name: &Ident| task.args.iter().any(|a| a.ident.unraw() == *name);
+        let pool = std::iter::once(format_ident!("pool"))
+            .chain(std::iter::once(format_ident!("procpool_pool")))
+            .chain((1usize..).map(|i| format_ident!("procpool_pool_{}", i)))
+            .find(|name| !taken(name))
+            .expect("an unused name");
         let name = match &args.name {
             Some(lit) => quote!(#lit),
             None => quote!(::core::concat!(::core::module_path!(), "::", #fn_name)),
