@@ -27,7 +27,12 @@ pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut error = match (args, task) {
         (Ok(args), Ok(task)) => match context::enclosing(&func.sig.ident) {
             None => {
-                let generated = generate(&args, &task);
+                // rustc's one error at `Self` says it all (see
+                // `mentions_self`): the function alone.
+                let generated = match validate::mentions_self(&func.sig) {
+                    true => func.to_token_stream(),
+                    false => generate(&args, &task),
+                };
                 return match repeated {
                     Some(error) => with_error(generated, error),
                     None => generated,

@@ -169,6 +169,7 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                 };
                 let ty = &*typed.ty;
                 check_no_impl_trait(errors, ty);
+                check_sized_arg(errors, ty);
                 // The outer `&` is lent by the worker; any other reference
                 // in the type cannot be decoded (it would have to borrow
                 // from the call's bytes).
@@ -228,7 +229,20 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
         ReturnType::Default => None,
         ReturnType::Type(_, ty) => {
             check_no_impl_trait(errors, ty);
-            if let Type::Never(never) = &**ty {
+            if let Some(kind) = unsized_kind(ty) {
+                let message = match kind {
+                    Unsized::Str => "`#[pool_task]` functions cannot return `str`, whose size \
+                                     is not known: return a `String`"
+                        .to_string(),
+                    Unsized::Slice(elem) => format!(
+                        "`#[pool_task]` functions cannot return a slice, whose size is not \
+                         known: return a `Vec<{}>`",
+                        crate::model::tidy(elem)
+                    ),
+                    Unsized::Dyn => TRAIT_OBJECT.to_string(),
+                };
+                errors.push(ty, message);
+            } else if let Type::Never(never) = &**ty {
                 errors.push(
                     never,
                     "`#[pool_task]` functions cannot return `!`: the caller waits for a \
@@ -250,6 +264,103 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
             }
         }
     }
+}
+
+const TRAIT_OBJECT: &str = "`#[pool_task]` cannot use a trait object (`dyn Trait`): a worker \
+                            must know the concrete type to decode; name the type";
+
+/// A type whose size is not known, as a whole: what no argument or result
+/// can be (rustc's own errors about it come from every generated item).
+enum Unsized<'a> {
+    Str,
+    /// `[T]`, with `T`.
+    Slice(&'a Type),
+    Dyn,
+}
+
+/// `ty` without the parentheses and the invisible groups (a `$t:ty` of a
+/// `macro_rules!` macro) around it.
+pub(crate) fn peel(mut ty: &Type) -> &Type {
+    loop {
+        match ty {
+            Type::Paren(p) => ty = &p.elem,
+            Type::Group(g) => ty = &g.elem,
+            _ => return ty,
+        }
+    }
+}
+
+fn unsized_kind(ty: &Type) -> Option<Unsized<'_>> {
+    match peel(ty) {
+        Type::Slice(slice) => Some(Unsized::Slice(&slice.elem)),
+        Type::TraitObject(_) => Some(Unsized::Dyn),
+        Type::Path(p) if p.qself.is_none() => {
+            let path = crate::model::tidy(&p.path);
+            let path = path.trim_start_matches("::");
+            let str_paths = ["str", "core::primitive::str", "std::primitive::str"];
+            str_paths.contains(&path).then_some(Unsized::Str)
+        }
+        _ => None,
+    }
+}
+
+/// An argument taken by value whose size is not known (`text: str`,
+/// `values: [u8]`, `value: dyn Debug`), or a reference argument to a trait
+/// object (`&dyn Debug`), which the worker cannot decode.
+fn check_sized_arg(errors: &mut Errors, ty: &Type) {
+    match peel(ty) {
+        Type::Reference(r) => {
+            if let Some(Unsized::Dyn) = unsized_kind(&r.elem) {
+                errors.push(&r.elem, TRAIT_OBJECT);
+            }
+        }
+        _ => match unsized_kind(ty) {
+            Some(Unsized::Str) => errors.push(
+                ty,
+                "`#[pool_task]` arguments cannot be `str` by value, whose size is not known: \
+                 take `&str` (the worker lends the function its decoded copy) or `String`",
+            ),
+            Some(Unsized::Slice(elem)) => {
+                let elem = crate::model::tidy(elem);
+                errors.push(
+                    ty,
+                    format!(
+                        "`#[pool_task]` arguments cannot be a slice by value, whose size is not \
+                         known: take `&[{elem}]` (the worker lends the function its decoded \
+                         copy) or `Vec<{elem}>`"
+                    ),
+                )
+            }
+            Some(Unsized::Dyn) => errors.push(ty, TRAIT_OBJECT),
+            None => {}
+        },
+    }
+}
+
+/// Whether the signature names `Self`, which a free function cannot: rustc
+/// reports it, once, at the user's `Self`, when the function is emitted
+/// alone (the generated items would add errors about procpool's hidden
+/// type, which `Self` would stand for in their impls).
+pub(crate) fn mentions_self(sig: &syn::Signature) -> bool {
+    struct Finder(bool);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if path.segments.first().is_some_and(|s| s.ident == "Self") {
+                self.0 = true;
+            }
+            syn::visit::visit_path(self, path);
+        }
+    }
+    let mut finder = Finder(false);
+    for input in &sig.inputs {
+        if let FnArg::Typed(typed) = input {
+            finder.visit_type(&typed.ty);
+        }
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        finder.visit_type(ty);
+    }
+    finder.0
 }
 
 fn check_no_impl_trait(errors: &mut Errors, ty: &Type) {
