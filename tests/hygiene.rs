@@ -81,6 +81,22 @@ mod lints {
     }
 }
 
+/// Defines a task whose argument type is a `$t:ty`, which the attribute
+/// sees in an invisible group: `&str` and `&[u64]` there are reference
+/// arguments as when written out.
+macro_rules! define_len_task {
+    ($name:ident, $arg:ty, $ret:ty) => {
+        #[procpool::pool_task]
+        fn $name(x: $arg) -> $ret {
+            (x.len(), std::process::id())
+        }
+    };
+}
+
+define_len_task!(str_len, &str, (usize, u32));
+define_len_task!(slice_len, &[u64], (usize, u32));
+define_len_task!(bytes_len, &[u8], (usize, u32));
+
 #[test]
 fn runs_with_shadowed_prelude_names() {
     let pool = procpool::Pool::new(1).unwrap();
@@ -107,6 +123,28 @@ fn tasks_of_underscore_names_run() {
     assert_eq!(lints::apply_second_of_ref(&pool, "a", 3).unwrap(), 3);
     assert_eq!(lints::apply__helper(&pool, 4).unwrap(), 5);
     assert_eq!(lints::map__helper(&pool, [1, 2]).unwrap(), [2, 3]);
+}
+
+#[test]
+fn reference_arguments_typed_by_macro_rules_run() {
+    let pool = procpool::Pool::new(1).unwrap();
+    let (len, pid) = apply_str_len(&pool, "abc").unwrap();
+    assert_eq!(len, 3);
+    assert_ne!(pid, std::process::id());
+    assert_eq!(apply_slice_len(&pool, &[1, 2, 3, 4]).unwrap().0, 4);
+    assert_eq!(apply_async_bytes_len(&pool, b"xy").get().unwrap().0, 2);
+    let words = ["a".to_string(), "bcd".to_string()];
+    let lens: Vec<usize> = map_str_len(&pool, words.iter())
+        .unwrap()
+        .into_iter()
+        .map(|(len, _)| len)
+        .collect();
+    assert_eq!(lens, [1, 3]);
+    let lists = [vec![1u64], vec![]];
+    let lens: Vec<usize> = imap_slice_len(&pool, lists.iter())
+        .map(|r| r.unwrap().0)
+        .collect();
+    assert_eq!(lens, [1, 0]);
 }
 
 #[test]

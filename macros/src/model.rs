@@ -252,7 +252,7 @@ impl<'a> Model<'a> {
 
 /// `u8`, or with `slice`, `[u8]`.
 fn is_u8(ty: &Type, slice: bool) -> bool {
-    match ty {
+    match crate::validate::peel(ty) {
         Type::Slice(s) if slice => is_u8(&s.elem, false),
         Type::Path(p) if !slice => p.qself.is_none() && p.path.is_ident("u8"),
         _ => false,

@@ -167,7 +167,9 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                         None
                     }
                 };
-                let ty = &*typed.ty;
+                // (A `$t:ty` of a `macro_rules!` macro is a group: seen
+                // through, `&str` is a reference argument there too.)
+                let ty = peel(&typed.ty);
                 check_no_impl_trait(errors, ty);
                 check_sized_arg(errors, ty);
                 // The outer `&` is lent by the worker; any other reference
@@ -188,7 +190,7 @@ fn task_args<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Vec<Arg<'a>> {
                     }
                     Type::Reference(r) => {
                         check_not_static(errors, r);
-                        Some(&*r.elem)
+                        Some(peel(&r.elem))
                     }
                     _ => None,
                 };
@@ -228,6 +230,7 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
     match &sig.output {
         ReturnType::Default => None,
         ReturnType::Type(_, ty) => {
+            let ty = peel(ty);
             check_no_impl_trait(errors, ty);
             if let Some(kind) = unsized_kind(ty) {
                 let message = match kind {
@@ -242,14 +245,14 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
                     Unsized::Dyn => TRAIT_OBJECT.to_string(),
                 };
                 errors.push(ty, message);
-            } else if let Type::Never(never) = &**ty {
+            } else if let Type::Never(never) = ty {
                 errors.push(
                     never,
                     "`#[pool_task]` functions cannot return `!`: the caller waits for a \
                      result to decode; return `()` (a task that panics or exits still \
                      reports `Error::Panic` or `Error::WorkerDied`)",
                 );
-            } else if let Type::Reference(r) = &**ty {
+            } else if let Type::Reference(r) = ty {
                 errors.push(
                     r,
                     "`#[pool_task]` functions cannot return references: the result is sent \
@@ -258,7 +261,7 @@ fn task_output<'a>(errors: &mut Errors, sig: &'a syn::Signature) -> Option<&'a T
             } else {
                 check_no_inner_reference(errors, ty);
             }
-            match &**ty {
+            match ty {
                 Type::Tuple(t) if t.elems.is_empty() => None,
                 ty => Some(ty),
             }
