@@ -1,5 +1,6 @@
 //! The arguments of `#[pool_task(...)]`.
 
+use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{LitStr, Path, Token};
@@ -28,16 +29,16 @@ impl Parse for TaskArg {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::name) {
-            input.parse::<kw::name>()?;
-            input.parse::<Token![=]>()?;
-            if !input.peek(LitStr) {
-                let found: proc_macro2::TokenTree = input.parse()?;
-                let text = found.to_string();
-                let text = text.trim_matches('\'');
+            let keyword = input.parse::<kw::name>()?;
+            if !input.peek(Token![=]) {
                 return Err(syn::Error::new(
-                    found.span(),
-                    format!("the task name must be a string literal: `name = \"{text}\"`"),
+                    keyword.span,
+                    "`name` needs a value: `name = \"my_task\"`",
                 ));
+            }
+            let eq = input.parse::<Token![=]>()?;
+            if !input.peek(LitStr) {
+                return Err(not_a_string(input, eq));
             }
             let lit: LitStr = input.parse()?;
             if lit.value().trim().is_empty() {
@@ -69,6 +70,50 @@ impl Parse for TaskArg {
     }
 }
 
+/// The error for `name = <not a string literal>`, at what was written
+/// there, suggesting the string it most likely meant.
+fn not_a_string(input: ParseStream, eq: Token![=]) -> syn::Error {
+    if input.is_empty() || input.peek(Token![,]) {
+        return syn::Error::new(
+            eq.span,
+            "`name =` needs a string literal: `name = \"my_task\"`",
+        );
+    }
+    let value = match input.parse::<syn::Expr>() {
+        Ok(value) => value,
+        Err(error) => return error,
+    };
+    let suggestion = match &value {
+        // `name = double`, `name = 'x'`, `name = b"x"`, `name = 7`.
+        syn::Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+            p.path.get_ident().map(|ident| ident.unraw().to_string())
+        }
+        syn::Expr::Lit(lit) => match &lit.lit {
+            syn::Lit::ByteStr(b) => String::from_utf8(b.value()).ok(),
+            syn::Lit::CStr(c) => c.value().into_string().ok(),
+            syn::Lit::Char(c) => Some(c.value().to_string()),
+            syn::Lit::Int(i) => Some(i.to_string()),
+            syn::Lit::Float(f) => Some(f.to_string()),
+            syn::Lit::Bool(b) => Some(b.value.to_string()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let message = match suggestion {
+        Some(text) => format!(
+            "the task name must be a string literal: `name = {:?}`",
+            text
+        ),
+        // A macro call or any other expression: an attribute's arguments
+        // are not evaluated.
+        None => "the task name must be a string literal, written out: \
+                 `name = \"my_task\"` (an attribute's arguments are not evaluated, so \
+                 neither a macro such as `concat!` nor a `const` can give it)"
+            .to_string(),
+    };
+    syn::Error::new_spanned(value, message)
+}
+
 impl Parse for TaskArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let mut out = TaskArgs::default();
@@ -91,8 +136,24 @@ impl Parse for TaskArgs {
 /// `crate = path`, the argument both attributes take: the path procpool is
 /// reached by when it is renamed in `Cargo.toml`.
 fn crate_path(input: ParseStream) -> syn::Result<Path> {
-    input.parse::<Token![crate]>()?;
+    let keyword = input.parse::<Token![crate]>()?;
+    if !input.peek(Token![=]) {
+        return Err(syn::Error::new(
+            keyword.span,
+            "`crate` needs a value: `crate = pp`, the name procpool is renamed to in Cargo.toml",
+        ));
+    }
     input.parse::<Token![=]>()?;
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`crate` takes a path, not a string: `crate = {}`",
+                lit.value()
+            ),
+        ));
+    }
     Path::parse_mod_style(input)
 }
 
