@@ -96,6 +96,14 @@ fn not_a_function(item: TokenStream) -> syn::Error {
         Ok(Item::Type(i)) => ("a type alias", head(&i.type_token, &i.ident)),
         Ok(Item::Use(i)) => ("a `use`", i.use_token.to_token_stream()),
         Ok(Item::ForeignMod(i)) => ("an `extern` block", i.abi.to_token_stream()),
+        _ if declaration(&item).is_some() => {
+            let tokens = declaration(&item).expect("a declaration");
+            let message = "`#[pool_task]` goes on a free function with a body, not on a \
+                           function's declaration (in a `trait` or an `extern` block): a worker \
+                           runs the body; write `#[pool_task] fn name(arg: Type) -> Type { .. }` \
+                           at module level";
+            return syn::Error::new_spanned(tokens, message);
+        }
         _ => match closure(&item) {
             Some(tokens) => {
                 let message = "`#[pool_task]` goes on a free function, not on a closure: a \
@@ -112,6 +120,20 @@ fn not_a_function(item: TokenStream) -> syn::Error {
          `#[pool_task] fn name(arg: Type) -> Type {{ .. }}`"
     );
     syn::Error::new_spanned(tokens, message)
+}
+
+/// A function declared without a body (`fn run(x: u8) -> u8;`, in a
+/// `trait` or an `extern` block), if `item` is one: its `fn` and name.
+fn declaration(item: &TokenStream) -> Option<TokenStream> {
+    let sig = match syn::parse2::<syn::TraitItemFn>(item.clone()) {
+        Ok(decl) if decl.default.is_none() => decl.sig,
+        Ok(_) => return None,
+        // (`pub fn f();` in an `extern` block.)
+        Err(_) => syn::parse2::<syn::ForeignItemFn>(item.clone()).ok()?.sig,
+    };
+    let mut tokens = sig.fn_token.to_token_stream();
+    sig.ident.to_tokens(&mut tokens);
+    Some(tokens)
 }
 
 /// The closure `item` is or binds (`let f = |x| ..;`), if it is one: its
