@@ -155,3 +155,97 @@ fn after_close_and_join_the_tasks_children_keep_running() {
     assert!(gone_within(sleep, Duration::from_secs(5)));
     assert_no_children();
 }
+
+/// A SIGSEGV handler that returns, as the handlers of some runtimes (a
+/// garbage collector, a JIT) do for faults they expect.
+extern "C" fn ignore_fault(_: libc::c_int) {}
+
+/// Forks a child that returns from the task, neither exiting nor
+/// exec'ing (a task that forgot its child's `exit`); with `fault_handler`,
+/// first installs [`ignore_fault`] for SIGSEGV. Waits for the child, 5 s at
+/// most (then kills it), and returns its wait status, or `None` if it had
+/// to be killed. The child returns `Some(-1)`.
+#[pool_task]
+fn fork_and_return_in_child(fault_handler: bool) -> Option<i32> {
+    // SAFETY: sigaction with an initialised action whose handler does
+    // nothing; fork, waitpid and kill on the child this task forked.
+    unsafe {
+        if fault_handler {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore_fault as *const () as usize;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(libc::SIGSEGV, &action, std::ptr::null_mut());
+        }
+        let child = libc::fork();
+        if child == 0 {
+            return Some(-1);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, libc::WNOHANG) != child {
+            if Instant::now() > deadline {
+                libc::kill(child, libc::SIGKILL);
+                libc::waitpid(child, &mut status, 0);
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Some(status)
+    }
+}
+
+/// Appends `ITEM PID` to `log`; item 0 first forks a child that returns
+/// from the item, and waits for it.
+#[pool_task]
+fn log_item(log: PathBuf, item: u32) -> u32 {
+    if item == 0 {
+        // SAFETY: fork and waitpid on the child this task forked.
+        unsafe {
+            let child = libc::fork();
+            if child == 0 {
+                return item;
+            }
+            libc::waitpid(child, &mut 0, 0);
+        }
+    }
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .unwrap();
+    writeln!(file, "{item} {}", std::process::id()).unwrap();
+    item
+}
+
+/// A child a task forks that returns from the task ends at once, quietly
+/// (exit code 0), sending nothing and running no more task code, instead
+/// of dying of SIGSEGV on the channel its parent keeps from it (or, where
+/// a handler ignores that fault, spinning on it for ever); in a map, the
+/// later items of the chunk run in the worker alone.
+#[test]
+fn a_forked_child_returning_from_its_task_ends_quietly() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    for fault_handler in [false, true] {
+        let status = apply_fork_and_return_in_child(&pool, fault_handler).unwrap();
+        let status = status.expect("the child spun on, killed after 5 s");
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child ended with wait status {status:#x} (handler: {fault_handler})"
+        );
+    }
+    let log = Scratch::temp("forked-child-log");
+    let items = (0..4).map(|item| (log.to_path_buf(), item));
+    let got = map_log_item_with(&pool, items, procpool::MapOptions::new().chunksize(4));
+    assert_eq!(got.unwrap(), vec![0, 1, 2, 3]);
+    let lines = std::fs::read_to_string(&*log).unwrap();
+    let mut items: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    items.sort();
+    assert_eq!(items, ["0", "1", "2", "3"], "items ran twice:\n{lines}");
+    drop(pool);
+    assert_no_children();
+}

@@ -17,7 +17,7 @@ pub(crate) mod panic;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -234,6 +234,7 @@ pub(crate) fn serve_here(channel: WorkerChannel, exit: Exit) -> ! {
         }
     };
     panic::install_panic_hook();
+    SERVING_GENERATION.store(sys::fork_generation(), Relaxed);
     // The threads that run before any task are the worker's own.
     if let Some(threads) = sys::threads_now() {
         OWN_THREADS.store(threads, Relaxed);
@@ -355,6 +356,26 @@ fn fatal(message: String) -> ! {
     let body = wire::encode_reply(&Reply::Fatal { message });
     let _ = channel::send(&[&body], &[]);
     end_process(EXIT_PROTOCOL);
+}
+
+/// The count of `fork`s (see `sys::fork_generation`) as this worker began
+/// to serve; `u64::MAX` in a process that does not serve.
+static SERVING_GENERATION: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Ends at once, quietly (exit code 0, nothing flushed: its buffers are
+/// copies of the worker's), a process a task forked whose child returned
+/// from the task into the worker's code, as a task that forgot its child's
+/// `exit` has it do: it is no worker. Left to go on, it would run the
+/// rest of its chunk's items again, then die of SIGSEGV on the channel,
+/// which is not mapped in a forked process (or spin on that fault for ever
+/// where the task installed a SIGSEGV handler that returns). An atomic
+/// load after each call and item.
+#[inline]
+pub(crate) fn end_if_forked_copy() {
+    let serving = SERVING_GENERATION.load(Relaxed);
+    if serving != u64::MAX && sys::fork_generation() != serving {
+        sys::exit_immediately(0);
+    }
 }
 
 /// Flushes what a task printed after a call that ran for `ran`: see

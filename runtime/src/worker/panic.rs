@@ -14,11 +14,15 @@ thread_local! {
 }
 
 /// Runs `f` as task code: a panic in it is caught and returned as its
-/// report, not printed. Every call and every chunk runs under it.
+/// report, not printed. Every call and every chunk runs under it. A copy a
+/// task forked that returns from it ends there (see
+/// [`super::end_if_forked_copy`]).
 #[inline]
 pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     let was = IN_TASK.with(|t| t.replace(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f)).map_err(report);
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    super::end_if_forked_copy();
+    let result = result.map_err(report);
     IN_TASK.with(|t| t.set(was));
     result
 }
@@ -29,7 +33,9 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
 #[inline(always)]
 pub(crate) fn guard_within<T>(f: impl FnOnce() -> T) -> Result<T, PanicReport> {
     debug_assert!(IN_TASK.with(Cell::get), "guard_within outside a guard");
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(report)
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    super::end_if_forked_copy();
+    result.map_err(report)
 }
 
 /// The report of a caught panic: the one the hook recorded, if it is this
