@@ -750,3 +750,89 @@ fn stray_worker_variables_never_turn_a_normal_run_into_a_worker() {
     assert_eq!(out.stderr, b"");
     assert_no_children();
 }
+
+/// Has `cmd` start under a seccomp filter that fails `pidfd_open` with
+/// `errno`, as a container's filter from before Linux 5.3 does.
+fn without_pidfd_open(cmd: &mut Command, errno: i32) -> &mut Command {
+    // Classic BPF over `struct seccomp_data`, whose first field is the
+    // system call's number: load it, compare, allow or fail.
+    const LOAD_NR: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JUMP_IF_EQUAL: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RETURN: u16 = 0x06; // BPF_RET | BPF_K
+    const ALLOW: u32 = 0x7fff_0000; // SECCOMP_RET_ALLOW
+    let filter = [
+        libc::sock_filter {
+            code: LOAD_NR,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: JUMP_IF_EQUAL,
+            jt: 1,
+            jf: 0,
+            k: libc::SYS_pidfd_open as u32,
+        },
+        libc::sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: ALLOW,
+        },
+        libc::sock_filter {
+            code: RETURN,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | errno as u32,
+        },
+    ];
+    // SAFETY: between fork and exec the closure only makes two prctl
+    // calls (async-signal-safe), which read the filter program: the
+    // `filter` array the closure owns outlives them.
+    unsafe {
+        cmd.pre_exec(move || {
+            let program = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &program as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A system that refuses `pidfd_open` (a kernel before 5.3, or a
+/// container's seccomp filter that predates it) fails `build` with a
+/// `WorkerStart` that names `pidfd_open`, not one that blames the
+/// program's execution; no worker is left behind.
+#[test]
+fn a_refused_pidfd_open_fails_the_start_naming_it() {
+    let _serial = serial();
+    for (errno, text) in [
+        (libc::ENOSYS, "not implemented"),
+        (libc::EPERM, "not permitted"),
+    ] {
+        for env in ["0", "1"] {
+            let out = without_pidfd_open(Command::new(HELPER).arg("hello"), errno)
+                .env("PROCPOOL_FORK_SERVER", env)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "started anyway: {stderr}");
+            assert!(stderr.contains("WorkerStart"), "{stderr}");
+            assert!(stderr.contains("pidfd_open"), "{stderr}");
+            assert!(stderr.contains(text), "{stderr}");
+            assert!(!stderr.contains("could not execute"), "{stderr}");
+        }
+    }
+    assert_no_children();
+}

@@ -275,7 +275,8 @@ pub(crate) fn spawn_worker(
     let envp_ptrs = null_terminated(&envp);
     // dup2 onto the same number would keep close-on-exec set: hand the child
     // a copy that is surely not at `at` (closed again below).
-    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)?;
+    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)
+        .map_err(|e| in_context("could not copy its channel's descriptor", e.into()))?;
     let dev_null = c"/dev/null";
     // SAFETY: the file actions and attributes are initialised before use and
     // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
@@ -349,7 +350,8 @@ pub(crate) fn spawn_worker(
                 &attr,
                 argv_ptrs.as_ptr(),
                 envp_ptrs.as_ptr(),
-            ))?;
+            ))
+            .map_err(|e| in_context(&format!("could not execute {}", exe.to_string_lossy()), e))?;
             // Our own unreaped child: the pid cannot have been reused.
             match pidfd_open(pid as u32) {
                 Ok(pidfd) => Ok(WorkerProcess {
@@ -359,7 +361,13 @@ pub(crate) fn spawn_worker(
                 Err(e) => {
                     kill(pid as u32);
                     let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
-                    Err(e)
+                    Err(in_context(
+                        &format!(
+                            "could not watch worker {pid} with pidfd_open (Linux 5.3 or later, \
+                             and no seccomp filter refusing it; it was killed)"
+                        ),
+                        e,
+                    ))
                 }
             }
         })();
@@ -367,6 +375,12 @@ pub(crate) fn spawn_worker(
         libc::posix_spawnattr_destroy(&mut attr);
         result
     }
+}
+
+/// `error` with `what` before its message (its kind kept): which step of
+/// starting a worker failed.
+fn in_context(what: &str, error: io::Error) -> io::Error {
+    io::Error::new(error.kind(), format!("{what}: {error}"))
 }
 
 /// The program, its arguments and its environment (this process's, with

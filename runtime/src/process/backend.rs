@@ -38,7 +38,7 @@ impl ProcessBackend {
         argv.extend(worker_args().iter().map(std::ffi::OsStr::new));
         sys::spawn_worker(exe, &argv, env, channel, CHANNEL_FD)
             .map(Child::from)
-            .map_err(|e| format!("could not execute {}: {e}", exe.display()))
+            .map_err(|e| e.to_string())
     }
 }
 
