@@ -72,6 +72,7 @@ fn change_credentials(ms: u64) -> (u32, i32) {
 /// test's) and returns the worker's pid and the sleep's, without waiting
 /// for it: it is to outlive the task.
 #[pool_task]
+#[allow(clippy::zombie_processes)]
 fn start_sleep() -> (u32, u32) {
     let child = std::process::Command::new("sleep")
         .arg("60")
