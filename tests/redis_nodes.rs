@@ -2,7 +2,7 @@
 //! processes: a node asked to stop still obeys a cancel of what it holds
 //! and still reports what it ran across a Redis restart; its watcher backs
 //! off when Redis refuses its reads; a lost reply to its very first claim
-//! loses nothing; malformed task entries fail alone; a SIGTERMed node
+//! loses nothing; malformed task entries fail alone; a killed node
 //! leaves no worker behind; a dropped node serves on; a node serving many
 //! large results keeps its memory bounded; a DELIVER whose reply was lost
 //! is not reported as fenced; a stopping node that gave up on Redis leaves
@@ -252,17 +252,18 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// A node from the environment that gets SIGTERM leaves no process
+/// A node from the environment that is killed (SIGKILL) leaves no process
 /// behind: its worker running a call dies with it, and the call is
-/// `NodeLost` (it ran at most once).
+/// `NodeLost` (it ran at most once). (SIGTERM stops it gracefully:
+/// tests/redis_signals.rs.)
 #[test]
-fn a_sigtermed_env_node_leaves_no_worker_behind() {
+fn a_killed_env_node_leaves_no_worker_behind() {
     let server = RedisServer::start();
     let node = NodeProc::env(&server, 2);
     let pool = Pool::builder().redis(&server.url()).build().unwrap();
     let (held, result) = Held::start(&pool);
     let worker = held.worker();
-    node.signal(libc::SIGTERM);
+    node.signal(libc::SIGKILL);
     let gone = wait_until(Duration::from_secs(5), || !support::alive(worker));
     held.release();
     assert!(gone, "the worker outlived its node by 5 s");

@@ -450,8 +450,10 @@ pub use procpool_macros::main;
 /// `init()` starts a local pool of `PROCPOOL_PROCESSES` workers (default:
 /// the available parallelism), serves the queue `PROCPOOL_QUEUE` (default
 /// `procpool`) and never returns; if it cannot start (Redis unreachable),
-/// it prints why on stderr and exits with code 1. See `procpool::Node` for the same
-/// in code. A program built without the feature exits with code 2 and a
+/// it prints why on stderr and exits with code 1. On SIGTERM or SIGINT it
+/// stops gracefully (it claims no more calls, finishes and reports those
+/// it holds, leaves, and exits 0); a second one meanwhile ends it at once,
+/// as a kill does. See `procpool::Node` for the same in code. A program built without the feature exits with code 2 and a
 /// message instead of ignoring `PROCPOOL_NODE`.
 ///
 /// ```

@@ -1,7 +1,7 @@
 //! Everything OS-specific: starting a worker (`posix_spawn`), the worker
 //! process, signals, memory hints; shared memory and futexes in [`shm`],
 //! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], the
-//! thread's stack in [`stack`], and
+//! thread's stack in [`stack`], a node's stop signals in [`signals`], and
 //! in [`channel`] what a process started as a worker or fork server checks
 //! of what its parent left it. A port to another OS replaces this module;
 //! nothing else calls `libc` or `rustix`. It imports nothing from the rest
@@ -11,7 +11,7 @@
 //! syscalls, no libc in between): pidfds, `poll`, `epoll`, `waitpid`,
 //! `prctl`, `kill`, `fstat`, `fcntl`, socket options, `sendmsg`/`recvmsg`,
 //! `memfd`, `mmap`, futexes, `madvise`. `posix_spawn`, `fork`, `signalfd`,
-//! `atexit`, `_exit`, `signal`, `mallopt`, `malloc_trim` and
+//! `atexit`, `_exit`, `signal`, `sigaction`, `pipe2`, `mallopt`, `malloc_trim` and
 //! `pthread_getattr_np` are libc's own
 //! (or missing from rustix) and stay `libc` calls.
 
@@ -19,6 +19,8 @@ mod channel;
 mod fork;
 mod pidfd;
 mod shm;
+#[cfg(feature = "redis")]
+mod signals;
 mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
@@ -34,6 +36,8 @@ pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
 };
+#[cfg(feature = "redis")]
+pub(crate) use signals::{catch_stop_signals, die_of, uncatch_stop_signals};
 pub(crate) use stack::stack_left;
 
 use std::ffi::{CString, OsStr};

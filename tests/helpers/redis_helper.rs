@@ -3,7 +3,9 @@
 //!
 //! - With `PROCPOOL_NODE=redis://… [PROCPOOL_QUEUE=q] [PROCPOOL_PROCESSES=n]`
 //!   in its environment, `procpool::init()` serves as a node and never
-//!   returns (the environment contract of the README).
+//!   returns (the environment contract of the README); with
+//!   `PROCPOOL_HELPER_LOG=FILE`, procpool's log records go to FILE, as with
+//!   `log` below.
 //! - `node URL [processes P] [prefetch N] [max-frame B] [queue Q] [log FILE]
 //!   [init-unless FILE] [task-timeout-ms MS] [max-tasks N] [quick 1]
 //!   [keep-outcomes-ms MS]`: the
@@ -31,6 +33,11 @@ use procpool::{Node, Pool};
 mod tasks;
 
 fn main() {
+    // A node from the environment has no `log` option: its log records go
+    // to the file this names, as with `log`.
+    if let Some(path) = std::env::var_os("PROCPOOL_HELPER_LOG") {
+        log_to(&path.to_string_lossy());
+    }
     procpool::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {

@@ -1,6 +1,7 @@
 //! A node from the environment: `PROCPOOL_NODE=redis://…
 //! PROCPOOL_QUEUE=q PROCPOOL_PROCESSES=8 ./prog` makes `procpool::init()`
-//! serve as a node and never return.
+//! serve as a node and never return (it exits on SIGTERM or SIGINT, see
+//! `node::on_signal`).
 
 use super::node::Node;
 use crate::process::NodeEnv;
@@ -16,7 +17,7 @@ pub(crate) fn serve_from_env(env: NodeEnv) -> ! {
         Some(Err(why)) => fail(&why),
         None => {}
     }
-    match builder.serve() {
+    match super::node::serve_stopping_on_signals(builder) {
         Ok(never) => match never {},
         Err(e) => fail(&e.to_string()),
     }

@@ -11,6 +11,7 @@ mod claim;
 mod deliver;
 mod identity;
 mod local;
+mod on_signal;
 mod orphans;
 mod recent;
 mod runner;
@@ -32,6 +33,7 @@ use crate::pool::config::{Broker, NodeConfig, Retry};
 
 use crate::pool::{Pool, PoolBuilder};
 use claim::ReadSide;
+pub(crate) use on_signal::serve as serve_stopping_on_signals;
 pub(crate) use recent::keep_outcomes_for;
 pub(crate) use shared::treat_calls_as_quick;
 use shared::{Shared, State};
@@ -93,6 +95,12 @@ pub struct NodeBuilder {
 /// on in the background until the process ends (which its callers see as
 /// the loss of a node). To leave gracefully, [`stop`](Node::stop) it, then
 /// [`wait`](Node::wait).
+///
+/// A `Node` started in code does nothing on SIGTERM or SIGINT: the
+/// program owns its signals (by default they end it, and its callers see
+/// the loss of a node); to stop gracefully on them, as a node started with
+/// `PROCPOOL_NODE` does, call `stop` from the program's own handling of
+/// them (a flag set by a handler, say).
 ///
 /// ```no_run
 /// # fn main() -> Result<(), procpool::Error> {
