@@ -1106,3 +1106,45 @@ fn a_stopped_task_holds_nothing_once_its_cancel_returns() {
     }
     ends_clean(pool);
 }
+
+/// This worker's pid, as a result that travels as one block of bytes.
+#[pool_task]
+fn pid_bytes() -> Vec<u8> {
+    std::process::id().to_le_bytes().to_vec()
+}
+
+/// A `CancelHandle` used right after `get` took a complete block result
+/// (a `Vec<u8>`, which `get` takes out of the result rather than copy: an
+/// async task's pattern, `spawn_blocking(move || r.get())` beside a
+/// timeout that cancels through the handle) answers `Finished` at once and
+/// stops nothing: the task finished and its value was returned. (The
+/// taken outcome left the result looking unsettled to the handle, which
+/// then cancelled the call anew: the pool, still holding the finished
+/// call for an instant, killed the worker that had run it (`Stopped`, its
+/// replacement running the next task), or the cancel waited two seconds
+/// for an outcome that had already been taken.)
+#[test]
+fn a_cancel_handle_used_as_get_takes_a_block_result_answers_finished_and_stops_nothing() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let first = apply_pid_bytes(&pool).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut round = 0;
+    while round < 3000 && Instant::now() < deadline {
+        let r = apply_async_pid_bytes(&pool);
+        r.wait();
+        let handle = r.cancel_handle();
+        assert_eq!(
+            r.get().unwrap(),
+            first,
+            "round {round}: a new worker ran it"
+        );
+        let started = Instant::now();
+        let answer = handle.cancel();
+        let took = started.elapsed();
+        assert_eq!(answer, CancelOutcome::Finished, "round {round}");
+        assert!(took < Duration::from_secs(1), "round {round}: {took:?}");
+        round += 1;
+    }
+    ends_clean(pool);
+}

@@ -276,7 +276,7 @@ impl<T: DeserializeOwned + 'static> AsyncResult<T> {
     /// [`decode`](Self::decode) by the result's last reader: a block of
     /// bytes (a `Vec<u8>`, a `ByteBuf`) is taken whole when nothing else
     /// holds the outcome (no callback kept it), not copied.
-    fn decode_last(cell: &ResultCell, outcome: Arc<Outcome>) -> Result<T, Error> {
+    fn decode_last(cell: &Arc<ResultCell>, outcome: Arc<Outcome>) -> Result<T, Error> {
         if !crate::task::is_block::<T>() || cell.decoder().is_some() {
             return Self::decode(cell, &outcome);
         }

@@ -117,6 +117,11 @@ struct Extra {
     decodes: Option<bool>,
     /// Threads that cancel meanwhile: woken once it has answered.
     cancel_waiters: Vec<Thread>,
+    /// `get` took the outcome out of the complete result (see
+    /// [`ResultCell::take_sole`]) while a `CancelHandle` could still reach
+    /// it: settled, so a cancel through the handle answers `Finished`
+    /// rather than take the missing outcome for a call still under way.
+    taken: bool,
 }
 
 impl CellState {
@@ -310,6 +315,10 @@ impl ResultCell {
             if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
                 return first;
             }
+            if state.extra.as_ref().is_some_and(|e| e.taken) {
+                // `get` returned the value: nothing left to cancel.
+                return CancelOutcome::Finished;
+            }
             if self.hub.in_copy() {
                 // In a copy made by `fork`: the call is the parent's, whose
                 // queue and workers this copy must not touch, and a cancel
@@ -392,7 +401,8 @@ impl ResultCell {
         let outcome = Arc::new(outcome);
         let (listeners, has_callbacks, wakeups) = {
             let mut state = self.lock();
-            if state.outcome.is_some() {
+            // (Nor once `get` took it: see `take_sole`.)
+            if state.outcome.is_some() || state.extra.as_ref().is_some_and(|e| e.taken) {
                 return;
             }
             let has_callbacks = state.has_callbacks();
@@ -542,6 +552,10 @@ impl ResultCell {
             if let Some(outcome) = &state.outcome {
                 break Some(outcome.clone());
             }
+            if state.extra.as_ref().is_some_and(|e| e.taken) {
+                // It arrived, and `get` took it meanwhile.
+                break None;
+            }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break None;
             };
@@ -595,8 +609,17 @@ impl ResultCell {
     /// only ones: the result's last reader (`get`, which consumes its
     /// `AsyncResult`) may then keep its buffers rather than copy them. Else
     /// `outcome` is given back. The cell holds no outcome afterwards:
-    /// nobody may read it again.
-    pub(super) fn take_sole(&self, outcome: Arc<Outcome>) -> Result<Outcome, Arc<Outcome>> {
+    /// nobody may read it again. If a `CancelHandle` can still reach the
+    /// cell (it may outlive the result for an instant: the pool's threads
+    /// may hold the cell a moment longer), the cell is marked settled, so
+    /// that a cancel through the handle answers `Finished` instead of
+    /// taking the missing outcome for a call not finished yet, cancelling
+    /// it anew (killing the worker that ran it, if the pool still held the
+    /// finished call) and waiting for an outcome that never comes.
+    pub(super) fn take_sole(
+        self: &Arc<Self>,
+        outcome: Arc<Outcome>,
+    ) -> Result<Outcome, Arc<Outcome>> {
         let mut state = self.lock();
         let sole = state.complete()
             && state
@@ -609,7 +632,17 @@ impl ResultCell {
         // No other reference exists and none can be made (that takes this
         // lock): once the cell's is dropped, `outcome` is the only one.
         state.outcome = None;
+        // (Only handles reach the cell weakly; none can be made now: `get`
+        // consumed the result.)
+        let wakeups = (Arc::weak_count(self) > 0).then(|| {
+            state.extra().taken = true;
+            // A cancel through a handle waiting for the outcome to arrive.
+            state.take_wakeups()
+        });
         drop(state);
+        if let Some(wakeups) = wakeups {
+            wakeups.wake();
+        }
         Arc::try_unwrap(outcome)
     }
 
