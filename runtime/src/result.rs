@@ -686,7 +686,11 @@ impl<T> AsyncResult<T> {
 ///   the drop of a pool's last handle, which waits for its queued tasks.
 ///   From async code, run those through the executor's way of running
 ///   blocking code (`tokio::task::spawn_blocking`), or they hold its thread
-///   (on a single-threaded executor, every other task) meanwhile.
+///   (on a single-threaded executor, every other task) meanwhile. Briefly,
+///   [`Pool::new`](crate::Pool::new) and `build` wait for every worker to
+///   start (an initializer's run included), and a
+///   [`cancel`](AsyncResult::cancel) that stops a running task waits for
+///   its killed worker to end (half a second at most).
 ///
 /// ```
 /// #[procpool::pool_task]

@@ -51,7 +51,9 @@ impl CancelHandle {
     /// its task settled, there is nothing left to cancel:
     /// [`Finished`](CancelOutcome::Finished), whatever a cancel before
     /// answered. Returns without waiting for the task or the result's
-    /// callbacks, but on the calling thread: in a pool built on Redis it tells Redis, which while Redis
+    /// callbacks (a running task it stops: once its killed worker has
+    /// ended, a moment, half a second at most), but on the calling thread:
+    /// in a pool built on Redis it tells Redis, which while Redis
     /// is unreachable takes up to a few `broker_retry`s, so async code
     /// that must not hold its executor's thread that long calls it through
     /// `spawn_blocking`.
