@@ -1148,3 +1148,36 @@ fn a_cancel_handle_used_as_get_takes_a_block_result_answers_finished_and_stops_n
     }
     ends_clean(pool);
 }
+
+/// This worker's pid.
+#[pool_task]
+fn pid_of(_item: u64) -> u32 {
+    std::process::id()
+}
+
+/// Cancelling a `map_async` whose result is there answers `Finished`,
+/// keeps the result, and kills no worker: its chunks are cancelled all the
+/// same (those behind a first error may still run), but a chunk whose
+/// result was delivered is finished. (A call run alone was marked settled
+/// only when its slot took its next job, after its result was delivered:
+/// meanwhile a cancel took it for the running one and killed the worker
+/// that had just run it, so the next call ran on a replacement, its
+/// initializer run again; nearly every round did. Calls of a pipelined
+/// batch were already marked before their results.)
+#[test]
+fn cancelling_a_map_async_whose_result_is_there_kills_no_worker() {
+    let _serial = serial();
+    let pool = Pool::new(1).unwrap();
+    let first = apply_pid_of(&pool, 0).unwrap();
+    for round in 0..1000 {
+        let map = map_async_pid_of(&pool, [round]);
+        map.wait();
+        assert_eq!(map.cancel(), CancelOutcome::Finished, "round {round}");
+        assert_eq!(
+            map.get().unwrap(),
+            [first],
+            "round {round}: the worker that ran the last round was replaced"
+        );
+    }
+    ends_clean(pool);
+}

@@ -127,6 +127,13 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         let ran = if batch.len() == 1 {
             let job = batch.pop().expect("a batch has a job");
             let (outcome, link) = run_job(&shared, index, worker.take(), job.call());
+            // Settled before its result is (as a batch's calls are, in
+            // `exchange::receive_batch`): a cancel that comes once the
+            // result is there (a `map_async`'s chunks are cancelled even
+            // when the map's result is there, an imap's until it read
+            // them) finds the call finished, not running, and kills no
+            // worker that already ran it.
+            queue.settle_one(index, |_, _| false);
             job.complete(outcome);
             worker = link;
             1
