@@ -300,3 +300,103 @@ fn a_result_entry_with_the_last_id_of_a_millisecond_is_ignored_and_the_caller_re
         assert_eq!(queued.get_timeout(Duration::from_secs(60)).unwrap(), x * x);
     }
 }
+
+/// A Redis that lets a user connect and register but refuses a command
+/// procpool needs later (an ACL without it, or `rename-command` in
+/// redis.conf) fails a node's start, an environment node and, when a
+/// caller needs it too, `build()`, at once and naming the command. Before,
+/// a node refused `XREADGROUP`, `XPENDING` or `XACK` (those inside its
+/// scripts too) started and registered: callers saw a node of their build,
+/// so `node_wait` never ran out, and every call waited for ever; a reaper
+/// refused `XINFO` never found a dead node.
+#[test]
+fn a_redis_refusing_a_command_procpool_needs_is_refused_at_start_naming_it() {
+    // (What the server refuses, the command named, whether callers need it.)
+    let cases: [(&str, &str, bool); 6] = [
+        ("acl -xreadgroup", "XREADGROUP", false),
+        ("acl -xinfo", "XINFO", true),
+        ("acl -xack", "XACK", true),
+        ("acl -@scripting", "EVALSHA", true),
+        ("rename XPENDING", "XPENDING", true),
+        ("rename XREAD", "XREAD", true),
+    ];
+    for (setup, named, caller_too) in cases {
+        let (what, arg) = setup.split_once(' ').unwrap();
+        let server = if what == "acl" {
+            RedisServer::start_full(
+                &[
+                    ("appendonly", "no"),
+                    ("user", "default off"),
+                    ("user", &format!("alice on >s3cret ~pp:* +@all {arg}")),
+                ],
+                Some("alice:s3cret"),
+                &[],
+                "127.0.0.1",
+            )
+        } else {
+            RedisServer::start_with(&[
+                ("appendonly", "no"),
+                ("rename-command", &format!("{arg} \"\"")),
+            ])
+        };
+        let url = server.url();
+        let refused = |who: &str, got: Result<(), Error>| match got {
+            Err(Error::Broker {
+                reason: BrokerReason::Refused,
+                message,
+                ..
+            }) => {
+                assert!(message.contains(named), "{setup}, {who}: {message}");
+                assert!(!message.contains("s3cret"), "{setup}, {who}: {message}");
+            }
+            other => panic!("{setup}, {who}: {other:?}"),
+        };
+        let begun = std::time::Instant::now();
+        refused(
+            "node",
+            Node::builder().redis(&url).processes(1).start().map(drop),
+        );
+        let built = Pool::builder().redis(&url).build();
+        if caller_too {
+            refused("build", built.map(drop));
+        } else {
+            // The node's refusal left nothing a caller would take for it.
+            let pool = built.unwrap();
+            let pool = pool.with_task_timeout(None);
+            drop(pool);
+            assert!(
+                !server.members().iter().any(|(_, kind)| kind == "node"),
+                "{setup}: {:?}",
+                server.members()
+            );
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(5),
+            "{setup}: {:?}",
+            begun.elapsed()
+        );
+        // An environment node exits 1, saying why.
+        let out = std::process::Command::new(HELPER)
+            .env("PROCPOOL_NODE", &url)
+            .env("PROCPOOL_PROCESSES", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = out;
+        let begun = std::time::Instant::now();
+        while out.try_wait().unwrap().is_none() && begun.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let status = out.try_wait().unwrap();
+        if status.is_none() {
+            let _ = out.kill();
+            let _ = out.wait();
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut out.stderr.take().unwrap(), &mut err).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(1), "{setup}: {err}");
+        assert!(err.contains(named), "{setup}: {err}");
+    }
+}

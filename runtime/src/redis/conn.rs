@@ -229,6 +229,11 @@ impl Conn {
         Ok(self.con.as_mut().expect("just connected"))
     }
 
+    /// The URL, its password shown as `***`.
+    pub(crate) fn shown(&self) -> &str {
+        &self.shown
+    }
+
     /// Whether a connection is open now (the next command makes none).
     pub(crate) fn is_connected(&self) -> bool {
         self.con.is_some()

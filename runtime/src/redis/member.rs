@@ -48,6 +48,96 @@ fn random_tag() -> u32 {
     hasher.finish() as u32
 }
 
+/// Whether Redis refused `e` for want of a right (its ACL, `NOPERM`) or
+/// because the command is renamed or disabled (`rename-command`).
+fn denied(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM")
+        || (e.code() == Some("ERR")
+            && e.detail().is_some_and(|d| {
+                d.starts_with("unknown command") || d.starts_with("unknown subcommand")
+            }))
+}
+
+/// Checks, before a member registers, that Redis lets it run the commands
+/// it needs later, the ones its Lua scripts run included (an ACL applies
+/// to those too, and a renamed command is gone for them as well). Without
+/// the check, a node whose claims (`XREADGROUP`) or acknowledgements were
+/// refused registered all the same, so callers saw a node of their build
+/// and waited for their calls for ever; a reaper whose `XINFO` was refused
+/// never found a dead node. Each command is sent with an argument Redis
+/// rejects after its access check (an ID that is not one, a count that is
+/// not a number): any answer but `NOPERM` or "unknown command" means the
+/// command is allowed, and nothing is read or written.
+pub(crate) fn check_access(conn: &mut Conn, keys: &Keys, role: Role) -> Result<(), BrokerError> {
+    let (tasks, ctl) = (keys.tasks(), keys.ctl());
+    let bad = "procpool-access-check";
+    let mut probes: Vec<(&str, redis::Cmd)> = Vec::new();
+    let mut probe = |name: &'static str, args: &[&str]| {
+        let mut words = name.split(' ');
+        let mut c = redis::cmd(words.next().expect("a command"));
+        for w in words.chain(args.iter().copied()) {
+            c.arg(w);
+        }
+        probes.push((name, c));
+    };
+    if role == Role::Node {
+        probe("XREADGROUP", &["GROUP", GROUP, bad, "STREAMS", &tasks, bad]);
+    }
+    probe("XREAD", &["COUNT", "1", "STREAMS", &ctl, bad]);
+    probe("XRANGE", &[&tasks, bad, "+"]);
+    probe("XREVRANGE", &[&ctl, "+", bad]);
+    probe("XPENDING", &[&tasks, GROUP, bad, "+", "1"]);
+    probe("XACK", &[&tasks, GROUP, bad]);
+    probe("XDEL", &[&tasks, bad]);
+    probe(
+        "XADD",
+        &[&tasks, "NOMKSTREAM", "MAXLEN", bad, "*", "f", "v"],
+    );
+    probe("XTRIM", &[&tasks, "MINID", bad]);
+    // (Harmless reads: an XINFO given a bad argument may not check it.)
+    probe("XINFO GROUPS", &[&tasks]);
+    probe("XINFO CONSUMERS", &[&tasks, GROUP]);
+    probe(
+        "EVALSHA",
+        &["0000000000000000000000000000000000000000", "0"],
+    );
+    probe("SCRIPT LOAD", &["("]);
+    let answers = conn.run("check the commands procpool needs", |con| {
+        let mut p = redis::pipe();
+        p.ignore_errors();
+        for (_, c) in &probes {
+            p.add_command(c.clone());
+        }
+        p.query::<Vec<redis::RedisResult<redis::Value>>>(con)
+    })?;
+    let refused: Vec<String> = probes
+        .iter()
+        .zip(&answers)
+        .filter_map(|((name, _), answer)| match answer {
+            Err(e) if denied(e) => {
+                // (Not the arguments Redis quotes after an unknown command.)
+                let said = e.detail().unwrap_or("refused");
+                let said = said.split(", with args").next().unwrap_or(said);
+                Some(format!("{name} ({})", said.trim()))
+            }
+            _ => None,
+        })
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    Err(BrokerError {
+        reason: crate::error::BrokerReason::Refused,
+        message: format!(
+            "Redis at {} refuses commands a {} needs: {}; allow them (an ACL user \
+             with `~pp:* +@all` is enough) and do not rename or disable them",
+            conn.shown(),
+            role.word(),
+            refused.join("; ")
+        ),
+    })
+}
+
 /// Creates the task stream and its consumer group if missing (callers and
 /// nodes both may come first), and marks the making, in one script
 /// (`group_made.lua`, which shares `group.lua` with the reaper's rounds).
@@ -77,6 +167,10 @@ static LAST_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// name and a result stream, and the random `<tag>` keeps apart processes
 /// that have the same host name and pid (containers that share the host's
 /// network, each its program as pid 1).
+///
+/// First checks that Redis lets the member run what it needs
+/// ([`check_access`]): a member Redis would refuse later is never
+/// registered.
 pub(crate) fn register(
     conn: &mut Conn,
     keys: &Keys,
@@ -84,6 +178,7 @@ pub(crate) fn register(
     ttl: Duration,
     processes: Option<usize>,
 ) -> Result<String, BrokerError> {
+    check_access(conn, keys, role)?;
     let letter = &role.word()[..1];
     let host = hostname();
     let pid = std::process::id();
