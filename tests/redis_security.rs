@@ -400,3 +400,43 @@ fn a_redis_refusing_a_command_procpool_needs_is_refused_at_start_naming_it() {
         assert!(err.contains(named), "{setup}: {err}");
     }
 }
+
+/// A Redis whose `client-output-buffer-limit` caps normal clients closes
+/// the connection of a node claiming a call with larger arguments, or of a
+/// caller reading a larger result; the node or caller asks again after
+/// reconnecting, for ever, and the calls behind wait (seen: a 4 MiB
+/// argument under `normal 1mb 1mb 0` left every call of the queue, other
+/// pools' included, waiting past 40 s). A pool's `build()` and a node's
+/// start say so in a warning; Redis's default (no limit) gets none.
+#[test]
+fn a_redis_capping_its_clients_replies_is_warned_of() {
+    let log = support::capture_log();
+    let capped = RedisServer::start_with(&[
+        ("appendonly", "no"),
+        ("client-output-buffer-limit", "normal 1mb 1mb 0"),
+    ]);
+    let warned = |server: &RedisServer| {
+        log.lines_with("client-output-buffer-limit")
+            .into_iter()
+            .filter(|l| l.contains(&format!(":{}/", server.port)))
+            .collect::<Vec<_>>()
+    };
+    let pool = Pool::builder().redis(&capped.url()).build().unwrap();
+    let lines = warned(&capped);
+    assert_eq!(lines.len(), 1, "one warning, from build(): {lines:?}");
+    assert!(
+        lines[0].starts_with("WARN") && lines[0].contains("normal 0 0 0"),
+        "{lines:?}"
+    );
+    let node = Node::builder()
+        .redis(&capped.url())
+        .processes(1)
+        .start()
+        .unwrap();
+    assert_eq!(warned(&capped).len(), 2, "and one from a node's start");
+    assert_eq!(apply_square(&pool, 6).unwrap(), 36, "small calls still run");
+    drop(node);
+    let default = RedisServer::start_with(&[("appendonly", "no")]);
+    drop(Pool::builder().redis(&default.url()).build().unwrap());
+    assert_eq!(warned(&default), Vec::<String>::new());
+}

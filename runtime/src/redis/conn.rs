@@ -201,6 +201,15 @@ impl Conn {
                             log::warn!(target: "procpool", "Redis at {shown}: {why}");
                         }
                     }
+                    // (CONFIG is often refused, on managed Redis: then
+                    // nothing is said.)
+                    let limits = redis::cmd("CONFIG")
+                        .arg("GET")
+                        .arg("client-output-buffer-limit")
+                        .query::<Vec<String>>(con);
+                    if let Some(why) = limits.ok().and_then(|l| capped_replies(&l)) {
+                        log::warn!(target: "procpool", "Redis at {shown}: {why}");
+                    }
                     Ok(())
                 }
             },
@@ -359,6 +368,31 @@ fn evicting(info: &str) -> Option<String> {
     })
 }
 
+/// Why a server whose `CONFIG GET client-output-buffer-limit` answer is
+/// `answer` may never send a member some of its replies: a limit on the
+/// output of normal clients (Redis's default has none) makes Redis close
+/// a connection whose reply passes it, and the reply that did is asked
+/// for again after the reconnection, and again: a node claiming a call
+/// with larger arguments (or a caller reading a larger result, or a batch
+/// of results read at once) never gets past it, and the calls behind it
+/// wait. `None` with no such limit, or if it does not say.
+fn capped_replies(answer: &[String]) -> Option<String> {
+    let value = answer.get(1)?;
+    let mut words = value.split_whitespace();
+    words.find(|w| *w == "normal")?;
+    let hard: u64 = words.next()?.parse().ok()?;
+    let soft: u64 = words.next()?.parse().ok()?;
+    let secs = words.next()?;
+    (hard > 0 || soft > 0).then(|| {
+        format!(
+            "client-output-buffer-limit normal {hard} {soft} {secs} closes a connection \
+             whose replies pass it: a node can never read a call whose arguments are \
+             larger, nor a caller a larger result (or batch of results), and the calls \
+             behind it wait; set it to `normal 0 0 0` (Redis's default)"
+        )
+    })
+}
+
 /// A short retry budget, for leaving (unregistering) on the way out.
 pub(crate) fn quick(retry: &Retry) -> Retry {
     Retry {
@@ -369,7 +403,7 @@ pub(crate) fn quick(retry: &Retry) -> Retry {
 
 #[cfg(test)]
 mod tests {
-    use super::{evicting, redact, too_old};
+    use super::{capped_replies, evicting, redact, too_old};
 
     #[test]
     fn a_redis_that_may_evict_keys_is_told_from_one_that_cannot() {
@@ -392,6 +426,21 @@ mod tests {
         assert_eq!(evicting(&info("0", "allkeys-lru")), None);
         assert_eq!(evicting(&info("1073741824", "noeviction")), None);
         assert_eq!(evicting("# Memory\r\nused_memory:1000\r\n"), None);
+    }
+
+    #[test]
+    fn a_limit_on_normal_clients_output_is_told_from_none() {
+        let answer = |v: &str| vec!["client-output-buffer-limit".to_string(), v.to_string()];
+        let why = capped_replies(&answer(
+            "normal 1048576 1048576 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+        ))
+        .expect("a limit");
+        assert!(why.contains("normal 1048576 1048576 0"), "{why}");
+        assert!(capped_replies(&answer("normal 0 4096 10 replica 0 0 0")).is_some());
+        let none = "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60";
+        assert_eq!(capped_replies(&answer(none)), None);
+        assert_eq!(capped_replies(&[]), None);
+        assert_eq!(capped_replies(&answer("garbage")), None);
     }
 
     #[test]
