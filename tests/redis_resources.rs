@@ -101,3 +101,39 @@ fn nodes_started_and_stopped_in_code_leave_no_thread_connection_or_child() {
         .count();
     assert_eq!(nodes, 0, "nodes still registered: {:?}", server.members());
 }
+
+/// Dropping a pool (or terminating it) returns as soon as its calls are
+/// done, as a local pool's does: a caller that builds a pool per job, as
+/// `with Pool(...) as p:` code does, does not pay a pause per pool. (Its
+/// keeper slept its whole 500 ms tick between rounds, and the drop waited
+/// for it: every drop took about 0.5 s, 300 short-lived pools 2.5 min.)
+#[test]
+fn dropping_or_terminating_a_pool_returns_at_once() {
+    let _serial = support::serial();
+    let server = RedisServer::start_with(&[("appendonly", "no")]);
+    let _node = NodeProc::code(&server.url(), &[("processes", "1")], &[]);
+    let mut took = Vec::new();
+    for round in 0..7u64 {
+        let pool = pool(&server);
+        assert_eq!(apply_square(&pool, round).unwrap(), round * round);
+        assert_eq!(apply_async_square(&pool, 3).get().unwrap(), 9);
+        let begun = std::time::Instant::now();
+        if round % 2 == 1 {
+            pool.terminate();
+        }
+        drop(pool);
+        took.push(begun.elapsed());
+    }
+    took.sort();
+    // The median: a loaded machine may stall one drop.
+    assert!(
+        took[3] < std::time::Duration::from_millis(150),
+        "drops took {took:?}"
+    );
+    // The keys of the callers are gone all the same.
+    assert!(
+        !server.members().iter().any(|(_, kind)| kind == "caller"),
+        "{:?}",
+        server.members()
+    );
+}

@@ -24,10 +24,18 @@ pub(super) fn keep_loop(inner: Arc<Inner>, mut conn: Conn, mut regroups: Option<
     let mut last_count: Option<Instant> = None;
     let mut no_node_since: Option<Instant> = None;
     while !inner.stopping() {
-        std::thread::sleep(tick);
-        if inner.lock().terminated {
+        // A tick between rounds, cut short when the pool is dropped or
+        // terminated: a dropped pool's drop waits for this thread (it
+        // slept its whole tick, so every drop of a pool took 0.5 s).
+        let st = inner.lock();
+        let (st, _) = inner
+            .to_keeper
+            .wait_timeout_while(st, tick, |st| !st.terminated && !inner.stopping())
+            .unwrap_or_else(|e| e.into_inner());
+        if st.terminated || inner.stopping() {
             return;
         }
+        drop(st);
         if last_beat.elapsed() >= beat_every {
             let ttl = inner.cfg.caller_ttl;
             match member::heartbeat(&mut conn, &inner.keys, &inner.name, ttl, node_ttl) {

@@ -68,6 +68,7 @@ impl RedisDispatcher {
             to_reader: Condvar::new(),
             to_joiners: Condvar::new(),
             to_cancellers: Condvar::new(),
+            to_keeper: Condvar::new(),
             submit_conn: Mutex::new(new_conn()?),
             out_of_reach: AtomicBool::new(false),
             control_conn: Mutex::new(new_conn()?),
@@ -140,6 +141,9 @@ impl RedisDispatcher {
     fn shut_down(&self) {
         let inner = &self.inner;
         inner.stop.store(true, Ordering::SeqCst);
+        // A thread that checks `stopping` under the lock before it waits
+        // (the keeper) has either seen it or is waiting: the wake reaches it.
+        drop(inner.lock());
         inner.wake_all();
         let res = inner.keys.results(&inner.name);
         let conn = Conn::new(

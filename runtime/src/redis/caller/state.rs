@@ -208,6 +208,9 @@ pub(super) struct Inner {
     pub(super) to_joiners: Condvar,
     /// Cancels waiting for a SUBMIT's answer (see [`Inner::wait_submitted`]).
     pub(super) to_cancellers: Condvar,
+    /// The keeper, between its rounds: woken to leave at once when the
+    /// pool is dropped or terminated.
+    pub(super) to_keeper: Condvar,
     /// Tells the threads to leave, and retry loops to give up.
     pub(super) stop: Arc<AtomicBool>,
     /// Processes of the registered nodes (refreshed by the keeper).
@@ -262,6 +265,9 @@ impl Inner {
         if ending || st.drained() {
             self.to_joiners.notify_all();
         }
+        if ending {
+            self.to_keeper.notify_all();
+        }
         if st.awaiting_submit > 0 {
             self.to_cancellers.notify_all();
         }
@@ -302,6 +308,7 @@ impl Inner {
         self.to_reader.notify_all();
         self.to_joiners.notify_all();
         self.to_cancellers.notify_all();
+        self.to_keeper.notify_all();
     }
 
     /// Settles the calls `seqs` still in flight (all of them with `None`)
