@@ -521,17 +521,6 @@ pub(crate) fn wait_for_parent_end(parent: u32) {
     }
 }
 
-/// How many threads this process has now, from the link count of
-/// `/proc/self/task` (two, plus one per thread): one `stat`, cheap enough
-/// for a worker to ask after every task. `None` if procfs cannot tell.
-pub(crate) fn threads_now() -> Option<usize> {
-    let stat = rustix::fs::stat("/proc/self/task").ok()?;
-    usize::try_from(stat.st_nlink)
-        .ok()?
-        .checked_sub(2)
-        .filter(|&n| n > 0)
-}
-
 /// Whether the calling thread is the process's main thread (the one that
 /// lives as long as the process).
 pub(crate) fn is_main_thread() -> bool {

@@ -17,9 +17,8 @@ pub(crate) mod panic;
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use crate::process::{ForkServer, WorkerChannel};
 use crate::shm::Begin;
@@ -235,10 +234,6 @@ pub(crate) fn serve_here(channel: WorkerChannel, exit: Exit) -> ! {
     };
     panic::install_panic_hook();
     SERVING_GENERATION.store(sys::fork_generation(), Relaxed);
-    // The threads that run before any task are the worker's own.
-    if let Some(threads) = sys::threads_now() {
-        OWN_THREADS.store(threads, Relaxed);
-    }
     sys::allow_terminal_output();
     sys::tune_worker_allocator();
     if let Err(e) = registry::validate() {
@@ -286,9 +281,8 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
                 Begin::Skip => return skipped(head, tail),
                 Begin::LetGo => exit_cleanly(),
             }
-            let started = Instant::now();
             let reply = execute::call(id, fingerprint, name, args, tail);
-            flush_after(started.elapsed());
+            flush_stdio();
             let reply = execute::fit_in_frame(reply, max_frame);
             answer_or_exit(id, &reply);
             if let Reply::Value { bytes, .. } = reply {
@@ -313,9 +307,8 @@ fn serve(frame: Frame, max_frame: usize) -> bool {
                 Begin::Skip => return skipped(head, tail),
                 Begin::LetGo => exit_cleanly(),
             }
-            let started = Instant::now();
             let body = execute::chunk(id, fingerprint, name, items, max_frame);
-            flush_after(started.elapsed());
+            flush_stdio();
             large = body.len() >= LARGE;
             if channel::answer(id, &[&body], &[]).is_err() {
                 exit_cleanly();
@@ -378,117 +371,14 @@ pub(crate) fn end_if_forked_copy() {
     }
 }
 
-/// Flushes what a task printed after a call that ran for `ran`: see
-/// [`flush_stdio`]. A call quicker than [`QUICK`] started no thread (that
-/// takes a `clone` system call, microseconds on any machine), so unless
-/// threads of earlier tasks were seen running, it needs no look at the
-/// process's threads.
-fn flush_after(ran: Duration) {
-    if ran < QUICK && !OTHERS.load(Relaxed) {
-        let _ = std::io::stdout().flush();
-    } else {
-        flush_stdio();
-    }
-}
-
-/// A call quicker than this started no thread (see [`flush_after`]).
-const QUICK: Duration = Duration::from_micros(1);
-
 /// Flushes what a task printed, so that it appears before its reply
 /// arrives: after every call, pipelined or not. (Left for the last call of
 /// a batch, a line without its newline was lost if a later call of the
 /// batch ended the worker: a crash, a `task_timeout`, a cancel, a
 /// `terminate`.) Only stdout: Rust's stderr is unbuffered, its flush a lock
 /// and nothing else.
-///
-/// `flush` takes stdout's lock, which a thread a task left behind may hold
-/// for as long as it likes (a progress thread that locked stdout once for
-/// its life): waiting for it would hold back a finished task's result, the
-/// next calls and the worker's exit for as long. So while threads other
-/// than the worker's own run, the flush happens on a thread of its own,
-/// waited for [`FLUSH_WAIT`] at most (and not at all while it still waits
-/// for the lock from an earlier flush: it flushes what was printed since
-/// once it gets it). Where procfs cannot tell the threads, here.
 fn flush_stdio() {
-    match sys::threads_now() {
-        Some(threads) if threads > OWN_THREADS.load(Relaxed) => {
-            OTHERS.store(true, Relaxed);
-            flush_elsewhere();
-        }
-        _ => {
-            OTHERS.store(false, Relaxed);
-            let _ = std::io::stdout().flush();
-        }
-    }
-}
-
-/// Whether threads other than the worker's own ran at the last look.
-static OTHERS: AtomicBool = AtomicBool::new(false);
-
-/// How long a worker waits for a flush of stdout by [`flush_elsewhere`].
-const FLUSH_WAIT: Duration = Duration::from_millis(100);
-
-/// How many threads of this process are the worker's own (its serving
-/// thread and those waiting for it, a test harness's, the flusher once
-/// started): more means a task left threads running. Set as it serves.
-static OWN_THREADS: AtomicUsize = AtomicUsize::new(1);
-
-/// Flushes asked for and done by the flusher thread (see [`flush_stdio`]).
-static FLUSHES: Mutex<Flushes> = Mutex::new(Flushes {
-    asked: 0,
-    done: 0,
-    started: false,
-});
-static FLUSHED: Condvar = Condvar::new();
-
-struct Flushes {
-    asked: u64,
-    done: u64,
-    started: bool,
-}
-
-/// Has the flusher thread flush stdout; waits [`FLUSH_WAIT`] at most for it.
-fn flush_elsewhere() {
-    let mut flushes = FLUSHES.lock().unwrap_or_else(|e| e.into_inner());
-    if flushes.asked != flushes.done {
-        // Still waiting for the lock: it will flush this output too.
-        return;
-    }
-    if !flushes.started {
-        let started = std::thread::Builder::new()
-            .name("procpool-flush".into())
-            .stack_size(64 << 10)
-            .spawn(flusher);
-        if started.is_err() {
-            // No thread to spare: the output goes at the next flush, or
-            // as the worker exits.
-            return;
-        }
-        flushes.started = true;
-        OWN_THREADS.fetch_add(1, Relaxed);
-    }
-    flushes.asked += 1;
-    let asked = flushes.asked;
-    FLUSHED.notify_all();
-    let _ = FLUSHED
-        .wait_timeout_while(flushes, FLUSH_WAIT, |f| f.done < asked)
-        .unwrap_or_else(|e| e.into_inner());
-}
-
-/// The flusher thread: flushes stdout each time it is asked to.
-fn flusher() {
-    let mut flushes = FLUSHES.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        while flushes.done == flushes.asked {
-            flushes = FLUSHED.wait(flushes).unwrap_or_else(|e| e.into_inner());
-        }
-        let asked = flushes.asked;
-        drop(flushes);
-        let _ = std::io::stdout().flush();
-        flushes = FLUSHES.lock().unwrap_or_else(|e| e.into_inner());
-        flushes.done = asked;
-        FLUSHED.notify_all();
-    }
+    let _ = std::io::stdout().flush();
 }
 
 fn exit_cleanly() -> ! {
