@@ -29,8 +29,8 @@ local function ensure_group(tasks, group, clock)
   redis.call('PEXPIRE', tasks, IDLE_MS)
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  -- (A clock of another type is replaced by the next reaper round, which
-  -- marks the group then.)
+  -- (A clock of another type, written by anyone with access, leaves this
+  -- making unmarked; the next reaper round replaces the clock.)
   local ok, n = pcall(redis.call, 'HGET', clock, 'regroups')
   if ok then
     n = tonumber(n) or 0
