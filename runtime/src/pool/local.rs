@@ -9,6 +9,7 @@ use super::config::Config;
 use super::dispatcher::{Dispatcher, Status};
 use super::exchange::{self, Exchange, DEATH_GRACE};
 use super::queue::{Borrow, Queue};
+use super::retire;
 use super::slot::{self, Shared};
 use crate::call::{Call, Job};
 use crate::error::Error;
@@ -144,11 +145,12 @@ impl Dispatcher for LocalPool {
         };
         let loss = match exchange::exchange(link.as_mut(), call.as_ref()) {
             Exchange::Done(outcome) => {
-                if queue.served(index, 1) || slot::over_memory(&self.shared.config, link.as_mut()) {
+                if queue.served(index, 1) || retire::over_memory(&self.shared.config, link.as_mut())
+                {
                     // Retired here, before the slot gets it back (a `join`
                     // waits for the slot: it must find the worker gone);
                     // the slot thread starts its successor.
-                    slot::retire(queue, Some(link));
+                    retire::retire(queue, Some(link));
                     queue.give_back(index, None);
                 } else {
                     queue.give_back(index, Some(link));

@@ -16,6 +16,7 @@ mod local;
 mod pipeline;
 mod queue;
 mod remote;
+mod retire;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -33,7 +34,7 @@ pub(crate) use pipeline::treat_calls_as_quick;
 pub(crate) use remote::DEFAULT_QUEUE;
 #[cfg(feature = "redis")]
 pub(crate) use remote::NODE_TTL;
-pub(crate) use slot::RETIRED;
+pub(crate) use retire::RETIRED;
 
 use crate::call::{Args, Call, Job, Kind};
 use crate::error::Error;

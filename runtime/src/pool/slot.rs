@@ -15,14 +15,13 @@ use super::exchange::{self, Exchange, Loss, DEATH_GRACE};
 use super::initializer;
 use super::pipeline::Durations;
 use super::queue::{Next, Queue};
+use super::retire::{over_memory, retire};
 use crate::call::{CallRef, Job};
-use crate::error::{Error, ExitInfo};
+use crate::error::Error;
 use crate::link::{Backend, KillSwitch, Link};
 use crate::result::Outcome;
-use crate::wire::{self, FrameError};
+use crate::wire::FrameError;
 
-/// How long a worker told to shut down may take to exit before it is killed.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How often an idle slot checks that its worker is still alive, so that a
 /// worker killed while idle is reaped (no zombie) and replaced at once rather
 /// than at the next job.
@@ -87,30 +86,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         match queue.next_jobs(index, &mut worker, &durations, &mut batch, IDLE_CHECK) {
             Next::Jobs => {}
             Next::Idle { lost } => {
-                // Idle: reap a worker that died meanwhile (no zombie), and
-                // keep the slot staffed, so the next job need not wait for a
-                // start. One try per loss: if it fails, the next job tries
-                // again and reports why, so a failing start never loops.
-                lost_worker |= lost;
-                if worker.as_mut().is_some_and(|w| w.has_exited()) {
-                    if let Some(dead) = worker.take() {
-                        let pid = dead.pid();
-                        let status = dead.finish(Duration::ZERO);
-                        if queue.is_terminated() {
-                            log::debug!(target: "procpool", "slot {index}: worker {pid} ended");
-                        } else {
-                            log::warn!(
-                                target: "procpool",
-                                "slot {index}: idle worker {pid} died ({status}); replacing it"
-                            );
-                        }
-                    }
-                    lost_worker = true;
-                }
-                if lost_worker && worker.is_none() {
-                    worker = shared.start_worker(index).ok();
-                    queue.reset_served(index);
-                }
+                check_idle(&shared, index, &mut worker, lost_worker || lost);
                 lost_worker = false;
                 continue;
             }
@@ -124,24 +100,7 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         let started = Instant::now();
         tasks.clear();
         tasks.extend(batch.iter().map(|job| job.call().name()));
-        let ran = if batch.len() == 1 {
-            let job = batch.pop().expect("a batch has a job");
-            let (outcome, link) = run_job(&shared, index, worker.take(), job.call());
-            // Settled before its result is (as a batch's calls are, in
-            // `exchange::receive_batch`): a cancel that comes once the
-            // result is there (a `map_async`'s chunks are cancelled even
-            // when the map's result is there, an imap's until it read
-            // them) finds the call finished, not running, and kills no
-            // worker that already ran it.
-            queue.settle_one(index, |_, _| false);
-            job.complete(outcome);
-            worker = link;
-            1
-        } else {
-            let (link, ran) = run_batch(&shared, index, worker.take(), &mut batch);
-            worker = link;
-            ran
-        };
+        let ran = run_jobs(&shared, index, &mut worker, &mut batch);
         let elapsed = started.elapsed();
         let after = worker.as_ref().map(|link| link.pid());
         // Only a batch run start to end by the worker it began with says
@@ -183,6 +142,65 @@ pub(crate) fn run(shared: Arc<Shared>, index: usize, first: Box<dyn Link>) {
         }
     } else {
         retire(queue, worker);
+    }
+}
+
+/// Slot `index` is idle (`lost`: it lost its worker since it last tried
+/// to start one).
+fn check_idle(shared: &Shared, index: usize, worker: &mut Option<Box<dyn Link>>, lost: bool) {
+    // Idle: reap a worker that died meanwhile (no zombie), and
+    // keep the slot staffed, so the next job need not wait for a
+    // start. One try per loss: if it fails, the next job tries
+    // again and reports why, so a failing start never loops.
+    let mut lost_worker = lost;
+    if worker.as_mut().is_some_and(|w| w.has_exited()) {
+        if let Some(dead) = worker.take() {
+            let pid = dead.pid();
+            let status = dead.finish(Duration::ZERO);
+            if shared.queue.is_terminated() {
+                log::debug!(target: "procpool", "slot {index}: worker {pid} ended");
+            } else {
+                log::warn!(
+                    target: "procpool",
+                    "slot {index}: idle worker {pid} died ({status}); replacing it"
+                );
+            }
+        }
+        lost_worker = true;
+    }
+    if lost_worker && worker.is_none() {
+        *worker = shared.start_worker(index).ok();
+        shared.queue.reset_served(index);
+    }
+}
+
+/// Runs the jobs of `batch` (one alone, or several pipelined) on slot
+/// `index`'s `worker`, left there if still usable; returns how many ran
+/// (see [`run_batch`]).
+#[inline]
+fn run_jobs(
+    shared: &Shared,
+    index: usize,
+    worker: &mut Option<Box<dyn Link>>,
+    batch: &mut Vec<Job>,
+) -> usize {
+    if batch.len() == 1 {
+        let job = batch.pop().expect("a batch has a job");
+        let (outcome, link) = run_job(shared, index, worker.take(), job.call());
+        // Settled before its result is (as a batch's calls are, in
+        // `exchange::receive_batch`): a cancel that comes once the
+        // result is there (a `map_async`'s chunks are cancelled even
+        // when the map's result is there, an imap's until it read
+        // them) finds the call finished, not running, and kills no
+        // worker that already ran it.
+        shared.queue.settle_one(index, |_, _| false);
+        job.complete(outcome);
+        *worker = link;
+        1
+    } else {
+        let (link, ran) = run_batch(shared, index, worker.take(), batch);
+        *worker = link;
+        ran
     }
 }
 
@@ -410,78 +428,5 @@ pub(crate) fn start_retrying(
             }
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Whether `link`'s worker uses more memory than `max_memory_per_child`
-/// allows (never, when it is unset: then nothing is read).
-pub(crate) fn over_memory(config: &Config, link: &mut dyn Link) -> bool {
-    let Some(max) = config.max_memory_per_child else {
-        return false;
-    };
-    match link.resident_bytes() {
-        Some(rss) if rss > max => {
-            log::debug!(
-                target: "procpool",
-                "worker {} uses {rss} bytes, over max_memory_per_child ({max}); retiring it",
-                link.pid()
-            );
-            true
-        }
-        _ => false,
-    }
-}
-
-/// Workers asked to exit so far (this process), and how many of them did
-/// not exit with code 0; read by tests through `__private`.
-pub(crate) static RETIRED: [std::sync::atomic::AtomicUsize; 2] =
-    [const { std::sync::atomic::AtomicUsize::new(0) }; 2];
-
-/// Asks a worker to exit and reaps it. A worker that does not exit with code
-/// 0 is logged as a warning (and counted): the hand-over was not clean. One
-/// killed by a `terminate` that came meanwhile is not: that kill is the
-/// terminate's, and nothing was lost.
-pub(crate) fn retire(queue: &Queue, worker: Option<Box<dyn Link>>) {
-    use std::sync::atomic::Ordering::Relaxed;
-    if let Some(mut link) = worker {
-        let pid = link.pid();
-        let _ = link.send(&[&wire::shutdown_message()], &[]);
-        let status = link.finish(SHUTDOWN_GRACE);
-        RETIRED[0].fetch_add(1, Relaxed);
-        if status == ExitInfo::Code(0) {
-            log::debug!(target: "procpool", "worker {pid} retired");
-        } else if queue.is_terminated() {
-            log::debug!(
-                target: "procpool",
-                "worker {pid} was retiring when the pool was terminated ({status})"
-            );
-        } else if status == ExitInfo::Unknown {
-            RETIRED[1].fetch_add(1, Relaxed);
-            unknown_exit(pid);
-        } else {
-            RETIRED[1].fetch_add(1, Relaxed);
-            log::warn!(
-                target: "procpool",
-                "retired worker {pid} ended with {status}, not exit code 0"
-            );
-        }
-    }
-}
-
-/// Logs a retired worker whose exit status could not be read: a warning
-/// the first time, then debug events. That is what a program that ignores
-/// SIGCHLD gets for every worker it spawned without the fork server (the
-/// kernel reaps them), so a warning per retirement would only repeat it.
-fn unknown_exit(pid: u32) {
-    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-        log::debug!(target: "procpool", "retired worker {pid} ended; its exit status is unknown");
-    } else {
-        log::warn!(
-            target: "procpool",
-            "retired worker {pid} ended, its exit status unknown (is SIGCHLD ignored? the kernel \
-             then reaps workers before procpool can read how they ended); later ones are logged \
-             at debug level"
-        );
     }
 }
