@@ -272,22 +272,7 @@ fn run_batch(
                 }
             }
         };
-        headers.clear();
-        ends.clear();
-        for job in batch.iter() {
-            job.call().append_header(&mut headers);
-            ends.push(headers.len());
-        }
-        let frames: Vec<[&[u8]; 2]> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, job)| {
-                let start = if i == 0 { 0 } else { ends[i - 1] };
-                [&headers[start..ends[i]], &job.call().args[..]]
-            })
-            .collect();
-        let sent = link.send_batch(&frames);
-        drop(frames);
+        let sent = send_all(link.as_mut(), batch, &mut headers, &mut ends);
         match sent {
             Ok(()) => {
                 log::trace!(
@@ -324,6 +309,32 @@ fn run_batch(
     };
     let end = exchange::receive_batch(queue, index, link, batch);
     (end.link, end.ran)
+}
+
+/// Sends every call of `batch` to `link` in one write, their headers put
+/// in `headers` one after the other (where each ends in `ends`).
+#[inline]
+fn send_all(
+    link: &mut dyn Link,
+    batch: &[Job],
+    headers: &mut Vec<u8>,
+    ends: &mut Vec<usize>,
+) -> Result<(), FrameError> {
+    headers.clear();
+    ends.clear();
+    for job in batch.iter() {
+        job.call().append_header(headers);
+        ends.push(headers.len());
+    }
+    let frames: Vec<[&[u8]; 2]> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            [&headers[start..ends[i]], &job.call().args[..]]
+        })
+        .collect();
+    link.send_batch(&frames)
 }
 
 /// Runs `call`, starting a worker if the slot has none, and replacing one

@@ -8,7 +8,7 @@ use super::{bury, check_reply, lost, receive, Exchange, GiveBack, Loss, DEATH_GR
 use crate::call::Job;
 use crate::link::Link;
 use crate::pool::queue::Queue;
-use crate::wire::FrameError;
+use crate::wire::{Frame, FrameError};
 
 /// What became of a batch of calls pipelined on one worker.
 pub(crate) struct BatchEnd {
@@ -192,16 +192,7 @@ fn settle_after_loss(
 ) -> usize {
     let pid = link.pid();
     link.kill();
-    let mut frames = Vec::new();
-    // Whether the replies were read up to the end of the stream, or up to a
-    // reply cut short by the kill (that job counts as one without a reply).
-    let clean = loop {
-        match link.recv(Some(DEATH_GRACE)) {
-            Ok(frame) => frames.push(frame),
-            Err(FrameError::Closed | FrameError::Truncated { .. }) => break true,
-            Err(_) => break false,
-        }
-    };
+    let (frames, clean) = read_to_end(link.as_mut());
     // The job of `rest` the worker was running when it was killed, if it
     // says so (its channel's shared memory names the call it started last):
     // those after it never started, nor did any job of `rest` if none is it.
@@ -275,4 +266,20 @@ fn settle_after_loss(
     }
     queue.requeue(back.into_iter());
     settled
+}
+
+/// The frames a killed worker wrote before it ended, read to the end of
+/// its stream, and whether they were read to a clean end.
+fn read_to_end(link: &mut dyn Link) -> (Vec<Frame>, bool) {
+    let mut frames = Vec::new();
+    // Whether the replies were read up to the end of the stream, or up to a
+    // reply cut short by the kill (that job counts as one without a reply).
+    let clean = loop {
+        match link.recv(Some(DEATH_GRACE)) {
+            Ok(frame) => frames.push(frame),
+            Err(FrameError::Closed | FrameError::Truncated { .. }) => break true,
+            Err(_) => break false,
+        }
+    };
+    (frames, clean)
 }
