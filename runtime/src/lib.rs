@@ -103,12 +103,13 @@
 //! | `procpool-macros` | `#[pool_task]`: parse the attribute, validate the function, work out a model, expand it into `apply_<fn>`, `apply_async_<fn>`, the map family and a registration |
 //! | `__private` | the only door generated code uses: re-exports and one-line entry points |
 //! | `task` | a task's wire identity (`TaskInfo`, the signature fingerprint shared with the macro), its marker traits, argument encoding and decoding |
-//! | `pool` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` and hands it to its dispatcher |
+//! | `pool`, `pool::submit` | the `Pool` handle (`Clone`); it turns a call into a `call::Call` (its id, time limit and checks) and hands it to its dispatcher |
 //! | `call` | one `Call` from the generated code to the wire; a queued `Job` is a call and its promise |
 //! | `result`, `callbacks`, `cancel` | `AsyncResult` (and its `CancelHandle`) and the promise the dispatcher keeps, sharing a cell that reports a result complete only once its callbacks returned (`result::cell`); the thread that runs callbacks; what a cancel did (`CancelOutcome`) |
 //! | `pool::dispatcher` | the seam: "accept calls and settle their promises"; local workers are one implementation |
 //! | `pool::local`, `pool::queue`, `pool::slot`, `pool::in_flight` | the local dispatcher: the FIFO queue and slot states, one thread per worker slot, `apply`'s direct path; the calls each slot holds and the cancels asked of them |
 //! | `pool::pipeline`, `pool::exchange` | how many quick calls go in one write; one call on one worker, and what a lost worker means for the calls it held |
+//! | `pool::retire` | when a worker is retired (`max_tasks_per_child`, `max_memory_per_child`), and how it is asked to exit, reaped and counted |
 //! | `pool::config`, `pool::builder`, `pool::initializer` | settings as given and as checked; the initializer run in each new worker |
 //! | `link`, `process` | the `Link` a slot talks through (and a fake for unit tests); starting workers (the fork server, both its sides, or `posix_spawn`), the parent↔worker start-up contract (who is a worker, or the fork server); the parent's end of a worker, every wait bounded by the worker's life and the stall limit (`process::link`); the death-watch thread |
 //! | `shm` | the channel's shared memory: its layout, the ring endpoints that move frames through it, the spin heuristic |
