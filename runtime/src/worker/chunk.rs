@@ -11,7 +11,7 @@ use crate::chunk::{
     REC_PANIC, REC_UNDECODABLE, REC_UNENCODABLE, REC_UNSENT, REC_VALUE,
 };
 use crate::codec;
-use crate::task::{ArgsDecoder, CallError};
+use crate::task::{ArgsDecoder, CallError, DenseKind};
 
 /// Worker side, called by the code `#[pool_task]` generates: for each item,
 /// decodes its arguments with `decode`, runs `call` on them and encodes the
@@ -28,25 +28,7 @@ pub(crate) fn run<A, R: Serialize + 'static>(
     let (count, dense_items) = dense_items(count, &mut items).map_err(CallError::DecodeArgs)?;
     out.extend_from_slice(&count.to_le_bytes());
     let flag = out.len();
-    // (The count is not trusted: an item in the general form takes a byte
-    // at least.)
-    let most = match dense_items {
-        Some(_) => count as usize,
-        None => (count as usize).min(items.len()),
-    };
-    // Values in the dense form while every item gives one.
-    let mut dense_values = codec::dense::kind::<R>();
-    match dense_values {
-        Some(kind) => {
-            out.extend_from_slice(&[DENSE_VALUES, kind.code]);
-            out.reserve(kind.width * most);
-        }
-        None => {
-            out.push(1);
-            // Results are usually about as large as the arguments, plus a tag each.
-            out.reserve(items.len() + most + 8);
-        }
-    }
+    let mut dense_values = begin_values::<R>(out, count, dense_items, items.len());
     // Each item start is counted where the parent sees it: a map's time
     // limit is for each item (see `crate::shm::Progress`).
     let started = super::item_count();
@@ -63,9 +45,7 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             None => match next_item(&mut items).map_err(CallError::DecodeArgs)? {
                 Item::Args(item, len) => (item, len),
                 Item::Unsent(why) => {
-                    to_records::<R>(out, flag, &mut dense_values);
-                    push_record(out, REC_UNSENT, &why);
-                    out[flag] = 0;
+                    push_failure::<R, _>(out, flag, &mut dense_values, REC_UNSENT, &why);
                     continue;
                 }
             },
@@ -104,16 +84,12 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             Ok(Err(CallError::EncodeResult(message))) => (REC_UNENCODABLE, message),
             Err(report) => {
                 out.truncate(start);
-                to_records::<R>(out, flag, &mut dense_values);
-                push_record(out, REC_PANIC, &report);
-                out[flag] = 0;
+                push_failure::<R, _>(out, flag, &mut dense_values, REC_PANIC, &report);
                 continue;
             }
         };
         out.truncate(start);
-        to_records::<R>(out, flag, &mut dense_values);
-        push_record(out, failed.0, &failed.1);
-        out[flag] = 0;
+        push_failure::<R, _>(out, flag, &mut dense_values, failed.0, &failed.1);
     }
     if items.is_empty() {
         Ok(())
@@ -123,4 +99,53 @@ pub(crate) fn run<A, R: Serialize + 'static>(
             items.len()
         )))
     }
+}
+
+/// Writes the values' form after the chunk's count (its flag at `flag`,
+/// `out`'s end) and reserves room for the values: the dense form if `R` has
+/// one, kept while every item gives a value, else records. Returns the
+/// dense kind the values start in.
+#[inline]
+fn begin_values<R: 'static>(
+    out: &mut Vec<u8>,
+    count: u32,
+    dense_items: Option<DenseKind>,
+    items_len: usize,
+) -> Option<DenseKind> {
+    // (The count is not trusted: an item in the general form takes a byte
+    // at least.)
+    let most = match dense_items {
+        Some(_) => count as usize,
+        None => (count as usize).min(items_len),
+    };
+    // Values in the dense form while every item gives one.
+    let dense_values = codec::dense::kind::<R>();
+    match dense_values {
+        Some(kind) => {
+            out.extend_from_slice(&[DENSE_VALUES, kind.code]);
+            out.reserve(kind.width * most);
+        }
+        None => {
+            out.push(1);
+            // Results are usually about as large as the arguments, plus a tag each.
+            out.reserve(items_len + most + 8);
+        }
+    }
+    dense_values
+}
+
+/// Appends an item's record that is not a value (tag `tag`, then `why`),
+/// the values so far rewritten as records first, and marks the chunk's
+/// values as records (its flag at `flag`).
+#[inline]
+fn push_failure<R: 'static, T: Serialize>(
+    out: &mut Vec<u8>,
+    flag: usize,
+    dense_values: &mut Option<DenseKind>,
+    tag: u8,
+    why: &T,
+) {
+    to_records::<R>(out, flag, dense_values);
+    push_record(out, tag, why);
+    out[flag] = 0;
 }
