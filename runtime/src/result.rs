@@ -2,26 +2,27 @@
 //! pool's side of it; both share a [`ResultCell`](cell::ResultCell).
 
 mod cell;
+mod decode;
+mod future;
 mod handle;
+mod hub;
+mod promise;
 mod target;
 
 use std::fmt;
-use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 
-use crate::callbacks::CallbackRunner;
 pub(crate) use crate::cancel::{CancelFn, CancelOutcome};
 use crate::error::Error;
-use crate::wire::Body;
-use crate::{buffers, codec};
-use cell::{ResultCell, TaskName};
+use cell::ResultCell;
+pub(crate) use decode::decode_body;
 pub use handle::CancelHandle;
+pub(crate) use hub::Hub;
+pub(crate) use promise::{pending, pending_with, ready, Promise};
 pub(crate) use target::CancelTarget;
 
 /// The encoded result of a task, or why there is none.
@@ -32,167 +33,10 @@ pub(crate) type Listener = Box<dyn FnOnce(Arc<Outcome>) + Send>;
 /// Turns an outcome into the caller's result type.
 pub(crate) type Decoder<T> = fn(&str, &Outcome) -> Result<T, Error>;
 
-/// The pool's promise to fill a result cell. Dropping it unfilled (a job discarded
-/// on any path) fails the task instead of leaving its caller waiting forever.
-/// (`Default`: an empty one, which fills nothing.)
-#[derive(Default)]
-pub(crate) struct Promise {
-    cell: Option<Arc<ResultCell>>,
-}
-
-impl Promise {
-    /// The id of the call this promise is for (0 for none; see [`pending`]).
-    pub(crate) fn call_id(&self) -> u64 {
-        self.cell.as_ref().map_or(0, |cell| cell.id())
-    }
-
-    /// The task of the call this promise is for (an empty promise's: "?").
-    pub(crate) fn call_task(&self) -> &'static crate::task::TaskInfo {
-        static NONE: crate::task::TaskInfo = crate::task::TaskInfo {
-            name: "?",
-            signature: "",
-            fingerprint: 0,
-        };
-        self.cell.as_deref().map_or(&NONE, |cell| cell.task.0)
-    }
-
-    /// What the call's queue entry keeps in the result cell (see
-    /// `crate::call::Job`): 0 for an empty promise.
-    pub(crate) fn call_meta(&self) -> &std::sync::atomic::AtomicU64 {
-        static NONE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        self.cell.as_deref().map_or(&NONE, |cell| &cell.meta)
-    }
-
-    pub(crate) fn complete(mut self, outcome: Outcome) {
-        if let Some(cell) = self.cell.take() {
-            cell.fill(outcome);
-        }
-    }
-}
-
-impl Drop for Promise {
-    fn drop(&mut self) {
-        if let Some(cell) = self.cell.take() {
-            let task = cell.task.to_string();
-            cell.fill(Err(Error::Terminated { task }));
-        }
-    }
-}
-
-/// What the results of one pool share: its callback thread, and how to
-/// cancel its calls (by id, through its dispatcher). One pointer per result.
-#[derive(Clone, Default)]
-pub(crate) struct Hub(Arc<HubParts>);
-
-#[derive(Default)]
-struct HubParts {
-    runner: CallbackRunner,
-    cancel: Option<CancelFn>,
-    /// The process of the pool (its id, and its fork generation: see
-    /// `crate::sys::fork_generation`), for a hub made by one.
-    owner: Option<(u32, u64)>,
-}
-
-impl Hub {
-    /// A hub whose calls `cancel` cancels, made by a pool in this process.
-    pub(crate) fn new(cancel: CancelFn) -> Hub {
-        Hub(Arc::new(HubParts {
-            runner: CallbackRunner::default(),
-            cancel: Some(cancel),
-            owner: Some((std::process::id(), crate::sys::fork_generation())),
-        }))
-    }
-
-    /// The error for a call of task `task`, or a wait on its result, in a
-    /// copy of the pool's process made by `fork`: the copy shares the
-    /// pool's workers but none of its threads, so a call sent from there
-    /// could take a reply meant for the parent, and no outcome ever arrives
-    /// there. `None` in the pool's process.
-    pub(crate) fn foreign(&self, task: &str) -> Option<Error> {
-        let (pid, _) = self.0.owner?;
-        self.in_copy().then(|| Error::Config {
-            message: format!(
-                "task `{task}`: its pool was made by process {pid}, and this process ({}) is \
-                 a copy of it made by fork, which shares the pool's workers but none of its \
-                 threads, so no call of that pool runs and no result of it arrives here: \
-                 make a new pool in this process",
-                std::process::id()
-            ),
-        })
-    }
-
-    /// The pool's callback thread.
-    pub(crate) fn runner(&self) -> &CallbackRunner {
-        &self.0.runner
-    }
-
-    /// Whether this is a copy of the pool's process made by `fork` (one
-    /// atomic load: see `crate::sys::fork_generation`).
-    pub(crate) fn in_copy(&self) -> bool {
-        self.0
-            .owner
-            .is_some_and(|(_, generation)| generation != crate::sys::fork_generation())
-    }
-
-    /// Cancels call `id` (a hub without a canceller has nothing to cancel,
-    /// nor one in a copy made by `fork`: the call, its queue and its worker
-    /// are the parent's).
-    pub(crate) fn cancel(&self, id: u64) -> CancelOutcome {
-        if self.in_copy() {
-            return CancelOutcome::Finished;
-        }
-        match &self.0.cancel {
-            Some(cancel) => cancel(id),
-            None => CancelOutcome::Finished,
-        }
-    }
-}
-
-/// Creates a connected promise and result for call `id` (0: none to
-/// cancel) of the task named `task`.
-pub(crate) fn pending<T: DeserializeOwned>(
-    task: impl Into<TaskName>,
-    hub: Hub,
-    id: u64,
-) -> (Promise, AsyncResult<T>) {
-    let cell = Arc::new(ResultCell::new(task.into(), hub, id));
-    let result = AsyncResult {
-        cell: cell.clone(),
-        _type: PhantomData,
-    };
-    (Promise { cell: Some(cell) }, result)
-}
-
-/// [`pending`] for a result of no call of its own (id 0: a map's, which
-/// gathers its chunks'), whose outcome bytes `decode` reads.
-pub(crate) fn pending_with<T: DeserializeOwned>(
-    task: impl Into<TaskName>,
-    hub: Hub,
-    decode: Decoder<T>,
-) -> (Promise, AsyncResult<T>) {
-    let (promise, result) = pending(task, hub, 0);
-    // SAFETY: read back only as a `Decoder<T>` (by `AsyncResult::<T>::decode`):
-    // this cell belongs to `result` alone, an `AsyncResult<T>` for good.
-    let erased = unsafe { std::mem::transmute::<Decoder<T>, ErasedDecoder>(decode) };
-    result.cell.set_decoder(erased);
-    (promise, result)
-}
-
 /// A [`Decoder`] of some `T`, kept in the result cell of that `T`'s
 /// [`AsyncResult`] (rare: a map's; keeping it there rather than in every
 /// handle keeps the handle one pointer).
 pub(crate) type ErasedDecoder = fn();
-
-/// A result that is already known (the task was refused before it was sent).
-pub(crate) fn ready<T: DeserializeOwned>(
-    task: impl Into<TaskName>,
-    hub: Hub,
-    outcome: Outcome,
-) -> AsyncResult<T> {
-    let (promise, result) = pending(task, hub, 0);
-    promise.complete(outcome);
-    result
-}
 
 /// The result of a task submitted with `apply_async_<fn>`: Python's
 /// `AsyncResult`, typed.
@@ -258,39 +102,6 @@ impl<T> fmt::Debug for AsyncResult<T> {
 }
 
 impl<T: DeserializeOwned + 'static> AsyncResult<T> {
-    /// Turns the outcome into the result: through the cell's own decoder if
-    /// it has one (a map's), else as one encoded `T`.
-    fn decode(cell: &ResultCell, outcome: &Outcome) -> Result<T, Error> {
-        match cell.decoder() {
-            Some(erased) => {
-                // SAFETY: only `pending_with::<T>` sets a decoder, a
-                // `Decoder<T>` for the very `T` of the one `AsyncResult`
-                // this cell belongs to (see there).
-                let decode = unsafe { std::mem::transmute::<ErasedDecoder, Decoder<T>>(erased) };
-                decode(&cell.task, outcome)
-            }
-            None => decode_outcome(&cell.task, outcome),
-        }
-    }
-
-    /// [`decode`](Self::decode) by the result's last reader: a block of
-    /// bytes (a `Vec<u8>`, a `ByteBuf`) is taken whole when nothing else
-    /// holds the outcome (no callback kept it), not copied.
-    fn decode_last(cell: &Arc<ResultCell>, outcome: Arc<Outcome>) -> Result<T, Error> {
-        if !crate::task::is_block::<T>() || cell.decoder().is_some() {
-            return Self::decode(cell, &outcome);
-        }
-        match cell.take_sole(outcome) {
-            Ok(Ok(body)) => decode_body(body).map_err(|message| Error::Decode {
-                task: cell.task.to_string(),
-                what: "result",
-                message,
-            }),
-            Ok(Err(e)) => Err(e),
-            Err(shared) => Self::decode(cell, &shared),
-        }
-    }
-
     /// Waits for the task and returns its result (Python's `get()`).
     ///
     /// ```
@@ -663,123 +474,15 @@ impl<T> AsyncResult<T> {
     }
 }
 
-/// Awaiting an `AsyncResult` yields the task's result without blocking the
-/// executor's thread: the pool wakes the awaiting task when the result
-/// arrives (once its callbacks have returned). It works on any executor
-/// (tokio, async-std, `futures`' `block_on`, ...); procpool depends on none.
-///
-/// - `AsyncResult` and [`Pool`](crate::Pool) are `Send` and `Sync`:
-///   `tokio::spawn` takes a result, or an `async move` block that owns a
-///   clone of the pool, and the awaiting task may move between threads.
-/// - Awaiting `&mut r` (in `select!`, under `tokio::time::timeout`) loses
-///   nothing when the other branch wins or the time runs out: await `r`
-///   again, from any task, or [`get`](AsyncResult::get) it.
-/// - Dropping the future (a `select!` loser, an aborted task) does not
-///   cancel the task. [`cancel`](AsyncResult::cancel) does, and
-///   [`cancel_handle`](AsyncResult::cancel_handle) from another task while
-///   this one awaits: the await then returns [`Error::Cancelled`]. A
-///   [`terminate`](crate::Pool::terminate) wakes every awaiting task with
-///   [`Error::Terminated`], a worker's death with [`Error::WorkerDied`].
-/// - Everything else waits on the calling thread: `apply_<fn>`, `map_<fn>`,
-///   an `imap`'s `next`, [`get`](AsyncResult::get), [`wait`](AsyncResult::wait),
-///   [`join`](crate::Pool::join), [`terminate`](crate::Pool::terminate), and
-///   the drop of a pool's last handle, which waits for its queued tasks.
-///   From async code, run those through the executor's way of running
-///   blocking code (`tokio::task::spawn_blocking`), or they hold its thread
-///   (on a single-threaded executor, every other task) meanwhile. Briefly,
-///   [`Pool::new`](crate::Pool::new) and `build` wait for every worker to
-///   start (an initializer's run included), and a
-///   [`cancel`](AsyncResult::cancel) that stops a running task waits for
-///   its killed worker to end (half a second at most).
-///
-/// ```
-/// #[procpool::pool_task]
-/// fn add(a: i32, b: i32) -> i32 { a + b }
-///
-/// fn main() -> Result<(), procpool::Error> {
-///     procpool::init();
-///     let pool = procpool::Pool::new(1)?;
-///     let future = apply_async_add(&pool, 2, 3);
-///     // Any executor; a minimal one here, to stay dependency-free.
-///     let sum = block_on(future)?;
-///     assert_eq!(sum, 5);
-///     Ok(())
-/// }
-///
-/// fn block_on<F: std::future::Future>(future: F) -> F::Output {
-///     use std::sync::Arc;
-///     use std::task::{Context, Poll, Wake};
-///     struct Unpark(std::thread::Thread);
-///     impl Wake for Unpark {
-///         fn wake(self: Arc<Self>) { self.0.unpark() }
-///     }
-///     let waker = Arc::new(Unpark(std::thread::current())).into();
-///     let mut cx = Context::from_waker(&waker);
-///     let mut future = std::pin::pin!(future);
-///     loop {
-///         match future.as_mut().poll(&mut cx) {
-///             Poll::Ready(out) => return out,
-///             Poll::Pending => std::thread::park(),
-///         }
-///     }
-/// }
-/// ```
-impl<T: DeserializeOwned + 'static> Future for AsyncResult<T> {
-    type Output = Result<T, Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.cell.poll_outcome(cx.waker()) {
-            // Not the last reader for sure: `(&mut result).await` leaves
-            // the result to read again.
-            Some(outcome) => Poll::Ready(Self::decode(&self.cell, &outcome)),
-            None => Poll::Pending,
-        }
-    }
-}
-
-/// Decodes a result as `T`, taking its buffers: a block of bytes is the
-/// received tail itself; other buffers are kept for reuse.
-pub(crate) fn decode_body<T: DeserializeOwned + 'static>(body: Body) -> Result<T, String> {
-    if crate::task::is_block::<T>() {
-        return body.into_byte_block().map(|bytes| {
-            crate::task::from_block(bytes).unwrap_or_else(|_| unreachable!("T is a block"))
-        });
-    }
-    let value = codec::caller_side(|| codec::decode::<T>(&body.contiguous()));
-    for buf in body.into_bufs() {
-        buffers::recycle(buf);
-    }
-    value
-}
-
-fn decode_outcome<T: DeserializeOwned + 'static>(
-    task: &str,
-    outcome: &Outcome,
-) -> Result<T, Error> {
-    match outcome {
-        Ok(body) => codec::caller_side(|| {
-            // A block of bytes (a `Vec<u8>`, a `ByteBuf`) that came as a
-            // tail is copied out of it (the outcome is shared here; see
-            // `decode_last` for the last reader).
-            if let (true, Some(block)) = (crate::task::is_block::<T>(), body.block()) {
-                return crate::task::from_block(block.to_vec())
-                    .map_err(|_| "not a block of bytes".to_string());
-            }
-            crate::task::decode_value(&body.contiguous())
-        })
-        .map_err(|message| Error::Decode {
-            task: task.to_string(),
-            what: "result",
-            message,
-        }),
-        Err(e) => Err(e.clone()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec;
+    use crate::wire::Body;
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::mpsc;
+    use std::task::{Context, Poll};
 
     const BIG: usize = 1 << 20;
 
