@@ -5,16 +5,19 @@
 //! [`RefArg`], [`Lend`]). Reached by generated code through
 //! `crate::__private`.
 
-use std::path::{Path, PathBuf};
-
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
 
 mod block;
+mod decoder;
+mod info;
 mod returned;
 
+pub use decoder::{ArgsDecoder, Lend, RefArg};
+pub use info::{by_name_signature, fingerprint, TaskInfo};
+pub(crate) use info::{intern, refused};
 pub use returned::{ErrWithDebug, ErrWithoutDebug, NotAResult, Returned};
 
 pub(crate) use block::{from_block, is_block};
@@ -71,125 +74,6 @@ fn byte_block(mut bytes: Vec<u8>, value: Vec<u8>) -> Result<Encoded, String> {
     }
     codec::encode_len(value.len(), &mut bytes);
     Ok(Encoded { bytes, tail: value })
-}
-
-/// The caller's view of one task: how to name it on the wire.
-#[derive(Debug, Clone, Copy)]
-pub struct TaskInfo {
-    /// The registered name calls are dispatched by.
-    pub name: &'static str,
-    /// The argument and return types as written, e.g. `fn(u64) -> u64`.
-    pub signature: &'static str,
-    /// [`fingerprint`] of `signature`, sent with every call and checked by
-    /// the worker.
-    pub fingerprint: u64,
-}
-
-/// FNV-1a of a signature; never 0, which means "unchecked" on the wire. A
-/// `const fn`, so the code `#[pool_task]` generates computes it at compile
-/// time with the same function the runtime uses for calls by name.
-pub const fn fingerprint(signature: &str) -> u64 {
-    let bytes = signature.as_bytes();
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        i += 1;
-    }
-    if hash == 0 {
-        1
-    } else {
-        hash
-    }
-}
-
-/// The one `TaskInfo` of the calls procpool makes up at run time (calls by
-/// name, the initializer, tests' raw calls), by name, signature and
-/// fingerprint: made once, kept for the life of the process, so a call
-/// carries a `&'static TaskInfo` whatever made it. The table only grows
-/// with distinct tasks and signatures actually called, a handful per
-/// registered task (unknown names are refused before a call is made).
-pub(crate) fn intern(name: &str, signature: &'static str, fingerprint: u64) -> &'static TaskInfo {
-    interned(name, signature, fingerprint, true).unwrap_or(&REFUSED_OTHERS)
-}
-
-/// What a result refused before any call was made (a name nobody
-/// registered, called by name) shows as its task: interned like
-/// [`intern`]'s, for the first [`MAX_REFUSED`] distinct names; later ones
-/// share one entry (their errors still name them), so that a program that
-/// keeps calling names it made up does not grow the table for ever.
-pub(crate) fn refused(name: &str) -> &'static TaskInfo {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static LEFT: AtomicUsize = AtomicUsize::new(MAX_REFUSED);
-    if let Some(info) = interned(name, REFUSED, 0, false) {
-        return info;
-    }
-    let admit = LEFT
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
-            left.checked_sub(1)
-        })
-        .is_ok();
-    interned(name, REFUSED, 0, admit).unwrap_or(&REFUSED_OTHERS)
-}
-
-/// How many refused names [`refused`] keeps apart.
-const MAX_REFUSED: usize = 1024;
-/// The signature of a refused name's entry.
-const REFUSED: &str = "<refused before a call was made>";
-/// The entry refused names share past [`MAX_REFUSED`].
-static REFUSED_OTHERS: TaskInfo = TaskInfo {
-    name: "<an unregistered task>",
-    signature: REFUSED,
-    fingerprint: 0,
-};
-
-/// The table behind [`intern`] and [`refused`]: the entry for the key, made
-/// if absent and `insert`.
-fn interned(
-    name: &str,
-    signature: &'static str,
-    fingerprint: u64,
-    insert: bool,
-) -> Option<&'static TaskInfo> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    type Table = HashMap<(String, &'static str, u64), &'static TaskInfo>;
-    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
-    let mut table = TABLE
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    let key = (name.to_string(), signature, fingerprint);
-    if !insert {
-        return table.get(&key).copied();
-    }
-    Some(table.entry(key).or_insert_with(|| {
-        Box::leak(Box::new(TaskInfo {
-            name: Box::leak(name.into()),
-            signature,
-            fingerprint,
-        }))
-    }))
-}
-
-/// The signature of a call by name with arguments `A` (a tuple) returning
-/// `R`, spelled from the types themselves: `fn(u64, alloc::string::String) -> u64`.
-/// A reference to the arguments (`&&(x,)` given where `&(x,)` is meant) is
-/// spelled as what it refers to: serde encodes `&T` exactly as `T`.
-pub fn by_name_signature<A: ?Sized, R: ?Sized>() -> String {
-    let mut args = std::any::type_name::<A>();
-    while let Some(rest) = args
-        .strip_prefix("&mut ")
-        .or_else(|| args.strip_prefix('&'))
-    {
-        args = rest;
-    }
-    if args.starts_with('(') {
-        format!("fn{args} -> {}", std::any::type_name::<R>())
-    } else {
-        format!("fn {args} -> {}", std::any::type_name::<R>())
-    }
 }
 
 // How the serde bounds are checked. `#[pool_task]` emits a hidden marker type
@@ -450,175 +334,6 @@ fn settle(mut encoded: Encoded) -> Encoded {
     encoded
 }
 
-/// Decodes a call's arguments one by one in the worker.
-pub struct ArgsDecoder<'a> {
-    rest: &'a [u8],
-    /// The frame's tail: the last argument's bytes, if it was a large `Vec<u8>`.
-    tail: Option<Vec<u8>>,
-    /// The kind of number `rest` starts with, in the dense form (an item of
-    /// a dense chunk); `None` for the general form.
-    dense: Option<u8>,
-}
-
-impl<'a> ArgsDecoder<'a> {
-    /// A decoder of the arguments in `bytes`.
-    pub fn new(bytes: &'a [u8]) -> Self {
-        ArgsDecoder {
-            rest: bytes,
-            tail: None,
-            dense: None,
-        }
-    }
-
-    /// A decoder of the arguments in `bytes`, then `tail` (see [`Encoded`]).
-    pub(crate) fn with_tail(bytes: &'a [u8], tail: Vec<u8>) -> Self {
-        ArgsDecoder {
-            rest: bytes,
-            tail: (!tail.is_empty()).then_some(tail),
-            dense: None,
-        }
-    }
-
-    /// A decoder of one number of kind `code` in the dense form at the
-    /// start of `bytes` (an item of a dense chunk).
-    pub(crate) fn dense(bytes: &'a [u8], code: u8) -> Self {
-        ArgsDecoder {
-            rest: bytes,
-            tail: None,
-            dense: Some(code),
-        }
-    }
-
-    /// The dense item, if it is a `T`.
-    #[inline(always)]
-    fn dense_value<T: 'static>(&mut self, code: u8) -> Result<T, CallError> {
-        let kind = codec::dense::kind::<T>().filter(|kind| kind.code == code);
-        match kind.and_then(|kind| Some((codec::dense::take::<T>(self.rest)?, kind.width))) {
-            Some((value, width)) => {
-                self.rest = &self.rest[width..];
-                Ok(value)
-            }
-            None => Err(Self::not_dense()),
-        }
-    }
-
-    fn not_dense() -> CallError {
-        CallError::DecodeArgs(
-            "a dense item that is not this argument's type: the caller sent other types"
-                .to_string(),
-        )
-    }
-
-    /// The tail, if what is left of the bytes is exactly its length prefix.
-    fn take_tail(&mut self) -> Option<Vec<u8>> {
-        let tail = self.tail.as_ref()?;
-        if !codec::is_len_of(self.rest, tail.len()) {
-            return None;
-        }
-        self.rest = &[];
-        self.tail.take()
-    }
-
-    /// Decodes the `I`-th argument, taken by value (a block of bytes as
-    /// one: a large one is the very buffer it was received into).
-    #[inline]
-    pub fn value<M: ValueArg<I>, const I: usize>(&mut self) -> Result<M::Type, CallError>
-    where
-        M::Type: 'static,
-    {
-        if let Some(code) = self.dense {
-            return self.dense_value(code);
-        }
-        if !block::is_block::<M::Type>() {
-            if let Some((value, used)) = codec::decode_scalar(self.rest) {
-                self.rest = &self.rest[used..];
-                return Ok(value);
-            }
-            return self.next();
-        }
-        let bytes = match self.take_tail() {
-            Some(tail) => tail,
-            None => self.next::<codec::BytesIn>()?.0,
-        };
-        block::from_block(bytes)
-            .map_err(|_| CallError::DecodeArgs("not a block of bytes".to_string()))
-    }
-
-    /// Decodes the `I`-th argument, taken by reference, as an owned value
-    /// that [`Lend::lend`] lends to the function.
-    pub fn by_ref<M: RefArgAt<I>, const I: usize>(
-        &mut self,
-    ) -> Result<impl Lend<M::Referent>, CallError> {
-        Ok(Lent::<M::Referent>(self.next()?))
-    }
-
-    /// Decodes the `I`-th argument, a `&[u8]`, as one block of bytes.
-    pub fn byte_slice<M: RefArgAt<I, Referent = [u8]>, const I: usize>(
-        &mut self,
-    ) -> Result<impl Lend<[u8]>, CallError> {
-        match self.take_tail() {
-            Some(tail) => Ok(Lent::<[u8]>(tail)),
-            None => Ok(Lent::<[u8]>(self.next::<codec::BytesIn>()?.0)),
-        }
-    }
-
-    /// Decodes any value.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
-        if self.dense.is_some() {
-            return Err(Self::not_dense());
-        }
-        let (value, used) = match codec::decode_prefix(self.rest) {
-            Ok(decoded) => decoded,
-            // The value runs on into the tail (a byte block the worker
-            // decodes as another type): decode it from both.
-            Err(_) if self.tail.is_some() => return self.next_with_tail(),
-            Err(e) => return Err(CallError::DecodeArgs(e)),
-        };
-        self.rest = &self.rest[used..];
-        Ok(value)
-    }
-
-    /// Decodes the last value from the rest of the bytes and the tail.
-    fn next_with_tail<T: DeserializeOwned>(&mut self) -> Result<T, CallError> {
-        let tail = self.tail.take().unwrap_or_default();
-        let joined = [self.rest, &tail].concat();
-        self.rest = &[];
-        codec::decode(&joined).map_err(CallError::DecodeArgs)
-    }
-
-    /// How many bytes are left to decode.
-    pub(crate) fn rest_len(&self) -> usize {
-        self.rest.len()
-    }
-
-    /// Fails if bytes are left over: the caller sent other types.
-    pub fn finish(self) -> Result<(), CallError> {
-        let left = self.rest.len() + self.tail.as_ref().map_or(0, Vec::len);
-        if left == 0 {
-            Ok(())
-        } else {
-            Err(CallError::DecodeArgs(format!(
-                "{left} bytes left over after the last argument: the caller sent other types"
-            )))
-        }
-    }
-}
-
-/// An owned value the worker decoded for a `&T` argument.
-pub trait Lend<T: ?Sized> {
-    /// Lends it as the function's argument.
-    fn lend(&self) -> &T;
-}
-
-struct Lent<T: RefArg + ?Sized>(T::Owned);
-
-impl<T: RefArg + ?Sized> Lend<T> for Lent<T> {
-    fn lend(&self) -> &T {
-        T::lend(&self.0)
-    }
-}
-
 /// Encodes a task's return value in the worker.
 pub fn encode_result<R: Serialize + ?Sized>(value: &R) -> Result<Encoded, CallError> {
     codec::encode(value)
@@ -650,63 +365,6 @@ where
             Ok(out.into())
         }
         Err(value) => encode_result(&value),
-    }
-}
-
-/// How a worker gets an argument the function takes by reference: it decodes
-/// an owned value and lends it out.
-#[diagnostic::on_unimplemented(
-    message = "a worker cannot decode the `{Self}` behind this `&{Self}` argument",
-    label = "not decodable",
-    note = "for a `&T` argument the worker decodes an owned `T` (a `String` for `str`, a `Vec<U>` \
-            for `[U]`, a `PathBuf` for `Path`) and lends it: `T` or `U` must implement \
-            `serde::Deserialize`; add `#[derive(serde::Deserialize)]` to it"
-)]
-pub trait RefArg {
-    /// What the worker decodes.
-    type Owned: DeserializeOwned;
-    /// Lends the decoded value as the function's argument.
-    fn lend(owned: &Self::Owned) -> &Self;
-}
-
-impl<T: DeserializeOwned> RefArg for T {
-    type Owned = T;
-    fn lend(owned: &T) -> &T {
-        owned
-    }
-}
-
-impl RefArg for str {
-    type Owned = String;
-    fn lend(owned: &String) -> &str {
-        owned
-    }
-}
-
-impl<T: DeserializeOwned> RefArg for [T] {
-    type Owned = Vec<T>;
-    fn lend(owned: &Vec<T>) -> &[T] {
-        owned
-    }
-}
-
-impl RefArg for Path {
-    type Owned = PathBuf;
-    fn lend(owned: &PathBuf) -> &Path {
-        owned
-    }
-}
-
-#[cfg(test)]
-mod refused_tests {
-    use super::{intern, refused};
-
-    #[test]
-    fn a_refused_name_is_kept_once_apart_from_calls_of_that_name() {
-        let first = refused("no/such/task");
-        assert_eq!(first.name, "no/such/task");
-        assert!(std::ptr::eq(first, refused("no/such/task")));
-        assert!(!std::ptr::eq(first, intern("no/such/task", "fn()", 0)));
     }
 }
 
