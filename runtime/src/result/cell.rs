@@ -14,25 +14,19 @@
 //! through another result's callback it helped run) is given the arrived
 //! outcome: waiting would wait for itself for ever.
 
+mod cancel;
+mod wait;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::thread::{self, Thread, ThreadId};
-use std::time::Instant;
 
 use super::CancelTarget;
 use super::{ErasedDecoder, Hub, Listener, Outcome};
 use crate::callbacks;
 use crate::cancel::CancelOutcome;
 use crate::task::TaskInfo;
-
-/// The stack a callback thread keeps free before it runs the callbacks of a
-/// result it waits on (see [`ResultCell::help`]): room for the user's
-/// callbacks between two nested waits.
-const HELP_RED_ZONE: usize = 256 << 10;
-/// The stack segment [`ResultCell::help`] adds when less than
-/// [`HELP_RED_ZONE`] is left.
-const HELP_STACK: usize = 4 << 20;
 
 /// Where a task's outcome lands (see the module's documentation). Kept
 /// small: one is alive per pending task, so what only some results need
@@ -178,57 +172,6 @@ impl CellState {
     }
 }
 
-/// What cancelling a result whose outcome is there answers, if no cancel
-/// of this result was made before: `NotStarted` for a call the pool
-/// cancelled before it ran, `Finished` for anything else.
-fn answer_for(outcome: &Outcome) -> CancelOutcome {
-    match outcome {
-        Err(crate::Error::Cancelled { .. }) => CancelOutcome::NotStarted,
-        _ => CancelOutcome::Finished,
-    }
-}
-
-/// The cancel under way on a cell: ends by recording its answer, or, if
-/// the thread unwinds first, by letting the waiting cancels try again.
-struct CancelTurn<'a> {
-    cell: &'a ResultCell,
-}
-
-impl CancelTurn<'_> {
-    fn end(&mut self, outcome: CancelOutcome) {
-        self.finish(Some(outcome));
-    }
-
-    fn finish(&mut self, outcome: Option<CancelOutcome>) {
-        let waiters = {
-            let mut state = self.cell.lock();
-            let extra = state.extra();
-            if extra.cancelled.is_none() {
-                extra.cancelled = outcome;
-            }
-            extra.cancelling = false;
-            std::mem::take(&mut extra.cancel_waiters)
-        };
-        for thread in waiters {
-            thread.unpark();
-        }
-    }
-}
-
-impl Drop for CancelTurn<'_> {
-    fn drop(&mut self) {
-        if self
-            .cell
-            .lock()
-            .extra
-            .as_ref()
-            .is_some_and(|e| e.cancelling)
-        {
-            self.finish(None);
-        }
-    }
-}
-
 /// Threads and a task to wake, once the cell's lock is released.
 struct Wakeups(Vec<Thread>, Option<Waker>);
 
@@ -259,16 +202,6 @@ impl ResultCell {
         self.id
     }
 
-    /// What cancelling this result cancels.
-    pub(super) fn cancel_target(&self) -> CancelTarget {
-        let parts = self.lock().extra.as_ref().and_then(|e| e.parts.clone());
-        match parts {
-            Some(parts) => CancelTarget::Parts(parts),
-            None if self.id != 0 => CancelTarget::Call(self.hub.clone(), self.id),
-            None => CancelTarget::None,
-        }
-    }
-
     /// Sets how this result's outcome decodes (see `super::pending_with`).
     pub(super) fn set_decoder(&self, decoder: ErasedDecoder) {
         self.lock().extra().decoder = Some(decoder);
@@ -293,101 +226,6 @@ impl ResultCell {
     /// once to tell, not at every `successful`.
     pub(super) fn set_decodes(&self, decodes: bool) {
         self.lock().extra().decodes = Some(decodes);
-    }
-
-    /// Cancels what this result stands for, once: a later cancel answers
-    /// what the first did (`NotStarted` or `Stopped`), or `Finished` if the
-    /// result was there before any cancel. A result that arrived as
-    /// `Cancelled` without one (`close_and_cancel` dropped its call from the
-    /// queue) answers `NotStarted`: it never ran. Threads cancelling at once
-    /// wait for the first one's answer, and all give it.
-    ///
-    /// A cancel that answers `NotStarted` or `Stopped` settles the result as
-    /// `Cancelled` before it returns, so `get` does not wait for the task;
-    /// it does not wait for the result's callbacks, which run on the
-    /// callback thread in their turn (a cancel never waits behind other
-    /// results' callbacks): `ready()` is true at once for a result without
-    /// callbacks, and once they returned for one with them. (The local
-    /// dispatcher's cancel waits for a worker it killed to end.)
-    pub(super) fn cancel(self: &Arc<Self>) -> CancelOutcome {
-        loop {
-            let mut state = self.lock();
-            if let Some(first) = state.extra.as_ref().and_then(|e| e.cancelled) {
-                return first;
-            }
-            if state.extra.as_ref().is_some_and(|e| e.taken) {
-                // `get` returned the value: nothing left to cancel.
-                return CancelOutcome::Finished;
-            }
-            if self.hub.in_copy() {
-                // In a copy made by `fork`: the call is the parent's, whose
-                // queue and workers this copy must not touch, and a cancel
-                // the parent had under way never ends here.
-                return state
-                    .outcome
-                    .as_deref()
-                    .map_or(CancelOutcome::Finished, answer_for);
-            }
-            if let Some(extra) = state.extra.as_mut() {
-                if extra.cancelling {
-                    extra.cancel_waiters.push(thread::current());
-                    drop(state);
-                    thread::park();
-                    continue;
-                }
-            }
-            if let Some(outcome) = &state.outcome {
-                let answer = answer_for(outcome);
-                // A map's result is there once its first error is (or a
-                // chunk was cancelled), while the chunks behind it may
-                // still be queued or running: they are cancelled all the
-                // same (their results were to be dropped); the result is
-                // kept, and later cancels answer the same.
-                let Some(parts) = state.extra.as_mut().and_then(|e| {
-                    e.cancelled = Some(answer);
-                    e.parts.clone()
-                }) else {
-                    return answer;
-                };
-                drop(state);
-                CancelTarget::Parts(parts).cancel();
-                return answer;
-            }
-            state.extra().cancelling = true;
-            break;
-        }
-        let mut turn = CancelTurn { cell: self };
-        let mut outcome = self.cancel_target().cancel();
-        if outcome == CancelOutcome::Finished {
-            // The pool no longer held the call: whoever took it (its slot
-            // with the reply, or `close_and_cancel`) is filling the result.
-            // Its outcome says which (waited for a moment at most).
-            let soon = Instant::now() + std::time::Duration::from_secs(2);
-            if let Some(arrived) = self.arrival(soon) {
-                outcome = answer_for(&arrived);
-            }
-        }
-        if outcome != CancelOutcome::Finished {
-            // It never started and never will, or its worker is being
-            // stopped: settled now, as Python's `Future.cancel()` leaves a
-            // future done, so that `get()` right after the cancel sees
-            // `Cancelled` (and `ready()` does once the result's callbacks,
-            // if any, returned). (Whoever holds the call settles it
-            // too, a moment later: the slot that kills the worker, or, for
-            // a slot still starting the worker the call waited for, once
-            // that worker is up; the first outcome stays, even a reply that
-            // arrives in the instant of the kill.)
-            self.fill(Err(crate::Error::Cancelled {
-                task: self.task.to_string(),
-            }));
-        }
-        turn.end(outcome);
-        outcome
-    }
-
-    /// Makes this result stand for `parts` (a map's chunks) when cancelled.
-    pub(super) fn set_parts(&self, parts: Vec<CancelTarget>) {
-        self.lock().extra().parts = Some(parts.into());
     }
 
     fn lock(&self) -> MutexGuard<'_, CellState> {
@@ -485,123 +323,6 @@ impl ResultCell {
             // Callbacks attached meanwhile run in the next round.
             self.lock().extra().running = None;
         }
-    }
-
-    /// [`run_callbacks`](Self::run_callbacks) by a callback thread that
-    /// waits on this result (see [`CellState::should_help`]), on a fresh
-    /// stack segment once its own runs low: a callback that waits on a
-    /// result whose callback waits on another, and so on (a chain of tasks
-    /// each submitted and waited for by the previous one's callback), nests
-    /// one such run per link, which overflowed the callback thread's 2 MiB
-    /// stack (and aborted the whole program) after some hundreds of links.
-    fn help(&self) {
-        stacker::maybe_grow(HELP_RED_ZONE, HELP_STACK, || self.run_callbacks());
-    }
-
-    /// Waits until the result is complete or `deadline` passes.
-    pub(super) fn wait_until(&self, deadline: Option<Instant>) -> Option<Arc<Outcome>> {
-        // This thread's handle, taken once it has to wait.
-        let mut me: Option<Thread> = None;
-        let mut state = self.lock();
-        let waited = loop {
-            if state.complete() || state.running_here() {
-                break state.outcome.clone();
-            }
-            if state.should_help() {
-                drop(state);
-                self.help();
-                state = self.lock();
-                continue;
-            }
-            // In a copy made by `fork`, nothing ever completes it.
-            if let Some(error) = self.hub.foreign(&self.task) {
-                break Some(Arc::new(Err(error)));
-            }
-            let left = match deadline {
-                None => None,
-                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
-                    Some(left) => Some(left),
-                    None => break None,
-                },
-            };
-            // Whoever completes the result takes the list and unparks it.
-            let me = me.get_or_insert_with(thread::current);
-            let waiters = &mut state.extra().waiters;
-            if !waiters.iter().any(|t| t.id() == me.id()) {
-                waiters.push(me.clone());
-            }
-            drop(state);
-            match left {
-                None => thread::park(),
-                Some(left) => thread::park_timeout(left),
-            }
-            state = self.lock();
-        };
-        if let (Some(me), Some(e)) = (me, state.extra.as_mut()) {
-            e.waiters.retain(|t| t.id() != me.id());
-        }
-        waited
-    }
-
-    /// The outcome once it arrived (its callbacks may not have returned),
-    /// waiting until `deadline` at most.
-    fn arrival(&self, deadline: Instant) -> Option<Arc<Outcome>> {
-        let me = thread::current();
-        let mut state = self.lock();
-        let arrived = loop {
-            if let Some(outcome) = &state.outcome {
-                break Some(outcome.clone());
-            }
-            if state.extra.as_ref().is_some_and(|e| e.taken) {
-                // It arrived, and `get` took it meanwhile.
-                break None;
-            }
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break None;
-            };
-            if let Some(error) = self.hub.foreign(&self.task) {
-                break Some(Arc::new(Err(error)));
-            }
-            // `fill` takes the list and unparks it as the outcome arrives.
-            let waiters = &mut state.extra().waiters;
-            if !waiters.iter().any(|t| t.id() == me.id()) {
-                waiters.push(me.clone());
-            }
-            drop(state);
-            thread::park_timeout(left);
-            state = self.lock();
-        };
-        if let Some(e) = state.extra.as_mut() {
-            e.waiters.retain(|t| t.id() != me.id());
-        }
-        arrived
-    }
-
-    /// The outcome if the result is complete; else remembers `waker` to
-    /// wake on completion.
-    pub(super) fn poll_outcome(&self, waker: &Waker) -> Option<Arc<Outcome>> {
-        let mut state = self.lock();
-        loop {
-            if state.complete() || state.running_here() {
-                return state.outcome.clone();
-            }
-            if !state.should_help() {
-                break;
-            }
-            drop(state);
-            self.help();
-            state = self.lock();
-        }
-        // In a copy made by `fork`, nothing ever completes it (as in
-        // `wait_until`): `.await` fails at once there too.
-        if let Some(error) = self.hub.foreign(&self.task) {
-            return Some(Arc::new(Err(error)));
-        }
-        match &mut state.extra().waker {
-            Some(old) if old.will_wake(waker) => {}
-            other => *other = Some(waker.clone()),
-        }
-        None
     }
 
     /// The outcome itself, taken out of the complete result, if `outcome`
