@@ -29,7 +29,7 @@ impl<'a> ArgsDecoder<'a> {
         }
     }
 
-    /// A decoder of the arguments in `bytes`, then `tail` (see [`Encoded`]).
+    /// A decoder of the arguments in `bytes`, then `tail` (see [`Encoded`](super::Encoded)).
     pub(crate) fn with_tail(bytes: &'a [u8], tail: Vec<u8>) -> Self {
         ArgsDecoder {
             rest: bytes,

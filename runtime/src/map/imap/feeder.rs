@@ -396,7 +396,7 @@ impl<R, I: Iterator> Feeder<R, I> {
     }
 
     /// Stops the feeding and cancels every chunk in flight (see
-    /// [`Imap::cancel`]).
+    /// [`Imap::cancel`](super::Imap::cancel)).
     pub(super) fn cancel(&mut self) -> CancelOutcome {
         if let Some(first) = self.cancelled {
             return first;

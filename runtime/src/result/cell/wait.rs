@@ -20,7 +20,7 @@ const HELP_STACK: usize = 4 << 20;
 
 impl ResultCell {
     /// [`run_callbacks`](Self::run_callbacks) by a callback thread that
-    /// waits on this result (see [`CellState::should_help`]), on a fresh
+    /// waits on this result (see [`CellState::should_help`](super::CellState::should_help)), on a fresh
     /// stack segment once its own runs low: a callback that waits on a
     /// result whose callback waits on another, and so on (a chain of tasks
     /// each submitted and waited for by the previous one's callback), nests
