@@ -1,5 +1,6 @@
-//! Everything OS-specific: starting a worker (`posix_spawn`), the worker
-//! process, signals, memory hints; shared memory and futexes in [`shm`],
+//! Everything OS-specific: the worker process, signals, memory hints;
+//! starting a worker (`posix_spawn`) in [`spawn`], the program it runs in
+//! [`program`], shared memory and futexes in [`shm`],
 //! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], the
 //! thread's stack in [`stack`], a node's stop signals in [`signals`], and
 //! in [`channel`] what a process started as a worker or fork server checks
@@ -18,9 +19,11 @@
 mod channel;
 mod fork;
 mod pidfd;
+mod program;
 mod shm;
 #[cfg(feature = "redis")]
 mod signals;
+mod spawn;
 mod stack;
 
 pub(crate) use channel::{memfd_named, seqpacket_peer};
@@ -32,155 +35,23 @@ pub(crate) use fork::{
     stdio_to_null, thread_count, umask, wait_readable, ArgArea, ChildAction,
 };
 pub(crate) use pidfd::{pidfd_alive, pidfd_kill, pidfd_open, pidfd_wait, Epoll};
+pub(crate) use program::{this_program, Program};
 pub(crate) use shm::{
     allowed_cpus, current_cpu, futex_wait, futex_wake, release_free_memory, runnable_threads,
     tune_worker_allocator, SharedMap,
 };
 #[cfg(feature = "redis")]
 pub(crate) use signals::{catch_stop_signals, die_of, uncatch_stop_signals};
+pub(crate) use spawn::{spawn_worker, WorkerProcess};
 pub(crate) use stack::stack_left;
 
-use std::ffi::{CString, OsStr};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 
 use rustix::mm::Advice;
 use rustix::process::Pid;
-use rustix::process::{Signal, WaitOptions};
-
-/// The program a worker re-executes: this very binary, even if the file was
-/// replaced or deleted since it started (Linux keeps `/proc/self/exe` pointing
-/// at the running image), so workers always run the caller's code.
-fn worker_executable() -> PathBuf {
-    let proc_exe = PathBuf::from("/proc/self/exe");
-    if proc_exe.exists() {
-        proc_exe
-    } else {
-        std::env::current_exe().unwrap_or(proc_exe)
-    }
-}
-
-/// How this program is started again (a worker, the fork server).
-pub(crate) struct Program {
-    /// The file to execute: see [`worker_executable`].
-    pub(crate) exe: PathBuf,
-    /// The arguments before procpool's own: `argv[0]`, or, when this
-    /// program was started through the dynamic loader
-    /// (`/lib64/ld-linux-x86-64.so.2 ./prog`, where `/proc/self/exe` is the
-    /// loader), the loader's `argv[0]` and options, then the program's path,
-    /// which the loader takes as its first argument (without it the loader
-    /// reads procpool's arguments as its own options and the worker never
-    /// starts).
-    pub(crate) lead: Vec<std::ffi::OsString>,
-}
-
-/// This program, to be started again; `name` stands for a missing `argv[0]`.
-pub(crate) fn this_program(name: &str) -> Program {
-    let argv0 = std::env::args_os().next().unwrap_or_else(|| name.into());
-    let exe = worker_executable();
-    let mut lead = vec![argv0];
-    let image = std::fs::read_link("/proc/self/exe").ok();
-    // The main program's file as the kernel mapped it (absolute, whatever
-    // the working directory is now and whatever `argv[0]` says): it differs
-    // from the image only when the image is the loader that mapped it.
-    let program = image
-        .filter(|image| is_dynamic_loader(image))
-        .and_then(|image| main_program_file().filter(|program| *program != image));
-    if let Some(program) = program {
-        // The loader's own options too (`--library-path`, `--preload`, ...),
-        // so that the copies load what this program loaded.
-        if let Some(loader) = loader_args() {
-            lead = loader;
-        }
-        lead.push(program.into_os_string());
-    }
-    Program { exe, lead }
-}
-
-/// The loader's `argv[0]` and options this program was started with
-/// (`ld.so --library-path DIR ./prog ARGS`: `ld.so --library-path DIR`),
-/// read from `/proc/self/cmdline`, which still holds the command line the
-/// kernel started: what comes before the program's path and its own
-/// arguments. `None` if it does not end with those (a program that
-/// rewrote its command line).
-fn loader_args() -> Option<Vec<std::ffi::OsString>> {
-    let cmdline = std::fs::read("/proc/self/cmdline").ok()?;
-    let all: Vec<&[u8]> = cmdline.strip_suffix(b"\0")?.split(|&b| b == 0).collect();
-    let own: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    // The program's path is just before its own arguments, the loader's
-    // arguments (at least its name) before it.
-    let at = all.len().checked_sub(own.len() + 1).filter(|&at| at > 0)?;
-    let same = all[at + 1..]
-        .iter()
-        .zip(&own)
-        .all(|(arg, own)| *arg == own.as_bytes());
-    same.then(|| {
-        all[..at]
-            .iter()
-            .map(|arg| std::ffi::OsString::from_vec(arg.to_vec()))
-            .collect()
-    })
-}
-
-/// The file the main program (the first object the dynamic loader lists)
-/// was mapped from, read from `/proc/self/maps` at the address of its
-/// program headers; `None` if it cannot be told.
-fn main_program_file() -> Option<PathBuf> {
-    unsafe extern "C" fn first(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: `dl_iterate_phdr` passes a valid `info` for the duration
-        // of this call, and `data` is the `usize` `main_program_file` lent.
-        unsafe { *data.cast::<usize>() = (*info).dlpi_phdr as usize };
-        1 // The first object is the main program: stop there.
-    }
-    let mut phdr: usize = 0;
-    // SAFETY: `first` only writes the address into `phdr`, which outlives
-    // the call; `dl_iterate_phdr` holds its own lock meanwhile.
-    unsafe { libc::dl_iterate_phdr(Some(first), (&raw mut phdr).cast()) };
-    if phdr == 0 {
-        return None;
-    }
-    let maps = std::fs::read("/proc/self/maps").ok()?;
-    maps.split(|&b| b == b'\n').find_map(|line| {
-        // `start-end perms offset dev inode   path`
-        let mut fields = line.splitn(6, |&b| b == b' ');
-        let (start, end) = std::str::from_utf8(fields.next()?).ok()?.split_once('-')?;
-        let start = usize::from_str_radix(start, 16).ok()?;
-        let end = usize::from_str_radix(end, 16).ok()?;
-        if !(start..end).contains(&phdr) {
-            return None;
-        }
-        let path = fields.nth(4)?.trim_ascii_start();
-        let path = PathBuf::from(std::ffi::OsString::from_vec(path.to_vec()));
-        // (A file deleted since, or a name the kernel escaped, is not there.)
-        (path.is_absolute() && path.exists()).then_some(path)
-    })
-}
-
-/// Whether `path` names glibc's (or musl's) dynamic loader, e.g.
-/// `/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2`.
-fn is_dynamic_loader(path: &Path) -> bool {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    ["ld-linux", "ld.so", "ld64.so", "ld-musl"]
-        .iter()
-        .any(|p| name.starts_with(p))
-        && name.contains(".so")
-}
-
-/// A worker process this process started and has not yet reaped.
-pub(crate) struct WorkerProcess {
-    pid: libc::pid_t,
-    /// Readable once the process has ended; signals through it cannot hit
-    /// another process, even after this one was reaped.
-    pidfd: std::sync::Arc<OwnedFd>,
-}
+use rustix::process::Signal;
 
 /// This process's environment as `KEY=VALUE` byte strings, in order.
 pub(crate) fn environ_entries() -> Vec<Vec<u8>> {
@@ -256,221 +127,6 @@ pub(crate) fn stdio_for_worker(fd: RawFd) -> io::Result<OwnedFd> {
     }
     let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
     above_stdio(null.into())
-}
-
-/// Starts `exe` as a worker or as the fork server: `channel` at fd `at`, stdin from
-/// `/dev/null`, no other descriptor above the channel, the default signal
-/// mask, and `env` added to this process's environment.
-///
-/// `posix_spawn` (glibc's is `clone(CLONE_VM | CLONE_VFORK)` + `exec`), not
-/// `fork`: a fork copies the parent's page tables, so starting a worker from
-/// a parent holding 512 MiB took 40 ms instead of 1.5 ms. Nothing runs in
-/// the child before `exec`, so the worker asks to die with its parent itself
-/// ([`die_with_parent`]).
-pub(crate) fn spawn_worker(
-    exe: &Path,
-    argv: &[&OsStr],
-    env: &[(&str, String)],
-    channel: BorrowedFd<'_>,
-    at: RawFd,
-) -> io::Result<WorkerProcess> {
-    let (exe, argv, envp) = spawn_strings(exe, argv, env)?;
-    let argv_ptrs = null_terminated(&argv);
-    let envp_ptrs = null_terminated(&envp);
-    // dup2 onto the same number would keep close-on-exec set: hand the child
-    // a copy that is surely not at `at` (closed again below).
-    let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)
-        .map_err(|e| in_context("could not copy its channel's descriptor", e.into()))?;
-    let dev_null = c"/dev/null";
-    // SAFETY: the file actions and attributes are initialised before use and
-    // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
-    // pointer arrays) outlives the posix_spawn call, which copies what it needs.
-    unsafe {
-        let mut actions: libc::posix_spawn_file_actions_t = std::mem::zeroed();
-        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
-        check(libc::posix_spawn_file_actions_init(&mut actions))?;
-        check(libc::posix_spawnattr_init(&mut attr)).inspect_err(|_| {
-            libc::posix_spawn_file_actions_destroy(&mut actions);
-        })?;
-        let result = (|| {
-            check(libc::posix_spawn_file_actions_adddup2(
-                &mut actions,
-                source.as_raw_fd(),
-                at,
-            ))?;
-            check(libc::posix_spawn_file_actions_addopen(
-                &mut actions,
-                0,
-                dev_null.as_ptr(),
-                libc::O_RDONLY,
-                0,
-            ))?;
-            // A stdout or stderr this program closed is `/dev/null` in the
-            // worker: left closed, the worker's own first fds would take
-            // its number, and a task's output would land in them.
-            for fd in [1, 2] {
-                if !is_open(fd) {
-                    check(libc::posix_spawn_file_actions_addopen(
-                        &mut actions,
-                        fd,
-                        dev_null.as_ptr(),
-                        libc::O_WRONLY,
-                        0,
-                    ))?;
-                }
-            }
-            // The parent's other files, sockets and other workers' channels
-            // stay out of the worker (they are close-on-exec already when
-            // opened by std; this also covers those that are not).
-            #[cfg(target_env = "gnu")]
-            check(libc::posix_spawn_file_actions_addclosefrom_np(
-                &mut actions,
-                at + 1,
-            ))?;
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut mask);
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &mask))?;
-            // Rust ignores SIGPIPE; a fresh program starts with the default.
-            let mut defaults: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut defaults);
-            libc::sigaddset(&mut defaults, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
-            // Its own process group (numbered by its pid): a terminal's
-            // Ctrl-C (SIGINT to the foreground group) reaches the program,
-            // not its workers, and killing the group kills what a task
-            // started along with the worker (see `kill`).
-            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
-            check(libc::posix_spawnattr_setflags(
-                &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK
-                    | libc::POSIX_SPAWN_SETSIGDEF
-                    | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
-            ))?;
-            let mut pid: libc::pid_t = 0;
-            check(libc::posix_spawn(
-                &mut pid,
-                exe.as_ptr(),
-                &actions,
-                &attr,
-                argv_ptrs.as_ptr(),
-                envp_ptrs.as_ptr(),
-            ))
-            .map_err(|e| in_context(&format!("could not execute {}", exe.to_string_lossy()), e))?;
-            // Our own unreaped child: the pid cannot have been reused.
-            match pidfd_open(pid as u32) {
-                Ok(pidfd) => Ok(WorkerProcess {
-                    pid,
-                    pidfd: std::sync::Arc::new(pidfd),
-                }),
-                Err(e) => {
-                    kill(pid as u32);
-                    let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
-                    Err(in_context(
-                        &format!(
-                            "could not watch worker {pid} with pidfd_open (Linux 5.3 or later, \
-                             and no seccomp filter refusing it; it was killed)"
-                        ),
-                        e,
-                    ))
-                }
-            }
-        })();
-        libc::posix_spawn_file_actions_destroy(&mut actions);
-        libc::posix_spawnattr_destroy(&mut attr);
-        result
-    }
-}
-
-/// `error` with `what` before its message (its kind kept): which step of
-/// starting a worker failed.
-fn in_context(what: &str, error: io::Error) -> io::Error {
-    io::Error::new(error.kind(), format!("{what}: {error}"))
-}
-
-/// The program, its arguments and its environment (this process's, with
-/// `env` replacing or adding variables) as C strings.
-fn spawn_strings(
-    exe: &Path,
-    argv: &[&OsStr],
-    env: &[(&str, String)],
-) -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
-    let cstring = |b: &[u8]| {
-        CString::new(b).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in argument"))
-    };
-    let exe = cstring(exe.as_os_str().as_bytes())?;
-    let argv: Vec<CString> = argv
-        .iter()
-        .map(|a| cstring(a.as_bytes()))
-        .collect::<io::Result<_>>()?;
-    let ours = |entry: &[u8]| {
-        env.iter().any(|(k, _)| {
-            entry
-                .strip_prefix(k.as_bytes())
-                .is_some_and(|r| r.starts_with(b"="))
-        })
-    };
-    let mut envp: Vec<CString> = Vec::new();
-    for pair in environ_entries() {
-        if !ours(&pair) {
-            envp.push(cstring(&pair)?);
-        }
-    }
-    for (key, value) in env {
-        envp.push(cstring(format!("{key}={value}").as_bytes())?);
-    }
-    Ok((exe, argv, envp))
-}
-
-/// The NULL-ended array of pointers `posix_spawn` takes for `strings`
-/// (valid as long as they are).
-fn null_terminated(strings: &[CString]) -> Vec<*mut libc::c_char> {
-    strings
-        .iter()
-        .map(|s| s.as_ptr() as *mut libc::c_char)
-        .chain(std::iter::once(std::ptr::null_mut()))
-        .collect()
-}
-
-/// posix_spawn's functions return an error number instead of setting errno.
-fn check(code: libc::c_int) -> io::Result<()> {
-    if code == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::from_raw_os_error(code))
-    }
-}
-
-impl WorkerProcess {
-    pub(crate) fn id(&self) -> u32 {
-        self.pid as u32
-    }
-
-    /// The process's pidfd (see [`pidfd_kill`], [`pidfd_wait`]).
-    pub(crate) fn pidfd(&self) -> &std::sync::Arc<OwnedFd> {
-        &self.pidfd
-    }
-
-    /// The exit status if the process has ended (and reaps it), else `None`.
-    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let waited = rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::NOHANG)?;
-        Ok(waited.map(|(_, status)| ExitStatus::from_raw(status.as_raw())))
-    }
-
-    /// Waits for the process to end and reaps it.
-    pub(crate) fn wait(&mut self) -> io::Result<ExitStatus> {
-        loop {
-            match rustix::process::waitpid(Pid::from_raw(self.pid), WaitOptions::empty()) {
-                Ok(Some((_, status))) => return Ok(ExitStatus::from_raw(status.as_raw())),
-                Ok(None) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// SIGKILL to it and its process group (see [`kill_worker`]).
-    pub(crate) fn kill(&mut self) {
-        kill_worker(self.id(), self.pidfd.as_fd());
-    }
 }
 
 /// In a worker: asks the kernel to SIGKILL this process when the thread that
