@@ -44,7 +44,6 @@ pub(crate) fn spawn_worker(
     // a copy that is surely not at `at` (closed again below).
     let source = rustix::io::fcntl_dupfd_cloexec(channel, 10)
         .map_err(|e| in_context("could not copy its channel's descriptor", e.into()))?;
-    let dev_null = c"/dev/null";
     // SAFETY: the file actions and attributes are initialised before use and
     // destroyed once; every pointer passed (paths, argv, envp, the NULL-ended
     // pointer arrays) outlives the posix_spawn call, which copies what it needs.
@@ -56,59 +55,8 @@ pub(crate) fn spawn_worker(
             libc::posix_spawn_file_actions_destroy(&mut actions);
         })?;
         let result = (|| {
-            check(libc::posix_spawn_file_actions_adddup2(
-                &mut actions,
-                source.as_raw_fd(),
-                at,
-            ))?;
-            check(libc::posix_spawn_file_actions_addopen(
-                &mut actions,
-                0,
-                dev_null.as_ptr(),
-                libc::O_RDONLY,
-                0,
-            ))?;
-            // A stdout or stderr this program closed is `/dev/null` in the
-            // worker: left closed, the worker's own first fds would take
-            // its number, and a task's output would land in them.
-            for fd in [1, 2] {
-                if !is_open(fd) {
-                    check(libc::posix_spawn_file_actions_addopen(
-                        &mut actions,
-                        fd,
-                        dev_null.as_ptr(),
-                        libc::O_WRONLY,
-                        0,
-                    ))?;
-                }
-            }
-            // The parent's other files, sockets and other workers' channels
-            // stay out of the worker (they are close-on-exec already when
-            // opened by std; this also covers those that are not).
-            #[cfg(target_env = "gnu")]
-            check(libc::posix_spawn_file_actions_addclosefrom_np(
-                &mut actions,
-                at + 1,
-            ))?;
-            let mut mask: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut mask);
-            check(libc::posix_spawnattr_setsigmask(&mut attr, &mask))?;
-            // Rust ignores SIGPIPE; a fresh program starts with the default.
-            let mut defaults: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut defaults);
-            libc::sigaddset(&mut defaults, libc::SIGPIPE);
-            check(libc::posix_spawnattr_setsigdefault(&mut attr, &defaults))?;
-            // Its own process group (numbered by its pid): a terminal's
-            // Ctrl-C (SIGINT to the foreground group) reaches the program,
-            // not its workers, and killing the group kills what a task
-            // started along with the worker (see `kill`).
-            check(libc::posix_spawnattr_setpgroup(&mut attr, 0))?;
-            check(libc::posix_spawnattr_setflags(
-                &mut attr,
-                (libc::POSIX_SPAWN_SETSIGMASK
-                    | libc::POSIX_SPAWN_SETSIGDEF
-                    | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
-            ))?;
+            add_file_actions(&mut actions, source.as_raw_fd(), at)?;
+            set_attributes(&mut attr)?;
             let mut pid: libc::pid_t = 0;
             check(libc::posix_spawn(
                 &mut pid,
@@ -119,28 +67,114 @@ pub(crate) fn spawn_worker(
                 envp_ptrs.as_ptr(),
             ))
             .map_err(|e| in_context(&format!("could not execute {}", exe.to_string_lossy()), e))?;
-            // Our own unreaped child: the pid cannot have been reused.
-            match pidfd_open(pid as u32) {
-                Ok(pidfd) => Ok(WorkerProcess {
-                    pid,
-                    pidfd: std::sync::Arc::new(pidfd),
-                }),
-                Err(e) => {
-                    kill(pid as u32);
-                    let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
-                    Err(in_context(
-                        &format!(
-                            "could not watch worker {pid} with pidfd_open (Linux 5.3 or later, \
-                             and no seccomp filter refusing it; it was killed)"
-                        ),
-                        e,
-                    ))
-                }
-            }
+            watched(pid)
         })();
         libc::posix_spawn_file_actions_destroy(&mut actions);
         libc::posix_spawnattr_destroy(&mut attr);
         result
+    }
+}
+
+/// [`spawn_worker`]'s file actions: `source` at `at`, stdin (and a stdout
+/// or stderr this program closed) from `/dev/null`, and every fd above `at`
+/// closed.
+///
+/// # Safety
+/// `actions` was initialised by `posix_spawn_file_actions_init`.
+unsafe fn add_file_actions(
+    actions: &mut libc::posix_spawn_file_actions_t,
+    source: RawFd,
+    at: RawFd,
+) -> io::Result<()> {
+    let dev_null = c"/dev/null";
+    // SAFETY: the caller initialised `actions`; the path is a static C
+    // string, which the calls copy.
+    unsafe {
+        check(libc::posix_spawn_file_actions_adddup2(actions, source, at))?;
+        check(libc::posix_spawn_file_actions_addopen(
+            actions,
+            0,
+            dev_null.as_ptr(),
+            libc::O_RDONLY,
+            0,
+        ))?;
+        // A stdout or stderr this program closed is `/dev/null` in the
+        // worker: left closed, the worker's own first fds would take
+        // its number, and a task's output would land in them.
+        for fd in [1, 2] {
+            if !is_open(fd) {
+                check(libc::posix_spawn_file_actions_addopen(
+                    actions,
+                    fd,
+                    dev_null.as_ptr(),
+                    libc::O_WRONLY,
+                    0,
+                ))?;
+            }
+        }
+        // The parent's other files, sockets and other workers' channels
+        // stay out of the worker (they are close-on-exec already when
+        // opened by std; this also covers those that are not).
+        #[cfg(target_env = "gnu")]
+        check(libc::posix_spawn_file_actions_addclosefrom_np(
+            actions,
+            at + 1,
+        ))?;
+    }
+    Ok(())
+}
+
+/// [`spawn_worker`]'s attributes: no signal blocked, SIGPIPE's default
+/// action, and a process group of its own.
+///
+/// # Safety
+/// `attr` was initialised by `posix_spawnattr_init`.
+unsafe fn set_attributes(attr: &mut libc::posix_spawnattr_t) -> io::Result<()> {
+    // SAFETY: the caller initialised `attr`; each signal set is initialised
+    // (`sigemptyset`) before it is read, and the calls copy it.
+    unsafe {
+        let mut mask: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut mask);
+        check(libc::posix_spawnattr_setsigmask(attr, &mask))?;
+        // Rust ignores SIGPIPE; a fresh program starts with the default.
+        let mut defaults: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut defaults);
+        libc::sigaddset(&mut defaults, libc::SIGPIPE);
+        check(libc::posix_spawnattr_setsigdefault(attr, &defaults))?;
+        // Its own process group (numbered by its pid): a terminal's
+        // Ctrl-C (SIGINT to the foreground group) reaches the program,
+        // not its workers, and killing the group kills what a task
+        // started along with the worker (see `kill`).
+        check(libc::posix_spawnattr_setpgroup(attr, 0))?;
+        check(libc::posix_spawnattr_setflags(
+            attr,
+            (libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF
+                | libc::POSIX_SPAWN_SETPGROUP) as libc::c_short,
+        ))
+    }
+}
+
+/// The worker `posix_spawn` just started as `pid`, with its pidfd; killed
+/// and reaped if it cannot be watched.
+fn watched(pid: libc::pid_t) -> io::Result<WorkerProcess> {
+    // Our own unreaped child: the pid cannot have been reused.
+    match pidfd_open(pid as u32) {
+        Ok(pidfd) => Ok(WorkerProcess {
+            pid,
+            pidfd: std::sync::Arc::new(pidfd),
+        }),
+        Err(e) => {
+            kill(pid as u32);
+            let _ = rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty());
+            Err(in_context(
+                &format!(
+                    "could not watch worker {pid} with pidfd_open (Linux 5.3 or later, \
+                     and no seccomp filter refusing it; it was killed)"
+                ),
+                e,
+            ))
+        }
     }
 }
 
