@@ -1,9 +1,15 @@
 //! The one error type every procpool operation returns.
 
-use std::fmt;
+mod exit;
+mod wording;
+
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use exit::ExitInfo;
+pub(crate) use wording::by_name_hint;
+use wording::{for_task, location_suffix, suggestion_suffix, task_prefix};
 
 /// Everything that can go wrong when a task runs in a worker process.
 ///
@@ -438,126 +444,6 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::NodeLost { .. } => ErrorKind::NodeLost,
             Error::Broker { .. } => ErrorKind::Broker,
-        }
-    }
-}
-
-fn location_suffix(location: &Option<String>) -> String {
-    match location {
-        Some(location) => format!(" at {location}"),
-        None => String::new(),
-    }
-}
-
-/// A hint for arguments given by name as a bare value (`&3u64`, spelled
-/// `fn u64`) rather than as a tuple (`&(3u64,)`, `fn(u64,)`).
-fn untupled_hint(args: &str) -> &'static str {
-    if args.starts_with("fn ") {
-        "; arguments by name go in a tuple: `&(x,)` for one argument, `&()` for none"
-    } else {
-        ""
-    }
-}
-
-/// [`untupled_hint`], or for arguments by name given borrowed (`("bob", 2)`,
-/// spelled `fn(&str, ..)`), which a task's signature by name spells owned
-/// (a worker's signature with no reference: not that of a generated call).
-pub(crate) fn by_name_hint(caller: &str, worker: &str) -> &'static str {
-    let untupled = untupled_hint(caller);
-    let borrows = |signature: &str| -> bool {
-        let args = signature
-            .split_once(" -> ")
-            .map_or(signature, |(args, _)| args);
-        args.contains('&')
-    };
-    let (borrowed, owned) = (borrows(caller), !borrows(worker));
-    if untupled.is_empty() && borrowed && owned {
-        "; arguments by name are owned values: `String` for `&str`, `Vec<T>` for `&[T]`, \
-         `PathBuf` for `&Path`, `T` for `&T`"
-    } else {
-        untupled
-    }
-}
-
-fn suggestion_suffix(task: &str, suggestions: &[String]) -> String {
-    if !suggestions.is_empty() {
-        return format!("; did you mean {}?", suggestions.join(", "));
-    }
-    // Nothing alike: perhaps a library's task, which the linker leaves out
-    // of a program that never uses the library (calls it only by name).
-    // (A task named by its path has `module_path!()`'s name, which never
-    // begins with `crate` and spells a package's `-` as `_`.)
-    match task.split_once("::") {
-        Some(("crate" | "self" | "super", _)) => {
-            "; a task named by its path begins with its crate's name (`module_path!()`), \
-             not `crate`, `self` or `super`"
-                .to_string()
-        }
-        Some((krate, rest)) if krate.contains('-') => format!(
-            "; a task named by its path spells its crate's name with `_` for `-`: `{}::{rest}`",
-            krate.replace('-', "_")
-        ),
-        Some((krate, _)) if !krate.is_empty() => format!(
-            "; a library's tasks are registered only in a program that uses the library: \
-             if `{krate}` is one, add `use {krate} as _;`"
-        ),
-        _ => String::new(),
-    }
-}
-
-/// How a worker process ended.
-///
-/// ```
-/// use procpool::ExitInfo;
-/// assert_eq!(ExitInfo::Signal(9).to_string(), "killed by signal 9 (SIGKILL)");
-/// assert_eq!(ExitInfo::Code(3).to_string(), "exit code 3");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitInfo {
-    /// It exited with this code.
-    Code(i32),
-    /// It was killed by this signal number.
-    Signal(i32),
-    /// Its status could not be read.
-    Unknown,
-}
-
-impl fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ExitInfo::Code(code) => write!(f, "exit code {code}"),
-            ExitInfo::Signal(sig) => match crate::sys::signal_name(*sig) {
-                Some(name) => write!(f, "killed by signal {sig} ({name})"),
-                None => write!(f, "killed by signal {sig}"),
-            },
-            ExitInfo::Unknown => f.write_str("exit status unknown"),
-        }
-    }
-}
-
-fn task_prefix(task: &str) -> String {
-    if task.is_empty() {
-        String::new()
-    } else {
-        format!("task `{task}`: ")
-    }
-}
-
-fn for_task(task: &str) -> String {
-    if task.is_empty() {
-        String::new()
-    } else {
-        format!(" for task `{task}`")
-    }
-}
-
-impl From<std::process::ExitStatus> for ExitInfo {
-    fn from(status: std::process::ExitStatus) -> ExitInfo {
-        use std::os::unix::process::ExitStatusExt;
-        match (status.code(), status.signal()) {
-            (Some(code), _) => ExitInfo::Code(code),
-            (None, Some(sig)) => ExitInfo::Signal(sig),
-            _ => ExitInfo::Unknown,
         }
     }
 }
