@@ -4,6 +4,7 @@
 //! threads. Anything unusual (an error, a call slower than the XREAD's
 //! block time) falls back to the ordinary path, which owns the retries.
 
+use super::super::conn::Conn;
 use super::super::entry::ResultEntry;
 use super::super::reply::stream_entries;
 use super::super::scripts::scripts;
@@ -44,58 +45,17 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
     let batch = [(seq, call)];
     let submit = submit_cmd(inner, &batch, 1);
     let [(_, call)] = batch;
-    let mut wait = redis::cmd("XREAD");
-    wait.arg("COUNT")
-        .arg(64)
-        .arg("BLOCK")
-        .arg(1000)
-        .arg("STREAMS")
-        .arg(&res)
-        .arg("$");
     let (conn, loaded, read_entry) = &mut *guard;
     // The outcome this path read last time is deleted in this write (XDEL
     // of that one id: other outcomes may be unread).
     let forget = read_entry.take();
-    let first = conn.once(|con, generation| {
-        let script = &scripts().submit;
-        if *loaded != generation {
-            script.load(con)?;
-            *loaded = generation;
-        }
-        let mut bytes = Vec::new();
-        if let Some(id) = &forget {
-            bytes = redis::cmd("XDEL").arg(&res).arg(id).get_packed_command();
-        }
-        bytes.extend_from_slice(&submit.get_packed_command());
-        bytes.extend_from_slice(&wait.get_packed_command());
-        con.send_packed_command(&bytes)?;
-        if forget.is_some() {
-            con.recv_response()?;
-        }
-        con.recv_response()
-    });
-    let entry = match first {
-        Ok(redis::Value::Array(ids)) if ids.len() == 1 => {
-            redis::from_redis_value::<String>(ids.into_iter().next().expect("one")).ok()
-        }
-        _ => None,
-    };
+    let entry = submit_and_wait(conn, loaded, forget, &res, &submit);
     let Some(entry) = entry else {
         // Not known to be in Redis: abandon the blocked XREAD and hand the
         // call to the writer, whose SUBMIT retries and deduplicates.
         conn.reset();
         drop(guard);
-        let mut st = inner.lock();
-        st.inline_unconfirmed = false;
-        if let Some(f) = st.take(seq) {
-            st.queue.push_front(Queued {
-                seq,
-                call,
-                promise: f.promise,
-            });
-        }
-        inner.wake(&st);
-        drop(st);
+        requeue(inner, seq, call);
         return Ok(pending.into_outcome());
     };
     {
@@ -111,15 +71,7 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
     let lost_connection = got.is_err();
     let mut mine = None;
     if let Ok(v) = got {
-        for (id, fields) in stream_entries(v) {
-            let Some(fields) = fields else { continue };
-            let r = ResultEntry::parse(fields);
-            if r.seq == Some(seq) {
-                *read_entry = Some(id);
-                mine = Some(r);
-                break;
-            }
-        }
+        mine = own_result(v, seq, read_entry);
     }
     drop(guard);
     let mut st = inner.lock();
@@ -144,4 +96,79 @@ pub(super) fn apply(inner: &Inner, call: Call) -> Result<Outcome, Call> {
     inner.wake(&st);
     drop(st);
     Ok(pending.into_outcome())
+}
+
+/// Sends, in one write, the XDEL of the outcome read last time (`forget`),
+/// the SUBMIT `submit` (loading its script first on a new connection) and a
+/// blocking XREAD of the result stream `res`; reads the answers up to
+/// SUBMIT's. The id of the call's entry, if Redis took it; the XREAD's
+/// answer is left to read.
+fn submit_and_wait(
+    conn: &mut Conn,
+    loaded: &mut u64,
+    forget: Option<String>,
+    res: &str,
+    submit: &redis::Cmd,
+) -> Option<String> {
+    let mut wait = redis::cmd("XREAD");
+    wait.arg("COUNT")
+        .arg(64)
+        .arg("BLOCK")
+        .arg(1000)
+        .arg("STREAMS")
+        .arg(res)
+        .arg("$");
+    let first = conn.once(|con, generation| {
+        let script = &scripts().submit;
+        if *loaded != generation {
+            script.load(con)?;
+            *loaded = generation;
+        }
+        let mut bytes = Vec::new();
+        if let Some(id) = &forget {
+            bytes = redis::cmd("XDEL").arg(res).arg(id).get_packed_command();
+        }
+        bytes.extend_from_slice(&submit.get_packed_command());
+        bytes.extend_from_slice(&wait.get_packed_command());
+        con.send_packed_command(&bytes)?;
+        if forget.is_some() {
+            con.recv_response()?;
+        }
+        con.recv_response()
+    });
+    match first {
+        Ok(redis::Value::Array(ids)) if ids.len() == 1 => {
+            redis::from_redis_value::<String>(ids.into_iter().next().expect("one")).ok()
+        }
+        _ => None,
+    }
+}
+
+/// Puts call `seq`, which Redis may not have, back at the front of the
+/// writer's queue (if it is still in flight), and wakes the writer.
+fn requeue(inner: &Inner, seq: u64, call: Call) {
+    let mut st = inner.lock();
+    st.inline_unconfirmed = false;
+    if let Some(f) = st.take(seq) {
+        st.queue.push_front(Queued {
+            seq,
+            call,
+            promise: f.promise,
+        });
+    }
+    inner.wake(&st);
+}
+
+/// Call `seq`'s outcome among the XREAD's answer `v`, if there; its entry's
+/// id goes to `read_entry`, for the next call's XDEL.
+fn own_result(v: redis::Value, seq: u64, read_entry: &mut Option<String>) -> Option<ResultEntry> {
+    for (id, fields) in stream_entries(v) {
+        let Some(fields) = fields else { continue };
+        let r = ResultEntry::parse(fields);
+        if r.seq == Some(seq) {
+            *read_entry = Some(id);
+            return Some(r);
+        }
+    }
+    None
 }
