@@ -213,33 +213,7 @@ fn fork_one(
         );
         return None;
     };
-    if sys::thread_count() != threads {
-        answer(
-            workers,
-            Answer::Failed {
-                token,
-                errno: EINVAL,
-            },
-            None,
-        );
-        return None;
-    }
-    if !sys::room_under(&request.limits, &context.limits) {
-        // A data or address-space limit lowered since init() below what
-        // this process maps (its serving thread's task stack is 256 MiB):
-        // the worker could allocate nothing. The caller spawns it instead.
-        answer(
-            workers,
-            Answer::Failed {
-                token,
-                errno: ENOMEM,
-            },
-            None,
-        );
-        return None;
-    }
-    if let Err(errno) = context.take_from(&request) {
-        // The caller starts this worker the other way.
+    if let Some(errno) = refusal(threads, context, &request) {
         answer(workers, Answer::Failed { token, errno }, None);
         return None;
     }
@@ -268,24 +242,7 @@ fn fork_one(
             Some(channel)
         }
         Ok(Some(pid)) => {
-            // Our own unreaped child: its pid cannot have been reused.
-            match sys::pidfd_open(pid) {
-                Ok(pidfd) => {
-                    workers.insert(pid, token);
-                    answer(workers, Answer::Forked { token, pid }, Some(&pidfd));
-                }
-                Err(e) => {
-                    sys::kill(pid);
-                    answer(
-                        workers,
-                        Answer::Failed {
-                            token,
-                            errno: e.raw_os_error().unwrap_or(0),
-                        },
-                        None,
-                    );
-                }
-            }
+            answer_forked(pid, token, workers, answer);
             None
         }
         Err(e) => {
@@ -298,6 +255,51 @@ fn fork_one(
                 None,
             );
             None
+        }
+    }
+}
+
+/// Why this server cannot fork a worker for `request`, as an errno for its
+/// caller (which then starts the worker the other way); `None` if it can,
+/// with `context` taken from the request.
+fn refusal(threads: usize, context: &mut Context, request: &Request) -> Option<i32> {
+    if sys::thread_count() != threads {
+        return Some(EINVAL);
+    }
+    if !sys::room_under(&request.limits, &context.limits) {
+        // A data or address-space limit lowered since init() below what
+        // this process maps (its serving thread's task stack is 256 MiB):
+        // the worker could allocate nothing. The caller spawns it instead.
+        return Some(ENOMEM);
+    }
+    // On an error, the caller starts this worker the other way.
+    context.take_from(request).err()
+}
+
+/// In the server, after forking worker `pid` for request `token`: watches
+/// it and answers with its pidfd, or kills it and answers with the error.
+fn answer_forked(
+    pid: u32,
+    token: u64,
+    workers: &mut HashMap<u32, u64>,
+    answer: impl Fn(&HashMap<u32, u64>, Answer, Option<&OwnedFd>),
+) {
+    // Our own unreaped child: its pid cannot have been reused.
+    match sys::pidfd_open(pid) {
+        Ok(pidfd) => {
+            workers.insert(pid, token);
+            answer(workers, Answer::Forked { token, pid }, Some(&pidfd));
+        }
+        Err(e) => {
+            sys::kill(pid);
+            answer(
+                workers,
+                Answer::Failed {
+                    token,
+                    errno: e.raw_os_error().unwrap_or(0),
+                },
+                None,
+            );
         }
     }
 }
