@@ -82,7 +82,20 @@ pub(crate) fn decode_error(error: DecodeError) -> String {
         DecodeError::Io { inner, additional } => {
             (format!("{inner} ({additional} more bytes needed)"), "Io")
         }
-        DecodeError::Serde(SerdeDecode::AnyNotSupported) => (
+        DecodeError::Serde(serde) => match serde_decode_words(&serde) {
+            Some(words) => words,
+            None => return format!("{:?}", DecodeError::Serde(serde)),
+        },
+        other => return format!("{other:?}"),
+    };
+    format!("{text} [{code}]")
+}
+
+/// [`decode_error`]'s words and bincode's name for what serde asked of
+/// bincode that it cannot do; `None` for another serde error.
+fn serde_decode_words(error: &SerdeDecode) -> Option<(String, &'static str)> {
+    Some(match error {
+        SerdeDecode::AnyNotSupported => (
             format!(
                 "the type must be read by `deserialize_any` (an untagged or internally \
                  tagged enum, a self-describing value such as `serde_json::Value`), which \
@@ -90,29 +103,28 @@ pub(crate) fn decode_error(error: DecodeError) -> String {
             ),
             "AnyNotSupported",
         ),
-        DecodeError::Serde(SerdeDecode::IdentifierNotSupported) => (
+        SerdeDecode::IdentifierNotSupported => (
             format!(
                 "the type reads an identifier (`deserialize_identifier`), which bincode \
                  cannot do{JSON}"
             ),
             "IdentifierNotSupported",
         ),
-        DecodeError::Serde(SerdeDecode::IgnoredAnyNotSupported) => (
+        SerdeDecode::IgnoredAnyNotSupported => (
             format!(
                 "the type skips a value (`deserialize_ignored_any`), which bincode cannot \
                  do{JSON}"
             ),
             "IgnoredAnyNotSupported",
         ),
-        DecodeError::Serde(SerdeDecode::CannotBorrowOwnedData) => (
+        SerdeDecode::CannotBorrowOwnedData => (
             "the type borrows from its bytes (`&str`, `&[u8]`): take an owned type \
              (`String`, `Vec<u8>`)"
                 .to_string(),
             "CannotBorrowOwnedData",
         ),
-        other => return format!("{other:?}"),
-    };
-    format!("{text} [{code}]")
+        _ => return None,
+    })
 }
 
 /// The words for a failed encode.
