@@ -1,18 +1,23 @@
 //! Code generation: the function itself, `apply_<fn>`, `apply_async_<fn>`,
-//! the map family, the marker type's trait impls, the worker's entry points
-//! and the registration, one function each, from a [`Model`].
+//! the map family (in [`map`]), the marker type's trait impls, the worker's
+//! entry points and the registration, one function each, from a [`Model`];
+//! the errors for `#[pool_task]` where it cannot go are in [`misuse`].
+
+mod map;
+mod misuse;
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned, ToTokens};
-use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{parse_quote, ItemFn};
 
-use crate::context::{self, Enclosing};
-use crate::docs::{self, FamilyDocs};
-use crate::model::{item_text, star_item_text, Model};
+use crate::context;
+use crate::docs;
+use crate::model::Model;
 use crate::parse::{MainArgs, TaskArgs};
 use crate::validate::{self, TaskFn};
+use map::map_fns;
+use misuse::{in_block, not_a_function, take_repeated};
 
 /// `#[pool_task]`: on error, the function is still emitted next to the
 /// errors, so one mistake does not cascade into "cannot find `square`".
@@ -55,120 +60,6 @@ pub(crate) fn pool_task(args: TokenStream, item: TokenStream) -> TokenStream {
         func.sig.inputs.pop_punct();
     }
     with_error(func.into_token_stream(), error)
-}
-
-/// A second `#[pool_task]` on the same function, taken off it: the error
-/// at it, and the task generated once, instead of rustc's "defined
-/// multiple times" for every generated item.
-fn take_repeated(func: &mut ItemFn) -> Option<syn::Error> {
-    let is_task = |attr: &syn::Attribute| {
-        let segments = &attr.path().segments;
-        segments.last().is_some_and(|s| s.ident == "pool_task")
-    };
-    let at = func.attrs.iter().position(is_task)?;
-    let repeated = func.attrs.remove(at);
-    func.attrs.retain(|attr| !is_task(attr));
-    Some(syn::Error::new_spanned(
-        repeated,
-        "`#[pool_task]` is given twice on this function: one registers the task and \
-         generates its functions; remove this one",
-    ))
-}
-
-/// The error for `#[pool_task]` on something other than a function, at the
-/// item's keyword and name (`struct Job`).
-fn not_a_function(item: TokenStream) -> syn::Error {
-    use syn::Item;
-    fn head(keyword: &dyn ToTokens, name: &dyn ToTokens) -> TokenStream {
-        let mut tokens = keyword.to_token_stream();
-        name.to_tokens(&mut tokens);
-        tokens
-    }
-    let (what, tokens) = match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Struct(i)) => ("a struct", head(&i.struct_token, &i.ident)),
-        Ok(Item::Enum(i)) => ("an enum", head(&i.enum_token, &i.ident)),
-        Ok(Item::Union(i)) => ("a union", head(&i.union_token, &i.ident)),
-        Ok(Item::Trait(i)) => ("a trait", head(&i.trait_token, &i.ident)),
-        Ok(Item::Impl(i)) => ("an impl block", head(&i.impl_token, &i.self_ty)),
-        Ok(Item::Mod(i)) => ("a module", head(&i.mod_token, &i.ident)),
-        Ok(Item::Const(i)) => ("a const", head(&i.const_token, &i.ident)),
-        Ok(Item::Static(i)) => ("a static", head(&i.static_token, &i.ident)),
-        Ok(Item::Type(i)) => ("a type alias", head(&i.type_token, &i.ident)),
-        Ok(Item::Use(i)) => ("a `use`", i.use_token.to_token_stream()),
-        Ok(Item::ForeignMod(i)) => ("an `extern` block", i.abi.to_token_stream()),
-        _ if declaration(&item).is_some() => {
-            let tokens = declaration(&item).expect("a declaration");
-            let message = "`#[pool_task]` goes on a free function with a body, not on a \
-                           function's declaration (in a `trait` or an `extern` block): a worker \
-                           runs the body; write `#[pool_task] fn name(arg: Type) -> Type { .. }` \
-                           at module level";
-            return syn::Error::new_spanned(tokens, message);
-        }
-        _ => match closure(&item) {
-            Some(tokens) => {
-                let message = "`#[pool_task]` goes on a free function, not on a closure: a \
-                               worker runs a task found by its registered name, which a \
-                               closure has none of; write it as a `fn` at module level, \
-                               taking what the closure captured as arguments";
-                return syn::Error::new_spanned(tokens, message);
-            }
-            None => ("this item", item),
-        },
-    };
-    let message = format!(
-        "`#[pool_task]` goes on a free function, not on {what}: \
-         `#[pool_task] fn name(arg: Type) -> Type {{ .. }}`"
-    );
-    syn::Error::new_spanned(tokens, message)
-}
-
-/// A function declared without a body (`fn run(x: u8) -> u8;`, in a
-/// `trait` or an `extern` block), if `item` is one: its `fn` and name.
-fn declaration(item: &TokenStream) -> Option<TokenStream> {
-    let sig = match syn::parse2::<syn::TraitItemFn>(item.clone()) {
-        Ok(decl) if decl.default.is_none() => decl.sig,
-        Ok(_) => return None,
-        // (`pub fn f();` in an `extern` block.)
-        Err(_) => syn::parse2::<syn::ForeignItemFn>(item.clone()).ok()?.sig,
-    };
-    let mut tokens = sig.fn_token.to_token_stream();
-    sig.ident.to_tokens(&mut tokens);
-    Some(tokens)
-}
-
-/// The closure `item` is or binds (`let f = |x| ..;`), if it is one: its
-/// parameters, where the error goes.
-fn closure(item: &TokenStream) -> Option<TokenStream> {
-    let expr = match syn::parse2::<syn::Stmt>(item.clone()) {
-        Ok(syn::Stmt::Local(local)) => *local.init?.expr,
-        _ => syn::parse2::<syn::Expr>(item.clone()).ok()?,
-    };
-    match expr {
-        syn::Expr::Closure(c) => {
-            let mut tokens = c.inputs_begin.to_token_stream();
-            c.inputs.to_tokens(&mut tokens);
-            c.inputs_end.to_tokens(&mut tokens);
-            Some(tokens)
-        }
-        _ => None,
-    }
-}
-
-/// The error for `#[pool_task]` on an associated function, at its name:
-/// the one error instead of rustc's about the generated items, which an
-/// `impl` or `trait` block cannot hold (see `crate::context`).
-fn in_block(func: &ItemFn, block: Enclosing) -> syn::Error {
-    let name = func.sig.ident.unraw();
-    let (what, block) = match block {
-        Enclosing::Impl => ("an associated function", "`impl` block"),
-        Enclosing::Trait => ("a trait's function", "`trait`"),
-    };
-    let message = format!(
-        "`#[pool_task]` cannot be used on {what}: a task is registered, and its `apply_{name}`, \
-         `map_{name}`, ... are generated, at module level; move `{name}` out of the {block} \
-         to module level (a method can call it as `{name}(..)`)"
-    );
-    syn::Error::new_spanned(&func.sig.ident, message)
 }
 
 /// `#[procpool::main]`: `init()` becomes the first statement of `main`.
@@ -328,149 +219,6 @@ fn apply_fns(m: &Model<'_>) -> TokenStream {
 /// `Registered as "...".`, below each generated function's doc.
 fn name_doc(name: &TokenStream) -> TokenStream {
     quote!(::core::concat!("\n\nRegistered as `", #name, "`."))
-}
-
-/// The map family: `map_<fn>`, `map_async_<fn>`, `imap_<fn>`,
-/// `imap_unordered_<fn>`, `starmap_<fn>`, `starmap_async_<fn>` and their
-/// `_with` forms.
-fn map_fns(m: &Model<'_>) -> TokenStream {
-    let Model {
-        krate,
-        marker,
-        pool,
-        ret,
-        item_ty,
-        ..
-    } = m;
-    let vis = &m.task.item.vis;
-    let has_refs = m.task.args.iter().any(|a| a.referent.is_some());
-    let docs = FamilyDocs::new(
-        &m.fn_name,
-        &pool.to_string(),
-        &item_text(m.task),
-        &star_item_text(m.task),
-        has_refs,
-    );
-    let name_doc = name_doc(&m.name);
-    let deprecated = deprecations(m);
-    let lt = Model::items_lifetime();
-    let vec_ret = quote!(::std::vec::Vec<#ret>);
-    // Python's `starmap` takes each call's arguments as a tuple: a task of
-    // one argument takes `(a,)`, unpacked here; the others take what `map`
-    // takes (a tuple of several, or `()`).
-    let (star_item_ty, unpack) = match m.task.args.len() {
-        1 => (
-            quote!((#item_ty,)),
-            quote!(.map(|(__procpool_item,)| __procpool_item)),
-        ),
-        _ => (quote!(#item_ty), TokenStream::new()),
-    };
-    let result_vec = quote!(::core::result::Result<#vec_ret, #krate::Error>);
-    // (prefix, entry point, return type, lifetime of the borrows, starmap, docs)
-    let family = [
-        (
-            "map",
-            quote!(map),
-            result_vec.clone(),
-            false,
-            false,
-            (&docs.map, &docs.map_with),
-        ),
-        (
-            "map_async",
-            quote!(map_async),
-            quote!(#krate::AsyncResult<#vec_ret>),
-            false,
-            false,
-            (&docs.map_async, &docs.map_async_with),
-        ),
-        (
-            "starmap",
-            quote!(map),
-            result_vec,
-            false,
-            true,
-            (&docs.starmap, &docs.starmap_with),
-        ),
-        (
-            "starmap_async",
-            quote!(map_async),
-            quote!(#krate::AsyncResult<#vec_ret>),
-            false,
-            true,
-            (&docs.starmap_async, &docs.starmap_async_with),
-        ),
-        (
-            "imap",
-            quote!(imap),
-            quote!(#krate::Imap<#lt, #ret, impl ::core::iter::Iterator + #lt>),
-            true,
-            false,
-            (&docs.imap, &docs.imap_with),
-        ),
-        (
-            "imap_unordered",
-            quote!(imap_unordered),
-            quote!(#krate::ImapUnordered<#lt, #ret, impl ::core::iter::Iterator + #lt>),
-            true,
-            false,
-            (&docs.imap_unordered, &docs.imap_unordered_with),
-        ),
-    ];
-    let mut out = TokenStream::new();
-    for (prefix, entry, returns, lazy, star, (doc, with_doc)) in family {
-        let (plain, with) = (m.family(prefix, ""), m.family(prefix, "_with"));
-        let (item_ty, unpack) = match star {
-            true => (&star_item_ty, &unpack),
-            false => (item_ty, &TokenStream::new()),
-        };
-        // An `imap` borrows its input (for `'__procpool`), not the pool: it
-        // holds a handle of its own, so it may be moved to a thread or
-        // returned while the caller's handle stays behind.
-        let (generics, pool_ty, items) = if lazy {
-            (
-                quote!(<#lt>),
-                quote!(&#krate::Pool),
-                quote!(impl ::core::iter::IntoIterator<Item = #item_ty, IntoIter: #lt>),
-            )
-        } else {
-            (
-                TokenStream::new(),
-                quote!(&#krate::Pool),
-                quote!(impl ::core::iter::IntoIterator<Item = #item_ty>),
-            )
-        };
-        out.extend(quote! {
-            #[doc = #doc]
-            #[doc = #name_doc]
-            #deprecated
-            #[allow(dead_code, non_snake_case)]
-            #vis fn #plain #generics(#pool: #pool_ty, items: #items) -> #returns {
-                #krate::__private::#entry::<#marker, _>(
-                    #pool,
-                    ::core::iter::IntoIterator::into_iter(items) #unpack,
-                    #krate::MapOptions::new(),
-                )
-            }
-
-            #[doc = #with_doc]
-            #[doc = #name_doc]
-            #deprecated
-            #[allow(dead_code, non_snake_case)]
-            #vis fn #with #generics(
-                #pool: #pool_ty,
-                items: #items,
-                options: #krate::MapOptions,
-            ) -> #returns {
-                #krate::__private::#entry::<#marker, _>(
-                    #pool,
-                    ::core::iter::IntoIterator::into_iter(items) #unpack,
-                    options,
-                )
-            }
-        });
-    }
-    out
 }
 
 /// The marker type's impls: one per argument (`ValueArg` / `RefArgAt`),
