@@ -1,9 +1,9 @@
 //! Everything OS-specific: the worker process, signals, memory hints;
 //! starting a worker (`posix_spawn`) in [`spawn`], the program it runs in
-//! [`program`], shared memory and futexes in [`shm`],
-//! pidfds and epoll in [`pidfd`], the fork server's calls in [`fork`], the
-//! thread's stack in [`stack`], a node's stop signals in [`signals`], and
-//! in [`channel`] what a process started as a worker or fork server checks
+//! [`program`], shared memory and futexes in [`shm`], pidfds and epoll in
+//! [`pidfd`], the fork server's calls in [`fork`](mod@fork), the thread's
+//! stack in [`stack`], a node's stop signals in [`signals`], and in
+//! [`channel`] what a process started as a worker or fork server checks
 //! of what its parent left it. A port to another OS replaces this module;
 //! nothing else calls `libc` or `rustix`. It imports nothing from the rest
 //! of the crate: it is the bottom layer.
