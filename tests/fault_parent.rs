@@ -24,15 +24,7 @@ const HELPER: &str = env!("CARGO_BIN_EXE_procpool-fault-helper");
 #[test]
 fn workers_die_within_a_second_of_a_sigkilled_parent() {
     let _serial = serial();
-    let mut parent = Command::new(HELPER)
-        .arg("orphan")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(parent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut parent, line) = helper_first_line("orphan");
     let workers = announced_workers(&line);
     assert_eq!(workers.len(), 2);
     assert_ne!(workers[0], workers[1]);
@@ -76,15 +68,7 @@ fn workers_die_within_a_second_of_a_sigkilled_parent() {
 #[test]
 fn a_sigkilled_parents_worker_dies_and_the_process_its_task_started_keeps_running() {
     let _serial = serial();
-    let mut parent = Command::new(HELPER)
-        .arg("orphan-child")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(parent.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let (mut parent, line) = helper_first_line("orphan-child");
     let words: Vec<&str> = line.split_whitespace().collect();
     let (worker, child): (u32, u32) = match words[..] {
         ["worker", w, "child", c] => (w.parse().unwrap(), c.parse().unwrap()),
@@ -455,6 +439,21 @@ fn survivors_after(workers: Vec<u32>, killed_at: Instant) -> Vec<u32> {
         let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
     }
     survivors
+}
+
+/// The helper started in `mode`, and the first line it printed (its
+/// stdout is not read any further).
+fn helper_first_line(mode: &str) -> (Child, String) {
+    let mut parent = Command::new(HELPER)
+        .arg(mode)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (parent, line)
 }
 
 /// The pids on the helper's line `workers <pid> <pid>`.

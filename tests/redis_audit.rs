@@ -43,37 +43,6 @@ fn running(pid: i32) -> bool {
     }
 }
 
-/// Every process below `pid` (children, theirs, ...).
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parent_of: Vec<(i32, i32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            if let Some((_, rest)) = stat.rsplit_once(')') {
-                if let Some(pp) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
-                    parent_of.push((p, pp));
-                }
-            }
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let here = found[i];
-        found.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == here)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 /// The keys of the server, and the fields of its members hash.
 fn layout(server: &RedisServer) -> (BTreeSet<String>, BTreeSet<String>) {
     let keys: BTreeSet<String> = server.keys().into_iter().collect();

@@ -23,37 +23,6 @@ use tasks::*;
 
 procpool::enable_test_support!();
 
-/// Every process below `pid` (children, theirs, ...).
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut parent_of: Vec<(i32, i32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-            if let Some((_, rest)) = stat.rsplit_once(')') {
-                if let Some(pp) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
-                    parent_of.push((p, pp));
-                }
-            }
-        }
-    }
-    let mut found = vec![pid];
-    let mut i = 0;
-    while i < found.len() {
-        let here = found[i];
-        found.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == here)
-                .map(|(p, _)| *p),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 /// The process group of `pid`.
 fn pgrp(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -87,6 +56,18 @@ fn all_gone(pids: &[i32], limit: Duration) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Asserts that the node's processes `family` are gone within 5 s.
+fn assert_workers_gone(family: &[i32]) {
+    assert!(
+        all_gone(family, Duration::from_secs(5)),
+        "the node's workers outlived it: {:?}",
+        family
+            .iter()
+            .filter(|&&p| support::alive(p as u32))
+            .collect::<Vec<_>>()
+    );
 }
 
 fn logged(path: &str, text: &str) -> bool {
@@ -164,14 +145,7 @@ fn a_signal_stops_an_env_node_gracefully(sig: i32, name: &str) {
         "no record of the stop in {:?}",
         std::fs::read_to_string(&log)
     );
-    assert!(
-        all_gone(&family, Duration::from_secs(5)),
-        "the node's workers outlived it: {:?}",
-        family
-            .iter()
-            .filter(|&&p| support::alive(p as u32))
-            .collect::<Vec<_>>()
-    );
+    assert_workers_gone(&family);
     assert!(
         !server.all_members().iter().any(|(k, _)| *k == node.name),
         "the node did not leave the cluster"
@@ -217,14 +191,7 @@ fn a_second_signal_stops_a_stopping_node_at_once(first: i32, second: i32, redeli
     let status = exit_within(&mut node, Duration::from_secs(3))
         .unwrap_or_else(|| panic!("the node still runs 3 s after a second signal"));
     assert_eq!(status.signal(), Some(second), "the node exited {status}");
-    assert!(
-        all_gone(&family, Duration::from_secs(5)),
-        "the node's workers outlived it: {:?}",
-        family
-            .iter()
-            .filter(|&&p| support::alive(p as u32))
-            .collect::<Vec<_>>()
-    );
+    assert_workers_gone(&family);
     assert!(!support::alive(worker));
     assert!(
         logged(&log, "again while the node was stopping"),

@@ -14,6 +14,37 @@ mod wait;
 #[allow(unused_imports)] // not every test binary polls
 pub use wait::{wait_for, within};
 
+/// Every process below `pid` (children, theirs, ...).
+pub fn descendants(pid: i32) -> Vec<i32> {
+    let mut parent_of: Vec<(i32, i32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
+            if let Some((_, rest)) = stat.rsplit_once(')') {
+                if let Some(pp) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok()) {
+                    parent_of.push((p, pp));
+                }
+            }
+        }
+    }
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let here = found[i];
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == here)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
 /// Calls `call` again every 100 ms while it fails with `Error::Broker`
 /// (Redis restarted, or refusing writes), for at most 30 s; returns what
 /// it gave then. `what` names the wait in the panic if it never ends.
