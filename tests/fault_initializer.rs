@@ -258,6 +258,43 @@ fn an_unknown_or_mistyped_initializer_fails_build() {
     assert_no_children();
 }
 
+/// Initializer arguments larger than `max_frame_bytes` can never be sent:
+/// `build()` says so, naming the arguments and the setting (it said "its
+/// reply of N bytes exceeds the frame limit", of a reply that never was,
+/// after starting and killing a worker for it).
+#[test]
+fn initializer_arguments_over_the_frame_limit_fail_build_saying_so() {
+    let _serial = serial();
+    let note = "n".repeat(5000);
+    match Pool::builder()
+        .processes(2)
+        .max_frame_bytes(1024)
+        .initializer("fault_initializer::setup", &(3u64, note))
+        .build()
+    {
+        Err(Error::InitializerFailed { task, message, .. }) => {
+            assert_eq!(task, "fault_initializer::setup");
+            assert!(message.contains("its arguments"), "{message}");
+            assert!(message.contains("max_frame_bytes"), "{message}");
+            assert!(!message.contains("reply"), "{message}");
+        }
+        other => panic!("expected InitializerFailed, got {other:?}"),
+    }
+    // Arguments that fit under the same limit start the pool.
+    let pool = Pool::builder()
+        .processes(1)
+        .max_frame_bytes(1024)
+        .initializer(
+            "fault_initializer::setup",
+            &(3u64, String::from("initargs")),
+        )
+        .build()
+        .unwrap();
+    assert_eq!(apply_state(&pool).unwrap().0, 3);
+    drop(pool);
+    assert_no_children();
+}
+
 #[test]
 fn an_initializer_slower_than_start_timeout_fails_build() {
     let _serial = serial();

@@ -392,6 +392,22 @@ impl PoolBuilder {
                 wire::MIN_MAX_FRAME,
             ));
         }
+        if let Some(why) = self
+            .initializer
+            .as_ref()
+            .and_then(|init| init.too_large_for(max_frame))
+        {
+            // Refused here: every worker start would fail so.
+            return Err(Error::InitializerFailed {
+                task: self
+                    .initializer
+                    .as_ref()
+                    .map_or("", |i| i.task())
+                    .to_string(),
+                message: why,
+                location: None,
+            });
+        }
         if self.start_timeout.is_zero() {
             return config_error(
                 "start_timeout must be more than zero: no worker could report ready".into(),

@@ -50,6 +50,21 @@ impl Initializer {
     pub(crate) fn task(&self) -> &str {
         &self.task
     }
+
+    /// Why its call cannot be sent under a frame limit of `max` bytes, if
+    /// it cannot (its arguments, with the call's header, are larger).
+    pub(crate) fn too_large_for(&self, max: usize) -> Option<String> {
+        let len = wire::call_header(INIT_ID, 0, &self.task).len() + self.args.len();
+        (len > max).then(|| too_large(len, max))
+    }
+}
+
+/// What a call of the initializer over the frame limit is told.
+fn too_large(len: usize, max: usize) -> String {
+    format!(
+        "its arguments, {len} bytes as they travel, exceed the frame limit of {max} bytes \
+         (max_frame_bytes)"
+    )
 }
 
 /// What the value `init` returned says of a failure (an `Err`), and where
@@ -77,6 +92,12 @@ pub(crate) fn run(
     let header = wire::call_header(INIT_ID, 0, &init.task);
     let answer = match link.send(&[&header, &init.args], &[]) {
         Ok(()) => link.recv(Some(limit)),
+        // (`validate` refuses such arguments before any worker starts.)
+        Err(FrameError::TooLarge { len, max }) => {
+            link.kill();
+            link.finish(Duration::ZERO);
+            return Err(failed(too_large(len, max), None));
+        }
         Err(e) => Err(e),
     };
     let why = match answer.map(wire::parse_reply) {
